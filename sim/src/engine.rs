@@ -1,0 +1,632 @@
+//! The update rule, written once and instantiated for `f64` ([`Golden`]) and for the hardware's
+//! fixed point ([`Fixed`]).
+//!
+//! One sweep (Jacobi Euler–Maruyama, DESIGN.md §1, every unit reads the previous state):
+//!
+//! 1. **Bus lines.** For every bus and rank `r`, from the previous state:
+//!    `S_r = sum_j u_rj rho(x_j)` over the encoder module (units in ascending order), then
+//!    `line_enc_r = gain(S_r, eta sigma_r)`; likewise `T_r = sum_j v_rj rho(x_j)` over the decoder
+//!    and `line_dec_r`.
+//! 2. **Noise.** Unit `i` takes the next draw of lane `i mod P` (lanes draw for their units in
+//!    ascending unit order).
+//! 3. **Units.** For unit `i` with gate `g = rho'(x_i)`:
+//!    `acc = d_i x_i`; if `g`: `acc += c_ij rho(x_j)` for the row's off-diagonal entries in
+//!    ascending `j`; then for each bus side the unit's module sits on, in bus order, for `r = 0..k`:
+//!    `acc += w_ri line_r` (decoder units use `v` with the encoder's lines, encoder units use `u`
+//!    with the decoder's lines); then `acc += h_i`. Finally `acc += gn * z_i` and
+//!    `x_i' = finish(acc)`.
+//!
+//! Constants: `d_i = 1 - eta a_i`, `c_ij = -eta A_ij`, `h_i = eta b_i`, `gn = sqrt(2 eta T)`.
+//! In [`Fixed`] every step is the integer operation documented in `docs/fixed-point.md`.
+
+use crate::model::{Activation, Formats, Substrate};
+use crate::noise::{gaussian_f64, gaussian_fixed, NoiseLane, NOISE_FORMAT};
+use crate::qformat::{acc_add, align, QFormat};
+use serde::Serialize;
+
+/// Saturation events, by where they happened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Saturation {
+    /// Accumulator additions that clipped at 32 bits.
+    pub acc: u64,
+    /// New states clipped to the state format.
+    pub state: u64,
+    /// Bus line values clipped to the bus format.
+    pub bus: u64,
+}
+
+impl Saturation {
+    /// Sum of all counters.
+    pub fn total(&self) -> u64 {
+        self.acc + self.state + self.bus
+    }
+    /// Add another set of counters.
+    pub fn add(&mut self, o: &Saturation) {
+        self.acc += o.acc;
+        self.state += o.state;
+        self.bus += o.bus;
+    }
+}
+
+/// The arithmetic an engine runs the update rule in.
+pub trait Arith: Clone + Send + Sync {
+    /// A unit state.
+    type State: Copy + Default + Send + Sync + PartialEq + std::fmt::Debug;
+    /// A stored coefficient (coupling or gain).
+    type Coef: Copy + Send + Sync + std::fmt::Debug;
+    /// The accumulator.
+    type Acc: Copy;
+    /// A stored bias.
+    type Bias: Copy + Send + Sync + std::fmt::Debug;
+    /// A bus line value.
+    type Line: Copy + Default + Send + Sync + std::fmt::Debug;
+    /// A noise sample.
+    type Noise: Copy + Default + Send + Sync + std::fmt::Debug;
+
+    /// Store a coupling-format constant.
+    fn coef(&self, x: f64) -> Self::Coef;
+    /// Store a gain-format constant.
+    fn gain(&self, x: f64) -> Self::Coef;
+    /// Store a bias (`eta b`).
+    fn bias(&self, x: f64) -> Self::Bias;
+    /// Empty accumulator.
+    fn zero(&self) -> Self::Acc;
+    /// `acc + c x`.
+    fn mac(&self, acc: Self::Acc, c: Self::Coef, x: Self::State, sat: &mut Saturation) -> Self::Acc;
+    /// `acc + c line`.
+    fn mac_line(&self, acc: Self::Acc, c: Self::Coef, line: Self::Line, sat: &mut Saturation) -> Self::Acc;
+    /// `acc + h`.
+    fn add_bias(&self, acc: Self::Acc, h: Self::Bias, sat: &mut Saturation) -> Self::Acc;
+    /// `acc + gn z`.
+    fn add_noise(&self, acc: Self::Acc, z: Self::Noise, sat: &mut Saturation) -> Self::Acc;
+    /// The new state from the accumulator.
+    fn finish(&self, acc: Self::Acc, sat: &mut Saturation) -> Self::State;
+    /// A bus line from its sum and gain.
+    fn line(&self, sum: Self::Acc, gain: Self::Coef, sat: &mut Saturation) -> Self::Line;
+    /// Activation `rho`.
+    fn rho(&self, x: Self::State) -> Self::State;
+    /// Activation slope `rho'(x) != 0`.
+    fn gate(&self, x: Self::State) -> bool;
+    /// Noise sample from a draw's two words.
+    fn noise(&self, w0: u32, w1: u32) -> Self::Noise;
+    /// A state as a real number.
+    fn to_f64(&self, x: Self::State) -> f64;
+    /// A real number as a state (rounded, saturated).
+    fn from_f64(&self, x: f64) -> Self::State;
+    /// The state's integer code, for arithmetics that have one.
+    fn code(&self, x: Self::State) -> Option<i16>;
+}
+
+/// The float golden model's arithmetic.
+#[derive(Clone, Debug)]
+pub struct Golden {
+    noise_amp: f64,
+    clamp: Option<(f64, f64)>,
+}
+
+impl Golden {
+    /// Golden arithmetic for a substrate.
+    pub fn new(s: &Substrate) -> Self {
+        Golden {
+            noise_amp: s.noise_amplitude(),
+            clamp: match s.activation {
+                Activation::Identity => None,
+                Activation::Clamp { lo, hi } => Some((lo, hi)),
+            },
+        }
+    }
+}
+
+impl Arith for Golden {
+    type State = f64;
+    type Coef = f64;
+    type Acc = f64;
+    type Bias = f64;
+    type Line = f64;
+    type Noise = f64;
+    fn coef(&self, x: f64) -> f64 {
+        x
+    }
+    fn gain(&self, x: f64) -> f64 {
+        x
+    }
+    fn bias(&self, x: f64) -> f64 {
+        x
+    }
+    #[inline(always)]
+    fn zero(&self) -> f64 {
+        0.0
+    }
+    #[inline(always)]
+    fn mac(&self, acc: f64, c: f64, x: f64, _: &mut Saturation) -> f64 {
+        acc + c * x
+    }
+    #[inline(always)]
+    fn mac_line(&self, acc: f64, c: f64, line: f64, _: &mut Saturation) -> f64 {
+        acc + c * line
+    }
+    #[inline(always)]
+    fn add_bias(&self, acc: f64, h: f64, _: &mut Saturation) -> f64 {
+        acc + h
+    }
+    #[inline(always)]
+    fn add_noise(&self, acc: f64, z: f64, _: &mut Saturation) -> f64 {
+        acc + self.noise_amp * z
+    }
+    #[inline(always)]
+    fn finish(&self, acc: f64, _: &mut Saturation) -> f64 {
+        acc
+    }
+    fn line(&self, sum: f64, gain: f64, _: &mut Saturation) -> f64 {
+        sum * gain
+    }
+    #[inline(always)]
+    fn rho(&self, x: f64) -> f64 {
+        match self.clamp {
+            None => x,
+            Some((lo, hi)) => x.clamp(lo, hi),
+        }
+    }
+    #[inline(always)]
+    fn gate(&self, x: f64) -> bool {
+        match self.clamp {
+            None => true,
+            Some((lo, hi)) => (lo..=hi).contains(&x),
+        }
+    }
+    #[inline(always)]
+    fn noise(&self, w0: u32, w1: u32) -> f64 {
+        gaussian_f64(w0, w1)
+    }
+    fn to_f64(&self, x: f64) -> f64 {
+        x
+    }
+    fn from_f64(&self, x: f64) -> f64 {
+        x
+    }
+    fn code(&self, _: f64) -> Option<i16> {
+        None
+    }
+}
+
+/// The hardware's fixed-point arithmetic (the specification of the RTL).
+#[derive(Clone, Debug)]
+pub struct Fixed {
+    /// Formats in use.
+    pub formats: Formats,
+    /// Noise amplitude code in `formats.noise_gain`.
+    pub noise_amp: i16,
+    clamp: Option<(i16, i16)>,
+    acc_frac: u32,
+}
+
+impl Fixed {
+    /// Fixed arithmetic for a substrate (constants quantised; validation guarantees they fit).
+    pub fn new(s: &Substrate) -> Self {
+        let f = s.formats;
+        Fixed {
+            formats: f,
+            noise_amp: f.noise_gain.quantize(s.noise_amplitude()).0 as i16,
+            clamp: match s.activation {
+                Activation::Identity => None,
+                Activation::Clamp { lo, hi } => Some((f.state.quantize(lo).0 as i16, f.state.quantize(hi).0 as i16)),
+            },
+            acc_frac: f.acc().frac,
+        }
+    }
+    #[inline(always)]
+    fn sat16(q: QFormat, v: i64, flag: &mut u64) -> i16 {
+        let (c, s) = q.saturate(v);
+        *flag += s as u64;
+        c as i16
+    }
+}
+
+impl Arith for Fixed {
+    type State = i16;
+    type Coef = i16;
+    type Acc = i32;
+    type Bias = i32;
+    type Line = i16;
+    type Noise = i16;
+    fn coef(&self, x: f64) -> i16 {
+        self.formats.coupling.quantize(x).0 as i16
+    }
+    fn gain(&self, x: f64) -> i16 {
+        self.formats.gain.quantize(x).0 as i16
+    }
+    fn bias(&self, x: f64) -> i32 {
+        self.formats.acc().quantize(x).0 as i32
+    }
+    #[inline(always)]
+    fn zero(&self) -> i32 {
+        0
+    }
+    #[inline(always)]
+    fn mac(&self, acc: i32, c: i16, x: i16, sat: &mut Saturation) -> i32 {
+        let (a, s) = acc_add(acc, c as i64 * x as i64);
+        sat.acc += s as u64;
+        a
+    }
+    #[inline(always)]
+    fn mac_line(&self, acc: i32, c: i16, line: i16, sat: &mut Saturation) -> i32 {
+        let f = &self.formats;
+        let p = align(c as i64 * line as i64, f.coupling.frac + f.bus.frac, self.acc_frac);
+        let (a, s) = acc_add(acc, p);
+        sat.acc += s as u64;
+        a
+    }
+    #[inline(always)]
+    fn add_bias(&self, acc: i32, h: i32, sat: &mut Saturation) -> i32 {
+        let (a, s) = acc_add(acc, h as i64);
+        sat.acc += s as u64;
+        a
+    }
+    #[inline(always)]
+    fn add_noise(&self, acc: i32, z: i16, sat: &mut Saturation) -> i32 {
+        let p = align(
+            z as i64 * self.noise_amp as i64,
+            NOISE_FORMAT.frac + self.formats.noise_gain.frac,
+            self.acc_frac,
+        );
+        let (a, s) = acc_add(acc, p);
+        sat.acc += s as u64;
+        a
+    }
+    #[inline(always)]
+    fn finish(&self, acc: i32, sat: &mut Saturation) -> i16 {
+        Self::sat16(self.formats.state, align(acc as i64, self.acc_frac, self.formats.state.frac), &mut sat.state)
+    }
+    fn line(&self, sum: i32, gain: i16, sat: &mut Saturation) -> i16 {
+        let f = &self.formats;
+        let pre = Self::sat16(f.bus, align(sum as i64, self.acc_frac, f.bus.frac), &mut sat.bus);
+        Self::sat16(f.bus, align(pre as i64 * gain as i64, f.bus.frac + f.gain.frac, f.bus.frac), &mut sat.bus)
+    }
+    #[inline(always)]
+    fn rho(&self, x: i16) -> i16 {
+        match self.clamp {
+            None => x,
+            Some((lo, hi)) => x.clamp(lo, hi),
+        }
+    }
+    #[inline(always)]
+    fn gate(&self, x: i16) -> bool {
+        match self.clamp {
+            None => true,
+            Some((lo, hi)) => (lo..=hi).contains(&x),
+        }
+    }
+    #[inline(always)]
+    fn noise(&self, w0: u32, w1: u32) -> i16 {
+        gaussian_fixed(w0, w1)
+    }
+    fn to_f64(&self, x: i16) -> f64 {
+        self.formats.state.to_f64(x as i64)
+    }
+    fn from_f64(&self, x: f64) -> i16 {
+        self.formats.state.quantize(x).0 as i16
+    }
+    fn code(&self, x: i16) -> Option<i16> {
+        Some(x)
+    }
+}
+
+/// Which factor a module's units use on a bus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Encoder side: sums with `u`, receives the decoder's lines through `u`.
+    Encoder,
+    /// Decoder side: sums with `v`, receives the encoder's lines through `v`.
+    Decoder,
+}
+
+/// One bus in engine form.
+#[derive(Clone, Debug)]
+pub struct BusProgram<A: Arith> {
+    /// Encoder unit range.
+    pub enc: std::ops::Range<usize>,
+    /// Decoder unit range.
+    pub dec: std::ops::Range<usize>,
+    /// `u`, rank-major.
+    pub u: Vec<Vec<A::Coef>>,
+    /// `v`, rank-major.
+    pub v: Vec<Vec<A::Coef>>,
+    /// `eta sigma_r`.
+    pub gain: Vec<A::Coef>,
+}
+
+/// A substrate's constants in an engine's arithmetic.
+#[derive(Clone, Debug)]
+pub struct Program<A: Arith> {
+    /// The arithmetic.
+    pub arith: A,
+    /// Lanes P.
+    pub lanes: usize,
+    /// Self coefficients `1 - eta a_i`.
+    pub diag: Vec<A::Coef>,
+    /// CSR row pointers.
+    pub row_ptr: Vec<u32>,
+    /// CSR columns.
+    pub col: Vec<u32>,
+    /// `-eta A_ij`.
+    pub coef: Vec<A::Coef>,
+    /// `eta b_i`.
+    pub bias: Vec<A::Bias>,
+    /// Buses.
+    pub buses: Vec<BusProgram<A>>,
+    /// Unit range of each module.
+    pub modules: Vec<std::ops::Range<usize>>,
+    /// Bus sides each module sits on, in bus order.
+    pub sides: Vec<Vec<(usize, Side)>>,
+}
+
+impl<A: Arith> Program<A> {
+    /// Compile a substrate's constants into `arith`.
+    pub fn new(s: &Substrate, arith: A) -> Self {
+        let eta = s.eta;
+        let modules: Vec<_> = s.modules.iter().map(|m| m.range()).collect();
+        let mut sides = vec![Vec::new(); modules.len()];
+        let buses = s
+            .buses
+            .iter()
+            .enumerate()
+            .map(|(b, bus)| {
+                sides[bus.enc].push((b, Side::Encoder));
+                sides[bus.dec].push((b, Side::Decoder));
+                BusProgram {
+                    enc: modules[bus.enc].clone(),
+                    dec: modules[bus.dec].clone(),
+                    u: bus.u.iter().map(|r| r.iter().map(|&x| arith.coef(x)).collect()).collect(),
+                    v: bus.v.iter().map(|r| r.iter().map(|&x| arith.coef(x)).collect()).collect(),
+                    gain: bus.sigma.iter().map(|&x| arith.gain(eta * x)).collect(),
+                }
+            })
+            .collect();
+        Program {
+            lanes: s.lanes as usize,
+            diag: s.stiffness.iter().map(|&a| arith.coef(1.0 - eta * a)).collect(),
+            row_ptr: s.row_ptr.iter().map(|&p| p as u32).collect(),
+            col: s.col.iter().map(|&c| c as u32).collect(),
+            coef: s.val.iter().map(|&a| arith.coef(-eta * a)).collect(),
+            bias: s.bias.iter().map(|&b| arith.bias(eta * b)).collect(),
+            buses,
+            modules,
+            sides,
+            arith,
+        }
+    }
+
+    /// Number of units.
+    pub fn units(&self) -> usize {
+        self.diag.len()
+    }
+
+    /// Replace the biases `b` (conditioning); `b` in energy units, scaled by `eta` here.
+    pub fn set_bias(&mut self, s: &Substrate, b: &[f64]) {
+        self.bias = b.iter().map(|&x| self.arith.bias(s.eta * x)).collect();
+    }
+
+    /// Step 1: the bus lines `(encoder lines, decoder lines)` of every bus from state `x`.
+    pub fn bus_lines(&self, x: &[A::State], sat: &mut Saturation) -> Vec<(Vec<A::Line>, Vec<A::Line>)> {
+        let a = &self.arith;
+        self.buses
+            .iter()
+            .map(|bus| {
+                let mut side = |w: &Vec<Vec<A::Coef>>, range: &std::ops::Range<usize>| -> Vec<A::Line> {
+                    w.iter()
+                        .zip(&bus.gain)
+                        .map(|(row, &g)| {
+                            let mut acc = a.zero();
+                            for (&c, &xj) in row.iter().zip(&x[range.clone()]) {
+                                acc = a.mac(acc, c, a.rho(xj), sat);
+                            }
+                            a.line(acc, g, sat)
+                        })
+                        .collect()
+                };
+                let enc = side(&bus.u, &bus.enc);
+                (enc, side(&bus.v, &bus.dec))
+            })
+            .collect()
+    }
+
+    /// Step 3 for units `range` of module `m`: write new states into `out` (indexed from
+    /// `range.start`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn update_units(
+        &self,
+        m: usize,
+        range: std::ops::Range<usize>,
+        x: &[A::State],
+        z: &[A::Noise],
+        lines: &[(Vec<A::Line>, Vec<A::Line>)],
+        out: &mut [A::State],
+        sat: &mut Saturation,
+    ) {
+        let a = &self.arith;
+        let module_start = self.modules[m].start;
+        for (o, i) in out.iter_mut().zip(range) {
+            let xi = x[i];
+            let mut acc = a.mac(a.zero(), self.diag[i], xi, sat);
+            if a.gate(xi) {
+                let (p0, p1) = (self.row_ptr[i] as usize, self.row_ptr[i + 1] as usize);
+                for p in p0..p1 {
+                    acc = a.mac(acc, self.coef[p], a.rho(x[self.col[p] as usize]), sat);
+                }
+                let n = i - module_start;
+                for &(b, side) in &self.sides[m] {
+                    let bus = &self.buses[b];
+                    let (w, ls) = match side {
+                        Side::Decoder => (&bus.v, &lines[b].0),
+                        Side::Encoder => (&bus.u, &lines[b].1),
+                    };
+                    for (row, &l) in w.iter().zip(ls) {
+                        acc = a.mac_line(acc, row[n], l, sat);
+                    }
+                }
+                acc = a.add_bias(acc, self.bias[i], sat);
+            }
+            acc = a.add_noise(acc, z[i], sat);
+            *o = a.finish(acc, sat);
+        }
+    }
+}
+
+/// A running substrate in arithmetic `A`.
+#[derive(Clone, Debug)]
+pub struct Engine<A: Arith> {
+    /// Constants.
+    pub prog: Program<A>,
+    /// Current state.
+    pub x: Vec<A::State>,
+    next: Vec<A::State>,
+    z: Vec<A::Noise>,
+    /// One noise lane per hardware lane.
+    pub lanes: Vec<NoiseLane>,
+    /// Saturation counters per module (unit updates).
+    pub saturation: Vec<Saturation>,
+    /// Saturation counters of the bus lines.
+    pub bus_saturation: Saturation,
+    /// Sweeps done.
+    pub sweeps: u64,
+    /// Worker threads for the unit updates (results do not depend on it).
+    pub threads: usize,
+}
+
+/// The golden model.
+pub type GoldenEngine = Engine<Golden>;
+/// The bit-exact fixed-point engine.
+pub type FixedEngine = Engine<Fixed>;
+
+impl GoldenEngine {
+    /// Golden model of `s`, noise seeded with `seed`, state zero.
+    pub fn golden(s: &Substrate, seed: u64) -> Self {
+        Engine::new(s, Golden::new(s), seed)
+    }
+}
+
+impl FixedEngine {
+    /// Fixed engine of `s`, noise seeded with `seed`, state zero.
+    pub fn fixed(s: &Substrate, seed: u64) -> Self {
+        Engine::new(s, Fixed::new(s), seed)
+    }
+}
+
+impl<A: Arith> Engine<A> {
+    /// An engine with state zero.
+    pub fn new(s: &Substrate, arith: A, seed: u64) -> Self {
+        let prog = Program::new(s, arith);
+        let d = prog.units();
+        Engine {
+            x: vec![A::State::default(); d],
+            next: vec![A::State::default(); d],
+            z: vec![A::Noise::default(); d],
+            lanes: (0..prog.lanes as u32).map(|l| NoiseLane::new(seed, l)).collect(),
+            saturation: vec![Saturation::default(); prog.modules.len()],
+            bus_saturation: Saturation::default(),
+            sweeps: 0,
+            threads: 1,
+            prog,
+        }
+    }
+
+    /// Number of units.
+    pub fn units(&self) -> usize {
+        self.x.len()
+    }
+
+    /// One Jacobi sweep.
+    pub fn sweep(&mut self) {
+        let prog = &self.prog;
+        let p = prog.lanes;
+        // Step 1: bus lines (counted against the module of the bus's decoder side).
+        let mut bus_sat = Saturation::default();
+        let lines = prog.bus_lines(&self.x, &mut bus_sat);
+        // Step 2: noise, lane i mod P, ascending units.
+        let mut lane = 0;
+        for zi in self.z.iter_mut() {
+            let (w0, w1) = self.lanes[lane].draw();
+            *zi = prog.arith.noise(w0, w1);
+            lane += 1;
+            if lane == p {
+                lane = 0;
+            }
+        }
+        // Step 3: units, module by module; optionally split across threads.
+        let x = &self.x;
+        let z = &self.z;
+        if self.threads <= 1 {
+            let mut rest = &mut self.next[..];
+            for (m, range) in prog.modules.iter().enumerate() {
+                let (out, r) = rest.split_at_mut(range.len());
+                rest = r;
+                prog.update_units(m, range.clone(), x, z, &lines, out, &mut self.saturation[m]);
+            }
+        } else {
+            let threads = self.threads;
+            let mut tasks = Vec::new();
+            let mut rest = &mut self.next[..];
+            for (m, range) in prog.modules.iter().enumerate() {
+                let (mut out, r) = rest.split_at_mut(range.len());
+                rest = r;
+                let chunk = range.len().div_ceil(threads).max(64);
+                let mut start = range.start;
+                while start < range.end {
+                    let end = (start + chunk).min(range.end);
+                    let (o, r2) = out.split_at_mut(end - start);
+                    out = r2;
+                    tasks.push((m, start..end, o));
+                    start = end;
+                }
+            }
+            let nsat = self.saturation.len();
+            let per_thread: Vec<Vec<Saturation>> = std::thread::scope(|sc| {
+                let mut buckets: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
+                for (t, task) in tasks.into_iter().enumerate() {
+                    buckets[t % threads].push(task);
+                }
+                let handles: Vec<_> = buckets
+                    .into_iter()
+                    .map(|bucket| {
+                        let lines = &lines;
+                        sc.spawn(move || {
+                            let mut sat = vec![Saturation::default(); nsat];
+                            for (m, range, out) in bucket {
+                                prog.update_units(m, range, x, z, lines, out, &mut sat[m]);
+                            }
+                            sat
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().expect("engine worker panicked")).collect()
+            });
+            for sat in per_thread {
+                for (a, b) in self.saturation.iter_mut().zip(&sat) {
+                    a.add(b);
+                }
+            }
+        }
+        self.bus_saturation.add(&bus_sat);
+        std::mem::swap(&mut self.x, &mut self.next);
+        self.sweeps += 1;
+    }
+
+    /// Current state as reals.
+    pub fn state_f64(&self) -> Vec<f64> {
+        self.x.iter().map(|&v| self.prog.arith.to_f64(v)).collect()
+    }
+
+    /// Set the state from reals (rounded and saturated in the fixed engine).
+    pub fn set_state_f64(&mut self, x: &[f64]) {
+        self.x = x.iter().map(|&v| self.prog.arith.from_f64(v)).collect();
+    }
+
+    /// Total saturation events.
+    pub fn saturation_total(&self) -> Saturation {
+        let mut t = self.bus_saturation;
+        for s in &self.saturation {
+            t.add(s);
+        }
+        t
+    }
+}

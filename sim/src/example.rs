@@ -1,0 +1,195 @@
+//! Random valid substrates in the U-Net layout, for tests, benchmarks and `thermo example`.
+
+use crate::model::{BusConfig, Formats, ModuleConfig, PerUnit, Role, SubstrateConfig};
+use crate::noise::splitmix64;
+use std::collections::BTreeMap;
+
+/// Parameters of a random substrate.
+#[derive(Clone, Debug)]
+pub struct ExampleSpec {
+    /// Total units D.
+    pub units: usize,
+    /// Modules M (encoder levels, an optional bottleneck, decoder levels).
+    pub modules: usize,
+    /// Rank k of every skip bus (0: no buses).
+    pub rank: usize,
+    /// Target average number of off-diagonal couplings per unit.
+    pub degree: usize,
+    /// Hardware lanes P.
+    pub lanes: u32,
+    /// Temperature T.
+    pub temperature: f64,
+    /// Typical bias magnitude.
+    pub bias_scale: f64,
+    /// Random seed (structure and values; also the noise seed).
+    pub seed: u64,
+    /// Q formats.
+    pub formats: Formats,
+}
+
+impl Default for ExampleSpec {
+    fn default() -> Self {
+        ExampleSpec {
+            units: 64,
+            modules: 3,
+            rank: 2,
+            degree: 8,
+            lanes: 4,
+            temperature: 0.05,
+            bias_scale: 0.5,
+            seed: 1,
+            formats: Formats::default(),
+        }
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn u01(&mut self) -> f64 {
+        (splitmix64(&mut self.0) >> 11) as f64 * (-53f64).exp2()
+    }
+    fn below(&mut self, n: usize) -> usize {
+        ((splitmix64(&mut self.0) >> 32) * n as u64 >> 32) as usize
+    }
+    fn normal(&mut self) -> f64 {
+        let u1 = self.u01().max(1e-300);
+        let u2 = self.u01();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
+/// Module roles and levels for M modules: `floor(M/2)` encoder levels, a bottleneck when M is
+/// odd, and as many decoder levels (finest first for encoders, coarsest first for decoders).
+pub fn unet_layout(m: usize) -> Vec<(String, Role, u32)> {
+    let l = m / 2;
+    let mut out = Vec::new();
+    for i in 0..l {
+        out.push((format!("enc{i}"), Role::Encoder, i as u32));
+    }
+    if m % 2 == 1 {
+        out.push(("bottleneck".to_string(), Role::Bottleneck, l as u32));
+    }
+    for i in (0..l).rev() {
+        out.push((format!("dec{i}"), Role::Decoder, i as u32));
+    }
+    out
+}
+
+/// A random substrate satisfying every validation rule: diagonally dominant `A` (buses included),
+/// `eta = 1 / (Gershgorin bound on lambda_max)`.
+pub fn random_substrate(spec: &ExampleSpec) -> SubstrateConfig {
+    let mut rng = Rng(spec.seed ^ 0x7468_6572_6d6f);
+    let m = spec.modules.max(1);
+    let layout = unet_layout(m);
+    let base = spec.units / m;
+    let sizes: Vec<usize> = (0..m).map(|i| base + usize::from(i < spec.units % m)).collect();
+    let offsets: Vec<usize> = sizes.iter().scan(0, |acc, &s| {
+        let o = *acc;
+        *acc += s;
+        Some(o)
+    }).collect();
+
+    // Local couplings: within a module and between hierarchy neighbours (adjacent in file order).
+    let mut edges: BTreeMap<(usize, usize), f64> = BTreeMap::new();
+    let half = (spec.degree / 2).max(1);
+    for (mi, (&off, &n)) in offsets.iter().zip(&sizes).enumerate() {
+        for local in 0..n {
+            let i = off + local;
+            for e in 0..half {
+                // Within the module, or with the next module in the hierarchy for one edge in four.
+                let j = if e % 4 == 3 && mi + 1 < m {
+                    offsets[mi + 1] + rng.below(sizes[mi + 1])
+                } else if n > 1 {
+                    off + (local + 1 + rng.below(n - 1)) % n
+                } else {
+                    continue;
+                };
+                if i == j {
+                    continue;
+                }
+                let (a, b) = (i.min(j), i.max(j));
+                let sign = if rng.u01() < 0.7 { -1.0 } else { 1.0 };
+                let v = sign * (0.05 + 0.25 * rng.u01());
+                edges.insert((a, b), v);
+            }
+        }
+    }
+    let mut couplings = Vec::with_capacity(edges.len() * 2);
+    for (&(i, j), &v) in &edges {
+        couplings.push((i, j, v));
+        couplings.push((j, i, v));
+    }
+
+    // Buses between enc l and dec l.
+    let mut buses = Vec::new();
+    let names: Vec<&str> = layout.iter().map(|l| l.0.as_str()).collect();
+    if spec.rank > 0 {
+        for l in 0..m / 2 {
+            let (e, d) = (l, m - 1 - l);
+            let unit = |rng: &mut Rng, n: usize| {
+                let v: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+                let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+                v.into_iter().map(|x| x / norm).collect::<Vec<f64>>()
+            };
+            let u: Vec<Vec<f64>> = (0..spec.rank).map(|_| unit(&mut rng, sizes[e])).collect();
+            let v: Vec<Vec<f64>> = (0..spec.rank).map(|_| unit(&mut rng, sizes[d])).collect();
+            let sigma: Vec<f64> = (0..spec.rank).map(|r| 0.6 / (r as f64 + 1.0)).collect();
+            buses.push(BusConfig {
+                encoder: names[e].to_string(),
+                decoder: names[d].to_string(),
+                sigma,
+                u,
+                v,
+            });
+        }
+    }
+
+    // Gershgorin radii, then stiffness = radius + margin.
+    let d = spec.units;
+    let mut radius = vec![0.0; d];
+    for &(i, _, v) in &couplings {
+        radius[i] += f64::abs(v);
+    }
+    for bus in &buses {
+        let e = names.iter().position(|n| *n == bus.encoder).unwrap_or(0);
+        let dd = names.iter().position(|n| *n == bus.decoder).unwrap_or(0);
+        for r in 0..bus.sigma.len() {
+            let su: f64 = bus.u[r].iter().map(|x| x.abs()).sum();
+            let sv: f64 = bus.v[r].iter().map(|x| x.abs()).sum();
+            for (n, x) in bus.u[r].iter().enumerate() {
+                radius[offsets[e] + n] += bus.sigma[r] * x.abs() * sv;
+            }
+            for (n, x) in bus.v[r].iter().enumerate() {
+                radius[offsets[dd] + n] += bus.sigma[r] * x.abs() * su;
+            }
+        }
+    }
+    let stiffness: Vec<f64> = radius.iter().map(|r| r + 1.0 + 0.5 * rng.u01()).collect();
+    let bound = stiffness.iter().zip(&radius).map(|(a, r)| a + r).fold(0.0, f64::max);
+    let eta = (1.0 / bound * 1e4).floor() / 1e4;
+
+    let modules = layout
+        .iter()
+        .enumerate()
+        .map(|(mi, (name, role, level))| ModuleConfig {
+            name: name.clone(),
+            role: *role,
+            level: *level,
+            size: sizes[mi],
+            stiffness: PerUnit::Each(stiffness[offsets[mi]..offsets[mi] + sizes[mi]].to_vec()),
+            bias: PerUnit::Each((0..sizes[mi]).map(|_| spec.bias_scale * rng.normal()).collect()),
+        })
+        .collect();
+    SubstrateConfig {
+        name: format!("random-d{}-m{}-k{}-s{}", spec.units, m, spec.rank, spec.seed),
+        temperature: spec.temperature,
+        eta,
+        lanes: spec.lanes,
+        seed: spec.seed,
+        activation: Default::default(),
+        formats: spec.formats,
+        modules,
+        couplings,
+        buses,
+    }
+}

@@ -1,0 +1,270 @@
+//! File formats: NumPy `.npy`/`.npz` (so states, samples and energies can be checked in NumPy),
+//! VCD traces and GTKWave save files.
+
+use crate::error::{Error, Result};
+use crate::model::Substrate;
+use std::io::Write;
+use std::path::Path;
+
+/// Element types we write to `.npy`.
+pub trait NpyElem: Copy {
+    /// NumPy `descr`.
+    const DESCR: &'static str;
+    /// Little-endian bytes.
+    fn put(self, out: &mut Vec<u8>);
+}
+impl NpyElem for f64 {
+    const DESCR: &'static str = "<f8";
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+impl NpyElem for i64 {
+    const DESCR: &'static str = "<i8";
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+impl NpyElem for i16 {
+    const DESCR: &'static str = "<i2";
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+/// Encode a C-order array as `.npy` (format 1.0) bytes.
+pub fn npy_bytes<T: NpyElem>(shape: &[usize], data: &[T]) -> Vec<u8> {
+    assert_eq!(shape.iter().product::<usize>(), data.len(), "npy shape does not match data");
+    let shape_txt = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut header = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", T::DESCR, shape_txt);
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 8);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for &x in data {
+        x.put(&mut out);
+    }
+    out
+}
+
+/// Unicode string array (`<U n`) as `.npy` bytes.
+pub fn npy_strings(items: &[String]) -> Vec<u8> {
+    let n = items.iter().map(|s| s.chars().count()).max().unwrap_or(1).max(1);
+    let mut header = format!("{{'descr': '<U{n}', 'fortran_order': False, 'shape': ({},), }}", items.len());
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut out = Vec::new();
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for s in items {
+        let mut c = 0;
+        for ch in s.chars() {
+            out.extend_from_slice(&(ch as u32).to_le_bytes());
+            c += 1;
+        }
+        for _ in c..n {
+            out.extend_from_slice(&0u32.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Write a `.npy` file.
+pub fn write_npy<T: NpyElem>(path: &Path, shape: &[usize], data: &[T]) -> Result<()> {
+    std::fs::write(path, npy_bytes(shape, data)).map_err(|e| Error::io(path, e))
+}
+
+/// Write a `.npz` (uncompressed zip of `.npy` members).
+pub fn write_npz(path: &Path, members: &[(String, Vec<u8>)]) -> Result<()> {
+    let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut z = zip::ZipWriter::new(f);
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let zerr = |e: zip::result::ZipError| Error::io(path, std::io::Error::other(e.to_string()));
+    for (name, bytes) in members {
+        z.start_file(format!("{name}.npy"), opts).map_err(zerr)?;
+        z.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    }
+    z.finish().map_err(zerr)?;
+    Ok(())
+}
+
+/// Largest unit count for which `export` writes `A` dense.
+pub const EXPORT_DENSE_LIMIT: usize = 4096;
+
+/// Export the energy as NumPy arrays (see `thermo export --help` for the member list).
+pub fn export_npz(s: &Substrate, path: &Path) -> Result<()> {
+    let d = s.units();
+    let mut m: Vec<(String, Vec<u8>)> = Vec::new();
+    if d <= EXPORT_DENSE_LIMIT {
+        let a = s.dense_a();
+        let data: Vec<f64> = (0..d).flat_map(|i| (0..d).map(move |j| (i, j))).map(|(i, j)| a[(i, j)]).collect();
+        m.push(("A".into(), npy_bytes(&[d, d], &data)));
+    } else {
+        // Local part (stiffness + couplings) as CSR with the diagonal included; buses separately.
+        let (mut data, mut indices, mut indptr) = (Vec::new(), Vec::new(), vec![0i64]);
+        for i in 0..d {
+            let mut row: Vec<(usize, f64)> = vec![(i, s.stiffness[i])];
+            row.extend((s.row_ptr[i]..s.row_ptr[i + 1]).map(|p| (s.col[p], s.val[p])));
+            row.sort_by_key(|e| e.0);
+            for (j, v) in row {
+                indices.push(j as i64);
+                data.push(v);
+            }
+            indptr.push(indices.len() as i64);
+        }
+        m.push(("A_local_data".into(), npy_bytes(&[data.len()], &data)));
+        m.push(("A_local_indices".into(), npy_bytes(&[indices.len()], &indices)));
+        m.push(("A_local_indptr".into(), npy_bytes(&[indptr.len()], &indptr)));
+    }
+    m.push(("b".into(), npy_bytes(&[d], &s.bias)));
+    m.push(("T".into(), npy_bytes(&[], &[s.temperature])));
+    m.push(("eta".into(), npy_bytes(&[], &[s.eta])));
+    let ranges: Vec<i64> = s.modules.iter().flat_map(|md| [md.offset as i64, (md.offset + md.size) as i64]).collect();
+    m.push(("module_ranges".into(), npy_bytes(&[s.modules.len(), 2], &ranges)));
+    m.push(("module_names".into(), npy_strings(&s.modules.iter().map(|x| x.name.clone()).collect::<Vec<_>>())));
+    for (b, bus) in s.buses.iter().enumerate() {
+        let k = bus.rank();
+        m.push((format!("bus{b}_sigma"), npy_bytes(&[k], &bus.sigma)));
+        let u: Vec<f64> = bus.u.iter().flatten().copied().collect();
+        let v: Vec<f64> = bus.v.iter().flatten().copied().collect();
+        m.push((format!("bus{b}_u"), npy_bytes(&[k, s.modules[bus.enc].size], &u)));
+        m.push((format!("bus{b}_v"), npy_bytes(&[k, s.modules[bus.dec].size], &v)));
+        m.push((format!("bus{b}_modules"), npy_bytes(&[2], &[bus.enc as i64, bus.dec as i64])));
+    }
+    write_npz(path, &m)
+}
+
+/// How unit states appear in a VCD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceKind {
+    /// Golden states as `real` variables.
+    Real,
+    /// Fixed states as signed vectors of `bits` with `frac` fractional bits.
+    Fixed {
+        /// Width.
+        bits: u32,
+        /// Fractional bits (GTKWave's fixed-point shift).
+        frac: u32,
+    },
+}
+
+/// Streams unit states to a VCD: scope `substrate`, one sub-scope per module, one variable `x<n>`
+/// per unit (module-local index), plus `substrate.sweep`. One time unit is one clock cycle.
+pub struct VcdTrace {
+    w: vcd::Writer<std::io::BufWriter<std::fs::File>>,
+    ids: Vec<vcd::IdCode>,
+    sweep_id: vcd::IdCode,
+    kind: TraceKind,
+    path: std::path::PathBuf,
+}
+
+impl VcdTrace {
+    /// Create the file and write the header.
+    pub fn create(path: &Path, s: &Substrate, kind: TraceKind) -> Result<Self> {
+        let io = |e| Error::io(path, e);
+        let f = std::fs::File::create(path).map_err(io)?;
+        let mut w = vcd::Writer::new(std::io::BufWriter::new(f));
+        w.timescale(1, vcd::TimescaleUnit::NS).map_err(io)?;
+        w.add_module("substrate").map_err(io)?;
+        let sweep_id = w.add_var(vcd::VarType::Integer, 32, "sweep", None).map_err(io)?;
+        let mut ids = Vec::with_capacity(s.units());
+        for m in &s.modules {
+            w.add_module(&m.name).map_err(io)?;
+            for n in 0..m.size {
+                let id = match kind {
+                    TraceKind::Real => w.add_var(vcd::VarType::Real, 64, &format!("x{n}"), None),
+                    TraceKind::Fixed { bits, .. } => w.add_wire(bits, &format!("x{n}")),
+                }
+                .map_err(io)?;
+                ids.push(id);
+            }
+            w.upscope().map_err(io)?;
+        }
+        w.upscope().map_err(io)?;
+        w.enddefinitions().map_err(io)?;
+        Ok(VcdTrace {
+            w,
+            ids,
+            sweep_id,
+            kind,
+            path: path.into(),
+        })
+    }
+
+    /// Record the states `codes` (fixed, as integers) or `reals` (golden) at time `t`.
+    pub fn record(&mut self, t: u64, sweep: u64, reals: &[f64], codes: Option<&[i16]>) -> Result<()> {
+        let io = |e| Error::io(self.path.clone(), e);
+        self.w.timestamp(t).map_err(io)?;
+        self.w.change_vector(self.sweep_id, bits_of(sweep as i64, 32)).map_err(io)?;
+        match (self.kind, codes) {
+            (TraceKind::Fixed { bits, .. }, Some(c)) => {
+                for (id, &v) in self.ids.iter().zip(c) {
+                    self.w.change_vector(*id, bits_of(v as i64, bits)).map_err(io)?;
+                }
+            }
+            _ => {
+                for (id, &v) in self.ids.iter().zip(reals) {
+                    self.w.change_real(*id, v).map_err(io)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Flush the file.
+    pub fn finish(mut self) -> Result<()> {
+        let p = self.path.clone();
+        self.w.flush().map_err(|e| Error::io(p, e))
+    }
+}
+
+fn bits_of(v: i64, width: u32) -> impl Iterator<Item = vcd::Value> {
+    (0..width).rev().map(move |b| if (v >> b) & 1 == 1 { vcd::Value::V1 } else { vcd::Value::V0 })
+}
+
+/// GTKWave trace flags (from GTKWave's `analyzer.h`).
+mod gtkw_flags {
+    pub const DEC: u64 = 1 << 2;
+    pub const RJUSTIFY: u64 = 1 << 5;
+    pub const BLANK: u64 = 1 << 9;
+    pub const SIGNED: u64 = 1 << 10;
+    pub const GRP_BEGIN: u64 = 1 << 23;
+    pub const GRP_END: u64 = 1 << 24;
+    pub const FPDECSHIFT: u64 = 1 << 30;
+}
+
+/// A GTKWave save file for a trace written by [`VcdTrace`]: one group per module, fixed states
+/// shown as signed decimals with GTKWave's fixed-point shift (so they read as real numbers).
+pub fn gtkw_save(vcd_path: &Path, s: &Substrate, kind: TraceKind, scope: &str) -> String {
+    use gtkw_flags::*;
+    let abs = std::fs::canonicalize(vcd_path).unwrap_or_else(|_| vcd_path.to_path_buf());
+    let mut out = String::new();
+    out.push_str("[*] thermo: unit states per module\n");
+    out.push_str(&format!("[dumpfile] \"{}\"\n", abs.display()));
+    out.push_str("[timestart] 0\n[size] 1400 900\n[sst_width] 240\n[signals_width] 260\n[sst_expanded] 1\n");
+    out.push_str(&format!("@{:x}\n{scope}.sweep[31:0]\n", DEC | RJUSTIFY));
+    for m in &s.modules {
+        out.push_str(&format!("@{:x}\n-{}\n", GRP_BEGIN | BLANK, m.name));
+        for n in 0..m.size {
+            match kind {
+                TraceKind::Fixed { bits, frac } => {
+                    out.push_str(&format!("@{:x}\n[fpshift_count] {frac}\n", DEC | SIGNED | RJUSTIFY | FPDECSHIFT));
+                    out.push_str(&format!("{scope}.{}.x{n}[{}:0]\n", m.name, bits - 1));
+                }
+                TraceKind::Real => {
+                    out.push_str(&format!("@{:x}\n{scope}.{}.x{n}\n", RJUSTIFY, m.name));
+                }
+            }
+        }
+        out.push_str(&format!("@{:x}\n-{}\n", GRP_END | BLANK, m.name));
+    }
+    out
+}

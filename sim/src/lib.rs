@@ -1,0 +1,25 @@
+//! # thermo-sim
+//!
+//! The substrate description ([`model`]), the noise source ([`noise`]), the Q-format rules
+//! ([`qformat`]), the update rule and its two engines ([`engine`]: the `f64` golden model and the
+//! bit-exact fixed-point engine that specifies the hardware), the sweep schedule ([`schedule`]),
+//! random examples ([`example`]), statistics ([`stats`]) and file formats ([`io`]).
+//!
+//! See `docs/fixed-point.md` for the arithmetic the fixed engine defines.
+#![warn(missing_docs)]
+
+pub mod engine;
+pub mod error;
+pub mod example;
+pub mod io;
+pub mod linalg;
+pub mod model;
+pub mod noise;
+pub mod qformat;
+pub mod run;
+pub mod schedule;
+pub mod stats;
+
+pub use engine::{Fixed, FixedEngine, Golden, GoldenEngine};
+pub use error::{Error, Result};
+pub use model::{Substrate, SubstrateConfig};

@@ -1,0 +1,744 @@
+//! The substrate description: what a user writes (TOML) or the compiler emits (JSON), and the
+//! validated [`Substrate`] every engine, the RTL generator and the exporters read.
+//!
+//! Energy (DESIGN.md §1), with units grouped into modules laid out in file order:
+//!
+//! ```text
+//! E(x) = 1/2 sum_i a_i x_i^2 + 1/2 sum_{i!=j} A_ij x_i x_j - sum_i b_i rho(x_i)
+//!        - sum_buses sum_r sigma_r (u_r . rho(x_enc)) (v_r . rho(x_dec))
+//! ```
+//!
+//! (`rho` is the identity unless an activation is configured; with the identity the couplings
+//! term reads `1/2 x^T A x - b^T x` with `A` including the buses' blocks `-sigma_r u_r v_r^T`.)
+
+use crate::error::{Error, Result};
+use crate::qformat::{QFormat, ACC_BITS};
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The role of a module in the U-Net hierarchy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// An encoder level (level 0 is the finest).
+    Encoder,
+    /// The bottleneck.
+    Bottleneck,
+    /// A decoder level (level 0 is the finest, read out).
+    Decoder,
+}
+
+/// A per-unit quantity given either as one value for the whole module or one value per unit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PerUnit {
+    /// The same value for every unit of the module.
+    Uniform(f64),
+    /// One value per unit.
+    Each(Vec<f64>),
+}
+
+impl PerUnit {
+    fn expand(&self, n: usize) -> Vec<f64> {
+        match self {
+            PerUnit::Uniform(v) => vec![*v; n],
+            PerUnit::Each(v) => v.clone(),
+        }
+    }
+}
+
+/// Bounded activation `rho` applied to states where they act on other units.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// `rho(x) = x`: the quadratic energy, with an exact stationary law.
+    #[default]
+    Identity,
+    /// `rho(x) = clamp(x, lo, hi)`, `rho'(x) = 1` inside `[lo, hi]`, else 0.
+    Clamp {
+        /// Lower bound.
+        lo: f64,
+        /// Upper bound.
+        hi: f64,
+    },
+}
+
+/// One module as written in a description file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleConfig {
+    /// Unique name, used by buses and in reports and VCD scopes.
+    pub name: String,
+    /// Role in the hierarchy.
+    pub role: Role,
+    /// Level in the hierarchy (0 = finest); bottleneck level is informative only.
+    #[serde(default)]
+    pub level: u32,
+    /// Number of units.
+    pub size: usize,
+    /// Unit stiffness `a_i` (diagonal of `A`).
+    #[serde(default = "default_stiffness")]
+    pub stiffness: PerUnit,
+    /// Bias `b_i`.
+    #[serde(default = "default_bias")]
+    pub bias: PerUnit,
+}
+
+fn default_stiffness() -> PerUnit {
+    PerUnit::Uniform(1.0)
+}
+fn default_bias() -> PerUnit {
+    PerUnit::Uniform(0.0)
+}
+
+/// A rank-k skip coupling bus between an encoder and a decoder module:
+/// `E_skip = - sum_r sigma_r (u_r . x_enc) (v_r . x_dec)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    /// Encoder-side module name.
+    pub encoder: String,
+    /// Decoder-side module name.
+    pub decoder: String,
+    /// Per-rank gains `sigma_r` (length k).
+    pub sigma: Vec<f64>,
+    /// Encoder factors, k rows of encoder size.
+    pub u: Vec<Vec<f64>>,
+    /// Decoder factors, k rows of decoder size.
+    pub v: Vec<Vec<f64>>,
+}
+
+/// The Q formats of the datapath (see `docs/fixed-point.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Formats {
+    /// Unit states.
+    #[serde(default = "default_state")]
+    pub state: QFormat,
+    /// Stored couplings: self coefficients `1 - eta a_i`, `-eta A_ij`, bus factors `u`, `v`.
+    #[serde(default = "default_coupling")]
+    pub coupling: QFormat,
+    /// Bus line values (the k sums each bus carries).
+    #[serde(default = "default_bus")]
+    pub bus: QFormat,
+    /// Bus gains `eta sigma_r`.
+    #[serde(default = "default_gain")]
+    pub gain: QFormat,
+    /// Noise amplitude `sqrt(2 eta T)`.
+    #[serde(default = "default_noise_gain")]
+    pub noise_gain: QFormat,
+}
+
+fn default_state() -> QFormat {
+    QFormat::new(16, 10)
+}
+fn default_coupling() -> QFormat {
+    QFormat::new(16, 14)
+}
+fn default_bus() -> QFormat {
+    QFormat::new(16, 8)
+}
+fn default_gain() -> QFormat {
+    QFormat::new(16, 14)
+}
+fn default_noise_gain() -> QFormat {
+    QFormat::new(16, 14)
+}
+
+impl Default for Formats {
+    fn default() -> Self {
+        Formats {
+            state: default_state(),
+            coupling: default_coupling(),
+            bus: default_bus(),
+            gain: default_gain(),
+            noise_gain: default_noise_gain(),
+        }
+    }
+}
+
+impl Formats {
+    /// Accumulator format: 32 bits with `state.frac + coupling.frac` fractional bits (the binary
+    /// point of a state x coupling product). Biases are stored in it.
+    pub fn acc(&self) -> QFormat {
+        QFormat::new(ACC_BITS, self.state.frac + self.coupling.frac)
+    }
+}
+
+/// A substrate description file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubstrateConfig {
+    /// Human-readable name.
+    pub name: String,
+    /// Temperature `T` (>= 0).
+    pub temperature: f64,
+    /// Euler–Maruyama step `eta` (0 < eta < 2/lambda_max(A)).
+    pub eta: f64,
+    /// Hardware lanes `P` (also the number of noise lanes).
+    pub lanes: u32,
+    /// Default noise seed.
+    #[serde(default)]
+    pub seed: u64,
+    /// Optional bounded activation.
+    #[serde(default)]
+    pub activation: Activation,
+    /// Q formats.
+    #[serde(default)]
+    pub formats: Formats,
+    /// Modules, in unit order.
+    pub modules: Vec<ModuleConfig>,
+    /// Off-diagonal entries of `A` as `[i, j, A_ij]` with global unit indices; both `(i,j)` and
+    /// `(j,i)` must be listed with equal values.
+    #[serde(default)]
+    pub couplings: Vec<(usize, usize, f64)>,
+    /// Rank-k skip buses.
+    #[serde(default)]
+    pub buses: Vec<BusConfig>,
+}
+
+/// A validated module: its place in the unit vector.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Module {
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Level.
+    pub level: u32,
+    /// First global unit index.
+    pub offset: usize,
+    /// Number of units.
+    pub size: usize,
+}
+
+impl Module {
+    /// Global unit range.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.size
+    }
+}
+
+/// A validated bus with module indices.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Bus {
+    /// Encoder module index.
+    pub enc: usize,
+    /// Decoder module index.
+    pub dec: usize,
+    /// Per-rank gains.
+    pub sigma: Vec<f64>,
+    /// Encoder factors (k rows).
+    pub u: Vec<Vec<f64>>,
+    /// Decoder factors (k rows).
+    pub v: Vec<Vec<f64>>,
+}
+
+impl Bus {
+    /// Rank k.
+    pub fn rank(&self) -> usize {
+        self.sigma.len()
+    }
+}
+
+/// A validated substrate: everything the engines need, in `f64`.
+#[derive(Clone, Debug)]
+pub struct Substrate {
+    /// Name.
+    pub name: String,
+    /// Modules in unit order.
+    pub modules: Vec<Module>,
+    /// Stiffness `a_i`.
+    pub stiffness: Vec<f64>,
+    /// Bias `b_i`.
+    pub bias: Vec<f64>,
+    /// CSR row pointers of the off-diagonal local couplings (length D+1).
+    pub row_ptr: Vec<usize>,
+    /// CSR column indices (ascending within a row).
+    pub col: Vec<usize>,
+    /// CSR values `A_ij`.
+    pub val: Vec<f64>,
+    /// Skip buses.
+    pub buses: Vec<Bus>,
+    /// Temperature.
+    pub temperature: f64,
+    /// Step.
+    pub eta: f64,
+    /// Hardware lanes.
+    pub lanes: u32,
+    /// Default seed.
+    pub seed: u64,
+    /// Activation.
+    pub activation: Activation,
+    /// Q formats.
+    pub formats: Formats,
+    /// Largest eigenvalue of `A` (exact or a certified bound; see [`Substrate::spectrum`]).
+    pub lambda_max: f64,
+    /// Smallest eigenvalue of `A` (or a certified lower bound).
+    pub lambda_min: f64,
+}
+
+/// Largest dimension for which dense linear algebra is used in validation.
+pub const DENSE_LIMIT: usize = 2048;
+
+impl SubstrateConfig {
+    /// Read a description (`.toml` hand-written, `.json` compiled) without validating it.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let is_json = path.extension().and_then(|e| e.to_str()) == Some("json");
+        if is_json {
+            serde_json::from_str(&text).map_err(|e| Error::Parse {
+                path: path.into(),
+                message: e.to_string(),
+            })
+        } else {
+            toml::from_str(&text).map_err(|e| Error::Parse {
+                path: path.into(),
+                message: e.to_string(),
+            })
+        }
+    }
+
+    /// Write as TOML or JSON by extension.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let is_json = path.extension().and_then(|e| e.to_str()) == Some("json");
+        let text = if is_json {
+            serde_json::to_string(self).map_err(|e| Error::invalid("", e.to_string()))?
+        } else {
+            toml::to_string(self).map_err(|e| Error::invalid("", e.to_string()))?
+        };
+        std::fs::write(path, text).map_err(|e| Error::io(path, e))
+    }
+}
+
+fn check_finite(field: &str, values: &[f64]) -> Result<()> {
+    for (i, v) in values.iter().enumerate() {
+        if !v.is_finite() {
+            return Err(Error::invalid(format!("{field}[{i}]"), format!("value {v} is not finite")));
+        }
+    }
+    Ok(())
+}
+
+fn check_format(field: &str, q: QFormat) -> Result<()> {
+    if !(2..=16).contains(&q.bits) {
+        return Err(Error::invalid(
+            field,
+            format!("{} bits: stored datapath values take 2 to 16 bits (16x16 multiplier)", q.bits),
+        ));
+    }
+    if q.frac > 24 {
+        return Err(Error::invalid(field, format!("{} fractional bits: at most 24", q.frac)));
+    }
+    Ok(())
+}
+
+/// Report on how many of `values` (after scaling) do not fit `q`.
+fn check_fit(field: &str, what: &str, q: QFormat, fmt_field: &str, values: &[f64]) -> Result<()> {
+    let mut n_bad = 0usize;
+    let mut worst: f64 = 0.0;
+    let mut first = 0usize;
+    for (i, &v) in values.iter().enumerate() {
+        if !q.fits(v) {
+            if n_bad == 0 {
+                first = i;
+            }
+            n_bad += 1;
+            worst = worst.max(v.abs());
+        }
+    }
+    if n_bad > 0 {
+        return Err(Error::invalid(
+            format!("{field}[{first}]"),
+            format!(
+                "{n_bad} of {} values of {what} would saturate {fmt_field} = {} (range {} .. {}); largest magnitude {worst:.6}",
+                values.len(),
+                q.name(),
+                q.min_value(),
+                q.max_value()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Substrate {
+    /// Load and validate a description file; errors name the file and field.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let cfg = SubstrateConfig::load(path)?;
+        Substrate::from_config(&cfg).map_err(|e| e.in_file(path))
+    }
+
+    /// Validate a description.
+    pub fn from_config(cfg: &SubstrateConfig) -> Result<Self> {
+        if !cfg.temperature.is_finite() || cfg.temperature < 0.0 {
+            return Err(Error::invalid("temperature", format!("{} must be finite and >= 0", cfg.temperature)));
+        }
+        if !cfg.eta.is_finite() || cfg.eta <= 0.0 {
+            return Err(Error::invalid("eta", format!("{} must be finite and > 0", cfg.eta)));
+        }
+        if cfg.modules.is_empty() {
+            return Err(Error::invalid("modules", "a substrate needs at least one module"));
+        }
+        let f = cfg.formats;
+        check_format("formats.state", f.state)?;
+        check_format("formats.coupling", f.coupling)?;
+        check_format("formats.bus", f.bus)?;
+        check_format("formats.gain", f.gain)?;
+        check_format("formats.noise_gain", f.noise_gain)?;
+        if f.state.frac + f.coupling.frac > 30 {
+            return Err(Error::invalid(
+                "formats",
+                format!(
+                    "state.frac + coupling.frac = {} leaves the 32-bit accumulator no integer bits (limit 30)",
+                    f.state.frac + f.coupling.frac
+                ),
+            ));
+        }
+
+        // Modules.
+        let mut modules = Vec::new();
+        let mut stiffness = Vec::new();
+        let mut bias = Vec::new();
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut offset = 0;
+        for (m, mc) in cfg.modules.iter().enumerate() {
+            let field = format!("modules[{m}]");
+            if mc.size == 0 {
+                return Err(Error::invalid(format!("{field}.size"), "a module needs at least one unit"));
+            }
+            if names.insert(mc.name.as_str(), m).is_some() {
+                return Err(Error::invalid(format!("{field}.name"), format!("duplicate module name '{}'", mc.name)));
+            }
+            for (what, pu) in [("stiffness", &mc.stiffness), ("bias", &mc.bias)] {
+                if let PerUnit::Each(v) = pu {
+                    if v.len() != mc.size {
+                        return Err(Error::invalid(
+                            format!("{field}.{what}"),
+                            format!("has {} values but the module has {} units", v.len(), mc.size),
+                        ));
+                    }
+                }
+                check_finite(&format!("{field}.{what}"), &pu.expand(mc.size))?;
+            }
+            stiffness.extend(mc.stiffness.expand(mc.size));
+            bias.extend(mc.bias.expand(mc.size));
+            modules.push(Module {
+                name: mc.name.clone(),
+                role: mc.role,
+                level: mc.level,
+                offset,
+                size: mc.size,
+            });
+            offset += mc.size;
+        }
+        let d = offset;
+        if cfg.lanes == 0 || cfg.lanes as usize > d {
+            return Err(Error::invalid("lanes", format!("{} lanes for {d} units: need 1 <= lanes <= units", cfg.lanes)));
+        }
+
+        // Couplings: range, finiteness, duplicates, symmetry.
+        let mut entries: HashMap<(usize, usize), (usize, f64)> = HashMap::with_capacity(cfg.couplings.len());
+        for (n, &(i, j, a)) in cfg.couplings.iter().enumerate() {
+            let field = format!("couplings[{n}]");
+            if i >= d || j >= d {
+                return Err(Error::invalid(field, format!("unit index ({i}, {j}) out of range: the substrate has {d} units")));
+            }
+            if i == j {
+                return Err(Error::invalid(field, format!("diagonal entry ({i}, {i}): give it as the module's stiffness")));
+            }
+            if !a.is_finite() {
+                return Err(Error::invalid(field, format!("value {a} is not finite")));
+            }
+            if entries.insert((i, j), (n, a)).is_some() {
+                return Err(Error::invalid(field, format!("entry ({i}, {j}) is listed twice")));
+            }
+        }
+        for (&(i, j), &(n, a)) in &entries {
+            match entries.get(&(j, i)) {
+                None => {
+                    return Err(Error::invalid(
+                        format!("couplings[{n}]"),
+                        format!("A is not symmetric: ({i}, {j}) = {a} has no ({j}, {i}) entry"),
+                    ))
+                }
+                Some(&(_, b)) if (a - b).abs() > 1e-12 * a.abs().max(b.abs()).max(1.0) => {
+                    return Err(Error::invalid(
+                        format!("couplings[{n}]"),
+                        format!("A is not symmetric: ({i}, {j}) = {a} but ({j}, {i}) = {b}"),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let mut rows: Vec<Vec<(usize, f64)>> = vec![Vec::new(); d];
+        for (&(i, j), &(_, a)) in &entries {
+            rows[i].push((j, a));
+        }
+        let mut row_ptr = Vec::with_capacity(d + 1);
+        let mut col = Vec::with_capacity(entries.len());
+        let mut val = Vec::with_capacity(entries.len());
+        row_ptr.push(0);
+        for r in rows.iter_mut() {
+            r.sort_by_key(|e| e.0);
+            for &(j, a) in r.iter() {
+                col.push(j);
+                val.push(a);
+            }
+            row_ptr.push(col.len());
+        }
+
+        // Buses.
+        let mut buses = Vec::new();
+        for (b, bc) in cfg.buses.iter().enumerate() {
+            let field = format!("buses[{b}]");
+            let enc = *names.get(bc.encoder.as_str()).ok_or_else(|| {
+                Error::invalid(format!("{field}.encoder"), format!("no module named '{}'", bc.encoder))
+            })?;
+            let dec = *names.get(bc.decoder.as_str()).ok_or_else(|| {
+                Error::invalid(format!("{field}.decoder"), format!("no module named '{}'", bc.decoder))
+            })?;
+            if enc == dec {
+                return Err(Error::invalid(format!("{field}.decoder"), "a bus joins two different modules"));
+            }
+            let k = bc.sigma.len();
+            if k == 0 {
+                return Err(Error::invalid(format!("{field}.sigma"), "rank k must be at least 1"));
+            }
+            check_finite(&format!("{field}.sigma"), &bc.sigma)?;
+            for (what, rows, n) in [("u", &bc.u, modules[enc].size), ("v", &bc.v, modules[dec].size)] {
+                if rows.len() != k {
+                    return Err(Error::invalid(
+                        format!("{field}.{what}"),
+                        format!("has {} rows but sigma gives rank {k}", rows.len()),
+                    ));
+                }
+                for (r, row) in rows.iter().enumerate() {
+                    if row.len() != n {
+                        return Err(Error::invalid(
+                            format!("{field}.{what}[{r}]"),
+                            format!("has {} values but the module has {n} units", row.len()),
+                        ));
+                    }
+                    check_finite(&format!("{field}.{what}[{r}]"), row)?;
+                }
+            }
+            buses.push(Bus {
+                enc,
+                dec,
+                sigma: bc.sigma.clone(),
+                u: bc.u.clone(),
+                v: bc.v.clone(),
+            });
+        }
+
+        if let Activation::Clamp { lo, hi } = cfg.activation {
+            if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+                return Err(Error::invalid("activation.clamp", format!("need finite lo < hi, got [{lo}, {hi}]")));
+            }
+            check_fit("activation.clamp", "the clamp bounds", f.state, "formats.state", &[lo, hi])?;
+        }
+
+        let mut s = Substrate {
+            name: cfg.name.clone(),
+            modules,
+            stiffness,
+            bias,
+            row_ptr,
+            col,
+            val,
+            buses,
+            temperature: cfg.temperature,
+            eta: cfg.eta,
+            lanes: cfg.lanes,
+            seed: cfg.seed,
+            activation: cfg.activation,
+            formats: cfg.formats,
+            lambda_max: 0.0,
+            lambda_min: 0.0,
+        };
+        s.check_spectrum()?;
+        s.check_formats()?;
+        Ok(s)
+    }
+
+    /// Number of units D.
+    pub fn units(&self) -> usize {
+        self.stiffness.len()
+    }
+
+    /// Number of stored off-diagonal local couplings.
+    pub fn nnz(&self) -> usize {
+        self.col.len()
+    }
+
+    /// `y = A x` including the buses' blocks (the full quadratic form's matrix).
+    pub fn matvec(&self, x: &[f64], y: &mut [f64]) {
+        for i in 0..self.units() {
+            let mut s = self.stiffness[i] * x[i];
+            for p in self.row_ptr[i]..self.row_ptr[i + 1] {
+                s += self.val[p] * x[self.col[p]];
+            }
+            y[i] = s;
+        }
+        for bus in &self.buses {
+            let (e, dm) = (&self.modules[bus.enc], &self.modules[bus.dec]);
+            for r in 0..bus.rank() {
+                let s: f64 = bus.u[r].iter().zip(&x[e.range()]).map(|(a, b)| a * b).sum();
+                let t: f64 = bus.v[r].iter().zip(&x[dm.range()]).map(|(a, b)| a * b).sum();
+                for (n, i) in e.range().enumerate() {
+                    y[i] -= bus.sigma[r] * bus.u[r][n] * t;
+                }
+                for (n, i) in dm.range().enumerate() {
+                    y[i] -= bus.sigma[r] * bus.v[r][n] * s;
+                }
+            }
+        }
+    }
+
+    /// Dense `A` with the buses' blocks `-sigma_r u_r v_r^T` (and transposes).
+    pub fn dense_a(&self) -> DMatrix<f64> {
+        let d = self.units();
+        let mut a = DMatrix::zeros(d, d);
+        for i in 0..d {
+            a[(i, i)] = self.stiffness[i];
+            for p in self.row_ptr[i]..self.row_ptr[i + 1] {
+                a[(i, self.col[p])] += self.val[p];
+            }
+        }
+        for bus in &self.buses {
+            let (e, dm) = (&self.modules[bus.enc], &self.modules[bus.dec]);
+            for r in 0..bus.rank() {
+                for (ni, i) in e.range().enumerate() {
+                    for (nj, j) in dm.range().enumerate() {
+                        let c = bus.sigma[r] * bus.u[r][ni] * bus.v[r][nj];
+                        a[(i, j)] -= c;
+                        a[(j, i)] -= c;
+                    }
+                }
+            }
+        }
+        a
+    }
+
+    /// Gershgorin bounds `(lower, upper)` on the spectrum of `A` (buses included).
+    pub fn gershgorin(&self) -> (f64, f64) {
+        let d = self.units();
+        let mut radius = vec![0.0; d];
+        for (i, r) in radius.iter_mut().enumerate() {
+            *r = self.val[self.row_ptr[i]..self.row_ptr[i + 1]].iter().map(|a| a.abs()).sum();
+        }
+        for bus in &self.buses {
+            let (e, dm) = (&self.modules[bus.enc], &self.modules[bus.dec]);
+            for r in 0..bus.rank() {
+                let su: f64 = bus.u[r].iter().map(|a| a.abs()).sum();
+                let sv: f64 = bus.v[r].iter().map(|a| a.abs()).sum();
+                for (n, i) in e.range().enumerate() {
+                    radius[i] += bus.sigma[r].abs() * bus.u[r][n].abs() * sv;
+                }
+                for (n, i) in dm.range().enumerate() {
+                    radius[i] += bus.sigma[r].abs() * bus.v[r][n].abs() * su;
+                }
+            }
+        }
+        let lo = (0..d).map(|i| self.stiffness[i] - radius[i]).fold(f64::INFINITY, f64::min);
+        let hi = (0..d).map(|i| self.stiffness[i] + radius[i]).fold(f64::NEG_INFINITY, f64::max);
+        (lo, hi)
+    }
+
+    /// Extreme eigenvalues of `A`: exact (dense) up to [`DENSE_LIMIT`] units, else Lanczos.
+    pub fn spectrum(&self) -> (f64, f64) {
+        if self.units() <= DENSE_LIMIT {
+            let e = self.dense_a().symmetric_eigenvalues();
+            (e.min(), e.max())
+        } else {
+            crate::linalg::lanczos_extremes(self.units(), 120, |x, y| self.matvec(x, y))
+        }
+    }
+
+    fn check_spectrum(&mut self) -> Result<()> {
+        let (glo, ghi) = self.gershgorin();
+        let (lo, hi) = if glo > 0.0 && self.eta * ghi < 2.0 {
+            (glo, ghi) // certified by Gershgorin alone
+        } else {
+            self.spectrum()
+        };
+        self.lambda_min = lo;
+        self.lambda_max = hi;
+        if !(lo > 0.0) {
+            return Err(Error::invalid(
+                "couplings",
+                format!(
+                    "A (stiffness, couplings and buses) is not positive definite: smallest eigenvalue {lo:.6e}; raise the stiffness or weaken the couplings"
+                ),
+            ));
+        }
+        if self.eta * hi >= 2.0 {
+            return Err(Error::invalid(
+                "eta",
+                format!(
+                    "eta = {} >= 2/lambda_max(A) = {:.6} (lambda_max = {hi:.6}): the discretised dynamics diverge",
+                    self.eta,
+                    2.0 / hi
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every stored constant must fit its Q format (see `docs/fixed-point.md`).
+    fn check_formats(&self) -> Result<()> {
+        let f = self.formats;
+        let eta = self.eta;
+        for m in &self.modules {
+            let i = m.offset;
+            let field = format!("modules[{}]", self.modules.iter().position(|x| x == m).unwrap_or(0));
+            let diag: Vec<f64> = self.stiffness[m.range()].iter().map(|a| 1.0 - eta * a).collect();
+            check_fit(&format!("{field}.stiffness"), "the self coefficient 1 - eta*a", f.coupling, "formats.coupling", &diag)?;
+            let h: Vec<f64> = self.bias[m.range()].iter().map(|b| eta * b).collect();
+            check_fit(&format!("{field}.bias"), "eta*b", f.acc(), "the accumulator format", &h)?;
+            let _ = i;
+        }
+        let c: Vec<f64> = self.val.iter().map(|a| -eta * a).collect();
+        check_fit("couplings", "-eta*A_ij (in CSR order)", f.coupling, "formats.coupling", &c)?;
+        for (b, bus) in self.buses.iter().enumerate() {
+            for r in 0..bus.rank() {
+                check_fit(&format!("buses[{b}].u[{r}]"), "u", f.coupling, "formats.coupling", &bus.u[r])?;
+                check_fit(&format!("buses[{b}].v[{r}]"), "v", f.coupling, "formats.coupling", &bus.v[r])?;
+            }
+            let g: Vec<f64> = bus.sigma.iter().map(|s| eta * s).collect();
+            check_fit(&format!("buses[{b}].sigma"), "eta*sigma", f.gain, "formats.gain", &g)?;
+        }
+        check_fit(
+            "temperature",
+            "the noise amplitude sqrt(2*eta*T)",
+            f.noise_gain,
+            "formats.noise_gain",
+            &[self.noise_amplitude()],
+        )?;
+        Ok(())
+    }
+
+    /// Noise amplitude `sqrt(2 eta T)`.
+    pub fn noise_amplitude(&self) -> f64 {
+        (2.0 * self.eta * self.temperature).sqrt()
+    }
+
+    /// Hardware lane that updates unit `i` (interleaved: `i mod P`).
+    pub fn lane_of(&self, i: usize) -> usize {
+        i % self.lanes as usize
+    }
+
+    /// Exact stationary mean `A^-1 b` and covariance `T (A - eta/2 A^2)^-1` of the discrete chain
+    /// (identity activation only; dense).
+    pub fn stationary_law(&self) -> (nalgebra::DVector<f64>, DMatrix<f64>) {
+        let a = self.dense_a();
+        let b = nalgebra::DVector::from_vec(self.bias.clone());
+        let mean = a.clone().cholesky().expect("validated A is positive definite").solve(&b);
+        let m = &a - (&a * &a) * (self.eta / 2.0);
+        let cov = m.cholesky().expect("eta < 2/lambda_max makes A - eta/2 A^2 positive definite").inverse() * self.temperature;
+        (mean, cov)
+    }
+}
