@@ -1,1 +1,42 @@
-fn main(){}
+//! `thermo`: the command-line front end of the thermo toolkit.
+//!
+//! Each command group lives in its own module: `cmd_sim` (substrate simulation, noise, export,
+//! examples, benchmarks), `cmd_hdl` (Verilog generation and verification), `cmd_diffusion`
+//! (the U-Net application).
+
+mod cmd_diffusion;
+mod cmd_hdl;
+mod cmd_sim;
+
+use clap::{Parser, Subcommand};
+
+/// thermo: a thermodynamic diffusion substrate on an FPGA, and the tools around it.
+#[derive(Parser)]
+#[command(name = "thermo", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Sim(cmd_sim::SimCommand),
+    #[command(flatten)]
+    Hdl(cmd_hdl::HdlCommand),
+    #[command(flatten)]
+    Diffusion(cmd_diffusion::DiffusionCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Sim(c) => cmd_sim::run(c),
+        Command::Hdl(c) => cmd_hdl::run(c),
+        Command::Diffusion(c) => cmd_diffusion::run(c),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

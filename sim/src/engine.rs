@@ -72,9 +72,16 @@ pub trait Arith: Clone + Send + Sync {
     /// Empty accumulator.
     fn zero(&self) -> Self::Acc;
     /// `acc + c x`.
-    fn mac(&self, acc: Self::Acc, c: Self::Coef, x: Self::State, sat: &mut Saturation) -> Self::Acc;
+    fn mac(&self, acc: Self::Acc, c: Self::Coef, x: Self::State, sat: &mut Saturation)
+        -> Self::Acc;
     /// `acc + c line`.
-    fn mac_line(&self, acc: Self::Acc, c: Self::Coef, line: Self::Line, sat: &mut Saturation) -> Self::Acc;
+    fn mac_line(
+        &self,
+        acc: Self::Acc,
+        c: Self::Coef,
+        line: Self::Line,
+        sat: &mut Saturation,
+    ) -> Self::Acc;
     /// `acc + h`.
     fn add_bias(&self, acc: Self::Acc, h: Self::Bias, sat: &mut Saturation) -> Self::Acc;
     /// `acc + gn z`.
@@ -209,7 +216,9 @@ impl Fixed {
             noise_amp: f.noise_gain.quantize(s.noise_amplitude()).0 as i16,
             clamp: match s.activation {
                 Activation::Identity => None,
-                Activation::Clamp { lo, hi } => Some((f.state.quantize(lo).0 as i16, f.state.quantize(hi).0 as i16)),
+                Activation::Clamp { lo, hi } => {
+                    Some((f.state.quantize(lo).0 as i16, f.state.quantize(hi).0 as i16))
+                }
             },
             acc_frac: f.acc().frac,
         }
@@ -251,7 +260,11 @@ impl Arith for Fixed {
     #[inline(always)]
     fn mac_line(&self, acc: i32, c: i16, line: i16, sat: &mut Saturation) -> i32 {
         let f = &self.formats;
-        let p = align(c as i64 * line as i64, f.coupling.frac + f.bus.frac, self.acc_frac);
+        let p = align(
+            c as i64 * line as i64,
+            f.coupling.frac + f.bus.frac,
+            self.acc_frac,
+        );
         let (a, s) = acc_add(acc, p);
         sat.acc += s as u64;
         a
@@ -275,12 +288,28 @@ impl Arith for Fixed {
     }
     #[inline(always)]
     fn finish(&self, acc: i32, sat: &mut Saturation) -> i16 {
-        Self::sat16(self.formats.state, align(acc as i64, self.acc_frac, self.formats.state.frac), &mut sat.state)
+        Self::sat16(
+            self.formats.state,
+            align(acc as i64, self.acc_frac, self.formats.state.frac),
+            &mut sat.state,
+        )
     }
     fn line(&self, sum: i32, gain: i16, sat: &mut Saturation) -> i16 {
         let f = &self.formats;
-        let pre = Self::sat16(f.bus, align(sum as i64, self.acc_frac, f.bus.frac), &mut sat.bus);
-        Self::sat16(f.bus, align(pre as i64 * gain as i64, f.bus.frac + f.gain.frac, f.bus.frac), &mut sat.bus)
+        let pre = Self::sat16(
+            f.bus,
+            align(sum as i64, self.acc_frac, f.bus.frac),
+            &mut sat.bus,
+        );
+        Self::sat16(
+            f.bus,
+            align(
+                pre as i64 * gain as i64,
+                f.bus.frac + f.gain.frac,
+                f.bus.frac,
+            ),
+            &mut sat.bus,
+        )
     }
     #[inline(always)]
     fn rho(&self, x: i16) -> i16 {
@@ -376,15 +405,27 @@ impl<A: Arith> Program<A> {
                 BusProgram {
                     enc: modules[bus.enc].clone(),
                     dec: modules[bus.dec].clone(),
-                    u: bus.u.iter().map(|r| r.iter().map(|&x| arith.coef(x)).collect()).collect(),
-                    v: bus.v.iter().map(|r| r.iter().map(|&x| arith.coef(x)).collect()).collect(),
+                    u: bus
+                        .u
+                        .iter()
+                        .map(|r| r.iter().map(|&x| arith.coef(x)).collect())
+                        .collect(),
+                    v: bus
+                        .v
+                        .iter()
+                        .map(|r| r.iter().map(|&x| arith.coef(x)).collect())
+                        .collect(),
                     gain: bus.sigma.iter().map(|&x| arith.gain(eta * x)).collect(),
                 }
             })
             .collect();
         Program {
             lanes: s.lanes as usize,
-            diag: s.stiffness.iter().map(|&a| arith.coef(1.0 - eta * a)).collect(),
+            diag: s
+                .stiffness
+                .iter()
+                .map(|&a| arith.coef(1.0 - eta * a))
+                .collect(),
             row_ptr: s.row_ptr.iter().map(|&p| p as u32).collect(),
             col: s.col.iter().map(|&c| c as u32).collect(),
             coef: s.val.iter().map(|&a| arith.coef(-eta * a)).collect(),
@@ -407,23 +448,28 @@ impl<A: Arith> Program<A> {
     }
 
     /// Step 1: the bus lines `(encoder lines, decoder lines)` of every bus from state `x`.
-    pub fn bus_lines(&self, x: &[A::State], sat: &mut Saturation) -> Vec<(Vec<A::Line>, Vec<A::Line>)> {
+    pub fn bus_lines(
+        &self,
+        x: &[A::State],
+        sat: &mut Saturation,
+    ) -> Vec<(Vec<A::Line>, Vec<A::Line>)> {
         let a = &self.arith;
         self.buses
             .iter()
             .map(|bus| {
-                let mut side = |w: &Vec<Vec<A::Coef>>, range: &std::ops::Range<usize>| -> Vec<A::Line> {
-                    w.iter()
-                        .zip(&bus.gain)
-                        .map(|(row, &g)| {
-                            let mut acc = a.zero();
-                            for (&c, &xj) in row.iter().zip(&x[range.clone()]) {
-                                acc = a.mac(acc, c, a.rho(xj), sat);
-                            }
-                            a.line(acc, g, sat)
-                        })
-                        .collect()
-                };
+                let mut side =
+                    |w: &Vec<Vec<A::Coef>>, range: &std::ops::Range<usize>| -> Vec<A::Line> {
+                        w.iter()
+                            .zip(&bus.gain)
+                            .map(|(row, &g)| {
+                                let mut acc = a.zero();
+                                for (&c, &xj) in row.iter().zip(&x[range.clone()]) {
+                                    acc = a.mac(acc, c, a.rho(xj), sat);
+                                }
+                                a.line(acc, g, sat)
+                            })
+                            .collect()
+                    };
                 let enc = side(&bus.u, &bus.enc);
                 (enc, side(&bus.v, &bus.dec))
             })
@@ -521,7 +567,9 @@ impl<A: Arith> Engine<A> {
             x: vec![A::State::default(); d],
             next: vec![A::State::default(); d],
             z: vec![A::Noise::default(); d],
-            lanes: (0..prog.lanes as u32).map(|l| NoiseLane::new(seed, l)).collect(),
+            lanes: (0..prog.lanes as u32)
+                .map(|l| NoiseLane::new(seed, l))
+                .collect(),
             saturation: vec![Saturation::default(); prog.modules.len()],
             bus_saturation: Saturation::default(),
             sweeps: 0,
@@ -598,7 +646,10 @@ impl<A: Arith> Engine<A> {
                         })
                     })
                     .collect();
-                handles.into_iter().map(|h| h.join().expect("engine worker panicked")).collect()
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("engine worker panicked"))
+                    .collect()
             });
             for sat in per_thread {
                 for (a, b) in self.saturation.iter_mut().zip(&sat) {

@@ -82,12 +82,17 @@ pub fn random_substrate(spec: &ExampleSpec) -> SubstrateConfig {
     let m = spec.modules.max(1);
     let layout = unet_layout(m);
     let base = spec.units / m;
-    let sizes: Vec<usize> = (0..m).map(|i| base + usize::from(i < spec.units % m)).collect();
-    let offsets: Vec<usize> = sizes.iter().scan(0, |acc, &s| {
-        let o = *acc;
-        *acc += s;
-        Some(o)
-    }).collect();
+    let sizes: Vec<usize> = (0..m)
+        .map(|i| base + usize::from(i < spec.units % m))
+        .collect();
+    let offsets: Vec<usize> = sizes
+        .iter()
+        .scan(0, |acc, &s| {
+            let o = *acc;
+            *acc += s;
+            Some(o)
+        })
+        .collect();
 
     // Local couplings: within a module and between hierarchy neighbours (adjacent in file order).
     let mut edges: BTreeMap<(usize, usize), f64> = BTreeMap::new();
@@ -165,7 +170,11 @@ pub fn random_substrate(spec: &ExampleSpec) -> SubstrateConfig {
         }
     }
     let stiffness: Vec<f64> = radius.iter().map(|r| r + 1.0 + 0.5 * rng.u01()).collect();
-    let bound = stiffness.iter().zip(&radius).map(|(a, r)| a + r).fold(0.0, f64::max);
+    let bound = stiffness
+        .iter()
+        .zip(&radius)
+        .map(|(a, r)| a + r)
+        .fold(0.0, f64::max);
     let eta = (1.0 / bound * 1e4).floor() / 1e4;
 
     let modules = layout
@@ -177,11 +186,18 @@ pub fn random_substrate(spec: &ExampleSpec) -> SubstrateConfig {
             level: *level,
             size: sizes[mi],
             stiffness: PerUnit::Each(stiffness[offsets[mi]..offsets[mi] + sizes[mi]].to_vec()),
-            bias: PerUnit::Each((0..sizes[mi]).map(|_| spec.bias_scale * rng.normal()).collect()),
+            bias: PerUnit::Each(
+                (0..sizes[mi])
+                    .map(|_| spec.bias_scale * rng.normal())
+                    .collect(),
+            ),
         })
         .collect();
     SubstrateConfig {
-        name: format!("random-d{}-m{}-k{}-s{}", spec.units, m, spec.rank, spec.seed),
+        name: format!(
+            "random-d{}-m{}-k{}-s{}",
+            spec.units, m, spec.rank, spec.seed
+        ),
         temperature: spec.temperature,
         eta,
         lanes: spec.lanes,

@@ -34,12 +34,27 @@ impl NpyElem for i16 {
 
 /// Encode a C-order array as `.npy` (format 1.0) bytes.
 pub fn npy_bytes<T: NpyElem>(shape: &[usize], data: &[T]) -> Vec<u8> {
-    assert_eq!(shape.iter().product::<usize>(), data.len(), "npy shape does not match data");
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        data.len(),
+        "npy shape does not match data"
+    );
     let shape_txt = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
-    let mut header = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", T::DESCR, shape_txt);
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
+        T::DESCR,
+        shape_txt
+    );
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
@@ -55,8 +70,16 @@ pub fn npy_bytes<T: NpyElem>(shape: &[usize], data: &[T]) -> Vec<u8> {
 
 /// Unicode string array (`<U n`) as `.npy` bytes.
 pub fn npy_strings(items: &[String]) -> Vec<u8> {
-    let n = items.iter().map(|s| s.chars().count()).max().unwrap_or(1).max(1);
-    let mut header = format!("{{'descr': '<U{n}', 'fortran_order': False, 'shape': ({},), }}", items.len());
+    let n = items
+        .iter()
+        .map(|s| s.chars().count())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut header = format!(
+        "{{'descr': '<U{n}', 'fortran_order': False, 'shape': ({},), }}",
+        items.len()
+    );
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
@@ -86,7 +109,8 @@ pub fn write_npy<T: NpyElem>(path: &Path, shape: &[usize], data: &[T]) -> Result
 pub fn write_npz(path: &Path, members: &[(String, Vec<u8>)]) -> Result<()> {
     let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     let mut z = zip::ZipWriter::new(f);
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     let zerr = |e: zip::result::ZipError| Error::io(path, std::io::Error::other(e.to_string()));
     for (name, bytes) in members {
         z.start_file(format!("{name}.npy"), opts).map_err(zerr)?;
@@ -105,7 +129,10 @@ pub fn export_npz(s: &Substrate, path: &Path) -> Result<()> {
     let mut m: Vec<(String, Vec<u8>)> = Vec::new();
     if d <= EXPORT_DENSE_LIMIT {
         let a = s.dense_a();
-        let data: Vec<f64> = (0..d).flat_map(|i| (0..d).map(move |j| (i, j))).map(|(i, j)| a[(i, j)]).collect();
+        let data: Vec<f64> = (0..d)
+            .flat_map(|i| (0..d).map(move |j| (i, j)))
+            .map(|(i, j)| a[(i, j)])
+            .collect();
         m.push(("A".into(), npy_bytes(&[d, d], &data)));
     } else {
         // Local part (stiffness + couplings) as CSR with the diagonal included; buses separately.
@@ -121,23 +148,45 @@ pub fn export_npz(s: &Substrate, path: &Path) -> Result<()> {
             indptr.push(indices.len() as i64);
         }
         m.push(("A_local_data".into(), npy_bytes(&[data.len()], &data)));
-        m.push(("A_local_indices".into(), npy_bytes(&[indices.len()], &indices)));
+        m.push((
+            "A_local_indices".into(),
+            npy_bytes(&[indices.len()], &indices),
+        ));
         m.push(("A_local_indptr".into(), npy_bytes(&[indptr.len()], &indptr)));
     }
     m.push(("b".into(), npy_bytes(&[d], &s.bias)));
     m.push(("T".into(), npy_bytes(&[], &[s.temperature])));
     m.push(("eta".into(), npy_bytes(&[], &[s.eta])));
-    let ranges: Vec<i64> = s.modules.iter().flat_map(|md| [md.offset as i64, (md.offset + md.size) as i64]).collect();
-    m.push(("module_ranges".into(), npy_bytes(&[s.modules.len(), 2], &ranges)));
-    m.push(("module_names".into(), npy_strings(&s.modules.iter().map(|x| x.name.clone()).collect::<Vec<_>>())));
+    let ranges: Vec<i64> = s
+        .modules
+        .iter()
+        .flat_map(|md| [md.offset as i64, (md.offset + md.size) as i64])
+        .collect();
+    m.push((
+        "module_ranges".into(),
+        npy_bytes(&[s.modules.len(), 2], &ranges),
+    ));
+    m.push((
+        "module_names".into(),
+        npy_strings(&s.modules.iter().map(|x| x.name.clone()).collect::<Vec<_>>()),
+    ));
     for (b, bus) in s.buses.iter().enumerate() {
         let k = bus.rank();
         m.push((format!("bus{b}_sigma"), npy_bytes(&[k], &bus.sigma)));
         let u: Vec<f64> = bus.u.iter().flatten().copied().collect();
         let v: Vec<f64> = bus.v.iter().flatten().copied().collect();
-        m.push((format!("bus{b}_u"), npy_bytes(&[k, s.modules[bus.enc].size], &u)));
-        m.push((format!("bus{b}_v"), npy_bytes(&[k, s.modules[bus.dec].size], &v)));
-        m.push((format!("bus{b}_modules"), npy_bytes(&[2], &[bus.enc as i64, bus.dec as i64])));
+        m.push((
+            format!("bus{b}_u"),
+            npy_bytes(&[k, s.modules[bus.enc].size], &u),
+        ));
+        m.push((
+            format!("bus{b}_v"),
+            npy_bytes(&[k, s.modules[bus.dec].size], &v),
+        ));
+        m.push((
+            format!("bus{b}_modules"),
+            npy_bytes(&[2], &[bus.enc as i64, bus.dec as i64]),
+        ));
     }
     write_npz(path, &m)
 }
@@ -174,7 +223,9 @@ impl VcdTrace {
         let mut w = vcd::Writer::new(std::io::BufWriter::new(f));
         w.timescale(1, vcd::TimescaleUnit::NS).map_err(io)?;
         w.add_module("substrate").map_err(io)?;
-        let sweep_id = w.add_var(vcd::VarType::Integer, 32, "sweep", None).map_err(io)?;
+        let sweep_id = w
+            .add_var(vcd::VarType::Integer, 32, "sweep", None)
+            .map_err(io)?;
         let mut ids = Vec::with_capacity(s.units());
         for m in &s.modules {
             w.add_module(&m.name).map_err(io)?;
@@ -200,14 +251,24 @@ impl VcdTrace {
     }
 
     /// Record the states `codes` (fixed, as integers) or `reals` (golden) at time `t`.
-    pub fn record(&mut self, t: u64, sweep: u64, reals: &[f64], codes: Option<&[i16]>) -> Result<()> {
+    pub fn record(
+        &mut self,
+        t: u64,
+        sweep: u64,
+        reals: &[f64],
+        codes: Option<&[i16]>,
+    ) -> Result<()> {
         let io = |e| Error::io(self.path.clone(), e);
         self.w.timestamp(t).map_err(io)?;
-        self.w.change_vector(self.sweep_id, bits_of(sweep as i64, 32)).map_err(io)?;
+        self.w
+            .change_vector(self.sweep_id, bits_of(sweep as i64, 32))
+            .map_err(io)?;
         match (self.kind, codes) {
             (TraceKind::Fixed { bits, .. }, Some(c)) => {
                 for (id, &v) in self.ids.iter().zip(c) {
-                    self.w.change_vector(*id, bits_of(v as i64, bits)).map_err(io)?;
+                    self.w
+                        .change_vector(*id, bits_of(v as i64, bits))
+                        .map_err(io)?;
                 }
             }
             _ => {
@@ -227,7 +288,13 @@ impl VcdTrace {
 }
 
 fn bits_of(v: i64, width: u32) -> impl Iterator<Item = vcd::Value> {
-    (0..width).rev().map(move |b| if (v >> b) & 1 == 1 { vcd::Value::V1 } else { vcd::Value::V0 })
+    (0..width).rev().map(move |b| {
+        if (v >> b) & 1 == 1 {
+            vcd::Value::V1
+        } else {
+            vcd::Value::V0
+        }
+    })
 }
 
 /// GTKWave trace flags (from GTKWave's `analyzer.h`).
@@ -249,14 +316,19 @@ pub fn gtkw_save(vcd_path: &Path, s: &Substrate, kind: TraceKind, scope: &str) -
     let mut out = String::new();
     out.push_str("[*] thermo: unit states per module\n");
     out.push_str(&format!("[dumpfile] \"{}\"\n", abs.display()));
-    out.push_str("[timestart] 0\n[size] 1400 900\n[sst_width] 240\n[signals_width] 260\n[sst_expanded] 1\n");
+    out.push_str(
+        "[timestart] 0\n[size] 1400 900\n[sst_width] 240\n[signals_width] 260\n[sst_expanded] 1\n",
+    );
     out.push_str(&format!("@{:x}\n{scope}.sweep[31:0]\n", DEC | RJUSTIFY));
     for m in &s.modules {
         out.push_str(&format!("@{:x}\n-{}\n", GRP_BEGIN | BLANK, m.name));
         for n in 0..m.size {
             match kind {
                 TraceKind::Fixed { bits, frac } => {
-                    out.push_str(&format!("@{:x}\n[fpshift_count] {frac}\n", DEC | SIGNED | RJUSTIFY | FPDECSHIFT));
+                    out.push_str(&format!(
+                        "@{:x}\n[fpshift_count] {frac}\n",
+                        DEC | SIGNED | RJUSTIFY | FPDECSHIFT
+                    ));
                     out.push_str(&format!("{scope}.{}.x{n}[{}:0]\n", m.name, bits - 1));
                 }
                 TraceKind::Real => {

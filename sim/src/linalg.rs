@@ -4,12 +4,18 @@ use nalgebra::DMatrix;
 
 /// Extreme eigenvalues `(min, max)` of a symmetric operator by Lanczos with full
 /// re-orthogonalisation (`steps` iterations, deterministic start vector).
-pub fn lanczos_extremes(n: usize, steps: usize, mut op: impl FnMut(&[f64], &mut [f64])) -> (f64, f64) {
+pub fn lanczos_extremes(
+    n: usize,
+    steps: usize,
+    mut op: impl FnMut(&[f64], &mut [f64]),
+) -> (f64, f64) {
     let m = steps.min(n);
     let mut q: Vec<Vec<f64>> = Vec::with_capacity(m);
     let mut alpha = Vec::with_capacity(m);
     let mut beta: Vec<f64> = Vec::with_capacity(m);
-    let mut v: Vec<f64> = (0..n).map(|i| 1.0 + ((i * 7919) % 101) as f64 / 101.0).collect();
+    let mut v: Vec<f64> = (0..n)
+        .map(|i| 1.0 + ((i * 7919) % 101) as f64 / 101.0)
+        .collect();
     let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
     v.iter_mut().for_each(|x| *x /= norm);
     let mut w = vec![0.0; n];

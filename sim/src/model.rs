@@ -316,7 +316,10 @@ impl SubstrateConfig {
 fn check_finite(field: &str, values: &[f64]) -> Result<()> {
     for (i, v) in values.iter().enumerate() {
         if !v.is_finite() {
-            return Err(Error::invalid(format!("{field}[{i}]"), format!("value {v} is not finite")));
+            return Err(Error::invalid(
+                format!("{field}[{i}]"),
+                format!("value {v} is not finite"),
+            ));
         }
     }
     Ok(())
@@ -326,11 +329,17 @@ fn check_format(field: &str, q: QFormat) -> Result<()> {
     if !(2..=16).contains(&q.bits) {
         return Err(Error::invalid(
             field,
-            format!("{} bits: stored datapath values take 2 to 16 bits (16x16 multiplier)", q.bits),
+            format!(
+                "{} bits: stored datapath values take 2 to 16 bits (16x16 multiplier)",
+                q.bits
+            ),
         ));
     }
     if q.frac > 24 {
-        return Err(Error::invalid(field, format!("{} fractional bits: at most 24", q.frac)));
+        return Err(Error::invalid(
+            field,
+            format!("{} fractional bits: at most 24", q.frac),
+        ));
     }
     Ok(())
 }
@@ -374,13 +383,22 @@ impl Substrate {
     /// Validate a description.
     pub fn from_config(cfg: &SubstrateConfig) -> Result<Self> {
         if !cfg.temperature.is_finite() || cfg.temperature < 0.0 {
-            return Err(Error::invalid("temperature", format!("{} must be finite and >= 0", cfg.temperature)));
+            return Err(Error::invalid(
+                "temperature",
+                format!("{} must be finite and >= 0", cfg.temperature),
+            ));
         }
         if !cfg.eta.is_finite() || cfg.eta <= 0.0 {
-            return Err(Error::invalid("eta", format!("{} must be finite and > 0", cfg.eta)));
+            return Err(Error::invalid(
+                "eta",
+                format!("{} must be finite and > 0", cfg.eta),
+            ));
         }
         if cfg.modules.is_empty() {
-            return Err(Error::invalid("modules", "a substrate needs at least one module"));
+            return Err(Error::invalid(
+                "modules",
+                "a substrate needs at least one module",
+            ));
         }
         let f = cfg.formats;
         check_format("formats.state", f.state)?;
@@ -407,17 +425,27 @@ impl Substrate {
         for (m, mc) in cfg.modules.iter().enumerate() {
             let field = format!("modules[{m}]");
             if mc.size == 0 {
-                return Err(Error::invalid(format!("{field}.size"), "a module needs at least one unit"));
+                return Err(Error::invalid(
+                    format!("{field}.size"),
+                    "a module needs at least one unit",
+                ));
             }
             if names.insert(mc.name.as_str(), m).is_some() {
-                return Err(Error::invalid(format!("{field}.name"), format!("duplicate module name '{}'", mc.name)));
+                return Err(Error::invalid(
+                    format!("{field}.name"),
+                    format!("duplicate module name '{}'", mc.name),
+                ));
             }
             for (what, pu) in [("stiffness", &mc.stiffness), ("bias", &mc.bias)] {
                 if let PerUnit::Each(v) = pu {
                     if v.len() != mc.size {
                         return Err(Error::invalid(
                             format!("{field}.{what}"),
-                            format!("has {} values but the module has {} units", v.len(), mc.size),
+                            format!(
+                                "has {} values but the module has {} units",
+                                v.len(),
+                                mc.size
+                            ),
                         ));
                     }
                 }
@@ -436,24 +464,40 @@ impl Substrate {
         }
         let d = offset;
         if cfg.lanes == 0 || cfg.lanes as usize > d {
-            return Err(Error::invalid("lanes", format!("{} lanes for {d} units: need 1 <= lanes <= units", cfg.lanes)));
+            return Err(Error::invalid(
+                "lanes",
+                format!(
+                    "{} lanes for {d} units: need 1 <= lanes <= units",
+                    cfg.lanes
+                ),
+            ));
         }
 
         // Couplings: range, finiteness, duplicates, symmetry.
-        let mut entries: HashMap<(usize, usize), (usize, f64)> = HashMap::with_capacity(cfg.couplings.len());
+        let mut entries: HashMap<(usize, usize), (usize, f64)> =
+            HashMap::with_capacity(cfg.couplings.len());
         for (n, &(i, j, a)) in cfg.couplings.iter().enumerate() {
             let field = format!("couplings[{n}]");
             if i >= d || j >= d {
-                return Err(Error::invalid(field, format!("unit index ({i}, {j}) out of range: the substrate has {d} units")));
+                return Err(Error::invalid(
+                    field,
+                    format!("unit index ({i}, {j}) out of range: the substrate has {d} units"),
+                ));
             }
             if i == j {
-                return Err(Error::invalid(field, format!("diagonal entry ({i}, {i}): give it as the module's stiffness")));
+                return Err(Error::invalid(
+                    field,
+                    format!("diagonal entry ({i}, {i}): give it as the module's stiffness"),
+                ));
             }
             if !a.is_finite() {
                 return Err(Error::invalid(field, format!("value {a} is not finite")));
             }
             if entries.insert((i, j), (n, a)).is_some() {
-                return Err(Error::invalid(field, format!("entry ({i}, {j}) is listed twice")));
+                return Err(Error::invalid(
+                    field,
+                    format!("entry ({i}, {j}) is listed twice"),
+                ));
             }
         }
         for (&(i, j), &(n, a)) in &entries {
@@ -495,20 +539,35 @@ impl Substrate {
         for (b, bc) in cfg.buses.iter().enumerate() {
             let field = format!("buses[{b}]");
             let enc = *names.get(bc.encoder.as_str()).ok_or_else(|| {
-                Error::invalid(format!("{field}.encoder"), format!("no module named '{}'", bc.encoder))
+                Error::invalid(
+                    format!("{field}.encoder"),
+                    format!("no module named '{}'", bc.encoder),
+                )
             })?;
             let dec = *names.get(bc.decoder.as_str()).ok_or_else(|| {
-                Error::invalid(format!("{field}.decoder"), format!("no module named '{}'", bc.decoder))
+                Error::invalid(
+                    format!("{field}.decoder"),
+                    format!("no module named '{}'", bc.decoder),
+                )
             })?;
             if enc == dec {
-                return Err(Error::invalid(format!("{field}.decoder"), "a bus joins two different modules"));
+                return Err(Error::invalid(
+                    format!("{field}.decoder"),
+                    "a bus joins two different modules",
+                ));
             }
             let k = bc.sigma.len();
             if k == 0 {
-                return Err(Error::invalid(format!("{field}.sigma"), "rank k must be at least 1"));
+                return Err(Error::invalid(
+                    format!("{field}.sigma"),
+                    "rank k must be at least 1",
+                ));
             }
             check_finite(&format!("{field}.sigma"), &bc.sigma)?;
-            for (what, rows, n) in [("u", &bc.u, modules[enc].size), ("v", &bc.v, modules[dec].size)] {
+            for (what, rows, n) in [
+                ("u", &bc.u, modules[enc].size),
+                ("v", &bc.v, modules[dec].size),
+            ] {
                 if rows.len() != k {
                     return Err(Error::invalid(
                         format!("{field}.{what}"),
@@ -536,9 +595,18 @@ impl Substrate {
 
         if let Activation::Clamp { lo, hi } = cfg.activation {
             if !(lo.is_finite() && hi.is_finite() && lo < hi) {
-                return Err(Error::invalid("activation.clamp", format!("need finite lo < hi, got [{lo}, {hi}]")));
+                return Err(Error::invalid(
+                    "activation.clamp",
+                    format!("need finite lo < hi, got [{lo}, {hi}]"),
+                ));
             }
-            check_fit("activation.clamp", "the clamp bounds", f.state, "formats.state", &[lo, hi])?;
+            check_fit(
+                "activation.clamp",
+                "the clamp bounds",
+                f.state,
+                "formats.state",
+                &[lo, hi],
+            )?;
         }
 
         let mut s = Substrate {
@@ -587,7 +655,11 @@ impl Substrate {
             let (e, dm) = (&self.modules[bus.enc], &self.modules[bus.dec]);
             for r in 0..bus.rank() {
                 let s: f64 = bus.u[r].iter().zip(&x[e.range()]).map(|(a, b)| a * b).sum();
-                let t: f64 = bus.v[r].iter().zip(&x[dm.range()]).map(|(a, b)| a * b).sum();
+                let t: f64 = bus.v[r]
+                    .iter()
+                    .zip(&x[dm.range()])
+                    .map(|(a, b)| a * b)
+                    .sum();
                 for (n, i) in e.range().enumerate() {
                     y[i] -= bus.sigma[r] * bus.u[r][n] * t;
                 }
@@ -628,7 +700,10 @@ impl Substrate {
         let d = self.units();
         let mut radius = vec![0.0; d];
         for (i, r) in radius.iter_mut().enumerate() {
-            *r = self.val[self.row_ptr[i]..self.row_ptr[i + 1]].iter().map(|a| a.abs()).sum();
+            *r = self.val[self.row_ptr[i]..self.row_ptr[i + 1]]
+                .iter()
+                .map(|a| a.abs())
+                .sum();
         }
         for bus in &self.buses {
             let (e, dm) = (&self.modules[bus.enc], &self.modules[bus.dec]);
@@ -643,8 +718,12 @@ impl Substrate {
                 }
             }
         }
-        let lo = (0..d).map(|i| self.stiffness[i] - radius[i]).fold(f64::INFINITY, f64::min);
-        let hi = (0..d).map(|i| self.stiffness[i] + radius[i]).fold(f64::NEG_INFINITY, f64::max);
+        let lo = (0..d)
+            .map(|i| self.stiffness[i] - radius[i])
+            .fold(f64::INFINITY, f64::min);
+        let hi = (0..d)
+            .map(|i| self.stiffness[i] + radius[i])
+            .fold(f64::NEG_INFINITY, f64::max);
         (lo, hi)
     }
 
@@ -694,22 +773,64 @@ impl Substrate {
         let eta = self.eta;
         for m in &self.modules {
             let i = m.offset;
-            let field = format!("modules[{}]", self.modules.iter().position(|x| x == m).unwrap_or(0));
-            let diag: Vec<f64> = self.stiffness[m.range()].iter().map(|a| 1.0 - eta * a).collect();
-            check_fit(&format!("{field}.stiffness"), "the self coefficient 1 - eta*a", f.coupling, "formats.coupling", &diag)?;
+            let field = format!(
+                "modules[{}]",
+                self.modules.iter().position(|x| x == m).unwrap_or(0)
+            );
+            let diag: Vec<f64> = self.stiffness[m.range()]
+                .iter()
+                .map(|a| 1.0 - eta * a)
+                .collect();
+            check_fit(
+                &format!("{field}.stiffness"),
+                "the self coefficient 1 - eta*a",
+                f.coupling,
+                "formats.coupling",
+                &diag,
+            )?;
             let h: Vec<f64> = self.bias[m.range()].iter().map(|b| eta * b).collect();
-            check_fit(&format!("{field}.bias"), "eta*b", f.acc(), "the accumulator format", &h)?;
+            check_fit(
+                &format!("{field}.bias"),
+                "eta*b",
+                f.acc(),
+                "the accumulator format",
+                &h,
+            )?;
             let _ = i;
         }
         let c: Vec<f64> = self.val.iter().map(|a| -eta * a).collect();
-        check_fit("couplings", "-eta*A_ij (in CSR order)", f.coupling, "formats.coupling", &c)?;
+        check_fit(
+            "couplings",
+            "-eta*A_ij (in CSR order)",
+            f.coupling,
+            "formats.coupling",
+            &c,
+        )?;
         for (b, bus) in self.buses.iter().enumerate() {
             for r in 0..bus.rank() {
-                check_fit(&format!("buses[{b}].u[{r}]"), "u", f.coupling, "formats.coupling", &bus.u[r])?;
-                check_fit(&format!("buses[{b}].v[{r}]"), "v", f.coupling, "formats.coupling", &bus.v[r])?;
+                check_fit(
+                    &format!("buses[{b}].u[{r}]"),
+                    "u",
+                    f.coupling,
+                    "formats.coupling",
+                    &bus.u[r],
+                )?;
+                check_fit(
+                    &format!("buses[{b}].v[{r}]"),
+                    "v",
+                    f.coupling,
+                    "formats.coupling",
+                    &bus.v[r],
+                )?;
             }
             let g: Vec<f64> = bus.sigma.iter().map(|s| eta * s).collect();
-            check_fit(&format!("buses[{b}].sigma"), "eta*sigma", f.gain, "formats.gain", &g)?;
+            check_fit(
+                &format!("buses[{b}].sigma"),
+                "eta*sigma",
+                f.gain,
+                "formats.gain",
+                &g,
+            )?;
         }
         check_fit(
             "temperature",
@@ -736,9 +857,17 @@ impl Substrate {
     pub fn stationary_law(&self) -> (nalgebra::DVector<f64>, DMatrix<f64>) {
         let a = self.dense_a();
         let b = nalgebra::DVector::from_vec(self.bias.clone());
-        let mean = a.clone().cholesky().expect("validated A is positive definite").solve(&b);
+        let mean = a
+            .clone()
+            .cholesky()
+            .expect("validated A is positive definite")
+            .solve(&b);
         let m = &a - (&a * &a) * (self.eta / 2.0);
-        let cov = m.cholesky().expect("eta < 2/lambda_max makes A - eta/2 A^2 positive definite").inverse() * self.temperature;
+        let cov = m
+            .cholesky()
+            .expect("eta < 2/lambda_max makes A - eta/2 A^2 positive definite")
+            .inverse()
+            * self.temperature;
         (mean, cov)
     }
 }

@@ -406,7 +406,9 @@ pub fn transform_report() -> TransformReport {
             let e = rom[(k << SEG_BITS) | seg];
             for i in 0..64u64 {
                 let t = (i * 1024 + 512) as i32;
-                let m = (1u64 << (62 - k)) | ((seg as u64) << (62 - k - 4)) | ((t as u64) << (62 - k - 20));
+                let m = (1u64 << (62 - k))
+                    | ((seg as u64) << (62 - k - 4))
+                    | ((t as u64) << (62 - k - 20));
                 let approx = (e.c0 as i32 + ((e.c1 as i32 * t + (1 << 19)) >> 20)) as f64 * lsb;
                 let exact = -norm_ppf(tail_probability(m));
                 max_err = max_err.max((approx - exact).abs());
@@ -430,7 +432,9 @@ mod tests {
     fn taus88_matches_reference_sequence() {
         // A second, literal transcription of L'Ecuyer's published C routine (constants as
         // printed in the paper) must give the same words as the optimised one.
-        let mut g = Taus88 { s: [12345, 12345, 12345] };
+        let mut g = Taus88 {
+            s: [12345, 12345, 12345],
+        };
         let mut c = [12345u32; 3];
         for _ in 0..1000 {
             let a = g.next_u32();
@@ -447,9 +451,23 @@ mod tests {
 
     #[test]
     fn ppf_inverts_cdf() {
-        for &p in &[1e-300, 1e-20, 2f64.powi(-34), 1e-5, 0.02, 0.3, 0.5, 0.7, 0.99] {
+        for &p in &[
+            1e-300,
+            1e-20,
+            2f64.powi(-34),
+            1e-5,
+            0.02,
+            0.3,
+            0.5,
+            0.7,
+            0.99,
+        ] {
             let x = norm_ppf(p);
-            let back = if x < 0.0 { norm_cdf(x) } else { 1.0 - norm_sf(x) };
+            let back = if x < 0.0 {
+                norm_cdf(x)
+            } else {
+                1.0 - norm_sf(x)
+            };
             assert!((back / p - 1.0).abs() < 1e-12, "p={p} x={x} back={back}");
         }
     }

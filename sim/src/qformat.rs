@@ -87,7 +87,12 @@ impl QFormat {
     }
     /// `Q<int>.<frac>` notation (integer bits exclude the sign), e.g. `Q5.10` for 16 bits.
     pub fn name(self) -> String {
-        format!("Q{}.{} ({} bits)", self.bits as i64 - 1 - self.frac as i64, self.frac, self.bits)
+        format!(
+            "Q{}.{} ({} bits)",
+            self.bits as i64 - 1 - self.frac as i64,
+            self.frac,
+            self.bits
+        )
     }
 }
 

@@ -92,7 +92,12 @@ pub struct RunReport {
 }
 
 /// Run `engine` on `s` as `opts` says; `progress(done, total)` is called every few sweeps.
-pub fn run<A: Arith>(s: &Substrate, mut engine: Engine<A>, opts: &RunOptions, mut progress: impl FnMut(u64, u64)) -> Result<RunReport> {
+pub fn run<A: Arith>(
+    s: &Substrate,
+    mut engine: Engine<A>,
+    opts: &RunOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<RunReport> {
     engine.threads = opts.threads.max(1);
     let sched = Schedule::new(s);
     let d = s.units();
@@ -148,7 +153,8 @@ pub fn run<A: Arith>(s: &Substrate, mut engine: Engine<A>, opts: &RunOptions, mu
         tr.finish()?;
         if let Some(p) = &opts.vcd {
             let g = p.with_extension("gtkw");
-            std::fs::write(&g, gtkw_save(p, s, kind, "substrate")).map_err(|e| crate::Error::io(&g, e))?;
+            std::fs::write(&g, gtkw_save(p, s, kind, "substrate"))
+                .map_err(|e| crate::Error::io(&g, e))?;
         }
     }
     if let Some(p) = &opts.dump_states {
@@ -161,7 +167,11 @@ pub fn run<A: Arith>(s: &Substrate, mut engine: Engine<A>, opts: &RunOptions, mu
         .zip(&engine.saturation)
         .map(|(m, sat)| {
             let unit_means: Vec<f64> = m.range().map(|i| sum[i] / ns).collect();
-            let var: f64 = m.range().map(|i| (sumsq[i] / ns - (sum[i] / ns).powi(2)).max(0.0)).sum::<f64>() / m.size as f64;
+            let var: f64 = m
+                .range()
+                .map(|i| (sumsq[i] / ns - (sum[i] / ns).powi(2)).max(0.0))
+                .sum::<f64>()
+                / m.size as f64;
             ModuleReport {
                 name: m.name.clone(),
                 role: m.role,

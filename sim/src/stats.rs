@@ -28,9 +28,14 @@ pub fn ad_inf_cdf(z: f64) -> f64 {
     }
     if z < 2.0 {
         (-1.2337141 / z).exp() / z.sqrt()
-            * (2.00012 + (0.247105 - (0.0649821 - (0.0347962 - (0.011672 - 0.00168691 * z) * z) * z) * z) * z)
+            * (2.00012
+                + (0.247105 - (0.0649821 - (0.0347962 - (0.011672 - 0.00168691 * z) * z) * z) * z)
+                    * z)
     } else {
-        (-(1.0776 - (2.30695 - (0.43424 - (0.082433 - (0.008056 - 0.0003146 * z) * z) * z) * z) * z).exp()).exp()
+        (-(1.0776
+            - (2.30695 - (0.43424 - (0.082433 - (0.008056 - 0.0003146 * z) * z) * z) * z) * z)
+            .exp())
+        .exp()
     }
 }
 
@@ -74,7 +79,9 @@ pub fn autocorr(xs: &[f64], k: usize) -> f64 {
     let n = xs.len();
     let mean = xs.iter().sum::<f64>() / n as f64;
     let var: f64 = xs.iter().map(|x| (x - mean).powi(2)).sum();
-    let c: f64 = (0..n - k).map(|i| (xs[i] - mean) * (xs[i + k] - mean)).sum();
+    let c: f64 = (0..n - k)
+        .map(|i| (xs[i] - mean) * (xs[i + k] - mean))
+        .sum();
     c / var
 }
 
@@ -103,7 +110,10 @@ pub fn integrated_autocorr_time(xs: &[f64]) -> f64 {
     }
     let mut tau = 1.0;
     for k in 1..n / 2 {
-        let ck: f64 = (0..n - k).map(|i| (xs[i] - mean) * (xs[i + k] - mean)).sum::<f64>() / n as f64;
+        let ck: f64 = (0..n - k)
+            .map(|i| (xs[i] - mean) * (xs[i + k] - mean))
+            .sum::<f64>()
+            / n as f64;
         tau += 2.0 * ck / c0;
         if k as f64 >= 6.0 * tau {
             break;
@@ -163,4 +173,88 @@ mod tests {
         let tau = integrated_autocorr_time(&xs);
         assert!((tau - 9.0).abs() < 1.0, "tau = {tau}");
     }
+}
+
+/// What `thermo noise` measures on the hardware noise source.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NoiseReport {
+    /// Samples per lane.
+    pub samples_per_lane: usize,
+    /// Lanes.
+    pub lanes: usize,
+    /// Pooled mean.
+    pub mean: f64,
+    /// Pooled variance.
+    pub variance: f64,
+    /// Pooled skewness.
+    pub skewness: f64,
+    /// Pooled kurtosis (3 for a Gaussian).
+    pub kurtosis: f64,
+    /// Anderson–Darling statistic of each lane against N(0,1).
+    pub ad_statistic: Vec<f64>,
+    /// Its p-value per lane.
+    pub ad_p_value: Vec<f64>,
+    /// Kolmogorov–Smirnov p-value per lane.
+    pub ks_p_value: Vec<f64>,
+    /// Empirical tail agreement of the pooled samples, in sigma (limited by sample count).
+    pub tail_agreement_sigma: f64,
+    /// Largest |lag-1 autocorrelation| over lanes.
+    pub max_abs_lag1: f64,
+    /// Largest |correlation| between two lanes.
+    pub max_abs_cross_lane: f64,
+    /// The `3/sqrt(N)` bound both correlations are held to.
+    pub correlation_bound: f64,
+    /// Generator period in words.
+    pub period_words: String,
+    /// Exact properties of the transform under ideal uniform input.
+    pub transform: crate::noise::TransformReport,
+}
+
+/// Draw `samples` fixed noise samples on each of `lanes` lanes (seed `seed`) and measure them.
+/// Returns the report and the samples, lane-major.
+pub fn noise_report(samples: usize, lanes: usize, seed: u64) -> (NoiseReport, Vec<Vec<f64>>) {
+    use crate::noise::{NoiseLane, NOISE_FORMAT};
+    let data: Vec<Vec<f64>> = (0..lanes)
+        .map(|l| {
+            let mut lane = NoiseLane::new(seed, l as u32);
+            (0..samples)
+                .map(|_| NOISE_FORMAT.to_f64(lane.next_fixed() as i64))
+                .collect()
+        })
+        .collect();
+    let pooled: Vec<f64> = data.iter().flatten().copied().collect();
+    let (mean, variance, skewness, kurtosis) = moments(&pooled);
+    let ad: Vec<(f64, f64)> = data.iter().map(|d| anderson_darling_normal(d)).collect();
+    let ks: Vec<f64> = data.iter().map(|d| ks_normal(d).1).collect();
+    let max_abs_lag1 = data
+        .iter()
+        .map(|d| autocorr(d, 1).abs())
+        .fold(0.0, f64::max);
+    let mut cross: f64 = 0.0;
+    for a in 0..lanes {
+        for b in a + 1..lanes {
+            cross = cross.max(correlation(&data[a], &data[b]).abs());
+        }
+    }
+    let report = NoiseReport {
+        samples_per_lane: samples,
+        lanes,
+        mean,
+        variance,
+        skewness,
+        kurtosis,
+        ad_statistic: ad.iter().map(|x| x.0).collect(),
+        ad_p_value: ad.iter().map(|x| x.1).collect(),
+        ks_p_value: ks,
+        tail_agreement_sigma: empirical_tail_agreement(&pooled),
+        max_abs_lag1,
+        max_abs_cross_lane: cross,
+        correlation_bound: 3.0 / (samples as f64).sqrt(),
+        period_words: format!(
+            "(2^31-1)(2^29-1)(2^28-1) = {} ~ 2^88",
+            crate::noise::taus88_period()
+        ),
+        transform: crate::noise::transform_report(),
+    };
+    (report, data)
 }

@@ -1,0 +1,1 @@
+//! The diffusion application of thermo (issue 6): data, U-Net, compiler.

@@ -1,0 +1,451 @@
+//! Substrate commands: `simulate`, `noise`, `export`, `example`, `bench`.
+
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use thermo_sim::example::{random_substrate, ExampleSpec};
+use thermo_sim::run::{run as run_engine, EngineKind, RunOptions, RunReport};
+use thermo_sim::{FixedEngine, GoldenEngine, Substrate};
+
+/// Substrate commands.
+#[derive(Subcommand)]
+pub enum SimCommand {
+    /// Run the golden model or the fixed engine on a substrate and report statistics.
+    Simulate(SimulateArgs),
+    /// Measure the hardware noise source (moments, goodness of fit, tails, correlations).
+    Noise(NoiseArgs),
+    /// Write the substrate's energy as NumPy arrays (.npz).
+    Export(ExportArgs),
+    /// Write a random valid substrate in the U-Net layout.
+    Example(ExampleArgs),
+    /// Benchmark the engines (unit updates per second, peak memory).
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EngineArg {
+    Golden,
+    Fixed,
+}
+
+/// `thermo simulate`.
+#[derive(Args)]
+pub struct SimulateArgs {
+    /// Substrate description (.toml or .json).
+    #[arg(long)]
+    config: PathBuf,
+    /// Engine.
+    #[arg(long, value_enum, default_value = "fixed")]
+    engine: EngineArg,
+    /// Sweeps after burn-in.
+    #[arg(long, default_value_t = 1000)]
+    sweeps: u64,
+    /// Burn-in sweeps (not in statistics or dumps).
+    #[arg(long, default_value_t = 100)]
+    burn_in: u64,
+    /// Noise seed (default: the description's seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Worker threads (results are identical for any count).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// VCD of every sweep; a GTKWave save file (.gtkw) is written beside it.
+    #[arg(long)]
+    vcd: Option<PathBuf>,
+    /// JSON report.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// States after burn-in as .npy, shape (kept sweeps, units).
+    #[arg(long)]
+    dump_states: Option<PathBuf>,
+    /// Keep every N-th sweep in --dump-states.
+    #[arg(long, default_value_t = 1)]
+    thin: u64,
+}
+
+/// `thermo noise`.
+#[derive(Args)]
+pub struct NoiseArgs {
+    /// Samples per lane.
+    #[arg(long, default_value_t = 1_000_000)]
+    samples: usize,
+    /// Lanes.
+    #[arg(long, default_value_t = 4)]
+    lanes: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Raw samples as .npy, shape (lanes, samples).
+    #[arg(long)]
+    dump: Option<PathBuf>,
+    /// Report as JSON on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `thermo export`.
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Substrate description.
+    #[arg(long)]
+    config: PathBuf,
+    /// Output .npz: A (dense, D <= 4096) or A_local_{data,indices,indptr} (CSR), b, T, eta,
+    /// module_ranges, module_names, bus<i>_{sigma,u,v,modules}.
+    #[arg(long)]
+    npz: PathBuf,
+}
+
+/// `thermo example`.
+#[derive(Args)]
+pub struct ExampleArgs {
+    /// Units D.
+    #[arg(long, default_value_t = 64)]
+    units: usize,
+    /// Modules M (encoder levels, bottleneck if odd, decoder levels).
+    #[arg(long, default_value_t = 3)]
+    modules: usize,
+    /// Rank k of each skip bus (0 = none).
+    #[arg(long, default_value_t = 2)]
+    rank: usize,
+    /// Average couplings per unit.
+    #[arg(long, default_value_t = 8)]
+    degree: usize,
+    /// Hardware lanes P.
+    #[arg(long, default_value_t = 4)]
+    lanes: u32,
+    /// Temperature.
+    #[arg(long, default_value_t = 0.05)]
+    temperature: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output file (.toml or .json); stdout (TOML) if absent.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+}
+
+/// `thermo bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Units of the throughput configuration.
+    #[arg(long, default_value_t = 1024)]
+    units: usize,
+    /// Average couplings per unit.
+    #[arg(long, default_value_t = 16)]
+    degree: usize,
+    /// Bus rank.
+    #[arg(long, default_value_t = 8)]
+    rank: usize,
+    /// Sweeps per engine.
+    #[arg(long, default_value_t = 2000)]
+    sweeps: u64,
+    /// Units of the memory configuration (0 to skip).
+    #[arg(long, default_value_t = 65_536)]
+    memory_units: usize,
+    /// Internal: only build and run the memory configuration, print peak RSS.
+    #[arg(long, hide = true)]
+    memory_only: bool,
+}
+
+/// Run a substrate command.
+pub fn run(c: SimCommand) -> Result<(), String> {
+    match c {
+        SimCommand::Simulate(a) => simulate(a),
+        SimCommand::Noise(a) => noise(a),
+        SimCommand::Export(a) => {
+            let s = Substrate::from_file(&a.config).map_err(|e| e.to_string())?;
+            thermo_sim::io::export_npz(&s, &a.npz).map_err(|e| e.to_string())?;
+            eprintln!(
+                "wrote {} ({} units, {} modules, {} buses)",
+                a.npz.display(),
+                s.units(),
+                s.modules.len(),
+                s.buses.len()
+            );
+            Ok(())
+        }
+        SimCommand::Example(a) => example(a),
+        SimCommand::Bench(a) => bench(a),
+    }
+}
+
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} sweeps {pos}/{len} [{bar:40}] {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+fn simulate(a: SimulateArgs) -> Result<(), String> {
+    let s = Substrate::from_file(&a.config).map_err(|e| e.to_string())?;
+    let seed = a.seed.unwrap_or(s.seed);
+    let kind = match a.engine {
+        EngineArg::Golden => EngineKind::Golden,
+        EngineArg::Fixed => EngineKind::Fixed,
+    };
+    let opts = RunOptions {
+        engine: kind,
+        sweeps: a.sweeps,
+        burn_in: a.burn_in,
+        seed,
+        threads: a.threads,
+        vcd: a.vcd.clone(),
+        dump_states: a.dump_states.clone(),
+        thin: a.thin,
+    };
+    let total = a.sweeps + a.burn_in;
+    let pb = progress_bar(total);
+    let show = total * s.units() as u64 > 50_000_000;
+    let tick = |done: u64, _total: u64| {
+        if show {
+            pb.set_position(done)
+        }
+    };
+    let report = match kind {
+        EngineKind::Golden => run_engine(&s, GoldenEngine::golden(&s, seed), &opts, tick),
+        EngineKind::Fixed => run_engine(&s, FixedEngine::fixed(&s, seed), &opts, tick),
+    }
+    .map_err(|e| e.to_string())?;
+    pb.finish_and_clear();
+    print_report(&report);
+    if let Some(p) = &a.report {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+        println!("report: {}", p.display());
+    }
+    if let Some(p) = &a.vcd {
+        println!(
+            "vcd: {}  (gtkwave {} )",
+            p.display(),
+            p.with_extension("gtkw").display()
+        );
+    }
+    if let Some(p) = &a.dump_states {
+        println!("states: {}", p.display());
+    }
+    Ok(())
+}
+
+fn print_report(r: &RunReport) {
+    println!(
+        "{}: {:?} engine, {} units, {} lanes, seed {}, {} sweeps after {} burn-in",
+        r.substrate, r.engine, r.units, r.lanes, r.seed, r.sweeps, r.burn_in
+    );
+    println!(
+        "{:<12} {:>6} {:>10} {:>10} {:>10}",
+        "module", "units", "mean", "variance", "saturated"
+    );
+    for m in &r.modules {
+        println!(
+            "{:<12} {:>6} {:>10.4} {:>10.5} {:>10}",
+            m.name,
+            m.units,
+            m.mean,
+            m.variance,
+            m.saturation.total()
+        );
+    }
+    println!(
+        "hardware: {} cycles/sweep, {} cycles; engine: {:.3} s, {:.3e} unit updates/s; saturation: {} acc, {} state, {} bus",
+        r.cycles_per_sweep, r.cycles, r.wall_seconds, r.unit_updates_per_second, r.saturation.acc, r.saturation.state, r.saturation.bus
+    );
+}
+
+fn noise(a: NoiseArgs) -> Result<(), String> {
+    if a.samples < 2 || a.lanes == 0 {
+        return Err(format!(
+            "--samples must be >= 2 and --lanes >= 1 (got {} and {})",
+            a.samples, a.lanes
+        ));
+    }
+    let (r, data) = thermo_sim::stats::noise_report(a.samples, a.lanes, a.seed);
+    if let Some(p) = &a.dump {
+        let flat: Vec<f64> = data.iter().flatten().copied().collect();
+        thermo_sim::io::write_npy(p, &[a.lanes, a.samples], &flat).map_err(|e| e.to_string())?;
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
+    let minp = |v: &[f64]| v.iter().copied().fold(1.0, f64::min);
+    println!("noise: taus88 + 512-entry piecewise-linear inverse CDF, Q3.12 output");
+    println!(
+        "samples: {} per lane x {} lanes (seed {})",
+        r.samples_per_lane, r.lanes, a.seed
+    );
+    println!(
+        "mean {:+.5}  variance {:.5}  skewness {:+.5}  kurtosis {:.5} (Gaussian: 0, 1, 0, 3)",
+        r.mean, r.variance, r.skewness, r.kurtosis
+    );
+    println!(
+        "Anderson-Darling per lane: A2 max {:.3}, smallest p {:.4}; Kolmogorov-Smirnov smallest p {:.4}",
+        r.ad_statistic.iter().copied().fold(0.0, f64::max),
+        minp(&r.ad_p_value),
+        minp(&r.ks_p_value)
+    );
+    println!(
+        "tails: samples agree up to {:.1} sigma (as far as the sample count can tell)",
+        r.tail_agreement_sigma
+    );
+    println!(
+        "tails: exact transform within 10% of the Gaussian tail up to {:.2} sigma; largest |z| {:.3}; interpolation error {:.2e}",
+        r.transform.tail_accurate_sigma, r.transform.max_abs, r.transform.max_abs_error
+    );
+    println!(
+        "exact transform moments: variance {:.6}, kurtosis {:.6}",
+        r.transform.variance, r.transform.kurtosis
+    );
+    println!(
+        "|lag-1 autocorrelation| max {:.2e}; |cross-lane correlation| max {:.2e}; bound 3/sqrt(N) = {:.2e}",
+        r.max_abs_lag1, r.max_abs_cross_lane, r.correlation_bound
+    );
+    println!(
+        "period: {} words per lane (2 words per sample)",
+        r.period_words
+    );
+    if let Some(p) = &a.dump {
+        println!("samples: {}", p.display());
+    }
+    Ok(())
+}
+
+fn example(a: ExampleArgs) -> Result<(), String> {
+    if a.units < a.modules.max(1) || a.modules == 0 {
+        return Err(format!(
+            "--units {} must be at least --modules {} (and modules >= 1)",
+            a.units, a.modules
+        ));
+    }
+    let spec = ExampleSpec {
+        units: a.units,
+        modules: a.modules,
+        rank: a.rank,
+        degree: a.degree,
+        lanes: a.lanes.min(a.units as u32),
+        temperature: a.temperature,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let cfg = random_substrate(&spec);
+    // Refuse to write something that does not validate.
+    Substrate::from_config(&cfg)
+        .map_err(|e| format!("generated substrate does not validate: {e}"))?;
+    match &a.out {
+        Some(p) => {
+            cfg.save(p).map_err(|e| e.to_string())?;
+            eprintln!("wrote {}", p.display());
+        }
+        None => print!("{}", toml::to_string(&cfg).map_err(|e| e.to_string())?),
+    }
+    Ok(())
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn bench(a: BenchArgs) -> Result<(), String> {
+    if a.memory_only {
+        let spec = ExampleSpec {
+            units: a.memory_units,
+            modules: 5,
+            rank: a.rank,
+            degree: a.degree,
+            lanes: 64,
+            ..Default::default()
+        };
+        let s = Substrate::from_config(&random_substrate(&spec)).map_err(|e| e.to_string())?;
+        let mut e = FixedEngine::fixed(&s, 1);
+        for _ in 0..10 {
+            e.sweep();
+        }
+        println!("{}", peak_rss_kib().unwrap_or(0));
+        return Ok(());
+    }
+    let spec = ExampleSpec {
+        units: a.units,
+        modules: 5,
+        rank: a.rank,
+        degree: a.degree,
+        lanes: 16,
+        ..Default::default()
+    };
+    let s = Substrate::from_config(&random_substrate(&spec)).map_err(|e| e.to_string())?;
+    let d = s.units() as f64;
+    println!(
+        "configuration: {} units, {} modules, {:.1} couplings/unit, {} buses of rank {}",
+        s.units(),
+        s.modules.len(),
+        s.nnz() as f64 / d,
+        s.buses.len(),
+        a.rank
+    );
+    let time = |f: &mut dyn FnMut()| {
+        let t = std::time::Instant::now();
+        f();
+        t.elapsed().as_secs_f64()
+    };
+    let mut fixed = FixedEngine::fixed(&s, 1);
+    let tf = time(&mut || (0..a.sweeps).for_each(|_| fixed.sweep()));
+    let mut golden = GoldenEngine::golden(&s, 1);
+    let gs = (a.sweeps / 4).max(1);
+    let tg = time(&mut || (0..gs).for_each(|_| golden.sweep()));
+    let uf = a.sweeps as f64 * d / tf;
+    let ug = gs as f64 * d / tg;
+    println!(
+        "fixed engine : {uf:.3e} unit updates/s (1 thread, {} sweeps)",
+        a.sweeps
+    );
+    println!("golden model : {ug:.3e} unit updates/s (1 thread, {gs} sweeps)");
+    println!("fixed / golden: {:.2}x", uf / ug);
+    let mut fixed2 = FixedEngine::fixed(&s, 1);
+    fixed2.threads = 2;
+    let t2 = time(&mut || (0..a.sweeps).for_each(|_| fixed2.sweep()));
+    println!(
+        "fixed engine : {:.3e} unit updates/s (2 threads)",
+        a.sweeps as f64 * d / t2
+    );
+    if a.memory_units > 0 {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let out = std::process::Command::new(exe)
+            .args([
+                "bench",
+                "--memory-only",
+                "--memory-units",
+                &a.memory_units.to_string(),
+                "--degree",
+                &a.degree.to_string(),
+                "--rank",
+                &a.rank.to_string(),
+            ])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let kib: u64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .map_err(|_| {
+                format!(
+                    "memory child failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })?;
+        println!(
+            "peak resident memory, {} units (build + validate + fixed engine): {:.1} MiB",
+            a.memory_units,
+            kib as f64 / 1024.0
+        );
+    }
+    Ok(())
+}
