@@ -359,8 +359,13 @@ fn check_fit(field: &str, what: &str, q: QFormat, fmt_field: &str, values: &[f64
         }
     }
     if n_bad > 0 {
+        let at = if values.len() > 1 {
+            format!("{field}[{first}]")
+        } else {
+            field.to_string()
+        };
         return Err(Error::invalid(
-            format!("{field}[{first}]"),
+            at,
             format!(
                 "{n_bad} of {} values of {what} would saturate {fmt_field} = {} (range {} .. {}); largest magnitude {worst:.6}",
                 values.len(),

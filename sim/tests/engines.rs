@@ -1,0 +1,374 @@
+//! The engines against exact answers and against each other:
+//! * the exact stationary law of the discrete chain (golden and fixed), with sampling-error bounds
+//!   computed from the chains by batch means;
+//! * golden vs fixed trajectories on identical noise;
+//! * determinism across runs and thread counts;
+//! * the rank-k bus against the dense coupling matrix.
+
+use nalgebra::{DMatrix, DVector};
+use thermo_sim::engine::{Arith, Engine, Fixed};
+use thermo_sim::example::{random_substrate, ExampleSpec};
+use thermo_sim::noise::{norm_ppf, transform_report};
+use thermo_sim::{FixedEngine, GoldenEngine, Substrate};
+
+fn shipped() -> Substrate {
+    Substrate::from_file(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/three-module.toml"
+    )))
+    .expect("shipped example validates")
+}
+
+fn random(n: u64) -> Substrate {
+    let shapes = [
+        (48, 3, 2, 4),
+        (40, 5, 1, 3),
+        (64, 3, 0, 8),
+        (32, 2, 3, 2),
+        (72, 5, 2, 6),
+        (24, 1, 0, 1),
+    ];
+    let (units, modules, rank, lanes) = shapes[n as usize % shapes.len()];
+    Substrate::from_config(&random_substrate(&ExampleSpec {
+        units,
+        modules,
+        rank,
+        lanes,
+        degree: 6,
+        seed: 100 + n,
+        ..Default::default()
+    }))
+    .expect("random example validates")
+}
+
+/// Sample mean and covariance of a chain after burn-in, with batch-means standard errors.
+struct ChainMoments {
+    mean: DVector<f64>,
+    cov: DMatrix<f64>,
+    se_mean: DVector<f64>,
+    se_cov: DMatrix<f64>,
+    ess_min: f64,
+}
+
+fn chain_moments<A: Arith>(
+    e: &mut Engine<A>,
+    burn: usize,
+    batches: usize,
+    per_batch: usize,
+) -> ChainMoments {
+    let d = e.units();
+    for _ in 0..burn {
+        e.sweep();
+    }
+    let mut bm: Vec<DVector<f64>> = Vec::new();
+    let mut bc: Vec<DMatrix<f64>> = Vec::new();
+    for _ in 0..batches {
+        let mut s = DVector::zeros(d);
+        let mut ss = DMatrix::zeros(d, d);
+        for _ in 0..per_batch {
+            e.sweep();
+            let x = DVector::from_vec(e.state_f64());
+            s += &x;
+            ss.ger(1.0, &x, &x, 1.0);
+        }
+        let m = s / per_batch as f64;
+        let c = ss / per_batch as f64 - &m * m.transpose();
+        bm.push(m);
+        bc.push(c);
+    }
+    let b = batches as f64;
+    let mean = bm.iter().fold(DVector::zeros(d), |a, x| a + x) / b;
+    let cov = bc.iter().fold(DMatrix::zeros(d, d), |a, x| a + x) / b;
+    let var_m = bm
+        .iter()
+        .fold(DVector::zeros(d), |a, x| a + (x - &mean).map(|v| v * v))
+        / (b - 1.0);
+    let var_c = bc
+        .iter()
+        .fold(DMatrix::zeros(d, d), |a, x| a + (x - &cov).map(|v| v * v))
+        / (b - 1.0);
+    // Effective sample size per unit: N * var(x) / (B * var(batch means)).
+    let n = (batches * per_batch) as f64;
+    let ess_min = (0..d)
+        .map(|i| n * cov[(i, i)] / (b * var_m[i]))
+        .fold(f64::INFINITY, f64::min);
+    ChainMoments {
+        mean,
+        cov,
+        se_mean: var_m.map(|v| (v / b).sqrt()),
+        se_cov: var_c.map(|v| (v / b).sqrt()),
+        ess_min,
+    }
+}
+
+/// Critical |z| for `tests` simultaneous two-sided tests at family-wise level 1e-3, widened by
+/// 15% for the t distribution of 100 batch means.
+fn z_crit(tests: usize) -> f64 {
+    -norm_ppf(1e-3 / (2.0 * tests as f64)) * 1.15
+}
+
+/// Largest |estimate - truth| / standard error, over means and covariances.
+fn worst_z(m: &ChainMoments, mean: &DVector<f64>, cov: &DMatrix<f64>) -> (f64, f64) {
+    let d = mean.len();
+    let zm = (0..d)
+        .map(|i| (m.mean[i] - mean[i]).abs() / m.se_mean[i])
+        .fold(0.0, f64::max);
+    let mut zc: f64 = 0.0;
+    for i in 0..d {
+        for j in i..d {
+            zc = zc.max((m.cov[(i, j)] - cov[(i, j)]).abs() / m.se_cov[(i, j)]);
+        }
+    }
+    (zm, zc)
+}
+
+/// The substrate the fixed engine actually simulates: its quantised constants as reals, and an
+/// effective temperature that adds the rounding of each new state (uniform, LSB^2/12) and the
+/// transform's exact noise variance.
+fn quantised(s: &Substrate) -> Substrate {
+    let e = FixedEngine::fixed(s, 0);
+    let p = &e.prog;
+    let f = s.formats;
+    let (cl, gl, al) = (f.coupling.lsb(), f.gain.lsb(), f.acc().lsb());
+    let mut q = s.clone();
+    q.stiffness = p
+        .diag
+        .iter()
+        .map(|&d| (1.0 - d as f64 * cl) / s.eta)
+        .collect();
+    q.val = p.coef.iter().map(|&c| -(c as f64) * cl / s.eta).collect();
+    q.bias = p.bias.iter().map(|&h| h as f64 * al / s.eta).collect();
+    for (bq, bp) in q.buses.iter_mut().zip(&p.buses) {
+        bq.u =
+            bp.u.iter()
+                .map(|r| r.iter().map(|&c| c as f64 * cl).collect())
+                .collect();
+        bq.v =
+            bp.v.iter()
+                .map(|r| r.iter().map(|&c| c as f64 * cl).collect())
+                .collect();
+        bq.sigma = bp.gain.iter().map(|&g| g as f64 * gl / s.eta).collect();
+    }
+    let gn = p.arith.noise_amp as f64 * f.noise_gain.lsb();
+    let var_z = transform_report().variance;
+    let lsb = f.state.lsb();
+    q.temperature = (gn * gn * var_z + lsb * lsb / 12.0) / (2.0 * s.eta);
+    q
+}
+
+fn check_law(name: &str, s: &Substrate) {
+    let d = s.units();
+    let (mean, cov) = s.stationary_law();
+    let z = z_crit(d + d * (d + 1) / 2);
+    // Golden against the exact law.
+    let mut g = GoldenEngine::golden(s, 11);
+    let m = chain_moments(&mut g, 500, 100, 1000);
+    let (zm, zc) = worst_z(&m, &mean, &cov);
+    eprintln!("{name}: golden  worst |z| mean {zm:.2}, cov {zc:.2} (critical {z:.2}); min ESS {:.0} of 100000", m.ess_min);
+    assert!(
+        zm < z && zc < z,
+        "{name}: golden model misses the exact stationary law"
+    );
+    // Negative control: the same chain is clearly distinguishable from a 5% hotter law.
+    let (_, hot) = {
+        let mut h = s.clone();
+        h.temperature *= 1.05;
+        h.stationary_law()
+    };
+    let (_, zhot) = worst_z(&m, &mean, &hot);
+    assert!(
+        zhot > 2.0 * z,
+        "{name}: the test cannot tell T from 1.05 T (|z| {zhot:.1})"
+    );
+    // Fixed against the exact law of its quantised constants; report the quantisation shift.
+    let q = quantised(s);
+    let (qmean, qcov) = q.stationary_law();
+    let shift_mean = (&qmean - &mean).amax();
+    let shift_cov = (&qcov - &cov).amax();
+    let mut f = FixedEngine::fixed(s, 11);
+    let m = chain_moments(&mut f, 500, 100, 1000);
+    let (zm, zc) = worst_z(&m, &qmean, &qcov);
+    eprintln!(
+        "{name}: fixed   worst |z| mean {zm:.2}, cov {zc:.2}; quantisation shifts the law by {shift_mean:.2e} (mean), {shift_cov:.2e} (cov)"
+    );
+    assert!(
+        zm < z && zc < z,
+        "{name}: fixed engine misses the law of its quantised constants"
+    );
+    assert_eq!(
+        f.saturation_total().total(),
+        0,
+        "{name}: unexpected saturation"
+    );
+    // The quantisation shift itself is small against the law's scale.
+    let scale = cov.diagonal().amax().sqrt();
+    assert!(
+        shift_mean < 0.01 * scale && shift_cov < 0.01 * scale * scale,
+        "{name}: quantisation shift too large"
+    );
+}
+
+#[test]
+fn stationary_law_shipped_example() {
+    check_law("three-module", &shipped());
+}
+
+#[test]
+fn stationary_law_random_configurations() {
+    for n in 0..5 {
+        let s = random(n);
+        assert!(n != 0 || !s.buses.is_empty());
+        check_law(&s.name.clone(), &s);
+    }
+}
+
+#[test]
+fn fixed_tracks_golden_on_identical_noise() {
+    for (name, s) in [
+        ("three-module".to_string(), shipped()),
+        (random(0).name.clone(), random(0)),
+        (random(4).name.clone(), random(4)),
+    ] {
+        let mut g = GoldenEngine::golden(&s, 3);
+        let mut f = FixedEngine::fixed(&s, 3);
+        let lsb = s.formats.state.lsb();
+        let (mut max, mut sum2, mut n) = (0.0f64, 0.0, 0usize);
+        for _ in 0..10_000 {
+            g.sweep();
+            f.sweep();
+            for (a, b) in g.state_f64().iter().zip(f.state_f64()) {
+                let dev = (a - b).abs() / lsb;
+                max = max.max(dev);
+                sum2 += dev * dev;
+                n += 1;
+            }
+        }
+        let rms = (sum2 / n as f64).sqrt();
+        // Documented bound (docs/fixed-point.md §7): the per-sweep rounding error (<= 1/2 LSB,
+        // RMS 0.29 LSB) is propagated by I - eta A, whose spectral radius rho < 1 gives an
+        // error RMS of about 0.29 / sqrt(1 - rho^2) LSB; we allow 3x that for RMS and 8x for max.
+        let rho = (1.0 - s.eta * s.lambda_min)
+            .abs()
+            .max((1.0 - s.eta * s.lambda_max).abs());
+        let amp = 0.29 / (1.0 - rho * rho).sqrt();
+        eprintln!("{name}: fixed vs golden over 10^4 sweeps: max {max:.2} LSB, RMS {rms:.3} LSB (predicted RMS {amp:.2} LSB, rho {rho:.3})");
+        assert!(
+            rms < 3.0 * amp && max < 8.0 * amp,
+            "{name}: fixed left the golden trajectory"
+        );
+    }
+}
+
+#[test]
+fn same_seed_same_bits_across_runs_and_threads() {
+    let s = random_substrate(&ExampleSpec {
+        units: 700,
+        modules: 5,
+        rank: 3,
+        lanes: 7,
+        seed: 9,
+        ..Default::default()
+    });
+    let s = Substrate::from_config(&s).unwrap();
+    let run_fixed = |threads: usize| {
+        let mut e = FixedEngine::fixed(&s, 42);
+        e.threads = threads;
+        for _ in 0..300 {
+            e.sweep();
+        }
+        (e.x.clone(), e.saturation_total())
+    };
+    let run_golden = |threads: usize| {
+        let mut e = GoldenEngine::golden(&s, 42);
+        e.threads = threads;
+        for _ in 0..300 {
+            e.sweep();
+        }
+        e.x.iter().map(|v| v.to_bits()).collect::<Vec<u64>>()
+    };
+    let f1 = run_fixed(1);
+    assert_eq!(f1, run_fixed(1));
+    assert_eq!(f1, run_fixed(2));
+    assert_eq!(f1, run_fixed(3));
+    let g1 = run_golden(1);
+    assert_eq!(g1, run_golden(2));
+    assert_eq!(g1, run_golden(4));
+    // A different seed gives different bits.
+    let mut e = FixedEngine::fixed(&s, 43);
+    for _ in 0..300 {
+        e.sweep();
+    }
+    assert_ne!(f1.0, e.x);
+}
+
+#[test]
+fn rank_k_bus_gives_the_dense_gradient() {
+    for n in [0u64, 1, 3, 4] {
+        let mut cfg = random_substrate(&ExampleSpec {
+            units: 40 + 8 * n as usize,
+            modules: 3 + 2 * (n as usize % 2),
+            rank: 1 + n as usize,
+            seed: 50 + n,
+            ..Default::default()
+        });
+        cfg.temperature = 0.0; // deterministic step: x' = x - eta (A x - b)
+        let s = Substrate::from_config(&cfg).unwrap();
+        assert!(!s.buses.is_empty());
+        let d = s.units();
+        let x: Vec<f64> = (0..d).map(|i| ((i * 37 % 17) as f64 - 8.0) / 5.0).collect();
+        let mut g = GoldenEngine::golden(&s, 0);
+        g.set_state_f64(&x);
+        g.sweep();
+        // Dense: A includes -sum_r sigma_r (u_r v_r^T + v_r u_r^T) in the enc/dec blocks.
+        let a = s.dense_a();
+        let xv = DVector::from_vec(x.clone());
+        let grad = &a * &xv - DVector::from_vec(s.bias.clone());
+        let expect = &xv - grad * s.eta;
+        let err = (DVector::from_vec(g.state_f64()) - &expect).amax();
+        assert!(
+            err < 1e-12 * expect.amax().max(1.0),
+            "bus gradient differs from dense by {err:e}"
+        );
+        // And the matrix-free product agrees with the dense one.
+        let mut y = vec![0.0; d];
+        s.matvec(&x, &mut y);
+        let dense = &a * &xv;
+        assert!((DVector::from_vec(y) - dense).amax() < 1e-12);
+    }
+}
+
+#[test]
+fn fixed_engine_saturates_and_counts_instead_of_wrapping() {
+    // Large biases in a narrow state format: states pin at the rails, counters move, no wrap.
+    let mut cfg = random_substrate(&ExampleSpec {
+        units: 30,
+        modules: 3,
+        rank: 2,
+        seed: 8,
+        bias_scale: 40.0,
+        ..Default::default()
+    });
+    cfg.formats.state = thermo_sim::qformat::QFormat::new(12, 8); // +-8
+    let s = Substrate::from_config(&cfg).unwrap();
+    let mut e = FixedEngine::fixed(&s, 1);
+    for _ in 0..200 {
+        e.sweep();
+    }
+    let sat = e.saturation_total();
+    assert!(sat.state > 0, "expected state saturation, got {sat:?}");
+    let q = s.formats.state;
+    for &x in &e.x {
+        assert!((q.min_code()..=q.max_code()).contains(&(x as i64)));
+    }
+    // Units with a huge positive drive sit at the positive rail, never wrapped to negative.
+    let (mean, _) = s.stationary_law();
+    for (i, &x) in e.x.iter().enumerate() {
+        if mean[i] > 12.0 {
+            assert!(x as i64 > q.max_code() - 2000, "unit {i} wrapped: {x}");
+        }
+        if mean[i] < -12.0 {
+            assert!((x as i64) < q.min_code() + 2000, "unit {i} wrapped: {x}");
+        }
+    }
+    let _ = Fixed::new(&s);
+}
