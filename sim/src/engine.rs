@@ -71,11 +71,18 @@ pub trait Arith: Clone + Send + Sync {
     fn bias(&self, x: f64) -> Self::Bias;
     /// Empty accumulator.
     fn zero(&self) -> Self::Acc;
-    /// `acc + c x`.
-    fn mac(&self, acc: Self::Acc, c: Self::Coef, x: Self::State, sat: &mut Saturation)
-        -> Self::Acc;
+    /// `acc + c x`. With `CHECK = false` the caller guarantees that no partial sum can leave the
+    /// accumulator's range (see [`Arith::unit_is_safe`]), so saturation checks can be skipped
+    /// without changing a bit.
+    fn mac<const CHECK: bool>(
+        &self,
+        acc: Self::Acc,
+        c: Self::Coef,
+        x: Self::State,
+        sat: &mut Saturation,
+    ) -> Self::Acc;
     /// `acc + c line`.
-    fn mac_line(
+    fn mac_line<const CHECK: bool>(
         &self,
         acc: Self::Acc,
         c: Self::Coef,
@@ -83,9 +90,19 @@ pub trait Arith: Clone + Send + Sync {
         sat: &mut Saturation,
     ) -> Self::Acc;
     /// `acc + h`.
-    fn add_bias(&self, acc: Self::Acc, h: Self::Bias, sat: &mut Saturation) -> Self::Acc;
+    fn add_bias<const CHECK: bool>(
+        &self,
+        acc: Self::Acc,
+        h: Self::Bias,
+        sat: &mut Saturation,
+    ) -> Self::Acc;
     /// `acc + gn z`.
-    fn add_noise(&self, acc: Self::Acc, z: Self::Noise, sat: &mut Saturation) -> Self::Acc;
+    fn add_noise<const CHECK: bool>(
+        &self,
+        acc: Self::Acc,
+        z: Self::Noise,
+        sat: &mut Saturation,
+    ) -> Self::Acc;
     /// The new state from the accumulator.
     fn finish(&self, acc: Self::Acc, sat: &mut Saturation) -> Self::State;
     /// A bus line from its sum and gain.
@@ -102,6 +119,26 @@ pub trait Arith: Clone + Send + Sync {
     fn from_f64(&self, x: f64) -> Self::State;
     /// The state's integer code, for arithmetics that have one.
     fn code(&self, x: Self::State) -> Option<i16>;
+    /// Whether this arithmetic saturates at all (fixed) or never (golden).
+    const SATURATES: bool;
+    /// Per-unit constants of the accumulator bound (see [`Arith::unit_is_safe`]).
+    type UnitBound: Copy + Default + Send + Sync + std::fmt::Debug;
+    /// Summarise a unit's constants for [`Arith::unit_is_safe`].
+    fn unit_bound(
+        &self,
+        diag: Self::Coef,
+        row: &[Self::Coef],
+        bus: &[Self::Coef],
+        bias: Self::Bias,
+    ) -> Self::UnitBound;
+    /// `|x|` in the units [`Arith::unit_is_safe`] expects.
+    fn state_magnitude(&self, x: Self::State) -> f64;
+    /// `|line|` in the units [`Arith::unit_is_safe`] expects.
+    fn line_magnitude(&self, l: Self::Line) -> f64;
+    /// Whether a unit can saturate no partial sum of its accumulator this sweep, given the
+    /// largest state magnitude `xmax` anywhere and the largest line magnitude `lmax` its module
+    /// receives. Then its update runs without saturation checks, bit for bit the same.
+    fn unit_is_safe(&self, b: &Self::UnitBound, xmax: f64, lmax: f64) -> bool;
 }
 
 /// The float golden model's arithmetic.
@@ -145,19 +182,19 @@ impl Arith for Golden {
         0.0
     }
     #[inline(always)]
-    fn mac(&self, acc: f64, c: f64, x: f64, _: &mut Saturation) -> f64 {
+    fn mac<const CHECK: bool>(&self, acc: f64, c: f64, x: f64, _: &mut Saturation) -> f64 {
         acc + c * x
     }
     #[inline(always)]
-    fn mac_line(&self, acc: f64, c: f64, line: f64, _: &mut Saturation) -> f64 {
+    fn mac_line<const CHECK: bool>(&self, acc: f64, c: f64, line: f64, _: &mut Saturation) -> f64 {
         acc + c * line
     }
     #[inline(always)]
-    fn add_bias(&self, acc: f64, h: f64, _: &mut Saturation) -> f64 {
+    fn add_bias<const CHECK: bool>(&self, acc: f64, h: f64, _: &mut Saturation) -> f64 {
         acc + h
     }
     #[inline(always)]
-    fn add_noise(&self, acc: f64, z: f64, _: &mut Saturation) -> f64 {
+    fn add_noise<const CHECK: bool>(&self, acc: f64, z: f64, _: &mut Saturation) -> f64 {
         acc + self.noise_amp * z
     }
     #[inline(always)]
@@ -194,6 +231,18 @@ impl Arith for Golden {
     fn code(&self, _: f64) -> Option<i16> {
         None
     }
+    const SATURATES: bool = false;
+    type UnitBound = ();
+    fn unit_bound(&self, _: f64, _: &[f64], _: &[f64], _: f64) {}
+    fn state_magnitude(&self, _: f64) -> f64 {
+        0.0
+    }
+    fn line_magnitude(&self, _: f64) -> f64 {
+        0.0
+    }
+    fn unit_is_safe(&self, _: &(), _: f64, _: f64) -> bool {
+        true
+    }
 }
 
 /// The hardware's fixed-point arithmetic (the specification of the RTL).
@@ -221,6 +270,18 @@ impl Fixed {
                 }
             },
             acc_frac: f.acc().frac,
+        }
+    }
+    /// The accumulator addition: saturating and counted when `CHECK`, plain otherwise (exact,
+    /// because the caller proved the sum stays in range).
+    #[inline(always)]
+    fn acc_add<const CHECK: bool>(&self, acc: i32, term: i64, sat: &mut Saturation) -> i32 {
+        if CHECK {
+            let (a, s) = acc_add(acc, term);
+            sat.acc += s as u64;
+            a
+        } else {
+            acc.wrapping_add(term as i32)
         }
     }
     #[inline(always)]
@@ -252,39 +313,37 @@ impl Arith for Fixed {
         0
     }
     #[inline(always)]
-    fn mac(&self, acc: i32, c: i16, x: i16, sat: &mut Saturation) -> i32 {
-        let (a, s) = acc_add(acc, c as i64 * x as i64);
-        sat.acc += s as u64;
-        a
+    fn mac<const CHECK: bool>(&self, acc: i32, c: i16, x: i16, sat: &mut Saturation) -> i32 {
+        self.acc_add::<CHECK>(acc, c as i64 * x as i64, sat)
     }
     #[inline(always)]
-    fn mac_line(&self, acc: i32, c: i16, line: i16, sat: &mut Saturation) -> i32 {
+    fn mac_line<const CHECK: bool>(
+        &self,
+        acc: i32,
+        c: i16,
+        line: i16,
+        sat: &mut Saturation,
+    ) -> i32 {
         let f = &self.formats;
         let p = align(
             c as i64 * line as i64,
             f.coupling.frac + f.bus.frac,
             self.acc_frac,
         );
-        let (a, s) = acc_add(acc, p);
-        sat.acc += s as u64;
-        a
+        self.acc_add::<CHECK>(acc, p, sat)
     }
     #[inline(always)]
-    fn add_bias(&self, acc: i32, h: i32, sat: &mut Saturation) -> i32 {
-        let (a, s) = acc_add(acc, h as i64);
-        sat.acc += s as u64;
-        a
+    fn add_bias<const CHECK: bool>(&self, acc: i32, h: i32, sat: &mut Saturation) -> i32 {
+        self.acc_add::<CHECK>(acc, h as i64, sat)
     }
     #[inline(always)]
-    fn add_noise(&self, acc: i32, z: i16, sat: &mut Saturation) -> i32 {
+    fn add_noise<const CHECK: bool>(&self, acc: i32, z: i16, sat: &mut Saturation) -> i32 {
         let p = align(
             z as i64 * self.noise_amp as i64,
             NOISE_FORMAT.frac + self.formats.noise_gain.frac,
             self.acc_frac,
         );
-        let (a, s) = acc_add(acc, p);
-        sat.acc += s as u64;
-        a
+        self.acc_add::<CHECK>(acc, p, sat)
     }
     #[inline(always)]
     fn finish(&self, acc: i32, sat: &mut Saturation) -> i16 {
@@ -338,6 +397,37 @@ impl Arith for Fixed {
     fn code(&self, x: i16) -> Option<i16> {
         Some(x)
     }
+    const SATURATES: bool = true;
+    /// `[|d| + sum |c|, sum |w| * 2^(fa - coupling.frac - bus.frac), |h| + max |noise term| + slack]`
+    /// in accumulator codes per unit of state / line code.
+    type UnitBound = [f64; 3];
+    fn unit_bound(&self, diag: i16, row: &[i16], bus: &[i16], bias: i32) -> [f64; 3] {
+        let f = &self.formats;
+        let a = (diag as f64).abs() + row.iter().map(|&c| (c as f64).abs()).sum::<f64>();
+        let scale = ((self.acc_frac as f64) - (f.coupling.frac + f.bus.frac) as f64).exp2();
+        let b = bus.iter().map(|&w| (w as f64).abs()).sum::<f64>() * scale;
+        let noise_scale =
+            ((self.acc_frac as f64) - (NOISE_FORMAT.frac + f.noise_gain.frac) as f64).exp2();
+        // Slack: each aligned term may round up by one code.
+        let e = (bias as f64).abs()
+            + (self.noise_amp as f64).abs() * 32768.0 * noise_scale
+            + bus.len() as f64
+            + 4.0;
+        [a, b, e]
+    }
+    #[inline(always)]
+    fn state_magnitude(&self, x: i16) -> f64 {
+        (x as f64).abs()
+    }
+    #[inline(always)]
+    fn line_magnitude(&self, l: i16) -> f64 {
+        (l as f64).abs()
+    }
+    #[inline(always)]
+    fn unit_is_safe(&self, b: &[f64; 3], xmax: f64, lmax: f64) -> bool {
+        // Every partial sum is bounded by the sum of the magnitudes of all its terms.
+        b[0] * xmax + b[1] * lmax + b[2] < i32::MAX as f64 * 0.999_999
+    }
 }
 
 /// Which factor a module's units use on a bus.
@@ -387,6 +477,14 @@ pub struct Program<A: Arith> {
     pub modules: Vec<std::ops::Range<usize>>,
     /// Bus sides each module sits on, in bus order.
     pub sides: Vec<Vec<(usize, Side)>>,
+    /// Per module, the bus weights its units apply, unit-major: unit `n` of the module uses
+    /// `bus_w[m][n * K_m .. (n+1) * K_m]` against the module's line vector (the lines of its sides
+    /// in bus order, ranks in order; `K_m` = sum of those ranks).
+    pub bus_w: Vec<Vec<A::Coef>>,
+    /// Per unit, the constants of its accumulator bound ([`Arith::unit_bound`]).
+    pub bounds: Vec<A::UnitBound>,
+    /// Run every unit through the saturation-checked path (for tests of the fast path).
+    pub force_checks: bool,
 }
 
 impl<A: Arith> Program<A> {
@@ -419,7 +517,7 @@ impl<A: Arith> Program<A> {
                 }
             })
             .collect();
-        Program {
+        let mut p = Program {
             lanes: s.lanes as usize,
             diag: s
                 .stiffness
@@ -430,11 +528,66 @@ impl<A: Arith> Program<A> {
             col: s.col.iter().map(|&c| c as u32).collect(),
             coef: s.val.iter().map(|&a| arith.coef(-eta * a)).collect(),
             bias: s.bias.iter().map(|&b| arith.bias(eta * b)).collect(),
+            bus_w: Vec::new(),
+            bounds: Vec::new(),
+            force_checks: false,
             buses,
             modules,
             sides,
             arith,
+        };
+        p.bus_w = (0..p.modules.len())
+            .map(|m| {
+                let n = p.modules[m].len();
+                let mut w = Vec::new();
+                for unit in 0..n {
+                    for &(b, side) in &p.sides[m] {
+                        let f = match side {
+                            Side::Decoder => &p.buses[b].v,
+                            Side::Encoder => &p.buses[b].u,
+                        };
+                        w.extend(f.iter().map(|row| row[unit]));
+                    }
+                }
+                w
+            })
+            .collect();
+        p.refresh_bounds();
+        p
+    }
+
+    /// Recompute [`Program::bounds`] (after the constants changed).
+    pub fn refresh_bounds(&mut self) {
+        let mut bounds = vec![A::UnitBound::default(); self.units()];
+        for (m, range) in self.modules.iter().enumerate() {
+            let k = self.lines_of_module(m);
+            for (n, i) in range.clone().enumerate() {
+                let row = &self.coef[self.row_ptr[i] as usize..self.row_ptr[i + 1] as usize];
+                let w = &self.bus_w[m][n * k..(n + 1) * k];
+                bounds[i] = self.arith.unit_bound(self.diag[i], row, w, self.bias[i]);
+            }
         }
+        self.bounds = bounds;
+    }
+
+    /// `K_m`: how many bus lines module `m` receives.
+    pub fn lines_of_module(&self, m: usize) -> usize {
+        self.sides[m]
+            .iter()
+            .map(|&(b, _)| self.buses[b].gain.len())
+            .sum()
+    }
+
+    /// The line vector module `m` receives, from every bus's `(encoder lines, decoder lines)`.
+    pub fn module_lines(&self, m: usize, lines: &[(Vec<A::Line>, Vec<A::Line>)]) -> Vec<A::Line> {
+        let mut out = Vec::new();
+        for &(b, side) in &self.sides[m] {
+            out.extend_from_slice(match side {
+                Side::Decoder => &lines[b].0,
+                Side::Encoder => &lines[b].1,
+            });
+        }
+        out
     }
 
     /// Number of units.
@@ -445,6 +598,7 @@ impl<A: Arith> Program<A> {
     /// Replace the biases `b` (conditioning); `b` in energy units, scaled by `eta` here.
     pub fn set_bias(&mut self, s: &Substrate, b: &[f64]) {
         self.bias = b.iter().map(|&x| self.arith.bias(s.eta * x)).collect();
+        self.refresh_bounds();
     }
 
     /// Step 1: the bus lines `(encoder lines, decoder lines)` of every bus from state `x`.
@@ -464,7 +618,7 @@ impl<A: Arith> Program<A> {
                             .map(|(row, &g)| {
                                 let mut acc = a.zero();
                                 for (&c, &xj) in row.iter().zip(&x[range.clone()]) {
-                                    acc = a.mac(acc, c, a.rho(xj), sat);
+                                    acc = a.mac::<true>(acc, c, a.rho(xj), sat);
                                 }
                                 a.line(acc, g, sat)
                             })
@@ -477,7 +631,8 @@ impl<A: Arith> Program<A> {
     }
 
     /// Step 3 for units `range` of module `m`: write new states into `out` (indexed from
-    /// `range.start`).
+    /// `range.start`). `lines` is the module's line vector ([`Program::module_lines`]); `xmax`
+    /// the largest state magnitude of `x` ([`Arith::state_magnitude`]).
     #[allow(clippy::too_many_arguments)]
     pub fn update_units(
         &self,
@@ -485,36 +640,57 @@ impl<A: Arith> Program<A> {
         range: std::ops::Range<usize>,
         x: &[A::State],
         z: &[A::Noise],
-        lines: &[(Vec<A::Line>, Vec<A::Line>)],
+        lines: &[A::Line],
+        xmax: f64,
         out: &mut [A::State],
         sat: &mut Saturation,
     ) {
         let a = &self.arith;
         let module_start = self.modules[m].start;
+        let k = lines.len();
+        let w = &self.bus_w[m];
+        let lmax = lines
+            .iter()
+            .map(|&l| a.line_magnitude(l))
+            .fold(0.0, f64::max);
+        let fast = !(A::SATURATES && self.force_checks);
         for (o, i) in out.iter_mut().zip(range) {
-            let xi = x[i];
-            let mut acc = a.mac(a.zero(), self.diag[i], xi, sat);
-            if a.gate(xi) {
-                let (p0, p1) = (self.row_ptr[i] as usize, self.row_ptr[i + 1] as usize);
-                for p in p0..p1 {
-                    acc = a.mac(acc, self.coef[p], a.rho(x[self.col[p] as usize]), sat);
-                }
-                let n = i - module_start;
-                for &(b, side) in &self.sides[m] {
-                    let bus = &self.buses[b];
-                    let (w, ls) = match side {
-                        Side::Decoder => (&bus.v, &lines[b].0),
-                        Side::Encoder => (&bus.u, &lines[b].1),
-                    };
-                    for (row, &l) in w.iter().zip(ls) {
-                        acc = a.mac_line(acc, row[n], l, sat);
-                    }
-                }
-                acc = a.add_bias(acc, self.bias[i], sat);
-            }
-            acc = a.add_noise(acc, z[i], sat);
-            *o = a.finish(acc, sat);
+            let n = i - module_start;
+            let wi = &w[n * k..(n + 1) * k];
+            *o = if fast && a.unit_is_safe(&self.bounds[i], xmax, lmax) {
+                self.update_unit::<false>(i, x, z[i], wi, lines, sat)
+            } else {
+                self.update_unit::<true>(i, x, z[i], wi, lines, sat)
+            };
         }
+    }
+
+    /// The update of one unit (section 3 of `docs/fixed-point.md`).
+    #[inline(always)]
+    fn update_unit<const CHECK: bool>(
+        &self,
+        i: usize,
+        x: &[A::State],
+        z: A::Noise,
+        w: &[A::Coef],
+        lines: &[A::Line],
+        sat: &mut Saturation,
+    ) -> A::State {
+        let a = &self.arith;
+        let xi = x[i];
+        let mut acc = a.mac::<CHECK>(a.zero(), self.diag[i], xi, sat);
+        if a.gate(xi) {
+            let (p0, p1) = (self.row_ptr[i] as usize, self.row_ptr[i + 1] as usize);
+            for (&c, &j) in self.coef[p0..p1].iter().zip(&self.col[p0..p1]) {
+                acc = a.mac::<CHECK>(acc, c, a.rho(x[j as usize]), sat);
+            }
+            for (&c, &l) in w.iter().zip(lines) {
+                acc = a.mac_line::<CHECK>(acc, c, l, sat);
+            }
+            acc = a.add_bias::<CHECK>(acc, self.bias[i], sat);
+        }
+        acc = a.add_noise::<CHECK>(acc, z, sat);
+        a.finish(acc, sat)
     }
 }
 
@@ -590,6 +766,17 @@ impl<A: Arith> Engine<A> {
         // Step 1: bus lines (counted against the module of the bus's decoder side).
         let mut bus_sat = Saturation::default();
         let lines = prog.bus_lines(&self.x, &mut bus_sat);
+        let module_lines: Vec<Vec<A::Line>> = (0..prog.modules.len())
+            .map(|m| prog.module_lines(m, &lines))
+            .collect();
+        let xmax = if A::SATURATES {
+            self.x
+                .iter()
+                .map(|&v| prog.arith.state_magnitude(v))
+                .fold(0.0, f64::max)
+        } else {
+            0.0
+        };
         // Step 2: noise, lane i mod P, ascending units.
         let mut lane = 0;
         for zi in self.z.iter_mut() {
@@ -608,7 +795,16 @@ impl<A: Arith> Engine<A> {
             for (m, range) in prog.modules.iter().enumerate() {
                 let (out, r) = rest.split_at_mut(range.len());
                 rest = r;
-                prog.update_units(m, range.clone(), x, z, &lines, out, &mut self.saturation[m]);
+                prog.update_units(
+                    m,
+                    range.clone(),
+                    x,
+                    z,
+                    &module_lines[m],
+                    xmax,
+                    out,
+                    &mut self.saturation[m],
+                );
             }
         } else {
             let threads = self.threads;
@@ -636,11 +832,20 @@ impl<A: Arith> Engine<A> {
                 let handles: Vec<_> = buckets
                     .into_iter()
                     .map(|bucket| {
-                        let lines = &lines;
+                        let lines = &module_lines;
                         sc.spawn(move || {
                             let mut sat = vec![Saturation::default(); nsat];
                             for (m, range, out) in bucket {
-                                prog.update_units(m, range, x, z, lines, out, &mut sat[m]);
+                                prog.update_units(
+                                    m,
+                                    range,
+                                    x,
+                                    z,
+                                    &lines[m],
+                                    xmax,
+                                    out,
+                                    &mut sat[m],
+                                );
                             }
                             sat
                         })
@@ -670,6 +875,33 @@ impl<A: Arith> Engine<A> {
     /// Set the state from reals (rounded and saturated in the fixed engine).
     pub fn set_state_f64(&mut self, x: &[f64]) {
         self.x = x.iter().map(|&v| self.prog.arith.from_f64(v)).collect();
+    }
+
+    /// How many units the next sweep will update on the unchecked fast path (a proof that none of
+    /// their partial sums can saturate).
+    pub fn fast_path_units(&self) -> usize {
+        let prog = &self.prog;
+        if !A::SATURATES {
+            return self.units();
+        }
+        let mut sat = Saturation::default();
+        let lines = prog.bus_lines(&self.x, &mut sat);
+        let a = &prog.arith;
+        let xmax = self
+            .x
+            .iter()
+            .map(|&v| a.state_magnitude(v))
+            .fold(0.0, f64::max);
+        let mut n = 0;
+        for (m, range) in prog.modules.iter().enumerate() {
+            let l = prog.module_lines(m, &lines);
+            let lmax = l.iter().map(|&v| a.line_magnitude(v)).fold(0.0, f64::max);
+            n += range
+                .clone()
+                .filter(|&i| a.unit_is_safe(&prog.bounds[i], xmax, lmax))
+                .count();
+        }
+        n
     }
 
     /// Total saturation events.

@@ -372,3 +372,53 @@ fn fixed_engine_saturates_and_counts_instead_of_wrapping() {
     }
     let _ = Fixed::new(&s);
 }
+
+#[test]
+fn unchecked_fast_path_equals_checked_path() {
+    // Rows proven unable to saturate skip the saturation checks; forcing every row through the
+    // checked path must not change a bit (including a configuration where some rows do saturate).
+    for (n, bias_scale) in [(0u64, 0.5), (1, 0.5), (4, 18.0)] {
+        let mut cfg = random_substrate(&ExampleSpec {
+            units: 60,
+            modules: 5,
+            rank: 2,
+            seed: 70 + n,
+            bias_scale,
+            ..Default::default()
+        });
+        if bias_scale > 1.0 {
+            // A narrow accumulator (fraction 13 + 15 = 28 bits: range +-8) that large biases
+            // and saturated states overrun.
+            cfg.formats.state = thermo_sim::qformat::QFormat::new(16, 13);
+            cfg.formats.coupling = thermo_sim::qformat::QFormat::new(16, 15);
+        }
+        let s = Substrate::from_config(&cfg).unwrap();
+        let mut fast = FixedEngine::fixed(&s, 5);
+        let mut slow = FixedEngine::fixed(&s, 5);
+        slow.prog.force_checks = true;
+        let mut fast_units = 0;
+        for _ in 0..500 {
+            fast_units += fast.fast_path_units();
+            fast.sweep();
+            slow.sweep();
+            assert_eq!(fast.x, slow.x);
+        }
+        assert_eq!(fast.saturation_total(), slow.saturation_total());
+        eprintln!(
+            "bias scale {bias_scale}: {fast_units} of {} unit updates on the fast path",
+            500 * s.units()
+        );
+        assert!(fast_units > 0, "the fast path was never taken");
+        if bias_scale > 1.0 {
+            let sat = fast.saturation_total();
+            assert!(
+                sat.acc > 0 && sat.state > 0,
+                "the saturating case did not saturate: {sat:?}"
+            );
+            assert!(
+                fast_units < 500 * s.units(),
+                "saturating units must take the checked path"
+            );
+        }
+    }
+}
