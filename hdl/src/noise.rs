@@ -290,41 +290,13 @@ impl NoiseLaneHw {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simx::{settle, tick};
     use thermo_sim::noise::NoiseLane;
-
-    /// Run `n` draws of lane `lane` / seed `seed` through the rust-hdl simulation, popping on
-    /// every other cycle (the fastest rate a Langevin lane consumes).
-    pub(crate) fn hw_stream(seed: u64, lane: u32, n: usize, pop_every: usize) -> Vec<i16> {
-        let mut uut = NoiseLaneHw::default();
-        uut.connect_all();
-        uut.set_seed(&Taus88::for_lane(seed, lane));
-        uut.load.next = true;
-        uut.pop.next = false;
-        settle(&mut uut).unwrap();
-        tick(&mut uut, |u| &mut u.clock).unwrap();
-        uut.load.next = false;
-        let mut out = Vec::new();
-        let mut cyc = 0usize;
-        while out.len() < n {
-            let fire = uut.valid.val() && cyc % pop_every == 0;
-            if fire {
-                out.push(uut.z.val().to_u64() as u16 as i16);
-            }
-            uut.pop.next = fire;
-            settle(&mut uut).unwrap();
-            tick(&mut uut, |u| &mut u.clock).unwrap();
-            cyc += 1;
-            assert!(cyc < 10 * n + 100, "noise lane stalled");
-        }
-        out
-    }
 
     #[test]
     fn noise_lane_matches_engine() {
         for (seed, lane, every) in [(1u64, 0u32, 1usize), (7, 3, 2), (0xDEAD_BEEF, 11, 3)] {
             let n = 2000;
-            let hw = hw_stream(seed, lane, n, every);
+            let hw = rusthdl_noise_stream(seed, lane, n, every);
             let mut eng = NoiseLane::new(seed, lane);
             for (k, &z) in hw.iter().enumerate() {
                 let e = eng.next_fixed();
@@ -332,4 +304,93 @@ mod tests {
             }
         }
     }
+}
+
+/// Verilog of a lone noise lane (for the Verilator stream test).
+pub fn noise_lane_verilog() -> Result<String, crate::Error> {
+    let mut uut = NoiseLaneHw::default();
+    uut.connect_all();
+    crate::verilog::block_verilog(&uut)
+}
+
+const NOISE_HARNESS: &str = r#"
+#include "Vtop.h"
+#include "verilated.h"
+#include <cstdio>
+#include <cstdlib>
+int main(int argc, char** argv) {
+    Verilated::commandArgs(argc, argv);
+    Vtop* t = new Vtop;
+    unsigned s1 = strtoul(argv[1], 0, 0), s2 = strtoul(argv[2], 0, 0), s3 = strtoul(argv[3], 0, 0);
+    long n = strtol(argv[4], 0, 0); long every = strtol(argv[5], 0, 0);
+    t->clock = 0; t->load = 1; t->pop = 0; t->seed_s1 = s1; t->seed_s2 = s2; t->seed_s3 = s3;
+    t->eval(); t->clock = 1; t->eval(); t->clock = 0; t->eval();
+    t->load = 0;
+    long got = 0, cyc = 0;
+    while (got < n) {
+        int fire = t->valid && (cyc % every == 0);
+        if (fire) { printf("%d\n", (int)(short)t->z); got++; }
+        t->pop = fire;
+        t->eval(); t->clock = 1; t->eval(); t->clock = 0; t->eval();
+        cyc++;
+        if (cyc > 10 * n + 100) { fprintf(stderr, "stalled\n"); return 1; }
+    }
+    delete t;
+    return 0;
+}
+"#;
+
+/// Draw `n` samples from a Verilator build of the noise lane (lane `lane` of seed `seed`),
+/// popping every `pop_every` cycles.
+pub fn verilator_noise_stream(
+    seed: u64,
+    lane: u32,
+    n: usize,
+    pop_every: usize,
+) -> Result<Vec<i16>, crate::Error> {
+    let exe = crate::verilog::verilator_build(&noise_lane_verilog()?, NOISE_HARNESS, false)?;
+    let g = Taus88::for_lane(seed, lane);
+    let args: Vec<String> = vec![
+        g.s[0].to_string(),
+        g.s[1].to_string(),
+        g.s[2].to_string(),
+        n.to_string(),
+        pop_every.to_string(),
+    ];
+    let out = crate::verilog::run_harness(&exe, &args, "")?;
+    out.lines()
+        .map(|l| {
+            l.trim()
+                .parse::<i16>()
+                .map_err(|e| crate::Error::Tool(format!("bad harness output {l:?}: {e}")))
+        })
+        .collect()
+}
+
+/// rust-hdl simulation of the noise lane: `n` samples of lane `lane` / seed `seed`, popping
+/// every `pop_every` cycles.
+pub fn rusthdl_noise_stream(seed: u64, lane: u32, n: usize, pop_every: usize) -> Vec<i16> {
+    use crate::simx::{settle, tick};
+    let mut uut = NoiseLaneHw::default();
+    uut.connect_all();
+    uut.set_seed(&Taus88::for_lane(seed, lane));
+    uut.load.next = true;
+    uut.pop.next = false;
+    settle(&mut uut).expect("settle");
+    tick(&mut uut, |u| &mut u.clock).expect("tick");
+    uut.load.next = false;
+    let mut out = Vec::with_capacity(n);
+    let mut cyc = 0usize;
+    while out.len() < n {
+        let fire = uut.valid.val() && cyc % pop_every.max(1) == 0;
+        if fire {
+            out.push(uut.z.val().to_u64() as u16 as i16);
+        }
+        uut.pop.next = fire;
+        settle(&mut uut).expect("settle");
+        tick(&mut uut, |u| &mut u.clock).expect("tick");
+        cyc += 1;
+        assert!(cyc < 10 * n + 100, "noise lane stalled");
+    }
+    out
 }
