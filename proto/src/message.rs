@@ -1,0 +1,380 @@
+//! Requests, replies and their payload layouts (all integers little-endian).
+
+use thermo_sim::engine::{Fixed, Program};
+use thermo_sim::model::{Role, Substrate};
+
+/// Request opcodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Opcode {
+    /// Who are you: version, design hash, sizes.
+    Identify = 0x01,
+    /// Write a memory space.
+    WriteMem = 0x02,
+    /// Read a memory space.
+    ReadMem = 0x03,
+    /// Load (part of) one slot's conditioning vector.
+    SetConditioning = 0x04,
+    /// Queue an inference on a slot.
+    Run = 0x05,
+    /// Read (part of) a slot's result.
+    Readout = 0x06,
+    /// Counters.
+    Status = 0x07,
+    /// Clear queues, results, counters and state.
+    Reset = 0x08,
+}
+
+impl Opcode {
+    /// Parse a request kind.
+    pub fn from_u8(b: u8) -> Option<Opcode> {
+        use Opcode::*;
+        Some(match b {
+            0x01 => Identify,
+            0x02 => WriteMem,
+            0x03 => ReadMem,
+            0x04 => SetConditioning,
+            0x05 => Run,
+            0x06 => Readout,
+            0x07 => Status,
+            0x08 => Reset,
+            _ => return None,
+        })
+    }
+}
+
+/// `kind` of a reply to `op`.
+pub fn reply_kind(op: Opcode) -> u8 {
+    op as u8 | 0x80
+}
+/// `kind` of an error reply.
+pub const ERROR_KIND: u8 = 0xFF;
+
+/// Error codes of an error reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ErrorCode {
+    /// Unknown opcode.
+    UnknownCommand = 1,
+    /// Payload length wrong for the command.
+    BadLength = 2,
+    /// Slot out of range.
+    BadSlot = 3,
+    /// Address or count outside the memory space.
+    BadAddress = 4,
+    /// The run queue is full.
+    Busy = 5,
+    /// A parameter is out of range (e.g. sweeps).
+    BadParameter = 6,
+}
+
+impl ErrorCode {
+    /// Parse.
+    pub fn from_u8(b: u8) -> Option<ErrorCode> {
+        use ErrorCode::*;
+        Some(match b {
+            1 => UnknownCommand,
+            2 => BadLength,
+            3 => BadSlot,
+            4 => BadAddress,
+            5 => Busy,
+            6 => BadParameter,
+            _ => return None,
+        })
+    }
+}
+
+/// Memory spaces of WRITE_MEM / READ_MEM. Addresses count elements, not bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Space {
+    /// Default biases `eta b` as i32 accumulator codes, one per unit (read/write).
+    Bias = 0,
+    /// Unit states as i16 codes (read only).
+    State = 1,
+    /// Off-diagonal couplings as i16 codes in CSR order (read only: baked into the design).
+    Coupling = 2,
+}
+
+impl Space {
+    /// Parse.
+    pub fn from_u8(b: u8) -> Option<Space> {
+        Some(match b {
+            0 => Space::Bias,
+            1 => Space::State,
+            2 => Space::Coupling,
+            _ => return None,
+        })
+    }
+    /// Bytes per element.
+    pub fn width(self) -> usize {
+        match self {
+            Space::Bias => 4,
+            Space::State | Space::Coupling => 2,
+        }
+    }
+}
+
+/// Reply to IDENTIFY.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Protocol version.
+    pub version: u8,
+    /// [`design_hash`] of the configuration baked into the hardware.
+    pub design_hash: u64,
+    /// Units D.
+    pub units: u32,
+    /// Units read out (decoder modules).
+    pub readout_units: u32,
+    /// Hardware lanes.
+    pub lanes: u16,
+    /// Inference slots.
+    pub slots: u8,
+    /// Fractional bits of the state format (readout sums are in it).
+    pub state_frac: u8,
+    /// Largest payload the board accepts.
+    pub max_payload: u16,
+}
+
+impl Identity {
+    /// Payload bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = vec![self.version];
+        v.extend(self.design_hash.to_le_bytes());
+        v.extend(self.units.to_le_bytes());
+        v.extend(self.readout_units.to_le_bytes());
+        v.extend(self.lanes.to_le_bytes());
+        v.push(self.slots);
+        v.push(self.state_frac);
+        v.extend(self.max_payload.to_le_bytes());
+        v
+    }
+    /// Parse a payload.
+    pub fn decode(p: &[u8]) -> Option<Identity> {
+        if p.len() != 23 {
+            return None;
+        }
+        Some(Identity {
+            version: p[0],
+            design_hash: u64::from_le_bytes(p[1..9].try_into().ok()?),
+            units: u32::from_le_bytes(p[9..13].try_into().ok()?),
+            readout_units: u32::from_le_bytes(p[13..17].try_into().ok()?),
+            lanes: u16::from_le_bytes(p[17..19].try_into().ok()?),
+            slots: p[19],
+            state_frac: p[20],
+            max_payload: u16::from_le_bytes(p[21..23].try_into().ok()?),
+        })
+    }
+}
+
+/// RUN payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunRequest {
+    /// Slot whose conditioning is used and whose result is written.
+    pub slot: u8,
+    /// Sweeps averaged into the readout (1..=65536, so 16-bit states sum into 32 bits).
+    pub sweeps: u32,
+    /// Sweeps discarded first.
+    pub burn_in: u32,
+    /// Noise seed (lane generators are reloaded from it; the state starts at zero).
+    pub seed: u64,
+}
+
+/// Largest `sweeps` of one RUN.
+pub const MAX_RUN_SWEEPS: u32 = 65_536;
+
+impl RunRequest {
+    /// Payload bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = vec![self.slot];
+        v.extend(self.sweeps.to_le_bytes());
+        v.extend(self.burn_in.to_le_bytes());
+        v.extend(self.seed.to_le_bytes());
+        v
+    }
+    /// Parse.
+    pub fn decode(p: &[u8]) -> Option<RunRequest> {
+        if p.len() != 17 {
+            return None;
+        }
+        Some(RunRequest {
+            slot: p[0],
+            sweeps: u32::from_le_bytes(p[1..5].try_into().ok()?),
+            burn_in: u32::from_le_bytes(p[5..9].try_into().ok()?),
+            seed: u64::from_le_bytes(p[9..17].try_into().ok()?),
+        })
+    }
+}
+
+/// State of a slot in a READOUT reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SlotState {
+    /// Nothing queued since the last result was read or since reset.
+    Idle = 0,
+    /// Queued or running.
+    Busy = 1,
+    /// Result ready.
+    Done = 2,
+}
+
+/// Reply to READOUT: `state:u8 | sweeps:u32 | sums: i32 x count` (sums only when done).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readout {
+    /// Slot state.
+    pub state: SlotState,
+    /// Sweeps summed.
+    pub sweeps: u32,
+    /// Sums of the readout units' state codes over the sweeps.
+    pub sums: Vec<i32>,
+}
+
+impl Readout {
+    /// Payload bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = vec![self.state as u8];
+        v.extend(self.sweeps.to_le_bytes());
+        for s in &self.sums {
+            v.extend(s.to_le_bytes());
+        }
+        v
+    }
+    /// Parse.
+    pub fn decode(p: &[u8]) -> Option<Readout> {
+        if p.len() < 5 || (p.len() - 5) % 4 != 0 {
+            return None;
+        }
+        let state = match p[0] {
+            0 => SlotState::Idle,
+            1 => SlotState::Busy,
+            2 => SlotState::Done,
+            _ => return None,
+        };
+        Some(Readout {
+            state,
+            sweeps: u32::from_le_bytes(p[1..5].try_into().ok()?),
+            sums: p[5..].chunks(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        })
+    }
+}
+
+/// Reply to STATUS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// Sweeps run since reset.
+    pub sweeps: u64,
+    /// Accumulator saturations.
+    pub sat_acc: u64,
+    /// State saturations.
+    pub sat_state: u64,
+    /// Bus saturations.
+    pub sat_bus: u64,
+    /// Inferences completed.
+    pub runs: u32,
+    /// Frames dropped for a CRC mismatch.
+    pub crc_errors: u32,
+    /// Frames dropped for bad framing.
+    pub framing_errors: u32,
+    /// Retried requests answered from the replay window.
+    pub replays: u32,
+}
+
+impl Status {
+    /// Payload bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(48);
+        for x in [self.sweeps, self.sat_acc, self.sat_state, self.sat_bus] {
+            v.extend(x.to_le_bytes());
+        }
+        for x in [self.runs, self.crc_errors, self.framing_errors, self.replays] {
+            v.extend(x.to_le_bytes());
+        }
+        v
+    }
+    /// Parse.
+    pub fn decode(p: &[u8]) -> Option<Status> {
+        if p.len() != 48 {
+            return None;
+        }
+        let q = |i: usize| u64::from_le_bytes(p[i..i + 8].try_into().unwrap_or_default());
+        let d = |i: usize| u32::from_le_bytes(p[i..i + 4].try_into().unwrap_or_default());
+        Some(Status {
+            sweeps: q(0),
+            sat_acc: q(8),
+            sat_state: q(16),
+            sat_bus: q(24),
+            runs: d(32),
+            crc_errors: d(36),
+            framing_errors: d(40),
+            replays: d(44),
+        })
+    }
+}
+
+/// Units read out by READOUT: every unit of the decoder modules, in unit order.
+pub fn readout_units(s: &Substrate) -> Vec<usize> {
+    s.modules.iter().filter(|m| m.role == Role::Decoder).flat_map(|m| m.range()).collect()
+}
+
+/// The design hash: FNV-1a (64 bit) over everything baked into the hardware — protocol version,
+/// formats, lanes, module sizes and roles, all fixed-point constants but the biases (which are
+/// loaded at run time), activation and the noise ROM. Host and board must agree on it.
+pub fn design_hash(s: &Substrate) -> u64 {
+    let p: Program<Fixed> = Program::new(s, Fixed::new(s));
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    h.bytes(&[crate::VERSION]);
+    let f = s.formats;
+    for q in [f.state, f.coupling, f.bus, f.gain, f.noise_gain] {
+        h.u32(q.bits);
+        h.u32(q.frac);
+    }
+    h.u32(s.lanes);
+    h.u32(s.modules.len() as u32);
+    for m in &s.modules {
+        h.u32(m.size as u32);
+        h.u32(m.role as u32);
+        h.u32(m.level);
+    }
+    h.i16s(&p.diag);
+    for &r in &p.row_ptr {
+        h.u32(r);
+    }
+    for &c in &p.col {
+        h.u32(c);
+    }
+    h.i16s(&p.coef);
+    for b in &p.buses {
+        h.u32(b.enc.start as u32);
+        h.u32(b.dec.start as u32);
+        for r in b.u.iter().chain(&b.v) {
+            h.i16s(r);
+        }
+        h.i16s(&b.gain);
+    }
+    h.i16s(&[p.arith.noise_amp]);
+    if let thermo_sim::model::Activation::Clamp { lo, hi } = s.activation {
+        h.i16s(&[f.state.quantize(lo).0 as i16, f.state.quantize(hi).0 as i16]);
+    }
+    for e in thermo_sim::noise::icdf_rom() {
+        h.i16s(&[e.c0, e.c1]);
+    }
+    h.0
+}
+
+struct Fnv(u64);
+impl Fnv {
+    fn bytes(&mut self, b: &[u8]) {
+        for &x in b {
+            self.0 ^= x as u64;
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn u32(&mut self, v: u32) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn i16s(&mut self, v: &[i16]) {
+        for x in v {
+            self.bytes(&x.to_le_bytes());
+        }
+    }
+}
