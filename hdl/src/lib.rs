@@ -2,7 +2,11 @@
 //! substrate top, its Verilog and the verifier that holds it against the fixed engine.
 #![warn(missing_docs)]
 
+pub mod arith;
+pub mod lane;
+pub mod mem;
 pub mod noise;
+pub mod program;
 pub mod rom;
 pub mod simx;
 pub mod verilog;

@@ -1,0 +1,587 @@
+//! The Langevin lane: one multiply-accumulate datapath with its noise lane, instruction,
+//! bias and readout memories.
+
+use crate::arith::{Mul16s, Rescale, SatAdd};
+use crate::mem::Mem;
+use crate::noise::NoiseLaneHw;
+use crate::program::{clog2, Datapath, LaneProgram};
+use rust_hdl::prelude::*;
+use thermo_sim::noise::NOISE_FORMAT;
+
+/// One Langevin lane (docs/fixed-point.md §3, step 3; DESIGN.md §6).
+///
+/// **Computes**, for each of its units in turn, exactly `Program::<Fixed>::update_units`:
+/// `acc = d_i x_i`; if the gate of `x_i` is open, `acc = sat32(acc + c_ij rho(x_j))` over the
+/// row, `acc = sat32(acc + align(w_ri L_r))` over its bus lines and `acc = sat32(acc + h_i)`;
+/// then `acc = sat32(acc + align(gn z_i))` with `z_i` from its own [`NoiseLaneHw`], and
+/// `x_i' = sat_state(align(acc, fa, state.frac))`. Saturations are counted (`cnt_acc`:
+/// accumulator additions, `cnt_state`: final clamps). The unit program is a stream of
+/// instructions `op | operand | coef` (see `program::Op`) read from the lane's instruction
+/// memory; biases come from the bias memory indexed by the lane-local unit counter.
+///
+/// **Ports**: `issue` (fetch the next instruction this cycle), `sweep_start` (rewind the
+/// program and unit counter); state read `rd_q` (lane-local address, stage 1) / `rd_bank`
+/// (bank select, stage 2) / `rd_data` (the replica's word, stage 2); bus line read `line_sel` /
+/// `line_val` (stage 2); write back `wr_en`, `wr_q`, `wr_data` (stage 3); configuration writes
+/// `cfg_addr`, `cfg_data`, `instr_we`, `bias_we`, `seed_we` (+ `cfg_addr[1:0]` = component),
+/// `noise_load`; readout accumulation `rdo_en`, `rdo_sel`/`rdo_addr`/`rdo_data`; counters
+/// `cnt_acc`, `cnt_state` (cleared by `clear`), sticky `noise_err` (a sample was needed but
+/// the noise lane was empty — never happens in a correct schedule).
+///
+/// **Latency**: an instruction issued in cycle `t` (stage 0, instruction fetch) reads its
+/// operand in `t+1`, multiplies in `t+2` and accumulates / writes back in `t+3`; so the last
+/// write of a sweep lands 3 cycles after the last issue (the schedule allows `PIPELINE_DRAIN =
+/// 4`). One instruction per cycle, i.e. a unit costs `1 + nnz + ranks + 1` cycles, as
+/// `thermo_sim::schedule` counts.
+///
+/// **Proof**: `lane::tests::lane_matches_fixed_arith` (random operands including each
+/// format's extremes, several format sets, with and without clamp activation) and the
+/// substrate equivalence tests `tests/hdl_equivalence.rs`.
+#[derive(LogicBlock)]
+pub struct LangevinLane {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// Issue the instruction at the program counter this cycle.
+    pub issue: Signal<In, Bit>,
+    /// Rewind the program counter and the unit counter.
+    pub sweep_start: Signal<In, Bit>,
+    /// State word read for the instruction in stage 2.
+    pub rd_data: Signal<In, Bits<16>>,
+    /// Bus line value for the instruction in stage 2.
+    pub line_val: Signal<In, Bits<16>>,
+    /// Configuration address (lane-local memory index; low 2 bits select the seed component).
+    pub cfg_addr: Signal<In, Bits<16>>,
+    /// Configuration data.
+    pub cfg_data: Signal<In, Bits<32>>,
+    /// Write `cfg_data` into the instruction memory at `cfg_addr`.
+    pub instr_we: Signal<In, Bit>,
+    /// Write `cfg_data` into the bias memory at `cfg_addr`.
+    pub bias_we: Signal<In, Bit>,
+    /// Write `cfg_data` into taus88 seed component `cfg_addr[1:0]`.
+    pub seed_we: Signal<In, Bit>,
+    /// Load the noise lane from the seed registers.
+    pub noise_load: Signal<In, Bit>,
+    /// Clear the saturation counters and `noise_err`.
+    pub clear: Signal<In, Bit>,
+    /// Accumulate written states into the readout memory.
+    pub rdo_en: Signal<In, Bit>,
+    /// Readout memory read address comes from `rdo_addr` (idle) instead of the unit counter.
+    pub rdo_sel: Signal<In, Bit>,
+    /// Readout memory read address when `rdo_sel`.
+    pub rdo_addr: Signal<In, Bits<16>>,
+    /// Readout memory word (one cycle after the address).
+    pub rdo_data: Signal<Out, Bits<32>>,
+    /// Lane-local state address of the operand (stage 1).
+    pub rd_q: Signal<Out, Bits<16>>,
+    /// Bank (writer lane) of the operand (stage 2).
+    pub rd_bank: Signal<Out, Bits<16>>,
+    /// Line index of the operand (stage 2).
+    pub line_sel: Signal<Out, Bits<16>>,
+    /// Write back a new state.
+    pub wr_en: Signal<Out, Bit>,
+    /// Lane-local address of the new state.
+    pub wr_q: Signal<Out, Bits<16>>,
+    /// The new state.
+    pub wr_data: Signal<Out, Bits<16>>,
+    /// Saturating accumulator additions.
+    pub cnt_acc: Signal<Out, Bits<32>>,
+    /// Saturated state write-backs.
+    pub cnt_state: Signal<Out, Bits<32>>,
+    /// A sample was needed while the noise lane was empty (sticky).
+    pub noise_err: Signal<Out, Bit>,
+    // memories and sub-blocks
+    instr: Mem,
+    bias: Mem,
+    rdo: Mem,
+    noise: NoiseLaneHw,
+    mul: Mul16s,
+    sa_mac: SatAdd,
+    sa_line: SatAdd,
+    sa_bias: SatAdd,
+    sa_noise: SatAdd,
+    fin: Rescale,
+    // registers
+    pc: DFF<Bits<16>>,
+    v1: DFF<Bit>,
+    op2: DFF<Bits<2>>,
+    coef2: DFF<Bits<16>>,
+    opnd2: DFF<Bits<16>>,
+    v2: DFF<Bit>,
+    p3: DFF<Bits<32>>,
+    op3: DFF<Bits<2>>,
+    v3: DFF<Bit>,
+    acc: DFF<Bits<32>>,
+    gate: DFF<Bit>,
+    uc: DFF<Bits<16>>,
+    nacc: DFF<Bits<32>>,
+    nstate: DFF<Bits<32>>,
+    nerr: DFF<Bit>,
+    seed1: DFF<Bits<32>>,
+    seed2: DFF<Bits<32>>,
+    seed3: DFF<Bits<32>>,
+    // constants
+    bsh: Constant<Bits<16>>,
+    bmask: Constant<Bits<16>>,
+    lo: Constant<Bits<16>>,
+    hi: Constant<Bits<16>>,
+    lob: Constant<Bits<16>>,
+    hib: Constant<Bits<16>>,
+    gn: Constant<Bits<16>>,
+    // combinational
+    ins: Signal<Local, Bits<32>>,
+    xb: Signal<Local, Bits<16>>,
+    rho: Signal<Local, Bits<16>>,
+    in_range: Signal<Local, Bit>,
+    i1: Signal<Local, Bits<32>>,
+    i2: Signal<Local, Bits<32>>,
+    i3: Signal<Local, Bits<32>>,
+    i4: Signal<Local, Bits<32>>,
+    fin_now: Signal<Local, Bit>,
+}
+
+impl LangevinLane {
+    /// A lane with datapath constants `dp` and memories holding `prog`.
+    pub fn new(dp: &Datapath, prog: &LaneProgram) -> Self {
+        let f = dp.formats;
+        let ib = clog2(prog.instr.len().max(2));
+        let ub = clog2(prog.units.len().max(2));
+        let (lo, hi) = dp.clamp;
+        let b16 = |v: i64| -> Bits<16> { ((v as u16) as u64).to_bits() };
+        LangevinLane {
+            clock: Default::default(),
+            issue: Default::default(),
+            sweep_start: Default::default(),
+            rd_data: Default::default(),
+            line_val: Default::default(),
+            cfg_addr: Default::default(),
+            cfg_data: Default::default(),
+            instr_we: Default::default(),
+            bias_we: Default::default(),
+            seed_we: Default::default(),
+            noise_load: Default::default(),
+            clear: Default::default(),
+            rdo_en: Default::default(),
+            rdo_sel: Default::default(),
+            rdo_addr: Default::default(),
+            rdo_data: Default::default(),
+            rd_q: Default::default(),
+            rd_bank: Default::default(),
+            line_sel: Default::default(),
+            wr_en: Default::default(),
+            wr_q: Default::default(),
+            wr_data: Default::default(),
+            cnt_acc: Default::default(),
+            cnt_state: Default::default(),
+            noise_err: Default::default(),
+            instr: Mem::new(ib, 32, &prog.instr),
+            bias: Mem::new(ub, 32, &prog.bias),
+            rdo: Mem::new(ub, 32, &[]),
+            noise: NoiseLaneHw::default(),
+            mul: Mul16s::default(),
+            sa_mac: SatAdd::new(dp.fa, dp.fa),
+            sa_line: SatAdd::new(dp.line_frac(), dp.fa),
+            sa_bias: SatAdd::new(dp.fa, dp.fa),
+            sa_noise: SatAdd::new(dp.noise_frac(), dp.fa),
+            fin: Rescale::new(dp.fa, f.state.frac, f.state.bits),
+            pc: Default::default(),
+            v1: Default::default(),
+            op2: Default::default(),
+            coef2: Default::default(),
+            opnd2: Default::default(),
+            v2: Default::default(),
+            p3: Default::default(),
+            op3: Default::default(),
+            v3: Default::default(),
+            acc: Default::default(),
+            gate: Default::default(),
+            uc: Default::default(),
+            nacc: Default::default(),
+            nstate: Default::default(),
+            nerr: Default::default(),
+            seed1: Default::default(),
+            seed2: Default::default(),
+            seed3: Default::default(),
+            bsh: Constant::new((dp.bbits as u64).to_bits()),
+            bmask: Constant::new((((1u64 << dp.bbits) - 1) as u64).to_bits()),
+            lo: Constant::new(b16(lo as i64)),
+            hi: Constant::new(b16(hi as i64)),
+            lob: Constant::new(b16(lo as i64 ^ 0x8000)),
+            hib: Constant::new(b16(hi as i64 ^ 0x8000)),
+            gn: Constant::new(b16(dp.noise_amp as i64)),
+            ins: Default::default(),
+            xb: Default::default(),
+            rho: Default::default(),
+            in_range: Default::default(),
+            i1: Default::default(),
+            i2: Default::default(),
+            i3: Default::default(),
+            i4: Default::default(),
+            fin_now: Default::default(),
+        }
+    }
+}
+
+/// The noise sample format is fixed (Q3.12); the lane's `align` for noise uses it.
+pub const _NOISE_FRAC: u32 = NOISE_FORMAT.frac;
+
+impl Logic for LangevinLane {
+    #[hdl_gen]
+    fn update(&mut self) {
+        dff_setup!(
+            self, clock, pc, v1, op2, coef2, opnd2, v2, p3, op3, v3, acc, gate, uc, nacc, nstate,
+            nerr, seed1, seed2, seed3
+        );
+        self.instr.clock.next = self.clock.val();
+        self.bias.clock.next = self.clock.val();
+        self.rdo.clock.next = self.clock.val();
+        self.noise.clock.next = self.clock.val();
+        // configuration writes
+        self.instr.write_address.next = self.cfg_addr.val();
+        self.instr.write_data.next = self.cfg_data.val();
+        self.instr.write_enable.next = self.instr_we.val();
+        self.bias.write_address.next = self.cfg_addr.val();
+        self.bias.write_data.next = self.cfg_data.val();
+        self.bias.write_enable.next = self.bias_we.val();
+        if self.seed_we.val() {
+            if self.cfg_addr.val().get_bits::<2>(0) == 0 {
+                self.seed1.d.next = self.cfg_data.val();
+            }
+            if self.cfg_addr.val().get_bits::<2>(0) == 1 {
+                self.seed2.d.next = self.cfg_data.val();
+            }
+            if self.cfg_addr.val().get_bits::<2>(0) == 2 {
+                self.seed3.d.next = self.cfg_data.val();
+            }
+        }
+        self.noise.seed_s1.next = self.seed1.q.val();
+        self.noise.seed_s2.next = self.seed2.q.val();
+        self.noise.seed_s3.next = self.seed3.q.val();
+        self.noise.load.next = self.noise_load.val();
+        // stage 0: fetch
+        self.instr.read_address.next = self.pc.q.val();
+        self.v1.d.next = self.issue.val();
+        if self.issue.val() {
+            self.pc.d.next = self.pc.q.val() + 1;
+        }
+        if self.sweep_start.val() {
+            self.pc.d.next = 0.into();
+        }
+        // stage 1: decode, state address
+        self.ins.next = self.instr.read_data.val();
+        self.rd_q.next = self.ins.val().get_bits::<16>(16) >> self.bsh.val();
+        self.op2.d.next = self.ins.val().get_bits::<2>(30);
+        self.coef2.d.next = self.ins.val().get_bits::<16>(0);
+        self.opnd2.d.next = bit_cast::<16, 14>(self.ins.val().get_bits::<14>(16));
+        self.v2.d.next = self.v1.q.val();
+        // stage 2: operand, activation, multiply
+        self.rd_bank.next = self.opnd2.q.val() & self.bmask.val();
+        self.line_sel.next = self.opnd2.q.val();
+        self.xb.next = self.rd_data.val() ^ 0x8000;
+        self.in_range.next = (self.xb.val() >= self.lob.val()) & (self.xb.val() <= self.hib.val());
+        self.rho.next = self.rd_data.val();
+        if self.xb.val() < self.lob.val() {
+            self.rho.next = self.lo.val();
+        }
+        if self.xb.val() > self.hib.val() {
+            self.rho.next = self.hi.val();
+        }
+        self.mul.b.next = self.coef2.q.val();
+        self.noise.pop.next = false;
+        if self.op2.q.val() == 0 {
+            self.mul.a.next = self.rd_data.val();
+        } else if self.op2.q.val() == 1 {
+            self.mul.a.next = self.rho.val();
+        } else if self.op2.q.val() == 2 {
+            self.mul.a.next = self.line_val.val();
+        } else {
+            self.mul.a.next = self.noise.z.val();
+            self.mul.b.next = self.gn.val();
+            self.noise.pop.next = self.v2.q.val();
+        }
+        if self.v2.q.val() & (self.op2.q.val() == 0) {
+            self.gate.d.next = self.in_range.val();
+        }
+        self.p3.d.next = self.mul.p.val();
+        self.op3.d.next = self.op2.q.val();
+        self.v3.d.next = self.v2.q.val();
+        // stage 3: accumulate, finish, write back
+        self.sa_mac.acc.next = self.acc.q.val();
+        if self.op3.q.val() == 0 {
+            self.sa_mac.acc.next = 0.into();
+        }
+        self.sa_mac.x.next = self.p3.q.val();
+        self.sa_mac.en.next = self.v3.q.val()
+            & ((self.op3.q.val() == 0) | ((self.op3.q.val() == 1) & self.gate.q.val()));
+        self.sa_line.acc.next = self.acc.q.val();
+        self.sa_line.x.next = self.p3.q.val();
+        self.sa_line.en.next = self.v3.q.val() & (self.op3.q.val() == 2) & self.gate.q.val();
+        self.fin_now.next = self.v3.q.val() & (self.op3.q.val() == 3);
+        self.sa_bias.acc.next = self.acc.q.val();
+        self.sa_bias.x.next = self.bias.read_data.val();
+        self.sa_bias.en.next = self.fin_now.val() & self.gate.q.val();
+        self.sa_noise.acc.next = self.sa_bias.y.val();
+        self.sa_noise.x.next = self.p3.q.val();
+        self.sa_noise.en.next = self.fin_now.val();
+        self.fin.x.next = self.sa_noise.y.val();
+        if self.v3.q.val() {
+            if self.op3.q.val() == 2 {
+                self.acc.d.next = self.sa_line.y.val();
+            } else {
+                self.acc.d.next = self.sa_mac.y.val();
+            }
+        }
+        self.i1.next = 0.into();
+        if self.sa_mac.sat.val() {
+            self.i1.next = 1.into();
+        }
+        self.i2.next = 0.into();
+        if self.sa_line.sat.val() {
+            self.i2.next = 1.into();
+        }
+        self.i3.next = 0.into();
+        if self.sa_bias.sat.val() {
+            self.i3.next = 1.into();
+        }
+        self.i4.next = 0.into();
+        if self.sa_noise.sat.val() {
+            self.i4.next = 1.into();
+        }
+        self.nacc.d.next =
+            self.nacc.q.val() + self.i1.val() + self.i2.val() + self.i3.val() + self.i4.val();
+        self.wr_en.next = self.fin_now.val();
+        self.wr_q.next = self.uc.q.val();
+        self.wr_data.next = self.fin.y.val().get_bits::<16>(0);
+        if self.fin_now.val() {
+            self.uc.d.next = self.uc.q.val() + 1;
+            if self.fin.sat.val() {
+                self.nstate.d.next = self.nstate.q.val() + 1;
+            }
+        }
+        if self.noise.pop.val() & !self.noise.valid.val() {
+            self.nerr.d.next = true;
+        }
+        if self.sweep_start.val() {
+            self.uc.d.next = 0.into();
+        }
+        if self.clear.val() {
+            self.nacc.d.next = 0.into();
+            self.nstate.d.next = 0.into();
+            self.nerr.d.next = false;
+        }
+        // bias and readout memories, addressed by the unit counter
+        self.bias.read_address.next = self.uc.q.val();
+        self.rdo.read_address.next = self.uc.q.val();
+        if self.rdo_sel.val() {
+            self.rdo.read_address.next = self.rdo_addr.val();
+        }
+        self.rdo.write_address.next = self.uc.q.val();
+        self.rdo.write_data.next = self.rdo.read_data.val() + self.fin.y.val();
+        self.rdo.write_enable.next = self.fin_now.val() & self.rdo_en.val();
+        self.rdo_data.next = self.rdo.read_data.val();
+        self.cnt_acc.next = self.nacc.q.val();
+        self.cnt_state.next = self.nstate.q.val();
+        self.noise_err.next = self.nerr.q.val();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::program::{encode, Op};
+    use crate::simx::{settle, tick};
+    use thermo_sim::engine::{Arith, Fixed, Saturation};
+    use thermo_sim::example::{random_substrate, ExampleSpec};
+    use thermo_sim::model::{Activation, Formats};
+    use thermo_sim::noise::{splitmix64, NoiseLane, Taus88};
+    use thermo_sim::qformat::QFormat;
+    use thermo_sim::Substrate;
+
+    struct Rng(u64);
+    impl Rng {
+        fn u(&mut self) -> u64 {
+            splitmix64(&mut self.0)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.u() % n
+        }
+        /// A code of `q` biased to the extremes.
+        fn code(&mut self, q: QFormat) -> i16 {
+            match self.below(8) {
+                0 => q.max_code() as i16,
+                1 => q.min_code() as i16,
+                2 => 0,
+                _ => (q.min_code() + (self.u() % (1u64 << q.bits)) as i64) as i16,
+            }
+        }
+    }
+
+    fn substrate(formats: Formats, clamp: bool) -> Substrate {
+        let mut cfg = random_substrate(&ExampleSpec {
+            units: 16,
+            modules: 3,
+            rank: 1,
+            lanes: 1,
+            formats,
+            ..Default::default()
+        });
+        cfg.formats = formats;
+        cfg.temperature = 0.3;
+        if clamp {
+            cfg.activation = Activation::Clamp { lo: -1.5, hi: 2.0 };
+        }
+        Substrate::from_config(&cfg).expect("test substrate validates")
+    }
+
+    fn run_case(formats: Formats, clamp: bool, seed: u64, units: usize) -> usize {
+        let s = substrate(formats, clamp);
+        let fx = Fixed::new(&s);
+        let mut dp = Datapath::new(&s);
+        dp.bbits = 0;
+        let f = s.formats;
+        let mut rng = Rng(seed);
+        // operands: 64 states, 16 lines
+        let mut states: Vec<i16> = (0..64).map(|_| rng.code(f.state)).collect();
+        states[0] = dp.clamp.0;
+        states[1] = dp.clamp.1;
+        states[2] = dp.clamp.0.saturating_sub(1);
+        states[3] = dp.clamp.1.saturating_add(1).min(f.state.max_code() as i16);
+        let lines: Vec<i16> = (0..16).map(|_| rng.code(f.bus)).collect();
+        let mut prog = LaneProgram::default();
+        let mut expect = Vec::new();
+        let mut sat = Saturation::default();
+        let mut noise = NoiseLane::new(seed, 3);
+        for u in 0..units {
+            let i = rng.below(64) as usize;
+            let d = rng.code(f.coupling);
+            prog.units.push(u);
+            prog.instr.push(encode(Op::SelfTerm, i as u32, d));
+            let xi = states[i];
+            let mut acc: i32 = fx.mac::<true>(0i32, d, xi, &mut sat);
+            let g = fx.gate(xi);
+            for _ in 0..rng.below(5) {
+                let j = rng.below(64) as usize;
+                let c = rng.code(f.coupling);
+                prog.instr.push(encode(Op::Coupling, j as u32, c));
+                if g {
+                    acc = fx.mac::<true>(acc, c, fx.rho(states[j]), &mut sat);
+                }
+            }
+            for _ in 0..rng.below(4) {
+                let l = rng.below(16) as usize;
+                let w = rng.code(f.coupling);
+                prog.instr.push(encode(Op::Line, l as u32, w));
+                if g {
+                    acc = fx.mac_line::<true>(acc, w, lines[l], &mut sat);
+                }
+            }
+            let h = match rng.below(6) {
+                0 => i32::MAX,
+                1 => i32::MIN,
+                2 => rng.u() as i32,
+                _ => (rng.u() as i32) >> 8,
+            };
+            prog.bias.push(h as u32);
+            prog.instr.push(encode(Op::Finish, 0, 0));
+            if g {
+                acc = fx.add_bias::<true>(acc, h, &mut sat);
+            }
+            acc = fx.add_noise::<true>(acc, noise.next_fixed(), &mut sat);
+            expect.push(fx.finish(acc, &mut sat));
+        }
+        let mut lane = LangevinLane::new(&dp, &prog);
+        lane.connect_all();
+        fn clk(l: &mut LangevinLane) -> &mut Signal<In, Clock> {
+            &mut l.clock
+        }
+        // seeds and noise load
+        let g = Taus88::for_lane(seed, 3);
+        for c in 0..3 {
+            lane.seed_we.next = true;
+            lane.cfg_addr.next = (c as u64).to_bits();
+            lane.cfg_data.next = (g.s[c] as u64).to_bits();
+            settle(&mut lane).unwrap();
+            tick(&mut lane, clk).unwrap();
+        }
+        lane.seed_we.next = false;
+        lane.noise_load.next = true;
+        lane.clear.next = true;
+        settle(&mut lane).unwrap();
+        tick(&mut lane, clk).unwrap();
+        lane.noise_load.next = false;
+        lane.clear.next = false;
+        lane.sweep_start.next = true;
+        settle(&mut lane).unwrap();
+        tick(&mut lane, clk).unwrap();
+        lane.sweep_start.next = false;
+        let n = prog.instr.len();
+        let mut got = Vec::new();
+        for cyc in 0..n + 4 {
+            lane.issue.next = cyc < n;
+            settle(&mut lane).unwrap();
+            if lane.wr_en.val() {
+                assert_eq!(lane.wr_q.val().to_u64() as usize, got.len());
+                got.push(lane.wr_data.val().to_u64() as u16 as i16);
+            }
+            let q = lane.rd_q.val().to_u64() as usize;
+            tick(&mut lane, clk).unwrap();
+            lane.rd_data.next = ((states[q % 64] as u16) as u64).to_bits();
+            let l = lane.line_sel.val().to_u64() as usize;
+            lane.line_val.next = ((lines[l % 16] as u16) as u64).to_bits();
+        }
+        settle(&mut lane).unwrap();
+        assert_eq!(got.len(), units);
+        for (u, (a, b)) in got.iter().zip(&expect).enumerate() {
+            assert_eq!(
+                a, b,
+                "unit {u}: lane {a} vs engine {b} (formats {f:?}, clamp {clamp})"
+            );
+        }
+        assert_eq!(lane.cnt_acc.val().to_u64(), sat.acc, "acc saturations");
+        assert_eq!(
+            lane.cnt_state.val().to_u64(),
+            sat.state,
+            "state saturations"
+        );
+        assert!(!lane.noise_err.val());
+        (sat.acc + sat.state) as usize
+    }
+
+    #[test]
+    fn lane_matches_fixed_arith() {
+        let q = QFormat::new;
+        let sets = [
+            Formats::default(),
+            Formats {
+                state: q(12, 6),
+                coupling: q(14, 12),
+                bus: q(12, 4),
+                gain: q(10, 8),
+                noise_gain: q(16, 15),
+            },
+            Formats {
+                state: q(16, 13),
+                coupling: q(16, 14),
+                bus: q(16, 12),
+                gain: q(16, 14),
+                noise_gain: q(12, 11),
+            },
+            Formats {
+                state: q(8, 3),
+                coupling: q(16, 14),
+                bus: q(16, 2),
+                gain: q(16, 14),
+                noise_gain: q(16, 14),
+            },
+        ];
+        let mut sats = 0;
+        for (n, f) in sets.iter().enumerate() {
+            for clamp in [false, true] {
+                sats += run_case(*f, clamp, 1000 + n as u64 * 7 + clamp as u64, 300);
+            }
+        }
+        assert!(
+            sats > 100,
+            "the operands should exercise saturation ({sats})"
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! A synchronous simple-dual-port memory with run-time geometry, initial contents and a
+//! block-RAM attribute (the memories of the substrate: instructions, biases, bus factors,
+//! double-buffered states).
+
+use rust_hdl::prelude::*;
+
+/// Simple dual-port RAM, `depth = 2^abits` words of `dbits` bits (`dbits <= 32`).
+///
+/// **Computes** `read_data <= mem[read_address]` and, when `write_enable`,
+/// `mem[write_address] <= write_data` on each rising edge of `clock` (read-before-write: a read
+/// of the address being written returns the old word). Ports are 16-bit addresses and 32-bit
+/// data; only the low `abits` / `dbits` bits are used (`read_data` is zero-extended).
+///
+/// **Latency** one cycle (registered read). The Verilog carries `(* ram_style = "block" *)` and
+/// an `initial` block with the contents, so yosys maps it to DP16KD (ECP5) / SB_RAM40_4K (iCE40):
+/// `tests/hdl_synth.rs` checks that. Proven equal to the engine as part of every substrate test.
+#[derive(LogicBlock)]
+pub struct Mem {
+    /// Clock of both ports.
+    pub clock: Signal<In, Clock>,
+    /// Read address.
+    pub read_address: Signal<In, Bits<16>>,
+    /// Registered read data.
+    pub read_data: Signal<Out, Bits<32>>,
+    /// Write address.
+    pub write_address: Signal<In, Bits<16>>,
+    /// Write data.
+    pub write_data: Signal<In, Bits<32>>,
+    /// Write enable.
+    pub write_enable: Signal<In, Bit>,
+    _abits: usize,
+    _dbits: usize,
+    _contents: Vec<u32>,
+}
+
+impl Mem {
+    /// A memory of `2^abits` words of `dbits` bits holding `init` (rest zero).
+    pub fn new(_abits: usize, _dbits: usize, init: &[u32]) -> Self {
+        assert!((1..=16).contains(&_abits) && (1..=32).contains(&_dbits));
+        assert!(init.len() <= 1 << _abits, "memory contents exceed depth");
+        let mask = if _dbits == 32 {
+            u32::MAX
+        } else {
+            (1u32 << _dbits) - 1
+        };
+        let mut _contents: Vec<u32> = init.iter().map(|&w| w & mask).collect();
+        _contents.resize(1 << _abits, 0);
+        Mem {
+            clock: Default::default(),
+            read_address: Default::default(),
+            read_data: Default::default(),
+            write_address: Default::default(),
+            write_data: Default::default(),
+            write_enable: Default::default(),
+            _abits,
+            _dbits,
+            _contents,
+        }
+    }
+    fn mask(&self) -> u32 {
+        if self._dbits == 32 {
+            u32::MAX
+        } else {
+            (1u32 << self._dbits) - 1
+        }
+    }
+    /// The word at `addr` (simulation only; for inspection).
+    pub fn peek(&self, addr: usize) -> u32 {
+        self._contents[addr]
+    }
+}
+
+impl Logic for Mem {
+    fn update(&mut self) {
+        if self.clock.pos_edge() {
+            let amask = (1usize << self._abits) - 1;
+            let ra = self.read_address.val().to_u64() as usize & amask;
+            self.read_data.next = (self._contents[ra] as u64).to_bits();
+            if self.write_enable.val() {
+                let wa = self.write_address.val().to_u64() as usize & amask;
+                self._contents[wa] = self.write_data.val().to_u64() as u32 & self.mask();
+            }
+        }
+    }
+    fn connect(&mut self) {
+        self.read_data.connect();
+    }
+    fn hdl(&self) -> Verilog {
+        let a = self._abits;
+        let d = self._dbits;
+        let mut init = String::new();
+        for (i, w) in self._contents.iter().enumerate() {
+            if *w != 0 {
+                init.push_str(&format!("   mem[{i}] = {d}'h{w:x};\n"));
+            }
+        }
+        let pad = if d < 32 {
+            format!("{{{}'b0, ", 32 - d)
+        } else {
+            "{".to_string()
+        };
+        Verilog::Custom(format!(
+            "(* ram_style = \"block\" *) reg [{dm}:0] mem [0:{depth}];
+integer i;
+initial begin
+   for (i = 0; i < {n}; i = i + 1) mem[i] = {d}'h0;
+{init}end
+reg [{dm}:0] rd;
+always @(posedge clock) begin
+   rd <= mem[read_address[{am}:0]];
+   if (write_enable) mem[write_address[{am}:0]] <= write_data[{dm}:0];
+end
+always @(*) read_data = {pad}rd}};",
+            dm = d - 1,
+            am = a - 1,
+            depth = (1usize << a) - 1,
+            n = 1usize << a,
+        ))
+    }
+    fn timing(&self) -> Vec<TimingInfo> {
+        vec![]
+    }
+}

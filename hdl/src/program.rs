@@ -1,0 +1,260 @@
+//! The substrate compiled for the hardware: per-lane instruction streams, biases, bus-side
+//! coefficient streams, datapath constants and the schedule. The constants are taken from
+//! `thermo_sim::engine::Program<Fixed>`, so they are the engine's codes, bit for bit.
+
+use crate::Error;
+use thermo_sim::engine::{Fixed, Program, Side};
+use thermo_sim::model::{Activation, Formats};
+use thermo_sim::noise::NOISE_FORMAT;
+use thermo_sim::schedule::{Schedule, BUS_GAIN_LATENCY, PIPELINE_DRAIN};
+use thermo_sim::Substrate;
+
+/// Opcode of a lane instruction (bits 31..30).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `acc = d_i * x_i`; latch the gate of `x_i`.
+    SelfTerm = 0,
+    /// `acc += c_ij * rho(x_j)` (gated).
+    Coupling = 1,
+    /// `acc += align(w_ri * L_r)` (gated).
+    Line = 2,
+    /// `acc += h_i` (gated), `acc += align(gn * z)`, round, saturate, write back.
+    Finish = 3,
+}
+
+/// Encode an instruction: `op << 30 | operand << 16 | coef`.
+pub fn encode(op: Op, operand: u32, coef: i16) -> u32 {
+    assert!(operand < (1 << 14), "operand {operand} exceeds 14 bits");
+    ((op as u32) << 30) | (operand << 16) | coef as u16 as u32
+}
+
+/// `ceil(log2(n))`, at least 1.
+pub fn clog2(n: usize) -> usize {
+    let mut b = 1;
+    while (1usize << b) < n {
+        b += 1;
+    }
+    b
+}
+
+/// Datapath constants shared by every lane and bus side.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Datapath {
+    /// Formats.
+    pub formats: Formats,
+    /// Accumulator fractional bits `fa`.
+    pub fa: u32,
+    /// Noise amplitude code `gn`.
+    pub noise_amp: i16,
+    /// Activation clamp codes `(lo, hi)`; identity = the full 16-bit range.
+    pub clamp: (i16, i16),
+    /// Bank-select bits `clog2(P)` of a state operand (`operand = q << bbits | bank`).
+    pub bbits: u32,
+}
+
+impl Datapath {
+    /// Constants of `s`.
+    pub fn new(s: &Substrate) -> Self {
+        let f = s.formats;
+        let fx = Fixed::new(s);
+        let clamp = match s.activation {
+            Activation::Identity => (i16::MIN, i16::MAX),
+            Activation::Clamp { lo, hi } => {
+                (f.state.quantize(lo).0 as i16, f.state.quantize(hi).0 as i16)
+            }
+        };
+        let p = s.lanes as usize;
+        Datapath {
+            formats: f,
+            fa: f.acc().frac,
+            noise_amp: fx.noise_amp,
+            clamp,
+            bbits: if p <= 1 { 0 } else { clog2(p) as u32 },
+        }
+    }
+    /// Fractional bits of a line product `w * L`.
+    pub fn line_frac(&self) -> u32 {
+        self.formats.coupling.frac + self.formats.bus.frac
+    }
+    /// Fractional bits of a noise product `z * gn`.
+    pub fn noise_frac(&self) -> u32 {
+        NOISE_FORMAT.frac + self.formats.noise_gain.frac
+    }
+}
+
+/// One lane's memories.
+#[derive(Clone, Debug, Default)]
+pub struct LaneProgram {
+    /// Instructions of one sweep, in issue order.
+    pub instr: Vec<u32>,
+    /// Bias `h_i` of each of the lane's units (lane order), as 32-bit words.
+    pub bias: Vec<u32>,
+    /// Global unit index of each of the lane's units.
+    pub units: Vec<usize>,
+}
+
+/// One bus side's memory: per MAC `first << 31 | last << 30 | operand << 16 | coef`.
+#[derive(Clone, Debug, Default)]
+pub struct SideProgram {
+    /// Bus index.
+    pub bus: usize,
+    /// Encoder side (sums with `u`) or decoder side (`v`).
+    pub encoder: bool,
+    /// Rank k.
+    pub k: usize,
+    /// Units of the side's module.
+    pub n: usize,
+    /// MAC words, rank-major.
+    pub words: Vec<u32>,
+    /// Gains `eta sigma_r` (gain format codes).
+    pub gains: Vec<i16>,
+    /// Index of this side's line 0 among all lines.
+    pub line_base: usize,
+}
+
+/// The whole substrate for the hardware.
+#[derive(Clone, Debug)]
+pub struct HwProgram {
+    /// Lanes P.
+    pub p: usize,
+    /// Units D.
+    pub d: usize,
+    /// Address bits of a lane-local unit index `q = i / P`.
+    pub qbits: usize,
+    /// Datapath constants.
+    pub dp: Datapath,
+    /// Lanes.
+    pub lanes: Vec<LaneProgram>,
+    /// Bus sides (`2b` encoder side of bus `b`, `2b+1` its decoder side).
+    pub sides: Vec<SideProgram>,
+    /// Total bus lines.
+    pub n_lines: usize,
+    /// The engine's schedule.
+    pub schedule: Schedule,
+    /// Cycle at which the lanes start issuing.
+    pub bus_phase: u64,
+    /// Cycles of one sweep.
+    pub cycles_per_sweep: u64,
+}
+
+/// Largest operand (14 bits).
+const OPERAND_LIMIT: usize = 1 << 14;
+
+impl HwProgram {
+    /// Compile `s`.
+    pub fn new(s: &Substrate) -> Result<Self, Error> {
+        let prog = Program::new(s, Fixed::new(s));
+        let dp = Datapath::new(s);
+        let p = s.lanes as usize;
+        let d = s.units();
+        let qn = d.div_ceil(p);
+        let qbits = clog2(qn);
+        let opnd = |j: usize| -> u32 { (((j / p) << dp.bbits) | (j % p)) as u32 };
+        if ((qn << dp.bbits) | p) >= OPERAND_LIMIT || qbits + 1 > 16 {
+            return Err(Error::Config(format!(
+                "{d} units on {p} lanes exceed the 14-bit state operand of this build"
+            )));
+        }
+        // lines
+        let mut sides = Vec::new();
+        let mut line_base = 0;
+        for (b, bus) in prog.buses.iter().enumerate() {
+            for (enc, w, range) in [(true, &bus.u, &bus.enc), (false, &bus.v, &bus.dec)] {
+                let k = w.len();
+                let mut words = Vec::new();
+                for (r, row) in w.iter().enumerate() {
+                    for (jj, &c) in row.iter().enumerate() {
+                        let j = range.start + jj;
+                        let first = (jj == 0) as u32;
+                        let last = (jj + 1 == row.len()) as u32;
+                        let _ = r;
+                        words
+                            .push((first << 31) | (last << 30) | (opnd(j) << 16) | c as u16 as u32);
+                    }
+                }
+                sides.push(SideProgram {
+                    bus: b,
+                    encoder: enc,
+                    k,
+                    n: range.len(),
+                    words,
+                    gains: bus.gain.clone(),
+                    line_base,
+                });
+                line_base += k;
+            }
+        }
+        let n_lines = line_base;
+        if n_lines >= OPERAND_LIMIT {
+            return Err(Error::Config(format!("{n_lines} bus lines exceed 14 bits")));
+        }
+        // lanes
+        let mut lanes = vec![LaneProgram::default(); p];
+        let mut module_of = vec![0usize; d];
+        for (m, r) in prog.modules.iter().enumerate() {
+            for i in r.clone() {
+                module_of[i] = m;
+            }
+        }
+        for i in 0..d {
+            let lp = &mut lanes[i % p];
+            let m = module_of[i];
+            lp.units.push(i);
+            lp.bias.push(prog.bias[i] as u32);
+            lp.instr.push(encode(Op::SelfTerm, opnd(i), prog.diag[i]));
+            for q in prog.row_ptr[i] as usize..prog.row_ptr[i + 1] as usize {
+                lp.instr.push(encode(
+                    Op::Coupling,
+                    opnd(prog.col[q] as usize),
+                    prog.coef[q],
+                ));
+            }
+            let n = i - prog.modules[m].start;
+            for &(b, side) in &prog.sides[m] {
+                let bus = &prog.buses[b];
+                // decoder units use v with the encoder's lines (side 2b), encoder units use u
+                // with the decoder's lines (side 2b+1)
+                let (w, src) = match side {
+                    Side::Decoder => (&bus.v, 2 * b),
+                    Side::Encoder => (&bus.u, 2 * b + 1),
+                };
+                for (r, row) in w.iter().enumerate() {
+                    let line = sides[src].line_base + r;
+                    lp.instr.push(encode(Op::Line, line as u32, row[n]));
+                }
+            }
+            lp.instr.push(encode(Op::Finish, 0, 0));
+        }
+        let schedule = Schedule::new(s);
+        // the hardware's own count of the schedule
+        let bus_phase = sides
+            .iter()
+            .map(|sd| (sd.k * sd.n) as u64 + BUS_GAIN_LATENCY)
+            .max()
+            .unwrap_or(0);
+        let busiest = lanes
+            .iter()
+            .map(|l| l.instr.len() as u64)
+            .max()
+            .unwrap_or(0);
+        let cycles_per_sweep = bus_phase + busiest + PIPELINE_DRAIN;
+        if cycles_per_sweep != schedule.cycles_per_sweep || bus_phase != schedule.bus_phase {
+            return Err(Error::Other(format!(
+                "hardware schedule {cycles_per_sweep} cycles (bus {bus_phase}) differs from the engine's {} (bus {})",
+                schedule.cycles_per_sweep, schedule.bus_phase
+            )));
+        }
+        Ok(HwProgram {
+            p,
+            d,
+            qbits,
+            dp,
+            lanes,
+            sides,
+            n_lines,
+            schedule,
+            bus_phase,
+            cycles_per_sweep,
+        })
+    }
+}
