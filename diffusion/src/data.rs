@@ -80,9 +80,10 @@ impl Digits {
             }
             let mut px = [0u8; PIXELS];
             for (c, f) in fields.iter().enumerate() {
-                let v: f64 = f.trim().parse().map_err(|_| {
-                    err(row, format!("column {}: `{}` is not a number", c + 1, f))
-                })?;
+                let v: f64 = f
+                    .trim()
+                    .parse()
+                    .map_err(|_| err(row, format!("column {}: `{}` is not a number", c + 1, f)))?;
                 if v.fract() != 0.0 || !v.is_finite() {
                     return Err(err(
                         row,
