@@ -13,6 +13,31 @@ pub enum DiffusionCommand {
     /// Train the denoising U-Net on the 8x8 digits; write safetensors, a JSON report and
     /// optionally a PNG grid of samples.
     TrainUnet(TrainUnetArgs),
+    /// Draw samples from a trained U-Net with the digital reverse process; write a PNG grid.
+    SampleUnet(SampleUnetArgs),
+}
+
+/// Arguments of `thermo sample-unet`.
+#[derive(Args)]
+pub struct SampleUnetArgs {
+    /// Model file (safetensors).
+    #[arg(long)]
+    model: PathBuf,
+    /// Output PNG grid.
+    #[arg(long)]
+    png: PathBuf,
+    /// Sampler: `ancestral` (Euler ancestral) or `heun` (deterministic probability-flow ODE).
+    #[arg(long, default_value = "ancestral")]
+    sampler: String,
+    /// Number of samples (8 per row).
+    #[arg(long, default_value_t = 64)]
+    samples: usize,
+    /// Noise levels of the schedule.
+    #[arg(long, default_value_t = 60)]
+    steps: usize,
+    /// Sampler seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 /// Arguments of `thermo train-unet`.
@@ -72,7 +97,26 @@ pub struct TrainUnetArgs {
 pub fn run(c: DiffusionCommand) -> Result<(), String> {
     match c {
         DiffusionCommand::TrainUnet(a) => train_unet(a),
+        DiffusionCommand::SampleUnet(a) => sample_unet(a),
     }
+}
+
+fn sample_unet(a: SampleUnetArgs) -> Result<(), String> {
+    let model = io::load(&a.model).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let sampler: sample::Sampler = a.sampler.parse()?;
+    let t = Instant::now();
+    let imgs = sample::sample_with(&model, sampler, a.samples, a.steps, a.seed);
+    sample::write_png_grid(&imgs, 8, 6, &a.png).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {} ({} samples, {:?}, {} noise levels, seed {}, {:.2} s)",
+        a.png.display(),
+        a.samples,
+        sampler,
+        a.steps,
+        a.seed,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn report_path(out: &Path) -> PathBuf {
