@@ -1,11 +1,12 @@
 //! `thermo`: the command-line front end of the thermo toolkit.
 //!
 //! Each command group lives in its own module: `cmd_sim` (substrate simulation, noise, export,
-//! examples, benchmarks), `cmd_hdl` (Verilog generation and verification), `cmd_diffusion`
+//! examples, benchmarks), `cmd_link` (emulated board, inference over the link), `cmd_hdl` (Verilog generation and verification), `cmd_diffusion`
 //! (the U-Net application).
 
 mod cmd_diffusion;
 mod cmd_hdl;
+mod cmd_link;
 mod cmd_sim;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Command {
     #[command(flatten)]
     Hdl(cmd_hdl::HdlCommand),
     #[command(flatten)]
+    Link(cmd_link::LinkCommand),
+    #[command(flatten)]
     Diffusion(cmd_diffusion::DiffusionCommand),
 }
 
@@ -33,6 +36,7 @@ fn main() {
     let result = match cli.command {
         Command::Sim(c) => cmd_sim::run(c),
         Command::Hdl(c) => cmd_hdl::run(c),
+        Command::Link(c) => cmd_link::run(c),
         Command::Diffusion(c) => cmd_diffusion::run(c),
     };
     if let Err(e) = result {

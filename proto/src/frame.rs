@@ -16,7 +16,11 @@ pub struct Frame {
 
 /// Encode a frame for the wire: `COBS(body) 0x00`.
 pub fn encode_frame(seq: u8, kind: u8, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() <= MAX_PAYLOAD, "payload of {} bytes exceeds MAX_PAYLOAD", payload.len());
+    assert!(
+        payload.len() <= MAX_PAYLOAD,
+        "payload of {} bytes exceeds MAX_PAYLOAD",
+        payload.len()
+    );
     let mut body = Vec::with_capacity(payload.len() + OVERHEAD);
     body.push(VERSION);
     body.push(seq);
@@ -149,7 +153,11 @@ mod tests {
         let mut d = FrameDecoder::new();
         let got: Vec<_> = d.push(&wire);
         let frames: Vec<Frame> = got.into_iter().filter_map(Result::ok).collect();
-        assert_eq!(frames.len(), 1 + 0, "the truncated frame swallows the next one's bytes");
+        assert_eq!(
+            frames.len(),
+            1 + 0,
+            "the truncated frame swallows the next one's bytes"
+        );
         assert_eq!(frames[0].seq, 7);
         // The frame after the truncation is lost (its start was glued to garbage), but the
         // decoder is in sync again for the following one.
@@ -166,7 +174,11 @@ mod tests {
         assert!(d.push(&junk).is_empty());
         let r = d.push(&[0]);
         assert_eq!(r, vec![Err(FrameError::Overlong)]);
-        let ok: Vec<_> = d.push(&encode_frame(1, 1, b"hi")).into_iter().filter_map(Result::ok).collect();
+        let ok: Vec<_> = d
+            .push(&encode_frame(1, 1, b"hi"))
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect();
         assert_eq!(ok.len(), 1);
     }
 }

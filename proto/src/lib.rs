@@ -31,4 +31,4 @@ pub const SLOTS: u8 = 4;
 /// executing them twice.
 pub const REPLAY_WINDOW: usize = 32;
 /// Frames the host keeps outstanding before waiting for replies.
-pub const WINDOW: usize = 4;
+pub const WINDOW: usize = 8;

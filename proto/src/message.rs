@@ -253,7 +253,10 @@ impl Readout {
         Some(Readout {
             state,
             sweeps: u32::from_le_bytes(p[1..5].try_into().ok()?),
-            sums: p[5..].chunks(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            sums: p[5..]
+                .chunks(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
         })
     }
 }
@@ -286,7 +289,12 @@ impl Status {
         for x in [self.sweeps, self.sat_acc, self.sat_state, self.sat_bus] {
             v.extend(x.to_le_bytes());
         }
-        for x in [self.runs, self.crc_errors, self.framing_errors, self.replays] {
+        for x in [
+            self.runs,
+            self.crc_errors,
+            self.framing_errors,
+            self.replays,
+        ] {
             v.extend(x.to_le_bytes());
         }
         v
@@ -313,7 +321,11 @@ impl Status {
 
 /// Units read out by READOUT: every unit of the decoder modules, in unit order.
 pub fn readout_units(s: &Substrate) -> Vec<usize> {
-    s.modules.iter().filter(|m| m.role == Role::Decoder).flat_map(|m| m.range()).collect()
+    s.modules
+        .iter()
+        .filter(|m| m.role == Role::Decoder)
+        .flat_map(|m| m.range())
+        .collect()
 }
 
 /// The design hash: FNV-1a (64 bit) over everything baked into the hardware — protocol version,

@@ -340,3 +340,96 @@ pub fn gtkw_save(vcd_path: &Path, s: &Substrate, kind: TraceKind, scope: &str) -
     }
     out
 }
+
+/// Read a 1-D or 2-D `.npy` of `<f8`, `<f4`, `<i8`, `<i4` or `<i2` as rows of `f64`.
+/// Errors name the file and what is wrong with it.
+pub fn read_npy_rows(path: &Path) -> Result<Vec<Vec<f64>>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |m: &str| Error::Parse {
+        path: path.into(),
+        message: m.to_string(),
+    };
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file (magic bytes missing)"));
+    }
+    let (hlen, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(bad(&format!("unsupported .npy version {v}"))),
+    };
+    let header = std::str::from_utf8(
+        bytes
+            .get(start..start + hlen)
+            .ok_or_else(|| bad("truncated header"))?,
+    )
+    .map_err(|_| bad("header is not text"))?;
+    let field = |key: &str| -> Option<&str> {
+        let i = header.find(&format!("'{key}'"))? + key.len() + 2;
+        Some(header[i..].trim_start_matches([':', ' ']))
+    };
+    let descr = field("descr")
+        .and_then(|d| d.split('\'').nth(1))
+        .ok_or_else(|| bad("no descr in header"))?;
+    if field("fortran_order").is_some_and(|f| f.starts_with("True")) {
+        return Err(bad(
+            "Fortran-ordered arrays are not supported; save with np.ascontiguousarray",
+        ));
+    }
+    let shape_txt = field("shape")
+        .and_then(|s| s.split(')').next())
+        .ok_or_else(|| bad("no shape in header"))?;
+    let shape: Vec<usize> = shape_txt
+        .trim_start_matches('(')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| bad(&format!("bad shape '{shape_txt}'")))
+        })
+        .collect::<Result<_>>()?;
+    let (rows, cols) = match shape.as_slice() {
+        [n] => (1, *n),
+        [r, c] => (*r, *c),
+        _ => {
+            return Err(bad(&format!(
+                "expected a 1-D or 2-D array, shape is {shape:?}"
+            )))
+        }
+    };
+    let width = match descr {
+        "<f8" | "<i8" => 8,
+        "<f4" | "<i4" => 4,
+        "<i2" => 2,
+        d => {
+            return Err(bad(&format!(
+                "unsupported dtype '{d}' (use float64, float32 or an integer type)"
+            )))
+        }
+    };
+    let data = &bytes[start + hlen..];
+    if data.len() != rows * cols * width {
+        return Err(bad(&format!(
+            "data holds {} bytes, shape {shape:?} of {descr} needs {}",
+            data.len(),
+            rows * cols * width
+        )));
+    }
+    let val = |c: &[u8]| -> f64 {
+        match descr {
+            "<f8" => f64::from_le_bytes(c.try_into().unwrap_or([0; 8])),
+            "<i8" => i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f64,
+            "<f4" => f32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as f64,
+            "<i4" => i32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as f64,
+            _ => i16::from_le_bytes(c.try_into().unwrap_or([0; 2])) as f64,
+        }
+    };
+    Ok(data
+        .chunks(width * cols.max(1))
+        .take(rows)
+        .map(|r| r.chunks(width).map(val).collect())
+        .collect())
+}

@@ -1,0 +1,329 @@
+//! Link commands: `emulate` (a board behind a pseudo-terminal), `infer` (drive a board) and
+//! `link-bench` (throughput, utilisation and latency of the link).
+
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use thermo_host::client::Client;
+use thermo_host::emulator::{serve, ServeOptions};
+use thermo_host::inference::{configure, infer, read_inputs, write_outputs, InferOptions};
+use thermo_host::transport::{ftdi_latency_hint, SerialTransport};
+use thermo_sim::Substrate;
+
+/// Link commands.
+#[derive(Subcommand)]
+pub enum LinkCommand {
+    /// Serve the board protocol on a pseudo-terminal, answering from an emulated board.
+    Emulate(EmulateArgs),
+    /// Stream conditioning vectors to a board (or an emulator) and collect the readouts.
+    Infer(InferArgs),
+    /// Measure the link: inferences per second, utilisation and latency at several line rates.
+    LinkBench(LinkBenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Backend {
+    /// The bit-exact fixed-point engine.
+    Engine,
+    /// The generated Verilog in Verilator, UART pins included (needs the RTL link).
+    Verilator,
+}
+
+/// `thermo emulate`.
+#[derive(Args)]
+pub struct EmulateArgs {
+    /// Substrate description the emulated board is built from.
+    #[arg(long)]
+    config: PathBuf,
+    /// What computes the answers.
+    #[arg(long, value_enum, default_value = "engine")]
+    backend: Backend,
+    /// Emulated line rate (bits per second, 10 bits per byte); 0 = unthrottled.
+    #[arg(long, default_value_t = 3_000_000)]
+    baud: u32,
+    /// Also make this path a symbolic link to the device.
+    #[arg(long)]
+    link: Option<PathBuf>,
+    /// Exit after this many seconds without traffic.
+    #[arg(long)]
+    idle_exit: Option<f64>,
+}
+
+/// `thermo infer`.
+#[derive(Args)]
+pub struct InferArgs {
+    /// Serial port of the board (/dev/ttyUSB0) or the emulator's device path.
+    #[arg(long)]
+    port: PathBuf,
+    /// The substrate description the board was built from.
+    #[arg(long)]
+    model: PathBuf,
+    /// Conditioning vectors, one row per inference (.csv or .npy), one value per unit (bias b).
+    #[arg(long)]
+    inputs: PathBuf,
+    /// Readouts (time-averaged decoder units), one row per inference (.csv or .npy).
+    #[arg(long)]
+    out: PathBuf,
+    /// Sweeps averaged per inference.
+    #[arg(long, default_value_t = 200)]
+    sweeps: u32,
+    /// Sweeps discarded first.
+    #[arg(long, default_value_t = 50)]
+    burn_in: u32,
+    /// Seed of the first inference (inference i uses seed + i).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Line rate.
+    #[arg(long, default_value_t = 3_000_000)]
+    baud: u32,
+    /// Also write the model's default biases to the board first.
+    #[arg(long)]
+    configure: bool,
+}
+
+/// `thermo link-bench`.
+#[derive(Args)]
+pub struct LinkBenchArgs {
+    /// Substrate description.
+    #[arg(long, default_value = "examples/three-module.toml")]
+    config: PathBuf,
+    /// Line rates to measure.
+    #[arg(long, value_delimiter = ',', default_value = "3000000,12000000")]
+    baud: Vec<u32>,
+    /// Inferences per measurement.
+    #[arg(long, default_value_t = 64)]
+    inferences: usize,
+    /// Sweeps per inference.
+    #[arg(long, default_value_t = 100)]
+    sweeps: u32,
+}
+
+/// Run a link command.
+pub fn run(c: LinkCommand) -> Result<(), String> {
+    match c {
+        LinkCommand::Emulate(a) => emulate(a),
+        LinkCommand::Infer(a) => infer_cmd(a),
+        LinkCommand::LinkBench(a) => link_bench(a),
+    }
+}
+
+/// A pseudo-terminal pair for an emulated board: `(board end, host path, keep-alive end)`.
+pub fn open_pty() -> Result<(serialport::TTYPort, String, serialport::TTYPort), String> {
+    let (master, slave) =
+        serialport::TTYPort::pair().map_err(|e| format!("cannot open a pseudo-terminal: {e}"))?;
+    let name = serialport::SerialPort::name(&slave).ok_or("pseudo-terminal has no name")?;
+    Ok((master, name, slave))
+}
+
+fn emulate(a: EmulateArgs) -> Result<(), String> {
+    let sub = Substrate::from_file(&a.config).map_err(|e| e.to_string())?;
+    if a.backend == Backend::Verilator {
+        return Err("--backend verilator needs the RTL UART link in the generated top (issue 4, item 2), which is not built yet; use --backend engine".into());
+    }
+    let (mut master, name, _keep) = open_pty()?;
+    serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(20))
+        .map_err(|e| e.to_string())?;
+    if let Some(l) = &a.link {
+        let _ = std::fs::remove_file(l);
+        std::os::unix::fs::symlink(&name, l).map_err(|e| format!("{}: {e}", l.display()))?;
+    }
+    let id = thermo_proto::design_hash(&sub);
+    println!("{name}");
+    eprintln!(
+        "emulated board: {} ({} units, {} lanes, design {id:#018x}) on {name}{} at {} baud; Ctrl-C to stop",
+        sub.name,
+        sub.units(),
+        sub.lanes,
+        a.link.as_ref().map(|l| format!(" (also {})", l.display())).unwrap_or_default(),
+        a.baud
+    );
+    let opts = ServeOptions {
+        baud: (a.baud > 0).then_some(a.baud),
+        idle_exit: a.idle_exit.map(Duration::from_secs_f64),
+    };
+    let out = master.try_clone_native().map_err(|e| e.to_string())?;
+    let status = serve(sub, master, out, opts).map_err(|e| format!("{name}: {e}"))?;
+    eprintln!(
+        "served: {} inferences, {} sweeps, {} CRC errors, {} framing errors, {} replays",
+        status.runs, status.sweeps, status.crc_errors, status.framing_errors, status.replays
+    );
+    Ok(())
+}
+
+fn infer_cmd(a: InferArgs) -> Result<(), String> {
+    let sub = Substrate::from_file(&a.model).map_err(|e| e.to_string())?;
+    let inputs = read_inputs(&a.inputs)?;
+    if inputs.is_empty() {
+        return Err(format!("{}: no inputs", a.inputs.display()));
+    }
+    if let Some(h) = ftdi_latency_hint(&a.port) {
+        eprintln!("hint: {h}");
+    }
+    let t = SerialTransport::open(&a.port, a.baud).map_err(|e| e.to_string())?;
+    let mut client = Client::new(t);
+    if a.configure {
+        client
+            .attach(thermo_proto::design_hash(&sub))
+            .map_err(|e| e.to_string())?;
+        configure(&mut client, &sub)?;
+    }
+    let pb = indicatif::ProgressBar::new(inputs.len() as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {pos}/{len} inferences [{bar:30}] {per_sec} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let start = Instant::now();
+    let opts = InferOptions {
+        sweeps: a.sweeps,
+        burn_in: a.burn_in,
+        seed: a.seed,
+    };
+    let res = infer(&mut client, &sub, &inputs, opts, |done, _, c| {
+        pb.set_position(done as u64);
+        let util = c
+            .stats
+            .utilisation(&Default::default(), a.baud, start.elapsed().as_secs_f64());
+        pb.set_message(format!("link {:.1}% payload", 100.0 * util));
+    })?;
+    pb.finish_and_clear();
+    let wall = start.elapsed().as_secs_f64();
+    write_outputs(&a.out, &res.means)?;
+    let s = client.stats;
+    println!(
+        "{} inferences in {wall:.3} s ({:.1}/s); readout {} units each -> {}",
+        inputs.len(),
+        inputs.len() as f64 / wall,
+        res.means.first().map_or(0, |r| r.len()),
+        a.out.display()
+    );
+    println!(
+        "link: {} requests, {} bytes out, {} bytes in, payload utilisation {:.1}% of {} baud; {} time-outs, {} retransmissions, {} reconnects, {} CRC errors, {} requeued",
+        s.requests,
+        s.bytes_sent,
+        s.bytes_received,
+        100.0 * s.utilisation(&Default::default(), a.baud, wall),
+        a.baud,
+        s.timeouts,
+        s.retransmissions,
+        s.reconnects,
+        s.crc_errors,
+        res.requeued
+    );
+    Ok(())
+}
+
+/// Start an emulated board on a fresh pseudo-terminal in this process; returns its path.
+pub fn spawn_emulator(
+    sub: Substrate,
+    baud: Option<u32>,
+    idle: Duration,
+) -> Result<(String, std::thread::JoinHandle<()>), String> {
+    let (mut master, name, keep) = open_pty()?;
+    serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(5))
+        .map_err(|e| e.to_string())?;
+    let out = master.try_clone_native().map_err(|e| e.to_string())?;
+    let h = std::thread::spawn(move || {
+        let _keep = keep;
+        let _ = serve(
+            sub,
+            master,
+            out,
+            ServeOptions {
+                baud,
+                idle_exit: Some(idle),
+            },
+        );
+    });
+    Ok((name, h))
+}
+
+fn link_bench(a: LinkBenchArgs) -> Result<(), String> {
+    let sub = Substrate::from_file(&a.config).map_err(|e| e.to_string())?;
+    let d = sub.units();
+    let inputs: Vec<Vec<f64>> = (0..a.inferences)
+        .map(|i| {
+            sub.bias
+                .iter()
+                .map(|b| b * (1.0 + 0.01 * i as f64))
+                .collect()
+        })
+        .collect();
+    println!(
+        "link benchmark on {} ({} units, {} readout units), emulated board, engine backend",
+        sub.name,
+        d,
+        thermo_proto::readout_units(&sub).len()
+    );
+    for &baud in &a.baud {
+        let (path, h) = spawn_emulator(sub.clone(), Some(baud), Duration::from_secs(2))?;
+        let t = SerialTransport::open(Path::new(&path), baud).map_err(|e| e.to_string())?;
+        let mut c = Client::new(t);
+        c.attach(thermo_proto::design_hash(&sub))
+            .map_err(|e| e.to_string())?;
+        // Bulk: WRITE_MEM of the largest frames the bias memory takes, window kept full.
+        let codes = thermo_host::emulator::conditioning_codes(&sub, &sub.bias)?;
+        let per = codes.len().min((thermo_proto::MAX_PAYLOAD - 5) / 4);
+        let mut p = vec![thermo_proto::Space::Bias as u8];
+        p.extend(0u32.to_le_bytes());
+        codes[..per].iter().for_each(|x| p.extend(x.to_le_bytes()));
+        let reqs: Vec<_> = (0..64)
+            .map(|_| (thermo_proto::Opcode::WriteMem, p.clone()))
+            .collect();
+        let before = c.stats;
+        let t0 = Instant::now();
+        c.transact(&reqs).map_err(|e| e.to_string())?;
+        let bulk_s = t0.elapsed().as_secs_f64();
+        let bulk_util = c.stats.utilisation(&before, baud, bulk_s);
+        let bulk_wire =
+            (c.stats.bytes_sent - before.bytes_sent) as f64 * 10.0 / (baud as f64 * bulk_s);
+        // Latency: one inference at a time.
+        let mut lat = Vec::new();
+        for i in 0..8 {
+            let t1 = Instant::now();
+            infer(
+                &mut c,
+                &sub,
+                &inputs[i..i + 1],
+                InferOptions {
+                    sweeps: a.sweeps,
+                    burn_in: 10,
+                    seed: i as u64,
+                },
+                |_, _, _| {},
+            )?;
+            lat.push(t1.elapsed().as_secs_f64());
+        }
+        lat.sort_by(|x, y| x.total_cmp(y));
+        // Throughput: the whole batch, slots kept busy.
+        let before = c.stats;
+        let t2 = Instant::now();
+        infer(
+            &mut c,
+            &sub,
+            &inputs,
+            InferOptions {
+                sweeps: a.sweeps,
+                burn_in: 10,
+                seed: 0,
+            },
+            |_, _, _| {},
+        )?;
+        let s = t2.elapsed().as_secs_f64();
+        let batch_util = c.stats.utilisation(&before, baud, s);
+        println!(
+            "{:>9} baud: bulk writes {:.1}% payload utilisation ({:.1}% wire, host to board); {:.1} inferences/s; latency median {:.2} ms (min {:.2}); batch payload utilisation {:.1}%",
+            baud,
+            100.0 * bulk_util,
+            100.0 * bulk_wire,
+            a.inferences as f64 / s,
+            1e3 * lat[lat.len() / 2],
+            1e3 * lat[0],
+            100.0 * batch_util
+        );
+        drop(c);
+        let _ = h.join();
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! The inference driver of `thermo infer`: configure (or check) the board, stream conditioning
+//! vectors through the board's slots so several inferences are in flight, and collect readouts.
+
+use crate::client::{Client, LinkError};
+use crate::emulator::conditioning_codes;
+use crate::transport::Transport;
+use std::collections::VecDeque;
+use std::path::Path;
+use thermo_proto::{
+    design_hash, Opcode, Readout, RunRequest, SlotState, Space, MAX_PAYLOAD, MAX_RUN_SWEEPS,
+};
+use thermo_sim::Substrate;
+
+/// Parameters of every inference.
+#[derive(Clone, Copy, Debug)]
+pub struct InferOptions {
+    /// Sweeps averaged.
+    pub sweeps: u32,
+    /// Sweeps discarded first.
+    pub burn_in: u32,
+    /// Seed of inference `i` is `seed + i`.
+    pub seed: u64,
+}
+
+/// Results of a batch.
+#[derive(Clone, Debug)]
+pub struct InferResult {
+    /// Per input, the readout sums as the board returned them (state codes summed over sweeps).
+    pub sums: Vec<Vec<i32>>,
+    /// Per input, the time-averaged readout units in real units.
+    pub means: Vec<Vec<f64>>,
+    /// Inferences run again because the board lost them (reset or power cycle).
+    pub requeued: u64,
+}
+
+const COND_CHUNK: usize = (MAX_PAYLOAD - 3) / 4;
+const READ_CHUNK: usize = (MAX_PAYLOAD - 5) / 4;
+
+fn submit(slot: u8, codes: &[i32], run: RunRequest) -> Vec<(Opcode, Vec<u8>)> {
+    let mut reqs = Vec::new();
+    for (k, chunk) in codes.chunks(COND_CHUNK).enumerate() {
+        let mut p = vec![slot];
+        p.extend(((k * COND_CHUNK) as u16).to_le_bytes());
+        chunk.iter().for_each(|c| p.extend(c.to_le_bytes()));
+        reqs.push((Opcode::SetConditioning, p));
+    }
+    reqs.push((Opcode::Run, RunRequest { slot, ..run }.encode()));
+    reqs
+}
+
+/// Run `inputs` (conditioning vectors `b`, one per inference) on the board behind `client`.
+/// `progress(done, total)` after each result.
+pub fn infer<T: Transport>(
+    client: &mut Client<T>,
+    sub: &Substrate,
+    inputs: &[Vec<f64>],
+    opts: InferOptions,
+    mut progress: impl FnMut(usize, usize, &Client<T>),
+) -> Result<InferResult, String> {
+    if opts.sweeps == 0 || opts.sweeps > MAX_RUN_SWEEPS {
+        return Err(format!(
+            "--sweeps {} out of range 1..={MAX_RUN_SWEEPS} (16-bit states summed in 32 bits)",
+            opts.sweeps
+        ));
+    }
+    let codes: Vec<Vec<i32>> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| conditioning_codes(sub, b).map_err(|e| format!("input row {i}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let id = client.attach(design_hash(sub)).map_err(|e| e.to_string())?;
+    let r = id.readout_units as usize;
+    let slots = id.slots.max(1);
+    let lsb = sub.formats.state.lsb();
+    let mut sums: Vec<Option<Vec<i32>>> = vec![None; inputs.len()];
+    let mut inflight: VecDeque<(usize, u8)> = VecDeque::new();
+    let mut free: VecDeque<u8> = (0..slots).collect();
+    let mut next = 0usize;
+    let mut requeued = 0u64;
+    let mut done = 0usize;
+    let run_of = |i: usize| RunRequest {
+        slot: 0,
+        sweeps: opts.sweeps,
+        burn_in: opts.burn_in,
+        seed: opts.seed.wrapping_add(i as u64),
+    };
+    let e = |e: LinkError| e.to_string();
+    while done < inputs.len() {
+        // Keep every slot busy.
+        let mut batch = Vec::new();
+        while next < inputs.len() {
+            let Some(slot) = free.pop_front() else { break };
+            batch.extend(submit(slot, &codes[next], run_of(next)));
+            inflight.push_back((next, slot));
+            next += 1;
+        }
+        if !batch.is_empty() {
+            client.transact(&batch).map_err(e)?;
+        }
+        // Collect the oldest.
+        let Some(&(i, slot)) = inflight.front() else {
+            break;
+        };
+        let mut first = vec![slot];
+        first.extend(0u16.to_le_bytes());
+        first.extend((r.min(READ_CHUNK) as u16).to_le_bytes());
+        let p = client.call(Opcode::Readout, first).map_err(e)?;
+        let ro = Readout::decode(&p).ok_or("malformed READOUT reply")?;
+        match ro.state {
+            SlotState::Busy => {
+                std::thread::sleep(std::time::Duration::from_micros(300));
+                continue;
+            }
+            SlotState::Idle => {
+                // The board lost this inference (reset or power cycle): submit it again.
+                requeued += 1;
+                client
+                    .transact(&submit(slot, &codes[i], run_of(i)))
+                    .map_err(e)?;
+                continue;
+            }
+            SlotState::Done => {}
+        }
+        let mut all = ro.sums;
+        let reqs: Vec<(Opcode, Vec<u8>)> = (READ_CHUNK..r)
+            .step_by(READ_CHUNK)
+            .map(|off| {
+                let mut q = vec![slot];
+                q.extend((off as u16).to_le_bytes());
+                q.extend(((r - off).min(READ_CHUNK) as u16).to_le_bytes());
+                (Opcode::Readout, q)
+            })
+            .collect();
+        for p in client.transact(&reqs).map_err(e)? {
+            let ro = Readout::decode(&p).ok_or("malformed READOUT reply")?;
+            if ro.state != SlotState::Done {
+                return Err(format!("slot {slot} changed state while being read"));
+            }
+            all.extend(ro.sums);
+        }
+        if all.len() != r || ro.sweeps != opts.sweeps {
+            return Err(format!(
+                "slot {slot}: {} sums over {} sweeps, expected {r} over {}",
+                all.len(),
+                ro.sweeps,
+                opts.sweeps
+            ));
+        }
+        if sums[i].replace(all).is_some() {
+            return Err(format!("input {i} answered twice"));
+        }
+        inflight.pop_front();
+        free.push_back(slot);
+        done += 1;
+        progress(done, inputs.len(), client);
+    }
+    let sums: Vec<Vec<i32>> = sums.into_iter().map(|s| s.unwrap_or_default()).collect();
+    let means = sums
+        .iter()
+        .map(|s| {
+            s.iter()
+                .map(|&v| v as f64 * lsb / opts.sweeps as f64)
+                .collect()
+        })
+        .collect();
+    Ok(InferResult {
+        sums,
+        means,
+        requeued,
+    })
+}
+
+/// Configure the board's default biases from the model (WRITE_MEM), so the board holds the model's
+/// bias for units that a conditioning vector does not set.
+pub fn configure<T: Transport>(client: &mut Client<T>, sub: &Substrate) -> Result<(), String> {
+    let codes = conditioning_codes(sub, &sub.bias)?;
+    let reqs: Vec<(Opcode, Vec<u8>)> = codes
+        .chunks((MAX_PAYLOAD - 5) / 4)
+        .enumerate()
+        .map(|(k, c)| {
+            let mut p = vec![Space::Bias as u8];
+            p.extend(((k * ((MAX_PAYLOAD - 5) / 4)) as u32).to_le_bytes());
+            c.iter().for_each(|x| p.extend(x.to_le_bytes()));
+            (Opcode::WriteMem, p)
+        })
+        .collect();
+    client.transact(&reqs).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Read conditioning inputs: `.npy` (2-D, one row per inference) or CSV (one row per inference,
+/// comma-separated, `#` comments).
+pub fn read_inputs(path: &Path) -> Result<Vec<Vec<f64>>, String> {
+    if path.extension().and_then(|e| e.to_str()) == Some("npy") {
+        return thermo_sim::io::read_npy_rows(path).map_err(|e| e.to_string());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut rows = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let row: Result<Vec<f64>, String> = line
+            .split(',')
+            .enumerate()
+            .map(|(c, v)| {
+                v.trim().parse::<f64>().map_err(|_| {
+                    format!(
+                        "{}:{}: column {}: '{}' is not a number",
+                        path.display(),
+                        n + 1,
+                        c + 1,
+                        v.trim()
+                    )
+                })
+            })
+            .collect();
+        rows.push(row?);
+    }
+    Ok(rows)
+}
+
+/// Write results as `.npy` or CSV by extension.
+pub fn write_outputs(path: &Path, rows: &[Vec<f64>]) -> Result<(), String> {
+    if path.extension().and_then(|e| e.to_str()) == Some("npy") {
+        let cols = rows.first().map_or(0, |r| r.len());
+        let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+        return thermo_sim::io::write_npy(path, &[rows.len(), cols], &flat)
+            .map_err(|e| e.to_string());
+    }
+    let mut s = String::new();
+    for r in rows {
+        s.push_str(
+            &r.iter()
+                .map(|v| format!("{v:.9}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        s.push('\n');
+    }
+    std::fs::write(path, s).map_err(|e| format!("{}: {e}", path.display()))
+}

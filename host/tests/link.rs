@@ -1,0 +1,287 @@
+//! The link end to end over real pseudo-terminals: host against the emulated board (results bit
+//! for bit equal to the fixed engine's), fault injection through a proxy (bit errors, dropped
+//! bytes, truncated frames, delays, the port unplugged mid-stream), design-hash refusal, the
+//! board's replay and error handling, and a fuzz test of the frame decoder.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thermo_host::client::{Client, LinkError};
+use thermo_host::emulator::{conditioning_codes, run_inference, serve, Board, ServeOptions};
+use thermo_host::faults::{FaultConfig, FaultProxy};
+use thermo_host::inference::{infer, read_inputs, InferOptions};
+use thermo_host::transport::SerialTransport;
+use thermo_proto::{encode_frame, readout_units, Frame, FrameDecoder, Opcode, RunRequest};
+use thermo_sim::Substrate;
+
+fn shipped() -> Substrate {
+    Substrate::from_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/three-module.toml"),
+    )
+    .unwrap()
+}
+
+fn inputs() -> Vec<Vec<f64>> {
+    read_inputs(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/three-module-inputs.csv"))
+        .unwrap()
+}
+
+/// An emulated board on a fresh pseudo-terminal, served on a thread until idle.
+fn emulator(sub: Substrate, baud: Option<u32>) -> (String, std::thread::JoinHandle<()>) {
+    let (mut master, slave) = serialport::TTYPort::pair().unwrap();
+    let name = serialport::SerialPort::name(&slave).unwrap();
+    serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(5)).unwrap();
+    let out = master.try_clone_native().unwrap();
+    let h = std::thread::spawn(move || {
+        let _keep = slave;
+        serve(
+            sub,
+            master,
+            out,
+            ServeOptions {
+                baud,
+                idle_exit: Some(Duration::from_secs(3)),
+            },
+        )
+        .unwrap();
+    });
+    (name, h)
+}
+
+/// The board's answers computed directly on the fixed engine.
+fn direct(sub: &Substrate, inputs: &[Vec<f64>], opts: InferOptions) -> Vec<Vec<i32>> {
+    let ro = readout_units(sub);
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let codes = conditioning_codes(sub, b).unwrap();
+            let run = RunRequest {
+                slot: 0,
+                sweeps: opts.sweeps,
+                burn_in: opts.burn_in,
+                seed: opts.seed + i as u64,
+            };
+            run_inference(sub, &codes, &run, &ro).0
+        })
+        .collect()
+}
+
+const OPTS: InferOptions = InferOptions {
+    sweeps: 150,
+    burn_in: 30,
+    seed: 77,
+};
+
+#[test]
+fn host_against_emulator_equals_engine_bit_for_bit() {
+    let sub = shipped();
+    let (path, h) = emulator(sub.clone(), Some(3_000_000));
+    let mut c = Client::new(SerialTransport::open(Path::new(&path), 3_000_000).unwrap());
+    let res = infer(&mut c, &sub, &inputs(), OPTS, |_, _, _| {}).unwrap();
+    assert_eq!(res.sums, direct(&sub, &inputs(), OPTS));
+    assert_eq!(res.sums.len(), 8);
+    assert_eq!(res.sums[0].len(), 24);
+    assert_eq!(c.stats.retransmissions, 0);
+    // Means are the sums in real units.
+    let lsb = sub.formats.state.lsb();
+    assert!((res.means[3][5] - res.sums[3][5] as f64 * lsb / 150.0).abs() < 1e-12);
+    drop(c);
+    h.join().unwrap();
+}
+
+#[test]
+fn faults_lose_nothing_and_corrupt_nothing() {
+    let sub = shipped();
+    let (board, h) = emulator(sub.clone(), None);
+    let dir = std::env::temp_dir().join(format!("thermo-faults-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link: PathBuf = dir.join("ttyTHERMO");
+    let cfg = FaultConfig {
+        bit_error_rate: 1e-4,
+        drop_rate: 1e-4,
+        truncate_rate: 2e-3,
+        delay_rate: 0.01,
+        delay: Duration::from_millis(30),
+        unplug_every: Some(40_000),
+        unplugged_for: Duration::from_millis(400),
+        seed: 9,
+    };
+    let proxy = FaultProxy::start(link.clone(), &board, cfg).unwrap();
+    let mut c = Client::new(SerialTransport::open(&link, 3_000_000).unwrap());
+    // 48 inferences: the eight shipped inputs, six times, each with its own seed.
+    let many: Vec<Vec<f64>> = (0..48).map(|i| inputs()[i % 8].clone()).collect();
+    let res = infer(&mut c, &sub, &many, OPTS, |_, _, _| {}).unwrap();
+    let want = direct(&sub, &many, OPTS);
+    let wrong = res.sums.iter().zip(&want).filter(|(a, b)| a != b).count();
+    let stats = proxy.finish().unwrap();
+    eprintln!("faults injected: {stats:?}");
+    eprintln!("link: {:?}; requeued {}", c.stats, res.requeued);
+    assert_eq!(
+        wrong,
+        0,
+        "{wrong} of {} results differ from the engine",
+        many.len()
+    );
+    assert_eq!(res.sums.len(), many.len());
+    assert!(
+        stats.bits_flipped > 0
+            && stats.bytes_dropped > 0
+            && stats.frames_truncated > 0
+            && stats.delays > 0
+    );
+    assert!(
+        stats.unplugs >= 1,
+        "the port was never unplugged: {stats:?}"
+    );
+    assert!(c.stats.reconnects >= 1 && c.stats.retransmissions > 0);
+    drop(c);
+    h.join().unwrap();
+}
+
+#[test]
+fn a_board_with_another_design_is_refused_naming_both() {
+    let sub = shipped();
+    let mut other = sub.clone();
+    other.lanes = 2;
+    let (path, h) = emulator(other.clone(), None);
+    let mut c = Client::new(SerialTransport::open(Path::new(&path), 3_000_000).unwrap());
+    let err = infer(&mut c, &sub, &inputs(), OPTS, |_, _, _| {}).unwrap_err();
+    let (hb, hm) = (
+        thermo_proto::design_hash(&other),
+        thermo_proto::design_hash(&sub),
+    );
+    assert!(
+        err.contains(&format!("{hb:#018x}")) && err.contains(&format!("{hm:#018x}")),
+        "{err}"
+    );
+    drop(c);
+    h.join().unwrap();
+}
+
+#[test]
+fn board_replays_retries_and_rejects_bad_requests() {
+    let sub = shipped();
+    let mut b = Board::new(sub.clone());
+    let frame = |seq: u8, op: Opcode, p: Vec<u8>| Frame {
+        seq,
+        kind: op as u8,
+        payload: p,
+    };
+    let reply = |bytes: Vec<u8>| FrameDecoder::new().push(&bytes).remove(0).unwrap();
+    assert_eq!(
+        reply(b.handle(&frame(10, Opcode::Identify, vec![])).unwrap()).kind,
+        0x81
+    );
+    let run = RunRequest {
+        slot: 1,
+        sweeps: 20,
+        burn_in: 0,
+        seed: 3,
+    };
+    let r1 = b.handle(&frame(11, Opcode::Run, run.encode())).unwrap();
+    // The same request again (a retry after a lost reply) is answered from the replay window
+    // and not executed twice.
+    let r2 = b.handle(&frame(11, Opcode::Run, run.encode())).unwrap();
+    assert_eq!(r1, r2);
+    b.run_queued();
+    let st = thermo_proto::Status::decode(
+        &reply(b.handle(&frame(12, Opcode::Status, vec![])).unwrap()).payload,
+    )
+    .unwrap();
+    assert_eq!((st.runs, st.replays), (1, 1));
+    // A frame from the future (its predecessor was lost) is dropped: the host will go back.
+    assert!(b.handle(&frame(20, Opcode::Status, vec![])).is_none());
+    // Error replies: unknown opcode, bad slot, bad length, sweeps out of range.
+    let err = |r: Vec<u8>| reply(r).payload[1];
+    assert_eq!(
+        err(b
+            .handle(&Frame {
+                seq: 13,
+                kind: 0x3C,
+                payload: vec![]
+            })
+            .unwrap()),
+        1
+    );
+    assert_eq!(
+        err(b
+            .handle(&frame(
+                14,
+                Opcode::Run,
+                RunRequest { slot: 9, ..run }.encode()
+            ))
+            .unwrap()),
+        3
+    );
+    assert_eq!(
+        err(b.handle(&frame(15, Opcode::Readout, vec![0])).unwrap()),
+        2
+    );
+    assert_eq!(
+        err(b
+            .handle(&frame(
+                16,
+                Opcode::Run,
+                RunRequest { sweeps: 0, ..run }.encode()
+            ))
+            .unwrap()),
+        6
+    );
+}
+
+#[test]
+fn frame_decoder_fuzz_never_accepts_a_corrupted_frame() {
+    // Valid frames, corrupted at random (bit flips, insertions, deletions, splices), interleaved
+    // with random garbage: the decoder must never panic and every frame it accepts must be one
+    // that was sent, unchanged.
+    let mut x = 12345u64;
+    let mut rnd = || thermo_sim::noise::splitmix64(&mut x);
+    let mut dec = FrameDecoder::new();
+    let mut sent = std::collections::HashSet::new();
+    let (mut accepted, mut undetected, mut executions) = (0u64, 0u64, 0u64);
+    for n in 0..60_000u64 {
+        let len = (rnd() % 300) as usize;
+        let payload: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+        let seq = n as u8;
+        let kind = (rnd() % 9) as u8;
+        let mut wire = encode_frame(seq, kind, &payload);
+        sent.insert((seq, kind, payload.clone()));
+        match rnd() % 6 {
+            0 => {
+                let i = (rnd() as usize) % wire.len();
+                wire[i] ^= 1 << (rnd() % 8);
+            }
+            1 => {
+                let i = (rnd() as usize) % wire.len();
+                wire.insert(i, rnd() as u8);
+            }
+            2 => {
+                let i = (rnd() as usize) % wire.len();
+                wire.remove(i);
+            }
+            3 => {
+                let g: Vec<u8> = (0..rnd() % 40).map(|_| rnd() as u8).collect();
+                wire.splice(0..0, g);
+            }
+            _ => {}
+        }
+        for chunk in wire.chunks(1 + (rnd() % 64) as usize) {
+            executions += 1;
+            for r in dec.push(chunk) {
+                if let Ok(f) = r {
+                    accepted += 1;
+                    if !sent.contains(&(f.seq, f.kind, f.payload)) {
+                        undetected += 1;
+                    }
+                }
+            }
+        }
+        if sent.len() > 4096 {
+            sent.clear();
+            sent.insert((seq, kind, payload));
+        }
+    }
+    eprintln!("frame decoder fuzz: {executions} pushes, {accepted} frames accepted, {undetected} undetected corruptions, {:?}", dec.stats);
+    assert_eq!(undetected, 0);
+    assert!(accepted > 20_000);
+}
