@@ -19,7 +19,7 @@ use thermo_sim::noise::NOISE_FORMAT;
 /// instructions `op | operand | coef` (see `program::Op`) read from the lane's instruction
 /// memory; biases come from the bias memory indexed by the lane-local unit counter.
 ///
-/// **Ports**: `issue` (fetch the next instruction this cycle), `sweep_start` (rewind the
+/// **Ports**: `issue` (fetch the next instruction this cycle), `rewind` (rewind the
 /// program and unit counter); state read `rd_q` (lane-local address, stage 1) / `rd_bank`
 /// (bank select, stage 2) / `rd_data` (the replica's word, stage 2); bus line read `line_sel` /
 /// `line_val` (stage 2); write back `wr_en`, `wr_q`, `wr_data` (stage 3); configuration writes
@@ -44,7 +44,7 @@ pub struct LangevinLane {
     /// Issue the instruction at the program counter this cycle.
     pub issue: Signal<In, Bit>,
     /// Rewind the program counter and the unit counter.
-    pub sweep_start: Signal<In, Bit>,
+    pub rewind: Signal<In, Bit>,
     /// State word read for the instruction in stage 2.
     pub rd_data: Signal<In, Bits<16>>,
     /// Bus line value for the instruction in stage 2.
@@ -150,7 +150,7 @@ impl LangevinLane {
         LangevinLane {
             clock: Default::default(),
             issue: Default::default(),
-            sweep_start: Default::default(),
+            rewind: Default::default(),
             rd_data: Default::default(),
             line_val: Default::default(),
             cfg_addr: Default::default(),
@@ -263,7 +263,7 @@ impl Logic for LangevinLane {
         if self.issue.val() {
             self.pc.d.next = self.pc.q.val() + 1;
         }
-        if self.sweep_start.val() {
+        if self.rewind.val() {
             self.pc.d.next = 0.into();
         }
         // stage 1: decode, state address
@@ -360,7 +360,7 @@ impl Logic for LangevinLane {
         if self.noise.pop.val() & !self.noise.valid.val() {
             self.nerr.d.next = true;
         }
-        if self.sweep_start.val() {
+        if self.rewind.val() {
             self.uc.d.next = 0.into();
         }
         if self.clear.val() {
@@ -509,10 +509,10 @@ mod tests {
         tick(&mut lane, clk).unwrap();
         lane.noise_load.next = false;
         lane.clear.next = false;
-        lane.sweep_start.next = true;
+        lane.rewind.next = true;
         settle(&mut lane).unwrap();
         tick(&mut lane, clk).unwrap();
-        lane.sweep_start.next = false;
+        lane.rewind.next = false;
         let n = prog.instr.len();
         let mut got = Vec::new();
         for cyc in 0..n + 4 {

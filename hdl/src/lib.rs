@@ -3,12 +3,17 @@
 #![warn(missing_docs)]
 
 pub mod arith;
+pub mod bus;
+pub mod ctrl;
 pub mod lane;
 pub mod mem;
 pub mod noise;
 pub mod program;
 pub mod rom;
+pub mod script;
 pub mod simx;
+pub mod top;
+pub mod verify;
 pub mod verilog;
 
 /// Errors of the hardware flow.
@@ -22,6 +27,8 @@ pub enum Error {
     Io(std::path::PathBuf, String),
     /// The configuration cannot be mapped to hardware.
     Config(String),
+    /// The hardware and the engine disagree.
+    Mismatch(String),
     /// Something else.
     Other(String),
 }
@@ -33,6 +40,7 @@ impl std::fmt::Display for Error {
             Error::Tool(s) => write!(f, "{s}"),
             Error::Io(p, s) => write!(f, "{}: {s}", p.display()),
             Error::Config(s) => write!(f, "configuration: {s}"),
+            Error::Mismatch(s) => write!(f, "mismatch: {s}"),
             Error::Other(s) => write!(f, "{s}"),
         }
     }

@@ -348,7 +348,7 @@ pub fn verilator_noise_stream(
     n: usize,
     pop_every: usize,
 ) -> Result<Vec<i16>, crate::Error> {
-    let exe = crate::verilog::verilator_build(&noise_lane_verilog()?, NOISE_HARNESS, false)?;
+    let exe = crate::verilog::verilator_build(&noise_lane_verilog()?, NOISE_HARNESS, false, false)?;
     let g = Taus88::for_lane(seed, lane);
     let args: Vec<String> = vec![
         g.s[0].to_string(),

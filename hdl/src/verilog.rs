@@ -31,15 +31,27 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// Build `verilog` (top module `top`) with the C++ harness `cpp` into an executable with
-/// Verilator (`--cc --exe --build`, optional `--trace` for VCD). Builds are cached by content
-/// hash under [`cache_dir`], so identical designs are built once.
-pub fn verilator_build(verilog: &str, cpp: &str, trace: bool) -> Result<PathBuf, Error> {
-    let key = fnv(&[verilog, cpp, if trace { "trace" } else { "" }]);
+/// Verilator (`--cc --exe`, then its makefile; optional `--trace` for VCD; `fast` = `-O2` C++,
+/// otherwise `-O0` for a quick build). Builds are cached by content hash under [`cache_dir`],
+/// and the Verilator runtime objects are compiled once and reused.
+pub fn verilator_build(
+    verilog: &str,
+    cpp: &str,
+    trace: bool,
+    fast: bool,
+) -> Result<PathBuf, Error> {
+    let flags = format!(
+        "{}{}",
+        if trace { "trace" } else { "" },
+        if fast { "fast" } else { "" }
+    );
+    let key = fnv(&[verilog, cpp, &flags]);
     let dir = cache_dir().join(format!("{key:016x}"));
     let exe = dir.join("obj_dir").join("vsim");
     if exe.exists() {
         return Ok(exe);
     }
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| Error::Io(dir.clone(), e.to_string()))?;
     write(&dir.join("top.v"), verilog)?;
     write(&dir.join("harness.cpp"), cpp)?;
@@ -47,7 +59,6 @@ pub fn verilator_build(verilog: &str, cpp: &str, trace: bool) -> Result<PathBuf,
     cmd.current_dir(&dir).args([
         "--cc",
         "--exe",
-        "--build",
         "-O2",
         "--x-assign",
         "0",
@@ -60,10 +71,6 @@ pub fn verilator_build(verilog: &str, cpp: &str, trace: bool) -> Result<PathBuf,
         "top",
         "-o",
         "vsim",
-        "-MAKEFLAGS",
-        "-j2",
-        "-CFLAGS",
-        "-O1",
     ]);
     if trace {
         cmd.arg("--trace");
@@ -72,12 +79,54 @@ pub fn verilator_build(verilog: &str, cpp: &str, trace: bool) -> Result<PathBuf,
     let out = cmd
         .output()
         .map_err(|e| Error::Tool(format!("cannot run verilator: {e}")))?;
-    if !out.status.success() || !exe.exists() {
+    if !out.status.success() {
         return Err(Error::Tool(format!(
             "verilator failed in {}:\n{}",
             dir.display(),
             String::from_utf8_lossy(&out.stderr)
         )));
+    }
+    // reuse the runtime objects of an earlier build with the same flags
+    let obj = dir.join("obj_dir");
+    let rt = cache_dir().join(format!("runtime-{flags}"));
+    let runtime = ["verilated.o", "verilated_threads.o", "verilated_vcd_c.o"];
+    if rt.is_dir() {
+        for f in runtime {
+            let src = rt.join(f);
+            if src.exists() {
+                let _ = std::fs::copy(&src, obj.join(f));
+            }
+        }
+    }
+    let opt = if fast { "-O2" } else { "-O0" };
+    let out = Command::new("make")
+        .current_dir(&obj)
+        .args([
+            "-s",
+            "-f",
+            "Vtop.mk",
+            "-j2",
+            "vsim",
+            &format!("OPT_FAST={opt}"),
+            &format!("OPT_SLOW={opt}"),
+            &format!("OPT_GLOBAL={opt}"),
+        ])
+        .output()
+        .map_err(|e| Error::Tool(format!("cannot run make: {e}")))?;
+    if !out.status.success() || !exe.exists() {
+        return Err(Error::Tool(format!(
+            "building the Verilator model failed in {}:\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    if !rt.is_dir() {
+        let tmp = cache_dir().join(format!("runtime-{flags}.{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&tmp);
+        for f in runtime {
+            let _ = std::fs::copy(obj.join(f), tmp.join(f));
+        }
+        let _ = std::fs::rename(&tmp, &rt);
     }
     Ok(exe)
 }

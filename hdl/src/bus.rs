@@ -1,0 +1,241 @@
+//! The coupling bus: one bus side's MAC and line registers' feed.
+
+use crate::arith::{Mul16s, Rescale, SatAdd};
+use crate::mem::Mem;
+use crate::program::{clog2, Datapath, SideProgram};
+use rust_hdl::prelude::*;
+
+/// One side of a rank-k coupling bus (docs/fixed-point.md §3, step 1).
+///
+/// **Computes**, for `r = 0..k`, `S_r = sat32(... sat32(0 + w_r0 rho(x_0)) ...)` over the
+/// side's module in ascending unit order, then `pre = sat_bus(align(S_r, fa, bus.frac))` and
+/// `L_r = sat_bus(align(pre G_r, bus.frac + gain.frac, bus.frac))` — exactly
+/// `Program::<Fixed>::bus_lines`. The line is delivered on `line_we`/`line_idx`/`line_val`;
+/// the substrate top latches it into the line register the partner module's lanes read.
+/// MAC saturations count in `cnt_acc`, line saturations (both steps) in `cnt_bus` — the
+/// engine's `bus_saturation.acc` / `.bus`.
+///
+/// **Ports**: `issue` (one MAC per cycle), `rewind` (rewind); state read `rd_q` (stage 1)
+/// / `rd_bank` (stage 2) / `rd_data` (stage 2); configuration writes `cfg_addr`, `cfg_data`,
+/// `word_we` (MAC words `first | last | operand | w`), `gain_we` (gains); `clear`; counters.
+///
+/// **Latency**: a MAC issued in cycle `t` reads its state in `t+1..t+2` and accumulates in
+/// `t+2`; the line of a rank whose last MAC issued in `t` is delivered in `t+3` (latched at its
+/// end), i.e. `BUS_GAIN_LATENCY = 3` after the last issue — the lanes see it from the first
+/// cycle of the unit phase.
+///
+/// **Proof**: the substrate equivalence tests (`tests/hdl_equivalence.rs`) compare every
+/// sweep's states and the bus saturation counts with the engine.
+#[derive(LogicBlock)]
+pub struct BusSide {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// Issue the next MAC.
+    pub issue: Signal<In, Bit>,
+    /// Rewind the MAC program and the rank counter.
+    pub rewind: Signal<In, Bit>,
+    /// State word for the MAC in stage 2.
+    pub rd_data: Signal<In, Bits<16>>,
+    /// Configuration address.
+    pub cfg_addr: Signal<In, Bits<16>>,
+    /// Configuration data.
+    pub cfg_data: Signal<In, Bits<32>>,
+    /// Write a MAC word.
+    pub word_we: Signal<In, Bit>,
+    /// Write a gain.
+    pub gain_we: Signal<In, Bit>,
+    /// Clear the counters.
+    pub clear: Signal<In, Bit>,
+    /// Lane-local state address (stage 1).
+    pub rd_q: Signal<Out, Bits<16>>,
+    /// Bank of the state (stage 2).
+    pub rd_bank: Signal<Out, Bits<16>>,
+    /// A line is delivered this cycle.
+    pub line_we: Signal<Out, Bit>,
+    /// Rank of the delivered line.
+    pub line_idx: Signal<Out, Bits<16>>,
+    /// The delivered line value.
+    pub line_val: Signal<Out, Bits<16>>,
+    /// Saturating MAC additions.
+    pub cnt_acc: Signal<Out, Bits<32>>,
+    /// Saturated line steps.
+    pub cnt_bus: Signal<Out, Bits<32>>,
+    words: Mem,
+    gains: Mem,
+    mul: Mul16s,
+    mulg: Mul16s,
+    sa: SatAdd,
+    pre: Rescale,
+    line: Rescale,
+    pc: DFF<Bits<16>>,
+    v1: DFF<Bit>,
+    v2: DFF<Bit>,
+    first2: DFF<Bit>,
+    last2: DFF<Bit>,
+    coef2: DFF<Bits<16>>,
+    bank2: DFF<Bits<16>>,
+    v3: DFF<Bit>,
+    r2: DFF<Bits<16>>,
+    r3: DFF<Bits<16>>,
+    acc: DFF<Bits<32>>,
+    nacc: DFF<Bits<32>>,
+    nbus: DFF<Bits<32>>,
+    bsh: Constant<Bits<16>>,
+    bmask: Constant<Bits<16>>,
+    lo: Constant<Bits<16>>,
+    hi: Constant<Bits<16>>,
+    lob: Constant<Bits<16>>,
+    hib: Constant<Bits<16>>,
+    w: Signal<Local, Bits<32>>,
+    xb: Signal<Local, Bits<16>>,
+    rho: Signal<Local, Bits<16>>,
+    j1: Signal<Local, Bits<32>>,
+    j2: Signal<Local, Bits<32>>,
+}
+
+impl BusSide {
+    /// A bus side with datapath constants `dp` and memories holding `prog`.
+    pub fn new(dp: &Datapath, prog: &SideProgram) -> Self {
+        let f = dp.formats;
+        let (lo, hi) = dp.clamp;
+        let b16 = |v: i64| -> Bits<16> { ((v as u16) as u64).to_bits() };
+        let gains: Vec<u32> = prog.gains.iter().map(|&g| g as u16 as u32).collect();
+        BusSide {
+            clock: Default::default(),
+            issue: Default::default(),
+            rewind: Default::default(),
+            rd_data: Default::default(),
+            cfg_addr: Default::default(),
+            cfg_data: Default::default(),
+            word_we: Default::default(),
+            gain_we: Default::default(),
+            clear: Default::default(),
+            rd_q: Default::default(),
+            rd_bank: Default::default(),
+            line_we: Default::default(),
+            line_idx: Default::default(),
+            line_val: Default::default(),
+            cnt_acc: Default::default(),
+            cnt_bus: Default::default(),
+            words: Mem::new(clog2(prog.words.len().max(2)), 32, &prog.words),
+            gains: Mem::new(clog2(gains.len().max(2)), 16, &gains),
+            mul: Default::default(),
+            mulg: Default::default(),
+            sa: SatAdd::new(dp.fa, dp.fa),
+            pre: Rescale::new(dp.fa, f.bus.frac, f.bus.bits),
+            line: Rescale::new(f.bus.frac + f.gain.frac, f.bus.frac, f.bus.bits),
+            pc: Default::default(),
+            v1: Default::default(),
+            v2: Default::default(),
+            first2: Default::default(),
+            last2: Default::default(),
+            coef2: Default::default(),
+            bank2: Default::default(),
+            v3: Default::default(),
+            r2: Default::default(),
+            r3: Default::default(),
+            acc: Default::default(),
+            nacc: Default::default(),
+            nbus: Default::default(),
+            bsh: Constant::new((dp.bbits as u64).to_bits()),
+            bmask: Constant::new(((1u64 << dp.bbits) - 1).to_bits()),
+            lo: Constant::new(b16(lo as i64)),
+            hi: Constant::new(b16(hi as i64)),
+            lob: Constant::new(b16(lo as i64 ^ 0x8000)),
+            hib: Constant::new(b16(hi as i64 ^ 0x8000)),
+            w: Default::default(),
+            xb: Default::default(),
+            rho: Default::default(),
+            j1: Default::default(),
+            j2: Default::default(),
+        }
+    }
+}
+
+impl Logic for BusSide {
+    #[hdl_gen]
+    fn update(&mut self) {
+        dff_setup!(
+            self, clock, pc, v1, v2, first2, last2, coef2, bank2, v3, r2, r3, acc, nacc, nbus
+        );
+        self.words.clock.next = self.clock.val();
+        self.gains.clock.next = self.clock.val();
+        self.words.write_address.next = self.cfg_addr.val();
+        self.words.write_data.next = self.cfg_data.val();
+        self.words.write_enable.next = self.word_we.val();
+        self.gains.write_address.next = self.cfg_addr.val();
+        self.gains.write_data.next = self.cfg_data.val();
+        self.gains.write_enable.next = self.gain_we.val();
+        // stage 0
+        self.words.read_address.next = self.pc.q.val();
+        self.v1.d.next = self.issue.val();
+        if self.issue.val() {
+            self.pc.d.next = self.pc.q.val() + 1;
+        }
+        // stage 1
+        self.w.next = self.words.read_data.val();
+        self.rd_q.next = bit_cast::<16, 14>(self.w.val().get_bits::<14>(16)) >> self.bsh.val();
+        self.bank2.d.next = bit_cast::<16, 14>(self.w.val().get_bits::<14>(16)) & self.bmask.val();
+        self.first2.d.next = self.w.val().get_bit(31);
+        self.last2.d.next = self.w.val().get_bit(30);
+        self.coef2.d.next = self.w.val().get_bits::<16>(0);
+        self.v2.d.next = self.v1.q.val();
+        // stage 2: MAC
+        self.rd_bank.next = self.bank2.q.val();
+        self.xb.next = self.rd_data.val() ^ 0x8000;
+        self.rho.next = self.rd_data.val();
+        if self.xb.val() < self.lob.val() {
+            self.rho.next = self.lo.val();
+        }
+        if self.xb.val() > self.hib.val() {
+            self.rho.next = self.hi.val();
+        }
+        self.mul.a.next = self.coef2.q.val();
+        self.mul.b.next = self.rho.val();
+        self.sa.acc.next = self.acc.q.val();
+        if self.first2.q.val() {
+            self.sa.acc.next = 0.into();
+        }
+        self.sa.x.next = self.mul.p.val();
+        self.sa.en.next = self.v2.q.val();
+        if self.v2.q.val() {
+            self.acc.d.next = self.sa.y.val();
+        }
+        self.gains.read_address.next = self.r2.q.val();
+        self.v3.d.next = self.v2.q.val() & self.last2.q.val();
+        self.r3.d.next = self.r2.q.val();
+        if self.v2.q.val() & self.last2.q.val() {
+            self.r2.d.next = self.r2.q.val() + 1;
+        }
+        // stage 3: line
+        self.pre.x.next = self.acc.q.val();
+        self.mulg.a.next = self.pre.y.val().get_bits::<16>(0);
+        self.mulg.b.next = self.gains.read_data.val().get_bits::<16>(0);
+        self.line.x.next = self.mulg.p.val();
+        self.line_we.next = self.v3.q.val();
+        self.line_idx.next = self.r3.q.val();
+        self.line_val.next = self.line.y.val().get_bits::<16>(0);
+        self.j1.next = 0.into();
+        if self.v3.q.val() & self.pre.sat.val() {
+            self.j1.next = 1.into();
+        }
+        self.j2.next = 0.into();
+        if self.v3.q.val() & self.line.sat.val() {
+            self.j2.next = 1.into();
+        }
+        self.nbus.d.next = self.nbus.q.val() + self.j1.val() + self.j2.val();
+        if self.sa.sat.val() {
+            self.nacc.d.next = self.nacc.q.val() + 1;
+        }
+        if self.rewind.val() {
+            self.pc.d.next = 0.into();
+            self.r2.d.next = 0.into();
+        }
+        if self.clear.val() {
+            self.nacc.d.next = 0.into();
+            self.nbus.d.next = 0.into();
+        }
+        self.cnt_acc.next = self.nacc.q.val();
+        self.cnt_bus.next = self.nbus.q.val();
+    }
+}

@@ -1,0 +1,227 @@
+//! A port-level script that drives the substrate top, executed identically by the rust-hdl
+//! simulation and by the Verilator harness.
+
+use crate::program::HwProgram;
+use crate::simx::{settle, tick};
+use crate::top::{ctrl_bits, region, SubstrateTop};
+use crate::Error;
+use rust_hdl::prelude::*;
+use thermo_sim::noise::Taus88;
+
+/// One script command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cmd {
+    /// One cycle with `cfg_we` and the address/data.
+    Write(u32, u32),
+    /// `n` idle cycles.
+    Idle(u32),
+    /// Start a run (`n_sweeps` must be set) and clock until `running` falls; responds with the
+    /// number of cycles `running` was high.
+    Run,
+    /// Pipelined reads (one address per cycle, data two cycles later); responds with the words.
+    Read(Vec<u32>),
+}
+
+/// Port address of region `r`, offset `off`.
+pub fn addr(r: u32, off: u32) -> u32 {
+    (r << 20) | off
+}
+
+/// The configuration part of a verification script: seeds of run seed `seed`, noise load,
+/// counter clear, `n_sweeps = sweeps_per_run`.
+pub fn config_script(prog: &HwProgram, seed: u64, sweeps_per_run: u32) -> Vec<Cmd> {
+    let mut s = Vec::new();
+    for l in 0..prog.p {
+        let g = Taus88::for_lane(seed, l as u32);
+        for (c, w) in g.s.iter().enumerate() {
+            s.push(Cmd::Write(
+                addr(region::SEED, ((l as u32) << 8) | c as u32),
+                *w,
+            ));
+        }
+    }
+    s.push(Cmd::Write(
+        addr(region::CTRL, 0),
+        ctrl_bits::NOISE_LOAD | ctrl_bits::CLEAR,
+    ));
+    s.push(Cmd::Write(addr(region::CTRL, 1), sweeps_per_run));
+    s.push(Cmd::Idle(4));
+    s
+}
+
+/// Addresses read after every sweep: all states (unit order), then per lane accumulator and
+/// state saturations, per side accumulator and line saturations, then sweeps done, cycles run
+/// and the status word.
+pub fn observe_addrs(prog: &HwProgram) -> Vec<u32> {
+    let mut v = Vec::new();
+    for i in 0..prog.d {
+        v.push(addr(region::STATE, operand(prog, i)));
+    }
+    for l in 0..prog.p as u32 {
+        v.push(addr(region::CTRL, 0x100 + 2 * l));
+        v.push(addr(region::CTRL, 0x101 + 2 * l));
+    }
+    for s in 0..prog.sides.len() as u32 {
+        v.push(addr(region::CTRL, 0x200 + 2 * s));
+        v.push(addr(region::CTRL, 0x201 + 2 * s));
+    }
+    v.push(addr(region::CTRL, 1));
+    v.push(addr(region::CTRL, 2));
+    v.push(addr(region::CTRL, 0));
+    v
+}
+
+/// State operand (port offset) of unit `i`: `(i / P) << bbits | i % P`.
+pub fn operand(prog: &HwProgram, i: usize) -> u32 {
+    (((i / prog.p) << prog.dp.bbits) | (i % prog.p)) as u32
+}
+
+/// Execute `script` on a rust-hdl simulation of `top`; returns the responses in order.
+/// `on_cycle` is called after every clock edge (for VCD dumps and cycle counting).
+pub fn run_rusthdl(
+    top: &mut SubstrateTop,
+    script: &[Cmd],
+    mut on_cycle: impl FnMut(&SubstrateTop),
+) -> Result<Vec<u64>, Error> {
+    fn clk(t: &mut SubstrateTop) -> &mut Signal<In, Clock> {
+        &mut t.clock
+    }
+    let mut out = Vec::new();
+    let mut cycle = |top: &mut SubstrateTop, a: u32, d: u32, we: bool| -> Result<(), Error> {
+        top.cfg_addr.next = (a as u64).to_bits();
+        top.cfg_wdata.next = (d as u64).to_bits();
+        top.cfg_we.next = we;
+        settle(top).map_err(Error::Other)?;
+        tick(top, clk).map_err(Error::Other)?;
+        on_cycle(top);
+        Ok(())
+    };
+    for c in script {
+        match c {
+            Cmd::Write(a, d) => cycle(top, *a, *d, true)?,
+            Cmd::Idle(n) => {
+                for _ in 0..*n {
+                    cycle(top, 0x00F0_0000, 0, false)?;
+                }
+            }
+            Cmd::Run => {
+                cycle(top, addr(region::CTRL, 0), ctrl_bits::START, true)?;
+                let mut n = 0u64;
+                while top.running.val() {
+                    cycle(top, 0x00F0_0000, 0, false)?;
+                    n += 1;
+                    if n > 1 << 31 {
+                        return Err(Error::Other("run does not end".into()));
+                    }
+                }
+                out.push(n);
+            }
+            Cmd::Read(addrs) => {
+                let n = addrs.len();
+                for k in 0..n + 2 {
+                    let a = if k < n { addrs[k] } else { 0x00F0_0000 };
+                    // the word for address k-2 is on cfg_rdata during cycle k
+                    settle(top).map_err(Error::Other)?;
+                    if k >= 2 {
+                        out.push(top.cfg_rdata.val().to_u64());
+                    }
+                    cycle(top, a, 0, false)?;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The script in the Verilator harness's text form (one command per line).
+pub fn script_text(script: &[Cmd]) -> String {
+    let mut s = String::new();
+    for c in script {
+        match c {
+            Cmd::Write(a, d) => s.push_str(&format!("W {a} {d}\n")),
+            Cmd::Idle(n) => s.push_str(&format!("I {n}\n")),
+            Cmd::Run => s.push_str("S\n"),
+            Cmd::Read(v) => {
+                s.push_str(&format!("R {}", v.len()));
+                for a in v {
+                    s.push_str(&format!(" {a}"));
+                }
+                s.push('\n');
+            }
+        }
+    }
+    s.push_str("Q\n");
+    s
+}
+
+/// The C++ harness that executes [`script_text`] on the Verilated top (optionally dumping a VCD
+/// to the path given as the first argument).
+pub const HARNESS_CPP: &str = r#"
+#include "Vtop.h"
+#include "verilated.h"
+#if VM_TRACE
+#include "verilated_vcd_c.h"
+#endif
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+static Vtop* t;
+static unsigned long long simtime = 0;
+#if VM_TRACE
+static VerilatedVcdC* tfp = 0;
+#endif
+static void cycle(unsigned a, unsigned d, int we) {
+    t->cfg_addr = a; t->cfg_wdata = d; t->cfg_we = we;
+    t->eval();
+#if VM_TRACE
+    if (tfp) tfp->dump(simtime);
+#endif
+    simtime += 5;
+    t->clock = 1; t->eval();
+#if VM_TRACE
+    if (tfp) tfp->dump(simtime);
+#endif
+    simtime += 5;
+    t->clock = 0; t->eval();
+}
+int main(int argc, char** argv) {
+    Verilated::commandArgs(argc, argv);
+    t = new Vtop;
+#if VM_TRACE
+    if (argc > 1 && strlen(argv[1]) > 0) {
+        Verilated::traceEverOn(true);
+        tfp = new VerilatedVcdC;
+        t->trace(tfp, 99);
+        tfp->open(argv[1]);
+    }
+#endif
+    t->clock = 0; t->cfg_we = 0; t->eval();
+    char op[8];
+    while (scanf("%7s", op) == 1) {
+        if (op[0] == 'Q') break;
+        if (op[0] == 'W') { unsigned a, d; if (scanf("%u %u", &a, &d) != 2) return 2; cycle(a, d, 1); }
+        else if (op[0] == 'I') { unsigned n; if (scanf("%u", &n) != 1) return 2; for (unsigned i = 0; i < n; i++) cycle(0xF00000u, 0, 0); }
+        else if (op[0] == 'S') {
+            cycle(0, 1, 1);
+            unsigned long long n = 0;
+            while (t->running) { cycle(0xF00000u, 0, 0); n++; }
+            printf("%llu\n", n);
+        } else if (op[0] == 'R') {
+            unsigned n; if (scanf("%u", &n) != 1) return 2;
+            unsigned* a = (unsigned*)malloc(sizeof(unsigned) * (n + 2));
+            for (unsigned i = 0; i < n; i++) if (scanf("%u", &a[i]) != 1) return 2;
+            for (unsigned k = 0; k < n + 2; k++) {
+                t->eval();
+                if (k >= 2) printf("%u\n", (unsigned)t->cfg_rdata);
+                cycle(k < n ? a[k] : 0xF00000u, 0, 0);
+            }
+            free(a);
+        } else return 3;
+    }
+#if VM_TRACE
+    if (tfp) tfp->close();
+#endif
+    delete t;
+    return 0;
+}
+"#;

@@ -1,0 +1,625 @@
+//! The substrate top: sweep controller, Langevin lanes, bus sides, double-buffered state
+//! replicas, bus line registers and the configuration/readout port.
+
+use crate::bus::BusSide;
+use crate::ctrl::SweepCtrl;
+use crate::lane::LangevinLane;
+use crate::mem::Mem;
+use crate::program::HwProgram;
+use rust_hdl::prelude::*;
+use std::fmt::Write;
+
+/// Configuration port regions (`cfg_addr[23:20]`).
+pub mod region {
+    /// Control and status registers.
+    pub const CTRL: u32 = 0;
+    /// taus88 seeds: `lane << 8 | component`.
+    pub const SEED: u32 = 1;
+    /// Unit states (current buffer): the state operand `q << bbits | bank`.
+    pub const STATE: u32 = 2;
+    /// Lane instruction memories: `lane << 12 | index`.
+    pub const INSTR: u32 = 3;
+    /// Lane bias memories: `lane << 12 | index`.
+    pub const BIAS: u32 = 4;
+    /// Bus-side MAC words: `side << 12 | index`.
+    pub const BUSW: u32 = 5;
+    /// Bus-side gains: `side << 12 | rank`.
+    pub const GAIN: u32 = 6;
+    /// Readout accumulators (sum of written states while enabled): the state operand.
+    pub const READOUT: u32 = 7;
+}
+
+/// Control register bits (write `CTRL` offset 0).
+pub mod ctrl_bits {
+    /// Start a run of `n_sweeps` sweeps.
+    pub const START: u32 = 1;
+    /// Load every noise lane from its seed registers.
+    pub const NOISE_LOAD: u32 = 2;
+    /// Clear the saturation counters.
+    pub const CLEAR: u32 = 4;
+    /// Readout accumulation enabled (level, kept until the next control write).
+    pub const READOUT_EN: u32 = 8;
+}
+
+/// The whole substrate (DESIGN.md §6).
+///
+/// **Computes** `n` Jacobi sweeps of `Engine::<Fixed>::sweep` per run: a bus phase in which
+/// every [`BusSide`] forms its `k` lines from the current state buffer, then the unit phase in
+/// which every [`LangevinLane`] updates its units `l, l+P, ...` into the other buffer; the
+/// buffers swap at the end of each sweep. Each reader (lane or bus side) owns a *replica* of the
+/// state: `P` banks (one per writer lane) of `2 * 2^qbits` words (two buffers), so every reader
+/// has its own read port and every lane its own write port — `(P + S) P` block RAMs. Bus lines
+/// live in registers written by the sides and read by the lanes through a multiplexer.
+///
+/// **Ports**: `clock`; the configuration/readout port `cfg_addr` (24 bits: region in bits
+/// 23..20, see [`region`]), `cfg_wdata`, `cfg_we`, `cfg_rdata` (the word at the address
+/// presented two cycles earlier); `running`. Control offsets: 0 = control ([`ctrl_bits`]) /
+/// status (bit 0 running, bit 1 noise error), 1 = sweeps done, 2 = cycles run, 3 = `n_sweeps`
+/// (write it at offset 1); `0x100 + 2l (+1)` lane `l` accumulator (state) saturations,
+/// `0x200 + 2s (+1)` side `s` accumulator (line) saturations. Memories are initialised with the
+/// compiled program and may be rewritten through the port while idle.
+///
+/// **Latency**: a run of `n` sweeps takes exactly `n * Schedule::cycles_per_sweep` cycles.
+///
+/// **Proof**: `tests/hdl_equivalence.rs` — rust-hdl simulation and Verilator equal the fixed
+/// engine state for state, sweep for sweep, with equal saturation counts and cycle counts.
+#[derive(LogicBlock)]
+pub struct SubstrateTop {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// Port address.
+    pub cfg_addr: Signal<In, Bits<24>>,
+    /// Port write data.
+    pub cfg_wdata: Signal<In, Bits<32>>,
+    /// Port write strobe.
+    pub cfg_we: Signal<In, Bit>,
+    /// Port read data (address of two cycles before).
+    pub cfg_rdata: Signal<Out, Bits<32>>,
+    /// A run is in progress.
+    pub running: Signal<Out, Bit>,
+    ctrl: SweepCtrl,
+    lanes: Vec<LangevinLane>,
+    sides: Vec<BusSide>,
+    repl: Vec<Mem>,
+    lines: Vec<DFF<Bits<16>>>,
+    nsw: DFF<Bits<32>>,
+    rdo_en: DFF<Bit>,
+    rsel: DFF<Bits<24>>,
+    rdata: DFF<Bits<32>>,
+    _p: usize,
+    _qbits: usize,
+    _bbits: usize,
+    _bus_phase: u64,
+    _lane_len: Vec<u64>,
+    _side_len: Vec<u64>,
+    _line_base: Vec<usize>,
+    _k: Vec<usize>,
+}
+
+impl SubstrateTop {
+    /// The top of a compiled substrate.
+    pub fn new(prog: &HwProgram) -> Self {
+        let p = prog.p;
+        let s = prog.sides.len();
+        SubstrateTop {
+            clock: Default::default(),
+            cfg_addr: Default::default(),
+            cfg_wdata: Default::default(),
+            cfg_we: Default::default(),
+            cfg_rdata: Default::default(),
+            running: Default::default(),
+            ctrl: SweepCtrl::new(prog.cycles_per_sweep),
+            lanes: prog
+                .lanes
+                .iter()
+                .map(|l| LangevinLane::new(&prog.dp, l))
+                .collect(),
+            sides: prog
+                .sides
+                .iter()
+                .map(|sd| BusSide::new(&prog.dp, sd))
+                .collect(),
+            repl: (0..(p + s) * p)
+                .map(|_| Mem::new(prog.qbits + 1, 16, &[]))
+                .collect(),
+            lines: (0..prog.n_lines).map(|_| DFF::default()).collect(),
+            nsw: Default::default(),
+            rdo_en: Default::default(),
+            rsel: Default::default(),
+            rdata: Default::default(),
+            _p: p,
+            _qbits: prog.qbits,
+            _bbits: prog.dp.bbits as usize,
+            _bus_phase: prog.bus_phase,
+            _lane_len: prog.lanes.iter().map(|l| l.instr.len() as u64).collect(),
+            _side_len: prog.sides.iter().map(|sd| sd.words.len() as u64).collect(),
+            _line_base: prog.sides.iter().map(|sd| sd.line_base).collect(),
+            _k: prog.sides.iter().map(|sd| sd.k).collect(),
+        }
+    }
+
+    /// The state word of unit with operand `opnd` in buffer `buf` (simulation only).
+    pub fn peek_state(&self, opnd: usize, buf: bool) -> u16 {
+        let bank = opnd & ((1 << self._bbits) - 1);
+        let q = opnd >> self._bbits;
+        self.repl[bank].peek((usize::from(buf) << self._qbits) | q) as u16
+    }
+}
+
+fn b(v: u64) -> u64 {
+    v
+}
+
+impl Logic for SubstrateTop {
+    fn update(&mut self) {
+        let p = self._p;
+        let s = self.sides.len();
+        let clk = self.clock.val();
+        self.ctrl.clock.next = clk;
+        for l in self.lanes.iter_mut() {
+            l.clock.next = clk;
+        }
+        for sd in self.sides.iter_mut() {
+            sd.clock.next = clk;
+        }
+        for m in self.repl.iter_mut() {
+            m.clock.next = clk;
+        }
+        for d in self.lines.iter_mut() {
+            d.clock.next = clk;
+        }
+        self.nsw.clock.next = clk;
+        self.rdo_en.clock.next = clk;
+        self.rsel.clock.next = clk;
+        self.rdata.clock.next = clk;
+
+        let running = self.ctrl.running.val();
+        let c = self.ctrl.c.val().to_u64();
+        let buf = self.ctrl.rbuf.val() as u64;
+        let rewind = self.ctrl.rewind.val();
+        let a = self.cfg_addr.val().to_u64();
+        let reg = a >> 20;
+        let we = self.cfg_we.val();
+        let wd = self.cfg_wdata.val().to_u64();
+        let ctrl_we = we && a == 0;
+        let qmask = (1u64 << self._qbits) - 1;
+        let bmask = (1u64 << self._bbits) - 1;
+        let a_q = (a & 0xFFFF) >> self._bbits;
+        let a_bank = a & bmask;
+        let sel = (a >> 12) & 0xFF;
+
+        self.nsw.d.next = if we && a == 1 {
+            wd.to_bits()
+        } else {
+            self.nsw.q.val()
+        };
+        self.rdo_en.d.next = if ctrl_we {
+            wd & 8 != 0
+        } else {
+            self.rdo_en.q.val()
+        };
+        self.ctrl.start.next = ctrl_we && wd & 1 != 0;
+        self.ctrl.n_sweeps.next = self.nsw.q.val();
+
+        for l in 0..p {
+            let len = self._lane_len[l];
+            let bp = self._bus_phase;
+            let bank = self.lanes[l].rd_bank.val().to_u64();
+            let rd = if bank < p as u64 {
+                self.repl[l * p + bank as usize].read_data.val().to_u64() & 0xFFFF
+            } else {
+                0
+            };
+            let ls = self.lanes[l].line_sel.val().to_u64() as usize;
+            let lv = if ls < self.lines.len() {
+                self.lines[ls].q.val().to_u64()
+            } else {
+                0
+            };
+            let lane = &mut self.lanes[l];
+            lane.issue.next = running && c >= bp && c < bp + len;
+            lane.rewind.next = rewind;
+            lane.rd_data.next = b(rd).to_bits();
+            lane.line_val.next = lv.to_bits();
+            lane.cfg_addr.next = (a & 0xFFF).to_bits();
+            lane.cfg_data.next = wd.to_bits();
+            lane.instr_we.next = we && reg == 3 && sel == l as u64;
+            lane.bias_we.next = we && reg == 4 && sel == l as u64;
+            lane.seed_we.next = we && reg == 1 && ((a >> 8) & 0xFFF) == l as u64;
+            lane.noise_load.next = ctrl_we && wd & 2 != 0;
+            lane.clear.next = ctrl_we && wd & 4 != 0;
+            lane.rdo_en.next = self.rdo_en.q.val();
+            lane.rdo_sel.next = !running;
+            lane.rdo_addr.next = a_q.to_bits();
+        }
+        for si in 0..s {
+            let len = self._side_len[si];
+            let bank = self.sides[si].rd_bank.val().to_u64();
+            let rd = if bank < p as u64 {
+                self.repl[(p + si) * p + bank as usize]
+                    .read_data
+                    .val()
+                    .to_u64()
+                    & 0xFFFF
+            } else {
+                0
+            };
+            let sd = &mut self.sides[si];
+            sd.issue.next = running && c < len;
+            sd.rewind.next = rewind;
+            sd.rd_data.next = rd.to_bits();
+            sd.cfg_addr.next = (a & 0xFFF).to_bits();
+            sd.cfg_data.next = wd.to_bits();
+            sd.word_we.next = we && reg == 5 && sel == si as u64;
+            sd.gain_we.next = we && reg == 6 && sel == si as u64;
+            sd.clear.next = ctrl_we && wd & 4 != 0;
+        }
+        // state replicas
+        for r in 0..p + s {
+            let rq = if r < p {
+                self.lanes[r].rd_q.val().to_u64()
+            } else {
+                self.sides[r - p].rd_q.val().to_u64()
+            };
+            let rq = if r == 0 && !running { a_q } else { rq };
+            for bk in 0..p {
+                let (wa, wdat, wen) = if running {
+                    let ln = &self.lanes[bk];
+                    (
+                        ((1 - buf) << self._qbits) | (ln.wr_q.val().to_u64() & qmask),
+                        ln.wr_data.val().to_u64(),
+                        ln.wr_en.val(),
+                    )
+                } else {
+                    (
+                        (buf << self._qbits) | (a_q & qmask),
+                        wd & 0xFFFF,
+                        we && reg == 2 && a_bank == bk as u64,
+                    )
+                };
+                let m = &mut self.repl[r * p + bk];
+                m.read_address.next = ((buf << self._qbits) | (rq & qmask)).to_bits();
+                m.write_address.next = wa.to_bits();
+                m.write_data.next = wdat.to_bits();
+                m.write_enable.next = wen;
+            }
+        }
+        // bus lines
+        for li in 0..self.lines.len() {
+            let q = self.lines[li].q.val();
+            self.lines[li].d.next = q;
+        }
+        for si in 0..s {
+            if self.sides[si].line_we.val() {
+                let r = self.sides[si].line_idx.val().to_u64() as usize;
+                if r < self._k[si] {
+                    let v = self.sides[si].line_val.val();
+                    self.lines[self._line_base[si] + r].d.next = v;
+                }
+            }
+        }
+        // read port
+        self.rsel.d.next = self.cfg_addr.val();
+        let ra = self.rsel.q.val().to_u64();
+        let rreg = ra >> 20;
+        let rbank = ra & bmask;
+        let mut rv: u64 = 0;
+        if rreg == 0 {
+            let off = ra & 0xFFFFF;
+            let nerr = self.lanes.iter().any(|l| l.noise_err.val());
+            rv = match off {
+                0 => running as u64 | ((nerr as u64) << 1),
+                1 => self.ctrl.sweeps.val().to_u64(),
+                2 => self.ctrl.cycles.val().to_u64(),
+                3 => self.nsw.q.val().to_u64(),
+                _ => 0,
+            };
+            for l in 0..p {
+                if off == 0x100 + 2 * l as u64 {
+                    rv = self.lanes[l].cnt_acc.val().to_u64();
+                }
+                if off == 0x101 + 2 * l as u64 {
+                    rv = self.lanes[l].cnt_state.val().to_u64();
+                }
+            }
+            for si in 0..s {
+                if off == 0x200 + 2 * si as u64 {
+                    rv = self.sides[si].cnt_acc.val().to_u64();
+                }
+                if off == 0x201 + 2 * si as u64 {
+                    rv = self.sides[si].cnt_bus.val().to_u64();
+                }
+            }
+        } else if rreg == 2 {
+            if rbank < p as u64 {
+                rv = self.repl[rbank as usize].read_data.val().to_u64() & 0xFFFF;
+            }
+        } else if rreg == 7 && rbank < p as u64 {
+            rv = self.lanes[rbank as usize].rdo_data.val().to_u64();
+        }
+        self.rdata.d.next = rv.to_bits();
+        self.cfg_rdata.next = self.rdata.q.val();
+        self.running.next = running;
+    }
+
+    fn connect(&mut self) {
+        self.cfg_rdata.connect();
+        self.running.connect();
+        self.ctrl.clock.connect();
+        self.ctrl.start.connect();
+        self.ctrl.n_sweeps.connect();
+        for l in self.lanes.iter_mut() {
+            l.clock.connect();
+            l.issue.connect();
+            l.rewind.connect();
+            l.rd_data.connect();
+            l.line_val.connect();
+            l.cfg_addr.connect();
+            l.cfg_data.connect();
+            l.instr_we.connect();
+            l.bias_we.connect();
+            l.seed_we.connect();
+            l.noise_load.connect();
+            l.clear.connect();
+            l.rdo_en.connect();
+            l.rdo_sel.connect();
+            l.rdo_addr.connect();
+        }
+        for sd in self.sides.iter_mut() {
+            sd.clock.connect();
+            sd.issue.connect();
+            sd.rewind.connect();
+            sd.rd_data.connect();
+            sd.cfg_addr.connect();
+            sd.cfg_data.connect();
+            sd.word_we.connect();
+            sd.gain_we.connect();
+            sd.clear.connect();
+        }
+        for m in self.repl.iter_mut() {
+            m.clock.connect();
+            m.read_address.connect();
+            m.write_address.connect();
+            m.write_data.connect();
+            m.write_enable.connect();
+        }
+        for d in self.lines.iter_mut() {
+            d.clock.connect();
+            d.d.connect();
+        }
+        for d in [
+            &mut self.nsw.clock,
+            &mut self.rsel.clock,
+            &mut self.rdata.clock,
+        ] {
+            d.connect();
+        }
+        self.rdo_en.clock.connect();
+        self.nsw.d.connect();
+        self.rdo_en.d.connect();
+        self.rsel.d.connect();
+        self.rdata.d.connect();
+    }
+
+    fn hdl(&self) -> Verilog {
+        Verilog::Custom(self.glue_verilog())
+    }
+}
+
+impl SubstrateTop {
+    /// The top's glue logic in Verilog: the same combinational decode and multiplexing as
+    /// `update`, statement for statement.
+    fn glue_verilog(&self) -> String {
+        let p = self._p;
+        let s = self.sides.len();
+        let qb = self._qbits;
+        let bb = self._bbits;
+        let nl = self.lines.len();
+        let mut v = String::new();
+        let w = &mut v;
+        writeln!(w, "wire running_w = ctrl$running;").unwrap();
+        writeln!(w, "wire [31:0] c_w = ctrl$c;").unwrap();
+        writeln!(w, "wire buf_w = ctrl$rbuf;").unwrap();
+        writeln!(w, "wire [3:0] reg_w = cfg_addr[23:20];").unwrap();
+        writeln!(w, "wire ctrl_we = cfg_we && (cfg_addr == 24'd0);").unwrap();
+        writeln!(w, "wire [15:0] a_q = cfg_addr[15:0] >> {bb};").unwrap();
+        writeln!(
+            w,
+            "wire [15:0] a_bank = cfg_addr[15:0] & 16'd{};",
+            (1u32 << bb) - 1
+        )
+        .unwrap();
+        writeln!(w, "wire [7:0] sel_w = cfg_addr[19:12];").unwrap();
+        writeln!(w, "always @(*) begin").unwrap();
+        // clocks
+        writeln!(w, "  ctrl$clock = clock;").unwrap();
+        for l in 0..p {
+            writeln!(w, "  lanes${l}$clock = clock;").unwrap();
+        }
+        for si in 0..s {
+            writeln!(w, "  sides${si}$clock = clock;").unwrap();
+        }
+        for m in 0..self.repl.len() {
+            writeln!(w, "  repl${m}$clock = clock;").unwrap();
+        }
+        for li in 0..nl {
+            writeln!(w, "  lines${li}$clock = clock;").unwrap();
+        }
+        for d in ["nsw", "rdo_en", "rsel", "rdata"] {
+            writeln!(w, "  {d}$clock = clock;").unwrap();
+        }
+        writeln!(
+            w,
+            "  nsw$d = (cfg_we && cfg_addr == 24'd1) ? cfg_wdata : nsw$q;
+  rdo_en$d = ctrl_we ? cfg_wdata[3] : rdo_en$q;
+  ctrl$start = ctrl_we && cfg_wdata[0];
+  ctrl$n_sweeps = nsw$q;"
+        )
+        .unwrap();
+        for l in 0..p {
+            let len = self._lane_len[l];
+            let bp = self._bus_phase;
+            writeln!(w, "  case (lanes${l}$rd_bank)").unwrap();
+            for bk in 0..p {
+                writeln!(
+                    w,
+                    "    16'd{bk}: lanes${l}$rd_data = repl${}$read_data[15:0];",
+                    l * p + bk
+                )
+                .unwrap();
+            }
+            writeln!(w, "    default: lanes${l}$rd_data = 16'd0;\n  endcase").unwrap();
+            writeln!(w, "  case (lanes${l}$line_sel)").unwrap();
+            for li in 0..nl {
+                writeln!(w, "    16'd{li}: lanes${l}$line_val = lines${li}$q;").unwrap();
+            }
+            writeln!(w, "    default: lanes${l}$line_val = 16'd0;\n  endcase").unwrap();
+            writeln!(
+                w,
+                "  lanes${l}$issue = running_w && (c_w >= 32'd{bp}) && (c_w < 32'd{end});
+  lanes${l}$rewind = ctrl$rewind;
+  lanes${l}$cfg_addr = {{4'd0, cfg_addr[11:0]}};
+  lanes${l}$cfg_data = cfg_wdata;
+  lanes${l}$instr_we = cfg_we && (reg_w == 4'd3) && (sel_w == 8'd{l});
+  lanes${l}$bias_we = cfg_we && (reg_w == 4'd4) && (sel_w == 8'd{l});
+  lanes${l}$seed_we = cfg_we && (reg_w == 4'd1) && (cfg_addr[19:8] == 12'd{l});
+  lanes${l}$noise_load = ctrl_we && cfg_wdata[1];
+  lanes${l}$clear = ctrl_we && cfg_wdata[2];
+  lanes${l}$rdo_en = rdo_en$q;
+  lanes${l}$rdo_sel = !running_w;
+  lanes${l}$rdo_addr = a_q;",
+                end = bp + len
+            )
+            .unwrap();
+        }
+        for si in 0..s {
+            let len = self._side_len[si];
+            writeln!(w, "  case (sides${si}$rd_bank)").unwrap();
+            for bk in 0..p {
+                writeln!(
+                    w,
+                    "    16'd{bk}: sides${si}$rd_data = repl${}$read_data[15:0];",
+                    (p + si) * p + bk
+                )
+                .unwrap();
+            }
+            writeln!(w, "    default: sides${si}$rd_data = 16'd0;\n  endcase").unwrap();
+            writeln!(
+                w,
+                "  sides${si}$issue = running_w && (c_w < 32'd{len});
+  sides${si}$rewind = ctrl$rewind;
+  sides${si}$cfg_addr = {{4'd0, cfg_addr[11:0]}};
+  sides${si}$cfg_data = cfg_wdata;
+  sides${si}$word_we = cfg_we && (reg_w == 4'd5) && (sel_w == 8'd{si});
+  sides${si}$gain_we = cfg_we && (reg_w == 4'd6) && (sel_w == 8'd{si});
+  sides${si}$clear = ctrl_we && cfg_wdata[2];"
+            )
+            .unwrap();
+        }
+        let qmask = (1u64 << qb) - 1;
+        for r in 0..p + s {
+            let rq = if r == 0 {
+                "(running_w ? lanes$0$rd_q : a_q)".to_string()
+            } else if r < p {
+                format!("lanes${r}$rd_q")
+            } else {
+                format!("sides${}$rd_q", r - p)
+            };
+            for bk in 0..p {
+                let m = r * p + bk;
+                writeln!(
+                    w,
+                    "  repl${m}$read_address = ({{15'd0, buf_w}} << {qb}) | ({rq} & 16'd{qmask});
+  if (running_w) begin
+    repl${m}$write_address = ({{15'd0, !buf_w}} << {qb}) | (lanes${bk}$wr_q & 16'd{qmask});
+    repl${m}$write_data = {{16'd0, lanes${bk}$wr_data}};
+    repl${m}$write_enable = lanes${bk}$wr_en;
+  end else begin
+    repl${m}$write_address = ({{15'd0, buf_w}} << {qb}) | (a_q & 16'd{qmask});
+    repl${m}$write_data = {{16'd0, cfg_wdata[15:0]}};
+    repl${m}$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd{bk});
+  end"
+                )
+                .unwrap();
+            }
+        }
+        for li in 0..nl {
+            writeln!(w, "  lines${li}$d = lines${li}$q;").unwrap();
+        }
+        for si in 0..s {
+            for r in 0..self._k[si] {
+                writeln!(
+                    w,
+                    "  if (sides${si}$line_we && (sides${si}$line_idx == 16'd{r})) lines${}$d = sides${si}$line_val;",
+                    self._line_base[si] + r
+                )
+                .unwrap();
+            }
+        }
+        // read port
+        writeln!(w, "  rsel$d = cfg_addr;\n  rdata$d = 32'd0;").unwrap();
+        let nerr = if p == 0 {
+            "1'b0".to_string()
+        } else {
+            (0..p)
+                .map(|l| format!("lanes${l}$noise_err"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        writeln!(
+            w,
+            "  if (rsel$q[23:20] == 4'd0) begin
+    case (rsel$q[19:0])
+      20'd0: rdata$d = {{30'd0, ({nerr}), running_w}};
+      20'd1: rdata$d = ctrl$sweeps;
+      20'd2: rdata$d = ctrl$cycles;
+      20'd3: rdata$d = nsw$q;"
+        )
+        .unwrap();
+        for l in 0..p {
+            writeln!(
+                w,
+                "      20'd{}: rdata$d = lanes${l}$cnt_acc;\n      20'd{}: rdata$d = lanes${l}$cnt_state;",
+                0x100 + 2 * l,
+                0x101 + 2 * l
+            )
+            .unwrap();
+        }
+        for si in 0..s {
+            writeln!(
+                w,
+                "      20'd{}: rdata$d = sides${si}$cnt_acc;\n      20'd{}: rdata$d = sides${si}$cnt_bus;",
+                0x200 + 2 * si,
+                0x201 + 2 * si
+            )
+            .unwrap();
+        }
+        writeln!(w, "      default: rdata$d = 32'd0;\n    endcase").unwrap();
+        writeln!(
+            w,
+            "  end else if (rsel$q[23:20] == 4'd2) begin\n    case (rsel$q[15:0] & 16'd{})",
+            (1u32 << bb) - 1
+        )
+        .unwrap();
+        for bk in 0..p {
+            writeln!(
+                w,
+                "      16'd{bk}: rdata$d = {{16'd0, repl${bk}$read_data[15:0]}};"
+            )
+            .unwrap();
+        }
+        writeln!(w, "      default: rdata$d = 32'd0;\n    endcase").unwrap();
+        writeln!(
+            w,
+            "  end else if (rsel$q[23:20] == 4'd7) begin\n    case (rsel$q[15:0] & 16'd{})",
+            (1u32 << bb) - 1
+        )
+        .unwrap();
+        for l in 0..p {
+            writeln!(w, "      16'd{l}: rdata$d = lanes${l}$rdo_data;").unwrap();
+        }
+        writeln!(w, "      default: rdata$d = 32'd0;\n    endcase\n  end").unwrap();
+        writeln!(w, "  cfg_rdata = rdata$q;\n  running = running_w;\nend").unwrap();
+        v
+    }
+}

@@ -1,0 +1,290 @@
+//! Three-way verification: fixed engine, rust-hdl simulation of the substrate top, Verilator
+//! running the generated Verilog — every unit's state after every sweep, the cycle count of
+//! every sweep and the saturation counters, bit for bit.
+
+use crate::program::HwProgram;
+use crate::script::{config_script, observe_addrs, run_rusthdl, script_text, Cmd, HARNESS_CPP};
+use crate::top::SubstrateTop;
+use crate::Error;
+use rust_hdl::prelude::*;
+use std::path::Path;
+use thermo_sim::engine::{FixedEngine, Saturation};
+use thermo_sim::Substrate;
+
+/// Which simulators to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sims {
+    /// rust-hdl's simulation kernel.
+    pub rusthdl: bool,
+    /// Verilator on the generated Verilog.
+    pub verilator: bool,
+}
+
+impl Default for Sims {
+    fn default() -> Self {
+        Sims {
+            rusthdl: true,
+            verilator: true,
+        }
+    }
+}
+
+/// What a verification compared.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyReport {
+    /// Units D.
+    pub units: usize,
+    /// Lanes P.
+    pub lanes: usize,
+    /// Sweeps compared.
+    pub sweeps: u64,
+    /// Cycles of each sweep (equal to the schedule's).
+    pub cycles_per_sweep: u64,
+    /// State comparisons made per simulator (`units * sweeps`).
+    pub states_compared: u64,
+    /// The rust-hdl simulation was compared.
+    pub rusthdl: bool,
+    /// Verilator was compared.
+    pub verilator: bool,
+    /// Engine saturation totals at the end (acc, state, bus).
+    pub saturation: Saturation,
+    /// Wall time of the rust-hdl simulation, seconds.
+    pub rusthdl_seconds: f64,
+    /// Wall time of the Verilator run (excluding the build), seconds.
+    pub verilator_seconds: f64,
+    /// Wall time of the Verilator build (0 when cached), seconds.
+    pub verilator_build_seconds: f64,
+    /// Wall time of the fixed engine, seconds.
+    pub engine_seconds: f64,
+}
+
+/// Verilog of the substrate top for `s` (rust-hdl checks first).
+pub fn substrate_verilog(s: &Substrate) -> Result<String, Error> {
+    let prog = HwProgram::new(s)?;
+    let mut top = SubstrateTop::new(&prog);
+    top.connect_all();
+    crate::verilog::block_verilog(&top)
+}
+
+/// One sweep's observation parsed from the read-back words.
+struct Obs {
+    states: Vec<i16>,
+    acc: u64,
+    state: u64,
+    bus: u64,
+    sweeps: u64,
+    status: u64,
+}
+
+fn parse(prog: &HwProgram, w: &[u64]) -> Obs {
+    let d = prog.d;
+    let states = w[..d].iter().map(|&v| v as u16 as i16).collect();
+    let mut k = d;
+    let (mut acc, mut state, mut bus) = (0, 0, 0);
+    for _ in 0..prog.p {
+        acc += w[k];
+        state += w[k + 1];
+        k += 2;
+    }
+    for _ in 0..prog.sides.len() {
+        acc += w[k];
+        bus += w[k + 1];
+        k += 2;
+    }
+    Obs {
+        states,
+        acc,
+        state,
+        bus,
+        sweeps: w[k],
+        status: w[k + 2],
+    }
+}
+
+/// The verification script: configuration, then per sweep a one-sweep run and the read-back.
+pub fn verify_script(prog: &HwProgram, seed: u64, sweeps: u64) -> Vec<Cmd> {
+    let mut sc = config_script(prog, seed, 1);
+    let obs = observe_addrs(prog);
+    for _ in 0..sweeps {
+        sc.push(Cmd::Run);
+        sc.push(Cmd::Read(obs.clone()));
+    }
+    sc
+}
+
+/// Split responses into per-sweep `(cycles, words)`.
+fn per_sweep(prog: &HwProgram, resp: &[u64], sweeps: u64) -> Result<Vec<(u64, Vec<u64>)>, Error> {
+    let n = observe_addrs(prog).len();
+    if resp.len() != sweeps as usize * (n + 1) {
+        return Err(Error::Other(format!(
+            "expected {} response words, got {}",
+            sweeps as usize * (n + 1),
+            resp.len()
+        )));
+    }
+    Ok(resp
+        .chunks(n + 1)
+        .map(|c| (c[0], c[1..].to_vec()))
+        .collect())
+}
+
+/// Run the fixed engine, the rust-hdl simulation and Verilator (as selected) for `sweeps`
+/// sweeps of noise seed `seed` and compare every state after every sweep, the cycles of every
+/// sweep against `Schedule::cycles_per_sweep`, and the saturation counters. `vcd`: write the
+/// Verilator run's VCD there. The first difference is an error naming sweep, unit, lane and the
+/// values.
+pub fn verify(
+    s: &Substrate,
+    sweeps: u64,
+    seed: u64,
+    sims: Sims,
+    vcd: Option<&Path>,
+) -> Result<VerifyReport, Error> {
+    let prog = HwProgram::new(s)?;
+    let script = verify_script(&prog, seed, sweeps);
+    let mut rep = VerifyReport {
+        units: prog.d,
+        lanes: prog.p,
+        sweeps,
+        cycles_per_sweep: prog.cycles_per_sweep,
+        rusthdl: sims.rusthdl,
+        verilator: sims.verilator,
+        ..Default::default()
+    };
+    // engine
+    let t0 = std::time::Instant::now();
+    let mut eng = FixedEngine::fixed(s, seed);
+    let mut expect = Vec::new();
+    for _ in 0..sweeps {
+        eng.sweep();
+        let mut sat = eng.bus_saturation;
+        for m in &eng.saturation {
+            sat.add(m);
+        }
+        expect.push((eng.x.clone(), sat));
+    }
+    rep.engine_seconds = t0.elapsed().as_secs_f64();
+    rep.saturation = expect.last().map(|e| e.1).unwrap_or_default();
+    let mut results: Vec<(&str, Vec<(u64, Vec<u64>)>)> = Vec::new();
+    if sims.rusthdl {
+        let t0 = std::time::Instant::now();
+        let mut top = SubstrateTop::new(&prog);
+        top.connect_all();
+        check_all(&top).map_err(|e| Error::Check(format!("{e:?}")))?;
+        let resp = run_rusthdl(&mut top, &script, |_| {})?;
+        rep.rusthdl_seconds = t0.elapsed().as_secs_f64();
+        results.push(("rust-hdl", per_sweep(&prog, &resp, sweeps)?));
+    }
+    if sims.verilator {
+        let v = substrate_verilog(s)?;
+        let t0 = std::time::Instant::now();
+        let exe = crate::verilog::verilator_build(&v, HARNESS_CPP, vcd.is_some(), false)?;
+        rep.verilator_build_seconds = t0.elapsed().as_secs_f64();
+        let t0 = std::time::Instant::now();
+        let args = vec![vcd.map(|p| p.display().to_string()).unwrap_or_default()];
+        let out = crate::verilog::run_harness(&exe, &args, &script_text(&script))?;
+        rep.verilator_seconds = t0.elapsed().as_secs_f64();
+        let resp: Vec<u64> = out
+            .lines()
+            .map(|l| {
+                l.trim()
+                    .parse::<u64>()
+                    .map_err(|e| Error::Tool(format!("harness output {l:?}: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        results.push(("verilator", per_sweep(&prog, &resp, sweeps)?));
+    }
+    // compare
+    for sw in 0..sweeps as usize {
+        let (ex, esat) = &expect[sw];
+        for (name, res) in &results {
+            let (cyc, words) = &res[sw];
+            if *cyc != prog.schedule.cycles_per_sweep {
+                return Err(Error::Mismatch(format!(
+                    "sweep {sw}: {name} took {cyc} cycles, schedule says {}",
+                    prog.schedule.cycles_per_sweep
+                )));
+            }
+            let o = parse(&prog, words);
+            if o.status & 2 != 0 {
+                return Err(Error::Mismatch(format!(
+                    "sweep {sw}: {name} reports a noise underflow"
+                )));
+            }
+            if o.sweeps != sw as u64 + 1 {
+                return Err(Error::Mismatch(format!(
+                    "sweep {sw}: {name} counted {} sweeps",
+                    o.sweeps
+                )));
+            }
+            for i in 0..prog.d {
+                if o.states[i] != ex[i] {
+                    let others: Vec<String> = results
+                        .iter()
+                        .map(|(n, r)| format!("{n} {}", r[sw].1[i] as u16 as i16))
+                        .collect();
+                    return Err(Error::Mismatch(format!(
+                        "first difference: sweep {sw}, unit {i}, lane {}: engine {}, {}",
+                        i % prog.p,
+                        ex[i],
+                        others.join(", ")
+                    )));
+                }
+            }
+            if (o.acc, o.state, o.bus) != (esat.acc, esat.state, esat.bus) {
+                return Err(Error::Mismatch(format!(
+                    "sweep {sw}: saturation counters differ: engine acc/state/bus {}/{}/{}, {name} {}/{}/{}",
+                    esat.acc, esat.state, esat.bus, o.acc, o.state, o.bus
+                )));
+            }
+        }
+    }
+    rep.states_compared = sweeps * prog.d as u64;
+    Ok(rep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_rusthdl_few_sweeps() {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let s = Substrate::from_file(&root.join("examples/three-module.toml")).unwrap();
+        let rep = verify(&s, 3, 1, Sims::default(), None).unwrap();
+        eprintln!("{rep:?}");
+    }
+}
+
+#[cfg(test)]
+mod dbg {
+    use super::*;
+    use thermo_sim::example::{random_substrate, ExampleSpec};
+
+    #[test]
+    fn dbg_rank() {
+        for rank in [0usize, 1, 2] {
+            let cfg = random_substrate(&ExampleSpec {
+                units: 24,
+                modules: 3,
+                rank,
+                lanes: 3,
+                degree: 4,
+                seed: 5,
+                ..Default::default()
+            });
+            let s = Substrate::from_config(&cfg).unwrap();
+            let r = verify(
+                &s,
+                4,
+                1,
+                Sims {
+                    rusthdl: true,
+                    verilator: false,
+                },
+                None,
+            );
+            eprintln!("rank {rank}: {:?}", r.map(|r| r.states_compared));
+        }
+    }
+}
