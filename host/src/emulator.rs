@@ -16,8 +16,8 @@ use thermo_proto::{
 use thermo_sim::engine::{Arith, Saturation};
 use thermo_sim::{FixedEngine, Substrate};
 
-/// One inference computed directly on the fixed engine: state from zero, lanes seeded with
-/// `run.seed`, biases `cond` (accumulator codes), `burn_in` sweeps discarded, then the readout
+/// One inference computed directly on the fixed engine: state from zero, lanes started from
+/// `run.key` (`Taus88::from_key`), biases `cond` (accumulator codes), `burn_in` sweeps discarded, then the readout
 /// units' state codes summed over `sweeps` sweeps. This is the board's definition of RUN.
 pub fn run_inference(
     s: &Substrate,
@@ -25,7 +25,10 @@ pub fn run_inference(
     run: &RunRequest,
     readout: &[usize],
 ) -> (Vec<i32>, Saturation, u64) {
-    let mut e = FixedEngine::fixed(s, run.seed);
+    let mut e = FixedEngine::fixed(s, 0);
+    for (l, lane) in e.lanes.iter_mut().enumerate() {
+        lane.rng = thermo_sim::noise::Taus88::from_key(run.key, l as u32);
+    }
     e.prog.bias = cond.to_vec();
     e.prog.refresh_bounds();
     for _ in 0..run.burn_in {

@@ -82,7 +82,7 @@ pub fn infer<T: Transport>(
         slot: 0,
         sweeps: opts.sweeps,
         burn_in: opts.burn_in,
-        seed: opts.seed.wrapping_add(i as u64),
+        key: thermo_sim::noise::run_key(opts.seed.wrapping_add(i as u64)),
     };
     let e = |e: LinkError| e.to_string();
     while done < inputs.len() {

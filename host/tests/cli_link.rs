@@ -65,7 +65,7 @@ fn emulate_then_infer_from_the_command_line() {
             slot: 0,
             sweeps: 120,
             burn_in: 20,
-            seed: 5 + i as u64,
+            key: thermo_sim::noise::run_key(5 + i as u64),
         };
         let (sums, _, _) = thermo_host::emulator::run_inference(&sub, &codes, &run, &ro);
         let means: Vec<f64> = sums

@@ -20,13 +20,22 @@ fn shipped() -> PathBuf {
 
 fn ok(cmd: &mut Command) -> String {
     let out = cmd.output().expect("thermo runs");
-    assert!(out.status.success(), "thermo failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "thermo failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Run a NumPy script; NumPy is installed by scripts/install-test-deps.sh.
 fn numpy(script: &str) -> String {
-    let out = Command::new("python3").arg("-c").arg(script).output().expect("python3 runs");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("python3 runs");
     assert!(
         out.status.success(),
         "numpy check failed (is NumPy installed? run scripts/install-test-deps.sh):\n{}",
@@ -39,7 +48,20 @@ fn numpy(script: &str) -> String {
 fn simulate_writes_report_vcd_gtkw_and_states() {
     let d = tmpdir("simulate");
     let (vcd, report, states) = (d.join("run.vcd"), d.join("run.json"), d.join("states.npy"));
-    let text = ok(thermo().args(["simulate", "--engine", "fixed", "--sweeps", "400", "--burn-in", "50", "--seed", "7", "--thin", "2"])
+    let text = ok(thermo()
+        .args([
+            "simulate",
+            "--engine",
+            "fixed",
+            "--sweeps",
+            "400",
+            "--burn-in",
+            "50",
+            "--seed",
+            "7",
+            "--thin",
+            "2",
+        ])
         .arg("--config")
         .arg(shipped())
         .arg("--vcd")
@@ -48,8 +70,12 @@ fn simulate_writes_report_vcd_gtkw_and_states() {
         .arg(&report)
         .arg("--dump-states")
         .arg(&states));
-    assert!(text.contains("enc0") && text.contains("cycles/sweep"), "{text}");
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(
+        text.contains("enc0") && text.contains("cycles/sweep"),
+        "{text}"
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["units"], 64);
     assert_eq!(r["sweeps"], 400);
     assert_eq!(r["modules"].as_array().unwrap().len(), 3);
@@ -57,13 +83,29 @@ fn simulate_writes_report_vcd_gtkw_and_states() {
     assert!(r["unit_updates_per_second"].as_f64().unwrap() > 0.0);
     // VCD: module scopes, signed vectors for the fixed engine.
     let v = std::fs::read_to_string(&vcd).unwrap();
-    assert!(v.contains("$scope module enc0 $end") && v.contains("$var wire 16"), "VCD header");
-    assert_eq!(v.matches("\n#").count(), 451, "one timestamp per sweep plus the initial state");
+    assert!(
+        v.contains("$scope module enc0 $end") && v.contains("$var wire 16"),
+        "VCD header"
+    );
+    assert_eq!(
+        v.matches("\n#").count(),
+        451,
+        "one timestamp per sweep plus the initial state"
+    );
     // GTKWave save file: groups per module, fixed-point shift of the state format.
     let g = std::fs::read_to_string(vcd.with_extension("gtkw")).unwrap();
-    assert!(g.contains("-enc0") && g.contains("[fpshift_count] 10") && g.contains("substrate.dec0.x23[15:0]"));
+    assert!(
+        g.contains("-enc0")
+            && g.contains("[fpshift_count] 10")
+            && g.contains("substrate.dec0.x23[15:0]")
+    );
     // The state dump agrees with the report's readout (independently, in NumPy).
-    let means: Vec<f64> = r["modules"][0]["unit_means"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let means: Vec<f64> = r["modules"][0]["unit_means"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
     let out = numpy(&format!(
         "import numpy as np; a = np.load('{}'); print(a.shape[0], a.shape[1]); print(a[:, 0].mean(), a[:, 5].mean())",
         states.display()
@@ -80,7 +122,20 @@ fn simulate_writes_report_vcd_gtkw_and_states() {
 fn golden_vcd_uses_reals() {
     let d = tmpdir("golden");
     let vcd = d.join("g.vcd");
-    ok(thermo().args(["simulate", "--engine", "golden", "--sweeps", "5", "--burn-in", "0"]).arg("--config").arg(shipped()).arg("--vcd").arg(&vcd));
+    ok(thermo()
+        .args([
+            "simulate",
+            "--engine",
+            "golden",
+            "--sweeps",
+            "5",
+            "--burn-in",
+            "0",
+        ])
+        .arg("--config")
+        .arg(shipped())
+        .arg("--vcd")
+        .arg(&vcd));
     let v = std::fs::read_to_string(&vcd).unwrap();
     assert!(v.contains("$var real 64"));
 }
@@ -90,8 +145,22 @@ fn same_seed_same_result_from_the_command_line() {
     let d = tmpdir("determinism");
     let run = |name: &str, threads: &str| {
         let p = d.join(name);
-        ok(thermo().args(["simulate", "--sweeps", "300", "--seed", "3", "--threads", threads]).arg("--config").arg(shipped()).arg("--report").arg(&p));
-        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        ok(thermo()
+            .args([
+                "simulate",
+                "--sweeps",
+                "300",
+                "--seed",
+                "3",
+                "--threads",
+                threads,
+            ])
+            .arg("--config")
+            .arg(shipped())
+            .arg("--report")
+            .arg(&p));
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
         r["modules"].to_string()
     };
     let a = run("a.json", "1");
@@ -103,7 +172,12 @@ fn same_seed_same_result_from_the_command_line() {
 fn export_matches_numpy_linear_algebra() {
     let d = tmpdir("export");
     let npz = d.join("e.npz");
-    ok(thermo().arg("export").arg("--config").arg(shipped()).arg("--npz").arg(&npz));
+    ok(thermo()
+        .arg("export")
+        .arg("--config")
+        .arg(shipped())
+        .arg("--npz")
+        .arg(&npz));
     let s = thermo_sim::Substrate::from_file(&shipped()).unwrap();
     let (mean, cov) = s.stationary_law();
     let out = numpy(&format!(
@@ -113,32 +187,76 @@ fn export_matches_numpy_linear_algebra() {
          print(m[0], m[63], C[0, 0], C[10, 50]); print(list(z['module_names']), z['module_ranges'].tolist(), z['bus0_u'].shape)",
         npz.display()
     ));
-    let nums: Vec<f64> = out.lines().next().unwrap().split_whitespace().map(|x| x.parse().unwrap()).collect();
-    for (got, want) in nums.iter().zip([mean[0], mean[63], cov[(0, 0)], cov[(10, 50)]]) {
-        assert!((got - want).abs() < 1e-10 * want.abs().max(1.0), "{got} vs {want}");
+    let nums: Vec<f64> = out
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    for (got, want) in nums
+        .iter()
+        .zip([mean[0], mean[63], cov[(0, 0)], cov[(10, 50)]])
+    {
+        assert!(
+            (got - want).abs() < 1e-10 * want.abs().max(1.0),
+            "{got} vs {want}"
+        );
     }
     let second = out.lines().nth(1).unwrap();
-    assert!(second.contains("'enc0'") && second.contains("[[0, 24], [24, 40], [40, 64]]") && second.contains("(2, 24)"), "{second}");
+    assert!(
+        second.contains("'enc0'")
+            && second.contains("[[0, 24], [24, 40], [40, 64]]")
+            && second.contains("(2, 24)"),
+        "{second}"
+    );
 }
 
 #[test]
 fn noise_dump_is_readable_and_report_prints_figures() {
     let d = tmpdir("noise");
     let npy = d.join("z.npy");
-    let text = ok(thermo().args(["noise", "--samples", "20000", "--lanes", "3", "--seed", "4"]).arg("--dump").arg(&npy));
-    for key in ["Anderson-Darling", "kurtosis", "tails", "lag-1", "cross-lane", "period"] {
+    let text = ok(thermo()
+        .args(["noise", "--samples", "20000", "--lanes", "3", "--seed", "4"])
+        .arg("--dump")
+        .arg(&npy));
+    for key in [
+        "Anderson-Darling",
+        "kurtosis",
+        "tails",
+        "lag-1",
+        "cross-lane",
+        "period",
+    ] {
         assert!(text.contains(key), "missing {key}: {text}");
     }
-    let out = numpy(&format!("import numpy as np; z = np.load('{}'); print(z.shape, round(float(z.std()), 2))", npy.display()));
+    let out = numpy(&format!(
+        "import numpy as np; z = np.load('{}'); print(z.shape, round(float(z.std()), 2))",
+        npy.display()
+    ));
     assert!(out.starts_with("(3, 20000) 1.0"), "{out}");
 }
 
 #[test]
 fn example_command_writes_valid_substrates() {
     let d = tmpdir("example");
-    for (units, modules, rank, ext) in [(100, 5, 3, "toml"), (33, 2, 1, "json"), (10, 1, 0, "toml")] {
+    for (units, modules, rank, ext) in [(100, 5, 3, "toml"), (33, 2, 1, "json"), (10, 1, 0, "toml")]
+    {
         let p = d.join(format!("ex-{units}.{ext}"));
-        ok(thermo().args(["example", "--units", &units.to_string(), "--modules", &modules.to_string(), "--rank", &rank.to_string(), "--seed", "2", "-o"]).arg(&p));
+        ok(thermo()
+            .args([
+                "example",
+                "--units",
+                &units.to_string(),
+                "--modules",
+                &modules.to_string(),
+                "--rank",
+                &rank.to_string(),
+                "--seed",
+                "2",
+                "-o",
+            ])
+            .arg(&p));
         let s = thermo_sim::Substrate::from_file(&p).unwrap();
         assert_eq!(s.units(), units);
         assert_eq!(s.modules.len(), modules);
@@ -150,13 +268,23 @@ fn example_command_writes_valid_substrates() {
 fn bad_configuration_fails_with_file_and_field() {
     let d = tmpdir("bad");
     let p = d.join("bad.toml");
-    let text = std::fs::read_to_string(shipped()).unwrap().replace("eta = 0.25", "eta = 1.5");
+    let text = std::fs::read_to_string(shipped())
+        .unwrap()
+        .replace("eta = 0.25", "eta = 1.5");
     std::fs::write(&p, text).unwrap();
-    let out = thermo().args(["simulate", "--sweeps", "10"]).arg("--config").arg(&p).output().unwrap();
+    let out = thermo()
+        .args(["simulate", "--sweeps", "10"])
+        .arg("--config")
+        .arg(&p)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.toml") && err.contains("eta"), "{err}");
-    let out = thermo().args(["simulate", "--config", "/nonexistent/x.toml"]).output().unwrap();
+    let out = thermo()
+        .args(["simulate", "--config", "/nonexistent/x.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.toml"));
 }

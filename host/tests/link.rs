@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use thermo_host::client::{Client, LinkError};
+use thermo_host::client::Client;
 use thermo_host::emulator::{conditioning_codes, run_inference, serve, Board, ServeOptions};
 use thermo_host::faults::{FaultConfig, FaultProxy};
 use thermo_host::inference::{infer, read_inputs, InferOptions};
@@ -59,7 +59,7 @@ fn direct(sub: &Substrate, inputs: &[Vec<f64>], opts: InferOptions) -> Vec<Vec<i
                 slot: 0,
                 sweeps: opts.sweeps,
                 burn_in: opts.burn_in,
-                seed: opts.seed + i as u64,
+                key: thermo_sim::noise::run_key(opts.seed + i as u64),
             };
             run_inference(sub, &codes, &run, &ro).0
         })
@@ -176,7 +176,7 @@ fn board_replays_retries_and_rejects_bad_requests() {
         slot: 1,
         sweeps: 20,
         burn_in: 0,
-        seed: 3,
+        key: [3, 4, 5],
     };
     let r1 = b.handle(&frame(11, Opcode::Run, run.encode())).unwrap();
     // The same request again (a retry after a lost reply) is answered from the replay window

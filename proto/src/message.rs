@@ -176,8 +176,10 @@ pub struct RunRequest {
     pub sweeps: u32,
     /// Sweeps discarded first.
     pub burn_in: u32,
-    /// Noise seed (lane generators are reloaded from it; the state starts at zero).
-    pub seed: u64,
+    /// Run key: every lane's generator starts from `lift(lane_base XOR key)`
+    /// (`thermo_sim::noise::Taus88::from_key`); the host derives it from a seed with
+    /// `thermo_sim::noise::run_key`. The state starts at zero.
+    pub key: [u32; 3],
 }
 
 /// Largest `sweeps` of one RUN.
@@ -189,19 +191,22 @@ impl RunRequest {
         let mut v = vec![self.slot];
         v.extend(self.sweeps.to_le_bytes());
         v.extend(self.burn_in.to_le_bytes());
-        v.extend(self.seed.to_le_bytes());
+        for k in self.key {
+            v.extend(k.to_le_bytes());
+        }
         v
     }
     /// Parse.
     pub fn decode(p: &[u8]) -> Option<RunRequest> {
-        if p.len() != 17 {
+        if p.len() != 21 {
             return None;
         }
+        let w = |i: usize| u32::from_le_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
         Some(RunRequest {
             slot: p[0],
-            sweeps: u32::from_le_bytes(p[1..5].try_into().ok()?),
-            burn_in: u32::from_le_bytes(p[5..9].try_into().ok()?),
-            seed: u64::from_le_bytes(p[9..17].try_into().ok()?),
+            sweeps: w(1),
+            burn_in: w(5),
+            key: [w(9), w(13), w(17)],
         })
     }
 }

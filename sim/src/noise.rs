@@ -62,23 +62,46 @@ pub fn splitmix64(x: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Smallest valid value of each taus88 component (`s1 > 1`, `s2 > 7`, `s3 > 15`).
+pub const TAUS88_MIN: [u32; 3] = [2, 8, 16];
+
+/// The run key of `seed`: three 32-bit words, SplitMix64-mixed on the host so that nearby seeds
+/// give unrelated keys. RUN carries the key, not the seed.
+pub fn run_key(seed: u64) -> [u32; 3] {
+    let mut x = seed;
+    let a = splitmix64(&mut x);
+    let b = splitmix64(&mut x);
+    [a as u32, (a >> 32) as u32, b as u32]
+}
+
+/// The fixed base state of lane `lane` (a design constant, baked into the hardware).
+pub fn lane_base(lane: u32) -> [u32; 3] {
+    let mut x = 0x7468_6572_6d6f_0000u64 ^ (lane as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let a = splitmix64(&mut x);
+    let b = splitmix64(&mut x);
+    [a as u32, (a >> 32) as u32, b as u32]
+}
+
 impl Taus88 {
-    /// The generator of hardware lane `lane` for run seed `seed`.
+    /// The generator of hardware lane `lane` for run seed `seed`:
+    /// `s_c = lift_c(lane_base(lane)[c] XOR run_key(seed)[c])`, where `lift_c` adds the
+    /// component's minimum to a forbidden (too small) state. In hardware: one XOR and one compare
+    /// per word at the start of a run.
     pub fn for_lane(seed: u64, lane: u32) -> Self {
-        let mut x = seed ^ (lane as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
-        let mut w = || (splitmix64(&mut x) >> 32) as u32;
-        let (mut s1, mut s2, mut s3) = (w(), w(), w());
-        // Forbidden low states: lift them (probability ~2^-28, but must be defined).
-        if s1 < 2 {
-            s1 += 2;
+        Self::from_key(run_key(seed), lane)
+    }
+
+    /// The generator of lane `lane` for an already mixed run key.
+    pub fn from_key(key: [u32; 3], lane: u32) -> Self {
+        let base = lane_base(lane);
+        let mut s = [0u32; 3];
+        for c in 0..3 {
+            s[c] = base[c] ^ key[c];
+            if s[c] < TAUS88_MIN[c] {
+                s[c] += TAUS88_MIN[c];
+            }
         }
-        if s2 < 8 {
-            s2 += 8;
-        }
-        if s3 < 16 {
-            s3 += 16;
-        }
-        Taus88 { s: [s1, s2, s3] }
+        Taus88 { s }
     }
 
     /// Next 32-bit word.
