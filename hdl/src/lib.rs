@@ -13,6 +13,7 @@ pub mod rom;
 pub mod script;
 pub mod simx;
 pub mod top;
+pub mod uart;
 pub mod verify;
 pub mod verilog;
 

@@ -257,12 +257,12 @@ mod tests {
 }
 
 #[cfg(test)]
-mod dbg {
+mod small {
     use super::*;
     use thermo_sim::example::{random_substrate, ExampleSpec};
 
     #[test]
-    fn dbg_rank() {
+    fn small_configs_all_ranks_rusthdl() {
         for rank in [0usize, 1, 2] {
             let cfg = random_substrate(&ExampleSpec {
                 units: 24,
