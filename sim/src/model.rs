@@ -776,12 +776,8 @@ impl Substrate {
     fn check_formats(&self) -> Result<()> {
         let f = self.formats;
         let eta = self.eta;
-        for m in &self.modules {
-            let i = m.offset;
-            let field = format!(
-                "modules[{}]",
-                self.modules.iter().position(|x| x == m).unwrap_or(0)
-            );
+        for (mi, m) in self.modules.iter().enumerate() {
+            let field = format!("modules[{mi}]");
             let diag: Vec<f64> = self.stiffness[m.range()]
                 .iter()
                 .map(|a| 1.0 - eta * a)
@@ -801,7 +797,6 @@ impl Substrate {
                 "the accumulator format",
                 &h,
             )?;
-            let _ = i;
         }
         let c: Vec<f64> = self.val.iter().map(|a| -eta * a).collect();
         check_fit(
