@@ -5,6 +5,7 @@
 pub mod arith;
 pub mod bus;
 pub mod ctrl;
+pub mod framing;
 pub mod lane;
 pub mod mem;
 pub mod noise;

@@ -284,3 +284,372 @@ impl Logic for UartTx {
         self.tx.next = !self.pin_n.q.val();
     }
 }
+
+/// Receiver and transmitter side by side (the test top of the UART; `LinkTop` instantiates
+/// them separately).
+///
+/// **Ports**: `clock`, `inc` (shared), the receiver's `rx`, `rx_data`, `rx_valid`,
+/// `frame_errors`, `glitches`, and the transmitter's `tx_data`, `tx_valid`, `tx_ready`, `tx`.
+/// **Latency** as [`UartRx`] and [`UartTx`]. **Proof** `tests/hdl_link_uart.rs`.
+#[derive(LogicBlock, Default)]
+pub struct UartPair {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// Phase increment of both.
+    pub inc: Signal<In, Bits<16>>,
+    /// Receive pin.
+    pub rx: Signal<In, Bit>,
+    /// Received byte.
+    pub rx_data: Signal<Out, Bits<8>>,
+    /// A byte was received.
+    pub rx_valid: Signal<Out, Bit>,
+    /// Receiver framing errors.
+    pub frame_errors: Signal<Out, Bits<32>>,
+    /// Receiver false starts.
+    pub glitches: Signal<Out, Bits<32>>,
+    /// Byte to send.
+    pub tx_data: Signal<In, Bits<8>>,
+    /// `tx_data` valid.
+    pub tx_valid: Signal<In, Bit>,
+    /// The transmitter takes the byte.
+    pub tx_ready: Signal<Out, Bit>,
+    /// Transmit pin.
+    pub tx: Signal<Out, Bit>,
+    urx: UartRx,
+    utx: UartTx,
+}
+
+impl Logic for UartPair {
+    #[hdl_gen]
+    fn update(&mut self) {
+        self.urx.clock.next = self.clock.val();
+        self.utx.clock.next = self.clock.val();
+        self.urx.inc.next = self.inc.val();
+        self.utx.inc.next = self.inc.val();
+        self.urx.rx.next = self.rx.val();
+        self.rx_data.next = self.urx.data.val();
+        self.rx_valid.next = self.urx.valid.val();
+        self.frame_errors.next = self.urx.frame_errors.val();
+        self.glitches.next = self.urx.glitches.val();
+        self.utx.data.next = self.tx_data.val();
+        self.utx.valid.next = self.tx_valid.val();
+        self.tx_ready.next = self.utx.ready.val();
+        self.tx.next = self.utx.tx.val();
+    }
+}
+
+/// A test scenario of [`UartPair`].
+#[derive(Clone, Debug, Default)]
+pub struct UartScenario {
+    /// Phase increment.
+    pub inc: u16,
+    /// The `rx` pin as runs of (level, cycles); the line is high afterwards.
+    pub rx_runs: Vec<(bool, u64)>,
+    /// Bytes to transmit, each offered `gap` cycles after the previous one was taken.
+    pub tx: Vec<(u8, u32)>,
+    /// Drive `rx` from `tx` (a wire) instead of `rx_runs`.
+    pub loopback: bool,
+}
+
+/// What a [`UartPair`] did in a scenario.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UartOutcome {
+    /// Bytes delivered by the receiver.
+    pub rx: Vec<u8>,
+    /// Framing-error counter at the end.
+    pub frame_errors: u64,
+    /// False-start counter at the end.
+    pub glitches: u64,
+    /// The `tx` pin as runs of (level, cycles).
+    pub tx_runs: Vec<(bool, u64)>,
+}
+
+/// Cycles run after everything was sent and received.
+const TAIL: u64 = 400;
+
+fn push_run(runs: &mut Vec<(bool, u64)>, level: bool) {
+    match runs.last_mut() {
+        Some((l, n)) if *l == level => *n += 1,
+        _ => runs.push((level, 1)),
+    }
+}
+
+/// Run a scenario in rust-hdl's simulator (cycle by cycle, the same protocol as the Verilator
+/// harness [`UART_HARNESS`]).
+pub fn uart_rusthdl(sc: &UartScenario) -> Result<UartOutcome, String> {
+    let mut u = UartPair::default();
+    u.connect_all();
+    u.inc.next = (sc.inc as u64).to_bits();
+    let rx_total: u64 = sc.rx_runs.iter().map(|r| r.1).sum();
+    let mut out = UartOutcome::default();
+    let (mut run, mut left) = (0usize, sc.rx_runs.first().map_or(0, |r| r.1));
+    let (mut next, mut wait) = (0usize, sc.tx.first().map_or(0, |t| t.1 as u64));
+    let mut prev_tx = true;
+    let mut c = 0u64;
+    let mut done_at: Option<u64> = None;
+    loop {
+        let level = if sc.loopback {
+            prev_tx
+        } else if run < sc.rx_runs.len() {
+            sc.rx_runs[run].0
+        } else {
+            true
+        };
+        u.rx.next = level;
+        let offer = next < sc.tx.len() && wait == 0;
+        u.tx_valid.next = offer;
+        u.tx_data.next = (sc.tx.get(next).map_or(0, |t| t.0) as u64).to_bits();
+        crate::simx::settle(&mut u)?;
+        if u.rx_valid.val() {
+            out.rx.push(u.rx_data.val().to_u64() as u8);
+        }
+        let txp = u.tx.val();
+        push_run(&mut out.tx_runs, txp);
+        prev_tx = txp;
+        if offer && u.tx_ready.val() {
+            next += 1;
+            wait = sc.tx.get(next).map_or(0, |t| t.1 as u64);
+        } else if wait > 0 {
+            wait -= 1;
+        }
+        if !sc.loopback && run < sc.rx_runs.len() {
+            left -= 1;
+            if left == 0 {
+                run += 1;
+                left = sc.rx_runs.get(run).map_or(0, |r| r.1);
+            }
+        }
+        crate::simx::tick(&mut u, |u| &mut u.clock)?;
+        c += 1;
+        let finished = c >= rx_total && next >= sc.tx.len() && u.tx_ready.val();
+        match done_at {
+            None if finished => done_at = Some(c),
+            Some(d) if c >= d + TAIL => break,
+            _ => {}
+        }
+    }
+    out.frame_errors = u.frame_errors.val().to_u64();
+    out.glitches = u.glitches.val().to_u64();
+    Ok(out)
+}
+
+/// The C++ harness of [`UartPair`]: stdin `inc loopback`, `n` and `n` runs `level cycles`, `m`
+/// and `m` pairs `byte gap`; stdout `R byte` per received byte, `T level cycles` per run of the
+/// tx pin, then `E frame_errors glitches`. The cycle protocol equals [`uart_rusthdl`]'s.
+pub const UART_HARNESS: &str = r#"
+#include "Vtop.h"
+#include "verilated.h"
+#include <cstdio>
+#include <vector>
+int main(int argc, char** argv) {
+    Verilated::commandArgs(argc, argv);
+    Vtop* t = new Vtop;
+    unsigned inc, loop; size_t n, m;
+    if (scanf("%u %u %zu", &inc, &loop, &n) != 3) return 2;
+    std::vector<int> lv(n); std::vector<unsigned long long> cy(n);
+    unsigned long long rx_total = 0;
+    for (size_t i = 0; i < n; i++) { if (scanf("%d %llu", &lv[i], &cy[i]) != 2) return 2; rx_total += cy[i]; }
+    if (scanf("%zu", &m) != 1) return 2;
+    std::vector<unsigned> tb(m), tg(m);
+    for (size_t i = 0; i < m; i++) if (scanf("%u %u", &tb[i], &tg[i]) != 2) return 2;
+    t->clock = 0; t->inc = inc; t->rx = 1; t->tx_valid = 0; t->eval();
+    size_t run = 0; unsigned long long left = n ? cy[0] : 0;
+    size_t next = 0; unsigned long long wait = m ? tg[0] : 0;
+    int prev_tx = 1, cur = -1; unsigned long long cnt = 0, c = 0, done_at = 0; int done = 0;
+    for (;;) {
+        int level = loop ? prev_tx : (run < n ? lv[run] : 1);
+        t->rx = level;
+        int offer = next < m && wait == 0;
+        t->tx_valid = offer;
+        t->tx_data = next < m ? tb[next] : 0;
+        t->eval();
+        if (t->rx_valid) printf("R %u\n", (unsigned)t->rx_data);
+        int txp = t->tx;
+        if (txp == cur) cnt++; else { if (cur >= 0) printf("T %d %llu\n", cur, cnt); cur = txp; cnt = 1; }
+        prev_tx = txp;
+        if (offer && t->tx_ready) { next++; wait = next < m ? tg[next] : 0; }
+        else if (wait > 0) wait--;
+        if (!loop && run < n) { if (--left == 0) { run++; left = run < n ? cy[run] : 0; } }
+        t->clock = 1; t->eval(); t->clock = 0; t->eval();
+        c++;
+        int finished = c >= rx_total && next >= m && t->tx_ready;
+        if (!done && finished) { done = 1; done_at = c; }
+        else if (done && c >= done_at + 400) break;
+    }
+    printf("T %d %llu\n", cur, cnt);
+    printf("E %u %u\n", (unsigned)t->frame_errors, (unsigned)t->glitches);
+    delete t;
+    return 0;
+}
+"#;
+
+/// Verilog of [`UartPair`].
+pub fn uart_pair_verilog() -> Result<String, crate::Error> {
+    let mut u = UartPair::default();
+    u.connect_all();
+    crate::verilog::block_verilog(&u)
+}
+
+/// Run a scenario on a Verilator build of [`UartPair`].
+pub fn uart_verilator(sc: &UartScenario) -> Result<UartOutcome, crate::Error> {
+    use std::fmt::Write;
+    let exe = crate::verilog::verilator_build(&uart_pair_verilog()?, UART_HARNESS, false, true)?;
+    let mut s = String::new();
+    let _ = writeln!(s, "{} {} {}", sc.inc, sc.loopback as u8, sc.rx_runs.len());
+    for (l, n) in &sc.rx_runs {
+        let _ = writeln!(s, "{} {n}", *l as u8);
+    }
+    let _ = writeln!(s, "{}", sc.tx.len());
+    for (b, g) in &sc.tx {
+        let _ = writeln!(s, "{b} {g}");
+    }
+    let text = crate::verilog::run_harness(&exe, &[], &s)?;
+    let bad = |l: &str| crate::Error::Tool(format!("bad UART harness output {l:?}"));
+    let mut out = UartOutcome::default();
+    for l in text.lines() {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse::<u64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad(l))?;
+        match (l.chars().next(), f.as_slice()) {
+            (Some('R'), [b]) => out.rx.push(*b as u8),
+            (Some('T'), [lv, n]) => out.tx_runs.push((*lv != 0, *n)),
+            (Some('E'), [fe, g]) => {
+                out.frame_errors = *fe;
+                out.glitches = *g;
+            }
+            _ => return Err(bad(l)),
+        }
+    }
+    Ok(out)
+}
+
+/// One character on the line for [`line_runs`].
+#[derive(Clone, Copy, Debug)]
+pub enum LineEvent {
+    /// A byte; `false` = its stop bit is low (then the line returns high after the stop bit).
+    Byte(u8, bool),
+    /// Idle (high) for this many bit times.
+    Idle(f64),
+    /// A low pulse of this many clock cycles on the idle line (a glitch, not a start bit).
+    Glitch(u64),
+}
+
+/// The waveform of `events` sent by an ideal UART whose bit lasts exactly `clocks_per_bit`
+/// (fractional) cycles, starting `phase` (0..1) cycles into the first cycle, as runs of
+/// (level, cycles): cycle `c` carries the level the line has at time `c`.
+pub fn line_runs(events: &[LineEvent], clocks_per_bit: f64, phase: f64) -> Vec<(bool, u64)> {
+    // segments (level, end time)
+    let mut seg: Vec<(bool, f64)> = Vec::new();
+    let mut t = 2.0 * clocks_per_bit + phase;
+    seg.push((true, t));
+    for e in events {
+        match *e {
+            LineEvent::Byte(b, stop_ok) => {
+                let mut bits = vec![false];
+                bits.extend((0..8).map(|k| b >> k & 1 == 1));
+                bits.push(stop_ok);
+                for bit in bits {
+                    t += clocks_per_bit;
+                    seg.push((bit, t));
+                }
+                if !stop_ok {
+                    t += clocks_per_bit;
+                    seg.push((true, t));
+                }
+            }
+            LineEvent::Idle(bits) => {
+                t += bits * clocks_per_bit;
+                seg.push((true, t));
+            }
+            LineEvent::Glitch(n) => {
+                t += n as f64;
+                seg.push((false, t));
+            }
+        }
+    }
+    t += 2.0 * clocks_per_bit;
+    seg.push((true, t));
+    let mut runs = Vec::new();
+    let mut k = 0;
+    let end = t.ceil() as u64;
+    for c in 0..end {
+        while k + 1 < seg.len() && (c as f64) >= seg[k].1 {
+            k += 1;
+        }
+        push_run(&mut runs, seg[k].0);
+    }
+    runs
+}
+
+/// Decode a line waveform (runs) like an ideal receiver sampling at mid-bit with bits of
+/// `clocks_per_bit` cycles from each falling edge; returns the bytes with good stop bits and
+/// the number with bad ones.
+pub fn decode_line(runs: &[(bool, u64)], clocks_per_bit: f64) -> (Vec<u8>, usize) {
+    let lv: Vec<bool> = runs
+        .iter()
+        .flat_map(|&(l, n)| std::iter::repeat(l).take(n as usize))
+        .collect();
+    let at = |x: f64| lv.get(x as usize).copied().unwrap_or(true);
+    let (mut out, mut bad) = (Vec::new(), 0);
+    let mut c = 1usize;
+    while c < lv.len() {
+        if lv[c - 1] && !lv[c] {
+            let t0 = c as f64;
+            let mut b = 0u8;
+            for k in 0..8 {
+                if at(t0 + (k as f64 + 1.5) * clocks_per_bit) {
+                    b |= 1 << k;
+                }
+            }
+            if at(t0 + 9.5 * clocks_per_bit) {
+                out.push(b);
+            } else {
+                bad += 1;
+            }
+            c = (t0 + 9.5 * clocks_per_bit) as usize + 1;
+        } else {
+            c += 1;
+        }
+    }
+    (out, bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uart_loopback_rusthdl() {
+        for (clk, baud) in [(48_000_000u64, 3_000_000u64), (25_000_000, 3_000_000)] {
+            let inc = baud_increment(clk, baud).unwrap();
+            let r = 65536.0 / inc as f64;
+            let bytes: Vec<u8> = (0..24u32).map(|i| (i * 89 + 7) as u8).collect();
+            // an ideal sender at the exact fractional ratio, a glitch and a bad stop bit
+            let mut ev: Vec<LineEvent> = bytes.iter().map(|&b| LineEvent::Byte(b, true)).collect();
+            ev.insert(5, LineEvent::Byte(0x55, false));
+            ev.insert(9, LineEvent::Glitch(2));
+            ev.insert(10, LineEvent::Idle(1.0));
+            let sc = UartScenario {
+                inc,
+                rx_runs: line_runs(&ev, clk as f64 / baud as f64, 0.3),
+                tx: bytes.iter().map(|&b| (b, 0)).collect(),
+                loopback: false,
+            };
+            let o = uart_rusthdl(&sc).unwrap();
+            assert_eq!(o.rx, bytes, "{clk}/{baud}");
+            assert_eq!((o.frame_errors, o.glitches), (1, 1));
+            assert_eq!(decode_line(&o.tx_runs, r), (bytes.clone(), 0));
+            let lp = uart_rusthdl(&UartScenario {
+                loopback: true,
+                rx_runs: vec![],
+                ..sc
+            })
+            .unwrap();
+            assert_eq!(lp.rx, bytes);
+        }
+        uart_pair_verilog().unwrap();
+    }
+}
