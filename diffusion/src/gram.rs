@@ -27,6 +27,10 @@ pub struct ActivationSet {
     pub post: Vec<DMatrix<f64>>,
     /// Noise level of each sample.
     pub sigmas: Vec<f32>,
+    /// The model's denoised image per sample (`[n_samples, 64]`).
+    pub denoised: DMatrix<f64>,
+    /// The clean image per sample (`[n_samples, 64]`).
+    pub clean: DMatrix<f64>,
 }
 
 impl ActivationSet {
@@ -47,6 +51,11 @@ impl ActivationSet {
     pub fn is_empty(&self) -> bool {
         self.sigmas.is_empty()
     }
+
+    /// Mean squared error per pixel of the denoised images against the clean ones.
+    pub fn x0_mse(&self) -> f64 {
+        (&self.denoised - &self.clean).norm_squared() / (self.denoised.len().max(1) as f64)
+    }
 }
 
 /// Run the model on noisy versions of the images `x0` (flattened `[n, 64]`): `draws` draws per
@@ -61,6 +70,8 @@ pub fn collect_activations(model: &Unet, x0: &[f32], draws: usize, seed: u64) ->
     let mut rng = Rng::stream(seed, 0x6a3);
     let mut rows: Vec<Activations> = Vec::with_capacity(n * draws);
     let mut sigmas = Vec::with_capacity(n * draws);
+    let mut denoised = DMatrix::zeros(n * draws, PIXELS);
+    let mut clean = DMatrix::zeros(n * draws, PIXELS);
     let mut x = vec![0f32; PIXELS];
     for _ in 0..draws {
         for i in 0..n {
@@ -68,7 +79,14 @@ pub fn collect_activations(model: &Unet, x0: &[f32], draws: usize, seed: u64) ->
             for (p, xp) in x.iter_mut().enumerate() {
                 *xp = x0[i * PIXELS + p] + sigma * rng.normal() as f32;
             }
-            rows.push(model.forward(&x, sigma).1);
+            let (f, acts) = model.forward(&x, sigma);
+            let (cs, co) = (model.config.c_skip(sigma), model.config.c_out(sigma));
+            let r = rows.len();
+            for p in 0..PIXELS {
+                denoised[(r, p)] = (cs * x[p] + co * f[p]) as f64;
+                clean[(r, p)] = x0[i * PIXELS + p] as f64;
+            }
+            rows.push(acts);
             sigmas.push(sigma);
         }
     }
@@ -84,6 +102,8 @@ pub fn collect_activations(model: &Unet, x0: &[f32], draws: usize, seed: u64) ->
         names,
         post,
         sigmas,
+        denoised,
+        clean,
     }
 }
 
@@ -104,6 +124,9 @@ pub struct SkipFactor {
     pub v: DMatrix<f64>,
     /// Fraction of the (weighted) squared singular-value energy that was discarded.
     pub discarded_energy: f64,
+    /// Constant to add to the decoder bias (`(W - W_k) mu` for the covariance-weighted
+    /// factorisation, zero otherwise), so that `W e ~ W_k e + offset`.
+    pub offset: DVector<f64>,
 }
 
 impl SkipFactor {
@@ -167,6 +190,7 @@ pub fn plain_svd(w: &DMatrix<f64>, k: usize) -> Result<SkipFactor, String> {
         s,
         v,
         discarded_energy,
+        offset: DVector::zeros(w.nrows()),
     })
 }
 
@@ -205,19 +229,164 @@ pub fn gram_weighted(w: &DMatrix<f64>, g: &DMatrix<f64>, k: usize) -> Result<Ski
         s,
         v,
         discarded_energy,
+        offset: DVector::zeros(w.nrows()),
     })
+}
+
+/// Covariance-weighted (affine) rank-k factorisation: the Gram-weighted factorisation with the
+/// centered covariance `C = E[(e - mu)(e - mu)^T]` of activations `e` (`[n_samples, n_enc]`) in
+/// place of `G`, plus the constant `(W - W_k) mu` moved into the decoder bias. Minimises
+/// `E ||W e - (W_k e + offset)||^2` over rank-k `W_k` and constant offsets.
+pub fn covariance_weighted(
+    w: &DMatrix<f64>,
+    e: &DMatrix<f64>,
+    k: usize,
+) -> Result<SkipFactor, String> {
+    let mu = e.row_mean().transpose();
+    let mut centered = e.clone();
+    for mut row in centered.row_iter_mut() {
+        row -= mu.transpose();
+    }
+    let mut f = gram_weighted(w, &gram(&centered), k)?;
+    f.offset = (w - f.matrix()) * &mu;
+    Ok(f)
 }
 
 /// Relative error of the skip contribution on activations `e` (`[n_samples, n_enc]`):
 /// `||(W - W_k) e||^2 / ||W e||^2`, summed over samples.
 pub fn relative_error(w: &DMatrix<f64>, w_k: &DMatrix<f64>, e: &DMatrix<f64>) -> f64 {
+    relative_error_affine(w, w_k, &DVector::zeros(w.nrows()), e)
+}
+
+/// Relative error of an affine approximation `W_k e + offset` of the skip contribution `W e`
+/// on activations `e`, summed over samples.
+pub fn relative_error_affine(
+    w: &DMatrix<f64>,
+    w_k: &DMatrix<f64>,
+    offset: &DVector<f64>,
+    e: &DMatrix<f64>,
+) -> f64 {
     let full = e * w.transpose();
-    let approx = e * w_k.transpose();
+    let mut approx = e * w_k.transpose();
+    for mut row in approx.row_iter_mut() {
+        row += offset.transpose();
+    }
     let num = (&full - &approx).norm_squared();
     let den = full.norm_squared();
     if den > 0.0 {
         num / den
     } else {
         num
+    }
+}
+
+/// Which rank-k factorisation of the skip blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Factorisation {
+    /// Truncated SVD of `W G^{1/2}` mapped back by `G^{-1/2}`.
+    GramWeighted,
+    /// Truncated SVD of `W`.
+    PlainSvd,
+    /// Truncated SVD of `W C^{1/2}` (centered covariance) mapped back, with the mean
+    /// contribution moved into the decoder bias.
+    CovarianceWeighted,
+}
+
+/// A copy of `model` whose skip blocks are replaced by their rank-`k` factorisations
+/// (Gram matrices from `train` activations). Returns the model and the factors per level.
+pub fn with_rank_k_skips(
+    model: &Unet,
+    train: &ActivationSet,
+    k: usize,
+    method: Factorisation,
+) -> Result<(Unet, Vec<SkipFactor>), String> {
+    let mut out = model.clone();
+    let mut factors = Vec::new();
+    for level in 0..model.config.levels() {
+        let w = skip_matrix(model, level).ok_or_else(|| format!("no skip block {level}"))?;
+        let f = match method {
+            Factorisation::GramWeighted => {
+                let e = train
+                    .module(&format!("enc{level}"))
+                    .ok_or_else(|| format!("no activations of enc{level}"))?;
+                gram_weighted(&w, &gram(e), k)?
+            }
+            Factorisation::PlainSvd => plain_svd(&w, k)?,
+            Factorisation::CovarianceWeighted => {
+                let e = train
+                    .module(&format!("enc{level}"))
+                    .ok_or_else(|| format!("no activations of enc{level}"))?;
+                covariance_weighted(&w, e, k)?
+            }
+        };
+        let m = f.matrix();
+        let d = &mut out.skip[level];
+        for r in 0..d.n_out {
+            for c in 0..d.n_in {
+                d.w[r * d.n_in + c] = m[(r, c)] as f32;
+            }
+        }
+        for (b, o) in out.dec[level].b.iter_mut().zip(f.offset.iter()) {
+            *b += *o as f32;
+        }
+        factors.push(f);
+    }
+    Ok((out, factors))
+}
+
+/// Similarity of two activation matrices (`[n_samples, width]`), pooled over all entries.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Similarity {
+    /// Mean over samples of the cosine similarity of the activation vectors (a zero vector
+    /// against a zero vector counts as 1).
+    pub cosine: f64,
+    /// Mean over samples of the cosine similarity after subtracting the per-unit mean of the
+    /// reference (stricter: non-negative activations flatter the raw cosine).
+    pub centered_cosine: f64,
+    /// Coefficient of determination `1 - SSE / SST` per unit, SST about the per-unit mean of
+    /// the reference, pooled over units.
+    pub r2: f64,
+}
+
+/// Compare `approx` against the reference `truth` (same shape).
+pub fn similarity(truth: &DMatrix<f64>, approx: &DMatrix<f64>) -> Similarity {
+    let n = truth.nrows();
+    let mean = truth.row_mean();
+    let cos = |a: &[f64], b: &[f64]| {
+        let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+        for (x, y) in a.iter().zip(b) {
+            ab += x * y;
+            aa += x * x;
+            bb += y * y;
+        }
+        if aa == 0.0 && bb == 0.0 {
+            1.0
+        } else if aa == 0.0 || bb == 0.0 {
+            0.0
+        } else {
+            ab / (aa.sqrt() * bb.sqrt())
+        }
+    };
+    let (mut c, mut cc) = (0.0, 0.0);
+    for r in 0..n {
+        let t: Vec<f64> = truth.row(r).iter().copied().collect();
+        let a: Vec<f64> = approx.row(r).iter().copied().collect();
+        c += cos(&t, &a);
+        let tc: Vec<f64> = t.iter().zip(mean.iter()).map(|(x, m)| x - m).collect();
+        let ac: Vec<f64> = a.iter().zip(mean.iter()).map(|(x, m)| x - m).collect();
+        cc += cos(&tc, &ac);
+    }
+    let sse = (truth - approx).norm_squared();
+    let mut sst = 0.0;
+    for r in 0..n {
+        for (x, m) in truth.row(r).iter().zip(mean.iter()) {
+            sst += (x - m) * (x - m);
+        }
+    }
+    let nf = n.max(1) as f64;
+    Similarity {
+        cosine: c / nf,
+        centered_cosine: cc / nf,
+        r2: if sst > 0.0 { 1.0 - sse / sst } else { 0.0 },
     }
 }

@@ -16,7 +16,11 @@ use std::path::Path;
 /// Value of the `format` metadata key.
 pub const FORMAT: &str = "thermo-digits-unet/1";
 
-/// Serialize a model to safetensors bytes; `extra` metadata entries are added to the header.
+/// Metadata key of the thermo header entry.
+pub const META_KEY: &str = "thermo";
+
+/// Serialize a model to safetensors bytes; `extra` entries go to the `info` object of the
+/// `thermo` metadata entry. The same model and `extra` always give the same bytes.
 pub fn to_bytes(model: &Unet, extra: &[(String, String)]) -> Result<Vec<u8>> {
     let tensors = model.tensors();
     let shapes = model.config.tensor_shapes();
@@ -30,14 +34,15 @@ pub fn to_bytes(model: &Unet, extra: &[(String, String)]) -> Result<Vec<u8>> {
             .map_err(|e| DiffusionError::tensor(name, e.to_string()))?;
         views.push((name.clone(), view));
     }
-    let mut meta = HashMap::new();
-    meta.insert("format".to_string(), FORMAT.to_string());
-    let cfg = serde_json::to_string(&model.config)
+    let cfg = serde_json::to_value(&model.config)
         .map_err(|e| DiffusionError::Invalid(format!("config: {e}")))?;
-    meta.insert("config".to_string(), cfg);
-    for (k, v) in extra {
-        meta.insert(k.clone(), v.clone());
-    }
+    let info: serde_json::Map<String, serde_json::Value> = extra
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let header = serde_json::json!({ "format": FORMAT, "config": cfg, "info": info });
+    let mut meta = HashMap::new();
+    meta.insert(META_KEY.to_string(), header.to_string());
     safetensors::serialize(views, Some(meta))
         .map_err(|e| DiffusionError::SafeTensors(e.to_string()))
 }
@@ -51,6 +56,26 @@ pub fn save(model: &Unet, path: &Path, extra: &[(String, String)]) -> Result<()>
         }
     }
     std::fs::write(path, bytes).map_err(|e| DiffusionError::io(path, e))
+}
+
+/// The `info` entries of a model file's `thermo` metadata (empty if absent).
+pub fn read_info(bytes: &[u8]) -> Result<Vec<(String, String)>> {
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| DiffusionError::SafeTensors(e.to_string()))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let Some(text) = meta.get(META_KEY) else {
+        return Ok(vec![]);
+    };
+    let v: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| DiffusionError::tensor("<metadata>", format!("`{META_KEY}`: {e}")))?;
+    Ok(v.get("info")
+        .and_then(|i| i.as_object())
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// Read a model from a safetensors file.
@@ -111,17 +136,21 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Unet> {
     let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| DiffusionError::SafeTensors(e.to_string()))?;
     let meta = header.metadata().clone().unwrap_or_default();
-    if let Some(f) = meta.get("format") {
-        if f != FORMAT {
-            return Err(DiffusionError::tensor(
-                "<metadata>",
-                format!("format `{f}` is not `{FORMAT}`"),
-            ));
+    let config = match meta.get(META_KEY) {
+        Some(text) => {
+            let bad = |m: String| DiffusionError::tensor("<metadata>", m);
+            let v: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| bad(format!("`{META_KEY}`: {e}")))?;
+            match v.get("format").and_then(|f| f.as_str()) {
+                Some(FORMAT) => {}
+                other => return Err(bad(format!("format {other:?} is not `{FORMAT}`"))),
+            }
+            let c = v
+                .get("config")
+                .ok_or_else(|| bad(format!("`{META_KEY}` has no `config`")))?;
+            serde_json::from_value::<UnetConfig>(c.clone())
+                .map_err(|e| bad(format!("config: {e}")))?
         }
-    }
-    let config = match meta.get("config") {
-        Some(c) => serde_json::from_str::<UnetConfig>(c)
-            .map_err(|e| DiffusionError::tensor("<metadata>", format!("config: {e}")))?,
         None => infer_config(&st)?,
     };
     config

@@ -46,6 +46,11 @@ pub struct TrainConfig {
     pub draws_per_epoch: usize,
     /// Distribution of training noise levels.
     pub sigma_sampling: SigmaSampling,
+    /// If set, the skip blocks are kept at this rank: after every Adam step each skip block
+    /// is replaced by its truncated SVD (projected gradient descent), and the saved EMA weights
+    /// are projected the same way. A rank-k bus then represents the skips exactly.
+    #[serde(default)]
+    pub skip_rank: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -65,6 +70,7 @@ impl Default for TrainConfig {
                 p_mean: -0.6,
                 p_std: 1.2,
             },
+            skip_rank: None,
         }
     }
 }
@@ -254,20 +260,26 @@ pub fn train(
             let inv_bc2 = (1.0 / bc2) as f32;
             let decay = tc.ema_decay.min((1 + adam.t) as f32 / (10 + adam.t) as f32);
             let (b1, b2, ae) = (tc.beta1, tc.beta2, tc.adam_eps);
-            for ((((p, g), m), v), e) in model
+            for (((p, g), m), v) in model
                 .tensors_mut()
                 .into_iter()
                 .zip(grad.tensors_mut())
                 .zip(adam.m.tensors_mut())
                 .zip(adam.v.tensors_mut())
-                .zip(ema.tensors_mut())
             {
                 for k in 0..p.len() {
                     let gk = g[k];
                     m[k] = b1 * m[k] + (1.0 - b1) * gk;
                     v[k] = b2 * v[k] + (1.0 - b2) * gk * gk;
                     p[k] -= step * m[k] / ((v[k] * inv_bc2).sqrt() + ae);
-                    e[k] = decay * e[k] + (1.0 - decay) * p[k];
+                }
+            }
+            if let Some(k) = tc.skip_rank {
+                project_skips(&mut model, k)?;
+            }
+            for (p, e) in model.tensors_mut().into_iter().zip(ema.tensors_mut()) {
+                for (ek, pk) in e.iter_mut().zip(p.iter()) {
+                    *ek = decay * *ek + (1.0 - decay) * *pk;
                 }
             }
         }
@@ -275,5 +287,26 @@ pub fn train(
         epoch_loss.push(l);
         progress(epoch, l);
     }
+    if let Some(k) = tc.skip_rank {
+        project_skips(&mut ema, k)?;
+    }
     Ok((ema, epoch_loss))
+}
+
+/// Replace every skip block of `model` by its best rank-`k` approximation (truncated SVD).
+pub fn project_skips(model: &mut Unet, k: usize) -> Result<(), String> {
+    for level in 0..model.config.levels() {
+        let w = crate::gram::skip_matrix(model, level).ok_or("skip block")?;
+        if k >= w.nrows().min(w.ncols()) {
+            continue;
+        }
+        let m = crate::gram::plain_svd(&w, k)?.matrix();
+        let d = &mut model.skip[level];
+        for r in 0..d.n_out {
+            for c in 0..d.n_in {
+                d.w[r * d.n_in + c] = m[(r, c)] as f32;
+            }
+        }
+    }
+    Ok(())
 }

@@ -49,9 +49,26 @@ fn err_of(bytes: &[u8]) -> String {
 #[test]
 fn round_trip_is_exact() {
     let m = model();
-    let bytes = io::to_bytes(&m, &[("note".into(), "test".into())]).expect("bytes");
+    let extra = [
+        ("note".to_string(), "test".to_string()),
+        ("a".to_string(), "1".to_string()),
+    ];
+    let bytes = io::to_bytes(&m, &extra).expect("bytes");
     let back = io::from_bytes(&bytes).expect("load");
     assert_eq!(m, back);
+    // deterministic bytes (metadata order included)
+    for _ in 0..5 {
+        assert_eq!(io::to_bytes(&m, &extra).expect("bytes"), bytes);
+    }
+    let mut info = io::read_info(&bytes).expect("info");
+    info.sort();
+    assert_eq!(
+        info,
+        [
+            ("a".to_string(), "1".to_string()),
+            ("note".to_string(), "test".to_string())
+        ]
+    );
     let dir = std::env::temp_dir().join(format!("thermo-diffusion-io-{}", std::process::id()));
     let path = dir.join("m.safetensors");
     io::save(&m, &path, &[]).expect("save");
@@ -186,4 +203,21 @@ fn unexpected_tensor_wrong_dtype_and_garbage_are_rejected() {
     assert!(e.contains("out.bias") && e.contains("dtype"), "{e}");
     assert!(io::from_bytes(b"not a safetensors file").is_err());
     assert!(io::from_bytes(&[]).is_err());
+}
+
+#[test]
+fn bad_metadata_is_rejected() {
+    let m = model();
+    let bytes = io::to_bytes(&m, &[]).expect("bytes");
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    assert!(text.contains("thermo-digits-unet/1"));
+    // a file claiming another format: rewrite the header string in place (same length)
+    let mut bad = bytes.clone();
+    let pos = bad
+        .windows(20)
+        .position(|w| w == b"thermo-digits-unet/1")
+        .expect("format string");
+    bad[pos..pos + 20].copy_from_slice(b"thermo-digits-unet/9");
+    let e = err_of(&bad);
+    assert!(e.contains("<metadata>") && e.contains("format"), "{e}");
 }

@@ -71,3 +71,34 @@ fn sampler_and_png_grid() {
     assert_eq!(&bytes[1..4], b"PNG");
     let _ = std::fs::remove_file(path);
 }
+
+#[test]
+fn skip_rank_training_keeps_skips_exactly_rank_k() {
+    use thermo_diffusion::gram::{
+        collect_activations, gram, gram_weighted, relative_error, skip_matrix,
+    };
+    let (d, s) = setup();
+    let c = UnetConfig::default();
+    let tc = TrainConfig {
+        epochs: 2,
+        seed: 5,
+        skip_rank: Some(4),
+        ..TrainConfig::default()
+    };
+    let (m, _) = train(&c, &tc, &d, &s, |_, _| {}).expect("train");
+    let acts = collect_activations(&m, &d.unit_matrix(&s.test[..100]), 1, 3);
+    for level in 0..2 {
+        let w = skip_matrix(&m, level).expect("skip");
+        let sv = w.clone().singular_values();
+        let mut sv: Vec<f64> = sv.iter().copied().collect();
+        sv.sort_by(|a, b| b.total_cmp(a));
+        assert!(
+            sv[4] < 1e-4 * sv[0],
+            "skip{level} singular values {:?}",
+            &sv[..6]
+        );
+        let e = acts.module(&format!("enc{level}")).expect("enc");
+        let f = gram_weighted(&w, &gram(e), 4).expect("factor");
+        assert!(relative_error(&w, &f.matrix(), e) < 1e-6);
+    }
+}
