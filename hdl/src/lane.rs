@@ -585,3 +585,12 @@ mod tests {
         );
     }
 }
+
+/// Verilog of one lane of substrate `s` (lane 0), wrapped as top module `top`, for the
+/// per-lane resource count.
+pub fn lane_verilog(s: &thermo_sim::Substrate) -> Result<String, crate::Error> {
+    let prog = crate::program::HwProgram::new(s)?;
+    let mut lane = LangevinLane::new(&prog.dp, &prog.lanes[0]);
+    lane.connect_all();
+    crate::verilog::block_verilog(&lane)
+}

@@ -3,9 +3,9 @@
 #![warn(missing_docs)]
 
 pub mod arith;
+pub mod bench;
 pub mod bus;
 pub mod ctrl;
-pub mod framing;
 pub mod lane;
 pub mod mem;
 pub mod noise;
@@ -13,8 +13,9 @@ pub mod program;
 pub mod rom;
 pub mod script;
 pub mod simx;
+pub mod synth;
 pub mod top;
-pub mod uart;
+pub mod vcdtool;
 pub mod verify;
 pub mod verilog;
 

@@ -20,6 +20,8 @@ pub enum Cmd {
     Run,
     /// Pipelined reads (one address per cycle, data two cycles later); responds with the words.
     Read(Vec<u32>),
+    /// Respond with a monotonic wall-clock time in nanoseconds (for benchmarks).
+    Time,
 }
 
 /// Port address of region `r`, offset `off`.
@@ -116,6 +118,9 @@ pub fn run_rusthdl(
                 }
                 out.push(n);
             }
+            Cmd::Time => {
+                out.push(epoch().elapsed().as_nanos() as u64);
+            }
             Cmd::Read(addrs) => {
                 let n = addrs.len();
                 for k in 0..n + 2 {
@@ -133,6 +138,11 @@ pub fn run_rusthdl(
     Ok(out)
 }
 
+fn epoch() -> std::time::Instant {
+    static E: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *E.get_or_init(std::time::Instant::now)
+}
+
 /// The script in the Verilator harness's text form (one command per line).
 pub fn script_text(script: &[Cmd]) -> String {
     let mut s = String::new();
@@ -141,6 +151,7 @@ pub fn script_text(script: &[Cmd]) -> String {
             Cmd::Write(a, d) => s.push_str(&format!("W {a} {d}\n")),
             Cmd::Idle(n) => s.push_str(&format!("I {n}\n")),
             Cmd::Run => s.push_str("S\n"),
+            Cmd::Time => s.push_str("T\n"),
             Cmd::Read(v) => {
                 s.push_str(&format!("R {}", v.len()));
                 for a in v {
@@ -165,8 +176,10 @@ pub const HARNESS_CPP: &str = r#"
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <chrono>
+#include <cstdint>
 static Vtop* t;
-static unsigned long long simtime = 0;
+static uint64_t simtime = 0;
 #if VM_TRACE
 static VerilatedVcdC* tfp = 0;
 #endif
@@ -200,6 +213,7 @@ int main(int argc, char** argv) {
     while (scanf("%7s", op) == 1) {
         if (op[0] == 'Q') break;
         if (op[0] == 'W') { unsigned a, d; if (scanf("%u %u", &a, &d) != 2) return 2; cycle(a, d, 1); }
+        else if (op[0] == 'T') { printf("%llu\n", (unsigned long long)std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count()); }
         else if (op[0] == 'I') { unsigned n; if (scanf("%u", &n) != 1) return 2; for (unsigned i = 0; i < n; i++) cycle(0xF00000u, 0, 0); }
         else if (op[0] == 'S') {
             cycle(0, 1, 1);

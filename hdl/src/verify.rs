@@ -58,6 +58,48 @@ pub struct VerifyReport {
     pub engine_seconds: f64,
 }
 
+/// Where `verify` puts Verilator's full RTL trace when asked for the dump `p`: `p` with the
+/// extension `rtl.vcd`.
+pub fn rtl_vcd_path(p: &Path) -> std::path::PathBuf {
+    p.with_extension("rtl.vcd")
+}
+
+/// Write the hardware's unit states after every sweep (read back through the port) as a VCD in
+/// exactly the layout of `thermo simulate --vcd` (`substrate.<module>.x<n>`, time = cycles), so
+/// `thermo vcd-diff` can hold it against the engine's dump, plus its GTKWave save file
+/// (`.gtkw`: one group per module, states as fixed-point decimals).
+fn write_state_dump(
+    s: &Substrate,
+    prog: &HwProgram,
+    res: &[(u64, Vec<u64>)],
+    p: &Path,
+) -> Result<(), Error> {
+    use thermo_sim::io::{gtkw_save, TraceKind, VcdTrace};
+    let kind = TraceKind::Fixed {
+        bits: s.formats.state.bits,
+        frac: s.formats.state.frac,
+    };
+    let e = |x: thermo_sim::Error| Error::Io(p.into(), x.to_string());
+    let mut tr = VcdTrace::create(p, s, kind).map_err(e)?;
+    let zeros = vec![0i16; prog.d];
+    let reals = vec![0.0; prog.d];
+    tr.record(0, 0, &reals, Some(&zeros)).map_err(e)?;
+    for (sw, (_, words)) in res.iter().enumerate() {
+        let codes: Vec<i16> = words[..prog.d].iter().map(|&v| v as u16 as i16).collect();
+        tr.record(
+            (sw as u64 + 1) * prog.cycles_per_sweep,
+            sw as u64 + 1,
+            &reals,
+            Some(&codes),
+        )
+        .map_err(e)?;
+    }
+    tr.finish().map_err(e)?;
+    let g = p.with_extension("gtkw");
+    std::fs::write(&g, gtkw_save(p, s, kind, "substrate"))
+        .map_err(|x| Error::Io(g.clone(), x.to_string()))
+}
+
 /// Verilog of the substrate top for `s` (rust-hdl checks first).
 pub fn substrate_verilog(s: &Substrate) -> Result<String, Error> {
     let prog = HwProgram::new(s)?;
@@ -181,7 +223,9 @@ pub fn verify(
         let exe = crate::verilog::verilator_build(&v, HARNESS_CPP, vcd.is_some(), false)?;
         rep.verilator_build_seconds = t0.elapsed().as_secs_f64();
         let t0 = std::time::Instant::now();
-        let args = vec![vcd.map(|p| p.display().to_string()).unwrap_or_default()];
+        let args = vec![vcd
+            .map(|p| rtl_vcd_path(p).display().to_string())
+            .unwrap_or_default()];
         let out = crate::verilog::run_harness(&exe, &args, &script_text(&script))?;
         rep.verilator_seconds = t0.elapsed().as_secs_f64();
         let resp: Vec<u64> = out
@@ -193,6 +237,9 @@ pub fn verify(
             })
             .collect::<Result<_, _>>()?;
         results.push(("verilator", per_sweep(&prog, &resp, sweeps)?));
+    }
+    if let (Some(p), Some((_, res))) = (vcd, results.last()) {
+        write_state_dump(s, &prog, res, p)?;
     }
     // compare
     for sw in 0..sweeps as usize {

@@ -1,12 +1,208 @@
-//! Hardware commands (`thermo verilog`, `thermo verify`, ...): owned by the RTL work (issue 3).
+//! Hardware commands: `thermo verilog` (the substrate top's Verilog), `thermo verify` (fixed
+//! engine vs rust-hdl simulation vs Verilator, bit for bit, every sweep), `thermo vcd-diff`
+//! (first divergence of two dumps) and `thermo hdl-bench` (simulation speeds).
 
 use clap::Subcommand;
+use std::path::PathBuf;
+use thermo_hdl::verify::{rtl_vcd_path, substrate_verilog, verify, Sims};
+use thermo_sim::Substrate;
 
 /// Hardware commands.
 #[derive(Subcommand)]
-pub enum HdlCommand {}
+pub enum HdlCommand {
+    /// Write the Verilog of the substrate top for a description (rust-hdl's checks first; memory
+    /// contents are inline `initial` blocks).
+    Verilog {
+        /// Substrate description (.toml or .json).
+        #[arg(long)]
+        config: PathBuf,
+        /// Output Verilog file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Run the fixed engine, rust-hdl's simulation of the RTL and Verilator on the generated
+    /// Verilog; compare every unit's state after every sweep, every sweep's cycle count and the
+    /// saturation counters.
+    Verify {
+        /// Substrate description.
+        #[arg(long)]
+        config: PathBuf,
+        /// Sweeps to compare.
+        #[arg(long, default_value_t = 20)]
+        sweeps: u64,
+        /// Noise seed (default: the description's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Write the hardware's states as a VCD in the layout of `thermo simulate --vcd` (plus
+        /// `.gtkw`), and Verilator's full RTL trace next to it (`.rtl.vcd`).
+        #[arg(long)]
+        vcd: Option<PathBuf>,
+        /// Sweeps for the (slow) rust-hdl simulation (default: all).
+        #[arg(long)]
+        rusthdl_sweeps: Option<u64>,
+        /// Skip the rust-hdl simulation.
+        #[arg(long)]
+        no_rusthdl: bool,
+        /// Skip Verilator.
+        #[arg(long)]
+        no_verilator: bool,
+    },
+    /// Report the first divergence between two VCD dumps, signals matched by hierarchical name.
+    VcdDiff {
+        /// First dump.
+        a: PathBuf,
+        /// Second dump.
+        b: PathBuf,
+        /// Name map: lines `name_in_a name_in_b`.
+        #[arg(long)]
+        map: Option<PathBuf>,
+    },
+    /// Simulated cycles per second and unit updates per second of rust-hdl's simulator,
+    /// Verilator and the fixed engine on one configuration.
+    HdlBench {
+        /// Substrate description.
+        #[arg(long)]
+        config: PathBuf,
+        /// Sweeps for Verilator and the engine (rust-hdl runs a tenth, at least 2).
+        #[arg(long, default_value_t = 200)]
+        sweeps: u64,
+    },
+}
+
+fn load(config: &PathBuf) -> Result<Substrate, String> {
+    Substrate::from_file(config).map_err(|e| e.to_string())
+}
 
 /// Run a hardware command.
 pub fn run(c: HdlCommand) -> Result<(), String> {
-    match c {}
+    match c {
+        HdlCommand::Verilog { config, output } => {
+            let s = load(&config)?;
+            let v = substrate_verilog(&s).map_err(|e| e.to_string())?;
+            std::fs::write(&output, &v).map_err(|e| format!("{}: {e}", output.display()))?;
+            println!(
+                "wrote {} ({} lines, top module `top`)",
+                output.display(),
+                v.lines().count()
+            );
+            Ok(())
+        }
+        HdlCommand::Verify {
+            config,
+            sweeps,
+            seed,
+            vcd,
+            rusthdl_sweeps,
+            no_rusthdl,
+            no_verilator,
+        } => {
+            let s = load(&config)?;
+            let seed = seed.unwrap_or(s.seed);
+            let rs = rusthdl_sweeps.unwrap_or(sweeps).min(sweeps);
+            let mut runs = Vec::new();
+            if !no_rusthdl && rs > 0 {
+                let both = !no_verilator && rs == sweeps;
+                runs.push((
+                    rs,
+                    Sims {
+                        rusthdl: true,
+                        verilator: both,
+                    },
+                ));
+                if !no_verilator && !both {
+                    runs.push((
+                        sweeps,
+                        Sims {
+                            rusthdl: false,
+                            verilator: true,
+                        },
+                    ));
+                }
+            } else if !no_verilator {
+                runs.push((
+                    sweeps,
+                    Sims {
+                        rusthdl: false,
+                        verilator: true,
+                    },
+                ));
+            }
+            if runs.is_empty() {
+                return Err("nothing to compare: both simulators disabled".into());
+            }
+            for (n, sims) in runs {
+                let dump = if sims.verilator || no_verilator {
+                    vcd.as_deref()
+                } else {
+                    None
+                };
+                let rep = verify(&s, n, seed, sims, dump).map_err(|e| e.to_string())?;
+                let who = match (sims.rusthdl, sims.verilator) {
+                    (true, true) => "rust-hdl and Verilator",
+                    (true, false) => "rust-hdl",
+                    _ => "Verilator",
+                };
+                println!(
+                    "{who}: {} sweeps x {} units ({} lanes) equal to the fixed engine, bit for bit; {} cycles every sweep = schedule; saturations acc/state/bus {}/{}/{} equal",
+                    rep.sweeps,
+                    rep.units,
+                    rep.lanes,
+                    rep.cycles_per_sweep,
+                    rep.saturation.acc,
+                    rep.saturation.state,
+                    rep.saturation.bus
+                );
+                if let (Some(p), true) = (dump, sims.verilator) {
+                    println!(
+                        "wrote {} (+ .gtkw) and the RTL trace {}",
+                        p.display(),
+                        rtl_vcd_path(p).display()
+                    );
+                } else if let Some(p) = dump {
+                    println!("wrote {} (+ .gtkw)", p.display());
+                }
+            }
+            Ok(())
+        }
+        HdlCommand::VcdDiff { a, b, map } => {
+            use thermo_hdl::vcdtool::{diff, read_map, read_vcd};
+            let m = match map {
+                Some(p) => read_map(&p).map_err(|e| e.to_string())?,
+                None => Vec::new(),
+            };
+            let da = read_vcd(&a).map_err(|e| e.to_string())?;
+            let db = read_vcd(&b).map_err(|e| e.to_string())?;
+            let r = diff(&da, &db, &m);
+            println!(
+                "{} signals compared ({} only in {}, {} only in {})",
+                r.compared,
+                r.only_a,
+                a.display(),
+                r.only_b,
+                b.display()
+            );
+            if r.compared == 0 {
+                return Err("no signal names in common (use --map)".into());
+            }
+            match r.first {
+                None => {
+                    println!("no divergence");
+                    Ok(())
+                }
+                Some(d) => Err(format!(
+                    "first divergence at time {}: {}: {} vs {}",
+                    d.time,
+                    d.signal,
+                    d.a.as_deref().unwrap_or("(none)"),
+                    d.b.as_deref().unwrap_or("(none)")
+                )),
+            }
+        }
+        HdlCommand::HdlBench { config, sweeps } => {
+            let s = load(&config)?;
+            let b = thermo_hdl::bench::bench(&s, sweeps).map_err(|e| e.to_string())?;
+            print!("{}", b.table());
+            Ok(())
+        }
+    }
 }

