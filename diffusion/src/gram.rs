@@ -146,10 +146,11 @@ impl SkipFactor {
     }
 }
 
-fn truncated(
-    m: &DMatrix<f64>,
-    k: usize,
-) -> Result<(DMatrix<f64>, DVector<f64>, DMatrix<f64>, f64), String> {
+/// A truncated SVD: left vectors `[m, k]`, singular values `[k]`, right vectors `[n, k]`, and
+/// the discarded fraction of the squared singular values.
+type Truncation = (DMatrix<f64>, DVector<f64>, DMatrix<f64>, f64);
+
+fn truncated(m: &DMatrix<f64>, k: usize) -> Result<Truncation, String> {
     let svd = m.clone().svd(true, true);
     let (a, bt) = match (svd.u, svd.v_t) {
         (Some(a), Some(bt)) => (a, bt),
