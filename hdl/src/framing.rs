@@ -893,3 +893,304 @@ mod tests {
         crate::verilog::block_verilog(&b).unwrap();
     }
 }
+
+/// Frame receiver and transmitter side by side: the Verilator test top of the framing layer.
+///
+/// **Ports**: `clock` and every port of [`FrameRx`] (prefix `rx_` where ambiguous) and
+/// [`FrameTx`]. **Latency** as theirs. **Proof** `tests/hdl_link_frame.rs`.
+#[derive(LogicBlock, Default)]
+pub struct FramePair {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// [`FrameRx::in_data`].
+    pub in_data: Signal<In, Bits<8>>,
+    /// [`FrameRx::in_valid`].
+    pub in_valid: Signal<In, Bit>,
+    /// [`FrameRx::avail`].
+    pub avail: Signal<Out, Bit>,
+    /// [`FrameRx::rd_off`].
+    pub rd_off: Signal<In, Bits<12>>,
+    /// [`FrameRx::rd_data`].
+    pub rd_data: Signal<Out, Bits<8>>,
+    /// [`FrameRx::release`].
+    pub release: Signal<In, Bit>,
+    /// [`FrameRx::release_bytes`].
+    pub release_bytes: Signal<In, Bits<12>>,
+    /// [`FrameRx::frames`].
+    pub frames: Signal<Out, Bits<32>>,
+    /// [`FrameRx::crc_errors`].
+    pub crc_errors: Signal<Out, Bits<32>>,
+    /// [`FrameRx::framing_errors`].
+    pub framing_errors: Signal<Out, Bits<32>>,
+    /// [`FrameRx::overruns`].
+    pub overruns: Signal<Out, Bits<32>>,
+    /// [`FrameTx::buf_we`].
+    pub buf_we: Signal<In, Bit>,
+    /// [`FrameTx::buf_addr`].
+    pub buf_addr: Signal<In, Bits<10>>,
+    /// [`FrameTx::buf_data`].
+    pub buf_data: Signal<In, Bits<8>>,
+    /// [`FrameTx::seq`].
+    pub seq: Signal<In, Bits<8>>,
+    /// [`FrameTx::kind`].
+    pub kind: Signal<In, Bits<8>>,
+    /// [`FrameTx::len`].
+    pub len: Signal<In, Bits<11>>,
+    /// [`FrameTx::send`].
+    pub send: Signal<In, Bit>,
+    /// [`FrameTx::busy`].
+    pub busy: Signal<Out, Bit>,
+    /// [`FrameTx::out_data`].
+    pub out_data: Signal<Out, Bits<8>>,
+    /// [`FrameTx::out_valid`].
+    pub out_valid: Signal<Out, Bit>,
+    /// [`FrameTx::out_ready`].
+    pub out_ready: Signal<In, Bit>,
+    frx: FrameRx,
+    ftx: FrameTx,
+}
+
+impl Logic for FramePair {
+    #[hdl_gen]
+    fn update(&mut self) {
+        self.frx.clock.next = self.clock.val();
+        self.ftx.clock.next = self.clock.val();
+        self.frx.in_data.next = self.in_data.val();
+        self.frx.in_valid.next = self.in_valid.val();
+        self.avail.next = self.frx.avail.val();
+        self.frx.rd_off.next = self.rd_off.val();
+        self.rd_data.next = self.frx.rd_data.val();
+        self.frx.release.next = self.release.val();
+        self.frx.release_bytes.next = self.release_bytes.val();
+        self.frames.next = self.frx.frames.val();
+        self.crc_errors.next = self.frx.crc_errors.val();
+        self.framing_errors.next = self.frx.framing_errors.val();
+        self.overruns.next = self.frx.overruns.val();
+        self.ftx.buf_we.next = self.buf_we.val();
+        self.ftx.buf_addr.next = self.buf_addr.val();
+        self.ftx.buf_data.next = self.buf_data.val();
+        self.ftx.seq.next = self.seq.val();
+        self.ftx.kind.next = self.kind.val();
+        self.ftx.len.next = self.len.val();
+        self.ftx.send.next = self.send.val();
+        self.busy.next = self.ftx.busy.val();
+        self.out_data.next = self.ftx.out_data.val();
+        self.out_valid.next = self.ftx.out_valid.val();
+        self.ftx.out_ready.next = self.out_ready.val();
+    }
+}
+
+/// Verilog of [`FramePair`].
+pub fn frame_pair_verilog() -> Result<String, crate::Error> {
+    let mut u = FramePair::default();
+    u.connect_all();
+    crate::verilog::block_verilog(&u)
+}
+
+/// The C++ harness of [`FramePair`]. Arguments: `pause gap seed ready_pct drain`. Commands on
+/// stdin: `F n <2n hex digits>` feeds bytes to the receiver (one per clock, then `gap` idle
+/// clocks, or a random 0..=gap when `seed` is non-zero; with `pause` = 1 the input waits while
+/// a frame is available or being read); `T seq kind n <hex>` writes a payload into the
+/// transmitter's buffer and sends it with `out_ready` high on `ready_pct`% of the clocks;
+/// `Q` ends. With `drain` = 0 the consumer never reads (ring overrun test). The consumer reads
+/// the head frame one byte per clock (`rd_off` then `rd_data` after the edge) and releases it.
+/// Output: `A seq kind <payload hex>` per frame read, `O <hex>` per frame sent, `C frames
+/// crc_errors framing_errors overruns cycles` at the end.
+pub const FRAME_HARNESS: &str = r#"
+#include "Vtop.h"
+#include "verilated.h"
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+static Vtop* t;
+static unsigned long long cyc = 0, rng = 1;
+static unsigned rnd() { rng = rng * 6364136223846793005ULL + 1442695040888963407ULL; return (unsigned)(rng >> 33); }
+static int cs = 0; static unsigned k = 0, got = 0, flen = 0; static unsigned char fb[2048];
+static int drain = 1;
+static void consumer_before() {
+    t->release = 0;
+    if (cs == 0 && drain && t->avail) { cs = 1; k = 0; got = 0; }
+    if (cs == 1) t->rd_off = k;
+    if (cs == 2) { t->release = 1; t->release_bytes = 4 + flen; }
+}
+static void consumer_after() {
+    if (cs == 1) {
+        if (got < sizeof(fb)) fb[got] = (unsigned char)t->rd_data;
+        got++; k++;
+        if (got == 4) flen = fb[2] | (fb[3] << 8);
+        if (got >= 4 && got == 4 + flen) cs = 2;
+    } else if (cs == 2) {
+        printf("A %u %u ", fb[0], fb[1]);
+        for (unsigned i = 0; i < flen; i++) printf("%02x", fb[4 + i]);
+        printf("\n");
+        cs = 0;
+    }
+}
+static void clock_edge() { t->eval(); t->clock = 1; t->eval(); t->clock = 0; t->eval(); cyc++; }
+static int hexval(int c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
+static int read_hex_byte() {
+    int c; do { c = getchar(); } while (c == ' ' || c == '\n');
+    int d = getchar(); if (c == EOF || d == EOF) return -1;
+    return hexval(c) * 16 + hexval(d);
+}
+int main(int argc, char** argv) {
+    Verilated::commandArgs(argc, argv);
+    if (argc < 6) return 2;
+    int pause = atoi(argv[1]); unsigned gap = atoi(argv[2]); rng = strtoull(argv[3], 0, 0);
+    unsigned ready_pct = atoi(argv[4]); drain = atoi(argv[5]);
+    int seeded = rng != 0; if (!rng) rng = 1;
+    t = new Vtop;
+    t->clock = 0; t->in_valid = 0; t->release = 0; t->buf_we = 0; t->send = 0; t->out_ready = 0;
+    t->eval();
+    char op[4];
+    std::vector<unsigned char> v;
+    while (scanf("%3s", op) == 1) {
+        if (op[0] == 'Q') break;
+        if (op[0] == 'F') {
+            size_t n; if (scanf("%zu", &n) != 1) return 2;
+            v.resize(n);
+            for (size_t i = 0; i < n; i++) { int b = read_hex_byte(); if (b < 0) return 2; v[i] = b; }
+            size_t i = 0; unsigned wait = 0;
+            while (i < n || cs != 0 || (drain && t->avail)) {
+                consumer_before();
+                int feed = i < n && wait == 0 && !(pause && (cs != 0 || t->avail));
+                t->in_valid = feed; t->in_data = feed ? v[i] : 0;
+                clock_edge();
+                consumer_after();
+                if (feed) { i++; wait = seeded ? (gap ? rnd() % (gap + 1) : 0) : gap; }
+                else if (wait > 0) wait--;
+                t->in_valid = 0;
+                if (cyc > 4000000000ULL) { fprintf(stderr, "hang\n"); return 1; }
+            }
+        } else if (op[0] == 'T') {
+            unsigned seq, kind; size_t n; if (scanf("%u %u %zu", &seq, &kind, &n) != 3) return 2;
+            for (size_t i = 0; i < n; i++) {
+                int b = read_hex_byte(); if (b < 0) return 2;
+                t->buf_we = 1; t->buf_addr = i; t->buf_data = b; clock_edge();
+            }
+            t->buf_we = 0; t->seq = seq; t->kind = kind; t->len = n; t->send = 1; clock_edge(); t->send = 0;
+            printf("O ");
+            unsigned long long lim = cyc + 100000;
+            for (;;) {
+                t->out_ready = (rnd() % 100) < ready_pct; t->eval();
+                if (!t->busy) break;
+                if (t->out_valid && t->out_ready) printf("%02x", (unsigned)t->out_data);
+                clock_edge();
+                if (cyc > lim) { fprintf(stderr, "transmitter hangs\n"); return 1; }
+            }
+            printf("\n");
+        } else return 3;
+    }
+    printf("C %u %u %u %u %llu\n", (unsigned)t->frames, (unsigned)t->crc_errors,
+           (unsigned)t->framing_errors, (unsigned)t->overruns, cyc);
+    delete t;
+    return 0;
+}
+"#;
+
+/// Settings of a [`FRAME_HARNESS`] run.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameHarnessOpts {
+    /// Pause the input while a frame is available or being read.
+    pub pause: bool,
+    /// Idle clocks between input bytes (random 0..=gap when `seed` is non-zero).
+    pub gap: u32,
+    /// Seed of the harness's random gaps and `out_ready`.
+    pub seed: u64,
+    /// Percentage of clocks with `out_ready` high while transmitting.
+    pub ready_pct: u32,
+    /// The consumer reads frames (false: never, to fill the ring).
+    pub drain: bool,
+}
+
+/// A command of a [`FRAME_HARNESS`] run.
+#[derive(Clone, Debug)]
+pub enum FrameCmd {
+    /// Feed bytes to the receiver.
+    Feed(Vec<u8>),
+    /// Send a frame `seq, kind, payload`.
+    Send(u8, u8, Vec<u8>),
+}
+
+/// What a [`FRAME_HARNESS`] run produced.
+#[derive(Clone, Debug, Default)]
+pub struct FrameHarnessOut {
+    /// Frames read from the receiver.
+    pub frames: Vec<RxFrame>,
+    /// Bytes of each frame sent.
+    pub sent: Vec<Vec<u8>>,
+    /// Receiver counters.
+    pub counters: RxCounters,
+    /// Clock cycles run.
+    pub cycles: u64,
+}
+
+fn hex(out: &mut String, b: &[u8]) {
+    use std::fmt::Write;
+    for x in b {
+        let _ = write!(out, "{x:02x}");
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Run `cmds` on a Verilator build of [`FramePair`].
+pub fn frame_verilator(
+    cmds: &[FrameCmd],
+    o: FrameHarnessOpts,
+) -> Result<FrameHarnessOut, crate::Error> {
+    let exe = crate::verilog::verilator_build(&frame_pair_verilog()?, FRAME_HARNESS, false, true)?;
+    let mut s = String::new();
+    for c in cmds {
+        match c {
+            FrameCmd::Feed(b) => {
+                s.push_str(&format!("F {} ", b.len()));
+                hex(&mut s, b);
+            }
+            FrameCmd::Send(q, k, p) => {
+                s.push_str(&format!("T {q} {k} {} ", p.len()));
+                hex(&mut s, p);
+            }
+        }
+        s.push('\n');
+    }
+    s.push_str("Q\n");
+    let args = vec![
+        (o.pause as u8).to_string(),
+        o.gap.to_string(),
+        o.seed.to_string(),
+        o.ready_pct.to_string(),
+        (o.drain as u8).to_string(),
+    ];
+    let text = crate::verilog::run_harness(&exe, &args, &s)?;
+    let bad = |l: &str| crate::Error::Tool(format!("bad frame harness output {l:?}"));
+    let mut out = FrameHarnessOut::default();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        match f.as_slice() {
+            ["A", q, k, rest @ ..] => out.frames.push(RxFrame {
+                seq: q.parse().map_err(|_| bad(l))?,
+                kind: k.parse().map_err(|_| bad(l))?,
+                payload: unhex(rest.first().copied().unwrap_or("")).ok_or_else(|| bad(l))?,
+            }),
+            ["O", rest @ ..] => out
+                .sent
+                .push(unhex(rest.first().copied().unwrap_or("")).ok_or_else(|| bad(l))?),
+            ["C", a, b, c, d, e] => {
+                for (i, x) in [a, b, c, d].iter().enumerate() {
+                    out.counters[i] = x.parse().map_err(|_| bad(l))?;
+                }
+                out.cycles = e.parse().map_err(|_| bad(l))?;
+            }
+            _ => return Err(bad(l)),
+        }
+    }
+    Ok(out)
+}

@@ -190,8 +190,9 @@ impl Logic for UartRx {
 /// **Computes** the line waveform of the bytes handed over on `data`/`valid` (a ready/valid
 /// handshake: a byte is taken on a clock edge where `valid && ready`): start bit, 8 data bits
 /// LSB first, stop bit, each lasting one carry of the phase accumulator (`acc += inc` per clock
-/// from 0 at the start bit), i.e. `2^16 / inc` clocks on average with one clock of jitter.
-/// Bytes follow each other without idle time when `valid` is held.
+/// from 0 at a start bit after idle), i.e. `2^16 / inc` clocks on average with one clock of
+/// jitter. Bytes follow each other without idle time when `valid` is held, and the phase
+/// carries over from byte to byte, so a stream runs at exactly `inc / 2^16` bits a clock.
 ///
 /// **Ports**: `clock`; `inc` ([`baud_increment`]); `data`, `valid` (in), `ready` (out: the
 /// transmitter is idle or in the last clock of a stop bit); `tx` (the pin, registered, idle
@@ -272,7 +273,11 @@ impl Logic for UartTx {
         }
         if self.rdy.val() & self.valid.val() {
             self.nbusy.next = true;
-            self.acc.d.next = 0.into();
+            // from idle the phase starts at 0; back to back it keeps its fraction, so a
+            // stream runs at exactly inc / 2^16 bits a clock
+            if !self.busy.q.val() {
+                self.acc.d.next = 0.into();
+            }
             self.nbit.d.next = 0.into();
             self.nsh.next = (bit_cast::<10, 8>(self.data.val()) << 1) | 0x200;
         }
