@@ -35,7 +35,7 @@ pub struct Crc32Byte {
     /// Register before the byte (not inverted).
     pub crc_in: Signal<In, Bits<32>>,
     /// The byte.
-    pub byte: Signal<In, Bits<8>>,
+    pub data_in: Signal<In, Bits<8>>,
     /// Register after the byte.
     pub crc_out: Signal<Out, Bits<32>>,
     poly: Constant<Bits<32>>,
@@ -54,7 +54,7 @@ impl Default for Crc32Byte {
     fn default() -> Self {
         Self {
             crc_in: Default::default(),
-            byte: Default::default(),
+            data_in: Default::default(),
             crc_out: Default::default(),
             poly: Constant::new((POLY as u64).to_bits()),
             c0: Default::default(),
@@ -73,7 +73,7 @@ impl Default for Crc32Byte {
 impl Logic for Crc32Byte {
     #[hdl_gen]
     fn update(&mut self) {
-        self.c0.next = self.crc_in.val() ^ bit_cast::<32, 8>(self.byte.val());
+        self.c0.next = self.crc_in.val() ^ bit_cast::<32, 8>(self.data_in.val());
         self.c1.next = self.c0.val() >> 1;
         if self.c0.val().get_bit(0) {
             self.c1.next = (self.c0.val() >> 1) ^ self.poly.val();
@@ -133,7 +133,7 @@ pub const RX_RING: usize = 4096;
 /// **Ports**: `clock`; input stream `in_data`, `in_valid` (one byte per clock at most, always
 /// accepted); the consumer side: `avail` (at least one committed frame), `rd_off` (offset in the
 /// head frame: 0 seq, 1 kind, 2..3 len, 4.. payload), `rd_data` (the byte at the offset presented
-/// on the previous edge), `release` (pulse: drop the head frame) with `release_bytes` (= 4 +
+/// on the previous edge), `rd_done` (pulse: drop the head frame) with `release_bytes` (= 4 +
 /// its len); counters `frames`, `crc_errors`, `framing_errors` (as `DecoderStats`) and
 /// `overruns`.
 ///
@@ -158,7 +158,7 @@ pub struct FrameRx {
     /// Byte at the offset of the previous edge.
     pub rd_data: Signal<Out, Bits<8>>,
     /// Drop the head frame.
-    pub release: Signal<In, Bit>,
+    pub rd_done: Signal<In, Bit>,
     /// Bytes of the head frame in the ring (4 + len).
     pub release_bytes: Signal<In, Bits<12>>,
     /// Frames accepted.
@@ -196,6 +196,8 @@ pub struct FrameRx {
     eb: Signal<Local, Bits<8>>,
     woff: Signal<Local, Bits<13>>,
     used: Signal<Local, Bits<13>>,
+    diff: Signal<Local, Bits<12>>,
+    body_len: Signal<Local, Bits<11>>,
     fits: Signal<Local, Bit>,
     good: Signal<Local, Bit>,
     commit: Signal<Local, Bit>,
@@ -210,7 +212,7 @@ impl Default for FrameRx {
             avail: Default::default(),
             rd_off: Default::default(),
             rd_data: Default::default(),
-            release: Default::default(),
+            rd_done: Default::default(),
             release_bytes: Default::default(),
             frames: Default::default(),
             crc_errors: Default::default(),
@@ -243,6 +245,8 @@ impl Default for FrameRx {
             eb: Default::default(),
             woff: Default::default(),
             used: Default::default(),
+            diff: Default::default(),
+            body_len: Default::default(),
             fits: Default::default(),
             good: Default::default(),
             commit: Default::default(),
@@ -280,8 +284,11 @@ impl Logic for FrameRx {
         }
         // the body byte: CRC, header capture, ring write
         self.crc.crc_in.next = !self.ncrc.q.val();
-        self.crc.byte.next = self.eb.val();
-        self.used.next = bit_cast::<13, 12>(self.fs.q.val() - self.rp.q.val());
+        self.crc.data_in.next = self.eb.val();
+        // (differences into a local first: Verilog would widen an expression inside a cast)
+        self.diff.next = self.fs.q.val() - self.rp.q.val();
+        self.used.next = bit_cast::<13, 12>(self.diff.val());
+        self.body_len.next = self.n.q.val() - self.k_overhead.val();
         self.woff.next = bit_cast::<13, 11>(self.n.q.val()) - 1;
         self.fits.next = (self.woff.val() + self.used.val()) < 4096;
         self.ring.write_address.next =
@@ -316,7 +323,7 @@ impl Logic for FrameRx {
             & (self.n.q.val() >= self.k_overhead.val())
             & (self.ncrc.q.val() == self.k_residue_n.val())
             & (self.ver.q.val() == self.k_version.val())
-            & (self.lenf.q.val() == bit_cast::<16, 11>(self.n.q.val() - self.k_overhead.val()))
+            & (self.lenf.q.val() == bit_cast::<16, 11>(self.body_len.val()))
             & (self.lenf.q.val() <= self.k_maxpay.val());
         self.commit.next = false;
         if self.in_valid.val() & (self.in_data.val() == 0) {
@@ -350,13 +357,13 @@ impl Logic for FrameRx {
         if self.commit.val() {
             self.fs.d.next = self.fs.q.val() + 4 + self.lenf.q.val().get_bits::<12>(0);
         }
-        if self.release.val() {
+        if self.rd_done.val() {
             self.rp.d.next = self.rp.q.val() + self.release_bytes.val();
         }
-        if self.commit.val() & !self.release.val() {
+        if self.commit.val() & !self.rd_done.val() {
             self.count.d.next = self.count.q.val() + 1;
         }
-        if !self.commit.val() & self.release.val() {
+        if !self.commit.val() & self.rd_done.val() {
             self.count.d.next = self.count.q.val() - 1;
         }
         self.ring.read_address.next = bit_cast::<16, 12>(self.rp.q.val() + self.rd_off.val());
@@ -431,7 +438,7 @@ pub struct FrameTx {
     pub out_valid: Signal<Out, Bit>,
     /// The consumer takes `out_data` on this edge.
     pub out_ready: Signal<In, Bit>,
-    buf: crate::mem::Mem,
+    pbuf: crate::mem::Mem,
     crc: Crc32Byte,
     state: DFF<TxState>,
     r_seq: DFF<Bits<8>>,
@@ -453,6 +460,8 @@ pub struct FrameTx {
     kk: Signal<Local, Bits<11>>,
     crcv: Signal<Local, Bits<32>>,
     bb: Signal<Local, Bits<8>>,
+    raddr: Signal<Local, Bits<11>>,
+    blen: Signal<Local, Bits<11>>,
 }
 
 impl Default for FrameTx {
@@ -470,7 +479,7 @@ impl Default for FrameTx {
             out_data: Default::default(),
             out_valid: Default::default(),
             out_ready: Default::default(),
-            buf: crate::mem::Mem::new(10, 8, &[]),
+            pbuf: crate::mem::Mem::new(10, 8, &[]),
             crc: Crc32Byte::default(),
             state: Default::default(),
             r_seq: Default::default(),
@@ -492,6 +501,8 @@ impl Default for FrameTx {
             kk: Default::default(),
             crcv: Default::default(),
             bb: Default::default(),
+            raddr: Default::default(),
+            blen: Default::default(),
         }
     }
 }
@@ -502,10 +513,10 @@ impl Logic for FrameTx {
         dff_setup!(
             self, clock, state, r_seq, r_kind, r_len, p, s, e, q, ph, last, zero, code, ncrc
         );
-        self.buf.clock.next = self.clock.val();
-        self.buf.write_enable.next = self.buf_we.val();
-        self.buf.write_address.next = bit_cast::<16, 10>(self.buf_addr.val());
-        self.buf.write_data.next = bit_cast::<32, 8>(self.buf_data.val());
+        self.pbuf.clock.next = self.clock.val();
+        self.pbuf.write_enable.next = self.buf_we.val();
+        self.pbuf.write_address.next = bit_cast::<16, 10>(self.buf_addr.val());
+        self.pbuf.write_data.next = bit_cast::<32, 8>(self.buf_data.val());
         // the body byte at `pos`
         self.total.next = self.r_len.q.val() + 9;
         self.pay_end.next = self.r_len.q.val() + 5;
@@ -513,10 +524,11 @@ impl Logic for FrameTx {
         if self.state.q.val() == TxState::Scan {
             self.pos.next = self.p.q.val();
         }
-        self.buf.read_address.next = bit_cast::<16, 10>((self.pos.val() - 5).get_bits::<10>(0));
+        self.raddr.next = self.pos.val() - 5;
+        self.pbuf.read_address.next = bit_cast::<16, 10>(self.raddr.val().get_bits::<10>(0));
         self.kk.next = self.pos.val() - self.pay_end.val();
         self.crcv.next = self.ncrc.q.val();
-        self.bb.next = self.buf.read_data.val().get_bits::<8>(0);
+        self.bb.next = self.pbuf.read_data.val().get_bits::<8>(0);
         if self.pos.val() >= self.pay_end.val() {
             self.bb.next = self.crcv.val().get_bits::<8>(24);
             if self.kk.val() == 0 {
@@ -545,7 +557,8 @@ impl Logic for FrameTx {
             self.bb.next = bit_cast::<8, 3>(self.r_len.q.val().get_bits::<3>(8));
         }
         self.crc.crc_in.next = !self.ncrc.q.val();
-        self.crc.byte.next = self.bb.val();
+        self.crc.data_in.next = self.bb.val();
+        self.blen.next = self.p.q.val() - self.s.q.val() + 1;
         self.out_valid.next = false;
         self.out_data.next = self.bb.val();
         match self.state.q.val() {
@@ -570,7 +583,7 @@ impl Logic for FrameTx {
                     self.zero.d.next = false;
                     self.state.d.next = TxState::Code;
                 } else if self.p.q.val() == self.total.val() {
-                    self.code.d.next = (self.p.q.val() - self.s.q.val() + 1).get_bits::<8>(0);
+                    self.code.d.next = self.blen.val().get_bits::<8>(0);
                     self.e.d.next = self.p.q.val();
                     self.last.d.next = true;
                     self.state.d.next = TxState::Code;
@@ -583,7 +596,7 @@ impl Logic for FrameTx {
                         self.ncrc.d.next = !self.crc.crc_out.val();
                     }
                     if self.bb.val() == 0 {
-                        self.code.d.next = (self.p.q.val() - self.s.q.val() + 1).get_bits::<8>(0);
+                        self.code.d.next = self.blen.val().get_bits::<8>(0);
                         self.e.d.next = self.p.q.val();
                         self.last.d.next = false;
                         self.zero.d.next = true;
@@ -674,11 +687,11 @@ fn rx_drain(u: &mut FrameRx) -> Result<RxFrame, String> {
     for k in 0..len {
         payload.push(read(u, 4 + k)?);
     }
-    u.release.next = true;
+    u.rd_done.next = true;
     u.release_bytes.next = ((4 + len) as u64).to_bits();
     crate::simx::settle(u)?;
     rx_cycle(u)?;
-    u.release.next = false;
+    u.rd_done.next = false;
     Ok(RxFrame { seq, kind, payload })
 }
 
@@ -786,7 +799,7 @@ mod tests {
         let mut c = 0xFFFF_FFFFu64;
         for &b in &data {
             u.crc_in.next = c.to_bits();
-            u.byte.next = (b as u64).to_bits();
+            u.data_in.next = (b as u64).to_bits();
             crate::simx::settle(&mut u).unwrap();
             c = u.crc_out.val().to_u64();
         }
@@ -912,8 +925,8 @@ pub struct FramePair {
     pub rd_off: Signal<In, Bits<12>>,
     /// [`FrameRx::rd_data`].
     pub rd_data: Signal<Out, Bits<8>>,
-    /// [`FrameRx::release`].
-    pub release: Signal<In, Bit>,
+    /// [`FrameRx::rd_done`].
+    pub rd_done: Signal<In, Bit>,
     /// [`FrameRx::release_bytes`].
     pub release_bytes: Signal<In, Bits<12>>,
     /// [`FrameRx::frames`].
@@ -960,7 +973,7 @@ impl Logic for FramePair {
         self.avail.next = self.frx.avail.val();
         self.frx.rd_off.next = self.rd_off.val();
         self.rd_data.next = self.frx.rd_data.val();
-        self.frx.release.next = self.release.val();
+        self.frx.rd_done.next = self.rd_done.val();
         self.frx.release_bytes.next = self.release_bytes.val();
         self.frames.next = self.frx.frames.val();
         self.crc_errors.next = self.frx.crc_errors.val();
@@ -1008,10 +1021,10 @@ static unsigned rnd() { rng = rng * 6364136223846793005ULL + 1442695040888963407
 static int cs = 0; static unsigned k = 0, got = 0, flen = 0; static unsigned char fb[2048];
 static int drain = 1;
 static void consumer_before() {
-    t->release = 0;
+    t->rd_done = 0;
     if (cs == 0 && drain && t->avail) { cs = 1; k = 0; got = 0; }
     if (cs == 1) t->rd_off = k;
-    if (cs == 2) { t->release = 1; t->release_bytes = 4 + flen; }
+    if (cs == 2) { t->rd_done = 1; t->release_bytes = 4 + flen; }
 }
 static void consumer_after() {
     if (cs == 1) {
@@ -1040,7 +1053,7 @@ int main(int argc, char** argv) {
     unsigned ready_pct = atoi(argv[4]); drain = atoi(argv[5]);
     int seeded = rng != 0; if (!rng) rng = 1;
     t = new Vtop;
-    t->clock = 0; t->in_valid = 0; t->release = 0; t->buf_we = 0; t->send = 0; t->out_ready = 0;
+    t->clock = 0; t->in_valid = 0; t->rd_done = 0; t->buf_we = 0; t->send = 0; t->out_ready = 0;
     t->eval();
     char op[4];
     std::vector<unsigned char> v;
