@@ -104,9 +104,14 @@ fn fuzz_stream(rng: &mut Rng, target: usize) -> (Vec<u8>, Vec<RxFrame>, usize) {
                 let n = f.len();
                 match rng.below(4) {
                     0 => {
+                        // 1..3 distinct bits (two flips of one bit would cancel)
+                        let mut flips: Vec<(usize, u64)> = Vec::new();
                         for _ in 0..1 + rng.below(3) {
-                            let i = rng.below(n as u64) as usize;
-                            f[i] ^= 1 << rng.below(8);
+                            let fl = (rng.below(n as u64) as usize, rng.below(8));
+                            if !flips.contains(&fl) {
+                                flips.push(fl);
+                                f[fl.0] ^= 1 << fl.1;
+                            }
                         }
                     }
                     1 => {
