@@ -100,6 +100,74 @@ fn write_state_dump(
         .map_err(|x| Error::Io(g.clone(), x.to_string()))
 }
 
+/// GTKWave save file for Verilator's RTL trace (`verify --vcd`): the sweep controller, then one
+/// group per lane (issue, operand address, write-back with the new state as a fixed-point
+/// decimal, saturation counters) and per bus side (delivered lines as fixed-point decimals).
+pub fn rtl_gtkw(s: &Substrate, prog: &HwProgram, rtl_vcd: &Path) -> String {
+    const DEC: u64 = 1 << 2;
+    const RJUSTIFY: u64 = 1 << 5;
+    const BLANK: u64 = 1 << 9;
+    const SIGNED: u64 = 1 << 10;
+    const GRP_BEGIN: u64 = 1 << 23;
+    const GRP_END: u64 = 1 << 24;
+    const FPDECSHIFT: u64 = 1 << 30;
+    let abs = std::fs::canonicalize(rtl_vcd).unwrap_or_else(|_| rtl_vcd.to_path_buf());
+    let mut o = String::new();
+    o.push_str("[*] thermo: RTL trace of the substrate top (Verilator)\n");
+    o.push_str(&format!("[dumpfile] \"{}\"\n", abs.display()));
+    o.push_str("[timestart] 0\n[size] 1400 900\n[sst_width] 240\n[signals_width] 300\n");
+    let dec = |o: &mut String, sig: &str| o.push_str(&format!("@{:x}\n{sig}\n", DEC | RJUSTIFY));
+    let bit = |o: &mut String, sig: &str| o.push_str(&format!("@{:x}\n{sig}\n", 0x28u64));
+    let fixed = |o: &mut String, sig: &str, frac: u32| {
+        o.push_str(&format!(
+            "@{:x}\n[fpshift_count] {frac}\n{sig}\n",
+            DEC | SIGNED | RJUSTIFY | FPDECSHIFT
+        ))
+    };
+    let t = "TOP.top.";
+    o.push_str(&format!("@{:x}\n-controller\n", GRP_BEGIN | BLANK));
+    bit(&mut o, &format!("{t}running"));
+    dec(&mut o, &format!("{t}ctrl$c[31:0]"));
+    bit(&mut o, &format!("{t}ctrl$rbuf"));
+    dec(&mut o, &format!("{t}ctrl$sweeps[31:0]"));
+    o.push_str(&format!("@{:x}\n-controller\n", GRP_END | BLANK));
+    for l in 0..prog.p {
+        let g = format!("lane {l}");
+        o.push_str(&format!("@{:x}\n-{g}\n", GRP_BEGIN | BLANK));
+        bit(&mut o, &format!("{t}lanes${l}$issue"));
+        dec(&mut o, &format!("{t}lanes${l}$rd_q[15:0]"));
+        dec(&mut o, &format!("{t}lanes${l}$line_sel[15:0]"));
+        bit(&mut o, &format!("{t}lanes${l}$wr_en"));
+        dec(&mut o, &format!("{t}lanes${l}$wr_q[15:0]"));
+        fixed(
+            &mut o,
+            &format!("{t}lanes${l}$wr_data[15:0]"),
+            s.formats.state.frac,
+        );
+        dec(&mut o, &format!("{t}lanes${l}$cnt_acc[31:0]"));
+        dec(&mut o, &format!("{t}lanes${l}$cnt_state[31:0]"));
+        o.push_str(&format!("@{:x}\n-{g}\n", GRP_END | BLANK));
+    }
+    for (i, sd) in prog.sides.iter().enumerate() {
+        let g = format!(
+            "bus {} {} side",
+            sd.bus,
+            if sd.encoder { "encoder" } else { "decoder" }
+        );
+        o.push_str(&format!("@{:x}\n-{g}\n", GRP_BEGIN | BLANK));
+        bit(&mut o, &format!("{t}sides${i}$line_we"));
+        dec(&mut o, &format!("{t}sides${i}$line_idx[15:0]"));
+        fixed(
+            &mut o,
+            &format!("{t}sides${i}$line_val[15:0]"),
+            s.formats.bus.frac,
+        );
+        dec(&mut o, &format!("{t}sides${i}$cnt_bus[31:0]"));
+        o.push_str(&format!("@{:x}\n-{g}\n", GRP_END | BLANK));
+    }
+    o
+}
+
 /// Verilog of the substrate top for `s` (rust-hdl checks first).
 pub fn substrate_verilog(s: &Substrate) -> Result<String, Error> {
     let prog = HwProgram::new(s)?;
@@ -240,6 +308,12 @@ pub fn verify(
     }
     if let (Some(p), Some((_, res))) = (vcd, results.last()) {
         write_state_dump(s, &prog, res, p)?;
+        if sims.verilator {
+            let r = rtl_vcd_path(p);
+            let g = r.with_extension("gtkw");
+            std::fs::write(&g, rtl_gtkw(s, &prog, &r))
+                .map_err(|e| Error::Io(g.clone(), e.to_string()))?;
+        }
     }
     // compare
     for sw in 0..sweeps as usize {
