@@ -181,3 +181,17 @@ fn hdl_link_uart_rusthdl_equals_verilator() {
         assert_eq!(a.frame_errors, 4);
     }
 }
+
+/// The link blocks pass rust-hdl's checks; with `THERMO_LINK_VERILOG=<dir>` their Verilog is
+/// written there (for synthesis with yosys).
+#[test]
+fn hdl_link_verilog_checks() {
+    let u = thermo_hdl::uart::uart_pair_verilog().expect("UartPair checks");
+    let f = thermo_hdl::framing::frame_pair_verilog().expect("FramePair checks");
+    if let Some(dir) = std::env::var_os("THERMO_LINK_VERILOG") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).expect("create dir");
+        std::fs::write(dir.join("uart.v"), u).expect("write");
+        std::fs::write(dir.join("frame.v"), f).expect("write");
+    }
+}
