@@ -6,7 +6,6 @@ use crate::mem::Mem;
 use crate::noise::NoiseLaneHw;
 use crate::program::{clog2, Datapath, LaneProgram};
 use rust_hdl::prelude::*;
-use thermo_sim::noise::NOISE_FORMAT;
 
 /// One Langevin lane (docs/fixed-point.md §3, step 3; DESIGN.md §6).
 ///
@@ -220,9 +219,6 @@ impl LangevinLane {
         }
     }
 }
-
-/// The noise sample format is fixed (Q3.12); the lane's `align` for noise uses it.
-pub const _NOISE_FRAC: u32 = NOISE_FORMAT.frac;
 
 impl Logic for LangevinLane {
     #[hdl_gen]

@@ -162,12 +162,11 @@ impl HwProgram {
             for (enc, w, range) in [(true, &bus.u, &bus.enc), (false, &bus.v, &bus.dec)] {
                 let k = w.len();
                 let mut words = Vec::new();
-                for (r, row) in w.iter().enumerate() {
+                for row in w.iter() {
                     for (jj, &c) in row.iter().enumerate() {
                         let j = range.start + jj;
                         let first = (jj == 0) as u32;
                         let last = (jj + 1 == row.len()) as u32;
-                        let _ = r;
                         words
                             .push((first << 31) | (last << 30) | (opnd(j) << 16) | c as u16 as u32);
                     }
