@@ -5,7 +5,7 @@
 //! `random_config` (sizes 24..72, P 1..8, k 0..3, 1..5 modules) and four saturating variants
 //! (narrow state format, large biases, two with the clamp activation).
 
-use thermo_hdl::verify::{verify, Sims, VerifyReport};
+use thermo_hdl::verify::{verify, verify_readout, Sims, VerifyReport};
 use thermo_sim::Substrate;
 use thermo_workspace_tests::{random_config, saturating_config, shipped_example};
 
@@ -79,4 +79,21 @@ fn hdl_equivalence_saturating() {
         sat += long.saturation.total();
     }
     assert!(sat > 0);
+}
+
+#[test]
+fn hdl_readout_accumulators_and_back_to_back_runs() {
+    for (name, s) in [
+        ("three-module", shipped_example()),
+        (
+            "saturating 1",
+            Substrate::from_config(&saturating_config(1)).expect("valid"),
+        ),
+    ] {
+        let n =
+            verify_readout(&s, 7, 40, 3, Sims::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        eprintln!(
+            "{name}: readout sums of {n} units over 40 sweeps (after 7 burn-in sweeps, one run each) equal to the engine in rust-hdl and Verilator"
+        );
+    }
 }

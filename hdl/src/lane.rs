@@ -23,7 +23,8 @@ use rust_hdl::prelude::*;
 /// (bank select, stage 2) / `rd_data` (the replica's word, stage 2); bus line read `line_sel` /
 /// `line_val` (stage 2); write back `wr_en`, `wr_q`, `wr_data` (stage 3); configuration writes
 /// `cfg_addr`, `cfg_data`, `instr_we`, `bias_we`, `seed_we` (+ `cfg_addr[1:0]` = component),
-/// `noise_load`; readout accumulation `rdo_en`, `rdo_sel`/`rdo_addr`/`rdo_data`; counters
+/// `noise_load`; readout accumulation `rdo_en` (each written state is added to the unit's
+/// readout word), port access while idle `rdo_sel`/`rdo_addr`/`rdo_data`/`rdo_we`; counters
 /// `cnt_acc`, `cnt_state` (cleared by `clear`), sticky `noise_err` (a sample was needed but
 /// the noise lane was empty — never happens in a correct schedule).
 ///
@@ -66,8 +67,10 @@ pub struct LangevinLane {
     pub rdo_en: Signal<In, Bit>,
     /// Readout memory read address comes from `rdo_addr` (idle) instead of the unit counter.
     pub rdo_sel: Signal<In, Bit>,
-    /// Readout memory read address when `rdo_sel`.
+    /// Readout memory read/write address when `rdo_sel`.
     pub rdo_addr: Signal<In, Bits<16>>,
+    /// Write `cfg_data` into the readout memory at `rdo_addr` (when `rdo_sel`).
+    pub rdo_we: Signal<In, Bit>,
     /// Readout memory word (one cycle after the address).
     pub rdo_data: Signal<Out, Bits<32>>,
     /// Lane-local state address of the operand (stage 1).
@@ -162,6 +165,7 @@ impl LangevinLane {
             rdo_en: Default::default(),
             rdo_sel: Default::default(),
             rdo_addr: Default::default(),
+            rdo_we: Default::default(),
             rdo_data: Default::default(),
             rd_q: Default::default(),
             rd_bank: Default::default(),
@@ -373,6 +377,11 @@ impl Logic for LangevinLane {
         self.rdo.write_address.next = self.uc.q.val();
         self.rdo.write_data.next = self.rdo.read_data.val() + self.fin.y.val();
         self.rdo.write_enable.next = self.fin_now.val() & self.rdo_en.val();
+        if self.rdo_sel.val() {
+            self.rdo.write_address.next = self.rdo_addr.val();
+            self.rdo.write_data.next = self.cfg_data.val();
+            self.rdo.write_enable.next = self.rdo_we.val();
+        }
         self.rdo_data.next = self.rdo.read_data.val();
         self.cnt_acc.next = self.nacc.q.val();
         self.cnt_state.next = self.nstate.q.val();

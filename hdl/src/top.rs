@@ -25,7 +25,8 @@ pub mod region {
     pub const BUSW: u32 = 5;
     /// Bus-side gains: `side << 12 | rank`.
     pub const GAIN: u32 = 6;
-    /// Readout accumulators (sum of written states while enabled): the state operand.
+    /// Readout accumulators (sum of the unit's written states while accumulation is on; 32-bit
+    /// wrapping; writable while idle, e.g. to zero them): the state operand.
     pub const READOUT: u32 = 7;
 }
 
@@ -37,8 +38,10 @@ pub mod ctrl_bits {
     pub const NOISE_LOAD: u32 = 2;
     /// Clear the saturation counters.
     pub const CLEAR: u32 = 4;
-    /// Readout accumulation enabled (level, kept until the next control write).
-    pub const READOUT_EN: u32 = 8;
+    /// Switch readout accumulation on (every written state is added to its unit's readout word).
+    pub const READOUT_ON: u32 = 8;
+    /// Switch readout accumulation off.
+    pub const READOUT_OFF: u32 = 16;
 }
 
 /// The whole substrate (DESIGN.md §6).
@@ -193,8 +196,10 @@ impl Logic for SubstrateTop {
         } else {
             self.nsw.q.val()
         };
-        self.rdo_en.d.next = if ctrl_we {
-            wd & 8 != 0
+        self.rdo_en.d.next = if ctrl_we && wd & 8 != 0 {
+            true
+        } else if ctrl_we && wd & 16 != 0 {
+            false
         } else {
             self.rdo_en.q.val()
         };
@@ -231,6 +236,7 @@ impl Logic for SubstrateTop {
             lane.rdo_en.next = self.rdo_en.q.val();
             lane.rdo_sel.next = !running;
             lane.rdo_addr.next = a_q.to_bits();
+            lane.rdo_we.next = we && reg == 7 && a_bank == l as u64;
         }
         for si in 0..s {
             let len = self._side_len[si];
@@ -364,6 +370,7 @@ impl Logic for SubstrateTop {
             l.rdo_en.connect();
             l.rdo_sel.connect();
             l.rdo_addr.connect();
+            l.rdo_we.connect();
         }
         for sd in self.sides.iter_mut() {
             sd.clock.connect();
@@ -451,7 +458,7 @@ impl SubstrateTop {
         writeln!(
             w,
             "  nsw$d = (cfg_we && cfg_addr == 24'd1) ? cfg_wdata : nsw$q;
-  rdo_en$d = ctrl_we ? cfg_wdata[3] : rdo_en$q;
+  rdo_en$d = (ctrl_we && cfg_wdata[3]) ? 1'b1 : ((ctrl_we && cfg_wdata[4]) ? 1'b0 : rdo_en$q);
   ctrl$start = ctrl_we && cfg_wdata[0];
   ctrl$n_sweeps = nsw$q;"
         )
@@ -487,7 +494,8 @@ impl SubstrateTop {
   lanes${l}$clear = ctrl_we && cfg_wdata[2];
   lanes${l}$rdo_en = rdo_en$q;
   lanes${l}$rdo_sel = !running_w;
-  lanes${l}$rdo_addr = a_q;",
+  lanes${l}$rdo_addr = a_q;
+  lanes${l}$rdo_we = cfg_we && (reg_w == 4'd7) && (a_bank == 16'd{l});",
                 end = bp + len
             )
             .unwrap();

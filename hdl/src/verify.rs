@@ -211,9 +211,11 @@ fn parse(prog: &HwProgram, w: &[u64]) -> Obs {
     }
 }
 
-/// The verification script: configuration, then per sweep a one-sweep run and the read-back.
-pub fn verify_script(prog: &HwProgram, seed: u64, sweeps: u64) -> Vec<Cmd> {
+/// The verification script: configuration, `extra` commands, then per sweep a one-sweep run and
+/// the read-back.
+pub fn verify_script(prog: &HwProgram, seed: u64, sweeps: u64, extra: &[Cmd]) -> Vec<Cmd> {
     let mut sc = config_script(prog, seed, 1);
+    sc.extend_from_slice(extra);
     let obs = observe_addrs(prog);
     for _ in 0..sweeps {
         sc.push(Cmd::Run);
@@ -250,8 +252,21 @@ pub fn verify(
     sims: Sims,
     vcd: Option<&Path>,
 ) -> Result<VerifyReport, Error> {
+    verify_with(s, sweeps, seed, sims, vcd, &[])
+}
+
+/// [`verify`] with extra port commands `tamper` issued after the configuration (negative
+/// controls: a changed memory word must be reported as a mismatch).
+pub fn verify_with(
+    s: &Substrate,
+    sweeps: u64,
+    seed: u64,
+    sims: Sims,
+    vcd: Option<&Path>,
+    tamper: &[Cmd],
+) -> Result<VerifyReport, Error> {
     let prog = HwProgram::new(s)?;
-    let script = verify_script(&prog, seed, sweeps);
+    let script = verify_script(&prog, seed, sweeps, tamper);
     let mut rep = VerifyReport {
         units: prog.d,
         lanes: prog.p,
@@ -364,6 +379,113 @@ pub fn verify(
     Ok(rep)
 }
 
+/// Readout accumulators and back-to-back runs: zero the readout words through the port, run
+/// `burn_in` sweeps with accumulation off and then `sweeps` with it on, each as *one* run of
+/// consecutive sweeps; compare the cycles of each run (`n * cycles_per_sweep`), the final states
+/// and every unit's readout word (the 32-bit wrapping sum of its states over the accumulated
+/// sweeps) with the fixed engine. Returns the number of readout words compared per simulator.
+pub fn verify_readout(
+    s: &Substrate,
+    burn_in: u64,
+    sweeps: u64,
+    seed: u64,
+    sims: Sims,
+) -> Result<usize, Error> {
+    use crate::script::{addr, operand};
+    use crate::top::{ctrl_bits, region};
+    let prog = HwProgram::new(s)?;
+    let mut sc = config_script(&prog, seed, burn_in.max(1) as u32);
+    for i in 0..prog.d {
+        sc.push(Cmd::Write(addr(region::READOUT, operand(&prog, i)), 0));
+    }
+    if burn_in > 0 {
+        sc.push(Cmd::Run);
+    }
+    sc.push(Cmd::Write(addr(region::CTRL, 1), sweeps as u32));
+    sc.push(Cmd::Write(addr(region::CTRL, 0), ctrl_bits::READOUT_ON));
+    sc.push(Cmd::Run);
+    sc.push(Cmd::Write(addr(region::CTRL, 0), ctrl_bits::READOUT_OFF));
+    let mut reads: Vec<u32> = (0..prog.d)
+        .map(|i| addr(region::READOUT, operand(&prog, i)))
+        .collect();
+    reads.extend((0..prog.d).map(|i| addr(region::STATE, operand(&prog, i))));
+    sc.push(Cmd::Read(reads));
+    // engine
+    let mut eng = FixedEngine::fixed(s, seed);
+    for _ in 0..burn_in {
+        eng.sweep();
+    }
+    let mut sum = vec![0u32; prog.d];
+    for _ in 0..sweeps {
+        eng.sweep();
+        for (a, &x) in sum.iter_mut().zip(&eng.x) {
+            *a = a.wrapping_add(x as i32 as u32);
+        }
+    }
+    let mut outs: Vec<(&str, Vec<u64>)> = Vec::new();
+    if sims.rusthdl {
+        let mut top = SubstrateTop::new(&prog);
+        top.connect_all();
+        outs.push(("rust-hdl", run_rusthdl(&mut top, &sc, |_| {})?));
+    }
+    if sims.verilator {
+        let v = substrate_verilog(s)?;
+        let exe = crate::verilog::verilator_build(&v, HARNESS_CPP, false, false)?;
+        let out = crate::verilog::run_harness(&exe, &[String::new()], &script_text(&sc))?;
+        let w = out
+            .lines()
+            .map(|l| {
+                l.trim()
+                    .parse::<u64>()
+                    .map_err(|e| Error::Tool(format!("harness output {l:?}: {e}")))
+            })
+            .collect::<Result<Vec<u64>, _>>()?;
+        outs.push(("verilator", w));
+    }
+    let cps = prog.schedule.cycles_per_sweep;
+    for (name, w) in outs {
+        let mut k = 0;
+        if burn_in > 0 {
+            if w[0] != burn_in * cps {
+                return Err(Error::Mismatch(format!(
+                    "{name}: burn-in run of {burn_in} sweeps took {} cycles, schedule says {}",
+                    w[0],
+                    burn_in * cps
+                )));
+            }
+            k = 1;
+        }
+        if w[k] != sweeps * cps {
+            return Err(Error::Mismatch(format!(
+                "{name}: run of {sweeps} sweeps took {} cycles, schedule says {}",
+                w[k],
+                sweeps * cps
+            )));
+        }
+        let rd = &w[k + 1..];
+        for i in 0..prog.d {
+            if rd[prog.d + i] as u16 as i16 != eng.x[i] {
+                return Err(Error::Mismatch(format!(
+                    "{name}: after {} sweeps unit {i} (lane {}): engine {}, hardware {}",
+                    burn_in + sweeps,
+                    i % prog.p,
+                    eng.x[i],
+                    rd[prog.d + i] as u16 as i16
+                )));
+            }
+            if rd[i] as u32 != sum[i] {
+                return Err(Error::Mismatch(format!(
+                    "{name}: readout of unit {i} (lane {}): engine sum {}, hardware {}",
+                    i % prog.p,
+                    sum[i] as i32,
+                    rd[i] as u32 as i32
+                )));
+            }
+        }
+    }
+    Ok(prog.d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +496,74 @@ mod tests {
         let s = Substrate::from_file(&root.join("examples/three-module.toml")).unwrap();
         let rep = verify(&s, 3, 1, Sims::default(), None).unwrap();
         eprintln!("{rep:?}");
+    }
+}
+
+#[cfg(test)]
+mod negative {
+    use super::*;
+    use crate::script::addr;
+    use crate::top::region;
+    use thermo_sim::example::{random_substrate, ExampleSpec};
+
+    /// Negative controls: one changed bias word, one changed instruction (coefficient), one
+    /// changed bus gain — each must be reported at the right sweep, unit and lane, by both
+    /// simulators' comparison.
+    #[test]
+    fn tampered_hardware_is_caught() {
+        let cfg = random_substrate(&ExampleSpec {
+            units: 24,
+            modules: 3,
+            rank: 2,
+            lanes: 3,
+            degree: 4,
+            seed: 9,
+            ..Default::default()
+        });
+        let s = Substrate::from_config(&cfg).unwrap();
+        let prog = HwProgram::new(&s).unwrap();
+        let sims = Sims {
+            rusthdl: true,
+            verilator: false,
+        };
+        // lane 1's third unit (unit 7): bias + 1000
+        let h = prog.lanes[1].bias[2].wrapping_add(1000 << 10);
+        let e = verify_with(
+            &s,
+            3,
+            1,
+            sims,
+            None,
+            &[Cmd::Write(addr(region::BIAS, (1 << 12) | 2), h)],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sweep 0, unit 7, lane 1"), "{e}");
+        // lane 2's first instruction (unit 2's self coefficient)
+        let w = prog.lanes[2].instr[0] ^ 0x0100;
+        let e = verify_with(
+            &s,
+            3,
+            1,
+            sims,
+            None,
+            &[Cmd::Write(addr(region::INSTR, 2 << 12), w)],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unit 2, lane 2"), "{e}");
+        // bus side 0 gain of rank 0: lines differ from sweep 1 on (states are 0 in sweep 0)
+        let e = verify_with(
+            &s,
+            3,
+            1,
+            sims,
+            None,
+            &[Cmd::Write(addr(region::GAIN, 0), 0x1000)],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sweep 1,"), "{e}");
     }
 }
 
