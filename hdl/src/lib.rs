@@ -5,7 +5,9 @@
 pub mod arith;
 pub mod bench;
 pub mod bus;
+pub mod command;
 pub mod ctrl;
+pub mod framing;
 pub mod lane;
 pub mod mem;
 pub mod noise;
@@ -15,6 +17,7 @@ pub mod script;
 pub mod simx;
 pub mod synth;
 pub mod top;
+pub mod uart;
 pub mod vcdtool;
 pub mod verify;
 pub mod verilog;

@@ -1,0 +1,942 @@
+//! The command unit of the host link: executes the requests that [`crate::framing::FrameRx`]
+//! accepted against the substrate top's configuration port and hands the replies to
+//! [`crate::framing::FrameTx`].
+
+use crate::mem::Mem;
+use crate::program::{clog2 as bits_for, HwProgram};
+use crate::top::{ctrl_bits, region};
+use rust_hdl::prelude::*;
+use thermo_proto::Space;
+use thermo_proto::{
+    design_hash, readout_units, ErrorCode, Identity, Opcode, ERROR_KIND, MAX_PAYLOAD,
+    REPLAY_WINDOW, SLOTS, VERSION,
+};
+use thermo_sim::Substrate;
+
+#[derive(Copy, Clone, PartialEq, Debug, LogicState)]
+enum CmdState {
+    Idle,
+    /// Read `nb` bytes of the head frame from offset `off` (2 cycles a byte) into `sr`.
+    ReadBytes,
+    Decide,
+    Exec,
+    IdentCopy,
+    StatGather,
+    StatWrite,
+    ResetLoop,
+    ResetClear,
+    WmCheck,
+    WmWrite,
+    WmStore,
+    WmReply,
+    RmCheck,
+    RmWord,
+    RmZeros,
+    ErrReply,
+    Send,
+    Release,
+}
+
+/// The identity the RTL reports for substrate `s` (what `thermo emulate` reports too).
+pub fn identity(s: &Substrate) -> Identity {
+    Identity {
+        version: VERSION,
+        design_hash: design_hash(s),
+        units: s.units() as u32,
+        readout_units: readout_units(s).len() as u32,
+        lanes: s.lanes as u16,
+        slots: SLOTS,
+        state_frac: s.formats.state.frac as u8,
+        max_payload: MAX_PAYLOAD as u16,
+    }
+}
+
+/// Configuration-port address of the bias of unit `i` (lane `i % P`, index `i / P`).
+pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
+    (region::BIAS << 20) | (((i % prog.p) as u32) << 12) | (i / prog.p) as u32
+}
+
+/// Command unit.
+///
+/// **Computes** the protocol's request handling (docs/protocol.md "Commands" and "RTL link")
+/// for IDENTIFY, STATUS, RESET, WRITE_MEM and READ_MEM: it reads the head frame of the receive
+/// ring, applies the sequence-number rule (a request is executed if its `seq` is the expected
+/// one, if it is IDENTIFY, or before any expectation; a request whose `seq` is among the last
+/// `REPLAY_WINDOW` executed ones is *re-executed* and counted in `replays`; anything else is
+/// dropped), executes it, writes the reply payload into the transmitter's buffer, sends it with
+/// the request's `seq`, and releases the frame. It starts a request only while the transmitter
+/// is idle.
+///
+/// * IDENTIFY: [`identity`] from a ROM. STATUS: `sweeps` from the substrate (control offset 1),
+///   `sat_acc` = lane + side accumulator saturations, `sat_state` = lane state saturations,
+///   `sat_bus` = side line saturations (read one by one through the port), `runs` 0, CRC and
+///   framing errors of the receiver since the last RESET, `replays`.
+/// * RESET: rewrites every bias (shadow and substrate) with its compiled value, clears the
+///   substrate's saturation counters (control `CLEAR`), zeroes `replays` and the error
+///   counters' bases; the sequence expectation becomes `seq + 1`.
+/// * WRITE_MEM space 0: each i32 is written to the shadow bias memory and to the substrate's
+///   bias memory of its lane; reply `count:u32`. READ_MEM space 0 reads the shadow; space 1
+///   (states) answers zeros like the emulator (states are zero between inferences).
+/// * Errors as the emulator: bad length (2), bad address (4); SET_CONDITIONING, RUN, READOUT and
+///   READ_MEM of space 2 (couplings) are **not implemented** in this RTL and answer error 1
+///   (unknown command) resp. 4.
+///
+/// **Ports**: `clock`; the receiver's consumer side (`avail`, `rd_off`, `rd_data`, `rd_done`,
+/// `release_bytes`) and its counters `crc_errors`, `framing_errors`; the transmitter's buffer
+/// port and `seq`, `kind`, `len`, `send`, `busy`; the substrate port `cfg_addr`, `cfg_wdata`,
+/// `cfg_we` (registered outputs) and `cfg_rdata`.
+///
+/// **Latency**: header 8 cycles; IDENTIFY 2 per reply byte; STATUS 5 per counter read plus 48;
+/// WRITE_MEM 9 per word; READ_MEM 5 per word; RESET 2 per unit.
+///
+/// **Proof**: `tests/hdl_link_command.rs` (replies equal the protocol's encodings, port writes
+/// equal the expected bias addresses and values, sequence rule, errors).
+#[derive(LogicBlock)]
+pub struct CommandUnit {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// A request frame is available.
+    pub avail: Signal<In, Bit>,
+    /// Offset read in the head frame.
+    pub rd_off: Signal<Out, Bits<12>>,
+    /// Byte at the previous offset.
+    pub rd_data: Signal<In, Bits<8>>,
+    /// Release the head frame.
+    pub rd_done: Signal<Out, Bit>,
+    /// Bytes of the head frame (4 + len).
+    pub release_bytes: Signal<Out, Bits<12>>,
+    /// Receiver CRC errors.
+    pub crc_errors: Signal<In, Bits<32>>,
+    /// Receiver framing errors.
+    pub framing_errors: Signal<In, Bits<32>>,
+    /// Reply buffer write enable.
+    pub buf_we: Signal<Out, Bit>,
+    /// Reply buffer address.
+    pub buf_addr: Signal<Out, Bits<10>>,
+    /// Reply buffer data.
+    pub buf_data: Signal<Out, Bits<8>>,
+    /// Reply sequence number.
+    pub seq: Signal<Out, Bits<8>>,
+    /// Reply kind.
+    pub kind: Signal<Out, Bits<8>>,
+    /// Reply payload length.
+    pub len: Signal<Out, Bits<11>>,
+    /// Send the reply.
+    pub send: Signal<Out, Bit>,
+    /// The transmitter is busy.
+    pub busy: Signal<In, Bit>,
+    /// Substrate port address.
+    pub cfg_addr: Signal<Out, Bits<24>>,
+    /// Substrate port write data.
+    pub cfg_wdata: Signal<Out, Bits<32>>,
+    /// Substrate port write strobe.
+    pub cfg_we: Signal<Out, Bit>,
+    /// Substrate port read data (address of two cycles before).
+    pub cfg_rdata: Signal<In, Bits<32>>,
+    shadow: Mem,
+    init: Mem,
+    baddr: Mem,
+    ident: Mem,
+    stat: Mem,
+    state: DFF<CmdState>,
+    ret: DFF<CmdState>,
+    ph: DFF<Bits<3>>,
+    off: DFF<Bits<12>>,
+    nb: DFF<Bits<4>>,
+    k: DFF<Bits<16>>,
+    sr: DFF<Bits<32>>,
+    hseq: DFF<Bits<8>>,
+    hkind: DFF<Bits<8>>,
+    hlen: DFF<Bits<16>>,
+    exp: DFF<Bits<8>>,
+    have_exp: DFF<Bit>,
+    space: DFF<Bits<8>>,
+    addr: DFF<Bits<32>>,
+    cnt: DFF<Bits<16>>,
+    rkind: DFF<Bits<8>>,
+    rlen: DFF<Bits<11>>,
+    ecode: DFF<Bits<8>>,
+    replays: DFF<Bits<32>>,
+    crc_base: DFF<Bits<32>>,
+    fr_base: DFF<Bits<32>>,
+    s_sweeps: DFF<Bits<64>>,
+    s_acc: DFF<Bits<64>>,
+    s_state: DFF<Bits<64>>,
+    s_bus: DFF<Bits<64>>,
+    tag: DFF<Bits<2>>,
+    paddr: DFF<Bits<24>>,
+    pwdata: DFF<Bits<32>>,
+    pwe: DFF<Bit>,
+    k_units: Constant<Bits<33>>,
+    k_op_identify: Constant<Bits<8>>,
+    k_op_write: Constant<Bits<8>>,
+    k_op_read: Constant<Bits<8>>,
+    k_op_status: Constant<Bits<8>>,
+    k_op_reset: Constant<Bits<8>>,
+    k_e_unknown: Constant<Bits<8>>,
+    k_e_length: Constant<Bits<8>>,
+    k_e_address: Constant<Bits<8>>,
+    k_error: Constant<Bits<8>>,
+    k_window: Constant<Bits<8>>,
+    k_clear: Constant<Bits<32>>,
+    k_words0: Constant<Bits<16>>,
+    k_words1: Constant<Bits<16>>,
+    k_nstat: Constant<Bits<16>>,
+    k_ident_len: Constant<Bits<16>>,
+    nsr: Signal<Local, Bits<32>>,
+    ix: Signal<Local, Bits<16>>,
+    sdist: Signal<Local, Bits<8>>,
+    dlen: Signal<Local, Bits<16>>,
+    nwords: Signal<Local, Bits<16>>,
+    end33: Signal<Local, Bits<33>>,
+    rend33: Signal<Local, Bits<33>>,
+    fv: Signal<Local, Bits<64>>,
+    fsh: Signal<Local, Bits<64>>,
+    bsel: Signal<Local, Bits<16>>,
+    crc_now: Signal<Local, Bits<32>>,
+    fr_now: Signal<Local, Bits<32>>,
+    rbytes: Signal<Local, Bits<16>>,
+    wbyte: Signal<Local, Bits<32>>,
+    rel16: Signal<Local, Bits<16>>,
+    ra16: Signal<Local, Bits<16>>,
+    ph1: Signal<Local, Bits<3>>,
+    wsh: Signal<Local, Bits<32>>,
+    cnt2: Signal<Local, Bits<16>>,
+    rcnt: Signal<Local, Bits<16>>,
+    rcnt2: Signal<Local, Bits<16>>,
+}
+
+impl CommandUnit {
+    /// The command unit of substrate `s` compiled to `prog`.
+    pub fn new(s: &Substrate, prog: &HwProgram) -> Self {
+        let d = prog.d;
+        let ubits = bits_for(d).max(1);
+        let biases: Vec<u32> = (0..d)
+            .map(|i| prog.lanes[i % prog.p].bias[i / prog.p])
+            .collect();
+        let addrs: Vec<u32> = (0..d).map(|i| bias_port_addr(prog, i)).collect();
+        let id: Vec<u32> = identity(s).encode().into_iter().map(u32::from).collect();
+        let mut st = vec![1u32]; // tag 0: sweeps (control offset 1)
+        for l in 0..prog.p as u32 {
+            st.push((1 << 24) | (0x100 + 2 * l));
+            st.push((2 << 24) | (0x101 + 2 * l));
+        }
+        for si in 0..prog.sides.len() as u32 {
+            st.push((1 << 24) | (0x200 + 2 * si));
+            st.push((3 << 24) | (0x201 + 2 * si));
+        }
+        let sbits = bits_for(st.len()).max(1);
+        CommandUnit {
+            clock: Default::default(),
+            avail: Default::default(),
+            rd_off: Default::default(),
+            rd_data: Default::default(),
+            rd_done: Default::default(),
+            release_bytes: Default::default(),
+            crc_errors: Default::default(),
+            framing_errors: Default::default(),
+            buf_we: Default::default(),
+            buf_addr: Default::default(),
+            buf_data: Default::default(),
+            seq: Default::default(),
+            kind: Default::default(),
+            len: Default::default(),
+            send: Default::default(),
+            busy: Default::default(),
+            cfg_addr: Default::default(),
+            cfg_wdata: Default::default(),
+            cfg_we: Default::default(),
+            cfg_rdata: Default::default(),
+            shadow: Mem::new(ubits, 32, &biases),
+            init: Mem::new(ubits, 32, &biases),
+            baddr: Mem::new(ubits, 24, &addrs),
+            ident: Mem::new(5, 8, &id),
+            stat: Mem::new(sbits, 26, &st),
+            state: Default::default(),
+            ret: Default::default(),
+            ph: Default::default(),
+            off: Default::default(),
+            nb: Default::default(),
+            k: Default::default(),
+            sr: Default::default(),
+            hseq: Default::default(),
+            hkind: Default::default(),
+            hlen: Default::default(),
+            exp: Default::default(),
+            have_exp: Default::default(),
+            space: Default::default(),
+            addr: Default::default(),
+            cnt: Default::default(),
+            rkind: Default::default(),
+            rlen: Default::default(),
+            ecode: Default::default(),
+            replays: Default::default(),
+            crc_base: Default::default(),
+            fr_base: Default::default(),
+            s_sweeps: Default::default(),
+            s_acc: Default::default(),
+            s_state: Default::default(),
+            s_bus: Default::default(),
+            tag: Default::default(),
+            paddr: Default::default(),
+            pwdata: Default::default(),
+            pwe: Default::default(),
+            k_units: Constant::new((d as u64).to_bits()),
+            k_op_identify: k8(Opcode::Identify as u64),
+            k_op_write: k8(Opcode::WriteMem as u64),
+            k_op_read: k8(Opcode::ReadMem as u64),
+            k_op_status: k8(Opcode::Status as u64),
+            k_op_reset: k8(Opcode::Reset as u64),
+            k_e_unknown: k8(ErrorCode::UnknownCommand as u64),
+            k_e_length: k8(ErrorCode::BadLength as u64),
+            k_e_address: k8(ErrorCode::BadAddress as u64),
+            k_error: k8(ERROR_KIND as u64),
+            k_window: k8(REPLAY_WINDOW as u64),
+            k_clear: Constant::new((ctrl_bits::CLEAR as u64).to_bits()),
+            k_words0: Constant::new(((MAX_PAYLOAD / Space::Bias.width()) as u64).to_bits()),
+            k_words1: Constant::new(((MAX_PAYLOAD / Space::State.width()) as u64).to_bits()),
+            k_nstat: Constant::new((st.len() as u64).to_bits()),
+            k_ident_len: Constant::new((id.len() as u64).to_bits()),
+            nsr: Default::default(),
+            ix: Default::default(),
+            sdist: Default::default(),
+            dlen: Default::default(),
+            nwords: Default::default(),
+            end33: Default::default(),
+            rend33: Default::default(),
+            fv: Default::default(),
+            fsh: Default::default(),
+            bsel: Default::default(),
+            crc_now: Default::default(),
+            fr_now: Default::default(),
+            rbytes: Default::default(),
+            wbyte: Default::default(),
+            rel16: Default::default(),
+            ra16: Default::default(),
+            ph1: Default::default(),
+            wsh: Default::default(),
+            cnt2: Default::default(),
+            rcnt: Default::default(),
+            rcnt2: Default::default(),
+        }
+    }
+}
+
+fn k8(v: u64) -> Constant<Bits<8>> {
+    Constant::new(v.to_bits())
+}
+
+impl Logic for CommandUnit {
+    #[hdl_gen]
+    fn update(&mut self) {
+        dff_setup!(
+            self, clock, state, ret, ph, off, nb, k, sr, hseq, hkind, hlen, exp, have_exp, space,
+            addr, cnt, rkind, rlen, ecode, replays, crc_base, fr_base, s_sweeps, s_acc, s_state,
+            s_bus, tag, paddr, pwdata, pwe
+        );
+        self.shadow.clock.next = self.clock.val();
+        self.init.clock.next = self.clock.val();
+        self.baddr.clock.next = self.clock.val();
+        self.ident.clock.next = self.clock.val();
+        self.stat.clock.next = self.clock.val();
+        // memories: addresses from the counters
+        self.ix.next = self.addr.q.val().get_bits::<16>(0) + self.k.q.val();
+        self.shadow.read_address.next = self.ix.val();
+        self.shadow.write_address.next = self.ix.val();
+        self.shadow.write_data.next = self.sr.q.val();
+        self.shadow.write_enable.next = false;
+        self.init.read_address.next = self.k.q.val();
+        self.init.write_address.next = 0.into();
+        self.init.write_data.next = 0.into();
+        self.init.write_enable.next = false;
+        self.baddr.read_address.next = self.ix.val();
+        self.baddr.write_address.next = 0.into();
+        self.baddr.write_data.next = 0.into();
+        self.baddr.write_enable.next = false;
+        self.ident.read_address.next = self.k.q.val();
+        self.ident.write_address.next = 0.into();
+        self.ident.write_data.next = 0.into();
+        self.ident.write_enable.next = false;
+        self.stat.read_address.next = self.k.q.val();
+        self.stat.write_address.next = 0.into();
+        self.stat.write_data.next = 0.into();
+        self.stat.write_enable.next = false;
+        // defaults
+        self.pwe.d.next = false;
+        self.buf_we.next = false;
+        self.buf_addr.next = self.k.q.val().get_bits::<10>(0);
+        self.buf_data.next = 0.into();
+        self.rd_done.next = false;
+        self.send.next = false;
+        self.nsr.next = (self.sr.q.val() >> 8) | (bit_cast::<32, 8>(self.rd_data.val()) << 24);
+        self.sdist.next = self.exp.q.val() - self.hseq.q.val() - 1;
+        self.dlen.next = self.hlen.q.val() - 5;
+        self.nwords.next = self.dlen.val() >> 2;
+        self.end33.next =
+            bit_cast::<33, 32>(self.addr.q.val()) + bit_cast::<33, 16>(self.nwords.val());
+        self.rcnt.next = self.sr.q.val().get_bits::<16>(16);
+        self.rend33.next =
+            bit_cast::<33, 32>(self.addr.q.val()) + bit_cast::<33, 16>(self.rcnt.val());
+        self.crc_now.next = self.crc_errors.val() - self.crc_base.q.val();
+        self.fr_now.next = self.framing_errors.val() - self.fr_base.q.val();
+        self.rbytes.next = self.rcnt.val() << 2;
+        self.rcnt2.next = self.rcnt.val() << 1;
+        // STATUS payload byte k: four u64 then four u32
+        self.bsel.next = self.k.q.val() & 7;
+        self.fv.next = self.s_sweeps.q.val();
+        if self.k.q.val() >= 8 {
+            self.fv.next = self.s_acc.q.val();
+        }
+        if self.k.q.val() >= 16 {
+            self.fv.next = self.s_state.q.val();
+        }
+        if self.k.q.val() >= 24 {
+            self.fv.next = self.s_bus.q.val();
+        }
+        if self.k.q.val() >= 32 {
+            self.bsel.next = self.k.q.val() & 3;
+            self.fv.next = 0.into();
+        }
+        if self.k.q.val() >= 36 {
+            self.fv.next = bit_cast::<64, 32>(self.crc_now.val());
+        }
+        if self.k.q.val() >= 40 {
+            self.fv.next = bit_cast::<64, 32>(self.fr_now.val());
+        }
+        if self.k.q.val() >= 44 {
+            self.fv.next = bit_cast::<64, 32>(self.replays.q.val());
+        }
+        self.fsh.next = self.fv.val() >> (self.bsel.val() << 3);
+        self.ph1.next = self.ph.q.val() - 1;
+        self.ra16.next = (self.k.q.val() << 2) + bit_cast::<16, 3>(self.ph1.val());
+        self.wsh.next = self.sr.q.val() >> (bit_cast::<32, 16>(self.k.q.val()) << 3);
+        self.cnt2.next = self.cnt.q.val() << 1;
+        self.wbyte.next = self.shadow.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
+        match self.state.q.val() {
+            CmdState::Idle => {
+                if self.avail.val() & !self.busy.val() {
+                    self.off.d.next = 0.into();
+                    self.nb.d.next = 4.into();
+                    self.ph.d.next = 0.into();
+                    self.ret.d.next = CmdState::Decide;
+                    self.state.d.next = CmdState::ReadBytes;
+                }
+            }
+            CmdState::ReadBytes => {
+                if self.ph.q.val() == 0 {
+                    self.ph.d.next = 1.into();
+                } else {
+                    self.ph.d.next = 0.into();
+                    self.sr.d.next = self.nsr.val();
+                    if self.off.q.val() == 4 {
+                        self.space.d.next = self.rd_data.val();
+                    }
+                    if self.off.q.val() == 8 {
+                        self.addr.d.next = self.nsr.val();
+                    }
+                    self.off.d.next = self.off.q.val() + 1;
+                    self.nb.d.next = self.nb.q.val() - 1;
+                    if self.nb.q.val() == 1 {
+                        self.state.d.next = self.ret.q.val();
+                    }
+                }
+            }
+            CmdState::Decide => {
+                self.hseq.d.next = self.sr.q.val().get_bits::<8>(0);
+                self.hkind.d.next = self.sr.q.val().get_bits::<8>(8);
+                self.hlen.d.next = self.sr.q.val().get_bits::<16>(16);
+                self.state.d.next = CmdState::Exec;
+            }
+            CmdState::Exec => {
+                self.k.d.next = 0.into();
+                self.ph.d.next = 0.into();
+                self.rkind.d.next = self.hkind.q.val() | 0x80;
+                self.rlen.d.next = 0.into();
+                if (self.hkind.q.val() == self.k_op_identify.val())
+                    | !self.have_exp.q.val()
+                    | (self.hseq.q.val() == self.exp.q.val())
+                {
+                    self.exp.d.next = self.hseq.q.val() + 1;
+                    self.have_exp.d.next = true;
+                } else if self.sdist.val() < self.k_window.val() {
+                    self.replays.d.next = self.replays.q.val() + 1;
+                } else {
+                    self.state.d.next = CmdState::Release;
+                }
+                if (self.hkind.q.val() == self.k_op_identify.val())
+                    | !self.have_exp.q.val()
+                    | (self.hseq.q.val() == self.exp.q.val())
+                    | (self.sdist.val() < self.k_window.val())
+                {
+                    self.state.d.next = CmdState::ErrReply;
+                    self.ecode.d.next = self.k_e_unknown.val();
+                    if self.hkind.q.val() == self.k_op_identify.val() {
+                        self.rlen.d.next = bit_cast::<11, 16>(self.k_ident_len.val());
+                        self.state.d.next = CmdState::IdentCopy;
+                    }
+                    if self.hkind.q.val() == self.k_op_status.val() {
+                        self.rlen.d.next = 48.into();
+                        self.s_sweeps.d.next = 0.into();
+                        self.s_acc.d.next = 0.into();
+                        self.s_state.d.next = 0.into();
+                        self.s_bus.d.next = 0.into();
+                        self.state.d.next = CmdState::StatGather;
+                    }
+                    if self.hkind.q.val() == self.k_op_reset.val() {
+                        self.addr.d.next = 0.into();
+                        self.state.d.next = CmdState::ResetLoop;
+                    }
+                    if self.hkind.q.val() == self.k_op_write.val() {
+                        self.ecode.d.next = self.k_e_length.val();
+                        if self.hlen.q.val() >= 5 {
+                            self.nb.d.next = 5.into();
+                            self.ret.d.next = CmdState::WmCheck;
+                            self.state.d.next = CmdState::ReadBytes;
+                        }
+                    }
+                    if self.hkind.q.val() == self.k_op_read.val() {
+                        self.ecode.d.next = self.k_e_length.val();
+                        if self.hlen.q.val() == 7 {
+                            self.nb.d.next = 7.into();
+                            self.ret.d.next = CmdState::RmCheck;
+                            self.state.d.next = CmdState::ReadBytes;
+                        }
+                    }
+                }
+            }
+            CmdState::IdentCopy => {
+                if self.ph.q.val() == 0 {
+                    self.ph.d.next = 1.into();
+                } else {
+                    self.ph.d.next = 0.into();
+                    self.buf_we.next = true;
+                    self.buf_data.next = self.ident.read_data.val().get_bits::<8>(0);
+                    self.k.d.next = self.k.q.val() + 1;
+                    if self.k.q.val() + 1 == self.k_ident_len.val() {
+                        self.state.d.next = CmdState::Send;
+                    }
+                }
+            }
+            CmdState::StatGather => {
+                if self.k.q.val() == self.k_nstat.val() {
+                    self.k.d.next = 0.into();
+                    self.state.d.next = CmdState::StatWrite;
+                } else {
+                    self.ph.d.next = self.ph.q.val() + 1;
+                    if self.ph.q.val() == 1 {
+                        self.paddr.d.next = self.stat.read_data.val().get_bits::<24>(0);
+                        self.tag.d.next = self.stat.read_data.val().get_bits::<2>(24);
+                    }
+                    if self.ph.q.val() == 4 {
+                        self.ph.d.next = 0.into();
+                        self.k.d.next = self.k.q.val() + 1;
+                        if self.tag.q.val() == 0 {
+                            self.s_sweeps.d.next =
+                                self.s_sweeps.q.val() + bit_cast::<64, 32>(self.cfg_rdata.val());
+                        }
+                        if self.tag.q.val() == 1 {
+                            self.s_acc.d.next =
+                                self.s_acc.q.val() + bit_cast::<64, 32>(self.cfg_rdata.val());
+                        }
+                        if self.tag.q.val() == 2 {
+                            self.s_state.d.next =
+                                self.s_state.q.val() + bit_cast::<64, 32>(self.cfg_rdata.val());
+                        }
+                        if self.tag.q.val() == 3 {
+                            self.s_bus.d.next =
+                                self.s_bus.q.val() + bit_cast::<64, 32>(self.cfg_rdata.val());
+                        }
+                    }
+                }
+            }
+            CmdState::StatWrite => {
+                self.buf_we.next = true;
+                self.buf_data.next = self.fsh.val().get_bits::<8>(0);
+                self.k.d.next = self.k.q.val() + 1;
+                if self.k.q.val() == 47 {
+                    self.state.d.next = CmdState::Send;
+                }
+            }
+            CmdState::ResetLoop => {
+                // k runs over the units: ix = addr + k with addr = 0 (set by Exec)
+                if self.k.q.val() == self.k_units.val().get_bits::<16>(0) {
+                    self.state.d.next = CmdState::ResetClear;
+                } else if self.ph.q.val() == 0 {
+                    self.ph.d.next = 1.into();
+                } else {
+                    self.ph.d.next = 0.into();
+                    self.sr.d.next = self.init.read_data.val();
+                    self.shadow.write_data.next = self.init.read_data.val();
+                    self.shadow.write_enable.next = true;
+                    self.paddr.d.next = self.baddr.read_data.val().get_bits::<24>(0);
+                    self.pwdata.d.next = self.init.read_data.val();
+                    self.pwe.d.next = true;
+                    self.k.d.next = self.k.q.val() + 1;
+                }
+            }
+            CmdState::ResetClear => {
+                self.paddr.d.next = 0.into();
+                self.pwdata.d.next = self.k_clear.val();
+                self.pwe.d.next = true;
+                self.replays.d.next = 0.into();
+                self.crc_base.d.next = self.crc_errors.val();
+                self.fr_base.d.next = self.framing_errors.val();
+                self.state.d.next = CmdState::Send;
+            }
+            CmdState::WmCheck => {
+                self.ecode.d.next = self.k_e_address.val();
+                self.state.d.next = CmdState::ErrReply;
+                if (self.space.q.val() == 0)
+                    & (self.dlen.val().get_bits::<2>(0) == 0)
+                    & (self.end33.val() <= self.k_units.val())
+                {
+                    self.cnt.d.next = self.nwords.val();
+                    self.k.d.next = 0.into();
+                    self.state.d.next = CmdState::WmWrite;
+                }
+            }
+            CmdState::WmWrite => {
+                if self.k.q.val() == self.cnt.q.val() {
+                    self.k.d.next = 0.into();
+                    self.sr.d.next = bit_cast::<32, 16>(self.cnt.q.val());
+                    self.rlen.d.next = 4.into();
+                    self.state.d.next = CmdState::WmReply;
+                } else {
+                    // read the next word (4 bytes, continuing at `off`)
+                    self.nb.d.next = 4.into();
+                    self.ph.d.next = 0.into();
+                    self.ret.d.next = CmdState::WmStore;
+                    self.state.d.next = CmdState::ReadBytes;
+                }
+            }
+            CmdState::WmStore => {
+                // the word is in `sr`; shadow and address ROM have seen `ix` for 8 cycles
+                self.shadow.write_enable.next = true;
+                self.paddr.d.next = self.baddr.read_data.val().get_bits::<24>(0);
+                self.pwdata.d.next = self.sr.q.val();
+                self.pwe.d.next = true;
+                self.k.d.next = self.k.q.val() + 1;
+                self.state.d.next = CmdState::WmWrite;
+            }
+            CmdState::WmReply => {
+                self.buf_we.next = true;
+                self.buf_data.next = self.wsh.val().get_bits::<8>(0);
+                self.k.d.next = self.k.q.val() + 1;
+                if self.k.q.val() == 3 {
+                    self.state.d.next = CmdState::Send;
+                }
+            }
+            CmdState::RmCheck => {
+                self.ecode.d.next = self.k_e_address.val();
+                self.state.d.next = CmdState::ErrReply;
+                self.k.d.next = 0.into();
+                // READ_MEM payload: space, addr (4), count (2): count is the top of `sr`
+                self.cnt.d.next = self.rcnt.val();
+                self.ph.d.next = 0.into();
+                if self.space.q.val() == 0 {
+                    if self.rcnt.val() > self.k_words0.val() {
+                        self.ecode.d.next = self.k_e_length.val();
+                    } else if self.rend33.val() <= self.k_units.val() {
+                        self.rlen.d.next = bit_cast::<11, 16>(self.rbytes.val());
+                        self.state.d.next = CmdState::RmWord;
+                    }
+                }
+                if self.space.q.val() == 1 {
+                    if self.rcnt.val() > self.k_words1.val() {
+                        self.ecode.d.next = self.k_e_length.val();
+                    } else if self.rend33.val() <= self.k_units.val() {
+                        self.rlen.d.next = bit_cast::<11, 16>(self.rcnt2.val());
+                        self.state.d.next = CmdState::RmZeros;
+                    }
+                }
+                if self.space.q.val() == 2 {
+                    if self.rcnt.val() > self.k_words1.val() {
+                        self.ecode.d.next = self.k_e_length.val();
+                    }
+                }
+            }
+            CmdState::RmWord => {
+                // ph 0: the shadow reads word k; ph 1..4: its bytes
+                if self.k.q.val() == self.cnt.q.val() {
+                    self.state.d.next = CmdState::Send;
+                } else {
+                    self.ph.d.next = self.ph.q.val() + 1;
+                    if self.ph.q.val() != 0 {
+                        self.buf_we.next = true;
+                        self.buf_addr.next = self.ra16.val().get_bits::<10>(0);
+                        self.buf_data.next = self.wbyte.val().get_bits::<8>(0);
+                    }
+                    if self.ph.q.val() == 4 {
+                        self.ph.d.next = 0.into();
+                        self.k.d.next = self.k.q.val() + 1;
+                    }
+                }
+            }
+            CmdState::RmZeros => {
+                if self.k.q.val() == self.cnt2.val() {
+                    self.state.d.next = CmdState::Send;
+                } else {
+                    self.buf_we.next = true;
+                    self.buf_data.next = 0.into();
+                    self.k.d.next = self.k.q.val() + 1;
+                }
+            }
+            CmdState::ErrReply => {
+                self.rkind.d.next = self.k_error.val();
+                self.rlen.d.next = 2.into();
+                self.buf_we.next = true;
+                self.buf_data.next = self.hkind.q.val();
+                if self.k.q.val() == 1 {
+                    self.buf_data.next = self.ecode.q.val();
+                    self.state.d.next = CmdState::Send;
+                }
+                self.k.d.next = self.k.q.val() + 1;
+            }
+            CmdState::Send => {
+                self.send.next = true;
+                self.state.d.next = CmdState::Release;
+            }
+            CmdState::Release => {
+                self.rd_done.next = true;
+                self.state.d.next = CmdState::Idle;
+            }
+            _ => {
+                self.state.d.next = CmdState::Idle;
+            }
+        }
+        self.rd_off.next = self.off.q.val();
+        self.rel16.next = self.hlen.q.val() + 4;
+        self.release_bytes.next = self.rel16.val().get_bits::<12>(0);
+        self.seq.next = self.hseq.q.val();
+        self.kind.next = self.rkind.q.val();
+        self.len.next = self.rlen.q.val();
+        self.cfg_addr.next = self.paddr.q.val();
+        self.cfg_wdata.next = self.pwdata.q.val();
+        self.cfg_we.next = self.pwe.q.val();
+    }
+}
+
+/// Frame receiver + command unit + frame transmitter: the link without the UART, on byte
+/// streams, with the substrate port as pins (the Verilator test top of the command unit).
+///
+/// **Ports**: `clock`; `in_data`, `in_valid` (request bytes); `out_data`, `out_valid`,
+/// `out_ready` (reply bytes); `cfg_addr`, `cfg_wdata`, `cfg_we`, `cfg_rdata` (the substrate
+/// port); the receiver's counters. **Latency** the sum of its parts. **Proof**
+/// `tests/hdl_link_command.rs`.
+#[derive(LogicBlock)]
+pub struct LinkCore {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// Request byte.
+    pub in_data: Signal<In, Bits<8>>,
+    /// `in_data` valid.
+    pub in_valid: Signal<In, Bit>,
+    /// Reply byte.
+    pub out_data: Signal<Out, Bits<8>>,
+    /// `out_data` valid.
+    pub out_valid: Signal<Out, Bit>,
+    /// The consumer takes `out_data`.
+    pub out_ready: Signal<In, Bit>,
+    /// Substrate port address.
+    pub cfg_addr: Signal<Out, Bits<24>>,
+    /// Substrate port write data.
+    pub cfg_wdata: Signal<Out, Bits<32>>,
+    /// Substrate port write strobe.
+    pub cfg_we: Signal<Out, Bit>,
+    /// Substrate port read data.
+    pub cfg_rdata: Signal<In, Bits<32>>,
+    /// Frames accepted.
+    pub frames: Signal<Out, Bits<32>>,
+    /// Frames with a CRC error.
+    pub crc_errors: Signal<Out, Bits<32>>,
+    /// Frames with a framing error.
+    pub framing_errors: Signal<Out, Bits<32>>,
+    /// Frames dropped for a full ring.
+    pub overruns: Signal<Out, Bits<32>>,
+    frx: crate::framing::FrameRx,
+    cmd: CommandUnit,
+    ftx: crate::framing::FrameTx,
+}
+
+impl LinkCore {
+    /// The link core of substrate `s` compiled to `prog`.
+    pub fn new(s: &Substrate, prog: &HwProgram) -> Self {
+        LinkCore {
+            clock: Default::default(),
+            in_data: Default::default(),
+            in_valid: Default::default(),
+            out_data: Default::default(),
+            out_valid: Default::default(),
+            out_ready: Default::default(),
+            cfg_addr: Default::default(),
+            cfg_wdata: Default::default(),
+            cfg_we: Default::default(),
+            cfg_rdata: Default::default(),
+            frames: Default::default(),
+            crc_errors: Default::default(),
+            framing_errors: Default::default(),
+            overruns: Default::default(),
+            frx: Default::default(),
+            cmd: CommandUnit::new(s, prog),
+            ftx: Default::default(),
+        }
+    }
+}
+
+impl Logic for LinkCore {
+    #[hdl_gen]
+    fn update(&mut self) {
+        self.frx.clock.next = self.clock.val();
+        self.cmd.clock.next = self.clock.val();
+        self.ftx.clock.next = self.clock.val();
+        self.frx.in_data.next = self.in_data.val();
+        self.frx.in_valid.next = self.in_valid.val();
+        self.cmd.avail.next = self.frx.avail.val();
+        self.frx.rd_off.next = self.cmd.rd_off.val();
+        self.cmd.rd_data.next = self.frx.rd_data.val();
+        self.frx.rd_done.next = self.cmd.rd_done.val();
+        self.frx.release_bytes.next = self.cmd.release_bytes.val();
+        self.cmd.crc_errors.next = self.frx.crc_errors.val();
+        self.cmd.framing_errors.next = self.frx.framing_errors.val();
+        self.ftx.buf_we.next = self.cmd.buf_we.val();
+        self.ftx.buf_addr.next = self.cmd.buf_addr.val();
+        self.ftx.buf_data.next = self.cmd.buf_data.val();
+        self.ftx.seq.next = self.cmd.seq.val();
+        self.ftx.kind.next = self.cmd.kind.val();
+        self.ftx.len.next = self.cmd.len.val();
+        self.ftx.send.next = self.cmd.send.val();
+        self.cmd.busy.next = self.ftx.busy.val();
+        self.out_data.next = self.ftx.out_data.val();
+        self.out_valid.next = self.ftx.out_valid.val();
+        self.ftx.out_ready.next = self.out_ready.val();
+        self.cfg_addr.next = self.cmd.cfg_addr.val();
+        self.cfg_wdata.next = self.cmd.cfg_wdata.val();
+        self.cfg_we.next = self.cmd.cfg_we.val();
+        self.cmd.cfg_rdata.next = self.cfg_rdata.val();
+        self.frames.next = self.frx.frames.val();
+        self.crc_errors.next = self.frx.crc_errors.val();
+        self.framing_errors.next = self.frx.framing_errors.val();
+        self.overruns.next = self.frx.overruns.val();
+    }
+}
+
+/// The value the harness's mock substrate port returns for an address never written:
+/// `3 a + 1`.
+pub fn mock_port_value(addr: u32) -> u32 {
+    addr.wrapping_mul(3).wrapping_add(1)
+}
+
+/// C++ harness of [`LinkCore`] with a mock substrate port (written words are remembered and
+/// printed as `W addr data`; other addresses read [`mock_port_value`]; read data arrives two
+/// cycles after the address like `SubstrateTop`'s). Stdin: `n` and `n` hex-encoded request
+/// bytes, fed one per clock (`out_ready` high on 3 clocks of 4); it then runs until the link has
+/// been quiet for 50000 clocks. Stdout: `W` lines, then `O <reply bytes hex>`, then `C frames
+/// crc_errors framing_errors overruns`.
+pub const LINK_CORE_HARNESS: &str = r#"
+#include "Vtop.h"
+#include "verilated.h"
+#include <cstdio>
+#include <map>
+#include <string>
+int main(int argc, char** argv) {
+    Verilated::commandArgs(argc, argv);
+    Vtop* t = new Vtop;
+    size_t n; if (scanf("%zu", &n) != 1) return 2;
+    std::string in(n, '\0');
+    for (size_t i = 0; i < n; i++) { unsigned b; if (scanf("%2x", &b) != 1) return 2; in[i] = (char)b; }
+    std::map<unsigned, unsigned> mem; std::string out;
+    unsigned rsel = 0, rdata = 0; unsigned long long cyc = 0, quiet = 0; size_t i = 0;
+    t->clock = 0; t->in_valid = 0; t->out_ready = 0; t->cfg_rdata = 0; t->eval();
+    while (i < n || quiet < 50000) {
+        t->in_valid = i < n; t->in_data = i < n ? (unsigned char)in[i] : 0;
+        t->out_ready = (cyc & 3) != 0;
+        t->cfg_rdata = rdata;
+        t->eval();
+        int active = 0;
+        if (t->out_valid && t->out_ready) { out.push_back((char)t->out_data); active = 1; }
+        unsigned a = t->cfg_addr, wd = t->cfg_wdata; int we = t->cfg_we;
+        if (we) { printf("W %u %u\n", a, wd); active = 1; }
+        // the port: rdata <= word(rsel); rsel <= addr; write
+        auto it = mem.find(rsel);
+        unsigned nrdata = it != mem.end() ? it->second : rsel * 3u + 1u;
+        unsigned nrsel = a;
+        if (we) mem[a] = wd;
+        t->clock = 1; t->eval(); t->clock = 0; t->eval();
+        rdata = nrdata; rsel = nrsel;
+        if (i < n) i++;
+        cyc++;
+        quiet = active ? 0 : quiet + 1;
+        if (cyc > 2000000000ULL) { fprintf(stderr, "hang\n"); return 1; }
+    }
+    printf("O ");
+    for (unsigned char c : out) printf("%02x", c);
+    printf("\nC %u %u %u %u\n", (unsigned)t->frames, (unsigned)t->crc_errors,
+           (unsigned)t->framing_errors, (unsigned)t->overruns);
+    delete t;
+    return 0;
+}
+"#;
+
+/// What [`link_core_verilator`] observed.
+#[derive(Clone, Debug, Default)]
+pub struct LinkCoreOut {
+    /// Port writes `(address, data)` in order.
+    pub writes: Vec<(u32, u32)>,
+    /// Reply bytes.
+    pub out: Vec<u8>,
+    /// Receiver counters `frames, crc_errors, framing_errors, overruns`.
+    pub counters: [u64; 4],
+}
+
+/// Verilog of the [`LinkCore`] of `s`.
+pub fn link_core_verilog(s: &Substrate, prog: &HwProgram) -> Result<String, crate::Error> {
+    let mut u = LinkCore::new(s, prog);
+    u.connect_all();
+    crate::verilog::block_verilog(&u)
+}
+
+/// Feed `input` to a Verilator build of the [`LinkCore`] of `s` with a mock substrate port.
+pub fn link_core_verilator(
+    s: &Substrate,
+    prog: &HwProgram,
+    input: &[u8],
+) -> Result<LinkCoreOut, crate::Error> {
+    use std::fmt::Write;
+    let exe = crate::verilog::verilator_build(
+        &link_core_verilog(s, prog)?,
+        LINK_CORE_HARNESS,
+        false,
+        true,
+    )?;
+    let mut text = format!("{}\n", input.len());
+    for b in input {
+        let _ = write!(text, "{b:02x}");
+    }
+    text.push('\n');
+    let res = crate::verilog::run_harness(&exe, &[], &text)?;
+    let bad = |l: &str| crate::Error::Tool(format!("bad link harness output {l:?}"));
+    let mut o = LinkCoreOut::default();
+    for l in res.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        match f.as_slice() {
+            ["W", a, d] => o.writes.push((
+                a.parse().map_err(|_| bad(l))?,
+                d.parse().map_err(|_| bad(l))?,
+            )),
+            ["O", rest @ ..] => {
+                let h = rest.first().copied().unwrap_or("");
+                o.out = (0..h.len() / 2)
+                    .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16))
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| bad(l))?;
+            }
+            ["C", a, b, c, d] => {
+                for (i, x) in [a, b, c, d].iter().enumerate() {
+                    o.counters[i] = x.parse().map_err(|_| bad(l))?;
+                }
+            }
+            _ => return Err(bad(l)),
+        }
+    }
+    Ok(o)
+}

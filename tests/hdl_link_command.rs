@@ -1,0 +1,187 @@
+//! Command unit of the host link in Verilator (`thermo_hdl::command::LinkCore`: frame
+//! receiver + command unit + frame transmitter, with a mock substrate port), on the shipped
+//! example: request frames built by `thermo_proto` get replies, decoded by `FrameDecoder`, equal
+//! to the protocol's encodings (IDENTIFY = `Identity` of the design, STATUS from the port's
+//! counters and the link's, WRITE_MEM/READ_MEM of the biases, the emulator's error codes); the
+//! port sees exactly the expected bias writes; the sequence-number rule (re-execution of a
+//! repeat, drop of a stale request) and RESET hold.
+
+use thermo_hdl::command::{bias_port_addr, identity, link_core_verilator, mock_port_value};
+use thermo_hdl::program::HwProgram;
+use thermo_proto::{encode_frame, ErrorCode, FrameDecoder, Opcode, Status, ERROR_KIND};
+use thermo_workspace_tests::shipped_example;
+
+fn req(seq: u8, op: u8, payload: &[u8]) -> Vec<u8> {
+    encode_frame(seq, op, payload)
+}
+
+fn write_mem(addr: u32, words: &[i32]) -> Vec<u8> {
+    let mut p = vec![0u8];
+    p.extend(addr.to_le_bytes());
+    for w in words {
+        p.extend(w.to_le_bytes());
+    }
+    p
+}
+
+fn read_mem(space: u8, addr: u32, count: u16) -> Vec<u8> {
+    let mut p = vec![space];
+    p.extend(addr.to_le_bytes());
+    p.extend(count.to_le_bytes());
+    p
+}
+
+fn words(b: &[i32]) -> Vec<u8> {
+    b.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+#[test]
+fn hdl_link_command_verilator() {
+    let s = shipped_example();
+    let prog = HwProgram::new(&s).expect("compile");
+    let d = prog.d;
+    let init: Vec<i32> = (0..d)
+        .map(|i| prog.lanes[i % prog.p].bias[i / prog.p] as i32)
+        .collect();
+    let mut stream = Vec::new();
+    let mut want: Vec<(u8, u8, Vec<u8>)> = Vec::new();
+    let err = |op: u8, c: ErrorCode| vec![op, c as u8];
+    // status of the mock port with the link counters given
+    let status = |crc: u32, framing: u32, replays: u32| {
+        let v = |a: u32| mock_port_value(a) as u64;
+        let mut st = Status {
+            sweeps: v(1),
+            crc_errors: crc,
+            framing_errors: framing,
+            replays,
+            ..Default::default()
+        };
+        for l in 0..prog.p as u32 {
+            st.sat_acc += v(0x100 + 2 * l);
+            st.sat_state += v(0x101 + 2 * l);
+        }
+        for si in 0..prog.sides.len() as u32 {
+            st.sat_acc += v(0x200 + 2 * si);
+            st.sat_bus += v(0x201 + 2 * si);
+        }
+        st.encode()
+    };
+    let id = Opcode::Identify as u8;
+    let wm = Opcode::WriteMem as u8;
+    let rm = Opcode::ReadMem as u8;
+    let stt = Opcode::Status as u8;
+    let rst = Opcode::Reset as u8;
+    let rk = |op: u8| op | 0x80;
+
+    // garbage and a frame with a CRC error first: counted
+    stream.extend([5, 6, 7, 0]);
+    let mut bad = req(3, id, &[]);
+    bad[2] ^= 0x01;
+    stream.extend(bad);
+    stream.extend(req(10, id, &[]));
+    want.push((10, rk(id), identity(&s).encode()));
+    stream.extend(req(11, stt, &[]));
+    want.push((11, rk(stt), status(1, 1, 0)));
+    let new: Vec<i32> = vec![-7, 123_456, i32::MIN, i32::MAX, 0x0102_0304];
+    stream.extend(req(12, wm, &write_mem(1, &new)));
+    want.push((12, rk(wm), 5u32.to_le_bytes().to_vec()));
+    let mut biases = init.clone();
+    biases[1..6].copy_from_slice(&new);
+    stream.extend(req(13, rm, &read_mem(0, 0, d as u16)));
+    want.push((13, rk(rm), words(&biases)));
+    // errors, as the emulator answers them
+    let cases: Vec<(u8, Vec<u8>, Vec<u8>)> = vec![
+        (wm, vec![0, 1, 0, 0], err(wm, ErrorCode::BadLength)),
+        (
+            wm,
+            {
+                let mut p = write_mem(0, &[1]);
+                p[0] = 1;
+                p
+            },
+            err(wm, ErrorCode::BadAddress),
+        ),
+        (
+            wm,
+            write_mem(d as u32 - 1, &[1, 2]),
+            err(wm, ErrorCode::BadAddress),
+        ),
+        (
+            wm,
+            write_mem(u32::MAX, &[1]),
+            err(wm, ErrorCode::BadAddress),
+        ),
+        (
+            wm,
+            [write_mem(0, &[1]), vec![9]].concat(),
+            err(wm, ErrorCode::BadAddress),
+        ),
+        (rm, vec![0, 0, 0, 0, 0, 1], err(rm, ErrorCode::BadLength)),
+        (rm, read_mem(0, 0, 257), err(rm, ErrorCode::BadLength)),
+        (rm, read_mem(0, 1, d as u16), err(rm, ErrorCode::BadAddress)),
+        (rm, read_mem(7, 0, 1), err(rm, ErrorCode::BadAddress)),
+        (rm, read_mem(1, 2, 3), vec![0; 6]),
+        (
+            Opcode::SetConditioning as u8,
+            vec![0, 0, 0],
+            err(4, ErrorCode::UnknownCommand),
+        ),
+        (0x42, vec![], err(0x42, ErrorCode::UnknownCommand)),
+    ];
+    let mut seq = 14u8;
+    for (op, p, reply) in cases {
+        stream.extend(req(seq, op, &p));
+        let kind = if reply.len() == 2 && reply[0] == op && op != rm {
+            ERROR_KIND
+        } else if op == rm && p.len() == 7 && p[0] == 1 {
+            rk(rm)
+        } else {
+            ERROR_KIND
+        };
+        want.push((seq, kind, reply));
+        seq += 1;
+    }
+    // a repeat of the last request is re-executed; a stale one is dropped
+    let last = seq - 1;
+    stream.extend(req(last, 0x42, &[]));
+    want.push((last, ERROR_KIND, err(0x42, ErrorCode::UnknownCommand)));
+    stream.extend(req(last.wrapping_sub(40), id, &[])); // IDENTIFY is always executed
+    want.push((last.wrapping_sub(40), rk(id), identity(&s).encode()));
+    let after = last.wrapping_sub(39);
+    stream.extend(req(after.wrapping_add(50), stt, &[])); // stale/future: dropped
+    stream.extend(req(after, stt, &[]));
+    want.push((after, rk(stt), status(1, 1, 1)));
+    // RESET restores the biases, clears counters; the next seq is expected
+    stream.extend(req(after + 1, rst, &[]));
+    want.push((after + 1, rk(rst), vec![]));
+    stream.extend(req(after + 2, rm, &read_mem(0, 0, d as u16)));
+    want.push((after + 2, rk(rm), words(&init)));
+    stream.extend(req(after + 3, stt, &[]));
+    want.push((after + 3, rk(stt), status(0, 0, 0)));
+
+    let o = link_core_verilator(&s, &prog, &stream).expect("verilator");
+    let mut dec = FrameDecoder::new();
+    let got: Vec<(u8, u8, Vec<u8>)> = dec
+        .push(&o.out)
+        .into_iter()
+        .map(|r| r.expect("every reply frame is valid"))
+        .map(|f| (f.seq, f.kind, f.payload))
+        .collect();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "reply {i}");
+    }
+    assert_eq!(got.len(), want.len(), "number of replies");
+    // port writes: the five biases, then RESET's full restore and the counter clear
+    let mut pw: Vec<(u32, u32)> = (1..6)
+        .map(|i| (bias_port_addr(&prog, i), new[i - 1] as u32))
+        .collect();
+    pw.extend((0..d).map(|i| (bias_port_addr(&prog, i), init[i] as u32)));
+    pw.push((0, thermo_hdl::top::ctrl_bits::CLEAR));
+    assert_eq!(o.writes, pw, "port writes");
+    eprintln!(
+        "command unit in Verilator: {} replies equal to the protocol's encodings (one stale request dropped), {} port writes as expected; receiver counters (frames, CRC, framing, overruns) {:?}",
+        got.len(),
+        o.writes.len(),
+        o.counters
+    );
+}
