@@ -260,7 +260,7 @@ impl Logic for Rescale {
         self.u.next = self.t.val() + self.off.val();
         self.sat.next = false;
         self.y.next = self.t.val().get_bits::<32>(0);
-        if !(self.u.val() < self.lim.val()) {
+        if self.u.val() >= self.lim.val() {
             self.sat.next = true;
             if self.t.val().get_bit(63) {
                 self.y.next = self.nmin.val();

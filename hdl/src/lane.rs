@@ -205,7 +205,7 @@ impl LangevinLane {
             seed2: Default::default(),
             seed3: Default::default(),
             bsh: Constant::new((dp.bbits as u64).to_bits()),
-            bmask: Constant::new((((1u64 << dp.bbits) - 1) as u64).to_bits()),
+            bmask: Constant::new(((1u64 << dp.bbits) - 1).to_bits()),
             lo: Constant::new(b16(lo as i64)),
             hi: Constant::new(b16(hi as i64)),
             lob: Constant::new(b16(lo as i64 ^ 0x8000)),
@@ -387,6 +387,15 @@ impl Logic for LangevinLane {
         self.cnt_state.next = self.nstate.q.val();
         self.noise_err.next = self.nerr.q.val();
     }
+}
+
+/// Verilog of one lane of substrate `s` (lane 0), wrapped as top module `top`, for the
+/// per-lane resource count.
+pub fn lane_verilog(s: &thermo_sim::Substrate) -> Result<String, crate::Error> {
+    let prog = crate::program::HwProgram::new(s)?;
+    let mut lane = LangevinLane::new(&prog.dp, &prog.lanes[0]);
+    lane.connect_all();
+    crate::verilog::block_verilog(&lane)
 }
 
 #[cfg(test)]
@@ -589,13 +598,4 @@ mod tests {
             "the operands should exercise saturation ({sats})"
         );
     }
-}
-
-/// Verilog of one lane of substrate `s` (lane 0), wrapped as top module `top`, for the
-/// per-lane resource count.
-pub fn lane_verilog(s: &thermo_sim::Substrate) -> Result<String, crate::Error> {
-    let prog = crate::program::HwProgram::new(s)?;
-    let mut lane = LangevinLane::new(&prog.dp, &prog.lanes[0]);
-    lane.connect_all();
-    crate::verilog::block_verilog(&lane)
 }

@@ -287,73 +287,6 @@ impl NoiseLaneHw {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use thermo_sim::noise::NoiseLane;
-
-    /// The transform stages on chosen draws: the tail clamp (`lz >= 32`, probability 2^-32),
-    /// `lz = 31`, `lz = 30`, every leading-zero count and the sign, forced into stage 1.
-    #[test]
-    fn transform_edge_cases_match_engine() {
-        use crate::simx::{settle, tick};
-        use thermo_sim::noise::{gaussian_fixed, splitmix64};
-        let mut cases: Vec<(u32, u32)> = vec![
-            (0, 0),
-            (0x8000_0000, 0),
-            (0, 0x7FFF_FFFF),
-            (0x8000_0000, 0x7FFF_FFFF),
-            (0, 0x8000_0000),
-            (0x8000_0000, 0xFFFF_FFFF),
-            (1, 0),
-            (0x8000_0001, 0x1234_5678),
-            (0x7FFF_FFFF, 0xFFFF_FFFF),
-            (0xFFFF_FFFF, 0xFFFF_FFFF),
-            (0x4000_0000, 0),
-        ];
-        let mut x = 99u64;
-        for lz in 0..34u32 {
-            for _ in 0..20 {
-                let r = splitmix64(&mut x);
-                // m = 63-bit word with exactly `lz` leading zeros (lz < 63)
-                let m = ((r >> 1) | (1u64 << 62)) >> lz;
-                let neg = (r & 1) as u32;
-                cases.push((((m >> 32) as u32) | (neg << 31), m as u32));
-            }
-        }
-        let mut uut = NoiseLaneHw::default();
-        uut.connect_all();
-        fn clk(u: &mut NoiseLaneHw) -> &mut Signal<In, Clock> {
-            &mut u.clock
-        }
-        for (w0, w1) in cases {
-            uut.pop.next = true;
-            uut.load.next = false;
-            uut.w0.q.next = (w0 as u64).to_bits();
-            uut.w1.q.next = (w1 as u64).to_bits();
-            settle(&mut uut).unwrap();
-            tick(&mut uut, clk).unwrap();
-            tick(&mut uut, clk).unwrap();
-            settle(&mut uut).unwrap();
-            let z = uut.z.val().to_u64() as u16 as i16;
-            assert_eq!(z, gaussian_fixed(w0, w1), "draw ({w0:#x}, {w1:#x})");
-        }
-    }
-
-    #[test]
-    fn noise_lane_matches_engine() {
-        for (seed, lane, every) in [(1u64, 0u32, 1usize), (7, 3, 2), (0xDEAD_BEEF, 11, 3)] {
-            let n = 2000;
-            let hw = rusthdl_noise_stream(seed, lane, n, every);
-            let mut eng = NoiseLane::new(seed, lane);
-            for (k, &z) in hw.iter().enumerate() {
-                let e = eng.next_fixed();
-                assert_eq!(z, e, "seed {seed} lane {lane} draw {k}");
-            }
-        }
-    }
-}
-
 /// Verilog of a lone noise lane (for the Verilator stream test).
 pub fn noise_lane_verilog() -> Result<String, crate::Error> {
     let mut uut = NoiseLaneHw::default();
@@ -441,4 +374,71 @@ pub fn rusthdl_noise_stream(seed: u64, lane: u32, n: usize, pop_every: usize) ->
         assert!(cyc < 10 * n + 100, "noise lane stalled");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use thermo_sim::noise::NoiseLane;
+
+    /// The transform stages on chosen draws: the tail clamp (`lz >= 32`, probability 2^-32),
+    /// `lz = 31`, `lz = 30`, every leading-zero count and the sign, forced into stage 1.
+    #[test]
+    fn transform_edge_cases_match_engine() {
+        use crate::simx::{settle, tick};
+        use thermo_sim::noise::{gaussian_fixed, splitmix64};
+        let mut cases: Vec<(u32, u32)> = vec![
+            (0, 0),
+            (0x8000_0000, 0),
+            (0, 0x7FFF_FFFF),
+            (0x8000_0000, 0x7FFF_FFFF),
+            (0, 0x8000_0000),
+            (0x8000_0000, 0xFFFF_FFFF),
+            (1, 0),
+            (0x8000_0001, 0x1234_5678),
+            (0x7FFF_FFFF, 0xFFFF_FFFF),
+            (0xFFFF_FFFF, 0xFFFF_FFFF),
+            (0x4000_0000, 0),
+        ];
+        let mut x = 99u64;
+        for lz in 0..34u32 {
+            for _ in 0..20 {
+                let r = splitmix64(&mut x);
+                // m = 63-bit word with exactly `lz` leading zeros (lz < 63)
+                let m = ((r >> 1) | (1u64 << 62)) >> lz;
+                let neg = (r & 1) as u32;
+                cases.push((((m >> 32) as u32) | (neg << 31), m as u32));
+            }
+        }
+        let mut uut = NoiseLaneHw::default();
+        uut.connect_all();
+        fn clk(u: &mut NoiseLaneHw) -> &mut Signal<In, Clock> {
+            &mut u.clock
+        }
+        for (w0, w1) in cases {
+            uut.pop.next = true;
+            uut.load.next = false;
+            uut.w0.q.next = (w0 as u64).to_bits();
+            uut.w1.q.next = (w1 as u64).to_bits();
+            settle(&mut uut).unwrap();
+            tick(&mut uut, clk).unwrap();
+            tick(&mut uut, clk).unwrap();
+            settle(&mut uut).unwrap();
+            let z = uut.z.val().to_u64() as u16 as i16;
+            assert_eq!(z, gaussian_fixed(w0, w1), "draw ({w0:#x}, {w1:#x})");
+        }
+    }
+
+    #[test]
+    fn noise_lane_matches_engine() {
+        for (seed, lane, every) in [(1u64, 0u32, 1usize), (7, 3, 2), (0xDEAD_BEEF, 11, 3)] {
+            let n = 2000;
+            let hw = rusthdl_noise_stream(seed, lane, n, every);
+            let mut eng = NoiseLane::new(seed, lane);
+            for (k, &z) in hw.iter().enumerate() {
+                let e = eng.next_fixed();
+                assert_eq!(z, e, "seed {seed} lane {lane} draw {k}");
+            }
+        }
+    }
 }

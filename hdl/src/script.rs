@@ -80,6 +80,7 @@ pub fn operand(prog: &HwProgram, i: usize) -> u32 {
 
 /// Execute `script` on a rust-hdl simulation of `top`; returns the responses in order.
 /// `on_cycle` is called after every clock edge (for VCD dumps and cycle counting).
+#[allow(clippy::needless_range_loop)]
 pub fn run_rusthdl(
     top: &mut SubstrateTop,
     script: &[Cmd],

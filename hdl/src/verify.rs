@@ -224,8 +224,11 @@ pub fn verify_script(prog: &HwProgram, seed: u64, sweeps: u64, extra: &[Cmd]) ->
     sc
 }
 
+/// Per sweep: its cycles and the read-back words.
+type SweepWords = Vec<(u64, Vec<u64>)>;
+
 /// Split responses into per-sweep `(cycles, words)`.
-fn per_sweep(prog: &HwProgram, resp: &[u64], sweeps: u64) -> Result<Vec<(u64, Vec<u64>)>, Error> {
+fn per_sweep(prog: &HwProgram, resp: &[u64], sweeps: u64) -> Result<SweepWords, Error> {
     let n = observe_addrs(prog).len();
     if resp.len() != sweeps as usize * (n + 1) {
         return Err(Error::Other(format!(
@@ -257,6 +260,7 @@ pub fn verify(
 
 /// [`verify`] with extra port commands `tamper` issued after the configuration (negative
 /// controls: a changed memory word must be reported as a mismatch).
+#[allow(clippy::needless_range_loop)]
 pub fn verify_with(
     s: &Substrate,
     sweeps: u64,
@@ -290,7 +294,7 @@ pub fn verify_with(
     }
     rep.engine_seconds = t0.elapsed().as_secs_f64();
     rep.saturation = expect.last().map(|e| e.1).unwrap_or_default();
-    let mut results: Vec<(&str, Vec<(u64, Vec<u64>)>)> = Vec::new();
+    let mut results: Vec<(&str, SweepWords)> = Vec::new();
     if sims.rusthdl {
         let t0 = std::time::Instant::now();
         let mut top = SubstrateTop::new(&prog);
