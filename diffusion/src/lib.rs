@@ -8,10 +8,17 @@
 //! - [`sample`]: the digital reverse process (Euler ancestral) and PNG grids.
 //! - [`gram`]: compiler groundwork: activations on data, encoder Gram matrices, rank-k skip
 //!   factorisations (Gram-weighted and plain SVD).
+//! - [`compile`]: the U-Net as a quadratic energy `A` (local couplings, rank-k skip buses,
+//!   Gershgorin stiffness) and its substrate description.
+//! - [`interface`]: the 4-d encoder + 16-unit transfer network that produces the biases.
+//! - [`eval`]: exact equilibrium means against the U-Net's activations; signal shortfall.
 
+pub mod compile;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod gram;
+pub mod interface;
 pub mod io;
 pub mod rng;
 pub mod sample;

@@ -18,6 +18,122 @@ pub enum DiffusionCommand {
     /// Rank-k factorisations of the U-Net's skip blocks (Gram-weighted vs plain SVD): error of
     /// the skip contribution, decoder similarity and denoising error on held-out inputs.
     SkipRanks(SkipRanksArgs),
+    /// Compile a U-Net into a substrate description (JSON) with rank-k skip buses, and train its
+    /// conditioning interface (side file `<out>.interface.json`).
+    Compile(CompileArgs),
+    /// Evaluate a compiled substrate with its interface on held-out inputs against the U-Net.
+    Eval(EvalArgs),
+    /// The k-table: compile at several ranks (Gram-weighted and plain SVD), train an interface
+    /// for each, evaluate exactly; JSON and Markdown.
+    CompileTable(CompileTableArgs),
+}
+
+/// Compiler settings shared by `compile` and `compile-table`.
+#[derive(Args, Clone)]
+pub struct CompilerArgs {
+    /// Skip-bus factorisation: gram or plain.
+    #[arg(long, default_value = "gram")]
+    method: String,
+    /// Gain gamma on every coupling.
+    #[arg(long, default_value_t = 1.0)]
+    gain: f64,
+    /// Stiffness margin delta over the Gershgorin row sums.
+    #[arg(long, default_value_t = 1.0)]
+    margin: f64,
+    /// Module that receives the interface's biases.
+    #[arg(long, default_value = "dec0")]
+    inject: String,
+    /// Adam steps of the interface training.
+    #[arg(long, default_value_t = 4000)]
+    steps: usize,
+    /// Seed of the interface training.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Noise draws per training image (noise levels log-uniform).
+    #[arg(long, default_value_t = 4)]
+    draws: usize,
+    /// Held-out noise levels.
+    #[arg(long, value_delimiter = ',', default_value = "0.05,0.2,0.5,1,2,5")]
+    sigmas: Vec<f32>,
+    /// Digits data (gzip CSV); default: the committed data/digits.csv.gz.
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+/// Arguments of `thermo compile`.
+#[derive(Args)]
+pub struct CompileArgs {
+    /// Model file (safetensors).
+    #[arg(long)]
+    unet: PathBuf,
+    /// Rank of the skip buses, or `dense`.
+    #[arg(long, default_value = "8")]
+    rank: String,
+    /// Output substrate description (JSON); the interface goes to `<out>.interface.json`.
+    #[arg(long)]
+    out: PathBuf,
+    /// Temperature of the emitted substrate.
+    #[arg(long, default_value_t = 1e-4)]
+    temperature: f64,
+    /// eta as a fraction of 2 / lambda_max.
+    #[arg(long, default_value_t = 0.5)]
+    eta_fraction: f64,
+    /// Hardware lanes.
+    #[arg(long, default_value_t = 16)]
+    lanes: u32,
+    #[command(flatten)]
+    c: CompilerArgs,
+}
+
+/// Arguments of `thermo eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Substrate description written by `thermo compile` (its `.interface.json` beside it).
+    #[arg(long)]
+    substrate: PathBuf,
+    /// exact (equilibrium mean A^-1 b from the validated description), golden or fixed.
+    #[arg(long, default_value = "exact")]
+    engine: String,
+    /// Held-out images per noise level (engines: keep it small).
+    #[arg(long, default_value_t = 8)]
+    inputs: usize,
+    /// Burn-in sweeps (engines).
+    #[arg(long, default_value_t = 2000)]
+    burn_in: u64,
+    /// Averaged sweeps (engines).
+    #[arg(long, default_value_t = 2000)]
+    sweeps: u64,
+    /// Noise seed (engines).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Held-out noise levels.
+    #[arg(long, value_delimiter = ',', default_value = "0.05,0.2,0.5,1,2,5")]
+    sigmas: Vec<f32>,
+    /// Write the rows as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write a Markdown table.
+    #[arg(long)]
+    md: Option<PathBuf>,
+}
+
+/// Arguments of `thermo compile-table`.
+#[derive(Args)]
+pub struct CompileTableArgs {
+    /// Model file (safetensors).
+    #[arg(long)]
+    unet: PathBuf,
+    /// Ranks (`dense` for the dense skips).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,dense")]
+    ks: Vec<String>,
+    /// Write the rows as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write a Markdown table.
+    #[arg(long)]
+    md: Option<PathBuf>,
+    #[command(flatten)]
+    c: CompilerArgs,
 }
 
 /// Arguments of `thermo skip-ranks`.
@@ -129,6 +245,9 @@ pub fn run(c: DiffusionCommand) -> Result<(), String> {
         DiffusionCommand::TrainUnet(a) => train_unet(a),
         DiffusionCommand::SampleUnet(a) => sample_unet(a),
         DiffusionCommand::SkipRanks(a) => skip_ranks(a),
+        DiffusionCommand::Compile(a) => compile_cmd(a),
+        DiffusionCommand::Eval(a) => eval_cmd(a),
+        DiffusionCommand::CompileTable(a) => compile_table(a),
     }
 }
 
@@ -468,4 +587,334 @@ fn skip_ranks(a: SkipRanksArgs) -> Result<(), String> {
         println!("wrote {}", p.display());
     }
     Ok(())
+}
+
+use thermo_diffusion::compile::{self as tcompile, CompileOptions};
+use thermo_diffusion::eval::{self as teval, EvalRow, Prepared};
+use thermo_diffusion::interface::{self as tiface, Interface, ParamCount, TrainOptions};
+
+fn parse_method(m: &str) -> Result<gram::Factorisation, String> {
+    match m {
+        "gram" => Ok(gram::Factorisation::GramWeighted),
+        "plain" => Ok(gram::Factorisation::PlainSvd),
+        o => Err(format!("--method `{o}`: expected gram or plain")),
+    }
+}
+
+fn parse_rank(k: &str) -> Result<Option<usize>, String> {
+    if k == "dense" {
+        return Ok(None);
+    }
+    let v: usize = k
+        .parse()
+        .map_err(|e| format!("rank `{k}`: {e} (a number or `dense`)"))?;
+    if v == 0 {
+        return Err("rank must be at least 1".into());
+    }
+    Ok(Some(v))
+}
+
+fn prepare_data(
+    model: &thermo_diffusion::Unet,
+    c: &CompilerArgs,
+) -> Result<Prepared, String> {
+    let data_path = c.data.clone().unwrap_or_else(data::default_data_path);
+    let digits = Digits::load(&data_path).map_err(|e| e.to_string())?;
+    let split = Split::new(
+        digits.len(),
+        data::DEFAULT_TEST_FRACTION,
+        data::DEFAULT_SPLIT_SEED,
+    )
+    .map_err(|e| e.to_string())?;
+    let train_x = digits.unit_matrix(&split.train);
+    let test_x = digits.unit_matrix(&split.test);
+    teval::prepare(model, &train_x, &test_x, c.draws, &c.sigmas)
+}
+
+fn options(c: &CompilerArgs, rank: Option<usize>) -> Result<(CompileOptions, TrainOptions), String> {
+    Ok((
+        CompileOptions {
+            rank,
+            method: parse_method(&c.method)?,
+            gain: c.gain,
+            margin: c.margin,
+        },
+        TrainOptions {
+            seed: c.seed,
+            steps: c.steps,
+            ..TrainOptions::default()
+        },
+    ))
+}
+
+fn sim_line(s: &gram::Similarity) -> String {
+    format!("{:.4} / {:.4} / {:.4}", s.cosine, s.centered_cosine, s.r2)
+}
+
+fn print_rows(rows: &[EvalRow]) {
+    println!(
+        "{:>6} {:>5}  {:>26}  {:>26}  {:>26}  {:>26}",
+        "sigma",
+        "n",
+        "oracle dec0 cos/cc/R2",
+        "interface dec0 cos/cc/R2",
+        "couplings-only dec0",
+        "encoder-anchored dec0"
+    );
+    for r in rows {
+        println!(
+            "{:>6} {:>5}  {:>26}  {:>26}  {:>26}  {:>26}",
+            r.sigma.map_or("all".to_string(), |s| format!("{s}")),
+            r.n,
+            sim_line(&r.oracle.dec0),
+            r.interface
+                .as_ref()
+                .map_or("-".into(), |i| sim_line(&i.dec0)),
+            sim_line(&r.couplings.dec0),
+            sim_line(&r.encoder_anchored.dec0)
+        );
+    }
+}
+
+/// The side file of `thermo compile`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SideFile {
+    /// The U-Net the substrate was compiled from (as given on the command line).
+    unet: PathBuf,
+    options: CompileOptions,
+    interface: Interface,
+    param_count: ParamCount,
+    train: tiface::TrainReport,
+    /// Exact held-out evaluation at compile time.
+    rows: Vec<EvalRow>,
+}
+
+fn side_path(out: &Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "substrate".into());
+    out.with_file_name(format!("{stem}.interface.json"))
+}
+
+fn compile_cmd(a: CompileArgs) -> Result<(), String> {
+    let model = io::load(&a.unet).map_err(|e| format!("{}: {e}", a.unet.display()))?;
+    let rank = parse_rank(&a.rank)?;
+    let (opts, topts) = options(&a.c, rank)?;
+    let t = Instant::now();
+    let p = prepare_data(&model, &a.c)?;
+    let o = teval::run_pipeline(&model, &p, &opts, &a.c.inject, &topts)?;
+    let pc = o.interface.param_count();
+    println!(
+        "compiled {} (rank {}, {:?}, gain {}, margin {}): {} units, lambda_min {:.4}, lambda_max {:.3}, {} local couplings, buses {:?} connections (bus, dense)",
+        a.unet.display(),
+        a.rank,
+        opts.method,
+        opts.gain,
+        opts.margin,
+        o.compiled.units(),
+        o.compiled.lambda_min,
+        o.compiled.lambda_max,
+        o.compiled.couplings.len(),
+        o.compiled.connections
+    );
+    println!(
+        "interface into `{}`: {} parameters ({}), budget {}",
+        a.c.inject,
+        pc.total,
+        pc.describe(o.interface.pixels, o.interface.units()),
+        tiface::BUDGET
+    );
+    println!(
+        "interface training: {} samples, mse {:.5} per decoder unit (unreachable part {:.5}), M rank {} condition {:.3e}; largest held-out bias {:.3}",
+        p.train.len(),
+        o.train.train_mse,
+        o.train.unreachable_mse,
+        o.train.rank,
+        o.train.condition,
+        o.max_bias
+    );
+    print_rows(&o.rows);
+    // Data ranges for the Q formats: activations, equilibrium means, bus lines.
+    let mu = teval::means(&o.compiled, Some(&o.interface), &p.test)?;
+    let mut state_max = p.test.truth.amax().max(p.train.truth.amax());
+    for m in [&mu.oracle, &mu.couplings] {
+        state_max = state_max.max(m.amax());
+    }
+    if let Some(m) = &mu.interface {
+        state_max = state_max.max(m.amax());
+    }
+    let mut bus_max = 0.0f64;
+    for b in &o.compiled.buses {
+        let r = o.compiled.range(b.enc);
+        for row in 0..p.test.len() {
+            for u in &b.u {
+                let s: f64 = u
+                    .iter()
+                    .zip(r.clone())
+                    .map(|(w, i)| w * p.test.truth[(row, i)])
+                    .sum();
+                bus_max = bus_max.max(s.abs());
+            }
+        }
+    }
+    let emit = tcompile::EmitOptions {
+        temperature: a.temperature,
+        eta_fraction: a.eta_fraction,
+        lanes: a.lanes,
+        bits: 16,
+        state_max,
+        bus_max,
+    };
+    let name = format!("digits-unet rank {}", a.rank);
+    let cfg = tcompile::to_config(&o.compiled, &model, &name, &emit)?;
+    let sub = thermo_sim::Substrate::from_config(&cfg).map_err(|e| format!("emitted description does not validate: {e}"))?;
+    cfg.save(&a.out).map_err(|e| e.to_string())?;
+    let f = cfg.formats;
+    println!(
+        "wrote {}: validates (lambda {:.4} .. {:.3}, eta {:.5}); formats state {}, coupling {}, bus {}, gain {}, noise {} (state max {:.3}, bus max {:.3})",
+        a.out.display(),
+        sub.lambda_min,
+        sub.lambda_max,
+        cfg.eta,
+        f.state.name(),
+        f.coupling.name(),
+        f.bus.name(),
+        f.gain.name(),
+        f.noise_gain.name(),
+        state_max,
+        bus_max
+    );
+    let side = SideFile {
+        unet: a.unet.clone(),
+        options: opts,
+        interface: o.interface,
+        param_count: pc,
+        train: o.train,
+        rows: o.rows,
+    };
+    let sp = side_path(&a.out);
+    let json = serde_json::to_string_pretty(&side).map_err(|e| e.to_string())?;
+    std::fs::write(&sp, json + "\n").map_err(|e| format!("{}: {e}", sp.display()))?;
+    println!("wrote {} ({:.1} s)", sp.display(), t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct TableRow {
+    model: String,
+    k: String,
+    method: String,
+    /// Per skip level (0, 1): (bus connections, dense connections).
+    connections: Vec<(usize, usize)>,
+    discarded_energy: Vec<f64>,
+    lambda_min: f64,
+    lambda_max: f64,
+    interface_params: usize,
+    train_mse: f64,
+    max_bias: f64,
+    /// Pooled over the held-out noise levels.
+    pooled: EvalRow,
+    shortfall: teval::Shortfall,
+}
+
+fn compile_table(a: CompileTableArgs) -> Result<(), String> {
+    let model = io::load(&a.unet).map_err(|e| format!("{}: {e}", a.unet.display()))?;
+    let t = Instant::now();
+    let p = prepare_data(&model, &a.c)?;
+    println!(
+        "{}: interface into `{}`, {} training samples, {} held-out ({} noise levels)",
+        a.unet.display(),
+        a.c.inject,
+        p.train.len(),
+        p.test.len(),
+        p.levels.len()
+    );
+    println!(
+        "{:>5} {:>5}  {:>16}  {:>15}  {:>26}  {:>8}  {:>8}  {:>8}  {:>8}",
+        "k",
+        "meth",
+        "connections 0,1",
+        "discarded 0,1",
+        "interface dec0 cos/cc/R2",
+        "dec cos",
+        "coupl.",
+        "enc-anch",
+        "max|b|"
+    );
+    let mut rows = Vec::new();
+    for k in &a.ks {
+        let rank = parse_rank(k)?;
+        let methods: Vec<&str> = if rank.is_none() {
+            vec!["dense"]
+        } else {
+            vec!["gram", "plain"]
+        };
+        for m in methods {
+            let mut c = a.c.clone();
+            if m != "dense" {
+                c.method = m.to_string();
+            }
+            let (opts, topts) = options(&c, rank)?;
+            let o = teval::run_pipeline(&model, &p, &opts, &c.inject, &topts)?;
+            let pooled = o.rows.last().cloned().ok_or("no rows")?;
+            let ifc = pooled.interface.clone().ok_or("no interface row")?;
+            println!(
+                "{:>5} {:>5}  {:>16}  {:>15}  {:>26}  {:>8.4}  {:>8.4}  {:>8.4}  {:>8.2}",
+                k,
+                m,
+                format!("{}/{}, {}/{}", o.compiled.connections[0].0, o.compiled.connections[0].1, o.compiled.connections[1].0, o.compiled.connections[1].1),
+                format!("{:.4}, {:.4}", o.compiled.discarded_energy[0], o.compiled.discarded_energy[1]),
+                sim_line(&ifc.dec0),
+                ifc.decoder.cosine,
+                pooled.couplings.dec0.cosine,
+                pooled.encoder_anchored.dec0.cosine,
+                o.max_bias
+            );
+            rows.push(TableRow {
+                model: a.unet.display().to_string(),
+                k: k.clone(),
+                method: m.to_string(),
+                connections: o.compiled.connections.clone(),
+                discarded_energy: o.compiled.discarded_energy.clone(),
+                lambda_min: o.compiled.lambda_min,
+                lambda_max: o.compiled.lambda_max,
+                interface_params: o.interface.param_count().total,
+                train_mse: o.train.train_mse,
+                max_bias: o.max_bias,
+                pooled,
+                shortfall: o.shortfall,
+            });
+        }
+    }
+    println!("({:.1} s)", t.elapsed().as_secs_f64());
+    if let Some(pth) = &a.json {
+        let json = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
+        std::fs::write(pth, json + "\n").map_err(|e| format!("{}: {e}", pth.display()))?;
+        println!("wrote {}", pth.display());
+    }
+    if let Some(pth) = &a.md {
+        let mut md = format!(
+            "Made by `thermo compile-table --unet {} --ks {} --inject {} --gain {} --margin {} --steps {}`; exact equilibrium means, {} held-out inputs pooled over sigma in {:?}. cos / cc / R2 = cosine / centred cosine / R^2 of dec0.\n\n",
+            a.unet.display(), a.ks.join(","), a.c.inject, a.c.gain, a.c.margin, a.c.steps, p.test.len(), p.levels
+        );
+        md += "| k | method | bus connections (lvl 0, lvl 1) vs dense | discarded energy (0, 1) | oracle dec0 cos | interface dec0 cos / cc / R2 | interface dec1+dec0 cos | couplings-only dec0 cos / cc | encoder-anchored dec0 cos / cc / R2 |\n|---|---|---|---|---|---|---|---|---|\n";
+        for r in &rows {
+            let i = r.pooled.interface.as_ref().ok_or("no interface row")?;
+            md += &format!(
+                "| {} | {} | {} / {}, {} / {} | {:.4}, {:.4} | {:.4} | {} | {:.4} | {:.4} / {:.4} | {} |\n",
+                r.k, r.method, r.connections[0].0, r.connections[0].1, r.connections[1].0, r.connections[1].1,
+                r.discarded_energy[0], r.discarded_energy[1], r.pooled.oracle.dec0.cosine, sim_line(&i.dec0), i.decoder.cosine,
+                r.pooled.couplings.dec0.cosine, r.pooled.couplings.dec0.centered_cosine, sim_line(&r.pooled.encoder_anchored.dec0)
+            );
+        }
+        std::fs::write(pth, md).map_err(|e| format!("{}: {e}", pth.display()))?;
+        println!("wrote {}", pth.display());
+    }
+    Ok(())
+}
+
+fn eval_cmd(a: EvalArgs) -> Result<(), String> {
+    let _ = (&a.substrate, &a.engine);
+    Err("thermo eval: not yet implemented".into())
 }
