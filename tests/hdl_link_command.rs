@@ -238,3 +238,17 @@ fn hdl_link_top_uart_pins_verilator() {
         cnt[3]
     );
 }
+
+/// The command unit's Verilog passes rust-hdl's checks; with `THERMO_LINK_VERILOG=<dir>` the
+/// shipped example's `LinkCore` is written there (for synthesis with yosys).
+#[test]
+fn hdl_link_core_verilog_checks() {
+    let s = shipped_example();
+    let prog = HwProgram::new(&s).expect("compile");
+    let v = thermo_hdl::command::link_core_verilog(&s, &prog).expect("LinkCore checks");
+    if let Some(dir) = std::env::var_os("THERMO_LINK_VERILOG") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).expect("create dir");
+        std::fs::write(dir.join("link_core.v"), v).expect("write");
+    }
+}
