@@ -161,7 +161,7 @@ fn hdl_link_command_verilator() {
     stream.extend(req(after + 3, stt, &[]));
     want.push((after + 3, rk(stt), status(0, 0, 0)));
 
-    let o = link_core_verilator(&s, &prog, &stream).expect("verilator");
+    let o = link_core_verilator(&s, &prog, &stream, 1).expect("verilator");
     let mut dec = FrameDecoder::new();
     let got: Vec<(u8, u8, Vec<u8>)> = dec
         .push(&o.out)
@@ -251,4 +251,216 @@ fn hdl_link_core_verilog_checks() {
         std::fs::create_dir_all(&dir).expect("create dir");
         std::fs::write(dir.join("link_core.v"), v).expect("write");
     }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What the RTL command unit answers (the emulator's rules for the commands it implements).
+struct Model {
+    init: Vec<i32>,
+    bias: Vec<i32>,
+    replays: u32,
+    status0: Vec<u8>,
+}
+
+impl Model {
+    fn status(&self) -> Vec<u8> {
+        let mut st = Status::decode(&self.status0).expect("status");
+        st.replays = self.replays;
+        st.encode()
+    }
+    fn exec(&mut self, op: u8, p: &[u8], ident: &[u8]) -> (u8, Vec<u8>) {
+        let d = self.bias.len() as u64;
+        let e = |c: ErrorCode| (ERROR_KIND, vec![op, c as u8]);
+        let u32at = |i: usize| u32::from_le_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]) as u64;
+        match Opcode::from_u8(op) {
+            Some(Opcode::Identify) => (op | 0x80, ident.to_vec()),
+            Some(Opcode::Status) => (op | 0x80, self.status()),
+            Some(Opcode::Reset) => {
+                self.bias = self.init.clone();
+                self.replays = 0;
+                (op | 0x80, vec![])
+            }
+            Some(Opcode::WriteMem) => {
+                if p.len() < 5 {
+                    return e(ErrorCode::BadLength);
+                }
+                let (addr, data) = (u32at(1), &p[5..]);
+                if p[0] != 0 || data.len() % 4 != 0 || addr + (data.len() / 4) as u64 > d {
+                    return e(ErrorCode::BadAddress);
+                }
+                for (k, c) in data.chunks(4).enumerate() {
+                    self.bias[addr as usize + k] = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+                (op | 0x80, ((data.len() / 4) as u32).to_le_bytes().to_vec())
+            }
+            Some(Opcode::ReadMem) => {
+                if p.len() != 7 {
+                    return e(ErrorCode::BadLength);
+                }
+                let (addr, count) = (u32at(1), u16::from_le_bytes([p[5], p[6]]) as u64);
+                let width = match p[0] {
+                    0 => 4,
+                    1 | 2 => 2,
+                    _ => return e(ErrorCode::BadAddress),
+                };
+                if count * width > thermo_proto::MAX_PAYLOAD as u64 {
+                    return e(ErrorCode::BadLength);
+                }
+                if p[0] == 2 || addr + count > d {
+                    return e(ErrorCode::BadAddress);
+                }
+                if p[0] == 1 {
+                    return (op | 0x80, vec![0; 2 * count as usize]);
+                }
+                let a = addr as usize;
+                (op | 0x80, words(&self.bias[a..a + count as usize]))
+            }
+            _ => e(ErrorCode::UnknownCommand),
+        }
+    }
+}
+
+/// Random request streams (every opcode and unknown ones, random lengths, addresses, counts,
+/// spaces, repeats of the previous request) through `LinkCore`: every request is answered
+/// exactly as a model with the emulator's rules answers it, in order — the command unit never
+/// hangs or skips a request.
+#[test]
+fn hdl_link_command_random_requests_verilator() {
+    let s = shipped_example();
+    let prog = HwProgram::new(&s).expect("compile");
+    let d = prog.d as u64;
+    let init: Vec<i32> = (0..prog.d)
+        .map(|i| prog.lanes[i % prog.p].bias[i / prog.p] as i32)
+        .collect();
+    let ident = identity(&s).encode();
+    let status0 = {
+        let v = |a: u32| mock_port_value(a) as u64;
+        let mut st = Status {
+            sweeps: v(1),
+            ..Default::default()
+        };
+        for l in 0..prog.p as u32 {
+            st.sat_acc += v(0x100 + 2 * l);
+            st.sat_state += v(0x101 + 2 * l);
+        }
+        for si in 0..prog.sides.len() as u32 {
+            st.sat_acc += v(0x200 + 2 * si);
+            st.sat_bus += v(0x201 + 2 * si);
+        }
+        st.encode()
+    };
+    let mut m = Model {
+        init: init.clone(),
+        bias: init,
+        replays: 0,
+        status0,
+    };
+    let mut rng = Rng(2024);
+    let (mut stream, mut want) = (Vec::new(), Vec::new());
+    let mut seq = 0u8;
+    let mut prev: Option<(u8, Vec<u8>)> = None;
+    let n = 1500;
+    for _ in 0..n {
+        if let (Some((op, p)), 0) = (&prev, rng.below(10)) {
+            // the previous request again with its seq: re-executed, counted as a replay
+            let (op, p) = (*op, p.clone());
+            stream.extend(req(seq.wrapping_sub(1), op, &p));
+            if op != Opcode::Identify as u8 {
+                m.replays += 1; // IDENTIFY is always executed afresh
+            }
+            let (k, r) = m.exec(op, &p, &ident);
+            want.push((seq.wrapping_sub(1), k, r));
+            continue;
+        }
+        let op = match rng.below(12) {
+            0..=2 => Opcode::WriteMem as u8,
+            3..=5 => Opcode::ReadMem as u8,
+            6 => Opcode::Identify as u8,
+            7 => Opcode::Status as u8,
+            8 => Opcode::Reset as u8,
+            9 => 4 + rng.below(3) as u8,
+            _ => rng.next() as u8,
+        };
+        let space = if rng.below(4) == 0 {
+            rng.below(4) as u8
+        } else {
+            0
+        };
+        let addr = match rng.below(6) {
+            0 => rng.next() as u32,
+            _ => rng.below(d + 2) as u32,
+        };
+        let p = if op == Opcode::WriteMem as u8 {
+            let n = rng.below(d + 3) as usize;
+            let mut p = vec![space];
+            p.extend(addr.to_le_bytes());
+            for _ in 0..n {
+                p.extend((rng.next() as u32).to_le_bytes());
+            }
+            match rng.below(8) {
+                0 => p.truncate(rng.below(6) as usize),
+                1 => p.push(rng.next() as u8),
+                _ => {}
+            }
+            p
+        } else if op == Opcode::ReadMem as u8 {
+            let count = match rng.below(5) {
+                0 => rng.below(600) as u16,
+                _ => rng.below(d + 2) as u16,
+            };
+            let mut p = read_mem(space, addr, count);
+            if rng.below(10) == 0 {
+                p.truncate(rng.below(7) as usize);
+            }
+            p
+        } else {
+            (0..rng.below(24)).map(|_| rng.next() as u8).collect()
+        };
+        stream.extend(req(seq, op, &p));
+        let (k, r) = m.exec(op, &p, &ident);
+        want.push((seq, k, r));
+        prev = Some((op, p));
+        seq = seq.wrapping_add(1);
+    }
+    let o = link_core_verilator(&s, &prog, &stream, 40).expect("verilator");
+    let mut dec = FrameDecoder::new();
+    let got: Vec<(u8, u8, Vec<u8>)> = dec
+        .push(&o.out)
+        .into_iter()
+        .map(|r| r.expect("valid reply"))
+        .map(|f| (f.seq, f.kind, f.payload))
+        .collect();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            g == w,
+            "reply {i}: got seq {} kind {:#x} {} bytes, want seq {} kind {:#x} {} bytes",
+            g.0,
+            g.1,
+            g.2.len(),
+            w.0,
+            w.1,
+            w.2.len()
+        );
+    }
+    assert_eq!(got.len(), want.len(), "one reply per request");
+    assert_eq!(o.counters, [want.len() as u64, 0, 0, 0]);
+    eprintln!(
+        "command unit, random requests in Verilator: {} requests ({} request bytes, {} reply bytes), every reply equal to the model",
+        want.len(),
+        stream.len(),
+        o.out.len()
+    );
 }

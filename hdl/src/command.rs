@@ -836,11 +836,13 @@ pub const LINK_CORE_HARNESS: &str = r#"
 #include "Vtop.h"
 #include "verilated.h"
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <string>
 int main(int argc, char** argv) {
     Verilated::commandArgs(argc, argv);
     Vtop* t = new Vtop;
+    unsigned long long gap = argc > 1 ? strtoull(argv[1], 0, 0) : 1; if (!gap) gap = 1;
     size_t n; if (scanf("%zu", &n) != 1) return 2;
     std::string in(n, '\0');
     for (size_t i = 0; i < n; i++) { unsigned b; if (scanf("%2x", &b) != 1) return 2; in[i] = (char)b; }
@@ -848,7 +850,8 @@ int main(int argc, char** argv) {
     unsigned rsel = 0, rdata = 0; unsigned long long cyc = 0, quiet = 0; size_t i = 0;
     t->clock = 0; t->in_valid = 0; t->out_ready = 0; t->cfg_rdata = 0; t->eval();
     while (i < n || quiet < 50000) {
-        t->in_valid = i < n; t->in_data = i < n ? (unsigned char)in[i] : 0;
+        int feed = i < n && cyc % gap == 0;
+        t->in_valid = feed; t->in_data = feed ? (unsigned char)in[i] : 0;
         t->out_ready = (cyc & 3) != 0;
         t->cfg_rdata = rdata;
         t->eval();
@@ -863,7 +866,7 @@ int main(int argc, char** argv) {
         if (we) mem[a] = wd;
         t->clock = 1; t->eval(); t->clock = 0; t->eval();
         rdata = nrdata; rsel = nrsel;
-        if (i < n) i++;
+        if (feed) i++;
         cyc++;
         quiet = active ? 0 : quiet + 1;
         if (cyc > 2000000000ULL) { fprintf(stderr, "hang\n"); return 1; }
@@ -895,11 +898,13 @@ pub fn link_core_verilog(s: &Substrate, prog: &HwProgram) -> Result<String, crat
     crate::verilog::block_verilog(&u)
 }
 
-/// Feed `input` to a Verilator build of the [`LinkCore`] of `s` with a mock substrate port.
+/// Feed `input` (one byte every `gap` clocks) to a Verilator build of the [`LinkCore`] of `s`
+/// with a mock substrate port.
 pub fn link_core_verilator(
     s: &Substrate,
     prog: &HwProgram,
     input: &[u8],
+    gap: u32,
 ) -> Result<LinkCoreOut, crate::Error> {
     use std::fmt::Write;
     let exe = crate::verilog::verilator_build(
@@ -913,7 +918,7 @@ pub fn link_core_verilator(
         let _ = write!(text, "{b:02x}");
     }
     text.push('\n');
-    let res = crate::verilog::run_harness(&exe, &[], &text)?;
+    let res = crate::verilog::run_harness(&exe, &[gap.to_string()], &text)?;
     let bad = |l: &str| crate::Error::Tool(format!("bad link harness output {l:?}"));
     let mut o = LinkCoreOut::default();
     for l in res.lines() {
