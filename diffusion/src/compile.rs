@@ -29,8 +29,24 @@ pub struct CompileOptions {
     pub method: Factorisation,
     /// Gain `gamma` applied to every coupling (local and bus).
     pub gain: f64,
-    /// Stiffness margin `delta` over the Gershgorin row sum.
+    /// Stiffness margin `delta` over the Gershgorin row sum (or over `-lambda_min` of the
+    /// couplings, for [`Stiffness::Spectral`]).
     pub margin: f64,
+    /// How the stiffness is chosen.
+    #[serde(default)]
+    pub stiffness: Stiffness,
+}
+
+/// Choice of the stiffness `a_i`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stiffness {
+    /// `a_i = sum_j |A_ij| + delta` (diagonally dominant; certified by Gershgorin).
+    #[default]
+    Gershgorin,
+    /// One value for all units, `a = max(1, delta - lambda_min(C))` with `C` the couplings
+    /// part of `A`: the smallest uniform stiffness (at least the U-Net's 1) with
+    /// `lambda_min(A) >= delta`.
+    Spectral,
 }
 
 impl Default for CompileOptions {
@@ -40,6 +56,7 @@ impl Default for CompileOptions {
             method: Factorisation::GramWeighted,
             gain: 1.0,
             margin: 1.0,
+            stiffness: Stiffness::Gershgorin,
         }
     }
 }
@@ -158,7 +175,9 @@ impl Compiled {
 
     /// Block of `A^-1`.
     pub fn inv_block(&self, rows: &[usize], cols: &[usize]) -> DMatrix<f64> {
-        DMatrix::from_fn(rows.len(), cols.len(), |r, c| self.a_inv[(rows[r], cols[c])])
+        DMatrix::from_fn(rows.len(), cols.len(), |r, c| {
+            self.a_inv[(rows[r], cols[c])]
+        })
     }
 }
 
@@ -240,7 +259,12 @@ pub fn compile(
     for l in 1..levels {
         put_block(&mut off, l, l - 1, &dense_matrix(&model.enc[l]));
     }
-    put_block(&mut off, levels, levels - 1, &dense_matrix(&model.bottleneck));
+    put_block(
+        &mut off,
+        levels,
+        levels - 1,
+        &dense_matrix(&model.bottleneck),
+    );
     for (step, l) in (0..levels).rev().enumerate() {
         let to = levels + 1 + step;
         put_block(&mut off, to, to - 1, &dense_matrix(&model.dec[l]));
@@ -269,9 +293,11 @@ pub fn compile(
                         gram::gram_weighted(&w, &gram::gram(e), k)?
                     }
                     Factorisation::CovarianceWeighted => {
-                        return Err("the covariance-weighted factorisation needs a bias offset; \
+                        return Err(
+                            "the covariance-weighted factorisation needs a bias offset; \
                                     compile supports gram and plain"
-                            .into())
+                                .into(),
+                        )
                     }
                 };
                 put_block(&mut off, dec, enc, &f.matrix());
@@ -290,9 +316,15 @@ pub fn compile(
         }
     }
     // Stiffness: Gershgorin row sums plus the margin.
-    let stiffness: Vec<f64> = (0..d)
-        .map(|i| off.row(i).iter().map(|x| x.abs()).sum::<f64>() + opts.margin)
-        .collect();
+    let stiffness: Vec<f64> = match opts.stiffness {
+        Stiffness::Gershgorin => (0..d)
+            .map(|i| off.row(i).iter().map(|x| x.abs()).sum::<f64>() + opts.margin)
+            .collect(),
+        Stiffness::Spectral => {
+            let lmin = off.clone().symmetric_eigenvalues().min();
+            vec![(opts.margin - lmin).max(1.0); d]
+        }
+    };
     let mut a = off.clone();
     for (i, s) in stiffness.iter().enumerate() {
         a[(i, i)] = *s;
@@ -424,7 +456,10 @@ pub fn to_config(
             } else if let Some(l) = n.strip_prefix("enc") {
                 (Role::Encoder, l.parse().unwrap_or(0))
             } else {
-                (Role::Decoder, n.trim_start_matches("dec").parse().unwrap_or(0))
+                (
+                    Role::Decoder,
+                    n.trim_start_matches("dec").parse().unwrap_or(0),
+                )
             };
             ModuleConfig {
                 name: n.clone(),
@@ -453,7 +488,11 @@ pub fn to_config(
         .iter()
         .map(|a| 1.0 - eta * a)
         .chain(c.couplings.iter().map(|x| eta * x.2))
-        .chain(c.buses.iter().flat_map(|b| b.u.iter().chain(&b.v).flatten().copied()));
+        .chain(
+            c.buses
+                .iter()
+                .flat_map(|b| b.u.iter().chain(&b.v).flatten().copied()),
+        );
     let coupling = QFormat::new(bits, frac_for(bits, coupling_vals, 1.0, 24));
     let state = QFormat::new(
         bits,

@@ -239,7 +239,12 @@ pub fn means(c: &Compiled, iface: Option<&Interface>, set: &EvalSet) -> Result<M
     })
 }
 
-fn scores(c: &Compiled, set: &EvalSet, mu: &DMatrix<f64>, rows: &[usize]) -> Result<Scores, String> {
+fn scores(
+    c: &Compiled,
+    set: &EvalSet,
+    mu: &DMatrix<f64>,
+    rows: &[usize],
+) -> Result<Scores, String> {
     let dn = decoder_names(c);
     let dref: Vec<&str> = dn.iter().map(|s| s.as_str()).collect();
     let d = c.units_of(&dref)?;

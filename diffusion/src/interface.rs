@@ -231,6 +231,9 @@ pub struct TrainReport {
     pub train_mse: f64,
     /// The part of it no bias into the injected module can remove (outside the range of `M`).
     pub unreachable_mse: f64,
+    /// Capacity bound: the smallest error any output `W_o h + b_o` with `h` in R^16 can reach
+    /// (best rank-16 affine fit of the reachable targets, plus the unreachable part).
+    pub capacity_mse: f64,
     /// Rank of `M` used.
     pub rank: usize,
     /// Condition number of `M` (largest / smallest kept singular value).
@@ -276,6 +279,16 @@ pub fn train(
     // Projected targets y = t U (rows = samples) and the unreachable residual.
     let y = targets * &uk;
     let unreachable = (targets.norm_squared() - y.norm_squared()).max(0.0) / (ns * nd) as f64;
+    let capacity = {
+        let mean = y.row_mean();
+        let mut yc = y.clone();
+        for mut row in yc.row_iter_mut() {
+            row -= &mean;
+        }
+        let mut sv: Vec<f64> = yc.singular_values().iter().map(|s| s * s).collect();
+        sv.sort_by(|a, b| b.total_cmp(a));
+        sv.iter().skip(HIDDEN).sum::<f64>() / (ns * nd) as f64 + unreachable
+    };
 
     let mut rng = Rng::stream(opts.seed, 0x1f7e);
     // Parameters: we [CODE x p1], be [CODE], wt [HIDDEN x (CODE+1)], bt [HIDDEN],
@@ -326,13 +339,15 @@ pub fn train(
             let mut h = [0.0f64; HIDDEN];
             for (j, hj) in h.iter_mut().enumerate() {
                 let w = &theta[offs[2] + j * (CODE + 1)..offs[2] + (j + 1) * (CODE + 1)];
-                *hj = (theta[offs[3] + j] + w.iter().zip(g.iter()).map(|(a, b)| a * b).sum::<f64>())
-                    .tanh();
+                *hj = (theta[offs[3] + j]
+                    + w.iter().zip(g.iter()).map(|(a, b)| a * b).sum::<f64>())
+                .tanh();
             }
             let mut dh = [0.0f64; HIDDEN];
             for o in 0..r {
                 let w = &theta[offs[4] + o * HIDDEN..offs[4] + (o + 1) * HIDDEN];
-                let yo = theta[offs[5] + o] + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>();
+                let yo =
+                    theta[offs[5] + o] + w.iter().zip(h.iter()).map(|(a, b)| a * b).sum::<f64>();
                 let d = scale * (yo - y[(si, o)]);
                 grad[offs[5] + o] += d;
                 for j in 0..HIDDEN {
@@ -394,6 +409,7 @@ pub fn train(
     let report = TrainReport {
         train_mse: sse / (ns * nd) as f64,
         unreachable_mse: unreachable,
+        capacity_mse: capacity,
         rank: r,
         condition: smax / smin,
     };

@@ -40,6 +40,9 @@ pub struct CompilerArgs {
     /// Stiffness margin delta over the Gershgorin row sums.
     #[arg(long, default_value_t = 1.0)]
     margin: f64,
+    /// Stiffness: gershgorin (a_i = row sum + margin) or spectral (uniform, lambda_min >= margin).
+    #[arg(long, default_value = "gershgorin")]
+    stiffness: String,
     /// Module that receives the interface's biases.
     #[arg(long, default_value = "dec0")]
     inject: String,
@@ -614,10 +617,7 @@ fn parse_rank(k: &str) -> Result<Option<usize>, String> {
     Ok(Some(v))
 }
 
-fn prepare_data(
-    model: &thermo_diffusion::Unet,
-    c: &CompilerArgs,
-) -> Result<Prepared, String> {
+fn prepare_data(model: &thermo_diffusion::Unet, c: &CompilerArgs) -> Result<Prepared, String> {
     let data_path = c.data.clone().unwrap_or_else(data::default_data_path);
     let digits = Digits::load(&data_path).map_err(|e| e.to_string())?;
     let split = Split::new(
@@ -631,13 +631,25 @@ fn prepare_data(
     teval::prepare(model, &train_x, &test_x, c.draws, &c.sigmas)
 }
 
-fn options(c: &CompilerArgs, rank: Option<usize>) -> Result<(CompileOptions, TrainOptions), String> {
+fn options(
+    c: &CompilerArgs,
+    rank: Option<usize>,
+) -> Result<(CompileOptions, TrainOptions), String> {
     Ok((
         CompileOptions {
             rank,
             method: parse_method(&c.method)?,
             gain: c.gain,
             margin: c.margin,
+            stiffness: match c.stiffness.as_str() {
+                "gershgorin" => tcompile::Stiffness::Gershgorin,
+                "spectral" => tcompile::Stiffness::Spectral,
+                o => {
+                    return Err(format!(
+                        "--stiffness `{o}`: expected gershgorin or spectral"
+                    ))
+                }
+            },
         },
         TrainOptions {
             seed: c.seed,
@@ -726,15 +738,20 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
         tiface::BUDGET
     );
     println!(
-        "interface training: {} samples, mse {:.5} per decoder unit (unreachable part {:.5}), M rank {} condition {:.3e}; largest held-out bias {:.3}",
+        "interface training: {} samples, mse {:.5} per decoder unit (capacity bound {:.5}, unreachable part {:.5}), M rank {} condition {:.3e}; largest held-out bias {:.3}",
         p.train.len(),
         o.train.train_mse,
+        o.train.capacity_mse,
         o.train.unreachable_mse,
         o.train.rank,
         o.train.condition,
         o.max_bias
     );
     print_rows(&o.rows);
+    println!(
+        "couplings-only signal shortfall on the held-out inputs: {:?}",
+        o.shortfall
+    );
     // Data ranges for the Q formats: activations, equilibrium means, bus lines.
     let mu = teval::means(&o.compiled, Some(&o.interface), &p.test)?;
     let mut state_max = p.test.truth.amax().max(p.train.truth.amax());
@@ -768,7 +785,8 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
     };
     let name = format!("digits-unet rank {}", a.rank);
     let cfg = tcompile::to_config(&o.compiled, &model, &name, &emit)?;
-    let sub = thermo_sim::Substrate::from_config(&cfg).map_err(|e| format!("emitted description does not validate: {e}"))?;
+    let sub = thermo_sim::Substrate::from_config(&cfg)
+        .map_err(|e| format!("emitted description does not validate: {e}"))?;
     cfg.save(&a.out).map_err(|e| e.to_string())?;
     let f = cfg.formats;
     println!(
@@ -796,7 +814,11 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
     let sp = side_path(&a.out);
     let json = serde_json::to_string_pretty(&side).map_err(|e| e.to_string())?;
     std::fs::write(&sp, json + "\n").map_err(|e| format!("{}: {e}", sp.display()))?;
-    println!("wrote {} ({:.1} s)", sp.display(), t.elapsed().as_secs_f64());
+    println!(
+        "wrote {} ({:.1} s)",
+        sp.display(),
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -863,8 +885,17 @@ fn compile_table(a: CompileTableArgs) -> Result<(), String> {
                 "{:>5} {:>5}  {:>16}  {:>15}  {:>26}  {:>8.4}  {:>8.4}  {:>8.4}  {:>8.2}",
                 k,
                 m,
-                format!("{}/{}, {}/{}", o.compiled.connections[0].0, o.compiled.connections[0].1, o.compiled.connections[1].0, o.compiled.connections[1].1),
-                format!("{:.4}, {:.4}", o.compiled.discarded_energy[0], o.compiled.discarded_energy[1]),
+                format!(
+                    "{}/{}, {}/{}",
+                    o.compiled.connections[0].0,
+                    o.compiled.connections[0].1,
+                    o.compiled.connections[1].0,
+                    o.compiled.connections[1].1
+                ),
+                format!(
+                    "{:.4}, {:.4}",
+                    o.compiled.discarded_energy[0], o.compiled.discarded_energy[1]
+                ),
                 sim_line(&ifc.dec0),
                 ifc.decoder.cosine,
                 pooled.couplings.dec0.cosine,
