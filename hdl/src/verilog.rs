@@ -46,11 +46,17 @@ pub fn verilator_build(
         if fast { "fast" } else { "" }
     );
     let key = fnv(&[verilog, cpp, &flags]);
-    let dir = cache_dir().join(format!("{key:016x}"));
-    let exe = dir.join("obj_dir").join("vsim");
-    if exe.exists() {
-        return Ok(exe);
+    let final_dir = cache_dir().join(format!("{key:016x}"));
+    let final_exe = final_dir.join("obj_dir").join("vsim");
+    if final_exe.exists() {
+        return Ok(final_exe);
     }
+    // build in a private directory, then move it into place (concurrent builds of the same
+    // design, e.g. parallel tests, must not trample each other)
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = cache_dir().join(format!("{key:016x}.tmp{}.{n}", std::process::id()));
+    let exe = dir.join("obj_dir").join("vsim");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| Error::Io(dir.clone(), e.to_string()))?;
     write(&dir.join("top.v"), verilog)?;
@@ -121,14 +127,23 @@ pub fn verilator_build(
         )));
     }
     if !rt.is_dir() {
-        let tmp = cache_dir().join(format!("runtime-{flags}.{}", std::process::id()));
+        let tmp = cache_dir().join(format!("runtime-{flags}.{}.{n}", std::process::id()));
         let _ = std::fs::create_dir_all(&tmp);
         for f in runtime {
             let _ = std::fs::copy(obj.join(f), tmp.join(f));
         }
         let _ = std::fs::rename(&tmp, &rt);
+        let _ = std::fs::remove_dir_all(&tmp);
     }
-    Ok(exe)
+    if std::fs::rename(&dir, &final_dir).is_ok() {
+        Ok(final_exe)
+    } else if final_exe.exists() {
+        // another build of the same design won the race
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(final_exe)
+    } else {
+        Ok(exe)
+    }
 }
 
 fn write(p: &Path, s: &str) -> Result<(), Error> {
