@@ -39,6 +39,7 @@ fn words(b: &[i32]) -> Vec<u8> {
 
 #[test]
 fn hdl_link_command_verilator() {
+    let _serial = serial();
     let s = shipped_example();
     let prog = HwProgram::new(&s).expect("compile");
     let d = prog.d;
@@ -339,6 +340,7 @@ impl Model {
 /// hangs or skips a request.
 #[test]
 fn hdl_link_command_random_requests_verilator() {
+    let _serial = serial();
     let s = shipped_example();
     let prog = HwProgram::new(&s).expect("compile");
     let d = prog.d as u64;
@@ -463,4 +465,12 @@ fn hdl_link_command_random_requests_verilator() {
         stream.len(),
         o.out.len()
     );
+}
+
+/// Tests of this file that build the same Verilator model run one at a time (the build cache
+/// directory of a model is shared).
+static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    BUILD.lock().unwrap_or_else(|e| e.into_inner())
 }

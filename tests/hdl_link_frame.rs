@@ -221,6 +221,7 @@ fn decoder_frames(stream: &[u8]) -> (Vec<RxFrame>, [u64; 3]) {
 
 #[test]
 fn hdl_link_frame_rx_fuzz_verilator() {
+    let _serial = serial();
     let runs = [
         (1u64, true, 0u32, 0u64, 4_000_000usize),
         (2, false, 3, 99, 3_000_000),
@@ -298,6 +299,7 @@ fn hdl_link_frame_rx_fuzz_verilator() {
 
 #[test]
 fn hdl_link_frame_rx_overrun_verilator() {
+    let _serial = serial();
     let mut rng = Rng(9);
     let mut stream = Vec::new();
     let mut lens = Vec::new();
@@ -345,6 +347,7 @@ fn hdl_link_frame_rx_overrun_verilator() {
 
 #[test]
 fn hdl_link_frame_tx_verilator() {
+    let _serial = serial();
     let mut rng = Rng(17);
     let mut cmds = Vec::new();
     let mut frames = Vec::new();
@@ -395,4 +398,12 @@ fn hdl_link_frame_tx_verilator() {
         frames.len(),
         wire.len()
     );
+}
+
+/// Tests of this file that build the same Verilator model run one at a time (the build cache
+/// directory of a model is shared).
+static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    BUILD.lock().unwrap_or_else(|e| e.into_inner())
 }

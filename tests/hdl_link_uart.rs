@@ -34,6 +34,7 @@ const RATIOS: [(u64, u64); 6] = [
 
 #[test]
 fn hdl_link_uart_verilator_ratios() {
+    let _serial = serial();
     let mut rng = Rng(0x5eed);
     let mut total_rx = 0usize;
     let mut total_tx = 0usize;
@@ -157,6 +158,7 @@ fn hdl_link_uart_verilator_ratios() {
 /// tx waveform.
 #[test]
 fn hdl_link_uart_rusthdl_equals_verilator() {
+    let _serial = serial();
     let mut rng = Rng(77);
     for (clk, baud) in [(25_000_000u64, 3_000_000u64), (12_000_000, 3_000_000)] {
         let inc = baud_increment(clk, baud).expect("ratio");
@@ -194,4 +196,12 @@ fn hdl_link_verilog_checks() {
         std::fs::write(dir.join("uart.v"), u).expect("write");
         std::fs::write(dir.join("frame.v"), f).expect("write");
     }
+}
+
+/// Tests of this file that build the same Verilator model run one at a time (the build cache
+/// directory of a model is shared).
+static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    BUILD.lock().unwrap_or_else(|e| e.into_inner())
 }
