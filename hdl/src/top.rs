@@ -62,10 +62,15 @@ pub mod ctrl_bits {
 /// `0x200 + 2s (+1)` side `s` accumulator (line) saturations. Memories are initialised with the
 /// compiled program and may be rewritten through the port while idle.
 ///
-/// **Latency**: a run of `n` sweeps takes exactly `n * Schedule::cycles_per_sweep` cycles.
+/// **Latency**: a run of `n` sweeps takes exactly `n * Schedule::cycles_per_sweep` cycles
+/// (no schedule change was needed: bus phase `k n + 3`, then each lane one instruction per
+/// cycle, then a drain of 4 of which the pipeline uses 3).
 ///
 /// **Proof**: `tests/hdl_equivalence.rs` — rust-hdl simulation and Verilator equal the fixed
-/// engine state for state, sweep for sweep, with equal saturation counts and cycle counts.
+/// engine state for state, sweep for sweep, with equal saturation counts and cycle counts;
+/// the readout accumulators and multi-sweep runs in
+/// `hdl_readout_accumulators_and_back_to_back_runs`; negative controls in
+/// `verify::negative`.
 #[derive(LogicBlock)]
 pub struct SubstrateTop {
     /// Clock.

@@ -495,7 +495,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shipped_example_rusthdl_few_sweeps() {
+    fn shipped_example_three_way_few_sweeps() {
         let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let s = Substrate::from_file(&root.join("examples/three-module.toml")).unwrap();
         let rep = verify(&s, 3, 1, Sims::default(), None).unwrap();

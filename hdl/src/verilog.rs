@@ -178,3 +178,9 @@ pub fn run_harness(exe: &Path, args: &[String], input: &str) -> Result<String, E
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// The Verilog of the substrate top for `s` (top module `top`, memory contents inline):
+/// rust-hdl's checks first, their failures as errors naming the signals.
+pub fn generate(s: &thermo_sim::Substrate) -> Result<String, Error> {
+    crate::verify::substrate_verilog(s)
+}

@@ -4,7 +4,8 @@
 
 use clap::Subcommand;
 use std::path::PathBuf;
-use thermo_hdl::verify::{rtl_vcd_path, substrate_verilog, verify, Sims};
+use thermo_hdl::verify::{rtl_vcd_path, verify, Sims};
+use thermo_hdl::verilog::generate;
 use thermo_sim::Substrate;
 
 /// Hardware commands.
@@ -78,7 +79,7 @@ pub fn run(c: HdlCommand) -> Result<(), String> {
     match c {
         HdlCommand::Verilog { config, output } => {
             let s = load(&config)?;
-            let v = substrate_verilog(&s).map_err(|e| e.to_string())?;
+            let v = generate(&s).map_err(|e| e.to_string())?;
             std::fs::write(&output, &v).map_err(|e| format!("{}: {e}", output.display()))?;
             println!(
                 "wrote {} ({} lines, top module `top`)",
