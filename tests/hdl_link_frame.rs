@@ -84,7 +84,7 @@ fn fuzz_stream(rng: &mut Rng, target: usize) -> (Vec<u8>, Vec<RxFrame>, usize) {
     let mut segments = 0;
     while s.len() < target {
         segments += 1;
-        let after_delim = s.last().map_or(true, |&b| b == 0);
+        let after_delim = matches!(s.last(), None | Some(0));
         match rng.below(20) {
             0..=8 => {
                 let (q, k, p) = (rng.byte(), rng.byte(), payload(rng));
@@ -183,9 +183,8 @@ fn fuzz_stream(rng: &mut Rng, target: usize) -> (Vec<u8>, Vec<RxFrame>, usize) {
                 s.push(0);
             }
             _ => {
-                for _ in 0..1 + rng.below(3) {
-                    s.push(0);
-                }
+                let n = 1 + rng.below(3) as usize;
+                s.resize(s.len() + n, 0);
             }
         }
     }

@@ -68,7 +68,7 @@ fn hdl_link_uart_verilator_ratios() {
                         want.push(b);
                     }
                 }
-                if rng.next() % 4 == 0 {
+                if rng.next() & 3 == 0 {
                     ev.push(LineEvent::Idle(rng.f() * 3.0));
                 }
             }
@@ -112,7 +112,10 @@ fn hdl_link_uart_verilator_ratios() {
             let mut prev = true;
             for &(level, len) in &o.tx_runs {
                 // a falling edge at least 9.5 bits after the last start bit is a start bit
-                let free = starts.last().map_or(true, |&s| (t - s) as f64 > 9.5 * r_hw);
+                let free = match starts.last() {
+                    None => true,
+                    Some(&s) => (t - s) as f64 > 9.5 * r_hw,
+                };
                 if prev && !level && free {
                     starts.push(t);
                 }

@@ -649,10 +649,8 @@ impl Logic for CommandUnit {
                         self.state.d.next = CmdState::RmZeros;
                     }
                 }
-                if self.space.q.val() == 2 {
-                    if self.rcnt.val() > self.k_words1.val() {
-                        self.ecode.d.next = self.k_e_length.val();
-                    }
+                if (self.space.q.val() == 2) & (self.rcnt.val() > self.k_words1.val()) {
+                    self.ecode.d.next = self.k_e_length.val();
                 }
             }
             CmdState::RmWord => {

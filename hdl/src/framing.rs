@@ -330,9 +330,8 @@ impl Logic for FrameRx {
             if self.overlong.q.val() {
                 self.c_framing.d.next = self.c_framing.q.val() + 1;
             } else if self.m.q.val() != 0 {
-                if self.rem.q.val() != 0 {
-                    self.c_framing.d.next = self.c_framing.q.val() + 1;
-                } else if self.n.q.val() < self.k_overhead.val() {
+                if (self.rem.q.val() != 0) | (self.n.q.val() < self.k_overhead.val()) {
+                    // COBS block cut short, or too short for header and CRC
                     self.c_framing.d.next = self.c_framing.q.val() + 1;
                 } else if self.ncrc.q.val() != self.k_residue_n.val() {
                     self.c_crc.d.next = self.c_crc.q.val() + 1;

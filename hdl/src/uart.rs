@@ -61,7 +61,7 @@ enum RxState {
 /// `tests/hdl_link_uart.rs` (Verilator, random bytes at 48/3, 25/3, 12/3, 100/3, 25/1.5 MHz
 /// per Mbaud with the sender's bit times drawn exactly at the fractional ratio, gaps, glitches,
 /// bad stop bits counted and not delivered).
-#[derive(LogicBlock)]
+#[derive(LogicBlock, Default)]
 pub struct UartRx {
     /// Clock.
     pub clock: Signal<In, Clock>,
@@ -89,32 +89,6 @@ pub struct UartRx {
     glit: DFF<Bits<32>>,
     sum: Signal<Local, Bits<17>>,
     tick: Signal<Local, Bit>,
-}
-
-impl Default for UartRx {
-    fn default() -> Self {
-        Self {
-            clock: Default::default(),
-            inc: Default::default(),
-            rx: Default::default(),
-            data: Default::default(),
-            valid: Default::default(),
-            frame_errors: Default::default(),
-            glitches: Default::default(),
-            s1: DFF::default(),
-            s2: DFF::default(),
-            state: DFF::default(),
-            acc: DFF::default(),
-            nbit: DFF::default(),
-            sh: DFF::default(),
-            out: DFF::default(),
-            vld: DFF::default(),
-            ferr: DFF::default(),
-            glit: DFF::default(),
-            sum: Default::default(),
-            tick: Default::default(),
-        }
-    }
 }
 
 impl Logic for UartRx {
@@ -204,7 +178,7 @@ impl Logic for UartRx {
 /// **Proof**: the same tests as [`UartRx`]; the Verilator harness of `tests/hdl_link_uart.rs`
 /// decodes `tx` with a software UART sampling at mid-bit and checks every bit time is
 /// `floor` or `ceil` of the ratio.
-#[derive(LogicBlock)]
+#[derive(LogicBlock, Default)]
 pub struct UartTx {
     /// Clock.
     pub clock: Signal<In, Clock>,
@@ -228,29 +202,6 @@ pub struct UartTx {
     rdy: Signal<Local, Bit>,
     nbusy: Signal<Local, Bit>,
     nsh: Signal<Local, Bits<10>>,
-}
-
-impl Default for UartTx {
-    fn default() -> Self {
-        Self {
-            clock: Default::default(),
-            inc: Default::default(),
-            data: Default::default(),
-            valid: Default::default(),
-            ready: Default::default(),
-            tx: Default::default(),
-            busy: DFF::default(),
-            acc: DFF::default(),
-            sh: DFF::default(),
-            nbit: DFF::default(),
-            pin_n: DFF::default(),
-            sum: Default::default(),
-            tick: Default::default(),
-            rdy: Default::default(),
-            nbusy: Default::default(),
-            nsh: Default::default(),
-        }
-    }
 }
 
 impl Logic for UartTx {
@@ -414,8 +365,8 @@ pub fn uart_rusthdl(sc: &UartScenario) -> Result<UartOutcome, String> {
         if offer && u.tx_ready.val() {
             next += 1;
             wait = sc.tx.get(next).map_or(0, |t| t.1 as u64);
-        } else if wait > 0 {
-            wait -= 1;
+        } else {
+            wait = wait.saturating_sub(1);
         }
         if !sc.loopback && run < sc.rx_runs.len() {
             left -= 1;
