@@ -86,11 +86,16 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 /// port and `seq`, `kind`, `len`, `send`, `busy`; the substrate port `cfg_addr`, `cfg_wdata`,
 /// `cfg_we` (registered outputs) and `cfg_rdata`.
 ///
-/// **Latency**: header 8 cycles; IDENTIFY 2 per reply byte; STATUS 5 per counter read plus 48;
-/// WRITE_MEM 9 per word; READ_MEM 5 per word; RESET 2 per unit.
+/// **Latency** (cycles, from `avail` with the transmitter idle to `send`): header 8 + 3;
+/// IDENTIFY 2 per reply byte; STATUS 5 per counter read (1 + 2 per lane + 2 per bus side) plus
+/// 48; WRITE_MEM 10 (+ 10 per word) + 4; READ_MEM 14 + 5 per word; RESET 2 per unit + 1; an
+/// error reply 2. Then `rd_done` one cycle later.
 ///
-/// **Proof**: `tests/hdl_link_command.rs` (replies equal the protocol's encodings, port writes
-/// equal the expected bias addresses and values, sequence rule, errors).
+/// **Proof**: `tests/hdl_link_command.rs`: `hdl_link_command_verilator` (replies equal the
+/// protocol's encodings, port writes equal the expected bias addresses and values, sequence
+/// rule, RESET, errors, with a mock port), `hdl_link_command_random_requests_verilator` (1500
+/// random requests answered exactly as a model of the emulator's rules) and
+/// `hdl_link_top_uart_pins_verilator` (through the UART pins with the real substrate).
 #[derive(LogicBlock)]
 pub struct CommandUnit {
     /// Clock.

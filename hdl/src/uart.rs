@@ -58,9 +58,10 @@ enum RxState {
 /// 5%.
 ///
 /// **Proof**: `uart::tests::uart_loopback_rusthdl` (rust-hdl simulation) and
-/// `tests/hdl_link_uart.rs` (Verilator, random bytes at 48/3, 25/3, 12/3, 100/3, 25/1.5 MHz
-/// per Mbaud with the sender's bit times drawn exactly at the fractional ratio, gaps, glitches,
-/// bad stop bits counted and not delivered).
+/// `tests/hdl_link_uart.rs` (Verilator, random bytes at 48/3, 25/3, 12/3, 100/3, 25/1.5 and
+/// 48/12 MHz per Mbaud with the sender's bit times drawn exactly at the fractional ratio and
+/// 2% fast or slow, gaps, glitches, bad stop bits counted and not delivered; and rust-hdl equal
+/// to Verilator cycle for cycle).
 #[derive(LogicBlock, Default)]
 pub struct UartRx {
     /// Clock.
