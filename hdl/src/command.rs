@@ -88,8 +88,8 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 ///
 /// **Latency** (cycles, from `avail` with the transmitter idle to `send`): header 8 + 3;
 /// IDENTIFY 2 per reply byte; STATUS 5 per counter read (1 + 2 per lane + 2 per bus side) plus
-/// 48; WRITE_MEM 10 (+ 10 per word) + 4; READ_MEM 14 + 5 per word; RESET 2 per unit + 1; an
-/// error reply 2. Then `rd_done` one cycle later.
+/// 48; WRITE_MEM 16 + 10 per word; READ_MEM 16 + 5 per word; RESET 2 per unit + 2; an error
+/// reply 2 (+ the payload bytes read for the check). Then `rd_done` one cycle later.
 ///
 /// **Proof**: `tests/hdl_link_command.rs`: `hdl_link_command_verilator` (replies equal the
 /// protocol's encodings, port writes equal the expected bias addresses and values, sequence
