@@ -26,4 +26,6 @@ pub mod train;
 pub mod unet;
 
 pub use error::{DiffusionError, Result};
+/// Re-exported for the host commands.
+pub use nalgebra;
 pub use unet::{Activations, Dense, LayerActivation, Unet, UnetConfig};

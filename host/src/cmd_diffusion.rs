@@ -98,13 +98,13 @@ pub struct EvalArgs {
     #[arg(long, default_value = "exact")]
     engine: String,
     /// Held-out images per noise level (engines: keep it small).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 4)]
     inputs: usize,
     /// Burn-in sweeps (engines).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 400)]
     burn_in: u64,
     /// Averaged sweeps (engines).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 1000)]
     sweeps: u64,
     /// Noise seed (engines).
     #[arg(long, default_value_t = 1)]
@@ -945,7 +945,277 @@ fn compile_table(a: CompileTableArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Relax `engine` with bias `b` from state zero; time average after burn-in.
+fn relax<A: thermo_sim::engine::Arith>(
+    sub: &thermo_sim::Substrate,
+    mut engine: thermo_sim::engine::Engine<A>,
+    b: &[f64],
+    burn_in: u64,
+    sweeps: u64,
+) -> (Vec<f64>, u64) {
+    engine.prog.set_bias(sub, b);
+    for _ in 0..burn_in {
+        engine.sweep();
+    }
+    let mut sum = vec![0.0; b.len()];
+    for _ in 0..sweeps {
+        engine.sweep();
+        for (s, x) in sum.iter_mut().zip(engine.state_f64()) {
+            *s += x;
+        }
+    }
+    let n = sweeps.max(1) as f64;
+    (
+        sum.iter().map(|s| s / n).collect(),
+        engine.saturation_total().total(),
+    )
+}
+
+#[derive(serde::Serialize)]
+struct EngineRow {
+    sigma: Option<f32>,
+    n: usize,
+    /// Interface biases, engine means against the U-Net.
+    interface: teval::Scores,
+    /// Oracle biases, engine means against the U-Net.
+    oracle: teval::Scores,
+    /// Interface: engine means against the exact mean A^-1 b (dec0 units), largest |difference|.
+    max_abs_vs_exact: f64,
+    /// Saturation events (fixed engine) of the interface runs.
+    saturation_interface: u64,
+    /// Saturation events of the oracle runs.
+    saturation_oracle: u64,
+}
+
 fn eval_cmd(a: EvalArgs) -> Result<(), String> {
-    let _ = (&a.substrate, &a.engine);
-    Err("thermo eval: not yet implemented".into())
+    let t = Instant::now();
+    let cfg = thermo_sim::SubstrateConfig::load(&a.substrate).map_err(|e| e.to_string())?;
+    let sub = thermo_sim::Substrate::from_config(&cfg)
+        .map_err(|e| format!("{}: {e}", a.substrate.display()))?;
+    let sp = side_path(&a.substrate);
+    let text = std::fs::read_to_string(&sp).map_err(|e| format!("{}: {e}", sp.display()))?;
+    let side: SideFile =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", sp.display()))?;
+    side.interface
+        .validate()
+        .map_err(|e| format!("{}: {e}", sp.display()))?;
+    let model = io::load(&side.unet).map_err(|e| format!("{}: {e}", side.unet.display()))?;
+    let names = model.config.module_names();
+    if sub.modules.len() != names.len() || sub.modules.iter().zip(&names).any(|(m, n)| &m.name != n)
+    {
+        return Err(format!(
+            "{}: modules do not match the U-Net {}",
+            a.substrate.display(),
+            side.unet.display()
+        ));
+    }
+    let inj = sub
+        .modules
+        .iter()
+        .find(|m| m.name == side.interface.inject)
+        .ok_or_else(|| format!("no module `{}`", side.interface.inject))?
+        .range();
+    let dec: Vec<usize> = sub
+        .modules
+        .iter()
+        .filter(|m| m.name.starts_with("dec"))
+        .flat_map(|m| m.range())
+        .collect();
+    let dec0: Vec<usize> = sub
+        .modules
+        .iter()
+        .filter(|m| m.name == "dec0")
+        .flat_map(|m| m.range())
+        .collect();
+    let digits = Digits::load(&data::default_data_path()).map_err(|e| e.to_string())?;
+    let split = Split::new(
+        digits.len(),
+        data::DEFAULT_TEST_FRACTION,
+        data::DEFAULT_SPLIT_SEED,
+    )
+    .map_err(|e| e.to_string())?;
+    let n_img = a.inputs.min(split.test.len());
+    let test_x = digits.unit_matrix(&split.test[..n_img]);
+    let set = teval::build_set(&model, &test_x, &teval::Sigmas::Fixed(a.sigmas.clone()), 12)?;
+    let amat = sub.dense_a();
+    let chol = amat
+        .clone()
+        .cholesky()
+        .ok_or("A is not positive definite")?;
+    let gain = side.options.gain;
+    let n = set.len();
+    let d = sub.units();
+    let mut mu_i = thermo_diffusion::nalgebra::DMatrix::zeros(n, d);
+    let mut mu_o = thermo_diffusion::nalgebra::DMatrix::zeros(n, d);
+    let mut max_diff = vec![0.0f64; n];
+    let mut sat = vec![(0u64, 0u64); n];
+    for r in 0..n {
+        let f = thermo_diffusion::nalgebra::DVector::from_iterator(
+            set.feats.ncols(),
+            set.feats.row(r).iter().copied(),
+        );
+        let mut b: Vec<f64> = set.drive.row(r).iter().map(|v| gain * v).collect();
+        let bi = side.interface.biases(&f);
+        for (k, u) in inj.clone().enumerate() {
+            b[u] += bi[k];
+        }
+        let truth =
+            thermo_diffusion::nalgebra::DVector::from_iterator(d, set.truth.row(r).iter().copied());
+        let b_star: Vec<f64> = (&amat * &truth).iter().copied().collect();
+        let exact = chol.solve(&thermo_diffusion::nalgebra::DVector::from_vec(b.clone()));
+        let seed = a.seed.wrapping_add(r as u64);
+        let ((xi, si), (xo, so)) = match a.engine.as_str() {
+            "exact" => (
+                (exact.iter().copied().collect(), 0),
+                (
+                    chol.solve(&thermo_diffusion::nalgebra::DVector::from_vec(
+                        b_star.clone(),
+                    ))
+                    .iter()
+                    .copied()
+                    .collect(),
+                    0,
+                ),
+            ),
+            "golden" => (
+                relax(
+                    &sub,
+                    thermo_sim::GoldenEngine::golden(&sub, seed),
+                    &b,
+                    a.burn_in,
+                    a.sweeps,
+                ),
+                relax(
+                    &sub,
+                    thermo_sim::GoldenEngine::golden(&sub, seed),
+                    &b_star,
+                    a.burn_in,
+                    a.sweeps,
+                ),
+            ),
+            "fixed" => (
+                relax(
+                    &sub,
+                    thermo_sim::FixedEngine::fixed(&sub, seed),
+                    &b,
+                    a.burn_in,
+                    a.sweeps,
+                ),
+                relax(
+                    &sub,
+                    thermo_sim::FixedEngine::fixed(&sub, seed),
+                    &b_star,
+                    a.burn_in,
+                    a.sweeps,
+                ),
+            ),
+            o => return Err(format!("--engine `{o}`: expected exact, golden or fixed")),
+        };
+        let xi: Vec<f64> = xi;
+        let xo: Vec<f64> = xo;
+        for &u in &dec0 {
+            max_diff[r] = max_diff[r].max((xi[u] - exact[u]).abs());
+        }
+        sat[r] = (si, so);
+        for k in 0..d {
+            mu_i[(r, k)] = xi[k];
+            mu_o[(r, k)] = xo[k];
+        }
+    }
+    let pick = |m: &thermo_diffusion::nalgebra::DMatrix<f64>, rows: &[usize], cols: &[usize]| {
+        thermo_diffusion::nalgebra::DMatrix::from_fn(rows.len(), cols.len(), |i, j| {
+            m[(rows[i], cols[j])]
+        })
+    };
+    let score = |m: &thermo_diffusion::nalgebra::DMatrix<f64>, rows: &[usize]| teval::Scores {
+        dec0: gram::similarity(&pick(&set.truth, rows, &dec0), &pick(m, rows, &dec0)),
+        decoder: gram::similarity(&pick(&set.truth, rows, &dec), &pick(m, rows, &dec)),
+    };
+    let mut groups: Vec<(Option<f32>, Vec<usize>)> = a
+        .sigmas
+        .iter()
+        .map(|&s| (Some(s), set.rows_at(s)))
+        .collect();
+    groups.push((None, (0..n).collect()));
+    let mut rows = Vec::new();
+    for (s, idx) in groups {
+        if idx.is_empty() {
+            continue;
+        }
+        rows.push(EngineRow {
+            sigma: s,
+            n: idx.len(),
+            interface: score(&mu_i, &idx),
+            oracle: score(&mu_o, &idx),
+            max_abs_vs_exact: idx.iter().map(|&r| max_diff[r]).fold(0.0, f64::max),
+            saturation_interface: idx.iter().map(|&r| sat[r].0).sum(),
+            saturation_oracle: idx.iter().map(|&r| sat[r].1).sum(),
+        });
+    }
+    let title = format!(
+        "{} engine on {} ({} held-out images per noise level{}), interface {} parameters into `{}`",
+        a.engine,
+        a.substrate.display(),
+        n_img,
+        if a.engine == "exact" {
+            String::new()
+        } else {
+            format!(
+                ", burn-in {} + {} averaged sweeps, T = {}",
+                a.burn_in, a.sweeps, sub.temperature
+            )
+        },
+        side.interface.param_count().total,
+        side.interface.inject
+    );
+    println!("{title}");
+    let mut md = format!(
+        "{title}.\n\nMade by `thermo eval --substrate {} --engine {} --inputs {} --burn-in {} --sweeps {}`.\n\n| sigma | n | interface dec0 cos / centred / R2 | interface dec1+dec0 cos | oracle dec0 cos / centred / R2 | max abs(engine - exact) dec0 | saturations interface / oracle |\n|---|---|---|---|---|---|---|\n",
+        a.substrate.display(), a.engine, a.inputs, a.burn_in, a.sweeps
+    );
+    println!(
+        "{:>6} {:>4}  {:>26}  {:>8}  {:>26}  {:>10}  {:>14}",
+        "sigma",
+        "n",
+        "interface dec0 cos/cc/R2",
+        "dec cos",
+        "oracle dec0 cos/cc/R2",
+        "max|-exact|",
+        "sat int/oracle"
+    );
+    for r in &rows {
+        let sg = r.sigma.map_or("all".to_string(), |s| format!("{s}"));
+        println!(
+            "{:>6} {:>4}  {:>26}  {:>8.4}  {:>26}  {:>10.2e}  {:>14}",
+            sg,
+            r.n,
+            sim_line(&r.interface.dec0),
+            r.interface.decoder.cosine,
+            sim_line(&r.oracle.dec0),
+            r.max_abs_vs_exact,
+            format!("{} / {}", r.saturation_interface, r.saturation_oracle)
+        );
+        md += &format!(
+            "| {} | {} | {} | {:.4} | {} | {:.2e} | {} / {} |\n",
+            sg,
+            r.n,
+            sim_line(&r.interface.dec0),
+            r.interface.decoder.cosine,
+            sim_line(&r.oracle.dec0),
+            r.max_abs_vs_exact,
+            r.saturation_interface,
+            r.saturation_oracle
+        );
+    }
+    println!("({:.1} s)", t.elapsed().as_secs_f64());
+    if let Some(p) = &a.json {
+        let json = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
+        std::fs::write(p, json + "\n").map_err(|e| format!("{}: {e}", p.display()))?;
+        println!("wrote {}", p.display());
+    }
+    if let Some(p) = &a.md {
+        std::fs::write(p, md).map_err(|e| format!("{}: {e}", p.display()))?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
 }
