@@ -97,3 +97,39 @@ fn hdl_readout_accumulators_and_back_to_back_runs() {
         );
     }
 }
+
+/// Extended sweep over more random configurations (plain and saturating), for manual runs:
+/// `cargo test --release --test hdl_equivalence -- --ignored --nocapture`.
+#[test]
+#[ignore = "extended: 40 more configurations, several minutes"]
+fn hdl_equivalence_extended() {
+    for n in 6..26 {
+        for (kind, cfg) in [
+            ("random", random_config(n)),
+            ("saturating", saturating_config(n)),
+        ] {
+            let s = Substrate::from_config(&cfg).expect("valid");
+            let sims = Sims {
+                rusthdl: true,
+                verilator: true,
+            };
+            let r =
+                verify(&s, 4, 1000 + n, sims, None).unwrap_or_else(|e| panic!("{kind} {n}: {e}"));
+            let v = verify(
+                &s,
+                100,
+                1000 + n,
+                Sims {
+                    rusthdl: false,
+                    verilator: true,
+                },
+                None,
+            )
+            .unwrap_or_else(|e| panic!("{kind} {n} (Verilator): {e}"));
+            eprintln!(
+                "{kind} {n}: D={} P={} equal ({} + {} sweeps), saturations {:?}",
+                r.units, r.lanes, r.sweeps, v.sweeps, v.saturation
+            );
+        }
+    }
+}

@@ -17,7 +17,8 @@ pub mod region {
     pub const SEED: u32 = 1;
     /// Unit states (current buffer): the state operand `q << bbits | bank`.
     pub const STATE: u32 = 2;
-    /// Lane instruction memories: `lane << 12 | index`.
+    /// Lane instruction memories: `lane << 12 | index` (the port reaches the first 4096 words
+    /// of each memory; the initial contents may be longer).
     pub const INSTR: u32 = 3;
     /// Lane bias memories: `lane << 12 | index`.
     pub const BIAS: u32 = 4;
