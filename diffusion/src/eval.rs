@@ -144,7 +144,19 @@ pub fn train_interface(
 ) -> Result<(Interface, TrainReport), String> {
     let dn = decoder_names(c);
     let dref: Vec<&str> = dn.iter().map(|s| s.as_str()).collect();
-    let d = c.units_of(&dref)?;
+    train_interface_on(model, c, set, inject, &dref, opts)
+}
+
+/// Train the interface that injects into module `inject`, against the modules `targets`.
+pub fn train_interface_on(
+    model: &Unet,
+    c: &Compiled,
+    set: &EvalSet,
+    inject: &str,
+    targets: &[&str],
+    opts: &TrainOptions,
+) -> Result<(Interface, TrainReport), String> {
+    let d = c.units_of(targets)?;
     let s = c.units_of(&[inject])?;
     let m = c.inv_block(&d, &s);
     let all: Vec<usize> = (0..set.len()).collect();
@@ -393,10 +405,11 @@ pub fn run_pipeline(
     p: &Prepared,
     opts: &compile::CompileOptions,
     inject: &str,
+    targets: &[&str],
     topts: &TrainOptions,
 ) -> Result<Outcome, String> {
     let compiled = compile::compile(model, &p.gram, opts)?;
-    let (iface, train) = train_interface(model, &compiled, &p.train, inject, topts)?;
+    let (iface, train) = train_interface_on(model, &compiled, &p.train, inject, targets, topts)?;
     let rows = evaluate(&compiled, Some(&iface), &p.test, &p.levels)?;
     let mut max_bias = 0.0f64;
     for r in 0..p.test.len() {

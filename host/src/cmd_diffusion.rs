@@ -46,6 +46,9 @@ pub struct CompilerArgs {
     /// Module that receives the interface's biases.
     #[arg(long, default_value = "dec0")]
     inject: String,
+    /// Decoder modules the interface is trained to match.
+    #[arg(long, value_delimiter = ',', default_value = "dec1,dec0")]
+    targets: Vec<String>,
     /// Adam steps of the interface training.
     #[arg(long, default_value_t = 4000)]
     steps: usize,
@@ -715,7 +718,14 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
     let (opts, topts) = options(&a.c, rank)?;
     let t = Instant::now();
     let p = prepare_data(&model, &a.c)?;
-    let o = teval::run_pipeline(&model, &p, &opts, &a.c.inject, &topts)?;
+    let o = teval::run_pipeline(
+        &model,
+        &p,
+        &opts,
+        &a.c.inject,
+        &a.c.targets.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        &topts,
+    )?;
     let pc = o.interface.param_count();
     println!(
         "compiled {} (rank {}, {:?}, gain {}, margin {}): {} units, lambda_min {:.4}, lambda_max {:.3}, {} local couplings, buses {:?} connections (bus, dense)",
@@ -878,7 +888,14 @@ fn compile_table(a: CompileTableArgs) -> Result<(), String> {
                 c.method = m.to_string();
             }
             let (opts, topts) = options(&c, rank)?;
-            let o = teval::run_pipeline(&model, &p, &opts, &c.inject, &topts)?;
+            let o = teval::run_pipeline(
+                &model,
+                &p,
+                &opts,
+                &c.inject,
+                &c.targets.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                &topts,
+            )?;
             let pooled = o.rows.last().cloned().ok_or("no rows")?;
             let ifc = pooled.interface.clone().ok_or("no interface row")?;
             println!(
