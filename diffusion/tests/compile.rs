@@ -117,6 +117,29 @@ fn compiled_energy_oracle_interface_and_emitted_description() {
     assert!((&a - &c.a).amax() < 1e-9 * c.a.amax());
     assert!(sub.eta * sub.lambda_max < 2.0);
     assert!(cfg.formats.state.fits(1.5 * p.test.truth.amax()));
+
+    // The golden engine relaxes to the exact mean with the interface's biases (time average).
+    let b = eval::interface_bias(&c, &iface, &p.test).expect("bias");
+    let row: Vec<f64> = b.row(0).iter().copied().collect();
+    let exact = c.mean(&DVector::from_vec(row.clone()));
+    let mut e = thermo_sim::GoldenEngine::golden(&sub, 7);
+    e.prog.set_bias(&sub, &row);
+    for _ in 0..300 {
+        e.sweep();
+    }
+    let mut avg = vec![0.0; c.units()];
+    for _ in 0..300 {
+        e.sweep();
+        for (s, x) in avg.iter_mut().zip(e.state_f64()) {
+            *s += x / 300.0;
+        }
+    }
+    let err = avg
+        .iter()
+        .zip(exact.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(err < 0.01, "golden engine vs exact mean: {err}");
 }
 
 #[test]

@@ -969,7 +969,7 @@ fn relax<A: thermo_sim::engine::Arith>(
     b: &[f64],
     burn_in: u64,
     sweeps: u64,
-) -> (Vec<f64>, u64) {
+) -> (Vec<f64>, thermo_sim::engine::Saturation) {
     engine.prog.set_bias(sub, b);
     for _ in 0..burn_in {
         engine.sweep();
@@ -984,7 +984,7 @@ fn relax<A: thermo_sim::engine::Arith>(
     let n = sweeps.max(1) as f64;
     (
         sum.iter().map(|s| s / n).collect(),
-        engine.saturation_total().total(),
+        engine.saturation_total(),
     )
 }
 
@@ -999,9 +999,9 @@ struct EngineRow {
     /// Interface: engine means against the exact mean A^-1 b (dec0 units), largest |difference|.
     max_abs_vs_exact: f64,
     /// Saturation events (fixed engine) of the interface runs.
-    saturation_interface: u64,
+    saturation_interface: thermo_sim::engine::Saturation,
     /// Saturation events of the oracle runs.
-    saturation_oracle: u64,
+    saturation_oracle: thermo_sim::engine::Saturation,
 }
 
 fn eval_cmd(a: EvalArgs) -> Result<(), String> {
@@ -1065,7 +1065,13 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
     let mut mu_i = thermo_diffusion::nalgebra::DMatrix::zeros(n, d);
     let mut mu_o = thermo_diffusion::nalgebra::DMatrix::zeros(n, d);
     let mut max_diff = vec![0.0f64; n];
-    let mut sat = vec![(0u64, 0u64); n];
+    let mut sat = vec![
+        (
+            thermo_sim::engine::Saturation::default(),
+            thermo_sim::engine::Saturation::default()
+        );
+        n
+    ];
     for r in 0..n {
         let f = thermo_diffusion::nalgebra::DVector::from_iterator(
             set.feats.ncols(),
@@ -1083,7 +1089,7 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
         let seed = a.seed.wrapping_add(r as u64);
         let ((xi, si), (xo, so)) = match a.engine.as_str() {
             "exact" => (
-                (exact.iter().copied().collect(), 0),
+                (exact.iter().copied().collect(), Default::default()),
                 (
                     chol.solve(&thermo_diffusion::nalgebra::DVector::from_vec(
                         b_star.clone(),
@@ -1091,7 +1097,7 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
                     .iter()
                     .copied()
                     .collect(),
-                    0,
+                    Default::default(),
                 ),
             ),
             "golden" => (
@@ -1165,8 +1171,14 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
             interface: score(&mu_i, &idx),
             oracle: score(&mu_o, &idx),
             max_abs_vs_exact: idx.iter().map(|&r| max_diff[r]).fold(0.0, f64::max),
-            saturation_interface: idx.iter().map(|&r| sat[r].0).sum(),
-            saturation_oracle: idx.iter().map(|&r| sat[r].1).sum(),
+            saturation_interface: idx.iter().fold(Default::default(), |mut t, &r| {
+                t.add(&sat[r].0);
+                t
+            }),
+            saturation_oracle: idx.iter().fold(Default::default(), |mut t, &r| {
+                t.add(&sat[r].1);
+                t
+            }),
         });
     }
     let title = format!(
@@ -1187,7 +1199,7 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
     );
     println!("{title}");
     let mut md = format!(
-        "{title}.\n\nMade by `thermo eval --substrate {} --engine {} --inputs {} --burn-in {} --sweeps {}`.\n\n| sigma | n | interface dec0 cos / centred / R2 | interface dec1+dec0 cos | oracle dec0 cos / centred / R2 | max abs(engine - exact) dec0 | saturations interface / oracle |\n|---|---|---|---|---|---|---|\n",
+        "{title}.\n\nMade by `thermo eval --substrate {} --engine {} --inputs {} --burn-in {} --sweeps {}`.\n\n| sigma | n | interface dec0 cos / centred / R2 | interface dec1+dec0 cos | oracle dec0 cos / centred / R2 | max abs(engine - exact) dec0 | saturations interface / oracle (JSON: acc, state, bus) |\n|---|---|---|---|---|---|---|\n",
         a.substrate.display(), a.engine, a.inputs, a.burn_in, a.sweeps
     );
     println!(
@@ -1210,7 +1222,11 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
             r.interface.decoder.cosine,
             sim_line(&r.oracle.dec0),
             r.max_abs_vs_exact,
-            format!("{} / {}", r.saturation_interface, r.saturation_oracle)
+            format!(
+                "{} / {}",
+                r.saturation_interface.total(),
+                r.saturation_oracle.total()
+            )
         );
         md += &format!(
             "| {} | {} | {} | {:.4} | {} | {:.2e} | {} / {} |\n",
@@ -1220,8 +1236,8 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
             r.interface.decoder.cosine,
             sim_line(&r.oracle.dec0),
             r.max_abs_vs_exact,
-            r.saturation_interface,
-            r.saturation_oracle
+            r.saturation_interface.total(),
+            r.saturation_oracle.total()
         );
     }
     println!("({:.1} s)", t.elapsed().as_secs_f64());
