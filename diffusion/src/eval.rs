@@ -426,3 +426,45 @@ pub fn run_pipeline(
         shortfall,
     })
 }
+
+/// Ceiling of any interface whose biases are an affine function of 16 hidden units, injected
+/// into dec0, scored on dec0: the held-out dec0 means projected onto the best 16-dimensional
+/// affine subspace of the training targets (principal components of `a_dec0 - couplings mean`),
+/// as if the hidden units knew the answer. Returns the pooled dec0 similarity.
+pub fn capacity_ceiling(c: &Compiled, p: &Prepared, dims: usize) -> Result<Similarity, String> {
+    let d0 = c.units_of(&["dec0"])?;
+    let target = |set: &EvalSet| {
+        let all: Vec<usize> = (0..set.len()).collect();
+        let base = couplings_means(c, set);
+        (
+            cols(&set.truth, &all, &d0) - cols(&base, &all, &d0),
+            cols(&base, &all, &d0),
+        )
+    };
+    let (t_train, _) = target(&p.train);
+    let mean = t_train.row_mean();
+    let mut centred = t_train.clone();
+    for mut row in centred.row_iter_mut() {
+        row -= &mean;
+    }
+    let svd = centred.svd(false, true);
+    let vt = svd.v_t.ok_or("SVD failed")?;
+    let mut order: Vec<usize> = (0..svd.singular_values.len()).collect();
+    order.sort_by(|&i, &j| svd.singular_values[j].total_cmp(&svd.singular_values[i]));
+    let k = dims.min(order.len());
+    let q = DMatrix::from_fn(d0.len(), k, |r, j| vt[(order[j], r)]);
+    let (t_test, base_test) = target(&p.test);
+    let mut tc = t_test.clone();
+    for mut row in tc.row_iter_mut() {
+        row -= &mean;
+    }
+    let mut proj = &tc * &q * q.transpose();
+    for mut row in proj.row_iter_mut() {
+        row += &mean;
+    }
+    let all: Vec<usize> = (0..p.test.len()).collect();
+    Ok(similarity(
+        &cols(&p.test.truth, &all, &d0),
+        &(proj + base_test),
+    ))
+}

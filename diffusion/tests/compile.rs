@@ -168,6 +168,14 @@ fn dense_skips_compile_exactly_and_plain_svd_differs() {
     let c = compile::compile(&model, &p.gram, &opts).expect("plain");
     assert_eq!(c.buses.len(), 2);
     assert!(c.lambda_min >= opts.margin - 1e-6);
+    // The interface ceiling grows with the dimension and is exact with all 128.
+    let c16 = eval::capacity_ceiling(&c, &p, 16).expect("ceiling");
+    let c64 = eval::capacity_ceiling(&c, &p, 64).expect("ceiling");
+    let call = eval::capacity_ceiling(&c, &p, 128).expect("ceiling");
+    assert!(
+        c16.r2 < c64.r2 && call.cosine > 1.0 - 1e-9,
+        "{c16:?} {c64:?} {call:?}"
+    );
     for b in &c.buses {
         for r in 0..4 {
             let mu = b.u[r].iter().fold(0.0f64, |m, x| m.max(x.abs()));

@@ -762,6 +762,16 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
         "couplings-only signal shortfall on the held-out inputs: {:?}",
         o.shortfall
     );
+    let ceil = teval::capacity_ceiling(&o.compiled, &p, tiface::HIDDEN)?;
+    println!(
+        "ceiling of any interface with {h} hidden units into dec0 (held-out dec0 projected on the best affine {h}-dim subspace of the training targets): dec0 {}",
+        sim_line(&ceil),
+        h = tiface::HIDDEN
+    );
+    for dims in [32, 64] {
+        let c = teval::capacity_ceiling(&o.compiled, &p, dims)?;
+        println!("  same with {dims} dimensions: dec0 {}", sim_line(&c));
+    }
     // Data ranges for the Q formats: activations, equilibrium means, bus lines.
     let mu = teval::means(&o.compiled, Some(&o.interface), &p.test)?;
     let mut state_max = p.test.truth.amax().max(p.train.truth.amax());
