@@ -110,6 +110,7 @@ fn compiled_energy_oracle_interface_and_emitted_description() {
         bits: 16,
         state_max: p.test.truth.amax(),
         bus_max: 100.0,
+        bias_max: 0.0,
     };
     let cfg = compile::to_config(&c, &model, "test", &emit).expect("config");
     let sub = thermo_sim::Substrate::from_config(&cfg).expect("validates");

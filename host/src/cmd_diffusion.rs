@@ -87,6 +87,9 @@ pub struct CompileArgs {
     /// Hardware lanes.
     #[arg(long, default_value_t = 16)]
     lanes: u32,
+    /// Override the state format's fractional bits chosen from the data.
+    #[arg(long)]
+    state_frac: Option<u32>,
     #[command(flatten)]
     c: CompilerArgs,
 }
@@ -781,17 +784,23 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
     if let Some(m) = &mu.interface {
         state_max = state_max.max(m.amax());
     }
+    // Largest bias the evaluation sets: oracle b* = A a_true and couplings + interface.
+    let mut bias_max = (&p.test.truth * o.compiled.a.transpose()).amax();
+    bias_max = bias_max.max(teval::interface_bias(&o.compiled, &o.interface, &p.test)?.amax());
     let mut bus_max = 0.0f64;
+    // Both line sets of every bus: u_r . x_enc and v_r . x_dec.
     for b in &o.compiled.buses {
-        let r = o.compiled.range(b.enc);
-        for row in 0..p.test.len() {
-            for u in &b.u {
-                let s: f64 = u
-                    .iter()
-                    .zip(r.clone())
-                    .map(|(w, i)| w * p.test.truth[(row, i)])
-                    .sum();
-                bus_max = bus_max.max(s.abs());
+        for (side, m) in [(&b.u, b.enc), (&b.v, b.dec)] {
+            let r = o.compiled.range(m);
+            for row in 0..p.test.len() {
+                for u in side.iter() {
+                    let s: f64 = u
+                        .iter()
+                        .zip(r.clone())
+                        .map(|(w, i)| w * p.test.truth[(row, i)])
+                        .sum();
+                    bus_max = bus_max.max(s.abs());
+                }
             }
         }
     }
@@ -802,15 +811,19 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
         bits: 16,
         state_max,
         bus_max,
+        bias_max,
     };
     let name = format!("digits-unet rank {}", a.rank);
-    let cfg = tcompile::to_config(&o.compiled, &model, &name, &emit)?;
+    let mut cfg = tcompile::to_config(&o.compiled, &model, &name, &emit)?;
+    if let Some(f) = a.state_frac {
+        cfg.formats.state.frac = f;
+    }
     let sub = thermo_sim::Substrate::from_config(&cfg)
         .map_err(|e| format!("emitted description does not validate: {e}"))?;
     cfg.save(&a.out).map_err(|e| e.to_string())?;
     let f = cfg.formats;
     println!(
-        "wrote {}: validates (lambda {:.4} .. {:.3}, eta {:.5}); formats state {}, coupling {}, bus {}, gain {}, noise {} (state max {:.3}, bus max {:.3})",
+        "wrote {}: validates (lambda {:.4} .. {:.3}, eta {:.5}); formats state {}, coupling {}, bus {}, gain {}, noise {} (state max {:.3}, bus max {:.3}, bias max {:.3})",
         a.out.display(),
         sub.lambda_min,
         sub.lambda_max,
@@ -821,7 +834,8 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
         f.gain.name(),
         f.noise_gain.name(),
         state_max,
-        bus_max
+        bus_max,
+        bias_max
     );
     let side = SideFile {
         unet: a.unet.clone(),
