@@ -510,15 +510,14 @@ pub fn to_config(
     for &(i, _, v) in &c.couplings {
         row_sum[i] += v.abs();
     }
-    for i in 0..c.units() {
-        let local = row_sum[i];
+    for (i, &local) in row_sum.iter().enumerate() {
         let mut bus = 0.0;
         for b in &c.buses {
             for (side, m) in [(&b.u, b.enc), (&b.v, b.dec)] {
                 if c.range(m).contains(&i) {
                     let n = i - c.offsets[m];
-                    for r in 0..b.sigma.len() {
-                        bus += eta * b.sigma[r].abs() * side[r][n].abs() * lh;
+                    for (s, f) in b.sigma.iter().zip(side.iter()) {
+                        bus += eta * s.abs() * f[n].abs() * lh;
                     }
                 }
             }
