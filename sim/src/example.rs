@@ -209,3 +209,26 @@ pub fn random_substrate(spec: &ExampleSpec) -> SubstrateConfig {
         buses,
     }
 }
+
+/// Configuration `n` of the test family shared by the workspace's tests (deterministic): six
+/// shapes (units, modules, rank, lanes) cycled, seed `100 + n`.
+pub fn family_config(n: u64) -> SubstrateConfig {
+    const SHAPES: [(usize, usize, usize, u32); 6] = [
+        (48, 3, 2, 4),
+        (40, 5, 1, 3),
+        (64, 3, 0, 8),
+        (32, 2, 3, 2),
+        (72, 5, 2, 6),
+        (24, 1, 0, 1),
+    ];
+    let (units, modules, rank, lanes) = SHAPES[n as usize % SHAPES.len()];
+    random_substrate(&ExampleSpec {
+        units,
+        modules,
+        rank,
+        lanes,
+        degree: 6,
+        seed: 100 + n,
+        ..Default::default()
+    })
+}

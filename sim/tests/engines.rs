@@ -20,25 +20,8 @@ fn shipped() -> Substrate {
 }
 
 fn random(n: u64) -> Substrate {
-    let shapes = [
-        (48, 3, 2, 4),
-        (40, 5, 1, 3),
-        (64, 3, 0, 8),
-        (32, 2, 3, 2),
-        (72, 5, 2, 6),
-        (24, 1, 0, 1),
-    ];
-    let (units, modules, rank, lanes) = shapes[n as usize % shapes.len()];
-    Substrate::from_config(&random_substrate(&ExampleSpec {
-        units,
-        modules,
-        rank,
-        lanes,
-        degree: 6,
-        seed: 100 + n,
-        ..Default::default()
-    }))
-    .expect("random example validates")
+    Substrate::from_config(&thermo_sim::example::family_config(n))
+        .expect("random example validates")
 }
 
 /// Sample mean and covariance of a chain after burn-in, with batch-means standard errors.
