@@ -410,13 +410,33 @@ fn bench(a: BenchArgs) -> Result<(), String> {
     );
     println!("golden model : {ug:.3e} unit updates/s (1 thread, {gs} sweeps)");
     println!("fixed / golden: {:.2}x", uf / ug);
-    let mut fixed2 = FixedEngine::fixed(&s, 1);
-    fixed2.threads = 2;
-    let t2 = time(&mut || (0..a.sweeps).for_each(|_| fixed2.sweep()));
-    println!(
-        "fixed engine : {:.3e} unit updates/s (2 threads)",
-        a.sweeps as f64 * d / t2
-    );
+    // Threads pay off on large substrates only: compare 1 and 2 on the memory configuration.
+    if a.memory_units > 0 {
+        let big = Substrate::from_config(&random_substrate(&ExampleSpec {
+            units: a.memory_units,
+            modules: 5,
+            rank: a.rank,
+            degree: a.degree,
+            lanes: 64,
+            ..Default::default()
+        }))
+        .map_err(|e| e.to_string())?;
+        let sweeps = 40;
+        let mut rate = [0.0; 2];
+        for (k, threads) in [1usize, 2].into_iter().enumerate() {
+            let mut e = FixedEngine::fixed(&big, 1);
+            e.threads = threads;
+            let t = time(&mut || (0..sweeps).for_each(|_| e.sweep()));
+            rate[k] = sweeps as f64 * big.units() as f64 / t;
+        }
+        println!(
+            "fixed engine, {} units: {:.3e} unit updates/s (1 thread), {:.3e} (2 threads), {:.2}x",
+            big.units(),
+            rate[0],
+            rate[1],
+            rate[1] / rate[0]
+        );
+    }
     if a.memory_units > 0 {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let out = std::process::Command::new(exe)

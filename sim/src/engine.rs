@@ -713,6 +713,9 @@ pub struct Engine<A: Arith> {
     pub sweeps: u64,
     /// Worker threads for the unit updates (results do not depend on it).
     pub threads: usize,
+    /// Fewest units per worker thread: below that a sweep is too short to pay for spawning
+    /// threads, and fewer are used (results do not depend on it).
+    pub min_units_per_thread: usize,
 }
 
 /// The golden model.
@@ -750,6 +753,7 @@ impl<A: Arith> Engine<A> {
             bus_saturation: Saturation::default(),
             sweeps: 0,
             threads: 1,
+            min_units_per_thread: 8192,
             prog,
         }
     }
@@ -790,7 +794,11 @@ impl<A: Arith> Engine<A> {
         // Step 3: units, module by module; optionally split across threads.
         let x = &self.x;
         let z = &self.z;
-        if self.threads <= 1 {
+        let threads = self
+            .threads
+            .min(self.x.len() / self.min_units_per_thread.max(1))
+            .max(1);
+        if threads <= 1 {
             let mut rest = &mut self.next[..];
             for (m, range) in prog.modules.iter().enumerate() {
                 let (out, r) = rest.split_at_mut(range.len());
@@ -807,7 +815,6 @@ impl<A: Arith> Engine<A> {
                 );
             }
         } else {
-            let threads = self.threads;
             let mut tasks = Vec::new();
             let mut rest = &mut self.next[..];
             for (m, range) in prog.modules.iter().enumerate() {

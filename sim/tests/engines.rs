@@ -256,6 +256,7 @@ fn same_seed_same_bits_across_runs_and_threads() {
     let run_fixed = |threads: usize| {
         let mut e = FixedEngine::fixed(&s, 42);
         e.threads = threads;
+        e.min_units_per_thread = 1;
         for _ in 0..300 {
             e.sweep();
         }
@@ -264,6 +265,7 @@ fn same_seed_same_bits_across_runs_and_threads() {
     let run_golden = |threads: usize| {
         let mut e = GoldenEngine::golden(&s, 42);
         e.threads = threads;
+        e.min_units_per_thread = 1;
         for _ in 0..300 {
             e.sweep();
         }
