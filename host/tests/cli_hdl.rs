@@ -1,0 +1,93 @@
+//! The hardware commands as a user runs them: `thermo verilog`, `thermo verify --vcd` and
+//! `thermo vcd-diff` against the engine's dump from `thermo simulate --vcd`.
+
+use std::path::Path;
+use std::process::Command;
+
+fn thermo(args: &[&str]) -> (bool, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_thermo"))
+        .args(args)
+        .output()
+        .expect("thermo runs");
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+#[test]
+fn verilog_verify_and_vcd_diff_from_the_command_line() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cfg = root.join("examples/three-module.toml");
+    let cfg = cfg.to_str().unwrap();
+    let dir = std::env::temp_dir().join(format!("thermo-cli-hdl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+
+    let (ok, out) = thermo(&["verilog", "--config", cfg, "-o", &p("top.v")]);
+    assert!(ok, "{out}");
+    let v = std::fs::read_to_string(p("top.v")).unwrap();
+    assert!(v.contains("module top"), "no top module in the Verilog");
+
+    let (ok, out) = thermo(&[
+        "verify",
+        "--config",
+        cfg,
+        "--sweeps",
+        "12",
+        "--seed",
+        "5",
+        "--vcd",
+        &p("hw.vcd"),
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("equal to the fixed engine, bit for bit")
+            && out.contains("171 cycles every sweep"),
+        "{out}"
+    );
+    assert!(
+        Path::new(&p("hw.gtkw")).exists()
+            || Path::new(&p("hw.vcd.gtkw")).exists()
+            || out.contains(".gtkw"),
+        "{out}"
+    );
+
+    let (ok, out) = thermo(&[
+        "simulate",
+        "--config",
+        cfg,
+        "--sweeps",
+        "12",
+        "--burn-in",
+        "0",
+        "--seed",
+        "5",
+        "--vcd",
+        &p("eng.vcd"),
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = thermo(&["vcd-diff", &p("eng.vcd"), &p("hw.vcd")]);
+    assert!(ok && out.contains("no divergence"), "{out}");
+    // Another seed diverges, and vcd-diff says where.
+    let (ok, out) = thermo(&[
+        "simulate",
+        "--config",
+        cfg,
+        "--sweeps",
+        "12",
+        "--burn-in",
+        "0",
+        "--seed",
+        "6",
+        "--vcd",
+        &p("eng6.vcd"),
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = thermo(&["vcd-diff", &p("eng6.vcd"), &p("hw.vcd")]);
+    assert!(!ok && out.contains("first divergence at time 171"), "{out}");
+}
