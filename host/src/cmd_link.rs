@@ -5,7 +5,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use thermo_host::client::Client;
-use thermo_host::emulator::{serve, ServeOptions};
+use thermo_host::emulator::{open_pty, serve, spawn_emulator, ServeOptions};
 use thermo_host::inference::{configure, infer, read_inputs, write_outputs, InferOptions};
 use thermo_host::transport::{ftdi_latency_hint, SerialTransport};
 use thermo_sim::Substrate;
@@ -107,20 +107,12 @@ pub fn run(c: LinkCommand) -> Result<(), String> {
     }
 }
 
-/// A pseudo-terminal pair for an emulated board: `(board end, host path, keep-alive end)`.
-pub fn open_pty() -> Result<(serialport::TTYPort, String, serialport::TTYPort), String> {
-    let (master, slave) =
-        serialport::TTYPort::pair().map_err(|e| format!("cannot open a pseudo-terminal: {e}"))?;
-    let name = serialport::SerialPort::name(&slave).ok_or("pseudo-terminal has no name")?;
-    Ok((master, name, slave))
-}
-
 fn emulate(a: EmulateArgs) -> Result<(), String> {
     let sub = Substrate::from_file(&a.config).map_err(|e| e.to_string())?;
     if a.backend == Backend::Verilator {
         return Err("--backend verilator needs the RTL UART link in the generated top (issue 4, item 2), which is not built yet; use --backend engine".into());
     }
-    let (mut master, name, _keep) = open_pty()?;
+    let (mut master, name, _keep) = open_pty().map_err(|e| e.to_string())?;
     serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(20))
         .map_err(|e| e.to_string())?;
     if let Some(l) = &a.link {
@@ -214,31 +206,6 @@ fn infer_cmd(a: InferArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Start an emulated board on a fresh pseudo-terminal in this process; returns its path.
-pub fn spawn_emulator(
-    sub: Substrate,
-    baud: Option<u32>,
-    idle: Duration,
-) -> Result<(String, std::thread::JoinHandle<()>), String> {
-    let (mut master, name, keep) = open_pty()?;
-    serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(5))
-        .map_err(|e| e.to_string())?;
-    let out = master.try_clone_native().map_err(|e| e.to_string())?;
-    let h = std::thread::spawn(move || {
-        let _keep = keep;
-        let _ = serve(
-            sub,
-            master,
-            out,
-            ServeOptions {
-                baud,
-                idle_exit: Some(idle),
-            },
-        );
-    });
-    Ok((name, h))
-}
-
 fn link_bench(a: LinkBenchArgs) -> Result<(), String> {
     let sub = Substrate::from_file(&a.config).map_err(|e| e.to_string())?;
     let d = sub.units();
@@ -257,7 +224,8 @@ fn link_bench(a: LinkBenchArgs) -> Result<(), String> {
         thermo_proto::readout_units(&sub).len()
     );
     for &baud in &a.baud {
-        let (path, h) = spawn_emulator(sub.clone(), Some(baud), Duration::from_secs(2))?;
+        let (path, h) = spawn_emulator(sub.clone(), Some(baud), Duration::from_secs(2))
+            .map_err(|e| e.to_string())?;
         let t = SerialTransport::open(Path::new(&path), baud).map_err(|e| e.to_string())?;
         let mut c = Client::new(t);
         c.attach(thermo_proto::design_hash(&sub))

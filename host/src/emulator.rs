@@ -13,7 +13,7 @@ use thermo_proto::{
     Opcode, Readout, RunRequest, SlotState, Space, Status, ERROR_KIND, MAX_PAYLOAD, MAX_RUN_SWEEPS,
     REPLAY_WINDOW, SLOTS, VERSION,
 };
-use thermo_sim::engine::{Arith, Saturation};
+use thermo_sim::engine::Saturation;
 use thermo_sim::{FixedEngine, Substrate};
 
 /// One inference computed directly on the fixed engine: state from zero, lanes started from
@@ -92,6 +92,7 @@ pub struct Board {
     readout: Vec<usize>,
     identity: Identity,
     default_bias: Vec<i32>,
+    couplings: Vec<i16>,
     slots: Vec<Slot>,
     queue: VecDeque<u8>,
     status: Status,
@@ -115,8 +116,8 @@ impl Board {
             state_frac: sub.formats.state.frac as u8,
             max_payload: MAX_PAYLOAD as u16,
         };
-        let f = thermo_sim::engine::Fixed::new(&sub);
-        let default_bias: Vec<i32> = sub.bias.iter().map(|&b| f.bias(sub.eta * b)).collect();
+        let prog = thermo_sim::engine::Program::new(&sub, thermo_sim::engine::Fixed::new(&sub));
+        let default_bias = prog.bias.clone();
         let slot = Slot {
             cond: default_bias.clone(),
             state: SlotState::Idle,
@@ -129,6 +130,7 @@ impl Board {
             identity,
             slots: vec![slot; SLOTS as usize],
             default_bias,
+            couplings: prog.coef,
             queue: VecDeque::new(),
             status: Status::default(),
             expect: None,
@@ -228,12 +230,8 @@ impl Board {
                         v.iter().for_each(|x| out.extend(x.to_le_bytes()));
                     }
                     Space::Coupling => {
-                        let prog = thermo_sim::engine::Program::new(
-                            &self.sub,
-                            thermo_sim::engine::Fixed::new(&self.sub),
-                        );
-                        let v = prog
-                            .coef
+                        let v = self
+                            .couplings
                             .get(addr..addr + count)
                             .ok_or(ErrorCode::BadAddress)?;
                         v.iter().for_each(|x| out.extend(x.to_le_bytes()));
@@ -505,4 +503,43 @@ pub fn serve<P: Read + Send, W: Write + Send + 'static>(
     let _ = worker.join();
     let status = shared.0.lock().unwrap_or_else(|e| e.into_inner()).status;
     result.map(|_| status)
+}
+
+/// A pseudo-terminal pair: `(board end, path of the host end, host end)`. Keep the host end open
+/// for as long as the board end is used, or reads on the board end fail once the host closes.
+pub fn open_pty() -> std::io::Result<(serialport::TTYPort, String, serialport::TTYPort)> {
+    let (master, slave) = serialport::TTYPort::pair()
+        .map_err(|e| std::io::Error::other(format!("cannot open a pseudo-terminal: {e}")))?;
+    let name = serialport::SerialPort::name(&slave)
+        .ok_or_else(|| std::io::Error::other("pseudo-terminal has no name"))?;
+    Ok((master, name, slave))
+}
+
+/// Start an emulated board for `sub` on a fresh pseudo-terminal, served on a thread until it has
+/// been idle for `idle`. Returns the path the host opens and the serving thread (which yields the
+/// board's final status).
+pub fn spawn_emulator(
+    sub: Substrate,
+    baud: Option<u32>,
+    idle: Duration,
+) -> std::io::Result<(String, std::thread::JoinHandle<std::io::Result<Status>>)> {
+    let (mut master, name, keep) = open_pty()?;
+    serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(5))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let out = master
+        .try_clone_native()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let h = std::thread::spawn(move || {
+        let _keep = keep;
+        serve(
+            sub,
+            master,
+            out,
+            ServeOptions {
+                baud,
+                idle_exit: Some(idle),
+            },
+        )
+    });
+    Ok((name, h))
 }

@@ -123,11 +123,7 @@ pub struct FaultProxy {
 }
 
 fn new_host_side(link: &PathBuf) -> std::io::Result<(serialport::TTYPort, serialport::TTYPort)> {
-    let (master, slave) =
-        serialport::TTYPort::pair().map_err(|e| std::io::Error::other(e.to_string()))?;
-    let name = slave
-        .name()
-        .ok_or_else(|| std::io::Error::other("pseudo-terminal has no name"))?;
+    let (master, name, slave) = crate::emulator::open_pty()?;
     let _ = std::fs::remove_file(link);
     std::os::unix::fs::symlink(&name, link)?;
     Ok((master, slave))

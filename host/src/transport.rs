@@ -108,11 +108,3 @@ pub fn ftdi_latency_hint(path: &Path) -> Option<String> {
         )
     })
 }
-
-/// Read with a timeout from anything that can time out (used by tests on raw ports).
-pub fn read_some<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    match r.read(buf) {
-        Err(e) if e.kind() == io::ErrorKind::TimedOut => Ok(0),
-        x => x,
-    }
-}

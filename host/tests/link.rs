@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thermo_host::client::Client;
-use thermo_host::emulator::{conditioning_codes, run_inference, serve, Board, ServeOptions};
+use thermo_host::emulator::{conditioning_codes, run_inference, spawn_emulator, Board};
 use thermo_host::faults::{FaultConfig, FaultProxy};
 use thermo_host::inference::{infer, read_inputs, InferOptions};
 use thermo_host::transport::SerialTransport;
@@ -27,24 +27,13 @@ fn inputs() -> Vec<Vec<f64>> {
 
 /// An emulated board on a fresh pseudo-terminal, served on a thread until idle.
 fn emulator(sub: Substrate, baud: Option<u32>) -> (String, std::thread::JoinHandle<()>) {
-    let (mut master, slave) = serialport::TTYPort::pair().unwrap();
-    let name = serialport::SerialPort::name(&slave).unwrap();
-    serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(5)).unwrap();
-    let out = master.try_clone_native().unwrap();
-    let h = std::thread::spawn(move || {
-        let _keep = slave;
-        serve(
-            sub,
-            master,
-            out,
-            ServeOptions {
-                baud,
-                idle_exit: Some(Duration::from_secs(3)),
-            },
-        )
-        .unwrap();
-    });
-    (name, h)
+    let (path, h) = spawn_emulator(sub, baud, Duration::from_secs(3)).unwrap();
+    (
+        path,
+        std::thread::spawn(move || {
+            h.join().unwrap().unwrap();
+        }),
+    )
 }
 
 /// The board's answers computed directly on the fixed engine.
