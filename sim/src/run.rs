@@ -119,22 +119,27 @@ pub fn run<A: Arith>(
     let thin = opts.thin.max(1);
     let mut dump: Vec<f64> = Vec::new();
     let mut kept = 0usize;
-    let record = |tr: &mut Option<VcdTrace>, e: &Engine<A>, t: u64| -> Result<()> {
+    let record = |tr: &mut Option<VcdTrace>, e: &Engine<A>, reals: &[f64], t: u64| -> Result<()> {
         if let Some(tr) = tr {
-            let reals = e.state_f64();
             let codes: Option<Vec<i16>> = e.x.iter().map(|&v| e.prog.arith.code(v)).collect();
-            tr.record(t, e.sweeps, &reals, codes.as_deref())?;
+            tr.record(t, e.sweeps, reals, codes.as_deref())?;
         }
         Ok(())
     };
-    record(&mut trace, &engine, 0)?;
+    record(&mut trace, &engine, &engine.state_f64(), 0)?;
     let start = std::time::Instant::now();
     let step = (total / 100).max(1);
     for n in 0..total {
         engine.sweep();
-        record(&mut trace, &engine, engine.sweeps * sched.cycles_per_sweep)?;
+        // The state as reals, once per sweep, for the trace and the statistics.
+        let x = engine.state_f64();
+        record(
+            &mut trace,
+            &engine,
+            &x,
+            engine.sweeps * sched.cycles_per_sweep,
+        )?;
         if n >= opts.burn_in {
-            let x = engine.state_f64();
             for i in 0..d {
                 sum[i] += x[i];
                 sumsq[i] += x[i] * x[i];
