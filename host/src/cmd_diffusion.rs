@@ -34,6 +34,40 @@ pub enum DiffusionCommand {
     /// readout through the U-Net's output head); PNG grid, optionally beside the digital U-Net's
     /// grid from the same starting noise.
     SampleSubstrate(SampleSubstrateArgs),
+    /// The main job: load the committed U-Net (or train one if the file is missing), compile it
+    /// with rank-k skip buses and the conditioning interface, evaluate it exactly and on the
+    /// golden and fixed engines, quantise a few widths, and print the table.
+    Demo(DemoArgs),
+}
+
+/// Arguments of `thermo demo`.
+#[derive(Args)]
+pub struct DemoArgs {
+    /// The trained U-Net; if the file is missing, one is trained (seed 1) and written there.
+    #[arg(long, default_value = "models/digits-unet.safetensors")]
+    model: PathBuf,
+    /// Rank of the skip buses, or `dense`.
+    #[arg(long, default_value = "8")]
+    rank: String,
+    /// Directory for the compiled description and its side file.
+    #[arg(long, default_value = "target/thermo-demo")]
+    out_dir: PathBuf,
+    /// Coupling widths of the quantisation table.
+    #[arg(long, default_value = "4,6,8,16")]
+    coupling_bits: String,
+    /// State widths of the quantisation table.
+    #[arg(long, default_value = "8,16")]
+    state_bits: String,
+    /// Held-out images per noise level for the engines.
+    #[arg(long, default_value_t = 4)]
+    inputs: usize,
+    /// Adam steps of the interface training.
+    #[arg(long, default_value_t = 4000)]
+    steps: usize,
+    /// Small sizes, for tests: 150 training and 40 held-out images, 300 interface steps, 1
+    /// engine input per level, 40 + 60 sweeps; a missing model is trained for 3 epochs.
+    #[arg(long)]
+    quick: bool,
 }
 
 /// Arguments of `thermo sample-substrate`.
@@ -146,6 +180,12 @@ pub struct CompilerArgs {
     /// Digits data (gzip CSV); default: the committed data/digits.csv.gz.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Use only the first N training images (default: all 1,438).
+    #[arg(long)]
+    train_images: Option<usize>,
+    /// Use only the first N held-out images (default: all 359).
+    #[arg(long)]
+    test_images: Option<usize>,
 }
 
 /// Arguments of `thermo compile`.
@@ -341,6 +381,7 @@ pub fn run(c: DiffusionCommand) -> Result<(), String> {
         DiffusionCommand::CompileTable(a) => compile_table(a),
         DiffusionCommand::Quantize(a) => quantize_cmd(a),
         DiffusionCommand::SampleSubstrate(a) => sample_substrate(a),
+        DiffusionCommand::Demo(a) => demo(a),
     }
 }
 
@@ -716,8 +757,13 @@ fn prepare_data(model: &thermo_diffusion::Unet, c: &CompilerArgs) -> Result<Prep
         data::DEFAULT_SPLIT_SEED,
     )
     .map_err(|e| e.to_string())?;
-    let train_x = digits.unit_matrix(&split.train);
-    let test_x = digits.unit_matrix(&split.test);
+    let ntr = c.train_images.unwrap_or(usize::MAX).min(split.train.len());
+    let nte = c.test_images.unwrap_or(usize::MAX).min(split.test.len());
+    if ntr == 0 || nte == 0 {
+        return Err("--train-images and --test-images must be at least 1".into());
+    }
+    let train_x = digits.unit_matrix(&split.train[..ntr]);
+    let test_x = digits.unit_matrix(&split.test[..nte]);
     teval::prepare(model, &train_x, &test_x, c.draws, &c.sigmas)
 }
 
@@ -1540,5 +1586,238 @@ fn sample_substrate(a: SampleSubstrateArgs) -> Result<(), String> {
             p.display()
         );
     }
+    Ok(())
+}
+
+fn demo(a: DemoArgs) -> Result<(), String> {
+    use thermo_diffusion::quantize;
+    let t = Instant::now();
+    if !a.model.exists() {
+        let epochs = if a.quick {
+            3
+        } else {
+            TrainConfig::default().epochs
+        };
+        println!(
+            "== {} is missing: training a U-Net ({epochs} epochs, seed 1) ==",
+            a.model.display()
+        );
+        let digits = Digits::load(&data::default_data_path()).map_err(|e| e.to_string())?;
+        let split = Split::new(
+            digits.len(),
+            data::DEFAULT_TEST_FRACTION,
+            data::DEFAULT_SPLIT_SEED,
+        )
+        .map_err(|e| e.to_string())?;
+        let tc = TrainConfig {
+            epochs,
+            ..TrainConfig::default()
+        };
+        let (model, _) = train::train(&UnetConfig::default(), &tc, &digits, &split, |_, _| {})?;
+        if let Some(dir) = a.model.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        io::save(&model, &a.model, &[("train_seed".into(), "1".into())])
+            .map_err(|e| e.to_string())?;
+        println!(
+            "wrote {} ({:.1} s)",
+            a.model.display(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    std::fs::create_dir_all(&a.out_dir).map_err(|e| format!("{}: {e}", a.out_dir.display()))?;
+    let stem = a
+        .model
+        .file_stem()
+        .map_or("unet".to_string(), |s| s.to_string_lossy().to_string());
+    let out = a
+        .out_dir
+        .join(format!("{stem}-rank{}.substrate.json", a.rank));
+    println!(
+        "== compile {} with rank-{} skip buses and the conditioning interface ==",
+        a.model.display(),
+        a.rank
+    );
+    let c = CompilerArgs {
+        method: "gram".into(),
+        gain: 1.0,
+        margin: 1.0,
+        stiffness: "gershgorin".into(),
+        inject: "dec0".into(),
+        targets: vec!["dec1".into(), "dec0".into()],
+        steps: if a.quick { 300 } else { a.steps },
+        seed: 1,
+        draws: if a.quick { 1 } else { 4 },
+        sigmas: vec![0.05, 0.2, 0.5, 1.0, 2.0, 5.0],
+        data: None,
+        train_images: a.quick.then_some(150),
+        test_images: a.quick.then_some(40),
+    };
+    compile_cmd(CompileArgs {
+        unet: a.model.clone(),
+        rank: a.rank.clone(),
+        out: out.clone(),
+        temperature: 1e-4,
+        eta_fraction: 0.5,
+        lanes: 16,
+        state_frac: None,
+        c,
+    })?;
+    let l = tsub::load(&out)?;
+    let (inputs, burn_in, sweeps) = if a.quick {
+        (1, 40, 60)
+    } else {
+        (a.inputs, 100, 300)
+    };
+    let opts = quantize::SweepOptions {
+        coupling_bits: quantize::parse_widths(&a.coupling_bits)
+            .map_err(|e| format!("--coupling-bits: {e}"))?,
+        state_bits: quantize::parse_widths(&a.state_bits)
+            .map_err(|e| format!("--state-bits: {e}"))?,
+        burn_in,
+        sweeps,
+        seed: 1,
+        tolerance: 0.005,
+    };
+    let sigmas = [0.05f32, 0.2, 0.5, 1.0, 2.0, 5.0];
+    let (set, n_img) = held_out(&l.model, inputs, &sigmas)?;
+    println!(
+        "== golden and fixed engines, {} held-out inputs, {} formats ==",
+        set.len(),
+        opts.coupling_bits.len() * opts.state_bits.len()
+    );
+    let r = quantize::sweep(&l, &set, n_img, &sigmas, &opts, |_| {})?;
+    // Denoising with the substrate (exact equilibrium readout through the U-Net's output head)
+    // against the U-Net itself, on the held-out images.
+    let chol = l
+        .sub
+        .dense_a()
+        .cholesky()
+        .ok_or("A is not positive definite")?;
+    let digits = Digits::load(&data::default_data_path()).map_err(|e| e.to_string())?;
+    let split = Split::new(
+        digits.len(),
+        data::DEFAULT_TEST_FRACTION,
+        data::DEFAULT_SPLIT_SEED,
+    )
+    .map_err(|e| e.to_string())?;
+    let n_mse = if a.quick { 20 } else { split.test.len() };
+    let mut mse_rows = Vec::new();
+    for (k, &s) in sigmas.iter().enumerate() {
+        let mut rng = thermo_diffusion::rng::Rng::stream(31, k as u64);
+        let (mut e_unet, mut e_sub) = (0.0f64, 0.0f64);
+        for &i in &split.test[..n_mse] {
+            let x0 = digits.unit_image(i);
+            let x: Vec<f32> = x0.iter().map(|v| v + s * rng.normal() as f32).collect();
+            let du: Vec<f32> = l
+                .model
+                .denoise(&x, s)
+                .into_iter()
+                .map(|v| v.clamp(-1.0, 1.0))
+                .collect();
+            let (b, _) = l.bias_of(&x, s)?;
+            let (d0, _) = l.dec0_readout(&b, tsub::Readout::Exact, 0, 0, 0, Some(&chol))?;
+            let ds = l.denoised_from_dec0(&x, s, &d0);
+            let err = |d: &[f32]| -> f64 {
+                d.iter()
+                    .zip(x0)
+                    .map(|(a, b)| ((a - b) as f64).powi(2))
+                    .sum::<f64>()
+                    / d.len() as f64
+            };
+            e_unet += err(&du);
+            e_sub += err(&ds);
+        }
+        mse_rows.push((s, e_unet / n_mse as f64, e_sub / n_mse as f64));
+    }
+
+    let pooled = l.side.rows.last().ok_or("no evaluation rows")?;
+    let iface = pooled.interface.as_ref().ok_or("no interface row")?;
+    let pc = &l.side.param_count;
+    let conn: Vec<String> = l
+        .sub
+        .buses
+        .iter()
+        .map(|b| {
+            let (e, d) = (l.sub.modules[b.enc].size, l.sub.modules[b.dec].size);
+            format!("{} vs {} dense", (e + d) * b.rank(), e * d)
+        })
+        .collect();
+    println!();
+    println!("== thermo demo: {} ==", a.model.display());
+    println!(
+        "substrate: {} units in {} modules, rank-{} skip buses ({}), {} local couplings; interface {} parameters (budget {})",
+        l.sub.units(),
+        l.sub.modules.len(),
+        a.rank,
+        if conn.is_empty() { "dense skips".to_string() } else { conn.join(", ") },
+        l.sub.nnz(),
+        pc.total,
+        tiface::BUDGET
+    );
+    println!(
+        "dec0 against the U-Net's activations (cosine / centred cosine / R^2), held-out inputs:"
+    );
+    println!("  {:<48} {}", "configuration", "dec0 cos / cc / R2");
+    println!(
+        "  {:<48} {}",
+        format!("oracle biases, exact ({} inputs)", pooled.n),
+        sim_line(&pooled.oracle.dec0)
+    );
+    println!(
+        "  {:<48} {}",
+        format!("interface, exact ({} inputs)", pooled.n),
+        sim_line(&iface.dec0)
+    );
+    println!(
+        "  {:<48} {}",
+        format!("couplings only, exact ({} inputs)", pooled.n),
+        sim_line(&pooled.couplings.dec0)
+    );
+    println!(
+        "  {:<48} {}",
+        format!("interface, golden engine ({} inputs)", set.len()),
+        sim_line(&r.float_vs_unet)
+    );
+    for c in &r.cells {
+        let line = match (&c.vs_unet, &c.vs_golden) {
+            (Some(v), Some(g)) => format!(
+                "{}   vs golden {:.5}{}{}",
+                sim_line(v),
+                g.cosine,
+                if c.within { "  within 0.005" } else { "" },
+                if c.saturation.total() > 0 {
+                    format!("  {} saturations", c.saturation.total())
+                } else {
+                    String::new()
+                }
+            ),
+            _ => format!("invalid: {}", c.error.clone().unwrap_or_default()),
+        };
+        println!(
+            "  {:<48} {}",
+            format!(
+                "interface, fixed {}-bit couplings, {}-bit states",
+                c.coupling_bits, c.state_bits
+            ),
+            line
+        );
+    }
+    println!(
+        "denoised-image MSE per pixel ({} held-out images per level; data variance 0.293):",
+        n_mse
+    );
+    println!(
+        "  {:>6}  {:>10}  {:>22}",
+        "sigma", "U-Net", "substrate (exact mean)"
+    );
+    for (s, u, m) in &mse_rows {
+        println!("  {s:>6}  {u:>10.5}  {m:>22.5}");
+    }
+    println!(
+        "files: {} and its .interface.json ({:.1} s in all)",
+        out.display(),
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }

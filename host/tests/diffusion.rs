@@ -75,3 +75,55 @@ fn board_denoiser_equals_the_fixed_engine() {
         }
     }
 }
+
+/// `thermo demo --quick` with a missing model file: trains one (3 epochs), compiles it with
+/// rank-8 buses and the interface, evaluates exactly and on the engines, quantises, and prints
+/// the table. About 3 s.
+#[test]
+fn demo_trains_compiles_evaluates_and_quantises_at_small_sizes() {
+    let dir = std::env::temp_dir().join(format!("thermo-demo-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let model = dir.join("m.safetensors");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_thermo"))
+        .args(["demo", "--quick", "--model"])
+        .arg(&model)
+        .arg("--out-dir")
+        .arg(dir.join("out"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("is missing: training a U-Net (3 epochs"),
+        "{text}"
+    );
+    assert!(model.exists());
+    assert!(dir.join("out/m-rank8.substrate.json").exists());
+    assert!(dir.join("out/m-rank8.substrate.interface.json").exists());
+    assert!(
+        text.contains("interface 2536 parameters (budget 2560)"),
+        "{text}"
+    );
+    // The oracle row is exact; the 16/16 fixed row matches golden to 5 decimals.
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.contains(key))
+            .unwrap_or_else(|| panic!("no `{key}` in\n{text}"))
+            .to_string()
+    };
+    assert!(line("oracle biases, exact").contains("1.0000 / 1.0000 / 1.0000"));
+    let wide = line("fixed 16-bit couplings, 16-bit states");
+    let g: f64 = wide
+        .split("vs golden ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{wide}"));
+    assert!(g > 0.9999, "{wide}");
+    assert!(text.contains("denoised-image MSE per pixel"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
