@@ -402,6 +402,24 @@ pub fn frac_for(bits: u32, values: impl Iterator<Item = f64>, headroom: f64, max
     frac
 }
 
+/// Data ranges the Q formats must hold (measured by `thermo compile` on the U-Net's
+/// activations and the equilibrium means of the evaluated configurations; see
+/// `docs/compiler.md` §6).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ranges {
+    /// Largest state magnitude to hold.
+    pub state_max: f64,
+    /// Largest magnitude of any *partial* sum of a bus line sum `sum_j u_rj x_j` (and
+    /// `sum_j v_rj x_j`), units in ascending order as the engines add them; the final sums are
+    /// among them. These sums run in the accumulator and are stored in the bus format.
+    pub bus_max: f64,
+    /// Largest bias magnitude `|b_i|` the evaluation sets (0 to ignore).
+    pub bias_max: f64,
+}
+
+/// Headroom over the measured ranges of states and bus sums.
+pub const HEADROOM: f64 = 1.5;
+
 /// Settings of the emitted description that are not part of `A`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EmitOptions {
@@ -415,15 +433,162 @@ pub struct EmitOptions {
     pub bits: u32,
     /// Largest state magnitude to hold (from data: activations and equilibrium means).
     pub state_max: f64,
-    /// Largest bus-line magnitude `|u_r . x_enc|` to hold (from data).
+    /// Largest magnitude of a bus sum or any of its partial sums (from data; see
+    /// [`Ranges::bus_max`]).
     pub bus_max: f64,
     /// Largest bias magnitude `|b_i|` the evaluation will set (from data; 0 to ignore).
     pub bias_max: f64,
 }
 
+impl EmitOptions {
+    /// The data ranges.
+    pub fn ranges(&self) -> Ranges {
+        Ranges {
+            state_max: self.state_max,
+            bus_max: self.bus_max,
+            bias_max: self.bias_max,
+        }
+    }
+}
+
+/// The accumulator bound of a description at state format `state`: the largest magnitude any
+/// partial sum in the 32-bit accumulator can take when states stay within `HEADROOM * state_max`
+/// and bus sums within `HEADROOM * bus_max`. Two kinds of sums run there:
+///
+/// - a unit update, `d_i x_i + sum_j c_ij x_j + sum_r w_ri line_r + eta b_i + gn z_i`, each
+///   partial sum bounded by `|d_i| X + sum_j eta |A_ij| X + sum_r eta sigma_r |w_ri| L
+///   + eta max|b| + gn max|z|`;
+/// - a bus line sum `sum_j u_rj x_j` (step 1 of a sweep), whose partial sums the data bound by
+///   `L = HEADROOM * bus_max` (measured on the data, like the state range; the worst case
+///   `sum_j |u_rj| X` is up to 8x larger on the digits model and would cost three state bits).
+///
+/// Returns the bound in real units.
+pub fn accumulator_bound(cfg: &thermo_sim::SubstrateConfig, r: &Ranges) -> f64 {
+    let eta = cfg.eta;
+    let (xh, lh) = (HEADROOM * r.state_max, HEADROOM * r.bus_max);
+    let (offsets, stiffness) = expand(cfg);
+    let d = stiffness.len();
+    let mut row_sum = vec![0.0f64; d];
+    for &(i, _, v) in &cfg.couplings {
+        if i < d {
+            row_sum[i] += eta * v.abs();
+        }
+    }
+    let module = |name: &str| cfg.modules.iter().position(|m| m.name == name);
+    let mut bus_term = vec![0.0f64; d];
+    for b in &cfg.buses {
+        for (side, name) in [(&b.u, &b.encoder), (&b.v, &b.decoder)] {
+            if let Some(m) = module(name) {
+                for (s, f) in b.sigma.iter().zip(side.iter()) {
+                    for (n, w) in f.iter().enumerate() {
+                        bus_term[offsets[m] + n] += eta * s.abs() * w.abs() * lh;
+                    }
+                }
+            }
+        }
+    }
+    let noise = (2.0 * eta * cfg.temperature).sqrt() * thermo_sim::noise::NOISE_FORMAT.max_value();
+    let mut worst = lh;
+    for i in 0..d {
+        let bound = (1.0 - eta * stiffness[i]).abs() * xh
+            + row_sum[i] * xh
+            + bus_term[i]
+            + eta * r.bias_max
+            + noise;
+        worst = worst.max(bound);
+    }
+    worst
+}
+
+/// Module offsets and the per-unit stiffness of a description.
+fn expand(cfg: &thermo_sim::SubstrateConfig) -> (Vec<usize>, Vec<f64>) {
+    use thermo_sim::model::PerUnit;
+    let mut offsets = Vec::new();
+    let mut stiffness = Vec::new();
+    for m in &cfg.modules {
+        offsets.push(stiffness.len());
+        match &m.stiffness {
+            PerUnit::Uniform(v) => stiffness.extend(std::iter::repeat_n(*v, m.size)),
+            PerUnit::Each(v) => stiffness.extend(v.iter().copied()),
+        }
+    }
+    (offsets, stiffness)
+}
+
+/// The Q formats of a description for `coupling_bits`-wide stored constants (couplings, bus
+/// factors, bus gains, noise amplitude) and `state_bits`-wide signals (states, bus lines),
+/// integer bits chosen from the data: every stored constant fits; states hold `HEADROOM *
+/// state_max`, bus lines `HEADROOM * bus_max` (times the largest bus gain if above 1); then the
+/// state gives up fractional bits until the accumulator `Q(32, state.frac + coupling.frac)` holds
+/// [`accumulator_bound`]. A range that does not fit even with no fractional bits gets 0 of
+/// them (the engines count the saturations if the data reach it). The one place where the
+/// compiler, `thermo quantize` and the demo choose formats.
+pub fn choose_formats(
+    cfg: &thermo_sim::SubstrateConfig,
+    r: &Ranges,
+    coupling_bits: u32,
+    state_bits: u32,
+) -> Result<thermo_sim::model::Formats, String> {
+    use thermo_sim::qformat::QFormat;
+    for (what, b) in [("coupling", coupling_bits), ("state", state_bits)] {
+        if !(2..=16).contains(&b) {
+            return Err(format!(
+                "{what} bits {b}: stored datapath values take 2 to 16 bits"
+            ));
+        }
+    }
+    let eta = cfg.eta;
+    let (_, stiffness) = expand(cfg);
+    let coupling_vals = stiffness
+        .iter()
+        .map(|a| 1.0 - eta * a)
+        .chain(cfg.couplings.iter().map(|x| eta * x.2))
+        .chain(
+            cfg.buses
+                .iter()
+                .flat_map(|b| b.u.iter().chain(&b.v).flatten().copied()),
+        );
+    let cb = coupling_bits;
+    let coupling = QFormat::new(cb, frac_for(cb, coupling_vals, 1.0, 24));
+    let gains: Vec<f64> = cfg
+        .buses
+        .iter()
+        .flat_map(|b| b.sigma.iter().map(|s| eta * s))
+        .collect();
+    let gain = QFormat::new(cb, frac_for(cb, gains.iter().copied(), 1.0, 24));
+    let amp = (2.0 * eta * cfg.temperature).sqrt();
+    let noise_gain = QFormat::new(cb, frac_for(cb, std::iter::once(amp), 1.0, 24));
+    let sb = state_bits;
+    let gmax = gains.iter().fold(1.0f64, |m, g| m.max(g.abs()));
+    let bus = QFormat::new(
+        sb,
+        frac_for(sb, std::iter::once(r.bus_max * gmax), HEADROOM, 24),
+    );
+    let mut state = QFormat::new(
+        sb,
+        frac_for(
+            sb,
+            std::iter::once(r.state_max),
+            HEADROOM,
+            24.min(30u32.saturating_sub(coupling.frac)),
+        ),
+    );
+    let worst = accumulator_bound(cfg, r);
+    while state.frac > 0 && !QFormat::new(32, state.frac + coupling.frac).fits(worst) {
+        state = QFormat::new(sb, state.frac - 1);
+    }
+    Ok(thermo_sim::model::Formats {
+        state,
+        coupling,
+        bus,
+        gain,
+        noise_gain,
+    })
+}
+
 /// The substrate description of a compiled model. Biases are the model's constant biases
-/// (`gamma b_l`); evaluation sets the per-input bias. Q formats are chosen so that the given
-/// data ranges and every stored constant fit (headroom 1.5x on states and bus lines).
+/// (`gamma b_l`); evaluation sets the per-input bias. Q formats by [`choose_formats`] at
+/// `e.bits` for constants and signals.
 pub fn to_config(
     c: &Compiled,
     model: &Unet,
@@ -431,7 +596,6 @@ pub fn to_config(
     e: &EmitOptions,
 ) -> Result<thermo_sim::SubstrateConfig, String> {
     use thermo_sim::model::{Activation, BusConfig, Formats, ModuleConfig, PerUnit, Role};
-    use thermo_sim::qformat::QFormat;
     let eta = e.eta_fraction * 2.0 / c.lambda_max;
     let levels = model.config.levels();
     let mut const_bias: Vec<f64> = Vec::new();
@@ -484,83 +648,18 @@ pub fn to_config(
             v: b.v.clone(),
         })
         .collect();
-    let bits = e.bits;
-    let coupling_vals = c
-        .stiffness
-        .iter()
-        .map(|a| 1.0 - eta * a)
-        .chain(c.couplings.iter().map(|x| eta * x.2))
-        .chain(
-            c.buses
-                .iter()
-                .flat_map(|b| b.u.iter().chain(&b.v).flatten().copied()),
-        );
-    let coupling = QFormat::new(bits, frac_for(bits, coupling_vals, 1.0, 24));
-    let mut state = QFormat::new(
-        bits,
-        frac_for(bits, std::iter::once(e.state_max), 1.5, 30 - coupling.frac),
-    );
-    // Accumulator headroom: every partial sum of a unit update is bounded by
-    // |1 - eta a_i| X + sum_j eta |A_ij| X + sum_r eta sigma_r |v_ri| L + eta |b|max (X, L: the
-    // state and bus values to hold, with headroom); give up state fractional bits until the
-    // accumulator Q(32, state.frac + coupling.frac) holds it.
-    let (xh, lh) = (1.5 * e.state_max, 1.5 * e.bus_max);
-    let mut worst = 0.0f64;
-    let mut row_sum = vec![0.0f64; c.units()];
-    for &(i, _, v) in &c.couplings {
-        row_sum[i] += v.abs();
-    }
-    for (i, &local) in row_sum.iter().enumerate() {
-        let mut bus = 0.0;
-        for b in &c.buses {
-            for (side, m) in [(&b.u, b.enc), (&b.v, b.dec)] {
-                if c.range(m).contains(&i) {
-                    let n = i - c.offsets[m];
-                    for (s, f) in b.sigma.iter().zip(side.iter()) {
-                        bus += eta * s.abs() * f[n].abs() * lh;
-                    }
-                }
-            }
-        }
-        let bound =
-            (1.0 - eta * c.stiffness[i]).abs() * xh + eta * local * xh + bus + eta * e.bias_max;
-        worst = worst.max(bound);
-    }
-    // NOTE: measured, this bound is not sufficient: on the rank-8 dense model it fits the Q6.25
-    // accumulator (range +-64) with room to spare, yet the fixed engine's oracle runs saturate
-    // it; with one state fractional bit less (Q5.10, range +-128) no event remains.
-    // Not yet explained (docs/compiler.md §6).
-    while state.frac > 0 && !QFormat::new(32, state.frac + coupling.frac).fits(worst) {
-        state = QFormat::new(bits, state.frac - 1);
-    }
-    let bus = QFormat::new(bits, frac_for(bits, std::iter::once(e.bus_max), 1.5, 24));
-    let gain = QFormat::new(
-        bits,
-        frac_for(
-            bits,
-            c.buses.iter().flat_map(|b| b.sigma.iter().map(|s| eta * s)),
-            1.0,
-            24,
-        ),
-    );
-    let amp = (2.0 * eta * e.temperature).sqrt();
-    let noise_gain = QFormat::new(bits, frac_for(bits, std::iter::once(amp), 1.0, 24));
-    Ok(thermo_sim::SubstrateConfig {
+    let mut cfg = thermo_sim::SubstrateConfig {
         name: name.to_string(),
         temperature: e.temperature,
         eta,
         lanes: e.lanes,
         seed: 1,
         activation: Activation::Identity,
-        formats: Formats {
-            state,
-            coupling,
-            bus,
-            gain,
-            noise_gain,
-        },
+        formats: Formats::default(),
         modules,
         couplings: c.couplings.clone(),
         buses,
-    })
+    };
+    cfg.formats = choose_formats(&cfg, &e.ranges(), e.bits, e.bits)?;
+    Ok(cfg)
 }

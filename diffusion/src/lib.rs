@@ -12,6 +12,8 @@
 //!   Gershgorin stiffness) and its substrate description.
 //! - [`interface`]: the 4-d encoder + 16-unit transfer network that produces the biases.
 //! - [`eval`]: exact equilibrium means against the U-Net's activations; signal shortfall.
+//! - [`substrate`]: a compiled substrate with its side file, loaded for the engines.
+//! - [`quantize`]: the quantisation sweep over coupling and state widths; [`plot`] draws it.
 
 pub mod compile;
 pub mod data;
@@ -20,8 +22,11 @@ pub mod eval;
 pub mod gram;
 pub mod interface;
 pub mod io;
+pub mod plot;
+pub mod quantize;
 pub mod rng;
 pub mod sample;
+pub mod substrate;
 pub mod train;
 pub mod unet;
 

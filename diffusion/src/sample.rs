@@ -139,6 +139,53 @@ fn sample_ancestral(model: &Unet, n: usize, steps: usize, seed: u64) -> Vec<Vec<
         .collect()
 }
 
+/// Euler ancestral sampling (the same schedule and update as [`sample`]) with a batch denoiser:
+/// `denoise(step, images, sigma)` returns the denoised estimate of every current image at noise
+/// level `sigma` (one call per level, so a board can have the whole batch in flight). Sample `s`
+/// draws its noise from its own stream, so any denoiser sees the same starting points; the
+/// estimates are clipped to [-1, 1] here.
+pub fn sample_ancestral_batch(
+    config: &crate::UnetConfig,
+    n: usize,
+    steps: usize,
+    seed: u64,
+    mut denoise: impl FnMut(usize, &[Vec<f32>], f32) -> std::result::Result<Vec<Vec<f32>>, String>,
+) -> std::result::Result<Vec<Vec<f32>>, String> {
+    let sigmas = karras_sigmas(steps.max(1), config.sigma_min, config.sigma_max, 7.0);
+    let mut rngs: Vec<Rng> = (0..n)
+        .map(|s| Rng::stream(seed, 0x5a3c_0000 + s as u64))
+        .collect();
+    let mut xs: Vec<Vec<f32>> = rngs
+        .iter_mut()
+        .map(|r| (0..PIXELS).map(|_| sigmas[0] * r.normal() as f32).collect())
+        .collect();
+    for (step, w) in sigmas.windows(2).enumerate() {
+        let (s, s_next) = (w[0], w[1]);
+        let x0s = denoise(step, &xs, s)?;
+        if x0s.len() != n || x0s.iter().any(|v| v.len() != PIXELS) {
+            return Err(format!(
+                "denoiser returned {} images for {n} at step {step}",
+                x0s.len()
+            ));
+        }
+        if s_next == 0.0 {
+            return Ok(x0s
+                .into_iter()
+                .map(|v| v.into_iter().map(|p| p.clamp(-1.0, 1.0)).collect())
+                .collect());
+        }
+        let s_up = (s_next * s_next * (s * s - s_next * s_next) / (s * s)).sqrt();
+        let s_down = (s_next * s_next - s_up * s_up).max(0.0).sqrt();
+        for ((x, x0), r) in xs.iter_mut().zip(&x0s).zip(rngs.iter_mut()) {
+            for p in 0..PIXELS {
+                let d = (x[p] - x0[p].clamp(-1.0, 1.0)) / s;
+                x[p] += d * (s_down - s) + s_up * r.normal() as f32;
+            }
+        }
+    }
+    Ok(xs)
+}
+
 /// Write 8x8 images (values in [-1, 1]; ink dark on white) as a grayscale PNG grid with `cols`
 /// columns, each pixel upscaled to a `scale` x `scale` block, 1-block gaps between images.
 pub fn write_png_grid(images: &[Vec<f32>], cols: usize, scale: usize, path: &Path) -> Result<()> {

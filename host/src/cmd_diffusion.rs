@@ -26,6 +26,122 @@ pub enum DiffusionCommand {
     /// The k-table: compile at several ranks (Gram-weighted and plain SVD), train an interface
     /// for each, evaluate exactly; JSON and Markdown.
     CompileTable(CompileTableArgs),
+    /// Quantisation sweep: re-quantise a compiled substrate at every (coupling bits, state
+    /// bits), relax the fixed engine on held-out inputs with the interface, compare with the
+    /// golden engine and the U-Net; JSON report, Markdown table and a PNG heat map.
+    Quantize(QuantizeArgs),
+    /// Reverse diffusion with the compiled substrate as the denoiser (interface biases, dec0
+    /// readout through the U-Net's output head); PNG grid, optionally beside the digital U-Net's
+    /// grid from the same starting noise.
+    SampleSubstrate(SampleSubstrateArgs),
+    /// The main job: load the committed U-Net (or train one if the file is missing), compile it
+    /// with rank-k skip buses and the conditioning interface, evaluate it exactly and on the
+    /// golden and fixed engines, quantise a few widths, and print the table.
+    Demo(DemoArgs),
+}
+
+/// Arguments of `thermo demo`.
+#[derive(Args)]
+pub struct DemoArgs {
+    /// The trained U-Net; if the file is missing, one is trained (seed 1) and written there.
+    #[arg(long, default_value = "models/digits-unet.safetensors")]
+    model: PathBuf,
+    /// Rank of the skip buses, or `dense`.
+    #[arg(long, default_value = "8")]
+    rank: String,
+    /// Directory for the compiled description and its side file.
+    #[arg(long, default_value = "target/thermo-demo")]
+    out_dir: PathBuf,
+    /// Coupling widths of the quantisation table.
+    #[arg(long, default_value = "4,6,8,16")]
+    coupling_bits: String,
+    /// State widths of the quantisation table.
+    #[arg(long, default_value = "8,16")]
+    state_bits: String,
+    /// Held-out images per noise level for the engines.
+    #[arg(long, default_value_t = 4)]
+    inputs: usize,
+    /// Adam steps of the interface training.
+    #[arg(long, default_value_t = 4000)]
+    steps: usize,
+    /// Small sizes, for tests: 150 training and 40 held-out images, 300 interface steps, 1
+    /// engine input per level, 40 + 60 sweeps; a missing model is trained for 3 epochs.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// Arguments of `thermo sample-substrate`.
+#[derive(Args)]
+pub struct SampleSubstrateArgs {
+    /// Substrate description written by `thermo compile` (its `.interface.json` beside it).
+    #[arg(long)]
+    substrate: PathBuf,
+    /// Output PNG grid of the substrate's samples.
+    #[arg(long)]
+    png: PathBuf,
+    /// Also write the digital U-Net's samples (same sampler, schedule and noise) to this PNG.
+    #[arg(long)]
+    unet_png: Option<PathBuf>,
+    /// fixed (the fixed-point engine, run as the board runs it), board (an emulated board over a
+    /// pseudo-terminal link), golden or exact (equilibrium means).
+    #[arg(long, default_value = "fixed")]
+    engine: String,
+    /// Number of samples (8 per row).
+    #[arg(long, default_value_t = 64)]
+    samples: usize,
+    /// Noise levels of the schedule.
+    #[arg(long, default_value_t = 40)]
+    steps: usize,
+    /// Burn-in sweeps per denoiser call.
+    #[arg(long, default_value_t = 60)]
+    burn_in: u64,
+    /// Averaged sweeps per denoiser call.
+    #[arg(long, default_value_t = 100)]
+    sweeps: u64,
+    /// Sampler seed (also keys the engine noise).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// Arguments of `thermo quantize`.
+#[derive(Args)]
+pub struct QuantizeArgs {
+    /// Substrate description written by `thermo compile` (its `.interface.json` beside it).
+    #[arg(long)]
+    substrate: PathBuf,
+    /// Coupling (stored constant) widths: `A..B`, `A..B:STEP` or `A,B,C`.
+    #[arg(long, default_value = "4..16:2")]
+    coupling_bits: String,
+    /// State (signal) widths: `A..B`, `A..B:STEP` or `A,B,C`.
+    #[arg(long, default_value = "8..16:2")]
+    state_bits: String,
+    /// Held-out images per noise level.
+    #[arg(long, default_value_t = 4)]
+    inputs: usize,
+    /// Held-out noise levels.
+    #[arg(long, value_delimiter = ',', default_value = "0.05,0.2,0.5,1,2,5")]
+    sigmas: Vec<f32>,
+    /// Burn-in sweeps (from state zero).
+    #[arg(long, default_value_t = 100)]
+    burn_in: u64,
+    /// Averaged sweeps.
+    #[arg(long, default_value_t = 300)]
+    sweeps: u64,
+    /// Noise seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Tolerance on the dec0 cosine against float.
+    #[arg(long, default_value_t = 0.005)]
+    tolerance: f64,
+    /// Write the report as JSON.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Draw the heat map (PNG).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Write a Markdown table.
+    #[arg(long)]
+    md: Option<PathBuf>,
 }
 
 /// Compiler settings shared by `compile` and `compile-table`.
@@ -64,6 +180,12 @@ pub struct CompilerArgs {
     /// Digits data (gzip CSV); default: the committed data/digits.csv.gz.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Use only the first N training images (default: all 1,438).
+    #[arg(long)]
+    train_images: Option<usize>,
+    /// Use only the first N held-out images (default: all 359).
+    #[arg(long)]
+    test_images: Option<usize>,
 }
 
 /// Arguments of `thermo compile`.
@@ -257,6 +379,9 @@ pub fn run(c: DiffusionCommand) -> Result<(), String> {
         DiffusionCommand::Compile(a) => compile_cmd(a),
         DiffusionCommand::Eval(a) => eval_cmd(a),
         DiffusionCommand::CompileTable(a) => compile_table(a),
+        DiffusionCommand::Quantize(a) => quantize_cmd(a),
+        DiffusionCommand::SampleSubstrate(a) => sample_substrate(a),
+        DiffusionCommand::Demo(a) => demo(a),
     }
 }
 
@@ -600,7 +725,7 @@ fn skip_ranks(a: SkipRanksArgs) -> Result<(), String> {
 
 use thermo_diffusion::compile::{self as tcompile, CompileOptions};
 use thermo_diffusion::eval::{self as teval, EvalRow, Prepared};
-use thermo_diffusion::interface::{self as tiface, Interface, ParamCount, TrainOptions};
+use thermo_diffusion::interface::{self as tiface, TrainOptions};
 
 fn parse_method(m: &str) -> Result<gram::Factorisation, String> {
     match m {
@@ -632,8 +757,13 @@ fn prepare_data(model: &thermo_diffusion::Unet, c: &CompilerArgs) -> Result<Prep
         data::DEFAULT_SPLIT_SEED,
     )
     .map_err(|e| e.to_string())?;
-    let train_x = digits.unit_matrix(&split.train);
-    let test_x = digits.unit_matrix(&split.test);
+    let ntr = c.train_images.unwrap_or(usize::MAX).min(split.train.len());
+    let nte = c.test_images.unwrap_or(usize::MAX).min(split.test.len());
+    if ntr == 0 || nte == 0 {
+        return Err("--train-images and --test-images must be at least 1".into());
+    }
+    let train_x = digits.unit_matrix(&split.train[..ntr]);
+    let test_x = digits.unit_matrix(&split.test[..nte]);
     teval::prepare(model, &train_x, &test_x, c.draws, &c.sigmas)
 }
 
@@ -694,26 +824,7 @@ fn print_rows(rows: &[EvalRow]) {
     }
 }
 
-/// The side file of `thermo compile`.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SideFile {
-    /// The U-Net the substrate was compiled from (as given on the command line).
-    unet: PathBuf,
-    options: CompileOptions,
-    interface: Interface,
-    param_count: ParamCount,
-    train: tiface::TrainReport,
-    /// Exact held-out evaluation at compile time.
-    rows: Vec<EvalRow>,
-}
-
-fn side_path(out: &Path) -> PathBuf {
-    let stem = out
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_else(|| "substrate".into());
-    out.with_file_name(format!("{stem}.interface.json"))
-}
+use thermo_diffusion::substrate::{self as tsub, side_path, SideFile};
 
 fn compile_cmd(a: CompileArgs) -> Result<(), String> {
     let model = io::load(&a.unet).map_err(|e| format!("{}: {e}", a.unet.display()))?;
@@ -787,19 +898,24 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
     // Largest bias the evaluation sets: oracle b* = A a_true and couplings + interface.
     let mut bias_max = (&p.test.truth * o.compiled.a.transpose()).amax();
     bias_max = bias_max.max(teval::interface_bias(&o.compiled, &o.interface, &p.test)?.amax());
+    // Bus sums u_r . x_enc and v_r . x_dec and every partial sum of them (units in ascending
+    // order, as the engines add them in the accumulator), on the activations of the training
+    // and held-out inputs (the oracle means are these activations).
     let mut bus_max = 0.0f64;
-    // Both line sets of every bus: u_r . x_enc and v_r . x_dec.
+    let mut bus_final_max = 0.0f64;
     for b in &o.compiled.buses {
         for (side, m) in [(&b.u, b.enc), (&b.v, b.dec)] {
             let r = o.compiled.range(m);
-            for row in 0..p.test.len() {
-                for u in side.iter() {
-                    let s: f64 = u
-                        .iter()
-                        .zip(r.clone())
-                        .map(|(w, i)| w * p.test.truth[(row, i)])
-                        .sum();
-                    bus_max = bus_max.max(s.abs());
+            for truth in [&p.train.truth, &p.test.truth] {
+                for row in 0..truth.nrows() {
+                    for u in side.iter() {
+                        let mut s = 0.0f64;
+                        for (w, i) in u.iter().zip(r.clone()) {
+                            s += w * truth[(row, i)];
+                            bus_max = bus_max.max(s.abs());
+                        }
+                        bus_final_max = bus_final_max.max(s.abs());
+                    }
                 }
             }
         }
@@ -823,7 +939,7 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
     cfg.save(&a.out).map_err(|e| e.to_string())?;
     let f = cfg.formats;
     println!(
-        "wrote {}: validates (lambda {:.4} .. {:.3}, eta {:.5}); formats state {}, coupling {}, bus {}, gain {}, noise {} (state max {:.3}, bus max {:.3}, bias max {:.3})",
+        "wrote {}: validates (lambda {:.4} .. {:.3}, eta {:.5}); formats state {}, coupling {}, bus {}, gain {}, noise {} (state max {:.3}, bus partial-sum max {:.3} (final sums {:.3}), bias max {:.3}; accumulator bound {:.3})",
         a.out.display(),
         sub.lambda_min,
         sub.lambda_max,
@@ -835,7 +951,9 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
         f.noise_gain.name(),
         state_max,
         bus_max,
-        bias_max
+        bus_final_max,
+        bias_max,
+        tcompile::accumulator_bound(&cfg, &emit.ranges())
     );
     let side = SideFile {
         unet: a.unet.clone(),
@@ -844,6 +962,7 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
         param_count: pc,
         train: o.train,
         rows: o.rows,
+        ranges: Some(emit.ranges()),
     };
     let sp = side_path(&a.out);
     let json = serde_json::to_string_pretty(&side).map_err(|e| e.to_string())?;
@@ -986,32 +1105,6 @@ fn compile_table(a: CompileTableArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Relax `engine` with bias `b` from state zero; time average after burn-in.
-fn relax<A: thermo_sim::engine::Arith>(
-    sub: &thermo_sim::Substrate,
-    mut engine: thermo_sim::engine::Engine<A>,
-    b: &[f64],
-    burn_in: u64,
-    sweeps: u64,
-) -> (Vec<f64>, thermo_sim::engine::Saturation) {
-    engine.prog.set_bias(sub, b);
-    for _ in 0..burn_in {
-        engine.sweep();
-    }
-    let mut sum = vec![0.0; b.len()];
-    for _ in 0..sweeps {
-        engine.sweep();
-        for (s, x) in sum.iter_mut().zip(engine.state_f64()) {
-            *s += x;
-        }
-    }
-    let n = sweeps.max(1) as f64;
-    (
-        sum.iter().map(|s| s / n).collect(),
-        engine.saturation_total(),
-    )
-}
-
 #[derive(serde::Serialize)]
 struct EngineRow {
     sigma: Option<f32>,
@@ -1030,44 +1123,9 @@ struct EngineRow {
 
 fn eval_cmd(a: EvalArgs) -> Result<(), String> {
     let t = Instant::now();
-    let cfg = thermo_sim::SubstrateConfig::load(&a.substrate).map_err(|e| e.to_string())?;
-    let sub = thermo_sim::Substrate::from_config(&cfg)
-        .map_err(|e| format!("{}: {e}", a.substrate.display()))?;
-    let sp = side_path(&a.substrate);
-    let text = std::fs::read_to_string(&sp).map_err(|e| format!("{}: {e}", sp.display()))?;
-    let side: SideFile =
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", sp.display()))?;
-    side.interface
-        .validate()
-        .map_err(|e| format!("{}: {e}", sp.display()))?;
-    let model = io::load(&side.unet).map_err(|e| format!("{}: {e}", side.unet.display()))?;
-    let names = model.config.module_names();
-    if sub.modules.len() != names.len() || sub.modules.iter().zip(&names).any(|(m, n)| &m.name != n)
-    {
-        return Err(format!(
-            "{}: modules do not match the U-Net {}",
-            a.substrate.display(),
-            side.unet.display()
-        ));
-    }
-    let inj = sub
-        .modules
-        .iter()
-        .find(|m| m.name == side.interface.inject)
-        .ok_or_else(|| format!("no module `{}`", side.interface.inject))?
-        .range();
-    let dec: Vec<usize> = sub
-        .modules
-        .iter()
-        .filter(|m| m.name.starts_with("dec"))
-        .flat_map(|m| m.range())
-        .collect();
-    let dec0: Vec<usize> = sub
-        .modules
-        .iter()
-        .filter(|m| m.name == "dec0")
-        .flat_map(|m| m.range())
-        .collect();
+    let l = tsub::load(&a.substrate)?;
+    let (sub, side, model) = (&l.sub, &l.side, &l.model);
+    let (dec, dec0) = (l.dec.clone(), l.dec0.clone());
     let digits = Digits::load(&data::default_data_path()).map_err(|e| e.to_string())?;
     let split = Split::new(
         digits.len(),
@@ -1083,7 +1141,6 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
         .clone()
         .cholesky()
         .ok_or("A is not positive definite")?;
-    let gain = side.options.gain;
     let n = set.len();
     let d = sub.units();
     let mut mu_i = thermo_diffusion::nalgebra::DMatrix::zeros(n, d);
@@ -1097,15 +1154,7 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
         n
     ];
     for r in 0..n {
-        let f = thermo_diffusion::nalgebra::DVector::from_iterator(
-            set.feats.ncols(),
-            set.feats.row(r).iter().copied(),
-        );
-        let mut b: Vec<f64> = set.drive.row(r).iter().map(|v| gain * v).collect();
-        let bi = side.interface.biases(&f);
-        for (k, u) in inj.clone().enumerate() {
-            b[u] += bi[k];
-        }
+        let b = l.interface_bias(&set, r);
         let truth =
             thermo_diffusion::nalgebra::DVector::from_iterator(d, set.truth.row(r).iter().copied());
         let b_star: Vec<f64> = (&amat * &truth).iter().copied().collect();
@@ -1125,32 +1174,32 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
                 ),
             ),
             "golden" => (
-                relax(
-                    &sub,
-                    thermo_sim::GoldenEngine::golden(&sub, seed),
+                tsub::relax(
+                    sub,
+                    &mut thermo_sim::GoldenEngine::golden(sub, seed),
                     &b,
                     a.burn_in,
                     a.sweeps,
                 ),
-                relax(
-                    &sub,
-                    thermo_sim::GoldenEngine::golden(&sub, seed),
+                tsub::relax(
+                    sub,
+                    &mut thermo_sim::GoldenEngine::golden(sub, seed),
                     &b_star,
                     a.burn_in,
                     a.sweeps,
                 ),
             ),
             "fixed" => (
-                relax(
-                    &sub,
-                    thermo_sim::FixedEngine::fixed(&sub, seed),
+                tsub::relax(
+                    sub,
+                    &mut thermo_sim::FixedEngine::fixed(sub, seed),
                     &b,
                     a.burn_in,
                     a.sweeps,
                 ),
-                relax(
-                    &sub,
-                    thermo_sim::FixedEngine::fixed(&sub, seed),
+                tsub::relax(
+                    sub,
+                    &mut thermo_sim::FixedEngine::fixed(sub, seed),
                     &b_star,
                     a.burn_in,
                     a.sweeps,
@@ -1274,5 +1323,501 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
         std::fs::write(p, md).map_err(|e| format!("{}: {e}", p.display()))?;
         println!("wrote {}", p.display());
     }
+    Ok(())
+}
+
+/// The held-out evaluation set of the engines: the first `inputs` test images, each at every
+/// noise level (noise seed 12, as `thermo eval`).
+fn held_out(
+    model: &thermo_diffusion::Unet,
+    inputs: usize,
+    sigmas: &[f32],
+) -> Result<(teval::EvalSet, usize), String> {
+    let digits = Digits::load(&data::default_data_path()).map_err(|e| e.to_string())?;
+    let split = Split::new(
+        digits.len(),
+        data::DEFAULT_TEST_FRACTION,
+        data::DEFAULT_SPLIT_SEED,
+    )
+    .map_err(|e| e.to_string())?;
+    let n_img = inputs.min(split.test.len());
+    let test_x = digits.unit_matrix(&split.test[..n_img]);
+    let set = teval::build_set(model, &test_x, &teval::Sigmas::Fixed(sigmas.to_vec()), 12)?;
+    Ok((set, n_img))
+}
+
+fn quantize_cmd(a: QuantizeArgs) -> Result<(), String> {
+    use thermo_diffusion::quantize;
+    let l = tsub::load(&a.substrate)?;
+    let opts = quantize::SweepOptions {
+        coupling_bits: quantize::parse_widths(&a.coupling_bits)
+            .map_err(|e| format!("--coupling-bits: {e}"))?,
+        state_bits: quantize::parse_widths(&a.state_bits)
+            .map_err(|e| format!("--state-bits: {e}"))?,
+        burn_in: a.burn_in,
+        sweeps: a.sweeps,
+        seed: a.seed,
+        tolerance: a.tolerance,
+    };
+    let (set, n_img) = held_out(&l.model, a.inputs, &a.sigmas)?;
+    println!(
+        "{}: {} formats x {} inputs ({} images x {} noise levels), burn-in {} + {} sweeps; committed formats state {}, coupling {}",
+        a.substrate.display(),
+        opts.coupling_bits.len() * opts.state_bits.len(),
+        set.len(),
+        n_img,
+        a.sigmas.len(),
+        a.burn_in,
+        a.sweeps,
+        l.cfg.formats.state.name(),
+        l.cfg.formats.coupling.name()
+    );
+    println!(
+        "{:>5} {:>5}  {:>10} {:>10}  {:>26}  {:>10}  {:>10}  {:>20}",
+        "coupl",
+        "state",
+        "Q state",
+        "Q coupl",
+        "dec0 vs U-Net cos/cc/R2",
+        "vs golden",
+        "max|-gold|",
+        "sat acc/state/bus"
+    );
+    let mut r = quantize::sweep(&l, &set, n_img, &a.sigmas, &opts, |c| {
+        match (&c.formats, &c.vs_unet) {
+            (Some(f), Some(v)) => println!(
+                "{:>5} {:>5}  {:>10} {:>10}  {:>26}  {:>10.5}  {:>10.2e}  {:>20}{}",
+                c.coupling_bits,
+                c.state_bits,
+                format!(
+                    "Q{}.{}",
+                    f.state.bits as i64 - 1 - f.state.frac as i64,
+                    f.state.frac
+                ),
+                format!(
+                    "Q{}.{}",
+                    f.coupling.bits as i64 - 1 - f.coupling.frac as i64,
+                    f.coupling.frac
+                ),
+                sim_line(v),
+                c.vs_golden.map_or(f64::NAN, |g| g.cosine),
+                c.max_abs_vs_golden.unwrap_or(f64::NAN),
+                format!(
+                    "{}/{}/{}",
+                    c.saturation.acc, c.saturation.state, c.saturation.bus
+                ),
+                if c.within { "  *" } else { "" }
+            ),
+            _ => println!(
+                "{:>5} {:>5}  invalid: {}",
+                c.coupling_bits,
+                c.state_bits,
+                c.error.clone().unwrap_or_default()
+            ),
+        }
+    })?;
+    r.substrate = a.substrate.display().to_string();
+    println!(
+        "float (golden engine) dec0 vs U-Net: {}; within {} of float (*): smallest coupling bits at {} state bits: {}; smallest state bits at {} coupling bits: {}; fewest bits in total: {} ({:.1} s)",
+        sim_line(&r.float_vs_unet),
+        a.tolerance,
+        opts.state_bits.iter().max().copied().unwrap_or(16),
+        r.smallest_coupling_bits.map_or("none".into(), |v| v.to_string()),
+        opts.coupling_bits.iter().max().copied().unwrap_or(16),
+        r.smallest_state_bits.map_or("none".into(), |v| v.to_string()),
+        r.smallest_pair.map_or("none".into(), |(c, s)| format!("{c} coupling + {s} state bits")),
+        r.seconds
+    );
+    if let Some(p) = &a.report {
+        let json = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
+        std::fs::write(p, json + "\n").map_err(|e| format!("{}: {e}", p.display()))?;
+        println!("wrote {}", p.display());
+    }
+    if let Some(p) = &a.md {
+        let md = format!(
+            "Made by `thermo quantize --substrate {} --coupling-bits {} --state-bits {} --inputs {} --burn-in {} --sweeps {}`.\n\n{}",
+            a.substrate.display(),
+            a.coupling_bits,
+            a.state_bits,
+            a.inputs,
+            a.burn_in,
+            a.sweeps,
+            quantize::markdown(&r)
+        );
+        std::fs::write(p, md).map_err(|e| format!("{}: {e}", p.display()))?;
+        println!("wrote {}", p.display());
+    }
+    if let Some(p) = &a.plot {
+        let title = format!(
+            "Quantisation sweep of {} ({} inputs)",
+            a.substrate
+                .file_name()
+                .map_or(String::new(), |f| f.to_string_lossy().to_string()),
+            set.len()
+        );
+        thermo_diffusion::plot::heat_map(&r, &title, p)?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// Engine noise seed of sample `s` at step `step` of a batch of `n`.
+fn run_seed(seed: u64, step: usize, n: usize, s: usize) -> u64 {
+    seed.wrapping_mul(1_000_003)
+        .wrapping_add((step * n + s) as u64)
+}
+
+fn sample_substrate(a: SampleSubstrateArgs) -> Result<(), String> {
+    let t = Instant::now();
+    let l = tsub::load(&a.substrate)?;
+    let n = a.samples;
+    let cfg = l.model.config.clone();
+    let board = a.engine == "board";
+    let how: tsub::Readout = if board {
+        tsub::Readout::Fixed
+    } else {
+        a.engine
+            .parse()
+            .map_err(|e| format!("--engine {e} (or board)"))?
+    };
+    let chol = l.sub.dense_a().cholesky();
+    let mut sat = thermo_sim::engine::Saturation::default();
+    let imgs = if board {
+        use thermo_host::client::Client;
+        use thermo_host::inference::{infer, InferOptions};
+        use thermo_host::transport::SerialTransport;
+        let (path, h) = thermo_host::emulator::spawn_emulator(
+            l.sub.clone(),
+            None,
+            std::time::Duration::from_secs(5),
+        )
+        .map_err(|e| format!("emulated board: {e}"))?;
+        let mut c = Client::new(
+            SerialTransport::open(Path::new(&path), 3_000_000)
+                .map_err(|e| format!("{path}: {e}"))?,
+        );
+        let ro = thermo_proto::readout_units(&l.sub);
+        let pos: Vec<usize> = l
+            .dec0
+            .iter()
+            .map(|u| ro.iter().position(|r| r == u).ok_or("dec0 is not read out"))
+            .collect::<Result<_, _>>()?;
+        let imgs = thermo_diffusion::sample::sample_ancestral_batch(
+            &cfg,
+            n,
+            a.steps,
+            a.seed,
+            |step, xs, sigma| {
+                let biases: Vec<Vec<f64>> = xs
+                    .iter()
+                    .map(|x| l.bias_of(x, sigma).map(|(b, _)| b))
+                    .collect::<Result<_, _>>()?;
+                let opts = InferOptions {
+                    sweeps: a.sweeps as u32,
+                    burn_in: a.burn_in as u32,
+                    seed: run_seed(a.seed, step, n, 0),
+                };
+                let res = infer(&mut c, &l.sub, &biases, opts, |_, _, _| {})?;
+                Ok(xs
+                    .iter()
+                    .zip(&res.means)
+                    .map(|(x, m)| {
+                        let d0: Vec<f64> = pos.iter().map(|&p| m[p]).collect();
+                        l.denoised_from_dec0(x, sigma, &d0)
+                    })
+                    .collect())
+            },
+        )?;
+        drop(c);
+        let _ = h.join();
+        imgs
+    } else {
+        thermo_diffusion::sample::sample_ancestral_batch(
+            &cfg,
+            n,
+            a.steps,
+            a.seed,
+            |step, xs, sigma| {
+                xs.iter()
+                    .enumerate()
+                    .map(|(s, x)| {
+                        let (b, _) = l.bias_of(x, sigma)?;
+                        let (d0, st) = l.dec0_readout(
+                            &b,
+                            how,
+                            a.burn_in,
+                            a.sweeps,
+                            run_seed(a.seed, step, n, s),
+                            chol.as_ref(),
+                        )?;
+                        sat.add(&st);
+                        Ok(l.denoised_from_dec0(x, sigma, &d0))
+                    })
+                    .collect()
+            },
+        )?
+    };
+    thermo_diffusion::sample::write_png_grid(&imgs, 8, 6, &a.png).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {} ({n} samples from {} via the {} readout, Euler ancestral, {} noise levels, burn-in {} + {} sweeps per call, seed {}; {:.1} s)",
+        a.png.display(),
+        a.substrate.display(),
+        a.engine,
+        a.steps,
+        a.burn_in,
+        a.sweeps,
+        a.seed,
+        t.elapsed().as_secs_f64()
+    );
+    if sat.total() > 0 {
+        println!("saturation events over all calls: {sat:?}");
+    }
+    if let Some(p) = &a.unet_png {
+        let imgs = thermo_diffusion::sample::sample_ancestral_batch(
+            &cfg,
+            n,
+            a.steps,
+            a.seed,
+            |_, xs, sigma| Ok(xs.iter().map(|x| l.model.denoise(x, sigma)).collect()),
+        )?;
+        thermo_diffusion::sample::write_png_grid(&imgs, 8, 6, p).map_err(|e| e.to_string())?;
+        println!(
+            "wrote {} (the digital U-Net, same sampler and noise)",
+            p.display()
+        );
+    }
+    Ok(())
+}
+
+fn demo(a: DemoArgs) -> Result<(), String> {
+    use thermo_diffusion::quantize;
+    let t = Instant::now();
+    if !a.model.exists() {
+        let epochs = if a.quick {
+            3
+        } else {
+            TrainConfig::default().epochs
+        };
+        println!(
+            "== {} is missing: training a U-Net ({epochs} epochs, seed 1) ==",
+            a.model.display()
+        );
+        let digits = Digits::load(&data::default_data_path()).map_err(|e| e.to_string())?;
+        let split = Split::new(
+            digits.len(),
+            data::DEFAULT_TEST_FRACTION,
+            data::DEFAULT_SPLIT_SEED,
+        )
+        .map_err(|e| e.to_string())?;
+        let tc = TrainConfig {
+            epochs,
+            ..TrainConfig::default()
+        };
+        let (model, _) = train::train(&UnetConfig::default(), &tc, &digits, &split, |_, _| {})?;
+        if let Some(dir) = a.model.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        io::save(&model, &a.model, &[("train_seed".into(), "1".into())])
+            .map_err(|e| e.to_string())?;
+        println!(
+            "wrote {} ({:.1} s)",
+            a.model.display(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    std::fs::create_dir_all(&a.out_dir).map_err(|e| format!("{}: {e}", a.out_dir.display()))?;
+    let stem = a
+        .model
+        .file_stem()
+        .map_or("unet".to_string(), |s| s.to_string_lossy().to_string());
+    let out = a
+        .out_dir
+        .join(format!("{stem}-rank{}.substrate.json", a.rank));
+    println!(
+        "== compile {} with rank-{} skip buses and the conditioning interface ==",
+        a.model.display(),
+        a.rank
+    );
+    let c = CompilerArgs {
+        method: "gram".into(),
+        gain: 1.0,
+        margin: 1.0,
+        stiffness: "gershgorin".into(),
+        inject: "dec0".into(),
+        targets: vec!["dec1".into(), "dec0".into()],
+        steps: if a.quick { 300 } else { a.steps },
+        seed: 1,
+        draws: if a.quick { 1 } else { 4 },
+        sigmas: vec![0.05, 0.2, 0.5, 1.0, 2.0, 5.0],
+        data: None,
+        train_images: a.quick.then_some(150),
+        test_images: a.quick.then_some(40),
+    };
+    compile_cmd(CompileArgs {
+        unet: a.model.clone(),
+        rank: a.rank.clone(),
+        out: out.clone(),
+        temperature: 1e-4,
+        eta_fraction: 0.5,
+        lanes: 16,
+        state_frac: None,
+        c,
+    })?;
+    let l = tsub::load(&out)?;
+    let (inputs, burn_in, sweeps) = if a.quick {
+        (1, 40, 60)
+    } else {
+        (a.inputs, 100, 300)
+    };
+    let opts = quantize::SweepOptions {
+        coupling_bits: quantize::parse_widths(&a.coupling_bits)
+            .map_err(|e| format!("--coupling-bits: {e}"))?,
+        state_bits: quantize::parse_widths(&a.state_bits)
+            .map_err(|e| format!("--state-bits: {e}"))?,
+        burn_in,
+        sweeps,
+        seed: 1,
+        tolerance: 0.005,
+    };
+    let sigmas = [0.05f32, 0.2, 0.5, 1.0, 2.0, 5.0];
+    let (set, n_img) = held_out(&l.model, inputs, &sigmas)?;
+    println!(
+        "== golden and fixed engines, {} held-out inputs, {} formats ==",
+        set.len(),
+        opts.coupling_bits.len() * opts.state_bits.len()
+    );
+    let r = quantize::sweep(&l, &set, n_img, &sigmas, &opts, |_| {})?;
+    // Denoising with the substrate (exact equilibrium readout through the U-Net's output head)
+    // against the U-Net itself, on the held-out images.
+    let chol = l
+        .sub
+        .dense_a()
+        .cholesky()
+        .ok_or("A is not positive definite")?;
+    let digits = Digits::load(&data::default_data_path()).map_err(|e| e.to_string())?;
+    let split = Split::new(
+        digits.len(),
+        data::DEFAULT_TEST_FRACTION,
+        data::DEFAULT_SPLIT_SEED,
+    )
+    .map_err(|e| e.to_string())?;
+    let n_mse = if a.quick { 20 } else { split.test.len() };
+    let mut mse_rows = Vec::new();
+    for (k, &s) in sigmas.iter().enumerate() {
+        let mut rng = thermo_diffusion::rng::Rng::stream(31, k as u64);
+        let (mut e_unet, mut e_sub) = (0.0f64, 0.0f64);
+        for &i in &split.test[..n_mse] {
+            let x0 = digits.unit_image(i);
+            let x: Vec<f32> = x0.iter().map(|v| v + s * rng.normal() as f32).collect();
+            let du: Vec<f32> = l
+                .model
+                .denoise(&x, s)
+                .into_iter()
+                .map(|v| v.clamp(-1.0, 1.0))
+                .collect();
+            let (b, _) = l.bias_of(&x, s)?;
+            let (d0, _) = l.dec0_readout(&b, tsub::Readout::Exact, 0, 0, 0, Some(&chol))?;
+            let ds = l.denoised_from_dec0(&x, s, &d0);
+            let err = |d: &[f32]| -> f64 {
+                d.iter()
+                    .zip(x0)
+                    .map(|(a, b)| ((a - b) as f64).powi(2))
+                    .sum::<f64>()
+                    / d.len() as f64
+            };
+            e_unet += err(&du);
+            e_sub += err(&ds);
+        }
+        mse_rows.push((s, e_unet / n_mse as f64, e_sub / n_mse as f64));
+    }
+
+    let pooled = l.side.rows.last().ok_or("no evaluation rows")?;
+    let iface = pooled.interface.as_ref().ok_or("no interface row")?;
+    let pc = &l.side.param_count;
+    let conn: Vec<String> = l
+        .sub
+        .buses
+        .iter()
+        .map(|b| {
+            let (e, d) = (l.sub.modules[b.enc].size, l.sub.modules[b.dec].size);
+            format!("{} vs {} dense", (e + d) * b.rank(), e * d)
+        })
+        .collect();
+    println!();
+    println!("== thermo demo: {} ==", a.model.display());
+    println!(
+        "substrate: {} units in {} modules, rank-{} skip buses ({}), {} local couplings; interface {} parameters (budget {})",
+        l.sub.units(),
+        l.sub.modules.len(),
+        a.rank,
+        if conn.is_empty() { "dense skips".to_string() } else { conn.join(", ") },
+        l.sub.nnz(),
+        pc.total,
+        tiface::BUDGET
+    );
+    println!(
+        "dec0 against the U-Net's activations (cosine / centred cosine / R^2), held-out inputs:"
+    );
+    println!("  {:<48} {}", "configuration", "dec0 cos / cc / R2");
+    println!(
+        "  {:<48} {}",
+        format!("oracle biases, exact ({} inputs)", pooled.n),
+        sim_line(&pooled.oracle.dec0)
+    );
+    println!(
+        "  {:<48} {}",
+        format!("interface, exact ({} inputs)", pooled.n),
+        sim_line(&iface.dec0)
+    );
+    println!(
+        "  {:<48} {}",
+        format!("couplings only, exact ({} inputs)", pooled.n),
+        sim_line(&pooled.couplings.dec0)
+    );
+    println!(
+        "  {:<48} {}",
+        format!("interface, golden engine ({} inputs)", set.len()),
+        sim_line(&r.float_vs_unet)
+    );
+    for c in &r.cells {
+        let line = match (&c.vs_unet, &c.vs_golden) {
+            (Some(v), Some(g)) => format!(
+                "{}   vs golden {:.5}{}{}",
+                sim_line(v),
+                g.cosine,
+                if c.within { "  within 0.005" } else { "" },
+                if c.saturation.total() > 0 {
+                    format!("  {} saturations", c.saturation.total())
+                } else {
+                    String::new()
+                }
+            ),
+            _ => format!("invalid: {}", c.error.clone().unwrap_or_default()),
+        };
+        println!(
+            "  {:<48} {}",
+            format!(
+                "interface, fixed {}-bit couplings, {}-bit states",
+                c.coupling_bits, c.state_bits
+            ),
+            line
+        );
+    }
+    println!(
+        "denoised-image MSE per pixel ({} held-out images per level; data variance 0.293):",
+        n_mse
+    );
+    println!(
+        "  {:>6}  {:>10}  {:>22}",
+        "sigma", "U-Net", "substrate (exact mean)"
+    );
+    for (s, u, m) in &mse_rows {
+        println!("  {s:>6}  {u:>10.5}  {m:>22.5}");
+    }
+    println!(
+        "files: {} and its .interface.json ({:.1} s in all)",
+        out.display(),
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -87,6 +87,7 @@ struct Slot {
 }
 
 /// The board's state, shared between the link and the worker.
+#[derive(Clone)]
 pub struct Board {
     sub: Substrate,
     readout: Vec<usize>,
@@ -362,6 +363,23 @@ impl Board {
             s.result = sums;
             s.sweeps = run.sweeps;
         }
+    }
+
+    /// Run the oldest queued inference now, if any (for tests that follow the RTL's progress).
+    pub fn run_one(&mut self) -> bool {
+        match self.next_job() {
+            Some((slot, sub, cond, run, readout)) => {
+                let (sums, sat, sweeps) = run_inference(&sub, &cond, &run, &readout);
+                self.finish_job(slot, run, sums, sat, sweeps);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The counters STATUS reports now.
+    pub fn status(&self) -> Status {
+        self.status
     }
 
     /// Run every queued inference now (for tests without a worker thread).
