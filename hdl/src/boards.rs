@@ -82,11 +82,12 @@ impl Board {
             Board::Icebreaker => 12.0,
         }
     }
-    /// Default core clock (MHz) of `thermo bitstream`.
+    /// Default core clock (MHz) of `thermo bitstream`: what the shipped example's top closes
+    /// timing at on the ULX3S (`bitstreams/ulx3s-85f`); the oscillator itself on the iCEBreaker.
     pub fn default_mhz(self) -> f64 {
         match self {
-            Board::Ulx3s85f => 50.0,
-            Board::Icebreaker => 18.0,
+            Board::Ulx3s85f => 30.0,
+            Board::Icebreaker => 12.0,
         }
     }
     /// Device capacity.
@@ -123,6 +124,9 @@ impl Board {
     /// The constraints of a build: the shipped file plus the period of the PLL output `clk`.
     pub fn constraints(self, pll_mhz: f64) -> String {
         let mut t = self.base_constraints().to_string();
+        if (pll_mhz - self.osc_mhz()).abs() < 1e-9 {
+            return t; // no PLL: the oscillator's own constraint applies
+        }
         match self {
             Board::Ulx3s85f => t.push_str(&format!(
                 "\n# core clock (PLL output), added by thermo bitstream\nFREQUENCY NET \"clk\" {pll_mhz:.6} MHZ;\n"
@@ -258,8 +262,20 @@ pub fn ice40_pll(fin: f64, fout: f64) -> Result<Ice40Pll, Error> {
     best.ok_or_else(|| Error::Config(format!("no iCE40 PLL setting for {fin} -> {fout} MHz")))
 }
 
-/// The PLL of a board for a requested core clock: the instance text and the achieved MHz.
+/// The PLL of a board for a requested core clock: the instance text and the achieved MHz (the
+/// oscillator directly, without a PLL, when the request equals its frequency).
 pub fn pll(board: Board, mhz: f64) -> Result<(String, f64), Error> {
+    if (mhz - board.osc_mhz()).abs() < 1e-9 {
+        // the oscillator itself: no PLL
+        let osc = match board {
+            Board::Ulx3s85f => "clk_25mhz",
+            Board::Icebreaker => "CLK",
+        };
+        return Ok((
+            format!("    // core clock = the oscillator (no PLL)\n    assign clk = {osc};\n    assign locked = 1'b1;\n"),
+            mhz,
+        ));
+    }
     match board {
         Board::Ulx3s85f => {
             let p = ecp5_pll(board.osc_mhz(), mhz)?;

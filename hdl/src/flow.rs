@@ -416,6 +416,8 @@ pub fn bitstream(
         "cycles_per_sweep": prog.cycles_per_sweep,
         "unit_updates_per_cycle": per_cycle,
         "lane_mac_utilisation": sched.mac_efficiency(),
+        "macs_per_sweep": sched.macs_per_sweep,
+        "sustained_macs_per_cycle": sched.macs_per_sweep as f64 / prog.cycles_per_sweep as f64,
         "multipliers_instantiated": mults,
         "clock": {
             "oscillator_mhz": board.osc_mhz(),
@@ -447,6 +449,44 @@ pub fn bitstream(
     });
     let rp = dir.join("report.json");
     std::fs::write(&rp, serde_json::to_string_pretty(&j).unwrap() + "\n").map_err(io(&rp))?;
+    let flash = match board {
+        Board::Ulx3s85f => format!("openFPGALoader -b ulx3s {bit}    # or: fujprog {bit}"),
+        Board::Icebreaker => format!("iceprog {bit}"),
+    };
+    let sub_name = sub_path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let readme = format!(
+        "# {name}: {units} units, {p} lanes, {sides} bus sides\n\n\
+Made by\n\n    {cmd}\n\n\
+Device {dev}; core clock {pll:.4} MHz (oscillator {osc} MHz), Fmax {fmax:.2} MHz ({met}).\n\
+LUT4 {lu}/{la}, FF {fu}/{fa}, DSP {du}/{da}, block RAM {bu}/{ba} (nextpnr). Design hash\n\
+`{hash:#018x}`; the substrate built is `{sub_name}`. Tools: {yv}; {nv}.\n\n\
+Flash and run:\n\n    {flash}\n    thermo infer --port /dev/ttyUSB0 --model {sub_name} --inputs INPUTS.csv --out readout.csv --baud {baud}\n\n\
+`report.json` has every figure; `nextpnr.log` the critical path.\n",
+        name = board.name(),
+        units = s.units(),
+        p = prog.p,
+        sides = prog.sides.len(),
+        cmd = o.command,
+        dev = board.device(),
+        pll = pll_mhz,
+        osc = board.osc_mhz(),
+        met = if fmax >= target { "meets timing" } else { "MISSES timing" },
+        lu = luts.used,
+        la = luts.available,
+        fu = ffs.used,
+        fa = ffs.available,
+        du = dsps.used,
+        da = dsps.available,
+        bu = brams.used,
+        ba = brams.available,
+        yv = j["tools"]["yosys"].as_str().unwrap_or(""),
+        nv = j["tools"]["nextpnr"].as_str().unwrap_or(""),
+        baud = o.baud,
+    );
+    std::fs::write(dir.join("README.md"), readme).map_err(io(&dir.join("README.md")))?;
     if fmax < target {
         return Err(Error::Config(format!(
             "misses timing: Fmax {fmax:.2} MHz < target {target:.2} MHz (report in {})",

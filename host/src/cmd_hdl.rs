@@ -83,8 +83,8 @@ pub enum HdlCommand {
         /// Substrate description.
         #[arg(long)]
         config: PathBuf,
-        /// Core clock in MHz (the PLL's nearest achievable frequency is used; default 50 on the
-        /// ULX3S, 18 on the iCEBreaker).
+        /// Core clock in MHz (the PLL's nearest achievable frequency is used; the oscillator
+        /// itself, no PLL, when equal to it; default 30 on the ULX3S, 12 on the iCEBreaker).
         #[arg(long)]
         freq: Option<f64>,
         /// UART line rate (must match `thermo infer --baud`).
