@@ -1777,19 +1777,30 @@ impl Logic for LinkTop {
 /// `n` and `n` hex bytes, sent back to back on `rx` by an ideal UART at that ratio; `tx` is
 /// decoded by an ideal UART sampling at mid-bit. A segment starts once the line has been quiet
 /// for 40 bit times (+ 20000 clocks) after the previous one with no run queued or in progress
-/// (`active` low); the harness ends the same way after the last. Stdout: `O <bytes received on tx, hex>`, then `E frame_errors crc_errors
+/// (`active` low); the harness ends the same way after the last.
+///
+/// With a second argument `stream` it makes the design a board on a byte stream instead: bytes
+/// read from stdin are sent back to back on `rx` (a byte starts as soon as it has arrived and
+/// the previous one has been sent); the bytes decoded from `tx` are written to stdout. While
+/// nothing is sent or received, no run is queued or in progress (`active` low) and the line has
+/// been quiet for 20000 clocks, the harness sleeps until stdin has data (the simulated clock
+/// stands still meanwhile). It exits at the end of stdin, printing `cycles frame_errors
+/// crc_errors framing_errors` to stderr. (One harness for both, so tests and
+/// `thermo emulate --backend verilator` share one cached build.) Stdout: `O <bytes received on tx, hex>`, then `E frame_errors crc_errors
 /// framing_errors cycles`.
 pub const LINK_TOP_HARNESS: &str = r#"
 #include "Vtop.h"
 #include "verilated.h"
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <deque>
 #include <string>
 #include <vector>
-int main(int argc, char** argv) {
-    Verilated::commandArgs(argc, argv);
-    if (argc < 2) return 2;
-    double r = atof(argv[1]);
+#include <poll.h>
+#include <unistd.h>
+#include <errno.h>
+static int segments_main(double r) {
     std::vector<std::string> segs;
     size_t n;
     while (scanf("%zu", &n) == 1) {
@@ -1843,6 +1854,91 @@ int main(int argc, char** argv) {
            (unsigned)t->framing_errors, c);
     delete t;
     return 0;
+}
+static bool write_all(const std::string& s) {
+    size_t o = 0;
+    while (o < s.size()) {
+        ssize_t k = write(1, s.data() + o, s.size() - o);
+        if (k < 0) { if (errno == EINTR) continue; return false; }
+        o += (size_t)k;
+    }
+    return true;
+}
+static int stream_main(double r) {
+    Vtop* t = new Vtop;
+    t->clock = 0; t->rx = 1; t->eval();
+    std::deque<unsigned char> inq;
+    std::string outbuf;
+    bool eof = false;
+    double s0 = -1.0, next_free = 0.0; unsigned char sb = 0;
+    int rxs = 0; double c0 = 0; int bit = 0; unsigned cur = 0;
+    unsigned long long c = 0, last = 0;
+    unsigned char buf[4096];
+    for (;;) {
+        if ((c & 255) == 0) {
+            if (!outbuf.empty()) { if (!write_all(outbuf)) break; outbuf.clear(); }
+            bool idle = inq.empty() && s0 < 0 && rxs == 0 && !t->active && c > last + 20000;
+            if (eof && idle) break;
+            if (!eof) {
+                struct pollfd p = {0, POLLIN, 0};
+                int n = poll(&p, 1, idle ? 200 : 0);
+                if (n > 0) {
+                    ssize_t k = read(0, buf, sizeof buf);
+                    if (k > 0) { for (ssize_t i = 0; i < k; i++) inq.push_back(buf[i]); last = c; }
+                    else if (k == 0 || (errno != EINTR && errno != EAGAIN)) eof = true;
+                }
+                if (idle && inq.empty()) continue;  // the clock stands still while idle
+            }
+        }
+        double x = (double)c;
+        if (s0 < 0 && !inq.empty()) {
+            s0 = x > next_free ? x : next_free; sb = inq.front(); inq.pop_front();
+        }
+        int level = 1;
+        if (s0 >= 0 && x >= s0) {
+            double u = (x - s0) / r;
+            if (u >= 10.0) {
+                next_free = s0 + 10.0 * r; s0 = -1.0;
+                if (!inq.empty()) {
+                    s0 = next_free; sb = inq.front(); inq.pop_front();
+                    u = (x - s0) / r;
+                }
+            }
+            if (s0 >= 0 && x >= s0) {
+                int k = (int)u;
+                if (k == 0) level = 0;
+                else if (k <= 8) level = (sb >> (k - 1)) & 1;
+            }
+            last = c;
+        }
+        t->rx = level;
+        t->eval();
+        int txp = t->tx;
+        if (rxs == 0) { if (!txp) { rxs = 1; c0 = x; bit = 0; cur = 0; } }
+        else {
+            double due = c0 + (bit + 1.5) * r;
+            if (x >= due) {
+                if (bit < 8) { if (txp) cur |= 1u << bit; bit++; }
+                else { if (txp) outbuf.push_back((char)cur); rxs = 0; }
+            }
+        }
+        if (rxs || t->active) last = c;
+        t->clock = 1; t->eval(); t->clock = 0; t->eval();
+        c++;
+    }
+    if (!outbuf.empty()) write_all(outbuf);
+    fprintf(stderr, "%llu %u %u %u\n", c, (unsigned)t->frame_errors, (unsigned)t->crc_errors,
+            (unsigned)t->framing_errors);
+    delete t;
+    return 0;
+}
+int main(int argc, char** argv) {
+    Verilated::commandArgs(argc, argv);
+    if (argc < 2) return 2;
+    double r = atof(argv[1]);
+    if (!(r >= 4.0)) return 2;
+    if (argc > 2 && !strcmp(argv[2], "stream")) return stream_main(r);
+    return segments_main(r);
 }
 "#;
 
@@ -1910,4 +2006,25 @@ pub fn link_top_verilator_segments(
         }
     }
     Ok((out, cnt))
+}
+
+/// Build (or take from the cache) the Verilator board of substrate `s` for `clock_hz` / `baud`:
+/// [`LinkTop`] with [`LINK_TOP_HARNESS`] (the build [`link_top_verilator`] uses), optimised
+/// C++. Returns the executable and the arguments that run it in stream mode (clocks per bit,
+/// `stream`).
+pub fn link_top_stream_build(
+    s: &Substrate,
+    clock_hz: u64,
+    baud: u64,
+) -> Result<(std::path::PathBuf, Vec<String>), crate::Error> {
+    let prog = HwProgram::new(s)?;
+    let inc = crate::uart::baud_increment(clock_hz, baud)?;
+    let exe = crate::verilog::verilator_build(
+        &link_top_verilog(s, &prog, inc)?,
+        LINK_TOP_HARNESS,
+        false,
+        true,
+    )?;
+    let ratio = clock_hz as f64 / baud as f64;
+    Ok((exe, vec![format!("{ratio}"), "stream".into()]))
 }
