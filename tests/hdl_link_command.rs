@@ -7,10 +7,15 @@
 //! repeat, drop of a stale request) and RESET hold.
 
 use thermo_hdl::command::{
-    bias_port_addr, identity, link_core_verilator, link_top_verilator, mock_port_value,
+    bias_port_addr, identity, link_core_verilator, link_core_verilator_segments,
+    link_top_verilator, mock_port_value,
 };
 use thermo_hdl::program::HwProgram;
-use thermo_proto::{encode_frame, ErrorCode, FrameDecoder, Opcode, Status, ERROR_KIND};
+use thermo_hdl::top::{ctrl_bits, region};
+use thermo_proto::{
+    encode_frame, readout_units, ErrorCode, FrameDecoder, Opcode, Readout, RunRequest, SlotState,
+    Status, ERROR_KIND,
+};
 use thermo_workspace_tests::shipped_example;
 
 fn req(seq: u8, op: u8, payload: &[u8]) -> Vec<u8> {
@@ -37,6 +42,30 @@ fn words(b: &[i32]) -> Vec<u8> {
     b.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
+fn cond(slot: u8, off: u16, codes: &[i32]) -> Vec<u8> {
+    let mut p = vec![slot];
+    p.extend(off.to_le_bytes());
+    p.extend(words(codes));
+    p
+}
+
+fn run_req(slot: u8, sweeps: u32, burn_in: u32, key: [u32; 3]) -> Vec<u8> {
+    RunRequest {
+        slot,
+        sweeps,
+        burn_in,
+        key,
+    }
+    .encode()
+}
+
+fn readout(slot: u8, off: u16, count: u16) -> Vec<u8> {
+    let mut p = vec![slot];
+    p.extend(off.to_le_bytes());
+    p.extend(count.to_le_bytes());
+    p
+}
+
 #[test]
 fn hdl_link_command_verilator() {
     let _serial = serial();
@@ -49,11 +78,13 @@ fn hdl_link_command_verilator() {
     let mut stream = Vec::new();
     let mut want: Vec<(u8, u8, Vec<u8>)> = Vec::new();
     let err = |op: u8, c: ErrorCode| vec![op, c as u8];
-    // status of the mock port with the link counters given
-    let status = |crc: u32, framing: u32, replays: u32| {
+    // status of the mock port with the link counters given (sweeps: the port's word 1 minus
+    // the base taken at RESET)
+    let status = |sweeps: u32, crc: u32, framing: u32, replays: u32, runs: u32| {
         let v = |a: u32| mock_port_value(a) as u64;
         let mut st = Status {
-            sweeps: v(1),
+            sweeps: sweeps as u64,
+            runs,
             crc_errors: crc,
             framing_errors: framing,
             replays,
@@ -74,7 +105,16 @@ fn hdl_link_command_verilator() {
     let rm = Opcode::ReadMem as u8;
     let stt = Opcode::Status as u8;
     let rst = Opcode::Reset as u8;
+    let sc = Opcode::SetConditioning as u8;
+    let run = Opcode::Run as u8;
+    let ro = Opcode::Readout as u8;
     let rk = |op: u8| op | 0x80;
+    let idle = Readout {
+        state: SlotState::Idle,
+        sweeps: 0,
+        sums: vec![],
+    }
+    .encode();
 
     // garbage and a frame with a CRC error first: counted
     stream.extend([5, 6, 7, 0]);
@@ -84,7 +124,7 @@ fn hdl_link_command_verilator() {
     stream.extend(req(10, id, &[]));
     want.push((10, rk(id), identity(&s).encode()));
     stream.extend(req(11, stt, &[]));
-    want.push((11, rk(stt), status(1, 1, 0)));
+    want.push((11, rk(stt), status(mock_port_value(1), 1, 1, 0, 0)));
     let new: Vec<i32> = vec![-7, 123_456, i32::MIN, i32::MAX, 0x0102_0304];
     stream.extend(req(12, wm, &write_mem(1, &new)));
     want.push((12, rk(wm), 5u32.to_le_bytes().to_vec()));
@@ -124,20 +164,43 @@ fn hdl_link_command_verilator() {
         (rm, read_mem(0, 1, d as u16), err(rm, ErrorCode::BadAddress)),
         (rm, read_mem(7, 0, 1), err(rm, ErrorCode::BadAddress)),
         (rm, read_mem(1, 2, 3), vec![0; 6]),
+        (sc, vec![0, 0, 0, 1], err(sc, ErrorCode::BadLength)),
+        (sc, vec![0, 0], err(sc, ErrorCode::BadLength)),
+        (sc, cond(4, 0, &[1]), err(sc, ErrorCode::BadSlot)),
         (
-            Opcode::SetConditioning as u8,
-            vec![0, 0, 0],
-            err(4, ErrorCode::UnknownCommand),
+            sc,
+            cond(1, d as u16 - 1, &[1, 2]),
+            err(sc, ErrorCode::BadAddress),
         ),
+        (sc, cond(1, u16::MAX, &[1]), err(sc, ErrorCode::BadAddress)),
+        (sc, cond(3, d as u16 - 2, &[1, 2]), vec![]),
+        (run, vec![0; 20], err(run, ErrorCode::BadLength)),
+        (
+            run,
+            run_req(0, 0, 1, [1, 2, 3]),
+            err(run, ErrorCode::BadParameter),
+        ),
+        (
+            run,
+            run_req(9, 65_537, 1, [1, 2, 3]),
+            err(run, ErrorCode::BadParameter),
+        ),
+        (
+            run,
+            run_req(4, 65_536, 1, [1, 2, 3]),
+            err(run, ErrorCode::BadSlot),
+        ),
+        (ro, vec![0; 4], err(ro, ErrorCode::BadLength)),
+        (ro, readout(0, 0, 255), err(ro, ErrorCode::BadLength)),
+        (ro, readout(4, 0, 1), err(ro, ErrorCode::BadSlot)),
+        (ro, readout(1, 0, 254), idle.clone()),
         (0x42, vec![], err(0x42, ErrorCode::UnknownCommand)),
     ];
     let mut seq = 14u8;
     for (op, p, reply) in cases {
         stream.extend(req(seq, op, &p));
-        let kind = if reply.len() == 2 && reply[0] == op && op != rm {
-            ERROR_KIND
-        } else if op == rm && p.len() == 7 && p[0] == 1 {
-            rk(rm)
+        let kind = if (op == rm && p.len() == 7 && p[0] == 1) || reply == idle || reply.is_empty() {
+            rk(op)
         } else {
             ERROR_KIND
         };
@@ -153,16 +216,65 @@ fn hdl_link_command_verilator() {
     let after = last.wrapping_sub(39);
     stream.extend(req(after.wrapping_add(50), stt, &[])); // stale/future: dropped
     stream.extend(req(after, stt, &[]));
-    want.push((after, rk(stt), status(1, 1, 1)));
+    want.push((after, rk(stt), status(mock_port_value(1), 1, 1, 1, 0)));
     // RESET restores the biases, clears counters; the next seq is expected
     stream.extend(req(after + 1, rst, &[]));
     want.push((after + 1, rk(rst), vec![]));
     stream.extend(req(after + 2, rm, &read_mem(0, 0, d as u16)));
     want.push((after + 2, rk(rm), words(&init)));
     stream.extend(req(after + 3, stt, &[]));
-    want.push((after + 3, rk(stt), status(0, 0, 0)));
+    want.push((after + 3, rk(stt), status(0, 0, 0, 0, 0)));
+    // a run on slot 2: conditioning, RUN, READOUT while busy, the same RUN again (acknowledged)
+    let codes: Vec<i32> = (0..d as i32).map(|i| i * 1000 - 7).collect();
+    let key = [0x1234_5678, 1, 0xFFFF_FFF0];
+    let (sweeps, burn_in) = (200u32, 150u32); // the mock runs 50 + n cycles: still busy below
+    let mut q = after + 4;
+    for chunk in [&codes[..d / 2], &codes[d / 2..]] {
+        let o = if chunk.as_ptr() == codes.as_ptr() {
+            0
+        } else {
+            d / 2
+        };
+        stream.extend(req(q, sc, &cond(2, o as u16, chunk)));
+        want.push((q, rk(sc), vec![]));
+        q += 1;
+    }
+    stream.extend(req(q, run, &run_req(2, sweeps, burn_in, key)));
+    want.push((q, rk(run), vec![]));
+    let busy = Readout {
+        state: SlotState::Busy,
+        sweeps: 0,
+        sums: vec![],
+    }
+    .encode();
+    stream.extend(req(q + 1, ro, &readout(2, 0, 1)));
+    want.push((q + 1, rk(ro), busy));
+    stream.extend(req(q + 2, run, &run_req(2, sweeps, burn_in, key)));
+    want.push((q + 2, rk(run), vec![]));
+    stream.extend(req(q + 3, sc, &cond(2, 0, &[5])));
+    want.push((q + 3, ERROR_KIND, err(sc, ErrorCode::Busy)));
+    // after the run: done, the accumulators the mock port holds (zeroed by the run)
+    let r = readout_units(&s).len();
+    let mut second = Vec::new();
+    second.extend(req(q + 4, ro, &readout(2, 1, r as u16 - 1)));
+    let done = Readout {
+        state: SlotState::Done,
+        sweeps,
+        sums: vec![0; r - 1],
+    };
+    want.push((q + 4, rk(ro), done.encode()));
+    second.extend(req(q + 5, ro, &readout(2, 1, r as u16)));
+    want.push((q + 5, ERROR_KIND, err(ro, ErrorCode::BadAddress)));
+    second.extend(req(q + 6, stt, &[]));
+    // the mock's word 1 is the last n_sweeps written; the base was its value at RESET
+    want.push((
+        q + 6,
+        rk(stt),
+        status(sweeps.wrapping_sub(mock_port_value(1)), 0, 0, 0, 1),
+    ));
 
-    let o = link_core_verilator(&s, &prog, &stream, 1).expect("verilator");
+    let o = link_core_verilator_segments(&s, &prog, &[stream.clone(), second.clone()], 1)
+        .expect("verilator");
     let mut dec = FrameDecoder::new();
     let got: Vec<(u8, u8, Vec<u8>)> = dec
         .push(&o.out)
@@ -174,12 +286,32 @@ fn hdl_link_command_verilator() {
         assert_eq!(g, w, "reply {i}");
     }
     assert_eq!(got.len(), want.len(), "number of replies");
-    // port writes: the five biases, then RESET's full restore and the counter clear
-    let mut pw: Vec<(u32, u32)> = (1..6)
-        .map(|i| (bias_port_addr(&prog, i), new[i - 1] as u32))
-        .collect();
-    pw.extend((0..d).map(|i| (bias_port_addr(&prog, i), init[i] as u32)));
-    pw.push((0, thermo_hdl::top::ctrl_bits::CLEAR));
+    // port writes: RESET's counter clear (WRITE_MEM only writes the default biases), then the
+    // run: per unit its code to the lane's bias memory, zero to its state and its readout
+    // accumulator; the seeds lift(lane_base XOR key); noise load; burn-in; readout on; sweeps;
+    // readout off
+    let a = |r: u32, off: u32| (r << 20) | off;
+    let mut pw: Vec<(u32, u32)> = vec![(0, ctrl_bits::CLEAR)];
+    for i in 0..d {
+        let opnd = thermo_hdl::script::operand(&prog, i);
+        pw.push((bias_port_addr(&prog, i), codes[i] as u32));
+        pw.push((a(region::STATE, opnd), 0));
+        pw.push((a(region::READOUT, opnd), 0));
+    }
+    for l in 0..prog.p as u32 {
+        let g = thermo_sim::noise::Taus88::from_key(key, l);
+        for c in 0..3u32 {
+            pw.push((a(region::SEED, (l << 8) | c), g.s[c as usize]));
+        }
+    }
+    pw.push((0, ctrl_bits::NOISE_LOAD));
+    pw.extend([(1, burn_in), (0, ctrl_bits::START)]);
+    pw.extend([
+        (0, ctrl_bits::READOUT_ON),
+        (1, sweeps),
+        (0, ctrl_bits::START),
+    ]);
+    pw.push((0, ctrl_bits::READOUT_OFF));
     assert_eq!(o.writes, pw, "port writes");
     eprintln!(
         "command unit in Verilator: {} replies equal to the protocol's encodings (one stale request dropped), {} port writes as expected; receiver counters (frames, CRC, framing, overruns) {:?}",
@@ -274,12 +406,19 @@ struct Model {
     bias: Vec<i32>,
     replays: u32,
     status0: Vec<u8>,
+    reset: bool,
+    /// Per slot: conditioning, state, run (no run completes: random RUNs hardly ever pass the
+    /// checks, and the test fails if one did and completed).
+    slots: Vec<(Vec<i32>, SlotState, Option<Vec<u8>>)>,
 }
 
 impl Model {
     fn status(&self) -> Vec<u8> {
         let mut st = Status::decode(&self.status0).expect("status");
         st.replays = self.replays;
+        if self.reset {
+            st.sweeps = 0; // the base taken at RESET (the mock's word 1 never changes)
+        }
         st.encode()
     }
     fn exec(&mut self, op: u8, p: &[u8], ident: &[u8]) -> (u8, Vec<u8>) {
@@ -292,7 +431,75 @@ impl Model {
             Some(Opcode::Reset) => {
                 self.bias = self.init.clone();
                 self.replays = 0;
+                self.reset = true;
+                for sl in self.slots.iter_mut() {
+                    *sl = (self.init.clone(), SlotState::Idle, None);
+                }
                 (op | 0x80, vec![])
+            }
+            Some(Opcode::SetConditioning) => {
+                if p.len() < 3 || (p.len() - 3) % 4 != 0 {
+                    return e(ErrorCode::BadLength);
+                }
+                let off = u16::from_le_bytes([p[1], p[2]]) as u64;
+                let codes: Vec<i32> = p[3..]
+                    .chunks(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                let Some(sl) = self.slots.get_mut(p[0] as usize) else {
+                    return e(ErrorCode::BadSlot);
+                };
+                if off + codes.len() as u64 > d {
+                    return e(ErrorCode::BadAddress);
+                }
+                let o = off as usize;
+                if sl.1 != SlotState::Idle && sl.0[o..o + codes.len()] == codes[..] {
+                    return (op | 0x80, vec![]);
+                }
+                if sl.1 == SlotState::Busy {
+                    return e(ErrorCode::Busy);
+                }
+                sl.0[o..o + codes.len()].copy_from_slice(&codes);
+                sl.1 = SlotState::Idle;
+                (op | 0x80, vec![])
+            }
+            Some(Opcode::Run) => {
+                let Some(r) = RunRequest::decode(p) else {
+                    return e(ErrorCode::BadLength);
+                };
+                if r.sweeps == 0 || r.sweeps > 65_536 {
+                    return e(ErrorCode::BadParameter);
+                }
+                let Some(sl) = self.slots.get_mut(r.slot as usize) else {
+                    return e(ErrorCode::BadSlot);
+                };
+                if sl.1 != SlotState::Idle && sl.2.as_deref() == Some(p) {
+                    return (op | 0x80, vec![]);
+                }
+                if sl.1 == SlotState::Busy {
+                    return e(ErrorCode::Busy);
+                }
+                sl.1 = SlotState::Busy;
+                sl.2 = Some(p.to_vec());
+                (op | 0x80, vec![])
+            }
+            Some(Opcode::Readout) => {
+                if p.len() != 5 {
+                    return e(ErrorCode::BadLength);
+                }
+                if u16::from_le_bytes([p[3], p[4]]) > 254 {
+                    return e(ErrorCode::BadLength);
+                }
+                let Some(sl) = self.slots.get(p[0] as usize) else {
+                    return e(ErrorCode::BadSlot);
+                };
+                assert_ne!(sl.1, SlotState::Done, "no run completes in this model");
+                let r = Readout {
+                    state: sl.1,
+                    sweeps: 0,
+                    sums: vec![],
+                };
+                (op | 0x80, r.encode())
             }
             Some(Opcode::WriteMem) => {
                 if p.len() < 5 {
@@ -366,9 +573,11 @@ fn hdl_link_command_random_requests_verilator() {
     };
     let mut m = Model {
         init: init.clone(),
+        slots: vec![(init.clone(), SlotState::Idle, None); 4],
         bias: init,
         replays: 0,
         status0,
+        reset: false,
     };
     let mut rng = Rng(2024);
     let (mut stream, mut want) = (Vec::new(), Vec::new());

@@ -39,8 +39,10 @@ impl Logic for Mul16s {
     }
 }
 
-/// Constants of a binary-point change `align(v, from, to)` (docs/fixed-point.md §2) in 64-bit
-/// arithmetic: left shift `lsh`, or add `half` and shift right arithmetically by `rsh`.
+/// Constants of a binary-point change `align(v, from, to)` (docs/fixed-point.md §2) of a 32-bit
+/// operand in [`W_BITS`]-bit arithmetic: left shift `lsh`, or add `half` and shift right
+/// arithmetically by `rsh` (capped at 33: `(x + 2^(r-1)) >> r = 0` for every 32-bit `x` once
+/// `r >= 33`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AlignK {
     /// Left shift (capped; see the users).
@@ -61,7 +63,7 @@ impl AlignK {
         } else {
             AlignK {
                 lsh: 0,
-                rsh: from - to,
+                rsh: (from - to).min(33),
             }
         }
     }
@@ -76,18 +78,38 @@ impl AlignK {
         if self.rsh == 0 {
             0
         } else {
-            !(u64::MAX >> self.rsh)
+            !(W_MASK >> self.rsh) & W_MASK
+        }
+    }
+    /// Bits `[34 - lsh, 31]` of a 32-bit `x`: `x << lsh` fits 35 signed bits iff they all equal
+    /// the sign (empty for `lsh <= 2`).
+    fn ovf_mask(&self) -> u64 {
+        if self.lsh <= 2 {
+            0
+        } else {
+            0xFFFF_FFFFu64 & !((1u64 << (34 - self.lsh.min(34))) - 1)
         }
     }
 }
 
+/// Width of the internal alignment arithmetic of [`SatAdd`] and [`Rescale`]. A left-shifted
+/// addend whose magnitude would reach `2^34` is replaced by `+-2^34` (every such value
+/// saturates a 32-bit accumulator or a narrow format exactly as the true one does, since
+/// `|acc| <= 2^31`), and a right shift beyond 33 gives 0 for every 32-bit operand (so it is
+/// capped at 33): sums stay below `2^35 + 2^31` in magnitude and 40 bits are exact.
+pub const W_BITS: u32 = 40;
+const W_MASK: u64 = (1u64 << W_BITS) - 1;
+/// The replacement of an overflowing left shift: `2^34`.
+const W_BIG: u64 = 1u64 << 34;
+
 /// 32-bit saturating accumulate with a binary-point change of the addend.
 ///
 /// **Computes** `y = sat32(acc + align(x, from, to))` and `sat` = whether it clipped, when `en`;
-/// otherwise `y = acc`, `sat = 0` — `thermo_sim::qformat::{align, acc_add}`. `x` is a 32-bit
-/// two's-complement value; when the left shift is non-zero, `|x| <= 2^30` (a 16x16 product), so a
-/// shift capped at 32 saturates exactly like the true one. **Ports** `acc`, `x`, `en` in; `y`,
-/// `sat` out. **Latency** 0. Proven by `lane::tests` and every substrate test.
+/// otherwise `y = acc`, `sat = 0` — `thermo_sim::qformat::{align, acc_add}` — for every 32-bit
+/// two's-complement `x` and shift, in [`W_BITS`]-bit arithmetic (a left shift capped at 32 and
+/// an aligned addend beyond `+-2^34` saturate exactly like the true ones). **Ports** `acc`, `x`,
+/// `en` in; `y`, `sat` out. **Latency** 0. Proven by `arith::tests` (including
+/// `satadd_rescale_full_range`), `lane::tests` and every substrate test.
 #[derive(LogicBlock)]
 pub struct SatAdd {
     /// Accumulator in.
@@ -102,20 +124,24 @@ pub struct SatAdd {
     pub sat: Signal<Out, Bit>,
     lsh: Constant<Bits<8>>,
     rsh: Constant<Bits<8>>,
-    half: Constant<Bits<64>>,
-    fill: Constant<Bits<64>>,
-    sext: Constant<Bits<64>>,
-    off: Constant<Bits<64>>,
-    lim: Constant<Bits<64>>,
+    half: Constant<Bits<40>>,
+    fill: Constant<Bits<40>>,
+    sext: Constant<Bits<40>>,
+    off: Constant<Bits<40>>,
+    lim: Constant<Bits<40>>,
+    omask: Constant<Bits<32>>,
+    big: Constant<Bits<40>>,
+    nbig: Constant<Bits<40>>,
+    xm: Signal<Local, Bits<32>>,
     pmax: Constant<Bits<32>>,
     nmin: Constant<Bits<32>>,
-    xe: Signal<Local, Bits<64>>,
-    ae: Signal<Local, Bits<64>>,
-    t1: Signal<Local, Bits<64>>,
-    t2: Signal<Local, Bits<64>>,
-    t: Signal<Local, Bits<64>>,
-    s: Signal<Local, Bits<64>>,
-    u: Signal<Local, Bits<64>>,
+    xe: Signal<Local, Bits<40>>,
+    ae: Signal<Local, Bits<40>>,
+    t1: Signal<Local, Bits<40>>,
+    t2: Signal<Local, Bits<40>>,
+    t: Signal<Local, Bits<40>>,
+    s: Signal<Local, Bits<40>>,
+    u: Signal<Local, Bits<40>>,
 }
 
 impl SatAdd {
@@ -132,7 +158,11 @@ impl SatAdd {
             rsh: Constant::new((k.rsh as u64).to_bits()),
             half: Constant::new(k.half().to_bits()),
             fill: Constant::new(k.fill().to_bits()),
-            sext: Constant::new(0xFFFF_FFFF_0000_0000u64.to_bits()),
+            sext: Constant::new((W_MASK & !0xFFFF_FFFFu64).to_bits()),
+            omask: Constant::new(k.ovf_mask().to_bits()),
+            big: Constant::new(W_BIG.to_bits()),
+            nbig: Constant::new((W_BIG.wrapping_neg() & W_MASK).to_bits()),
+            xm: Default::default(),
             off: Constant::new((1u64 << 31).to_bits()),
             lim: Constant::new((1u64 << 32).to_bits()),
             pmax: Constant::new(0x7FFF_FFFFu64.to_bits()),
@@ -151,19 +181,29 @@ impl SatAdd {
 impl Logic for SatAdd {
     #[hdl_gen]
     fn update(&mut self) {
-        self.xe.next = bit_cast::<64, 32>(self.x.val());
+        self.xe.next = bit_cast::<40, 32>(self.x.val());
         if self.x.val().get_bit(31) {
-            self.xe.next = bit_cast::<64, 32>(self.x.val()) | self.sext.val();
+            self.xe.next = bit_cast::<40, 32>(self.x.val()) | self.sext.val();
         }
-        self.ae.next = bit_cast::<64, 32>(self.acc.val());
+        self.ae.next = bit_cast::<40, 32>(self.acc.val());
         if self.acc.val().get_bit(31) {
-            self.ae.next = bit_cast::<64, 32>(self.acc.val()) | self.sext.val();
+            self.ae.next = bit_cast::<40, 32>(self.acc.val()) | self.sext.val();
         }
         self.t1.next = (self.xe.val() << self.lsh.val()) + self.half.val();
         self.t2.next = self.t1.val() >> self.rsh.val();
         self.t.next = self.t2.val();
-        if self.t1.val().get_bit(63) {
+        if self.t1.val().get_bit(39) {
             self.t.next = self.t2.val() | self.fill.val();
+        }
+        // a left shift that would leave 35 signed bits saturates like +-2^34
+        self.xm.next = self.x.val() & self.omask.val();
+        if self.xm.val() != self.omask.val() {
+            if self.xm.val().any() {
+                self.t.next = self.big.val();
+                if self.x.val().get_bit(31) {
+                    self.t.next = self.nbig.val();
+                }
+            }
         }
         self.s.next = self.ae.val() + self.t.val();
         self.u.next = self.s.val() + self.off.val();
@@ -174,7 +214,7 @@ impl Logic for SatAdd {
                 self.y.next = self.s.val().get_bits::<32>(0);
             } else {
                 self.sat.next = true;
-                if self.s.val().get_bit(63) {
+                if self.s.val().get_bit(39) {
                     self.y.next = self.nmin.val();
                 } else {
                     self.y.next = self.pmax.val();
@@ -200,25 +240,29 @@ pub struct Rescale {
     pub sat: Signal<Out, Bit>,
     lsh: Constant<Bits<8>>,
     rsh: Constant<Bits<8>>,
-    half: Constant<Bits<64>>,
-    fill: Constant<Bits<64>>,
-    sext: Constant<Bits<64>>,
-    off: Constant<Bits<64>>,
-    lim: Constant<Bits<64>>,
+    half: Constant<Bits<40>>,
+    fill: Constant<Bits<40>>,
+    sext: Constant<Bits<40>>,
+    off: Constant<Bits<40>>,
+    lim: Constant<Bits<40>>,
+    omask: Constant<Bits<32>>,
+    big: Constant<Bits<40>>,
+    nbig: Constant<Bits<40>>,
+    xm: Signal<Local, Bits<32>>,
     pmax: Constant<Bits<32>>,
     nmin: Constant<Bits<32>>,
-    xe: Signal<Local, Bits<64>>,
-    t1: Signal<Local, Bits<64>>,
-    t2: Signal<Local, Bits<64>>,
-    t: Signal<Local, Bits<64>>,
-    u: Signal<Local, Bits<64>>,
+    xe: Signal<Local, Bits<40>>,
+    t1: Signal<Local, Bits<40>>,
+    t2: Signal<Local, Bits<40>>,
+    t: Signal<Local, Bits<40>>,
+    u: Signal<Local, Bits<40>>,
 }
 
 impl Rescale {
     /// Rescale from `from` to `to` fractional bits into a `bits`-bit format.
     pub fn new(from: u32, to: u32, bits: u32) -> Self {
         // |x| <= 2^31: a left shift beyond 20 saturates every non-zero value of a <= 16-bit
-        // format exactly as the true shift does.
+        // format exactly as the true shift does (and the 40-bit datapath clamps at +-2^34).
         let k = AlignK::new(from, to, 20);
         let maxc = (1i64 << (bits - 1)) - 1;
         let minc = -(1i64 << (bits - 1));
@@ -230,7 +274,11 @@ impl Rescale {
             rsh: Constant::new((k.rsh as u64).to_bits()),
             half: Constant::new(k.half().to_bits()),
             fill: Constant::new(k.fill().to_bits()),
-            sext: Constant::new(0xFFFF_FFFF_0000_0000u64.to_bits()),
+            sext: Constant::new((W_MASK & !0xFFFF_FFFFu64).to_bits()),
+            omask: Constant::new(k.ovf_mask().to_bits()),
+            big: Constant::new(W_BIG.to_bits()),
+            nbig: Constant::new((W_BIG.wrapping_neg() & W_MASK).to_bits()),
+            xm: Default::default(),
             off: Constant::new((1u64 << (bits - 1)).to_bits()),
             lim: Constant::new((1u64 << bits).to_bits()),
             pmax: Constant::new((maxc as u32 as u64).to_bits()),
@@ -247,22 +295,32 @@ impl Rescale {
 impl Logic for Rescale {
     #[hdl_gen]
     fn update(&mut self) {
-        self.xe.next = bit_cast::<64, 32>(self.x.val());
+        self.xe.next = bit_cast::<40, 32>(self.x.val());
         if self.x.val().get_bit(31) {
-            self.xe.next = bit_cast::<64, 32>(self.x.val()) | self.sext.val();
+            self.xe.next = bit_cast::<40, 32>(self.x.val()) | self.sext.val();
         }
         self.t1.next = (self.xe.val() << self.lsh.val()) + self.half.val();
         self.t2.next = self.t1.val() >> self.rsh.val();
         self.t.next = self.t2.val();
-        if self.t1.val().get_bit(63) {
+        if self.t1.val().get_bit(39) {
             self.t.next = self.t2.val() | self.fill.val();
+        }
+        // a left shift that would leave 35 signed bits saturates like +-2^34
+        self.xm.next = self.x.val() & self.omask.val();
+        if self.xm.val() != self.omask.val() {
+            if self.xm.val().any() {
+                self.t.next = self.big.val();
+                if self.x.val().get_bit(31) {
+                    self.t.next = self.nbig.val();
+                }
+            }
         }
         self.u.next = self.t.val() + self.off.val();
         self.sat.next = false;
         self.y.next = self.t.val().get_bits::<32>(0);
         if self.u.val() >= self.lim.val() {
             self.sat.next = true;
-            if self.t.val().get_bit(63) {
+            if self.t.val().get_bit(39) {
                 self.y.next = self.nmin.val();
             } else {
                 self.y.next = self.pmax.val();
@@ -340,6 +398,90 @@ mod tests {
                     0 => i32::MAX as i64,
                     1 => i32::MIN as i64,
                     2 => (next() as i32 as i64) >> 12,
+                    _ => next() as i32 as i64,
+                };
+                r.x.next = b32(x);
+                settle(&mut r).unwrap();
+                let (e, s) = q.saturate(align(x, from, to));
+                assert_eq!(i32of(r.y.val()), e, "{from}->{to}/{bits} x {x}");
+                assert_eq!(r.sat.val(), s);
+            }
+        }
+    }
+
+    /// The 40-bit alignment is exact over the whole operand range: every 32-bit `x` (not only
+    /// products), every left shift up to the cap and right shifts beyond 33.
+    #[test]
+    fn satadd_rescale_full_range() {
+        let mut rng = 0x9e37_79b9u64;
+        let mut next = || thermo_sim::noise::splitmix64(&mut rng);
+        let pairs = [
+            (0u32, 32u32),
+            (0, 31),
+            (4, 12),
+            (0, 3),
+            (0, 2),
+            (30, 32),
+            (60, 2),
+            (45, 10),
+            (34, 0),
+        ];
+        for (from, to) in pairs {
+            let mut sa = SatAdd::new(from, to);
+            sa.connect_all();
+            for n in 0..600 {
+                let acc = match n % 5 {
+                    0 => i32::MAX as i64,
+                    1 => i32::MIN as i64,
+                    2 => 0,
+                    _ => next() as i32 as i64,
+                };
+                let sh = (next() % 33) as u32;
+                let x = match n % 6 {
+                    0 => i32::MIN as i64,
+                    1 => i32::MAX as i64,
+                    2 => (next() as i32 as i64) >> sh,
+                    3 => -((next() as i32 as i64).abs() >> sh) - 1,
+                    _ => next() as i32 as i64,
+                };
+                sa.acc.next = b32(acc);
+                sa.x.next = b32(x);
+                sa.en.next = true;
+                settle(&mut sa).unwrap();
+                // the exact value in i128 (align's i64 shift would wrap for x << 32)
+                let t = if to >= from {
+                    (x as i128) << (to - from)
+                } else {
+                    align(x, from, to) as i128
+                };
+                let sum = acc as i128 + t;
+                let (e, s) = if sum > i32::MAX as i128 {
+                    (i32::MAX as i64, true)
+                } else if sum < i32::MIN as i128 {
+                    (i32::MIN as i64, true)
+                } else {
+                    (sum as i64, false)
+                };
+                assert_eq!(i32of(sa.y.val()), e, "{from}->{to} acc {acc} x {x}");
+                assert_eq!(sa.sat.val(), s, "{from}->{to} acc {acc} x {x}");
+            }
+        }
+        for (from, to, bits) in [
+            (0u32, 20u32, 16u32),
+            (4, 24, 2),
+            (0, 3, 16),
+            (50, 2, 16),
+            (34, 0, 8),
+        ] {
+            let mut r = Rescale::new(from, to, bits);
+            r.connect_all();
+            let q = QFormat::new(bits, to);
+            for n in 0..600 {
+                let sh = (next() % 33) as u32;
+                let x = match n % 5 {
+                    0 => i32::MAX as i64,
+                    1 => i32::MIN as i64,
+                    2 => (next() as i32 as i64) >> sh,
                     _ => next() as i32 as i64,
                 };
                 r.x.next = b32(x);

@@ -9,7 +9,7 @@ use rust_hdl::prelude::*;
 use thermo_proto::Space;
 use thermo_proto::{
     design_hash, readout_units, ErrorCode, Identity, Opcode, ERROR_KIND, MAX_PAYLOAD,
-    REPLAY_WINDOW, SLOTS, VERSION,
+    MAX_RUN_SWEEPS, REPLAY_WINDOW, SLOTS, VERSION,
 };
 use thermo_sim::Substrate;
 
@@ -24,6 +24,7 @@ enum CmdState {
     StatGather,
     StatWrite,
     ResetLoop,
+    ResetSweeps,
     ResetClear,
     WmCheck,
     WmWrite,
@@ -32,9 +33,40 @@ enum CmdState {
     RmCheck,
     RmWord,
     RmZeros,
+    ScCheck,
+    RunCheck,
+    CwStart,
+    CmpNext,
+    CmpWord,
+    CwDecide,
+    WrNext,
+    WrWord,
+    CwFinish,
+    RoCheck,
+    RoSweeps,
+    RoHead,
+    RoSums,
     ErrReply,
     Send,
     Release,
+}
+
+/// States of the run sequencer. `Idle`, `WaitB` and `WaitM` leave the substrate port and the
+/// slot memories to the request side; every other state owns them (see [`CommandUnit`]).
+#[derive(Copy, Clone, PartialEq, Debug, LogicState)]
+enum SeqState {
+    Idle,
+    Units,
+    SeedRd,
+    Load,
+    Burn,
+    WaitB,
+    Main,
+    WaitM,
+    Off,
+    Copy,
+    Finish,
+    Abort,
 }
 
 /// The identity the RTL reports for substrate `s` (what `thermo emulate` reports too).
@@ -55,47 +87,81 @@ pub fn identity(s: &Substrate) -> Identity {
 pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
     (region::BIAS << 20) | (((i % prog.p) as u32) << 12) | (i / prog.p) as u32
 }
-
-/// Command unit.
+/// Command unit and run sequencer.
 ///
-/// **Computes** the protocol's request handling (docs/protocol.md "Commands" and "RTL link")
-/// for IDENTIFY, STATUS, RESET, WRITE_MEM and READ_MEM: it reads the head frame of the receive
-/// ring, applies the sequence-number rule (a request is executed if its `seq` is the expected
-/// one, if it is IDENTIFY, or before any expectation; a request whose `seq` is among the last
-/// `REPLAY_WINDOW` executed ones is *re-executed* and counted in `replays`; anything else is
-/// dropped), executes it, writes the reply payload into the transmitter's buffer, sends it with
-/// the request's `seq`, and releases the frame. It starts a request only while the transmitter
-/// is idle.
+/// **Computes** the protocol's request handling (docs/protocol.md "Commands" and "RTL link"),
+/// with the emulator's (`thermo_host::emulator::Board`) semantics, for every command: it reads
+/// the head frame of the receive ring, applies the sequence-number rule (a request is executed
+/// if its `seq` is the expected one, if it is IDENTIFY, or before any expectation; a request
+/// whose `seq` is among the last `REPLAY_WINDOW` executed ones is *re-executed* and counted in
+/// `replays`; anything else is dropped), executes it, writes the reply payload into the
+/// transmitter's buffer, sends it with the request's `seq`, and releases the frame. It starts a
+/// request only while the transmitter is idle.
 ///
-/// * IDENTIFY: [`identity`] from a ROM. STATUS: `sweeps` from the substrate (control offset 1),
-///   `sat_acc` = lane + side accumulator saturations, `sat_state` = lane state saturations,
-///   `sat_bus` = side line saturations (read one by one through the port), `runs` 0, CRC and
-///   framing errors of the receiver since the last RESET, `replays`.
-/// * RESET: rewrites every bias (shadow and substrate) with its compiled value, clears the
-///   substrate's saturation counters (control `CLEAR`), zeroes `replays` and the error
-///   counters' bases; the sequence expectation becomes `seq + 1`.
-/// * WRITE_MEM space 0: each i32 is written to the shadow bias memory and to the substrate's
-///   bias memory of its lane; reply `count:u32`. READ_MEM space 0 reads the shadow; space 1
-///   (states) answers zeros like the emulator (states are zero between inferences).
-/// * Errors as the emulator: bad length (2), bad address (4); SET_CONDITIONING, RUN, READOUT and
-///   READ_MEM of space 2 (couplings) are **not implemented** in this RTL and answer error 1
-///   (unknown command) resp. 4.
+/// * IDENTIFY: [`identity`] from a ROM. STATUS: `sweeps` = the substrate's sweep counter
+///   (control offset 1) minus its value at the last RESET, `sat_acc` = lane + side accumulator
+///   saturations, `sat_state` = lane state saturations, `sat_bus` = side line saturations (read
+///   one by one through the port; sweeps and saturations are live, so they include a run in
+///   progress), `runs` = completed runs, CRC and framing errors of the receiver since the last
+///   RESET, `replays`.
+/// * RESET: every slot idle, the run queue empty, every slot's conditioning and the default
+///   biases (shadow) back to the compiled biases, the sweep counter's base taken, the
+///   substrate's saturation counters cleared (control `CLEAR`), `runs`, `replays` and the error
+///   counters' bases zeroed; a run in progress finishes (the substrate cannot stop one) but
+///   counts nothing: its result is discarded, and when it ends the sweep base is taken and the
+///   saturation counters are cleared again. The sequence expectation becomes `seq + 1`.
+/// * WRITE_MEM / READ_MEM space 0: the default biases (a shadow memory; as on the emulator they
+///   are only reported, a run loads its slot's conditioning). READ_MEM space 1 (states) answers
+///   zeros like the emulator (states are zero between inferences); space 2 (couplings) error 4.
+/// * SET_CONDITIONING: writes the codes into the slot's conditioning memory (`SLOTS` x units
+///   i32, block RAM); a repeat of the stored codes on a busy or done slot is acknowledged without
+///   effect, other codes on a busy slot answer busy (5), on a done slot they make it idle.
+/// * RUN: stores `sweeps, burn_in, key` with the slot's conditioning, marks the slot busy and
+///   queues it (a FIFO of slot numbers); the same run on a busy or done slot is acknowledged
+///   without effect, another run on a busy slot answers busy; `sweeps` outside `1..=65536`
+///   answers 6.
+/// * READOUT: `state, sweeps, sums` of the slot; sums from the result memory (`SLOTS` x readout
+///   units i32, block RAM) when done.
+/// * Errors in the emulator's order: bad length (2), bad parameter (6), bad slot (3), bad
+///   address (4), busy (5).
+///
+/// The **run sequencer** takes the next queued slot and runs `thermo_host::emulator::run_inference`
+/// on the substrate through its port: for every unit (lane `i % P`, index `i / P`) it writes the
+/// slot's code into the lane's bias memory, zero into the unit's state (current buffer) and
+/// zero into its readout accumulator; it writes every lane's seeds `lift(lane_base(l) XOR key)`
+/// (lane bases from a ROM; `lift` adds `TAUS88_MIN[c]` to a word below it) and loads them
+/// (`NOISE_LOAD`); it runs `burn_in` sweeps (if any), switches readout accumulation on, runs
+/// `sweeps` sweeps, switches it off, copies the readout units' accumulators into the slot's
+/// result memory, counts the run and marks the slot done. **Port ownership**: the sequencer
+/// owns the substrate port and the slot memories in every state but `Idle` and the two waits
+/// for the substrate (`WaitB`, `WaitM`); it enters an owning state only while the request side
+/// is in `Idle`, and the request side leaves `Decide` (to execute) only while the sequencer owns
+/// nothing. So STATUS, READOUT and every other request are served while the substrate runs, and
+/// several RUNs queue so the substrate never waits for the link.
 ///
 /// **Ports**: `clock`; the receiver's consumer side (`avail`, `rd_off`, `rd_data`, `rd_done`,
 /// `release_bytes`) and its counters `crc_errors`, `framing_errors`; the transmitter's buffer
 /// port and `seq`, `kind`, `len`, `send`, `busy`; the substrate port `cfg_addr`, `cfg_wdata`,
-/// `cfg_we` (registered outputs) and `cfg_rdata`.
+/// `cfg_we` (registered outputs), `cfg_rdata` and `running`; `active` (a run is queued or in
+/// progress).
 ///
-/// **Latency** (cycles, from `avail` with the transmitter idle to `send`): header 8 + 3;
-/// IDENTIFY 2 per reply byte; STATUS 5 per counter read (1 + 2 per lane + 2 per bus side) plus
-/// 48; WRITE_MEM 16 + 10 per word; READ_MEM 16 + 5 per word; RESET 2 per unit + 2; an error
-/// reply 2 (+ the payload bytes read for the check). Then `rd_done` one cycle later.
+/// **Latency** (cycles, from `avail` with the transmitter idle to `send`, the sequencer not
+/// owning the port; otherwise add the rest of its owning phase): header 8 + 3; IDENTIFY 2 per
+/// reply byte; STATUS 5 per counter read (1 + 2 per lane + 2 per bus side) plus 48; WRITE_MEM
+/// 16 + 9 per word; READ_MEM 16 + 5 per word; RESET 5 per unit + 7; SET_CONDITIONING 12 + 9 per
+/// code (18 per code when a done slot is compared first); RUN 16 + 9 per word compared and
+/// written (5 words); READOUT 20 + 5 per sum; an error reply 2 (+ the payload bytes read for the
+/// check). Then `rd_done` one cycle later. A run: 4 per unit + 3 per seed word (3 P) + 8, then
+/// `(burn_in + sweeps) * cycles_per_sweep` plus about 20, then 5 per readout unit + 2.
 ///
 /// **Proof**: `tests/hdl_link_command.rs`: `hdl_link_command_verilator` (replies equal the
-/// protocol's encodings, port writes equal the expected bias addresses and values, sequence
-/// rule, RESET, errors, with a mock port), `hdl_link_command_random_requests_verilator` (1500
-/// random requests answered exactly as a model of the emulator's rules) and
-/// `hdl_link_top_uart_pins_verilator` (through the UART pins with the real substrate).
+/// protocol's encodings, the exact port writes of a run, sequence rule, RESET, errors, with a
+/// mock port), `hdl_link_command_random_requests_verilator` (random requests answered exactly as
+/// a model of the emulator's rules) and `hdl_link_top_uart_pins_verilator` (through the UART
+/// pins with the real substrate); `tests/hdl_link_run.rs` (RUN results equal `run_inference` bit
+/// for bit on several slots, keys and conditionings, on the shipped example and a saturating
+/// configuration; slot states, errors, repeats, READOUT and STATUS while busy; random request
+/// streams with RUNs against the emulator's `Board`).
 #[derive(LogicBlock)]
 pub struct CommandUnit {
     /// Clock.
@@ -138,11 +204,18 @@ pub struct CommandUnit {
     pub cfg_we: Signal<Out, Bit>,
     /// Substrate port read data (address of two cycles before).
     pub cfg_rdata: Signal<In, Bits<32>>,
+    /// The substrate is running sweeps.
+    pub running: Signal<In, Bit>,
+    /// A run is queued or in progress.
+    pub active: Signal<Out, Bit>,
     shadow: Mem,
     init: Mem,
-    baddr: Mem,
     ident: Mem,
     stat: Mem,
+    slotmem: Mem,
+    res: Mem,
+    lbase: ROM<Bits<32>, 8>,
+    rdo_rom: ROM<Bits<16>, 10>,
     state: DFF<CmdState>,
     ret: DFF<CmdState>,
     ph: DFF<Bits<3>>,
@@ -172,18 +245,66 @@ pub struct CommandUnit {
     paddr: DFF<Bits<24>>,
     pwdata: DFF<Bits<32>>,
     pwe: DFF<Bit>,
+    base: DFF<Bits<16>>,
+    same: DFF<Bit>,
+    woff: DFF<Bits<12>>,
+    isrun: DFF<Bit>,
+    cst: DFF<Bits<8>>,
+    slot_st: DFF<Bits<8>>,
+    queue: DFF<Bits<8>>,
+    qn: DFF<Bits<3>>,
+    runs: DFF<Bits<32>>,
+    sweep_base: DFF<Bits<32>>,
+    abort: DFF<Bit>,
+    rs: DFF<SeqState>,
+    cur: DFF<Bits<2>>,
+    si: DFF<Bits<16>>,
+    sl: DFF<Bits<8>>,
+    sq: DFF<Bits<16>>,
+    sc: DFF<Bits<2>>,
+    sph: DFF<Bits<3>>,
+    sw: DFF<Bits<32>>,
+    wcnt: DFF<Bits<3>>,
     k_units: Constant<Bits<33>>,
+    k_d16: Constant<Bits<16>>,
+    k_d17: Constant<Bits<17>>,
+    k_r16: Constant<Bits<16>>,
+    k_r17: Constant<Bits<17>>,
+    k_p8: Constant<Bits<8>>,
+    k_sbits: Constant<Bits<16>>,
+    k_rbits: Constant<Bits<16>>,
+    k_bbits: Constant<Bits<24>>,
     k_op_identify: Constant<Bits<8>>,
     k_op_write: Constant<Bits<8>>,
     k_op_read: Constant<Bits<8>>,
     k_op_status: Constant<Bits<8>>,
     k_op_reset: Constant<Bits<8>>,
+    k_op_cond: Constant<Bits<8>>,
+    k_op_run: Constant<Bits<8>>,
+    k_op_readout: Constant<Bits<8>>,
     k_e_unknown: Constant<Bits<8>>,
     k_e_length: Constant<Bits<8>>,
+    k_e_slot: Constant<Bits<8>>,
     k_e_address: Constant<Bits<8>>,
+    k_e_busy: Constant<Bits<8>>,
+    k_e_param: Constant<Bits<8>>,
     k_error: Constant<Bits<8>>,
     k_window: Constant<Bits<8>>,
+    k_slots: Constant<Bits<8>>,
+    k_m3: Constant<Bits<8>>,
+    k_st1: Constant<Bits<8>>,
+    k_st2: Constant<Bits<8>>,
+    k_max_sweeps: Constant<Bits<32>>,
+    k_max_sums: Constant<Bits<16>>,
     k_clear: Constant<Bits<32>>,
+    k_noise_load: Constant<Bits<32>>,
+    k_start: Constant<Bits<32>>,
+    k_rdo_on: Constant<Bits<32>>,
+    k_rdo_off: Constant<Bits<32>>,
+    k_rg_bias: Constant<Bits<24>>,
+    k_rg_state: Constant<Bits<24>>,
+    k_rg_rdo: Constant<Bits<24>>,
+    k_rg_seed: Constant<Bits<24>>,
     k_words0: Constant<Bits<16>>,
     k_words1: Constant<Bits<16>>,
     k_nstat: Constant<Bits<16>>,
@@ -209,6 +330,26 @@ pub struct CommandUnit {
     cnt2: Signal<Local, Bits<16>>,
     rcnt: Signal<Local, Bits<16>>,
     rcnt2: Signal<Local, Bits<16>>,
+    sx: Signal<Local, Bits<16>>,
+    ssh: Signal<Local, Bits<8>>,
+    sst: Signal<Local, Bits<8>>,
+    sclr: Signal<Local, Bits<8>>,
+    sbase: Signal<Local, Bits<16>>,
+    nsc: Signal<Local, Bits<16>>,
+    scend: Signal<Local, Bits<17>>,
+    roend: Signal<Local, Bits<17>>,
+    rbase: Signal<Local, Bits<16>>,
+    rwa: Signal<Local, Bits<16>>,
+    rbyte: Signal<Local, Bits<32>>,
+    lock: Signal<Local, Bit>,
+    cbase: Signal<Local, Bits<16>>,
+    opnd: Signal<Local, Bits<24>>,
+    lmin: Signal<Local, Bits<32>>,
+    csh: Signal<Local, Bits<8>>,
+    qsh: Signal<Local, Bits<8>>,
+    hl3: Signal<Local, Bits<16>>,
+    rolen: Signal<Local, Bits<16>>,
+    k1: Signal<Local, Bits<16>>,
 }
 
 impl CommandUnit {
@@ -219,7 +360,6 @@ impl CommandUnit {
         let biases: Vec<u32> = (0..d)
             .map(|i| prog.lanes[i % prog.p].bias[i / prog.p])
             .collect();
-        let addrs: Vec<u32> = (0..d).map(|i| bias_port_addr(prog, i)).collect();
         let id: Vec<u32> = identity(s).encode().into_iter().map(u32::from).collect();
         let mut st = vec![1u32]; // tag 0: sweeps (control offset 1)
         for l in 0..prog.p as u32 {
@@ -231,6 +371,30 @@ impl CommandUnit {
             st.push((3 << 24) | (0x201 + 2 * si));
         }
         let sbits = bits_for(st.len()).max(1);
+        // slot memory: per slot `2^slot_bits` words, the conditioning codes then
+        // sweeps, burn_in, key[0..3]
+        let slot_bits = bits_for(d + 5);
+        let mut slots = Vec::new();
+        for _ in 0..SLOTS {
+            let mut v = biases.clone();
+            v.resize(1 << slot_bits, 0);
+            slots.extend(v);
+        }
+        let ro = readout_units(s);
+        let r = ro.len();
+        assert!(r <= 1024, "{r} readout units exceed the sequencer's 1024");
+        assert!(prog.p <= 64, "{} lanes exceed the sequencer's 64", prog.p);
+        let res_bits = bits_for(r.max(1));
+        let opnd = |i: usize| (((i / prog.p) << prog.dp.bbits) | (i % prog.p)) as u64;
+        let rdo_rom: ROM<Bits<16>, 10> = ro.iter().map(|&u| opnd(u).to_bits()).into();
+        let mut lb = Vec::new();
+        for l in 0..prog.p as u32 {
+            let b = thermo_sim::noise::lane_base(l);
+            lb.extend([b[0] as u64, b[1] as u64, b[2] as u64, 0]);
+        }
+        let lbase: ROM<Bits<32>, 8> = lb.into_iter().map(|w| w.to_bits()).into();
+        let k32 = |v: u32| Constant::new((v as u64).to_bits());
+        let k24 = |v: u32| Constant::new((v as u64).to_bits());
         CommandUnit {
             clock: Default::default(),
             avail: Default::default(),
@@ -252,11 +416,16 @@ impl CommandUnit {
             cfg_wdata: Default::default(),
             cfg_we: Default::default(),
             cfg_rdata: Default::default(),
+            running: Default::default(),
+            active: Default::default(),
             shadow: Mem::new(ubits, 32, &biases),
             init: Mem::new(ubits, 32, &biases),
-            baddr: Mem::new(ubits, 24, &addrs),
             ident: Mem::new(5, 8, &id),
             stat: Mem::new(sbits, 26, &st),
+            slotmem: Mem::new(slot_bits + 2, 32, &slots),
+            res: Mem::new(res_bits + 2, 32, &[]),
+            lbase,
+            rdo_rom,
             state: Default::default(),
             ret: Default::default(),
             ph: Default::default(),
@@ -286,18 +455,66 @@ impl CommandUnit {
             paddr: Default::default(),
             pwdata: Default::default(),
             pwe: Default::default(),
+            base: Default::default(),
+            same: Default::default(),
+            woff: Default::default(),
+            isrun: Default::default(),
+            cst: Default::default(),
+            slot_st: Default::default(),
+            queue: Default::default(),
+            qn: Default::default(),
+            runs: Default::default(),
+            sweep_base: Default::default(),
+            abort: Default::default(),
+            rs: Default::default(),
+            cur: Default::default(),
+            si: Default::default(),
+            sl: Default::default(),
+            sq: Default::default(),
+            sc: Default::default(),
+            sph: Default::default(),
+            sw: Default::default(),
+            wcnt: Default::default(),
             k_units: Constant::new((d as u64).to_bits()),
+            k_d16: Constant::new((d as u64).to_bits()),
+            k_d17: Constant::new((d as u64).to_bits()),
+            k_r16: Constant::new((r as u64).to_bits()),
+            k_r17: Constant::new((r as u64).to_bits()),
+            k_p8: Constant::new((prog.p as u64).to_bits()),
+            k_sbits: Constant::new((slot_bits as u64).to_bits()),
+            k_rbits: Constant::new((res_bits as u64).to_bits()),
+            k_bbits: Constant::new((prog.dp.bbits as u64).to_bits()),
             k_op_identify: k8(Opcode::Identify as u64),
             k_op_write: k8(Opcode::WriteMem as u64),
             k_op_read: k8(Opcode::ReadMem as u64),
             k_op_status: k8(Opcode::Status as u64),
             k_op_reset: k8(Opcode::Reset as u64),
+            k_op_cond: k8(Opcode::SetConditioning as u64),
+            k_op_run: k8(Opcode::Run as u64),
+            k_op_readout: k8(Opcode::Readout as u64),
             k_e_unknown: k8(ErrorCode::UnknownCommand as u64),
             k_e_length: k8(ErrorCode::BadLength as u64),
+            k_e_slot: k8(ErrorCode::BadSlot as u64),
             k_e_address: k8(ErrorCode::BadAddress as u64),
+            k_e_busy: k8(ErrorCode::Busy as u64),
+            k_e_param: k8(ErrorCode::BadParameter as u64),
             k_error: k8(ERROR_KIND as u64),
             k_window: k8(REPLAY_WINDOW as u64),
-            k_clear: Constant::new((ctrl_bits::CLEAR as u64).to_bits()),
+            k_slots: k8(SLOTS as u64),
+            k_m3: k8(3),
+            k_st1: k8(1),
+            k_st2: k8(2),
+            k_max_sweeps: k32(MAX_RUN_SWEEPS),
+            k_max_sums: Constant::new((((MAX_PAYLOAD - 5) / 4) as u64).to_bits()),
+            k_clear: k32(ctrl_bits::CLEAR),
+            k_noise_load: k32(ctrl_bits::NOISE_LOAD),
+            k_start: k32(ctrl_bits::START),
+            k_rdo_on: k32(ctrl_bits::READOUT_ON),
+            k_rdo_off: k32(ctrl_bits::READOUT_OFF),
+            k_rg_bias: k24(region::BIAS << 20),
+            k_rg_state: k24(region::STATE << 20),
+            k_rg_rdo: k24(region::READOUT << 20),
+            k_rg_seed: k24(region::SEED << 20),
             k_words0: Constant::new(((MAX_PAYLOAD / Space::Bias.width()) as u64).to_bits()),
             k_words1: Constant::new(((MAX_PAYLOAD / Space::State.width()) as u64).to_bits()),
             k_nstat: Constant::new((st.len() as u64).to_bits()),
@@ -323,6 +540,26 @@ impl CommandUnit {
             cnt2: Default::default(),
             rcnt: Default::default(),
             rcnt2: Default::default(),
+            sx: Default::default(),
+            ssh: Default::default(),
+            sst: Default::default(),
+            sclr: Default::default(),
+            sbase: Default::default(),
+            nsc: Default::default(),
+            scend: Default::default(),
+            roend: Default::default(),
+            rbase: Default::default(),
+            rwa: Default::default(),
+            rbyte: Default::default(),
+            lock: Default::default(),
+            cbase: Default::default(),
+            opnd: Default::default(),
+            lmin: Default::default(),
+            csh: Default::default(),
+            qsh: Default::default(),
+            hl3: Default::default(),
+            rolen: Default::default(),
+            k1: Default::default(),
         }
     }
 }
@@ -337,15 +574,18 @@ impl Logic for CommandUnit {
         dff_setup!(
             self, clock, state, ret, ph, off, nb, k, sr, hseq, hkind, hlen, exp, have_exp, space,
             addr, cnt, rkind, rlen, ecode, replays, crc_base, fr_base, s_sweeps, s_acc, s_state,
-            s_bus, tag, paddr, pwdata, pwe
+            s_bus, tag, paddr, pwdata, pwe, base, same, woff, isrun, cst, slot_st, queue, qn, runs,
+            sweep_base, abort, rs, cur, si, sl, sq, sc, sph, sw, wcnt
         );
         self.shadow.clock.next = self.clock.val();
         self.init.clock.next = self.clock.val();
-        self.baddr.clock.next = self.clock.val();
         self.ident.clock.next = self.clock.val();
         self.stat.clock.next = self.clock.val();
+        self.slotmem.clock.next = self.clock.val();
+        self.res.clock.next = self.clock.val();
         // memories: addresses from the counters
         self.ix.next = self.addr.q.val().get_bits::<16>(0) + self.k.q.val();
+        self.sx.next = self.base.q.val() + self.k.q.val();
         self.shadow.read_address.next = self.ix.val();
         self.shadow.write_address.next = self.ix.val();
         self.shadow.write_data.next = self.sr.q.val();
@@ -354,10 +594,6 @@ impl Logic for CommandUnit {
         self.init.write_address.next = 0.into();
         self.init.write_data.next = 0.into();
         self.init.write_enable.next = false;
-        self.baddr.read_address.next = self.ix.val();
-        self.baddr.write_address.next = 0.into();
-        self.baddr.write_data.next = 0.into();
-        self.baddr.write_enable.next = false;
         self.ident.read_address.next = self.k.q.val();
         self.ident.write_address.next = 0.into();
         self.ident.write_data.next = 0.into();
@@ -366,6 +602,16 @@ impl Logic for CommandUnit {
         self.stat.write_address.next = 0.into();
         self.stat.write_data.next = 0.into();
         self.stat.write_enable.next = false;
+        self.slotmem.read_address.next = self.sx.val();
+        self.slotmem.write_address.next = self.sx.val();
+        self.slotmem.write_data.next = self.sr.q.val();
+        self.slotmem.write_enable.next = false;
+        self.res.read_address.next = self.sx.val();
+        self.res.write_address.next = 0.into();
+        self.res.write_data.next = self.cfg_rdata.val();
+        self.res.write_enable.next = false;
+        self.lbase.address.next = (self.sl.q.val() << 2) | bit_cast::<8, 2>(self.sc.q.val());
+        self.rdo_rom.address.next = self.si.q.val().get_bits::<10>(0);
         // defaults
         self.pwe.d.next = false;
         self.buf_we.next = false;
@@ -386,6 +632,22 @@ impl Logic for CommandUnit {
         self.fr_now.next = self.framing_errors.val() - self.fr_base.q.val();
         self.rbytes.next = self.rcnt.val() << 2;
         self.rcnt2.next = self.rcnt.val() << 1;
+        // slots: state of the request's slot (`space` holds payload byte 0)
+        self.ssh.next = bit_cast::<8, 2>(self.space.q.val().get_bits::<2>(0)) << 1;
+        self.sst.next = (self.slot_st.q.val() >> self.ssh.val()) & 3;
+        self.sclr.next = self.slot_st.q.val() & !(self.k_m3.val() << self.ssh.val());
+        self.sbase.next =
+            bit_cast::<16, 2>(self.space.q.val().get_bits::<2>(0)) << self.k_sbits.val();
+        self.rbase.next =
+            bit_cast::<16, 2>(self.space.q.val().get_bits::<2>(0)) << self.k_rbits.val();
+        self.hl3.next = self.hlen.q.val() - 3;
+        self.nsc.next = self.hl3.val() >> 2;
+        self.rolen.next = self.rbytes.val() + 5;
+        self.k1.next = self.k.q.val() + 1;
+        self.scend.next = bit_cast::<17, 16>(self.rcnt.val()) + bit_cast::<17, 16>(self.nsc.val());
+        self.roend.next = bit_cast::<17, 16>(self.sr.q.val().get_bits::<16>(0))
+            + bit_cast::<17, 16>(self.rcnt.val());
+        self.qsh.next = bit_cast::<8, 3>(self.qn.q.val()) << 1;
         // STATUS payload byte k: four u64 then four u32
         self.bsel.next = self.k.q.val() & 7;
         self.fv.next = self.s_sweeps.q.val();
@@ -400,7 +662,7 @@ impl Logic for CommandUnit {
         }
         if self.k.q.val() >= 32 {
             self.bsel.next = self.k.q.val() & 3;
-            self.fv.next = 0.into();
+            self.fv.next = bit_cast::<64, 32>(self.runs.q.val());
         }
         if self.k.q.val() >= 36 {
             self.fv.next = bit_cast::<64, 32>(self.crc_now.val());
@@ -417,6 +679,23 @@ impl Logic for CommandUnit {
         self.wsh.next = self.sr.q.val() >> (bit_cast::<32, 16>(self.k.q.val()) << 3);
         self.cnt2.next = self.cnt.q.val() << 1;
         self.wbyte.next = self.shadow.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
+        self.rbyte.next = self.res.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
+        self.rwa.next = self.ra16.val() + 5;
+        // sequencer: does it own the port and the slot memories?
+        self.lock.next = !((self.rs.q.val() == SeqState::Idle)
+            | (self.rs.q.val() == SeqState::WaitB)
+            | (self.rs.q.val() == SeqState::WaitM));
+        self.cbase.next = bit_cast::<16, 2>(self.cur.q.val()) << self.k_sbits.val();
+        self.opnd.next = (bit_cast::<24, 16>(self.sq.q.val()) << self.k_bbits.val())
+            | bit_cast::<24, 8>(self.sl.q.val());
+        self.csh.next = bit_cast::<8, 2>(self.cur.q.val()) << 1;
+        self.lmin.next = 16.into();
+        if self.sc.q.val() == 0 {
+            self.lmin.next = 2.into();
+        }
+        if self.sc.q.val() == 1 {
+            self.lmin.next = 8.into();
+        }
         match self.state.q.val() {
             CmdState::Idle => {
                 if self.avail.val() & !self.busy.val() {
@@ -450,7 +729,10 @@ impl Logic for CommandUnit {
                 self.hseq.d.next = self.sr.q.val().get_bits::<8>(0);
                 self.hkind.d.next = self.sr.q.val().get_bits::<8>(8);
                 self.hlen.d.next = self.sr.q.val().get_bits::<16>(16);
-                self.state.d.next = CmdState::Exec;
+                // wait while the run sequencer owns the port and the slot memories
+                if !self.lock.val() {
+                    self.state.d.next = CmdState::Exec;
+                }
             }
             CmdState::Exec => {
                 self.k.d.next = 0.into();
@@ -507,6 +789,30 @@ impl Logic for CommandUnit {
                             self.state.d.next = CmdState::ReadBytes;
                         }
                     }
+                    if self.hkind.q.val() == self.k_op_cond.val() {
+                        self.ecode.d.next = self.k_e_length.val();
+                        if (self.hlen.q.val() >= 3) & (self.hl3.val().get_bits::<2>(0) == 0) {
+                            self.nb.d.next = 3.into();
+                            self.ret.d.next = CmdState::ScCheck;
+                            self.state.d.next = CmdState::ReadBytes;
+                        }
+                    }
+                    if self.hkind.q.val() == self.k_op_run.val() {
+                        self.ecode.d.next = self.k_e_length.val();
+                        if self.hlen.q.val() == 21 {
+                            self.nb.d.next = 5.into();
+                            self.ret.d.next = CmdState::RunCheck;
+                            self.state.d.next = CmdState::ReadBytes;
+                        }
+                    }
+                    if self.hkind.q.val() == self.k_op_readout.val() {
+                        self.ecode.d.next = self.k_e_length.val();
+                        if self.hlen.q.val() == 5 {
+                            self.nb.d.next = 5.into();
+                            self.ret.d.next = CmdState::RoCheck;
+                            self.state.d.next = CmdState::ReadBytes;
+                        }
+                    }
                 }
             }
             CmdState::IdentCopy => {
@@ -537,7 +843,7 @@ impl Logic for CommandUnit {
                         self.k.d.next = self.k.q.val() + 1;
                         if self.tag.q.val() == 0 {
                             self.s_sweeps.d.next =
-                                self.s_sweeps.q.val() + bit_cast::<64, 32>(self.cfg_rdata.val());
+                                bit_cast::<64, 32>(self.cfg_rdata.val() - self.sweep_base.q.val());
                         }
                         if self.tag.q.val() == 1 {
                             self.s_acc.d.next =
@@ -563,20 +869,36 @@ impl Logic for CommandUnit {
                 }
             }
             CmdState::ResetLoop => {
-                // k runs over the units: ix = addr + k with addr = 0 (set by Exec)
-                if self.k.q.val() == self.k_units.val().get_bits::<16>(0) {
-                    self.state.d.next = CmdState::ResetClear;
+                // k runs over the units: the compiled bias k (init ROM) goes to the shadow
+                // (ph 1) and to the conditioning of slot ph - 1 (ph 1..4)
+                self.slotmem.write_address.next =
+                    (bit_cast::<16, 3>(self.ph1.val()) << self.k_sbits.val()) + self.k.q.val();
+                self.slotmem.write_data.next = self.init.read_data.val();
+                if self.k.q.val() == self.k_d16.val() {
+                    self.ph.d.next = 0.into();
+                    self.state.d.next = CmdState::ResetSweeps;
                 } else if self.ph.q.val() == 0 {
                     self.ph.d.next = 1.into();
                 } else {
-                    self.ph.d.next = 0.into();
-                    self.sr.d.next = self.init.read_data.val();
-                    self.shadow.write_data.next = self.init.read_data.val();
-                    self.shadow.write_enable.next = true;
-                    self.paddr.d.next = self.baddr.read_data.val().get_bits::<24>(0);
-                    self.pwdata.d.next = self.init.read_data.val();
-                    self.pwe.d.next = true;
-                    self.k.d.next = self.k.q.val() + 1;
+                    self.ph.d.next = self.ph.q.val() + 1;
+                    self.slotmem.write_enable.next = true;
+                    if self.ph.q.val() == 1 {
+                        self.shadow.write_data.next = self.init.read_data.val();
+                        self.shadow.write_enable.next = true;
+                    }
+                    if self.ph.q.val() == 4 {
+                        self.ph.d.next = 0.into();
+                        self.k.d.next = self.k.q.val() + 1;
+                    }
+                }
+            }
+            CmdState::ResetSweeps => {
+                // read the sweep counter (control offset 1): the new base of STATUS's sweeps
+                self.paddr.d.next = 1.into();
+                self.ph.d.next = self.ph.q.val() + 1;
+                if self.ph.q.val() == 4 {
+                    self.sweep_base.d.next = self.cfg_rdata.val();
+                    self.state.d.next = CmdState::ResetClear;
                 }
             }
             CmdState::ResetClear => {
@@ -586,6 +908,11 @@ impl Logic for CommandUnit {
                 self.replays.d.next = 0.into();
                 self.crc_base.d.next = self.crc_errors.val();
                 self.fr_base.d.next = self.framing_errors.val();
+                self.runs.d.next = 0.into();
+                self.slot_st.d.next = 0.into();
+                self.queue.d.next = 0.into();
+                self.qn.d.next = 0.into();
+                self.abort.d.next = self.rs.q.val() != SeqState::Idle;
                 self.state.d.next = CmdState::Send;
             }
             CmdState::WmCheck => {
@@ -615,11 +942,8 @@ impl Logic for CommandUnit {
                 }
             }
             CmdState::WmStore => {
-                // the word is in `sr`; shadow and address ROM have seen `ix` for 8 cycles
+                // the word is in `sr`; the shadow has seen `ix` for 8 cycles
                 self.shadow.write_enable.next = true;
-                self.paddr.d.next = self.baddr.read_data.val().get_bits::<24>(0);
-                self.pwdata.d.next = self.sr.q.val();
-                self.pwe.d.next = true;
                 self.k.d.next = self.k.q.val() + 1;
                 self.state.d.next = CmdState::WmWrite;
             }
@@ -684,6 +1008,171 @@ impl Logic for CommandUnit {
                     self.k.d.next = self.k.q.val() + 1;
                 }
             }
+            CmdState::ScCheck => {
+                // SET_CONDITIONING: slot in `space`, offset in `rcnt`, codes from offset 7
+                self.cst.d.next = self.sst.val();
+                self.cnt.d.next = self.nsc.val();
+                self.base.d.next = self.sbase.val() + self.rcnt.val();
+                self.woff.d.next = 7.into();
+                self.isrun.d.next = false;
+                self.state.d.next = CmdState::CwStart;
+                if self.space.q.val() >= self.k_slots.val() {
+                    self.ecode.d.next = self.k_e_slot.val();
+                    self.state.d.next = CmdState::ErrReply;
+                } else if self.scend.val() > self.k_d17.val() {
+                    self.ecode.d.next = self.k_e_address.val();
+                    self.state.d.next = CmdState::ErrReply;
+                }
+            }
+            CmdState::RunCheck => {
+                // RUN: slot in `space`, sweeps in `sr`; the 5 words from offset 5
+                self.cst.d.next = self.sst.val();
+                self.cnt.d.next = 5.into();
+                self.base.d.next = self.sbase.val() + self.k_d16.val();
+                self.woff.d.next = 5.into();
+                self.isrun.d.next = true;
+                self.state.d.next = CmdState::CwStart;
+                if (self.sr.q.val() == 0) | (self.sr.q.val() > self.k_max_sweeps.val()) {
+                    self.ecode.d.next = self.k_e_param.val();
+                    self.state.d.next = CmdState::ErrReply;
+                } else if self.space.q.val() >= self.k_slots.val() {
+                    self.ecode.d.next = self.k_e_slot.val();
+                    self.state.d.next = CmdState::ErrReply;
+                }
+            }
+            CmdState::CwStart => {
+                // compare the request's words with the slot memory unless the slot is idle
+                self.k.d.next = 0.into();
+                self.same.d.next = self.cst.q.val() != 0;
+                self.off.d.next = self.woff.q.val();
+                if self.cst.q.val() == 0 {
+                    self.state.d.next = CmdState::CwDecide;
+                } else {
+                    self.state.d.next = CmdState::CmpNext;
+                }
+            }
+            CmdState::CmpNext => {
+                if self.k.q.val() == self.cnt.q.val() {
+                    self.state.d.next = CmdState::CwDecide;
+                } else {
+                    self.nb.d.next = 4.into();
+                    self.ph.d.next = 0.into();
+                    self.ret.d.next = CmdState::CmpWord;
+                    self.state.d.next = CmdState::ReadBytes;
+                }
+            }
+            CmdState::CmpWord => {
+                // the slot memory has seen `sx` for 8 cycles
+                if self.sr.q.val() != self.slotmem.read_data.val() {
+                    self.same.d.next = false;
+                }
+                self.k.d.next = self.k.q.val() + 1;
+                self.state.d.next = CmdState::CmpNext;
+            }
+            CmdState::CwDecide => {
+                self.k.d.next = 0.into();
+                self.off.d.next = self.woff.q.val();
+                self.state.d.next = CmdState::WrNext;
+                if self.same.q.val() {
+                    self.state.d.next = CmdState::Send;
+                } else if self.cst.q.val() == 1 {
+                    self.ecode.d.next = self.k_e_busy.val();
+                    self.state.d.next = CmdState::ErrReply;
+                }
+            }
+            CmdState::WrNext => {
+                if self.k.q.val() == self.cnt.q.val() {
+                    self.state.d.next = CmdState::CwFinish;
+                } else {
+                    self.nb.d.next = 4.into();
+                    self.ph.d.next = 0.into();
+                    self.ret.d.next = CmdState::WrWord;
+                    self.state.d.next = CmdState::ReadBytes;
+                }
+            }
+            CmdState::WrWord => {
+                self.slotmem.write_enable.next = true;
+                self.k.d.next = self.k.q.val() + 1;
+                self.state.d.next = CmdState::WrNext;
+            }
+            CmdState::CwFinish => {
+                // SET_CONDITIONING: the slot becomes idle; RUN: busy, and queued
+                self.slot_st.d.next = self.sclr.val();
+                if self.isrun.q.val() {
+                    self.slot_st.d.next = self.sclr.val() | (self.k_st1.val() << self.ssh.val());
+                    self.queue.d.next = self.queue.q.val()
+                        | (bit_cast::<8, 2>(self.space.q.val().get_bits::<2>(0)) << self.qsh.val());
+                    self.qn.d.next = self.qn.q.val() + 1;
+                }
+                self.state.d.next = CmdState::Send;
+            }
+            CmdState::RoCheck => {
+                // READOUT: slot in `space`, offset sr[15:0], count sr[31:16]
+                self.cst.d.next = self.sst.val();
+                self.base.d.next = self.sbase.val() + self.k_d16.val();
+                self.k.d.next = 0.into();
+                self.ph.d.next = 0.into();
+                self.rlen.d.next = 5.into();
+                self.cnt.d.next = 0.into();
+                self.state.d.next = CmdState::RoSweeps;
+                if self.rcnt.val() > self.k_max_sums.val() {
+                    self.ecode.d.next = self.k_e_length.val();
+                    self.state.d.next = CmdState::ErrReply;
+                } else if self.space.q.val() >= self.k_slots.val() {
+                    self.ecode.d.next = self.k_e_slot.val();
+                    self.state.d.next = CmdState::ErrReply;
+                } else if self.sst.val() == 2 {
+                    self.cnt.d.next = self.rcnt.val();
+                    self.rlen.d.next = bit_cast::<11, 16>(self.rolen.val());
+                    if self.roend.val() > self.k_r17.val() {
+                        self.ecode.d.next = self.k_e_address.val();
+                        self.state.d.next = CmdState::ErrReply;
+                    }
+                }
+            }
+            CmdState::RoSweeps => {
+                // ph 0: the slot memory reads the run's sweeps; ph 1: state byte, sweeps to sr
+                self.ph.d.next = 1.into();
+                if self.ph.q.val() == 1 {
+                    self.buf_we.next = true;
+                    self.buf_addr.next = 0.into();
+                    self.buf_data.next = self.cst.q.val();
+                    self.sr.d.next = 0.into();
+                    if self.cst.q.val() == 2 {
+                        self.sr.d.next = self.slotmem.read_data.val();
+                    }
+                    self.base.d.next = self.rbase.val() + self.sr.q.val().get_bits::<16>(0);
+                    self.state.d.next = CmdState::RoHead;
+                }
+            }
+            CmdState::RoHead => {
+                self.buf_we.next = true;
+                self.buf_addr.next = self.k1.val().get_bits::<10>(0);
+                self.buf_data.next = self.wsh.val().get_bits::<8>(0);
+                self.k.d.next = self.k.q.val() + 1;
+                self.ph.d.next = 0.into();
+                if self.k.q.val() == 3 {
+                    self.k.d.next = 0.into();
+                    self.state.d.next = CmdState::RoSums;
+                }
+            }
+            CmdState::RoSums => {
+                // ph 0: the result memory reads sum k; ph 1..4: its bytes
+                if self.k.q.val() == self.cnt.q.val() {
+                    self.state.d.next = CmdState::Send;
+                } else {
+                    self.ph.d.next = self.ph.q.val() + 1;
+                    if self.ph.q.val() != 0 {
+                        self.buf_we.next = true;
+                        self.buf_addr.next = self.rwa.val().get_bits::<10>(0);
+                        self.buf_data.next = self.rbyte.val().get_bits::<8>(0);
+                    }
+                    if self.ph.q.val() == 4 {
+                        self.ph.d.next = 0.into();
+                        self.k.d.next = self.k.q.val() + 1;
+                    }
+                }
+            }
             CmdState::ErrReply => {
                 self.rkind.d.next = self.k_error.val();
                 self.rlen.d.next = 2.into();
@@ -707,6 +1196,218 @@ impl Logic for CommandUnit {
                 self.state.d.next = CmdState::Idle;
             }
         }
+        // The run sequencer. It enters a port-owning state only while the request side is
+        // idle; while it owns the port its memory addresses and port writes take precedence.
+        match self.rs.q.val() {
+            SeqState::Idle => {
+                if (self.qn.q.val() != 0) & (self.state.q.val() == CmdState::Idle) {
+                    self.cur.d.next = self.queue.q.val().get_bits::<2>(0);
+                    self.queue.d.next = self.queue.q.val() >> 2;
+                    self.qn.d.next = self.qn.q.val() - 1;
+                    self.abort.d.next = false;
+                    self.si.d.next = 0.into();
+                    self.sl.d.next = 0.into();
+                    self.sq.d.next = 0.into();
+                    self.sph.d.next = 0.into();
+                    self.rs.d.next = SeqState::Units;
+                }
+            }
+            SeqState::Units => {
+                // unit si (lane sl, index sq): bias <- code, state <- 0, readout <- 0
+                self.slotmem.read_address.next = self.cbase.val() + self.si.q.val();
+                if self.si.q.val() == self.k_d16.val() {
+                    self.sl.d.next = 0.into();
+                    self.sc.d.next = 0.into();
+                    self.sph.d.next = 0.into();
+                    self.rs.d.next = SeqState::SeedRd;
+                } else {
+                    self.sph.d.next = self.sph.q.val() + 1;
+                    if self.sph.q.val() == 1 {
+                        self.paddr.d.next = self.k_rg_bias.val()
+                            | (bit_cast::<24, 8>(self.sl.q.val()) << 12)
+                            | bit_cast::<24, 16>(self.sq.q.val());
+                        self.pwdata.d.next = self.slotmem.read_data.val();
+                        self.pwe.d.next = true;
+                    }
+                    if self.sph.q.val() == 2 {
+                        self.paddr.d.next = self.k_rg_state.val() | self.opnd.val();
+                        self.pwdata.d.next = 0.into();
+                        self.pwe.d.next = true;
+                    }
+                    if self.sph.q.val() == 3 {
+                        self.paddr.d.next = self.k_rg_rdo.val() | self.opnd.val();
+                        self.pwdata.d.next = 0.into();
+                        self.pwe.d.next = true;
+                        self.sph.d.next = 0.into();
+                        self.si.d.next = self.si.q.val() + 1;
+                        self.sl.d.next = self.sl.q.val() + 1;
+                        if self.sl.q.val() + 1 == self.k_p8.val() {
+                            self.sl.d.next = 0.into();
+                            self.sq.d.next = self.sq.q.val() + 1;
+                        }
+                    }
+                }
+            }
+            SeqState::SeedRd => {
+                // seed word c of lane sl: lift(lane_base XOR key[c])
+                self.slotmem.read_address.next =
+                    self.cbase.val() + self.k_d16.val() + 2 + bit_cast::<16, 2>(self.sc.q.val());
+                if self.sl.q.val() == self.k_p8.val() {
+                    self.sph.d.next = 0.into();
+                    self.rs.d.next = SeqState::Load;
+                } else {
+                    self.sph.d.next = self.sph.q.val() + 1;
+                    if self.sph.q.val() == 1 {
+                        self.sw.d.next = self.slotmem.read_data.val() ^ self.lbase.data.val();
+                    }
+                    if self.sph.q.val() == 2 {
+                        self.paddr.d.next = self.k_rg_seed.val()
+                            | (bit_cast::<24, 8>(self.sl.q.val()) << 8)
+                            | bit_cast::<24, 2>(self.sc.q.val());
+                        self.pwdata.d.next = self.sw.q.val();
+                        if self.sw.q.val() < self.lmin.val() {
+                            self.pwdata.d.next = self.sw.q.val() + self.lmin.val();
+                        }
+                        self.pwe.d.next = true;
+                        self.sph.d.next = 0.into();
+                        self.sc.d.next = self.sc.q.val() + 1;
+                        if self.sc.q.val() == 2 {
+                            self.sc.d.next = 0.into();
+                            self.sl.d.next = self.sl.q.val() + 1;
+                        }
+                    }
+                }
+            }
+            SeqState::Load => {
+                // load the noise lanes; read burn_in
+                self.slotmem.read_address.next = self.cbase.val() + self.k_d16.val() + 1;
+                self.sph.d.next = 1.into();
+                if self.sph.q.val() == 0 {
+                    self.paddr.d.next = 0.into();
+                    self.pwdata.d.next = self.k_noise_load.val();
+                    self.pwe.d.next = true;
+                } else {
+                    self.sw.d.next = self.slotmem.read_data.val();
+                    self.sph.d.next = 0.into();
+                    self.rs.d.next = SeqState::Burn;
+                }
+            }
+            SeqState::Burn => {
+                self.wcnt.d.next = 0.into();
+                if self.sw.q.val() == 0 {
+                    self.sph.d.next = 0.into();
+                    self.rs.d.next = SeqState::Main;
+                } else if self.sph.q.val() == 0 {
+                    self.paddr.d.next = 1.into();
+                    self.pwdata.d.next = self.sw.q.val();
+                    self.pwe.d.next = true;
+                    self.sph.d.next = 1.into();
+                } else {
+                    self.paddr.d.next = 0.into();
+                    self.pwdata.d.next = self.k_start.val();
+                    self.pwe.d.next = true;
+                    self.rs.d.next = SeqState::WaitB;
+                }
+            }
+            SeqState::WaitB => {
+                if self.wcnt.q.val() != 7 {
+                    self.wcnt.d.next = self.wcnt.q.val() + 1;
+                } else if !self.running.val() & (self.state.q.val() == CmdState::Idle) {
+                    self.sph.d.next = 0.into();
+                    self.rs.d.next = SeqState::Main;
+                    if self.abort.q.val() {
+                        self.rs.d.next = SeqState::Abort;
+                    }
+                }
+            }
+            SeqState::Main => {
+                // readout on; n_sweeps <- sweeps; start
+                self.slotmem.read_address.next = self.cbase.val() + self.k_d16.val();
+                self.wcnt.d.next = 0.into();
+                self.sph.d.next = self.sph.q.val() + 1;
+                self.pwe.d.next = true;
+                if self.sph.q.val() == 0 {
+                    self.paddr.d.next = 0.into();
+                    self.pwdata.d.next = self.k_rdo_on.val();
+                }
+                if self.sph.q.val() == 1 {
+                    self.paddr.d.next = 1.into();
+                    self.pwdata.d.next = self.slotmem.read_data.val();
+                }
+                if self.sph.q.val() == 2 {
+                    self.paddr.d.next = 0.into();
+                    self.pwdata.d.next = self.k_start.val();
+                    self.rs.d.next = SeqState::WaitM;
+                }
+            }
+            SeqState::WaitM => {
+                if self.wcnt.q.val() != 7 {
+                    self.wcnt.d.next = self.wcnt.q.val() + 1;
+                } else if !self.running.val() & (self.state.q.val() == CmdState::Idle) {
+                    self.sph.d.next = 0.into();
+                    self.rs.d.next = SeqState::Off;
+                    if self.abort.q.val() {
+                        self.rs.d.next = SeqState::Abort;
+                    }
+                }
+            }
+            SeqState::Off => {
+                self.paddr.d.next = 0.into();
+                self.pwdata.d.next = self.k_rdo_off.val();
+                self.pwe.d.next = true;
+                self.si.d.next = 0.into();
+                self.sph.d.next = 0.into();
+                self.rs.d.next = SeqState::Copy;
+            }
+            SeqState::Copy => {
+                // readout unit si: its accumulator (read through the port) to the result memory
+                if self.si.q.val() == self.k_r16.val() {
+                    self.rs.d.next = SeqState::Finish;
+                } else {
+                    self.sph.d.next = self.sph.q.val() + 1;
+                    if self.sph.q.val() == 0 {
+                        self.paddr.d.next =
+                            self.k_rg_rdo.val() | bit_cast::<24, 16>(self.rdo_rom.data.val());
+                    }
+                    if self.sph.q.val() == 4 {
+                        self.res.write_address.next = (bit_cast::<16, 2>(self.cur.q.val())
+                            << self.k_rbits.val())
+                            + self.si.q.val();
+                        self.res.write_enable.next = !self.abort.q.val();
+                        self.sph.d.next = 0.into();
+                        self.si.d.next = self.si.q.val() + 1;
+                    }
+                }
+            }
+            SeqState::Finish => {
+                if !self.abort.q.val() {
+                    self.runs.d.next = self.runs.q.val() + 1;
+                    self.slot_st.d.next = (self.slot_st.q.val()
+                        & !(self.k_m3.val() << self.csh.val()))
+                        | (self.k_st2.val() << self.csh.val());
+                }
+                self.rs.d.next = SeqState::Idle;
+            }
+            SeqState::Abort => {
+                // a RESET came during this run: it counts nothing (sweep base taken again,
+                // saturation counters cleared, readout off)
+                self.sph.d.next = self.sph.q.val() + 1;
+                if self.sph.q.val() == 0 {
+                    self.paddr.d.next = 1.into();
+                }
+                if self.sph.q.val() == 4 {
+                    self.sweep_base.d.next = self.cfg_rdata.val();
+                    self.paddr.d.next = 0.into();
+                    self.pwdata.d.next = self.k_clear.val() | self.k_rdo_off.val();
+                    self.pwe.d.next = true;
+                    self.rs.d.next = SeqState::Idle;
+                }
+            }
+            _ => {
+                self.rs.d.next = SeqState::Idle;
+            }
+        }
+        self.active.next = (self.rs.q.val() != SeqState::Idle) | (self.qn.q.val() != 0);
         self.rd_off.next = self.off.q.val();
         self.rel16.next = self.hlen.q.val() + 4;
         self.release_bytes.next = self.rel16.val().get_bits::<12>(0);
@@ -724,7 +1425,8 @@ impl Logic for CommandUnit {
 ///
 /// **Ports**: `clock`; `in_data`, `in_valid` (request bytes); `out_data`, `out_valid`,
 /// `out_ready` (reply bytes); `cfg_addr`, `cfg_wdata`, `cfg_we`, `cfg_rdata` (the substrate
-/// port); the receiver's counters. **Latency** the sum of its parts. **Proof**
+/// port) and `running`; `active` (a run is queued or in progress); the receiver's counters.
+/// **Latency** the sum of its parts. **Proof**
 /// `tests/hdl_link_command.rs`.
 #[derive(LogicBlock)]
 pub struct LinkCore {
@@ -748,6 +1450,10 @@ pub struct LinkCore {
     pub cfg_we: Signal<Out, Bit>,
     /// Substrate port read data.
     pub cfg_rdata: Signal<In, Bits<32>>,
+    /// The substrate is running sweeps.
+    pub running: Signal<In, Bit>,
+    /// A run is queued or in progress.
+    pub active: Signal<Out, Bit>,
     /// Frames accepted.
     pub frames: Signal<Out, Bits<32>>,
     /// Frames with a CRC error.
@@ -775,6 +1481,8 @@ impl LinkCore {
             cfg_wdata: Default::default(),
             cfg_we: Default::default(),
             cfg_rdata: Default::default(),
+            running: Default::default(),
+            active: Default::default(),
             frames: Default::default(),
             crc_errors: Default::default(),
             framing_errors: Default::default(),
@@ -816,6 +1524,8 @@ impl Logic for LinkCore {
         self.cfg_wdata.next = self.cmd.cfg_wdata.val();
         self.cfg_we.next = self.cmd.cfg_we.val();
         self.cmd.cfg_rdata.next = self.cfg_rdata.val();
+        self.cmd.running.next = self.running.val();
+        self.active.next = self.cmd.active.val();
         self.frames.next = self.frx.frames.val();
         self.crc_errors.next = self.frx.crc_errors.val();
         self.framing_errors.next = self.frx.framing_errors.val();
@@ -831,9 +1541,11 @@ pub fn mock_port_value(addr: u32) -> u32 {
 
 /// C++ harness of [`LinkCore`] with a mock substrate port (written words are remembered and
 /// printed as `W addr data`; other addresses read [`mock_port_value`]; read data arrives two
-/// cycles after the address like `SubstrateTop`'s). Stdin: `n` and `n` hex-encoded request
-/// bytes, fed one per clock (`out_ready` high on 3 clocks of 4); it then runs until the link has
-/// been quiet for 50000 clocks. Stdout: `W` lines, then `O <reply bytes hex>`, then `C frames
+/// cycles after the address like `SubstrateTop`'s; a START write to control offset 0 raises
+/// `running` for `50 + (n_sweeps & 255)` cycles, `n_sweeps` being the word last written to
+/// offset 1). Stdin: `n` and `n` hex-encoded request bytes, fed one per clock (`out_ready` high
+/// on 3 clocks of 4); it then runs until the link has been quiet (no reply byte, no port write,
+/// `active` low) for 50000 clocks. Further segments (`n` and `n` bytes) follow the same way. Stdout: `W` lines, then `O <reply bytes hex>`, then `C frames
 /// crc_errors framing_errors overruns`.
 pub const LINK_CORE_HARNESS: &str = r#"
 #include "Vtop.h"
@@ -846,19 +1558,23 @@ int main(int argc, char** argv) {
     Verilated::commandArgs(argc, argv);
     Vtop* t = new Vtop;
     unsigned long long gap = argc > 1 ? strtoull(argv[1], 0, 0) : 1; if (!gap) gap = 1;
-    size_t n; if (scanf("%zu", &n) != 1) return 2;
+    std::map<unsigned, unsigned> mem; std::string out;
+    unsigned rsel = 0, rdata = 0, run_left = 0; unsigned long long cyc = 0, quiet = 0;
+    t->clock = 0; t->in_valid = 0; t->out_ready = 0; t->cfg_rdata = 0; t->running = 0; t->eval();
+    size_t n; int segs = 0;
+    while (scanf("%zu", &n) == 1) {
+    segs++;
     std::string in(n, '\0');
     for (size_t i = 0; i < n; i++) { unsigned b; if (scanf("%2x", &b) != 1) return 2; in[i] = (char)b; }
-    std::map<unsigned, unsigned> mem; std::string out;
-    unsigned rsel = 0, rdata = 0; unsigned long long cyc = 0, quiet = 0; size_t i = 0;
-    t->clock = 0; t->in_valid = 0; t->out_ready = 0; t->cfg_rdata = 0; t->eval();
+    size_t i = 0; quiet = 0;
     while (i < n || quiet < 50000) {
         int feed = i < n && cyc % gap == 0;
         t->in_valid = feed; t->in_data = feed ? (unsigned char)in[i] : 0;
         t->out_ready = (cyc & 3) != 0;
         t->cfg_rdata = rdata;
+        t->running = run_left != 0;
         t->eval();
-        int active = 0;
+        int active = t->active;
         if (t->out_valid && t->out_ready) { out.push_back((char)t->out_data); active = 1; }
         unsigned a = t->cfg_addr, wd = t->cfg_wdata; int we = t->cfg_we;
         if (we) { printf("W %u %u\n", a, wd); active = 1; }
@@ -867,6 +1583,8 @@ int main(int argc, char** argv) {
         unsigned nrdata = it != mem.end() ? it->second : rsel * 3u + 1u;
         unsigned nrsel = a;
         if (we) mem[a] = wd;
+        if (run_left) run_left--;
+        if (we && a == 0 && (wd & 1)) { run_left = 50 + (mem[1] & 255);}
         t->clock = 1; t->eval(); t->clock = 0; t->eval();
         rdata = nrdata; rsel = nrsel;
         if (feed) i++;
@@ -874,6 +1592,8 @@ int main(int argc, char** argv) {
         quiet = active ? 0 : quiet + 1;
         if (cyc > 2000000000ULL) { fprintf(stderr, "hang\n"); return 1; }
     }
+    }
+    if (!segs) return 2;
     printf("O ");
     for (unsigned char c : out) printf("%02x", c);
     printf("\nC %u %u %u %u\n", (unsigned)t->frames, (unsigned)t->crc_errors,
@@ -909,18 +1629,38 @@ pub fn link_core_verilator(
     input: &[u8],
     gap: u32,
 ) -> Result<LinkCoreOut, crate::Error> {
+    link_core_verilator_segments(s, prog, &[input.to_vec()], gap)
+}
+
+/// Harness stdin: every segment as its length and its bytes in hex.
+fn segments_text(segments: &[Vec<u8>]) -> String {
     use std::fmt::Write;
+    let mut text = String::new();
+    for seg in segments {
+        let _ = writeln!(text, "{}", seg.len());
+        for b in seg {
+            let _ = write!(text, "{b:02x}");
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// Like [`link_core_verilator`], with the input in segments: each segment is fed once the link
+/// has been quiet after the previous one (replies sent, no run queued or in progress).
+pub fn link_core_verilator_segments(
+    s: &Substrate,
+    prog: &HwProgram,
+    segments: &[Vec<u8>],
+    gap: u32,
+) -> Result<LinkCoreOut, crate::Error> {
     let exe = crate::verilog::verilator_build(
         &link_core_verilog(s, prog)?,
         LINK_CORE_HARNESS,
         false,
         false,
     )?;
-    let mut text = format!("{}\n", input.len());
-    for b in input {
-        let _ = write!(text, "{b:02x}");
-    }
-    text.push('\n');
+    let text = segments_text(segments);
     let res = crate::verilog::run_harness(&exe, &[gap.to_string()], &text)?;
     let bad = |l: &str| crate::Error::Tool(format!("bad link harness output {l:?}"));
     let mut o = LinkCoreOut::default();
@@ -956,8 +1696,8 @@ pub fn link_core_verilator(
 /// ([`crate::top::SubstrateTop`]) on its configuration port.
 ///
 /// **Ports**: `clock`, `rx` (from the host, idle high), `tx` (to the host), and the link's
-/// counters `frame_errors` (UART stop bits), `crc_errors`, `framing_errors` for LEDs or a
-/// logic analyser. The baud rate is fixed at construction (`inc` of
+/// counters `frame_errors` (UART stop bits), `crc_errors`, `framing_errors` and `active`
+/// (a run is queued or in progress) for LEDs or a logic analyser. The baud rate is fixed at construction (`inc` of
 /// [`crate::uart::baud_increment`]). **Latency**: a request is executed once its delimiter has
 /// been received, and its reply starts within a few hundred cycles (plus the port reads of
 /// STATUS). **Proof** `tests/hdl_link_command.rs` (`hdl_link_top_uart_pins_verilator`):
@@ -976,6 +1716,8 @@ pub struct LinkTop {
     pub crc_errors: Signal<Out, Bits<32>>,
     /// Frames dropped for bad framing.
     pub framing_errors: Signal<Out, Bits<32>>,
+    /// A run is queued or in progress (for an LED).
+    pub active: Signal<Out, Bit>,
     urx: crate::uart::UartRx,
     utx: crate::uart::UartTx,
     core: LinkCore,
@@ -993,6 +1735,7 @@ impl LinkTop {
             frame_errors: Default::default(),
             crc_errors: Default::default(),
             framing_errors: Default::default(),
+            active: Default::default(),
             urx: Default::default(),
             utx: Default::default(),
             core: LinkCore::new(s, prog),
@@ -1022,65 +1765,88 @@ impl Logic for LinkTop {
         self.sub.cfg_wdata.next = self.core.cfg_wdata.val();
         self.sub.cfg_we.next = self.core.cfg_we.val();
         self.core.cfg_rdata.next = self.sub.cfg_rdata.val();
+        self.core.running.next = self.sub.running.val();
+        self.active.next = self.core.active.val();
         self.frame_errors.next = self.urx.frame_errors.val();
         self.crc_errors.next = self.core.crc_errors.val();
         self.framing_errors.next = self.core.framing_errors.val();
     }
 }
 
-/// C++ harness of [`LinkTop`]: argument `clocks_per_bit` (fractional); stdin `n` and `n` hex
-/// bytes, sent back to back on `rx` by an ideal UART at that ratio; `tx` is decoded by an ideal
-/// UART sampling at mid-bit. Runs until the line has been quiet for 40 bit times after the
-/// last byte. Stdout: `O <bytes received on tx, hex>`, then `E frame_errors crc_errors
+/// C++ harness of [`LinkTop`]: argument `clocks_per_bit` (fractional); stdin: segments, each
+/// `n` and `n` hex bytes, sent back to back on `rx` by an ideal UART at that ratio; `tx` is
+/// decoded by an ideal UART sampling at mid-bit. A segment starts once the line has been quiet
+/// for 40 bit times (+ 20000 clocks) after the previous one with no run queued or in progress
+/// (`active` low); the harness ends the same way after the last.
+///
+/// With a second argument `stream` it makes the design a board on a byte stream instead: bytes
+/// read from stdin are sent back to back on `rx` (a byte starts as soon as it has arrived and
+/// the previous one has been sent); the bytes decoded from `tx` are written to stdout. While
+/// nothing is sent or received, no run is queued or in progress (`active` low) and the line has
+/// been quiet for 20000 clocks, the harness sleeps until stdin has data (the simulated clock
+/// stands still meanwhile). It exits at the end of stdin, printing `cycles frame_errors
+/// crc_errors framing_errors` to stderr. (One harness for both, so tests and
+/// `thermo emulate --backend verilator` share one cached build.) Stdout: `O <bytes received on tx, hex>`, then `E frame_errors crc_errors
 /// framing_errors cycles`.
 pub const LINK_TOP_HARNESS: &str = r#"
 #include "Vtop.h"
 #include "verilated.h"
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <deque>
 #include <string>
-int main(int argc, char** argv) {
-    Verilated::commandArgs(argc, argv);
-    if (argc < 2) return 2;
-    double r = atof(argv[1]);
-    size_t n; if (scanf("%zu", &n) != 1) return 2;
-    std::string in(n, '\0');
-    for (size_t i = 0; i < n; i++) { unsigned b; if (scanf("%2x", &b) != 1) return 2; in[i] = (char)b; }
+#include <vector>
+#include <poll.h>
+#include <unistd.h>
+#include <errno.h>
+static int segments_main(double r) {
+    std::vector<std::string> segs;
+    size_t n;
+    while (scanf("%zu", &n) == 1) {
+        std::string in(n, '\0');
+        for (size_t i = 0; i < n; i++) { unsigned b; if (scanf("%2x", &b) != 1) return 2; in[i] = (char)b; }
+        segs.push_back(in);
+    }
+    if (segs.empty()) return 2;
     Vtop* t = new Vtop;
     t->clock = 0; t->rx = 1; t->eval();
-    double t0 = 20.0 * r + 0.37;
-    double end_tx = t0 + 10.0 * r * n;
     std::string out;
     int rxs = 0; double c0 = 0; int bit = 0; unsigned cur = 0;
     unsigned long long c = 0, last = 0;
-    for (;;) {
-        double x = (double)c;
-        int level = 1;
-        if (x >= t0 && x < end_tx) {
-            double u = (x - t0) / r;
-            size_t j = (size_t)(u / 10.0);
-            int k = (int)(u - 10.0 * j);
-            if (k == 0) level = 0;
-            else if (k <= 8) level = ((unsigned char)in[j] >> (k - 1)) & 1;
-            else level = 1;
-        }
-        t->rx = level;
-        t->eval();
-        int txp = t->tx;
-        // ideal receiver on tx
-        if (rxs == 0) { if (!txp) { rxs = 1; c0 = x; bit = 0; cur = 0; } }
-        else {
-            double due = c0 + (bit + 1.5) * r;
-            if (x >= due) {
-                if (bit < 8) { if (txp) cur |= 1u << bit; bit++; }
-                else { if (txp) out.push_back((char)cur); rxs = 0; last = c; }
+    for (size_t sg = 0; sg < segs.size(); sg++) {
+        const std::string& in = segs[sg];
+        double t0 = (double)c + 20.0 * r + 0.37;
+        double end_tx = t0 + 10.0 * r * in.size();
+        for (;;) {
+            double x = (double)c;
+            int level = 1;
+            if (x >= t0 && x < end_tx) {
+                double u = (x - t0) / r;
+                size_t j = (size_t)(u / 10.0);
+                int k = (int)(u - 10.0 * j);
+                if (k == 0) level = 0;
+                else if (k <= 8) level = ((unsigned char)in[j] >> (k - 1)) & 1;
+                else level = 1;
             }
+            t->rx = level;
+            t->eval();
+            int txp = t->tx;
+            // ideal receiver on tx
+            if (rxs == 0) { if (!txp) { rxs = 1; c0 = x; bit = 0; cur = 0; } }
+            else {
+                double due = c0 + (bit + 1.5) * r;
+                if (x >= due) {
+                    if (bit < 8) { if (txp) cur |= 1u << bit; bit++; }
+                    else { if (txp) out.push_back((char)cur); rxs = 0; last = c; }
+                }
+            }
+            if (rxs || t->active || x < end_tx) last = c;
+            t->clock = 1; t->eval(); t->clock = 0; t->eval();
+            c++;
+            if (x > end_tx && c > last + (unsigned long long)(40 * r) + 20000) break;
+            if (c > 4000000000ULL) { fprintf(stderr, "hang\n"); return 1; }
         }
-        if (rxs) last = c;
-        t->clock = 1; t->eval(); t->clock = 0; t->eval();
-        c++;
-        if (x > end_tx && c > last + (unsigned long long)(40 * r) + 20000) break;
-        if (c > 4000000000ULL) { fprintf(stderr, "hang\n"); return 1; }
     }
     printf("O ");
     for (unsigned char ch : out) printf("%02x", ch);
@@ -1088,6 +1854,91 @@ int main(int argc, char** argv) {
            (unsigned)t->framing_errors, c);
     delete t;
     return 0;
+}
+static bool write_all(const std::string& s) {
+    size_t o = 0;
+    while (o < s.size()) {
+        ssize_t k = write(1, s.data() + o, s.size() - o);
+        if (k < 0) { if (errno == EINTR) continue; return false; }
+        o += (size_t)k;
+    }
+    return true;
+}
+static int stream_main(double r) {
+    Vtop* t = new Vtop;
+    t->clock = 0; t->rx = 1; t->eval();
+    std::deque<unsigned char> inq;
+    std::string outbuf;
+    bool eof = false;
+    double s0 = -1.0, next_free = 0.0; unsigned char sb = 0;
+    int rxs = 0; double c0 = 0; int bit = 0; unsigned cur = 0;
+    unsigned long long c = 0, last = 0;
+    unsigned char buf[4096];
+    for (;;) {
+        if ((c & 255) == 0) {
+            if (!outbuf.empty()) { if (!write_all(outbuf)) break; outbuf.clear(); }
+            bool idle = inq.empty() && s0 < 0 && rxs == 0 && !t->active && c > last + 20000;
+            if (eof && idle) break;
+            if (!eof) {
+                struct pollfd p = {0, POLLIN, 0};
+                int n = poll(&p, 1, idle ? 200 : 0);
+                if (n > 0) {
+                    ssize_t k = read(0, buf, sizeof buf);
+                    if (k > 0) { for (ssize_t i = 0; i < k; i++) inq.push_back(buf[i]); last = c; }
+                    else if (k == 0 || (errno != EINTR && errno != EAGAIN)) eof = true;
+                }
+                if (idle && inq.empty()) continue;  // the clock stands still while idle
+            }
+        }
+        double x = (double)c;
+        if (s0 < 0 && !inq.empty()) {
+            s0 = x > next_free ? x : next_free; sb = inq.front(); inq.pop_front();
+        }
+        int level = 1;
+        if (s0 >= 0 && x >= s0) {
+            double u = (x - s0) / r;
+            if (u >= 10.0) {
+                next_free = s0 + 10.0 * r; s0 = -1.0;
+                if (!inq.empty()) {
+                    s0 = next_free; sb = inq.front(); inq.pop_front();
+                    u = (x - s0) / r;
+                }
+            }
+            if (s0 >= 0 && x >= s0) {
+                int k = (int)u;
+                if (k == 0) level = 0;
+                else if (k <= 8) level = (sb >> (k - 1)) & 1;
+            }
+            last = c;
+        }
+        t->rx = level;
+        t->eval();
+        int txp = t->tx;
+        if (rxs == 0) { if (!txp) { rxs = 1; c0 = x; bit = 0; cur = 0; } }
+        else {
+            double due = c0 + (bit + 1.5) * r;
+            if (x >= due) {
+                if (bit < 8) { if (txp) cur |= 1u << bit; bit++; }
+                else { if (txp) outbuf.push_back((char)cur); rxs = 0; }
+            }
+        }
+        if (rxs || t->active) last = c;
+        t->clock = 1; t->eval(); t->clock = 0; t->eval();
+        c++;
+    }
+    if (!outbuf.empty()) write_all(outbuf);
+    fprintf(stderr, "%llu %u %u %u\n", c, (unsigned)t->frame_errors, (unsigned)t->crc_errors,
+            (unsigned)t->framing_errors);
+    delete t;
+    return 0;
+}
+int main(int argc, char** argv) {
+    Verilated::commandArgs(argc, argv);
+    if (argc < 2) return 2;
+    double r = atof(argv[1]);
+    if (!(r >= 4.0)) return 2;
+    if (argc > 2 && !strcmp(argv[2], "stream")) return stream_main(r);
+    return segments_main(r);
 }
 "#;
 
@@ -1108,19 +1959,27 @@ pub fn link_top_verilator(
     baud: u64,
     input: &[u8],
 ) -> Result<(Vec<u8>, [u64; 4]), crate::Error> {
-    use std::fmt::Write;
+    link_top_verilator_segments(s, prog, clock_hz, baud, &[input.to_vec()])
+}
+
+/// Like [`link_top_verilator`], with the input in segments: each segment is sent once the
+/// line has been quiet after the previous one and no run is queued or in progress (so a test
+/// can wait for results).
+pub fn link_top_verilator_segments(
+    s: &Substrate,
+    prog: &HwProgram,
+    clock_hz: u64,
+    baud: u64,
+    segments: &[Vec<u8>],
+) -> Result<(Vec<u8>, [u64; 4]), crate::Error> {
     let inc = crate::uart::baud_increment(clock_hz, baud)?;
     let exe = crate::verilog::verilator_build(
         &link_top_verilog(s, prog, inc)?,
         LINK_TOP_HARNESS,
         false,
-        false,
+        true,
     )?;
-    let mut text = format!("{}\n", input.len());
-    for b in input {
-        let _ = write!(text, "{b:02x}");
-    }
-    text.push('\n');
+    let text = segments_text(segments);
     let ratio = clock_hz as f64 / baud as f64;
     let res = crate::verilog::run_harness(&exe, &[format!("{ratio}")], &text)?;
     let bad = |l: &str| crate::Error::Tool(format!("bad link top harness output {l:?}"));
@@ -1147,4 +2006,25 @@ pub fn link_top_verilator(
         }
     }
     Ok((out, cnt))
+}
+
+/// Build (or take from the cache) the Verilator board of substrate `s` for `clock_hz` / `baud`:
+/// [`LinkTop`] with [`LINK_TOP_HARNESS`] (the build [`link_top_verilator`] uses), optimised
+/// C++. Returns the executable and the arguments that run it in stream mode (clocks per bit,
+/// `stream`).
+pub fn link_top_stream_build(
+    s: &Substrate,
+    clock_hz: u64,
+    baud: u64,
+) -> Result<(std::path::PathBuf, Vec<String>), crate::Error> {
+    let prog = HwProgram::new(s)?;
+    let inc = crate::uart::baud_increment(clock_hz, baud)?;
+    let exe = crate::verilog::verilator_build(
+        &link_top_verilog(s, &prog, inc)?,
+        LINK_TOP_HARNESS,
+        false,
+        true,
+    )?;
+    let ratio = clock_hz as f64 / baud as f64;
+    Ok((exe, vec![format!("{ratio}"), "stream".into()]))
 }

@@ -4,9 +4,11 @@
 
 pub mod arith;
 pub mod bench;
+pub mod boards;
 pub mod bus;
 pub mod command;
 pub mod ctrl;
+pub mod flow;
 pub mod framing;
 pub mod lane;
 pub mod mem;

