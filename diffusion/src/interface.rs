@@ -19,8 +19,12 @@ use crate::unet::UnetConfig;
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
-/// Width of the bottleneck code.
+/// Width of the bottleneck code (the paper's shape; `TrainOptions::code` can change it).
 pub const CODE: usize = 4;
+
+fn default_code() -> usize {
+    CODE
+}
 /// Width of the transfer network.
 pub const HIDDEN: usize = 16;
 
@@ -37,11 +41,14 @@ pub struct Interface {
     pub sigma_max: f32,
     /// `sigma_data` of `c_in`.
     pub sigma_data: f32,
-    /// Encoder `[CODE, pixels + 1]`, row-major.
+    /// Width of the code (4 unless trained otherwise).
+    #[serde(default = "default_code")]
+    pub code: usize,
+    /// Encoder `[code, pixels + 1]`, row-major.
     pub enc_w: Vec<f64>,
-    /// Encoder bias `[CODE]`.
+    /// Encoder bias `[code]`.
     pub enc_b: Vec<f64>,
-    /// Transfer `[HIDDEN, CODE + 1]`, row-major.
+    /// Transfer `[HIDDEN, code + 1]`, row-major.
     pub tr_w: Vec<f64>,
     /// Transfer bias `[HIDDEN]`.
     pub tr_b: Vec<f64>,
@@ -54,6 +61,9 @@ pub struct Interface {
 /// Parameter count, by part.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ParamCount {
+    /// Width of the code.
+    #[serde(default = "default_code")]
+    pub code: usize,
     /// Encoder weights and biases.
     pub encoder: usize,
     /// Transfer network.
@@ -65,12 +75,18 @@ pub struct ParamCount {
 }
 
 impl ParamCount {
-    /// The breakdown for `pixels` inputs and `n` injected units.
+    /// The breakdown for `pixels` inputs and `n` injected units (4-d code).
     pub fn of(pixels: usize, n: usize) -> Self {
-        let encoder = (pixels + 1) * CODE + CODE;
-        let transfer = (CODE + 1) * HIDDEN + HIDDEN;
+        Self::with_code(pixels, CODE, n)
+    }
+
+    /// The breakdown with a `code`-wide code.
+    pub fn with_code(pixels: usize, code: usize, n: usize) -> Self {
+        let encoder = (pixels + 1) * code + code;
+        let transfer = (code + 1) * HIDDEN + HIDDEN;
         let output = HIDDEN * n + n;
         ParamCount {
+            code,
             encoder,
             transfer,
             output,
@@ -81,8 +97,8 @@ impl ParamCount {
     /// Human-readable breakdown.
     pub fn describe(&self, pixels: usize, n: usize) -> String {
         format!(
-            "encoder ({}+1)x{CODE}+{CODE} = {}, transfer ({CODE}+1)x{HIDDEN}+{HIDDEN} = {}, output {HIDDEN}x{n}+{n} = {}, total {}",
-            pixels, self.encoder, self.transfer, self.output, self.total
+            "encoder ({}+1)x{c}+{c} = {}, transfer ({c}+1)x{HIDDEN}+{HIDDEN} = {}, output {HIDDEN}x{n}+{n} = {}, total {}",
+            pixels, self.encoder, self.transfer, self.output, self.total, c = self.code
         )
     }
 }
@@ -108,16 +124,16 @@ impl Interface {
 
     /// Parameter breakdown.
     pub fn param_count(&self) -> ParamCount {
-        ParamCount::of(self.pixels, self.units())
+        ParamCount::with_code(self.pixels, self.code, self.units())
     }
 
     /// Check the shapes (after loading a side file).
     pub fn validate(&self) -> Result<(), String> {
         let n = self.units();
         let checks = [
-            ("enc_w", self.enc_w.len(), CODE * (self.pixels + 1)),
-            ("enc_b", self.enc_b.len(), CODE),
-            ("tr_w", self.tr_w.len(), HIDDEN * (CODE + 1)),
+            ("enc_w", self.enc_w.len(), self.code * (self.pixels + 1)),
+            ("enc_b", self.enc_b.len(), self.code),
+            ("tr_w", self.tr_w.len(), HIDDEN * (self.code + 1)),
             ("tr_b", self.tr_b.len(), HIDDEN),
             ("out_w", self.out_w.len(), HIDDEN * n),
         ];
@@ -141,24 +157,25 @@ impl Interface {
         Ok(())
     }
 
-    /// The 4-d code of a feature vector.
-    pub fn code(&self, f: &DVector<f64>) -> DVector<f64> {
+    /// The code of a feature vector.
+    pub fn encode(&self, f: &DVector<f64>) -> DVector<f64> {
         let p1 = self.pixels + 1;
-        DVector::from_fn(CODE, |r, _| {
+        DVector::from_fn(self.code, |r, _| {
             self.enc_b[r] + (0..p1).map(|c| self.enc_w[r * p1 + c] * f[c]).sum::<f64>()
         })
     }
 
     /// Biases of the injected module for one conditioning input.
     pub fn biases(&self, f: &DVector<f64>) -> DVector<f64> {
-        let z = self.code(f);
+        let z = self.encode(f);
+        let k = self.code;
         let s = f[self.pixels];
         let g: Vec<f64> = z.iter().copied().chain(std::iter::once(s)).collect();
         let h: Vec<f64> = (0..HIDDEN)
             .map(|j| {
                 (self.tr_b[j]
-                    + (0..CODE + 1)
-                        .map(|c| self.tr_w[j * (CODE + 1) + c] * g[c])
+                    + (0..k + 1)
+                        .map(|c| self.tr_w[j * (k + 1) + c] * g[c])
                         .sum::<f64>())
                 .tanh()
             })
@@ -184,6 +201,8 @@ pub struct TrainOptions {
     pub batch: usize,
     /// Peak learning rate (cosine-decayed to 5 %).
     pub lr: f64,
+    /// Width of the code (the paper's shape: 4).
+    pub code: usize,
 }
 
 impl Default for TrainOptions {
@@ -193,6 +212,7 @@ impl Default for TrainOptions {
             steps: 4000,
             batch: 256,
             lr: 3e-3,
+            code: CODE,
         }
     }
 }
@@ -250,6 +270,10 @@ pub fn train(
     m: &DMatrix<f64>,
     opts: &TrainOptions,
 ) -> Result<(Interface, TrainReport), String> {
+    let code = opts.code;
+    if code == 0 {
+        return Err("interface training: code width must be at least 1".into());
+    }
     let ns = feats.nrows();
     let p1 = feats.ncols();
     let (nd, n) = (m.nrows(), m.ncols());
@@ -291,9 +315,9 @@ pub fn train(
     };
 
     let mut rng = Rng::stream(opts.seed, 0x1f7e);
-    // Parameters: we [CODE x p1], be [CODE], wt [HIDDEN x (CODE+1)], bt [HIDDEN],
+    // Parameters: we [code x p1], be [code], wt [HIDDEN x (code+1)], bt [HIDDEN],
     // pw [r x HIDDEN], pb [r]; flat vector.
-    let sizes = [CODE * p1, CODE, HIDDEN * (CODE + 1), HIDDEN, r * HIDDEN, r];
+    let sizes = [code * p1, code, HIDDEN * (code + 1), HIDDEN, r * HIDDEN, r];
     let mut offs = vec![0usize];
     for s in sizes {
         let last = offs[offs.len() - 1];
@@ -301,11 +325,11 @@ pub fn train(
     }
     let np = offs[6];
     let mut theta = vec![0.0f64; np];
-    for i in 0..CODE * p1 {
+    for i in 0..code * p1 {
         theta[offs[0] + i] = rng.normal() / (p1 as f64).sqrt();
     }
-    for i in 0..HIDDEN * (CODE + 1) {
-        theta[offs[2] + i] = rng.normal() / ((CODE + 1) as f64).sqrt();
+    for i in 0..HIDDEN * (code + 1) {
+        theta[offs[2] + i] = rng.normal() / ((code + 1) as f64).sqrt();
     }
     let ymean = y.row_mean();
     for i in 0..r {
@@ -330,15 +354,15 @@ pub fn train(
         let scale = 2.0 / (bsz * nd) as f64;
         for &si in &idx {
             let f = feats.row(si);
-            let mut g = [0.0f64; CODE + 1];
-            for (c, gc) in g.iter_mut().enumerate().take(CODE) {
+            let mut g = vec![0.0f64; code + 1];
+            for (c, gc) in g.iter_mut().enumerate().take(code) {
                 let w = &theta[offs[0] + c * p1..offs[0] + (c + 1) * p1];
                 *gc = theta[offs[1] + c] + w.iter().zip(f.iter()).map(|(a, b)| a * b).sum::<f64>();
             }
-            g[CODE] = f[p1 - 1];
+            g[code] = f[p1 - 1];
             let mut h = [0.0f64; HIDDEN];
             for (j, hj) in h.iter_mut().enumerate() {
-                let w = &theta[offs[2] + j * (CODE + 1)..offs[2] + (j + 1) * (CODE + 1)];
+                let w = &theta[offs[2] + j * (code + 1)..offs[2] + (j + 1) * (code + 1)];
                 *hj = (theta[offs[3] + j]
                     + w.iter().zip(g.iter()).map(|(a, b)| a * b).sum::<f64>())
                 .tanh();
@@ -355,16 +379,16 @@ pub fn train(
                     dh[j] += d * w[j];
                 }
             }
-            let mut dg = [0.0f64; CODE + 1];
+            let mut dg = vec![0.0f64; code + 1];
             for j in 0..HIDDEN {
                 let da = dh[j] * (1.0 - h[j] * h[j]);
                 grad[offs[3] + j] += da;
-                for c in 0..CODE + 1 {
-                    grad[offs[2] + j * (CODE + 1) + c] += da * g[c];
-                    dg[c] += da * theta[offs[2] + j * (CODE + 1) + c];
+                for c in 0..code + 1 {
+                    grad[offs[2] + j * (code + 1) + c] += da * g[c];
+                    dg[c] += da * theta[offs[2] + j * (code + 1) + c];
                 }
             }
-            for c in 0..CODE {
+            for c in 0..code {
                 grad[offs[1] + c] += dg[c];
                 for (q, fq) in f.iter().enumerate() {
                     grad[offs[0] + c * p1 + q] += dg[c] * fq;
@@ -381,6 +405,7 @@ pub fn train(
     let wo = &vk * pw;
     let bo = &vk * pb;
     let iface = Interface {
+        code,
         inject: inject.to_string(),
         pixels: p1 - 1,
         sigma_min: cfg.sigma_min,

@@ -35,6 +35,14 @@ fn parameter_count_is_within_the_budget_and_adds_up() {
     assert!(p.total <= BUDGET);
     // One more injected unit would break the budget.
     assert!(ParamCount::of(64, 130).total > BUDGET);
+    // A 16-d code into 16 units (the narrow-decoder headline, docs/compiler.md §9).
+    let w = ParamCount::with_code(64, 16, 16);
+    assert_eq!(
+        (w.encoder, w.transfer, w.output),
+        (65 * 16 + 16, 17 * 16 + 16, 16 * 16 + 16)
+    );
+    assert_eq!(w.total, 1616);
+    assert_eq!(ParamCount::of(64, 128), ParamCount::with_code(64, 4, 128));
 }
 
 #[test]
@@ -183,4 +191,29 @@ fn dense_skips_compile_exactly_and_plain_svd_differs() {
             assert!((mu - 1.0).abs() < 1e-12);
         }
     }
+}
+
+/// The code width is an option: a 6-d code trains, counts its parameters and validates; the
+/// side file records it (older side files without it read as the paper's 4).
+#[test]
+fn interface_code_width_is_an_option() {
+    let model = model();
+    let p = small(&model);
+    let c = compile::compile(&model, &p.gram, &CompileOptions::default()).expect("compile");
+    let topts = TrainOptions {
+        steps: 50,
+        code: 6,
+        ..TrainOptions::default()
+    };
+    let (iface, _) = eval::train_interface(&model, &c, &p.train, "dec0", &topts).expect("train");
+    assert_eq!(iface.code, 6);
+    assert_eq!(iface.param_count(), ParamCount::with_code(64, 6, 128));
+    iface.validate().expect("valid");
+    let mut json: serde_json::Value = serde_json::to_value(&iface).expect("json");
+    json.as_object_mut().expect("object").remove("code");
+    let back: Interface = serde_json::from_value(json).expect("parse");
+    assert_eq!(back.code, 4);
+    assert!(back.validate().unwrap_err().contains("enc_w"));
+    let bad = TrainOptions { code: 0, ..topts };
+    assert!(eval::train_interface(&model, &c, &p.train, "dec0", &bad).is_err());
 }

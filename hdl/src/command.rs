@@ -148,9 +148,9 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 /// **Latency** (cycles, from `avail` with the transmitter idle to `send`, the sequencer not
 /// owning the port; otherwise add the rest of its owning phase): header 8 + 3; IDENTIFY 2 per
 /// reply byte; STATUS 5 per counter read (1 + 2 per lane + 2 per bus side) plus 48; WRITE_MEM
-/// 16 + 9 per word; READ_MEM 16 + 5 per word; RESET 5 per unit + 7; SET_CONDITIONING 12 + 9 per
-/// code (18 per code when a done slot is compared first); RUN 16 + 9 per word compared and
-/// written (5 words); READOUT 20 + 5 per sum; an error reply 2 (+ the payload bytes read for the
+/// 16 + 10 per word; READ_MEM 16 + 5 per word; RESET 5 per unit + 7; SET_CONDITIONING 12 + 10
+/// per code (20 when a busy or done slot's codes are compared first); RUN 16 + 10 per word
+/// written (5 words; 20 when compared first); READOUT 20 + 5 per sum; an error reply 2 (+ the payload bytes read for the
 /// check). Then `rd_done` one cycle later. A run: 4 per unit + 3 per seed word (3 P) + 8, then
 /// `(burn_in + sweeps) * cycles_per_sweep` plus about 20, then 5 per readout unit + 2.
 ///
@@ -210,8 +210,8 @@ pub struct CommandUnit {
     pub active: Signal<Out, Bit>,
     shadow: Mem,
     init: Mem,
-    ident: Mem,
-    stat: Mem,
+    ident: ROM<Bits<8>, 5>,
+    stat: ROM<Bits<32>, 8>,
     slotmem: Mem,
     res: Mem,
     lbase: ROM<Bits<32>, 8>,
@@ -370,7 +370,11 @@ impl CommandUnit {
             st.push((1 << 24) | (0x200 + 2 * si));
             st.push((3 << 24) | (0x201 + 2 * si));
         }
-        let sbits = bits_for(st.len()).max(1);
+        assert!(
+            st.len() <= 256,
+            "{} counters exceed the STATUS ROM",
+            st.len()
+        );
         // slot memory: per slot `2^slot_bits` words, the conditioning codes then
         // sweeps, burn_in, key[0..3]
         let slot_bits = bits_for(d + 5);
@@ -420,8 +424,8 @@ impl CommandUnit {
             active: Default::default(),
             shadow: Mem::new(ubits, 32, &biases),
             init: Mem::new(ubits, 32, &biases),
-            ident: Mem::new(5, 8, &id),
-            stat: Mem::new(sbits, 26, &st),
+            ident: id.iter().map(|&w| (w as u64).to_bits()).into(),
+            stat: st.iter().map(|&w| (w as u64).to_bits()).into(),
             slotmem: Mem::new(slot_bits + 2, 32, &slots),
             res: Mem::new(res_bits + 2, 32, &[]),
             lbase,
@@ -579,8 +583,6 @@ impl Logic for CommandUnit {
         );
         self.shadow.clock.next = self.clock.val();
         self.init.clock.next = self.clock.val();
-        self.ident.clock.next = self.clock.val();
-        self.stat.clock.next = self.clock.val();
         self.slotmem.clock.next = self.clock.val();
         self.res.clock.next = self.clock.val();
         // memories: addresses from the counters
@@ -594,14 +596,8 @@ impl Logic for CommandUnit {
         self.init.write_address.next = 0.into();
         self.init.write_data.next = 0.into();
         self.init.write_enable.next = false;
-        self.ident.read_address.next = self.k.q.val();
-        self.ident.write_address.next = 0.into();
-        self.ident.write_data.next = 0.into();
-        self.ident.write_enable.next = false;
-        self.stat.read_address.next = self.k.q.val();
-        self.stat.write_address.next = 0.into();
-        self.stat.write_data.next = 0.into();
-        self.stat.write_enable.next = false;
+        self.ident.address.next = self.k.q.val().get_bits::<5>(0);
+        self.stat.address.next = self.k.q.val().get_bits::<8>(0);
         self.slotmem.read_address.next = self.sx.val();
         self.slotmem.write_address.next = self.sx.val();
         self.slotmem.write_data.next = self.sr.q.val();
@@ -821,7 +817,7 @@ impl Logic for CommandUnit {
                 } else {
                     self.ph.d.next = 0.into();
                     self.buf_we.next = true;
-                    self.buf_data.next = self.ident.read_data.val().get_bits::<8>(0);
+                    self.buf_data.next = self.ident.data.val();
                     self.k.d.next = self.k.q.val() + 1;
                     if self.k.q.val() + 1 == self.k_ident_len.val() {
                         self.state.d.next = CmdState::Send;
@@ -835,8 +831,8 @@ impl Logic for CommandUnit {
                 } else {
                     self.ph.d.next = self.ph.q.val() + 1;
                     if self.ph.q.val() == 1 {
-                        self.paddr.d.next = self.stat.read_data.val().get_bits::<24>(0);
-                        self.tag.d.next = self.stat.read_data.val().get_bits::<2>(24);
+                        self.paddr.d.next = self.stat.data.val().get_bits::<24>(0);
+                        self.tag.d.next = self.stat.data.val().get_bits::<2>(24);
                     }
                     if self.ph.q.val() == 4 {
                         self.ph.d.next = 0.into();
@@ -1777,19 +1773,30 @@ impl Logic for LinkTop {
 /// `n` and `n` hex bytes, sent back to back on `rx` by an ideal UART at that ratio; `tx` is
 /// decoded by an ideal UART sampling at mid-bit. A segment starts once the line has been quiet
 /// for 40 bit times (+ 20000 clocks) after the previous one with no run queued or in progress
-/// (`active` low); the harness ends the same way after the last. Stdout: `O <bytes received on tx, hex>`, then `E frame_errors crc_errors
+/// (`active` low); the harness ends the same way after the last.
+///
+/// With a second argument `stream` it makes the design a board on a byte stream instead: bytes
+/// read from stdin are sent back to back on `rx` (a byte starts as soon as it has arrived and
+/// the previous one has been sent); the bytes decoded from `tx` are written to stdout. While
+/// nothing is sent or received, no run is queued or in progress (`active` low) and the line has
+/// been quiet for 20000 clocks, the harness sleeps until stdin has data (the simulated clock
+/// stands still meanwhile). It exits at the end of stdin, printing `cycles frame_errors
+/// crc_errors framing_errors` to stderr. (One harness for both, so tests and
+/// `thermo emulate --backend verilator` share one cached build.) Stdout: `O <bytes received on tx, hex>`, then `E frame_errors crc_errors
 /// framing_errors cycles`.
 pub const LINK_TOP_HARNESS: &str = r#"
 #include "Vtop.h"
 #include "verilated.h"
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <deque>
 #include <string>
 #include <vector>
-int main(int argc, char** argv) {
-    Verilated::commandArgs(argc, argv);
-    if (argc < 2) return 2;
-    double r = atof(argv[1]);
+#include <poll.h>
+#include <unistd.h>
+#include <errno.h>
+static int segments_main(double r) {
     std::vector<std::string> segs;
     size_t n;
     while (scanf("%zu", &n) == 1) {
@@ -1843,6 +1850,91 @@ int main(int argc, char** argv) {
            (unsigned)t->framing_errors, c);
     delete t;
     return 0;
+}
+static bool write_all(const std::string& s) {
+    size_t o = 0;
+    while (o < s.size()) {
+        ssize_t k = write(1, s.data() + o, s.size() - o);
+        if (k < 0) { if (errno == EINTR) continue; return false; }
+        o += (size_t)k;
+    }
+    return true;
+}
+static int stream_main(double r) {
+    Vtop* t = new Vtop;
+    t->clock = 0; t->rx = 1; t->eval();
+    std::deque<unsigned char> inq;
+    std::string outbuf;
+    bool eof = false;
+    double s0 = -1.0, next_free = 0.0; unsigned char sb = 0;
+    int rxs = 0; double c0 = 0; int bit = 0; unsigned cur = 0;
+    unsigned long long c = 0, last = 0;
+    unsigned char buf[4096];
+    for (;;) {
+        if ((c & 255) == 0) {
+            if (!outbuf.empty()) { if (!write_all(outbuf)) break; outbuf.clear(); }
+            bool idle = inq.empty() && s0 < 0 && rxs == 0 && !t->active && c > last + 20000;
+            if (eof && idle) break;
+            if (!eof) {
+                struct pollfd p = {0, POLLIN, 0};
+                int n = poll(&p, 1, idle ? 200 : 0);
+                if (n > 0) {
+                    ssize_t k = read(0, buf, sizeof buf);
+                    if (k > 0) { for (ssize_t i = 0; i < k; i++) inq.push_back(buf[i]); last = c; }
+                    else if (k == 0 || (errno != EINTR && errno != EAGAIN)) eof = true;
+                }
+                if (idle && inq.empty()) continue;  // the clock stands still while idle
+            }
+        }
+        double x = (double)c;
+        if (s0 < 0 && !inq.empty()) {
+            s0 = x > next_free ? x : next_free; sb = inq.front(); inq.pop_front();
+        }
+        int level = 1;
+        if (s0 >= 0 && x >= s0) {
+            double u = (x - s0) / r;
+            if (u >= 10.0) {
+                next_free = s0 + 10.0 * r; s0 = -1.0;
+                if (!inq.empty()) {
+                    s0 = next_free; sb = inq.front(); inq.pop_front();
+                    u = (x - s0) / r;
+                }
+            }
+            if (s0 >= 0 && x >= s0) {
+                int k = (int)u;
+                if (k == 0) level = 0;
+                else if (k <= 8) level = (sb >> (k - 1)) & 1;
+            }
+            last = c;
+        }
+        t->rx = level;
+        t->eval();
+        int txp = t->tx;
+        if (rxs == 0) { if (!txp) { rxs = 1; c0 = x; bit = 0; cur = 0; } }
+        else {
+            double due = c0 + (bit + 1.5) * r;
+            if (x >= due) {
+                if (bit < 8) { if (txp) cur |= 1u << bit; bit++; }
+                else { if (txp) outbuf.push_back((char)cur); rxs = 0; }
+            }
+        }
+        if (rxs || t->active) last = c;
+        t->clock = 1; t->eval(); t->clock = 0; t->eval();
+        c++;
+    }
+    if (!outbuf.empty()) write_all(outbuf);
+    fprintf(stderr, "%llu %u %u %u\n", c, (unsigned)t->frame_errors, (unsigned)t->crc_errors,
+            (unsigned)t->framing_errors);
+    delete t;
+    return 0;
+}
+int main(int argc, char** argv) {
+    Verilated::commandArgs(argc, argv);
+    if (argc < 2) return 2;
+    double r = atof(argv[1]);
+    if (!(r >= 4.0)) return 2;
+    if (argc > 2 && !strcmp(argv[2], "stream")) return stream_main(r);
+    return segments_main(r);
 }
 "#;
 
@@ -1910,4 +2002,25 @@ pub fn link_top_verilator_segments(
         }
     }
     Ok((out, cnt))
+}
+
+/// Build (or take from the cache) the Verilator board of substrate `s` for `clock_hz` / `baud`:
+/// [`LinkTop`] with [`LINK_TOP_HARNESS`] (the build [`link_top_verilator`] uses), optimised
+/// C++. Returns the executable and the arguments that run it in stream mode (clocks per bit,
+/// `stream`).
+pub fn link_top_stream_build(
+    s: &Substrate,
+    clock_hz: u64,
+    baud: u64,
+) -> Result<(std::path::PathBuf, Vec<String>), crate::Error> {
+    let prog = HwProgram::new(s)?;
+    let inc = crate::uart::baud_increment(clock_hz, baud)?;
+    let exe = crate::verilog::verilator_build(
+        &link_top_verilog(s, &prog, inc)?,
+        LINK_TOP_HARNESS,
+        false,
+        true,
+    )?;
+    let ratio = clock_hz as f64 / baud as f64;
+    Ok((exe, vec![format!("{ratio}"), "stream".into()]))
 }

@@ -180,6 +180,9 @@ pub struct CompilerArgs {
     /// Digits data (gzip CSV); default: the committed data/digits.csv.gz.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Width of the interface's code (the paper's shape: 4).
+    #[arg(long, default_value_t = tiface::CODE)]
+    code: usize,
     /// Use only the first N training images (default: all 1,438).
     #[arg(long)]
     train_images: Option<usize>,
@@ -790,6 +793,7 @@ fn options(
         TrainOptions {
             seed: c.seed,
             steps: c.steps,
+            code: c.code,
             ..TrainOptions::default()
         },
     ))
@@ -1650,6 +1654,7 @@ fn demo(a: DemoArgs) -> Result<(), String> {
         draws: if a.quick { 1 } else { 4 },
         sigmas: vec![0.05, 0.2, 0.5, 1.0, 2.0, 5.0],
         data: None,
+        code: tiface::CODE,
         train_images: a.quick.then_some(150),
         test_images: a.quick.then_some(40),
     };

@@ -5,7 +5,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use thermo_host::client::Client;
-use thermo_host::emulator::{open_pty, serve, spawn_emulator, ServeOptions};
+use thermo_host::emulator::{
+    open_pty, serve, serve_verilator, spawn_emulator, spawn_verilator_emulator, ServeOptions,
+};
 use thermo_host::inference::{configure, infer, read_inputs, write_outputs, InferOptions};
 use thermo_host::transport::{ftdi_latency_hint, SerialTransport};
 use thermo_sim::Substrate;
@@ -25,7 +27,8 @@ pub enum LinkCommand {
 enum Backend {
     /// The bit-exact fixed-point engine.
     Engine,
-    /// The generated Verilog in Verilator, UART pins included (needs the RTL link).
+    /// The generated board Verilog (`LinkTop`: UART pins, link, substrate) in Verilator; the
+    /// host's bytes go through the RTL UART at `--clock-mhz` / `--baud`.
     Verilator,
 }
 
@@ -38,9 +41,13 @@ pub struct EmulateArgs {
     /// What computes the answers.
     #[arg(long, value_enum, default_value = "engine")]
     backend: Backend,
-    /// Emulated line rate (bits per second, 10 bits per byte); 0 = unthrottled.
+    /// Emulated line rate (bits per second, 10 bits per byte); 0 = unthrottled (engine only).
+    /// With `--backend verilator` it sets the RTL UART's clocks per bit.
     #[arg(long, default_value_t = 3_000_000)]
     baud: u32,
+    /// Clock of the emulated FPGA in MHz (`--backend verilator`; ULX3S 25, iCEBreaker 12).
+    #[arg(long, default_value_t = 25.0)]
+    clock_mhz: f64,
     /// Also make this path a symbolic link to the device.
     #[arg(long)]
     link: Option<PathBuf>,
@@ -96,6 +103,13 @@ pub struct LinkBenchArgs {
     /// Sweeps per inference.
     #[arg(long, default_value_t = 100)]
     sweeps: u32,
+    /// What computes the answers (`verilator`: the board's RTL, UART included, simulated; its
+    /// figures are those of the simulation, far below the hardware's).
+    #[arg(long, value_enum, default_value = "engine")]
+    backend: Backend,
+    /// Clock of the emulated FPGA in MHz (`--backend verilator`).
+    #[arg(long, default_value_t = 25.0)]
+    clock_mhz: f64,
 }
 
 /// Run a link command.
@@ -109,9 +123,18 @@ pub fn run(c: LinkCommand) -> Result<(), String> {
 
 fn emulate(a: EmulateArgs) -> Result<(), String> {
     let sub = Substrate::from_file(&a.config).map_err(|e| e.to_string())?;
-    if a.backend == Backend::Verilator {
-        return Err("--backend verilator needs the RTL UART link in the generated top (issue 4, item 2), which is not built yet; use --backend engine".into());
-    }
+    let verilator = if a.backend == Backend::Verilator {
+        let clock_hz = clock_hz(a.clock_mhz)?;
+        if a.baud == 0 {
+            return Err("--backend verilator needs a line rate (--baud > 0)".into());
+        }
+        eprintln!("building the board's Verilog in Verilator (cached after the first time) ...");
+        let (exe, arg) = thermo_hdl::command::link_top_stream_build(&sub, clock_hz, a.baud as u64)
+            .map_err(|e| format!("{}: {e}", a.config.display()))?;
+        Some((exe, arg))
+    } else {
+        None
+    };
     let (mut master, name, _keep) = open_pty().map_err(|e| e.to_string())?;
     serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(20))
         .map_err(|e| e.to_string())?;
@@ -122,13 +145,26 @@ fn emulate(a: EmulateArgs) -> Result<(), String> {
     let id = thermo_proto::design_hash(&sub);
     println!("{name}");
     eprintln!(
-        "emulated board: {} ({} units, {} lanes, design {id:#018x}) on {name}{} at {} baud; Ctrl-C to stop",
+        "emulated board ({}): {} ({} units, {} lanes, design {id:#018x}) on {name}{} at {} baud{}; Ctrl-C to stop",
+        if verilator.is_some() { "RTL in Verilator" } else { "engine" },
         sub.name,
         sub.units(),
         sub.lanes,
         a.link.as_ref().map(|l| format!(" (also {})", l.display())).unwrap_or_default(),
-        a.baud
+        a.baud,
+        if verilator.is_some() { format!(", {} MHz clock", a.clock_mhz) } else { String::new() }
     );
+    if let Some((exe, arg)) = verilator {
+        let out = master.try_clone_native().map_err(|e| e.to_string())?;
+        let idle = a.idle_exit.map(Duration::from_secs_f64);
+        let st =
+            serve_verilator(&exe, &arg, master, out, idle).map_err(|e| format!("{name}: {e}"))?;
+        eprintln!(
+            "served: {} bytes in, {} bytes out, {} clock cycles simulated; RTL link counters: {} UART frame errors, {} CRC errors, {} framing errors",
+            st.bytes_in, st.bytes_out, st.cycles, st.frame_errors, st.crc_errors, st.framing_errors
+        );
+        return Ok(());
+    }
     let opts = ServeOptions {
         baud: (a.baud > 0).then_some(a.baud),
         idle_exit: a.idle_exit.map(Duration::from_secs_f64),
@@ -140,6 +176,14 @@ fn emulate(a: EmulateArgs) -> Result<(), String> {
         status.runs, status.sweeps, status.crc_errors, status.framing_errors, status.replays
     );
     Ok(())
+}
+
+/// Clock in Hz from `--clock-mhz`, with a clear error.
+fn clock_hz(mhz: f64) -> Result<u64, String> {
+    if !(mhz.is_finite() && mhz > 0.0 && mhz <= 1000.0) {
+        return Err(format!("--clock-mhz {mhz}: must be in (0, 1000]"));
+    }
+    Ok((mhz * 1e6).round() as u64)
 }
 
 fn infer_cmd(a: InferArgs) -> Result<(), String> {
@@ -218,14 +262,33 @@ fn link_bench(a: LinkBenchArgs) -> Result<(), String> {
         })
         .collect();
     println!(
-        "link benchmark on {} ({} units, {} readout units), emulated board, engine backend",
+        "link benchmark on {} ({} units, {} readout units), emulated board, {} backend",
         sub.name,
         d,
-        thermo_proto::readout_units(&sub).len()
+        thermo_proto::readout_units(&sub).len(),
+        match a.backend {
+            Backend::Engine => "engine".to_string(),
+            Backend::Verilator => format!("RTL in Verilator at {} MHz", a.clock_mhz),
+        }
     );
     for &baud in &a.baud {
-        let (path, h) = spawn_emulator(sub.clone(), Some(baud), Duration::from_secs(2))
-            .map_err(|e| e.to_string())?;
+        let (path, h): (String, Box<dyn FnOnce()>) = match a.backend {
+            Backend::Engine => {
+                let (p, h) = spawn_emulator(sub.clone(), Some(baud), Duration::from_secs(2))
+                    .map_err(|e| e.to_string())?;
+                (p, Box::new(move || drop(h.join())))
+            }
+            Backend::Verilator => {
+                let (p, h) = spawn_verilator_emulator(
+                    &sub,
+                    clock_hz(a.clock_mhz)?,
+                    baud as u64,
+                    Duration::from_secs(2),
+                )
+                .map_err(|e| e.to_string())?;
+                (p, Box::new(move || drop(h.join())))
+            }
+        };
         let t = SerialTransport::open(Path::new(&path), baud).map_err(|e| e.to_string())?;
         let mut c = Client::new(t);
         c.attach(thermo_proto::design_hash(&sub))
@@ -291,7 +354,7 @@ fn link_bench(a: LinkBenchArgs) -> Result<(), String> {
             100.0 * batch_util
         );
         drop(c);
-        let _ = h.join();
+        h();
     }
     Ok(())
 }

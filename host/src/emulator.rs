@@ -561,3 +561,152 @@ pub fn spawn_emulator(
     });
     Ok((name, h))
 }
+
+/// What a Verilator board reported when it stopped.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VerilatorStats {
+    /// Bytes from the host to the board.
+    pub bytes_in: u64,
+    /// Bytes from the board to the host.
+    pub bytes_out: u64,
+    /// Clock cycles simulated.
+    pub cycles: u64,
+    /// Bytes the RTL UART dropped for a bad stop bit.
+    pub frame_errors: u64,
+    /// Frames the RTL dropped for a CRC mismatch.
+    pub crc_errors: u64,
+    /// Frames the RTL dropped for bad framing.
+    pub framing_errors: u64,
+}
+
+/// Serve the protocol from the RTL: `exe` is a Verilator build of `thermo_hdl::command::LinkTop`
+/// with its stream harness, run with `args` (both from
+/// [`thermo_hdl::command::link_top_stream_build`]); bytes read from `port` go to its `rx` pin,
+/// bytes from its `tx` pin are written to `out`. Stops when `port` fails or after `idle_exit`
+/// without traffic.
+pub fn serve_verilator<P: Read + Send, W: Write + Send + 'static>(
+    exe: &std::path::Path,
+    args: &[String],
+    mut port: P,
+    out: W,
+    idle_exit: Option<Duration>,
+) -> std::io::Result<VerilatorStats> {
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| std::io::Error::other(format!("cannot run {}: {e}", exe.display())))?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let start = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let bytes_out = Arc::new(AtomicU64::new(0));
+    let pump = {
+        let (last, bytes_out) = (Arc::clone(&last), Arc::clone(&bytes_out));
+        std::thread::spawn(move || -> std::io::Result<()> {
+            let mut out = out;
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let n = stdout.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                out.write_all(&buf[..n])?;
+                out.flush()?;
+                bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+            }
+        })
+    };
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut buf = vec![0u8; 4096];
+    let mut bytes_in = 0u64;
+    let result: std::io::Result<()> = loop {
+        match port.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => {
+                bytes_in += n as u64;
+                last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+                if let Err(e) = stdin.write_all(&buf[..n]).and_then(|_| stdin.flush()) {
+                    break Err(std::io::Error::other(format!(
+                        "Verilator board stopped: {e}"
+                    )));
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => break Err(e),
+        }
+        if let Some(idle) = idle_exit {
+            let quiet = start.elapsed().as_millis() as u64 - last.load(Ordering::Relaxed);
+            if quiet > idle.as_millis() as u64 {
+                break Ok(());
+            }
+        }
+    };
+    drop(stdin); // end of input: the harness finishes what is in flight and exits
+    let status = child.wait()?;
+    let pumped = pump.join().unwrap_or(Ok(()));
+    let report = err_reader.join().unwrap_or_default();
+    result?;
+    if !status.success() {
+        return Err(std::io::Error::other(format!(
+            "Verilator board failed ({status}): {report}"
+        )));
+    }
+    // The host end may already be closed; what the board sent last is then lost, not an error.
+    let _ = pumped;
+    let f: Vec<u64> = report
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Ok(VerilatorStats {
+        bytes_in,
+        bytes_out: bytes_out.load(Ordering::Relaxed),
+        cycles: f.first().copied().unwrap_or(0),
+        frame_errors: f.get(1).copied().unwrap_or(0),
+        crc_errors: f.get(2).copied().unwrap_or(0),
+        framing_errors: f.get(3).copied().unwrap_or(0),
+    })
+}
+
+/// Like [`spawn_emulator`], with the RTL in Verilator as the board (`clock_hz` / `baud` set the
+/// UART's clocks per bit; the pseudo-terminal itself is not paced). Builds the model first
+/// (cached).
+pub fn spawn_verilator_emulator(
+    sub: &Substrate,
+    clock_hz: u64,
+    baud: u64,
+    idle: Duration,
+) -> std::io::Result<(
+    String,
+    std::thread::JoinHandle<std::io::Result<VerilatorStats>>,
+)> {
+    let (exe, arg) = thermo_hdl::command::link_top_stream_build(sub, clock_hz, baud)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let (mut master, name, keep) = open_pty()?;
+    serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(5))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let out = master
+        .try_clone_native()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let h = std::thread::spawn(move || {
+        let _keep = keep;
+        serve_verilator(&exe, &arg, master, out, Some(idle))
+    });
+    Ok((name, h))
+}
