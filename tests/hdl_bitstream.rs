@@ -35,7 +35,12 @@ fn build(board: Board, lanes: Option<u32>, preamble: &[u8]) {
     let o = opts(board, lanes, board.name());
     let r = bitstream(&o, &mut |l| eprintln!("{l}")).expect("bitstream builds and meets timing");
     assert!(r.fmax >= r.target, "{} < {}", r.fmax, r.target);
-    assert!((r.target - board.default_mhz()).abs() < 0.01);
+    let (_, pll_mhz) = thermo_hdl::boards::pll(board, board.default_mhz()).unwrap();
+    assert!(
+        (r.target - pll_mhz).abs() < 0.01,
+        "{} vs {pll_mhz}",
+        r.target
+    );
     let cap = board.capacity();
     for (u, c) in [(r.luts, cap.luts), (r.dsps, cap.dsps), (r.brams, cap.brams)] {
         assert_eq!(u.available, c, "nextpnr's capacity is the device's");

@@ -2,7 +2,7 @@
 //! configuration 3: 32 units, 2 lanes, one rank-3 bus — the shipped example's top takes
 //! minutes in yosys) elaborates with no latches, no undriven wires and no multiple drivers, and
 //! synthesises for ECP5 (`synth_ecp5`) and iCE40 (`synth_ice40 -dsp`), with every memory in
-//! block RAM and every multiplier in a DSP. The per-lane resource counts (shipped example) are
+//! block RAM (but the bus gains: flip-flops) and every multiplier in a DSP. The per-lane resource counts (shipped example) are
 //! measured by the ignored test `hdl_synth_lane_resources` (`cargo test --release --test
 //! hdl_synth -- --ignored --nocapture`).
 
@@ -24,9 +24,10 @@ fn top(fam: Family) -> SynthReport {
     eprintln!("random 3 top {fam:?}: {r:?}");
     // 2 lanes x (datapath + noise interpolation) + 2 bus sides x (MAC + gain)
     assert_eq!(r.dsps, 8, "{fam:?}: {r:?}");
-    // state replicas (2 + 2) x 2, lanes 2 x (instructions, biases, readout, ROM), sides
-    // 2 x (words, gains); iCE40 splits wide memories over several 256x16 EBRs
-    assert!(r.brams >= 20, "{fam:?}: {r:?}");
+    // state replicas (2 + 2) x 2, lanes 2 x (instructions, biases, readout, ROM), sides 2 x
+    // words (a side's k gains, <= 64 bits, are flip-flops); iCE40 splits wide memories over
+    // several 256x16 EBRs
+    assert!(r.brams >= 18, "{fam:?}: {r:?}");
     assert_eq!(r.lutrams, 0);
     r
 }

@@ -86,7 +86,7 @@ impl Board {
     /// timing at on the ULX3S (`bitstreams/ulx3s-85f`); the oscillator itself on the iCEBreaker.
     pub fn default_mhz(self) -> f64 {
         match self {
-            Board::Ulx3s85f => 30.0,
+            Board::Ulx3s85f => 28.0,
             Board::Icebreaker => 12.0,
         }
     }

@@ -84,7 +84,7 @@ pub enum HdlCommand {
         #[arg(long)]
         config: PathBuf,
         /// Core clock in MHz (the PLL's nearest achievable frequency is used; the oscillator
-        /// itself, no PLL, when equal to it; default 30 on the ULX3S, 12 on the iCEBreaker).
+        /// itself, no PLL, when equal to it; default 28 on the ULX3S (the PLL gives 28.125), 12 on the iCEBreaker).
         #[arg(long)]
         freq: Option<f64>,
         /// UART line rate (must match `thermo infer --baud`).
