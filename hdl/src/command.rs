@@ -148,9 +148,9 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 /// **Latency** (cycles, from `avail` with the transmitter idle to `send`, the sequencer not
 /// owning the port; otherwise add the rest of its owning phase): header 8 + 3; IDENTIFY 2 per
 /// reply byte; STATUS 5 per counter read (1 + 2 per lane + 2 per bus side) plus 48; WRITE_MEM
-/// 16 + 9 per word; READ_MEM 16 + 5 per word; RESET 5 per unit + 7; SET_CONDITIONING 12 + 9 per
-/// code (18 per code when a done slot is compared first); RUN 16 + 9 per word compared and
-/// written (5 words); READOUT 20 + 5 per sum; an error reply 2 (+ the payload bytes read for the
+/// 16 + 10 per word; READ_MEM 16 + 5 per word; RESET 5 per unit + 7; SET_CONDITIONING 12 + 10
+/// per code (20 when a busy or done slot's codes are compared first); RUN 16 + 10 per word
+/// written (5 words; 20 when compared first); READOUT 20 + 5 per sum; an error reply 2 (+ the payload bytes read for the
 /// check). Then `rd_done` one cycle later. A run: 4 per unit + 3 per seed word (3 P) + 8, then
 /// `(burn_in + sweeps) * cycles_per_sweep` plus about 20, then 5 per readout unit + 2.
 ///
@@ -210,8 +210,8 @@ pub struct CommandUnit {
     pub active: Signal<Out, Bit>,
     shadow: Mem,
     init: Mem,
-    ident: Mem,
-    stat: Mem,
+    ident: ROM<Bits<8>, 5>,
+    stat: ROM<Bits<32>, 8>,
     slotmem: Mem,
     res: Mem,
     lbase: ROM<Bits<32>, 8>,
@@ -370,7 +370,11 @@ impl CommandUnit {
             st.push((1 << 24) | (0x200 + 2 * si));
             st.push((3 << 24) | (0x201 + 2 * si));
         }
-        let sbits = bits_for(st.len()).max(1);
+        assert!(
+            st.len() <= 256,
+            "{} counters exceed the STATUS ROM",
+            st.len()
+        );
         // slot memory: per slot `2^slot_bits` words, the conditioning codes then
         // sweeps, burn_in, key[0..3]
         let slot_bits = bits_for(d + 5);
@@ -420,8 +424,8 @@ impl CommandUnit {
             active: Default::default(),
             shadow: Mem::new(ubits, 32, &biases),
             init: Mem::new(ubits, 32, &biases),
-            ident: Mem::new(5, 8, &id),
-            stat: Mem::new(sbits, 26, &st),
+            ident: id.iter().map(|&w| (w as u64).to_bits()).into(),
+            stat: st.iter().map(|&w| (w as u64).to_bits()).into(),
             slotmem: Mem::new(slot_bits + 2, 32, &slots),
             res: Mem::new(res_bits + 2, 32, &[]),
             lbase,
@@ -579,8 +583,6 @@ impl Logic for CommandUnit {
         );
         self.shadow.clock.next = self.clock.val();
         self.init.clock.next = self.clock.val();
-        self.ident.clock.next = self.clock.val();
-        self.stat.clock.next = self.clock.val();
         self.slotmem.clock.next = self.clock.val();
         self.res.clock.next = self.clock.val();
         // memories: addresses from the counters
@@ -594,14 +596,8 @@ impl Logic for CommandUnit {
         self.init.write_address.next = 0.into();
         self.init.write_data.next = 0.into();
         self.init.write_enable.next = false;
-        self.ident.read_address.next = self.k.q.val();
-        self.ident.write_address.next = 0.into();
-        self.ident.write_data.next = 0.into();
-        self.ident.write_enable.next = false;
-        self.stat.read_address.next = self.k.q.val();
-        self.stat.write_address.next = 0.into();
-        self.stat.write_data.next = 0.into();
-        self.stat.write_enable.next = false;
+        self.ident.address.next = self.k.q.val().get_bits::<5>(0);
+        self.stat.address.next = self.k.q.val().get_bits::<8>(0);
         self.slotmem.read_address.next = self.sx.val();
         self.slotmem.write_address.next = self.sx.val();
         self.slotmem.write_data.next = self.sr.q.val();
@@ -821,7 +817,7 @@ impl Logic for CommandUnit {
                 } else {
                     self.ph.d.next = 0.into();
                     self.buf_we.next = true;
-                    self.buf_data.next = self.ident.read_data.val().get_bits::<8>(0);
+                    self.buf_data.next = self.ident.data.val();
                     self.k.d.next = self.k.q.val() + 1;
                     if self.k.q.val() + 1 == self.k_ident_len.val() {
                         self.state.d.next = CmdState::Send;
@@ -835,8 +831,8 @@ impl Logic for CommandUnit {
                 } else {
                     self.ph.d.next = self.ph.q.val() + 1;
                     if self.ph.q.val() == 1 {
-                        self.paddr.d.next = self.stat.read_data.val().get_bits::<24>(0);
-                        self.tag.d.next = self.stat.read_data.val().get_bits::<2>(24);
+                        self.paddr.d.next = self.stat.data.val().get_bits::<24>(0);
+                        self.tag.d.next = self.stat.data.val().get_bits::<2>(24);
                     }
                     if self.ph.q.val() == 4 {
                         self.ph.d.next = 0.into();

@@ -76,6 +76,39 @@ pub struct LinkStats {
     pub payload_in: u64,
 }
 
+/// Does `op` change state a later read could see?
+pub fn is_write(op: Opcode) -> bool {
+    matches!(
+        op,
+        Opcode::WriteMem | Opcode::SetConditioning | Opcode::Run | Opcode::Reset
+    )
+}
+
+/// Does `op` read state a write could change?
+pub fn is_read(op: Opcode) -> bool {
+    matches!(op, Opcode::ReadMem | Opcode::Readout | Opcode::Status)
+}
+
+/// `reqs` split into consecutive groups such that no write follows a read within a group
+/// (a group is reads and IDENTIFYs after writes and IDENTIFYs): each group is sent only after
+/// the previous one is answered.
+pub fn hazard_free_groups(reqs: &[(Opcode, Vec<u8>)]) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let (mut start, mut read_seen) = (0, false);
+    for (i, (op, _)) in reqs.iter().enumerate() {
+        if is_write(*op) && read_seen {
+            groups.push(start..i);
+            start = i;
+            read_seen = false;
+        }
+        read_seen |= is_read(*op);
+    }
+    if start < reqs.len() {
+        groups.push(start..reqs.len());
+    }
+    groups
+}
+
 /// A protocol client over a transport.
 pub struct Client<T: Transport> {
     t: T,
@@ -176,7 +209,21 @@ impl<T: Transport> Client<T> {
     /// Send requests (up to [`WINDOW`] outstanding) and return their reply payloads in order.
     /// Error replies become [`LinkError::Device`]. Survives corrupted, lost and delayed frames
     /// and a port that vanishes and comes back.
+    ///
+    /// A request that changes board state (WRITE_MEM, SET_CONDITIONING, RUN, RESET) is never
+    /// sent while a read (READ_MEM, READOUT, STATUS) before it is unanswered: the requests are
+    /// sent in groups split there ([`hazard_free_groups`]). So a board that re-executes a
+    /// retried read instead of replaying its stored reply (the RTL) answers it as the first
+    /// execution did.
     pub fn transact(&mut self, reqs: &[(Opcode, Vec<u8>)]) -> Result<Vec<Vec<u8>>, LinkError> {
+        let mut done: Vec<Vec<u8>> = Vec::with_capacity(reqs.len());
+        for g in hazard_free_groups(reqs) {
+            done.extend(self.transact_group(&reqs[g])?);
+        }
+        Ok(done)
+    }
+
+    fn transact_group(&mut self, reqs: &[(Opcode, Vec<u8>)]) -> Result<Vec<Vec<u8>>, LinkError> {
         let mut done: Vec<Vec<u8>> = Vec::with_capacity(reqs.len());
         while done.len() < reqs.len() {
             match self.transact_once(&reqs[done.len()..], true) {

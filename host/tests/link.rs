@@ -274,3 +274,120 @@ fn frame_decoder_fuzz_never_accepts_a_corrupted_frame() {
     assert_eq!(undetected, 0);
     assert!(accepted > 20_000);
 }
+
+/// A board in memory that answers one request per `read` (so the host's window really holds
+/// unanswered requests) and records every write-kind request that arrived while a read-kind
+/// request before it was still unanswered: the situation in which a board that re-executes
+/// retried reads (the RTL) could answer a retried read differently from its first execution.
+struct LazyBoard {
+    board: Board,
+    dec: FrameDecoder,
+    unanswered: std::collections::VecDeque<Frame>,
+    hazards: Vec<(Opcode, Opcode)>,
+}
+
+impl thermo_host::transport::Transport for LazyBoard {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        for f in self.dec.push(bytes).into_iter().flatten() {
+            let op = Opcode::from_u8(f.kind).unwrap();
+            if thermo_host::client::is_write(op) {
+                for u in &self.unanswered {
+                    let uop = Opcode::from_u8(u.kind).unwrap();
+                    if thermo_host::client::is_read(uop) {
+                        self.hazards.push((uop, op));
+                    }
+                }
+            }
+            self.unanswered.push_back(f);
+        }
+        Ok(())
+    }
+    fn read(&mut self, buf: &mut [u8], _timeout: Duration) -> std::io::Result<usize> {
+        let Some(f) = self.unanswered.pop_front() else {
+            return Ok(0);
+        };
+        self.board.run_queued();
+        let r = self.board.handle(&f).unwrap();
+        buf[..r.len()].copy_from_slice(&r);
+        Ok(r.len())
+    }
+    fn reconnect(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn baud(&self) -> Option<u32> {
+        None
+    }
+    fn describe(&self) -> String {
+        "lazy board".into()
+    }
+}
+
+/// The client never sends a request that changes state (WRITE_MEM, SET_CONDITIONING, RUN,
+/// RESET) while an earlier read (READOUT, READ_MEM, STATUS) is unanswered, even when one
+/// `transact` mixes them; the replies are those of executing the requests in order.
+#[test]
+fn client_never_sends_a_write_behind_an_unanswered_read() {
+    let sub = shipped();
+    let d = sub.units();
+    let ro = readout_units(&sub);
+    let cond = |slot: u8, v: i32| {
+        let mut p = vec![slot, 0, 0];
+        (0..d).for_each(|i| p.extend((v + i as i32).to_le_bytes()));
+        (Opcode::SetConditioning, p)
+    };
+    let run = RunRequest {
+        slot: 1,
+        sweeps: 10,
+        burn_in: 2,
+        key: [1, 2, 3],
+    };
+    let readout = (Opcode::Readout, vec![1, 0, 0, ro.len() as u8, 0]);
+    let reqs = vec![
+        cond(1, 1000),
+        (Opcode::Run, run.encode()),
+        readout.clone(),
+        (Opcode::Status, vec![]),
+        cond(1, -5000), // changes what the READOUT before reads: must wait for its reply
+        (Opcode::Run, run.encode()),
+        readout.clone(),
+        (Opcode::ReadMem, vec![0, 0, 0, 0, 0, 4, 0]),
+        (Opcode::WriteMem, vec![0, 0, 0, 0, 0, 7, 0, 0, 0]),
+        (Opcode::ReadMem, vec![0, 0, 0, 0, 0, 4, 0]),
+        (Opcode::Reset, vec![]),
+        readout.clone(),
+    ];
+    assert_eq!(
+        thermo_host::client::hazard_free_groups(&reqs).len(),
+        4,
+        "the batch has three read-then-write hazards"
+    );
+    let t = LazyBoard {
+        board: Board::new(sub.clone()),
+        dec: FrameDecoder::new(),
+        unanswered: Default::default(),
+        hazards: Vec::new(),
+    };
+    let mut c = Client::new(t);
+    let replies = c.transact(&reqs).unwrap();
+    assert_eq!(
+        c.transport().hazards,
+        vec![],
+        "writes sent behind unanswered reads"
+    );
+    let sums = |v: i32| {
+        let codes: Vec<i32> = (0..d).map(|i| v + i as i32).collect();
+        run_inference(&sub, &codes, &run, &ro).0
+    };
+    let done = |v: i32| {
+        thermo_proto::Readout {
+            state: thermo_proto::SlotState::Done,
+            sweeps: run.sweeps,
+            sums: sums(v),
+        }
+        .encode()
+    };
+    assert_eq!(replies[2], done(1000));
+    assert_eq!(replies[6], done(-5000));
+    assert_eq!(replies[9][..4], 7i32.to_le_bytes());
+    assert_eq!(replies[11][0], thermo_proto::SlotState::Idle as u8);
+}
