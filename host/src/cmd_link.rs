@@ -160,8 +160,15 @@ fn emulate(a: EmulateArgs) -> Result<(), String> {
         let st =
             serve_verilator(&exe, &arg, master, out, idle).map_err(|e| format!("{name}: {e}"))?;
         eprintln!(
-            "served: {} bytes in, {} bytes out, {} clock cycles simulated; RTL link counters: {} UART frame errors, {} CRC errors, {} framing errors",
-            st.bytes_in, st.bytes_out, st.cycles, st.frame_errors, st.crc_errors, st.framing_errors
+            "served: {} bytes in, {} bytes out, {} clock cycles simulated ({:.1} ms of board time at {} MHz; the clock stands still while the link is idle); RTL link counters: {} UART frame errors, {} CRC errors, {} framing errors",
+            st.bytes_in,
+            st.bytes_out,
+            st.cycles,
+            st.cycles as f64 / (a.clock_mhz * 1e3),
+            a.clock_mhz,
+            st.frame_errors,
+            st.crc_errors,
+            st.framing_errors
         );
         return Ok(());
     }
