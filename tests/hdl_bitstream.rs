@@ -47,6 +47,7 @@ fn build(board: Board, lanes: Option<u32>, preamble: &[u8]) {
         assert!(u.used > 0 && u.used <= u.available);
     }
     // every multiplier of the substrate is a hard DSP, none more
+    std::fs::create_dir_all(outdir("reload")).unwrap();
     let (s, sub) = thermo_hdl::flow::load_substrate(&o.config, lanes, &outdir("reload")).unwrap();
     let prog = HwProgram::new(&s).unwrap();
     assert_eq!(r.dsps.used, multipliers(&prog));
