@@ -7,6 +7,12 @@ use thermo_diffusion::data::{self, Digits, Split};
 use thermo_diffusion::train::{self, SigmaSampling, TrainConfig, TrainReport, REPORT_SIGMAS};
 use thermo_diffusion::{gram, io, sample, UnetConfig};
 
+/// Writes `value` as pretty JSON (with a final newline) to `path`; errors name the file.
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    std::fs::write(path, json + "\n").map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Diffusion application commands.
 #[derive(Subcommand)]
 pub enum DiffusionCommand {
@@ -544,8 +550,7 @@ fn train_unet(a: TrainUnetArgs) -> Result<(), String> {
     ];
     io::save(&model, &a.out, &meta).map_err(|e| e.to_string())?;
     let rp = report_path(&a.out);
-    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-    std::fs::write(&rp, json + "\n").map_err(|e| format!("{}: {e}", rp.display()))?;
+    write_json(&rp, &report)?;
     println!("wrote {} and {}", a.out.display(), rp.display());
     if let Some(png) = &a.data_png {
         let imgs: Vec<Vec<f32>> = split
@@ -719,8 +724,7 @@ fn skip_ranks(a: SkipRanksArgs) -> Result<(), String> {
         }
     }
     if let Some(p) = &a.json {
-        let json = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
-        std::fs::write(p, json + "\n").map_err(|e| format!("{}: {e}", p.display()))?;
+        write_json(p, &rows)?;
         println!("wrote {}", p.display());
     }
     Ok(())
@@ -969,8 +973,7 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
         ranges: Some(emit.ranges()),
     };
     let sp = side_path(&a.out);
-    let json = serde_json::to_string_pretty(&side).map_err(|e| e.to_string())?;
-    std::fs::write(&sp, json + "\n").map_err(|e| format!("{}: {e}", sp.display()))?;
+    write_json(&sp, &side)?;
     println!(
         "wrote {} ({:.1} s)",
         sp.display(),
@@ -1084,8 +1087,7 @@ fn compile_table(a: CompileTableArgs) -> Result<(), String> {
     }
     println!("({:.1} s)", t.elapsed().as_secs_f64());
     if let Some(pth) = &a.json {
-        let json = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
-        std::fs::write(pth, json + "\n").map_err(|e| format!("{}: {e}", pth.display()))?;
+        write_json(pth, &rows)?;
         println!("wrote {}", pth.display());
     }
     if let Some(pth) = &a.md {
@@ -1319,8 +1321,7 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
     }
     println!("({:.1} s)", t.elapsed().as_secs_f64());
     if let Some(p) = &a.json {
-        let json = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
-        std::fs::write(p, json + "\n").map_err(|e| format!("{}: {e}", p.display()))?;
+        write_json(p, &rows)?;
         println!("wrote {}", p.display());
     }
     if let Some(p) = &a.md {
@@ -1433,8 +1434,7 @@ fn quantize_cmd(a: QuantizeArgs) -> Result<(), String> {
         r.seconds
     );
     if let Some(p) = &a.report {
-        let json = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
-        std::fs::write(p, json + "\n").map_err(|e| format!("{}: {e}", p.display()))?;
+        write_json(p, &r)?;
         println!("wrote {}", p.display());
     }
     if let Some(p) = &a.md {
