@@ -2,8 +2,8 @@
 //! receiver + command unit + frame transmitter, with a mock substrate port), on the shipped
 //! example: request frames built by `thermo_proto` get replies, decoded by `FrameDecoder`, equal
 //! to the protocol's encodings (IDENTIFY = `Identity` of the design, STATUS from the port's
-//! counters and the link's, WRITE_MEM/READ_MEM of the biases, the emulator's error codes); the
-//! port sees exactly the expected bias writes; the sequence-number rule (re-execution of a
+//! counters and the link's, WRITE_MEM/READ_MEM of the biases, READ_MEM of the couplings, the
+//! emulator's error codes); the port sees exactly the expected bias writes; the sequence-number rule (re-execution of a
 //! repeat, drop of a stale request) and RESET hold.
 
 use thermo_hdl::command::{
@@ -78,6 +78,16 @@ fn hdl_link_command_verilator() {
     let mut stream = Vec::new();
     let mut want: Vec<(u8, u8, Vec<u8>)> = Vec::new();
     let err = |op: u8, c: ErrorCode| vec![op, c as u8];
+    // the couplings the emulator reports (memory space 2): reads at the start and at the end
+    let nc = prog.couplings.len();
+    assert!(nc >= 4, "the shipped example has couplings");
+    let (c0, c1) = (nc.min(512), nc.min(37));
+    let coup_bytes = |a: usize, n: usize| -> Vec<u8> {
+        prog.couplings[a..a + n]
+            .iter()
+            .flat_map(|c| c.to_le_bytes())
+            .collect()
+    };
     // status of the mock port with the link counters given (sweeps: the port's word 1 minus
     // the base taken at RESET)
     let status = |sweeps: u32, crc: u32, framing: u32, replays: u32, runs: u32| {
@@ -164,6 +174,21 @@ fn hdl_link_command_verilator() {
         (rm, read_mem(0, 1, d as u16), err(rm, ErrorCode::BadAddress)),
         (rm, read_mem(7, 0, 1), err(rm, ErrorCode::BadAddress)),
         (rm, read_mem(1, 2, 3), vec![0; 6]),
+        // couplings (space 2): the ROM of the CSR codes, i16 little-endian
+        (rm, read_mem(2, 0, c0 as u16), coup_bytes(0, c0)),
+        (
+            rm,
+            read_mem(2, (nc - c1) as u32, c1 as u16),
+            coup_bytes(nc - c1, c1),
+        ),
+        (rm, read_mem(2, nc as u32, 0), vec![]),
+        (
+            rm,
+            read_mem(2, nc as u32 - 2, 3),
+            err(rm, ErrorCode::BadAddress),
+        ),
+        (rm, read_mem(2, u32::MAX, 2), err(rm, ErrorCode::BadAddress)),
+        (rm, read_mem(2, 0, 513), err(rm, ErrorCode::BadLength)),
         (sc, vec![0, 0, 0, 1], err(sc, ErrorCode::BadLength)),
         (sc, vec![0, 0], err(sc, ErrorCode::BadLength)),
         (sc, cond(4, 0, &[1]), err(sc, ErrorCode::BadSlot)),
@@ -199,7 +224,11 @@ fn hdl_link_command_verilator() {
     let mut seq = 14u8;
     for (op, p, reply) in cases {
         stream.extend(req(seq, op, &p));
-        let kind = if (op == rm && p.len() == 7 && p[0] == 1) || reply == idle || reply.is_empty() {
+        let rm_data = op == rm
+            && p.len() == 7
+            && (p[0] == 1
+                || (p[0] == 2 && reply.len() == 2 * u16::from_le_bytes([p[5], p[6]]) as usize));
+        let kind = if rm_data || reply == idle || reply.is_empty() {
             rk(op)
         } else {
             ERROR_KIND
@@ -314,10 +343,11 @@ fn hdl_link_command_verilator() {
     pw.push((0, ctrl_bits::READOUT_OFF));
     assert_eq!(o.writes, pw, "port writes");
     eprintln!(
-        "command unit in Verilator: {} replies equal to the protocol's encodings (one stale request dropped), {} port writes as expected; receiver counters (frames, CRC, framing, overruns) {:?}",
+        "command unit in Verilator: {} replies equal to the protocol's encodings (one stale request dropped), {} port writes as expected; receiver counters (frames, CRC, framing, overruns) {:?}; coupling ROM {} words",
         got.len(),
         o.writes.len(),
-        o.counters
+        o.counters,
+        nc
     );
 }
 
@@ -403,6 +433,8 @@ impl Rng {
 /// What the RTL command unit answers (the emulator's rules for the commands it implements).
 struct Model {
     init: Vec<i32>,
+    /// The coupling codes (memory space 2).
+    coup: Vec<i16>,
     bias: Vec<i32>,
     replays: u32,
     status0: Vec<u8>,
@@ -527,7 +559,15 @@ impl Model {
                 if count * width > thermo_proto::MAX_PAYLOAD as u64 {
                     return e(ErrorCode::BadLength);
                 }
-                if p[0] == 2 || addr + count > d {
+                if p[0] == 2 {
+                    if addr + count > self.coup.len() as u64 {
+                        return e(ErrorCode::BadAddress);
+                    }
+                    let a = addr as usize;
+                    let v = &self.coup[a..a + count as usize];
+                    return (op | 0x80, v.iter().flat_map(|c| c.to_le_bytes()).collect());
+                }
+                if addr + count > d {
                     return e(ErrorCode::BadAddress);
                 }
                 if p[0] == 1 {
@@ -573,6 +613,7 @@ fn hdl_link_command_random_requests_verilator() {
     };
     let mut m = Model {
         init: init.clone(),
+        coup: prog.couplings.clone(),
         slots: vec![(init.clone(), SlotState::Idle, None); 4],
         bias: init,
         replays: 0,
@@ -673,6 +714,38 @@ fn hdl_link_command_random_requests_verilator() {
         want.len(),
         stream.len(),
         o.out.len()
+    );
+}
+
+/// A substrate without off-diagonal couplings (`random_config(3)` with its couplings removed):
+/// the coupling ROM holds one word and READ_MEM of space 2 answers exactly as the emulator's
+/// `Board` (an empty read at address 0; error 4 for every read with `count > 0` or beyond 0;
+/// error 2 for too long a read).
+#[test]
+fn hdl_link_command_no_couplings_verilator() {
+    let mut cfg = thermo_workspace_tests::random_config(3);
+    cfg.couplings.clear();
+    let s = thermo_sim::Substrate::from_config(&cfg).expect("valid");
+    let prog = HwProgram::new(&s).expect("compile");
+    assert!(prog.couplings.is_empty());
+    let mut board = thermo_host::emulator::Board::new(s.clone());
+    let reads: [(u32, u16); 6] = [(0, 0), (0, 1), (0, 512), (0, 513), (1, 0), (u32::MAX, 1)];
+    let (mut stream, mut want) = (Vec::new(), Vec::new());
+    for (i, &(addr, count)) in reads.iter().enumerate() {
+        let p = read_mem(2, addr, count);
+        stream.extend(req(i as u8, Opcode::ReadMem as u8, &p));
+        let f = thermo_proto::Frame {
+            seq: i as u8,
+            kind: Opcode::ReadMem as u8,
+            payload: p,
+        };
+        want.extend(board.handle(&f).expect("a reply"));
+    }
+    let o = link_core_verilator(&s, &prog, &stream, 40).expect("verilator");
+    assert_eq!(o.out, want, "replies equal the emulator's");
+    eprintln!(
+        "command unit without couplings: {} READ_MEM space 2 replies equal the emulator's",
+        reads.len()
     );
 }
 

@@ -377,6 +377,7 @@ fn hdl_link_run_random_requests_verilator() {
     let d = prog.d as u64;
     let r = readout_units(&s).len() as u64;
     let base = compiled_biases(&prog);
+    let nc = prog.couplings.len() as u64;
     let mut rng = Rng(4242);
     let keys = [[1u32, 2, 3], [4, 5, 6], [0xFFFF_FFFF, 0, 1]];
     let mut segs = vec![Vec::new()];
@@ -433,9 +434,17 @@ fn hdl_link_run_random_requests_verilator() {
                 (Opcode::WriteMem as u8, p)
             }
             _ => {
-                let mut p = vec![rng.below(2) as u8];
-                p.extend((rng.below(d) as u32).to_le_bytes());
-                p.extend(1u16.to_le_bytes());
+                // spaces 0, 1 (one word) and 2 (couplings: a few words, some crossing the end)
+                let space = rng.below(3) as u8;
+                let (addr, count) = if space == 2 {
+                    let a = rng.below(nc + 1);
+                    (a, 1 + (a % 7) as u16)
+                } else {
+                    (rng.below(d), 1)
+                };
+                let mut p = vec![space];
+                p.extend((addr as u32).to_le_bytes());
+                p.extend(count.to_le_bytes());
                 (Opcode::ReadMem as u8, p)
             }
         };

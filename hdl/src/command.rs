@@ -33,6 +33,7 @@ enum CmdState {
     RmCheck,
     RmWord,
     RmZeros,
+    RmCoup,
     ScCheck,
     RunCheck,
     CwStart,
@@ -112,7 +113,10 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 ///   saturation counters are cleared again. The sequence expectation becomes `seq + 1`.
 /// * WRITE_MEM / READ_MEM space 0: the default biases (a shadow memory; as on the emulator they
 ///   are only reported, a run loads its slot's conditioning). READ_MEM space 1 (states) answers
-///   zeros like the emulator (states are zero between inferences); space 2 (couplings) error 4.
+///   zeros like the emulator (states are zero between inferences); space 2 (couplings) reads a
+///   ROM of the off-diagonal coupling codes in CSR order ([`HwProgram::couplings`], the engine's
+///   `coef` the emulator reports; i16 little-endian; at least one word, so a substrate without
+///   couplings answers error 4 to every read with `count > 0`, as the emulator does).
 /// * SET_CONDITIONING: writes the codes into the slot's conditioning memory (`SLOTS` x units
 ///   i32, block RAM); a repeat of the stored codes on a busy or done slot is acknowledged without
 ///   effect, other codes on a busy slot answer busy (5), on a done slot they make it idle.
@@ -148,15 +152,16 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 /// **Latency** (cycles, from `avail` with the transmitter idle to `send`, the sequencer not
 /// owning the port; otherwise add the rest of its owning phase): header 8 + 3; IDENTIFY 2 per
 /// reply byte; STATUS 5 per counter read (1 + 2 per lane + 2 per bus side) plus 48; WRITE_MEM
-/// 16 + 10 per word; READ_MEM 16 + 5 per word; RESET 5 per unit + 7; SET_CONDITIONING 12 + 10
-/// per code (20 when a busy or done slot's codes are compared first); RUN 16 + 10 per word
-/// written (5 words; 20 when compared first); READOUT 20 + 5 per sum; an error reply 2 (+ the payload bytes read for the
-/// check). Then `rd_done` one cycle later. A run: 4 per unit + 3 per seed word (3 P) + 8, then
+/// 16 + 10 per word; READ_MEM 16 + 5 per word (space 1: 16 + 1 per byte; space 2: 16 + 3 per
+/// word); RESET 5 per unit plus 7; SET_CONDITIONING 12 + 10 per code (20 when a busy or done
+/// slot's codes are compared first); RUN 16 + 10 per word written (5 words; 20 when compared
+/// first); READOUT 20 + 5 per sum; an error reply 2 (+ the payload bytes read for the check).
+/// Then `rd_done` one cycle later. A run: 4 per unit + 3 per seed word (3 P) + 8, then
 /// `(burn_in + sweeps) * cycles_per_sweep` plus about 20, then 5 per readout unit + 2.
 ///
 /// **Proof**: `tests/hdl_link_command.rs`: `hdl_link_command_verilator` (replies equal the
-/// protocol's encodings, the exact port writes of a run, sequence rule, RESET, errors, with a
-/// mock port), `hdl_link_command_random_requests_verilator` (random requests answered exactly as
+/// protocol's encodings, READ_MEM of the couplings as the emulator's, the exact port writes of
+/// a run, sequence rule, RESET, errors, with a mock port), `hdl_link_command_random_requests_verilator` (random requests answered exactly as
 /// a model of the emulator's rules) and `hdl_link_top_uart_pins_verilator` (through the UART
 /// pins with the real substrate); `tests/hdl_link_run.rs` (RUN results equal `run_inference` bit
 /// for bit on several slots, keys and conditionings, on the shipped example and a saturating
@@ -214,6 +219,7 @@ pub struct CommandUnit {
     stat: ROM<Bits<32>, 8>,
     slotmem: Mem,
     res: Mem,
+    coup: Mem,
     lbase: ROM<Bits<32>, 8>,
     rdo_rom: ROM<Bits<16>, 10>,
     state: DFF<CmdState>,
@@ -266,6 +272,7 @@ pub struct CommandUnit {
     sw: DFF<Bits<32>>,
     wcnt: DFF<Bits<3>>,
     k_units: Constant<Bits<33>>,
+    k_ncoup: Constant<Bits<33>>,
     k_d16: Constant<Bits<16>>,
     k_d17: Constant<Bits<17>>,
     k_r16: Constant<Bits<16>>,
@@ -341,6 +348,8 @@ pub struct CommandUnit {
     rbase: Signal<Local, Bits<16>>,
     rwa: Signal<Local, Bits<16>>,
     rbyte: Signal<Local, Bits<32>>,
+    cbyte: Signal<Local, Bits<32>>,
+    ca16: Signal<Local, Bits<16>>,
     lock: Signal<Local, Bit>,
     cbase: Signal<Local, Bits<16>>,
     opnd: Signal<Local, Bits<24>>,
@@ -397,6 +406,15 @@ impl CommandUnit {
             lb.extend([b[0] as u64, b[1] as u64, b[2] as u64, 0]);
         }
         let lbase: ROM<Bits<32>, 8> = lb.into_iter().map(|w| w.to_bits()).into();
+        // coupling ROM: the codes in CSR order (at least one word, so a substrate without
+        // couplings still has a memory; every read with count > 0 is then a bad address)
+        let ncoup = prog.couplings.len();
+        assert!(
+            ncoup <= 1 << 16,
+            "{ncoup} couplings exceed the coupling ROM's 16-bit address"
+        );
+        let coup_bits = bits_for(ncoup.max(1)).max(1);
+        let coup: Vec<u32> = prog.couplings.iter().map(|&c| c as u16 as u32).collect();
         let k32 = |v: u32| Constant::new((v as u64).to_bits());
         let k24 = |v: u32| Constant::new((v as u64).to_bits());
         CommandUnit {
@@ -428,6 +446,7 @@ impl CommandUnit {
             stat: st.iter().map(|&w| (w as u64).to_bits()).into(),
             slotmem: Mem::new(slot_bits + 2, 32, &slots),
             res: Mem::new(res_bits + 2, 32, &[]),
+            coup: Mem::new(coup_bits, 16, &coup),
             lbase,
             rdo_rom,
             state: Default::default(),
@@ -480,6 +499,7 @@ impl CommandUnit {
             sw: Default::default(),
             wcnt: Default::default(),
             k_units: Constant::new((d as u64).to_bits()),
+            k_ncoup: Constant::new((ncoup as u64).to_bits()),
             k_d16: Constant::new((d as u64).to_bits()),
             k_d17: Constant::new((d as u64).to_bits()),
             k_r16: Constant::new((r as u64).to_bits()),
@@ -555,6 +575,8 @@ impl CommandUnit {
             rbase: Default::default(),
             rwa: Default::default(),
             rbyte: Default::default(),
+            cbyte: Default::default(),
+            ca16: Default::default(),
             lock: Default::default(),
             cbase: Default::default(),
             opnd: Default::default(),
@@ -585,6 +607,7 @@ impl Logic for CommandUnit {
         self.init.clock.next = self.clock.val();
         self.slotmem.clock.next = self.clock.val();
         self.res.clock.next = self.clock.val();
+        self.coup.clock.next = self.clock.val();
         // memories: addresses from the counters
         self.ix.next = self.addr.q.val().get_bits::<16>(0) + self.k.q.val();
         self.sx.next = self.base.q.val() + self.k.q.val();
@@ -606,6 +629,10 @@ impl Logic for CommandUnit {
         self.res.write_address.next = 0.into();
         self.res.write_data.next = self.cfg_rdata.val();
         self.res.write_enable.next = false;
+        self.coup.read_address.next = self.ix.val();
+        self.coup.write_address.next = 0.into();
+        self.coup.write_data.next = 0.into();
+        self.coup.write_enable.next = false;
         self.lbase.address.next = (self.sl.q.val() << 2) | bit_cast::<8, 2>(self.sc.q.val());
         self.rdo_rom.address.next = self.si.q.val().get_bits::<10>(0);
         // defaults
@@ -676,6 +703,8 @@ impl Logic for CommandUnit {
         self.cnt2.next = self.cnt.q.val() << 1;
         self.wbyte.next = self.shadow.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
         self.rbyte.next = self.res.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
+        self.cbyte.next = self.coup.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
+        self.ca16.next = (self.k.q.val() << 1) + bit_cast::<16, 3>(self.ph1.val());
         self.rwa.next = self.ra16.val() + 5;
         // sequencer: does it own the port and the slot memories?
         self.lock.next = !((self.rs.q.val() == SeqState::Idle)
@@ -974,8 +1003,13 @@ impl Logic for CommandUnit {
                         self.state.d.next = CmdState::RmZeros;
                     }
                 }
-                if (self.space.q.val() == 2) & (self.rcnt.val() > self.k_words1.val()) {
-                    self.ecode.d.next = self.k_e_length.val();
+                if self.space.q.val() == 2 {
+                    if self.rcnt.val() > self.k_words1.val() {
+                        self.ecode.d.next = self.k_e_length.val();
+                    } else if self.rend33.val() <= self.k_ncoup.val() {
+                        self.rlen.d.next = bit_cast::<11, 16>(self.rcnt2.val());
+                        self.state.d.next = CmdState::RmCoup;
+                    }
                 }
             }
             CmdState::RmWord => {
@@ -1002,6 +1036,23 @@ impl Logic for CommandUnit {
                     self.buf_we.next = true;
                     self.buf_data.next = 0.into();
                     self.k.d.next = self.k.q.val() + 1;
+                }
+            }
+            CmdState::RmCoup => {
+                // ph 0: the coupling ROM reads word k; ph 1, 2: its bytes (i16 little-endian)
+                if self.k.q.val() == self.cnt.q.val() {
+                    self.state.d.next = CmdState::Send;
+                } else {
+                    self.ph.d.next = self.ph.q.val() + 1;
+                    if self.ph.q.val() != 0 {
+                        self.buf_we.next = true;
+                        self.buf_addr.next = self.ca16.val().get_bits::<10>(0);
+                        self.buf_data.next = self.cbyte.val().get_bits::<8>(0);
+                    }
+                    if self.ph.q.val() == 2 {
+                        self.ph.d.next = 0.into();
+                        self.k.d.next = self.k.q.val() + 1;
+                    }
                 }
             }
             CmdState::ScCheck => {

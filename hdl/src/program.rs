@@ -135,6 +135,9 @@ pub struct HwProgram {
     pub bus_phase: u64,
     /// Cycles of one sweep.
     pub cycles_per_sweep: u64,
+    /// The off-diagonal couplings in CSR order (the engine's `coef`, as the emulator's `Board`
+    /// reports them): the protocol's memory space 2.
+    pub couplings: Vec<i16>,
 }
 
 /// Largest operand (14 bits).
@@ -254,6 +257,7 @@ impl HwProgram {
             schedule,
             bus_phase,
             cycles_per_sweep,
+            couplings: prog.coef,
         })
     }
 }
