@@ -379,6 +379,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_errors,
     
     // Constant declarations
     localparam  k_units = 33'h40;
+    localparam  k_ncoup = 33'hda;
     localparam  k_d16 = 16'h40;
     localparam  k_d17 = 17'b1000000;
     localparam  k_r16 = 16'h18;
@@ -441,22 +442,23 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_errors,
     localparam CmdState$RmCheck = 14;
     localparam CmdState$RmWord = 15;
     localparam CmdState$RmZeros = 16;
-    localparam CmdState$ScCheck = 17;
-    localparam CmdState$RunCheck = 18;
-    localparam CmdState$CwStart = 19;
-    localparam CmdState$CmpNext = 20;
-    localparam CmdState$CmpWord = 21;
-    localparam CmdState$CwDecide = 22;
-    localparam CmdState$WrNext = 23;
-    localparam CmdState$WrWord = 24;
-    localparam CmdState$CwFinish = 25;
-    localparam CmdState$RoCheck = 26;
-    localparam CmdState$RoSweeps = 27;
-    localparam CmdState$RoHead = 28;
-    localparam CmdState$RoSums = 29;
-    localparam CmdState$ErrReply = 30;
-    localparam CmdState$Send = 31;
-    localparam CmdState$Release = 32;
+    localparam CmdState$RmCoup = 17;
+    localparam CmdState$ScCheck = 18;
+    localparam CmdState$RunCheck = 19;
+    localparam CmdState$CwStart = 20;
+    localparam CmdState$CmpNext = 21;
+    localparam CmdState$CmpWord = 22;
+    localparam CmdState$CwDecide = 23;
+    localparam CmdState$WrNext = 24;
+    localparam CmdState$WrWord = 25;
+    localparam CmdState$CwFinish = 26;
+    localparam CmdState$RoCheck = 27;
+    localparam CmdState$RoSweeps = 28;
+    localparam CmdState$RoHead = 29;
+    localparam CmdState$RoSums = 30;
+    localparam CmdState$ErrReply = 31;
+    localparam CmdState$Send = 32;
+    localparam CmdState$Release = 33;
     localparam SeqState$Idle = 0;
     localparam SeqState$Units = 1;
     localparam SeqState$SeedRd = 2;
@@ -499,6 +501,12 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_errors,
     reg  [15:0] res$write_address;
     reg  [31:0] res$write_data;
     reg  res$write_enable;
+    reg  coup$clock;
+    reg  [15:0] coup$read_address;
+    wire  [31:0] coup$read_data;
+    reg  [15:0] coup$write_address;
+    reg  [31:0] coup$write_data;
+    reg  coup$write_enable;
     reg  [7:0] lbase$address;
     wire  [31:0] lbase$data;
     reg  [9:0] rdo_rom$address;
@@ -684,6 +692,8 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_errors,
     reg  [15:0] rbase;
     reg  [15:0] rwa;
     reg  [31:0] rbyte;
+    reg  [31:0] cbyte;
+    reg  [15:0] ca16;
     reg  lock;
     reg  [15:0] cbase;
     reg  [23:0] opnd;
@@ -734,6 +744,14 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_errors,
         .write_address(res$write_address),
         .write_data(res$write_data),
         .write_enable(res$write_enable)
+    );
+    top$core$cmd$coup coup(
+        .clock(coup$clock),
+        .read_address(coup$read_address),
+        .read_data(coup$read_data),
+        .write_address(coup$write_address),
+        .write_data(coup$write_data),
+        .write_enable(coup$write_enable)
     );
     top$core$cmd$lbase lbase(
         .address(lbase$address),
@@ -1093,6 +1111,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_errors,
         init$clock = clock;
         slotmem$clock = clock;
         res$clock = clock;
+        coup$clock = clock;
         ix = addr$q[(32'h0)+:(16)] + k$q;
         sx = base$q + k$q;
         shadow$read_address = ix;
@@ -1113,6 +1132,10 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_errors,
         res$write_address = 32'h0;
         res$write_data = cfg_rdata;
         res$write_enable = 1'b0;
+        coup$read_address = ix;
+        coup$write_address = 32'h0;
+        coup$write_data = 32'h0;
+        coup$write_enable = 1'b0;
         lbase$address = (sl$q << 32'h2) | ((sc$q) & 8'hff);
         rdo_rom$address = si$q[(32'h0)+:(10)];
         pwe$d = 1'b0;
@@ -1175,6 +1198,8 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_errors,
         cnt2 = cnt$q << 32'h1;
         wbyte = shadow$read_data >> (((ph1) & 32'hffffffff) << 32'h3);
         rbyte = res$read_data >> (((ph1) & 32'hffffffff) << 32'h3);
+        cbyte = coup$read_data >> (((ph1) & 32'hffffffff) << 32'h3);
+        ca16 = (k$q << 32'h1) + ((ph1) & 16'hffff);
         rwa = ra16 + 32'h5;
         lock = ~((rs$q == SeqState$Idle) | (rs$q == SeqState$WaitB) | (rs$q == SeqState$WaitM));
         cbase = ((cur$q) & 16'hffff) << k_sbits;
@@ -1472,8 +1497,14 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_errors,
                             state$d = CmdState$RmZeros;
                         end
                     end
-                    if ((space$q == 32'h2) & (rcnt > k_words1)) begin
-                        ecode$d = k_e_length;
+                    if (space$q == 32'h2) begin
+                        if (rcnt > k_words1) begin
+                            ecode$d = k_e_length;
+                        end
+                        else if (rend33 <= k_ncoup) begin
+                            rlen$d = ((rcnt2) & 11'h7ff);
+                            state$d = CmdState$RmCoup;
+                        end
                     end
                 end
             CmdState$RmWord:
@@ -1503,6 +1534,24 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_errors,
                         buf_we = 1'b1;
                         buf_data = 32'h0;
                         k$d = k$q + 32'h1;
+                    end
+                end
+            CmdState$RmCoup:
+                begin
+                    if (k$q == cnt$q) begin
+                        state$d = CmdState$Send;
+                    end
+                    else begin
+                        ph$d = ph$q + 32'h1;
+                        if (ph$q != 32'h0) begin
+                            buf_we = 1'b1;
+                            buf_addr = ca16[(32'h0)+:(10)];
+                            buf_data = cbyte[(32'h0)+:(8)];
+                        end
+                        if (ph$q == 32'h2) begin
+                            ph$d = 32'h0;
+                            k$d = k$q + 32'h1;
+                        end
                     end
                 end
             CmdState$ScCheck:
@@ -2012,6 +2061,249 @@ module top$core$cmd$cnt(d,q,clock);
     end
           
 endmodule // top$core$cmd$cnt
+
+
+module top$core$cmd$coup(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block" *) reg [15:0] mem [0:255];
+    integer i;
+    initial begin
+       for (i = 0; i < 256; i = i + 1) mem[i] = 16'h0;
+       mem[0] = 16'h400;
+       mem[1] = 16'h266;
+       mem[2] = 16'h400;
+       mem[3] = 16'h400;
+       mem[4] = 16'h266;
+       mem[5] = 16'h400;
+       mem[6] = 16'h400;
+       mem[7] = 16'h266;
+       mem[8] = 16'h400;
+       mem[9] = 16'h400;
+       mem[10] = 16'h266;
+       mem[11] = 16'h400;
+       mem[12] = 16'h400;
+       mem[13] = 16'h266;
+       mem[14] = 16'h400;
+       mem[15] = 16'h400;
+       mem[16] = 16'h266;
+       mem[17] = 16'h400;
+       mem[18] = 16'h400;
+       mem[19] = 16'h266;
+       mem[20] = 16'h400;
+       mem[21] = 16'h400;
+       mem[22] = 16'h266;
+       mem[23] = 16'h400;
+       mem[24] = 16'h400;
+       mem[25] = 16'h266;
+       mem[26] = 16'h400;
+       mem[27] = 16'h400;
+       mem[28] = 16'h266;
+       mem[29] = 16'h400;
+       mem[30] = 16'h400;
+       mem[31] = 16'h266;
+       mem[32] = 16'h400;
+       mem[33] = 16'h400;
+       mem[34] = 16'h266;
+       mem[35] = 16'h400;
+       mem[36] = 16'h400;
+       mem[37] = 16'h266;
+       mem[38] = 16'h400;
+       mem[39] = 16'h400;
+       mem[40] = 16'h266;
+       mem[41] = 16'h400;
+       mem[42] = 16'h400;
+       mem[43] = 16'h266;
+       mem[44] = 16'h400;
+       mem[45] = 16'h400;
+       mem[46] = 16'h266;
+       mem[47] = 16'h400;
+       mem[48] = 16'h400;
+       mem[49] = 16'h266;
+       mem[50] = 16'h400;
+       mem[51] = 16'h400;
+       mem[52] = 16'h266;
+       mem[53] = 16'h400;
+       mem[54] = 16'h400;
+       mem[55] = 16'h266;
+       mem[56] = 16'h400;
+       mem[57] = 16'h400;
+       mem[58] = 16'h266;
+       mem[59] = 16'h400;
+       mem[60] = 16'h400;
+       mem[61] = 16'h266;
+       mem[62] = 16'h400;
+       mem[63] = 16'h400;
+       mem[64] = 16'h266;
+       mem[65] = 16'h400;
+       mem[66] = 16'h400;
+       mem[67] = 16'h266;
+       mem[68] = 16'h400;
+       mem[69] = 16'h266;
+       mem[70] = 16'h266;
+       mem[71] = 16'h266;
+       mem[72] = 16'h400;
+       mem[73] = 16'h266;
+       mem[74] = 16'h266;
+       mem[75] = 16'h266;
+       mem[76] = 16'h400;
+       mem[77] = 16'h400;
+       mem[78] = 16'h266;
+       mem[79] = 16'h266;
+       mem[80] = 16'h266;
+       mem[81] = 16'h400;
+       mem[82] = 16'h400;
+       mem[83] = 16'h266;
+       mem[84] = 16'h266;
+       mem[85] = 16'h266;
+       mem[86] = 16'h400;
+       mem[87] = 16'h400;
+       mem[88] = 16'h266;
+       mem[89] = 16'h266;
+       mem[90] = 16'h266;
+       mem[91] = 16'h400;
+       mem[92] = 16'h400;
+       mem[93] = 16'h266;
+       mem[94] = 16'h266;
+       mem[95] = 16'h266;
+       mem[96] = 16'h400;
+       mem[97] = 16'h400;
+       mem[98] = 16'h266;
+       mem[99] = 16'h266;
+       mem[100] = 16'h266;
+       mem[101] = 16'h400;
+       mem[102] = 16'h400;
+       mem[103] = 16'h266;
+       mem[104] = 16'h266;
+       mem[105] = 16'h266;
+       mem[106] = 16'h400;
+       mem[107] = 16'h400;
+       mem[108] = 16'h266;
+       mem[109] = 16'h266;
+       mem[110] = 16'h266;
+       mem[111] = 16'h400;
+       mem[112] = 16'h400;
+       mem[113] = 16'h266;
+       mem[114] = 16'h266;
+       mem[115] = 16'h266;
+       mem[116] = 16'h400;
+       mem[117] = 16'h400;
+       mem[118] = 16'h266;
+       mem[119] = 16'h266;
+       mem[120] = 16'h266;
+       mem[121] = 16'h400;
+       mem[122] = 16'h400;
+       mem[123] = 16'h266;
+       mem[124] = 16'h266;
+       mem[125] = 16'h266;
+       mem[126] = 16'h400;
+       mem[127] = 16'h400;
+       mem[128] = 16'h266;
+       mem[129] = 16'h266;
+       mem[130] = 16'h266;
+       mem[131] = 16'h400;
+       mem[132] = 16'h400;
+       mem[133] = 16'h266;
+       mem[134] = 16'h266;
+       mem[135] = 16'h266;
+       mem[136] = 16'h400;
+       mem[137] = 16'h400;
+       mem[138] = 16'h266;
+       mem[139] = 16'h266;
+       mem[140] = 16'h266;
+       mem[141] = 16'h400;
+       mem[142] = 16'h400;
+       mem[143] = 16'h266;
+       mem[144] = 16'h266;
+       mem[145] = 16'h266;
+       mem[146] = 16'h400;
+       mem[147] = 16'h266;
+       mem[148] = 16'h266;
+       mem[149] = 16'h400;
+       mem[150] = 16'h266;
+       mem[151] = 16'h400;
+       mem[152] = 16'h400;
+       mem[153] = 16'h266;
+       mem[154] = 16'h400;
+       mem[155] = 16'h400;
+       mem[156] = 16'h266;
+       mem[157] = 16'h400;
+       mem[158] = 16'h400;
+       mem[159] = 16'h266;
+       mem[160] = 16'h400;
+       mem[161] = 16'h400;
+       mem[162] = 16'h266;
+       mem[163] = 16'h400;
+       mem[164] = 16'h400;
+       mem[165] = 16'h266;
+       mem[166] = 16'h400;
+       mem[167] = 16'h400;
+       mem[168] = 16'h266;
+       mem[169] = 16'h400;
+       mem[170] = 16'h400;
+       mem[171] = 16'h266;
+       mem[172] = 16'h400;
+       mem[173] = 16'h400;
+       mem[174] = 16'h266;
+       mem[175] = 16'h400;
+       mem[176] = 16'h400;
+       mem[177] = 16'h266;
+       mem[178] = 16'h400;
+       mem[179] = 16'h400;
+       mem[180] = 16'h266;
+       mem[181] = 16'h400;
+       mem[182] = 16'h400;
+       mem[183] = 16'h266;
+       mem[184] = 16'h400;
+       mem[185] = 16'h400;
+       mem[186] = 16'h266;
+       mem[187] = 16'h400;
+       mem[188] = 16'h400;
+       mem[189] = 16'h266;
+       mem[190] = 16'h400;
+       mem[191] = 16'h400;
+       mem[192] = 16'h266;
+       mem[193] = 16'h400;
+       mem[194] = 16'h400;
+       mem[195] = 16'h266;
+       mem[196] = 16'h400;
+       mem[197] = 16'h400;
+       mem[198] = 16'h266;
+       mem[199] = 16'h400;
+       mem[200] = 16'h400;
+       mem[201] = 16'h266;
+       mem[202] = 16'h400;
+       mem[203] = 16'h400;
+       mem[204] = 16'h266;
+       mem[205] = 16'h400;
+       mem[206] = 16'h400;
+       mem[207] = 16'h266;
+       mem[208] = 16'h400;
+       mem[209] = 16'h400;
+       mem[210] = 16'h266;
+       mem[211] = 16'h400;
+       mem[212] = 16'h400;
+       mem[213] = 16'h266;
+       mem[214] = 16'h400;
+       mem[215] = 16'h400;
+       mem[216] = 16'h266;
+       mem[217] = 16'h400;
+    end
+    reg [15:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[7:0]];
+       if (write_enable) mem[write_address[7:0]] <= write_data[15:0];
+    end
+    always @(*) read_data = {16'b0, rd};
+endmodule // top$core$cmd$coup
 
 
 module top$core$cmd$crc_base(d,q,clock);
@@ -2632,22 +2924,23 @@ module top$core$cmd$ret(d,q,clock);
     localparam CmdState$RmCheck = 14;
     localparam CmdState$RmWord = 15;
     localparam CmdState$RmZeros = 16;
-    localparam CmdState$ScCheck = 17;
-    localparam CmdState$RunCheck = 18;
-    localparam CmdState$CwStart = 19;
-    localparam CmdState$CmpNext = 20;
-    localparam CmdState$CmpWord = 21;
-    localparam CmdState$CwDecide = 22;
-    localparam CmdState$WrNext = 23;
-    localparam CmdState$WrWord = 24;
-    localparam CmdState$CwFinish = 25;
-    localparam CmdState$RoCheck = 26;
-    localparam CmdState$RoSweeps = 27;
-    localparam CmdState$RoHead = 28;
-    localparam CmdState$RoSums = 29;
-    localparam CmdState$ErrReply = 30;
-    localparam CmdState$Send = 31;
-    localparam CmdState$Release = 32;
+    localparam CmdState$RmCoup = 17;
+    localparam CmdState$ScCheck = 18;
+    localparam CmdState$RunCheck = 19;
+    localparam CmdState$CwStart = 20;
+    localparam CmdState$CmpNext = 21;
+    localparam CmdState$CmpWord = 22;
+    localparam CmdState$CwDecide = 23;
+    localparam CmdState$WrNext = 24;
+    localparam CmdState$WrWord = 25;
+    localparam CmdState$CwFinish = 26;
+    localparam CmdState$RoCheck = 27;
+    localparam CmdState$RoSweeps = 28;
+    localparam CmdState$RoHead = 29;
+    localparam CmdState$RoSums = 30;
+    localparam CmdState$ErrReply = 31;
+    localparam CmdState$Send = 32;
+    localparam CmdState$Release = 33;
     
     // Update code (custom)
     initial begin
@@ -3281,22 +3574,23 @@ module top$core$cmd$state(d,q,clock);
     localparam CmdState$RmCheck = 14;
     localparam CmdState$RmWord = 15;
     localparam CmdState$RmZeros = 16;
-    localparam CmdState$ScCheck = 17;
-    localparam CmdState$RunCheck = 18;
-    localparam CmdState$CwStart = 19;
-    localparam CmdState$CmpNext = 20;
-    localparam CmdState$CmpWord = 21;
-    localparam CmdState$CwDecide = 22;
-    localparam CmdState$WrNext = 23;
-    localparam CmdState$WrWord = 24;
-    localparam CmdState$CwFinish = 25;
-    localparam CmdState$RoCheck = 26;
-    localparam CmdState$RoSweeps = 27;
-    localparam CmdState$RoHead = 28;
-    localparam CmdState$RoSums = 29;
-    localparam CmdState$ErrReply = 30;
-    localparam CmdState$Send = 31;
-    localparam CmdState$Release = 32;
+    localparam CmdState$RmCoup = 17;
+    localparam CmdState$ScCheck = 18;
+    localparam CmdState$RunCheck = 19;
+    localparam CmdState$CwStart = 20;
+    localparam CmdState$CmpNext = 21;
+    localparam CmdState$CmpWord = 22;
+    localparam CmdState$CwDecide = 23;
+    localparam CmdState$WrNext = 24;
+    localparam CmdState$WrWord = 25;
+    localparam CmdState$CwFinish = 26;
+    localparam CmdState$RoCheck = 27;
+    localparam CmdState$RoSweeps = 28;
+    localparam CmdState$RoHead = 29;
+    localparam CmdState$RoSums = 30;
+    localparam CmdState$ErrReply = 31;
+    localparam CmdState$Send = 32;
+    localparam CmdState$Release = 33;
     
     // Update code (custom)
     initial begin
