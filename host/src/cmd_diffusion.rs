@@ -1132,16 +1132,7 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
     let l = tsub::load(&a.substrate)?;
     let (sub, side, model) = (&l.sub, &l.side, &l.model);
     let (dec, dec0) = (l.dec.clone(), l.dec0.clone());
-    let digits = Digits::load(&data::default_data_path()).map_err(|e| e.to_string())?;
-    let split = Split::new(
-        digits.len(),
-        data::DEFAULT_TEST_FRACTION,
-        data::DEFAULT_SPLIT_SEED,
-    )
-    .map_err(|e| e.to_string())?;
-    let n_img = a.inputs.min(split.test.len());
-    let test_x = digits.unit_matrix(&split.test[..n_img]);
-    let set = teval::build_set(&model, &test_x, &teval::Sigmas::Fixed(a.sigmas.clone()), 12)?;
+    let (set, n_img) = held_out(model, a.inputs, &a.sigmas)?;
     let amat = sub.dense_a();
     let chol = amat
         .clone()

@@ -522,6 +522,23 @@ pub fn serve<P: Read + Send, W: Write + Send + 'static>(
     let status = shared.0.lock().unwrap_or_else(|e| e.into_inner()).status;
     result.map(|_| status)
 }
+/// A pseudo-terminal for a serving board: the master with a 5 ms read time-out, a second handle
+/// on it for the writer, the device path and the slave kept open.
+#[allow(clippy::type_complexity)]
+fn open_served_pty() -> std::io::Result<(
+    serialport::TTYPort,
+    serialport::TTYPort,
+    String,
+    serialport::TTYPort,
+)> {
+    let (mut master, name, keep) = open_pty()?;
+    serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(5))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let out = master
+        .try_clone_native()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok((master, out, name, keep))
+}
 
 /// A pseudo-terminal pair: `(board end, path of the host end, host end)`. Keep the host end open
 /// for as long as the board end is used, or reads on the board end fail once the host closes.
@@ -541,12 +558,7 @@ pub fn spawn_emulator(
     baud: Option<u32>,
     idle: Duration,
 ) -> std::io::Result<(String, std::thread::JoinHandle<std::io::Result<Status>>)> {
-    let (mut master, name, keep) = open_pty()?;
-    serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(5))
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let out = master
-        .try_clone_native()
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let (master, out, name, keep) = open_served_pty()?;
     let h = std::thread::spawn(move || {
         let _keep = keep;
         serve(
@@ -698,12 +710,7 @@ pub fn spawn_verilator_emulator(
 )> {
     let (exe, arg) = thermo_hdl::command::link_top_stream_build(sub, clock_hz, baud)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let (mut master, name, keep) = open_pty()?;
-    serialport::SerialPort::set_timeout(&mut master, Duration::from_millis(5))
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let out = master
-        .try_clone_native()
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let (master, out, name, keep) = open_served_pty()?;
     let h = std::thread::spawn(move || {
         let _keep = keep;
         serve_verilator(&exe, &arg, master, out, Some(idle))
