@@ -57,37 +57,28 @@ fn verilog_verify_and_vcd_diff_from_the_command_line() {
         "{out}"
     );
 
-    let (ok, out) = thermo(&[
-        "simulate",
-        "--config",
-        cfg,
-        "--sweeps",
-        "12",
-        "--burn-in",
-        "0",
-        "--seed",
-        "5",
-        "--vcd",
-        &p("eng.vcd"),
-    ]);
-    assert!(ok, "{out}");
+    // The engine's trace of the same 12 sweeps for a seed.
+    let simulate_vcd = |seed: &str, file: &str| {
+        let (ok, out) = thermo(&[
+            "simulate",
+            "--config",
+            cfg,
+            "--sweeps",
+            "12",
+            "--burn-in",
+            "0",
+            "--seed",
+            seed,
+            "--vcd",
+            &p(file),
+        ]);
+        assert!(ok, "{out}");
+    };
+    simulate_vcd("5", "eng.vcd");
     let (ok, out) = thermo(&["vcd-diff", &p("eng.vcd"), &p("hw.vcd")]);
     assert!(ok && out.contains("no divergence"), "{out}");
     // Another seed diverges, and vcd-diff says where.
-    let (ok, out) = thermo(&[
-        "simulate",
-        "--config",
-        cfg,
-        "--sweeps",
-        "12",
-        "--burn-in",
-        "0",
-        "--seed",
-        "6",
-        "--vcd",
-        &p("eng6.vcd"),
-    ]);
-    assert!(ok, "{out}");
+    simulate_vcd("6", "eng6.vcd");
     let (ok, out) = thermo(&["vcd-diff", &p("eng6.vcd"), &p("hw.vcd")]);
     assert!(!ok && out.contains("first divergence at time 171"), "{out}");
 }
