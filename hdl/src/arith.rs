@@ -127,8 +127,7 @@ pub struct SatAdd {
     half: Constant<Bits<40>>,
     fill: Constant<Bits<40>>,
     sext: Constant<Bits<40>>,
-    off: Constant<Bits<40>>,
-    lim: Constant<Bits<40>>,
+    hmask: Constant<Bits<40>>,
     omask: Constant<Bits<32>>,
     big: Constant<Bits<40>>,
     nbig: Constant<Bits<40>>,
@@ -163,8 +162,7 @@ impl SatAdd {
             big: Constant::new(W_BIG.to_bits()),
             nbig: Constant::new((W_BIG.wrapping_neg() & W_MASK).to_bits()),
             xm: Default::default(),
-            off: Constant::new((1u64 << 31).to_bits()),
-            lim: Constant::new((1u64 << 32).to_bits()),
+            hmask: Constant::new((W_MASK & !((1u64 << 31) - 1)).to_bits()),
             pmax: Constant::new(0x7FFF_FFFFu64.to_bits()),
             nmin: Constant::new(0x8000_0000u64.to_bits()),
             xe: Default::default(),
@@ -206,11 +204,12 @@ impl Logic for SatAdd {
             }
         }
         self.s.next = self.ae.val() + self.t.val();
-        self.u.next = self.s.val() + self.off.val();
+        // in range iff bits 39..31 of the sum all equal its sign (no add-and-compare)
+        self.u.next = self.s.val() & self.hmask.val();
         self.y.next = self.acc.val();
         self.sat.next = false;
         if self.en.val() {
-            if self.u.val() < self.lim.val() {
+            if (self.u.val() == 0) | (self.u.val() == self.hmask.val()) {
                 self.y.next = self.s.val().get_bits::<32>(0);
             } else {
                 self.sat.next = true;
@@ -243,8 +242,7 @@ pub struct Rescale {
     half: Constant<Bits<40>>,
     fill: Constant<Bits<40>>,
     sext: Constant<Bits<40>>,
-    off: Constant<Bits<40>>,
-    lim: Constant<Bits<40>>,
+    hmask: Constant<Bits<40>>,
     omask: Constant<Bits<32>>,
     big: Constant<Bits<40>>,
     nbig: Constant<Bits<40>>,
@@ -279,8 +277,7 @@ impl Rescale {
             big: Constant::new(W_BIG.to_bits()),
             nbig: Constant::new((W_BIG.wrapping_neg() & W_MASK).to_bits()),
             xm: Default::default(),
-            off: Constant::new((1u64 << (bits - 1)).to_bits()),
-            lim: Constant::new((1u64 << bits).to_bits()),
+            hmask: Constant::new((W_MASK & !((1u64 << (bits - 1)) - 1)).to_bits()),
             pmax: Constant::new((maxc as u32 as u64).to_bits()),
             nmin: Constant::new((minc as u32 as u64).to_bits()),
             xe: Default::default(),
@@ -315,10 +312,11 @@ impl Logic for Rescale {
                 }
             }
         }
-        self.u.next = self.t.val() + self.off.val();
+        // in range iff bits 39..bits-1 all equal the sign (no add-and-compare)
+        self.u.next = self.t.val() & self.hmask.val();
         self.sat.next = false;
         self.y.next = self.t.val().get_bits::<32>(0);
-        if self.u.val() >= self.lim.val() {
+        if (self.u.val() != 0) & (self.u.val() != self.hmask.val()) {
             self.sat.next = true;
             if self.t.val().get_bit(39) {
                 self.y.next = self.nmin.val();

@@ -134,10 +134,11 @@ pub struct LangevinLane {
     xb: Signal<Local, Bits<16>>,
     rho: Signal<Local, Bits<16>>,
     in_range: Signal<Local, Bit>,
-    i1: Signal<Local, Bits<32>>,
-    i2: Signal<Local, Bits<32>>,
-    i3: Signal<Local, Bits<32>>,
-    i4: Signal<Local, Bits<32>>,
+    below: Signal<Local, Bit>,
+    above: Signal<Local, Bit>,
+    i1: Signal<Local, Bits<2>>,
+    i2: Signal<Local, Bits<2>>,
+    i3: Signal<Local, Bits<2>>,
     fin_now: Signal<Local, Bit>,
 }
 
@@ -215,10 +216,11 @@ impl LangevinLane {
             xb: Default::default(),
             rho: Default::default(),
             in_range: Default::default(),
+            below: Default::default(),
+            above: Default::default(),
             i1: Default::default(),
             i2: Default::default(),
             i3: Default::default(),
-            i4: Default::default(),
             fin_now: Default::default(),
         }
     }
@@ -277,12 +279,14 @@ impl Logic for LangevinLane {
         self.rd_bank.next = self.opnd2.q.val() & self.bmask.val();
         self.line_sel.next = self.opnd2.q.val();
         self.xb.next = self.rd_data.val() ^ 0x8000;
-        self.in_range.next = (self.xb.val() >= self.lob.val()) & (self.xb.val() <= self.hib.val());
+        self.below.next = self.xb.val() < self.lob.val();
+        self.above.next = self.xb.val() > self.hib.val();
+        self.in_range.next = !self.below.val() & !self.above.val();
         self.rho.next = self.rd_data.val();
-        if self.xb.val() < self.lob.val() {
+        if self.below.val() {
             self.rho.next = self.lo.val();
         }
-        if self.xb.val() > self.hib.val() {
+        if self.above.val() {
             self.rho.next = self.hi.val();
         }
         self.mul.b.next = self.coef2.q.val();
@@ -330,24 +334,21 @@ impl Logic for LangevinLane {
                 self.acc.d.next = self.sa_mac.y.val();
             }
         }
+        // at most two of the four adders saturate in one cycle (mac and line are exclusive,
+        // bias and noise chain in the finish step): a 2-bit increment, one 32-bit adder
         self.i1.next = 0.into();
-        if self.sa_mac.sat.val() {
+        if self.sa_mac.sat.val() | self.sa_line.sat.val() {
             self.i1.next = 1.into();
         }
         self.i2.next = 0.into();
-        if self.sa_line.sat.val() {
+        if self.sa_bias.sat.val() {
             self.i2.next = 1.into();
         }
-        self.i3.next = 0.into();
-        if self.sa_bias.sat.val() {
-            self.i3.next = 1.into();
-        }
-        self.i4.next = 0.into();
+        self.i3.next = self.i1.val() + self.i2.val();
         if self.sa_noise.sat.val() {
-            self.i4.next = 1.into();
+            self.i3.next = self.i1.val() + self.i2.val() + 1;
         }
-        self.nacc.d.next =
-            self.nacc.q.val() + self.i1.val() + self.i2.val() + self.i3.val() + self.i4.val();
+        self.nacc.d.next = self.nacc.q.val() + bit_cast::<32, 2>(self.i3.val());
         self.wr_en.next = self.fin_now.val();
         self.wr_q.next = self.uc.q.val();
         self.wr_data.next = self.fin.y.val().get_bits::<16>(0);

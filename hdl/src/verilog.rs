@@ -45,7 +45,7 @@ pub fn verilator_build(
         if trace { "trace" } else { "" },
         if fast { "fast" } else { "" }
     );
-    let key = fnv(&[verilog, cpp, &flags]);
+    let key = fnv(&[verilog, cpp, &flags, "rw-poison"]);
     let final_dir = cache_dir().join(format!("{key:016x}"));
     let final_exe = final_dir.join("obj_dir").join("vsim");
     if final_exe.exists() {
@@ -70,6 +70,7 @@ pub fn verilator_build(
         "0",
         "--x-initial",
         "0",
+        "-DTHERMO_RW_POISON",
         "-Wno-fatal",
         "-Wno-lint",
         "-Wno-style",
