@@ -17,17 +17,26 @@ use thermo_sim::noise::Taus88;
 /// * `pop` — consume the sample on `z` (only meaningful while `valid`).
 /// * `z` — the head sample, two's complement Q3.12; `valid` — `z` holds a sample.
 ///
-/// **Structure and latency.** A three-stage stall-on-full pipeline: (1) two taus88 steps per
-/// clock latch a draw `(w0, w1)`; (2) leading-zero count, window extraction and the synchronous
-/// ROM read (`IcdfRom`, 512 x 32 bits: `c0 | c1`); (3) the 16x16 interpolation
-/// `c0 + ((c1 t + 2^19) >> 20)`, the tail clamp and the sign, latched in `z`. After `load` the
-/// first sample is `valid` 3 cycles later; afterwards one sample per clock can be popped (a popped
-/// sample is replaced on the next edge). The whole pipeline advances only when the output
-/// register is empty or being popped, so no draw is ever lost.
+/// **Structure and latency.** One taus88 step per clock, one draw every two clocks, in three
+/// stages with per-stage hand-off (a stage takes a new entry when it is empty or its entry moves
+/// on, so no draw is ever lost): (1) the first word `w0` of a draw is latched; on the next clock
+/// the second word is the combinational next taus88 word, and the 63-bit magnitude word
+/// `w0[30:0] | w1` is normalised by a 5-level left shifter (16, 8, 4, 2, 1: the shift bits are
+/// the octave `lz`, the 20 bits below the leading one the segment and the fraction `t`) into the
+/// synchronous ROM read (`IcdfRom`, 512 x 32 bits: `c0 | -c1`); (2) from the ROM output, the
+/// 16x16 product `P = -c1 t` and `|z| = c0 - ((P + 2^19 - 1) >> 20)` (equal to
+/// `c0 + ((c1 t + 2^19) >> 20)`), the tail clamp and the sign, latched in `z`. After `load` the
+/// first sample is `valid` 3 cycles later; then, while samples are popped, a new one is valid
+/// every 2 cycles (up to two more wait in the pipeline when they are not). This suffices for a
+/// lane: a unit costs at least 2 instructions and pops once, at stage 2 of its last one, so the
+/// first pop after `load` (even in the same cycle as `START`, without a bus phase) comes 3
+/// cycles after it and later pops are at least 2 cycles apart.
 ///
 /// **Proof of equality with the engine:** `noise::tests::noise_lane_matches_engine` (rust-hdl
-/// simulation, several seeds, lanes and pop rates),
-/// `noise::tests::transform_edge_cases_match_engine` (chosen draws forced into stage 1: the tail clamp, every leading-zero count, both signs) and
+/// simulation, several seeds, lanes and pop rates), `noise::tests::pops_every_other_cycle_from_load`
+/// (the start-up contract above), `noise::tests::transform_edge_cases_match_engine` (chosen draws
+/// forced into stage 1: the tail clamp, every leading-zero count, both signs, the rounding
+/// ties of every ROM entry) and
 /// `tests/hdl_noise.rs` (rust-hdl simulation 3 x 2*10^4 draws, Verilator 3 x 10^5 draws).
 #[derive(LogicBlock)]
 pub struct NoiseLaneHw {
@@ -51,10 +60,9 @@ pub struct NoiseLaneHw {
     s1: DFF<Bits<32>>,
     s2: DFF<Bits<32>>,
     s3: DFF<Bits<32>>,
-    // stage 1: one draw
+    // stage 1: the first word of a draw
     w0: DFF<Bits<32>>,
-    w1: DFF<Bits<32>>,
-    v1: DFF<Bit>,
+    ph: DFF<Bit>,
     // stage 2: ROM output plus side data
     rom: IcdfRom,
     t2: DFF<Bits<16>>,
@@ -70,33 +78,22 @@ pub struct NoiseLaneHw {
     m2: Constant<Bits<32>>,
     m3: Constant<Bits<32>>,
     // combinational
-    adv: Signal<Local, Bit>,
+    oadv: Signal<Local, Bit>,
+    sadv: Signal<Local, Bit>,
+    step: Signal<Local, Bit>,
     a1: Signal<Local, Bits<32>>,
     a2: Signal<Local, Bits<32>>,
     a3: Signal<Local, Bits<32>>,
-    n1: Signal<Local, Bits<32>>,
-    n2: Signal<Local, Bits<32>>,
-    n3: Signal<Local, Bits<32>>,
-    hi: Signal<Local, Bits<32>>,
-    x1: Signal<Local, Bits<32>>,
-    x2: Signal<Local, Bits<32>>,
-    x3: Signal<Local, Bits<32>>,
-    x4: Signal<Local, Bits<32>>,
-    x5: Signal<Local, Bits<32>>,
-    c16: Signal<Local, Bits<6>>,
-    c8: Signal<Local, Bits<6>>,
-    c4: Signal<Local, Bits<6>>,
-    c2: Signal<Local, Bits<6>>,
-    c1: Signal<Local, Bits<6>>,
-    clz: Signal<Local, Bits<6>>,
-    tword: Signal<Local, Bits<32>>,
+    x: Signal<Local, Bits<32>>,
+    y0: Signal<Local, Bits<64>>,
+    y1: Signal<Local, Bits<64>>,
+    y2: Signal<Local, Bits<64>>,
+    y3: Signal<Local, Bits<64>>,
+    y4: Signal<Local, Bits<64>>,
+    y5: Signal<Local, Bits<64>>,
     lz: Signal<Local, Bits<9>>,
     addr1: Signal<Local, Bits<9>>,
-    rom_c0: Signal<Local, Bits<16>>,
-    rom_c1: Signal<Local, Bits<16>>,
-    prod_u: Signal<Local, Bits<32>>,
-    prod_s: Signal<Local, Bits<32>>,
-    interp: Signal<Local, Bits<16>>,
+    prod: Signal<Local, Bits<32>>,
     mag: Signal<Local, Bits<16>>,
 }
 
@@ -116,8 +113,7 @@ impl Default for NoiseLaneHw {
             s2: Default::default(),
             s3: Default::default(),
             w0: Default::default(),
-            w1: Default::default(),
-            v1: Default::default(),
+            ph: Default::default(),
             rom: crate::rom::new_icdf_rom(),
             t2: Default::default(),
             addr2: Default::default(),
@@ -130,33 +126,22 @@ impl Default for NoiseLaneHw {
             m1: Constant::new(0xFFFF_FFFEu64.to_bits()),
             m2: Constant::new(0xFFFF_FFF8u64.to_bits()),
             m3: Constant::new(0xFFFF_FFF0u64.to_bits()),
-            adv: Default::default(),
+            oadv: Default::default(),
+            sadv: Default::default(),
+            step: Default::default(),
             a1: Default::default(),
             a2: Default::default(),
             a3: Default::default(),
-            n1: Default::default(),
-            n2: Default::default(),
-            n3: Default::default(),
-            hi: Default::default(),
-            x1: Default::default(),
-            x2: Default::default(),
-            x3: Default::default(),
-            x4: Default::default(),
-            x5: Default::default(),
-            c16: Default::default(),
-            c8: Default::default(),
-            c4: Default::default(),
-            c2: Default::default(),
-            c1: Default::default(),
-            clz: Default::default(),
-            tword: Default::default(),
+            x: Default::default(),
+            y0: Default::default(),
+            y1: Default::default(),
+            y2: Default::default(),
+            y3: Default::default(),
+            y4: Default::default(),
+            y5: Default::default(),
             lz: Default::default(),
             addr1: Default::default(),
-            rom_c0: Default::default(),
-            rom_c1: Default::default(),
-            prod_u: Default::default(),
-            prod_s: Default::default(),
-            interp: Default::default(),
+            prod: Default::default(),
             mag: Default::default(),
         }
     }
@@ -165,101 +150,89 @@ impl Default for NoiseLaneHw {
 impl Logic for NoiseLaneHw {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, s1, s2, s3, w0, w1, v1, t2, addr2, neg2, clamp2, v2, zr, vo);
+        dff_setup!(self, clock, s1, s2, s3, w0, ph, t2, addr2, neg2, clamp2, v2, zr, vo);
         self.rom.clock.next = self.clock.val();
-        self.adv.next = !self.vo.q.val() | self.pop.val();
-        // taus88, two steps (first word a*, second word n*)
+        // hand-off: the output register takes a sample when empty or popped, stage 2 a draw
+        // when empty or handing its own on
+        self.oadv.next = !self.vo.q.val() | self.pop.val();
+        self.sadv.next = !self.v2.q.val() | self.oadv.val();
+        // one taus88 step: next state a*, next word x
         self.a1.next = ((self.s1.q.val() & self.m1.val()) << 12)
             ^ (((self.s1.q.val() << 13) ^ self.s1.q.val()) >> 19);
         self.a2.next = ((self.s2.q.val() & self.m2.val()) << 4)
             ^ (((self.s2.q.val() << 2) ^ self.s2.q.val()) >> 25);
         self.a3.next = ((self.s3.q.val() & self.m3.val()) << 17)
             ^ (((self.s3.q.val() << 3) ^ self.s3.q.val()) >> 11);
-        self.n1.next = ((self.a1.val() & self.m1.val()) << 12)
-            ^ (((self.a1.val() << 13) ^ self.a1.val()) >> 19);
-        self.n2.next =
-            ((self.a2.val() & self.m2.val()) << 4) ^ (((self.a2.val() << 2) ^ self.a2.val()) >> 25);
-        self.n3.next = ((self.a3.val() & self.m3.val()) << 17)
-            ^ (((self.a3.val() << 3) ^ self.a3.val()) >> 11);
-        // stage 2 address logic from the latched draw
-        self.hi.next = self.w0.q.val() & 0x7FFF_FFFF;
-        self.c16.next = 0.into();
-        self.x1.next = self.hi.val();
-        if self.hi.val().get_bits::<16>(16) == 0 {
-            self.c16.next = 16.into();
-            self.x1.next = self.hi.val() << 16;
+        self.x.next = self.a1.val() ^ self.a2.val() ^ self.a3.val();
+        // the draw (w0, x): normalise m = w0[30:0] | x (63 bits) held as y0 = m << 1
+        self.y0.next =
+            (bit_cast::<64, 32>(self.w0.q.val()) << 33) | (bit_cast::<64, 32>(self.x.val()) << 1);
+        self.lz.next = 0.into();
+        self.y1.next = self.y0.val();
+        if self.y0.val().get_bits::<16>(48) == 0 {
+            self.lz.next = 16.into();
+            self.y1.next = self.y0.val() << 16;
         }
-        self.c8.next = self.c16.val();
-        self.x2.next = self.x1.val();
-        if self.x1.val().get_bits::<8>(24) == 0 {
-            self.c8.next = self.c16.val() + 8;
-            self.x2.next = self.x1.val() << 8;
+        self.y2.next = self.y1.val();
+        if self.y1.val().get_bits::<8>(56) == 0 {
+            self.lz.next = self.lz.val() | 8;
+            self.y2.next = self.y1.val() << 8;
         }
-        self.c4.next = self.c8.val();
-        self.x3.next = self.x2.val();
-        if self.x2.val().get_bits::<4>(28) == 0 {
-            self.c4.next = self.c8.val() + 4;
-            self.x3.next = self.x2.val() << 4;
+        self.y3.next = self.y2.val();
+        if self.y2.val().get_bits::<4>(60) == 0 {
+            self.lz.next = self.lz.val() | 4;
+            self.y3.next = self.y2.val() << 4;
         }
-        self.c2.next = self.c4.val();
-        self.x4.next = self.x3.val();
-        if self.x3.val().get_bits::<2>(30) == 0 {
-            self.c2.next = self.c4.val() + 2;
-            self.x4.next = self.x3.val() << 2;
+        self.y4.next = self.y3.val();
+        if self.y3.val().get_bits::<2>(62) == 0 {
+            self.lz.next = self.lz.val() | 2;
+            self.y4.next = self.y3.val() << 2;
         }
-        self.c1.next = self.c2.val();
-        self.x5.next = self.x4.val();
-        if !self.x4.val().get_bit(31) {
-            self.c1.next = self.c2.val() + 1;
-            self.x5.next = self.x4.val() << 1;
+        self.y5.next = self.y4.val();
+        if !self.y4.val().get_bit(63) {
+            self.lz.next = self.lz.val() | 1;
+            self.y5.next = self.y4.val() << 1;
         }
-        // clz of the 32-bit hi (bit 31 is 0, so clz >= 1 whenever hi != 0)
-        self.clz.next = self.c1.val();
-        if self.hi.val() != 0 {
-            self.lz.next = bit_cast::<9, 6>(self.clz.val() - 1);
-            self.tword.next = (self.x5.val() << 1) | (self.w1.q.val() >> (31 - self.clz.val()));
-        } else {
-            self.lz.next = 31.into();
-            self.tword.next = self.w1.q.val() << 1;
-        }
-        self.addr1.next =
-            (self.lz.val() << 4) | bit_cast::<9, 4>(self.tword.val().get_bits::<4>(28));
-        // the ROM output register is stage 2: when stalled it must re-read stage 2's address
+        // y5 = m << lz (lz <= 31) with the leading one in bit 63, unless m < 2^31 (the clamp)
+        self.addr1.next = (self.lz.val() << 4) | bit_cast::<9, 4>(self.y5.val().get_bits::<4>(59));
+        // the ROM output register is stage 2: while it holds, it re-reads stage 2's address
         self.rom.address.next = self.addr2.q.val();
-        if self.adv.val() {
+        if self.sadv.val() {
             self.rom.address.next = self.addr1.val();
         }
-        // stage 3: interpolation from the ROM output
-        self.rom_c0.next = self.rom.data.val().get_bits::<16>(16);
-        self.rom_c1.next = self.rom.data.val().get_bits::<16>(0);
-        self.prod_u.next = self.rom_c1.val() * self.t2.q.val();
-        // signed x unsigned: subtract t << 16 when c1 is negative
-        self.prod_s.next = self.prod_u.val();
-        if self.rom_c1.val().get_bit(15) {
-            self.prod_s.next = self.prod_u.val() - (bit_cast::<32, 16>(self.t2.q.val()) << 16);
-        }
-        self.prod_s.next = self.prod_s.val() + 0x8_0000;
-        self.interp.next = bit_cast::<16, 12>(self.prod_s.val().get_bits::<12>(20));
-        if self.prod_s.val().get_bit(31) {
-            self.interp.next = bit_cast::<16, 12>(self.prod_s.val().get_bits::<12>(20)) | 0xF000;
-        }
-        self.mag.next = self.rom_c0.val() + self.interp.val();
+        // stage 2 -> output: |z| = c0 - ((-c1 t + 2^19 - 1) >> 20)
+        self.prod.next = self.rom.data.val().get_bits::<16>(0) * self.t2.q.val();
+        self.prod.next = self.prod.val() + 0x7_FFFF;
+        self.mag.next = self.rom.data.val().get_bits::<16>(16)
+            - bit_cast::<16, 12>(self.prod.val().get_bits::<12>(20));
         if self.clamp2.q.val() {
             self.mag.next = self.tail.val();
         }
         // register transfers
-        if self.adv.val() {
-            self.s1.d.next = self.n1.val();
-            self.s2.d.next = self.n2.val();
-            self.s3.d.next = self.n3.val();
-            self.w0.d.next = self.a1.val() ^ self.a2.val() ^ self.a3.val();
-            self.w1.d.next = self.n1.val() ^ self.n2.val() ^ self.n3.val();
-            self.v1.d.next = true;
+        // the generator steps for the first word of a draw, and for the second one when the
+        // draw enters stage 2
+        self.step.next = !self.ph.q.val() | self.sadv.val();
+        if self.step.val() {
+            self.s1.d.next = self.a1.val();
+            self.s2.d.next = self.a2.val();
+            self.s3.d.next = self.a3.val();
+        }
+        if !self.ph.q.val() {
+            // the first word of the next draw
+            self.w0.d.next = self.x.val();
+            self.ph.d.next = true;
+        }
+        if self.sadv.val() {
+            self.v2.d.next = self.ph.q.val();
             self.addr2.d.next = self.addr1.val();
-            self.t2.d.next = self.tword.val().get_bits::<16>(12);
+            self.t2.d.next = self.y5.val().get_bits::<16>(43);
             self.neg2.d.next = self.w0.q.val().get_bit(31);
-            self.clamp2.d.next = (self.hi.val() == 0) & !self.w1.q.val().get_bit(31);
-            self.v2.d.next = self.v1.q.val();
+            self.clamp2.d.next = !self.y5.val().get_bit(63);
+            if self.ph.q.val() {
+                self.ph.d.next = false;
+            }
+        }
+        if self.oadv.val() {
             self.zr.d.next = self.mag.val();
             if self.neg2.q.val() {
                 self.zr.d.next = 0 - self.mag.val();
@@ -270,7 +243,7 @@ impl Logic for NoiseLaneHw {
             self.s1.d.next = self.seed_s1.val();
             self.s2.d.next = self.seed_s2.val();
             self.s3.d.next = self.seed_s3.val();
-            self.v1.d.next = false;
+            self.ph.d.next = false;
             self.v2.d.next = false;
             self.vo.d.next = false;
         }
@@ -411,22 +384,135 @@ mod tests {
                 cases.push((((m >> 32) as u32) | (neg << 31), m as u32));
             }
         }
+        // rounding: for every ROM entry, the first fraction `t` whose product `-c1 t` has low
+        // 20 bits 2^19 - 1, 2^19 or 2^19 + 1 (where one exists), as a draw
+        let mut ties = 0;
+        for (addr, e) in thermo_sim::noise::icdf_rom().iter().enumerate() {
+            let (lz, seg) = ((addr >> 4) as u32, (addr & 15) as u64);
+            for low in [(1u64 << 19) - 1, 1 << 19, (1 << 19) + 1] {
+                if let Some(t) =
+                    (0..1u64 << 16).find(|t| (t * (-e.c1 as i64) as u64) % (1 << 20) == low)
+                {
+                    ties += (low == 1 << 19) as usize;
+                    let r = splitmix64(&mut x);
+                    let m = (1u64 << (62 - lz))
+                        | (seg << (58 - lz))
+                        | (t << (42 - lz))
+                        | (r & ((1 << (42 - lz)) - 1));
+                    cases.push((((m >> 32) as u32) | (((r >> 63) as u32) << 31), m as u32));
+                }
+            }
+        }
+        assert!(ties > 0, "no ROM entry can produce a rounding tie");
         let mut uut = NoiseLaneHw::default();
         uut.connect_all();
         fn clk(u: &mut NoiseLaneHw) -> &mut Signal<In, Clock> {
             &mut u.clock
         }
+        let solve = preimage_solver();
         for (w0, w1) in cases {
+            // stage 1 holds w0; the generator state is one whose next word is w1
+            let s = solve(w1);
+            assert_eq!(Taus88 { s }.next_u32(), w1);
             uut.pop.next = true;
             uut.load.next = false;
+            uut.ph.q.next = true;
             uut.w0.q.next = (w0 as u64).to_bits();
-            uut.w1.q.next = (w1 as u64).to_bits();
+            uut.s1.q.next = (s[0] as u64).to_bits();
+            uut.s2.q.next = (s[1] as u64).to_bits();
+            uut.s3.q.next = (s[2] as u64).to_bits();
             settle(&mut uut).unwrap();
             tick(&mut uut, clk).unwrap();
             tick(&mut uut, clk).unwrap();
             settle(&mut uut).unwrap();
             let z = uut.z.val().to_u64() as u16 as i16;
             assert_eq!(z, gaussian_fixed(w0, w1), "draw ({w0:#x}, {w1:#x})");
+        }
+    }
+
+    /// A solver for taus88 states whose next word is a given word (the map from state to next
+    /// word is linear over GF(2); Gaussian elimination over the 96 unit states).
+    fn preimage_solver() -> impl Fn(u32) -> [u32; 3] {
+        let mut basis: Vec<Option<(u32, [u32; 3])>> = vec![None; 32];
+        for j in 0..96 {
+            let mut comb = [0u32; 3];
+            comb[j / 32] = 1 << (j % 32);
+            let mut img = Taus88 { s: comb }.next_u32();
+            for b in (0..32).rev() {
+                if (img >> b) & 1 == 0 {
+                    continue;
+                }
+                match basis[b] {
+                    Some((bi, bc)) => {
+                        img ^= bi;
+                        for c in 0..3 {
+                            comb[c] ^= bc[c];
+                        }
+                    }
+                    None => {
+                        basis[b] = Some((img, comb));
+                        break;
+                    }
+                }
+            }
+        }
+        move |w| {
+            let (mut t, mut s) = (w, [0u32; 3]);
+            for b in (0..32).rev() {
+                if (t >> b) & 1 == 1 {
+                    let (bi, bc) = basis[b].expect("the next-word map has full rank");
+                    t ^= bi;
+                    for c in 0..3 {
+                        s[c] ^= bc[c];
+                    }
+                }
+            }
+            s
+        }
+    }
+
+    /// The start-up contract: after `load` the first sample is valid 3 cycles later and the
+    /// next ones every 2 cycles (a lane's fastest pops: units of 2 instructions, no bus phase,
+    /// `NOISE_LOAD` with `START`), equal to the engine's; one cycle earlier nothing is valid.
+    #[test]
+    fn pops_every_other_cycle_from_load() {
+        use crate::simx::{settle, tick};
+        fn clk(u: &mut NoiseLaneHw) -> &mut Signal<In, Clock> {
+            &mut u.clock
+        }
+        for (seed, lane) in [(5u64, 0u32), (0xFEED, 7)] {
+            let mut uut = NoiseLaneHw::default();
+            uut.connect_all();
+            // two loads: from power-up and over a full pipeline
+            for _ in 0..2 {
+                uut.set_seed(&Taus88::for_lane(seed, lane));
+                uut.load.next = true;
+                uut.pop.next = false;
+                settle(&mut uut).unwrap();
+                tick(&mut uut, clk).unwrap();
+                uut.load.next = false;
+                let mut eng = NoiseLane::new(seed, lane);
+                for cyc in 0..3 + 2 * 500 {
+                    let fire = cyc >= 3 && (cyc - 3) % 2 == 0;
+                    uut.pop.next = fire;
+                    settle(&mut uut).unwrap();
+                    if cyc == 2 {
+                        assert!(!uut.valid.val(), "valid one cycle early");
+                    }
+                    if fire {
+                        assert!(uut.valid.val(), "no sample in cycle {cyc} after load");
+                        let z = uut.z.val().to_u64() as u16 as i16;
+                        assert_eq!(z, eng.next_fixed(), "seed {seed} lane {lane} cycle {cyc}");
+                    }
+                    tick(&mut uut, clk).unwrap();
+                }
+                // let the pipeline fill before the reload
+                uut.pop.next = false;
+                for _ in 0..8 {
+                    settle(&mut uut).unwrap();
+                    tick(&mut uut, clk).unwrap();
+                }
+            }
         }
     }
 
