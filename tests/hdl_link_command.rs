@@ -776,7 +776,8 @@ fn hdl_link_synth_resources() {
         .expect("valid");
     let p3 = HwProgram::new(&r3).expect("compile");
     let inc = thermo_hdl::uart::baud_increment(12_000_000, 3_000_000).expect("baud");
-    let top = thermo_hdl::command::link_top_verilog(&r3, &p3, inc).expect("verilog");
+    let top =
+        thermo_hdl::command::link_top_verilog(&r3, &p3, inc, &Default::default()).expect("verilog");
     for fam in [Family::Ice40, Family::Ecp5] {
         let r = synth(&core, fam, &dir(&format!("core-{fam:?}"))).expect("synthesis");
         eprintln!("LinkCore (shipped example) {fam:?}: {r:?}");

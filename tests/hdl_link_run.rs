@@ -7,12 +7,12 @@
 //! streams with RUNs answered exactly as the emulator's `Board` answers them, up to when a run
 //! finishes.
 
-use thermo_hdl::command::link_top_verilator_segments;
+use thermo_hdl::command::{identity_with, link_top_verilator_segments, LinkOptions};
 use thermo_hdl::program::HwProgram;
 use thermo_host::emulator::{run_inference, Board};
 use thermo_proto::{
     encode_frame, readout_units, ErrorCode, Frame, FrameDecoder, Opcode, Readout, RunRequest,
-    SlotState, Status, ERROR_KIND,
+    SlotState, Space, Status, ERROR_KIND,
 };
 use thermo_sim::Substrate;
 use thermo_workspace_tests::{saturating_config, shipped_example};
@@ -77,6 +77,7 @@ struct Script {
     segs: Vec<Vec<u8>>,
     seq: u8,
     want: Vec<Want>,
+    link: LinkOptions,
 }
 
 enum Want {
@@ -94,6 +95,7 @@ impl Script {
             segs: vec![Vec::new()],
             seq: 1,
             want: Vec::new(),
+            link: LinkOptions::default(),
         }
     }
     fn req(&mut self, op: Opcode, p: &[u8], want: Want) {
@@ -114,8 +116,8 @@ impl Script {
         self.segs.push(Vec::new());
     }
     fn run(&self, s: &Substrate, prog: &HwProgram) -> u64 {
-        let (out, cnt) =
-            link_top_verilator_segments(s, prog, CLOCK, BAUD, &self.segs).expect("verilator");
+        let (out, cnt) = link_top_verilator_segments(s, prog, &self.link, CLOCK, BAUD, &self.segs)
+            .expect("verilator");
         let got = decode(&out);
         assert_eq!(&cnt[..3], &[0, 0, 0], "link error counters");
         for (i, (g, w)) in got.iter().zip(&self.want).enumerate() {
@@ -364,6 +366,92 @@ fn hdl_link_run_results_verilator() {
     }
 }
 
+/// The iCEBreaker's small link (`LinkOptions::SMALL`: 2 slots, 508-byte payloads, 1 KB receive
+/// ring, 512-byte reply buffer): IDENTIFY reports it, both slots give `run_inference`'s results
+/// bit for bit, slot 2 is out of range, and READ_MEM's length limit follows `max_payload`
+/// (255 coupling words = 510 bytes: bad length here, bad address with the default link).
+#[test]
+fn hdl_link_run_small_link_verilator() {
+    let s = shipped_example();
+    let prog = HwProgram::new(&s).expect("compile");
+    let ro = readout_units(&s);
+    let r = ro.len();
+    let base = compiled_biases(&prog);
+    let mut rng = Rng(99);
+    let conds: Vec<Vec<i32>> = (0..2)
+        .map(|_| conditioning(&base, &mut rng, 1 << 14))
+        .collect();
+    let runs = [
+        RunRequest {
+            slot: 0,
+            sweeps: 40,
+            burn_in: 3,
+            key: [7, 8, 9],
+        },
+        RunRequest {
+            slot: 1,
+            sweeps: 25,
+            burn_in: 0,
+            key: thermo_sim::noise::run_key(5),
+        },
+    ];
+    let mut sc = Script::new();
+    sc.link = LinkOptions::SMALL;
+    sc.ok(
+        Opcode::Identify,
+        &[],
+        identity_with(&s, &LinkOptions::SMALL).encode(),
+    );
+    for (i, c) in conds.iter().enumerate() {
+        sc.ok(Opcode::SetConditioning, &cond(i as u8, 0, c), vec![]);
+    }
+    sc.err(
+        Opcode::SetConditioning,
+        &cond(2, 0, &base[..4]),
+        ErrorCode::BadSlot,
+    );
+    for run in &runs {
+        sc.ok(Opcode::Run, &run.encode(), vec![]);
+    }
+    let r2 = RunRequest { slot: 2, ..runs[0] };
+    sc.err(Opcode::Run, &r2.encode(), ErrorCode::BadSlot);
+    let read_coup = |count: u16| {
+        let mut p = vec![Space::Coupling as u8];
+        p.extend(0u32.to_le_bytes());
+        p.extend(count.to_le_bytes());
+        p
+    };
+    let nc = prog.couplings.len() as u16;
+    assert!(nc < 254, "the shipped example has {nc} couplings");
+    sc.err(Opcode::ReadMem, &read_coup(255), ErrorCode::BadLength);
+    sc.err(Opcode::ReadMem, &read_coup(nc + 1), ErrorCode::BadAddress);
+    let words: Vec<u8> = prog
+        .couplings
+        .iter()
+        .flat_map(|&c| (c as i16).to_le_bytes())
+        .collect();
+    sc.ok(Opcode::ReadMem, &read_coup(nc), words);
+    sc.wait();
+    for run in &runs {
+        let (sums, _, _) = run_inference(&s, &conds[run.slot as usize], run, &ro);
+        let want = Readout {
+            state: SlotState::Done,
+            sweeps: run.sweeps,
+            sums,
+        };
+        sc.ok(
+            Opcode::Readout,
+            &readout(run.slot, 0, r as u16),
+            want.encode(),
+        );
+    }
+    sc.err(Opcode::Readout, &readout(2, 0, 1), ErrorCode::BadSlot);
+    let cycles = sc.run(&s, &prog);
+    eprintln!(
+        "small link: 2 slots, 508-byte payloads: results equal run_inference ({cycles} cycles)"
+    );
+}
+
 /// Random request streams with RUNs (random slots, conditionings, keys, sweeps, burn-ins, and
 /// invalid ones), READOUTs, STATUS, RESET, WRITE_MEM/READ_MEM and IDENTIFY through the pins:
 /// every reply equals the emulator's `Board`'s, where the board finishes its queued runs in
@@ -483,7 +571,9 @@ fn hdl_link_run_random_requests_verilator() {
     });
     let final_from = frames.len() - 5;
 
-    let (out, cnt) = link_top_verilator_segments(&s, &prog, CLOCK, BAUD, &segs).expect("verilator");
+    let (out, cnt) =
+        link_top_verilator_segments(&s, &prog, &Default::default(), CLOCK, BAUD, &segs)
+            .expect("verilator");
     let got = decode(&out);
     assert_eq!(got.len(), frames.len(), "one reply per request");
     assert_eq!(&cnt[..3], &[0, 0, 0]);

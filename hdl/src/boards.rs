@@ -90,6 +90,14 @@ impl Board {
             Board::Icebreaker => 12.0,
         }
     }
+    /// The link of this board's builds: the default on the ULX3S; on the iCEBreaker
+    /// [`LinkOptions::SMALL`] (2 slots, 508-byte payloads: 7 of its 30 block RAMs fewer).
+    pub fn link_options(self) -> crate::command::LinkOptions {
+        match self {
+            Board::Ulx3s85f => Default::default(),
+            Board::Icebreaker => crate::command::LinkOptions::SMALL,
+        }
+    }
     /// Device capacity.
     pub fn capacity(self) -> Capacity {
         match self {

@@ -70,17 +70,83 @@ enum SeqState {
     Abort,
 }
 
-/// The identity the RTL reports for substrate `s` (what `thermo emulate` reports too).
+/// What a board build may shrink of the link: the inference slots and the largest payload.
+/// IDENTIFY reports both and the host follows them (`thermo_host::inference` chunks requests
+/// by `max_payload` and queues at most `slots` runs). The receive ring holds two frames of
+/// `max_payload` rounded up to a power of two (four for the protocol's 1024), the reply buffer
+/// one payload: the default (4 slots, 1024 bytes) costs 8 + 2 block RAMs for the ring and the
+/// reply buffer, [`LinkOptions::SMALL`] (2 slots, 508 bytes: the iCEBreaker's) 2 + 1, and the
+/// slot memories half.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkOptions {
+    /// Inference slots, 1..=`SLOTS` (a power of two).
+    pub slots: u8,
+    /// Largest request and reply payload in bytes: `2^n - 4` for n in 8..=10, or `MAX_PAYLOAD`.
+    pub max_payload: usize,
+}
+
+impl Default for LinkOptions {
+    fn default() -> Self {
+        LinkOptions {
+            slots: SLOTS,
+            max_payload: MAX_PAYLOAD,
+        }
+    }
+}
+
+impl LinkOptions {
+    /// The small link of the iCEBreaker build: 2 slots, 508-byte payloads.
+    pub const SMALL: LinkOptions = LinkOptions {
+        slots: 2,
+        max_payload: 508,
+    };
+    /// Check the options.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        let ok_slots = self.slots.is_power_of_two() && self.slots <= SLOTS;
+        let ok_pay =
+            self.max_payload == MAX_PAYLOAD || [252, 508, 1020].contains(&self.max_payload);
+        if ok_slots && ok_pay {
+            Ok(())
+        } else {
+            Err(crate::Error::Config(format!(
+                "link options: slots {} (want 1, 2 or {SLOTS}), max_payload {} (want 252, 508, \
+                 1020 or {MAX_PAYLOAD})",
+                self.slots, self.max_payload
+            )))
+        }
+    }
+    /// Bytes of the receive ring.
+    pub fn ring_bytes(&self) -> usize {
+        let frame = (4 + self.max_payload).next_power_of_two();
+        if self.max_payload >= MAX_PAYLOAD - 4 {
+            crate::framing::RX_RING
+        } else {
+            2 * frame
+        }
+    }
+    /// Bytes of the reply buffer.
+    pub fn reply_bytes(&self) -> usize {
+        self.max_payload.next_power_of_two()
+    }
+}
+
+/// The identity the RTL reports for substrate `s` with the default link (what `thermo emulate`
+/// reports too).
 pub fn identity(s: &Substrate) -> Identity {
+    identity_with(s, &LinkOptions::default())
+}
+
+/// The identity the RTL reports for substrate `s` with link options `o`.
+pub fn identity_with(s: &Substrate, o: &LinkOptions) -> Identity {
     Identity {
         version: VERSION,
         design_hash: design_hash(s),
         units: s.units() as u32,
         readout_units: readout_units(s).len() as u32,
         lanes: s.lanes as u16,
-        slots: SLOTS,
+        slots: o.slots,
         state_frac: s.formats.state.frac as u8,
-        max_payload: MAX_PAYLOAD as u16,
+        max_payload: o.max_payload as u16,
     }
 }
 
@@ -362,14 +428,18 @@ pub struct CommandUnit {
 }
 
 impl CommandUnit {
-    /// The command unit of substrate `s` compiled to `prog`.
-    pub fn new(s: &Substrate, prog: &HwProgram) -> Self {
+    /// The command unit of substrate `s` compiled to `prog`, link options `o`.
+    pub fn new(s: &Substrate, prog: &HwProgram, o: &LinkOptions) -> Self {
         let d = prog.d;
         let ubits = bits_for(d).max(1);
         let biases: Vec<u32> = (0..d)
             .map(|i| prog.lanes[i % prog.p].bias[i / prog.p])
             .collect();
-        let id: Vec<u32> = identity(s).encode().into_iter().map(u32::from).collect();
+        let id: Vec<u32> = identity_with(s, o)
+            .encode()
+            .into_iter()
+            .map(u32::from)
+            .collect();
         let mut st = vec![1u32]; // tag 0: sweeps (control offset 1)
         for l in 0..prog.p as u32 {
             st.push((1 << 24) | (0x100 + 2 * l));
@@ -388,7 +458,8 @@ impl CommandUnit {
         // sweeps, burn_in, key[0..3]
         let slot_bits = bits_for(d + 5);
         let mut slots = Vec::new();
-        for _ in 0..SLOTS {
+        let slot_log = o.slots.trailing_zeros() as usize;
+        for _ in 0..o.slots {
             let mut v = biases.clone();
             v.resize(1 << slot_bits, 0);
             slots.extend(v);
@@ -444,8 +515,8 @@ impl CommandUnit {
             init: Mem::new(ubits, 32, &biases),
             ident: id.iter().map(|&w| (w as u64).to_bits()).into(),
             stat: st.iter().map(|&w| (w as u64).to_bits()).into(),
-            slotmem: Mem::new(slot_bits + 2, 32, &slots),
-            res: Mem::new(res_bits + 2, 32, &[]),
+            slotmem: Mem::new(slot_bits + slot_log, 32, &slots),
+            res: Mem::new(res_bits + slot_log, 32, &[]),
             coup: Mem::new(coup_bits, 16, &coup),
             lbase,
             rdo_rom,
@@ -524,12 +595,12 @@ impl CommandUnit {
             k_e_param: k8(ErrorCode::BadParameter as u64),
             k_error: k8(ERROR_KIND as u64),
             k_window: k8(REPLAY_WINDOW as u64),
-            k_slots: k8(SLOTS as u64),
+            k_slots: k8(o.slots as u64),
             k_m3: k8(3),
             k_st1: k8(1),
             k_st2: k8(2),
             k_max_sweeps: k32(MAX_RUN_SWEEPS),
-            k_max_sums: Constant::new((((MAX_PAYLOAD - 5) / 4) as u64).to_bits()),
+            k_max_sums: Constant::new((((o.max_payload - 5) / 4) as u64).to_bits()),
             k_clear: k32(ctrl_bits::CLEAR),
             k_noise_load: k32(ctrl_bits::NOISE_LOAD),
             k_start: k32(ctrl_bits::START),
@@ -539,8 +610,8 @@ impl CommandUnit {
             k_rg_state: k24(region::STATE << 20),
             k_rg_rdo: k24(region::READOUT << 20),
             k_rg_seed: k24(region::SEED << 20),
-            k_words0: Constant::new(((MAX_PAYLOAD / Space::Bias.width()) as u64).to_bits()),
-            k_words1: Constant::new(((MAX_PAYLOAD / Space::State.width()) as u64).to_bits()),
+            k_words0: Constant::new(((o.max_payload / Space::Bias.width()) as u64).to_bits()),
+            k_words1: Constant::new(((o.max_payload / Space::State.width()) as u64).to_bits()),
             k_nstat: Constant::new((st.len() as u64).to_bits()),
             k_ident_len: Constant::new((id.len() as u64).to_bits()),
             nsr: Default::default(),
@@ -1515,8 +1586,8 @@ pub struct LinkCore {
 }
 
 impl LinkCore {
-    /// The link core of substrate `s` compiled to `prog`.
-    pub fn new(s: &Substrate, prog: &HwProgram) -> Self {
+    /// The link core of substrate `s` compiled to `prog`, link options `o`.
+    pub fn new(s: &Substrate, prog: &HwProgram, o: &LinkOptions) -> Self {
         LinkCore {
             clock: Default::default(),
             in_data: Default::default(),
@@ -1534,9 +1605,9 @@ impl LinkCore {
             crc_errors: Default::default(),
             framing_errors: Default::default(),
             overruns: Default::default(),
-            frx: Default::default(),
-            cmd: CommandUnit::new(s, prog),
-            ftx: Default::default(),
+            frx: crate::framing::FrameRx::with_ring(o.ring_bytes()),
+            cmd: CommandUnit::new(s, prog, o),
+            ftx: crate::framing::FrameTx::with_buffer(o.reply_bytes()),
         }
     }
 }
@@ -1663,7 +1734,7 @@ pub struct LinkCoreOut {
 
 /// Verilog of the [`LinkCore`] of `s`.
 pub fn link_core_verilog(s: &Substrate, prog: &HwProgram) -> Result<String, crate::Error> {
-    let mut u = LinkCore::new(s, prog);
+    let mut u = LinkCore::new(s, prog, &LinkOptions::default());
     u.connect_all();
     crate::verilog::block_verilog(&u)
 }
@@ -1773,8 +1844,9 @@ pub struct LinkTop {
 }
 
 impl LinkTop {
-    /// The board design of substrate `s` compiled to `prog`, UART phase increment `inc`.
-    pub fn new(s: &Substrate, prog: &HwProgram, inc: u16) -> Self {
+    /// The board design of substrate `s` compiled to `prog`, UART phase increment `inc`, link
+    /// options `o`.
+    pub fn new(s: &Substrate, prog: &HwProgram, inc: u16, o: &LinkOptions) -> Self {
         LinkTop {
             clock: Default::default(),
             rx: Default::default(),
@@ -1785,7 +1857,7 @@ impl LinkTop {
             active: Default::default(),
             urx: Default::default(),
             utx: Default::default(),
-            core: LinkCore::new(s, prog),
+            core: LinkCore::new(s, prog, o),
             sub: crate::top::SubstrateTop::new(prog),
             k_inc: Constant::new((inc as u64).to_bits()),
         }
@@ -1989,9 +2061,15 @@ int main(int argc, char** argv) {
 }
 "#;
 
-/// Verilog of the [`LinkTop`] of `s`.
-pub fn link_top_verilog(s: &Substrate, prog: &HwProgram, inc: u16) -> Result<String, crate::Error> {
-    let mut u = LinkTop::new(s, prog, inc);
+/// Verilog of the [`LinkTop`] of `s` with link options `o`.
+pub fn link_top_verilog(
+    s: &Substrate,
+    prog: &HwProgram,
+    inc: u16,
+    o: &LinkOptions,
+) -> Result<String, crate::Error> {
+    o.validate()?;
+    let mut u = LinkTop::new(s, prog, inc, o);
     u.connect_all();
     crate::verilog::block_verilog(&u)
 }
@@ -2006,7 +2084,14 @@ pub fn link_top_verilator(
     baud: u64,
     input: &[u8],
 ) -> Result<(Vec<u8>, [u64; 4]), crate::Error> {
-    link_top_verilator_segments(s, prog, clock_hz, baud, &[input.to_vec()])
+    link_top_verilator_segments(
+        s,
+        prog,
+        &LinkOptions::default(),
+        clock_hz,
+        baud,
+        &[input.to_vec()],
+    )
 }
 
 /// Like [`link_top_verilator`], with the input in segments: each segment is sent once the
@@ -2015,13 +2100,14 @@ pub fn link_top_verilator(
 pub fn link_top_verilator_segments(
     s: &Substrate,
     prog: &HwProgram,
+    o: &LinkOptions,
     clock_hz: u64,
     baud: u64,
     segments: &[Vec<u8>],
 ) -> Result<(Vec<u8>, [u64; 4]), crate::Error> {
     let inc = crate::uart::baud_increment(clock_hz, baud)?;
     let exe = crate::verilog::verilator_build(
-        &link_top_verilog(s, prog, inc)?,
+        &link_top_verilog(s, prog, inc, o)?,
         LINK_TOP_HARNESS,
         false,
         true,
@@ -2061,13 +2147,14 @@ pub fn link_top_verilator_segments(
 /// `stream`).
 pub fn link_top_stream_build(
     s: &Substrate,
+    o: &LinkOptions,
     clock_hz: u64,
     baud: u64,
 ) -> Result<(std::path::PathBuf, Vec<String>), crate::Error> {
     let prog = HwProgram::new(s)?;
     let inc = crate::uart::baud_increment(clock_hz, baud)?;
     let exe = crate::verilog::verilator_build(
-        &link_top_verilog(s, &prog, inc)?,
+        &link_top_verilog(s, &prog, inc, o)?,
         LINK_TOP_HARNESS,
         false,
         true,

@@ -222,7 +222,8 @@ pub fn bitstream(
     let mhz = o.mhz.unwrap_or(board.default_mhz());
     let (pll_text, pll_mhz) = pll(board, mhz)?;
     let inc = crate::uart::baud_increment((pll_mhz * 1e6).round() as u64, o.baud)?;
-    let link = crate::command::link_top_verilog(&s, &prog, inc)?;
+    let lo = board.link_options();
+    let link = crate::command::link_top_verilog(&s, &prog, inc, &lo)?;
     let v = board_verilog(board, &link, &pll_text, pll_mhz)?;
     std::fs::write(dir.join("board.v"), &v).map_err(io(&dir.join("board.v")))?;
     let cons = board.constraints(pll_mhz);
@@ -413,6 +414,7 @@ pub fn bitstream(
         "units": s.units(),
         "lanes": prog.p,
         "bus_sides": prog.sides.len(),
+        "link": {"slots": lo.slots, "max_payload": lo.max_payload, "rx_ring_bytes": lo.ring_bytes(), "reply_buffer_bytes": lo.reply_bytes()},
         "cycles_per_sweep": prog.cycles_per_sweep,
         "unit_updates_per_cycle": per_cycle,
         "lane_mac_utilisation": sched.mac_efficiency(),

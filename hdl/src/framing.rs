@@ -110,7 +110,8 @@ impl Logic for Crc32Byte {
     }
 }
 
-/// Bytes of the receive ring ([`FrameRx`]).
+/// Bytes of the receive ring of the default [`FrameRx`] (room for four frames of
+/// `MAX_PAYLOAD`; a board build may choose a smaller ring with [`FrameRx::with_ring`]).
 pub const RX_RING: usize = 4096;
 
 /// Frame receiver.
@@ -124,8 +125,8 @@ pub const RX_RING: usize = 4096;
 /// `OVERHEAD` → framing error; CRC register not equal to [`crc_residue`] → CRC error; version
 /// not `VERSION` → framing error; length field not `body - OVERHEAD` or above `MAX_PAYLOAD` →
 /// framing error; otherwise the frame is *accepted*. The body bytes after the version
-/// (`seq, kind, len_lo, len_hi, payload, crc`) are written into a 4096-byte ring (one block
-/// RAM) from the end of the last accepted frame; an accepted frame is committed (the ring's
+/// (`seq, kind, len_lo, len_hi, payload, crc`) are written into a ring of block RAM ([`RX_RING`]
+/// bytes, or the size given to [`FrameRx::with_ring`]) from the end of the last accepted frame; an accepted frame is committed (the ring's
 /// write end moves past its `4 + len` bytes), anything else is forgotten. A frame that does not
 /// fit into the free part of the ring is dropped and counted in `overruns` (not a line error:
 /// the host's time-out recovers it).
@@ -199,12 +200,26 @@ pub struct FrameRx {
     diff: Signal<Local, Bits<12>>,
     body_len: Signal<Local, Bits<11>>,
     fits: Signal<Local, Bit>,
+    k_ring: Constant<Bits<13>>,
     good: Signal<Local, Bit>,
     commit: Signal<Local, Bit>,
 }
 
 impl Default for FrameRx {
     fn default() -> Self {
+        Self::with_ring(RX_RING)
+    }
+}
+
+impl FrameRx {
+    /// A receiver whose ring holds `ring` bytes (a power of two, 512..=4096). Frames longer
+    /// than the ring never fit and are counted as overruns, so the board must advertise a
+    /// `max_payload` of at most `ring - 4` (see `command::LinkOptions`).
+    pub fn with_ring(ring: usize) -> Self {
+        assert!(
+            ring.is_power_of_two() && (512..=RX_RING).contains(&ring),
+            "receive ring of {ring} bytes: must be a power of two in 512..=4096"
+        );
         Self {
             clock: Default::default(),
             in_data: Default::default(),
@@ -218,7 +233,8 @@ impl Default for FrameRx {
             crc_errors: Default::default(),
             framing_errors: Default::default(),
             overruns: Default::default(),
-            ring: crate::mem::Mem::new(12, 8, &[]),
+            ring: crate::mem::Mem::new(ring.trailing_zeros() as usize, 8, &[]),
+            k_ring: Constant::new((ring as u64).to_bits()),
             crc: Crc32Byte::default(),
             m: Default::default(),
             overlong: Default::default(),
@@ -290,7 +306,7 @@ impl Logic for FrameRx {
         self.used.next = bit_cast::<13, 12>(self.diff.val());
         self.body_len.next = self.n.q.val() - self.k_overhead.val();
         self.woff.next = bit_cast::<13, 11>(self.n.q.val()) - 1;
-        self.fits.next = (self.woff.val() + self.used.val()) < 4096;
+        self.fits.next = (self.woff.val() + self.used.val()) < self.k_ring.val();
         self.ring.write_address.next =
             bit_cast::<16, 12>(self.fs.q.val() + self.woff.val().get_bits::<12>(0));
         self.ring.write_data.next = bit_cast::<32, 8>(self.eb.val());
@@ -465,6 +481,18 @@ pub struct FrameTx {
 
 impl Default for FrameTx {
     fn default() -> Self {
+        Self::with_buffer(MAX_PAYLOAD)
+    }
+}
+
+impl FrameTx {
+    /// A transmitter whose payload buffer holds `bytes` (a power of two, 256..=1024): the
+    /// largest reply payload.
+    pub fn with_buffer(bytes: usize) -> Self {
+        assert!(
+            bytes.is_power_of_two() && (256..=MAX_PAYLOAD).contains(&bytes),
+            "reply buffer of {bytes} bytes: must be a power of two in 256..=1024"
+        );
         Self {
             clock: Default::default(),
             buf_we: Default::default(),
@@ -478,7 +506,7 @@ impl Default for FrameTx {
             out_data: Default::default(),
             out_valid: Default::default(),
             out_ready: Default::default(),
-            pbuf: crate::mem::Mem::new(10, 8, &[]),
+            pbuf: crate::mem::Mem::new(bytes.trailing_zeros() as usize, 8, &[]),
             crc: Crc32Byte::default(),
             state: Default::default(),
             r_seq: Default::default(),

@@ -168,7 +168,10 @@ mod tests {
             m.read_data.val().to_u64()
         };
         assert_eq!(cycle(&mut m, 1, 1, 0x1234, false), 8);
-        assert_eq!(cycle(&mut m, 1, 1, 0x1234, true), (RW_POISON & 0xFFFF) as u64);
+        assert_eq!(
+            cycle(&mut m, 1, 1, 0x1234, true),
+            (RW_POISON & 0xFFFF) as u64
+        );
         assert_eq!(cycle(&mut m, 1, 2, 0x5678, true), 0x1234);
         assert_eq!(cycle(&mut m, 2, 0, 0, false), 0x5678);
         let v = crate::verilog::block_verilog(&m).unwrap();

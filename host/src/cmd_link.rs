@@ -48,6 +48,10 @@ pub struct EmulateArgs {
     /// Clock of the emulated FPGA in MHz (`--backend verilator`; ULX3S 25, iCEBreaker 12).
     #[arg(long, default_value_t = 25.0)]
     clock_mhz: f64,
+    /// Board whose link the RTL is built with (`--backend verilator`): `ulx3s-85f` (4 slots,
+    /// 1024-byte payloads) or `icebreaker` (2 slots, 508-byte payloads), as `thermo bitstream`.
+    #[arg(long, default_value = "ulx3s-85f")]
+    board: String,
     /// Also make this path a symbolic link to the device.
     #[arg(long)]
     link: Option<PathBuf>,
@@ -129,8 +133,12 @@ fn emulate(a: EmulateArgs) -> Result<(), String> {
             return Err("--backend verilator needs a line rate (--baud > 0)".into());
         }
         eprintln!("building the board's Verilog in Verilator (cached after the first time) ...");
-        let (exe, arg) = thermo_hdl::command::link_top_stream_build(&sub, clock_hz, a.baud as u64)
-            .map_err(|e| format!("{}: {e}", a.config.display()))?;
+        let link = thermo_hdl::boards::Board::parse(&a.board)
+            .map_err(|e| e.to_string())?
+            .link_options();
+        let (exe, arg) =
+            thermo_hdl::command::link_top_stream_build(&sub, &link, clock_hz, a.baud as u64)
+                .map_err(|e| format!("{}: {e}", a.config.display()))?;
         Some((exe, arg))
     } else {
         None
@@ -288,6 +296,7 @@ fn link_bench(a: LinkBenchArgs) -> Result<(), String> {
             Backend::Verilator => {
                 let (p, h) = spawn_verilator_emulator(
                     &sub,
+                    &Default::default(),
                     clock_hz(a.clock_mhz)?,
                     baud as u64,
                     Duration::from_secs(2),
@@ -298,11 +307,13 @@ fn link_bench(a: LinkBenchArgs) -> Result<(), String> {
         };
         let t = SerialTransport::open(Path::new(&path), baud).map_err(|e| e.to_string())?;
         let mut c = Client::new(t);
-        c.attach(thermo_proto::design_hash(&sub))
+        let id = c
+            .attach(thermo_proto::design_hash(&sub))
             .map_err(|e| e.to_string())?;
-        // Bulk: WRITE_MEM of the largest frames the bias memory takes, window kept full.
+        // Bulk: WRITE_MEM of the largest frames the board takes, window kept full.
         let codes = thermo_host::emulator::conditioning_codes(&sub, &sub.bias)?;
-        let per = codes.len().min((thermo_proto::MAX_PAYLOAD - 5) / 4);
+        let pay = (id.max_payload as usize).min(thermo_proto::MAX_PAYLOAD);
+        let per = codes.len().min(pay.saturating_sub(5) / 4);
         let mut p = vec![thermo_proto::Space::Bias as u8];
         p.extend(0u32.to_le_bytes());
         codes[..per].iter().for_each(|x| p.extend(x.to_le_bytes()));

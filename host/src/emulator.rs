@@ -701,6 +701,7 @@ pub fn serve_verilator<P: Read + Send, W: Write + Send + 'static>(
 /// (cached).
 pub fn spawn_verilator_emulator(
     sub: &Substrate,
+    link: &thermo_hdl::command::LinkOptions,
     clock_hz: u64,
     baud: u64,
     idle: Duration,
@@ -708,7 +709,7 @@ pub fn spawn_verilator_emulator(
     String,
     std::thread::JoinHandle<std::io::Result<VerilatorStats>>,
 )> {
-    let (exe, arg) = thermo_hdl::command::link_top_stream_build(sub, clock_hz, baud)
+    let (exe, arg) = thermo_hdl::command::link_top_stream_build(sub, link, clock_hz, baud)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let (master, out, name, keep) = open_served_pty()?;
     let h = std::thread::spawn(move || {

@@ -7,7 +7,8 @@ use crate::transport::Transport;
 use std::collections::VecDeque;
 use std::path::Path;
 use thermo_proto::{
-    design_hash, Opcode, Readout, RunRequest, SlotState, Space, MAX_PAYLOAD, MAX_RUN_SWEEPS,
+    design_hash, Identity, Opcode, Readout, RunRequest, SlotState, Space, MAX_PAYLOAD,
+    MAX_RUN_SWEEPS,
 };
 use thermo_sim::Substrate;
 
@@ -33,14 +34,35 @@ pub struct InferResult {
     pub requeued: u64,
 }
 
-const COND_CHUNK: usize = (MAX_PAYLOAD - 3) / 4;
-const READ_CHUNK: usize = (MAX_PAYLOAD - 5) / 4;
+/// Request sizes for a board that takes payloads of up to `max_payload` bytes (IDENTIFY;
+/// the protocol's `MAX_PAYLOAD` at most): 32-bit words per SET_CONDITIONING (3 header bytes)
+/// and per READOUT reply / WRITE_MEM (5 header bytes).
+#[derive(Clone, Copy, Debug)]
+struct Chunks {
+    cond: usize,
+    words: usize,
+}
 
-fn submit(slot: u8, codes: &[i32], run: RunRequest) -> Vec<(Opcode, Vec<u8>)> {
+impl Chunks {
+    fn of(id: &Identity) -> Result<Chunks, String> {
+        let pay = (id.max_payload as usize).min(MAX_PAYLOAD);
+        if pay < 16 {
+            return Err(format!(
+                "the board's IDENTIFY reports max_payload {pay}, too small for any request"
+            ));
+        }
+        Ok(Chunks {
+            cond: (pay - 3) / 4,
+            words: (pay - 5) / 4,
+        })
+    }
+}
+
+fn submit(slot: u8, codes: &[i32], run: RunRequest, ch: Chunks) -> Vec<(Opcode, Vec<u8>)> {
     let mut reqs = Vec::new();
-    for (k, chunk) in codes.chunks(COND_CHUNK).enumerate() {
+    for (k, chunk) in codes.chunks(ch.cond).enumerate() {
         let mut p = vec![slot];
-        p.extend(((k * COND_CHUNK) as u16).to_le_bytes());
+        p.extend(((k * ch.cond) as u16).to_le_bytes());
         chunk.iter().for_each(|c| p.extend(c.to_le_bytes()));
         reqs.push((Opcode::SetConditioning, p));
     }
@@ -71,6 +93,7 @@ pub fn infer<T: Transport>(
     let id = client.attach(design_hash(sub)).map_err(|e| e.to_string())?;
     let r = id.readout_units as usize;
     let slots = id.slots.max(1);
+    let ch = Chunks::of(&id)?;
     let lsb = sub.formats.state.lsb();
     let mut sums: Vec<Option<Vec<i32>>> = vec![None; inputs.len()];
     let mut inflight: VecDeque<(usize, u8)> = VecDeque::new();
@@ -90,7 +113,7 @@ pub fn infer<T: Transport>(
         let mut batch = Vec::new();
         while next < inputs.len() {
             let Some(slot) = free.pop_front() else { break };
-            batch.extend(submit(slot, &codes[next], run_of(next)));
+            batch.extend(submit(slot, &codes[next], run_of(next), ch));
             inflight.push_back((next, slot));
             next += 1;
         }
@@ -103,7 +126,7 @@ pub fn infer<T: Transport>(
         };
         let mut first = vec![slot];
         first.extend(0u16.to_le_bytes());
-        first.extend((r.min(READ_CHUNK) as u16).to_le_bytes());
+        first.extend((r.min(ch.words) as u16).to_le_bytes());
         let p = client.call(Opcode::Readout, first).map_err(e)?;
         let ro = Readout::decode(&p).ok_or("malformed READOUT reply")?;
         match ro.state {
@@ -115,19 +138,19 @@ pub fn infer<T: Transport>(
                 // The board lost this inference (reset or power cycle): submit it again.
                 requeued += 1;
                 client
-                    .transact(&submit(slot, &codes[i], run_of(i)))
+                    .transact(&submit(slot, &codes[i], run_of(i), ch))
                     .map_err(e)?;
                 continue;
             }
             SlotState::Done => {}
         }
         let mut all = ro.sums;
-        let reqs: Vec<(Opcode, Vec<u8>)> = (READ_CHUNK..r)
-            .step_by(READ_CHUNK)
+        let reqs: Vec<(Opcode, Vec<u8>)> = (ch.words..r)
+            .step_by(ch.words)
             .map(|off| {
                 let mut q = vec![slot];
                 q.extend((off as u16).to_le_bytes());
-                q.extend(((r - off).min(READ_CHUNK) as u16).to_le_bytes());
+                q.extend(((r - off).min(ch.words) as u16).to_le_bytes());
                 (Opcode::Readout, q)
             })
             .collect();
@@ -174,12 +197,14 @@ pub fn infer<T: Transport>(
 /// bias for units that a conditioning vector does not set.
 pub fn configure<T: Transport>(client: &mut Client<T>, sub: &Substrate) -> Result<(), String> {
     let codes = conditioning_codes(sub, &sub.bias)?;
+    let id = client.attach(design_hash(sub)).map_err(|e| e.to_string())?;
+    let ch = Chunks::of(&id)?;
     let reqs: Vec<(Opcode, Vec<u8>)> = codes
-        .chunks((MAX_PAYLOAD - 5) / 4)
+        .chunks(ch.words)
         .enumerate()
         .map(|(k, c)| {
             let mut p = vec![Space::Bias as u8];
-            p.extend(((k * ((MAX_PAYLOAD - 5) / 4)) as u32).to_le_bytes());
+            p.extend(((k * ch.words) as u32).to_le_bytes());
             c.iter().for_each(|x| p.extend(x.to_le_bytes()));
             (Opcode::WriteMem, p)
         })
