@@ -4,15 +4,13 @@
 
 use rust_hdl::prelude::*;
 
-/// Signed 16x16 -> 32 multiply, one hard multiplier in signed mode.
+/// Signed 16x16 -> 32 multiply built on rust-hdl's unsigned `*`.
 ///
-/// **Computes** `p = a * b` for two's-complement `a`, `b` (exact: the signed product fits 32
-/// bits). The Verilog is `$signed(a) * $signed(b)`, which `synth_ice40 -dsp` maps to one
-/// SB_MAC16 with `A_SIGNED`/`B_SIGNED` and `synth_ecp5` to one signed MULT18X18D, with no
-/// fabric logic (the former unsigned product with two sign corrections cost 60 LUT4 + 14 carries
-/// per multiplier on iCE40). **Ports** `a`, `b` in, `p` out. **Latency** 0 (combinational).
-/// Proven by `arith::tests::mul16s_exhaustive_corners` (simulation model) and, for the Verilog,
-/// by the Verilator lane and bus-side equivalence tests (`tests/hdl_equivalence.rs`).
+/// **Computes** `p = a * b` for two's-complement `a`, `b` (the unsigned product minus
+/// `b << 16` when `a < 0` and minus `a << 16` when `b < 0`, modulo 2^32 — exact, since the
+/// signed product fits 32 bits); the Verilog is a signed multiply (one hard multiplier, no
+/// LUTs). **Ports** `a`, `b` in, `p` out. **Latency** 0 (combinational).
+/// Proven by `arith::tests::mul16s_exhaustive_corners` and by every lane test.
 #[derive(LogicBlock, Default)]
 pub struct Mul16s {
     /// Multiplicand (two's complement).
@@ -21,19 +19,39 @@ pub struct Mul16s {
     pub b: Signal<In, Bits<16>>,
     /// Product (two's complement).
     pub p: Signal<Out, Bits<32>>,
+    pu: Signal<Local, Bits<32>>,
+    ca: Signal<Local, Bits<32>>,
+    cb: Signal<Local, Bits<32>>,
 }
 
 impl Logic for Mul16s {
     fn update(&mut self) {
-        let a = self.a.val().to_u64() as u16 as i16 as i64;
-        let b = self.b.val().to_u64() as u16 as i16 as i64;
-        self.p.next = ((a * b) as u32 as u64).to_bits();
+        self.pu.next = self.a.val() * self.b.val();
+        self.ca.next = 0.into();
+        if self.a.val().get_bit(15) {
+            self.ca.next = bit_cast::<32, 16>(self.b.val()) << 16;
+        }
+        self.cb.next = 0.into();
+        if self.b.val().get_bit(15) {
+            self.cb.next = bit_cast::<32, 16>(self.a.val()) << 16;
+        }
+        self.p.next = self.pu.val() - self.ca.val() - self.cb.val();
     }
     fn connect(&mut self) {
         self.p.connect();
+        self.pu.connect();
+        self.ca.connect();
+        self.cb.connect();
     }
+    /// A signed Verilog multiply: yosys maps it to one MULT18X18D / SB_MAC16 with signed
+    /// operands and no correction logic (the simulation model above corrects the unsigned
+    /// product instead; Verilator runs this text, so the substrate tests compare the two).
     fn hdl(&self) -> Verilog {
-        Verilog::Custom("always @(*) p = $signed(a) * $signed(b);".into())
+        Verilog::Custom(
+            "wire signed [31:0] ps = $signed(a) * $signed(b);
+always @(*) p = ps;"
+                .into(),
+        )
     }
 }
 

@@ -177,8 +177,9 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 ///   counters' bases zeroed; a run in progress finishes (the substrate cannot stop one) but
 ///   counts nothing: its result is discarded, and when it ends the sweep base is taken and the
 ///   saturation counters are cleared again. The sequence expectation becomes `seq + 1`.
-/// * WRITE_MEM / READ_MEM space 0: the default biases (a shadow memory; as on the emulator they
-///   are only reported, a run loads its slot's conditioning). READ_MEM space 1 (states) answers
+/// * WRITE_MEM / READ_MEM space 0: the default biases (the upper half of one block RAM whose
+///   lower half holds the compiled biases RESET restores; as on the emulator they are only
+///   reported, a run loads its slot's conditioning). READ_MEM space 1 (states) answers
 ///   zeros like the emulator (states are zero between inferences); space 2 (couplings) reads a
 ///   ROM of the off-diagonal coupling codes in CSR order ([`HwProgram::couplings`], the engine's
 ///   `coef` the emulator reports; i16 little-endian; at least one word, so a substrate without
@@ -279,8 +280,9 @@ pub struct CommandUnit {
     pub running: Signal<In, Bit>,
     /// A run is queued or in progress.
     pub active: Signal<Out, Bit>,
-    shadow: Mem,
-    init: Mem,
+    /// The compiled biases (read only, words `0..2^ubits`: RESET's source) and the bias
+    /// memory of space 0 (words `2^ubits..`), in one block RAM.
+    bmem: Mem,
     ident: ROM<Bits<8>, 5>,
     stat: ROM<Bits<32>, 8>,
     slotmem: Mem,
@@ -337,6 +339,7 @@ pub struct CommandUnit {
     sph: DFF<Bits<3>>,
     sw: DFF<Bits<32>>,
     wcnt: DFF<Bits<3>>,
+    k_shadow: Constant<Bits<16>>,
     k_units: Constant<Bits<33>>,
     k_ncoup: Constant<Bits<33>>,
     k_d16: Constant<Bits<16>>,
@@ -511,8 +514,13 @@ impl CommandUnit {
             cfg_rdata: Default::default(),
             running: Default::default(),
             active: Default::default(),
-            shadow: Mem::new(ubits, 32, &biases),
-            init: Mem::new(ubits, 32, &biases),
+            bmem: Mem::new(ubits + 1, 32, &{
+                let mut v = biases.clone();
+                v.resize(1 << ubits, 0);
+                v.extend(&biases);
+                v
+            }),
+            k_shadow: Constant::new(((1u64 << ubits) as u64).to_bits()),
             ident: id.iter().map(|&w| (w as u64).to_bits()).into(),
             stat: st.iter().map(|&w| (w as u64).to_bits()).into(),
             slotmem: Mem::new(slot_bits + slot_log, 32, &slots),
@@ -674,22 +682,21 @@ impl Logic for CommandUnit {
             s_bus, tag, paddr, pwdata, pwe, base, same, woff, isrun, cst, slot_st, queue, qn, runs,
             sweep_base, abort, rs, cur, si, sl, sq, sc, sph, sw, wcnt
         );
-        self.shadow.clock.next = self.clock.val();
-        self.init.clock.next = self.clock.val();
+        self.bmem.clock.next = self.clock.val();
         self.slotmem.clock.next = self.clock.val();
         self.res.clock.next = self.clock.val();
         self.coup.clock.next = self.clock.val();
         // memories: addresses from the counters
         self.ix.next = self.addr.q.val().get_bits::<16>(0) + self.k.q.val();
         self.sx.next = self.base.q.val() + self.k.q.val();
-        self.shadow.read_address.next = self.ix.val();
-        self.shadow.write_address.next = self.ix.val();
-        self.shadow.write_data.next = self.sr.q.val();
-        self.shadow.write_enable.next = false;
-        self.init.read_address.next = self.k.q.val();
-        self.init.write_address.next = 0.into();
-        self.init.write_data.next = 0.into();
-        self.init.write_enable.next = false;
+        // RESET reads the compiled biases; everything else reads and writes space 0
+        self.bmem.read_address.next = self.ix.val() | self.k_shadow.val();
+        if self.state.q.val() == CmdState::ResetLoop {
+            self.bmem.read_address.next = self.k.q.val();
+        }
+        self.bmem.write_address.next = self.ix.val() | self.k_shadow.val();
+        self.bmem.write_data.next = self.sr.q.val();
+        self.bmem.write_enable.next = false;
         self.ident.address.next = self.k.q.val().get_bits::<5>(0);
         self.stat.address.next = self.k.q.val().get_bits::<8>(0);
         self.slotmem.read_address.next = self.sx.val();
@@ -772,7 +779,7 @@ impl Logic for CommandUnit {
         self.ra16.next = (self.k.q.val() << 2) + bit_cast::<16, 3>(self.ph1.val());
         self.wsh.next = self.sr.q.val() >> (bit_cast::<32, 16>(self.k.q.val()) << 3);
         self.cnt2.next = self.cnt.q.val() << 1;
-        self.wbyte.next = self.shadow.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
+        self.wbyte.next = self.bmem.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
         self.rbyte.next = self.res.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
         self.cbyte.next = self.coup.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
         self.ca16.next = (self.k.q.val() << 1) + bit_cast::<16, 3>(self.ph1.val());
@@ -965,11 +972,11 @@ impl Logic for CommandUnit {
                 }
             }
             CmdState::ResetLoop => {
-                // k runs over the units: the compiled bias k (init ROM) goes to the shadow
+                // k runs over the units: the compiled bias k (lower half of bmem) goes to space 0
                 // (ph 1) and to the conditioning of slot ph - 1 (ph 1..4)
                 self.slotmem.write_address.next =
                     (bit_cast::<16, 3>(self.ph1.val()) << self.k_sbits.val()) + self.k.q.val();
-                self.slotmem.write_data.next = self.init.read_data.val();
+                self.slotmem.write_data.next = self.bmem.read_data.val();
                 if self.k.q.val() == self.k_d16.val() {
                     self.ph.d.next = 0.into();
                     self.state.d.next = CmdState::ResetSweeps;
@@ -979,8 +986,8 @@ impl Logic for CommandUnit {
                     self.ph.d.next = self.ph.q.val() + 1;
                     self.slotmem.write_enable.next = true;
                     if self.ph.q.val() == 1 {
-                        self.shadow.write_data.next = self.init.read_data.val();
-                        self.shadow.write_enable.next = true;
+                        self.bmem.write_data.next = self.bmem.read_data.val();
+                        self.bmem.write_enable.next = true;
                     }
                     if self.ph.q.val() == 4 {
                         self.ph.d.next = 0.into();
@@ -1038,8 +1045,8 @@ impl Logic for CommandUnit {
                 }
             }
             CmdState::WmStore => {
-                // the word is in `sr`; the shadow has seen `ix` for 8 cycles
-                self.shadow.write_enable.next = true;
+                // the word is in `sr`; bmem has seen `ix` for 8 cycles
+                self.bmem.write_enable.next = true;
                 self.k.d.next = self.k.q.val() + 1;
                 self.state.d.next = CmdState::WmWrite;
             }
@@ -1084,7 +1091,7 @@ impl Logic for CommandUnit {
                 }
             }
             CmdState::RmWord => {
-                // ph 0: the shadow reads word k; ph 1..4: its bytes
+                // ph 0: bmem reads word k; ph 1..4: its bytes
                 if self.k.q.val() == self.cnt.q.val() {
                     self.state.d.next = CmdState::Send;
                 } else {
