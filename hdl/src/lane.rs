@@ -1,9 +1,8 @@
-//! The Langevin lane: one multiply-accumulate datapath with its noise lane, instruction,
-//! bias and readout memories.
+//! The Langevin lane: one multiply-accumulate datapath with its instruction, bias and readout
+//! memories (its noise comes from a `NoisePairHw` of the substrate top).
 
 use crate::arith::{Mul16s, Rescale, SatAdd};
 use crate::mem::Mem;
-use crate::noise::NoiseLaneHw;
 use crate::program::{clog2, Datapath, LaneProgram};
 use rust_hdl::prelude::*;
 
@@ -12,7 +11,8 @@ use rust_hdl::prelude::*;
 /// **Computes**, for each of its units in turn, exactly `Program::<Fixed>::update_units`:
 /// `acc = d_i x_i`; if the gate of `x_i` is open, `acc = sat32(acc + c_ij rho(x_j))` over the
 /// row, `acc = sat32(acc + align(w_ri L_r))` over its bus lines and `acc = sat32(acc + h_i)`;
-/// then `acc = sat32(acc + align(gn z_i))` with `z_i` from its own [`NoiseLaneHw`], and
+/// then `acc = sat32(acc + align(gn z_i))` with `z_i` the head sample of its noise lane (ports
+/// `nz`, `nvalid`, `npop`; a lane of a `crate::noise::NoisePairHw`), and
 /// `x_i' = sat_state(align(acc, fa, state.frac))`. Saturations are counted (`cnt_acc`:
 /// accumulator additions, `cnt_state`: final clamps). The unit program is a stream of
 /// instructions `op | operand | coef` (see `program::Op`) read from the lane's instruction
@@ -22,8 +22,8 @@ use rust_hdl::prelude::*;
 /// program and unit counter); state read `rd_q` (lane-local address, stage 1) / `rd_bank`
 /// (bank select, stage 2) / `rd_data` (the replica's word, stage 2); bus line read `line_sel` /
 /// `line_val` (stage 2); write back `wr_en`, `wr_q`, `wr_data` (stage 3); configuration writes
-/// `cfg_addr`, `cfg_data`, `instr_we`, `bias_we`, `seed_we` (+ `cfg_addr[1:0]` = component),
-/// `noise_load`; readout accumulation `rdo_en` (each written state is added to the unit's
+/// `cfg_addr`, `cfg_data`, `instr_we`, `bias_we`; noise `nz`, `nvalid` in, `npop` out (pulsed in
+/// stage 2 of each finish instruction); readout accumulation `rdo_en` (each written state is added to the unit's
 /// readout word), port access while idle `rdo_sel`/`rdo_addr`/`rdo_data`/`rdo_we`; counters
 /// `cnt_acc`, `cnt_state` (cleared by `clear`), sticky `noise_err` (a sample was needed but
 /// the noise lane was empty — never happens in a correct schedule).
@@ -49,7 +49,7 @@ pub struct LangevinLane {
     pub rd_data: Signal<In, Bits<16>>,
     /// Bus line value for the instruction in stage 2.
     pub line_val: Signal<In, Bits<16>>,
-    /// Configuration address (lane-local memory index; low 2 bits select the seed component).
+    /// Configuration address (lane-local memory index).
     pub cfg_addr: Signal<In, Bits<16>>,
     /// Configuration data.
     pub cfg_data: Signal<In, Bits<32>>,
@@ -57,10 +57,10 @@ pub struct LangevinLane {
     pub instr_we: Signal<In, Bit>,
     /// Write `cfg_data` into the bias memory at `cfg_addr`.
     pub bias_we: Signal<In, Bit>,
-    /// Write `cfg_data` into taus88 seed component `cfg_addr[1:0]`.
-    pub seed_we: Signal<In, Bit>,
-    /// Load the noise lane from the seed registers.
-    pub noise_load: Signal<In, Bit>,
+    /// Head sample of the lane's noise stream (Q3.12).
+    pub nz: Signal<In, Bits<16>>,
+    /// `nz` holds a sample.
+    pub nvalid: Signal<In, Bit>,
     /// Clear the saturation counters and `noise_err`.
     pub clear: Signal<In, Bit>,
     /// Accumulate written states into the readout memory.
@@ -91,11 +91,12 @@ pub struct LangevinLane {
     pub cnt_state: Signal<Out, Bits<32>>,
     /// A sample was needed while the noise lane was empty (sticky).
     pub noise_err: Signal<Out, Bit>,
+    /// Consume the noise sample.
+    pub npop: Signal<Out, Bit>,
     // memories and sub-blocks
     instr: Mem,
     bias: Mem,
     rdo: Mem,
-    noise: NoiseLaneHw,
     mul: Mul16s,
     sa_mac: SatAdd,
     sa_line: SatAdd,
@@ -118,9 +119,6 @@ pub struct LangevinLane {
     nacc: DFF<Bits<32>>,
     nstate: DFF<Bits<32>>,
     nerr: DFF<Bit>,
-    seed1: DFF<Bits<32>>,
-    seed2: DFF<Bits<32>>,
-    seed3: DFF<Bits<32>>,
     // constants
     bsh: Constant<Bits<16>>,
     bmask: Constant<Bits<16>>,
@@ -160,8 +158,8 @@ impl LangevinLane {
             cfg_data: Default::default(),
             instr_we: Default::default(),
             bias_we: Default::default(),
-            seed_we: Default::default(),
-            noise_load: Default::default(),
+            nz: Default::default(),
+            nvalid: Default::default(),
             clear: Default::default(),
             rdo_en: Default::default(),
             rdo_sel: Default::default(),
@@ -177,10 +175,10 @@ impl LangevinLane {
             cnt_acc: Default::default(),
             cnt_state: Default::default(),
             noise_err: Default::default(),
+            npop: Default::default(),
             instr: Mem::new(ib, 32, &prog.instr),
             bias: Mem::new(ub, 32, &prog.bias),
             rdo: Mem::new(ub, 32, &[]),
-            noise: NoiseLaneHw::default(),
             mul: Mul16s::default(),
             sa_mac: SatAdd::new(dp.fa, dp.fa),
             sa_line: SatAdd::new(dp.line_frac(), dp.fa),
@@ -202,9 +200,6 @@ impl LangevinLane {
             nacc: Default::default(),
             nstate: Default::default(),
             nerr: Default::default(),
-            seed1: Default::default(),
-            seed2: Default::default(),
-            seed3: Default::default(),
             bsh: Constant::new((dp.bbits as u64).to_bits()),
             bmask: Constant::new(((1u64 << dp.bbits) - 1).to_bits()),
             lo: Constant::new(b16(lo as i64)),
@@ -231,12 +226,11 @@ impl Logic for LangevinLane {
     fn update(&mut self) {
         dff_setup!(
             self, clock, pc, v1, op2, coef2, opnd2, v2, p3, op3, v3, acc, gate, uc, nacc, nstate,
-            nerr, seed1, seed2, seed3
+            nerr
         );
         self.instr.clock.next = self.clock.val();
         self.bias.clock.next = self.clock.val();
         self.rdo.clock.next = self.clock.val();
-        self.noise.clock.next = self.clock.val();
         // configuration writes
         self.instr.write_address.next = self.cfg_addr.val();
         self.instr.write_data.next = self.cfg_data.val();
@@ -244,21 +238,6 @@ impl Logic for LangevinLane {
         self.bias.write_address.next = self.cfg_addr.val();
         self.bias.write_data.next = self.cfg_data.val();
         self.bias.write_enable.next = self.bias_we.val();
-        if self.seed_we.val() {
-            if self.cfg_addr.val().get_bits::<2>(0) == 0 {
-                self.seed1.d.next = self.cfg_data.val();
-            }
-            if self.cfg_addr.val().get_bits::<2>(0) == 1 {
-                self.seed2.d.next = self.cfg_data.val();
-            }
-            if self.cfg_addr.val().get_bits::<2>(0) == 2 {
-                self.seed3.d.next = self.cfg_data.val();
-            }
-        }
-        self.noise.seed_s1.next = self.seed1.q.val();
-        self.noise.seed_s2.next = self.seed2.q.val();
-        self.noise.seed_s3.next = self.seed3.q.val();
-        self.noise.load.next = self.noise_load.val();
         // stage 0: fetch
         self.instr.read_address.next = self.pc.q.val();
         self.v1.d.next = self.issue.val();
@@ -290,7 +269,7 @@ impl Logic for LangevinLane {
             self.rho.next = self.hi.val();
         }
         self.mul.b.next = self.coef2.q.val();
-        self.noise.pop.next = false;
+        self.npop.next = false;
         if self.op2.q.val() == 0 {
             self.mul.a.next = self.rd_data.val();
         } else if self.op2.q.val() == 1 {
@@ -298,9 +277,9 @@ impl Logic for LangevinLane {
         } else if self.op2.q.val() == 2 {
             self.mul.a.next = self.line_val.val();
         } else {
-            self.mul.a.next = self.noise.z.val();
+            self.mul.a.next = self.nz.val();
             self.mul.b.next = self.gn.val();
-            self.noise.pop.next = self.v2.q.val();
+            self.npop.next = self.v2.q.val();
         }
         if self.v2.q.val() & (self.op2.q.val() == 0) {
             self.gate.d.next = self.in_range.val();
@@ -358,7 +337,7 @@ impl Logic for LangevinLane {
                 self.nstate.d.next = self.nstate.q.val() + 1;
             }
         }
-        if self.noise.pop.val() & !self.noise.valid.val() {
+        if self.npop.val() & !self.nvalid.val() {
             self.nerr.d.next = true;
         }
         if self.rewind.val() {
@@ -402,12 +381,13 @@ pub fn lane_verilog(s: &thermo_sim::Substrate) -> Result<String, crate::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::noise::NoisePairHw;
     use crate::program::{encode, Op};
     use crate::simx::{settle, tick};
     use thermo_sim::engine::{Arith, Fixed, Saturation};
     use thermo_sim::example::{random_substrate, ExampleSpec};
     use thermo_sim::model::{Activation, Formats};
-    use thermo_sim::noise::{splitmix64, NoiseLane, Taus88};
+    use thermo_sim::noise::{splitmix64, NoiseLane};
     use thermo_sim::qformat::QFormat;
     use thermo_sim::Substrate;
 
@@ -505,40 +485,41 @@ mod tests {
         }
         let mut lane = LangevinLane::new(&dp, &prog);
         lane.connect_all();
-        fn clk(l: &mut LangevinLane) -> &mut Signal<In, Clock> {
-            &mut l.clock
+        // the lane's noise: lane a of a one-lane noise pair, simulated alongside
+        let mut noise = NoisePairHw::new(false);
+        noise.connect_all();
+        noise.seed_and_load(seed, 3).unwrap();
+        fn link(l: &mut LangevinLane, n: &mut NoisePairHw) {
+            settle(n).unwrap();
+            l.nz.next = n.z_a.val();
+            l.nvalid.next = n.valid_a.val();
+            settle(l).unwrap();
+            n.pop_a.next = l.npop.val();
+            settle(n).unwrap();
         }
-        // seeds and noise load
-        let g = Taus88::for_lane(seed, 3);
-        for c in 0..3 {
-            lane.seed_we.next = true;
-            lane.cfg_addr.next = (c as u64).to_bits();
-            lane.cfg_data.next = (g.s[c] as u64).to_bits();
-            settle(&mut lane).unwrap();
-            tick(&mut lane, clk).unwrap();
+        fn tick2(l: &mut LangevinLane, n: &mut NoisePairHw) {
+            tick(l, |l| &mut l.clock).unwrap();
+            tick(n, |n| &mut n.clock).unwrap();
         }
-        lane.seed_we.next = false;
-        lane.noise_load.next = true;
         lane.clear.next = true;
-        settle(&mut lane).unwrap();
-        tick(&mut lane, clk).unwrap();
-        lane.noise_load.next = false;
+        link(&mut lane, &mut noise);
+        tick2(&mut lane, &mut noise);
         lane.clear.next = false;
         lane.rewind.next = true;
-        settle(&mut lane).unwrap();
-        tick(&mut lane, clk).unwrap();
+        link(&mut lane, &mut noise);
+        tick2(&mut lane, &mut noise);
         lane.rewind.next = false;
         let n = prog.instr.len();
         let mut got = Vec::new();
         for cyc in 0..n + 4 {
             lane.issue.next = cyc < n;
-            settle(&mut lane).unwrap();
+            link(&mut lane, &mut noise);
             if lane.wr_en.val() {
                 assert_eq!(lane.wr_q.val().to_u64() as usize, got.len());
                 got.push(lane.wr_data.val().to_u64() as u16 as i16);
             }
             let q = lane.rd_q.val().to_u64() as usize;
-            tick(&mut lane, clk).unwrap();
+            tick2(&mut lane, &mut noise);
             lane.rd_data.next = ((states[q % 64] as u16) as u64).to_bits();
             let l = lane.line_sel.val().to_u64() as usize;
             lane.line_val.next = ((lines[l % 16] as u16) as u64).to_bits();

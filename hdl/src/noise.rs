@@ -1,161 +1,106 @@
-//! The noise lane: taus88 + inverse-CDF Gaussian transform, bit-exact with
-//! `thermo_sim::noise::NoiseLane::next_fixed`.
+//! The noise lanes: taus88 + inverse-CDF Gaussian transform, bit-exact with
+//! `thermo_sim::noise::NoiseLane::next_fixed`. Two lanes share one transform front end and one
+//! ROM ([`NoisePairHw`]).
 
 use crate::rom::IcdfRom;
 use rust_hdl::prelude::*;
 use thermo_sim::noise::Taus88;
 
-/// One hardware noise lane (docs/fixed-point.md §5).
+/// The taus88 generator of one noise lane, with its seed registers.
 ///
-/// **Computes** the stream of `thermo_sim::noise::gaussian_fixed` codes (Q3.12) of L'Ecuyer's
-/// taus88 generator, two words per draw, exactly like `NoiseLane::next_fixed`.
+/// **Computes** L'Ecuyer's taus88 word stream in pairs `(w0, w1)`, exactly like
+/// `Taus88::next_pair`: one step per clock while a draw is being formed. After `load` (or after
+/// a draw is taken) it steps once and latches the first word `w0`, then raises `ready`; while
+/// `ready`, `x` is the second word (the combinational next word) and `take` consumes the draw
+/// (one more step). So a draw can be taken every other clock.
 ///
-/// **Ports**
-/// * `clock` — the clock.
-/// * `load`, `seed_s1..3` — when `load` is high on a clock edge the three taus88 component states
-///   are loaded (the host computes them with `Taus88::for_lane`) and the pipeline is emptied.
-/// * `pop` — consume the sample on `z` (only meaningful while `valid`).
-/// * `z` — the head sample, two's complement Q3.12; `valid` — `z` holds a sample.
+/// **Ports**: `clock`; seed registers `seed_we`, `seed_sel` (component 0..2), `seed_data`;
+/// `load` (load the state from the seed registers, drop the pending draw); `take`; outputs `w0`,
+/// `x`, `ready`. **Latency**: `ready` 1 cycle after `load` or `take`.
 ///
-/// **Structure and latency.** One taus88 step per clock, one draw every two clocks, in three
-/// stages with per-stage hand-off (a stage takes a new entry when it is empty or its entry moves
-/// on, so no draw is ever lost): (1) the first word `w0` of a draw is latched; on the next clock
-/// the second word is the combinational next taus88 word, and the 63-bit magnitude word
-/// `w0[30:0] | w1` is normalised by a 5-level left shifter (16, 8, 4, 2, 1: the shift bits are
-/// the octave `lz`, the 20 bits below the leading one the segment and the fraction `t`) into the
-/// synchronous ROM read (`IcdfRom`, 512 x 32 bits: `c0 | -c1`); (2) from the ROM output, the
-/// 16x16 product `P = -c1 t` and `|z| = c0 - ((P + 2^19 - 1) >> 20)` (equal to
-/// `c0 + ((c1 t + 2^19) >> 20)`), the tail clamp and the sign, latched in `z`. After `load` the
-/// first sample is `valid` 3 cycles later; then, while samples are popped, a new one is valid
-/// every 2 cycles (up to two more wait in the pipeline when they are not). This suffices for a
-/// lane: a unit costs at least 2 instructions and pops once, at stage 2 of its last one, so the
-/// first pop after `load` (even in the same cycle as `START`, without a bus phase) comes 3
-/// cycles after it and later pops are at least 2 cycles apart.
-///
-/// **Proof of equality with the engine:** `noise::tests::noise_lane_matches_engine` (rust-hdl
-/// simulation, several seeds, lanes and pop rates), `noise::tests::pops_every_other_cycle_from_load`
-/// (the start-up contract above), `noise::tests::transform_edge_cases_match_engine` (chosen draws
-/// forced into stage 1: the tail clamp, every leading-zero count, both signs, the rounding
-/// ties of every ROM entry) and
-/// `tests/hdl_noise.rs` (rust-hdl simulation 3 x 2*10^4 draws, Verilator 3 x 10^5 draws).
+/// **Proof**: the noise pair tests (`noise::tests`, `tests/hdl_noise.rs`) compare every draw
+/// with the engine.
 #[derive(LogicBlock)]
-pub struct NoiseLaneHw {
+pub struct TausGen {
     /// Clock.
     pub clock: Signal<In, Clock>,
-    /// Load the generator state from `seed_s*` (clears the pipeline).
+    /// Write `seed_data` into seed register `seed_sel`.
+    pub seed_we: Signal<In, Bit>,
+    /// Seed component (0..2).
+    pub seed_sel: Signal<In, Bits<2>>,
+    /// Seed word.
+    pub seed_data: Signal<In, Bits<32>>,
+    /// Load the state from the seed registers.
     pub load: Signal<In, Bit>,
-    /// taus88 component 1 state to load.
-    pub seed_s1: Signal<In, Bits<32>>,
-    /// taus88 component 2 state to load.
-    pub seed_s2: Signal<In, Bits<32>>,
-    /// taus88 component 3 state to load.
-    pub seed_s3: Signal<In, Bits<32>>,
-    /// Consume the current sample.
-    pub pop: Signal<In, Bit>,
-    /// Current sample, Q3.12 two's complement.
-    pub z: Signal<Out, Bits<16>>,
-    /// `z` holds a sample.
-    pub valid: Signal<Out, Bit>,
-    // generator state
+    /// The draw `(w0, x)` is taken this cycle.
+    pub take: Signal<In, Bit>,
+    /// First word of the pending draw.
+    pub w0: Signal<Out, Bits<32>>,
+    /// Second word of the pending draw (while `ready`).
+    pub x: Signal<Out, Bits<32>>,
+    /// A draw is pending.
+    pub ready: Signal<Out, Bit>,
+    sd1: DFF<Bits<32>>,
+    sd2: DFF<Bits<32>>,
+    sd3: DFF<Bits<32>>,
     s1: DFF<Bits<32>>,
     s2: DFF<Bits<32>>,
     s3: DFF<Bits<32>>,
-    // stage 1: the first word of a draw
-    w0: DFF<Bits<32>>,
+    w0r: DFF<Bits<32>>,
     ph: DFF<Bit>,
-    // stage 2: ROM output plus side data
-    rom: IcdfRom,
-    t2: DFF<Bits<16>>,
-    addr2: DFF<Bits<9>>,
-    neg2: DFF<Bit>,
-    clamp2: DFF<Bit>,
-    v2: DFF<Bit>,
-    // output register
-    zr: DFF<Bits<16>>,
-    vo: DFF<Bit>,
-    tail: Constant<Bits<16>>,
     m1: Constant<Bits<32>>,
     m2: Constant<Bits<32>>,
     m3: Constant<Bits<32>>,
-    // combinational
-    oadv: Signal<Local, Bit>,
-    sadv: Signal<Local, Bit>,
-    step: Signal<Local, Bit>,
     a1: Signal<Local, Bits<32>>,
     a2: Signal<Local, Bits<32>>,
     a3: Signal<Local, Bits<32>>,
-    x: Signal<Local, Bits<32>>,
-    y0: Signal<Local, Bits<64>>,
-    y1: Signal<Local, Bits<64>>,
-    y2: Signal<Local, Bits<64>>,
-    y3: Signal<Local, Bits<64>>,
-    y4: Signal<Local, Bits<64>>,
-    y5: Signal<Local, Bits<64>>,
-    lz: Signal<Local, Bits<9>>,
-    addr1: Signal<Local, Bits<9>>,
-    prod: Signal<Local, Bits<32>>,
-    mag: Signal<Local, Bits<16>>,
 }
 
-impl Default for NoiseLaneHw {
+impl Default for TausGen {
     fn default() -> Self {
-        let tail = thermo_sim::noise::gaussian_fixed(0, 0).unsigned_abs() as u64;
         Self {
             clock: Default::default(),
+            seed_we: Default::default(),
+            seed_sel: Default::default(),
+            seed_data: Default::default(),
             load: Default::default(),
-            seed_s1: Default::default(),
-            seed_s2: Default::default(),
-            seed_s3: Default::default(),
-            pop: Default::default(),
-            z: Default::default(),
-            valid: Default::default(),
+            take: Default::default(),
+            w0: Default::default(),
+            x: Default::default(),
+            ready: Default::default(),
+            sd1: Default::default(),
+            sd2: Default::default(),
+            sd3: Default::default(),
             s1: Default::default(),
             s2: Default::default(),
             s3: Default::default(),
-            w0: Default::default(),
+            w0r: Default::default(),
             ph: Default::default(),
-            rom: crate::rom::new_icdf_rom(),
-            t2: Default::default(),
-            addr2: Default::default(),
-            neg2: Default::default(),
-            clamp2: Default::default(),
-            v2: Default::default(),
-            zr: Default::default(),
-            vo: Default::default(),
-            tail: Constant::new(tail.to_bits()),
             m1: Constant::new(0xFFFF_FFFEu64.to_bits()),
             m2: Constant::new(0xFFFF_FFF8u64.to_bits()),
             m3: Constant::new(0xFFFF_FFF0u64.to_bits()),
-            oadv: Default::default(),
-            sadv: Default::default(),
-            step: Default::default(),
             a1: Default::default(),
             a2: Default::default(),
             a3: Default::default(),
-            x: Default::default(),
-            y0: Default::default(),
-            y1: Default::default(),
-            y2: Default::default(),
-            y3: Default::default(),
-            y4: Default::default(),
-            y5: Default::default(),
-            lz: Default::default(),
-            addr1: Default::default(),
-            prod: Default::default(),
-            mag: Default::default(),
         }
     }
 }
 
-impl Logic for NoiseLaneHw {
+impl Logic for TausGen {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, s1, s2, s3, w0, ph, t2, addr2, neg2, clamp2, v2, zr, vo);
-        self.rom.clock.next = self.clock.val();
-        // hand-off: the output register takes a sample when empty or popped, stage 2 a draw
-        // when empty or handing its own on
-        self.oadv.next = !self.vo.q.val() | self.pop.val();
-        self.sadv.next = !self.v2.q.val() | self.oadv.val();
+        dff_setup!(self, clock, sd1, sd2, sd3, s1, s2, s3, w0r, ph);
+        if self.seed_we.val() {
+            if self.seed_sel.val() == 0 {
+                self.sd1.d.next = self.seed_data.val();
+            }
+            if self.seed_sel.val() == 1 {
+                self.sd2.d.next = self.seed_data.val();
+            }
+            if self.seed_sel.val() == 2 {
+                self.sd3.d.next = self.seed_data.val();
+            }
+        }
         // one taus88 step: next state a*, next word x
         self.a1.next = ((self.s1.q.val() & self.m1.val()) << 12)
             ^ (((self.s1.q.val() << 13) ^ self.s1.q.val()) >> 19);
@@ -164,9 +109,336 @@ impl Logic for NoiseLaneHw {
         self.a3.next = ((self.s3.q.val() & self.m3.val()) << 17)
             ^ (((self.s3.q.val() << 3) ^ self.s3.q.val()) >> 11);
         self.x.next = self.a1.val() ^ self.a2.val() ^ self.a3.val();
-        // the draw (w0, x): normalise m = w0[30:0] | x (63 bits) held as y0 = m << 1
+        // step for the first word of a draw, and for the second one when the draw is taken
+        if !self.ph.q.val() | self.take.val() {
+            self.s1.d.next = self.a1.val();
+            self.s2.d.next = self.a2.val();
+            self.s3.d.next = self.a3.val();
+        }
+        if !self.ph.q.val() {
+            self.w0r.d.next = self.x.val();
+            self.ph.d.next = true;
+        }
+        if self.take.val() {
+            self.ph.d.next = false;
+        }
+        if self.load.val() {
+            self.s1.d.next = self.sd1.q.val();
+            self.s2.d.next = self.sd2.q.val();
+            self.s3.d.next = self.sd3.q.val();
+            self.ph.d.next = false;
+        }
+        self.w0.next = self.w0r.q.val();
+        self.ready.next = self.ph.q.val();
+    }
+}
+
+/// The per-lane back end of a noise pair: interpolation, tail clamp, sign and a two-entry
+/// output queue.
+///
+/// **Computes**, the cycle after `issue` (when the shared ROM word `c0 | -c1` of the draw is on
+/// `rom_word`), `|z| = c0 - ((-c1 t + 2^19 - 1) >> 20)` (equal to `c0 + ((c1 t + 2^19) >> 20)`,
+/// one 16x16 hard multiplier), or the tail code when `clamp`, negated when `neg`, and queues it.
+///
+/// **Ports**: `clock`; `load` (empties it); `issue` with the draw's `t`, `neg`, `clamp`;
+/// `rom_word`; `pop`; outputs `z` (head sample), `valid`, and `room` (a draw issued now finds a
+/// free queue entry: at most one sample is left after this cycle's pop and the one in flight).
+/// **Latency**: a sample issued in cycle `t` is queued (and `valid` if the queue was empty or
+/// popped) in `t+2`.
+///
+/// **Proof**: `noise::tests` and `tests/hdl_noise.rs`.
+#[derive(LogicBlock)]
+pub struct NoiseOut {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// Empty the stage and the queue.
+    pub load: Signal<In, Bit>,
+    /// A draw of this lane is read from the ROM this cycle.
+    pub issue: Signal<In, Bit>,
+    /// Its interpolation fraction.
+    pub t: Signal<In, Bits<16>>,
+    /// Its sign.
+    pub neg: Signal<In, Bit>,
+    /// It lies beyond the last octave.
+    pub clamp: Signal<In, Bit>,
+    /// The ROM output.
+    pub rom_word: Signal<In, Bits<32>>,
+    /// Consume the head sample.
+    pub pop: Signal<In, Bit>,
+    /// Head sample, Q3.12 two's complement.
+    pub z: Signal<Out, Bits<16>>,
+    /// `z` holds a sample.
+    pub valid: Signal<Out, Bit>,
+    /// A draw issued now will find room.
+    pub room: Signal<Out, Bit>,
+    t2: DFF<Bits<16>>,
+    neg2: DFF<Bit>,
+    clamp2: DFF<Bit>,
+    v2: DFF<Bit>,
+    zr: DFF<Bits<16>>,
+    vo: DFF<Bit>,
+    zh: DFF<Bits<16>>,
+    vh: DFF<Bit>,
+    tail: Constant<Bits<16>>,
+    prod: Signal<Local, Bits<32>>,
+    mag: Signal<Local, Bits<16>>,
+    zv: Signal<Local, Bits<16>>,
+    two: Signal<Local, Bit>,
+    three: Signal<Local, Bit>,
+}
+
+impl Default for NoiseOut {
+    fn default() -> Self {
+        let tail = thermo_sim::noise::gaussian_fixed(0, 0).unsigned_abs() as u64;
+        Self {
+            clock: Default::default(),
+            load: Default::default(),
+            issue: Default::default(),
+            t: Default::default(),
+            neg: Default::default(),
+            clamp: Default::default(),
+            rom_word: Default::default(),
+            pop: Default::default(),
+            z: Default::default(),
+            valid: Default::default(),
+            room: Default::default(),
+            t2: Default::default(),
+            neg2: Default::default(),
+            clamp2: Default::default(),
+            v2: Default::default(),
+            zr: Default::default(),
+            vo: Default::default(),
+            zh: Default::default(),
+            vh: Default::default(),
+            tail: Constant::new(tail.to_bits()),
+            prod: Default::default(),
+            mag: Default::default(),
+            zv: Default::default(),
+            two: Default::default(),
+            three: Default::default(),
+        }
+    }
+}
+
+impl Logic for NoiseOut {
+    #[hdl_gen]
+    fn update(&mut self) {
+        dff_setup!(self, clock, t2, neg2, clamp2, v2, zr, vo, zh, vh);
+        self.v2.d.next = self.issue.val();
+        if self.issue.val() {
+            self.t2.d.next = self.t.val();
+            self.neg2.d.next = self.neg.val();
+            self.clamp2.d.next = self.clamp.val();
+        }
+        // |z| = c0 - ((-c1 t + 2^19 - 1) >> 20)
+        self.prod.next = self.rom_word.val().get_bits::<16>(0) * self.t2.q.val();
+        self.prod.next = self.prod.val() + 0x7_FFFF;
+        self.mag.next = self.rom_word.val().get_bits::<16>(16)
+            - bit_cast::<16, 12>(self.prod.val().get_bits::<12>(20));
+        if self.clamp2.q.val() {
+            self.mag.next = self.tail.val();
+        }
+        self.zv.next = self.mag.val();
+        if self.neg2.q.val() {
+            self.zv.next = 0 - self.mag.val();
+        }
+        // the queue zr (head), zh; the sample in stage 2 joins it
+        if self.pop.val() & self.vo.q.val() {
+            if self.vh.q.val() {
+                self.zr.d.next = self.zh.q.val();
+                if self.v2.q.val() {
+                    self.zh.d.next = self.zv.val();
+                } else {
+                    self.vh.d.next = false;
+                }
+            } else {
+                self.zr.d.next = self.zv.val();
+                self.vo.d.next = self.v2.q.val();
+            }
+        } else if !self.vo.q.val() {
+            self.zr.d.next = self.zv.val();
+            self.vo.d.next = self.v2.q.val();
+        } else if self.v2.q.val() {
+            self.zh.d.next = self.zv.val();
+            self.vh.d.next = true;
+        }
+        if self.load.val() {
+            self.v2.d.next = false;
+            self.vo.d.next = false;
+            self.vh.d.next = false;
+        }
+        // room: at most one sample left after this cycle's pop, counting the one in stage 2
+        self.two.next = (self.vo.q.val() & self.vh.q.val())
+            | (self.vo.q.val() & self.v2.q.val())
+            | (self.vh.q.val() & self.v2.q.val());
+        self.three.next = self.vo.q.val() & self.vh.q.val() & self.v2.q.val();
+        self.room.next = !self.two.val() | (self.pop.val() & self.vo.q.val() & !self.three.val());
+        self.z.next = self.zr.q.val();
+        self.valid.next = self.vo.q.val();
+    }
+}
+
+/// Two hardware noise lanes sharing one transform front end and one inverse-CDF ROM
+/// (docs/fixed-point.md §5).
+///
+/// **Computes** for each lane `X` in `{a, b}` the stream of `thermo_sim::noise::gaussian_fixed`
+/// codes (Q3.12) of its taus88 generator ([`TausGen`]), two words per draw, exactly like
+/// `NoiseLane::next_fixed`. A pair built with `has_b = false` serves one lane (lane `b`'s
+/// outputs stay idle and synthesis removes its logic).
+///
+/// **Ports**
+/// * `clock`; `seed_sel` (component), `seed_data`, `seed_we_a` / `seed_we_b` — the lanes' seed
+///   registers (the host computes them with `Taus88::for_lane`); `load` — both generators load
+///   their seeds and both pipelines are emptied.
+/// * `pop_a` / `pop_b` — consume the head sample; `z_a` / `z_b` — head sample (two's
+///   complement Q3.12), `valid_a` / `valid_b` — it holds a sample.
+///
+/// **Structure and latency.** The lanes take turns (a in the cycles after `load` numbered
+/// 1, 3, 5, ..., b in 2, 4, ...). In its turn a lane whose generator has a draw ready and whose
+/// [`NoiseOut`] has room issues it: the 63-bit magnitude word `w0[30:0] | w1` is normalised by a
+/// 5-level left shifter (16, 8, 4, 2, 1: the shift bits are the octave `lz`, the 20 bits below
+/// the leading one the segment and the fraction `t`) into the synchronous ROM read (`IcdfRom`,
+/// 512 x 32 bits: `c0 | -c1`, one read per cycle, so one ROM serves both lanes); the next cycle
+/// the lane's own multiplier interpolates and its queue takes the sample. After `load` the first
+/// sample of lane a is `valid` 3 cycles later, of lane b 4 cycles later; then, while samples are
+/// popped, a lane gets a new one every 2 cycles, and up to two wait in its queue when they are
+/// not. This suffices for a lane: a unit costs at least 2 instructions and pops once, so pops
+/// are at least 2 cycles apart, and the first pop of a run comes at least 4 cycles after
+/// `NOISE_LOAD` (`SubstrateTop` starts a run requested in the same write one cycle later).
+///
+/// **Proof of equality with the engine:** `noise::tests::noise_pair_matches_engine` (rust-hdl
+/// simulation, several seeds, lanes and pop rates), `noise::tests::lane_like_pops_never_wait`
+/// (the start-up contract and random pop schedules with gaps of 2 or more),
+/// `noise::tests::transform_edge_cases_match_engine` (chosen draws forced into the generator:
+/// the tail clamp, every leading-zero count, both signs, the rounding ties of every ROM entry)
+/// and `tests/hdl_noise.rs` (rust-hdl simulation and Verilator, both lanes of a pair).
+#[derive(LogicBlock)]
+pub struct NoisePairHw {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// Load both generators from their seed registers (clears the pipelines).
+    pub load: Signal<In, Bit>,
+    /// Seed component (0..2) of a seed write.
+    pub seed_sel: Signal<In, Bits<2>>,
+    /// Seed word of a seed write.
+    pub seed_data: Signal<In, Bits<32>>,
+    /// Write lane a's seed register `seed_sel`.
+    pub seed_we_a: Signal<In, Bit>,
+    /// Write lane b's seed register `seed_sel`.
+    pub seed_we_b: Signal<In, Bit>,
+    /// Consume lane a's sample.
+    pub pop_a: Signal<In, Bit>,
+    /// Consume lane b's sample.
+    pub pop_b: Signal<In, Bit>,
+    /// Lane a's sample, Q3.12 two's complement.
+    pub z_a: Signal<Out, Bits<16>>,
+    /// Lane b's sample, Q3.12 two's complement.
+    pub z_b: Signal<Out, Bits<16>>,
+    /// `z_a` holds a sample.
+    pub valid_a: Signal<Out, Bit>,
+    /// `z_b` holds a sample.
+    pub valid_b: Signal<Out, Bit>,
+    ga: TausGen,
+    gb: TausGen,
+    oa: NoiseOut,
+    ob: NoiseOut,
+    rom: IcdfRom,
+    turn: DFF<Bit>,
+    has_b: Constant<Bit>,
+    bsel: Signal<Local, Bit>,
+    iss_a: Signal<Local, Bit>,
+    iss_b: Signal<Local, Bit>,
+    w0: Signal<Local, Bits<32>>,
+    x: Signal<Local, Bits<32>>,
+    y0: Signal<Local, Bits<64>>,
+    y1: Signal<Local, Bits<64>>,
+    y2: Signal<Local, Bits<64>>,
+    y3: Signal<Local, Bits<64>>,
+    y4: Signal<Local, Bits<64>>,
+    y5: Signal<Local, Bits<64>>,
+    lz: Signal<Local, Bits<9>>,
+}
+
+impl NoisePairHw {
+    /// A pair; with `has_b = false` only lane a is served.
+    pub fn new(has_b: bool) -> Self {
+        Self {
+            clock: Default::default(),
+            load: Default::default(),
+            seed_sel: Default::default(),
+            seed_data: Default::default(),
+            seed_we_a: Default::default(),
+            seed_we_b: Default::default(),
+            pop_a: Default::default(),
+            pop_b: Default::default(),
+            z_a: Default::default(),
+            z_b: Default::default(),
+            valid_a: Default::default(),
+            valid_b: Default::default(),
+            ga: Default::default(),
+            gb: Default::default(),
+            oa: Default::default(),
+            ob: Default::default(),
+            rom: crate::rom::new_icdf_rom(),
+            turn: Default::default(),
+            has_b: Constant::new(has_b),
+            bsel: Default::default(),
+            iss_a: Default::default(),
+            iss_b: Default::default(),
+            w0: Default::default(),
+            x: Default::default(),
+            y0: Default::default(),
+            y1: Default::default(),
+            y2: Default::default(),
+            y3: Default::default(),
+            y4: Default::default(),
+            y5: Default::default(),
+            lz: Default::default(),
+        }
+    }
+}
+
+impl Logic for NoisePairHw {
+    #[hdl_gen]
+    fn update(&mut self) {
+        dff_setup!(self, clock, turn);
+        self.ga.clock.next = self.clock.val();
+        self.gb.clock.next = self.clock.val();
+        self.oa.clock.next = self.clock.val();
+        self.ob.clock.next = self.clock.val();
+        self.rom.clock.next = self.clock.val();
+        // seeds and load
+        self.ga.seed_sel.next = self.seed_sel.val();
+        self.gb.seed_sel.next = self.seed_sel.val();
+        self.ga.seed_data.next = self.seed_data.val();
+        self.gb.seed_data.next = self.seed_data.val();
+        self.ga.seed_we.next = self.seed_we_a.val();
+        self.gb.seed_we.next = self.seed_we_b.val();
+        self.ga.load.next = self.load.val();
+        self.gb.load.next = self.load.val();
+        self.oa.load.next = self.load.val();
+        self.ob.load.next = self.load.val();
+        // turns: a when `turn` is low
+        self.turn.d.next = !self.turn.q.val();
+        if self.load.val() {
+            self.turn.d.next = true;
+        }
+        self.bsel.next = self.turn.q.val() & self.has_b.val();
+        self.iss_a.next = !self.turn.q.val() & self.ga.ready.val() & self.oa.room.val();
+        self.iss_b.next = self.bsel.val() & self.gb.ready.val() & self.ob.room.val();
+        self.ga.take.next = self.iss_a.val();
+        self.gb.take.next = self.iss_b.val();
+        self.oa.issue.next = self.iss_a.val();
+        self.ob.issue.next = self.iss_b.val();
+        // the draw of the lane in turn: normalise m = w0[30:0] | x (63 bits) held as y0 = m << 1
+        self.w0.next = self.ga.w0.val();
+        self.x.next = self.ga.x.val();
+        if self.bsel.val() {
+            self.w0.next = self.gb.w0.val();
+            self.x.next = self.gb.x.val();
+        }
         self.y0.next =
-            (bit_cast::<64, 32>(self.w0.q.val()) << 33) | (bit_cast::<64, 32>(self.x.val()) << 1);
+            (bit_cast::<64, 32>(self.w0.val()) << 33) | (bit_cast::<64, 32>(self.x.val()) << 1);
         self.lz.next = 0.into();
         self.y1.next = self.y0.val();
         if self.y0.val().get_bits::<16>(48) == 0 {
@@ -194,76 +466,63 @@ impl Logic for NoiseLaneHw {
             self.y5.next = self.y4.val() << 1;
         }
         // y5 = m << lz (lz <= 31) with the leading one in bit 63, unless m < 2^31 (the clamp)
-        self.addr1.next = (self.lz.val() << 4) | bit_cast::<9, 4>(self.y5.val().get_bits::<4>(59));
-        // the ROM output register is stage 2: while it holds, it re-reads stage 2's address
-        self.rom.address.next = self.addr2.q.val();
-        if self.sadv.val() {
-            self.rom.address.next = self.addr1.val();
-        }
-        // stage 2 -> output: |z| = c0 - ((-c1 t + 2^19 - 1) >> 20)
-        self.prod.next = self.rom.data.val().get_bits::<16>(0) * self.t2.q.val();
-        self.prod.next = self.prod.val() + 0x7_FFFF;
-        self.mag.next = self.rom.data.val().get_bits::<16>(16)
-            - bit_cast::<16, 12>(self.prod.val().get_bits::<12>(20));
-        if self.clamp2.q.val() {
-            self.mag.next = self.tail.val();
-        }
-        // register transfers
-        // the generator steps for the first word of a draw, and for the second one when the
-        // draw enters stage 2
-        self.step.next = !self.ph.q.val() | self.sadv.val();
-        if self.step.val() {
-            self.s1.d.next = self.a1.val();
-            self.s2.d.next = self.a2.val();
-            self.s3.d.next = self.a3.val();
-        }
-        if !self.ph.q.val() {
-            // the first word of the next draw
-            self.w0.d.next = self.x.val();
-            self.ph.d.next = true;
-        }
-        if self.sadv.val() {
-            self.v2.d.next = self.ph.q.val();
-            self.addr2.d.next = self.addr1.val();
-            self.t2.d.next = self.y5.val().get_bits::<16>(43);
-            self.neg2.d.next = self.w0.q.val().get_bit(31);
-            self.clamp2.d.next = !self.y5.val().get_bit(63);
-            if self.ph.q.val() {
-                self.ph.d.next = false;
-            }
-        }
-        if self.oadv.val() {
-            self.zr.d.next = self.mag.val();
-            if self.neg2.q.val() {
-                self.zr.d.next = 0 - self.mag.val();
-            }
-            self.vo.d.next = self.v2.q.val();
-        }
-        if self.load.val() {
-            self.s1.d.next = self.seed_s1.val();
-            self.s2.d.next = self.seed_s2.val();
-            self.s3.d.next = self.seed_s3.val();
-            self.ph.d.next = false;
-            self.v2.d.next = false;
-            self.vo.d.next = false;
-        }
-        self.z.next = self.zr.q.val();
-        self.valid.next = self.vo.q.val();
+        self.rom.address.next =
+            (self.lz.val() << 4) | bit_cast::<9, 4>(self.y5.val().get_bits::<4>(59));
+        self.oa.t.next = self.y5.val().get_bits::<16>(43);
+        self.ob.t.next = self.y5.val().get_bits::<16>(43);
+        self.oa.neg.next = self.w0.val().get_bit(31);
+        self.ob.neg.next = self.w0.val().get_bit(31);
+        self.oa.clamp.next = !self.y5.val().get_bit(63);
+        self.ob.clamp.next = !self.y5.val().get_bit(63);
+        self.oa.rom_word.next = self.rom.data.val();
+        self.ob.rom_word.next = self.rom.data.val();
+        // outputs
+        self.oa.pop.next = self.pop_a.val();
+        self.ob.pop.next = self.pop_b.val();
+        self.z_a.next = self.oa.z.val();
+        self.valid_a.next = self.oa.valid.val();
+        self.z_b.next = self.ob.z.val();
+        self.valid_b.next = self.ob.valid.val();
     }
 }
 
-impl NoiseLaneHw {
-    /// Drive the load port with the state of `Taus88` `g`.
-    pub fn set_seed(&mut self, g: &Taus88) {
-        self.seed_s1.next = (g.s[0] as u64).to_bits();
-        self.seed_s2.next = (g.s[1] as u64).to_bits();
-        self.seed_s3.next = (g.s[2] as u64).to_bits();
+impl NoisePairHw {
+    /// Write the seed registers of lane a (`b = false`) or b with the state of `g` (3 clocks;
+    /// rust-hdl simulation).
+    pub fn write_seeds(&mut self, b: bool, g: &Taus88) -> Result<(), String> {
+        use crate::simx::{settle, tick};
+        for c in 0..3 {
+            self.seed_we_a.next = !b;
+            self.seed_we_b.next = b;
+            self.seed_sel.next = (c as u64).to_bits();
+            self.seed_data.next = (g.s[c] as u64).to_bits();
+            settle(self)?;
+            tick(self, |u| &mut u.clock)?;
+        }
+        self.seed_we_a.next = false;
+        self.seed_we_b.next = false;
+        Ok(())
+    }
+
+    /// Seed lanes a and b with lanes `lane`, `lane + 1` of run seed `seed` and pulse `load`
+    /// (rust-hdl simulation; afterwards the pair is in cycle 0 after the load).
+    pub fn seed_and_load(&mut self, seed: u64, lane: u32) -> Result<(), String> {
+        use crate::simx::{settle, tick};
+        self.pop_a.next = false;
+        self.pop_b.next = false;
+        self.write_seeds(false, &Taus88::for_lane(seed, lane))?;
+        self.write_seeds(true, &Taus88::for_lane(seed, lane + 1))?;
+        self.load.next = true;
+        settle(self)?;
+        tick(self, |u| &mut u.clock)?;
+        self.load.next = false;
+        Ok(())
     }
 }
 
-/// Verilog of a lone noise lane (for the Verilator stream test).
-pub fn noise_lane_verilog() -> Result<String, crate::Error> {
-    let mut uut = NoiseLaneHw::default();
+/// Verilog of a noise pair (for the Verilator stream test).
+pub fn noise_pair_verilog() -> Result<String, crate::Error> {
+    let mut uut = NoisePairHw::new(true);
     uut.connect_all();
     crate::verilog::block_verilog(&uut)
 }
@@ -273,20 +532,30 @@ const NOISE_HARNESS: &str = r#"
 #include "verilated.h"
 #include <cstdio>
 #include <cstdlib>
+static void step(Vtop* t) { t->eval(); t->clock = 1; t->eval(); t->clock = 0; t->eval(); }
 int main(int argc, char** argv) {
     Verilated::commandArgs(argc, argv);
     Vtop* t = new Vtop;
-    unsigned s1 = strtoul(argv[1], 0, 0), s2 = strtoul(argv[2], 0, 0), s3 = strtoul(argv[3], 0, 0);
-    long n = strtol(argv[4], 0, 0); long every = strtol(argv[5], 0, 0);
-    t->clock = 0; t->load = 1; t->pop = 0; t->seed_s1 = s1; t->seed_s2 = s2; t->seed_s3 = s3;
-    t->eval(); t->clock = 1; t->eval(); t->clock = 0; t->eval();
+    unsigned s[6];
+    for (int i = 0; i < 6; i++) s[i] = strtoul(argv[1 + i], 0, 0);
+    long n = strtol(argv[7], 0, 0); long ea = strtol(argv[8], 0, 0), eb = strtol(argv[9], 0, 0);
+    t->clock = 0; t->load = 0; t->pop_a = 0; t->pop_b = 0; t->seed_we_a = 0; t->seed_we_b = 0;
+    for (int l = 0; l < 2; l++)
+        for (int c = 0; c < 3; c++) {
+            t->seed_we_a = l == 0; t->seed_we_b = l == 1; t->seed_sel = c; t->seed_data = s[3 * l + c];
+            step(t);
+        }
+    t->seed_we_a = 0; t->seed_we_b = 0; t->load = 1;
+    step(t);
     t->load = 0;
-    long got = 0, cyc = 0;
-    while (got < n) {
-        int fire = t->valid && (cyc % every == 0);
-        if (fire) { printf("%d\n", (int)(short)t->z); got++; }
-        t->pop = fire;
-        t->eval(); t->clock = 1; t->eval(); t->clock = 0; t->eval();
+    long ga = 0, gb = 0, cyc = 0;
+    while (ga < n || gb < n) {
+        int fa = t->valid_a && ga < n && (cyc % ea == 0);
+        int fb = t->valid_b && gb < n && (cyc % eb == 0);
+        if (fa) { printf("a %d\n", (int)(short)t->z_a); ga++; }
+        if (fb) { printf("b %d\n", (int)(short)t->z_b); gb++; }
+        t->pop_a = fa; t->pop_b = fb;
+        step(t);
         cyc++;
         if (cyc > 10 * n + 100) { fprintf(stderr, "stalled\n"); return 1; }
     }
@@ -295,71 +564,93 @@ int main(int argc, char** argv) {
 }
 "#;
 
-/// Draw `n` samples from a Verilator build of the noise lane (lane `lane` of seed `seed`),
-/// popping every `pop_every` cycles.
-pub fn verilator_noise_stream(
+/// `n` samples of each lane of a Verilator build of a noise pair: lane a is lane `lane` of seed
+/// `seed`, lane b lane `lane + 1`; lane a pops every `every_a` cycles (when valid), b every
+/// `every_b`.
+pub fn verilator_noise_streams(
     seed: u64,
     lane: u32,
     n: usize,
-    pop_every: usize,
-) -> Result<Vec<i16>, crate::Error> {
-    let exe = crate::verilog::verilator_build(&noise_lane_verilog()?, NOISE_HARNESS, false, false)?;
-    let g = Taus88::for_lane(seed, lane);
-    let args: Vec<String> = vec![
-        g.s[0].to_string(),
-        g.s[1].to_string(),
-        g.s[2].to_string(),
-        n.to_string(),
-        pop_every.to_string(),
-    ];
+    every_a: usize,
+    every_b: usize,
+) -> Result<(Vec<i16>, Vec<i16>), crate::Error> {
+    let exe = crate::verilog::verilator_build(&noise_pair_verilog()?, NOISE_HARNESS, false, false)?;
+    let (ga, gb) = (
+        Taus88::for_lane(seed, lane),
+        Taus88::for_lane(seed, lane + 1),
+    );
+    let mut args: Vec<String> =
+        ga.s.iter()
+            .chain(gb.s.iter())
+            .map(|w| w.to_string())
+            .collect();
+    args.extend([n, every_a.max(1), every_b.max(1)].map(|v| v.to_string()));
     let out = crate::verilog::run_harness(&exe, &args, "")?;
-    out.lines()
-        .map(|l| {
-            l.trim()
-                .parse::<i16>()
-                .map_err(|e| crate::Error::Tool(format!("bad harness output {l:?}: {e}")))
-        })
-        .collect()
+    let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for l in out.lines() {
+        let bad = |e: String| crate::Error::Tool(format!("bad harness output {l:?}: {e}"));
+        let (lane, v) = l
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| bad("no lane".into()))?;
+        let v = v.parse::<i16>().map_err(|e| bad(e.to_string()))?;
+        match lane {
+            "a" => a.push(v),
+            "b" => b.push(v),
+            _ => return Err(bad("unknown lane".into())),
+        }
+    }
+    Ok((a, b))
 }
 
-/// rust-hdl simulation of the noise lane: `n` samples of lane `lane` / seed `seed`, popping
-/// every `pop_every` cycles.
-pub fn rusthdl_noise_stream(seed: u64, lane: u32, n: usize, pop_every: usize) -> Vec<i16> {
+/// rust-hdl simulation of a noise pair, as [`verilator_noise_streams`].
+pub fn rusthdl_noise_streams(
+    seed: u64,
+    lane: u32,
+    n: usize,
+    every_a: usize,
+    every_b: usize,
+) -> (Vec<i16>, Vec<i16>) {
     use crate::simx::{settle, tick};
-    let mut uut = NoiseLaneHw::default();
+    let mut uut = NoisePairHw::new(true);
     uut.connect_all();
-    uut.set_seed(&Taus88::for_lane(seed, lane));
-    uut.load.next = true;
-    uut.pop.next = false;
-    settle(&mut uut).expect("settle");
-    tick(&mut uut, |u| &mut u.clock).expect("tick");
-    uut.load.next = false;
-    let mut out = Vec::with_capacity(n);
+    uut.seed_and_load(seed, lane).expect("load");
+    let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let mut cyc = 0usize;
-    while out.len() < n {
-        let fire = uut.valid.val() && cyc % pop_every.max(1) == 0;
-        if fire {
-            out.push(uut.z.val().to_u64() as u16 as i16);
+    while a.len() < n || b.len() < n {
+        let fa = uut.valid_a.val() && a.len() < n && cyc % every_a.max(1) == 0;
+        let fb = uut.valid_b.val() && b.len() < n && cyc % every_b.max(1) == 0;
+        if fa {
+            a.push(uut.z_a.val().to_u64() as u16 as i16);
         }
-        uut.pop.next = fire;
+        if fb {
+            b.push(uut.z_b.val().to_u64() as u16 as i16);
+        }
+        uut.pop_a.next = fa;
+        uut.pop_b.next = fb;
         settle(&mut uut).expect("settle");
         tick(&mut uut, |u| &mut u.clock).expect("tick");
         cyc += 1;
-        assert!(cyc < 10 * n + 100, "noise lane stalled");
+        assert!(cyc < 10 * n + 100, "noise pair stalled");
     }
-    out
+    (a, b)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::simx::{settle, tick};
     use thermo_sim::noise::NoiseLane;
 
-    /// The transform stages on chosen draws: the tail clamp (`lz >= 32`, probability 2^-32),
-    /// `lz = 31`, `lz = 30`, every leading-zero count and the sign, forced into stage 1.
+    fn clk(u: &mut NoisePairHw) -> &mut Signal<In, Clock> {
+        &mut u.clock
+    }
+
+    /// The transform on chosen draws: the tail clamp (`lz >= 32`, probability 2^-32),
+    /// `lz = 31`, `lz = 30`, every leading-zero count, the sign and the rounding ties, forced
+    /// into lane a's generator (its first word and a state whose next word is the second).
     #[test]
     fn transform_edge_cases_match_engine() {
-        use crate::simx::{settle, tick};
         use thermo_sim::noise::{gaussian_fixed, splitmix64};
         let mut cases: Vec<(u32, u32)> = vec![
             (0, 0),
@@ -404,34 +695,30 @@ mod tests {
             }
         }
         assert!(ties > 0, "no ROM entry can produce a rounding tie");
-        let mut uut = NoiseLaneHw::default();
+        let mut uut = NoisePairHw::new(true);
         uut.connect_all();
-        fn clk(u: &mut NoiseLaneHw) -> &mut Signal<In, Clock> {
-            &mut u.clock
-        }
         let solve = preimage_solver();
         for (w0, w1) in cases {
-            // stage 1 holds w0; the generator state is one whose next word is w1
             let s = solve(w1);
             assert_eq!(Taus88 { s }.next_u32(), w1);
-            uut.pop.next = true;
-            uut.load.next = false;
-            uut.ph.q.next = true;
-            uut.w0.q.next = (w0 as u64).to_bits();
-            uut.s1.q.next = (s[0] as u64).to_bits();
-            uut.s2.q.next = (s[1] as u64).to_bits();
-            uut.s3.q.next = (s[2] as u64).to_bits();
+            uut.pop_a.next = true;
+            uut.turn.q.next = false;
+            uut.ga.ph.q.next = true;
+            uut.ga.w0r.q.next = (w0 as u64).to_bits();
+            uut.ga.s1.q.next = (s[0] as u64).to_bits();
+            uut.ga.s2.q.next = (s[1] as u64).to_bits();
+            uut.ga.s3.q.next = (s[2] as u64).to_bits();
             settle(&mut uut).unwrap();
+            assert!(uut.iss_a.val(), "the forced draw issues");
             tick(&mut uut, clk).unwrap();
             tick(&mut uut, clk).unwrap();
             settle(&mut uut).unwrap();
-            let z = uut.z.val().to_u64() as u16 as i16;
+            assert!(uut.valid_a.val());
+            let z = uut.z_a.val().to_u64() as u16 as i16;
             assert_eq!(z, gaussian_fixed(w0, w1), "draw ({w0:#x}, {w1:#x})");
         }
     }
 
-    /// A solver for taus88 states whose next word is a given word (the map from state to next
-    /// word is linear over GF(2); Gaussian elimination over the 96 unit states).
     fn preimage_solver() -> impl Fn(u32) -> [u32; 3] {
         let mut basis: Vec<Option<(u32, [u32; 3])>> = vec![None; 32];
         for j in 0..96 {
@@ -471,43 +758,73 @@ mod tests {
         }
     }
 
-    /// The start-up contract: after `load` the first sample is valid 3 cycles later and the
-    /// next ones every 2 cycles (a lane's fastest pops: units of 2 instructions, no bus phase,
-    /// `NOISE_LOAD` with `START`), equal to the engine's; one cycle earlier nothing is valid.
+    /// The start-up contract and lane-like pop schedules: lane a's first sample is valid 3
+    /// cycles after `load`, lane b's 4 (not earlier); then with pops of both lanes from cycle 4
+    /// on, at least 2 cycles apart (every parity, fixed and random gaps), every pop finds a
+    /// sample equal to the engine's — also after a reload over full queues.
     #[test]
-    fn pops_every_other_cycle_from_load() {
-        use crate::simx::{settle, tick};
-        fn clk(u: &mut NoiseLaneHw) -> &mut Signal<In, Clock> {
-            &mut u.clock
-        }
-        for (seed, lane) in [(5u64, 0u32), (0xFEED, 7)] {
-            let mut uut = NoiseLaneHw::default();
+    fn lane_like_pops_never_wait() {
+        use thermo_sim::noise::splitmix64;
+        let mut rng = 7u64;
+        for case in 0..12u64 {
+            let (seed, lane) = (case * 1_000_003 + 5, (case % 5) as u32 * 2);
+            let mut uut = NoisePairHw::new(true);
             uut.connect_all();
-            // two loads: from power-up and over a full pipeline
-            for _ in 0..2 {
-                uut.set_seed(&Taus88::for_lane(seed, lane));
-                uut.load.next = true;
-                uut.pop.next = false;
-                settle(&mut uut).unwrap();
-                tick(&mut uut, clk).unwrap();
-                uut.load.next = false;
-                let mut eng = NoiseLane::new(seed, lane);
-                for cyc in 0..3 + 2 * 500 {
-                    let fire = cyc >= 3 && (cyc - 3) % 2 == 0;
-                    uut.pop.next = fire;
+            for reload in 0..2 {
+                uut.seed_and_load(seed, lane).unwrap();
+                let mut eng = [NoiseLane::new(seed, lane), NoiseLane::new(seed, lane + 1)];
+                // per lane: next pop cycle and the gap rule
+                let mut next = [0usize; 2];
+                for (l, nx) in next.iter_mut().enumerate() {
+                    *nx = match case {
+                        0 => 4,
+                        1 => 4 + l,
+                        2 => 5 - l,
+                        _ => 4 + (splitmix64(&mut rng) % 4) as usize,
+                    };
+                }
+                for cyc in 0..600 {
+                    let mut fire = [false; 2];
+                    for l in 0..2 {
+                        fire[l] = cyc == next[l];
+                        if fire[l] {
+                            let gap = if case < 3 {
+                                2
+                            } else {
+                                [2, 2, 2, 3, 4, 7][(splitmix64(&mut rng) % 6) as usize]
+                            };
+                            next[l] += gap;
+                        }
+                    }
+                    uut.pop_a.next = fire[0];
+                    uut.pop_b.next = fire[1];
                     settle(&mut uut).unwrap();
                     if cyc == 2 {
-                        assert!(!uut.valid.val(), "valid one cycle early");
+                        assert!(!uut.valid_a.val() && !uut.valid_b.val(), "valid too early");
                     }
-                    if fire {
-                        assert!(uut.valid.val(), "no sample in cycle {cyc} after load");
-                        let z = uut.z.val().to_u64() as u16 as i16;
-                        assert_eq!(z, eng.next_fixed(), "seed {seed} lane {lane} cycle {cyc}");
+                    if cyc == 3 {
+                        assert!(uut.valid_a.val() && !uut.valid_b.val(), "lane a at 3 only");
+                    }
+                    let heads = [
+                        (uut.valid_a.val(), uut.z_a.val()),
+                        (uut.valid_b.val(), uut.z_b.val()),
+                    ];
+                    for l in 0..2 {
+                        if fire[l] {
+                            let (v, z) = heads[l];
+                            assert!(
+                                v,
+                                "case {case} reload {reload}: lane {l} empty in cycle {cyc}"
+                            );
+                            let z = z.to_u64() as u16 as i16;
+                            assert_eq!(z, eng[l].next_fixed(), "case {case} lane {l} cycle {cyc}");
+                        }
                     }
                     tick(&mut uut, clk).unwrap();
                 }
-                // let the pipeline fill before the reload
-                uut.pop.next = false;
+                // fill the queues before the reload
+                uut.pop_a.next = false;
+                uut.pop_b.next = false;
                 for _ in 0..8 {
                     settle(&mut uut).unwrap();
                     tick(&mut uut, clk).unwrap();
@@ -516,15 +833,41 @@ mod tests {
         }
     }
 
+    /// A pair serving one lane (`has_b = false`) is lane a of a full pair.
     #[test]
-    fn noise_lane_matches_engine() {
-        for (seed, lane, every) in [(1u64, 0u32, 1usize), (7, 3, 2), (0xDEAD_BEEF, 11, 3)] {
+    fn single_lane_pair_matches_engine() {
+        let mut uut = NoisePairHw::new(false);
+        uut.connect_all();
+        uut.seed_and_load(3, 4).unwrap();
+        let mut eng = NoiseLane::new(3, 4);
+        let mut got = 0;
+        for _ in 0..2000 {
+            uut.pop_a.next = uut.valid_a.val();
+            settle(&mut uut).unwrap();
+            assert!(!uut.valid_b.val());
+            if uut.valid_a.val() {
+                assert_eq!(uut.z_a.val().to_u64() as u16 as i16, eng.next_fixed());
+                got += 1;
+            }
+            tick(&mut uut, clk).unwrap();
+        }
+        assert!(got >= 990, "one sample per 2 cycles ({got})");
+    }
+
+    #[test]
+    fn noise_pair_matches_engine() {
+        for (seed, lane, ea, eb) in [
+            (1u64, 0u32, 1usize, 1usize),
+            (7, 3, 2, 3),
+            (0xDEAD_BEEF, 11, 3, 1),
+        ] {
             let n = 2000;
-            let hw = rusthdl_noise_stream(seed, lane, n, every);
-            let mut eng = NoiseLane::new(seed, lane);
-            for (k, &z) in hw.iter().enumerate() {
-                let e = eng.next_fixed();
-                assert_eq!(z, e, "seed {seed} lane {lane} draw {k}");
+            let (a, b) = rusthdl_noise_streams(seed, lane, n, ea, eb);
+            for (l, hw) in [(lane, a), (lane + 1, b)] {
+                let mut eng = NoiseLane::new(seed, l);
+                for (k, &z) in hw.iter().enumerate() {
+                    assert_eq!(z, eng.next_fixed(), "seed {seed} lane {l} draw {k}");
+                }
             }
         }
     }

@@ -1,10 +1,11 @@
-//! The substrate top: sweep controller, Langevin lanes, bus sides, double-buffered state
-//! replicas, bus line registers and the configuration/readout port.
+//! The substrate top: sweep controller, Langevin lanes, their noise pairs, bus sides,
+//! double-buffered state replicas, bus line registers and the configuration/readout port.
 
 use crate::bus::BusSide;
 use crate::ctrl::SweepCtrl;
 use crate::lane::LangevinLane;
 use crate::mem::Mem;
+use crate::noise::NoisePairHw;
 use crate::program::HwProgram;
 use rust_hdl::prelude::*;
 use std::fmt::Write;
@@ -35,7 +36,9 @@ pub mod region {
 pub mod ctrl_bits {
     /// Start a run of `n_sweeps` sweeps.
     pub const START: u32 = 1;
-    /// Load every noise lane from its seed registers.
+    /// Load every noise lane from its seed registers. Written together with `START`, the run
+    /// starts one cycle later than `START` alone (the noise lanes' start-up: the first sample
+    /// of lane `2k + 1` is valid 4 cycles after the load, see `NoisePairHw`).
     pub const NOISE_LOAD: u32 = 2;
     /// Clear the saturation counters.
     pub const CLEAR: u32 = 4;
@@ -53,7 +56,8 @@ pub mod ctrl_bits {
 /// buffers swap at the end of each sweep. Each reader (lane or bus side) owns a *replica* of the
 /// state: `P` banks (one per writer lane) of `2 * 2^qbits` words (two buffers), so every reader
 /// has its own read port and every lane its own write port — `(P + S) P` block RAMs. Bus lines
-/// live in registers written by the sides and read by the lanes through a multiplexer.
+/// live in registers written by the sides and read by the lanes through a multiplexer. Lanes
+/// `2k` and `2k + 1` draw their noise from [`NoisePairHw`] `k` (one inverse-CDF ROM per pair).
 ///
 /// **Ports**: `clock`; the configuration/readout port `cfg_addr` (24 bits: region in bits
 /// 23..20, see [`region`]), `cfg_wdata`, `cfg_we`, `cfg_rdata` (the word at the address
@@ -88,6 +92,7 @@ pub struct SubstrateTop {
     pub running: Signal<Out, Bit>,
     ctrl: SweepCtrl,
     lanes: Vec<LangevinLane>,
+    noise: Vec<NoisePairHw>,
     sides: Vec<BusSide>,
     repl: Vec<Mem>,
     lines: Vec<DFF<Bits<16>>>,
@@ -95,6 +100,7 @@ pub struct SubstrateTop {
     rdo_en: DFF<Bit>,
     rsel: DFF<Bits<24>>,
     rdata: DFF<Bits<32>>,
+    start_late: DFF<Bit>,
     _p: usize,
     _qbits: usize,
     _bbits: usize,
@@ -123,6 +129,9 @@ impl SubstrateTop {
                 .iter()
                 .map(|l| LangevinLane::new(&prog.dp, l))
                 .collect(),
+            noise: (0..p.div_ceil(2))
+                .map(|k| NoisePairHw::new(2 * k + 1 < p))
+                .collect(),
             sides: prog
                 .sides
                 .iter()
@@ -136,6 +145,7 @@ impl SubstrateTop {
             rdo_en: Default::default(),
             rsel: Default::default(),
             rdata: Default::default(),
+            start_late: Default::default(),
             _p: p,
             _qbits: prog.qbits,
             _bbits: prog.dp.bbits as usize,
@@ -168,6 +178,9 @@ impl Logic for SubstrateTop {
         for l in self.lanes.iter_mut() {
             l.clock.next = clk;
         }
+        for n in self.noise.iter_mut() {
+            n.clock.next = clk;
+        }
         for sd in self.sides.iter_mut() {
             sd.clock.next = clk;
         }
@@ -181,6 +194,7 @@ impl Logic for SubstrateTop {
         self.rdo_en.clock.next = clk;
         self.rsel.clock.next = clk;
         self.rdata.clock.next = clk;
+        self.start_late.clock.next = clk;
 
         let running = self.ctrl.running.val();
         let c = self.ctrl.c.val().to_u64();
@@ -209,7 +223,9 @@ impl Logic for SubstrateTop {
         } else {
             self.rdo_en.q.val()
         };
-        self.ctrl.start.next = ctrl_we && wd & 1 != 0;
+        // START with NOISE_LOAD: one cycle later
+        self.start_late.d.next = ctrl_we && wd & 1 != 0 && wd & 2 != 0;
+        self.ctrl.start.next = (ctrl_we && wd & 1 != 0 && wd & 2 == 0) || self.start_late.q.val();
         self.ctrl.n_sweeps.next = self.nsw.q.val();
 
         for l in 0..p {
@@ -236,13 +252,32 @@ impl Logic for SubstrateTop {
             lane.cfg_data.next = wd.to_bits();
             lane.instr_we.next = we && reg == 3 && sel == l as u64;
             lane.bias_we.next = we && reg == 4 && sel == l as u64;
-            lane.seed_we.next = we && reg == 1 && ((a >> 8) & 0xFFF) == l as u64;
-            lane.noise_load.next = ctrl_we && wd & 2 != 0;
             lane.clear.next = ctrl_we && wd & 4 != 0;
             lane.rdo_en.next = self.rdo_en.q.val();
             lane.rdo_sel.next = !running;
             lane.rdo_addr.next = a_q.to_bits();
             lane.rdo_we.next = we && reg == 7 && a_bank == l as u64;
+        }
+        // noise pairs: lanes 2k (a) and 2k + 1 (b)
+        for k in 0..self.noise.len() {
+            let (la, lb) = (2 * k, 2 * k + 1);
+            let pop_a = self.lanes[la].npop.val();
+            let pop_b = lb < p && self.lanes[lb].npop.val();
+            let n = &mut self.noise[k];
+            n.load.next = ctrl_we && wd & 2 != 0;
+            n.seed_sel.next = (a & 3).to_bits();
+            n.seed_data.next = wd.to_bits();
+            n.seed_we_a.next = we && reg == 1 && ((a >> 8) & 0xFFF) == la as u64;
+            n.seed_we_b.next = we && reg == 1 && ((a >> 8) & 0xFFF) == lb as u64 && lb < p;
+            n.pop_a.next = pop_a;
+            n.pop_b.next = pop_b;
+            let (za, va, zb, vb) = (n.z_a.val(), n.valid_a.val(), n.z_b.val(), n.valid_b.val());
+            self.lanes[la].nz.next = za;
+            self.lanes[la].nvalid.next = va;
+            if lb < p {
+                self.lanes[lb].nz.next = zb;
+                self.lanes[lb].nvalid.next = vb;
+            }
         }
         for si in 0..s {
             let len = self._side_len[si];
@@ -370,13 +405,23 @@ impl Logic for SubstrateTop {
             l.cfg_data.connect();
             l.instr_we.connect();
             l.bias_we.connect();
-            l.seed_we.connect();
-            l.noise_load.connect();
+            l.nz.connect();
+            l.nvalid.connect();
             l.clear.connect();
             l.rdo_en.connect();
             l.rdo_sel.connect();
             l.rdo_addr.connect();
             l.rdo_we.connect();
+        }
+        for n in self.noise.iter_mut() {
+            n.clock.connect();
+            n.load.connect();
+            n.seed_sel.connect();
+            n.seed_data.connect();
+            n.seed_we_a.connect();
+            n.seed_we_b.connect();
+            n.pop_a.connect();
+            n.pop_b.connect();
         }
         for sd in self.sides.iter_mut() {
             sd.clock.connect();
@@ -408,6 +453,8 @@ impl Logic for SubstrateTop {
             d.connect();
         }
         self.rdo_en.clock.connect();
+        self.start_late.clock.connect();
+        self.start_late.d.connect();
         self.nsw.d.connect();
         self.rdo_en.d.connect();
         self.rsel.d.connect();
@@ -449,6 +496,9 @@ impl SubstrateTop {
         for l in 0..p {
             writeln!(w, "  lanes${l}$clock = clock;").unwrap();
         }
+        for k in 0..self.noise.len() {
+            writeln!(w, "  noise${k}$clock = clock;").unwrap();
+        }
         for si in 0..s {
             writeln!(w, "  sides${si}$clock = clock;").unwrap();
         }
@@ -458,14 +508,15 @@ impl SubstrateTop {
         for li in 0..nl {
             writeln!(w, "  lines${li}$clock = clock;").unwrap();
         }
-        for d in ["nsw", "rdo_en", "rsel", "rdata"] {
+        for d in ["nsw", "rdo_en", "rsel", "rdata", "start_late"] {
             writeln!(w, "  {d}$clock = clock;").unwrap();
         }
         writeln!(
             w,
             "  nsw$d = (cfg_we && cfg_addr == 24'd1) ? cfg_wdata : nsw$q;
   rdo_en$d = (ctrl_we && cfg_wdata[3]) ? 1'b1 : ((ctrl_we && cfg_wdata[4]) ? 1'b0 : rdo_en$q);
-  ctrl$start = ctrl_we && cfg_wdata[0];
+  start_late$d = ctrl_we && cfg_wdata[0] && cfg_wdata[1];
+  ctrl$start = (ctrl_we && cfg_wdata[0] && !cfg_wdata[1]) || start_late$q;
   ctrl$n_sweeps = nsw$q;"
         )
         .unwrap();
@@ -495,8 +546,6 @@ impl SubstrateTop {
   lanes${l}$cfg_data = cfg_wdata;
   lanes${l}$instr_we = cfg_we && (reg_w == 4'd3) && (sel_w == 8'd{l});
   lanes${l}$bias_we = cfg_we && (reg_w == 4'd4) && (sel_w == 8'd{l});
-  lanes${l}$seed_we = cfg_we && (reg_w == 4'd1) && (cfg_addr[19:8] == 12'd{l});
-  lanes${l}$noise_load = ctrl_we && cfg_wdata[1];
   lanes${l}$clear = ctrl_we && cfg_wdata[2];
   lanes${l}$rdo_en = rdo_en$q;
   lanes${l}$rdo_sel = !running_w;
@@ -505,6 +554,36 @@ impl SubstrateTop {
                 end = bp + len
             )
             .unwrap();
+        }
+        for k in 0..self.noise.len() {
+            let (la, lb) = (2 * k, 2 * k + 1);
+            writeln!(
+                w,
+                "  noise${k}$load = ctrl_we && cfg_wdata[1];
+  noise${k}$seed_sel = cfg_addr[1:0];
+  noise${k}$seed_data = cfg_wdata;
+  noise${k}$seed_we_a = cfg_we && (reg_w == 4'd1) && (cfg_addr[19:8] == 12'd{la});
+  noise${k}$pop_a = lanes${la}$npop;
+  lanes${la}$nz = noise${k}$z_a;
+  lanes${la}$nvalid = noise${k}$valid_a;"
+            )
+            .unwrap();
+            if lb < p {
+                writeln!(
+                    w,
+                    "  noise${k}$seed_we_b = cfg_we && (reg_w == 4'd1) && (cfg_addr[19:8] == 12'd{lb});
+  noise${k}$pop_b = lanes${lb}$npop;
+  lanes${lb}$nz = noise${k}$z_b;
+  lanes${lb}$nvalid = noise${k}$valid_b;"
+                )
+                .unwrap();
+            } else {
+                writeln!(
+                    w,
+                    "  noise${k}$seed_we_b = 1'b0;\n  noise${k}$pop_b = 1'b0;"
+                )
+                .unwrap();
+            }
         }
         for si in 0..s {
             let len = self._side_len[si];
@@ -635,5 +714,61 @@ impl SubstrateTop {
         writeln!(w, "      default: rdata$d = 32'd0;\n    endcase\n  end").unwrap();
         writeln!(w, "  cfg_rdata = rdata$q;\n  running = running_w;\nend").unwrap();
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script::{addr, run_rusthdl, Cmd};
+    use thermo_sim::example::{random_substrate, ExampleSpec};
+
+    /// `START` alone raises `running` on the edge after the write; written with `NOISE_LOAD`
+    /// one edge later (3 lanes: one full noise pair and one serving a single lane). Both runs
+    /// take the schedule's cycles and raise no noise error.
+    #[test]
+    fn start_with_noise_load_starts_one_cycle_later() {
+        let s = thermo_sim::Substrate::from_config(&random_substrate(&ExampleSpec {
+            units: 12,
+            modules: 2,
+            rank: 1,
+            lanes: 3,
+            ..Default::default()
+        }))
+        .expect("test substrate validates");
+        let prog = HwProgram::new(&s).unwrap();
+        assert_eq!(prog.p, 3);
+        for (ctrl, delay) in [
+            (ctrl_bits::START, 0usize),
+            (ctrl_bits::START | ctrl_bits::NOISE_LOAD, 1),
+        ] {
+            let mut top = SubstrateTop::new(&prog);
+            top.connect_all();
+            let mut sc = crate::script::config_script(&prog, 5, 1);
+            sc.push(Cmd::Write(addr(region::CTRL, 0), ctrl));
+            sc.push(Cmd::Idle(prog.cycles_per_sweep as u32 + 4));
+            sc.push(Cmd::Read(vec![
+                addr(region::CTRL, 0),
+                addr(region::CTRL, 2),
+            ]));
+            let mut running = Vec::new();
+            let resp = run_rusthdl(&mut top, &sc, |t| running.push(t.running.val())).unwrap();
+            let start = sc.len() - 3;
+            let cfg_cycles: usize = sc[..start]
+                .iter()
+                .map(|c| match c {
+                    Cmd::Idle(n) => *n as usize,
+                    _ => 1,
+                })
+                .sum();
+            // running[i] is sampled after edge i; the START write is cycle `cfg_cycles`
+            let first = running.iter().position(|&r| r).expect("the run starts");
+            assert_eq!(first, cfg_cycles + delay, "control {ctrl:#x}");
+            assert_eq!(
+                resp,
+                vec![0, prog.cycles_per_sweep],
+                "status, cycles ({ctrl:#x})"
+            );
+        }
     }
 }
