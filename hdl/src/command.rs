@@ -311,10 +311,12 @@ pub struct CommandUnit {
     replays: DFF<Bits<32>>,
     crc_base: DFF<Bits<32>>,
     fr_base: DFF<Bits<32>>,
-    s_sweeps: DFF<Bits<64>>,
-    s_acc: DFF<Bits<64>>,
-    s_state: DFF<Bits<64>>,
-    s_bus: DFF<Bits<64>>,
+    // STATUS sums: at most 256 32-bit counters each (the STATUS ROM's limit), so 40 bits
+    // are exact; the reply's upper bytes are zero
+    s_sweeps: DFF<Bits<32>>,
+    s_acc: DFF<Bits<40>>,
+    s_state: DFF<Bits<40>>,
+    s_bus: DFF<Bits<40>>,
     tag: DFF<Bits<2>>,
     paddr: DFF<Bits<24>>,
     pwdata: DFF<Bits<32>>,
@@ -340,8 +342,8 @@ pub struct CommandUnit {
     sw: DFF<Bits<32>>,
     wcnt: DFF<Bits<3>>,
     k_shadow: Constant<Bits<16>>,
-    k_units: Constant<Bits<33>>,
-    k_ncoup: Constant<Bits<33>>,
+    k_units: Constant<Bits<18>>,
+    k_ncoup: Constant<Bits<18>>,
     k_d16: Constant<Bits<16>>,
     k_d17: Constant<Bits<17>>,
     k_r16: Constant<Bits<16>>,
@@ -390,10 +392,13 @@ pub struct CommandUnit {
     sdist: Signal<Local, Bits<8>>,
     dlen: Signal<Local, Bits<16>>,
     nwords: Signal<Local, Bits<16>>,
-    end33: Signal<Local, Bits<33>>,
-    rend33: Signal<Local, Bits<33>>,
-    fv: Signal<Local, Bits<64>>,
-    fsh: Signal<Local, Bits<64>>,
+    ahi: Signal<Local, Bit>,
+    end33: Signal<Local, Bits<18>>,
+    rend33: Signal<Local, Bits<18>>,
+    fv: Signal<Local, Bits<40>>,
+    fsh: Signal<Local, Bits<40>>,
+    ssel: Signal<Local, Bits<40>>,
+    ssum: Signal<Local, Bits<40>>,
     bsel: Signal<Local, Bits<16>>,
     crc_now: Signal<Local, Bits<32>>,
     fr_now: Signal<Local, Bits<32>>,
@@ -434,6 +439,7 @@ impl CommandUnit {
     /// The command unit of substrate `s` compiled to `prog`, link options `o`.
     pub fn new(s: &Substrate, prog: &HwProgram, o: &LinkOptions) -> Self {
         let d = prog.d;
+        assert!(d <= 1 << 16, "{d} units exceed the command unit's 2^16");
         let ubits = bits_for(d).max(1);
         let biases: Vec<u32> = (0..d)
             .map(|i| prog.lanes[i % prog.p].bias[i / prog.p])
@@ -627,10 +633,13 @@ impl CommandUnit {
             sdist: Default::default(),
             dlen: Default::default(),
             nwords: Default::default(),
+            ahi: Default::default(),
             end33: Default::default(),
             rend33: Default::default(),
             fv: Default::default(),
             fsh: Default::default(),
+            ssel: Default::default(),
+            ssum: Default::default(),
             bsel: Default::default(),
             crc_now: Default::default(),
             fr_now: Default::default(),
@@ -724,11 +733,14 @@ impl Logic for CommandUnit {
         self.sdist.next = self.exp.q.val() - self.hseq.q.val() - 1;
         self.dlen.next = self.hlen.q.val() - 5;
         self.nwords.next = self.dlen.val() >> 2;
-        self.end33.next =
-            bit_cast::<33, 32>(self.addr.q.val()) + bit_cast::<33, 16>(self.nwords.val());
+        // address ranges: units and couplings are at most 2^16, so an address with any of
+        // bits 31..17 set is out of range and the end is an 18-bit sum
+        self.ahi.next = self.addr.q.val().get_bits::<15>(17).any();
+        self.end33.next = bit_cast::<18, 17>(self.addr.q.val().get_bits::<17>(0))
+            + bit_cast::<18, 16>(self.nwords.val());
         self.rcnt.next = self.sr.q.val().get_bits::<16>(16);
-        self.rend33.next =
-            bit_cast::<33, 32>(self.addr.q.val()) + bit_cast::<33, 16>(self.rcnt.val());
+        self.rend33.next = bit_cast::<18, 17>(self.addr.q.val().get_bits::<17>(0))
+            + bit_cast::<18, 16>(self.rcnt.val());
         self.crc_now.next = self.crc_errors.val() - self.crc_base.q.val();
         self.fr_now.next = self.framing_errors.val() - self.fr_base.q.val();
         self.rbytes.next = self.rcnt.val() << 2;
@@ -751,7 +763,7 @@ impl Logic for CommandUnit {
         self.qsh.next = bit_cast::<8, 3>(self.qn.q.val()) << 1;
         // STATUS payload byte k: four u64 then four u32
         self.bsel.next = self.k.q.val() & 7;
-        self.fv.next = self.s_sweeps.q.val();
+        self.fv.next = bit_cast::<40, 32>(self.s_sweeps.q.val());
         if self.k.q.val() >= 8 {
             self.fv.next = self.s_acc.q.val();
         }
@@ -763,21 +775,32 @@ impl Logic for CommandUnit {
         }
         if self.k.q.val() >= 32 {
             self.bsel.next = self.k.q.val() & 3;
-            self.fv.next = bit_cast::<64, 32>(self.runs.q.val());
+            self.fv.next = bit_cast::<40, 32>(self.runs.q.val());
         }
         if self.k.q.val() >= 36 {
-            self.fv.next = bit_cast::<64, 32>(self.crc_now.val());
+            self.fv.next = bit_cast::<40, 32>(self.crc_now.val());
         }
         if self.k.q.val() >= 40 {
-            self.fv.next = bit_cast::<64, 32>(self.fr_now.val());
+            self.fv.next = bit_cast::<40, 32>(self.fr_now.val());
         }
         if self.k.q.val() >= 44 {
-            self.fv.next = bit_cast::<64, 32>(self.replays.q.val());
+            self.fv.next = bit_cast::<40, 32>(self.replays.q.val());
         }
         self.fsh.next = self.fv.val() >> (self.bsel.val() << 3);
+        // one adder for the three saturation sums (the gathered counter's tag picks the sum)
+        self.ssel.next = self.s_acc.q.val();
+        if self.tag.q.val() == 2 {
+            self.ssel.next = self.s_state.q.val();
+        }
+        if self.tag.q.val() == 3 {
+            self.ssel.next = self.s_bus.q.val();
+        }
+        self.ssum.next = self.ssel.val() + bit_cast::<40, 32>(self.cfg_rdata.val());
         self.ph1.next = self.ph.q.val() - 1;
         self.ra16.next = (self.k.q.val() << 2) + bit_cast::<16, 3>(self.ph1.val());
-        self.wsh.next = self.sr.q.val() >> (bit_cast::<32, 16>(self.k.q.val()) << 3);
+        // byte k (0..3) of `sr` (WmReply, RoHead)
+        self.wsh.next =
+            self.sr.q.val() >> (bit_cast::<32, 2>(self.k.q.val().get_bits::<2>(0)) << 3);
         self.cnt2.next = self.cnt.q.val() << 1;
         self.wbyte.next = self.bmem.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
         self.rbyte.next = self.res.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
@@ -945,20 +968,16 @@ impl Logic for CommandUnit {
                         self.ph.d.next = 0.into();
                         self.k.d.next = self.k.q.val() + 1;
                         if self.tag.q.val() == 0 {
-                            self.s_sweeps.d.next =
-                                bit_cast::<64, 32>(self.cfg_rdata.val() - self.sweep_base.q.val());
+                            self.s_sweeps.d.next = self.cfg_rdata.val() - self.sweep_base.q.val();
                         }
                         if self.tag.q.val() == 1 {
-                            self.s_acc.d.next =
-                                self.s_acc.q.val() + bit_cast::<64, 32>(self.cfg_rdata.val());
+                            self.s_acc.d.next = self.ssum.val();
                         }
                         if self.tag.q.val() == 2 {
-                            self.s_state.d.next =
-                                self.s_state.q.val() + bit_cast::<64, 32>(self.cfg_rdata.val());
+                            self.s_state.d.next = self.ssum.val();
                         }
                         if self.tag.q.val() == 3 {
-                            self.s_bus.d.next =
-                                self.s_bus.q.val() + bit_cast::<64, 32>(self.cfg_rdata.val());
+                            self.s_bus.d.next = self.ssum.val();
                         }
                     }
                 }
@@ -1023,6 +1042,7 @@ impl Logic for CommandUnit {
                 self.state.d.next = CmdState::ErrReply;
                 if (self.space.q.val() == 0)
                     & (self.dlen.val().get_bits::<2>(0) == 0)
+                    & !self.ahi.val()
                     & (self.end33.val() <= self.k_units.val())
                 {
                     self.cnt.d.next = self.nwords.val();
@@ -1068,7 +1088,7 @@ impl Logic for CommandUnit {
                 if self.space.q.val() == 0 {
                     if self.rcnt.val() > self.k_words0.val() {
                         self.ecode.d.next = self.k_e_length.val();
-                    } else if self.rend33.val() <= self.k_units.val() {
+                    } else if !self.ahi.val() & (self.rend33.val() <= self.k_units.val()) {
                         self.rlen.d.next = bit_cast::<11, 16>(self.rbytes.val());
                         self.state.d.next = CmdState::RmWord;
                     }
@@ -1076,7 +1096,7 @@ impl Logic for CommandUnit {
                 if self.space.q.val() == 1 {
                     if self.rcnt.val() > self.k_words1.val() {
                         self.ecode.d.next = self.k_e_length.val();
-                    } else if self.rend33.val() <= self.k_units.val() {
+                    } else if !self.ahi.val() & (self.rend33.val() <= self.k_units.val()) {
                         self.rlen.d.next = bit_cast::<11, 16>(self.rcnt2.val());
                         self.state.d.next = CmdState::RmZeros;
                     }
@@ -1084,7 +1104,7 @@ impl Logic for CommandUnit {
                 if self.space.q.val() == 2 {
                     if self.rcnt.val() > self.k_words1.val() {
                         self.ecode.d.next = self.k_e_length.val();
-                    } else if self.rend33.val() <= self.k_ncoup.val() {
+                    } else if !self.ahi.val() & (self.rend33.val() <= self.k_ncoup.val()) {
                         self.rlen.d.next = bit_cast::<11, 16>(self.rcnt2.val());
                         self.state.d.next = CmdState::RmCoup;
                     }
