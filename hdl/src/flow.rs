@@ -130,6 +130,44 @@ fn run_tool(stage: &str, prog: &str, args: &[String], dir: &Path, log: &str) -> 
     Ok(())
 }
 
+/// nextpnr's utilisation table after packing (`ICESTORM_LC: 6433/ 5280 121%`, or
+/// `TRELLIS_COMB` on the ECP5) shows more logic cells than the device has: the design does not
+/// fit although yosys' LUT count did (flip-flops and carries that cannot share a LUT's cell
+/// take cells of their own). The message carries nextpnr's packing figures.
+pub fn packing_overflow(log: &str) -> Option<String> {
+    let cell = log.lines().find_map(|l| {
+        let l = l.trim_start_matches("Info:").trim();
+        let (name, rest) = l.split_once(':')?;
+        if name != "ICESTORM_LC" && name != "TRELLIS_COMB" {
+            return None;
+        }
+        let (used, avail) = rest.split_once('/')?;
+        let used: u64 = used.trim().parse().ok()?;
+        let avail: u64 = avail.split_whitespace().next()?.parse().ok()?;
+        Some((name.to_string(), used, avail))
+    });
+    let (name, used, avail) = cell?;
+    if used <= avail {
+        return None;
+    }
+    let packing: Vec<String> = log
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start_matches("Info:").trim();
+            let (n, what) = l.split_once(' ')?;
+            n.parse::<u64>().ok()?;
+            (what.starts_with("LCs used") || what.starts_with("LCs to legalise"))
+                .then(|| l.to_string())
+                .or_else(|| what.contains("legalise carry chains").then(|| l.to_string()))
+        })
+        .collect();
+    Some(format!(
+        "does not fit: needs {used} logic cells ({name}), device has {avail} (after packing{}{})",
+        if packing.is_empty() { "" } else { ": " },
+        packing.join(", ")
+    ))
+}
+
 fn version(prog: &str, arg: &str) -> String {
     Command::new(prog)
         .arg(arg)
@@ -328,6 +366,9 @@ pub fn bitstream(
         {
             return Err(Error::Config(format!("does not fit: {}", l.trim())));
         }
+        if let Some(m) = packing_overflow(&log) {
+            return Err(Error::Config(m));
+        }
         return Err(e);
     }
     let rep_text =
@@ -505,4 +546,36 @@ Flash and run:\n\n    {flash}\n    thermo infer --port /dev/ttyUSB0 --model {sub
         bitstream: dir.join(bit),
         json: j,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::packing_overflow;
+
+    /// The packing lines of a real nextpnr-ice40 run of the shipped example on the UP5K.
+    #[test]
+    fn packing_overflow_reads_nextpnr_log() {
+        let log = "Info: Packing LUT-FFs..
+Info:     3806 LCs used as LUT4 only
+Info:     1386 LCs used as LUT4 and DFF
+Info: Packing non-LUT FFs..
+Info:      777 LCs used as DFF only
+Info: Packing carries..
+Info:      361 LCs used as CARRY only
+Info:      118 LCs used to legalise carry chains.
+Info: Device utilisation:
+Info: \t         ICESTORM_LC:    6433/   5280   121%
+Info: \t        ICESTORM_RAM:      29/     30    96%
+ERROR: Failed to expand region (0, 0) |_> (25, 31) of 6433 ICESTORM_LCs";
+        let m = packing_overflow(log).expect("overflow");
+        assert!(
+            m.starts_with("does not fit: needs 6433 logic cells (ICESTORM_LC), device has 5280"),
+            "{m}"
+        );
+        assert!(m.contains("777 LCs used as DFF only"), "{m}");
+        assert!(m.contains("118 LCs used to legalise carry chains"), "{m}");
+        let fits = log.replace("6433/   5280", "5000/   5280");
+        assert_eq!(packing_overflow(&fits), None);
+        assert_eq!(packing_overflow("Info: nothing"), None);
+    }
 }
