@@ -12,7 +12,8 @@ use rust_hdl::prelude::*;
 /// `acc = d_i x_i`; if the gate of `x_i` is open, `acc = sat32(acc + c_ij rho(x_j))` over the
 /// row, `acc = sat32(acc + align(w_ri L_r))` over its bus lines and `acc = sat32(acc + h_i)`;
 /// then `acc = sat32(acc + align(gn z_i))` with `z_i` the head sample of its noise lane (ports
-/// `nz`, `nvalid`, `npop`; a lane of a `crate::noise::NoisePairHw`), and
+/// `nz`, `nvalid`, `npop`; a lane of a `crate::noise::NoisePairHw`; `z_i` comes in
+/// sign-magnitude form and the product is `|z_i| (+-gn)`, the same integer), and
 /// `x_i' = sat_state(align(acc, fa, state.frac))`. Saturations are counted (`cnt_acc`:
 /// accumulator additions, `cnt_state`: final clamps). The unit program is a stream of
 /// instructions `op | operand | coef` (see `program::Op`) read from the lane's instruction
@@ -57,7 +58,7 @@ pub struct LangevinLane {
     pub instr_we: Signal<In, Bit>,
     /// Write `cfg_data` into the bias memory at `cfg_addr`.
     pub bias_we: Signal<In, Bit>,
-    /// Head sample of the lane's noise stream (Q3.12).
+    /// Head sample of the lane's noise stream (Q3.12, sign-magnitude: bit 15 the sign).
     pub nz: Signal<In, Bits<16>>,
     /// `nz` holds a sample.
     pub nvalid: Signal<In, Bit>,
@@ -127,6 +128,7 @@ pub struct LangevinLane {
     lob: Constant<Bits<16>>,
     hib: Constant<Bits<16>>,
     gn: Constant<Bits<16>>,
+    ngn: Constant<Bits<16>>,
     // combinational
     ins: Signal<Local, Bits<32>>,
     xb: Signal<Local, Bits<16>>,
@@ -148,6 +150,12 @@ impl LangevinLane {
         let ub = clog2(prog.units.len().max(2));
         let (lo, hi) = dp.clamp;
         let b16 = |v: i64| -> Bits<16> { ((v as u16) as u64).to_bits() };
+        // the noise product is |z| (+-gn): -gn must be a 16-bit code (the amplitude is >= 0)
+        assert!(
+            dp.noise_amp > i16::MIN,
+            "noise amplitude code {} has no 16-bit negation",
+            dp.noise_amp
+        );
         LangevinLane {
             clock: Default::default(),
             issue: Default::default(),
@@ -207,6 +215,7 @@ impl LangevinLane {
             lob: Constant::new(b16(lo as i64 ^ 0x8000)),
             hib: Constant::new(b16(hi as i64 ^ 0x8000)),
             gn: Constant::new(b16(dp.noise_amp as i64)),
+            ngn: Constant::new(b16(-(dp.noise_amp as i64))),
             ins: Default::default(),
             xb: Default::default(),
             rho: Default::default(),
@@ -277,8 +286,11 @@ impl Logic for LangevinLane {
         } else if self.op2.q.val() == 2 {
             self.mul.a.next = self.line_val.val();
         } else {
-            self.mul.a.next = self.nz.val();
+            self.mul.a.next = self.nz.val() & 0x7FFF;
             self.mul.b.next = self.gn.val();
+            if self.nz.val().get_bit(15) {
+                self.mul.b.next = self.ngn.val();
+            }
             self.npop.next = self.v2.q.val();
         }
         if self.v2.q.val() & (self.op2.q.val() == 0) {

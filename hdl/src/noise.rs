@@ -138,10 +138,13 @@ impl Logic for TausGen {
 ///
 /// **Computes**, the cycle after `issue` (when the shared ROM word `c0 | -c1` of the draw is on
 /// `rom_word`), `|z| = c0 - ((-c1 t + 2^19 - 1) >> 20)` (equal to `c0 + ((c1 t + 2^19) >> 20)`,
-/// one 16x16 hard multiplier), or the tail code when `clamp`, negated when `neg`, and queues it.
+/// one 16x16 hard multiplier), or the tail code when `clamp`, and queues it in sign-magnitude
+/// form with the sign `neg` (every magnitude code is below 2^15; the lane applies the sign to
+/// its gain, which is exact and saves the negation).
 ///
 /// **Ports**: `clock`; `load` (empties it); `issue` with the draw's `t`, `neg`, `clamp`;
-/// `rom_word`; `pop`; outputs `z` (head sample), `valid`, and `room` (a draw issued now finds a
+/// `rom_word`; `pop`; outputs `z` (head sample, sign-magnitude: bit 15 the sign, bits 14..0
+/// the magnitude; [`sign_magnitude_code`] gives the Q3.12 code), `valid`, and `room` (a draw issued now finds a
 /// free queue entry: at most one sample is left after this cycle's pop and the one in flight).
 /// **Latency**: a sample issued in cycle `t` is queued (and `valid` if the queue was empty or
 /// popped) in `t+2`.
@@ -165,7 +168,7 @@ pub struct NoiseOut {
     pub rom_word: Signal<In, Bits<32>>,
     /// Consume the head sample.
     pub pop: Signal<In, Bit>,
-    /// Head sample, Q3.12 two's complement.
+    /// Head sample, Q3.12 sign-magnitude.
     pub z: Signal<Out, Bits<16>>,
     /// `z` holds a sample.
     pub valid: Signal<Out, Bit>,
@@ -240,7 +243,7 @@ impl Logic for NoiseOut {
         }
         self.zv.next = self.mag.val();
         if self.neg2.q.val() {
-            self.zv.next = 0 - self.mag.val();
+            self.zv.next = self.mag.val() | 0x8000;
         }
         // the queue zr (head), zh; the sample in stage 2 joins it
         if self.pop.val() & self.vo.q.val() {
@@ -290,8 +293,9 @@ impl Logic for NoiseOut {
 /// * `clock`; `seed_sel` (component), `seed_data`, `seed_we_a` / `seed_we_b` — the lanes' seed
 ///   registers (the host computes them with `Taus88::for_lane`); `load` — both generators load
 ///   their seeds and both pipelines are emptied.
-/// * `pop_a` / `pop_b` — consume the head sample; `z_a` / `z_b` — head sample (two's
-///   complement Q3.12), `valid_a` / `valid_b` — it holds a sample.
+/// * `pop_a` / `pop_b` — consume the head sample; `z_a` / `z_b` — head sample (Q3.12 in
+///   sign-magnitude form, see [`NoiseOut`] and [`sign_magnitude_code`]), `valid_a` / `valid_b` —
+///   it holds a sample.
 ///
 /// **Structure and latency.** The lanes take turns (a in the cycles after `load` numbered
 /// 1, 3, 5, ..., b in 2, 4, ...). In its turn a lane whose generator has a draw ready and whose
@@ -330,9 +334,9 @@ pub struct NoisePairHw {
     pub pop_a: Signal<In, Bit>,
     /// Consume lane b's sample.
     pub pop_b: Signal<In, Bit>,
-    /// Lane a's sample, Q3.12 two's complement.
+    /// Lane a's sample, Q3.12 sign-magnitude.
     pub z_a: Signal<Out, Bits<16>>,
-    /// Lane b's sample, Q3.12 two's complement.
+    /// Lane b's sample, Q3.12 sign-magnitude.
     pub z_b: Signal<Out, Bits<16>>,
     /// `z_a` holds a sample.
     pub valid_a: Signal<Out, Bit>,
@@ -486,6 +490,16 @@ impl Logic for NoisePairHw {
     }
 }
 
+/// The Q3.12 code (two's complement) of a sign-magnitude noise sample `z` (bit 15 the sign).
+pub fn sign_magnitude_code(z: u64) -> i16 {
+    let m = (z & 0x7FFF) as i16;
+    if z & 0x8000 != 0 {
+        -m
+    } else {
+        m
+    }
+}
+
 impl NoisePairHw {
     /// Write the seed registers of lane a (`b = false`) or b with the state of `g` (3 clocks;
     /// rust-hdl simulation).
@@ -532,6 +546,7 @@ const NOISE_HARNESS: &str = r#"
 #include "verilated.h"
 #include <cstdio>
 #include <cstdlib>
+static int code(unsigned z) { return (z & 0x8000) ? -(int)(z & 0x7FFF) : (int)z; }
 static void step(Vtop* t) { t->eval(); t->clock = 1; t->eval(); t->clock = 0; t->eval(); }
 int main(int argc, char** argv) {
     Verilated::commandArgs(argc, argv);
@@ -552,8 +567,8 @@ int main(int argc, char** argv) {
     while (ga < n || gb < n) {
         int fa = t->valid_a && ga < n && (cyc % ea == 0);
         int fb = t->valid_b && gb < n && (cyc % eb == 0);
-        if (fa) { printf("a %d\n", (int)(short)t->z_a); ga++; }
-        if (fb) { printf("b %d\n", (int)(short)t->z_b); gb++; }
+        if (fa) { printf("a %d\n", code(t->z_a)); ga++; }
+        if (fb) { printf("b %d\n", code(t->z_b)); gb++; }
         t->pop_a = fa; t->pop_b = fb;
         step(t);
         cyc++;
@@ -621,10 +636,10 @@ pub fn rusthdl_noise_streams(
         let fa = uut.valid_a.val() && a.len() < n && cyc % every_a.max(1) == 0;
         let fb = uut.valid_b.val() && b.len() < n && cyc % every_b.max(1) == 0;
         if fa {
-            a.push(uut.z_a.val().to_u64() as u16 as i16);
+            a.push(sign_magnitude_code(uut.z_a.val().to_u64()));
         }
         if fb {
-            b.push(uut.z_b.val().to_u64() as u16 as i16);
+            b.push(sign_magnitude_code(uut.z_b.val().to_u64()));
         }
         uut.pop_a.next = fa;
         uut.pop_b.next = fb;
@@ -714,7 +729,7 @@ mod tests {
             tick(&mut uut, clk).unwrap();
             settle(&mut uut).unwrap();
             assert!(uut.valid_a.val());
-            let z = uut.z_a.val().to_u64() as u16 as i16;
+            let z = sign_magnitude_code(uut.z_a.val().to_u64());
             assert_eq!(z, gaussian_fixed(w0, w1), "draw ({w0:#x}, {w1:#x})");
         }
     }
@@ -816,7 +831,7 @@ mod tests {
                                 v,
                                 "case {case} reload {reload}: lane {l} empty in cycle {cyc}"
                             );
-                            let z = z.to_u64() as u16 as i16;
+                            let z = sign_magnitude_code(z.to_u64());
                             assert_eq!(z, eng[l].next_fixed(), "case {case} lane {l} cycle {cyc}");
                         }
                     }
@@ -846,7 +861,10 @@ mod tests {
             settle(&mut uut).unwrap();
             assert!(!uut.valid_b.val());
             if uut.valid_a.val() {
-                assert_eq!(uut.z_a.val().to_u64() as u16 as i16, eng.next_fixed());
+                assert_eq!(
+                    sign_magnitude_code(uut.z_a.val().to_u64()),
+                    eng.next_fixed()
+                );
                 got += 1;
             }
             tick(&mut uut, clk).unwrap();
