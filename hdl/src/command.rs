@@ -211,7 +211,7 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 /// several RUNs queue so the substrate never waits for the link.
 ///
 /// **Ports**: `clock`; the receiver's consumer side (`avail`, `rd_off`, `rd_data`, `rd_done`,
-/// `release_bytes`) and its counters `crc_errors`, `framing_errors`; the transmitter's buffer
+/// `release_bytes`) and its error events `crc_evt`, `framing_evt` (counted here since the last RESET); the transmitter's buffer
 /// port and `seq`, `kind`, `len`, `send`, `busy`; the substrate port `cfg_addr`, `cfg_wdata`,
 /// `cfg_we` (registered outputs), `cfg_rdata` and `running`; `active` (a run is queued or in
 /// progress).
@@ -248,10 +248,10 @@ pub struct CommandUnit {
     pub rd_done: Signal<Out, Bit>,
     /// Bytes of the head frame (4 + len).
     pub release_bytes: Signal<Out, Bits<12>>,
-    /// Receiver CRC errors.
-    pub crc_errors: Signal<In, Bits<32>>,
-    /// Receiver framing errors.
-    pub framing_errors: Signal<In, Bits<32>>,
+    /// The receiver counts a CRC error (STATUS counts them since the last RESET).
+    pub crc_evt: Signal<In, Bit>,
+    /// The receiver counts a framing error.
+    pub framing_evt: Signal<In, Bit>,
     /// Reply buffer write enable.
     pub buf_we: Signal<Out, Bit>,
     /// Reply buffer address.
@@ -309,8 +309,8 @@ pub struct CommandUnit {
     rlen: DFF<Bits<11>>,
     ecode: DFF<Bits<8>>,
     replays: DFF<Bits<32>>,
-    crc_base: DFF<Bits<32>>,
-    fr_base: DFF<Bits<32>>,
+    crc_cnt: DFF<Bits<32>>,
+    fr_cnt: DFF<Bits<32>>,
     // STATUS sums: at most 256 32-bit counters each (the STATUS ROM's limit), so 40 bits
     // are exact; the reply's upper bytes are zero
     s_sweeps: DFF<Bits<32>>,
@@ -400,8 +400,6 @@ pub struct CommandUnit {
     ssel: Signal<Local, Bits<40>>,
     ssum: Signal<Local, Bits<40>>,
     bsel: Signal<Local, Bits<16>>,
-    crc_now: Signal<Local, Bits<32>>,
-    fr_now: Signal<Local, Bits<32>>,
     rbytes: Signal<Local, Bits<16>>,
     wbyte: Signal<Local, Bits<32>>,
     rel16: Signal<Local, Bits<16>>,
@@ -504,8 +502,8 @@ impl CommandUnit {
             rd_data: Default::default(),
             rd_done: Default::default(),
             release_bytes: Default::default(),
-            crc_errors: Default::default(),
-            framing_errors: Default::default(),
+            crc_evt: Default::default(),
+            framing_evt: Default::default(),
             buf_we: Default::default(),
             buf_addr: Default::default(),
             buf_data: Default::default(),
@@ -553,8 +551,8 @@ impl CommandUnit {
             rlen: Default::default(),
             ecode: Default::default(),
             replays: Default::default(),
-            crc_base: Default::default(),
-            fr_base: Default::default(),
+            crc_cnt: Default::default(),
+            fr_cnt: Default::default(),
             s_sweeps: Default::default(),
             s_acc: Default::default(),
             s_state: Default::default(),
@@ -641,8 +639,6 @@ impl CommandUnit {
             ssel: Default::default(),
             ssum: Default::default(),
             bsel: Default::default(),
-            crc_now: Default::default(),
-            fr_now: Default::default(),
             rbytes: Default::default(),
             wbyte: Default::default(),
             rel16: Default::default(),
@@ -687,7 +683,7 @@ impl Logic for CommandUnit {
     fn update(&mut self) {
         dff_setup!(
             self, clock, state, ret, ph, off, nb, k, sr, hseq, hkind, hlen, exp, have_exp, space,
-            addr, cnt, rkind, rlen, ecode, replays, crc_base, fr_base, s_sweeps, s_acc, s_state,
+            addr, cnt, rkind, rlen, ecode, replays, crc_cnt, fr_cnt, s_sweeps, s_acc, s_state,
             s_bus, tag, paddr, pwdata, pwe, base, same, woff, isrun, cst, slot_st, queue, qn, runs,
             sweep_base, abort, rs, cur, si, sl, sq, sc, sph, sw, wcnt
         );
@@ -741,8 +737,13 @@ impl Logic for CommandUnit {
         self.rcnt.next = self.sr.q.val().get_bits::<16>(16);
         self.rend33.next = bit_cast::<18, 17>(self.addr.q.val().get_bits::<17>(0))
             + bit_cast::<18, 16>(self.rcnt.val());
-        self.crc_now.next = self.crc_errors.val() - self.crc_base.q.val();
-        self.fr_now.next = self.framing_errors.val() - self.fr_base.q.val();
+        // the receiver's CRC and framing errors since the last RESET
+        if self.crc_evt.val() {
+            self.crc_cnt.d.next = self.crc_cnt.q.val() + 1;
+        }
+        if self.framing_evt.val() {
+            self.fr_cnt.d.next = self.fr_cnt.q.val() + 1;
+        }
         self.rbytes.next = self.rcnt.val() << 2;
         self.rcnt2.next = self.rcnt.val() << 1;
         // slots: state of the request's slot (`space` holds payload byte 0)
@@ -778,10 +779,10 @@ impl Logic for CommandUnit {
             self.fv.next = bit_cast::<40, 32>(self.runs.q.val());
         }
         if self.k.q.val() >= 36 {
-            self.fv.next = bit_cast::<40, 32>(self.crc_now.val());
+            self.fv.next = bit_cast::<40, 32>(self.crc_cnt.q.val());
         }
         if self.k.q.val() >= 40 {
-            self.fv.next = bit_cast::<40, 32>(self.fr_now.val());
+            self.fv.next = bit_cast::<40, 32>(self.fr_cnt.q.val());
         }
         if self.k.q.val() >= 44 {
             self.fv.next = bit_cast::<40, 32>(self.replays.q.val());
@@ -1028,8 +1029,15 @@ impl Logic for CommandUnit {
                 self.pwdata.d.next = self.k_clear.val();
                 self.pwe.d.next = true;
                 self.replays.d.next = 0.into();
-                self.crc_base.d.next = self.crc_errors.val();
-                self.fr_base.d.next = self.framing_errors.val();
+                // an error in this very cycle counts after the RESET
+                self.crc_cnt.d.next = 0.into();
+                if self.crc_evt.val() {
+                    self.crc_cnt.d.next = 1.into();
+                }
+                self.fr_cnt.d.next = 0.into();
+                if self.framing_evt.val() {
+                    self.fr_cnt.d.next = 1.into();
+                }
                 self.runs.d.next = 0.into();
                 self.slot_st.d.next = 0.into();
                 self.queue.d.next = 0.into();
@@ -1652,8 +1660,8 @@ impl Logic for LinkCore {
         self.cmd.rd_data.next = self.frx.rd_data.val();
         self.frx.rd_done.next = self.cmd.rd_done.val();
         self.frx.release_bytes.next = self.cmd.release_bytes.val();
-        self.cmd.crc_errors.next = self.frx.crc_errors.val();
-        self.cmd.framing_errors.next = self.frx.framing_errors.val();
+        self.cmd.crc_evt.next = self.frx.crc_evt.val();
+        self.cmd.framing_evt.next = self.frx.framing_evt.val();
         self.ftx.buf_we.next = self.cmd.buf_we.val();
         self.ftx.buf_addr.next = self.cmd.buf_addr.val();
         self.ftx.buf_data.next = self.cmd.buf_data.val();

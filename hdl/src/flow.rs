@@ -158,7 +158,10 @@ pub fn packing_overflow(log: &str) -> Option<String> {
             n.parse::<u64>().ok()?;
             (what.starts_with("LCs used") || what.starts_with("LCs to legalise"))
                 .then(|| l.to_string())
-                .or_else(|| what.contains("legalise carry chains").then(|| l.to_string()))
+                .or_else(|| {
+                    what.contains("legalise carry chains")
+                        .then(|| l.to_string())
+                })
         })
         .collect();
     Some(format!(

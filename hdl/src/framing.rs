@@ -170,6 +170,10 @@ pub struct FrameRx {
     pub framing_errors: Signal<Out, Bits<32>>,
     /// Good frames dropped because the ring was full.
     pub overruns: Signal<Out, Bits<32>>,
+    /// `crc_errors` counts one more from the next cycle on.
+    pub crc_evt: Signal<Out, Bit>,
+    /// `framing_errors` counts one more from the next cycle on.
+    pub framing_evt: Signal<Out, Bit>,
     ring: crate::mem::Mem,
     crc: Crc32Byte,
     m: DFF<Bits<11>>,
@@ -233,6 +237,8 @@ impl FrameRx {
             crc_errors: Default::default(),
             framing_errors: Default::default(),
             overruns: Default::default(),
+            crc_evt: Default::default(),
+            framing_evt: Default::default(),
             ring: crate::mem::Mem::new(ring.trailing_zeros() as usize, 8, &[]),
             k_ring: Constant::new((ring as u64).to_bits()),
             crc: Crc32Byte::default(),
@@ -342,17 +348,19 @@ impl Logic for FrameRx {
             & (self.lenf.q.val() == bit_cast::<16, 11>(self.body_len.val()))
             & (self.lenf.q.val() <= self.k_maxpay.val());
         self.commit.next = false;
+        self.crc_evt.next = false;
+        self.framing_evt.next = false;
         if self.in_valid.val() & (self.in_data.val() == 0) {
             if self.overlong.q.val() {
-                self.c_framing.d.next = self.c_framing.q.val() + 1;
+                self.framing_evt.next = true;
             } else if self.m.q.val() != 0 {
                 if (self.rem.q.val() != 0) | (self.n.q.val() < self.k_overhead.val()) {
                     // COBS block cut short, or too short for header and CRC
-                    self.c_framing.d.next = self.c_framing.q.val() + 1;
+                    self.framing_evt.next = true;
                 } else if self.ncrc.q.val() != self.k_residue_n.val() {
-                    self.c_crc.d.next = self.c_crc.q.val() + 1;
+                    self.crc_evt.next = true;
                 } else if !self.good.val() {
-                    self.c_framing.d.next = self.c_framing.q.val() + 1;
+                    self.framing_evt.next = true;
                 } else if self.nofit.q.val() {
                     self.c_over.d.next = self.c_over.q.val() + 1;
                 } else {
@@ -367,6 +375,12 @@ impl Logic for FrameRx {
             self.n.d.next = 0.into();
             self.ncrc.d.next = 0.into();
             self.nofit.d.next = false;
+        }
+        if self.crc_evt.val() {
+            self.c_crc.d.next = self.c_crc.q.val() + 1;
+        }
+        if self.framing_evt.val() {
+            self.c_framing.d.next = self.c_framing.q.val() + 1;
         }
         // the ring's ends
         if self.commit.val() {
