@@ -37,17 +37,23 @@ pub struct SweepCtrl {
     /// Cycles spent running since configuration.
     pub cycles: Signal<Out, Bits<32>>,
     run: DFF<Bit>,
-    cc: DFF<Bits<32>>,
+    cc: DFF<Bits<24>>,
     b: DFF<Bit>,
     left: DFF<Bits<32>>,
     nsw: DFF<Bits<32>>,
     ncy: DFF<Bits<32>>,
-    last: Constant<Bits<32>>,
+    last: Constant<Bits<24>>,
 }
 
 impl SweepCtrl {
     /// A controller for sweeps of `cycles_per_sweep` cycles.
     pub fn new(cycles_per_sweep: u64) -> Self {
+        // the cycle counter is 24 bits wide (the schedule's comparisons then see constant zeros
+        // above it)
+        assert!(
+            (1..=1 << 24).contains(&cycles_per_sweep),
+            "{cycles_per_sweep} cycles per sweep: the sweep controller counts up to 2^24"
+        );
         SweepCtrl {
             clock: Default::default(),
             start: Default::default(),
@@ -92,7 +98,7 @@ impl Logic for SweepCtrl {
             self.left.d.next = self.n_sweeps.val();
         }
         self.running.next = self.run.q.val();
-        self.c.next = self.cc.q.val();
+        self.c.next = bit_cast::<32, 24>(self.cc.q.val());
         self.rewind.next = self.run.q.val() & (self.cc.q.val() == self.last.val());
         self.rbuf.next = self.b.q.val();
         self.sweeps.next = self.nsw.q.val();
