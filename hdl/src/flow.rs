@@ -419,8 +419,10 @@ pub fn bitstream(
     let (clk_name, fmax, target) =
         fmax.ok_or_else(|| Error::Tool("nextpnr report has no clock in fmax".into()))?;
     progress(&format!(
-        "[3/4] place and route: {} / {} LUT4, {} / {} FF, {} / {} DSP, {} / {} block RAM; Fmax {fmax:.2} MHz (target {target:.2}) ({:.1} s)",
-        luts.used, luts.available, ffs.used, ffs.available, dsps.used, dsps.available,
+        "[3/4] place and route: {} / {} {}, {} / {} FF, {} / {} DSP, {} / {} block RAM; Fmax {fmax:.2} MHz (target {target:.2}) ({:.1} s)",
+        luts.used, luts.available,
+        if board == Board::Icebreaker { "logic cells" } else { "LUT4" },
+        ffs.used, ffs.available, dsps.used, dsps.available,
         brams.used, brams.available, t.elapsed().as_secs_f64()
     ));
     // 4. pack
@@ -495,9 +497,14 @@ pub fn bitstream(
     });
     let rp = dir.join("report.json");
     std::fs::write(&rp, serde_json::to_string_pretty(&j).unwrap() + "\n").map_err(io(&rp))?;
-    let flash = match board {
-        Board::Ulx3s85f => format!("openFPGALoader -b ulx3s {bit}    # or: fujprog {bit}"),
-        Board::Icebreaker => format!("iceprog {bit}"),
+    // the FT231X of the ULX3S; channel B (UART) of the iCEBreaker's FT2232H
+    let (flash, port, logic) = match board {
+        Board::Ulx3s85f => (
+            format!("openFPGALoader -b ulx3s {bit}    # or: fujprog {bit}"),
+            "/dev/ttyUSB0",
+            "LUT4",
+        ),
+        Board::Icebreaker => (format!("iceprog {bit}"), "/dev/ttyUSB1", "logic cells"),
     };
     let sub_name = sub_path
         .file_name()
@@ -507,9 +514,9 @@ pub fn bitstream(
         "# {name}: {units} units, {p} lanes, {sides} bus sides\n\n\
 Made by\n\n    {cmd}\n\n\
 Device {dev}; core clock {pll:.4} MHz (oscillator {osc} MHz), Fmax {fmax:.2} MHz ({met}).\n\
-LUT4 {lu}/{la}, FF {fu}/{fa}, DSP {du}/{da}, block RAM {bu}/{ba} (nextpnr). Design hash\n\
+{logic} {lu}/{la}, FF {fu}/{fa}, DSP {du}/{da}, block RAM {bu}/{ba} (nextpnr). Design hash\n\
 `{hash:#018x}`; the substrate built is `{sub_name}`. Tools: {yv}; {nv}.\n\n\
-Flash and run:\n\n    {flash}\n    thermo infer --port /dev/ttyUSB0 --model {sub_name} --inputs INPUTS.csv --out readout.csv --baud {baud}\n\n\
+Flash and run:\n\n    {flash}\n    thermo infer --port {port} --model {sub_name} --inputs INPUTS.csv --out readout.csv --baud {baud}\n\n\
 `report.json` has every figure; `nextpnr.log` the critical path.\n",
         name = board.name(),
         units = s.units(),

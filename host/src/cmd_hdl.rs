@@ -260,11 +260,15 @@ pub fn run(c: HdlCommand) -> Result<(), String> {
             let r = thermo_hdl::flow::bitstream(&o, &mut |l| println!("{l}"))
                 .map_err(|e| e.to_string())?;
             println!(
-                "bitstream {}: Fmax {:.2} MHz >= {:.2} MHz; {} LUT4, {} DSP, {} block RAM; report {}",
+                "bitstream {}: Fmax {:.2} MHz >= {:.2} MHz; {} {}, {} DSP, {} block RAM; report {}",
                 r.bitstream.display(),
                 r.fmax,
                 r.target,
                 r.luts.used,
+                match o.board {
+                    thermo_hdl::boards::Board::Icebreaker => "logic cells",
+                    _ => "LUT4",
+                },
                 r.dsps.used,
                 r.brams.used,
                 o.out.join("report.json").display()

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn emulate_then_infer_from_the_command_line() {
-    emulate_then_infer("engine", &[], Duration::from_secs(10), 120, 20);
+    emulate_then_infer(SHIPPED, "engine", &[], Duration::from_secs(10), 120, 20);
 }
 
 /// The same with the board's RTL (UART pins, link, substrate) in Verilator behind the
@@ -16,6 +16,7 @@ fn emulate_then_infer_from_the_command_line() {
 #[test]
 fn emulate_verilator_then_infer_from_the_command_line() {
     emulate_then_infer(
+        SHIPPED,
         "verilator",
         &[
             "--backend",
@@ -31,7 +32,45 @@ fn emulate_verilator_then_infer_from_the_command_line() {
     );
 }
 
-fn emulate_then_infer(name: &str, backend: &[&str], wait: Duration, sweeps: u32, burn_in: u32) {
+/// The iCEBreaker build's RTL (its small link: 2 slots, 508-byte payloads) at 12 MHz with the
+/// example that fits the board (`bitstreams/icebreaker`): the host follows its IDENTIFY.
+#[test]
+fn emulate_icebreaker_rtl_then_infer_from_the_command_line() {
+    emulate_then_infer(
+        (
+            "examples/icebreaker-tiny.toml",
+            "examples/icebreaker-tiny-inputs.csv",
+        ),
+        "verilator-icebreaker",
+        &[
+            "--backend",
+            "verilator",
+            "--board",
+            "icebreaker",
+            "--clock-mhz",
+            "12",
+            "--baud",
+            "3000000",
+        ],
+        Duration::from_secs(900),
+        40,
+        5,
+    );
+}
+
+const SHIPPED: (&str, &str) = (
+    "examples/three-module.toml",
+    "examples/three-module-inputs.csv",
+);
+
+fn emulate_then_infer(
+    (model, inputs_file): (&str, &str),
+    name: &str,
+    backend: &[&str],
+    wait: Duration,
+    sweeps: u32,
+    burn_in: u32,
+) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = std::env::temp_dir().join(format!("thermo-cli-link-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -39,7 +78,7 @@ fn emulate_then_infer(name: &str, backend: &[&str], wait: Duration, sweeps: u32,
     let _ = std::fs::remove_file(&link);
     let mut emu = Command::new(env!("CARGO_BIN_EXE_thermo"))
         .args(["emulate", "--idle-exit", "5", "--config"])
-        .arg(root.join("examples/three-module.toml"))
+        .arg(root.join(model))
         .args(backend)
         .arg("--link")
         .arg(&link)
@@ -69,9 +108,9 @@ fn emulate_then_infer(name: &str, backend: &[&str], wait: Duration, sweeps: u32,
         .args(["--seed", "5", "--port"])
         .arg(&link)
         .arg("--model")
-        .arg(root.join("examples/three-module.toml"))
+        .arg(root.join(model))
         .arg("--inputs")
-        .arg(root.join("examples/three-module-inputs.csv"))
+        .arg(root.join(inputs_file))
         .arg("--out")
         .arg(&out)
         .output()
@@ -82,15 +121,14 @@ fn emulate_then_infer(name: &str, backend: &[&str], wait: Duration, sweeps: u32,
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
-        text.contains("8 inferences") && text.contains("utilisation"),
+        text.contains(" inferences") && text.contains("utilisation"),
         "{text}"
     );
     // Same numbers as the engine computes directly.
     let rows = thermo_sim::io::read_npy_rows(&out).unwrap();
-    let sub = thermo_sim::Substrate::from_file(&root.join("examples/three-module.toml")).unwrap();
-    let inputs =
-        thermo_host::inference::read_inputs(&root.join("examples/three-module-inputs.csv"))
-            .unwrap();
+    let sub = thermo_sim::Substrate::from_file(&root.join(model)).unwrap();
+    let inputs = thermo_host::inference::read_inputs(&root.join(inputs_file)).unwrap();
+    assert_eq!(rows.len(), inputs.len());
     let ro = thermo_proto::readout_units(&sub);
     for (i, b) in inputs.iter().enumerate() {
         let codes = thermo_host::emulator::conditioning_codes(&sub, b).unwrap();
