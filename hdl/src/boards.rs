@@ -98,6 +98,14 @@ impl Board {
             Board::Icebreaker => crate::command::LinkOptions::SMALL,
         }
     }
+    /// What nextpnr's logic count (`report.json` "lut4") counts on this board: LUT4s on the
+    /// ECP5, logic cells (one LUT4 and one flip-flop each) on the iCE40.
+    pub fn logic_name(self) -> &'static str {
+        match self {
+            Board::Ulx3s85f => "LUT4",
+            Board::Icebreaker => "logic cells",
+        }
+    }
     /// Device capacity.
     pub fn capacity(self) -> Capacity {
         match self {

@@ -156,12 +156,7 @@ pub fn packing_overflow(log: &str) -> Option<String> {
             let l = l.trim_start_matches("Info:").trim();
             let (n, what) = l.split_once(' ')?;
             n.parse::<u64>().ok()?;
-            (what.starts_with("LCs used") || what.starts_with("LCs to legalise"))
-                .then(|| l.to_string())
-                .or_else(|| {
-                    what.contains("legalise carry chains")
-                        .then(|| l.to_string())
-                })
+            what.starts_with("LCs used").then(|| l.to_string())
         })
         .collect();
     Some(format!(
@@ -421,7 +416,7 @@ pub fn bitstream(
     progress(&format!(
         "[3/4] place and route: {} / {} {}, {} / {} FF, {} / {} DSP, {} / {} block RAM; Fmax {fmax:.2} MHz (target {target:.2}) ({:.1} s)",
         luts.used, luts.available,
-        if board == Board::Icebreaker { "logic cells" } else { "LUT4" },
+        board.logic_name(),
         ffs.used, ffs.available, dsps.used, dsps.available,
         brams.used, brams.available, t.elapsed().as_secs_f64()
     ));
@@ -498,14 +493,14 @@ pub fn bitstream(
     let rp = dir.join("report.json");
     std::fs::write(&rp, serde_json::to_string_pretty(&j).unwrap() + "\n").map_err(io(&rp))?;
     // the FT231X of the ULX3S; channel B (UART) of the iCEBreaker's FT2232H
-    let (flash, port, logic) = match board {
+    let (flash, port) = match board {
         Board::Ulx3s85f => (
             format!("openFPGALoader -b ulx3s {bit}    # or: fujprog {bit}"),
             "/dev/ttyUSB0",
-            "LUT4",
         ),
-        Board::Icebreaker => (format!("iceprog {bit}"), "/dev/ttyUSB1", "logic cells"),
+        Board::Icebreaker => (format!("iceprog {bit}"), "/dev/ttyUSB1"),
     };
+    let logic = board.logic_name();
     let sub_name = sub_path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())

@@ -265,10 +265,7 @@ pub fn run(c: HdlCommand) -> Result<(), String> {
                 r.fmax,
                 r.target,
                 r.luts.used,
-                match o.board {
-                    thermo_hdl::boards::Board::Icebreaker => "logic cells",
-                    _ => "LUT4",
-                },
+                o.board.logic_name(),
                 r.dsps.used,
                 r.brams.used,
                 o.out.join("report.json").display()

@@ -213,9 +213,7 @@ fn infer_cmd(a: InferArgs) -> Result<(), String> {
     let t = SerialTransport::open(&a.port, a.baud).map_err(|e| e.to_string())?;
     let mut client = Client::new(t);
     if a.configure {
-        client
-            .attach(thermo_proto::design_hash(&sub))
-            .map_err(|e| e.to_string())?;
+        // attaches (IDENTIFY, design hash) itself
         configure(&mut client, &sub)?;
     }
     let pb = indicatif::ProgressBar::new(inputs.len() as u64);
