@@ -123,9 +123,12 @@ const W_BIG: u64 = 1u64 << 34;
 /// **Computes** `y = sat32(acc + align(x, from, to))` and `sat` = whether it clipped, when `en`;
 /// otherwise `y = acc`, `sat = 0` — `thermo_sim::qformat::{align, acc_add}` — for every 32-bit
 /// two's-complement `x` and shift, in [`W_BITS`]-bit arithmetic (a left shift capped at 32 and
-/// an aligned addend beyond `+-2^34` saturate exactly like the true ones). **Ports** `acc`, `x`,
-/// `en` in; `y`, `sat` out. **Latency** 0. Proven by `arith::tests` (including
-/// `satadd_rescale_full_range`), `lane::tests` and every substrate test.
+/// an aligned addend beyond `+-2^34` saturate exactly like the true ones). Built with
+/// [`SatAdd::dual`], `alt` selects a second source format `from_alt` (one adder serves two
+/// exclusive accumulations, e.g. a lane's coupling and bus-line products); with
+/// [`SatAdd::new`] `alt` is ignored. **Ports** `acc`, `x`, `en`, `alt` in; `y`, `sat` out.
+/// **Latency** 0. Proven by `arith::tests` (including `satadd_rescale_full_range` and
+/// `satadd_dual_selects_alignment`), `lane::tests` and every substrate test.
 #[derive(LogicBlock)]
 pub struct SatAdd {
     /// Accumulator in.
@@ -134,10 +137,21 @@ pub struct SatAdd {
     pub x: Signal<In, Bits<32>>,
     /// Perform the addition.
     pub en: Signal<In, Bit>,
+    /// Align `x` from the second source format (a [`SatAdd::dual`] only).
+    pub alt: Signal<In, Bit>,
     /// Result.
     pub y: Signal<Out, Bits<32>>,
     /// The addition saturated.
     pub sat: Signal<Out, Bit>,
+    lsh_b: Constant<Bits<8>>,
+    rsh_b: Constant<Bits<8>>,
+    half_b: Constant<Bits<40>>,
+    fill_b: Constant<Bits<40>>,
+    omask_b: Constant<Bits<32>>,
+    xmb: Signal<Local, Bits<32>>,
+    t1b: Signal<Local, Bits<40>>,
+    t2b: Signal<Local, Bits<40>>,
+    tb: Signal<Local, Bits<40>>,
     lsh: Constant<Bits<8>>,
     rsh: Constant<Bits<8>>,
     half: Constant<Bits<40>>,
@@ -162,13 +176,29 @@ pub struct SatAdd {
 impl SatAdd {
     /// An accumulate whose addend has `from` fractional bits and the accumulator `to`.
     pub fn new(from: u32, to: u32) -> Self {
+        Self::dual(from, from, to)
+    }
+    /// An accumulate whose addend has `from` fractional bits (`from_alt` while `alt`) and the
+    /// accumulator `to`.
+    pub fn dual(from: u32, from_alt: u32, to: u32) -> Self {
         let k = AlignK::new(from, to, 32);
+        let kb = AlignK::new(from_alt, to, 32);
         SatAdd {
             acc: Default::default(),
             x: Default::default(),
             en: Default::default(),
+            alt: Default::default(),
             y: Default::default(),
             sat: Default::default(),
+            lsh_b: Constant::new((kb.lsh as u64).to_bits()),
+            rsh_b: Constant::new((kb.rsh as u64).to_bits()),
+            half_b: Constant::new(kb.half().to_bits()),
+            fill_b: Constant::new(kb.fill().to_bits()),
+            omask_b: Constant::new(kb.ovf_mask().to_bits()),
+            xmb: Default::default(),
+            t1b: Default::default(),
+            t2b: Default::default(),
+            tb: Default::default(),
             lsh: Constant::new((k.lsh as u64).to_bits()),
             rsh: Constant::new((k.rsh as u64).to_bits()),
             half: Constant::new(k.half().to_bits()),
@@ -218,6 +248,25 @@ impl Logic for SatAdd {
                     self.t.next = self.nbig.val();
                 }
             }
+        }
+        // the second alignment (identical to the first unless built with `dual`)
+        self.t1b.next = (self.xe.val() << self.lsh_b.val()) + self.half_b.val();
+        self.t2b.next = self.t1b.val() >> self.rsh_b.val();
+        self.tb.next = self.t2b.val();
+        if self.t1b.val().get_bit(39) {
+            self.tb.next = self.t2b.val() | self.fill_b.val();
+        }
+        self.xmb.next = self.x.val() & self.omask_b.val();
+        if self.xmb.val() != self.omask_b.val() {
+            if self.xmb.val().any() {
+                self.tb.next = self.big.val();
+                if self.x.val().get_bit(31) {
+                    self.tb.next = self.nbig.val();
+                }
+            }
+        }
+        if self.alt.val() {
+            self.t.next = self.tb.val();
         }
         self.s.next = self.ae.val() + self.t.val();
         // in range iff bits 39..31 of the sum all equal its sign (no add-and-compare)
@@ -419,6 +468,41 @@ mod tests {
                 let (e, s) = q.saturate(align(x, from, to));
                 assert_eq!(i32of(r.y.val()), e, "{from}->{to}/{bits} x {x}");
                 assert_eq!(r.sat.val(), s);
+            }
+        }
+    }
+
+    /// A dual accumulate aligns from `from` while `alt` is low and from `from_alt` while it is
+    /// high (random operands with the extremes, shift pairs in both directions).
+    #[test]
+    fn satadd_dual_selects_alignment() {
+        let mut rng = 0x5eed_0d0du64;
+        let mut next = || thermo_sim::noise::splitmix64(&mut rng);
+        for (from, from_alt, to) in [(24u32, 22u32, 24u32), (24, 30, 24), (10, 40, 20), (8, 0, 8)] {
+            let mut sa = SatAdd::dual(from, from_alt, to);
+            sa.connect_all();
+            for n in 0..600 {
+                let acc = match n % 5 {
+                    0 => i32::MAX as i64,
+                    1 => i32::MIN as i64,
+                    _ => next() as i32 as i64,
+                };
+                let x = match n % 7 {
+                    0 => i32::MIN as i64,
+                    1 => i32::MAX as i64,
+                    2 => (next() as i32 as i64) >> (next() % 32),
+                    _ => next() as i32 as i64,
+                };
+                let alt = n % 2 == 1;
+                let f = if alt { from_alt } else { from };
+                sa.acc.next = b32(acc);
+                sa.x.next = b32(x);
+                sa.en.next = true;
+                sa.alt.next = alt;
+                settle(&mut sa).unwrap();
+                let (e, s) = acc_add(acc as i32, align(x, f, to));
+                assert_eq!(i32of(sa.y.val()), e as i64, "{f}->{to} acc {acc} x {x}");
+                assert_eq!(sa.sat.val(), s, "{f}->{to} acc {acc} x {x}");
             }
         }
     }

@@ -11,7 +11,8 @@ use rust_hdl::prelude::*;
 /// side's module in ascending unit order, then `pre = sat_bus(align(S_r, fa, bus.frac))` and
 /// `L_r = sat_bus(align(pre G_r, bus.frac + gain.frac, bus.frac))` — exactly
 /// `Program::<Fixed>::bus_lines`. The line is delivered on `line_we`/`line_idx`/`line_val`;
-/// the substrate top latches it into the line register the partner module's lanes read.
+/// the substrate top shifts it into the line registers the partner module's lanes read (lines
+/// come in rank order, `line_idx` = rank is for the RTL trace).
 /// MAC saturations count in `cnt_acc`, line saturations (both steps) in `cnt_bus` — the
 /// engine's `bus_saturation.acc` / `.bus`.
 ///
@@ -198,6 +199,7 @@ impl Logic for BusSide {
         }
         self.sa.x.next = self.mul.p.val();
         self.sa.en.next = self.v2.q.val();
+        self.sa.alt.next = false;
         if self.v2.q.val() {
             self.acc.d.next = self.sa.y.val();
         }

@@ -43,6 +43,7 @@ pub struct SweepCtrl {
     nsw: DFF<Bits<32>>,
     ncy: DFF<Bits<32>>,
     last: Constant<Bits<24>>,
+    cmask: Constant<Bits<24>>,
 }
 
 impl SweepCtrl {
@@ -71,6 +72,12 @@ impl SweepCtrl {
             nsw: Default::default(),
             ncy: Default::default(),
             last: Constant::new((cycles_per_sweep - 1).to_bits()),
+            // only the bits that `cycles_per_sweep - 1` needs: yosys sees the others constant
+            // zero and drops them with their share of the counter and of the schedule's
+            // comparisons
+            cmask: Constant::new(
+                ((1u64 << (64 - (cycles_per_sweep - 1).leading_zeros()).max(1)) - 1).to_bits(),
+            ),
         }
     }
 }
@@ -90,7 +97,7 @@ impl Logic for SweepCtrl {
                     self.run.d.next = false;
                 }
             } else {
-                self.cc.d.next = self.cc.q.val() + 1;
+                self.cc.d.next = (self.cc.q.val() + 1) & self.cmask.val();
             }
         } else if self.start.val() & (self.n_sweeps.val() != 0) {
             self.run.d.next = true;

@@ -100,7 +100,6 @@ pub struct LangevinLane {
     rdo: Mem,
     mul: Mul16s,
     sa_mac: SatAdd,
-    sa_line: SatAdd,
     sa_bias: SatAdd,
     sa_noise: SatAdd,
     fin: Rescale,
@@ -188,8 +187,7 @@ impl LangevinLane {
             bias: Mem::new(ub, 32, &prog.bias),
             rdo: Mem::new(ub, 32, &[]),
             mul: Mul16s::default(),
-            sa_mac: SatAdd::new(dp.fa, dp.fa),
-            sa_line: SatAdd::new(dp.line_frac(), dp.fa),
+            sa_mac: SatAdd::dual(dp.fa, dp.line_frac(), dp.fa),
             sa_bias: SatAdd::new(dp.fa, dp.fa),
             sa_noise: SatAdd::new(dp.noise_frac(), dp.fa),
             fin: Rescale::new(dp.fa, f.state.frac, f.state.bits),
@@ -304,31 +302,29 @@ impl Logic for LangevinLane {
         if self.op3.q.val() == 0 {
             self.sa_mac.acc.next = 0.into();
         }
+        // SELF, COUP and LINE products share one adder (LINE aligns from the line format)
         self.sa_mac.x.next = self.p3.q.val();
+        self.sa_mac.alt.next = self.op3.q.val() == 2;
         self.sa_mac.en.next = self.v3.q.val()
-            & ((self.op3.q.val() == 0) | ((self.op3.q.val() == 1) & self.gate.q.val()));
-        self.sa_line.acc.next = self.acc.q.val();
-        self.sa_line.x.next = self.p3.q.val();
-        self.sa_line.en.next = self.v3.q.val() & (self.op3.q.val() == 2) & self.gate.q.val();
+            & ((self.op3.q.val() == 0)
+                | (((self.op3.q.val() == 1) | (self.op3.q.val() == 2)) & self.gate.q.val()));
         self.fin_now.next = self.v3.q.val() & (self.op3.q.val() == 3);
         self.sa_bias.acc.next = self.acc.q.val();
         self.sa_bias.x.next = self.bias.read_data.val();
         self.sa_bias.en.next = self.fin_now.val() & self.gate.q.val();
+        self.sa_bias.alt.next = false;
         self.sa_noise.acc.next = self.sa_bias.y.val();
         self.sa_noise.x.next = self.p3.q.val();
         self.sa_noise.en.next = self.fin_now.val();
+        self.sa_noise.alt.next = false;
         self.fin.x.next = self.sa_noise.y.val();
         if self.v3.q.val() {
-            if self.op3.q.val() == 2 {
-                self.acc.d.next = self.sa_line.y.val();
-            } else {
-                self.acc.d.next = self.sa_mac.y.val();
-            }
+            self.acc.d.next = self.sa_mac.y.val();
         }
-        // at most two of the four adders saturate in one cycle (mac and line are exclusive,
-        // bias and noise chain in the finish step): a 2-bit increment, one 32-bit adder
+        // at most two of the three adders saturate in one cycle (bias and noise chain in the
+        // finish step, when the product adder is idle): a 2-bit increment, one 32-bit adder
         self.i1.next = 0.into();
-        if self.sa_mac.sat.val() | self.sa_line.sat.val() {
+        if self.sa_mac.sat.val() {
             self.i1.next = 1.into();
         }
         self.i2.next = 0.into();

@@ -56,7 +56,9 @@ pub mod ctrl_bits {
 /// buffers swap at the end of each sweep. Each reader (lane or bus side) owns a *replica* of the
 /// state: `P` banks (one per writer lane) of `2 * 2^qbits` words (two buffers), so every reader
 /// has its own read port and every lane its own write port — `(P + S) P` block RAMs. Bus lines
-/// live in registers written by the sides and read by the lanes through a multiplexer. Lanes
+/// live in registers read by the lanes through a multiplexer; a side's `k` lines arrive in rank
+/// order and shift through its `k` registers (so rank `r` sits in register `r` by the end of the
+/// bus phase, the lanes' first read; the registers are not visible on the port). Lanes
 /// `2k` and `2k + 1` draw their noise from [`NoisePairHw`] `k` (one inverse-CDF ROM per pair).
 ///
 /// **Ports**: `clock`; the configuration/readout port `cfg_addr` (24 bits: region in bits
@@ -336,12 +338,18 @@ impl Logic for SubstrateTop {
             let q = self.lines[li].q.val();
             self.lines[li].d.next = q;
         }
+        // a side delivers its lines in rank order, k per sweep: they shift in from the top, so
+        // after the bus phase line `base + r` holds rank r (only the last register takes the
+        // side's output, the others copy their neighbour: no rank decode, no fan-out of the
+        // line value)
         for si in 0..s {
             if self.sides[si].line_we.val() {
-                let r = self.sides[si].line_idx.val().to_u64() as usize;
-                if r < self._k[si] {
-                    let v = self.sides[si].line_val.val();
-                    self.lines[self._line_base[si] + r].d.next = v;
+                let (base, k) = (self._line_base[si], self._k[si]);
+                for r in 0..k.saturating_sub(1) {
+                    self.lines[base + r].d.next = self.lines[base + r + 1].q.val();
+                }
+                if k > 0 {
+                    self.lines[base + k - 1].d.next = self.sides[si].line_val.val();
                 }
             }
         }
@@ -640,14 +648,20 @@ impl SubstrateTop {
             writeln!(w, "  lines${li}$d = lines${li}$q;").unwrap();
         }
         for si in 0..s {
-            for r in 0..self._k[si] {
-                writeln!(
-                    w,
-                    "  if (sides${si}$line_we && (sides${si}$line_idx == 16'd{r})) lines${}$d = sides${si}$line_val;",
-                    self._line_base[si] + r
-                )
-                .unwrap();
+            let (base, k) = (self._line_base[si], self._k[si]);
+            if k == 0 {
+                continue;
             }
+            writeln!(w, "  if (sides${si}$line_we) begin").unwrap();
+            for r in 0..k - 1 {
+                writeln!(w, "    lines${}$d = lines${}$q;", base + r, base + r + 1).unwrap();
+            }
+            writeln!(
+                w,
+                "    lines${}$d = sides${si}$line_val;\n  end",
+                base + k - 1
+            )
+            .unwrap();
         }
         // read port
         writeln!(w, "  rsel$d = cfg_addr;\n  rdata$d = 32'd0;").unwrap();
