@@ -1615,6 +1615,8 @@ pub struct LinkCore {
     pub framing_errors: Signal<Out, Bits<32>>,
     /// Frames dropped for a full ring.
     pub overruns: Signal<Out, Bits<32>>,
+    /// The receiver counts a CRC or framing error in this cycle.
+    pub error_evt: Signal<Out, Bit>,
     frx: crate::framing::FrameRx,
     cmd: CommandUnit,
     ftx: crate::framing::FrameTx,
@@ -1640,6 +1642,7 @@ impl LinkCore {
             crc_errors: Default::default(),
             framing_errors: Default::default(),
             overruns: Default::default(),
+            error_evt: Default::default(),
             frx: crate::framing::FrameRx::with_ring(o.ring_bytes()),
             cmd: CommandUnit::new(s, prog, o),
             ftx: crate::framing::FrameTx::with_buffer(o.reply_bytes()),
@@ -1683,6 +1686,7 @@ impl Logic for LinkCore {
         self.crc_errors.next = self.frx.crc_errors.val();
         self.framing_errors.next = self.frx.framing_errors.val();
         self.overruns.next = self.frx.overruns.val();
+        self.error_evt.next = self.frx.crc_evt.val() | self.frx.framing_evt.val();
     }
 }
 
@@ -1849,8 +1853,10 @@ pub fn link_core_verilator_segments(
 /// ([`crate::top::SubstrateTop`]) on its configuration port.
 ///
 /// **Ports**: `clock`, `rx` (from the host, idle high), `tx` (to the host), and the link's
-/// counters `frame_errors` (UART stop bits), `crc_errors`, `framing_errors` and `active`
-/// (a run is queued or in progress) for LEDs or a logic analyser. The baud rate is fixed at construction (`inc` of
+/// counters `frame_errors` (UART stop bits), `crc_errors`, `framing_errors`, `error` (one
+/// flip-flop, set by the first error any of them counts and never cleared: the board tops'
+/// error LED, so a board build needs none of the three 32-bit counters) and `active` (a run is
+/// queued or in progress) for LEDs or a logic analyser. The baud rate is fixed at construction (`inc` of
 /// [`crate::uart::baud_increment`]). **Latency**: a request is executed once its delimiter has
 /// been received, and its reply starts within a few hundred cycles (plus the port reads of
 /// STATUS). **Proof** `tests/hdl_link_command.rs` (`hdl_link_top_uart_pins_verilator`):
@@ -1869,8 +1875,11 @@ pub struct LinkTop {
     pub crc_errors: Signal<Out, Bits<32>>,
     /// Frames dropped for bad framing.
     pub framing_errors: Signal<Out, Bits<32>>,
+    /// One of the three counters above is not zero (sticky, without the counters).
+    pub error: Signal<Out, Bit>,
     /// A run is queued or in progress (for an LED).
     pub active: Signal<Out, Bit>,
+    err: DFF<Bit>,
     urx: crate::uart::UartRx,
     utx: crate::uart::UartTx,
     core: LinkCore,
@@ -1889,7 +1898,9 @@ impl LinkTop {
             frame_errors: Default::default(),
             crc_errors: Default::default(),
             framing_errors: Default::default(),
+            error: Default::default(),
             active: Default::default(),
+            err: Default::default(),
             urx: Default::default(),
             utx: Default::default(),
             core: LinkCore::new(s, prog, o),
@@ -1902,6 +1913,7 @@ impl LinkTop {
 impl Logic for LinkTop {
     #[hdl_gen]
     fn update(&mut self) {
+        dff_setup!(self, clock, err);
         self.urx.clock.next = self.clock.val();
         self.utx.clock.next = self.clock.val();
         self.core.clock.next = self.clock.val();
@@ -1924,6 +1936,8 @@ impl Logic for LinkTop {
         self.frame_errors.next = self.urx.frame_errors.val();
         self.crc_errors.next = self.core.crc_errors.val();
         self.framing_errors.next = self.core.framing_errors.val();
+        self.err.d.next = self.err.q.val() | self.urx.frame_error.val() | self.core.error_evt.val();
+        self.error.next = self.err.q.val();
     }
 }
 
@@ -1931,7 +1945,8 @@ impl Logic for LinkTop {
 /// `n` and `n` hex bytes, sent back to back on `rx` by an ideal UART at that ratio; `tx` is
 /// decoded by an ideal UART sampling at mid-bit. A segment starts once the line has been quiet
 /// for 40 bit times (+ 20000 clocks) after the previous one with no run queued or in progress
-/// (`active` low); the harness ends the same way after the last.
+/// (`active` low); the harness ends the same way after the last. Every cycle it checks that
+/// `error` is high exactly when one of the three error counters is not zero (exit 1 if not).
 ///
 /// With a second argument `stream` it makes the design a board on a byte stream instead: bytes
 /// read from stdin are sent back to back on `rx` (a byte starts as soon as it has arrived and
@@ -2000,6 +2015,13 @@ static int segments_main(double r) {
             c++;
             if (x > end_tx && c > last + (unsigned long long)(40 * r) + 20000) break;
             if (c > 4000000000ULL) { fprintf(stderr, "hang\n"); return 1; }
+            // the sticky error flag is exactly "one of the counters is not zero"
+            if ((bool)t->error != (t->frame_errors || t->crc_errors || t->framing_errors)) {
+                fprintf(stderr, "error flag %d with counters %u %u %u at cycle %llu\n",
+                        (int)t->error, (unsigned)t->frame_errors, (unsigned)t->crc_errors,
+                        (unsigned)t->framing_errors, c);
+                return 1;
+            }
         }
     }
     printf("O ");
