@@ -15,8 +15,8 @@
 //! configuration). Power-up reset is the FPGA's configuration.
 //!
 //! LEDs: **running** (heartbeat, ~1.4 Hz, counting only when the PLL is locked and the reset is
-//! released), **activity** (stretched ~40 ms after any start bit on `rx` or `tx`), **error** (any
-//! of the link's counters — UART stop-bit errors, CRC errors, framing errors — is non-zero).
+//! released), **activity** (stretched ~40 ms after any start bit on `rx` or `tx`), **error** (a UART stop-bit,
+//! CRC or framing error has been seen since power-up: `LinkTop`'s sticky `error` flag).
 //! The ULX3S also shows PLL lock and reset; the iCEBreaker shows them on the PMOD2 snap-off LEDs.
 
 use crate::Error;
@@ -427,10 +427,9 @@ module board (
     always @(posedge clk) rx_q <= {{rx_q[0], rx_pin}};
     wire link_rx = rst ? 1'b1 : rx_q[1];
     wire link_tx;
-    wire [31:0] frame_errors, crc_errors, framing_errors;
+    wire link_error;
     thermo_link link (
-        .clock(clk), .rx(link_rx), .tx(link_tx),
-        .frame_errors(frame_errors), .crc_errors(crc_errors), .framing_errors(framing_errors)
+        .clock(clk), .rx(link_rx), .tx(link_tx), .error(link_error)
     );
     wire tx_out = rst ? 1'b1 : link_tx;
     // LEDs
@@ -443,7 +442,8 @@ module board (
         else if (act != 0) act <= act - 1'b1;
     wire act_led = act != 0;
     reg err = 1'b0;
-    always @(posedge clk) err <= (|frame_errors) | (|crc_errors) | (|framing_errors);
+    // the link's sticky flag: a UART stop-bit, CRC or framing error since power-up
+    always @(posedge clk) err <= link_error;
 endmodule
 
 {link}"#,

@@ -22,6 +22,7 @@ enum CmdState {
     Exec,
     IdentCopy,
     StatGather,
+    StatField,
     StatWrite,
     ResetLoop,
     ResetSweeps,
@@ -218,7 +219,7 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 ///
 /// **Latency** (cycles, from `avail` with the transmitter idle to `send`, the sequencer not
 /// owning the port; otherwise add the rest of its owning phase): header 8 + 3; IDENTIFY 2 per
-/// reply byte; STATUS 5 per counter read (1 + 2 per lane + 2 per bus side) plus 48; WRITE_MEM
+/// reply byte; STATUS 5 per counter read (1 + 2 per lane + 2 per bus side) plus 57; WRITE_MEM
 /// 16 + 10 per word; READ_MEM 16 + 5 per word (space 1: 16 + 1 per byte; space 2: 16 + 3 per
 /// word); RESET 5 per unit plus 7; SET_CONDITIONING 12 + 10 per code (20 when a busy or done
 /// slot's codes are compared first); RUN 16 + 10 per word written (5 words; 20 when compared
@@ -311,12 +312,9 @@ pub struct CommandUnit {
     replays: DFF<Bits<32>>,
     crc_cnt: DFF<Bits<32>>,
     fr_cnt: DFF<Bits<32>>,
-    // STATUS sums: at most 256 32-bit counters each (the STATUS ROM's limit), so 40 bits
-    // are exact; the reply's upper bytes are zero
-    s_sweeps: DFF<Bits<32>>,
-    s_acc: DFF<Bits<40>>,
-    s_state: DFF<Bits<40>>,
-    s_bus: DFF<Bits<40>>,
+    // the STATUS sum being gathered: at most 256 32-bit counters (the STATUS ROM's limit),
+    // so 40 bits are exact; the reply's upper bytes are zero
+    sacc: DFF<Bits<40>>,
     tag: DFF<Bits<2>>,
     paddr: DFF<Bits<24>>,
     pwdata: DFF<Bits<32>>,
@@ -395,11 +393,11 @@ pub struct CommandUnit {
     ahi: Signal<Local, Bit>,
     end33: Signal<Local, Bits<18>>,
     rend33: Signal<Local, Bits<18>>,
-    fv: Signal<Local, Bits<40>>,
-    fsh: Signal<Local, Bits<40>>,
-    ssel: Signal<Local, Bits<40>>,
+    fv: Signal<Local, Bits<32>>,
+    fsh: Signal<Local, Bits<32>>,
     ssum: Signal<Local, Bits<40>>,
-    bsel: Signal<Local, Bits<16>>,
+    sbyte: Signal<Local, Bits<40>>,
+    cin: Signal<Local, Bits<1>>,
     rbytes: Signal<Local, Bits<16>>,
     wbyte: Signal<Local, Bits<32>>,
     rel16: Signal<Local, Bits<16>>,
@@ -447,15 +445,20 @@ impl CommandUnit {
             .into_iter()
             .map(u32::from)
             .collect();
-        let mut st = vec![1u32]; // tag 0: sweeps (control offset 1)
-        for l in 0..prog.p as u32 {
-            st.push((1 << 24) | (0x100 + 2 * l));
-            st.push((2 << 24) | (0x101 + 2 * l));
-        }
-        for si in 0..prog.sides.len() as u32 {
-            st.push((1 << 24) | (0x200 + 2 * si));
-            st.push((3 << 24) | (0x201 + 2 * si));
-        }
+        // STATUS ROM: the port addresses of the counters summed into each u64 field (bits
+        // 0..23, the field in bits 24..25), field by field, each field closed by an entry with
+        // bit 26 set (write the sum into the reply). Field 0: sweeps (control offset 1);
+        // 1: accumulator saturations of the lanes and the bus sides; 2: state saturations of
+        // the lanes; 3: line saturations of the bus sides.
+        let (lanes, sides) = (0..prog.p as u32, 0..prog.sides.len() as u32);
+        let mut st = vec![1u32, 1 << 26];
+        st.extend(lanes.clone().map(|l| (1 << 24) | (0x100 + 2 * l)));
+        st.extend(sides.clone().map(|si| (1 << 24) | (0x200 + 2 * si)));
+        st.push((1 << 26) | (1 << 24));
+        st.extend(lanes.map(|l| (2 << 24) | (0x101 + 2 * l)));
+        st.push((1 << 26) | (2 << 24));
+        st.extend(sides.map(|si| (3 << 24) | (0x201 + 2 * si)));
+        st.push((1 << 26) | (3 << 24));
         assert!(
             st.len() <= 256,
             "{} counters exceed the STATUS ROM",
@@ -553,10 +556,7 @@ impl CommandUnit {
             replays: Default::default(),
             crc_cnt: Default::default(),
             fr_cnt: Default::default(),
-            s_sweeps: Default::default(),
-            s_acc: Default::default(),
-            s_state: Default::default(),
-            s_bus: Default::default(),
+            sacc: Default::default(),
             tag: Default::default(),
             paddr: Default::default(),
             pwdata: Default::default(),
@@ -636,9 +636,9 @@ impl CommandUnit {
             rend33: Default::default(),
             fv: Default::default(),
             fsh: Default::default(),
-            ssel: Default::default(),
             ssum: Default::default(),
-            bsel: Default::default(),
+            sbyte: Default::default(),
+            cin: Default::default(),
             rbytes: Default::default(),
             wbyte: Default::default(),
             rel16: Default::default(),
@@ -683,9 +683,9 @@ impl Logic for CommandUnit {
     fn update(&mut self) {
         dff_setup!(
             self, clock, state, ret, ph, off, nb, k, sr, hseq, hkind, hlen, exp, have_exp, space,
-            addr, cnt, rkind, rlen, ecode, replays, crc_cnt, fr_cnt, s_sweeps, s_acc, s_state,
-            s_bus, tag, paddr, pwdata, pwe, base, same, woff, isrun, cst, slot_st, queue, qn, runs,
-            sweep_base, abort, rs, cur, si, sl, sq, sc, sph, sw, wcnt
+            addr, cnt, rkind, rlen, ecode, replays, crc_cnt, fr_cnt, sacc, tag, paddr, pwdata, pwe,
+            base, same, woff, isrun, cst, slot_st, queue, qn, runs, sweep_base, abort, rs, cur, si,
+            sl, sq, sc, sph, sw, wcnt
         );
         self.bmem.clock.next = self.clock.val();
         self.slotmem.clock.next = self.clock.val();
@@ -762,41 +762,32 @@ impl Logic for CommandUnit {
         self.roend.next = bit_cast::<17, 16>(self.sr.q.val().get_bits::<16>(0))
             + bit_cast::<17, 16>(self.rcnt.val());
         self.qsh.next = bit_cast::<8, 3>(self.qn.q.val()) << 1;
-        // STATUS payload byte k: four u64 then four u32
-        self.bsel.next = self.k.q.val() & 7;
-        self.fv.next = bit_cast::<40, 32>(self.s_sweeps.q.val());
-        if self.k.q.val() >= 8 {
-            self.fv.next = self.s_acc.q.val();
-        }
-        if self.k.q.val() >= 16 {
-            self.fv.next = self.s_state.q.val();
-        }
-        if self.k.q.val() >= 24 {
-            self.fv.next = self.s_bus.q.val();
-        }
-        if self.k.q.val() >= 32 {
-            self.bsel.next = self.k.q.val() & 3;
-            self.fv.next = bit_cast::<40, 32>(self.runs.q.val());
-        }
+        // STATUS payload bytes 32..47 (k): the four u32 counters
+        self.fv.next = self.runs.q.val();
         if self.k.q.val() >= 36 {
-            self.fv.next = bit_cast::<40, 32>(self.crc_cnt.q.val());
+            self.fv.next = self.crc_cnt.q.val();
         }
         if self.k.q.val() >= 40 {
-            self.fv.next = bit_cast::<40, 32>(self.fr_cnt.q.val());
+            self.fv.next = self.fr_cnt.q.val();
         }
         if self.k.q.val() >= 44 {
-            self.fv.next = bit_cast::<40, 32>(self.replays.q.val());
+            self.fv.next = self.replays.q.val();
         }
-        self.fsh.next = self.fv.val() >> (self.bsel.val() << 3);
-        // one adder for the three saturation sums (the gathered counter's tag picks the sum)
-        self.ssel.next = self.s_acc.q.val();
-        if self.tag.q.val() == 2 {
-            self.ssel.next = self.s_state.q.val();
+        self.fsh.next = self.fv.val() >> (bit_cast::<32, 2>(self.k.q.val().get_bits::<2>(0)) << 3);
+        // the one STATUS adder: field 0 starts from !sweep_base and adds with a carry in, so
+        // its low 32 bits are `counter - sweep_base` (mod 2^32)
+        self.cin.next = 0.into();
+        if self.tag.q.val() == 0 {
+            self.cin.next = 1.into();
         }
-        if self.tag.q.val() == 3 {
-            self.ssel.next = self.s_bus.q.val();
+        self.ssum.next = self.sacc.q.val()
+            + bit_cast::<40, 32>(self.cfg_rdata.val())
+            + bit_cast::<40, 1>(self.cin.val());
+        // byte ph of the field being written (bytes 5..7, and byte 4 of field 0, are zero)
+        self.sbyte.next = self.sacc.q.val() >> (bit_cast::<40, 3>(self.ph.q.val()) << 3);
+        if (self.ph.q.val() > 4) | ((self.ph.q.val() == 4) & (self.tag.q.val() == 0)) {
+            self.sbyte.next = 0.into();
         }
-        self.ssum.next = self.ssel.val() + bit_cast::<40, 32>(self.cfg_rdata.val());
         self.ph1.next = self.ph.q.val() - 1;
         self.ra16.next = (self.k.q.val() << 2) + bit_cast::<16, 3>(self.ph1.val());
         // byte k (0..3) of `sr` (WmReply, RoHead)
@@ -890,10 +881,8 @@ impl Logic for CommandUnit {
                     }
                     if self.hkind.q.val() == self.k_op_status.val() {
                         self.rlen.d.next = 48.into();
-                        self.s_sweeps.d.next = 0.into();
-                        self.s_acc.d.next = 0.into();
-                        self.s_state.d.next = 0.into();
-                        self.s_bus.d.next = 0.into();
+                        self.sacc.d.next = bit_cast::<40, 32>(!self.sweep_base.q.val());
+                        self.tag.d.next = 0.into();
                         self.state.d.next = CmdState::StatGather;
                     }
                     if self.hkind.q.val() == self.k_op_reset.val() {
@@ -956,34 +945,44 @@ impl Logic for CommandUnit {
                 }
             }
             CmdState::StatGather => {
+                // entry k of the STATUS ROM: a counter read through the port (ph 1: address,
+                // ph 4: its value) added to the field's sum, or the end of a field
                 if self.k.q.val() == self.k_nstat.val() {
-                    self.k.d.next = 0.into();
+                    self.k.d.next = 32.into();
                     self.state.d.next = CmdState::StatWrite;
                 } else {
                     self.ph.d.next = self.ph.q.val() + 1;
                     if self.ph.q.val() == 1 {
                         self.paddr.d.next = self.stat.data.val().get_bits::<24>(0);
                         self.tag.d.next = self.stat.data.val().get_bits::<2>(24);
+                        if self.stat.data.val().get_bit(26) {
+                            self.ph.d.next = 0.into();
+                            self.state.d.next = CmdState::StatField;
+                        }
                     }
                     if self.ph.q.val() == 4 {
                         self.ph.d.next = 0.into();
                         self.k.d.next = self.k.q.val() + 1;
-                        if self.tag.q.val() == 0 {
-                            self.s_sweeps.d.next = self.cfg_rdata.val() - self.sweep_base.q.val();
-                        }
-                        if self.tag.q.val() == 1 {
-                            self.s_acc.d.next = self.ssum.val();
-                        }
-                        if self.tag.q.val() == 2 {
-                            self.s_state.d.next = self.ssum.val();
-                        }
-                        if self.tag.q.val() == 3 {
-                            self.s_bus.d.next = self.ssum.val();
-                        }
+                        self.sacc.d.next = self.ssum.val();
                     }
                 }
             }
+            CmdState::StatField => {
+                // the u64 field `tag`: bytes 8 tag + ph
+                self.buf_we.next = true;
+                self.buf_addr.next =
+                    (bit_cast::<10, 2>(self.tag.q.val()) << 3) | bit_cast::<10, 3>(self.ph.q.val());
+                self.buf_data.next = self.sbyte.val().get_bits::<8>(0);
+                self.ph.d.next = self.ph.q.val() + 1;
+                if self.ph.q.val() == 7 {
+                    self.ph.d.next = 0.into();
+                    self.k.d.next = self.k.q.val() + 1;
+                    self.sacc.d.next = 0.into();
+                    self.state.d.next = CmdState::StatGather;
+                }
+            }
             CmdState::StatWrite => {
+                // bytes 32..47: runs, CRC errors, framing errors, replays
                 self.buf_we.next = true;
                 self.buf_data.next = self.fsh.val().get_bits::<8>(0);
                 self.k.d.next = self.k.q.val() + 1;
@@ -1615,6 +1614,8 @@ pub struct LinkCore {
     pub framing_errors: Signal<Out, Bits<32>>,
     /// Frames dropped for a full ring.
     pub overruns: Signal<Out, Bits<32>>,
+    /// The receiver counts a CRC or framing error in this cycle.
+    pub error_evt: Signal<Out, Bit>,
     frx: crate::framing::FrameRx,
     cmd: CommandUnit,
     ftx: crate::framing::FrameTx,
@@ -1640,6 +1641,7 @@ impl LinkCore {
             crc_errors: Default::default(),
             framing_errors: Default::default(),
             overruns: Default::default(),
+            error_evt: Default::default(),
             frx: crate::framing::FrameRx::with_ring(o.ring_bytes()),
             cmd: CommandUnit::new(s, prog, o),
             ftx: crate::framing::FrameTx::with_buffer(o.reply_bytes()),
@@ -1683,6 +1685,7 @@ impl Logic for LinkCore {
         self.crc_errors.next = self.frx.crc_errors.val();
         self.framing_errors.next = self.frx.framing_errors.val();
         self.overruns.next = self.frx.overruns.val();
+        self.error_evt.next = self.frx.crc_evt.val() | self.frx.framing_evt.val();
     }
 }
 
@@ -1849,8 +1852,10 @@ pub fn link_core_verilator_segments(
 /// ([`crate::top::SubstrateTop`]) on its configuration port.
 ///
 /// **Ports**: `clock`, `rx` (from the host, idle high), `tx` (to the host), and the link's
-/// counters `frame_errors` (UART stop bits), `crc_errors`, `framing_errors` and `active`
-/// (a run is queued or in progress) for LEDs or a logic analyser. The baud rate is fixed at construction (`inc` of
+/// counters `frame_errors` (UART stop bits), `crc_errors`, `framing_errors`, `error` (one
+/// flip-flop, set by the first error any of them counts and never cleared: the board tops'
+/// error LED, so a board build needs none of the three 32-bit counters) and `active` (a run is
+/// queued or in progress) for LEDs or a logic analyser. The baud rate is fixed at construction (`inc` of
 /// [`crate::uart::baud_increment`]). **Latency**: a request is executed once its delimiter has
 /// been received, and its reply starts within a few hundred cycles (plus the port reads of
 /// STATUS). **Proof** `tests/hdl_link_command.rs` (`hdl_link_top_uart_pins_verilator`):
@@ -1869,8 +1874,11 @@ pub struct LinkTop {
     pub crc_errors: Signal<Out, Bits<32>>,
     /// Frames dropped for bad framing.
     pub framing_errors: Signal<Out, Bits<32>>,
+    /// One of the three counters above is not zero (sticky, without the counters).
+    pub error: Signal<Out, Bit>,
     /// A run is queued or in progress (for an LED).
     pub active: Signal<Out, Bit>,
+    err: DFF<Bit>,
     urx: crate::uart::UartRx,
     utx: crate::uart::UartTx,
     core: LinkCore,
@@ -1889,7 +1897,9 @@ impl LinkTop {
             frame_errors: Default::default(),
             crc_errors: Default::default(),
             framing_errors: Default::default(),
+            error: Default::default(),
             active: Default::default(),
+            err: Default::default(),
             urx: Default::default(),
             utx: Default::default(),
             core: LinkCore::new(s, prog, o),
@@ -1902,6 +1912,7 @@ impl LinkTop {
 impl Logic for LinkTop {
     #[hdl_gen]
     fn update(&mut self) {
+        dff_setup!(self, clock, err);
         self.urx.clock.next = self.clock.val();
         self.utx.clock.next = self.clock.val();
         self.core.clock.next = self.clock.val();
@@ -1924,6 +1935,8 @@ impl Logic for LinkTop {
         self.frame_errors.next = self.urx.frame_errors.val();
         self.crc_errors.next = self.core.crc_errors.val();
         self.framing_errors.next = self.core.framing_errors.val();
+        self.err.d.next = self.err.q.val() | self.urx.frame_error.val() | self.core.error_evt.val();
+        self.error.next = self.err.q.val();
     }
 }
 
@@ -1931,7 +1944,8 @@ impl Logic for LinkTop {
 /// `n` and `n` hex bytes, sent back to back on `rx` by an ideal UART at that ratio; `tx` is
 /// decoded by an ideal UART sampling at mid-bit. A segment starts once the line has been quiet
 /// for 40 bit times (+ 20000 clocks) after the previous one with no run queued or in progress
-/// (`active` low); the harness ends the same way after the last.
+/// (`active` low); the harness ends the same way after the last. Every cycle it checks that
+/// `error` is high exactly when one of the three error counters is not zero (exit 1 if not).
 ///
 /// With a second argument `stream` it makes the design a board on a byte stream instead: bytes
 /// read from stdin are sent back to back on `rx` (a byte starts as soon as it has arrived and
@@ -2000,6 +2014,13 @@ static int segments_main(double r) {
             c++;
             if (x > end_tx && c > last + (unsigned long long)(40 * r) + 20000) break;
             if (c > 4000000000ULL) { fprintf(stderr, "hang\n"); return 1; }
+            // the sticky error flag is exactly "one of the counters is not zero"
+            if ((bool)t->error != (t->frame_errors || t->crc_errors || t->framing_errors)) {
+                fprintf(stderr, "error flag %d with counters %u %u %u at cycle %llu\n",
+                        (int)t->error, (unsigned)t->frame_errors, (unsigned)t->crc_errors,
+                        (unsigned)t->framing_errors, c);
+                return 1;
+            }
         }
     }
     printf("O ");

@@ -50,7 +50,9 @@ enum RxState {
 /// for the line to return high (a break does not produce a stream of bytes).
 ///
 /// **Ports**: `clock`; `inc` (phase increment, [`baud_increment`]); `rx` (the pin, idle high);
-/// outputs `data`, `valid`, `frame_errors`, `glitches` (32-bit counters).
+/// outputs `data`, `valid`, `frame_errors`, `glitches` (32-bit counters) and `frame_error`
+/// (high for the one cycle in which `frame_errors` counts: for a sticky error flag that needs
+/// no counter).
 ///
 /// **Latency**: `valid` rises 2 cycles (synchroniser) + at most one cycle after the middle of the
 /// stop bit, i.e. about 9.5 bit times after the start edge; the receiver is ready for the next
@@ -78,6 +80,8 @@ pub struct UartRx {
     pub frame_errors: Signal<Out, Bits<32>>,
     /// Start edges that were not a start bit at mid-bit.
     pub glitches: Signal<Out, Bits<32>>,
+    /// A bad stop bit is seen in this cycle (`frame_errors` counts it at the clock edge).
+    pub frame_error: Signal<Out, Bit>,
     s1: DFF<Bit>,
     s2: DFF<Bit>,
     state: DFF<RxState>,
@@ -102,6 +106,7 @@ impl Logic for UartRx {
         self.tick.next = self.sum.val().get_bit(16);
         self.acc.d.next = self.sum.val().get_bits::<16>(0);
         self.vld.d.next = false;
+        self.frame_error.next = false;
         match self.state.q.val() {
             RxState::Idle => {
                 if !self.s2.q.val() {
@@ -141,6 +146,7 @@ impl Logic for UartRx {
                     } else {
                         self.state.d.next = RxState::Break;
                         self.ferr.d.next = self.ferr.q.val() + 1;
+                        self.frame_error.next = true;
                     }
                 }
             }
