@@ -112,8 +112,8 @@ impl AlignK {
 /// addend whose magnitude would reach `2^34` is replaced by `+-2^34` (every such value
 /// saturates a 32-bit accumulator or a narrow format exactly as the true one does, since
 /// `|acc| <= 2^31`), and a right shift beyond 33 gives 0 for every 32-bit operand (so it is
-/// capped at 33): sums stay below `2^35 + 2^31` in magnitude and 40 bits are exact.
-pub const W_BITS: u32 = 40;
+/// capped at 33): sums stay below `2^35 + 2^31` in magnitude and 37 bits are exact.
+pub const W_BITS: u32 = 37;
 const W_MASK: u64 = (1u64 << W_BITS) - 1;
 /// The replacement of an overflowing left shift: `2^34`.
 const W_BIG: u64 = 1u64 << 34;
@@ -145,32 +145,32 @@ pub struct SatAdd {
     pub sat: Signal<Out, Bit>,
     lsh_b: Constant<Bits<8>>,
     rsh_b: Constant<Bits<8>>,
-    half_b: Constant<Bits<40>>,
-    fill_b: Constant<Bits<40>>,
+    half_b: Constant<Bits<37>>,
+    fill_b: Constant<Bits<37>>,
     omask_b: Constant<Bits<32>>,
     xmb: Signal<Local, Bits<32>>,
-    t1b: Signal<Local, Bits<40>>,
-    t2b: Signal<Local, Bits<40>>,
-    tb: Signal<Local, Bits<40>>,
+    t1b: Signal<Local, Bits<37>>,
+    t2b: Signal<Local, Bits<37>>,
+    tb: Signal<Local, Bits<37>>,
     lsh: Constant<Bits<8>>,
     rsh: Constant<Bits<8>>,
-    half: Constant<Bits<40>>,
-    fill: Constant<Bits<40>>,
-    sext: Constant<Bits<40>>,
-    hmask: Constant<Bits<40>>,
+    half: Constant<Bits<37>>,
+    fill: Constant<Bits<37>>,
+    sext: Constant<Bits<37>>,
+    hmask: Constant<Bits<37>>,
     omask: Constant<Bits<32>>,
-    big: Constant<Bits<40>>,
-    nbig: Constant<Bits<40>>,
+    big: Constant<Bits<37>>,
+    nbig: Constant<Bits<37>>,
     xm: Signal<Local, Bits<32>>,
     pmax: Constant<Bits<32>>,
     nmin: Constant<Bits<32>>,
-    xe: Signal<Local, Bits<40>>,
-    ae: Signal<Local, Bits<40>>,
-    t1: Signal<Local, Bits<40>>,
-    t2: Signal<Local, Bits<40>>,
-    t: Signal<Local, Bits<40>>,
-    s: Signal<Local, Bits<40>>,
-    u: Signal<Local, Bits<40>>,
+    xe: Signal<Local, Bits<37>>,
+    ae: Signal<Local, Bits<37>>,
+    t1: Signal<Local, Bits<37>>,
+    t2: Signal<Local, Bits<37>>,
+    t: Signal<Local, Bits<37>>,
+    s: Signal<Local, Bits<37>>,
+    u: Signal<Local, Bits<37>>,
 }
 
 impl SatAdd {
@@ -225,18 +225,18 @@ impl SatAdd {
 impl Logic for SatAdd {
     #[hdl_gen]
     fn update(&mut self) {
-        self.xe.next = bit_cast::<40, 32>(self.x.val());
+        self.xe.next = bit_cast::<37, 32>(self.x.val());
         if self.x.val().get_bit(31) {
-            self.xe.next = bit_cast::<40, 32>(self.x.val()) | self.sext.val();
+            self.xe.next = bit_cast::<37, 32>(self.x.val()) | self.sext.val();
         }
-        self.ae.next = bit_cast::<40, 32>(self.acc.val());
+        self.ae.next = bit_cast::<37, 32>(self.acc.val());
         if self.acc.val().get_bit(31) {
-            self.ae.next = bit_cast::<40, 32>(self.acc.val()) | self.sext.val();
+            self.ae.next = bit_cast::<37, 32>(self.acc.val()) | self.sext.val();
         }
         self.t1.next = (self.xe.val() << self.lsh.val()) + self.half.val();
         self.t2.next = self.t1.val() >> self.rsh.val();
         self.t.next = self.t2.val();
-        if self.t1.val().get_bit(39) {
+        if self.t1.val().get_bit(36) {
             self.t.next = self.t2.val() | self.fill.val();
         }
         // a left shift that would leave 35 signed bits saturates like +-2^34
@@ -253,7 +253,7 @@ impl Logic for SatAdd {
         self.t1b.next = (self.xe.val() << self.lsh_b.val()) + self.half_b.val();
         self.t2b.next = self.t1b.val() >> self.rsh_b.val();
         self.tb.next = self.t2b.val();
-        if self.t1b.val().get_bit(39) {
+        if self.t1b.val().get_bit(36) {
             self.tb.next = self.t2b.val() | self.fill_b.val();
         }
         self.xmb.next = self.x.val() & self.omask_b.val();
@@ -269,7 +269,7 @@ impl Logic for SatAdd {
             self.t.next = self.tb.val();
         }
         self.s.next = self.ae.val() + self.t.val();
-        // in range iff bits 39..31 of the sum all equal its sign (no add-and-compare)
+        // in range iff bits 36..31 of the sum all equal its sign (no add-and-compare)
         self.u.next = self.s.val() & self.hmask.val();
         self.y.next = self.acc.val();
         self.sat.next = false;
@@ -278,7 +278,7 @@ impl Logic for SatAdd {
                 self.y.next = self.s.val().get_bits::<32>(0);
             } else {
                 self.sat.next = true;
-                if self.s.val().get_bit(39) {
+                if self.s.val().get_bit(36) {
                     self.y.next = self.nmin.val();
                 } else {
                     self.y.next = self.pmax.val();
@@ -304,28 +304,28 @@ pub struct Rescale {
     pub sat: Signal<Out, Bit>,
     lsh: Constant<Bits<8>>,
     rsh: Constant<Bits<8>>,
-    half: Constant<Bits<40>>,
-    fill: Constant<Bits<40>>,
-    sext: Constant<Bits<40>>,
-    hmask: Constant<Bits<40>>,
+    half: Constant<Bits<37>>,
+    fill: Constant<Bits<37>>,
+    sext: Constant<Bits<37>>,
+    hmask: Constant<Bits<37>>,
     omask: Constant<Bits<32>>,
-    big: Constant<Bits<40>>,
-    nbig: Constant<Bits<40>>,
+    big: Constant<Bits<37>>,
+    nbig: Constant<Bits<37>>,
     xm: Signal<Local, Bits<32>>,
     pmax: Constant<Bits<32>>,
     nmin: Constant<Bits<32>>,
-    xe: Signal<Local, Bits<40>>,
-    t1: Signal<Local, Bits<40>>,
-    t2: Signal<Local, Bits<40>>,
-    t: Signal<Local, Bits<40>>,
-    u: Signal<Local, Bits<40>>,
+    xe: Signal<Local, Bits<37>>,
+    t1: Signal<Local, Bits<37>>,
+    t2: Signal<Local, Bits<37>>,
+    t: Signal<Local, Bits<37>>,
+    u: Signal<Local, Bits<37>>,
 }
 
 impl Rescale {
     /// Rescale from `from` to `to` fractional bits into a `bits`-bit format.
     pub fn new(from: u32, to: u32, bits: u32) -> Self {
         // |x| <= 2^31: a left shift beyond 20 saturates every non-zero value of a <= 16-bit
-        // format exactly as the true shift does (and the 40-bit datapath clamps at +-2^34).
+        // format exactly as the true shift does (and the W_BITS-bit datapath clamps at +-2^34).
         let k = AlignK::new(from, to, 20);
         let maxc = (1i64 << (bits - 1)) - 1;
         let minc = -(1i64 << (bits - 1));
@@ -357,14 +357,14 @@ impl Rescale {
 impl Logic for Rescale {
     #[hdl_gen]
     fn update(&mut self) {
-        self.xe.next = bit_cast::<40, 32>(self.x.val());
+        self.xe.next = bit_cast::<37, 32>(self.x.val());
         if self.x.val().get_bit(31) {
-            self.xe.next = bit_cast::<40, 32>(self.x.val()) | self.sext.val();
+            self.xe.next = bit_cast::<37, 32>(self.x.val()) | self.sext.val();
         }
         self.t1.next = (self.xe.val() << self.lsh.val()) + self.half.val();
         self.t2.next = self.t1.val() >> self.rsh.val();
         self.t.next = self.t2.val();
-        if self.t1.val().get_bit(39) {
+        if self.t1.val().get_bit(36) {
             self.t.next = self.t2.val() | self.fill.val();
         }
         // a left shift that would leave 35 signed bits saturates like +-2^34
@@ -377,13 +377,13 @@ impl Logic for Rescale {
                 }
             }
         }
-        // in range iff bits 39..bits-1 all equal the sign (no add-and-compare)
+        // in range iff bits 36..bits-1 all equal the sign (no add-and-compare)
         self.u.next = self.t.val() & self.hmask.val();
         self.sat.next = false;
         self.y.next = self.t.val().get_bits::<32>(0);
         if (self.u.val() != 0) & (self.u.val() != self.hmask.val()) {
             self.sat.next = true;
-            if self.t.val().get_bit(39) {
+            if self.t.val().get_bit(36) {
                 self.y.next = self.nmin.val();
             } else {
                 self.y.next = self.pmax.val();
@@ -507,7 +507,7 @@ mod tests {
         }
     }
 
-    /// The 40-bit alignment is exact over the whole operand range: every 32-bit `x` (not only
+    /// The W_BITS-bit alignment is exact over the whole operand range: every 32-bit `x` (not only
     /// products), every left shift up to the cap and right shifts beyond 33.
     #[test]
     fn satadd_rescale_full_range() {

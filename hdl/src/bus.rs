@@ -90,8 +90,9 @@ pub struct BusSide {
     w: Signal<Local, Bits<32>>,
     xb: Signal<Local, Bits<16>>,
     rho: Signal<Local, Bits<16>>,
-    j1: Signal<Local, Bits<32>>,
-    j2: Signal<Local, Bits<32>>,
+    j1: Signal<Local, Bits<2>>,
+    j2: Signal<Local, Bits<2>>,
+    jj: Signal<Local, Bits<2>>,
 }
 
 impl BusSide {
@@ -149,6 +150,7 @@ impl BusSide {
             rho: Default::default(),
             j1: Default::default(),
             j2: Default::default(),
+            jj: Default::default(),
         }
     }
 }
@@ -225,7 +227,9 @@ impl Logic for BusSide {
         if self.v3.q.val() & self.line.sat.val() {
             self.j2.next = 1.into();
         }
-        self.nbus.d.next = self.nbus.q.val() + self.j1.val() + self.j2.val();
+        // both line steps may saturate in one cycle: a 2-bit increment, one 32-bit adder
+        self.jj.next = self.j1.val() + self.j2.val();
+        self.nbus.d.next = self.nbus.q.val() + bit_cast::<32, 2>(self.jj.val());
         if self.sa.sat.val() {
             self.nacc.d.next = self.nacc.q.val() + 1;
         }

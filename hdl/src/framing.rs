@@ -182,7 +182,7 @@ pub struct FrameRx {
     prev_ff: DFF<Bit>,
     n: DFF<Bits<11>>,
     ncrc: DFF<Bits<32>>,
-    ver: DFF<Bits<8>>,
+    ver_ok: DFF<Bit>,
     lenf: DFF<Bits<16>>,
     nofit: DFF<Bit>,
     fs: DFF<Bits<12>>,
@@ -248,7 +248,7 @@ impl FrameRx {
             prev_ff: Default::default(),
             n: Default::default(),
             ncrc: Default::default(),
-            ver: Default::default(),
+            ver_ok: Default::default(),
             lenf: Default::default(),
             nofit: Default::default(),
             fs: Default::default(),
@@ -280,7 +280,7 @@ impl Logic for FrameRx {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, m, overlong, rem, prev_ff, n, ncrc, ver, lenf, nofit, fs, rp, count,
+            self, clock, m, overlong, rem, prev_ff, n, ncrc, ver_ok, lenf, nofit, fs, rp, count,
             c_frames, c_crc, c_framing, c_over
         );
         self.ring.clock.next = self.clock.val();
@@ -321,7 +321,8 @@ impl Logic for FrameRx {
             self.ncrc.d.next = !self.crc.crc_out.val();
             self.n.d.next = self.n.q.val() + 1;
             if self.n.q.val() == 0 {
-                self.ver.d.next = self.eb.val();
+                // only whether the version matches is kept (one flip-flop, not eight)
+                self.ver_ok.d.next = self.eb.val() == self.k_version.val();
             }
             if self.n.q.val() == 3 {
                 self.lenf.d.next = (self.lenf.q.val() & 0xFF00) | bit_cast::<16, 8>(self.eb.val());
@@ -344,7 +345,7 @@ impl Logic for FrameRx {
             & (self.rem.q.val() == 0)
             & (self.n.q.val() >= self.k_overhead.val())
             & (self.ncrc.q.val() == self.k_residue_n.val())
-            & (self.ver.q.val() == self.k_version.val())
+            & self.ver_ok.q.val()
             & (self.lenf.q.val() == bit_cast::<16, 11>(self.body_len.val()))
             & (self.lenf.q.val() <= self.k_maxpay.val());
         self.commit.next = false;
@@ -486,7 +487,7 @@ pub struct FrameTx {
     pos: Signal<Local, Bits<11>>,
     total: Signal<Local, Bits<11>>,
     pay_end: Signal<Local, Bits<11>>,
-    kk: Signal<Local, Bits<11>>,
+    kk: Signal<Local, Bits<2>>,
     crcv: Signal<Local, Bits<32>>,
     bb: Signal<Local, Bits<8>>,
     raddr: Signal<Local, Bits<11>>,
@@ -567,7 +568,8 @@ impl Logic for FrameTx {
         }
         self.raddr.next = self.pos.val() - 5;
         self.pbuf.read_address.next = bit_cast::<16, 10>(self.raddr.val().get_bits::<10>(0));
-        self.kk.next = self.pos.val() - self.pay_end.val();
+        // pos - pay_end is 0..=3 where it is used (the CRC bytes): two bits of it suffice
+        self.kk.next = self.pos.val().get_bits::<2>(0) - self.pay_end.val().get_bits::<2>(0);
         self.crcv.next = self.ncrc.q.val();
         self.bb.next = self.pbuf.read_data.val().get_bits::<8>(0);
         if self.pos.val() >= self.pay_end.val() {
