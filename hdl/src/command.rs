@@ -311,7 +311,7 @@ pub struct CommandUnit {
     ahi_r: DFF<Bit>,
     cnt: DFF<Bits<16>>,
     rerr: DFF<Bit>,
-    rlen: DFF<Bits<11>>,
+    bp: DFF<Bits<11>>,
     ecode: DFF<Bits<8>>,
     replays: DFF<Bits<32>>,
     crc_cnt: DFF<Bits<32>>,
@@ -402,10 +402,8 @@ pub struct CommandUnit {
     ssum: Signal<Local, Bits<40>>,
     sbyte: Signal<Local, Bits<40>>,
     cin: Signal<Local, Bits<1>>,
-    rbytes: Signal<Local, Bits<16>>,
     wbyte: Signal<Local, Bits<32>>,
     rel16: Signal<Local, Bits<16>>,
-    ra16: Signal<Local, Bits<16>>,
     ph1: Signal<Local, Bits<3>>,
     wsh: Signal<Local, Bits<32>>,
     cnt2: Signal<Local, Bits<16>>,
@@ -420,10 +418,8 @@ pub struct CommandUnit {
     scend: Signal<Local, Bits<17>>,
     roend: Signal<Local, Bits<17>>,
     rbase: Signal<Local, Bits<16>>,
-    rwa: Signal<Local, Bits<16>>,
     rbyte: Signal<Local, Bits<32>>,
     cbyte: Signal<Local, Bits<32>>,
-    ca16: Signal<Local, Bits<16>>,
     lock: Signal<Local, Bit>,
     cbase: Signal<Local, Bits<16>>,
     opnd: Signal<Local, Bits<24>>,
@@ -435,9 +431,8 @@ pub struct CommandUnit {
     csh: Signal<Local, Bits<8>>,
     qsh: Signal<Local, Bits<8>>,
     hl3: Signal<Local, Bits<16>>,
-    rolen: Signal<Local, Bits<16>>,
-    k1: Signal<Local, Bits<16>>,
     k_wm: Constant<Bits<16>>,
+    wr: Signal<Local, Bit>,
     kq: Signal<Local, Bits<16>>,
     cntq: Signal<Local, Bits<16>>,
     baseq: Signal<Local, Bits<16>>,
@@ -585,7 +580,7 @@ impl CommandUnit {
             ahi_r: Default::default(),
             cnt: Default::default(),
             rerr: Default::default(),
-            rlen: Default::default(),
+            bp: Default::default(),
             ecode: Default::default(),
             replays: Default::default(),
             crc_cnt: Default::default(),
@@ -673,10 +668,8 @@ impl CommandUnit {
             ssum: Default::default(),
             sbyte: Default::default(),
             cin: Default::default(),
-            rbytes: Default::default(),
             wbyte: Default::default(),
             rel16: Default::default(),
-            ra16: Default::default(),
             ph1: Default::default(),
             wsh: Default::default(),
             cnt2: Default::default(),
@@ -691,10 +684,8 @@ impl CommandUnit {
             scend: Default::default(),
             roend: Default::default(),
             rbase: Default::default(),
-            rwa: Default::default(),
             rbyte: Default::default(),
             cbyte: Default::default(),
-            ca16: Default::default(),
             lock: Default::default(),
             cbase: Default::default(),
             opnd: Default::default(),
@@ -706,9 +697,8 @@ impl CommandUnit {
             csh: Default::default(),
             qsh: Default::default(),
             hl3: Default::default(),
-            rolen: Default::default(),
-            k1: Default::default(),
             k_wm: Constant::new(wm.to_bits()),
+            wr: Default::default(),
             kq: Default::default(),
             cntq: Default::default(),
             baseq: Default::default(),
@@ -727,9 +717,9 @@ impl Logic for CommandUnit {
     fn update(&mut self) {
         dff_setup!(
             self, clock, state, ret, ph, off, nb, k, sr, hseq, hkind, hlen, exp, have_exp, space,
-            addr, ahi_r, cnt, rerr, rlen, ecode, replays, crc_cnt, fr_cnt, sacc, tag, paddr,
-            pwdata, pwe, base, same, woff, isrun, cst, slot_st, queue, qn, runs, sweep_base, abort,
-            rs, cur, si, sl, sq, sc, sph, sw, wcnt
+            addr, ahi_r, cnt, rerr, bp, ecode, replays, crc_cnt, fr_cnt, sacc, tag, paddr, pwdata,
+            pwe, base, same, woff, isrun, cst, slot_st, queue, qn, runs, sweep_base, abort, rs,
+            cur, si, sl, sq, sc, sph, sw, wcnt
         );
         // the counters and addresses below never exceed `k_wm` in this build (see `new`)
         self.kq.next = self.k.q.val() & self.k_wm.val();
@@ -770,8 +760,7 @@ impl Logic for CommandUnit {
         self.rdo_rom.address.next = self.siq.val().get_bits::<10>(0);
         // defaults
         self.pwe.d.next = false;
-        self.buf_we.next = false;
-        self.buf_addr.next = self.kq.val().get_bits::<10>(0);
+        self.wr.next = false;
         self.buf_data.next = 0.into();
         self.rd_done.next = false;
         self.send.next = false;
@@ -797,7 +786,6 @@ impl Logic for CommandUnit {
         if self.framing_evt.val() {
             self.fr_cnt.d.next = self.fr_cnt.q.val() + 1;
         }
-        self.rbytes.next = self.rcnt.val() << 2;
         self.rcnt2.next = self.rcnt.val() << 1;
         // slots: state of the request's slot (`space` holds payload byte 0)
         self.ssh.next = bit_cast::<8, 2>(self.space.q.val().get_bits::<2>(0)) << 1;
@@ -809,8 +797,6 @@ impl Logic for CommandUnit {
             bit_cast::<16, 2>(self.space.q.val().get_bits::<2>(0)) << self.k_rbits.val();
         self.hl3.next = bit_cast::<16, 11>(self.hlen.q.val()) - 3;
         self.nsc.next = self.hl3.val() >> 2;
-        self.rolen.next = self.rbytes.val() + 5;
-        self.k1.next = self.kq.val() + 1;
         self.scend.next = bit_cast::<17, 16>(self.rcnt.val()) + bit_cast::<17, 16>(self.nsc.val());
         self.roend.next = bit_cast::<17, 16>(self.sr.q.val().get_bits::<16>(0))
             + bit_cast::<17, 16>(self.rcnt.val());
@@ -842,15 +828,12 @@ impl Logic for CommandUnit {
             self.sbyte.next = 0.into();
         }
         self.ph1.next = self.ph.q.val() - 1;
-        self.ra16.next = (self.kq.val() << 2) + bit_cast::<16, 3>(self.ph1.val());
         // byte k (0..3) of `sr` (WmReply, RoHead)
         self.wsh.next = self.sr.q.val() >> (bit_cast::<32, 2>(self.kq.val().get_bits::<2>(0)) << 3);
         self.cnt2.next = self.cntq.val() << 1;
         self.wbyte.next = self.bmem.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
         self.rbyte.next = self.res.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
         self.cbyte.next = self.coup.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
-        self.ca16.next = (self.kq.val() << 1) + bit_cast::<16, 3>(self.ph1.val());
-        self.rwa.next = self.ra16.val() + 5;
         // sequencer: does it own the port and the slot memories?
         self.lock.next = !((self.rs.q.val() == SeqState::Idle)
             | (self.rs.q.val() == SeqState::WaitB)
@@ -912,7 +895,7 @@ impl Logic for CommandUnit {
                 self.k.d.next = 0.into();
                 self.ph.d.next = 0.into();
                 self.rerr.d.next = false;
-                self.rlen.d.next = 0.into();
+                self.bp.d.next = 0.into();
                 if (self.hkind.q.val() == self.k_op_identify.val())
                     | !self.have_exp.q.val()
                     | (self.hseq.q.val() == self.exp.q.val())
@@ -932,11 +915,9 @@ impl Logic for CommandUnit {
                     self.state.d.next = CmdState::ErrReply;
                     self.ecode.d.next = self.k_e_unknown.val();
                     if self.hkind.q.val() == self.k_op_identify.val() {
-                        self.rlen.d.next = bit_cast::<11, 16>(self.k_ident_len.val());
                         self.state.d.next = CmdState::IdentCopy;
                     }
                     if self.hkind.q.val() == self.k_op_status.val() {
-                        self.rlen.d.next = 48.into();
                         self.sacc.d.next = bit_cast::<40, 32>(!self.sweep_base.q.val());
                         self.tag.d.next = 0.into();
                         self.state.d.next = CmdState::StatGather;
@@ -993,7 +974,7 @@ impl Logic for CommandUnit {
                     self.ph.d.next = 1.into();
                 } else {
                     self.ph.d.next = 0.into();
-                    self.buf_we.next = true;
+                    self.wr.next = true;
                     self.buf_data.next = self.ident.data.val();
                     self.k.d.next = self.kq.val() + 1;
                     if self.kq.val() + 1 == self.k_ident_len.val() {
@@ -1026,9 +1007,7 @@ impl Logic for CommandUnit {
             }
             CmdState::StatField => {
                 // the u64 field `tag`: bytes 8 tag + ph
-                self.buf_we.next = true;
-                self.buf_addr.next =
-                    (bit_cast::<10, 2>(self.tag.q.val()) << 3) | bit_cast::<10, 3>(self.ph.q.val());
+                self.wr.next = true;
                 self.buf_data.next = self.sbyte.val().get_bits::<8>(0);
                 self.ph.d.next = self.ph.q.val() + 1;
                 if self.ph.q.val() == 7 {
@@ -1040,7 +1019,7 @@ impl Logic for CommandUnit {
             }
             CmdState::StatWrite => {
                 // bytes 32..47: runs, CRC errors, framing errors, replays
-                self.buf_we.next = true;
+                self.wr.next = true;
                 self.buf_data.next = self.fsh.val().get_bits::<8>(0);
                 self.k.d.next = self.kq.val() + 1;
                 if self.kq.val() == 47 {
@@ -1118,7 +1097,6 @@ impl Logic for CommandUnit {
                 if self.kq.val() == self.cntq.val() {
                     self.k.d.next = 0.into();
                     self.sr.d.next = bit_cast::<32, 16>(self.cntq.val());
-                    self.rlen.d.next = 4.into();
                     self.state.d.next = CmdState::WmReply;
                 } else {
                     // read the next word (4 bytes, continuing at `off`)
@@ -1135,7 +1113,7 @@ impl Logic for CommandUnit {
                 self.state.d.next = CmdState::WmWrite;
             }
             CmdState::WmReply => {
-                self.buf_we.next = true;
+                self.wr.next = true;
                 self.buf_data.next = self.wsh.val().get_bits::<8>(0);
                 self.k.d.next = self.kq.val() + 1;
                 if self.kq.val() == 3 {
@@ -1153,7 +1131,6 @@ impl Logic for CommandUnit {
                     if self.rcnt.val() > self.k_words0.val() {
                         self.ecode.d.next = self.k_e_length.val();
                     } else if !self.ahi.val() & (self.rend33.val() <= self.k_units.val()) {
-                        self.rlen.d.next = bit_cast::<11, 16>(self.rbytes.val());
                         self.state.d.next = CmdState::RmWord;
                     }
                 }
@@ -1161,7 +1138,6 @@ impl Logic for CommandUnit {
                     if self.rcnt.val() > self.k_words1.val() {
                         self.ecode.d.next = self.k_e_length.val();
                     } else if !self.ahi.val() & (self.rend33.val() <= self.k_units.val()) {
-                        self.rlen.d.next = bit_cast::<11, 16>(self.rcnt2.val());
                         self.state.d.next = CmdState::RmZeros;
                     }
                 }
@@ -1169,7 +1145,6 @@ impl Logic for CommandUnit {
                     if self.rcnt.val() > self.k_words1.val() {
                         self.ecode.d.next = self.k_e_length.val();
                     } else if !self.ahi.val() & (self.rend33.val() <= self.k_ncoup.val()) {
-                        self.rlen.d.next = bit_cast::<11, 16>(self.rcnt2.val());
                         self.state.d.next = CmdState::RmCoup;
                     }
                 }
@@ -1181,8 +1156,7 @@ impl Logic for CommandUnit {
                 } else {
                     self.ph.d.next = self.ph.q.val() + 1;
                     if self.ph.q.val() != 0 {
-                        self.buf_we.next = true;
-                        self.buf_addr.next = self.ra16.val().get_bits::<10>(0);
+                        self.wr.next = true;
                         self.buf_data.next = self.wbyte.val().get_bits::<8>(0);
                     }
                     if self.ph.q.val() == 4 {
@@ -1195,7 +1169,7 @@ impl Logic for CommandUnit {
                 if self.kq.val() == self.cnt2.val() {
                     self.state.d.next = CmdState::Send;
                 } else {
-                    self.buf_we.next = true;
+                    self.wr.next = true;
                     self.buf_data.next = 0.into();
                     self.k.d.next = self.kq.val() + 1;
                 }
@@ -1207,8 +1181,7 @@ impl Logic for CommandUnit {
                 } else {
                     self.ph.d.next = self.ph.q.val() + 1;
                     if self.ph.q.val() != 0 {
-                        self.buf_we.next = true;
-                        self.buf_addr.next = self.ca16.val().get_bits::<10>(0);
+                        self.wr.next = true;
                         self.buf_data.next = self.cbyte.val().get_bits::<8>(0);
                     }
                     if self.ph.q.val() == 2 {
@@ -1321,7 +1294,6 @@ impl Logic for CommandUnit {
                 self.base.d.next = self.sbase.val() + self.k_d16.val();
                 self.k.d.next = 0.into();
                 self.ph.d.next = 0.into();
-                self.rlen.d.next = 5.into();
                 self.cnt.d.next = 0.into();
                 self.state.d.next = CmdState::RoSweeps;
                 if self.rcnt.val() > self.k_max_sums.val() {
@@ -1332,7 +1304,6 @@ impl Logic for CommandUnit {
                     self.state.d.next = CmdState::ErrReply;
                 } else if self.sst.val() == 2 {
                     self.cnt.d.next = self.rcnt.val();
-                    self.rlen.d.next = bit_cast::<11, 16>(self.rolen.val());
                     if self.roend.val() > self.k_r17.val() {
                         self.ecode.d.next = self.k_e_address.val();
                         self.state.d.next = CmdState::ErrReply;
@@ -1343,8 +1314,7 @@ impl Logic for CommandUnit {
                 // ph 0: the slot memory reads the run's sweeps; ph 1: state byte, sweeps to sr
                 self.ph.d.next = 1.into();
                 if self.ph.q.val() == 1 {
-                    self.buf_we.next = true;
-                    self.buf_addr.next = 0.into();
+                    self.wr.next = true;
                     self.buf_data.next = self.cst.q.val();
                     self.sr.d.next = 0.into();
                     if self.cst.q.val() == 2 {
@@ -1355,8 +1325,7 @@ impl Logic for CommandUnit {
                 }
             }
             CmdState::RoHead => {
-                self.buf_we.next = true;
-                self.buf_addr.next = self.k1.val().get_bits::<10>(0);
+                self.wr.next = true;
                 self.buf_data.next = self.wsh.val().get_bits::<8>(0);
                 self.k.d.next = self.kq.val() + 1;
                 self.ph.d.next = 0.into();
@@ -1372,8 +1341,7 @@ impl Logic for CommandUnit {
                 } else {
                     self.ph.d.next = self.ph.q.val() + 1;
                     if self.ph.q.val() != 0 {
-                        self.buf_we.next = true;
-                        self.buf_addr.next = self.rwa.val().get_bits::<10>(0);
+                        self.wr.next = true;
                         self.buf_data.next = self.rbyte.val().get_bits::<8>(0);
                     }
                     if self.ph.q.val() == 4 {
@@ -1384,8 +1352,7 @@ impl Logic for CommandUnit {
             }
             CmdState::ErrReply => {
                 self.rerr.d.next = true;
-                self.rlen.d.next = 2.into();
-                self.buf_we.next = true;
+                self.wr.next = true;
                 self.buf_data.next = self.hkind.q.val();
                 if self.kq.val() == 1 {
                     self.buf_data.next = self.ecode.q.val();
@@ -1627,7 +1594,14 @@ impl Logic for CommandUnit {
         if self.rerr.q.val() {
             self.kind.next = self.k_error.val();
         }
-        self.len.next = self.rlen.q.val();
+        // the reply's bytes are written in order from 0: `bp` is the next byte's address and,
+        // at `send`, the payload length
+        self.buf_we.next = self.wr.val();
+        self.buf_addr.next = self.bp.q.val().get_bits::<10>(0);
+        if self.wr.val() {
+            self.bp.d.next = self.bp.q.val() + 1;
+        }
+        self.len.next = self.bp.q.val();
         self.cfg_addr.next = self.paddr.q.val();
         self.cfg_wdata.next = self.pwdata.q.val();
         self.cfg_we.next = self.pwe.q.val();
