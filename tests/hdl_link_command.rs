@@ -255,7 +255,11 @@ fn hdl_link_command_verilator() {
     want.push((after + 3, rk(stt), status(0, 0, 0, 0, 0)));
     // a run on slot 2: conditioning, RUN, READOUT while busy, the same RUN again (acknowledged)
     let codes: Vec<i32> = (0..d as i32).map(|i| i * 1000 - 7).collect();
-    let key = [0x1234_5678, 1, 0xFFFF_FFF0];
+    // lane 0's three seed words (lane_base XOR key: 1, 5, 15) are below TAUS88_MIN, so the
+    // sequencer must lift them; the other lanes' are not
+    let b0 = thermo_sim::noise::lane_base(0);
+    let key = [b0[0] ^ 1, b0[1] ^ 5, b0[2] ^ 15];
+    assert_eq!(thermo_sim::noise::Taus88::from_key(key, 0).s, [3, 13, 31]);
     let (sweeps, burn_in) = (200u32, 150u32); // the mock runs 50 + n cycles: still busy below
     let mut q = after + 4;
     for chunk in [&codes[..d / 2], &codes[d / 2..]] {

@@ -11,6 +11,7 @@ use thermo_proto::{
     design_hash, readout_units, ErrorCode, Identity, Opcode, ERROR_KIND, MAX_PAYLOAD,
     MAX_RUN_SWEEPS, REPLAY_WINDOW, SLOTS, VERSION,
 };
+use thermo_sim::noise::TAUS88_MIN;
 use thermo_sim::Substrate;
 
 #[derive(Copy, Clone, PartialEq, Debug, LogicState)]
@@ -300,14 +301,17 @@ pub struct CommandUnit {
     sr: DFF<Bits<32>>,
     hseq: DFF<Bits<8>>,
     hkind: DFF<Bits<8>>,
-    hlen: DFF<Bits<16>>,
+    hlen: DFF<Bits<11>>,
     exp: DFF<Bits<8>>,
     have_exp: DFF<Bit>,
     space: DFF<Bits<8>>,
-    addr: DFF<Bits<32>>,
+    /// Bits 0..16 of the request's address; `ahi_r`: any of bits 17..31 is set (units and
+    /// couplings are at most 2^16, so such an address is out of range).
+    addr: DFF<Bits<17>>,
+    ahi_r: DFF<Bit>,
     cnt: DFF<Bits<16>>,
-    rkind: DFF<Bits<8>>,
-    rlen: DFF<Bits<11>>,
+    rerr: DFF<Bit>,
+    bp: DFF<Bits<11>>,
     ecode: DFF<Bits<8>>,
     replays: DFF<Bits<32>>,
     crc_cnt: DFF<Bits<32>>,
@@ -370,7 +374,6 @@ pub struct CommandUnit {
     k_m3: Constant<Bits<8>>,
     k_st1: Constant<Bits<8>>,
     k_st2: Constant<Bits<8>>,
-    k_max_sweeps: Constant<Bits<32>>,
     k_max_sums: Constant<Bits<16>>,
     k_clear: Constant<Bits<32>>,
     k_noise_load: Constant<Bits<32>>,
@@ -391,6 +394,7 @@ pub struct CommandUnit {
     dlen: Signal<Local, Bits<16>>,
     nwords: Signal<Local, Bits<16>>,
     ahi: Signal<Local, Bit>,
+    sw_over: Signal<Local, Bit>,
     end33: Signal<Local, Bits<18>>,
     rend33: Signal<Local, Bits<18>>,
     fv: Signal<Local, Bits<32>>,
@@ -398,10 +402,8 @@ pub struct CommandUnit {
     ssum: Signal<Local, Bits<40>>,
     sbyte: Signal<Local, Bits<40>>,
     cin: Signal<Local, Bits<1>>,
-    rbytes: Signal<Local, Bits<16>>,
     wbyte: Signal<Local, Bits<32>>,
     rel16: Signal<Local, Bits<16>>,
-    ra16: Signal<Local, Bits<16>>,
     ph1: Signal<Local, Bits<3>>,
     wsh: Signal<Local, Bits<32>>,
     cnt2: Signal<Local, Bits<16>>,
@@ -416,20 +418,31 @@ pub struct CommandUnit {
     scend: Signal<Local, Bits<17>>,
     roend: Signal<Local, Bits<17>>,
     rbase: Signal<Local, Bits<16>>,
-    rwa: Signal<Local, Bits<16>>,
     rbyte: Signal<Local, Bits<32>>,
     cbyte: Signal<Local, Bits<32>>,
-    ca16: Signal<Local, Bits<16>>,
     lock: Signal<Local, Bit>,
     cbase: Signal<Local, Bits<16>>,
     opnd: Signal<Local, Bits<24>>,
-    lmin: Signal<Local, Bits<32>>,
+    lmin: Signal<Local, Bits<5>>,
+    lifted: Signal<Local, Bits<5>>,
+    k_tmin0: Constant<Bits<5>>,
+    k_tmin1: Constant<Bits<5>>,
+    k_tmin2: Constant<Bits<5>>,
     csh: Signal<Local, Bits<8>>,
     qsh: Signal<Local, Bits<8>>,
     hl3: Signal<Local, Bits<16>>,
-    rolen: Signal<Local, Bits<16>>,
-    k1: Signal<Local, Bits<16>>,
+    k_wm: Constant<Bits<16>>,
+    wr: Signal<Local, Bit>,
+    kq: Signal<Local, Bits<16>>,
+    cntq: Signal<Local, Bits<16>>,
+    baseq: Signal<Local, Bits<16>>,
+    siq: Signal<Local, Bits<16>>,
+    sqq: Signal<Local, Bits<16>>,
 }
+
+// the RTL's range checks and seed lifting rely on these two protocol/noise constants
+const _: () = assert!(MAX_RUN_SWEEPS == 1 << 16);
+const _: () = assert!(TAUS88_MIN[0] <= 16 && TAUS88_MIN[1] <= 16 && TAUS88_MIN[2] <= 16);
 
 impl CommandUnit {
     /// The command unit of substrate `s` compiled to `prog`, link options `o`.
@@ -496,6 +509,21 @@ impl CommandUnit {
         );
         let coup_bits = bits_for(ncoup.max(1)).max(1);
         let coup: Vec<u32> = prog.couplings.iter().map(|&c| c as u16 as u32).collect();
+        // the largest value of the byte/word counters (k, cnt), the slot and result memory
+        // bases (base) and the unit counters (si, sq) of this build: a reply, a unit or
+        // readout index, the STATUS ROM, a memory address; their reads are masked to it
+        let bound = [
+            o.max_payload,
+            d,
+            r,
+            st.len() + 48,
+            (o.slots as usize) << slot_bits,
+            (o.slots as usize) << res_bits,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        let wm = (1u64 << (bits_for(bound + 1).min(16))) - 1;
         let k32 = |v: u32| Constant::new((v as u64).to_bits());
         let k24 = |v: u32| Constant::new((v as u64).to_bits());
         CommandUnit {
@@ -549,9 +577,10 @@ impl CommandUnit {
             have_exp: Default::default(),
             space: Default::default(),
             addr: Default::default(),
+            ahi_r: Default::default(),
             cnt: Default::default(),
-            rkind: Default::default(),
-            rlen: Default::default(),
+            rerr: Default::default(),
+            bp: Default::default(),
             ecode: Default::default(),
             replays: Default::default(),
             crc_cnt: Default::default(),
@@ -611,7 +640,6 @@ impl CommandUnit {
             k_m3: k8(3),
             k_st1: k8(1),
             k_st2: k8(2),
-            k_max_sweeps: k32(MAX_RUN_SWEEPS),
             k_max_sums: Constant::new((((o.max_payload - 5) / 4) as u64).to_bits()),
             k_clear: k32(ctrl_bits::CLEAR),
             k_noise_load: k32(ctrl_bits::NOISE_LOAD),
@@ -632,6 +660,7 @@ impl CommandUnit {
             dlen: Default::default(),
             nwords: Default::default(),
             ahi: Default::default(),
+            sw_over: Default::default(),
             end33: Default::default(),
             rend33: Default::default(),
             fv: Default::default(),
@@ -639,10 +668,8 @@ impl CommandUnit {
             ssum: Default::default(),
             sbyte: Default::default(),
             cin: Default::default(),
-            rbytes: Default::default(),
             wbyte: Default::default(),
             rel16: Default::default(),
-            ra16: Default::default(),
             ph1: Default::default(),
             wsh: Default::default(),
             cnt2: Default::default(),
@@ -657,19 +684,26 @@ impl CommandUnit {
             scend: Default::default(),
             roend: Default::default(),
             rbase: Default::default(),
-            rwa: Default::default(),
             rbyte: Default::default(),
             cbyte: Default::default(),
-            ca16: Default::default(),
             lock: Default::default(),
             cbase: Default::default(),
             opnd: Default::default(),
             lmin: Default::default(),
+            lifted: Default::default(),
+            k_tmin0: Constant::new((TAUS88_MIN[0] as u64).to_bits()),
+            k_tmin1: Constant::new((TAUS88_MIN[1] as u64).to_bits()),
+            k_tmin2: Constant::new((TAUS88_MIN[2] as u64).to_bits()),
             csh: Default::default(),
             qsh: Default::default(),
             hl3: Default::default(),
-            rolen: Default::default(),
-            k1: Default::default(),
+            k_wm: Constant::new(wm.to_bits()),
+            wr: Default::default(),
+            kq: Default::default(),
+            cntq: Default::default(),
+            baseq: Default::default(),
+            siq: Default::default(),
+            sqq: Default::default(),
         }
     }
 }
@@ -683,27 +717,33 @@ impl Logic for CommandUnit {
     fn update(&mut self) {
         dff_setup!(
             self, clock, state, ret, ph, off, nb, k, sr, hseq, hkind, hlen, exp, have_exp, space,
-            addr, cnt, rkind, rlen, ecode, replays, crc_cnt, fr_cnt, sacc, tag, paddr, pwdata, pwe,
-            base, same, woff, isrun, cst, slot_st, queue, qn, runs, sweep_base, abort, rs, cur, si,
-            sl, sq, sc, sph, sw, wcnt
+            addr, ahi_r, cnt, rerr, bp, ecode, replays, crc_cnt, fr_cnt, sacc, tag, paddr, pwdata,
+            pwe, base, same, woff, isrun, cst, slot_st, queue, qn, runs, sweep_base, abort, rs,
+            cur, si, sl, sq, sc, sph, sw, wcnt
         );
+        // the counters and addresses below never exceed `k_wm` in this build (see `new`)
+        self.kq.next = self.k.q.val() & self.k_wm.val();
+        self.cntq.next = self.cnt.q.val() & self.k_wm.val();
+        self.baseq.next = self.base.q.val() & self.k_wm.val();
+        self.siq.next = self.si.q.val() & self.k_wm.val();
+        self.sqq.next = self.sq.q.val() & self.k_wm.val();
         self.bmem.clock.next = self.clock.val();
         self.slotmem.clock.next = self.clock.val();
         self.res.clock.next = self.clock.val();
         self.coup.clock.next = self.clock.val();
         // memories: addresses from the counters
-        self.ix.next = self.addr.q.val().get_bits::<16>(0) + self.k.q.val();
-        self.sx.next = self.base.q.val() + self.k.q.val();
+        self.ix.next = self.addr.q.val().get_bits::<16>(0) + self.kq.val();
+        self.sx.next = self.baseq.val() + self.kq.val();
         // RESET reads the compiled biases; everything else reads and writes space 0
         self.bmem.read_address.next = self.ix.val() | self.k_shadow.val();
         if self.state.q.val() == CmdState::ResetLoop {
-            self.bmem.read_address.next = self.k.q.val();
+            self.bmem.read_address.next = self.kq.val();
         }
         self.bmem.write_address.next = self.ix.val() | self.k_shadow.val();
         self.bmem.write_data.next = self.sr.q.val();
         self.bmem.write_enable.next = false;
-        self.ident.address.next = self.k.q.val().get_bits::<5>(0);
-        self.stat.address.next = self.k.q.val().get_bits::<8>(0);
+        self.ident.address.next = self.kq.val().get_bits::<5>(0);
+        self.stat.address.next = self.kq.val().get_bits::<8>(0);
         self.slotmem.read_address.next = self.sx.val();
         self.slotmem.write_address.next = self.sx.val();
         self.slotmem.write_data.next = self.sr.q.val();
@@ -717,26 +757,28 @@ impl Logic for CommandUnit {
         self.coup.write_data.next = 0.into();
         self.coup.write_enable.next = false;
         self.lbase.address.next = (self.sl.q.val() << 2) | bit_cast::<8, 2>(self.sc.q.val());
-        self.rdo_rom.address.next = self.si.q.val().get_bits::<10>(0);
+        self.rdo_rom.address.next = self.siq.val().get_bits::<10>(0);
         // defaults
         self.pwe.d.next = false;
-        self.buf_we.next = false;
-        self.buf_addr.next = self.k.q.val().get_bits::<10>(0);
+        self.wr.next = false;
         self.buf_data.next = 0.into();
         self.rd_done.next = false;
         self.send.next = false;
         self.nsr.next = (self.sr.q.val() >> 8) | (bit_cast::<32, 8>(self.rd_data.val()) << 24);
         self.sdist.next = self.exp.q.val() - self.hseq.q.val() - 1;
-        self.dlen.next = self.hlen.q.val() - 5;
+        self.dlen.next = bit_cast::<16, 11>(self.hlen.q.val()) - 5;
         self.nwords.next = self.dlen.val() >> 2;
         // address ranges: units and couplings are at most 2^16, so an address with any of
         // bits 31..17 set is out of range and the end is an 18-bit sum
-        self.ahi.next = self.addr.q.val().get_bits::<15>(17).any();
-        self.end33.next = bit_cast::<18, 17>(self.addr.q.val().get_bits::<17>(0))
-            + bit_cast::<18, 16>(self.nwords.val());
+        self.ahi.next = self.ahi_r.q.val();
+        // RUN's sweeps (in `sr`) above MAX_RUN_SWEEPS = 2^16, without a 32-bit comparator
+        self.sw_over.next = self.sr.q.val().get_bits::<15>(17).any()
+            | (self.sr.q.val().get_bit(16) & self.sr.q.val().get_bits::<16>(0).any());
+        self.end33.next =
+            bit_cast::<18, 17>(self.addr.q.val()) + bit_cast::<18, 16>(self.nwords.val());
         self.rcnt.next = self.sr.q.val().get_bits::<16>(16);
-        self.rend33.next = bit_cast::<18, 17>(self.addr.q.val().get_bits::<17>(0))
-            + bit_cast::<18, 16>(self.rcnt.val());
+        self.rend33.next =
+            bit_cast::<18, 17>(self.addr.q.val()) + bit_cast::<18, 16>(self.rcnt.val());
         // the receiver's CRC and framing errors since the last RESET
         if self.crc_evt.val() {
             self.crc_cnt.d.next = self.crc_cnt.q.val() + 1;
@@ -744,7 +786,6 @@ impl Logic for CommandUnit {
         if self.framing_evt.val() {
             self.fr_cnt.d.next = self.fr_cnt.q.val() + 1;
         }
-        self.rbytes.next = self.rcnt.val() << 2;
         self.rcnt2.next = self.rcnt.val() << 1;
         // slots: state of the request's slot (`space` holds payload byte 0)
         self.ssh.next = bit_cast::<8, 2>(self.space.q.val().get_bits::<2>(0)) << 1;
@@ -754,26 +795,24 @@ impl Logic for CommandUnit {
             bit_cast::<16, 2>(self.space.q.val().get_bits::<2>(0)) << self.k_sbits.val();
         self.rbase.next =
             bit_cast::<16, 2>(self.space.q.val().get_bits::<2>(0)) << self.k_rbits.val();
-        self.hl3.next = self.hlen.q.val() - 3;
+        self.hl3.next = bit_cast::<16, 11>(self.hlen.q.val()) - 3;
         self.nsc.next = self.hl3.val() >> 2;
-        self.rolen.next = self.rbytes.val() + 5;
-        self.k1.next = self.k.q.val() + 1;
         self.scend.next = bit_cast::<17, 16>(self.rcnt.val()) + bit_cast::<17, 16>(self.nsc.val());
         self.roend.next = bit_cast::<17, 16>(self.sr.q.val().get_bits::<16>(0))
             + bit_cast::<17, 16>(self.rcnt.val());
         self.qsh.next = bit_cast::<8, 3>(self.qn.q.val()) << 1;
         // STATUS payload bytes 32..47 (k): the four u32 counters
         self.fv.next = self.runs.q.val();
-        if self.k.q.val() >= 36 {
+        if self.kq.val() >= 36 {
             self.fv.next = self.crc_cnt.q.val();
         }
-        if self.k.q.val() >= 40 {
+        if self.kq.val() >= 40 {
             self.fv.next = self.fr_cnt.q.val();
         }
-        if self.k.q.val() >= 44 {
+        if self.kq.val() >= 44 {
             self.fv.next = self.replays.q.val();
         }
-        self.fsh.next = self.fv.val() >> (bit_cast::<32, 2>(self.k.q.val().get_bits::<2>(0)) << 3);
+        self.fsh.next = self.fv.val() >> (bit_cast::<32, 2>(self.kq.val().get_bits::<2>(0)) << 3);
         // the one STATUS adder: field 0 starts from !sweep_base and adds with a carry in, so
         // its low 32 bits are `counter - sweep_base` (mod 2^32)
         self.cin.next = 0.into();
@@ -789,31 +828,30 @@ impl Logic for CommandUnit {
             self.sbyte.next = 0.into();
         }
         self.ph1.next = self.ph.q.val() - 1;
-        self.ra16.next = (self.k.q.val() << 2) + bit_cast::<16, 3>(self.ph1.val());
         // byte k (0..3) of `sr` (WmReply, RoHead)
-        self.wsh.next =
-            self.sr.q.val() >> (bit_cast::<32, 2>(self.k.q.val().get_bits::<2>(0)) << 3);
-        self.cnt2.next = self.cnt.q.val() << 1;
+        self.wsh.next = self.sr.q.val() >> (bit_cast::<32, 2>(self.kq.val().get_bits::<2>(0)) << 3);
+        self.cnt2.next = self.cntq.val() << 1;
         self.wbyte.next = self.bmem.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
         self.rbyte.next = self.res.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
         self.cbyte.next = self.coup.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
-        self.ca16.next = (self.k.q.val() << 1) + bit_cast::<16, 3>(self.ph1.val());
-        self.rwa.next = self.ra16.val() + 5;
         // sequencer: does it own the port and the slot memories?
         self.lock.next = !((self.rs.q.val() == SeqState::Idle)
             | (self.rs.q.val() == SeqState::WaitB)
             | (self.rs.q.val() == SeqState::WaitM));
         self.cbase.next = bit_cast::<16, 2>(self.cur.q.val()) << self.k_sbits.val();
-        self.opnd.next = (bit_cast::<24, 16>(self.sq.q.val()) << self.k_bbits.val())
+        self.opnd.next = (bit_cast::<24, 16>(self.sqq.val()) << self.k_bbits.val())
             | bit_cast::<24, 8>(self.sl.q.val());
         self.csh.next = bit_cast::<8, 2>(self.cur.q.val()) << 1;
-        self.lmin.next = 16.into();
+        // `lift` of seed word sc: a word below TAUS88_MIN[sc] (at most 16) gets it added,
+        // so the test and the sum need only the low 5 bits
+        self.lmin.next = self.k_tmin2.val();
         if self.sc.q.val() == 0 {
-            self.lmin.next = 2.into();
+            self.lmin.next = self.k_tmin0.val();
         }
         if self.sc.q.val() == 1 {
-            self.lmin.next = 8.into();
+            self.lmin.next = self.k_tmin1.val();
         }
+        self.lifted.next = self.sw.q.val().get_bits::<5>(0) + self.lmin.val();
         match self.state.q.val() {
             CmdState::Idle => {
                 if self.avail.val() & !self.busy.val() {
@@ -834,7 +872,8 @@ impl Logic for CommandUnit {
                         self.space.d.next = self.rd_data.val();
                     }
                     if self.off.q.val() == 8 {
-                        self.addr.d.next = self.nsr.val();
+                        self.addr.d.next = self.nsr.val().get_bits::<17>(0);
+                        self.ahi_r.d.next = self.nsr.val().get_bits::<15>(17).any();
                     }
                     self.off.d.next = self.off.q.val() + 1;
                     self.nb.d.next = self.nb.q.val() - 1;
@@ -846,7 +885,7 @@ impl Logic for CommandUnit {
             CmdState::Decide => {
                 self.hseq.d.next = self.sr.q.val().get_bits::<8>(0);
                 self.hkind.d.next = self.sr.q.val().get_bits::<8>(8);
-                self.hlen.d.next = self.sr.q.val().get_bits::<16>(16);
+                self.hlen.d.next = self.sr.q.val().get_bits::<11>(16);
                 // wait while the run sequencer owns the port and the slot memories
                 if !self.lock.val() {
                     self.state.d.next = CmdState::Exec;
@@ -855,8 +894,8 @@ impl Logic for CommandUnit {
             CmdState::Exec => {
                 self.k.d.next = 0.into();
                 self.ph.d.next = 0.into();
-                self.rkind.d.next = self.hkind.q.val() | 0x80;
-                self.rlen.d.next = 0.into();
+                self.rerr.d.next = false;
+                self.bp.d.next = 0.into();
                 if (self.hkind.q.val() == self.k_op_identify.val())
                     | !self.have_exp.q.val()
                     | (self.hseq.q.val() == self.exp.q.val())
@@ -876,17 +915,16 @@ impl Logic for CommandUnit {
                     self.state.d.next = CmdState::ErrReply;
                     self.ecode.d.next = self.k_e_unknown.val();
                     if self.hkind.q.val() == self.k_op_identify.val() {
-                        self.rlen.d.next = bit_cast::<11, 16>(self.k_ident_len.val());
                         self.state.d.next = CmdState::IdentCopy;
                     }
                     if self.hkind.q.val() == self.k_op_status.val() {
-                        self.rlen.d.next = 48.into();
                         self.sacc.d.next = bit_cast::<40, 32>(!self.sweep_base.q.val());
                         self.tag.d.next = 0.into();
                         self.state.d.next = CmdState::StatGather;
                     }
                     if self.hkind.q.val() == self.k_op_reset.val() {
                         self.addr.d.next = 0.into();
+                        self.ahi_r.d.next = false;
                         self.state.d.next = CmdState::ResetLoop;
                     }
                     if self.hkind.q.val() == self.k_op_write.val() {
@@ -936,10 +974,10 @@ impl Logic for CommandUnit {
                     self.ph.d.next = 1.into();
                 } else {
                     self.ph.d.next = 0.into();
-                    self.buf_we.next = true;
+                    self.wr.next = true;
                     self.buf_data.next = self.ident.data.val();
-                    self.k.d.next = self.k.q.val() + 1;
-                    if self.k.q.val() + 1 == self.k_ident_len.val() {
+                    self.k.d.next = self.kq.val() + 1;
+                    if self.kq.val() + 1 == self.k_ident_len.val() {
                         self.state.d.next = CmdState::Send;
                     }
                 }
@@ -947,7 +985,7 @@ impl Logic for CommandUnit {
             CmdState::StatGather => {
                 // entry k of the STATUS ROM: a counter read through the port (ph 1: address,
                 // ph 4: its value) added to the field's sum, or the end of a field
-                if self.k.q.val() == self.k_nstat.val() {
+                if self.kq.val() == self.k_nstat.val() {
                     self.k.d.next = 32.into();
                     self.state.d.next = CmdState::StatWrite;
                 } else {
@@ -962,31 +1000,29 @@ impl Logic for CommandUnit {
                     }
                     if self.ph.q.val() == 4 {
                         self.ph.d.next = 0.into();
-                        self.k.d.next = self.k.q.val() + 1;
+                        self.k.d.next = self.kq.val() + 1;
                         self.sacc.d.next = self.ssum.val();
                     }
                 }
             }
             CmdState::StatField => {
                 // the u64 field `tag`: bytes 8 tag + ph
-                self.buf_we.next = true;
-                self.buf_addr.next =
-                    (bit_cast::<10, 2>(self.tag.q.val()) << 3) | bit_cast::<10, 3>(self.ph.q.val());
+                self.wr.next = true;
                 self.buf_data.next = self.sbyte.val().get_bits::<8>(0);
                 self.ph.d.next = self.ph.q.val() + 1;
                 if self.ph.q.val() == 7 {
                     self.ph.d.next = 0.into();
-                    self.k.d.next = self.k.q.val() + 1;
+                    self.k.d.next = self.kq.val() + 1;
                     self.sacc.d.next = 0.into();
                     self.state.d.next = CmdState::StatGather;
                 }
             }
             CmdState::StatWrite => {
                 // bytes 32..47: runs, CRC errors, framing errors, replays
-                self.buf_we.next = true;
+                self.wr.next = true;
                 self.buf_data.next = self.fsh.val().get_bits::<8>(0);
-                self.k.d.next = self.k.q.val() + 1;
-                if self.k.q.val() == 47 {
+                self.k.d.next = self.kq.val() + 1;
+                if self.kq.val() == 47 {
                     self.state.d.next = CmdState::Send;
                 }
             }
@@ -994,9 +1030,9 @@ impl Logic for CommandUnit {
                 // k runs over the units: the compiled bias k (lower half of bmem) goes to space 0
                 // (ph 1) and to the conditioning of slot ph - 1 (ph 1..4)
                 self.slotmem.write_address.next =
-                    (bit_cast::<16, 3>(self.ph1.val()) << self.k_sbits.val()) + self.k.q.val();
+                    (bit_cast::<16, 3>(self.ph1.val()) << self.k_sbits.val()) + self.kq.val();
                 self.slotmem.write_data.next = self.bmem.read_data.val();
-                if self.k.q.val() == self.k_d16.val() {
+                if self.kq.val() == self.k_d16.val() {
                     self.ph.d.next = 0.into();
                     self.state.d.next = CmdState::ResetSweeps;
                 } else if self.ph.q.val() == 0 {
@@ -1010,7 +1046,7 @@ impl Logic for CommandUnit {
                     }
                     if self.ph.q.val() == 4 {
                         self.ph.d.next = 0.into();
-                        self.k.d.next = self.k.q.val() + 1;
+                        self.k.d.next = self.kq.val() + 1;
                     }
                 }
             }
@@ -1058,10 +1094,9 @@ impl Logic for CommandUnit {
                 }
             }
             CmdState::WmWrite => {
-                if self.k.q.val() == self.cnt.q.val() {
+                if self.kq.val() == self.cntq.val() {
                     self.k.d.next = 0.into();
-                    self.sr.d.next = bit_cast::<32, 16>(self.cnt.q.val());
-                    self.rlen.d.next = 4.into();
+                    self.sr.d.next = bit_cast::<32, 16>(self.cntq.val());
                     self.state.d.next = CmdState::WmReply;
                 } else {
                     // read the next word (4 bytes, continuing at `off`)
@@ -1074,14 +1109,14 @@ impl Logic for CommandUnit {
             CmdState::WmStore => {
                 // the word is in `sr`; bmem has seen `ix` for 8 cycles
                 self.bmem.write_enable.next = true;
-                self.k.d.next = self.k.q.val() + 1;
+                self.k.d.next = self.kq.val() + 1;
                 self.state.d.next = CmdState::WmWrite;
             }
             CmdState::WmReply => {
-                self.buf_we.next = true;
+                self.wr.next = true;
                 self.buf_data.next = self.wsh.val().get_bits::<8>(0);
-                self.k.d.next = self.k.q.val() + 1;
-                if self.k.q.val() == 3 {
+                self.k.d.next = self.kq.val() + 1;
+                if self.kq.val() == 3 {
                     self.state.d.next = CmdState::Send;
                 }
             }
@@ -1096,7 +1131,6 @@ impl Logic for CommandUnit {
                     if self.rcnt.val() > self.k_words0.val() {
                         self.ecode.d.next = self.k_e_length.val();
                     } else if !self.ahi.val() & (self.rend33.val() <= self.k_units.val()) {
-                        self.rlen.d.next = bit_cast::<11, 16>(self.rbytes.val());
                         self.state.d.next = CmdState::RmWord;
                     }
                 }
@@ -1104,7 +1138,6 @@ impl Logic for CommandUnit {
                     if self.rcnt.val() > self.k_words1.val() {
                         self.ecode.d.next = self.k_e_length.val();
                     } else if !self.ahi.val() & (self.rend33.val() <= self.k_units.val()) {
-                        self.rlen.d.next = bit_cast::<11, 16>(self.rcnt2.val());
                         self.state.d.next = CmdState::RmZeros;
                     }
                 }
@@ -1112,51 +1145,48 @@ impl Logic for CommandUnit {
                     if self.rcnt.val() > self.k_words1.val() {
                         self.ecode.d.next = self.k_e_length.val();
                     } else if !self.ahi.val() & (self.rend33.val() <= self.k_ncoup.val()) {
-                        self.rlen.d.next = bit_cast::<11, 16>(self.rcnt2.val());
                         self.state.d.next = CmdState::RmCoup;
                     }
                 }
             }
             CmdState::RmWord => {
                 // ph 0: bmem reads word k; ph 1..4: its bytes
-                if self.k.q.val() == self.cnt.q.val() {
+                if self.kq.val() == self.cntq.val() {
                     self.state.d.next = CmdState::Send;
                 } else {
                     self.ph.d.next = self.ph.q.val() + 1;
                     if self.ph.q.val() != 0 {
-                        self.buf_we.next = true;
-                        self.buf_addr.next = self.ra16.val().get_bits::<10>(0);
+                        self.wr.next = true;
                         self.buf_data.next = self.wbyte.val().get_bits::<8>(0);
                     }
                     if self.ph.q.val() == 4 {
                         self.ph.d.next = 0.into();
-                        self.k.d.next = self.k.q.val() + 1;
+                        self.k.d.next = self.kq.val() + 1;
                     }
                 }
             }
             CmdState::RmZeros => {
-                if self.k.q.val() == self.cnt2.val() {
+                if self.kq.val() == self.cnt2.val() {
                     self.state.d.next = CmdState::Send;
                 } else {
-                    self.buf_we.next = true;
+                    self.wr.next = true;
                     self.buf_data.next = 0.into();
-                    self.k.d.next = self.k.q.val() + 1;
+                    self.k.d.next = self.kq.val() + 1;
                 }
             }
             CmdState::RmCoup => {
                 // ph 0: the coupling ROM reads word k; ph 1, 2: its bytes (i16 little-endian)
-                if self.k.q.val() == self.cnt.q.val() {
+                if self.kq.val() == self.cntq.val() {
                     self.state.d.next = CmdState::Send;
                 } else {
                     self.ph.d.next = self.ph.q.val() + 1;
                     if self.ph.q.val() != 0 {
-                        self.buf_we.next = true;
-                        self.buf_addr.next = self.ca16.val().get_bits::<10>(0);
+                        self.wr.next = true;
                         self.buf_data.next = self.cbyte.val().get_bits::<8>(0);
                     }
                     if self.ph.q.val() == 2 {
                         self.ph.d.next = 0.into();
-                        self.k.d.next = self.k.q.val() + 1;
+                        self.k.d.next = self.kq.val() + 1;
                     }
                 }
             }
@@ -1184,7 +1214,7 @@ impl Logic for CommandUnit {
                 self.woff.d.next = 5.into();
                 self.isrun.d.next = true;
                 self.state.d.next = CmdState::CwStart;
-                if (self.sr.q.val() == 0) | (self.sr.q.val() > self.k_max_sweeps.val()) {
+                if (self.sr.q.val() == 0) | self.sw_over.val() {
                     self.ecode.d.next = self.k_e_param.val();
                     self.state.d.next = CmdState::ErrReply;
                 } else if self.space.q.val() >= self.k_slots.val() {
@@ -1204,7 +1234,7 @@ impl Logic for CommandUnit {
                 }
             }
             CmdState::CmpNext => {
-                if self.k.q.val() == self.cnt.q.val() {
+                if self.kq.val() == self.cntq.val() {
                     self.state.d.next = CmdState::CwDecide;
                 } else {
                     self.nb.d.next = 4.into();
@@ -1218,7 +1248,7 @@ impl Logic for CommandUnit {
                 if self.sr.q.val() != self.slotmem.read_data.val() {
                     self.same.d.next = false;
                 }
-                self.k.d.next = self.k.q.val() + 1;
+                self.k.d.next = self.kq.val() + 1;
                 self.state.d.next = CmdState::CmpNext;
             }
             CmdState::CwDecide => {
@@ -1233,7 +1263,7 @@ impl Logic for CommandUnit {
                 }
             }
             CmdState::WrNext => {
-                if self.k.q.val() == self.cnt.q.val() {
+                if self.kq.val() == self.cntq.val() {
                     self.state.d.next = CmdState::CwFinish;
                 } else {
                     self.nb.d.next = 4.into();
@@ -1244,7 +1274,7 @@ impl Logic for CommandUnit {
             }
             CmdState::WrWord => {
                 self.slotmem.write_enable.next = true;
-                self.k.d.next = self.k.q.val() + 1;
+                self.k.d.next = self.kq.val() + 1;
                 self.state.d.next = CmdState::WrNext;
             }
             CmdState::CwFinish => {
@@ -1264,7 +1294,6 @@ impl Logic for CommandUnit {
                 self.base.d.next = self.sbase.val() + self.k_d16.val();
                 self.k.d.next = 0.into();
                 self.ph.d.next = 0.into();
-                self.rlen.d.next = 5.into();
                 self.cnt.d.next = 0.into();
                 self.state.d.next = CmdState::RoSweeps;
                 if self.rcnt.val() > self.k_max_sums.val() {
@@ -1275,7 +1304,6 @@ impl Logic for CommandUnit {
                     self.state.d.next = CmdState::ErrReply;
                 } else if self.sst.val() == 2 {
                     self.cnt.d.next = self.rcnt.val();
-                    self.rlen.d.next = bit_cast::<11, 16>(self.rolen.val());
                     if self.roend.val() > self.k_r17.val() {
                         self.ecode.d.next = self.k_e_address.val();
                         self.state.d.next = CmdState::ErrReply;
@@ -1286,8 +1314,7 @@ impl Logic for CommandUnit {
                 // ph 0: the slot memory reads the run's sweeps; ph 1: state byte, sweeps to sr
                 self.ph.d.next = 1.into();
                 if self.ph.q.val() == 1 {
-                    self.buf_we.next = true;
-                    self.buf_addr.next = 0.into();
+                    self.wr.next = true;
                     self.buf_data.next = self.cst.q.val();
                     self.sr.d.next = 0.into();
                     if self.cst.q.val() == 2 {
@@ -1298,43 +1325,40 @@ impl Logic for CommandUnit {
                 }
             }
             CmdState::RoHead => {
-                self.buf_we.next = true;
-                self.buf_addr.next = self.k1.val().get_bits::<10>(0);
+                self.wr.next = true;
                 self.buf_data.next = self.wsh.val().get_bits::<8>(0);
-                self.k.d.next = self.k.q.val() + 1;
+                self.k.d.next = self.kq.val() + 1;
                 self.ph.d.next = 0.into();
-                if self.k.q.val() == 3 {
+                if self.kq.val() == 3 {
                     self.k.d.next = 0.into();
                     self.state.d.next = CmdState::RoSums;
                 }
             }
             CmdState::RoSums => {
                 // ph 0: the result memory reads sum k; ph 1..4: its bytes
-                if self.k.q.val() == self.cnt.q.val() {
+                if self.kq.val() == self.cntq.val() {
                     self.state.d.next = CmdState::Send;
                 } else {
                     self.ph.d.next = self.ph.q.val() + 1;
                     if self.ph.q.val() != 0 {
-                        self.buf_we.next = true;
-                        self.buf_addr.next = self.rwa.val().get_bits::<10>(0);
+                        self.wr.next = true;
                         self.buf_data.next = self.rbyte.val().get_bits::<8>(0);
                     }
                     if self.ph.q.val() == 4 {
                         self.ph.d.next = 0.into();
-                        self.k.d.next = self.k.q.val() + 1;
+                        self.k.d.next = self.kq.val() + 1;
                     }
                 }
             }
             CmdState::ErrReply => {
-                self.rkind.d.next = self.k_error.val();
-                self.rlen.d.next = 2.into();
-                self.buf_we.next = true;
+                self.rerr.d.next = true;
+                self.wr.next = true;
                 self.buf_data.next = self.hkind.q.val();
-                if self.k.q.val() == 1 {
+                if self.kq.val() == 1 {
                     self.buf_data.next = self.ecode.q.val();
                     self.state.d.next = CmdState::Send;
                 }
-                self.k.d.next = self.k.q.val() + 1;
+                self.k.d.next = self.kq.val() + 1;
             }
             CmdState::Send => {
                 self.send.next = true;
@@ -1366,8 +1390,8 @@ impl Logic for CommandUnit {
             }
             SeqState::Units => {
                 // unit si (lane sl, index sq): bias <- code, state <- 0, readout <- 0
-                self.slotmem.read_address.next = self.cbase.val() + self.si.q.val();
-                if self.si.q.val() == self.k_d16.val() {
+                self.slotmem.read_address.next = self.cbase.val() + self.siq.val();
+                if self.siq.val() == self.k_d16.val() {
                     self.sl.d.next = 0.into();
                     self.sc.d.next = 0.into();
                     self.sph.d.next = 0.into();
@@ -1377,7 +1401,7 @@ impl Logic for CommandUnit {
                     if self.sph.q.val() == 1 {
                         self.paddr.d.next = self.k_rg_bias.val()
                             | (bit_cast::<24, 8>(self.sl.q.val()) << 12)
-                            | bit_cast::<24, 16>(self.sq.q.val());
+                            | bit_cast::<24, 16>(self.sqq.val());
                         self.pwdata.d.next = self.slotmem.read_data.val();
                         self.pwe.d.next = true;
                     }
@@ -1391,11 +1415,11 @@ impl Logic for CommandUnit {
                         self.pwdata.d.next = 0.into();
                         self.pwe.d.next = true;
                         self.sph.d.next = 0.into();
-                        self.si.d.next = self.si.q.val() + 1;
+                        self.si.d.next = self.siq.val() + 1;
                         self.sl.d.next = self.sl.q.val() + 1;
                         if self.sl.q.val() + 1 == self.k_p8.val() {
                             self.sl.d.next = 0.into();
-                            self.sq.d.next = self.sq.q.val() + 1;
+                            self.sq.d.next = self.sqq.val() + 1;
                         }
                     }
                 }
@@ -1417,8 +1441,10 @@ impl Logic for CommandUnit {
                             | (bit_cast::<24, 8>(self.sl.q.val()) << 8)
                             | bit_cast::<24, 2>(self.sc.q.val());
                         self.pwdata.d.next = self.sw.q.val();
-                        if self.sw.q.val() < self.lmin.val() {
-                            self.pwdata.d.next = self.sw.q.val() + self.lmin.val();
+                        if !self.sw.q.val().get_bits::<27>(5).any()
+                            & (self.sw.q.val().get_bits::<5>(0) < self.lmin.val())
+                        {
+                            self.pwdata.d.next = bit_cast::<32, 5>(self.lifted.val());
                         }
                         self.pwe.d.next = true;
                         self.sph.d.next = 0.into();
@@ -1513,7 +1539,7 @@ impl Logic for CommandUnit {
             }
             SeqState::Copy => {
                 // readout unit si: its accumulator (read through the port) to the result memory
-                if self.si.q.val() == self.k_r16.val() {
+                if self.siq.val() == self.k_r16.val() {
                     self.rs.d.next = SeqState::Finish;
                 } else {
                     self.sph.d.next = self.sph.q.val() + 1;
@@ -1524,10 +1550,10 @@ impl Logic for CommandUnit {
                     if self.sph.q.val() == 4 {
                         self.res.write_address.next = (bit_cast::<16, 2>(self.cur.q.val())
                             << self.k_rbits.val())
-                            + self.si.q.val();
+                            + self.siq.val();
                         self.res.write_enable.next = !self.abort.q.val();
                         self.sph.d.next = 0.into();
-                        self.si.d.next = self.si.q.val() + 1;
+                        self.si.d.next = self.siq.val() + 1;
                     }
                 }
             }
@@ -1561,11 +1587,21 @@ impl Logic for CommandUnit {
         }
         self.active.next = (self.rs.q.val() != SeqState::Idle) | (self.qn.q.val() != 0);
         self.rd_off.next = self.off.q.val();
-        self.rel16.next = self.hlen.q.val() + 4;
+        self.rel16.next = bit_cast::<16, 11>(self.hlen.q.val()) + 4;
         self.release_bytes.next = self.rel16.val().get_bits::<12>(0);
         self.seq.next = self.hseq.q.val();
-        self.kind.next = self.rkind.q.val();
-        self.len.next = self.rlen.q.val();
+        self.kind.next = self.hkind.q.val() | 0x80;
+        if self.rerr.q.val() {
+            self.kind.next = self.k_error.val();
+        }
+        // the reply's bytes are written in order from 0: `bp` is the next byte's address and,
+        // at `send`, the payload length
+        self.buf_we.next = self.wr.val();
+        self.buf_addr.next = self.bp.q.val().get_bits::<10>(0);
+        if self.wr.val() {
+            self.bp.d.next = self.bp.q.val() + 1;
+        }
+        self.len.next = self.bp.q.val();
         self.cfg_addr.next = self.paddr.q.val();
         self.cfg_wdata.next = self.pwdata.q.val();
         self.cfg_we.next = self.pwe.q.val();
