@@ -635,7 +635,8 @@ impl Logic for FrameTx {
                 } else {
                     self.ph.d.next = false;
                     // the scan is the CRC's only pass (the CRC bytes themselves excluded)
-                    if self.p.q.val() < self.pay_end.val() {
+                    // (in Scan `pos` is `p`: the comparator of the byte mux serves)
+                    if !(self.pos.val() >= self.pay_end.val()) {
                         self.ncrc.d.next = !self.crc.crc_out.val();
                     }
                     if self.bb.val() == 0 {

@@ -48,6 +48,24 @@ pub mod ctrl_bits {
     pub const READOUT_OFF: u32 = 16;
 }
 
+/// The read port's source index of configuration address `a` (registered in the port's first
+/// cycle, selected in the second): 0 none (reads 0), 1..=4 the control offsets 0..=3,
+/// `5 + 2l (+1)` lane `l`'s saturation counters, `5 + 2P + 2s (+1)` side `s`'s, `5 + 2P + 2S + b`
+/// the state of bank `b`, `5 + 3P + 2S + l` lane `l`'s readout accumulator.
+fn read_source(p: usize, s: usize, bbits: usize, a: u64) -> usize {
+    let reg = a >> 20;
+    let bank = (a & ((1u64 << bbits) - 1)) as usize;
+    let off = a & 0xF_FFFF;
+    match reg {
+        0 if off < 4 => 1 + off as usize,
+        0 if (0x100..0x100 + 2 * p as u64).contains(&off) => 5 + (off - 0x100) as usize,
+        0 if (0x200..0x200 + 2 * s as u64).contains(&off) => 5 + 2 * p + (off - 0x200) as usize,
+        2 if bank < p => 5 + 2 * p + 2 * s + bank,
+        7 if bank < p => 5 + 3 * p + 2 * s + bank,
+        _ => 0,
+    }
+}
+
 /// The whole substrate (DESIGN.md §6).
 ///
 /// **Computes** `n` Jacobi sweeps of `Engine::<Fixed>::sweep` per run: a bus phase in which
@@ -100,7 +118,7 @@ pub struct SubstrateTop {
     lines: Vec<DFF<Bits<16>>>,
     nsw: DFF<Bits<32>>,
     rdo_en: DFF<Bit>,
-    rsel: DFF<Bits<24>>,
+    rsel: DFF<Bits<8>>,
     rdata: DFF<Bits<32>>,
     start_late: DFF<Bit>,
     _p: usize,
@@ -118,6 +136,10 @@ impl SubstrateTop {
     pub fn new(prog: &HwProgram) -> Self {
         let p = prog.p;
         let s = prog.sides.len();
+        assert!(
+            5 + 4 * p + 2 * s <= 255,
+            "{p} lanes and {s} bus sides: the read port's 8-bit source index holds at most 255"
+        );
         SubstrateTop {
             clock: Default::default(),
             cfg_addr: Default::default(),
@@ -353,45 +375,33 @@ impl Logic for SubstrateTop {
                 }
             }
         }
-        // read port
-        self.rsel.d.next = self.cfg_addr.val();
-        let ra = self.rsel.q.val().to_u64();
-        let rreg = ra >> 20;
-        let rbank = ra & bmask;
-        let mut rv: u64 = 0;
-        if rreg == 0 {
-            let off = ra & 0xFFFFF;
-            let nerr = self.lanes.iter().any(|l| l.noise_err.val());
-            rv = match off {
-                0 => running as u64 | ((nerr as u64) << 1),
-                1 => self.ctrl.sweeps.val().to_u64(),
-                2 => self.ctrl.cycles.val().to_u64(),
-                3 => self.nsw.q.val().to_u64(),
-                _ => 0,
-            };
-            for l in 0..p {
-                if off == 0x100 + 2 * l as u64 {
-                    rv = self.lanes[l].cnt_acc.val().to_u64();
-                }
-                if off == 0x101 + 2 * l as u64 {
-                    rv = self.lanes[l].cnt_state.val().to_u64();
-                }
+        // read port: the first cycle decodes the address into a source index (`read_source`;
+        // 8 bits are registered, not the 24-bit address), the second selects the source
+        self.rsel.d.next = (read_source(p, s, self._bbits, a) as u64).to_bits();
+        let ri = self.rsel.q.val().to_u64() as usize;
+        let (c_side, c_repl, c_rdo) = (5 + 2 * p, 5 + 2 * p + 2 * s, 5 + 3 * p + 2 * s);
+        let nerr = self.lanes.iter().any(|l| l.noise_err.val());
+        let rv: u64 = match ri {
+            1 => running as u64 | ((nerr as u64) << 1),
+            2 => self.ctrl.sweeps.val().to_u64(),
+            3 => self.ctrl.cycles.val().to_u64(),
+            4 => self.nsw.q.val().to_u64(),
+            i if (5..c_side).contains(&i) && (i - 5) % 2 == 0 => {
+                self.lanes[(i - 5) / 2].cnt_acc.val().to_u64()
             }
-            for si in 0..s {
-                if off == 0x200 + 2 * si as u64 {
-                    rv = self.sides[si].cnt_acc.val().to_u64();
-                }
-                if off == 0x201 + 2 * si as u64 {
-                    rv = self.sides[si].cnt_bus.val().to_u64();
-                }
+            i if (5..c_side).contains(&i) => self.lanes[(i - 5) / 2].cnt_state.val().to_u64(),
+            i if (c_side..c_repl).contains(&i) && (i - c_side) % 2 == 0 => {
+                self.sides[(i - c_side) / 2].cnt_acc.val().to_u64()
             }
-        } else if rreg == 2 {
-            if rbank < p as u64 {
-                rv = self.repl[rbank as usize].read_data.val().to_u64() & 0xFFFF;
+            i if (c_side..c_repl).contains(&i) => {
+                self.sides[(i - c_side) / 2].cnt_bus.val().to_u64()
             }
-        } else if rreg == 7 && rbank < p as u64 {
-            rv = self.lanes[rbank as usize].rdo_data.val().to_u64();
-        }
+            i if (c_repl..c_rdo).contains(&i) => {
+                self.repl[i - c_repl].read_data.val().to_u64() & 0xFFFF
+            }
+            i if (c_rdo..c_rdo + p).contains(&i) => self.lanes[i - c_rdo].rdo_data.val().to_u64(),
+            _ => 0,
+        };
         self.rdata.d.next = rv.to_bits();
         self.cfg_rdata.next = self.rdata.q.val();
         self.running.next = running;
@@ -664,7 +674,53 @@ impl SubstrateTop {
             .unwrap();
         }
         // read port
-        writeln!(w, "  rsel$d = cfg_addr;\n  rdata$d = 32'd0;").unwrap();
+        // the address's source index (`read_source`), registered; then the source
+        writeln!(w, "  rsel$d = 8'd0;\n  rdata$d = 32'd0;").unwrap();
+        let (c_side, c_repl, c_rdo) = (5 + 2 * p, 5 + 2 * p + 2 * s, 5 + 3 * p + 2 * s);
+        writeln!(
+            w,
+            "  if (cfg_addr[23:20] == 4'd0) begin\n    case (cfg_addr[19:0])"
+        )
+        .unwrap();
+        for off in 0..4 {
+            writeln!(w, "      20'd{off}: rsel$d = 8'd{};", 1 + off).unwrap();
+        }
+        for l in 0..p {
+            writeln!(
+                w,
+                "      20'd{}: rsel$d = 8'd{};\n      20'd{}: rsel$d = 8'd{};",
+                0x100 + 2 * l,
+                5 + 2 * l,
+                0x101 + 2 * l,
+                6 + 2 * l
+            )
+            .unwrap();
+        }
+        for si in 0..s {
+            writeln!(
+                w,
+                "      20'd{}: rsel$d = 8'd{};\n      20'd{}: rsel$d = 8'd{};",
+                0x200 + 2 * si,
+                c_side + 2 * si,
+                0x201 + 2 * si,
+                c_side + 2 * si + 1
+            )
+            .unwrap();
+        }
+        writeln!(w, "      default: rsel$d = 8'd0;\n    endcase").unwrap();
+        for (region, first) in [(2, c_repl), (7, c_rdo)] {
+            writeln!(
+                w,
+                "  end else if (cfg_addr[23:20] == 4'd{region}) begin\n    case (cfg_addr[15:0] & 16'd{})",
+                (1u32 << bb) - 1
+            )
+            .unwrap();
+            for bk in 0..p {
+                writeln!(w, "      16'd{bk}: rsel$d = 8'd{};", first + bk).unwrap();
+            }
+            writeln!(w, "      default: rsel$d = 8'd0;\n    endcase").unwrap();
+        }
+        writeln!(w, "  end").unwrap();
         let nerr = if p == 0 {
             "1'b0".to_string()
         } else {
@@ -675,57 +731,43 @@ impl SubstrateTop {
         };
         writeln!(
             w,
-            "  if (rsel$q[23:20] == 4'd0) begin
-    case (rsel$q[19:0])
-      20'd0: rdata$d = {{30'd0, ({nerr}), running_w}};
-      20'd1: rdata$d = ctrl$sweeps;
-      20'd2: rdata$d = ctrl$cycles;
-      20'd3: rdata$d = nsw$q;"
+            "  case (rsel$q)
+    8'd1: rdata$d = {{30'd0, ({nerr}), running_w}};
+    8'd2: rdata$d = ctrl$sweeps;
+    8'd3: rdata$d = ctrl$cycles;
+    8'd4: rdata$d = nsw$q;"
         )
         .unwrap();
         for l in 0..p {
             writeln!(
                 w,
-                "      20'd{}: rdata$d = lanes${l}$cnt_acc;\n      20'd{}: rdata$d = lanes${l}$cnt_state;",
-                0x100 + 2 * l,
-                0x101 + 2 * l
+                "    8'd{}: rdata$d = lanes${l}$cnt_acc;\n    8'd{}: rdata$d = lanes${l}$cnt_state;",
+                5 + 2 * l,
+                6 + 2 * l
             )
             .unwrap();
         }
         for si in 0..s {
             writeln!(
                 w,
-                "      20'd{}: rdata$d = sides${si}$cnt_acc;\n      20'd{}: rdata$d = sides${si}$cnt_bus;",
-                0x200 + 2 * si,
-                0x201 + 2 * si
+                "    8'd{}: rdata$d = sides${si}$cnt_acc;\n    8'd{}: rdata$d = sides${si}$cnt_bus;",
+                c_side + 2 * si,
+                c_side + 2 * si + 1
             )
             .unwrap();
         }
-        writeln!(w, "      default: rdata$d = 32'd0;\n    endcase").unwrap();
-        writeln!(
-            w,
-            "  end else if (rsel$q[23:20] == 4'd2) begin\n    case (rsel$q[15:0] & 16'd{})",
-            (1u32 << bb) - 1
-        )
-        .unwrap();
         for bk in 0..p {
             writeln!(
                 w,
-                "      16'd{bk}: rdata$d = {{16'd0, repl${bk}$read_data[15:0]}};"
+                "    8'd{}: rdata$d = {{16'd0, repl${bk}$read_data[15:0]}};",
+                c_repl + bk
             )
             .unwrap();
         }
-        writeln!(w, "      default: rdata$d = 32'd0;\n    endcase").unwrap();
-        writeln!(
-            w,
-            "  end else if (rsel$q[23:20] == 4'd7) begin\n    case (rsel$q[15:0] & 16'd{})",
-            (1u32 << bb) - 1
-        )
-        .unwrap();
         for l in 0..p {
-            writeln!(w, "      16'd{l}: rdata$d = lanes${l}$rdo_data;").unwrap();
+            writeln!(w, "    8'd{}: rdata$d = lanes${l}$rdo_data;", c_rdo + l).unwrap();
         }
-        writeln!(w, "      default: rdata$d = 32'd0;\n    endcase\n  end").unwrap();
+        writeln!(w, "    default: rdata$d = 32'd0;\n  endcase").unwrap();
         writeln!(w, "  cfg_rdata = rdata$q;\n  running = running_w;\nend").unwrap();
         v
     }
