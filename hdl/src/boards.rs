@@ -15,7 +15,7 @@
 //! configuration). Power-up reset is the FPGA's configuration.
 //!
 //! LEDs: **running** (heartbeat, ~1.4 Hz, counting only when the PLL is locked and the reset is
-//! released), **activity** (stretched ~40 ms after any start bit on `rx` or `tx`), **error** (a UART stop-bit,
+//! released), **activity** (stretched 20-40 ms after any low level on `rx` or `tx`), **error** (a UART stop-bit,
 //! CRC or framing error has been seen since power-up: `LinkTop`'s sticky `error` flag).
 //! The ULX3S also shows PLL lock and reset; the iCEBreaker shows them on the PMOD2 snap-off LEDs.
 
@@ -364,10 +364,10 @@ pub fn board_verilog(
 ) -> Result<String, Error> {
     let link = rename_top(link_verilog)?;
     let hz = pll_mhz * 1e6;
-    // heartbeat: bit `hb` toggles every 2^hb cycles (~0.35 s), activity: ~40 ms
-    let hb = (hz * 0.35).log2().round().max(1.0) as u32;
-    let act = (hz * 0.04).round().max(1.0) as u64;
-    let actw = 64 - act.leading_zeros();
+    // heartbeat: bit `hb` toggles every 2^hb cycles (~0.35 s); activity: held until bit `acb`
+    // of the same counter (2^acb cycles, ~20 ms) has toggled twice, i.e. 20-40 ms
+    let hb = (hz * 0.35).log2().round().max(2.0) as u32;
+    let acb = ((hz * 0.02).log2().round().max(1.0) as u32).min(hb - 1);
     let (ports, pins) = match board {
         Board::Ulx3s85f => (
             "    input  clk_25mhz,      // 25 MHz oscillator (G2)
@@ -436,11 +436,14 @@ module board (
     reg [{hbm}:0] hb = 0;
     always @(posedge clk) if (rst) hb <= 0; else hb <= hb + 1'b1;
     wire run_led = hb[{hbm}];
-    reg [{actm}:0] act = 0;
-    always @(posedge clk)
-        if (~link_rx | ~link_tx) act <= {actw}'d{act};
-        else if (act != 0) act <= act - 1'b1;
-    wire act_led = act != 0;
+    // activity: set by a low level on rx or tx, cleared at the second toggle of hb[{acb}]
+    // after the last one (no counter of its own)
+    reg act_led = 1'b0, act_arm = 1'b0, hb_a = 1'b0;
+    always @(posedge clk) begin
+        hb_a <= hb[{acb}];
+        if (~link_rx | ~link_tx) begin act_led <= 1'b1; act_arm <= 1'b0; end
+        else if (hb_a != hb[{acb}]) begin act_led <= act_led & ~act_arm; act_arm <= act_led; end
+    end
     reg err = 1'b0;
     // the link's sticky flag: a UART stop-bit, CRC or framing error since power-up
     always @(posedge clk) err <= link_error;
@@ -450,7 +453,6 @@ endmodule
         name = board.name(),
         device = board.device(),
         hbm = hb,
-        actm = actw - 1,
     ))
 }
 

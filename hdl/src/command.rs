@@ -405,7 +405,6 @@ pub struct CommandUnit {
     wbyte: Signal<Local, Bits<32>>,
     rel16: Signal<Local, Bits<16>>,
     ph1: Signal<Local, Bits<3>>,
-    wsh: Signal<Local, Bits<32>>,
     cnt2: Signal<Local, Bits<16>>,
     rcnt: Signal<Local, Bits<16>>,
     rcnt2: Signal<Local, Bits<16>>,
@@ -671,7 +670,6 @@ impl CommandUnit {
             wbyte: Default::default(),
             rel16: Default::default(),
             ph1: Default::default(),
-            wsh: Default::default(),
             cnt2: Default::default(),
             rcnt: Default::default(),
             rcnt2: Default::default(),
@@ -828,8 +826,6 @@ impl Logic for CommandUnit {
             self.sbyte.next = 0.into();
         }
         self.ph1.next = self.ph.q.val() - 1;
-        // byte k (0..3) of `sr` (WmReply, RoHead)
-        self.wsh.next = self.sr.q.val() >> (bit_cast::<32, 2>(self.kq.val().get_bits::<2>(0)) << 3);
         self.cnt2.next = self.cntq.val() << 1;
         self.wbyte.next = self.bmem.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
         self.rbyte.next = self.res.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
@@ -1114,7 +1110,8 @@ impl Logic for CommandUnit {
             }
             CmdState::WmReply => {
                 self.wr.next = true;
-                self.buf_data.next = self.wsh.val().get_bits::<8>(0);
+                self.buf_data.next = self.sr.q.val().get_bits::<8>(0);
+                self.sr.d.next = self.nsr.val();
                 self.k.d.next = self.kq.val() + 1;
                 if self.kq.val() == 3 {
                     self.state.d.next = CmdState::Send;
@@ -1326,7 +1323,8 @@ impl Logic for CommandUnit {
             }
             CmdState::RoHead => {
                 self.wr.next = true;
-                self.buf_data.next = self.wsh.val().get_bits::<8>(0);
+                self.buf_data.next = self.sr.q.val().get_bits::<8>(0);
+                self.sr.d.next = self.nsr.val();
                 self.k.d.next = self.kq.val() + 1;
                 self.ph.d.next = 0.into();
                 if self.kq.val() == 3 {
