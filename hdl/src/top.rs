@@ -48,6 +48,13 @@ pub mod ctrl_bits {
     pub const READOUT_OFF: u32 = 16;
 }
 
+/// The bits of a lane's `line_sel` that select a line register: `n_lines` rounded up to a power
+/// of two, minus one (a LINE operand is taken modulo that; `HwProgram` emits only operands
+/// below `n_lines`).
+fn line_mask(n_lines: usize) -> usize {
+    n_lines.next_power_of_two().max(1) - 1
+}
+
 /// The read port's source index of configuration address `a` (registered in the port's first
 /// cycle, selected in the second): 0 none (reads 0), 1..=4 the control offsets 0..=3,
 /// `5 + 2l (+1)` lane `l`'s saturation counters, `5 + 2P + 2s (+1)` side `s`'s, `5 + 2P + 2S + b`
@@ -261,7 +268,9 @@ impl Logic for SubstrateTop {
             } else {
                 0
             };
-            let ls = self.lanes[l].line_sel.val().to_u64() as usize;
+            // the line operand modulo the line registers' power of two (compiled programs
+            // never exceed it): a 2-bit select for 4 lines, not a 16-bit compare per line
+            let ls = self.lanes[l].line_sel.val().to_u64() as usize & line_mask(self.lines.len());
             let lv = if ls < self.lines.len() {
                 self.lines[ls].q.val().to_u64()
             } else {
@@ -551,7 +560,7 @@ impl SubstrateTop {
                 .unwrap();
             }
             writeln!(w, "    default: lanes${l}$rd_data = 16'd0;\n  endcase").unwrap();
-            writeln!(w, "  case (lanes${l}$line_sel)").unwrap();
+            writeln!(w, "  case (lanes${l}$line_sel & 16'd{})", line_mask(nl)).unwrap();
             for li in 0..nl {
                 writeln!(w, "    16'd{li}: lanes${l}$line_val = lines${li}$q;").unwrap();
             }
