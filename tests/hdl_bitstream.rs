@@ -111,7 +111,8 @@ fn hdl_bitstream_too_large_does_not_fit() {
         .expect_err("12 multipliers do not fit 8 DSPs")
         .to_string();
     assert!(
-        e.contains("does not fit: needs 12 DSP multipliers, device has 8"),
+        e.contains("does not fit: needs 12 DSP multipliers, device has 8")
+            && e.contains("at most 2 lanes fit"),
         "{e}"
     );
     assert!(t.elapsed().as_secs() < 10, "fails before synthesis");
