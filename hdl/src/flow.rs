@@ -221,7 +221,12 @@ pub fn load_substrate(
 /// side (line MAC, line gain). Each is a 16x16 product that `synth_ecp5` / `synth_ice40 -dsp`
 /// map to one hard multiplier (checked against yosys by `tests/hdl_synth.rs`).
 pub fn multipliers(prog: &HwProgram) -> u64 {
-    2 * prog.p as u64 + 2 * prog.sides.len() as u64
+    multipliers_for(prog.p, prog.sides.len())
+}
+
+/// [`multipliers`] of `p` lanes and `sides` bus sides.
+fn multipliers_for(p: usize, sides: usize) -> u64 {
+    2 * p as u64 + 2 * sides as u64
 }
 
 fn fits(what: &str, need: u64, have: u64, unit: &str) -> Result<(), Error> {
@@ -249,8 +254,20 @@ pub fn bitstream(
     let prog = HwProgram::new(&s)?;
     let hash = thermo_proto::message::design_hash(&s);
     let mults = multipliers(&prog);
+    let sides = prog.sides.len();
+    let lanes_fit = (1..=prog.p)
+        .rev()
+        .find(|&p| multipliers_for(p, sides) <= cap.dsps);
     fits(
-        "substrate multipliers, before synthesis",
+        &match lanes_fit {
+            Some(p) => format!(
+                "substrate multipliers, before synthesis: 2 per lane, 2 per bus side; at most \
+                 {p} lanes fit, `--lanes P` builds fewer"
+            ),
+            None => "substrate multipliers, before synthesis: 2 per lane, 2 per bus side; \
+                     even one lane does not fit"
+                .to_string(),
+        },
         mults,
         cap.dsps,
         "DSP multipliers",
