@@ -38,28 +38,31 @@ module board (
     always @(posedge clk) rx_q <= {rx_q[0], rx_pin};
     wire link_rx = rst ? 1'b1 : rx_q[1];
     wire link_tx;
-    wire [31:0] frame_errors, crc_errors, framing_errors;
+    wire link_error;
     thermo_link link (
-        .clock(clk), .rx(link_rx), .tx(link_tx),
-        .frame_errors(frame_errors), .crc_errors(crc_errors), .framing_errors(framing_errors)
+        .clock(clk), .rx(link_rx), .tx(link_tx), .error(link_error)
     );
     wire tx_out = rst ? 1'b1 : link_tx;
     // LEDs
     reg [22:0] hb = 0;
     always @(posedge clk) if (rst) hb <= 0; else hb <= hb + 1'b1;
     wire run_led = hb[22];
-    reg [18:0] act = 0;
-    always @(posedge clk)
-        if (~link_rx | ~link_tx) act <= 19'd480000;
-        else if (act != 0) act <= act - 1'b1;
-    wire act_led = act != 0;
+    // activity: set by a low level on rx or tx, cleared at the second toggle of hb[18]
+    // after the last one (no counter of its own)
+    reg act_led = 1'b0, act_arm = 1'b0, hb_a = 1'b0;
+    always @(posedge clk) begin
+        hb_a <= hb[18];
+        if (~link_rx | ~link_tx) begin act_led <= 1'b1; act_arm <= 1'b0; end
+        else if (hb_a != hb[18]) begin act_led <= act_led & ~act_arm; act_arm <= act_led; end
+    end
     reg err = 1'b0;
-    always @(posedge clk) err <= (|frame_errors) | (|crc_errors) | (|framing_errors);
+    // the link's sticky flag: a UART stop-bit, CRC or framing error since power-up
+    always @(posedge clk) err <= link_error;
 endmodule
 
 
 
-module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
+module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,error,active);
     
     // Module arguments
     input wire  clock;
@@ -68,12 +71,16 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
     output reg  [31:0] frame_errors;
     output reg  [31:0] crc_errors;
     output reg  [31:0] framing_errors;
+    output reg  error;
     output reg  active;
     
     // Constant declarations
     localparam  k_inc = 16'h4000;
     
     // Stub signals
+    reg  err$d;
+    wire  err$q;
+    reg  err$clock;
     reg  urx$clock;
     reg  [15:0] urx$inc;
     reg  urx$rx;
@@ -81,6 +88,7 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
     wire  urx$valid;
     wire  [31:0] urx$frame_errors;
     wire  [31:0] urx$glitches;
+    wire  urx$frame_error;
     reg  utx$clock;
     reg  [15:0] utx$inc;
     reg  [7:0] utx$data;
@@ -103,6 +111,7 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
     wire  [31:0] core$crc_errors;
     wire  [31:0] core$framing_errors;
     wire  [31:0] core$overruns;
+    wire  core$error_evt;
     reg  sub$clock;
     reg  [23:0] sub$cfg_addr;
     reg  [31:0] sub$cfg_wdata;
@@ -111,6 +120,11 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
     wire  sub$running;
     
     // Sub module instances
+    top$err err(
+        .d(err$d),
+        .q(err$q),
+        .clock(err$clock)
+    );
     top$urx urx(
         .clock(urx$clock),
         .inc(urx$inc),
@@ -118,7 +132,8 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
         .data(urx$data),
         .valid(urx$valid),
         .frame_errors(urx$frame_errors),
-        .glitches(urx$glitches)
+        .glitches(urx$glitches),
+        .frame_error(urx$frame_error)
     );
     top$utx utx(
         .clock(utx$clock),
@@ -144,7 +159,8 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
         .frames(core$frames),
         .crc_errors(core$crc_errors),
         .framing_errors(core$framing_errors),
-        .overruns(core$overruns)
+        .overruns(core$overruns),
+        .error_evt(core$error_evt)
     );
     top$sub sub(
         .clock(sub$clock),
@@ -157,6 +173,8 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
     
     // Update code
     always @(*) begin
+        err$clock = clock;
+        err$d = err$q;
         urx$clock = clock;
         utx$clock = clock;
         core$clock = clock;
@@ -179,12 +197,14 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
         frame_errors = urx$frame_errors;
         crc_errors = core$crc_errors;
         framing_errors = core$framing_errors;
+        err$d = err$q | urx$frame_error | core$error_evt;
+        error = err$q;
     end
     
 endmodule // top
 
 
-module top$core(clock,in_data,in_valid,out_data,out_valid,out_ready,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running,active,frames,crc_errors,framing_errors,overruns);
+module top$core(clock,in_data,in_valid,out_data,out_valid,out_ready,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running,active,frames,crc_errors,framing_errors,overruns,error_evt);
     
     // Module arguments
     input wire  clock;
@@ -203,6 +223,7 @@ module top$core(clock,in_data,in_valid,out_data,out_valid,out_ready,cfg_addr,cfg
     output reg  [31:0] crc_errors;
     output reg  [31:0] framing_errors;
     output reg  [31:0] overruns;
+    output reg  error_evt;
     
     // Stub signals
     reg  frx$clock;
@@ -345,6 +366,7 @@ module top$core(clock,in_data,in_valid,out_data,out_valid,out_ready,cfg_addr,cfg
         crc_errors = frx$crc_errors;
         framing_errors = frx$framing_errors;
         overruns = frx$overruns;
+        error_evt = frx$crc_evt | frx$framing_evt;
     end
     
 endmodule // top$core
@@ -377,16 +399,16 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     output reg  active;
     
     // Constant declarations
-    localparam  k_shadow = 16'h8;
-    localparam  k_units = 18'b1000;
-    localparam  k_ncoup = 18'b1100;
-    localparam  k_d16 = 16'h8;
-    localparam  k_d17 = 17'b1000;
-    localparam  k_r16 = 16'h2;
-    localparam  k_r17 = 17'b10;
+    localparam  k_shadow = 16'h40;
+    localparam  k_units = 18'b1000000;
+    localparam  k_ncoup = 18'b11011010;
+    localparam  k_d16 = 16'h40;
+    localparam  k_d17 = 17'b1000000;
+    localparam  k_r16 = 16'h18;
+    localparam  k_r17 = 17'b11000;
     localparam  k_p8 = 8'h1;
-    localparam  k_sbits = 16'h4;
-    localparam  k_rbits = 16'h1;
+    localparam  k_sbits = 16'h7;
+    localparam  k_rbits = 16'h5;
     localparam  k_bbits = 24'h0;
     localparam  k_op_identify = 8'h1;
     localparam  k_op_write = 8'h2;
@@ -408,7 +430,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     localparam  k_m3 = 8'h3;
     localparam  k_st1 = 8'h1;
     localparam  k_st2 = 8'h2;
-    localparam  k_max_sweeps = 32'h10000;
     localparam  k_max_sums = 16'h7d;
     localparam  k_clear = 32'h4;
     localparam  k_noise_load = 32'h2;
@@ -421,8 +442,12 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     localparam  k_rg_seed = 24'h100000;
     localparam  k_words0 = 16'h7f;
     localparam  k_words1 = 16'hfe;
-    localparam  k_nstat = 16'h3;
+    localparam  k_nstat = 16'hb;
     localparam  k_ident_len = 16'h17;
+    localparam  k_tmin0 = 5'b10;
+    localparam  k_tmin1 = 5'b1000;
+    localparam  k_tmin2 = 5'b10000;
+    localparam  k_wm = 16'h1ff;
     
     // Enums
     localparam CmdState$Idle = 0;
@@ -431,34 +456,35 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     localparam CmdState$Exec = 3;
     localparam CmdState$IdentCopy = 4;
     localparam CmdState$StatGather = 5;
-    localparam CmdState$StatWrite = 6;
-    localparam CmdState$ResetLoop = 7;
-    localparam CmdState$ResetSweeps = 8;
-    localparam CmdState$ResetClear = 9;
-    localparam CmdState$WmCheck = 10;
-    localparam CmdState$WmWrite = 11;
-    localparam CmdState$WmStore = 12;
-    localparam CmdState$WmReply = 13;
-    localparam CmdState$RmCheck = 14;
-    localparam CmdState$RmWord = 15;
-    localparam CmdState$RmZeros = 16;
-    localparam CmdState$RmCoup = 17;
-    localparam CmdState$ScCheck = 18;
-    localparam CmdState$RunCheck = 19;
-    localparam CmdState$CwStart = 20;
-    localparam CmdState$CmpNext = 21;
-    localparam CmdState$CmpWord = 22;
-    localparam CmdState$CwDecide = 23;
-    localparam CmdState$WrNext = 24;
-    localparam CmdState$WrWord = 25;
-    localparam CmdState$CwFinish = 26;
-    localparam CmdState$RoCheck = 27;
-    localparam CmdState$RoSweeps = 28;
-    localparam CmdState$RoHead = 29;
-    localparam CmdState$RoSums = 30;
-    localparam CmdState$ErrReply = 31;
-    localparam CmdState$Send = 32;
-    localparam CmdState$Release = 33;
+    localparam CmdState$StatField = 6;
+    localparam CmdState$StatWrite = 7;
+    localparam CmdState$ResetLoop = 8;
+    localparam CmdState$ResetSweeps = 9;
+    localparam CmdState$ResetClear = 10;
+    localparam CmdState$WmCheck = 11;
+    localparam CmdState$WmWrite = 12;
+    localparam CmdState$WmStore = 13;
+    localparam CmdState$WmReply = 14;
+    localparam CmdState$RmCheck = 15;
+    localparam CmdState$RmWord = 16;
+    localparam CmdState$RmZeros = 17;
+    localparam CmdState$RmCoup = 18;
+    localparam CmdState$ScCheck = 19;
+    localparam CmdState$RunCheck = 20;
+    localparam CmdState$CwStart = 21;
+    localparam CmdState$CmpNext = 22;
+    localparam CmdState$CmpWord = 23;
+    localparam CmdState$CwDecide = 24;
+    localparam CmdState$WrNext = 25;
+    localparam CmdState$WrWord = 26;
+    localparam CmdState$CwFinish = 27;
+    localparam CmdState$RoCheck = 28;
+    localparam CmdState$RoSweeps = 29;
+    localparam CmdState$RoHead = 30;
+    localparam CmdState$RoSums = 31;
+    localparam CmdState$ErrReply = 32;
+    localparam CmdState$Send = 33;
+    localparam CmdState$Release = 34;
     localparam SeqState$Idle = 0;
     localparam SeqState$Units = 1;
     localparam SeqState$SeedRd = 2;
@@ -532,8 +558,8 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [7:0] hkind$d;
     wire  [7:0] hkind$q;
     reg  hkind$clock;
-    reg  [15:0] hlen$d;
-    wire  [15:0] hlen$q;
+    reg  [10:0] hlen$d;
+    wire  [10:0] hlen$q;
     reg  hlen$clock;
     reg  [7:0] exp$d;
     wire  [7:0] exp$q;
@@ -544,18 +570,21 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [7:0] space$d;
     wire  [7:0] space$q;
     reg  space$clock;
-    reg  [31:0] addr$d;
-    wire  [31:0] addr$q;
+    reg  [16:0] addr$d;
+    wire  [16:0] addr$q;
     reg  addr$clock;
+    reg  ahi_r$d;
+    wire  ahi_r$q;
+    reg  ahi_r$clock;
     reg  [15:0] cnt$d;
     wire  [15:0] cnt$q;
     reg  cnt$clock;
-    reg  [7:0] rkind$d;
-    wire  [7:0] rkind$q;
-    reg  rkind$clock;
-    reg  [10:0] rlen$d;
-    wire  [10:0] rlen$q;
-    reg  rlen$clock;
+    reg  rerr$d;
+    wire  rerr$q;
+    reg  rerr$clock;
+    reg  [10:0] bp$d;
+    wire  [10:0] bp$q;
+    reg  bp$clock;
     reg  [7:0] ecode$d;
     wire  [7:0] ecode$q;
     reg  ecode$clock;
@@ -568,18 +597,9 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [31:0] fr_cnt$d;
     wire  [31:0] fr_cnt$q;
     reg  fr_cnt$clock;
-    reg  [31:0] s_sweeps$d;
-    wire  [31:0] s_sweeps$q;
-    reg  s_sweeps$clock;
-    reg  [39:0] s_acc$d;
-    wire  [39:0] s_acc$q;
-    reg  s_acc$clock;
-    reg  [39:0] s_state$d;
-    wire  [39:0] s_state$q;
-    reg  s_state$clock;
-    reg  [39:0] s_bus$d;
-    wire  [39:0] s_bus$q;
-    reg  s_bus$clock;
+    reg  [39:0] sacc$d;
+    wire  [39:0] sacc$q;
+    reg  sacc$clock;
     reg  [1:0] tag$d;
     wire  [1:0] tag$q;
     reg  tag$clock;
@@ -646,9 +666,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [2:0] sph$d;
     wire  [2:0] sph$q;
     reg  sph$clock;
-    reg  [31:0] sw$d;
-    wire  [31:0] sw$q;
-    reg  sw$clock;
     reg  [2:0] wcnt$d;
     wire  [2:0] wcnt$q;
     reg  wcnt$clock;
@@ -660,19 +677,17 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [15:0] dlen;
     reg  [15:0] nwords;
     reg  ahi;
+    reg  sw_over;
     reg  [17:0] end33;
     reg  [17:0] rend33;
-    reg  [39:0] fv;
-    reg  [39:0] fsh;
-    reg  [39:0] ssel;
+    reg  [31:0] fv;
+    reg  [31:0] fsh;
     reg  [39:0] ssum;
-    reg  [15:0] bsel;
-    reg  [15:0] rbytes;
+    reg  [39:0] sbyte;
+    reg  cin;
     reg  [31:0] wbyte;
     reg  [15:0] rel16;
-    reg  [15:0] ra16;
     reg  [2:0] ph1;
-    reg  [31:0] wsh;
     reg  [15:0] cnt2;
     reg  [15:0] rcnt;
     reg  [15:0] rcnt2;
@@ -685,19 +700,23 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [16:0] scend;
     reg  [16:0] roend;
     reg  [15:0] rbase;
-    reg  [15:0] rwa;
     reg  [31:0] rbyte;
     reg  [31:0] cbyte;
-    reg  [15:0] ca16;
     reg  lock;
     reg  [15:0] cbase;
     reg  [23:0] opnd;
-    reg  [31:0] lmin;
+    reg  [4:0] lmin;
+    reg  [4:0] lifted;
+    reg  [31:0] seedw;
     reg  [7:0] csh;
     reg  [7:0] qsh;
     reg  [15:0] hl3;
-    reg  [15:0] rolen;
-    reg  [15:0] k1;
+    reg  wr;
+    reg  [15:0] kq;
+    reg  [15:0] cntq;
+    reg  [15:0] baseq;
+    reg  [15:0] siq;
+    reg  [15:0] sqq;
     
     // Sub module instances
     top$core$cmd$bmem bmem(
@@ -818,20 +837,25 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         .q(addr$q),
         .clock(addr$clock)
     );
+    top$core$cmd$ahi_r ahi_r(
+        .d(ahi_r$d),
+        .q(ahi_r$q),
+        .clock(ahi_r$clock)
+    );
     top$core$cmd$cnt cnt(
         .d(cnt$d),
         .q(cnt$q),
         .clock(cnt$clock)
     );
-    top$core$cmd$rkind rkind(
-        .d(rkind$d),
-        .q(rkind$q),
-        .clock(rkind$clock)
+    top$core$cmd$rerr rerr(
+        .d(rerr$d),
+        .q(rerr$q),
+        .clock(rerr$clock)
     );
-    top$core$cmd$rlen rlen(
-        .d(rlen$d),
-        .q(rlen$q),
-        .clock(rlen$clock)
+    top$core$cmd$bp bp(
+        .d(bp$d),
+        .q(bp$q),
+        .clock(bp$clock)
     );
     top$core$cmd$ecode ecode(
         .d(ecode$d),
@@ -853,25 +877,10 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         .q(fr_cnt$q),
         .clock(fr_cnt$clock)
     );
-    top$core$cmd$s_sweeps s_sweeps(
-        .d(s_sweeps$d),
-        .q(s_sweeps$q),
-        .clock(s_sweeps$clock)
-    );
-    top$core$cmd$s_acc s_acc(
-        .d(s_acc$d),
-        .q(s_acc$q),
-        .clock(s_acc$clock)
-    );
-    top$core$cmd$s_state s_state(
-        .d(s_state$d),
-        .q(s_state$q),
-        .clock(s_state$clock)
-    );
-    top$core$cmd$s_bus s_bus(
-        .d(s_bus$d),
-        .q(s_bus$q),
-        .clock(s_bus$clock)
+    top$core$cmd$sacc sacc(
+        .d(sacc$d),
+        .q(sacc$q),
+        .clock(sacc$clock)
     );
     top$core$cmd$tag tag(
         .d(tag$d),
@@ -983,11 +992,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         .q(sph$q),
         .clock(sph$clock)
     );
-    top$core$cmd$sw sw(
-        .d(sw$d),
-        .q(sw$q),
-        .clock(sw$clock)
-    );
     top$core$cmd$wcnt wcnt(
         .d(wcnt$d),
         .q(wcnt$q),
@@ -1010,17 +1014,15 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         have_exp$clock = clock;
         space$clock = clock;
         addr$clock = clock;
+        ahi_r$clock = clock;
         cnt$clock = clock;
-        rkind$clock = clock;
-        rlen$clock = clock;
+        rerr$clock = clock;
+        bp$clock = clock;
         ecode$clock = clock;
         replays$clock = clock;
         crc_cnt$clock = clock;
         fr_cnt$clock = clock;
-        s_sweeps$clock = clock;
-        s_acc$clock = clock;
-        s_state$clock = clock;
-        s_bus$clock = clock;
+        sacc$clock = clock;
         tag$clock = clock;
         paddr$clock = clock;
         pwdata$clock = clock;
@@ -1043,7 +1045,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         sq$clock = clock;
         sc$clock = clock;
         sph$clock = clock;
-        sw$clock = clock;
         wcnt$clock = clock;
         state$d = state$q;
         ret$d = ret$q;
@@ -1059,17 +1060,15 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         have_exp$d = have_exp$q;
         space$d = space$q;
         addr$d = addr$q;
+        ahi_r$d = ahi_r$q;
         cnt$d = cnt$q;
-        rkind$d = rkind$q;
-        rlen$d = rlen$q;
+        rerr$d = rerr$q;
+        bp$d = bp$q;
         ecode$d = ecode$q;
         replays$d = replays$q;
         crc_cnt$d = crc_cnt$q;
         fr_cnt$d = fr_cnt$q;
-        s_sweeps$d = s_sweeps$q;
-        s_acc$d = s_acc$q;
-        s_state$d = s_state$q;
-        s_bus$d = s_bus$q;
+        sacc$d = sacc$q;
         tag$d = tag$q;
         paddr$d = paddr$q;
         pwdata$d = pwdata$q;
@@ -1092,23 +1091,27 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         sq$d = sq$q;
         sc$d = sc$q;
         sph$d = sph$q;
-        sw$d = sw$q;
         wcnt$d = wcnt$q;
+        kq = k$q & k_wm;
+        cntq = cnt$q & k_wm;
+        baseq = base$q & k_wm;
+        siq = si$q & k_wm;
+        sqq = sq$q & k_wm;
         bmem$clock = clock;
         slotmem$clock = clock;
         res$clock = clock;
         coup$clock = clock;
-        ix = addr$q[(32'h0)+:(16)] + k$q;
-        sx = base$q + k$q;
+        ix = addr$q[(32'h0)+:(16)] + kq;
+        sx = baseq + kq;
         bmem$read_address = ix | k_shadow;
         if (state$q == CmdState$ResetLoop) begin
-            bmem$read_address = k$q;
+            bmem$read_address = kq;
         end
         bmem$write_address = ix | k_shadow;
         bmem$write_data = sr$q;
         bmem$write_enable = 1'b0;
-        ident$address = k$q[(32'h0)+:(5)];
-        stat$address = k$q[(32'h0)+:(8)];
+        ident$address = kq[(32'h0)+:(5)];
+        stat$address = kq[(32'h0)+:(8)];
         slotmem$read_address = sx;
         slotmem$write_address = sx;
         slotmem$write_data = sr$q;
@@ -1122,94 +1125,76 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         coup$write_data = 32'h0;
         coup$write_enable = 1'b0;
         lbase$address = (sl$q << 32'h2) | ((sc$q) & 8'hff);
-        rdo_rom$address = si$q[(32'h0)+:(10)];
+        rdo_rom$address = siq[(32'h0)+:(10)];
         pwe$d = 1'b0;
-        buf_we = 1'b0;
-        buf_addr = k$q[(32'h0)+:(10)];
+        wr = 1'b0;
         buf_data = 32'h0;
         rd_done = 1'b0;
         send = 1'b0;
         nsr = (sr$q >> 32'h8) | (((rd_data) & 32'hffffffff) << 32'h18);
         sdist = exp$q - hseq$q - 32'h1;
-        dlen = hlen$q - 32'h5;
+        dlen = ((hlen$q) & 16'hffff) - 32'h5;
         nwords = dlen >> 32'h2;
-        ahi = |addr$q[(32'h11)+:(15)];
-        end33 = ((addr$q[(32'h0)+:(17)]) & 18'h3ffff) + ((nwords) & 18'h3ffff);
+        ahi = ahi_r$q;
+        sw_over = |sr$q[(32'h11)+:(15)] | (sr$q[32'h10] & |sr$q[(32'h0)+:(16)]);
+        end33 = ((addr$q) & 18'h3ffff) + ((nwords) & 18'h3ffff);
         rcnt = sr$q[(32'h10)+:(16)];
-        rend33 = ((addr$q[(32'h0)+:(17)]) & 18'h3ffff) + ((rcnt) & 18'h3ffff);
+        rend33 = ((addr$q) & 18'h3ffff) + ((rcnt) & 18'h3ffff);
         if (crc_evt) begin
             crc_cnt$d = crc_cnt$q + 32'h1;
         end
         if (framing_evt) begin
             fr_cnt$d = fr_cnt$q + 32'h1;
         end
-        rbytes = rcnt << 32'h2;
         rcnt2 = rcnt << 32'h1;
         ssh = ((space$q[(32'h0)+:(2)]) & 8'hff) << 32'h1;
         sst = (slot_st$q >> ssh) & 32'h3;
         sclr = slot_st$q & ~(k_m3 << ssh);
         sbase = ((space$q[(32'h0)+:(2)]) & 16'hffff) << k_sbits;
         rbase = ((space$q[(32'h0)+:(2)]) & 16'hffff) << k_rbits;
-        hl3 = hlen$q - 32'h3;
+        hl3 = ((hlen$q) & 16'hffff) - 32'h3;
         nsc = hl3 >> 32'h2;
-        rolen = rbytes + 32'h5;
-        k1 = k$q + 32'h1;
         scend = ((rcnt) & 17'h1ffff) + ((nsc) & 17'h1ffff);
         roend = ((sr$q[(32'h0)+:(16)]) & 17'h1ffff) + ((rcnt) & 17'h1ffff);
         qsh = ((qn$q) & 8'hff) << 32'h1;
-        bsel = k$q & 32'h7;
-        fv = ((s_sweeps$q) & 40'hffffffffff);
-        if (k$q >= 32'h8) begin
-            fv = s_acc$q;
+        fv = runs$q;
+        if (kq >= 32'h24) begin
+            fv = crc_cnt$q;
         end
-        if (k$q >= 32'h10) begin
-            fv = s_state$q;
+        if (kq >= 32'h28) begin
+            fv = fr_cnt$q;
         end
-        if (k$q >= 32'h18) begin
-            fv = s_bus$q;
+        if (kq >= 32'h2c) begin
+            fv = replays$q;
         end
-        if (k$q >= 32'h20) begin
-            bsel = k$q & 32'h3;
-            fv = ((runs$q) & 40'hffffffffff);
+        fsh = fv >> (((kq[(32'h0)+:(2)]) & 32'hffffffff) << 32'h3);
+        cin = 32'h0;
+        if (tag$q == 32'h0) begin
+            cin = 32'h1;
         end
-        if (k$q >= 32'h24) begin
-            fv = ((crc_cnt$q) & 40'hffffffffff);
+        ssum = sacc$q + ((cfg_rdata) & 40'hffffffffff) + ((cin) & 40'hffffffffff);
+        sbyte = sacc$q >> (((ph$q) & 40'hffffffffff) << 32'h3);
+        if ((ph$q > 32'h4) | ((ph$q == 32'h4) & (tag$q == 32'h0))) begin
+            sbyte = 32'h0;
         end
-        if (k$q >= 32'h28) begin
-            fv = ((fr_cnt$q) & 40'hffffffffff);
-        end
-        if (k$q >= 32'h2c) begin
-            fv = ((replays$q) & 40'hffffffffff);
-        end
-        fsh = fv >> (bsel << 32'h3);
-        ssel = s_acc$q;
-        if (tag$q == 32'h2) begin
-            ssel = s_state$q;
-        end
-        if (tag$q == 32'h3) begin
-            ssel = s_bus$q;
-        end
-        ssum = ssel + ((cfg_rdata) & 40'hffffffffff);
         ph1 = ph$q - 32'h1;
-        ra16 = (k$q << 32'h2) + ((ph1) & 16'hffff);
-        wsh = sr$q >> (((k$q[(32'h0)+:(2)]) & 32'hffffffff) << 32'h3);
-        cnt2 = cnt$q << 32'h1;
+        cnt2 = cntq << 32'h1;
         wbyte = bmem$read_data >> (((ph1) & 32'hffffffff) << 32'h3);
         rbyte = res$read_data >> (((ph1) & 32'hffffffff) << 32'h3);
         cbyte = coup$read_data >> (((ph1) & 32'hffffffff) << 32'h3);
-        ca16 = (k$q << 32'h1) + ((ph1) & 16'hffff);
-        rwa = ra16 + 32'h5;
         lock = ~((rs$q == SeqState$Idle) | (rs$q == SeqState$WaitB) | (rs$q == SeqState$WaitM));
         cbase = ((cur$q) & 16'hffff) << k_sbits;
-        opnd = (((sq$q) & 24'hffffff) << k_bbits) | ((sl$q) & 24'hffffff);
+        opnd = (((sqq) & 24'hffffff) << k_bbits) | ((sl$q) & 24'hffffff);
         csh = ((cur$q) & 8'hff) << 32'h1;
-        lmin = 32'h10;
+        lmin = k_tmin2;
         if (sc$q == 32'h0) begin
-            lmin = 32'h2;
+            lmin = k_tmin0;
         end
         if (sc$q == 32'h1) begin
-            lmin = 32'h8;
+            lmin = k_tmin1;
         end
+        seedw = slotmem$read_data ^ lbase$data;
+        lifted = seedw[(32'h0)+:(5)] + lmin;
         case (state$q)
             CmdState$Idle:
                 begin
@@ -1233,7 +1218,8 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                             space$d = rd_data;
                         end
                         if (off$q == 32'h8) begin
-                            addr$d = nsr;
+                            addr$d = nsr[(32'h0)+:(17)];
+                            ahi_r$d = |nsr[(32'h11)+:(15)];
                         end
                         off$d = off$q + 32'h1;
                         nb$d = nb$q - 32'h1;
@@ -1246,7 +1232,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 begin
                     hseq$d = sr$q[(32'h0)+:(8)];
                     hkind$d = sr$q[(32'h8)+:(8)];
-                    hlen$d = sr$q[(32'h10)+:(16)];
+                    hlen$d = sr$q[(32'h10)+:(11)];
                     if (~lock) begin
                         state$d = CmdState$Exec;
                     end
@@ -1255,8 +1241,8 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 begin
                     k$d = 32'h0;
                     ph$d = 32'h0;
-                    rkind$d = hkind$q | 32'h80;
-                    rlen$d = 32'h0;
+                    rerr$d = 1'b0;
+                    bp$d = 32'h0;
                     if ((hkind$q == k_op_identify) | ~have_exp$q | (hseq$q == exp$q)) begin
                         exp$d = hseq$q + 32'h1;
                         have_exp$d = 1'b1;
@@ -1271,19 +1257,16 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                         state$d = CmdState$ErrReply;
                         ecode$d = k_e_unknown;
                         if (hkind$q == k_op_identify) begin
-                            rlen$d = ((k_ident_len) & 11'h7ff);
                             state$d = CmdState$IdentCopy;
                         end
                         if (hkind$q == k_op_status) begin
-                            rlen$d = 32'h30;
-                            s_sweeps$d = 32'h0;
-                            s_acc$d = 32'h0;
-                            s_state$d = 32'h0;
-                            s_bus$d = 32'h0;
+                            sacc$d = ((~sweep_base$q) & 40'hffffffffff);
+                            tag$d = 32'h0;
                             state$d = CmdState$StatGather;
                         end
                         if (hkind$q == k_op_reset) begin
                             addr$d = 32'h0;
+                            ahi_r$d = 1'b0;
                             state$d = CmdState$ResetLoop;
                         end
                         if (hkind$q == k_op_write) begin
@@ -1335,18 +1318,18 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     end
                     else begin
                         ph$d = 32'h0;
-                        buf_we = 1'b1;
+                        wr = 1'b1;
                         buf_data = ident$data;
-                        k$d = k$q + 32'h1;
-                        if (k$q + 32'h1 == k_ident_len) begin
+                        k$d = kq + 32'h1;
+                        if (kq + 32'h1 == k_ident_len) begin
                             state$d = CmdState$Send;
                         end
                     end
                 end
             CmdState$StatGather:
                 begin
-                    if (k$q == k_nstat) begin
-                        k$d = 32'h0;
+                    if (kq == k_nstat) begin
+                        k$d = 32'h20;
                         state$d = CmdState$StatWrite;
                     end
                     else begin
@@ -1354,39 +1337,44 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                         if (ph$q == 32'h1) begin
                             paddr$d = stat$data[(32'h0)+:(24)];
                             tag$d = stat$data[(32'h18)+:(2)];
+                            if (stat$data[32'h1a]) begin
+                                ph$d = 32'h0;
+                                state$d = CmdState$StatField;
+                            end
                         end
                         if (ph$q == 32'h4) begin
                             ph$d = 32'h0;
-                            k$d = k$q + 32'h1;
-                            if (tag$q == 32'h0) begin
-                                s_sweeps$d = cfg_rdata - sweep_base$q;
-                            end
-                            if (tag$q == 32'h1) begin
-                                s_acc$d = ssum;
-                            end
-                            if (tag$q == 32'h2) begin
-                                s_state$d = ssum;
-                            end
-                            if (tag$q == 32'h3) begin
-                                s_bus$d = ssum;
-                            end
+                            k$d = kq + 32'h1;
+                            sacc$d = ssum;
                         end
+                    end
+                end
+            CmdState$StatField:
+                begin
+                    wr = 1'b1;
+                    buf_data = sbyte[(32'h0)+:(8)];
+                    ph$d = ph$q + 32'h1;
+                    if (ph$q == 32'h7) begin
+                        ph$d = 32'h0;
+                        k$d = kq + 32'h1;
+                        sacc$d = 32'h0;
+                        state$d = CmdState$StatGather;
                     end
                 end
             CmdState$StatWrite:
                 begin
-                    buf_we = 1'b1;
+                    wr = 1'b1;
                     buf_data = fsh[(32'h0)+:(8)];
-                    k$d = k$q + 32'h1;
-                    if (k$q == 32'h2f) begin
+                    k$d = kq + 32'h1;
+                    if (kq == 32'h2f) begin
                         state$d = CmdState$Send;
                     end
                 end
             CmdState$ResetLoop:
                 begin
-                    slotmem$write_address = (((ph1) & 16'hffff) << k_sbits) + k$q;
+                    slotmem$write_address = (((ph1) & 16'hffff) << k_sbits) + kq;
                     slotmem$write_data = bmem$read_data;
-                    if (k$q == k_d16) begin
+                    if (kq == k_d16) begin
                         ph$d = 32'h0;
                         state$d = CmdState$ResetSweeps;
                     end
@@ -1402,7 +1390,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                         end
                         if (ph$q == 32'h4) begin
                             ph$d = 32'h0;
-                            k$d = k$q + 32'h1;
+                            k$d = kq + 32'h1;
                         end
                     end
                 end
@@ -1448,10 +1436,9 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 end
             CmdState$WmWrite:
                 begin
-                    if (k$q == cnt$q) begin
+                    if (kq == cntq) begin
                         k$d = 32'h0;
-                        sr$d = ((cnt$q) & 32'hffffffff);
-                        rlen$d = 32'h4;
+                        sr$d = ((cntq) & 32'hffffffff);
                         state$d = CmdState$WmReply;
                     end
                     else begin
@@ -1464,15 +1451,16 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
             CmdState$WmStore:
                 begin
                     bmem$write_enable = 1'b1;
-                    k$d = k$q + 32'h1;
+                    k$d = kq + 32'h1;
                     state$d = CmdState$WmWrite;
                 end
             CmdState$WmReply:
                 begin
-                    buf_we = 1'b1;
-                    buf_data = wsh[(32'h0)+:(8)];
-                    k$d = k$q + 32'h1;
-                    if (k$q == 32'h3) begin
+                    wr = 1'b1;
+                    buf_data = sr$q[(32'h0)+:(8)];
+                    sr$d = nsr;
+                    k$d = kq + 32'h1;
+                    if (kq == 32'h3) begin
                         state$d = CmdState$Send;
                     end
                 end
@@ -1488,7 +1476,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                             ecode$d = k_e_length;
                         end
                         else if (~ahi & (rend33 <= k_units)) begin
-                            rlen$d = ((rbytes) & 11'h7ff);
                             state$d = CmdState$RmWord;
                         end
                     end
@@ -1497,7 +1484,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                             ecode$d = k_e_length;
                         end
                         else if (~ahi & (rend33 <= k_units)) begin
-                            rlen$d = ((rcnt2) & 11'h7ff);
                             state$d = CmdState$RmZeros;
                         end
                     end
@@ -1506,55 +1492,52 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                             ecode$d = k_e_length;
                         end
                         else if (~ahi & (rend33 <= k_ncoup)) begin
-                            rlen$d = ((rcnt2) & 11'h7ff);
                             state$d = CmdState$RmCoup;
                         end
                     end
                 end
             CmdState$RmWord:
                 begin
-                    if (k$q == cnt$q) begin
+                    if (kq == cntq) begin
                         state$d = CmdState$Send;
                     end
                     else begin
                         ph$d = ph$q + 32'h1;
                         if (ph$q != 32'h0) begin
-                            buf_we = 1'b1;
-                            buf_addr = ra16[(32'h0)+:(10)];
+                            wr = 1'b1;
                             buf_data = wbyte[(32'h0)+:(8)];
                         end
                         if (ph$q == 32'h4) begin
                             ph$d = 32'h0;
-                            k$d = k$q + 32'h1;
+                            k$d = kq + 32'h1;
                         end
                     end
                 end
             CmdState$RmZeros:
                 begin
-                    if (k$q == cnt2) begin
+                    if (kq == cnt2) begin
                         state$d = CmdState$Send;
                     end
                     else begin
-                        buf_we = 1'b1;
+                        wr = 1'b1;
                         buf_data = 32'h0;
-                        k$d = k$q + 32'h1;
+                        k$d = kq + 32'h1;
                     end
                 end
             CmdState$RmCoup:
                 begin
-                    if (k$q == cnt$q) begin
+                    if (kq == cntq) begin
                         state$d = CmdState$Send;
                     end
                     else begin
                         ph$d = ph$q + 32'h1;
                         if (ph$q != 32'h0) begin
-                            buf_we = 1'b1;
-                            buf_addr = ca16[(32'h0)+:(10)];
+                            wr = 1'b1;
                             buf_data = cbyte[(32'h0)+:(8)];
                         end
                         if (ph$q == 32'h2) begin
                             ph$d = 32'h0;
-                            k$d = k$q + 32'h1;
+                            k$d = kq + 32'h1;
                         end
                     end
                 end
@@ -1583,7 +1566,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     woff$d = 32'h5;
                     isrun$d = 1'b1;
                     state$d = CmdState$CwStart;
-                    if ((sr$q == 32'h0) | (sr$q > k_max_sweeps)) begin
+                    if ((sr$q == 32'h0) | sw_over) begin
                         ecode$d = k_e_param;
                         state$d = CmdState$ErrReply;
                     end
@@ -1606,7 +1589,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 end
             CmdState$CmpNext:
                 begin
-                    if (k$q == cnt$q) begin
+                    if (kq == cntq) begin
                         state$d = CmdState$CwDecide;
                     end
                     else begin
@@ -1621,7 +1604,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     if (sr$q != slotmem$read_data) begin
                         same$d = 1'b0;
                     end
-                    k$d = k$q + 32'h1;
+                    k$d = kq + 32'h1;
                     state$d = CmdState$CmpNext;
                 end
             CmdState$CwDecide:
@@ -1639,7 +1622,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 end
             CmdState$WrNext:
                 begin
-                    if (k$q == cnt$q) begin
+                    if (kq == cntq) begin
                         state$d = CmdState$CwFinish;
                     end
                     else begin
@@ -1652,7 +1635,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
             CmdState$WrWord:
                 begin
                     slotmem$write_enable = 1'b1;
-                    k$d = k$q + 32'h1;
+                    k$d = kq + 32'h1;
                     state$d = CmdState$WrNext;
                 end
             CmdState$CwFinish:
@@ -1671,7 +1654,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     base$d = sbase + k_d16;
                     k$d = 32'h0;
                     ph$d = 32'h0;
-                    rlen$d = 32'h5;
                     cnt$d = 32'h0;
                     state$d = CmdState$RoSweeps;
                     if (rcnt > k_max_sums) begin
@@ -1684,7 +1666,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     end
                     else if (sst == 32'h2) begin
                         cnt$d = rcnt;
-                        rlen$d = ((rolen) & 11'h7ff);
                         if (roend > k_r17) begin
                             ecode$d = k_e_address;
                             state$d = CmdState$ErrReply;
@@ -1695,8 +1676,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 begin
                     ph$d = 32'h1;
                     if (ph$q == 32'h1) begin
-                        buf_we = 1'b1;
-                        buf_addr = 32'h0;
+                        wr = 1'b1;
                         buf_data = cst$q;
                         sr$d = 32'h0;
                         if (cst$q == 32'h2) begin
@@ -1708,45 +1688,43 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 end
             CmdState$RoHead:
                 begin
-                    buf_we = 1'b1;
-                    buf_addr = k1[(32'h0)+:(10)];
-                    buf_data = wsh[(32'h0)+:(8)];
-                    k$d = k$q + 32'h1;
+                    wr = 1'b1;
+                    buf_data = sr$q[(32'h0)+:(8)];
+                    sr$d = nsr;
+                    k$d = kq + 32'h1;
                     ph$d = 32'h0;
-                    if (k$q == 32'h3) begin
+                    if (kq == 32'h3) begin
                         k$d = 32'h0;
                         state$d = CmdState$RoSums;
                     end
                 end
             CmdState$RoSums:
                 begin
-                    if (k$q == cnt$q) begin
+                    if (kq == cntq) begin
                         state$d = CmdState$Send;
                     end
                     else begin
                         ph$d = ph$q + 32'h1;
                         if (ph$q != 32'h0) begin
-                            buf_we = 1'b1;
-                            buf_addr = rwa[(32'h0)+:(10)];
+                            wr = 1'b1;
                             buf_data = rbyte[(32'h0)+:(8)];
                         end
                         if (ph$q == 32'h4) begin
                             ph$d = 32'h0;
-                            k$d = k$q + 32'h1;
+                            k$d = kq + 32'h1;
                         end
                     end
                 end
             CmdState$ErrReply:
                 begin
-                    rkind$d = k_error;
-                    rlen$d = 32'h2;
-                    buf_we = 1'b1;
+                    rerr$d = 1'b1;
+                    wr = 1'b1;
                     buf_data = hkind$q;
-                    if (k$q == 32'h1) begin
+                    if (kq == 32'h1) begin
                         buf_data = ecode$q;
                         state$d = CmdState$Send;
                     end
-                    k$d = k$q + 32'h1;
+                    k$d = kq + 32'h1;
                 end
             CmdState$Send:
                 begin
@@ -1780,8 +1758,8 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 end
             SeqState$Units:
                 begin
-                    slotmem$read_address = cbase + si$q;
-                    if (si$q == k_d16) begin
+                    slotmem$read_address = cbase + siq;
+                    if (siq == k_d16) begin
                         sl$d = 32'h0;
                         sc$d = 32'h0;
                         sph$d = 32'h0;
@@ -1790,7 +1768,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     else begin
                         sph$d = sph$q + 32'h1;
                         if (sph$q == 32'h1) begin
-                            paddr$d = k_rg_bias | (((sl$q) & 24'hffffff) << 32'hc) | ((sq$q) & 24'hffffff);
+                            paddr$d = k_rg_bias | (((sl$q) & 24'hffffff) << 32'hc) | ((sqq) & 24'hffffff);
                             pwdata$d = slotmem$read_data;
                             pwe$d = 1'b1;
                         end
@@ -1804,11 +1782,11 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                             pwdata$d = 32'h0;
                             pwe$d = 1'b1;
                             sph$d = 32'h0;
-                            si$d = si$q + 32'h1;
+                            si$d = siq + 32'h1;
                             sl$d = sl$q + 32'h1;
                             if (sl$q + 32'h1 == k_p8) begin
                                 sl$d = 32'h0;
-                                sq$d = sq$q + 32'h1;
+                                sq$d = sqq + 32'h1;
                             end
                         end
                     end
@@ -1823,14 +1801,13 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     else begin
                         sph$d = sph$q + 32'h1;
                         if (sph$q == 32'h1) begin
-                            sw$d = slotmem$read_data ^ lbase$data;
+                            pwdata$d = seedw;
+                            if (~|seedw[(32'h5)+:(27)] & (seedw[(32'h0)+:(5)] < lmin)) begin
+                                pwdata$d = ((lifted) & 32'hffffffff);
+                            end
                         end
                         if (sph$q == 32'h2) begin
                             paddr$d = k_rg_seed | (((sl$q) & 24'hffffff) << 32'h8) | ((sc$q) & 24'hffffff);
-                            pwdata$d = sw$q;
-                            if (sw$q < lmin) begin
-                                pwdata$d = sw$q + lmin;
-                            end
                             pwe$d = 1'b1;
                             sph$d = 32'h0;
                             sc$d = sc$q + 32'h1;
@@ -1851,7 +1828,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                         pwe$d = 1'b1;
                     end
                     else begin
-                        sw$d = slotmem$read_data;
+                        pwdata$d = slotmem$read_data;
                         sph$d = 32'h0;
                         rs$d = SeqState$Burn;
                     end
@@ -1859,13 +1836,12 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
             SeqState$Burn:
                 begin
                     wcnt$d = 32'h0;
-                    if (sw$q == 32'h0) begin
+                    if (pwdata$q == 32'h0) begin
                         sph$d = 32'h0;
                         rs$d = SeqState$Main;
                     end
                     else if (sph$q == 32'h0) begin
                         paddr$d = 32'h1;
-                        pwdata$d = sw$q;
                         pwe$d = 1'b1;
                         sph$d = 32'h1;
                     end
@@ -1933,7 +1909,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 end
             SeqState$Copy:
                 begin
-                    if (si$q == k_r16) begin
+                    if (siq == k_r16) begin
                         rs$d = SeqState$Finish;
                     end
                     else begin
@@ -1942,10 +1918,10 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                             paddr$d = k_rg_rdo | ((rdo_rom$data) & 24'hffffff);
                         end
                         if (sph$q == 32'h4) begin
-                            res$write_address = (((cur$q) & 16'hffff) << k_rbits) + si$q;
+                            res$write_address = (((cur$q) & 16'hffff) << k_rbits) + siq;
                             res$write_enable = ~abort$q;
                             sph$d = 32'h0;
-                            si$d = si$q + 32'h1;
+                            si$d = siq + 32'h1;
                         end
                     end
                 end
@@ -1978,11 +1954,19 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         endcase
         active = (rs$q != SeqState$Idle) | (qn$q != 32'h0);
         rd_off = off$q;
-        rel16 = hlen$q + 32'h4;
+        rel16 = ((hlen$q) & 16'hffff) + 32'h4;
         release_bytes = rel16[(32'h0)+:(12)];
         seq = hseq$q;
-        kind = rkind$q;
-        len = rlen$q;
+        kind = hkind$q | 32'h80;
+        if (rerr$q) begin
+            kind = k_error;
+        end
+        buf_we = wr;
+        buf_addr = bp$q[(32'h0)+:(10)];
+        if (wr) begin
+            bp$d = bp$q + 32'h1;
+        end
+        len = bp$q;
         cfg_addr = paddr$q;
         cfg_wdata = pwdata$q;
         cfg_we = pwe$q;
@@ -2013,13 +1997,13 @@ endmodule // top$core$cmd$abort
 module top$core$cmd$addr(d,q,clock);
     
     // Module arguments
-    input wire  [31:0] d;
-    output reg  [31:0] q;
+    input wire  [16:0] d;
+    output reg  [16:0] q;
     input wire  clock;
     
     // Update code (custom)
     initial begin
-       q = 32'h0;
+       q = 17'h0;
     end
     
     always @(posedge clock) begin
@@ -2027,6 +2011,25 @@ module top$core$cmd$addr(d,q,clock);
     end
           
 endmodule // top$core$cmd$addr
+
+
+module top$core$cmd$ahi_r(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$ahi_r
 
 
 module top$core$cmd$base(d,q,clock);
@@ -2059,37 +2062,112 @@ module top$core$cmd$bmem(clock,read_address,read_data,write_address,write_data,w
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:15];
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:127];
     integer i;
     initial begin
-       for (i = 0; i < 16; i = i + 1) mem[i] = 32'h0;
-       mem[0] = 32'hffe3da0e;
-       mem[1] = 32'hffaca069;
-       mem[2] = 32'hfff2cb1b;
-       mem[3] = 32'hfff422c7;
-       mem[4] = 32'hffeeb67e;
-       mem[5] = 32'h1235b7;
-       mem[6] = 32'h60398;
-       mem[7] = 32'hffebe498;
-       mem[8] = 32'hffe3da0e;
-       mem[9] = 32'hffaca069;
-       mem[10] = 32'hfff2cb1b;
-       mem[11] = 32'hfff422c7;
-       mem[12] = 32'hffeeb67e;
-       mem[13] = 32'h1235b7;
-       mem[14] = 32'h60398;
-       mem[15] = 32'hffebe498;
+       for (i = 0; i < 128; i = i + 1) mem[i] = 32'h0;
+       mem[1] = 32'h9f06f;
+       mem[2] = 32'h133333;
+       mem[3] = 32'h1b27bb;
+       mem[4] = 32'h214120;
+       mem[5] = 32'h25182b;
+       mem[6] = 32'h266666;
+       mem[7] = 32'h25182b;
+       mem[8] = 32'h214120;
+       mem[9] = 32'h1b27bb;
+       mem[10] = 32'h133333;
+       mem[11] = 32'h9f06f;
+       mem[13] = 32'hfff60f91;
+       mem[14] = 32'hffeccccd;
+       mem[15] = 32'hffe4d845;
+       mem[16] = 32'hffdebee0;
+       mem[17] = 32'hffdae7d5;
+       mem[18] = 32'hffd9999a;
+       mem[19] = 32'hffdae7d5;
+       mem[20] = 32'hffdebee0;
+       mem[21] = 32'hffe4d845;
+       mem[22] = 32'hffeccccd;
+       mem[23] = 32'hfff60f91;
+       mem[24] = 32'h133333;
+       mem[25] = 32'h11bda5;
+       mem[26] = 32'hd930c;
+       mem[27] = 32'h758e2;
+       mem[29] = 32'hfff8a71e;
+       mem[30] = 32'hfff26cf4;
+       mem[31] = 32'hffee425b;
+       mem[32] = 32'hffeccccd;
+       mem[33] = 32'hffee425b;
+       mem[34] = 32'hfff26cf4;
+       mem[35] = 32'hfff8a71e;
+       mem[37] = 32'h758e2;
+       mem[38] = 32'hd930c;
+       mem[39] = 32'h11bda5;
+       mem[65] = 32'h9f06f;
+       mem[66] = 32'h133333;
+       mem[67] = 32'h1b27bb;
+       mem[68] = 32'h214120;
+       mem[69] = 32'h25182b;
+       mem[70] = 32'h266666;
+       mem[71] = 32'h25182b;
+       mem[72] = 32'h214120;
+       mem[73] = 32'h1b27bb;
+       mem[74] = 32'h133333;
+       mem[75] = 32'h9f06f;
+       mem[77] = 32'hfff60f91;
+       mem[78] = 32'hffeccccd;
+       mem[79] = 32'hffe4d845;
+       mem[80] = 32'hffdebee0;
+       mem[81] = 32'hffdae7d5;
+       mem[82] = 32'hffd9999a;
+       mem[83] = 32'hffdae7d5;
+       mem[84] = 32'hffdebee0;
+       mem[85] = 32'hffe4d845;
+       mem[86] = 32'hffeccccd;
+       mem[87] = 32'hfff60f91;
+       mem[88] = 32'h133333;
+       mem[89] = 32'h11bda5;
+       mem[90] = 32'hd930c;
+       mem[91] = 32'h758e2;
+       mem[93] = 32'hfff8a71e;
+       mem[94] = 32'hfff26cf4;
+       mem[95] = 32'hffee425b;
+       mem[96] = 32'hffeccccd;
+       mem[97] = 32'hffee425b;
+       mem[98] = 32'hfff26cf4;
+       mem[99] = 32'hfff8a71e;
+       mem[101] = 32'h758e2;
+       mem[102] = 32'hd930c;
+       mem[103] = 32'h11bda5;
     end
     reg [31:0] rd;
     always @(posedge clock) begin
-       rd <= mem[read_address[3:0]];
-       if (write_enable) mem[write_address[3:0]] <= write_data[31:0];
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (write_enable && write_address[3:0] == read_address[3:0]) rd <= 32'hdeadbeef;
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
     `endif
     end
     always @(*) read_data = {rd};
 endmodule // top$core$cmd$bmem
+
+
+module top$core$cmd$bp(d,q,clock);
+    
+    // Module arguments
+    input wire  [10:0] d;
+    output reg  [10:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 11'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$bp
 
 
 module top$core$cmd$cnt(d,q,clock);
@@ -2122,29 +2200,235 @@ module top$core$cmd$coup(clock,read_address,read_data,write_address,write_data,w
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:15];
+    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:255];
     integer i;
     initial begin
-       for (i = 0; i < 16; i = i + 1) mem[i] = 16'h0;
-       mem[0] = 16'h49d;
-       mem[1] = 16'h41a;
-       mem[2] = 16'h49d;
-       mem[3] = 16'h5cd;
-       mem[4] = 16'h41a;
-       mem[5] = 16'h5cd;
-       mem[6] = 16'h815;
-       mem[7] = 16'h815;
-       mem[8] = 16'h515;
-       mem[9] = 16'h515;
-       mem[10] = 16'hf87e;
-       mem[11] = 16'hf87e;
+       for (i = 0; i < 256; i = i + 1) mem[i] = 16'h0;
+       mem[0] = 16'h400;
+       mem[1] = 16'h266;
+       mem[2] = 16'h400;
+       mem[3] = 16'h400;
+       mem[4] = 16'h266;
+       mem[5] = 16'h400;
+       mem[6] = 16'h400;
+       mem[7] = 16'h266;
+       mem[8] = 16'h400;
+       mem[9] = 16'h400;
+       mem[10] = 16'h266;
+       mem[11] = 16'h400;
+       mem[12] = 16'h400;
+       mem[13] = 16'h266;
+       mem[14] = 16'h400;
+       mem[15] = 16'h400;
+       mem[16] = 16'h266;
+       mem[17] = 16'h400;
+       mem[18] = 16'h400;
+       mem[19] = 16'h266;
+       mem[20] = 16'h400;
+       mem[21] = 16'h400;
+       mem[22] = 16'h266;
+       mem[23] = 16'h400;
+       mem[24] = 16'h400;
+       mem[25] = 16'h266;
+       mem[26] = 16'h400;
+       mem[27] = 16'h400;
+       mem[28] = 16'h266;
+       mem[29] = 16'h400;
+       mem[30] = 16'h400;
+       mem[31] = 16'h266;
+       mem[32] = 16'h400;
+       mem[33] = 16'h400;
+       mem[34] = 16'h266;
+       mem[35] = 16'h400;
+       mem[36] = 16'h400;
+       mem[37] = 16'h266;
+       mem[38] = 16'h400;
+       mem[39] = 16'h400;
+       mem[40] = 16'h266;
+       mem[41] = 16'h400;
+       mem[42] = 16'h400;
+       mem[43] = 16'h266;
+       mem[44] = 16'h400;
+       mem[45] = 16'h400;
+       mem[46] = 16'h266;
+       mem[47] = 16'h400;
+       mem[48] = 16'h400;
+       mem[49] = 16'h266;
+       mem[50] = 16'h400;
+       mem[51] = 16'h400;
+       mem[52] = 16'h266;
+       mem[53] = 16'h400;
+       mem[54] = 16'h400;
+       mem[55] = 16'h266;
+       mem[56] = 16'h400;
+       mem[57] = 16'h400;
+       mem[58] = 16'h266;
+       mem[59] = 16'h400;
+       mem[60] = 16'h400;
+       mem[61] = 16'h266;
+       mem[62] = 16'h400;
+       mem[63] = 16'h400;
+       mem[64] = 16'h266;
+       mem[65] = 16'h400;
+       mem[66] = 16'h400;
+       mem[67] = 16'h266;
+       mem[68] = 16'h400;
+       mem[69] = 16'h266;
+       mem[70] = 16'h266;
+       mem[71] = 16'h266;
+       mem[72] = 16'h400;
+       mem[73] = 16'h266;
+       mem[74] = 16'h266;
+       mem[75] = 16'h266;
+       mem[76] = 16'h400;
+       mem[77] = 16'h400;
+       mem[78] = 16'h266;
+       mem[79] = 16'h266;
+       mem[80] = 16'h266;
+       mem[81] = 16'h400;
+       mem[82] = 16'h400;
+       mem[83] = 16'h266;
+       mem[84] = 16'h266;
+       mem[85] = 16'h266;
+       mem[86] = 16'h400;
+       mem[87] = 16'h400;
+       mem[88] = 16'h266;
+       mem[89] = 16'h266;
+       mem[90] = 16'h266;
+       mem[91] = 16'h400;
+       mem[92] = 16'h400;
+       mem[93] = 16'h266;
+       mem[94] = 16'h266;
+       mem[95] = 16'h266;
+       mem[96] = 16'h400;
+       mem[97] = 16'h400;
+       mem[98] = 16'h266;
+       mem[99] = 16'h266;
+       mem[100] = 16'h266;
+       mem[101] = 16'h400;
+       mem[102] = 16'h400;
+       mem[103] = 16'h266;
+       mem[104] = 16'h266;
+       mem[105] = 16'h266;
+       mem[106] = 16'h400;
+       mem[107] = 16'h400;
+       mem[108] = 16'h266;
+       mem[109] = 16'h266;
+       mem[110] = 16'h266;
+       mem[111] = 16'h400;
+       mem[112] = 16'h400;
+       mem[113] = 16'h266;
+       mem[114] = 16'h266;
+       mem[115] = 16'h266;
+       mem[116] = 16'h400;
+       mem[117] = 16'h400;
+       mem[118] = 16'h266;
+       mem[119] = 16'h266;
+       mem[120] = 16'h266;
+       mem[121] = 16'h400;
+       mem[122] = 16'h400;
+       mem[123] = 16'h266;
+       mem[124] = 16'h266;
+       mem[125] = 16'h266;
+       mem[126] = 16'h400;
+       mem[127] = 16'h400;
+       mem[128] = 16'h266;
+       mem[129] = 16'h266;
+       mem[130] = 16'h266;
+       mem[131] = 16'h400;
+       mem[132] = 16'h400;
+       mem[133] = 16'h266;
+       mem[134] = 16'h266;
+       mem[135] = 16'h266;
+       mem[136] = 16'h400;
+       mem[137] = 16'h400;
+       mem[138] = 16'h266;
+       mem[139] = 16'h266;
+       mem[140] = 16'h266;
+       mem[141] = 16'h400;
+       mem[142] = 16'h400;
+       mem[143] = 16'h266;
+       mem[144] = 16'h266;
+       mem[145] = 16'h266;
+       mem[146] = 16'h400;
+       mem[147] = 16'h266;
+       mem[148] = 16'h266;
+       mem[149] = 16'h400;
+       mem[150] = 16'h266;
+       mem[151] = 16'h400;
+       mem[152] = 16'h400;
+       mem[153] = 16'h266;
+       mem[154] = 16'h400;
+       mem[155] = 16'h400;
+       mem[156] = 16'h266;
+       mem[157] = 16'h400;
+       mem[158] = 16'h400;
+       mem[159] = 16'h266;
+       mem[160] = 16'h400;
+       mem[161] = 16'h400;
+       mem[162] = 16'h266;
+       mem[163] = 16'h400;
+       mem[164] = 16'h400;
+       mem[165] = 16'h266;
+       mem[166] = 16'h400;
+       mem[167] = 16'h400;
+       mem[168] = 16'h266;
+       mem[169] = 16'h400;
+       mem[170] = 16'h400;
+       mem[171] = 16'h266;
+       mem[172] = 16'h400;
+       mem[173] = 16'h400;
+       mem[174] = 16'h266;
+       mem[175] = 16'h400;
+       mem[176] = 16'h400;
+       mem[177] = 16'h266;
+       mem[178] = 16'h400;
+       mem[179] = 16'h400;
+       mem[180] = 16'h266;
+       mem[181] = 16'h400;
+       mem[182] = 16'h400;
+       mem[183] = 16'h266;
+       mem[184] = 16'h400;
+       mem[185] = 16'h400;
+       mem[186] = 16'h266;
+       mem[187] = 16'h400;
+       mem[188] = 16'h400;
+       mem[189] = 16'h266;
+       mem[190] = 16'h400;
+       mem[191] = 16'h400;
+       mem[192] = 16'h266;
+       mem[193] = 16'h400;
+       mem[194] = 16'h400;
+       mem[195] = 16'h266;
+       mem[196] = 16'h400;
+       mem[197] = 16'h400;
+       mem[198] = 16'h266;
+       mem[199] = 16'h400;
+       mem[200] = 16'h400;
+       mem[201] = 16'h266;
+       mem[202] = 16'h400;
+       mem[203] = 16'h400;
+       mem[204] = 16'h266;
+       mem[205] = 16'h400;
+       mem[206] = 16'h400;
+       mem[207] = 16'h266;
+       mem[208] = 16'h400;
+       mem[209] = 16'h400;
+       mem[210] = 16'h266;
+       mem[211] = 16'h400;
+       mem[212] = 16'h400;
+       mem[213] = 16'h266;
+       mem[214] = 16'h400;
+       mem[215] = 16'h400;
+       mem[216] = 16'h266;
+       mem[217] = 16'h400;
     end
     reg [15:0] rd;
     always @(posedge clock) begin
-       rd <= mem[read_address[3:0]];
-       if (write_enable) mem[write_address[3:0]] <= write_data[15:0];
+       rd <= mem[read_address[7:0]];
+       if (write_enable) mem[write_address[7:0]] <= write_data[15:0];
     `ifdef THERMO_RW_POISON
-       if (write_enable && write_address[3:0] == read_address[3:0]) rd <= 16'hbeef;
+       if (write_enable && write_address[7:0] == read_address[7:0]) rd <= 16'hbeef;
     `endif
     end
     always @(*) read_data = {16'b0, rd};
@@ -2306,13 +2590,13 @@ endmodule // top$core$cmd$hkind
 module top$core$cmd$hlen(d,q,clock);
     
     // Module arguments
-    input wire  [15:0] d;
-    output reg  [15:0] q;
+    input wire  [10:0] d;
+    output reg  [10:0] q;
     input wire  clock;
     
     // Update code (custom)
     initial begin
-       q = 16'h0;
+       q = 11'h0;
     end
     
     always @(posedge clock) begin
@@ -2351,19 +2635,19 @@ module top$core$cmd$ident(address,data);
     always @*
     case (address)
         5'b0: data = 8'h1;
-      5'b1: data = 8'had;
-      5'b10: data = 8'h11;
-      5'b11: data = 8'hf3;
-      5'b100: data = 8'h2a;
-      5'b101: data = 8'h4f;
-      5'b110: data = 8'h42;
-      5'b111: data = 8'h86;
-      5'b1000: data = 8'h4b;
-      5'b1001: data = 8'h8;
+      5'b1: data = 8'h93;
+      5'b10: data = 8'h21;
+      5'b11: data = 8'h17;
+      5'b100: data = 8'h8d;
+      5'b101: data = 8'h58;
+      5'b110: data = 8'h56;
+      5'b111: data = 8'h75;
+      5'b1000: data = 8'hf4;
+      5'b1001: data = 8'h40;
       5'b1010: data = 8'h0;
       5'b1011: data = 8'h0;
       5'b1100: data = 8'h0;
-      5'b1101: data = 8'h2;
+      5'b1101: data = 8'h18;
       5'b1110: data = 8'h0;
       5'b1111: data = 8'h0;
       5'b10000: data = 8'h0;
@@ -2597,8 +2881,30 @@ module top$core$cmd$rdo_rom(address,data);
     // Update code (custom)
     always @*
     case (address)
-        10'b0: data = 16'h6;
-      10'b1: data = 16'h7;
+        10'b0: data = 16'h28;
+      10'b1: data = 16'h29;
+      10'b10: data = 16'h2a;
+      10'b11: data = 16'h2b;
+      10'b100: data = 16'h2c;
+      10'b101: data = 16'h2d;
+      10'b110: data = 16'h2e;
+      10'b111: data = 16'h2f;
+      10'b1000: data = 16'h30;
+      10'b1001: data = 16'h31;
+      10'b1010: data = 16'h32;
+      10'b1011: data = 16'h33;
+      10'b1100: data = 16'h34;
+      10'b1101: data = 16'h35;
+      10'b1110: data = 16'h36;
+      10'b1111: data = 16'h37;
+      10'b10000: data = 16'h38;
+      10'b10001: data = 16'h39;
+      10'b10010: data = 16'h3a;
+      10'b10011: data = 16'h3b;
+      10'b10100: data = 16'h3c;
+      10'b10101: data = 16'h3d;
+      10'b10110: data = 16'h3e;
+      10'b10111: data = 16'h3f;
       default: data = 16'h0;
     endcase
             
@@ -2624,6 +2930,25 @@ module top$core$cmd$replays(d,q,clock);
 endmodule // top$core$cmd$replays
 
 
+module top$core$cmd$rerr(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$rerr
+
+
 module top$core$cmd$res(clock,read_address,read_data,write_address,write_data,write_enable);
     
     // Module arguments
@@ -2635,17 +2960,17 @@ module top$core$cmd$res(clock,read_address,read_data,write_address,write_data,wr
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3];
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:63];
     integer i;
     initial begin
-       for (i = 0; i < 4; i = i + 1) mem[i] = 32'h0;
+       for (i = 0; i < 64; i = i + 1) mem[i] = 32'h0;
     end
     reg [31:0] rd;
     always @(posedge clock) begin
-       rd <= mem[read_address[1:0]];
-       if (write_enable) mem[write_address[1:0]] <= write_data[31:0];
+       rd <= mem[read_address[5:0]];
+       if (write_enable) mem[write_address[5:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (write_enable && write_address[1:0] == read_address[1:0]) rd <= 32'hdeadbeef;
+       if (write_enable && write_address[5:0] == read_address[5:0]) rd <= 32'hdeadbeef;
     `endif
     end
     always @(*) read_data = {rd};
@@ -2666,34 +2991,35 @@ module top$core$cmd$ret(d,q,clock);
     localparam CmdState$Exec = 3;
     localparam CmdState$IdentCopy = 4;
     localparam CmdState$StatGather = 5;
-    localparam CmdState$StatWrite = 6;
-    localparam CmdState$ResetLoop = 7;
-    localparam CmdState$ResetSweeps = 8;
-    localparam CmdState$ResetClear = 9;
-    localparam CmdState$WmCheck = 10;
-    localparam CmdState$WmWrite = 11;
-    localparam CmdState$WmStore = 12;
-    localparam CmdState$WmReply = 13;
-    localparam CmdState$RmCheck = 14;
-    localparam CmdState$RmWord = 15;
-    localparam CmdState$RmZeros = 16;
-    localparam CmdState$RmCoup = 17;
-    localparam CmdState$ScCheck = 18;
-    localparam CmdState$RunCheck = 19;
-    localparam CmdState$CwStart = 20;
-    localparam CmdState$CmpNext = 21;
-    localparam CmdState$CmpWord = 22;
-    localparam CmdState$CwDecide = 23;
-    localparam CmdState$WrNext = 24;
-    localparam CmdState$WrWord = 25;
-    localparam CmdState$CwFinish = 26;
-    localparam CmdState$RoCheck = 27;
-    localparam CmdState$RoSweeps = 28;
-    localparam CmdState$RoHead = 29;
-    localparam CmdState$RoSums = 30;
-    localparam CmdState$ErrReply = 31;
-    localparam CmdState$Send = 32;
-    localparam CmdState$Release = 33;
+    localparam CmdState$StatField = 6;
+    localparam CmdState$StatWrite = 7;
+    localparam CmdState$ResetLoop = 8;
+    localparam CmdState$ResetSweeps = 9;
+    localparam CmdState$ResetClear = 10;
+    localparam CmdState$WmCheck = 11;
+    localparam CmdState$WmWrite = 12;
+    localparam CmdState$WmStore = 13;
+    localparam CmdState$WmReply = 14;
+    localparam CmdState$RmCheck = 15;
+    localparam CmdState$RmWord = 16;
+    localparam CmdState$RmZeros = 17;
+    localparam CmdState$RmCoup = 18;
+    localparam CmdState$ScCheck = 19;
+    localparam CmdState$RunCheck = 20;
+    localparam CmdState$CwStart = 21;
+    localparam CmdState$CmpNext = 22;
+    localparam CmdState$CmpWord = 23;
+    localparam CmdState$CwDecide = 24;
+    localparam CmdState$WrNext = 25;
+    localparam CmdState$WrWord = 26;
+    localparam CmdState$CwFinish = 27;
+    localparam CmdState$RoCheck = 28;
+    localparam CmdState$RoSweeps = 29;
+    localparam CmdState$RoHead = 30;
+    localparam CmdState$RoSums = 31;
+    localparam CmdState$ErrReply = 32;
+    localparam CmdState$Send = 33;
+    localparam CmdState$Release = 34;
     
     // Update code (custom)
     initial begin
@@ -2705,44 +3031,6 @@ module top$core$cmd$ret(d,q,clock);
     end
           
 endmodule // top$core$cmd$ret
-
-
-module top$core$cmd$rkind(d,q,clock);
-    
-    // Module arguments
-    input wire  [7:0] d;
-    output reg  [7:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 8'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$rkind
-
-
-module top$core$cmd$rlen(d,q,clock);
-    
-    // Module arguments
-    input wire  [10:0] d;
-    output reg  [10:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 11'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$rlen
 
 
 module top$core$cmd$rs(d,q,clock);
@@ -2797,7 +3085,7 @@ module top$core$cmd$runs(d,q,clock);
 endmodule // top$core$cmd$runs
 
 
-module top$core$cmd$s_acc(d,q,clock);
+module top$core$cmd$sacc(d,q,clock);
     
     // Module arguments
     input wire  [39:0] d;
@@ -2813,64 +3101,7 @@ module top$core$cmd$s_acc(d,q,clock);
        q <= d;
     end
           
-endmodule // top$core$cmd$s_acc
-
-
-module top$core$cmd$s_bus(d,q,clock);
-    
-    // Module arguments
-    input wire  [39:0] d;
-    output reg  [39:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 40'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$s_bus
-
-
-module top$core$cmd$s_state(d,q,clock);
-    
-    // Module arguments
-    input wire  [39:0] d;
-    output reg  [39:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 40'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$s_state
-
-
-module top$core$cmd$s_sweeps(d,q,clock);
-    
-    // Module arguments
-    input wire  [31:0] d;
-    output reg  [31:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 32'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$s_sweeps
+endmodule // top$core$cmd$sacc
 
 
 module top$core$cmd$same(d,q,clock);
@@ -2979,33 +3210,89 @@ module top$core$cmd$slotmem(clock,read_address,read_data,write_address,write_dat
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:31];
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:255];
     integer i;
     initial begin
-       for (i = 0; i < 32; i = i + 1) mem[i] = 32'h0;
-       mem[0] = 32'hffe3da0e;
-       mem[1] = 32'hffaca069;
-       mem[2] = 32'hfff2cb1b;
-       mem[3] = 32'hfff422c7;
-       mem[4] = 32'hffeeb67e;
-       mem[5] = 32'h1235b7;
-       mem[6] = 32'h60398;
-       mem[7] = 32'hffebe498;
-       mem[16] = 32'hffe3da0e;
-       mem[17] = 32'hffaca069;
-       mem[18] = 32'hfff2cb1b;
-       mem[19] = 32'hfff422c7;
-       mem[20] = 32'hffeeb67e;
-       mem[21] = 32'h1235b7;
-       mem[22] = 32'h60398;
-       mem[23] = 32'hffebe498;
+       for (i = 0; i < 256; i = i + 1) mem[i] = 32'h0;
+       mem[1] = 32'h9f06f;
+       mem[2] = 32'h133333;
+       mem[3] = 32'h1b27bb;
+       mem[4] = 32'h214120;
+       mem[5] = 32'h25182b;
+       mem[6] = 32'h266666;
+       mem[7] = 32'h25182b;
+       mem[8] = 32'h214120;
+       mem[9] = 32'h1b27bb;
+       mem[10] = 32'h133333;
+       mem[11] = 32'h9f06f;
+       mem[13] = 32'hfff60f91;
+       mem[14] = 32'hffeccccd;
+       mem[15] = 32'hffe4d845;
+       mem[16] = 32'hffdebee0;
+       mem[17] = 32'hffdae7d5;
+       mem[18] = 32'hffd9999a;
+       mem[19] = 32'hffdae7d5;
+       mem[20] = 32'hffdebee0;
+       mem[21] = 32'hffe4d845;
+       mem[22] = 32'hffeccccd;
+       mem[23] = 32'hfff60f91;
+       mem[24] = 32'h133333;
+       mem[25] = 32'h11bda5;
+       mem[26] = 32'hd930c;
+       mem[27] = 32'h758e2;
+       mem[29] = 32'hfff8a71e;
+       mem[30] = 32'hfff26cf4;
+       mem[31] = 32'hffee425b;
+       mem[32] = 32'hffeccccd;
+       mem[33] = 32'hffee425b;
+       mem[34] = 32'hfff26cf4;
+       mem[35] = 32'hfff8a71e;
+       mem[37] = 32'h758e2;
+       mem[38] = 32'hd930c;
+       mem[39] = 32'h11bda5;
+       mem[129] = 32'h9f06f;
+       mem[130] = 32'h133333;
+       mem[131] = 32'h1b27bb;
+       mem[132] = 32'h214120;
+       mem[133] = 32'h25182b;
+       mem[134] = 32'h266666;
+       mem[135] = 32'h25182b;
+       mem[136] = 32'h214120;
+       mem[137] = 32'h1b27bb;
+       mem[138] = 32'h133333;
+       mem[139] = 32'h9f06f;
+       mem[141] = 32'hfff60f91;
+       mem[142] = 32'hffeccccd;
+       mem[143] = 32'hffe4d845;
+       mem[144] = 32'hffdebee0;
+       mem[145] = 32'hffdae7d5;
+       mem[146] = 32'hffd9999a;
+       mem[147] = 32'hffdae7d5;
+       mem[148] = 32'hffdebee0;
+       mem[149] = 32'hffe4d845;
+       mem[150] = 32'hffeccccd;
+       mem[151] = 32'hfff60f91;
+       mem[152] = 32'h133333;
+       mem[153] = 32'h11bda5;
+       mem[154] = 32'hd930c;
+       mem[155] = 32'h758e2;
+       mem[157] = 32'hfff8a71e;
+       mem[158] = 32'hfff26cf4;
+       mem[159] = 32'hffee425b;
+       mem[160] = 32'hffeccccd;
+       mem[161] = 32'hffee425b;
+       mem[162] = 32'hfff26cf4;
+       mem[163] = 32'hfff8a71e;
+       mem[165] = 32'h758e2;
+       mem[166] = 32'hd930c;
+       mem[167] = 32'h11bda5;
     end
     reg [31:0] rd;
     always @(posedge clock) begin
-       rd <= mem[read_address[4:0]];
-       if (write_enable) mem[write_address[4:0]] <= write_data[31:0];
+       rd <= mem[read_address[7:0]];
+       if (write_enable) mem[write_address[7:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (write_enable && write_address[4:0] == read_address[4:0]) rd <= 32'hdeadbeef;
+       if (write_enable && write_address[7:0] == read_address[7:0]) rd <= 32'hdeadbeef;
     `endif
     end
     always @(*) read_data = {rd};
@@ -3098,8 +3385,16 @@ module top$core$cmd$stat(address,data);
     always @*
     case (address)
         8'h0: data = 32'h1;
-      8'h1: data = 32'h1000100;
-      8'h2: data = 32'h2000101;
+      8'h1: data = 32'h4000000;
+      8'h2: data = 32'h1000100;
+      8'h3: data = 32'h1000200;
+      8'h4: data = 32'h1000202;
+      8'h5: data = 32'h5000000;
+      8'h6: data = 32'h2000101;
+      8'h7: data = 32'h6000000;
+      8'h8: data = 32'h3000201;
+      8'h9: data = 32'h3000203;
+      8'ha: data = 32'h7000000;
       default: data = 32'h0;
     endcase
             
@@ -3120,34 +3415,35 @@ module top$core$cmd$state(d,q,clock);
     localparam CmdState$Exec = 3;
     localparam CmdState$IdentCopy = 4;
     localparam CmdState$StatGather = 5;
-    localparam CmdState$StatWrite = 6;
-    localparam CmdState$ResetLoop = 7;
-    localparam CmdState$ResetSweeps = 8;
-    localparam CmdState$ResetClear = 9;
-    localparam CmdState$WmCheck = 10;
-    localparam CmdState$WmWrite = 11;
-    localparam CmdState$WmStore = 12;
-    localparam CmdState$WmReply = 13;
-    localparam CmdState$RmCheck = 14;
-    localparam CmdState$RmWord = 15;
-    localparam CmdState$RmZeros = 16;
-    localparam CmdState$RmCoup = 17;
-    localparam CmdState$ScCheck = 18;
-    localparam CmdState$RunCheck = 19;
-    localparam CmdState$CwStart = 20;
-    localparam CmdState$CmpNext = 21;
-    localparam CmdState$CmpWord = 22;
-    localparam CmdState$CwDecide = 23;
-    localparam CmdState$WrNext = 24;
-    localparam CmdState$WrWord = 25;
-    localparam CmdState$CwFinish = 26;
-    localparam CmdState$RoCheck = 27;
-    localparam CmdState$RoSweeps = 28;
-    localparam CmdState$RoHead = 29;
-    localparam CmdState$RoSums = 30;
-    localparam CmdState$ErrReply = 31;
-    localparam CmdState$Send = 32;
-    localparam CmdState$Release = 33;
+    localparam CmdState$StatField = 6;
+    localparam CmdState$StatWrite = 7;
+    localparam CmdState$ResetLoop = 8;
+    localparam CmdState$ResetSweeps = 9;
+    localparam CmdState$ResetClear = 10;
+    localparam CmdState$WmCheck = 11;
+    localparam CmdState$WmWrite = 12;
+    localparam CmdState$WmStore = 13;
+    localparam CmdState$WmReply = 14;
+    localparam CmdState$RmCheck = 15;
+    localparam CmdState$RmWord = 16;
+    localparam CmdState$RmZeros = 17;
+    localparam CmdState$RmCoup = 18;
+    localparam CmdState$ScCheck = 19;
+    localparam CmdState$RunCheck = 20;
+    localparam CmdState$CwStart = 21;
+    localparam CmdState$CmpNext = 22;
+    localparam CmdState$CmpWord = 23;
+    localparam CmdState$CwDecide = 24;
+    localparam CmdState$WrNext = 25;
+    localparam CmdState$WrWord = 26;
+    localparam CmdState$CwFinish = 27;
+    localparam CmdState$RoCheck = 28;
+    localparam CmdState$RoSweeps = 29;
+    localparam CmdState$RoHead = 30;
+    localparam CmdState$RoSums = 31;
+    localparam CmdState$ErrReply = 32;
+    localparam CmdState$Send = 33;
+    localparam CmdState$Release = 34;
     
     // Update code (custom)
     initial begin
@@ -3159,25 +3455,6 @@ module top$core$cmd$state(d,q,clock);
     end
           
 endmodule // top$core$cmd$state
-
-
-module top$core$cmd$sw(d,q,clock);
-    
-    // Module arguments
-    input wire  [31:0] d;
-    output reg  [31:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 32'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$sw
 
 
 module top$core$cmd$sweep_base(d,q,clock);
@@ -3310,9 +3587,9 @@ module top$core$frx(clock,in_data,in_valid,avail,rd_off,rd_data,rd_done,release_
     reg  [31:0] ncrc$d;
     wire  [31:0] ncrc$q;
     reg  ncrc$clock;
-    reg  [7:0] ver$d;
-    wire  [7:0] ver$q;
-    reg  ver$clock;
+    reg  ver_ok$d;
+    wire  ver_ok$q;
+    reg  ver_ok$clock;
     reg  [15:0] lenf$d;
     wire  [15:0] lenf$q;
     reg  lenf$clock;
@@ -3396,10 +3673,10 @@ module top$core$frx(clock,in_data,in_valid,avail,rd_off,rd_data,rd_done,release_
         .q(ncrc$q),
         .clock(ncrc$clock)
     );
-    top$core$frx$ver ver(
-        .d(ver$d),
-        .q(ver$q),
-        .clock(ver$clock)
+    top$core$frx$ver_ok ver_ok(
+        .d(ver_ok$d),
+        .q(ver_ok$q),
+        .clock(ver_ok$clock)
     );
     top$core$frx$lenf lenf(
         .d(lenf$d),
@@ -3455,7 +3732,7 @@ module top$core$frx(clock,in_data,in_valid,avail,rd_off,rd_data,rd_done,release_
         prev_ff$clock = clock;
         n$clock = clock;
         ncrc$clock = clock;
-        ver$clock = clock;
+        ver_ok$clock = clock;
         lenf$clock = clock;
         nofit$clock = clock;
         fs$clock = clock;
@@ -3471,7 +3748,7 @@ module top$core$frx(clock,in_data,in_valid,avail,rd_off,rd_data,rd_done,release_
         prev_ff$d = prev_ff$q;
         n$d = n$q;
         ncrc$d = ncrc$q;
-        ver$d = ver$q;
+        ver_ok$d = ver_ok$q;
         lenf$d = lenf$q;
         nofit$d = nofit$q;
         fs$d = fs$q;
@@ -3516,7 +3793,7 @@ module top$core$frx(clock,in_data,in_valid,avail,rd_off,rd_data,rd_done,release_
             ncrc$d = ~crc$crc_out;
             n$d = n$q + 32'h1;
             if (n$q == 32'h0) begin
-                ver$d = eb;
+                ver_ok$d = eb == k_version;
             end
             if (n$q == 32'h3) begin
                 lenf$d = (lenf$q & 32'hff00) | ((eb) & 16'hffff);
@@ -3533,7 +3810,7 @@ module top$core$frx(clock,in_data,in_valid,avail,rd_off,rd_data,rd_done,release_
                 end
             end
         end
-        good = ~overlong$q & (m$q != 32'h0) & (rem$q == 32'h0) & (n$q >= k_overhead) & (ncrc$q == k_residue_n) & (ver$q == k_version) & (lenf$q == ((body_len) & 16'hffff)) & (lenf$q <= k_maxpay);
+        good = ~overlong$q & (m$q != 32'h0) & (rem$q == 32'h0) & (n$q >= k_overhead) & (ncrc$q == k_residue_n) & ver_ok$q & (lenf$q == ((body_len) & 16'hffff)) & (lenf$q <= k_maxpay);
         commit = 1'b0;
         crc_evt = 1'b0;
         framing_evt = 1'b0;
@@ -3972,23 +4249,23 @@ module top$core$frx$rp(d,q,clock);
 endmodule // top$core$frx$rp
 
 
-module top$core$frx$ver(d,q,clock);
+module top$core$frx$ver_ok(d,q,clock);
     
     // Module arguments
-    input wire  [7:0] d;
-    output reg  [7:0] q;
+    input wire  d;
+    output reg  q;
     input wire  clock;
     
     // Update code (custom)
     initial begin
-       q = 8'h0;
+       q = 1'h0;
     end
     
     always @(posedge clock) begin
        q <= d;
     end
           
-endmodule // top$core$frx$ver
+endmodule // top$core$frx$ver_ok
 
 
 module top$core$ftx(clock,buf_we,buf_addr,buf_data,seq,kind,len,send,busy,out_data,out_valid,out_ready);
@@ -4071,7 +4348,7 @@ module top$core$ftx(clock,buf_we,buf_addr,buf_data,seq,kind,len,send,busy,out_da
     reg  [10:0] pos;
     reg  [10:0] total;
     reg  [10:0] pay_end;
-    reg  [10:0] kk;
+    reg  [1:0] kk;
     reg  [31:0] crcv;
     reg  [7:0] bb;
     reg  [10:0] raddr;
@@ -4197,7 +4474,7 @@ module top$core$ftx(clock,buf_we,buf_addr,buf_data,seq,kind,len,send,busy,out_da
         end
         raddr = pos - 32'h5;
         pbuf$read_address = ((raddr[(32'h0)+:(10)]) & 16'hffff);
-        kk = pos - pay_end;
+        kk = pos[(32'h0)+:(2)] - pay_end[(32'h0)+:(2)];
         crcv = ncrc$q;
         bb = pbuf$read_data[(32'h0)+:(8)];
         if (pos >= pay_end) begin
@@ -4266,7 +4543,7 @@ module top$core$ftx(clock,buf_we,buf_addr,buf_data,seq,kind,len,send,busy,out_da
                     end
                     else begin
                         ph$d = 1'b0;
-                        if (p$q < pay_end) begin
+                        if (~(pos >= pay_end)) begin
                             ncrc$d = ~crc$crc_out;
                         end
                         if (bb == 32'h0) begin
@@ -4682,6 +4959,25 @@ module top$core$ftx$zero(d,q,clock);
 endmodule // top$core$ftx$zero
 
 
+module top$err(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$err
+
+
 module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
     
     // Module arguments
@@ -4741,20 +5037,76 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
     wire  [15:0] noise$0$z_b;
     wire  noise$0$valid_a;
     wire  noise$0$valid_b;
+    reg  sides$0$clock;
+    reg  sides$0$issue;
+    reg  sides$0$rewind;
+    reg  [15:0] sides$0$rd_data;
+    reg  [15:0] sides$0$cfg_addr;
+    reg  [31:0] sides$0$cfg_data;
+    reg  sides$0$word_we;
+    reg  sides$0$gain_we;
+    reg  sides$0$clear;
+    wire  [15:0] sides$0$rd_q;
+    wire  [15:0] sides$0$rd_bank;
+    wire  sides$0$line_we;
+    wire  [15:0] sides$0$line_idx;
+    wire  [15:0] sides$0$line_val;
+    wire  [31:0] sides$0$cnt_acc;
+    wire  [31:0] sides$0$cnt_bus;
+    reg  sides$1$clock;
+    reg  sides$1$issue;
+    reg  sides$1$rewind;
+    reg  [15:0] sides$1$rd_data;
+    reg  [15:0] sides$1$cfg_addr;
+    reg  [31:0] sides$1$cfg_data;
+    reg  sides$1$word_we;
+    reg  sides$1$gain_we;
+    reg  sides$1$clear;
+    wire  [15:0] sides$1$rd_q;
+    wire  [15:0] sides$1$rd_bank;
+    wire  sides$1$line_we;
+    wire  [15:0] sides$1$line_idx;
+    wire  [15:0] sides$1$line_val;
+    wire  [31:0] sides$1$cnt_acc;
+    wire  [31:0] sides$1$cnt_bus;
     reg  repl$0$clock;
     reg  [15:0] repl$0$read_address;
     wire  [31:0] repl$0$read_data;
     reg  [15:0] repl$0$write_address;
     reg  [31:0] repl$0$write_data;
     reg  repl$0$write_enable;
+    reg  repl$1$clock;
+    reg  [15:0] repl$1$read_address;
+    wire  [31:0] repl$1$read_data;
+    reg  [15:0] repl$1$write_address;
+    reg  [31:0] repl$1$write_data;
+    reg  repl$1$write_enable;
+    reg  repl$2$clock;
+    reg  [15:0] repl$2$read_address;
+    wire  [31:0] repl$2$read_data;
+    reg  [15:0] repl$2$write_address;
+    reg  [31:0] repl$2$write_data;
+    reg  repl$2$write_enable;
+    reg  [15:0] lines$0$d;
+    wire  [15:0] lines$0$q;
+    reg  lines$0$clock;
+    reg  [15:0] lines$1$d;
+    wire  [15:0] lines$1$q;
+    reg  lines$1$clock;
+    reg  [15:0] lines$2$d;
+    wire  [15:0] lines$2$q;
+    reg  lines$2$clock;
+    reg  [15:0] lines$3$d;
+    wire  [15:0] lines$3$q;
+    reg  lines$3$clock;
     reg  [31:0] nsw$d;
     wire  [31:0] nsw$q;
     reg  nsw$clock;
     reg  rdo_en$d;
     wire  rdo_en$q;
     reg  rdo_en$clock;
-    reg  [23:0] rsel$d;
-    wire  [23:0] rsel$q;
+    reg  [7:0] rsel$d;
+    wire  [7:0] rsel$q;
     reg  rsel$clock;
     reg  [31:0] rdata$d;
     wire  [31:0] rdata$q;
@@ -4818,6 +5170,42 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         .valid_a(noise$0$valid_a),
         .valid_b(noise$0$valid_b)
     );
+    top$sub$sides$0 sides$0(
+        .clock(sides$0$clock),
+        .issue(sides$0$issue),
+        .rewind(sides$0$rewind),
+        .rd_data(sides$0$rd_data),
+        .cfg_addr(sides$0$cfg_addr),
+        .cfg_data(sides$0$cfg_data),
+        .word_we(sides$0$word_we),
+        .gain_we(sides$0$gain_we),
+        .clear(sides$0$clear),
+        .rd_q(sides$0$rd_q),
+        .rd_bank(sides$0$rd_bank),
+        .line_we(sides$0$line_we),
+        .line_idx(sides$0$line_idx),
+        .line_val(sides$0$line_val),
+        .cnt_acc(sides$0$cnt_acc),
+        .cnt_bus(sides$0$cnt_bus)
+    );
+    top$sub$sides$1 sides$1(
+        .clock(sides$1$clock),
+        .issue(sides$1$issue),
+        .rewind(sides$1$rewind),
+        .rd_data(sides$1$rd_data),
+        .cfg_addr(sides$1$cfg_addr),
+        .cfg_data(sides$1$cfg_data),
+        .word_we(sides$1$word_we),
+        .gain_we(sides$1$gain_we),
+        .clear(sides$1$clear),
+        .rd_q(sides$1$rd_q),
+        .rd_bank(sides$1$rd_bank),
+        .line_we(sides$1$line_we),
+        .line_idx(sides$1$line_idx),
+        .line_val(sides$1$line_val),
+        .cnt_acc(sides$1$cnt_acc),
+        .cnt_bus(sides$1$cnt_bus)
+    );
     top$sub$repl$0 repl$0(
         .clock(repl$0$clock),
         .read_address(repl$0$read_address),
@@ -4825,6 +5213,42 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         .write_address(repl$0$write_address),
         .write_data(repl$0$write_data),
         .write_enable(repl$0$write_enable)
+    );
+    top$sub$repl$1 repl$1(
+        .clock(repl$1$clock),
+        .read_address(repl$1$read_address),
+        .read_data(repl$1$read_data),
+        .write_address(repl$1$write_address),
+        .write_data(repl$1$write_data),
+        .write_enable(repl$1$write_enable)
+    );
+    top$sub$repl$2 repl$2(
+        .clock(repl$2$clock),
+        .read_address(repl$2$read_address),
+        .read_data(repl$2$read_data),
+        .write_address(repl$2$write_address),
+        .write_data(repl$2$write_data),
+        .write_enable(repl$2$write_enable)
+    );
+    top$sub$lines$0 lines$0(
+        .d(lines$0$d),
+        .q(lines$0$q),
+        .clock(lines$0$clock)
+    );
+    top$sub$lines$1 lines$1(
+        .d(lines$1$d),
+        .q(lines$1$q),
+        .clock(lines$1$clock)
+    );
+    top$sub$lines$2 lines$2(
+        .d(lines$2$d),
+        .q(lines$2$q),
+        .clock(lines$2$clock)
+    );
+    top$sub$lines$3 lines$3(
+        .d(lines$3$d),
+        .q(lines$3$q),
+        .clock(lines$3$clock)
     );
     top$sub$nsw nsw(
         .d(nsw$d),
@@ -4865,7 +5289,15 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
       ctrl$clock = clock;
       lanes$0$clock = clock;
       noise$0$clock = clock;
+      sides$0$clock = clock;
+      sides$1$clock = clock;
       repl$0$clock = clock;
+      repl$1$clock = clock;
+      repl$2$clock = clock;
+      lines$0$clock = clock;
+      lines$1$clock = clock;
+      lines$2$clock = clock;
+      lines$3$clock = clock;
       nsw$clock = clock;
       rdo_en$clock = clock;
       rsel$clock = clock;
@@ -4881,9 +5313,13 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         default: lanes$0$rd_data = 16'd0;
       endcase
       case (lanes$0$line_sel)
+        16'd0: lanes$0$line_val = lines$0$q;
+        16'd1: lanes$0$line_val = lines$1$q;
+        16'd2: lanes$0$line_val = lines$2$q;
+        16'd3: lanes$0$line_val = lines$3$q;
         default: lanes$0$line_val = 16'd0;
       endcase
-      lanes$0$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd28);
+      lanes$0$issue = running_w && (c_w >= 32'd51) && (c_w < 32'd493);
       lanes$0$rewind = ctrl$rewind;
       lanes$0$cfg_addr = {4'd0, cfg_addr[11:0]};
       lanes$0$cfg_data = cfg_wdata;
@@ -4903,39 +5339,112 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
       lanes$0$nvalid = noise$0$valid_a;
       noise$0$seed_we_b = 1'b0;
       noise$0$pop_b = 1'b0;
-      repl$0$read_address = ({15'd0, buf_w} << 3) | ((running_w ? lanes$0$rd_q : a_q) & 16'd7);
+      case (sides$0$rd_bank)
+        16'd0: sides$0$rd_data = repl$1$read_data[15:0];
+        default: sides$0$rd_data = 16'd0;
+      endcase
+      sides$0$issue = running_w && (c_w < 32'd48);
+      sides$0$rewind = ctrl$rewind;
+      sides$0$cfg_addr = {4'd0, cfg_addr[11:0]};
+      sides$0$cfg_data = cfg_wdata;
+      sides$0$word_we = cfg_we && (reg_w == 4'd5) && (sel_w == 8'd0);
+      sides$0$gain_we = cfg_we && (reg_w == 4'd6) && (sel_w == 8'd0);
+      sides$0$clear = ctrl_we && cfg_wdata[2];
+      case (sides$1$rd_bank)
+        16'd0: sides$1$rd_data = repl$2$read_data[15:0];
+        default: sides$1$rd_data = 16'd0;
+      endcase
+      sides$1$issue = running_w && (c_w < 32'd48);
+      sides$1$rewind = ctrl$rewind;
+      sides$1$cfg_addr = {4'd0, cfg_addr[11:0]};
+      sides$1$cfg_data = cfg_wdata;
+      sides$1$word_we = cfg_we && (reg_w == 4'd5) && (sel_w == 8'd1);
+      sides$1$gain_we = cfg_we && (reg_w == 4'd6) && (sel_w == 8'd1);
+      sides$1$clear = ctrl_we && cfg_wdata[2];
+      repl$0$read_address = ({15'd0, buf_w} << 6) | ((running_w ? lanes$0$rd_q : a_q) & 16'd63);
       if (running_w) begin
-        repl$0$write_address = ({15'd0, !buf_w} << 3) | (lanes$0$wr_q & 16'd7);
+        repl$0$write_address = ({15'd0, !buf_w} << 6) | (lanes$0$wr_q & 16'd63);
         repl$0$write_data = {16'd0, lanes$0$wr_data};
         repl$0$write_enable = lanes$0$wr_en;
       end else begin
-        repl$0$write_address = ({15'd0, buf_w} << 3) | (a_q & 16'd7);
+        repl$0$write_address = ({15'd0, buf_w} << 6) | (a_q & 16'd63);
         repl$0$write_data = {16'd0, cfg_wdata[15:0]};
         repl$0$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd0);
       end
-      rsel$d = cfg_addr;
+      repl$1$read_address = ({15'd0, buf_w} << 6) | (sides$0$rd_q & 16'd63);
+      if (running_w) begin
+        repl$1$write_address = ({15'd0, !buf_w} << 6) | (lanes$0$wr_q & 16'd63);
+        repl$1$write_data = {16'd0, lanes$0$wr_data};
+        repl$1$write_enable = lanes$0$wr_en;
+      end else begin
+        repl$1$write_address = ({15'd0, buf_w} << 6) | (a_q & 16'd63);
+        repl$1$write_data = {16'd0, cfg_wdata[15:0]};
+        repl$1$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd0);
+      end
+      repl$2$read_address = ({15'd0, buf_w} << 6) | (sides$1$rd_q & 16'd63);
+      if (running_w) begin
+        repl$2$write_address = ({15'd0, !buf_w} << 6) | (lanes$0$wr_q & 16'd63);
+        repl$2$write_data = {16'd0, lanes$0$wr_data};
+        repl$2$write_enable = lanes$0$wr_en;
+      end else begin
+        repl$2$write_address = ({15'd0, buf_w} << 6) | (a_q & 16'd63);
+        repl$2$write_data = {16'd0, cfg_wdata[15:0]};
+        repl$2$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd0);
+      end
+      lines$0$d = lines$0$q;
+      lines$1$d = lines$1$q;
+      lines$2$d = lines$2$q;
+      lines$3$d = lines$3$q;
+      if (sides$0$line_we) begin
+        lines$0$d = lines$1$q;
+        lines$1$d = sides$0$line_val;
+      end
+      if (sides$1$line_we) begin
+        lines$2$d = lines$3$q;
+        lines$3$d = sides$1$line_val;
+      end
+      rsel$d = 8'd0;
       rdata$d = 32'd0;
-      if (rsel$q[23:20] == 4'd0) begin
-        case (rsel$q[19:0])
-          20'd0: rdata$d = {30'd0, (lanes$0$noise_err), running_w};
-          20'd1: rdata$d = ctrl$sweeps;
-          20'd2: rdata$d = ctrl$cycles;
-          20'd3: rdata$d = nsw$q;
-          20'd256: rdata$d = lanes$0$cnt_acc;
-          20'd257: rdata$d = lanes$0$cnt_state;
-          default: rdata$d = 32'd0;
+      if (cfg_addr[23:20] == 4'd0) begin
+        case (cfg_addr[19:0])
+          20'd0: rsel$d = 8'd1;
+          20'd1: rsel$d = 8'd2;
+          20'd2: rsel$d = 8'd3;
+          20'd3: rsel$d = 8'd4;
+          20'd256: rsel$d = 8'd5;
+          20'd257: rsel$d = 8'd6;
+          20'd512: rsel$d = 8'd7;
+          20'd513: rsel$d = 8'd8;
+          20'd514: rsel$d = 8'd9;
+          20'd515: rsel$d = 8'd10;
+          default: rsel$d = 8'd0;
         endcase
-      end else if (rsel$q[23:20] == 4'd2) begin
-        case (rsel$q[15:0] & 16'd0)
-          16'd0: rdata$d = {16'd0, repl$0$read_data[15:0]};
-          default: rdata$d = 32'd0;
+      end else if (cfg_addr[23:20] == 4'd2) begin
+        case (cfg_addr[15:0] & 16'd0)
+          16'd0: rsel$d = 8'd11;
+          default: rsel$d = 8'd0;
         endcase
-      end else if (rsel$q[23:20] == 4'd7) begin
-        case (rsel$q[15:0] & 16'd0)
-          16'd0: rdata$d = lanes$0$rdo_data;
-          default: rdata$d = 32'd0;
+      end else if (cfg_addr[23:20] == 4'd7) begin
+        case (cfg_addr[15:0] & 16'd0)
+          16'd0: rsel$d = 8'd12;
+          default: rsel$d = 8'd0;
         endcase
       end
+      case (rsel$q)
+        8'd1: rdata$d = {30'd0, (lanes$0$noise_err), running_w};
+        8'd2: rdata$d = ctrl$sweeps;
+        8'd3: rdata$d = ctrl$cycles;
+        8'd4: rdata$d = nsw$q;
+        8'd5: rdata$d = lanes$0$cnt_acc;
+        8'd6: rdata$d = lanes$0$cnt_state;
+        8'd7: rdata$d = sides$0$cnt_acc;
+        8'd8: rdata$d = sides$0$cnt_bus;
+        8'd9: rdata$d = sides$1$cnt_acc;
+        8'd10: rdata$d = sides$1$cnt_bus;
+        8'd11: rdata$d = {16'd0, repl$0$read_data[15:0]};
+        8'd12: rdata$d = lanes$0$rdo_data;
+        default: rdata$d = 32'd0;
+      endcase
       cfg_rdata = rdata$q;
       running = running_w;
     end
@@ -4956,7 +5465,8 @@ module top$sub$ctrl(clock,start,n_sweeps,running,c,rewind,rbuf,sweeps,cycles);
     output reg  [31:0] cycles;
     
     // Constant declarations
-    localparam  last = 24'h1f;
+    localparam  last = 24'h1f0;
+    localparam  cmask = 24'h1ff;
     
     // Stub signals
     reg  run$d;
@@ -5036,7 +5546,7 @@ module top$sub$ctrl(clock,start,n_sweeps,running,c,rewind,rbuf,sweeps,cycles);
                 end
             end
             else begin
-                cc$d = cc$q + 32'h1;
+                cc$d = (cc$q + 32'h1) & cmask;
             end
         end
         else if (start & (n_sweeps != 32'h0)) begin
@@ -5207,8 +5717,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     localparam  hi = 16'h7fff;
     localparam  lob = 16'h0;
     localparam  hib = 16'hffff;
-    localparam  gn = 16'hdad;
-    localparam  ngn = 16'hf253;
+    localparam  gn = 16'ha1f;
+    localparam  ngn = 16'hf5e1;
     
     // Stub signals
     reg  instr$clock;
@@ -5235,21 +5745,19 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [31:0] sa_mac$acc;
     reg  [31:0] sa_mac$x;
     reg  sa_mac$en;
+    reg  sa_mac$alt;
     wire  [31:0] sa_mac$y;
     wire  sa_mac$sat;
-    reg  [31:0] sa_line$acc;
-    reg  [31:0] sa_line$x;
-    reg  sa_line$en;
-    wire  [31:0] sa_line$y;
-    wire  sa_line$sat;
     reg  [31:0] sa_bias$acc;
     reg  [31:0] sa_bias$x;
     reg  sa_bias$en;
+    reg  sa_bias$alt;
     wire  [31:0] sa_bias$y;
     wire  sa_bias$sat;
     reg  [31:0] sa_noise$acc;
     reg  [31:0] sa_noise$x;
     reg  sa_noise$en;
+    reg  sa_noise$alt;
     wire  [31:0] sa_noise$y;
     wire  sa_noise$sat;
     reg  [31:0] fin$x;
@@ -5347,20 +5855,15 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .acc(sa_mac$acc),
         .x(sa_mac$x),
         .en(sa_mac$en),
+        .alt(sa_mac$alt),
         .y(sa_mac$y),
         .sat(sa_mac$sat)
-    );
-    top$sub$lanes$0$sa_line sa_line(
-        .acc(sa_line$acc),
-        .x(sa_line$x),
-        .en(sa_line$en),
-        .y(sa_line$y),
-        .sat(sa_line$sat)
     );
     top$sub$lanes$0$sa_bias sa_bias(
         .acc(sa_bias$acc),
         .x(sa_bias$x),
         .en(sa_bias$en),
+        .alt(sa_bias$alt),
         .y(sa_bias$y),
         .sat(sa_bias$sat)
     );
@@ -5368,6 +5871,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .acc(sa_noise$acc),
         .x(sa_noise$x),
         .en(sa_noise$en),
+        .alt(sa_noise$alt),
         .y(sa_noise$y),
         .sat(sa_noise$sat)
     );
@@ -5550,28 +6054,23 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             sa_mac$acc = 32'h0;
         end
         sa_mac$x = p3$q;
-        sa_mac$en = v3$q & ((op3$q == 32'h0) | ((op3$q == 32'h1) & gate$q));
-        sa_line$acc = acc$q;
-        sa_line$x = p3$q;
-        sa_line$en = v3$q & (op3$q == 32'h2) & gate$q;
+        sa_mac$alt = op3$q == 32'h2;
+        sa_mac$en = v3$q & ((op3$q == 32'h0) | (((op3$q == 32'h1) | (op3$q == 32'h2)) & gate$q));
         fin_now = v3$q & (op3$q == 32'h3);
         sa_bias$acc = acc$q;
         sa_bias$x = bias$read_data;
         sa_bias$en = fin_now & gate$q;
+        sa_bias$alt = 1'b0;
         sa_noise$acc = sa_bias$y;
         sa_noise$x = p3$q;
         sa_noise$en = fin_now;
+        sa_noise$alt = 1'b0;
         fin$x = sa_noise$y;
         if (v3$q) begin
-            if (op3$q == 32'h2) begin
-                acc$d = sa_line$y;
-            end
-            else begin
-                acc$d = sa_mac$y;
-            end
+            acc$d = sa_mac$y;
         end
         i1 = 32'h0;
-        if (sa_mac$sat | sa_line$sat) begin
+        if (sa_mac$sat) begin
             i1 = 32'h1;
         end
         i2 = 32'h0;
@@ -5655,25 +6154,53 @@ module top$sub$lanes$0$bias(clock,read_address,read_data,write_address,write_dat
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:7];
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:63];
     integer i;
     initial begin
-       for (i = 0; i < 8; i = i + 1) mem[i] = 32'h0;
-       mem[0] = 32'hffe3da0e;
-       mem[1] = 32'hffaca069;
-       mem[2] = 32'hfff2cb1b;
-       mem[3] = 32'hfff422c7;
-       mem[4] = 32'hffeeb67e;
-       mem[5] = 32'h1235b7;
-       mem[6] = 32'h60398;
-       mem[7] = 32'hffebe498;
+       for (i = 0; i < 64; i = i + 1) mem[i] = 32'h0;
+       mem[1] = 32'h9f06f;
+       mem[2] = 32'h133333;
+       mem[3] = 32'h1b27bb;
+       mem[4] = 32'h214120;
+       mem[5] = 32'h25182b;
+       mem[6] = 32'h266666;
+       mem[7] = 32'h25182b;
+       mem[8] = 32'h214120;
+       mem[9] = 32'h1b27bb;
+       mem[10] = 32'h133333;
+       mem[11] = 32'h9f06f;
+       mem[13] = 32'hfff60f91;
+       mem[14] = 32'hffeccccd;
+       mem[15] = 32'hffe4d845;
+       mem[16] = 32'hffdebee0;
+       mem[17] = 32'hffdae7d5;
+       mem[18] = 32'hffd9999a;
+       mem[19] = 32'hffdae7d5;
+       mem[20] = 32'hffdebee0;
+       mem[21] = 32'hffe4d845;
+       mem[22] = 32'hffeccccd;
+       mem[23] = 32'hfff60f91;
+       mem[24] = 32'h133333;
+       mem[25] = 32'h11bda5;
+       mem[26] = 32'hd930c;
+       mem[27] = 32'h758e2;
+       mem[29] = 32'hfff8a71e;
+       mem[30] = 32'hfff26cf4;
+       mem[31] = 32'hffee425b;
+       mem[32] = 32'hffeccccd;
+       mem[33] = 32'hffee425b;
+       mem[34] = 32'hfff26cf4;
+       mem[35] = 32'hfff8a71e;
+       mem[37] = 32'h758e2;
+       mem[38] = 32'hd930c;
+       mem[39] = 32'h11bda5;
     end
     reg [31:0] rd;
     always @(posedge clock) begin
-       rd <= mem[read_address[2:0]];
-       if (write_enable) mem[write_address[2:0]] <= write_data[31:0];
+       rd <= mem[read_address[5:0]];
+       if (write_enable) mem[write_address[5:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (write_enable && write_address[2:0] == read_address[2:0]) rd <= 32'hdeadbeef;
+       if (write_enable && write_address[5:0] == read_address[5:0]) rd <= 32'hdeadbeef;
     `endif
     end
     always @(*) read_data = {rd};
@@ -5709,34 +6236,34 @@ module top$sub$lanes$0$fin(x,y,sat);
     // Constant declarations
     localparam  lsh = 8'h0;
     localparam  rsh = 8'he;
-    localparam  half = 40'h2000;
-    localparam  fill = 40'hfffc000000;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hffffff8000;
+    localparam  half = 37'h2000;
+    localparam  fill = 37'h1fff800000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1fffff8000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fff;
     localparam  nmin = 32'hffff8000;
     
     // Local signals
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -5753,7 +6280,7 @@ module top$sub$lanes$0$fin(x,y,sat);
         y = t[(32'h0)+:(32)];
         if ((u != 32'h0) & (u != hmask)) begin
             sat = 1'b1;
-            if (t[32'h27]) begin
+            if (t[32'h24]) begin
                 y = nmin;
             end
             else begin
@@ -5795,45 +6322,459 @@ module top$sub$lanes$0$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:31];
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:511];
     integer i;
     initial begin
-       for (i = 0; i < 32; i = i + 1) mem[i] = 32'h0;
-       mem[0] = 32'hd1d;
-       mem[1] = 32'h4001049d;
-       mem[2] = 32'h4002041a;
-       mem[3] = 32'hc0000000;
-       mem[4] = 32'h1173e;
-       mem[5] = 32'h4000049d;
-       mem[6] = 32'h400205cd;
-       mem[7] = 32'hc0000000;
-       mem[8] = 32'h20b45;
-       mem[9] = 32'h4000041a;
-       mem[10] = 32'h400105cd;
-       mem[11] = 32'hc0000000;
-       mem[12] = 32'h319be;
-       mem[13] = 32'h40040815;
-       mem[14] = 32'hc0000000;
-       mem[15] = 32'h40d2b;
-       mem[16] = 32'h40030815;
-       mem[17] = 32'h40050515;
-       mem[18] = 32'hc0000000;
-       mem[19] = 32'h51aeb;
-       mem[20] = 32'h40040515;
-       mem[21] = 32'hc0000000;
-       mem[22] = 32'h6144c;
-       mem[23] = 32'h4007f87e;
-       mem[24] = 32'hc0000000;
-       mem[25] = 32'h716ee;
-       mem[26] = 32'h4006f87e;
-       mem[27] = 32'hc0000000;
+       for (i = 0; i < 512; i = i + 1) mem[i] = 32'h0;
+       mem[0] = 32'h2000;
+       mem[1] = 32'h40010400;
+       mem[2] = 32'h40180266;
+       mem[3] = 32'h80021270;
+       mem[4] = 32'h80031251;
+       mem[5] = 32'hc0000000;
+       mem[6] = 32'h12000;
+       mem[7] = 32'h40000400;
+       mem[8] = 32'h40020400;
+       mem[9] = 32'h40180266;
+       mem[10] = 32'h8002121e;
+       mem[11] = 32'h80031112;
+       mem[12] = 32'hc0000000;
+       mem[13] = 32'h22000;
+       mem[14] = 32'h40010400;
+       mem[15] = 32'h40030400;
+       mem[16] = 32'h40190266;
+       mem[17] = 32'h8002117f;
+       mem[18] = 32'h80030ea8;
+       mem[19] = 32'hc0000000;
+       mem[20] = 32'h32000;
+       mem[21] = 32'h40020400;
+       mem[22] = 32'h40040400;
+       mem[23] = 32'h401a0266;
+       mem[24] = 32'h80021092;
+       mem[25] = 32'h80030b3f;
+       mem[26] = 32'hc0000000;
+       mem[27] = 32'h42000;
+       mem[28] = 32'h40030400;
+       mem[29] = 32'h40050400;
+       mem[30] = 32'h401a0266;
+       mem[31] = 32'h80020f5c;
+       mem[32] = 32'h80030712;
+       mem[33] = 32'hc0000000;
+       mem[34] = 32'h52000;
+       mem[35] = 32'h40040400;
+       mem[36] = 32'h40060400;
+       mem[37] = 32'h401b0266;
+       mem[38] = 32'h80020de3;
+       mem[39] = 32'h8003026a;
+       mem[40] = 32'hc0000000;
+       mem[41] = 32'h62000;
+       mem[42] = 32'h40050400;
+       mem[43] = 32'h40070400;
+       mem[44] = 32'h401c0266;
+       mem[45] = 32'h80020c2e;
+       mem[46] = 32'h8003fd96;
+       mem[47] = 32'hc0000000;
+       mem[48] = 32'h72000;
+       mem[49] = 32'h40060400;
+       mem[50] = 32'h40080400;
+       mem[51] = 32'h401c0266;
+       mem[52] = 32'h80020a44;
+       mem[53] = 32'h8003f8ee;
+       mem[54] = 32'hc0000000;
+       mem[55] = 32'h82000;
+       mem[56] = 32'h40070400;
+       mem[57] = 32'h40090400;
+       mem[58] = 32'h401d0266;
+       mem[59] = 32'h8002082c;
+       mem[60] = 32'h8003f4c1;
+       mem[61] = 32'hc0000000;
+       mem[62] = 32'h92000;
+       mem[63] = 32'h40080400;
+       mem[64] = 32'h400a0400;
+       mem[65] = 32'h401e0266;
+       mem[66] = 32'h800205f0;
+       mem[67] = 32'h8003f158;
+       mem[68] = 32'hc0000000;
+       mem[69] = 32'ha2000;
+       mem[70] = 32'h40090400;
+       mem[71] = 32'h400b0400;
+       mem[72] = 32'h401e0266;
+       mem[73] = 32'h8002039a;
+       mem[74] = 32'h8003eeee;
+       mem[75] = 32'hc0000000;
+       mem[76] = 32'hb2000;
+       mem[77] = 32'h400a0400;
+       mem[78] = 32'h400c0400;
+       mem[79] = 32'h401f0266;
+       mem[80] = 32'h80020136;
+       mem[81] = 32'h8003edaf;
+       mem[82] = 32'hc0000000;
+       mem[83] = 32'hc2000;
+       mem[84] = 32'h400b0400;
+       mem[85] = 32'h400d0400;
+       mem[86] = 32'h40200266;
+       mem[87] = 32'h8002feca;
+       mem[88] = 32'h8003edaf;
+       mem[89] = 32'hc0000000;
+       mem[90] = 32'hd2000;
+       mem[91] = 32'h400c0400;
+       mem[92] = 32'h400e0400;
+       mem[93] = 32'h40200266;
+       mem[94] = 32'h8002fc66;
+       mem[95] = 32'h8003eeee;
+       mem[96] = 32'hc0000000;
+       mem[97] = 32'he2000;
+       mem[98] = 32'h400d0400;
+       mem[99] = 32'h400f0400;
+       mem[100] = 32'h40210266;
+       mem[101] = 32'h8002fa10;
+       mem[102] = 32'h8003f158;
+       mem[103] = 32'hc0000000;
+       mem[104] = 32'hf2000;
+       mem[105] = 32'h400e0400;
+       mem[106] = 32'h40100400;
+       mem[107] = 32'h40220266;
+       mem[108] = 32'h8002f7d4;
+       mem[109] = 32'h8003f4c1;
+       mem[110] = 32'hc0000000;
+       mem[111] = 32'h102000;
+       mem[112] = 32'h400f0400;
+       mem[113] = 32'h40110400;
+       mem[114] = 32'h40220266;
+       mem[115] = 32'h8002f5bc;
+       mem[116] = 32'h8003f8ee;
+       mem[117] = 32'hc0000000;
+       mem[118] = 32'h112000;
+       mem[119] = 32'h40100400;
+       mem[120] = 32'h40120400;
+       mem[121] = 32'h40230266;
+       mem[122] = 32'h8002f3d2;
+       mem[123] = 32'h8003fd96;
+       mem[124] = 32'hc0000000;
+       mem[125] = 32'h122000;
+       mem[126] = 32'h40110400;
+       mem[127] = 32'h40130400;
+       mem[128] = 32'h40240266;
+       mem[129] = 32'h8002f21d;
+       mem[130] = 32'h8003026a;
+       mem[131] = 32'hc0000000;
+       mem[132] = 32'h132000;
+       mem[133] = 32'h40120400;
+       mem[134] = 32'h40140400;
+       mem[135] = 32'h40240266;
+       mem[136] = 32'h8002f0a4;
+       mem[137] = 32'h80030712;
+       mem[138] = 32'hc0000000;
+       mem[139] = 32'h142000;
+       mem[140] = 32'h40130400;
+       mem[141] = 32'h40150400;
+       mem[142] = 32'h40250266;
+       mem[143] = 32'h8002ef6e;
+       mem[144] = 32'h80030b3f;
+       mem[145] = 32'hc0000000;
+       mem[146] = 32'h152000;
+       mem[147] = 32'h40140400;
+       mem[148] = 32'h40160400;
+       mem[149] = 32'h40260266;
+       mem[150] = 32'h8002ee81;
+       mem[151] = 32'h80030ea8;
+       mem[152] = 32'hc0000000;
+       mem[153] = 32'h162000;
+       mem[154] = 32'h40150400;
+       mem[155] = 32'h40170400;
+       mem[156] = 32'h40260266;
+       mem[157] = 32'h8002ede2;
+       mem[158] = 32'h80031112;
+       mem[159] = 32'hc0000000;
+       mem[160] = 32'h172000;
+       mem[161] = 32'h40160400;
+       mem[162] = 32'h40270266;
+       mem[163] = 32'h8002ed90;
+       mem[164] = 32'h80031251;
+       mem[165] = 32'hc0000000;
+       mem[166] = 32'h182000;
+       mem[167] = 32'h40000266;
+       mem[168] = 32'h40010266;
+       mem[169] = 32'h40190400;
+       mem[170] = 32'h40280266;
+       mem[171] = 32'h40290266;
+       mem[172] = 32'hc0000000;
+       mem[173] = 32'h192000;
+       mem[174] = 32'h40020266;
+       mem[175] = 32'h40180400;
+       mem[176] = 32'h401a0400;
+       mem[177] = 32'h402a0266;
+       mem[178] = 32'hc0000000;
+       mem[179] = 32'h1a2000;
+       mem[180] = 32'h40030266;
+       mem[181] = 32'h40040266;
+       mem[182] = 32'h40190400;
+       mem[183] = 32'h401b0400;
+       mem[184] = 32'h402b0266;
+       mem[185] = 32'h402c0266;
+       mem[186] = 32'hc0000000;
+       mem[187] = 32'h1b2000;
+       mem[188] = 32'h40050266;
+       mem[189] = 32'h401a0400;
+       mem[190] = 32'h401c0400;
+       mem[191] = 32'h402d0266;
+       mem[192] = 32'hc0000000;
+       mem[193] = 32'h1c2000;
+       mem[194] = 32'h40060266;
+       mem[195] = 32'h40070266;
+       mem[196] = 32'h401b0400;
+       mem[197] = 32'h401d0400;
+       mem[198] = 32'h402e0266;
+       mem[199] = 32'h402f0266;
+       mem[200] = 32'hc0000000;
+       mem[201] = 32'h1d2000;
+       mem[202] = 32'h40080266;
+       mem[203] = 32'h401c0400;
+       mem[204] = 32'h401e0400;
+       mem[205] = 32'h40300266;
+       mem[206] = 32'hc0000000;
+       mem[207] = 32'h1e2000;
+       mem[208] = 32'h40090266;
+       mem[209] = 32'h400a0266;
+       mem[210] = 32'h401d0400;
+       mem[211] = 32'h401f0400;
+       mem[212] = 32'h40310266;
+       mem[213] = 32'h40320266;
+       mem[214] = 32'hc0000000;
+       mem[215] = 32'h1f2000;
+       mem[216] = 32'h400b0266;
+       mem[217] = 32'h401e0400;
+       mem[218] = 32'h40200400;
+       mem[219] = 32'h40330266;
+       mem[220] = 32'hc0000000;
+       mem[221] = 32'h202000;
+       mem[222] = 32'h400c0266;
+       mem[223] = 32'h400d0266;
+       mem[224] = 32'h401f0400;
+       mem[225] = 32'h40210400;
+       mem[226] = 32'h40340266;
+       mem[227] = 32'h40350266;
+       mem[228] = 32'hc0000000;
+       mem[229] = 32'h212000;
+       mem[230] = 32'h400e0266;
+       mem[231] = 32'h40200400;
+       mem[232] = 32'h40220400;
+       mem[233] = 32'h40360266;
+       mem[234] = 32'hc0000000;
+       mem[235] = 32'h222000;
+       mem[236] = 32'h400f0266;
+       mem[237] = 32'h40100266;
+       mem[238] = 32'h40210400;
+       mem[239] = 32'h40230400;
+       mem[240] = 32'h40370266;
+       mem[241] = 32'h40380266;
+       mem[242] = 32'hc0000000;
+       mem[243] = 32'h232000;
+       mem[244] = 32'h40110266;
+       mem[245] = 32'h40220400;
+       mem[246] = 32'h40240400;
+       mem[247] = 32'h40390266;
+       mem[248] = 32'hc0000000;
+       mem[249] = 32'h242000;
+       mem[250] = 32'h40120266;
+       mem[251] = 32'h40130266;
+       mem[252] = 32'h40230400;
+       mem[253] = 32'h40250400;
+       mem[254] = 32'h403a0266;
+       mem[255] = 32'h403b0266;
+       mem[256] = 32'hc0000000;
+       mem[257] = 32'h252000;
+       mem[258] = 32'h40140266;
+       mem[259] = 32'h40240400;
+       mem[260] = 32'h40260400;
+       mem[261] = 32'h403c0266;
+       mem[262] = 32'hc0000000;
+       mem[263] = 32'h262000;
+       mem[264] = 32'h40150266;
+       mem[265] = 32'h40160266;
+       mem[266] = 32'h40250400;
+       mem[267] = 32'h40270400;
+       mem[268] = 32'h403d0266;
+       mem[269] = 32'h403e0266;
+       mem[270] = 32'hc0000000;
+       mem[271] = 32'h272000;
+       mem[272] = 32'h40170266;
+       mem[273] = 32'h40260400;
+       mem[274] = 32'h403f0266;
+       mem[275] = 32'hc0000000;
+       mem[276] = 32'h282000;
+       mem[277] = 32'h40180266;
+       mem[278] = 32'h40290400;
+       mem[279] = 32'h80001270;
+       mem[280] = 32'h80011251;
+       mem[281] = 32'hc0000000;
+       mem[282] = 32'h292000;
+       mem[283] = 32'h40180266;
+       mem[284] = 32'h40280400;
+       mem[285] = 32'h402a0400;
+       mem[286] = 32'h8000121e;
+       mem[287] = 32'h80011112;
+       mem[288] = 32'hc0000000;
+       mem[289] = 32'h2a2000;
+       mem[290] = 32'h40190266;
+       mem[291] = 32'h40290400;
+       mem[292] = 32'h402b0400;
+       mem[293] = 32'h8000117f;
+       mem[294] = 32'h80010ea8;
+       mem[295] = 32'hc0000000;
+       mem[296] = 32'h2b2000;
+       mem[297] = 32'h401a0266;
+       mem[298] = 32'h402a0400;
+       mem[299] = 32'h402c0400;
+       mem[300] = 32'h80001092;
+       mem[301] = 32'h80010b3f;
+       mem[302] = 32'hc0000000;
+       mem[303] = 32'h2c2000;
+       mem[304] = 32'h401a0266;
+       mem[305] = 32'h402b0400;
+       mem[306] = 32'h402d0400;
+       mem[307] = 32'h80000f5c;
+       mem[308] = 32'h80010712;
+       mem[309] = 32'hc0000000;
+       mem[310] = 32'h2d2000;
+       mem[311] = 32'h401b0266;
+       mem[312] = 32'h402c0400;
+       mem[313] = 32'h402e0400;
+       mem[314] = 32'h80000de3;
+       mem[315] = 32'h8001026a;
+       mem[316] = 32'hc0000000;
+       mem[317] = 32'h2e2000;
+       mem[318] = 32'h401c0266;
+       mem[319] = 32'h402d0400;
+       mem[320] = 32'h402f0400;
+       mem[321] = 32'h80000c2e;
+       mem[322] = 32'h8001fd96;
+       mem[323] = 32'hc0000000;
+       mem[324] = 32'h2f2000;
+       mem[325] = 32'h401c0266;
+       mem[326] = 32'h402e0400;
+       mem[327] = 32'h40300400;
+       mem[328] = 32'h80000a44;
+       mem[329] = 32'h8001f8ee;
+       mem[330] = 32'hc0000000;
+       mem[331] = 32'h302000;
+       mem[332] = 32'h401d0266;
+       mem[333] = 32'h402f0400;
+       mem[334] = 32'h40310400;
+       mem[335] = 32'h8000082c;
+       mem[336] = 32'h8001f4c1;
+       mem[337] = 32'hc0000000;
+       mem[338] = 32'h312000;
+       mem[339] = 32'h401e0266;
+       mem[340] = 32'h40300400;
+       mem[341] = 32'h40320400;
+       mem[342] = 32'h800005f0;
+       mem[343] = 32'h8001f158;
+       mem[344] = 32'hc0000000;
+       mem[345] = 32'h322000;
+       mem[346] = 32'h401e0266;
+       mem[347] = 32'h40310400;
+       mem[348] = 32'h40330400;
+       mem[349] = 32'h8000039a;
+       mem[350] = 32'h8001eeee;
+       mem[351] = 32'hc0000000;
+       mem[352] = 32'h332000;
+       mem[353] = 32'h401f0266;
+       mem[354] = 32'h40320400;
+       mem[355] = 32'h40340400;
+       mem[356] = 32'h80000136;
+       mem[357] = 32'h8001edaf;
+       mem[358] = 32'hc0000000;
+       mem[359] = 32'h342000;
+       mem[360] = 32'h40200266;
+       mem[361] = 32'h40330400;
+       mem[362] = 32'h40350400;
+       mem[363] = 32'h8000feca;
+       mem[364] = 32'h8001edaf;
+       mem[365] = 32'hc0000000;
+       mem[366] = 32'h352000;
+       mem[367] = 32'h40200266;
+       mem[368] = 32'h40340400;
+       mem[369] = 32'h40360400;
+       mem[370] = 32'h8000fc66;
+       mem[371] = 32'h8001eeee;
+       mem[372] = 32'hc0000000;
+       mem[373] = 32'h362000;
+       mem[374] = 32'h40210266;
+       mem[375] = 32'h40350400;
+       mem[376] = 32'h40370400;
+       mem[377] = 32'h8000fa10;
+       mem[378] = 32'h8001f158;
+       mem[379] = 32'hc0000000;
+       mem[380] = 32'h372000;
+       mem[381] = 32'h40220266;
+       mem[382] = 32'h40360400;
+       mem[383] = 32'h40380400;
+       mem[384] = 32'h8000f7d4;
+       mem[385] = 32'h8001f4c1;
+       mem[386] = 32'hc0000000;
+       mem[387] = 32'h382000;
+       mem[388] = 32'h40220266;
+       mem[389] = 32'h40370400;
+       mem[390] = 32'h40390400;
+       mem[391] = 32'h8000f5bc;
+       mem[392] = 32'h8001f8ee;
+       mem[393] = 32'hc0000000;
+       mem[394] = 32'h392000;
+       mem[395] = 32'h40230266;
+       mem[396] = 32'h40380400;
+       mem[397] = 32'h403a0400;
+       mem[398] = 32'h8000f3d2;
+       mem[399] = 32'h8001fd96;
+       mem[400] = 32'hc0000000;
+       mem[401] = 32'h3a2000;
+       mem[402] = 32'h40240266;
+       mem[403] = 32'h40390400;
+       mem[404] = 32'h403b0400;
+       mem[405] = 32'h8000f21d;
+       mem[406] = 32'h8001026a;
+       mem[407] = 32'hc0000000;
+       mem[408] = 32'h3b2000;
+       mem[409] = 32'h40240266;
+       mem[410] = 32'h403a0400;
+       mem[411] = 32'h403c0400;
+       mem[412] = 32'h8000f0a4;
+       mem[413] = 32'h80010712;
+       mem[414] = 32'hc0000000;
+       mem[415] = 32'h3c2000;
+       mem[416] = 32'h40250266;
+       mem[417] = 32'h403b0400;
+       mem[418] = 32'h403d0400;
+       mem[419] = 32'h8000ef6e;
+       mem[420] = 32'h80010b3f;
+       mem[421] = 32'hc0000000;
+       mem[422] = 32'h3d2000;
+       mem[423] = 32'h40260266;
+       mem[424] = 32'h403c0400;
+       mem[425] = 32'h403e0400;
+       mem[426] = 32'h8000ee81;
+       mem[427] = 32'h80010ea8;
+       mem[428] = 32'hc0000000;
+       mem[429] = 32'h3e2000;
+       mem[430] = 32'h40260266;
+       mem[431] = 32'h403d0400;
+       mem[432] = 32'h403f0400;
+       mem[433] = 32'h8000ede2;
+       mem[434] = 32'h80011112;
+       mem[435] = 32'hc0000000;
+       mem[436] = 32'h3f2000;
+       mem[437] = 32'h40270266;
+       mem[438] = 32'h403e0400;
+       mem[439] = 32'h8000ed90;
+       mem[440] = 32'h80011251;
+       mem[441] = 32'hc0000000;
     end
     reg [31:0] rd;
     always @(posedge clock) begin
-       rd <= mem[read_address[4:0]];
-       if (write_enable) mem[write_address[4:0]] <= write_data[31:0];
+       rd <= mem[read_address[8:0]];
+       if (write_enable) mem[write_address[8:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (write_enable && write_address[4:0] == read_address[4:0]) rd <= 32'hdeadbeef;
+       if (write_enable && write_address[8:0] == read_address[8:0]) rd <= 32'hdeadbeef;
     `endif
     end
     always @(*) read_data = {rd};
@@ -6021,69 +6962,79 @@ module top$sub$lanes$0$rdo(clock,read_address,read_data,write_address,write_data
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:7];
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:63];
     integer i;
     initial begin
-       for (i = 0; i < 8; i = i + 1) mem[i] = 32'h0;
+       for (i = 0; i < 64; i = i + 1) mem[i] = 32'h0;
     end
     reg [31:0] rd;
     always @(posedge clock) begin
-       rd <= mem[read_address[2:0]];
-       if (write_enable) mem[write_address[2:0]] <= write_data[31:0];
+       rd <= mem[read_address[5:0]];
+       if (write_enable) mem[write_address[5:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (write_enable && write_address[2:0] == read_address[2:0]) rd <= 32'hdeadbeef;
+       if (write_enable && write_address[5:0] == read_address[5:0]) rd <= 32'hdeadbeef;
     `endif
     end
     always @(*) read_data = {rd};
 endmodule // top$sub$lanes$0$rdo
 
 
-module top$sub$lanes$0$sa_bias(acc,x,en,y,sat);
+module top$sub$lanes$0$sa_bias(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
+    localparam  lsh_b = 8'h0;
+    localparam  rsh_b = 8'h0;
+    localparam  half_b = 37'h0;
+    localparam  fill_b = 37'h0;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h0;
+    localparam  fill = 37'h0;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -6095,6 +7046,24 @@ module top$sub$lanes$0$sa_bias(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -6105,7 +7074,7 @@ module top$sub$lanes$0$sa_bias(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -6118,132 +7087,62 @@ module top$sub$lanes$0$sa_bias(acc,x,en,y,sat);
 endmodule // top$sub$lanes$0$sa_bias
 
 
-module top$sub$lanes$0$sa_line(acc,x,en,y,sat);
+module top$sub$lanes$0$sa_mac(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh = 8'h2;
-    localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
-    localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
-    localparam  pmax = 32'h7fffffff;
-    localparam  nmin = 32'h80000000;
-    
-    // Local signals
-    reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
-    
-    // Update code
-    always @(*) begin
-        xe = ((x) & 40'hffffffffff);
-        if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
-        end
-        ae = ((acc) & 40'hffffffffff);
-        if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
-        end
-        t1 = (xe << lsh) + half;
-        t2 = t1 >> rsh;
-        t = t2;
-        if (t1[32'h27]) begin
-            t = t2 | fill;
-        end
-        xm = x & omask;
-        if (xm != omask) begin
-            if (|xm) begin
-                t = big;
-                if (x[32'h1f]) begin
-                    t = nbig;
-                end
-            end
-        end
-        s = ae + t;
-        u = s & hmask;
-        y = acc;
-        sat = 1'b0;
-        if (en) begin
-            if ((u == 32'h0) | (u == hmask)) begin
-                y = s[(32'h0)+:(32)];
-            end
-            else begin
-                sat = 1'b1;
-                if (s[32'h27]) begin
-                    y = nmin;
-                end
-                else begin
-                    y = pmax;
-                end
-            end
-        end
-    end
-    
-endmodule // top$sub$lanes$0$sa_line
-
-
-module top$sub$lanes$0$sa_mac(acc,x,en,y,sat);
-    
-    // Module arguments
-    input wire  [31:0] acc;
-    input wire  [31:0] x;
-    input wire  en;
-    output reg  [31:0] y;
-    output reg  sat;
-    
-    // Constant declarations
+    localparam  lsh_b = 8'h2;
+    localparam  rsh_b = 8'h0;
+    localparam  half_b = 37'h0;
+    localparam  fill_b = 37'h0;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h0;
+    localparam  fill = 37'h0;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -6255,6 +7154,24 @@ module top$sub$lanes$0$sa_mac(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -6265,7 +7182,7 @@ module top$sub$lanes$0$sa_mac(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -6278,52 +7195,62 @@ module top$sub$lanes$0$sa_mac(acc,x,en,y,sat);
 endmodule // top$sub$lanes$0$sa_mac
 
 
-module top$sub$lanes$0$sa_noise(acc,x,en,y,sat);
+module top$sub$lanes$0$sa_noise(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
+    localparam  lsh_b = 8'h0;
+    localparam  rsh_b = 8'h2;
+    localparam  half_b = 37'h2;
+    localparam  fill_b = 37'h1800000000;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h2;
-    localparam  half = 40'h2;
-    localparam  fill = 40'hc000000000;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h2;
+    localparam  fill = 37'h1800000000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -6335,6 +7262,24 @@ module top$sub$lanes$0$sa_noise(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -6345,7 +7290,7 @@ module top$sub$lanes$0$sa_noise(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -6432,6 +7377,82 @@ module top$sub$lanes$0$v3(d,q,clock);
     end
           
 endmodule // top$sub$lanes$0$v3
+
+
+module top$sub$lines$0(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lines$0
+
+
+module top$sub$lines$1(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lines$1
+
+
+module top$sub$lines$2(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lines$2
+
+
+module top$sub$lines$3(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lines$3
 
 
 module top$sub$noise$0(clock,load,seed_sel,seed_data,seed_we_a,seed_we_b,pop_a,pop_b,z_a,z_b,valid_a,valid_b);
@@ -8512,33 +9533,89 @@ module top$sub$repl$0(clock,read_address,read_data,write_address,write_data,writ
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:15];
+    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:127];
     integer i;
     initial begin
-       for (i = 0; i < 16; i = i + 1) mem[i] = 16'h0;
+       for (i = 0; i < 128; i = i + 1) mem[i] = 16'h0;
     end
     reg [15:0] rd;
     always @(posedge clock) begin
-       rd <= mem[read_address[3:0]];
-       if (write_enable) mem[write_address[3:0]] <= write_data[15:0];
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[15:0];
     `ifdef THERMO_RW_POISON
-       if (write_enable && write_address[3:0] == read_address[3:0]) rd <= 16'hbeef;
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 16'hbeef;
     `endif
     end
     always @(*) read_data = {16'b0, rd};
 endmodule // top$sub$repl$0
 
 
+module top$sub$repl$1(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 16'h0;
+    end
+    reg [15:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[15:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 16'hbeef;
+    `endif
+    end
+    always @(*) read_data = {16'b0, rd};
+endmodule // top$sub$repl$1
+
+
+module top$sub$repl$2(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 16'h0;
+    end
+    reg [15:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[15:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 16'hbeef;
+    `endif
+    end
+    always @(*) read_data = {16'b0, rd};
+endmodule // top$sub$repl$2
+
+
 module top$sub$rsel(d,q,clock);
     
     // Module arguments
-    input wire  [23:0] d;
-    output reg  [23:0] q;
+    input wire  [7:0] d;
+    output reg  [7:0] q;
     input wire  clock;
     
     // Update code (custom)
     initial begin
-       q = 24'h0;
+       q = 8'h0;
     end
     
     always @(posedge clock) begin
@@ -8546,6 +9623,1920 @@ module top$sub$rsel(d,q,clock);
     end
           
 endmodule // top$sub$rsel
+
+
+module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain_we,clear,rd_q,rd_bank,line_we,line_idx,line_val,cnt_acc,cnt_bus);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  issue;
+    input wire  rewind;
+    input wire  [15:0] rd_data;
+    input wire  [15:0] cfg_addr;
+    input wire  [31:0] cfg_data;
+    input wire  word_we;
+    input wire  gain_we;
+    input wire  clear;
+    output reg  [15:0] rd_q;
+    output reg  [15:0] rd_bank;
+    output reg  line_we;
+    output reg  [15:0] line_idx;
+    output reg  [15:0] line_val;
+    output reg  [31:0] cnt_acc;
+    output reg  [31:0] cnt_bus;
+    
+    // Constant declarations
+    localparam  bsh = 16'h0;
+    localparam  bmask = 16'h0;
+    localparam  lo = 16'h8000;
+    localparam  hi = 16'h7fff;
+    localparam  lob = 16'h0;
+    localparam  hib = 16'hffff;
+    
+    // Stub signals
+    reg  words$clock;
+    reg  [15:0] words$read_address;
+    wire  [31:0] words$read_data;
+    reg  [15:0] words$write_address;
+    reg  [31:0] words$write_data;
+    reg  words$write_enable;
+    reg  gains$clock;
+    reg  [15:0] gains$read_address;
+    wire  [31:0] gains$read_data;
+    reg  [15:0] gains$write_address;
+    reg  [31:0] gains$write_data;
+    reg  gains$write_enable;
+    reg  [15:0] mul$a;
+    reg  [15:0] mul$b;
+    wire  [31:0] mul$p;
+    reg  [15:0] mulg$a;
+    reg  [15:0] mulg$b;
+    wire  [31:0] mulg$p;
+    reg  [31:0] sa$acc;
+    reg  [31:0] sa$x;
+    reg  sa$en;
+    reg  sa$alt;
+    wire  [31:0] sa$y;
+    wire  sa$sat;
+    reg  [31:0] pre$x;
+    wire  [31:0] pre$y;
+    wire  pre$sat;
+    reg  [31:0] line$x;
+    wire  [31:0] line$y;
+    wire  line$sat;
+    reg  [15:0] pc$d;
+    wire  [15:0] pc$q;
+    reg  pc$clock;
+    reg  v1$d;
+    wire  v1$q;
+    reg  v1$clock;
+    reg  v2$d;
+    wire  v2$q;
+    reg  v2$clock;
+    reg  first2$d;
+    wire  first2$q;
+    reg  first2$clock;
+    reg  last2$d;
+    wire  last2$q;
+    reg  last2$clock;
+    reg  [15:0] coef2$d;
+    wire  [15:0] coef2$q;
+    reg  coef2$clock;
+    reg  [15:0] bank2$d;
+    wire  [15:0] bank2$q;
+    reg  bank2$clock;
+    reg  v3$d;
+    wire  v3$q;
+    reg  v3$clock;
+    reg  [15:0] r2$d;
+    wire  [15:0] r2$q;
+    reg  r2$clock;
+    reg  [15:0] r3$d;
+    wire  [15:0] r3$q;
+    reg  r3$clock;
+    reg  [31:0] acc$d;
+    wire  [31:0] acc$q;
+    reg  acc$clock;
+    reg  [31:0] nacc$d;
+    wire  [31:0] nacc$q;
+    reg  nacc$clock;
+    reg  [31:0] nbus$d;
+    wire  [31:0] nbus$q;
+    reg  nbus$clock;
+    
+    // Local signals
+    reg  [31:0] w;
+    reg  [15:0] xb;
+    reg  [15:0] rho;
+    reg  [1:0] j1;
+    reg  [1:0] j2;
+    reg  [1:0] jj;
+    
+    // Sub module instances
+    top$sub$sides$0$words words(
+        .clock(words$clock),
+        .read_address(words$read_address),
+        .read_data(words$read_data),
+        .write_address(words$write_address),
+        .write_data(words$write_data),
+        .write_enable(words$write_enable)
+    );
+    top$sub$sides$0$gains gains(
+        .clock(gains$clock),
+        .read_address(gains$read_address),
+        .read_data(gains$read_data),
+        .write_address(gains$write_address),
+        .write_data(gains$write_data),
+        .write_enable(gains$write_enable)
+    );
+    top$sub$sides$0$mul mul(
+        .a(mul$a),
+        .b(mul$b),
+        .p(mul$p)
+    );
+    top$sub$sides$0$mulg mulg(
+        .a(mulg$a),
+        .b(mulg$b),
+        .p(mulg$p)
+    );
+    top$sub$sides$0$sa sa(
+        .acc(sa$acc),
+        .x(sa$x),
+        .en(sa$en),
+        .alt(sa$alt),
+        .y(sa$y),
+        .sat(sa$sat)
+    );
+    top$sub$sides$0$pre pre(
+        .x(pre$x),
+        .y(pre$y),
+        .sat(pre$sat)
+    );
+    top$sub$sides$0$line line(
+        .x(line$x),
+        .y(line$y),
+        .sat(line$sat)
+    );
+    top$sub$sides$0$pc pc(
+        .d(pc$d),
+        .q(pc$q),
+        .clock(pc$clock)
+    );
+    top$sub$sides$0$v1 v1(
+        .d(v1$d),
+        .q(v1$q),
+        .clock(v1$clock)
+    );
+    top$sub$sides$0$v2 v2(
+        .d(v2$d),
+        .q(v2$q),
+        .clock(v2$clock)
+    );
+    top$sub$sides$0$first2 first2(
+        .d(first2$d),
+        .q(first2$q),
+        .clock(first2$clock)
+    );
+    top$sub$sides$0$last2 last2(
+        .d(last2$d),
+        .q(last2$q),
+        .clock(last2$clock)
+    );
+    top$sub$sides$0$coef2 coef2(
+        .d(coef2$d),
+        .q(coef2$q),
+        .clock(coef2$clock)
+    );
+    top$sub$sides$0$bank2 bank2(
+        .d(bank2$d),
+        .q(bank2$q),
+        .clock(bank2$clock)
+    );
+    top$sub$sides$0$v3 v3(
+        .d(v3$d),
+        .q(v3$q),
+        .clock(v3$clock)
+    );
+    top$sub$sides$0$r2 r2(
+        .d(r2$d),
+        .q(r2$q),
+        .clock(r2$clock)
+    );
+    top$sub$sides$0$r3 r3(
+        .d(r3$d),
+        .q(r3$q),
+        .clock(r3$clock)
+    );
+    top$sub$sides$0$acc acc(
+        .d(acc$d),
+        .q(acc$q),
+        .clock(acc$clock)
+    );
+    top$sub$sides$0$nacc nacc(
+        .d(nacc$d),
+        .q(nacc$q),
+        .clock(nacc$clock)
+    );
+    top$sub$sides$0$nbus nbus(
+        .d(nbus$d),
+        .q(nbus$q),
+        .clock(nbus$clock)
+    );
+    
+    // Update code
+    always @(*) begin
+        pc$clock = clock;
+        v1$clock = clock;
+        v2$clock = clock;
+        first2$clock = clock;
+        last2$clock = clock;
+        coef2$clock = clock;
+        bank2$clock = clock;
+        v3$clock = clock;
+        r2$clock = clock;
+        r3$clock = clock;
+        acc$clock = clock;
+        nacc$clock = clock;
+        nbus$clock = clock;
+        pc$d = pc$q;
+        v1$d = v1$q;
+        v2$d = v2$q;
+        first2$d = first2$q;
+        last2$d = last2$q;
+        coef2$d = coef2$q;
+        bank2$d = bank2$q;
+        v3$d = v3$q;
+        r2$d = r2$q;
+        r3$d = r3$q;
+        acc$d = acc$q;
+        nacc$d = nacc$q;
+        nbus$d = nbus$q;
+        words$clock = clock;
+        gains$clock = clock;
+        words$write_address = cfg_addr;
+        words$write_data = cfg_data;
+        words$write_enable = word_we;
+        gains$write_address = cfg_addr;
+        gains$write_data = cfg_data;
+        gains$write_enable = gain_we;
+        words$read_address = pc$q;
+        v1$d = issue;
+        if (issue) begin
+            pc$d = pc$q + 32'h1;
+        end
+        w = words$read_data;
+        rd_q = ((w[(32'h10)+:(14)]) & 16'hffff) >> bsh;
+        bank2$d = ((w[(32'h10)+:(14)]) & 16'hffff) & bmask;
+        first2$d = w[32'h1f];
+        last2$d = w[32'h1e];
+        coef2$d = w[(32'h0)+:(16)];
+        v2$d = v1$q;
+        rd_bank = bank2$q;
+        xb = rd_data ^ 32'h8000;
+        rho = rd_data;
+        if (xb < lob) begin
+            rho = lo;
+        end
+        if (xb > hib) begin
+            rho = hi;
+        end
+        mul$a = coef2$q;
+        mul$b = rho;
+        sa$acc = acc$q;
+        if (first2$q) begin
+            sa$acc = 32'h0;
+        end
+        sa$x = mul$p;
+        sa$en = v2$q;
+        sa$alt = 1'b0;
+        if (v2$q) begin
+            acc$d = sa$y;
+        end
+        gains$read_address = r2$q;
+        v3$d = v2$q & last2$q;
+        r3$d = r2$q;
+        if (v2$q & last2$q) begin
+            r2$d = r2$q + 32'h1;
+        end
+        pre$x = acc$q;
+        mulg$a = pre$y[(32'h0)+:(16)];
+        mulg$b = gains$read_data[(32'h0)+:(16)];
+        line$x = mulg$p;
+        line_we = v3$q;
+        line_idx = r3$q;
+        line_val = line$y[(32'h0)+:(16)];
+        j1 = 32'h0;
+        if (v3$q & pre$sat) begin
+            j1 = 32'h1;
+        end
+        j2 = 32'h0;
+        if (v3$q & line$sat) begin
+            j2 = 32'h1;
+        end
+        jj = j1 + j2;
+        nbus$d = nbus$q + ((jj) & 32'hffffffff);
+        if (sa$sat) begin
+            nacc$d = nacc$q + 32'h1;
+        end
+        if (rewind) begin
+            pc$d = 32'h0;
+            r2$d = 32'h0;
+        end
+        if (clear) begin
+            nacc$d = 32'h0;
+            nbus$d = 32'h0;
+        end
+        cnt_acc = nacc$q;
+        cnt_bus = nbus$q;
+    end
+    
+endmodule // top$sub$sides$0
+
+
+module top$sub$sides$0$acc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$acc
+
+
+module top$sub$sides$0$bank2(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$bank2
+
+
+module top$sub$sides$0$coef2(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$coef2
+
+
+module top$sub$sides$0$first2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$first2
+
+
+module top$sub$sides$0$gains(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [15:0] mem [0:1];
+    integer i;
+    initial begin
+       for (i = 0; i < 2; i = i + 1) mem[i] = 16'h0;
+       mem[0] = 16'h800;
+       mem[1] = 16'h400;
+    end
+    reg [15:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[0:0]];
+       if (write_enable) mem[write_address[0:0]] <= write_data[15:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[0:0] == read_address[0:0]) rd <= 16'hbeef;
+    `endif
+    end
+    always @(*) read_data = {16'b0, rd};
+endmodule // top$sub$sides$0$gains
+
+
+module top$sub$sides$0$last2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$last2
+
+
+module top$sub$sides$0$line(x,y,sat);
+    
+    // Module arguments
+    input wire  [31:0] x;
+    output reg  [31:0] y;
+    output reg  sat;
+    
+    // Constant declarations
+    localparam  lsh = 8'h0;
+    localparam  rsh = 8'he;
+    localparam  half = 37'h2000;
+    localparam  fill = 37'h1fff800000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1fffff8000;
+    localparam  omask = 32'h0;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
+    localparam  pmax = 32'h7fff;
+    localparam  nmin = 32'hffff8000;
+    
+    // Local signals
+    reg  [31:0] xm;
+    reg  [36:0] xe;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] u;
+    
+    // Update code
+    always @(*) begin
+        xe = ((x) & 37'h1fffffffff);
+        if (x[32'h1f]) begin
+            xe = ((x) & 37'h1fffffffff) | sext;
+        end
+        t1 = (xe << lsh) + half;
+        t2 = t1 >> rsh;
+        t = t2;
+        if (t1[32'h24]) begin
+            t = t2 | fill;
+        end
+        xm = x & omask;
+        if (xm != omask) begin
+            if (|xm) begin
+                t = big;
+                if (x[32'h1f]) begin
+                    t = nbig;
+                end
+            end
+        end
+        u = t & hmask;
+        sat = 1'b0;
+        y = t[(32'h0)+:(32)];
+        if ((u != 32'h0) & (u != hmask)) begin
+            sat = 1'b1;
+            if (t[32'h24]) begin
+                y = nmin;
+            end
+            else begin
+                y = pmax;
+            end
+        end
+    end
+    
+endmodule // top$sub$sides$0$line
+
+
+module top$sub$sides$0$mul(a,b,p);
+    
+    // Module arguments
+    input wire  [15:0] a;
+    input wire  [15:0] b;
+    output reg  [31:0] p;
+    
+    // Local signals
+    reg  [31:0] pu;
+    reg  [31:0] ca;
+    reg  [31:0] cb;
+    
+    // Update code (custom)
+    wire signed [31:0] ps = $signed(a) * $signed(b);
+    always @(*) p = ps;
+endmodule // top$sub$sides$0$mul
+
+
+module top$sub$sides$0$mulg(a,b,p);
+    
+    // Module arguments
+    input wire  [15:0] a;
+    input wire  [15:0] b;
+    output reg  [31:0] p;
+    
+    // Local signals
+    reg  [31:0] pu;
+    reg  [31:0] ca;
+    reg  [31:0] cb;
+    
+    // Update code (custom)
+    wire signed [31:0] ps = $signed(a) * $signed(b);
+    always @(*) p = ps;
+endmodule // top$sub$sides$0$mulg
+
+
+module top$sub$sides$0$nacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$nacc
+
+
+module top$sub$sides$0$nbus(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$nbus
+
+
+module top$sub$sides$0$pc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$pc
+
+
+module top$sub$sides$0$pre(x,y,sat);
+    
+    // Module arguments
+    input wire  [31:0] x;
+    output reg  [31:0] y;
+    output reg  sat;
+    
+    // Constant declarations
+    localparam  lsh = 8'h0;
+    localparam  rsh = 8'h10;
+    localparam  half = 37'h8000;
+    localparam  fill = 37'h1fffe00000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1fffff8000;
+    localparam  omask = 32'h0;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
+    localparam  pmax = 32'h7fff;
+    localparam  nmin = 32'hffff8000;
+    
+    // Local signals
+    reg  [31:0] xm;
+    reg  [36:0] xe;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] u;
+    
+    // Update code
+    always @(*) begin
+        xe = ((x) & 37'h1fffffffff);
+        if (x[32'h1f]) begin
+            xe = ((x) & 37'h1fffffffff) | sext;
+        end
+        t1 = (xe << lsh) + half;
+        t2 = t1 >> rsh;
+        t = t2;
+        if (t1[32'h24]) begin
+            t = t2 | fill;
+        end
+        xm = x & omask;
+        if (xm != omask) begin
+            if (|xm) begin
+                t = big;
+                if (x[32'h1f]) begin
+                    t = nbig;
+                end
+            end
+        end
+        u = t & hmask;
+        sat = 1'b0;
+        y = t[(32'h0)+:(32)];
+        if ((u != 32'h0) & (u != hmask)) begin
+            sat = 1'b1;
+            if (t[32'h24]) begin
+                y = nmin;
+            end
+            else begin
+                y = pmax;
+            end
+        end
+    end
+    
+endmodule // top$sub$sides$0$pre
+
+
+module top$sub$sides$0$r2(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$r2
+
+
+module top$sub$sides$0$r3(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$r3
+
+
+module top$sub$sides$0$sa(acc,x,en,alt,y,sat);
+    
+    // Module arguments
+    input wire  [31:0] acc;
+    input wire  [31:0] x;
+    input wire  en;
+    input wire  alt;
+    output reg  [31:0] y;
+    output reg  sat;
+    
+    // Constant declarations
+    localparam  lsh_b = 8'h0;
+    localparam  rsh_b = 8'h0;
+    localparam  half_b = 37'h0;
+    localparam  fill_b = 37'h0;
+    localparam  omask_b = 32'h0;
+    localparam  lsh = 8'h0;
+    localparam  rsh = 8'h0;
+    localparam  half = 37'h0;
+    localparam  fill = 37'h0;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
+    localparam  omask = 32'h0;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
+    localparam  pmax = 32'h7fffffff;
+    localparam  nmin = 32'h80000000;
+    
+    // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
+    reg  [31:0] xm;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
+    
+    // Update code
+    always @(*) begin
+        xe = ((x) & 37'h1fffffffff);
+        if (x[32'h1f]) begin
+            xe = ((x) & 37'h1fffffffff) | sext;
+        end
+        ae = ((acc) & 37'h1fffffffff);
+        if (acc[32'h1f]) begin
+            ae = ((acc) & 37'h1fffffffff) | sext;
+        end
+        t1 = (xe << lsh) + half;
+        t2 = t1 >> rsh;
+        t = t2;
+        if (t1[32'h24]) begin
+            t = t2 | fill;
+        end
+        xm = x & omask;
+        if (xm != omask) begin
+            if (|xm) begin
+                t = big;
+                if (x[32'h1f]) begin
+                    t = nbig;
+                end
+            end
+        end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
+        s = ae + t;
+        u = s & hmask;
+        y = acc;
+        sat = 1'b0;
+        if (en) begin
+            if ((u == 32'h0) | (u == hmask)) begin
+                y = s[(32'h0)+:(32)];
+            end
+            else begin
+                sat = 1'b1;
+                if (s[32'h24]) begin
+                    y = nmin;
+                end
+                else begin
+                    y = pmax;
+                end
+            end
+        end
+    end
+    
+endmodule // top$sub$sides$0$sa
+
+
+module top$sub$sides$0$v1(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$v1
+
+
+module top$sub$sides$0$v2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$v2
+
+
+module top$sub$sides$0$v3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$v3
+
+
+module top$sub$sides$0$words(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:63];
+    integer i;
+    initial begin
+       for (i = 0; i < 64; i = i + 1) mem[i] = 32'h0;
+       mem[0] = 32'h80001270;
+       mem[1] = 32'h1121e;
+       mem[2] = 32'h2117f;
+       mem[3] = 32'h31092;
+       mem[4] = 32'h40f5c;
+       mem[5] = 32'h50de3;
+       mem[6] = 32'h60c2e;
+       mem[7] = 32'h70a44;
+       mem[8] = 32'h8082c;
+       mem[9] = 32'h905f0;
+       mem[10] = 32'ha039a;
+       mem[11] = 32'hb0136;
+       mem[12] = 32'hcfeca;
+       mem[13] = 32'hdfc66;
+       mem[14] = 32'hefa10;
+       mem[15] = 32'hff7d4;
+       mem[16] = 32'h10f5bc;
+       mem[17] = 32'h11f3d2;
+       mem[18] = 32'h12f21d;
+       mem[19] = 32'h13f0a4;
+       mem[20] = 32'h14ef6e;
+       mem[21] = 32'h15ee81;
+       mem[22] = 32'h16ede2;
+       mem[23] = 32'h4017ed90;
+       mem[24] = 32'h80001251;
+       mem[25] = 32'h11112;
+       mem[26] = 32'h20ea8;
+       mem[27] = 32'h30b3f;
+       mem[28] = 32'h40712;
+       mem[29] = 32'h5026a;
+       mem[30] = 32'h6fd96;
+       mem[31] = 32'h7f8ee;
+       mem[32] = 32'h8f4c1;
+       mem[33] = 32'h9f158;
+       mem[34] = 32'haeeee;
+       mem[35] = 32'hbedaf;
+       mem[36] = 32'hcedaf;
+       mem[37] = 32'hdeeee;
+       mem[38] = 32'hef158;
+       mem[39] = 32'hff4c1;
+       mem[40] = 32'h10f8ee;
+       mem[41] = 32'h11fd96;
+       mem[42] = 32'h12026a;
+       mem[43] = 32'h130712;
+       mem[44] = 32'h140b3f;
+       mem[45] = 32'h150ea8;
+       mem[46] = 32'h161112;
+       mem[47] = 32'h40171251;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[5:0]];
+       if (write_enable) mem[write_address[5:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[5:0] == read_address[5:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$sides$0$words
+
+
+module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain_we,clear,rd_q,rd_bank,line_we,line_idx,line_val,cnt_acc,cnt_bus);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  issue;
+    input wire  rewind;
+    input wire  [15:0] rd_data;
+    input wire  [15:0] cfg_addr;
+    input wire  [31:0] cfg_data;
+    input wire  word_we;
+    input wire  gain_we;
+    input wire  clear;
+    output reg  [15:0] rd_q;
+    output reg  [15:0] rd_bank;
+    output reg  line_we;
+    output reg  [15:0] line_idx;
+    output reg  [15:0] line_val;
+    output reg  [31:0] cnt_acc;
+    output reg  [31:0] cnt_bus;
+    
+    // Constant declarations
+    localparam  bsh = 16'h0;
+    localparam  bmask = 16'h0;
+    localparam  lo = 16'h8000;
+    localparam  hi = 16'h7fff;
+    localparam  lob = 16'h0;
+    localparam  hib = 16'hffff;
+    
+    // Stub signals
+    reg  words$clock;
+    reg  [15:0] words$read_address;
+    wire  [31:0] words$read_data;
+    reg  [15:0] words$write_address;
+    reg  [31:0] words$write_data;
+    reg  words$write_enable;
+    reg  gains$clock;
+    reg  [15:0] gains$read_address;
+    wire  [31:0] gains$read_data;
+    reg  [15:0] gains$write_address;
+    reg  [31:0] gains$write_data;
+    reg  gains$write_enable;
+    reg  [15:0] mul$a;
+    reg  [15:0] mul$b;
+    wire  [31:0] mul$p;
+    reg  [15:0] mulg$a;
+    reg  [15:0] mulg$b;
+    wire  [31:0] mulg$p;
+    reg  [31:0] sa$acc;
+    reg  [31:0] sa$x;
+    reg  sa$en;
+    reg  sa$alt;
+    wire  [31:0] sa$y;
+    wire  sa$sat;
+    reg  [31:0] pre$x;
+    wire  [31:0] pre$y;
+    wire  pre$sat;
+    reg  [31:0] line$x;
+    wire  [31:0] line$y;
+    wire  line$sat;
+    reg  [15:0] pc$d;
+    wire  [15:0] pc$q;
+    reg  pc$clock;
+    reg  v1$d;
+    wire  v1$q;
+    reg  v1$clock;
+    reg  v2$d;
+    wire  v2$q;
+    reg  v2$clock;
+    reg  first2$d;
+    wire  first2$q;
+    reg  first2$clock;
+    reg  last2$d;
+    wire  last2$q;
+    reg  last2$clock;
+    reg  [15:0] coef2$d;
+    wire  [15:0] coef2$q;
+    reg  coef2$clock;
+    reg  [15:0] bank2$d;
+    wire  [15:0] bank2$q;
+    reg  bank2$clock;
+    reg  v3$d;
+    wire  v3$q;
+    reg  v3$clock;
+    reg  [15:0] r2$d;
+    wire  [15:0] r2$q;
+    reg  r2$clock;
+    reg  [15:0] r3$d;
+    wire  [15:0] r3$q;
+    reg  r3$clock;
+    reg  [31:0] acc$d;
+    wire  [31:0] acc$q;
+    reg  acc$clock;
+    reg  [31:0] nacc$d;
+    wire  [31:0] nacc$q;
+    reg  nacc$clock;
+    reg  [31:0] nbus$d;
+    wire  [31:0] nbus$q;
+    reg  nbus$clock;
+    
+    // Local signals
+    reg  [31:0] w;
+    reg  [15:0] xb;
+    reg  [15:0] rho;
+    reg  [1:0] j1;
+    reg  [1:0] j2;
+    reg  [1:0] jj;
+    
+    // Sub module instances
+    top$sub$sides$1$words words(
+        .clock(words$clock),
+        .read_address(words$read_address),
+        .read_data(words$read_data),
+        .write_address(words$write_address),
+        .write_data(words$write_data),
+        .write_enable(words$write_enable)
+    );
+    top$sub$sides$1$gains gains(
+        .clock(gains$clock),
+        .read_address(gains$read_address),
+        .read_data(gains$read_data),
+        .write_address(gains$write_address),
+        .write_data(gains$write_data),
+        .write_enable(gains$write_enable)
+    );
+    top$sub$sides$1$mul mul(
+        .a(mul$a),
+        .b(mul$b),
+        .p(mul$p)
+    );
+    top$sub$sides$1$mulg mulg(
+        .a(mulg$a),
+        .b(mulg$b),
+        .p(mulg$p)
+    );
+    top$sub$sides$1$sa sa(
+        .acc(sa$acc),
+        .x(sa$x),
+        .en(sa$en),
+        .alt(sa$alt),
+        .y(sa$y),
+        .sat(sa$sat)
+    );
+    top$sub$sides$1$pre pre(
+        .x(pre$x),
+        .y(pre$y),
+        .sat(pre$sat)
+    );
+    top$sub$sides$1$line line(
+        .x(line$x),
+        .y(line$y),
+        .sat(line$sat)
+    );
+    top$sub$sides$1$pc pc(
+        .d(pc$d),
+        .q(pc$q),
+        .clock(pc$clock)
+    );
+    top$sub$sides$1$v1 v1(
+        .d(v1$d),
+        .q(v1$q),
+        .clock(v1$clock)
+    );
+    top$sub$sides$1$v2 v2(
+        .d(v2$d),
+        .q(v2$q),
+        .clock(v2$clock)
+    );
+    top$sub$sides$1$first2 first2(
+        .d(first2$d),
+        .q(first2$q),
+        .clock(first2$clock)
+    );
+    top$sub$sides$1$last2 last2(
+        .d(last2$d),
+        .q(last2$q),
+        .clock(last2$clock)
+    );
+    top$sub$sides$1$coef2 coef2(
+        .d(coef2$d),
+        .q(coef2$q),
+        .clock(coef2$clock)
+    );
+    top$sub$sides$1$bank2 bank2(
+        .d(bank2$d),
+        .q(bank2$q),
+        .clock(bank2$clock)
+    );
+    top$sub$sides$1$v3 v3(
+        .d(v3$d),
+        .q(v3$q),
+        .clock(v3$clock)
+    );
+    top$sub$sides$1$r2 r2(
+        .d(r2$d),
+        .q(r2$q),
+        .clock(r2$clock)
+    );
+    top$sub$sides$1$r3 r3(
+        .d(r3$d),
+        .q(r3$q),
+        .clock(r3$clock)
+    );
+    top$sub$sides$1$acc acc(
+        .d(acc$d),
+        .q(acc$q),
+        .clock(acc$clock)
+    );
+    top$sub$sides$1$nacc nacc(
+        .d(nacc$d),
+        .q(nacc$q),
+        .clock(nacc$clock)
+    );
+    top$sub$sides$1$nbus nbus(
+        .d(nbus$d),
+        .q(nbus$q),
+        .clock(nbus$clock)
+    );
+    
+    // Update code
+    always @(*) begin
+        pc$clock = clock;
+        v1$clock = clock;
+        v2$clock = clock;
+        first2$clock = clock;
+        last2$clock = clock;
+        coef2$clock = clock;
+        bank2$clock = clock;
+        v3$clock = clock;
+        r2$clock = clock;
+        r3$clock = clock;
+        acc$clock = clock;
+        nacc$clock = clock;
+        nbus$clock = clock;
+        pc$d = pc$q;
+        v1$d = v1$q;
+        v2$d = v2$q;
+        first2$d = first2$q;
+        last2$d = last2$q;
+        coef2$d = coef2$q;
+        bank2$d = bank2$q;
+        v3$d = v3$q;
+        r2$d = r2$q;
+        r3$d = r3$q;
+        acc$d = acc$q;
+        nacc$d = nacc$q;
+        nbus$d = nbus$q;
+        words$clock = clock;
+        gains$clock = clock;
+        words$write_address = cfg_addr;
+        words$write_data = cfg_data;
+        words$write_enable = word_we;
+        gains$write_address = cfg_addr;
+        gains$write_data = cfg_data;
+        gains$write_enable = gain_we;
+        words$read_address = pc$q;
+        v1$d = issue;
+        if (issue) begin
+            pc$d = pc$q + 32'h1;
+        end
+        w = words$read_data;
+        rd_q = ((w[(32'h10)+:(14)]) & 16'hffff) >> bsh;
+        bank2$d = ((w[(32'h10)+:(14)]) & 16'hffff) & bmask;
+        first2$d = w[32'h1f];
+        last2$d = w[32'h1e];
+        coef2$d = w[(32'h0)+:(16)];
+        v2$d = v1$q;
+        rd_bank = bank2$q;
+        xb = rd_data ^ 32'h8000;
+        rho = rd_data;
+        if (xb < lob) begin
+            rho = lo;
+        end
+        if (xb > hib) begin
+            rho = hi;
+        end
+        mul$a = coef2$q;
+        mul$b = rho;
+        sa$acc = acc$q;
+        if (first2$q) begin
+            sa$acc = 32'h0;
+        end
+        sa$x = mul$p;
+        sa$en = v2$q;
+        sa$alt = 1'b0;
+        if (v2$q) begin
+            acc$d = sa$y;
+        end
+        gains$read_address = r2$q;
+        v3$d = v2$q & last2$q;
+        r3$d = r2$q;
+        if (v2$q & last2$q) begin
+            r2$d = r2$q + 32'h1;
+        end
+        pre$x = acc$q;
+        mulg$a = pre$y[(32'h0)+:(16)];
+        mulg$b = gains$read_data[(32'h0)+:(16)];
+        line$x = mulg$p;
+        line_we = v3$q;
+        line_idx = r3$q;
+        line_val = line$y[(32'h0)+:(16)];
+        j1 = 32'h0;
+        if (v3$q & pre$sat) begin
+            j1 = 32'h1;
+        end
+        j2 = 32'h0;
+        if (v3$q & line$sat) begin
+            j2 = 32'h1;
+        end
+        jj = j1 + j2;
+        nbus$d = nbus$q + ((jj) & 32'hffffffff);
+        if (sa$sat) begin
+            nacc$d = nacc$q + 32'h1;
+        end
+        if (rewind) begin
+            pc$d = 32'h0;
+            r2$d = 32'h0;
+        end
+        if (clear) begin
+            nacc$d = 32'h0;
+            nbus$d = 32'h0;
+        end
+        cnt_acc = nacc$q;
+        cnt_bus = nbus$q;
+    end
+    
+endmodule // top$sub$sides$1
+
+
+module top$sub$sides$1$acc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$acc
+
+
+module top$sub$sides$1$bank2(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$bank2
+
+
+module top$sub$sides$1$coef2(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$coef2
+
+
+module top$sub$sides$1$first2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$first2
+
+
+module top$sub$sides$1$gains(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [15:0] mem [0:1];
+    integer i;
+    initial begin
+       for (i = 0; i < 2; i = i + 1) mem[i] = 16'h0;
+       mem[0] = 16'h800;
+       mem[1] = 16'h400;
+    end
+    reg [15:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[0:0]];
+       if (write_enable) mem[write_address[0:0]] <= write_data[15:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[0:0] == read_address[0:0]) rd <= 16'hbeef;
+    `endif
+    end
+    always @(*) read_data = {16'b0, rd};
+endmodule // top$sub$sides$1$gains
+
+
+module top$sub$sides$1$last2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$last2
+
+
+module top$sub$sides$1$line(x,y,sat);
+    
+    // Module arguments
+    input wire  [31:0] x;
+    output reg  [31:0] y;
+    output reg  sat;
+    
+    // Constant declarations
+    localparam  lsh = 8'h0;
+    localparam  rsh = 8'he;
+    localparam  half = 37'h2000;
+    localparam  fill = 37'h1fff800000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1fffff8000;
+    localparam  omask = 32'h0;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
+    localparam  pmax = 32'h7fff;
+    localparam  nmin = 32'hffff8000;
+    
+    // Local signals
+    reg  [31:0] xm;
+    reg  [36:0] xe;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] u;
+    
+    // Update code
+    always @(*) begin
+        xe = ((x) & 37'h1fffffffff);
+        if (x[32'h1f]) begin
+            xe = ((x) & 37'h1fffffffff) | sext;
+        end
+        t1 = (xe << lsh) + half;
+        t2 = t1 >> rsh;
+        t = t2;
+        if (t1[32'h24]) begin
+            t = t2 | fill;
+        end
+        xm = x & omask;
+        if (xm != omask) begin
+            if (|xm) begin
+                t = big;
+                if (x[32'h1f]) begin
+                    t = nbig;
+                end
+            end
+        end
+        u = t & hmask;
+        sat = 1'b0;
+        y = t[(32'h0)+:(32)];
+        if ((u != 32'h0) & (u != hmask)) begin
+            sat = 1'b1;
+            if (t[32'h24]) begin
+                y = nmin;
+            end
+            else begin
+                y = pmax;
+            end
+        end
+    end
+    
+endmodule // top$sub$sides$1$line
+
+
+module top$sub$sides$1$mul(a,b,p);
+    
+    // Module arguments
+    input wire  [15:0] a;
+    input wire  [15:0] b;
+    output reg  [31:0] p;
+    
+    // Local signals
+    reg  [31:0] pu;
+    reg  [31:0] ca;
+    reg  [31:0] cb;
+    
+    // Update code (custom)
+    wire signed [31:0] ps = $signed(a) * $signed(b);
+    always @(*) p = ps;
+endmodule // top$sub$sides$1$mul
+
+
+module top$sub$sides$1$mulg(a,b,p);
+    
+    // Module arguments
+    input wire  [15:0] a;
+    input wire  [15:0] b;
+    output reg  [31:0] p;
+    
+    // Local signals
+    reg  [31:0] pu;
+    reg  [31:0] ca;
+    reg  [31:0] cb;
+    
+    // Update code (custom)
+    wire signed [31:0] ps = $signed(a) * $signed(b);
+    always @(*) p = ps;
+endmodule // top$sub$sides$1$mulg
+
+
+module top$sub$sides$1$nacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$nacc
+
+
+module top$sub$sides$1$nbus(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$nbus
+
+
+module top$sub$sides$1$pc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$pc
+
+
+module top$sub$sides$1$pre(x,y,sat);
+    
+    // Module arguments
+    input wire  [31:0] x;
+    output reg  [31:0] y;
+    output reg  sat;
+    
+    // Constant declarations
+    localparam  lsh = 8'h0;
+    localparam  rsh = 8'h10;
+    localparam  half = 37'h8000;
+    localparam  fill = 37'h1fffe00000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1fffff8000;
+    localparam  omask = 32'h0;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
+    localparam  pmax = 32'h7fff;
+    localparam  nmin = 32'hffff8000;
+    
+    // Local signals
+    reg  [31:0] xm;
+    reg  [36:0] xe;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] u;
+    
+    // Update code
+    always @(*) begin
+        xe = ((x) & 37'h1fffffffff);
+        if (x[32'h1f]) begin
+            xe = ((x) & 37'h1fffffffff) | sext;
+        end
+        t1 = (xe << lsh) + half;
+        t2 = t1 >> rsh;
+        t = t2;
+        if (t1[32'h24]) begin
+            t = t2 | fill;
+        end
+        xm = x & omask;
+        if (xm != omask) begin
+            if (|xm) begin
+                t = big;
+                if (x[32'h1f]) begin
+                    t = nbig;
+                end
+            end
+        end
+        u = t & hmask;
+        sat = 1'b0;
+        y = t[(32'h0)+:(32)];
+        if ((u != 32'h0) & (u != hmask)) begin
+            sat = 1'b1;
+            if (t[32'h24]) begin
+                y = nmin;
+            end
+            else begin
+                y = pmax;
+            end
+        end
+    end
+    
+endmodule // top$sub$sides$1$pre
+
+
+module top$sub$sides$1$r2(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$r2
+
+
+module top$sub$sides$1$r3(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$r3
+
+
+module top$sub$sides$1$sa(acc,x,en,alt,y,sat);
+    
+    // Module arguments
+    input wire  [31:0] acc;
+    input wire  [31:0] x;
+    input wire  en;
+    input wire  alt;
+    output reg  [31:0] y;
+    output reg  sat;
+    
+    // Constant declarations
+    localparam  lsh_b = 8'h0;
+    localparam  rsh_b = 8'h0;
+    localparam  half_b = 37'h0;
+    localparam  fill_b = 37'h0;
+    localparam  omask_b = 32'h0;
+    localparam  lsh = 8'h0;
+    localparam  rsh = 8'h0;
+    localparam  half = 37'h0;
+    localparam  fill = 37'h0;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
+    localparam  omask = 32'h0;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
+    localparam  pmax = 32'h7fffffff;
+    localparam  nmin = 32'h80000000;
+    
+    // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
+    reg  [31:0] xm;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
+    
+    // Update code
+    always @(*) begin
+        xe = ((x) & 37'h1fffffffff);
+        if (x[32'h1f]) begin
+            xe = ((x) & 37'h1fffffffff) | sext;
+        end
+        ae = ((acc) & 37'h1fffffffff);
+        if (acc[32'h1f]) begin
+            ae = ((acc) & 37'h1fffffffff) | sext;
+        end
+        t1 = (xe << lsh) + half;
+        t2 = t1 >> rsh;
+        t = t2;
+        if (t1[32'h24]) begin
+            t = t2 | fill;
+        end
+        xm = x & omask;
+        if (xm != omask) begin
+            if (|xm) begin
+                t = big;
+                if (x[32'h1f]) begin
+                    t = nbig;
+                end
+            end
+        end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
+        s = ae + t;
+        u = s & hmask;
+        y = acc;
+        sat = 1'b0;
+        if (en) begin
+            if ((u == 32'h0) | (u == hmask)) begin
+                y = s[(32'h0)+:(32)];
+            end
+            else begin
+                sat = 1'b1;
+                if (s[32'h24]) begin
+                    y = nmin;
+                end
+                else begin
+                    y = pmax;
+                end
+            end
+        end
+    end
+    
+endmodule // top$sub$sides$1$sa
+
+
+module top$sub$sides$1$v1(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$v1
+
+
+module top$sub$sides$1$v2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$v2
+
+
+module top$sub$sides$1$v3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$v3
+
+
+module top$sub$sides$1$words(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:63];
+    integer i;
+    initial begin
+       for (i = 0; i < 64; i = i + 1) mem[i] = 32'h0;
+       mem[0] = 32'h80281270;
+       mem[1] = 32'h29121e;
+       mem[2] = 32'h2a117f;
+       mem[3] = 32'h2b1092;
+       mem[4] = 32'h2c0f5c;
+       mem[5] = 32'h2d0de3;
+       mem[6] = 32'h2e0c2e;
+       mem[7] = 32'h2f0a44;
+       mem[8] = 32'h30082c;
+       mem[9] = 32'h3105f0;
+       mem[10] = 32'h32039a;
+       mem[11] = 32'h330136;
+       mem[12] = 32'h34feca;
+       mem[13] = 32'h35fc66;
+       mem[14] = 32'h36fa10;
+       mem[15] = 32'h37f7d4;
+       mem[16] = 32'h38f5bc;
+       mem[17] = 32'h39f3d2;
+       mem[18] = 32'h3af21d;
+       mem[19] = 32'h3bf0a4;
+       mem[20] = 32'h3cef6e;
+       mem[21] = 32'h3dee81;
+       mem[22] = 32'h3eede2;
+       mem[23] = 32'h403fed90;
+       mem[24] = 32'h80281251;
+       mem[25] = 32'h291112;
+       mem[26] = 32'h2a0ea8;
+       mem[27] = 32'h2b0b3f;
+       mem[28] = 32'h2c0712;
+       mem[29] = 32'h2d026a;
+       mem[30] = 32'h2efd96;
+       mem[31] = 32'h2ff8ee;
+       mem[32] = 32'h30f4c1;
+       mem[33] = 32'h31f158;
+       mem[34] = 32'h32eeee;
+       mem[35] = 32'h33edaf;
+       mem[36] = 32'h34edaf;
+       mem[37] = 32'h35eeee;
+       mem[38] = 32'h36f158;
+       mem[39] = 32'h37f4c1;
+       mem[40] = 32'h38f8ee;
+       mem[41] = 32'h39fd96;
+       mem[42] = 32'h3a026a;
+       mem[43] = 32'h3b0712;
+       mem[44] = 32'h3c0b3f;
+       mem[45] = 32'h3d0ea8;
+       mem[46] = 32'h3e1112;
+       mem[47] = 32'h403f1251;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[5:0]];
+       if (write_enable) mem[write_address[5:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[5:0] == read_address[5:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$sides$1$words
 
 
 module top$sub$start_late(d,q,clock);
@@ -8567,7 +11558,7 @@ module top$sub$start_late(d,q,clock);
 endmodule // top$sub$start_late
 
 
-module top$urx(clock,inc,rx,data,valid,frame_errors,glitches);
+module top$urx(clock,inc,rx,data,valid,frame_errors,glitches,frame_error);
     
     // Module arguments
     input wire  clock;
@@ -8577,6 +11568,7 @@ module top$urx(clock,inc,rx,data,valid,frame_errors,glitches);
     output reg  valid;
     output reg  [31:0] frame_errors;
     output reg  [31:0] glitches;
+    output reg  frame_error;
     
     // Enums
     localparam RxState$Break = 0;
@@ -8701,6 +11693,7 @@ module top$urx(clock,inc,rx,data,valid,frame_errors,glitches);
         tick = sum[32'h10];
         acc$d = sum[(32'h0)+:(16)];
         vld$d = 1'b0;
+        frame_error = 1'b0;
         case (state$q)
             RxState$Idle:
                 begin
@@ -8746,6 +11739,7 @@ module top$urx(clock,inc,rx,data,valid,frame_errors,glitches);
                         else begin
                             state$d = RxState$Break;
                             ferr$d = ferr$q + 32'h1;
+                            frame_error = 1'b1;
                         end
                     end
                 end

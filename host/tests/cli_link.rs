@@ -33,13 +33,14 @@ fn emulate_verilator_then_infer_from_the_command_line() {
 }
 
 /// The iCEBreaker build's RTL (its small link: 2 slots, 508-byte payloads) at 12 MHz with the
-/// example that fits the board (`bitstreams/icebreaker`): the host follows its IDENTIFY.
+/// substrate of the reference bitstream (`bitstreams/icebreaker`: the shipped example on one
+/// lane): the host follows its IDENTIFY.
 #[test]
 fn emulate_icebreaker_rtl_then_infer_from_the_command_line() {
     emulate_then_infer(
         (
-            "examples/icebreaker-tiny.toml",
-            "examples/icebreaker-tiny-inputs.csv",
+            "bitstreams/icebreaker/substrate.toml",
+            "examples/three-module-inputs.csv",
         ),
         "verilator-icebreaker",
         &[
