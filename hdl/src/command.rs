@@ -437,6 +437,8 @@ pub struct CommandUnit {
     baseq: Signal<Local, Bits<16>>,
     siq: Signal<Local, Bits<16>>,
     sqq: Signal<Local, Bits<16>>,
+    slq: Signal<Local, Bits<8>>,
+    k_slm: Constant<Bits<8>>,
 }
 
 // the RTL's range checks and seed lifting rely on these two protocol/noise constants
@@ -702,6 +704,9 @@ impl CommandUnit {
             baseq: Default::default(),
             siq: Default::default(),
             sqq: Default::default(),
+            slq: Default::default(),
+            // the lane counter runs over 0..=P
+            k_slm: Constant::new(((1u64 << bits_for(prog.p + 1)) - 1).to_bits()),
         }
     }
 }
@@ -725,6 +730,7 @@ impl Logic for CommandUnit {
         self.baseq.next = self.base.q.val() & self.k_wm.val();
         self.siq.next = self.si.q.val() & self.k_wm.val();
         self.sqq.next = self.sq.q.val() & self.k_wm.val();
+        self.slq.next = self.sl.q.val() & self.k_slm.val();
         self.bmem.clock.next = self.clock.val();
         self.slotmem.clock.next = self.clock.val();
         self.res.clock.next = self.clock.val();
@@ -754,7 +760,7 @@ impl Logic for CommandUnit {
         self.coup.write_address.next = 0.into();
         self.coup.write_data.next = 0.into();
         self.coup.write_enable.next = false;
-        self.lbase.address.next = (self.sl.q.val() << 2) | bit_cast::<8, 2>(self.sc.q.val());
+        self.lbase.address.next = (self.slq.val() << 2) | bit_cast::<8, 2>(self.sc.q.val());
         self.rdo_rom.address.next = self.siq.val().get_bits::<10>(0);
         // defaults
         self.pwe.d.next = false;
@@ -836,7 +842,7 @@ impl Logic for CommandUnit {
             | (self.rs.q.val() == SeqState::WaitM));
         self.cbase.next = bit_cast::<16, 2>(self.cur.q.val()) << self.k_sbits.val();
         self.opnd.next = (bit_cast::<24, 16>(self.sqq.val()) << self.k_bbits.val())
-            | bit_cast::<24, 8>(self.sl.q.val());
+            | bit_cast::<24, 8>(self.slq.val());
         self.csh.next = bit_cast::<8, 2>(self.cur.q.val()) << 1;
         // `lift` of seed word sc: a word below TAUS88_MIN[sc] (at most 16) gets it added,
         // so the test and the sum need only the low 5 bits
@@ -1399,7 +1405,7 @@ impl Logic for CommandUnit {
                     self.sph.d.next = self.sph.q.val() + 1;
                     if self.sph.q.val() == 1 {
                         self.paddr.d.next = self.k_rg_bias.val()
-                            | (bit_cast::<24, 8>(self.sl.q.val()) << 12)
+                            | (bit_cast::<24, 8>(self.slq.val()) << 12)
                             | bit_cast::<24, 16>(self.sqq.val());
                         self.pwdata.d.next = self.slotmem.read_data.val();
                         self.pwe.d.next = true;
@@ -1415,8 +1421,8 @@ impl Logic for CommandUnit {
                         self.pwe.d.next = true;
                         self.sph.d.next = 0.into();
                         self.si.d.next = self.siq.val() + 1;
-                        self.sl.d.next = self.sl.q.val() + 1;
-                        if self.sl.q.val() + 1 == self.k_p8.val() {
+                        self.sl.d.next = self.slq.val() + 1;
+                        if self.slq.val() + 1 == self.k_p8.val() {
                             self.sl.d.next = 0.into();
                             self.sq.d.next = self.sqq.val() + 1;
                         }
@@ -1427,7 +1433,7 @@ impl Logic for CommandUnit {
                 // seed word c of lane sl: lift(lane_base XOR key[c])
                 self.slotmem.read_address.next =
                     self.cbase.val() + self.k_d16.val() + 2 + bit_cast::<16, 2>(self.sc.q.val());
-                if self.sl.q.val() == self.k_p8.val() {
+                if self.slq.val() == self.k_p8.val() {
                     self.sph.d.next = 0.into();
                     self.rs.d.next = SeqState::Load;
                 } else {
@@ -1443,14 +1449,14 @@ impl Logic for CommandUnit {
                     }
                     if self.sph.q.val() == 2 {
                         self.paddr.d.next = self.k_rg_seed.val()
-                            | (bit_cast::<24, 8>(self.sl.q.val()) << 8)
+                            | (bit_cast::<24, 8>(self.slq.val()) << 8)
                             | bit_cast::<24, 2>(self.sc.q.val());
                         self.pwe.d.next = true;
                         self.sph.d.next = 0.into();
                         self.sc.d.next = self.sc.q.val() + 1;
                         if self.sc.q.val() == 2 {
                             self.sc.d.next = 0.into();
-                            self.sl.d.next = self.sl.q.val() + 1;
+                            self.sl.d.next = self.slq.val() + 1;
                         }
                     }
                 }
