@@ -448,6 +448,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     localparam  k_tmin1 = 5'b1000;
     localparam  k_tmin2 = 5'b10000;
     localparam  k_wm = 16'h1ff;
+    localparam  k_slm = 8'h1;
     
     // Enums
     localparam CmdState$Idle = 0;
@@ -717,6 +718,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [15:0] baseq;
     reg  [15:0] siq;
     reg  [15:0] sqq;
+    reg  [7:0] slq;
     
     // Sub module instances
     top$core$cmd$bmem bmem(
@@ -1097,6 +1099,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         baseq = base$q & k_wm;
         siq = si$q & k_wm;
         sqq = sq$q & k_wm;
+        slq = sl$q & k_slm;
         bmem$clock = clock;
         slotmem$clock = clock;
         res$clock = clock;
@@ -1124,7 +1127,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         coup$write_address = 32'h0;
         coup$write_data = 32'h0;
         coup$write_enable = 1'b0;
-        lbase$address = (sl$q << 32'h2) | ((sc$q) & 8'hff);
+        lbase$address = (slq << 32'h2) | ((sc$q) & 8'hff);
         rdo_rom$address = siq[(32'h0)+:(10)];
         pwe$d = 1'b0;
         wr = 1'b0;
@@ -1184,7 +1187,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         cbyte = coup$read_data >> (((ph1) & 32'hffffffff) << 32'h3);
         lock = ~((rs$q == SeqState$Idle) | (rs$q == SeqState$WaitB) | (rs$q == SeqState$WaitM));
         cbase = ((cur$q) & 16'hffff) << k_sbits;
-        opnd = (((sqq) & 24'hffffff) << k_bbits) | ((sl$q) & 24'hffffff);
+        opnd = (((sqq) & 24'hffffff) << k_bbits) | ((slq) & 24'hffffff);
         csh = ((cur$q) & 8'hff) << 32'h1;
         lmin = k_tmin2;
         if (sc$q == 32'h0) begin
@@ -1768,7 +1771,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     else begin
                         sph$d = sph$q + 32'h1;
                         if (sph$q == 32'h1) begin
-                            paddr$d = k_rg_bias | (((sl$q) & 24'hffffff) << 32'hc) | ((sqq) & 24'hffffff);
+                            paddr$d = k_rg_bias | (((slq) & 24'hffffff) << 32'hc) | ((sqq) & 24'hffffff);
                             pwdata$d = slotmem$read_data;
                             pwe$d = 1'b1;
                         end
@@ -1783,8 +1786,8 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                             pwe$d = 1'b1;
                             sph$d = 32'h0;
                             si$d = siq + 32'h1;
-                            sl$d = sl$q + 32'h1;
-                            if (sl$q + 32'h1 == k_p8) begin
+                            sl$d = slq + 32'h1;
+                            if (slq + 32'h1 == k_p8) begin
                                 sl$d = 32'h0;
                                 sq$d = sqq + 32'h1;
                             end
@@ -1794,7 +1797,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
             SeqState$SeedRd:
                 begin
                     slotmem$read_address = cbase + k_d16 + 32'h2 + ((sc$q) & 16'hffff);
-                    if (sl$q == k_p8) begin
+                    if (slq == k_p8) begin
                         sph$d = 32'h0;
                         rs$d = SeqState$Load;
                     end
@@ -1807,13 +1810,13 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                             end
                         end
                         if (sph$q == 32'h2) begin
-                            paddr$d = k_rg_seed | (((sl$q) & 24'hffffff) << 32'h8) | ((sc$q) & 24'hffffff);
+                            paddr$d = k_rg_seed | (((slq) & 24'hffffff) << 32'h8) | ((sc$q) & 24'hffffff);
                             pwe$d = 1'b1;
                             sph$d = 32'h0;
                             sc$d = sc$q + 32'h1;
                             if (sc$q == 32'h2) begin
                                 sc$d = 32'h0;
-                                sl$d = sl$q + 32'h1;
+                                sl$d = slq + 32'h1;
                             end
                         end
                     end
@@ -5312,7 +5315,7 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         16'd0: lanes$0$rd_data = repl$0$read_data[15:0];
         default: lanes$0$rd_data = 16'd0;
       endcase
-      case (lanes$0$line_sel)
+      case (lanes$0$line_sel & 16'd3)
         16'd0: lanes$0$line_val = lines$0$q;
         16'd1: lanes$0$line_val = lines$1$q;
         16'd2: lanes$0$line_val = lines$2$q;

@@ -43,28 +43,31 @@ module board (
     always @(posedge clk) rx_q <= {rx_q[0], rx_pin};
     wire link_rx = rst ? 1'b1 : rx_q[1];
     wire link_tx;
-    wire [31:0] frame_errors, crc_errors, framing_errors;
+    wire link_error;
     thermo_link link (
-        .clock(clk), .rx(link_rx), .tx(link_tx),
-        .frame_errors(frame_errors), .crc_errors(crc_errors), .framing_errors(framing_errors)
+        .clock(clk), .rx(link_rx), .tx(link_tx), .error(link_error)
     );
     wire tx_out = rst ? 1'b1 : link_tx;
     // LEDs
     reg [24:0] hb = 0;
     always @(posedge clk) if (rst) hb <= 0; else hb <= hb + 1'b1;
     wire run_led = hb[24];
-    reg [20:0] act = 0;
-    always @(posedge clk)
-        if (~link_rx | ~link_tx) act <= 21'd1400000;
-        else if (act != 0) act <= act - 1'b1;
-    wire act_led = act != 0;
+    // activity: set by a low level on rx or tx, cleared at the second toggle of hb[19]
+    // after the last one (no counter of its own)
+    reg act_led = 1'b0, act_arm = 1'b0, hb_a = 1'b0;
+    always @(posedge clk) begin
+        hb_a <= hb[19];
+        if (~link_rx | ~link_tx) begin act_led <= 1'b1; act_arm <= 1'b0; end
+        else if (hb_a != hb[19]) begin act_led <= act_led & ~act_arm; act_arm <= act_led; end
+    end
     reg err = 1'b0;
-    always @(posedge clk) err <= (|frame_errors) | (|crc_errors) | (|framing_errors);
+    // the link's sticky flag: a UART stop-bit, CRC or framing error since power-up
+    always @(posedge clk) err <= link_error;
 endmodule
 
 
 
-module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
+module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,error,active);
     
     // Module arguments
     input wire  clock;
@@ -73,12 +76,16 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
     output reg  [31:0] frame_errors;
     output reg  [31:0] crc_errors;
     output reg  [31:0] framing_errors;
+    output reg  error;
     output reg  active;
     
     // Constant declarations
     localparam  k_inc = 16'h15f1;
     
     // Stub signals
+    reg  err$d;
+    wire  err$q;
+    reg  err$clock;
     reg  urx$clock;
     reg  [15:0] urx$inc;
     reg  urx$rx;
@@ -86,6 +93,7 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
     wire  urx$valid;
     wire  [31:0] urx$frame_errors;
     wire  [31:0] urx$glitches;
+    wire  urx$frame_error;
     reg  utx$clock;
     reg  [15:0] utx$inc;
     reg  [7:0] utx$data;
@@ -108,6 +116,7 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
     wire  [31:0] core$crc_errors;
     wire  [31:0] core$framing_errors;
     wire  [31:0] core$overruns;
+    wire  core$error_evt;
     reg  sub$clock;
     reg  [23:0] sub$cfg_addr;
     reg  [31:0] sub$cfg_wdata;
@@ -116,6 +125,11 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
     wire  sub$running;
     
     // Sub module instances
+    top$err err(
+        .d(err$d),
+        .q(err$q),
+        .clock(err$clock)
+    );
     top$urx urx(
         .clock(urx$clock),
         .inc(urx$inc),
@@ -123,7 +137,8 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
         .data(urx$data),
         .valid(urx$valid),
         .frame_errors(urx$frame_errors),
-        .glitches(urx$glitches)
+        .glitches(urx$glitches),
+        .frame_error(urx$frame_error)
     );
     top$utx utx(
         .clock(utx$clock),
@@ -149,7 +164,8 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
         .frames(core$frames),
         .crc_errors(core$crc_errors),
         .framing_errors(core$framing_errors),
-        .overruns(core$overruns)
+        .overruns(core$overruns),
+        .error_evt(core$error_evt)
     );
     top$sub sub(
         .clock(sub$clock),
@@ -162,6 +178,8 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
     
     // Update code
     always @(*) begin
+        err$clock = clock;
+        err$d = err$q;
         urx$clock = clock;
         utx$clock = clock;
         core$clock = clock;
@@ -184,12 +202,14 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,active);
         frame_errors = urx$frame_errors;
         crc_errors = core$crc_errors;
         framing_errors = core$framing_errors;
+        err$d = err$q | urx$frame_error | core$error_evt;
+        error = err$q;
     end
     
 endmodule // top
 
 
-module top$core(clock,in_data,in_valid,out_data,out_valid,out_ready,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running,active,frames,crc_errors,framing_errors,overruns);
+module top$core(clock,in_data,in_valid,out_data,out_valid,out_ready,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running,active,frames,crc_errors,framing_errors,overruns,error_evt);
     
     // Module arguments
     input wire  clock;
@@ -208,6 +228,7 @@ module top$core(clock,in_data,in_valid,out_data,out_valid,out_ready,cfg_addr,cfg
     output reg  [31:0] crc_errors;
     output reg  [31:0] framing_errors;
     output reg  [31:0] overruns;
+    output reg  error_evt;
     
     // Stub signals
     reg  frx$clock;
@@ -350,6 +371,7 @@ module top$core(clock,in_data,in_valid,out_data,out_valid,out_ready,cfg_addr,cfg
         crc_errors = frx$crc_errors;
         framing_errors = frx$framing_errors;
         overruns = frx$overruns;
+        error_evt = frx$crc_evt | frx$framing_evt;
     end
     
 endmodule // top$core
@@ -413,7 +435,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     localparam  k_m3 = 8'h3;
     localparam  k_st1 = 8'h1;
     localparam  k_st2 = 8'h2;
-    localparam  k_max_sweeps = 32'h10000;
     localparam  k_max_sums = 16'hfe;
     localparam  k_clear = 32'h4;
     localparam  k_noise_load = 32'h2;
@@ -426,8 +447,13 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     localparam  k_rg_seed = 24'h100000;
     localparam  k_words0 = 16'h100;
     localparam  k_words1 = 16'h200;
-    localparam  k_nstat = 16'hd;
+    localparam  k_nstat = 16'h11;
     localparam  k_ident_len = 16'h17;
+    localparam  k_tmin0 = 5'b10;
+    localparam  k_tmin1 = 5'b1000;
+    localparam  k_tmin2 = 5'b10000;
+    localparam  k_wm = 16'h7ff;
+    localparam  k_slm = 8'h7;
     
     // Enums
     localparam CmdState$Idle = 0;
@@ -436,34 +462,35 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     localparam CmdState$Exec = 3;
     localparam CmdState$IdentCopy = 4;
     localparam CmdState$StatGather = 5;
-    localparam CmdState$StatWrite = 6;
-    localparam CmdState$ResetLoop = 7;
-    localparam CmdState$ResetSweeps = 8;
-    localparam CmdState$ResetClear = 9;
-    localparam CmdState$WmCheck = 10;
-    localparam CmdState$WmWrite = 11;
-    localparam CmdState$WmStore = 12;
-    localparam CmdState$WmReply = 13;
-    localparam CmdState$RmCheck = 14;
-    localparam CmdState$RmWord = 15;
-    localparam CmdState$RmZeros = 16;
-    localparam CmdState$RmCoup = 17;
-    localparam CmdState$ScCheck = 18;
-    localparam CmdState$RunCheck = 19;
-    localparam CmdState$CwStart = 20;
-    localparam CmdState$CmpNext = 21;
-    localparam CmdState$CmpWord = 22;
-    localparam CmdState$CwDecide = 23;
-    localparam CmdState$WrNext = 24;
-    localparam CmdState$WrWord = 25;
-    localparam CmdState$CwFinish = 26;
-    localparam CmdState$RoCheck = 27;
-    localparam CmdState$RoSweeps = 28;
-    localparam CmdState$RoHead = 29;
-    localparam CmdState$RoSums = 30;
-    localparam CmdState$ErrReply = 31;
-    localparam CmdState$Send = 32;
-    localparam CmdState$Release = 33;
+    localparam CmdState$StatField = 6;
+    localparam CmdState$StatWrite = 7;
+    localparam CmdState$ResetLoop = 8;
+    localparam CmdState$ResetSweeps = 9;
+    localparam CmdState$ResetClear = 10;
+    localparam CmdState$WmCheck = 11;
+    localparam CmdState$WmWrite = 12;
+    localparam CmdState$WmStore = 13;
+    localparam CmdState$WmReply = 14;
+    localparam CmdState$RmCheck = 15;
+    localparam CmdState$RmWord = 16;
+    localparam CmdState$RmZeros = 17;
+    localparam CmdState$RmCoup = 18;
+    localparam CmdState$ScCheck = 19;
+    localparam CmdState$RunCheck = 20;
+    localparam CmdState$CwStart = 21;
+    localparam CmdState$CmpNext = 22;
+    localparam CmdState$CmpWord = 23;
+    localparam CmdState$CwDecide = 24;
+    localparam CmdState$WrNext = 25;
+    localparam CmdState$WrWord = 26;
+    localparam CmdState$CwFinish = 27;
+    localparam CmdState$RoCheck = 28;
+    localparam CmdState$RoSweeps = 29;
+    localparam CmdState$RoHead = 30;
+    localparam CmdState$RoSums = 31;
+    localparam CmdState$ErrReply = 32;
+    localparam CmdState$Send = 33;
+    localparam CmdState$Release = 34;
     localparam SeqState$Idle = 0;
     localparam SeqState$Units = 1;
     localparam SeqState$SeedRd = 2;
@@ -537,8 +564,8 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [7:0] hkind$d;
     wire  [7:0] hkind$q;
     reg  hkind$clock;
-    reg  [15:0] hlen$d;
-    wire  [15:0] hlen$q;
+    reg  [10:0] hlen$d;
+    wire  [10:0] hlen$q;
     reg  hlen$clock;
     reg  [7:0] exp$d;
     wire  [7:0] exp$q;
@@ -549,18 +576,21 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [7:0] space$d;
     wire  [7:0] space$q;
     reg  space$clock;
-    reg  [31:0] addr$d;
-    wire  [31:0] addr$q;
+    reg  [16:0] addr$d;
+    wire  [16:0] addr$q;
     reg  addr$clock;
+    reg  ahi_r$d;
+    wire  ahi_r$q;
+    reg  ahi_r$clock;
     reg  [15:0] cnt$d;
     wire  [15:0] cnt$q;
     reg  cnt$clock;
-    reg  [7:0] rkind$d;
-    wire  [7:0] rkind$q;
-    reg  rkind$clock;
-    reg  [10:0] rlen$d;
-    wire  [10:0] rlen$q;
-    reg  rlen$clock;
+    reg  rerr$d;
+    wire  rerr$q;
+    reg  rerr$clock;
+    reg  [10:0] bp$d;
+    wire  [10:0] bp$q;
+    reg  bp$clock;
     reg  [7:0] ecode$d;
     wire  [7:0] ecode$q;
     reg  ecode$clock;
@@ -573,18 +603,9 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [31:0] fr_cnt$d;
     wire  [31:0] fr_cnt$q;
     reg  fr_cnt$clock;
-    reg  [31:0] s_sweeps$d;
-    wire  [31:0] s_sweeps$q;
-    reg  s_sweeps$clock;
-    reg  [39:0] s_acc$d;
-    wire  [39:0] s_acc$q;
-    reg  s_acc$clock;
-    reg  [39:0] s_state$d;
-    wire  [39:0] s_state$q;
-    reg  s_state$clock;
-    reg  [39:0] s_bus$d;
-    wire  [39:0] s_bus$q;
-    reg  s_bus$clock;
+    reg  [39:0] sacc$d;
+    wire  [39:0] sacc$q;
+    reg  sacc$clock;
     reg  [1:0] tag$d;
     wire  [1:0] tag$q;
     reg  tag$clock;
@@ -651,9 +672,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [2:0] sph$d;
     wire  [2:0] sph$q;
     reg  sph$clock;
-    reg  [31:0] sw$d;
-    wire  [31:0] sw$q;
-    reg  sw$clock;
     reg  [2:0] wcnt$d;
     wire  [2:0] wcnt$q;
     reg  wcnt$clock;
@@ -665,19 +683,17 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [15:0] dlen;
     reg  [15:0] nwords;
     reg  ahi;
+    reg  sw_over;
     reg  [17:0] end33;
     reg  [17:0] rend33;
-    reg  [39:0] fv;
-    reg  [39:0] fsh;
-    reg  [39:0] ssel;
+    reg  [31:0] fv;
+    reg  [31:0] fsh;
     reg  [39:0] ssum;
-    reg  [15:0] bsel;
-    reg  [15:0] rbytes;
+    reg  [39:0] sbyte;
+    reg  cin;
     reg  [31:0] wbyte;
     reg  [15:0] rel16;
-    reg  [15:0] ra16;
     reg  [2:0] ph1;
-    reg  [31:0] wsh;
     reg  [15:0] cnt2;
     reg  [15:0] rcnt;
     reg  [15:0] rcnt2;
@@ -690,19 +706,24 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [16:0] scend;
     reg  [16:0] roend;
     reg  [15:0] rbase;
-    reg  [15:0] rwa;
     reg  [31:0] rbyte;
     reg  [31:0] cbyte;
-    reg  [15:0] ca16;
     reg  lock;
     reg  [15:0] cbase;
     reg  [23:0] opnd;
-    reg  [31:0] lmin;
+    reg  [4:0] lmin;
+    reg  [4:0] lifted;
+    reg  [31:0] seedw;
     reg  [7:0] csh;
     reg  [7:0] qsh;
     reg  [15:0] hl3;
-    reg  [15:0] rolen;
-    reg  [15:0] k1;
+    reg  wr;
+    reg  [15:0] kq;
+    reg  [15:0] cntq;
+    reg  [15:0] baseq;
+    reg  [15:0] siq;
+    reg  [15:0] sqq;
+    reg  [7:0] slq;
     
     // Sub module instances
     top$core$cmd$bmem bmem(
@@ -823,20 +844,25 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         .q(addr$q),
         .clock(addr$clock)
     );
+    top$core$cmd$ahi_r ahi_r(
+        .d(ahi_r$d),
+        .q(ahi_r$q),
+        .clock(ahi_r$clock)
+    );
     top$core$cmd$cnt cnt(
         .d(cnt$d),
         .q(cnt$q),
         .clock(cnt$clock)
     );
-    top$core$cmd$rkind rkind(
-        .d(rkind$d),
-        .q(rkind$q),
-        .clock(rkind$clock)
+    top$core$cmd$rerr rerr(
+        .d(rerr$d),
+        .q(rerr$q),
+        .clock(rerr$clock)
     );
-    top$core$cmd$rlen rlen(
-        .d(rlen$d),
-        .q(rlen$q),
-        .clock(rlen$clock)
+    top$core$cmd$bp bp(
+        .d(bp$d),
+        .q(bp$q),
+        .clock(bp$clock)
     );
     top$core$cmd$ecode ecode(
         .d(ecode$d),
@@ -858,25 +884,10 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         .q(fr_cnt$q),
         .clock(fr_cnt$clock)
     );
-    top$core$cmd$s_sweeps s_sweeps(
-        .d(s_sweeps$d),
-        .q(s_sweeps$q),
-        .clock(s_sweeps$clock)
-    );
-    top$core$cmd$s_acc s_acc(
-        .d(s_acc$d),
-        .q(s_acc$q),
-        .clock(s_acc$clock)
-    );
-    top$core$cmd$s_state s_state(
-        .d(s_state$d),
-        .q(s_state$q),
-        .clock(s_state$clock)
-    );
-    top$core$cmd$s_bus s_bus(
-        .d(s_bus$d),
-        .q(s_bus$q),
-        .clock(s_bus$clock)
+    top$core$cmd$sacc sacc(
+        .d(sacc$d),
+        .q(sacc$q),
+        .clock(sacc$clock)
     );
     top$core$cmd$tag tag(
         .d(tag$d),
@@ -988,11 +999,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         .q(sph$q),
         .clock(sph$clock)
     );
-    top$core$cmd$sw sw(
-        .d(sw$d),
-        .q(sw$q),
-        .clock(sw$clock)
-    );
     top$core$cmd$wcnt wcnt(
         .d(wcnt$d),
         .q(wcnt$q),
@@ -1015,17 +1021,15 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         have_exp$clock = clock;
         space$clock = clock;
         addr$clock = clock;
+        ahi_r$clock = clock;
         cnt$clock = clock;
-        rkind$clock = clock;
-        rlen$clock = clock;
+        rerr$clock = clock;
+        bp$clock = clock;
         ecode$clock = clock;
         replays$clock = clock;
         crc_cnt$clock = clock;
         fr_cnt$clock = clock;
-        s_sweeps$clock = clock;
-        s_acc$clock = clock;
-        s_state$clock = clock;
-        s_bus$clock = clock;
+        sacc$clock = clock;
         tag$clock = clock;
         paddr$clock = clock;
         pwdata$clock = clock;
@@ -1048,7 +1052,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         sq$clock = clock;
         sc$clock = clock;
         sph$clock = clock;
-        sw$clock = clock;
         wcnt$clock = clock;
         state$d = state$q;
         ret$d = ret$q;
@@ -1064,17 +1067,15 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         have_exp$d = have_exp$q;
         space$d = space$q;
         addr$d = addr$q;
+        ahi_r$d = ahi_r$q;
         cnt$d = cnt$q;
-        rkind$d = rkind$q;
-        rlen$d = rlen$q;
+        rerr$d = rerr$q;
+        bp$d = bp$q;
         ecode$d = ecode$q;
         replays$d = replays$q;
         crc_cnt$d = crc_cnt$q;
         fr_cnt$d = fr_cnt$q;
-        s_sweeps$d = s_sweeps$q;
-        s_acc$d = s_acc$q;
-        s_state$d = s_state$q;
-        s_bus$d = s_bus$q;
+        sacc$d = sacc$q;
         tag$d = tag$q;
         paddr$d = paddr$q;
         pwdata$d = pwdata$q;
@@ -1097,23 +1098,28 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         sq$d = sq$q;
         sc$d = sc$q;
         sph$d = sph$q;
-        sw$d = sw$q;
         wcnt$d = wcnt$q;
+        kq = k$q & k_wm;
+        cntq = cnt$q & k_wm;
+        baseq = base$q & k_wm;
+        siq = si$q & k_wm;
+        sqq = sq$q & k_wm;
+        slq = sl$q & k_slm;
         bmem$clock = clock;
         slotmem$clock = clock;
         res$clock = clock;
         coup$clock = clock;
-        ix = addr$q[(32'h0)+:(16)] + k$q;
-        sx = base$q + k$q;
+        ix = addr$q[(32'h0)+:(16)] + kq;
+        sx = baseq + kq;
         bmem$read_address = ix | k_shadow;
         if (state$q == CmdState$ResetLoop) begin
-            bmem$read_address = k$q;
+            bmem$read_address = kq;
         end
         bmem$write_address = ix | k_shadow;
         bmem$write_data = sr$q;
         bmem$write_enable = 1'b0;
-        ident$address = k$q[(32'h0)+:(5)];
-        stat$address = k$q[(32'h0)+:(8)];
+        ident$address = kq[(32'h0)+:(5)];
+        stat$address = kq[(32'h0)+:(8)];
         slotmem$read_address = sx;
         slotmem$write_address = sx;
         slotmem$write_data = sr$q;
@@ -1126,95 +1132,77 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         coup$write_address = 32'h0;
         coup$write_data = 32'h0;
         coup$write_enable = 1'b0;
-        lbase$address = (sl$q << 32'h2) | ((sc$q) & 8'hff);
-        rdo_rom$address = si$q[(32'h0)+:(10)];
+        lbase$address = (slq << 32'h2) | ((sc$q) & 8'hff);
+        rdo_rom$address = siq[(32'h0)+:(10)];
         pwe$d = 1'b0;
-        buf_we = 1'b0;
-        buf_addr = k$q[(32'h0)+:(10)];
+        wr = 1'b0;
         buf_data = 32'h0;
         rd_done = 1'b0;
         send = 1'b0;
         nsr = (sr$q >> 32'h8) | (((rd_data) & 32'hffffffff) << 32'h18);
         sdist = exp$q - hseq$q - 32'h1;
-        dlen = hlen$q - 32'h5;
+        dlen = ((hlen$q) & 16'hffff) - 32'h5;
         nwords = dlen >> 32'h2;
-        ahi = |addr$q[(32'h11)+:(15)];
-        end33 = ((addr$q[(32'h0)+:(17)]) & 18'h3ffff) + ((nwords) & 18'h3ffff);
+        ahi = ahi_r$q;
+        sw_over = |sr$q[(32'h11)+:(15)] | (sr$q[32'h10] & |sr$q[(32'h0)+:(16)]);
+        end33 = ((addr$q) & 18'h3ffff) + ((nwords) & 18'h3ffff);
         rcnt = sr$q[(32'h10)+:(16)];
-        rend33 = ((addr$q[(32'h0)+:(17)]) & 18'h3ffff) + ((rcnt) & 18'h3ffff);
+        rend33 = ((addr$q) & 18'h3ffff) + ((rcnt) & 18'h3ffff);
         if (crc_evt) begin
             crc_cnt$d = crc_cnt$q + 32'h1;
         end
         if (framing_evt) begin
             fr_cnt$d = fr_cnt$q + 32'h1;
         end
-        rbytes = rcnt << 32'h2;
         rcnt2 = rcnt << 32'h1;
         ssh = ((space$q[(32'h0)+:(2)]) & 8'hff) << 32'h1;
         sst = (slot_st$q >> ssh) & 32'h3;
         sclr = slot_st$q & ~(k_m3 << ssh);
         sbase = ((space$q[(32'h0)+:(2)]) & 16'hffff) << k_sbits;
         rbase = ((space$q[(32'h0)+:(2)]) & 16'hffff) << k_rbits;
-        hl3 = hlen$q - 32'h3;
+        hl3 = ((hlen$q) & 16'hffff) - 32'h3;
         nsc = hl3 >> 32'h2;
-        rolen = rbytes + 32'h5;
-        k1 = k$q + 32'h1;
         scend = ((rcnt) & 17'h1ffff) + ((nsc) & 17'h1ffff);
         roend = ((sr$q[(32'h0)+:(16)]) & 17'h1ffff) + ((rcnt) & 17'h1ffff);
         qsh = ((qn$q) & 8'hff) << 32'h1;
-        bsel = k$q & 32'h7;
-        fv = ((s_sweeps$q) & 40'hffffffffff);
-        if (k$q >= 32'h8) begin
-            fv = s_acc$q;
+        fv = runs$q;
+        if (kq >= 32'h24) begin
+            fv = crc_cnt$q;
         end
-        if (k$q >= 32'h10) begin
-            fv = s_state$q;
+        if (kq >= 32'h28) begin
+            fv = fr_cnt$q;
         end
-        if (k$q >= 32'h18) begin
-            fv = s_bus$q;
+        if (kq >= 32'h2c) begin
+            fv = replays$q;
         end
-        if (k$q >= 32'h20) begin
-            bsel = k$q & 32'h3;
-            fv = ((runs$q) & 40'hffffffffff);
+        fsh = fv >> (((kq[(32'h0)+:(2)]) & 32'hffffffff) << 32'h3);
+        cin = 32'h0;
+        if (tag$q == 32'h0) begin
+            cin = 32'h1;
         end
-        if (k$q >= 32'h24) begin
-            fv = ((crc_cnt$q) & 40'hffffffffff);
+        ssum = sacc$q + ((cfg_rdata) & 40'hffffffffff) + ((cin) & 40'hffffffffff);
+        sbyte = sacc$q >> (((ph$q) & 40'hffffffffff) << 32'h3);
+        if ((ph$q > 32'h4) | ((ph$q == 32'h4) & (tag$q == 32'h0))) begin
+            sbyte = 32'h0;
         end
-        if (k$q >= 32'h28) begin
-            fv = ((fr_cnt$q) & 40'hffffffffff);
-        end
-        if (k$q >= 32'h2c) begin
-            fv = ((replays$q) & 40'hffffffffff);
-        end
-        fsh = fv >> (bsel << 32'h3);
-        ssel = s_acc$q;
-        if (tag$q == 32'h2) begin
-            ssel = s_state$q;
-        end
-        if (tag$q == 32'h3) begin
-            ssel = s_bus$q;
-        end
-        ssum = ssel + ((cfg_rdata) & 40'hffffffffff);
         ph1 = ph$q - 32'h1;
-        ra16 = (k$q << 32'h2) + ((ph1) & 16'hffff);
-        wsh = sr$q >> (((k$q[(32'h0)+:(2)]) & 32'hffffffff) << 32'h3);
-        cnt2 = cnt$q << 32'h1;
+        cnt2 = cntq << 32'h1;
         wbyte = bmem$read_data >> (((ph1) & 32'hffffffff) << 32'h3);
         rbyte = res$read_data >> (((ph1) & 32'hffffffff) << 32'h3);
         cbyte = coup$read_data >> (((ph1) & 32'hffffffff) << 32'h3);
-        ca16 = (k$q << 32'h1) + ((ph1) & 16'hffff);
-        rwa = ra16 + 32'h5;
         lock = ~((rs$q == SeqState$Idle) | (rs$q == SeqState$WaitB) | (rs$q == SeqState$WaitM));
         cbase = ((cur$q) & 16'hffff) << k_sbits;
-        opnd = (((sq$q) & 24'hffffff) << k_bbits) | ((sl$q) & 24'hffffff);
+        opnd = (((sqq) & 24'hffffff) << k_bbits) | ((slq) & 24'hffffff);
         csh = ((cur$q) & 8'hff) << 32'h1;
-        lmin = 32'h10;
+        lmin = k_tmin2;
         if (sc$q == 32'h0) begin
-            lmin = 32'h2;
+            lmin = k_tmin0;
         end
         if (sc$q == 32'h1) begin
-            lmin = 32'h8;
+            lmin = k_tmin1;
         end
+        seedw = slotmem$read_data ^ lbase$data;
+        lifted = seedw[(32'h0)+:(5)] + lmin;
         case (state$q)
             CmdState$Idle:
                 begin
@@ -1238,7 +1226,8 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                             space$d = rd_data;
                         end
                         if (off$q == 32'h8) begin
-                            addr$d = nsr;
+                            addr$d = nsr[(32'h0)+:(17)];
+                            ahi_r$d = |nsr[(32'h11)+:(15)];
                         end
                         off$d = off$q + 32'h1;
                         nb$d = nb$q - 32'h1;
@@ -1251,7 +1240,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 begin
                     hseq$d = sr$q[(32'h0)+:(8)];
                     hkind$d = sr$q[(32'h8)+:(8)];
-                    hlen$d = sr$q[(32'h10)+:(16)];
+                    hlen$d = sr$q[(32'h10)+:(11)];
                     if (~lock) begin
                         state$d = CmdState$Exec;
                     end
@@ -1260,8 +1249,8 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 begin
                     k$d = 32'h0;
                     ph$d = 32'h0;
-                    rkind$d = hkind$q | 32'h80;
-                    rlen$d = 32'h0;
+                    rerr$d = 1'b0;
+                    bp$d = 32'h0;
                     if ((hkind$q == k_op_identify) | ~have_exp$q | (hseq$q == exp$q)) begin
                         exp$d = hseq$q + 32'h1;
                         have_exp$d = 1'b1;
@@ -1276,19 +1265,16 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                         state$d = CmdState$ErrReply;
                         ecode$d = k_e_unknown;
                         if (hkind$q == k_op_identify) begin
-                            rlen$d = ((k_ident_len) & 11'h7ff);
                             state$d = CmdState$IdentCopy;
                         end
                         if (hkind$q == k_op_status) begin
-                            rlen$d = 32'h30;
-                            s_sweeps$d = 32'h0;
-                            s_acc$d = 32'h0;
-                            s_state$d = 32'h0;
-                            s_bus$d = 32'h0;
+                            sacc$d = ((~sweep_base$q) & 40'hffffffffff);
+                            tag$d = 32'h0;
                             state$d = CmdState$StatGather;
                         end
                         if (hkind$q == k_op_reset) begin
                             addr$d = 32'h0;
+                            ahi_r$d = 1'b0;
                             state$d = CmdState$ResetLoop;
                         end
                         if (hkind$q == k_op_write) begin
@@ -1340,18 +1326,18 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     end
                     else begin
                         ph$d = 32'h0;
-                        buf_we = 1'b1;
+                        wr = 1'b1;
                         buf_data = ident$data;
-                        k$d = k$q + 32'h1;
-                        if (k$q + 32'h1 == k_ident_len) begin
+                        k$d = kq + 32'h1;
+                        if (kq + 32'h1 == k_ident_len) begin
                             state$d = CmdState$Send;
                         end
                     end
                 end
             CmdState$StatGather:
                 begin
-                    if (k$q == k_nstat) begin
-                        k$d = 32'h0;
+                    if (kq == k_nstat) begin
+                        k$d = 32'h20;
                         state$d = CmdState$StatWrite;
                     end
                     else begin
@@ -1359,39 +1345,44 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                         if (ph$q == 32'h1) begin
                             paddr$d = stat$data[(32'h0)+:(24)];
                             tag$d = stat$data[(32'h18)+:(2)];
+                            if (stat$data[32'h1a]) begin
+                                ph$d = 32'h0;
+                                state$d = CmdState$StatField;
+                            end
                         end
                         if (ph$q == 32'h4) begin
                             ph$d = 32'h0;
-                            k$d = k$q + 32'h1;
-                            if (tag$q == 32'h0) begin
-                                s_sweeps$d = cfg_rdata - sweep_base$q;
-                            end
-                            if (tag$q == 32'h1) begin
-                                s_acc$d = ssum;
-                            end
-                            if (tag$q == 32'h2) begin
-                                s_state$d = ssum;
-                            end
-                            if (tag$q == 32'h3) begin
-                                s_bus$d = ssum;
-                            end
+                            k$d = kq + 32'h1;
+                            sacc$d = ssum;
                         end
+                    end
+                end
+            CmdState$StatField:
+                begin
+                    wr = 1'b1;
+                    buf_data = sbyte[(32'h0)+:(8)];
+                    ph$d = ph$q + 32'h1;
+                    if (ph$q == 32'h7) begin
+                        ph$d = 32'h0;
+                        k$d = kq + 32'h1;
+                        sacc$d = 32'h0;
+                        state$d = CmdState$StatGather;
                     end
                 end
             CmdState$StatWrite:
                 begin
-                    buf_we = 1'b1;
+                    wr = 1'b1;
                     buf_data = fsh[(32'h0)+:(8)];
-                    k$d = k$q + 32'h1;
-                    if (k$q == 32'h2f) begin
+                    k$d = kq + 32'h1;
+                    if (kq == 32'h2f) begin
                         state$d = CmdState$Send;
                     end
                 end
             CmdState$ResetLoop:
                 begin
-                    slotmem$write_address = (((ph1) & 16'hffff) << k_sbits) + k$q;
+                    slotmem$write_address = (((ph1) & 16'hffff) << k_sbits) + kq;
                     slotmem$write_data = bmem$read_data;
-                    if (k$q == k_d16) begin
+                    if (kq == k_d16) begin
                         ph$d = 32'h0;
                         state$d = CmdState$ResetSweeps;
                     end
@@ -1407,7 +1398,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                         end
                         if (ph$q == 32'h4) begin
                             ph$d = 32'h0;
-                            k$d = k$q + 32'h1;
+                            k$d = kq + 32'h1;
                         end
                     end
                 end
@@ -1453,10 +1444,9 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 end
             CmdState$WmWrite:
                 begin
-                    if (k$q == cnt$q) begin
+                    if (kq == cntq) begin
                         k$d = 32'h0;
-                        sr$d = ((cnt$q) & 32'hffffffff);
-                        rlen$d = 32'h4;
+                        sr$d = ((cntq) & 32'hffffffff);
                         state$d = CmdState$WmReply;
                     end
                     else begin
@@ -1469,15 +1459,16 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
             CmdState$WmStore:
                 begin
                     bmem$write_enable = 1'b1;
-                    k$d = k$q + 32'h1;
+                    k$d = kq + 32'h1;
                     state$d = CmdState$WmWrite;
                 end
             CmdState$WmReply:
                 begin
-                    buf_we = 1'b1;
-                    buf_data = wsh[(32'h0)+:(8)];
-                    k$d = k$q + 32'h1;
-                    if (k$q == 32'h3) begin
+                    wr = 1'b1;
+                    buf_data = sr$q[(32'h0)+:(8)];
+                    sr$d = nsr;
+                    k$d = kq + 32'h1;
+                    if (kq == 32'h3) begin
                         state$d = CmdState$Send;
                     end
                 end
@@ -1493,7 +1484,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                             ecode$d = k_e_length;
                         end
                         else if (~ahi & (rend33 <= k_units)) begin
-                            rlen$d = ((rbytes) & 11'h7ff);
                             state$d = CmdState$RmWord;
                         end
                     end
@@ -1502,7 +1492,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                             ecode$d = k_e_length;
                         end
                         else if (~ahi & (rend33 <= k_units)) begin
-                            rlen$d = ((rcnt2) & 11'h7ff);
                             state$d = CmdState$RmZeros;
                         end
                     end
@@ -1511,55 +1500,52 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                             ecode$d = k_e_length;
                         end
                         else if (~ahi & (rend33 <= k_ncoup)) begin
-                            rlen$d = ((rcnt2) & 11'h7ff);
                             state$d = CmdState$RmCoup;
                         end
                     end
                 end
             CmdState$RmWord:
                 begin
-                    if (k$q == cnt$q) begin
+                    if (kq == cntq) begin
                         state$d = CmdState$Send;
                     end
                     else begin
                         ph$d = ph$q + 32'h1;
                         if (ph$q != 32'h0) begin
-                            buf_we = 1'b1;
-                            buf_addr = ra16[(32'h0)+:(10)];
+                            wr = 1'b1;
                             buf_data = wbyte[(32'h0)+:(8)];
                         end
                         if (ph$q == 32'h4) begin
                             ph$d = 32'h0;
-                            k$d = k$q + 32'h1;
+                            k$d = kq + 32'h1;
                         end
                     end
                 end
             CmdState$RmZeros:
                 begin
-                    if (k$q == cnt2) begin
+                    if (kq == cnt2) begin
                         state$d = CmdState$Send;
                     end
                     else begin
-                        buf_we = 1'b1;
+                        wr = 1'b1;
                         buf_data = 32'h0;
-                        k$d = k$q + 32'h1;
+                        k$d = kq + 32'h1;
                     end
                 end
             CmdState$RmCoup:
                 begin
-                    if (k$q == cnt$q) begin
+                    if (kq == cntq) begin
                         state$d = CmdState$Send;
                     end
                     else begin
                         ph$d = ph$q + 32'h1;
                         if (ph$q != 32'h0) begin
-                            buf_we = 1'b1;
-                            buf_addr = ca16[(32'h0)+:(10)];
+                            wr = 1'b1;
                             buf_data = cbyte[(32'h0)+:(8)];
                         end
                         if (ph$q == 32'h2) begin
                             ph$d = 32'h0;
-                            k$d = k$q + 32'h1;
+                            k$d = kq + 32'h1;
                         end
                     end
                 end
@@ -1588,7 +1574,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     woff$d = 32'h5;
                     isrun$d = 1'b1;
                     state$d = CmdState$CwStart;
-                    if ((sr$q == 32'h0) | (sr$q > k_max_sweeps)) begin
+                    if ((sr$q == 32'h0) | sw_over) begin
                         ecode$d = k_e_param;
                         state$d = CmdState$ErrReply;
                     end
@@ -1611,7 +1597,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 end
             CmdState$CmpNext:
                 begin
-                    if (k$q == cnt$q) begin
+                    if (kq == cntq) begin
                         state$d = CmdState$CwDecide;
                     end
                     else begin
@@ -1626,7 +1612,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     if (sr$q != slotmem$read_data) begin
                         same$d = 1'b0;
                     end
-                    k$d = k$q + 32'h1;
+                    k$d = kq + 32'h1;
                     state$d = CmdState$CmpNext;
                 end
             CmdState$CwDecide:
@@ -1644,7 +1630,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 end
             CmdState$WrNext:
                 begin
-                    if (k$q == cnt$q) begin
+                    if (kq == cntq) begin
                         state$d = CmdState$CwFinish;
                     end
                     else begin
@@ -1657,7 +1643,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
             CmdState$WrWord:
                 begin
                     slotmem$write_enable = 1'b1;
-                    k$d = k$q + 32'h1;
+                    k$d = kq + 32'h1;
                     state$d = CmdState$WrNext;
                 end
             CmdState$CwFinish:
@@ -1676,7 +1662,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     base$d = sbase + k_d16;
                     k$d = 32'h0;
                     ph$d = 32'h0;
-                    rlen$d = 32'h5;
                     cnt$d = 32'h0;
                     state$d = CmdState$RoSweeps;
                     if (rcnt > k_max_sums) begin
@@ -1689,7 +1674,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     end
                     else if (sst == 32'h2) begin
                         cnt$d = rcnt;
-                        rlen$d = ((rolen) & 11'h7ff);
                         if (roend > k_r17) begin
                             ecode$d = k_e_address;
                             state$d = CmdState$ErrReply;
@@ -1700,8 +1684,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 begin
                     ph$d = 32'h1;
                     if (ph$q == 32'h1) begin
-                        buf_we = 1'b1;
-                        buf_addr = 32'h0;
+                        wr = 1'b1;
                         buf_data = cst$q;
                         sr$d = 32'h0;
                         if (cst$q == 32'h2) begin
@@ -1713,45 +1696,43 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 end
             CmdState$RoHead:
                 begin
-                    buf_we = 1'b1;
-                    buf_addr = k1[(32'h0)+:(10)];
-                    buf_data = wsh[(32'h0)+:(8)];
-                    k$d = k$q + 32'h1;
+                    wr = 1'b1;
+                    buf_data = sr$q[(32'h0)+:(8)];
+                    sr$d = nsr;
+                    k$d = kq + 32'h1;
                     ph$d = 32'h0;
-                    if (k$q == 32'h3) begin
+                    if (kq == 32'h3) begin
                         k$d = 32'h0;
                         state$d = CmdState$RoSums;
                     end
                 end
             CmdState$RoSums:
                 begin
-                    if (k$q == cnt$q) begin
+                    if (kq == cntq) begin
                         state$d = CmdState$Send;
                     end
                     else begin
                         ph$d = ph$q + 32'h1;
                         if (ph$q != 32'h0) begin
-                            buf_we = 1'b1;
-                            buf_addr = rwa[(32'h0)+:(10)];
+                            wr = 1'b1;
                             buf_data = rbyte[(32'h0)+:(8)];
                         end
                         if (ph$q == 32'h4) begin
                             ph$d = 32'h0;
-                            k$d = k$q + 32'h1;
+                            k$d = kq + 32'h1;
                         end
                     end
                 end
             CmdState$ErrReply:
                 begin
-                    rkind$d = k_error;
-                    rlen$d = 32'h2;
-                    buf_we = 1'b1;
+                    rerr$d = 1'b1;
+                    wr = 1'b1;
                     buf_data = hkind$q;
-                    if (k$q == 32'h1) begin
+                    if (kq == 32'h1) begin
                         buf_data = ecode$q;
                         state$d = CmdState$Send;
                     end
-                    k$d = k$q + 32'h1;
+                    k$d = kq + 32'h1;
                 end
             CmdState$Send:
                 begin
@@ -1785,8 +1766,8 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 end
             SeqState$Units:
                 begin
-                    slotmem$read_address = cbase + si$q;
-                    if (si$q == k_d16) begin
+                    slotmem$read_address = cbase + siq;
+                    if (siq == k_d16) begin
                         sl$d = 32'h0;
                         sc$d = 32'h0;
                         sph$d = 32'h0;
@@ -1795,7 +1776,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     else begin
                         sph$d = sph$q + 32'h1;
                         if (sph$q == 32'h1) begin
-                            paddr$d = k_rg_bias | (((sl$q) & 24'hffffff) << 32'hc) | ((sq$q) & 24'hffffff);
+                            paddr$d = k_rg_bias | (((slq) & 24'hffffff) << 32'hc) | ((sqq) & 24'hffffff);
                             pwdata$d = slotmem$read_data;
                             pwe$d = 1'b1;
                         end
@@ -1809,11 +1790,11 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                             pwdata$d = 32'h0;
                             pwe$d = 1'b1;
                             sph$d = 32'h0;
-                            si$d = si$q + 32'h1;
-                            sl$d = sl$q + 32'h1;
-                            if (sl$q + 32'h1 == k_p8) begin
+                            si$d = siq + 32'h1;
+                            sl$d = slq + 32'h1;
+                            if (slq + 32'h1 == k_p8) begin
                                 sl$d = 32'h0;
-                                sq$d = sq$q + 32'h1;
+                                sq$d = sqq + 32'h1;
                             end
                         end
                     end
@@ -1821,27 +1802,26 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
             SeqState$SeedRd:
                 begin
                     slotmem$read_address = cbase + k_d16 + 32'h2 + ((sc$q) & 16'hffff);
-                    if (sl$q == k_p8) begin
+                    if (slq == k_p8) begin
                         sph$d = 32'h0;
                         rs$d = SeqState$Load;
                     end
                     else begin
                         sph$d = sph$q + 32'h1;
                         if (sph$q == 32'h1) begin
-                            sw$d = slotmem$read_data ^ lbase$data;
+                            pwdata$d = seedw;
+                            if (~|seedw[(32'h5)+:(27)] & (seedw[(32'h0)+:(5)] < lmin)) begin
+                                pwdata$d = ((lifted) & 32'hffffffff);
+                            end
                         end
                         if (sph$q == 32'h2) begin
-                            paddr$d = k_rg_seed | (((sl$q) & 24'hffffff) << 32'h8) | ((sc$q) & 24'hffffff);
-                            pwdata$d = sw$q;
-                            if (sw$q < lmin) begin
-                                pwdata$d = sw$q + lmin;
-                            end
+                            paddr$d = k_rg_seed | (((slq) & 24'hffffff) << 32'h8) | ((sc$q) & 24'hffffff);
                             pwe$d = 1'b1;
                             sph$d = 32'h0;
                             sc$d = sc$q + 32'h1;
                             if (sc$q == 32'h2) begin
                                 sc$d = 32'h0;
-                                sl$d = sl$q + 32'h1;
+                                sl$d = slq + 32'h1;
                             end
                         end
                     end
@@ -1856,7 +1836,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                         pwe$d = 1'b1;
                     end
                     else begin
-                        sw$d = slotmem$read_data;
+                        pwdata$d = slotmem$read_data;
                         sph$d = 32'h0;
                         rs$d = SeqState$Burn;
                     end
@@ -1864,13 +1844,12 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
             SeqState$Burn:
                 begin
                     wcnt$d = 32'h0;
-                    if (sw$q == 32'h0) begin
+                    if (pwdata$q == 32'h0) begin
                         sph$d = 32'h0;
                         rs$d = SeqState$Main;
                     end
                     else if (sph$q == 32'h0) begin
                         paddr$d = 32'h1;
-                        pwdata$d = sw$q;
                         pwe$d = 1'b1;
                         sph$d = 32'h1;
                     end
@@ -1938,7 +1917,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 end
             SeqState$Copy:
                 begin
-                    if (si$q == k_r16) begin
+                    if (siq == k_r16) begin
                         rs$d = SeqState$Finish;
                     end
                     else begin
@@ -1947,10 +1926,10 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                             paddr$d = k_rg_rdo | ((rdo_rom$data) & 24'hffffff);
                         end
                         if (sph$q == 32'h4) begin
-                            res$write_address = (((cur$q) & 16'hffff) << k_rbits) + si$q;
+                            res$write_address = (((cur$q) & 16'hffff) << k_rbits) + siq;
                             res$write_enable = ~abort$q;
                             sph$d = 32'h0;
-                            si$d = si$q + 32'h1;
+                            si$d = siq + 32'h1;
                         end
                     end
                 end
@@ -1983,11 +1962,19 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         endcase
         active = (rs$q != SeqState$Idle) | (qn$q != 32'h0);
         rd_off = off$q;
-        rel16 = hlen$q + 32'h4;
+        rel16 = ((hlen$q) & 16'hffff) + 32'h4;
         release_bytes = rel16[(32'h0)+:(12)];
         seq = hseq$q;
-        kind = rkind$q;
-        len = rlen$q;
+        kind = hkind$q | 32'h80;
+        if (rerr$q) begin
+            kind = k_error;
+        end
+        buf_we = wr;
+        buf_addr = bp$q[(32'h0)+:(10)];
+        if (wr) begin
+            bp$d = bp$q + 32'h1;
+        end
+        len = bp$q;
         cfg_addr = paddr$q;
         cfg_wdata = pwdata$q;
         cfg_we = pwe$q;
@@ -2018,13 +2005,13 @@ endmodule // top$core$cmd$abort
 module top$core$cmd$addr(d,q,clock);
     
     // Module arguments
-    input wire  [31:0] d;
-    output reg  [31:0] q;
+    input wire  [16:0] d;
+    output reg  [16:0] q;
     input wire  clock;
     
     // Update code (custom)
     initial begin
-       q = 32'h0;
+       q = 17'h0;
     end
     
     always @(posedge clock) begin
@@ -2032,6 +2019,25 @@ module top$core$cmd$addr(d,q,clock);
     end
           
 endmodule // top$core$cmd$addr
+
+
+module top$core$cmd$ahi_r(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$ahi_r
 
 
 module top$core$cmd$base(d,q,clock);
@@ -2151,6 +2157,25 @@ module top$core$cmd$bmem(clock,read_address,read_data,write_address,write_data,w
     end
     always @(*) read_data = {rd};
 endmodule // top$core$cmd$bmem
+
+
+module top$core$cmd$bp(d,q,clock);
+    
+    // Module arguments
+    input wire  [10:0] d;
+    output reg  [10:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 11'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$bp
 
 
 module top$core$cmd$cnt(d,q,clock);
@@ -2573,13 +2598,13 @@ endmodule // top$core$cmd$hkind
 module top$core$cmd$hlen(d,q,clock);
     
     // Module arguments
-    input wire  [15:0] d;
-    output reg  [15:0] q;
+    input wire  [10:0] d;
+    output reg  [10:0] q;
     input wire  clock;
     
     // Update code (custom)
     initial begin
-       q = 16'h0;
+       q = 11'h0;
     end
     
     always @(posedge clock) begin
@@ -2925,6 +2950,25 @@ module top$core$cmd$replays(d,q,clock);
 endmodule // top$core$cmd$replays
 
 
+module top$core$cmd$rerr(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$rerr
+
+
 module top$core$cmd$res(clock,read_address,read_data,write_address,write_data,write_enable);
     
     // Module arguments
@@ -2967,34 +3011,35 @@ module top$core$cmd$ret(d,q,clock);
     localparam CmdState$Exec = 3;
     localparam CmdState$IdentCopy = 4;
     localparam CmdState$StatGather = 5;
-    localparam CmdState$StatWrite = 6;
-    localparam CmdState$ResetLoop = 7;
-    localparam CmdState$ResetSweeps = 8;
-    localparam CmdState$ResetClear = 9;
-    localparam CmdState$WmCheck = 10;
-    localparam CmdState$WmWrite = 11;
-    localparam CmdState$WmStore = 12;
-    localparam CmdState$WmReply = 13;
-    localparam CmdState$RmCheck = 14;
-    localparam CmdState$RmWord = 15;
-    localparam CmdState$RmZeros = 16;
-    localparam CmdState$RmCoup = 17;
-    localparam CmdState$ScCheck = 18;
-    localparam CmdState$RunCheck = 19;
-    localparam CmdState$CwStart = 20;
-    localparam CmdState$CmpNext = 21;
-    localparam CmdState$CmpWord = 22;
-    localparam CmdState$CwDecide = 23;
-    localparam CmdState$WrNext = 24;
-    localparam CmdState$WrWord = 25;
-    localparam CmdState$CwFinish = 26;
-    localparam CmdState$RoCheck = 27;
-    localparam CmdState$RoSweeps = 28;
-    localparam CmdState$RoHead = 29;
-    localparam CmdState$RoSums = 30;
-    localparam CmdState$ErrReply = 31;
-    localparam CmdState$Send = 32;
-    localparam CmdState$Release = 33;
+    localparam CmdState$StatField = 6;
+    localparam CmdState$StatWrite = 7;
+    localparam CmdState$ResetLoop = 8;
+    localparam CmdState$ResetSweeps = 9;
+    localparam CmdState$ResetClear = 10;
+    localparam CmdState$WmCheck = 11;
+    localparam CmdState$WmWrite = 12;
+    localparam CmdState$WmStore = 13;
+    localparam CmdState$WmReply = 14;
+    localparam CmdState$RmCheck = 15;
+    localparam CmdState$RmWord = 16;
+    localparam CmdState$RmZeros = 17;
+    localparam CmdState$RmCoup = 18;
+    localparam CmdState$ScCheck = 19;
+    localparam CmdState$RunCheck = 20;
+    localparam CmdState$CwStart = 21;
+    localparam CmdState$CmpNext = 22;
+    localparam CmdState$CmpWord = 23;
+    localparam CmdState$CwDecide = 24;
+    localparam CmdState$WrNext = 25;
+    localparam CmdState$WrWord = 26;
+    localparam CmdState$CwFinish = 27;
+    localparam CmdState$RoCheck = 28;
+    localparam CmdState$RoSweeps = 29;
+    localparam CmdState$RoHead = 30;
+    localparam CmdState$RoSums = 31;
+    localparam CmdState$ErrReply = 32;
+    localparam CmdState$Send = 33;
+    localparam CmdState$Release = 34;
     
     // Update code (custom)
     initial begin
@@ -3006,44 +3051,6 @@ module top$core$cmd$ret(d,q,clock);
     end
           
 endmodule // top$core$cmd$ret
-
-
-module top$core$cmd$rkind(d,q,clock);
-    
-    // Module arguments
-    input wire  [7:0] d;
-    output reg  [7:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 8'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$rkind
-
-
-module top$core$cmd$rlen(d,q,clock);
-    
-    // Module arguments
-    input wire  [10:0] d;
-    output reg  [10:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 11'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$rlen
 
 
 module top$core$cmd$rs(d,q,clock);
@@ -3098,7 +3105,7 @@ module top$core$cmd$runs(d,q,clock);
 endmodule // top$core$cmd$runs
 
 
-module top$core$cmd$s_acc(d,q,clock);
+module top$core$cmd$sacc(d,q,clock);
     
     // Module arguments
     input wire  [39:0] d;
@@ -3114,64 +3121,7 @@ module top$core$cmd$s_acc(d,q,clock);
        q <= d;
     end
           
-endmodule // top$core$cmd$s_acc
-
-
-module top$core$cmd$s_bus(d,q,clock);
-    
-    // Module arguments
-    input wire  [39:0] d;
-    output reg  [39:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 40'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$s_bus
-
-
-module top$core$cmd$s_state(d,q,clock);
-    
-    // Module arguments
-    input wire  [39:0] d;
-    output reg  [39:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 40'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$s_state
-
-
-module top$core$cmd$s_sweeps(d,q,clock);
-    
-    // Module arguments
-    input wire  [31:0] d;
-    output reg  [31:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 32'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$s_sweeps
+endmodule // top$core$cmd$sacc
 
 
 module top$core$cmd$same(d,q,clock);
@@ -3527,18 +3477,22 @@ module top$core$cmd$stat(address,data);
     always @*
     case (address)
         8'h0: data = 32'h1;
-      8'h1: data = 32'h1000100;
-      8'h2: data = 32'h2000101;
+      8'h1: data = 32'h4000000;
+      8'h2: data = 32'h1000100;
       8'h3: data = 32'h1000102;
-      8'h4: data = 32'h2000103;
-      8'h5: data = 32'h1000104;
-      8'h6: data = 32'h2000105;
-      8'h7: data = 32'h1000106;
-      8'h8: data = 32'h2000107;
-      8'h9: data = 32'h1000200;
-      8'ha: data = 32'h3000201;
-      8'hb: data = 32'h1000202;
-      8'hc: data = 32'h3000203;
+      8'h4: data = 32'h1000104;
+      8'h5: data = 32'h1000106;
+      8'h6: data = 32'h1000200;
+      8'h7: data = 32'h1000202;
+      8'h8: data = 32'h5000000;
+      8'h9: data = 32'h2000101;
+      8'ha: data = 32'h2000103;
+      8'hb: data = 32'h2000105;
+      8'hc: data = 32'h2000107;
+      8'hd: data = 32'h6000000;
+      8'he: data = 32'h3000201;
+      8'hf: data = 32'h3000203;
+      8'h10: data = 32'h7000000;
       default: data = 32'h0;
     endcase
             
@@ -3559,34 +3513,35 @@ module top$core$cmd$state(d,q,clock);
     localparam CmdState$Exec = 3;
     localparam CmdState$IdentCopy = 4;
     localparam CmdState$StatGather = 5;
-    localparam CmdState$StatWrite = 6;
-    localparam CmdState$ResetLoop = 7;
-    localparam CmdState$ResetSweeps = 8;
-    localparam CmdState$ResetClear = 9;
-    localparam CmdState$WmCheck = 10;
-    localparam CmdState$WmWrite = 11;
-    localparam CmdState$WmStore = 12;
-    localparam CmdState$WmReply = 13;
-    localparam CmdState$RmCheck = 14;
-    localparam CmdState$RmWord = 15;
-    localparam CmdState$RmZeros = 16;
-    localparam CmdState$RmCoup = 17;
-    localparam CmdState$ScCheck = 18;
-    localparam CmdState$RunCheck = 19;
-    localparam CmdState$CwStart = 20;
-    localparam CmdState$CmpNext = 21;
-    localparam CmdState$CmpWord = 22;
-    localparam CmdState$CwDecide = 23;
-    localparam CmdState$WrNext = 24;
-    localparam CmdState$WrWord = 25;
-    localparam CmdState$CwFinish = 26;
-    localparam CmdState$RoCheck = 27;
-    localparam CmdState$RoSweeps = 28;
-    localparam CmdState$RoHead = 29;
-    localparam CmdState$RoSums = 30;
-    localparam CmdState$ErrReply = 31;
-    localparam CmdState$Send = 32;
-    localparam CmdState$Release = 33;
+    localparam CmdState$StatField = 6;
+    localparam CmdState$StatWrite = 7;
+    localparam CmdState$ResetLoop = 8;
+    localparam CmdState$ResetSweeps = 9;
+    localparam CmdState$ResetClear = 10;
+    localparam CmdState$WmCheck = 11;
+    localparam CmdState$WmWrite = 12;
+    localparam CmdState$WmStore = 13;
+    localparam CmdState$WmReply = 14;
+    localparam CmdState$RmCheck = 15;
+    localparam CmdState$RmWord = 16;
+    localparam CmdState$RmZeros = 17;
+    localparam CmdState$RmCoup = 18;
+    localparam CmdState$ScCheck = 19;
+    localparam CmdState$RunCheck = 20;
+    localparam CmdState$CwStart = 21;
+    localparam CmdState$CmpNext = 22;
+    localparam CmdState$CmpWord = 23;
+    localparam CmdState$CwDecide = 24;
+    localparam CmdState$WrNext = 25;
+    localparam CmdState$WrWord = 26;
+    localparam CmdState$CwFinish = 27;
+    localparam CmdState$RoCheck = 28;
+    localparam CmdState$RoSweeps = 29;
+    localparam CmdState$RoHead = 30;
+    localparam CmdState$RoSums = 31;
+    localparam CmdState$ErrReply = 32;
+    localparam CmdState$Send = 33;
+    localparam CmdState$Release = 34;
     
     // Update code (custom)
     initial begin
@@ -3598,25 +3553,6 @@ module top$core$cmd$state(d,q,clock);
     end
           
 endmodule // top$core$cmd$state
-
-
-module top$core$cmd$sw(d,q,clock);
-    
-    // Module arguments
-    input wire  [31:0] d;
-    output reg  [31:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 32'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$sw
 
 
 module top$core$cmd$sweep_base(d,q,clock);
@@ -3749,9 +3685,9 @@ module top$core$frx(clock,in_data,in_valid,avail,rd_off,rd_data,rd_done,release_
     reg  [31:0] ncrc$d;
     wire  [31:0] ncrc$q;
     reg  ncrc$clock;
-    reg  [7:0] ver$d;
-    wire  [7:0] ver$q;
-    reg  ver$clock;
+    reg  ver_ok$d;
+    wire  ver_ok$q;
+    reg  ver_ok$clock;
     reg  [15:0] lenf$d;
     wire  [15:0] lenf$q;
     reg  lenf$clock;
@@ -3835,10 +3771,10 @@ module top$core$frx(clock,in_data,in_valid,avail,rd_off,rd_data,rd_done,release_
         .q(ncrc$q),
         .clock(ncrc$clock)
     );
-    top$core$frx$ver ver(
-        .d(ver$d),
-        .q(ver$q),
-        .clock(ver$clock)
+    top$core$frx$ver_ok ver_ok(
+        .d(ver_ok$d),
+        .q(ver_ok$q),
+        .clock(ver_ok$clock)
     );
     top$core$frx$lenf lenf(
         .d(lenf$d),
@@ -3894,7 +3830,7 @@ module top$core$frx(clock,in_data,in_valid,avail,rd_off,rd_data,rd_done,release_
         prev_ff$clock = clock;
         n$clock = clock;
         ncrc$clock = clock;
-        ver$clock = clock;
+        ver_ok$clock = clock;
         lenf$clock = clock;
         nofit$clock = clock;
         fs$clock = clock;
@@ -3910,7 +3846,7 @@ module top$core$frx(clock,in_data,in_valid,avail,rd_off,rd_data,rd_done,release_
         prev_ff$d = prev_ff$q;
         n$d = n$q;
         ncrc$d = ncrc$q;
-        ver$d = ver$q;
+        ver_ok$d = ver_ok$q;
         lenf$d = lenf$q;
         nofit$d = nofit$q;
         fs$d = fs$q;
@@ -3955,7 +3891,7 @@ module top$core$frx(clock,in_data,in_valid,avail,rd_off,rd_data,rd_done,release_
             ncrc$d = ~crc$crc_out;
             n$d = n$q + 32'h1;
             if (n$q == 32'h0) begin
-                ver$d = eb;
+                ver_ok$d = eb == k_version;
             end
             if (n$q == 32'h3) begin
                 lenf$d = (lenf$q & 32'hff00) | ((eb) & 16'hffff);
@@ -3972,7 +3908,7 @@ module top$core$frx(clock,in_data,in_valid,avail,rd_off,rd_data,rd_done,release_
                 end
             end
         end
-        good = ~overlong$q & (m$q != 32'h0) & (rem$q == 32'h0) & (n$q >= k_overhead) & (ncrc$q == k_residue_n) & (ver$q == k_version) & (lenf$q == ((body_len) & 16'hffff)) & (lenf$q <= k_maxpay);
+        good = ~overlong$q & (m$q != 32'h0) & (rem$q == 32'h0) & (n$q >= k_overhead) & (ncrc$q == k_residue_n) & ver_ok$q & (lenf$q == ((body_len) & 16'hffff)) & (lenf$q <= k_maxpay);
         commit = 1'b0;
         crc_evt = 1'b0;
         framing_evt = 1'b0;
@@ -4411,23 +4347,23 @@ module top$core$frx$rp(d,q,clock);
 endmodule // top$core$frx$rp
 
 
-module top$core$frx$ver(d,q,clock);
+module top$core$frx$ver_ok(d,q,clock);
     
     // Module arguments
-    input wire  [7:0] d;
-    output reg  [7:0] q;
+    input wire  d;
+    output reg  q;
     input wire  clock;
     
     // Update code (custom)
     initial begin
-       q = 8'h0;
+       q = 1'h0;
     end
     
     always @(posedge clock) begin
        q <= d;
     end
           
-endmodule // top$core$frx$ver
+endmodule // top$core$frx$ver_ok
 
 
 module top$core$ftx(clock,buf_we,buf_addr,buf_data,seq,kind,len,send,busy,out_data,out_valid,out_ready);
@@ -4510,7 +4446,7 @@ module top$core$ftx(clock,buf_we,buf_addr,buf_data,seq,kind,len,send,busy,out_da
     reg  [10:0] pos;
     reg  [10:0] total;
     reg  [10:0] pay_end;
-    reg  [10:0] kk;
+    reg  [1:0] kk;
     reg  [31:0] crcv;
     reg  [7:0] bb;
     reg  [10:0] raddr;
@@ -4636,7 +4572,7 @@ module top$core$ftx(clock,buf_we,buf_addr,buf_data,seq,kind,len,send,busy,out_da
         end
         raddr = pos - 32'h5;
         pbuf$read_address = ((raddr[(32'h0)+:(10)]) & 16'hffff);
-        kk = pos - pay_end;
+        kk = pos[(32'h0)+:(2)] - pay_end[(32'h0)+:(2)];
         crcv = ncrc$q;
         bb = pbuf$read_data[(32'h0)+:(8)];
         if (pos >= pay_end) begin
@@ -4705,7 +4641,7 @@ module top$core$ftx(clock,buf_we,buf_addr,buf_data,seq,kind,len,send,busy,out_da
                     end
                     else begin
                         ph$d = 1'b0;
-                        if (p$q < pay_end) begin
+                        if (~(pos >= pay_end)) begin
                             ncrc$d = ~crc$crc_out;
                         end
                         if (bb == 32'h0) begin
@@ -5121,6 +5057,25 @@ module top$core$ftx$zero(d,q,clock);
 endmodule // top$core$ftx$zero
 
 
+module top$err(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$err
+
+
 module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
     
     // Module arguments
@@ -5467,8 +5422,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
     reg  rdo_en$d;
     wire  rdo_en$q;
     reg  rdo_en$clock;
-    reg  [23:0] rsel$d;
-    wire  [23:0] rsel$q;
+    reg  [7:0] rsel$d;
+    wire  [7:0] rsel$q;
     reg  rsel$clock;
     reg  [31:0] rdata$d;
     wire  [31:0] rdata$q;
@@ -5971,7 +5926,7 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         16'd3: lanes$0$rd_data = repl$3$read_data[15:0];
         default: lanes$0$rd_data = 16'd0;
       endcase
-      case (lanes$0$line_sel)
+      case (lanes$0$line_sel & 16'd3)
         16'd0: lanes$0$line_val = lines$0$q;
         16'd1: lanes$0$line_val = lines$1$q;
         16'd2: lanes$0$line_val = lines$2$q;
@@ -5996,7 +5951,7 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         16'd3: lanes$1$rd_data = repl$7$read_data[15:0];
         default: lanes$1$rd_data = 16'd0;
       endcase
-      case (lanes$1$line_sel)
+      case (lanes$1$line_sel & 16'd3)
         16'd0: lanes$1$line_val = lines$0$q;
         16'd1: lanes$1$line_val = lines$1$q;
         16'd2: lanes$1$line_val = lines$2$q;
@@ -6021,7 +5976,7 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         16'd3: lanes$2$rd_data = repl$11$read_data[15:0];
         default: lanes$2$rd_data = 16'd0;
       endcase
-      case (lanes$2$line_sel)
+      case (lanes$2$line_sel & 16'd3)
         16'd0: lanes$2$line_val = lines$0$q;
         16'd1: lanes$2$line_val = lines$1$q;
         16'd2: lanes$2$line_val = lines$2$q;
@@ -6046,7 +6001,7 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         16'd3: lanes$3$rd_data = repl$15$read_data[15:0];
         default: lanes$3$rd_data = 16'd0;
       endcase
-      case (lanes$3$line_sel)
+      case (lanes$3$line_sel & 16'd3)
         16'd0: lanes$3$line_val = lines$0$q;
         16'd1: lanes$3$line_val = lines$1$q;
         16'd2: lanes$3$line_val = lines$2$q;
@@ -6358,49 +6313,80 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
       lines$1$d = lines$1$q;
       lines$2$d = lines$2$q;
       lines$3$d = lines$3$q;
-      if (sides$0$line_we && (sides$0$line_idx == 16'd0)) lines$0$d = sides$0$line_val;
-      if (sides$0$line_we && (sides$0$line_idx == 16'd1)) lines$1$d = sides$0$line_val;
-      if (sides$1$line_we && (sides$1$line_idx == 16'd0)) lines$2$d = sides$1$line_val;
-      if (sides$1$line_we && (sides$1$line_idx == 16'd1)) lines$3$d = sides$1$line_val;
-      rsel$d = cfg_addr;
+      if (sides$0$line_we) begin
+        lines$0$d = lines$1$q;
+        lines$1$d = sides$0$line_val;
+      end
+      if (sides$1$line_we) begin
+        lines$2$d = lines$3$q;
+        lines$3$d = sides$1$line_val;
+      end
+      rsel$d = 8'd0;
       rdata$d = 32'd0;
-      if (rsel$q[23:20] == 4'd0) begin
-        case (rsel$q[19:0])
-          20'd0: rdata$d = {30'd0, (lanes$0$noise_err | lanes$1$noise_err | lanes$2$noise_err | lanes$3$noise_err), running_w};
-          20'd1: rdata$d = ctrl$sweeps;
-          20'd2: rdata$d = ctrl$cycles;
-          20'd3: rdata$d = nsw$q;
-          20'd256: rdata$d = lanes$0$cnt_acc;
-          20'd257: rdata$d = lanes$0$cnt_state;
-          20'd258: rdata$d = lanes$1$cnt_acc;
-          20'd259: rdata$d = lanes$1$cnt_state;
-          20'd260: rdata$d = lanes$2$cnt_acc;
-          20'd261: rdata$d = lanes$2$cnt_state;
-          20'd262: rdata$d = lanes$3$cnt_acc;
-          20'd263: rdata$d = lanes$3$cnt_state;
-          20'd512: rdata$d = sides$0$cnt_acc;
-          20'd513: rdata$d = sides$0$cnt_bus;
-          20'd514: rdata$d = sides$1$cnt_acc;
-          20'd515: rdata$d = sides$1$cnt_bus;
-          default: rdata$d = 32'd0;
+      if (cfg_addr[23:20] == 4'd0) begin
+        case (cfg_addr[19:0])
+          20'd0: rsel$d = 8'd1;
+          20'd1: rsel$d = 8'd2;
+          20'd2: rsel$d = 8'd3;
+          20'd3: rsel$d = 8'd4;
+          20'd256: rsel$d = 8'd5;
+          20'd257: rsel$d = 8'd6;
+          20'd258: rsel$d = 8'd7;
+          20'd259: rsel$d = 8'd8;
+          20'd260: rsel$d = 8'd9;
+          20'd261: rsel$d = 8'd10;
+          20'd262: rsel$d = 8'd11;
+          20'd263: rsel$d = 8'd12;
+          20'd512: rsel$d = 8'd13;
+          20'd513: rsel$d = 8'd14;
+          20'd514: rsel$d = 8'd15;
+          20'd515: rsel$d = 8'd16;
+          default: rsel$d = 8'd0;
         endcase
-      end else if (rsel$q[23:20] == 4'd2) begin
-        case (rsel$q[15:0] & 16'd3)
-          16'd0: rdata$d = {16'd0, repl$0$read_data[15:0]};
-          16'd1: rdata$d = {16'd0, repl$1$read_data[15:0]};
-          16'd2: rdata$d = {16'd0, repl$2$read_data[15:0]};
-          16'd3: rdata$d = {16'd0, repl$3$read_data[15:0]};
-          default: rdata$d = 32'd0;
+      end else if (cfg_addr[23:20] == 4'd2) begin
+        case (cfg_addr[15:0] & 16'd3)
+          16'd0: rsel$d = 8'd17;
+          16'd1: rsel$d = 8'd18;
+          16'd2: rsel$d = 8'd19;
+          16'd3: rsel$d = 8'd20;
+          default: rsel$d = 8'd0;
         endcase
-      end else if (rsel$q[23:20] == 4'd7) begin
-        case (rsel$q[15:0] & 16'd3)
-          16'd0: rdata$d = lanes$0$rdo_data;
-          16'd1: rdata$d = lanes$1$rdo_data;
-          16'd2: rdata$d = lanes$2$rdo_data;
-          16'd3: rdata$d = lanes$3$rdo_data;
-          default: rdata$d = 32'd0;
+      end else if (cfg_addr[23:20] == 4'd7) begin
+        case (cfg_addr[15:0] & 16'd3)
+          16'd0: rsel$d = 8'd21;
+          16'd1: rsel$d = 8'd22;
+          16'd2: rsel$d = 8'd23;
+          16'd3: rsel$d = 8'd24;
+          default: rsel$d = 8'd0;
         endcase
       end
+      case (rsel$q)
+        8'd1: rdata$d = {30'd0, (lanes$0$noise_err | lanes$1$noise_err | lanes$2$noise_err | lanes$3$noise_err), running_w};
+        8'd2: rdata$d = ctrl$sweeps;
+        8'd3: rdata$d = ctrl$cycles;
+        8'd4: rdata$d = nsw$q;
+        8'd5: rdata$d = lanes$0$cnt_acc;
+        8'd6: rdata$d = lanes$0$cnt_state;
+        8'd7: rdata$d = lanes$1$cnt_acc;
+        8'd8: rdata$d = lanes$1$cnt_state;
+        8'd9: rdata$d = lanes$2$cnt_acc;
+        8'd10: rdata$d = lanes$2$cnt_state;
+        8'd11: rdata$d = lanes$3$cnt_acc;
+        8'd12: rdata$d = lanes$3$cnt_state;
+        8'd13: rdata$d = sides$0$cnt_acc;
+        8'd14: rdata$d = sides$0$cnt_bus;
+        8'd15: rdata$d = sides$1$cnt_acc;
+        8'd16: rdata$d = sides$1$cnt_bus;
+        8'd17: rdata$d = {16'd0, repl$0$read_data[15:0]};
+        8'd18: rdata$d = {16'd0, repl$1$read_data[15:0]};
+        8'd19: rdata$d = {16'd0, repl$2$read_data[15:0]};
+        8'd20: rdata$d = {16'd0, repl$3$read_data[15:0]};
+        8'd21: rdata$d = lanes$0$rdo_data;
+        8'd22: rdata$d = lanes$1$rdo_data;
+        8'd23: rdata$d = lanes$2$rdo_data;
+        8'd24: rdata$d = lanes$3$rdo_data;
+        default: rdata$d = 32'd0;
+      endcase
       cfg_rdata = rdata$q;
       running = running_w;
     end
@@ -6421,14 +6407,15 @@ module top$sub$ctrl(clock,start,n_sweeps,running,c,rewind,rbuf,sweeps,cycles);
     output reg  [31:0] cycles;
     
     // Constant declarations
-    localparam  last = 32'haa;
+    localparam  last = 24'haa;
+    localparam  cmask = 24'hff;
     
     // Stub signals
     reg  run$d;
     wire  run$q;
     reg  run$clock;
-    reg  [31:0] cc$d;
-    wire  [31:0] cc$q;
+    reg  [23:0] cc$d;
+    wire  [23:0] cc$q;
     reg  cc$clock;
     reg  b$d;
     wire  b$q;
@@ -6501,7 +6488,7 @@ module top$sub$ctrl(clock,start,n_sweeps,running,c,rewind,rbuf,sweeps,cycles);
                 end
             end
             else begin
-                cc$d = cc$q + 32'h1;
+                cc$d = (cc$q + 32'h1) & cmask;
             end
         end
         else if (start & (n_sweeps != 32'h0)) begin
@@ -6510,7 +6497,7 @@ module top$sub$ctrl(clock,start,n_sweeps,running,c,rewind,rbuf,sweeps,cycles);
             left$d = n_sweeps;
         end
         running = run$q;
-        c = cc$q;
+        c = ((cc$q) & 32'hffffffff);
         rewind = run$q & (cc$q == last);
         rbuf = b$q;
         sweeps = nsw$q;
@@ -6542,13 +6529,13 @@ endmodule // top$sub$ctrl$b
 module top$sub$ctrl$cc(d,q,clock);
     
     // Module arguments
-    input wire  [31:0] d;
-    output reg  [31:0] q;
+    input wire  [23:0] d;
+    output reg  [23:0] q;
     input wire  clock;
     
     // Update code (custom)
     initial begin
-       q = 32'h0;
+       q = 24'h0;
     end
     
     always @(posedge clock) begin
@@ -6673,6 +6660,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     localparam  lob = 16'h0;
     localparam  hib = 16'hffff;
     localparam  gn = 16'ha1f;
+    localparam  ngn = 16'hf5e1;
     
     // Stub signals
     reg  instr$clock;
@@ -6699,21 +6687,19 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [31:0] sa_mac$acc;
     reg  [31:0] sa_mac$x;
     reg  sa_mac$en;
+    reg  sa_mac$alt;
     wire  [31:0] sa_mac$y;
     wire  sa_mac$sat;
-    reg  [31:0] sa_line$acc;
-    reg  [31:0] sa_line$x;
-    reg  sa_line$en;
-    wire  [31:0] sa_line$y;
-    wire  sa_line$sat;
     reg  [31:0] sa_bias$acc;
     reg  [31:0] sa_bias$x;
     reg  sa_bias$en;
+    reg  sa_bias$alt;
     wire  [31:0] sa_bias$y;
     wire  sa_bias$sat;
     reg  [31:0] sa_noise$acc;
     reg  [31:0] sa_noise$x;
     reg  sa_noise$en;
+    reg  sa_noise$alt;
     wire  [31:0] sa_noise$y;
     wire  sa_noise$sat;
     reg  [31:0] fin$x;
@@ -6811,20 +6797,15 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .acc(sa_mac$acc),
         .x(sa_mac$x),
         .en(sa_mac$en),
+        .alt(sa_mac$alt),
         .y(sa_mac$y),
         .sat(sa_mac$sat)
-    );
-    top$sub$lanes$0$sa_line sa_line(
-        .acc(sa_line$acc),
-        .x(sa_line$x),
-        .en(sa_line$en),
-        .y(sa_line$y),
-        .sat(sa_line$sat)
     );
     top$sub$lanes$0$sa_bias sa_bias(
         .acc(sa_bias$acc),
         .x(sa_bias$x),
         .en(sa_bias$en),
+        .alt(sa_bias$alt),
         .y(sa_bias$y),
         .sat(sa_bias$sat)
     );
@@ -6832,6 +6813,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .acc(sa_noise$acc),
         .x(sa_noise$x),
         .en(sa_noise$en),
+        .alt(sa_noise$alt),
         .y(sa_noise$y),
         .sat(sa_noise$sat)
     );
@@ -6996,8 +6978,11 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             mul$a = line_val;
         end
         else begin
-            mul$a = nz;
+            mul$a = nz & 32'h7fff;
             mul$b = gn;
+            if (nz[32'hf]) begin
+                mul$b = ngn;
+            end
             npop = v2$q;
         end
         if (v2$q & (op2$q == 32'h0)) begin
@@ -7011,28 +6996,23 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             sa_mac$acc = 32'h0;
         end
         sa_mac$x = p3$q;
-        sa_mac$en = v3$q & ((op3$q == 32'h0) | ((op3$q == 32'h1) & gate$q));
-        sa_line$acc = acc$q;
-        sa_line$x = p3$q;
-        sa_line$en = v3$q & (op3$q == 32'h2) & gate$q;
+        sa_mac$alt = op3$q == 32'h2;
+        sa_mac$en = v3$q & ((op3$q == 32'h0) | (((op3$q == 32'h1) | (op3$q == 32'h2)) & gate$q));
         fin_now = v3$q & (op3$q == 32'h3);
         sa_bias$acc = acc$q;
         sa_bias$x = bias$read_data;
         sa_bias$en = fin_now & gate$q;
+        sa_bias$alt = 1'b0;
         sa_noise$acc = sa_bias$y;
         sa_noise$x = p3$q;
         sa_noise$en = fin_now;
+        sa_noise$alt = 1'b0;
         fin$x = sa_noise$y;
         if (v3$q) begin
-            if (op3$q == 32'h2) begin
-                acc$d = sa_line$y;
-            end
-            else begin
-                acc$d = sa_mac$y;
-            end
+            acc$d = sa_mac$y;
         end
         i1 = 32'h0;
-        if (sa_mac$sat | sa_line$sat) begin
+        if (sa_mac$sat) begin
             i1 = 32'h1;
         end
         i2 = 32'h0;
@@ -7168,34 +7148,34 @@ module top$sub$lanes$0$fin(x,y,sat);
     // Constant declarations
     localparam  lsh = 8'h0;
     localparam  rsh = 8'he;
-    localparam  half = 40'h2000;
-    localparam  fill = 40'hfffc000000;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hffffff8000;
+    localparam  half = 37'h2000;
+    localparam  fill = 37'h1fff800000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1fffff8000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fff;
     localparam  nmin = 32'hffff8000;
     
     // Local signals
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -7212,7 +7192,7 @@ module top$sub$lanes$0$fin(x,y,sat);
         y = t[(32'h0)+:(32)];
         if ((u != 32'h0) & (u != hmask)) begin
             sat = 1'b1;
-            if (t[32'h27]) begin
+            if (t[32'h24]) begin
                 y = nmin;
             end
             else begin
@@ -7582,52 +7562,62 @@ module top$sub$lanes$0$rdo(clock,read_address,read_data,write_address,write_data
 endmodule // top$sub$lanes$0$rdo
 
 
-module top$sub$lanes$0$sa_bias(acc,x,en,y,sat);
+module top$sub$lanes$0$sa_bias(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
+    localparam  lsh_b = 8'h0;
+    localparam  rsh_b = 8'h0;
+    localparam  half_b = 37'h0;
+    localparam  fill_b = 37'h0;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h0;
+    localparam  fill = 37'h0;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -7639,6 +7629,24 @@ module top$sub$lanes$0$sa_bias(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -7649,7 +7657,7 @@ module top$sub$lanes$0$sa_bias(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -7662,132 +7670,62 @@ module top$sub$lanes$0$sa_bias(acc,x,en,y,sat);
 endmodule // top$sub$lanes$0$sa_bias
 
 
-module top$sub$lanes$0$sa_line(acc,x,en,y,sat);
+module top$sub$lanes$0$sa_mac(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh = 8'h2;
-    localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
-    localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
-    localparam  pmax = 32'h7fffffff;
-    localparam  nmin = 32'h80000000;
-    
-    // Local signals
-    reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
-    
-    // Update code
-    always @(*) begin
-        xe = ((x) & 40'hffffffffff);
-        if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
-        end
-        ae = ((acc) & 40'hffffffffff);
-        if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
-        end
-        t1 = (xe << lsh) + half;
-        t2 = t1 >> rsh;
-        t = t2;
-        if (t1[32'h27]) begin
-            t = t2 | fill;
-        end
-        xm = x & omask;
-        if (xm != omask) begin
-            if (|xm) begin
-                t = big;
-                if (x[32'h1f]) begin
-                    t = nbig;
-                end
-            end
-        end
-        s = ae + t;
-        u = s & hmask;
-        y = acc;
-        sat = 1'b0;
-        if (en) begin
-            if ((u == 32'h0) | (u == hmask)) begin
-                y = s[(32'h0)+:(32)];
-            end
-            else begin
-                sat = 1'b1;
-                if (s[32'h27]) begin
-                    y = nmin;
-                end
-                else begin
-                    y = pmax;
-                end
-            end
-        end
-    end
-    
-endmodule // top$sub$lanes$0$sa_line
-
-
-module top$sub$lanes$0$sa_mac(acc,x,en,y,sat);
-    
-    // Module arguments
-    input wire  [31:0] acc;
-    input wire  [31:0] x;
-    input wire  en;
-    output reg  [31:0] y;
-    output reg  sat;
-    
-    // Constant declarations
+    localparam  lsh_b = 8'h2;
+    localparam  rsh_b = 8'h0;
+    localparam  half_b = 37'h0;
+    localparam  fill_b = 37'h0;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h0;
+    localparam  fill = 37'h0;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -7799,6 +7737,24 @@ module top$sub$lanes$0$sa_mac(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -7809,7 +7765,7 @@ module top$sub$lanes$0$sa_mac(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -7822,52 +7778,62 @@ module top$sub$lanes$0$sa_mac(acc,x,en,y,sat);
 endmodule // top$sub$lanes$0$sa_mac
 
 
-module top$sub$lanes$0$sa_noise(acc,x,en,y,sat);
+module top$sub$lanes$0$sa_noise(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
+    localparam  lsh_b = 8'h0;
+    localparam  rsh_b = 8'h2;
+    localparam  half_b = 37'h2;
+    localparam  fill_b = 37'h1800000000;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h2;
-    localparam  half = 40'h2;
-    localparam  fill = 40'hc000000000;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h2;
+    localparam  fill = 37'h1800000000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -7879,6 +7845,24 @@ module top$sub$lanes$0$sa_noise(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -7889,7 +7873,7 @@ module top$sub$lanes$0$sa_noise(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -8017,6 +8001,7 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     localparam  lob = 16'h0;
     localparam  hib = 16'hffff;
     localparam  gn = 16'ha1f;
+    localparam  ngn = 16'hf5e1;
     
     // Stub signals
     reg  instr$clock;
@@ -8043,21 +8028,19 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [31:0] sa_mac$acc;
     reg  [31:0] sa_mac$x;
     reg  sa_mac$en;
+    reg  sa_mac$alt;
     wire  [31:0] sa_mac$y;
     wire  sa_mac$sat;
-    reg  [31:0] sa_line$acc;
-    reg  [31:0] sa_line$x;
-    reg  sa_line$en;
-    wire  [31:0] sa_line$y;
-    wire  sa_line$sat;
     reg  [31:0] sa_bias$acc;
     reg  [31:0] sa_bias$x;
     reg  sa_bias$en;
+    reg  sa_bias$alt;
     wire  [31:0] sa_bias$y;
     wire  sa_bias$sat;
     reg  [31:0] sa_noise$acc;
     reg  [31:0] sa_noise$x;
     reg  sa_noise$en;
+    reg  sa_noise$alt;
     wire  [31:0] sa_noise$y;
     wire  sa_noise$sat;
     reg  [31:0] fin$x;
@@ -8155,20 +8138,15 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .acc(sa_mac$acc),
         .x(sa_mac$x),
         .en(sa_mac$en),
+        .alt(sa_mac$alt),
         .y(sa_mac$y),
         .sat(sa_mac$sat)
-    );
-    top$sub$lanes$1$sa_line sa_line(
-        .acc(sa_line$acc),
-        .x(sa_line$x),
-        .en(sa_line$en),
-        .y(sa_line$y),
-        .sat(sa_line$sat)
     );
     top$sub$lanes$1$sa_bias sa_bias(
         .acc(sa_bias$acc),
         .x(sa_bias$x),
         .en(sa_bias$en),
+        .alt(sa_bias$alt),
         .y(sa_bias$y),
         .sat(sa_bias$sat)
     );
@@ -8176,6 +8154,7 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .acc(sa_noise$acc),
         .x(sa_noise$x),
         .en(sa_noise$en),
+        .alt(sa_noise$alt),
         .y(sa_noise$y),
         .sat(sa_noise$sat)
     );
@@ -8340,8 +8319,11 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             mul$a = line_val;
         end
         else begin
-            mul$a = nz;
+            mul$a = nz & 32'h7fff;
             mul$b = gn;
+            if (nz[32'hf]) begin
+                mul$b = ngn;
+            end
             npop = v2$q;
         end
         if (v2$q & (op2$q == 32'h0)) begin
@@ -8355,28 +8337,23 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             sa_mac$acc = 32'h0;
         end
         sa_mac$x = p3$q;
-        sa_mac$en = v3$q & ((op3$q == 32'h0) | ((op3$q == 32'h1) & gate$q));
-        sa_line$acc = acc$q;
-        sa_line$x = p3$q;
-        sa_line$en = v3$q & (op3$q == 32'h2) & gate$q;
+        sa_mac$alt = op3$q == 32'h2;
+        sa_mac$en = v3$q & ((op3$q == 32'h0) | (((op3$q == 32'h1) | (op3$q == 32'h2)) & gate$q));
         fin_now = v3$q & (op3$q == 32'h3);
         sa_bias$acc = acc$q;
         sa_bias$x = bias$read_data;
         sa_bias$en = fin_now & gate$q;
+        sa_bias$alt = 1'b0;
         sa_noise$acc = sa_bias$y;
         sa_noise$x = p3$q;
         sa_noise$en = fin_now;
+        sa_noise$alt = 1'b0;
         fin$x = sa_noise$y;
         if (v3$q) begin
-            if (op3$q == 32'h2) begin
-                acc$d = sa_line$y;
-            end
-            else begin
-                acc$d = sa_mac$y;
-            end
+            acc$d = sa_mac$y;
         end
         i1 = 32'h0;
-        if (sa_mac$sat | sa_line$sat) begin
+        if (sa_mac$sat) begin
             i1 = 32'h1;
         end
         i2 = 32'h0;
@@ -8516,34 +8493,34 @@ module top$sub$lanes$1$fin(x,y,sat);
     // Constant declarations
     localparam  lsh = 8'h0;
     localparam  rsh = 8'he;
-    localparam  half = 40'h2000;
-    localparam  fill = 40'hfffc000000;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hffffff8000;
+    localparam  half = 37'h2000;
+    localparam  fill = 37'h1fff800000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1fffff8000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fff;
     localparam  nmin = 32'hffff8000;
     
     // Local signals
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -8560,7 +8537,7 @@ module top$sub$lanes$1$fin(x,y,sat);
         y = t[(32'h0)+:(32)];
         if ((u != 32'h0) & (u != hmask)) begin
             sat = 1'b1;
-            if (t[32'h27]) begin
+            if (t[32'h24]) begin
                 y = nmin;
             end
             else begin
@@ -8925,52 +8902,62 @@ module top$sub$lanes$1$rdo(clock,read_address,read_data,write_address,write_data
 endmodule // top$sub$lanes$1$rdo
 
 
-module top$sub$lanes$1$sa_bias(acc,x,en,y,sat);
+module top$sub$lanes$1$sa_bias(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
+    localparam  lsh_b = 8'h0;
+    localparam  rsh_b = 8'h0;
+    localparam  half_b = 37'h0;
+    localparam  fill_b = 37'h0;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h0;
+    localparam  fill = 37'h0;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -8982,6 +8969,24 @@ module top$sub$lanes$1$sa_bias(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -8992,7 +8997,7 @@ module top$sub$lanes$1$sa_bias(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -9005,132 +9010,62 @@ module top$sub$lanes$1$sa_bias(acc,x,en,y,sat);
 endmodule // top$sub$lanes$1$sa_bias
 
 
-module top$sub$lanes$1$sa_line(acc,x,en,y,sat);
+module top$sub$lanes$1$sa_mac(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh = 8'h2;
-    localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
-    localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
-    localparam  pmax = 32'h7fffffff;
-    localparam  nmin = 32'h80000000;
-    
-    // Local signals
-    reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
-    
-    // Update code
-    always @(*) begin
-        xe = ((x) & 40'hffffffffff);
-        if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
-        end
-        ae = ((acc) & 40'hffffffffff);
-        if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
-        end
-        t1 = (xe << lsh) + half;
-        t2 = t1 >> rsh;
-        t = t2;
-        if (t1[32'h27]) begin
-            t = t2 | fill;
-        end
-        xm = x & omask;
-        if (xm != omask) begin
-            if (|xm) begin
-                t = big;
-                if (x[32'h1f]) begin
-                    t = nbig;
-                end
-            end
-        end
-        s = ae + t;
-        u = s & hmask;
-        y = acc;
-        sat = 1'b0;
-        if (en) begin
-            if ((u == 32'h0) | (u == hmask)) begin
-                y = s[(32'h0)+:(32)];
-            end
-            else begin
-                sat = 1'b1;
-                if (s[32'h27]) begin
-                    y = nmin;
-                end
-                else begin
-                    y = pmax;
-                end
-            end
-        end
-    end
-    
-endmodule // top$sub$lanes$1$sa_line
-
-
-module top$sub$lanes$1$sa_mac(acc,x,en,y,sat);
-    
-    // Module arguments
-    input wire  [31:0] acc;
-    input wire  [31:0] x;
-    input wire  en;
-    output reg  [31:0] y;
-    output reg  sat;
-    
-    // Constant declarations
+    localparam  lsh_b = 8'h2;
+    localparam  rsh_b = 8'h0;
+    localparam  half_b = 37'h0;
+    localparam  fill_b = 37'h0;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h0;
+    localparam  fill = 37'h0;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -9142,6 +9077,24 @@ module top$sub$lanes$1$sa_mac(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -9152,7 +9105,7 @@ module top$sub$lanes$1$sa_mac(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -9165,52 +9118,62 @@ module top$sub$lanes$1$sa_mac(acc,x,en,y,sat);
 endmodule // top$sub$lanes$1$sa_mac
 
 
-module top$sub$lanes$1$sa_noise(acc,x,en,y,sat);
+module top$sub$lanes$1$sa_noise(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
+    localparam  lsh_b = 8'h0;
+    localparam  rsh_b = 8'h2;
+    localparam  half_b = 37'h2;
+    localparam  fill_b = 37'h1800000000;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h2;
-    localparam  half = 40'h2;
-    localparam  fill = 40'hc000000000;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h2;
+    localparam  fill = 37'h1800000000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -9222,6 +9185,24 @@ module top$sub$lanes$1$sa_noise(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -9232,7 +9213,7 @@ module top$sub$lanes$1$sa_noise(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -9360,6 +9341,7 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     localparam  lob = 16'h0;
     localparam  hib = 16'hffff;
     localparam  gn = 16'ha1f;
+    localparam  ngn = 16'hf5e1;
     
     // Stub signals
     reg  instr$clock;
@@ -9386,21 +9368,19 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [31:0] sa_mac$acc;
     reg  [31:0] sa_mac$x;
     reg  sa_mac$en;
+    reg  sa_mac$alt;
     wire  [31:0] sa_mac$y;
     wire  sa_mac$sat;
-    reg  [31:0] sa_line$acc;
-    reg  [31:0] sa_line$x;
-    reg  sa_line$en;
-    wire  [31:0] sa_line$y;
-    wire  sa_line$sat;
     reg  [31:0] sa_bias$acc;
     reg  [31:0] sa_bias$x;
     reg  sa_bias$en;
+    reg  sa_bias$alt;
     wire  [31:0] sa_bias$y;
     wire  sa_bias$sat;
     reg  [31:0] sa_noise$acc;
     reg  [31:0] sa_noise$x;
     reg  sa_noise$en;
+    reg  sa_noise$alt;
     wire  [31:0] sa_noise$y;
     wire  sa_noise$sat;
     reg  [31:0] fin$x;
@@ -9498,20 +9478,15 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .acc(sa_mac$acc),
         .x(sa_mac$x),
         .en(sa_mac$en),
+        .alt(sa_mac$alt),
         .y(sa_mac$y),
         .sat(sa_mac$sat)
-    );
-    top$sub$lanes$2$sa_line sa_line(
-        .acc(sa_line$acc),
-        .x(sa_line$x),
-        .en(sa_line$en),
-        .y(sa_line$y),
-        .sat(sa_line$sat)
     );
     top$sub$lanes$2$sa_bias sa_bias(
         .acc(sa_bias$acc),
         .x(sa_bias$x),
         .en(sa_bias$en),
+        .alt(sa_bias$alt),
         .y(sa_bias$y),
         .sat(sa_bias$sat)
     );
@@ -9519,6 +9494,7 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .acc(sa_noise$acc),
         .x(sa_noise$x),
         .en(sa_noise$en),
+        .alt(sa_noise$alt),
         .y(sa_noise$y),
         .sat(sa_noise$sat)
     );
@@ -9683,8 +9659,11 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             mul$a = line_val;
         end
         else begin
-            mul$a = nz;
+            mul$a = nz & 32'h7fff;
             mul$b = gn;
+            if (nz[32'hf]) begin
+                mul$b = ngn;
+            end
             npop = v2$q;
         end
         if (v2$q & (op2$q == 32'h0)) begin
@@ -9698,28 +9677,23 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             sa_mac$acc = 32'h0;
         end
         sa_mac$x = p3$q;
-        sa_mac$en = v3$q & ((op3$q == 32'h0) | ((op3$q == 32'h1) & gate$q));
-        sa_line$acc = acc$q;
-        sa_line$x = p3$q;
-        sa_line$en = v3$q & (op3$q == 32'h2) & gate$q;
+        sa_mac$alt = op3$q == 32'h2;
+        sa_mac$en = v3$q & ((op3$q == 32'h0) | (((op3$q == 32'h1) | (op3$q == 32'h2)) & gate$q));
         fin_now = v3$q & (op3$q == 32'h3);
         sa_bias$acc = acc$q;
         sa_bias$x = bias$read_data;
         sa_bias$en = fin_now & gate$q;
+        sa_bias$alt = 1'b0;
         sa_noise$acc = sa_bias$y;
         sa_noise$x = p3$q;
         sa_noise$en = fin_now;
+        sa_noise$alt = 1'b0;
         fin$x = sa_noise$y;
         if (v3$q) begin
-            if (op3$q == 32'h2) begin
-                acc$d = sa_line$y;
-            end
-            else begin
-                acc$d = sa_mac$y;
-            end
+            acc$d = sa_mac$y;
         end
         i1 = 32'h0;
-        if (sa_mac$sat | sa_line$sat) begin
+        if (sa_mac$sat) begin
             i1 = 32'h1;
         end
         i2 = 32'h0;
@@ -9859,34 +9833,34 @@ module top$sub$lanes$2$fin(x,y,sat);
     // Constant declarations
     localparam  lsh = 8'h0;
     localparam  rsh = 8'he;
-    localparam  half = 40'h2000;
-    localparam  fill = 40'hfffc000000;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hffffff8000;
+    localparam  half = 37'h2000;
+    localparam  fill = 37'h1fff800000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1fffff8000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fff;
     localparam  nmin = 32'hffff8000;
     
     // Local signals
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -9903,7 +9877,7 @@ module top$sub$lanes$2$fin(x,y,sat);
         y = t[(32'h0)+:(32)];
         if ((u != 32'h0) & (u != hmask)) begin
             sat = 1'b1;
-            if (t[32'h27]) begin
+            if (t[32'h24]) begin
                 y = nmin;
             end
             else begin
@@ -10276,52 +10250,62 @@ module top$sub$lanes$2$rdo(clock,read_address,read_data,write_address,write_data
 endmodule // top$sub$lanes$2$rdo
 
 
-module top$sub$lanes$2$sa_bias(acc,x,en,y,sat);
+module top$sub$lanes$2$sa_bias(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
+    localparam  lsh_b = 8'h0;
+    localparam  rsh_b = 8'h0;
+    localparam  half_b = 37'h0;
+    localparam  fill_b = 37'h0;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h0;
+    localparam  fill = 37'h0;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -10333,6 +10317,24 @@ module top$sub$lanes$2$sa_bias(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -10343,7 +10345,7 @@ module top$sub$lanes$2$sa_bias(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -10356,132 +10358,62 @@ module top$sub$lanes$2$sa_bias(acc,x,en,y,sat);
 endmodule // top$sub$lanes$2$sa_bias
 
 
-module top$sub$lanes$2$sa_line(acc,x,en,y,sat);
+module top$sub$lanes$2$sa_mac(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh = 8'h2;
-    localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
-    localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
-    localparam  pmax = 32'h7fffffff;
-    localparam  nmin = 32'h80000000;
-    
-    // Local signals
-    reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
-    
-    // Update code
-    always @(*) begin
-        xe = ((x) & 40'hffffffffff);
-        if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
-        end
-        ae = ((acc) & 40'hffffffffff);
-        if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
-        end
-        t1 = (xe << lsh) + half;
-        t2 = t1 >> rsh;
-        t = t2;
-        if (t1[32'h27]) begin
-            t = t2 | fill;
-        end
-        xm = x & omask;
-        if (xm != omask) begin
-            if (|xm) begin
-                t = big;
-                if (x[32'h1f]) begin
-                    t = nbig;
-                end
-            end
-        end
-        s = ae + t;
-        u = s & hmask;
-        y = acc;
-        sat = 1'b0;
-        if (en) begin
-            if ((u == 32'h0) | (u == hmask)) begin
-                y = s[(32'h0)+:(32)];
-            end
-            else begin
-                sat = 1'b1;
-                if (s[32'h27]) begin
-                    y = nmin;
-                end
-                else begin
-                    y = pmax;
-                end
-            end
-        end
-    end
-    
-endmodule // top$sub$lanes$2$sa_line
-
-
-module top$sub$lanes$2$sa_mac(acc,x,en,y,sat);
-    
-    // Module arguments
-    input wire  [31:0] acc;
-    input wire  [31:0] x;
-    input wire  en;
-    output reg  [31:0] y;
-    output reg  sat;
-    
-    // Constant declarations
+    localparam  lsh_b = 8'h2;
+    localparam  rsh_b = 8'h0;
+    localparam  half_b = 37'h0;
+    localparam  fill_b = 37'h0;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h0;
+    localparam  fill = 37'h0;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -10493,6 +10425,24 @@ module top$sub$lanes$2$sa_mac(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -10503,7 +10453,7 @@ module top$sub$lanes$2$sa_mac(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -10516,52 +10466,62 @@ module top$sub$lanes$2$sa_mac(acc,x,en,y,sat);
 endmodule // top$sub$lanes$2$sa_mac
 
 
-module top$sub$lanes$2$sa_noise(acc,x,en,y,sat);
+module top$sub$lanes$2$sa_noise(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
+    localparam  lsh_b = 8'h0;
+    localparam  rsh_b = 8'h2;
+    localparam  half_b = 37'h2;
+    localparam  fill_b = 37'h1800000000;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h2;
-    localparam  half = 40'h2;
-    localparam  fill = 40'hc000000000;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h2;
+    localparam  fill = 37'h1800000000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -10573,6 +10533,24 @@ module top$sub$lanes$2$sa_noise(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -10583,7 +10561,7 @@ module top$sub$lanes$2$sa_noise(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -10711,6 +10689,7 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     localparam  lob = 16'h0;
     localparam  hib = 16'hffff;
     localparam  gn = 16'ha1f;
+    localparam  ngn = 16'hf5e1;
     
     // Stub signals
     reg  instr$clock;
@@ -10737,21 +10716,19 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [31:0] sa_mac$acc;
     reg  [31:0] sa_mac$x;
     reg  sa_mac$en;
+    reg  sa_mac$alt;
     wire  [31:0] sa_mac$y;
     wire  sa_mac$sat;
-    reg  [31:0] sa_line$acc;
-    reg  [31:0] sa_line$x;
-    reg  sa_line$en;
-    wire  [31:0] sa_line$y;
-    wire  sa_line$sat;
     reg  [31:0] sa_bias$acc;
     reg  [31:0] sa_bias$x;
     reg  sa_bias$en;
+    reg  sa_bias$alt;
     wire  [31:0] sa_bias$y;
     wire  sa_bias$sat;
     reg  [31:0] sa_noise$acc;
     reg  [31:0] sa_noise$x;
     reg  sa_noise$en;
+    reg  sa_noise$alt;
     wire  [31:0] sa_noise$y;
     wire  sa_noise$sat;
     reg  [31:0] fin$x;
@@ -10849,20 +10826,15 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .acc(sa_mac$acc),
         .x(sa_mac$x),
         .en(sa_mac$en),
+        .alt(sa_mac$alt),
         .y(sa_mac$y),
         .sat(sa_mac$sat)
-    );
-    top$sub$lanes$3$sa_line sa_line(
-        .acc(sa_line$acc),
-        .x(sa_line$x),
-        .en(sa_line$en),
-        .y(sa_line$y),
-        .sat(sa_line$sat)
     );
     top$sub$lanes$3$sa_bias sa_bias(
         .acc(sa_bias$acc),
         .x(sa_bias$x),
         .en(sa_bias$en),
+        .alt(sa_bias$alt),
         .y(sa_bias$y),
         .sat(sa_bias$sat)
     );
@@ -10870,6 +10842,7 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .acc(sa_noise$acc),
         .x(sa_noise$x),
         .en(sa_noise$en),
+        .alt(sa_noise$alt),
         .y(sa_noise$y),
         .sat(sa_noise$sat)
     );
@@ -11034,8 +11007,11 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             mul$a = line_val;
         end
         else begin
-            mul$a = nz;
+            mul$a = nz & 32'h7fff;
             mul$b = gn;
+            if (nz[32'hf]) begin
+                mul$b = ngn;
+            end
             npop = v2$q;
         end
         if (v2$q & (op2$q == 32'h0)) begin
@@ -11049,28 +11025,23 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             sa_mac$acc = 32'h0;
         end
         sa_mac$x = p3$q;
-        sa_mac$en = v3$q & ((op3$q == 32'h0) | ((op3$q == 32'h1) & gate$q));
-        sa_line$acc = acc$q;
-        sa_line$x = p3$q;
-        sa_line$en = v3$q & (op3$q == 32'h2) & gate$q;
+        sa_mac$alt = op3$q == 32'h2;
+        sa_mac$en = v3$q & ((op3$q == 32'h0) | (((op3$q == 32'h1) | (op3$q == 32'h2)) & gate$q));
         fin_now = v3$q & (op3$q == 32'h3);
         sa_bias$acc = acc$q;
         sa_bias$x = bias$read_data;
         sa_bias$en = fin_now & gate$q;
+        sa_bias$alt = 1'b0;
         sa_noise$acc = sa_bias$y;
         sa_noise$x = p3$q;
         sa_noise$en = fin_now;
+        sa_noise$alt = 1'b0;
         fin$x = sa_noise$y;
         if (v3$q) begin
-            if (op3$q == 32'h2) begin
-                acc$d = sa_line$y;
-            end
-            else begin
-                acc$d = sa_mac$y;
-            end
+            acc$d = sa_mac$y;
         end
         i1 = 32'h0;
-        if (sa_mac$sat | sa_line$sat) begin
+        if (sa_mac$sat) begin
             i1 = 32'h1;
         end
         i2 = 32'h0;
@@ -11210,34 +11181,34 @@ module top$sub$lanes$3$fin(x,y,sat);
     // Constant declarations
     localparam  lsh = 8'h0;
     localparam  rsh = 8'he;
-    localparam  half = 40'h2000;
-    localparam  fill = 40'hfffc000000;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hffffff8000;
+    localparam  half = 37'h2000;
+    localparam  fill = 37'h1fff800000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1fffff8000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fff;
     localparam  nmin = 32'hffff8000;
     
     // Local signals
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -11254,7 +11225,7 @@ module top$sub$lanes$3$fin(x,y,sat);
         y = t[(32'h0)+:(32)];
         if ((u != 32'h0) & (u != hmask)) begin
             sat = 1'b1;
-            if (t[32'h27]) begin
+            if (t[32'h24]) begin
                 y = nmin;
             end
             else begin
@@ -11616,52 +11587,62 @@ module top$sub$lanes$3$rdo(clock,read_address,read_data,write_address,write_data
 endmodule // top$sub$lanes$3$rdo
 
 
-module top$sub$lanes$3$sa_bias(acc,x,en,y,sat);
+module top$sub$lanes$3$sa_bias(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
+    localparam  lsh_b = 8'h0;
+    localparam  rsh_b = 8'h0;
+    localparam  half_b = 37'h0;
+    localparam  fill_b = 37'h0;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h0;
+    localparam  fill = 37'h0;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -11673,6 +11654,24 @@ module top$sub$lanes$3$sa_bias(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -11683,7 +11682,7 @@ module top$sub$lanes$3$sa_bias(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -11696,132 +11695,62 @@ module top$sub$lanes$3$sa_bias(acc,x,en,y,sat);
 endmodule // top$sub$lanes$3$sa_bias
 
 
-module top$sub$lanes$3$sa_line(acc,x,en,y,sat);
+module top$sub$lanes$3$sa_mac(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh = 8'h2;
-    localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
-    localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
-    localparam  pmax = 32'h7fffffff;
-    localparam  nmin = 32'h80000000;
-    
-    // Local signals
-    reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
-    
-    // Update code
-    always @(*) begin
-        xe = ((x) & 40'hffffffffff);
-        if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
-        end
-        ae = ((acc) & 40'hffffffffff);
-        if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
-        end
-        t1 = (xe << lsh) + half;
-        t2 = t1 >> rsh;
-        t = t2;
-        if (t1[32'h27]) begin
-            t = t2 | fill;
-        end
-        xm = x & omask;
-        if (xm != omask) begin
-            if (|xm) begin
-                t = big;
-                if (x[32'h1f]) begin
-                    t = nbig;
-                end
-            end
-        end
-        s = ae + t;
-        u = s & hmask;
-        y = acc;
-        sat = 1'b0;
-        if (en) begin
-            if ((u == 32'h0) | (u == hmask)) begin
-                y = s[(32'h0)+:(32)];
-            end
-            else begin
-                sat = 1'b1;
-                if (s[32'h27]) begin
-                    y = nmin;
-                end
-                else begin
-                    y = pmax;
-                end
-            end
-        end
-    end
-    
-endmodule // top$sub$lanes$3$sa_line
-
-
-module top$sub$lanes$3$sa_mac(acc,x,en,y,sat);
-    
-    // Module arguments
-    input wire  [31:0] acc;
-    input wire  [31:0] x;
-    input wire  en;
-    output reg  [31:0] y;
-    output reg  sat;
-    
-    // Constant declarations
+    localparam  lsh_b = 8'h2;
+    localparam  rsh_b = 8'h0;
+    localparam  half_b = 37'h0;
+    localparam  fill_b = 37'h0;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h0;
+    localparam  fill = 37'h0;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -11833,6 +11762,24 @@ module top$sub$lanes$3$sa_mac(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -11843,7 +11790,7 @@ module top$sub$lanes$3$sa_mac(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -11856,52 +11803,62 @@ module top$sub$lanes$3$sa_mac(acc,x,en,y,sat);
 endmodule // top$sub$lanes$3$sa_mac
 
 
-module top$sub$lanes$3$sa_noise(acc,x,en,y,sat);
+module top$sub$lanes$3$sa_noise(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
+    localparam  lsh_b = 8'h0;
+    localparam  rsh_b = 8'h2;
+    localparam  half_b = 37'h2;
+    localparam  fill_b = 37'h1800000000;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h2;
-    localparam  half = 40'h2;
-    localparam  fill = 40'hc000000000;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h2;
+    localparam  fill = 37'h1800000000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -11913,6 +11870,24 @@ module top$sub$lanes$3$sa_noise(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -11923,7 +11898,7 @@ module top$sub$lanes$3$sa_noise(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -13039,7 +13014,7 @@ module top$sub$noise$0$oa(clock,load,issue,t,neg,clamp,rom_word,pop,z,valid,room
         end
         zv = mag;
         if (neg2$q) begin
-            zv = 32'h0 - mag;
+            zv = mag | 32'h8000;
         end
         if (pop & vo$q) begin
             if (vh$q) begin
@@ -13356,7 +13331,7 @@ module top$sub$noise$0$ob(clock,load,issue,t,neg,clamp,rom_word,pop,z,valid,room
         end
         zv = mag;
         if (neg2$q) begin
-            zv = 32'h0 - mag;
+            zv = mag | 32'h8000;
         end
         if (pop & vo$q) begin
             if (vh$q) begin
@@ -15049,7 +15024,7 @@ module top$sub$noise$1$oa(clock,load,issue,t,neg,clamp,rom_word,pop,z,valid,room
         end
         zv = mag;
         if (neg2$q) begin
-            zv = 32'h0 - mag;
+            zv = mag | 32'h8000;
         end
         if (pop & vo$q) begin
             if (vh$q) begin
@@ -15366,7 +15341,7 @@ module top$sub$noise$1$ob(clock,load,issue,t,neg,clamp,rom_word,pop,z,valid,room
         end
         zv = mag;
         if (neg2$q) begin
-            zv = 32'h0 - mag;
+            zv = mag | 32'h8000;
         end
         if (pop & vo$q) begin
             if (vh$q) begin
@@ -16840,13 +16815,13 @@ endmodule // top$sub$repl$9
 module top$sub$rsel(d,q,clock);
     
     // Module arguments
-    input wire  [23:0] d;
-    output reg  [23:0] q;
+    input wire  [7:0] d;
+    output reg  [7:0] q;
     input wire  clock;
     
     // Update code (custom)
     initial begin
-       q = 24'h0;
+       q = 8'h0;
     end
     
     always @(posedge clock) begin
@@ -16906,6 +16881,7 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     reg  [31:0] sa$acc;
     reg  [31:0] sa$x;
     reg  sa$en;
+    reg  sa$alt;
     wire  [31:0] sa$y;
     wire  sa$sat;
     reg  [31:0] pre$x;
@@ -16958,8 +16934,9 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     reg  [31:0] w;
     reg  [15:0] xb;
     reg  [15:0] rho;
-    reg  [31:0] j1;
-    reg  [31:0] j2;
+    reg  [1:0] j1;
+    reg  [1:0] j2;
+    reg  [1:0] jj;
     
     // Sub module instances
     top$sub$sides$0$words words(
@@ -16992,6 +16969,7 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         .acc(sa$acc),
         .x(sa$x),
         .en(sa$en),
+        .alt(sa$alt),
         .y(sa$y),
         .sat(sa$sat)
     );
@@ -17136,6 +17114,7 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         end
         sa$x = mul$p;
         sa$en = v2$q;
+        sa$alt = 1'b0;
         if (v2$q) begin
             acc$d = sa$y;
         end
@@ -17160,7 +17139,8 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         if (v3$q & line$sat) begin
             j2 = 32'h1;
         end
-        nbus$d = nbus$q + j1 + j2;
+        jj = j1 + j2;
+        nbus$d = nbus$q + ((jj) & 32'hffffffff);
         if (sa$sat) begin
             nacc$d = nacc$q + 32'h1;
         end
@@ -17314,34 +17294,34 @@ module top$sub$sides$0$line(x,y,sat);
     // Constant declarations
     localparam  lsh = 8'h0;
     localparam  rsh = 8'he;
-    localparam  half = 40'h2000;
-    localparam  fill = 40'hfffc000000;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hffffff8000;
+    localparam  half = 37'h2000;
+    localparam  fill = 37'h1fff800000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1fffff8000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fff;
     localparam  nmin = 32'hffff8000;
     
     // Local signals
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -17358,7 +17338,7 @@ module top$sub$sides$0$line(x,y,sat);
         y = t[(32'h0)+:(32)];
         if ((u != 32'h0) & (u != hmask)) begin
             sat = 1'b1;
-            if (t[32'h27]) begin
+            if (t[32'h24]) begin
                 y = nmin;
             end
             else begin
@@ -17473,34 +17453,34 @@ module top$sub$sides$0$pre(x,y,sat);
     // Constant declarations
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h10;
-    localparam  half = 40'h8000;
-    localparam  fill = 40'hffff000000;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hffffff8000;
+    localparam  half = 37'h8000;
+    localparam  fill = 37'h1fffe00000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1fffff8000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fff;
     localparam  nmin = 32'hffff8000;
     
     // Local signals
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -17517,7 +17497,7 @@ module top$sub$sides$0$pre(x,y,sat);
         y = t[(32'h0)+:(32)];
         if ((u != 32'h0) & (u != hmask)) begin
             sat = 1'b1;
-            if (t[32'h27]) begin
+            if (t[32'h24]) begin
                 y = nmin;
             end
             else begin
@@ -17567,52 +17547,62 @@ module top$sub$sides$0$r3(d,q,clock);
 endmodule // top$sub$sides$0$r3
 
 
-module top$sub$sides$0$sa(acc,x,en,y,sat);
+module top$sub$sides$0$sa(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
+    localparam  lsh_b = 8'h0;
+    localparam  rsh_b = 8'h0;
+    localparam  half_b = 37'h0;
+    localparam  fill_b = 37'h0;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h0;
+    localparam  fill = 37'h0;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -17624,6 +17614,24 @@ module top$sub$sides$0$sa(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -17634,7 +17642,7 @@ module top$sub$sides$0$sa(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -17830,6 +17838,7 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     reg  [31:0] sa$acc;
     reg  [31:0] sa$x;
     reg  sa$en;
+    reg  sa$alt;
     wire  [31:0] sa$y;
     wire  sa$sat;
     reg  [31:0] pre$x;
@@ -17882,8 +17891,9 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     reg  [31:0] w;
     reg  [15:0] xb;
     reg  [15:0] rho;
-    reg  [31:0] j1;
-    reg  [31:0] j2;
+    reg  [1:0] j1;
+    reg  [1:0] j2;
+    reg  [1:0] jj;
     
     // Sub module instances
     top$sub$sides$1$words words(
@@ -17916,6 +17926,7 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         .acc(sa$acc),
         .x(sa$x),
         .en(sa$en),
+        .alt(sa$alt),
         .y(sa$y),
         .sat(sa$sat)
     );
@@ -18060,6 +18071,7 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         end
         sa$x = mul$p;
         sa$en = v2$q;
+        sa$alt = 1'b0;
         if (v2$q) begin
             acc$d = sa$y;
         end
@@ -18084,7 +18096,8 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         if (v3$q & line$sat) begin
             j2 = 32'h1;
         end
-        nbus$d = nbus$q + j1 + j2;
+        jj = j1 + j2;
+        nbus$d = nbus$q + ((jj) & 32'hffffffff);
         if (sa$sat) begin
             nacc$d = nacc$q + 32'h1;
         end
@@ -18238,34 +18251,34 @@ module top$sub$sides$1$line(x,y,sat);
     // Constant declarations
     localparam  lsh = 8'h0;
     localparam  rsh = 8'he;
-    localparam  half = 40'h2000;
-    localparam  fill = 40'hfffc000000;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hffffff8000;
+    localparam  half = 37'h2000;
+    localparam  fill = 37'h1fff800000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1fffff8000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fff;
     localparam  nmin = 32'hffff8000;
     
     // Local signals
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -18282,7 +18295,7 @@ module top$sub$sides$1$line(x,y,sat);
         y = t[(32'h0)+:(32)];
         if ((u != 32'h0) & (u != hmask)) begin
             sat = 1'b1;
-            if (t[32'h27]) begin
+            if (t[32'h24]) begin
                 y = nmin;
             end
             else begin
@@ -18397,34 +18410,34 @@ module top$sub$sides$1$pre(x,y,sat);
     // Constant declarations
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h10;
-    localparam  half = 40'h8000;
-    localparam  fill = 40'hffff000000;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hffffff8000;
+    localparam  half = 37'h8000;
+    localparam  fill = 37'h1fffe00000;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1fffff8000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fff;
     localparam  nmin = 32'hffff8000;
     
     // Local signals
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -18441,7 +18454,7 @@ module top$sub$sides$1$pre(x,y,sat);
         y = t[(32'h0)+:(32)];
         if ((u != 32'h0) & (u != hmask)) begin
             sat = 1'b1;
-            if (t[32'h27]) begin
+            if (t[32'h24]) begin
                 y = nmin;
             end
             else begin
@@ -18491,52 +18504,62 @@ module top$sub$sides$1$r3(d,q,clock);
 endmodule // top$sub$sides$1$r3
 
 
-module top$sub$sides$1$sa(acc,x,en,y,sat);
+module top$sub$sides$1$sa(acc,x,en,alt,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
+    input wire  alt;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
+    localparam  lsh_b = 8'h0;
+    localparam  rsh_b = 8'h0;
+    localparam  half_b = 37'h0;
+    localparam  fill_b = 37'h0;
+    localparam  omask_b = 32'h0;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
-    localparam  half = 40'h0;
-    localparam  fill = 40'h0;
-    localparam  sext = 40'hff00000000;
-    localparam  hmask = 40'hff80000000;
+    localparam  half = 37'h0;
+    localparam  fill = 37'h0;
+    localparam  sext = 37'h1f00000000;
+    localparam  hmask = 37'h1f80000000;
     localparam  omask = 32'h0;
-    localparam  big = 40'h400000000;
-    localparam  nbig = 40'hfc00000000;
+    localparam  big = 37'h400000000;
+    localparam  nbig = 37'h1c00000000;
     localparam  pmax = 32'h7fffffff;
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [31:0] xmb;
+    reg  [36:0] t1b;
+    reg  [36:0] t2b;
+    reg  [36:0] tb;
     reg  [31:0] xm;
-    reg  [39:0] xe;
-    reg  [39:0] ae;
-    reg  [39:0] t1;
-    reg  [39:0] t2;
-    reg  [39:0] t;
-    reg  [39:0] s;
-    reg  [39:0] u;
+    reg  [36:0] xe;
+    reg  [36:0] ae;
+    reg  [36:0] t1;
+    reg  [36:0] t2;
+    reg  [36:0] t;
+    reg  [36:0] s;
+    reg  [36:0] u;
     
     // Update code
     always @(*) begin
-        xe = ((x) & 40'hffffffffff);
+        xe = ((x) & 37'h1fffffffff);
         if (x[32'h1f]) begin
-            xe = ((x) & 40'hffffffffff) | sext;
+            xe = ((x) & 37'h1fffffffff) | sext;
         end
-        ae = ((acc) & 40'hffffffffff);
+        ae = ((acc) & 37'h1fffffffff);
         if (acc[32'h1f]) begin
-            ae = ((acc) & 40'hffffffffff) | sext;
+            ae = ((acc) & 37'h1fffffffff) | sext;
         end
         t1 = (xe << lsh) + half;
         t2 = t1 >> rsh;
         t = t2;
-        if (t1[32'h27]) begin
+        if (t1[32'h24]) begin
             t = t2 | fill;
         end
         xm = x & omask;
@@ -18548,6 +18571,24 @@ module top$sub$sides$1$sa(acc,x,en,y,sat);
                 end
             end
         end
+        t1b = (xe << lsh_b) + half_b;
+        t2b = t1b >> rsh_b;
+        tb = t2b;
+        if (t1b[32'h24]) begin
+            tb = t2b | fill_b;
+        end
+        xmb = x & omask_b;
+        if (xmb != omask_b) begin
+            if (|xmb) begin
+                tb = big;
+                if (x[32'h1f]) begin
+                    tb = nbig;
+                end
+            end
+        end
+        if (alt) begin
+            t = tb;
+        end
         s = ae + t;
         u = s & hmask;
         y = acc;
@@ -18558,7 +18599,7 @@ module top$sub$sides$1$sa(acc,x,en,y,sat);
             end
             else begin
                 sat = 1'b1;
-                if (s[32'h27]) begin
+                if (s[32'h24]) begin
                     y = nmin;
                 end
                 else begin
@@ -18723,7 +18764,7 @@ module top$sub$start_late(d,q,clock);
 endmodule // top$sub$start_late
 
 
-module top$urx(clock,inc,rx,data,valid,frame_errors,glitches);
+module top$urx(clock,inc,rx,data,valid,frame_errors,glitches,frame_error);
     
     // Module arguments
     input wire  clock;
@@ -18733,6 +18774,7 @@ module top$urx(clock,inc,rx,data,valid,frame_errors,glitches);
     output reg  valid;
     output reg  [31:0] frame_errors;
     output reg  [31:0] glitches;
+    output reg  frame_error;
     
     // Enums
     localparam RxState$Break = 0;
@@ -18857,6 +18899,7 @@ module top$urx(clock,inc,rx,data,valid,frame_errors,glitches);
         tick = sum[32'h10];
         acc$d = sum[(32'h0)+:(16)];
         vld$d = 1'b0;
+        frame_error = 1'b0;
         case (state$q)
             RxState$Idle:
                 begin
@@ -18902,6 +18945,7 @@ module top$urx(clock,inc,rx,data,valid,frame_errors,glitches);
                         else begin
                             state$d = RxState$Break;
                             ferr$d = ferr$q + 32'h1;
+                            frame_error = 1'b1;
                         end
                     end
                 end
