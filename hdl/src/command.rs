@@ -406,7 +406,6 @@ pub struct CommandUnit {
     ph1: Signal<Local, Bits<3>>,
     cnt2: Signal<Local, Bits<16>>,
     rcnt: Signal<Local, Bits<16>>,
-    rcnt2: Signal<Local, Bits<16>>,
     sx: Signal<Local, Bits<16>>,
     ssh: Signal<Local, Bits<8>>,
     sst: Signal<Local, Bits<8>>,
@@ -673,7 +672,6 @@ impl CommandUnit {
             ph1: Default::default(),
             cnt2: Default::default(),
             rcnt: Default::default(),
-            rcnt2: Default::default(),
             sx: Default::default(),
             ssh: Default::default(),
             sst: Default::default(),
@@ -790,7 +788,6 @@ impl Logic for CommandUnit {
         if self.framing_evt.val() {
             self.fr_cnt.d.next = self.fr_cnt.q.val() + 1;
         }
-        self.rcnt2.next = self.rcnt.val() << 1;
         // slots: state of the request's slot (`space` holds payload byte 0)
         self.ssh.next = bit_cast::<8, 2>(self.space.q.val().get_bits::<2>(0)) << 1;
         self.sst.next = (self.slot_st.q.val() >> self.ssh.val()) & 3;
