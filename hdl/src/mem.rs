@@ -159,7 +159,7 @@ mod tests {
         let mut m = Mem::new(4, 16, &[7, 8, 9]);
         m.connect_all();
         settle(&mut m).unwrap();
-        let mut cycle = |m: &mut Mem, ra: u64, wa: u64, wd: u64, we: bool| -> u64 {
+        let cycle = |m: &mut Mem, ra: u64, wa: u64, wd: u64, we: bool| -> u64 {
             m.read_address.next = ra.to_bits();
             m.write_address.next = wa.to_bits();
             m.write_data.next = wd.to_bits();
