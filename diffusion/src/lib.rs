@@ -15,6 +15,7 @@
 //! - [`substrate`]: a compiled substrate with its side file, loaded for the engines.
 //! - [`quantize`]: the quantisation sweep over coupling and state widths; [`plot`] draws it.
 
+pub mod clamped;
 pub mod compile;
 pub mod data;
 pub mod error;

@@ -1,0 +1,641 @@
+//! The clamped substrate: the U-Net compiled into couplings between clamp units, so that the
+//! substrate's own fixed point does the denoising (`docs/compiler.md` §10).
+//!
+//! Units clamp to `[lo, hi]` (`rho(x) = clamp(x, lo, hi)`, the ReLU of the U-Net when `lo = 0`
+//! and `hi` is above every activation), unit stiffness, and module `m`'s state is the U-Net's
+//! activation scaled by `s_m = g^m` (`g` = `layer_scale`; modules in forward order
+//! `enc0, enc1, bottleneck, dec1, dec0`). In these units a U-Net layer `h_m = relu(W h_{m-1} + c)`
+//! is the coupling `J[m, m-1] = (s_m / s_{m-1}) W = g W` with bias `s_m c`; the coupling is
+//! symmetric (an energy), so module `m` also pushes back on module `m-1` through `g W^T`, which in
+//! module `m-1`'s units is `g^2` of the forward signal: a small `g` keeps the relaxation close to
+//! the U-Net's forward pass and contracting. The energy (clamped Hopfield form) is
+//!
+//! ```text
+//! E(x) = 1/2 |x|^2 - 1/2 rho(x)^T J rho(x) - b^T rho(x),     J symmetric, zero diagonal
+//! ```
+//!
+//! and its fixed point is the **projected fixed point** `y = clamp(J y + b, lo, hi)`, `y = rho(x)`.
+//!
+//! What stays digital per denoiser call, counted by [`ClampedModel::digital`]: the input drive
+//! into enc0 (`W_in c_in(sigma) x`), the noise-level table (`E phi(sigma)`, one bias vector per
+//! noise level, precomputable) and the output head (`F = W_out y_dec0 + b_out`,
+//! `D = c_skip x + c_out F`).
+//!
+//! Everything here is `f64`; the engines ([`thermo_sim`]) run the same substrate through
+//! [`ClampedModel::to_config`].
+
+use crate::gram::{self, ActivationSet, Factorisation};
+use crate::unet::{Unet, UnetConfig};
+use nalgebra::{DMatrix, DVector};
+use serde::{Deserialize, Serialize};
+
+/// A local coupling block: `J[to, from] = w` (`rows = size(to)`, `cols = size(from)`, row-major)
+/// and, by symmetry, `J[from, to] = w^T`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Block {
+    /// Module receiving the forward signal.
+    pub to: usize,
+    /// Module sending it.
+    pub from: usize,
+    /// Row-major `[size(to), size(from)]` couplings in substrate units.
+    pub w: Vec<f64>,
+}
+
+/// A rank-k coupling bus: `J[dec, enc] = sum_r sigma_r v_r u_r^T` (and its transpose).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Bus {
+    /// Encoder module.
+    pub enc: usize,
+    /// Decoder module.
+    pub dec: usize,
+    /// Gains `sigma_r`.
+    pub sigma: Vec<f64>,
+    /// Encoder factors, one row of `size(enc)` per rank.
+    pub u: Vec<Vec<f64>>,
+    /// Decoder factors, one row of `size(dec)` per rank.
+    pub v: Vec<Vec<f64>>,
+}
+
+/// Compiler settings of the clamped substrate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClampOptions {
+    /// Skip-bus rank (`None`: the skip blocks stay dense couplings).
+    pub rank: Option<usize>,
+    /// Factorisation of the skip blocks.
+    pub method: Factorisation,
+    /// Per-module state scale `g` (module `m` holds `g^m` times the U-Net's activation).
+    pub layer_scale: f64,
+    /// Lower clamp bound (0: ReLU).
+    pub lo: f64,
+    /// Upper clamp bound in substrate units; `None` chooses 1.5x the largest scaled activation
+    /// on the training data.
+    pub hi: Option<f64>,
+}
+
+impl Default for ClampOptions {
+    fn default() -> Self {
+        ClampOptions {
+            rank: Some(8),
+            method: Factorisation::GramWeighted,
+            layer_scale: 0.2,
+            lo: 0.0,
+            hi: None,
+        }
+    }
+}
+
+/// The clamped substrate with its digital periphery.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClampedModel {
+    /// Format tag.
+    pub format: String,
+    /// The U-Net's conventions (`c_in`, `c_skip`, `c_out`, embedding).
+    pub unet: UnetConfig,
+    /// Compile options.
+    pub options: ClampOptions,
+    /// Module names in unit order.
+    pub names: Vec<String>,
+    /// Units per module.
+    pub sizes: Vec<usize>,
+    /// State scale `s_m` per module.
+    pub scale: Vec<f64>,
+    /// Lower clamp bound.
+    pub lo: f64,
+    /// Upper clamp bound.
+    pub hi: f64,
+    /// Local coupling blocks.
+    pub blocks: Vec<Block>,
+    /// Rank-k skip buses.
+    pub buses: Vec<Bus>,
+    /// Constant bias per unit (substrate units).
+    pub bias: Vec<f64>,
+    /// Noise-level table: `[units, emb]` row-major, the bias `E phi(sigma)` (substrate units).
+    pub emb: Vec<f64>,
+    /// Input drive into module 0: `[size(0), pixels]` row-major, applied to `c_in(sigma) x`.
+    pub input: Vec<f64>,
+    /// Output head `[pixels, size(last)]` row-major, applied to the last module's `rho(x)`.
+    pub out_w: Vec<f64>,
+    /// Output bias `[pixels]`.
+    pub out_b: Vec<f64>,
+}
+
+/// Format tag of [`ClampedModel`] files.
+pub const FORMAT: &str = "thermo-clamped-substrate/1";
+
+/// Parameters and multiply-accumulates of what stays digital per denoiser call.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Digital {
+    /// Input drive `W_in` (pixels x enc0).
+    pub input_params: usize,
+    /// Noise-level table `E` (units x emb).
+    pub table_params: usize,
+    /// Output head `W_out`, `b_out`.
+    pub head_params: usize,
+    /// MACs per call: input drive + output head (+ the table's `E phi`, which a board
+    /// precomputes per noise level; counted here) + the 2 output scalars per pixel.
+    pub macs: usize,
+    /// Couplings in the substrate (local entries, one direction, plus bus factors and gains).
+    pub substrate_params: usize,
+}
+
+/// Convergence certificate of the projected iteration `y <- clamp(J y + b)`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Contraction {
+    /// `||J||_2` (largest `|eigenvalue|`, `J` symmetric).
+    pub norm2: f64,
+    /// Spectral radius of `|J|` (entrywise): below 1 it proves contraction in a weighted
+    /// max-norm too.
+    pub abs_radius: f64,
+    /// Whether the iteration provably contracts (`norm2 < 1`: `clamp` is 1-Lipschitz per
+    /// coordinate, so `|F(y) - F(y')|_2 <= ||J||_2 |y - y'|_2`).
+    pub proven: bool,
+}
+
+/// Result of relaxing a batch.
+#[derive(Clone, Debug)]
+pub struct Relaxed {
+    /// `rho(x)` at the fixed point, `[units, batch]`.
+    pub y: DMatrix<f64>,
+    /// Pre-activations `J y + b` at the fixed point.
+    pub p: DMatrix<f64>,
+    /// Iterations used.
+    pub iterations: usize,
+    /// Final largest change of an iteration.
+    pub residual: f64,
+}
+
+fn dense(d: &crate::Dense) -> DMatrix<f64> {
+    DMatrix::from_fn(d.n_out, d.n_in, |r, c| d.w[r * d.n_in + c] as f64)
+}
+
+impl ClampedModel {
+    /// Compile `model` (Gram matrices for the rank-k factorisation from `train`).
+    pub fn compile(model: &Unet, train: &ActivationSet, o: &ClampOptions) -> Result<Self, String> {
+        let g = o.layer_scale;
+        if !(g.is_finite() && g > 0.0) {
+            return Err(format!("layer scale {g} must be finite and > 0"));
+        }
+        if !o.lo.is_finite() || o.hi.is_some_and(|h| !h.is_finite() || h <= o.lo) {
+            return Err(format!(
+                "clamp bounds [{}, {:?}] must be finite with lo < hi",
+                o.lo, o.hi
+            ));
+        }
+        if o.rank == Some(0) {
+            return Err("skip rank must be at least 1 (or dense)".into());
+        }
+        for (name, t) in model.tensors() {
+            if let Some(i) = t.iter().position(|v| !v.is_finite()) {
+                return Err(format!("U-Net tensor `{name}`[{i}] is {}", t[i]));
+            }
+        }
+        let cfg = &model.config;
+        let l = cfg.levels();
+        let names = cfg.module_names();
+        let mut sizes: Vec<usize> = cfg.enc.clone();
+        sizes.push(cfg.bottleneck);
+        sizes.extend((0..l).rev().map(|k| cfg.enc[k]));
+        let scale: Vec<f64> = (0..sizes.len()).map(|m| g.powi(m as i32)).collect();
+        let ratio = |to: usize, from: usize| scale[to] / scale[from];
+        let block = |to: usize, from: usize, w: &DMatrix<f64>| Block {
+            to,
+            from,
+            w: (0..w.nrows())
+                .flat_map(|r| (0..w.ncols()).map(move |c| (r, c)))
+                .map(|(r, c)| ratio(to, from) * w[(r, c)])
+                .collect(),
+        };
+        let mut blocks = Vec::new();
+        for k in 1..l {
+            blocks.push(block(k, k - 1, &dense(&model.enc[k])));
+        }
+        blocks.push(block(l, l - 1, &dense(&model.bottleneck)));
+        for (step, k) in (0..l).rev().enumerate() {
+            let to = l + 1 + step;
+            blocks.push(block(to, to - 1, &dense(&model.dec[k])));
+        }
+        let mut buses = Vec::new();
+        for k in 0..l {
+            let (enc, dec) = (k, 2 * l - k);
+            let w = gram::skip_matrix(model, k).ok_or_else(|| format!("no skip block {k}"))?;
+            match o.rank {
+                None => blocks.push(block(dec, enc, &w)),
+                Some(r) => {
+                    let f = match o.method {
+                        Factorisation::PlainSvd => gram::plain_svd(&w, r)?,
+                        Factorisation::GramWeighted => {
+                            let e = train
+                                .module(&format!("enc{k}"))
+                                .ok_or_else(|| format!("no training activations of enc{k}"))?;
+                            gram::gram_weighted(&w, &gram::gram(e), r)?
+                        }
+                        Factorisation::CovarianceWeighted => {
+                            return Err("the clamped compile supports gram and plain".into())
+                        }
+                    };
+                    let mut bus = Bus {
+                        enc,
+                        dec,
+                        sigma: vec![],
+                        u: vec![],
+                        v: vec![],
+                    };
+                    for rr in 0..f.rank() {
+                        let u: Vec<f64> = f.u.column(rr).iter().copied().collect();
+                        let v: Vec<f64> = f.v.column(rr).iter().copied().collect();
+                        let mu = u.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
+                        let mv = v.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
+                        bus.sigma.push(ratio(dec, enc) * f.s[rr] * mu * mv);
+                        bus.u.push(u.iter().map(|x| x / mu).collect());
+                        bus.v.push(v.iter().map(|x| x / mv).collect());
+                    }
+                    buses.push(bus);
+                }
+            }
+        }
+        // Biases and noise-level table, module by module, in substrate units.
+        let mut bias = Vec::new();
+        let mut emb = Vec::new();
+        let mut push = |layer: &crate::Dense, e: &crate::Dense, s: f64| {
+            bias.extend(layer.b.iter().map(|&v| s * v as f64));
+            emb.extend(e.w.iter().map(|&v| s * v as f64));
+        };
+        for k in 0..l {
+            push(&model.enc[k], &model.enc_emb[k], scale[k]);
+        }
+        push(&model.bottleneck, &model.bottleneck_emb, scale[l]);
+        for (step, k) in (0..l).rev().enumerate() {
+            push(&model.dec[k], &model.dec_emb[k], scale[l + 1 + step]);
+        }
+        let last = sizes.len() - 1;
+        let input = model.enc[0].w.iter().map(|&v| scale[0] * v as f64).collect();
+        let out_w = model
+            .out
+            .w
+            .iter()
+            .map(|&v| v as f64 / scale[last])
+            .collect();
+        let out_b = model.out.b.iter().map(|&v| v as f64).collect();
+        let mut c = ClampedModel {
+            format: FORMAT.into(),
+            unet: cfg.clone(),
+            options: o.clone(),
+            names,
+            sizes,
+            scale,
+            lo: o.lo,
+            hi: f64::INFINITY,
+            blocks,
+            buses,
+            bias,
+            emb,
+            input,
+            out_w,
+            out_b,
+        };
+        c.hi = match o.hi {
+            Some(h) => h,
+            None => {
+                let mut m = 0.0f64;
+                for (k, name) in c.names.iter().enumerate() {
+                    if let Some(a) = train.module(name) {
+                        m = m.max(a.amax() * c.scale[k]);
+                    }
+                }
+                (1.5 * m).max(o.lo + 1e-3)
+            }
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Check shapes, finiteness and bounds; errors name the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.format != FORMAT {
+            return Err(format!(
+                "format: `{}`, expected `{FORMAT}`",
+                self.format
+            ));
+        }
+        self.unet.validate().map_err(|e| format!("unet: {e}"))?;
+        let n = self.sizes.len();
+        if n < 2 || self.names.len() != n || self.scale.len() != n {
+            return Err(format!(
+                "names/sizes/scale: need the same number (>= 2) of modules, got {}/{}/{}",
+                self.names.len(),
+                n,
+                self.scale.len()
+            ));
+        }
+        let fin = |what: &str, v: &[f64]| -> Result<(), String> {
+            match v.iter().position(|x| !x.is_finite()) {
+                Some(i) => Err(format!("{what}[{i}] is {}", v[i])),
+                None => Ok(()),
+            }
+        };
+        fin("scale", &self.scale)?;
+        if !(self.lo.is_finite() && self.hi.is_finite() && self.lo < self.hi) {
+            return Err(format!("lo/hi: need finite lo < hi, got [{}, {}]", self.lo, self.hi));
+        }
+        let d = self.units();
+        let px = self.unet.input;
+        let emb = self.unet.emb;
+        for (what, v, want) in [
+            ("bias", &self.bias, d),
+            ("emb", &self.emb, d * emb),
+            ("input", &self.input, self.sizes[0] * px),
+            ("out_w", &self.out_w, px * self.sizes[n - 1]),
+            ("out_b", &self.out_b, px),
+        ] {
+            if v.len() != want {
+                return Err(format!("{what}: {} values, expected {want}", v.len()));
+            }
+            fin(what, v)?;
+        }
+        for (bi, b) in self.blocks.iter().enumerate() {
+            if b.to >= n || b.from >= n || b.to == b.from {
+                return Err(format!("blocks[{bi}]: modules {} <- {} invalid", b.to, b.from));
+            }
+            if b.w.len() != self.sizes[b.to] * self.sizes[b.from] {
+                return Err(format!(
+                    "blocks[{bi}].w: {} values, expected {}",
+                    b.w.len(),
+                    self.sizes[b.to] * self.sizes[b.from]
+                ));
+            }
+            fin(&format!("blocks[{bi}].w"), &b.w)?;
+        }
+        for (bi, b) in self.buses.iter().enumerate() {
+            if b.enc >= n || b.dec >= n || b.enc == b.dec {
+                return Err(format!("buses[{bi}]: modules invalid"));
+            }
+            let k = b.sigma.len();
+            if k == 0 || b.u.len() != k || b.v.len() != k {
+                return Err(format!("buses[{bi}]: sigma, u, v need the same rank >= 1"));
+            }
+            fin(&format!("buses[{bi}].sigma"), &b.sigma)?;
+            for r in 0..k {
+                if b.u[r].len() != self.sizes[b.enc] || b.v[r].len() != self.sizes[b.dec] {
+                    return Err(format!("buses[{bi}].u/v[{r}]: wrong length"));
+                }
+                fin(&format!("buses[{bi}].u[{r}]"), &b.u[r])?;
+                fin(&format!("buses[{bi}].v[{r}]"), &b.v[r])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Load a JSON file written by [`ClampedModel::save`]; errors name the file and field.
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let m: ClampedModel =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        m.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(m)
+    }
+
+    /// Write as JSON.
+    pub fn save(&self, path: &std::path::Path) -> Result<(), String> {
+        let text = serde_json::to_string(self).map_err(|e| e.to_string())?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Total units.
+    pub fn units(&self) -> usize {
+        self.sizes.iter().sum()
+    }
+
+    /// First unit of each module.
+    pub fn offsets(&self) -> Vec<usize> {
+        let mut o = Vec::with_capacity(self.sizes.len());
+        let mut s = 0;
+        for z in &self.sizes {
+            o.push(s);
+            s += z;
+        }
+        o
+    }
+
+    /// Unit range of module `m`.
+    pub fn range(&self, m: usize) -> std::ops::Range<usize> {
+        let o = self.offsets()[m];
+        o..o + self.sizes[m]
+    }
+
+    /// The last module (the one the output head reads).
+    pub fn out_module(&self) -> usize {
+        self.sizes.len() - 1
+    }
+
+    /// The dense symmetric coupling matrix `J` (buses included).
+    pub fn coupling_matrix(&self) -> DMatrix<f64> {
+        let d = self.units();
+        let off = self.offsets();
+        let mut j = DMatrix::zeros(d, d);
+        for b in &self.blocks {
+            let (rows, cols) = (self.sizes[b.to], self.sizes[b.from]);
+            for r in 0..rows {
+                for c in 0..cols {
+                    let v = b.w[r * cols + c];
+                    j[(off[b.to] + r, off[b.from] + c)] += v;
+                    j[(off[b.from] + c, off[b.to] + r)] += v;
+                }
+            }
+        }
+        for b in &self.buses {
+            for k in 0..b.sigma.len() {
+                for (ni, &vv) in b.v[k].iter().enumerate() {
+                    for (nj, &uu) in b.u[k].iter().enumerate() {
+                        let c = b.sigma[k] * vv * uu;
+                        j[(off[b.dec] + ni, off[b.enc] + nj)] += c;
+                        j[(off[b.enc] + nj, off[b.dec] + ni)] += c;
+                    }
+                }
+            }
+        }
+        j
+    }
+
+    /// The contraction certificate of `J`.
+    pub fn contraction(&self) -> Contraction {
+        contraction_of(&self.coupling_matrix())
+    }
+
+    /// What stays digital per call, and the substrate's size for comparison.
+    pub fn digital(&self) -> Digital {
+        let px = self.unet.input;
+        let (n0, nl) = (self.sizes[0], self.sizes[self.out_module()]);
+        let input_params = n0 * px;
+        let table_params = self.units() * self.unet.emb;
+        let head_params = px * nl + px;
+        let substrate_params = self.blocks.iter().map(|b| b.w.len()).sum::<usize>()
+            + self
+                .buses
+                .iter()
+                .map(|b| b.sigma.len() * (1 + b.u[0].len() + b.v[0].len()))
+                .sum::<usize>();
+        Digital {
+            input_params,
+            table_params,
+            head_params,
+            macs: input_params + table_params + px * nl + 2 * px,
+            substrate_params,
+        }
+    }
+
+    /// Per-call biases `b = bias + E phi(sigma) + [W_in c_in(sigma) x]_enc0` of a batch
+    /// (`[units, batch]`).
+    pub fn biases(&self, xs: &[Vec<f32>], sigmas: &[f32]) -> DMatrix<f64> {
+        let d = self.units();
+        let (px, ne) = (self.unet.input, self.unet.emb);
+        let n0 = self.sizes[0];
+        let mut b = DMatrix::zeros(d, xs.len());
+        for (c, (x, &s)) in xs.iter().zip(sigmas).enumerate() {
+            let phi = self.unet.embedding(s);
+            let cin = self.unet.c_in(s) as f64;
+            let mut col = b.column_mut(c);
+            for i in 0..d {
+                let mut v = self.bias[i];
+                for (e, p) in self.emb[i * ne..(i + 1) * ne].iter().zip(&phi) {
+                    v += e * *p as f64;
+                }
+                col[i] = v;
+            }
+            for i in 0..n0 {
+                let w = &self.input[i * px..(i + 1) * px];
+                let v: f64 = w.iter().zip(x).map(|(a, b)| a * *b as f64).sum();
+                col[i] += cin * v;
+            }
+        }
+        b
+    }
+
+    /// The network output `F = W_out y_last + b_out` of every column of `y` (`[pixels, batch]`).
+    pub fn head(&self, y: &DMatrix<f64>) -> DMatrix<f64> {
+        let r = self.range(self.out_module());
+        let px = self.unet.input;
+        let w = DMatrix::from_row_slice(px, r.len(), &self.out_w);
+        let mut f = &w * y.rows(r.start, r.len());
+        for mut col in f.column_iter_mut() {
+            for (v, b) in col.iter_mut().zip(&self.out_b) {
+                *v += b;
+            }
+        }
+        f
+    }
+
+    /// The denoised images `c_skip x + c_out F` (not clipped).
+    pub fn denoised(&self, xs: &[Vec<f32>], sigmas: &[f32], f: &DMatrix<f64>) -> Vec<Vec<f32>> {
+        xs.iter()
+            .zip(sigmas)
+            .enumerate()
+            .map(|(c, (x, &s))| {
+                let (cs, co) = (self.unet.c_skip(s), self.unet.c_out(s));
+                x.iter()
+                    .zip(f.column(c).iter())
+                    .map(|(xi, fi)| cs * xi + co * *fi as f32)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Exact denoiser: the projected fixed point of every image, then the head.
+    pub fn denoise_exact(
+        &self,
+        j: &DMatrix<f64>,
+        xs: &[Vec<f32>],
+        sigma: f32,
+    ) -> Result<Vec<Vec<f32>>, String> {
+        let sig = vec![sigma; xs.len()];
+        let b = self.biases(xs, &sig);
+        let r = relax_exact(j, &b, self.lo, self.hi, &RelaxOptions::default())?;
+        Ok(self.denoised(xs, &sig, &self.head(&r.y)))
+    }
+}
+
+/// Contraction certificate of a symmetric coupling matrix.
+pub fn contraction_of(j: &DMatrix<f64>) -> Contraction {
+    let e = j.clone().symmetric_eigenvalues();
+    let norm2 = e.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let a = j.map(|v| v.abs());
+    let mut x = DVector::from_element(a.nrows(), 1.0);
+    let mut r = 0.0;
+    for _ in 0..200 {
+        let y = &a * &x;
+        let n = y.norm();
+        if n == 0.0 {
+            r = 0.0;
+            break;
+        }
+        r = n / x.norm();
+        x = y / n;
+    }
+    Contraction {
+        norm2,
+        abs_radius: r,
+        proven: norm2 < 1.0,
+    }
+}
+
+/// Settings of [`relax_exact`].
+#[derive(Clone, Copy, Debug)]
+pub struct RelaxOptions {
+    /// Stop when the largest change of an iteration is below `tol`.
+    pub tol: f64,
+    /// Give up (error) after this many iterations.
+    pub max_iter: usize,
+}
+
+impl Default for RelaxOptions {
+    fn default() -> Self {
+        RelaxOptions {
+            tol: 1e-9,
+            max_iter: 2000,
+        }
+    }
+}
+
+/// The projected fixed point `y = clamp(J y + b, lo, hi)` of every column of `b`, by the
+/// iteration `y <- clamp(J y + b)` from `y = clamp(b)`. Errors when it does not converge
+/// within `max_iter` iterations (the relaxation does not contract).
+pub fn relax_exact(
+    j: &DMatrix<f64>,
+    b: &DMatrix<f64>,
+    lo: f64,
+    hi: f64,
+    o: &RelaxOptions,
+) -> Result<Relaxed, String> {
+    let mut y = b.map(|v| v.clamp(lo, hi));
+    let mut p = b.clone();
+    let mut residual = f64::INFINITY;
+    for it in 1..=o.max_iter {
+        p.copy_from(b);
+        p.gemm(1.0, j, &y, 1.0);
+        let mut change = 0.0f64;
+        for (yv, pv) in y.iter_mut().zip(p.iter()) {
+            let n = pv.clamp(lo, hi);
+            change = change.max((n - *yv).abs());
+            *yv = n;
+        }
+        if !change.is_finite() {
+            return Err(format!(
+                "the relaxation diverges (iteration {it}): the couplings do not contract; lower the layer scale"
+            ));
+        }
+        residual = change;
+        if change <= o.tol {
+            return Ok(Relaxed {
+                y,
+                p,
+                iterations: it,
+                residual,
+            });
+        }
+    }
+    Err(format!(
+        "the relaxation does not converge: largest change {residual:.3e} after {} iterations \
+         (the clamped dynamics do not contract; lower the layer scale)",
+        o.max_iter
+    ))
+}
