@@ -117,6 +117,20 @@ pub struct ClampedModel {
     pub out_w: Vec<f64>,
     /// Output bias `[pixels]`.
     pub out_b: Vec<f64>,
+    /// How the engines run it ([`ClampedModel::calibrate`]); `None` until calibrated.
+    #[serde(default)]
+    pub engine: Option<Calibration>,
+}
+
+/// The engines' settings and the data ranges their Q formats were chosen for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Temperature, step and widths.
+    pub settings: EngineSettings,
+    /// Ranges measured on the calibration inputs.
+    pub ranges: crate::compile::Ranges,
+    /// Default relaxation of one call on the engines.
+    pub run: EngineRun,
 }
 
 /// Format tag of [`ClampedModel`] files.
@@ -268,7 +282,11 @@ impl ClampedModel {
             push(&model.dec[k], &model.dec_emb[k], scale[l + 1 + step]);
         }
         let last = sizes.len() - 1;
-        let input = model.enc[0].w.iter().map(|&v| scale[0] * v as f64).collect();
+        let input = model.enc[0]
+            .w
+            .iter()
+            .map(|&v| scale[0] * v as f64)
+            .collect();
         let out_w = model
             .out
             .w
@@ -292,6 +310,7 @@ impl ClampedModel {
             input,
             out_w,
             out_b,
+            engine: None,
         };
         c.hi = match o.hi {
             Some(h) => h,
@@ -312,10 +331,7 @@ impl ClampedModel {
     /// Check shapes, finiteness and bounds; errors name the field.
     pub fn validate(&self) -> Result<(), String> {
         if self.format != FORMAT {
-            return Err(format!(
-                "format: `{}`, expected `{FORMAT}`",
-                self.format
-            ));
+            return Err(format!("format: `{}`, expected `{FORMAT}`", self.format));
         }
         self.unet.validate().map_err(|e| format!("unet: {e}"))?;
         let n = self.sizes.len();
@@ -335,7 +351,10 @@ impl ClampedModel {
         };
         fin("scale", &self.scale)?;
         if !(self.lo.is_finite() && self.hi.is_finite() && self.lo < self.hi) {
-            return Err(format!("lo/hi: need finite lo < hi, got [{}, {}]", self.lo, self.hi));
+            return Err(format!(
+                "lo/hi: need finite lo < hi, got [{}, {}]",
+                self.lo, self.hi
+            ));
         }
         let d = self.units();
         let px = self.unet.input;
@@ -354,7 +373,10 @@ impl ClampedModel {
         }
         for (bi, b) in self.blocks.iter().enumerate() {
             if b.to >= n || b.from >= n || b.to == b.from {
-                return Err(format!("blocks[{bi}]: modules {} <- {} invalid", b.to, b.from));
+                return Err(format!(
+                    "blocks[{bi}]: modules {} <- {} invalid",
+                    b.to, b.from
+                ));
             }
             if b.w.len() != self.sizes[b.to] * self.sizes[b.from] {
                 return Err(format!(
@@ -387,11 +409,11 @@ impl ClampedModel {
 
     /// Load a JSON file written by [`ClampedModel::save`]; errors name the file and field.
     pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let m: ClampedModel =
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        m.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        m.validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(m)
     }
 
@@ -638,4 +660,458 @@ pub fn relax_exact(
          (the clamped dynamics do not contract; lower the layer scale)",
         o.max_iter
     ))
+}
+
+/// How the engines run a clamped substrate: the settings of the emitted description that are
+/// not couplings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EngineSettings {
+    /// Temperature `T` (a small one dithers the fixed engine's rounding).
+    pub temperature: f64,
+    /// `eta` as a fraction of the stability limit `2 / lambda_max(I - J)`.
+    pub eta_fraction: f64,
+    /// Hardware lanes.
+    pub lanes: u32,
+    /// Width of stored constants (couplings, bus factors and gains).
+    pub coupling_bits: u32,
+    /// Width of states and bus lines.
+    pub state_bits: u32,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            temperature: 1e-6,
+            eta_fraction: 0.5,
+            lanes: 16,
+            coupling_bits: 16,
+            state_bits: 16,
+        }
+    }
+}
+
+/// How long the engines relax one input, and what they average.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EngineRun {
+    /// Sweeps discarded from state zero.
+    pub burn_in: u64,
+    /// Sweeps `rho(x)` is averaged over.
+    pub sweeps: u64,
+}
+
+impl ClampedModel {
+    /// The largest eigenvalue of `A = I - J`, the engines' stiffness matrix.
+    pub fn lambda_max(&self, j: &DMatrix<f64>) -> f64 {
+        let e = j.clone().symmetric_eigenvalues();
+        1.0 - e.iter().fold(f64::INFINITY, |m, v| m.min(*v))
+    }
+
+    /// The data ranges the Q formats must hold, from fixed points `r` of biases `b` (e.g. of the
+    /// training images) at step `eta`: a unit inside `[lo, hi]` moves to the convex combination
+    /// `(1 - eta) x + eta p` of its state and its pre-activation `p = J y + b`, and a unit outside
+    /// decays towards 0, so states stay within `[(1-eta) lo + eta min p, (1-eta) hi + eta max p]`
+    /// (and `[lo, hi]`); bus sums are the partial sums of `u^T y` over the encoder in ascending
+    /// order (and `v^T y` over the decoder).
+    pub fn ranges(&self, r: &Relaxed, b: &DMatrix<f64>, eta: f64) -> crate::compile::Ranges {
+        let (pmin, pmax) =
+            r.p.iter()
+                .fold((0.0f64, 0.0f64), |(a, z), &v| (a.min(v), z.max(v)));
+        let upper = ((1.0 - eta) * self.hi + eta * pmax).max(self.hi);
+        let lower = ((1.0 - eta) * self.lo + eta * pmin).min(self.lo);
+        let off = self.offsets();
+        let mut bus_max = 0.0f64;
+        for bus in &self.buses {
+            for (side, m) in [(&bus.u, bus.enc), (&bus.v, bus.dec)] {
+                for w in side.iter() {
+                    for col in r.y.column_iter() {
+                        let mut s = 0.0f64;
+                        for (n, wv) in w.iter().enumerate() {
+                            s += wv * col[off[m] + n];
+                            bus_max = bus_max.max(s.abs());
+                        }
+                    }
+                }
+            }
+        }
+        crate::compile::Ranges {
+            state_max: upper.abs().max(lower.abs()),
+            bus_max,
+            bias_max: b.iter().fold(0.0f64, |m, v| m.max(v.abs())),
+        }
+    }
+
+    /// The engines' description of this substrate: unit stiffness, `A = I - J` (local couplings
+    /// both directions, buses with the same sign convention, `E = -sum sigma (u^T rho) (v^T rho)`),
+    /// `rho = clamp(lo, hi)`, constant biases `bias` (a run sets the per-call bias), Q formats by
+    /// [`crate::compile::choose_formats`] from `ranges`.
+    pub fn to_config(
+        &self,
+        name: &str,
+        s: &EngineSettings,
+        ranges: &crate::compile::Ranges,
+    ) -> Result<thermo_sim::SubstrateConfig, String> {
+        use thermo_sim::model::{Activation, BusConfig, Formats, ModuleConfig, PerUnit, Role};
+        if !(s.eta_fraction > 0.0 && s.eta_fraction < 1.0) {
+            return Err(format!(
+                "eta fraction {} must lie in (0, 1) of the stability limit",
+                s.eta_fraction
+            ));
+        }
+        if !(s.temperature.is_finite() && s.temperature >= 0.0) {
+            return Err(format!(
+                "temperature {} must be finite and >= 0",
+                s.temperature
+            ));
+        }
+        let j = self.coupling_matrix();
+        let c = contraction_of(&j);
+        if !c.proven {
+            return Err(format!(
+                "||J||_2 = {:.4} >= 1: I - J is not positive definite, so the engines' energy has no \
+                 minimum; lower the layer scale",
+                c.norm2
+            ));
+        }
+        let eta = s.eta_fraction * 2.0 / self.lambda_max(&j);
+        let l = self.unet.levels();
+        let off = self.offsets();
+        let modules = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(m, n)| {
+                let (role, level) = if m < l {
+                    (Role::Encoder, m as u32)
+                } else if m == l {
+                    (Role::Bottleneck, l as u32)
+                } else {
+                    (Role::Decoder, (2 * l - m) as u32)
+                };
+                ModuleConfig {
+                    name: n.clone(),
+                    role,
+                    level,
+                    size: self.sizes[m],
+                    stiffness: PerUnit::Uniform(1.0),
+                    bias: PerUnit::Each(self.bias[self.range(m)].to_vec()),
+                }
+            })
+            .collect();
+        let mut couplings = Vec::new();
+        for b in &self.blocks {
+            let (rows, cols) = (self.sizes[b.to], self.sizes[b.from]);
+            for r in 0..rows {
+                for cc in 0..cols {
+                    let v = b.w[r * cols + cc];
+                    if v != 0.0 {
+                        let (i, jj) = (off[b.to] + r, off[b.from] + cc);
+                        couplings.push((i, jj, -v));
+                        couplings.push((jj, i, -v));
+                    }
+                }
+            }
+        }
+        couplings.sort_by_key(|&(i, jj, _)| (i, jj));
+        let buses = self
+            .buses
+            .iter()
+            .map(|b| BusConfig {
+                encoder: self.names[b.enc].clone(),
+                decoder: self.names[b.dec].clone(),
+                sigma: b.sigma.clone(),
+                u: b.u.clone(),
+                v: b.v.clone(),
+            })
+            .collect();
+        let mut cfg = thermo_sim::SubstrateConfig {
+            name: name.to_string(),
+            temperature: s.temperature,
+            eta,
+            lanes: s.lanes,
+            seed: 1,
+            activation: Activation::Clamp {
+                lo: self.lo,
+                hi: self.hi,
+            },
+            formats: Formats::default(),
+            modules,
+            couplings,
+            buses,
+        };
+        cfg.formats = crate::compile::choose_formats(&cfg, ranges, s.coupling_bits, s.state_bits)?;
+        Ok(cfg)
+    }
+}
+
+/// Relax `engine` with per-call bias `b` from its current state and return the time average of
+/// `rho(x)` over `run.sweeps` sweeps after `run.burn_in`, and the saturation counters.
+pub fn engine_relax<A: thermo_sim::engine::Arith>(
+    sub: &thermo_sim::Substrate,
+    engine: &mut thermo_sim::engine::Engine<A>,
+    b: &[f64],
+    run: &EngineRun,
+) -> (Vec<f64>, thermo_sim::engine::Saturation) {
+    engine.prog.set_bias(sub, b);
+    for _ in 0..run.burn_in {
+        engine.sweep();
+    }
+    let mut sum = vec![0.0; b.len()];
+    for _ in 0..run.sweeps.max(1) {
+        engine.sweep();
+        let a = &engine.prog.arith;
+        for (s, &x) in sum.iter_mut().zip(&engine.x) {
+            *s += a.to_f64(a.rho(x));
+        }
+    }
+    let n = run.sweeps.max(1) as f64;
+    (
+        sum.iter().map(|s| s / n).collect(),
+        engine.saturation_total(),
+    )
+}
+
+/// Which engine relaxes the substrate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// The `f64` golden model.
+    Golden,
+    /// The bit-exact fixed-point engine, started as the board starts a RUN (state zero, lane `l`
+    /// keyed by `run_key(seed)`).
+    Fixed,
+}
+
+/// `rho(x)` averages of every column of `b` (`[units, batch]`) on an engine, column `c` seeded
+/// with `seed + c`; the batch is split over `threads` threads (results do not depend on it).
+/// Returns the averages `[units, batch]` and the summed saturation counters.
+pub fn engine_batch(
+    sub: &thermo_sim::Substrate,
+    kind: EngineKind,
+    b: &DMatrix<f64>,
+    run: &EngineRun,
+    seed: u64,
+    threads: usize,
+) -> (DMatrix<f64>, thermo_sim::engine::Saturation) {
+    use thermo_sim::engine::Saturation;
+    let n = b.ncols();
+    let one = |c: usize| -> (Vec<f64>, Saturation) {
+        let col: Vec<f64> = b.column(c).iter().copied().collect();
+        let s = seed.wrapping_add(c as u64);
+        match kind {
+            EngineKind::Golden => {
+                let mut e = thermo_sim::GoldenEngine::golden(sub, s);
+                engine_relax(sub, &mut e, &col, run)
+            }
+            EngineKind::Fixed => {
+                let mut e = thermo_sim::FixedEngine::fixed(sub, 0);
+                let key = thermo_sim::noise::run_key(s);
+                for (l, lane) in e.lanes.iter_mut().enumerate() {
+                    lane.rng = thermo_sim::noise::Taus88::from_key(key, l as u32);
+                }
+                engine_relax(sub, &mut e, &col, run)
+            }
+        }
+    };
+    let threads = threads.clamp(1, n.max(1));
+    let chunk = n.div_ceil(threads).max(1);
+    let results: Vec<(Vec<f64>, Saturation)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..n)
+            .step_by(chunk)
+            .map(|start| {
+                let one = &one;
+                sc.spawn(move || (start..(start + chunk).min(n)).map(one).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("engine thread panicked"))
+            .collect()
+    });
+    let mut y = DMatrix::zeros(b.nrows(), n);
+    let mut sat = Saturation::default();
+    for (c, (v, s)) in results.into_iter().enumerate() {
+        y.column_mut(c).copy_from_slice(&v);
+        sat.add(&s);
+    }
+    (y, sat)
+}
+
+/// Sweeps the noiseless golden engine (`T = 0`, same `eta`) needs from state zero until no
+/// `rho(x)` changes by more than `tol` in a sweep, for every column of `b`; `None` where it
+/// did not within `max_sweeps`.
+pub fn sweeps_to_converge(
+    sub: &thermo_sim::Substrate,
+    b: &DMatrix<f64>,
+    tol: f64,
+    max_sweeps: u64,
+) -> Vec<Option<u64>> {
+    let mut quiet = sub.clone();
+    quiet.temperature = 0.0;
+    b.column_iter()
+        .map(|col| {
+            let mut e = thermo_sim::GoldenEngine::golden(&quiet, 0);
+            let col: Vec<f64> = col.iter().copied().collect();
+            e.prog.set_bias(&quiet, &col);
+            use thermo_sim::engine::Arith;
+            let a = e.prog.arith.clone();
+            let mut prev: Vec<f64> = e.x.iter().map(|&x| a.rho(x)).collect();
+            for s in 1..=max_sweeps {
+                e.sweep();
+                let mut change = 0.0f64;
+                for (p, &x) in prev.iter_mut().zip(&e.x) {
+                    let r = a.rho(x);
+                    change = change.max((r - *p).abs());
+                    *p = r;
+                }
+                if change <= tol {
+                    return Some(s);
+                }
+            }
+            None
+        })
+        .collect()
+}
+
+/// Which path relaxes the substrate for a denoiser call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Path {
+    /// The projected fixed point in `f64` ([`relax_exact`]).
+    Exact,
+    /// The golden engine, time-averaged `rho(x)`.
+    Golden,
+    /// The bit-exact fixed-point engine, time-averaged `rho(x)`.
+    Fixed,
+}
+
+impl std::str::FromStr for Path {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exact" => Ok(Path::Exact),
+            "golden" => Ok(Path::Golden),
+            "fixed" => Ok(Path::Fixed),
+            o => Err(format!("`{o}`: expected exact, golden or fixed")),
+        }
+    }
+}
+
+/// The result of relaxing a batch of calls.
+#[derive(Clone, Debug)]
+pub struct Relaxation {
+    /// `rho(x)` (exact) or its time average (engines), `[units, batch]`.
+    pub y: DMatrix<f64>,
+    /// Saturation counters summed over the batch (engines).
+    pub saturation: thermo_sim::engine::Saturation,
+    /// Iterations of the exact path.
+    pub iterations: usize,
+}
+
+/// Noise levels the calibration draws training inputs at (the sampler's range, log-spaced).
+pub const CALIBRATION_SIGMAS: [f32; 8] = [0.002, 0.02, 0.1, 0.5, 1.0, 2.0, 10.0, 80.0];
+
+impl ClampedModel {
+    /// Choose the engines' Q formats for `settings` from the fixed points of `xs` (noisy
+    /// training images at `sigmas`) and store them with the default run `run`.
+    pub fn calibrate(
+        &mut self,
+        xs: &[Vec<f32>],
+        sigmas: &[f32],
+        settings: EngineSettings,
+        run: EngineRun,
+    ) -> Result<(), String> {
+        let j = self.coupling_matrix();
+        let b = self.biases(xs, sigmas);
+        let r = relax_exact(&j, &b, self.lo, self.hi, &RelaxOptions::default())?;
+        let eta = settings.eta_fraction * 2.0 / self.lambda_max(&j);
+        let ranges = self.ranges(&r, &b, eta);
+        self.to_config("calibration", &settings, &ranges)?;
+        self.engine = Some(Calibration {
+            settings,
+            ranges,
+            run,
+        });
+        Ok(())
+    }
+
+    /// The engines' substrate (needs [`ClampedModel::calibrate`]).
+    pub fn engine_substrate(&self, name: &str) -> Result<thermo_sim::Substrate, String> {
+        let c = self.engine.as_ref().ok_or(
+            "engine: the substrate has no calibration for the engines (run thermo compile)",
+        )?;
+        let cfg = self.to_config(name, &c.settings, &c.ranges)?;
+        thermo_sim::Substrate::from_config(&cfg).map_err(|e| e.to_string())
+    }
+
+    /// Relax a batch of biases `b` (`[units, batch]`) on `path`; `sub` is the engines' substrate
+    /// (from [`ClampedModel::engine_substrate`], unused by the exact path), column `c` seeded
+    /// with `seed + c`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn relax(
+        &self,
+        path: Path,
+        j: &DMatrix<f64>,
+        sub: Option<&thermo_sim::Substrate>,
+        b: &DMatrix<f64>,
+        run: &EngineRun,
+        seed: u64,
+        threads: usize,
+    ) -> Result<Relaxation, String> {
+        match path {
+            Path::Exact => {
+                let r = relax_exact(j, b, self.lo, self.hi, &RelaxOptions::default())?;
+                Ok(Relaxation {
+                    y: r.y,
+                    saturation: Default::default(),
+                    iterations: r.iterations,
+                })
+            }
+            Path::Golden | Path::Fixed => {
+                let sub = sub.ok_or("the engine paths need the engines' substrate")?;
+                let kind = if path == Path::Golden {
+                    EngineKind::Golden
+                } else {
+                    EngineKind::Fixed
+                };
+                let (y, saturation) = engine_batch(sub, kind, b, run, seed, threads);
+                Ok(Relaxation {
+                    y,
+                    saturation,
+                    iterations: 0,
+                })
+            }
+        }
+    }
+
+    /// Denoise a batch (`xs` at `sigmas`) on `path`: the relaxation, the head, `c_skip x +
+    /// c_out F`, clipped to the data range [-1, 1].
+    #[allow(clippy::too_many_arguments)]
+    pub fn denoise(
+        &self,
+        path: Path,
+        j: &DMatrix<f64>,
+        sub: Option<&thermo_sim::Substrate>,
+        xs: &[Vec<f32>],
+        sigmas: &[f32],
+        run: &EngineRun,
+        seed: u64,
+        threads: usize,
+    ) -> Result<(Vec<Vec<f32>>, Relaxation), String> {
+        let b = self.biases(xs, sigmas);
+        let r = self.relax(path, j, sub, &b, run, seed, threads)?;
+        let d = self
+            .denoised(xs, sigmas, &self.head(&r.y))
+            .into_iter()
+            .map(|v| v.into_iter().map(|p| p.clamp(-1.0, 1.0)).collect())
+            .collect();
+        Ok((d, r))
+    }
+
+    /// The last module's states in the U-Net's units (`y / scale`), `[units of dec0, batch]`,
+    /// for comparison against the U-Net's activations.
+    pub fn out_activations(&self, y: &DMatrix<f64>) -> DMatrix<f64> {
+        let m = self.out_module();
+        let r = self.range(m);
+        y.rows(r.start, r.len()) / self.scale[m]
+    }
 }

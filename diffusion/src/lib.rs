@@ -16,6 +16,7 @@
 //! - [`quantize`]: the quantisation sweep over coupling and state widths; [`plot`] draws it.
 
 pub mod clamped;
+pub mod clamped_train;
 pub mod compile;
 pub mod data;
 pub mod error;
