@@ -29,7 +29,8 @@ pub struct TrainOptions {
     pub steps: usize,
     /// Images per step.
     pub batch: usize,
-    /// Peak learning rate (cosine-decayed to `lr_final_frac * lr`).
+    /// Peak learning rate, relative to each tensor's RMS at the start (cosine-decayed to
+    /// `lr_final_frac * lr`).
     pub lr: f64,
     /// Final learning rate as a fraction of `lr`.
     pub lr_final_frac: f64,
@@ -355,6 +356,12 @@ pub fn train(
     }
     let ncoup = coupling_tensors(c);
     let sizes: Vec<usize> = tensors_mut(c).iter().map(|t| t.len()).collect();
+    // Steps relative to each tensor's size: the model's tensors live at very different scales
+    // (module m at g^m, the head at g^-m), and Adam's step is absolute.
+    let step_scale: Vec<f64> = tensors_mut(c)
+        .iter()
+        .map(|t| (t.iter().map(|v| v * v).sum::<f64>() / t.len().max(1) as f64).sqrt().max(1e-12))
+        .collect();
     let mut m: Vec<Vec<f64>> = sizes.iter().map(|&n| vec![0.0; n]).collect();
     let mut v: Vec<Vec<f64>> = sizes.iter().map(|&n| vec![0.0; n]).collect();
     let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
@@ -416,7 +423,7 @@ pub fn train(
                 let vk = &mut v[ti][k];
                 *mk = b1 * *mk + (1.0 - b1) * gv;
                 *vk = b2 * *vk + (1.0 - b2) * gv * gv;
-                *pv -= lr * (*mk / bc1) / ((*vk / bc2).sqrt() + eps);
+                *pv -= lr * step_scale[ti] * (*mk / bc1) / ((*vk / bc2).sqrt() + eps);
             }
         }
         if guard(c, o.norm_cap).1 {
@@ -453,4 +460,15 @@ pub fn train(
         best_step,
         guard_rescales,
     })
+}
+
+/// Carve a validation split out of training indices: a seeded shuffle, the last
+/// `fraction` for validation. Returns `(train, validation)`.
+pub fn carve_validation(train: &[usize], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut idx = train.to_vec();
+    Rng::stream(seed, 0x0a1).shuffle(&mut idx);
+    let nv = ((train.len() as f64) * fraction).round() as usize;
+    let cut = idx.len() - nv.min(idx.len());
+    let val = idx.split_off(cut);
+    (idx, val)
 }

@@ -4,6 +4,7 @@
 //! examples, benchmarks), `cmd_link` (emulated board, inference over the link), `cmd_hdl` (Verilog generation and verification), `cmd_diffusion`
 //! (the U-Net application).
 
+mod cmd_clamped;
 mod cmd_diffusion;
 mod cmd_hdl;
 mod cmd_link;
@@ -29,6 +30,8 @@ enum Command {
     Link(cmd_link::LinkCommand),
     #[command(flatten)]
     Diffusion(cmd_diffusion::DiffusionCommand),
+    #[command(flatten)]
+    Clamped(cmd_clamped::ClampedCommand),
 }
 
 fn main() {
@@ -38,6 +41,7 @@ fn main() {
         Command::Hdl(c) => cmd_hdl::run(c),
         Command::Link(c) => cmd_link::run(c),
         Command::Diffusion(c) => cmd_diffusion::run(c),
+        Command::Clamped(c) => cmd_clamped::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -1,0 +1,410 @@
+//! The clamped substrate (the U-Net's units as clamp units, its weights as couplings): compile,
+//! evaluate, sample and train through the fixed point. The library code is
+//! `thermo_diffusion::clamped` and `thermo_diffusion::clamped_train`; this module parses and
+//! prints.
+
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use thermo_diffusion::clamped::{
+    self, ClampOptions, ClampedModel, EngineRun, EngineSettings, CALIBRATION_SIGMAS,
+};
+use thermo_diffusion::clamped_train::{self, TrainOptions};
+use thermo_diffusion::data::{self, Digits, Split};
+use thermo_diffusion::rng::Rng;
+use thermo_diffusion::{gram, io};
+
+/// Commands of the clamped substrate.
+#[derive(Subcommand)]
+pub enum ClampedCommand {
+    /// Train a clamped substrate's couplings (local blocks and rank-k bus factors, the rank
+    /// kept), biases and digital periphery on the denoising loss by implicit differentiation
+    /// through its projected fixed point; choose the kept model on a validation split carved
+    /// from the training data; calibrate the engines again; write the substrate (JSON).
+    TrainSubstrate(TrainSubstrateArgs),
+}
+
+/// Arguments of `thermo train-substrate`.
+#[derive(Args)]
+pub struct TrainSubstrateArgs {
+    /// Start from this clamped substrate (from `thermo compile`); else compile `--unet`.
+    #[arg(long)]
+    substrate: Option<PathBuf>,
+    /// U-Net to compile when no `--substrate` is given.
+    #[arg(long, default_value = "models/digits-unet.safetensors")]
+    unet: PathBuf,
+    /// Rank of the skip buses of that compile, or `dense`.
+    #[arg(long, default_value = "8")]
+    rank: String,
+    /// Layer scale g of that compile.
+    #[arg(long, default_value_t = 0.2)]
+    layer_scale: f64,
+    /// Output substrate (JSON); the training report goes to `<out>.train.json`.
+    #[arg(long)]
+    out: PathBuf,
+    /// Adam steps.
+    #[arg(long, default_value_t = 1500)]
+    steps: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Seed of batches, noise and the validation carve.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Share of the training split held out for validation.
+    #[arg(long, default_value_t = 0.15)]
+    val_fraction: f64,
+    /// Largest ||J||_2 the guard allows after every step.
+    #[arg(long, default_value_t = 0.95)]
+    norm_cap: f64,
+    /// Validate every N steps.
+    #[arg(long, default_value_t = 100)]
+    val_every: usize,
+    /// Train only the substrate (couplings and biases), not the digital periphery.
+    #[arg(long)]
+    substrate_only: bool,
+}
+
+/// Engine settings shared by the commands that emit or run a clamped substrate.
+#[derive(Args, Clone)]
+pub struct EngineArgs {
+    /// Temperature of the engines (a little noise dithers the fixed engine's rounding).
+    #[arg(long, default_value_t = 1e-7)]
+    pub temperature: f64,
+    /// eta as a fraction of the stability limit 2 / lambda_max(I - J).
+    #[arg(long, default_value_t = 0.5)]
+    pub eta_fraction: f64,
+    /// Hardware lanes.
+    #[arg(long, default_value_t = 16)]
+    pub lanes: u32,
+    /// Width of couplings and bus factors.
+    #[arg(long, default_value_t = 16)]
+    pub coupling_bits: u32,
+    /// Width of states and bus lines.
+    #[arg(long, default_value_t = 16)]
+    pub state_bits: u32,
+    /// Default burn-in sweeps of one call on the engines.
+    #[arg(long, default_value_t = 60)]
+    pub run_burn_in: u64,
+    /// Default averaged sweeps of one call on the engines.
+    #[arg(long, default_value_t = 200)]
+    pub run_sweeps: u64,
+}
+
+impl EngineArgs {
+    fn settings(&self) -> (EngineSettings, EngineRun) {
+        (
+            EngineSettings {
+                temperature: self.temperature,
+                eta_fraction: self.eta_fraction,
+                lanes: self.lanes,
+                coupling_bits: self.coupling_bits,
+                state_bits: self.state_bits,
+            },
+            EngineRun {
+                burn_in: self.run_burn_in,
+                sweeps: self.run_sweeps,
+            },
+        )
+    }
+}
+
+impl Default for EngineArgs {
+    fn default() -> Self {
+        let (s, r) = (EngineSettings::default(), EngineRun { burn_in: 60, sweeps: 200 });
+        EngineArgs {
+            temperature: 1e-7,
+            eta_fraction: s.eta_fraction,
+            lanes: s.lanes,
+            coupling_bits: s.coupling_bits,
+            state_bits: s.state_bits,
+            run_burn_in: r.burn_in,
+            run_sweeps: r.sweeps,
+        }
+    }
+}
+
+/// The digits, split as everywhere (train/test), images as rows in the data's scale.
+pub struct DigitsData {
+    /// Training split indices.
+    pub train_idx: Vec<usize>,
+    /// Test split images.
+    pub test: Vec<Vec<f32>>,
+    /// All images.
+    pub digits: Digits,
+}
+
+impl DigitsData {
+    /// Load the committed digits and split them.
+    pub fn load() -> Result<Self, String> {
+        let digits = Digits::load(&data::default_data_path()).map_err(|e| e.to_string())?;
+        let split = Split::new(
+            digits.len(),
+            data::DEFAULT_TEST_FRACTION,
+            data::DEFAULT_SPLIT_SEED,
+        )
+        .map_err(|e| e.to_string())?;
+        let test = split
+            .test
+            .iter()
+            .map(|&i| digits.unit_image(i).to_vec())
+            .collect();
+        Ok(DigitsData {
+            train_idx: split.train,
+            test,
+            digits,
+        })
+    }
+
+    /// Images of `idx`.
+    pub fn images(&self, idx: &[usize]) -> Vec<Vec<f32>> {
+        idx.iter()
+            .map(|&i| self.digits.unit_image(i).to_vec())
+            .collect()
+    }
+}
+
+/// Calibrate the engines of `c` on training images noised across the sampler's range.
+pub fn calibrate(
+    c: &mut ClampedModel,
+    d: &DigitsData,
+    e: &EngineArgs,
+) -> Result<(), String> {
+    let train = d.images(&d.train_idx[..d.train_idx.len().min(480)]);
+    let mut rng = Rng::stream(5, 0xca1);
+    let sig: Vec<f32> = (0..train.len())
+        .map(|k| CALIBRATION_SIGMAS[k % CALIBRATION_SIGMAS.len()])
+        .collect();
+    let xs: Vec<Vec<f32>> = train
+        .iter()
+        .zip(&sig)
+        .map(|(x0, s)| x0.iter().map(|v| v + s * rng.normal() as f32).collect())
+        .collect();
+    let (s, r) = e.settings();
+    c.calibrate(&xs, &sig, s, r)
+}
+
+/// Compile a U-Net into a clamped substrate and calibrate its engines.
+pub fn compile_clamped(
+    unet: &Path,
+    rank: Option<usize>,
+    method: gram::Factorisation,
+    layer_scale: f64,
+    hi: Option<f64>,
+    d: &DigitsData,
+    e: &EngineArgs,
+) -> Result<ClampedModel, String> {
+    let model = io::load(unet).map_err(|err| format!("{}: {err}", unet.display()))?;
+    let flat: Vec<f32> = d.images(&d.train_idx).into_iter().flatten().collect();
+    let acts = gram::collect_activations(&model, &flat, 2, 7);
+    let o = ClampOptions {
+        rank,
+        method,
+        layer_scale,
+        hi,
+        ..Default::default()
+    };
+    let mut c = ClampedModel::compile(&model, &acts, &o)
+        .map_err(|err| format!("{}: {err}", unet.display()))?;
+    calibrate(&mut c, d, e)?;
+    Ok(c)
+}
+
+/// Save a clamped substrate and its engines' description beside it (`<out>.sim.json`, the
+/// file `thermo simulate`, `thermo verilog` and `thermo emulate` read).
+pub fn save(c: &ClampedModel, out: &Path) -> Result<PathBuf, String> {
+    c.save(out)?;
+    let cal = c.engine.as_ref().ok_or("the substrate is not calibrated")?;
+    let name = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "clamped".into());
+    let cfg = c.to_config(&name, &cal.settings, &cal.ranges)?;
+    let sim = sim_path(out);
+    let text = serde_json::to_string_pretty(&cfg).map_err(|err| err.to_string())?;
+    std::fs::write(&sim, text + "\n").map_err(|err| format!("{}: {err}", sim.display()))?;
+    Ok(sim)
+}
+
+/// `<out>.sim.json` beside `out`.
+pub fn sim_path(out: &Path) -> PathBuf {
+    let mut s = out.as_os_str().to_owned();
+    s.push(".sim.json");
+    PathBuf::from(s)
+}
+
+/// Print what a clamped substrate is: size, contraction, digital part, engine formats.
+pub fn describe(c: &ClampedModel) -> Result<(), String> {
+    let j = c.coupling_matrix();
+    let ct = clamped::contraction_of(&j);
+    let dg = c.digital();
+    let ranks: Vec<usize> = c.buses.iter().map(|b| b.sigma.len()).collect();
+    println!(
+        "clamped substrate: {} units {:?}, clamp [{}, {:.3}], layer scale {} (module scales {:?}), {} local coupling blocks, buses of rank {:?}",
+        c.units(),
+        c.sizes,
+        c.lo,
+        c.hi,
+        c.options.layer_scale,
+        c.scale.iter().map(|s| format!("{s:.4}")).collect::<Vec<_>>(),
+        c.blocks.len(),
+        ranks
+    );
+    println!(
+        "contraction: ||J||_2 = {:.4} ({}), rho(|J|) = {:.4}, lambda_max(I - J) = {:.4}",
+        ct.norm2,
+        if ct.proven {
+            "< 1: the relaxation provably contracts"
+        } else {
+            ">= 1: not proven to contract"
+        },
+        ct.abs_radius,
+        c.lambda_max(&j)
+    );
+    println!(
+        "substrate: {} coupling parameters; digital per call: input drive {} + noise-level table {} + head {} parameters, {} MACs",
+        dg.substrate_params, dg.input_params, dg.table_params, dg.head_params, dg.macs
+    );
+    if let Some(cal) = &c.engine {
+        let cfg = c.to_config("x", &cal.settings, &cal.ranges)?;
+        let f = cfg.formats;
+        println!(
+            "engines: eta {:.4}, T {:e}, states Q{}.{}, couplings Q{}.{}, bus Q{}.{} (ranges: states {:.3}, bus sums {:.3}, biases {:.3}); a call: {} burn-in + {} averaged sweeps",
+            cfg.eta,
+            cfg.temperature,
+            f.state.bits - f.state.frac - 1,
+            f.state.frac,
+            f.coupling.bits - f.coupling.frac - 1,
+            f.coupling.frac,
+            f.bus.bits - f.bus.frac - 1,
+            f.bus.frac,
+            cal.ranges.state_max,
+            cal.ranges.bus_max,
+            cal.ranges.bias_max,
+            cal.run.burn_in,
+            cal.run.sweeps
+        );
+    }
+    Ok(())
+}
+
+/// Run a command.
+pub fn run(c: ClampedCommand) -> Result<(), String> {
+    match c {
+        ClampedCommand::TrainSubstrate(a) => train_substrate(a),
+    }
+}
+
+fn parse_rank(k: &str) -> Result<Option<usize>, String> {
+    if k == "dense" {
+        return Ok(None);
+    }
+    k.parse::<usize>()
+        .map(Some)
+        .map_err(|_| format!("--rank `{k}`: expected a number or `dense`"))
+}
+
+fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
+    let t = Instant::now();
+    let d = DigitsData::load()?;
+    let e = EngineArgs::default();
+    let mut c = match &a.substrate {
+        Some(p) => ClampedModel::load(p)?,
+        None => compile_clamped(
+            &a.unet,
+            parse_rank(&a.rank)?,
+            gram::Factorisation::GramWeighted,
+            a.layer_scale,
+            None,
+            &d,
+            &e,
+        )?,
+    };
+    let settings = c.engine.clone();
+    describe(&c)?;
+    let (tr, va) = clamped_train::carve_validation(&d.train_idx, a.val_fraction, a.seed);
+    let (train, val) = (d.images(&tr), d.images(&va));
+    println!(
+        "training on {} images, validating on {} (carved from the training split with seed {}); test split untouched",
+        train.len(),
+        val.len(),
+        a.seed
+    );
+    let o = TrainOptions {
+        steps: a.steps,
+        batch: a.batch,
+        lr: a.lr,
+        seed: a.seed,
+        norm_cap: a.norm_cap,
+        val_every: a.val_every,
+        train_digital: !a.substrate_only,
+        ..Default::default()
+    };
+    let pb = indicatif::ProgressBar::new(a.steps as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} step {pos}/{len} [{bar:30}] {elapsed_precise} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut ema = f64::NAN;
+    let report = clamped_train::train(&mut c, &train, &val, &o, |step, loss, vp| {
+        if loss.is_finite() {
+            ema = if ema.is_finite() { 0.95 * ema + 0.05 * loss } else { loss };
+        }
+        pb.set_position(step as u64);
+        if let Some(v) = vp {
+            let line = format!(
+                "step {:5}: train loss {:.4}, validation MSE at sigma {:?}: {}, ||J||_2 {:.4}",
+                v.step,
+                v.train_loss,
+                clamped_train::VAL_SIGMAS,
+                v.val_mse
+                    .iter()
+                    .map(|m| format!("{m:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                v.norm2
+            );
+            if pb.is_hidden() {
+                println!("{line}");
+            } else {
+                pb.println(line);
+            }
+        }
+        pb.set_message(format!("loss {ema:.4}"));
+    })?;
+    pb.finish_and_clear();
+    // Calibrate the engines again for the trained couplings (same settings as before).
+    let mut ea = e.clone();
+    if let Some(cal) = settings {
+        ea.temperature = cal.settings.temperature;
+        ea.eta_fraction = cal.settings.eta_fraction;
+        ea.lanes = cal.settings.lanes;
+        ea.coupling_bits = cal.settings.coupling_bits;
+        ea.state_bits = cal.settings.state_bits;
+        ea.run_burn_in = cal.run.burn_in;
+        ea.run_sweeps = cal.run.sweeps;
+    }
+    calibrate(&mut c, &d, &ea)?;
+    let sim = save(&c, &a.out)?;
+    let mut rp = a.out.as_os_str().to_owned();
+    rp.push(".train.json");
+    let rp = PathBuf::from(rp);
+    let text = serde_json::to_string_pretty(&report).map_err(|err| err.to_string())?;
+    std::fs::write(&rp, text + "\n").map_err(|err| format!("{}: {err}", rp.display()))?;
+    describe(&c)?;
+    println!(
+        "kept the model of step {} (best validation), guard rescaled {} times; wrote {}, {} and {} in {:.0} s",
+        report.best_step,
+        report.guard_rescales,
+        a.out.display(),
+        sim.display(),
+        rp.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
