@@ -114,7 +114,13 @@ impl EngineArgs {
 
 impl Default for EngineArgs {
     fn default() -> Self {
-        let (s, r) = (EngineSettings::default(), EngineRun { burn_in: 60, sweeps: 200 });
+        let (s, r) = (
+            EngineSettings::default(),
+            EngineRun {
+                burn_in: 60,
+                sweeps: 200,
+            },
+        );
         EngineArgs {
             temperature: 1e-7,
             eta_fraction: s.eta_fraction,
@@ -168,11 +174,7 @@ impl DigitsData {
 }
 
 /// Calibrate the engines of `c` on training images noised across the sampler's range.
-pub fn calibrate(
-    c: &mut ClampedModel,
-    d: &DigitsData,
-    e: &EngineArgs,
-) -> Result<(), String> {
+pub fn calibrate(c: &mut ClampedModel, d: &DigitsData, e: &EngineArgs) -> Result<(), String> {
     let train = d.images(&d.train_idx[..d.train_idx.len().min(480)]);
     let mut rng = Rng::stream(5, 0xca1);
     let sig: Vec<f32> = (0..train.len())
@@ -224,8 +226,7 @@ pub fn save(c: &ClampedModel, out: &Path) -> Result<PathBuf, String> {
         .unwrap_or_else(|| "clamped".into());
     let cfg = c.to_config(&name, &cal.settings, &cal.ranges)?;
     let sim = sim_path(out);
-    let text = serde_json::to_string_pretty(&cfg).map_err(|err| err.to_string())?;
-    std::fs::write(&sim, text + "\n").map_err(|err| format!("{}: {err}", sim.display()))?;
+    cfg.save(&sim).map_err(|err| err.to_string())?;
     Ok(sim)
 }
 
@@ -272,20 +273,182 @@ pub fn describe(c: &ClampedModel) -> Result<(), String> {
         let cfg = c.to_config("x", &cal.settings, &cal.ranges)?;
         let f = cfg.formats;
         println!(
-            "engines: eta {:.4}, T {:e}, states Q{}.{}, couplings Q{}.{}, bus Q{}.{} (ranges: states {:.3}, bus sums {:.3}, biases {:.3}); a call: {} burn-in + {} averaged sweeps",
+            "engines: eta {:.4}, T {:e}, states {}, couplings {}, bus lines {}, gains {} (ranges: states {:.3}, bus sums {:.3}, biases {:.3}); a call: {} burn-in + {} averaged sweeps",
             cfg.eta,
             cfg.temperature,
-            f.state.bits - f.state.frac - 1,
-            f.state.frac,
-            f.coupling.bits - f.coupling.frac - 1,
-            f.coupling.frac,
-            f.bus.bits - f.bus.frac - 1,
-            f.bus.frac,
+            f.state.name(),
+            f.coupling.name(),
+            f.bus.name(),
+            f.gain.name(),
             cal.ranges.state_max,
             cal.ranges.bus_max,
             cal.ranges.bias_max,
             cal.run.burn_in,
             cal.run.sweeps
+        );
+    }
+    Ok(())
+}
+
+/// `thermo compile --activation clamp`.
+pub fn compile_cmd(
+    unet: &Path,
+    rank: Option<usize>,
+    method: gram::Factorisation,
+    layer_scale: f64,
+    hi: Option<f64>,
+    out: &Path,
+    e: &EngineArgs,
+) -> Result<(), String> {
+    let t = Instant::now();
+    let d = DigitsData::load()?;
+    let c = compile_clamped(unet, rank, method, layer_scale, hi, &d, e)?;
+    describe(&c)?;
+    let sim = save(&c, out)?;
+    println!(
+        "wrote {} (the clamped substrate: thermo eval / sample-substrate / train-substrate) and {} (its engine description: thermo simulate / verilog / emulate) in {:.1} s",
+        out.display(),
+        sim.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Whether `path` holds a clamped substrate (its `format` tag), not an engine description.
+pub fn is_clamped(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| {
+            v.get("format")
+                .and_then(|f| f.as_str())
+                .map(|f| f == clamped::FORMAT)
+        })
+        .unwrap_or(false)
+}
+
+/// What `thermo sample-substrate` asks of a clamped substrate.
+pub struct SampleOptions {
+    /// Substrate file.
+    pub substrate: PathBuf,
+    /// Grid of the substrate's samples.
+    pub png: PathBuf,
+    /// Grid of the U-Net's samples from the same noise.
+    pub unet_png: Option<PathBuf>,
+    /// The U-Net for `unet_png`.
+    pub unet: PathBuf,
+    /// Samples as `N x 64` float32.
+    pub npy: Option<PathBuf>,
+    /// exact, golden or fixed.
+    pub engine: String,
+    /// Number of samples.
+    pub samples: usize,
+    /// Noise levels of the schedule.
+    pub steps: usize,
+    /// Burn-in per call (default: the calibrated run).
+    pub burn_in: Option<u64>,
+    /// Averaged sweeps per call (default: the calibrated run).
+    pub sweeps: Option<u64>,
+    /// Sampler seed.
+    pub seed: u64,
+}
+
+/// Euler-ancestral samples with the clamped substrate as the denoiser (the whole batch relaxed
+/// per noise level); `step` seeds the engines' noise.
+pub fn sample_clamped(
+    c: &ClampedModel,
+    path: clamped::Path,
+    n: usize,
+    steps: usize,
+    seed: u64,
+    run: &EngineRun,
+    threads: usize,
+) -> Result<(Vec<Vec<f32>>, u64), String> {
+    let j = c.coupling_matrix();
+    let sub = match path {
+        clamped::Path::Exact => None,
+        _ => Some(c.engine_substrate("sample")?),
+    };
+    let mut sat = 0u64;
+    let imgs = thermo_diffusion::sample::sample_ancestral_batch(
+        &c.unet,
+        n,
+        steps,
+        seed,
+        |step, xs, sigma| {
+            let sig = vec![sigma; xs.len()];
+            let key = seed.wrapping_mul(1_000_003).wrapping_add((step * n) as u64);
+            let (d, r) = c.denoise(path, &j, sub.as_ref(), xs, &sig, run, key, threads)?;
+            sat += r.saturation.total();
+            Ok(d)
+        },
+    )?;
+    Ok((imgs, sat))
+}
+
+/// `thermo sample-substrate` on a clamped substrate.
+pub fn sample_cmd(a: &SampleOptions) -> Result<(), String> {
+    let t = Instant::now();
+    let c = ClampedModel::load(&a.substrate)?;
+    let path: clamped::Path = match a.engine.as_str() {
+        "board" => {
+            return Err("--engine board: the board's RUN averages x, a clamped substrate's readout is the average of rho(x); not yet on the board (use exact, golden or fixed)".into())
+        }
+        e => e.parse().map_err(|err| format!("--engine {err}"))?,
+    };
+    let mut run = c.engine.as_ref().map(|e| e.run).unwrap_or(EngineRun {
+        burn_in: 60,
+        sweeps: 200,
+    });
+    if let Some(b) = a.burn_in {
+        run.burn_in = b;
+    }
+    if let Some(s) = a.sweeps {
+        run.sweeps = s;
+    }
+    let (imgs, sat) = sample_clamped(&c, path, a.samples, a.steps, a.seed, &run, 2)?;
+    thermo_diffusion::sample::write_png_grid(&imgs, 8, 6, &a.png).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {} ({} samples from {} on the {} path, Euler ancestral, {} noise levels{}, seed {}; {} saturation events; {:.1} s)",
+        a.png.display(),
+        a.samples,
+        a.substrate.display(),
+        a.engine,
+        a.steps,
+        if path == clamped::Path::Exact {
+            String::new()
+        } else {
+            format!(", {} burn-in + {} averaged sweeps per call", run.burn_in, run.sweeps)
+        },
+        a.seed,
+        sat,
+        t.elapsed().as_secs_f64()
+    );
+    if let Some(p) = &a.npy {
+        let flat: Vec<f32> = imgs.iter().flatten().copied().collect();
+        thermo_sim::io::write_npy(p, &[imgs.len(), c.unet.input], &flat)
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        println!(
+            "wrote {} ({} x {} float32, data scale pixel/8 - 1)",
+            p.display(),
+            imgs.len(),
+            c.unet.input
+        );
+    }
+    if let Some(p) = &a.unet_png {
+        let model = io::load(&a.unet).map_err(|e| format!("{}: {e}", a.unet.display()))?;
+        let u = thermo_diffusion::sample::sample_ancestral_batch(
+            &c.unet,
+            a.samples,
+            a.steps,
+            a.seed,
+            |_, xs, sigma| Ok(xs.iter().map(|x| model.denoise(x, sigma)).collect()),
+        )?;
+        thermo_diffusion::sample::write_png_grid(&u, 8, 6, p).map_err(|e| e.to_string())?;
+        println!(
+            "wrote {} (the digital U-Net {}, same sampler and starting noise)",
+            p.display(),
+            a.unet.display()
         );
     }
     Ok(())
@@ -353,7 +516,11 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
     let mut ema = f64::NAN;
     let report = clamped_train::train(&mut c, &train, &val, &o, |step, loss, vp| {
         if loss.is_finite() {
-            ema = if ema.is_finite() { 0.95 * ema + 0.05 * loss } else { loss };
+            ema = if ema.is_finite() {
+                0.95 * ema + 0.05 * loss
+            } else {
+                loss
+            };
         }
         pb.set_position(step as u64);
         if let Some(v) = vp {

@@ -98,15 +98,21 @@ pub struct SampleSubstrateArgs {
     /// Noise levels of the schedule.
     #[arg(long, default_value_t = 40)]
     steps: usize,
-    /// Burn-in sweeps per denoiser call.
-    #[arg(long, default_value_t = 60)]
-    burn_in: u64,
-    /// Averaged sweeps per denoiser call.
-    #[arg(long, default_value_t = 100)]
-    sweeps: u64,
+    /// Burn-in sweeps per denoiser call (default: 60; a clamped substrate: its calibrated run).
+    #[arg(long)]
+    burn_in: Option<u64>,
+    /// Averaged sweeps per denoiser call (default: 100; a clamped substrate: its calibrated run).
+    #[arg(long)]
+    sweeps: Option<u64>,
     /// Sampler seed (also keys the engine noise).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also write the samples as an N x 64 .npy (float32, data scale pixel/8 - 1).
+    #[arg(long)]
+    npy: Option<PathBuf>,
+    /// The U-Net of `--unet-png` for a clamped substrate.
+    #[arg(long, default_value = "models/digits-unet.safetensors")]
+    unet: PathBuf,
 }
 
 /// Arguments of `thermo quantize`.
@@ -209,16 +215,28 @@ pub struct CompileArgs {
     /// Output substrate description (JSON); the interface goes to `<out>.interface.json`.
     #[arg(long)]
     out: PathBuf,
-    /// Temperature of the emitted substrate.
-    #[arg(long, default_value_t = 1e-4)]
-    temperature: f64,
+    /// Units: `clamp` (the U-Net's ReLU units as clamp units, its weights as couplings, unit
+    /// stiffness, module m's state scaled by g^m; no interface) or `identity` (the linear
+    /// substrate with Gershgorin stiffness and a trained conditioning interface).
+    #[arg(long, default_value = "clamp")]
+    activation: String,
+    /// Clamp units: the per-module state scale g (module m at g^m).
+    #[arg(long, default_value_t = 0.2)]
+    layer_scale: f64,
+    /// Clamp units: upper clamp bound (default 1.5x the largest scaled training activation).
+    #[arg(long)]
+    hi: Option<f64>,
+    /// Temperature of the emitted substrate (default: 1e-7 for clamp units, which only dithers
+    /// the fixed engine's rounding; 1e-4 for identity units).
+    #[arg(long)]
+    temperature: Option<f64>,
     /// eta as a fraction of 2 / lambda_max.
     #[arg(long, default_value_t = 0.5)]
     eta_fraction: f64,
     /// Hardware lanes.
     #[arg(long, default_value_t = 16)]
     lanes: u32,
-    /// Override the state format's fractional bits chosen from the data.
+    /// Override the state format's fractional bits chosen from the data (identity units).
     #[arg(long)]
     state_frac: Option<u32>,
     #[command(flatten)]
@@ -835,8 +853,29 @@ fn print_rows(rows: &[EvalRow]) {
 use thermo_diffusion::substrate::{self as tsub, side_path, SideFile};
 
 fn compile_cmd(a: CompileArgs) -> Result<(), String> {
-    let model = io::load(&a.unet).map_err(|e| format!("{}: {e}", a.unet.display()))?;
     let rank = parse_rank(&a.rank)?;
+    match a.activation.as_str() {
+        "identity" => {}
+        "clamp" => {
+            let e = crate::cmd_clamped::EngineArgs {
+                temperature: a.temperature.unwrap_or(1e-7),
+                eta_fraction: a.eta_fraction,
+                lanes: a.lanes,
+                ..Default::default()
+            };
+            return crate::cmd_clamped::compile_cmd(
+                &a.unet,
+                rank,
+                parse_method(&a.c.method)?,
+                a.layer_scale,
+                a.hi,
+                &a.out,
+                &e,
+            );
+        }
+        o => return Err(format!("--activation `{o}`: expected clamp or identity")),
+    }
+    let model = io::load(&a.unet).map_err(|e| format!("{}: {e}", a.unet.display()))?;
     let (opts, topts) = options(&a.c, rank)?;
     let t = Instant::now();
     let p = prepare_data(&model, &a.c)?;
@@ -929,7 +968,7 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
         }
     }
     let emit = tcompile::EmitOptions {
-        temperature: a.temperature,
+        temperature: a.temperature.unwrap_or(1e-4),
         eta_fraction: a.eta_fraction,
         lanes: a.lanes,
         bits: 16,
@@ -1463,6 +1502,27 @@ fn run_seed(seed: u64, step: usize, n: usize, s: usize) -> u64 {
 }
 
 fn sample_substrate(a: SampleSubstrateArgs) -> Result<(), String> {
+    if crate::cmd_clamped::is_clamped(&a.substrate) {
+        return crate::cmd_clamped::sample_cmd(&crate::cmd_clamped::SampleOptions {
+            substrate: a.substrate,
+            png: a.png,
+            unet_png: a.unet_png,
+            unet: a.unet,
+            npy: a.npy,
+            engine: a.engine,
+            samples: a.samples,
+            steps: a.steps,
+            burn_in: a.burn_in,
+            sweeps: a.sweeps,
+            seed: a.seed,
+        });
+    }
+    if a.npy.is_some() {
+        return Err(
+            "--npy: only for clamped substrates (thermo compile --activation clamp)".into(),
+        );
+    }
+    let (burn_in, sweeps) = (a.burn_in.unwrap_or(60), a.sweeps.unwrap_or(100));
     let t = Instant::now();
     let l = tsub::load(&a.substrate)?;
     let n = a.samples;
@@ -1508,8 +1568,8 @@ fn sample_substrate(a: SampleSubstrateArgs) -> Result<(), String> {
                     .map(|x| l.bias_of(x, sigma).map(|(b, _)| b))
                     .collect::<Result<_, _>>()?;
                 let opts = InferOptions {
-                    sweeps: a.sweeps as u32,
-                    burn_in: a.burn_in as u32,
+                    sweeps: sweeps as u32,
+                    burn_in: burn_in as u32,
                     seed: run_seed(a.seed, step, n, 0),
                 };
                 let res = infer(&mut c, &l.sub, &biases, opts, |_, _, _| {})?;
@@ -1540,8 +1600,8 @@ fn sample_substrate(a: SampleSubstrateArgs) -> Result<(), String> {
                         let (d0, st) = l.dec0_readout(
                             &b,
                             how,
-                            a.burn_in,
-                            a.sweeps,
+                            burn_in,
+                            sweeps,
                             run_seed(a.seed, step, n, s),
                             chol.as_ref(),
                         )?;
@@ -1559,8 +1619,8 @@ fn sample_substrate(a: SampleSubstrateArgs) -> Result<(), String> {
         a.substrate.display(),
         a.engine,
         a.steps,
-        a.burn_in,
-        a.sweeps,
+        burn_in,
+        sweeps,
         a.seed,
         t.elapsed().as_secs_f64()
     );
@@ -1653,7 +1713,10 @@ fn demo(a: DemoArgs) -> Result<(), String> {
         unet: a.model.clone(),
         rank: a.rank.clone(),
         out: out.clone(),
-        temperature: 1e-4,
+        activation: "identity".into(),
+        layer_scale: 0.2,
+        hi: None,
+        temperature: Some(1e-4),
         eta_fraction: 0.5,
         lanes: 16,
         state_frac: None,

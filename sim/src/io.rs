@@ -19,6 +19,12 @@ impl NpyElem for f64 {
         out.extend_from_slice(&self.to_le_bytes());
     }
 }
+impl NpyElem for f32 {
+    const DESCR: &'static str = "<f4";
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
 impl NpyElem for i64 {
     const DESCR: &'static str = "<i8";
     fn put(self, out: &mut Vec<u8>) {
