@@ -360,7 +360,11 @@ pub fn train(
     // (module m at g^m, the head at g^-m), and Adam's step is absolute.
     let step_scale: Vec<f64> = tensors_mut(c)
         .iter()
-        .map(|t| (t.iter().map(|v| v * v).sum::<f64>() / t.len().max(1) as f64).sqrt().max(1e-12))
+        .map(|t| {
+            (t.iter().map(|v| v * v).sum::<f64>() / t.len().max(1) as f64)
+                .sqrt()
+                .max(1e-12)
+        })
         .collect();
     let mut m: Vec<Vec<f64>> = sizes.iter().map(|&n| vec![0.0; n]).collect();
     let mut v: Vec<Vec<f64>> = sizes.iter().map(|&n| vec![0.0; n]).collect();
