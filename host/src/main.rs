@@ -2,11 +2,12 @@
 //!
 //! Each command group lives in its own module: `cmd_sim` (substrate simulation, noise, export,
 //! examples, benchmarks), `cmd_link` (emulated board, inference over the link), `cmd_hdl` (Verilog generation and verification), `cmd_diffusion`
-//! (the U-Net application).
+//! (the U-Net application), `cmd_quality` (classifier, denoising baselines, sample quality).
 
 mod cmd_diffusion;
 mod cmd_hdl;
 mod cmd_link;
+mod cmd_quality;
 mod cmd_sim;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ enum Command {
     Link(cmd_link::LinkCommand),
     #[command(flatten)]
     Diffusion(cmd_diffusion::DiffusionCommand),
+    #[command(flatten)]
+    Quality(cmd_quality::QualityCommand),
 }
 
 fn main() {
@@ -38,6 +41,7 @@ fn main() {
         Command::Hdl(c) => cmd_hdl::run(c),
         Command::Link(c) => cmd_link::run(c),
         Command::Diffusion(c) => cmd_diffusion::run(c),
+        Command::Quality(c) => cmd_quality::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
