@@ -13,10 +13,14 @@
 //! - [`interface`]: the 4-d encoder + 16-unit transfer network that produces the biases.
 //! - [`eval`]: exact equilibrium means against the U-Net's activations; signal shortfall.
 //! - [`substrate`]: a compiled substrate with its side file, loaded for the engines.
+//! - [`classifier`]: a seeded MLP digit classifier, the judge of sample quality (issue 12).
+//! - [`quality`]: denoising baselines (Wiener, mean, identity) and sample-quality metrics.
 //! - [`quantize`]: the quantisation sweep over coupling and state widths; [`plot`] draws it.
 
 pub mod clamped;
+pub mod clamped_eval;
 pub mod clamped_train;
+pub mod classifier;
 pub mod compile;
 pub mod data;
 pub mod error;
@@ -25,6 +29,7 @@ pub mod gram;
 pub mod interface;
 pub mod io;
 pub mod plot;
+pub mod quality;
 pub mod quantize;
 pub mod rng;
 pub mod sample;

@@ -2,12 +2,13 @@
 //!
 //! Each command group lives in its own module: `cmd_sim` (substrate simulation, noise, export,
 //! examples, benchmarks), `cmd_link` (emulated board, inference over the link), `cmd_hdl` (Verilog generation and verification), `cmd_diffusion`
-//! (the U-Net application).
+//! (the U-Net application), `cmd_quality` (classifier, denoising baselines, sample quality).
 
 mod cmd_clamped;
 mod cmd_diffusion;
 mod cmd_hdl;
 mod cmd_link;
+mod cmd_quality;
 mod cmd_sim;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,8 @@ enum Command {
     Diffusion(cmd_diffusion::DiffusionCommand),
     #[command(flatten)]
     Clamped(cmd_clamped::ClampedCommand),
+    #[command(flatten)]
+    Quality(cmd_quality::QualityCommand),
 }
 
 fn main() {
@@ -42,6 +45,7 @@ fn main() {
         Command::Link(c) => cmd_link::run(c),
         Command::Diffusion(c) => cmd_diffusion::run(c),
         Command::Clamped(c) => cmd_clamped::run(c),
+        Command::Quality(c) => cmd_quality::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
