@@ -12,7 +12,7 @@ use thermo_diffusion::clamped::{
 use thermo_diffusion::clamped_train::{self, TrainOptions};
 use thermo_diffusion::data::{self, Digits, Split};
 use thermo_diffusion::rng::Rng;
-use thermo_diffusion::{gram, io};
+use thermo_diffusion::{clamped_eval, gram, io, quality};
 
 /// Commands of the clamped substrate.
 #[derive(Subcommand)]
@@ -451,6 +451,95 @@ pub fn sample_cmd(a: &SampleOptions) -> Result<(), String> {
             a.unet.display()
         );
     }
+    Ok(())
+}
+
+/// What `thermo eval` asks of a clamped substrate.
+pub struct EvalCmd {
+    /// Substrate file.
+    pub substrate: PathBuf,
+    /// The U-Net to compare with.
+    pub unet: PathBuf,
+    /// exact, golden or fixed.
+    pub engine: String,
+    /// Test images (default all).
+    pub inputs: Option<usize>,
+    /// Burn-in per call (default: calibrated).
+    pub burn_in: Option<u64>,
+    /// Averaged sweeps per call (default: calibrated).
+    pub sweeps: Option<u64>,
+    /// Engine seed.
+    pub seed: u64,
+    /// Noise levels.
+    pub sigmas: Vec<f32>,
+    /// JSON output.
+    pub json: Option<PathBuf>,
+    /// Markdown output.
+    pub md: Option<PathBuf>,
+    /// Engine threads.
+    pub threads: usize,
+}
+
+/// `thermo eval` on a clamped substrate.
+pub fn eval_cmd(a: &EvalCmd) -> Result<(), String> {
+    let t = Instant::now();
+    let c = ClampedModel::load(&a.substrate)?;
+    let model = io::load(&a.unet).map_err(|e| format!("{}: {e}", a.unet.display()))?;
+    let path: clamped::Path = a.engine.parse().map_err(|e| format!("--engine {e}"))?;
+    let d = DigitsData::load()?;
+    let n = a.inputs.unwrap_or(d.test.len()).min(d.test.len());
+    let mut run = c.engine.as_ref().map(|e| e.run).unwrap_or(EngineRun {
+        burn_in: 60,
+        sweeps: 200,
+    });
+    if let Some(b) = a.burn_in {
+        run.burn_in = b;
+    }
+    if let Some(s) = a.sweeps {
+        run.sweeps = s;
+    }
+    describe(&c)?;
+    let o = clamped_eval::EvalOptions {
+        path,
+        run,
+        seed: a.seed,
+        threads: a.threads,
+        sigmas: a.sigmas.clone(),
+        noise_seed: quality::EVAL_SEED,
+        convergence_images: if path == clamped::Path::Exact {
+            0
+        } else {
+            16.min(n)
+        },
+    };
+    let train = d.images(&d.train_idx);
+    let r = clamped_eval::evaluate(&c, &model, &train, &d.test[..n], &o)?;
+    let md = r.to_markdown();
+    println!("{md}");
+    if path != clamped::Path::Exact {
+        println!(
+            "engines: {} burn-in + {} averaged sweeps per call (T {:e}); sweeps to converge: the noiseless golden engine from state 0 until no rho(x) moves by 1e-4, on {} images per level",
+            run.burn_in,
+            run.sweeps,
+            c.engine.as_ref().map(|e| e.settings.temperature).unwrap_or(0.0),
+            o.convergence_images
+        );
+    }
+    if let Some(p) = &a.json {
+        let text = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
+        std::fs::write(p, text + "\n").map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    if let Some(p) = &a.md {
+        let head = format!(
+            "`thermo eval --substrate {} --engine {}` ({} test images, noise seed {:#x})\n\n",
+            a.substrate.display(),
+            a.engine,
+            n,
+            quality::EVAL_SEED
+        );
+        std::fs::write(p, head + &md).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    println!("({:.1} s)", t.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -252,15 +252,16 @@ pub struct EvalArgs {
     /// exact (equilibrium mean A^-1 b from the validated description), golden or fixed.
     #[arg(long, default_value = "exact")]
     engine: String,
-    /// Held-out images per noise level (engines: keep it small).
-    #[arg(long, default_value_t = 4)]
-    inputs: usize,
-    /// Burn-in sweeps (engines).
-    #[arg(long, default_value_t = 400)]
-    burn_in: u64,
-    /// Averaged sweeps (engines).
-    #[arg(long, default_value_t = 1000)]
-    sweeps: u64,
+    /// Held-out images per noise level (default: 4 for identity units, engines: keep it small;
+    /// all 359 test images for a clamped substrate).
+    #[arg(long)]
+    inputs: Option<usize>,
+    /// Burn-in sweeps (engines; default 400, a clamped substrate: its calibrated run).
+    #[arg(long)]
+    burn_in: Option<u64>,
+    /// Averaged sweeps (engines; default 1000, a clamped substrate: its calibrated run).
+    #[arg(long)]
+    sweeps: Option<u64>,
     /// Noise seed (engines).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -273,6 +274,12 @@ pub struct EvalArgs {
     /// Write a Markdown table.
     #[arg(long)]
     md: Option<PathBuf>,
+    /// The U-Net a clamped substrate is compared with.
+    #[arg(long, default_value = "models/digits-unet.safetensors")]
+    unet: PathBuf,
+    /// Engine threads (clamped substrates; results do not depend on it).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
 }
 
 /// Arguments of `thermo compile-table`.
@@ -1167,11 +1174,29 @@ struct EngineRow {
 }
 
 fn eval_cmd(a: EvalArgs) -> Result<(), String> {
+    if crate::cmd_clamped::is_clamped(&a.substrate) {
+        return crate::cmd_clamped::eval_cmd(&crate::cmd_clamped::EvalCmd {
+            substrate: a.substrate,
+            unet: a.unet,
+            engine: a.engine,
+            inputs: a.inputs,
+            burn_in: a.burn_in,
+            sweeps: a.sweeps,
+            seed: a.seed,
+            sigmas: a.sigmas,
+            json: a.json,
+            md: a.md,
+            threads: a.threads,
+        });
+    }
     let t = Instant::now();
+    let inputs = a.inputs.unwrap_or(4);
+    let burn_in = a.burn_in.unwrap_or(400);
+    let sweeps = a.sweeps.unwrap_or(1000);
     let l = tsub::load(&a.substrate)?;
     let (sub, side, model) = (&l.sub, &l.side, &l.model);
     let (dec, dec0) = (l.dec.clone(), l.dec0.clone());
-    let (set, n_img) = held_out(model, a.inputs, &a.sigmas)?;
+    let (set, n_img) = held_out(model, inputs, &a.sigmas)?;
     let amat = sub.dense_a();
     let chol = amat
         .clone()
@@ -1214,15 +1239,15 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
                     sub,
                     &mut thermo_sim::GoldenEngine::golden(sub, seed),
                     &b,
-                    a.burn_in,
-                    a.sweeps,
+                    burn_in,
+                    sweeps,
                 ),
                 tsub::relax(
                     sub,
                     &mut thermo_sim::GoldenEngine::golden(sub, seed),
                     &b_star,
-                    a.burn_in,
-                    a.sweeps,
+                    burn_in,
+                    sweeps,
                 ),
             ),
             "fixed" => (
@@ -1230,15 +1255,15 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
                     sub,
                     &mut thermo_sim::FixedEngine::fixed(sub, seed),
                     &b,
-                    a.burn_in,
-                    a.sweeps,
+                    burn_in,
+                    sweeps,
                 ),
                 tsub::relax(
                     sub,
                     &mut thermo_sim::FixedEngine::fixed(sub, seed),
                     &b_star,
-                    a.burn_in,
-                    a.sweeps,
+                    burn_in,
+                    sweeps,
                 ),
             ),
             o => return Err(format!("--engine `{o}`: expected exact, golden or fixed")),
@@ -1300,7 +1325,7 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
         } else {
             format!(
                 ", burn-in {} + {} averaged sweeps, T = {}",
-                a.burn_in, a.sweeps, sub.temperature
+                burn_in, sweeps, sub.temperature
             )
         },
         side.interface.param_count().total,
@@ -1309,7 +1334,7 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
     println!("{title}");
     let mut md = format!(
         "{title}.\n\nMade by `thermo eval --substrate {} --engine {} --inputs {} --burn-in {} --sweeps {}`.\n\n| sigma | n | interface dec0 cos / centred / R2 | interface dec1+dec0 cos | oracle dec0 cos / centred / R2 | max abs(engine - exact) dec0 | saturations interface / oracle (JSON: acc, state, bus) |\n|---|---|---|---|---|---|---|\n",
-        a.substrate.display(), a.engine, a.inputs, a.burn_in, a.sweeps
+        a.substrate.display(), a.engine, inputs, burn_in, sweeps
     );
     println!(
         "{:>6} {:>4}  {:>26}  {:>8}  {:>26}  {:>10}  {:>14}",
