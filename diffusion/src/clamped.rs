@@ -117,6 +117,11 @@ pub struct ClampedModel {
     pub out_w: Vec<f64>,
     /// Output bias `[pixels]`.
     pub out_b: Vec<f64>,
+    /// Optional digital pixel path of the head, `F += P c_in(sigma) x` (`pixels x pixels`,
+    /// row-major; empty: none). A linear map only: what the substrate adds beyond it is
+    /// measured by zeroing the substrate's contribution.
+    #[serde(default)]
+    pub out_x: Vec<f64>,
     /// How the engines run it ([`ClampedModel::calibrate`]); `None` until calibrated.
     #[serde(default)]
     pub engine: Option<Calibration>,
@@ -310,6 +315,7 @@ impl ClampedModel {
             input,
             out_w,
             out_b,
+            out_x: Vec::new(),
             engine: None,
         };
         c.hi = match o.hi {
@@ -370,6 +376,16 @@ impl ClampedModel {
                 return Err(format!("{what}: {} values, expected {want}", v.len()));
             }
             fin(what, v)?;
+        }
+        if !self.out_x.is_empty() {
+            if self.out_x.len() != px * px {
+                return Err(format!(
+                    "out_x: {} values, expected {} (or none)",
+                    self.out_x.len(),
+                    px * px
+                ));
+            }
+            fin("out_x", &self.out_x)?;
         }
         for (bi, b) in self.blocks.iter().enumerate() {
             if b.to >= n || b.from >= n || b.to == b.from {
@@ -490,7 +506,7 @@ impl ClampedModel {
         let (n0, nl) = (self.sizes[0], self.sizes[self.out_module()]);
         let input_params = n0 * px;
         let table_params = self.units() * self.unet.emb;
-        let head_params = px * nl + px;
+        let head_params = px * nl + px + self.out_x.len();
         let substrate_params = self.blocks.iter().map(|b| b.w.len()).sum::<usize>()
             + self
                 .buses
@@ -501,7 +517,7 @@ impl ClampedModel {
             input_params,
             table_params,
             head_params,
-            macs: input_params + table_params + px * nl + 2 * px,
+            macs: input_params + table_params + px * nl + self.out_x.len() + 2 * px,
             substrate_params,
         }
     }
@@ -533,18 +549,32 @@ impl ClampedModel {
         b
     }
 
-    /// The network output `F = W_out y_last + b_out` of every column of `y` (`[pixels, batch]`).
-    pub fn head(&self, y: &DMatrix<f64>) -> DMatrix<f64> {
+    /// The network output `F = W_out y_last + b_out (+ P c_in x)` of every column of `y`
+    /// (`[pixels, batch]`) for inputs `xs` at `sigmas`.
+    pub fn head(&self, y: &DMatrix<f64>, xs: &[Vec<f32>], sigmas: &[f32]) -> DMatrix<f64> {
         let r = self.range(self.out_module());
         let px = self.unet.input;
         let w = DMatrix::from_row_slice(px, r.len(), &self.out_w);
         let mut f = &w * y.rows(r.start, r.len());
+        if !self.out_x.is_empty() {
+            let p = DMatrix::from_row_slice(px, px, &self.out_x);
+            let xin = self.scaled_inputs(xs, sigmas);
+            f += p * xin;
+        }
         for mut col in f.column_iter_mut() {
             for (v, b) in col.iter_mut().zip(&self.out_b) {
                 *v += b;
             }
         }
         f
+    }
+
+    /// The inputs `c_in(sigma) x` as columns (`[pixels, batch]`).
+    pub fn scaled_inputs(&self, xs: &[Vec<f32>], sigmas: &[f32]) -> DMatrix<f64> {
+        let px = self.unet.input;
+        DMatrix::from_fn(px, xs.len(), |p, c| {
+            self.unet.c_in(sigmas[c]) as f64 * xs[c][p] as f64
+        })
     }
 
     /// The denoised images `c_skip x + c_out F` (not clipped).
@@ -572,7 +602,7 @@ impl ClampedModel {
         let sig = vec![sigma; xs.len()];
         let b = self.biases(xs, &sig);
         let r = relax_exact(j, &b, self.lo, self.hi, &RelaxOptions::default())?;
-        Ok(self.denoised(xs, &sig, &self.head(&r.y)))
+        Ok(self.denoised(xs, &sig, &self.head(&r.y, xs, &sig)))
     }
 }
 
@@ -1100,7 +1130,7 @@ impl ClampedModel {
         let b = self.biases(xs, sigmas);
         let r = self.relax(path, j, sub, &b, run, seed, threads)?;
         let d = self
-            .denoised(xs, sigmas, &self.head(&r.y))
+            .denoised(xs, sigmas, &self.head(&r.y, xs, sigmas))
             .into_iter()
             .map(|v| v.into_iter().map(|p| p.clamp(-1.0, 1.0)).collect())
             .collect();

@@ -85,7 +85,9 @@ pub fn evaluate(
     o: &EvalOptions,
 ) -> Result<ClampedEval, String> {
     if unet.config != c.unet {
-        return Err("the U-Net's architecture differs from the one the substrate was compiled from".into());
+        return Err(
+            "the U-Net's architecture differs from the one the substrate was compiled from".into(),
+        );
     }
     let flat_train: Vec<f32> = train.iter().flatten().copied().collect();
     let flat_test: Vec<f32> = test.iter().flatten().copied().collect();
@@ -108,7 +110,16 @@ pub fn evaluate(
     for (k, &sigma) in o.sigmas.iter().enumerate() {
         let xs: Vec<Vec<f32>> = set.noisy[k].chunks(PIXELS).map(|v| v.to_vec()).collect();
         let sig = vec![sigma; xs.len()];
-        let (den, r) = c.denoise(o.path, &j, sub.as_ref(), &xs, &sig, &o.run, o.seed, o.threads)?;
+        let (den, r) = c.denoise(
+            o.path,
+            &j,
+            sub.as_ref(),
+            &xs,
+            &sig,
+            &o.run,
+            o.seed,
+            o.threads,
+        )?;
         let mut ud = Vec::with_capacity(xs.len());
         let m = c.out_module();
         let name = &c.names[m];
@@ -116,7 +127,12 @@ pub fn evaluate(
         for (i, x) in xs.iter().enumerate() {
             let (f, acts) = unet.forward(x, sigma);
             let (cs, co) = (unet.config.c_skip(sigma), unet.config.c_out(sigma));
-            ud.push(x.iter().zip(&f).map(|(a, b)| cs * a + co * b).collect::<Vec<f32>>());
+            ud.push(
+                x.iter()
+                    .zip(&f)
+                    .map(|(a, b)| cs * a + co * b)
+                    .collect::<Vec<f32>>(),
+            );
             let a = acts.get(name).ok_or("the U-Net has no such module")?;
             for (u, v) in a.iter().enumerate() {
                 ua[(i, u)] = *v as f64;
@@ -139,8 +155,16 @@ pub fn evaluate(
             sigma,
             substrate: score(&den),
             unet: score(&ud),
-            wiener: score(&xs.iter().map(|x| wiener.denoise(x, sigma)).collect::<Vec<_>>()),
-            mean: score(&xs.iter().map(|x| mean.denoise(x, sigma)).collect::<Vec<_>>()),
+            wiener: score(
+                &xs.iter()
+                    .map(|x| wiener.denoise(x, sigma))
+                    .collect::<Vec<_>>(),
+            ),
+            mean: score(
+                &xs.iter()
+                    .map(|x| mean.denoise(x, sigma))
+                    .collect::<Vec<_>>(),
+            ),
             noisy: score(&xs),
             out_module: similarity(&ua, &sa),
             saturation: r.saturation.total(),

@@ -65,6 +65,9 @@ impl Default for TrainOptions {
     }
 }
 
+/// Step scale of a tensor that starts at zero.
+pub const ZERO_INIT_STEP: f64 = 0.05;
+
 /// Noise levels of the validation loss.
 pub const VAL_SIGMAS: [f32; 4] = [0.2, 0.5, 1.0, 2.0];
 
@@ -119,6 +122,9 @@ fn tensors_mut(c: &mut ClampedModel) -> Vec<&mut Vec<f64>> {
     v.push(&mut c.input);
     v.push(&mut c.out_w);
     v.push(&mut c.out_b);
+    if !c.out_x.is_empty() {
+        v.push(&mut c.out_x);
+    }
     v
 }
 
@@ -149,7 +155,7 @@ pub fn loss_and_grad(
     let px = c.unet.input;
     let b = c.biases(xs, sigmas);
     let r = relax_exact(j, &b, c.lo, c.hi, &RelaxOptions::default())?;
-    let f = c.head(&r.y);
+    let f = c.head(&r.y, xs, sigmas);
     // dL/dF and the loss.
     let scale = 1.0 / (n * px) as f64;
     let mut gf = DMatrix::zeros(px, n);
@@ -179,6 +185,12 @@ pub fn loss_and_grad(
     );
     for p in 0..px {
         grad.out_b[p] = gf.row(p).sum();
+    }
+    if !c.out_x.is_empty() {
+        let gp = &gf * c.scaled_inputs(xs, sigmas).transpose();
+        for (k, v) in grad.out_x.iter_mut().enumerate() {
+            *v = gp[(k / px, k % px)];
+        }
     }
     // dL/dy and the adjoint q = D (g + J q).
     let d = c.units();
@@ -361,9 +373,13 @@ pub fn train(
     let step_scale: Vec<f64> = tensors_mut(c)
         .iter()
         .map(|t| {
-            (t.iter().map(|v| v * v).sum::<f64>() / t.len().max(1) as f64)
-                .sqrt()
-                .max(1e-12)
+            let rms = (t.iter().map(|v| v * v).sum::<f64>() / t.len().max(1) as f64).sqrt();
+            // A tensor that starts at zero (a new pixel path) moves like a typical weight.
+            if rms > 0.0 {
+                rms
+            } else {
+                ZERO_INIT_STEP
+            }
         })
         .collect();
     let mut m: Vec<Vec<f64>> = sizes.iter().map(|&n| vec![0.0; n]).collect();

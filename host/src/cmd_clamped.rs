@@ -66,6 +66,9 @@ pub struct TrainSubstrateArgs {
     /// Train only the substrate (couplings and biases), not the digital periphery.
     #[arg(long)]
     substrate_only: bool,
+    /// Add a digital linear pixel path to the head (`F += P c_in x`, pixels x pixels, from 0).
+    #[arg(long)]
+    pixel_path: bool,
 }
 
 /// Engine settings shared by the commands that emit or run a clamped substrate.
@@ -576,6 +579,9 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
         )?,
     };
     let settings = c.engine.clone();
+    if a.pixel_path && c.out_x.is_empty() {
+        c.out_x = vec![0.0; c.unet.input * c.unet.input];
+    }
     describe(&c)?;
     let (tr, va) = clamped_train::carve_validation(&d.train_idx, a.val_fraction, a.seed);
     let (train, val) = (d.images(&tr), d.images(&va));
