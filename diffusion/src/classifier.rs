@@ -29,7 +29,7 @@ pub const FORMAT: &str = "thermo-digits-classifier/1";
 /// Number of classes.
 pub const CLASSES: usize = 10;
 /// Default layer widths (input, hidden..., classes).
-pub const DEFAULT_WIDTHS: [usize; 4] = [PIXELS, 128, 64, CLASSES];
+pub const DEFAULT_WIDTHS: [usize; 4] = [PIXELS, 256, 64, CLASSES];
 /// Default fraction of the training split held out for validation (hyper-parameter choice).
 pub const DEFAULT_VAL_FRACTION: f64 = 0.15;
 /// Default seed of the validation carve-out.
@@ -57,6 +57,13 @@ pub struct ClassifierTrainConfig {
     pub shift_prob: f32,
     /// Standard deviation of Gaussian pixel noise added to training images (data scale).
     pub noise_std: f32,
+    /// Largest shift in pixels; `0` means whole-pixel shifts by one (8 neighbours), `> 0` a
+    /// sub-pixel shift uniform in `[-shift_max, shift_max]^2` (bilinear interpolation).
+    #[serde(default)]
+    pub shift_max: f32,
+    /// Dropout probability on the hidden activations during training (inverted dropout).
+    #[serde(default)]
+    pub dropout: f32,
 }
 
 impl Default for ClassifierTrainConfig {
@@ -70,7 +77,9 @@ impl Default for ClassifierTrainConfig {
             lr_final_frac: 0.02,
             weight_decay: 1e-4,
             shift_prob: 0.5,
-            noise_std: 0.1,
+            noise_std: 0.2,
+            shift_max: 0.0,
+            dropout: 0.0,
         }
     }
 }
@@ -166,6 +175,29 @@ fn shift(img: &[f32], dx: i32, dy: i32, out: &mut [f32]) {
     }
 }
 
+/// Shift an image by a real `(dx, dy)` with bilinear interpolation, background -1 outside.
+fn shift_bilinear(img: &[f32], dx: f32, dy: f32, out: &mut [f32]) {
+    let s = SIDE as i32;
+    let px = |x: i32, y: i32| -> f32 {
+        if (0..s).contains(&x) && (0..s).contains(&y) {
+            img[(y * s + x) as usize]
+        } else {
+            -1.0
+        }
+    };
+    for y in 0..s {
+        for x in 0..s {
+            let (sx, sy) = (x as f32 - dx, y as f32 - dy);
+            let (x0, y0) = (sx.floor(), sy.floor());
+            let (fx, fy) = (sx - x0, sy - y0);
+            let (x0, y0) = (x0 as i32, y0 as i32);
+            out[(y * s + x) as usize] = (1.0 - fy)
+                * ((1.0 - fx) * px(x0, y0) + fx * px(x0 + 1, y0))
+                + fy * ((1.0 - fx) * px(x0, y0 + 1) + fx * px(x0 + 1, y0 + 1));
+        }
+    }
+}
+
 fn check_images(images: &[f32]) -> usize {
     assert!(
         images.len() % PIXELS == 0,
@@ -230,6 +262,39 @@ impl Classifier {
             if l + 1 < n {
                 for v in y.iter_mut() {
                     *v = v.max(0.0);
+                }
+                acts.push(y.clone());
+            }
+        }
+        y
+    }
+
+    /// Training forward pass: like `forward_one`, with inverted dropout (probability `p`) on
+    /// the hidden activations; `acts` holds the dropped-out, rescaled activations.
+    fn forward_train(
+        &self,
+        x: &[f32],
+        acts: &mut Vec<Vec<f32>>,
+        p: f32,
+        rng: &mut Rng,
+    ) -> Vec<f32> {
+        if p <= 0.0 {
+            return self.forward_one(x, acts);
+        }
+        acts.clear();
+        acts.push(x.to_vec());
+        let n = self.layers.len();
+        let keep_inv = 1.0 / (1.0 - p);
+        let mut y = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            layer.apply(acts.last().unwrap(), &mut y);
+            if l + 1 < n {
+                for v in y.iter_mut() {
+                    *v = if (rng.uniform() as f32) < p {
+                        0.0
+                    } else {
+                        v.max(0.0) * keep_inv
+                    };
                 }
                 acts.push(y.clone());
             }
@@ -304,6 +369,12 @@ impl Classifier {
         if let Some(&l) = y.iter().find(|&&l| l as usize >= CLASSES) {
             return Err(DiffusionError::Invalid(format!("label {l} outside 0..10")));
         }
+        if !(0.0..1.0).contains(&tc.dropout) {
+            return Err(DiffusionError::Invalid(format!(
+                "dropout {} must be in [0, 1)",
+                tc.dropout
+            )));
+        }
         if tc.batch == 0 {
             return Err(DiffusionError::Invalid("batch must be > 0".into()));
         }
@@ -336,7 +407,15 @@ impl Classifier {
                 }
                 for &i in chunk {
                     img.copy_from_slice(&x[i * PIXELS..(i + 1) * PIXELS]);
-                    if tc.shift_prob > 0.0 && (rng.uniform() as f32) < tc.shift_prob {
+                    if tc.shift_prob > 0.0
+                        && (rng.uniform() as f32) < tc.shift_prob
+                        && tc.shift_max > 0.0
+                    {
+                        let dx = tc.shift_max * (2.0 * rng.uniform() as f32 - 1.0);
+                        let dy = tc.shift_max * (2.0 * rng.uniform() as f32 - 1.0);
+                        shift_bilinear(&img, dx, dy, &mut tmp);
+                        img.copy_from_slice(&tmp);
+                    } else if tc.shift_prob > 0.0 && (rng.uniform() as f32) < tc.shift_prob {
                         let (dx, dy) = loop {
                             let d = (rng.below(3) as i32 - 1, rng.below(3) as i32 - 1);
                             if d != (0, 0) {
@@ -351,7 +430,7 @@ impl Classifier {
                             *v += tc.noise_std * rng.normal() as f32;
                         }
                     }
-                    let z = model.forward_one(&img, &mut acts);
+                    let z = model.forward_train(&img, &mut acts, tc.dropout, &mut rng);
                     let p = softmax(&z.clone().try_into().unwrap());
                     let label = y[i] as usize;
                     loss_sum -= (p[label].max(1e-30) as f64).ln();
@@ -386,9 +465,12 @@ impl Classifier {
                                     *pv += d * w;
                                 }
                             }
+                            let keep_inv = 1.0 / (1.0 - tc.dropout);
                             for (pv, av) in prev.iter_mut().zip(a) {
                                 if *av <= 0.0 {
                                     *pv = 0.0;
+                                } else if tc.dropout > 0.0 {
+                                    *pv *= keep_inv;
                                 }
                             }
                             delta = prev;
@@ -640,42 +722,60 @@ pub struct ClassifierReport {
     pub val_fraction: f64,
     /// Seed of the validation carve-out.
     pub val_seed: u64,
-    /// Images the classifier was fitted on (training split minus validation).
+    /// Images of the validation run's fit (training split minus validation).
     pub n_fit: usize,
     /// Validation images.
     pub n_val: usize,
     /// Test images.
     pub n_test: usize,
-    /// Accuracy on the fitted images (no augmentation).
+    /// Accuracy of the validation run on its fitted images (no augmentation).
     pub acc_fit: f64,
-    /// Accuracy on the validation images (used to choose hyper-parameters).
+    /// Accuracy of the validation run on the validation images (used to choose
+    /// hyper-parameters).
     pub acc_val: f64,
-    /// Accuracy on the test split; `None` when the run was told not to look at it.
+    /// Whether the returned model was refitted on the whole training split (fit + validation)
+    /// with the same hyper-parameters; if not, it is the validation run's model.
+    pub refit: bool,
+    /// Accuracy of the returned model on the images it was fitted on.
+    pub acc_train: f64,
+    /// Accuracy of the returned model on the test split; `None` when the run was told not to
+    /// look at it.
     pub acc_test: Option<f64>,
-    /// Mean training cross-entropy per epoch (nats, augmented batches).
+    /// Mean training cross-entropy per epoch of the returned model (nats, augmented batches).
     pub epoch_loss: Vec<f64>,
 }
 
 /// Train a classifier on the digits' training split (`Split::new(n, DEFAULT_TEST_FRACTION,
-/// split_seed)`) minus a validation carve-out ([`carve_validation`]); report fit and validation
-/// accuracy, and test accuracy only if `read_test`.
+/// split_seed)`): first on the split minus a validation carve-out ([`carve_validation`]),
+/// reporting validation accuracy; then, if `refit`, again with the same hyper-parameters on the
+/// whole training split (the returned model). Test accuracy of the returned model only if
+/// `read_test`.
 pub fn train_on_digits(
     digits: &crate::data::Digits,
     tc: &ClassifierTrainConfig,
     split_seed: u64,
     val_fraction: f64,
     val_seed: u64,
+    refit: bool,
     read_test: bool,
-    progress: impl FnMut(usize, f64),
+    mut progress: impl FnMut(usize, f64),
 ) -> Result<(Classifier, ClassifierReport)> {
     let split =
         crate::data::Split::new(digits.len(), crate::data::DEFAULT_TEST_FRACTION, split_seed)?;
     let (fit, val) = carve_validation(&split.train, val_fraction, val_seed);
     let labels = |idx: &[usize]| -> Vec<u8> { idx.iter().map(|&i| digits.labels[i]).collect() };
     let x_fit = digits.unit_matrix(&fit);
-    let (model, log) = Classifier::train(tc, &x_fit, &labels(&fit), progress)?;
+    let (model, log) = Classifier::train(tc, &x_fit, &labels(&fit), &mut progress)?;
     let acc_fit = model.accuracy(&x_fit, &labels(&fit));
     let acc_val = model.accuracy(&digits.unit_matrix(&val), &labels(&val));
+    let (model, log, acc_train) = if refit {
+        let x = digits.unit_matrix(&split.train);
+        let (m, l) = Classifier::train(tc, &x, &labels(&split.train), &mut progress)?;
+        let a = m.accuracy(&x, &labels(&split.train));
+        (m, l, a)
+    } else {
+        (model, log, acc_fit)
+    };
     let acc_test =
         read_test.then(|| model.accuracy(&digits.unit_matrix(&split.test), &labels(&split.test)));
     let report = ClassifierReport {
@@ -690,6 +790,8 @@ pub fn train_on_digits(
         n_test: split.test.len(),
         acc_fit,
         acc_val,
+        refit,
+        acc_train,
         acc_test,
         epoch_loss: log.epoch_loss,
     };

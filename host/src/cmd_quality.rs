@@ -93,7 +93,7 @@ pub struct TrainClassifierArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Layer widths `64,H1,...,10`.
-    #[arg(long, default_value = "64,128,64,10")]
+    #[arg(long, default_value = "64,256,64,10")]
     widths: String,
     /// Passes over the training images.
     #[arg(long, default_value_t = ClassifierTrainConfig::default().epochs)]
@@ -113,12 +113,21 @@ pub struct TrainClassifierArgs {
     /// Standard deviation of Gaussian pixel noise on training images (data scale).
     #[arg(long, default_value_t = ClassifierTrainConfig::default().noise_std)]
     noise_std: f32,
+    /// Largest sub-pixel shift (bilinear); 0: whole-pixel shifts by one.
+    #[arg(long, default_value_t = ClassifierTrainConfig::default().shift_max)]
+    shift_max: f32,
+    /// Dropout probability on the hidden activations.
+    #[arg(long, default_value_t = ClassifierTrainConfig::default().dropout)]
+    dropout: f32,
     /// Fraction of the training split held out for validation.
     #[arg(long, default_value_t = classifier::DEFAULT_VAL_FRACTION)]
     val_fraction: f64,
     /// Seed of the train/test split (default: the U-Net's).
     #[arg(long, default_value_t = data::DEFAULT_SPLIT_SEED)]
     split_seed: u64,
+    /// Return the validation run's model instead of refitting on the whole training split.
+    #[arg(long)]
+    no_refit: bool,
     /// Hyper-parameter search mode: do not read the test split and do not write files.
     #[arg(long)]
     no_test: bool,
@@ -168,6 +177,8 @@ fn train_classifier(a: TrainClassifierArgs) -> Result<(), String> {
         weight_decay: a.weight_decay,
         shift_prob: a.shift_prob,
         noise_std: a.noise_std,
+        shift_max: a.shift_max,
+        dropout: a.dropout,
         ..ClassifierTrainConfig::default()
     };
     let t = Instant::now();
@@ -177,12 +188,13 @@ fn train_classifier(a: TrainClassifierArgs) -> Result<(), String> {
         a.split_seed,
         a.val_fraction,
         classifier::DEFAULT_VAL_SEED,
+        !a.no_refit && !a.no_test,
         !a.no_test,
         |_, _| {},
     )
     .map_err(|e| e.to_string())?;
     println!(
-        "classifier {:?} ({} parameters), seed {}, {} epochs, batch {}, lr {}, weight decay {}, shift p {}, noise {}; {:.1} s",
+        "classifier {:?} ({} parameters), seed {}, {} epochs, batch {}, lr {}, weight decay {}, shift p {} max {}, noise {}, dropout {}; {:.1} s",
         tc.widths,
         report.params,
         tc.seed,
@@ -191,7 +203,9 @@ fn train_classifier(a: TrainClassifierArgs) -> Result<(), String> {
         tc.lr,
         tc.weight_decay,
         tc.shift_prob,
+        tc.shift_max,
         tc.noise_std,
+        tc.dropout,
         t.elapsed().as_secs_f64()
     );
     println!(
@@ -204,12 +218,25 @@ fn train_classifier(a: TrainClassifierArgs) -> Result<(), String> {
     );
     let errs = |acc: f64, n: usize| ((1.0 - acc) * n as f64).round() as usize;
     println!(
-        "accuracy: train {:.4} ({} wrong)  val {:.4} ({} wrong)",
+        "validation run (fitted on {} images): train {:.4} ({} wrong)  val {:.4} ({} wrong)",
+        report.n_fit,
         report.acc_fit,
         errs(report.acc_fit, report.n_fit),
         report.acc_val,
         errs(report.acc_val, report.n_val)
     );
+    let n_final = if report.refit {
+        report.n_fit + report.n_val
+    } else {
+        report.n_fit
+    };
+    if report.refit {
+        println!(
+            "refitted with the same hyper-parameters on the whole training split ({n_final} images): train {:.4} ({} wrong)",
+            report.acc_train,
+            errs(report.acc_train, n_final)
+        );
+    }
     let Some(acc_test) = report.acc_test else {
         println!("test split not read (--no-test); nothing written");
         return Ok(());
