@@ -706,6 +706,15 @@ pub struct EngineSettings {
     pub coupling_bits: u32,
     /// Width of states and bus lines.
     pub state_bits: u32,
+    /// Decoder-side bus factors are emitted as `v * v_scale` with `sigma / v_scale`, the same
+    /// couplings: a small `v_scale` raises the encoder lines `eta sigma u^T rho` (stored in the
+    /// bus format with the sums) out of its rounding, at the cost of `v`'s relative precision.
+    #[serde(default = "one")]
+    pub v_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Default for EngineSettings {
@@ -716,6 +725,7 @@ impl Default for EngineSettings {
             lanes: 16,
             coupling_bits: 16,
             state_bits: 16,
+            v_scale: 1.0,
         }
     }
 }
@@ -848,9 +858,13 @@ impl ClampedModel {
             .map(|b| BusConfig {
                 encoder: self.names[b.enc].clone(),
                 decoder: self.names[b.dec].clone(),
-                sigma: b.sigma.clone(),
+                sigma: b.sigma.iter().map(|x| x / s.v_scale).collect(),
                 u: b.u.clone(),
-                v: b.v.clone(),
+                v: b
+                    .v
+                    .iter()
+                    .map(|r| r.iter().map(|x| x * s.v_scale).collect())
+                    .collect(),
             })
             .collect();
         let mut cfg = thermo_sim::SubstrateConfig {

@@ -66,7 +66,7 @@ impl Default for TrainOptions {
 }
 
 /// Step scale of a tensor that starts at zero.
-pub const ZERO_INIT_STEP: f64 = 0.05;
+pub const ZERO_INIT_STEP: f64 = 0.5;
 
 /// Noise levels of the validation loss.
 pub const VAL_SIGMAS: [f32; 4] = [0.2, 0.5, 1.0, 2.0];

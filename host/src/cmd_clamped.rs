@@ -89,6 +89,10 @@ pub struct EngineArgs {
     /// Width of states and bus lines.
     #[arg(long, default_value_t = 16)]
     pub state_bits: u32,
+    /// Decoder-side bus factors emitted as `v * v_scale`, gains as `sigma / v_scale` (the same
+    /// couplings; see `EngineSettings::v_scale`).
+    #[arg(long, default_value_t = 0.0625)]
+    pub v_scale: f64,
     /// Default burn-in sweeps of one call on the engines.
     #[arg(long, default_value_t = 60)]
     pub run_burn_in: u64,
@@ -106,6 +110,7 @@ impl EngineArgs {
                 lanes: self.lanes,
                 coupling_bits: self.coupling_bits,
                 state_bits: self.state_bits,
+                v_scale: self.v_scale,
             },
             EngineRun {
                 burn_in: self.run_burn_in,
@@ -130,6 +135,7 @@ impl Default for EngineArgs {
             lanes: s.lanes,
             coupling_bits: s.coupling_bits,
             state_bits: s.state_bits,
+            v_scale: 0.0625,
             run_burn_in: r.burn_in,
             run_sweeps: r.sweeps,
         }
@@ -648,6 +654,7 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
         ea.lanes = cal.settings.lanes;
         ea.coupling_bits = cal.settings.coupling_bits;
         ea.state_bits = cal.settings.state_bits;
+        ea.v_scale = cal.settings.v_scale;
         ea.run_burn_in = cal.run.burn_in;
         ea.run_sweeps = cal.run.sweeps;
     }
@@ -666,6 +673,237 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
         a.out.display(),
         sim.display(),
         rp.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// What `thermo demo` (the main job) asks for.
+pub struct DemoOptions {
+    /// The U-Net.
+    pub model: PathBuf,
+    /// Rank of the compile's skip buses (`None`: dense).
+    pub rank: Option<usize>,
+    /// Output directory.
+    pub out_dir: PathBuf,
+    /// The committed trained substrate (skipped if missing).
+    pub trained: PathBuf,
+    /// Small sizes (tests).
+    pub quick: bool,
+}
+
+/// Judge samples with the committed classifier.
+pub fn judge(
+    samples: &[Vec<f32>],
+    reference: &quality::QualityReference,
+    classifier: &thermo_diffusion::classifier::Classifier,
+) -> Result<quality::QualityReport, String> {
+    let flat: Vec<f32> = samples.iter().flatten().copied().collect();
+    quality::sample_quality_with(classifier, &flat, reference).map_err(|e| e.to_string())
+}
+
+/// The main job: compile the U-Net into clamped units (dense skips and rank-k buses), show the
+/// committed trained substrate beside them, evaluate every one against the U-Net and the
+/// baselines, run the fixed-point engine as the board would, draw samples and judge them.
+pub fn demo(a: &DemoOptions) -> Result<(), String> {
+    let t = Instant::now();
+    std::fs::create_dir_all(&a.out_dir).map_err(|e| format!("{}: {e}", a.out_dir.display()))?;
+    let d = DigitsData::load()?;
+    let model = io::load(&a.model).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let e = EngineArgs::default();
+    let stem = a
+        .model
+        .file_stem()
+        .map_or("unet".to_string(), |s| s.to_string_lossy().to_string());
+    let rank_name = a.rank.map_or("dense".to_string(), |k| format!("rank{k}"));
+    println!(
+        "== compile {} into clamp units, layer scale 0.2: dense skips and {} buses ==",
+        a.model.display(),
+        rank_name
+    );
+    let mut subs: Vec<(String, ClampedModel)> = Vec::new();
+    let mut ranks = vec![None];
+    if a.rank.is_some() {
+        ranks.push(a.rank);
+    }
+    for r in ranks {
+        let name = r.map_or("dense".to_string(), |k| format!("rank{k}"));
+        let c = compile_clamped(
+            &a.model,
+            r,
+            gram::Factorisation::GramWeighted,
+            0.2,
+            None,
+            &d,
+            &e,
+        )?;
+        let out = a.out_dir.join(format!("{stem}-clamp-{name}.json"));
+        let sim = save(&c, &out)?;
+        println!("-- {name}: wrote {} and {}", out.display(), sim.display());
+        describe(&c)?;
+        subs.push((format!("clamp compile, {name}"), c));
+    }
+    if a.trained.exists() {
+        let c = ClampedModel::load(&a.trained)?;
+        println!("-- trained: {}", a.trained.display());
+        describe(&c)?;
+        subs.push((format!("trained ({})", a.trained.display()), c));
+    } else {
+        println!(
+            "({} is missing: no trained substrate in the table; thermo train-substrate makes one)",
+            a.trained.display()
+        );
+    }
+    let n_test = if a.quick { 40 } else { d.test.len() };
+    let test = &d.test[..n_test];
+    let train = d.images(&d.train_idx);
+    let sigmas = vec![0.2f32, 0.5, 1.0, 2.0];
+    println!(
+        "\n== denoised-image MSE per pixel (clipped), exact fixed point, {n_test} test images ==\n"
+    );
+    println!("| denoiser | sigma 0.2 | 0.5 | 1 | 2 | digital MACs per call | substrate parameters |");
+    println!("|---|---|---|---|---|---|---|");
+    let exact = |c: &ClampedModel| {
+        clamped_eval::evaluate(
+            c,
+            &model,
+            &train,
+            test,
+            &clamped_eval::EvalOptions {
+                path: clamped::Path::Exact,
+                run: EngineRun { burn_in: 0, sweeps: 1 },
+                seed: 1,
+                threads: 2,
+                sigmas: sigmas.clone(),
+                noise_seed: quality::EVAL_SEED,
+                convergence_images: 0,
+            },
+        )
+    };
+    let row = |name: &str, v: Vec<f64>, macs: String, params: String| {
+        println!(
+            "| {name} | {} | {macs} | {params} |",
+            v.iter()
+                .map(|m| format!("{m:.4}"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    };
+    let mut first = true;
+    for (name, c) in &subs {
+        let r = exact(c)?;
+        if first {
+            let unet_macs: usize = model.param_count();
+            row(
+                "U-Net (digital)",
+                r.rows.iter().map(|x| x.unet).collect(),
+                format!("~{unet_macs}"),
+                "-".into(),
+            );
+            row(
+                "Wiener filter (best quadratic energy)",
+                r.rows.iter().map(|x| x.wiener).collect(),
+                "4096".into(),
+                "-".into(),
+            );
+            row(
+                "mean image",
+                r.rows.iter().map(|x| x.mean).collect(),
+                "0".into(),
+                "-".into(),
+            );
+            first = false;
+        }
+        row(
+            name,
+            r.rows.iter().map(|x| x.substrate).collect(),
+            r.digital.macs.to_string(),
+            r.digital.substrate_params.to_string(),
+        );
+    }
+    // The fixed-point engine, as the board runs a call.
+    let (fname, fc) = subs.last().ok_or("no substrate")?;
+    let n_fixed = if a.quick { 8 } else { 64 };
+    let cal = fc.engine.as_ref().ok_or("not calibrated")?;
+    println!(
+        "\n== {fname} on the bit-exact fixed-point engine (16-bit, {} + {} sweeps per call, T {:e}), {n_fixed} test images ==",
+        cal.run.burn_in, cal.run.sweeps, cal.settings.temperature
+    );
+    let fixed_sigmas = vec![0.5f32, 1.0];
+    let ev = |path: clamped::Path| {
+        clamped_eval::evaluate(
+            fc,
+            &model,
+            &train,
+            &d.test[..n_fixed],
+            &clamped_eval::EvalOptions {
+                path,
+                run: cal.run,
+                seed: 1,
+                threads: 2,
+                sigmas: fixed_sigmas.clone(),
+                noise_seed: quality::EVAL_SEED,
+                convergence_images: if path == clamped::Path::Exact { 0 } else { 4 },
+            },
+        )
+    };
+    let (re, rf) = (ev(clamped::Path::Exact)?, ev(clamped::Path::Fixed)?);
+    for (x, f) in re.rows.iter().zip(&rf.rows) {
+        println!(
+            "sigma {}: MSE fixed {:.4} vs exact {:.4} ({:+.1}%), {} saturations, noiseless golden converges in {:.0} sweeps",
+            x.sigma,
+            f.substrate,
+            x.substrate,
+            100.0 * (f.substrate / x.substrate - 1.0),
+            f.saturation,
+            f.sweeps_to_converge.map_or(f64::NAN, |s| s.0)
+        );
+    }
+    // Samples, judged by the classifier.
+    let n = if a.quick { 32 } else { 256 };
+    println!(
+        "\n== samples: {n} per denoiser, {} Euler-ancestral steps, seed 1, exact fixed point; judged by models/digits-classifier.safetensors ==\n",
+        quality::SAMPLE_STEPS
+    );
+    let classifier =
+        thermo_diffusion::classifier::Classifier::load(Path::new("models/digits-classifier.safetensors"))
+            .map_err(|e| e.to_string())?;
+    let train_flat: Vec<f32> = train.iter().flatten().copied().collect();
+    let reference =
+        quality::QualityReference::new(&classifier, &train_flat).map_err(|e| e.to_string())?;
+    println!("| sampler | FD | conf90 | class entropy (bits) | nearest training image |");
+    println!("|---|---|---|---|---|");
+    let print_q = |name: &str, q: &quality::QualityReport| {
+        println!(
+            "| {name} | {:.2} | {:.3} | {:.2} | {:.2} |",
+            q.fd, q.conf90, q.class_entropy_bits, q.nearest_train_dist
+        );
+    };
+    let u = thermo_diffusion::sample::sample_ancestral_batch(
+        &model.config,
+        n,
+        quality::SAMPLE_STEPS,
+        1,
+        |_, xs, sigma| Ok(xs.iter().map(|x| model.denoise(x, sigma)).collect()),
+    )?;
+    print_q("U-Net (digital)", &judge(&u, &reference, &classifier)?);
+    let up = a.out_dir.join("samples-unet.png");
+    thermo_diffusion::sample::write_png_grid(&u[..64.min(n)], 8, 6, &up).map_err(|e| e.to_string())?;
+    let mut written = vec![up];
+    for (k, (name, c)) in subs.iter().enumerate() {
+        let (s, _) = sample_clamped(c, clamped::Path::Exact, n, quality::SAMPLE_STEPS, 1, &cal.run, 2)?;
+        print_q(name, &judge(&s, &reference, &classifier)?);
+        let p = a.out_dir.join(format!("samples-substrate-{k}.png"));
+        thermo_diffusion::sample::write_png_grid(&s[..64.min(n)], 8, 6, &p).map_err(|e| e.to_string())?;
+        written.push(p);
+    }
+    println!(
+        "\nwrote {} ({:.1} s)",
+        written
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         t.elapsed().as_secs_f64()
     );
     Ok(())

@@ -74,6 +74,13 @@ pub struct DemoArgs {
     /// engine input per level, 40 + 60 sweeps; a missing model is trained for 3 epochs.
     #[arg(long)]
     quick: bool,
+    /// Run the earlier main job instead: identity units with Gershgorin stiffness and a trained
+    /// conditioning interface (the comparison the clamped substrate replaced).
+    #[arg(long)]
+    interface: bool,
+    /// The committed trained clamped substrate shown beside the compiles (skipped if missing).
+    #[arg(long, default_value = "models/digits-clamped-rank8.json")]
+    trained: PathBuf,
 }
 
 /// Arguments of `thermo sample-substrate`.
@@ -1672,6 +1679,21 @@ fn sample_substrate(a: SampleSubstrateArgs) -> Result<(), String> {
 fn demo(a: DemoArgs) -> Result<(), String> {
     use thermo_diffusion::quantize;
     let t = Instant::now();
+    if !a.interface {
+        if !a.model.exists() {
+            return Err(format!(
+                "{}: no such U-Net (thermo train-unet writes one; --interface trains one if missing)",
+                a.model.display()
+            ));
+        }
+        return crate::cmd_clamped::demo(&crate::cmd_clamped::DemoOptions {
+            model: a.model,
+            rank: parse_rank(&a.rank)?,
+            out_dir: a.out_dir,
+            trained: a.trained,
+            quick: a.quick,
+        });
+    }
     if !a.model.exists() {
         let epochs = if a.quick {
             3

@@ -76,7 +76,7 @@ fn board_denoiser_equals_the_fixed_engine() {
     }
 }
 
-/// `thermo demo --quick` with a missing model file: trains one (3 epochs), compiles it with
+/// `thermo demo --interface --quick` with a missing model file: trains one (3 epochs), compiles it with
 /// rank-8 buses and the interface, evaluates exactly and on the engines, quantises, and prints
 /// the table. About 3 s.
 #[test]
@@ -85,7 +85,7 @@ fn demo_trains_compiles_evaluates_and_quantises_at_small_sizes() {
     let _ = std::fs::remove_dir_all(&dir);
     let model = dir.join("m.safetensors");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_thermo"))
-        .args(["demo", "--quick", "--model"])
+        .args(["demo", "--interface", "--quick", "--model"])
         .arg(&model)
         .arg("--out-dir")
         .arg(dir.join("out"))
