@@ -745,21 +745,51 @@ pub struct ClassifierReport {
     pub epoch_loss: Vec<f64>,
 }
 
+/// How [`train_on_digits`] uses the data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Protocol {
+    /// Seed of the train/test split (the U-Net's by default).
+    pub split_seed: u64,
+    /// Fraction of the training split held out for validation.
+    pub val_fraction: f64,
+    /// Seed of the validation carve-out.
+    pub val_seed: u64,
+    /// Refit on the whole training split after the validation run.
+    pub refit: bool,
+    /// Measure test accuracy (off while choosing hyper-parameters).
+    pub read_test: bool,
+}
+
+impl Default for Protocol {
+    fn default() -> Self {
+        Protocol {
+            split_seed: crate::data::DEFAULT_SPLIT_SEED,
+            val_fraction: DEFAULT_VAL_FRACTION,
+            val_seed: DEFAULT_VAL_SEED,
+            refit: true,
+            read_test: true,
+        }
+    }
+}
+
 /// Train a classifier on the digits' training split (`Split::new(n, DEFAULT_TEST_FRACTION,
 /// split_seed)`): first on the split minus a validation carve-out ([`carve_validation`]),
-/// reporting validation accuracy; then, if `refit`, again with the same hyper-parameters on the
-/// whole training split (the returned model). Test accuracy of the returned model only if
-/// `read_test`.
+/// reporting validation accuracy; then, if `p.refit`, again with the same hyper-parameters on
+/// the whole training split (the returned model). Test accuracy of the returned model only if
+/// `p.read_test`.
 pub fn train_on_digits(
     digits: &crate::data::Digits,
     tc: &ClassifierTrainConfig,
-    split_seed: u64,
-    val_fraction: f64,
-    val_seed: u64,
-    refit: bool,
-    read_test: bool,
+    p: &Protocol,
     mut progress: impl FnMut(usize, f64),
 ) -> Result<(Classifier, ClassifierReport)> {
+    let Protocol {
+        split_seed,
+        val_fraction,
+        val_seed,
+        refit,
+        read_test,
+    } = p.clone();
     let split =
         crate::data::Split::new(digits.len(), crate::data::DEFAULT_TEST_FRACTION, split_seed)?;
     let (fit, val) = carve_validation(&split.train, val_fraction, val_seed);

@@ -182,17 +182,15 @@ fn train_classifier(a: TrainClassifierArgs) -> Result<(), String> {
         ..ClassifierTrainConfig::default()
     };
     let t = Instant::now();
-    let (model, report) = classifier::train_on_digits(
-        &digits,
-        &tc,
-        a.split_seed,
-        a.val_fraction,
-        classifier::DEFAULT_VAL_SEED,
-        !a.no_refit && !a.no_test,
-        !a.no_test,
-        |_, _| {},
-    )
-    .map_err(|e| e.to_string())?;
+    let protocol = classifier::Protocol {
+        split_seed: a.split_seed,
+        val_fraction: a.val_fraction,
+        val_seed: classifier::DEFAULT_VAL_SEED,
+        refit: !a.no_refit && !a.no_test,
+        read_test: !a.no_test,
+    };
+    let (model, report) = classifier::train_on_digits(&digits, &tc, &protocol, |_, _| {})
+        .map_err(|e| e.to_string())?;
     println!(
         "classifier {:?} ({} parameters), seed {}, {} epochs, batch {}, lr {}, weight decay {}, shift p {} max {}, noise {}, dropout {}; {:.1} s",
         tc.widths,
