@@ -122,6 +122,10 @@ pub struct ClampedModel {
     /// measured by zeroing the substrate's contribution.
     #[serde(default)]
     pub out_x: Vec<f64>,
+    /// Optional digital input drive into the last module, `[W_dec c_in(sigma) x]_last`
+    /// (`size(last) x pixels`, row-major; empty: none), beside the enc0 drive `input`.
+    #[serde(default)]
+    pub input_out: Vec<f64>,
     /// How the engines run it ([`ClampedModel::calibrate`]); `None` until calibrated.
     #[serde(default)]
     pub engine: Option<Calibration>,
@@ -316,6 +320,7 @@ impl ClampedModel {
             out_w,
             out_b,
             out_x: Vec::new(),
+            input_out: Vec::new(),
             engine: None,
         };
         c.hi = match o.hi {
@@ -376,6 +381,16 @@ impl ClampedModel {
                 return Err(format!("{what}: {} values, expected {want}", v.len()));
             }
             fin(what, v)?;
+        }
+        if !self.input_out.is_empty() {
+            if self.input_out.len() != px * self.sizes[n - 1] {
+                return Err(format!(
+                    "input_out: {} values, expected {} (or none)",
+                    self.input_out.len(),
+                    px * self.sizes[n - 1]
+                ));
+            }
+            fin("input_out", &self.input_out)?;
         }
         if !self.out_x.is_empty() {
             if self.out_x.len() != px * px {
@@ -504,7 +519,7 @@ impl ClampedModel {
     pub fn digital(&self) -> Digital {
         let px = self.unet.input;
         let (n0, nl) = (self.sizes[0], self.sizes[self.out_module()]);
-        let input_params = n0 * px;
+        let input_params = n0 * px + self.input_out.len();
         let table_params = self.units() * self.unet.emb;
         let head_params = px * nl + px + self.out_x.len();
         let substrate_params = self.blocks.iter().map(|b| b.w.len()).sum::<usize>()
@@ -528,6 +543,7 @@ impl ClampedModel {
         let d = self.units();
         let (px, ne) = (self.unet.input, self.unet.emb);
         let n0 = self.sizes[0];
+        let last = self.range(self.out_module());
         let mut b = DMatrix::zeros(d, xs.len());
         for (c, (x, &s)) in xs.iter().zip(sigmas).enumerate() {
             let phi = self.unet.embedding(s);
@@ -544,6 +560,13 @@ impl ClampedModel {
                 let w = &self.input[i * px..(i + 1) * px];
                 let v: f64 = w.iter().zip(x).map(|(a, b)| a * *b as f64).sum();
                 col[i] += cin * v;
+            }
+            if !self.input_out.is_empty() {
+                for (k, i) in last.clone().enumerate() {
+                    let w = &self.input_out[k * px..(k + 1) * px];
+                    let v: f64 = w.iter().zip(x).map(|(a, b)| a * *b as f64).sum();
+                    col[i] += cin * v;
+                }
             }
         }
         b
@@ -860,8 +883,7 @@ impl ClampedModel {
                 decoder: self.names[b.dec].clone(),
                 sigma: b.sigma.iter().map(|x| x / s.v_scale).collect(),
                 u: b.u.clone(),
-                v: b
-                    .v
+                v: b.v
                     .iter()
                     .map(|r| r.iter().map(|x| x * s.v_scale).collect())
                     .collect(),

@@ -125,6 +125,9 @@ fn tensors_mut(c: &mut ClampedModel) -> Vec<&mut Vec<f64>> {
     if !c.out_x.is_empty() {
         v.push(&mut c.out_x);
     }
+    if !c.input_out.is_empty() {
+        v.push(&mut c.input_out);
+    }
     v
 }
 
@@ -238,6 +241,19 @@ pub fn loss_and_grad(
             }
         }
         let cin = c.unet.c_in(s) as f64;
+        if !c.input_out.is_empty() {
+            for (k, i) in lr.clone().enumerate() {
+                let qi = q[(i, col)] * cin;
+                if qi != 0.0 {
+                    for (w, x) in grad.input_out[k * px..(k + 1) * px]
+                        .iter_mut()
+                        .zip(&xs[col])
+                    {
+                        *w += qi * *x as f64;
+                    }
+                }
+            }
+        }
         for i in 0..c.sizes[0] {
             let qi = q[(i, col)] * cin;
             if qi != 0.0 {
@@ -382,6 +398,16 @@ pub fn train(
             }
         })
         .collect();
+    let mut step_scale = step_scale;
+    if !c.input_out.is_empty() && c.input_out.iter().all(|v| *v == 0.0) {
+        // A new decoder drive moves like the enc0 drive, in the last module's scale.
+        let rms_in =
+            (c.input.iter().map(|v| v * v).sum::<f64>() / c.input.len().max(1) as f64).sqrt();
+        let last = c.out_module();
+        if let Some(s) = step_scale.last_mut() {
+            *s = rms_in * c.scale[last] / c.scale[0];
+        }
+    }
     let mut m: Vec<Vec<f64>> = sizes.iter().map(|&n| vec![0.0; n]).collect();
     let mut v: Vec<Vec<f64>> = sizes.iter().map(|&n| vec![0.0; n]).collect();
     let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);

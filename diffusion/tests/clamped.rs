@@ -63,6 +63,7 @@ fn implicit_gradient_matches_finite_differences() {
     let mut c = compile(&m, &d, Some(4), 0.2);
     let mut r = Rng::new(11);
     c.out_x = (0..64 * 64).map(|_| 0.05 * r.normal()).collect();
+    c.input_out = (0..64 * 128).map(|_| 0.001 * r.normal()).collect();
     let x0s: Vec<Vec<f32>> = d.train[..6].to_vec();
     let sigmas = vec![0.3f32, 0.7, 1.5, 0.3, 2.5, 0.1];
     let mut rng = Rng::new(3);
@@ -90,6 +91,7 @@ fn implicit_gradient_matches_finite_differences() {
         ("input", |c| &mut c.input),
         ("out_w", |c| &mut c.out_w),
         ("out_x", |c| &mut c.out_x),
+        ("input_out", |c| &mut c.input_out),
     ];
     let mut checked = 0;
     for (name, pick) in picks {
@@ -115,7 +117,7 @@ fn implicit_gradient_matches_finite_differences() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 30);
+    assert_eq!(checked, 33);
 }
 
 /// The projected fixed point is a fixed point, and with dense skips at g = 0.2 it denoises as

@@ -69,6 +69,9 @@ pub struct TrainSubstrateArgs {
     /// Add a digital linear pixel path to the head (`F += P c_in x`, pixels x pixels, from 0).
     #[arg(long)]
     pixel_path: bool,
+    /// Add a digital input drive into the last module (`W_dec c_in x`, from 0), beside enc0's.
+    #[arg(long)]
+    decoder_drive: bool,
 }
 
 /// Engine settings shared by the commands that emit or run a clamped substrate.
@@ -588,6 +591,9 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
     if a.pixel_path && c.out_x.is_empty() {
         c.out_x = vec![0.0; c.unet.input * c.unet.input];
     }
+    if a.decoder_drive && c.input_out.is_empty() {
+        c.input_out = vec![0.0; c.unet.input * c.sizes[c.out_module()]];
+    }
     describe(&c)?;
     let (tr, va) = clamped_train::carve_validation(&d.train_idx, a.val_fraction, a.seed);
     let (train, val) = (d.images(&tr), d.images(&va));
@@ -761,7 +767,9 @@ pub fn demo(a: &DemoOptions) -> Result<(), String> {
     println!(
         "\n== denoised-image MSE per pixel (clipped), exact fixed point, {n_test} test images ==\n"
     );
-    println!("| denoiser | sigma 0.2 | 0.5 | 1 | 2 | digital MACs per call | substrate parameters |");
+    println!(
+        "| denoiser | sigma 0.2 | 0.5 | 1 | 2 | digital MACs per call | substrate parameters |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let exact = |c: &ClampedModel| {
         clamped_eval::evaluate(
@@ -771,7 +779,10 @@ pub fn demo(a: &DemoOptions) -> Result<(), String> {
             test,
             &clamped_eval::EvalOptions {
                 path: clamped::Path::Exact,
-                run: EngineRun { burn_in: 0, sweeps: 1 },
+                run: EngineRun {
+                    burn_in: 0,
+                    sweeps: 1,
+                },
                 seed: 1,
                 threads: 2,
                 sigmas: sigmas.clone(),
@@ -865,9 +876,10 @@ pub fn demo(a: &DemoOptions) -> Result<(), String> {
         "\n== samples: {n} per denoiser, {} Euler-ancestral steps, seed 1, exact fixed point; judged by models/digits-classifier.safetensors ==\n",
         quality::SAMPLE_STEPS
     );
-    let classifier =
-        thermo_diffusion::classifier::Classifier::load(Path::new("models/digits-classifier.safetensors"))
-            .map_err(|e| e.to_string())?;
+    let classifier = thermo_diffusion::classifier::Classifier::load(Path::new(
+        "models/digits-classifier.safetensors",
+    ))
+    .map_err(|e| e.to_string())?;
     let train_flat: Vec<f32> = train.iter().flatten().copied().collect();
     let reference =
         quality::QualityReference::new(&classifier, &train_flat).map_err(|e| e.to_string())?;
@@ -888,13 +900,23 @@ pub fn demo(a: &DemoOptions) -> Result<(), String> {
     )?;
     print_q("U-Net (digital)", &judge(&u, &reference, &classifier)?);
     let up = a.out_dir.join("samples-unet.png");
-    thermo_diffusion::sample::write_png_grid(&u[..64.min(n)], 8, 6, &up).map_err(|e| e.to_string())?;
+    thermo_diffusion::sample::write_png_grid(&u[..64.min(n)], 8, 6, &up)
+        .map_err(|e| e.to_string())?;
     let mut written = vec![up];
     for (k, (name, c)) in subs.iter().enumerate() {
-        let (s, _) = sample_clamped(c, clamped::Path::Exact, n, quality::SAMPLE_STEPS, 1, &cal.run, 2)?;
+        let (s, _) = sample_clamped(
+            c,
+            clamped::Path::Exact,
+            n,
+            quality::SAMPLE_STEPS,
+            1,
+            &cal.run,
+            2,
+        )?;
         print_q(name, &judge(&s, &reference, &classifier)?);
         let p = a.out_dir.join(format!("samples-substrate-{k}.png"));
-        thermo_diffusion::sample::write_png_grid(&s[..64.min(n)], 8, 6, &p).map_err(|e| e.to_string())?;
+        thermo_diffusion::sample::write_png_grid(&s[..64.min(n)], 8, 6, &p)
+            .map_err(|e| e.to_string())?;
         written.push(p);
     }
     println!(

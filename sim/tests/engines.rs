@@ -486,3 +486,130 @@ fn clamp_activation_follows_the_hopfield_rule() {
         "fixed left golden: RMS {rms}, {frac} beyond 16 LSB"
     );
 }
+
+/// The fixed engine's clamp path against an integer reference written here from
+/// `docs/fixed-point.md` §3 (constants quantised from the description's reals; round half up;
+/// saturating 32-bit accumulator; gate and rho on codes): one noiseless sweep from states that
+/// straddle both clamp bounds, on a substrate with a bus, in default formats and in narrow ones
+/// that saturate.
+#[test]
+fn fixed_clamp_sweep_matches_an_independent_integer_reference() {
+    use thermo_sim::qformat::QFormat;
+    for (case, narrow) in [(0, false), (1, true)] {
+        let mut cfg = random_substrate(&ExampleSpec {
+            units: 48,
+            modules: 3,
+            rank: 2,
+            seed: 41 + case,
+            bias_scale: if narrow { 40.0 } else { 2.0 },
+            ..Default::default()
+        });
+        cfg.activation = thermo_sim::model::Activation::Clamp { lo: -0.5, hi: 0.75 };
+        cfg.temperature = 0.0;
+        if narrow {
+            // Q2.13 states (+-4) and 8-bit bus lines of +-0.25, large biases: states and line sums
+            // saturate.
+            cfg.formats.state = QFormat::new(16, 13);
+            cfg.formats.bus = QFormat::new(8, 9);
+        }
+        let s = Substrate::from_config(&cfg).unwrap();
+        let f = s.formats;
+        let fa = f.state.frac + f.coupling.frac;
+        let d = s.units();
+        let q = |fmt: QFormat, v: f64| fmt.quantize(v).0;
+        let round = |v: i64, from: u32, to: u32| -> i64 {
+            if to >= from {
+                v << (to - from)
+            } else {
+                let sh = from - to;
+                (v + (1i64 << (sh - 1))) >> sh
+            }
+        };
+        let sat = |fmt: QFormat, v: i64| v.clamp(fmt.min_code(), fmt.max_code());
+        let sat32 = |v: i64| v.clamp(i32::MIN as i64, i32::MAX as i64);
+        let (lo, hi) = (q(f.state, -0.5), q(f.state, 0.75));
+        let rho = |x: i64| x.clamp(lo, hi);
+        // States straddling both bounds (and near the format's ends in the narrow case).
+        let span = if narrow { 3.9 } else { 2.0 };
+        let x: Vec<i64> = (0..d)
+            .map(|i| q(f.state, span * (((i * 37) % 41) as f64 / 20.0 - 1.0)))
+            .collect();
+        // Bus lines: (encoder lines, decoder lines) per bus.
+        let lines: Vec<(Vec<i64>, Vec<i64>)> = s
+            .buses
+            .iter()
+            .map(|b| {
+                let side = |w: &Vec<Vec<f64>>, range: std::ops::Range<usize>| -> Vec<i64> {
+                    w.iter()
+                        .zip(&b.sigma)
+                        .map(|(row, &sg)| {
+                            let mut acc = 0i64;
+                            for (wj, j) in row.iter().zip(range.clone()) {
+                                acc = sat32(acc + q(f.coupling, *wj) * rho(x[j]));
+                            }
+                            let pre = sat(f.bus, round(acc, fa, f.bus.frac));
+                            let g = q(f.gain, s.eta * sg);
+                            sat(f.bus, round(pre * g, f.bus.frac + f.gain.frac, f.bus.frac))
+                        })
+                        .collect()
+                };
+                (
+                    side(&b.u, s.modules[b.enc].range()),
+                    side(&b.v, s.modules[b.dec].range()),
+                )
+            })
+            .collect();
+        let mut want = vec![0i64; d];
+        let mut state_sats = 0;
+        for i in 0..d {
+            let m = s
+                .modules
+                .iter()
+                .position(|m| m.range().contains(&i))
+                .unwrap();
+            let mut acc = sat32(q(f.coupling, 1.0 - s.eta * s.stiffness[i]) * x[i]);
+            if (lo..=hi).contains(&x[i]) {
+                for p in s.row_ptr[i]..s.row_ptr[i + 1] {
+                    acc = sat32(acc + q(f.coupling, -s.eta * s.val[p]) * rho(x[s.col[p]]));
+                }
+                for (b, (enc_lines, dec_lines)) in s.buses.iter().zip(&lines) {
+                    let (w, l, start) = if b.dec == m {
+                        (&b.v, enc_lines, s.modules[b.dec].offset)
+                    } else if b.enc == m {
+                        (&b.u, dec_lines, s.modules[b.enc].offset)
+                    } else {
+                        continue;
+                    };
+                    for (r, lr) in l.iter().enumerate() {
+                        let c = q(f.coupling, w[r][i - start]);
+                        acc = sat32(acc + round(c * lr, f.coupling.frac + f.bus.frac, fa));
+                    }
+                }
+                acc = sat32(acc + q(QFormat::new(32, fa), s.eta * s.bias[i]));
+            }
+            let v = round(acc, fa, f.state.frac);
+            state_sats += usize::from(v != sat(f.state, v));
+            want[i] = sat(f.state, v);
+        }
+        let mut e = FixedEngine::fixed(&s, 0);
+        e.x = x.iter().map(|&v| v as i16).collect();
+        e.sweep();
+        for i in 0..d {
+            assert_eq!(
+                e.x[i] as i64, want[i],
+                "case {case}, unit {i}: engine {} vs reference {} (x {})",
+                e.x[i], want[i], x[i]
+            );
+        }
+        let gated = x.iter().filter(|&&v| !(lo..=hi).contains(&v)).count();
+        assert!(gated > 5 && gated < d - 5, "case {case}: {gated} gated");
+        if narrow {
+            assert!(
+                state_sats > 0 && e.saturation_total().bus > 0,
+                "the narrow case must saturate states and bus lines: {:?}",
+                e.saturation_total()
+            );
+            assert_eq!(e.saturation_total().state as usize, state_sats);
+        }
+    }
+}
