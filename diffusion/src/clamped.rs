@@ -1181,3 +1181,39 @@ impl ClampedModel {
         y.rows(r.start, r.len()) / self.scale[m]
     }
 }
+
+impl ClampedModel {
+    /// Euler-ancestral samples ([`crate::sample::sample_ancestral_batch`]) with this substrate
+    /// as the denoiser, the whole batch relaxed per noise level on `path`; the engines' noise is
+    /// keyed by the seed and the step. Returns the samples and the saturation events.
+    pub fn sample(
+        &self,
+        path: Path,
+        n: usize,
+        steps: usize,
+        seed: u64,
+        run: &EngineRun,
+        threads: usize,
+    ) -> Result<(Vec<Vec<f32>>, u64), String> {
+        let j = self.coupling_matrix();
+        let sub = match path {
+            Path::Exact => None,
+            _ => Some(self.engine_substrate("sample")?),
+        };
+        let mut sat = 0u64;
+        let imgs = crate::sample::sample_ancestral_batch(
+            &self.unet,
+            n,
+            steps,
+            seed,
+            |step, xs, sigma| {
+                let sig = vec![sigma; xs.len()];
+                let key = seed.wrapping_mul(1_000_003).wrapping_add((step * n) as u64);
+                let (d, r) = self.denoise(path, &j, sub.as_ref(), xs, &sig, run, key, threads)?;
+                sat += r.saturation.total();
+                Ok(d)
+            },
+        )?;
+        Ok((imgs, sat))
+    }
+}

@@ -365,8 +365,8 @@ pub struct SampleOptions {
     pub seed: u64,
 }
 
-/// Euler-ancestral samples with the clamped substrate as the denoiser (the whole batch relaxed
-/// per noise level); `step` seeds the engines' noise.
+/// Euler-ancestral samples with the clamped substrate as the denoiser
+/// ([`ClampedModel::sample`]).
 pub fn sample_clamped(
     c: &ClampedModel,
     path: clamped::Path,
@@ -376,26 +376,7 @@ pub fn sample_clamped(
     run: &EngineRun,
     threads: usize,
 ) -> Result<(Vec<Vec<f32>>, u64), String> {
-    let j = c.coupling_matrix();
-    let sub = match path {
-        clamped::Path::Exact => None,
-        _ => Some(c.engine_substrate("sample")?),
-    };
-    let mut sat = 0u64;
-    let imgs = thermo_diffusion::sample::sample_ancestral_batch(
-        &c.unet,
-        n,
-        steps,
-        seed,
-        |step, xs, sigma| {
-            let sig = vec![sigma; xs.len()];
-            let key = seed.wrapping_mul(1_000_003).wrapping_add((step * n) as u64);
-            let (d, r) = c.denoise(path, &j, sub.as_ref(), xs, &sig, run, key, threads)?;
-            sat += r.saturation.total();
-            Ok(d)
-        },
-    )?;
-    Ok((imgs, sat))
+    c.sample(path, n, steps, seed, run, threads)
 }
 
 /// `thermo sample-substrate` on a clamped substrate.

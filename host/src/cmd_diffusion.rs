@@ -1549,11 +1549,6 @@ fn sample_substrate(a: SampleSubstrateArgs) -> Result<(), String> {
             seed: a.seed,
         });
     }
-    if a.npy.is_some() {
-        return Err(
-            "--npy: only for clamped substrates (thermo compile --activation clamp)".into(),
-        );
-    }
     let (burn_in, sweeps) = (a.burn_in.unwrap_or(60), a.sweeps.unwrap_or(100));
     let t = Instant::now();
     let l = tsub::load(&a.substrate)?;
@@ -1658,6 +1653,17 @@ fn sample_substrate(a: SampleSubstrateArgs) -> Result<(), String> {
     );
     if sat.total() > 0 {
         println!("saturation events over all calls: {sat:?}");
+    }
+    if let Some(p) = &a.npy {
+        let flat: Vec<f32> = imgs.iter().flatten().copied().collect();
+        thermo_sim::io::write_npy(p, &[imgs.len(), cfg.input], &flat)
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        println!(
+            "wrote {} ({} x {} float32, data scale)",
+            p.display(),
+            imgs.len(),
+            cfg.input
+        );
     }
     if let Some(p) = &a.unet_png {
         let imgs = thermo_diffusion::sample::sample_ancestral_batch(

@@ -60,6 +60,13 @@ pub struct SampleQualityArgs {
     /// Sample this U-Net (Euler ancestral) and judge the samples, one run per seed.
     #[arg(long)]
     unet: Option<PathBuf>,
+    /// Sample these clamped substrates (Euler ancestral, the substrate as the denoiser) and
+    /// judge them, one run per seed (the same seeds and starting noise as the U-Net's).
+    #[arg(long)]
+    substrate: Vec<PathBuf>,
+    /// Path of the substrates' relaxation: exact, golden or fixed.
+    #[arg(long, default_value = "exact")]
+    engine: String,
     /// Number of U-Net sampling seeds (0, 1, ...).
     #[arg(long, default_value_t = 3)]
     seeds: u64,
@@ -309,11 +316,12 @@ struct SampleQualityOut {
     test_images: quality::QualityReport,
     npy: Option<(String, quality::QualityReport)>,
     unet: Option<(String, usize, quality::QualitySummary)>,
+    substrates: Vec<(String, String, quality::QualitySummary)>,
 }
 
 fn sample_quality(a: SampleQualityArgs) -> Result<(), String> {
-    if a.npy.is_none() && a.unet.is_none() {
-        return Err("give --npy FILE and/or --unet MODEL".into());
+    if a.npy.is_none() && a.unet.is_none() && a.substrate.is_empty() {
+        return Err("give --npy FILE, --unet MODEL and/or --substrate FILE".into());
     }
     let digits = load_digits(&a.data)?;
     let split = split_of(&digits, a.split_seed)?;
@@ -330,6 +338,7 @@ fn sample_quality(a: SampleQualityArgs) -> Result<(), String> {
         test_images: real.clone(),
         npy: None,
         unet: None,
+        substrates: Vec::new(),
     };
     let mut table = quality::quality_table_header();
     table.push_str(&real.markdown_row("real test images"));
@@ -352,6 +361,39 @@ fn sample_quality(a: SampleQualityArgs) -> Result<(), String> {
             a.steps
         )));
         out.unet = Some((p.display().to_string(), a.steps, s));
+    }
+    for p in &a.substrate {
+        let c = thermo_diffusion::clamped::ClampedModel::load(p)?;
+        let path: thermo_diffusion::clamped::Path =
+            a.engine.parse().map_err(|e| format!("--engine {e}"))?;
+        let run =
+            c.engine
+                .as_ref()
+                .map(|e| e.run)
+                .unwrap_or(thermo_diffusion::clamped::EngineRun {
+                    burn_in: 60,
+                    sweeps: 200,
+                });
+        let seeds: Vec<u64> = (0..a.seeds).collect();
+        let mut reports = Vec::new();
+        for &seed in &seeds {
+            let (imgs, _) =
+                crate::cmd_clamped::sample_clamped(&c, path, a.n, a.steps, seed, &run, 2)?;
+            let flat: Vec<f32> = imgs.into_iter().flatten().collect();
+            let r =
+                quality::sample_quality_with(&clf, &flat, &reference).map_err(|e| e.to_string())?;
+            table.push_str(&r.markdown_row(&format!("{} seed {seed}", p.display())));
+            reports.push(r);
+        }
+        let s = quality::aggregate(&seeds, &reports);
+        table.push_str(&s.markdown_row(&format!(
+            "{} ({} path), {} steps, mean ± sd",
+            p.display(),
+            a.engine,
+            a.steps
+        )));
+        out.substrates
+            .push((p.display().to_string(), a.engine.clone(), s));
     }
     println!(
         "sample quality judged by {} against the {} training images (split seed {}); FD in the classifier's last-hidden features, class entropy in bits (uniform: 3.32), nearest-train L2 in data scale; {:.1} s",
