@@ -441,16 +441,32 @@ impl ClampedModel {
     /// Load a JSON file written by [`ClampedModel::save`]; errors name the file and field.
     pub fn load(path: &std::path::Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let m: ClampedModel =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let m: ClampedModel = serde_json::from_str(&text).map_err(|e| {
+            // Files are written one value per line: name the top-level field around the error.
+            let field = text
+                .lines()
+                .take(e.line())
+                .collect::<Vec<_>>()
+                .iter()
+                .rev()
+                .find_map(|l| {
+                    l.strip_prefix("  \"")
+                        .and_then(|r| r.split_once("\":"))
+                        .map(|(k, _)| k.to_string())
+                });
+            match field {
+                Some(f) => format!("{}: field `{f}`: {e}", path.display()),
+                None => format!("{}: {e}", path.display()),
+            }
+        })?;
         m.validate()
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(m)
     }
 
-    /// Write as JSON.
+    /// Write as JSON (pretty: one value per line, so a load error names its field).
     pub fn save(&self, path: &std::path::Path) -> Result<(), String> {
-        let text = serde_json::to_string(self).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
         std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))
     }
 

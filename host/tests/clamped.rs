@@ -1,0 +1,260 @@
+//! The clamped substrate through the `thermo` command: compile, eval (exact and fixed), samples,
+//! the demo at small sizes, and the committed trained substrate's headline figures.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn thermo(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_thermo"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "thermo {args:?}\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn thermo_err(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_thermo"))
+        .current_dir(root())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "thermo {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// One row of an eval table: `[substrate, U-Net, Wiener, mean, noisy]`.
+fn row(text: &str, sigma: &str) -> Vec<f64> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("| {sigma} |")))
+        .unwrap_or_else(|| panic!("no sigma {sigma} row in\n{text}"));
+    line.split('|')
+        .skip(2)
+        .take(5)
+        .map(|c| c.trim().parse().unwrap())
+        .collect()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("thermo-clamped-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// The dense clamp compile denoises as the U-Net does, exactly and on the 16-bit fixed engine
+/// (within 10% of float, no saturation), and beats the Wiener filter up to sigma 1.
+#[test]
+fn dense_compile_evaluates_exact_and_fixed() {
+    let out = tmp("dense.json");
+    let o = out.to_str().unwrap();
+    let text = thermo(&[
+        "compile",
+        "--unet",
+        "models/digits-unet.safetensors",
+        "--rank",
+        "dense",
+        "--out",
+        o,
+    ]);
+    assert!(text.contains("provably contracts"), "{text}");
+    assert!(Path::new(&format!("{o}.sim.json")).exists());
+    let exact = thermo(&[
+        "eval",
+        "--substrate",
+        o,
+        "--engine",
+        "exact",
+        "--sigmas",
+        "0.5,1",
+    ]);
+    let fixed = thermo(&[
+        "eval",
+        "--substrate",
+        o,
+        "--engine",
+        "fixed",
+        "--sigmas",
+        "0.5,1",
+        "--inputs",
+        "48",
+    ]);
+    let exact48 = thermo(&[
+        "eval",
+        "--substrate",
+        o,
+        "--engine",
+        "exact",
+        "--sigmas",
+        "0.5,1",
+        "--inputs",
+        "48",
+    ]);
+    for (sigma, bound) in [("0.5", 0.065), ("1", 0.14)] {
+        let e = row(&exact, sigma);
+        assert!(e[0] <= bound, "sigma {sigma}: {e:?}");
+        assert!(
+            e[0] <= 1.03 * e[1],
+            "sigma {sigma}: substrate vs U-Net {e:?}"
+        );
+        assert!(
+            e[0] < e[2],
+            "sigma {sigma}: substrate should beat Wiener {e:?}"
+        );
+        let (f, e48) = (row(&fixed, sigma), row(&exact48, sigma));
+        assert!(
+            f[0] <= 1.10 * e48[0],
+            "sigma {sigma}: fixed {f:?} vs exact {e48:?}"
+        );
+        let sat: u64 = fixed
+            .lines()
+            .find(|l| l.starts_with(&format!("| {sigma} |")))
+            .unwrap()
+            .split('|')
+            .nth(8)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(sat, 0, "{fixed}");
+    }
+}
+
+/// Samples from a clamped substrate: PNG and an N x 64 .npy in the data's scale.
+#[test]
+fn sample_substrate_writes_png_and_npy() {
+    let sub = tmp("s.json");
+    let s = sub.to_str().unwrap();
+    thermo(&[
+        "compile",
+        "--unet",
+        "models/digits-unet.safetensors",
+        "--rank",
+        "dense",
+        "--out",
+        s,
+    ]);
+    let png = tmp("s.png");
+    let npy = tmp("s.npy");
+    let text = thermo(&[
+        "sample-substrate",
+        "--substrate",
+        s,
+        "--engine",
+        "exact",
+        "--samples",
+        "16",
+        "--png",
+        png.to_str().unwrap(),
+        "--npy",
+        npy.to_str().unwrap(),
+    ]);
+    assert!(text.contains("16 samples"), "{text}");
+    let rows = thermo_sim::io::read_npy_rows(&npy).unwrap();
+    assert_eq!(rows.len(), 16);
+    assert!(rows
+        .iter()
+        .all(|r| r.len() == 64 && r.iter().all(|v| (-1.0..=1.0).contains(v))));
+    assert!(png.exists());
+}
+
+/// Bad input: a non-contracting layer scale stops with an error that says so; a U-Net file of
+/// another shape names the tensor; `--engine board` on a clamped substrate says why not.
+#[test]
+fn bad_input_is_a_clear_error() {
+    let out = tmp("bad.json");
+    let e = thermo_err(&[
+        "compile",
+        "--unet",
+        "models/digits-unet.safetensors",
+        "--rank",
+        "dense",
+        "--layer-scale",
+        "0.6",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(e.contains("contract") && e.contains("layer scale"), "{e}");
+    // A safetensors file of another architecture: the classifier.
+    let e = thermo_err(&[
+        "compile",
+        "--unet",
+        "models/digits-classifier.safetensors",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(e.contains("digits-classifier.safetensors"), "{e}");
+    let sub = tmp("b.json");
+    thermo(&[
+        "compile",
+        "--unet",
+        "models/digits-unet.safetensors",
+        "--rank",
+        "8",
+        "--out",
+        sub.to_str().unwrap(),
+    ]);
+    let e = thermo_err(&[
+        "sample-substrate",
+        "--substrate",
+        sub.to_str().unwrap(),
+        "--engine",
+        "board",
+        "--png",
+        tmp("b.png").to_str().unwrap(),
+    ]);
+    assert!(e.contains("rho(x)"), "{e}");
+    // A corrupted substrate file names the field.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sub).unwrap()).unwrap();
+    v["bias"][3] = serde_json::Value::String("x".into());
+    let bad = tmp("corrupt.json");
+    std::fs::write(&bad, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    let e = thermo_err(&["eval", "--substrate", bad.to_str().unwrap()]);
+    assert!(
+        e.contains("field `bias`") && e.contains("corrupt.json"),
+        "{e}"
+    );
+    // A NaN written into a coupling block: the validation names the block.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sub).unwrap()).unwrap();
+    v["blocks"][2]["w"][7] = serde_json::json!(12345.678);
+    std::fs::write(
+        &bad,
+        serde_json::to_string_pretty(&v)
+            .unwrap()
+            .replace("12345.678", "NaN"),
+    )
+    .unwrap();
+    let e = thermo_err(&["eval", "--substrate", bad.to_str().unwrap()]);
+    assert!(e.contains("blocks"), "{e}");
+}
+
+/// `thermo demo --quick`: compiles dense and rank-8, shows the committed trained substrate,
+/// runs the fixed engine and judges samples.
+#[test]
+fn demo_quick_runs_the_clamped_main_job() {
+    let dir = tmp("demo");
+    let text = thermo(&["demo", "--quick", "--out-dir", dir.to_str().unwrap()]);
+    for key in [
+        "| U-Net (digital) |",
+        "| Wiener filter",
+        "| clamp compile, dense |",
+        "| clamp compile, rank8 |",
+        "bit-exact fixed-point engine",
+        "| sampler | FD | conf90",
+    ] {
+        assert!(text.contains(key), "no `{key}` in\n{text}");
+    }
+    assert!(dir.join("samples-unet.png").exists());
+}
