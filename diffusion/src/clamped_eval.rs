@@ -50,6 +50,9 @@ pub struct EvalRow {
     pub mean: f64,
     /// Same for the noisy input (clipped).
     pub noisy: f64,
+    /// The substrate with every coupling removed (`J = 0`, exact; the digital parts alone):
+    /// what the couplings carry is the gap to `substrate`.
+    pub no_couplings: f64,
     /// The last module's states (in activation units) against the U-Net's.
     pub out_module: Similarity,
     /// Saturation events (engines).
@@ -139,6 +142,8 @@ pub fn evaluate(
             }
         }
         let sa = c.out_activations(&r.y).transpose();
+        let zero = DMatrix::zeros(j.nrows(), j.ncols());
+        let (den0, _) = c.denoise(Path::Exact, &zero, None, &xs, &sig, &o.run, 0, 1)?;
         let conv = match (&sub, o.convergence_images) {
             (Some(s), n) if n > 0 => {
                 let b = c.biases(&xs[..n.min(xs.len())], &sig[..n.min(xs.len())]);
@@ -166,6 +171,7 @@ pub fn evaluate(
                     .collect::<Vec<_>>(),
             ),
             noisy: score(&xs),
+            no_couplings: score(&den0),
             out_module: similarity(&ua, &sa),
             saturation: r.saturation.total(),
             exact_iterations: r.iterations,
@@ -188,16 +194,17 @@ impl ClampedEval {
             "Denoised-image MSE per pixel (clipped to [-1, 1]), {} test images per level, path `{:?}`; `{}`: the substrate's last module against the U-Net's activations.\n\n",
             self.n_images, self.options.path, "dec0 R^2 / centred cos / cos"
         );
-        s.push_str("| sigma | substrate | U-Net | Wiener | mean image | noisy input | dec0 R^2 / centred cos / cos | saturations | sweeps to converge (mean / max) |\n|---|---|---|---|---|---|---|---|---|\n");
+        s.push_str("| sigma | substrate | U-Net | Wiener | mean image | noisy input | couplings removed | dec0 R^2 / centred cos / cos | saturations | sweeps to converge (mean / max) |\n|---|---|---|---|---|---|---|---|---|---|\n");
         for r in &self.rows {
             s.push_str(&format!(
-                "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} / {:.3} / {:.3} | {} | {} |\n",
+                "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} / {:.3} / {:.3} | {} | {} |\n",
                 r.sigma,
                 r.substrate,
                 r.unet,
                 r.wiener,
                 r.mean,
                 r.noisy,
+                r.no_couplings,
                 r.out_module.r2,
                 r.out_module.centered_cosine,
                 r.out_module.cosine,

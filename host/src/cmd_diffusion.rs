@@ -246,6 +246,15 @@ pub struct CompileArgs {
     /// Override the state format's fractional bits chosen from the data (identity units).
     #[arg(long)]
     state_frac: Option<u32>,
+    /// Clamp units: width of couplings and bus factors on the engines.
+    #[arg(long, default_value_t = 16)]
+    coupling_bits: u32,
+    /// Clamp units: width of states and bus lines on the engines.
+    #[arg(long, default_value_t = 16)]
+    state_bits: u32,
+    /// Clamp units: decoder-side bus factors emitted as `v * v_scale` (gains `sigma / v_scale`).
+    #[arg(long, default_value_t = 0.0625)]
+    v_scale: f64,
     #[command(flatten)]
     c: CompilerArgs,
 }
@@ -875,6 +884,9 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
                 temperature: a.temperature.unwrap_or(1e-7),
                 eta_fraction: a.eta_fraction,
                 lanes: a.lanes,
+                coupling_bits: a.coupling_bits,
+                state_bits: a.state_bits,
+                v_scale: a.v_scale,
                 ..Default::default()
             };
             return crate::cmd_clamped::compile_cmd(
@@ -1773,6 +1785,9 @@ fn demo(a: DemoArgs) -> Result<(), String> {
         eta_fraction: 0.5,
         lanes: 16,
         state_frac: None,
+        coupling_bits: 16,
+        state_bits: 16,
+        v_scale: 0.0625,
         c,
     })?;
     let l = tsub::load(&out)?;

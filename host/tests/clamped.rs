@@ -121,7 +121,7 @@ fn dense_compile_evaluates_exact_and_fixed() {
             .find(|l| l.starts_with(&format!("| {sigma} |")))
             .unwrap()
             .split('|')
-            .nth(8)
+            .nth(9)
             .unwrap()
             .trim()
             .parse()
