@@ -326,6 +326,21 @@ pub fn compile_cmd(
     Ok(())
 }
 
+/// The substrate's calibrated run (60 + 200 sweeps if it has none), overridden where given.
+fn run_of(c: &ClampedModel, burn_in: Option<u64>, sweeps: Option<u64>) -> EngineRun {
+    let mut run = c.engine.as_ref().map(|e| e.run).unwrap_or(EngineRun {
+        burn_in: 60,
+        sweeps: 200,
+    });
+    if let Some(b) = burn_in {
+        run.burn_in = b;
+    }
+    if let Some(s) = sweeps {
+        run.sweeps = s;
+    }
+    run
+}
+
 /// Whether `path` holds a clamped substrate (its `format` tag), not an engine description.
 pub fn is_clamped(path: &Path) -> bool {
     // By the tag alone, so that a damaged clamped file still reaches the clamped loader and
@@ -385,16 +400,7 @@ pub fn sample_cmd(a: &SampleOptions) -> Result<(), String> {
         }
         e => e.parse().map_err(|err| format!("--engine {err}"))?,
     };
-    let mut run = c.engine.as_ref().map(|e| e.run).unwrap_or(EngineRun {
-        burn_in: 60,
-        sweeps: 200,
-    });
-    if let Some(b) = a.burn_in {
-        run.burn_in = b;
-    }
-    if let Some(s) = a.sweeps {
-        run.sweeps = s;
-    }
+    let run = run_of(&c, a.burn_in, a.sweeps);
     let (imgs, sat) = sample_clamped(&c, path, a.samples, a.steps, a.seed, &run, 2)?;
     thermo_diffusion::sample::write_png_grid(&imgs, 8, 6, &a.png).map_err(|e| e.to_string())?;
     println!(
@@ -477,16 +483,7 @@ pub fn eval_cmd(a: &EvalCmd) -> Result<(), String> {
     let path: clamped::Path = a.engine.parse().map_err(|e| format!("--engine {e}"))?;
     let d = DigitsData::load()?;
     let n = a.inputs.unwrap_or(d.test.len()).min(d.test.len());
-    let mut run = c.engine.as_ref().map(|e| e.run).unwrap_or(EngineRun {
-        burn_in: 60,
-        sweeps: 200,
-    });
-    if let Some(b) = a.burn_in {
-        run.burn_in = b;
-    }
-    if let Some(s) = a.sweeps {
-        run.sweeps = s;
-    }
+    let run = run_of(&c, a.burn_in, a.sweeps);
     describe(&c)?;
     let o = clamped_eval::EvalOptions {
         path,
