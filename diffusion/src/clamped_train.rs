@@ -507,14 +507,3 @@ pub fn train(
         guard_rescales,
     })
 }
-
-/// Carve a validation split out of training indices: a seeded shuffle, the last
-/// `fraction` for validation. Returns `(train, validation)`.
-pub fn carve_validation(train: &[usize], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let mut idx = train.to_vec();
-    Rng::stream(seed, 0x0a1).shuffle(&mut idx);
-    let nv = ((train.len() as f64) * fraction).round() as usize;
-    let cut = idx.len() - nv.min(idx.len());
-    let val = idx.split_off(cut);
-    (idx, val)
-}

@@ -147,19 +147,6 @@ fn validate_widths(widths: &[usize]) -> Result<()> {
     Ok(())
 }
 
-/// Split `train` (indices) into (fit, validation): shuffle with `Rng::new(seed)` and hold out
-/// `round(len * fraction)` as validation. Both sorted.
-pub fn carve_validation(train: &[usize], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let mut idx = train.to_vec();
-    Rng::new(seed).shuffle(&mut idx);
-    let n_val = (idx.len() as f64 * fraction).round() as usize;
-    let mut val = idx[..n_val].to_vec();
-    let mut fit = idx[n_val..].to_vec();
-    val.sort_unstable();
-    fit.sort_unstable();
-    (fit, val)
-}
-
 /// Shift an image by `(dx, dy)` pixels, filling with the background value -1.
 fn shift(img: &[f32], dx: i32, dy: i32, out: &mut [f32]) {
     let s = SIDE as i32;
@@ -792,7 +779,7 @@ pub fn train_on_digits(
     } = p.clone();
     let split =
         crate::data::Split::new(digits.len(), crate::data::DEFAULT_TEST_FRACTION, split_seed)?;
-    let (fit, val) = carve_validation(&split.train, val_fraction, val_seed);
+    let (fit, val) = crate::data::carve_validation(&split.train, val_fraction, val_seed);
     let labels = |idx: &[usize]| -> Vec<u8> { idx.iter().map(|&i| digits.labels[i]).collect() };
     let x_fit = digits.unit_matrix(&fit);
     let (model, log) = Classifier::train(tc, &x_fit, &labels(&fit), &mut progress)?;

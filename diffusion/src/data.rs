@@ -175,3 +175,16 @@ impl Split {
         Ok(Split { train, test })
     }
 }
+
+/// Split `train` (indices) into (fit, validation): shuffle with `Rng::new(seed)` and hold out
+/// `round(len * fraction)` as validation. Both sorted.
+pub fn carve_validation(train: &[usize], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut idx = train.to_vec();
+    Rng::new(seed).shuffle(&mut idx);
+    let n_val = (idx.len() as f64 * fraction).round() as usize;
+    let mut val = idx[..n_val].to_vec();
+    let mut fit = idx[n_val..].to_vec();
+    val.sort_unstable();
+    fit.sort_unstable();
+    (fit, val)
+}

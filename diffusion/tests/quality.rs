@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use thermo_diffusion::classifier::{self, Classifier, ClassifierReport, ClassifierTrainConfig};
+use thermo_diffusion::classifier::{Classifier, ClassifierReport, ClassifierTrainConfig};
 use thermo_diffusion::data::{
     default_data_path, Digits, Split, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, PIXELS,
 };
@@ -49,7 +49,8 @@ fn committed_classifier_accuracy_is_pinned() {
         rep.acc_test
     );
     assert_eq!(rep.n_test, 359);
-    let (fit, val) = classifier::carve_validation(&s.train, rep.val_fraction, rep.val_seed);
+    let (fit, val) =
+        thermo_diffusion::data::carve_validation(&s.train, rep.val_fraction, rep.val_seed);
     assert_eq!((fit.len(), val.len()), (rep.n_fit, rep.n_val));
     let fitted = if rep.refit { s.train.clone() } else { fit };
     let acc_train = clf.accuracy(&d.unit_matrix(&fitted), &labels(&d, &fitted));

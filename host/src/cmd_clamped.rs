@@ -569,7 +569,7 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
         c.input_out = vec![0.0; c.unet.input * c.sizes[c.out_module()]];
     }
     describe(&c)?;
-    let (tr, va) = clamped_train::carve_validation(&d.train_idx, a.val_fraction, a.seed);
+    let (tr, va) = data::carve_validation(&d.train_idx, a.val_fraction, a.seed);
     let (train, val) = (d.images(&tr), d.images(&va));
     println!(
         "training on {} images, validating on {} (carved from the training split with seed {}); test split untouched",
