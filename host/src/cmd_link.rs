@@ -263,7 +263,16 @@ fn infer_cmd(a: InferArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Inferences the latency measurement of `link-bench` runs one at a time.
+const LATENCY_INFERENCES: usize = 8;
+
 fn link_bench(a: LinkBenchArgs) -> Result<(), String> {
+    if a.inferences < LATENCY_INFERENCES {
+        return Err(format!(
+            "--inferences {}: at least {LATENCY_INFERENCES} (the latency is measured on {LATENCY_INFERENCES} single inferences)",
+            a.inferences
+        ));
+    }
     let sub = Substrate::from_file(&a.config).map_err(|e| e.to_string())?;
     let d = sub.units();
     let inputs: Vec<Vec<f64>> = (0..a.inferences)
@@ -327,7 +336,7 @@ fn link_bench(a: LinkBenchArgs) -> Result<(), String> {
             (c.stats.bytes_sent - before.bytes_sent) as f64 * 10.0 / (baud as f64 * bulk_s);
         // Latency: one inference at a time.
         let mut lat = Vec::new();
-        for i in 0..8 {
+        for i in 0..LATENCY_INFERENCES {
             let t1 = Instant::now();
             infer(
                 &mut c,

@@ -180,6 +180,15 @@ fn progress_bar(total: u64) -> indicatif::ProgressBar {
 }
 
 fn simulate(a: SimulateArgs) -> Result<(), String> {
+    for (flag, v) in [
+        ("--sweeps", a.sweeps),
+        ("--thin", a.thin),
+        ("--threads", a.threads as u64),
+    ] {
+        if v == 0 {
+            return Err(format!("{flag} 0: must be at least 1"));
+        }
+    }
     let s = Substrate::from_file(&a.config).map_err(|e| e.to_string())?;
     let seed = a.seed.unwrap_or(s.seed);
     let kind = match a.engine {
@@ -366,6 +375,7 @@ fn bench(a: BenchArgs) -> Result<(), String> {
             lanes: 64,
             ..Default::default()
         };
+        spec.check().map_err(|e| format!("--memory-units: {e}"))?;
         let s = Substrate::from_config(&random_substrate(&spec)).map_err(|e| e.to_string())?;
         let mut e = FixedEngine::fixed(&s, 1);
         for _ in 0..10 {
@@ -382,6 +392,7 @@ fn bench(a: BenchArgs) -> Result<(), String> {
         lanes: 16,
         ..Default::default()
     };
+    spec.check().map_err(|e| format!("--units: {e}"))?;
     let s = Substrate::from_config(&random_substrate(&spec)).map_err(|e| e.to_string())?;
     let d = s.units() as f64;
     println!(

@@ -288,3 +288,39 @@ fn bad_configuration_fails_with_file_and_field() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.toml"));
 }
+
+/// Arguments the commands cannot run with are clear errors naming the flag, not panics and not
+/// silently accepted.
+#[test]
+fn bad_arguments_are_clear_errors() {
+    let config = shipped();
+    let c = config.to_str().unwrap();
+    for (args, want) in [
+        (vec!["bench", "--units", "4"], "--units"),
+        (
+            vec!["bench", "--memory-only", "--memory-units", "3"],
+            "--memory-units",
+        ),
+        (vec!["link-bench", "--inferences", "2"], "--inferences 2"),
+        (
+            vec!["simulate", "--config", c, "--sweeps", "0"],
+            "--sweeps 0",
+        ),
+        (
+            vec!["simulate", "--config", c, "--sweeps", "5", "--thin", "0"],
+            "--thin 0",
+        ),
+        (
+            vec!["simulate", "--config", c, "--sweeps", "5", "--threads", "0"],
+            "--threads 0",
+        ),
+    ] {
+        let out = thermo().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(want) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -75,8 +75,22 @@ pub fn unet_layout(m: usize) -> Vec<(String, Role, u32)> {
     out
 }
 
+impl ExampleSpec {
+    /// Whether the generator can build this: at least one module and one unit per module.
+    pub fn check(&self) -> Result<(), String> {
+        if self.modules == 0 || self.units < self.modules {
+            return Err(format!(
+                "{} units in {} modules: need at least one module and one unit per module",
+                self.units, self.modules
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A random substrate satisfying every validation rule: diagonally dominant `A` (buses included),
 /// `eta = 1 / (Gershgorin bound on lambda_max)`.
+/// The spec must pass [`ExampleSpec::check`].
 pub fn random_substrate(spec: &ExampleSpec) -> SubstrateConfig {
     let mut rng = Rng(spec.seed ^ 0x7468_6572_6d6f);
     let m = spec.modules.max(1);
