@@ -1829,10 +1829,15 @@ fn demo(a: DemoArgs) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let n_mse = if a.quick { 20 } else { split.test.len() };
+    let train_flat = digits.unit_matrix(&split.train);
+    let wiener = thermo_diffusion::quality::Wiener::fit(&train_flat).map_err(|e| e.to_string())?;
+    let mean_img =
+        thermo_diffusion::quality::MeanBaseline::fit(&train_flat).map_err(|e| e.to_string())?;
     let mut mse_rows = Vec::new();
     for (k, &s) in sigmas.iter().enumerate() {
         let mut rng = thermo_diffusion::rng::Rng::stream(31, k as u64);
         let (mut e_unet, mut e_sub) = (0.0f64, 0.0f64);
+        let (mut e_wiener, mut e_mean) = (0.0f64, 0.0f64);
         for &i in &split.test[..n_mse] {
             let x0 = digits.unit_image(i);
             let x: Vec<f32> = x0.iter().map(|v| v + s * rng.normal() as f32).collect();
@@ -1854,8 +1859,11 @@ fn demo(a: DemoArgs) -> Result<(), String> {
             };
             e_unet += err(&du);
             e_sub += err(&ds);
+            e_wiener += thermo_diffusion::quality::denoise_mse(&wiener.denoise(&x, s), &x0);
+            e_mean += thermo_diffusion::quality::denoise_mse(&mean_img.denoise(&x, s), &x0);
         }
-        mse_rows.push((s, e_unet / n_mse as f64, e_sub / n_mse as f64));
+        let n = n_mse as f64;
+        mse_rows.push((s, e_unet / n, e_sub / n, e_wiener / n, e_mean / n));
     }
 
     let pooled = l.side.rows.last().ok_or("no evaluation rows")?;
@@ -1931,15 +1939,15 @@ fn demo(a: DemoArgs) -> Result<(), String> {
         );
     }
     println!(
-        "denoised-image MSE per pixel ({} held-out images per level; data variance 0.293):",
+        "denoised-image MSE per pixel ({} held-out images per level, outputs clipped):",
         n_mse
     );
     println!(
-        "  {:>6}  {:>10}  {:>22}",
-        "sigma", "U-Net", "substrate (exact mean)"
+        "  {:>6}  {:>10}  {:>22}  {:>14}  {:>10}",
+        "sigma", "U-Net", "substrate (exact mean)", "Wiener filter", "mean image"
     );
-    for (s, u, m) in &mse_rows {
-        println!("  {s:>6}  {u:>10.5}  {m:>22.5}");
+    for (s, u, m, w, mi) in &mse_rows {
+        println!("  {s:>6}  {u:>10.5}  {m:>22.5}  {w:>14.5}  {mi:>10.5}");
     }
     println!(
         "files: {} and its .interface.json ({:.1} s in all)",
