@@ -783,9 +783,23 @@ fn hdl_link_synth_resources() {
     let top =
         thermo_hdl::command::link_top_verilog(&r3, &p3, inc, &Default::default()).expect("verilog");
     for fam in [Family::Ice40, Family::Ecp5] {
-        let r = synth(&core, fam, &dir(&format!("core-{fam:?}"))).expect("synthesis");
-        eprintln!("LinkCore (shipped example) {fam:?}: {r:?}");
-        let r = synth(&top, fam, &dir(&format!("top-{fam:?}"))).expect("synthesis");
-        eprintln!("LinkTop (random_config(3), 2 lanes) {fam:?}: {r:?}");
+        let rc = synth(&core, fam, &dir(&format!("core-{fam:?}"))).expect("synthesis");
+        eprintln!("LinkCore (shipped example) {fam:?}: {rc:?}");
+        let rt = synth(&top, fam, &dir(&format!("top-{fam:?}"))).expect("synthesis");
+        eprintln!("LinkTop (random_config(3), 2 lanes) {fam:?}: {rt:?}");
+        // The link is logic and registers, no multiplier; the board design adds the substrate
+        // (its lanes' multipliers and state memories) to it.
+        assert!(
+            rc.luts > 0 && rc.ffs > 0 && rc.dsps == 0,
+            "{fam:?} core: {rc:?}"
+        );
+        assert!(
+            rt.luts > rc.luts && rt.ffs > rc.ffs,
+            "{fam:?}: top {rt:?} vs core {rc:?}"
+        );
+        assert!(
+            rt.dsps > 0,
+            "{fam:?} top: the lanes' multipliers are missing: {rt:?}"
+        );
     }
 }

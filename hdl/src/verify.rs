@@ -599,7 +599,10 @@ mod small {
                 },
                 None,
             );
-            eprintln!("rank {rank}: {:?}", r.map(|r| r.states_compared));
+            let r = r.unwrap_or_else(|e| panic!("rank {rank}: engine and rust-hdl differ: {e}"));
+            assert!(r.rusthdl && !r.verilator, "rank {rank}: {r:?}");
+            assert_eq!(r.sweeps, 4, "rank {rank}");
+            assert_eq!(r.states_compared, 24 * 4, "rank {rank}");
         }
     }
 }
