@@ -672,6 +672,31 @@ pub struct DemoOptions {
     pub quick: bool,
 }
 
+/// Denoised-image MSE (clipped) of an identity-unit substrate with its interface (exact
+/// equilibrium means), on the noisy set `thermo eval` uses.
+pub fn identity_mse(path: &Path, test: &[Vec<f32>], sigmas: &[f32]) -> Result<Vec<f64>, String> {
+    use thermo_diffusion::substrate::{self as tsub, Readout};
+    let l = tsub::load(path)?;
+    let chol = l.sub.dense_a().cholesky();
+    let flat: Vec<f32> = test.iter().flatten().copied().collect();
+    let set = quality::noisy_set(&flat, sigmas, quality::EVAL_SEED).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for (k, &s) in sigmas.iter().enumerate() {
+        let mut se = 0.0;
+        for (x, x0) in set.noisy[k].chunks(c_px()).zip(test) {
+            let (b, _) = l.bias_of(x, s)?;
+            let (d0, _) = l.dec0_readout(&b, Readout::Exact, 0, 0, 0, chol.as_ref())?;
+            se += quality::denoise_mse(&l.denoised_from_dec0(x, s, &d0), x0);
+        }
+        out.push(se / test.len().max(1) as f64);
+    }
+    Ok(out)
+}
+
+fn c_px() -> usize {
+    thermo_diffusion::data::PIXELS
+}
+
 /// Judge samples with the committed classifier.
 pub fn judge(
     samples: &[Vec<f32>],
@@ -804,6 +829,17 @@ pub fn demo(a: &DemoOptions) -> Result<(), String> {
             r.rows.iter().map(|x| x.substrate).collect(),
             r.digital.macs.to_string(),
             r.digital.substrate_params.to_string(),
+        );
+    }
+    // The earlier main job, for comparison: identity units with the trained interface.
+    let identity = Path::new("models/digits-unet-rank8.substrate.json");
+    if identity.exists() {
+        let v = identity_mse(identity, test, &sigmas)?;
+        row(
+            "identity units + interface (earlier main job)",
+            v,
+            "-".into(),
+            "-".into(),
         );
     }
     // The fixed-point engine, as the board runs a call.
