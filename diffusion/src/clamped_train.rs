@@ -46,6 +46,13 @@ pub struct TrainOptions {
     pub val_every: usize,
     /// Also train the digital periphery (input drive, noise-level table, output head).
     pub train_digital: bool,
+    /// Noise levels of the validation loss (the kept model has the smallest sum of MSEs).
+    #[serde(default = "default_val_sigmas")]
+    pub val_sigmas: Vec<f32>,
+}
+
+fn default_val_sigmas() -> Vec<f32> {
+    VAL_SIGMAS.to_vec()
 }
 
 impl Default for TrainOptions {
@@ -61,6 +68,7 @@ impl Default for TrainOptions {
             norm_cap: 0.95,
             val_every: 100,
             train_digital: true,
+            val_sigmas: VAL_SIGMAS.to_vec(),
         }
     }
 }
@@ -68,7 +76,7 @@ impl Default for TrainOptions {
 /// Step scale of a tensor that starts at zero.
 pub const ZERO_INIT_STEP: f64 = 0.5;
 
-/// Noise levels of the validation loss.
+/// Default noise levels of the validation loss.
 pub const VAL_SIGMAS: [f32; 4] = [0.2, 0.5, 1.0, 2.0];
 
 /// One validation point.
@@ -78,7 +86,7 @@ pub struct ValPoint {
     pub step: usize,
     /// Mean training loss since the previous point.
     pub train_loss: f64,
-    /// Denoised-image MSE per pixel on the validation images at [`VAL_SIGMAS`] (clipped).
+    /// Denoised-image MSE per pixel on the validation images at `val_sigmas` (clipped).
     pub val_mse: Vec<f64>,
     /// `||J||_2` after the step.
     pub norm2: f64,
@@ -416,8 +424,9 @@ pub fn train(
     let mut pos = order.len();
     let mut curve = Vec::new();
     let mut j = c.coupling_matrix();
-    let val =
-        |c: &ClampedModel, j: &DMatrix<f64>| denoise_mse_exact(c, j, val_images, &VAL_SIGMAS, 4242);
+    let val = |c: &ClampedModel, j: &DMatrix<f64>| {
+        denoise_mse_exact(c, j, val_images, &o.val_sigmas, 4242)
+    };
     let v0 = val(c, &j)?;
     let mut best = (v0.iter().sum::<f64>(), 0usize, c.clone());
     curve.push(ValPoint {

@@ -72,6 +72,15 @@ pub struct TrainSubstrateArgs {
     /// Add a digital input drive into the last module (`W_dec c_in x`, from 0), beside enc0's.
     #[arg(long)]
     decoder_drive: bool,
+    /// Training noise levels: ln sigma ~ N(p_mean, p_std^2).
+    #[arg(long, default_value_t = -0.6)]
+    p_mean: f64,
+    /// See --p-mean.
+    #[arg(long, default_value_t = 1.2)]
+    p_std: f64,
+    /// Noise levels of the validation MSE that chooses the kept model.
+    #[arg(long, value_delimiter = ',', default_value = "0.2,0.5,1,2")]
+    val_sigmas: Vec<f32>,
 }
 
 /// Engine settings shared by the commands that emit or run a clamped substrate.
@@ -585,6 +594,9 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
         norm_cap: a.norm_cap,
         val_every: a.val_every,
         train_digital: !a.substrate_only,
+        p_mean: a.p_mean,
+        p_std: a.p_std,
+        val_sigmas: a.val_sigmas.clone(),
         ..Default::default()
     };
     let pb = indicatif::ProgressBar::new(a.steps as u64);
@@ -609,7 +621,7 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
                 "step {:5}: train loss {:.4}, validation MSE at sigma {:?}: {}, ||J||_2 {:.4}",
                 v.step,
                 v.train_loss,
-                clamped_train::VAL_SIGMAS,
+                a.val_sigmas,
                 v.val_mse
                     .iter()
                     .map(|m| format!("{m:.4}"))
