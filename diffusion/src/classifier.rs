@@ -624,34 +624,7 @@ impl Classifier {
                     ),
                 ));
             }
-            let v: Vec<f32> = match t.dtype() {
-                Dtype::F32 => t
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                Dtype::F64 => t
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| {
-                        let mut a = [0u8; 8];
-                        a.copy_from_slice(c);
-                        f64::from_le_bytes(a) as f32
-                    })
-                    .collect(),
-                other => {
-                    return Err(DiffusionError::tensor(
-                        name,
-                        format!("dtype {other:?} not supported (expected F32)"),
-                    ))
-                }
-            };
-            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                return Err(DiffusionError::tensor(
-                    name,
-                    format!("non-finite value {} at flat index {i}", v[i]),
-                ));
-            }
+            let v = crate::io::tensor_values(name, &t)?;
             vals.push(v);
         }
         let mut it = vals.into_iter();

@@ -178,42 +178,49 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Unet> {
                     format!("wrong shape {:?}, expected {:?}", t.shape(), shape),
                 ));
             }
-            let vals: Vec<f32> = match t.dtype() {
-                Dtype::F32 => t
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                Dtype::F64 => t
-                    .data()
-                    .chunks_exact(8)
-                    .map(|c| {
-                        let mut a = [0u8; 8];
-                        a.copy_from_slice(c);
-                        f64::from_le_bytes(a) as f32
-                    })
-                    .collect(),
-                other => {
-                    return Err(DiffusionError::tensor(
-                        name,
-                        format!("dtype {other:?} not supported (expected F32)"),
-                    ))
-                }
-            };
+            let vals = tensor_values(name, &t)?;
             if vals.len() != d.len() {
                 return Err(DiffusionError::tensor(
                     name,
                     format!("{} values, expected {}", vals.len(), d.len()),
                 ));
             }
-            if let Some(i) = vals.iter().position(|v| !v.is_finite()) {
-                return Err(DiffusionError::tensor(
-                    name,
-                    format!("non-finite value {} at flat index {i}", vals[i]),
-                ));
-            }
             d.copy_from_slice(&vals);
         }
     }
     Ok(model)
+}
+
+/// The values of a safetensors tensor as `f32` (F32, or F64 narrowed); errors name the tensor:
+/// another dtype, or a non-finite value (with its flat index).
+pub fn tensor_values(name: &str, t: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>> {
+    let vals: Vec<f32> = match t.dtype() {
+        Dtype::F32 => t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F64 => t
+            .data()
+            .chunks_exact(8)
+            .map(|c| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(c);
+                f64::from_le_bytes(a) as f32
+            })
+            .collect(),
+        other => {
+            return Err(DiffusionError::tensor(
+                name,
+                format!("dtype {other:?} not supported (expected F32)"),
+            ))
+        }
+    };
+    if let Some(i) = vals.iter().position(|v| !v.is_finite()) {
+        return Err(DiffusionError::tensor(
+            name,
+            format!("non-finite value {} at flat index {i}", vals[i]),
+        ));
+    }
+    Ok(vals)
 }
