@@ -296,7 +296,17 @@ impl SubstrateConfig {
         } else {
             toml::from_str(&text).map_err(|e| Error::Parse {
                 path: path.into(),
-                message: e.to_string(),
+                // A missing top-level field is reported by the parser at the file's first
+                // character: say what it is instead of quoting line 1.
+                message: match e.span() {
+                    Some(sp) if sp.start == 0 && e.message().starts_with("missing field") => {
+                        format!(
+                            "top level: {} (a required setting of the description)",
+                            e.message()
+                        )
+                    }
+                    _ => e.to_string(),
+                },
             })
         }
     }
@@ -456,7 +466,18 @@ impl Substrate {
                 }
                 check_finite(&format!("{field}.{what}"), &pu.expand(mc.size))?;
             }
-            stiffness.extend(mc.stiffness.expand(mc.size));
+            // A unit's own stiffness must be positive (the diagonal of a positive definite A).
+            let st = mc.stiffness.expand(mc.size);
+            if let Some(u) = st.iter().position(|&a| a <= 0.0) {
+                return Err(Error::invalid(
+                    format!("{field}.stiffness"),
+                    format!(
+                        "unit {u} has stiffness {} (must be > 0: the diagonal of a positive definite A)",
+                        st[u]
+                    ),
+                ));
+            }
+            stiffness.extend(st);
             bias.extend(mc.bias.expand(mc.size));
             modules.push(Module {
                 name: mc.name.clone(),

@@ -57,6 +57,25 @@ fn not_positive_definite_is_rejected() {
 }
 
 #[test]
+fn non_positive_stiffness_names_the_module() {
+    for bad in [-1.0, 0.0] {
+        let mut c = base();
+        c.modules[1].stiffness = PerUnit::Uniform(bad);
+        let (field, msg) = invalid(&c);
+        assert_eq!(field, "modules[1].stiffness", "{msg}");
+        assert!(msg.contains("must be > 0"), "{msg}");
+    }
+    let mut c = base();
+    let n = c.modules[2].size;
+    let mut each = vec![2.0; n];
+    each[3] = -0.5;
+    c.modules[2].stiffness = PerUnit::Each(each);
+    let (field, msg) = invalid(&c);
+    assert_eq!(field, "modules[2].stiffness");
+    assert!(msg.contains("unit 3"), "{msg}");
+}
+
+#[test]
 fn eta_beyond_stability_is_rejected() {
     let mut c = base();
     let s = Substrate::from_config(&c).unwrap();
@@ -213,4 +232,29 @@ fn file_errors_name_the_file() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("absent.toml"), "{msg}");
+}
+
+/// A missing top-level setting in a TOML file is named, not quoted as line 1 column 1.
+#[test]
+fn missing_top_level_toml_field_is_named() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/three-module.toml"
+    ))
+    .unwrap();
+    let cut: String = text
+        .lines()
+        .filter(|l| !l.starts_with("temperature"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let p = std::env::temp_dir().join(format!("thermo-missing-{}.toml", std::process::id()));
+    std::fs::write(&p, cut).unwrap();
+    let e = Substrate::from_file(&p).unwrap_err().to_string();
+    assert!(e.contains("missing field `temperature`"), "{e}");
+    assert!(
+        e.contains("top level") && !e.contains("line 1, column 1"),
+        "{e}"
+    );
+    assert!(e.contains(p.to_str().unwrap()), "{e}");
+    let _ = std::fs::remove_file(&p);
 }
