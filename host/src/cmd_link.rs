@@ -8,7 +8,9 @@ use thermo_host::client::Client;
 use thermo_host::emulator::{
     open_pty, serve, serve_verilator, spawn_emulator, spawn_verilator_emulator, ServeOptions,
 };
-use thermo_host::inference::{configure, infer, read_inputs, write_outputs, InferOptions};
+use thermo_host::inference::{
+    check_inputs, configure, infer, read_inputs, write_outputs, InferOptions,
+};
 use thermo_host::transport::{ftdi_latency_hint, SerialTransport};
 use thermo_sim::Substrate;
 
@@ -204,9 +206,8 @@ fn clock_hz(mhz: f64) -> Result<u64, String> {
 fn infer_cmd(a: InferArgs) -> Result<(), String> {
     let sub = Substrate::from_file(&a.model).map_err(|e| e.to_string())?;
     let inputs = read_inputs(&a.inputs)?;
-    if inputs.is_empty() {
-        return Err(format!("{}: no inputs", a.inputs.display()));
-    }
+    // Bad rows are reported before the port is opened.
+    check_inputs(&sub, &inputs, &a.inputs)?;
     if let Some(h) = ftdi_latency_hint(&a.port) {
         eprintln!("hint: {h}");
     }

@@ -88,7 +88,7 @@ pub fn infer<T: Transport>(
     let codes: Vec<Vec<i32>> = inputs
         .iter()
         .enumerate()
-        .map(|(i, b)| conditioning_codes(sub, b).map_err(|e| format!("input row {i}: {e}")))
+        .map(|(i, b)| conditioning_codes(sub, b).map_err(|e| format!("input row {}: {e}", i + 1)))
         .collect::<Result<_, _>>()?;
     let id = client.attach(design_hash(sub)).map_err(|e| e.to_string())?;
     let r = id.readout_units as usize;
@@ -244,6 +244,20 @@ pub fn read_inputs(path: &Path) -> Result<Vec<Vec<f64>>, String> {
         rows.push(row?);
     }
     Ok(rows)
+}
+
+/// Check every input row against the substrate (width, finiteness, the bias format's range)
+/// before anything is sent; errors name the file and the row (1-based, comments and blank
+/// lines not counted).
+pub fn check_inputs(sub: &Substrate, inputs: &[Vec<f64>], path: &Path) -> Result<(), String> {
+    if inputs.is_empty() {
+        return Err(format!("{}: no inputs", path.display()));
+    }
+    for (i, b) in inputs.iter().enumerate() {
+        conditioning_codes(sub, b)
+            .map_err(|e| format!("{}: row {}: {e}", path.display(), i + 1))?;
+    }
+    Ok(())
 }
 
 /// Write results as `.npy` or CSV by extension.

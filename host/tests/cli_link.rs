@@ -151,3 +151,40 @@ fn emulate_then_infer(
         inputs.len()
     );
 }
+
+/// Bad input rows are reported with the file and a 1-based row before the port is opened (the
+/// port here does not exist: the error must be about the inputs, not the port).
+#[test]
+fn bad_input_rows_are_reported_before_the_port_opens() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::temp_dir().join(format!("thermo-infer-rows-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read_to_string(root.join("examples/three-module-inputs.csv")).unwrap();
+    let first = good
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .unwrap()
+        .to_string();
+    // Row 2 is one value short.
+    let short: Vec<&str> = first.split(',').collect();
+    let bad = format!(
+        "# comment\n{first}\n{}\n",
+        short[..short.len() - 1].join(",")
+    );
+    let inputs = dir.join("bad.csv");
+    std::fs::write(&inputs, bad).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_thermo"))
+        .args(["infer", "--port", "/dev/does-not-exist-thermo", "--model"])
+        .arg(root.join("examples/three-module.toml"))
+        .arg("--inputs")
+        .arg(&inputs)
+        .arg("--out")
+        .arg(dir.join("o.csv"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("bad.csv: row 2"), "{err}");
+    assert!(!err.contains("does-not-exist"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
