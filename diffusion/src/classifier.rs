@@ -733,7 +733,7 @@ impl Default for Protocol {
 }
 
 /// Train a classifier on the digits' training split (`Split::new(n, DEFAULT_TEST_FRACTION,
-/// split_seed)`): first on the split minus a validation carve-out ([`carve_validation`]),
+/// split_seed)`): first on the split minus a validation carve-out ([`crate::data::carve_validation`]),
 /// reporting validation accuracy; then, if `p.refit`, again with the same hyper-parameters on
 /// the whole training split (the returned model). Test accuracy of the returned model only if
 /// `p.read_test`.

@@ -2,7 +2,7 @@
 //! rounding right-shift (round half up) and saturation (counted, never wrapped).
 //!
 //! This module is the single definition of the Q-format rules. The fixed engine
-//! ([`crate::fixed`]), the RTL generator and the quantisation sweeps all call it.
+//! ([`crate::engine::Fixed`]), the RTL generator and the quantisation sweeps all call it.
 
 use serde::{Deserialize, Serialize};
 
