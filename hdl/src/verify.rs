@@ -94,9 +94,9 @@ fn write_state_dump(
         )
         .map_err(e)?;
     }
-    tr.finish().map_err(e)?;
+    let end = tr.finish().map_err(e)?;
     let g = p.with_extension("gtkw");
-    std::fs::write(&g, gtkw_save(p, s, kind, "substrate"))
+    std::fs::write(&g, gtkw_save(p, s, kind, "substrate", end))
         .map_err(|x| Error::Io(g.clone(), x.to_string()))
 }
 

@@ -99,6 +99,34 @@ fn simulate_writes_report_vcd_gtkw_and_states() {
             && g.contains("[fpshift_count] 10")
             && g.contains("substrate.dec0.x23[15:0]")
     );
+    // It opens on the whole run (450 sweeps + the initial state, zoomed out so that
+    // 4.2 * 2^-zoom time units cover the last timestamp), with the sweep counter on top and the
+    // states as analog step traces (flag 1 << 15) three rows high.
+    let end = r["cycles"].as_u64().unwrap() as f64;
+    let zoom: f64 = g
+        .lines()
+        .find_map(|l| l.strip_prefix('*'))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|z| z.parse().ok())
+        .expect("a zoom line");
+    let span = 4.2 * 2f64.powf(-zoom);
+    assert!(
+        span >= end && span < 2.0 * end,
+        "zoom {zoom}: span {span} for a run of {end}"
+    );
+    let first_signal = g.lines().find(|l| l.starts_with("substrate.")).unwrap();
+    assert_eq!(first_signal, "substrate.sweep");
+    let flags = u64::from_str_radix(
+        g.lines()
+            .rev()
+            .skip_while(|l| !l.starts_with("substrate.dec0.x23"))
+            .nth(2)
+            .unwrap()
+            .trim_start_matches('@'),
+        16,
+    )
+    .unwrap();
+    assert!(flags & (1 << 15) != 0, "analog step: {flags:x}");
     // The state dump agrees with the report's readout (independently, in NumPy).
     let means: Vec<f64> = r["modules"][0]["unit_means"]
         .as_array()

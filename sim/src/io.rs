@@ -219,6 +219,7 @@ pub struct VcdTrace {
     sweep_id: vcd::IdCode,
     kind: TraceKind,
     path: std::path::PathBuf,
+    last_t: u64,
 }
 
 impl VcdTrace {
@@ -253,6 +254,7 @@ impl VcdTrace {
             sweep_id,
             kind,
             path: path.into(),
+            last_t: 0,
         })
     }
 
@@ -265,6 +267,7 @@ impl VcdTrace {
         codes: Option<&[i16]>,
     ) -> Result<()> {
         let io = |e| Error::io(self.path.clone(), e);
+        self.last_t = self.last_t.max(t);
         self.w.timestamp(t).map_err(io)?;
         self.w
             .change_vector(self.sweep_id, bits_of(sweep as i64, 32))
@@ -286,10 +289,11 @@ impl VcdTrace {
         Ok(())
     }
 
-    /// Flush the file.
-    pub fn finish(mut self) -> Result<()> {
+    /// Flush the file; returns the last time recorded (what [`gtkw_save`] zooms to).
+    pub fn finish(mut self) -> Result<u64> {
         let p = self.path.clone();
-        self.w.flush().map_err(|e| Error::io(p, e))
+        self.w.flush().map_err(|e| Error::io(p, e))?;
+        Ok(self.last_t)
     }
 }
 
@@ -309,23 +313,38 @@ mod gtkw_flags {
     pub const RJUSTIFY: u64 = 1 << 5;
     pub const BLANK: u64 = 1 << 9;
     pub const SIGNED: u64 = 1 << 10;
+    pub const ANALOG_STEP: u64 = 1 << 15;
+    pub const ANALOG_BLANK_STRETCH: u64 = 1 << 17;
     pub const GRP_BEGIN: u64 = 1 << 23;
     pub const GRP_END: u64 = 1 << 24;
     pub const FPDECSHIFT: u64 = 1 << 30;
 }
 
-/// A GTKWave save file for a trace written by [`VcdTrace`]: one group per module, fixed states
-/// shown as signed decimals with GTKWave's fixed-point shift (so they read as real numbers).
-pub fn gtkw_save(vcd_path: &Path, s: &Substrate, kind: TraceKind, scope: &str) -> String {
+/// Time units the waveform pane of [`gtkw_save`]'s window spans at zoom 0 (measured in
+/// GTKWave 3.3 at `[size] 1400 900` with the widths below; each zoom step halves it).
+const GTKW_SPAN_AT_ZOOM_0: f64 = 4.2;
+
+/// A GTKWave save file for a trace written by [`VcdTrace`] that ends at time `end` (what
+/// [`VcdTrace::finish`] returns): opens zoomed to the whole run, the sweep counter on top, one
+/// group per module, each state an analog step trace three rows high (fixed states through
+/// GTKWave's fixed-point shift, so values read as real numbers), so the Langevin trajectories
+/// are visible.
+pub fn gtkw_save(vcd_path: &Path, s: &Substrate, kind: TraceKind, scope: &str, end: u64) -> String {
     use gtkw_flags::*;
     let abs = std::fs::canonicalize(vcd_path).unwrap_or_else(|_| vcd_path.to_path_buf());
     let mut out = String::new();
     out.push_str("[*] thermo: unit states per module\n");
     out.push_str(&format!("[dumpfile] \"{}\"\n", abs.display()));
-    out.push_str(
-        "[timestart] 0\n[size] 1400 900\n[sst_width] 240\n[signals_width] 260\n[sst_expanded] 1\n",
-    );
-    out.push_str(&format!("@{:x}\n{scope}.sweep[31:0]\n", DEC | RJUSTIFY));
+    // Zoom out until the whole run fits: the pane spans GTKW_SPAN_AT_ZOOM_0 * 2^-zoom units.
+    let zoom = -((end.max(1) as f64 / GTKW_SPAN_AT_ZOOM_0)
+        .log2()
+        .ceil()
+        .max(0.0));
+    out.push_str("[timestart] 0\n");
+    out.push_str(&format!("*{zoom:.6} 0{}\n", " -1".repeat(26)));
+    out.push_str("[size] 1400 900\n[sst_width] 240\n[signals_width] 260\n[sst_expanded] 1\n");
+    out.push_str(&format!("@{:x}\n{scope}.sweep\n", DEC | RJUSTIFY));
+    let stretch = format!("@{:x}\n-\n-\n", ANALOG_BLANK_STRETCH);
     for m in &s.modules {
         out.push_str(&format!("@{:x}\n-{}\n", GRP_BEGIN | BLANK, m.name));
         for n in 0..m.size {
@@ -333,14 +352,19 @@ pub fn gtkw_save(vcd_path: &Path, s: &Substrate, kind: TraceKind, scope: &str) -
                 TraceKind::Fixed { bits, frac } => {
                     out.push_str(&format!(
                         "@{:x}\n[fpshift_count] {frac}\n",
-                        DEC | SIGNED | RJUSTIFY | FPDECSHIFT
+                        DEC | SIGNED | RJUSTIFY | FPDECSHIFT | ANALOG_STEP
                     ));
                     out.push_str(&format!("{scope}.{}.x{n}[{}:0]\n", m.name, bits - 1));
                 }
                 TraceKind::Real => {
-                    out.push_str(&format!("@{:x}\n{scope}.{}.x{n}\n", RJUSTIFY, m.name));
+                    out.push_str(&format!(
+                        "@{:x}\n{scope}.{}.x{n}\n",
+                        RJUSTIFY | ANALOG_STEP,
+                        m.name
+                    ));
                 }
             }
+            out.push_str(&stretch);
         }
         out.push_str(&format!("@{:x}\n-{}\n", GRP_END | BLANK, m.name));
     }

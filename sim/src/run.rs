@@ -155,10 +155,10 @@ pub fn run<A: Arith>(
     }
     let wall = start.elapsed().as_secs_f64();
     if let Some(tr) = trace {
-        tr.finish()?;
+        let end = tr.finish()?;
         if let Some(p) = &opts.vcd {
             let g = p.with_extension("gtkw");
-            std::fs::write(&g, gtkw_save(p, s, kind, "substrate"))
+            std::fs::write(&g, gtkw_save(p, s, kind, "substrate", end))
                 .map_err(|e| crate::Error::io(&g, e))?;
         }
     }
