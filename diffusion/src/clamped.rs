@@ -963,9 +963,10 @@ pub enum EngineKind {
     Fixed,
 }
 
-/// `rho(x)` averages of every column of `b` (`[units, batch]`) on an engine, column `c` seeded
-/// with `seed + c`; the batch is split over `threads` threads (results do not depend on it).
-/// Returns the averages `[units, batch]` and the summed saturation counters.
+/// `rho(x)` averages of every column of `b` (`[units, batch]`) on an engine, column `c` run as
+/// the board runs a RUN with seed `seed + c` (state zero, lanes keyed by `run_key`); the batch
+/// is split over `threads` threads, each building its engine once (results do not depend on
+/// the thread count). Returns the averages `[units, batch]` and the summed saturation counters.
 pub fn engine_batch(
     sub: &thermo_sim::Substrate,
     kind: EngineKind,
@@ -974,34 +975,48 @@ pub fn engine_batch(
     seed: u64,
     threads: usize,
 ) -> (DMatrix<f64>, thermo_sim::engine::Saturation) {
-    use thermo_sim::engine::Saturation;
+    use thermo_sim::engine::{Arith, Engine, Saturation};
+    fn columns<A: Arith>(
+        mut e: Engine<A>,
+        sub: &thermo_sim::Substrate,
+        b: &DMatrix<f64>,
+        cols: std::ops::Range<usize>,
+        run: &EngineRun,
+        seed: u64,
+    ) -> Vec<(Vec<f64>, Saturation)> {
+        cols.map(|c| {
+            e.restart(seed.wrapping_add(c as u64));
+            let col: Vec<f64> = b.column(c).iter().copied().collect();
+            engine_relax(sub, &mut e, &col, run)
+        })
+        .collect()
+    }
     let n = b.ncols();
-    let one = |c: usize| -> (Vec<f64>, Saturation) {
-        let col: Vec<f64> = b.column(c).iter().copied().collect();
-        let s = seed.wrapping_add(c as u64);
-        match kind {
-            EngineKind::Golden => {
-                let mut e = thermo_sim::GoldenEngine::golden(sub, s);
-                engine_relax(sub, &mut e, &col, run)
-            }
-            EngineKind::Fixed => {
-                let mut e = thermo_sim::FixedEngine::fixed(sub, 0);
-                let key = thermo_sim::noise::run_key(s);
-                for (l, lane) in e.lanes.iter_mut().enumerate() {
-                    lane.rng = thermo_sim::noise::Taus88::from_key(key, l as u32);
-                }
-                engine_relax(sub, &mut e, &col, run)
-            }
-        }
-    };
     let threads = threads.clamp(1, n.max(1));
     let chunk = n.div_ceil(threads).max(1);
     let results: Vec<(Vec<f64>, Saturation)> = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..n)
             .step_by(chunk)
             .map(|start| {
-                let one = &one;
-                sc.spawn(move || (start..(start + chunk).min(n)).map(one).collect::<Vec<_>>())
+                let cols = start..(start + chunk).min(n);
+                sc.spawn(move || match kind {
+                    EngineKind::Golden => columns(
+                        thermo_sim::GoldenEngine::golden(sub, 0),
+                        sub,
+                        b,
+                        cols,
+                        run,
+                        seed,
+                    ),
+                    EngineKind::Fixed => columns(
+                        thermo_sim::FixedEngine::fixed(sub, 0),
+                        sub,
+                        b,
+                        cols,
+                        run,
+                        seed,
+                    ),
+                })
             })
             .collect();
         handles

@@ -243,11 +243,8 @@ pub fn board_run(
     sweeps: u64,
     seed: u64,
 ) -> (Vec<f64>, Saturation) {
-    let mut e = FixedEngine::fixed(sub, 0);
-    let key = thermo_sim::noise::run_key(seed);
-    for (l, lane) in e.lanes.iter_mut().enumerate() {
-        lane.rng = thermo_sim::noise::Taus88::from_key(key, l as u32);
-    }
+    // `NoiseLane::new(seed, l)` is `Taus88::from_key(run_key(seed), l)`: the board's keying.
+    let mut e = FixedEngine::fixed(sub, seed);
     relax(sub, &mut e, b, burn_in, sweeps)
 }
 

@@ -763,6 +763,19 @@ impl<A: Arith> Engine<A> {
         self.x.len()
     }
 
+    /// Back to a fresh run: state zero, lane `l` seeded as [`NoiseLane::new`]`(seed, l)` (the
+    /// board's keying of a RUN), counters cleared. The same engine as [`Engine::new`] with
+    /// `seed` gives, without rebuilding the program (biases stay as set).
+    pub fn restart(&mut self, seed: u64) {
+        self.x.fill(A::State::default());
+        for (l, lane) in self.lanes.iter_mut().enumerate() {
+            *lane = NoiseLane::new(seed, l as u32);
+        }
+        self.saturation.fill(Saturation::default());
+        self.bus_saturation = Saturation::default();
+        self.sweeps = 0;
+    }
+
     /// One Jacobi sweep.
     pub fn sweep(&mut self) {
         let prog = &self.prog;
