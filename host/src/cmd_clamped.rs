@@ -3,6 +3,7 @@
 //! `thermo_diffusion::clamped` and `thermo_diffusion::clamped_train`; this module parses and
 //! prints.
 
+use crate::cmd_diffusion::{DemoArgs, EvalArgs, SampleSubstrateArgs};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -359,32 +360,6 @@ pub fn is_clamped(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// What `thermo sample-substrate` asks of a clamped substrate.
-pub struct SampleOptions {
-    /// Substrate file.
-    pub substrate: PathBuf,
-    /// Grid of the substrate's samples.
-    pub png: PathBuf,
-    /// Grid of the U-Net's samples from the same noise.
-    pub unet_png: Option<PathBuf>,
-    /// The U-Net for `unet_png`.
-    pub unet: PathBuf,
-    /// Samples as `N x 64` float32.
-    pub npy: Option<PathBuf>,
-    /// exact, golden or fixed.
-    pub engine: String,
-    /// Number of samples.
-    pub samples: usize,
-    /// Noise levels of the schedule.
-    pub steps: usize,
-    /// Burn-in per call (default: the calibrated run).
-    pub burn_in: Option<u64>,
-    /// Averaged sweeps per call (default: the calibrated run).
-    pub sweeps: Option<u64>,
-    /// Sampler seed.
-    pub seed: u64,
-}
-
 /// Euler-ancestral samples with the clamped substrate as the denoiser
 /// ([`ClampedModel::sample`]).
 pub fn sample_clamped(
@@ -400,7 +375,7 @@ pub fn sample_clamped(
 }
 
 /// `thermo sample-substrate` on a clamped substrate.
-pub fn sample_cmd(a: &SampleOptions) -> Result<(), String> {
+pub fn sample_cmd(a: &SampleSubstrateArgs) -> Result<(), String> {
     let t = Instant::now();
     let c = ClampedModel::load(&a.substrate)?;
     let path: clamped::Path = match a.engine.as_str() {
@@ -458,34 +433,8 @@ pub fn sample_cmd(a: &SampleOptions) -> Result<(), String> {
     Ok(())
 }
 
-/// What `thermo eval` asks of a clamped substrate.
-pub struct EvalCmd {
-    /// Substrate file.
-    pub substrate: PathBuf,
-    /// The U-Net to compare with.
-    pub unet: PathBuf,
-    /// exact, golden or fixed.
-    pub engine: String,
-    /// Test images (default all).
-    pub inputs: Option<usize>,
-    /// Burn-in per call (default: calibrated).
-    pub burn_in: Option<u64>,
-    /// Averaged sweeps per call (default: calibrated).
-    pub sweeps: Option<u64>,
-    /// Engine seed.
-    pub seed: u64,
-    /// Noise levels.
-    pub sigmas: Vec<f32>,
-    /// JSON output.
-    pub json: Option<PathBuf>,
-    /// Markdown output.
-    pub md: Option<PathBuf>,
-    /// Engine threads.
-    pub threads: usize,
-}
-
 /// `thermo eval` on a clamped substrate.
-pub fn eval_cmd(a: &EvalCmd) -> Result<(), String> {
+pub fn eval_cmd(a: &EvalArgs) -> Result<(), String> {
     let t = Instant::now();
     let c = ClampedModel::load(&a.substrate)?;
     let model = io::load(&a.unet).map_err(|e| format!("{}: {e}", a.unet.display()))?;
@@ -670,20 +619,6 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// What `thermo demo` (the main job) asks for.
-pub struct DemoOptions {
-    /// The U-Net.
-    pub model: PathBuf,
-    /// Rank of the compile's skip buses (`None`: dense).
-    pub rank: Option<usize>,
-    /// Output directory.
-    pub out_dir: PathBuf,
-    /// The committed trained substrate (skipped if missing).
-    pub trained: PathBuf,
-    /// Small sizes (tests).
-    pub quick: bool,
-}
-
 /// Denoised-image MSE (clipped) of an identity-unit substrate with its interface (exact
 /// equilibrium means), on the noisy set `thermo eval` uses.
 pub fn identity_mse(path: &Path, test: &[Vec<f32>], sigmas: &[f32]) -> Result<Vec<f64>, String> {
@@ -722,7 +657,7 @@ pub fn judge(
 /// The main job: compile the U-Net into clamped units (dense skips and rank-k buses), show the
 /// committed trained substrate beside them, evaluate every one against the U-Net and the
 /// baselines, run the fixed-point engine as the board would, draw samples and judge them.
-pub fn demo(a: &DemoOptions) -> Result<(), String> {
+pub fn demo(a: &DemoArgs, rank: Option<usize>) -> Result<(), String> {
     let t = Instant::now();
     std::fs::create_dir_all(&a.out_dir).map_err(|e| format!("{}: {e}", a.out_dir.display()))?;
     let d = DigitsData::load()?;
@@ -732,7 +667,7 @@ pub fn demo(a: &DemoOptions) -> Result<(), String> {
         .model
         .file_stem()
         .map_or("unet".to_string(), |s| s.to_string_lossy().to_string());
-    let rank_name = a.rank.map_or("dense".to_string(), |k| format!("rank{k}"));
+    let rank_name = rank.map_or("dense".to_string(), |k| format!("rank{k}"));
     println!(
         "== compile {} into clamp units, layer scale 0.2: dense skips and {} buses ==",
         a.model.display(),
@@ -740,8 +675,8 @@ pub fn demo(a: &DemoOptions) -> Result<(), String> {
     );
     let mut subs: Vec<(String, ClampedModel)> = Vec::new();
     let mut ranks = vec![None];
-    if a.rank.is_some() {
-        ranks.push(a.rank);
+    if rank.is_some() {
+        ranks.push(rank);
     }
     for r in ranks {
         let name = r.map_or("dense".to_string(), |k| format!("rank{k}"));

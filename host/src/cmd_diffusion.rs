@@ -51,36 +51,36 @@ pub enum DiffusionCommand {
 pub struct DemoArgs {
     /// The trained U-Net; if the file is missing, one is trained (seed 1) and written there.
     #[arg(long, default_value = "models/digits-unet.safetensors")]
-    model: PathBuf,
+    pub(crate) model: PathBuf,
     /// Rank of the skip buses, or `dense`.
     #[arg(long, default_value = "8")]
-    rank: String,
+    pub(crate) rank: String,
     /// Directory for the compiled description and its side file.
     #[arg(long, default_value = "target/thermo-demo")]
-    out_dir: PathBuf,
+    pub(crate) out_dir: PathBuf,
     /// Coupling widths of the quantisation table.
     #[arg(long, default_value = "4,6,8,16")]
-    coupling_bits: String,
+    pub(crate) coupling_bits: String,
     /// State widths of the quantisation table.
     #[arg(long, default_value = "8,16")]
-    state_bits: String,
+    pub(crate) state_bits: String,
     /// Held-out images per noise level for the engines.
     #[arg(long, default_value_t = 4)]
-    inputs: usize,
+    pub(crate) inputs: usize,
     /// Adam steps of the interface training.
     #[arg(long, default_value_t = 4000)]
-    steps: usize,
+    pub(crate) steps: usize,
     /// Small sizes, for tests: 150 training and 40 held-out images, 300 interface steps, 1
     /// engine input per level, 40 + 60 sweeps; a missing model is trained for 3 epochs.
     #[arg(long)]
-    quick: bool,
+    pub(crate) quick: bool,
     /// Run the earlier main job instead: identity units with Gershgorin stiffness and a trained
     /// conditioning interface (the comparison the clamped substrate replaced).
     #[arg(long)]
-    interface: bool,
+    pub(crate) interface: bool,
     /// The committed trained clamped substrate shown beside the compiles (skipped if missing).
     #[arg(long, default_value = "models/digits-clamped-rank8.json")]
-    trained: PathBuf,
+    pub(crate) trained: PathBuf,
 }
 
 /// Arguments of `thermo sample-substrate`.
@@ -88,38 +88,38 @@ pub struct DemoArgs {
 pub struct SampleSubstrateArgs {
     /// Substrate description written by `thermo compile` (its `.interface.json` beside it).
     #[arg(long)]
-    substrate: PathBuf,
+    pub(crate) substrate: PathBuf,
     /// Output PNG grid of the substrate's samples.
     #[arg(long)]
-    png: PathBuf,
+    pub(crate) png: PathBuf,
     /// Also write the digital U-Net's samples (same sampler, schedule and noise) to this PNG.
     #[arg(long)]
-    unet_png: Option<PathBuf>,
+    pub(crate) unet_png: Option<PathBuf>,
     /// fixed (the fixed-point engine, run as the board runs it), board (an emulated board over a
     /// pseudo-terminal link), golden or exact (equilibrium means).
     #[arg(long, default_value = "fixed")]
-    engine: String,
+    pub(crate) engine: String,
     /// Number of samples (8 per row).
     #[arg(long, default_value_t = 64)]
-    samples: usize,
+    pub(crate) samples: usize,
     /// Noise levels of the schedule.
     #[arg(long, default_value_t = 40)]
-    steps: usize,
+    pub(crate) steps: usize,
     /// Burn-in sweeps per denoiser call (default: 60; a clamped substrate: its calibrated run).
     #[arg(long)]
-    burn_in: Option<u64>,
+    pub(crate) burn_in: Option<u64>,
     /// Averaged sweeps per denoiser call (default: 100; a clamped substrate: its calibrated run).
     #[arg(long)]
-    sweeps: Option<u64>,
+    pub(crate) sweeps: Option<u64>,
     /// Sampler seed (also keys the engine noise).
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Also write the samples as an N x 64 .npy (float32, data scale pixel/8 - 1).
     #[arg(long)]
-    npy: Option<PathBuf>,
+    pub(crate) npy: Option<PathBuf>,
     /// The U-Net of `--unet-png` for a clamped substrate.
     #[arg(long, default_value = "models/digits-unet.safetensors")]
-    unet: PathBuf,
+    pub(crate) unet: PathBuf,
 }
 
 /// Arguments of `thermo quantize`.
@@ -264,38 +264,38 @@ pub struct CompileArgs {
 pub struct EvalArgs {
     /// Substrate description written by `thermo compile` (its `.interface.json` beside it).
     #[arg(long)]
-    substrate: PathBuf,
+    pub(crate) substrate: PathBuf,
     /// exact (equilibrium mean A^-1 b from the validated description), golden or fixed.
     #[arg(long, default_value = "exact")]
-    engine: String,
+    pub(crate) engine: String,
     /// Held-out images per noise level (default: 4 for identity units, engines: keep it small;
     /// all 359 test images for a clamped substrate).
     #[arg(long)]
-    inputs: Option<usize>,
+    pub(crate) inputs: Option<usize>,
     /// Burn-in sweeps (engines; default 400, a clamped substrate: its calibrated run).
     #[arg(long)]
-    burn_in: Option<u64>,
+    pub(crate) burn_in: Option<u64>,
     /// Averaged sweeps (engines; default 1000, a clamped substrate: its calibrated run).
     #[arg(long)]
-    sweeps: Option<u64>,
+    pub(crate) sweeps: Option<u64>,
     /// Noise seed (engines).
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    pub(crate) seed: u64,
     /// Held-out noise levels.
     #[arg(long, value_delimiter = ',', default_value = "0.05,0.2,0.5,1,2,5")]
-    sigmas: Vec<f32>,
+    pub(crate) sigmas: Vec<f32>,
     /// Write the rows as JSON.
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub(crate) json: Option<PathBuf>,
     /// Write a Markdown table.
     #[arg(long)]
-    md: Option<PathBuf>,
+    pub(crate) md: Option<PathBuf>,
     /// The U-Net a clamped substrate is compared with.
     #[arg(long, default_value = "models/digits-unet.safetensors")]
-    unet: PathBuf,
+    pub(crate) unet: PathBuf,
     /// Engine threads (clamped substrates; results do not depend on it).
     #[arg(long, default_value_t = 2)]
-    threads: usize,
+    pub(crate) threads: usize,
 }
 
 /// Arguments of `thermo compile-table`.
@@ -1194,19 +1194,7 @@ struct EngineRow {
 
 fn eval_cmd(a: EvalArgs) -> Result<(), String> {
     if crate::cmd_clamped::is_clamped(&a.substrate) {
-        return crate::cmd_clamped::eval_cmd(&crate::cmd_clamped::EvalCmd {
-            substrate: a.substrate,
-            unet: a.unet,
-            engine: a.engine,
-            inputs: a.inputs,
-            burn_in: a.burn_in,
-            sweeps: a.sweeps,
-            seed: a.seed,
-            sigmas: a.sigmas,
-            json: a.json,
-            md: a.md,
-            threads: a.threads,
-        });
+        return crate::cmd_clamped::eval_cmd(&a);
     }
     let t = Instant::now();
     let inputs = a.inputs.unwrap_or(4);
@@ -1547,19 +1535,7 @@ fn run_seed(seed: u64, step: usize, n: usize, s: usize) -> u64 {
 
 fn sample_substrate(a: SampleSubstrateArgs) -> Result<(), String> {
     if crate::cmd_clamped::is_clamped(&a.substrate) {
-        return crate::cmd_clamped::sample_cmd(&crate::cmd_clamped::SampleOptions {
-            substrate: a.substrate,
-            png: a.png,
-            unet_png: a.unet_png,
-            unet: a.unet,
-            npy: a.npy,
-            engine: a.engine,
-            samples: a.samples,
-            steps: a.steps,
-            burn_in: a.burn_in,
-            sweeps: a.sweeps,
-            seed: a.seed,
-        });
+        return crate::cmd_clamped::sample_cmd(&a);
     }
     let (burn_in, sweeps) = (a.burn_in.unwrap_or(60), a.sweeps.unwrap_or(100));
     let t = Instant::now();
@@ -1704,13 +1680,7 @@ fn demo(a: DemoArgs) -> Result<(), String> {
                 a.model.display()
             ));
         }
-        return crate::cmd_clamped::demo(&crate::cmd_clamped::DemoOptions {
-            model: a.model,
-            rank: parse_rank(&a.rank)?,
-            out_dir: a.out_dir,
-            trained: a.trained,
-            quick: a.quick,
-        });
+        return crate::cmd_clamped::demo(&a, parse_rank(&a.rank)?);
     }
     if !a.model.exists() {
         let epochs = if a.quick {
