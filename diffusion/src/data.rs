@@ -159,6 +159,12 @@ pub const DEFAULT_SPLIT_SEED: u64 = 20260;
 impl Split {
     /// Shuffle 0..n with [`Rng::new`]`(seed)` (Fisher–Yates) and hold out the first
     /// `round(n * test_fraction)` indices as the test set. Deterministic for a given seed.
+    /// The project's split of `n` images ([`DEFAULT_TEST_FRACTION`], [`DEFAULT_SPLIT_SEED`]):
+    /// the one the committed models were trained on and every figure is measured on.
+    pub fn standard(n: usize) -> Result<Self> {
+        Self::new(n, DEFAULT_TEST_FRACTION, DEFAULT_SPLIT_SEED)
+    }
+
     pub fn new(n: usize, test_fraction: f64, seed: u64) -> Result<Self> {
         if !(0.0..1.0).contains(&test_fraction) {
             return Err(DiffusionError::Invalid(format!(

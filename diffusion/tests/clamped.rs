@@ -7,9 +7,7 @@ use thermo_diffusion::clamped::{
     RelaxOptions,
 };
 use thermo_diffusion::clamped_train::loss_and_grad;
-use thermo_diffusion::data::{
-    default_data_path, Digits, Split, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION,
-};
+use thermo_diffusion::data::{default_data_path, Digits, Split};
 use thermo_diffusion::rng::Rng;
 use thermo_diffusion::{gram, io, Unet};
 
@@ -28,7 +26,7 @@ struct Data {
 
 fn data() -> Data {
     let d = Digits::load(&default_data_path()).expect("data");
-    let s = Split::new(d.len(), DEFAULT_TEST_FRACTION, DEFAULT_SPLIT_SEED).expect("split");
+    let s = Split::standard(d.len()).expect("split");
     Data {
         train: s.train.iter().map(|&i| d.unit_image(i).to_vec()).collect(),
         test: s.test.iter().map(|&i| d.unit_image(i).to_vec()).collect(),

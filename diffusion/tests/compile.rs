@@ -3,9 +3,7 @@
 use nalgebra::{DMatrix, DVector};
 use std::path::PathBuf;
 use thermo_diffusion::compile::{self, CompileOptions, EmitOptions, Stiffness};
-use thermo_diffusion::data::{
-    default_data_path, Digits, Split, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION,
-};
+use thermo_diffusion::data::{default_data_path, Digits, Split};
 use thermo_diffusion::eval::{self, Prepared};
 use thermo_diffusion::gram::{self, Factorisation};
 use thermo_diffusion::interface::{Interface, ParamCount, TrainOptions, BUDGET};
@@ -19,7 +17,7 @@ fn model() -> Unet {
 /// A small pipeline: 150 training images (1 draw), 40 held-out images at 3 noise levels.
 fn small(model: &Unet) -> Prepared {
     let d = Digits::load(&default_data_path()).expect("data");
-    let split = Split::new(d.len(), DEFAULT_TEST_FRACTION, DEFAULT_SPLIT_SEED).expect("split");
+    let split = Split::standard(d.len()).expect("split");
     let train = d.unit_matrix(&split.train[..150]);
     let test = d.unit_matrix(&split.test[..40]);
     eval::prepare(model, &train, &test, 1, &[0.1, 0.5, 2.0]).expect("prepare")

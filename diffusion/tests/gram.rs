@@ -1,9 +1,7 @@
 //! Compiler groundwork: rank-k skip factorisations on the committed model's activations.
 
 use std::path::PathBuf;
-use thermo_diffusion::data::{
-    default_data_path, Digits, Split, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION,
-};
+use thermo_diffusion::data::{default_data_path, Digits, Split};
 use thermo_diffusion::gram::{
     collect_activations, gram, gram_weighted, plain_svd, relative_error, skip_matrix,
 };
@@ -14,7 +12,7 @@ fn rank_k_error_falls_with_k_and_gram_weighted_beats_plain_svd_on_held_out() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/digits-unet.safetensors");
     let model = io::load(&path).expect("committed model loads");
     let d = Digits::load(&default_data_path()).expect("data");
-    let split = Split::new(d.len(), DEFAULT_TEST_FRACTION, DEFAULT_SPLIT_SEED).expect("split");
+    let split = Split::standard(d.len()).expect("split");
     let train = collect_activations(&model, &d.unit_matrix(&split.train), 2, 1);
     let test = collect_activations(&model, &d.unit_matrix(&split.test), 2, 2);
     assert_eq!(train.len(), 2 * split.train.len());

@@ -7,9 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use thermo_diffusion::classifier::{Classifier, ClassifierReport, ClassifierTrainConfig};
-use thermo_diffusion::data::{
-    default_data_path, Digits, Split, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, PIXELS,
-};
+use thermo_diffusion::data::{default_data_path, Digits, Split, PIXELS};
 use thermo_diffusion::rng::Rng;
 use thermo_diffusion::{io, quality, DiffusionError};
 
@@ -19,7 +17,7 @@ fn root() -> PathBuf {
 
 fn digits_split() -> (Digits, Split) {
     let d = Digits::load(&default_data_path()).expect("data");
-    let s = Split::new(d.len(), DEFAULT_TEST_FRACTION, DEFAULT_SPLIT_SEED).expect("split");
+    let s = Split::standard(d.len()).expect("split");
     (d, s)
 }
 

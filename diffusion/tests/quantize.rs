@@ -3,9 +3,7 @@
 
 use std::path::PathBuf;
 use thermo_diffusion::compile::{self, HEADROOM};
-use thermo_diffusion::data::{
-    default_data_path, Digits, Split, DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION,
-};
+use thermo_diffusion::data::{default_data_path, Digits, Split};
 use thermo_diffusion::eval::{self, EvalSet};
 use thermo_diffusion::quantize::{self, SweepOptions};
 use thermo_diffusion::substrate::{self, relax, Loaded};
@@ -21,7 +19,7 @@ fn committed() -> Loaded {
 
 fn held_out(l: &Loaded, images: usize, sigmas: &[f32]) -> EvalSet {
     let d = Digits::load(&default_data_path()).expect("data");
-    let split = Split::new(d.len(), DEFAULT_TEST_FRACTION, DEFAULT_SPLIT_SEED).expect("split");
+    let split = Split::standard(d.len()).expect("split");
     let x = d.unit_matrix(&split.test[..images]);
     eval::build_set(&l.model, &x, &eval::Sigmas::Fixed(sigmas.to_vec()), 12).expect("set")
 }

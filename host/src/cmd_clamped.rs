@@ -169,12 +169,7 @@ impl DigitsData {
     /// Load the committed digits and split them.
     pub fn load() -> Result<Self, String> {
         let digits = Digits::load(&data::default_data_path()).map_err(|e| e.to_string())?;
-        let split = Split::new(
-            digits.len(),
-            data::DEFAULT_TEST_FRACTION,
-            data::DEFAULT_SPLIT_SEED,
-        )
-        .map_err(|e| e.to_string())?;
+        let split = Split::standard(digits.len()).map_err(|e| e.to_string())?;
         let test = split
             .test
             .iter()

@@ -799,12 +799,7 @@ fn parse_rank(k: &str) -> Result<Option<usize>, String> {
 fn prepare_data(model: &thermo_diffusion::Unet, c: &CompilerArgs) -> Result<Prepared, String> {
     let data_path = c.data.clone().unwrap_or_else(data::default_data_path);
     let digits = Digits::load(&data_path).map_err(|e| e.to_string())?;
-    let split = Split::new(
-        digits.len(),
-        data::DEFAULT_TEST_FRACTION,
-        data::DEFAULT_SPLIT_SEED,
-    )
-    .map_err(|e| e.to_string())?;
+    let split = Split::standard(digits.len()).map_err(|e| e.to_string())?;
     let ntr = c.train_images.unwrap_or(usize::MAX).min(split.train.len());
     let nte = c.test_images.unwrap_or(usize::MAX).min(split.test.len());
     if ntr == 0 || nte == 0 {
@@ -1401,12 +1396,7 @@ fn held_out(
     sigmas: &[f32],
 ) -> Result<(teval::EvalSet, usize), String> {
     let digits = Digits::load(&data::default_data_path()).map_err(|e| e.to_string())?;
-    let split = Split::new(
-        digits.len(),
-        data::DEFAULT_TEST_FRACTION,
-        data::DEFAULT_SPLIT_SEED,
-    )
-    .map_err(|e| e.to_string())?;
+    let split = Split::standard(digits.len()).map_err(|e| e.to_string())?;
     let n_img = inputs.min(split.test.len());
     let test_x = digits.unit_matrix(&split.test[..n_img]);
     let set = teval::build_set(model, &test_x, &teval::Sigmas::Fixed(sigmas.to_vec()), 12)?;
@@ -1693,12 +1683,7 @@ fn demo(a: DemoArgs) -> Result<(), String> {
             a.model.display()
         );
         let digits = Digits::load(&data::default_data_path()).map_err(|e| e.to_string())?;
-        let split = Split::new(
-            digits.len(),
-            data::DEFAULT_TEST_FRACTION,
-            data::DEFAULT_SPLIT_SEED,
-        )
-        .map_err(|e| e.to_string())?;
+        let split = Split::standard(digits.len()).map_err(|e| e.to_string())?;
         let tc = TrainConfig {
             epochs,
             ..TrainConfig::default()
@@ -1792,12 +1777,7 @@ fn demo(a: DemoArgs) -> Result<(), String> {
         .cholesky()
         .ok_or("A is not positive definite")?;
     let digits = Digits::load(&data::default_data_path()).map_err(|e| e.to_string())?;
-    let split = Split::new(
-        digits.len(),
-        data::DEFAULT_TEST_FRACTION,
-        data::DEFAULT_SPLIT_SEED,
-    )
-    .map_err(|e| e.to_string())?;
+    let split = Split::standard(digits.len()).map_err(|e| e.to_string())?;
     let n_mse = if a.quick { 20 } else { split.test.len() };
     let train_flat = digits.unit_matrix(&split.train);
     let wiener = thermo_diffusion::quality::Wiener::fit(&train_flat).map_err(|e| e.to_string())?;

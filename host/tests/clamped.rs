@@ -318,12 +318,7 @@ fn identity_substrate_fails_the_fd_bound_the_clamped_one_meets() {
     use thermo_diffusion::quality;
     let d =
         thermo_diffusion::data::Digits::load(&thermo_diffusion::data::default_data_path()).unwrap();
-    let split = thermo_diffusion::data::Split::new(
-        d.len(),
-        thermo_diffusion::data::DEFAULT_TEST_FRACTION,
-        thermo_diffusion::data::DEFAULT_SPLIT_SEED,
-    )
-    .unwrap();
+    let split = thermo_diffusion::data::Split::standard(d.len()).unwrap();
     let clf = Classifier::load(&root().join("models/digits-classifier.safetensors")).unwrap();
     let reference = quality::QualityReference::new(&clf, &d.unit_matrix(&split.train)).unwrap();
     let fd = |substrate: &str| -> quality::QualityReport {
