@@ -500,6 +500,14 @@ mod tests {
         let s = Substrate::from_file(&root.join("examples/three-module.toml")).unwrap();
         let rep = verify(&s, 3, 1, Sims::default(), None).unwrap();
         eprintln!("{rep:?}");
+        // Both simulators ran and every unit was compared at every sweep.
+        assert!(rep.rusthdl && rep.verilator, "{rep:?}");
+        assert_eq!((rep.units, rep.sweeps), (s.units(), 3));
+        assert_eq!(rep.states_compared, 3 * s.units() as u64);
+        assert_eq!(
+            rep.cycles_per_sweep,
+            thermo_sim::schedule::Schedule::new(&s).cycles_per_sweep
+        );
     }
 }
 

@@ -25,7 +25,14 @@ fn invalid(cfg: &SubstrateConfig) -> (String, String) {
 
 #[test]
 fn base_configuration_is_valid() {
-    Substrate::from_config(&base()).expect("base validates");
+    let s = Substrate::from_config(&base()).expect("base validates");
+    assert_eq!(s.units(), 30);
+    assert!(
+        s.lambda_min > 0.0 && s.eta * s.lambda_max < 2.0,
+        "{} {}",
+        s.lambda_min,
+        s.eta
+    );
 }
 
 #[test]
