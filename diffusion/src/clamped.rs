@@ -756,15 +756,21 @@ fn one() -> f64 {
     1.0
 }
 
+/// Default engine temperature: its noise only dithers the fixed engine's rounding (higher
+/// temperatures cost MSE through the head's `1 / g^4`; `docs/clamped.md` §3).
+pub const DEFAULT_TEMPERATURE: f64 = 1e-7;
+/// Default [`EngineSettings::v_scale`] (`docs/clamped.md` §7).
+pub const DEFAULT_V_SCALE: f64 = 1.0 / 16.0;
+
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
-            temperature: 1e-6,
+            temperature: DEFAULT_TEMPERATURE,
             eta_fraction: 0.5,
             lanes: 16,
             coupling_bits: 16,
             state_bits: 16,
-            v_scale: 1.0,
+            v_scale: DEFAULT_V_SCALE,
         }
     }
 }
@@ -776,6 +782,16 @@ pub struct EngineRun {
     pub burn_in: u64,
     /// Sweeps `rho(x)` is averaged over.
     pub sweeps: u64,
+}
+
+impl Default for EngineRun {
+    /// 60 burn-in sweeps (the noiseless relaxation converges in 14–20) and 200 averaged.
+    fn default() -> Self {
+        EngineRun {
+            burn_in: 60,
+            sweeps: 200,
+        }
+    }
 }
 
 impl ClampedModel {

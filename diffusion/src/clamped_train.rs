@@ -272,7 +272,6 @@ pub fn loss_and_grad(
         }
     }
     // Couplings.
-    let off = c.offsets();
     for (bi, blk) in c.blocks.iter().enumerate() {
         let (rt, rf) = (c.range(blk.to), c.range(blk.from));
         let gw = q.rows(rt.start, rt.len()) * r.y.rows(rf.start, rf.len()).transpose()
@@ -298,7 +297,6 @@ pub fn loss_and_grad(
             grad.buses[bi].v[k] = (gu * s).iter().copied().collect();
         }
     }
-    let _ = off;
     Ok((loss, grad))
 }
 

@@ -88,7 +88,7 @@ pub struct TrainSubstrateArgs {
 #[derive(Args, Clone)]
 pub struct EngineArgs {
     /// Temperature of the engines (a little noise dithers the fixed engine's rounding).
-    #[arg(long, default_value_t = 1e-7)]
+    #[arg(long, default_value_t = clamped::DEFAULT_TEMPERATURE)]
     pub temperature: f64,
     /// eta as a fraction of the stability limit 2 / lambda_max(I - J).
     #[arg(long, default_value_t = 0.5)]
@@ -104,7 +104,7 @@ pub struct EngineArgs {
     pub state_bits: u32,
     /// Decoder-side bus factors emitted as `v * v_scale`, gains as `sigma / v_scale` (the same
     /// couplings; see `EngineSettings::v_scale`).
-    #[arg(long, default_value_t = 0.0625)]
+    #[arg(long, default_value_t = clamped::DEFAULT_V_SCALE)]
     pub v_scale: f64,
     /// Default burn-in sweeps of one call on the engines.
     #[arg(long, default_value_t = 60)]
@@ -135,20 +135,14 @@ impl EngineArgs {
 
 impl Default for EngineArgs {
     fn default() -> Self {
-        let (s, r) = (
-            EngineSettings::default(),
-            EngineRun {
-                burn_in: 60,
-                sweeps: 200,
-            },
-        );
+        let (s, r) = (EngineSettings::default(), EngineRun::default());
         EngineArgs {
-            temperature: 1e-7,
+            temperature: s.temperature,
             eta_fraction: s.eta_fraction,
             lanes: s.lanes,
             coupling_bits: s.coupling_bits,
             state_bits: s.state_bits,
-            v_scale: 0.0625,
+            v_scale: s.v_scale,
             run_burn_in: r.burn_in,
             run_sweeps: r.sweeps,
         }
@@ -333,10 +327,7 @@ pub fn compile_cmd(
 
 /// The substrate's calibrated run (60 + 200 sweeps if it has none), overridden where given.
 fn run_of(c: &ClampedModel, burn_in: Option<u64>, sweeps: Option<u64>) -> EngineRun {
-    let mut run = c.engine.as_ref().map(|e| e.run).unwrap_or(EngineRun {
-        burn_in: 60,
-        sweeps: 200,
-    });
+    let mut run = c.engine.as_ref().map_or(EngineRun::default(), |e| e.run);
     if let Some(b) = burn_in {
         run.burn_in = b;
     }
@@ -355,20 +346,6 @@ pub fn is_clamped(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Euler-ancestral samples with the clamped substrate as the denoiser
-/// ([`ClampedModel::sample`]).
-pub fn sample_clamped(
-    c: &ClampedModel,
-    path: clamped::Path,
-    n: usize,
-    steps: usize,
-    seed: u64,
-    run: &EngineRun,
-    threads: usize,
-) -> Result<(Vec<Vec<f32>>, u64), String> {
-    c.sample(path, n, steps, seed, run, threads)
-}
-
 /// `thermo sample-substrate` on a clamped substrate.
 pub fn sample_cmd(a: &SampleSubstrateArgs) -> Result<(), String> {
     let t = Instant::now();
@@ -380,7 +357,7 @@ pub fn sample_cmd(a: &SampleSubstrateArgs) -> Result<(), String> {
         e => e.parse().map_err(|err| format!("--engine {err}"))?,
     };
     let run = run_of(&c, a.burn_in, a.sweeps);
-    let (imgs, sat) = sample_clamped(&c, path, a.samples, a.steps, a.seed, &run, 2)?;
+    let (imgs, sat) = c.sample(path, a.samples, a.steps, a.seed, &run, 2)?;
     thermo_diffusion::sample::write_png_grid(&imgs, 8, 6, &a.png).map_err(|e| e.to_string())?;
     println!(
         "wrote {} ({} samples from {} on the {} path, Euler ancestral, {} noise levels{}, seed {}; {} saturation events; {:.1} s)",
@@ -625,7 +602,10 @@ pub fn identity_mse(path: &Path, test: &[Vec<f32>], sigmas: &[f32]) -> Result<Ve
     let mut out = Vec::new();
     for (k, &s) in sigmas.iter().enumerate() {
         let mut se = 0.0;
-        for (x, x0) in set.noisy[k].chunks(c_px()).zip(test) {
+        for (x, x0) in set.noisy[k]
+            .chunks(thermo_diffusion::data::PIXELS)
+            .zip(test)
+        {
             let (b, _) = l.bias_of(x, s)?;
             let (d0, _) = l.dec0_readout(&b, Readout::Exact, 0, 0, 0, chol.as_ref())?;
             se += quality::denoise_mse(&l.denoised_from_dec0(x, s, &d0), x0);
@@ -633,10 +613,6 @@ pub fn identity_mse(path: &Path, test: &[Vec<f32>], sigmas: &[f32]) -> Result<Ve
         out.push(se / test.len().max(1) as f64);
     }
     Ok(out)
-}
-
-fn c_px() -> usize {
-    thermo_diffusion::data::PIXELS
 }
 
 /// Judge samples with the committed classifier.
@@ -856,8 +832,7 @@ pub fn demo(a: &DemoArgs, rank: Option<usize>) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut written = vec![up];
     for (k, (name, c)) in subs.iter().enumerate() {
-        let (s, _) = sample_clamped(
-            c,
+        let (s, _) = c.sample(
             clamped::Path::Exact,
             n,
             quality::SAMPLE_STEPS,

@@ -253,7 +253,7 @@ pub struct CompileArgs {
     #[arg(long, default_value_t = 16)]
     state_bits: u32,
     /// Clamp units: decoder-side bus factors emitted as `v * v_scale` (gains `sigma / v_scale`).
-    #[arg(long, default_value_t = 0.0625)]
+    #[arg(long, default_value_t = thermo_diffusion::clamped::DEFAULT_V_SCALE)]
     v_scale: f64,
     #[command(flatten)]
     c: CompilerArgs,
@@ -876,7 +876,9 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
         "identity" => {}
         "clamp" => {
             let e = crate::cmd_clamped::EngineArgs {
-                temperature: a.temperature.unwrap_or(1e-7),
+                temperature: a
+                    .temperature
+                    .unwrap_or(thermo_diffusion::clamped::DEFAULT_TEMPERATURE),
                 eta_fraction: a.eta_fraction,
                 lanes: a.lanes,
                 coupling_bits: a.coupling_bits,
@@ -1742,7 +1744,7 @@ fn demo(a: DemoArgs) -> Result<(), String> {
         state_frac: None,
         coupling_bits: 16,
         state_bits: 16,
-        v_scale: 0.0625,
+        v_scale: thermo_diffusion::clamped::DEFAULT_V_SCALE,
         c,
     })?;
     let l = tsub::load(&out)?;

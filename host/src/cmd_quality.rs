@@ -366,19 +366,11 @@ fn sample_quality(a: SampleQualityArgs) -> Result<(), String> {
         let c = thermo_diffusion::clamped::ClampedModel::load(p)?;
         let path: thermo_diffusion::clamped::Path =
             a.engine.parse().map_err(|e| format!("--engine {e}"))?;
-        let run =
-            c.engine
-                .as_ref()
-                .map(|e| e.run)
-                .unwrap_or(thermo_diffusion::clamped::EngineRun {
-                    burn_in: 60,
-                    sweeps: 200,
-                });
+        let run = c.engine.as_ref().map_or(Default::default(), |e| e.run);
         let seeds: Vec<u64> = (0..a.seeds).collect();
         let mut reports = Vec::new();
         for &seed in &seeds {
-            let (imgs, _) =
-                crate::cmd_clamped::sample_clamped(&c, path, a.n, a.steps, seed, &run, 2)?;
+            let (imgs, _) = c.sample(path, a.n, a.steps, seed, &run, 2)?;
             let flat: Vec<f32> = imgs.into_iter().flatten().collect();
             let r =
                 quality::sample_quality_with(&clf, &flat, &reference).map_err(|e| e.to_string())?;
