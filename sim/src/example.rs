@@ -246,3 +246,40 @@ pub fn family_config(n: u64) -> SubstrateConfig {
         ..Default::default()
     })
 }
+
+/// The repository's shipped hand-written example, `examples/three-module.toml` (3 modules,
+/// 64 units, one rank-2 bus): its path in the source tree.
+pub fn shipped_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/three-module.toml")
+}
+
+/// The shipped example, loaded and validated (a fixture of the tests of every crate).
+pub fn shipped() -> crate::Substrate {
+    crate::Substrate::from_file(&shipped_path()).expect("the shipped example validates")
+}
+
+/// Configuration `n` of the test family pushed into saturation (the hardware equivalence tests'
+/// fixture): [`family_config`]`(n)` with a narrow state format (6 bits, 3 fractional: +-4),
+/// biases scaled up 8x and shifted by +10 and a 4x hotter temperature; for odd `n` the clamp
+/// activation `[-3, 3]`, for even `n` a narrow bus format (6 bits, 4 fractional: +-2) so that bus
+/// lines saturate too.
+pub fn saturating_config(n: u64) -> SubstrateConfig {
+    use crate::model::{Activation, PerUnit};
+    use crate::qformat::QFormat;
+    let mut cfg = family_config(n);
+    cfg.name = format!("{}-saturating", cfg.name);
+    cfg.formats.state = QFormat::new(6, 3);
+    cfg.temperature *= 4.0;
+    for m in cfg.modules.iter_mut() {
+        m.bias = match &m.bias {
+            PerUnit::Uniform(b) => PerUnit::Uniform(b * 8.0 + 10.0),
+            PerUnit::Each(v) => PerUnit::Each(v.iter().map(|b| b * 8.0 + 10.0).collect()),
+        };
+    }
+    if n % 2 == 1 {
+        cfg.activation = Activation::Clamp { lo: -3.0, hi: 3.0 };
+    } else {
+        cfg.formats.bus = QFormat::new(6, 4);
+    }
+    cfg
+}

@@ -7,17 +7,9 @@
 
 use nalgebra::{DMatrix, DVector};
 use thermo_sim::engine::{Arith, Engine, Fixed};
-use thermo_sim::example::{random_substrate, ExampleSpec};
+use thermo_sim::example::{random_substrate, shipped, ExampleSpec};
 use thermo_sim::noise::{norm_ppf, transform_report};
 use thermo_sim::{FixedEngine, GoldenEngine, Substrate};
-
-fn shipped() -> Substrate {
-    Substrate::from_file(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/three-module.toml"
-    )))
-    .expect("shipped example validates")
-}
 
 fn random(n: u64) -> Substrate {
     Substrate::from_config(&thermo_sim::example::family_config(n))

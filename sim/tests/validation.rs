@@ -244,11 +244,7 @@ fn file_errors_name_the_file() {
 /// A missing top-level setting in a TOML file is named, not quoted as line 1 column 1.
 #[test]
 fn missing_top_level_toml_field_is_named() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/three-module.toml"
-    ))
-    .unwrap();
+    let text = std::fs::read_to_string(thermo_sim::example::shipped_path()).unwrap();
     let cut: String = text
         .lines()
         .filter(|l| !l.starts_with("temperature"))
