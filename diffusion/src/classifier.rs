@@ -1,4 +1,4 @@
-//! A seeded MLP digit classifier on the 8x8 digits, the judge of sample quality (issue 12).
+//! A seeded MLP digit classifier on the 8x8 digits, the judge of sample quality.
 //!
 //! Architecture: dense layers with ReLU between them, e.g. `64-128-64-10`; the output layer
 //! gives logits, [`Classifier::probs`] their softmax. The post-ReLU activations of the last

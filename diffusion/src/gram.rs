@@ -1,4 +1,4 @@
-//! Groundwork of the compiler (issue 6, item 3; DESIGN.md §3): per-module activations on data,
+//! Groundwork of the compiler (`docs/design.md` §1, rank-k buses): per-module activations on data,
 //! the encoder Gram matrix and rank-k factorisations of the skip blocks.
 //!
 //! A skip block `W` (`[n_dec, n_enc]`) maps encoder activations `e` to a decoder pre-activation

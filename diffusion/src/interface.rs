@@ -1,4 +1,4 @@
-//! The minimal digital conditioning interface (DESIGN.md §4; `docs/compiler.md`).
+//! The minimal digital conditioning interface of the identity-unit compile (`docs/compiler.md`).
 //!
 //! ```text
 //! f = [c_in(sigma) x (64 pixels), s]       s = 2 (ln sigma - ln sigma_min)/(ln sigma_max - ln sigma_min) - 1

@@ -1,4 +1,4 @@
-//! Honest metrics (issue 12, item 1): denoising baselines and sample quality.
+//! Honest metrics: denoising baselines and sample quality.
 //!
 //! Denoising, judged by the MSE per pixel of the denoised image against the clean one, outputs
 //! clipped to the data range [-1, 1] ([`denoise_mse`]), on a fixed noisy set

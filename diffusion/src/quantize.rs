@@ -1,4 +1,4 @@
-//! The quantisation sweep of `thermo quantize` (issue 6, item 5): for every pair (coupling bits,
+//! The quantisation sweep of `thermo quantize`: for every pair (coupling bits,
 //! state bits) the compiled substrate is re-quantised by [`crate::compile::choose_formats`]
 //! (integer bits from the data ranges recorded at compile time), the fixed engine relaxes it on
 //! held-out inputs with the conditioning interface's biases, and its time-averaged dec0 readout

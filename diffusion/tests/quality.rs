@@ -1,4 +1,4 @@
-//! Honest metrics (issue 12): the committed classifier's accuracy, the Wiener filter and the
+//! Honest metrics: the committed classifier's accuracy, the Wiener filter and the
 //! Frechet distance against an independent NumPy computation
 //! (`diffusion/scripts/reference_quality.py`; NumPy: `scripts/install-test-deps.sh`), the FD
 //! of real and of noise images, the ordering of the denoising baselines, and bad classifier

@@ -1,7 +1,7 @@
 //! The substrate description: what a user writes (TOML) or the compiler emits (JSON), and the
 //! validated [`Substrate`] every engine, the RTL generator and the exporters read.
 //!
-//! Energy (DESIGN.md §1), with units grouped into modules laid out in file order:
+//! Energy (`docs/design.md` §1), with units grouped into modules laid out in file order:
 //!
 //! ```text
 //! E(x) = 1/2 sum_i a_i x_i^2 + 1/2 sum_{i!=j} A_ij x_i x_j - sum_i b_i rho(x_i)

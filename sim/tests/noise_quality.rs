@@ -1,4 +1,4 @@
-//! Noise quality (DESIGN.md §2): goodness of fit at 10^6 samples per lane, tails, lag and
+//! Noise quality (`docs/design.md` §2, `docs/fixed-point.md`): goodness of fit at 10^6 samples per lane, tails, lag and
 //! cross-lane correlation, and the exact properties of the transform.
 
 use thermo_sim::noise::{icdf_rom, transform_report, NoiseLane, Taus88};
