@@ -942,29 +942,20 @@ impl ClampedModel {
 }
 
 /// Relax `engine` with per-call bias `b` from its current state and return the time average of
-/// `rho(x)` over `run.sweeps` sweeps after `run.burn_in`, and the saturation counters.
+/// `rho(x)` over `run.sweeps` sweeps (at least one) after `run.burn_in`, and the saturation
+/// counters ([`thermo_sim::engine::Engine::relax_average`]).
 pub fn engine_relax<A: thermo_sim::engine::Arith>(
     sub: &thermo_sim::Substrate,
     engine: &mut thermo_sim::engine::Engine<A>,
     b: &[f64],
     run: &EngineRun,
 ) -> (Vec<f64>, thermo_sim::engine::Saturation) {
-    engine.prog.set_bias(sub, b);
-    for _ in 0..run.burn_in {
-        engine.sweep();
-    }
-    let mut sum = vec![0.0; b.len()];
-    for _ in 0..run.sweeps.max(1) {
-        engine.sweep();
-        let a = &engine.prog.arith;
-        for (s, &x) in sum.iter_mut().zip(&engine.x) {
-            *s += a.to_f64(a.rho(x));
-        }
-    }
-    let n = run.sweeps.max(1) as f64;
-    (
-        sum.iter().map(|s| s / n).collect(),
-        engine.saturation_total(),
+    engine.relax_average(
+        sub,
+        b,
+        run.burn_in,
+        run.sweeps,
+        thermo_sim::engine::Observe::Activation,
     )
 }
 
