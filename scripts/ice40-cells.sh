@@ -12,7 +12,7 @@ cfg=${1:?usage: $0 CONFIG LANES DIR}
 lanes=${2:?usage: $0 CONFIG LANES DIR}
 dir=${3:?usage: $0 CONFIG LANES DIR}
 cd "$(dirname "$0")/.."
-cargo build --release -q -p thermo-host
+cargo build --release -q -p thermo-cli
 rm -rf "$dir"
 # the flow stops at its yosys stage (THERMO_YOSYS=/bin/false) after writing board.v and synth.ys
 THERMO_YOSYS=/bin/false target/release/thermo bitstream --board icebreaker --config "$cfg" \

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 rank=${1:-dense}
 n=${2:-64}
 bin=target/release/thermo
-cargo build --release -q -p thermo-host
+cargo build --release -q -p thermo-cli
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 $bin compile --unet models/digits-unet.safetensors --rank "$rank" --out "$tmp/ref.json" >/dev/null

@@ -942,29 +942,20 @@ impl ClampedModel {
 }
 
 /// Relax `engine` with per-call bias `b` from its current state and return the time average of
-/// `rho(x)` over `run.sweeps` sweeps after `run.burn_in`, and the saturation counters.
+/// `rho(x)` over `run.sweeps` sweeps (at least one) after `run.burn_in`, and the saturation
+/// counters ([`thermo_sim::engine::Engine::relax_average`]).
 pub fn engine_relax<A: thermo_sim::engine::Arith>(
     sub: &thermo_sim::Substrate,
     engine: &mut thermo_sim::engine::Engine<A>,
     b: &[f64],
     run: &EngineRun,
 ) -> (Vec<f64>, thermo_sim::engine::Saturation) {
-    engine.prog.set_bias(sub, b);
-    for _ in 0..run.burn_in {
-        engine.sweep();
-    }
-    let mut sum = vec![0.0; b.len()];
-    for _ in 0..run.sweeps.max(1) {
-        engine.sweep();
-        let a = &engine.prog.arith;
-        for (s, &x) in sum.iter_mut().zip(&engine.x) {
-            *s += a.to_f64(a.rho(x));
-        }
-    }
-    let n = run.sweeps.max(1) as f64;
-    (
-        sum.iter().map(|s| s / n).collect(),
-        engine.saturation_total(),
+    engine.relax_average(
+        sub,
+        b,
+        run.burn_in,
+        run.sweeps,
+        thermo_sim::engine::Observe::Activation,
     )
 }
 
@@ -1122,6 +1113,56 @@ pub struct Relaxation {
 
 /// Noise levels the calibration draws training inputs at (the sampler's range, log-spaced).
 pub const CALIBRATION_SIGMAS: [f32; 8] = [0.002, 0.02, 0.1, 0.5, 1.0, 2.0, 10.0, 80.0];
+
+/// Training images the calibration relaxes (the first of the training split).
+pub const CALIBRATION_IMAGES: usize = 480;
+
+/// The calibration inputs of `thermo compile`: the first [`CALIBRATION_IMAGES`] of `train`
+/// (data scale), image `k` noised at `CALIBRATION_SIGMAS[k % 8]` (noise stream `(5, 0xca1)`).
+/// Returns the noisy images and their noise levels.
+pub fn calibration_inputs(train: &[Vec<f32>]) -> (Vec<Vec<f32>>, Vec<f32>) {
+    let train = &train[..train.len().min(CALIBRATION_IMAGES)];
+    let mut rng = crate::rng::Rng::stream(5, 0xca1);
+    let sig: Vec<f32> = (0..train.len())
+        .map(|k| CALIBRATION_SIGMAS[k % CALIBRATION_SIGMAS.len()])
+        .collect();
+    let xs = train
+        .iter()
+        .zip(&sig)
+        .map(|(x0, s)| x0.iter().map(|v| v + s * rng.normal() as f32).collect())
+        .collect();
+    (xs, sig)
+}
+
+impl ClampedModel {
+    /// What `thermo compile` does: compile `model` (Gram matrices from the activations of the
+    /// `train` images, 2 noise draws each, seed 7) and calibrate its engines on
+    /// [`calibration_inputs`] of the same images.
+    pub fn compile_calibrated(
+        model: &Unet,
+        train: &[Vec<f32>],
+        o: &ClampOptions,
+        settings: EngineSettings,
+        run: EngineRun,
+    ) -> Result<Self, String> {
+        let flat: Vec<f32> = train.iter().flatten().copied().collect();
+        let acts = gram::collect_activations(model, &flat, 2, 7);
+        let mut c = ClampedModel::compile(model, &acts, o)?;
+        c.calibrate_on(train, settings, run)?;
+        Ok(c)
+    }
+
+    /// [`ClampedModel::calibrate`] on the [`calibration_inputs`] of `train` images.
+    pub fn calibrate_on(
+        &mut self,
+        train: &[Vec<f32>],
+        settings: EngineSettings,
+        run: EngineRun,
+    ) -> Result<(), String> {
+        let (xs, sig) = calibration_inputs(train);
+        self.calibrate(&xs, &sig, settings, run)
+    }
+}
 
 impl ClampedModel {
     /// Choose the engines' Q formats for `settings` from the fixed points of `xs` (noisy

@@ -19,6 +19,7 @@ use crate::gram::{self, ActivationSet, Factorisation, SkipFactor};
 use crate::unet::{Activations, Dense, Unet};
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
+use thermo_sim::model::self_coefficient;
 
 /// What to compile.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -487,10 +488,10 @@ pub fn accumulator_bound(cfg: &thermo_sim::SubstrateConfig, r: &Ranges) -> f64 {
             }
         }
     }
-    let noise = (2.0 * eta * cfg.temperature).sqrt() * thermo_sim::noise::NOISE_FORMAT.max_value();
+    let noise = cfg.noise_amplitude() * thermo_sim::noise::NOISE_FORMAT.max_value();
     let mut worst = lh;
     for i in 0..d {
-        let bound = (1.0 - eta * stiffness[i]).abs() * xh
+        let bound = self_coefficient(eta, stiffness[i]).abs() * xh
             + row_sum[i] * xh
             + bus_term[i]
             + eta * r.bias_max
@@ -519,7 +520,7 @@ fn expand(cfg: &thermo_sim::SubstrateConfig) -> (Vec<usize>, Vec<f64>) {
 /// factors, bus gains, noise amplitude) and `state_bits`-wide signals (states, bus lines),
 /// integer bits chosen from the data: every stored constant fits; states hold `HEADROOM *
 /// state_max`, bus lines `HEADROOM * bus_max` (times the largest bus gain if above 1); then the
-/// state gives up fractional bits until the accumulator `Q(32, state.frac + coupling.frac)` holds
+/// state gives up fractional bits until the accumulator ([`thermo_sim::model::Formats::acc`]) holds
 /// [`accumulator_bound`]. A range that does not fit even with no fractional bits gets 0 of
 /// them (the engines count the saturations if the data reach it). The one place where the
 /// compiler, `thermo quantize` and the demo choose formats.
@@ -541,7 +542,7 @@ pub fn choose_formats(
     let (_, stiffness) = expand(cfg);
     let coupling_vals = stiffness
         .iter()
-        .map(|a| 1.0 - eta * a)
+        .map(|&a| self_coefficient(eta, a))
         .chain(cfg.couplings.iter().map(|x| eta * x.2))
         .chain(
             cfg.buses
@@ -556,7 +557,7 @@ pub fn choose_formats(
         .flat_map(|b| b.sigma.iter().map(|s| eta * s))
         .collect();
     let gain = QFormat::new(cb, frac_for(cb, gains.iter().copied(), 1.0, 24));
-    let amp = (2.0 * eta * cfg.temperature).sqrt();
+    let amp = cfg.noise_amplitude();
     let noise_gain = QFormat::new(cb, frac_for(cb, std::iter::once(amp), 1.0, 24));
     let sb = state_bits;
     let gmax = gains.iter().fold(1.0f64, |m, g| m.max(g.abs()));
@@ -564,7 +565,7 @@ pub fn choose_formats(
         sb,
         frac_for(sb, std::iter::once(r.bus_max * gmax), HEADROOM, 24),
     );
-    let mut state = QFormat::new(
+    let state = QFormat::new(
         sb,
         frac_for(
             sb,
@@ -574,16 +575,17 @@ pub fn choose_formats(
         ),
     );
     let worst = accumulator_bound(cfg, r);
-    while state.frac > 0 && !QFormat::new(32, state.frac + coupling.frac).fits(worst) {
-        state = QFormat::new(sb, state.frac - 1);
-    }
-    Ok(thermo_sim::model::Formats {
+    let mut formats = thermo_sim::model::Formats {
         state,
         coupling,
         bus,
         gain,
         noise_gain,
-    })
+    };
+    while formats.state.frac > 0 && !formats.acc().fits(worst) {
+        formats.state = QFormat::new(sb, formats.state.frac - 1);
+    }
+    Ok(formats)
 }
 
 /// The substrate description of a compiled model. Biases are the model's constant biases

@@ -468,3 +468,220 @@ pub fn capacity_ceiling(c: &Compiled, p: &Prepared, dims: usize) -> Result<Simil
         &(proj + base_test),
     ))
 }
+
+/// The data ranges an identity-unit compile's Q formats are chosen from (what `thermo compile
+/// --activation identity` measures), with the final bus sums for the report.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeasuredRanges {
+    /// The ranges [`compile::choose_formats`] reads.
+    pub ranges: compile::Ranges,
+    /// Largest magnitude of a final bus sum `u_r . x_enc` or `v_r . x_dec` (the partial sums
+    /// in `ranges.bus_max` include these).
+    pub bus_final_max: f64,
+}
+
+/// Measure the ranges of `o` on the data of `p`: states are the U-Net's activations (training
+/// and held-out) and the equilibrium means of every evaluated configuration; biases the oracle
+/// `b* = A a_true` and the couplings-only drive plus the interface; bus sums `u_r . x_enc` and
+/// `v_r . x_dec` and every partial sum of them (units in ascending order, as the engines add
+/// them in the accumulator) on the activations of the training and held-out inputs.
+pub fn calibrate(o: &Outcome, p: &Prepared) -> Result<MeasuredRanges, String> {
+    let mu = means(&o.compiled, Some(&o.interface), &p.test)?;
+    let mut state_max = p.test.truth.amax().max(p.train.truth.amax());
+    for m in [&mu.oracle, &mu.couplings] {
+        state_max = state_max.max(m.amax());
+    }
+    if let Some(m) = &mu.interface {
+        state_max = state_max.max(m.amax());
+    }
+    let mut bias_max = (&p.test.truth * o.compiled.a.transpose()).amax();
+    bias_max = bias_max.max(interface_bias(&o.compiled, &o.interface, &p.test)?.amax());
+    let mut bus_max = 0.0f64;
+    let mut bus_final_max = 0.0f64;
+    for b in &o.compiled.buses {
+        for (side, m) in [(&b.u, b.enc), (&b.v, b.dec)] {
+            let r = o.compiled.range(m);
+            for truth in [&p.train.truth, &p.test.truth] {
+                for row in 0..truth.nrows() {
+                    for u in side.iter() {
+                        let mut s = 0.0f64;
+                        for (w, i) in u.iter().zip(r.clone()) {
+                            s += w * truth[(row, i)];
+                            bus_max = bus_max.max(s.abs());
+                        }
+                        bus_final_max = bus_final_max.max(s.abs());
+                    }
+                }
+            }
+        }
+    }
+    Ok(MeasuredRanges {
+        ranges: compile::Ranges {
+            state_max,
+            bus_max,
+            bias_max,
+        },
+        bus_final_max,
+    })
+}
+
+/// The held-out evaluation set of the engines: the first `inputs` test images of the standard
+/// split, each at every noise level of `sigmas` (noise seed 12, as [`prepare`]). Returns the set
+/// and the number of images.
+pub fn held_out(model: &Unet, inputs: usize, sigmas: &[f32]) -> Result<(EvalSet, usize), String> {
+    use crate::data::{default_data_path, Digits, Split};
+    let digits = Digits::load(&default_data_path()).map_err(|e| e.to_string())?;
+    let split = Split::standard(digits.len()).map_err(|e| e.to_string())?;
+    let n_img = inputs.min(split.test.len());
+    let test_x = digits.unit_matrix(&split.test[..n_img]);
+    let set = build_set(model, &test_x, &Sigmas::Fixed(sigmas.to_vec()), 12)?;
+    Ok((set, n_img))
+}
+
+/// Settings of [`evaluate_substrate`].
+#[derive(Clone, Copy, Debug)]
+pub struct EngineEvalOptions {
+    /// Exact equilibrium means, or an engine's time average.
+    pub readout: crate::substrate::Readout,
+    /// Burn-in sweeps (engines).
+    pub burn_in: u64,
+    /// Averaged sweeps (engines).
+    pub sweeps: u64,
+    /// Noise seed: row `r` of the set runs with `seed + r`.
+    pub seed: u64,
+}
+
+/// One row of [`evaluate_substrate`] (a noise level, or `None` for all pooled).
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineRow {
+    /// Noise level (`None`: all levels pooled).
+    pub sigma: Option<f32>,
+    /// Samples.
+    pub n: usize,
+    /// Interface biases, readout means against the U-Net.
+    pub interface: Scores,
+    /// Oracle biases, readout means against the U-Net.
+    pub oracle: Scores,
+    /// Interface: readout means against the exact mean A^-1 b (dec0 units), largest |difference|.
+    pub max_abs_vs_exact: f64,
+    /// Saturation events (fixed engine) of the interface runs.
+    pub saturation_interface: thermo_sim::engine::Saturation,
+    /// Saturation events of the oracle runs.
+    pub saturation_oracle: thermo_sim::engine::Saturation,
+}
+
+/// Evaluate a compiled identity-unit substrate `l` on `set` (what `thermo eval` does): for
+/// every row, relax with the interface's biases and with the oracle biases `A a_true` on the
+/// readout of `o`, and score the means against the U-Net's activations per noise level of
+/// `sigmas` and pooled (last row).
+pub fn evaluate_substrate(
+    l: &crate::substrate::Loaded,
+    set: &EvalSet,
+    sigmas: &[f32],
+    o: &EngineEvalOptions,
+) -> Result<Vec<EngineRow>, String> {
+    use crate::substrate::{relax, Readout};
+    use thermo_sim::engine::Saturation;
+    let sub = &l.sub;
+    let (dec, dec0) = (&l.dec, &l.dec0);
+    let amat = sub.dense_a();
+    let chol = amat
+        .clone()
+        .cholesky()
+        .ok_or("A is not positive definite")?;
+    let n = set.len();
+    let d = sub.units();
+    let mut mu_i = DMatrix::zeros(n, d);
+    let mut mu_o = DMatrix::zeros(n, d);
+    let mut max_diff = vec![0.0f64; n];
+    let mut sat = vec![(Saturation::default(), Saturation::default()); n];
+    for r in 0..n {
+        let b = l.interface_bias(set, r);
+        let truth = DVector::from_iterator(d, set.truth.row(r).iter().copied());
+        let b_star: Vec<f64> = (&amat * &truth).iter().copied().collect();
+        let exact = chol.solve(&DVector::from_vec(b.clone()));
+        let seed = o.seed.wrapping_add(r as u64);
+        let ((xi, si), (xo, so)): ((Vec<f64>, Saturation), (Vec<f64>, Saturation)) = match o.readout
+        {
+            Readout::Exact => (
+                (exact.iter().copied().collect(), Default::default()),
+                (
+                    chol.solve(&DVector::from_vec(b_star.clone()))
+                        .iter()
+                        .copied()
+                        .collect(),
+                    Default::default(),
+                ),
+            ),
+            Readout::Golden => (
+                relax(
+                    sub,
+                    &mut thermo_sim::GoldenEngine::golden(sub, seed),
+                    &b,
+                    o.burn_in,
+                    o.sweeps,
+                ),
+                relax(
+                    sub,
+                    &mut thermo_sim::GoldenEngine::golden(sub, seed),
+                    &b_star,
+                    o.burn_in,
+                    o.sweeps,
+                ),
+            ),
+            Readout::Fixed => (
+                relax(
+                    sub,
+                    &mut thermo_sim::FixedEngine::fixed(sub, seed),
+                    &b,
+                    o.burn_in,
+                    o.sweeps,
+                ),
+                relax(
+                    sub,
+                    &mut thermo_sim::FixedEngine::fixed(sub, seed),
+                    &b_star,
+                    o.burn_in,
+                    o.sweeps,
+                ),
+            ),
+        };
+        for &u in dec0 {
+            max_diff[r] = max_diff[r].max((xi[u] - exact[u]).abs());
+        }
+        sat[r] = (si, so);
+        for k in 0..d {
+            mu_i[(r, k)] = xi[k];
+            mu_o[(r, k)] = xo[k];
+        }
+    }
+    let score = |m: &DMatrix<f64>, rows: &[usize]| Scores {
+        dec0: similarity(&cols(&set.truth, rows, dec0), &cols(m, rows, dec0)),
+        decoder: similarity(&cols(&set.truth, rows, dec), &cols(m, rows, dec)),
+    };
+    let mut groups: Vec<(Option<f32>, Vec<usize>)> =
+        sigmas.iter().map(|&s| (Some(s), set.rows_at(s))).collect();
+    groups.push((None, (0..n).collect()));
+    let mut rows = Vec::new();
+    for (s, idx) in groups {
+        if idx.is_empty() {
+            continue;
+        }
+        rows.push(EngineRow {
+            sigma: s,
+            n: idx.len(),
+            interface: score(&mu_i, &idx),
+            oracle: score(&mu_o, &idx),
+            max_abs_vs_exact: idx.iter().map(|&r| max_diff[r]).fold(0.0, f64::max),
+            saturation_interface: idx.iter().fold(Default::default(), |mut t, &r| {
+                t.add(&sat[r].0);
+                t
+            }),
+            saturation_oracle: idx.iter().fold(Default::default(), |mut t, &r| {
+                t.add(&sat[r].1);
+                t
+            }),
+        });
+    }
+    Ok(rows)
+}

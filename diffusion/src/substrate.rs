@@ -10,7 +10,7 @@ use crate::unet::Unet;
 use nalgebra::DVector;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use thermo_sim::engine::{Arith, Engine, Saturation};
+use thermo_sim::engine::{Arith, Engine, Observe, Saturation};
 use thermo_sim::{Substrate, SubstrateConfig};
 
 /// The side file of `thermo compile`.
@@ -182,8 +182,9 @@ impl Loaded {
     }
 }
 
-/// Relax `engine` with bias `b` from its current state; time average over `sweeps` after
-/// `burn_in`. Returns the means and the engine's saturation counters (cumulative).
+/// Relax `engine` with bias `b` from its current state; time average of the state over
+/// `sweeps` sweeps (at least one) after `burn_in` ([`Engine::relax_average`]). Returns the means
+/// and the engine's saturation counters (cumulative).
 pub fn relax<A: Arith>(
     sub: &Substrate,
     engine: &mut Engine<A>,
@@ -191,22 +192,7 @@ pub fn relax<A: Arith>(
     burn_in: u64,
     sweeps: u64,
 ) -> (Vec<f64>, Saturation) {
-    engine.prog.set_bias(sub, b);
-    for _ in 0..burn_in {
-        engine.sweep();
-    }
-    let mut sum = vec![0.0; b.len()];
-    for _ in 0..sweeps {
-        engine.sweep();
-        for (s, x) in sum.iter_mut().zip(engine.state_f64()) {
-            *s += x;
-        }
-    }
-    let n = sweeps.max(1) as f64;
-    (
-        sum.iter().map(|s| s / n).collect(),
-        engine.saturation_total(),
-    )
+    engine.relax_average(sub, b, burn_in, sweeps, Observe::State)
 }
 
 /// How a substrate denoiser computes the dec0 readout.

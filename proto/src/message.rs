@@ -369,8 +369,8 @@ pub fn design_hash(s: &Substrate) -> u64 {
         h.i16s(&b.gain);
     }
     h.i16s(&[p.arith.noise_amp]);
-    if let thermo_sim::model::Activation::Clamp { lo, hi } = s.activation {
-        h.i16s(&[f.state.quantize(lo).0 as i16, f.state.quantize(hi).0 as i16]);
+    if let Some((lo, hi)) = p.arith.clamp_codes() {
+        h.i16s(&[lo, hi]);
     }
     for e in thermo_sim::noise::icdf_rom() {
         h.i16s(&[e.c0, e.c1]);

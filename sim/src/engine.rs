@@ -272,6 +272,10 @@ impl Fixed {
             acc_frac: f.acc().frac,
         }
     }
+    /// The clamp bounds `(lo, hi)` as state codes (`None`: identity activation).
+    pub fn clamp_codes(&self) -> Option<(i16, i16)> {
+        self.clamp
+    }
     /// The accumulator addition: saturating and counted when `CHECK`, plain otherwise (exact,
     /// because the caller proved the sum stays in range).
     #[inline(always)]
@@ -430,6 +434,15 @@ impl Arith for Fixed {
     }
 }
 
+/// What [`Engine::relax_average`] averages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observe {
+    /// The state `x` (the board's readout).
+    State,
+    /// The activation `rho(x)` (a clamped substrate's readout).
+    Activation,
+}
+
 /// Which factor a module's units use on a bus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -522,7 +535,7 @@ impl<A: Arith> Program<A> {
             diag: s
                 .stiffness
                 .iter()
-                .map(|&a| arith.coef(1.0 - eta * a))
+                .map(|&a| arith.coef(crate::model::self_coefficient(eta, a)))
                 .collect(),
             row_ptr: s.row_ptr.iter().map(|&p| p as u32).collect(),
             col: s.col.iter().map(|&c| c as u32).collect(),
@@ -922,6 +935,44 @@ impl<A: Arith> Engine<A> {
                 .count();
         }
         n
+    }
+
+    /// One relaxation with per-run biases `b` (energy units): set the biases, run `burn_in`
+    /// sweeps from the current state, then average what `observe` reads of every unit over
+    /// `sweeps` sweeps (at least one). Returns the averages and the saturation counters
+    /// ([`Engine::saturation_total`]).
+    pub fn relax_average(
+        &mut self,
+        s: &Substrate,
+        b: &[f64],
+        burn_in: u64,
+        sweeps: u64,
+        observe: Observe,
+    ) -> (Vec<f64>, Saturation) {
+        self.prog.set_bias(s, b);
+        for _ in 0..burn_in {
+            self.sweep();
+        }
+        let n = sweeps.max(1);
+        let mut sum = vec![0.0; self.units()];
+        for _ in 0..n {
+            self.sweep();
+            let a = &self.prog.arith;
+            match observe {
+                Observe::State => {
+                    for (acc, &x) in sum.iter_mut().zip(&self.x) {
+                        *acc += a.to_f64(x);
+                    }
+                }
+                Observe::Activation => {
+                    for (acc, &x) in sum.iter_mut().zip(&self.x) {
+                        *acc += a.to_f64(a.rho(x));
+                    }
+                }
+            }
+        }
+        let n = n as f64;
+        (sum.iter().map(|v| v / n).collect(), self.saturation_total())
     }
 
     /// Total saturation events.

@@ -199,6 +199,24 @@ pub struct SubstrateConfig {
     pub buses: Vec<BusConfig>,
 }
 
+/// The self coefficient `1 - eta a_i` of a unit with stiffness `a_i` (the weight of its own
+/// state in the update rule; stored in the coupling format).
+pub fn self_coefficient(eta: f64, a: f64) -> f64 {
+    1.0 - eta * a
+}
+
+/// The noise amplitude `sqrt(2 eta T)` (stored in the noise-gain format).
+pub fn noise_amplitude(eta: f64, temperature: f64) -> f64 {
+    (2.0 * eta * temperature).sqrt()
+}
+
+impl SubstrateConfig {
+    /// Noise amplitude `sqrt(2 eta T)` of the description.
+    pub fn noise_amplitude(&self) -> f64 {
+        noise_amplitude(self.eta, self.temperature)
+    }
+}
+
 /// A validated module: its place in the unit vector.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Module {
@@ -801,7 +819,7 @@ impl Substrate {
             let field = format!("modules[{mi}]");
             let diag: Vec<f64> = self.stiffness[m.range()]
                 .iter()
-                .map(|a| 1.0 - eta * a)
+                .map(|&a| self_coefficient(eta, a))
                 .collect();
             check_fit(
                 &format!("{field}.stiffness"),
@@ -865,7 +883,7 @@ impl Substrate {
 
     /// Noise amplitude `sqrt(2 eta T)`.
     pub fn noise_amplitude(&self) -> f64 {
-        (2.0 * self.eta * self.temperature).sqrt()
+        noise_amplitude(self.eta, self.temperature)
     }
 
     /// Hardware lane that updates unit `i` (interleaved: `i mod P`).

@@ -957,39 +957,13 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
         println!("  same with {dims} dimensions: dec0 {}", sim_line(&c));
     }
     // Data ranges for the Q formats: activations, equilibrium means, bus lines.
-    let mu = teval::means(&o.compiled, Some(&o.interface), &p.test)?;
-    let mut state_max = p.test.truth.amax().max(p.train.truth.amax());
-    for m in [&mu.oracle, &mu.couplings] {
-        state_max = state_max.max(m.amax());
-    }
-    if let Some(m) = &mu.interface {
-        state_max = state_max.max(m.amax());
-    }
-    // Largest bias the evaluation sets: oracle b* = A a_true and couplings + interface.
-    let mut bias_max = (&p.test.truth * o.compiled.a.transpose()).amax();
-    bias_max = bias_max.max(teval::interface_bias(&o.compiled, &o.interface, &p.test)?.amax());
-    // Bus sums u_r . x_enc and v_r . x_dec and every partial sum of them (units in ascending
-    // order, as the engines add them in the accumulator), on the activations of the training
-    // and held-out inputs (the oracle means are these activations).
-    let mut bus_max = 0.0f64;
-    let mut bus_final_max = 0.0f64;
-    for b in &o.compiled.buses {
-        for (side, m) in [(&b.u, b.enc), (&b.v, b.dec)] {
-            let r = o.compiled.range(m);
-            for truth in [&p.train.truth, &p.test.truth] {
-                for row in 0..truth.nrows() {
-                    for u in side.iter() {
-                        let mut s = 0.0f64;
-                        for (w, i) in u.iter().zip(r.clone()) {
-                            s += w * truth[(row, i)];
-                            bus_max = bus_max.max(s.abs());
-                        }
-                        bus_final_max = bus_final_max.max(s.abs());
-                    }
-                }
-            }
-        }
-    }
+    let measured = teval::calibrate(&o, &p)?;
+    let (state_max, bus_max, bias_max) = (
+        measured.ranges.state_max,
+        measured.ranges.bus_max,
+        measured.ranges.bias_max,
+    );
+    let bus_final_max = measured.bus_final_max;
     let emit = tcompile::EmitOptions {
         temperature: a.temperature.unwrap_or(1e-4),
         eta_fraction: a.eta_fraction,
@@ -1173,22 +1147,6 @@ fn compile_table(a: CompileTableArgs) -> Result<(), String> {
     Ok(())
 }
 
-#[derive(serde::Serialize)]
-struct EngineRow {
-    sigma: Option<f32>,
-    n: usize,
-    /// Interface biases, engine means against the U-Net.
-    interface: teval::Scores,
-    /// Oracle biases, engine means against the U-Net.
-    oracle: teval::Scores,
-    /// Interface: engine means against the exact mean A^-1 b (dec0 units), largest |difference|.
-    max_abs_vs_exact: f64,
-    /// Saturation events (fixed engine) of the interface runs.
-    saturation_interface: thermo_sim::engine::Saturation,
-    /// Saturation events of the oracle runs.
-    saturation_oracle: thermo_sim::engine::Saturation,
-}
-
 fn eval_cmd(a: EvalArgs) -> Result<(), String> {
     if crate::cmd_clamped::is_clamped(&a.substrate) {
         return crate::cmd_clamped::eval_cmd(&a);
@@ -1199,126 +1157,22 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
     let sweeps = a.sweeps.unwrap_or(1000);
     let l = tsub::load(&a.substrate)?;
     let (sub, side, model) = (&l.sub, &l.side, &l.model);
-    let (dec, dec0) = (l.dec.clone(), l.dec0.clone());
-    let (set, n_img) = held_out(model, inputs, &a.sigmas)?;
-    let amat = sub.dense_a();
-    let chol = amat
-        .clone()
-        .cholesky()
-        .ok_or("A is not positive definite")?;
-    let n = set.len();
-    let d = sub.units();
-    let mut mu_i = thermo_diffusion::nalgebra::DMatrix::zeros(n, d);
-    let mut mu_o = thermo_diffusion::nalgebra::DMatrix::zeros(n, d);
-    let mut max_diff = vec![0.0f64; n];
-    let mut sat = vec![
-        (
-            thermo_sim::engine::Saturation::default(),
-            thermo_sim::engine::Saturation::default()
-        );
-        n
-    ];
-    for r in 0..n {
-        let b = l.interface_bias(&set, r);
-        let truth =
-            thermo_diffusion::nalgebra::DVector::from_iterator(d, set.truth.row(r).iter().copied());
-        let b_star: Vec<f64> = (&amat * &truth).iter().copied().collect();
-        let exact = chol.solve(&thermo_diffusion::nalgebra::DVector::from_vec(b.clone()));
-        let seed = a.seed.wrapping_add(r as u64);
-        let ((xi, si), (xo, so)) = match a.engine.as_str() {
-            "exact" => (
-                (exact.iter().copied().collect(), Default::default()),
-                (
-                    chol.solve(&thermo_diffusion::nalgebra::DVector::from_vec(
-                        b_star.clone(),
-                    ))
-                    .iter()
-                    .copied()
-                    .collect(),
-                    Default::default(),
-                ),
-            ),
-            "golden" => (
-                tsub::relax(
-                    sub,
-                    &mut thermo_sim::GoldenEngine::golden(sub, seed),
-                    &b,
-                    burn_in,
-                    sweeps,
-                ),
-                tsub::relax(
-                    sub,
-                    &mut thermo_sim::GoldenEngine::golden(sub, seed),
-                    &b_star,
-                    burn_in,
-                    sweeps,
-                ),
-            ),
-            "fixed" => (
-                tsub::relax(
-                    sub,
-                    &mut thermo_sim::FixedEngine::fixed(sub, seed),
-                    &b,
-                    burn_in,
-                    sweeps,
-                ),
-                tsub::relax(
-                    sub,
-                    &mut thermo_sim::FixedEngine::fixed(sub, seed),
-                    &b_star,
-                    burn_in,
-                    sweeps,
-                ),
-            ),
-            o => return Err(format!("--engine `{o}`: expected exact, golden or fixed")),
-        };
-        let xi: Vec<f64> = xi;
-        let xo: Vec<f64> = xo;
-        for &u in &dec0 {
-            max_diff[r] = max_diff[r].max((xi[u] - exact[u]).abs());
-        }
-        sat[r] = (si, so);
-        for k in 0..d {
-            mu_i[(r, k)] = xi[k];
-            mu_o[(r, k)] = xo[k];
-        }
-    }
-    let pick = |m: &thermo_diffusion::nalgebra::DMatrix<f64>, rows: &[usize], cols: &[usize]| {
-        thermo_diffusion::nalgebra::DMatrix::from_fn(rows.len(), cols.len(), |i, j| {
-            m[(rows[i], cols[j])]
-        })
-    };
-    let score = |m: &thermo_diffusion::nalgebra::DMatrix<f64>, rows: &[usize]| teval::Scores {
-        dec0: gram::similarity(&pick(&set.truth, rows, &dec0), &pick(m, rows, &dec0)),
-        decoder: gram::similarity(&pick(&set.truth, rows, &dec), &pick(m, rows, &dec)),
-    };
-    let mut groups: Vec<(Option<f32>, Vec<usize>)> = a
-        .sigmas
-        .iter()
-        .map(|&s| (Some(s), set.rows_at(s)))
-        .collect();
-    groups.push((None, (0..n).collect()));
-    let mut rows = Vec::new();
-    for (s, idx) in groups {
-        if idx.is_empty() {
-            continue;
-        }
-        rows.push(EngineRow {
-            sigma: s,
-            n: idx.len(),
-            interface: score(&mu_i, &idx),
-            oracle: score(&mu_o, &idx),
-            max_abs_vs_exact: idx.iter().map(|&r| max_diff[r]).fold(0.0, f64::max),
-            saturation_interface: idx.iter().fold(Default::default(), |mut t, &r| {
-                t.add(&sat[r].0);
-                t
-            }),
-            saturation_oracle: idx.iter().fold(Default::default(), |mut t, &r| {
-                t.add(&sat[r].1);
-                t
-            }),
-        });
-    }
+    let (set, n_img) = teval::held_out(model, inputs, &a.sigmas)?;
+    let readout: tsub::Readout = a
+        .engine
+        .parse()
+        .map_err(|_| format!("--engine `{}`: expected exact, golden or fixed", a.engine))?;
+    let rows = teval::evaluate_substrate(
+        &l,
+        &set,
+        &a.sigmas,
+        &teval::EngineEvalOptions {
+            readout,
+            burn_in,
+            sweeps,
+            seed: a.seed,
+        },
+    )?;
     let title = format!(
         "{} engine on {} ({} held-out images per noise level{}), interface {} parameters into `{}`",
         a.engine,
@@ -1390,21 +1244,6 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The held-out evaluation set of the engines: the first `inputs` test images, each at every
-/// noise level (noise seed 12, as `thermo eval`).
-fn held_out(
-    model: &thermo_diffusion::Unet,
-    inputs: usize,
-    sigmas: &[f32],
-) -> Result<(teval::EvalSet, usize), String> {
-    let digits = Digits::load(&data::default_data_path()).map_err(|e| e.to_string())?;
-    let split = Split::standard(digits.len()).map_err(|e| e.to_string())?;
-    let n_img = inputs.min(split.test.len());
-    let test_x = digits.unit_matrix(&split.test[..n_img]);
-    let set = teval::build_set(model, &test_x, &teval::Sigmas::Fixed(sigmas.to_vec()), 12)?;
-    Ok((set, n_img))
-}
-
 fn quantize_cmd(a: QuantizeArgs) -> Result<(), String> {
     use thermo_diffusion::quantize;
     let l = tsub::load(&a.substrate)?;
@@ -1418,7 +1257,7 @@ fn quantize_cmd(a: QuantizeArgs) -> Result<(), String> {
         seed: a.seed,
         tolerance: a.tolerance,
     };
-    let (set, n_img) = held_out(&l.model, a.inputs, &a.sigmas)?;
+    let (set, n_img) = teval::held_out(&l.model, a.inputs, &a.sigmas)?;
     println!(
         "{}: {} formats x {} inputs ({} images x {} noise levels), burn-in {} + {} sweeps; committed formats state {}, coupling {}",
         a.substrate.display(),
@@ -1764,7 +1603,7 @@ fn demo(a: DemoArgs) -> Result<(), String> {
         tolerance: 0.005,
     };
     let sigmas = [0.05f32, 0.2, 0.5, 1.0, 2.0, 5.0];
-    let (set, n_img) = held_out(&l.model, inputs, &sigmas)?;
+    let (set, n_img) = teval::held_out(&l.model, inputs, &sigmas)?;
     println!(
         "== golden and fixed engines, {} held-out inputs, {} formats ==",
         set.len(),

@@ -1,8 +1,11 @@
-//! `thermo`: the command-line front end of the thermo toolkit.
+//! `thermo`: the command-line front end of the thermo toolkit (crate `thermo-cli`).
 //!
-//! Each command group lives in its own module: `cmd_sim` (substrate simulation, noise, export,
-//! examples, benchmarks), `cmd_link` (emulated board, inference over the link), `cmd_hdl` (Verilog generation and verification), `cmd_diffusion`
-//! (the U-Net application), `cmd_quality` (classifier, denoising baselines, sample quality).
+//! The work is done by the libraries (`thermo-sim`, `thermo-hdl`, `thermo-host`,
+//! `thermo-diffusion`); these modules parse arguments, read and write files and print. One
+//! module per command group: `cmd_sim` (substrate simulation, noise, export, examples,
+//! benchmarks), `cmd_link` (emulated board, inference over the link), `cmd_hdl` (Verilog
+//! generation and verification), `cmd_diffusion` (the U-Net application), `cmd_clamped` (the
+//! clamped substrate), `cmd_quality` (classifier, denoising baselines, sample quality).
 
 mod cmd_clamped;
 mod cmd_diffusion;

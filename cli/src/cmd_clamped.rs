@@ -7,12 +7,9 @@ use crate::cmd_diffusion::{DemoArgs, EvalArgs, SampleSubstrateArgs};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use thermo_diffusion::clamped::{
-    self, ClampOptions, ClampedModel, EngineRun, EngineSettings, CALIBRATION_SIGMAS,
-};
+use thermo_diffusion::clamped::{self, ClampOptions, ClampedModel, EngineRun, EngineSettings};
 use thermo_diffusion::clamped_train::{self, TrainOptions};
 use thermo_diffusion::data::{self, Digits, Split};
-use thermo_diffusion::rng::Rng;
 use thermo_diffusion::{clamped_eval, gram, io, quality};
 
 /// Commands of the clamped substrate.
@@ -186,18 +183,8 @@ impl DigitsData {
 
 /// Calibrate the engines of `c` on training images noised across the sampler's range.
 pub fn calibrate(c: &mut ClampedModel, d: &DigitsData, e: &EngineArgs) -> Result<(), String> {
-    let train = d.images(&d.train_idx[..d.train_idx.len().min(480)]);
-    let mut rng = Rng::stream(5, 0xca1);
-    let sig: Vec<f32> = (0..train.len())
-        .map(|k| CALIBRATION_SIGMAS[k % CALIBRATION_SIGMAS.len()])
-        .collect();
-    let xs: Vec<Vec<f32>> = train
-        .iter()
-        .zip(&sig)
-        .map(|(x0, s)| x0.iter().map(|v| v + s * rng.normal() as f32).collect())
-        .collect();
     let (s, r) = e.settings();
-    c.calibrate(&xs, &sig, s, r)
+    c.calibrate_on(&d.images(&d.train_idx), s, r)
 }
 
 /// Compile a U-Net into a clamped substrate and calibrate its engines.
@@ -211,8 +198,6 @@ pub fn compile_clamped(
     e: &EngineArgs,
 ) -> Result<ClampedModel, String> {
     let model = io::load(unet).map_err(|err| format!("{}: {err}", unet.display()))?;
-    let flat: Vec<f32> = d.images(&d.train_idx).into_iter().flatten().collect();
-    let acts = gram::collect_activations(&model, &flat, 2, 7);
     let o = ClampOptions {
         rank,
         method,
@@ -220,10 +205,9 @@ pub fn compile_clamped(
         hi,
         ..Default::default()
     };
-    let mut c = ClampedModel::compile(&model, &acts, &o)
-        .map_err(|err| format!("{}: {err}", unet.display()))?;
-    calibrate(&mut c, d, e)?;
-    Ok(c)
+    let (s, r) = e.settings();
+    ClampedModel::compile_calibrated(&model, &d.images(&d.train_idx), &o, s, r)
+        .map_err(|err| format!("{}: {err}", unet.display()))
 }
 
 /// Save a clamped substrate and its engines' description beside it (`<out>.sim.json`, the

@@ -347,3 +347,81 @@ fn identity_substrate_fails_the_fd_bound_the_clamped_one_meets() {
     assert!(identity.fd > 80.0 && identity.conf90 < 0.55, "{identity:?}");
     assert!(clamped.fd < 40.0 && clamped.conf90 > 0.7, "{clamped:?}");
 }
+
+/// `thermo compile` and `thermo eval --json` are the library's `ClampedModel::compile_calibrated`
+/// and `clamped_eval::evaluate` on the saved file: the same substrate file and the same JSON,
+/// byte for byte.
+#[test]
+fn library_calls_give_the_commands_files() {
+    use thermo_diffusion::clamped::{ClampOptions, ClampedModel, EngineRun, EngineSettings};
+    use thermo_diffusion::clamped_eval::{self, EvalOptions};
+    use thermo_diffusion::quality;
+    let out = tmp("lib-rank8.json");
+    let json = tmp("lib-rank8-eval.json");
+    let o = out.to_str().unwrap();
+    thermo(&[
+        "compile",
+        "--unet",
+        "models/digits-unet.safetensors",
+        "--out",
+        o,
+    ]);
+    thermo(&[
+        "eval",
+        "--substrate",
+        o,
+        "--engine",
+        "golden",
+        "--inputs",
+        "8",
+        "--sigmas",
+        "0.5,1",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let model = thermo_diffusion::io::load(&root().join("models/digits-unet.safetensors")).unwrap();
+    let d =
+        thermo_diffusion::data::Digits::load(&thermo_diffusion::data::default_data_path()).unwrap();
+    let split = thermo_diffusion::data::Split::standard(d.len()).unwrap();
+    let images = |idx: &[usize]| -> Vec<Vec<f32>> {
+        idx.iter().map(|&i| d.unit_image(i).to_vec()).collect()
+    };
+    let (train, test) = (images(&split.train), images(&split.test[..8]));
+    let c = ClampedModel::compile_calibrated(
+        &model,
+        &train,
+        &ClampOptions::default(),
+        EngineSettings::default(),
+        EngineRun::default(),
+    )
+    .unwrap();
+    let lib = tmp("lib-rank8-library.json");
+    c.save(&lib).unwrap();
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&lib).unwrap(),
+        "substrate files differ"
+    );
+    // `thermo eval` reads the file (JSON floats need not round-trip to the last bit).
+    let c = ClampedModel::load(&lib).unwrap();
+    let r = clamped_eval::evaluate(
+        &c,
+        &model,
+        &train,
+        &test,
+        &EvalOptions {
+            path: thermo_diffusion::clamped::Path::Golden,
+            run: c.engine.as_ref().unwrap().run,
+            seed: 1,
+            threads: 2,
+            sigmas: vec![0.5, 1.0],
+            noise_seed: quality::EVAL_SEED,
+            convergence_images: 8,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&json).unwrap(),
+        serde_json::to_string_pretty(&r).unwrap() + "\n"
+    );
+}
