@@ -100,24 +100,15 @@ fn hdl_link_command_verilator() {
     // status of the mock port with the link counters given (sweeps: the port's word 1 minus
     // the base taken at RESET)
     let status = |sweeps: u32, crc: u32, framing: u32, replays: u32, runs: u32| {
-        let v = |a: u32| mock_port_value(a) as u64;
-        let mut st = Status {
+        Status {
             sweeps: sweeps as u64,
             runs,
             crc_errors: crc,
             framing_errors: framing,
             replays,
-            ..Default::default()
-        };
-        for l in 0..prog.p as u32 {
-            st.sat_acc += v(0x100 + 2 * l);
-            st.sat_state += v(0x101 + 2 * l);
+            ..mock_port_status(&prog)
         }
-        for si in 0..prog.sides.len() as u32 {
-            st.sat_acc += v(0x200 + 2 * si);
-            st.sat_bus += v(0x201 + 2 * si);
-        }
-        st.encode()
+        .encode()
     };
     let id = Opcode::Identify as u8;
     let wm = Opcode::WriteMem as u8;
@@ -446,6 +437,25 @@ impl Rng {
     }
 }
 
+/// STATUS's substrate counters as the command unit reads them from the mock port: `sweeps` its
+/// word 1, the saturations summed over the lanes and the bus sides; the link's counters zero.
+fn mock_port_status(prog: &HwProgram) -> Status {
+    let v = |a: u32| mock_port_value(a) as u64;
+    let mut st = Status {
+        sweeps: v(1),
+        ..Default::default()
+    };
+    for l in 0..prog.p as u32 {
+        st.sat_acc += v(0x100 + 2 * l);
+        st.sat_state += v(0x101 + 2 * l);
+    }
+    for si in 0..prog.sides.len() as u32 {
+        st.sat_acc += v(0x200 + 2 * si);
+        st.sat_bus += v(0x201 + 2 * si);
+    }
+    st
+}
+
 /// What the RTL command unit with the mock port answers: the board model's `Board`, with
 /// STATUS's substrate counters (sweeps, saturations) those of the mock port (`sweeps` zero from
 /// a RESET on: the base taken then; the mock's word 1 never changes). No run completes: random
@@ -501,22 +511,7 @@ fn hdl_link_command_random_requests_verilator() {
     let s = shipped_example();
     let prog = HwProgram::new(&s).expect("compile");
     let d = prog.d as u64;
-    let port = {
-        let v = |a: u32| mock_port_value(a) as u64;
-        let mut st = Status {
-            sweeps: v(1),
-            ..Default::default()
-        };
-        for l in 0..prog.p as u32 {
-            st.sat_acc += v(0x100 + 2 * l);
-            st.sat_state += v(0x101 + 2 * l);
-        }
-        for si in 0..prog.sides.len() as u32 {
-            st.sat_acc += v(0x200 + 2 * si);
-            st.sat_bus += v(0x201 + 2 * si);
-        }
-        st
-    };
+    let port = mock_port_status(&prog);
     let mut m = MockPortBoard {
         board: Board::new(s.clone()),
         port,

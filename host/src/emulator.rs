@@ -55,6 +55,16 @@ impl LinePacer {
     }
 }
 
+/// A read that found nothing to read (time-out, would block, interrupted), not a failure.
+fn quiet(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::Interrupted
+    )
+}
+
 /// Options of the byte pump.
 #[derive(Clone, Copy, Debug)]
 pub struct ServeOptions {
@@ -149,13 +159,7 @@ pub fn serve<P: Read + Send, W: Write + Send + 'static>(
                     ));
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if quiet(&e) => {}
             Err(e) => break Err(e),
         }
         if let Some(idle) = opts.idle_exit {
@@ -304,13 +308,7 @@ pub fn serve_verilator<P: Read + Send, W: Write + Send + 'static>(
                     )));
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if quiet(&e) => {}
             Err(e) => break Err(e),
         }
         if let Some(idle) = idle_exit {
