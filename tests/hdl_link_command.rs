@@ -3,8 +3,9 @@
 //! example: request frames built by `thermo_proto` get replies, decoded by `FrameDecoder`, equal
 //! to the protocol's encodings (IDENTIFY = `Identity` of the design, STATUS from the port's
 //! counters and the link's, WRITE_MEM/READ_MEM of the biases, READ_MEM of the couplings, the
-//! emulator's error codes); the port sees exactly the expected bias writes; the sequence-number rule (re-execution of a
-//! repeat, drop of a stale request) and RESET hold.
+//! board model's error codes); the port sees exactly the expected bias writes; the
+//! sequence-number rule (re-execution of a repeat, drop of a stale request) and RESET hold; and
+//! random request streams are answered exactly as the board model (`thermo_proto::device`).
 
 use thermo_hdl::command::{
     bias_port_addr, identity, link_core_verilator, link_core_verilator_segments,
@@ -12,9 +13,11 @@ use thermo_hdl::command::{
 };
 use thermo_hdl::program::HwProgram;
 use thermo_hdl::top::{ctrl_bits, region};
+use thermo_proto::device::Board;
 use thermo_proto::{
-    encode_frame, readout_units, ErrorCode, FrameDecoder, Opcode, Readout, RunRequest, SlotState,
-    Status, ERROR_KIND,
+    encode_frame, encode_i16s, encode_i32s, encode_written, readout_units, reply_kind, ErrorCode,
+    Frame, FrameDecoder, Opcode, Readout, Request, RunRequest, SlotState, Space, Status,
+    ERROR_KIND,
 };
 use thermo_workspace_tests::shipped_example;
 
@@ -22,31 +25,39 @@ fn req(seq: u8, op: u8, payload: &[u8]) -> Vec<u8> {
     encode_frame(seq, op, payload)
 }
 
+/// WRITE_MEM payload of `words` into the default biases (space 0) from `addr`.
 fn write_mem(addr: u32, words: &[i32]) -> Vec<u8> {
-    let mut p = vec![0u8];
-    p.extend(addr.to_le_bytes());
-    for w in words {
-        p.extend(w.to_le_bytes());
+    Request::WriteMem {
+        space: Space::Bias,
+        addr,
+        words: words.to_vec(),
     }
-    p
+    .encode()
+    .1
 }
 
+/// READ_MEM payload with any space byte, also one that names no space (the board must refuse
+/// it).
 fn read_mem(space: u8, addr: u32, count: u16) -> Vec<u8> {
-    let mut p = vec![space];
-    p.extend(addr.to_le_bytes());
-    p.extend(count.to_le_bytes());
+    let mut p = Request::ReadMem {
+        space: Space::Bias,
+        addr,
+        count,
+    }
+    .encode()
+    .1;
+    p[0] = space;
     p
 }
 
-fn words(b: &[i32]) -> Vec<u8> {
-    b.iter().flat_map(|w| w.to_le_bytes()).collect()
-}
-
-fn cond(slot: u8, off: u16, codes: &[i32]) -> Vec<u8> {
-    let mut p = vec![slot];
-    p.extend(off.to_le_bytes());
-    p.extend(words(codes));
-    p
+fn cond(slot: u8, offset: u16, codes: &[i32]) -> Vec<u8> {
+    Request::SetConditioning {
+        slot,
+        offset,
+        codes: codes.to_vec(),
+    }
+    .encode()
+    .1
 }
 
 fn run_req(slot: u8, sweeps: u32, burn_in: u32, key: [u32; 3]) -> Vec<u8> {
@@ -59,11 +70,14 @@ fn run_req(slot: u8, sweeps: u32, burn_in: u32, key: [u32; 3]) -> Vec<u8> {
     .encode()
 }
 
-fn readout(slot: u8, off: u16, count: u16) -> Vec<u8> {
-    let mut p = vec![slot];
-    p.extend(off.to_le_bytes());
-    p.extend(count.to_le_bytes());
-    p
+fn readout(slot: u8, offset: u16, count: u16) -> Vec<u8> {
+    Request::Readout {
+        slot,
+        offset,
+        count,
+    }
+    .encode()
+    .1
 }
 
 #[test]
@@ -82,33 +96,19 @@ fn hdl_link_command_verilator() {
     let nc = prog.couplings.len();
     assert!(nc >= 4, "the shipped example has couplings");
     let (c0, c1) = (nc.min(512), nc.min(37));
-    let coup_bytes = |a: usize, n: usize| -> Vec<u8> {
-        prog.couplings[a..a + n]
-            .iter()
-            .flat_map(|c| c.to_le_bytes())
-            .collect()
-    };
+    let coup_bytes = |a: usize, n: usize| encode_i16s(&prog.couplings[a..a + n]);
     // status of the mock port with the link counters given (sweeps: the port's word 1 minus
     // the base taken at RESET)
     let status = |sweeps: u32, crc: u32, framing: u32, replays: u32, runs: u32| {
-        let v = |a: u32| mock_port_value(a) as u64;
-        let mut st = Status {
+        Status {
             sweeps: sweeps as u64,
             runs,
             crc_errors: crc,
             framing_errors: framing,
             replays,
-            ..Default::default()
-        };
-        for l in 0..prog.p as u32 {
-            st.sat_acc += v(0x100 + 2 * l);
-            st.sat_state += v(0x101 + 2 * l);
+            ..mock_port_status(&prog)
         }
-        for si in 0..prog.sides.len() as u32 {
-            st.sat_acc += v(0x200 + 2 * si);
-            st.sat_bus += v(0x201 + 2 * si);
-        }
-        st.encode()
+        .encode()
     };
     let id = Opcode::Identify as u8;
     let wm = Opcode::WriteMem as u8;
@@ -137,11 +137,11 @@ fn hdl_link_command_verilator() {
     want.push((11, rk(stt), status(mock_port_value(1), 1, 1, 0, 0)));
     let new: Vec<i32> = vec![-7, 123_456, i32::MIN, i32::MAX, 0x0102_0304];
     stream.extend(req(12, wm, &write_mem(1, &new)));
-    want.push((12, rk(wm), 5u32.to_le_bytes().to_vec()));
+    want.push((12, rk(wm), encode_written(5)));
     let mut biases = init.clone();
     biases[1..6].copy_from_slice(&new);
     stream.extend(req(13, rm, &read_mem(0, 0, d as u16)));
-    want.push((13, rk(rm), words(&biases)));
+    want.push((13, rk(rm), encode_i32s(&biases)));
     // errors, as the emulator answers them
     let cases: Vec<(u8, Vec<u8>, Vec<u8>)> = vec![
         (wm, vec![0, 1, 0, 0], err(wm, ErrorCode::BadLength)),
@@ -224,10 +224,13 @@ fn hdl_link_command_verilator() {
     let mut seq = 14u8;
     for (op, p, reply) in cases {
         stream.extend(req(seq, op, &p));
-        let rm_data = op == rm
-            && p.len() == 7
-            && (p[0] == 1
-                || (p[0] == 2 && reply.len() == 2 * u16::from_le_bytes([p[5], p[6]]) as usize));
+        let rm_data = match Request::decode(op, &p) {
+            Ok(Request::ReadMem { space, count, .. }) => {
+                space == Space::State
+                    || (space == Space::Coupling && reply.len() == 2 * count as usize)
+            }
+            _ => false,
+        };
         let kind = if rm_data || reply == idle || reply.is_empty() {
             rk(op)
         } else {
@@ -250,7 +253,7 @@ fn hdl_link_command_verilator() {
     stream.extend(req(after + 1, rst, &[]));
     want.push((after + 1, rk(rst), vec![]));
     stream.extend(req(after + 2, rm, &read_mem(0, 0, d as u16)));
-    want.push((after + 2, rk(rm), words(&init)));
+    want.push((after + 2, rk(rm), encode_i32s(&init)));
     stream.extend(req(after + 3, stt, &[]));
     want.push((after + 3, rk(stt), status(0, 0, 0, 0, 0)));
     // a run on slot 2: conditioning, RUN, READOUT while busy, the same RUN again (acknowledged)
@@ -372,11 +375,11 @@ fn hdl_link_top_uart_pins_verilator() {
     want.push((1, 0x81, identity(&s).encode()));
     let new = [11, -22, 33];
     stream.extend(req(2, Opcode::WriteMem as u8, &write_mem(0, &new)));
-    want.push((2, 0x82, 3u32.to_le_bytes().to_vec()));
+    want.push((2, 0x82, encode_written(3)));
     let mut b = init.clone();
     b[..3].copy_from_slice(&new);
     stream.extend(req(3, Opcode::ReadMem as u8, &read_mem(0, 0, d as u16)));
-    want.push((3, 0x83, words(&b)));
+    want.push((3, 0x83, encode_i32s(&b)));
     stream.extend(req(4, Opcode::Status as u8, &[]));
     want.push((
         4,
@@ -434,196 +437,92 @@ impl Rng {
     }
 }
 
-/// What the RTL command unit answers (the emulator's rules for the commands it implements).
-struct Model {
-    init: Vec<i32>,
-    /// The coupling codes (memory space 2).
-    coup: Vec<i16>,
-    bias: Vec<i32>,
-    replays: u32,
-    status0: Vec<u8>,
-    reset: bool,
-    /// Per slot: conditioning, state, run (no run completes: random RUNs hardly ever pass the
-    /// checks, and the test fails if one did and completed).
-    slots: Vec<(Vec<i32>, SlotState, Option<Vec<u8>>)>,
+/// STATUS's substrate counters as the command unit reads them from the mock port: `sweeps` its
+/// word 1, the saturations summed over the lanes and the bus sides; the link's counters zero.
+fn mock_port_status(prog: &HwProgram) -> Status {
+    let v = |a: u32| mock_port_value(a) as u64;
+    let mut st = Status {
+        sweeps: v(1),
+        ..Default::default()
+    };
+    for l in 0..prog.p as u32 {
+        st.sat_acc += v(0x100 + 2 * l);
+        st.sat_state += v(0x101 + 2 * l);
+    }
+    for si in 0..prog.sides.len() as u32 {
+        st.sat_acc += v(0x200 + 2 * si);
+        st.sat_bus += v(0x201 + 2 * si);
+    }
+    st
 }
 
-impl Model {
-    fn status(&self) -> Vec<u8> {
-        let mut st = Status::decode(&self.status0).expect("status");
-        st.replays = self.replays;
-        if self.reset {
-            st.sweeps = 0; // the base taken at RESET (the mock's word 1 never changes)
+/// What the RTL command unit with the mock port answers: the board model's `Board`, with
+/// STATUS's substrate counters (sweeps, saturations) those of the mock port (`sweeps` zero from
+/// a RESET on: the base taken then; the mock's word 1 never changes). No run completes: random
+/// RUNs hardly ever pass the checks, and the model never runs its queue.
+struct MockPortBoard {
+    board: Board,
+    port: Status,
+    reset: bool,
+}
+
+impl MockPortBoard {
+    /// The reply `(seq, kind, payload)` to a request.
+    fn answer(&mut self, seq: u8, kind: u8, payload: &[u8]) -> (u8, u8, Vec<u8>) {
+        let f = Frame {
+            seq,
+            kind,
+            payload: payload.to_vec(),
+        };
+        let wire = self
+            .board
+            .handle(&f)
+            .expect("the board answers every request");
+        let r = FrameDecoder::new()
+            .push(&wire)
+            .remove(0)
+            .expect("a valid reply");
+        if r.kind == reply_kind(Opcode::Reset) {
+            self.reset = true;
         }
-        st.encode()
-    }
-    fn exec(&mut self, op: u8, p: &[u8], ident: &[u8]) -> (u8, Vec<u8>) {
-        let d = self.bias.len() as u64;
-        let e = |c: ErrorCode| (ERROR_KIND, vec![op, c as u8]);
-        let u32at = |i: usize| u32::from_le_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]) as u64;
-        match Opcode::from_u8(op) {
-            Some(Opcode::Identify) => (op | 0x80, ident.to_vec()),
-            Some(Opcode::Status) => (op | 0x80, self.status()),
-            Some(Opcode::Reset) => {
-                self.bias = self.init.clone();
-                self.replays = 0;
-                self.reset = true;
-                for sl in self.slots.iter_mut() {
-                    *sl = (self.init.clone(), SlotState::Idle, None);
-                }
-                (op | 0x80, vec![])
-            }
-            Some(Opcode::SetConditioning) => {
-                if p.len() < 3 || (p.len() - 3) % 4 != 0 {
-                    return e(ErrorCode::BadLength);
-                }
-                let off = u16::from_le_bytes([p[1], p[2]]) as u64;
-                let codes: Vec<i32> = p[3..]
-                    .chunks(4)
-                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                let Some(sl) = self.slots.get_mut(p[0] as usize) else {
-                    return e(ErrorCode::BadSlot);
-                };
-                if off + codes.len() as u64 > d {
-                    return e(ErrorCode::BadAddress);
-                }
-                let o = off as usize;
-                if sl.1 != SlotState::Idle && sl.0[o..o + codes.len()] == codes[..] {
-                    return (op | 0x80, vec![]);
-                }
-                if sl.1 == SlotState::Busy {
-                    return e(ErrorCode::Busy);
-                }
-                sl.0[o..o + codes.len()].copy_from_slice(&codes);
-                sl.1 = SlotState::Idle;
-                (op | 0x80, vec![])
-            }
-            Some(Opcode::Run) => {
-                let Some(r) = RunRequest::decode(p) else {
-                    return e(ErrorCode::BadLength);
-                };
-                if r.sweeps == 0 || r.sweeps > 65_536 {
-                    return e(ErrorCode::BadParameter);
-                }
-                let Some(sl) = self.slots.get_mut(r.slot as usize) else {
-                    return e(ErrorCode::BadSlot);
-                };
-                if sl.1 != SlotState::Idle && sl.2.as_deref() == Some(p) {
-                    return (op | 0x80, vec![]);
-                }
-                if sl.1 == SlotState::Busy {
-                    return e(ErrorCode::Busy);
-                }
-                sl.1 = SlotState::Busy;
-                sl.2 = Some(p.to_vec());
-                (op | 0x80, vec![])
-            }
-            Some(Opcode::Readout) => {
-                if p.len() != 5 {
-                    return e(ErrorCode::BadLength);
-                }
-                if u16::from_le_bytes([p[3], p[4]]) > 254 {
-                    return e(ErrorCode::BadLength);
-                }
-                let Some(sl) = self.slots.get(p[0] as usize) else {
-                    return e(ErrorCode::BadSlot);
-                };
-                assert_ne!(sl.1, SlotState::Done, "no run completes in this model");
-                let r = Readout {
-                    state: sl.1,
-                    sweeps: 0,
-                    sums: vec![],
-                };
-                (op | 0x80, r.encode())
-            }
-            Some(Opcode::WriteMem) => {
-                if p.len() < 5 {
-                    return e(ErrorCode::BadLength);
-                }
-                let (addr, data) = (u32at(1), &p[5..]);
-                if p[0] != 0 || data.len() % 4 != 0 || addr + (data.len() / 4) as u64 > d {
-                    return e(ErrorCode::BadAddress);
-                }
-                for (k, c) in data.chunks(4).enumerate() {
-                    self.bias[addr as usize + k] = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                }
-                (op | 0x80, ((data.len() / 4) as u32).to_le_bytes().to_vec())
-            }
-            Some(Opcode::ReadMem) => {
-                if p.len() != 7 {
-                    return e(ErrorCode::BadLength);
-                }
-                let (addr, count) = (u32at(1), u16::from_le_bytes([p[5], p[6]]) as u64);
-                let width = match p[0] {
-                    0 => 4,
-                    1 | 2 => 2,
-                    _ => return e(ErrorCode::BadAddress),
-                };
-                if count * width > thermo_proto::MAX_PAYLOAD as u64 {
-                    return e(ErrorCode::BadLength);
-                }
-                if p[0] == 2 {
-                    if addr + count > self.coup.len() as u64 {
-                        return e(ErrorCode::BadAddress);
-                    }
-                    let a = addr as usize;
-                    let v = &self.coup[a..a + count as usize];
-                    return (op | 0x80, v.iter().flat_map(|c| c.to_le_bytes()).collect());
-                }
-                if addr + count > d {
-                    return e(ErrorCode::BadAddress);
-                }
-                if p[0] == 1 {
-                    return (op | 0x80, vec![0; 2 * count as usize]);
-                }
-                let a = addr as usize;
-                (op | 0x80, words(&self.bias[a..a + count as usize]))
-            }
-            _ => e(ErrorCode::UnknownCommand),
+        if r.kind != reply_kind(Opcode::Status) {
+            return (r.seq, r.kind, r.payload);
         }
+        let st = Status::decode(&r.payload).expect("status");
+        assert_eq!(st.runs, 0, "no run completes in this model");
+        let st = Status {
+            sweeps: if self.reset { 0 } else { self.port.sweeps },
+            sat_acc: self.port.sat_acc,
+            sat_state: self.port.sat_state,
+            sat_bus: self.port.sat_bus,
+            ..st
+        };
+        (r.seq, r.kind, st.encode())
     }
 }
 
 /// Random request streams (every opcode and unknown ones, random lengths, addresses, counts,
 /// spaces, repeats of the previous request) through `LinkCore`: every request is answered
-/// exactly as a model with the emulator's rules answers it, in order — the command unit never
-/// hangs or skips a request.
+/// exactly as the board model answers it, in order — the command unit never hangs or skips a
+/// request.
 #[test]
 fn hdl_link_command_random_requests_verilator() {
     let _serial = serial();
     let s = shipped_example();
     let prog = HwProgram::new(&s).expect("compile");
     let d = prog.d as u64;
-    let init: Vec<i32> = (0..prog.d)
-        .map(|i| prog.lanes[i % prog.p].bias[i / prog.p] as i32)
-        .collect();
-    let ident = identity(&s).encode();
-    let status0 = {
-        let v = |a: u32| mock_port_value(a) as u64;
-        let mut st = Status {
-            sweeps: v(1),
-            ..Default::default()
-        };
-        for l in 0..prog.p as u32 {
-            st.sat_acc += v(0x100 + 2 * l);
-            st.sat_state += v(0x101 + 2 * l);
-        }
-        for si in 0..prog.sides.len() as u32 {
-            st.sat_acc += v(0x200 + 2 * si);
-            st.sat_bus += v(0x201 + 2 * si);
-        }
-        st.encode()
-    };
-    let mut m = Model {
-        init: init.clone(),
-        coup: prog.couplings.clone(),
-        slots: vec![(init.clone(), SlotState::Idle, None); 4],
-        bias: init,
-        replays: 0,
-        status0,
+    let port = mock_port_status(&prog);
+    let mut m = MockPortBoard {
+        board: Board::new(s.clone()),
+        port,
         reset: false,
     };
+    assert_eq!(
+        m.board.identity(),
+        &identity(&s),
+        "IDENTIFY of the RTL and the model"
+    );
+    let mut replays = 0u32;
     let mut rng = Rng(2024);
     let (mut stream, mut want) = (Vec::new(), Vec::new());
     let mut seq = 0u8;
@@ -635,10 +534,13 @@ fn hdl_link_command_random_requests_verilator() {
             let (op, p) = (*op, p.clone());
             stream.extend(req(seq.wrapping_sub(1), op, &p));
             if op != Opcode::Identify as u8 {
-                m.replays += 1; // IDENTIFY is always executed afresh
+                replays += 1; // IDENTIFY is always executed afresh
             }
-            let (k, r) = m.exec(op, &p, &ident);
-            want.push((seq.wrapping_sub(1), k, r));
+            want.push(m.answer(seq.wrapping_sub(1), op, &p));
+            if op == Opcode::Reset as u8 {
+                replays = 0;
+            }
+            assert_eq!(m.board.status().replays, replays);
             continue;
         }
         let op = match rng.below(12) {
@@ -661,11 +563,9 @@ fn hdl_link_command_random_requests_verilator() {
         };
         let p = if op == Opcode::WriteMem as u8 {
             let n = rng.below(d + 3) as usize;
-            let mut p = vec![space];
-            p.extend(addr.to_le_bytes());
-            for _ in 0..n {
-                p.extend((rng.next() as u32).to_le_bytes());
-            }
+            let words: Vec<i32> = (0..n).map(|_| rng.next() as i32).collect();
+            let mut p = write_mem(addr, &words);
+            p[0] = space;
             match rng.below(8) {
                 0 => p.truncate(rng.below(6) as usize),
                 1 => p.push(rng.next() as u8),
@@ -686,8 +586,10 @@ fn hdl_link_command_random_requests_verilator() {
             (0..rng.below(24)).map(|_| rng.next() as u8).collect()
         };
         stream.extend(req(seq, op, &p));
-        let (k, r) = m.exec(op, &p, &ident);
-        want.push((seq, k, r));
+        want.push(m.answer(seq, op, &p));
+        if op == Opcode::Reset as u8 {
+            replays = 0;
+        }
         prev = Some((op, p));
         seq = seq.wrapping_add(1);
     }
@@ -722,8 +624,8 @@ fn hdl_link_command_random_requests_verilator() {
 }
 
 /// A substrate without off-diagonal couplings (`random_config(3)` with its couplings removed):
-/// the coupling ROM holds one word and READ_MEM of space 2 answers exactly as the emulator's
-/// `Board` (an empty read at address 0; error 4 for every read with `count > 0` or beyond 0;
+/// the coupling ROM holds one word and READ_MEM of space 2 answers exactly as the board
+/// model's `Board` (an empty read at address 0; error 4 for every read with `count > 0` or beyond 0;
 /// error 2 for too long a read).
 #[test]
 fn hdl_link_command_no_couplings_verilator() {
@@ -732,13 +634,13 @@ fn hdl_link_command_no_couplings_verilator() {
     let s = thermo_sim::Substrate::from_config(&cfg).expect("valid");
     let prog = HwProgram::new(&s).expect("compile");
     assert!(prog.couplings.is_empty());
-    let mut board = thermo_host::emulator::Board::new(s.clone());
+    let mut board = Board::new(s.clone());
     let reads: [(u32, u16); 6] = [(0, 0), (0, 1), (0, 512), (0, 513), (1, 0), (u32::MAX, 1)];
     let (mut stream, mut want) = (Vec::new(), Vec::new());
     for (i, &(addr, count)) in reads.iter().enumerate() {
         let p = read_mem(2, addr, count);
         stream.extend(req(i as u8, Opcode::ReadMem as u8, &p));
-        let f = thermo_proto::Frame {
+        let f = Frame {
             seq: i as u8,
             kind: Opcode::ReadMem as u8,
             payload: p,

@@ -1,37 +1,49 @@
 //! RUN, SET_CONDITIONING and READOUT of the RTL link with the real substrate, in Verilator:
 //! request frames go bit by bit into the `rx` pin of `LinkTop` (25 MHz, 3 Mbaud) and the
-//! replies decoded from `tx` are compared with the emulated board (`thermo_host::emulator`):
-//! inference results equal `run_inference` bit for bit (several slots, keys, conditionings,
+//! replies decoded from `tx` are compared with the board model (`thermo_proto::device`):
+//! inference results equal `Fixed::run_codes` bit for bit (several slots, keys, conditionings,
 //! burn-ins; the shipped example and a saturating configuration on 3 lanes), slot states,
 //! errors, repeated requests, READOUT and STATUS while a run is busy, RESET; and random request
-//! streams with RUNs answered exactly as the emulator's `Board` answers them, up to when a run
+//! streams with RUNs answered exactly as the model's `Board` answers them, up to when a run
 //! finishes.
 
 use thermo_hdl::command::{identity_with, link_top_verilator_segments, LinkOptions};
 use thermo_hdl::program::HwProgram;
-use thermo_host::emulator::{run_inference, Board};
+use thermo_proto::device::Board;
 use thermo_proto::{
-    encode_frame, readout_units, ErrorCode, Frame, FrameDecoder, Opcode, Readout, RunRequest,
-    SlotState, Space, Status, ERROR_KIND,
+    encode_frame, encode_i16s, readout_units, reply_kind, ErrorCode, Frame, FrameDecoder, Opcode,
+    Readout, Request, RunRequest, SlotState, Space, Status, ERROR_KIND,
 };
-use thermo_sim::Substrate;
+use thermo_sim::{Fixed, Substrate};
 use thermo_workspace_tests::{saturating_config, shipped_example};
 
 const CLOCK: u64 = 25_000_000;
 const BAUD: u64 = 3_000_000;
 
-fn cond(slot: u8, off: u16, codes: &[i32]) -> Vec<u8> {
-    let mut p = vec![slot];
-    p.extend(off.to_le_bytes());
-    p.extend(codes.iter().flat_map(|c| c.to_le_bytes()));
-    p
+fn cond(slot: u8, offset: u16, codes: &[i32]) -> Request {
+    Request::SetConditioning {
+        slot,
+        offset,
+        codes: codes.to_vec(),
+    }
 }
 
-fn readout(slot: u8, off: u16, count: u16) -> Vec<u8> {
-    let mut p = vec![slot];
-    p.extend(off.to_le_bytes());
-    p.extend(count.to_le_bytes());
-    p
+fn readout(slot: u8, offset: u16, count: u16) -> Request {
+    Request::Readout {
+        slot,
+        offset,
+        count,
+    }
+}
+
+/// `Fixed::run_codes` for a RUN request.
+fn run_codes(
+    s: &Substrate,
+    c: &[i32],
+    run: &RunRequest,
+    ro: &[usize],
+) -> thermo_sim::engine::RunSums {
+    Fixed::run_codes(s, c, run.key, run.burn_in, run.sweeps, ro)
 }
 
 struct Rng(u64);
@@ -98,19 +110,22 @@ impl Script {
             link: LinkOptions::default(),
         }
     }
-    fn req(&mut self, op: Opcode, p: &[u8], want: Want) {
+    fn req(&mut self, r: Request, want: Want) {
+        let (kind, p) = r.encode();
         self.segs
             .last_mut()
             .unwrap()
-            .extend(encode_frame(self.seq, op as u8, p));
+            .extend(encode_frame(self.seq, kind, &p));
         self.want.push(want);
         self.seq = self.seq.wrapping_add(1);
     }
-    fn ok(&mut self, op: Opcode, p: &[u8], reply: Vec<u8>) {
-        self.req(op, p, Want::Exact(op as u8 | 0x80, reply));
+    fn ok(&mut self, r: Request, reply: Vec<u8>) {
+        let kind = reply_kind(r.opcode());
+        self.req(r, Want::Exact(kind, reply));
     }
-    fn err(&mut self, op: Opcode, p: &[u8], code: ErrorCode) {
-        self.req(op, p, Want::Exact(ERROR_KIND, vec![op as u8, code as u8]));
+    fn err(&mut self, r: Request, code: ErrorCode) {
+        let op = r.opcode();
+        self.req(r, Want::Exact(ERROR_KIND, vec![op as u8, code as u8]));
     }
     fn wait(&mut self) {
         self.segs.push(Vec::new());
@@ -199,9 +214,9 @@ fn hdl_link_run_results_verilator() {
                 key: thermo_sim::noise::run_key(99),
             },
         ];
-        let expect = |c: &[i32], run: &RunRequest| run_inference(&s, c, run, &ro);
+        let expect = |c: &[i32], run: &RunRequest| run_codes(&s, c, run, &ro);
         let done = |c: &[i32], run: &RunRequest, off: usize, n: usize| {
-            let (sums, _, _) = expect(c, run);
+            let sums = expect(c, run).sums;
             Readout {
                 state: SlotState::Done,
                 sweeps: run.sweeps,
@@ -219,113 +234,71 @@ fn hdl_link_run_results_verilator() {
         };
         let mut sc = Script::new();
         // conditioning: slot 0 and 1 whole, slot 3 in two chunks
-        sc.ok(Opcode::SetConditioning, &cond(0, 0, &conds[0]), vec![]);
-        sc.ok(Opcode::SetConditioning, &cond(1, 0, &conds[1]), vec![]);
-        sc.ok(
-            Opcode::SetConditioning,
-            &cond(3, 0, &conds[3][..d / 3]),
-            vec![],
-        );
+        sc.ok(cond(0, 0, &conds[0]), vec![]);
+        sc.ok(cond(1, 0, &conds[1]), vec![]);
+        sc.ok(cond(3, 0, &conds[3][..d / 3]), vec![]);
         let rest = &conds[3][d / 3..];
-        sc.ok(
-            Opcode::SetConditioning,
-            &cond(3, (d / 3) as u16, rest),
-            vec![],
-        );
+        sc.ok(cond(3, (d / 3) as u16, rest), vec![]);
         for run in &runs {
-            sc.ok(Opcode::Run, &run.encode(), vec![]);
+            sc.ok(Request::Run(*run), vec![]);
         }
         // while slot 0 runs: slot 1 and 3 are queued (busy), slot 2 idle; requests are served
-        sc.ok(
-            Opcode::Readout,
-            &readout(1, 0, r as u16),
-            state(SlotState::Busy),
-        );
-        sc.ok(Opcode::Readout, &readout(2, 0, 1), state(SlotState::Idle));
+        sc.ok(readout(1, 0, r as u16), state(SlotState::Busy));
+        sc.ok(readout(2, 0, 1), state(SlotState::Idle));
         let total: u64 = runs.iter().map(|x| (x.sweeps + x.burn_in) as u64).sum();
         sc.req(
-            Opcode::Status,
-            &[],
+            Request::Status,
             Want::StatusBusy {
                 max_runs: 0,
                 max_sweeps: total,
             },
         );
-        sc.err(
-            Opcode::SetConditioning,
-            &cond(1, 0, &[conds[1][0] + 1]),
-            ErrorCode::Busy,
-        );
-        sc.ok(Opcode::SetConditioning, &cond(1, 0, &conds[1]), vec![]); // the same: no effect
+        sc.err(cond(1, 0, &[conds[1][0] + 1]), ErrorCode::Busy);
+        sc.ok(cond(1, 0, &conds[1]), vec![]); // the same: no effect
         let other = RunRequest {
             sweeps: 3,
             ..runs[1]
         };
-        sc.err(Opcode::Run, &other.encode(), ErrorCode::Busy);
-        sc.ok(Opcode::Run, &runs[1].encode(), vec![]); // the same: no effect
+        sc.err(Request::Run(other), ErrorCode::Busy);
+        sc.ok(Request::Run(runs[1]), vec![]); // the same: no effect
         sc.wait();
         // all done: the results, bit for bit
         for run in &runs {
             let c = &conds[run.slot as usize];
-            sc.ok(
-                Opcode::Readout,
-                &readout(run.slot, 0, r as u16),
-                done(c, run, 0, r),
-            );
+            sc.ok(readout(run.slot, 0, r as u16), done(c, run, 0, r));
         }
         sc.ok(
-            Opcode::Readout,
-            &readout(0, 1, r as u16 - 2),
+            readout(0, 1, r as u16 - 2),
             done(&conds[0], &runs[0], 1, r - 2),
         );
-        sc.err(
-            Opcode::Readout,
-            &readout(0, 1, r as u16),
-            ErrorCode::BadAddress,
-        );
+        sc.err(readout(0, 1, r as u16), ErrorCode::BadAddress);
         let mut st = Status {
             runs: 3,
             ..Default::default()
         };
         for run in &runs {
-            let (_, sat, sweeps) = expect(&conds[run.slot as usize], run);
-            st.sweeps += sweeps;
-            st.sat_acc += sat.acc;
-            st.sat_state += sat.state;
-            st.sat_bus += sat.bus;
+            let r = expect(&conds[run.slot as usize], run);
+            st.sweeps += r.sweeps;
+            st.sat_acc += r.saturation.acc;
+            st.sat_state += r.saturation.state;
+            st.sat_bus += r.saturation.bus;
         }
-        sc.ok(Opcode::Status, &[], st.encode());
+        sc.ok(Request::Status, st.encode());
         // repeats on a done slot: acknowledged, the result stays
-        sc.ok(Opcode::Run, &runs[0].encode(), vec![]);
-        sc.ok(
-            Opcode::SetConditioning,
-            &cond(0, 2, &conds[0][2..5]),
-            vec![],
-        );
-        sc.ok(
-            Opcode::Readout,
-            &readout(0, 0, r as u16),
-            done(&conds[0], &runs[0], 0, r),
-        );
+        sc.ok(Request::Run(runs[0]), vec![]);
+        sc.ok(cond(0, 2, &conds[0][2..5]), vec![]);
+        sc.ok(readout(0, 0, r as u16), done(&conds[0], &runs[0], 0, r));
         // another run on a done slot is queued; new conditioning makes a done slot idle
         let again = RunRequest {
             key: [5, 6, 7],
             burn_in: 3,
             ..runs[0]
         };
-        sc.ok(Opcode::Run, &again.encode(), vec![]);
-        sc.ok(
-            Opcode::SetConditioning,
-            &cond(3, 1, &[conds[3][1] ^ 1]),
-            vec![],
-        );
-        sc.ok(Opcode::Readout, &readout(3, 0, 1), state(SlotState::Idle));
+        sc.ok(Request::Run(again), vec![]);
+        sc.ok(cond(3, 1, &[conds[3][1] ^ 1]), vec![]);
+        sc.ok(readout(3, 0, 1), state(SlotState::Idle));
         sc.wait();
-        sc.ok(
-            Opcode::Readout,
-            &readout(0, 0, r as u16),
-            done(&conds[0], &again, 0, r),
-        );
+        sc.ok(readout(0, 0, r as u16), done(&conds[0], &again, 0, r));
         let mut c3 = conds[3].clone();
         c3[1] ^= 1;
         let r3 = RunRequest {
@@ -334,30 +307,22 @@ fn hdl_link_run_results_verilator() {
             burn_in: 0,
             key: [0, 0, 0],
         };
-        sc.ok(Opcode::Run, &r3.encode(), vec![]);
+        sc.ok(Request::Run(r3), vec![]);
         sc.wait();
-        sc.ok(
-            Opcode::Readout,
-            &readout(3, 0, r as u16),
-            done(&c3, &r3, 0, r),
-        );
+        sc.ok(readout(3, 0, r as u16), done(&c3, &r3, 0, r));
         // RESET: slots idle, counters zero, conditioning back to the compiled biases
-        sc.ok(Opcode::Reset, &[], vec![]);
-        sc.ok(Opcode::Readout, &readout(0, 0, 1), state(SlotState::Idle));
-        sc.ok(Opcode::Status, &[], Status::default().encode());
+        sc.ok(Request::Reset, vec![]);
+        sc.ok(readout(0, 0, 1), state(SlotState::Idle));
+        sc.ok(Request::Status, Status::default().encode());
         let r2 = RunRequest {
             slot: 2,
             sweeps: 11,
             burn_in: 2,
             key: [9, 9, 9],
         };
-        sc.ok(Opcode::Run, &r2.encode(), vec![]);
+        sc.ok(Request::Run(r2), vec![]);
         sc.wait();
-        sc.ok(
-            Opcode::Readout,
-            &readout(2, 0, r as u16),
-            done(&base, &r2, 0, r),
-        );
+        sc.ok(readout(2, 0, r as u16), done(&base, &r2, 0, r));
         let cycles = sc.run(&s, &prog);
         eprintln!(
             "{name}: D={d} P={} R={r}: 7 runs through the UART pins equal run_inference bit for bit; states, repeats, errors, STATUS as the emulator's ({cycles} cycles)",
@@ -398,54 +363,40 @@ fn hdl_link_run_small_link_verilator() {
     let mut sc = Script::new();
     sc.link = LinkOptions::SMALL;
     sc.ok(
-        Opcode::Identify,
-        &[],
+        Request::Identify,
         identity_with(&s, &LinkOptions::SMALL).encode(),
     );
     for (i, c) in conds.iter().enumerate() {
-        sc.ok(Opcode::SetConditioning, &cond(i as u8, 0, c), vec![]);
+        sc.ok(cond(i as u8, 0, c), vec![]);
     }
-    sc.err(
-        Opcode::SetConditioning,
-        &cond(2, 0, &base[..4]),
-        ErrorCode::BadSlot,
-    );
+    sc.err(cond(2, 0, &base[..4]), ErrorCode::BadSlot);
     for run in &runs {
-        sc.ok(Opcode::Run, &run.encode(), vec![]);
+        sc.ok(Request::Run(*run), vec![]);
     }
     let r2 = RunRequest { slot: 2, ..runs[0] };
-    sc.err(Opcode::Run, &r2.encode(), ErrorCode::BadSlot);
-    let read_coup = |count: u16| {
-        let mut p = vec![Space::Coupling as u8];
-        p.extend(0u32.to_le_bytes());
-        p.extend(count.to_le_bytes());
-        p
+    sc.err(Request::Run(r2), ErrorCode::BadSlot);
+    let read_coup = |count: u16| Request::ReadMem {
+        space: Space::Coupling,
+        addr: 0,
+        count,
     };
     let nc = prog.couplings.len() as u16;
     assert!(nc < 254, "the shipped example has {nc} couplings");
-    sc.err(Opcode::ReadMem, &read_coup(255), ErrorCode::BadLength);
-    sc.err(Opcode::ReadMem, &read_coup(nc + 1), ErrorCode::BadAddress);
-    let words: Vec<u8> = prog
-        .couplings
-        .iter()
-        .flat_map(|&c| (c as i16).to_le_bytes())
-        .collect();
-    sc.ok(Opcode::ReadMem, &read_coup(nc), words);
+    sc.err(read_coup(255), ErrorCode::BadLength);
+    sc.err(read_coup(nc + 1), ErrorCode::BadAddress);
+    let words = encode_i16s(&prog.couplings);
+    sc.ok(read_coup(nc), words);
     sc.wait();
     for run in &runs {
-        let (sums, _, _) = run_inference(&s, &conds[run.slot as usize], run, &ro);
+        let sums = run_codes(&s, &conds[run.slot as usize], run, &ro).sums;
         let want = Readout {
             state: SlotState::Done,
             sweeps: run.sweeps,
             sums,
         };
-        sc.ok(
-            Opcode::Readout,
-            &readout(run.slot, 0, r as u16),
-            want.encode(),
-        );
+        sc.ok(readout(run.slot, 0, r as u16), want.encode());
     }
-    sc.err(Opcode::Readout, &readout(2, 0, 1), ErrorCode::BadSlot);
+    sc.err(readout(2, 0, 1), ErrorCode::BadSlot);
     let cycles = sc.run(&s, &prog);
     eprintln!(
         "small link: 2 slots, 508-byte payloads: results equal run_inference ({cycles} cycles)"
@@ -483,11 +434,11 @@ fn hdl_link_run_random_requests_verilator() {
                 } else {
                     conditioning(&base[off as usize..off as usize + cnt], &mut rng, 1 << 14)
                 };
-                let mut p = cond(slot, off, &codes);
+                let (kind, mut p) = cond(slot, off, &codes).encode();
                 if rng.below(15) == 0 {
                     p.truncate(rng.below(p.len() as u64) as usize);
                 }
-                (Opcode::SetConditioning as u8, p)
+                (kind, p)
             }
             5..=9 => {
                 let run = RunRequest {
@@ -505,35 +456,37 @@ fn hdl_link_run_random_requests_verilator() {
             10..=14 => {
                 let off = rng.below(r + 1) as u16;
                 let cnt = rng.below(r + 2) as u16;
-                (Opcode::Readout as u8, readout(rng.below(5) as u8, off, cnt))
+                readout(rng.below(5) as u8, off, cnt).encode()
             }
-            15 | 16 => (Opcode::Status as u8, vec![]),
+            15 | 16 => Request::Status.encode(),
             17 => {
                 if rng.below(4) == 0 {
-                    (Opcode::Reset as u8, vec![])
+                    Request::Reset.encode()
                 } else {
-                    (Opcode::Identify as u8, vec![])
+                    Request::Identify.encode()
                 }
             }
-            18 => {
-                let mut p = vec![0u8];
-                p.extend((rng.below(d) as u32).to_le_bytes());
-                p.extend((rng.next() as i32).to_le_bytes());
-                (Opcode::WriteMem as u8, p)
+            18 => Request::WriteMem {
+                space: Space::Bias,
+                addr: rng.below(d) as u32,
+                words: vec![rng.next() as i32],
             }
+            .encode(),
             _ => {
                 // spaces 0, 1 (one word) and 2 (couplings: a few words, some crossing the end)
-                let space = rng.below(3) as u8;
-                let (addr, count) = if space == 2 {
+                let space = Space::from_u8(rng.below(3) as u8).expect("a space");
+                let (addr, count) = if space == Space::Coupling {
                     let a = rng.below(nc + 1);
                     (a, 1 + (a % 7) as u16)
                 } else {
                     (rng.below(d), 1)
                 };
-                let mut p = vec![space];
-                p.extend((addr as u32).to_le_bytes());
-                p.extend(count.to_le_bytes());
-                (Opcode::ReadMem as u8, p)
+                Request::ReadMem {
+                    space,
+                    addr: addr as u32,
+                    count,
+                }
+                .encode()
             }
         };
         segs.last_mut().unwrap().extend(encode_frame(seq, op, &p));
@@ -550,13 +503,11 @@ fn hdl_link_run_random_requests_verilator() {
     segs.push(Vec::new());
     for slot in 0..4u8 {
         let seq = (frames.len() + 1) as u8;
-        let p = readout(slot, 0, r as u16);
-        segs.last_mut()
-            .unwrap()
-            .extend(encode_frame(seq, Opcode::Readout as u8, &p));
+        let (kind, p) = readout(slot, 0, r as u16).encode();
+        segs.last_mut().unwrap().extend(encode_frame(seq, kind, &p));
         frames.push(Frame {
             seq,
-            kind: Opcode::Readout as u8,
+            kind,
             payload: p,
         });
     }

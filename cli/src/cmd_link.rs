@@ -12,6 +12,7 @@ use thermo_host::inference::{
     check_inputs, configure, infer, read_inputs, write_outputs, InferOptions,
 };
 use thermo_host::transport::{ftdi_latency_hint, SerialTransport};
+use thermo_proto::Request;
 use thermo_sim::Substrate;
 
 /// Link commands.
@@ -266,6 +267,30 @@ fn infer_cmd(a: InferArgs) -> Result<(), String> {
 
 /// Inferences the latency measurement of `link-bench` runs one at a time.
 const LATENCY_INFERENCES: usize = 8;
+/// Runs of each `link-bench` measurement; the median is reported.
+const BENCH_RUNS: usize = 3;
+
+/// The median of `v` (sorted in place).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|x, y| x.total_cmp(y));
+    v[v.len() / 2]
+}
+
+/// Check that utilisations measured on a paced line are at most 100%: a higher figure means the
+/// line carried bytes faster than its rate, i.e. the measurement is broken, not the link fast.
+fn plausible_utilisation(what: &str, baud: u32, runs: &[f64]) -> Result<(), String> {
+    match runs.iter().find(|u| **u > 1.0) {
+        Some(u) => Err(format!(
+            "link-bench at {baud} baud: {what} measured at {:.1}% of the line rate (runs: {}); more than 100% is impossible, so this measurement is broken",
+            100.0 * u,
+            runs.iter()
+                .map(|u| format!("{:.1}%", 100.0 * u))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        None => Ok(()),
+    }
+}
 
 fn link_bench(a: LinkBenchArgs) -> Result<(), String> {
     if a.inferences < LATENCY_INFERENCES {
@@ -285,7 +310,7 @@ fn link_bench(a: LinkBenchArgs) -> Result<(), String> {
         })
         .collect();
     println!(
-        "link benchmark on {} ({} units, {} readout units), emulated board, {} backend",
+        "link benchmark on {} ({} units, {} readout units), emulated board, {} backend; each figure the median of {BENCH_RUNS} runs",
         sub.name,
         d,
         thermo_proto::readout_units(&sub).len(),
@@ -319,22 +344,30 @@ fn link_bench(a: LinkBenchArgs) -> Result<(), String> {
             .attach(thermo_proto::design_hash(&sub))
             .map_err(|e| e.to_string())?;
         // Bulk: WRITE_MEM of the largest frames the board takes, window kept full.
-        let codes = thermo_host::emulator::conditioning_codes(&sub, &sub.bias)?;
+        let codes = thermo_sim::Fixed::bias_codes(&sub, &sub.bias)?;
         let pay = (id.max_payload as usize).min(thermo_proto::MAX_PAYLOAD);
-        let per = codes.len().min(pay.saturating_sub(5) / 4);
-        let mut p = vec![thermo_proto::Space::Bias as u8];
-        p.extend(0u32.to_le_bytes());
-        codes[..per].iter().for_each(|x| p.extend(x.to_le_bytes()));
-        let reqs: Vec<_> = (0..64)
-            .map(|_| (thermo_proto::Opcode::WriteMem, p.clone()))
-            .collect();
-        let before = c.stats;
-        let t0 = Instant::now();
-        c.transact(&reqs).map_err(|e| e.to_string())?;
-        let bulk_s = t0.elapsed().as_secs_f64();
-        let bulk_util = c.stats.utilisation(&before, baud, bulk_s);
-        let bulk_wire =
-            (c.stats.bytes_sent - before.bytes_sent) as f64 * 10.0 / (baud as f64 * bulk_s);
+        let per = codes
+            .len()
+            .min(pay.saturating_sub(thermo_proto::WRITE_MEM_HEADER) / thermo_proto::WORD);
+        let write = Request::WriteMem {
+            space: thermo_proto::Space::Bias,
+            addr: 0,
+            words: codes[..per].to_vec(),
+        };
+        let reqs = vec![write; 64];
+        let (mut bulk_util, mut bulk_wire) = (Vec::new(), Vec::new());
+        for _ in 0..BENCH_RUNS {
+            let before = c.stats;
+            let t0 = Instant::now();
+            c.transact(&reqs).map_err(|e| e.to_string())?;
+            let bulk_s = t0.elapsed().as_secs_f64();
+            bulk_util.push(c.stats.utilisation(&before, baud, bulk_s));
+            bulk_wire.push(
+                (c.stats.bytes_sent - before.bytes_sent) as f64 * 10.0 / (baud as f64 * bulk_s),
+            );
+        }
+        plausible_utilisation("bulk WRITE_MEM payload utilisation", baud, &bulk_util)?;
+        plausible_utilisation("bulk WRITE_MEM wire utilisation", baud, &bulk_wire)?;
         // Latency: one inference at a time.
         let mut lat = Vec::new();
         for i in 0..LATENCY_INFERENCES {
@@ -354,30 +387,35 @@ fn link_bench(a: LinkBenchArgs) -> Result<(), String> {
         }
         lat.sort_by(|x, y| x.total_cmp(y));
         // Throughput: the whole batch, slots kept busy.
-        let before = c.stats;
-        let t2 = Instant::now();
-        infer(
-            &mut c,
-            &sub,
-            &inputs,
-            InferOptions {
-                sweeps: a.sweeps,
-                burn_in: 10,
-                seed: 0,
-            },
-            |_, _, _| {},
-        )?;
-        let s = t2.elapsed().as_secs_f64();
-        let batch_util = c.stats.utilisation(&before, baud, s);
+        let (mut rate, mut batch_util) = (Vec::new(), Vec::new());
+        for _ in 0..BENCH_RUNS {
+            let before = c.stats;
+            let t2 = Instant::now();
+            infer(
+                &mut c,
+                &sub,
+                &inputs,
+                InferOptions {
+                    sweeps: a.sweeps,
+                    burn_in: 10,
+                    seed: 0,
+                },
+                |_, _, _| {},
+            )?;
+            let s = t2.elapsed().as_secs_f64();
+            rate.push(a.inferences as f64 / s);
+            batch_util.push(c.stats.utilisation(&before, baud, s));
+        }
+        plausible_utilisation("batch payload utilisation", baud, &batch_util)?;
         println!(
             "{:>9} baud: bulk writes {:.1}% payload utilisation ({:.1}% wire, host to board); {:.1} inferences/s; latency median {:.2} ms (min {:.2}); batch payload utilisation {:.1}%",
             baud,
-            100.0 * bulk_util,
-            100.0 * bulk_wire,
-            a.inferences as f64 / s,
+            100.0 * median(&mut bulk_util),
+            100.0 * median(&mut bulk_wire),
+            median(&mut rate),
             1e3 * lat[lat.len() / 2],
             1e3 * lat[0],
-            100.0 * batch_util
+            100.0 * median(&mut batch_util)
         );
         drop(c);
         h();

@@ -11,7 +11,7 @@ fn emulate_then_infer_from_the_command_line() {
 
 /// The same with the board's RTL (UART pins, link, substrate) in Verilator behind the
 /// pseudo-terminal: the host's bytes go through the RTL UART at 25 MHz / 3 Mbaud, and the results
-/// are again `run_inference`'s, bit for bit. (The model's build is shared with the RTL link
+/// are again those of `Fixed::run_codes`, bit for bit. (The model's build is shared with the RTL link
 /// tests' and cached; a cold build takes about a minute.)
 #[test]
 fn emulate_verilator_then_infer_from_the_command_line() {
@@ -132,22 +132,18 @@ fn emulate_then_infer(
     assert_eq!(rows.len(), inputs.len());
     let ro = thermo_proto::readout_units(&sub);
     for (i, b) in inputs.iter().enumerate() {
-        let codes = thermo_host::emulator::conditioning_codes(&sub, b).unwrap();
-        let run = thermo_proto::RunRequest {
-            slot: 0,
-            sweeps,
-            burn_in,
-            key: thermo_sim::noise::run_key(5 + i as u64),
-        };
-        let (sums, _, _) = thermo_host::emulator::run_inference(&sub, &codes, &run, &ro);
-        let means: Vec<f64> = sums
+        let codes = thermo_sim::Fixed::bias_codes(&sub, b).unwrap();
+        let key = thermo_sim::noise::run_key(5 + i as u64);
+        let run = thermo_sim::Fixed::run_codes(&sub, &codes, key, burn_in, sweeps, &ro);
+        let means: Vec<f64> = run
+            .sums
             .iter()
             .map(|&s| s as f64 * sub.formats.state.lsb() / sweeps as f64)
             .collect();
         assert_eq!(rows[i], means, "{name}: inference {i}");
     }
     eprintln!(
-        "{name} board behind a pty: {} inferences of {sweeps} sweeps by thermo infer in {infer_s:.2} s equal run_inference bit for bit",
+        "{name} board behind a pty: {} inferences of {sweeps} sweeps by thermo infer in {infer_s:.2} s equal Fixed::run_codes bit for bit",
         inputs.len()
     );
 }

@@ -159,7 +159,7 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 /// Command unit and run sequencer.
 ///
 /// **Computes** the protocol's request handling (docs/protocol.md "Commands" and "RTL link"),
-/// with the emulator's (`thermo_host::emulator::Board`) semantics, for every command: it reads
+/// with the board model's (`thermo_proto::device::Board`) semantics, for every command: it reads
 /// the head frame of the receive ring, applies the sequence-number rule (a request is executed
 /// if its `seq` is the expected one, if it is IDENTIFY, or before any expectation; a request
 /// whose `seq` is among the last `REPLAY_WINDOW` executed ones is *re-executed* and counted in
@@ -180,12 +180,12 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 ///   counts nothing: its result is discarded, and when it ends the sweep base is taken and the
 ///   saturation counters are cleared again. The sequence expectation becomes `seq + 1`.
 /// * WRITE_MEM / READ_MEM space 0: the default biases (the upper half of one block RAM whose
-///   lower half holds the compiled biases RESET restores; as on the emulator they are only
+///   lower half holds the compiled biases RESET restores; as in the board model they are only
 ///   reported, a run loads its slot's conditioning). READ_MEM space 1 (states) answers
-///   zeros like the emulator (states are zero between inferences); space 2 (couplings) reads a
+///   zeros like the board model (states are zero between inferences); space 2 (couplings) reads a
 ///   ROM of the off-diagonal coupling codes in CSR order ([`HwProgram::couplings`], the engine's
-///   `coef` the emulator reports; i16 little-endian; at least one word, so a substrate without
-///   couplings answers error 4 to every read with `count > 0`, as the emulator does).
+///   `coef` the board model reports; i16 little-endian; at least one word, so a substrate without
+///   couplings answers error 4 to every read with `count > 0`, as the board model does).
 /// * SET_CONDITIONING: writes the codes into the slot's conditioning memory (`SLOTS` x units
 ///   i32, block RAM); a repeat of the stored codes on a busy or done slot is acknowledged without
 ///   effect, other codes on a busy slot answer busy (5), on a done slot they make it idle.
@@ -195,10 +195,10 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 ///   answers 6.
 /// * READOUT: `state, sweeps, sums` of the slot; sums from the result memory (`SLOTS` x readout
 ///   units i32, block RAM) when done.
-/// * Errors in the emulator's order: bad length (2), bad parameter (6), bad slot (3), bad
+/// * Errors in the board model's order: bad length (2), bad parameter (6), bad slot (3), bad
 ///   address (4), busy (5).
 ///
-/// The **run sequencer** takes the next queued slot and runs `thermo_host::emulator::run_inference`
+/// The **run sequencer** takes the next queued slot and runs `thermo_sim::engine::Fixed::run_codes`
 /// on the substrate through its port: for every unit (lane `i % P`, index `i / P`) it writes the
 /// slot's code into the lane's bias memory, zero into the unit's state (current buffer) and
 /// zero into its readout accumulator; it writes every lane's seeds `lift(lane_base(l) XOR key)`
@@ -229,13 +229,13 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 /// `(burn_in + sweeps) * cycles_per_sweep` plus about 20, then 5 per readout unit + 2.
 ///
 /// **Proof**: `tests/hdl_link_command.rs`: `hdl_link_command_verilator` (replies equal the
-/// protocol's encodings, READ_MEM of the couplings as the emulator's, the exact port writes of
+/// protocol's encodings, READ_MEM of the couplings as the board model's, the exact port writes of
 /// a run, sequence rule, RESET, errors, with a mock port), `hdl_link_command_random_requests_verilator` (random requests answered exactly as
-/// a model of the emulator's rules) and `hdl_link_top_uart_pins_verilator` (through the UART
-/// pins with the real substrate); `tests/hdl_link_run.rs` (RUN results equal `run_inference` bit
+/// the board model) and `hdl_link_top_uart_pins_verilator` (through the UART
+/// pins with the real substrate); `tests/hdl_link_run.rs` (RUN results equal `Fixed::run_codes` bit
 /// for bit on several slots, keys and conditionings, on the shipped example and a saturating
 /// configuration; slot states, errors, repeats, READOUT and STATUS while busy; random request
-/// streams with RUNs against the emulator's `Board`).
+/// streams with RUNs against the board model's `Board`).
 #[derive(LogicBlock)]
 pub struct CommandUnit {
     /// Clock.

@@ -135,8 +135,8 @@ pub struct HwProgram {
     pub bus_phase: u64,
     /// Cycles of one sweep.
     pub cycles_per_sweep: u64,
-    /// The off-diagonal couplings in CSR order (the engine's `coef`, as the emulator's `Board`
-    /// reports them): the protocol's memory space 2.
+    /// The off-diagonal couplings in CSR order (the engine's `coef`, as the board model
+    /// `thermo_proto::device::Board` reports them): the protocol's memory space 2.
     pub couplings: Vec<i16>,
 }
 

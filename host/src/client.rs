@@ -1,12 +1,13 @@
 //! The protocol client: windowed requests with go-back-N retransmission under the same sequence
-//! numbers (the board answers a retried request from its replay window instead of executing it
-//! twice), time-outs derived from the line rate, and reconnection when the port vanishes.
+//! numbers (the board executes a retried request again: every command is idempotent, and no
+//! write is ever sent behind an unanswered read, so a retry answers as the first execution),
+//! time-outs derived from the line rate, and reconnection when the port vanishes.
 
 use crate::transport::Transport;
 use std::time::{Duration, Instant};
 use thermo_proto::{
-    encode_frame, reply_kind, ErrorCode, Frame, FrameDecoder, Identity, Opcode, ERROR_KIND,
-    MAX_WIRE_FRAME, WINDOW,
+    encode_frame, reply_kind, ErrorCode, Frame, FrameDecoder, Identity, Opcode, Request,
+    ERROR_KIND, MAX_WIRE_FRAME, WINDOW,
 };
 
 /// What went wrong on the link.
@@ -76,32 +77,19 @@ pub struct LinkStats {
     pub payload_in: u64,
 }
 
-/// Does `op` change state a later read could see?
-pub fn is_write(op: Opcode) -> bool {
-    matches!(
-        op,
-        Opcode::WriteMem | Opcode::SetConditioning | Opcode::Run | Opcode::Reset
-    )
-}
-
-/// Does `op` read state a write could change?
-pub fn is_read(op: Opcode) -> bool {
-    matches!(op, Opcode::ReadMem | Opcode::Readout | Opcode::Status)
-}
-
 /// `reqs` split into consecutive groups such that no write follows a read within a group
-/// (a group is reads and IDENTIFYs after writes and IDENTIFYs): each group is sent only after
-/// the previous one is answered.
-pub fn hazard_free_groups(reqs: &[(Opcode, Vec<u8>)]) -> Vec<std::ops::Range<usize>> {
+/// (a group is reads and IDENTIFYs after writes and IDENTIFYs; [`Request::is_write`],
+/// [`Request::is_read`]): each group is sent only after the previous one is answered.
+pub fn hazard_free_groups(reqs: &[Request]) -> Vec<std::ops::Range<usize>> {
     let mut groups = Vec::new();
     let (mut start, mut read_seen) = (0, false);
-    for (i, (op, _)) in reqs.iter().enumerate() {
-        if is_write(*op) && read_seen {
+    for (i, r) in reqs.iter().enumerate() {
+        if r.is_write() && read_seen {
             groups.push(start..i);
             start = i;
             read_seen = false;
         }
-        read_seen |= is_read(*op);
+        read_seen |= r.is_read();
     }
     if start < reqs.len() {
         groups.push(start..reqs.len());
@@ -183,7 +171,7 @@ impl<T: Transport> Client<T> {
                     self.stats.reconnects += 1;
                     self.dec.reset();
                     self.pending.clear();
-                    match self.transact_once(&[(Opcode::Identify, Vec::new())], false) {
+                    match self.transact_once(&[Request::Identify], false) {
                         Ok(r) => {
                             let id = Identity::decode(&r[0])
                                 .ok_or_else(|| LinkError::Protocol("bad IDENTIFY reply".into()))?;
@@ -212,10 +200,9 @@ impl<T: Transport> Client<T> {
     ///
     /// A request that changes board state (WRITE_MEM, SET_CONDITIONING, RUN, RESET) is never
     /// sent while a read (READ_MEM, READOUT, STATUS) before it is unanswered: the requests are
-    /// sent in groups split there ([`hazard_free_groups`]). So a board that re-executes a
-    /// retried read instead of replaying its stored reply (the RTL) answers it as the first
-    /// execution did.
-    pub fn transact(&mut self, reqs: &[(Opcode, Vec<u8>)]) -> Result<Vec<Vec<u8>>, LinkError> {
+    /// sent in groups split there ([`hazard_free_groups`]). So the board, which executes a
+    /// retried request again, answers a retried read as the first execution did.
+    pub fn transact(&mut self, reqs: &[Request]) -> Result<Vec<Vec<u8>>, LinkError> {
         let mut done: Vec<Vec<u8>> = Vec::with_capacity(reqs.len());
         for g in hazard_free_groups(reqs) {
             done.extend(self.transact_group(&reqs[g])?);
@@ -223,7 +210,7 @@ impl<T: Transport> Client<T> {
         Ok(done)
     }
 
-    fn transact_group(&mut self, reqs: &[(Opcode, Vec<u8>)]) -> Result<Vec<Vec<u8>>, LinkError> {
+    fn transact_group(&mut self, reqs: &[Request]) -> Result<Vec<Vec<u8>>, LinkError> {
         let mut done: Vec<Vec<u8>> = Vec::with_capacity(reqs.len());
         while done.len() < reqs.len() {
             match self.transact_once(&reqs[done.len()..], true) {
@@ -252,7 +239,7 @@ impl<T: Transport> Client<T> {
     /// replies already in order are kept in `self.pending` and the error returned.
     fn transact_once(
         &mut self,
-        reqs: &[(Opcode, Vec<u8>)],
+        reqs: &[Request],
         keep_partial: bool,
     ) -> Result<Vec<Vec<u8>>, LinkError> {
         let n = reqs.len();
@@ -260,10 +247,11 @@ impl<T: Transport> Client<T> {
             .map(|i| self.next_seq.wrapping_add(i as u8))
             .collect();
         self.next_seq = self.next_seq.wrapping_add(n as u8);
-        let frames: Vec<Vec<u8>> = reqs
+        let encoded: Vec<(u8, Vec<u8>)> = reqs.iter().map(Request::encode).collect();
+        let frames: Vec<Vec<u8>> = encoded
             .iter()
             .zip(&seqs)
-            .map(|((op, p), &s)| encode_frame(s, *op as u8, p))
+            .map(|((kind, p), &s)| encode_frame(s, *kind, p))
             .collect();
         let mut replies: Vec<Option<Frame>> = vec![None; n];
         let (mut base, mut sent) = (0usize, 0usize);
@@ -296,7 +284,7 @@ impl<T: Transport> Client<T> {
                     if let Some(i) =
                         (base..sent).find(|&i| seqs[i] == f.seq && replies[i].is_none())
                     {
-                        let op = reqs[i].0;
+                        let op = reqs[i].opcode();
                         if f.kind == ERROR_KIND {
                             let code = f.payload.get(1).and_then(|&c| ErrorCode::from_u8(c));
                             return Err(match code {
@@ -325,7 +313,7 @@ impl<T: Transport> Client<T> {
                 if attempts >= self.max_attempts {
                     return Err(LinkError::Timeout {
                         link: self.t.describe(),
-                        op: reqs[base].0,
+                        op: reqs[base].opcode(),
                         attempts,
                     });
                 }
@@ -339,7 +327,7 @@ impl<T: Transport> Client<T> {
             .into_iter()
             .map(|f| f.map(|f| f.payload).unwrap_or_default())
             .collect();
-        self.stats.payload_out += reqs.iter().map(|r| r.1.len() as u64).sum::<u64>();
+        self.stats.payload_out += encoded.iter().map(|r| r.1.len() as u64).sum::<u64>();
         self.stats.payload_in += out.iter().map(|p| p.len() as u64).sum::<u64>();
         Ok(out)
     }
@@ -357,14 +345,14 @@ impl<T: Transport> Client<T> {
         self.link_error(e)
     }
 
-    /// One request.
-    pub fn call(&mut self, op: Opcode, payload: Vec<u8>) -> Result<Vec<u8>, LinkError> {
-        Ok(self.transact(&[(op, payload)])?.remove(0))
+    /// One request; its reply payload.
+    pub fn call(&mut self, req: Request) -> Result<Vec<u8>, LinkError> {
+        Ok(self.transact(&[req])?.remove(0))
     }
 
     /// IDENTIFY.
     pub fn identify(&mut self) -> Result<Identity, LinkError> {
-        let p = self.call(Opcode::Identify, Vec::new())?;
+        let p = self.call(Request::Identify)?;
         Identity::decode(&p)
             .ok_or_else(|| LinkError::Protocol(format!("IDENTIFY reply of {} bytes", p.len())))
     }

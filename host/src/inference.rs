@@ -2,15 +2,14 @@
 //! vectors through the board's slots so several inferences are in flight, and collect readouts.
 
 use crate::client::{Client, LinkError};
-use crate::emulator::conditioning_codes;
 use crate::transport::Transport;
 use std::collections::VecDeque;
 use std::path::Path;
 use thermo_proto::{
-    design_hash, Identity, Opcode, Readout, RunRequest, SlotState, Space, MAX_PAYLOAD,
-    MAX_RUN_SWEEPS,
+    design_hash, Identity, Readout, Request, RunRequest, SlotState, Space, MAX_PAYLOAD,
+    MAX_RUN_SWEEPS, READOUT_REPLY_HEADER, SET_CONDITIONING_HEADER, WORD, WRITE_MEM_HEADER,
 };
-use thermo_sim::Substrate;
+use thermo_sim::{Fixed, Substrate};
 
 /// Parameters of every inference.
 #[derive(Clone, Copy, Debug)]
@@ -35,11 +34,12 @@ pub struct InferResult {
 }
 
 /// Request sizes for a board that takes payloads of up to `max_payload` bytes (IDENTIFY;
-/// the protocol's `MAX_PAYLOAD` at most): 32-bit words per SET_CONDITIONING (3 header bytes)
-/// and per READOUT reply / WRITE_MEM (5 header bytes).
+/// the protocol's `MAX_PAYLOAD` at most): 32-bit words per SET_CONDITIONING and per READOUT
+/// reply and per WRITE_MEM, after their headers.
 #[derive(Clone, Copy, Debug)]
 struct Chunks {
     cond: usize,
+    sums: usize,
     words: usize,
 }
 
@@ -52,21 +52,24 @@ impl Chunks {
             ));
         }
         Ok(Chunks {
-            cond: (pay - 3) / 4,
-            words: (pay - 5) / 4,
+            cond: (pay - SET_CONDITIONING_HEADER) / WORD,
+            sums: (pay - READOUT_REPLY_HEADER) / WORD,
+            words: (pay - WRITE_MEM_HEADER) / WORD,
         })
     }
 }
 
-fn submit(slot: u8, codes: &[i32], run: RunRequest, ch: Chunks) -> Vec<(Opcode, Vec<u8>)> {
-    let mut reqs = Vec::new();
-    for (k, chunk) in codes.chunks(ch.cond).enumerate() {
-        let mut p = vec![slot];
-        p.extend(((k * ch.cond) as u16).to_le_bytes());
-        chunk.iter().for_each(|c| p.extend(c.to_le_bytes()));
-        reqs.push((Opcode::SetConditioning, p));
-    }
-    reqs.push((Opcode::Run, RunRequest { slot, ..run }.encode()));
+fn submit(slot: u8, codes: &[i32], run: RunRequest, ch: Chunks) -> Vec<Request> {
+    let mut reqs: Vec<Request> = codes
+        .chunks(ch.cond)
+        .enumerate()
+        .map(|(k, chunk)| Request::SetConditioning {
+            slot,
+            offset: (k * ch.cond) as u16,
+            codes: chunk.to_vec(),
+        })
+        .collect();
+    reqs.push(Request::Run(RunRequest { slot, ..run }));
     reqs
 }
 
@@ -88,7 +91,7 @@ pub fn infer<T: Transport>(
     let codes: Vec<Vec<i32>> = inputs
         .iter()
         .enumerate()
-        .map(|(i, b)| conditioning_codes(sub, b).map_err(|e| format!("input row {}: {e}", i + 1)))
+        .map(|(i, b)| Fixed::bias_codes(sub, b).map_err(|e| format!("input row {}: {e}", i + 1)))
         .collect::<Result<_, _>>()?;
     let id = client.attach(design_hash(sub)).map_err(|e| e.to_string())?;
     let r = id.readout_units as usize;
@@ -124,10 +127,12 @@ pub fn infer<T: Transport>(
         let Some(&(i, slot)) = inflight.front() else {
             break;
         };
-        let mut first = vec![slot];
-        first.extend(0u16.to_le_bytes());
-        first.extend((r.min(ch.words) as u16).to_le_bytes());
-        let p = client.call(Opcode::Readout, first).map_err(e)?;
+        let first = Request::Readout {
+            slot,
+            offset: 0,
+            count: r.min(ch.sums) as u16,
+        };
+        let p = client.call(first).map_err(e)?;
         let ro = Readout::decode(&p).ok_or("malformed READOUT reply")?;
         match ro.state {
             SlotState::Busy => {
@@ -145,13 +150,12 @@ pub fn infer<T: Transport>(
             SlotState::Done => {}
         }
         let mut all = ro.sums;
-        let reqs: Vec<(Opcode, Vec<u8>)> = (ch.words..r)
-            .step_by(ch.words)
-            .map(|off| {
-                let mut q = vec![slot];
-                q.extend((off as u16).to_le_bytes());
-                q.extend(((r - off).min(ch.words) as u16).to_le_bytes());
-                (Opcode::Readout, q)
+        let reqs: Vec<Request> = (ch.sums..r)
+            .step_by(ch.sums)
+            .map(|off| Request::Readout {
+                slot,
+                offset: off as u16,
+                count: (r - off).min(ch.sums) as u16,
             })
             .collect();
         for p in client.transact(&reqs).map_err(e)? {
@@ -196,17 +200,16 @@ pub fn infer<T: Transport>(
 /// Configure the board's default biases from the model (WRITE_MEM), so the board holds the model's
 /// bias for units that a conditioning vector does not set.
 pub fn configure<T: Transport>(client: &mut Client<T>, sub: &Substrate) -> Result<(), String> {
-    let codes = conditioning_codes(sub, &sub.bias)?;
+    let codes = Fixed::bias_codes(sub, &sub.bias)?;
     let id = client.attach(design_hash(sub)).map_err(|e| e.to_string())?;
     let ch = Chunks::of(&id)?;
-    let reqs: Vec<(Opcode, Vec<u8>)> = codes
+    let reqs: Vec<Request> = codes
         .chunks(ch.words)
         .enumerate()
-        .map(|(k, c)| {
-            let mut p = vec![Space::Bias as u8];
-            p.extend(((k * ch.words) as u32).to_le_bytes());
-            c.iter().for_each(|x| p.extend(x.to_le_bytes()));
-            (Opcode::WriteMem, p)
+        .map(|(k, c)| Request::WriteMem {
+            space: Space::Bias,
+            addr: (k * ch.words) as u32,
+            words: c.to_vec(),
         })
         .collect();
     client.transact(&reqs).map_err(|e| e.to_string())?;
@@ -254,8 +257,7 @@ pub fn check_inputs(sub: &Substrate, inputs: &[Vec<f64>], path: &Path) -> Result
         return Err(format!("{}: no inputs", path.display()));
     }
     for (i, b) in inputs.iter().enumerate() {
-        conditioning_codes(sub, b)
-            .map_err(|e| format!("{}: row {}: {e}", path.display(), i + 1))?;
+        Fixed::bias_codes(sub, b).map_err(|e| format!("{}: row {}: {e}", path.display(), i + 1))?;
     }
     Ok(())
 }

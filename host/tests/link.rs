@@ -1,17 +1,20 @@
 //! The link end to end over real pseudo-terminals: host against the emulated board (results bit
 //! for bit equal to the fixed engine's), fault injection through a proxy (bit errors, dropped
 //! bytes, truncated frames, delays, the port unplugged mid-stream), design-hash refusal, the
-//! board's replay and error handling, and a fuzz test of the frame decoder.
+//! board's re-execution of retries and its error handling, and a fuzz test of the frame decoder.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thermo_host::client::Client;
-use thermo_host::emulator::{conditioning_codes, run_inference, spawn_emulator, Board};
+use thermo_host::emulator::spawn_emulator;
 use thermo_host::faults::{FaultConfig, FaultProxy};
 use thermo_host::inference::{infer, read_inputs, InferOptions};
 use thermo_host::transport::SerialTransport;
-use thermo_proto::{encode_frame, readout_units, Frame, FrameDecoder, Opcode, RunRequest};
-use thermo_sim::Substrate;
+use thermo_proto::device::Board;
+use thermo_proto::{
+    encode_frame, readout_units, Frame, FrameDecoder, Opcode, Request, RunRequest, Space,
+};
+use thermo_sim::{Fixed, Substrate};
 
 fn shipped() -> Substrate {
     Substrate::from_file(
@@ -43,14 +46,9 @@ fn direct(sub: &Substrate, inputs: &[Vec<f64>], opts: InferOptions) -> Vec<Vec<i
         .iter()
         .enumerate()
         .map(|(i, b)| {
-            let codes = conditioning_codes(sub, b).unwrap();
-            let run = RunRequest {
-                slot: 0,
-                sweeps: opts.sweeps,
-                burn_in: opts.burn_in,
-                key: thermo_sim::noise::run_key(opts.seed + i as u64),
-            };
-            run_inference(sub, &codes, &run, &ro).0
+            let codes = Fixed::bias_codes(sub, b).unwrap();
+            let key = thermo_sim::noise::run_key(opts.seed + i as u64);
+            Fixed::run_codes(sub, &codes, key, opts.burn_in, opts.sweeps, &ro).sums
         })
         .collect()
 }
@@ -148,7 +146,7 @@ fn a_board_with_another_design_is_refused_naming_both() {
 }
 
 #[test]
-fn board_replays_retries_and_rejects_bad_requests() {
+fn board_reexecutes_retries_and_rejects_bad_requests() {
     let sub = shipped();
     let mut b = Board::new(sub.clone());
     let frame = |seq: u8, op: Opcode, p: Vec<u8>| Frame {
@@ -168,8 +166,9 @@ fn board_replays_retries_and_rejects_bad_requests() {
         key: [3, 4, 5],
     };
     let r1 = b.handle(&frame(11, Opcode::Run, run.encode())).unwrap();
-    // The same request again (a retry after a lost reply) is answered from the replay window
-    // and not executed twice.
+    // The same request again (a retry after a lost reply) is executed again: the same run on
+    // a busy slot is acknowledged without effect, so the reply is the same and the run is
+    // queued once.
     let r2 = b.handle(&frame(11, Opcode::Run, run.encode())).unwrap();
     assert_eq!(r1, r2);
     b.run_queued();
@@ -178,6 +177,13 @@ fn board_replays_retries_and_rejects_bad_requests() {
     )
     .unwrap();
     assert_eq!((st.runs, st.replays), (1, 1));
+    // A retried read is executed again, so it answers the board's state now: the replay count
+    // includes the retry itself (a stored reply would still say 1).
+    let st = thermo_proto::Status::decode(
+        &reply(b.handle(&frame(12, Opcode::Status, vec![])).unwrap()).payload,
+    )
+    .unwrap();
+    assert_eq!((st.runs, st.replays), (1, 2));
     // A frame from the future (its predecessor was lost) is dropped: the host will go back.
     assert!(b.handle(&frame(20, Opcode::Status, vec![])).is_none());
     // Error replies: unknown opcode, bad slot, bad length, sweeps out of range.
@@ -290,10 +296,10 @@ impl thermo_host::transport::Transport for LazyBoard {
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         for f in self.dec.push(bytes).into_iter().flatten() {
             let op = Opcode::from_u8(f.kind).unwrap();
-            if thermo_host::client::is_write(op) {
+            if op.is_write() {
                 for u in &self.unanswered {
                     let uop = Opcode::from_u8(u.kind).unwrap();
-                    if thermo_host::client::is_read(uop) {
+                    if uop.is_read() {
                         self.hazards.push((uop, op));
                     }
                 }
@@ -330,10 +336,10 @@ fn client_never_sends_a_write_behind_an_unanswered_read() {
     let sub = shipped();
     let d = sub.units();
     let ro = readout_units(&sub);
-    let cond = |slot: u8, v: i32| {
-        let mut p = vec![slot, 0, 0];
-        (0..d).for_each(|i| p.extend((v + i as i32).to_le_bytes()));
-        (Opcode::SetConditioning, p)
+    let cond = |slot: u8, v: i32| Request::SetConditioning {
+        slot,
+        offset: 0,
+        codes: (0..d).map(|i| v + i as i32).collect(),
     };
     let run = RunRequest {
         slot: 1,
@@ -341,19 +347,32 @@ fn client_never_sends_a_write_behind_an_unanswered_read() {
         burn_in: 2,
         key: [1, 2, 3],
     };
-    let readout = (Opcode::Readout, vec![1, 0, 0, ro.len() as u8, 0]);
+    let readout = Request::Readout {
+        slot: 1,
+        offset: 0,
+        count: ro.len() as u16,
+    };
+    let read_mem = Request::ReadMem {
+        space: Space::Bias,
+        addr: 0,
+        count: 4,
+    };
     let reqs = vec![
         cond(1, 1000),
-        (Opcode::Run, run.encode()),
+        Request::Run(run),
         readout.clone(),
-        (Opcode::Status, vec![]),
+        Request::Status,
         cond(1, -5000), // changes what the READOUT before reads: must wait for its reply
-        (Opcode::Run, run.encode()),
+        Request::Run(run),
         readout.clone(),
-        (Opcode::ReadMem, vec![0, 0, 0, 0, 0, 4, 0]),
-        (Opcode::WriteMem, vec![0, 0, 0, 0, 0, 7, 0, 0, 0]),
-        (Opcode::ReadMem, vec![0, 0, 0, 0, 0, 4, 0]),
-        (Opcode::Reset, vec![]),
+        read_mem.clone(),
+        Request::WriteMem {
+            space: Space::Bias,
+            addr: 0,
+            words: vec![7],
+        },
+        read_mem,
+        Request::Reset,
         readout.clone(),
     ];
     assert_eq!(
@@ -376,7 +395,7 @@ fn client_never_sends_a_write_behind_an_unanswered_read() {
     );
     let sums = |v: i32| {
         let codes: Vec<i32> = (0..d).map(|i| v + i as i32).collect();
-        run_inference(&sub, &codes, &run, &ro).0
+        Fixed::run_codes(&sub, &codes, run.key, run.burn_in, run.sweeps, &ro).sums
     };
     let done = |v: i32| {
         thermo_proto::Readout {
@@ -388,6 +407,6 @@ fn client_never_sends_a_write_behind_an_unanswered_read() {
     };
     assert_eq!(replies[2], done(1000));
     assert_eq!(replies[6], done(-5000));
-    assert_eq!(replies[9][..4], 7i32.to_le_bytes());
+    assert_eq!(thermo_proto::decode_i32s(&replies[9]).unwrap()[0], 7);
     assert_eq!(replies[11][0], thermo_proto::SlotState::Idle as u8);
 }

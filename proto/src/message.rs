@@ -151,7 +151,7 @@ impl Identity {
     }
     /// Parse a payload.
     pub fn decode(p: &[u8]) -> Option<Identity> {
-        if p.len() != 23 {
+        if p.len() != crate::IDENTITY_LEN {
             return None;
         }
         Some(Identity {
@@ -198,7 +198,7 @@ impl RunRequest {
     }
     /// Parse.
     pub fn decode(p: &[u8]) -> Option<RunRequest> {
-        if p.len() != 21 {
+        if p.len() != crate::RUN_LEN {
             return None;
         }
         let w = |i: usize| u32::from_le_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
@@ -239,14 +239,13 @@ impl Readout {
     pub fn encode(&self) -> Vec<u8> {
         let mut v = vec![self.state as u8];
         v.extend(self.sweeps.to_le_bytes());
-        for s in &self.sums {
-            v.extend(s.to_le_bytes());
-        }
+        v.extend(crate::encode_i32s(&self.sums));
         v
     }
     /// Parse.
     pub fn decode(p: &[u8]) -> Option<Readout> {
-        if p.len() < 5 || (p.len() - 5) % 4 != 0 {
+        let h = crate::READOUT_REPLY_HEADER;
+        if p.len() < h {
             return None;
         }
         let state = match p[0] {
@@ -257,11 +256,8 @@ impl Readout {
         };
         Some(Readout {
             state,
-            sweeps: u32::from_le_bytes(p[1..5].try_into().ok()?),
-            sums: p[5..]
-                .chunks(4)
-                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
+            sweeps: u32::from_le_bytes(p[1..h].try_into().ok()?),
+            sums: crate::decode_i32s(&p[h..])?,
         })
     }
 }
@@ -283,14 +279,14 @@ pub struct Status {
     pub crc_errors: u32,
     /// Frames dropped for bad framing.
     pub framing_errors: u32,
-    /// Retried requests answered from the replay window.
+    /// Repeated requests (a `seq` among the last `REPLAY_WINDOW` executed) executed again.
     pub replays: u32,
 }
 
 impl Status {
     /// Payload bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(48);
+        let mut v = Vec::with_capacity(crate::STATUS_LEN);
         for x in [self.sweeps, self.sat_acc, self.sat_state, self.sat_bus] {
             v.extend(x.to_le_bytes());
         }
@@ -306,7 +302,7 @@ impl Status {
     }
     /// Parse.
     pub fn decode(p: &[u8]) -> Option<Status> {
-        if p.len() != 48 {
+        if p.len() != crate::STATUS_LEN {
             return None;
         }
         let q = |i: usize| u64::from_le_bytes(p[i..i + 8].try_into().unwrap_or_default());

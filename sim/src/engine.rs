@@ -296,6 +296,90 @@ impl Fixed {
     }
 }
 
+/// What one RUN computed ([`Fixed::run_codes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSums {
+    /// Per readout unit, its state codes summed over the `sweeps` readout sweeps (wrapping to
+    /// 32 bits, as the hardware's accumulators).
+    pub sums: Vec<i32>,
+    /// Saturation events of the whole run (burn-in included).
+    pub saturation: Saturation,
+    /// Sweeps run (burn-in included).
+    pub sweeps: u64,
+}
+
+impl Fixed {
+    /// One inference on the fixed engine: state from zero, lane `l` started at
+    /// `Taus88::from_key(key, l)`, biases `cond` (accumulator codes, one per unit), `burn_in`
+    /// sweeps discarded, then the state codes of the `readout` units summed over `sweeps` sweeps.
+    ///
+    /// This is the board's definition of RUN: the emulated board answers RUN with it, the RTL's
+    /// run sequencer performs it through the substrate's port, and the tests compare both with
+    /// it bit for bit.
+    pub fn run_codes(
+        s: &Substrate,
+        cond: &[i32],
+        key: [u32; 3],
+        burn_in: u32,
+        sweeps: u32,
+        readout: &[usize],
+    ) -> RunSums {
+        let mut e = FixedEngine::fixed(s, 0);
+        for (l, lane) in e.lanes.iter_mut().enumerate() {
+            lane.rng = crate::noise::Taus88::from_key(key, l as u32);
+        }
+        e.prog.bias = cond.to_vec();
+        e.prog.refresh_bounds();
+        for _ in 0..burn_in {
+            e.sweep();
+        }
+        let mut sums = vec![0i64; readout.len()];
+        for _ in 0..sweeps {
+            e.sweep();
+            for (acc, &u) in sums.iter_mut().zip(readout) {
+                *acc += e.x[u] as i64;
+            }
+        }
+        RunSums {
+            sums: sums.into_iter().map(|v| v as i32).collect(),
+            saturation: e.saturation_total(),
+            sweeps: e.sweeps,
+        }
+    }
+
+    /// Bias codes of a conditioning vector `b` (energy units, one value per unit): `eta b` in
+    /// the accumulator format, as RUN takes them. Errors name the unit and the limit.
+    pub fn bias_codes(s: &Substrate, b: &[f64]) -> Result<Vec<i32>, String> {
+        if b.len() != s.units() {
+            return Err(format!(
+                "conditioning vector has {} values, the substrate has {} units",
+                b.len(),
+                s.units()
+            ));
+        }
+        let q = s.formats.acc();
+        b.iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if !v.is_finite() {
+                    return Err(format!("unit {i}: value {v} is not finite"));
+                }
+                let (c, sat) = q.quantize(s.eta * v);
+                if sat {
+                    return Err(format!(
+                        "unit {i}: bias {v} gives eta*b = {} outside the accumulator format {} ({} .. {})",
+                        s.eta * v,
+                        q.name(),
+                        q.min_value() / s.eta,
+                        q.max_value() / s.eta
+                    ));
+                }
+                Ok(c as i32)
+            })
+            .collect()
+    }
+}
+
 impl Arith for Fixed {
     type State = i16;
     type Coef = i16;

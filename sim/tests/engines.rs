@@ -637,3 +637,61 @@ fn restart_equals_a_fresh_engine() {
     let sat: u64 = f.saturation.iter().map(|s| s.total()).sum();
     assert!(sat > 0, "the narrow state format should saturate");
 }
+
+/// RUN (`Fixed::run_codes`) keyed with `run_key(seed)` is the fixed engine seeded with `seed`
+/// from state zero with the conditioning's bias codes: its sums are that engine's readout
+/// states summed after the burn-in, and it counts every sweep and saturation of the run.
+#[test]
+fn run_codes_is_the_seeded_fixed_engine_from_zero() {
+    let s = shipped();
+    let codes = Fixed::bias_codes(&s, &s.bias).unwrap();
+    let readout: Vec<usize> = (0..s.units()).step_by(3).collect();
+    let (burn_in, sweeps, seed) = (7u32, 40u32, 11u64);
+    let run = Fixed::run_codes(
+        &s,
+        &codes,
+        thermo_sim::noise::run_key(seed),
+        burn_in,
+        sweeps,
+        &readout,
+    );
+    let mut e = FixedEngine::fixed(&s, seed);
+    e.prog.bias = codes.clone();
+    e.prog.refresh_bounds();
+    let mut sums = vec![0i32; readout.len()];
+    for k in 0..burn_in + sweeps {
+        e.sweep();
+        if k >= burn_in {
+            for (acc, &u) in sums.iter_mut().zip(&readout) {
+                *acc = acc.wrapping_add(e.x[u] as i32);
+            }
+        }
+    }
+    assert_eq!(run.sums, sums);
+    assert_eq!(run.sweeps, (burn_in + sweeps) as u64);
+    assert_eq!(run.saturation, e.saturation_total());
+    // another key, other sums
+    let other = Fixed::run_codes(&s, &codes, [1, 2, 3], burn_in, sweeps, &readout);
+    assert_ne!(other.sums, run.sums);
+}
+
+/// Bias codes are `eta b` in the accumulator format; a vector of the wrong length, a value that
+/// is not finite or one outside the format is refused naming the unit and the limit.
+#[test]
+fn bias_codes_refuse_naming_the_unit_and_the_limit() {
+    let s = shipped();
+    let q = s.formats.acc();
+    let codes = Fixed::bias_codes(&s, &s.bias).unwrap();
+    for (i, (&c, &b)) in codes.iter().zip(&s.bias).enumerate() {
+        assert_eq!(c as i64, q.quantize(s.eta * b).0, "unit {i}");
+    }
+    let e = Fixed::bias_codes(&s, &s.bias[1..]).unwrap_err();
+    assert!(e.contains(&format!("{} units", s.units())), "{e}");
+    let mut b = s.bias.clone();
+    b[5] = f64::NAN;
+    let e = Fixed::bias_codes(&s, &b).unwrap_err();
+    assert!(e.starts_with("unit 5:") && e.contains("not finite"), "{e}");
+    b[5] = 1e12;
+    let e = Fixed::bias_codes(&s, &b).unwrap_err();
+    assert!(e.starts_with("unit 5:") && e.contains(&q.name()), "{e}");
+}

@@ -1,0 +1,414 @@
+//! The board as a model: its state (slots, run queue, default biases, counters) and the rules by
+//! which it answers requests, defined once. The emulated board (`thermo emulate`) serves it
+//! behind a pseudo-terminal; the RTL command unit (`thermo_hdl::command::CommandUnit`)
+//! implements the same rules, and the tests compare the two reply by reply.
+//!
+//! A RUN is computed by `thermo_sim::engine::Fixed::run_codes`, the board's definition of RUN.
+
+use crate::frame::{DecoderStats, Frame};
+use crate::request::{encode_i16s, encode_i32s, encode_written, Request, WORD};
+use crate::{
+    design_hash, encode_frame, readout_units, reply_kind, ErrorCode, Identity, Opcode, Readout,
+    RunRequest, SlotState, Space, Status, ERROR_KIND, MAX_PAYLOAD, MAX_RUN_SWEEPS, REPLAY_WINDOW,
+    SLOTS, VERSION,
+};
+use std::collections::VecDeque;
+use thermo_sim::engine::{Fixed, Program, RunSums};
+use thermo_sim::Substrate;
+
+/// One inference slot: conditioning, state, the run queued or done on it, its result.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    /// Conditioning (bias codes, one per unit).
+    pub cond: Vec<i32>,
+    /// Idle, busy (queued or running) or done.
+    pub state: SlotState,
+    /// The run queued or done.
+    pub run: Option<RunRequest>,
+    /// Readout sums when done.
+    pub result: Vec<i32>,
+    /// Sweeps summed into the result.
+    pub sweeps: u32,
+}
+
+/// A queued inference taken off the board ([`Board::next_job`]), to run anywhere
+/// ([`Job::run`]) and hand back ([`Board::finish_job`]).
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// Slot it was queued on.
+    pub slot: u8,
+    /// The board's substrate.
+    pub sub: Substrate,
+    /// The slot's conditioning.
+    pub cond: Vec<i32>,
+    /// The run.
+    pub run: RunRequest,
+    /// Readout units.
+    pub readout: Vec<usize>,
+}
+
+impl Job {
+    /// Compute the inference ([`Fixed::run_codes`]).
+    pub fn run(&self) -> RunSums {
+        Fixed::run_codes(
+            &self.sub,
+            &self.cond,
+            self.run.key,
+            self.run.burn_in,
+            self.run.sweeps,
+            &self.readout,
+        )
+    }
+}
+
+/// The board's state and request rules.
+#[derive(Clone)]
+pub struct Board {
+    sub: Substrate,
+    readout: Vec<usize>,
+    identity: Identity,
+    default_bias: Vec<i32>,
+    couplings: Vec<i16>,
+    slots: Vec<Slot>,
+    queue: VecDeque<u8>,
+    status: Status,
+    expect: Option<u8>,
+    /// Requests dropped because their sequence number was neither the expected one nor within
+    /// the last [`REPLAY_WINDOW`] before it.
+    pub out_of_order: u64,
+}
+
+impl Board {
+    /// A board configured with `sub`, just after power-up: every slot idle with the compiled
+    /// biases as conditioning, no sequence number expected yet.
+    pub fn new(sub: Substrate) -> Self {
+        let readout = readout_units(&sub);
+        let identity = Identity {
+            version: VERSION,
+            design_hash: design_hash(&sub),
+            units: sub.units() as u32,
+            readout_units: readout.len() as u32,
+            lanes: sub.lanes as u16,
+            slots: SLOTS,
+            state_frac: sub.formats.state.frac as u8,
+            max_payload: MAX_PAYLOAD as u16,
+        };
+        let prog = Program::new(&sub, Fixed::new(&sub));
+        let default_bias = prog.bias.clone();
+        let slot = Slot {
+            cond: default_bias.clone(),
+            state: SlotState::Idle,
+            run: None,
+            result: Vec::new(),
+            sweeps: 0,
+        };
+        Board {
+            readout,
+            identity,
+            slots: vec![slot; SLOTS as usize],
+            default_bias,
+            couplings: prog.coef,
+            queue: VecDeque::new(),
+            status: Status::default(),
+            expect: None,
+            out_of_order: 0,
+            sub,
+        }
+    }
+
+    /// What IDENTIFY answers.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The counters STATUS reports now.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// The slots.
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    /// Handle one checked frame; returns the reply bytes for the wire, if any.
+    ///
+    /// **The sequence rule** (the RTL's, `thermo_hdl::command::CommandUnit`): a request is
+    /// executed if it is IDENTIFY, if no sequence number is expected yet, or if its `seq` is the
+    /// expected one; the expectation then becomes `seq + 1`. A request whose `seq` is among the
+    /// [`REPLAY_WINDOW`] sequence numbers before the expected one is a retry: it is executed
+    /// again, whatever its content, counted in STATUS `replays`, and the expectation stays.
+    /// Anything else is dropped without a reply (the host goes back to its oldest unanswered
+    /// request). Retries are safe because every command is idempotent and the host never sends
+    /// a write behind an unanswered read (docs/protocol.md, "Sequence numbers").
+    pub fn handle(&mut self, f: &Frame) -> Option<Vec<u8>> {
+        let fresh =
+            f.kind == Opcode::Identify as u8 || !matches!(self.expect, Some(e) if e != f.seq);
+        if fresh {
+            self.expect = Some(f.seq.wrapping_add(1));
+        } else {
+            let exp = self.expect.unwrap_or(f.seq);
+            let back = exp.wrapping_sub(f.seq).wrapping_sub(1) as usize;
+            if back >= REPLAY_WINDOW {
+                self.out_of_order += 1;
+                return None;
+            }
+            self.status.replays += 1;
+        }
+        Some(match self.execute(f) {
+            Ok((kind, payload)) => encode_frame(f.seq, kind, &payload),
+            Err(code) => encode_frame(f.seq, ERROR_KIND, &[f.kind, code as u8]),
+        })
+    }
+
+    /// Execute a request: the reply's kind and payload, or the error code.
+    fn execute(&mut self, f: &Frame) -> Result<(u8, Vec<u8>), ErrorCode> {
+        let req = Request::decode(f.kind, &f.payload).map_err(|e| e.code())?;
+        let kind = reply_kind(req.opcode());
+        let ok = |payload: Vec<u8>| Ok((kind, payload));
+        match req {
+            Request::Identify => ok(self.identity.encode()),
+            Request::Status => ok(self.status.encode()),
+            Request::Reset => {
+                // Everything back to power-up but the sequence expectation.
+                let expect = self.expect;
+                *self = Board::new(self.sub.clone());
+                self.expect = expect;
+                ok(Vec::new())
+            }
+            Request::WriteMem { space, addr, words } => {
+                if space != Space::Bias {
+                    return Err(ErrorCode::BadAddress);
+                }
+                let a = addr as usize;
+                let dst = self
+                    .default_bias
+                    .get_mut(a..a + words.len())
+                    .ok_or(ErrorCode::BadAddress)?;
+                dst.copy_from_slice(&words);
+                ok(encode_written(words.len() as u32))
+            }
+            Request::ReadMem { space, addr, count } => {
+                let (a, n) = (addr as usize, count as usize);
+                if n * space.width() > MAX_PAYLOAD {
+                    return Err(ErrorCode::BadLength);
+                }
+                match space {
+                    Space::Bias => ok(encode_i32s(
+                        self.default_bias
+                            .get(a..a + n)
+                            .ok_or(ErrorCode::BadAddress)?,
+                    )),
+                    Space::Coupling => ok(encode_i16s(
+                        self.couplings.get(a..a + n).ok_or(ErrorCode::BadAddress)?,
+                    )),
+                    Space::State => {
+                        // States are zero between inferences (each RUN starts from zero).
+                        if a + n > self.sub.units() {
+                            return Err(ErrorCode::BadAddress);
+                        }
+                        ok(encode_i16s(&vec![0; n]))
+                    }
+                }
+            }
+            Request::SetConditioning {
+                slot,
+                offset,
+                codes,
+            } => {
+                let units = self.sub.units();
+                let s = self
+                    .slots
+                    .get_mut(slot as usize)
+                    .ok_or(ErrorCode::BadSlot)?;
+                let o = offset as usize;
+                if o + codes.len() > units {
+                    return Err(ErrorCode::BadAddress);
+                }
+                let dst = &mut s.cond[o..o + codes.len()];
+                if *dst == codes[..] && s.state != SlotState::Idle {
+                    return ok(Vec::new()); // a repeat (e.g. after a reconnect): nothing changes
+                }
+                if s.state == SlotState::Busy {
+                    return Err(ErrorCode::Busy);
+                }
+                dst.copy_from_slice(&codes);
+                // New conditioning invalidates an old result.
+                s.state = SlotState::Idle;
+                s.run = None;
+                ok(Vec::new())
+            }
+            Request::Run(r) => {
+                if r.sweeps == 0 || r.sweeps > MAX_RUN_SWEEPS {
+                    return Err(ErrorCode::BadParameter);
+                }
+                let s = self
+                    .slots
+                    .get_mut(r.slot as usize)
+                    .ok_or(ErrorCode::BadSlot)?;
+                if s.state != SlotState::Idle && s.run == Some(r) {
+                    return ok(Vec::new()); // the same run again: already queued or done
+                }
+                if s.state == SlotState::Busy {
+                    return Err(ErrorCode::Busy);
+                }
+                s.state = SlotState::Busy;
+                s.run = Some(r);
+                self.queue.push_back(r.slot);
+                ok(Vec::new())
+            }
+            Request::Readout {
+                slot,
+                offset,
+                count,
+            } => {
+                let (o, n) = (offset as usize, count as usize);
+                if crate::READOUT_REPLY_HEADER + WORD * n > MAX_PAYLOAD {
+                    return Err(ErrorCode::BadLength);
+                }
+                let s = self.slots.get(slot as usize).ok_or(ErrorCode::BadSlot)?;
+                let r = match s.state {
+                    SlotState::Done => Readout {
+                        state: SlotState::Done,
+                        sweeps: s.sweeps,
+                        sums: s
+                            .result
+                            .get(o..o + n)
+                            .ok_or(ErrorCode::BadAddress)?
+                            .to_vec(),
+                    },
+                    st => Readout {
+                        state: st,
+                        sweeps: 0,
+                        sums: Vec::new(),
+                    },
+                };
+                ok(r.encode())
+            }
+        }
+    }
+
+    /// Take the next queued inference, if any.
+    pub fn next_job(&mut self) -> Option<Job> {
+        let slot = self.queue.pop_front()?;
+        let s = &self.slots[slot as usize];
+        Some(Job {
+            slot,
+            sub: self.sub.clone(),
+            cond: s.cond.clone(),
+            run: s.run?,
+            readout: self.readout.clone(),
+        })
+    }
+
+    /// Record a finished inference: counters, and the slot's result unless a RESET or new
+    /// conditioning superseded the job.
+    pub fn finish_job(&mut self, job: &Job, r: RunSums) {
+        self.status.sweeps += r.sweeps;
+        self.status.sat_acc += r.saturation.acc;
+        self.status.sat_state += r.saturation.state;
+        self.status.sat_bus += r.saturation.bus;
+        self.status.runs += 1;
+        let s = &mut self.slots[job.slot as usize];
+        if s.state == SlotState::Busy && s.run == Some(job.run) {
+            s.state = SlotState::Done;
+            s.result = r.sums;
+            s.sweeps = job.run.sweeps;
+        }
+    }
+
+    /// Run the oldest queued inference now, if any (for tests that follow the RTL's progress).
+    pub fn run_one(&mut self) -> bool {
+        match self.next_job() {
+            Some(job) => {
+                let r = job.run();
+                self.finish_job(&job, r);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Run every queued inference now (for tests without a worker thread).
+    pub fn run_queued(&mut self) {
+        while self.run_one() {}
+    }
+
+    /// Take the frame decoder's CRC and framing error counts into STATUS.
+    pub fn note_decoder(&mut self, d: &DecoderStats) {
+        self.status.crc_errors = d.crc_errors as u32;
+        self.status.framing_errors = d.framing_errors as u32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FrameDecoder;
+    use thermo_sim::example::{random_substrate, ExampleSpec};
+
+    fn board() -> Board {
+        let cfg = random_substrate(&ExampleSpec {
+            units: 16,
+            modules: 2,
+            rank: 1,
+            seed: 3,
+            ..Default::default()
+        });
+        Board::new(Substrate::from_config(&cfg).expect("valid example"))
+    }
+
+    fn send(b: &mut Board, seq: u8, r: &Request) -> Option<Frame> {
+        let (kind, payload) = r.encode();
+        b.handle(&Frame { seq, kind, payload }).map(|w| {
+            FrameDecoder::new()
+                .push(&w)
+                .remove(0)
+                .expect("a valid reply")
+        })
+    }
+
+    /// A repeated `seq` within the window is executed again (the RTL's rule): a repeated read
+    /// answers the state now, a repeated write writes again; each counts as a replay.
+    #[test]
+    fn a_retry_is_executed_again() {
+        let mut b = board();
+        let read = Request::ReadMem {
+            space: Space::Bias,
+            addr: 0,
+            count: 1,
+        };
+        let first = send(&mut b, 5, &read).unwrap();
+        let write = |v: i32| Request::WriteMem {
+            space: Space::Bias,
+            addr: 0,
+            words: vec![v],
+        };
+        send(&mut b, 6, &write(41)).unwrap();
+        // seq 5 again: executed again, so it sees the write of seq 6
+        let again = send(&mut b, 5, &read).unwrap();
+        assert_ne!(first.payload, again.payload);
+        assert_eq!(again.payload, encode_i32s(&[41]));
+        // seq 6 again with other content: executed again as well
+        send(&mut b, 6, &write(42)).unwrap();
+        assert_eq!(send(&mut b, 7, &read).unwrap().payload, encode_i32s(&[42]));
+        assert_eq!(b.status().replays, 2);
+        // the expectation stayed at 8 through the retries
+        assert!(send(&mut b, 7u8.wrapping_sub(REPLAY_WINDOW as u8), &read).is_none());
+        assert!(send(&mut b, 9, &read).is_none());
+        assert_eq!(b.out_of_order, 2);
+        assert!(send(&mut b, 8u8.wrapping_sub(REPLAY_WINDOW as u8), &read).is_some());
+        assert!(send(&mut b, 8, &read).is_some());
+    }
+
+    /// A retried RESET resets again and keeps the sequence expectation, like the RTL.
+    #[test]
+    fn a_retried_reset_keeps_the_expectation() {
+        let mut b = board();
+        send(&mut b, 1, &Request::Reset).unwrap();
+        send(&mut b, 2, &Request::Status).unwrap();
+        send(&mut b, 1, &Request::Reset).unwrap();
+        assert_eq!(b.status().replays, 0, "RESET clears the replay count");
+        assert!(send(&mut b, 3, &Request::Status).is_some());
+    }
+}
