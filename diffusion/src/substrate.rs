@@ -218,7 +218,7 @@ impl std::str::FromStr for Readout {
     }
 }
 
-/// One inference exactly as the board runs it (`thermo_host::emulator::run_inference`): the
+/// One inference as the board runs it (`thermo_sim::Fixed::run_codes`, here in means): the
 /// fixed engine from state zero, lane `l` from `Taus88::from_key(run_key(seed), l)`, `burn_in`
 /// sweeps discarded, then the state averaged over `sweeps` sweeps. Returns the means of all
 /// units and the saturation counters.
