@@ -1,12 +1,12 @@
 //! The substrate top: sweep controller, Langevin lanes, their noise pairs, bus sides,
 //! double-buffered state replicas, bus line registers and the configuration/readout port.
 
-use crate::bus::BusSide;
-use crate::ctrl::SweepCtrl;
-use crate::lane::LangevinLane;
-use crate::mem::Mem;
-use crate::noise::NoisePairHw;
-use crate::program::HwProgram;
+use crate::rtl::bus::BusSide;
+use crate::rtl::ctrl::SweepCtrl;
+use crate::rtl::lane::LangevinLane;
+use crate::rtl::mem::Mem;
+use crate::rtl::noise::NoisePairHw;
+use crate::rtl::program::HwProgram;
 use rust_hdl::prelude::*;
 use std::fmt::Write;
 
@@ -785,7 +785,7 @@ impl SubstrateTop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::script::{addr, run_rusthdl, Cmd};
+    use crate::harness::script::{addr, run_rusthdl, Cmd};
     use thermo_sim::example::{random_substrate, ExampleSpec};
 
     /// `START` alone raises `running` on the edge after the write; written with `NOISE_LOAD`
@@ -809,7 +809,7 @@ mod tests {
         ] {
             let mut top = SubstrateTop::new(&prog);
             top.connect_all();
-            let mut sc = crate::script::config_script(&prog, 5, 1);
+            let mut sc = crate::harness::script::config_script(&prog, 5, 1);
             sc.push(Cmd::Write(addr(region::CTRL, 0), ctrl));
             sc.push(Cmd::Idle(prog.cycles_per_sweep as u32 + 4));
             sc.push(Cmd::Read(vec![

@@ -183,5 +183,5 @@ pub fn run_harness(exe: &Path, args: &[String], input: &str) -> Result<String, E
 /// The Verilog of the substrate top for `s` (top module `top`, memory contents inline):
 /// rust-hdl's checks first, their failures as errors naming the signals.
 pub fn generate(s: &thermo_sim::Substrate) -> Result<String, Error> {
-    crate::verify::substrate_verilog(s)
+    crate::harness::verify::substrate_verilog(s)
 }

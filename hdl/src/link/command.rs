@@ -1,10 +1,10 @@
-//! The command unit of the host link: executes the requests that [`crate::framing::FrameRx`]
+//! The command unit of the host link: executes the requests that [`crate::link::framing::FrameRx`]
 //! accepted against the substrate top's configuration port and hands the replies to
-//! [`crate::framing::FrameTx`].
+//! [`crate::link::framing::FrameTx`].
 
-use crate::mem::Mem;
-use crate::program::{clog2 as bits_for, HwProgram};
-use crate::top::{ctrl_bits, region};
+use crate::rtl::mem::Mem;
+use crate::rtl::program::{clog2 as bits_for, HwProgram};
+use crate::rtl::top::{ctrl_bits, region};
 use rust_hdl::prelude::*;
 use thermo_proto::Space;
 use thermo_proto::{
@@ -121,7 +121,7 @@ impl LinkOptions {
     pub fn ring_bytes(&self) -> usize {
         let frame = (4 + self.max_payload).next_power_of_two();
         if self.max_payload >= MAX_PAYLOAD - 4 {
-            crate::framing::RX_RING
+            crate::link::framing::RX_RING
         } else {
             2 * frame
         }
@@ -1654,9 +1654,9 @@ pub struct LinkCore {
     pub overruns: Signal<Out, Bits<32>>,
     /// The receiver counts a CRC or framing error in this cycle.
     pub error_evt: Signal<Out, Bit>,
-    frx: crate::framing::FrameRx,
+    frx: crate::link::framing::FrameRx,
     cmd: CommandUnit,
-    ftx: crate::framing::FrameTx,
+    ftx: crate::link::framing::FrameTx,
 }
 
 impl LinkCore {
@@ -1680,9 +1680,9 @@ impl LinkCore {
             framing_errors: Default::default(),
             overruns: Default::default(),
             error_evt: Default::default(),
-            frx: crate::framing::FrameRx::with_ring(o.ring_bytes()),
+            frx: crate::link::framing::FrameRx::with_ring(o.ring_bytes()),
             cmd: CommandUnit::new(s, prog, o),
-            ftx: crate::framing::FrameTx::with_buffer(o.reply_bytes()),
+            ftx: crate::link::framing::FrameTx::with_buffer(o.reply_bytes()),
         }
     }
 }
@@ -1812,7 +1812,7 @@ pub struct LinkCoreOut {
 pub fn link_core_verilog(s: &Substrate, prog: &HwProgram) -> Result<String, crate::Error> {
     let mut u = LinkCore::new(s, prog, &LinkOptions::default());
     u.connect_all();
-    crate::verilog::block_verilog(&u)
+    crate::harness::verilog::block_verilog(&u)
 }
 
 /// Feed `input` (one byte every `gap` clocks) to a Verilator build of the [`LinkCore`] of `s`
@@ -1848,14 +1848,14 @@ pub fn link_core_verilator_segments(
     segments: &[Vec<u8>],
     gap: u32,
 ) -> Result<LinkCoreOut, crate::Error> {
-    let exe = crate::verilog::verilator_build(
+    let exe = crate::harness::verilog::verilator_build(
         &link_core_verilog(s, prog)?,
         LINK_CORE_HARNESS,
         false,
         false,
     )?;
     let text = segments_text(segments);
-    let res = crate::verilog::run_harness(&exe, &[gap.to_string()], &text)?;
+    let res = crate::harness::verilog::run_harness(&exe, &[gap.to_string()], &text)?;
     let bad = |l: &str| crate::Error::Tool(format!("bad link harness output {l:?}"));
     let mut o = LinkCoreOut::default();
     for l in res.lines() {
@@ -1887,14 +1887,14 @@ pub fn link_core_verilator_segments(
 }
 
 /// The whole board design: UART pins, the link ([`LinkCore`]) and the substrate
-/// ([`crate::top::SubstrateTop`]) on its configuration port.
+/// ([`crate::rtl::top::SubstrateTop`]) on its configuration port.
 ///
 /// **Ports**: `clock`, `rx` (from the host, idle high), `tx` (to the host), and the link's
 /// counters `frame_errors` (UART stop bits), `crc_errors`, `framing_errors`, `error` (one
 /// flip-flop, set by the first error any of them counts and never cleared: the board tops'
 /// error LED, so a board build needs none of the three 32-bit counters) and `active` (a run is
 /// queued or in progress) for LEDs or a logic analyser. The baud rate is fixed at construction (`inc` of
-/// [`crate::uart::baud_increment`]). **Latency**: a request is executed once its delimiter has
+/// [`crate::link::uart::baud_increment`]). **Latency**: a request is executed once its delimiter has
 /// been received, and its reply starts within a few hundred cycles (plus the port reads of
 /// STATUS). **Proof** `tests/hdl_link_command.rs` (`hdl_link_top_uart_pins_verilator`):
 /// requests pushed through the `rx` pin at 25 MHz / 3 Mbaud are answered on `tx`.
@@ -1917,10 +1917,10 @@ pub struct LinkTop {
     /// A run is queued or in progress (for an LED).
     pub active: Signal<Out, Bit>,
     err: DFF<Bit>,
-    urx: crate::uart::UartRx,
-    utx: crate::uart::UartTx,
+    urx: crate::link::uart::UartRx,
+    utx: crate::link::uart::UartTx,
     core: LinkCore,
-    sub: crate::top::SubstrateTop,
+    sub: crate::rtl::top::SubstrateTop,
     k_inc: Constant<Bits<16>>,
 }
 
@@ -1941,7 +1941,7 @@ impl LinkTop {
             urx: Default::default(),
             utx: Default::default(),
             core: LinkCore::new(s, prog, o),
-            sub: crate::top::SubstrateTop::new(prog),
+            sub: crate::rtl::top::SubstrateTop::new(prog),
             k_inc: Constant::new((inc as u64).to_bits()),
         }
     }
@@ -2165,7 +2165,7 @@ pub fn link_top_verilog(
     o.validate()?;
     let mut u = LinkTop::new(s, prog, inc, o);
     u.connect_all();
-    crate::verilog::block_verilog(&u)
+    crate::harness::verilog::block_verilog(&u)
 }
 
 /// Push `input` through the `rx` pin of a Verilator build of the [`LinkTop`] of `s` at
@@ -2199,8 +2199,8 @@ pub fn link_top_verilator_segments(
     baud: u64,
     segments: &[Vec<u8>],
 ) -> Result<(Vec<u8>, [u64; 4]), crate::Error> {
-    let inc = crate::uart::baud_increment(clock_hz, baud)?;
-    let exe = crate::verilog::verilator_build(
+    let inc = crate::link::uart::baud_increment(clock_hz, baud)?;
+    let exe = crate::harness::verilog::verilator_build(
         &link_top_verilog(s, prog, inc, o)?,
         LINK_TOP_HARNESS,
         false,
@@ -2208,7 +2208,7 @@ pub fn link_top_verilator_segments(
     )?;
     let text = segments_text(segments);
     let ratio = clock_hz as f64 / baud as f64;
-    let res = crate::verilog::run_harness(&exe, &[format!("{ratio}")], &text)?;
+    let res = crate::harness::verilog::run_harness(&exe, &[format!("{ratio}")], &text)?;
     let bad = |l: &str| crate::Error::Tool(format!("bad link top harness output {l:?}"));
     let (mut out, mut cnt) = (Vec::new(), [0u64; 4]);
     for l in res.lines() {
@@ -2246,8 +2246,8 @@ pub fn link_top_stream_build(
     baud: u64,
 ) -> Result<(std::path::PathBuf, Vec<String>), crate::Error> {
     let prog = HwProgram::new(s)?;
-    let inc = crate::uart::baud_increment(clock_hz, baud)?;
-    let exe = crate::verilog::verilator_build(
+    let inc = crate::link::uart::baud_increment(clock_hz, baud)?;
+    let exe = crate::harness::verilog::verilator_build(
         &link_top_verilog(s, &prog, inc, o)?,
         LINK_TOP_HARNESS,
         false,

@@ -174,7 +174,7 @@ pub struct FrameRx {
     pub crc_evt: Signal<Out, Bit>,
     /// `framing_errors` counts one more from the next cycle on.
     pub framing_evt: Signal<Out, Bit>,
-    ring: crate::mem::Mem,
+    ring: crate::rtl::mem::Mem,
     crc: Crc32Byte,
     m: DFF<Bits<11>>,
     overlong: DFF<Bit>,
@@ -239,7 +239,7 @@ impl FrameRx {
             overruns: Default::default(),
             crc_evt: Default::default(),
             framing_evt: Default::default(),
-            ring: crate::mem::Mem::new(ring.trailing_zeros() as usize, 8, &[]),
+            ring: crate::rtl::mem::Mem::new(ring.trailing_zeros() as usize, 8, &[]),
             k_ring: Constant::new((ring as u64).to_bits()),
             crc: Crc32Byte::default(),
             m: Default::default(),
@@ -468,7 +468,7 @@ pub struct FrameTx {
     pub out_valid: Signal<Out, Bit>,
     /// The consumer takes `out_data` on this edge.
     pub out_ready: Signal<In, Bit>,
-    pbuf: crate::mem::Mem,
+    pbuf: crate::rtl::mem::Mem,
     crc: Crc32Byte,
     state: DFF<TxState>,
     r_seq: DFF<Bits<8>>,
@@ -521,7 +521,7 @@ impl FrameTx {
             out_data: Default::default(),
             out_valid: Default::default(),
             out_ready: Default::default(),
-            pbuf: crate::mem::Mem::new(bytes.trailing_zeros() as usize, 8, &[]),
+            pbuf: crate::rtl::mem::Mem::new(bytes.trailing_zeros() as usize, 8, &[]),
             crc: Crc32Byte::default(),
             state: Default::default(),
             r_seq: Default::default(),
@@ -713,14 +713,14 @@ pub struct RxFrame {
 pub type RxCounters = [u64; 4];
 
 fn rx_cycle(u: &mut FrameRx) -> Result<(), String> {
-    crate::simx::tick(u, |u| &mut u.clock)
+    crate::rtl::simx::tick(u, |u| &mut u.clock)
 }
 
 /// Read and release the head frame of a rust-hdl [`FrameRx`] (the consumer protocol).
 fn rx_drain(u: &mut FrameRx) -> Result<RxFrame, String> {
     let read = |u: &mut FrameRx, off: usize| -> Result<u8, String> {
         u.rd_off.next = (off as u64).to_bits();
-        crate::simx::settle(u)?;
+        crate::rtl::simx::settle(u)?;
         rx_cycle(u)?;
         Ok(u.rd_data.val().to_u64() as u8)
     };
@@ -733,7 +733,7 @@ fn rx_drain(u: &mut FrameRx) -> Result<RxFrame, String> {
     }
     u.rd_done.next = true;
     u.release_bytes.next = ((4 + len) as u64).to_bits();
-    crate::simx::settle(u)?;
+    crate::rtl::simx::settle(u)?;
     rx_cycle(u)?;
     u.rd_done.next = false;
     Ok(RxFrame { seq, kind, payload })
@@ -748,13 +748,13 @@ pub fn frame_rx_rusthdl(stream: &[u8]) -> Result<(Vec<RxFrame>, RxCounters), Str
     for &b in stream {
         u.in_data.next = (b as u64).to_bits();
         u.in_valid.next = true;
-        crate::simx::settle(&mut u)?;
+        crate::rtl::simx::settle(&mut u)?;
         rx_cycle(&mut u)?;
         u.in_valid.next = false;
-        crate::simx::settle(&mut u)?;
+        crate::rtl::simx::settle(&mut u)?;
         while u.avail.val() {
             out.push(rx_drain(&mut u)?);
-            crate::simx::settle(&mut u)?;
+            crate::rtl::simx::settle(&mut u)?;
         }
     }
     let c = [
@@ -784,28 +784,28 @@ pub fn frame_tx_rusthdl(
             u.buf_we.next = true;
             u.buf_addr.next = (i as u64).to_bits();
             u.buf_data.next = (b as u64).to_bits();
-            crate::simx::settle(&mut u)?;
-            crate::simx::tick(&mut u, |u| &mut u.clock)?;
+            crate::rtl::simx::settle(&mut u)?;
+            crate::rtl::simx::tick(&mut u, |u| &mut u.clock)?;
         }
         u.buf_we.next = false;
         u.seq.next = (*seq as u64).to_bits();
         u.kind.next = (*kind as u64).to_bits();
         u.len.next = (payload.len() as u64).to_bits();
         u.send.next = true;
-        crate::simx::settle(&mut u)?;
-        crate::simx::tick(&mut u, |u| &mut u.clock)?;
+        crate::rtl::simx::settle(&mut u)?;
+        crate::rtl::simx::tick(&mut u, |u| &mut u.clock)?;
         u.send.next = false;
         let limit = cyc + 100_000;
         loop {
             u.out_ready.next = ready(cyc);
-            crate::simx::settle(&mut u)?;
+            crate::rtl::simx::settle(&mut u)?;
             if !u.busy.val() {
                 break;
             }
             if u.out_valid.val() && u.out_ready.val() {
                 out.push(u.out_data.val().to_u64() as u8);
             }
-            crate::simx::tick(&mut u, |u| &mut u.clock)?;
+            crate::rtl::simx::tick(&mut u, |u| &mut u.clock)?;
             cyc += 1;
             if cyc > limit {
                 return Err("frame transmitter hangs".into());
@@ -844,7 +844,7 @@ mod tests {
         for &b in &data {
             u.crc_in.next = c.to_bits();
             u.data_in.next = (b as u64).to_bits();
-            crate::simx::settle(&mut u).unwrap();
+            crate::rtl::simx::settle(&mut u).unwrap();
             c = u.crc_out.val().to_u64();
         }
         assert_eq!(!(c as u32), crc32_bitwise(&data));
@@ -944,10 +944,10 @@ mod tests {
     fn framing_blocks_pass_checks() {
         let mut a = FrameRx::default();
         a.connect_all();
-        crate::verilog::block_verilog(&a).unwrap();
+        crate::harness::verilog::block_verilog(&a).unwrap();
         let mut b = FrameTx::default();
         b.connect_all();
-        crate::verilog::block_verilog(&b).unwrap();
+        crate::harness::verilog::block_verilog(&b).unwrap();
     }
 }
 
@@ -1041,7 +1041,7 @@ impl Logic for FramePair {
 pub fn frame_pair_verilog() -> Result<String, crate::Error> {
     let mut u = FramePair::default();
     u.connect_all();
-    crate::verilog::block_verilog(&u)
+    crate::harness::verilog::block_verilog(&u)
 }
 
 /// The C++ harness of [`FramePair`]. Arguments: `pause gap seed ready_pct drain`. Commands on
@@ -1203,7 +1203,12 @@ pub fn frame_verilator(
     cmds: &[FrameCmd],
     o: FrameHarnessOpts,
 ) -> Result<FrameHarnessOut, crate::Error> {
-    let exe = crate::verilog::verilator_build(&frame_pair_verilog()?, FRAME_HARNESS, false, true)?;
+    let exe = crate::harness::verilog::verilator_build(
+        &frame_pair_verilog()?,
+        FRAME_HARNESS,
+        false,
+        true,
+    )?;
     let mut s = String::new();
     for c in cmds {
         match c {
@@ -1226,7 +1231,7 @@ pub fn frame_verilator(
         o.ready_pct.to_string(),
         (o.drain as u8).to_string(),
     ];
-    let text = crate::verilog::run_harness(&exe, &args, &s)?;
+    let text = crate::harness::verilog::run_harness(&exe, &args, &s)?;
     let bad = |l: &str| crate::Error::Tool(format!("bad frame harness output {l:?}"));
     let mut out = FrameHarnessOut::default();
     for l in text.lines() {

@@ -2,7 +2,7 @@
 //! `thermo_sim::noise::NoiseLane::next_fixed`. Two lanes share one transform front end and one
 //! ROM ([`NoisePairHw`]).
 
-use crate::rom::IcdfRom;
+use crate::rtl::rom::IcdfRom;
 use rust_hdl::prelude::*;
 use thermo_sim::noise::Taus88;
 
@@ -383,7 +383,7 @@ impl NoisePairHw {
             gb: Default::default(),
             oa: Default::default(),
             ob: Default::default(),
-            rom: crate::rom::new_icdf_rom(),
+            rom: crate::rtl::rom::new_icdf_rom(),
             turn: Default::default(),
             has_b: Constant::new(has_b),
             bsel: Default::default(),
@@ -504,7 +504,7 @@ impl NoisePairHw {
     /// Write the seed registers of lane a (`b = false`) or b with the state of `g` (3 clocks;
     /// rust-hdl simulation).
     pub fn write_seeds(&mut self, b: bool, g: &Taus88) -> Result<(), String> {
-        use crate::simx::{settle, tick};
+        use crate::rtl::simx::{settle, tick};
         for c in 0..3 {
             self.seed_we_a.next = !b;
             self.seed_we_b.next = b;
@@ -521,7 +521,7 @@ impl NoisePairHw {
     /// Seed lanes a and b with lanes `lane`, `lane + 1` of run seed `seed` and pulse `load`
     /// (rust-hdl simulation; afterwards the pair is in cycle 0 after the load).
     pub fn seed_and_load(&mut self, seed: u64, lane: u32) -> Result<(), String> {
-        use crate::simx::{settle, tick};
+        use crate::rtl::simx::{settle, tick};
         self.pop_a.next = false;
         self.pop_b.next = false;
         self.write_seeds(false, &Taus88::for_lane(seed, lane))?;
@@ -538,7 +538,7 @@ impl NoisePairHw {
 pub fn noise_pair_verilog() -> Result<String, crate::Error> {
     let mut uut = NoisePairHw::new(true);
     uut.connect_all();
-    crate::verilog::block_verilog(&uut)
+    crate::harness::verilog::block_verilog(&uut)
 }
 
 const NOISE_HARNESS: &str = r#"
@@ -589,7 +589,12 @@ pub fn verilator_noise_streams(
     every_a: usize,
     every_b: usize,
 ) -> Result<(Vec<i16>, Vec<i16>), crate::Error> {
-    let exe = crate::verilog::verilator_build(&noise_pair_verilog()?, NOISE_HARNESS, false, false)?;
+    let exe = crate::harness::verilog::verilator_build(
+        &noise_pair_verilog()?,
+        NOISE_HARNESS,
+        false,
+        false,
+    )?;
     let (ga, gb) = (
         Taus88::for_lane(seed, lane),
         Taus88::for_lane(seed, lane + 1),
@@ -600,7 +605,7 @@ pub fn verilator_noise_streams(
             .map(|w| w.to_string())
             .collect();
     args.extend([n, every_a.max(1), every_b.max(1)].map(|v| v.to_string()));
-    let out = crate::verilog::run_harness(&exe, &args, "")?;
+    let out = crate::harness::verilog::run_harness(&exe, &args, "")?;
     let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for l in out.lines() {
         let bad = |e: String| crate::Error::Tool(format!("bad harness output {l:?}: {e}"));
@@ -626,7 +631,7 @@ pub fn rusthdl_noise_streams(
     every_a: usize,
     every_b: usize,
 ) -> (Vec<i16>, Vec<i16>) {
-    use crate::simx::{settle, tick};
+    use crate::rtl::simx::{settle, tick};
     let mut uut = NoisePairHw::new(true);
     uut.connect_all();
     uut.seed_and_load(seed, lane).expect("load");
@@ -654,7 +659,7 @@ pub fn rusthdl_noise_streams(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simx::{settle, tick};
+    use crate::rtl::simx::{settle, tick};
     use thermo_sim::noise::NoiseLane;
 
     fn clk(u: &mut NoisePairHw) -> &mut Signal<In, Clock> {

@@ -2,9 +2,11 @@
 //! running the generated Verilog — every unit's state after every sweep, the cycle count of
 //! every sweep and the saturation counters, bit for bit.
 
-use crate::program::HwProgram;
-use crate::script::{config_script, observe_addrs, run_rusthdl, script_text, Cmd, HARNESS_CPP};
-use crate::top::SubstrateTop;
+use crate::harness::script::{
+    config_script, observe_addrs, run_rusthdl, script_text, Cmd, HARNESS_CPP,
+};
+use crate::rtl::program::HwProgram;
+use crate::rtl::top::SubstrateTop;
 use crate::Error;
 use rust_hdl::prelude::*;
 use std::path::Path;
@@ -173,7 +175,7 @@ pub fn substrate_verilog(s: &Substrate) -> Result<String, Error> {
     let prog = HwProgram::new(s)?;
     let mut top = SubstrateTop::new(&prog);
     top.connect_all();
-    crate::verilog::block_verilog(&top)
+    crate::harness::verilog::block_verilog(&top)
 }
 
 /// One sweep's observation parsed from the read-back words.
@@ -307,13 +309,13 @@ pub fn verify_with(
     if sims.verilator {
         let v = substrate_verilog(s)?;
         let t0 = std::time::Instant::now();
-        let exe = crate::verilog::verilator_build(&v, HARNESS_CPP, vcd.is_some(), false)?;
+        let exe = crate::harness::verilog::verilator_build(&v, HARNESS_CPP, vcd.is_some(), false)?;
         rep.verilator_build_seconds = t0.elapsed().as_secs_f64();
         let t0 = std::time::Instant::now();
         let args = vec![vcd
             .map(|p| rtl_vcd_path(p).display().to_string())
             .unwrap_or_default()];
-        let out = crate::verilog::run_harness(&exe, &args, &script_text(&script))?;
+        let out = crate::harness::verilog::run_harness(&exe, &args, &script_text(&script))?;
         rep.verilator_seconds = t0.elapsed().as_secs_f64();
         let resp: Vec<u64> = out
             .lines()
@@ -395,8 +397,8 @@ pub fn verify_readout(
     seed: u64,
     sims: Sims,
 ) -> Result<usize, Error> {
-    use crate::script::{addr, operand};
-    use crate::top::{ctrl_bits, region};
+    use crate::harness::script::{addr, operand};
+    use crate::rtl::top::{ctrl_bits, region};
     let prog = HwProgram::new(s)?;
     let mut sc = config_script(&prog, seed, burn_in.max(1) as u32);
     for i in 0..prog.d {
@@ -434,8 +436,8 @@ pub fn verify_readout(
     }
     if sims.verilator {
         let v = substrate_verilog(s)?;
-        let exe = crate::verilog::verilator_build(&v, HARNESS_CPP, false, false)?;
-        let out = crate::verilog::run_harness(&exe, &[String::new()], &script_text(&sc))?;
+        let exe = crate::harness::verilog::verilator_build(&v, HARNESS_CPP, false, false)?;
+        let out = crate::harness::verilog::run_harness(&exe, &[String::new()], &script_text(&sc))?;
         let w = out
             .lines()
             .map(|l| {
@@ -514,8 +516,8 @@ mod tests {
 #[cfg(test)]
 mod negative {
     use super::*;
-    use crate::script::addr;
-    use crate::top::region;
+    use crate::harness::script::addr;
+    use crate::rtl::top::region;
     use thermo_sim::example::{random_substrate, ExampleSpec};
 
     /// Negative controls: one changed bias word, one changed instruction (coefficient), one

@@ -1,9 +1,9 @@
 //! A port-level script that drives the substrate top, executed identically by the rust-hdl
 //! simulation and by the Verilator harness.
 
-use crate::program::HwProgram;
-use crate::simx::{settle, tick};
-use crate::top::{ctrl_bits, region, SubstrateTop};
+use crate::rtl::program::HwProgram;
+use crate::rtl::simx::{settle, tick};
+use crate::rtl::top::{ctrl_bits, region, SubstrateTop};
 use crate::Error;
 use rust_hdl::prelude::*;
 use thermo_sim::noise::Taus88;

@@ -362,7 +362,7 @@ pub fn uart_rusthdl(sc: &UartScenario) -> Result<UartOutcome, String> {
         let offer = next < sc.tx.len() && wait == 0;
         u.tx_valid.next = offer;
         u.tx_data.next = (sc.tx.get(next).map_or(0, |t| t.0) as u64).to_bits();
-        crate::simx::settle(&mut u)?;
+        crate::rtl::simx::settle(&mut u)?;
         if u.rx_valid.val() {
             out.rx.push(u.rx_data.val().to_u64() as u8);
         }
@@ -382,7 +382,7 @@ pub fn uart_rusthdl(sc: &UartScenario) -> Result<UartOutcome, String> {
                 left = sc.rx_runs.get(run).map_or(0, |r| r.1);
             }
         }
-        crate::simx::tick(&mut u, |u| &mut u.clock)?;
+        crate::rtl::simx::tick(&mut u, |u| &mut u.clock)?;
         c += 1;
         let finished = c >= rx_total && next >= sc.tx.len() && u.tx_ready.val();
         match done_at {
@@ -450,13 +450,14 @@ int main(int argc, char** argv) {
 pub fn uart_pair_verilog() -> Result<String, crate::Error> {
     let mut u = UartPair::default();
     u.connect_all();
-    crate::verilog::block_verilog(&u)
+    crate::harness::verilog::block_verilog(&u)
 }
 
 /// Run a scenario on a Verilator build of [`UartPair`].
 pub fn uart_verilator(sc: &UartScenario) -> Result<UartOutcome, crate::Error> {
     use std::fmt::Write;
-    let exe = crate::verilog::verilator_build(&uart_pair_verilog()?, UART_HARNESS, false, true)?;
+    let exe =
+        crate::harness::verilog::verilator_build(&uart_pair_verilog()?, UART_HARNESS, false, true)?;
     let mut s = String::new();
     let _ = writeln!(s, "{} {} {}", sc.inc, sc.loopback as u8, sc.rx_runs.len());
     for (l, n) in &sc.rx_runs {
@@ -466,7 +467,7 @@ pub fn uart_verilator(sc: &UartScenario) -> Result<UartOutcome, crate::Error> {
     for (b, g) in &sc.tx {
         let _ = writeln!(s, "{b} {g}");
     }
-    let text = crate::verilog::run_harness(&exe, &[], &s)?;
+    let text = crate::harness::verilog::run_harness(&exe, &[], &s)?;
     let bad = |l: &str| crate::Error::Tool(format!("bad UART harness output {l:?}"));
     let mut out = UartOutcome::default();
     for l in text.lines() {
