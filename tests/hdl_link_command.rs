@@ -6,10 +6,10 @@
 //! emulator's error codes); the port sees exactly the expected bias writes; the sequence-number rule (re-execution of a
 //! repeat, drop of a stale request) and RESET hold.
 
-use thermo_hdl::link::command::{
-    bias_port_addr, identity, link_core_verilator, link_core_verilator_segments,
-    link_top_verilator, mock_port_value,
+use thermo_hdl::harness::link::{
+    link_core_verilator, link_core_verilator_segments, link_top_verilator, mock_port_value,
 };
+use thermo_hdl::link::command::{bias_port_addr, identity};
 use thermo_hdl::rtl::program::HwProgram;
 use thermo_hdl::rtl::top::{ctrl_bits, region};
 use thermo_proto::{

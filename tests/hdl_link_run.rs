@@ -7,7 +7,8 @@
 //! streams with RUNs answered exactly as the emulator's `Board` answers them, up to when a run
 //! finishes.
 
-use thermo_hdl::link::command::{identity_with, link_top_verilator_segments, LinkOptions};
+use thermo_hdl::harness::link::link_top_verilator_segments;
+use thermo_hdl::link::command::{identity_with, LinkOptions};
 use thermo_hdl::rtl::program::HwProgram;
 use thermo_host::emulator::{run_inference, Board};
 use thermo_proto::{

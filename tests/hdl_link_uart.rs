@@ -5,8 +5,9 @@
 //! counted; bytes sent by the transmitter decode at mid-bit with every bit lasting the ratio
 //! within one clock; a tx -> rx loopback returns the bytes.
 
+use thermo_hdl::harness::uart::uart_verilator;
 use thermo_hdl::link::uart::{
-    baud_increment, decode_line, line_runs, uart_rusthdl, uart_verilator, LineEvent, UartScenario,
+    baud_increment, decode_line, line_runs, uart_rusthdl, LineEvent, UartScenario,
 };
 
 struct Rng(u64);

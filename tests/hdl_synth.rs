@@ -7,8 +7,8 @@
 //! hdl_synth -- --ignored --nocapture`).
 
 use thermo_hdl::flow::synth::{synth, Family, SynthReport};
-use thermo_hdl::harness::verify::substrate_verilog;
 use thermo_hdl::rtl::lane::lane_verilog;
+use thermo_hdl::rtl::top::substrate_verilog;
 use thermo_sim::Substrate;
 use thermo_workspace_tests::{random_config, shipped_example};
 

@@ -139,7 +139,7 @@ fn emulate(a: EmulateArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .link_options();
         let (exe, arg) =
-            thermo_hdl::link::command::link_top_stream_build(&sub, &link, clock_hz, a.baud as u64)
+            thermo_hdl::harness::link::link_top_stream_build(&sub, &link, clock_hz, a.baud as u64)
                 .map_err(|e| format!("{}: {e}", a.config.display()))?;
         Some((exe, arg))
     } else {

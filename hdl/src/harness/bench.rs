@@ -103,7 +103,7 @@ pub fn bench(s: &Substrate, sweeps: u64) -> Result<Bench, Error> {
         return Err(Error::Other(format!("rust-hdl bench run: {r:?}")));
     }
     // verilator
-    let v = crate::harness::verify::substrate_verilog(s)?;
+    let v = crate::rtl::top::substrate_verilog(s)?;
     let exe = crate::harness::verilog::verilator_build(&v, HARNESS_CPP, false, true)?;
     let out =
         crate::harness::verilog::run_harness(&exe, &[String::new()], &script_text(&run(sweeps)))?;

@@ -4,7 +4,11 @@
 //! Depends on [`crate::rtl`] and [`crate::link`].
 
 pub mod bench;
+pub mod framing;
+pub mod link;
+pub mod noise;
 pub mod script;
+pub mod uart;
 pub mod vcdtool;
 pub mod verify;
 pub mod verilog;

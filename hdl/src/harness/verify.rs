@@ -6,7 +6,7 @@ use crate::harness::script::{
     config_script, observe_addrs, run_rusthdl, script_text, Cmd, HARNESS_CPP,
 };
 use crate::rtl::program::HwProgram;
-use crate::rtl::top::SubstrateTop;
+use crate::rtl::top::{substrate_verilog, SubstrateTop};
 use crate::Error;
 use rust_hdl::prelude::*;
 use std::path::Path;
@@ -168,14 +168,6 @@ pub fn rtl_gtkw(s: &Substrate, prog: &HwProgram, rtl_vcd: &Path) -> String {
         o.push_str(&format!("@{:x}\n-{g}\n", GRP_END | BLANK));
     }
     o
-}
-
-/// Verilog of the substrate top for `s` (rust-hdl checks first).
-pub fn substrate_verilog(s: &Substrate) -> Result<String, Error> {
-    let prog = HwProgram::new(s)?;
-    let mut top = SubstrateTop::new(&prog);
-    top.connect_all();
-    crate::harness::verilog::block_verilog(&top)
 }
 
 /// One sweep's observation parsed from the read-back words.

@@ -383,7 +383,7 @@ pub fn lane_verilog(s: &thermo_sim::Substrate) -> Result<String, crate::Error> {
     let prog = crate::rtl::program::HwProgram::new(s)?;
     let mut lane = LangevinLane::new(&prog.dp, &prog.lanes[0]);
     lane.connect_all();
-    crate::harness::verilog::block_verilog(&lane)
+    crate::rtl::block_verilog(&lane)
 }
 
 #[cfg(test)]

@@ -174,7 +174,7 @@ mod tests {
         );
         assert_eq!(cycle(&mut m, 1, 2, 0x5678, true), 0x1234);
         assert_eq!(cycle(&mut m, 2, 0, 0, false), 0x5678);
-        let v = crate::harness::verilog::block_verilog(&m).unwrap();
+        let v = crate::rtl::block_verilog(&m).unwrap();
         assert!(v.contains("no_rw_check"), "{v}");
         assert!(v.contains("`ifdef THERMO_RW_POISON"), "{v}");
     }

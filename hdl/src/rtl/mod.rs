@@ -12,3 +12,12 @@ pub mod program;
 pub mod rom;
 pub mod simx;
 pub mod top;
+
+use rust_hdl::prelude::*;
+
+/// Run rust-hdl's checks (open signals, logic loops, writes to inputs) on `uut` and return its
+/// Verilog (top module `top`). A failed check is an error naming the offending signals.
+pub fn block_verilog<B: Block>(uut: &B) -> Result<String, crate::Error> {
+    check_all(uut).map_err(|e| crate::Error::Check(format!("{e:?}")))?;
+    Ok(generate_verilog_unchecked(uut))
+}
