@@ -2,6 +2,7 @@
 //! accepted against the substrate top's configuration port and hands the replies to
 //! [`crate::link::framing::FrameTx`].
 
+use crate::link::sequencer::RunSequencer;
 use crate::rtl::mem::Mem;
 use crate::rtl::program::{clog2 as bits_for, HwProgram};
 use crate::rtl::top::{ctrl_bits, region};
@@ -52,24 +53,6 @@ enum CmdState {
     ErrReply,
     Send,
     Release,
-}
-
-/// States of the run sequencer. `Idle`, `WaitB` and `WaitM` leave the substrate port and the
-/// slot memories to the request side; every other state owns them (see [`CommandUnit`]).
-#[derive(Copy, Clone, PartialEq, Debug, LogicState)]
-enum SeqState {
-    Idle,
-    Units,
-    SeedRd,
-    Load,
-    Burn,
-    WaitB,
-    Main,
-    WaitM,
-    Off,
-    Copy,
-    Finish,
-    Abort,
 }
 
 /// What a board build may shrink of the link: the inference slots and the largest payload.
@@ -290,8 +273,7 @@ pub struct CommandUnit {
     slotmem: Mem,
     res: Mem,
     coup: Mem,
-    lbase: ROM<Bits<32>, 8>,
-    rdo_rom: ROM<Bits<16>, 10>,
+    runner: RunSequencer,
     state: DFF<CmdState>,
     ret: DFF<CmdState>,
     ph: DFF<Bits<3>>,
@@ -333,26 +315,14 @@ pub struct CommandUnit {
     qn: DFF<Bits<3>>,
     runs: DFF<Bits<32>>,
     sweep_base: DFF<Bits<32>>,
-    abort: DFF<Bit>,
-    rs: DFF<SeqState>,
-    cur: DFF<Bits<2>>,
-    si: DFF<Bits<16>>,
-    sl: DFF<Bits<8>>,
-    sq: DFF<Bits<16>>,
-    sc: DFF<Bits<2>>,
-    sph: DFF<Bits<3>>,
-    wcnt: DFF<Bits<3>>,
     k_shadow: Constant<Bits<16>>,
     k_units: Constant<Bits<18>>,
     k_ncoup: Constant<Bits<18>>,
     k_d16: Constant<Bits<16>>,
     k_d17: Constant<Bits<17>>,
-    k_r16: Constant<Bits<16>>,
     k_r17: Constant<Bits<17>>,
-    k_p8: Constant<Bits<8>>,
     k_sbits: Constant<Bits<16>>,
     k_rbits: Constant<Bits<16>>,
-    k_bbits: Constant<Bits<24>>,
     k_op_identify: Constant<Bits<8>>,
     k_op_write: Constant<Bits<8>>,
     k_op_read: Constant<Bits<8>>,
@@ -375,14 +345,6 @@ pub struct CommandUnit {
     k_st2: Constant<Bits<8>>,
     k_max_sums: Constant<Bits<16>>,
     k_clear: Constant<Bits<32>>,
-    k_noise_load: Constant<Bits<32>>,
-    k_start: Constant<Bits<32>>,
-    k_rdo_on: Constant<Bits<32>>,
-    k_rdo_off: Constant<Bits<32>>,
-    k_rg_bias: Constant<Bits<24>>,
-    k_rg_state: Constant<Bits<24>>,
-    k_rg_rdo: Constant<Bits<24>>,
-    k_rg_seed: Constant<Bits<24>>,
     k_words0: Constant<Bits<16>>,
     k_words1: Constant<Bits<16>>,
     k_nstat: Constant<Bits<16>>,
@@ -417,15 +379,6 @@ pub struct CommandUnit {
     rbase: Signal<Local, Bits<16>>,
     rbyte: Signal<Local, Bits<32>>,
     cbyte: Signal<Local, Bits<32>>,
-    lock: Signal<Local, Bit>,
-    cbase: Signal<Local, Bits<16>>,
-    opnd: Signal<Local, Bits<24>>,
-    lmin: Signal<Local, Bits<5>>,
-    lifted: Signal<Local, Bits<5>>,
-    seedw: Signal<Local, Bits<32>>,
-    k_tmin0: Constant<Bits<5>>,
-    k_tmin1: Constant<Bits<5>>,
-    k_tmin2: Constant<Bits<5>>,
     csh: Signal<Local, Bits<8>>,
     qsh: Signal<Local, Bits<8>>,
     hl3: Signal<Local, Bits<16>>,
@@ -434,10 +387,6 @@ pub struct CommandUnit {
     kq: Signal<Local, Bits<16>>,
     cntq: Signal<Local, Bits<16>>,
     baseq: Signal<Local, Bits<16>>,
-    siq: Signal<Local, Bits<16>>,
-    sqq: Signal<Local, Bits<16>>,
-    slq: Signal<Local, Bits<8>>,
-    k_slm: Constant<Bits<8>>,
 }
 
 // the RTL's range checks and seed lifting rely on these two protocol/noise constants
@@ -492,14 +441,6 @@ impl CommandUnit {
         assert!(r <= 1024, "{r} readout units exceed the sequencer's 1024");
         assert!(prog.p <= 64, "{} lanes exceed the sequencer's 64", prog.p);
         let res_bits = bits_for(r.max(1));
-        let opnd = |i: usize| (((i / prog.p) << prog.dp.bbits) | (i % prog.p)) as u64;
-        let rdo_rom: ROM<Bits<16>, 10> = ro.iter().map(|&u| opnd(u).to_bits()).into();
-        let mut lb = Vec::new();
-        for l in 0..prog.p as u32 {
-            let b = thermo_sim::noise::lane_base(l);
-            lb.extend([b[0] as u64, b[1] as u64, b[2] as u64, 0]);
-        }
-        let lbase: ROM<Bits<32>, 8> = lb.into_iter().map(|w| w.to_bits()).into();
         // coupling ROM: the codes in CSR order (at least one word, so a substrate without
         // couplings still has a memory; every read with count > 0 is then a bad address)
         let ncoup = prog.couplings.len();
@@ -525,7 +466,6 @@ impl CommandUnit {
         .unwrap_or(0);
         let wm = (1u64 << (bits_for(bound + 1).min(16))) - 1;
         let k32 = |v: u32| Constant::new((v as u64).to_bits());
-        let k24 = |v: u32| Constant::new((v as u64).to_bits());
         CommandUnit {
             clock: Default::default(),
             avail: Default::default(),
@@ -561,8 +501,7 @@ impl CommandUnit {
             slotmem: Mem::new(slot_bits + slot_log, 32, &slots),
             res: Mem::new(res_bits + slot_log, 32, &[]),
             coup: Mem::new(coup_bits, 16, &coup),
-            lbase,
-            rdo_rom,
+            runner: RunSequencer::new(s, prog, slot_bits, res_bits, wm),
             state: Default::default(),
             ret: Default::default(),
             ph: Default::default(),
@@ -600,25 +539,13 @@ impl CommandUnit {
             qn: Default::default(),
             runs: Default::default(),
             sweep_base: Default::default(),
-            abort: Default::default(),
-            rs: Default::default(),
-            cur: Default::default(),
-            si: Default::default(),
-            sl: Default::default(),
-            sq: Default::default(),
-            sc: Default::default(),
-            sph: Default::default(),
-            wcnt: Default::default(),
             k_units: Constant::new((d as u64).to_bits()),
             k_ncoup: Constant::new((ncoup as u64).to_bits()),
             k_d16: Constant::new((d as u64).to_bits()),
             k_d17: Constant::new((d as u64).to_bits()),
-            k_r16: Constant::new((r as u64).to_bits()),
             k_r17: Constant::new((r as u64).to_bits()),
-            k_p8: Constant::new((prog.p as u64).to_bits()),
             k_sbits: Constant::new((slot_bits as u64).to_bits()),
             k_rbits: Constant::new((res_bits as u64).to_bits()),
-            k_bbits: Constant::new((prog.dp.bbits as u64).to_bits()),
             k_op_identify: k8(Opcode::Identify as u64),
             k_op_write: k8(Opcode::WriteMem as u64),
             k_op_read: k8(Opcode::ReadMem as u64),
@@ -641,14 +568,6 @@ impl CommandUnit {
             k_st2: k8(2),
             k_max_sums: Constant::new((((o.max_payload - 5) / 4) as u64).to_bits()),
             k_clear: k32(ctrl_bits::CLEAR),
-            k_noise_load: k32(ctrl_bits::NOISE_LOAD),
-            k_start: k32(ctrl_bits::START),
-            k_rdo_on: k32(ctrl_bits::READOUT_ON),
-            k_rdo_off: k32(ctrl_bits::READOUT_OFF),
-            k_rg_bias: k24(region::BIAS << 20),
-            k_rg_state: k24(region::STATE << 20),
-            k_rg_rdo: k24(region::READOUT << 20),
-            k_rg_seed: k24(region::SEED << 20),
             k_words0: Constant::new(((o.max_payload / Space::Bias.width()) as u64).to_bits()),
             k_words1: Constant::new(((o.max_payload / Space::State.width()) as u64).to_bits()),
             k_nstat: Constant::new((st.len() as u64).to_bits()),
@@ -683,15 +602,6 @@ impl CommandUnit {
             rbase: Default::default(),
             rbyte: Default::default(),
             cbyte: Default::default(),
-            lock: Default::default(),
-            cbase: Default::default(),
-            opnd: Default::default(),
-            lmin: Default::default(),
-            lifted: Default::default(),
-            seedw: Default::default(),
-            k_tmin0: Constant::new((TAUS88_MIN[0] as u64).to_bits()),
-            k_tmin1: Constant::new((TAUS88_MIN[1] as u64).to_bits()),
-            k_tmin2: Constant::new((TAUS88_MIN[2] as u64).to_bits()),
             csh: Default::default(),
             qsh: Default::default(),
             hl3: Default::default(),
@@ -700,11 +610,6 @@ impl CommandUnit {
             kq: Default::default(),
             cntq: Default::default(),
             baseq: Default::default(),
-            siq: Default::default(),
-            sqq: Default::default(),
-            slq: Default::default(),
-            // the lane counter runs over 0..=P
-            k_slm: Constant::new(((1u64 << bits_for(prog.p + 1)) - 1).to_bits()),
         }
     }
 }
@@ -719,16 +624,12 @@ impl Logic for CommandUnit {
         dff_setup!(
             self, clock, state, ret, ph, off, nb, k, sr, hseq, hkind, hlen, exp, have_exp, space,
             addr, ahi_r, cnt, rerr, bp, ecode, replays, crc_cnt, fr_cnt, sacc, tag, paddr, pwdata,
-            pwe, base, same, woff, isrun, cst, slot_st, queue, qn, runs, sweep_base, abort, rs,
-            cur, si, sl, sq, sc, sph, wcnt
+            pwe, base, same, woff, isrun, cst, slot_st, queue, qn, runs, sweep_base
         );
         // the counters and addresses below never exceed `k_wm` in this build (see `new`)
         self.kq.next = self.k.q.val() & self.k_wm.val();
         self.cntq.next = self.cnt.q.val() & self.k_wm.val();
         self.baseq.next = self.base.q.val() & self.k_wm.val();
-        self.siq.next = self.si.q.val() & self.k_wm.val();
-        self.sqq.next = self.sq.q.val() & self.k_wm.val();
-        self.slq.next = self.sl.q.val() & self.k_slm.val();
         self.bmem.clock.next = self.clock.val();
         self.slotmem.clock.next = self.clock.val();
         self.res.clock.next = self.clock.val();
@@ -758,8 +659,6 @@ impl Logic for CommandUnit {
         self.coup.write_address.next = 0.into();
         self.coup.write_data.next = 0.into();
         self.coup.write_enable.next = false;
-        self.lbase.address.next = (self.slq.val() << 2) | bit_cast::<8, 2>(self.sc.q.val());
-        self.rdo_rom.address.next = self.siq.val().get_bits::<10>(0);
         // defaults
         self.pwe.d.next = false;
         self.wr.next = false;
@@ -833,25 +732,16 @@ impl Logic for CommandUnit {
         self.wbyte.next = self.bmem.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
         self.rbyte.next = self.res.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
         self.cbyte.next = self.coup.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
-        // sequencer: does it own the port and the slot memories?
-        self.lock.next = !((self.rs.q.val() == SeqState::Idle)
-            | (self.rs.q.val() == SeqState::WaitB)
-            | (self.rs.q.val() == SeqState::WaitM));
-        self.cbase.next = bit_cast::<16, 2>(self.cur.q.val()) << self.k_sbits.val();
-        self.opnd.next = (bit_cast::<24, 16>(self.sqq.val()) << self.k_bbits.val())
-            | bit_cast::<24, 8>(self.slq.val());
-        self.csh.next = bit_cast::<8, 2>(self.cur.q.val()) << 1;
-        // `lift` of seed word sc: a word below TAUS88_MIN[sc] (at most 16) gets it added,
-        // so the test and the sum need only the low 5 bits
-        self.lmin.next = self.k_tmin2.val();
-        if self.sc.q.val() == 0 {
-            self.lmin.next = self.k_tmin0.val();
-        }
-        if self.sc.q.val() == 1 {
-            self.lmin.next = self.k_tmin1.val();
-        }
-        self.seedw.next = self.slotmem.read_data.val() ^ self.lbase.data.val();
-        self.lifted.next = self.seedw.val().get_bits::<5>(0) + self.lmin.val();
+        // the run sequencer: its inputs, and the slot it reports done
+        self.runner.clock.next = self.clock.val();
+        self.runner.req_idle.next = self.state.q.val() == CmdState::Idle;
+        self.runner.queued.next = self.qn.q.val() != 0;
+        self.runner.next_slot.next = self.queue.q.val().get_bits::<2>(0);
+        self.runner.reset.next = self.state.q.val() == CmdState::ResetClear;
+        self.runner.slot_rdata.next = self.slotmem.read_data.val();
+        self.runner.cfg_rdata.next = self.cfg_rdata.val();
+        self.runner.running.next = self.running.val();
+        self.csh.next = bit_cast::<8, 2>(self.runner.cur.val()) << 1;
         match self.state.q.val() {
             CmdState::Idle => {
                 if self.avail.val() & !self.busy.val() {
@@ -887,7 +777,7 @@ impl Logic for CommandUnit {
                 self.hkind.d.next = self.sr.q.val().get_bits::<8>(8);
                 self.hlen.d.next = self.sr.q.val().get_bits::<11>(16);
                 // wait while the run sequencer owns the port and the slot memories
-                if !self.lock.val() {
+                if !self.runner.owns.val() {
                     self.state.d.next = CmdState::Exec;
                 }
             }
@@ -1077,7 +967,6 @@ impl Logic for CommandUnit {
                 self.slot_st.d.next = 0.into();
                 self.queue.d.next = 0.into();
                 self.qn.d.next = 0.into();
-                self.abort.d.next = self.rs.q.val() != SeqState::Idle;
                 self.state.d.next = CmdState::Send;
             }
             CmdState::WmCheck => {
@@ -1374,220 +1263,35 @@ impl Logic for CommandUnit {
                 self.state.d.next = CmdState::Idle;
             }
         }
-        // The run sequencer. It enters a port-owning state only while the request side is
-        // idle; while it owns the port its memory addresses and port writes take precedence.
-        match self.rs.q.val() {
-            SeqState::Idle => {
-                if (self.qn.q.val() != 0) & (self.state.q.val() == CmdState::Idle) {
-                    self.cur.d.next = self.queue.q.val().get_bits::<2>(0);
-                    self.queue.d.next = self.queue.q.val() >> 2;
-                    self.qn.d.next = self.qn.q.val() - 1;
-                    self.abort.d.next = false;
-                    self.si.d.next = 0.into();
-                    self.sl.d.next = 0.into();
-                    self.sq.d.next = 0.into();
-                    self.sph.d.next = 0.into();
-                    self.rs.d.next = SeqState::Units;
-                }
-            }
-            SeqState::Units => {
-                // unit si (lane sl, index sq): bias <- code, state <- 0, readout <- 0
-                self.slotmem.read_address.next = self.cbase.val() + self.siq.val();
-                if self.siq.val() == self.k_d16.val() {
-                    self.sl.d.next = 0.into();
-                    self.sc.d.next = 0.into();
-                    self.sph.d.next = 0.into();
-                    self.rs.d.next = SeqState::SeedRd;
-                } else {
-                    self.sph.d.next = self.sph.q.val() + 1;
-                    if self.sph.q.val() == 1 {
-                        self.paddr.d.next = self.k_rg_bias.val()
-                            | (bit_cast::<24, 8>(self.slq.val()) << 12)
-                            | bit_cast::<24, 16>(self.sqq.val());
-                        self.pwdata.d.next = self.slotmem.read_data.val();
-                        self.pwe.d.next = true;
-                    }
-                    if self.sph.q.val() == 2 {
-                        self.paddr.d.next = self.k_rg_state.val() | self.opnd.val();
-                        self.pwdata.d.next = 0.into();
-                        self.pwe.d.next = true;
-                    }
-                    if self.sph.q.val() == 3 {
-                        self.paddr.d.next = self.k_rg_rdo.val() | self.opnd.val();
-                        self.pwdata.d.next = 0.into();
-                        self.pwe.d.next = true;
-                        self.sph.d.next = 0.into();
-                        self.si.d.next = self.siq.val() + 1;
-                        self.sl.d.next = self.slq.val() + 1;
-                        if self.slq.val() + 1 == self.k_p8.val() {
-                            self.sl.d.next = 0.into();
-                            self.sq.d.next = self.sqq.val() + 1;
-                        }
-                    }
-                }
-            }
-            SeqState::SeedRd => {
-                // seed word c of lane sl: lift(lane_base XOR key[c])
-                self.slotmem.read_address.next =
-                    self.cbase.val() + self.k_d16.val() + 2 + bit_cast::<16, 2>(self.sc.q.val());
-                if self.slq.val() == self.k_p8.val() {
-                    self.sph.d.next = 0.into();
-                    self.rs.d.next = SeqState::Load;
-                } else {
-                    self.sph.d.next = self.sph.q.val() + 1;
-                    if self.sph.q.val() == 1 {
-                        // the seed word, written with the address in the next cycle
-                        self.pwdata.d.next = self.seedw.val();
-                        if !self.seedw.val().get_bits::<27>(5).any()
-                            & (self.seedw.val().get_bits::<5>(0) < self.lmin.val())
-                        {
-                            self.pwdata.d.next = bit_cast::<32, 5>(self.lifted.val());
-                        }
-                    }
-                    if self.sph.q.val() == 2 {
-                        self.paddr.d.next = self.k_rg_seed.val()
-                            | (bit_cast::<24, 8>(self.slq.val()) << 8)
-                            | bit_cast::<24, 2>(self.sc.q.val());
-                        self.pwe.d.next = true;
-                        self.sph.d.next = 0.into();
-                        self.sc.d.next = self.sc.q.val() + 1;
-                        if self.sc.q.val() == 2 {
-                            self.sc.d.next = 0.into();
-                            self.sl.d.next = self.slq.val() + 1;
-                        }
-                    }
-                }
-            }
-            SeqState::Load => {
-                // load the noise lanes; read burn_in
-                self.slotmem.read_address.next = self.cbase.val() + self.k_d16.val() + 1;
-                self.sph.d.next = 1.into();
-                if self.sph.q.val() == 0 {
-                    self.paddr.d.next = 0.into();
-                    self.pwdata.d.next = self.k_noise_load.val();
-                    self.pwe.d.next = true;
-                } else {
-                    // burn_in waits in pwdata (Burn writes it to n_sweeps)
-                    self.pwdata.d.next = self.slotmem.read_data.val();
-                    self.sph.d.next = 0.into();
-                    self.rs.d.next = SeqState::Burn;
-                }
-            }
-            SeqState::Burn => {
-                self.wcnt.d.next = 0.into();
-                if self.pwdata.q.val() == 0 {
-                    self.sph.d.next = 0.into();
-                    self.rs.d.next = SeqState::Main;
-                } else if self.sph.q.val() == 0 {
-                    self.paddr.d.next = 1.into();
-                    self.pwe.d.next = true;
-                    self.sph.d.next = 1.into();
-                } else {
-                    self.paddr.d.next = 0.into();
-                    self.pwdata.d.next = self.k_start.val();
-                    self.pwe.d.next = true;
-                    self.rs.d.next = SeqState::WaitB;
-                }
-            }
-            SeqState::WaitB => {
-                if self.wcnt.q.val() != 7 {
-                    self.wcnt.d.next = self.wcnt.q.val() + 1;
-                } else if !self.running.val() & (self.state.q.val() == CmdState::Idle) {
-                    self.sph.d.next = 0.into();
-                    self.rs.d.next = SeqState::Main;
-                    if self.abort.q.val() {
-                        self.rs.d.next = SeqState::Abort;
-                    }
-                }
-            }
-            SeqState::Main => {
-                // readout on; n_sweeps <- sweeps; start
-                self.slotmem.read_address.next = self.cbase.val() + self.k_d16.val();
-                self.wcnt.d.next = 0.into();
-                self.sph.d.next = self.sph.q.val() + 1;
-                self.pwe.d.next = true;
-                if self.sph.q.val() == 0 {
-                    self.paddr.d.next = 0.into();
-                    self.pwdata.d.next = self.k_rdo_on.val();
-                }
-                if self.sph.q.val() == 1 {
-                    self.paddr.d.next = 1.into();
-                    self.pwdata.d.next = self.slotmem.read_data.val();
-                }
-                if self.sph.q.val() == 2 {
-                    self.paddr.d.next = 0.into();
-                    self.pwdata.d.next = self.k_start.val();
-                    self.rs.d.next = SeqState::WaitM;
-                }
-            }
-            SeqState::WaitM => {
-                if self.wcnt.q.val() != 7 {
-                    self.wcnt.d.next = self.wcnt.q.val() + 1;
-                } else if !self.running.val() & (self.state.q.val() == CmdState::Idle) {
-                    self.sph.d.next = 0.into();
-                    self.rs.d.next = SeqState::Off;
-                    if self.abort.q.val() {
-                        self.rs.d.next = SeqState::Abort;
-                    }
-                }
-            }
-            SeqState::Off => {
-                self.paddr.d.next = 0.into();
-                self.pwdata.d.next = self.k_rdo_off.val();
-                self.pwe.d.next = true;
-                self.si.d.next = 0.into();
-                self.sph.d.next = 0.into();
-                self.rs.d.next = SeqState::Copy;
-            }
-            SeqState::Copy => {
-                // readout unit si: its accumulator (read through the port) to the result memory
-                if self.siq.val() == self.k_r16.val() {
-                    self.rs.d.next = SeqState::Finish;
-                } else {
-                    self.sph.d.next = self.sph.q.val() + 1;
-                    if self.sph.q.val() == 0 {
-                        self.paddr.d.next =
-                            self.k_rg_rdo.val() | bit_cast::<24, 16>(self.rdo_rom.data.val());
-                    }
-                    if self.sph.q.val() == 4 {
-                        self.res.write_address.next = (bit_cast::<16, 2>(self.cur.q.val())
-                            << self.k_rbits.val())
-                            + self.siq.val();
-                        self.res.write_enable.next = !self.abort.q.val();
-                        self.sph.d.next = 0.into();
-                        self.si.d.next = self.siq.val() + 1;
-                    }
-                }
-            }
-            SeqState::Finish => {
-                if !self.abort.q.val() {
-                    self.runs.d.next = self.runs.q.val() + 1;
-                    self.slot_st.d.next = (self.slot_st.q.val()
-                        & !(self.k_m3.val() << self.csh.val()))
-                        | (self.k_st2.val() << self.csh.val());
-                }
-                self.rs.d.next = SeqState::Idle;
-            }
-            SeqState::Abort => {
-                // a RESET came during this run: it counts nothing (sweep base taken again,
-                // saturation counters cleared, readout off)
-                self.sph.d.next = self.sph.q.val() + 1;
-                if self.sph.q.val() == 0 {
-                    self.paddr.d.next = 1.into();
-                }
-                if self.sph.q.val() == 4 {
-                    self.sweep_base.d.next = self.cfg_rdata.val();
-                    self.paddr.d.next = 0.into();
-                    self.pwdata.d.next = self.k_clear.val() | self.k_rdo_off.val();
-                    self.pwe.d.next = true;
-                    self.rs.d.next = SeqState::Idle;
-                }
-            }
-            _ => {
-                self.rs.d.next = SeqState::Idle;
-            }
+        // The run sequencer enters a port-owning state only while the request side is idle;
+        // while it owns the port its memory addresses and port writes take precedence.
+        if self.runner.slot_raddr_en.val() {
+            self.slotmem.read_address.next = self.runner.slot_raddr.val();
         }
-        self.active.next = (self.rs.q.val() != SeqState::Idle) | (self.qn.q.val() != 0);
+        if self.runner.p_addr_en.val() {
+            self.paddr.d.next = self.runner.p_addr.val();
+        }
+        if self.runner.p_data_en.val() {
+            self.pwdata.d.next = self.runner.p_data.val();
+        }
+        if self.runner.p_we.val() {
+            self.pwe.d.next = true;
+        }
+        self.res.write_address.next = self.runner.res_waddr.val();
+        self.res.write_enable.next = self.runner.res_we.val();
+        if self.runner.take.val() {
+            self.queue.d.next = self.queue.q.val() >> 2;
+            self.qn.d.next = self.qn.q.val() - 1;
+        }
+        if self.runner.base_take.val() {
+            self.sweep_base.d.next = self.cfg_rdata.val();
+        }
+        if self.runner.done.val() {
+            self.runs.d.next = self.runs.q.val() + 1;
+            self.slot_st.d.next = (self.slot_st.q.val() & !(self.k_m3.val() << self.csh.val()))
+                | (self.k_st2.val() << self.csh.val());
+        }
+        self.active.next = self.runner.busy.val() | (self.qn.q.val() != 0);
         self.rd_off.next = self.off.q.val();
         self.rel16.next = bit_cast::<16, 11>(self.hlen.q.val()) + 4;
         self.release_bytes.next = self.rel16.val().get_bits::<12>(0);

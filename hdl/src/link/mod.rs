@@ -3,4 +3,5 @@
 
 pub mod command;
 pub mod framing;
+pub mod sequencer;
 pub mod uart;
