@@ -509,14 +509,30 @@ mod tests {
 mod negative {
     use super::*;
     use crate::harness::script::addr;
-    use crate::rtl::top::region;
+    use crate::rtl::top::{ctrl_bits, region};
     use thermo_sim::example::{random_substrate, ExampleSpec};
 
     /// Negative controls: one changed bias word, one changed instruction (coefficient), one
-    /// changed bus gain — each must be reported at the right sweep, unit and lane, by both
-    /// simulators' comparison.
+    /// changed bus gain, one changed taus88 seed word (reloaded into the noise pair) — each
+    /// must be reported at the right sweep, unit and lane, by both simulators' comparison.
     #[test]
     fn tampered_hardware_is_caught() {
+        tampers_are_caught(Sims {
+            rusthdl: true,
+            verilator: false,
+        });
+    }
+
+    /// The same negative controls in Verilator.
+    #[test]
+    fn tampered_hardware_is_caught_verilator() {
+        tampers_are_caught(Sims {
+            rusthdl: false,
+            verilator: true,
+        });
+    }
+
+    fn tampers_are_caught(sims: Sims) {
         let cfg = random_substrate(&ExampleSpec {
             units: 24,
             modules: 3,
@@ -528,10 +544,6 @@ mod negative {
         });
         let s = Substrate::from_config(&cfg).unwrap();
         let prog = HwProgram::new(&s).unwrap();
-        let sims = Sims {
-            rusthdl: true,
-            verilator: false,
-        };
         // lane 1's third unit (unit 7): bias + 1000
         let h = prog.lanes[1].bias[2].wrapping_add(1000 << 10);
         let e = verify_with(
@@ -570,6 +582,23 @@ mod negative {
         .unwrap_err()
         .to_string();
         assert!(e.contains("sweep 1,"), "{e}");
+        // lane 1's first taus88 seed word, reloaded: its noise (and nothing else) differs
+        let seed = thermo_sim::noise::Taus88::for_lane(1, 1).s[0] ^ 0x100;
+        let e = verify_with(
+            &s,
+            3,
+            1,
+            sims,
+            None,
+            &[
+                Cmd::Write(addr(region::SEED, 1 << 8), seed),
+                Cmd::Write(addr(region::CTRL, 0), ctrl_bits::NOISE_LOAD),
+                Cmd::Idle(4),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sweep 0,") && e.contains("lane 1"), "{e}");
     }
 }
 
