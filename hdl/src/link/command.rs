@@ -181,7 +181,8 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 /// * Errors in the emulator's order: bad length (2), bad parameter (6), bad slot (3), bad
 ///   address (4), busy (5).
 ///
-/// The **run sequencer** takes the next queued slot and runs `thermo_host::emulator::run_inference`
+/// The **run sequencer** ([`RunSequencer`], a block of its own) takes the next queued slot and
+/// runs `thermo_host::emulator::run_inference`
 /// on the substrate through its port: for every unit (lane `i % P`, index `i / P`) it writes the
 /// slot's code into the lane's bias memory, zero into the unit's state (current buffer) and
 /// zero into its readout accumulator; it writes every lane's seeds `lift(lane_base(l) XOR key)`
