@@ -12,9 +12,9 @@
 //! the cores are shared with other heavy jobs; the "does not fit" test well under a second.
 
 use std::path::PathBuf;
-use thermo_hdl::boards::Board;
+use thermo_hdl::flow::boards::Board;
 use thermo_hdl::flow::{bitstream, multipliers, BitstreamOpts};
-use thermo_hdl::program::HwProgram;
+use thermo_hdl::rtl::program::HwProgram;
 use thermo_workspace_tests::root;
 
 fn outdir(name: &str) -> PathBuf {
@@ -40,7 +40,7 @@ fn build(board: Board, config: &str, lanes: Option<u32>, preamble: &[u8]) {
     let o = opts(board, config, lanes, board.name());
     let r = bitstream(&o, &mut |l| eprintln!("{l}")).expect("bitstream builds and meets timing");
     assert!(r.fmax >= r.target, "{} < {}", r.fmax, r.target);
-    let (_, pll_mhz) = thermo_hdl::boards::pll(board, board.default_mhz()).unwrap();
+    let (_, pll_mhz) = thermo_hdl::flow::boards::pll(board, board.default_mhz()).unwrap();
     assert!(
         (r.target - pll_mhz).abs() < 0.01,
         "{} vs {pll_mhz}",

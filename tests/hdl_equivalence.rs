@@ -5,7 +5,7 @@
 //! `random_config` (sizes 24..72, P 1..8, k 0..3, 1..5 modules) and four saturating variants
 //! (narrow state format, large biases, two with the clamp activation).
 
-use thermo_hdl::verify::{verify, verify_readout, Sims, VerifyReport};
+use thermo_hdl::harness::verify::{verify, verify_readout, Sims, VerifyReport};
 use thermo_sim::Substrate;
 use thermo_workspace_tests::{random_config, saturating_config, shipped_example};
 

@@ -1,4 +1,4 @@
-//! Command unit of the host link in Verilator (`thermo_hdl::command::LinkCore`: frame
+//! Command unit of the host link in Verilator (`thermo_hdl::link::command::LinkCore`: frame
 //! receiver + command unit + frame transmitter, with a mock substrate port), on the shipped
 //! example: request frames built by `thermo_proto` get replies, decoded by `FrameDecoder`, equal
 //! to the protocol's encodings (IDENTIFY = `Identity` of the design, STATUS from the port's
@@ -7,12 +7,12 @@
 //! sequence-number rule (re-execution of a repeat, drop of a stale request) and RESET hold; and
 //! random request streams are answered exactly as the board model (`thermo_proto::device`).
 
-use thermo_hdl::command::{
-    bias_port_addr, identity, link_core_verilator, link_core_verilator_segments,
-    link_top_verilator, mock_port_value,
+use thermo_hdl::harness::link::{
+    link_core_verilator, link_core_verilator_segments, link_top_verilator, mock_port_value,
 };
-use thermo_hdl::program::HwProgram;
-use thermo_hdl::top::{ctrl_bits, region};
+use thermo_hdl::link::command::{bias_port_addr, identity};
+use thermo_hdl::rtl::program::HwProgram;
+use thermo_hdl::rtl::top::{ctrl_bits, region};
 use thermo_proto::device::Board;
 use thermo_proto::{
     encode_frame, encode_i16s, encode_i32s, encode_written, readout_units, reply_kind, ErrorCode,
@@ -329,7 +329,7 @@ fn hdl_link_command_verilator() {
     let a = |r: u32, off: u32| (r << 20) | off;
     let mut pw: Vec<(u32, u32)> = vec![(0, ctrl_bits::CLEAR)];
     for i in 0..d {
-        let opnd = thermo_hdl::script::operand(&prog, i);
+        let opnd = thermo_hdl::harness::script::operand(&prog, i);
         pw.push((bias_port_addr(&prog, i), codes[i] as u32));
         pw.push((a(region::STATE, opnd), 0));
         pw.push((a(region::READOUT, opnd), 0));
@@ -415,7 +415,7 @@ fn hdl_link_top_uart_pins_verilator() {
 fn hdl_link_core_verilog_checks() {
     let s = shipped_example();
     let prog = HwProgram::new(&s).expect("compile");
-    let v = thermo_hdl::command::link_core_verilog(&s, &prog).expect("LinkCore checks");
+    let v = thermo_hdl::link::command::link_core_verilog(&s, &prog).expect("LinkCore checks");
     if let Some(dir) = std::env::var_os("THERMO_LINK_VERILOG") {
         let dir = std::path::PathBuf::from(dir);
         std::fs::create_dir_all(&dir).expect("create dir");
@@ -671,19 +671,19 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 #[test]
 #[ignore = "resource measurement for the report (minutes of yosys)"]
 fn hdl_link_synth_resources() {
-    use thermo_hdl::synth::{synth, Family};
+    use thermo_hdl::flow::synth::{synth, Family};
     let dir = |n: &str| {
         std::env::temp_dir().join(format!("thermo-synth-link-{}-{n}", std::process::id()))
     };
     let s = shipped_example();
     let prog = HwProgram::new(&s).expect("compile");
-    let core = thermo_hdl::command::link_core_verilog(&s, &prog).expect("verilog");
+    let core = thermo_hdl::link::command::link_core_verilog(&s, &prog).expect("verilog");
     let r3 = thermo_sim::Substrate::from_config(&thermo_workspace_tests::random_config(3))
         .expect("valid");
     let p3 = HwProgram::new(&r3).expect("compile");
-    let inc = thermo_hdl::uart::baud_increment(12_000_000, 3_000_000).expect("baud");
-    let top =
-        thermo_hdl::command::link_top_verilog(&r3, &p3, inc, &Default::default()).expect("verilog");
+    let inc = thermo_hdl::link::uart::baud_increment(12_000_000, 3_000_000).expect("baud");
+    let top = thermo_hdl::link::command::link_top_verilog(&r3, &p3, inc, &Default::default())
+        .expect("verilog");
     for fam in [Family::Ice40, Family::Ecp5] {
         let rc = synth(&core, fam, &dir(&format!("core-{fam:?}"))).expect("synthesis");
         eprintln!("LinkCore (shipped example) {fam:?}: {rc:?}");

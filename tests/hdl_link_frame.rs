@@ -1,5 +1,5 @@
 //! Framing layer of the host link in Verilator (the generated Verilog of
-//! `thermo_hdl::framing::FramePair`), against `thermo_proto`:
+//! `thermo_hdl::link::framing::FramePair`), against `thermo_proto`:
 //!
 //! * fuzz of the frame receiver: random streams of valid frames, bit-flipped, shortened,
 //!   lengthened, truncated (no delimiter), overlong, wrong-version, wrong-length, too-short and
@@ -13,7 +13,8 @@
 //! * transmitter: random frames under random back-pressure come out equal to `encode_frame`
 //!   byte for byte, are accepted by `FrameDecoder`, and the RTL receiver reads them back.
 
-use thermo_hdl::framing::{frame_verilator, FrameCmd, FrameHarnessOpts, RxFrame};
+use thermo_hdl::harness::framing::{frame_verilator, FrameCmd, FrameHarnessOpts};
+use thermo_hdl::link::framing::RxFrame;
 use thermo_proto::crc::crc32;
 use thermo_proto::{cobs, encode_frame, FrameDecoder, MAX_PAYLOAD, MAX_WIRE_FRAME, VERSION};
 

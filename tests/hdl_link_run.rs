@@ -7,8 +7,9 @@
 //! streams with RUNs answered exactly as the model's `Board` answers them, up to when a run
 //! finishes.
 
-use thermo_hdl::command::{identity_with, link_top_verilator_segments, LinkOptions};
-use thermo_hdl::program::HwProgram;
+use thermo_hdl::harness::link::link_top_verilator_segments;
+use thermo_hdl::link::command::{identity_with, LinkOptions};
+use thermo_hdl::rtl::program::HwProgram;
 use thermo_proto::device::Board;
 use thermo_proto::{
     encode_frame, encode_i16s, readout_units, reply_kind, ErrorCode, Frame, FrameDecoder, Opcode,
@@ -166,7 +167,7 @@ impl Script {
     }
 }
 
-/// Results of the RTL equal `run_inference` on the shipped example and on a saturating
+/// Results of the RTL equal `Fixed::run_codes` on the shipped example and on a saturating
 /// configuration on 3 lanes (not a power of two: the operand mapping of the sequencer), with
 /// slot states, repeats and errors as the emulator's.
 #[test]
@@ -325,14 +326,14 @@ fn hdl_link_run_results_verilator() {
         sc.ok(readout(2, 0, r as u16), done(&base, &r2, 0, r));
         let cycles = sc.run(&s, &prog);
         eprintln!(
-            "{name}: D={d} P={} R={r}: 7 runs through the UART pins equal run_inference bit for bit; states, repeats, errors, STATUS as the emulator's ({cycles} cycles)",
+            "{name}: D={d} P={} R={r}: 7 runs through the UART pins equal Fixed::run_codes bit for bit; states, repeats, errors, STATUS as the emulator's ({cycles} cycles)",
             prog.p
         );
     }
 }
 
 /// The iCEBreaker's small link (`LinkOptions::SMALL`: 2 slots, 508-byte payloads, 1 KB receive
-/// ring, 512-byte reply buffer): IDENTIFY reports it, both slots give `run_inference`'s results
+/// ring, 512-byte reply buffer): IDENTIFY reports it, both slots give `Fixed::run_codes`'s results
 /// bit for bit, slot 2 is out of range, and READ_MEM's length limit follows `max_payload`
 /// (255 coupling words = 510 bytes: bad length here, bad address with the default link).
 #[test]
@@ -399,7 +400,7 @@ fn hdl_link_run_small_link_verilator() {
     sc.err(readout(2, 0, 1), ErrorCode::BadSlot);
     let cycles = sc.run(&s, &prog);
     eprintln!(
-        "small link: 2 slots, 508-byte payloads: results equal run_inference ({cycles} cycles)"
+        "small link: 2 slots, 508-byte payloads: results equal Fixed::run_codes ({cycles} cycles)"
     );
 }
 

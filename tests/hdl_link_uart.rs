@@ -1,12 +1,13 @@
-//! UART of the host link in Verilator (the generated Verilog of `thermo_hdl::uart::UartPair`):
+//! UART of the host link in Verilator (the generated Verilog of `thermo_hdl::link::uart::UartPair`):
 //! at several clock-to-baud ratios, random bytes from an ideal sender whose bit time is the
 //! exact fractional ratio (random phase, idle gaps, glitches, bad stop bits, and a sender 2%
 //! fast or slow) are received exactly, bad stop bits are counted and not delivered, glitches are
 //! counted; bytes sent by the transmitter decode at mid-bit with every bit lasting the ratio
 //! within one clock; a tx -> rx loopback returns the bytes.
 
-use thermo_hdl::uart::{
-    baud_increment, decode_line, line_runs, uart_rusthdl, uart_verilator, LineEvent, UartScenario,
+use thermo_hdl::harness::uart::uart_verilator;
+use thermo_hdl::link::uart::{
+    baud_increment, decode_line, line_runs, uart_rusthdl, LineEvent, UartScenario,
 };
 
 struct Rng(u64);
@@ -191,8 +192,8 @@ fn hdl_link_uart_rusthdl_equals_verilator() {
 /// written there (for synthesis with yosys).
 #[test]
 fn hdl_link_verilog_checks() {
-    let u = thermo_hdl::uart::uart_pair_verilog().expect("UartPair checks");
-    let f = thermo_hdl::framing::frame_pair_verilog().expect("FramePair checks");
+    let u = thermo_hdl::link::uart::uart_pair_verilog().expect("UartPair checks");
+    let f = thermo_hdl::link::framing::frame_pair_verilog().expect("FramePair checks");
     if let Some(dir) = std::env::var_os("THERMO_LINK_VERILOG") {
         let dir = std::path::PathBuf::from(dir);
         std::fs::create_dir_all(&dir).expect("create dir");

@@ -2,7 +2,8 @@
 //! produce exactly `NoiseLane::next_fixed` on both lanes of a pair (10^5 draws per lane in
 //! Verilator), at several pop rates per lane.
 
-use thermo_hdl::noise::{rusthdl_noise_streams, verilator_noise_streams};
+use thermo_hdl::harness::noise::verilator_noise_streams;
+use thermo_hdl::rtl::noise::rusthdl_noise_streams;
 use thermo_sim::noise::NoiseLane;
 
 fn engine(seed: u64, lane: u32, n: usize) -> Vec<i16> {

@@ -6,9 +6,9 @@
 //! measured by the ignored test `hdl_synth_lane_resources` (`cargo test --release --test
 //! hdl_synth -- --ignored --nocapture`).
 
-use thermo_hdl::lane::lane_verilog;
-use thermo_hdl::synth::{synth, Family, SynthReport};
-use thermo_hdl::verify::substrate_verilog;
+use thermo_hdl::flow::synth::{synth, Family, SynthReport};
+use thermo_hdl::rtl::lane::lane_verilog;
+use thermo_hdl::rtl::top::substrate_verilog;
 use thermo_sim::Substrate;
 use thermo_workspace_tests::{random_config, shipped_example};
 

@@ -5,8 +5,8 @@
 
 use clap::Subcommand;
 use std::path::PathBuf;
-use thermo_hdl::verify::{rtl_vcd_path, verify, Sims};
-use thermo_hdl::verilog::generate;
+use thermo_hdl::harness::verify::{rtl_vcd_path, verify, Sims};
+use thermo_hdl::harness::verilog::generate;
 use thermo_sim::Substrate;
 
 /// Hardware commands.
@@ -200,7 +200,7 @@ pub fn run(c: HdlCommand) -> Result<(), String> {
             Ok(())
         }
         HdlCommand::VcdDiff { a, b, map } => {
-            use thermo_hdl::vcdtool::{diff, read_map, read_vcd};
+            use thermo_hdl::harness::vcdtool::{diff, read_map, read_vcd};
             let m = match map {
                 Some(p) => read_map(&p).map_err(|e| e.to_string())?,
                 None => Vec::new(),
@@ -242,7 +242,8 @@ pub fn run(c: HdlCommand) -> Result<(), String> {
             seed,
             out,
         } => {
-            let board = thermo_hdl::boards::Board::parse(&board).map_err(|e| e.to_string())?;
+            let board =
+                thermo_hdl::flow::boards::Board::parse(&board).map_err(|e| e.to_string())?;
             let command = std::iter::once("thermo".to_string())
                 .chain(std::env::args().skip(1))
                 .collect::<Vec<_>>()
@@ -274,7 +275,7 @@ pub fn run(c: HdlCommand) -> Result<(), String> {
         }
         HdlCommand::HdlBench { config, sweeps } => {
             let s = load(&config)?;
-            let b = thermo_hdl::bench::bench(&s, sweeps).map_err(|e| e.to_string())?;
+            let b = thermo_hdl::harness::bench::bench(&s, sweeps).map_err(|e| e.to_string())?;
             print!("{}", b.table());
             Ok(())
         }

@@ -136,11 +136,11 @@ fn emulate(a: EmulateArgs) -> Result<(), String> {
             return Err("--backend verilator needs a line rate (--baud > 0)".into());
         }
         eprintln!("building the board's Verilog in Verilator (cached after the first time) ...");
-        let link = thermo_hdl::boards::Board::parse(&a.board)
+        let link = thermo_hdl::flow::boards::Board::parse(&a.board)
             .map_err(|e| e.to_string())?
             .link_options();
         let (exe, arg) =
-            thermo_hdl::command::link_top_stream_build(&sub, &link, clock_hz, a.baud as u64)
+            thermo_hdl::harness::link::link_top_stream_build(&sub, &link, clock_hz, a.baud as u64)
                 .map_err(|e| format!("{}: {e}", a.config.display()))?;
         Some((exe, arg))
     } else {

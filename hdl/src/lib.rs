@@ -2,27 +2,10 @@
 //! substrate top, its Verilog and the verifier that holds it against the fixed engine.
 #![warn(missing_docs)]
 
-pub mod arith;
-pub mod bench;
-pub mod boards;
-pub mod bus;
-pub mod command;
-pub mod ctrl;
 pub mod flow;
-pub mod framing;
-pub mod lane;
-pub mod mem;
-pub mod noise;
-pub mod program;
-pub mod rom;
-pub mod script;
-pub mod simx;
-pub mod synth;
-pub mod top;
-pub mod uart;
-pub mod vcdtool;
-pub mod verify;
-pub mod verilog;
+pub mod harness;
+pub mod link;
+pub mod rtl;
 
 /// Errors of the hardware flow.
 #[derive(Debug)]

@@ -245,9 +245,9 @@ pub struct VerilatorStats {
     pub framing_errors: u64,
 }
 
-/// Serve the protocol from the RTL: `exe` is a Verilator build of `thermo_hdl::command::LinkTop`
+/// Serve the protocol from the RTL: `exe` is a Verilator build of `thermo_hdl::link::command::LinkTop`
 /// with its stream harness, run with `args` (both from
-/// [`thermo_hdl::command::link_top_stream_build`]); bytes read from `port` go to its `rx` pin,
+/// [`thermo_hdl::harness::link::link_top_stream_build`]); bytes read from `port` go to its `rx` pin,
 /// bytes from its `tx` pin are written to `out`. Stops when `port` fails or after `idle_exit`
 /// without traffic.
 pub fn serve_verilator<P: Read + Send, W: Write + Send + 'static>(
@@ -349,7 +349,7 @@ pub fn serve_verilator<P: Read + Send, W: Write + Send + 'static>(
 /// (cached).
 pub fn spawn_verilator_emulator(
     sub: &Substrate,
-    link: &thermo_hdl::command::LinkOptions,
+    link: &thermo_hdl::link::command::LinkOptions,
     clock_hz: u64,
     baud: u64,
     idle: Duration,
@@ -357,7 +357,7 @@ pub fn spawn_verilator_emulator(
     String,
     std::thread::JoinHandle<std::io::Result<VerilatorStats>>,
 )> {
-    let (exe, arg) = thermo_hdl::command::link_top_stream_build(sub, link, clock_hz, baud)
+    let (exe, arg) = thermo_hdl::harness::link::link_top_stream_build(sub, link, clock_hz, baud)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let (master, out, name, keep) = open_served_pty()?;
     let h = std::thread::spawn(move || {

@@ -1,9 +1,9 @@
 //! A port-level script that drives the substrate top, executed identically by the rust-hdl
 //! simulation and by the Verilator harness.
 
-use crate::program::HwProgram;
-use crate::simx::{settle, tick};
-use crate::top::{ctrl_bits, region, SubstrateTop};
+use crate::rtl::program::HwProgram;
+use crate::rtl::simx::{settle, tick};
+use crate::rtl::top::{ctrl_bits, region, SubstrateTop};
 use crate::Error;
 use rust_hdl::prelude::*;
 use thermo_sim::noise::Taus88;
@@ -168,75 +168,62 @@ pub fn script_text(script: &[Cmd]) -> String {
 
 /// The C++ harness that executes [`script_text`] on the Verilated top (optionally dumping a VCD
 /// to the path given as the first argument).
-pub const HARNESS_CPP: &str = r#"
-#include "Vtop.h"
-#include "verilated.h"
-#if VM_TRACE
-#include "verilated_vcd_c.h"
-#endif
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <chrono>
-#include <cstdint>
-static Vtop* t;
-static uint64_t simtime = 0;
-#if VM_TRACE
-static VerilatedVcdC* tfp = 0;
-#endif
-static void cycle(unsigned a, unsigned d, int we) {
-    t->cfg_addr = a; t->cfg_wdata = d; t->cfg_we = we;
-    t->eval();
-#if VM_TRACE
-    if (tfp) tfp->dump(simtime);
-#endif
-    simtime += 5;
-    t->clock = 1; t->eval();
-#if VM_TRACE
-    if (tfp) tfp->dump(simtime);
-#endif
-    simtime += 5;
-    t->clock = 0; t->eval();
-}
-int main(int argc, char** argv) {
-    Verilated::commandArgs(argc, argv);
-    t = new Vtop;
-#if VM_TRACE
-    if (argc > 1 && strlen(argv[1]) > 0) {
-        Verilated::traceEverOn(true);
-        tfp = new VerilatedVcdC;
-        t->trace(tfp, 99);
-        tfp->open(argv[1]);
+pub const HARNESS_CPP: &str = include_str!("substrate.cpp");
+
+#[cfg(test)]
+mod tests {
+    //! The substrate top's start-up contract, driven by the port script.
+    use super::*;
+    use crate::rtl::program::HwProgram;
+    use crate::rtl::top::{ctrl_bits, region, SubstrateTop};
+    use thermo_sim::example::{random_substrate, ExampleSpec};
+
+    /// `START` alone raises `running` on the edge after the write; written with `NOISE_LOAD`
+    /// one edge later (3 lanes: one full noise pair and one serving a single lane). Both runs
+    /// take the schedule's cycles and raise no noise error.
+    #[test]
+    fn start_with_noise_load_starts_one_cycle_later() {
+        let s = thermo_sim::Substrate::from_config(&random_substrate(&ExampleSpec {
+            units: 12,
+            modules: 2,
+            rank: 1,
+            lanes: 3,
+            ..Default::default()
+        }))
+        .expect("test substrate validates");
+        let prog = HwProgram::new(&s).unwrap();
+        assert_eq!(prog.p, 3);
+        for (ctrl, delay) in [
+            (ctrl_bits::START, 0usize),
+            (ctrl_bits::START | ctrl_bits::NOISE_LOAD, 1),
+        ] {
+            let mut top = SubstrateTop::new(&prog);
+            top.connect_all();
+            let mut sc = config_script(&prog, 5, 1);
+            sc.push(Cmd::Write(addr(region::CTRL, 0), ctrl));
+            sc.push(Cmd::Idle(prog.cycles_per_sweep as u32 + 4));
+            sc.push(Cmd::Read(vec![
+                addr(region::CTRL, 0),
+                addr(region::CTRL, 2),
+            ]));
+            let mut running = Vec::new();
+            let resp = run_rusthdl(&mut top, &sc, |t| running.push(t.running.val())).unwrap();
+            let start = sc.len() - 3;
+            let cfg_cycles: usize = sc[..start]
+                .iter()
+                .map(|c| match c {
+                    Cmd::Idle(n) => *n as usize,
+                    _ => 1,
+                })
+                .sum();
+            // running[i] is sampled after edge i; the START write is cycle `cfg_cycles`
+            let first = running.iter().position(|&r| r).expect("the run starts");
+            assert_eq!(first, cfg_cycles + delay, "control {ctrl:#x}");
+            assert_eq!(
+                resp,
+                vec![0, prog.cycles_per_sweep],
+                "status, cycles ({ctrl:#x})"
+            );
+        }
     }
-#endif
-    t->clock = 0; t->cfg_we = 0; t->eval();
-    char op[8];
-    while (scanf("%7s", op) == 1) {
-        if (op[0] == 'Q') break;
-        if (op[0] == 'W') { unsigned a, d; if (scanf("%u %u", &a, &d) != 2) return 2; cycle(a, d, 1); }
-        else if (op[0] == 'T') { printf("%llu\n", (unsigned long long)std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count()); }
-        else if (op[0] == 'I') { unsigned n; if (scanf("%u", &n) != 1) return 2; for (unsigned i = 0; i < n; i++) cycle(0xF00000u, 0, 0); }
-        else if (op[0] == 'S') {
-            cycle(0, 1, 1);
-            unsigned long long n = 0;
-            while (t->running) { cycle(0xF00000u, 0, 0); n++; }
-            printf("%llu\n", n);
-        } else if (op[0] == 'R') {
-            unsigned n; if (scanf("%u", &n) != 1) return 2;
-            unsigned* a = (unsigned*)malloc(sizeof(unsigned) * (n + 2));
-            for (unsigned i = 0; i < n; i++) if (scanf("%u", &a[i]) != 1) return 2;
-            for (unsigned k = 0; k < n + 2; k++) {
-                t->eval();
-                if (k >= 2) printf("%u\n", (unsigned)t->cfg_rdata);
-                cycle(k < n ? a[k] : 0xF00000u, 0, 0);
-            }
-            free(a);
-        } else return 3;
-    }
-#if VM_TRACE
-    if (tfp) tfp->close();
-#endif
-    delete t;
-    return 0;
 }
-"#;

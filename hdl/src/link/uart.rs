@@ -338,7 +338,7 @@ fn push_run(runs: &mut Vec<(bool, u64)>, level: bool) {
 }
 
 /// Run a scenario in rust-hdl's simulator (cycle by cycle, the same protocol as the Verilator
-/// harness [`UART_HARNESS`]).
+/// harness `uart.cpp`).
 pub fn uart_rusthdl(sc: &UartScenario) -> Result<UartOutcome, String> {
     let mut u = UartPair::default();
     u.connect_all();
@@ -362,7 +362,7 @@ pub fn uart_rusthdl(sc: &UartScenario) -> Result<UartOutcome, String> {
         let offer = next < sc.tx.len() && wait == 0;
         u.tx_valid.next = offer;
         u.tx_data.next = (sc.tx.get(next).map_or(0, |t| t.0) as u64).to_bits();
-        crate::simx::settle(&mut u)?;
+        crate::rtl::simx::settle(&mut u)?;
         if u.rx_valid.val() {
             out.rx.push(u.rx_data.val().to_u64() as u8);
         }
@@ -382,7 +382,7 @@ pub fn uart_rusthdl(sc: &UartScenario) -> Result<UartOutcome, String> {
                 left = sc.rx_runs.get(run).map_or(0, |r| r.1);
             }
         }
-        crate::simx::tick(&mut u, |u| &mut u.clock)?;
+        crate::rtl::simx::tick(&mut u, |u| &mut u.clock)?;
         c += 1;
         let finished = c >= rx_total && next >= sc.tx.len() && u.tx_ready.val();
         match done_at {
@@ -396,97 +396,11 @@ pub fn uart_rusthdl(sc: &UartScenario) -> Result<UartOutcome, String> {
     Ok(out)
 }
 
-/// The C++ harness of [`UartPair`]: stdin `inc loopback`, `n` and `n` runs `level cycles`, `m`
-/// and `m` pairs `byte gap`; stdout `R byte` per received byte, `T level cycles` per run of the
-/// tx pin, then `E frame_errors glitches`. The cycle protocol equals [`uart_rusthdl`]'s.
-pub const UART_HARNESS: &str = r#"
-#include "Vtop.h"
-#include "verilated.h"
-#include <cstdio>
-#include <vector>
-int main(int argc, char** argv) {
-    Verilated::commandArgs(argc, argv);
-    Vtop* t = new Vtop;
-    unsigned inc, loop; size_t n, m;
-    if (scanf("%u %u %zu", &inc, &loop, &n) != 3) return 2;
-    std::vector<int> lv(n); std::vector<unsigned long long> cy(n);
-    unsigned long long rx_total = 0;
-    for (size_t i = 0; i < n; i++) { if (scanf("%d %llu", &lv[i], &cy[i]) != 2) return 2; rx_total += cy[i]; }
-    if (scanf("%zu", &m) != 1) return 2;
-    std::vector<unsigned> tb(m), tg(m);
-    for (size_t i = 0; i < m; i++) if (scanf("%u %u", &tb[i], &tg[i]) != 2) return 2;
-    t->clock = 0; t->inc = inc; t->rx = 1; t->tx_valid = 0; t->eval();
-    size_t run = 0; unsigned long long left = n ? cy[0] : 0;
-    size_t next = 0; unsigned long long wait = m ? tg[0] : 0;
-    int prev_tx = 1, cur = -1; unsigned long long cnt = 0, c = 0, done_at = 0; int done = 0;
-    for (;;) {
-        int level = loop ? prev_tx : (run < n ? lv[run] : 1);
-        t->rx = level;
-        int offer = next < m && wait == 0;
-        t->tx_valid = offer;
-        t->tx_data = next < m ? tb[next] : 0;
-        t->eval();
-        if (t->rx_valid) printf("R %u\n", (unsigned)t->rx_data);
-        int txp = t->tx;
-        if (txp == cur) cnt++; else { if (cur >= 0) printf("T %d %llu\n", cur, cnt); cur = txp; cnt = 1; }
-        prev_tx = txp;
-        if (offer && t->tx_ready) { next++; wait = next < m ? tg[next] : 0; }
-        else if (wait > 0) wait--;
-        if (!loop && run < n) { if (--left == 0) { run++; left = run < n ? cy[run] : 0; } }
-        t->clock = 1; t->eval(); t->clock = 0; t->eval();
-        c++;
-        int finished = c >= rx_total && next >= m && t->tx_ready;
-        if (!done && finished) { done = 1; done_at = c; }
-        else if (done && c >= done_at + 400) break;
-    }
-    printf("T %d %llu\n", cur, cnt);
-    printf("E %u %u\n", (unsigned)t->frame_errors, (unsigned)t->glitches);
-    delete t;
-    return 0;
-}
-"#;
-
 /// Verilog of [`UartPair`].
 pub fn uart_pair_verilog() -> Result<String, crate::Error> {
     let mut u = UartPair::default();
     u.connect_all();
-    crate::verilog::block_verilog(&u)
-}
-
-/// Run a scenario on a Verilator build of [`UartPair`].
-pub fn uart_verilator(sc: &UartScenario) -> Result<UartOutcome, crate::Error> {
-    use std::fmt::Write;
-    let exe = crate::verilog::verilator_build(&uart_pair_verilog()?, UART_HARNESS, false, true)?;
-    let mut s = String::new();
-    let _ = writeln!(s, "{} {} {}", sc.inc, sc.loopback as u8, sc.rx_runs.len());
-    for (l, n) in &sc.rx_runs {
-        let _ = writeln!(s, "{} {n}", *l as u8);
-    }
-    let _ = writeln!(s, "{}", sc.tx.len());
-    for (b, g) in &sc.tx {
-        let _ = writeln!(s, "{b} {g}");
-    }
-    let text = crate::verilog::run_harness(&exe, &[], &s)?;
-    let bad = |l: &str| crate::Error::Tool(format!("bad UART harness output {l:?}"));
-    let mut out = UartOutcome::default();
-    for l in text.lines() {
-        let f: Vec<u64> = l
-            .split_whitespace()
-            .skip(1)
-            .map(|x| x.parse::<u64>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| bad(l))?;
-        match (l.chars().next(), f.as_slice()) {
-            (Some('R'), [b]) => out.rx.push(*b as u8),
-            (Some('T'), [lv, n]) => out.tx_runs.push((*lv != 0, *n)),
-            (Some('E'), [fe, g]) => {
-                out.frame_errors = *fe;
-                out.glitches = *g;
-            }
-            _ => return Err(bad(l)),
-        }
-    }
-    Ok(out)
+    crate::rtl::block_verilog(&u)
 }
 
 /// One character on the line for [`line_runs`].

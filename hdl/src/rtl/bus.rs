@@ -1,8 +1,8 @@
 //! The coupling bus: one bus side's MAC and line registers' feed.
 
-use crate::arith::{Mul16s, Rescale, SatAdd};
-use crate::mem::Mem;
-use crate::program::{clog2, Datapath, SideProgram};
+use crate::rtl::arith::{Mul16s, Rescale, SatAdd};
+use crate::rtl::mem::Mem;
+use crate::rtl::program::{clog2, Datapath, SideProgram};
 use rust_hdl::prelude::*;
 
 /// One side of a rank-k coupling bus (docs/fixed-point.md §3, step 1).

@@ -2,7 +2,7 @@
 //! `thermo_sim::noise::NoiseLane::next_fixed`. Two lanes share one transform front end and one
 //! ROM ([`NoisePairHw`]).
 
-use crate::rom::IcdfRom;
+use crate::rtl::rom::IcdfRom;
 use rust_hdl::prelude::*;
 use thermo_sim::noise::Taus88;
 
@@ -383,7 +383,7 @@ impl NoisePairHw {
             gb: Default::default(),
             oa: Default::default(),
             ob: Default::default(),
-            rom: crate::rom::new_icdf_rom(),
+            rom: crate::rtl::rom::new_icdf_rom(),
             turn: Default::default(),
             has_b: Constant::new(has_b),
             bsel: Default::default(),
@@ -504,7 +504,7 @@ impl NoisePairHw {
     /// Write the seed registers of lane a (`b = false`) or b with the state of `g` (3 clocks;
     /// rust-hdl simulation).
     pub fn write_seeds(&mut self, b: bool, g: &Taus88) -> Result<(), String> {
-        use crate::simx::{settle, tick};
+        use crate::rtl::simx::{settle, tick};
         for c in 0..3 {
             self.seed_we_a.next = !b;
             self.seed_we_b.next = b;
@@ -521,7 +521,7 @@ impl NoisePairHw {
     /// Seed lanes a and b with lanes `lane`, `lane + 1` of run seed `seed` and pulse `load`
     /// (rust-hdl simulation; afterwards the pair is in cycle 0 after the load).
     pub fn seed_and_load(&mut self, seed: u64, lane: u32) -> Result<(), String> {
-        use crate::simx::{settle, tick};
+        use crate::rtl::simx::{settle, tick};
         self.pop_a.next = false;
         self.pop_b.next = false;
         self.write_seeds(false, &Taus88::for_lane(seed, lane))?;
@@ -538,87 +538,12 @@ impl NoisePairHw {
 pub fn noise_pair_verilog() -> Result<String, crate::Error> {
     let mut uut = NoisePairHw::new(true);
     uut.connect_all();
-    crate::verilog::block_verilog(&uut)
+    crate::rtl::block_verilog(&uut)
 }
 
-const NOISE_HARNESS: &str = r#"
-#include "Vtop.h"
-#include "verilated.h"
-#include <cstdio>
-#include <cstdlib>
-static int code(unsigned z) { return (z & 0x8000) ? -(int)(z & 0x7FFF) : (int)z; }
-static void step(Vtop* t) { t->eval(); t->clock = 1; t->eval(); t->clock = 0; t->eval(); }
-int main(int argc, char** argv) {
-    Verilated::commandArgs(argc, argv);
-    Vtop* t = new Vtop;
-    unsigned s[6];
-    for (int i = 0; i < 6; i++) s[i] = strtoul(argv[1 + i], 0, 0);
-    long n = strtol(argv[7], 0, 0); long ea = strtol(argv[8], 0, 0), eb = strtol(argv[9], 0, 0);
-    t->clock = 0; t->load = 0; t->pop_a = 0; t->pop_b = 0; t->seed_we_a = 0; t->seed_we_b = 0;
-    for (int l = 0; l < 2; l++)
-        for (int c = 0; c < 3; c++) {
-            t->seed_we_a = l == 0; t->seed_we_b = l == 1; t->seed_sel = c; t->seed_data = s[3 * l + c];
-            step(t);
-        }
-    t->seed_we_a = 0; t->seed_we_b = 0; t->load = 1;
-    step(t);
-    t->load = 0;
-    long ga = 0, gb = 0, cyc = 0;
-    while (ga < n || gb < n) {
-        int fa = t->valid_a && ga < n && (cyc % ea == 0);
-        int fb = t->valid_b && gb < n && (cyc % eb == 0);
-        if (fa) { printf("a %d\n", code(t->z_a)); ga++; }
-        if (fb) { printf("b %d\n", code(t->z_b)); gb++; }
-        t->pop_a = fa; t->pop_b = fb;
-        step(t);
-        cyc++;
-        if (cyc > 10 * n + 100) { fprintf(stderr, "stalled\n"); return 1; }
-    }
-    delete t;
-    return 0;
-}
-"#;
-
-/// `n` samples of each lane of a Verilator build of a noise pair: lane a is lane `lane` of seed
+/// rust-hdl simulation of a noise pair: `n` samples of each lane, lane a is lane `lane` of seed
 /// `seed`, lane b lane `lane + 1`; lane a pops every `every_a` cycles (when valid), b every
-/// `every_b`.
-pub fn verilator_noise_streams(
-    seed: u64,
-    lane: u32,
-    n: usize,
-    every_a: usize,
-    every_b: usize,
-) -> Result<(Vec<i16>, Vec<i16>), crate::Error> {
-    let exe = crate::verilog::verilator_build(&noise_pair_verilog()?, NOISE_HARNESS, false, false)?;
-    let (ga, gb) = (
-        Taus88::for_lane(seed, lane),
-        Taus88::for_lane(seed, lane + 1),
-    );
-    let mut args: Vec<String> =
-        ga.s.iter()
-            .chain(gb.s.iter())
-            .map(|w| w.to_string())
-            .collect();
-    args.extend([n, every_a.max(1), every_b.max(1)].map(|v| v.to_string()));
-    let out = crate::verilog::run_harness(&exe, &args, "")?;
-    let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for l in out.lines() {
-        let bad = |e: String| crate::Error::Tool(format!("bad harness output {l:?}: {e}"));
-        let (lane, v) = l
-            .trim()
-            .split_once(' ')
-            .ok_or_else(|| bad("no lane".into()))?;
-        let v = v.parse::<i16>().map_err(|e| bad(e.to_string()))?;
-        match lane {
-            "a" => a.push(v),
-            "b" => b.push(v),
-            _ => return Err(bad("unknown lane".into())),
-        }
-    }
-    Ok((a, b))
-}
-
-/// rust-hdl simulation of a noise pair, as [`verilator_noise_streams`].
+/// `every_b` (the Verilator stream harness runs the same protocol).
 pub fn rusthdl_noise_streams(
     seed: u64,
     lane: u32,
@@ -626,7 +551,7 @@ pub fn rusthdl_noise_streams(
     every_a: usize,
     every_b: usize,
 ) -> (Vec<i16>, Vec<i16>) {
-    use crate::simx::{settle, tick};
+    use crate::rtl::simx::{settle, tick};
     let mut uut = NoisePairHw::new(true);
     uut.connect_all();
     uut.seed_and_load(seed, lane).expect("load");
@@ -654,7 +579,7 @@ pub fn rusthdl_noise_streams(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simx::{settle, tick};
+    use crate::rtl::simx::{settle, tick};
     use thermo_sim::noise::NoiseLane;
 
     fn clk(u: &mut NoisePairHw) -> &mut Signal<In, Clock> {

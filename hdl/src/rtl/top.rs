@@ -1,12 +1,12 @@
 //! The substrate top: sweep controller, Langevin lanes, their noise pairs, bus sides,
 //! double-buffered state replicas, bus line registers and the configuration/readout port.
 
-use crate::bus::BusSide;
-use crate::ctrl::SweepCtrl;
-use crate::lane::LangevinLane;
-use crate::mem::Mem;
-use crate::noise::NoisePairHw;
-use crate::program::HwProgram;
+use crate::rtl::bus::BusSide;
+use crate::rtl::ctrl::SweepCtrl;
+use crate::rtl::lane::LangevinLane;
+use crate::rtl::mem::Mem;
+use crate::rtl::noise::NoisePairHw;
+use crate::rtl::program::HwProgram;
 use rust_hdl::prelude::*;
 use std::fmt::Write;
 
@@ -782,58 +782,10 @@ impl SubstrateTop {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::script::{addr, run_rusthdl, Cmd};
-    use thermo_sim::example::{random_substrate, ExampleSpec};
-
-    /// `START` alone raises `running` on the edge after the write; written with `NOISE_LOAD`
-    /// one edge later (3 lanes: one full noise pair and one serving a single lane). Both runs
-    /// take the schedule's cycles and raise no noise error.
-    #[test]
-    fn start_with_noise_load_starts_one_cycle_later() {
-        let s = thermo_sim::Substrate::from_config(&random_substrate(&ExampleSpec {
-            units: 12,
-            modules: 2,
-            rank: 1,
-            lanes: 3,
-            ..Default::default()
-        }))
-        .expect("test substrate validates");
-        let prog = HwProgram::new(&s).unwrap();
-        assert_eq!(prog.p, 3);
-        for (ctrl, delay) in [
-            (ctrl_bits::START, 0usize),
-            (ctrl_bits::START | ctrl_bits::NOISE_LOAD, 1),
-        ] {
-            let mut top = SubstrateTop::new(&prog);
-            top.connect_all();
-            let mut sc = crate::script::config_script(&prog, 5, 1);
-            sc.push(Cmd::Write(addr(region::CTRL, 0), ctrl));
-            sc.push(Cmd::Idle(prog.cycles_per_sweep as u32 + 4));
-            sc.push(Cmd::Read(vec![
-                addr(region::CTRL, 0),
-                addr(region::CTRL, 2),
-            ]));
-            let mut running = Vec::new();
-            let resp = run_rusthdl(&mut top, &sc, |t| running.push(t.running.val())).unwrap();
-            let start = sc.len() - 3;
-            let cfg_cycles: usize = sc[..start]
-                .iter()
-                .map(|c| match c {
-                    Cmd::Idle(n) => *n as usize,
-                    _ => 1,
-                })
-                .sum();
-            // running[i] is sampled after edge i; the START write is cycle `cfg_cycles`
-            let first = running.iter().position(|&r| r).expect("the run starts");
-            assert_eq!(first, cfg_cycles + delay, "control {ctrl:#x}");
-            assert_eq!(
-                resp,
-                vec![0, prog.cycles_per_sweep],
-                "status, cycles ({ctrl:#x})"
-            );
-        }
-    }
+/// Verilog of the substrate top for `s` (rust-hdl checks first).
+pub fn substrate_verilog(s: &thermo_sim::Substrate) -> Result<String, crate::Error> {
+    let prog = crate::rtl::program::HwProgram::new(s)?;
+    let mut top = SubstrateTop::new(&prog);
+    top.connect_all();
+    crate::rtl::block_verilog(&top)
 }

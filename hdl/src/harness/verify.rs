@@ -2,9 +2,11 @@
 //! running the generated Verilog — every unit's state after every sweep, the cycle count of
 //! every sweep and the saturation counters, bit for bit.
 
-use crate::program::HwProgram;
-use crate::script::{config_script, observe_addrs, run_rusthdl, script_text, Cmd, HARNESS_CPP};
-use crate::top::SubstrateTop;
+use crate::harness::script::{
+    config_script, observe_addrs, run_rusthdl, script_text, Cmd, HARNESS_CPP,
+};
+use crate::rtl::program::HwProgram;
+use crate::rtl::top::{substrate_verilog, SubstrateTop};
 use crate::Error;
 use rust_hdl::prelude::*;
 use std::path::Path;
@@ -168,14 +170,6 @@ pub fn rtl_gtkw(s: &Substrate, prog: &HwProgram, rtl_vcd: &Path) -> String {
     o
 }
 
-/// Verilog of the substrate top for `s` (rust-hdl checks first).
-pub fn substrate_verilog(s: &Substrate) -> Result<String, Error> {
-    let prog = HwProgram::new(s)?;
-    let mut top = SubstrateTop::new(&prog);
-    top.connect_all();
-    crate::verilog::block_verilog(&top)
-}
-
 /// One sweep's observation parsed from the read-back words.
 struct Obs {
     states: Vec<i16>,
@@ -307,13 +301,13 @@ pub fn verify_with(
     if sims.verilator {
         let v = substrate_verilog(s)?;
         let t0 = std::time::Instant::now();
-        let exe = crate::verilog::verilator_build(&v, HARNESS_CPP, vcd.is_some(), false)?;
+        let exe = crate::harness::verilog::verilator_build(&v, HARNESS_CPP, vcd.is_some(), false)?;
         rep.verilator_build_seconds = t0.elapsed().as_secs_f64();
         let t0 = std::time::Instant::now();
         let args = vec![vcd
             .map(|p| rtl_vcd_path(p).display().to_string())
             .unwrap_or_default()];
-        let out = crate::verilog::run_harness(&exe, &args, &script_text(&script))?;
+        let out = crate::harness::verilog::run_harness(&exe, &args, &script_text(&script))?;
         rep.verilator_seconds = t0.elapsed().as_secs_f64();
         let resp: Vec<u64> = out
             .lines()
@@ -395,8 +389,8 @@ pub fn verify_readout(
     seed: u64,
     sims: Sims,
 ) -> Result<usize, Error> {
-    use crate::script::{addr, operand};
-    use crate::top::{ctrl_bits, region};
+    use crate::harness::script::{addr, operand};
+    use crate::rtl::top::{ctrl_bits, region};
     let prog = HwProgram::new(s)?;
     let mut sc = config_script(&prog, seed, burn_in.max(1) as u32);
     for i in 0..prog.d {
@@ -434,8 +428,8 @@ pub fn verify_readout(
     }
     if sims.verilator {
         let v = substrate_verilog(s)?;
-        let exe = crate::verilog::verilator_build(&v, HARNESS_CPP, false, false)?;
-        let out = crate::verilog::run_harness(&exe, &[String::new()], &script_text(&sc))?;
+        let exe = crate::harness::verilog::verilator_build(&v, HARNESS_CPP, false, false)?;
+        let out = crate::harness::verilog::run_harness(&exe, &[String::new()], &script_text(&sc))?;
         let w = out
             .lines()
             .map(|l| {
@@ -514,15 +508,31 @@ mod tests {
 #[cfg(test)]
 mod negative {
     use super::*;
-    use crate::script::addr;
-    use crate::top::region;
+    use crate::harness::script::addr;
+    use crate::rtl::top::{ctrl_bits, region};
     use thermo_sim::example::{random_substrate, ExampleSpec};
 
     /// Negative controls: one changed bias word, one changed instruction (coefficient), one
-    /// changed bus gain — each must be reported at the right sweep, unit and lane, by both
-    /// simulators' comparison.
+    /// changed bus gain, one changed taus88 seed word (reloaded into the noise pair) — each
+    /// must be reported at the right sweep, unit and lane, by both simulators' comparison.
     #[test]
     fn tampered_hardware_is_caught() {
+        tampers_are_caught(Sims {
+            rusthdl: true,
+            verilator: false,
+        });
+    }
+
+    /// The same negative controls in Verilator.
+    #[test]
+    fn tampered_hardware_is_caught_verilator() {
+        tampers_are_caught(Sims {
+            rusthdl: false,
+            verilator: true,
+        });
+    }
+
+    fn tampers_are_caught(sims: Sims) {
         let cfg = random_substrate(&ExampleSpec {
             units: 24,
             modules: 3,
@@ -534,10 +544,6 @@ mod negative {
         });
         let s = Substrate::from_config(&cfg).unwrap();
         let prog = HwProgram::new(&s).unwrap();
-        let sims = Sims {
-            rusthdl: true,
-            verilator: false,
-        };
         // lane 1's third unit (unit 7): bias + 1000
         let h = prog.lanes[1].bias[2].wrapping_add(1000 << 10);
         let e = verify_with(
@@ -576,6 +582,23 @@ mod negative {
         .unwrap_err()
         .to_string();
         assert!(e.contains("sweep 1,"), "{e}");
+        // lane 1's first taus88 seed word, reloaded: its noise (and nothing else) differs
+        let seed = thermo_sim::noise::Taus88::for_lane(1, 1).s[0] ^ 0x100;
+        let e = verify_with(
+            &s,
+            3,
+            1,
+            sims,
+            None,
+            &[
+                Cmd::Write(addr(region::SEED, 1 << 8), seed),
+                Cmd::Write(addr(region::CTRL, 0), ctrl_bits::NOISE_LOAD),
+                Cmd::Idle(4),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sweep 0,") && e.contains("lane 1"), "{e}");
     }
 }
 

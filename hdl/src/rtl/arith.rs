@@ -395,7 +395,7 @@ impl Logic for Rescale {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simx::settle;
+    use crate::rtl::simx::settle;
     use thermo_sim::qformat::{acc_add, align, QFormat};
 
     fn b32(v: i64) -> Bits<32> {

@@ -150,7 +150,7 @@ always @(*) read_data = {pad}rd}};",
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simx::{settle, tick};
+    use crate::rtl::simx::{settle, tick};
 
     /// A read of the address written in the same cycle returns the poison word (the design may
     /// not use it); reads of other addresses and later reads see the written word.
@@ -174,7 +174,7 @@ mod tests {
         );
         assert_eq!(cycle(&mut m, 1, 2, 0x5678, true), 0x1234);
         assert_eq!(cycle(&mut m, 2, 0, 0, false), 0x5678);
-        let v = crate::verilog::block_verilog(&m).unwrap();
+        let v = crate::rtl::block_verilog(&m).unwrap();
         assert!(v.contains("no_rw_check"), "{v}");
         assert!(v.contains("`ifdef THERMO_RW_POISON"), "{v}");
     }

@@ -1,7 +1,7 @@
 //! Board tops: the ULX3S (LFE5U-85F, CABGA381, 25 MHz oscillator, FT231X UART) and the
 //! iCEBreaker (iCE40UP5K-SG48, 12 MHz oscillator, FT2232H channel B UART).
 //!
-//! A board top is a generated Verilog wrapper around the rust-hdl [`crate::command::LinkTop`]
+//! A board top is a generated Verilog wrapper around the rust-hdl [`crate::link::command::LinkTop`]
 //! (renamed `thermo_link`): the board oscillator drives the PLL (ECP5 `EHXPLLL` / iCE40
 //! `SB_PLL40_PAD`, parameters computed by [`ecp5_pll`] / [`ice40_pll`] exactly like `ecppll` /
 //! `icepll`, proven by `boards::tests` against `yowasp-ecppll` / `yowasp-icepll`), a reset
@@ -62,10 +62,10 @@ impl Board {
         }
     }
     /// FPGA family.
-    pub fn family(self) -> crate::synth::Family {
+    pub fn family(self) -> crate::flow::synth::Family {
         match self {
-            Board::Ulx3s85f => crate::synth::Family::Ecp5,
-            Board::Icebreaker => crate::synth::Family::Ice40,
+            Board::Ulx3s85f => crate::flow::synth::Family::Ecp5,
+            Board::Icebreaker => crate::flow::synth::Family::Ice40,
         }
     }
     /// Device description for humans.
@@ -92,10 +92,10 @@ impl Board {
     }
     /// The link of this board's builds: the default on the ULX3S; on the iCEBreaker
     /// [`LinkOptions::SMALL`] (2 slots, 508-byte payloads: 7 of its 30 block RAMs fewer).
-    pub fn link_options(self) -> crate::command::LinkOptions {
+    pub fn link_options(self) -> crate::link::command::LinkOptions {
         match self {
             Board::Ulx3s85f => Default::default(),
-            Board::Icebreaker => crate::command::LinkOptions::SMALL,
+            Board::Icebreaker => crate::link::command::LinkOptions::SMALL,
         }
     }
     /// What nextpnr's logic count (`report.json` "lut4") counts on this board: LUT4s on the
@@ -126,8 +126,8 @@ impl Board {
     /// The constraint file shipped in `constraints/` (pins, I/O standards, oscillator).
     pub fn base_constraints(self) -> &'static str {
         match self {
-            Board::Ulx3s85f => include_str!("../../constraints/ulx3s.lpf"),
-            Board::Icebreaker => include_str!("../../constraints/icebreaker.pcf"),
+            Board::Ulx3s85f => include_str!("../../../constraints/ulx3s.lpf"),
+            Board::Icebreaker => include_str!("../../../constraints/icebreaker.pcf"),
         }
     }
     /// Constraint file name.

@@ -1,16 +1,9 @@
-//! Verilog generation (rust-hdl's checks first, failures as errors) and the Verilator build.
+//! The substrate's Verilog ([`generate`]) and the cached Verilator build of a design with its
+//! C++ harness.
 
 use crate::Error;
-use rust_hdl::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// Run rust-hdl's checks (open signals, logic loops, writes to inputs) on `uut` and return its
-/// Verilog (top module `top`). A failed check is an error naming the offending signals.
-pub fn block_verilog<B: Block>(uut: &B) -> Result<String, Error> {
-    check_all(uut).map_err(|e| Error::Check(format!("{e:?}")))?;
-    Ok(generate_verilog_unchecked(uut))
-}
 
 fn fnv(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -183,5 +176,5 @@ pub fn run_harness(exe: &Path, args: &[String], input: &str) -> Result<String, E
 /// The Verilog of the substrate top for `s` (top module `top`, memory contents inline):
 /// rust-hdl's checks first, their failures as errors naming the signals.
 pub fn generate(s: &thermo_sim::Substrate) -> Result<String, Error> {
-    crate::verify::substrate_verilog(s)
+    crate::rtl::top::substrate_verilog(s)
 }

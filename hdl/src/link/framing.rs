@@ -174,7 +174,7 @@ pub struct FrameRx {
     pub crc_evt: Signal<Out, Bit>,
     /// `framing_errors` counts one more from the next cycle on.
     pub framing_evt: Signal<Out, Bit>,
-    ring: crate::mem::Mem,
+    ring: crate::rtl::mem::Mem,
     crc: Crc32Byte,
     m: DFF<Bits<11>>,
     overlong: DFF<Bit>,
@@ -239,7 +239,7 @@ impl FrameRx {
             overruns: Default::default(),
             crc_evt: Default::default(),
             framing_evt: Default::default(),
-            ring: crate::mem::Mem::new(ring.trailing_zeros() as usize, 8, &[]),
+            ring: crate::rtl::mem::Mem::new(ring.trailing_zeros() as usize, 8, &[]),
             k_ring: Constant::new((ring as u64).to_bits()),
             crc: Crc32Byte::default(),
             m: Default::default(),
@@ -468,7 +468,7 @@ pub struct FrameTx {
     pub out_valid: Signal<Out, Bit>,
     /// The consumer takes `out_data` on this edge.
     pub out_ready: Signal<In, Bit>,
-    pbuf: crate::mem::Mem,
+    pbuf: crate::rtl::mem::Mem,
     crc: Crc32Byte,
     state: DFF<TxState>,
     r_seq: DFF<Bits<8>>,
@@ -521,7 +521,7 @@ impl FrameTx {
             out_data: Default::default(),
             out_valid: Default::default(),
             out_ready: Default::default(),
-            pbuf: crate::mem::Mem::new(bytes.trailing_zeros() as usize, 8, &[]),
+            pbuf: crate::rtl::mem::Mem::new(bytes.trailing_zeros() as usize, 8, &[]),
             crc: Crc32Byte::default(),
             state: Default::default(),
             r_seq: Default::default(),
@@ -713,14 +713,14 @@ pub struct RxFrame {
 pub type RxCounters = [u64; 4];
 
 fn rx_cycle(u: &mut FrameRx) -> Result<(), String> {
-    crate::simx::tick(u, |u| &mut u.clock)
+    crate::rtl::simx::tick(u, |u| &mut u.clock)
 }
 
 /// Read and release the head frame of a rust-hdl [`FrameRx`] (the consumer protocol).
 fn rx_drain(u: &mut FrameRx) -> Result<RxFrame, String> {
     let read = |u: &mut FrameRx, off: usize| -> Result<u8, String> {
         u.rd_off.next = (off as u64).to_bits();
-        crate::simx::settle(u)?;
+        crate::rtl::simx::settle(u)?;
         rx_cycle(u)?;
         Ok(u.rd_data.val().to_u64() as u8)
     };
@@ -733,7 +733,7 @@ fn rx_drain(u: &mut FrameRx) -> Result<RxFrame, String> {
     }
     u.rd_done.next = true;
     u.release_bytes.next = ((4 + len) as u64).to_bits();
-    crate::simx::settle(u)?;
+    crate::rtl::simx::settle(u)?;
     rx_cycle(u)?;
     u.rd_done.next = false;
     Ok(RxFrame { seq, kind, payload })
@@ -748,13 +748,13 @@ pub fn frame_rx_rusthdl(stream: &[u8]) -> Result<(Vec<RxFrame>, RxCounters), Str
     for &b in stream {
         u.in_data.next = (b as u64).to_bits();
         u.in_valid.next = true;
-        crate::simx::settle(&mut u)?;
+        crate::rtl::simx::settle(&mut u)?;
         rx_cycle(&mut u)?;
         u.in_valid.next = false;
-        crate::simx::settle(&mut u)?;
+        crate::rtl::simx::settle(&mut u)?;
         while u.avail.val() {
             out.push(rx_drain(&mut u)?);
-            crate::simx::settle(&mut u)?;
+            crate::rtl::simx::settle(&mut u)?;
         }
     }
     let c = [
@@ -784,28 +784,28 @@ pub fn frame_tx_rusthdl(
             u.buf_we.next = true;
             u.buf_addr.next = (i as u64).to_bits();
             u.buf_data.next = (b as u64).to_bits();
-            crate::simx::settle(&mut u)?;
-            crate::simx::tick(&mut u, |u| &mut u.clock)?;
+            crate::rtl::simx::settle(&mut u)?;
+            crate::rtl::simx::tick(&mut u, |u| &mut u.clock)?;
         }
         u.buf_we.next = false;
         u.seq.next = (*seq as u64).to_bits();
         u.kind.next = (*kind as u64).to_bits();
         u.len.next = (payload.len() as u64).to_bits();
         u.send.next = true;
-        crate::simx::settle(&mut u)?;
-        crate::simx::tick(&mut u, |u| &mut u.clock)?;
+        crate::rtl::simx::settle(&mut u)?;
+        crate::rtl::simx::tick(&mut u, |u| &mut u.clock)?;
         u.send.next = false;
         let limit = cyc + 100_000;
         loop {
             u.out_ready.next = ready(cyc);
-            crate::simx::settle(&mut u)?;
+            crate::rtl::simx::settle(&mut u)?;
             if !u.busy.val() {
                 break;
             }
             if u.out_valid.val() && u.out_ready.val() {
                 out.push(u.out_data.val().to_u64() as u8);
             }
-            crate::simx::tick(&mut u, |u| &mut u.clock)?;
+            crate::rtl::simx::tick(&mut u, |u| &mut u.clock)?;
             cyc += 1;
             if cyc > limit {
                 return Err("frame transmitter hangs".into());
@@ -844,7 +844,7 @@ mod tests {
         for &b in &data {
             u.crc_in.next = c.to_bits();
             u.data_in.next = (b as u64).to_bits();
-            crate::simx::settle(&mut u).unwrap();
+            crate::rtl::simx::settle(&mut u).unwrap();
             c = u.crc_out.val().to_u64();
         }
         assert_eq!(!(c as u32), crc32_bitwise(&data));
@@ -944,10 +944,10 @@ mod tests {
     fn framing_blocks_pass_checks() {
         let mut a = FrameRx::default();
         a.connect_all();
-        crate::verilog::block_verilog(&a).unwrap();
+        crate::rtl::block_verilog(&a).unwrap();
         let mut b = FrameTx::default();
         b.connect_all();
-        crate::verilog::block_verilog(&b).unwrap();
+        crate::rtl::block_verilog(&b).unwrap();
     }
 }
 
@@ -1041,213 +1041,5 @@ impl Logic for FramePair {
 pub fn frame_pair_verilog() -> Result<String, crate::Error> {
     let mut u = FramePair::default();
     u.connect_all();
-    crate::verilog::block_verilog(&u)
-}
-
-/// The C++ harness of [`FramePair`]. Arguments: `pause gap seed ready_pct drain`. Commands on
-/// stdin: `F n <2n hex digits>` feeds bytes to the receiver (one per clock, then `gap` idle
-/// clocks, or a random 0..=gap when `seed` is non-zero; with `pause` = 1 the input waits while
-/// a frame is available or being read); `T seq kind n <hex>` writes a payload into the
-/// transmitter's buffer and sends it with `out_ready` high on `ready_pct`% of the clocks;
-/// `Q` ends. With `drain` = 0 the consumer never reads (ring overrun test). The consumer reads
-/// the head frame one byte per clock (`rd_off` then `rd_data` after the edge) and releases it.
-/// Output: `A seq kind <payload hex>` per frame read, `O <hex>` per frame sent, `C frames
-/// crc_errors framing_errors overruns cycles` at the end.
-pub const FRAME_HARNESS: &str = r#"
-#include "Vtop.h"
-#include "verilated.h"
-#include <cstdio>
-#include <cstdlib>
-#include <vector>
-static Vtop* t;
-static unsigned long long cyc = 0, rng = 1;
-static unsigned rnd() { rng = rng * 6364136223846793005ULL + 1442695040888963407ULL; return (unsigned)(rng >> 33); }
-static int cs = 0; static unsigned k = 0, got = 0, flen = 0; static unsigned char fb[2048];
-static int drain = 1;
-static void consumer_before() {
-    t->rd_done = 0;
-    if (cs == 0 && drain && t->avail) { cs = 1; k = 0; got = 0; }
-    if (cs == 1) t->rd_off = k;
-    if (cs == 2) { t->rd_done = 1; t->release_bytes = 4 + flen; }
-}
-static void consumer_after() {
-    if (cs == 1) {
-        if (got < sizeof(fb)) fb[got] = (unsigned char)t->rd_data;
-        got++; k++;
-        if (got == 4) flen = fb[2] | (fb[3] << 8);
-        if (got >= 4 && got == 4 + flen) cs = 2;
-    } else if (cs == 2) {
-        printf("A %u %u ", fb[0], fb[1]);
-        for (unsigned i = 0; i < flen; i++) printf("%02x", fb[4 + i]);
-        printf("\n");
-        cs = 0;
-    }
-}
-static void clock_edge() { t->eval(); t->clock = 1; t->eval(); t->clock = 0; t->eval(); cyc++; }
-static int hexval(int c) { return c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
-static int read_hex_byte() {
-    int c; do { c = getchar(); } while (c == ' ' || c == '\n');
-    int d = getchar(); if (c == EOF || d == EOF) return -1;
-    return hexval(c) * 16 + hexval(d);
-}
-int main(int argc, char** argv) {
-    Verilated::commandArgs(argc, argv);
-    if (argc < 6) return 2;
-    int pause = atoi(argv[1]); unsigned gap = atoi(argv[2]); rng = strtoull(argv[3], 0, 0);
-    unsigned ready_pct = atoi(argv[4]); drain = atoi(argv[5]);
-    int seeded = rng != 0; if (!rng) rng = 1;
-    t = new Vtop;
-    t->clock = 0; t->in_valid = 0; t->rd_done = 0; t->buf_we = 0; t->send = 0; t->out_ready = 0;
-    t->eval();
-    char op[4];
-    std::vector<unsigned char> v;
-    while (scanf("%3s", op) == 1) {
-        if (op[0] == 'Q') break;
-        if (op[0] == 'F') {
-            size_t n; if (scanf("%zu", &n) != 1) return 2;
-            v.resize(n);
-            for (size_t i = 0; i < n; i++) { int b = read_hex_byte(); if (b < 0) return 2; v[i] = b; }
-            size_t i = 0; unsigned wait = 0;
-            while (i < n || cs != 0 || (drain && t->avail)) {
-                consumer_before();
-                int feed = i < n && wait == 0 && !(pause && (cs != 0 || t->avail));
-                t->in_valid = feed; t->in_data = feed ? v[i] : 0;
-                clock_edge();
-                consumer_after();
-                if (feed) { i++; wait = seeded ? (gap ? rnd() % (gap + 1) : 0) : gap; }
-                else if (wait > 0) wait--;
-                t->in_valid = 0;
-                if (cyc > 4000000000ULL) { fprintf(stderr, "hang\n"); return 1; }
-            }
-        } else if (op[0] == 'T') {
-            unsigned seq, kind; size_t n; if (scanf("%u %u %zu", &seq, &kind, &n) != 3) return 2;
-            for (size_t i = 0; i < n; i++) {
-                int b = read_hex_byte(); if (b < 0) return 2;
-                t->buf_we = 1; t->buf_addr = i; t->buf_data = b; clock_edge();
-            }
-            t->buf_we = 0; t->seq = seq; t->kind = kind; t->len = n; t->send = 1; clock_edge(); t->send = 0;
-            printf("O ");
-            unsigned long long lim = cyc + 100000;
-            for (;;) {
-                t->out_ready = (rnd() % 100) < ready_pct; t->eval();
-                if (!t->busy) break;
-                if (t->out_valid && t->out_ready) printf("%02x", (unsigned)t->out_data);
-                clock_edge();
-                if (cyc > lim) { fprintf(stderr, "transmitter hangs\n"); return 1; }
-            }
-            printf("\n");
-        } else return 3;
-    }
-    printf("C %u %u %u %u %llu\n", (unsigned)t->frames, (unsigned)t->crc_errors,
-           (unsigned)t->framing_errors, (unsigned)t->overruns, cyc);
-    delete t;
-    return 0;
-}
-"#;
-
-/// Settings of a [`FRAME_HARNESS`] run.
-#[derive(Clone, Copy, Debug)]
-pub struct FrameHarnessOpts {
-    /// Pause the input while a frame is available or being read.
-    pub pause: bool,
-    /// Idle clocks between input bytes (random 0..=gap when `seed` is non-zero).
-    pub gap: u32,
-    /// Seed of the harness's random gaps and `out_ready`.
-    pub seed: u64,
-    /// Percentage of clocks with `out_ready` high while transmitting.
-    pub ready_pct: u32,
-    /// The consumer reads frames (false: never, to fill the ring).
-    pub drain: bool,
-}
-
-/// A command of a [`FRAME_HARNESS`] run.
-#[derive(Clone, Debug)]
-pub enum FrameCmd {
-    /// Feed bytes to the receiver.
-    Feed(Vec<u8>),
-    /// Send a frame `seq, kind, payload`.
-    Send(u8, u8, Vec<u8>),
-}
-
-/// What a [`FRAME_HARNESS`] run produced.
-#[derive(Clone, Debug, Default)]
-pub struct FrameHarnessOut {
-    /// Frames read from the receiver.
-    pub frames: Vec<RxFrame>,
-    /// Bytes of each frame sent.
-    pub sent: Vec<Vec<u8>>,
-    /// Receiver counters.
-    pub counters: RxCounters,
-    /// Clock cycles run.
-    pub cycles: u64,
-}
-
-fn hex(out: &mut String, b: &[u8]) {
-    use std::fmt::Write;
-    for x in b {
-        let _ = write!(out, "{x:02x}");
-    }
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
-}
-
-/// Run `cmds` on a Verilator build of [`FramePair`].
-pub fn frame_verilator(
-    cmds: &[FrameCmd],
-    o: FrameHarnessOpts,
-) -> Result<FrameHarnessOut, crate::Error> {
-    let exe = crate::verilog::verilator_build(&frame_pair_verilog()?, FRAME_HARNESS, false, true)?;
-    let mut s = String::new();
-    for c in cmds {
-        match c {
-            FrameCmd::Feed(b) => {
-                s.push_str(&format!("F {} ", b.len()));
-                hex(&mut s, b);
-            }
-            FrameCmd::Send(q, k, p) => {
-                s.push_str(&format!("T {q} {k} {} ", p.len()));
-                hex(&mut s, p);
-            }
-        }
-        s.push('\n');
-    }
-    s.push_str("Q\n");
-    let args = vec![
-        (o.pause as u8).to_string(),
-        o.gap.to_string(),
-        o.seed.to_string(),
-        o.ready_pct.to_string(),
-        (o.drain as u8).to_string(),
-    ];
-    let text = crate::verilog::run_harness(&exe, &args, &s)?;
-    let bad = |l: &str| crate::Error::Tool(format!("bad frame harness output {l:?}"));
-    let mut out = FrameHarnessOut::default();
-    for l in text.lines() {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        match f.as_slice() {
-            ["A", q, k, rest @ ..] => out.frames.push(RxFrame {
-                seq: q.parse().map_err(|_| bad(l))?,
-                kind: k.parse().map_err(|_| bad(l))?,
-                payload: unhex(rest.first().copied().unwrap_or("")).ok_or_else(|| bad(l))?,
-            }),
-            ["O", rest @ ..] => out
-                .sent
-                .push(unhex(rest.first().copied().unwrap_or("")).ok_or_else(|| bad(l))?),
-            ["C", a, b, c, d, e] => {
-                for (i, x) in [a, b, c, d].iter().enumerate() {
-                    out.counters[i] = x.parse().map_err(|_| bad(l))?;
-                }
-                out.cycles = e.parse().map_err(|_| bad(l))?;
-            }
-            _ => return Err(bad(l)),
-        }
-    }
-    Ok(out)
+    crate::rtl::block_verilog(&u)
 }

@@ -1,10 +1,11 @@
-//! The command unit of the host link: executes the requests that [`crate::framing::FrameRx`]
+//! The command unit of the host link: executes the requests that [`crate::link::framing::FrameRx`]
 //! accepted against the substrate top's configuration port and hands the replies to
-//! [`crate::framing::FrameTx`].
+//! [`crate::link::framing::FrameTx`].
 
-use crate::mem::Mem;
-use crate::program::{clog2 as bits_for, HwProgram};
-use crate::top::{ctrl_bits, region};
+use crate::link::sequencer::RunSequencer;
+use crate::rtl::mem::Mem;
+use crate::rtl::program::{clog2 as bits_for, HwProgram};
+use crate::rtl::top::{ctrl_bits, region};
 use rust_hdl::prelude::*;
 use thermo_proto::Space;
 use thermo_proto::{
@@ -52,24 +53,6 @@ enum CmdState {
     ErrReply,
     Send,
     Release,
-}
-
-/// States of the run sequencer. `Idle`, `WaitB` and `WaitM` leave the substrate port and the
-/// slot memories to the request side; every other state owns them (see [`CommandUnit`]).
-#[derive(Copy, Clone, PartialEq, Debug, LogicState)]
-enum SeqState {
-    Idle,
-    Units,
-    SeedRd,
-    Load,
-    Burn,
-    WaitB,
-    Main,
-    WaitM,
-    Off,
-    Copy,
-    Finish,
-    Abort,
 }
 
 /// What a board build may shrink of the link: the inference slots and the largest payload.
@@ -121,7 +104,7 @@ impl LinkOptions {
     pub fn ring_bytes(&self) -> usize {
         let frame = (4 + self.max_payload).next_power_of_two();
         if self.max_payload >= MAX_PAYLOAD - 4 {
-            crate::framing::RX_RING
+            crate::link::framing::RX_RING
         } else {
             2 * frame
         }
@@ -198,7 +181,8 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 /// * Errors in the board model's order: bad length (2), bad parameter (6), bad slot (3), bad
 ///   address (4), busy (5).
 ///
-/// The **run sequencer** takes the next queued slot and runs `thermo_sim::engine::Fixed::run_codes`
+/// The **run sequencer** ([`RunSequencer`], a block of its own) takes the next queued slot and
+/// runs `thermo_sim::engine::Fixed::run_codes`
 /// on the substrate through its port: for every unit (lane `i % P`, index `i / P`) it writes the
 /// slot's code into the lane's bias memory, zero into the unit's state (current buffer) and
 /// zero into its readout accumulator; it writes every lane's seeds `lift(lane_base(l) XOR key)`
@@ -290,8 +274,7 @@ pub struct CommandUnit {
     slotmem: Mem,
     res: Mem,
     coup: Mem,
-    lbase: ROM<Bits<32>, 8>,
-    rdo_rom: ROM<Bits<16>, 10>,
+    runner: RunSequencer,
     state: DFF<CmdState>,
     ret: DFF<CmdState>,
     ph: DFF<Bits<3>>,
@@ -333,26 +316,14 @@ pub struct CommandUnit {
     qn: DFF<Bits<3>>,
     runs: DFF<Bits<32>>,
     sweep_base: DFF<Bits<32>>,
-    abort: DFF<Bit>,
-    rs: DFF<SeqState>,
-    cur: DFF<Bits<2>>,
-    si: DFF<Bits<16>>,
-    sl: DFF<Bits<8>>,
-    sq: DFF<Bits<16>>,
-    sc: DFF<Bits<2>>,
-    sph: DFF<Bits<3>>,
-    wcnt: DFF<Bits<3>>,
     k_shadow: Constant<Bits<16>>,
     k_units: Constant<Bits<18>>,
     k_ncoup: Constant<Bits<18>>,
     k_d16: Constant<Bits<16>>,
     k_d17: Constant<Bits<17>>,
-    k_r16: Constant<Bits<16>>,
     k_r17: Constant<Bits<17>>,
-    k_p8: Constant<Bits<8>>,
     k_sbits: Constant<Bits<16>>,
     k_rbits: Constant<Bits<16>>,
-    k_bbits: Constant<Bits<24>>,
     k_op_identify: Constant<Bits<8>>,
     k_op_write: Constant<Bits<8>>,
     k_op_read: Constant<Bits<8>>,
@@ -375,14 +346,6 @@ pub struct CommandUnit {
     k_st2: Constant<Bits<8>>,
     k_max_sums: Constant<Bits<16>>,
     k_clear: Constant<Bits<32>>,
-    k_noise_load: Constant<Bits<32>>,
-    k_start: Constant<Bits<32>>,
-    k_rdo_on: Constant<Bits<32>>,
-    k_rdo_off: Constant<Bits<32>>,
-    k_rg_bias: Constant<Bits<24>>,
-    k_rg_state: Constant<Bits<24>>,
-    k_rg_rdo: Constant<Bits<24>>,
-    k_rg_seed: Constant<Bits<24>>,
     k_words0: Constant<Bits<16>>,
     k_words1: Constant<Bits<16>>,
     k_nstat: Constant<Bits<16>>,
@@ -417,15 +380,6 @@ pub struct CommandUnit {
     rbase: Signal<Local, Bits<16>>,
     rbyte: Signal<Local, Bits<32>>,
     cbyte: Signal<Local, Bits<32>>,
-    lock: Signal<Local, Bit>,
-    cbase: Signal<Local, Bits<16>>,
-    opnd: Signal<Local, Bits<24>>,
-    lmin: Signal<Local, Bits<5>>,
-    lifted: Signal<Local, Bits<5>>,
-    seedw: Signal<Local, Bits<32>>,
-    k_tmin0: Constant<Bits<5>>,
-    k_tmin1: Constant<Bits<5>>,
-    k_tmin2: Constant<Bits<5>>,
     csh: Signal<Local, Bits<8>>,
     qsh: Signal<Local, Bits<8>>,
     hl3: Signal<Local, Bits<16>>,
@@ -434,10 +388,6 @@ pub struct CommandUnit {
     kq: Signal<Local, Bits<16>>,
     cntq: Signal<Local, Bits<16>>,
     baseq: Signal<Local, Bits<16>>,
-    siq: Signal<Local, Bits<16>>,
-    sqq: Signal<Local, Bits<16>>,
-    slq: Signal<Local, Bits<8>>,
-    k_slm: Constant<Bits<8>>,
 }
 
 // the RTL's range checks and seed lifting rely on these two protocol/noise constants
@@ -492,14 +442,6 @@ impl CommandUnit {
         assert!(r <= 1024, "{r} readout units exceed the sequencer's 1024");
         assert!(prog.p <= 64, "{} lanes exceed the sequencer's 64", prog.p);
         let res_bits = bits_for(r.max(1));
-        let opnd = |i: usize| (((i / prog.p) << prog.dp.bbits) | (i % prog.p)) as u64;
-        let rdo_rom: ROM<Bits<16>, 10> = ro.iter().map(|&u| opnd(u).to_bits()).into();
-        let mut lb = Vec::new();
-        for l in 0..prog.p as u32 {
-            let b = thermo_sim::noise::lane_base(l);
-            lb.extend([b[0] as u64, b[1] as u64, b[2] as u64, 0]);
-        }
-        let lbase: ROM<Bits<32>, 8> = lb.into_iter().map(|w| w.to_bits()).into();
         // coupling ROM: the codes in CSR order (at least one word, so a substrate without
         // couplings still has a memory; every read with count > 0 is then a bad address)
         let ncoup = prog.couplings.len();
@@ -525,7 +467,6 @@ impl CommandUnit {
         .unwrap_or(0);
         let wm = (1u64 << (bits_for(bound + 1).min(16))) - 1;
         let k32 = |v: u32| Constant::new((v as u64).to_bits());
-        let k24 = |v: u32| Constant::new((v as u64).to_bits());
         CommandUnit {
             clock: Default::default(),
             avail: Default::default(),
@@ -561,8 +502,7 @@ impl CommandUnit {
             slotmem: Mem::new(slot_bits + slot_log, 32, &slots),
             res: Mem::new(res_bits + slot_log, 32, &[]),
             coup: Mem::new(coup_bits, 16, &coup),
-            lbase,
-            rdo_rom,
+            runner: RunSequencer::new(s, prog, slot_bits, res_bits, wm),
             state: Default::default(),
             ret: Default::default(),
             ph: Default::default(),
@@ -600,25 +540,13 @@ impl CommandUnit {
             qn: Default::default(),
             runs: Default::default(),
             sweep_base: Default::default(),
-            abort: Default::default(),
-            rs: Default::default(),
-            cur: Default::default(),
-            si: Default::default(),
-            sl: Default::default(),
-            sq: Default::default(),
-            sc: Default::default(),
-            sph: Default::default(),
-            wcnt: Default::default(),
             k_units: Constant::new((d as u64).to_bits()),
             k_ncoup: Constant::new((ncoup as u64).to_bits()),
             k_d16: Constant::new((d as u64).to_bits()),
             k_d17: Constant::new((d as u64).to_bits()),
-            k_r16: Constant::new((r as u64).to_bits()),
             k_r17: Constant::new((r as u64).to_bits()),
-            k_p8: Constant::new((prog.p as u64).to_bits()),
             k_sbits: Constant::new((slot_bits as u64).to_bits()),
             k_rbits: Constant::new((res_bits as u64).to_bits()),
-            k_bbits: Constant::new((prog.dp.bbits as u64).to_bits()),
             k_op_identify: k8(Opcode::Identify as u64),
             k_op_write: k8(Opcode::WriteMem as u64),
             k_op_read: k8(Opcode::ReadMem as u64),
@@ -641,14 +569,6 @@ impl CommandUnit {
             k_st2: k8(2),
             k_max_sums: Constant::new((((o.max_payload - 5) / 4) as u64).to_bits()),
             k_clear: k32(ctrl_bits::CLEAR),
-            k_noise_load: k32(ctrl_bits::NOISE_LOAD),
-            k_start: k32(ctrl_bits::START),
-            k_rdo_on: k32(ctrl_bits::READOUT_ON),
-            k_rdo_off: k32(ctrl_bits::READOUT_OFF),
-            k_rg_bias: k24(region::BIAS << 20),
-            k_rg_state: k24(region::STATE << 20),
-            k_rg_rdo: k24(region::READOUT << 20),
-            k_rg_seed: k24(region::SEED << 20),
             k_words0: Constant::new(((o.max_payload / Space::Bias.width()) as u64).to_bits()),
             k_words1: Constant::new(((o.max_payload / Space::State.width()) as u64).to_bits()),
             k_nstat: Constant::new((st.len() as u64).to_bits()),
@@ -683,15 +603,6 @@ impl CommandUnit {
             rbase: Default::default(),
             rbyte: Default::default(),
             cbyte: Default::default(),
-            lock: Default::default(),
-            cbase: Default::default(),
-            opnd: Default::default(),
-            lmin: Default::default(),
-            lifted: Default::default(),
-            seedw: Default::default(),
-            k_tmin0: Constant::new((TAUS88_MIN[0] as u64).to_bits()),
-            k_tmin1: Constant::new((TAUS88_MIN[1] as u64).to_bits()),
-            k_tmin2: Constant::new((TAUS88_MIN[2] as u64).to_bits()),
             csh: Default::default(),
             qsh: Default::default(),
             hl3: Default::default(),
@@ -700,11 +611,6 @@ impl CommandUnit {
             kq: Default::default(),
             cntq: Default::default(),
             baseq: Default::default(),
-            siq: Default::default(),
-            sqq: Default::default(),
-            slq: Default::default(),
-            // the lane counter runs over 0..=P
-            k_slm: Constant::new(((1u64 << bits_for(prog.p + 1)) - 1).to_bits()),
         }
     }
 }
@@ -719,16 +625,12 @@ impl Logic for CommandUnit {
         dff_setup!(
             self, clock, state, ret, ph, off, nb, k, sr, hseq, hkind, hlen, exp, have_exp, space,
             addr, ahi_r, cnt, rerr, bp, ecode, replays, crc_cnt, fr_cnt, sacc, tag, paddr, pwdata,
-            pwe, base, same, woff, isrun, cst, slot_st, queue, qn, runs, sweep_base, abort, rs,
-            cur, si, sl, sq, sc, sph, wcnt
+            pwe, base, same, woff, isrun, cst, slot_st, queue, qn, runs, sweep_base
         );
         // the counters and addresses below never exceed `k_wm` in this build (see `new`)
         self.kq.next = self.k.q.val() & self.k_wm.val();
         self.cntq.next = self.cnt.q.val() & self.k_wm.val();
         self.baseq.next = self.base.q.val() & self.k_wm.val();
-        self.siq.next = self.si.q.val() & self.k_wm.val();
-        self.sqq.next = self.sq.q.val() & self.k_wm.val();
-        self.slq.next = self.sl.q.val() & self.k_slm.val();
         self.bmem.clock.next = self.clock.val();
         self.slotmem.clock.next = self.clock.val();
         self.res.clock.next = self.clock.val();
@@ -758,8 +660,6 @@ impl Logic for CommandUnit {
         self.coup.write_address.next = 0.into();
         self.coup.write_data.next = 0.into();
         self.coup.write_enable.next = false;
-        self.lbase.address.next = (self.slq.val() << 2) | bit_cast::<8, 2>(self.sc.q.val());
-        self.rdo_rom.address.next = self.siq.val().get_bits::<10>(0);
         // defaults
         self.pwe.d.next = false;
         self.wr.next = false;
@@ -833,25 +733,16 @@ impl Logic for CommandUnit {
         self.wbyte.next = self.bmem.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
         self.rbyte.next = self.res.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
         self.cbyte.next = self.coup.read_data.val() >> (bit_cast::<32, 3>(self.ph1.val()) << 3);
-        // sequencer: does it own the port and the slot memories?
-        self.lock.next = !((self.rs.q.val() == SeqState::Idle)
-            | (self.rs.q.val() == SeqState::WaitB)
-            | (self.rs.q.val() == SeqState::WaitM));
-        self.cbase.next = bit_cast::<16, 2>(self.cur.q.val()) << self.k_sbits.val();
-        self.opnd.next = (bit_cast::<24, 16>(self.sqq.val()) << self.k_bbits.val())
-            | bit_cast::<24, 8>(self.slq.val());
-        self.csh.next = bit_cast::<8, 2>(self.cur.q.val()) << 1;
-        // `lift` of seed word sc: a word below TAUS88_MIN[sc] (at most 16) gets it added,
-        // so the test and the sum need only the low 5 bits
-        self.lmin.next = self.k_tmin2.val();
-        if self.sc.q.val() == 0 {
-            self.lmin.next = self.k_tmin0.val();
-        }
-        if self.sc.q.val() == 1 {
-            self.lmin.next = self.k_tmin1.val();
-        }
-        self.seedw.next = self.slotmem.read_data.val() ^ self.lbase.data.val();
-        self.lifted.next = self.seedw.val().get_bits::<5>(0) + self.lmin.val();
+        // the run sequencer: its inputs, and the slot it reports done
+        self.runner.clock.next = self.clock.val();
+        self.runner.req_idle.next = self.state.q.val() == CmdState::Idle;
+        self.runner.queued.next = self.qn.q.val() != 0;
+        self.runner.next_slot.next = self.queue.q.val().get_bits::<2>(0);
+        self.runner.reset.next = self.state.q.val() == CmdState::ResetClear;
+        self.runner.slot_rdata.next = self.slotmem.read_data.val();
+        self.runner.cfg_rdata.next = self.cfg_rdata.val();
+        self.runner.running.next = self.running.val();
+        self.csh.next = bit_cast::<8, 2>(self.runner.cur.val()) << 1;
         match self.state.q.val() {
             CmdState::Idle => {
                 if self.avail.val() & !self.busy.val() {
@@ -887,7 +778,7 @@ impl Logic for CommandUnit {
                 self.hkind.d.next = self.sr.q.val().get_bits::<8>(8);
                 self.hlen.d.next = self.sr.q.val().get_bits::<11>(16);
                 // wait while the run sequencer owns the port and the slot memories
-                if !self.lock.val() {
+                if !self.runner.owns.val() {
                     self.state.d.next = CmdState::Exec;
                 }
             }
@@ -1077,7 +968,6 @@ impl Logic for CommandUnit {
                 self.slot_st.d.next = 0.into();
                 self.queue.d.next = 0.into();
                 self.qn.d.next = 0.into();
-                self.abort.d.next = self.rs.q.val() != SeqState::Idle;
                 self.state.d.next = CmdState::Send;
             }
             CmdState::WmCheck => {
@@ -1374,220 +1264,35 @@ impl Logic for CommandUnit {
                 self.state.d.next = CmdState::Idle;
             }
         }
-        // The run sequencer. It enters a port-owning state only while the request side is
-        // idle; while it owns the port its memory addresses and port writes take precedence.
-        match self.rs.q.val() {
-            SeqState::Idle => {
-                if (self.qn.q.val() != 0) & (self.state.q.val() == CmdState::Idle) {
-                    self.cur.d.next = self.queue.q.val().get_bits::<2>(0);
-                    self.queue.d.next = self.queue.q.val() >> 2;
-                    self.qn.d.next = self.qn.q.val() - 1;
-                    self.abort.d.next = false;
-                    self.si.d.next = 0.into();
-                    self.sl.d.next = 0.into();
-                    self.sq.d.next = 0.into();
-                    self.sph.d.next = 0.into();
-                    self.rs.d.next = SeqState::Units;
-                }
-            }
-            SeqState::Units => {
-                // unit si (lane sl, index sq): bias <- code, state <- 0, readout <- 0
-                self.slotmem.read_address.next = self.cbase.val() + self.siq.val();
-                if self.siq.val() == self.k_d16.val() {
-                    self.sl.d.next = 0.into();
-                    self.sc.d.next = 0.into();
-                    self.sph.d.next = 0.into();
-                    self.rs.d.next = SeqState::SeedRd;
-                } else {
-                    self.sph.d.next = self.sph.q.val() + 1;
-                    if self.sph.q.val() == 1 {
-                        self.paddr.d.next = self.k_rg_bias.val()
-                            | (bit_cast::<24, 8>(self.slq.val()) << 12)
-                            | bit_cast::<24, 16>(self.sqq.val());
-                        self.pwdata.d.next = self.slotmem.read_data.val();
-                        self.pwe.d.next = true;
-                    }
-                    if self.sph.q.val() == 2 {
-                        self.paddr.d.next = self.k_rg_state.val() | self.opnd.val();
-                        self.pwdata.d.next = 0.into();
-                        self.pwe.d.next = true;
-                    }
-                    if self.sph.q.val() == 3 {
-                        self.paddr.d.next = self.k_rg_rdo.val() | self.opnd.val();
-                        self.pwdata.d.next = 0.into();
-                        self.pwe.d.next = true;
-                        self.sph.d.next = 0.into();
-                        self.si.d.next = self.siq.val() + 1;
-                        self.sl.d.next = self.slq.val() + 1;
-                        if self.slq.val() + 1 == self.k_p8.val() {
-                            self.sl.d.next = 0.into();
-                            self.sq.d.next = self.sqq.val() + 1;
-                        }
-                    }
-                }
-            }
-            SeqState::SeedRd => {
-                // seed word c of lane sl: lift(lane_base XOR key[c])
-                self.slotmem.read_address.next =
-                    self.cbase.val() + self.k_d16.val() + 2 + bit_cast::<16, 2>(self.sc.q.val());
-                if self.slq.val() == self.k_p8.val() {
-                    self.sph.d.next = 0.into();
-                    self.rs.d.next = SeqState::Load;
-                } else {
-                    self.sph.d.next = self.sph.q.val() + 1;
-                    if self.sph.q.val() == 1 {
-                        // the seed word, written with the address in the next cycle
-                        self.pwdata.d.next = self.seedw.val();
-                        if !self.seedw.val().get_bits::<27>(5).any()
-                            & (self.seedw.val().get_bits::<5>(0) < self.lmin.val())
-                        {
-                            self.pwdata.d.next = bit_cast::<32, 5>(self.lifted.val());
-                        }
-                    }
-                    if self.sph.q.val() == 2 {
-                        self.paddr.d.next = self.k_rg_seed.val()
-                            | (bit_cast::<24, 8>(self.slq.val()) << 8)
-                            | bit_cast::<24, 2>(self.sc.q.val());
-                        self.pwe.d.next = true;
-                        self.sph.d.next = 0.into();
-                        self.sc.d.next = self.sc.q.val() + 1;
-                        if self.sc.q.val() == 2 {
-                            self.sc.d.next = 0.into();
-                            self.sl.d.next = self.slq.val() + 1;
-                        }
-                    }
-                }
-            }
-            SeqState::Load => {
-                // load the noise lanes; read burn_in
-                self.slotmem.read_address.next = self.cbase.val() + self.k_d16.val() + 1;
-                self.sph.d.next = 1.into();
-                if self.sph.q.val() == 0 {
-                    self.paddr.d.next = 0.into();
-                    self.pwdata.d.next = self.k_noise_load.val();
-                    self.pwe.d.next = true;
-                } else {
-                    // burn_in waits in pwdata (Burn writes it to n_sweeps)
-                    self.pwdata.d.next = self.slotmem.read_data.val();
-                    self.sph.d.next = 0.into();
-                    self.rs.d.next = SeqState::Burn;
-                }
-            }
-            SeqState::Burn => {
-                self.wcnt.d.next = 0.into();
-                if self.pwdata.q.val() == 0 {
-                    self.sph.d.next = 0.into();
-                    self.rs.d.next = SeqState::Main;
-                } else if self.sph.q.val() == 0 {
-                    self.paddr.d.next = 1.into();
-                    self.pwe.d.next = true;
-                    self.sph.d.next = 1.into();
-                } else {
-                    self.paddr.d.next = 0.into();
-                    self.pwdata.d.next = self.k_start.val();
-                    self.pwe.d.next = true;
-                    self.rs.d.next = SeqState::WaitB;
-                }
-            }
-            SeqState::WaitB => {
-                if self.wcnt.q.val() != 7 {
-                    self.wcnt.d.next = self.wcnt.q.val() + 1;
-                } else if !self.running.val() & (self.state.q.val() == CmdState::Idle) {
-                    self.sph.d.next = 0.into();
-                    self.rs.d.next = SeqState::Main;
-                    if self.abort.q.val() {
-                        self.rs.d.next = SeqState::Abort;
-                    }
-                }
-            }
-            SeqState::Main => {
-                // readout on; n_sweeps <- sweeps; start
-                self.slotmem.read_address.next = self.cbase.val() + self.k_d16.val();
-                self.wcnt.d.next = 0.into();
-                self.sph.d.next = self.sph.q.val() + 1;
-                self.pwe.d.next = true;
-                if self.sph.q.val() == 0 {
-                    self.paddr.d.next = 0.into();
-                    self.pwdata.d.next = self.k_rdo_on.val();
-                }
-                if self.sph.q.val() == 1 {
-                    self.paddr.d.next = 1.into();
-                    self.pwdata.d.next = self.slotmem.read_data.val();
-                }
-                if self.sph.q.val() == 2 {
-                    self.paddr.d.next = 0.into();
-                    self.pwdata.d.next = self.k_start.val();
-                    self.rs.d.next = SeqState::WaitM;
-                }
-            }
-            SeqState::WaitM => {
-                if self.wcnt.q.val() != 7 {
-                    self.wcnt.d.next = self.wcnt.q.val() + 1;
-                } else if !self.running.val() & (self.state.q.val() == CmdState::Idle) {
-                    self.sph.d.next = 0.into();
-                    self.rs.d.next = SeqState::Off;
-                    if self.abort.q.val() {
-                        self.rs.d.next = SeqState::Abort;
-                    }
-                }
-            }
-            SeqState::Off => {
-                self.paddr.d.next = 0.into();
-                self.pwdata.d.next = self.k_rdo_off.val();
-                self.pwe.d.next = true;
-                self.si.d.next = 0.into();
-                self.sph.d.next = 0.into();
-                self.rs.d.next = SeqState::Copy;
-            }
-            SeqState::Copy => {
-                // readout unit si: its accumulator (read through the port) to the result memory
-                if self.siq.val() == self.k_r16.val() {
-                    self.rs.d.next = SeqState::Finish;
-                } else {
-                    self.sph.d.next = self.sph.q.val() + 1;
-                    if self.sph.q.val() == 0 {
-                        self.paddr.d.next =
-                            self.k_rg_rdo.val() | bit_cast::<24, 16>(self.rdo_rom.data.val());
-                    }
-                    if self.sph.q.val() == 4 {
-                        self.res.write_address.next = (bit_cast::<16, 2>(self.cur.q.val())
-                            << self.k_rbits.val())
-                            + self.siq.val();
-                        self.res.write_enable.next = !self.abort.q.val();
-                        self.sph.d.next = 0.into();
-                        self.si.d.next = self.siq.val() + 1;
-                    }
-                }
-            }
-            SeqState::Finish => {
-                if !self.abort.q.val() {
-                    self.runs.d.next = self.runs.q.val() + 1;
-                    self.slot_st.d.next = (self.slot_st.q.val()
-                        & !(self.k_m3.val() << self.csh.val()))
-                        | (self.k_st2.val() << self.csh.val());
-                }
-                self.rs.d.next = SeqState::Idle;
-            }
-            SeqState::Abort => {
-                // a RESET came during this run: it counts nothing (sweep base taken again,
-                // saturation counters cleared, readout off)
-                self.sph.d.next = self.sph.q.val() + 1;
-                if self.sph.q.val() == 0 {
-                    self.paddr.d.next = 1.into();
-                }
-                if self.sph.q.val() == 4 {
-                    self.sweep_base.d.next = self.cfg_rdata.val();
-                    self.paddr.d.next = 0.into();
-                    self.pwdata.d.next = self.k_clear.val() | self.k_rdo_off.val();
-                    self.pwe.d.next = true;
-                    self.rs.d.next = SeqState::Idle;
-                }
-            }
-            _ => {
-                self.rs.d.next = SeqState::Idle;
-            }
+        // The run sequencer enters a port-owning state only while the request side is idle;
+        // while it owns the port its memory addresses and port writes take precedence.
+        if self.runner.slot_raddr_en.val() {
+            self.slotmem.read_address.next = self.runner.slot_raddr.val();
         }
-        self.active.next = (self.rs.q.val() != SeqState::Idle) | (self.qn.q.val() != 0);
+        if self.runner.p_addr_en.val() {
+            self.paddr.d.next = self.runner.p_addr.val();
+        }
+        if self.runner.p_data_en.val() {
+            self.pwdata.d.next = self.runner.p_data.val();
+        }
+        if self.runner.p_we.val() {
+            self.pwe.d.next = true;
+        }
+        self.res.write_address.next = self.runner.res_waddr.val();
+        self.res.write_enable.next = self.runner.res_we.val();
+        if self.runner.take.val() {
+            self.queue.d.next = self.queue.q.val() >> 2;
+            self.qn.d.next = self.qn.q.val() - 1;
+        }
+        if self.runner.base_take.val() {
+            self.sweep_base.d.next = self.cfg_rdata.val();
+        }
+        if self.runner.done.val() {
+            self.runs.d.next = self.runs.q.val() + 1;
+            self.slot_st.d.next = (self.slot_st.q.val() & !(self.k_m3.val() << self.csh.val()))
+                | (self.k_st2.val() << self.csh.val());
+        }
+        self.active.next = self.runner.busy.val() | (self.qn.q.val() != 0);
         self.rd_off.next = self.off.q.val();
         self.rel16.next = bit_cast::<16, 11>(self.hlen.q.val()) + 4;
         self.release_bytes.next = self.rel16.val().get_bits::<12>(0);
@@ -1654,9 +1359,9 @@ pub struct LinkCore {
     pub overruns: Signal<Out, Bits<32>>,
     /// The receiver counts a CRC or framing error in this cycle.
     pub error_evt: Signal<Out, Bit>,
-    frx: crate::framing::FrameRx,
+    frx: crate::link::framing::FrameRx,
     cmd: CommandUnit,
-    ftx: crate::framing::FrameTx,
+    ftx: crate::link::framing::FrameTx,
 }
 
 impl LinkCore {
@@ -1680,9 +1385,9 @@ impl LinkCore {
             framing_errors: Default::default(),
             overruns: Default::default(),
             error_evt: Default::default(),
-            frx: crate::framing::FrameRx::with_ring(o.ring_bytes()),
+            frx: crate::link::framing::FrameRx::with_ring(o.ring_bytes()),
             cmd: CommandUnit::new(s, prog, o),
-            ftx: crate::framing::FrameTx::with_buffer(o.reply_bytes()),
+            ftx: crate::link::framing::FrameTx::with_buffer(o.reply_bytes()),
         }
     }
 }
@@ -1727,174 +1432,22 @@ impl Logic for LinkCore {
     }
 }
 
-/// The value the harness's mock substrate port returns for an address never written:
-/// `3 a + 1`.
-pub fn mock_port_value(addr: u32) -> u32 {
-    addr.wrapping_mul(3).wrapping_add(1)
-}
-
-/// C++ harness of [`LinkCore`] with a mock substrate port (written words are remembered and
-/// printed as `W addr data`; other addresses read [`mock_port_value`]; read data arrives two
-/// cycles after the address like `SubstrateTop`'s; a START write to control offset 0 raises
-/// `running` for `50 + (n_sweeps & 255)` cycles, `n_sweeps` being the word last written to
-/// offset 1). Stdin: `n` and `n` hex-encoded request bytes, fed one per clock (`out_ready` high
-/// on 3 clocks of 4); it then runs until the link has been quiet (no reply byte, no port write,
-/// `active` low) for 50000 clocks. Further segments (`n` and `n` bytes) follow the same way. Stdout: `W` lines, then `O <reply bytes hex>`, then `C frames
-/// crc_errors framing_errors overruns`.
-pub const LINK_CORE_HARNESS: &str = r#"
-#include "Vtop.h"
-#include "verilated.h"
-#include <cstdio>
-#include <cstdlib>
-#include <map>
-#include <string>
-int main(int argc, char** argv) {
-    Verilated::commandArgs(argc, argv);
-    Vtop* t = new Vtop;
-    unsigned long long gap = argc > 1 ? strtoull(argv[1], 0, 0) : 1; if (!gap) gap = 1;
-    std::map<unsigned, unsigned> mem; std::string out;
-    unsigned rsel = 0, rdata = 0, run_left = 0; unsigned long long cyc = 0, quiet = 0;
-    t->clock = 0; t->in_valid = 0; t->out_ready = 0; t->cfg_rdata = 0; t->running = 0; t->eval();
-    size_t n; int segs = 0;
-    while (scanf("%zu", &n) == 1) {
-    segs++;
-    std::string in(n, '\0');
-    for (size_t i = 0; i < n; i++) { unsigned b; if (scanf("%2x", &b) != 1) return 2; in[i] = (char)b; }
-    size_t i = 0; quiet = 0;
-    while (i < n || quiet < 50000) {
-        int feed = i < n && cyc % gap == 0;
-        t->in_valid = feed; t->in_data = feed ? (unsigned char)in[i] : 0;
-        t->out_ready = (cyc & 3) != 0;
-        t->cfg_rdata = rdata;
-        t->running = run_left != 0;
-        t->eval();
-        int active = t->active;
-        if (t->out_valid && t->out_ready) { out.push_back((char)t->out_data); active = 1; }
-        unsigned a = t->cfg_addr, wd = t->cfg_wdata; int we = t->cfg_we;
-        if (we) { printf("W %u %u\n", a, wd); active = 1; }
-        // the port: rdata <= word(rsel); rsel <= addr; write
-        auto it = mem.find(rsel);
-        unsigned nrdata = it != mem.end() ? it->second : rsel * 3u + 1u;
-        unsigned nrsel = a;
-        if (we) mem[a] = wd;
-        if (run_left) run_left--;
-        if (we && a == 0 && (wd & 1)) { run_left = 50 + (mem[1] & 255);}
-        t->clock = 1; t->eval(); t->clock = 0; t->eval();
-        rdata = nrdata; rsel = nrsel;
-        if (feed) i++;
-        cyc++;
-        quiet = active ? 0 : quiet + 1;
-        if (cyc > 2000000000ULL) { fprintf(stderr, "hang\n"); return 1; }
-    }
-    }
-    if (!segs) return 2;
-    printf("O ");
-    for (unsigned char c : out) printf("%02x", c);
-    printf("\nC %u %u %u %u\n", (unsigned)t->frames, (unsigned)t->crc_errors,
-           (unsigned)t->framing_errors, (unsigned)t->overruns);
-    delete t;
-    return 0;
-}
-"#;
-
-/// What [`link_core_verilator`] observed.
-#[derive(Clone, Debug, Default)]
-pub struct LinkCoreOut {
-    /// Port writes `(address, data)` in order.
-    pub writes: Vec<(u32, u32)>,
-    /// Reply bytes.
-    pub out: Vec<u8>,
-    /// Receiver counters `frames, crc_errors, framing_errors, overruns`.
-    pub counters: [u64; 4],
-}
-
 /// Verilog of the [`LinkCore`] of `s`.
 pub fn link_core_verilog(s: &Substrate, prog: &HwProgram) -> Result<String, crate::Error> {
     let mut u = LinkCore::new(s, prog, &LinkOptions::default());
     u.connect_all();
-    crate::verilog::block_verilog(&u)
-}
-
-/// Feed `input` (one byte every `gap` clocks) to a Verilator build of the [`LinkCore`] of `s`
-/// with a mock substrate port.
-pub fn link_core_verilator(
-    s: &Substrate,
-    prog: &HwProgram,
-    input: &[u8],
-    gap: u32,
-) -> Result<LinkCoreOut, crate::Error> {
-    link_core_verilator_segments(s, prog, &[input.to_vec()], gap)
-}
-
-/// Harness stdin: every segment as its length and its bytes in hex.
-fn segments_text(segments: &[Vec<u8>]) -> String {
-    use std::fmt::Write;
-    let mut text = String::new();
-    for seg in segments {
-        let _ = writeln!(text, "{}", seg.len());
-        for b in seg {
-            let _ = write!(text, "{b:02x}");
-        }
-        text.push('\n');
-    }
-    text
-}
-
-/// Like [`link_core_verilator`], with the input in segments: each segment is fed once the link
-/// has been quiet after the previous one (replies sent, no run queued or in progress).
-pub fn link_core_verilator_segments(
-    s: &Substrate,
-    prog: &HwProgram,
-    segments: &[Vec<u8>],
-    gap: u32,
-) -> Result<LinkCoreOut, crate::Error> {
-    let exe = crate::verilog::verilator_build(
-        &link_core_verilog(s, prog)?,
-        LINK_CORE_HARNESS,
-        false,
-        false,
-    )?;
-    let text = segments_text(segments);
-    let res = crate::verilog::run_harness(&exe, &[gap.to_string()], &text)?;
-    let bad = |l: &str| crate::Error::Tool(format!("bad link harness output {l:?}"));
-    let mut o = LinkCoreOut::default();
-    for l in res.lines() {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        match f.as_slice() {
-            ["W", a, d] => o.writes.push((
-                a.parse().map_err(|_| bad(l))?,
-                d.parse().map_err(|_| bad(l))?,
-            )),
-            ["O", rest @ ..] => {
-                let h = rest.first().copied().unwrap_or("");
-                o.out = (0..h.len() / 2)
-                    .map(|i| {
-                        h.get(2 * i..2 * i + 2)
-                            .and_then(|x| u8::from_str_radix(x, 16).ok())
-                    })
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| bad(l))?;
-            }
-            ["C", a, b, c, d] => {
-                for (i, x) in [a, b, c, d].iter().enumerate() {
-                    o.counters[i] = x.parse().map_err(|_| bad(l))?;
-                }
-            }
-            _ => return Err(bad(l)),
-        }
-    }
-    Ok(o)
+    crate::rtl::block_verilog(&u)
 }
 
 /// The whole board design: UART pins, the link ([`LinkCore`]) and the substrate
-/// ([`crate::top::SubstrateTop`]) on its configuration port.
+/// ([`crate::rtl::top::SubstrateTop`]) on its configuration port.
 ///
 /// **Ports**: `clock`, `rx` (from the host, idle high), `tx` (to the host), and the link's
 /// counters `frame_errors` (UART stop bits), `crc_errors`, `framing_errors`, `error` (one
 /// flip-flop, set by the first error any of them counts and never cleared: the board tops'
 /// error LED, so a board build needs none of the three 32-bit counters) and `active` (a run is
 /// queued or in progress) for LEDs or a logic analyser. The baud rate is fixed at construction (`inc` of
-/// [`crate::uart::baud_increment`]). **Latency**: a request is executed once its delimiter has
+/// [`crate::link::uart::baud_increment`]). **Latency**: a request is executed once its delimiter has
 /// been received, and its reply starts within a few hundred cycles (plus the port reads of
 /// STATUS). **Proof** `tests/hdl_link_command.rs` (`hdl_link_top_uart_pins_verilator`):
 /// requests pushed through the `rx` pin at 25 MHz / 3 Mbaud are answered on `tx`.
@@ -1917,10 +1470,10 @@ pub struct LinkTop {
     /// A run is queued or in progress (for an LED).
     pub active: Signal<Out, Bit>,
     err: DFF<Bit>,
-    urx: crate::uart::UartRx,
-    utx: crate::uart::UartTx,
+    urx: crate::link::uart::UartRx,
+    utx: crate::link::uart::UartTx,
     core: LinkCore,
-    sub: crate::top::SubstrateTop,
+    sub: crate::rtl::top::SubstrateTop,
     k_inc: Constant<Bits<16>>,
 }
 
@@ -1941,7 +1494,7 @@ impl LinkTop {
             urx: Default::default(),
             utx: Default::default(),
             core: LinkCore::new(s, prog, o),
-            sub: crate::top::SubstrateTop::new(prog),
+            sub: crate::rtl::top::SubstrateTop::new(prog),
             k_inc: Constant::new((inc as u64).to_bits()),
         }
     }
@@ -1978,183 +1531,6 @@ impl Logic for LinkTop {
     }
 }
 
-/// C++ harness of [`LinkTop`]: argument `clocks_per_bit` (fractional); stdin: segments, each
-/// `n` and `n` hex bytes, sent back to back on `rx` by an ideal UART at that ratio; `tx` is
-/// decoded by an ideal UART sampling at mid-bit. A segment starts once the line has been quiet
-/// for 40 bit times (+ 20000 clocks) after the previous one with no run queued or in progress
-/// (`active` low); the harness ends the same way after the last. Every cycle it checks that
-/// `error` is high exactly when one of the three error counters is not zero (exit 1 if not).
-///
-/// With a second argument `stream` it makes the design a board on a byte stream instead: bytes
-/// read from stdin are sent back to back on `rx` (a byte starts as soon as it has arrived and
-/// the previous one has been sent); the bytes decoded from `tx` are written to stdout. While
-/// nothing is sent or received, no run is queued or in progress (`active` low) and the line has
-/// been quiet for 20000 clocks, the harness sleeps until stdin has data (the simulated clock
-/// stands still meanwhile). It exits at the end of stdin, printing `cycles frame_errors
-/// crc_errors framing_errors` to stderr. (One harness for both, so tests and
-/// `thermo emulate --backend verilator` share one cached build.) Stdout: `O <bytes received on tx, hex>`, then `E frame_errors crc_errors
-/// framing_errors cycles`.
-pub const LINK_TOP_HARNESS: &str = r#"
-#include "Vtop.h"
-#include "verilated.h"
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <deque>
-#include <string>
-#include <vector>
-#include <poll.h>
-#include <unistd.h>
-#include <errno.h>
-static int segments_main(double r) {
-    std::vector<std::string> segs;
-    size_t n;
-    while (scanf("%zu", &n) == 1) {
-        std::string in(n, '\0');
-        for (size_t i = 0; i < n; i++) { unsigned b; if (scanf("%2x", &b) != 1) return 2; in[i] = (char)b; }
-        segs.push_back(in);
-    }
-    if (segs.empty()) return 2;
-    Vtop* t = new Vtop;
-    t->clock = 0; t->rx = 1; t->eval();
-    std::string out;
-    int rxs = 0; double c0 = 0; int bit = 0; unsigned cur = 0;
-    unsigned long long c = 0, last = 0;
-    for (size_t sg = 0; sg < segs.size(); sg++) {
-        const std::string& in = segs[sg];
-        double t0 = (double)c + 20.0 * r + 0.37;
-        double end_tx = t0 + 10.0 * r * in.size();
-        for (;;) {
-            double x = (double)c;
-            int level = 1;
-            if (x >= t0 && x < end_tx) {
-                double u = (x - t0) / r;
-                size_t j = (size_t)(u / 10.0);
-                int k = (int)(u - 10.0 * j);
-                if (k == 0) level = 0;
-                else if (k <= 8) level = ((unsigned char)in[j] >> (k - 1)) & 1;
-                else level = 1;
-            }
-            t->rx = level;
-            t->eval();
-            int txp = t->tx;
-            // ideal receiver on tx
-            if (rxs == 0) { if (!txp) { rxs = 1; c0 = x; bit = 0; cur = 0; } }
-            else {
-                double due = c0 + (bit + 1.5) * r;
-                if (x >= due) {
-                    if (bit < 8) { if (txp) cur |= 1u << bit; bit++; }
-                    else { if (txp) out.push_back((char)cur); rxs = 0; last = c; }
-                }
-            }
-            if (rxs || t->active || x < end_tx) last = c;
-            t->clock = 1; t->eval(); t->clock = 0; t->eval();
-            c++;
-            if (x > end_tx && c > last + (unsigned long long)(40 * r) + 20000) break;
-            if (c > 4000000000ULL) { fprintf(stderr, "hang\n"); return 1; }
-            // the sticky error flag is exactly "one of the counters is not zero"
-            if ((bool)t->error != (t->frame_errors || t->crc_errors || t->framing_errors)) {
-                fprintf(stderr, "error flag %d with counters %u %u %u at cycle %llu\n",
-                        (int)t->error, (unsigned)t->frame_errors, (unsigned)t->crc_errors,
-                        (unsigned)t->framing_errors, c);
-                return 1;
-            }
-        }
-    }
-    printf("O ");
-    for (unsigned char ch : out) printf("%02x", ch);
-    printf("\nE %u %u %u %llu\n", (unsigned)t->frame_errors, (unsigned)t->crc_errors,
-           (unsigned)t->framing_errors, c);
-    delete t;
-    return 0;
-}
-static bool write_all(const std::string& s) {
-    size_t o = 0;
-    while (o < s.size()) {
-        ssize_t k = write(1, s.data() + o, s.size() - o);
-        if (k < 0) { if (errno == EINTR) continue; return false; }
-        o += (size_t)k;
-    }
-    return true;
-}
-static int stream_main(double r) {
-    Vtop* t = new Vtop;
-    t->clock = 0; t->rx = 1; t->eval();
-    std::deque<unsigned char> inq;
-    std::string outbuf;
-    bool eof = false;
-    double s0 = -1.0, next_free = 0.0; unsigned char sb = 0;
-    int rxs = 0; double c0 = 0; int bit = 0; unsigned cur = 0;
-    unsigned long long c = 0, last = 0;
-    unsigned char buf[4096];
-    for (;;) {
-        if ((c & 255) == 0) {
-            if (!outbuf.empty()) { if (!write_all(outbuf)) break; outbuf.clear(); }
-            bool idle = inq.empty() && s0 < 0 && rxs == 0 && !t->active && c > last + 20000;
-            if (eof && idle) break;
-            if (!eof) {
-                struct pollfd p = {0, POLLIN, 0};
-                int n = poll(&p, 1, idle ? 200 : 0);
-                if (n > 0) {
-                    ssize_t k = read(0, buf, sizeof buf);
-                    if (k > 0) { for (ssize_t i = 0; i < k; i++) inq.push_back(buf[i]); last = c; }
-                    else if (k == 0 || (errno != EINTR && errno != EAGAIN)) eof = true;
-                }
-                if (idle && inq.empty()) continue;  // the clock stands still while idle
-            }
-        }
-        double x = (double)c;
-        if (s0 < 0 && !inq.empty()) {
-            s0 = x > next_free ? x : next_free; sb = inq.front(); inq.pop_front();
-        }
-        int level = 1;
-        if (s0 >= 0 && x >= s0) {
-            double u = (x - s0) / r;
-            if (u >= 10.0) {
-                next_free = s0 + 10.0 * r; s0 = -1.0;
-                if (!inq.empty()) {
-                    s0 = next_free; sb = inq.front(); inq.pop_front();
-                    u = (x - s0) / r;
-                }
-            }
-            if (s0 >= 0 && x >= s0) {
-                int k = (int)u;
-                if (k == 0) level = 0;
-                else if (k <= 8) level = (sb >> (k - 1)) & 1;
-            }
-            last = c;
-        }
-        t->rx = level;
-        t->eval();
-        int txp = t->tx;
-        if (rxs == 0) { if (!txp) { rxs = 1; c0 = x; bit = 0; cur = 0; } }
-        else {
-            double due = c0 + (bit + 1.5) * r;
-            if (x >= due) {
-                if (bit < 8) { if (txp) cur |= 1u << bit; bit++; }
-                else { if (txp) outbuf.push_back((char)cur); rxs = 0; }
-            }
-        }
-        if (rxs || t->active) last = c;
-        t->clock = 1; t->eval(); t->clock = 0; t->eval();
-        c++;
-    }
-    if (!outbuf.empty()) write_all(outbuf);
-    fprintf(stderr, "%llu %u %u %u\n", c, (unsigned)t->frame_errors, (unsigned)t->crc_errors,
-            (unsigned)t->framing_errors);
-    delete t;
-    return 0;
-}
-int main(int argc, char** argv) {
-    Verilated::commandArgs(argc, argv);
-    if (argc < 2) return 2;
-    double r = atof(argv[1]);
-    if (!(r >= 4.0)) return 2;
-    if (argc > 2 && !strcmp(argv[2], "stream")) return stream_main(r);
-    return segments_main(r);
-}
-"#;
-
 /// Verilog of the [`LinkTop`] of `s` with link options `o`.
 pub fn link_top_verilog(
     s: &Substrate,
@@ -2165,94 +1541,5 @@ pub fn link_top_verilog(
     o.validate()?;
     let mut u = LinkTop::new(s, prog, inc, o);
     u.connect_all();
-    crate::verilog::block_verilog(&u)
-}
-
-/// Push `input` through the `rx` pin of a Verilator build of the [`LinkTop`] of `s` at
-/// `clock_hz` / `baud`; returns the bytes that came out of `tx` and the counters
-/// `[frame_errors, crc_errors, framing_errors, cycles]`.
-pub fn link_top_verilator(
-    s: &Substrate,
-    prog: &HwProgram,
-    clock_hz: u64,
-    baud: u64,
-    input: &[u8],
-) -> Result<(Vec<u8>, [u64; 4]), crate::Error> {
-    link_top_verilator_segments(
-        s,
-        prog,
-        &LinkOptions::default(),
-        clock_hz,
-        baud,
-        &[input.to_vec()],
-    )
-}
-
-/// Like [`link_top_verilator`], with the input in segments: each segment is sent once the
-/// line has been quiet after the previous one and no run is queued or in progress (so a test
-/// can wait for results).
-pub fn link_top_verilator_segments(
-    s: &Substrate,
-    prog: &HwProgram,
-    o: &LinkOptions,
-    clock_hz: u64,
-    baud: u64,
-    segments: &[Vec<u8>],
-) -> Result<(Vec<u8>, [u64; 4]), crate::Error> {
-    let inc = crate::uart::baud_increment(clock_hz, baud)?;
-    let exe = crate::verilog::verilator_build(
-        &link_top_verilog(s, prog, inc, o)?,
-        LINK_TOP_HARNESS,
-        false,
-        true,
-    )?;
-    let text = segments_text(segments);
-    let ratio = clock_hz as f64 / baud as f64;
-    let res = crate::verilog::run_harness(&exe, &[format!("{ratio}")], &text)?;
-    let bad = |l: &str| crate::Error::Tool(format!("bad link top harness output {l:?}"));
-    let (mut out, mut cnt) = (Vec::new(), [0u64; 4]);
-    for l in res.lines() {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        match f.as_slice() {
-            ["O", rest @ ..] => {
-                let h = rest.first().copied().unwrap_or("");
-                out = (0..h.len() / 2)
-                    .map(|i| {
-                        h.get(2 * i..2 * i + 2)
-                            .and_then(|x| u8::from_str_radix(x, 16).ok())
-                    })
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| bad(l))?;
-            }
-            ["E", a, b, c, d] => {
-                for (i, x) in [a, b, c, d].iter().enumerate() {
-                    cnt[i] = x.parse().map_err(|_| bad(l))?;
-                }
-            }
-            _ => return Err(bad(l)),
-        }
-    }
-    Ok((out, cnt))
-}
-
-/// Build (or take from the cache) the Verilator board of substrate `s` for `clock_hz` / `baud`:
-/// [`LinkTop`] with [`LINK_TOP_HARNESS`] (the build [`link_top_verilator`] uses), optimised
-/// C++. Returns the executable and the arguments that run it in stream mode (clocks per bit,
-/// `stream`).
-pub fn link_top_stream_build(
-    s: &Substrate,
-    o: &LinkOptions,
-    clock_hz: u64,
-    baud: u64,
-) -> Result<(std::path::PathBuf, Vec<String>), crate::Error> {
-    let prog = HwProgram::new(s)?;
-    let inc = crate::uart::baud_increment(clock_hz, baud)?;
-    let exe = crate::verilog::verilator_build(
-        &link_top_verilog(s, &prog, inc, o)?,
-        LINK_TOP_HARNESS,
-        false,
-        true,
-    )?;
-    let ratio = clock_hz as f64 / baud as f64;
-    Ok((exe, vec![format!("{ratio}"), "stream".into()]))
+    crate::rtl::block_verilog(&u)
 }

