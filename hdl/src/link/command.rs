@@ -212,11 +212,11 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 /// Then `rd_done` one cycle later. A run: 4 per unit + 3 per seed word (3 P) + 8, then
 /// `(burn_in + sweeps) * cycles_per_sweep` plus about 20, then 5 per readout unit + 2.
 ///
-/// **Proof**: `tests/hdl_link_command.rs`: `hdl_link_command_verilator` (replies equal the
+/// **Proof**: `hdl/tests/link_command.rs`: `hdl_link_command_verilator` (replies equal the
 /// protocol's encodings, READ_MEM of the couplings as the board model's, the exact port writes of
 /// a run, sequence rule, RESET, errors, with a mock port), `hdl_link_command_random_requests_verilator` (random requests answered exactly as
 /// the board model) and `hdl_link_top_uart_pins_verilator` (through the UART
-/// pins with the real substrate); `tests/hdl_link_run.rs` (RUN results equal `Fixed::run_codes` bit
+/// pins with the real substrate); `hdl/tests/link_run.rs` (RUN results equal `Fixed::run_codes` bit
 /// for bit on several slots, keys and conditionings, on the shipped example and a saturating
 /// configuration; slot states, errors, repeats, READOUT and STATUS while busy; random request
 /// streams with RUNs against the board model's `Board`).
@@ -1322,7 +1322,7 @@ impl Logic for CommandUnit {
 /// `out_ready` (reply bytes); `cfg_addr`, `cfg_wdata`, `cfg_we`, `cfg_rdata` (the substrate
 /// port) and `running`; `active` (a run is queued or in progress); the receiver's counters.
 /// **Latency** the sum of its parts. **Proof**
-/// `tests/hdl_link_command.rs`.
+/// `hdl/tests/link_command.rs`.
 #[derive(LogicBlock)]
 pub struct LinkCore {
     /// Clock.
@@ -1449,7 +1449,7 @@ pub fn link_core_verilog(s: &Substrate, prog: &HwProgram) -> Result<String, crat
 /// queued or in progress) for LEDs or a logic analyser. The baud rate is fixed at construction (`inc` of
 /// [`crate::link::uart::baud_increment`]). **Latency**: a request is executed once its delimiter has
 /// been received, and its reply starts within a few hundred cycles (plus the port reads of
-/// STATUS). **Proof** `tests/hdl_link_command.rs` (`hdl_link_top_uart_pins_verilator`):
+/// STATUS). **Proof** `hdl/tests/link_command.rs` (`hdl_link_top_uart_pins_verilator`):
 /// requests pushed through the `rx` pin at 25 MHz / 3 Mbaud are answered on `tx`.
 #[derive(LogicBlock)]
 pub struct LinkTop {

@@ -28,7 +28,7 @@ pub fn crc_residue() -> u32 {
 /// **Computes** `crc_out = step^8(crc_in ^ byte)` with `step(c) = c >> 1 ^ (c & 1 ? POLY : 0)`:
 /// eight shift-register steps in one cycle (pure XOR logic). **Ports** `crc_in`, `byte`,
 /// `crc_out`. **Latency** combinational. **Proof** every frame test (`framing::tests`,
-/// `tests/hdl_link_frame.rs`): frames are accepted and produced bit-exact against
+/// `hdl/tests/link_frame.rs`): frames are accepted and produced bit-exact against
 /// `thermo_proto`.
 #[derive(LogicBlock)]
 pub struct Crc32Byte {
@@ -141,7 +141,7 @@ pub const RX_RING: usize = 4096;
 /// **Latency**: the frame is `avail` on the clock after the edge that took its delimiter.
 ///
 /// **Proof**: `framing::tests` (rust-hdl simulation against `encode_frame`/`FrameDecoder`) and
-/// `tests/hdl_link_frame.rs` (Verilator fuzz: random streams of valid, corrupted, truncated,
+/// `hdl/tests/link_frame.rs` (Verilator fuzz: random streams of valid, corrupted, truncated,
 /// overlong, wrong-version and wrong-length frames and garbage; accepted frames and all counters
 /// equal `FrameDecoder`'s, every valid frame after garbage accepted).
 #[derive(LogicBlock)]
@@ -440,7 +440,7 @@ enum TxState {
 /// plus 2 cycles per byte handed out, far below the UART's 10 bit times a byte.
 ///
 /// **Proof**: `framing::tests::frame_tx_equals_encode_frame` (rust-hdl, payload lengths around
-/// every COBS boundary) and `tests/hdl_link_frame.rs` (Verilator, random frames and random
+/// every COBS boundary) and `hdl/tests/link_frame.rs` (Verilator, random frames and random
 /// back-pressure, output equal to `encode_frame` and accepted by `FrameDecoder`).
 #[derive(LogicBlock)]
 pub struct FrameTx {
@@ -954,7 +954,7 @@ mod tests {
 /// Frame receiver and transmitter side by side: the Verilator test top of the framing layer.
 ///
 /// **Ports**: `clock` and every port of [`FrameRx`] (prefix `rx_` where ambiguous) and
-/// [`FrameTx`]. **Latency** as theirs. **Proof** `tests/hdl_link_frame.rs`.
+/// [`FrameTx`]. **Latency** as theirs. **Proof** `hdl/tests/link_frame.rs`.
 #[derive(LogicBlock, Default)]
 pub struct FramePair {
     /// Clock.

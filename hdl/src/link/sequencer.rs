@@ -57,8 +57,8 @@ enum SeqState {
 /// **Latency**: 4 cycles per unit + 3 per seed word (3 P) + 8, then
 /// `(burn_in + sweeps) * cycles_per_sweep` plus about 20, then 5 per readout unit + 2.
 ///
-/// **Proof**: as part of the command unit, `tests/hdl_link_command.rs` (the exact port writes
-/// of a run on a mock port) and `tests/hdl_link_run.rs` (RUN results equal `Fixed::run_codes` bit
+/// **Proof**: as part of the command unit, `hdl/tests/link_command.rs` (the exact port writes
+/// of a run on a mock port) and `hdl/tests/link_run.rs` (RUN results equal `Fixed::run_codes` bit
 /// for bit).
 #[derive(LogicBlock)]
 pub struct RunSequencer {

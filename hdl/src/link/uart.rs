@@ -60,7 +60,7 @@ enum RxState {
 /// 5%.
 ///
 /// **Proof**: `uart::tests::uart_loopback_rusthdl` (rust-hdl simulation) and
-/// `tests/hdl_link_uart.rs` (Verilator, random bytes at 48/3, 25/3, 12/3, 100/3, 25/1.5 and
+/// `hdl/tests/link_uart.rs` (Verilator, random bytes at 48/3, 25/3, 12/3, 100/3, 25/1.5 and
 /// 48/12 MHz per Mbaud with the sender's bit times drawn exactly at the fractional ratio and
 /// 2% fast or slow, gaps, glitches, bad stop bits counted and not delivered; and rust-hdl equal
 /// to Verilator cycle for cycle).
@@ -182,7 +182,7 @@ impl Logic for UartRx {
 /// **Latency**: the start bit appears on `tx` one clock after the handshake; a byte occupies
 /// exactly 10 carries.
 ///
-/// **Proof**: the same tests as [`UartRx`]; the Verilator harness of `tests/hdl_link_uart.rs`
+/// **Proof**: the same tests as [`UartRx`]; the Verilator harness of `hdl/tests/link_uart.rs`
 /// decodes `tx` with a software UART sampling at mid-bit and checks every bit time is
 /// `floor` or `ceil` of the ratio.
 #[derive(LogicBlock, Default)]
@@ -253,7 +253,7 @@ impl Logic for UartTx {
 ///
 /// **Ports**: `clock`, `inc` (shared), the receiver's `rx`, `rx_data`, `rx_valid`,
 /// `frame_errors`, `glitches`, and the transmitter's `tx_data`, `tx_valid`, `tx_ready`, `tx`.
-/// **Latency** as [`UartRx`] and [`UartTx`]. **Proof** `tests/hdl_link_uart.rs`.
+/// **Latency** as [`UartRx`] and [`UartTx`]. **Proof** `hdl/tests/link_uart.rs`.
 #[derive(LogicBlock, Default)]
 pub struct UartPair {
     /// Clock.

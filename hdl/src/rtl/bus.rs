@@ -25,7 +25,7 @@ use rust_hdl::prelude::*;
 /// end), i.e. `BUS_GAIN_LATENCY = 3` after the last issue — the lanes see it from the first
 /// cycle of the unit phase.
 ///
-/// **Proof**: the substrate equivalence tests (`tests/hdl_equivalence.rs`) compare every
+/// **Proof**: the substrate equivalence tests (`hdl/tests/equivalence.rs`) compare every
 /// sweep's states and the bus saturation counts with the engine.
 #[derive(LogicBlock)]
 pub struct BusSide {

@@ -15,7 +15,7 @@ use rust_hdl::prelude::*;
 ///
 /// **Latency**: `running` rises on the edge after `start`; a run of `n` sweeps takes exactly
 /// `n * cycles_per_sweep` cycles. **Proof**: the cycle counts checked sweep by sweep in
-/// `tests/hdl_equivalence.rs` (against `Schedule::cycles_per_sweep`).
+/// `hdl/tests/equivalence.rs` (against `Schedule::cycles_per_sweep`).
 #[derive(LogicBlock)]
 pub struct SweepCtrl {
     /// Clock.

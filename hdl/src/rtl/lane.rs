@@ -37,7 +37,7 @@ use rust_hdl::prelude::*;
 ///
 /// **Proof**: `lane::tests::lane_matches_fixed_arith` (random operands including each
 /// format's extremes, several format sets, with and without clamp activation) and the
-/// substrate equivalence tests `tests/hdl_equivalence.rs`.
+/// substrate equivalence tests `hdl/tests/equivalence.rs`.
 #[derive(LogicBlock)]
 pub struct LangevinLane {
     /// Clock.

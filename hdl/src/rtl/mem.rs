@@ -25,7 +25,7 @@ pub const RW_POISON: u32 = 0xDEAD_BEEF;
 ///
 /// **Latency** one cycle (registered read). The Verilog carries `(* ram_style = "block" *)` and
 /// an `initial` block with the contents, so yosys maps it to DP16KD (ECP5) / SB_RAM40_4K (iCE40):
-/// `tests/hdl_synth.rs` checks that. A memory of at most [`LOGIC_BITS`] bits (a bus side's `k`
+/// `hdl/tests/synth.rs` checks that. A memory of at most [`LOGIC_BITS`] bits (a bus side's `k`
 /// gains) is marked `ram_style = "logic"` instead: flip-flops, not a whole block RAM. Proven equal to the engine as part of every substrate test.
 #[derive(LogicBlock)]
 pub struct Mem {

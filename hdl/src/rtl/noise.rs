@@ -18,7 +18,7 @@ use thermo_sim::noise::Taus88;
 /// `load` (load the state from the seed registers, drop the pending draw); `take`; outputs `w0`,
 /// `x`, `ready`. **Latency**: `ready` 1 cycle after `load` or `take`.
 ///
-/// **Proof**: the noise pair tests (`noise::tests`, `tests/hdl_noise.rs`) compare every draw
+/// **Proof**: the noise pair tests (`noise::tests`, `hdl/tests/noise.rs`) compare every draw
 /// with the engine.
 #[derive(LogicBlock)]
 pub struct TausGen {
@@ -149,7 +149,7 @@ impl Logic for TausGen {
 /// **Latency**: a sample issued in cycle `t` is queued (and `valid` if the queue was empty or
 /// popped) in `t+2`.
 ///
-/// **Proof**: `noise::tests` and `tests/hdl_noise.rs`.
+/// **Proof**: `noise::tests` and `hdl/tests/noise.rs`.
 #[derive(LogicBlock)]
 pub struct NoiseOut {
     /// Clock.
@@ -315,7 +315,7 @@ impl Logic for NoiseOut {
 /// (the start-up contract and random pop schedules with gaps of 2 or more),
 /// `noise::tests::transform_edge_cases_match_engine` (chosen draws forced into the generator:
 /// the tail clamp, every leading-zero count, both signs, the rounding ties of every ROM entry)
-/// and `tests/hdl_noise.rs` (rust-hdl simulation and Verilator, both lanes of a pair).
+/// and `hdl/tests/noise.rs` (rust-hdl simulation and Verilator, both lanes of a pair).
 #[derive(LogicBlock)]
 pub struct NoisePairHw {
     /// Clock.

@@ -98,7 +98,7 @@ fn read_source(p: usize, s: usize, bbits: usize, a: u64) -> usize {
 /// (no schedule change was needed: bus phase `k n + 3`, then each lane one instruction per
 /// cycle, then a drain of 4 of which the pipeline uses 3).
 ///
-/// **Proof**: `tests/hdl_equivalence.rs` — rust-hdl simulation and Verilator equal the fixed
+/// **Proof**: `hdl/tests/equivalence.rs` — rust-hdl simulation and Verilator equal the fixed
 /// engine state for state, sweep for sweep, with equal saturation counts and cycle counts;
 /// the readout accumulators and multi-sweep runs in
 /// `hdl_readout_accumulators_and_back_to_back_runs`; negative controls in

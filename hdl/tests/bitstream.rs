@@ -15,7 +15,11 @@ use std::path::PathBuf;
 use thermo_hdl::flow::boards::Board;
 use thermo_hdl::flow::{bitstream, multipliers, BitstreamOpts};
 use thermo_hdl::rtl::program::HwProgram;
-use thermo_workspace_tests::root;
+
+/// The repository root (the shipped example and the constraints live there).
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
 
 fn outdir(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("thermo-bitstream-{}-{name}", std::process::id()))

@@ -6,8 +6,8 @@
 //! (narrow state format, large biases, two with the clamp activation).
 
 use thermo_hdl::harness::verify::{verify, verify_readout, Sims, VerifyReport};
+use thermo_sim::example::{family_config, saturating_config, shipped};
 use thermo_sim::Substrate;
-use thermo_workspace_tests::{random_config, saturating_config, shipped_example};
 
 /// rust-hdl sweeps (slow simulator) and Verilator sweeps per configuration.
 const RUSTHDL_SWEEPS: u64 = 12;
@@ -43,12 +43,12 @@ fn three_way(name: &str, s: &Substrate, seed: u64) -> (VerifyReport, VerifyRepor
 
 #[test]
 fn hdl_equivalence_shipped_example() {
-    three_way("three-module", &shipped_example(), 1);
+    three_way("three-module", &shipped(), 1);
 }
 
 fn random_range(range: std::ops::Range<u64>) {
     for n in range {
-        let s = Substrate::from_config(&random_config(n)).expect("valid");
+        let s = Substrate::from_config(&family_config(n)).expect("valid");
         three_way(&format!("random {n}"), &s, 100 + n);
     }
 }
@@ -84,7 +84,7 @@ fn hdl_equivalence_saturating() {
 #[test]
 fn hdl_readout_accumulators_and_back_to_back_runs() {
     for (name, s) in [
-        ("three-module", shipped_example()),
+        ("three-module", shipped()),
         (
             "saturating 1",
             Substrate::from_config(&saturating_config(1)).expect("valid"),
@@ -99,13 +99,13 @@ fn hdl_readout_accumulators_and_back_to_back_runs() {
 }
 
 /// Extended sweep over more random configurations (plain and saturating), for manual runs:
-/// `cargo test --release --test hdl_equivalence -- --ignored --nocapture`.
+/// `cargo test --release -p thermo-hdl --test equivalence -- --ignored --nocapture`.
 #[test]
 #[ignore = "extended: 40 more configurations, several minutes"]
 fn hdl_equivalence_extended() {
     for n in 6..26 {
         for (kind, cfg) in [
-            ("random", random_config(n)),
+            ("random", family_config(n)),
             ("saturating", saturating_config(n)),
         ] {
             let s = Substrate::from_config(&cfg).expect("valid");

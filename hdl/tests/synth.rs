@@ -9,15 +9,15 @@
 use thermo_hdl::flow::synth::{synth, Family, SynthReport};
 use thermo_hdl::rtl::lane::lane_verilog;
 use thermo_hdl::rtl::top::substrate_verilog;
+use thermo_sim::example::{family_config, shipped};
 use thermo_sim::Substrate;
-use thermo_workspace_tests::{random_config, shipped_example};
 
 fn workdir(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("thermo-synth-{}-{name}", std::process::id()))
 }
 
 fn top(fam: Family) -> SynthReport {
-    let s = Substrate::from_config(&random_config(3)).expect("valid");
+    let s = Substrate::from_config(&family_config(3)).expect("valid");
     assert_eq!((s.lanes, s.buses.len()), (2, 1));
     let v = substrate_verilog(&s).expect("top verilog");
     let r = synth(&v, fam, &workdir(&format!("top-{fam:?}"))).expect("synthesis");
@@ -45,7 +45,7 @@ fn hdl_synth_top_ice40() {
 #[test]
 #[ignore = "resource measurement for the report (about a minute of yosys)"]
 fn hdl_synth_lane_resources() {
-    let v = lane_verilog(&shipped_example()).expect("lane verilog");
+    let v = lane_verilog(&shipped()).expect("lane verilog");
     for fam in [Family::Ecp5, Family::Ice40] {
         let r = synth(&v, fam, &workdir(&format!("lane-{fam:?}"))).expect("synthesis");
         eprintln!("one lane (shipped example) {fam:?}: {r:?}");

@@ -19,7 +19,7 @@ use thermo_proto::{
     Frame, FrameDecoder, Opcode, Readout, Request, RunRequest, SlotState, Space, Status,
     ERROR_KIND,
 };
-use thermo_workspace_tests::shipped_example;
+use thermo_sim::example::shipped;
 
 fn req(seq: u8, op: u8, payload: &[u8]) -> Vec<u8> {
     encode_frame(seq, op, payload)
@@ -83,7 +83,7 @@ fn readout(slot: u8, offset: u16, count: u16) -> Vec<u8> {
 #[test]
 fn hdl_link_command_verilator() {
     let _serial = serial();
-    let s = shipped_example();
+    let s = shipped();
     let prog = HwProgram::new(&s).expect("compile");
     let d = prog.d;
     let init: Vec<i32> = (0..d)
@@ -363,7 +363,7 @@ fn hdl_link_command_verilator() {
 /// and the replies decoded from the `tx` pin are the protocol's.
 #[test]
 fn hdl_link_top_uart_pins_verilator() {
-    let s = shipped_example();
+    let s = shipped();
     let prog = HwProgram::new(&s).expect("compile");
     let d = prog.d;
     let init: Vec<i32> = (0..d)
@@ -413,7 +413,7 @@ fn hdl_link_top_uart_pins_verilator() {
 /// shipped example's `LinkCore` is written there (for synthesis with yosys).
 #[test]
 fn hdl_link_core_verilog_checks() {
-    let s = shipped_example();
+    let s = shipped();
     let prog = HwProgram::new(&s).expect("compile");
     let v = thermo_hdl::link::command::link_core_verilog(&s, &prog).expect("LinkCore checks");
     if let Some(dir) = std::env::var_os("THERMO_LINK_VERILOG") {
@@ -508,7 +508,7 @@ impl MockPortBoard {
 #[test]
 fn hdl_link_command_random_requests_verilator() {
     let _serial = serial();
-    let s = shipped_example();
+    let s = shipped();
     let prog = HwProgram::new(&s).expect("compile");
     let d = prog.d as u64;
     let port = mock_port_status(&prog);
@@ -623,13 +623,13 @@ fn hdl_link_command_random_requests_verilator() {
     );
 }
 
-/// A substrate without off-diagonal couplings (`random_config(3)` with its couplings removed):
+/// A substrate without off-diagonal couplings (`family_config(3)` with its couplings removed):
 /// the coupling ROM holds one word and READ_MEM of space 2 answers exactly as the board
 /// model's `Board` (an empty read at address 0; error 4 for every read with `count > 0` or beyond 0;
 /// error 2 for too long a read).
 #[test]
 fn hdl_link_command_no_couplings_verilator() {
-    let mut cfg = thermo_workspace_tests::random_config(3);
+    let mut cfg = thermo_sim::example::family_config(3);
     cfg.couplings.clear();
     let s = thermo_sim::Substrate::from_config(&cfg).expect("valid");
     let prog = HwProgram::new(&s).expect("compile");
@@ -667,7 +667,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// (`LinkCore`: frame receiver, command unit with the run sequencer, frame transmitter) of the
 /// shipped example, and the whole board design (`LinkTop`: UART + link + substrate) of random
 /// configuration 3 (32 units, 2 lanes: the iCEBreaker's size). Run with `cargo test --release
-/// --test hdl_link_command -- --ignored --nocapture` (a few minutes of yosys).
+/// -p thermo-hdl --test link_command -- --ignored --nocapture` (a few minutes of yosys).
 #[test]
 #[ignore = "resource measurement for the report (minutes of yosys)"]
 fn hdl_link_synth_resources() {
@@ -675,11 +675,11 @@ fn hdl_link_synth_resources() {
     let dir = |n: &str| {
         std::env::temp_dir().join(format!("thermo-synth-link-{}-{n}", std::process::id()))
     };
-    let s = shipped_example();
+    let s = shipped();
     let prog = HwProgram::new(&s).expect("compile");
     let core = thermo_hdl::link::command::link_core_verilog(&s, &prog).expect("verilog");
-    let r3 = thermo_sim::Substrate::from_config(&thermo_workspace_tests::random_config(3))
-        .expect("valid");
+    let r3 =
+        thermo_sim::Substrate::from_config(&thermo_sim::example::family_config(3)).expect("valid");
     let p3 = HwProgram::new(&r3).expect("compile");
     let inc = thermo_hdl::link::uart::baud_increment(12_000_000, 3_000_000).expect("baud");
     let top = thermo_hdl::link::command::link_top_verilog(&r3, &p3, inc, &Default::default())
@@ -688,7 +688,7 @@ fn hdl_link_synth_resources() {
         let rc = synth(&core, fam, &dir(&format!("core-{fam:?}"))).expect("synthesis");
         eprintln!("LinkCore (shipped example) {fam:?}: {rc:?}");
         let rt = synth(&top, fam, &dir(&format!("top-{fam:?}"))).expect("synthesis");
-        eprintln!("LinkTop (random_config(3), 2 lanes) {fam:?}: {rt:?}");
+        eprintln!("LinkTop (family_config(3), 2 lanes) {fam:?}: {rt:?}");
         // The link is logic and registers, no multiplier; the board design adds the substrate
         // (its lanes' multipliers and state memories) to it.
         assert!(

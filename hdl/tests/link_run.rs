@@ -15,8 +15,8 @@ use thermo_proto::{
     encode_frame, encode_i16s, readout_units, reply_kind, ErrorCode, Frame, FrameDecoder, Opcode,
     Readout, Request, RunRequest, SlotState, Space, Status, ERROR_KIND,
 };
+use thermo_sim::example::{saturating_config, shipped};
 use thermo_sim::{Fixed, Substrate};
-use thermo_workspace_tests::{saturating_config, shipped_example};
 
 const CLOCK: u64 = 25_000_000;
 const BAUD: u64 = 3_000_000;
@@ -173,7 +173,7 @@ impl Script {
 #[test]
 fn hdl_link_run_results_verilator() {
     let configs = [
-        ("shipped example", shipped_example()),
+        ("shipped example", shipped()),
         (
             "saturating_config(1)",
             Substrate::from_config(&saturating_config(1)).expect("valid"),
@@ -338,7 +338,7 @@ fn hdl_link_run_results_verilator() {
 /// (255 coupling words = 510 bytes: bad length here, bad address with the default link).
 #[test]
 fn hdl_link_run_small_link_verilator() {
-    let s = shipped_example();
+    let s = shipped();
     let prog = HwProgram::new(&s).expect("compile");
     let ro = readout_units(&s);
     let r = ro.len();
@@ -412,7 +412,7 @@ fn hdl_link_run_small_link_verilator() {
 /// the board's before and after its next run.
 #[test]
 fn hdl_link_run_random_requests_verilator() {
-    let s = shipped_example();
+    let s = shipped();
     let prog = HwProgram::new(&s).expect("compile");
     let d = prog.d as u64;
     let r = readout_units(&s).len() as u64;
