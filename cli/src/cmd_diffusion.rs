@@ -1,4 +1,4 @@
-//! Diffusion application commands (`thermo train-unet`, ...): owned by the U-Net work (issue 6).
+//! Diffusion application commands (`thermo train-unet`, `compile`, `eval`, `quantize`, ...).
 
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Honest metrics (issue 12, item 1): `thermo train-classifier`, `thermo denoise-baselines`,
+//! Honest metrics: `thermo train-classifier`, `thermo denoise-baselines`,
 //! `thermo sample-quality`. Everything is computed in `thermo_diffusion::{classifier, quality}`;
 //! this module parses arguments and prints.
 

@@ -1,4 +1,4 @@
-//! The compiler (issue 6, item 3; DESIGN.md §1, §3; derivation in `docs/compiler.md`): a trained
+//! The identity-unit compiler (`docs/design.md` §1; derivation in `docs/compiler.md`): a trained
 //! U-Net becomes the quadratic energy of a substrate,
 //!
 //! ```text

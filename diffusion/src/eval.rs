@@ -1,6 +1,6 @@
 //! Evaluation of a compiled substrate with its conditioning interface in exact arithmetic
-//! (equilibrium means `A^-1 b`), against the U-Net's own activations (issue 6, item 4;
-//! `docs/compiler.md`).
+//! (equilibrium means `A^-1 b`), against the U-Net's own activations
+//! (`docs/compiler.md`).
 
 use crate::compile::{self, Compiled};
 use crate::data::PIXELS;

@@ -1,4 +1,4 @@
-//! The diffusion application of thermo (issue 6): data, U-Net, compiler.
+//! The diffusion application of thermo: data, U-Net, compilers, training, judges.
 //!
 //! - [`data`]: the UCI 8x8 digits (committed under `data/`), loader and seeded split.
 //! - [`unet`]: a small MLP-style denoising U-Net with hand-written forward/backward passes,
@@ -13,7 +13,7 @@
 //! - [`interface`]: the 4-d encoder + 16-unit transfer network that produces the biases.
 //! - [`eval`]: exact equilibrium means against the U-Net's activations; signal shortfall.
 //! - [`substrate`]: a compiled substrate with its side file, loaded for the engines.
-//! - [`classifier`]: a seeded MLP digit classifier, the judge of sample quality (issue 12).
+//! - [`classifier`]: a seeded MLP digit classifier, the judge of sample quality.
 //! - [`quality`]: denoising baselines (Wiener, mean, identity) and sample-quality metrics.
 //! - [`quantize`]: the quantisation sweep over coupling and state widths; [`plot`] draws it.
 

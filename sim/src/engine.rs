@@ -1,7 +1,7 @@
 //! The update rule, written once and instantiated for `f64` ([`Golden`]) and for the hardware's
 //! fixed point ([`Fixed`]).
 //!
-//! One sweep (Jacobi Euler–Maruyama, DESIGN.md §1, every unit reads the previous state):
+//! One sweep (Jacobi Euler–Maruyama, `docs/design.md` §1, every unit reads the previous state):
 //!
 //! 1. **Bus lines.** For every bus and rank `r`, from the previous state:
 //!    `S_r = sum_j u_rj rho(x_j)` over the encoder module (units in ascending order), then

@@ -6,7 +6,7 @@ use crate::rtl::mem::Mem;
 use crate::rtl::program::{clog2, Datapath, LaneProgram};
 use rust_hdl::prelude::*;
 
-/// One Langevin lane (docs/fixed-point.md §3, step 3; DESIGN.md §6).
+/// One Langevin lane (docs/fixed-point.md §3, step 3; docs/design.md §4).
 ///
 /// **Computes**, for each of its units in turn, exactly `Program::<Fixed>::update_units`:
 /// `acc = d_i x_i`; if the gate of `x_i` is open, `acc = sat32(acc + c_ij rho(x_j))` over the

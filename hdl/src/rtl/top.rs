@@ -73,7 +73,7 @@ fn read_source(p: usize, s: usize, bbits: usize, a: u64) -> usize {
     }
 }
 
-/// The whole substrate (DESIGN.md §6).
+/// The whole substrate (docs/design.md §4).
 ///
 /// **Computes** `n` Jacobi sweeps of `Engine::<Fixed>::sweep` per run: a bus phase in which
 /// every [`BusSide`] forms its `k` lines from the current state buffer, then the unit phase in
