@@ -20,6 +20,7 @@ use thermo_proto::{
     ERROR_KIND,
 };
 use thermo_sim::example::shipped;
+use thermo_sim::example::StimulusRng;
 
 fn req(seq: u8, op: u8, payload: &[u8]) -> Vec<u8> {
     encode_frame(seq, op, payload)
@@ -423,20 +424,6 @@ fn hdl_link_core_verilog_checks() {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// STATUS's substrate counters as the command unit reads them from the mock port: `sweeps` its
 /// word 1, the saturations summed over the lanes and the bus sides; the link's counters zero.
 fn mock_port_status(prog: &HwProgram) -> Status {
@@ -523,7 +510,7 @@ fn hdl_link_command_random_requests_verilator() {
         "IDENTIFY of the RTL and the model"
     );
     let mut replays = 0u32;
-    let mut rng = Rng(2024);
+    let mut rng = StimulusRng(2024);
     let (mut stream, mut want) = (Vec::new(), Vec::new());
     let mut seq = 0u8;
     let mut prev: Option<(u8, Vec<u8>)> = None;

@@ -17,25 +17,9 @@ use thermo_hdl::harness::framing::{frame_verilator, FrameCmd, FrameHarnessOpts};
 use thermo_hdl::link::framing::RxFrame;
 use thermo_proto::crc::crc32;
 use thermo_proto::{cobs, encode_frame, FrameDecoder, MAX_PAYLOAD, MAX_WIRE_FRAME, VERSION};
+use thermo_sim::example::StimulusRng;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-}
-
-fn payload(rng: &mut Rng) -> Vec<u8> {
+fn payload(rng: &mut StimulusRng) -> Vec<u8> {
     let len = match rng.below(10) {
         0..=5 => rng.below(64) as usize,
         6..=7 => rng.below(600) as usize,
@@ -79,7 +63,7 @@ fn raw_frame(version: u8, seq: u8, kind: u8, len_field: u16, payload: &[u8]) -> 
 }
 
 /// A random stream and the valid frames in it that start right after a delimiter.
-fn fuzz_stream(rng: &mut Rng, target: usize) -> (Vec<u8>, Vec<RxFrame>, usize) {
+fn fuzz_stream(rng: &mut StimulusRng, target: usize) -> (Vec<u8>, Vec<RxFrame>, usize) {
     let mut s: Vec<u8> = Vec::new();
     let mut clean = Vec::new();
     let mut segments = 0;
@@ -230,7 +214,7 @@ fn hdl_link_frame_rx_fuzz_verilator() {
     let (mut bytes, mut frames, mut segs, mut cycles) = (0usize, 0u64, 0usize, 0u64);
     let mut errs = [0u64; 3];
     for (seed, pause, gap, hseed, size) in runs {
-        let mut rng = Rng(seed);
+        let mut rng = StimulusRng(seed);
         let (stream, clean, nseg) = fuzz_stream(&mut rng, size);
         let (want, stats) = decoder_frames(&stream);
         let o = frame_verilator(
@@ -300,7 +284,7 @@ fn hdl_link_frame_rx_fuzz_verilator() {
 #[test]
 fn hdl_link_frame_rx_overrun_verilator() {
     let _serial = serial();
-    let mut rng = Rng(9);
+    let mut rng = StimulusRng(9);
     let mut stream = Vec::new();
     let mut lens = Vec::new();
     for i in 0..40 {
@@ -348,7 +332,7 @@ fn hdl_link_frame_rx_overrun_verilator() {
 #[test]
 fn hdl_link_frame_tx_verilator() {
     let _serial = serial();
-    let mut rng = Rng(17);
+    let mut rng = StimulusRng(17);
     let mut cmds = Vec::new();
     let mut frames = Vec::new();
     for _ in 0..1500 {

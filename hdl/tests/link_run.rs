@@ -15,6 +15,7 @@ use thermo_proto::{
     encode_frame, encode_i16s, readout_units, reply_kind, ErrorCode, Frame, FrameDecoder, Opcode,
     Readout, Request, RunRequest, SlotState, Space, Status, ERROR_KIND,
 };
+use thermo_sim::example::StimulusRng;
 use thermo_sim::example::{saturating_config, shipped};
 use thermo_sim::{Fixed, Substrate};
 
@@ -47,20 +48,6 @@ fn run_codes(
     Fixed::run_codes(s, c, run.key, run.burn_in, run.sweeps, ro)
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Compiled biases of `s` (what a slot holds after reset).
 fn compiled_biases(prog: &HwProgram) -> Vec<i32> {
     (0..prog.d)
@@ -69,7 +56,7 @@ fn compiled_biases(prog: &HwProgram) -> Vec<i32> {
 }
 
 /// A conditioning around the compiled biases: each code moved by up to `spread`.
-fn conditioning(base: &[i32], rng: &mut Rng, spread: i64) -> Vec<i32> {
+fn conditioning(base: &[i32], rng: &mut StimulusRng, spread: i64) -> Vec<i32> {
     base.iter()
         .map(|&b| (b as i64 + rng.below(2 * spread as u64 + 1) as i64 - spread) as i32)
         .collect()
@@ -185,7 +172,7 @@ fn hdl_link_run_results_verilator() {
         let r = ro.len();
         let d = prog.d;
         let base = compiled_biases(&prog);
-        let mut rng = Rng(7 + d as u64);
+        let mut rng = StimulusRng(7 + d as u64);
         let spread = if name.starts_with("saturating") {
             1 << 22
         } else {
@@ -343,7 +330,7 @@ fn hdl_link_run_small_link_verilator() {
     let ro = readout_units(&s);
     let r = ro.len();
     let base = compiled_biases(&prog);
-    let mut rng = Rng(99);
+    let mut rng = StimulusRng(99);
     let conds: Vec<Vec<i32>> = (0..2)
         .map(|_| conditioning(&base, &mut rng, 1 << 14))
         .collect();
@@ -418,7 +405,7 @@ fn hdl_link_run_random_requests_verilator() {
     let r = readout_units(&s).len() as u64;
     let base = compiled_biases(&prog);
     let nc = prog.couplings.len() as u64;
-    let mut rng = Rng(4242);
+    let mut rng = StimulusRng(4242);
     let keys = [[1u32, 2, 3], [4, 5, 6], [0xFFFF_FFFF, 0, 1]];
     let mut segs = vec![Vec::new()];
     let mut frames = Vec::new();

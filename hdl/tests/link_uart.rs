@@ -9,20 +9,7 @@ use thermo_hdl::harness::uart::uart_verilator;
 use thermo_hdl::link::uart::{
     baud_increment, decode_line, line_runs, uart_rusthdl, LineEvent, UartScenario,
 };
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn f(&mut self) -> f64 {
-        self.next() as f64 / (1u64 << 31) as f64
-    }
-}
+use thermo_sim::example::StimulusRng;
 
 const RATIOS: [(u64, u64); 6] = [
     (48_000_000, 3_000_000),
@@ -36,7 +23,7 @@ const RATIOS: [(u64, u64); 6] = [
 #[test]
 fn hdl_link_uart_verilator_ratios() {
     let _serial = serial();
-    let mut rng = Rng(0x5eed);
+    let mut rng = StimulusRng(0x5eed);
     let mut total_rx = 0usize;
     let mut total_tx = 0usize;
     let mut total_bad = 0usize;
@@ -70,13 +57,13 @@ fn hdl_link_uart_verilator_ratios() {
                     }
                 }
                 if rng.next() & 3 == 0 {
-                    ev.push(LineEvent::Idle(rng.f() * 3.0));
+                    ev.push(LineEvent::Idle(rng.unit() * 3.0));
                 }
             }
             let tx: Vec<(u8, u32)> = (0..n).map(|_| (rng.next() as u8, 0)).collect();
             let sc = UartScenario {
                 inc,
-                rx_runs: line_runs(&ev, r * sender_skew, rng.f()),
+                rx_runs: line_runs(&ev, r * sender_skew, rng.unit()),
                 tx: tx.clone(),
                 loopback: false,
             };
@@ -163,14 +150,14 @@ fn hdl_link_uart_verilator_ratios() {
 #[test]
 fn hdl_link_uart_rusthdl_equals_verilator() {
     let _serial = serial();
-    let mut rng = Rng(77);
+    let mut rng = StimulusRng(77);
     for (clk, baud) in [(25_000_000u64, 3_000_000u64), (12_000_000, 3_000_000)] {
         let inc = baud_increment(clk, baud).expect("ratio");
         let mut ev = Vec::new();
         for i in 0..60 {
             ev.push(LineEvent::Byte(rng.next() as u8, i % 17 != 3));
             if i % 5 == 0 {
-                ev.push(LineEvent::Idle(rng.f() * 2.0));
+                ev.push(LineEvent::Idle(rng.unit() * 2.0));
             }
         }
         let sc = UartScenario {

@@ -283,3 +283,34 @@ pub fn saturating_config(n: u64) -> SubstrateConfig {
     }
     cfg
 }
+
+/// A small deterministic generator for test stimuli (random bytes, request mixes, clock
+/// jitter): Knuth's MMIX LCG, the upper 31 bits of the state. Not the substrate's noise source.
+#[derive(Clone, Debug)]
+pub struct StimulusRng(pub u64);
+
+impl StimulusRng {
+    /// Next 31-bit value.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+
+    /// A value in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// A byte.
+    pub fn byte(&mut self) -> u8 {
+        self.next() as u8
+    }
+
+    /// A value in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        self.next() as f64 / (1u64 << 31) as f64
+    }
+}
