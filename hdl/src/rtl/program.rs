@@ -4,7 +4,7 @@
 
 use crate::Error;
 use thermo_sim::engine::{Fixed, Program, Side};
-use thermo_sim::model::{Activation, Formats};
+use thermo_sim::model::Formats;
 use thermo_sim::noise::NOISE_FORMAT;
 use thermo_sim::schedule::{Schedule, BUS_GAIN_LATENCY, PIPELINE_DRAIN};
 use thermo_sim::Substrate;
@@ -57,12 +57,7 @@ impl Datapath {
     pub fn new(s: &Substrate) -> Self {
         let f = s.formats;
         let fx = Fixed::new(s);
-        let clamp = match s.activation {
-            Activation::Identity => (i16::MIN, i16::MAX),
-            Activation::Clamp { lo, hi } => {
-                (f.state.quantize(lo).0 as i16, f.state.quantize(hi).0 as i16)
-            }
-        };
+        let clamp = fx.clamp_codes().unwrap_or((i16::MIN, i16::MAX));
         let p = s.lanes as usize;
         Datapath {
             formats: f,
