@@ -4,6 +4,7 @@
 
 use crate::link::sequencer::RunSequencer;
 use crate::rtl::mem::Mem;
+use crate::rtl::port::ConfigPort;
 use crate::rtl::program::{clog2 as bits_for, HwProgram};
 use crate::rtl::top::{ctrl_bits, region};
 use rust_hdl::prelude::*;
@@ -198,9 +199,8 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 ///
 /// **Ports**: `clock`; the receiver's consumer side (`avail`, `rd_off`, `rd_data`, `rd_done`,
 /// `release_bytes`) and its error events `crc_evt`, `framing_evt` (counted here since the last RESET); the transmitter's buffer
-/// port and `seq`, `kind`, `len`, `send`, `busy`; the substrate port `cfg_addr`, `cfg_wdata`,
-/// `cfg_we` (registered outputs), `cfg_rdata` and `running`; `active` (a run is queued or in
-/// progress).
+/// port and `seq`, `kind`, `len`, `send`, `busy`; the substrate port `cfg` ([`ConfigPort`]:
+/// `addr`, `wdata`, `we` are registered outputs); `active` (a run is queued or in progress).
 ///
 /// **Latency** (cycles, from `avail` with the transmitter idle to `send`, the sequencer not
 /// owning the port; otherwise add the rest of its owning phase): header 8 + 3; IDENTIFY 2 per
@@ -254,16 +254,8 @@ pub struct CommandUnit {
     pub send: Signal<Out, Bit>,
     /// The transmitter is busy.
     pub busy: Signal<In, Bit>,
-    /// Substrate port address.
-    pub cfg_addr: Signal<Out, Bits<24>>,
-    /// Substrate port write data.
-    pub cfg_wdata: Signal<Out, Bits<32>>,
-    /// Substrate port write strobe.
-    pub cfg_we: Signal<Out, Bit>,
-    /// Substrate port read data (address of two cycles before).
-    pub cfg_rdata: Signal<In, Bits<32>>,
-    /// The substrate is running sweeps.
-    pub running: Signal<In, Bit>,
+    /// The substrate's configuration port.
+    pub cfg: ConfigPort,
     /// A run is queued or in progress.
     pub active: Signal<Out, Bit>,
     /// The compiled biases (read only, words `0..2^ubits`: RESET's source) and the bias
@@ -484,11 +476,7 @@ impl CommandUnit {
             len: Default::default(),
             send: Default::default(),
             busy: Default::default(),
-            cfg_addr: Default::default(),
-            cfg_wdata: Default::default(),
-            cfg_we: Default::default(),
-            cfg_rdata: Default::default(),
-            running: Default::default(),
+            cfg: Default::default(),
             active: Default::default(),
             bmem: Mem::new(ubits + 1, 32, &{
                 let mut v = biases.clone();
@@ -654,7 +642,7 @@ impl Logic for CommandUnit {
         self.slotmem.write_enable.next = false;
         self.res.read_address.next = self.sx.val();
         self.res.write_address.next = 0.into();
-        self.res.write_data.next = self.cfg_rdata.val();
+        self.res.write_data.next = self.cfg.rdata.val();
         self.res.write_enable.next = false;
         self.coup.read_address.next = self.ix.val();
         self.coup.write_address.next = 0.into();
@@ -721,7 +709,7 @@ impl Logic for CommandUnit {
             self.cin.next = 1.into();
         }
         self.ssum.next = self.sacc.q.val()
-            + bit_cast::<40, 32>(self.cfg_rdata.val())
+            + bit_cast::<40, 32>(self.cfg.rdata.val())
             + bit_cast::<40, 1>(self.cin.val());
         // byte ph of the field being written (bytes 5..7, and byte 4 of field 0, are zero)
         self.sbyte.next = self.sacc.q.val() >> (bit_cast::<40, 3>(self.ph.q.val()) << 3);
@@ -740,8 +728,8 @@ impl Logic for CommandUnit {
         self.runner.next_slot.next = self.queue.q.val().get_bits::<2>(0);
         self.runner.reset.next = self.state.q.val() == CmdState::ResetClear;
         self.runner.slot_rdata.next = self.slotmem.read_data.val();
-        self.runner.cfg_rdata.next = self.cfg_rdata.val();
-        self.runner.running.next = self.running.val();
+        self.runner.cfg_rdata.next = self.cfg.rdata.val();
+        self.runner.running.next = self.cfg.running.val();
         self.csh.next = bit_cast::<8, 2>(self.runner.cur.val()) << 1;
         match self.state.q.val() {
             CmdState::Idle => {
@@ -946,7 +934,7 @@ impl Logic for CommandUnit {
                 self.paddr.d.next = 1.into();
                 self.ph.d.next = self.ph.q.val() + 1;
                 if self.ph.q.val() == 4 {
-                    self.sweep_base.d.next = self.cfg_rdata.val();
+                    self.sweep_base.d.next = self.cfg.rdata.val();
                     self.state.d.next = CmdState::ResetClear;
                 }
             }
@@ -1285,7 +1273,7 @@ impl Logic for CommandUnit {
             self.qn.d.next = self.qn.q.val() - 1;
         }
         if self.runner.base_take.val() {
-            self.sweep_base.d.next = self.cfg_rdata.val();
+            self.sweep_base.d.next = self.cfg.rdata.val();
         }
         if self.runner.done.val() {
             self.runs.d.next = self.runs.q.val() + 1;
@@ -1309,9 +1297,9 @@ impl Logic for CommandUnit {
             self.bp.d.next = self.bp.q.val() + 1;
         }
         self.len.next = self.bp.q.val();
-        self.cfg_addr.next = self.paddr.q.val();
-        self.cfg_wdata.next = self.pwdata.q.val();
-        self.cfg_we.next = self.pwe.q.val();
+        self.cfg.addr.next = self.paddr.q.val();
+        self.cfg.wdata.next = self.pwdata.q.val();
+        self.cfg.we.next = self.pwe.q.val();
     }
 }
 
@@ -1319,8 +1307,7 @@ impl Logic for CommandUnit {
 /// streams, with the substrate port as pins (the Verilator test top of the command unit).
 ///
 /// **Ports**: `clock`; `in_data`, `in_valid` (request bytes); `out_data`, `out_valid`,
-/// `out_ready` (reply bytes); `cfg_addr`, `cfg_wdata`, `cfg_we`, `cfg_rdata` (the substrate
-/// port) and `running`; `active` (a run is queued or in progress); the receiver's counters.
+/// `out_ready` (reply bytes); `cfg` (the substrate port, [`ConfigPort`]); `active` (a run is queued or in progress); the receiver's counters.
 /// **Latency** the sum of its parts. **Proof**
 /// `hdl/tests/link_command.rs`.
 #[derive(LogicBlock)]
@@ -1337,16 +1324,8 @@ pub struct LinkCore {
     pub out_valid: Signal<Out, Bit>,
     /// The consumer takes `out_data`.
     pub out_ready: Signal<In, Bit>,
-    /// Substrate port address.
-    pub cfg_addr: Signal<Out, Bits<24>>,
-    /// Substrate port write data.
-    pub cfg_wdata: Signal<Out, Bits<32>>,
-    /// Substrate port write strobe.
-    pub cfg_we: Signal<Out, Bit>,
-    /// Substrate port read data.
-    pub cfg_rdata: Signal<In, Bits<32>>,
-    /// The substrate is running sweeps.
-    pub running: Signal<In, Bit>,
+    /// The substrate's configuration port.
+    pub cfg: ConfigPort,
     /// A run is queued or in progress.
     pub active: Signal<Out, Bit>,
     /// Frames accepted.
@@ -1374,11 +1353,7 @@ impl LinkCore {
             out_data: Default::default(),
             out_valid: Default::default(),
             out_ready: Default::default(),
-            cfg_addr: Default::default(),
-            cfg_wdata: Default::default(),
-            cfg_we: Default::default(),
-            cfg_rdata: Default::default(),
-            running: Default::default(),
+            cfg: Default::default(),
             active: Default::default(),
             frames: Default::default(),
             crc_errors: Default::default(),
@@ -1418,11 +1393,7 @@ impl Logic for LinkCore {
         self.out_data.next = self.ftx.out_data.val();
         self.out_valid.next = self.ftx.out_valid.val();
         self.ftx.out_ready.next = self.out_ready.val();
-        self.cfg_addr.next = self.cmd.cfg_addr.val();
-        self.cfg_wdata.next = self.cmd.cfg_wdata.val();
-        self.cfg_we.next = self.cmd.cfg_we.val();
-        self.cmd.cfg_rdata.next = self.cfg_rdata.val();
-        self.cmd.running.next = self.running.val();
+        ConfigPort::link(&mut self.cfg, &mut self.cmd.cfg);
         self.active.next = self.cmd.active.val();
         self.frames.next = self.frx.frames.val();
         self.crc_errors.next = self.frx.crc_errors.val();
@@ -1517,11 +1488,7 @@ impl Logic for LinkTop {
         self.utx.valid.next = self.core.out_valid.val();
         self.core.out_ready.next = self.utx.ready.val();
         self.tx.next = self.utx.tx.val();
-        self.sub.cfg_addr.next = self.core.cfg_addr.val();
-        self.sub.cfg_wdata.next = self.core.cfg_wdata.val();
-        self.sub.cfg_we.next = self.core.cfg_we.val();
-        self.core.cfg_rdata.next = self.sub.cfg_rdata.val();
-        self.core.running.next = self.sub.running.val();
+        ConfigPort::join(&mut self.core.cfg, &mut self.sub.cfg);
         self.active.next = self.core.active.val();
         self.frame_errors.next = self.urx.frame_errors.val();
         self.crc_errors.next = self.core.crc_errors.val();
