@@ -2,6 +2,7 @@
 //! accepted against the substrate top's configuration port and hands the replies to
 //! [`crate::link::framing::FrameTx`].
 
+use crate::link::port::{ReplyPort, RequestPort};
 use crate::link::sequencer::RunSequencer;
 use crate::rtl::mem::Mem;
 use crate::rtl::port::ConfigPort;
@@ -197,19 +198,20 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 /// nothing. So STATUS, READOUT and every other request are served while the substrate runs, and
 /// several RUNs queue so the substrate never waits for the link.
 ///
-/// **Ports**: `clock`; the receiver's consumer side (`avail`, `rd_off`, `rd_data`, `rd_done`,
-/// `release_bytes`) and its error events `crc_evt`, `framing_evt` (counted here since the last RESET); the transmitter's buffer
-/// port and `seq`, `kind`, `len`, `send`, `busy`; the substrate port `cfg` ([`ConfigPort`]:
-/// `addr`, `wdata`, `we` are registered outputs); `active` (a run is queued or in progress).
+/// **Ports**: `clock`; `req`, the receiver's consumer side ([`RequestPort`]: the head frame,
+/// its release, and the error events `crc_evt`, `framing_evt`, counted here since the last
+/// RESET); `reply`, the transmitter's buffer and send port ([`ReplyPort`]); `cfg`, the substrate
+/// port ([`ConfigPort`]: `addr`, `wdata`, `we` are registered outputs); `active` (a run is
+/// queued or in progress).
 ///
-/// **Latency** (cycles, from `avail` with the transmitter idle to `send`, the sequencer not
+/// **Latency** (cycles, from `req.avail` with the transmitter idle to `reply.send`, the sequencer not
 /// owning the port; otherwise add the rest of its owning phase): header 8 + 3; IDENTIFY 2 per
 /// reply byte; STATUS 5 per counter read (1 + 2 per lane + 2 per bus side) plus 57; WRITE_MEM
 /// 16 + 10 per word; READ_MEM 16 + 5 per word (space 1: 16 + 1 per byte; space 2: 16 + 3 per
 /// word); RESET 5 per unit plus 7; SET_CONDITIONING 12 + 10 per code (20 when a busy or done
 /// slot's codes are compared first); RUN 16 + 10 per word written (5 words; 20 when compared
 /// first); READOUT 20 + 5 per sum; an error reply 2 (+ the payload bytes read for the check).
-/// Then `rd_done` one cycle later. A run: 4 per unit + 3 per seed word (3 P) + 8, then
+/// Then `req.done` one cycle later. A run: 4 per unit + 3 per seed word (3 P) + 8, then
 /// `(burn_in + sweeps) * cycles_per_sweep` plus about 20, then 5 per readout unit + 2.
 ///
 /// **Proof**: `hdl/tests/link_command.rs`: `hdl_link_command_verilator` (replies equal the
@@ -224,36 +226,10 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 pub struct CommandUnit {
     /// Clock.
     pub clock: Signal<In, Clock>,
-    /// A request frame is available.
-    pub avail: Signal<In, Bit>,
-    /// Offset read in the head frame.
-    pub rd_off: Signal<Out, Bits<12>>,
-    /// Byte at the previous offset.
-    pub rd_data: Signal<In, Bits<8>>,
-    /// Release the head frame.
-    pub rd_done: Signal<Out, Bit>,
-    /// Bytes of the head frame (4 + len).
-    pub release_bytes: Signal<Out, Bits<12>>,
-    /// The receiver counts a CRC error (STATUS counts them since the last RESET).
-    pub crc_evt: Signal<In, Bit>,
-    /// The receiver counts a framing error.
-    pub framing_evt: Signal<In, Bit>,
-    /// Reply buffer write enable.
-    pub buf_we: Signal<Out, Bit>,
-    /// Reply buffer address.
-    pub buf_addr: Signal<Out, Bits<10>>,
-    /// Reply buffer data.
-    pub buf_data: Signal<Out, Bits<8>>,
-    /// Reply sequence number.
-    pub seq: Signal<Out, Bits<8>>,
-    /// Reply kind.
-    pub kind: Signal<Out, Bits<8>>,
-    /// Reply payload length.
-    pub len: Signal<Out, Bits<11>>,
-    /// Send the reply.
-    pub send: Signal<Out, Bit>,
-    /// The transmitter is busy.
-    pub busy: Signal<In, Bit>,
+    /// The frame receiver's consumer side: request frames and the error events.
+    pub req: RequestPort,
+    /// The frame transmitter's input side: the reply.
+    pub reply: ReplyPort,
     /// The substrate's configuration port.
     pub cfg: ConfigPort,
     /// A run is queued or in progress.
@@ -461,21 +437,8 @@ impl CommandUnit {
         let k32 = |v: u32| Constant::new((v as u64).to_bits());
         CommandUnit {
             clock: Default::default(),
-            avail: Default::default(),
-            rd_off: Default::default(),
-            rd_data: Default::default(),
-            rd_done: Default::default(),
-            release_bytes: Default::default(),
-            crc_evt: Default::default(),
-            framing_evt: Default::default(),
-            buf_we: Default::default(),
-            buf_addr: Default::default(),
-            buf_data: Default::default(),
-            seq: Default::default(),
-            kind: Default::default(),
-            len: Default::default(),
-            send: Default::default(),
-            busy: Default::default(),
+            req: Default::default(),
+            reply: Default::default(),
             cfg: Default::default(),
             active: Default::default(),
             bmem: Mem::new(ubits + 1, 32, &{
@@ -651,10 +614,10 @@ impl Logic for CommandUnit {
         // defaults
         self.pwe.d.next = false;
         self.wr.next = false;
-        self.buf_data.next = 0.into();
-        self.rd_done.next = false;
-        self.send.next = false;
-        self.nsr.next = (self.sr.q.val() >> 8) | (bit_cast::<32, 8>(self.rd_data.val()) << 24);
+        self.reply.data.next = 0.into();
+        self.req.done.next = false;
+        self.reply.send.next = false;
+        self.nsr.next = (self.sr.q.val() >> 8) | (bit_cast::<32, 8>(self.req.data.val()) << 24);
         self.sdist.next = self.exp.q.val() - self.hseq.q.val() - 1;
         self.dlen.next = bit_cast::<16, 11>(self.hlen.q.val()) - 5;
         self.nwords.next = self.dlen.val() >> 2;
@@ -670,10 +633,10 @@ impl Logic for CommandUnit {
         self.rend33.next =
             bit_cast::<18, 17>(self.addr.q.val()) + bit_cast::<18, 16>(self.rcnt.val());
         // the receiver's CRC and framing errors since the last RESET
-        if self.crc_evt.val() {
+        if self.req.crc_evt.val() {
             self.crc_cnt.d.next = self.crc_cnt.q.val() + 1;
         }
-        if self.framing_evt.val() {
+        if self.req.framing_evt.val() {
             self.fr_cnt.d.next = self.fr_cnt.q.val() + 1;
         }
         // slots: state of the request's slot (`space` holds payload byte 0)
@@ -733,7 +696,7 @@ impl Logic for CommandUnit {
         self.csh.next = bit_cast::<8, 2>(self.runner.cur.val()) << 1;
         match self.state.q.val() {
             CmdState::Idle => {
-                if self.avail.val() & !self.busy.val() {
+                if self.req.avail.val() & !self.reply.busy.val() {
                     self.off.d.next = 0.into();
                     self.nb.d.next = 4.into();
                     self.ph.d.next = 0.into();
@@ -748,7 +711,7 @@ impl Logic for CommandUnit {
                     self.ph.d.next = 0.into();
                     self.sr.d.next = self.nsr.val();
                     if self.off.q.val() == 4 {
-                        self.space.d.next = self.rd_data.val();
+                        self.space.d.next = self.req.data.val();
                     }
                     if self.off.q.val() == 8 {
                         self.addr.d.next = self.nsr.val().get_bits::<17>(0);
@@ -854,7 +817,7 @@ impl Logic for CommandUnit {
                 } else {
                     self.ph.d.next = 0.into();
                     self.wr.next = true;
-                    self.buf_data.next = self.ident.data.val();
+                    self.reply.data.next = self.ident.data.val();
                     self.k.d.next = self.kq.val() + 1;
                     if self.kq.val() + 1 == self.k_ident_len.val() {
                         self.state.d.next = CmdState::Send;
@@ -887,7 +850,7 @@ impl Logic for CommandUnit {
             CmdState::StatField => {
                 // the u64 field `tag`: bytes 8 tag + ph
                 self.wr.next = true;
-                self.buf_data.next = self.sbyte.val().get_bits::<8>(0);
+                self.reply.data.next = self.sbyte.val().get_bits::<8>(0);
                 self.ph.d.next = self.ph.q.val() + 1;
                 if self.ph.q.val() == 7 {
                     self.ph.d.next = 0.into();
@@ -899,7 +862,7 @@ impl Logic for CommandUnit {
             CmdState::StatWrite => {
                 // bytes 32..47: runs, CRC errors, framing errors, replays
                 self.wr.next = true;
-                self.buf_data.next = self.fsh.val().get_bits::<8>(0);
+                self.reply.data.next = self.fsh.val().get_bits::<8>(0);
                 self.k.d.next = self.kq.val() + 1;
                 if self.kq.val() == 47 {
                     self.state.d.next = CmdState::Send;
@@ -945,11 +908,11 @@ impl Logic for CommandUnit {
                 self.replays.d.next = 0.into();
                 // an error in this very cycle counts after the RESET
                 self.crc_cnt.d.next = 0.into();
-                if self.crc_evt.val() {
+                if self.req.crc_evt.val() {
                     self.crc_cnt.d.next = 1.into();
                 }
                 self.fr_cnt.d.next = 0.into();
-                if self.framing_evt.val() {
+                if self.req.framing_evt.val() {
                     self.fr_cnt.d.next = 1.into();
                 }
                 self.runs.d.next = 0.into();
@@ -992,7 +955,7 @@ impl Logic for CommandUnit {
             }
             CmdState::WmReply => {
                 self.wr.next = true;
-                self.buf_data.next = self.sr.q.val().get_bits::<8>(0);
+                self.reply.data.next = self.sr.q.val().get_bits::<8>(0);
                 self.sr.d.next = self.nsr.val();
                 self.k.d.next = self.kq.val() + 1;
                 if self.kq.val() == 3 {
@@ -1036,7 +999,7 @@ impl Logic for CommandUnit {
                     self.ph.d.next = self.ph.q.val() + 1;
                     if self.ph.q.val() != 0 {
                         self.wr.next = true;
-                        self.buf_data.next = self.wbyte.val().get_bits::<8>(0);
+                        self.reply.data.next = self.wbyte.val().get_bits::<8>(0);
                     }
                     if self.ph.q.val() == 4 {
                         self.ph.d.next = 0.into();
@@ -1049,7 +1012,7 @@ impl Logic for CommandUnit {
                     self.state.d.next = CmdState::Send;
                 } else {
                     self.wr.next = true;
-                    self.buf_data.next = 0.into();
+                    self.reply.data.next = 0.into();
                     self.k.d.next = self.kq.val() + 1;
                 }
             }
@@ -1061,7 +1024,7 @@ impl Logic for CommandUnit {
                     self.ph.d.next = self.ph.q.val() + 1;
                     if self.ph.q.val() != 0 {
                         self.wr.next = true;
-                        self.buf_data.next = self.cbyte.val().get_bits::<8>(0);
+                        self.reply.data.next = self.cbyte.val().get_bits::<8>(0);
                     }
                     if self.ph.q.val() == 2 {
                         self.ph.d.next = 0.into();
@@ -1194,7 +1157,7 @@ impl Logic for CommandUnit {
                 self.ph.d.next = 1.into();
                 if self.ph.q.val() == 1 {
                     self.wr.next = true;
-                    self.buf_data.next = self.cst.q.val();
+                    self.reply.data.next = self.cst.q.val();
                     self.sr.d.next = 0.into();
                     if self.cst.q.val() == 2 {
                         self.sr.d.next = self.slotmem.read_data.val();
@@ -1205,7 +1168,7 @@ impl Logic for CommandUnit {
             }
             CmdState::RoHead => {
                 self.wr.next = true;
-                self.buf_data.next = self.sr.q.val().get_bits::<8>(0);
+                self.reply.data.next = self.sr.q.val().get_bits::<8>(0);
                 self.sr.d.next = self.nsr.val();
                 self.k.d.next = self.kq.val() + 1;
                 self.ph.d.next = 0.into();
@@ -1222,7 +1185,7 @@ impl Logic for CommandUnit {
                     self.ph.d.next = self.ph.q.val() + 1;
                     if self.ph.q.val() != 0 {
                         self.wr.next = true;
-                        self.buf_data.next = self.rbyte.val().get_bits::<8>(0);
+                        self.reply.data.next = self.rbyte.val().get_bits::<8>(0);
                     }
                     if self.ph.q.val() == 4 {
                         self.ph.d.next = 0.into();
@@ -1233,19 +1196,19 @@ impl Logic for CommandUnit {
             CmdState::ErrReply => {
                 self.rerr.d.next = true;
                 self.wr.next = true;
-                self.buf_data.next = self.hkind.q.val();
+                self.reply.data.next = self.hkind.q.val();
                 if self.kq.val() == 1 {
-                    self.buf_data.next = self.ecode.q.val();
+                    self.reply.data.next = self.ecode.q.val();
                     self.state.d.next = CmdState::Send;
                 }
                 self.k.d.next = self.kq.val() + 1;
             }
             CmdState::Send => {
-                self.send.next = true;
+                self.reply.send.next = true;
                 self.state.d.next = CmdState::Release;
             }
             CmdState::Release => {
-                self.rd_done.next = true;
+                self.req.done.next = true;
                 self.state.d.next = CmdState::Idle;
             }
             _ => {
@@ -1281,22 +1244,22 @@ impl Logic for CommandUnit {
                 | (self.k_st2.val() << self.csh.val());
         }
         self.active.next = self.runner.busy.val() | (self.qn.q.val() != 0);
-        self.rd_off.next = self.off.q.val();
+        self.req.off.next = self.off.q.val();
         self.rel16.next = bit_cast::<16, 11>(self.hlen.q.val()) + 4;
-        self.release_bytes.next = self.rel16.val().get_bits::<12>(0);
-        self.seq.next = self.hseq.q.val();
-        self.kind.next = self.hkind.q.val() | 0x80;
+        self.req.release.next = self.rel16.val().get_bits::<12>(0);
+        self.reply.seq.next = self.hseq.q.val();
+        self.reply.kind.next = self.hkind.q.val() | 0x80;
         if self.rerr.q.val() {
-            self.kind.next = self.k_error.val();
+            self.reply.kind.next = self.k_error.val();
         }
         // the reply's bytes are written in order from 0: `bp` is the next byte's address and,
         // at `send`, the payload length
-        self.buf_we.next = self.wr.val();
-        self.buf_addr.next = self.bp.q.val().get_bits::<10>(0);
+        self.reply.we.next = self.wr.val();
+        self.reply.addr.next = self.bp.q.val().get_bits::<10>(0);
         if self.wr.val() {
             self.bp.d.next = self.bp.q.val() + 1;
         }
-        self.len.next = self.bp.q.val();
+        self.reply.len.next = self.bp.q.val();
         self.cfg.addr.next = self.paddr.q.val();
         self.cfg.wdata.next = self.pwdata.q.val();
         self.cfg.we.next = self.pwe.q.val();
@@ -1375,21 +1338,8 @@ impl Logic for LinkCore {
         self.ftx.clock.next = self.clock.val();
         self.frx.in_data.next = self.in_data.val();
         self.frx.in_valid.next = self.in_valid.val();
-        self.cmd.avail.next = self.frx.avail.val();
-        self.frx.rd_off.next = self.cmd.rd_off.val();
-        self.cmd.rd_data.next = self.frx.rd_data.val();
-        self.frx.rd_done.next = self.cmd.rd_done.val();
-        self.frx.release_bytes.next = self.cmd.release_bytes.val();
-        self.cmd.crc_evt.next = self.frx.crc_evt.val();
-        self.cmd.framing_evt.next = self.frx.framing_evt.val();
-        self.ftx.buf_we.next = self.cmd.buf_we.val();
-        self.ftx.buf_addr.next = self.cmd.buf_addr.val();
-        self.ftx.buf_data.next = self.cmd.buf_data.val();
-        self.ftx.seq.next = self.cmd.seq.val();
-        self.ftx.kind.next = self.cmd.kind.val();
-        self.ftx.len.next = self.cmd.len.val();
-        self.ftx.send.next = self.cmd.send.val();
-        self.cmd.busy.next = self.ftx.busy.val();
+        RequestPort::join(&mut self.cmd.req, &mut self.frx.req);
+        ReplyPort::join(&mut self.cmd.reply, &mut self.ftx.reply);
         self.out_data.next = self.ftx.out_data.val();
         self.out_valid.next = self.ftx.out_valid.val();
         self.ftx.out_ready.next = self.out_ready.val();
@@ -1399,7 +1349,7 @@ impl Logic for LinkCore {
         self.crc_errors.next = self.frx.crc_errors.val();
         self.framing_errors.next = self.frx.framing_errors.val();
         self.overruns.next = self.frx.overruns.val();
-        self.error_evt.next = self.frx.crc_evt.val() | self.frx.framing_evt.val();
+        self.error_evt.next = self.frx.req.crc_evt.val() | self.frx.req.framing_evt.val();
     }
 }
 
