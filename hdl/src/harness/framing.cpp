@@ -9,14 +9,14 @@ static unsigned rnd() { rng = rng * 6364136223846793005ULL + 1442695040888963407
 static int cs = 0; static unsigned k = 0, got = 0, flen = 0; static unsigned char fb[2048];
 static int drain = 1;
 static void consumer_before() {
-    t->rd_done = 0;
-    if (cs == 0 && drain && t->avail) { cs = 1; k = 0; got = 0; }
-    if (cs == 1) t->rd_off = k;
-    if (cs == 2) { t->rd_done = 1; t->release_bytes = 4 + flen; }
+    t->req__024done = 0;
+    if (cs == 0 && drain && t->req__024avail) { cs = 1; k = 0; got = 0; }
+    if (cs == 1) t->req__024off = k;
+    if (cs == 2) { t->req__024done = 1; t->req__024release = 4 + flen; }
 }
 static void consumer_after() {
     if (cs == 1) {
-        if (got < sizeof(fb)) fb[got] = (unsigned char)t->rd_data;
+        if (got < sizeof(fb)) fb[got] = (unsigned char)t->req__024data;
         got++; k++;
         if (got == 4) flen = fb[2] | (fb[3] << 8);
         if (got >= 4 && got == 4 + flen) cs = 2;
@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
     unsigned ready_pct = atoi(argv[4]); drain = atoi(argv[5]);
     int seeded = rng != 0; if (!rng) rng = 1;
     t = new Vtop;
-    t->clock = 0; t->in_valid = 0; t->rd_done = 0; t->buf_we = 0; t->send = 0; t->out_ready = 0;
+    t->clock = 0; t->in_valid = 0; t->req__024done = 0; t->reply__024we = 0; t->reply__024send = 0; t->out_ready = 0;
     t->eval();
     char op[4];
     std::vector<unsigned char> v;
@@ -52,9 +52,9 @@ int main(int argc, char** argv) {
             v.resize(n);
             for (size_t i = 0; i < n; i++) { int b = read_hex_byte(); if (b < 0) return 2; v[i] = b; }
             size_t i = 0; unsigned wait = 0;
-            while (i < n || cs != 0 || (drain && t->avail)) {
+            while (i < n || cs != 0 || (drain && t->req__024avail)) {
                 consumer_before();
-                int feed = i < n && wait == 0 && !(pause && (cs != 0 || t->avail));
+                int feed = i < n && wait == 0 && !(pause && (cs != 0 || t->req__024avail));
                 t->in_valid = feed; t->in_data = feed ? v[i] : 0;
                 clock_edge();
                 consumer_after();
@@ -67,14 +67,14 @@ int main(int argc, char** argv) {
             unsigned seq, kind; size_t n; if (scanf("%u %u %zu", &seq, &kind, &n) != 3) return 2;
             for (size_t i = 0; i < n; i++) {
                 int b = read_hex_byte(); if (b < 0) return 2;
-                t->buf_we = 1; t->buf_addr = i; t->buf_data = b; clock_edge();
+                t->reply__024we = 1; t->reply__024addr = i; t->reply__024data = b; clock_edge();
             }
-            t->buf_we = 0; t->seq = seq; t->kind = kind; t->len = n; t->send = 1; clock_edge(); t->send = 0;
+            t->reply__024we = 0; t->reply__024seq = seq; t->reply__024kind = kind; t->reply__024len = n; t->reply__024send = 1; clock_edge(); t->reply__024send = 0;
             printf("O ");
             unsigned long long lim = cyc + 100000;
             for (;;) {
                 t->out_ready = (rnd() % 100) < ready_pct; t->eval();
-                if (!t->busy) break;
+                if (!t->reply__024busy) break;
                 if (t->out_valid && t->out_ready) printf("%02x", (unsigned)t->out_data);
                 clock_edge();
                 if (cyc > lim) { fprintf(stderr, "transmitter hangs\n"); return 1; }

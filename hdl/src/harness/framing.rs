@@ -8,7 +8,7 @@ use crate::link::framing::{frame_pair_verilog, RxCounters, RxFrame};
 /// a frame is available or being read); `T seq kind n <hex>` writes a payload into the
 /// transmitter's buffer and sends it with `out_ready` high on `ready_pct`% of the clocks;
 /// `Q` ends. With `drain` = 0 the consumer never reads (ring overrun test). The consumer reads
-/// the head frame one byte per clock (`rd_off` then `rd_data` after the edge) and releases it.
+/// the head frame one byte per clock (`req.off` then `req.data` after the edge) and releases it.
 /// Output: `A seq kind <payload hex>` per frame read, `O <hex>` per frame sent, `C frames
 /// crc_errors framing_errors overruns cycles` at the end.
 pub const FRAME_HARNESS: &str = include_str!("framing.cpp");

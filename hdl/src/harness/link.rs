@@ -17,7 +17,7 @@ pub fn mock_port_value(addr: u32) -> u32 {
 /// C++ harness of [`LinkCore`] with a mock substrate port (written words are remembered and
 /// printed as `W addr data`; other addresses read [`mock_port_value`]; read data arrives two
 /// cycles after the address like `SubstrateTop`'s; a START write to control offset 0 raises
-/// `running` for `50 + (n_sweeps & 255)` cycles, `n_sweeps` being the word last written to
+/// `cfg.running` for `50 + (n_sweeps & 255)` cycles, `n_sweeps` being the word last written to
 /// offset 1). Stdin: `n` and `n` hex-encoded request bytes, fed one per clock (`out_ready` high
 /// on 3 clocks of 4); it then runs until the link has been quiet (no reply byte, no port write,
 /// `active` low) for 50000 clocks. Further segments (`n` and `n` bytes) follow the same way. Stdout: `W` lines, then `O <reply bytes hex>`, then `C frames

@@ -10,7 +10,7 @@ int main(int argc, char** argv) {
     unsigned long long gap = argc > 1 ? strtoull(argv[1], 0, 0) : 1; if (!gap) gap = 1;
     std::map<unsigned, unsigned> mem; std::string out;
     unsigned rsel = 0, rdata = 0, run_left = 0; unsigned long long cyc = 0, quiet = 0;
-    t->clock = 0; t->in_valid = 0; t->out_ready = 0; t->cfg_rdata = 0; t->running = 0; t->eval();
+    t->clock = 0; t->in_valid = 0; t->out_ready = 0; t->cfg__024rdata = 0; t->cfg__024running = 0; t->eval();
     size_t n; int segs = 0;
     while (scanf("%zu", &n) == 1) {
     segs++;
@@ -21,12 +21,12 @@ int main(int argc, char** argv) {
         int feed = i < n && cyc % gap == 0;
         t->in_valid = feed; t->in_data = feed ? (unsigned char)in[i] : 0;
         t->out_ready = (cyc & 3) != 0;
-        t->cfg_rdata = rdata;
-        t->running = run_left != 0;
+        t->cfg__024rdata = rdata;
+        t->cfg__024running = run_left != 0;
         t->eval();
         int active = t->active;
         if (t->out_valid && t->out_ready) { out.push_back((char)t->out_data); active = 1; }
-        unsigned a = t->cfg_addr, wd = t->cfg_wdata; int we = t->cfg_we;
+        unsigned a = t->cfg__024addr, wd = t->cfg__024wdata; int we = t->cfg__024we;
         if (we) { printf("W %u %u\n", a, wd); active = 1; }
         // the port: rdata <= word(rsel); rsel <= addr; write
         auto it = mem.find(rsel);

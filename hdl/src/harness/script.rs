@@ -11,12 +11,12 @@ use thermo_sim::noise::Taus88;
 /// One script command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cmd {
-    /// One cycle with `cfg_we` and the address/data.
+    /// One cycle with `cfg.we` and the address/data.
     Write(u32, u32),
     /// `n` idle cycles.
     Idle(u32),
-    /// Start a run (`n_sweeps` must be set) and clock until `running` falls; responds with the
-    /// number of cycles `running` was high.
+    /// Start a run (`n_sweeps` must be set) and clock until `cfg.running` falls; responds with the
+    /// number of cycles `cfg.running` was high.
     Run,
     /// Pipelined reads (one address per cycle, data two cycles later); responds with the words.
     Read(Vec<u32>),
@@ -91,9 +91,9 @@ pub fn run_rusthdl(
     }
     let mut out = Vec::new();
     let mut cycle = |top: &mut SubstrateTop, a: u32, d: u32, we: bool| -> Result<(), Error> {
-        top.cfg_addr.next = (a as u64).to_bits();
-        top.cfg_wdata.next = (d as u64).to_bits();
-        top.cfg_we.next = we;
+        top.cfg.addr.next = (a as u64).to_bits();
+        top.cfg.wdata.next = (d as u64).to_bits();
+        top.cfg.we.next = we;
         settle(top).map_err(Error::Other)?;
         tick(top, clk).map_err(Error::Other)?;
         on_cycle(top);
@@ -110,7 +110,7 @@ pub fn run_rusthdl(
             Cmd::Run => {
                 cycle(top, addr(region::CTRL, 0), ctrl_bits::START, true)?;
                 let mut n = 0u64;
-                while top.running.val() {
+                while top.cfg.running.val() {
                     cycle(top, 0x00F0_0000, 0, false)?;
                     n += 1;
                     if n > 1 << 31 {
@@ -126,10 +126,10 @@ pub fn run_rusthdl(
                 let n = addrs.len();
                 for k in 0..n + 2 {
                     let a = if k < n { addrs[k] } else { 0x00F0_0000 };
-                    // the word for address k-2 is on cfg_rdata during cycle k
+                    // the word for address k-2 is on cfg.rdata during cycle k
                     settle(top).map_err(Error::Other)?;
                     if k >= 2 {
-                        out.push(top.cfg_rdata.val().to_u64());
+                        out.push(top.cfg.rdata.val().to_u64());
                     }
                     cycle(top, a, 0, false)?;
                 }
@@ -207,7 +207,7 @@ mod tests {
                 addr(region::CTRL, 2),
             ]));
             let mut running = Vec::new();
-            let resp = run_rusthdl(&mut top, &sc, |t| running.push(t.running.val())).unwrap();
+            let resp = run_rusthdl(&mut top, &sc, |t| running.push(t.cfg.running.val())).unwrap();
             let start = sc.len() - 3;
             let cfg_cycles: usize = sc[..start]
                 .iter()

@@ -14,7 +14,7 @@ static uint64_t simtime = 0;
 static VerilatedVcdC* tfp = 0;
 #endif
 static void cycle(unsigned a, unsigned d, int we) {
-    t->cfg_addr = a; t->cfg_wdata = d; t->cfg_we = we;
+    t->cfg__024addr = a; t->cfg__024wdata = d; t->cfg__024we = we;
     t->eval();
 #if VM_TRACE
     if (tfp) tfp->dump(simtime);
@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
         tfp->open(argv[1]);
     }
 #endif
-    t->clock = 0; t->cfg_we = 0; t->eval();
+    t->clock = 0; t->cfg__024we = 0; t->eval();
     char op[8];
     while (scanf("%7s", op) == 1) {
         if (op[0] == 'Q') break;
@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
         else if (op[0] == 'S') {
             cycle(0, 1, 1);
             unsigned long long n = 0;
-            while (t->running) { cycle(0xF00000u, 0, 0); n++; }
+            while (t->cfg__024running) { cycle(0xF00000u, 0, 0); n++; }
             printf("%llu\n", n);
         } else if (op[0] == 'R') {
             unsigned n; if (scanf("%u", &n) != 1) return 2;
@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
             for (unsigned i = 0; i < n; i++) if (scanf("%u", &a[i]) != 1) return 2;
             for (unsigned k = 0; k < n + 2; k++) {
                 t->eval();
-                if (k >= 2) printf("%u\n", (unsigned)t->cfg_rdata);
+                if (k >= 2) printf("%u\n", (unsigned)t->cfg__024rdata);
                 cycle(k < n ? a[k] : 0xF00000u, 0, 0);
             }
             free(a);

@@ -128,7 +128,7 @@ pub fn rtl_gtkw(s: &Substrate, prog: &HwProgram, rtl_vcd: &Path) -> String {
     };
     let t = "TOP.top.";
     o.push_str(&format!("@{:x}\n-controller\n", GRP_BEGIN | BLANK));
-    bit(&mut o, &format!("{t}running"));
+    bit(&mut o, &format!("{t}cfg$running"));
     dec(&mut o, &format!("{t}ctrl$c[31:0]"));
     bit(&mut o, &format!("{t}ctrl$rbuf"));
     dec(&mut o, &format!("{t}ctrl$sweeps[31:0]"));

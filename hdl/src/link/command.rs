@@ -2,8 +2,10 @@
 //! accepted against the substrate top's configuration port and hands the replies to
 //! [`crate::link::framing::FrameTx`].
 
+use crate::link::port::{ReplyPort, RequestPort};
 use crate::link::sequencer::RunSequencer;
 use crate::rtl::mem::Mem;
+use crate::rtl::port::ConfigPort;
 use crate::rtl::program::{clog2 as bits_for, HwProgram};
 use crate::rtl::top::{ctrl_bits, region};
 use rust_hdl::prelude::*;
@@ -196,20 +198,20 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 /// nothing. So STATUS, READOUT and every other request are served while the substrate runs, and
 /// several RUNs queue so the substrate never waits for the link.
 ///
-/// **Ports**: `clock`; the receiver's consumer side (`avail`, `rd_off`, `rd_data`, `rd_done`,
-/// `release_bytes`) and its error events `crc_evt`, `framing_evt` (counted here since the last RESET); the transmitter's buffer
-/// port and `seq`, `kind`, `len`, `send`, `busy`; the substrate port `cfg_addr`, `cfg_wdata`,
-/// `cfg_we` (registered outputs), `cfg_rdata` and `running`; `active` (a run is queued or in
-/// progress).
+/// **Ports**: `clock`; `req`, the receiver's consumer side ([`RequestPort`]: the head frame,
+/// its release, and the error events `crc_evt`, `framing_evt`, counted here since the last
+/// RESET); `reply`, the transmitter's buffer and send port ([`ReplyPort`]); `cfg`, the substrate
+/// port ([`ConfigPort`]: `addr`, `wdata`, `we` are registered outputs); `active` (a run is
+/// queued or in progress).
 ///
-/// **Latency** (cycles, from `avail` with the transmitter idle to `send`, the sequencer not
+/// **Latency** (cycles, from `req.avail` with the transmitter idle to `reply.send`, the sequencer not
 /// owning the port; otherwise add the rest of its owning phase): header 8 + 3; IDENTIFY 2 per
 /// reply byte; STATUS 5 per counter read (1 + 2 per lane + 2 per bus side) plus 57; WRITE_MEM
 /// 16 + 10 per word; READ_MEM 16 + 5 per word (space 1: 16 + 1 per byte; space 2: 16 + 3 per
 /// word); RESET 5 per unit plus 7; SET_CONDITIONING 12 + 10 per code (20 when a busy or done
 /// slot's codes are compared first); RUN 16 + 10 per word written (5 words; 20 when compared
 /// first); READOUT 20 + 5 per sum; an error reply 2 (+ the payload bytes read for the check).
-/// Then `rd_done` one cycle later. A run: 4 per unit + 3 per seed word (3 P) + 8, then
+/// Then `req.done` one cycle later. A run: 4 per unit + 3 per seed word (3 P) + 8, then
 /// `(burn_in + sweeps) * cycles_per_sweep` plus about 20, then 5 per readout unit + 2.
 ///
 /// **Proof**: `hdl/tests/link_command.rs`: `hdl_link_command_verilator` (replies equal the
@@ -224,46 +226,12 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 pub struct CommandUnit {
     /// Clock.
     pub clock: Signal<In, Clock>,
-    /// A request frame is available.
-    pub avail: Signal<In, Bit>,
-    /// Offset read in the head frame.
-    pub rd_off: Signal<Out, Bits<12>>,
-    /// Byte at the previous offset.
-    pub rd_data: Signal<In, Bits<8>>,
-    /// Release the head frame.
-    pub rd_done: Signal<Out, Bit>,
-    /// Bytes of the head frame (4 + len).
-    pub release_bytes: Signal<Out, Bits<12>>,
-    /// The receiver counts a CRC error (STATUS counts them since the last RESET).
-    pub crc_evt: Signal<In, Bit>,
-    /// The receiver counts a framing error.
-    pub framing_evt: Signal<In, Bit>,
-    /// Reply buffer write enable.
-    pub buf_we: Signal<Out, Bit>,
-    /// Reply buffer address.
-    pub buf_addr: Signal<Out, Bits<10>>,
-    /// Reply buffer data.
-    pub buf_data: Signal<Out, Bits<8>>,
-    /// Reply sequence number.
-    pub seq: Signal<Out, Bits<8>>,
-    /// Reply kind.
-    pub kind: Signal<Out, Bits<8>>,
-    /// Reply payload length.
-    pub len: Signal<Out, Bits<11>>,
-    /// Send the reply.
-    pub send: Signal<Out, Bit>,
-    /// The transmitter is busy.
-    pub busy: Signal<In, Bit>,
-    /// Substrate port address.
-    pub cfg_addr: Signal<Out, Bits<24>>,
-    /// Substrate port write data.
-    pub cfg_wdata: Signal<Out, Bits<32>>,
-    /// Substrate port write strobe.
-    pub cfg_we: Signal<Out, Bit>,
-    /// Substrate port read data (address of two cycles before).
-    pub cfg_rdata: Signal<In, Bits<32>>,
-    /// The substrate is running sweeps.
-    pub running: Signal<In, Bit>,
+    /// The frame receiver's consumer side: request frames and the error events.
+    pub req: RequestPort,
+    /// The frame transmitter's input side: the reply.
+    pub reply: ReplyPort,
+    /// The substrate's configuration port.
+    pub cfg: ConfigPort,
     /// A run is queued or in progress.
     pub active: Signal<Out, Bit>,
     /// The compiled biases (read only, words `0..2^ubits`: RESET's source) and the bias
@@ -469,26 +437,9 @@ impl CommandUnit {
         let k32 = |v: u32| Constant::new((v as u64).to_bits());
         CommandUnit {
             clock: Default::default(),
-            avail: Default::default(),
-            rd_off: Default::default(),
-            rd_data: Default::default(),
-            rd_done: Default::default(),
-            release_bytes: Default::default(),
-            crc_evt: Default::default(),
-            framing_evt: Default::default(),
-            buf_we: Default::default(),
-            buf_addr: Default::default(),
-            buf_data: Default::default(),
-            seq: Default::default(),
-            kind: Default::default(),
-            len: Default::default(),
-            send: Default::default(),
-            busy: Default::default(),
-            cfg_addr: Default::default(),
-            cfg_wdata: Default::default(),
-            cfg_we: Default::default(),
-            cfg_rdata: Default::default(),
-            running: Default::default(),
+            req: Default::default(),
+            reply: Default::default(),
+            cfg: Default::default(),
             active: Default::default(),
             bmem: Mem::new(ubits + 1, 32, &{
                 let mut v = biases.clone();
@@ -654,7 +605,7 @@ impl Logic for CommandUnit {
         self.slotmem.write_enable.next = false;
         self.res.read_address.next = self.sx.val();
         self.res.write_address.next = 0.into();
-        self.res.write_data.next = self.cfg_rdata.val();
+        self.res.write_data.next = self.cfg.rdata.val();
         self.res.write_enable.next = false;
         self.coup.read_address.next = self.ix.val();
         self.coup.write_address.next = 0.into();
@@ -663,10 +614,10 @@ impl Logic for CommandUnit {
         // defaults
         self.pwe.d.next = false;
         self.wr.next = false;
-        self.buf_data.next = 0.into();
-        self.rd_done.next = false;
-        self.send.next = false;
-        self.nsr.next = (self.sr.q.val() >> 8) | (bit_cast::<32, 8>(self.rd_data.val()) << 24);
+        self.reply.data.next = 0.into();
+        self.req.done.next = false;
+        self.reply.send.next = false;
+        self.nsr.next = (self.sr.q.val() >> 8) | (bit_cast::<32, 8>(self.req.data.val()) << 24);
         self.sdist.next = self.exp.q.val() - self.hseq.q.val() - 1;
         self.dlen.next = bit_cast::<16, 11>(self.hlen.q.val()) - 5;
         self.nwords.next = self.dlen.val() >> 2;
@@ -682,10 +633,10 @@ impl Logic for CommandUnit {
         self.rend33.next =
             bit_cast::<18, 17>(self.addr.q.val()) + bit_cast::<18, 16>(self.rcnt.val());
         // the receiver's CRC and framing errors since the last RESET
-        if self.crc_evt.val() {
+        if self.req.crc_evt.val() {
             self.crc_cnt.d.next = self.crc_cnt.q.val() + 1;
         }
-        if self.framing_evt.val() {
+        if self.req.framing_evt.val() {
             self.fr_cnt.d.next = self.fr_cnt.q.val() + 1;
         }
         // slots: state of the request's slot (`space` holds payload byte 0)
@@ -721,7 +672,7 @@ impl Logic for CommandUnit {
             self.cin.next = 1.into();
         }
         self.ssum.next = self.sacc.q.val()
-            + bit_cast::<40, 32>(self.cfg_rdata.val())
+            + bit_cast::<40, 32>(self.cfg.rdata.val())
             + bit_cast::<40, 1>(self.cin.val());
         // byte ph of the field being written (bytes 5..7, and byte 4 of field 0, are zero)
         self.sbyte.next = self.sacc.q.val() >> (bit_cast::<40, 3>(self.ph.q.val()) << 3);
@@ -740,12 +691,12 @@ impl Logic for CommandUnit {
         self.runner.next_slot.next = self.queue.q.val().get_bits::<2>(0);
         self.runner.reset.next = self.state.q.val() == CmdState::ResetClear;
         self.runner.slot_rdata.next = self.slotmem.read_data.val();
-        self.runner.cfg_rdata.next = self.cfg_rdata.val();
-        self.runner.running.next = self.running.val();
+        self.runner.cfg_rdata.next = self.cfg.rdata.val();
+        self.runner.running.next = self.cfg.running.val();
         self.csh.next = bit_cast::<8, 2>(self.runner.cur.val()) << 1;
         match self.state.q.val() {
             CmdState::Idle => {
-                if self.avail.val() & !self.busy.val() {
+                if self.req.avail.val() & !self.reply.busy.val() {
                     self.off.d.next = 0.into();
                     self.nb.d.next = 4.into();
                     self.ph.d.next = 0.into();
@@ -760,7 +711,7 @@ impl Logic for CommandUnit {
                     self.ph.d.next = 0.into();
                     self.sr.d.next = self.nsr.val();
                     if self.off.q.val() == 4 {
-                        self.space.d.next = self.rd_data.val();
+                        self.space.d.next = self.req.data.val();
                     }
                     if self.off.q.val() == 8 {
                         self.addr.d.next = self.nsr.val().get_bits::<17>(0);
@@ -866,7 +817,7 @@ impl Logic for CommandUnit {
                 } else {
                     self.ph.d.next = 0.into();
                     self.wr.next = true;
-                    self.buf_data.next = self.ident.data.val();
+                    self.reply.data.next = self.ident.data.val();
                     self.k.d.next = self.kq.val() + 1;
                     if self.kq.val() + 1 == self.k_ident_len.val() {
                         self.state.d.next = CmdState::Send;
@@ -899,7 +850,7 @@ impl Logic for CommandUnit {
             CmdState::StatField => {
                 // the u64 field `tag`: bytes 8 tag + ph
                 self.wr.next = true;
-                self.buf_data.next = self.sbyte.val().get_bits::<8>(0);
+                self.reply.data.next = self.sbyte.val().get_bits::<8>(0);
                 self.ph.d.next = self.ph.q.val() + 1;
                 if self.ph.q.val() == 7 {
                     self.ph.d.next = 0.into();
@@ -911,7 +862,7 @@ impl Logic for CommandUnit {
             CmdState::StatWrite => {
                 // bytes 32..47: runs, CRC errors, framing errors, replays
                 self.wr.next = true;
-                self.buf_data.next = self.fsh.val().get_bits::<8>(0);
+                self.reply.data.next = self.fsh.val().get_bits::<8>(0);
                 self.k.d.next = self.kq.val() + 1;
                 if self.kq.val() == 47 {
                     self.state.d.next = CmdState::Send;
@@ -946,7 +897,7 @@ impl Logic for CommandUnit {
                 self.paddr.d.next = 1.into();
                 self.ph.d.next = self.ph.q.val() + 1;
                 if self.ph.q.val() == 4 {
-                    self.sweep_base.d.next = self.cfg_rdata.val();
+                    self.sweep_base.d.next = self.cfg.rdata.val();
                     self.state.d.next = CmdState::ResetClear;
                 }
             }
@@ -957,11 +908,11 @@ impl Logic for CommandUnit {
                 self.replays.d.next = 0.into();
                 // an error in this very cycle counts after the RESET
                 self.crc_cnt.d.next = 0.into();
-                if self.crc_evt.val() {
+                if self.req.crc_evt.val() {
                     self.crc_cnt.d.next = 1.into();
                 }
                 self.fr_cnt.d.next = 0.into();
-                if self.framing_evt.val() {
+                if self.req.framing_evt.val() {
                     self.fr_cnt.d.next = 1.into();
                 }
                 self.runs.d.next = 0.into();
@@ -1004,7 +955,7 @@ impl Logic for CommandUnit {
             }
             CmdState::WmReply => {
                 self.wr.next = true;
-                self.buf_data.next = self.sr.q.val().get_bits::<8>(0);
+                self.reply.data.next = self.sr.q.val().get_bits::<8>(0);
                 self.sr.d.next = self.nsr.val();
                 self.k.d.next = self.kq.val() + 1;
                 if self.kq.val() == 3 {
@@ -1048,7 +999,7 @@ impl Logic for CommandUnit {
                     self.ph.d.next = self.ph.q.val() + 1;
                     if self.ph.q.val() != 0 {
                         self.wr.next = true;
-                        self.buf_data.next = self.wbyte.val().get_bits::<8>(0);
+                        self.reply.data.next = self.wbyte.val().get_bits::<8>(0);
                     }
                     if self.ph.q.val() == 4 {
                         self.ph.d.next = 0.into();
@@ -1061,7 +1012,7 @@ impl Logic for CommandUnit {
                     self.state.d.next = CmdState::Send;
                 } else {
                     self.wr.next = true;
-                    self.buf_data.next = 0.into();
+                    self.reply.data.next = 0.into();
                     self.k.d.next = self.kq.val() + 1;
                 }
             }
@@ -1073,7 +1024,7 @@ impl Logic for CommandUnit {
                     self.ph.d.next = self.ph.q.val() + 1;
                     if self.ph.q.val() != 0 {
                         self.wr.next = true;
-                        self.buf_data.next = self.cbyte.val().get_bits::<8>(0);
+                        self.reply.data.next = self.cbyte.val().get_bits::<8>(0);
                     }
                     if self.ph.q.val() == 2 {
                         self.ph.d.next = 0.into();
@@ -1206,7 +1157,7 @@ impl Logic for CommandUnit {
                 self.ph.d.next = 1.into();
                 if self.ph.q.val() == 1 {
                     self.wr.next = true;
-                    self.buf_data.next = self.cst.q.val();
+                    self.reply.data.next = self.cst.q.val();
                     self.sr.d.next = 0.into();
                     if self.cst.q.val() == 2 {
                         self.sr.d.next = self.slotmem.read_data.val();
@@ -1217,7 +1168,7 @@ impl Logic for CommandUnit {
             }
             CmdState::RoHead => {
                 self.wr.next = true;
-                self.buf_data.next = self.sr.q.val().get_bits::<8>(0);
+                self.reply.data.next = self.sr.q.val().get_bits::<8>(0);
                 self.sr.d.next = self.nsr.val();
                 self.k.d.next = self.kq.val() + 1;
                 self.ph.d.next = 0.into();
@@ -1234,7 +1185,7 @@ impl Logic for CommandUnit {
                     self.ph.d.next = self.ph.q.val() + 1;
                     if self.ph.q.val() != 0 {
                         self.wr.next = true;
-                        self.buf_data.next = self.rbyte.val().get_bits::<8>(0);
+                        self.reply.data.next = self.rbyte.val().get_bits::<8>(0);
                     }
                     if self.ph.q.val() == 4 {
                         self.ph.d.next = 0.into();
@@ -1245,19 +1196,19 @@ impl Logic for CommandUnit {
             CmdState::ErrReply => {
                 self.rerr.d.next = true;
                 self.wr.next = true;
-                self.buf_data.next = self.hkind.q.val();
+                self.reply.data.next = self.hkind.q.val();
                 if self.kq.val() == 1 {
-                    self.buf_data.next = self.ecode.q.val();
+                    self.reply.data.next = self.ecode.q.val();
                     self.state.d.next = CmdState::Send;
                 }
                 self.k.d.next = self.kq.val() + 1;
             }
             CmdState::Send => {
-                self.send.next = true;
+                self.reply.send.next = true;
                 self.state.d.next = CmdState::Release;
             }
             CmdState::Release => {
-                self.rd_done.next = true;
+                self.req.done.next = true;
                 self.state.d.next = CmdState::Idle;
             }
             _ => {
@@ -1285,7 +1236,7 @@ impl Logic for CommandUnit {
             self.qn.d.next = self.qn.q.val() - 1;
         }
         if self.runner.base_take.val() {
-            self.sweep_base.d.next = self.cfg_rdata.val();
+            self.sweep_base.d.next = self.cfg.rdata.val();
         }
         if self.runner.done.val() {
             self.runs.d.next = self.runs.q.val() + 1;
@@ -1293,25 +1244,25 @@ impl Logic for CommandUnit {
                 | (self.k_st2.val() << self.csh.val());
         }
         self.active.next = self.runner.busy.val() | (self.qn.q.val() != 0);
-        self.rd_off.next = self.off.q.val();
+        self.req.off.next = self.off.q.val();
         self.rel16.next = bit_cast::<16, 11>(self.hlen.q.val()) + 4;
-        self.release_bytes.next = self.rel16.val().get_bits::<12>(0);
-        self.seq.next = self.hseq.q.val();
-        self.kind.next = self.hkind.q.val() | 0x80;
+        self.req.release.next = self.rel16.val().get_bits::<12>(0);
+        self.reply.seq.next = self.hseq.q.val();
+        self.reply.kind.next = self.hkind.q.val() | 0x80;
         if self.rerr.q.val() {
-            self.kind.next = self.k_error.val();
+            self.reply.kind.next = self.k_error.val();
         }
         // the reply's bytes are written in order from 0: `bp` is the next byte's address and,
         // at `send`, the payload length
-        self.buf_we.next = self.wr.val();
-        self.buf_addr.next = self.bp.q.val().get_bits::<10>(0);
+        self.reply.we.next = self.wr.val();
+        self.reply.addr.next = self.bp.q.val().get_bits::<10>(0);
         if self.wr.val() {
             self.bp.d.next = self.bp.q.val() + 1;
         }
-        self.len.next = self.bp.q.val();
-        self.cfg_addr.next = self.paddr.q.val();
-        self.cfg_wdata.next = self.pwdata.q.val();
-        self.cfg_we.next = self.pwe.q.val();
+        self.reply.len.next = self.bp.q.val();
+        self.cfg.addr.next = self.paddr.q.val();
+        self.cfg.wdata.next = self.pwdata.q.val();
+        self.cfg.we.next = self.pwe.q.val();
     }
 }
 
@@ -1319,8 +1270,7 @@ impl Logic for CommandUnit {
 /// streams, with the substrate port as pins (the Verilator test top of the command unit).
 ///
 /// **Ports**: `clock`; `in_data`, `in_valid` (request bytes); `out_data`, `out_valid`,
-/// `out_ready` (reply bytes); `cfg_addr`, `cfg_wdata`, `cfg_we`, `cfg_rdata` (the substrate
-/// port) and `running`; `active` (a run is queued or in progress); the receiver's counters.
+/// `out_ready` (reply bytes); `cfg` (the substrate port, [`ConfigPort`]); `active` (a run is queued or in progress); the receiver's counters.
 /// **Latency** the sum of its parts. **Proof**
 /// `hdl/tests/link_command.rs`.
 #[derive(LogicBlock)]
@@ -1337,16 +1287,8 @@ pub struct LinkCore {
     pub out_valid: Signal<Out, Bit>,
     /// The consumer takes `out_data`.
     pub out_ready: Signal<In, Bit>,
-    /// Substrate port address.
-    pub cfg_addr: Signal<Out, Bits<24>>,
-    /// Substrate port write data.
-    pub cfg_wdata: Signal<Out, Bits<32>>,
-    /// Substrate port write strobe.
-    pub cfg_we: Signal<Out, Bit>,
-    /// Substrate port read data.
-    pub cfg_rdata: Signal<In, Bits<32>>,
-    /// The substrate is running sweeps.
-    pub running: Signal<In, Bit>,
+    /// The substrate's configuration port.
+    pub cfg: ConfigPort,
     /// A run is queued or in progress.
     pub active: Signal<Out, Bit>,
     /// Frames accepted.
@@ -1374,11 +1316,7 @@ impl LinkCore {
             out_data: Default::default(),
             out_valid: Default::default(),
             out_ready: Default::default(),
-            cfg_addr: Default::default(),
-            cfg_wdata: Default::default(),
-            cfg_we: Default::default(),
-            cfg_rdata: Default::default(),
-            running: Default::default(),
+            cfg: Default::default(),
             active: Default::default(),
             frames: Default::default(),
             crc_errors: Default::default(),
@@ -1400,35 +1338,18 @@ impl Logic for LinkCore {
         self.ftx.clock.next = self.clock.val();
         self.frx.in_data.next = self.in_data.val();
         self.frx.in_valid.next = self.in_valid.val();
-        self.cmd.avail.next = self.frx.avail.val();
-        self.frx.rd_off.next = self.cmd.rd_off.val();
-        self.cmd.rd_data.next = self.frx.rd_data.val();
-        self.frx.rd_done.next = self.cmd.rd_done.val();
-        self.frx.release_bytes.next = self.cmd.release_bytes.val();
-        self.cmd.crc_evt.next = self.frx.crc_evt.val();
-        self.cmd.framing_evt.next = self.frx.framing_evt.val();
-        self.ftx.buf_we.next = self.cmd.buf_we.val();
-        self.ftx.buf_addr.next = self.cmd.buf_addr.val();
-        self.ftx.buf_data.next = self.cmd.buf_data.val();
-        self.ftx.seq.next = self.cmd.seq.val();
-        self.ftx.kind.next = self.cmd.kind.val();
-        self.ftx.len.next = self.cmd.len.val();
-        self.ftx.send.next = self.cmd.send.val();
-        self.cmd.busy.next = self.ftx.busy.val();
+        RequestPort::join(&mut self.cmd.req, &mut self.frx.req);
+        ReplyPort::join(&mut self.cmd.reply, &mut self.ftx.reply);
         self.out_data.next = self.ftx.out_data.val();
         self.out_valid.next = self.ftx.out_valid.val();
         self.ftx.out_ready.next = self.out_ready.val();
-        self.cfg_addr.next = self.cmd.cfg_addr.val();
-        self.cfg_wdata.next = self.cmd.cfg_wdata.val();
-        self.cfg_we.next = self.cmd.cfg_we.val();
-        self.cmd.cfg_rdata.next = self.cfg_rdata.val();
-        self.cmd.running.next = self.running.val();
+        ConfigPort::link(&mut self.cfg, &mut self.cmd.cfg);
         self.active.next = self.cmd.active.val();
         self.frames.next = self.frx.frames.val();
         self.crc_errors.next = self.frx.crc_errors.val();
         self.framing_errors.next = self.frx.framing_errors.val();
         self.overruns.next = self.frx.overruns.val();
-        self.error_evt.next = self.frx.crc_evt.val() | self.frx.framing_evt.val();
+        self.error_evt.next = self.frx.req.crc_evt.val() | self.frx.req.framing_evt.val();
     }
 }
 
@@ -1517,11 +1438,7 @@ impl Logic for LinkTop {
         self.utx.valid.next = self.core.out_valid.val();
         self.core.out_ready.next = self.utx.ready.val();
         self.tx.next = self.utx.tx.val();
-        self.sub.cfg_addr.next = self.core.cfg_addr.val();
-        self.sub.cfg_wdata.next = self.core.cfg_wdata.val();
-        self.sub.cfg_we.next = self.core.cfg_we.val();
-        self.core.cfg_rdata.next = self.sub.cfg_rdata.val();
-        self.core.running.next = self.sub.running.val();
+        ConfigPort::join(&mut self.core.cfg, &mut self.sub.cfg);
         self.active.next = self.core.active.val();
         self.frame_errors.next = self.urx.frame_errors.val();
         self.crc_errors.next = self.core.crc_errors.val();

@@ -3,6 +3,7 @@
 //! transmitter (header + payload from a buffer, CRC appended, COBS-encoded, 0x00 delimiter).
 //! All protocol constants come from `thermo_proto`.
 
+use crate::link::port::{ReplySink, RequestSource};
 use rust_hdl::prelude::*;
 use thermo_proto::crc::POLY;
 use thermo_proto::{MAX_PAYLOAD, MAX_WIRE_FRAME, OVERHEAD, VERSION};
@@ -132,13 +133,14 @@ pub const RX_RING: usize = 4096;
 /// the host's time-out recovers it).
 ///
 /// **Ports**: `clock`; input stream `in_data`, `in_valid` (one byte per clock at most, always
-/// accepted); the consumer side: `avail` (at least one committed frame), `rd_off` (offset in the
-/// head frame: 0 seq, 1 kind, 2..3 len, 4.. payload), `rd_data` (the byte at the offset presented
-/// on the previous edge), `rd_done` (pulse: drop the head frame) with `release_bytes` (= 4 +
-/// its len); counters `frames`, `crc_errors`, `framing_errors` (as `DecoderStats`) and
+/// accepted); the consumer side `req` ([`RequestSource`], protocol in
+/// [`crate::link::port::RequestPort`]): `avail` (at least one committed frame), `off` (offset in
+/// the head frame: 0 seq, 1 kind, 2..3 len, 4.. payload), `data` (the byte at the offset
+/// presented on the previous edge), `done` (pulse: drop the head frame) with `release` (= 4 +
+/// its len), the error events `crc_evt`, `framing_evt`; counters `frames`, `crc_errors`, `framing_errors` (as `DecoderStats`) and
 /// `overruns`.
 ///
-/// **Latency**: the frame is `avail` on the clock after the edge that took its delimiter.
+/// **Latency**: the frame is `req.avail` on the clock after the edge that took its delimiter.
 ///
 /// **Proof**: `framing::tests` (rust-hdl simulation against `encode_frame`/`FrameDecoder`) and
 /// `hdl/tests/link_frame.rs` (Verilator fuzz: random streams of valid, corrupted, truncated,
@@ -152,16 +154,8 @@ pub struct FrameRx {
     pub in_data: Signal<In, Bits<8>>,
     /// `in_data` holds a byte.
     pub in_valid: Signal<In, Bit>,
-    /// A committed frame is available.
-    pub avail: Signal<Out, Bit>,
-    /// Read offset in the head frame.
-    pub rd_off: Signal<In, Bits<12>>,
-    /// Byte at the offset of the previous edge.
-    pub rd_data: Signal<Out, Bits<8>>,
-    /// Drop the head frame.
-    pub rd_done: Signal<In, Bit>,
-    /// Bytes of the head frame in the ring (4 + len).
-    pub release_bytes: Signal<In, Bits<12>>,
+    /// The consumer side: the head frame, its release, the error events.
+    pub req: RequestSource,
     /// Frames accepted.
     pub frames: Signal<Out, Bits<32>>,
     /// Frames dropped for a CRC mismatch.
@@ -170,10 +164,6 @@ pub struct FrameRx {
     pub framing_errors: Signal<Out, Bits<32>>,
     /// Good frames dropped because the ring was full.
     pub overruns: Signal<Out, Bits<32>>,
-    /// `crc_errors` counts one more from the next cycle on.
-    pub crc_evt: Signal<Out, Bit>,
-    /// `framing_errors` counts one more from the next cycle on.
-    pub framing_evt: Signal<Out, Bit>,
     ring: crate::rtl::mem::Mem,
     crc: Crc32Byte,
     m: DFF<Bits<11>>,
@@ -228,17 +218,11 @@ impl FrameRx {
             clock: Default::default(),
             in_data: Default::default(),
             in_valid: Default::default(),
-            avail: Default::default(),
-            rd_off: Default::default(),
-            rd_data: Default::default(),
-            rd_done: Default::default(),
-            release_bytes: Default::default(),
+            req: Default::default(),
             frames: Default::default(),
             crc_errors: Default::default(),
             framing_errors: Default::default(),
             overruns: Default::default(),
-            crc_evt: Default::default(),
-            framing_evt: Default::default(),
             ring: crate::rtl::mem::Mem::new(ring.trailing_zeros() as usize, 8, &[]),
             k_ring: Constant::new((ring as u64).to_bits()),
             crc: Crc32Byte::default(),
@@ -349,19 +333,19 @@ impl Logic for FrameRx {
             & (self.lenf.q.val() == bit_cast::<16, 11>(self.body_len.val()))
             & (self.lenf.q.val() <= self.k_maxpay.val());
         self.commit.next = false;
-        self.crc_evt.next = false;
-        self.framing_evt.next = false;
+        self.req.crc_evt.next = false;
+        self.req.framing_evt.next = false;
         if self.in_valid.val() & (self.in_data.val() == 0) {
             if self.overlong.q.val() {
-                self.framing_evt.next = true;
+                self.req.framing_evt.next = true;
             } else if self.m.q.val() != 0 {
                 if (self.rem.q.val() != 0) | (self.n.q.val() < self.k_overhead.val()) {
                     // COBS block cut short, or too short for header and CRC
-                    self.framing_evt.next = true;
+                    self.req.framing_evt.next = true;
                 } else if self.ncrc.q.val() != self.k_residue_n.val() {
-                    self.crc_evt.next = true;
+                    self.req.crc_evt.next = true;
                 } else if !self.good.val() {
-                    self.framing_evt.next = true;
+                    self.req.framing_evt.next = true;
                 } else if self.nofit.q.val() {
                     self.c_over.d.next = self.c_over.q.val() + 1;
                 } else {
@@ -377,28 +361,28 @@ impl Logic for FrameRx {
             self.ncrc.d.next = 0.into();
             self.nofit.d.next = false;
         }
-        if self.crc_evt.val() {
+        if self.req.crc_evt.val() {
             self.c_crc.d.next = self.c_crc.q.val() + 1;
         }
-        if self.framing_evt.val() {
+        if self.req.framing_evt.val() {
             self.c_framing.d.next = self.c_framing.q.val() + 1;
         }
         // the ring's ends
         if self.commit.val() {
             self.fs.d.next = self.fs.q.val() + 4 + self.lenf.q.val().get_bits::<12>(0);
         }
-        if self.rd_done.val() {
-            self.rp.d.next = self.rp.q.val() + self.release_bytes.val();
+        if self.req.done.val() {
+            self.rp.d.next = self.rp.q.val() + self.req.release.val();
         }
-        if self.commit.val() & !self.rd_done.val() {
+        if self.commit.val() & !self.req.done.val() {
             self.count.d.next = self.count.q.val() + 1;
         }
-        if !self.commit.val() & self.rd_done.val() {
+        if !self.commit.val() & self.req.done.val() {
             self.count.d.next = self.count.q.val() - 1;
         }
-        self.ring.read_address.next = bit_cast::<16, 12>(self.rp.q.val() + self.rd_off.val());
-        self.rd_data.next = self.ring.read_data.val().get_bits::<8>(0);
-        self.avail.next = self.count.q.val() != 0;
+        self.ring.read_address.next = bit_cast::<16, 12>(self.rp.q.val() + self.req.off.val());
+        self.req.data.next = self.ring.read_data.val().get_bits::<8>(0);
+        self.req.avail.next = self.count.q.val() != 0;
         self.frames.next = self.c_frames.q.val();
         self.crc_errors.next = self.c_crc.q.val();
         self.framing_errors.next = self.c_framing.q.val();
@@ -430,9 +414,10 @@ enum TxState {
 /// byte and the block's bytes (read again) are handed out, and after the last block the 0x00
 /// delimiter.
 ///
-/// **Ports**: `clock`; the payload buffer's write port `buf_we`, `buf_addr` (10 bits),
-/// `buf_data` (write it while `busy` is low); `seq`, `kind`, `len` (at most `MAX_PAYLOAD`) and
-/// `send` (pulse while idle: latch them and start); `busy`; the output byte stream `out_data`,
+/// **Ports**: `clock`; `reply` ([`ReplySink`], protocol in [`crate::link::port::ReplyPort`]):
+/// the payload buffer's write port `we`, `addr` (10 bits), `data` (write it while `busy` is
+/// low); `seq`, `kind`, `len` (at most the buffer's size) and `send` (pulse while idle: latch
+/// them and start); `busy`; the output byte stream `out_data`,
 /// `out_valid`, `out_ready` (ready/valid; a byte moves on an edge with both high).
 ///
 /// **Latency**: the first code byte is offered after a scan of at most 255 positions (2 cycles
@@ -446,22 +431,8 @@ enum TxState {
 pub struct FrameTx {
     /// Clock.
     pub clock: Signal<In, Clock>,
-    /// Payload buffer write enable.
-    pub buf_we: Signal<In, Bit>,
-    /// Payload buffer address (payload byte index).
-    pub buf_addr: Signal<In, Bits<10>>,
-    /// Payload buffer write data.
-    pub buf_data: Signal<In, Bits<8>>,
-    /// Sequence number of the frame.
-    pub seq: Signal<In, Bits<8>>,
-    /// Kind of the frame.
-    pub kind: Signal<In, Bits<8>>,
-    /// Payload length (0..=MAX_PAYLOAD).
-    pub len: Signal<In, Bits<11>>,
-    /// Start sending (while not busy).
-    pub send: Signal<In, Bit>,
-    /// A frame is being sent.
-    pub busy: Signal<Out, Bit>,
+    /// The payload buffer's write port and the frame's header and start.
+    pub reply: ReplySink,
     /// Output byte.
     pub out_data: Signal<Out, Bits<8>>,
     /// `out_data` is valid.
@@ -510,14 +481,7 @@ impl FrameTx {
         );
         Self {
             clock: Default::default(),
-            buf_we: Default::default(),
-            buf_addr: Default::default(),
-            buf_data: Default::default(),
-            seq: Default::default(),
-            kind: Default::default(),
-            len: Default::default(),
-            send: Default::default(),
-            busy: Default::default(),
+            reply: Default::default(),
             out_data: Default::default(),
             out_valid: Default::default(),
             out_ready: Default::default(),
@@ -556,9 +520,9 @@ impl Logic for FrameTx {
             self, clock, state, r_seq, r_kind, r_len, p, s, e, q, ph, last, zero, code, ncrc
         );
         self.pbuf.clock.next = self.clock.val();
-        self.pbuf.write_enable.next = self.buf_we.val();
-        self.pbuf.write_address.next = bit_cast::<16, 10>(self.buf_addr.val());
-        self.pbuf.write_data.next = bit_cast::<32, 8>(self.buf_data.val());
+        self.pbuf.write_enable.next = self.reply.we.val();
+        self.pbuf.write_address.next = bit_cast::<16, 10>(self.reply.addr.val());
+        self.pbuf.write_data.next = bit_cast::<32, 8>(self.reply.data.val());
         // the body byte at `pos`
         self.total.next = self.r_len.q.val() + 9;
         self.pay_end.next = self.r_len.q.val() + 5;
@@ -606,10 +570,10 @@ impl Logic for FrameTx {
         self.out_data.next = self.bb.val();
         match self.state.q.val() {
             TxState::Idle => {
-                if self.send.val() {
-                    self.r_seq.d.next = self.seq.val();
-                    self.r_kind.d.next = self.kind.val();
-                    self.r_len.d.next = self.len.val();
+                if self.reply.send.val() {
+                    self.r_seq.d.next = self.reply.seq.val();
+                    self.r_kind.d.next = self.reply.kind.val();
+                    self.r_len.d.next = self.reply.len.val();
                     self.p.d.next = 0.into();
                     self.s.d.next = 0.into();
                     self.ph.d.next = false;
@@ -694,7 +658,7 @@ impl Logic for FrameTx {
                 self.state.d.next = TxState::Idle;
             }
         }
-        self.busy.next = self.state.q.val() != TxState::Idle;
+        self.reply.busy.next = self.state.q.val() != TxState::Idle;
     }
 }
 
@@ -719,10 +683,10 @@ fn rx_cycle(u: &mut FrameRx) -> Result<(), String> {
 /// Read and release the head frame of a rust-hdl [`FrameRx`] (the consumer protocol).
 fn rx_drain(u: &mut FrameRx) -> Result<RxFrame, String> {
     let read = |u: &mut FrameRx, off: usize| -> Result<u8, String> {
-        u.rd_off.next = (off as u64).to_bits();
+        u.req.off.next = (off as u64).to_bits();
         crate::rtl::simx::settle(u)?;
         rx_cycle(u)?;
-        Ok(u.rd_data.val().to_u64() as u8)
+        Ok(u.req.data.val().to_u64() as u8)
     };
     let seq = read(u, 0)?;
     let kind = read(u, 1)?;
@@ -731,11 +695,11 @@ fn rx_drain(u: &mut FrameRx) -> Result<RxFrame, String> {
     for k in 0..len {
         payload.push(read(u, 4 + k)?);
     }
-    u.rd_done.next = true;
-    u.release_bytes.next = ((4 + len) as u64).to_bits();
+    u.req.done.next = true;
+    u.req.release.next = ((4 + len) as u64).to_bits();
     crate::rtl::simx::settle(u)?;
     rx_cycle(u)?;
-    u.rd_done.next = false;
+    u.req.done.next = false;
     Ok(RxFrame { seq, kind, payload })
 }
 
@@ -752,7 +716,7 @@ pub fn frame_rx_rusthdl(stream: &[u8]) -> Result<(Vec<RxFrame>, RxCounters), Str
         rx_cycle(&mut u)?;
         u.in_valid.next = false;
         crate::rtl::simx::settle(&mut u)?;
-        while u.avail.val() {
+        while u.req.avail.val() {
             out.push(rx_drain(&mut u)?);
             crate::rtl::simx::settle(&mut u)?;
         }
@@ -781,25 +745,25 @@ pub fn frame_tx_rusthdl(
             return Err("payload exceeds MAX_PAYLOAD".into());
         }
         for (i, &b) in payload.iter().enumerate() {
-            u.buf_we.next = true;
-            u.buf_addr.next = (i as u64).to_bits();
-            u.buf_data.next = (b as u64).to_bits();
+            u.reply.we.next = true;
+            u.reply.addr.next = (i as u64).to_bits();
+            u.reply.data.next = (b as u64).to_bits();
             crate::rtl::simx::settle(&mut u)?;
             crate::rtl::simx::tick(&mut u, |u| &mut u.clock)?;
         }
-        u.buf_we.next = false;
-        u.seq.next = (*seq as u64).to_bits();
-        u.kind.next = (*kind as u64).to_bits();
-        u.len.next = (payload.len() as u64).to_bits();
-        u.send.next = true;
+        u.reply.we.next = false;
+        u.reply.seq.next = (*seq as u64).to_bits();
+        u.reply.kind.next = (*kind as u64).to_bits();
+        u.reply.len.next = (payload.len() as u64).to_bits();
+        u.reply.send.next = true;
         crate::rtl::simx::settle(&mut u)?;
         crate::rtl::simx::tick(&mut u, |u| &mut u.clock)?;
-        u.send.next = false;
+        u.reply.send.next = false;
         let limit = cyc + 100_000;
         loop {
             u.out_ready.next = ready(cyc);
             crate::rtl::simx::settle(&mut u)?;
-            if !u.busy.val() {
+            if !u.reply.busy.val() {
                 break;
             }
             if u.out_valid.val() && u.out_ready.val() {
@@ -953,8 +917,8 @@ mod tests {
 
 /// Frame receiver and transmitter side by side: the Verilator test top of the framing layer.
 ///
-/// **Ports**: `clock` and every port of [`FrameRx`] (prefix `rx_` where ambiguous) and
-/// [`FrameTx`]. **Latency** as theirs. **Proof** `hdl/tests/link_frame.rs`.
+/// **Ports**: `clock` and every port of [`FrameRx`] (`req` with the error events) and
+/// [`FrameTx`] (`reply`). **Latency** as theirs. **Proof** `hdl/tests/link_frame.rs`.
 #[derive(LogicBlock, Default)]
 pub struct FramePair {
     /// Clock.
@@ -963,16 +927,8 @@ pub struct FramePair {
     pub in_data: Signal<In, Bits<8>>,
     /// [`FrameRx::in_valid`].
     pub in_valid: Signal<In, Bit>,
-    /// [`FrameRx::avail`].
-    pub avail: Signal<Out, Bit>,
-    /// [`FrameRx::rd_off`].
-    pub rd_off: Signal<In, Bits<12>>,
-    /// [`FrameRx::rd_data`].
-    pub rd_data: Signal<Out, Bits<8>>,
-    /// [`FrameRx::rd_done`].
-    pub rd_done: Signal<In, Bit>,
-    /// [`FrameRx::release_bytes`].
-    pub release_bytes: Signal<In, Bits<12>>,
+    /// [`FrameRx`]'s consumer side.
+    pub req: RequestSource,
     /// [`FrameRx::frames`].
     pub frames: Signal<Out, Bits<32>>,
     /// [`FrameRx::crc_errors`].
@@ -981,22 +937,8 @@ pub struct FramePair {
     pub framing_errors: Signal<Out, Bits<32>>,
     /// [`FrameRx::overruns`].
     pub overruns: Signal<Out, Bits<32>>,
-    /// [`FrameTx::buf_we`].
-    pub buf_we: Signal<In, Bit>,
-    /// [`FrameTx::buf_addr`].
-    pub buf_addr: Signal<In, Bits<10>>,
-    /// [`FrameTx::buf_data`].
-    pub buf_data: Signal<In, Bits<8>>,
-    /// [`FrameTx::seq`].
-    pub seq: Signal<In, Bits<8>>,
-    /// [`FrameTx::kind`].
-    pub kind: Signal<In, Bits<8>>,
-    /// [`FrameTx::len`].
-    pub len: Signal<In, Bits<11>>,
-    /// [`FrameTx::send`].
-    pub send: Signal<In, Bit>,
-    /// [`FrameTx::busy`].
-    pub busy: Signal<Out, Bit>,
+    /// [`FrameTx`]'s payload buffer and send port.
+    pub reply: ReplySink,
     /// [`FrameTx::out_data`].
     pub out_data: Signal<Out, Bits<8>>,
     /// [`FrameTx::out_valid`].
@@ -1014,23 +956,12 @@ impl Logic for FramePair {
         self.ftx.clock.next = self.clock.val();
         self.frx.in_data.next = self.in_data.val();
         self.frx.in_valid.next = self.in_valid.val();
-        self.avail.next = self.frx.avail.val();
-        self.frx.rd_off.next = self.rd_off.val();
-        self.rd_data.next = self.frx.rd_data.val();
-        self.frx.rd_done.next = self.rd_done.val();
-        self.frx.release_bytes.next = self.release_bytes.val();
+        RequestSource::link(&mut self.req, &mut self.frx.req);
         self.frames.next = self.frx.frames.val();
         self.crc_errors.next = self.frx.crc_errors.val();
         self.framing_errors.next = self.frx.framing_errors.val();
         self.overruns.next = self.frx.overruns.val();
-        self.ftx.buf_we.next = self.buf_we.val();
-        self.ftx.buf_addr.next = self.buf_addr.val();
-        self.ftx.buf_data.next = self.buf_data.val();
-        self.ftx.seq.next = self.seq.val();
-        self.ftx.kind.next = self.kind.val();
-        self.ftx.len.next = self.len.val();
-        self.ftx.send.next = self.send.val();
-        self.busy.next = self.ftx.busy.val();
+        ReplySink::link(&mut self.reply, &mut self.ftx.reply);
         self.out_data.next = self.ftx.out_data.val();
         self.out_valid.next = self.ftx.out_valid.val();
         self.ftx.out_ready.next = self.out_ready.val();

@@ -3,5 +3,6 @@
 
 pub mod command;
 pub mod framing;
+pub mod port;
 pub mod sequencer;
 pub mod uart;

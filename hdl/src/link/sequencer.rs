@@ -49,10 +49,12 @@ enum SeqState {
 /// effect; `slot_rdata` and `cfg_rdata` come back with the memory's and the port's latency.
 ///
 /// **Ports**: `clock`; from the command unit `req_idle`, `queued`, `next_slot` (the queue's
-/// head), `reset`, `slot_rdata`; from the substrate `cfg_rdata`, `running`; to the command unit
-/// `take`, `owns`, `busy` (not `Idle`), `cur` (the slot being run), `done`, `base_take`, the
-/// port requests, `slot_raddr_en`/`slot_raddr`, and the result memory's write port `res_we`,
-/// `res_waddr` (its data is `cfg_rdata`).
+/// head), `reset`, `slot_rdata`; from the substrate `cfg_rdata`, `running` (the read side of
+/// the command unit's [`crate::rtl::port::ConfigPort`]: the sequencer does not drive the port,
+/// the command unit's port registers do); to the command unit `take`, `owns`, `busy` (not
+/// `Idle`), `cur` (the slot being run), `done`, `base_take`, the port requests,
+/// `slot_raddr_en`/`slot_raddr`, and the result memory's write port `res_we`, `res_waddr` (its
+/// data is `cfg_rdata`).
 ///
 /// **Latency**: 4 cycles per unit + 3 per seed word (3 P) + 8, then
 /// `(burn_in + sweeps) * cycles_per_sweep` plus about 20, then 5 per readout unit + 2.

@@ -8,6 +8,7 @@ pub mod ctrl;
 pub mod lane;
 pub mod mem;
 pub mod noise;
+pub mod port;
 pub mod program;
 pub mod rom;
 pub mod simx;

@@ -6,11 +6,12 @@ use crate::rtl::ctrl::SweepCtrl;
 use crate::rtl::lane::LangevinLane;
 use crate::rtl::mem::Mem;
 use crate::rtl::noise::NoisePairHw;
+use crate::rtl::port::ConfigTarget;
 use crate::rtl::program::HwProgram;
 use rust_hdl::prelude::*;
 use std::fmt::Write;
 
-/// Configuration port regions (`cfg_addr[23:20]`).
+/// Configuration port regions (`cfg.addr[23:20]`).
 pub mod region {
     /// Control and status registers.
     pub const CTRL: u32 = 0;
@@ -86,13 +87,14 @@ fn read_source(p: usize, s: usize, bbits: usize, a: u64) -> usize {
 /// bus phase, the lanes' first read; the registers are not visible on the port). Lanes
 /// `2k` and `2k + 1` draw their noise from [`NoisePairHw`] `k` (one inverse-CDF ROM per pair).
 ///
-/// **Ports**: `clock`; the configuration/readout port `cfg_addr` (24 bits: region in bits
-/// 23..20, see [`region`]), `cfg_wdata`, `cfg_we`, `cfg_rdata` (the word at the address
-/// presented two cycles earlier); `running`. Control offsets: 0 = control ([`ctrl_bits`]) /
-/// status (bit 0 running, bit 1 noise error), 1 = sweeps done, 2 = cycles run, 3 = `n_sweeps`
-/// (write it at offset 1); `0x100 + 2l (+1)` lane `l` accumulator (state) saturations,
-/// `0x200 + 2s (+1)` side `s` accumulator (line) saturations. Memories are initialised with the
-/// compiled program and may be rewritten through the port while idle.
+/// **Ports**: `clock`; `cfg`, the configuration/readout port ([`ConfigTarget`], protocol in
+/// [`crate::rtl::port::ConfigPort`]: `addr` with the region in bits 23..20, see [`region`],
+/// `wdata`, `we`, `rdata` the word at the address presented two cycles earlier, `running`).
+/// Control offsets: 0 = control ([`ctrl_bits`]) / status (bit 0 running, bit 1 noise error),
+/// 1 = sweeps done, 2 = cycles run, 3 = `n_sweeps` (write it at offset 1); `0x100 + 2l (+1)`
+/// lane `l` accumulator (state) saturations, `0x200 + 2s (+1)` side `s` accumulator (line)
+/// saturations. Memories are initialised with the compiled program and may be rewritten
+/// through the port while idle.
 ///
 /// **Latency**: a run of `n` sweeps takes exactly `n * Schedule::cycles_per_sweep` cycles
 /// (no schedule change was needed: bus phase `k n + 3`, then each lane one instruction per
@@ -107,16 +109,8 @@ fn read_source(p: usize, s: usize, bbits: usize, a: u64) -> usize {
 pub struct SubstrateTop {
     /// Clock.
     pub clock: Signal<In, Clock>,
-    /// Port address.
-    pub cfg_addr: Signal<In, Bits<24>>,
-    /// Port write data.
-    pub cfg_wdata: Signal<In, Bits<32>>,
-    /// Port write strobe.
-    pub cfg_we: Signal<In, Bit>,
-    /// Port read data (address of two cycles before).
-    pub cfg_rdata: Signal<Out, Bits<32>>,
-    /// A run is in progress.
-    pub running: Signal<Out, Bit>,
+    /// The configuration/readout port.
+    pub cfg: ConfigTarget,
     ctrl: SweepCtrl,
     lanes: Vec<LangevinLane>,
     noise: Vec<NoisePairHw>,
@@ -149,11 +143,7 @@ impl SubstrateTop {
         );
         SubstrateTop {
             clock: Default::default(),
-            cfg_addr: Default::default(),
-            cfg_wdata: Default::default(),
-            cfg_we: Default::default(),
-            cfg_rdata: Default::default(),
-            running: Default::default(),
+            cfg: Default::default(),
             ctrl: SweepCtrl::new(prog.cycles_per_sweep),
             lanes: prog
                 .lanes
@@ -231,10 +221,10 @@ impl Logic for SubstrateTop {
         let c = self.ctrl.c.val().to_u64();
         let buf = self.ctrl.rbuf.val() as u64;
         let rewind = self.ctrl.rewind.val();
-        let a = self.cfg_addr.val().to_u64();
+        let a = self.cfg.addr.val().to_u64();
         let reg = a >> 20;
-        let we = self.cfg_we.val();
-        let wd = self.cfg_wdata.val().to_u64();
+        let we = self.cfg.we.val();
+        let wd = self.cfg.wdata.val().to_u64();
         let ctrl_we = we && a == 0;
         let qmask = (1u64 << self._qbits) - 1;
         let bmask = (1u64 << self._bbits) - 1;
@@ -412,13 +402,13 @@ impl Logic for SubstrateTop {
             _ => 0,
         };
         self.rdata.d.next = rv.to_bits();
-        self.cfg_rdata.next = self.rdata.q.val();
-        self.running.next = running;
+        self.cfg.rdata.next = self.rdata.q.val();
+        self.cfg.running.next = running;
     }
 
     fn connect(&mut self) {
-        self.cfg_rdata.connect();
-        self.running.connect();
+        self.cfg.rdata.connect();
+        self.cfg.running.connect();
         self.ctrl.clock.connect();
         self.ctrl.start.connect();
         self.ctrl.n_sweeps.connect();
@@ -507,16 +497,16 @@ impl SubstrateTop {
         writeln!(w, "wire running_w = ctrl$running;").unwrap();
         writeln!(w, "wire [31:0] c_w = ctrl$c;").unwrap();
         writeln!(w, "wire buf_w = ctrl$rbuf;").unwrap();
-        writeln!(w, "wire [3:0] reg_w = cfg_addr[23:20];").unwrap();
-        writeln!(w, "wire ctrl_we = cfg_we && (cfg_addr == 24'd0);").unwrap();
-        writeln!(w, "wire [15:0] a_q = cfg_addr[15:0] >> {bb};").unwrap();
+        writeln!(w, "wire [3:0] reg_w = cfg$addr[23:20];").unwrap();
+        writeln!(w, "wire ctrl_we = cfg$we && (cfg$addr == 24'd0);").unwrap();
+        writeln!(w, "wire [15:0] a_q = cfg$addr[15:0] >> {bb};").unwrap();
         writeln!(
             w,
-            "wire [15:0] a_bank = cfg_addr[15:0] & 16'd{};",
+            "wire [15:0] a_bank = cfg$addr[15:0] & 16'd{};",
             (1u32 << bb) - 1
         )
         .unwrap();
-        writeln!(w, "wire [7:0] sel_w = cfg_addr[19:12];").unwrap();
+        writeln!(w, "wire [7:0] sel_w = cfg$addr[19:12];").unwrap();
         writeln!(w, "always @(*) begin").unwrap();
         // clocks
         writeln!(w, "  ctrl$clock = clock;").unwrap();
@@ -540,10 +530,10 @@ impl SubstrateTop {
         }
         writeln!(
             w,
-            "  nsw$d = (cfg_we && cfg_addr == 24'd1) ? cfg_wdata : nsw$q;
-  rdo_en$d = (ctrl_we && cfg_wdata[3]) ? 1'b1 : ((ctrl_we && cfg_wdata[4]) ? 1'b0 : rdo_en$q);
-  start_late$d = ctrl_we && cfg_wdata[0] && cfg_wdata[1];
-  ctrl$start = (ctrl_we && cfg_wdata[0] && !cfg_wdata[1]) || start_late$q;
+            "  nsw$d = (cfg$we && cfg$addr == 24'd1) ? cfg$wdata : nsw$q;
+  rdo_en$d = (ctrl_we && cfg$wdata[3]) ? 1'b1 : ((ctrl_we && cfg$wdata[4]) ? 1'b0 : rdo_en$q);
+  start_late$d = ctrl_we && cfg$wdata[0] && cfg$wdata[1];
+  ctrl$start = (ctrl_we && cfg$wdata[0] && !cfg$wdata[1]) || start_late$q;
   ctrl$n_sweeps = nsw$q;"
         )
         .unwrap();
@@ -569,15 +559,15 @@ impl SubstrateTop {
                 w,
                 "  lanes${l}$issue = running_w && (c_w >= 32'd{bp}) && (c_w < 32'd{end});
   lanes${l}$rewind = ctrl$rewind;
-  lanes${l}$cfg_addr = {{4'd0, cfg_addr[11:0]}};
-  lanes${l}$cfg_data = cfg_wdata;
-  lanes${l}$instr_we = cfg_we && (reg_w == 4'd3) && (sel_w == 8'd{l});
-  lanes${l}$bias_we = cfg_we && (reg_w == 4'd4) && (sel_w == 8'd{l});
-  lanes${l}$clear = ctrl_we && cfg_wdata[2];
+  lanes${l}$cfg_addr = {{4'd0, cfg$addr[11:0]}};
+  lanes${l}$cfg_data = cfg$wdata;
+  lanes${l}$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == 8'd{l});
+  lanes${l}$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd{l});
+  lanes${l}$clear = ctrl_we && cfg$wdata[2];
   lanes${l}$rdo_en = rdo_en$q;
   lanes${l}$rdo_sel = !running_w;
   lanes${l}$rdo_addr = a_q;
-  lanes${l}$rdo_we = cfg_we && (reg_w == 4'd7) && (a_bank == 16'd{l});",
+  lanes${l}$rdo_we = cfg$we && (reg_w == 4'd7) && (a_bank == 16'd{l});",
                 end = bp + len
             )
             .unwrap();
@@ -586,10 +576,10 @@ impl SubstrateTop {
             let (la, lb) = (2 * k, 2 * k + 1);
             writeln!(
                 w,
-                "  noise${k}$load = ctrl_we && cfg_wdata[1];
-  noise${k}$seed_sel = cfg_addr[1:0];
-  noise${k}$seed_data = cfg_wdata;
-  noise${k}$seed_we_a = cfg_we && (reg_w == 4'd1) && (cfg_addr[19:8] == 12'd{la});
+                "  noise${k}$load = ctrl_we && cfg$wdata[1];
+  noise${k}$seed_sel = cfg$addr[1:0];
+  noise${k}$seed_data = cfg$wdata;
+  noise${k}$seed_we_a = cfg$we && (reg_w == 4'd1) && (cfg$addr[19:8] == 12'd{la});
   noise${k}$pop_a = lanes${la}$npop;
   lanes${la}$nz = noise${k}$z_a;
   lanes${la}$nvalid = noise${k}$valid_a;"
@@ -598,7 +588,7 @@ impl SubstrateTop {
             if lb < p {
                 writeln!(
                     w,
-                    "  noise${k}$seed_we_b = cfg_we && (reg_w == 4'd1) && (cfg_addr[19:8] == 12'd{lb});
+                    "  noise${k}$seed_we_b = cfg$we && (reg_w == 4'd1) && (cfg$addr[19:8] == 12'd{lb});
   noise${k}$pop_b = lanes${lb}$npop;
   lanes${lb}$nz = noise${k}$z_b;
   lanes${lb}$nvalid = noise${k}$valid_b;"
@@ -628,11 +618,11 @@ impl SubstrateTop {
                 w,
                 "  sides${si}$issue = running_w && (c_w < 32'd{len});
   sides${si}$rewind = ctrl$rewind;
-  sides${si}$cfg_addr = {{4'd0, cfg_addr[11:0]}};
-  sides${si}$cfg_data = cfg_wdata;
-  sides${si}$word_we = cfg_we && (reg_w == 4'd5) && (sel_w == 8'd{si});
-  sides${si}$gain_we = cfg_we && (reg_w == 4'd6) && (sel_w == 8'd{si});
-  sides${si}$clear = ctrl_we && cfg_wdata[2];"
+  sides${si}$cfg_addr = {{4'd0, cfg$addr[11:0]}};
+  sides${si}$cfg_data = cfg$wdata;
+  sides${si}$word_we = cfg$we && (reg_w == 4'd5) && (sel_w == 8'd{si});
+  sides${si}$gain_we = cfg$we && (reg_w == 4'd6) && (sel_w == 8'd{si});
+  sides${si}$clear = ctrl_we && cfg$wdata[2];"
             )
             .unwrap();
         }
@@ -656,8 +646,8 @@ impl SubstrateTop {
     repl${m}$write_enable = lanes${bk}$wr_en;
   end else begin
     repl${m}$write_address = ({{15'd0, buf_w}} << {qb}) | (a_q & 16'd{qmask});
-    repl${m}$write_data = {{16'd0, cfg_wdata[15:0]}};
-    repl${m}$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd{bk});
+    repl${m}$write_data = {{16'd0, cfg$wdata[15:0]}};
+    repl${m}$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd{bk});
   end"
                 )
                 .unwrap();
@@ -688,7 +678,7 @@ impl SubstrateTop {
         let (c_side, c_repl, c_rdo) = (5 + 2 * p, 5 + 2 * p + 2 * s, 5 + 3 * p + 2 * s);
         writeln!(
             w,
-            "  if (cfg_addr[23:20] == 4'd0) begin\n    case (cfg_addr[19:0])"
+            "  if (cfg$addr[23:20] == 4'd0) begin\n    case (cfg$addr[19:0])"
         )
         .unwrap();
         for off in 0..4 {
@@ -720,7 +710,7 @@ impl SubstrateTop {
         for (region, first) in [(2, c_repl), (7, c_rdo)] {
             writeln!(
                 w,
-                "  end else if (cfg_addr[23:20] == 4'd{region}) begin\n    case (cfg_addr[15:0] & 16'd{})",
+                "  end else if (cfg$addr[23:20] == 4'd{region}) begin\n    case (cfg$addr[15:0] & 16'd{})",
                 (1u32 << bb) - 1
             )
             .unwrap();
@@ -777,7 +767,7 @@ impl SubstrateTop {
             writeln!(w, "    8'd{}: rdata$d = lanes${l}$rdo_data;", c_rdo + l).unwrap();
         }
         writeln!(w, "    default: rdata$d = 32'd0;\n  endcase").unwrap();
-        writeln!(w, "  cfg_rdata = rdata$q;\n  running = running_w;\nend").unwrap();
+        writeln!(w, "  cfg$rdata = rdata$q;\n  cfg$running = running_w;\nend").unwrap();
         v
     }
 }
