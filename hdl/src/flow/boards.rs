@@ -91,7 +91,7 @@ impl Board {
         }
     }
     /// The link of this board's builds: the default on the ULX3S; on the iCEBreaker
-    /// [`LinkOptions::SMALL`] (2 slots, 508-byte payloads: 7 of its 30 block RAMs fewer).
+    /// [`LinkOptions::SMALL`](crate::link::command::LinkOptions::SMALL) (2 slots, 508-byte payloads: 7 of its 30 block RAMs fewer).
     pub fn link_options(self) -> crate::link::command::LinkOptions {
         match self {
             Board::Ulx3s85f => Default::default(),

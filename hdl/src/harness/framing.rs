@@ -2,7 +2,7 @@
 
 use crate::link::framing::{frame_pair_verilog, RxCounters, RxFrame};
 
-/// The C++ harness of [`FramePair`]. Arguments: `pause gap seed ready_pct drain`. Commands on
+/// The C++ harness of [`FramePair`](crate::link::framing::FramePair). Arguments: `pause gap seed ready_pct drain`. Commands on
 /// stdin: `F n <2n hex digits>` feeds bytes to the receiver (one per clock, then `gap` idle
 /// clocks, or a random 0..=gap when `seed` is non-zero; with `pause` = 1 the input waits while
 /// a frame is available or being read); `T seq kind n <hex>` writes a payload into the
@@ -66,7 +66,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Run `cmds` on a Verilator build of [`FramePair`].
+/// Run `cmds` on a Verilator build of [`FramePair`](crate::link::framing::FramePair).
 pub fn frame_verilator(
     cmds: &[FrameCmd],
     o: FrameHarnessOpts,

@@ -2,12 +2,12 @@
 
 use crate::link::uart::{uart_pair_verilog, UartOutcome, UartScenario};
 
-/// The C++ harness of [`UartPair`]: stdin `inc loopback`, `n` and `n` runs `level cycles`, `m`
+/// The C++ harness of [`UartPair`](crate::link::uart::UartPair): stdin `inc loopback`, `n` and `n` runs `level cycles`, `m`
 /// and `m` pairs `byte gap`; stdout `R byte` per received byte, `T level cycles` per run of the
-/// tx pin, then `E frame_errors glitches`. The cycle protocol equals [`uart_rusthdl`]'s.
+/// tx pin, then `E frame_errors glitches`. The cycle protocol equals [`uart_rusthdl`](crate::link::uart::uart_rusthdl)'s.
 pub const UART_HARNESS: &str = include_str!("uart.cpp");
 
-/// Run a scenario on a Verilator build of [`UartPair`].
+/// Run a scenario on a Verilator build of [`UartPair`](crate::link::uart::UartPair).
 pub fn uart_verilator(sc: &UartScenario) -> Result<UartOutcome, crate::Error> {
     use std::fmt::Write;
     let exe =
