@@ -55,7 +55,7 @@ pub trait Arith: Clone + Send + Sync {
     /// A stored coefficient (coupling or gain).
     type Coef: Copy + Send + Sync + std::fmt::Debug;
     /// The accumulator.
-    type Acc: Copy;
+    type Acc: Copy + Send + Sync + std::fmt::Debug;
     /// A stored bias.
     type Bias: Copy + Send + Sync + std::fmt::Debug;
     /// A bus line value.
@@ -123,6 +123,9 @@ pub trait Arith: Clone + Send + Sync {
     const SATURATES: bool;
     /// Per-unit constants of the accumulator bound (see [`Arith::unit_is_safe`]).
     type UnitBound: Copy + Default + Send + Sync + std::fmt::Debug;
+    /// `|h|` of a bias in the units [`Arith::unit_bound`] uses; the bound grows with it, so the
+    /// bound of a unit's largest bias covers every smaller one.
+    fn bias_magnitude(&self, h: Self::Bias) -> f64;
     /// Summarise a unit's constants for [`Arith::unit_is_safe`].
     fn unit_bound(
         &self,
@@ -233,6 +236,9 @@ impl Arith for Golden {
     }
     const SATURATES: bool = false;
     type UnitBound = ();
+    fn bias_magnitude(&self, _: f64) -> f64 {
+        0.0
+    }
     fn unit_bound(&self, _: f64, _: &[f64], _: &[f64], _: f64) {}
     fn state_magnitude(&self, _: f64) -> f64 {
         0.0
@@ -489,6 +495,9 @@ impl Arith for Fixed {
     /// `[|d| + sum |c|, sum |w| * 2^(fa - coupling.frac - bus.frac), |h| + max |noise term| + slack]`
     /// in accumulator codes per unit of state / line code.
     type UnitBound = [f64; 3];
+    fn bias_magnitude(&self, h: i32) -> f64 {
+        (h as f64).abs()
+    }
     fn unit_bound(&self, diag: i16, row: &[i16], bus: &[i16], bias: i32) -> [f64; 3] {
         let f = &self.formats;
         let a = (diag as f64).abs() + row.iter().map(|&c| (c as f64).abs()).sum::<f64>();
