@@ -427,7 +427,10 @@ fn bench(a: BenchArgs) -> Result<(), String> {
         );
         report.insert("digits".into(), r);
     } else {
-        println!("digits substrate: {} not found, skipped", a.digits.display());
+        println!(
+            "digits substrate: {} not found, skipped",
+            a.digits.display()
+        );
     }
     let time = |f: &mut dyn FnMut()| {
         let t = std::time::Instant::now();
@@ -565,7 +568,9 @@ fn bench_substrate(
         let mut g = GoldenEngine::golden(s, 1);
         r[3].push(rate(gsweeps, &mut || (0..gsweeps).for_each(|_| g.sweep())));
         let mut plain = PlainLoop::new(s, 1);
-        r[4].push(rate(sweeps, &mut || (0..sweeps).for_each(|_| plain.sweep())));
+        r[4].push(rate(sweeps, &mut || {
+            (0..sweeps).for_each(|_| plain.sweep())
+        }));
     }
     let [fixed, batch1, batch2, golden, plain] = r.map(median);
     println!("  fixed engine, 1 chain        : {fixed:.3e}  ({sweeps} sweeps)");
@@ -692,8 +697,16 @@ impl PlainLoop {
         }
         for b in &self.buses {
             for (r, &g) in b.gain.iter().enumerate() {
-                let se: f64 = b.u[r].iter().zip(&self.rx[b.enc.clone()]).map(|(u, x)| u * x).sum();
-                let sd: f64 = b.v[r].iter().zip(&self.rx[b.dec.clone()]).map(|(v, x)| v * x).sum();
+                let se: f64 = b.u[r]
+                    .iter()
+                    .zip(&self.rx[b.enc.clone()])
+                    .map(|(u, x)| u * x)
+                    .sum();
+                let sd: f64 = b.v[r]
+                    .iter()
+                    .zip(&self.rx[b.dec.clone()])
+                    .map(|(v, x)| v * x)
+                    .sum();
                 for (v, o) in b.v[r].iter().zip(&mut self.next[b.dec.clone()]) {
                     *o += v * g * se;
                 }

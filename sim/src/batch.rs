@@ -15,7 +15,7 @@
 
 use crate::engine::{Arith, Observe, Program, Saturation, Side};
 use crate::model::Substrate;
-use crate::noise::NoiseLane;
+use crate::noise::{taus88_step, NoiseLane, Taus88};
 
 /// The lock-step state of a group of chains.
 #[derive(Clone, Debug)]
@@ -24,6 +24,8 @@ struct Group<A: Arith> {
     b: usize,
     /// State, `x[unit * b + chain]`.
     x: Vec<A::State>,
+    /// `rho(x)` of the sweep's state (scratch).
+    rx: Vec<A::State>,
     next: Vec<A::State>,
     /// Noise of the sweep, `z[unit * b + chain]`.
     z: Vec<A::Noise>,
@@ -32,14 +34,18 @@ struct Group<A: Arith> {
     /// Per unit, the accumulator bound with the unit's largest bias over the group's chains.
     bounds: Vec<A::UnitBound>,
     bounds_dirty: bool,
-    /// Noise lanes, `lanes[chain * P + lane]`.
-    lanes: Vec<NoiseLane>,
+    /// Noise lanes' generator states by component, `lanes[component][lane * b + chain]`.
+    lanes: [Vec<u32>; 3],
+    /// The draw's two words per chain (scratch).
+    words: [Vec<u32>; 2],
     /// Unit-update counters, `saturation[chain * M + module]`.
     saturation: Vec<Saturation>,
     /// Bus-line counters per chain.
     bus_saturation: Vec<Saturation>,
     // Scratch.
     acc: Vec<A::Acc>,
+    acc2: Vec<A::Acc>,
+    cnt2: Vec<u64>,
     gate: Vec<bool>,
     acc_cnt: Vec<u64>,
     state_cnt: Vec<u64>,
@@ -76,15 +82,19 @@ impl<A: Arith> Group<A> {
         let mut g = Group {
             b,
             x: vec![A::State::default(); d * b],
+            rx: vec![A::State::default(); d * b],
             next: vec![A::State::default(); d * b],
             z: vec![A::Noise::default(); d * b],
             bias,
             bounds: Vec::new(),
             bounds_dirty: true,
-            lanes: Vec::new(),
+            lanes: Default::default(),
+            words: [vec![0; b], vec![0; b]],
             saturation: vec![Saturation::default(); b * prog.modules.len()],
             bus_saturation: vec![Saturation::default(); b],
             acc: vec![a.zero(); b],
+            acc2: vec![a.zero(); b],
+            cnt2: vec![0; b],
             gate: vec![true; b],
             acc_cnt: vec![0; b],
             state_cnt: vec![0; b],
@@ -107,10 +117,16 @@ impl<A: Arith> Group<A> {
     fn restart(&mut self, prog: &Program<A>, seeds: &[u64]) {
         assert_eq!(seeds.len(), self.b, "one seed per chain");
         self.x.fill(A::State::default());
-        self.lanes = seeds
-            .iter()
-            .flat_map(|&s| (0..prog.lanes as u32).map(move |l| NoiseLane::new(s, l)))
-            .collect();
+        let p = prog.lanes;
+        self.lanes = Default::default();
+        for l in 0..p as u32 {
+            for &seed in seeds {
+                let s = NoiseLane::new(seed, l).rng.s;
+                for (comp, v) in self.lanes.iter_mut().zip(s) {
+                    comp.push(v);
+                }
+            }
+        }
         self.saturation.fill(Saturation::default());
         self.bus_saturation.fill(Saturation::default());
     }
@@ -169,14 +185,18 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
     let p = prog.lanes;
     let Group {
         x,
+        rx,
         next,
         z,
         bias,
         bounds,
         lanes,
+        words,
         saturation,
         bus_saturation,
         acc,
+        acc2,
+        cnt2,
         gate,
         acc_cnt,
         state_cnt,
@@ -185,9 +205,15 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
         ..
     } = g;
     let acc = &mut acc[..b];
+    let (acc2, cnt2) = (&mut acc2[..], &mut cnt2[..]);
     let gate = &mut gate[..b];
     let acc_cnt = &mut acc_cnt[..b];
     let state_cnt = &mut state_cnt[..b];
+
+    for (r, &v) in rx.iter_mut().zip(x.iter()) {
+        *r = a.rho(v);
+    }
+    let rx = &rx[..];
 
     // Step 1: bus lines, always through the checked accumulator (as the single-chain engine).
     for (bus, out) in prog.buses.iter().zip(bus_lines.iter_mut()) {
@@ -200,9 +226,9 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
             for (r, (row, &gain)) in w.iter().zip(&bus.gain).enumerate() {
                 acc.fill(a.zero());
                 for (&coef, j) in row.iter().zip(range.clone()) {
-                    let xs = &x[j * b..(j + 1) * b];
+                    let xs = &rx[j * b..(j + 1) * b];
                     for c in 0..b {
-                        acc[c] = mac::<A, true>(a, acc[c], coef, a.rho(xs[c]), &mut acc_cnt[c]);
+                        acc[c] = mac::<A, true>(a, acc[c], coef, xs[c], &mut acc_cnt[c]);
                     }
                 }
                 let o = &mut out[r * b..(r + 1) * b];
@@ -227,18 +253,41 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
             off += src.len();
         }
     }
+    // The largest |x| and |rho(x)| (with a clamp above zero, |rho(x)| can exceed |x|).
     let xmax = if A::SATURATES {
-        x.iter().map(|&v| a.state_magnitude(v)).fold(0.0, f64::max)
+        x.iter()
+            .chain(rx)
+            .map(|&v| a.state_magnitude(v))
+            .fold(0.0, f64::max)
     } else {
         0.0
     };
 
-    // Step 2: noise; chain c's unit i takes the next draw of chain c's lane i mod P.
-    for (c, lanes) in lanes.chunks_exact_mut(p).enumerate() {
+    // Step 2: noise; chain c's unit i takes the next draw of chain c's lane i mod P. The lanes of
+    // all chains step together (the generator is shifts and XORs), the transform per chain.
+    {
+        let [s1, s2, s3] = lanes;
+        let [w0, w1] = words;
+        let (w0, w1) = (&mut w0[..b], &mut w1[..b]);
         let mut l = 0;
-        for zi in z[c..].iter_mut().step_by(b) {
-            let (w0, w1) = lanes[l].draw();
-            *zi = a.noise(w0, w1);
+        for zi in z.chunks_exact_mut(b) {
+            let (s1, s2, s3) = (
+                &mut s1[l * b..(l + 1) * b],
+                &mut s2[l * b..(l + 1) * b],
+                &mut s3[l * b..(l + 1) * b],
+            );
+            for c in 0..b {
+                let (st, a0) = taus88_step([s1[c], s2[c], s3[c]]);
+                let ([n1, n2, n3], a1) = taus88_step(st);
+                s1[c] = n1;
+                s2[c] = n2;
+                s3[c] = n3;
+                w0[c] = a0;
+                w1[c] = a1;
+            }
+            for c in 0..b {
+                zi[c] = a.noise(w0[c], w1[c]);
+            }
             l += 1;
             if l == p {
                 l = 0;
@@ -269,14 +318,15 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
                 wi: &w[n * k..(n + 1) * k],
                 lines,
                 x,
+                rx,
                 z,
                 bias,
             };
             let out = &mut next[i * b..(i + 1) * b];
             if fast && a.unit_is_safe(&bounds[i], xmax, lmax) {
-                update::<A, false>(prog, &u, acc, gate, acc_cnt, state_cnt, out);
+                update::<A, false>(prog, &u, acc, gate, (acc2, cnt2), acc_cnt, state_cnt, out);
             } else {
-                update::<A, true>(prog, &u, acc, gate, acc_cnt, state_cnt, out);
+                update::<A, true>(prog, &u, acc, gate, (acc2, cnt2), acc_cnt, state_cnt, out);
             }
         }
         for c in 0..b {
@@ -297,6 +347,7 @@ struct Unit<'a, A: Arith> {
     wi: &'a [A::Coef],
     lines: &'a [A::Line],
     x: &'a [A::State],
+    rx: &'a [A::State],
     z: &'a [A::Noise],
     bias: &'a [A::Bias],
 }
@@ -310,6 +361,7 @@ fn update<A: Arith, const CHECK: bool>(
     u: &Unit<'_, A>,
     acc: &mut [A::Acc],
     gate: &mut [bool],
+    scratch: (&mut [A::Acc], &mut [u64]),
     acc_cnt: &mut [u64],
     state_cnt: &mut [u64],
     out: &mut [A::State],
@@ -324,9 +376,20 @@ fn update<A: Arith, const CHECK: bool>(
     }
     let open = gate.iter().filter(|&&g| g).count();
     if open == b {
-        terms::<A, CHECK, false>(prog, u, acc, gate, acc_cnt);
+        terms::<A, CHECK>(prog, u, acc, acc_cnt);
     } else if open > 0 {
-        terms::<A, CHECK, true>(prog, u, acc, gate, acc_cnt);
+        // Some gates closed: run the additions for every chain on a copy, keep those of the
+        // open chains (a closed chain's accumulator and counters stay as they were).
+        let (acc2, cnt2) = (&mut scratch.0[..b], &mut scratch.1[..b]);
+        acc2.copy_from_slice(acc);
+        cnt2.fill(0);
+        terms::<A, CHECK>(prog, u, acc2, cnt2);
+        for c in 0..b {
+            if gate[c] {
+                acc[c] = acc2[c];
+                acc_cnt[c] += cnt2[c];
+            }
+        }
     }
     let z = &u.z[i * b..(i + 1) * b];
     for c in 0..b {
@@ -339,14 +402,12 @@ fn update<A: Arith, const CHECK: bool>(
     }
 }
 
-/// The gated additions (couplings, bus lines, bias) of unit `u.i`; with `MASK` only for the
-/// chains whose gate is open.
+/// The gated additions (couplings, bus lines, bias) of unit `u.i`, for every chain.
 #[inline(always)]
-fn terms<A: Arith, const CHECK: bool, const MASK: bool>(
+fn terms<A: Arith, const CHECK: bool>(
     prog: &Program<A>,
     u: &Unit<'_, A>,
     acc: &mut [A::Acc],
-    gate: &[bool],
     acc_cnt: &mut [u64],
 ) {
     let a = &prog.arith;
@@ -354,14 +415,12 @@ fn terms<A: Arith, const CHECK: bool, const MASK: bool>(
     let (p0, p1) = (prog.row_ptr[i] as usize, prog.row_ptr[i + 1] as usize);
     for (&coef, &j) in prog.coef[p0..p1].iter().zip(&prog.col[p0..p1]) {
         let j = j as usize;
-        let xs = &u.x[j * b..(j + 1) * b];
+        let xs = &u.rx[j * b..(j + 1) * b];
         for c in 0..b {
             let mut s = Saturation::default();
-            let t = a.mac::<CHECK>(acc[c], coef, a.rho(xs[c]), &mut s);
-            if !MASK || gate[c] {
-                acc[c] = t;
-                acc_cnt[c] += s.acc;
-            }
+            let t = a.mac::<CHECK>(acc[c], coef, xs[c], &mut s);
+            acc[c] = t;
+            acc_cnt[c] += s.acc;
         }
     }
     for (kk, &wc) in u.wi.iter().enumerate() {
@@ -369,20 +428,16 @@ fn terms<A: Arith, const CHECK: bool, const MASK: bool>(
         for c in 0..b {
             let mut s = Saturation::default();
             let t = a.mac_line::<CHECK>(acc[c], wc, ls[c], &mut s);
-            if !MASK || gate[c] {
-                acc[c] = t;
-                acc_cnt[c] += s.acc;
-            }
+            acc[c] = t;
+            acc_cnt[c] += s.acc;
         }
     }
     let h = &u.bias[i * b..(i + 1) * b];
     for c in 0..b {
         let mut s = Saturation::default();
         let t = a.add_bias::<CHECK>(acc[c], h[c], &mut s);
-        if !MASK || gate[c] {
-            acc[c] = t;
-            acc_cnt[c] += s.acc;
-        }
+        acc[c] = t;
+        acc_cnt[c] += s.acc;
     }
 }
 
@@ -477,11 +532,27 @@ impl<A: Arith> BatchEngine<A> {
         self.sweeps = 0;
     }
 
-    /// The noise lanes of chain `chain` (e.g. to key them as a RUN does).
-    pub fn lanes_mut(&mut self, chain: usize) -> &mut [NoiseLane] {
-        let p = self.prog.lanes;
+    /// Chain `chain`'s noise lane `lane`.
+    pub fn lane(&self, chain: usize, lane: usize) -> NoiseLane {
         let (gi, c) = self.locate(chain);
-        &mut self.groups[gi].lanes[c * p..(c + 1) * p]
+        let g = &self.groups[gi];
+        let k = lane * g.b + c;
+        NoiseLane {
+            rng: Taus88 {
+                s: [g.lanes[0][k], g.lanes[1][k], g.lanes[2][k]],
+            },
+        }
+    }
+
+    /// Replace chain `chain`'s noise lane `lane` (e.g. to key it as a RUN does).
+    pub fn set_lane(&mut self, chain: usize, lane: usize, l: NoiseLane) {
+        assert!(lane < self.prog.lanes, "lane {lane} out of range");
+        let (gi, c) = self.locate(chain);
+        let g = &mut self.groups[gi];
+        let k = lane * g.b + c;
+        for (comp, v) in g.lanes.iter_mut().zip(l.rng.s) {
+            comp[k] = v;
+        }
     }
 
     /// Set chain `chain`'s biases from `b` (energy units, scaled by `eta` as

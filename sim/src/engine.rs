@@ -139,7 +139,7 @@ pub trait Arith: Clone + Send + Sync {
     /// `|line|` in the units [`Arith::unit_is_safe`] expects.
     fn line_magnitude(&self, l: Self::Line) -> f64;
     /// Whether a unit can saturate no partial sum of its accumulator this sweep, given the
-    /// largest state magnitude `xmax` anywhere and the largest line magnitude `lmax` its module
+    /// largest magnitude `xmax` of a state or its activation anywhere and the largest line magnitude `lmax` its module
     /// receives. Then its update runs without saturation checks, bit for bit the same.
     fn unit_is_safe(&self, b: &Self::UnitBound, xmax: f64, lmax: f64) -> bool;
 }
@@ -892,10 +892,12 @@ impl<A: Arith> Engine<A> {
         let module_lines: Vec<Vec<A::Line>> = (0..prog.modules.len())
             .map(|m| prog.module_lines(m, &lines))
             .collect();
+        // The largest |x| and |rho(x)| (with a clamp above zero, |rho(x)| can exceed |x|).
         let xmax = if A::SATURATES {
+            let a = &prog.arith;
             self.x
                 .iter()
-                .map(|&v| prog.arith.state_magnitude(v))
+                .map(|&v| a.state_magnitude(v).max(a.state_magnitude(a.rho(v))))
                 .fold(0.0, f64::max)
         } else {
             0.0
@@ -1016,7 +1018,7 @@ impl<A: Arith> Engine<A> {
         let xmax = self
             .x
             .iter()
-            .map(|&v| a.state_magnitude(v))
+            .map(|&v| a.state_magnitude(v).max(a.state_magnitude(a.rho(v))))
             .fold(0.0, f64::max);
         let mut n = 0;
         for (m, range) in prog.modules.iter().enumerate() {

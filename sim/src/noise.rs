@@ -82,6 +82,18 @@ pub fn lane_base(lane: u32) -> [u32; 3] {
     [a as u32, (a >> 32) as u32, b as u32]
 }
 
+/// One step of [`Taus88`] on its component states: the new states and the output word.
+#[inline(always)]
+pub fn taus88_step([s1, s2, s3]: [u32; 3]) -> ([u32; 3], u32) {
+    let b1 = ((s1 << 13) ^ s1) >> 19;
+    let n1 = ((s1 & 0xFFFF_FFFE) << 12) ^ b1;
+    let b2 = ((s2 << 2) ^ s2) >> 25;
+    let n2 = ((s2 & 0xFFFF_FFF8) << 4) ^ b2;
+    let b3 = ((s3 << 3) ^ s3) >> 11;
+    let n3 = ((s3 & 0xFFFF_FFF0) << 17) ^ b3;
+    ([n1, n2, n3], n1 ^ n2 ^ n3)
+}
+
 impl Taus88 {
     /// The generator of hardware lane `lane` for run seed `seed`:
     /// `s_c = lift_c(lane_base(lane)[c] XOR run_key(seed)[c])`, where `lift_c` adds the
@@ -107,15 +119,9 @@ impl Taus88 {
     /// Next 32-bit word.
     #[inline(always)]
     pub fn next_u32(&mut self) -> u32 {
-        let [s1, s2, s3] = self.s;
-        let b1 = ((s1 << 13) ^ s1) >> 19;
-        let n1 = ((s1 & 0xFFFF_FFFE) << 12) ^ b1;
-        let b2 = ((s2 << 2) ^ s2) >> 25;
-        let n2 = ((s2 & 0xFFFF_FFF8) << 4) ^ b2;
-        let b3 = ((s3 << 3) ^ s3) >> 11;
-        let n3 = ((s3 & 0xFFFF_FFF0) << 17) ^ b3;
-        self.s = [n1, n2, n3];
-        n1 ^ n2 ^ n3
+        let (s, w) = taus88_step(self.s);
+        self.s = s;
+        w
     }
 
     /// The two words of one Gaussian draw.
