@@ -34,6 +34,9 @@ struct Group<A: Arith> {
     /// Per unit, the accumulator bound with the unit's largest bias over the group's chains.
     bounds: Vec<A::UnitBound>,
     bounds_dirty: bool,
+    /// Per bus, side (encoder, decoder) and rank, the bound of its sum (as a unit's: the first
+    /// weight as the self coefficient, no bus, zero bias), or `None` for an empty side.
+    bus_bounds: Vec<Option<A::UnitBound>>,
     /// Noise lanes' generator states by component, `lanes[component][lane * b + chain]`.
     lanes: [Vec<u32>; 3],
     /// The draw's two words per chain (scratch).
@@ -88,6 +91,7 @@ impl<A: Arith> Group<A> {
             bias,
             bounds: Vec::new(),
             bounds_dirty: true,
+            bus_bounds: Vec::new(),
             lanes: Default::default(),
             words: [vec![0; b], vec![0; b]],
             saturation: vec![Saturation::default(); b * prog.modules.len()],
@@ -152,6 +156,15 @@ impl<A: Arith> Group<A> {
             }
         }
         self.bounds = bounds;
+        self.bus_bounds = prog
+            .buses
+            .iter()
+            .flat_map(|bus| bus.u.iter().chain(&bus.v))
+            .map(|row| {
+                row.split_first()
+                    .map(|(&first, rest)| a.unit_bound(first, rest, &[], a.bias(0.0)))
+            })
+            .collect();
         self.bounds_dirty = false;
     }
 
@@ -190,6 +203,7 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
         z,
         bias,
         bounds,
+        bus_bounds,
         lanes,
         words,
         saturation,
@@ -215,7 +229,19 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
     }
     let rx = &rx[..];
 
-    // Step 1: bus lines, always through the checked accumulator (as the single-chain engine).
+    // The largest |x| and |rho(x)| (with a clamp above zero, |rho(x)| can exceed |x|).
+    let xmax = if A::SATURATES {
+        x.iter()
+            .chain(rx)
+            .map(|&v| a.state_magnitude(v))
+            .fold(0.0, f64::max)
+    } else {
+        0.0
+    };
+
+    // Step 1: bus lines. A sum whose partial sums provably stay in range skips the saturation
+    // checks (bit for bit the same, nothing to count).
+    let mut rows = bus_bounds.iter();
     for (bus, out) in prog.buses.iter().zip(bus_lines.iter_mut()) {
         for (side, out) in out.iter_mut().enumerate() {
             let (w, range) = if side == 0 {
@@ -225,11 +251,11 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
             };
             for (r, (row, &gain)) in w.iter().zip(&bus.gain).enumerate() {
                 acc.fill(a.zero());
-                for (&coef, j) in row.iter().zip(range.clone()) {
-                    let xs = &rx[j * b..(j + 1) * b];
-                    for c in 0..b {
-                        acc[c] = mac::<A, true>(a, acc[c], coef, xs[c], &mut acc_cnt[c]);
-                    }
+                let safe = matches!(rows.next(), Some(Some(bd)) if a.unit_is_safe(bd, xmax, 0.0));
+                if safe {
+                    bus_sum::<A, false>(a, acc, row, range.start, b, rx, acc_cnt);
+                } else {
+                    bus_sum::<A, true>(a, acc, row, range.start, b, rx, acc_cnt);
                 }
                 let o = &mut out[r * b..(r + 1) * b];
                 for c in 0..b {
@@ -253,16 +279,6 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
             off += src.len();
         }
     }
-    // The largest |x| and |rho(x)| (with a clamp above zero, |rho(x)| can exceed |x|).
-    let xmax = if A::SATURATES {
-        x.iter()
-            .chain(rx)
-            .map(|&v| a.state_magnitude(v))
-            .fold(0.0, f64::max)
-    } else {
-        0.0
-    };
-
     // Step 2: noise; chain c's unit i takes the next draw of chain c's lane i mod P. The lanes of
     // all chains step together (the generator is shifts and XORs), the transform per chain.
     {
@@ -338,6 +354,26 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
         }
     }
     std::mem::swap(x, next);
+}
+
+/// `acc[c] += row[n] rho(x_{start + n})[c]` for `n` ascending.
+#[inline(always)]
+fn bus_sum<A: Arith, const CHECK: bool>(
+    a: &A,
+    acc: &mut [A::Acc],
+    row: &[A::Coef],
+    start: usize,
+    b: usize,
+    rx: &[A::State],
+    acc_cnt: &mut [u64],
+) {
+    for (n, &coef) in row.iter().enumerate() {
+        let j = start + n;
+        let xs = &rx[j * b..(j + 1) * b];
+        for c in 0..b {
+            acc[c] = mac::<A, CHECK>(a, acc[c], coef, xs[c], &mut acc_cnt[c]);
+        }
+    }
 }
 
 /// What one unit's update reads besides the program.
