@@ -239,6 +239,7 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
         0.0
     };
 
+    let fast = !(A::SATURATES && prog.force_checks);
     // Step 1: bus lines. A sum whose partial sums provably stay in range skips the saturation
     // checks (bit for bit the same, nothing to count).
     let mut rows = bus_bounds.iter();
@@ -251,7 +252,8 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
             };
             for (r, (row, &gain)) in w.iter().zip(&bus.gain).enumerate() {
                 acc.fill(a.zero());
-                let safe = matches!(rows.next(), Some(Some(bd)) if a.unit_is_safe(bd, xmax, 0.0));
+                let safe =
+                    matches!(rows.next(), Some(Some(bd)) if fast && a.unit_is_safe(bd, xmax, 0.0));
                 if safe {
                     bus_sum::<A, false>(a, acc, row, range.start, b, rx, acc_cnt);
                 } else {
@@ -301,9 +303,7 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
                 w0[c] = a0;
                 w1[c] = a1;
             }
-            for c in 0..b {
-                zi[c] = a.noise(w0[c], w1[c]);
-            }
+            a.noise_many(w0, w1, zi);
             l += 1;
             if l == p {
                 l = 0;
@@ -312,7 +312,6 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
     }
 
     // Step 3: units, module by module.
-    let fast = !(A::SATURATES && prog.force_checks);
     let nm = prog.modules.len();
     for (m, range) in prog.modules.iter().enumerate() {
         let lines = &module_lines[m][..];

@@ -113,6 +113,14 @@ pub trait Arith: Clone + Send + Sync {
     fn gate(&self, x: Self::State) -> bool;
     /// Noise sample from a draw's two words.
     fn noise(&self, w0: u32, w1: u32) -> Self::Noise;
+    /// `out[c] = noise(w0[c], w1[c])` for every `c` (the same samples; an arithmetic may
+    /// compute them together).
+    #[inline(always)]
+    fn noise_many(&self, w0: &[u32], w1: &[u32], out: &mut [Self::Noise]) {
+        for ((o, &a), &b) in out.iter_mut().zip(w0).zip(w1) {
+            *o = self.noise(a, b);
+        }
+    }
     /// A state as a real number.
     fn to_f64(&self, x: Self::State) -> f64;
     /// A real number as a state (rounded, saturated).
@@ -482,6 +490,13 @@ impl Arith for Fixed {
     fn noise(&self, w0: u32, w1: u32) -> i16 {
         gaussian_fixed(w0, w1)
     }
+    #[inline(always)]
+    fn noise_many(&self, w0: &[u32], w1: &[u32], out: &mut [i16]) {
+        let rom = crate::noise::icdf_rom_packed();
+        for ((o, &a), &b) in out.iter_mut().zip(w0).zip(w1) {
+            *o = crate::noise::gaussian_fixed_packed(rom, a, b);
+        }
+    }
     fn to_f64(&self, x: i16) -> f64 {
         self.formats.state.to_f64(x as i64)
     }
@@ -589,7 +604,8 @@ pub struct Program<A: Arith> {
     pub bus_w: Vec<Vec<A::Coef>>,
     /// Per unit, the constants of its accumulator bound ([`Arith::unit_bound`]).
     pub bounds: Vec<A::UnitBound>,
-    /// Run every unit through the saturation-checked path (for tests of the fast path).
+    /// Run every unit (and, in the batched engine, every bus sum) through the saturation-checked
+    /// path (for tests of the fast path).
     pub force_checks: bool,
 }
 
