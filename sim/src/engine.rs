@@ -492,10 +492,7 @@ impl Arith for Fixed {
     }
     #[inline(always)]
     fn noise_many(&self, w0: &[u32], w1: &[u32], out: &mut [i16]) {
-        let rom = crate::noise::icdf_rom_packed();
-        for ((o, &a), &b) in out.iter_mut().zip(w0).zip(w1) {
-            *o = crate::noise::gaussian_fixed_packed(rom, a, b);
-        }
+        crate::noise::gaussian_fixed_many(w0, w1, out)
     }
     fn to_f64(&self, x: i16) -> f64 {
         self.formats.state.to_f64(x as i64)
