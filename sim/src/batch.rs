@@ -437,7 +437,8 @@ fn update<A: Arith, const CHECK: bool>(
     }
 }
 
-/// The gated additions (couplings, bus lines, bias) of unit `u.i`, for every chain.
+/// The gated additions (couplings, bus lines, bias) of unit `u.i`, for every chain: blocks of
+/// 16 chains (their accumulators stay in registers across the unit's terms), then of 4, then 1.
 #[inline(always)]
 fn terms<A: Arith, const CHECK: bool>(
     prog: &Program<A>,
@@ -445,34 +446,64 @@ fn terms<A: Arith, const CHECK: bool>(
     acc: &mut [A::Acc],
     acc_cnt: &mut [u64],
 ) {
+    let b = u.b;
+    let mut c0 = 0;
+    while c0 + 16 <= b {
+        terms_block::<A, CHECK, 16>(prog, u, c0, acc, acc_cnt);
+        c0 += 16;
+    }
+    while c0 + 4 <= b {
+        terms_block::<A, CHECK, 4>(prog, u, c0, acc, acc_cnt);
+        c0 += 4;
+    }
+    while c0 < b {
+        terms_block::<A, CHECK, 1>(prog, u, c0, acc, acc_cnt);
+        c0 += 1;
+    }
+}
+
+/// [`terms`] for chains `c0 .. c0 + W`.
+#[inline(always)]
+fn terms_block<A: Arith, const CHECK: bool, const W: usize>(
+    prog: &Program<A>,
+    u: &Unit<'_, A>,
+    c0: usize,
+    acc: &mut [A::Acc],
+    acc_cnt: &mut [u64],
+) {
     let a = &prog.arith;
     let (i, b) = (u.i, u.b);
+    let mut ac: [A::Acc; W] = acc[c0..c0 + W].try_into().expect("block width");
+    let mut cn = [0u64; W];
     let (p0, p1) = (prog.row_ptr[i] as usize, prog.row_ptr[i + 1] as usize);
     for (&coef, &j) in prog.coef[p0..p1].iter().zip(&prog.col[p0..p1]) {
-        let j = j as usize;
-        let xs = &u.rx[j * b..(j + 1) * b];
-        for c in 0..b {
+        let o = j as usize * b + c0;
+        let xs: &[A::State; W] = u.rx[o..o + W].try_into().expect("block width");
+        for c in 0..W {
             let mut s = Saturation::default();
-            let t = a.mac::<CHECK>(acc[c], coef, xs[c], &mut s);
-            acc[c] = t;
-            acc_cnt[c] += s.acc;
+            ac[c] = a.mac::<CHECK>(ac[c], coef, xs[c], &mut s);
+            cn[c] += s.acc;
         }
     }
     for (kk, &wc) in u.wi.iter().enumerate() {
-        let ls = &u.lines[kk * b..(kk + 1) * b];
-        for c in 0..b {
+        let o = kk * b + c0;
+        let ls: &[A::Line; W] = u.lines[o..o + W].try_into().expect("block width");
+        for c in 0..W {
             let mut s = Saturation::default();
-            let t = a.mac_line::<CHECK>(acc[c], wc, ls[c], &mut s);
-            acc[c] = t;
-            acc_cnt[c] += s.acc;
+            ac[c] = a.mac_line::<CHECK>(ac[c], wc, ls[c], &mut s);
+            cn[c] += s.acc;
         }
     }
-    let h = &u.bias[i * b..(i + 1) * b];
-    for c in 0..b {
+    let o = i * b + c0;
+    let h: &[A::Bias; W] = u.bias[o..o + W].try_into().expect("block width");
+    for c in 0..W {
         let mut s = Saturation::default();
-        let t = a.add_bias::<CHECK>(acc[c], h[c], &mut s);
-        acc[c] = t;
-        acc_cnt[c] += s.acc;
+        ac[c] = a.add_bias::<CHECK>(ac[c], h[c], &mut s);
+        cn[c] += s.acc;
+    }
+    acc[c0..c0 + W].copy_from_slice(&ac);
+    for c in 0..W {
+        acc_cnt[c0 + c] += cn[c];
     }
 }
 
