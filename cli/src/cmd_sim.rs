@@ -554,7 +554,8 @@ fn bench_substrate(
         n as f64 * d / t.elapsed().as_secs_f64()
     };
     let batch = batch.max(1);
-    let bsweeps = (sweeps * 2 / batch as u64).max(4);
+    // Batched runs: about 1.6e7 chain unit updates per timed run.
+    let bsweeps = (16_000_000 / (batch * s.units().max(1)) as u64).max(4);
     let gsweeps = (sweeps / 4).max(1);
     let seeds: Vec<u64> = (1..=batch as u64).collect();
     let mut r: [Vec<f64>; 5] = Default::default();
