@@ -822,6 +822,8 @@ pub struct Engine<A: Arith> {
     pub x: Vec<A::State>,
     next: Vec<A::State>,
     z: Vec<A::Noise>,
+    /// The sweep's noise words (scratch).
+    words: (Vec<u32>, Vec<u32>),
     /// One noise lane per hardware lane.
     pub lanes: Vec<NoiseLane>,
     /// Saturation counters per module (unit updates).
@@ -865,6 +867,7 @@ impl<A: Arith> Engine<A> {
             x: vec![A::State::default(); d],
             next: vec![A::State::default(); d],
             z: vec![A::Noise::default(); d],
+            words: (Vec::new(), Vec::new()),
             lanes: (0..prog.lanes as u32)
                 .map(|l| NoiseLane::new(seed, l))
                 .collect(),
@@ -915,16 +918,21 @@ impl<A: Arith> Engine<A> {
         } else {
             0.0
         };
-        // Step 2: noise, lane i mod P, ascending units.
+        // Step 2: noise, lane i mod P, ascending units: the words first, then the transform of
+        // all of them ([`Arith::noise_many`]).
+        let d = self.z.len();
+        self.words.0.resize(d, 0);
+        self.words.1.resize(d, 0);
         let mut lane = 0;
-        for zi in self.z.iter_mut() {
-            let (w0, w1) = self.lanes[lane].draw();
-            *zi = prog.arith.noise(w0, w1);
+        for (a, b) in self.words.0.iter_mut().zip(self.words.1.iter_mut()) {
+            (*a, *b) = self.lanes[lane].draw();
             lane += 1;
             if lane == p {
                 lane = 0;
             }
         }
+        prog.arith
+            .noise_many(&self.words.0, &self.words.1, &mut self.z);
         // Step 3: units, module by module; optionally split across threads.
         let x = &self.x;
         let z = &self.z;
