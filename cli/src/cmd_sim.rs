@@ -4,7 +4,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use thermo_sim::example::{random_substrate, ExampleSpec};
 use thermo_sim::run::{run as run_engine, EngineKind, RunOptions, RunReport};
-use thermo_sim::{FixedEngine, GoldenEngine, Substrate};
+use thermo_sim::{FixedBatch, FixedEngine, GoldenEngine, Substrate};
 
 /// Substrate commands.
 #[derive(Subcommand)]
@@ -144,6 +144,18 @@ pub struct BenchArgs {
     /// Internal: only build and run the memory configuration, print peak RSS.
     #[arg(long, hide = true)]
     memory_only: bool,
+    /// Chains of the batched runs.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Timed repetitions of every measurement (the median is printed).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// The second substrate measured (skipped with a note if the file is missing).
+    #[arg(long, default_value = "models/digits-clamped-rank8.json.sim.json")]
+    digits: PathBuf,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// Run a substrate command.
@@ -394,33 +406,37 @@ fn bench(a: BenchArgs) -> Result<(), String> {
     };
     spec.check().map_err(|e| format!("--units: {e}"))?;
     let s = Substrate::from_config(&random_substrate(&spec)).map_err(|e| e.to_string())?;
-    let d = s.units() as f64;
+    let mut report = serde_json::Map::new();
+    report.insert("repeat".into(), a.repeat.max(1).into());
+    report.insert("batch".into(), a.batch.into());
     println!(
-        "configuration: {} units, {} modules, {:.1} couplings/unit, {} buses of rank {}",
-        s.units(),
-        s.modules.len(),
-        s.nnz() as f64 / d,
-        s.buses.len(),
-        a.rank
+        "figures: median of {} timed runs each, unit updates per second (one chain's unit update = 1)",
+        a.repeat.max(1)
     );
+    let cfg = bench_substrate("configuration", &s, a.sweeps, a.batch, a.repeat);
+    report.insert("configuration".into(), cfg);
+    if a.digits.exists() {
+        let digits = Substrate::from_file(&a.digits).map_err(|e| e.to_string())?;
+        let sweeps = (a.sweeps / 4).max(4);
+        let r = bench_substrate(
+            &format!("digits substrate ({})", a.digits.display()),
+            &digits,
+            sweeps,
+            a.batch,
+            a.repeat,
+        );
+        report.insert("digits".into(), r);
+    } else {
+        println!(
+            "digits substrate: {} not found, skipped",
+            a.digits.display()
+        );
+    }
     let time = |f: &mut dyn FnMut()| {
         let t = std::time::Instant::now();
         f();
         t.elapsed().as_secs_f64()
     };
-    let mut fixed = FixedEngine::fixed(&s, 1);
-    let tf = time(&mut || (0..a.sweeps).for_each(|_| fixed.sweep()));
-    let mut golden = GoldenEngine::golden(&s, 1);
-    let gs = (a.sweeps / 4).max(1);
-    let tg = time(&mut || (0..gs).for_each(|_| golden.sweep()));
-    let uf = a.sweeps as f64 * d / tf;
-    let ug = gs as f64 * d / tg;
-    println!(
-        "fixed engine : {uf:.3e} unit updates/s (1 thread, {} sweeps)",
-        a.sweeps
-    );
-    println!("golden model : {ug:.3e} unit updates/s (1 thread, {gs} sweeps)");
-    println!("fixed / golden: {:.2}x", uf / ug);
     // Threads pay off on large substrates only: compare 1 and 2 on the memory configuration.
     if a.memory_units > 0 {
         let big = Substrate::from_config(&random_substrate(&ExampleSpec {
@@ -446,6 +462,10 @@ fn bench(a: BenchArgs) -> Result<(), String> {
             rate[0],
             rate[1],
             rate[1] / rate[0]
+        );
+        report.insert(
+            "large".into(),
+            serde_json::json!({"units": big.units(), "fixed_1_thread": rate[0], "fixed_2_threads": rate[1]}),
         );
     }
     if a.memory_units > 0 {
@@ -477,6 +497,225 @@ fn bench(a: BenchArgs) -> Result<(), String> {
             a.memory_units,
             kib as f64 / 1024.0
         );
+        report.insert(
+            "memory".into(),
+            serde_json::json!({"units": a.memory_units, "peak_mib": kib as f64 / 1024.0}),
+        );
+    }
+    let own = peak_rss_kib().unwrap_or(0) as f64 / 1024.0;
+    println!("peak resident memory of this benchmark: {own:.1} MiB");
+    report.insert("bench_peak_mib".into(), own.into());
+    if let Some(path) = &a.json {
+        let text = serde_json::to_string_pretty(&serde_json::Value::Object(report))
+            .map_err(|e| e.to_string())?;
+        std::fs::write(path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// Median of the figures.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Times every engine on `s` (`sweeps` sweeps of one chain, fewer for the slower or batched
+/// runs), `repeat` times each, prints the medians in unit updates per second and returns them.
+fn bench_substrate(
+    what: &str,
+    s: &Substrate,
+    sweeps: u64,
+    batch: usize,
+    repeat: usize,
+) -> serde_json::Value {
+    let d = s.units() as f64;
+    println!(
+        "{what}: {} units, {} modules, {:.1} couplings/unit, {} buses of ranks {:?}, {}",
+        s.units(),
+        s.modules.len(),
+        s.nnz() as f64 / d,
+        s.buses.len(),
+        s.buses.iter().map(|b| b.sigma.len()).collect::<Vec<_>>(),
+        match s.activation {
+            thermo_sim::model::Activation::Identity => "identity".to_string(),
+            thermo_sim::model::Activation::Clamp { lo, hi } => format!("clamp [{lo:.3}, {hi:.3}]"),
+        }
+    );
+    let rate = |n: u64, f: &mut dyn FnMut()| {
+        let t = std::time::Instant::now();
+        f();
+        n as f64 * d / t.elapsed().as_secs_f64()
+    };
+    let batch = batch.max(1);
+    // Batched runs: about 1.6e7 chain unit updates per timed run.
+    let bsweeps = (16_000_000 / (batch * s.units().max(1)) as u64).max(4);
+    let gsweeps = (sweeps / 4).max(1);
+    let seeds: Vec<u64> = (1..=batch as u64).collect();
+    let mut r: [Vec<f64>; 5] = Default::default();
+    for _ in 0..repeat.max(1) {
+        let mut e = FixedEngine::fixed(s, 1);
+        r[0].push(rate(sweeps, &mut || (0..sweeps).for_each(|_| e.sweep())));
+        for (k, threads) in [(1, 1), (2, 2)] {
+            let mut b = FixedBatch::fixed(s, &seeds, threads);
+            r[k].push(rate(bsweeps * batch as u64, &mut || b.run(bsweeps)));
+        }
+        let mut g = GoldenEngine::golden(s, 1);
+        r[3].push(rate(gsweeps, &mut || (0..gsweeps).for_each(|_| g.sweep())));
+        let mut plain = PlainLoop::new(s, 1);
+        r[4].push(rate(sweeps, &mut || {
+            (0..sweeps).for_each(|_| plain.sweep())
+        }));
+    }
+    let [fixed, batch1, batch2, golden, plain] = r.map(median);
+    println!("  fixed engine, 1 chain        : {fixed:.3e}  ({sweeps} sweeps)");
+    println!("  fixed engine, {batch} chains, 1 thread : {batch1:.3e}  ({bsweeps} sweeps)");
+    println!("  fixed engine, {batch} chains, 2 threads: {batch2:.3e}  ({bsweeps} sweeps)");
+    println!("  golden model, 1 chain        : {golden:.3e}  ({gsweeps} sweeps)");
+    println!("  plain f64 sparse Euler-Maruyama loop (CSR + bus factors, Box-Muller): {plain:.3e}  ({sweeps} sweeps)");
+    println!(
+        "  ratios: fixed/plain {:.2}x, fixed/golden {:.2}x, batched 1 thread/fixed {:.2}x, batched 2 threads/1 thread {:.2}x, batched 2 threads/plain {:.2}x",
+        fixed / plain,
+        fixed / golden,
+        batch1 / fixed,
+        batch2 / batch1,
+        batch2 / plain
+    );
+    serde_json::json!({
+        "units": s.units(),
+        "couplings_per_unit": s.nnz() as f64 / d,
+        "sweeps": sweeps,
+        "batch_sweeps": bsweeps,
+        "golden_sweeps": gsweeps,
+        "fixed": fixed,
+        "fixed_batch_1_thread": batch1,
+        "fixed_batch_2_threads": batch2,
+        "golden": golden,
+        "plain_f64": plain,
+    })
+}
+
+/// The loop a user would write first: `f64` Euler–Maruyama on the substrate's sparse couplings
+/// (CSR) and its bus factors, Box–Muller noise from xorshift64*. Same update rule and work as the
+/// engines (Jacobi, the clamp read through `rho`), none of their bit-exactness.
+struct PlainLoop {
+    diag: Vec<f64>,
+    row_ptr: Vec<usize>,
+    col: Vec<usize>,
+    val: Vec<f64>,
+    h: Vec<f64>,
+    gn: f64,
+    clamp: Option<(f64, f64)>,
+    /// Per bus: encoder range, decoder range, u, v (rank-major), eta sigma.
+    buses: Vec<PlainBus>,
+    x: Vec<f64>,
+    rx: Vec<f64>,
+    next: Vec<f64>,
+    rng: u64,
+}
+
+struct PlainBus {
+    enc: std::ops::Range<usize>,
+    dec: std::ops::Range<usize>,
+    u: Vec<Vec<f64>>,
+    v: Vec<Vec<f64>>,
+    gain: Vec<f64>,
+}
+
+impl PlainLoop {
+    fn new(s: &Substrate, seed: u64) -> Self {
+        let eta = s.eta;
+        let d = s.units();
+        PlainLoop {
+            diag: s.stiffness.iter().map(|&a| 1.0 - eta * a).collect(),
+            row_ptr: s.row_ptr.clone(),
+            col: s.col.clone(),
+            val: s.val.iter().map(|&v| -eta * v).collect(),
+            h: s.bias.iter().map(|&b| eta * b).collect(),
+            gn: s.noise_amplitude(),
+            clamp: match s.activation {
+                thermo_sim::model::Activation::Identity => None,
+                thermo_sim::model::Activation::Clamp { lo, hi } => Some((lo, hi)),
+            },
+            buses: s
+                .buses
+                .iter()
+                .map(|b| PlainBus {
+                    enc: s.modules[b.enc].range(),
+                    dec: s.modules[b.dec].range(),
+                    u: b.u.clone(),
+                    v: b.v.clone(),
+                    gain: b.sigma.iter().map(|&g| eta * g).collect(),
+                })
+                .collect(),
+            x: vec![0.0; d],
+            rx: vec![0.0; d],
+            next: vec![0.0; d],
+            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        }
+    }
+
+    fn uniform(&mut self) -> f64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let r = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        ((r >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
+    }
+
+    fn sweep(&mut self) {
+        let d = self.x.len();
+        for i in 0..d {
+            self.rx[i] = match self.clamp {
+                None => self.x[i],
+                Some((lo, hi)) => self.x[i].clamp(lo, hi),
+            };
+        }
+        // Noise first (two samples per Box-Muller pair), into `next`.
+        let mut i = 0;
+        while i < d {
+            let (u1, u2) = (self.uniform(), self.uniform());
+            let r = (-2.0 * u1.ln()).sqrt();
+            let t = std::f64::consts::TAU * u2;
+            self.next[i] = self.gn * r * t.cos();
+            if i + 1 < d {
+                self.next[i + 1] = self.gn * r * t.sin();
+            }
+            i += 2;
+        }
+        for i in 0..d {
+            let mut acc = self.diag[i] * self.x[i] + self.h[i];
+            for p in self.row_ptr[i]..self.row_ptr[i + 1] {
+                acc += self.val[p] * self.rx[self.col[p]];
+            }
+            self.next[i] += acc;
+        }
+        for b in &self.buses {
+            for (r, &g) in b.gain.iter().enumerate() {
+                let se: f64 = b.u[r]
+                    .iter()
+                    .zip(&self.rx[b.enc.clone()])
+                    .map(|(u, x)| u * x)
+                    .sum();
+                let sd: f64 = b.v[r]
+                    .iter()
+                    .zip(&self.rx[b.dec.clone()])
+                    .map(|(v, x)| v * x)
+                    .sum();
+                for (v, o) in b.v[r].iter().zip(&mut self.next[b.dec.clone()]) {
+                    *o += v * g * se;
+                }
+                for (u, o) in b.u[r].iter().zip(&mut self.next[b.enc.clone()]) {
+                    *o += u * g * sd;
+                }
+            }
+        }
+        std::mem::swap(&mut self.x, &mut self.next);
+    }
 }

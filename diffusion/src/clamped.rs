@@ -971,9 +971,10 @@ pub enum EngineKind {
 }
 
 /// `rho(x)` averages of every column of `b` (`[units, batch]`) on an engine, column `c` run as
-/// the board runs a RUN with seed `seed + c` (state zero, lanes keyed by `run_key`); the batch
-/// is split over `threads` threads, each building its engine once (results do not depend on
-/// the thread count). Returns the averages `[units, batch]` and the summed saturation counters.
+/// the board runs a RUN with seed `seed + c` (state zero, lanes keyed by `run_key`); the columns
+/// run as the chains of one batched engine ([`thermo_sim::BatchEngine`]), split over `threads`
+/// threads (results do not depend on the thread count). Returns the averages `[units, batch]`
+/// and the summed saturation counters.
 pub fn engine_batch(
     sub: &thermo_sim::Substrate,
     kind: EngineKind,
@@ -982,55 +983,36 @@ pub fn engine_batch(
     seed: u64,
     threads: usize,
 ) -> (DMatrix<f64>, thermo_sim::engine::Saturation) {
-    use thermo_sim::engine::{Arith, Engine, Saturation};
-    fn columns<A: Arith>(
-        mut e: Engine<A>,
+    use thermo_sim::engine::{Arith, Observe, Saturation};
+    use thermo_sim::BatchEngine;
+    fn relax<A: Arith>(
+        arith: A,
         sub: &thermo_sim::Substrate,
-        b: &DMatrix<f64>,
-        cols: std::ops::Range<usize>,
+        cols: &[Vec<f64>],
         run: &EngineRun,
         seed: u64,
+        threads: usize,
     ) -> Vec<(Vec<f64>, Saturation)> {
-        cols.map(|c| {
-            e.restart(seed.wrapping_add(c as u64));
-            let col: Vec<f64> = b.column(c).iter().copied().collect();
-            engine_relax(sub, &mut e, &col, run)
-        })
-        .collect()
+        let seeds: Vec<u64> = (0..cols.len())
+            .map(|c| seed.wrapping_add(c as u64))
+            .collect();
+        let mut e = BatchEngine::new(sub, arith, &seeds, threads);
+        e.relax_average(sub, cols, run.burn_in, run.sweeps, Observe::Activation)
     }
     let n = b.ncols();
-    let threads = threads.clamp(1, n.max(1));
-    let chunk = n.div_ceil(threads).max(1);
-    let results: Vec<(Vec<f64>, Saturation)> = std::thread::scope(|sc| {
-        let handles: Vec<_> = (0..n)
-            .step_by(chunk)
-            .map(|start| {
-                let cols = start..(start + chunk).min(n);
-                sc.spawn(move || match kind {
-                    EngineKind::Golden => columns(
-                        thermo_sim::GoldenEngine::golden(sub, 0),
-                        sub,
-                        b,
-                        cols,
-                        run,
-                        seed,
-                    ),
-                    EngineKind::Fixed => columns(
-                        thermo_sim::FixedEngine::fixed(sub, 0),
-                        sub,
-                        b,
-                        cols,
-                        run,
-                        seed,
-                    ),
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("engine thread panicked"))
-            .collect()
-    });
+    let cols: Vec<Vec<f64>> = (0..n)
+        .map(|c| b.column(c).iter().copied().collect())
+        .collect();
+    let results = if n == 0 {
+        Vec::new()
+    } else {
+        match kind {
+            EngineKind::Golden => {
+                relax(thermo_sim::Golden::new(sub), sub, &cols, run, seed, threads)
+            }
+            EngineKind::Fixed => relax(thermo_sim::Fixed::new(sub), sub, &cols, run, seed, threads),
+        }
+    };
     let mut y = DMatrix::zeros(b.nrows(), n);
     let mut sat = Saturation::default();
     for (c, (v, s)) in results.into_iter().enumerate() {

@@ -55,7 +55,7 @@ pub trait Arith: Clone + Send + Sync {
     /// A stored coefficient (coupling or gain).
     type Coef: Copy + Send + Sync + std::fmt::Debug;
     /// The accumulator.
-    type Acc: Copy;
+    type Acc: Copy + Send + Sync + std::fmt::Debug;
     /// A stored bias.
     type Bias: Copy + Send + Sync + std::fmt::Debug;
     /// A bus line value.
@@ -113,6 +113,14 @@ pub trait Arith: Clone + Send + Sync {
     fn gate(&self, x: Self::State) -> bool;
     /// Noise sample from a draw's two words.
     fn noise(&self, w0: u32, w1: u32) -> Self::Noise;
+    /// `out[c] = noise(w0[c], w1[c])` for every `c` (the same samples; an arithmetic may
+    /// compute them together).
+    #[inline(always)]
+    fn noise_many(&self, w0: &[u32], w1: &[u32], out: &mut [Self::Noise]) {
+        for ((o, &a), &b) in out.iter_mut().zip(w0).zip(w1) {
+            *o = self.noise(a, b);
+        }
+    }
     /// A state as a real number.
     fn to_f64(&self, x: Self::State) -> f64;
     /// A real number as a state (rounded, saturated).
@@ -123,6 +131,9 @@ pub trait Arith: Clone + Send + Sync {
     const SATURATES: bool;
     /// Per-unit constants of the accumulator bound (see [`Arith::unit_is_safe`]).
     type UnitBound: Copy + Default + Send + Sync + std::fmt::Debug;
+    /// `|h|` of a bias in the units [`Arith::unit_bound`] uses; the bound grows with it, so the
+    /// bound of a unit's largest bias covers every smaller one.
+    fn bias_magnitude(&self, h: Self::Bias) -> f64;
     /// Summarise a unit's constants for [`Arith::unit_is_safe`].
     fn unit_bound(
         &self,
@@ -136,7 +147,7 @@ pub trait Arith: Clone + Send + Sync {
     /// `|line|` in the units [`Arith::unit_is_safe`] expects.
     fn line_magnitude(&self, l: Self::Line) -> f64;
     /// Whether a unit can saturate no partial sum of its accumulator this sweep, given the
-    /// largest state magnitude `xmax` anywhere and the largest line magnitude `lmax` its module
+    /// largest magnitude `xmax` of a state or its activation anywhere and the largest line magnitude `lmax` its module
     /// receives. Then its update runs without saturation checks, bit for bit the same.
     fn unit_is_safe(&self, b: &Self::UnitBound, xmax: f64, lmax: f64) -> bool;
 }
@@ -233,6 +244,9 @@ impl Arith for Golden {
     }
     const SATURATES: bool = false;
     type UnitBound = ();
+    fn bias_magnitude(&self, _: f64) -> f64 {
+        0.0
+    }
     fn unit_bound(&self, _: f64, _: &[f64], _: &[f64], _: f64) {}
     fn state_magnitude(&self, _: f64) -> f64 {
         0.0
@@ -476,6 +490,10 @@ impl Arith for Fixed {
     fn noise(&self, w0: u32, w1: u32) -> i16 {
         gaussian_fixed(w0, w1)
     }
+    #[inline(always)]
+    fn noise_many(&self, w0: &[u32], w1: &[u32], out: &mut [i16]) {
+        crate::noise::gaussian_fixed_many(w0, w1, out)
+    }
     fn to_f64(&self, x: i16) -> f64 {
         self.formats.state.to_f64(x as i64)
     }
@@ -489,6 +507,9 @@ impl Arith for Fixed {
     /// `[|d| + sum |c|, sum |w| * 2^(fa - coupling.frac - bus.frac), |h| + max |noise term| + slack]`
     /// in accumulator codes per unit of state / line code.
     type UnitBound = [f64; 3];
+    fn bias_magnitude(&self, h: i32) -> f64 {
+        (h as f64).abs()
+    }
     fn unit_bound(&self, diag: i16, row: &[i16], bus: &[i16], bias: i32) -> [f64; 3] {
         let f = &self.formats;
         let a = (diag as f64).abs() + row.iter().map(|&c| (c as f64).abs()).sum::<f64>();
@@ -580,7 +601,8 @@ pub struct Program<A: Arith> {
     pub bus_w: Vec<Vec<A::Coef>>,
     /// Per unit, the constants of its accumulator bound ([`Arith::unit_bound`]).
     pub bounds: Vec<A::UnitBound>,
-    /// Run every unit through the saturation-checked path (for tests of the fast path).
+    /// Run every unit (and, in the batched engine, every bus sum) through the saturation-checked
+    /// path (for tests of the fast path).
     pub force_checks: bool,
 }
 
@@ -800,6 +822,8 @@ pub struct Engine<A: Arith> {
     pub x: Vec<A::State>,
     next: Vec<A::State>,
     z: Vec<A::Noise>,
+    /// The sweep's noise words (scratch).
+    words: (Vec<u32>, Vec<u32>),
     /// One noise lane per hardware lane.
     pub lanes: Vec<NoiseLane>,
     /// Saturation counters per module (unit updates).
@@ -843,6 +867,7 @@ impl<A: Arith> Engine<A> {
             x: vec![A::State::default(); d],
             next: vec![A::State::default(); d],
             z: vec![A::Noise::default(); d],
+            words: (Vec::new(), Vec::new()),
             lanes: (0..prog.lanes as u32)
                 .map(|l| NoiseLane::new(seed, l))
                 .collect(),
@@ -883,24 +908,31 @@ impl<A: Arith> Engine<A> {
         let module_lines: Vec<Vec<A::Line>> = (0..prog.modules.len())
             .map(|m| prog.module_lines(m, &lines))
             .collect();
+        // The largest |x| and |rho(x)| (with a clamp above zero, |rho(x)| can exceed |x|).
         let xmax = if A::SATURATES {
+            let a = &prog.arith;
             self.x
                 .iter()
-                .map(|&v| prog.arith.state_magnitude(v))
+                .map(|&v| a.state_magnitude(v).max(a.state_magnitude(a.rho(v))))
                 .fold(0.0, f64::max)
         } else {
             0.0
         };
-        // Step 2: noise, lane i mod P, ascending units.
+        // Step 2: noise, lane i mod P, ascending units: the words first, then the transform of
+        // all of them ([`Arith::noise_many`]).
+        let d = self.z.len();
+        self.words.0.resize(d, 0);
+        self.words.1.resize(d, 0);
         let mut lane = 0;
-        for zi in self.z.iter_mut() {
-            let (w0, w1) = self.lanes[lane].draw();
-            *zi = prog.arith.noise(w0, w1);
+        for (a, b) in self.words.0.iter_mut().zip(self.words.1.iter_mut()) {
+            (*a, *b) = self.lanes[lane].draw();
             lane += 1;
             if lane == p {
                 lane = 0;
             }
         }
+        prog.arith
+            .noise_many(&self.words.0, &self.words.1, &mut self.z);
         // Step 3: units, module by module; optionally split across threads.
         let x = &self.x;
         let z = &self.z;
@@ -1007,7 +1039,7 @@ impl<A: Arith> Engine<A> {
         let xmax = self
             .x
             .iter()
-            .map(|&v| a.state_magnitude(v))
+            .map(|&v| a.state_magnitude(v).max(a.state_magnitude(a.rho(v))))
             .fold(0.0, f64::max);
         let mut n = 0;
         for (m, range) in prog.modules.iter().enumerate() {

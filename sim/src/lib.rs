@@ -8,6 +8,7 @@
 //! See `docs/fixed-point.md` for the arithmetic the fixed engine defines.
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod engine;
 pub mod error;
 pub mod example;
@@ -20,6 +21,7 @@ pub mod run;
 pub mod schedule;
 pub mod stats;
 
+pub use batch::{BatchEngine, FixedBatch, GoldenBatch};
 pub use engine::{Fixed, FixedEngine, Golden, GoldenEngine};
 pub use error::{Error, Result};
 pub use model::{Substrate, SubstrateConfig};

@@ -82,6 +82,18 @@ pub fn lane_base(lane: u32) -> [u32; 3] {
     [a as u32, (a >> 32) as u32, b as u32]
 }
 
+/// One step of [`Taus88`] on its component states: the new states and the output word.
+#[inline(always)]
+pub fn taus88_step([s1, s2, s3]: [u32; 3]) -> ([u32; 3], u32) {
+    let b1 = ((s1 << 13) ^ s1) >> 19;
+    let n1 = ((s1 & 0xFFFF_FFFE) << 12) ^ b1;
+    let b2 = ((s2 << 2) ^ s2) >> 25;
+    let n2 = ((s2 & 0xFFFF_FFF8) << 4) ^ b2;
+    let b3 = ((s3 << 3) ^ s3) >> 11;
+    let n3 = ((s3 & 0xFFFF_FFF0) << 17) ^ b3;
+    ([n1, n2, n3], n1 ^ n2 ^ n3)
+}
+
 impl Taus88 {
     /// The generator of hardware lane `lane` for run seed `seed`:
     /// `s_c = lift_c(lane_base(lane)[c] XOR run_key(seed)[c])`, where `lift_c` adds the
@@ -107,15 +119,9 @@ impl Taus88 {
     /// Next 32-bit word.
     #[inline(always)]
     pub fn next_u32(&mut self) -> u32 {
-        let [s1, s2, s3] = self.s;
-        let b1 = ((s1 << 13) ^ s1) >> 19;
-        let n1 = ((s1 & 0xFFFF_FFFE) << 12) ^ b1;
-        let b2 = ((s2 << 2) ^ s2) >> 25;
-        let n2 = ((s2 & 0xFFFF_FFF8) << 4) ^ b2;
-        let b3 = ((s3 << 3) ^ s3) >> 11;
-        let n3 = ((s3 & 0xFFFF_FFF0) << 17) ^ b3;
-        self.s = [n1, n2, n3];
-        n1 ^ n2 ^ n3
+        let (s, w) = taus88_step(self.s);
+        self.s = s;
+        w
     }
 
     /// The two words of one Gaussian draw.
@@ -310,6 +316,138 @@ pub fn gaussian_fixed(w0: u32, w1: u32) -> i16 {
         -mag
     } else {
         mag
+    }
+}
+
+/// The ROM packed one entry per word (`c0` in the low half, `c1` in the high half) and the tail
+/// clamp code, for [`gaussian_fixed_packed`].
+pub fn icdf_rom_packed() -> &'static ([u32; ROM_ENTRIES], i16) {
+    static PACKED: OnceLock<([u32; ROM_ENTRIES], i16)> = OnceLock::new();
+    PACKED.get_or_init(|| {
+        let mut p = [0u32; ROM_ENTRIES];
+        for (w, e) in p.iter_mut().zip(icdf_rom()) {
+            *w = (e.c0 as u16 as u32) | ((e.c1 as u16 as u32) << 16);
+        }
+        (p, tail_clamp_code())
+    })
+}
+
+/// [`gaussian_fixed`] without branches (the tail clamp and the sign by selection), reading the
+/// packed ROM ([`icdf_rom_packed`]): the same code for every draw, in a form a loop over many
+/// draws can vectorise.
+#[inline(always)]
+pub fn gaussian_fixed_packed(rom: &([u32; ROM_ENTRIES], i16), w0: u32, w1: u32) -> i16 {
+    let (neg, m) = split_draw(w0, w1);
+    let lz = m.leading_zeros() - 1;
+    let in_rom = (lz as usize) < OCTAVES;
+    let k = lz.min(OCTAVES as u32 - 1);
+    let lead = 62 - k;
+    let window = (m >> (lead - SEG_BITS - T_BITS)) as u32 & ((1 << (SEG_BITS + T_BITS)) - 1);
+    let addr = ((k << SEG_BITS) | (window >> T_BITS)) as usize & (ROM_ENTRIES - 1);
+    let t = (window & 0xFFFF) as i32;
+    let e = rom.0[addr];
+    let (c0, c1) = (e as u16 as i16 as i32, (e as i32) >> 16);
+    let mag = if in_rom {
+        c0 + ((c1 * t + (1 << 19)) >> 20)
+    } else {
+        rom.1 as i32
+    };
+    (if neg { -mag } else { mag }) as i16
+}
+
+/// `out[c] = gaussian_fixed(w0[c], w1[c])` for every `c`: eight draws at a time with AVX2 when
+/// the CPU has it, [`gaussian_fixed_packed`] otherwise and for the remainder.
+pub fn gaussian_fixed_many(w0: &[u32], w1: &[u32], out: &mut [i16]) {
+    let n = out.len().min(w0.len()).min(w1.len());
+    let rom = icdf_rom_packed();
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            done = n - n % 8;
+            // SAFETY: the CPU supports AVX2 (checked above); the slices hold `done` elements.
+            unsafe { gaussian_fixed_avx2(rom, &w0[..done], &w1[..done], &mut out[..done]) };
+        }
+    }
+    for c in done..n {
+        out[c] = gaussian_fixed_packed(rom, w0[c], w1[c]);
+    }
+}
+
+/// [`gaussian_fixed_packed`] on eight draws per step (`out.len()` a multiple of 8).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gaussian_fixed_avx2(
+    rom: &([u32; ROM_ENTRIES], i16),
+    w0: &[u32],
+    w1: &[u32],
+    out: &mut [i16],
+) {
+    use std::arch::x86_64::*;
+    let one = _mm256_set1_epi32(1);
+    let c31 = _mm256_set1_epi32(31);
+    let mask31 = _mm256_set1_epi32(0x7FFF_FFFF);
+    let mask20 = _mm256_set1_epi32((1 << (SEG_BITS + T_BITS)) - 1);
+    let mask16 = _mm256_set1_epi32(0xFFFF);
+    let round = _mm256_set1_epi32(1 << 19);
+    let tail = _mm256_set1_epi32(rom.1 as i32);
+    let zero = _mm256_setzero_si256();
+    // Leading zeros of 32-bit lanes: smear the leading one down, keep it alone, read its
+    // position from the exponent of its exact float value (0 -> 32).
+    let clz = |x: __m256i| -> __m256i {
+        let mut v = x;
+        v = _mm256_or_si256(v, _mm256_srli_epi32(v, 1));
+        v = _mm256_or_si256(v, _mm256_srli_epi32(v, 2));
+        v = _mm256_or_si256(v, _mm256_srli_epi32(v, 4));
+        v = _mm256_or_si256(v, _mm256_srli_epi32(v, 8));
+        v = _mm256_or_si256(v, _mm256_srli_epi32(v, 16));
+        let top = _mm256_andnot_si256(_mm256_srli_epi32(v, 1), v);
+        // The top bit 2^31 converts as a negative float; its exponent field is still 158.
+        let f = _mm256_castps_si256(_mm256_cvtepi32_ps(top));
+        let e = _mm256_and_si256(_mm256_srli_epi32(f, 23), _mm256_set1_epi32(0xFF));
+        let pos = _mm256_sub_epi32(e, _mm256_set1_epi32(127));
+        let r = _mm256_sub_epi32(c31, pos);
+        _mm256_blendv_epi8(r, _mm256_set1_epi32(32), _mm256_cmpeq_epi32(x, zero))
+    };
+    for c in (0..out.len()).step_by(8) {
+        let a = _mm256_loadu_si256(w0.as_ptr().add(c) as *const __m256i);
+        let lo = _mm256_loadu_si256(w1.as_ptr().add(c) as *const __m256i);
+        let hi = _mm256_and_si256(a, mask31);
+        let neg = _mm256_srai_epi32(a, 31);
+        // lz of the 63-bit word: clz(hi) - 1 if hi != 0, else 31 + clz(lo).
+        let hi_zero = _mm256_cmpeq_epi32(hi, zero);
+        let lz = _mm256_blendv_epi8(
+            _mm256_sub_epi32(clz(hi), one),
+            _mm256_add_epi32(c31, clz(lo)),
+            hi_zero,
+        );
+        let in_rom = _mm256_cmpgt_epi32(_mm256_set1_epi32(OCTAVES as i32), lz);
+        let k = _mm256_min_epi32(lz, _mm256_set1_epi32(OCTAVES as i32 - 1));
+        // window = (m >> s) & mask20 with s = 62 - k - 20; counts outside 0..=31 shift to zero.
+        let s = _mm256_sub_epi32(_mm256_set1_epi32(62 - (SEG_BITS + T_BITS) as i32), k);
+        let from_hi_low = _mm256_sllv_epi32(hi, _mm256_sub_epi32(_mm256_set1_epi32(32), s));
+        let from_lo = _mm256_srlv_epi32(lo, s);
+        let from_hi_high = _mm256_srlv_epi32(hi, _mm256_sub_epi32(s, _mm256_set1_epi32(32)));
+        let window = _mm256_and_si256(
+            _mm256_or_si256(_mm256_or_si256(from_hi_low, from_lo), from_hi_high),
+            mask20,
+        );
+        let addr = _mm256_or_si256(
+            _mm256_slli_epi32(k, SEG_BITS as i32),
+            _mm256_srli_epi32(window, T_BITS as i32),
+        );
+        let t = _mm256_and_si256(window, mask16);
+        let e = _mm256_i32gather_epi32(rom.0.as_ptr() as *const i32, addr, 4);
+        let c0 = _mm256_srai_epi32(_mm256_slli_epi32(e, 16), 16);
+        let c1 = _mm256_srai_epi32(e, 16);
+        let interp = _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(c1, t), round), 20);
+        let mag = _mm256_blendv_epi8(tail, _mm256_add_epi32(c0, interp), in_rom);
+        let z = _mm256_sub_epi32(_mm256_xor_si256(mag, neg), neg);
+        let mut tmp = [0i32; 8];
+        _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, z);
+        for (o, v) in out[c..c + 8].iter_mut().zip(tmp) {
+            *o = v as i16;
+        }
     }
 }
 
@@ -521,6 +659,43 @@ mod tests {
     }
 
     #[test]
+    fn packed_transform_is_the_transform() {
+        let rom = icdf_rom_packed();
+        let mut lane = NoiseLane::new(11, 2);
+        for _ in 0..200_000 {
+            let (a, b) = lane.draw();
+            assert_eq!(gaussian_fixed_packed(rom, a, b), gaussian_fixed(a, b));
+        }
+        // Every octave, both signs, the ends of each octave, the tail and zero.
+        for lead in 0..63u32 {
+            let m = 1u64 << lead;
+            for m in [
+                m,
+                m | (m - 1),
+                m | (m >> 1),
+                m | 0x5555_5555_5555_5555 & (m - 1),
+            ] {
+                for sign in [0u32, 0x8000_0000] {
+                    let (w0, w1) = ((m >> 32) as u32 | sign, m as u32);
+                    assert_eq!(
+                        gaussian_fixed_packed(rom, w0, w1),
+                        gaussian_fixed(w0, w1),
+                        "m = {m:#x}, sign {sign:#x}"
+                    );
+                }
+            }
+        }
+        for (w0, w1) in [
+            (0, 0),
+            (0x8000_0000, 0),
+            (0x7FFF_FFFF, u32::MAX),
+            (u32::MAX, u32::MAX),
+        ] {
+            assert_eq!(gaussian_fixed_packed(rom, w0, w1), gaussian_fixed(w0, w1));
+        }
+    }
+
+    #[test]
     fn fixed_tracks_golden_sample_by_sample() {
         let mut lane = NoiseLane::new(7, 3);
         for _ in 0..100_000 {
@@ -528,6 +703,45 @@ mod tests {
             let zf = NOISE_FORMAT.to_f64(gaussian_fixed(a, b) as i64);
             let zg = gaussian_f64(a, b);
             assert!((zf - zg).abs() < 4e-4, "{zf} vs {zg}");
+        }
+    }
+
+    #[test]
+    fn many_at_once_is_the_transform() {
+        let mut w0 = Vec::new();
+        let mut w1 = Vec::new();
+        let mut lane = NoiseLane::new(5, 1);
+        for _ in 0..100_003 {
+            let (a, b) = lane.draw();
+            w0.push(a);
+            w1.push(b);
+        }
+        for lead in 0..63u32 {
+            let m = 1u64 << lead;
+            for m in [
+                m,
+                m | (m - 1),
+                m | (m >> 1),
+                m | 0x5555_5555_5555_5555 & (m - 1),
+            ] {
+                for sign in [0u32, 0x8000_0000] {
+                    w0.push((m >> 32) as u32 | sign);
+                    w1.push(m as u32);
+                }
+            }
+        }
+        w0.extend([0, 0x8000_0000, 0x7FFF_FFFF, u32::MAX]);
+        w1.extend([0, 0, u32::MAX, u32::MAX]);
+        let mut out = vec![0i16; w0.len()];
+        gaussian_fixed_many(&w0, &w1, &mut out);
+        for c in 0..out.len() {
+            assert_eq!(
+                out[c],
+                gaussian_fixed(w0[c], w1[c]),
+                "draw {c}: {:#x} {:#x}",
+                w0[c],
+                w1[c]
+            );
         }
     }
 }
