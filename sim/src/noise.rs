@@ -658,15 +658,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn packed_transform_is_the_transform() {
-        let rom = icdf_rom_packed();
-        let mut lane = NoiseLane::new(11, 2);
-        for _ in 0..200_000 {
-            let (a, b) = lane.draw();
-            assert_eq!(gaussian_fixed_packed(rom, a, b), gaussian_fixed(a, b));
-        }
-        // Every octave, both signs, the ends of each octave, the tail and zero.
+    /// Draws at the edges of the transform: every octave of the magnitude (its lowest and
+    /// highest word, its middle, a mixed pattern) with both signs, the tail and zero.
+    fn edge_draws() -> Vec<(u32, u32)> {
+        let mut d = Vec::new();
         for lead in 0..63u32 {
             let m = 1u64 << lead;
             for m in [
@@ -676,22 +671,33 @@ mod tests {
                 m | 0x5555_5555_5555_5555 & (m - 1),
             ] {
                 for sign in [0u32, 0x8000_0000] {
-                    let (w0, w1) = ((m >> 32) as u32 | sign, m as u32);
-                    assert_eq!(
-                        gaussian_fixed_packed(rom, w0, w1),
-                        gaussian_fixed(w0, w1),
-                        "m = {m:#x}, sign {sign:#x}"
-                    );
+                    d.push(((m >> 32) as u32 | sign, m as u32));
                 }
             }
         }
-        for (w0, w1) in [
+        d.extend([
             (0, 0),
             (0x8000_0000, 0),
             (0x7FFF_FFFF, u32::MAX),
             (u32::MAX, u32::MAX),
-        ] {
-            assert_eq!(gaussian_fixed_packed(rom, w0, w1), gaussian_fixed(w0, w1));
+        ]);
+        d
+    }
+
+    #[test]
+    fn packed_transform_is_the_transform() {
+        let rom = icdf_rom_packed();
+        let mut lane = NoiseLane::new(11, 2);
+        for _ in 0..200_000 {
+            let (a, b) = lane.draw();
+            assert_eq!(gaussian_fixed_packed(rom, a, b), gaussian_fixed(a, b));
+        }
+        for (w0, w1) in edge_draws() {
+            assert_eq!(
+                gaussian_fixed_packed(rom, w0, w1),
+                gaussian_fixed(w0, w1),
+                "{w0:#x} {w1:#x}"
+            );
         }
     }
 
@@ -716,22 +722,10 @@ mod tests {
             w0.push(a);
             w1.push(b);
         }
-        for lead in 0..63u32 {
-            let m = 1u64 << lead;
-            for m in [
-                m,
-                m | (m - 1),
-                m | (m >> 1),
-                m | 0x5555_5555_5555_5555 & (m - 1),
-            ] {
-                for sign in [0u32, 0x8000_0000] {
-                    w0.push((m >> 32) as u32 | sign);
-                    w1.push(m as u32);
-                }
-            }
+        for (a, b) in edge_draws() {
+            w0.push(a);
+            w1.push(b);
         }
-        w0.extend([0, 0x8000_0000, 0x7FFF_FFFF, u32::MAX]);
-        w1.extend([0, 0, u32::MAX, u32::MAX]);
         let mut out = vec![0i16; w0.len()];
         gaussian_fixed_many(&w0, &w1, &mut out);
         for c in 0..out.len() {
