@@ -77,6 +77,46 @@ fn build(board: Board, config: &str, lanes: Option<u32>, preamble: &[u8]) {
         j["design_hash"],
         format!("{:#018x}", thermo_proto::message::design_hash(&s))
     );
+    // provenance: file hashes equal coreutils' sha256sum, the tools' argv and versions, the
+    // source commit of the checkout the build ran in
+    let sha256sum = |p: &std::path::Path| -> String {
+        let o = std::process::Command::new("sha256sum")
+            .arg(p)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(j["sha256"]["bitstream"], sha256sum(&r.bitstream));
+    assert_eq!(j["sha256"]["board.v"], sha256sum(&o.out.join("board.v")));
+    assert_eq!(
+        j["sha256"]["substrate"],
+        sha256sum(&o.out.join(sub.file_name().unwrap()))
+    );
+    let nextpnr_argv: Vec<&str> = j["argv"]["nextpnr"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        nextpnr_argv.windows(2).any(|w| w == ["--seed", "1"]),
+        "{nextpnr_argv:?}"
+    );
+    assert!(j["argv"]["yosys"].as_array().unwrap().len() > 1);
+    assert!(j["argv"]["pack"].as_array().unwrap().len() > 1);
+    assert_ne!(j["tools"]["pack_version"], "unknown");
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        j["source"]["git_commit"],
+        String::from_utf8_lossy(&head.stdout).trim()
+    );
     let bits = std::fs::read(&r.bitstream).unwrap();
     assert!(
         bits.windows(preamble.len()).any(|w| w == preamble),

