@@ -624,7 +624,7 @@ impl<A: Arith> BatchEngine<A> {
     /// Set chain `chain`'s biases from `b` (energy units, scaled by `eta` as
     /// [`Program::set_bias`]).
     pub fn set_bias(&mut self, s: &Substrate, chain: usize, b: &[f64]) {
-        let codes: Vec<A::Bias> = b.iter().map(|&v| self.prog.arith.bias(s.eta * v)).collect();
+        let codes = self.prog.bias_values(s, b);
         self.set_bias_codes(chain, &codes);
     }
 
@@ -715,22 +715,10 @@ impl<A: Arith> BatchEngine<A> {
             for _ in 0..burn_in {
                 g.sweep(prog);
             }
-            let a = &prog.arith;
             let mut sum = vec![0.0; d * g.b];
             for _ in 0..n {
                 g.sweep(prog);
-                match observe {
-                    Observe::State => {
-                        for (acc, &x) in sum.iter_mut().zip(&g.x) {
-                            *acc += a.to_f64(x);
-                        }
-                    }
-                    Observe::Activation => {
-                        for (acc, &x) in sum.iter_mut().zip(&g.x) {
-                            *acc += a.to_f64(a.rho(x));
-                        }
-                    }
-                }
+                observe.accumulate(&prog.arith, &mut sum, &g.x);
             }
             sum
         });

@@ -548,6 +548,25 @@ pub enum Observe {
     Activation,
 }
 
+impl Observe {
+    /// Add what this observes of the states `x` (reals) to `sum`, element by element.
+    #[inline]
+    pub fn accumulate<A: Arith>(self, a: &A, sum: &mut [f64], x: &[A::State]) {
+        match self {
+            Observe::State => {
+                for (acc, &v) in sum.iter_mut().zip(x) {
+                    *acc += a.to_f64(v);
+                }
+            }
+            Observe::Activation => {
+                for (acc, &v) in sum.iter_mut().zip(x) {
+                    *acc += a.to_f64(a.rho(v));
+                }
+            }
+        }
+    }
+}
+
 /// Which factor a module's units use on a bus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -716,8 +735,13 @@ impl<A: Arith> Program<A> {
 
     /// Replace the biases `b` (conditioning); `b` in energy units, scaled by `eta` here.
     pub fn set_bias(&mut self, s: &Substrate, b: &[f64]) {
-        self.bias = b.iter().map(|&x| self.arith.bias(s.eta * x)).collect();
+        self.bias = self.bias_values(s, b);
         self.refresh_bounds();
+    }
+
+    /// Stored biases `eta b` of a conditioning vector `b` (energy units) in this arithmetic.
+    pub fn bias_values(&self, s: &Substrate, b: &[f64]) -> Vec<A::Bias> {
+        b.iter().map(|&x| self.arith.bias(s.eta * x)).collect()
     }
 
     /// Step 1: the bus lines `(encoder lines, decoder lines)` of every bus from state `x`.
@@ -1073,19 +1097,7 @@ impl<A: Arith> Engine<A> {
         let mut sum = vec![0.0; self.units()];
         for _ in 0..n {
             self.sweep();
-            let a = &self.prog.arith;
-            match observe {
-                Observe::State => {
-                    for (acc, &x) in sum.iter_mut().zip(&self.x) {
-                        *acc += a.to_f64(x);
-                    }
-                }
-                Observe::Activation => {
-                    for (acc, &x) in sum.iter_mut().zip(&self.x) {
-                        *acc += a.to_f64(a.rho(x));
-                    }
-                }
-            }
+            observe.accumulate(&self.prog.arith, &mut sum, &self.x);
         }
         let n = n as f64;
         (sum.iter().map(|v| v / n).collect(), self.saturation_total())
