@@ -5,10 +5,12 @@
 //! module per command group: `cmd_sim` (substrate simulation, noise, export, examples,
 //! benchmarks), `cmd_link` (emulated board, inference over the link), `cmd_hdl` (Verilog
 //! generation and verification), `cmd_diffusion` (the U-Net application), `cmd_clamped` (the
-//! clamped substrate), `cmd_quality` (classifier, denoising baselines, sample quality).
+//! clamped substrate), `cmd_quality` (classifier, denoising baselines, sample quality), `cmd_eqprop` (equilibrium
+//! propagation: estimator checks and training on the substrate).
 
 mod cmd_clamped;
 mod cmd_diffusion;
+mod cmd_eqprop;
 mod cmd_hdl;
 mod cmd_link;
 mod cmd_quality;
@@ -38,6 +40,8 @@ enum Command {
     Clamped(cmd_clamped::ClampedCommand),
     #[command(flatten)]
     Quality(cmd_quality::QualityCommand),
+    #[command(flatten)]
+    EqProp(cmd_eqprop::EqPropCommand),
 }
 
 fn main() {
@@ -49,6 +53,7 @@ fn main() {
         Command::Diffusion(c) => cmd_diffusion::run(c),
         Command::Clamped(c) => cmd_clamped::run(c),
         Command::Quality(c) => cmd_quality::run(c),
+        Command::EqProp(c) => cmd_eqprop::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

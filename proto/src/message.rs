@@ -1,7 +1,7 @@
 //! Requests, replies and their payload layouts (all integers little-endian).
 
 use thermo_sim::engine::{Fixed, Program};
-use thermo_sim::model::{Role, Substrate};
+use thermo_sim::model::Substrate;
 
 /// Request opcodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -320,14 +320,8 @@ impl Status {
     }
 }
 
-/// Units read out by READOUT: every unit of the decoder modules, in unit order.
-pub fn readout_units(s: &Substrate) -> Vec<usize> {
-    s.modules
-        .iter()
-        .filter(|m| m.role == Role::Decoder)
-        .flat_map(|m| m.range())
-        .collect()
-}
+/// Units read out by READOUT (defined with the substrate description).
+pub use thermo_sim::model::readout_units;
 
 /// The design hash: FNV-1a (64 bit) over everything baked into the hardware — protocol version,
 /// formats, lanes, module sizes and roles, all fixed-point constants but the biases (which are

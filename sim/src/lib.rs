@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod engine;
+pub mod eqprop;
 pub mod error;
 pub mod example;
 pub mod io;

@@ -298,6 +298,16 @@ pub struct Substrate {
     pub lambda_min: f64,
 }
 
+/// The readout units (what READOUT returns and what a loss is measured on): every unit of the
+/// decoder modules, in unit order.
+pub fn readout_units(s: &Substrate) -> Vec<usize> {
+    s.modules
+        .iter()
+        .filter(|m| m.role == Role::Decoder)
+        .flat_map(|m| m.range())
+        .collect()
+}
+
 /// Largest dimension for which dense linear algebra is used in validation.
 pub const DENSE_LIMIT: usize = 2048;
 
@@ -674,6 +684,68 @@ impl Substrate {
         s.check_spectrum()?;
         s.check_formats()?;
         Ok(s)
+    }
+
+    /// Check the substrate again after its values changed (training writes them): `A`
+    /// positive definite, `eta lambda_max < 2`, every constant inside its Q format, values
+    /// finite. Refreshes `lambda_min`/`lambda_max`.
+    pub fn revalidate(&mut self) -> Result<()> {
+        check_finite("stiffness", &self.stiffness)?;
+        check_finite("bias", &self.bias)?;
+        check_finite("couplings", &self.val)?;
+        for (b, bus) in self.buses.iter().enumerate() {
+            check_finite(&format!("buses[{b}].sigma"), &bus.sigma)?;
+            for (r, (u, v)) in bus.u.iter().zip(&bus.v).enumerate() {
+                check_finite(&format!("buses[{b}].u[{r}]"), u)?;
+                check_finite(&format!("buses[{b}].v[{r}]"), v)?;
+            }
+        }
+        self.check_spectrum()?;
+        self.check_formats()
+    }
+
+    /// The description of this substrate (per-unit stiffness and biases, couplings from the
+    /// CSR rows): `Substrate::from_config(&s.to_config())` gives `s` back.
+    pub fn to_config(&self) -> SubstrateConfig {
+        let mut couplings = Vec::with_capacity(self.nnz());
+        for i in 0..self.units() {
+            for p in self.row_ptr[i]..self.row_ptr[i + 1] {
+                couplings.push((i, self.col[p], self.val[p]));
+            }
+        }
+        SubstrateConfig {
+            name: self.name.clone(),
+            temperature: self.temperature,
+            eta: self.eta,
+            lanes: self.lanes,
+            seed: self.seed,
+            activation: self.activation,
+            formats: self.formats,
+            modules: self
+                .modules
+                .iter()
+                .map(|m| ModuleConfig {
+                    name: m.name.clone(),
+                    role: m.role,
+                    level: m.level,
+                    size: m.size,
+                    stiffness: PerUnit::Each(self.stiffness[m.range()].to_vec()),
+                    bias: PerUnit::Each(self.bias[m.range()].to_vec()),
+                })
+                .collect(),
+            couplings,
+            buses: self
+                .buses
+                .iter()
+                .map(|b| BusConfig {
+                    encoder: self.modules[b.enc].name.clone(),
+                    decoder: self.modules[b.dec].name.clone(),
+                    sigma: b.sigma.clone(),
+                    u: b.u.clone(),
+                    v: b.v.clone(),
+                })
+                .collect(),
+        }
     }
 
     /// Number of units D.
