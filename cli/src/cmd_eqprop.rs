@@ -11,6 +11,7 @@ use thermo_sim::eqprop::{
     self, Budget, CosineRow, Estimator, Example, GradientSource, Groups, Nudge, Protocol, Rounding,
     SlopeRow, TrainOptions, TrainState,
 };
+use thermo_sim::mismatch::Mismatch;
 use thermo_sim::qformat::QFormat;
 use thermo_sim::Substrate;
 
@@ -368,6 +369,14 @@ enum RoundingArg {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, Serialize, Deserialize, PartialEq)]
+enum GroupArg {
+    Couplings,
+    Buses,
+    Bias,
+    Stiffness,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, Serialize, Deserialize, PartialEq)]
 enum EstimatorArg {
     OneSided,
     Symmetric,
@@ -424,9 +433,9 @@ pub struct TrainArgs {
     /// two integer bits beside them (Q1.F plus sign).
     #[arg(long)]
     coupling_frac: Option<u32>,
-    /// Also train the stiffness (self coefficients).
-    #[arg(long)]
-    train_stiffness: bool,
+    /// Parameter groups trained: couplings, buses, bias, stiffness.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "couplings,buses,bias")]
+    groups: Vec<GroupArg>,
     /// Seed of the example order, the noise keys and stochastic rounding.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -436,6 +445,23 @@ pub struct TrainArgs {
     /// Write the checkpoint every N steps.
     #[arg(long, default_value_t = 25)]
     checkpoint_every: usize,
+    /// Mismatch: relative spread of the units' gains (stiffness); any mismatch option trains
+    /// the realised (mismatched) substrate and compares with ideally trained weights deployed
+    /// on it.
+    #[arg(long, default_value_t = 0.0)]
+    mismatch_gain: f64,
+    /// Mismatch: spread of the units' bias offsets (energy units).
+    #[arg(long, default_value_t = 0.0)]
+    mismatch_offset: f64,
+    /// Mismatch: relative spread of couplings, bus gains and bus factors.
+    #[arg(long, default_value_t = 0.0)]
+    mismatch_coupling: f64,
+    /// Mismatch: relative drift per training step.
+    #[arg(long, default_value_t = 0.0)]
+    mismatch_drift: f64,
+    /// Mismatch: seed of the draws.
+    #[arg(long, default_value_t = 1)]
+    mismatch_seed: u64,
     /// Continue from <out>/checkpoint.json (the options must be the same).
     #[arg(long)]
     #[serde(skip)]
@@ -477,11 +503,23 @@ impl TrainArgs {
                 RoundingArg::Float => Rounding::Float,
             },
             groups: Groups {
-                stiffness: self.train_stiffness,
-                ..Groups::WEIGHTS
+                stiffness: self.groups.contains(&GroupArg::Stiffness),
+                bias: self.groups.contains(&GroupArg::Bias),
+                couplings: self.groups.contains(&GroupArg::Couplings),
+                buses: self.groups.contains(&GroupArg::Buses),
             },
             seed: self.seed,
             eval_every: self.eval_every,
+            mismatch: {
+                let m = Mismatch {
+                    gain: self.mismatch_gain,
+                    offset: self.mismatch_offset,
+                    coupling: self.mismatch_coupling,
+                    drift: self.mismatch_drift,
+                    seed: self.mismatch_seed,
+                };
+                (!m.is_ideal()).then_some(m)
+            },
             ..TrainOptions::default()
         }
     }
@@ -582,17 +620,15 @@ fn train(a: TrainArgs) -> Result<(), String> {
     let (Some(first), Some(last)) = (first, last) else {
         return Err("no training curve recorded".into());
     };
-    // The exact-gradient run on the same task, float parameters: the reference.
+    // The exact-gradient run on the same task, float parameters, ideal substrate: the
+    // reference.
     let mut ref_opts = o.clone();
     ref_opts.source = GradientSource::Exact;
     ref_opts.rounding = Rounding::Float;
+    ref_opts.mismatch = None;
     let mut reference = TrainState::new(&s, &ref_opts);
     eqprop::train(&mut reference, train_set, val_set, &ref_opts, |_| true)?;
-    let rlast = reference
-        .curve
-        .last()
-        .cloned()
-        .ok_or("no reference curve")?;
+    let rlast = reference.curve.last().cloned().ok_or("no reference curve")?;
     println!(
         "{}: {} steps, engine {:?}, {:?} rounding, coupling format {}",
         a.task.config.display(),
@@ -611,11 +647,23 @@ fn train(a: TrainArgs) -> Result<(), String> {
         last.val_loss / first.val_loss
     );
     println!(
-        "exact-gradient float training on the same task: validation {:.4e} ({:.3}x of initial); this run / reference = {:.3}",
+        "exact-gradient float training on the ideal substrate, same task: validation {:.4e} ({:.3}x of initial); this run / reference = {:.3}",
         rlast.val_loss,
         rlast.val_loss / first.val_loss,
         last.val_loss / rlast.val_loss
     );
+    let deployed = match &o.mismatch {
+        None => None,
+        Some(m) => {
+            let ideal = Substrate::from_config(&reference.substrate).map_err(|e| e.to_string())?;
+            let d = eqprop::deployed_loss(&ideal, val_set, Some(m), state.step)?;
+            println!(
+                "mismatch (gain {}, offset {}, coupling {}, drift {}/step, seed {}): ideally trained weights deployed on it: validation {:.4e}; trained on it: {:.4e} ({:.3}x of deployed)",
+                m.gain, m.offset, m.coupling, m.drift, m.seed, d, last.val_loss, last.val_loss / d
+            );
+            Some(d)
+        }
+    };
     let mean_cos: Vec<f64> = state
         .curve
         .iter()
@@ -694,6 +742,8 @@ fn train(a: TrainArgs) -> Result<(), String> {
         "final": last,
         "reference_final": rlast,
         "ratio_to_reference": last.val_loss / rlast.val_loss,
+        "mismatch": o.mismatch,
+        "ideal_weights_deployed_val_loss": deployed,
         "refused": state.refused,
         "saturated": state.saturated,
     });

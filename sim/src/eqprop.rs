@@ -60,6 +60,7 @@
 //! The tests check it against finite differences of the loss.
 
 use crate::engine::{Fixed, FixedEngine, Observe};
+use crate::mismatch::Mismatch;
 use crate::model::{readout_units, Activation, Substrate};
 use crate::noise::{run_key, splitmix64};
 use crate::qformat::QFormat;
@@ -631,8 +632,9 @@ fn sum(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| x + y).collect()
 }
 
-/// A regression task for a substrate: a teacher substrate with the same wiring and perturbed
-/// weights maps seeded random inputs (on the first module's units) to targets (its exact
+/// A regression task for a substrate: a teacher substrate with the same wiring, its couplings
+/// and bus gains scaled by `1 + perturbation * N(0,1)` and its bus factors moved by
+/// `perturbation * N(0,1) / sqrt(n)` (biases and stiffness kept), maps seeded random inputs (on the first module's units) to targets (its exact
 /// equilibrium on the readout units). Returns `n` examples; `seed` fixes teacher and inputs.
 pub fn teacher_task(
     s: &Substrate,
@@ -659,7 +661,6 @@ pub fn teacher_task(
                 t.val[q] = t.val[p];
             }
         }
-        t.bias[i] += perturbation * normal();
     }
     for bus in &mut t.buses {
         for r in 0..bus.rank() {
@@ -919,6 +920,9 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Record the loss every this many steps.
     pub eval_every: usize,
+    /// Train a mismatched substrate: phases, gradients and losses on the realised substrate
+    /// ([`Mismatch::realise`]), updates written to the description's values.
+    pub mismatch: Option<Mismatch>,
 }
 
 impl Default for TrainOptions {
@@ -942,6 +946,7 @@ impl Default for TrainOptions {
             max_eta_lambda: 1.9,
             seed: 1,
             eval_every: 10,
+            mismatch: None,
         }
     }
 }
@@ -955,6 +960,9 @@ impl TrainOptions {
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(format!("lr = {}: must be finite and > 0", self.lr));
+        }
+        if let Some(m) = &self.mismatch {
+            m.check()?;
         }
         if !(self.max_eta_lambda > 0.0 && self.max_eta_lambda < 2.0) {
             return Err(format!(
@@ -1054,9 +1062,22 @@ pub fn train(
     for e in train_set.iter().chain(val_set) {
         check_example(&s, e)?;
     }
+    // The substrate the phases run on at a step: the written one, or its realisation.
+    let realise = |s: &Substrate, step: usize| -> Result<Substrate, String> {
+        match &o.mismatch {
+            None => Ok(s.clone()),
+            Some(m) => {
+                let mut r = m.realise(s, step);
+                r.revalidate()
+                    .map_err(|e| format!("the mismatched substrate at step {step}: {e}"))?;
+                Ok(r)
+            }
+        }
+    };
     let mut runner = PhaseRunner::new(&s, o.protocol, o.budget, o.nudge, o.seed);
     runner.counter = state.phase_counter;
-    let record = |state: &mut TrainState, s: &Substrate, ex: &Exact| {
+    let record = |state: &mut TrainState, s: &Substrate| -> Result<(), String> {
+        let ex = Exact::new(s)?;
         let a = &state.pending_alignment;
         let alignment = if a.is_empty() {
             f64::NAN
@@ -1070,31 +1091,30 @@ pub fn train(
             alignment,
         });
         state.pending_alignment.clear();
+        Ok(())
     };
     if state.curve.is_empty() {
-        let ex = Exact::new(&s)?;
-        record(state, &s, &ex);
+        record(state, &realise(&s, state.step)?)?;
     }
     while state.step < o.steps {
-        let ex = Exact::new(&s)?;
+        let phys = realise(&s, state.step)?;
+        let ex = Exact::new(&phys)?;
         let idx = batch_indices(train_set.len(), o.batch, state.step, o.seed);
         let mut g = Grad::zeros(&s);
         let mut exact = Grad::zeros(&s);
         let w = 1.0 / idx.len() as f64;
         for &k in &idx {
             let e = &train_set[k];
-            exact.add_scaled(&ex.grad(&s, e), w);
-            let gi =
-                match o.source {
-                    GradientSource::Exact => continue,
-                    GradientSource::EqPropExact => {
-                        ex.phases(&s, e, o.beta, o.nudge)
-                            .estimate(&s, o.beta, o.estimator)
-                    }
-                    GradientSource::EqPropFixed => runner
-                        .phases(&s, e, o.beta, o.estimator)?
-                        .estimate(&s, o.beta, o.estimator),
-                };
+            exact.add_scaled(&ex.grad(&phys, e), w);
+            let gi = match o.source {
+                GradientSource::Exact => continue,
+                GradientSource::EqPropExact => ex
+                    .phases(&phys, e, o.beta, o.nudge)
+                    .estimate(&phys, o.beta, o.estimator),
+                GradientSource::EqPropFixed => runner
+                    .phases(&phys, e, o.beta, o.estimator)?
+                    .estimate(&phys, o.beta, o.estimator),
+            };
             g.add_scaled(&gi, w);
         }
         if o.source == GradientSource::Exact {
@@ -1109,7 +1129,12 @@ pub fn train(
             let mut cand = s.clone();
             let mut rng = state.round_rng;
             let sat = apply_step(&mut cand, &g, lr, o.groups, o.rounding, &mut rng);
-            if guard(&mut cand, o.min_eig, o.max_eta_lambda).is_ok() {
+            let ok = guard(&mut cand, o.min_eig, o.max_eta_lambda).is_ok()
+                && (o.mismatch.is_none()
+                    || realise(&cand, state.step + 1)
+                        .and_then(|mut r| guard(&mut r, o.min_eig, o.max_eta_lambda))
+                        .is_ok());
+            if ok {
                 s = cand;
                 state.round_rng = rng;
                 state.saturated += sat;
@@ -1125,14 +1150,33 @@ pub fn train(
         state.phase_counter = runner.counter;
         state.substrate = s.to_config();
         if state.step % o.eval_every.max(1) == 0 || state.step == o.steps {
-            let ex = Exact::new(&s)?;
-            record(state, &s, &ex);
+            record(state, &realise(&s, state.step)?)?;
         }
         if !progress(state) {
             break;
         }
     }
     Ok(())
+}
+
+/// The mean exact loss of `s` on `set`, realised through `mismatch` at `step` when given (what
+/// deploying the written weights on that substrate gives).
+pub fn deployed_loss(
+    s: &Substrate,
+    set: &[Example],
+    mismatch: Option<&Mismatch>,
+    step: usize,
+) -> Result<f64, String> {
+    let r = match mismatch {
+        None => s.clone(),
+        Some(m) => {
+            let mut r = m.realise(s, step);
+            r.revalidate()
+                .map_err(|e| format!("the mismatched substrate: {e}"))?;
+            r
+        }
+    };
+    Ok(Exact::new(&r)?.mean_loss(&r, set))
 }
 
 /// One row of the bias-against-beta table: an estimator's error on the exact equilibria.

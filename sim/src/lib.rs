@@ -15,6 +15,7 @@ pub mod error;
 pub mod example;
 pub mod io;
 pub mod linalg;
+pub mod mismatch;
 pub mod model;
 pub mod noise;
 pub mod qformat;
