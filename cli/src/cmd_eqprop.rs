@@ -408,6 +408,9 @@ pub struct TrainArgs {
     /// Learning rate.
     #[arg(long, default_value_t = 0.2)]
     lr: f64,
+    /// The learning rate falls linearly to lr * lr-final at the last step (1: constant).
+    #[arg(long, default_value_t = 1.0)]
+    lr_final: f64,
     /// Nudge strength.
     #[arg(long, default_value_t = 0.1)]
     beta: f64,
@@ -434,7 +437,12 @@ pub struct TrainArgs {
     #[arg(long)]
     coupling_frac: Option<u32>,
     /// Parameter groups trained: couplings, buses, bias, stiffness.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "couplings,buses,bias")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "couplings,buses,bias"
+    )]
     groups: Vec<GroupArg>,
     /// Seed of the example order, the noise keys and stochastic rounding.
     #[arg(long, default_value_t = 1)]
@@ -481,6 +489,7 @@ impl TrainArgs {
             steps: self.steps,
             batch: self.batch,
             lr: self.lr,
+            lr_final: self.lr_final,
             beta: self.beta,
             nudge: self.nudge.into(),
             estimator: match self.estimator {
@@ -585,7 +594,12 @@ fn train(a: TrainArgs) -> Result<(), String> {
     eqprop::train(&mut state, train_set, val_set, &o, |st| {
         pb.set_position(st.step as u64);
         if let Some(p) = st.curve.last() {
-            let al = st.pending_alignment.last().copied().unwrap_or(p.alignment);
+            let al = st
+                .pending_alignment
+                .last()
+                .copied()
+                .or(p.alignment)
+                .unwrap_or(f64::NAN);
             pb.set_message(format!(
                 "loss {:.3e} val {:.3e} cos {:.3} refused {}",
                 p.train_loss, p.val_loss, al, st.refused
@@ -628,7 +642,11 @@ fn train(a: TrainArgs) -> Result<(), String> {
     ref_opts.mismatch = None;
     let mut reference = TrainState::new(&s, &ref_opts);
     eqprop::train(&mut reference, train_set, val_set, &ref_opts, |_| true)?;
-    let rlast = reference.curve.last().cloned().ok_or("no reference curve")?;
+    let rlast = reference
+        .curve
+        .last()
+        .cloned()
+        .ok_or("no reference curve")?;
     println!(
         "{}: {} steps, engine {:?}, {:?} rounding, coupling format {}",
         a.task.config.display(),
@@ -664,12 +682,7 @@ fn train(a: TrainArgs) -> Result<(), String> {
             Some(d)
         }
     };
-    let mean_cos: Vec<f64> = state
-        .curve
-        .iter()
-        .map(|p| p.alignment)
-        .filter(|v| v.is_finite())
-        .collect();
+    let mean_cos: Vec<f64> = state.curve.iter().filter_map(|p| p.alignment).collect();
     println!(
         "mean cosine of the steps' gradients to the exact gradient {:.4}; updates refused by the guard {}; codes saturated {}",
         mean_cos.iter().sum::<f64>() / mean_cos.len().max(1) as f64,
@@ -683,7 +696,11 @@ fn train(a: TrainArgs) -> Result<(), String> {
     for (p, r) in state.curve.iter().zip(&reference.curve) {
         csv += &format!(
             "{},{:.6e},{:.6e},{:.6},{:.6e}\n",
-            p.step, p.train_loss, p.val_loss, p.alignment, r.val_loss
+            p.step,
+            p.train_loss,
+            p.val_loss,
+            p.alignment.unwrap_or(f64::NAN),
+            r.val_loss
         );
     }
     let csv_path = a.out.join("curve.csv");

@@ -894,8 +894,10 @@ pub struct TrainOptions {
     pub steps: usize,
     /// Examples per step.
     pub batch: usize,
-    /// Learning rate.
+    /// Learning rate at step 0.
     pub lr: f64,
+    /// The learning rate falls linearly to `lr * lr_final` at the last step (1: constant).
+    pub lr_final: f64,
     /// Nudge strength.
     pub beta: f64,
     /// Nudge.
@@ -931,6 +933,7 @@ impl Default for TrainOptions {
             steps: 300,
             batch: 8,
             lr: 0.05,
+            lr_final: 1.0,
             beta: 0.05,
             nudge: Nudge::Bias,
             estimator: Estimator::Symmetric,
@@ -961,6 +964,9 @@ impl TrainOptions {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(format!("lr = {}: must be finite and > 0", self.lr));
         }
+        if !(self.lr_final.is_finite() && self.lr_final > 0.0 && self.lr_final <= 1.0) {
+            return Err(format!("lr_final = {}: must be in (0, 1]", self.lr_final));
+        }
         if let Some(m) = &self.mismatch {
             m.check()?;
         }
@@ -983,8 +989,9 @@ pub struct CurvePoint {
     pub train_loss: f64,
     /// Mean exact loss on the validation set.
     pub val_loss: f64,
-    /// Mean cosine of the steps' gradients to the exact batch gradient since the last point.
-    pub alignment: f64,
+    /// Mean cosine of the steps' gradients to the exact batch gradient since the last point
+    /// (`None` at step 0).
+    pub alignment: Option<f64>,
 }
 
 /// A training run's state: everything needed to resume it exactly.
@@ -1079,11 +1086,7 @@ pub fn train(
     let record = |state: &mut TrainState, s: &Substrate| -> Result<(), String> {
         let ex = Exact::new(s)?;
         let a = &state.pending_alignment;
-        let alignment = if a.is_empty() {
-            f64::NAN
-        } else {
-            a.iter().sum::<f64>() / a.len() as f64
-        };
+        let alignment = (!a.is_empty()).then(|| a.iter().sum::<f64>() / a.len() as f64);
         state.curve.push(CurvePoint {
             step: state.step,
             train_loss: ex.mean_loss(s, train_set),
@@ -1108,9 +1111,10 @@ pub fn train(
             exact.add_scaled(&ex.grad(&phys, e), w);
             let gi = match o.source {
                 GradientSource::Exact => continue,
-                GradientSource::EqPropExact => ex
-                    .phases(&phys, e, o.beta, o.nudge)
-                    .estimate(&phys, o.beta, o.estimator),
+                GradientSource::EqPropExact => {
+                    ex.phases(&phys, e, o.beta, o.nudge)
+                        .estimate(&phys, o.beta, o.estimator)
+                }
                 GradientSource::EqPropFixed => runner
                     .phases(&phys, e, o.beta, o.estimator)?
                     .estimate(&phys, o.beta, o.estimator),
@@ -1123,7 +1127,8 @@ pub fn train(
         state
             .pending_alignment
             .push(cosine(&g.flat(&s, o.groups), &exact.flat(&s, o.groups)));
-        let mut lr = o.lr;
+        let frac = state.step as f64 / o.steps.max(1) as f64;
+        let mut lr = o.lr * (1.0 - (1.0 - o.lr_final) * frac);
         let mut accepted = false;
         for _ in 0..5 {
             let mut cand = s.clone();

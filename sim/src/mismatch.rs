@@ -54,7 +54,9 @@ impl Mismatch {
             ("drift", self.drift, 0.01),
         ] {
             if !(v.is_finite() && v >= 0.0 && v < max) {
-                return Err(format!("mismatch {name} = {v}: must be finite, >= 0 and < {max}"));
+                return Err(format!(
+                    "mismatch {name} = {v}: must be finite, >= 0 and < {max}"
+                ));
             }
         }
         Ok(())
