@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod example;
 pub mod io;
+pub mod kernel;
 pub mod linalg;
 pub mod model;
 pub mod noise;
