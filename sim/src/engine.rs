@@ -21,6 +21,7 @@
 
 use crate::model::{Activation, Formats, Substrate};
 use crate::noise::{gaussian_f64, gaussian_fixed, taus88_step, NoiseLane, NOISE_FORMAT};
+use crate::pool::{for_each_mut, Pool};
 use crate::qformat::{acc_add, align, QFormat};
 use serde::Serialize;
 
@@ -612,6 +613,36 @@ impl Arith for Fixed {
 /// drawing for their units in ascending order. The lanes step together, one round of `P` units
 /// at a time, on their states copied to `state` (by component).
 fn draw_words(lanes: &mut [NoiseLane], state: &mut [Vec<u32>; 3], w0: &mut [u32], w1: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above).
+            unsafe { draw_words_avx2(lanes, state, w0, w1) };
+            return;
+        }
+    }
+    draw_words_body(lanes, state, w0, w1)
+}
+
+/// [`draw_words`] compiled for AVX2 (eight lanes per instruction).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn draw_words_avx2(
+    lanes: &mut [NoiseLane],
+    state: &mut [Vec<u32>; 3],
+    w0: &mut [u32],
+    w1: &mut [u32],
+) {
+    draw_words_body(lanes, state, w0, w1)
+}
+
+#[inline(always)]
+fn draw_words_body(
+    lanes: &mut [NoiseLane],
+    state: &mut [Vec<u32>; 3],
+    w0: &mut [u32],
+    w1: &mut [u32],
+) {
     let p = lanes.len();
     if p == 0 {
         return;
@@ -1014,9 +1045,12 @@ pub struct Engine<A: Arith> {
     pub sweeps: u64,
     /// Worker threads for the unit updates (results do not depend on it).
     pub threads: usize,
-    /// Fewest units per worker thread: below that a sweep is too short to pay for spawning
-    /// threads, and fewer are used (results do not depend on it).
+    /// Fewest units per worker thread: below that a sweep is too short to pay for handing work
+    /// to other threads, and fewer are used (results do not depend on it).
     pub min_units_per_thread: usize,
+    /// The worker threads, started by the first sweep that uses them and kept (restarted only
+    /// when the thread count in use changes).
+    pool: Option<std::sync::Arc<Pool>>,
 }
 
 /// The golden model.
@@ -1060,6 +1094,7 @@ impl<A: Arith> Engine<A> {
             sweeps: 0,
             threads: 1,
             min_units_per_thread: 8192,
+            pool: None,
             prog,
         }
     }
@@ -1084,6 +1119,13 @@ impl<A: Arith> Engine<A> {
 
     /// One Jacobi sweep.
     pub fn sweep(&mut self) {
+        let threads = self
+            .threads
+            .min(self.x.len() / self.min_units_per_thread.max(1))
+            .max(1);
+        if threads > 1 && !matches!(&self.pool, Some(p) if p.threads() == threads) {
+            self.pool = Some(std::sync::Arc::new(Pool::new(threads)));
+        }
         let prog = &self.prog;
         let a = &prog.arith;
         let d = self.x.len();
@@ -1128,10 +1170,6 @@ impl<A: Arith> Engine<A> {
         let rx = &self.rx;
         let z = &self.z;
         let module_lines = &self.module_lines;
-        let threads = self
-            .threads
-            .min(self.x.len() / self.min_units_per_thread.max(1))
-            .max(1);
         if threads <= 1 {
             let mut rest = &mut self.next[..];
             for (m, range) in prog.modules.iter().enumerate() {
@@ -1168,38 +1206,28 @@ impl<A: Arith> Engine<A> {
                 }
             }
             let nsat = self.saturation.len();
-            let per_thread: Vec<Vec<Saturation>> = std::thread::scope(|sc| {
-                let mut buckets: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
-                for (t, task) in tasks.into_iter().enumerate() {
-                    buckets[t % threads].push(task);
+            let mut buckets: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
+            for (t, task) in tasks.into_iter().enumerate() {
+                buckets[t % threads].push(task);
+            }
+            let pool = self.pool.as_ref().expect("started above");
+            let per_thread = for_each_mut(pool, &mut buckets, |_, bucket| {
+                let mut sat = vec![Saturation::default(); nsat];
+                for (m, range, out) in bucket.drain(..) {
+                    A::update_module(
+                        prog,
+                        m,
+                        range,
+                        x,
+                        rx,
+                        z,
+                        &module_lines[m],
+                        xmax,
+                        out,
+                        &mut sat[m],
+                    );
                 }
-                let handles: Vec<_> = buckets
-                    .into_iter()
-                    .map(|bucket| {
-                        sc.spawn(move || {
-                            let mut sat = vec![Saturation::default(); nsat];
-                            for (m, range, out) in bucket {
-                                A::update_module(
-                                    prog,
-                                    m,
-                                    range,
-                                    x,
-                                    rx,
-                                    z,
-                                    &module_lines[m],
-                                    xmax,
-                                    out,
-                                    &mut sat[m],
-                                );
-                            }
-                            sat
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("engine worker panicked"))
-                    .collect()
+                sat
             });
             for sat in per_thread {
                 for (a, b) in self.saturation.iter_mut().zip(&sat) {

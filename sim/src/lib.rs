@@ -17,6 +17,7 @@ pub mod kernel;
 pub mod linalg;
 pub mod model;
 pub mod noise;
+pub mod pool;
 pub mod qformat;
 pub mod run;
 pub mod schedule;
