@@ -156,6 +156,9 @@ pub struct BenchArgs {
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Threads of the multi-threaded figures (batched chains, large substrate), compared with one.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
 }
 
 /// Run a substrate command.
@@ -413,7 +416,9 @@ fn bench(a: BenchArgs) -> Result<(), String> {
         "figures: median of {} timed runs each, unit updates per second (one chain's unit update = 1)",
         a.repeat.max(1)
     );
-    let cfg = bench_substrate("configuration", &s, a.sweeps, a.batch, a.repeat);
+    let nt = a.threads.max(1);
+    report.insert("threads".into(), nt.into());
+    let cfg = bench_substrate("configuration", &s, a.sweeps, a.batch, a.repeat, nt);
     report.insert("configuration".into(), cfg);
     if a.digits.exists() {
         let digits = Substrate::from_file(&a.digits).map_err(|e| e.to_string())?;
@@ -424,6 +429,7 @@ fn bench(a: BenchArgs) -> Result<(), String> {
             sweeps,
             a.batch,
             a.repeat,
+            nt,
         );
         report.insert("digits".into(), r);
     } else {
@@ -450,14 +456,14 @@ fn bench(a: BenchArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
         let sweeps = 40;
         let mut rate = [0.0; 2];
-        for (k, threads) in [1usize, 2].into_iter().enumerate() {
+        for (k, threads) in [1usize, nt].into_iter().enumerate() {
             let mut e = FixedEngine::fixed(&big, 1);
             e.threads = threads;
             let t = time(&mut || (0..sweeps).for_each(|_| e.sweep()));
             rate[k] = sweeps as f64 * big.units() as f64 / t;
         }
         println!(
-            "fixed engine, {} units: {:.3e} unit updates/s (1 thread), {:.3e} (2 threads), {:.2}x",
+            "fixed engine, {} units: {:.3e} unit updates/s (1 thread), {:.3e} ({nt} threads), {:.2}x",
             big.units(),
             rate[0],
             rate[1],
@@ -465,7 +471,7 @@ fn bench(a: BenchArgs) -> Result<(), String> {
         );
         report.insert(
             "large".into(),
-            serde_json::json!({"units": big.units(), "fixed_1_thread": rate[0], "fixed_2_threads": rate[1]}),
+            serde_json::json!({"units": big.units(), "fixed_1_thread": rate[0], "fixed_n_threads": rate[1]}),
         );
     }
     if a.memory_units > 0 {
@@ -534,6 +540,7 @@ fn bench_substrate(
     sweeps: u64,
     batch: usize,
     repeat: usize,
+    nt: usize,
 ) -> serde_json::Value {
     let d = s.units() as f64;
     println!(
@@ -562,7 +569,7 @@ fn bench_substrate(
     for _ in 0..repeat.max(1) {
         let mut e = FixedEngine::fixed(s, 1);
         r[0].push(rate(sweeps, &mut || (0..sweeps).for_each(|_| e.sweep())));
-        for (k, threads) in [(1, 1), (2, 2)] {
+        for (k, threads) in [(1, 1), (2, nt)] {
             let mut b = FixedBatch::fixed(s, &seeds, threads);
             r[k].push(rate(bsweeps * batch as u64, &mut || b.run(bsweeps)));
         }
@@ -576,11 +583,11 @@ fn bench_substrate(
     let [fixed, batch1, batch2, golden, plain] = r.map(median);
     println!("  fixed engine, 1 chain        : {fixed:.3e}  ({sweeps} sweeps)");
     println!("  fixed engine, {batch} chains, 1 thread : {batch1:.3e}  ({bsweeps} sweeps)");
-    println!("  fixed engine, {batch} chains, 2 threads: {batch2:.3e}  ({bsweeps} sweeps)");
+    println!("  fixed engine, {batch} chains, {nt} threads: {batch2:.3e}  ({bsweeps} sweeps)");
     println!("  golden model, 1 chain        : {golden:.3e}  ({gsweeps} sweeps)");
     println!("  plain f64 sparse Euler-Maruyama loop (CSR + bus factors, Box-Muller): {plain:.3e}  ({sweeps} sweeps)");
     println!(
-        "  ratios: fixed/plain {:.2}x, fixed/golden {:.2}x, batched 1 thread/fixed {:.2}x, batched 2 threads/1 thread {:.2}x, batched 2 threads/plain {:.2}x",
+        "  ratios: fixed/plain {:.2}x, fixed/golden {:.2}x, batched 1 thread/fixed {:.2}x, batched {nt} threads/1 thread {:.2}x, batched {nt} threads/plain {:.2}x",
         fixed / plain,
         fixed / golden,
         batch1 / fixed,
@@ -595,7 +602,7 @@ fn bench_substrate(
         "golden_sweeps": gsweeps,
         "fixed": fixed,
         "fixed_batch_1_thread": batch1,
-        "fixed_batch_2_threads": batch2,
+        "fixed_batch_n_threads": batch2,
         "golden": golden,
         "plain_f64": plain,
     })

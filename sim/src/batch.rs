@@ -10,12 +10,14 @@
 //!
 //! Chains are split into contiguous groups, one per worker thread. A group is a lock-step batch of
 //! its own; groups never exchange data, so a call that runs many sweeps ([`BatchEngine::run`],
-//! [`BatchEngine::relax_average`]) starts its workers once and joins them once. Results do not
-//! depend on the thread count.
+//! [`BatchEngine::relax_average`]) hands each group to its thread once. The threads are a
+//! persistent pool ([`crate::pool::Pool`]) started with the engine. Results do not depend on the
+//! thread count.
 
 use crate::engine::{Arith, Observe, Program, Saturation, Side};
 use crate::model::Substrate;
 use crate::noise::{taus88_step, NoiseLane, Taus88};
+use crate::pool::{for_each_mut, Pool};
 
 /// The lock-step state of a group of chains.
 #[derive(Clone, Debug)]
@@ -514,6 +516,8 @@ pub struct BatchEngine<A: Arith> {
     /// biases are set with [`BatchEngine::set_bias`]).
     pub prog: Program<A>,
     groups: Vec<Group<A>>,
+    /// One thread per group, started with the engine.
+    pool: std::sync::Arc<Pool>,
     /// Sweeps done.
     pub sweeps: u64,
 }
@@ -541,12 +545,12 @@ impl<A: Arith> BatchEngine<A> {
     /// `seeds.len()` chains, state zero, chain `c`'s lane `l` seeded as
     /// [`NoiseLane::new`]`(seeds[c], l)` (as [`Engine::new`](crate::engine::Engine::new)), biases
     /// the substrate's; the chains split into `threads` contiguous groups (at most one per chain),
-    /// each run by its own worker thread.
+    /// each run by its own thread of the engine's pool.
     pub fn new(s: &Substrate, arith: A, seeds: &[u64], threads: usize) -> Self {
         let prog = Program::new(s, arith);
         let n = seeds.len();
         let threads = threads.clamp(1, n.max(1));
-        let groups = (0..threads)
+        let groups: Vec<Group<A>> = (0..threads)
             .map(|t| {
                 let (lo, hi) = (t * n / threads, (t + 1) * n / threads);
                 Group::new(&prog, &seeds[lo..hi])
@@ -554,6 +558,7 @@ impl<A: Arith> BatchEngine<A> {
             .collect();
         BatchEngine {
             prog,
+            pool: std::sync::Arc::new(Pool::new(groups.len())),
             groups,
             sweeps: 0,
         }
@@ -639,10 +644,10 @@ impl<A: Arith> BatchEngine<A> {
         g.bounds_dirty = true;
     }
 
-    /// Run `n` sweeps of every chain; each group on its own thread, started once for the call.
+    /// Run `n` sweeps of every chain; each group on its own pool thread.
     pub fn run(&mut self, n: u64) {
         let prog = &self.prog;
-        for_groups(&mut self.groups, |g| {
+        for_each_mut(&self.pool, &mut self.groups, |_, g| {
             for _ in 0..n {
                 g.sweep(prog);
             }
@@ -711,7 +716,7 @@ impl<A: Arith> BatchEngine<A> {
         let n = sweeps.max(1);
         let d = self.units();
         let prog = &self.prog;
-        let sums = for_groups(&mut self.groups, |g| {
+        let sums = for_each_mut(&self.pool, &mut self.groups, |_, g| {
             for _ in 0..burn_in {
                 g.sweep(prog);
             }
@@ -734,28 +739,5 @@ impl<A: Arith> BatchEngine<A> {
             }
         }
         out
-    }
-}
-
-/// Run `f` on every group, each on its own scoped thread (the first on the calling thread);
-/// returns the results in group order.
-fn for_groups<A: Arith, R: Send>(
-    groups: &mut [Group<A>],
-    f: impl Fn(&mut Group<A>) -> R + Sync,
-) -> Vec<R> {
-    match groups {
-        [] => Vec::new(),
-        [g] => vec![f(g)],
-        [first, rest @ ..] => std::thread::scope(|sc| {
-            let f = &f;
-            let handles: Vec<_> = rest.iter_mut().map(|g| sc.spawn(move || f(g))).collect();
-            let mut out = vec![f(first)];
-            out.extend(
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("batch worker panicked")),
-            );
-            out
-        }),
     }
 }

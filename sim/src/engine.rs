@@ -20,7 +20,8 @@
 //! In [`Fixed`] every step is the integer operation documented in `docs/fixed-point.md`.
 
 use crate::model::{Activation, Formats, Substrate};
-use crate::noise::{gaussian_f64, gaussian_fixed, NoiseLane, NOISE_FORMAT};
+use crate::noise::{gaussian_f64, gaussian_fixed, taus88_step, NoiseLane, NOISE_FORMAT};
+use crate::pool::{for_each_mut, Pool};
 use crate::qformat::{acc_add, align, QFormat};
 use serde::Serialize;
 
@@ -150,6 +151,37 @@ pub trait Arith: Clone + Send + Sync {
     /// largest magnitude `xmax` of a state or its activation anywhere and the largest line magnitude `lmax` its module
     /// receives. Then its update runs without saturation checks, bit for bit the same.
     fn unit_is_safe(&self, b: &Self::UnitBound, xmax: f64, lmax: f64) -> bool;
+    /// The largest [`Arith::state_magnitude`] of `x` and of `rho(x)` over `x` (zero if empty).
+    fn max_magnitude(&self, x: &[Self::State]) -> f64 {
+        x.iter()
+            .map(|&v| {
+                self.state_magnitude(v)
+                    .max(self.state_magnitude(self.rho(v)))
+            })
+            .fold(0.0, f64::max)
+    }
+    /// Constants of a vectorised form of step 3, built once per program (`()` if none).
+    type Kernel: Clone + Send + Sync + std::fmt::Debug;
+    /// The vectorised form's constants for `prog`, if this arithmetic has one.
+    fn kernel(prog: &Program<Self>) -> Option<Self::Kernel>;
+    /// Step 3 for units `range` of module `m`, as [`Program::update_units`] (the same bits);
+    /// `rx` is `rho(x)` of every unit followed by at least one padding element.
+    #[allow(clippy::too_many_arguments)]
+    fn update_module(
+        prog: &Program<Self>,
+        m: usize,
+        range: std::ops::Range<usize>,
+        x: &[Self::State],
+        rx: &[Self::State],
+        z: &[Self::Noise],
+        lines: &[Self::Line],
+        xmax: f64,
+        out: &mut [Self::State],
+        sat: &mut Saturation,
+    ) {
+        let _ = rx;
+        prog.update_units(m, range, x, z, lines, xmax, out, sat)
+    }
 }
 
 /// The float golden model's arithmetic.
@@ -256,6 +288,13 @@ impl Arith for Golden {
     }
     fn unit_is_safe(&self, _: &(), _: f64, _: f64) -> bool {
         true
+    }
+    fn max_magnitude(&self, _: &[f64]) -> f64 {
+        0.0
+    }
+    type Kernel = ();
+    fn kernel(_: &Program<Self>) -> Option<()> {
+        None
     }
 }
 
@@ -537,6 +576,95 @@ impl Arith for Fixed {
         // Every partial sum is bounded by the sum of the magnitudes of all its terms.
         b[0] * xmax + b[1] * lmax + b[2] < i32::MAX as f64 * 0.999_999
     }
+    fn max_magnitude(&self, x: &[i16]) -> f64 {
+        let m = x
+            .iter()
+            .map(|&v| (v as i32).abs().max((self.rho(v) as i32).abs()))
+            .max()
+            .unwrap_or(0);
+        m as f64
+    }
+    type Kernel = crate::kernel::FixedKernel;
+    fn kernel(prog: &Program<Self>) -> Option<crate::kernel::FixedKernel> {
+        crate::kernel::FixedKernel::new(prog)
+    }
+    fn update_module(
+        prog: &Program<Self>,
+        m: usize,
+        range: std::ops::Range<usize>,
+        x: &[i16],
+        rx: &[i16],
+        z: &[i16],
+        lines: &[i16],
+        xmax: f64,
+        out: &mut [i16],
+        sat: &mut Saturation,
+    ) {
+        match &prog.kernel {
+            Some(k) => {
+                crate::kernel::update_units(prog, k, m, range, x, rx, z, lines, xmax, out, sat)
+            }
+            None => prog.update_units(m, range, x, z, lines, xmax, out, sat),
+        }
+    }
+}
+
+/// Step 2's words: unit `i` takes the next draw `(w0[i], w1[i])` of lane `i mod P`, lanes
+/// drawing for their units in ascending order. The lanes step together, one round of `P` units
+/// at a time, on their states copied to `state` (by component).
+fn draw_words(lanes: &mut [NoiseLane], state: &mut [Vec<u32>; 3], w0: &mut [u32], w1: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above).
+            unsafe { draw_words_avx2(lanes, state, w0, w1) };
+            return;
+        }
+    }
+    draw_words_body(lanes, state, w0, w1)
+}
+
+/// [`draw_words`] compiled for AVX2 (eight lanes per instruction).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn draw_words_avx2(
+    lanes: &mut [NoiseLane],
+    state: &mut [Vec<u32>; 3],
+    w0: &mut [u32],
+    w1: &mut [u32],
+) {
+    draw_words_body(lanes, state, w0, w1)
+}
+
+#[inline(always)]
+fn draw_words_body(
+    lanes: &mut [NoiseLane],
+    state: &mut [Vec<u32>; 3],
+    w0: &mut [u32],
+    w1: &mut [u32],
+) {
+    let p = lanes.len();
+    if p == 0 {
+        return;
+    }
+    for (c, comp) in state.iter_mut().enumerate() {
+        comp.clear();
+        comp.extend(lanes.iter().map(|l| l.rng.s[c]));
+    }
+    let [s1, s2, s3] = state;
+    for (a, b) in w0.chunks_mut(p).zip(w1.chunks_mut(p)) {
+        let n = a.len();
+        let (s1, s2, s3) = (&mut s1[..n], &mut s2[..n], &mut s3[..n]);
+        for l in 0..n {
+            let (st, v0) = taus88_step([s1[l], s2[l], s3[l]]);
+            let ([n1, n2, n3], v1) = taus88_step(st);
+            (s1[l], s2[l], s3[l]) = (n1, n2, n3);
+            (a[l], b[l]) = (v0, v1);
+        }
+    }
+    for (l, lane) in lanes.iter_mut().enumerate() {
+        lane.rng.s = [s1[l], s2[l], s3[l]];
+    }
 }
 
 /// What [`Engine::relax_average`] averages.
@@ -566,6 +694,9 @@ impl Observe {
         }
     }
 }
+
+/// Every bus's `(encoder lines, decoder lines)`.
+pub type BusLines<L> = Vec<(Vec<L>, Vec<L>)>;
 
 /// Which factor a module's units use on a bus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -623,6 +754,12 @@ pub struct Program<A: Arith> {
     /// Run every unit (and, in the batched engine, every bus sum) through the saturation-checked
     /// path (for tests of the fast path).
     pub force_checks: bool,
+    /// Per bus, side (encoder, decoder) and rank, the bound of its sum (as a unit's: the first
+    /// weight as the self coefficient, no bus, zero bias), or `None` for an empty side.
+    pub bus_bounds: Vec<Option<A::UnitBound>>,
+    /// The vectorised step 3's constants ([`Arith::kernel`]), built from the couplings, self
+    /// coefficients and bus weights at construction (biases are read as they are).
+    pub kernel: Option<A::Kernel>,
 }
 
 impl<A: Arith> Program<A> {
@@ -669,6 +806,8 @@ impl<A: Arith> Program<A> {
             bus_w: Vec::new(),
             bounds: Vec::new(),
             force_checks: false,
+            bus_bounds: Vec::new(),
+            kernel: None,
             buses,
             modules,
             sides,
@@ -691,6 +830,17 @@ impl<A: Arith> Program<A> {
             })
             .collect();
         p.refresh_bounds();
+        let a = &p.arith;
+        p.bus_bounds = p
+            .buses
+            .iter()
+            .flat_map(|bus| bus.u.iter().chain(&bus.v))
+            .map(|row| {
+                row.split_first()
+                    .map(|(&first, rest)| a.unit_bound(first, rest, &[], a.bias(0.0)))
+            })
+            .collect();
+        p.kernel = A::kernel(&p);
         p
     }
 
@@ -750,27 +900,57 @@ impl<A: Arith> Program<A> {
         x: &[A::State],
         sat: &mut Saturation,
     ) -> Vec<(Vec<A::Line>, Vec<A::Line>)> {
+        let rx: Vec<A::State> = x.iter().map(|&v| self.arith.rho(v)).collect();
+        let mut out = Vec::new();
+        self.bus_lines_into(&rx, &mut out, sat);
+        out
+    }
+
+    /// [`Program::bus_lines`] from the activations `rx = rho(x)`, into `out` (its vectors
+    /// reused). A sum whose partial sums provably stay in range ([`Program::bus_bounds`]) skips
+    /// the saturation checks: the same bits, nothing to count.
+    pub fn bus_lines_into(
+        &self,
+        rx: &[A::State],
+        out: &mut BusLines<A::Line>,
+        sat: &mut Saturation,
+    ) {
         let a = &self.arith;
-        self.buses
-            .iter()
-            .map(|bus| {
-                let mut side =
-                    |w: &Vec<Vec<A::Coef>>, range: &std::ops::Range<usize>| -> Vec<A::Line> {
-                        w.iter()
-                            .zip(&bus.gain)
-                            .map(|(row, &g)| {
-                                let mut acc = a.zero();
-                                for (&c, &xj) in row.iter().zip(&x[range.clone()]) {
-                                    acc = a.mac::<true>(acc, c, a.rho(xj), sat);
-                                }
-                                a.line(acc, g, sat)
-                            })
-                            .collect()
-                    };
-                let enc = side(&bus.u, &bus.enc);
-                (enc, side(&bus.v, &bus.dec))
-            })
-            .collect()
+        let fast = !(A::SATURATES && self.force_checks);
+        out.resize_with(self.buses.len(), Default::default);
+        let mut bounds = self.bus_bounds.iter();
+        for (bus, o) in self.buses.iter().zip(out.iter_mut()) {
+            for side in 0..2 {
+                let (w, range, dst) = if side == 0 {
+                    (&bus.u, &bus.enc, &mut o.0)
+                } else {
+                    (&bus.v, &bus.dec, &mut o.1)
+                };
+                let xs = &rx[range.clone()];
+                let xmax = if A::SATURATES && fast {
+                    a.max_magnitude(xs)
+                } else {
+                    0.0
+                };
+                dst.clear();
+                for (row, &g) in w.iter().zip(&bus.gain) {
+                    let bound = bounds.next();
+                    let safe =
+                        fast && matches!(bound, Some(Some(bd)) if a.unit_is_safe(bd, xmax, 0.0));
+                    let mut acc = a.zero();
+                    if safe {
+                        for (&c, &xj) in row.iter().zip(xs) {
+                            acc = a.mac::<false>(acc, c, xj, sat);
+                        }
+                    } else {
+                        for (&c, &xj) in row.iter().zip(xs) {
+                            acc = a.mac::<true>(acc, c, xj, sat);
+                        }
+                    }
+                    dst.push(a.line(acc, g, sat));
+                }
+            }
+        }
     }
 
     /// Step 3 for units `range` of module `m`: write new states into `out` (indexed from
@@ -848,6 +1028,13 @@ pub struct Engine<A: Arith> {
     z: Vec<A::Noise>,
     /// The sweep's noise words (scratch).
     words: (Vec<u32>, Vec<u32>),
+    /// `rho(x)` and one padding element (scratch).
+    rx: Vec<A::State>,
+    /// Bus lines per bus and the line vector of every module (scratch).
+    lines: BusLines<A::Line>,
+    module_lines: Vec<Vec<A::Line>>,
+    /// The noise lanes' generator states by component (scratch).
+    lane_state: [Vec<u32>; 3],
     /// One noise lane per hardware lane.
     pub lanes: Vec<NoiseLane>,
     /// Saturation counters per module (unit updates).
@@ -858,9 +1045,12 @@ pub struct Engine<A: Arith> {
     pub sweeps: u64,
     /// Worker threads for the unit updates (results do not depend on it).
     pub threads: usize,
-    /// Fewest units per worker thread: below that a sweep is too short to pay for spawning
-    /// threads, and fewer are used (results do not depend on it).
+    /// Fewest units per worker thread: below that a sweep is too short to pay for handing work
+    /// to other threads, and fewer are used (results do not depend on it).
     pub min_units_per_thread: usize,
+    /// The worker threads, started by the first sweep that uses them and kept (restarted only
+    /// when the thread count in use changes).
+    pool: Option<std::sync::Arc<Pool>>,
 }
 
 /// The golden model.
@@ -892,6 +1082,10 @@ impl<A: Arith> Engine<A> {
             next: vec![A::State::default(); d],
             z: vec![A::Noise::default(); d],
             words: (Vec::new(), Vec::new()),
+            rx: Vec::new(),
+            lines: Vec::new(),
+            module_lines: Vec::new(),
+            lane_state: Default::default(),
             lanes: (0..prog.lanes as u32)
                 .map(|l| NoiseLane::new(seed, l))
                 .collect(),
@@ -900,6 +1094,7 @@ impl<A: Arith> Engine<A> {
             sweeps: 0,
             threads: 1,
             min_units_per_thread: 8192,
+            pool: None,
             prog,
         }
     }
@@ -924,55 +1119,68 @@ impl<A: Arith> Engine<A> {
 
     /// One Jacobi sweep.
     pub fn sweep(&mut self) {
-        let prog = &self.prog;
-        let p = prog.lanes;
-        // Step 1: bus lines (counted against the module of the bus's decoder side).
-        let mut bus_sat = Saturation::default();
-        let lines = prog.bus_lines(&self.x, &mut bus_sat);
-        let module_lines: Vec<Vec<A::Line>> = (0..prog.modules.len())
-            .map(|m| prog.module_lines(m, &lines))
-            .collect();
-        // The largest |x| and |rho(x)| (with a clamp above zero, |rho(x)| can exceed |x|).
-        let xmax = if A::SATURATES {
-            let a = &prog.arith;
-            self.x
-                .iter()
-                .map(|&v| a.state_magnitude(v).max(a.state_magnitude(a.rho(v))))
-                .fold(0.0, f64::max)
-        } else {
-            0.0
-        };
-        // Step 2: noise, lane i mod P, ascending units: the words first, then the transform of
-        // all of them ([`Arith::noise_many`]).
-        let d = self.z.len();
-        self.words.0.resize(d, 0);
-        self.words.1.resize(d, 0);
-        let mut lane = 0;
-        for (a, b) in self.words.0.iter_mut().zip(self.words.1.iter_mut()) {
-            (*a, *b) = self.lanes[lane].draw();
-            lane += 1;
-            if lane == p {
-                lane = 0;
-            }
-        }
-        prog.arith
-            .noise_many(&self.words.0, &self.words.1, &mut self.z);
-        // Step 3: units, module by module; optionally split across threads.
-        let x = &self.x;
-        let z = &self.z;
         let threads = self
             .threads
             .min(self.x.len() / self.min_units_per_thread.max(1))
             .max(1);
+        if threads > 1 && !matches!(&self.pool, Some(p) if p.threads() == threads) {
+            self.pool = Some(std::sync::Arc::new(Pool::new(threads)));
+        }
+        let prog = &self.prog;
+        let a = &prog.arith;
+        let d = self.x.len();
+        // rho(x), and one padding element for the vector kernel's gathers.
+        self.rx.clear();
+        self.rx.extend(self.x.iter().map(|&v| a.rho(v)));
+        self.rx.push(A::State::default());
+        // Step 1: bus lines (counted against the module of the bus's decoder side).
+        let mut bus_sat = Saturation::default();
+        prog.bus_lines_into(&self.rx[..d], &mut self.lines, &mut bus_sat);
+        self.module_lines
+            .resize_with(prog.modules.len(), Default::default);
+        for (m, ml) in self.module_lines.iter_mut().enumerate() {
+            ml.clear();
+            for &(b, side) in &prog.sides[m] {
+                ml.extend_from_slice(match side {
+                    Side::Decoder => &self.lines[b].0,
+                    Side::Encoder => &self.lines[b].1,
+                });
+            }
+        }
+        // The largest |x| and |rho(x)| (with a clamp above zero, |rho(x)| can exceed |x|).
+        let xmax = if A::SATURATES {
+            a.max_magnitude(&self.x)
+        } else {
+            0.0
+        };
+        // Step 2: noise, lane i mod P, ascending units: the words first (every lane steps
+        // together, one round of P units at a time), then the transform of all of them
+        // ([`Arith::noise_many`]).
+        self.words.0.resize(d, 0);
+        self.words.1.resize(d, 0);
+        draw_words(
+            &mut self.lanes,
+            &mut self.lane_state,
+            &mut self.words.0,
+            &mut self.words.1,
+        );
+        a.noise_many(&self.words.0, &self.words.1, &mut self.z);
+        // Step 3: units, module by module; optionally split across threads.
+        let x = &self.x;
+        let rx = &self.rx;
+        let z = &self.z;
+        let module_lines = &self.module_lines;
         if threads <= 1 {
             let mut rest = &mut self.next[..];
             for (m, range) in prog.modules.iter().enumerate() {
                 let (out, r) = rest.split_at_mut(range.len());
                 rest = r;
-                prog.update_units(
+                A::update_module(
+                    prog,
                     m,
                     range.clone(),
                     x,
+                    rx,
                     z,
                     &module_lines[m],
                     xmax,
@@ -986,7 +1194,8 @@ impl<A: Arith> Engine<A> {
             for (m, range) in prog.modules.iter().enumerate() {
                 let (mut out, r) = rest.split_at_mut(range.len());
                 rest = r;
-                let chunk = range.len().div_ceil(threads).max(64);
+                // Chunks start on the vector kernel's blocks.
+                let chunk = range.len().div_ceil(threads).max(64).next_multiple_of(64);
                 let mut start = range.start;
                 while start < range.end {
                     let end = (start + chunk).min(range.end);
@@ -997,37 +1206,28 @@ impl<A: Arith> Engine<A> {
                 }
             }
             let nsat = self.saturation.len();
-            let per_thread: Vec<Vec<Saturation>> = std::thread::scope(|sc| {
-                let mut buckets: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
-                for (t, task) in tasks.into_iter().enumerate() {
-                    buckets[t % threads].push(task);
+            let mut buckets: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
+            for (t, task) in tasks.into_iter().enumerate() {
+                buckets[t % threads].push(task);
+            }
+            let pool = self.pool.as_ref().expect("started above");
+            let per_thread = for_each_mut(pool, &mut buckets, |_, bucket| {
+                let mut sat = vec![Saturation::default(); nsat];
+                for (m, range, out) in bucket.drain(..) {
+                    A::update_module(
+                        prog,
+                        m,
+                        range,
+                        x,
+                        rx,
+                        z,
+                        &module_lines[m],
+                        xmax,
+                        out,
+                        &mut sat[m],
+                    );
                 }
-                let handles: Vec<_> = buckets
-                    .into_iter()
-                    .map(|bucket| {
-                        let lines = &module_lines;
-                        sc.spawn(move || {
-                            let mut sat = vec![Saturation::default(); nsat];
-                            for (m, range, out) in bucket {
-                                prog.update_units(
-                                    m,
-                                    range,
-                                    x,
-                                    z,
-                                    &lines[m],
-                                    xmax,
-                                    out,
-                                    &mut sat[m],
-                                );
-                            }
-                            sat
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("engine worker panicked"))
-                    .collect()
+                sat
             });
             for sat in per_thread {
                 for (a, b) in self.saturation.iter_mut().zip(&sat) {

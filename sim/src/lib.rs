@@ -2,7 +2,9 @@
 //!
 //! The substrate description ([`model`]), the noise source ([`noise`]), the Q-format rules
 //! ([`qformat`]), the update rule and its two engines ([`engine`]: the `f64` golden model and the
-//! bit-exact fixed-point engine that specifies the hardware), the sweep schedule ([`schedule`]),
+//! bit-exact fixed-point engine that specifies the hardware; [`batch`]: many chains in lock step;
+//! [`kernel`]: the fixed engine's vectorised unit updates; [`pool`]: their worker threads), the
+//! sweep schedule ([`schedule`]),
 //! random examples ([`example`]), statistics ([`stats`]) and file formats ([`io`]).
 //!
 //! See `docs/fixed-point.md` for the arithmetic the fixed engine defines.
@@ -14,10 +16,12 @@ pub mod eqprop;
 pub mod error;
 pub mod example;
 pub mod io;
+pub mod kernel;
 pub mod linalg;
 pub mod mismatch;
 pub mod model;
 pub mod noise;
+pub mod pool;
 pub mod qformat;
 pub mod run;
 pub mod schedule;

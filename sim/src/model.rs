@@ -527,65 +527,86 @@ impl Substrate {
             ));
         }
 
-        // Couplings: range, finiteness, duplicates, symmetry.
-        let mut entries: HashMap<(usize, usize), (usize, f64)> =
-            HashMap::with_capacity(cfg.couplings.len());
+        // Couplings: range, finiteness, duplicates, symmetry. The entries are checked in list
+        // order up to the first one that is out of range, diagonal or not finite; the listed
+        // entries are then ordered by (row, column), list order among equal positions, which
+        // finds duplicates (the earliest second listing is named), answers the symmetry look-ups
+        // and gives the CSR rows.
+        let mut first_bad = None;
         for (n, &(i, j, a)) in cfg.couplings.iter().enumerate() {
             let field = format!("couplings[{n}]");
-            if i >= d || j >= d {
-                return Err(Error::invalid(
+            let err = if i >= d || j >= d {
+                Some(Error::invalid(
                     field,
                     format!("unit index ({i}, {j}) out of range: the substrate has {d} units"),
-                ));
-            }
-            if i == j {
-                return Err(Error::invalid(
+                ))
+            } else if i == j {
+                Some(Error::invalid(
                     field,
                     format!("diagonal entry ({i}, {i}): give it as the module's stiffness"),
-                ));
+                ))
+            } else if !a.is_finite() {
+                Some(Error::invalid(field, format!("value {a} is not finite")))
+            } else {
+                None
+            };
+            if let Some(e) = err {
+                first_bad = Some((n, e));
+                break;
             }
-            if !a.is_finite() {
-                return Err(Error::invalid(field, format!("value {a} is not finite")));
-            }
-            if entries.insert((i, j), (n, a)).is_some() {
+        }
+        let listed = first_bad.as_ref().map_or(cfg.couplings.len(), |b| b.0);
+        let key = |n: usize| (cfg.couplings[n].0, cfg.couplings[n].1);
+        let mut order: Vec<usize> = (0..listed).collect();
+        order.sort_by_key(|&n| key(n));
+        let first_dup = order
+            .windows(2)
+            .filter(|w| key(w[0]) == key(w[1]))
+            .map(|w| w[1])
+            .min();
+        match (first_dup, first_bad) {
+            (Some(n), bad) if bad.as_ref().map_or(true, |b| n < b.0) => {
+                let (i, j) = key(n);
                 return Err(Error::invalid(
-                    field,
+                    format!("couplings[{n}]"),
                     format!("entry ({i}, {j}) is listed twice"),
                 ));
             }
+            (_, Some((_, e))) => return Err(e),
+            _ => {}
         }
-        for (&(i, j), &(n, a)) in &entries {
-            match entries.get(&(j, i)) {
-                None => {
+        for &n in &order {
+            let (i, j, a) = cfg.couplings[n];
+            match order.binary_search_by_key(&(j, i), |&m| key(m)) {
+                Err(_) => {
                     return Err(Error::invalid(
                         format!("couplings[{n}]"),
                         format!("A is not symmetric: ({i}, {j}) = {a} has no ({j}, {i}) entry"),
                     ))
                 }
-                Some(&(_, b)) if (a - b).abs() > 1e-12 * a.abs().max(b.abs()).max(1.0) => {
-                    return Err(Error::invalid(
-                        format!("couplings[{n}]"),
-                        format!("A is not symmetric: ({i}, {j}) = {a} but ({j}, {i}) = {b}"),
-                    ))
+                Ok(m) => {
+                    let b = cfg.couplings[order[m]].2;
+                    if (a - b).abs() > 1e-12 * a.abs().max(b.abs()).max(1.0) {
+                        return Err(Error::invalid(
+                            format!("couplings[{n}]"),
+                            format!("A is not symmetric: ({i}, {j}) = {a} but ({j}, {i}) = {b}"),
+                        ));
+                    }
                 }
-                _ => {}
             }
         }
-        let mut rows: Vec<Vec<(usize, f64)>> = vec![Vec::new(); d];
-        for (&(i, j), &(_, a)) in &entries {
-            rows[i].push((j, a));
+        let mut row_ptr = vec![0; d + 1];
+        let mut col = Vec::with_capacity(order.len());
+        let mut val = Vec::with_capacity(order.len());
+        for &n in &order {
+            let (i, j, a) = cfg.couplings[n];
+            row_ptr[i + 1] += 1;
+            col.push(j);
+            val.push(a);
         }
-        let mut row_ptr = Vec::with_capacity(d + 1);
-        let mut col = Vec::with_capacity(entries.len());
-        let mut val = Vec::with_capacity(entries.len());
-        row_ptr.push(0);
-        for r in rows.iter_mut() {
-            r.sort_by_key(|e| e.0);
-            for &(j, a) in r.iter() {
-                col.push(j);
-                val.push(a);
-            }
-            row_ptr.push(col.len());
+        drop(order);
+        for r in 0..d {
+            row_ptr[r + 1] += row_ptr[r];
         }
 
         // Buses.

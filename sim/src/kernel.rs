@@ -1,0 +1,286 @@
+//! The fixed engine's unit updates eight units at a time (AVX2), for units whose accumulator
+//! provably never saturates ([`Arith::unit_is_safe`](crate::engine::Arith::unit_is_safe)).
+//!
+//! Without saturation every accumulator addition is exact, so a unit's new state is the exact
+//! integer sum of its terms, whatever order they are added in: the same bits as the scalar update
+//! of `docs/fixed-point.md` §3. The layout is lane-major ("ELL" per block of eight units of one
+//! module): for every block, its rows padded to the block's longest row, entry `k` of all eight
+//! rows stored together (columns `u32`, couplings `i16`), and the block's bus weights likewise,
+//! line `k` of all eight units together. Padding entries have coupling zero.
+//!
+//! A block with a unit that is not provably safe, and the units of a module's range that do not
+//! start a block, take the scalar checked path ([`Program::update_units`]).
+
+use crate::engine::{Fixed, Program, Saturation};
+use crate::noise::NOISE_FORMAT;
+
+/// Units per block (the AVX2 lanes of 32-bit accumulators).
+pub const BLOCK: usize = 8;
+
+/// The lane-major constants of a fixed program (see the module documentation).
+#[derive(Clone, Debug, Default)]
+pub struct FixedKernel {
+    /// Per module, the index of its first block in `block_ptr`/`block_width`.
+    module_block: Vec<usize>,
+    /// Per block, its first entry group in `col`/`coef` (groups of [`BLOCK`]).
+    block_ptr: Vec<u32>,
+    /// Per block, its padded row length.
+    block_width: Vec<u32>,
+    /// Columns, `[group][lane]`.
+    col: Vec<u32>,
+    /// Couplings `-eta A_ij`, `[group][lane]`.
+    coef: Vec<i16>,
+    /// Self coefficients per block, `[block][lane]`.
+    diag: Vec<i16>,
+    /// Per module, its bus weights `[block][line][lane]`.
+    bus: Vec<Vec<i16>>,
+    /// `acc_frac - (coupling.frac + bus.frac)`: the bus term's shift (left when positive).
+    line_shift: i32,
+    /// `acc_frac - (NOISE_FORMAT.frac + noise_gain.frac)`: the noise term's shift.
+    noise_shift: i32,
+    /// `acc_frac - state.frac`: the rounding right shift of the new state.
+    state_shift: u32,
+}
+
+impl FixedKernel {
+    /// The lane-major layout of `p`, or `None` when its formats need shifts the vector form does
+    /// not take (a term shifted right by 31 or more bits).
+    pub fn new(p: &Program<Fixed>) -> Option<Self> {
+        let f = &p.arith.formats;
+        let acc_frac = f.acc().frac as i32;
+        let line_shift = acc_frac - (f.coupling.frac + f.bus.frac) as i32;
+        let noise_shift = acc_frac - (NOISE_FORMAT.frac + f.noise_gain.frac) as i32;
+        let state_shift = acc_frac - f.state.frac as i32;
+        if [line_shift, noise_shift]
+            .iter()
+            .any(|&s| !(-30..=30).contains(&s))
+            || !(0..=30).contains(&state_shift)
+        {
+            return None;
+        }
+        let mut k = FixedKernel {
+            line_shift,
+            noise_shift,
+            state_shift: state_shift as u32,
+            ..Default::default()
+        };
+        for (m, range) in p.modules.iter().enumerate() {
+            k.module_block.push(k.block_ptr.len());
+            let lines = p.lines_of_module(m);
+            let mut bus = Vec::new();
+            for start in range.clone().step_by(BLOCK) {
+                let units: Vec<usize> = (start..(start + BLOCK).min(range.end)).collect();
+                let width = units
+                    .iter()
+                    .map(|&i| (p.row_ptr[i + 1] - p.row_ptr[i]) as usize)
+                    .max()
+                    .unwrap_or(0);
+                k.block_ptr.push((k.col.len() / BLOCK) as u32);
+                k.block_width.push(width as u32);
+                for e in 0..width {
+                    for lane in 0..BLOCK {
+                        let (c, v) = units
+                            .get(lane)
+                            .and_then(|&i| {
+                                let q = p.row_ptr[i] as usize + e;
+                                (q < p.row_ptr[i + 1] as usize).then(|| (p.col[q], p.coef[q]))
+                            })
+                            .unwrap_or((0, 0));
+                        k.col.push(c);
+                        k.coef.push(v);
+                    }
+                }
+                for lane in 0..BLOCK {
+                    k.diag.push(units.get(lane).map_or(0, |&i| p.diag[i]));
+                }
+                for line in 0..lines {
+                    for lane in 0..BLOCK {
+                        bus.push(
+                            units
+                                .get(lane)
+                                .map_or(0, |&i| p.bus_w[m][(i - range.start) * lines + line]),
+                        );
+                    }
+                }
+            }
+            k.bus.push(bus);
+        }
+        Some(k)
+    }
+}
+
+/// Step 3 for units `range` of module `m` of a fixed program with kernel `k`, as
+/// [`Program::update_units`] (same arguments; `rx` holds `rho(x)` of every unit and at least one
+/// more element, and `xmax` bounds `|x|` and `|rho(x)|`).
+#[allow(clippy::too_many_arguments)]
+pub fn update_units(
+    p: &Program<Fixed>,
+    k: &FixedKernel,
+    m: usize,
+    range: std::ops::Range<usize>,
+    x: &[i16],
+    rx: &[i16],
+    z: &[i16],
+    lines: &[i16],
+    xmax: f64,
+    out: &mut [i16],
+    sat: &mut Saturation,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !p.force_checks && rx.len() > x.len() && std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above); `rx` has the padding element the
+            // gathers read past the last unit.
+            unsafe { update_units_avx2(p, k, m, range, x, rx, z, lines, xmax, out, sat) };
+            return;
+        }
+    }
+    let _ = (k, rx);
+    p.update_units(m, range, x, z, lines, xmax, out, sat)
+}
+
+/// [`update_units`] with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn update_units_avx2(
+    p: &Program<Fixed>,
+    k: &FixedKernel,
+    m: usize,
+    range: std::ops::Range<usize>,
+    x: &[i16],
+    rx: &[i16],
+    z: &[i16],
+    lines: &[i16],
+    xmax: f64,
+    out: &mut [i16],
+    sat: &mut Saturation,
+) {
+    use std::arch::x86_64::*;
+    let a = &p.arith;
+    let module = p.modules[m].clone();
+    let nl = lines.len();
+    let lmax = lines.iter().map(|&l| (l as f64).abs()).fold(0.0, f64::max);
+    let state = a.formats.state;
+    let (lo_code, hi_code) = (state.min_code() as i32, state.max_code() as i32);
+    let clamp = a.clamp_codes();
+    let amp = _mm256_set1_epi32(a.noise_amp as i32);
+    let line_v: Vec<__m256i> = lines.iter().map(|&l| _mm256_set1_epi32(l as i32)).collect();
+    let rxp = rx.as_ptr() as *const i32;
+    // The term's alignment to the accumulator (`qformat::align` on an exact 32-bit product).
+    let align = |v: __m256i, s: i32| -> __m256i {
+        if s >= 0 {
+            _mm256_sllv_epi32(v, _mm256_set1_epi32(s))
+        } else {
+            let r = -s;
+            let half = _mm256_set1_epi32(1 << (r - 1));
+            _mm256_srav_epi32(_mm256_add_epi32(v, half), _mm256_set1_epi32(r))
+        }
+    };
+    let mut i = range.start;
+    while i < range.end {
+        let n = i - module.start;
+        let valid = (range.end - i).min(BLOCK);
+        let safe = n % BLOCK == 0 && (i..i + valid).all(|u| a_safe(p, u, xmax, lmax));
+        if !safe {
+            // The scalar, checked path for this unit (or block).
+            let end = if n % BLOCK == 0 {
+                i + valid
+            } else {
+                (i + BLOCK - n % BLOCK).min(range.end)
+            };
+            let o = i - range.start;
+            p.update_units(m, i..end, x, z, lines, xmax, &mut out[o..o + end - i], sat);
+            i = end;
+            continue;
+        }
+        let b = k.module_block[m] + n / BLOCK;
+        let load16 = |s: &[i16]| -> __m256i {
+            if valid == BLOCK {
+                _mm256_cvtepi16_epi32(_mm_loadu_si128(s[i..i + BLOCK].as_ptr() as *const __m128i))
+            } else {
+                let mut t = [0i16; BLOCK];
+                t[..valid].copy_from_slice(&s[i..i + valid]);
+                _mm256_cvtepi16_epi32(_mm_loadu_si128(t.as_ptr() as *const __m128i))
+            }
+        };
+        let xi = load16(x);
+        let zi = load16(z);
+        let h = if valid == BLOCK {
+            _mm256_loadu_si256(p.bias[i..i + BLOCK].as_ptr() as *const __m256i)
+        } else {
+            let mut t = [0i32; BLOCK];
+            t[..valid].copy_from_slice(&p.bias[i..i + valid]);
+            _mm256_loadu_si256(t.as_ptr() as *const __m256i)
+        };
+        let d = _mm256_cvtepi16_epi32(_mm_loadu_si128(
+            k.diag[b * BLOCK..].as_ptr() as *const __m128i
+        ));
+        let acc0 = _mm256_mullo_epi32(d, xi);
+        let mut acc = acc0;
+        let (g0, w) = (k.block_ptr[b] as usize, k.block_width[b] as usize);
+        for e in g0..g0 + w {
+            let idx = _mm256_loadu_si256(k.col[e * BLOCK..].as_ptr() as *const __m256i);
+            // Two bytes per state: read the 32-bit word at the state, keep its low half.
+            let g = _mm256_i32gather_epi32::<2>(rxp, idx);
+            let v = _mm256_srai_epi32::<16>(_mm256_slli_epi32::<16>(g));
+            let c = _mm256_cvtepi16_epi32(_mm_loadu_si128(
+                k.coef[e * BLOCK..].as_ptr() as *const __m128i
+            ));
+            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(c, v));
+        }
+        let bw = &k.bus[m][(n / BLOCK) * nl * BLOCK..];
+        for (line, lv) in line_v.iter().enumerate() {
+            let c = _mm256_cvtepi16_epi32(_mm_loadu_si128(
+                bw[line * BLOCK..].as_ptr() as *const __m128i
+            ));
+            acc = _mm256_add_epi32(acc, align(_mm256_mullo_epi32(c, *lv), k.line_shift));
+        }
+        acc = _mm256_add_epi32(acc, h);
+        if let Some((lo, hi)) = clamp {
+            // A closed gate keeps only the self term.
+            let open = _mm256_andnot_si256(
+                _mm256_or_si256(
+                    _mm256_cmpgt_epi32(_mm256_set1_epi32(lo as i32), xi),
+                    _mm256_cmpgt_epi32(xi, _mm256_set1_epi32(hi as i32)),
+                ),
+                _mm256_set1_epi32(-1),
+            );
+            acc = _mm256_blendv_epi8(acc0, acc, open);
+        }
+        acc = _mm256_add_epi32(acc, align(_mm256_mullo_epi32(zi, amp), k.noise_shift));
+        // Rounding right shift without overflow: (acc >> s) + bit (s - 1) of acc.
+        let s = k.state_shift as i32;
+        let v = if s == 0 {
+            acc
+        } else {
+            _mm256_add_epi32(
+                _mm256_srav_epi32(acc, _mm256_set1_epi32(s)),
+                _mm256_and_si256(
+                    _mm256_srav_epi32(acc, _mm256_set1_epi32(s - 1)),
+                    _mm256_set1_epi32(1),
+                ),
+            )
+        };
+        let c = _mm256_min_epi32(
+            _mm256_max_epi32(v, _mm256_set1_epi32(lo_code)),
+            _mm256_set1_epi32(hi_code),
+        );
+        let same = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(c, v))) as u32;
+        let clipped = !same & ((1u32 << valid) - 1);
+        sat.state += clipped.count_ones() as u64;
+        let mut t = [0i32; BLOCK];
+        _mm256_storeu_si256(t.as_mut_ptr() as *mut __m256i, c);
+        let o = i - range.start;
+        for (dst, &v) in out[o..o + valid].iter_mut().zip(&t) {
+            *dst = v as i16;
+        }
+        i += valid;
+    }
+}
+
+#[inline(always)]
+fn a_safe(p: &Program<Fixed>, i: usize, xmax: f64, lmax: f64) -> bool {
+    use crate::engine::Arith;
+    p.arith.unit_is_safe(&p.bounds[i], xmax, lmax)
+}
