@@ -397,7 +397,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 300)]
     steps: usize,
     /// Examples per step.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     batch: usize,
     /// Training examples.
     #[arg(long, default_value_t = 64)]
@@ -405,11 +405,11 @@ pub struct TrainArgs {
     /// Validation examples.
     #[arg(long, default_value_t = 64)]
     val: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.2)]
+    /// Learning rate at step 0.
+    #[arg(long, default_value_t = 0.3)]
     lr: f64,
     /// The learning rate falls linearly to lr * lr-final at the last step (1: constant).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 0.05)]
     lr_final: f64,
     /// Nudge strength.
     #[arg(long, default_value_t = 0.1)]
@@ -424,10 +424,10 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "same-key")]
     protocol: ProtocolArg,
     /// Burn-in sweeps per phase.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 100)]
     burn_in: u32,
     /// Readout sweeps per phase.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 400)]
     sweeps: u32,
     /// Rounding of the updates onto the stored codes.
     #[arg(long, value_enum, default_value = "stochastic")]
@@ -474,6 +474,10 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip)]
     resume: bool,
+    /// Stop (after writing the checkpoint) once this many steps are done; --resume goes on.
+    #[arg(long)]
+    #[serde(skip)]
+    stop_after: Option<usize>,
 }
 
 /// The checkpoint: the options and the run's state.
@@ -568,6 +572,7 @@ fn train(a: TrainArgs) -> Result<(), String> {
             .map_err(|e| format!("--resume: {}: {e}", ck_path.display()))?;
         let mut want = a.clone();
         want.resume = false;
+        want.stop_after = None;
         if ck.args != want {
             return Err(format!(
                 "--resume: {} was written with other options (the checkpoint has {:?}); run with the same options",
@@ -591,6 +596,8 @@ fn train(a: TrainArgs) -> Result<(), String> {
     let mut save_err = None;
     let mut args_ck = a.clone();
     args_ck.resume = false;
+    args_ck.stop_after = None;
+    let stop_at = a.stop_after.unwrap_or(a.steps).min(a.steps);
     eqprop::train(&mut state, train_set, val_set, &o, |st| {
         pb.set_position(st.step as u64);
         if let Some(p) = st.curve.last() {
@@ -605,7 +612,7 @@ fn train(a: TrainArgs) -> Result<(), String> {
                 p.train_loss, p.val_loss, al, st.refused
             ));
         }
-        if st.step % a.checkpoint_every.max(1) == 0 || st.step == a.steps {
+        if st.step % a.checkpoint_every.max(1) == 0 || st.step == a.steps || st.step == stop_at {
             let ck = Checkpoint {
                 args: args_ck.clone(),
                 state: st.clone(),
@@ -623,11 +630,20 @@ fn train(a: TrainArgs) -> Result<(), String> {
                 }
             }
         }
-        true
+        st.step < stop_at
     })?;
     pb.finish_and_clear();
     if let Some(e) = save_err {
         return Err(format!("checkpoint: {e}"));
+    }
+    if state.step < a.steps {
+        println!(
+            "stopped at step {} of {}; checkpoint {} (continue with --resume)",
+            state.step,
+            a.steps,
+            ck_path.display()
+        );
+        return Ok(());
     }
     let first = state.curve.first().cloned();
     let last = state.curve.last().cloned();

@@ -1,0 +1,138 @@
+//! `thermo eqprop-check` and `thermo train-eqprop` end to end: the tables, the files, a run
+//! stopped and resumed equal to one run, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn thermo() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_thermo"));
+    c.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    c
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("thermo-eqprop-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = thermo().args(args).output().expect("thermo runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let (good, out, err) = run(args);
+    assert!(good, "thermo {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+fn is_png(p: &Path) -> bool {
+    std::fs::read(p)
+        .map(|b| b.len() > 1000 && b.starts_with(b"\x89PNG"))
+        .unwrap_or(false)
+}
+
+#[test]
+fn eqprop_check_prints_the_tables_and_writes_the_report() {
+    let d = tmpdir("check");
+    let out = ok(&[
+        "eqprop-check",
+        "--examples",
+        "8",
+        "--budgets",
+        "20+20,100+400",
+        "--out",
+        d.to_str().unwrap(),
+    ]);
+    assert!(out.contains("bias     one-sided"), "{out}");
+    assert!(out.contains("same-key"), "{out}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("report.json")).unwrap()).unwrap();
+    let slopes = r["slopes"].as_array().unwrap();
+    assert_eq!(slopes.len(), 4);
+    let one = &slopes[0];
+    assert_eq!(one["nudge"], "bias");
+    assert!((one["slope"].as_f64().unwrap() - 1.0).abs() < 0.02);
+    // 3 protocols x 2 budgets x 2 estimators.
+    assert_eq!(r["cosines"].as_array().unwrap().len(), 12);
+    assert!(is_png(&d.join("eqprop-slopes.png")));
+    assert!(is_png(&d.join("eqprop-cosines.png")));
+}
+
+#[test]
+fn train_eqprop_stopped_and_resumed_equals_one_run() {
+    let (a, b) = (tmpdir("whole"), tmpdir("split"));
+    let common = [
+        "train-eqprop",
+        "--steps",
+        "30",
+        "--batch",
+        "4",
+        "--burn-in",
+        "20",
+        "--sweeps",
+        "40",
+        "--train",
+        "16",
+        "--val",
+        "16",
+        "--checkpoint-every",
+        "7",
+    ];
+    let mut whole = common.to_vec();
+    whole.extend(["--out", a.to_str().unwrap()]);
+    let out = ok(&whole);
+    assert!(out.contains("train loss"), "{out}");
+    let mut first = common.to_vec();
+    first.extend(["--out", b.to_str().unwrap(), "--stop-after", "12"]);
+    let out = ok(&first);
+    assert!(out.contains("stopped at step 12 of 30"), "{out}");
+    let mut rest = common.to_vec();
+    rest.extend(["--out", b.to_str().unwrap(), "--resume"]);
+    let out = ok(&rest);
+    assert!(out.contains("resuming at step 12"), "{out}");
+    for f in ["trained.substrate.json", "curve.csv"] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs between the whole run and the resumed one"
+        );
+    }
+    assert!(is_png(&b.join("curve.png")));
+
+    // Resuming with other options is refused, naming the checkpoint.
+    let mut other = common.to_vec();
+    other.extend(["--out", b.to_str().unwrap(), "--resume", "--lr", "0.1"]);
+    let (good, _, err) = run(&other);
+    assert!(
+        !good && err.contains("checkpoint.json") && err.contains("other options"),
+        "{err}"
+    );
+}
+
+#[test]
+fn train_eqprop_refuses_bad_input() {
+    let d = tmpdir("bad");
+    let o = d.to_str().unwrap();
+    for (args, want) in [
+        (vec!["--beta", "0"], "beta = 0"),
+        (vec!["--beta=-0.1"], "beta = -0.1"),
+        (vec!["--coupling-frac", "20"], "--coupling-frac 20"),
+        (vec!["--batch", "0"], "batch"),
+        (vec!["--mismatch-gain", "0.9"], "mismatch gain"),
+        (vec!["--resume"], "--resume"),
+        (vec!["--config", "no/such/file.toml"], "no/such/file.toml"),
+    ] {
+        let mut a = vec!["train-eqprop", "--out", o, "--steps", "2"];
+        a.extend(args.iter().copied());
+        let (good, _, err) = run(&a);
+        assert!(!good, "{args:?} was accepted");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
