@@ -40,9 +40,13 @@ pub struct TaskArgs {
     /// Seed of the teacher substrate (the student's wiring, weights perturbed) and the inputs.
     #[arg(long, default_value_t = 3)]
     task_seed: u64,
-    /// Relative perturbation of the teacher's weights.
+    /// Relative perturbation of the teacher's couplings and bus factors.
     #[arg(long, default_value_t = 0.3)]
     perturbation: f64,
+    /// Perturbation of the teacher's biases (energy units; 0: the biases are right and only
+    /// the couplings have to learn).
+    #[arg(long, default_value_t = 0.0)]
+    bias_perturbation: f64,
     /// Standard deviation of the inputs (conditioning of the first module's units).
     #[arg(long, default_value_t = 0.5)]
     input_scale: f64,
@@ -65,8 +69,15 @@ impl TaskArgs {
 
     /// `n` examples; the first `n_train` for training, the rest for validation.
     fn examples(&self, s: &Substrate, n: usize) -> Result<Vec<Example>, String> {
-        eqprop::teacher_task(s, n, self.perturbation, self.input_scale, self.task_seed)
-            .map_err(|e| format!("{}: {e}", self.config.display()))
+        eqprop::teacher_task(
+            s,
+            n,
+            self.perturbation,
+            self.bias_perturbation,
+            self.input_scale,
+            self.task_seed,
+        )
+        .map_err(|e| format!("{}: {e}", self.config.display()))
     }
 }
 
@@ -725,11 +736,16 @@ fn train(a: TrainArgs) -> Result<(), String> {
     plot::lines(
         &Axes {
             title: &format!(
-                "EqProp training ({:?} engine, {:?} rounding, {}) on {}",
+                "Training ({:?} engine, {:?} rounding, {}) on {}{}",
                 a.engine,
                 a.rounding,
                 s.formats.coupling.name(),
-                s.name
+                s.name,
+                if deployed.is_some() {
+                    ", mismatched"
+                } else {
+                    ""
+                }
             ),
             x: "step",
             y: "mean loss 1/2 |x_out - y|^2",
@@ -738,6 +754,15 @@ fn train(a: TrainArgs) -> Result<(), String> {
             legend_upper_left: false,
         },
         &[
+            deployed
+                .map(|d| Series {
+                    label: "exact-gradient weights (ideal) deployed here, final".into(),
+                    points: vec![(0.0, d), (state.step as f64, d)],
+                })
+                .unwrap_or(Series {
+                    label: String::new(),
+                    points: Vec::new(),
+                }),
             Series {
                 label: "this run, train".into(),
                 points: state
@@ -755,7 +780,7 @@ fn train(a: TrainArgs) -> Result<(), String> {
                     .collect(),
             },
             Series {
-                label: "exact gradient (float), validation".into(),
+                label: "exact gradient, float, ideal substrate: validation".into(),
                 points: reference
                     .curve
                     .iter()

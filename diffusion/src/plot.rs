@@ -307,6 +307,9 @@ pub fn lines(axes: &Axes, series: &[Series], path: &Path) -> Result<(), String> 
                     .draw()
                     .map_err(|e| err(&e))?;
                 for (k, s) in series.iter().enumerate() {
+                    if s.points.is_empty() {
+                        continue;
+                    }
                     let c = palette[k % palette.len()];
                     let p: Vec<(f64, f64)> = s.points.iter().copied().filter(keep).collect();
                     chart

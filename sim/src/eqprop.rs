@@ -633,13 +633,15 @@ fn sum(a: &[f64], b: &[f64]) -> Vec<f64> {
 }
 
 /// A regression task for a substrate: a teacher substrate with the same wiring, its couplings
-/// and bus gains scaled by `1 + perturbation * N(0,1)` and its bus factors moved by
-/// `perturbation * N(0,1) / sqrt(n)` (biases and stiffness kept), maps seeded random inputs (on the first module's units) to targets (its exact
+/// and bus gains scaled by `1 + perturbation * N(0,1)`, its bus factors moved by
+/// `perturbation * N(0,1) / sqrt(n)` and its biases by `bias_perturbation * N(0,1)` (stiffness
+/// kept), maps seeded random inputs (on the first module's units) to targets (its exact
 /// equilibrium on the readout units). Returns `n` examples; `seed` fixes teacher and inputs.
 pub fn teacher_task(
     s: &Substrate,
     n: usize,
     perturbation: f64,
+    bias_perturbation: f64,
     input_scale: f64,
     seed: u64,
 ) -> Result<Vec<Example>, String> {
@@ -660,6 +662,11 @@ pub fn teacher_task(
                     + t.col[t.row_ptr[j]..t.row_ptr[j + 1]].partition_point(|&c| c < i);
                 t.val[q] = t.val[p];
             }
+        }
+    }
+    for b in &mut t.bias {
+        if bias_perturbation != 0.0 {
+            *b += bias_perturbation * normal();
         }
     }
     for bus in &mut t.buses {
@@ -1025,7 +1032,7 @@ impl TrainState {
         TrainState {
             substrate: s.to_config(),
             step: 0,
-            round_rng: o.seed ^ 0x726f_756e_64,
+            round_rng: o.seed ^ 0x0072_6f75_6e64,
             phase_counter: 0,
             refused: 0,
             saturated: 0,

@@ -4,8 +4,8 @@
 //! ([`qformat`]), the update rule and its two engines ([`engine`]: the `f64` golden model and the
 //! bit-exact fixed-point engine that specifies the hardware; [`batch`]: many chains in lock step;
 //! [`kernel`]: the fixed engine's vectorised unit updates; [`pool`]: their worker threads), the
-//! sweep schedule ([`schedule`]),
-//! random examples ([`example`]), statistics ([`stats`]) and file formats ([`io`]).
+//! sweep schedule ([`schedule`]), equilibrium propagation on the substrate's energy ([`eqprop`]),
+//! analog mismatch ([`mismatch`]), random examples ([`example`]), statistics ([`stats`]) and file formats ([`io`]).
 //!
 //! See `docs/fixed-point.md` for the arithmetic the fixed engine defines.
 #![warn(missing_docs)]

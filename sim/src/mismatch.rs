@@ -74,7 +74,7 @@ impl Mismatch {
         let t = step as f64;
         // Static and drift draws from separate streams, element by element in a fixed order.
         let mut st = Draws(self.seed ^ 0x6d69_736d_6174_6368);
-        let mut dr = Draws(self.seed ^ 0x6472_6966_74);
+        let mut dr = Draws(self.seed ^ 0x0064_7269_6674);
         let mut rel = |spread: f64| -> f64 {
             let (a, b) = (st.normal(), dr.normal());
             1.0 + spread * a + self.drift * t * b

@@ -74,7 +74,7 @@ fn nudge_param(s: &mut Substrate, which: usize, h: f64) -> Option<String> {
 #[test]
 fn exact_gradient_matches_finite_differences() {
     for (name, s) in [("shipped", shipped()), ("random64 s21", random64(21))] {
-        let ex = teacher_task(&s, 2, 0.3, 0.5, 17).unwrap();
+        let ex = teacher_task(&s, 2, 0.3, 0.0, 0.5, 17).unwrap();
         let e = &ex[0];
         let g = Exact::new(&s).unwrap().grad(&s, e).flat(&s, Groups::ALL);
         let h = 1e-6;
@@ -106,7 +106,7 @@ fn estimator_orders_in_beta() {
         ("random64 s22", random64(22), 5),
         ("random64 s23", random64(23), 6),
     ] {
-        let ex = teacher_task(&s, 8, 0.3, 0.5, seed).unwrap();
+        let ex = teacher_task(&s, 8, 0.3, 0.0, 0.5, seed).unwrap();
         let rows = slope_table(&s, &ex, 0.05, 4, Groups::ALL).unwrap();
         for r in &rows {
             let ratios = r.ratios();
@@ -141,7 +141,7 @@ fn estimator_orders_in_beta() {
 #[test]
 fn protocol_cosines_on_the_fixed_engine() {
     let s = shipped();
-    let ex = teacher_task(&s, 32, 0.3, 0.5, 8).unwrap();
+    let ex = teacher_task(&s, 32, 0.3, 0.0, 0.5, 8).unwrap();
     let budgets = [
         Budget {
             burn_in: 20,
@@ -206,7 +206,7 @@ fn protocol_cosines_on_the_fixed_engine() {
 }
 
 fn task(s: &Substrate, seed: u64) -> (Vec<Example>, Vec<Example>) {
-    let mut all = teacher_task(s, 128, 0.3, 0.5, seed).unwrap();
+    let mut all = teacher_task(s, 128, 0.3, 0.0, 0.5, seed).unwrap();
     let val = all.split_off(64);
     (all, val)
 }
