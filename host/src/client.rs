@@ -10,8 +10,8 @@
 //! time, at least 1) and sizes every time-out by it, so the same code waits long enough for a
 //! simulation and no longer than the line needs for a board. A wait ends only after a time-out's
 //! worth of silence (bytes from the board, up to what the outstanding replies can hold, restart
-//! it), and a time-out during which the board did send bytes doubles the time-outs that follow
-//! (back-off, halved again by each exchange that completes without one). A lost frame is still
+//! it), and a time-out that finds a reply still coming in doubles the time-outs that follow
+//! (back-off, up to 16 times; halved again by each exchange that completes without a time-out). A lost frame is still
 //! retried as before.
 
 use crate::transport::Transport;
@@ -160,7 +160,12 @@ pub struct Client<T: Transport> {
 }
 
 /// Largest back-off factor on the time-outs.
-const MAX_BACKOFF: f64 = 64.0;
+const MAX_BACKOFF: f64 = 16.0;
+/// Reply bytes the time scale is measured on (READ_MEMs of up to 1 KB each, at most a window).
+const PROBE_BYTES: usize = 4096;
+/// Measurements of the time scale tried before it is taken as 1 (one with a time-out is
+/// discarded: its timing says nothing about the board).
+const PROBE_TRIES: usize = 3;
 /// Turn-around allowance while the time scale is measured: a board of unknown speed may take
 /// this long to start its reply.
 const PROBE_LATENCY: Duration = Duration::from_secs(1);
@@ -346,7 +351,7 @@ impl<T: Transport> Client<T> {
             let timeout = self.timeout(outstanding + room);
             let mut deadline = Instant::now() + timeout;
             let before = base;
-            let mut heard_now = 0usize;
+            let (mut heard_now, mut mid_frame) = (0usize, false);
             while base == before && Instant::now() < deadline {
                 let wait = deadline.saturating_duration_since(Instant::now());
                 let got = match self.t.read(&mut buf, wait) {
@@ -362,6 +367,7 @@ impl<T: Transport> Client<T> {
                     // The board is sending: the wait ends only after a time-out of silence,
                     // for as many bytes as the outstanding replies can hold.
                     heard_now += got;
+                    mid_frame = buf[got - 1] != 0;
                     if heard_now <= room {
                         deadline = deadline.max(now + timeout);
                     }
@@ -401,8 +407,10 @@ impl<T: Transport> Client<T> {
                 self.stats.timeouts += 1;
                 heard += heard_now as u64;
                 let time_scale = self.time_scale() * self.backoff;
-                if heard_now > 0 {
-                    // The board is there but slower than expected: wait longer next time.
+                if mid_frame {
+                    // A reply was still coming in: the board is slower than the time-outs
+                    // allowed for, so wait longer from now on. (A lost or garbled frame ends
+                    // with its delimiter and backs nothing off.)
                     self.backoff = (self.backoff * 2.0).min(MAX_BACKOFF);
                 }
                 if attempts >= self.max_attempts {
@@ -475,37 +483,65 @@ impl<T: Transport> Client<T> {
         Ok(id)
     }
 
-    /// Measure the link's time scale ([`Client::time_scale`]) with one READ_MEM of the default
-    /// biases (up to 1 KB, at most the board's `max_payload`): the time between the arrival of
-    /// the reply's first and its second-to-last chunk over the line time of the bytes in between
-    /// (the first and the last chunk are left out: a USB bridge holds a packet's bytes back for
-    /// up to its latency timer). A reply that arrives in fewer than three chunks, or in chunks
-    /// faster than the line rate, gives 1. Before the measurement a reply may take
-    /// [`PROBE_LATENCY`] to start. Returns the time scale.
+    /// Measure the link's time scale ([`Client::time_scale`]) with READ_MEMs of the default
+    /// biases (up to 1 KB each, at most the board's `max_payload`; as many as make about
+    /// [`PROBE_BYTES`], at most a window), as the larger of two ratios, and at least 1: the
+    /// exchange's duration less the turn-around allowance ([`Client::latency`]) over the
+    /// line time of requests and replies; and the time between the arrival of the replies'
+    /// first and their second-to-last chunk over the line time of the bytes in between (the
+    /// first and the last chunk are left out: a USB bridge holds a packet's bytes back for up to
+    /// its latency timer; replies in fewer than three chunks give nothing here). A measurement during
+    /// which a frame was lost is repeated ([`PROBE_TRIES`] in all; 1 if none was clean). Before
+    /// the measurement a reply may take [`PROBE_LATENCY`] to start. Returns the time scale.
     pub fn measure_time_scale(&mut self, id: &Identity) -> Result<f64, LinkError> {
         let payload = (id.max_payload as usize).min(thermo_proto::MAX_PAYLOAD);
         let count = (id.units as usize).min(payload / thermo_proto::WORD);
         let mut scale = 1.0f64;
-        if count > 0 {
-            let latency = self.latency;
-            self.latency = latency.max(PROBE_LATENCY);
-            self.probe = Some(Vec::new());
-            let r = self.call(Request::ReadMem {
+        for _ in 0..PROBE_TRIES {
+            if count == 0 {
+                break;
+            }
+            let read = Request::ReadMem {
                 space: thermo_proto::Space::Bias,
                 addr: 0,
                 count: count as u16,
-            });
+            };
+            let k = PROBE_BYTES
+                .div_ceil(count * thermo_proto::WORD)
+                .clamp(1, WINDOW);
+            let latency = self.latency;
+            self.latency = latency.max(PROBE_LATENCY);
+            self.probe = Some(Vec::new());
+            let (before, t0) = (self.stats, Instant::now());
+            let r = self.transact(&vec![read; k]);
+            let elapsed = t0.elapsed();
             self.latency = latency;
             let chunks = self.probe.take().unwrap_or_default();
             r?;
+            if self.stats.timeouts != before.timeouts || self.stats.reconnects != before.reconnects
+            {
+                continue; // a frame was lost: the timing says nothing about the board
+            }
+            // The exchange beyond the turn-around allowance, over the line time of requests
+            // and replies (a board that sends each slow reply in one piece).
+            let line = self.wire_time(
+                (self.stats.bytes_sent - before.bytes_sent + self.stats.bytes_received
+                    - before.bytes_received) as usize,
+            );
+            if !line.is_zero() {
+                scale =
+                    scale.max(elapsed.saturating_sub(latency).as_secs_f64() / line.as_secs_f64());
+            }
+            // The replies' streaming rate.
             if chunks.len() >= 3 {
                 let m = chunks.len();
                 let bytes: usize = chunks[1..m - 1].iter().map(|c| c.1).sum();
                 let dt = chunks[m - 2].0 - chunks[0].0;
                 if bytes > 0 {
-                    scale = (dt.as_secs_f64() / self.wire_time(bytes).as_secs_f64()).max(1.0);
+                    scale = scale.max(dt.as_secs_f64() / self.wire_time(bytes).as_secs_f64());
                 }
             }
+            break;
         }
         self.scale = Some(scale);
         Ok(scale)
