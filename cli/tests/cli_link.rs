@@ -32,6 +32,32 @@ fn emulate_verilator_then_infer_from_the_command_line() {
     );
 }
 
+/// The same RTL built for a 100 MHz clock at 3 Mbaud (33 clocks a bit): the simulated board moves
+/// bytes about 50 times slower than its line rate. `thermo infer` measures that time scale and
+/// completes without a time-out or a retransmission, results bit for bit `Fixed::run_codes`.
+#[test]
+fn emulate_slow_verilator_board_then_infer_without_time_outs() {
+    let text = emulate_then_infer(
+        SHIPPED,
+        "verilator-100mhz",
+        &[
+            "--backend",
+            "verilator",
+            "--clock-mhz",
+            "100",
+            "--baud",
+            "3000000",
+        ],
+        Duration::from_secs(900),
+        50,
+        10,
+    );
+    assert!(
+        text.contains(" 0 time-outs, 0 retransmissions"),
+        "the link timed out: {text}"
+    );
+}
+
 /// The iCEBreaker build's RTL (its small link: 2 slots, 508-byte payloads) at 12 MHz with the
 /// substrate of the reference bitstream (`bitstreams/icebreaker`: the shipped example on one
 /// lane): the host follows its IDENTIFY.
