@@ -5,14 +5,14 @@
 //! when the port vanishes.
 //!
 //! **Time scale.** A real board moves bytes at its line rate; an emulated one (the RTL in
-//! Verilator) may move them hundreds of times slower. When it attaches, the client measures how
-//! fast one reply of up to 1 KB streams in ([`Client::time_scale`]: wall time per unit of line
-//! time, at least 1) and sizes every time-out by it, so the same code waits long enough for a
-//! simulation and no longer than the line needs for a board. A wait ends only after a time-out's
-//! worth of silence (bytes from the board, up to what the outstanding replies can hold, restart
-//! it), and a time-out that finds a reply still coming in doubles the time-outs that follow
-//! (back-off, up to 16 times; halved again by each exchange that completes without a time-out). A lost frame is still
-//! retried as before.
+//! Verilator) may move them tens or hundreds of times slower. When it first attaches, the client
+//! measures how long about 4 KB of READ_MEM replies take ([`Client::measure_time_scale`]; the
+//! result, [`Client::time_scale`], is wall time per unit of line time, at least 1) and sizes every
+//! time-out by it, so the same code waits long enough for a simulation and no longer than the line
+//! needs for a board. A wait ends only after a time-out's worth of silence (bytes from the board,
+//! up to what the outstanding replies can hold, restart it), and a time-out that finds a reply
+//! still coming in doubles the time-outs that follow (back-off, up to 16 times; halved again by
+//! each exchange that completes without a time-out). A lost frame is still retried as before.
 
 use crate::transport::Transport;
 use std::time::{Duration, Instant};
