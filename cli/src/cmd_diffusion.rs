@@ -95,10 +95,18 @@ pub struct SampleSubstrateArgs {
     /// Also write the digital U-Net's samples (same sampler, schedule and noise) to this PNG.
     #[arg(long)]
     pub(crate) unet_png: Option<PathBuf>,
-    /// fixed (the fixed-point engine, run as the board runs it), board (an emulated board over a
-    /// pseudo-terminal link), golden or exact (equilibrium means).
+    /// fixed (the fixed-point engine, run as the board runs it), board (a board over its link:
+    /// the one at `--port`, or an emulated board on a pseudo-terminal), golden or exact
+    /// (equilibrium means).
     #[arg(long, default_value = "fixed")]
     pub(crate) engine: String,
+    /// With `--engine board`: the board's serial port (/dev/ttyUSB0, or the device path of
+    /// `thermo emulate`, e.g. with `--backend verilator`); without it an emulated board is started.
+    #[arg(long)]
+    pub(crate) port: Option<PathBuf>,
+    /// Line rate of `--port`.
+    #[arg(long, default_value_t = 3_000_000)]
+    pub(crate) baud: u32,
     /// Number of samples (8 per row).
     #[arg(long, default_value_t = 64)]
     pub(crate) samples: usize,
@@ -1387,15 +1395,20 @@ fn sample_substrate(a: SampleSubstrateArgs) -> Result<(), String> {
         use thermo_host::client::Client;
         use thermo_host::inference::{infer, InferOptions};
         use thermo_host::transport::SerialTransport;
-        let (path, h) = thermo_host::emulator::spawn_emulator(
-            l.sub.clone(),
-            None,
-            std::time::Duration::from_secs(5),
-        )
-        .map_err(|e| format!("emulated board: {e}"))?;
+        let (path, h) = match &a.port {
+            Some(p) => (p.clone(), None),
+            None => {
+                let (p, h) = thermo_host::emulator::spawn_emulator(
+                    l.sub.clone(),
+                    None,
+                    std::time::Duration::from_secs(5),
+                )
+                .map_err(|e| format!("emulated board: {e}"))?;
+                (PathBuf::from(p), Some(h))
+            }
+        };
         let mut c = Client::new(
-            SerialTransport::open(Path::new(&path), 3_000_000)
-                .map_err(|e| format!("{path}: {e}"))?,
+            SerialTransport::open(&path, a.baud).map_err(|e| format!("{}: {e}", path.display()))?,
         );
         let ro = thermo_proto::readout_units(&l.sub);
         let pos: Vec<usize> = l
@@ -1429,8 +1442,19 @@ fn sample_substrate(a: SampleSubstrateArgs) -> Result<(), String> {
                     .collect())
             },
         )?;
+        let st = c.stats;
+        println!(
+            "board at {}: {} requests, time scale {:.1} (measured), {} time-outs, {} retransmissions",
+            path.display(),
+            st.requests,
+            c.time_scale(),
+            st.timeouts,
+            st.retransmissions
+        );
         drop(c);
-        let _ = h.join();
+        if let Some(h) = h {
+            let _ = h.join();
+        }
         imgs
     } else {
         thermo_diffusion::sample::sample_ancestral_batch(

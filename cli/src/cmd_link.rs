@@ -250,12 +250,13 @@ fn infer_cmd(a: InferArgs) -> Result<(), String> {
         a.out.display()
     );
     println!(
-        "link: {} requests, {} bytes out, {} bytes in, payload utilisation {:.1}% of {} baud; {} time-outs, {} retransmissions, {} reconnects, {} CRC errors, {} requeued",
+        "link: {} requests, {} bytes out, {} bytes in, payload utilisation {:.1}% of {} baud; time scale {:.1} (measured: wall time per unit of line time); {} time-outs, {} retransmissions, {} reconnects, {} CRC errors, {} requeued",
         s.requests,
         s.bytes_sent,
         s.bytes_received,
         100.0 * s.utilisation(&Default::default(), a.baud, wall),
         a.baud,
+        client.time_scale(),
         s.timeouts,
         s.retransmissions,
         s.reconnects,

@@ -32,6 +32,32 @@ fn emulate_verilator_then_infer_from_the_command_line() {
     );
 }
 
+/// The same RTL built for a 100 MHz clock at 3 Mbaud (33 clocks a bit): the simulated board moves
+/// bytes about 50 times slower than its line rate. `thermo infer` measures that time scale and
+/// completes without a time-out or a retransmission, results bit for bit `Fixed::run_codes`.
+#[test]
+fn emulate_slow_verilator_board_then_infer_without_time_outs() {
+    let text = emulate_then_infer(
+        SHIPPED,
+        "verilator-100mhz",
+        &[
+            "--backend",
+            "verilator",
+            "--clock-mhz",
+            "100",
+            "--baud",
+            "3000000",
+        ],
+        Duration::from_secs(900),
+        50,
+        10,
+    );
+    assert!(
+        text.contains(" 0 time-outs, 0 retransmissions"),
+        "the link timed out: {text}"
+    );
+}
+
 /// The iCEBreaker build's RTL (its small link: 2 slots, 508-byte payloads) at 12 MHz with the
 /// substrate of the reference bitstream (`bitstreams/icebreaker`: the shipped example on one
 /// lane): the host follows its IDENTIFY.
@@ -59,6 +85,55 @@ fn emulate_icebreaker_rtl_then_infer_from_the_command_line() {
     );
 }
 
+/// The digits substrate (`models/digits-unet-rank8.substrate.json`: 416 units, 16 lanes, two
+/// rank-8 buses) as RTL in Verilator behind the pseudo-terminal, simulated far slower than a board
+/// runs: `thermo infer` measures the link's time scale and completes without a time-out or a
+/// retransmission, results bit for bit `Fixed::run_codes`. Ignored in `cargo test`: the cold
+/// Verilator build takes about 4 minutes; `scripts/rtl-end-to-end.sh` runs it.
+#[test]
+#[ignore]
+fn emulate_verilator_digits_then_infer_without_time_outs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let model = "models/digits-unet-rank8.substrate.json";
+    let sub = thermo_sim::Substrate::from_file(&root.join(model)).unwrap();
+    // four conditioning rows: the substrate's biases, each perturbed differently
+    let dir = std::env::temp_dir().join(format!("thermo-cli-digits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let inputs = dir.join("inputs.csv");
+    let rows: Vec<String> = (0..4)
+        .map(|r| {
+            sub.bias
+                .iter()
+                .enumerate()
+                .map(|(i, b)| format!("{}", b + 0.4 * ((i * 7 + r * 13) as f64 * 0.37).sin()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    std::fs::write(&inputs, rows.join("\n")).unwrap();
+    let text = emulate_then_infer(
+        (model, inputs.to_str().unwrap()),
+        "verilator-digits",
+        &[
+            "--backend",
+            "verilator",
+            "--clock-mhz",
+            "25",
+            "--baud",
+            "3000000",
+        ],
+        Duration::from_secs(1800),
+        50,
+        10,
+    );
+    eprintln!("{text}");
+    assert!(
+        text.contains(" 0 time-outs, 0 retransmissions"),
+        "the link timed out: {text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 const SHIPPED: (&str, &str) = (
     "examples/three-module.toml",
     "examples/three-module-inputs.csv",
@@ -71,7 +146,7 @@ fn emulate_then_infer(
     wait: Duration,
     sweeps: u32,
     burn_in: u32,
-) {
+) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = std::env::temp_dir().join(format!("thermo-cli-link-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -146,6 +221,7 @@ fn emulate_then_infer(
         "{name} board behind a pty: {} inferences of {sweeps} sweeps by thermo infer in {infer_s:.2} s equal Fixed::run_codes bit for bit",
         inputs.len()
     );
+    text.into_owned()
 }
 
 /// Bad input rows are reported with the file and a 1-based row before the port is opened (the

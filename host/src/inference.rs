@@ -136,7 +136,10 @@ pub fn infer<T: Transport>(
         let ro = Readout::decode(&p).ok_or("malformed READOUT reply")?;
         match ro.state {
             SlotState::Busy => {
-                std::thread::sleep(std::time::Duration::from_micros(300));
+                // Poll again after 300 us of the board's time.
+                std::thread::sleep(
+                    std::time::Duration::from_micros(300).mul_f64(client.time_scale()),
+                );
                 continue;
             }
             SlotState::Idle => {

@@ -410,3 +410,111 @@ fn client_never_sends_a_write_behind_an_unanswered_read() {
     assert_eq!(thermo_proto::decode_i32s(&replies[9]).unwrap()[0], 7);
     assert_eq!(replies[11][0], thermo_proto::SlotState::Idle as u8);
 }
+
+/// A board that moves bytes 100 times slower than the line rate the host was told (the emulated
+/// board paced at 30 kbaud, the host opened at 3 Mbaud: what a simulation of a board is): the
+/// client measures the link's time scale when it attaches and completes every inference without
+/// a time-out, results bit for bit the engine's. (Without the measurement the first window of
+/// conditioning frames times out and is retransmitted.)
+#[test]
+fn a_board_slower_than_its_line_rate_is_waited_for_without_time_outs() {
+    let sub = shipped();
+    let (path, h) = emulator(sub.clone(), Some(30_000));
+    let mut c = Client::new(SerialTransport::open(Path::new(&path), 3_000_000).unwrap());
+    let opts = InferOptions {
+        sweeps: 20,
+        burn_in: 5,
+        seed: 3,
+    };
+    let res = infer(&mut c, &sub, &inputs(), opts, |_, _, _| {}).unwrap();
+    assert_eq!(res.sums, direct(&sub, &inputs(), opts));
+    assert_eq!(
+        (c.stats.timeouts, c.stats.retransmissions),
+        (0, 0),
+        "time scale {}: {:?}",
+        c.time_scale(),
+        c.stats
+    );
+    // The measurement found the link far slower than its nominal rate (100 times; the
+    // turn-around allowance it leaves out makes the figure smaller).
+    assert!(c.time_scale() > 10.0, "time scale {}", c.time_scale());
+    drop(c);
+    h.join().unwrap();
+}
+
+/// A board that never answers (nobody reads the other end of the pseudo-terminal): the client
+/// gives up after its attempts, saying how long it waited and that nothing came back.
+#[test]
+fn a_silent_board_is_reported_as_gone_with_the_time_waited() {
+    let (_board_end, path, _host_end) = thermo_host::emulator::open_pty().unwrap();
+    let mut c = Client::new(SerialTransport::open(Path::new(&path), 3_000_000).unwrap());
+    c.max_attempts = 3;
+    c.latency = Duration::from_millis(20);
+    let err = c.identify().unwrap_err();
+    let text = err.to_string();
+    match err {
+        thermo_host::client::LinkError::Timeout {
+            op,
+            attempts,
+            waited,
+            heard,
+            ..
+        } => {
+            assert_eq!((op, attempts, heard), (Opcode::Identify, 3, 0));
+            assert!(waited >= Duration::from_millis(60), "{waited:?}");
+        }
+        e => panic!("not a time-out: {e}"),
+    }
+    assert!(text.contains("after 3 attempts over"), "{text}");
+    assert!(text.contains("nothing came back from the board"), "{text}");
+}
+
+/// A board that sends bytes but never finishes the reply (a frame that never ends): the client
+/// gives up naming the bytes it heard, i.e. a board that is there but does not answer in time,
+/// and its waits grew (back-off) because each one ended with a reply still coming in.
+#[test]
+fn a_board_heard_but_not_answering_is_reported_as_slow_or_garbled() {
+    struct Babbler;
+    impl thermo_host::transport::Transport for Babbler {
+        fn write_all(&mut self, _bytes: &[u8]) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn read(&mut self, buf: &mut [u8], timeout: Duration) -> std::io::Result<usize> {
+            std::thread::sleep(timeout.min(Duration::from_millis(1)));
+            buf[..4].copy_from_slice(&[0x55, 0x01, 0x7e, 0x33]);
+            Ok(4)
+        }
+        fn reconnect(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn baud(&self) -> Option<u32> {
+            Some(3_000_000)
+        }
+        fn describe(&self) -> String {
+            "babbler".into()
+        }
+    }
+    let mut c = Client::new(Babbler);
+    c.max_attempts = 4;
+    c.latency = Duration::from_millis(5);
+    let err = c.call(Request::Status).unwrap_err();
+    let text = err.to_string();
+    match err {
+        thermo_host::client::LinkError::Timeout {
+            attempts,
+            heard,
+            time_scale,
+            ..
+        } => {
+            assert_eq!(attempts, 4);
+            assert!(heard > 0);
+            // three doublings after the three earlier time-outs that ended mid-frame
+            assert_eq!(time_scale, 8.0);
+        }
+        e => panic!("not a time-out: {e}"),
+    }
+    assert!(
+        text.contains("bytes meanwhile but not this reply"),
+        "{text}"
+    );
+}
