@@ -36,6 +36,18 @@ fn colour(deficit: f64, tol: f64) -> RGBColor {
     }
 }
 
+/// Write an RGB buffer of `w x h` pixels as a PNG file.
+fn write_png(path: &Path, w: u32, h: u32, buf: &[u8]) -> Result<(), String> {
+    let err = |e: &dyn std::fmt::Display| format!("plot {}: {e}", path.display());
+    let file = std::fs::File::create(path).map_err(|e| err(&e))?;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut wr = enc.write_header().map_err(|e| err(&e))?;
+    wr.write_image_data(buf).map_err(|e| err(&e))?;
+    wr.finish().map_err(|e| err(&e))
+}
+
 /// Draw the sweep as a heat map into a PNG file.
 pub fn heat_map(r: &QuantReport, title: &str, path: &Path) -> Result<(), String> {
     register()?;
@@ -193,13 +205,7 @@ pub fn heat_map(r: &QuantReport, title: &str, path: &Path) -> Result<(), String>
             .map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
     }
-    let file = std::fs::File::create(path).map_err(|e| err(&e))?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut wr = enc.write_header().map_err(|e| err(&e))?;
-    wr.write_image_data(&buf).map_err(|e| err(&e))?;
-    wr.finish().map_err(|e| err(&e))
+    write_png(path, w, h, &buf)
 }
 
 /// One curve of a [`lines`] plot.
@@ -360,11 +366,5 @@ pub fn lines(axes: &Axes, series: &[Series], path: &Path) -> Result<(), String> 
         }
         root.present().map_err(|e| err(&e))?;
     }
-    let file = std::fs::File::create(path).map_err(|e| err(&e))?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut wr = enc.write_header().map_err(|e| err(&e))?;
-    wr.write_image_data(&buf).map_err(|e| err(&e))?;
-    wr.finish().map_err(|e| err(&e))
+    write_png(path, w, h, &buf)
 }

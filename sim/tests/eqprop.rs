@@ -285,40 +285,30 @@ fn code_rounding_stochastic_tracks_float_and_nearest_stalls() {
         ..cli_defaults()
     };
     let float = reference(&s, &base, &tr, &val);
-    let q14 = run(
-        &s,
-        &TrainOptions {
-            rounding: Rounding::Stochastic,
-            ..base.clone()
-        },
-        &tr,
-        &val,
-    );
-    let l14 = q14.curve.last().unwrap().val_loss;
+    let rounded = |s: &Substrate, rounding: Rounding| {
+        run(
+            s,
+            &TrainOptions {
+                rounding,
+                ..base.clone()
+            },
+            &tr,
+            &val,
+        )
+    };
+    let l14 = rounded(&s, Rounding::Stochastic)
+        .curve
+        .last()
+        .unwrap()
+        .val_loss;
     assert!(
         (l14 / float - 1.0).abs() <= 0.05,
         "Q1.14 stochastic {l14:e} vs float {float:e}"
     );
     s.formats.coupling = QFormat::new(12, 10);
     s.revalidate().unwrap();
-    let near = run(
-        &s,
-        &TrainOptions {
-            rounding: Rounding::Nearest,
-            ..base.clone()
-        },
-        &tr,
-        &val,
-    );
-    let stoch = run(
-        &s,
-        &TrainOptions {
-            rounding: Rounding::Stochastic,
-            ..base.clone()
-        },
-        &tr,
-        &val,
-    );
+    let near = rounded(&s, Rounding::Nearest);
+    let stoch = rounded(&s, Rounding::Stochastic);
     let (ln, ls) = (
         near.curve.last().unwrap().val_loss,
         stoch.curve.last().unwrap().val_loss,
@@ -333,15 +323,7 @@ fn code_rounding_stochastic_tracks_float_and_nearest_stalls() {
     let at =
         |st: &TrainState, step: usize| st.curve.iter().find(|p| p.step == step).unwrap().val_loss;
     assert!(at(&near, 200) / at(&near, 300) < 1.05);
-    let f = run(
-        &s,
-        &TrainOptions {
-            rounding: Rounding::Float,
-            ..base
-        },
-        &tr,
-        &val,
-    );
+    let f = rounded(&s, Rounding::Float);
     assert!(at(&f, 200) / at(&f, 300) > 1.15);
 }
 
