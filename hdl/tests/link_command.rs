@@ -67,6 +67,7 @@ fn run_req(slot: u8, sweeps: u32, burn_in: u32, key: [u32; 3]) -> Vec<u8> {
         sweeps,
         burn_in,
         key,
+        flags: 0,
     }
     .encode()
 }
