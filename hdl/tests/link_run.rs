@@ -525,7 +525,11 @@ fn hdl_link_run_random_requests_verilator() {
     let got = decode(&out);
     assert_eq!(got.len(), frames.len(), "one reply per request");
     assert_eq!(&cnt[..3], &[0, 0, 0]);
-    let mut board = Board::new(s.clone());
+    // the board model with the RTL's features
+    let mut board = Board::with_features(
+        s.clone(),
+        identity_with(&s, &LinkOptions::default()).features,
+    );
     let (mut finished, mut done_replies) = (0, 0);
     for (i, (f, g)) in frames.iter().zip(&got).enumerate() {
         if i == final_from {
