@@ -96,3 +96,37 @@ fn training_steps_through_the_board_equal_the_fixed_engine_bit_for_bit() {
     drop(c);
     h.join().unwrap().unwrap();
 }
+
+/// A board with the model's structure but other weights: `attach_model` (what `thermo infer`
+/// does) refuses it naming both checksums; after `write_weights` the board reports the model's
+/// checksum and `attach_model` accepts it.
+#[test]
+fn other_weights_are_refused_until_written() {
+    let s = shipped();
+    let mut model = s.clone();
+    for a in &mut model.val {
+        *a *= 0.5;
+    }
+    let want = Weights::of_substrate(&model);
+    let (path, h) = spawn_emulator(s.clone(), None, Duration::from_secs(3)).unwrap();
+    let mut c = Client::new(SerialTransport::open(Path::new(&path), 3_000_000).unwrap());
+    let err = thermo_host::inference::attach_model(&mut c, &model)
+        .unwrap_err()
+        .to_string();
+    let (hb, hm) = (
+        weight_checksum(&Weights::of_substrate(&s)),
+        weight_checksum(&want),
+    );
+    assert!(
+        err.contains("weight mismatch")
+            && err.contains(&format!("{hb:#018x}"))
+            && err.contains(&format!("{hm:#018x}")),
+        "{err}"
+    );
+    let id = c.identify().unwrap();
+    let id = thermo_host::eqprop::write_weights(&mut c, &id, &want).unwrap();
+    assert_eq!(id.weight_checksum, hm);
+    thermo_host::inference::attach_model(&mut c, &model).unwrap();
+    drop(c);
+    h.join().unwrap().unwrap();
+}
