@@ -240,6 +240,11 @@ impl Board {
             }
             Request::ReadMem { space, addr, count } => {
                 let (a, n) = (addr as usize, count as usize);
+                let weights = matches!(space, Space::SelfCoef | Space::BusFactor | Space::BusGain);
+                if weights && self.features & FEATURE_WEIGHTS == 0 {
+                    // spaces a board without the feature does not have, whatever the count
+                    return Err(ErrorCode::BadAddress);
+                }
                 if n * space.width() > MAX_PAYLOAD {
                     return Err(ErrorCode::BadLength);
                 }
