@@ -153,7 +153,7 @@ fn emulate(a: EmulateArgs) -> Result<(), String> {
         let _ = std::fs::remove_file(l);
         std::os::unix::fs::symlink(&name, l).map_err(|e| format!("{}: {e}", l.display()))?;
     }
-    let id = thermo_proto::design_hash(&sub);
+    let id = thermo_proto::structure_hash(&sub);
     println!("{name}");
     eprintln!(
         "emulated board ({}): {} ({} units, {} lanes, design {id:#018x}) on {name}{} at {} baud{}; Ctrl-C to stop",
@@ -341,9 +341,7 @@ fn link_bench(a: LinkBenchArgs) -> Result<(), String> {
         };
         let t = SerialTransport::open(Path::new(&path), baud).map_err(|e| e.to_string())?;
         let mut c = Client::new(t);
-        let id = c
-            .attach(thermo_proto::design_hash(&sub))
-            .map_err(|e| e.to_string())?;
+        let id = thermo_host::inference::attach_model(&mut c, &sub).map_err(|e| e.to_string())?;
         // Bulk: WRITE_MEM of the largest frames the board takes, window kept full.
         let codes = thermo_sim::Fixed::bias_codes(&sub, &sub.bias)?;
         let pay = (id.max_payload as usize).min(thermo_proto::MAX_PAYLOAD);

@@ -63,9 +63,13 @@ fn build(board: Board, config: &str, lanes: Option<u32>, preamble: &[u8]) {
     // the written description is the one built
     let again = thermo_sim::Substrate::from_file(&o.out.join(sub.file_name().unwrap())).unwrap();
     assert_eq!(
-        thermo_proto::message::design_hash(&again),
-        thermo_proto::message::design_hash(&s)
+        thermo_proto::structure_hash(&again),
+        thermo_proto::structure_hash(&s)
     );
+    let checksum = |s: &thermo_sim::Substrate| {
+        thermo_proto::weight_checksum(&thermo_proto::Weights::of_substrate(s))
+    };
+    assert_eq!(checksum(&again), checksum(&s));
     let j: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(o.out.join("report.json")).unwrap()).unwrap();
     assert_eq!(j["clock"]["met"], true);
@@ -74,9 +78,10 @@ fn build(board: Board, config: &str, lanes: Option<u32>, preamble: &[u8]) {
     assert_eq!(j["link"]["max_payload"], lo.max_payload);
     assert_eq!(j["utilisation"]["dsp"]["used"], r.dsps.used);
     assert_eq!(
-        j["design_hash"],
-        format!("{:#018x}", thermo_proto::message::design_hash(&s))
+        j["structure_hash"],
+        format!("{:#018x}", thermo_proto::structure_hash(&s))
     );
+    assert_eq!(j["weight_checksum"], format!("{:#018x}", checksum(&s)));
     // provenance: file hashes equal coreutils' sha256sum, the tools' argv and versions, the
     // source commit of the checkout the build ran in
     let sha256sum = |p: &std::path::Path| -> String {

@@ -67,6 +67,7 @@ fn run_req(slot: u8, sweeps: u32, burn_in: u32, key: [u32; 3]) -> Vec<u8> {
         sweeps,
         burn_in,
         key,
+        flags: 0,
     }
     .encode()
 }
@@ -500,7 +501,8 @@ fn hdl_link_command_random_requests_verilator() {
     let d = prog.d as u64;
     let port = mock_port_status(&prog);
     let mut m = MockPortBoard {
-        board: Board::new(s.clone()),
+        // the board model with the RTL's features
+        board: Board::with_features(s.clone(), identity(&s).features),
         port,
         reset: false,
     };
@@ -621,7 +623,7 @@ fn hdl_link_command_no_couplings_verilator() {
     let s = thermo_sim::Substrate::from_config(&cfg).expect("valid");
     let prog = HwProgram::new(&s).expect("compile");
     assert!(prog.couplings.is_empty());
-    let mut board = Board::new(s.clone());
+    let mut board = Board::with_features(s.clone(), identity(&s).features);
     let reads: [(u32, u16); 6] = [(0, 0), (0, 1), (0, 512), (0, 513), (1, 0), (u32::MAX, 1)];
     let (mut stream, mut want) = (Vec::new(), Vec::new());
     for (i, &(addr, count)) in reads.iter().enumerate() {

@@ -188,18 +188,21 @@ fn hdl_link_run_results_verilator() {
                 sweeps: 1500,
                 burn_in: 10,
                 key: [1, 2, 3],
+                flags: 0,
             },
             RunRequest {
                 slot: 1,
                 sweeps: 37,
                 burn_in: 0,
                 key: [0xDEAD_BEEF, 0, 7],
+                flags: 0,
             },
             RunRequest {
                 slot: 3,
                 sweeps: 20,
                 burn_in: 5,
                 key: thermo_sim::noise::run_key(99),
+                flags: 0,
             },
         ];
         let expect = |c: &[i32], run: &RunRequest| run_codes(&s, c, run, &ro);
@@ -279,6 +282,7 @@ fn hdl_link_run_results_verilator() {
         // another run on a done slot is queued; new conditioning makes a done slot idle
         let again = RunRequest {
             key: [5, 6, 7],
+            flags: 0,
             burn_in: 3,
             ..runs[0]
         };
@@ -294,6 +298,7 @@ fn hdl_link_run_results_verilator() {
             sweeps: 9,
             burn_in: 0,
             key: [0, 0, 0],
+            flags: 0,
         };
         sc.ok(Request::Run(r3), vec![]);
         sc.wait();
@@ -307,6 +312,7 @@ fn hdl_link_run_results_verilator() {
             sweeps: 11,
             burn_in: 2,
             key: [9, 9, 9],
+            flags: 0,
         };
         sc.ok(Request::Run(r2), vec![]);
         sc.wait();
@@ -340,12 +346,14 @@ fn hdl_link_run_small_link_verilator() {
             sweeps: 40,
             burn_in: 3,
             key: [7, 8, 9],
+            flags: 0,
         },
         RunRequest {
             slot: 1,
             sweeps: 25,
             burn_in: 0,
             key: thermo_sim::noise::run_key(5),
+            flags: 0,
         },
     ];
     let mut sc = Script::new();
@@ -434,6 +442,7 @@ fn hdl_link_run_random_requests_verilator() {
                     sweeps: rng.below(30) as u32,
                     burn_in: rng.below(2) as u32 * rng.below(8) as u32,
                     key: keys[rng.below(3) as usize],
+                    flags: 0,
                 };
                 let mut p = run.encode();
                 if rng.below(15) == 0 {
@@ -516,7 +525,11 @@ fn hdl_link_run_random_requests_verilator() {
     let got = decode(&out);
     assert_eq!(got.len(), frames.len(), "one reply per request");
     assert_eq!(&cnt[..3], &[0, 0, 0]);
-    let mut board = Board::new(s.clone());
+    // the board model with the RTL's features
+    let mut board = Board::with_features(
+        s.clone(),
+        identity_with(&s, &LinkOptions::default()).features,
+    );
     let (mut finished, mut done_replies) = (0, 0);
     for (i, (f, g)) in frames.iter().zip(&got).enumerate() {
         if i == final_from {

@@ -66,12 +66,20 @@ pub enum LinkError {
         /// The board's error code.
         code: ErrorCode,
     },
-    /// The board is configured with another design.
+    /// The board is configured with another design (structure hash).
     #[error("design mismatch: the board runs design {board:#018x}, the model is {model:#018x}; flash the bitstream built from this model (or pass the model the board was built from)")]
     DesignMismatch {
-        /// The board's hash.
+        /// The board's structure hash.
         board: u64,
-        /// The model's hash.
+        /// The model's structure hash.
+        model: u64,
+    },
+    /// The board has the model's structure but holds other weights (weight checksum).
+    #[error("weight mismatch: the board holds weights {board:#018x}, the model's are {model:#018x} (same structure); write the model's weights over the link (thermo_host::eqprop::write_weights, on a board that reports the weights feature) or flash the bitstream built from this model")]
+    WeightMismatch {
+        /// The board's weight checksum.
+        board: u64,
+        /// The model's weight checksum.
         model: u64,
     },
     /// A reply that makes no sense.
@@ -148,8 +156,10 @@ pub struct Client<T: Transport> {
     pub reconnect_for: Duration,
     /// Turn-around allowance added to every time-out (USB latency, scheduling).
     pub latency: Duration,
-    /// Design hash the board must report after a reconnect.
+    /// Structure hash the board must report after a reconnect.
     pub expected_design: Option<u64>,
+    /// Weight checksum the board must report after a reconnect (`None`: any).
+    pub expected_weights: Option<u64>,
     pending: Vec<Frame>,
     /// Measured wall time per unit of line time (at least 1); `None` before the measurement.
     scale: Option<f64>,
@@ -191,6 +201,7 @@ impl<T: Transport> Client<T> {
             reconnect_for: Duration::from_secs(15),
             latency: Duration::from_millis(40),
             expected_design: None,
+            expected_weights: None,
             pending: Vec::new(),
             scale: None,
             backoff: 1.0,
@@ -251,15 +262,7 @@ impl<T: Transport> Client<T> {
                         Ok(r) => {
                             let id = Identity::decode(&r[0])
                                 .ok_or_else(|| LinkError::Protocol("bad IDENTIFY reply".into()))?;
-                            if let Some(h) = self.expected_design {
-                                if id.design_hash != h {
-                                    return Err(LinkError::DesignMismatch {
-                                        board: id.design_hash,
-                                        model: h,
-                                    });
-                                }
-                            }
-                            return Ok(());
+                            return self.check_identity(&id);
                         }
                         Err(LinkError::Io { source, .. }) => last = source,
                         Err(e) => return Err(e),
@@ -466,21 +469,47 @@ impl<T: Transport> Client<T> {
             .ok_or_else(|| LinkError::Protocol(format!("IDENTIFY reply of {} bytes", p.len())))
     }
 
-    /// IDENTIFY and insist on `hash`; later reconnects insist on it too. The first attach also
-    /// measures the link's time scale ([`Client::measure_time_scale`]).
-    pub fn attach(&mut self, hash: u64) -> Result<Identity, LinkError> {
+    /// IDENTIFY and insist on the structure hash `structure` and, unless `weights` is `None`,
+    /// on the weight checksum `weights` ([`LinkError::WeightMismatch`] otherwise); later
+    /// reconnects insist on the same (a board that lost weights written over the link, e.g. by
+    /// a power cycle, is refused with `WeightMismatch`). A host that writes the weights itself
+    /// attaches with `None` and then states the checksum it wrote ([`Client::expect_weights`]).
+    /// The first attach also measures the link's time scale ([`Client::measure_time_scale`]).
+    pub fn attach(&mut self, structure: u64, weights: Option<u64>) -> Result<Identity, LinkError> {
         let id = self.identify()?;
-        if id.design_hash != hash {
-            return Err(LinkError::DesignMismatch {
-                board: id.design_hash,
-                model: hash,
-            });
-        }
-        self.expected_design = Some(hash);
+        self.expected_design = Some(structure);
+        self.expected_weights = weights;
+        self.check_identity(&id)?;
         if self.scale.is_none() {
             self.measure_time_scale(&id)?;
         }
         Ok(id)
+    }
+
+    /// From now on insist on weight checksum `checksum` (after writing the weights).
+    pub fn expect_weights(&mut self, checksum: u64) {
+        self.expected_weights = Some(checksum);
+    }
+
+    /// Is `id` the board this client expects ([`Client::attach`])?
+    fn check_identity(&self, id: &Identity) -> Result<(), LinkError> {
+        if let Some(h) = self.expected_design {
+            if id.structure_hash != h {
+                return Err(LinkError::DesignMismatch {
+                    board: id.structure_hash,
+                    model: h,
+                });
+            }
+        }
+        if let Some(w) = self.expected_weights {
+            if id.weight_checksum != w {
+                return Err(LinkError::WeightMismatch {
+                    board: id.weight_checksum,
+                    model: w,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Measure the link's time scale ([`Client::time_scale`]) with READ_MEMs of the default

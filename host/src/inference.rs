@@ -6,8 +6,9 @@ use crate::transport::Transport;
 use std::collections::VecDeque;
 use std::path::Path;
 use thermo_proto::{
-    design_hash, Identity, Readout, Request, RunRequest, SlotState, Space, MAX_PAYLOAD,
-    MAX_RUN_SWEEPS, READOUT_REPLY_HEADER, SET_CONDITIONING_HEADER, WORD, WRITE_MEM_HEADER,
+    structure_hash, weight_checksum, Identity, Readout, Request, RunRequest, SlotState, Space,
+    Weights, MAX_PAYLOAD, MAX_RUN_SWEEPS, READOUT_REPLY_HEADER, SET_CONDITIONING_HEADER, WORD,
+    WRITE_MEM_HEADER,
 };
 use thermo_sim::{Fixed, Substrate};
 
@@ -36,15 +37,25 @@ pub struct InferResult {
 /// Request sizes for a board that takes payloads of up to `max_payload` bytes (IDENTIFY;
 /// the protocol's `MAX_PAYLOAD` at most): 32-bit words per SET_CONDITIONING and per READOUT
 /// reply and per WRITE_MEM, after their headers.
+/// Attach to a board that must run `sub`: its structure hash and the weight checksum of its
+/// compiled weights ([`Client::attach`]).
+pub fn attach_model<T: Transport>(
+    client: &mut Client<T>,
+    sub: &Substrate,
+) -> Result<Identity, LinkError> {
+    let w = weight_checksum(&Weights::of_substrate(sub));
+    client.attach(structure_hash(sub), Some(w))
+}
+
 #[derive(Clone, Copy, Debug)]
-struct Chunks {
-    cond: usize,
-    sums: usize,
-    words: usize,
+pub(crate) struct Chunks {
+    pub(crate) cond: usize,
+    pub(crate) sums: usize,
+    pub(crate) words: usize,
 }
 
 impl Chunks {
-    fn of(id: &Identity) -> Result<Chunks, String> {
+    pub(crate) fn of(id: &Identity) -> Result<Chunks, String> {
         let pay = (id.max_payload as usize).min(MAX_PAYLOAD);
         if pay < 16 {
             return Err(format!(
@@ -93,7 +104,7 @@ pub fn infer<T: Transport>(
         .enumerate()
         .map(|(i, b)| Fixed::bias_codes(sub, b).map_err(|e| format!("input row {}: {e}", i + 1)))
         .collect::<Result<_, _>>()?;
-    let id = client.attach(design_hash(sub)).map_err(|e| e.to_string())?;
+    let id = attach_model(client, sub).map_err(|e| e.to_string())?;
     let r = id.readout_units as usize;
     let slots = id.slots.max(1);
     let ch = Chunks::of(&id)?;
@@ -109,6 +120,7 @@ pub fn infer<T: Transport>(
         sweeps: opts.sweeps,
         burn_in: opts.burn_in,
         key: thermo_sim::noise::run_key(opts.seed.wrapping_add(i as u64)),
+        flags: 0,
     };
     let e = |e: LinkError| e.to_string();
     while done < inputs.len() {
@@ -204,7 +216,7 @@ pub fn infer<T: Transport>(
 /// bias for units that a conditioning vector does not set.
 pub fn configure<T: Transport>(client: &mut Client<T>, sub: &Substrate) -> Result<(), String> {
     let codes = Fixed::bias_codes(sub, &sub.bias)?;
-    let id = client.attach(design_hash(sub)).map_err(|e| e.to_string())?;
+    let id = attach_model(client, sub).map_err(|e| e.to_string())?;
     let ch = Chunks::of(&id)?;
     let reqs: Vec<Request> = codes
         .chunks(ch.words)

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod emulator;
+pub mod eqprop;
 pub mod faults;
 pub mod inference;
 pub mod transport;

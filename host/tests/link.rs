@@ -134,8 +134,8 @@ fn a_board_with_another_design_is_refused_naming_both() {
     let mut c = Client::new(SerialTransport::open(Path::new(&path), 3_000_000).unwrap());
     let err = infer(&mut c, &sub, &inputs(), OPTS, |_, _, _| {}).unwrap_err();
     let (hb, hm) = (
-        thermo_proto::design_hash(&other),
-        thermo_proto::design_hash(&sub),
+        thermo_proto::structure_hash(&other),
+        thermo_proto::structure_hash(&sub),
     );
     assert!(
         err.contains(&format!("{hb:#018x}")) && err.contains(&format!("{hm:#018x}")),
@@ -164,6 +164,7 @@ fn board_reexecutes_retries_and_rejects_bad_requests() {
         sweeps: 20,
         burn_in: 0,
         key: [3, 4, 5],
+        flags: 0,
     };
     let r1 = b.handle(&frame(11, Opcode::Run, run.encode())).unwrap();
     // The same request again (a retry after a lost reply) is executed again: the same run on
@@ -346,6 +347,7 @@ fn client_never_sends_a_write_behind_an_unanswered_read() {
         sweeps: 10,
         burn_in: 2,
         key: [1, 2, 3],
+        flags: 0,
     };
     let readout = Request::Readout {
         slot: 1,

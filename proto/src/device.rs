@@ -8,8 +8,9 @@
 use crate::frame::{DecoderStats, Frame};
 use crate::request::{encode_i16s, encode_i32s, encode_written, Request, WORD};
 use crate::{
-    design_hash, encode_frame, readout_units, reply_kind, ErrorCode, Identity, Opcode, Readout,
-    RunRequest, SlotState, Space, Status, ERROR_KIND, MAX_PAYLOAD, MAX_RUN_SWEEPS, REPLAY_WINDOW,
+    encode_frame, readout_units, reply_kind, structure_hash, weight_checksum, ErrorCode, Identity,
+    Opcode, Readout, RunRequest, SlotState, Space, Status, Weights, ERROR_KIND, FEATURES_ALL,
+    FEATURE_ALL_UNITS, FEATURE_WEIGHTS, MAX_PAYLOAD, MAX_RUN_SWEEPS, REPLAY_WINDOW, RUN_ALL_UNITS,
     SLOTS, VERSION,
 };
 use std::collections::VecDeque;
@@ -37,21 +38,26 @@ pub struct Slot {
 pub struct Job {
     /// Slot it was queued on.
     pub slot: u8,
-    /// The board's substrate.
+    /// The board's substrate (its structure; the weights the board holds are in `prog`).
     pub sub: Substrate,
+    /// The program the board runs: the substrate compiled, with the weights written over the
+    /// link.
+    pub prog: Program<Fixed>,
     /// The slot's conditioning.
     pub cond: Vec<i32>,
     /// The run.
     pub run: RunRequest,
-    /// Readout units.
+    /// Units summed into the result: the readout units, or every unit for a RUN with
+    /// [`RUN_ALL_UNITS`].
     pub readout: Vec<usize>,
 }
 
 impl Job {
-    /// Compute the inference ([`Fixed::run_codes`]).
+    /// Compute the inference ([`Fixed::run_program`]; [`Fixed::run_codes`] while the weights
+    /// are the compiled ones).
     pub fn run(&self) -> RunSums {
-        Fixed::run_codes(
-            &self.sub,
+        Fixed::run_program(
+            &self.prog,
             &self.cond,
             self.run.key,
             self.run.burn_in,
@@ -68,7 +74,9 @@ pub struct Board {
     readout: Vec<usize>,
     identity: Identity,
     default_bias: Vec<i32>,
-    couplings: Vec<i16>,
+    prog: Program<Fixed>,
+    weights: Weights,
+    features: u8,
     slots: Vec<Slot>,
     queue: VecDeque<u8>,
     status: Status,
@@ -80,20 +88,31 @@ pub struct Board {
 
 impl Board {
     /// A board configured with `sub`, just after power-up: every slot idle with the compiled
-    /// biases as conditioning, no sequence number expected yet.
+    /// biases as conditioning, the compiled weights, no sequence number expected yet; every
+    /// feature ([`FEATURES_ALL`]).
     pub fn new(sub: Substrate) -> Self {
+        Board::with_features(sub, FEATURES_ALL)
+    }
+
+    /// [`Board::new`] with only `features` ([`FEATURE_WEIGHTS`], [`FEATURE_ALL_UNITS`]): without
+    /// `FEATURE_WEIGHTS` WRITE_MEM of spaces 2..=5 and READ_MEM of spaces 3..=5 answer bad
+    /// address; without `FEATURE_ALL_UNITS` a RUN with [`RUN_ALL_UNITS`] answers bad parameter.
+    pub fn with_features(sub: Substrate, features: u8) -> Self {
         let readout = readout_units(&sub);
+        let prog = Program::new(&sub, Fixed::new(&sub));
+        let weights = Weights::of(&prog);
         let identity = Identity {
             version: VERSION,
-            design_hash: design_hash(&sub),
+            structure_hash: structure_hash(&sub),
+            weight_checksum: weight_checksum(&weights),
             units: sub.units() as u32,
             readout_units: readout.len() as u32,
             lanes: sub.lanes as u16,
             slots: SLOTS,
             state_frac: sub.formats.state.frac as u8,
             max_payload: MAX_PAYLOAD as u16,
+            features,
         };
-        let prog = Program::new(&sub, Fixed::new(&sub));
         let default_bias = prog.bias.clone();
         let slot = Slot {
             cond: default_bias.clone(),
@@ -107,7 +126,9 @@ impl Board {
             identity,
             slots: vec![slot; SLOTS as usize],
             default_bias,
-            couplings: prog.coef,
+            prog,
+            weights,
+            features,
             queue: VecDeque::new(),
             status: Status::default(),
             expect: None,
@@ -124,6 +145,11 @@ impl Board {
     /// The counters STATUS reports now.
     pub fn status(&self) -> Status {
         self.status
+    }
+
+    /// The weights the board holds now.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
     }
 
     /// The slots.
@@ -172,14 +198,38 @@ impl Board {
             Request::Reset => {
                 // Everything back to power-up but the sequence expectation.
                 let expect = self.expect;
-                *self = Board::new(self.sub.clone());
+                *self = Board::with_features(self.sub.clone(), self.features);
                 self.expect = expect;
                 ok(Vec::new())
             }
-            Request::WriteMem { space, addr, words } => {
-                if space != Space::Bias {
+            Request::WriteMem { space, addr, words } if space != Space::Bias => {
+                if self.features & FEATURE_WEIGHTS == 0 {
                     return Err(ErrorCode::BadAddress);
                 }
+                let a = addr as usize;
+                let busy = self.slots.iter().any(|s| s.state == SlotState::Busy);
+                let dst = self
+                    .weights
+                    .space_mut(space)
+                    .and_then(|w| w.get_mut(a..a + words.len()))
+                    .ok_or(ErrorCode::BadAddress)?;
+                let codes: Vec<i16> = words.iter().map(|&w| w as i16).collect();
+                if *dst == codes[..] {
+                    // the same codes again (e.g. a retry): nothing changes, busy or not
+                    return ok(encode_written(words.len() as u32));
+                }
+                if busy {
+                    // a queued or running inference keeps the weights it was queued with
+                    return Err(ErrorCode::Busy);
+                }
+                dst.copy_from_slice(&codes);
+                self.weights
+                    .apply(&mut self.prog)
+                    .map_err(|_| ErrorCode::BadAddress)?;
+                self.identity.weight_checksum = weight_checksum(&self.weights);
+                ok(encode_written(words.len() as u32))
+            }
+            Request::WriteMem { addr, words, .. } => {
                 let a = addr as usize;
                 let dst = self
                     .default_bias
@@ -190,6 +240,11 @@ impl Board {
             }
             Request::ReadMem { space, addr, count } => {
                 let (a, n) = (addr as usize, count as usize);
+                let weights = matches!(space, Space::SelfCoef | Space::BusFactor | Space::BusGain);
+                if weights && self.features & FEATURE_WEIGHTS == 0 {
+                    // spaces a board without the feature does not have, whatever the count
+                    return Err(ErrorCode::BadAddress);
+                }
                 if n * space.width() > MAX_PAYLOAD {
                     return Err(ErrorCode::BadLength);
                 }
@@ -199,9 +254,13 @@ impl Board {
                             .get(a..a + n)
                             .ok_or(ErrorCode::BadAddress)?,
                     )),
-                    Space::Coupling => ok(encode_i16s(
-                        self.couplings.get(a..a + n).ok_or(ErrorCode::BadAddress)?,
-                    )),
+                    Space::Coupling | Space::SelfCoef | Space::BusFactor | Space::BusGain => {
+                        if space != Space::Coupling && self.features & FEATURE_WEIGHTS == 0 {
+                            return Err(ErrorCode::BadAddress);
+                        }
+                        let w = self.weights.space(space).unwrap_or(&[]);
+                        ok(encode_i16s(w.get(a..a + n).ok_or(ErrorCode::BadAddress)?))
+                    }
                     Space::State => {
                         // States are zero between inferences (each RUN starts from zero).
                         if a + n > self.sub.units() {
@@ -239,7 +298,9 @@ impl Board {
                 ok(Vec::new())
             }
             Request::Run(r) => {
-                if r.sweeps == 0 || r.sweeps > MAX_RUN_SWEEPS {
+                let flags_ok = r.flags & !RUN_ALL_UNITS == 0
+                    && (!r.all_units() || self.features & FEATURE_ALL_UNITS != 0);
+                if r.sweeps == 0 || r.sweeps > MAX_RUN_SWEEPS || !flags_ok {
                     return Err(ErrorCode::BadParameter);
                 }
                 let s = self
@@ -292,12 +353,18 @@ impl Board {
     pub fn next_job(&mut self) -> Option<Job> {
         let slot = self.queue.pop_front()?;
         let s = &self.slots[slot as usize];
+        let run = s.run?;
         Some(Job {
             slot,
             sub: self.sub.clone(),
+            prog: self.prog.clone(),
             cond: s.cond.clone(),
-            run: s.run?,
-            readout: self.readout.clone(),
+            run,
+            readout: if run.all_units() {
+                (0..self.sub.units()).collect()
+            } else {
+                self.readout.clone()
+            },
         })
     }
 
@@ -410,5 +477,218 @@ mod tests {
         send(&mut b, 1, &Request::Reset).unwrap();
         assert_eq!(b.status().replays, 0, "RESET clears the replay count");
         assert!(send(&mut b, 3, &Request::Status).is_some());
+    }
+
+    /// A substrate of the same structure with other weights (couplings, stiffness, bus factors
+    /// and gains all moved).
+    fn retrained(s: &Substrate) -> Substrate {
+        let mut t = s.clone();
+        for a in &mut t.val {
+            *a *= 0.8;
+        }
+        for a in &mut t.stiffness {
+            *a *= 1.1;
+        }
+        for b in &mut t.buses {
+            for x in &mut b.sigma {
+                *x *= 0.7;
+            }
+            for x in b.u.iter_mut().chain(b.v.iter_mut()).flatten() {
+                *x = -*x * 0.9;
+            }
+        }
+        t
+    }
+
+    fn read(b: &mut Board, seq: u8, space: Space, count: usize) -> Vec<i16> {
+        let r = Request::ReadMem {
+            space,
+            addr: 0,
+            count: count as u16,
+        };
+        let f = send(b, seq, &r).unwrap();
+        assert_eq!(f.kind, reply_kind(Opcode::ReadMem), "{space:?}");
+        crate::decode_i16s(&f.payload).unwrap()
+    }
+
+    /// Weights written over the link are what the board runs: a RUN after writing another
+    /// substrate's codes into spaces 2..=5 equals `Fixed::run_codes` on that substrate bit for
+    /// bit (every unit, with `RUN_ALL_UNITS`); READ_MEM reads them back; IDENTIFY keeps the
+    /// structure hash and reports the new weight checksum; RESET restores the compiled weights.
+    #[test]
+    fn written_weights_are_run_and_read_back() {
+        let mut b = board();
+        let s = b.sub.clone();
+        let t = retrained(&s);
+        assert_eq!(structure_hash(&s), structure_hash(&t));
+        let (w0, w1) = (Weights::of_substrate(&s), Weights::of_substrate(&t));
+        assert!(Space::WEIGHTS
+            .iter()
+            .all(|&sp| w0.space(sp) != w1.space(sp)));
+        assert_ne!(weight_checksum(&w0), weight_checksum(&w1));
+        let mut seq = 0u8;
+        let mut next = || {
+            seq += 1;
+            seq
+        };
+        for sp in Space::WEIGHTS {
+            let codes = w1.space(sp).unwrap();
+            // written in two pieces, the second from an address inside the space
+            let h = codes.len() / 2;
+            for (addr, part) in [(0, &codes[..h]), (h, &codes[h..])] {
+                let f = send(
+                    &mut b,
+                    next(),
+                    &Request::WriteMem {
+                        space: sp,
+                        addr: addr as u32,
+                        words: part.iter().map(|&c| c as i32).collect(),
+                    },
+                )
+                .unwrap();
+                assert_eq!(f.payload, encode_written(part.len() as u32), "{sp:?}");
+            }
+            assert_eq!(read(&mut b, next(), sp, codes.len()), codes, "{sp:?}");
+        }
+        assert_eq!(b.weights(), &w1);
+        let id =
+            Identity::decode(&send(&mut b, next(), &Request::Identify).unwrap().payload).unwrap();
+        assert_eq!(id.structure_hash, structure_hash(&s));
+        assert_eq!(id.weight_checksum, weight_checksum(&w1));
+        assert_eq!(id.features, FEATURES_ALL);
+        let cond = Fixed::bias_codes(&t, &t.bias).unwrap();
+        let run = RunRequest {
+            slot: 1,
+            sweeps: 40,
+            burn_in: 5,
+            key: [11, 22, 33],
+            flags: RUN_ALL_UNITS,
+        };
+        send(&mut b, next(), &Request::Run(run)).unwrap();
+        // the weights cannot change under a queued run (the same codes again are acknowledged)
+        let other = Request::WriteMem {
+            space: Space::BusGain,
+            addr: 0,
+            words: vec![w1.bus_gain[0] as i32 + 1],
+        };
+        let f = send(&mut b, next(), &other).unwrap();
+        assert_eq!(f.kind, ERROR_KIND);
+        assert_eq!(
+            f.payload,
+            vec![Opcode::WriteMem as u8, ErrorCode::Busy as u8]
+        );
+        let same = Request::WriteMem {
+            space: Space::BusGain,
+            addr: 0,
+            words: vec![w1.bus_gain[0] as i32],
+        };
+        assert_eq!(
+            send(&mut b, next(), &same).unwrap().kind,
+            reply_kind(Opcode::WriteMem)
+        );
+        b.run_queued();
+        let all: Vec<usize> = (0..t.units()).collect();
+        let want = Fixed::run_codes(&t, &cond, run.key, run.burn_in, run.sweeps, &all);
+        let units = t.units() as u16;
+        let f = send(
+            &mut b,
+            next(),
+            &Request::Readout {
+                slot: 1,
+                offset: 0,
+                count: units,
+            },
+        )
+        .unwrap();
+        let r = Readout::decode(&f.payload).unwrap();
+        assert_eq!(r.state, SlotState::Done);
+        assert_eq!(r.sums, want.sums);
+        // a unit past the end is a bad address; the compiled weights give other sums
+        let f = send(
+            &mut b,
+            next(),
+            &Request::Readout {
+                slot: 1,
+                offset: 1,
+                count: units,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            f.payload,
+            vec![Opcode::Readout as u8, ErrorCode::BadAddress as u8]
+        );
+        let before = Fixed::run_codes(&s, &cond, run.key, run.burn_in, run.sweeps, &all);
+        assert_ne!(before.sums, want.sums);
+        // RESET: the compiled weights again
+        send(&mut b, next(), &Request::Reset).unwrap();
+        assert_eq!(b.weights(), &w0);
+        assert_eq!(b.identity().weight_checksum, weight_checksum(&w0));
+        // out of range: bad address
+        let n = w0.self_coef.len() as u32;
+        let f = send(
+            &mut b,
+            next(),
+            &Request::WriteMem {
+                space: Space::SelfCoef,
+                addr: n,
+                words: vec![1],
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            f.payload,
+            vec![Opcode::WriteMem as u8, ErrorCode::BadAddress as u8]
+        );
+    }
+
+    /// A board without the features refuses them as the RTL does: weight writes and reads of
+    /// spaces 3..=5 with bad address (space 2 stays readable), an all-unit RUN with bad
+    /// parameter; a RUN with an unknown flag is refused by every board.
+    #[test]
+    fn features_off_are_refused() {
+        let s = board().sub;
+        let mut b = Board::with_features(s.clone(), 0);
+        assert_eq!(b.identity().features, 0);
+        let bad_addr = |op: Opcode| vec![op as u8, ErrorCode::BadAddress as u8];
+        let w = Weights::of_substrate(&s);
+        assert_eq!(read(&mut b, 1, Space::Coupling, 2), w.coupling[..2]);
+        for (i, sp) in Space::WEIGHTS.into_iter().enumerate() {
+            let seq = 2 + 2 * i as u8;
+            send(&mut b, seq - 1, &Request::Status).unwrap(); // keeps the numbering consecutive
+            let wr = Request::WriteMem {
+                space: sp,
+                addr: 0,
+                words: vec![0],
+            };
+            assert_eq!(
+                send(&mut b, seq, &wr).unwrap().payload,
+                bad_addr(Opcode::WriteMem)
+            );
+            if sp != Space::Coupling {
+                let rd = Request::ReadMem {
+                    space: sp,
+                    addr: 0,
+                    count: 1,
+                };
+                let f = send(&mut b, seq + 1, &rd).unwrap();
+                assert_eq!(f.payload, bad_addr(Opcode::ReadMem));
+            }
+        }
+        let mut full = Board::new(s);
+        for (flags, board) in [(RUN_ALL_UNITS, &mut b), (2, &mut full)] {
+            let run = Request::Run(RunRequest {
+                slot: 0,
+                sweeps: 1,
+                burn_in: 0,
+                key: [1, 2, 3],
+                flags,
+            });
+            let f = send(board, 0, &run).unwrap();
+            assert_eq!(
+                f.payload,
+                vec![Opcode::Run as u8, ErrorCode::BadParameter as u8]
+            );
+        }
     }
 }

@@ -23,7 +23,7 @@ pub use message::*;
 pub use request::*;
 
 /// Protocol version carried in every frame and in IDENTIFY.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Largest payload of one frame, in bytes.
 pub const MAX_PAYLOAD: usize = 1024;
 /// Bytes of a body around its payload: version, seq, kind, len (2), crc (4).

@@ -85,6 +85,10 @@ impl ErrorCode {
 }
 
 /// Memory spaces of WRITE_MEM / READ_MEM. Addresses count elements, not bytes.
+///
+/// The weight spaces (2..=5) hold the fixed engine's codes (`thermo_sim::engine::Program`):
+/// what a board runs. They are writable on a board whose IDENTIFY reports
+/// [`FEATURE_WEIGHTS`]; a board without it reads space 2 only and refuses the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Space {
@@ -92,8 +96,15 @@ pub enum Space {
     Bias = 0,
     /// Unit states as i16 codes (read only).
     State = 1,
-    /// Off-diagonal couplings as i16 codes in CSR order (read only: baked into the design).
+    /// Off-diagonal couplings `-eta A_ij` as i16 codes in CSR order (`Program::coef`).
     Coupling = 2,
+    /// Self coefficients `1 - eta a_i` as i16 codes, one per unit (`Program::diag`).
+    SelfCoef = 3,
+    /// Bus factors as i16 codes: bus by bus, `u` (rank-major, one row of the encoder module's
+    /// units per rank) then `v` (one row of the decoder module's units per rank).
+    BusFactor = 4,
+    /// Bus gains `eta sigma_r` as i16 gain-format codes: bus by bus, rank by rank.
+    BusGain = 5,
 }
 
 impl Space {
@@ -103,15 +114,125 @@ impl Space {
             0 => Space::Bias,
             1 => Space::State,
             2 => Space::Coupling,
+            3 => Space::SelfCoef,
+            4 => Space::BusFactor,
+            5 => Space::BusGain,
             _ => return None,
         })
     }
-    /// Bytes per element.
+    /// Bytes per element (on the wire, in WRITE_MEM data and READ_MEM replies alike).
     pub fn width(self) -> usize {
         match self {
             Space::Bias => 4,
-            Space::State | Space::Coupling => 2,
+            _ => 2,
         }
+    }
+    /// The weight spaces, in [`Weights`] order.
+    pub const WEIGHTS: [Space; 4] = [
+        Space::Coupling,
+        Space::SelfCoef,
+        Space::BusFactor,
+        Space::BusGain,
+    ];
+}
+
+/// IDENTIFY `features` bit: the weight spaces 2..=5 are writable.
+pub const FEATURE_WEIGHTS: u8 = 1;
+/// IDENTIFY `features` bit: RUN takes [`RUN_ALL_UNITS`].
+pub const FEATURE_ALL_UNITS: u8 = 2;
+/// Every feature of this protocol version (the board model's default).
+pub const FEATURES_ALL: u8 = FEATURE_WEIGHTS | FEATURE_ALL_UNITS;
+/// RUN `flags` bit: the result holds every unit's sum (unit order), not only the readout units'.
+pub const RUN_ALL_UNITS: u8 = 1;
+
+/// A board's weights as the fixed engine's codes, one vector per weight space
+/// ([`Space::WEIGHTS`]): what WRITE_MEM writes and READ_MEM reads back, and what
+/// [`weight_checksum`] covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Weights {
+    /// Space 2: `Program::coef`.
+    pub coupling: Vec<i16>,
+    /// Space 3: `Program::diag`.
+    pub self_coef: Vec<i16>,
+    /// Space 4: every bus's `u` rows then `v` rows.
+    pub bus_factor: Vec<i16>,
+    /// Space 5: every bus's gains.
+    pub bus_gain: Vec<i16>,
+}
+
+impl Weights {
+    /// The weights of a compiled program.
+    pub fn of(p: &Program<Fixed>) -> Weights {
+        Weights {
+            coupling: p.coef.clone(),
+            self_coef: p.diag.clone(),
+            bus_factor: p
+                .buses
+                .iter()
+                .flat_map(|b| b.u.iter().chain(&b.v).flatten().copied())
+                .collect(),
+            bus_gain: p
+                .buses
+                .iter()
+                .flat_map(|b| b.gain.iter().copied())
+                .collect(),
+        }
+    }
+    /// The weights of a substrate (compiled by the fixed engine).
+    pub fn of_substrate(s: &Substrate) -> Weights {
+        Weights::of(&Program::new(s, Fixed::new(s)))
+    }
+    /// The codes of a weight space (`None` for spaces 0 and 1).
+    pub fn space(&self, s: Space) -> Option<&[i16]> {
+        Some(match s {
+            Space::Coupling => &self.coupling,
+            Space::SelfCoef => &self.self_coef,
+            Space::BusFactor => &self.bus_factor,
+            Space::BusGain => &self.bus_gain,
+            Space::Bias | Space::State => return None,
+        })
+    }
+    /// The codes of a weight space, to change (`None` for spaces 0 and 1).
+    pub fn space_mut(&mut self, s: Space) -> Option<&mut Vec<i16>> {
+        Some(match s {
+            Space::Coupling => &mut self.coupling,
+            Space::SelfCoef => &mut self.self_coef,
+            Space::BusFactor => &mut self.bus_factor,
+            Space::BusGain => &mut self.bus_gain,
+            Space::Bias | Space::State => return None,
+        })
+    }
+    /// Put these weights into a program of the same structure and recompile what derives from
+    /// them (`Program::recompile`). Errors name the space whose length differs.
+    pub fn apply(&self, p: &mut Program<Fixed>) -> Result<(), String> {
+        let theirs = Weights::of(p);
+        for sp in Space::WEIGHTS {
+            let (a, b) = (
+                self.space(sp).unwrap_or(&[]),
+                theirs.space(sp).unwrap_or(&[]),
+            );
+            if a.len() != b.len() {
+                return Err(format!(
+                    "weight space {sp:?}: {} codes, the program has {}",
+                    a.len(),
+                    b.len()
+                ));
+            }
+        }
+        p.coef.clone_from(&self.coupling);
+        p.diag.clone_from(&self.self_coef);
+        let mut f = self.bus_factor.iter().copied();
+        let mut g = self.bus_gain.iter().copied();
+        for b in &mut p.buses {
+            for x in b.u.iter_mut().chain(b.v.iter_mut()).flatten() {
+                *x = f.next().unwrap_or_default();
+            }
+            for x in &mut b.gain {
+                *x = g.next().unwrap_or_default();
+            }
+        }
+        p.recompile();
+        Ok(())
     }
 }
 
@@ -120,8 +241,12 @@ impl Space {
 pub struct Identity {
     /// Protocol version.
     pub version: u8,
-    /// [`design_hash`] of the configuration baked into the hardware.
-    pub design_hash: u64,
+    /// [`structure_hash`] of the configuration baked into the hardware (what cannot change
+    /// without a new bitstream).
+    pub structure_hash: u64,
+    /// [`weight_checksum`] of the weights the board holds now (the compiled ones after power-up
+    /// and RESET; WRITE_MEM of a weight space changes it).
+    pub weight_checksum: u64,
     /// Units D.
     pub units: u32,
     /// Units read out (decoder modules).
@@ -134,19 +259,24 @@ pub struct Identity {
     pub state_frac: u8,
     /// Largest payload the board accepts.
     pub max_payload: u16,
+    /// What the board supports beyond the base protocol: [`FEATURE_WEIGHTS`],
+    /// [`FEATURE_ALL_UNITS`].
+    pub features: u8,
 }
 
 impl Identity {
     /// Payload bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut v = vec![self.version];
-        v.extend(self.design_hash.to_le_bytes());
+        v.extend(self.structure_hash.to_le_bytes());
+        v.extend(self.weight_checksum.to_le_bytes());
         v.extend(self.units.to_le_bytes());
         v.extend(self.readout_units.to_le_bytes());
         v.extend(self.lanes.to_le_bytes());
         v.push(self.slots);
         v.push(self.state_frac);
         v.extend(self.max_payload.to_le_bytes());
+        v.push(self.features);
         v
     }
     /// Parse a payload.
@@ -156,14 +286,20 @@ impl Identity {
         }
         Some(Identity {
             version: p[0],
-            design_hash: u64::from_le_bytes(p[1..9].try_into().ok()?),
-            units: u32::from_le_bytes(p[9..13].try_into().ok()?),
-            readout_units: u32::from_le_bytes(p[13..17].try_into().ok()?),
-            lanes: u16::from_le_bytes(p[17..19].try_into().ok()?),
-            slots: p[19],
-            state_frac: p[20],
-            max_payload: u16::from_le_bytes(p[21..23].try_into().ok()?),
+            structure_hash: u64::from_le_bytes(p[1..9].try_into().ok()?),
+            weight_checksum: u64::from_le_bytes(p[9..17].try_into().ok()?),
+            units: u32::from_le_bytes(p[17..21].try_into().ok()?),
+            readout_units: u32::from_le_bytes(p[21..25].try_into().ok()?),
+            lanes: u16::from_le_bytes(p[25..27].try_into().ok()?),
+            slots: p[27],
+            state_frac: p[28],
+            max_payload: u16::from_le_bytes(p[29..31].try_into().ok()?),
+            features: p[31],
         })
+    }
+    /// Does the board support `feature` ([`FEATURE_WEIGHTS`], [`FEATURE_ALL_UNITS`])?
+    pub fn has(&self, feature: u8) -> bool {
+        self.features & feature == feature
     }
 }
 
@@ -180,6 +316,8 @@ pub struct RunRequest {
     /// (`thermo_sim::noise::Taus88::from_key`); the host derives it from a seed with
     /// `thermo_sim::noise::run_key`. The state starts at zero.
     pub key: [u32; 3],
+    /// Flags: [`RUN_ALL_UNITS`] (other bits must be zero).
+    pub flags: u8,
 }
 
 /// Largest `sweeps` of one RUN.
@@ -194,7 +332,12 @@ impl RunRequest {
         for k in self.key {
             v.extend(k.to_le_bytes());
         }
+        v.push(self.flags);
         v
+    }
+    /// Does the result hold every unit ([`RUN_ALL_UNITS`])?
+    pub fn all_units(&self) -> bool {
+        self.flags & RUN_ALL_UNITS != 0
     }
     /// Parse.
     pub fn decode(p: &[u8]) -> Option<RunRequest> {
@@ -207,6 +350,7 @@ impl RunRequest {
             sweeps: w(1),
             burn_in: w(5),
             key: [w(9), w(13), w(17)],
+            flags: p[21],
         })
     }
 }
@@ -323,10 +467,12 @@ impl Status {
 /// Units read out by READOUT (defined with the substrate description).
 pub use thermo_sim::model::readout_units;
 
-/// The design hash: FNV-1a (64 bit) over everything baked into the hardware — protocol version,
-/// formats, lanes, module sizes and roles, all fixed-point constants but the biases (which are
-/// loaded at run time), activation and the noise ROM. Host and board must agree on it.
-pub fn design_hash(s: &Substrate) -> u64 {
+/// The structure hash: FNV-1a (64 bit) over everything baked into the hardware that a
+/// WRITE_MEM cannot change — protocol version, formats, lanes, module sizes, roles and levels,
+/// the CSR structure (row pointers, columns), bus placement and ranks, the noise amplitude, the
+/// activation's clamp codes and the noise ROM. The weights ([`weight_checksum`]) and the biases
+/// (conditioning, loaded at run time) are not part of it. Host and board must agree on it.
+pub fn structure_hash(s: &Substrate) -> u64 {
     let p: Program<Fixed> = Program::new(s, Fixed::new(s));
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     h.bytes(&[crate::VERSION]);
@@ -342,21 +488,16 @@ pub fn design_hash(s: &Substrate) -> u64 {
         h.u32(m.role as u32);
         h.u32(m.level);
     }
-    h.i16s(&p.diag);
     for &r in &p.row_ptr {
         h.u32(r);
     }
     for &c in &p.col {
         h.u32(c);
     }
-    h.i16s(&p.coef);
     for b in &p.buses {
         h.u32(b.enc.start as u32);
         h.u32(b.dec.start as u32);
-        for r in b.u.iter().chain(&b.v) {
-            h.i16s(r);
-        }
-        h.i16s(&b.gain);
+        h.u32(b.gain.len() as u32);
     }
     h.i16s(&[p.arith.noise_amp]);
     if let Some((lo, hi)) = p.arith.clamp_codes() {
@@ -364,6 +505,17 @@ pub fn design_hash(s: &Substrate) -> u64 {
     }
     for e in thermo_sim::noise::icdf_rom() {
         h.i16s(&[e.c0, e.c1]);
+    }
+    h.0
+}
+
+/// The weight checksum: FNV-1a (64 bit) over the weight codes, space by space in
+/// [`Space::WEIGHTS`] order (couplings, self coefficients, bus factors, bus gains), each code
+/// as i16 little-endian.
+pub fn weight_checksum(w: &Weights) -> u64 {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    for sp in Space::WEIGHTS {
+        h.i16s(w.space(sp).unwrap_or(&[]));
     }
     h.0
 }

@@ -10,14 +10,14 @@ pub const WRITE_MEM_HEADER: usize = 5;
 pub const READ_MEM_LEN: usize = 7;
 /// SET_CONDITIONING header before the codes: `slot:u8, offset:u16`.
 pub const SET_CONDITIONING_HEADER: usize = 3;
-/// RUN payload: `slot:u8, sweeps:u32, burn_in:u32, key: u32 x 3`.
-pub const RUN_LEN: usize = 21;
+/// RUN payload: `slot:u8, sweeps:u32, burn_in:u32, key: u32 x 3, flags:u8`.
+pub const RUN_LEN: usize = 22;
 /// READOUT payload: `slot:u8, offset:u16, count:u16`.
 pub const READOUT_LEN: usize = 5;
 /// READOUT reply header before the sums: `state:u8, sweeps:u32`.
 pub const READOUT_REPLY_HEADER: usize = 5;
 /// IDENTIFY reply payload.
-pub const IDENTITY_LEN: usize = 23;
+pub const IDENTITY_LEN: usize = 32;
 /// STATUS reply payload: four u64 and four u32 counters.
 pub const STATUS_LEN: usize = 48;
 /// Bytes of one conditioning code, bias word or readout sum (i32).
@@ -28,8 +28,10 @@ pub const WORD: usize = 4;
 pub enum Request {
     /// Who are you: version, design hash, sizes.
     Identify,
-    /// Write 32-bit words into a memory space from element `addr` (only the default biases,
-    /// space 0, are writable; the board refuses the others with bad address).
+    /// Write elements into a memory space from element `addr`, each in the space's width
+    /// ([`Space::width`]: i32 for the biases, i16 for the weight spaces, whose values must fit
+    /// i16). The default biases (space 0) are writable on every board, the weight spaces 2..=5
+    /// on a board with [`crate::FEATURE_WEIGHTS`]; anything else is refused with bad address.
     WriteMem {
         /// Memory space.
         space: Space,
@@ -97,8 +99,8 @@ pub enum DecodeError {
         /// The space byte.
         space: u8,
     },
-    /// WRITE_MEM data that is not whole 32-bit words.
-    #[error("WriteMem: {len} data bytes are not whole 32-bit words")]
+    /// WRITE_MEM data that is not whole elements of the space's width.
+    #[error("WriteMem: {len} data bytes are not whole elements of the space")]
     Words {
         /// Data bytes after the header.
         len: usize,
@@ -162,10 +164,14 @@ impl Request {
         let p = match self {
             Request::Identify | Request::Status | Request::Reset => Vec::new(),
             Request::WriteMem { space, addr, words } => {
-                let mut p = Vec::with_capacity(WRITE_MEM_HEADER + WORD * words.len());
+                let mut p = Vec::with_capacity(WRITE_MEM_HEADER + space.width() * words.len());
                 p.push(*space as u8);
                 p.extend(addr.to_le_bytes());
-                p.extend(encode_i32s(words));
+                if space.width() == WORD {
+                    p.extend(encode_i32s(words));
+                } else {
+                    p.extend(words.iter().flat_map(|&w| (w as i16).to_le_bytes()));
+                }
                 p
             }
             Request::ReadMem { space, addr, count } => {
@@ -221,7 +227,13 @@ impl Request {
                 }
                 let space = space(p[0])?;
                 let data = &p[WRITE_MEM_HEADER..];
-                let words = decode_i32s(data).ok_or(DecodeError::Words { len: data.len() })?;
+                let bad = DecodeError::Words { len: data.len() };
+                let words = if space.width() == WORD {
+                    decode_i32s(data).ok_or(bad)?
+                } else {
+                    let h = decode_i16s(data).ok_or(bad)?;
+                    h.into_iter().map(i32::from).collect()
+                };
                 Request::WriteMem {
                     space,
                     addr: u32_at(p, 1),
@@ -250,7 +262,7 @@ impl Request {
                     codes: decode_i32s(&p[SET_CONDITIONING_HEADER..]).unwrap_or_default(),
                 }
             }
-            Opcode::Run => Request::Run(RunRequest::decode(p).ok_or_else(|| length("21"))?),
+            Opcode::Run => Request::Run(RunRequest::decode(p).ok_or_else(|| length("22"))?),
             Opcode::Readout => {
                 if p.len() != READOUT_LEN {
                     return Err(length("5"));
@@ -287,7 +299,7 @@ pub fn decode_i32s(p: &[u8]) -> Option<Vec<i32>> {
     })
 }
 
-/// i16 words, little-endian (READ_MEM of spaces 1 and 2).
+/// i16 words, little-endian (READ_MEM of spaces 1..=5, WRITE_MEM of spaces 2..=5).
 pub fn encode_i16s(v: &[i16]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -348,7 +360,25 @@ mod tests {
                 sweeps: 65_536,
                 burn_in: 7,
                 key: [0xDEAD_BEEF, 0, u32::MAX],
+                flags: 0,
             }),
+            Request::Run(RunRequest {
+                slot: 0,
+                sweeps: 1,
+                burn_in: 0,
+                key: [1, 2, 3],
+                flags: crate::RUN_ALL_UNITS,
+            }),
+            Request::WriteMem {
+                space: Space::Coupling,
+                addr: 3,
+                words: vec![-1, i16::MIN as i32, i16::MAX as i32, 0],
+            },
+            Request::WriteMem {
+                space: Space::BusGain,
+                addr: 0,
+                words: vec![5],
+            },
             Request::Readout {
                 slot: 1,
                 offset: 300,
@@ -405,11 +435,20 @@ mod tests {
         }
         .encode();
         assert_eq!(p, vec![0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        // the weight spaces carry i16 elements
+        let (_, p) = Request::WriteMem {
+            space: Space::SelfCoef,
+            addr: 0x0403_0201,
+            words: vec![0x0605, -2],
+        }
+        .encode();
+        assert_eq!(p, vec![3, 1, 2, 3, 4, 5, 6, 0xFE, 0xFF]);
         let run = RunRequest {
             slot: 0,
             sweeps: 1,
             burn_in: 2,
             key: [3, 4, 5],
+            flags: 0,
         };
         assert_eq!(Request::Run(run).encode().1.len(), RUN_LEN);
     }

@@ -377,7 +377,22 @@ impl Fixed {
         sweeps: u32,
         readout: &[usize],
     ) -> RunSums {
-        let mut e = FixedEngine::fixed(s, 0);
+        let prog = Program::new(s, Fixed::new(s));
+        Fixed::run_program(&prog, cond, key, burn_in, sweeps, readout)
+    }
+
+    /// [`Fixed::run_codes`] on a compiled program (whose weights may have been written as codes,
+    /// as a board's are over the link): the same inference, bit for bit, as `run_codes` on a
+    /// substrate that compiles to `prog`.
+    pub fn run_program(
+        prog: &Program<Fixed>,
+        cond: &[i32],
+        key: [u32; 3],
+        burn_in: u32,
+        sweeps: u32,
+        readout: &[usize],
+    ) -> RunSums {
+        let mut e = FixedEngine::from_program(prog.clone(), 0);
         for (l, lane) in e.lanes.iter_mut().enumerate() {
             lane.rng = crate::noise::Taus88::from_key(key, l as u32);
         }
@@ -813,6 +828,16 @@ impl<A: Arith> Program<A> {
             sides,
             arith,
         };
+        p.recompile();
+        p
+    }
+
+    /// Recompute everything derived from the codes (the per-module bus weights, the bounds and
+    /// the vectorised kernel) after [`Program::diag`], [`Program::coef`], the buses' factors or
+    /// gains, or [`Program::bias`] changed: a board whose weights were written over the link
+    /// runs exactly the program [`Program::new`] builds from a substrate with those codes.
+    pub fn recompile(&mut self) {
+        let p = self;
         p.bus_w = (0..p.modules.len())
             .map(|m| {
                 let n = p.modules[m].len();
@@ -840,8 +865,7 @@ impl<A: Arith> Program<A> {
                     .map(|(&first, rest)| a.unit_bound(first, rest, &[], a.bias(0.0)))
             })
             .collect();
-        p.kernel = A::kernel(&p);
-        p
+        p.kernel = A::kernel(p);
     }
 
     /// Recompute [`Program::bounds`] (after the constants changed).
@@ -1075,7 +1099,12 @@ impl FixedEngine {
 impl<A: Arith> Engine<A> {
     /// An engine with state zero.
     pub fn new(s: &Substrate, arith: A, seed: u64) -> Self {
-        let prog = Program::new(s, arith);
+        Engine::from_program(Program::new(s, arith), seed)
+    }
+
+    /// An engine with state zero running `prog` (see [`Program::recompile`] after changing
+    /// its codes).
+    pub fn from_program(prog: Program<A>, seed: u64) -> Self {
         let d = prog.units();
         Engine {
             x: vec![A::State::default(); d],

@@ -454,7 +454,7 @@ impl Exact {
 }
 
 /// The bias-nudged conditioning `cond - beta P^T (x_o(free) - y)`.
-fn bias_nudged(out: &[usize], free: &[f64], e: &Example, beta: f64) -> Vec<f64> {
+pub fn bias_nudged(out: &[usize], free: &[f64], e: &Example, beta: f64) -> Vec<f64> {
     let mut c = e.cond.clone();
     for (&o, y) in out.iter().zip(&e.target) {
         c[o] -= beta * (free[o] - y);
@@ -595,9 +595,9 @@ impl PhaseRunner {
     ) -> Result<Phases, String> {
         check_beta(beta)?;
         check_example(s, e)?;
-        let base = self.seed ^ self.counter.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let (seed, counter) = (self.seed, self.counter);
         self.counter += 1;
-        let key_of = |phase: u64| -> [u32; 3] { run_key(base.wrapping_add(phase)) };
+        let key_of = |phase: u64| -> [u32; 3] { phase_key(seed, counter, phase) };
         let independent = self.protocol == Protocol::Independent;
         let k = |phase: u64| {
             if independent {
@@ -626,6 +626,15 @@ impl PhaseRunner {
         };
         Ok(Phases { free, plus, minus })
     }
+}
+
+/// The noise key of phase `phase` (0 free, 1 `+beta`, 2 `-beta`) of the `example`-th example a
+/// [`PhaseRunner`] with `seed` runs (counting from 0 over every call of
+/// [`PhaseRunner::phases`]); under [`Protocol::SameKey`] every phase uses phase 0's key. A board
+/// running the phases as RUNs uses these keys to reproduce the runner bit for bit.
+pub fn phase_key(seed: u64, example: u64, phase: u64) -> [u32; 3] {
+    let base = seed ^ example.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    run_key(base.wrapping_add(phase))
 }
 
 fn sum(a: &[f64], b: &[f64]) -> Vec<f64> {

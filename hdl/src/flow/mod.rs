@@ -307,7 +307,8 @@ pub fn bitstream(
     let t = Instant::now();
     let (s, sub_path) = load_substrate(&o.config, o.lanes, dir)?;
     let prog = HwProgram::new(&s)?;
-    let hash = thermo_proto::message::design_hash(&s);
+    let hash = thermo_proto::structure_hash(&s);
+    let weights = thermo_proto::weight_checksum(&thermo_proto::Weights::of_substrate(&s));
     let mults = multipliers(&prog);
     let sides = prog.sides.len();
     let lanes_fit = (1..=prog.p)
@@ -523,7 +524,8 @@ pub fn bitstream(
         "device": board.device(),
         "command": o.command,
         "substrate": sub_path.file_name().map(|f| f.to_string_lossy().into_owned()),
-        "design_hash": format!("{hash:#018x}"),
+        "structure_hash": format!("{hash:#018x}"),
+        "weight_checksum": format!("{weights:#018x}"),
         "units": s.units(),
         "lanes": prog.p,
         "bus_sides": prog.sides.len(),

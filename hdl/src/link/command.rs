@@ -11,9 +11,13 @@ use crate::rtl::top::{ctrl_bits, region};
 use rust_hdl::prelude::*;
 use thermo_proto::Space;
 use thermo_proto::{
-    design_hash, readout_units, ErrorCode, Identity, Opcode, ERROR_KIND, MAX_PAYLOAD,
-    MAX_RUN_SWEEPS, REPLAY_WINDOW, SLOTS, VERSION,
+    readout_units, structure_hash, weight_checksum, ErrorCode, Identity, Opcode, Weights,
+    ERROR_KIND, MAX_PAYLOAD, MAX_RUN_SWEEPS, REPLAY_WINDOW, RUN_LEN, SLOTS, VERSION,
 };
+
+// The command unit's RUN decoding takes a 22-byte payload whose flags byte (its last) sits at
+// frame-body offset 25 (the payload starts after `seq, kind, len`).
+const _: () = assert!(RUN_LEN == 22);
 use thermo_sim::noise::TAUS88_MIN;
 use thermo_sim::Substrate;
 
@@ -41,6 +45,7 @@ enum CmdState {
     RmCoup,
     ScCheck,
     RunCheck,
+    RunFlags,
     CwStart,
     CmpNext,
     CmpWord,
@@ -127,13 +132,17 @@ pub fn identity(s: &Substrate) -> Identity {
 pub fn identity_with(s: &Substrate, o: &LinkOptions) -> Identity {
     Identity {
         version: VERSION,
-        design_hash: design_hash(s),
+        structure_hash: structure_hash(s),
+        weight_checksum: weight_checksum(&Weights::of_substrate(s)),
         units: s.units() as u32,
         readout_units: readout_units(s).len() as u32,
         lanes: s.lanes as u16,
         slots: o.slots,
         state_frac: s.formats.state.frac as u8,
         max_payload: o.max_payload as u16,
+        // the weights are baked into the instruction words and RUN reads out the readout
+        // units only: none of the protocol's features
+        features: 0,
     }
 }
 
@@ -795,7 +804,7 @@ impl Logic for CommandUnit {
                     }
                     if self.hkind.q.val() == self.k_op_run.val() {
                         self.ecode.d.next = self.k_e_length.val();
-                        if self.hlen.q.val() == 21 {
+                        if self.hlen.q.val() == 22 {
                             self.nb.d.next = 5.into();
                             self.ret.d.next = CmdState::RunCheck;
                             self.state.d.next = CmdState::ReadBytes;
@@ -1055,8 +1064,20 @@ impl Logic for CommandUnit {
                 self.base.d.next = self.sbase.val() + self.k_d16.val();
                 self.woff.d.next = 5.into();
                 self.isrun.d.next = true;
-                self.state.d.next = CmdState::CwStart;
+                // then the flags byte (payload offset 21), which this build takes only as zero
+                self.off.d.next = 25.into();
+                self.nb.d.next = 1.into();
+                self.ret.d.next = CmdState::RunFlags;
+                self.state.d.next = CmdState::ReadBytes;
                 if (self.sr.q.val() == 0) | self.sw_over.val() {
+                    self.ecode.d.next = self.k_e_param.val();
+                    self.state.d.next = CmdState::ErrReply;
+                }
+            }
+            CmdState::RunFlags => {
+                // the flags byte in `sr` bits 31..24: no feature of this build takes a flag
+                self.state.d.next = CmdState::CwStart;
+                if self.sr.q.val().get_bits::<8>(24).any() {
                     self.ecode.d.next = self.k_e_param.val();
                     self.state.d.next = CmdState::ErrReply;
                 } else if self.space.q.val() >= self.k_slots.val() {
