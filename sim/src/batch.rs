@@ -233,10 +233,7 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
 
     // The largest |x| and |rho(x)| (with a clamp above zero, |rho(x)| can exceed |x|).
     let xmax = if A::SATURATES {
-        x.iter()
-            .chain(rx)
-            .map(|&v| a.state_magnitude(v))
-            .fold(0.0, f64::max)
+        a.max_magnitude(x)
     } else {
         0.0
     };
@@ -257,7 +254,9 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
                 let safe =
                     matches!(rows.next(), Some(Some(bd)) if fast && a.unit_is_safe(bd, xmax, 0.0));
                 if safe {
-                    bus_sum::<A, false>(a, acc, row, range.start, b, rx, acc_cnt);
+                    if !A::batch_bus_sum_unchecked(row, range.start, b, rx, acc) {
+                        bus_sum::<A, false>(a, acc, row, range.start, b, rx, acc_cnt);
+                    }
                 } else {
                     bus_sum::<A, true>(a, acc, row, range.start, b, rx, acc_cnt);
                 }
@@ -341,7 +340,10 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
             };
             let out = &mut next[i * b..(i + 1) * b];
             if fast && a.unit_is_safe(&bounds[i], xmax, lmax) {
-                update::<A, false>(prog, &u, acc, gate, (acc2, cnt2), acc_cnt, state_cnt, out);
+                if !A::batch_unit_unchecked(prog, i, b, u.wi, lines, x, rx, z, bias, out, state_cnt)
+                {
+                    update::<A, false>(prog, &u, acc, gate, (acc2, cnt2), acc_cnt, state_cnt, out);
+                }
             } else {
                 update::<A, true>(prog, &u, acc, gate, (acc2, cnt2), acc_cnt, state_cnt, out);
             }

@@ -182,6 +182,41 @@ pub trait Arith: Clone + Send + Sync {
         let _ = rx;
         prog.update_units(m, range, x, z, lines, xmax, out, sat)
     }
+    /// Step 3 for unit `i` of `b` chains stored chain-minor (`x[unit * b + chain]`; `wi` the
+    /// unit's bus weights, `lines` the module's lines `[line * b + chain]`), the unit proven safe
+    /// for every chain ([`Arith::unit_is_safe`]): the new states into `out` (`b` of them), clipped
+    /// states counted per chain in `state_cnt`, bit for bit the scalar update. Returns `false`,
+    /// writing nothing, when this arithmetic has no vector form for it.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_unit_unchecked(
+        prog: &Program<Self>,
+        i: usize,
+        b: usize,
+        wi: &[Self::Coef],
+        lines: &[Self::Line],
+        x: &[Self::State],
+        rx: &[Self::State],
+        z: &[Self::Noise],
+        bias: &[Self::Bias],
+        out: &mut [Self::State],
+        state_cnt: &mut [u64],
+    ) -> bool {
+        let _ = (prog, i, b, wi, lines, x, rx, z, bias, out, state_cnt);
+        false
+    }
+    /// `acc[c] = sum_n row[n] rx[(start + n) * b + c]` for the `b` chains of a batch, the sum
+    /// proven not to saturate: the vector form if this arithmetic has one (else `false`, nothing
+    /// written).
+    fn batch_bus_sum_unchecked(
+        row: &[Self::Coef],
+        start: usize,
+        b: usize,
+        rx: &[Self::State],
+        acc: &mut [Self::Acc],
+    ) -> bool {
+        let _ = (row, start, b, rx, acc);
+        false
+    }
 }
 
 /// The float golden model's arithmetic.
@@ -577,12 +612,18 @@ impl Arith for Fixed {
         b[0] * xmax + b[1] * lmax + b[2] < i32::MAX as f64 * 0.999_999
     }
     fn max_magnitude(&self, x: &[i16]) -> f64 {
-        let m = x
+        // |v| and |rho(v)| (rho a clamp, monotone) are largest at the smallest or largest state.
+        let (lo, hi) = x
             .iter()
-            .map(|&v| (v as i32).abs().max((self.rho(v) as i32).abs()))
+            .fold((i16::MAX, i16::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        if x.is_empty() {
+            return 0.0;
+        }
+        [lo, hi, self.rho(lo), self.rho(hi)]
+            .iter()
+            .map(|&v| (v as i32).abs())
             .max()
-            .unwrap_or(0);
-        m as f64
+            .unwrap_or(0) as f64
     }
     type Kernel = crate::kernel::FixedKernel;
     fn kernel(prog: &Program<Self>) -> Option<crate::kernel::FixedKernel> {
@@ -606,6 +647,42 @@ impl Arith for Fixed {
             }
             None => prog.update_units(m, range, x, z, lines, xmax, out, sat),
         }
+    }
+    #[inline]
+    fn batch_unit_unchecked(
+        prog: &Program<Self>,
+        i: usize,
+        b: usize,
+        wi: &[i16],
+        lines: &[i16],
+        x: &[i16],
+        rx: &[i16],
+        z: &[i16],
+        bias: &[i32],
+        out: &mut [i16],
+        state_cnt: &mut [u64],
+    ) -> bool {
+        let u = crate::kernel_batch::UnitInputs {
+            i,
+            b,
+            wi,
+            lines,
+            x,
+            rx,
+            z,
+            bias,
+        };
+        crate::kernel_batch::unit_unchecked(prog, &u, out, state_cnt)
+    }
+    #[inline]
+    fn batch_bus_sum_unchecked(
+        row: &[i16],
+        start: usize,
+        b: usize,
+        rx: &[i16],
+        acc: &mut [i32],
+    ) -> bool {
+        crate::kernel_batch::bus_sum_unchecked(row, start, b, rx, acc)
     }
 }
 

@@ -3,7 +3,8 @@
 //! The substrate description ([`model`]), the noise source ([`noise`]), the Q-format rules
 //! ([`qformat`]), the update rule and its two engines ([`engine`]: the `f64` golden model and the
 //! bit-exact fixed-point engine that specifies the hardware; [`batch`]: many chains in lock step;
-//! [`kernel`]: the fixed engine's vectorised unit updates; [`pool`]: their worker threads), the
+//! [`kernel`]: the fixed engine's vectorised unit updates; [`kernel_batch`]: the batch's, across
+//! chains; [`pool`]: their worker threads), the
 //! sweep schedule ([`schedule`]),
 //! random examples ([`example`]), statistics ([`stats`]) and file formats ([`io`]).
 //!
@@ -17,6 +18,7 @@ pub mod error;
 pub mod example;
 pub mod io;
 pub mod kernel;
+pub mod kernel_batch;
 pub mod linalg;
 pub mod mismatch;
 pub mod model;

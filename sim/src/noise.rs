@@ -384,7 +384,6 @@ unsafe fn gaussian_fixed_avx2(
     out: &mut [i16],
 ) {
     use std::arch::x86_64::*;
-    let one = _mm256_set1_epi32(1);
     let c31 = _mm256_set1_epi32(31);
     let mask31 = _mm256_set1_epi32(0x7FFF_FFFF);
     let mask20 = _mm256_set1_epi32((1 << (SEG_BITS + T_BITS)) - 1);
@@ -392,37 +391,21 @@ unsafe fn gaussian_fixed_avx2(
     let round = _mm256_set1_epi32(1 << 19);
     let tail = _mm256_set1_epi32(rom.1 as i32);
     let zero = _mm256_setzero_si256();
-    // Leading zeros of 32-bit lanes: smear the leading one down, keep it alone, read its
-    // position from the exponent of its exact float value (0 -> 32).
-    let clz = |x: __m256i| -> __m256i {
-        let mut v = x;
-        v = _mm256_or_si256(v, _mm256_srli_epi32(v, 1));
-        v = _mm256_or_si256(v, _mm256_srli_epi32(v, 2));
-        v = _mm256_or_si256(v, _mm256_srli_epi32(v, 4));
-        v = _mm256_or_si256(v, _mm256_srli_epi32(v, 8));
-        v = _mm256_or_si256(v, _mm256_srli_epi32(v, 16));
-        let top = _mm256_andnot_si256(_mm256_srli_epi32(v, 1), v);
-        // The top bit 2^31 converts as a negative float; its exponent field is still 158.
-        let f = _mm256_castps_si256(_mm256_cvtepi32_ps(top));
-        let e = _mm256_and_si256(_mm256_srli_epi32(f, 23), _mm256_set1_epi32(0xFF));
-        let pos = _mm256_sub_epi32(e, _mm256_set1_epi32(127));
-        let r = _mm256_sub_epi32(c31, pos);
-        _mm256_blendv_epi8(r, _mm256_set1_epi32(32), _mm256_cmpeq_epi32(x, zero))
-    };
+    debug_assert_eq!(OCTAVES, 32);
     for c in (0..out.len()).step_by(8) {
         let a = _mm256_loadu_si256(w0.as_ptr().add(c) as *const __m256i);
         let lo = _mm256_loadu_si256(w1.as_ptr().add(c) as *const __m256i);
         let hi = _mm256_and_si256(a, mask31);
         let neg = _mm256_srai_epi32(a, 31);
-        // lz of the 63-bit word: clz(hi) - 1 if hi != 0, else 31 + clz(lo).
-        let hi_zero = _mm256_cmpeq_epi32(hi, zero);
-        let lz = _mm256_blendv_epi8(
-            _mm256_sub_epi32(clz(hi), one),
-            _mm256_add_epi32(c31, clz(lo)),
-            hi_zero,
-        );
-        let in_rom = _mm256_cmpgt_epi32(_mm256_set1_epi32(OCTAVES as i32), lz);
-        let k = _mm256_min_epi32(lz, _mm256_set1_epi32(OCTAVES as i32 - 1));
+        // The leading one of `hi` (below 2^31): `hi & !(hi >> 1)` keeps it and clears the bit
+        // under it, so the value lies in [2^p, 1.5 * 2^p) and converts to a float of exponent
+        // exactly p, even rounded. The 63-bit word then has 30 - p = 157 - (p + 127) leading
+        // zeros; with `hi` zero the exponent field is 0 and only octave 31 (lo's top bit set)
+        // is left in the ROM.
+        let top = _mm256_andnot_si256(_mm256_srli_epi32(hi, 1), hi);
+        let e = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(top)), 23);
+        let k = _mm256_min_epi32(_mm256_sub_epi32(_mm256_set1_epi32(157), e), c31);
+        let in_rom = _mm256_or_si256(_mm256_cmpgt_epi32(hi, zero), _mm256_cmpgt_epi32(zero, lo));
         // window = (m >> s) & mask20 with s = 62 - k - 20; counts outside 0..=31 shift to zero.
         let s = _mm256_sub_epi32(_mm256_set1_epi32(62 - (SEG_BITS + T_BITS) as i32), k);
         let from_hi_low = _mm256_sllv_epi32(hi, _mm256_sub_epi32(_mm256_set1_epi32(32), s));
@@ -443,11 +426,12 @@ unsafe fn gaussian_fixed_avx2(
         let interp = _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(c1, t), round), 20);
         let mag = _mm256_blendv_epi8(tail, _mm256_add_epi32(c0, interp), in_rom);
         let z = _mm256_sub_epi32(_mm256_xor_si256(mag, neg), neg);
-        let mut tmp = [0i32; 8];
-        _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, z);
-        for (o, v) in out[c..c + 8].iter_mut().zip(tmp) {
-            *o = v as i16;
-        }
+        // Eight 16-bit codes: pack (within 128-bit halves), then the two low quarters together.
+        let packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(z, z), 0b1000);
+        _mm_storeu_si128(
+            out.as_mut_ptr().add(c) as *mut __m128i,
+            _mm256_castsi256_si128(packed),
+        );
     }
 }
 
