@@ -91,6 +91,15 @@ unsafe fn pair(c1: i16, c2: i16) -> __m256i {
     _mm256_set1_epi32(((c1 as u16 as u32) | ((c2 as u16 as u32) << 16)) as i32)
 }
 
+/// The adjacent coupling pair `(s[q], s[q + 1])` broadcast as `vpmaddwd` takes it (one 32-bit
+/// load: little-endian, `s[q]` is the low half).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn pair_at(s: &[i16], q: usize) -> __m256i {
+    debug_assert!(q + 1 < s.len());
+    _mm256_set1_epi32(std::ptr::read_unaligned(s.as_ptr().add(q) as *const i32))
+}
+
 /// Sixteen 16-bit values at `s[o..]`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -254,7 +263,7 @@ unsafe fn unit_blocks<const NB: usize>(
     if f.line_shift >= 0 {
         let mut t = 0;
         while t + 1 < nl {
-            let cp = pair(u.wi[t], u.wi[t + 1]);
+            let cp = pair_at(u.wi, t);
             madd_rows::<NB>(
                 &mut lo,
                 &mut hi,
@@ -291,7 +300,7 @@ unsafe fn unit_blocks<const NB: usize>(
     let (coef, col) = (&p.coef[p0..p1], &p.col[p0..p1]);
     let mut q = 0;
     while q + 1 < coef.len() {
-        let cp = pair(coef[q], coef[q + 1]);
+        let cp = pair_at(coef, q);
         let (j1, j2) = (col[q] as usize, col[q + 1] as usize);
         madd_rows::<NB>(&mut lo, &mut hi, cp, u.rx, j1 * b + c0, Some(j2 * b + c0));
         q += 2;
@@ -365,7 +374,7 @@ unsafe fn bus_sum_avx2(row: &[i16], start: usize, b: usize, rx: &[i16], acc: &mu
         let mut hi = [_mm256_setzero_si256(); 1];
         let mut n = 0;
         while n + 1 < row.len() {
-            let cp = pair(row[n], row[n + 1]);
+            let cp = pair_at(row, n);
             let o = (start + n) * b + c0;
             madd_rows::<1>(&mut lo, &mut hi, cp, rx, o, Some(o + b));
             n += 2;
