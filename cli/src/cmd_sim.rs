@@ -380,6 +380,17 @@ fn peak_rss_kib() -> Option<u64> {
         .ok()
 }
 
+/// CPU time the process's threads have run so far, in seconds (Linux scheduler statistics; `None`
+/// where they are not available).
+fn cpu_seconds() -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 * 1e-9)
+}
+
 fn bench(a: BenchArgs) -> Result<(), String> {
     if a.memory_only {
         let spec = ExampleSpec {
@@ -566,12 +577,19 @@ fn bench_substrate(
     let gsweeps = (sweeps / 4).max(1);
     let seeds: Vec<u64> = (1..=batch as u64).collect();
     let mut r: [Vec<f64>; 5] = Default::default();
+    // Cores the batched runs kept busy (CPU time over wall time): on a shared machine a thread
+    // count's figure is bounded by the cores it was given.
+    let mut busy: [Vec<f64>; 2] = Default::default();
     for _ in 0..repeat.max(1) {
         let mut e = FixedEngine::fixed(s, 1);
         r[0].push(rate(sweeps, &mut || (0..sweeps).for_each(|_| e.sweep())));
         for (k, threads) in [(1, 1), (2, nt)] {
             let mut b = FixedBatch::fixed(s, &seeds, threads);
+            let (t, c) = (std::time::Instant::now(), cpu_seconds());
             r[k].push(rate(bsweeps * batch as u64, &mut || b.run(bsweeps)));
+            if let (Some(c0), Some(c1)) = (c, cpu_seconds()) {
+                busy[k - 1].push((c1 - c0) / t.elapsed().as_secs_f64());
+            }
         }
         let mut g = GoldenEngine::golden(s, 1);
         r[3].push(rate(gsweeps, &mut || (0..gsweeps).for_each(|_| g.sweep())));
@@ -581,9 +599,10 @@ fn bench_substrate(
         }));
     }
     let [fixed, batch1, batch2, golden, plain] = r.map(median);
+    let [busy1, busy2] = busy.map(median);
     println!("  fixed engine, 1 chain        : {fixed:.3e}  ({sweeps} sweeps)");
-    println!("  fixed engine, {batch} chains, 1 thread : {batch1:.3e}  ({bsweeps} sweeps)");
-    println!("  fixed engine, {batch} chains, {nt} threads: {batch2:.3e}  ({bsweeps} sweeps)");
+    println!("  fixed engine, {batch} chains, 1 thread : {batch1:.3e}  ({bsweeps} sweeps, {busy1:.2} cores busy)");
+    println!("  fixed engine, {batch} chains, {nt} threads: {batch2:.3e}  ({bsweeps} sweeps, {busy2:.2} cores busy)");
     println!("  golden model, 1 chain        : {golden:.3e}  ({gsweeps} sweeps)");
     println!("  plain f64 sparse Euler-Maruyama loop (CSR + bus factors, Box-Muller): {plain:.3e}  ({sweeps} sweeps)");
     println!(
@@ -603,6 +622,8 @@ fn bench_substrate(
         "fixed": fixed,
         "fixed_batch_1_thread": batch1,
         "fixed_batch_n_threads": batch2,
+        "fixed_batch_1_thread_cores_busy": busy1,
+        "fixed_batch_n_threads_cores_busy": busy2,
         "golden": golden,
         "plain_f64": plain,
     })

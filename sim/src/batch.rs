@@ -16,7 +16,7 @@
 
 use crate::engine::{Arith, Observe, Program, Saturation, Side};
 use crate::model::Substrate;
-use crate::noise::{taus88_step, NoiseLane, Taus88};
+use crate::noise::{NoiseLane, Taus88};
 use crate::pool::{for_each_mut, Pool};
 
 /// The lock-step state of a group of chains.
@@ -41,8 +41,6 @@ struct Group<A: Arith> {
     bus_bounds: Vec<Option<A::UnitBound>>,
     /// Noise lanes' generator states by component, `lanes[component][lane * b + chain]`.
     lanes: [Vec<u32>; 3],
-    /// The draw's two words per chain (scratch).
-    words: [Vec<u32>; 2],
     /// Unit-update counters, `saturation[chain * M + module]`.
     saturation: Vec<Saturation>,
     /// Bus-line counters per chain.
@@ -95,7 +93,6 @@ impl<A: Arith> Group<A> {
             bounds_dirty: true,
             bus_bounds: Vec::new(),
             lanes: Default::default(),
-            words: [vec![0; b], vec![0; b]],
             saturation: vec![Saturation::default(); b * prog.modules.len()],
             bus_saturation: vec![Saturation::default(); b],
             acc: vec![a.zero(); b],
@@ -207,7 +204,6 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
         bounds,
         bus_bounds,
         lanes,
-        words,
         saturation,
         bus_saturation,
         acc,
@@ -233,10 +229,7 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
 
     // The largest |x| and |rho(x)| (with a clamp above zero, |rho(x)| can exceed |x|).
     let xmax = if A::SATURATES {
-        x.iter()
-            .chain(rx)
-            .map(|&v| a.state_magnitude(v))
-            .fold(0.0, f64::max)
+        a.max_magnitude(x)
     } else {
         0.0
     };
@@ -257,7 +250,9 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
                 let safe =
                     matches!(rows.next(), Some(Some(bd)) if fast && a.unit_is_safe(bd, xmax, 0.0));
                 if safe {
-                    bus_sum::<A, false>(a, acc, row, range.start, b, rx, acc_cnt);
+                    if !A::batch_bus_sum_unchecked(row, range.start, b, rx, acc) {
+                        bus_sum::<A, false>(a, acc, row, range.start, b, rx, acc_cnt);
+                    }
                 } else {
                     bus_sum::<A, true>(a, acc, row, range.start, b, rx, acc_cnt);
                 }
@@ -284,33 +279,9 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
         }
     }
     // Step 2: noise; chain c's unit i takes the next draw of chain c's lane i mod P. The lanes of
-    // all chains step together (the generator is shifts and XORs), the transform per chain.
-    {
-        let [s1, s2, s3] = lanes;
-        let [w0, w1] = words;
-        let (w0, w1) = (&mut w0[..b], &mut w1[..b]);
-        let mut l = 0;
-        for zi in z.chunks_exact_mut(b) {
-            let (s1, s2, s3) = (
-                &mut s1[l * b..(l + 1) * b],
-                &mut s2[l * b..(l + 1) * b],
-                &mut s3[l * b..(l + 1) * b],
-            );
-            for c in 0..b {
-                let (st, a0) = taus88_step([s1[c], s2[c], s3[c]]);
-                let ([n1, n2, n3], a1) = taus88_step(st);
-                s1[c] = n1;
-                s2[c] = n2;
-                s3[c] = n3;
-                w0[c] = a0;
-                w1[c] = a1;
-            }
-            a.noise_many(w0, w1, zi);
-            l += 1;
-            if l == p {
-                l = 0;
-            }
-        }
+    // all chains step together, one unit (B lanes) at a time.
+    if p > 0 {
+        a.noise_rounds(lanes, b, p, z);
     }
 
     // Step 3: units, module by module.
@@ -341,7 +312,10 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
             };
             let out = &mut next[i * b..(i + 1) * b];
             if fast && a.unit_is_safe(&bounds[i], xmax, lmax) {
-                update::<A, false>(prog, &u, acc, gate, (acc2, cnt2), acc_cnt, state_cnt, out);
+                if !A::batch_unit_unchecked(prog, i, b, u.wi, lines, x, rx, z, bias, out, state_cnt)
+                {
+                    update::<A, false>(prog, &u, acc, gate, (acc2, cnt2), acc_cnt, state_cnt, out);
+                }
             } else {
                 update::<A, true>(prog, &u, acc, gate, (acc2, cnt2), acc_cnt, state_cnt, out);
             }

@@ -114,12 +114,29 @@ pub trait Arith: Clone + Send + Sync {
     fn gate(&self, x: Self::State) -> bool;
     /// Noise sample from a draw's two words.
     fn noise(&self, w0: u32, w1: u32) -> Self::Noise;
-    /// `out[c] = noise(w0[c], w1[c])` for every `c` (the same samples; an arithmetic may
-    /// compute them together).
-    #[inline(always)]
-    fn noise_many(&self, w0: &[u32], w1: &[u32], out: &mut [Self::Noise]) {
-        for ((o, &a), &b) in out.iter_mut().zip(w0).zip(w1) {
-            *o = self.noise(a, b);
+    /// Step 2 for many lanes, their generators stored by component (`state[c][lane]`): `out` is
+    /// taken in rounds of `width` samples, round `r` drawing from the lanes
+    /// `(r mod period) * width ..` (a short last round from the first lanes of its block); each
+    /// sample is [`Arith::noise`] of the next draw (two [`taus88_step`] words) of its lane. A
+    /// single chain is `width = P, period = 1`; a batch, chain-minor, `width = B, period = P`.
+    /// An arithmetic may compute them together (the same samples).
+    fn noise_rounds(
+        &self,
+        state: &mut [Vec<u32>; 3],
+        width: usize,
+        period: usize,
+        out: &mut [Self::Noise],
+    ) {
+        let [s1, s2, s3] = state;
+        for (r, chunk) in out.chunks_mut(width.max(1)).enumerate() {
+            let base = (r % period.max(1)) * width;
+            for (e, o) in chunk.iter_mut().enumerate() {
+                let l = base + e;
+                let (st, w0) = taus88_step([s1[l], s2[l], s3[l]]);
+                let ([n1, n2, n3], w1) = taus88_step(st);
+                (s1[l], s2[l], s3[l]) = (n1, n2, n3);
+                *o = self.noise(w0, w1);
+            }
         }
     }
     /// A state as a real number.
@@ -181,6 +198,41 @@ pub trait Arith: Clone + Send + Sync {
     ) {
         let _ = rx;
         prog.update_units(m, range, x, z, lines, xmax, out, sat)
+    }
+    /// Step 3 for unit `i` of `b` chains stored chain-minor (`x[unit * b + chain]`; `wi` the
+    /// unit's bus weights, `lines` the module's lines `[line * b + chain]`), the unit proven safe
+    /// for every chain ([`Arith::unit_is_safe`]): the new states into `out` (`b` of them), clipped
+    /// states counted per chain in `state_cnt`, bit for bit the scalar update. Returns `false`,
+    /// writing nothing, when this arithmetic has no vector form for it.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_unit_unchecked(
+        prog: &Program<Self>,
+        i: usize,
+        b: usize,
+        wi: &[Self::Coef],
+        lines: &[Self::Line],
+        x: &[Self::State],
+        rx: &[Self::State],
+        z: &[Self::Noise],
+        bias: &[Self::Bias],
+        out: &mut [Self::State],
+        state_cnt: &mut [u64],
+    ) -> bool {
+        let _ = (prog, i, b, wi, lines, x, rx, z, bias, out, state_cnt);
+        false
+    }
+    /// `acc[c] = sum_n row[n] rx[(start + n) * b + c]` for the `b` chains of a batch, the sum
+    /// proven not to saturate: the vector form if this arithmetic has one (else `false`, nothing
+    /// written).
+    fn batch_bus_sum_unchecked(
+        row: &[Self::Coef],
+        start: usize,
+        b: usize,
+        rx: &[Self::State],
+        acc: &mut [Self::Acc],
+    ) -> bool {
+        let _ = (row, start, b, rx, acc);
+        false
     }
 }
 
@@ -544,9 +596,14 @@ impl Arith for Fixed {
     fn noise(&self, w0: u32, w1: u32) -> i16 {
         gaussian_fixed(w0, w1)
     }
-    #[inline(always)]
-    fn noise_many(&self, w0: &[u32], w1: &[u32], out: &mut [i16]) {
-        crate::noise::gaussian_fixed_many(w0, w1, out)
+    fn noise_rounds(
+        &self,
+        state: &mut [Vec<u32>; 3],
+        width: usize,
+        period: usize,
+        out: &mut [i16],
+    ) {
+        crate::noise::gaussian_fixed_rounds(state, width, period, out)
     }
     fn to_f64(&self, x: i16) -> f64 {
         self.formats.state.to_f64(x as i64)
@@ -592,12 +649,18 @@ impl Arith for Fixed {
         b[0] * xmax + b[1] * lmax + b[2] < i32::MAX as f64 * 0.999_999
     }
     fn max_magnitude(&self, x: &[i16]) -> f64 {
-        let m = x
+        // |v| and |rho(v)| (rho a clamp, monotone) are largest at the smallest or largest state.
+        let (lo, hi) = x
             .iter()
-            .map(|&v| (v as i32).abs().max((self.rho(v) as i32).abs()))
+            .fold((i16::MAX, i16::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        if x.is_empty() {
+            return 0.0;
+        }
+        [lo, hi, self.rho(lo), self.rho(hi)]
+            .iter()
+            .map(|&v| (v as i32).abs())
             .max()
-            .unwrap_or(0);
-        m as f64
+            .unwrap_or(0) as f64
     }
     type Kernel = crate::kernel::FixedKernel;
     fn kernel(prog: &Program<Self>) -> Option<crate::kernel::FixedKernel> {
@@ -622,63 +685,41 @@ impl Arith for Fixed {
             None => prog.update_units(m, range, x, z, lines, xmax, out, sat),
         }
     }
-}
-
-/// Step 2's words: unit `i` takes the next draw `(w0[i], w1[i])` of lane `i mod P`, lanes
-/// drawing for their units in ascending order. The lanes step together, one round of `P` units
-/// at a time, on their states copied to `state` (by component).
-fn draw_words(lanes: &mut [NoiseLane], state: &mut [Vec<u32>; 3], w0: &mut [u32], w1: &mut [u32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked above).
-            unsafe { draw_words_avx2(lanes, state, w0, w1) };
-            return;
-        }
+    #[inline]
+    fn batch_unit_unchecked(
+        prog: &Program<Self>,
+        i: usize,
+        b: usize,
+        wi: &[i16],
+        lines: &[i16],
+        x: &[i16],
+        rx: &[i16],
+        z: &[i16],
+        bias: &[i32],
+        out: &mut [i16],
+        state_cnt: &mut [u64],
+    ) -> bool {
+        let u = crate::kernel_batch::UnitInputs {
+            i,
+            b,
+            wi,
+            lines,
+            x,
+            rx,
+            z,
+            bias,
+        };
+        crate::kernel_batch::unit_unchecked(prog, &u, out, state_cnt)
     }
-    draw_words_body(lanes, state, w0, w1)
-}
-
-/// [`draw_words`] compiled for AVX2 (eight lanes per instruction).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn draw_words_avx2(
-    lanes: &mut [NoiseLane],
-    state: &mut [Vec<u32>; 3],
-    w0: &mut [u32],
-    w1: &mut [u32],
-) {
-    draw_words_body(lanes, state, w0, w1)
-}
-
-#[inline(always)]
-fn draw_words_body(
-    lanes: &mut [NoiseLane],
-    state: &mut [Vec<u32>; 3],
-    w0: &mut [u32],
-    w1: &mut [u32],
-) {
-    let p = lanes.len();
-    if p == 0 {
-        return;
-    }
-    for (c, comp) in state.iter_mut().enumerate() {
-        comp.clear();
-        comp.extend(lanes.iter().map(|l| l.rng.s[c]));
-    }
-    let [s1, s2, s3] = state;
-    for (a, b) in w0.chunks_mut(p).zip(w1.chunks_mut(p)) {
-        let n = a.len();
-        let (s1, s2, s3) = (&mut s1[..n], &mut s2[..n], &mut s3[..n]);
-        for l in 0..n {
-            let (st, v0) = taus88_step([s1[l], s2[l], s3[l]]);
-            let ([n1, n2, n3], v1) = taus88_step(st);
-            (s1[l], s2[l], s3[l]) = (n1, n2, n3);
-            (a[l], b[l]) = (v0, v1);
-        }
-    }
-    for (l, lane) in lanes.iter_mut().enumerate() {
-        lane.rng.s = [s1[l], s2[l], s3[l]];
+    #[inline]
+    fn batch_bus_sum_unchecked(
+        row: &[i16],
+        start: usize,
+        b: usize,
+        rx: &[i16],
+        acc: &mut [i32],
+    ) -> bool {
+        crate::kernel_batch::bus_sum_unchecked(row, start, b, rx, acc)
     }
 }
 
@@ -1050,8 +1091,6 @@ pub struct Engine<A: Arith> {
     pub x: Vec<A::State>,
     next: Vec<A::State>,
     z: Vec<A::Noise>,
-    /// The sweep's noise words (scratch).
-    words: (Vec<u32>, Vec<u32>),
     /// `rho(x)` and one padding element (scratch).
     rx: Vec<A::State>,
     /// Bus lines per bus and the line vector of every module (scratch).
@@ -1110,7 +1149,6 @@ impl<A: Arith> Engine<A> {
             x: vec![A::State::default(); d],
             next: vec![A::State::default(); d],
             z: vec![A::Noise::default(); d],
-            words: (Vec::new(), Vec::new()),
             rx: Vec::new(),
             lines: Vec::new(),
             module_lines: Vec::new(),
@@ -1182,18 +1220,20 @@ impl<A: Arith> Engine<A> {
         } else {
             0.0
         };
-        // Step 2: noise, lane i mod P, ascending units: the words first (every lane steps
-        // together, one round of P units at a time), then the transform of all of them
-        // ([`Arith::noise_many`]).
-        self.words.0.resize(d, 0);
-        self.words.1.resize(d, 0);
-        draw_words(
-            &mut self.lanes,
-            &mut self.lane_state,
-            &mut self.words.0,
-            &mut self.words.1,
-        );
-        a.noise_many(&self.words.0, &self.words.1, &mut self.z);
+        // Step 2: noise, lane i mod P, ascending units: every lane steps together, one round
+        // of P units at a time, on their states copied out by component.
+        let p = self.lanes.len();
+        if p > 0 {
+            for (c, comp) in self.lane_state.iter_mut().enumerate() {
+                comp.clear();
+                comp.extend(self.lanes.iter().map(|l| l.rng.s[c]));
+            }
+            a.noise_rounds(&mut self.lane_state, p, 1, &mut self.z);
+            let [s1, s2, s3] = &self.lane_state;
+            for (l, lane) in self.lanes.iter_mut().enumerate() {
+                lane.rng.s = [s1[l], s2[l], s3[l]];
+            }
+        }
         // Step 3: units, module by module; optionally split across threads.
         let x = &self.x;
         let rx = &self.rx;

@@ -107,6 +107,13 @@ impl FixedKernel {
         }
         Some(k)
     }
+
+    /// `(line_shift, noise_shift, state_shift)`: the alignments of the bus and noise terms to the
+    /// accumulator (left when positive, rounding right when negative) and the rounding right
+    /// shift of the new state.
+    pub fn shifts(&self) -> (i32, i32, u32) {
+        (self.line_shift, self.noise_shift, self.state_shift)
+    }
 }
 
 /// Step 3 for units `range` of module `m` of a fixed program with kernel `k`, as

@@ -3,9 +3,10 @@
 //! The substrate description ([`model`]), the noise source ([`noise`]), the Q-format rules
 //! ([`qformat`]), the update rule and its two engines ([`engine`]: the `f64` golden model and the
 //! bit-exact fixed-point engine that specifies the hardware; [`batch`]: many chains in lock step;
-//! [`kernel`]: the fixed engine's vectorised unit updates; [`pool`]: their worker threads), the
-//! sweep schedule ([`schedule`]), equilibrium propagation on the substrate's energy ([`eqprop`]),
-//! analog mismatch ([`mismatch`]), random examples ([`example`]), statistics ([`stats`]) and file formats ([`io`]).
+//! [`kernel`]: the fixed engine's vectorised unit updates; [`kernel_batch`]: the batch's, across
+//! chains; [`pool`]: their worker threads), the sweep schedule ([`schedule`]), equilibrium
+//! propagation on the substrate's energy ([`eqprop`]), analog mismatch ([`mismatch`]), random
+//! examples ([`example`]), statistics ([`stats`]) and file formats ([`io`]).
 //!
 //! See `docs/fixed-point.md` for the arithmetic the fixed engine defines.
 #![warn(missing_docs)]
@@ -17,6 +18,7 @@ pub mod error;
 pub mod example;
 pub mod io;
 pub mod kernel;
+pub mod kernel_batch;
 pub mod linalg;
 pub mod mismatch;
 pub mod model;

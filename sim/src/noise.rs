@@ -384,70 +384,186 @@ unsafe fn gaussian_fixed_avx2(
     out: &mut [i16],
 ) {
     use std::arch::x86_64::*;
-    let one = _mm256_set1_epi32(1);
-    let c31 = _mm256_set1_epi32(31);
-    let mask31 = _mm256_set1_epi32(0x7FFF_FFFF);
-    let mask20 = _mm256_set1_epi32((1 << (SEG_BITS + T_BITS)) - 1);
-    let mask16 = _mm256_set1_epi32(0xFFFF);
-    let round = _mm256_set1_epi32(1 << 19);
-    let tail = _mm256_set1_epi32(rom.1 as i32);
-    let zero = _mm256_setzero_si256();
-    // Leading zeros of 32-bit lanes: smear the leading one down, keep it alone, read its
-    // position from the exponent of its exact float value (0 -> 32).
-    let clz = |x: __m256i| -> __m256i {
-        let mut v = x;
-        v = _mm256_or_si256(v, _mm256_srli_epi32(v, 1));
-        v = _mm256_or_si256(v, _mm256_srli_epi32(v, 2));
-        v = _mm256_or_si256(v, _mm256_srli_epi32(v, 4));
-        v = _mm256_or_si256(v, _mm256_srli_epi32(v, 8));
-        v = _mm256_or_si256(v, _mm256_srli_epi32(v, 16));
-        let top = _mm256_andnot_si256(_mm256_srli_epi32(v, 1), v);
-        // The top bit 2^31 converts as a negative float; its exponent field is still 158.
-        let f = _mm256_castps_si256(_mm256_cvtepi32_ps(top));
-        let e = _mm256_and_si256(_mm256_srli_epi32(f, 23), _mm256_set1_epi32(0xFF));
-        let pos = _mm256_sub_epi32(e, _mm256_set1_epi32(127));
-        let r = _mm256_sub_epi32(c31, pos);
-        _mm256_blendv_epi8(r, _mm256_set1_epi32(32), _mm256_cmpeq_epi32(x, zero))
-    };
     for c in (0..out.len()).step_by(8) {
         let a = _mm256_loadu_si256(w0.as_ptr().add(c) as *const __m256i);
         let lo = _mm256_loadu_si256(w1.as_ptr().add(c) as *const __m256i);
-        let hi = _mm256_and_si256(a, mask31);
-        let neg = _mm256_srai_epi32(a, 31);
-        // lz of the 63-bit word: clz(hi) - 1 if hi != 0, else 31 + clz(lo).
-        let hi_zero = _mm256_cmpeq_epi32(hi, zero);
-        let lz = _mm256_blendv_epi8(
-            _mm256_sub_epi32(clz(hi), one),
-            _mm256_add_epi32(c31, clz(lo)),
-            hi_zero,
+        _mm_storeu_si128(
+            out.as_mut_ptr().add(c) as *mut __m128i,
+            gaussian_fixed8(rom, a, lo),
         );
-        let in_rom = _mm256_cmpgt_epi32(_mm256_set1_epi32(OCTAVES as i32), lz);
-        let k = _mm256_min_epi32(lz, _mm256_set1_epi32(OCTAVES as i32 - 1));
-        // window = (m >> s) & mask20 with s = 62 - k - 20; counts outside 0..=31 shift to zero.
-        let s = _mm256_sub_epi32(_mm256_set1_epi32(62 - (SEG_BITS + T_BITS) as i32), k);
-        let from_hi_low = _mm256_sllv_epi32(hi, _mm256_sub_epi32(_mm256_set1_epi32(32), s));
-        let from_lo = _mm256_srlv_epi32(lo, s);
-        let from_hi_high = _mm256_srlv_epi32(hi, _mm256_sub_epi32(s, _mm256_set1_epi32(32)));
-        let window = _mm256_and_si256(
-            _mm256_or_si256(_mm256_or_si256(from_hi_low, from_lo), from_hi_high),
-            mask20,
-        );
-        let addr = _mm256_or_si256(
-            _mm256_slli_epi32(k, SEG_BITS as i32),
-            _mm256_srli_epi32(window, T_BITS as i32),
-        );
-        let t = _mm256_and_si256(window, mask16);
-        let e = _mm256_i32gather_epi32(rom.0.as_ptr() as *const i32, addr, 4);
-        let c0 = _mm256_srai_epi32(_mm256_slli_epi32(e, 16), 16);
-        let c1 = _mm256_srai_epi32(e, 16);
-        let interp = _mm256_srai_epi32(_mm256_add_epi32(_mm256_mullo_epi32(c1, t), round), 20);
-        let mag = _mm256_blendv_epi8(tail, _mm256_add_epi32(c0, interp), in_rom);
-        let z = _mm256_sub_epi32(_mm256_xor_si256(mag, neg), neg);
-        let mut tmp = [0i32; 8];
-        _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, z);
-        for (o, v) in out[c..c + 8].iter_mut().zip(tmp) {
-            *o = v as i16;
+    }
+}
+
+/// [`gaussian_fixed_packed`] of eight draws `(w0, w1)`: the eight 16-bit codes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn gaussian_fixed8(
+    rom: &([u32; ROM_ENTRIES], i16),
+    w0: std::arch::x86_64::__m256i,
+    w1: std::arch::x86_64::__m256i,
+) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    debug_assert_eq!(OCTAVES, 32);
+    let zero = _mm256_setzero_si256();
+    let hi = _mm256_and_si256(w0, _mm256_set1_epi32(0x7FFF_FFFF));
+    let lo = w1;
+    let neg = _mm256_srai_epi32(w0, 31);
+    // The leading one of `hi` (below 2^31): `hi & !(hi >> 1)` keeps it and clears the bit under
+    // it, so the value lies in [2^p, 1.5 * 2^p) and converts to a float of exponent exactly p,
+    // even rounded. The 63-bit word then has k = 30 - p = 157 - (p + 127) leading zeros; with
+    // `hi` zero the exponent field is 0 and k is capped at 31, the last octave (in the ROM when
+    // lo's top bit is set).
+    let top = _mm256_andnot_si256(_mm256_srli_epi32(hi, 1), hi);
+    let e = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(top)), 23);
+    let k = _mm256_min_epi32(
+        _mm256_sub_epi32(_mm256_set1_epi32(157), e),
+        _mm256_set1_epi32(31),
+    );
+    let in_rom = _mm256_or_si256(_mm256_cmpgt_epi32(hi, zero), _mm256_cmpgt_epi32(zero, lo));
+    // The word shifted left by k puts the leading one at bit 30 of the high half (k = 31, `hi`
+    // zero: lo's top bit at 30); the 20 bits under it are the window. Shift counts of 32 give 0.
+    let norm = _mm256_or_si256(
+        _mm256_sllv_epi32(hi, k),
+        _mm256_srlv_epi32(lo, _mm256_sub_epi32(_mm256_set1_epi32(32), k)),
+    );
+    let window = _mm256_and_si256(
+        _mm256_srli_epi32(norm, (30 - SEG_BITS - T_BITS) as i32),
+        _mm256_set1_epi32((1 << (SEG_BITS + T_BITS)) - 1),
+    );
+    let addr = _mm256_or_si256(
+        _mm256_slli_epi32(k, SEG_BITS as i32),
+        _mm256_srli_epi32(window, T_BITS as i32),
+    );
+    let t = _mm256_and_si256(window, _mm256_set1_epi32(0xFFFF));
+    let e = _mm256_i32gather_epi32(rom.0.as_ptr() as *const i32, addr, 4);
+    let c0 = _mm256_srai_epi32(_mm256_slli_epi32(e, 16), 16);
+    let c1 = _mm256_srai_epi32(e, 16);
+    let interp = _mm256_srai_epi32(
+        _mm256_add_epi32(_mm256_mullo_epi32(c1, t), _mm256_set1_epi32(1 << 19)),
+        20,
+    );
+    let mag = _mm256_blendv_epi8(
+        _mm256_set1_epi32(rom.1 as i32),
+        _mm256_add_epi32(c0, interp),
+        in_rom,
+    );
+    let z = _mm256_sub_epi32(_mm256_xor_si256(mag, neg), neg);
+    // Eight 16-bit codes: pack (within 128-bit halves), then the two low quarters together.
+    _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packs_epi32(z, z), 0b1000))
+}
+
+/// Noise of many lanes in rounds, for generators stored by component (`state[c][lane]`):
+/// `out` is taken in rounds of `width` samples, round `r` from the lanes
+/// `(r mod period) * width ..` (the last round may be short and uses the first lanes of its
+/// block); each sample is [`gaussian_fixed`] of the next draw (two [`taus88_step`] words) of its
+/// lane. A single chain's step 2 is `width = P, period = 1`; a batch's, chain-minor, is
+/// `width = B, period = P`. Eight lanes at a time with AVX2 when the CPU has it.
+pub fn gaussian_fixed_rounds(
+    state: &mut [Vec<u32>; 3],
+    width: usize,
+    period: usize,
+    out: &mut [i16],
+) {
+    assert!(
+        state.iter().all(|s| s.len() >= width * period),
+        "lane states"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above); the states hold every block.
+            unsafe { gaussian_fixed_rounds_avx2(state, width, period, out) };
+            return;
         }
+    }
+    gaussian_fixed_rounds_scalar(state, width, period, out)
+}
+
+fn gaussian_fixed_rounds_scalar(
+    state: &mut [Vec<u32>; 3],
+    width: usize,
+    period: usize,
+    out: &mut [i16],
+) {
+    let rom = icdf_rom_packed();
+    let [s1, s2, s3] = state;
+    for (r, chunk) in out.chunks_mut(width.max(1)).enumerate() {
+        let base = (r % period.max(1)) * width;
+        for (e, o) in chunk.iter_mut().enumerate() {
+            let l = base + e;
+            let (st, w0) = taus88_step([s1[l], s2[l], s3[l]]);
+            let ([n1, n2, n3], w1) = taus88_step(st);
+            (s1[l], s2[l], s3[l]) = (n1, n2, n3);
+            *o = gaussian_fixed_packed(rom, w0, w1);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gaussian_fixed_rounds_avx2(
+    state: &mut [Vec<u32>; 3],
+    width: usize,
+    period: usize,
+    out: &mut [i16],
+) {
+    use std::arch::x86_64::*;
+    let rom = icdf_rom_packed();
+    let [s1, s2, s3] = state;
+    let (p1, p2, p3) = (s1.as_mut_ptr(), s2.as_mut_ptr(), s3.as_mut_ptr());
+    // One Taus88 step of eight generators.
+    let step = |s: &mut [__m256i; 3]| -> __m256i {
+        let b1 = _mm256_srli_epi32(_mm256_xor_si256(_mm256_slli_epi32(s[0], 13), s[0]), 19);
+        s[0] = _mm256_xor_si256(
+            _mm256_slli_epi32(_mm256_and_si256(s[0], _mm256_set1_epi32(-2)), 12),
+            b1,
+        );
+        let b2 = _mm256_srli_epi32(_mm256_xor_si256(_mm256_slli_epi32(s[1], 2), s[1]), 25);
+        s[1] = _mm256_xor_si256(
+            _mm256_slli_epi32(_mm256_and_si256(s[1], _mm256_set1_epi32(-8)), 4),
+            b2,
+        );
+        let b3 = _mm256_srli_epi32(_mm256_xor_si256(_mm256_slli_epi32(s[2], 3), s[2]), 11);
+        s[2] = _mm256_xor_si256(
+            _mm256_slli_epi32(_mm256_and_si256(s[2], _mm256_set1_epi32(-16)), 17),
+            b3,
+        );
+        _mm256_xor_si256(_mm256_xor_si256(s[0], s[1]), s[2])
+    };
+    let w = width.max(1);
+    let mut r = 0;
+    let mut o = 0;
+    while o < out.len() {
+        let n = w.min(out.len() - o);
+        let base = (r % period.max(1)) * width;
+        let mut e = 0;
+        while e + 8 <= n {
+            let l = base + e;
+            let mut s = [
+                _mm256_loadu_si256(p1.add(l) as *const __m256i),
+                _mm256_loadu_si256(p2.add(l) as *const __m256i),
+                _mm256_loadu_si256(p3.add(l) as *const __m256i),
+            ];
+            let w0 = step(&mut s);
+            let w1 = step(&mut s);
+            _mm256_storeu_si256(p1.add(l) as *mut __m256i, s[0]);
+            _mm256_storeu_si256(p2.add(l) as *mut __m256i, s[1]);
+            _mm256_storeu_si256(p3.add(l) as *mut __m256i, s[2]);
+            _mm_storeu_si128(
+                out.as_mut_ptr().add(o + e) as *mut __m128i,
+                gaussian_fixed8(rom, w0, w1),
+            );
+            e += 8;
+        }
+        for e in e..n {
+            let l = base + e;
+            let (st, w0) = taus88_step([*p1.add(l), *p2.add(l), *p3.add(l)]);
+            let ([n1, n2, n3], w1) = taus88_step(st);
+            (*p1.add(l), *p2.add(l), *p3.add(l)) = (n1, n2, n3);
+            out[o + e] = gaussian_fixed_packed(rom, w0, w1);
+        }
+        o += n;
+        r += 1;
     }
 }
 
@@ -709,6 +825,64 @@ mod tests {
             let zf = NOISE_FORMAT.to_f64(gaussian_fixed(a, b) as i64);
             let zg = gaussian_f64(a, b);
             assert!((zf - zg).abs() < 4e-4, "{zf} vs {zg}");
+        }
+    }
+
+    #[test]
+    fn rounds_are_the_lanes_draws() {
+        // (width, period, samples): single-chain shapes (a short last round included) and
+        // chain-minor batch shapes, widths on and off the vector width.
+        for (width, period, n) in [
+            (16, 1, 1024),
+            (6, 1, 40),
+            (1, 1, 9),
+            (64, 16, 64 * 37),
+            (19, 3, 19 * 7),
+        ] {
+            let lanes: Vec<NoiseLane> = (0..width * period)
+                .map(|l| NoiseLane::new(9 + width as u64, l as u32))
+                .collect();
+            let mut state: [Vec<u32>; 3] =
+                std::array::from_fn(|c| lanes.iter().map(|l| l.rng.s[c]).collect());
+            let mut expect_lanes = lanes.clone();
+            let mut out = vec![0i16; n];
+            for _ in 0..3 {
+                gaussian_fixed_rounds(&mut state, width, period, &mut out);
+                for (i, &z) in out.iter().enumerate() {
+                    let l = (i / width) % period * width + i % width;
+                    let (a, b) = expect_lanes[l].draw();
+                    assert_eq!(
+                        z,
+                        gaussian_fixed(a, b),
+                        "width {width}, period {period}, sample {i}"
+                    );
+                }
+                for (l, lane) in expect_lanes.iter().enumerate() {
+                    assert_eq!(
+                        [state[0][l], state[1][l], state[2][l]],
+                        lane.rng.s,
+                        "lane {l}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn edge_draws_through_the_vector_path() {
+        // Every edge draw in every position of an 8-wide vector.
+        let edges = edge_draws();
+        for shift in 0..8 {
+            let d: Vec<(u32, u32)> = (0..8 * edges.len())
+                .map(|i| edges[(i + shift) % edges.len()])
+                .collect();
+            let w0: Vec<u32> = d.iter().map(|p| p.0).collect();
+            let w1: Vec<u32> = d.iter().map(|p| p.1).collect();
+            let mut out = vec![0i16; d.len()];
+            gaussian_fixed_many(&w0, &w1, &mut out);
+            for (c, &(a, b)) in d.iter().enumerate() {
+                assert_eq!(out[c], gaussian_fixed(a, b), "{a:#x} {b:#x}");
+            }
         }
     }
 

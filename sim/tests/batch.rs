@@ -238,3 +238,33 @@ fn relax_average_matches_single_chains() {
     relax_matches(&s, Fixed::new(&s), Observe::State);
     relax_matches(&s, Golden::new(&s), Observe::State);
 }
+
+/// The batch's vector path across chains: chain counts that mix blocks of 64, 32 and 16 chains
+/// with a scalar remainder, on substrates whose units take it (proven safe) with a clamp whose
+/// gates close, and with bus terms rounded one by one (bus format finer than the state's).
+#[test]
+fn vector_path_matches_single_chains_for_mixed_chain_counts() {
+    use thermo_sim::model::Activation;
+    use thermo_sim::qformat::QFormat;
+    let mut clamped = family_config(4);
+    clamped.activation = Activation::Clamp {
+        lo: -0.25,
+        hi: 0.25,
+    };
+    clamped.temperature *= 4.0;
+    let mut fine_bus = family_config(0);
+    fine_bus.formats.bus = QFormat::new(16, 12);
+    for (what, cfg) in [
+        ("clamp", clamped),
+        ("fine bus", fine_bus),
+        ("family 2", family_config(2)),
+    ] {
+        let s = sub(&cfg);
+        let e = thermo_sim::FixedEngine::fixed(&s, 1);
+        assert!(e.fast_path_units() > 0, "{what}: no unit on the fast path");
+        for b in [19, 51, 115] {
+            compare(what, &s, Fixed::new(&s), b, 1, 25, false);
+        }
+        compare(what, &s, Fixed::new(&s), 51, 2, 10, false);
+    }
+}

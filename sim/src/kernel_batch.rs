@@ -1,0 +1,400 @@
+//! The batched fixed engine's unit updates and bus sums across chains (AVX2), for units and bus
+//! sums whose accumulator provably never saturates
+//! ([`Arith::unit_is_safe`](crate::engine::Arith::unit_is_safe)).
+//!
+//! The batch stores every per-chain quantity chain-minor (`rx[unit * B + chain]`), so one
+//! coupling multiplies 16 consecutive 16-bit states of 16 chains. Two couplings of a row are taken
+//! together: the two rows of states are interleaved (`vpunpcklwd`/`vpunpckhwd`) and multiplied by
+//! the coupling pair with `vpmaddwd`, which gives `c1 x1 + c2 x2` per chain as an exact 32-bit
+//! sum. Without saturation every accumulator addition is exact, so each chain's new state is the
+//! exact integer sum of its terms in any order: the same bits as the scalar update of
+//! `docs/fixed-point.md` §3. Up to 64 chains (four blocks of 16) keep their accumulators in
+//! registers across a unit's terms; chains left over after the blocks of 16 take a scalar loop.
+//!
+//! Bus terms are aligned to the accumulator by a left shift when the formats make it one: the
+//! shifted sum is the sum of the shifted products, so the unit's bus products are summed first
+//! and shifted once; otherwise every product is rounded on its own as specified.
+
+use crate::engine::{Arith, Fixed, Program};
+use crate::kernel::FixedKernel;
+
+/// Chains per block (16-bit states in a 256-bit register).
+pub const CHAINS: usize = 16;
+
+/// What the update of one unit of every chain reads (chain-minor slices of `b` chains).
+#[derive(Clone, Copy)]
+pub struct UnitInputs<'a> {
+    /// The unit.
+    pub i: usize,
+    /// Chains.
+    pub b: usize,
+    /// The unit's bus weights, one per line of its module.
+    pub wi: &'a [i16],
+    /// The module's lines, `[line * b + chain]`.
+    pub lines: &'a [i16],
+    /// States, `[unit * b + chain]`.
+    pub x: &'a [i16],
+    /// `rho(x)`, as `x`.
+    pub rx: &'a [i16],
+    /// Noise samples, as `x`.
+    pub z: &'a [i16],
+    /// Biases, as `x`.
+    pub bias: &'a [i32],
+}
+
+/// Step 3 for unit `u.i` of every chain, which the caller proved safe for every chain with its
+/// largest bias: new states into `out` (`b` of them), clipped states counted in `state_cnt`.
+/// Returns `false` (nothing written) when the vector form does not apply (no AVX2, or formats the
+/// kernel does not take).
+pub fn unit_unchecked(
+    p: &Program<Fixed>,
+    u: &UnitInputs<'_>,
+    out: &mut [i16],
+    state_cnt: &mut [u64],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(k) = &p.kernel {
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked above).
+                unsafe { unit_avx2(p, k, u, out, state_cnt) };
+                return true;
+            }
+        }
+    }
+    let _ = (p, u, out, state_cnt);
+    false
+}
+
+/// `acc[c] = sum_n row[n] rx[(start + n) * b + c]` for every chain `c` (the sum proven not to
+/// saturate). Returns `false` (nothing written) without AVX2.
+pub fn bus_sum_unchecked(row: &[i16], start: usize, b: usize, rx: &[i16], acc: &mut [i32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked above).
+            unsafe { bus_sum_avx2(row, start, b, rx, acc) };
+            return true;
+        }
+    }
+    let _ = (row, start, b, rx, acc);
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// The coupling pair `(c1, c2)` broadcast as `vpmaddwd` takes it.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn pair(c1: i16, c2: i16) -> __m256i {
+    _mm256_set1_epi32(((c1 as u16 as u32) | ((c2 as u16 as u32) << 16)) as i32)
+}
+
+/// The adjacent coupling pair `(s[q], s[q + 1])` broadcast as `vpmaddwd` takes it (one 32-bit
+/// load: little-endian, `s[q]` is the low half).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn pair_at(s: &[i16], q: usize) -> __m256i {
+    debug_assert!(q + 1 < s.len());
+    _mm256_set1_epi32(std::ptr::read_unaligned(s.as_ptr().add(q) as *const i32))
+}
+
+/// Sixteen 16-bit values at `s[o..]`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn load16(s: &[i16], o: usize) -> __m256i {
+    debug_assert!(o + CHAINS <= s.len());
+    _mm256_loadu_si256(s.as_ptr().add(o) as *const __m256i)
+}
+
+/// `acc_lo/hi[blk] += c1 ra[blk] + c2 rb[blk]` for the `NB` blocks of 16 chains at `o1`, `o2`
+/// (`o2 = None`: `c2` is absent). `lo` holds chains 0-3 and 8-11 of a block, `hi` chains 4-7
+/// and 12-15 (the interleave works within 128-bit halves).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn madd_rows<const NB: usize>(
+    lo: &mut [__m256i; NB],
+    hi: &mut [__m256i; NB],
+    cp: __m256i,
+    s: &[i16],
+    o1: usize,
+    o2: Option<usize>,
+) {
+    for blk in 0..NB {
+        let a = load16(s, o1 + blk * CHAINS);
+        let b = match o2 {
+            Some(o2) => load16(s, o2 + blk * CHAINS),
+            None => _mm256_setzero_si256(),
+        };
+        lo[blk] = _mm256_add_epi32(lo[blk], _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), cp));
+        hi[blk] = _mm256_add_epi32(hi[blk], _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), cp));
+    }
+}
+
+/// Sixteen 16-bit values sign-extended in the `lo`/`hi` chain order of [`madd_rows`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn widen(v: __m256i) -> (__m256i, __m256i) {
+    (
+        _mm256_srai_epi32::<16>(_mm256_unpacklo_epi16(v, v)),
+        _mm256_srai_epi32::<16>(_mm256_unpackhi_epi16(v, v)),
+    )
+}
+
+/// Sixteen 32-bit values at `s[o..]` in the `lo`/`hi` chain order of [`madd_rows`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn load32_split(s: &[i32], o: usize) -> (__m256i, __m256i) {
+    debug_assert!(o + CHAINS <= s.len());
+    let a = _mm256_loadu_si256(s.as_ptr().add(o) as *const __m256i);
+    let b = _mm256_loadu_si256(s.as_ptr().add(o + 8) as *const __m256i);
+    (
+        _mm256_permute2x128_si256::<0x20>(a, b),
+        _mm256_permute2x128_si256::<0x31>(a, b),
+    )
+}
+
+/// The term's alignment to the accumulator (`qformat::align` on an exact 32-bit product): left
+/// by `s`, or right by `-s` rounding half up.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn align(v: __m256i, s: i32) -> __m256i {
+    if s >= 0 {
+        _mm256_sll_epi32(v, _mm_cvtsi32_si128(s))
+    } else {
+        let r = -s;
+        let half = _mm256_set1_epi32(1 << (r - 1));
+        _mm256_sra_epi32(_mm256_add_epi32(v, half), _mm_cvtsi32_si128(r))
+    }
+}
+
+/// The constants of a unit's finishing steps.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Finish {
+    diag: __m256i,
+    amp: __m256i,
+    /// Gate bounds (clamp lo, hi) when the activation is a clamp.
+    gate: Option<(__m256i, __m256i)>,
+    lo_code: __m256i,
+    hi_code: __m256i,
+    line_shift: i32,
+    noise_shift: i32,
+    state_shift: i32,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn unit_avx2(
+    p: &Program<Fixed>,
+    k: &FixedKernel,
+    u: &UnitInputs<'_>,
+    out: &mut [i16],
+    state_cnt: &mut [u64],
+) {
+    let a = &p.arith;
+    let (line_shift, noise_shift, state_shift) = k.shifts();
+    let state = a.formats.state;
+    let f = Finish {
+        diag: _mm256_set1_epi32(p.diag[u.i] as i32),
+        amp: _mm256_set1_epi32(a.noise_amp as i32),
+        gate: a
+            .clamp_codes()
+            .map(|(lo, hi)| (_mm256_set1_epi32(lo as i32), _mm256_set1_epi32(hi as i32))),
+        lo_code: _mm256_set1_epi32(state.min_code() as i32),
+        hi_code: _mm256_set1_epi32(state.max_code() as i32),
+        line_shift,
+        noise_shift,
+        state_shift: state_shift as i32,
+    };
+    let b = u.b;
+    let mut c0 = 0;
+    while c0 + 4 * CHAINS <= b {
+        unit_blocks::<4>(p, &f, u, c0, out, state_cnt);
+        c0 += 4 * CHAINS;
+    }
+    while c0 + 2 * CHAINS <= b {
+        unit_blocks::<2>(p, &f, u, c0, out, state_cnt);
+        c0 += 2 * CHAINS;
+    }
+    while c0 + CHAINS <= b {
+        unit_blocks::<1>(p, &f, u, c0, out, state_cnt);
+        c0 += CHAINS;
+    }
+    // The chains left over, one at a time (the scalar update without checks).
+    let i = u.i;
+    let (p0, p1) = (p.row_ptr[i] as usize, p.row_ptr[i + 1] as usize);
+    for c in c0..b {
+        let mut s = crate::engine::Saturation::default();
+        let xi = u.x[i * b + c];
+        let mut acc = a.mac::<false>(0, p.diag[i], xi, &mut s);
+        if a.gate(xi) {
+            for (&coef, &j) in p.coef[p0..p1].iter().zip(&p.col[p0..p1]) {
+                acc = a.mac::<false>(acc, coef, u.rx[j as usize * b + c], &mut s);
+            }
+            for (t, &w) in u.wi.iter().enumerate() {
+                acc = a.mac_line::<false>(acc, w, u.lines[t * b + c], &mut s);
+            }
+            acc = a.add_bias::<false>(acc, u.bias[i * b + c], &mut s);
+        }
+        acc = a.add_noise::<false>(acc, u.z[i * b + c], &mut s);
+        out[c] = a.finish(acc, &mut s);
+        state_cnt[c] += s.state;
+    }
+}
+
+/// Unit `u.i` of chains `c0 .. c0 + 16 NB`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn unit_blocks<const NB: usize>(
+    p: &Program<Fixed>,
+    f: &Finish,
+    u: &UnitInputs<'_>,
+    c0: usize,
+    out: &mut [i16],
+    state_cnt: &mut [u64],
+) {
+    let (i, b) = (u.i, u.b);
+    let mut lo = [_mm256_setzero_si256(); NB];
+    let mut hi = [_mm256_setzero_si256(); NB];
+    // Bus terms: summed, then shifted once (left shifts), or rounded one by one.
+    let nl = u.wi.len();
+    if f.line_shift >= 0 {
+        let mut t = 0;
+        while t + 1 < nl {
+            let cp = pair_at(u.wi, t);
+            madd_rows::<NB>(
+                &mut lo,
+                &mut hi,
+                cp,
+                u.lines,
+                t * b + c0,
+                Some((t + 1) * b + c0),
+            );
+            t += 2;
+        }
+        if t < nl {
+            let cp = pair(u.wi[t], 0);
+            madd_rows::<NB>(&mut lo, &mut hi, cp, u.lines, t * b + c0, None);
+        }
+        if f.line_shift > 0 {
+            for blk in 0..NB {
+                lo[blk] = align(lo[blk], f.line_shift);
+                hi[blk] = align(hi[blk], f.line_shift);
+            }
+        }
+    } else {
+        for (t, &w) in u.wi.iter().enumerate() {
+            let mut plo = [_mm256_setzero_si256(); NB];
+            let mut phi = [_mm256_setzero_si256(); NB];
+            madd_rows::<NB>(&mut plo, &mut phi, pair(w, 0), u.lines, t * b + c0, None);
+            for blk in 0..NB {
+                lo[blk] = _mm256_add_epi32(lo[blk], align(plo[blk], f.line_shift));
+                hi[blk] = _mm256_add_epi32(hi[blk], align(phi[blk], f.line_shift));
+            }
+        }
+    }
+    // Couplings, two at a time.
+    let (p0, p1) = (p.row_ptr[i] as usize, p.row_ptr[i + 1] as usize);
+    let (coef, col) = (&p.coef[p0..p1], &p.col[p0..p1]);
+    let mut q = 0;
+    while q + 1 < coef.len() {
+        let cp = pair_at(coef, q);
+        let (j1, j2) = (col[q] as usize, col[q + 1] as usize);
+        madd_rows::<NB>(&mut lo, &mut hi, cp, u.rx, j1 * b + c0, Some(j2 * b + c0));
+        q += 2;
+    }
+    if q < coef.len() {
+        let cp = pair(coef[q], 0);
+        madd_rows::<NB>(&mut lo, &mut hi, cp, u.rx, col[q] as usize * b + c0, None);
+    }
+    for blk in 0..NB {
+        let c = c0 + blk * CHAINS;
+        let o = i * b + c;
+        // Bias.
+        let (hl, hh) = load32_split(u.bias, o);
+        let terms = [_mm256_add_epi32(lo[blk], hl), _mm256_add_epi32(hi[blk], hh)];
+        let xv = widen(load16(u.x, o));
+        let zv = widen(load16(u.z, o));
+        let mut res = [_mm256_setzero_si256(); 2];
+        let mut clipped = 0u32;
+        for (h, (&xi, &zi)) in [xv.0, xv.1].iter().zip([zv.0, zv.1].iter()).enumerate() {
+            let acc0 = _mm256_mullo_epi32(f.diag, xi);
+            let mut acc = _mm256_add_epi32(acc0, terms[h]);
+            if let Some((glo, ghi)) = f.gate {
+                // A closed gate keeps only the self term.
+                let closed =
+                    _mm256_or_si256(_mm256_cmpgt_epi32(glo, xi), _mm256_cmpgt_epi32(xi, ghi));
+                acc = _mm256_blendv_epi8(acc, acc0, closed);
+            }
+            acc = _mm256_add_epi32(acc, align(_mm256_mullo_epi32(zi, f.amp), f.noise_shift));
+            // Rounding right shift without overflow: (acc >> s) + bit (s - 1) of acc.
+            let s = f.state_shift;
+            let v = if s == 0 {
+                acc
+            } else {
+                _mm256_add_epi32(
+                    _mm256_sra_epi32(acc, _mm_cvtsi32_si128(s)),
+                    _mm256_and_si256(
+                        _mm256_sra_epi32(acc, _mm_cvtsi32_si128(s - 1)),
+                        _mm256_set1_epi32(1),
+                    ),
+                )
+            };
+            let r = _mm256_min_epi32(_mm256_max_epi32(v, f.lo_code), f.hi_code);
+            let same = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(r, v))) as u32;
+            clipped |= (!same & 0xFF) << (8 * h);
+            res[h] = r;
+        }
+        // Back to chain order: the pack works within 128-bit halves, as the interleave did.
+        let packed = _mm256_packs_epi32(res[0], res[1]);
+        _mm256_storeu_si256(out.as_mut_ptr().add(c) as *mut __m256i, packed);
+        while clipped != 0 {
+            let bit = clipped.trailing_zeros() as usize;
+            clipped &= clipped - 1;
+            // Bit `8 h + l`: lane `l` of half `h`; lanes 0-3 are chains 4h + l, 4-7 are 8 + 4h + l - 4.
+            let (h, l) = (bit / 8, bit % 8);
+            let chain = if l < 4 {
+                4 * h + l
+            } else {
+                8 + 4 * h + (l - 4)
+            };
+            state_cnt[c + chain] += 1;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn bus_sum_avx2(row: &[i16], start: usize, b: usize, rx: &[i16], acc: &mut [i32]) {
+    let mut c0 = 0;
+    while c0 + CHAINS <= b {
+        let mut lo = [_mm256_setzero_si256(); 1];
+        let mut hi = [_mm256_setzero_si256(); 1];
+        let mut n = 0;
+        while n + 1 < row.len() {
+            let cp = pair_at(row, n);
+            let o = (start + n) * b + c0;
+            madd_rows::<1>(&mut lo, &mut hi, cp, rx, o, Some(o + b));
+            n += 2;
+        }
+        if n < row.len() {
+            let cp = pair(row[n], 0);
+            madd_rows::<1>(&mut lo, &mut hi, cp, rx, (start + n) * b + c0, None);
+        }
+        let first = _mm256_permute2x128_si256::<0x20>(lo[0], hi[0]);
+        let second = _mm256_permute2x128_si256::<0x31>(lo[0], hi[0]);
+        // lo = chains 0-3 | 8-11, hi = 4-7 | 12-15: the low halves are chains 0-7.
+        _mm256_storeu_si256(acc.as_mut_ptr().add(c0) as *mut __m256i, first);
+        _mm256_storeu_si256(acc.as_mut_ptr().add(c0 + 8) as *mut __m256i, second);
+        c0 += CHAINS;
+    }
+    for c in c0..b {
+        let mut s = 0i32;
+        for (n, &w) in row.iter().enumerate() {
+            s = s.wrapping_add(w as i32 * rx[(start + n) * b + c] as i32);
+        }
+        acc[c] = s;
+    }
+}
