@@ -202,7 +202,7 @@ fn sha256_file(p: &Path) -> Result<String, Error> {
 }
 
 /// The source tree the build ran in: `git rev-parse HEAD` of the working directory and whether
-/// tracked files differ from it (`git status --porcelain --untracked-files=no`); `"unknown"`
+/// tracked files differ from it when the build starts (`git status --porcelain --untracked-files=no`); `"unknown"`
 /// outside a git checkout.
 fn git_source() -> serde_json::Value {
     let git = |args: &[&str]| -> Option<String> {
@@ -299,6 +299,9 @@ pub fn bitstream(
     progress: &mut dyn FnMut(&str),
 ) -> Result<BitstreamReport, Error> {
     let t_all = Instant::now();
+    // The source tree as the build found it (before this build writes its outputs, which may
+    // sit inside the checkout).
+    let source = git_source();
     let board = o.board;
     let cap: Capacity = board.capacity();
     std::fs::create_dir_all(&o.out).map_err(io(&o.out))?;
@@ -569,7 +572,7 @@ pub fn bitstream(
             "nextpnr": argv(&nextpnr, &args),
             "pack": argv(&pack, &pargs),
         },
-        "source": git_source(),
+        "source": source,
         "sha256": {
             "board.v": sha256_file(&dir.join("board.v"))?,
             "substrate": sha256_file(&sub_path)?,
