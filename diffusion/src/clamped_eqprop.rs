@@ -107,8 +107,8 @@ pub fn energy_grad(c: &ClampedModel, y: &DMatrix<f64>) -> ClampedModel {
             let ld = yd.transpose() * &v;
             let s = bus.sigma[k];
             e.buses[bi].sigma[k] = -le.dot(&ld);
-            e.buses[bi].u[k] = (&ye * &ld * -s).iter().copied().collect();
-            e.buses[bi].v[k] = (&yd * &le * -s).iter().copied().collect();
+            e.buses[bi].u[k] = (ye * &ld * -s).iter().copied().collect();
+            e.buses[bi].v[k] = (yd * &le * -s).iter().copied().collect();
         }
     }
     for (i, v) in e.bias.iter_mut().enumerate() {
@@ -282,14 +282,16 @@ pub fn train(
 ) -> Result<TrainReport, String> {
     e.check()?;
     let e = *e;
-    train_with(
+    let mut report = train_with(
         c,
         train_images,
         val_images,
         o,
         move |c, j, x0s, xs, s| loss_and_grad(c, j, x0s, xs, s, &e),
         progress,
-    )
+    )?;
+    report.eqprop = Some(e);
+    Ok(report)
 }
 
 /// The tensor groups of a comparison: every block, each bus's gains, encoder factors and
@@ -349,6 +351,9 @@ pub struct CompareRow {
     pub switched: f64,
 }
 
+/// A batch: clean images, noisy images, noise levels.
+pub type Batch = (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<f32>);
+
 /// A training-like batch: `batch` images drawn from `images` and noise levels `ln sigma ~
 /// N(p_mean, p_std^2)` clamped to the model's range, noised (all from `rng`).
 pub fn draw_batch(
@@ -358,7 +363,7 @@ pub fn draw_batch(
     p_mean: f64,
     p_std: f64,
     rng: &mut Rng,
-) -> (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<f32>) {
+) -> Batch {
     let (smin, smax) = (c.unet.sigma_min as f64, c.unet.sigma_max as f64);
     let x0s: Vec<Vec<f32>> = (0..batch)
         .map(|_| images[rng.below(images.len())].clone())
@@ -379,7 +384,7 @@ pub fn draw_batch(
 /// and estimator.
 pub fn compare(
     c: &ClampedModel,
-    batches: &[(Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<f32>)],
+    batches: &[Batch],
     betas: &[f64],
     estimators: &[Estimator],
 ) -> Result<Vec<CompareRow>, String> {

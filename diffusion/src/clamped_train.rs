@@ -107,6 +107,10 @@ pub struct TrainReport {
     pub best_step: usize,
     /// Times the guard rescaled the couplings.
     pub guard_rescales: usize,
+    /// The EqProp settings when the gradient was EqProp's (`crate::clamped_eqprop::train`);
+    /// absent for implicit differentiation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eqprop: Option<crate::clamped_eqprop::EqpropOptions>,
 }
 
 /// The trainable tensors of a model, in a fixed order (couplings first, then biases, then the
@@ -621,5 +625,6 @@ pub fn train_with(
         curve,
         best_step,
         guard_rescales,
+        eqprop: None,
     })
 }

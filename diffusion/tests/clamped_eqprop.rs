@@ -2,7 +2,9 @@
 //! the estimators' behaviour in beta, bad input.
 
 use thermo_diffusion::clamped::{ClampOptions, ClampedModel};
-use thermo_diffusion::clamped_eqprop::{self, compare, relative_error, EqpropOptions, Estimator};
+use thermo_diffusion::clamped_eqprop::{
+    self, compare, relative_error, Batch, EqpropOptions, Estimator,
+};
 use thermo_diffusion::clamped_train::{self, tensors_mut};
 use thermo_diffusion::data::{default_data_path, Digits, Split};
 use thermo_diffusion::rng::Rng;
@@ -29,8 +31,6 @@ fn compile(images: &[Vec<f32>]) -> ClampedModel {
     };
     ClampedModel::compile(&model(), &acts, &o).expect("compile")
 }
-
-type Batch = (Vec<Vec<f32>>, Vec<Vec<f32>>, Vec<f32>);
 
 fn batch(c: &ClampedModel, images: &[Vec<f32>], n: usize, seed: u64) -> Batch {
     let mut rng = Rng::new(seed);
