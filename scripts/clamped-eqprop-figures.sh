@@ -3,7 +3,7 @@
 # implicit-differentiation gradient (thermo check-substrate-eqprop) on the rank-8 compile and on
 # the committed trained substrate, then training by both gradients from the same rank-8 compile
 # with the same steps (300 and 1,000), the test-split MSE (thermo eval) and sample quality
-# (thermo sample-quality). Writes under target/clamped-eqprop-figures/. About 15 minutes on 2
+# (thermo sample-quality). Writes under target/clamped-eqprop-figures/. About 8 minutes on 2
 # shared cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
