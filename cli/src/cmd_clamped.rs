@@ -1,13 +1,14 @@
 //! The clamped substrate (the U-Net's units as clamp units, its weights as couplings): compile,
 //! evaluate, sample and train through the fixed point. The library code is
-//! `thermo_diffusion::clamped` and `thermo_diffusion::clamped_train`; this module parses and
-//! prints.
+//! `thermo_diffusion::clamped`, `thermo_diffusion::clamped_train` and
+//! `thermo_diffusion::clamped_eqprop`; this module parses and prints.
 
 use crate::cmd_diffusion::{DemoArgs, EvalArgs, SampleSubstrateArgs};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use thermo_diffusion::clamped::{self, ClampOptions, ClampedModel, EngineRun, EngineSettings};
+use thermo_diffusion::clamped_eqprop::{self, EqpropOptions, Estimator};
 use thermo_diffusion::clamped_train::{self, TrainOptions};
 use thermo_diffusion::data::{self, Digits, Split};
 use thermo_diffusion::{clamped_eval, gram, io, quality};
@@ -20,6 +21,50 @@ pub enum ClampedCommand {
     /// through its projected fixed point; choose the kept model on a validation split carved
     /// from the training data; calibrate the engines again; write the substrate (JSON).
     TrainSubstrate(TrainSubstrateArgs),
+    /// Compare the EqProp gradient of a clamped substrate (bias nudge on the readout units,
+    /// exact phases) with the implicit-differentiation gradient on training batches: cosine
+    /// per tensor group and overall, at each beta and estimator.
+    CheckSubstrateEqprop(CheckSubstrateEqpropArgs),
+}
+
+/// Arguments of `thermo check-substrate-eqprop`.
+#[derive(Args)]
+pub struct CheckSubstrateEqpropArgs {
+    /// The clamped substrate (from `thermo compile` or `thermo train-substrate`).
+    #[arg(long)]
+    substrate: PathBuf,
+    /// Relative nudges (the largest nudge as a fraction of the largest readout bias).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.1,0.03,0.01,0.003,0.001"
+    )]
+    betas: Vec<f64>,
+    /// Estimators: one-sided, symmetric.
+    #[arg(long, value_delimiter = ',', default_value = "one-sided,symmetric")]
+    estimators: Vec<String>,
+    /// Batches drawn from the training split (as training draws them).
+    #[arg(long, default_value_t = 4)]
+    batches: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Seed of the batches.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the rows as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn parse_estimator(s: &str) -> Result<Estimator, String> {
+    match s {
+        "one-sided" => Ok(Estimator::OneSided),
+        "symmetric" => Ok(Estimator::Symmetric),
+        _ => Err(format!(
+            "estimator `{s}`: expected `one-sided` or `symmetric`"
+        )),
+    }
 }
 
 /// Arguments of `thermo train-substrate`.
@@ -79,6 +124,16 @@ pub struct TrainSubstrateArgs {
     /// Noise levels of the validation MSE that chooses the kept model.
     #[arg(long, value_delimiter = ',', default_value = "0.2,0.5,1,2")]
     val_sigmas: Vec<f32>,
+    /// Gradient: `implicit` (implicit differentiation through the fixed point) or `eqprop`
+    /// (equilibrium propagation: free and bias-nudged exact phases, energy derivatives).
+    #[arg(long, default_value = "implicit")]
+    method: String,
+    /// EqProp nudge, relative to the largest readout bias of the batch.
+    #[arg(long, default_value_t = EqpropOptions::default().beta)]
+    beta: f64,
+    /// EqProp estimator: one-sided or symmetric.
+    #[arg(long, default_value = "symmetric")]
+    estimator: String,
 }
 
 /// Engine settings shared by the commands that emit or run a clamped substrate.
@@ -447,6 +502,7 @@ pub fn eval_cmd(a: &EvalArgs) -> Result<(), String> {
 pub fn run(c: ClampedCommand) -> Result<(), String> {
     match c {
         ClampedCommand::TrainSubstrate(a) => train_substrate(a),
+        ClampedCommand::CheckSubstrateEqprop(a) => check_eqprop(a),
     }
 }
 
@@ -459,8 +515,93 @@ fn parse_rank(k: &str) -> Result<Option<usize>, String> {
         .map_err(|_| format!("--rank `{k}`: expected a number or `dense`"))
 }
 
+fn check_eqprop(a: CheckSubstrateEqpropArgs) -> Result<(), String> {
+    let t = Instant::now();
+    let ests = a
+        .estimators
+        .iter()
+        .map(|s| parse_estimator(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    for &beta in &a.betas {
+        EqpropOptions {
+            beta,
+            estimator: Estimator::Symmetric,
+        }
+        .check()
+        .map_err(|e| format!("--betas: {e}"))?;
+    }
+    if a.batches == 0 || a.batch == 0 {
+        return Err("--batches and --batch must be >= 1".into());
+    }
+    let c = ClampedModel::load(&a.substrate)?;
+    let d = DigitsData::load()?;
+    let train = d.images(&d.train_idx);
+    let o = TrainOptions::default();
+    let mut rng = thermo_diffusion::rng::Rng::stream(a.seed, 0xe9);
+    let batches: Vec<clamped_eqprop::Batch> = (0..a.batches)
+        .map(|_| clamped_eqprop::draw_batch(&c, &train, a.batch, o.p_mean, o.p_std, &mut rng))
+        .collect();
+    let rows = clamped_eqprop::compare(&c, &batches, &a.betas, &ests)?;
+    println!(
+        "{}: {} batches of {} training images (seed {}), ln sigma ~ N({}, {}^2); EqProp (bias nudge on the {} readout units, exact phases) against implicit differentiation, cosine (mean over batches)",
+        a.substrate.display(),
+        a.batches,
+        a.batch,
+        a.seed,
+        o.p_mean,
+        o.p_std,
+        c.sizes[c.out_module()]
+    );
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let mut head = "| estimator | beta | overall | substrate | |rel err| | switched |".to_string();
+    let mut sep = "|---|---|---|---|---|---|".to_string();
+    for (n, _) in &first.per_group {
+        head += &format!(" {n} |");
+        sep += "---|";
+    }
+    println!("{head}\n{sep}");
+    for r in &rows {
+        let mut line = format!(
+            "| {} | {} | {:.6} | {:.6} | {:.2e} | {:.1e} |",
+            match r.estimator {
+                Estimator::OneSided => "one-sided",
+                Estimator::Symmetric => "symmetric",
+            },
+            r.beta,
+            r.overall,
+            r.substrate,
+            r.rel_error,
+            r.switched
+        );
+        for (_, cs) in &r.per_group {
+            line += &format!(" {cs:.5} |");
+        }
+        println!("{line}");
+    }
+    if let Some(p) = &a.json {
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
+        std::fs::write(p, text + "\n").map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    println!("({:.1} s)", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
 fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
     let t = Instant::now();
+    let eq = match a.method.as_str() {
+        "implicit" => None,
+        "eqprop" => {
+            let e = EqpropOptions {
+                beta: a.beta,
+                estimator: parse_estimator(&a.estimator)?,
+            };
+            e.check().map_err(|e| format!("--beta: {e}"))?;
+            Some(e)
+        }
+        m => return Err(format!("--method `{m}`: expected `implicit` or `eqprop`")),
+    };
     let d = DigitsData::load()?;
     let e = EngineArgs::default();
     let mut c = match &a.substrate {
@@ -491,6 +632,13 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
         val.len(),
         a.seed
     );
+    match &eq {
+        None => println!("gradient: implicit differentiation through the fixed point"),
+        Some(e) => println!(
+            "gradient: EqProp, bias nudge on the readout units, beta {} (relative), {:?} estimator, exact phases",
+            e.beta, e.estimator
+        ),
+    }
     let o = TrainOptions {
         steps: a.steps,
         batch: a.batch,
@@ -512,7 +660,7 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut ema = f64::NAN;
-    let report = clamped_train::train(&mut c, &train, &val, &o, |step, loss, vp| {
+    let progress = |step: usize, loss: f64, vp: Option<&clamped_train::ValPoint>| {
         if loss.is_finite() {
             ema = if ema.is_finite() {
                 0.95 * ema + 0.05 * loss
@@ -541,7 +689,11 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
             }
         }
         pb.set_message(format!("loss {ema:.4}"));
-    })?;
+    };
+    let report = match &eq {
+        None => clamped_train::train(&mut c, &train, &val, &o, progress)?,
+        Some(e) => clamped_eqprop::train(&mut c, &train, &val, &o, e, progress)?,
+    };
     pb.finish_and_clear();
     // Calibrate the engines again for the trained couplings (same settings as before).
     let mut ea = e.clone();

@@ -425,3 +425,97 @@ fn library_calls_give_the_commands_files() {
         serde_json::to_string_pretty(&r).unwrap() + "\n"
     );
 }
+
+/// EqProp through the commands: `check-substrate-eqprop` prints a cosine table close to 1 on
+/// the rank-8 compile; `train-substrate --method eqprop` trains and records its settings; a
+/// nudge <= 0, an unknown method or estimator are clear errors.
+#[test]
+fn eqprop_check_and_training_through_the_commands() {
+    let sub = tmp("eq-start.json");
+    let s = sub.to_str().unwrap();
+    thermo(&[
+        "compile",
+        "--unet",
+        "models/digits-unet.safetensors",
+        "--rank",
+        "8",
+        "--out",
+        s,
+    ]);
+    let text = thermo(&[
+        "check-substrate-eqprop",
+        "--substrate",
+        s,
+        "--batches",
+        "1",
+        "--batch",
+        "16",
+        "--betas",
+        "0.01",
+        "--estimators",
+        "symmetric",
+    ]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("| symmetric | 0.01 |"))
+        .unwrap_or_else(|| panic!("no row in\n{text}"));
+    let overall: f64 = line.split('|').nth(3).unwrap().trim().parse().unwrap();
+    assert!(overall > 0.99, "{line}");
+    let out = tmp("eq-trained.json");
+    let o = out.to_str().unwrap();
+    let text = thermo(&[
+        "train-substrate",
+        "--substrate",
+        s,
+        "--out",
+        o,
+        "--steps",
+        "2",
+        "--batch",
+        "16",
+        "--val-every",
+        "2",
+        "--method",
+        "eqprop",
+        "--beta",
+        "0.02",
+    ]);
+    assert!(text.contains("gradient: EqProp"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{o}.train.json")).unwrap()).unwrap();
+    assert_eq!(report["eqprop"]["beta"], serde_json::json!(0.02));
+    assert_eq!(
+        report["eqprop"]["estimator"],
+        serde_json::json!("symmetric")
+    );
+    for (arg, needle) in [
+        ("--beta=0", "beta = 0"),
+        ("--beta=-1", "beta = -1"),
+        ("--method=adjoint", "--method `adjoint`"),
+        ("--estimator=two-sided", "estimator `two-sided`"),
+    ] {
+        let mut args = vec![
+            "train-substrate",
+            "--substrate",
+            s,
+            "--out",
+            o,
+            "--steps",
+            "1",
+        ];
+        if !arg.starts_with("--method") {
+            args.extend(["--method", "eqprop"]);
+        }
+        args.push(arg);
+        let e = thermo_err(&args);
+        assert!(e.contains(needle), "{args:?}: {e}");
+    }
+    let e = thermo_err(&[
+        "check-substrate-eqprop",
+        "--substrate",
+        s,
+        "--betas",
+        "0.1,-0.01",
+    ]);
+    assert!(e.contains("--betas") && e.contains("beta = -0.01"), "{e}");
+}

@@ -697,7 +697,31 @@ pub fn relax_exact(
     hi: f64,
     o: &RelaxOptions,
 ) -> Result<Relaxed, String> {
-    let mut y = b.map(|v| v.clamp(lo, hi));
+    relax_exact_from(j, b, lo, hi, o, b.map(|v| v.clamp(lo, hi)))
+}
+
+/// [`relax_exact`] from the states `y0` (`[units, batch]`) instead of `clamp(b)`: the fixed
+/// point is the same (it is unique when `||J||_2 < 1`); a start near it saves iterations.
+pub fn relax_exact_from(
+    j: &DMatrix<f64>,
+    b: &DMatrix<f64>,
+    lo: f64,
+    hi: f64,
+    o: &RelaxOptions,
+    y0: DMatrix<f64>,
+) -> Result<Relaxed, String> {
+    if y0.shape() != b.shape() || j.nrows() != b.nrows() || !j.is_square() {
+        return Err(format!(
+            "relaxation: J is {}x{}, the biases {}x{} and the start {}x{} (units x batch expected)",
+            j.nrows(),
+            j.ncols(),
+            b.nrows(),
+            b.ncols(),
+            y0.nrows(),
+            y0.ncols()
+        ));
+    }
+    let mut y = y0;
     let mut p = b.clone();
     let mut residual = f64::INFINITY;
     for it in 1..=o.max_iter {

@@ -107,11 +107,15 @@ pub struct TrainReport {
     pub best_step: usize,
     /// Times the guard rescaled the couplings.
     pub guard_rescales: usize,
+    /// The EqProp settings when the gradient was EqProp's (`crate::clamped_eqprop::train`);
+    /// absent for implicit differentiation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eqprop: Option<crate::clamped_eqprop::EqpropOptions>,
 }
 
 /// The trainable tensors of a model, in a fixed order (couplings first, then biases, then the
-/// digital periphery).
-fn tensors_mut(c: &mut ClampedModel) -> Vec<&mut Vec<f64>> {
+/// digital periphery); [`tensor_names`] names them in the same order.
+pub fn tensors_mut(c: &mut ClampedModel) -> Vec<&mut Vec<f64>> {
     let mut v: Vec<&mut Vec<f64>> = Vec::new();
     for b in c.blocks.iter_mut() {
         v.push(&mut b.w);
@@ -139,13 +143,40 @@ fn tensors_mut(c: &mut ClampedModel) -> Vec<&mut Vec<f64>> {
     v
 }
 
+/// Names of [`tensors_mut`]'s tensors, in its order (`blocks[i].w`, `buses[i].u[r]`, `bias`, ...).
+pub fn tensor_names(c: &ClampedModel) -> Vec<String> {
+    let mut v = Vec::new();
+    for i in 0..c.blocks.len() {
+        v.push(format!("blocks[{i}].w"));
+    }
+    for (i, b) in c.buses.iter().enumerate() {
+        v.push(format!("buses[{i}].sigma"));
+        for r in 0..b.u.len() {
+            v.push(format!("buses[{i}].u[{r}]"));
+        }
+        for r in 0..b.v.len() {
+            v.push(format!("buses[{i}].v[{r}]"));
+        }
+    }
+    for n in ["bias", "emb", "input", "out_w", "out_b"] {
+        v.push(n.to_string());
+    }
+    if !c.out_x.is_empty() {
+        v.push("out_x".into());
+    }
+    if !c.input_out.is_empty() {
+        v.push("input_out".into());
+    }
+    v
+}
+
 /// How many of [`tensors_mut`] are couplings.
-fn coupling_tensors(c: &ClampedModel) -> usize {
+pub fn coupling_tensors(c: &ClampedModel) -> usize {
     c.blocks.len() + c.buses.iter().map(|b| 1 + 2 * b.sigma.len()).sum::<usize>()
 }
 
 /// A model of the same shape with every trainable value 0 (gradient accumulator).
-fn zeros_like(c: &ClampedModel) -> ClampedModel {
+pub fn zeros_like(c: &ClampedModel) -> ClampedModel {
     let mut z = c.clone();
     for t in tensors_mut(&mut z) {
         t.iter_mut().for_each(|v| *v = 0.0);
@@ -153,21 +184,17 @@ fn zeros_like(c: &ClampedModel) -> ClampedModel {
     z
 }
 
-/// The loss `mean |F - target|^2` of a batch (`x0s` clean, `xs` noisy at `sigmas`) and its
-/// gradient in every trainable tensor (a [`ClampedModel`] of gradients).
-pub fn loss_and_grad(
+/// The loss `mean |F - target|^2` of a batch whose network output is `f` (`[pixels, batch]`;
+/// `x0s` clean, `xs` noisy at `sigmas`; target `(x0 - c_skip x) / c_out`) and `dL/dF`.
+pub fn output_loss(
     c: &ClampedModel,
-    j: &DMatrix<f64>,
+    f: &DMatrix<f64>,
     x0s: &[Vec<f32>],
     xs: &[Vec<f32>],
     sigmas: &[f32],
-) -> Result<(f64, ClampedModel), String> {
+) -> (f64, DMatrix<f64>) {
     let n = xs.len();
     let px = c.unet.input;
-    let b = c.biases(xs, sigmas);
-    let r = relax_exact(j, &b, c.lo, c.hi, &RelaxOptions::default())?;
-    let f = c.head(&r.y, xs, sigmas);
-    // dL/dF and the loss.
     let scale = 1.0 / (n * px) as f64;
     let mut gf = DMatrix::zeros(px, n);
     let mut loss = 0.0;
@@ -181,13 +208,26 @@ pub fn loss_and_grad(
             gf[(p, col)] = 2.0 * e * scale;
         }
     }
-    let mut grad = zeros_like(c);
+    (loss, gf)
+}
+
+/// The head's gradients (`out_w`, `out_b`, `out_x`) into `grad`, from `dL/dF` (`gf`) and the
+/// substrate states `y` the head read; returns `dL/dy` (`[units, batch]`, nonzero on the last
+/// module only).
+pub fn head_grads(
+    c: &ClampedModel,
+    gf: &DMatrix<f64>,
+    y: &DMatrix<f64>,
+    xs: &[Vec<f32>],
+    sigmas: &[f32],
+    grad: &mut ClampedModel,
+) -> DMatrix<f64> {
+    let px = c.unet.input;
     let last = c.out_module();
     let lr = c.range(last);
     let w_out = DMatrix::from_row_slice(px, lr.len(), &c.out_w);
-    // Head gradients.
-    let y_last = r.y.rows(lr.start, lr.len());
-    let g_wout = &gf * y_last.transpose();
+    let y_last = y.rows(lr.start, lr.len());
+    let g_wout = gf * y_last.transpose();
     grad.out_w.copy_from_slice(
         &(0..px)
             .flat_map(|p| (0..lr.len()).map(move |u| (p, u)))
@@ -198,43 +238,31 @@ pub fn loss_and_grad(
         grad.out_b[p] = gf.row(p).sum();
     }
     if !c.out_x.is_empty() {
-        let gp = &gf * c.scaled_inputs(xs, sigmas).transpose();
+        let gp = gf * c.scaled_inputs(xs, sigmas).transpose();
         for (k, v) in grad.out_x.iter_mut().enumerate() {
             *v = gp[(k / px, k % px)];
         }
     }
-    // dL/dy and the adjoint q = D (g + J q).
-    let d = c.units();
-    let mut g = DMatrix::zeros(d, n);
+    let mut g = DMatrix::zeros(c.units(), xs.len());
     g.rows_mut(lr.start, lr.len())
-        .copy_from(&(w_out.transpose() * &gf));
-    let mask = r.p.map(|v| if v > c.lo && v < c.hi { 1.0 } else { 0.0 });
-    let mut q = g.component_mul(&mask);
-    let mut t = DMatrix::zeros(d, n);
-    let o = RelaxOptions::default();
-    let gnorm = g.abs().max().max(1e-300);
-    let mut converged = false;
-    for _ in 0..o.max_iter {
-        t.copy_from(&g);
-        t.gemm(1.0, j, &q, 1.0);
-        let qn = t.component_mul(&mask);
-        let change = (&qn - &q).abs().max();
-        q = qn;
-        if !change.is_finite() {
-            break;
-        }
-        if change <= 1e-10 * gnorm {
-            converged = true;
-            break;
-        }
-    }
-    if !converged {
-        return Err(
-            "the adjoint iteration does not converge (the couplings do not contract)".into(),
-        );
-    }
-    // Biases and what feeds them.
+        .copy_from(&(w_out.transpose() * gf));
+    g
+}
+
+/// The gradients of the per-call biases' sources (`bias`, the noise-level table `emb`, the
+/// input drives `input` and `input_out`) into `grad`, from `dL/db` per call (`q`, `[units,
+/// batch]`).
+pub fn bias_grads(
+    c: &ClampedModel,
+    q: &DMatrix<f64>,
+    xs: &[Vec<f32>],
+    sigmas: &[f32],
+    grad: &mut ClampedModel,
+) {
+    let d = c.units();
+    let px = c.unet.input;
     let ne = c.unet.emb;
+    let lr = c.range(c.out_module());
     for i in 0..d {
         grad.bias[i] = q.row(i).sum();
     }
@@ -271,6 +299,71 @@ pub fn loss_and_grad(
             }
         }
     }
+}
+
+/// The loss `mean |F - target|^2` of a batch (`x0s` clean, `xs` noisy at `sigmas`) and its
+/// gradient in every trainable tensor (a [`ClampedModel`] of gradients).
+pub fn loss_and_grad(
+    c: &ClampedModel,
+    j: &DMatrix<f64>,
+    x0s: &[Vec<f32>],
+    xs: &[Vec<f32>],
+    sigmas: &[f32],
+) -> Result<(f64, ClampedModel), String> {
+    loss_and_grad_with(c, j, x0s, xs, sigmas, &RelaxOptions::default(), ADJOINT_TOL)
+}
+
+/// Relative tolerance of [`loss_and_grad`]'s adjoint iteration (largest change against the
+/// largest `|dL/dy|`).
+pub const ADJOINT_TOL: f64 = 1e-10;
+
+/// [`loss_and_grad`] with the forward relaxation's settings `relax` and the adjoint's relative
+/// tolerance `adjoint_tol` (tighter ones give a reference gradient for estimators).
+pub fn loss_and_grad_with(
+    c: &ClampedModel,
+    j: &DMatrix<f64>,
+    x0s: &[Vec<f32>],
+    xs: &[Vec<f32>],
+    sigmas: &[f32],
+    relax: &RelaxOptions,
+    adjoint_tol: f64,
+) -> Result<(f64, ClampedModel), String> {
+    let n = xs.len();
+    let b = c.biases(xs, sigmas);
+    let r = relax_exact(j, &b, c.lo, c.hi, relax)?;
+    let f = c.head(&r.y, xs, sigmas);
+    let (loss, gf) = output_loss(c, &f, x0s, xs, sigmas);
+    let mut grad = zeros_like(c);
+    // Head gradients and dL/dy.
+    let g = head_grads(c, &gf, &r.y, xs, sigmas, &mut grad);
+    // The adjoint q = D (g + J q).
+    let d = c.units();
+    let mask = r.p.map(|v| if v > c.lo && v < c.hi { 1.0 } else { 0.0 });
+    let mut q = g.component_mul(&mask);
+    let mut t = DMatrix::zeros(d, n);
+    let gnorm = g.abs().max().max(1e-300);
+    let mut converged = false;
+    for _ in 0..relax.max_iter {
+        t.copy_from(&g);
+        t.gemm(1.0, j, &q, 1.0);
+        let qn = t.component_mul(&mask);
+        let change = (&qn - &q).abs().max();
+        q = qn;
+        if !change.is_finite() {
+            break;
+        }
+        if change <= adjoint_tol * gnorm {
+            converged = true;
+            break;
+        }
+    }
+    if !converged {
+        return Err(
+            "the adjoint iteration does not converge (the couplings do not contract)".into(),
+        );
+    }
+    // Biases and what feeds them.
+    bias_grads(c, &q, xs, sigmas, &mut grad);
     // Couplings.
     for (bi, blk) in c.blocks.iter().enumerate() {
         let (rt, rf) = (c.range(blk.to), c.range(blk.from));
@@ -375,6 +468,26 @@ pub fn train(
     train_images: &[Vec<f32>],
     val_images: &[Vec<f32>],
     o: &TrainOptions,
+    progress: impl FnMut(usize, f64, Option<&ValPoint>),
+) -> Result<TrainReport, String> {
+    train_with(c, train_images, val_images, o, loss_and_grad, progress)
+}
+
+/// [`train`] with another gradient: `grad_of(c, J, x0s, xs, sigmas)` returns a batch's loss and
+/// gradient as [`loss_and_grad`] does (batches, noise, optimiser, guard, schedule and
+/// validation are [`train`]'s).
+pub fn train_with(
+    c: &mut ClampedModel,
+    train_images: &[Vec<f32>],
+    val_images: &[Vec<f32>],
+    o: &TrainOptions,
+    mut grad_of: impl FnMut(
+        &ClampedModel,
+        &DMatrix<f64>,
+        &[Vec<f32>],
+        &[Vec<f32>],
+        &[f32],
+    ) -> Result<(f64, ClampedModel), String>,
     mut progress: impl FnMut(usize, f64, Option<&ValPoint>),
 ) -> Result<TrainReport, String> {
     if train_images.is_empty() || val_images.is_empty() || o.batch == 0 || o.steps == 0 {
@@ -455,7 +568,7 @@ pub fn train(
             .zip(&sigmas)
             .map(|(x0, &s)| x0.iter().map(|v| v + s * rng.normal() as f32).collect())
             .collect();
-        let (loss, mut grad) = loss_and_grad(c, &j, &x0s, &xs, &sigmas)?;
+        let (loss, mut grad) = grad_of(c, &j, &x0s, &xs, &sigmas)?;
         loss_sum += loss;
         loss_n += 1;
         let frac = (step - 1) as f64 / o.steps.max(2).saturating_sub(1) as f64;
@@ -512,5 +625,6 @@ pub fn train(
         curve,
         best_step,
         guard_rescales,
+        eqprop: None,
     })
 }

@@ -18,6 +18,7 @@
 //! - [`quantize`]: the quantisation sweep over coupling and state widths; [`plot`] draws it.
 
 pub mod clamped;
+pub mod clamped_eqprop;
 pub mod clamped_eval;
 pub mod clamped_train;
 pub mod classifier;
