@@ -602,8 +602,8 @@ pub fn bitstream(
         "# {name}: {units} units, {p} lanes, {sides} bus sides\n\n\
 Made by\n\n    {cmd}\n\n\
 Device {dev}; core clock {pll:.4} MHz (oscillator {osc} MHz), Fmax {fmax:.2} MHz ({met}).\n\
-{logic} {lu}/{la}, FF {fu}/{fa}, DSP {du}/{da}, block RAM {bu}/{ba} (nextpnr). Design hash\n\
-`{hash:#018x}`; the substrate built is `{sub_name}`. Tools: {yv}; {nv}.\n\n\
+{logic} {lu}/{la}, FF {fu}/{fa}, DSP {du}/{da}, block RAM {bu}/{ba} (nextpnr). Structure hash\n\
+`{hash:#018x}`, weight checksum `{weights:#018x}` (protocol version {version}); the substrate built is `{sub_name}`. Tools: {yv}; {nv}.\n\n\
 Flash and run:\n\n    {flash}\n    thermo infer --port {port} --model {sub_name} --inputs INPUTS.csv --out readout.csv --baud {baud}\n\n\
 `report.json` has every figure; `nextpnr.log` the critical path.\n",
         name = board.name(),
@@ -626,6 +626,7 @@ Flash and run:\n\n    {flash}\n    thermo infer --port {port} --model {sub_name}
         yv = j["tools"]["yosys"].as_str().unwrap_or(""),
         nv = j["tools"]["nextpnr"].as_str().unwrap_or(""),
         baud = o.baud,
+        version = thermo_proto::VERSION,
     );
     std::fs::write(dir.join("README.md"), readme).map_err(io(&dir.join("README.md")))?;
     if fmax < target {
