@@ -1,5 +1,7 @@
 //! The clamped substrate: compile, exact fixed point, engines, training gradient, bad input.
 
+mod common;
+use common::Pick;
 use nalgebra::DMatrix;
 use std::path::PathBuf;
 use thermo_diffusion::clamped::{
@@ -77,7 +79,6 @@ fn implicit_gradient_matches_finite_differences() {
             .expect("loss")
             .0
     };
-    type Pick = fn(&mut ClampedModel) -> &mut Vec<f64>;
     let picks: Vec<(&str, Pick)> = vec![
         ("blocks[1].w", |c| &mut c.blocks[1].w),
         ("blocks[3].w", |c| &mut c.blocks[3].w),
@@ -91,30 +92,7 @@ fn implicit_gradient_matches_finite_differences() {
         ("out_x", |c| &mut c.out_x),
         ("input_out", |c| &mut c.input_out),
     ];
-    let mut checked = 0;
-    for (name, pick) in picks {
-        let mut gc = grad.clone();
-        let g = pick(&mut gc).clone();
-        // The entries with the largest gradients (finite differences are meaningful there).
-        let mut idx: Vec<usize> = (0..g.len()).collect();
-        idx.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));
-        for &k in idx.iter().take(3) {
-            // A step small against the value (a kink of the clamp must not fall inside it).
-            let h = 1e-6 * pick(&mut c.clone())[k].abs().clamp(1e-3, 1.0);
-            let mut cp = c.clone();
-            pick(&mut cp)[k] += h;
-            let mut cm = c.clone();
-            pick(&mut cm)[k] -= h;
-            let fd = (loss_of(&cp) - loss_of(&cm)) / (2.0 * h);
-            let rel = (fd - g[k]).abs() / g[k].abs().max(1e-9);
-            assert!(
-                rel < 1e-3,
-                "{name}[{k}]: implicit {:.6e} vs finite difference {fd:.6e} (rel {rel:.2e})",
-                g[k]
-            );
-            checked += 1;
-        }
-    }
+    let checked = common::check_finite_differences(&c, &grad, &picks, loss_of, "implicit");
     assert_eq!(checked, 33);
 }
 

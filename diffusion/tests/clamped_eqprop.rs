@@ -1,6 +1,8 @@
 //! EqProp on the clamped substrate: against the implicit gradient, against finite differences,
 //! the estimators' behaviour in beta, bad input.
 
+mod common;
+use common::Pick;
 use thermo_diffusion::clamped::{ClampOptions, ClampedModel};
 use thermo_diffusion::clamped_eqprop::{
     self, compare, relative_error, Batch, EqpropOptions, Estimator,
@@ -87,7 +89,6 @@ fn eqprop_gradient_matches_finite_differences() {
             .expect("loss")
             .loss
     };
-    type Pick = fn(&mut ClampedModel) -> &mut Vec<f64>;
     let picks: Vec<(&str, Pick)> = vec![
         ("blocks[0].w", |c| &mut c.blocks[0].w),
         ("blocks[3].w", |c| &mut c.blocks[3].w),
@@ -99,28 +100,7 @@ fn eqprop_gradient_matches_finite_differences() {
         ("input", |c| &mut c.input),
         ("out_w", |c| &mut c.out_w),
     ];
-    let mut checked = 0;
-    for (name, pick) in picks {
-        let mut gc = grad.clone();
-        let g = pick(&mut gc).clone();
-        let mut idx: Vec<usize> = (0..g.len()).collect();
-        idx.sort_by(|&a, &b| g[b].abs().total_cmp(&g[a].abs()));
-        for &k in idx.iter().take(3) {
-            let h = 1e-6 * pick(&mut c.clone())[k].abs().clamp(1e-3, 1.0);
-            let mut cp = c.clone();
-            pick(&mut cp)[k] += h;
-            let mut cm = c.clone();
-            pick(&mut cm)[k] -= h;
-            let fd = (loss_of(&cp) - loss_of(&cm)) / (2.0 * h);
-            let rel = (fd - g[k]).abs() / g[k].abs().max(1e-9);
-            assert!(
-                rel < 1e-3,
-                "{name}[{k}]: eqprop {:.6e} vs finite difference {fd:.6e} (rel {rel:.2e})",
-                g[k]
-            );
-            checked += 1;
-        }
-    }
+    let checked = common::check_finite_differences(&c, &grad, &picks, loss_of, "eqprop");
     assert_eq!(checked, 27);
 }
 
