@@ -106,11 +106,11 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,error,acti
     wire  [7:0] core$out_data;
     wire  core$out_valid;
     reg  core$out_ready;
-    wire  [23:0] core$cfg_addr;
-    wire  [31:0] core$cfg_wdata;
-    wire  core$cfg_we;
-    reg  [31:0] core$cfg_rdata;
-    reg  core$running;
+    wire  [23:0] core$cfg$addr;
+    wire  [31:0] core$cfg$wdata;
+    wire  core$cfg$we;
+    reg  [31:0] core$cfg$rdata;
+    reg  core$cfg$running;
     wire  core$active;
     wire  [31:0] core$frames;
     wire  [31:0] core$crc_errors;
@@ -118,11 +118,11 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,error,acti
     wire  [31:0] core$overruns;
     wire  core$error_evt;
     reg  sub$clock;
-    reg  [23:0] sub$cfg_addr;
-    reg  [31:0] sub$cfg_wdata;
-    reg  sub$cfg_we;
-    wire  [31:0] sub$cfg_rdata;
-    wire  sub$running;
+    reg  [23:0] sub$cfg$addr;
+    reg  [31:0] sub$cfg$wdata;
+    reg  sub$cfg$we;
+    wire  [31:0] sub$cfg$rdata;
+    wire  sub$cfg$running;
     
     // Sub module instances
     top$err err(
@@ -155,11 +155,11 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,error,acti
         .out_data(core$out_data),
         .out_valid(core$out_valid),
         .out_ready(core$out_ready),
-        .cfg_addr(core$cfg_addr),
-        .cfg_wdata(core$cfg_wdata),
-        .cfg_we(core$cfg_we),
-        .cfg_rdata(core$cfg_rdata),
-        .running(core$running),
+        .cfg$addr(core$cfg$addr),
+        .cfg$wdata(core$cfg$wdata),
+        .cfg$we(core$cfg$we),
+        .cfg$rdata(core$cfg$rdata),
+        .cfg$running(core$cfg$running),
         .active(core$active),
         .frames(core$frames),
         .crc_errors(core$crc_errors),
@@ -169,11 +169,11 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,error,acti
     );
     top$sub sub(
         .clock(sub$clock),
-        .cfg_addr(sub$cfg_addr),
-        .cfg_wdata(sub$cfg_wdata),
-        .cfg_we(sub$cfg_we),
-        .cfg_rdata(sub$cfg_rdata),
-        .running(sub$running)
+        .cfg$addr(sub$cfg$addr),
+        .cfg$wdata(sub$cfg$wdata),
+        .cfg$we(sub$cfg$we),
+        .cfg$rdata(sub$cfg$rdata),
+        .cfg$running(sub$cfg$running)
     );
     
     // Update code
@@ -193,11 +193,6 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,error,acti
         utx$valid = core$out_valid;
         core$out_ready = utx$ready;
         tx = utx$tx;
-        sub$cfg_addr = core$cfg_addr;
-        sub$cfg_wdata = core$cfg_wdata;
-        sub$cfg_we = core$cfg_we;
-        core$cfg_rdata = sub$cfg_rdata;
-        core$running = sub$running;
         active = core$active;
         frame_errors = urx$frame_errors;
         crc_errors = core$crc_errors;
@@ -206,10 +201,15 @@ module thermo_link(clock,rx,tx,frame_errors,crc_errors,framing_errors,error,acti
         error = err$q;
     end
     
+    always @(*) sub$cfg$addr = core$cfg$addr;
+    always @(*) sub$cfg$wdata = core$cfg$wdata;
+    always @(*) sub$cfg$we = core$cfg$we;
+    always @(*) core$cfg$rdata = sub$cfg$rdata;
+    always @(*) core$cfg$running = sub$cfg$running;
 endmodule // top
 
 
-module top$core(clock,in_data,in_valid,out_data,out_valid,out_ready,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running,active,frames,crc_errors,framing_errors,overruns,error_evt);
+module top$core(clock,in_data,in_valid,out_data,out_valid,out_ready,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running,active,frames,crc_errors,framing_errors,overruns,error_evt);
     
     // Module arguments
     input wire  clock;
@@ -218,11 +218,11 @@ module top$core(clock,in_data,in_valid,out_data,out_valid,out_ready,cfg_addr,cfg
     output reg  [7:0] out_data;
     output reg  out_valid;
     input wire  out_ready;
-    output reg  [23:0] cfg_addr;
-    output reg  [31:0] cfg_wdata;
-    output reg  cfg_we;
-    input wire  [31:0] cfg_rdata;
-    input wire  running;
+    output wire  [23:0] cfg$addr;
+    output wire  [31:0] cfg$wdata;
+    output wire  cfg$we;
+    input wire  [31:0] cfg$rdata;
+    input wire  cfg$running;
     output reg  active;
     output reg  [31:0] frames;
     output reg  [31:0] crc_errors;
@@ -234,48 +234,43 @@ module top$core(clock,in_data,in_valid,out_data,out_valid,out_ready,cfg_addr,cfg
     reg  frx$clock;
     reg  [7:0] frx$in_data;
     reg  frx$in_valid;
-    wire  frx$avail;
-    reg  [11:0] frx$rd_off;
-    wire  [7:0] frx$rd_data;
-    reg  frx$rd_done;
-    reg  [11:0] frx$release_bytes;
+    wire  frx$req$avail;
+    reg  [11:0] frx$req$off;
+    wire  [7:0] frx$req$data;
+    reg  frx$req$done;
+    reg  [11:0] frx$req$release;
+    wire  frx$req$crc_evt;
+    wire  frx$req$framing_evt;
     wire  [31:0] frx$frames;
     wire  [31:0] frx$crc_errors;
     wire  [31:0] frx$framing_errors;
     wire  [31:0] frx$overruns;
-    wire  frx$crc_evt;
-    wire  frx$framing_evt;
     reg  cmd$clock;
-    reg  cmd$avail;
-    wire  [11:0] cmd$rd_off;
-    reg  [7:0] cmd$rd_data;
-    wire  cmd$rd_done;
-    wire  [11:0] cmd$release_bytes;
-    reg  cmd$crc_evt;
-    reg  cmd$framing_evt;
-    wire  cmd$buf_we;
-    wire  [9:0] cmd$buf_addr;
-    wire  [7:0] cmd$buf_data;
-    wire  [7:0] cmd$seq;
-    wire  [7:0] cmd$kind;
-    wire  [10:0] cmd$len;
-    wire  cmd$send;
-    reg  cmd$busy;
-    wire  [23:0] cmd$cfg_addr;
-    wire  [31:0] cmd$cfg_wdata;
-    wire  cmd$cfg_we;
-    reg  [31:0] cmd$cfg_rdata;
-    reg  cmd$running;
+    reg  cmd$req$avail;
+    wire  [11:0] cmd$req$off;
+    reg  [7:0] cmd$req$data;
+    wire  cmd$req$done;
+    wire  [11:0] cmd$req$release;
+    reg  cmd$req$crc_evt;
+    reg  cmd$req$framing_evt;
+    wire  cmd$reply$we;
+    wire  [9:0] cmd$reply$addr;
+    wire  [7:0] cmd$reply$data;
+    wire  [7:0] cmd$reply$seq;
+    wire  [7:0] cmd$reply$kind;
+    wire  [10:0] cmd$reply$len;
+    wire  cmd$reply$send;
+    reg  cmd$reply$busy;
     wire  cmd$active;
     reg  ftx$clock;
-    reg  ftx$buf_we;
-    reg  [9:0] ftx$buf_addr;
-    reg  [7:0] ftx$buf_data;
-    reg  [7:0] ftx$seq;
-    reg  [7:0] ftx$kind;
-    reg  [10:0] ftx$len;
-    reg  ftx$send;
-    wire  ftx$busy;
+    reg  ftx$reply$we;
+    reg  [9:0] ftx$reply$addr;
+    reg  [7:0] ftx$reply$data;
+    reg  [7:0] ftx$reply$seq;
+    reg  [7:0] ftx$reply$kind;
+    reg  [10:0] ftx$reply$len;
+    reg  ftx$reply$send;
+    wire  ftx$reply$busy;
     wire  [7:0] ftx$out_data;
     wire  ftx$out_valid;
     reg  ftx$out_ready;
@@ -285,52 +280,52 @@ module top$core(clock,in_data,in_valid,out_data,out_valid,out_ready,cfg_addr,cfg
         .clock(frx$clock),
         .in_data(frx$in_data),
         .in_valid(frx$in_valid),
-        .avail(frx$avail),
-        .rd_off(frx$rd_off),
-        .rd_data(frx$rd_data),
-        .rd_done(frx$rd_done),
-        .release_bytes(frx$release_bytes),
+        .req$avail(frx$req$avail),
+        .req$off(frx$req$off),
+        .req$data(frx$req$data),
+        .req$done(frx$req$done),
+        .req$release(frx$req$release),
+        .req$crc_evt(frx$req$crc_evt),
+        .req$framing_evt(frx$req$framing_evt),
         .frames(frx$frames),
         .crc_errors(frx$crc_errors),
         .framing_errors(frx$framing_errors),
-        .overruns(frx$overruns),
-        .crc_evt(frx$crc_evt),
-        .framing_evt(frx$framing_evt)
+        .overruns(frx$overruns)
     );
     top$core$cmd cmd(
         .clock(cmd$clock),
-        .avail(cmd$avail),
-        .rd_off(cmd$rd_off),
-        .rd_data(cmd$rd_data),
-        .rd_done(cmd$rd_done),
-        .release_bytes(cmd$release_bytes),
-        .crc_evt(cmd$crc_evt),
-        .framing_evt(cmd$framing_evt),
-        .buf_we(cmd$buf_we),
-        .buf_addr(cmd$buf_addr),
-        .buf_data(cmd$buf_data),
-        .seq(cmd$seq),
-        .kind(cmd$kind),
-        .len(cmd$len),
-        .send(cmd$send),
-        .busy(cmd$busy),
-        .cfg_addr(cmd$cfg_addr),
-        .cfg_wdata(cmd$cfg_wdata),
-        .cfg_we(cmd$cfg_we),
-        .cfg_rdata(cmd$cfg_rdata),
-        .running(cmd$running),
+        .req$avail(cmd$req$avail),
+        .req$off(cmd$req$off),
+        .req$data(cmd$req$data),
+        .req$done(cmd$req$done),
+        .req$release(cmd$req$release),
+        .req$crc_evt(cmd$req$crc_evt),
+        .req$framing_evt(cmd$req$framing_evt),
+        .reply$we(cmd$reply$we),
+        .reply$addr(cmd$reply$addr),
+        .reply$data(cmd$reply$data),
+        .reply$seq(cmd$reply$seq),
+        .reply$kind(cmd$reply$kind),
+        .reply$len(cmd$reply$len),
+        .reply$send(cmd$reply$send),
+        .reply$busy(cmd$reply$busy),
+        .cfg$addr(cfg$addr),
+        .cfg$wdata(cfg$wdata),
+        .cfg$we(cfg$we),
+        .cfg$rdata(cfg$rdata),
+        .cfg$running(cfg$running),
         .active(cmd$active)
     );
     top$core$ftx ftx(
         .clock(ftx$clock),
-        .buf_we(ftx$buf_we),
-        .buf_addr(ftx$buf_addr),
-        .buf_data(ftx$buf_data),
-        .seq(ftx$seq),
-        .kind(ftx$kind),
-        .len(ftx$len),
-        .send(ftx$send),
-        .busy(ftx$busy),
+        .reply$we(ftx$reply$we),
+        .reply$addr(ftx$reply$addr),
+        .reply$data(ftx$reply$data),
+        .reply$seq(ftx$reply$seq),
+        .reply$kind(ftx$reply$kind),
+        .reply$len(ftx$reply$len),
+        .reply$send(ftx$reply$send),
+        .reply$busy(ftx$reply$busy),
         .out_data(ftx$out_data),
         .out_valid(ftx$out_valid),
         .out_ready(ftx$out_ready)
@@ -343,64 +338,59 @@ module top$core(clock,in_data,in_valid,out_data,out_valid,out_ready,cfg_addr,cfg
         ftx$clock = clock;
         frx$in_data = in_data;
         frx$in_valid = in_valid;
-        cmd$avail = frx$avail;
-        frx$rd_off = cmd$rd_off;
-        cmd$rd_data = frx$rd_data;
-        frx$rd_done = cmd$rd_done;
-        frx$release_bytes = cmd$release_bytes;
-        cmd$crc_evt = frx$crc_evt;
-        cmd$framing_evt = frx$framing_evt;
-        ftx$buf_we = cmd$buf_we;
-        ftx$buf_addr = cmd$buf_addr;
-        ftx$buf_data = cmd$buf_data;
-        ftx$seq = cmd$seq;
-        ftx$kind = cmd$kind;
-        ftx$len = cmd$len;
-        ftx$send = cmd$send;
-        cmd$busy = ftx$busy;
         out_data = ftx$out_data;
         out_valid = ftx$out_valid;
         ftx$out_ready = out_ready;
-        cfg_addr = cmd$cfg_addr;
-        cfg_wdata = cmd$cfg_wdata;
-        cfg_we = cmd$cfg_we;
-        cmd$cfg_rdata = cfg_rdata;
-        cmd$running = running;
         active = cmd$active;
         frames = frx$frames;
         crc_errors = frx$crc_errors;
         framing_errors = frx$framing_errors;
         overruns = frx$overruns;
-        error_evt = frx$crc_evt | frx$framing_evt;
+        error_evt = frx$req$crc_evt | frx$req$framing_evt;
     end
     
+    always @(*) cmd$req$avail = frx$req$avail;
+    always @(*) frx$req$off = cmd$req$off;
+    always @(*) cmd$req$data = frx$req$data;
+    always @(*) frx$req$done = cmd$req$done;
+    always @(*) frx$req$release = cmd$req$release;
+    always @(*) cmd$req$crc_evt = frx$req$crc_evt;
+    always @(*) cmd$req$framing_evt = frx$req$framing_evt;
+    always @(*) ftx$reply$we = cmd$reply$we;
+    always @(*) ftx$reply$addr = cmd$reply$addr;
+    always @(*) ftx$reply$data = cmd$reply$data;
+    always @(*) ftx$reply$seq = cmd$reply$seq;
+    always @(*) ftx$reply$kind = cmd$reply$kind;
+    always @(*) ftx$reply$len = cmd$reply$len;
+    always @(*) ftx$reply$send = cmd$reply$send;
+    always @(*) cmd$reply$busy = ftx$reply$busy;
 endmodule // top$core
 
 
-module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,framing_evt,buf_we,buf_addr,buf_data,seq,kind,len,send,busy,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running,active);
+module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$crc_evt,req$framing_evt,reply$we,reply$addr,reply$data,reply$seq,reply$kind,reply$len,reply$send,reply$busy,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running,active);
     
     // Module arguments
     input wire  clock;
-    input wire  avail;
-    output reg  [11:0] rd_off;
-    input wire  [7:0] rd_data;
-    output reg  rd_done;
-    output reg  [11:0] release_bytes;
-    input wire  crc_evt;
-    input wire  framing_evt;
-    output reg  buf_we;
-    output reg  [9:0] buf_addr;
-    output reg  [7:0] buf_data;
-    output reg  [7:0] seq;
-    output reg  [7:0] kind;
-    output reg  [10:0] len;
-    output reg  send;
-    input wire  busy;
-    output reg  [23:0] cfg_addr;
-    output reg  [31:0] cfg_wdata;
-    output reg  cfg_we;
-    input wire  [31:0] cfg_rdata;
-    input wire  running;
+    input wire  req$avail;
+    output reg  [11:0] req$off;
+    input wire  [7:0] req$data;
+    output reg  req$done;
+    output reg  [11:0] req$release;
+    input wire  req$crc_evt;
+    input wire  req$framing_evt;
+    output reg  reply$we;
+    output reg  [9:0] reply$addr;
+    output reg  [7:0] reply$data;
+    output reg  [7:0] reply$seq;
+    output reg  [7:0] reply$kind;
+    output reg  [10:0] reply$len;
+    output reg  reply$send;
+    input wire  reply$busy;
+    output reg  [23:0] cfg$addr;
+    output reg  [31:0] cfg$wdata;
+    output reg  cfg$we;
+    input wire  [31:0] cfg$rdata;
+    input wire  cfg$running;
     output reg  active;
     
     // Constant declarations
@@ -409,12 +399,9 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     localparam  k_ncoup = 18'b11011010;
     localparam  k_d16 = 16'h40;
     localparam  k_d17 = 17'b1000000;
-    localparam  k_r16 = 16'h18;
     localparam  k_r17 = 17'b11000;
-    localparam  k_p8 = 8'h4;
     localparam  k_sbits = 16'h7;
     localparam  k_rbits = 16'h5;
-    localparam  k_bbits = 24'h2;
     localparam  k_op_identify = 8'h1;
     localparam  k_op_write = 8'h2;
     localparam  k_op_read = 8'h3;
@@ -437,23 +424,11 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     localparam  k_st2 = 8'h2;
     localparam  k_max_sums = 16'hfe;
     localparam  k_clear = 32'h4;
-    localparam  k_noise_load = 32'h2;
-    localparam  k_start = 32'h1;
-    localparam  k_rdo_on = 32'h8;
-    localparam  k_rdo_off = 32'h10;
-    localparam  k_rg_bias = 24'h400000;
-    localparam  k_rg_state = 24'h200000;
-    localparam  k_rg_rdo = 24'h700000;
-    localparam  k_rg_seed = 24'h100000;
     localparam  k_words0 = 16'h100;
     localparam  k_words1 = 16'h200;
     localparam  k_nstat = 16'h11;
-    localparam  k_ident_len = 16'h17;
-    localparam  k_tmin0 = 5'b10;
-    localparam  k_tmin1 = 5'b1000;
-    localparam  k_tmin2 = 5'b10000;
+    localparam  k_ident_len = 16'h20;
     localparam  k_wm = 16'h7ff;
-    localparam  k_slm = 8'h7;
     
     // Enums
     localparam CmdState$Idle = 0;
@@ -477,32 +452,21 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     localparam CmdState$RmCoup = 18;
     localparam CmdState$ScCheck = 19;
     localparam CmdState$RunCheck = 20;
-    localparam CmdState$CwStart = 21;
-    localparam CmdState$CmpNext = 22;
-    localparam CmdState$CmpWord = 23;
-    localparam CmdState$CwDecide = 24;
-    localparam CmdState$WrNext = 25;
-    localparam CmdState$WrWord = 26;
-    localparam CmdState$CwFinish = 27;
-    localparam CmdState$RoCheck = 28;
-    localparam CmdState$RoSweeps = 29;
-    localparam CmdState$RoHead = 30;
-    localparam CmdState$RoSums = 31;
-    localparam CmdState$ErrReply = 32;
-    localparam CmdState$Send = 33;
-    localparam CmdState$Release = 34;
-    localparam SeqState$Idle = 0;
-    localparam SeqState$Units = 1;
-    localparam SeqState$SeedRd = 2;
-    localparam SeqState$Load = 3;
-    localparam SeqState$Burn = 4;
-    localparam SeqState$WaitB = 5;
-    localparam SeqState$Main = 6;
-    localparam SeqState$WaitM = 7;
-    localparam SeqState$Off = 8;
-    localparam SeqState$Copy = 9;
-    localparam SeqState$Finish = 10;
-    localparam SeqState$Abort = 11;
+    localparam CmdState$RunFlags = 21;
+    localparam CmdState$CwStart = 22;
+    localparam CmdState$CmpNext = 23;
+    localparam CmdState$CmpWord = 24;
+    localparam CmdState$CwDecide = 25;
+    localparam CmdState$WrNext = 26;
+    localparam CmdState$WrWord = 27;
+    localparam CmdState$CwFinish = 28;
+    localparam CmdState$RoCheck = 29;
+    localparam CmdState$RoSweeps = 30;
+    localparam CmdState$RoHead = 31;
+    localparam CmdState$RoSums = 32;
+    localparam CmdState$ErrReply = 33;
+    localparam CmdState$Send = 34;
+    localparam CmdState$Release = 35;
     
     // Stub signals
     reg  bmem$clock;
@@ -533,10 +497,29 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [15:0] coup$write_address;
     reg  [31:0] coup$write_data;
     reg  coup$write_enable;
-    reg  [7:0] lbase$address;
-    wire  [31:0] lbase$data;
-    reg  [9:0] rdo_rom$address;
-    wire  [15:0] rdo_rom$data;
+    reg  runner$clock;
+    reg  runner$req_idle;
+    reg  runner$queued;
+    reg  [1:0] runner$next_slot;
+    reg  runner$reset;
+    reg  [31:0] runner$slot_rdata;
+    reg  [31:0] runner$cfg_rdata;
+    reg  runner$running;
+    wire  runner$take;
+    wire  runner$owns;
+    wire  runner$busy;
+    wire  [1:0] runner$cur;
+    wire  runner$done;
+    wire  runner$base_take;
+    wire  runner$p_addr_en;
+    wire  [23:0] runner$p_addr;
+    wire  runner$p_data_en;
+    wire  [31:0] runner$p_data;
+    wire  runner$p_we;
+    wire  runner$slot_raddr_en;
+    wire  [15:0] runner$slot_raddr;
+    wire  runner$res_we;
+    wire  [15:0] runner$res_waddr;
     reg  [5:0] state$d;
     wire  [5:0] state$q;
     reg  state$clock;
@@ -648,33 +631,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [31:0] sweep_base$d;
     wire  [31:0] sweep_base$q;
     reg  sweep_base$clock;
-    reg  abort$d;
-    wire  abort$q;
-    reg  abort$clock;
-    reg  [3:0] rs$d;
-    wire  [3:0] rs$q;
-    reg  rs$clock;
-    reg  [1:0] cur$d;
-    wire  [1:0] cur$q;
-    reg  cur$clock;
-    reg  [15:0] si$d;
-    wire  [15:0] si$q;
-    reg  si$clock;
-    reg  [7:0] sl$d;
-    wire  [7:0] sl$q;
-    reg  sl$clock;
-    reg  [15:0] sq$d;
-    wire  [15:0] sq$q;
-    reg  sq$clock;
-    reg  [1:0] sc$d;
-    wire  [1:0] sc$q;
-    reg  sc$clock;
-    reg  [2:0] sph$d;
-    wire  [2:0] sph$q;
-    reg  sph$clock;
-    reg  [2:0] wcnt$d;
-    wire  [2:0] wcnt$q;
-    reg  wcnt$clock;
     
     // Local signals
     reg  [31:0] nsr;
@@ -696,7 +652,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [2:0] ph1;
     reg  [15:0] cnt2;
     reg  [15:0] rcnt;
-    reg  [15:0] rcnt2;
     reg  [15:0] sx;
     reg  [7:0] ssh;
     reg  [7:0] sst;
@@ -708,12 +663,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [15:0] rbase;
     reg  [31:0] rbyte;
     reg  [31:0] cbyte;
-    reg  lock;
-    reg  [15:0] cbase;
-    reg  [23:0] opnd;
-    reg  [4:0] lmin;
-    reg  [4:0] lifted;
-    reg  [31:0] seedw;
     reg  [7:0] csh;
     reg  [7:0] qsh;
     reg  [15:0] hl3;
@@ -721,9 +670,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
     reg  [15:0] kq;
     reg  [15:0] cntq;
     reg  [15:0] baseq;
-    reg  [15:0] siq;
-    reg  [15:0] sqq;
-    reg  [7:0] slq;
     
     // Sub module instances
     top$core$cmd$bmem bmem(
@@ -766,13 +712,30 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         .write_data(coup$write_data),
         .write_enable(coup$write_enable)
     );
-    top$core$cmd$lbase lbase(
-        .address(lbase$address),
-        .data(lbase$data)
-    );
-    top$core$cmd$rdo_rom rdo_rom(
-        .address(rdo_rom$address),
-        .data(rdo_rom$data)
+    top$core$cmd$runner runner(
+        .clock(runner$clock),
+        .req_idle(runner$req_idle),
+        .queued(runner$queued),
+        .next_slot(runner$next_slot),
+        .reset(runner$reset),
+        .slot_rdata(runner$slot_rdata),
+        .cfg_rdata(runner$cfg_rdata),
+        .running(runner$running),
+        .take(runner$take),
+        .owns(runner$owns),
+        .busy(runner$busy),
+        .cur(runner$cur),
+        .done(runner$done),
+        .base_take(runner$base_take),
+        .p_addr_en(runner$p_addr_en),
+        .p_addr(runner$p_addr),
+        .p_data_en(runner$p_data_en),
+        .p_data(runner$p_data),
+        .p_we(runner$p_we),
+        .slot_raddr_en(runner$slot_raddr_en),
+        .slot_raddr(runner$slot_raddr),
+        .res_we(runner$res_we),
+        .res_waddr(runner$res_waddr)
     );
     top$core$cmd$state state(
         .d(state$d),
@@ -959,51 +922,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         .q(sweep_base$q),
         .clock(sweep_base$clock)
     );
-    top$core$cmd$abort abort(
-        .d(abort$d),
-        .q(abort$q),
-        .clock(abort$clock)
-    );
-    top$core$cmd$rs rs(
-        .d(rs$d),
-        .q(rs$q),
-        .clock(rs$clock)
-    );
-    top$core$cmd$cur cur(
-        .d(cur$d),
-        .q(cur$q),
-        .clock(cur$clock)
-    );
-    top$core$cmd$si si(
-        .d(si$d),
-        .q(si$q),
-        .clock(si$clock)
-    );
-    top$core$cmd$sl sl(
-        .d(sl$d),
-        .q(sl$q),
-        .clock(sl$clock)
-    );
-    top$core$cmd$sq sq(
-        .d(sq$d),
-        .q(sq$q),
-        .clock(sq$clock)
-    );
-    top$core$cmd$sc sc(
-        .d(sc$d),
-        .q(sc$q),
-        .clock(sc$clock)
-    );
-    top$core$cmd$sph sph(
-        .d(sph$d),
-        .q(sph$q),
-        .clock(sph$clock)
-    );
-    top$core$cmd$wcnt wcnt(
-        .d(wcnt$d),
-        .q(wcnt$q),
-        .clock(wcnt$clock)
-    );
     
     // Update code
     always @(*) begin
@@ -1044,15 +962,6 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         qn$clock = clock;
         runs$clock = clock;
         sweep_base$clock = clock;
-        abort$clock = clock;
-        rs$clock = clock;
-        cur$clock = clock;
-        si$clock = clock;
-        sl$clock = clock;
-        sq$clock = clock;
-        sc$clock = clock;
-        sph$clock = clock;
-        wcnt$clock = clock;
         state$d = state$q;
         ret$d = ret$q;
         ph$d = ph$q;
@@ -1090,21 +999,9 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         qn$d = qn$q;
         runs$d = runs$q;
         sweep_base$d = sweep_base$q;
-        abort$d = abort$q;
-        rs$d = rs$q;
-        cur$d = cur$q;
-        si$d = si$q;
-        sl$d = sl$q;
-        sq$d = sq$q;
-        sc$d = sc$q;
-        sph$d = sph$q;
-        wcnt$d = wcnt$q;
         kq = k$q & k_wm;
         cntq = cnt$q & k_wm;
         baseq = base$q & k_wm;
-        siq = si$q & k_wm;
-        sqq = sq$q & k_wm;
-        slq = sl$q & k_slm;
         bmem$clock = clock;
         slotmem$clock = clock;
         res$clock = clock;
@@ -1126,20 +1023,18 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         slotmem$write_enable = 1'b0;
         res$read_address = sx;
         res$write_address = 32'h0;
-        res$write_data = cfg_rdata;
+        res$write_data = cfg$rdata;
         res$write_enable = 1'b0;
         coup$read_address = ix;
         coup$write_address = 32'h0;
         coup$write_data = 32'h0;
         coup$write_enable = 1'b0;
-        lbase$address = (slq << 32'h2) | ((sc$q) & 8'hff);
-        rdo_rom$address = siq[(32'h0)+:(10)];
         pwe$d = 1'b0;
         wr = 1'b0;
-        buf_data = 32'h0;
-        rd_done = 1'b0;
-        send = 1'b0;
-        nsr = (sr$q >> 32'h8) | (((rd_data) & 32'hffffffff) << 32'h18);
+        reply$data = 32'h0;
+        req$done = 1'b0;
+        reply$send = 1'b0;
+        nsr = (sr$q >> 32'h8) | (((req$data) & 32'hffffffff) << 32'h18);
         sdist = exp$q - hseq$q - 32'h1;
         dlen = ((hlen$q) & 16'hffff) - 32'h5;
         nwords = dlen >> 32'h2;
@@ -1148,13 +1043,12 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         end33 = ((addr$q) & 18'h3ffff) + ((nwords) & 18'h3ffff);
         rcnt = sr$q[(32'h10)+:(16)];
         rend33 = ((addr$q) & 18'h3ffff) + ((rcnt) & 18'h3ffff);
-        if (crc_evt) begin
+        if (req$crc_evt) begin
             crc_cnt$d = crc_cnt$q + 32'h1;
         end
-        if (framing_evt) begin
+        if (req$framing_evt) begin
             fr_cnt$d = fr_cnt$q + 32'h1;
         end
-        rcnt2 = rcnt << 32'h1;
         ssh = ((space$q[(32'h0)+:(2)]) & 8'hff) << 32'h1;
         sst = (slot_st$q >> ssh) & 32'h3;
         sclr = slot_st$q & ~(k_m3 << ssh);
@@ -1180,7 +1074,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         if (tag$q == 32'h0) begin
             cin = 32'h1;
         end
-        ssum = sacc$q + ((cfg_rdata) & 40'hffffffffff) + ((cin) & 40'hffffffffff);
+        ssum = sacc$q + ((cfg$rdata) & 40'hffffffffff) + ((cin) & 40'hffffffffff);
         sbyte = sacc$q >> (((ph$q) & 40'hffffffffff) << 32'h3);
         if ((ph$q > 32'h4) | ((ph$q == 32'h4) & (tag$q == 32'h0))) begin
             sbyte = 32'h0;
@@ -1190,23 +1084,19 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
         wbyte = bmem$read_data >> (((ph1) & 32'hffffffff) << 32'h3);
         rbyte = res$read_data >> (((ph1) & 32'hffffffff) << 32'h3);
         cbyte = coup$read_data >> (((ph1) & 32'hffffffff) << 32'h3);
-        lock = ~((rs$q == SeqState$Idle) | (rs$q == SeqState$WaitB) | (rs$q == SeqState$WaitM));
-        cbase = ((cur$q) & 16'hffff) << k_sbits;
-        opnd = (((sqq) & 24'hffffff) << k_bbits) | ((slq) & 24'hffffff);
-        csh = ((cur$q) & 8'hff) << 32'h1;
-        lmin = k_tmin2;
-        if (sc$q == 32'h0) begin
-            lmin = k_tmin0;
-        end
-        if (sc$q == 32'h1) begin
-            lmin = k_tmin1;
-        end
-        seedw = slotmem$read_data ^ lbase$data;
-        lifted = seedw[(32'h0)+:(5)] + lmin;
+        runner$clock = clock;
+        runner$req_idle = state$q == CmdState$Idle;
+        runner$queued = qn$q != 32'h0;
+        runner$next_slot = queue$q[(32'h0)+:(2)];
+        runner$reset = state$q == CmdState$ResetClear;
+        runner$slot_rdata = slotmem$read_data;
+        runner$cfg_rdata = cfg$rdata;
+        runner$running = cfg$running;
+        csh = ((runner$cur) & 8'hff) << 32'h1;
         case (state$q)
             CmdState$Idle:
                 begin
-                    if (avail & ~busy) begin
+                    if (req$avail & ~reply$busy) begin
                         off$d = 32'h0;
                         nb$d = 32'h4;
                         ph$d = 32'h0;
@@ -1223,7 +1113,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                         ph$d = 32'h0;
                         sr$d = nsr;
                         if (off$q == 32'h4) begin
-                            space$d = rd_data;
+                            space$d = req$data;
                         end
                         if (off$q == 32'h8) begin
                             addr$d = nsr[(32'h0)+:(17)];
@@ -1241,7 +1131,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     hseq$d = sr$q[(32'h0)+:(8)];
                     hkind$d = sr$q[(32'h8)+:(8)];
                     hlen$d = sr$q[(32'h10)+:(11)];
-                    if (~lock) begin
+                    if (~runner$owns) begin
                         state$d = CmdState$Exec;
                     end
                 end
@@ -1303,7 +1193,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                         end
                         if (hkind$q == k_op_run) begin
                             ecode$d = k_e_length;
-                            if (hlen$q == 32'h15) begin
+                            if (hlen$q == 32'h16) begin
                                 nb$d = 32'h5;
                                 ret$d = CmdState$RunCheck;
                                 state$d = CmdState$ReadBytes;
@@ -1327,7 +1217,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     else begin
                         ph$d = 32'h0;
                         wr = 1'b1;
-                        buf_data = ident$data;
+                        reply$data = ident$data;
                         k$d = kq + 32'h1;
                         if (kq + 32'h1 == k_ident_len) begin
                             state$d = CmdState$Send;
@@ -1360,7 +1250,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
             CmdState$StatField:
                 begin
                     wr = 1'b1;
-                    buf_data = sbyte[(32'h0)+:(8)];
+                    reply$data = sbyte[(32'h0)+:(8)];
                     ph$d = ph$q + 32'h1;
                     if (ph$q == 32'h7) begin
                         ph$d = 32'h0;
@@ -1372,7 +1262,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
             CmdState$StatWrite:
                 begin
                     wr = 1'b1;
-                    buf_data = fsh[(32'h0)+:(8)];
+                    reply$data = fsh[(32'h0)+:(8)];
                     k$d = kq + 32'h1;
                     if (kq == 32'h2f) begin
                         state$d = CmdState$Send;
@@ -1407,7 +1297,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     paddr$d = 32'h1;
                     ph$d = ph$q + 32'h1;
                     if (ph$q == 32'h4) begin
-                        sweep_base$d = cfg_rdata;
+                        sweep_base$d = cfg$rdata;
                         state$d = CmdState$ResetClear;
                     end
                 end
@@ -1418,18 +1308,17 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     pwe$d = 1'b1;
                     replays$d = 32'h0;
                     crc_cnt$d = 32'h0;
-                    if (crc_evt) begin
+                    if (req$crc_evt) begin
                         crc_cnt$d = 32'h1;
                     end
                     fr_cnt$d = 32'h0;
-                    if (framing_evt) begin
+                    if (req$framing_evt) begin
                         fr_cnt$d = 32'h1;
                     end
                     runs$d = 32'h0;
                     slot_st$d = 32'h0;
                     queue$d = 32'h0;
                     qn$d = 32'h0;
-                    abort$d = rs$q != SeqState$Idle;
                     state$d = CmdState$Send;
                 end
             CmdState$WmCheck:
@@ -1465,7 +1354,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
             CmdState$WmReply:
                 begin
                     wr = 1'b1;
-                    buf_data = sr$q[(32'h0)+:(8)];
+                    reply$data = sr$q[(32'h0)+:(8)];
                     sr$d = nsr;
                     k$d = kq + 32'h1;
                     if (kq == 32'h3) begin
@@ -1513,7 +1402,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                         ph$d = ph$q + 32'h1;
                         if (ph$q != 32'h0) begin
                             wr = 1'b1;
-                            buf_data = wbyte[(32'h0)+:(8)];
+                            reply$data = wbyte[(32'h0)+:(8)];
                         end
                         if (ph$q == 32'h4) begin
                             ph$d = 32'h0;
@@ -1528,7 +1417,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     end
                     else begin
                         wr = 1'b1;
-                        buf_data = 32'h0;
+                        reply$data = 32'h0;
                         k$d = kq + 32'h1;
                     end
                 end
@@ -1541,7 +1430,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                         ph$d = ph$q + 32'h1;
                         if (ph$q != 32'h0) begin
                             wr = 1'b1;
-                            buf_data = cbyte[(32'h0)+:(8)];
+                            reply$data = cbyte[(32'h0)+:(8)];
                         end
                         if (ph$q == 32'h2) begin
                             ph$d = 32'h0;
@@ -1573,8 +1462,19 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     base$d = sbase + k_d16;
                     woff$d = 32'h5;
                     isrun$d = 1'b1;
-                    state$d = CmdState$CwStart;
+                    off$d = 32'h19;
+                    nb$d = 32'h1;
+                    ret$d = CmdState$RunFlags;
+                    state$d = CmdState$ReadBytes;
                     if ((sr$q == 32'h0) | sw_over) begin
+                        ecode$d = k_e_param;
+                        state$d = CmdState$ErrReply;
+                    end
+                end
+            CmdState$RunFlags:
+                begin
+                    state$d = CmdState$CwStart;
+                    if (|sr$q[(32'h18)+:(8)]) begin
                         ecode$d = k_e_param;
                         state$d = CmdState$ErrReply;
                     end
@@ -1685,7 +1585,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     ph$d = 32'h1;
                     if (ph$q == 32'h1) begin
                         wr = 1'b1;
-                        buf_data = cst$q;
+                        reply$data = cst$q;
                         sr$d = 32'h0;
                         if (cst$q == 32'h2) begin
                             sr$d = slotmem$read_data;
@@ -1697,7 +1597,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
             CmdState$RoHead:
                 begin
                     wr = 1'b1;
-                    buf_data = sr$q[(32'h0)+:(8)];
+                    reply$data = sr$q[(32'h0)+:(8)];
                     sr$d = nsr;
                     k$d = kq + 32'h1;
                     ph$d = 32'h0;
@@ -1715,7 +1615,7 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                         ph$d = ph$q + 32'h1;
                         if (ph$q != 32'h0) begin
                             wr = 1'b1;
-                            buf_data = rbyte[(32'h0)+:(8)];
+                            reply$data = rbyte[(32'h0)+:(8)];
                         end
                         if (ph$q == 32'h4) begin
                             ph$d = 32'h0;
@@ -1727,21 +1627,21 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                 begin
                     rerr$d = 1'b1;
                     wr = 1'b1;
-                    buf_data = hkind$q;
+                    reply$data = hkind$q;
                     if (kq == 32'h1) begin
-                        buf_data = ecode$q;
+                        reply$data = ecode$q;
                         state$d = CmdState$Send;
                     end
                     k$d = kq + 32'h1;
                 end
             CmdState$Send:
                 begin
-                    send = 1'b1;
+                    reply$send = 1'b1;
                     state$d = CmdState$Release;
                 end
             CmdState$Release:
                 begin
-                    rd_done = 1'b1;
+                    req$done = 1'b1;
                     state$d = CmdState$Idle;
                 end
             default:
@@ -1749,257 +1649,52 @@ module top$core$cmd(clock,avail,rd_off,rd_data,rd_done,release_bytes,crc_evt,fra
                     state$d = CmdState$Idle;
                 end
         endcase
-        case (rs$q)
-            SeqState$Idle:
-                begin
-                    if ((qn$q != 32'h0) & (state$q == CmdState$Idle)) begin
-                        cur$d = queue$q[(32'h0)+:(2)];
-                        queue$d = queue$q >> 32'h2;
-                        qn$d = qn$q - 32'h1;
-                        abort$d = 1'b0;
-                        si$d = 32'h0;
-                        sl$d = 32'h0;
-                        sq$d = 32'h0;
-                        sph$d = 32'h0;
-                        rs$d = SeqState$Units;
-                    end
-                end
-            SeqState$Units:
-                begin
-                    slotmem$read_address = cbase + siq;
-                    if (siq == k_d16) begin
-                        sl$d = 32'h0;
-                        sc$d = 32'h0;
-                        sph$d = 32'h0;
-                        rs$d = SeqState$SeedRd;
-                    end
-                    else begin
-                        sph$d = sph$q + 32'h1;
-                        if (sph$q == 32'h1) begin
-                            paddr$d = k_rg_bias | (((slq) & 24'hffffff) << 32'hc) | ((sqq) & 24'hffffff);
-                            pwdata$d = slotmem$read_data;
-                            pwe$d = 1'b1;
-                        end
-                        if (sph$q == 32'h2) begin
-                            paddr$d = k_rg_state | opnd;
-                            pwdata$d = 32'h0;
-                            pwe$d = 1'b1;
-                        end
-                        if (sph$q == 32'h3) begin
-                            paddr$d = k_rg_rdo | opnd;
-                            pwdata$d = 32'h0;
-                            pwe$d = 1'b1;
-                            sph$d = 32'h0;
-                            si$d = siq + 32'h1;
-                            sl$d = slq + 32'h1;
-                            if (slq + 32'h1 == k_p8) begin
-                                sl$d = 32'h0;
-                                sq$d = sqq + 32'h1;
-                            end
-                        end
-                    end
-                end
-            SeqState$SeedRd:
-                begin
-                    slotmem$read_address = cbase + k_d16 + 32'h2 + ((sc$q) & 16'hffff);
-                    if (slq == k_p8) begin
-                        sph$d = 32'h0;
-                        rs$d = SeqState$Load;
-                    end
-                    else begin
-                        sph$d = sph$q + 32'h1;
-                        if (sph$q == 32'h1) begin
-                            pwdata$d = seedw;
-                            if (~|seedw[(32'h5)+:(27)] & (seedw[(32'h0)+:(5)] < lmin)) begin
-                                pwdata$d = ((lifted) & 32'hffffffff);
-                            end
-                        end
-                        if (sph$q == 32'h2) begin
-                            paddr$d = k_rg_seed | (((slq) & 24'hffffff) << 32'h8) | ((sc$q) & 24'hffffff);
-                            pwe$d = 1'b1;
-                            sph$d = 32'h0;
-                            sc$d = sc$q + 32'h1;
-                            if (sc$q == 32'h2) begin
-                                sc$d = 32'h0;
-                                sl$d = slq + 32'h1;
-                            end
-                        end
-                    end
-                end
-            SeqState$Load:
-                begin
-                    slotmem$read_address = cbase + k_d16 + 32'h1;
-                    sph$d = 32'h1;
-                    if (sph$q == 32'h0) begin
-                        paddr$d = 32'h0;
-                        pwdata$d = k_noise_load;
-                        pwe$d = 1'b1;
-                    end
-                    else begin
-                        pwdata$d = slotmem$read_data;
-                        sph$d = 32'h0;
-                        rs$d = SeqState$Burn;
-                    end
-                end
-            SeqState$Burn:
-                begin
-                    wcnt$d = 32'h0;
-                    if (pwdata$q == 32'h0) begin
-                        sph$d = 32'h0;
-                        rs$d = SeqState$Main;
-                    end
-                    else if (sph$q == 32'h0) begin
-                        paddr$d = 32'h1;
-                        pwe$d = 1'b1;
-                        sph$d = 32'h1;
-                    end
-                    else begin
-                        paddr$d = 32'h0;
-                        pwdata$d = k_start;
-                        pwe$d = 1'b1;
-                        rs$d = SeqState$WaitB;
-                    end
-                end
-            SeqState$WaitB:
-                begin
-                    if (wcnt$q != 32'h7) begin
-                        wcnt$d = wcnt$q + 32'h1;
-                    end
-                    else if (~running & (state$q == CmdState$Idle)) begin
-                        sph$d = 32'h0;
-                        rs$d = SeqState$Main;
-                        if (abort$q) begin
-                            rs$d = SeqState$Abort;
-                        end
-                    end
-                end
-            SeqState$Main:
-                begin
-                    slotmem$read_address = cbase + k_d16;
-                    wcnt$d = 32'h0;
-                    sph$d = sph$q + 32'h1;
-                    pwe$d = 1'b1;
-                    if (sph$q == 32'h0) begin
-                        paddr$d = 32'h0;
-                        pwdata$d = k_rdo_on;
-                    end
-                    if (sph$q == 32'h1) begin
-                        paddr$d = 32'h1;
-                        pwdata$d = slotmem$read_data;
-                    end
-                    if (sph$q == 32'h2) begin
-                        paddr$d = 32'h0;
-                        pwdata$d = k_start;
-                        rs$d = SeqState$WaitM;
-                    end
-                end
-            SeqState$WaitM:
-                begin
-                    if (wcnt$q != 32'h7) begin
-                        wcnt$d = wcnt$q + 32'h1;
-                    end
-                    else if (~running & (state$q == CmdState$Idle)) begin
-                        sph$d = 32'h0;
-                        rs$d = SeqState$Off;
-                        if (abort$q) begin
-                            rs$d = SeqState$Abort;
-                        end
-                    end
-                end
-            SeqState$Off:
-                begin
-                    paddr$d = 32'h0;
-                    pwdata$d = k_rdo_off;
-                    pwe$d = 1'b1;
-                    si$d = 32'h0;
-                    sph$d = 32'h0;
-                    rs$d = SeqState$Copy;
-                end
-            SeqState$Copy:
-                begin
-                    if (siq == k_r16) begin
-                        rs$d = SeqState$Finish;
-                    end
-                    else begin
-                        sph$d = sph$q + 32'h1;
-                        if (sph$q == 32'h0) begin
-                            paddr$d = k_rg_rdo | ((rdo_rom$data) & 24'hffffff);
-                        end
-                        if (sph$q == 32'h4) begin
-                            res$write_address = (((cur$q) & 16'hffff) << k_rbits) + siq;
-                            res$write_enable = ~abort$q;
-                            sph$d = 32'h0;
-                            si$d = siq + 32'h1;
-                        end
-                    end
-                end
-            SeqState$Finish:
-                begin
-                    if (~abort$q) begin
-                        runs$d = runs$q + 32'h1;
-                        slot_st$d = (slot_st$q & ~(k_m3 << csh)) | (k_st2 << csh);
-                    end
-                    rs$d = SeqState$Idle;
-                end
-            SeqState$Abort:
-                begin
-                    sph$d = sph$q + 32'h1;
-                    if (sph$q == 32'h0) begin
-                        paddr$d = 32'h1;
-                    end
-                    if (sph$q == 32'h4) begin
-                        sweep_base$d = cfg_rdata;
-                        paddr$d = 32'h0;
-                        pwdata$d = k_clear | k_rdo_off;
-                        pwe$d = 1'b1;
-                        rs$d = SeqState$Idle;
-                    end
-                end
-            default:
-                begin
-                    rs$d = SeqState$Idle;
-                end
-        endcase
-        active = (rs$q != SeqState$Idle) | (qn$q != 32'h0);
-        rd_off = off$q;
-        rel16 = ((hlen$q) & 16'hffff) + 32'h4;
-        release_bytes = rel16[(32'h0)+:(12)];
-        seq = hseq$q;
-        kind = hkind$q | 32'h80;
-        if (rerr$q) begin
-            kind = k_error;
+        if (runner$slot_raddr_en) begin
+            slotmem$read_address = runner$slot_raddr;
         end
-        buf_we = wr;
-        buf_addr = bp$q[(32'h0)+:(10)];
+        if (runner$p_addr_en) begin
+            paddr$d = runner$p_addr;
+        end
+        if (runner$p_data_en) begin
+            pwdata$d = runner$p_data;
+        end
+        if (runner$p_we) begin
+            pwe$d = 1'b1;
+        end
+        res$write_address = runner$res_waddr;
+        res$write_enable = runner$res_we;
+        if (runner$take) begin
+            queue$d = queue$q >> 32'h2;
+            qn$d = qn$q - 32'h1;
+        end
+        if (runner$base_take) begin
+            sweep_base$d = cfg$rdata;
+        end
+        if (runner$done) begin
+            runs$d = runs$q + 32'h1;
+            slot_st$d = (slot_st$q & ~(k_m3 << csh)) | (k_st2 << csh);
+        end
+        active = runner$busy | (qn$q != 32'h0);
+        req$off = off$q;
+        rel16 = ((hlen$q) & 16'hffff) + 32'h4;
+        req$release = rel16[(32'h0)+:(12)];
+        reply$seq = hseq$q;
+        reply$kind = hkind$q | 32'h80;
+        if (rerr$q) begin
+            reply$kind = k_error;
+        end
+        reply$we = wr;
+        reply$addr = bp$q[(32'h0)+:(10)];
         if (wr) begin
             bp$d = bp$q + 32'h1;
         end
-        len = bp$q;
-        cfg_addr = paddr$q;
-        cfg_wdata = pwdata$q;
-        cfg_we = pwe$q;
+        reply$len = bp$q;
+        cfg$addr = paddr$q;
+        cfg$wdata = pwdata$q;
+        cfg$we = pwe$q;
     end
     
 endmodule // top$core$cmd
-
-
-module top$core$cmd$abort(d,q,clock);
-    
-    // Module arguments
-    input wire  d;
-    output reg  q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 1'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$abort
 
 
 module top$core$cmd$addr(d,q,clock);
@@ -2481,25 +2176,6 @@ module top$core$cmd$cst(d,q,clock);
 endmodule // top$core$cmd$cst
 
 
-module top$core$cmd$cur(d,q,clock);
-    
-    // Module arguments
-    input wire  [1:0] d;
-    output reg  [1:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 2'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$cur
-
-
 module top$core$cmd$ecode(d,q,clock);
     
     // Module arguments
@@ -2642,29 +2318,38 @@ module top$core$cmd$ident(address,data);
     // Update code (custom)
     always @*
     case (address)
-        5'b0: data = 8'h1;
-      5'b1: data = 8'h56;
-      5'b10: data = 8'hd7;
-      5'b11: data = 8'h3e;
-      5'b100: data = 8'h5a;
-      5'b101: data = 8'h9e;
-      5'b110: data = 8'hb9;
-      5'b111: data = 8'h11;
-      5'b1000: data = 8'hf0;
-      5'b1001: data = 8'h40;
-      5'b1010: data = 8'h0;
-      5'b1011: data = 8'h0;
-      5'b1100: data = 8'h0;
-      5'b1101: data = 8'h18;
-      5'b1110: data = 8'h0;
-      5'b1111: data = 8'h0;
-      5'b10000: data = 8'h0;
-      5'b10001: data = 8'h4;
+        5'b0: data = 8'h2;
+      5'b1: data = 8'ha1;
+      5'b10: data = 8'h95;
+      5'b11: data = 8'hc2;
+      5'b100: data = 8'h14;
+      5'b101: data = 8'hb1;
+      5'b110: data = 8'h26;
+      5'b111: data = 8'ha9;
+      5'b1000: data = 8'h48;
+      5'b1001: data = 8'h21;
+      5'b1010: data = 8'h7f;
+      5'b1011: data = 8'ha7;
+      5'b1100: data = 8'h85;
+      5'b1101: data = 8'ha1;
+      5'b1110: data = 8'h1;
+      5'b1111: data = 8'h2b;
+      5'b10000: data = 8'h8a;
+      5'b10001: data = 8'h40;
       5'b10010: data = 8'h0;
-      5'b10011: data = 8'h4;
-      5'b10100: data = 8'ha;
-      5'b10101: data = 8'h0;
-      5'b10110: data = 8'h4;
+      5'b10011: data = 8'h0;
+      5'b10100: data = 8'h0;
+      5'b10101: data = 8'h18;
+      5'b10110: data = 8'h0;
+      5'b10111: data = 8'h0;
+      5'b11000: data = 8'h0;
+      5'b11001: data = 8'h4;
+      5'b11010: data = 8'h0;
+      5'b11011: data = 8'h4;
+      5'b11100: data = 8'ha;
+      5'b11101: data = 8'h0;
+      5'b11110: data = 8'h4;
+      5'b11111: data = 8'h0;
       default: data = 8'h0;
     endcase
             
@@ -2707,37 +2392,6 @@ module top$core$cmd$k(d,q,clock);
     end
           
 endmodule // top$core$cmd$k
-
-
-module top$core$cmd$lbase(address,data);
-    
-    // Module arguments
-    input wire  [7:0] address;
-    output reg  [31:0] data;
-    
-    // Update code (custom)
-    always @*
-    case (address)
-        8'h0: data = 32'h63760c3b;
-      8'h1: data = 32'hde7e7cb9;
-      8'h2: data = 32'hcd849125;
-      8'h3: data = 32'h0;
-      8'h4: data = 32'h61d5323e;
-      8'h5: data = 32'ha309c629;
-      8'h6: data = 32'h57237150;
-      8'h7: data = 32'h0;
-      8'h8: data = 32'h1b1fec72;
-      8'h9: data = 32'h7e6c67bd;
-      8'ha: data = 32'h68e247f6;
-      8'hb: data = 32'h0;
-      8'hc: data = 32'h490bb4;
-      8'hd: data = 32'ha5cf76a2;
-      8'he: data = 32'h926e456;
-      8'hf: data = 32'h0;
-      default: data = 32'h0;
-    endcase
-            
-endmodule // top$core$cmd$lbase
 
 
 module top$core$cmd$nb(d,q,clock);
@@ -2892,45 +2546,6 @@ module top$core$cmd$queue(d,q,clock);
 endmodule // top$core$cmd$queue
 
 
-module top$core$cmd$rdo_rom(address,data);
-    
-    // Module arguments
-    input wire  [9:0] address;
-    output reg  [15:0] data;
-    
-    // Update code (custom)
-    always @*
-    case (address)
-        10'b0: data = 16'h28;
-      10'b1: data = 16'h29;
-      10'b10: data = 16'h2a;
-      10'b11: data = 16'h2b;
-      10'b100: data = 16'h2c;
-      10'b101: data = 16'h2d;
-      10'b110: data = 16'h2e;
-      10'b111: data = 16'h2f;
-      10'b1000: data = 16'h30;
-      10'b1001: data = 16'h31;
-      10'b1010: data = 16'h32;
-      10'b1011: data = 16'h33;
-      10'b1100: data = 16'h34;
-      10'b1101: data = 16'h35;
-      10'b1110: data = 16'h36;
-      10'b1111: data = 16'h37;
-      10'b10000: data = 16'h38;
-      10'b10001: data = 16'h39;
-      10'b10010: data = 16'h3a;
-      10'b10011: data = 16'h3b;
-      10'b10100: data = 16'h3c;
-      10'b10101: data = 16'h3d;
-      10'b10110: data = 16'h3e;
-      10'b10111: data = 16'h3f;
-      default: data = 16'h0;
-    endcase
-            
-endmodule // top$core$cmd$rdo_rom
-
-
 module top$core$cmd$replays(d,q,clock);
     
     // Module arguments
@@ -3026,20 +2641,21 @@ module top$core$cmd$ret(d,q,clock);
     localparam CmdState$RmCoup = 18;
     localparam CmdState$ScCheck = 19;
     localparam CmdState$RunCheck = 20;
-    localparam CmdState$CwStart = 21;
-    localparam CmdState$CmpNext = 22;
-    localparam CmdState$CmpWord = 23;
-    localparam CmdState$CwDecide = 24;
-    localparam CmdState$WrNext = 25;
-    localparam CmdState$WrWord = 26;
-    localparam CmdState$CwFinish = 27;
-    localparam CmdState$RoCheck = 28;
-    localparam CmdState$RoSweeps = 29;
-    localparam CmdState$RoHead = 30;
-    localparam CmdState$RoSums = 31;
-    localparam CmdState$ErrReply = 32;
-    localparam CmdState$Send = 33;
-    localparam CmdState$Release = 34;
+    localparam CmdState$RunFlags = 21;
+    localparam CmdState$CwStart = 22;
+    localparam CmdState$CmpNext = 23;
+    localparam CmdState$CmpWord = 24;
+    localparam CmdState$CwDecide = 25;
+    localparam CmdState$WrNext = 26;
+    localparam CmdState$WrWord = 27;
+    localparam CmdState$CwFinish = 28;
+    localparam CmdState$RoCheck = 29;
+    localparam CmdState$RoSweeps = 30;
+    localparam CmdState$RoHead = 31;
+    localparam CmdState$RoSums = 32;
+    localparam CmdState$ErrReply = 33;
+    localparam CmdState$Send = 34;
+    localparam CmdState$Release = 35;
     
     // Update code (custom)
     initial begin
@@ -3053,7 +2669,601 @@ module top$core$cmd$ret(d,q,clock);
 endmodule // top$core$cmd$ret
 
 
-module top$core$cmd$rs(d,q,clock);
+module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_rdata,running,take,owns,busy,cur,done,base_take,p_addr_en,p_addr,p_data_en,p_data,p_we,slot_raddr_en,slot_raddr,res_we,res_waddr);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  req_idle;
+    input wire  queued;
+    input wire  [1:0] next_slot;
+    input wire  reset;
+    input wire  [31:0] slot_rdata;
+    input wire  [31:0] cfg_rdata;
+    input wire  running;
+    output reg  take;
+    output reg  owns;
+    output reg  busy;
+    output reg  [1:0] cur;
+    output reg  done;
+    output reg  base_take;
+    output reg  p_addr_en;
+    output reg  [23:0] p_addr;
+    output reg  p_data_en;
+    output reg  [31:0] p_data;
+    output reg  p_we;
+    output reg  slot_raddr_en;
+    output reg  [15:0] slot_raddr;
+    output reg  res_we;
+    output reg  [15:0] res_waddr;
+    
+    // Constant declarations
+    localparam  k_d16 = 16'h40;
+    localparam  k_r16 = 16'h18;
+    localparam  k_p8 = 8'h4;
+    localparam  k_sbits = 16'h7;
+    localparam  k_rbits = 16'h5;
+    localparam  k_bbits = 24'h2;
+    localparam  k_wm = 16'h7ff;
+    localparam  k_slm = 8'h7;
+    localparam  k_clear = 32'h4;
+    localparam  k_noise_load = 32'h2;
+    localparam  k_start = 32'h1;
+    localparam  k_rdo_on = 32'h8;
+    localparam  k_rdo_off = 32'h10;
+    localparam  k_rg_bias = 24'h400000;
+    localparam  k_rg_state = 24'h200000;
+    localparam  k_rg_rdo = 24'h700000;
+    localparam  k_rg_seed = 24'h100000;
+    localparam  k_tmin0 = 5'b10;
+    localparam  k_tmin1 = 5'b1000;
+    localparam  k_tmin2 = 5'b10000;
+    
+    // Enums
+    localparam SeqState$Idle = 0;
+    localparam SeqState$Units = 1;
+    localparam SeqState$SeedRd = 2;
+    localparam SeqState$Load = 3;
+    localparam SeqState$Burn = 4;
+    localparam SeqState$WaitB = 5;
+    localparam SeqState$Main = 6;
+    localparam SeqState$WaitM = 7;
+    localparam SeqState$Off = 8;
+    localparam SeqState$Copy = 9;
+    localparam SeqState$Finish = 10;
+    localparam SeqState$Abort = 11;
+    
+    // Stub signals
+    reg  [7:0] lbase$address;
+    wire  [31:0] lbase$data;
+    reg  [9:0] rdo_rom$address;
+    wire  [15:0] rdo_rom$data;
+    reg  [3:0] rs$d;
+    wire  [3:0] rs$q;
+    reg  rs$clock;
+    reg  [1:0] cur_r$d;
+    wire  [1:0] cur_r$q;
+    reg  cur_r$clock;
+    reg  abort$d;
+    wire  abort$q;
+    reg  abort$clock;
+    reg  bz$d;
+    wire  bz$q;
+    reg  bz$clock;
+    reg  [15:0] si$d;
+    wire  [15:0] si$q;
+    reg  si$clock;
+    reg  [7:0] sl$d;
+    wire  [7:0] sl$q;
+    reg  sl$clock;
+    reg  [15:0] sq$d;
+    wire  [15:0] sq$q;
+    reg  sq$clock;
+    reg  [1:0] sc$d;
+    wire  [1:0] sc$q;
+    reg  sc$clock;
+    reg  [2:0] sph$d;
+    wire  [2:0] sph$q;
+    reg  sph$clock;
+    reg  [2:0] wcnt$d;
+    wire  [2:0] wcnt$q;
+    reg  wcnt$clock;
+    
+    // Local signals
+    reg  [15:0] siq;
+    reg  [15:0] sqq;
+    reg  [7:0] slq;
+    reg  [15:0] cbase;
+    reg  [23:0] opnd;
+    reg  [4:0] lmin;
+    reg  [4:0] lifted;
+    reg  [31:0] seedw;
+    
+    // Sub module instances
+    top$core$cmd$runner$lbase lbase(
+        .address(lbase$address),
+        .data(lbase$data)
+    );
+    top$core$cmd$runner$rdo_rom rdo_rom(
+        .address(rdo_rom$address),
+        .data(rdo_rom$data)
+    );
+    top$core$cmd$runner$rs rs(
+        .d(rs$d),
+        .q(rs$q),
+        .clock(rs$clock)
+    );
+    top$core$cmd$runner$cur_r cur_r(
+        .d(cur_r$d),
+        .q(cur_r$q),
+        .clock(cur_r$clock)
+    );
+    top$core$cmd$runner$abort abort(
+        .d(abort$d),
+        .q(abort$q),
+        .clock(abort$clock)
+    );
+    top$core$cmd$runner$bz bz(
+        .d(bz$d),
+        .q(bz$q),
+        .clock(bz$clock)
+    );
+    top$core$cmd$runner$si si(
+        .d(si$d),
+        .q(si$q),
+        .clock(si$clock)
+    );
+    top$core$cmd$runner$sl sl(
+        .d(sl$d),
+        .q(sl$q),
+        .clock(sl$clock)
+    );
+    top$core$cmd$runner$sq sq(
+        .d(sq$d),
+        .q(sq$q),
+        .clock(sq$clock)
+    );
+    top$core$cmd$runner$sc sc(
+        .d(sc$d),
+        .q(sc$q),
+        .clock(sc$clock)
+    );
+    top$core$cmd$runner$sph sph(
+        .d(sph$d),
+        .q(sph$q),
+        .clock(sph$clock)
+    );
+    top$core$cmd$runner$wcnt wcnt(
+        .d(wcnt$d),
+        .q(wcnt$q),
+        .clock(wcnt$clock)
+    );
+    
+    // Update code
+    always @(*) begin
+        rs$clock = clock;
+        cur_r$clock = clock;
+        abort$clock = clock;
+        bz$clock = clock;
+        si$clock = clock;
+        sl$clock = clock;
+        sq$clock = clock;
+        sc$clock = clock;
+        sph$clock = clock;
+        wcnt$clock = clock;
+        rs$d = rs$q;
+        cur_r$d = cur_r$q;
+        abort$d = abort$q;
+        bz$d = bz$q;
+        si$d = si$q;
+        sl$d = sl$q;
+        sq$d = sq$q;
+        sc$d = sc$q;
+        sph$d = sph$q;
+        wcnt$d = wcnt$q;
+        siq = si$q & k_wm;
+        sqq = sq$q & k_wm;
+        slq = sl$q & k_slm;
+        lbase$address = (slq << 32'h2) | ((sc$q) & 8'hff);
+        rdo_rom$address = siq[(32'h0)+:(10)];
+        cbase = ((cur_r$q) & 16'hffff) << k_sbits;
+        opnd = (((sqq) & 24'hffffff) << k_bbits) | ((slq) & 24'hffffff);
+        lmin = k_tmin2;
+        if (sc$q == 32'h0) begin
+            lmin = k_tmin0;
+        end
+        if (sc$q == 32'h1) begin
+            lmin = k_tmin1;
+        end
+        seedw = slot_rdata ^ lbase$data;
+        lifted = seedw[(32'h0)+:(5)] + lmin;
+        take = 1'b0;
+        done = 1'b0;
+        base_take = 1'b0;
+        p_addr_en = 1'b0;
+        p_addr = 32'h0;
+        p_data_en = 1'b0;
+        p_data = 32'h0;
+        p_we = 1'b0;
+        slot_raddr_en = 1'b0;
+        slot_raddr = 32'h0;
+        res_we = 1'b0;
+        res_waddr = (((cur_r$q) & 16'hffff) << k_rbits) + siq;
+        if (reset) begin
+            abort$d = rs$q != SeqState$Idle;
+        end
+        case (rs$q)
+            SeqState$Idle:
+                begin
+                    if (queued & req_idle) begin
+                        take = 1'b1;
+                        cur_r$d = next_slot;
+                        abort$d = 1'b0;
+                        si$d = 32'h0;
+                        sl$d = 32'h0;
+                        sq$d = 32'h0;
+                        sph$d = 32'h0;
+                        rs$d = SeqState$Units;
+                    end
+                end
+            SeqState$Units:
+                begin
+                    slot_raddr_en = 1'b1;
+                    slot_raddr = cbase + siq;
+                    if (siq == k_d16) begin
+                        sl$d = 32'h0;
+                        sc$d = 32'h0;
+                        sph$d = 32'h0;
+                        rs$d = SeqState$SeedRd;
+                    end
+                    else begin
+                        sph$d = sph$q + 32'h1;
+                        if (sph$q == 32'h1) begin
+                            p_addr_en = 1'b1;
+                            p_addr = k_rg_bias | (((slq) & 24'hffffff) << 32'hc) | ((sqq) & 24'hffffff);
+                            p_data_en = 1'b1;
+                            p_data = slot_rdata;
+                            p_we = 1'b1;
+                        end
+                        if (sph$q == 32'h2) begin
+                            p_addr_en = 1'b1;
+                            p_addr = k_rg_state | opnd;
+                            p_data_en = 1'b1;
+                            p_data = 32'h0;
+                            p_we = 1'b1;
+                        end
+                        if (sph$q == 32'h3) begin
+                            p_addr_en = 1'b1;
+                            p_addr = k_rg_rdo | opnd;
+                            p_data_en = 1'b1;
+                            p_data = 32'h0;
+                            p_we = 1'b1;
+                            sph$d = 32'h0;
+                            si$d = siq + 32'h1;
+                            sl$d = slq + 32'h1;
+                            if (slq + 32'h1 == k_p8) begin
+                                sl$d = 32'h0;
+                                sq$d = sqq + 32'h1;
+                            end
+                        end
+                    end
+                end
+            SeqState$SeedRd:
+                begin
+                    slot_raddr_en = 1'b1;
+                    slot_raddr = cbase + k_d16 + 32'h2 + ((sc$q) & 16'hffff);
+                    if (slq == k_p8) begin
+                        sph$d = 32'h0;
+                        rs$d = SeqState$Load;
+                    end
+                    else begin
+                        sph$d = sph$q + 32'h1;
+                        if (sph$q == 32'h1) begin
+                            p_data_en = 1'b1;
+                            p_data = seedw;
+                            if (~|seedw[(32'h5)+:(27)] & (seedw[(32'h0)+:(5)] < lmin)) begin
+                                p_data = ((lifted) & 32'hffffffff);
+                            end
+                        end
+                        if (sph$q == 32'h2) begin
+                            p_addr_en = 1'b1;
+                            p_addr = k_rg_seed | (((slq) & 24'hffffff) << 32'h8) | ((sc$q) & 24'hffffff);
+                            p_we = 1'b1;
+                            sph$d = 32'h0;
+                            sc$d = sc$q + 32'h1;
+                            if (sc$q == 32'h2) begin
+                                sc$d = 32'h0;
+                                sl$d = slq + 32'h1;
+                            end
+                        end
+                    end
+                end
+            SeqState$Load:
+                begin
+                    slot_raddr_en = 1'b1;
+                    slot_raddr = cbase + k_d16 + 32'h1;
+                    sph$d = 32'h1;
+                    if (sph$q == 32'h0) begin
+                        p_addr_en = 1'b1;
+                        p_addr = 32'h0;
+                        p_data_en = 1'b1;
+                        p_data = k_noise_load;
+                        p_we = 1'b1;
+                    end
+                    else begin
+                        p_data_en = 1'b1;
+                        p_data = slot_rdata;
+                        bz$d = ~|slot_rdata;
+                        sph$d = 32'h0;
+                        rs$d = SeqState$Burn;
+                    end
+                end
+            SeqState$Burn:
+                begin
+                    wcnt$d = 32'h0;
+                    if (bz$q) begin
+                        sph$d = 32'h0;
+                        rs$d = SeqState$Main;
+                    end
+                    else if (sph$q == 32'h0) begin
+                        p_addr_en = 1'b1;
+                        p_addr = 32'h1;
+                        p_we = 1'b1;
+                        sph$d = 32'h1;
+                    end
+                    else begin
+                        p_addr_en = 1'b1;
+                        p_addr = 32'h0;
+                        p_data_en = 1'b1;
+                        p_data = k_start;
+                        p_we = 1'b1;
+                        rs$d = SeqState$WaitB;
+                    end
+                end
+            SeqState$WaitB:
+                begin
+                    if (wcnt$q != 32'h7) begin
+                        wcnt$d = wcnt$q + 32'h1;
+                    end
+                    else if (~running & req_idle) begin
+                        sph$d = 32'h0;
+                        rs$d = SeqState$Main;
+                        if (abort$q) begin
+                            rs$d = SeqState$Abort;
+                        end
+                    end
+                end
+            SeqState$Main:
+                begin
+                    slot_raddr_en = 1'b1;
+                    slot_raddr = cbase + k_d16;
+                    wcnt$d = 32'h0;
+                    sph$d = sph$q + 32'h1;
+                    p_we = 1'b1;
+                    if (sph$q == 32'h0) begin
+                        p_addr_en = 1'b1;
+                        p_addr = 32'h0;
+                        p_data_en = 1'b1;
+                        p_data = k_rdo_on;
+                    end
+                    if (sph$q == 32'h1) begin
+                        p_addr_en = 1'b1;
+                        p_addr = 32'h1;
+                        p_data_en = 1'b1;
+                        p_data = slot_rdata;
+                    end
+                    if (sph$q == 32'h2) begin
+                        p_addr_en = 1'b1;
+                        p_addr = 32'h0;
+                        p_data_en = 1'b1;
+                        p_data = k_start;
+                        rs$d = SeqState$WaitM;
+                    end
+                end
+            SeqState$WaitM:
+                begin
+                    if (wcnt$q != 32'h7) begin
+                        wcnt$d = wcnt$q + 32'h1;
+                    end
+                    else if (~running & req_idle) begin
+                        sph$d = 32'h0;
+                        rs$d = SeqState$Off;
+                        if (abort$q) begin
+                            rs$d = SeqState$Abort;
+                        end
+                    end
+                end
+            SeqState$Off:
+                begin
+                    p_addr_en = 1'b1;
+                    p_addr = 32'h0;
+                    p_data_en = 1'b1;
+                    p_data = k_rdo_off;
+                    p_we = 1'b1;
+                    si$d = 32'h0;
+                    sph$d = 32'h0;
+                    rs$d = SeqState$Copy;
+                end
+            SeqState$Copy:
+                begin
+                    if (siq == k_r16) begin
+                        rs$d = SeqState$Finish;
+                    end
+                    else begin
+                        sph$d = sph$q + 32'h1;
+                        if (sph$q == 32'h0) begin
+                            p_addr_en = 1'b1;
+                            p_addr = k_rg_rdo | ((rdo_rom$data) & 24'hffffff);
+                        end
+                        if (sph$q == 32'h4) begin
+                            res_we = ~abort$q;
+                            sph$d = 32'h0;
+                            si$d = siq + 32'h1;
+                        end
+                    end
+                end
+            SeqState$Finish:
+                begin
+                    done = ~abort$q;
+                    rs$d = SeqState$Idle;
+                end
+            SeqState$Abort:
+                begin
+                    sph$d = sph$q + 32'h1;
+                    if (sph$q == 32'h0) begin
+                        p_addr_en = 1'b1;
+                        p_addr = 32'h1;
+                    end
+                    if (sph$q == 32'h4) begin
+                        base_take = 1'b1;
+                        p_addr_en = 1'b1;
+                        p_addr = 32'h0;
+                        p_data_en = 1'b1;
+                        p_data = k_clear | k_rdo_off;
+                        p_we = 1'b1;
+                        rs$d = SeqState$Idle;
+                    end
+                end
+            default:
+                begin
+                    rs$d = SeqState$Idle;
+                end
+        endcase
+        owns = ~((rs$q == SeqState$Idle) | (rs$q == SeqState$WaitB) | (rs$q == SeqState$WaitM));
+        busy = rs$q != SeqState$Idle;
+        cur = cur_r$q;
+    end
+    
+endmodule // top$core$cmd$runner
+
+
+module top$core$cmd$runner$abort(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$runner$abort
+
+
+module top$core$cmd$runner$bz(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$runner$bz
+
+
+module top$core$cmd$runner$cur_r(d,q,clock);
+    
+    // Module arguments
+    input wire  [1:0] d;
+    output reg  [1:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 2'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$runner$cur_r
+
+
+module top$core$cmd$runner$lbase(address,data);
+    
+    // Module arguments
+    input wire  [7:0] address;
+    output reg  [31:0] data;
+    
+    // Update code (custom)
+    always @*
+    case (address)
+        8'h0: data = 32'h63760c3b;
+      8'h1: data = 32'hde7e7cb9;
+      8'h2: data = 32'hcd849125;
+      8'h3: data = 32'h0;
+      8'h4: data = 32'h61d5323e;
+      8'h5: data = 32'ha309c629;
+      8'h6: data = 32'h57237150;
+      8'h7: data = 32'h0;
+      8'h8: data = 32'h1b1fec72;
+      8'h9: data = 32'h7e6c67bd;
+      8'ha: data = 32'h68e247f6;
+      8'hb: data = 32'h0;
+      8'hc: data = 32'h490bb4;
+      8'hd: data = 32'ha5cf76a2;
+      8'he: data = 32'h926e456;
+      8'hf: data = 32'h0;
+      default: data = 32'h0;
+    endcase
+            
+endmodule // top$core$cmd$runner$lbase
+
+
+module top$core$cmd$runner$rdo_rom(address,data);
+    
+    // Module arguments
+    input wire  [9:0] address;
+    output reg  [15:0] data;
+    
+    // Update code (custom)
+    always @*
+    case (address)
+        10'b0: data = 16'h28;
+      10'b1: data = 16'h29;
+      10'b10: data = 16'h2a;
+      10'b11: data = 16'h2b;
+      10'b100: data = 16'h2c;
+      10'b101: data = 16'h2d;
+      10'b110: data = 16'h2e;
+      10'b111: data = 16'h2f;
+      10'b1000: data = 16'h30;
+      10'b1001: data = 16'h31;
+      10'b1010: data = 16'h32;
+      10'b1011: data = 16'h33;
+      10'b1100: data = 16'h34;
+      10'b1101: data = 16'h35;
+      10'b1110: data = 16'h36;
+      10'b1111: data = 16'h37;
+      10'b10000: data = 16'h38;
+      10'b10001: data = 16'h39;
+      10'b10010: data = 16'h3a;
+      10'b10011: data = 16'h3b;
+      10'b10100: data = 16'h3c;
+      10'b10101: data = 16'h3d;
+      10'b10110: data = 16'h3e;
+      10'b10111: data = 16'h3f;
+      default: data = 16'h0;
+    endcase
+            
+endmodule // top$core$cmd$runner$rdo_rom
+
+
+module top$core$cmd$runner$rs(d,q,clock);
     
     // Module arguments
     input wire  [3:0] d;
@@ -3083,7 +3293,121 @@ module top$core$cmd$rs(d,q,clock);
        q <= d;
     end
           
-endmodule // top$core$cmd$rs
+endmodule // top$core$cmd$runner$rs
+
+
+module top$core$cmd$runner$sc(d,q,clock);
+    
+    // Module arguments
+    input wire  [1:0] d;
+    output reg  [1:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 2'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$runner$sc
+
+
+module top$core$cmd$runner$si(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$runner$si
+
+
+module top$core$cmd$runner$sl(d,q,clock);
+    
+    // Module arguments
+    input wire  [7:0] d;
+    output reg  [7:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 8'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$runner$sl
+
+
+module top$core$cmd$runner$sph(d,q,clock);
+    
+    // Module arguments
+    input wire  [2:0] d;
+    output reg  [2:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 3'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$runner$sph
+
+
+module top$core$cmd$runner$sq(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$runner$sq
+
+
+module top$core$cmd$runner$wcnt(d,q,clock);
+    
+    // Module arguments
+    input wire  [2:0] d;
+    output reg  [2:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 3'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$runner$wcnt
 
 
 module top$core$cmd$runs(d,q,clock);
@@ -3141,63 +3465,6 @@ module top$core$cmd$same(d,q,clock);
     end
           
 endmodule // top$core$cmd$same
-
-
-module top$core$cmd$sc(d,q,clock);
-    
-    // Module arguments
-    input wire  [1:0] d;
-    output reg  [1:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 2'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$sc
-
-
-module top$core$cmd$si(d,q,clock);
-    
-    // Module arguments
-    input wire  [15:0] d;
-    output reg  [15:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 16'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$si
-
-
-module top$core$cmd$sl(d,q,clock);
-    
-    // Module arguments
-    input wire  [7:0] d;
-    output reg  [7:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 8'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$sl
 
 
 module top$core$cmd$slot_st(d,q,clock);
@@ -3410,44 +3677,6 @@ module top$core$cmd$space(d,q,clock);
 endmodule // top$core$cmd$space
 
 
-module top$core$cmd$sph(d,q,clock);
-    
-    // Module arguments
-    input wire  [2:0] d;
-    output reg  [2:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 3'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$sph
-
-
-module top$core$cmd$sq(d,q,clock);
-    
-    // Module arguments
-    input wire  [15:0] d;
-    output reg  [15:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 16'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$sq
-
-
 module top$core$cmd$sr(d,q,clock);
     
     // Module arguments
@@ -3528,20 +3757,21 @@ module top$core$cmd$state(d,q,clock);
     localparam CmdState$RmCoup = 18;
     localparam CmdState$ScCheck = 19;
     localparam CmdState$RunCheck = 20;
-    localparam CmdState$CwStart = 21;
-    localparam CmdState$CmpNext = 22;
-    localparam CmdState$CmpWord = 23;
-    localparam CmdState$CwDecide = 24;
-    localparam CmdState$WrNext = 25;
-    localparam CmdState$WrWord = 26;
-    localparam CmdState$CwFinish = 27;
-    localparam CmdState$RoCheck = 28;
-    localparam CmdState$RoSweeps = 29;
-    localparam CmdState$RoHead = 30;
-    localparam CmdState$RoSums = 31;
-    localparam CmdState$ErrReply = 32;
-    localparam CmdState$Send = 33;
-    localparam CmdState$Release = 34;
+    localparam CmdState$RunFlags = 21;
+    localparam CmdState$CwStart = 22;
+    localparam CmdState$CmpNext = 23;
+    localparam CmdState$CmpWord = 24;
+    localparam CmdState$CwDecide = 25;
+    localparam CmdState$WrNext = 26;
+    localparam CmdState$WrWord = 27;
+    localparam CmdState$CwFinish = 28;
+    localparam CmdState$RoCheck = 29;
+    localparam CmdState$RoSweeps = 30;
+    localparam CmdState$RoHead = 31;
+    localparam CmdState$RoSums = 32;
+    localparam CmdState$ErrReply = 33;
+    localparam CmdState$Send = 34;
+    localparam CmdState$Release = 35;
     
     // Update code (custom)
     initial begin
@@ -3593,25 +3823,6 @@ module top$core$cmd$tag(d,q,clock);
 endmodule // top$core$cmd$tag
 
 
-module top$core$cmd$wcnt(d,q,clock);
-    
-    // Module arguments
-    input wire  [2:0] d;
-    output reg  [2:0] q;
-    input wire  clock;
-    
-    // Update code (custom)
-    initial begin
-       q = 3'h0;
-    end
-    
-    always @(posedge clock) begin
-       q <= d;
-    end
-          
-endmodule // top$core$cmd$wcnt
-
-
 module top$core$cmd$woff(d,q,clock);
     
     // Module arguments
@@ -3631,28 +3842,28 @@ module top$core$cmd$woff(d,q,clock);
 endmodule // top$core$cmd$woff
 
 
-module top$core$frx(clock,in_data,in_valid,avail,rd_off,rd_data,rd_done,release_bytes,frames,crc_errors,framing_errors,overruns,crc_evt,framing_evt);
+module top$core$frx(clock,in_data,in_valid,req$avail,req$off,req$data,req$done,req$release,req$crc_evt,req$framing_evt,frames,crc_errors,framing_errors,overruns);
     
     // Module arguments
     input wire  clock;
     input wire  [7:0] in_data;
     input wire  in_valid;
-    output reg  avail;
-    input wire  [11:0] rd_off;
-    output reg  [7:0] rd_data;
-    input wire  rd_done;
-    input wire  [11:0] release_bytes;
+    output reg  req$avail;
+    input wire  [11:0] req$off;
+    output reg  [7:0] req$data;
+    input wire  req$done;
+    input wire  [11:0] req$release;
+    output reg  req$crc_evt;
+    output reg  req$framing_evt;
     output reg  [31:0] frames;
     output reg  [31:0] crc_errors;
     output reg  [31:0] framing_errors;
     output reg  [31:0] overruns;
-    output reg  crc_evt;
-    output reg  framing_evt;
     
     // Constant declarations
     localparam  k_wire = 11'b10000001111;
     localparam  k_residue_n = 32'h2144df1c;
-    localparam  k_version = 8'h1;
+    localparam  k_version = 8'h2;
     localparam  k_overhead = 11'b1001;
     localparam  k_maxpay = 16'h400;
     localparam  k_ring = 13'b1000000000000;
@@ -3910,21 +4121,21 @@ module top$core$frx(clock,in_data,in_valid,avail,rd_off,rd_data,rd_done,release_
         end
         good = ~overlong$q & (m$q != 32'h0) & (rem$q == 32'h0) & (n$q >= k_overhead) & (ncrc$q == k_residue_n) & ver_ok$q & (lenf$q == ((body_len) & 16'hffff)) & (lenf$q <= k_maxpay);
         commit = 1'b0;
-        crc_evt = 1'b0;
-        framing_evt = 1'b0;
+        req$crc_evt = 1'b0;
+        req$framing_evt = 1'b0;
         if (in_valid & (in_data == 32'h0)) begin
             if (overlong$q) begin
-                framing_evt = 1'b1;
+                req$framing_evt = 1'b1;
             end
             else if (m$q != 32'h0) begin
                 if ((rem$q != 32'h0) | (n$q < k_overhead)) begin
-                    framing_evt = 1'b1;
+                    req$framing_evt = 1'b1;
                 end
                 else if (ncrc$q != k_residue_n) begin
-                    crc_evt = 1'b1;
+                    req$crc_evt = 1'b1;
                 end
                 else if (~good) begin
-                    framing_evt = 1'b1;
+                    req$framing_evt = 1'b1;
                 end
                 else if (nofit$q) begin
                     c_over$d = c_over$q + 32'h1;
@@ -3942,27 +4153,27 @@ module top$core$frx(clock,in_data,in_valid,avail,rd_off,rd_data,rd_done,release_
             ncrc$d = 32'h0;
             nofit$d = 1'b0;
         end
-        if (crc_evt) begin
+        if (req$crc_evt) begin
             c_crc$d = c_crc$q + 32'h1;
         end
-        if (framing_evt) begin
+        if (req$framing_evt) begin
             c_framing$d = c_framing$q + 32'h1;
         end
         if (commit) begin
             fs$d = fs$q + 32'h4 + lenf$q[(32'h0)+:(12)];
         end
-        if (rd_done) begin
-            rp$d = rp$q + release_bytes;
+        if (req$done) begin
+            rp$d = rp$q + req$release;
         end
-        if (commit & ~rd_done) begin
+        if (commit & ~req$done) begin
             count$d = count$q + 32'h1;
         end
-        if (~commit & rd_done) begin
+        if (~commit & req$done) begin
             count$d = count$q - 32'h1;
         end
-        ring$read_address = ((rp$q + rd_off) & 16'hffff);
-        rd_data = ring$read_data[(32'h0)+:(8)];
-        avail = count$q != 32'h0;
+        ring$read_address = ((rp$q + req$off) & 16'hffff);
+        req$data = ring$read_data[(32'h0)+:(8)];
+        req$avail = count$q != 32'h0;
         frames = c_frames$q;
         crc_errors = c_crc$q;
         framing_errors = c_framing$q;
@@ -4366,24 +4577,24 @@ module top$core$frx$ver_ok(d,q,clock);
 endmodule // top$core$frx$ver_ok
 
 
-module top$core$ftx(clock,buf_we,buf_addr,buf_data,seq,kind,len,send,busy,out_data,out_valid,out_ready);
+module top$core$ftx(clock,reply$we,reply$addr,reply$data,reply$seq,reply$kind,reply$len,reply$send,reply$busy,out_data,out_valid,out_ready);
     
     // Module arguments
     input wire  clock;
-    input wire  buf_we;
-    input wire  [9:0] buf_addr;
-    input wire  [7:0] buf_data;
-    input wire  [7:0] seq;
-    input wire  [7:0] kind;
-    input wire  [10:0] len;
-    input wire  send;
-    output reg  busy;
+    input wire  reply$we;
+    input wire  [9:0] reply$addr;
+    input wire  [7:0] reply$data;
+    input wire  [7:0] reply$seq;
+    input wire  [7:0] reply$kind;
+    input wire  [10:0] reply$len;
+    input wire  reply$send;
+    output reg  reply$busy;
     output reg  [7:0] out_data;
     output reg  out_valid;
     input wire  out_ready;
     
     // Constant declarations
-    localparam  k_version = 8'h1;
+    localparam  k_version = 8'h2;
     
     // Enums
     localparam TxState$Idle = 0;
@@ -4561,9 +4772,9 @@ module top$core$ftx(clock,buf_we,buf_addr,buf_data,seq,kind,len,send,busy,out_da
         code$d = code$q;
         ncrc$d = ncrc$q;
         pbuf$clock = clock;
-        pbuf$write_enable = buf_we;
-        pbuf$write_address = ((buf_addr) & 16'hffff);
-        pbuf$write_data = ((buf_data) & 32'hffffffff);
+        pbuf$write_enable = reply$we;
+        pbuf$write_address = ((reply$addr) & 16'hffff);
+        pbuf$write_data = ((reply$data) & 32'hffffffff);
         total = r_len$q + 32'h9;
         pay_end = r_len$q + 32'h5;
         pos = q$q;
@@ -4610,10 +4821,10 @@ module top$core$ftx(clock,buf_we,buf_addr,buf_data,seq,kind,len,send,busy,out_da
         case (state$q)
             TxState$Idle:
                 begin
-                    if (send) begin
-                        r_seq$d = seq;
-                        r_kind$d = kind;
-                        r_len$d = len;
+                    if (reply$send) begin
+                        r_seq$d = reply$seq;
+                        r_kind$d = reply$kind;
+                        r_len$d = reply$len;
                         p$d = 32'h0;
                         s$d = 32'h0;
                         ph$d = 1'b0;
@@ -4707,7 +4918,7 @@ module top$core$ftx(clock,buf_we,buf_addr,buf_data,seq,kind,len,send,busy,out_da
                     state$d = TxState$Idle;
                 end
         endcase
-        busy = state$q != TxState$Idle;
+        reply$busy = state$q != TxState$Idle;
     end
     
 endmodule // top$core$ftx
@@ -5076,15 +5287,15 @@ module top$err(d,q,clock);
 endmodule // top$err
 
 
-module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
+module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     
     // Module arguments
     input wire  clock;
-    input wire  [23:0] cfg_addr;
-    input wire  [31:0] cfg_wdata;
-    input wire  cfg_we;
-    output reg  [31:0] cfg_rdata;
-    output reg  running;
+    input wire  [23:0] cfg$addr;
+    input wire  [31:0] cfg$wdata;
+    input wire  cfg$we;
+    output reg  [31:0] cfg$rdata;
+    output reg  cfg$running;
     
     // Stub signals
     reg  ctrl$clock;
@@ -5866,11 +6077,11 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
     wire running_w = ctrl$running;
     wire [31:0] c_w = ctrl$c;
     wire buf_w = ctrl$rbuf;
-    wire [3:0] reg_w = cfg_addr[23:20];
-    wire ctrl_we = cfg_we && (cfg_addr == 24'd0);
-    wire [15:0] a_q = cfg_addr[15:0] >> 2;
-    wire [15:0] a_bank = cfg_addr[15:0] & 16'd3;
-    wire [7:0] sel_w = cfg_addr[19:12];
+    wire [3:0] reg_w = cfg$addr[23:20];
+    wire ctrl_we = cfg$we && (cfg$addr == 24'd0);
+    wire [15:0] a_q = cfg$addr[15:0] >> 2;
+    wire [15:0] a_bank = cfg$addr[15:0] & 16'd3;
+    wire [7:0] sel_w = cfg$addr[19:12];
     always @(*) begin
       ctrl$clock = clock;
       lanes$0$clock = clock;
@@ -5914,10 +6125,10 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
       rsel$clock = clock;
       rdata$clock = clock;
       start_late$clock = clock;
-      nsw$d = (cfg_we && cfg_addr == 24'd1) ? cfg_wdata : nsw$q;
-      rdo_en$d = (ctrl_we && cfg_wdata[3]) ? 1'b1 : ((ctrl_we && cfg_wdata[4]) ? 1'b0 : rdo_en$q);
-      start_late$d = ctrl_we && cfg_wdata[0] && cfg_wdata[1];
-      ctrl$start = (ctrl_we && cfg_wdata[0] && !cfg_wdata[1]) || start_late$q;
+      nsw$d = (cfg$we && cfg$addr == 24'd1) ? cfg$wdata : nsw$q;
+      rdo_en$d = (ctrl_we && cfg$wdata[3]) ? 1'b1 : ((ctrl_we && cfg$wdata[4]) ? 1'b0 : rdo_en$q);
+      start_late$d = ctrl_we && cfg$wdata[0] && cfg$wdata[1];
+      ctrl$start = (ctrl_we && cfg$wdata[0] && !cfg$wdata[1]) || start_late$q;
       ctrl$n_sweeps = nsw$q;
       case (lanes$0$rd_bank)
         16'd0: lanes$0$rd_data = repl$0$read_data[15:0];
@@ -5935,15 +6146,15 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
       endcase
       lanes$0$issue = running_w && (c_w >= 32'd51) && (c_w < 32'd164);
       lanes$0$rewind = ctrl$rewind;
-      lanes$0$cfg_addr = {4'd0, cfg_addr[11:0]};
-      lanes$0$cfg_data = cfg_wdata;
-      lanes$0$instr_we = cfg_we && (reg_w == 4'd3) && (sel_w == 8'd0);
-      lanes$0$bias_we = cfg_we && (reg_w == 4'd4) && (sel_w == 8'd0);
-      lanes$0$clear = ctrl_we && cfg_wdata[2];
+      lanes$0$cfg_addr = {4'd0, cfg$addr[11:0]};
+      lanes$0$cfg_data = cfg$wdata;
+      lanes$0$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == 8'd0);
+      lanes$0$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd0);
+      lanes$0$clear = ctrl_we && cfg$wdata[2];
       lanes$0$rdo_en = rdo_en$q;
       lanes$0$rdo_sel = !running_w;
       lanes$0$rdo_addr = a_q;
-      lanes$0$rdo_we = cfg_we && (reg_w == 4'd7) && (a_bank == 16'd0);
+      lanes$0$rdo_we = cfg$we && (reg_w == 4'd7) && (a_bank == 16'd0);
       case (lanes$1$rd_bank)
         16'd0: lanes$1$rd_data = repl$4$read_data[15:0];
         16'd1: lanes$1$rd_data = repl$5$read_data[15:0];
@@ -5960,15 +6171,15 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
       endcase
       lanes$1$issue = running_w && (c_w >= 32'd51) && (c_w < 32'd159);
       lanes$1$rewind = ctrl$rewind;
-      lanes$1$cfg_addr = {4'd0, cfg_addr[11:0]};
-      lanes$1$cfg_data = cfg_wdata;
-      lanes$1$instr_we = cfg_we && (reg_w == 4'd3) && (sel_w == 8'd1);
-      lanes$1$bias_we = cfg_we && (reg_w == 4'd4) && (sel_w == 8'd1);
-      lanes$1$clear = ctrl_we && cfg_wdata[2];
+      lanes$1$cfg_addr = {4'd0, cfg$addr[11:0]};
+      lanes$1$cfg_data = cfg$wdata;
+      lanes$1$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == 8'd1);
+      lanes$1$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd1);
+      lanes$1$clear = ctrl_we && cfg$wdata[2];
       lanes$1$rdo_en = rdo_en$q;
       lanes$1$rdo_sel = !running_w;
       lanes$1$rdo_addr = a_q;
-      lanes$1$rdo_we = cfg_we && (reg_w == 4'd7) && (a_bank == 16'd1);
+      lanes$1$rdo_we = cfg$we && (reg_w == 4'd7) && (a_bank == 16'd1);
       case (lanes$2$rd_bank)
         16'd0: lanes$2$rd_data = repl$8$read_data[15:0];
         16'd1: lanes$2$rd_data = repl$9$read_data[15:0];
@@ -5985,15 +6196,15 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
       endcase
       lanes$2$issue = running_w && (c_w >= 32'd51) && (c_w < 32'd167);
       lanes$2$rewind = ctrl$rewind;
-      lanes$2$cfg_addr = {4'd0, cfg_addr[11:0]};
-      lanes$2$cfg_data = cfg_wdata;
-      lanes$2$instr_we = cfg_we && (reg_w == 4'd3) && (sel_w == 8'd2);
-      lanes$2$bias_we = cfg_we && (reg_w == 4'd4) && (sel_w == 8'd2);
-      lanes$2$clear = ctrl_we && cfg_wdata[2];
+      lanes$2$cfg_addr = {4'd0, cfg$addr[11:0]};
+      lanes$2$cfg_data = cfg$wdata;
+      lanes$2$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == 8'd2);
+      lanes$2$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd2);
+      lanes$2$clear = ctrl_we && cfg$wdata[2];
       lanes$2$rdo_en = rdo_en$q;
       lanes$2$rdo_sel = !running_w;
       lanes$2$rdo_addr = a_q;
-      lanes$2$rdo_we = cfg_we && (reg_w == 4'd7) && (a_bank == 16'd2);
+      lanes$2$rdo_we = cfg$we && (reg_w == 4'd7) && (a_bank == 16'd2);
       case (lanes$3$rd_bank)
         16'd0: lanes$3$rd_data = repl$12$read_data[15:0];
         16'd1: lanes$3$rd_data = repl$13$read_data[15:0];
@@ -6010,34 +6221,34 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
       endcase
       lanes$3$issue = running_w && (c_w >= 32'd51) && (c_w < 32'd156);
       lanes$3$rewind = ctrl$rewind;
-      lanes$3$cfg_addr = {4'd0, cfg_addr[11:0]};
-      lanes$3$cfg_data = cfg_wdata;
-      lanes$3$instr_we = cfg_we && (reg_w == 4'd3) && (sel_w == 8'd3);
-      lanes$3$bias_we = cfg_we && (reg_w == 4'd4) && (sel_w == 8'd3);
-      lanes$3$clear = ctrl_we && cfg_wdata[2];
+      lanes$3$cfg_addr = {4'd0, cfg$addr[11:0]};
+      lanes$3$cfg_data = cfg$wdata;
+      lanes$3$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == 8'd3);
+      lanes$3$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd3);
+      lanes$3$clear = ctrl_we && cfg$wdata[2];
       lanes$3$rdo_en = rdo_en$q;
       lanes$3$rdo_sel = !running_w;
       lanes$3$rdo_addr = a_q;
-      lanes$3$rdo_we = cfg_we && (reg_w == 4'd7) && (a_bank == 16'd3);
-      noise$0$load = ctrl_we && cfg_wdata[1];
-      noise$0$seed_sel = cfg_addr[1:0];
-      noise$0$seed_data = cfg_wdata;
-      noise$0$seed_we_a = cfg_we && (reg_w == 4'd1) && (cfg_addr[19:8] == 12'd0);
+      lanes$3$rdo_we = cfg$we && (reg_w == 4'd7) && (a_bank == 16'd3);
+      noise$0$load = ctrl_we && cfg$wdata[1];
+      noise$0$seed_sel = cfg$addr[1:0];
+      noise$0$seed_data = cfg$wdata;
+      noise$0$seed_we_a = cfg$we && (reg_w == 4'd1) && (cfg$addr[19:8] == 12'd0);
       noise$0$pop_a = lanes$0$npop;
       lanes$0$nz = noise$0$z_a;
       lanes$0$nvalid = noise$0$valid_a;
-      noise$0$seed_we_b = cfg_we && (reg_w == 4'd1) && (cfg_addr[19:8] == 12'd1);
+      noise$0$seed_we_b = cfg$we && (reg_w == 4'd1) && (cfg$addr[19:8] == 12'd1);
       noise$0$pop_b = lanes$1$npop;
       lanes$1$nz = noise$0$z_b;
       lanes$1$nvalid = noise$0$valid_b;
-      noise$1$load = ctrl_we && cfg_wdata[1];
-      noise$1$seed_sel = cfg_addr[1:0];
-      noise$1$seed_data = cfg_wdata;
-      noise$1$seed_we_a = cfg_we && (reg_w == 4'd1) && (cfg_addr[19:8] == 12'd2);
+      noise$1$load = ctrl_we && cfg$wdata[1];
+      noise$1$seed_sel = cfg$addr[1:0];
+      noise$1$seed_data = cfg$wdata;
+      noise$1$seed_we_a = cfg$we && (reg_w == 4'd1) && (cfg$addr[19:8] == 12'd2);
       noise$1$pop_a = lanes$2$npop;
       lanes$2$nz = noise$1$z_a;
       lanes$2$nvalid = noise$1$valid_a;
-      noise$1$seed_we_b = cfg_we && (reg_w == 4'd1) && (cfg_addr[19:8] == 12'd3);
+      noise$1$seed_we_b = cfg$we && (reg_w == 4'd1) && (cfg$addr[19:8] == 12'd3);
       noise$1$pop_b = lanes$3$npop;
       lanes$3$nz = noise$1$z_b;
       lanes$3$nvalid = noise$1$valid_b;
@@ -6050,11 +6261,11 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
       endcase
       sides$0$issue = running_w && (c_w < 32'd48);
       sides$0$rewind = ctrl$rewind;
-      sides$0$cfg_addr = {4'd0, cfg_addr[11:0]};
-      sides$0$cfg_data = cfg_wdata;
-      sides$0$word_we = cfg_we && (reg_w == 4'd5) && (sel_w == 8'd0);
-      sides$0$gain_we = cfg_we && (reg_w == 4'd6) && (sel_w == 8'd0);
-      sides$0$clear = ctrl_we && cfg_wdata[2];
+      sides$0$cfg_addr = {4'd0, cfg$addr[11:0]};
+      sides$0$cfg_data = cfg$wdata;
+      sides$0$word_we = cfg$we && (reg_w == 4'd5) && (sel_w == 8'd0);
+      sides$0$gain_we = cfg$we && (reg_w == 4'd6) && (sel_w == 8'd0);
+      sides$0$clear = ctrl_we && cfg$wdata[2];
       case (sides$1$rd_bank)
         16'd0: sides$1$rd_data = repl$20$read_data[15:0];
         16'd1: sides$1$rd_data = repl$21$read_data[15:0];
@@ -6064,11 +6275,11 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
       endcase
       sides$1$issue = running_w && (c_w < 32'd48);
       sides$1$rewind = ctrl$rewind;
-      sides$1$cfg_addr = {4'd0, cfg_addr[11:0]};
-      sides$1$cfg_data = cfg_wdata;
-      sides$1$word_we = cfg_we && (reg_w == 4'd5) && (sel_w == 8'd1);
-      sides$1$gain_we = cfg_we && (reg_w == 4'd6) && (sel_w == 8'd1);
-      sides$1$clear = ctrl_we && cfg_wdata[2];
+      sides$1$cfg_addr = {4'd0, cfg$addr[11:0]};
+      sides$1$cfg_data = cfg$wdata;
+      sides$1$word_we = cfg$we && (reg_w == 4'd5) && (sel_w == 8'd1);
+      sides$1$gain_we = cfg$we && (reg_w == 4'd6) && (sel_w == 8'd1);
+      sides$1$clear = ctrl_we && cfg$wdata[2];
       repl$0$read_address = ({15'd0, buf_w} << 4) | ((running_w ? lanes$0$rd_q : a_q) & 16'd15);
       if (running_w) begin
         repl$0$write_address = ({15'd0, !buf_w} << 4) | (lanes$0$wr_q & 16'd15);
@@ -6076,8 +6287,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$0$write_enable = lanes$0$wr_en;
       end else begin
         repl$0$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$0$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$0$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd0);
+        repl$0$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$0$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd0);
       end
       repl$1$read_address = ({15'd0, buf_w} << 4) | ((running_w ? lanes$0$rd_q : a_q) & 16'd15);
       if (running_w) begin
@@ -6086,8 +6297,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$1$write_enable = lanes$1$wr_en;
       end else begin
         repl$1$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$1$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$1$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd1);
+        repl$1$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$1$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd1);
       end
       repl$2$read_address = ({15'd0, buf_w} << 4) | ((running_w ? lanes$0$rd_q : a_q) & 16'd15);
       if (running_w) begin
@@ -6096,8 +6307,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$2$write_enable = lanes$2$wr_en;
       end else begin
         repl$2$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$2$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$2$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd2);
+        repl$2$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$2$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd2);
       end
       repl$3$read_address = ({15'd0, buf_w} << 4) | ((running_w ? lanes$0$rd_q : a_q) & 16'd15);
       if (running_w) begin
@@ -6106,8 +6317,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$3$write_enable = lanes$3$wr_en;
       end else begin
         repl$3$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$3$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$3$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd3);
+        repl$3$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$3$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd3);
       end
       repl$4$read_address = ({15'd0, buf_w} << 4) | (lanes$1$rd_q & 16'd15);
       if (running_w) begin
@@ -6116,8 +6327,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$4$write_enable = lanes$0$wr_en;
       end else begin
         repl$4$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$4$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$4$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd0);
+        repl$4$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$4$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd0);
       end
       repl$5$read_address = ({15'd0, buf_w} << 4) | (lanes$1$rd_q & 16'd15);
       if (running_w) begin
@@ -6126,8 +6337,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$5$write_enable = lanes$1$wr_en;
       end else begin
         repl$5$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$5$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$5$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd1);
+        repl$5$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$5$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd1);
       end
       repl$6$read_address = ({15'd0, buf_w} << 4) | (lanes$1$rd_q & 16'd15);
       if (running_w) begin
@@ -6136,8 +6347,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$6$write_enable = lanes$2$wr_en;
       end else begin
         repl$6$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$6$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$6$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd2);
+        repl$6$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$6$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd2);
       end
       repl$7$read_address = ({15'd0, buf_w} << 4) | (lanes$1$rd_q & 16'd15);
       if (running_w) begin
@@ -6146,8 +6357,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$7$write_enable = lanes$3$wr_en;
       end else begin
         repl$7$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$7$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$7$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd3);
+        repl$7$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$7$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd3);
       end
       repl$8$read_address = ({15'd0, buf_w} << 4) | (lanes$2$rd_q & 16'd15);
       if (running_w) begin
@@ -6156,8 +6367,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$8$write_enable = lanes$0$wr_en;
       end else begin
         repl$8$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$8$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$8$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd0);
+        repl$8$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$8$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd0);
       end
       repl$9$read_address = ({15'd0, buf_w} << 4) | (lanes$2$rd_q & 16'd15);
       if (running_w) begin
@@ -6166,8 +6377,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$9$write_enable = lanes$1$wr_en;
       end else begin
         repl$9$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$9$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$9$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd1);
+        repl$9$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$9$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd1);
       end
       repl$10$read_address = ({15'd0, buf_w} << 4) | (lanes$2$rd_q & 16'd15);
       if (running_w) begin
@@ -6176,8 +6387,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$10$write_enable = lanes$2$wr_en;
       end else begin
         repl$10$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$10$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$10$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd2);
+        repl$10$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$10$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd2);
       end
       repl$11$read_address = ({15'd0, buf_w} << 4) | (lanes$2$rd_q & 16'd15);
       if (running_w) begin
@@ -6186,8 +6397,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$11$write_enable = lanes$3$wr_en;
       end else begin
         repl$11$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$11$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$11$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd3);
+        repl$11$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$11$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd3);
       end
       repl$12$read_address = ({15'd0, buf_w} << 4) | (lanes$3$rd_q & 16'd15);
       if (running_w) begin
@@ -6196,8 +6407,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$12$write_enable = lanes$0$wr_en;
       end else begin
         repl$12$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$12$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$12$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd0);
+        repl$12$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$12$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd0);
       end
       repl$13$read_address = ({15'd0, buf_w} << 4) | (lanes$3$rd_q & 16'd15);
       if (running_w) begin
@@ -6206,8 +6417,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$13$write_enable = lanes$1$wr_en;
       end else begin
         repl$13$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$13$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$13$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd1);
+        repl$13$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$13$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd1);
       end
       repl$14$read_address = ({15'd0, buf_w} << 4) | (lanes$3$rd_q & 16'd15);
       if (running_w) begin
@@ -6216,8 +6427,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$14$write_enable = lanes$2$wr_en;
       end else begin
         repl$14$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$14$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$14$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd2);
+        repl$14$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$14$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd2);
       end
       repl$15$read_address = ({15'd0, buf_w} << 4) | (lanes$3$rd_q & 16'd15);
       if (running_w) begin
@@ -6226,8 +6437,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$15$write_enable = lanes$3$wr_en;
       end else begin
         repl$15$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$15$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$15$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd3);
+        repl$15$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$15$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd3);
       end
       repl$16$read_address = ({15'd0, buf_w} << 4) | (sides$0$rd_q & 16'd15);
       if (running_w) begin
@@ -6236,8 +6447,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$16$write_enable = lanes$0$wr_en;
       end else begin
         repl$16$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$16$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$16$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd0);
+        repl$16$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$16$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd0);
       end
       repl$17$read_address = ({15'd0, buf_w} << 4) | (sides$0$rd_q & 16'd15);
       if (running_w) begin
@@ -6246,8 +6457,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$17$write_enable = lanes$1$wr_en;
       end else begin
         repl$17$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$17$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$17$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd1);
+        repl$17$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$17$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd1);
       end
       repl$18$read_address = ({15'd0, buf_w} << 4) | (sides$0$rd_q & 16'd15);
       if (running_w) begin
@@ -6256,8 +6467,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$18$write_enable = lanes$2$wr_en;
       end else begin
         repl$18$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$18$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$18$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd2);
+        repl$18$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$18$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd2);
       end
       repl$19$read_address = ({15'd0, buf_w} << 4) | (sides$0$rd_q & 16'd15);
       if (running_w) begin
@@ -6266,8 +6477,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$19$write_enable = lanes$3$wr_en;
       end else begin
         repl$19$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$19$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$19$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd3);
+        repl$19$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$19$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd3);
       end
       repl$20$read_address = ({15'd0, buf_w} << 4) | (sides$1$rd_q & 16'd15);
       if (running_w) begin
@@ -6276,8 +6487,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$20$write_enable = lanes$0$wr_en;
       end else begin
         repl$20$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$20$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$20$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd0);
+        repl$20$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$20$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd0);
       end
       repl$21$read_address = ({15'd0, buf_w} << 4) | (sides$1$rd_q & 16'd15);
       if (running_w) begin
@@ -6286,8 +6497,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$21$write_enable = lanes$1$wr_en;
       end else begin
         repl$21$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$21$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$21$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd1);
+        repl$21$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$21$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd1);
       end
       repl$22$read_address = ({15'd0, buf_w} << 4) | (sides$1$rd_q & 16'd15);
       if (running_w) begin
@@ -6296,8 +6507,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$22$write_enable = lanes$2$wr_en;
       end else begin
         repl$22$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$22$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$22$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd2);
+        repl$22$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$22$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd2);
       end
       repl$23$read_address = ({15'd0, buf_w} << 4) | (sides$1$rd_q & 16'd15);
       if (running_w) begin
@@ -6306,8 +6517,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         repl$23$write_enable = lanes$3$wr_en;
       end else begin
         repl$23$write_address = ({15'd0, buf_w} << 4) | (a_q & 16'd15);
-        repl$23$write_data = {16'd0, cfg_wdata[15:0]};
-        repl$23$write_enable = cfg_we && (reg_w == 4'd2) && (a_bank == 16'd3);
+        repl$23$write_data = {16'd0, cfg$wdata[15:0]};
+        repl$23$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd3);
       end
       lines$0$d = lines$0$q;
       lines$1$d = lines$1$q;
@@ -6323,8 +6534,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
       end
       rsel$d = 8'd0;
       rdata$d = 32'd0;
-      if (cfg_addr[23:20] == 4'd0) begin
-        case (cfg_addr[19:0])
+      if (cfg$addr[23:20] == 4'd0) begin
+        case (cfg$addr[19:0])
           20'd0: rsel$d = 8'd1;
           20'd1: rsel$d = 8'd2;
           20'd2: rsel$d = 8'd3;
@@ -6343,16 +6554,16 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
           20'd515: rsel$d = 8'd16;
           default: rsel$d = 8'd0;
         endcase
-      end else if (cfg_addr[23:20] == 4'd2) begin
-        case (cfg_addr[15:0] & 16'd3)
+      end else if (cfg$addr[23:20] == 4'd2) begin
+        case (cfg$addr[15:0] & 16'd3)
           16'd0: rsel$d = 8'd17;
           16'd1: rsel$d = 8'd18;
           16'd2: rsel$d = 8'd19;
           16'd3: rsel$d = 8'd20;
           default: rsel$d = 8'd0;
         endcase
-      end else if (cfg_addr[23:20] == 4'd7) begin
-        case (cfg_addr[15:0] & 16'd3)
+      end else if (cfg$addr[23:20] == 4'd7) begin
+        case (cfg$addr[15:0] & 16'd3)
           16'd0: rsel$d = 8'd21;
           16'd1: rsel$d = 8'd22;
           16'd2: rsel$d = 8'd23;
@@ -6387,8 +6598,8 @@ module top$sub(clock,cfg_addr,cfg_wdata,cfg_we,cfg_rdata,running);
         8'd24: rdata$d = lanes$3$rdo_data;
         default: rdata$d = 32'd0;
       endcase
-      cfg_rdata = rdata$q;
-      running = running_w;
+      cfg$rdata = rdata$q;
+      cfg$running = running_w;
     end
 endmodule // top$sub
 

@@ -342,7 +342,7 @@ pub fn bitstream(
     let cons_path = dir.join(board.constraints_name());
     std::fs::write(&cons_path, cons).map_err(io(&cons_path))?;
     progress(&format!(
-        "[1/4] verilog: {} units, {} lanes, {} bus sides, design {hash:#018x}; PLL {:.4} MHz (asked {mhz}), UART {} baud (phase increment {inc}) ({:.1} s)",
+        "[1/4] verilog: {} units, {} lanes, {} bus sides, structure hash {hash:#018x}; PLL {:.4} MHz (asked {mhz}), UART {} baud (phase increment {inc}) ({:.1} s)",
         s.units(),
         prog.p,
         prog.sides.len(),
