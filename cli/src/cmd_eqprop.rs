@@ -481,6 +481,12 @@ pub struct TrainArgs {
     /// Mismatch: seed of the draws.
     #[arg(long, default_value_t = 1)]
     mismatch_seed: u64,
+    /// Worker threads of the batched engine for the fixed engine's phases (results do not
+    /// depend on it; more than 1 pays only for large substrates, since the readout syncs the
+    /// workers every sweep).
+    #[arg(long, default_value_t = 1)]
+    #[serde(skip, default = "one")]
+    threads: usize,
     /// Continue from <out>/checkpoint.json (the options must be the same).
     #[arg(long)]
     #[serde(skip)]
@@ -544,9 +550,14 @@ impl TrainArgs {
                 };
                 (!m.is_ideal()).then_some(m)
             },
+            threads: self.threads,
             ..TrainOptions::default()
         }
     }
+}
+
+fn one() -> usize {
+    1
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<(), String> {
@@ -584,6 +595,7 @@ fn train(a: TrainArgs) -> Result<(), String> {
         let mut want = a.clone();
         want.resume = false;
         want.stop_after = None;
+        want.threads = ck.args.threads; // does not change results
         if ck.args != want {
             return Err(format!(
                 "--resume: {} was written with other options (the checkpoint has {:?}); run with the same options",

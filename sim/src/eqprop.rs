@@ -554,6 +554,106 @@ impl PhaseRunner {
         Ok(r.sums.iter().map(|&c| c as f64 * lsb / n).collect())
     }
 
+    /// Many RUNs of `s` at once on the batched engine ([`crate::batch::BatchEngine`], `threads`
+    /// workers): chain `c` starts from state 0 with lanes keyed by `keys[c]` and biases
+    /// `s.bias + conds[c]`; each result is bit for bit what [`Fixed::run_codes`] gives for it.
+    fn run_many(
+        &mut self,
+        s: &Substrate,
+        conds: &[Vec<f64>],
+        keys: &[[u32; 3]],
+        threads: usize,
+    ) -> Result<Vec<Vec<f64>>, String> {
+        let n = conds.len();
+        let mut b = crate::batch::FixedBatch::fixed(s, &vec![0; n], threads);
+        for (c, (cond, key)) in conds.iter().zip(keys).enumerate() {
+            b.set_bias_codes(c, &Fixed::bias_codes(s, &sum(&s.bias, cond))?);
+            for l in 0..s.lanes {
+                let rng = crate::noise::Taus88::from_key(*key, l);
+                b.set_lane(c, l as usize, crate::noise::NoiseLane { rng });
+            }
+        }
+        b.run(self.budget.burn_in as u64);
+        let mut sums = vec![vec![0i64; s.units()]; n];
+        for _ in 0..self.budget.sweeps {
+            b.sweep();
+            for (c, acc) in sums.iter_mut().enumerate() {
+                for (a, v) in acc.iter_mut().zip(b.state(c)) {
+                    *a += v as i64;
+                }
+            }
+        }
+        let lsb = s.formats.state.lsb();
+        let sw = self.budget.sweeps as f64;
+        self.phases_run += n as u64;
+        Ok(sums
+            .iter()
+            .enumerate()
+            .map(|(c, acc)| {
+                self.saturation += b.saturation_total(c).total();
+                // Wrapped to 32 bits as the board's accumulators (and `run_codes`).
+                acc.iter().map(|&v| (v as i32) as f64 * lsb / sw).collect()
+            })
+            .collect())
+    }
+
+    /// The phases of several examples at once on the batched engine: the free phases of all of
+    /// them in one batch, then every nudged phase in a second. Equal bit for bit to calling
+    /// [`PhaseRunner::phases`] on each in turn (same keys, same counter). Runs the examples one
+    /// by one where a batch does not apply (the carried chain, the energy nudge).
+    pub fn phases_many(
+        &mut self,
+        s: &Substrate,
+        examples: &[&Example],
+        beta: f64,
+        est: Estimator,
+        threads: usize,
+    ) -> Result<Vec<Phases>, String> {
+        if self.protocol == Protocol::Carried || self.nudge == Nudge::Energy {
+            return examples
+                .iter()
+                .map(|e| self.phases(s, e, beta, est))
+                .collect();
+        }
+        check_beta(beta)?;
+        for e in examples {
+            check_example(s, e)?;
+        }
+        let first = self.counter;
+        self.counter += examples.len() as u64;
+        let (independent, seed) = (self.protocol == Protocol::Independent, self.seed);
+        let key = move |k: usize, phase: u64| {
+            phase_key(seed, first + k as u64, if independent { phase } else { 0 })
+        };
+        let conds: Vec<Vec<f64>> = examples.iter().map(|e| e.cond.clone()).collect();
+        let keys: Vec<[u32; 3]> = (0..examples.len()).map(|k| key(k, 0)).collect();
+        let free = self.run_many(s, &conds, &keys, threads)?;
+        let signs: &[(f64, u64)] = match est {
+            Estimator::Symmetric => &[(1.0, 1), (-1.0, 2)],
+            Estimator::OneSided => &[(1.0, 1)],
+        };
+        let mut conds = Vec::new();
+        let mut keys = Vec::new();
+        for (k, e) in examples.iter().enumerate() {
+            for &(sign, phase) in signs {
+                conds.push(bias_nudged(&self.out, &free[k], e, sign * beta));
+                keys.push(key(k, phase));
+            }
+        }
+        let mut nudged = self.run_many(s, &conds, &keys, threads)?.into_iter();
+        Ok(free
+            .into_iter()
+            .map(|free| {
+                let plus = nudged.next().unwrap_or_default();
+                let minus = match est {
+                    Estimator::Symmetric => nudged.next().unwrap_or_default(),
+                    Estimator::OneSided => Vec::new(),
+                };
+                Phases { free, plus, minus }
+            })
+            .collect())
+    }
+
     /// One phase of the carried chain: the engine of `s` continues from the chain's state and
     /// noise.
     fn carry(&mut self, s: &Substrate, cond: &[f64]) -> Result<Vec<f64>, String> {
@@ -938,6 +1038,10 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Record the loss every this many steps.
     pub eval_every: usize,
+    /// Worker threads of the batched engine running the fixed engine's phases (results do not
+    /// depend on it).
+    #[serde(default = "one")]
+    pub threads: usize,
     /// Train a mismatched substrate: phases, gradients and losses on the realised substrate
     /// ([`Mismatch::realise`]), updates written to the description's values.
     pub mismatch: Option<Mismatch>,
@@ -966,8 +1070,13 @@ impl Default for TrainOptions {
             seed: 1,
             eval_every: 10,
             mismatch: None,
+            threads: 1,
         }
     }
+}
+
+fn one() -> usize {
+    1
 }
 
 impl TrainOptions {
@@ -1122,6 +1231,17 @@ pub fn train(
         let mut g = Grad::zeros(&s);
         let mut exact = Grad::zeros(&s);
         let w = 1.0 / idx.len() as f64;
+        // The fixed engine's phases of the whole batch at once (bit for bit the same as one by
+        // one).
+        let mut fixed = match o.source {
+            GradientSource::EqPropFixed => {
+                let batch: Vec<&Example> = idx.iter().map(|&k| &train_set[k]).collect();
+                runner
+                    .phases_many(&phys, &batch, o.beta, o.estimator, o.threads.max(1))?
+                    .into_iter()
+            }
+            _ => Vec::new().into_iter(),
+        };
         for &k in &idx {
             let e = &train_set[k];
             exact.add_scaled(&ex.grad(&phys, e), w);
@@ -1131,8 +1251,9 @@ pub fn train(
                     ex.phases(&phys, e, o.beta, o.nudge)
                         .estimate(&phys, o.beta, o.estimator)
                 }
-                GradientSource::EqPropFixed => runner
-                    .phases(&phys, e, o.beta, o.estimator)?
+                GradientSource::EqPropFixed => fixed
+                    .next()
+                    .ok_or("a batch phase is missing")?
                     .estimate(&phys, o.beta, o.estimator),
             };
             g.add_scaled(&gi, w);

@@ -491,3 +491,33 @@ fn mismatch_is_seeded_symmetric_and_eqprop_on_it_beats_ideal_weights() {
         "EqProp on the mismatched substrate {trained:e} vs ideal weights deployed {deployed:e}"
     );
 }
+
+#[test]
+fn batched_phases_equal_one_by_one() {
+    for (s, seed) in [(shipped(), 61), (random64(25), 62)] {
+        let ex = teacher_task(&s, 5, 0.3, 0.2, 0.5, seed).unwrap();
+        let refs: Vec<&Example> = ex.iter().collect();
+        let budget = Budget {
+            burn_in: 7,
+            sweeps: 13,
+        };
+        for protocol in [Protocol::SameKey, Protocol::Independent] {
+            for est in [Estimator::OneSided, Estimator::Symmetric] {
+                let mut one = PhaseRunner::new(&s, protocol, budget, Nudge::Bias, 9);
+                let singles: Vec<Phases> = ex
+                    .iter()
+                    .map(|e| one.phases(&s, e, 0.1, est).unwrap())
+                    .collect();
+                for threads in [1, 2, 3] {
+                    let mut many = PhaseRunner::new(&s, protocol, budget, Nudge::Bias, 9);
+                    // Two calls, so the example counter carries over between them.
+                    let mut got = many.phases_many(&s, &refs[..2], 0.1, est, threads).unwrap();
+                    got.extend(many.phases_many(&s, &refs[2..], 0.1, est, threads).unwrap());
+                    assert_eq!(got, singles, "{protocol:?} {est:?} {threads} threads");
+                    assert_eq!(many.saturation, one.saturation);
+                    assert_eq!(many.phases_run, one.phases_run);
+                }
+            }
+        }
+    }
+}
