@@ -482,8 +482,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     mismatch_seed: u64,
     /// Worker threads of the batched engine for the fixed engine's phases (results do not
-    /// depend on it; more than 1 pays only for large substrates, since the readout syncs the
-    /// workers every sweep).
+    /// depend on it; on a 64-unit substrate one is fastest).
     #[arg(long, default_value_t = 1)]
     #[serde(skip, default = "one")]
     threads: usize,

@@ -497,6 +497,9 @@ impl Phases {
     }
 }
 
+/// Readout sweeps below which a RUN's 32-bit sums of 16-bit state codes cannot wrap.
+const NO_WRAP_SWEEPS: u32 = 1 << 16;
+
 /// Runs EqProp phases on the bit-exact fixed engine under a protocol.
 pub struct PhaseRunner {
     /// Protocol.
@@ -556,7 +559,8 @@ impl PhaseRunner {
 
     /// Many RUNs of `s` at once on the batched engine ([`crate::batch::BatchEngine`], `threads`
     /// workers): chain `c` starts from state 0 with lanes keyed by `keys[c]` and biases
-    /// `s.bias + conds[c]`; each result is bit for bit what [`Fixed::run_codes`] gives for it.
+    /// `s.bias + conds[c]`; each average is bit for bit the one [`Fixed::run_codes`] gives
+    /// (its 32-bit sums cannot wrap: callers keep `sweeps <= NO_WRAP_SWEEPS`).
     fn run_many(
         &mut self,
         s: &Substrate,
@@ -566,33 +570,29 @@ impl PhaseRunner {
     ) -> Result<Vec<Vec<f64>>, String> {
         let n = conds.len();
         let mut b = crate::batch::FixedBatch::fixed(s, &vec![0; n], threads);
+        let mut biases = Vec::with_capacity(n);
         for (c, (cond, key)) in conds.iter().zip(keys).enumerate() {
-            b.set_bias_codes(c, &Fixed::bias_codes(s, &sum(&s.bias, cond))?);
+            let bias = sum(&s.bias, cond);
+            Fixed::bias_codes(s, &bias)?; // the same codes, with RUN's range error
+            biases.push(bias);
             for l in 0..s.lanes {
                 let rng = crate::noise::Taus88::from_key(*key, l);
                 b.set_lane(c, l as usize, crate::noise::NoiseLane { rng });
             }
         }
-        b.run(self.budget.burn_in as u64);
-        let mut sums = vec![vec![0i64; s.units()]; n];
-        for _ in 0..self.budget.sweeps {
-            b.sweep();
-            for (c, acc) in sums.iter_mut().enumerate() {
-                for (a, v) in acc.iter_mut().zip(b.state(c)) {
-                    *a += v as i64;
-                }
-            }
-        }
-        let lsb = s.formats.state.lsb();
-        let sw = self.budget.sweeps as f64;
+        let out = b.relax_average(
+            s,
+            &biases,
+            self.budget.burn_in as u64,
+            self.budget.sweeps as u64,
+            Observe::State,
+        );
         self.phases_run += n as u64;
-        Ok(sums
-            .iter()
-            .enumerate()
-            .map(|(c, acc)| {
-                self.saturation += b.saturation_total(c).total();
-                // Wrapped to 32 bits as the board's accumulators (and `run_codes`).
-                acc.iter().map(|&v| (v as i32) as f64 * lsb / sw).collect()
+        Ok(out
+            .into_iter()
+            .map(|(avg, sat)| {
+                self.saturation += sat.total();
+                avg
             })
             .collect())
     }
@@ -600,7 +600,8 @@ impl PhaseRunner {
     /// The phases of several examples at once on the batched engine: the free phases of all of
     /// them in one batch, then every nudged phase in a second. Equal bit for bit to calling
     /// [`PhaseRunner::phases`] on each in turn (same keys, same counter). Runs the examples one
-    /// by one where a batch does not apply (the carried chain, the energy nudge).
+    /// by one where a batch does not apply (the carried chain, the energy nudge, readouts long
+    /// enough for RUN's 32-bit sums to wrap).
     pub fn phases_many(
         &mut self,
         s: &Substrate,
@@ -609,7 +610,10 @@ impl PhaseRunner {
         est: Estimator,
         threads: usize,
     ) -> Result<Vec<Phases>, String> {
-        if self.protocol == Protocol::Carried || self.nudge == Nudge::Energy {
+        if self.protocol == Protocol::Carried
+            || self.nudge == Nudge::Energy
+            || self.budget.sweeps > NO_WRAP_SWEEPS
+        {
             return examples
                 .iter()
                 .map(|e| self.phases(s, e, beta, est))
@@ -754,12 +758,8 @@ pub fn teacher_task(
     input_scale: f64,
     seed: u64,
 ) -> Result<Vec<Example>, String> {
-    let mut rng = seed ^ 0x6571_7072_6f70;
-    let mut normal = move || {
-        let u1 = ((splitmix64(&mut rng) >> 11) as f64 * (-53f64).exp2()).max(1e-300);
-        let u2 = (splitmix64(&mut rng) >> 11) as f64 * (-53f64).exp2();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    };
+    let mut draws = crate::noise::SplitDraws(seed ^ 0x6571_7072_6f70);
+    let mut normal = move || draws.normal();
     let mut t = s.clone();
     for i in 0..t.units() {
         for p in t.row_ptr[i]..t.row_ptr[i + 1] {
@@ -767,8 +767,7 @@ pub fn teacher_task(
             if i < j {
                 let f = 1.0 + perturbation * normal();
                 t.val[p] *= f;
-                let q = t.row_ptr[j]
-                    + t.col[t.row_ptr[j]..t.row_ptr[j + 1]].partition_point(|&c| c < i);
+                let q = t.mirror(i, p);
                 t.val[q] = t.val[p];
             }
         }
@@ -947,8 +946,7 @@ pub fn apply_step(
                 if i < j {
                     let v = st[2].step(s.val[p], -lr * g.couplings[p], rounding, rng, &mut sat);
                     s.val[p] = v;
-                    let q = s.row_ptr[j]
-                        + s.col[s.row_ptr[j]..s.row_ptr[j + 1]].partition_point(|&c| c < i);
+                    let q = s.mirror(i, p);
                     s.val[q] = v;
                 }
             }

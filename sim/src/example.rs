@@ -1,7 +1,7 @@
 //! Random valid substrates in the U-Net layout, for tests, benchmarks and `thermo example`.
 
 use crate::model::{BusConfig, Formats, ModuleConfig, PerUnit, Role, SubstrateConfig};
-use crate::noise::splitmix64;
+use crate::noise::SplitDraws;
 use std::collections::BTreeMap;
 
 /// Parameters of a random substrate.
@@ -43,21 +43,6 @@ impl Default for ExampleSpec {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn u01(&mut self) -> f64 {
-        (splitmix64(&mut self.0) >> 11) as f64 * (-53f64).exp2()
-    }
-    fn below(&mut self, n: usize) -> usize {
-        ((splitmix64(&mut self.0) >> 32) * n as u64 >> 32) as usize
-    }
-    fn normal(&mut self) -> f64 {
-        let u1 = self.u01().max(1e-300);
-        let u2 = self.u01();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-}
-
 /// Module roles and levels for M modules: `floor(M/2)` encoder levels, a bottleneck when M is
 /// odd, and as many decoder levels (finest first for encoders, coarsest first for decoders).
 pub fn unet_layout(m: usize) -> Vec<(String, Role, u32)> {
@@ -92,7 +77,7 @@ impl ExampleSpec {
 /// `eta = 1 / (Gershgorin bound on lambda_max)`.
 /// The spec must pass [`ExampleSpec::check`].
 pub fn random_substrate(spec: &ExampleSpec) -> SubstrateConfig {
-    let mut rng = Rng(spec.seed ^ 0x7468_6572_6d6f);
+    let mut rng = SplitDraws(spec.seed ^ 0x7468_6572_6d6f);
     let m = spec.modules.max(1);
     let layout = unet_layout(m);
     let base = spec.units / m;
@@ -145,7 +130,7 @@ pub fn random_substrate(spec: &ExampleSpec) -> SubstrateConfig {
     if spec.rank > 0 {
         for l in 0..m / 2 {
             let (e, d) = (l, m - 1 - l);
-            let unit = |rng: &mut Rng, n: usize| {
+            let unit = |rng: &mut SplitDraws, n: usize| {
                 let v: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
                 let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
                 v.into_iter().map(|x| x / norm).collect::<Vec<f64>>()

@@ -17,7 +17,7 @@
 //! realised substrate.
 
 use crate::model::Substrate;
-use crate::noise::splitmix64;
+use crate::noise::SplitDraws;
 use serde::{Deserialize, Serialize};
 
 /// A seeded mismatch model (all magnitudes relative, except `offset`).
@@ -33,15 +33,6 @@ pub struct Mismatch {
     pub drift: f64,
     /// Seed of the draws.
     pub seed: u64,
-}
-
-struct Draws(u64);
-impl Draws {
-    fn normal(&mut self) -> f64 {
-        let u1 = ((splitmix64(&mut self.0) >> 11) as f64 * (-53f64).exp2()).max(1e-300);
-        let u2 = (splitmix64(&mut self.0) >> 11) as f64 * (-53f64).exp2();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
 }
 
 impl Mismatch {
@@ -73,8 +64,8 @@ impl Mismatch {
         let mut r = s.clone();
         let t = step as f64;
         // Static and drift draws from separate streams, element by element in a fixed order.
-        let mut st = Draws(self.seed ^ 0x6d69_736d_6174_6368);
-        let mut dr = Draws(self.seed ^ 0x0064_7269_6674);
+        let mut st = SplitDraws(self.seed ^ 0x6d69_736d_6174_6368);
+        let mut dr = SplitDraws(self.seed ^ 0x0064_7269_6674);
         let mut rel = |spread: f64| -> f64 {
             let (a, b) = (st.normal(), dr.normal());
             1.0 + spread * a + self.drift * t * b
@@ -82,7 +73,7 @@ impl Mismatch {
         for a in &mut r.stiffness {
             *a *= rel(self.gain);
         }
-        let mut off = Draws(self.seed ^ 0x6f66_6673_6574);
+        let mut off = SplitDraws(self.seed ^ 0x6f66_6673_6574);
         for b in &mut r.bias {
             *b += self.offset * off.normal();
         }
@@ -92,8 +83,7 @@ impl Mismatch {
                 if i < j {
                     let f = rel(self.coupling);
                     r.val[p] *= f;
-                    let q = r.row_ptr[j]
-                        + r.col[r.row_ptr[j]..r.row_ptr[j + 1]].partition_point(|&c| c < i);
+                    let q = r.mirror(i, p);
                     r.val[q] = r.val[p];
                 }
             }

@@ -774,6 +774,14 @@ impl Substrate {
         self.stiffness.len()
     }
 
+    /// The CSR entry of `(j, i)` for the entry `p` of `(i, j)` (every coupling is stored in
+    /// both directions, columns ascending within a row). `i` is the row of `p`.
+    pub fn mirror(&self, i: usize, p: usize) -> usize {
+        let j = self.col[p];
+        let row = &self.col[self.row_ptr[j]..self.row_ptr[j + 1]];
+        self.row_ptr[j] + row.partition_point(|&c| c < i)
+    }
+
     /// Number of stored off-diagonal local couplings.
     pub fn nnz(&self) -> usize {
         self.col.len()

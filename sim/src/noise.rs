@@ -62,6 +62,28 @@ pub fn splitmix64(x: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Host-side draws from a SplitMix64 stream (examples, tasks, mismatch; never the hardware's
+/// noise): uniforms in `[0, 1)`, integers below `n`, Box–Muller normals.
+#[derive(Clone, Debug)]
+pub struct SplitDraws(pub u64);
+
+impl SplitDraws {
+    /// Uniform in `[0, 1)` (53 bits).
+    pub fn u01(&mut self) -> f64 {
+        (splitmix64(&mut self.0) >> 11) as f64 * (-53f64).exp2()
+    }
+    /// Integer in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        ((splitmix64(&mut self.0) >> 32) * n as u64 >> 32) as usize
+    }
+    /// Standard normal (Box–Muller, cosine branch).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.u01().max(1e-300);
+        let u2 = self.u01();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
 /// Smallest valid value of each taus88 component (`s1 > 1`, `s2 > 7`, `s3 > 15`).
 pub const TAUS88_MIN: [u32; 3] = [2, 8, 16];
 
