@@ -36,9 +36,6 @@ struct Group<A: Arith> {
     /// Per unit, the accumulator bound with the unit's largest bias over the group's chains.
     bounds: Vec<A::UnitBound>,
     bounds_dirty: bool,
-    /// Per bus, side (encoder, decoder) and rank, the bound of its sum (as a unit's: the first
-    /// weight as the self coefficient, no bus, zero bias), or `None` for an empty side.
-    bus_bounds: Vec<Option<A::UnitBound>>,
     /// Noise lanes' generator states by component, `lanes[component][lane * b + chain]`.
     lanes: [Vec<u32>; 3],
     /// Unit-update counters, `saturation[chain * M + module]`.
@@ -91,7 +88,6 @@ impl<A: Arith> Group<A> {
             bias,
             bounds: Vec::new(),
             bounds_dirty: true,
-            bus_bounds: Vec::new(),
             lanes: Default::default(),
             saturation: vec![Saturation::default(); b * prog.modules.len()],
             bus_saturation: vec![Saturation::default(); b],
@@ -155,15 +151,6 @@ impl<A: Arith> Group<A> {
             }
         }
         self.bounds = bounds;
-        self.bus_bounds = prog
-            .buses
-            .iter()
-            .flat_map(|bus| bus.u.iter().chain(&bus.v))
-            .map(|row| {
-                row.split_first()
-                    .map(|(&first, rest)| a.unit_bound(first, rest, &[], a.bias(0.0)))
-            })
-            .collect();
         self.bounds_dirty = false;
     }
 
@@ -202,7 +189,6 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
         z,
         bias,
         bounds,
-        bus_bounds,
         lanes,
         saturation,
         bus_saturation,
@@ -237,7 +223,7 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
     let fast = !(A::SATURATES && prog.force_checks);
     // Step 1: bus lines. A sum whose partial sums provably stay in range skips the saturation
     // checks (bit for bit the same, nothing to count).
-    let mut rows = bus_bounds.iter();
+    let mut rows = prog.bus_bounds.iter();
     for (bus, out) in prog.buses.iter().zip(bus_lines.iter_mut()) {
         for (side, out) in out.iter_mut().enumerate() {
             let (w, range) = if side == 0 {

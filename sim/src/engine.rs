@@ -20,7 +20,7 @@
 //! In [`Fixed`] every step is the integer operation documented in `docs/fixed-point.md`.
 
 use crate::model::{Activation, Formats, Substrate};
-use crate::noise::{gaussian_f64, gaussian_fixed, taus88_step, NoiseLane, NOISE_FORMAT};
+use crate::noise::{gaussian_f64, gaussian_fixed, NoiseLane, NOISE_FORMAT};
 use crate::pool::{for_each_mut, Pool};
 use crate::qformat::{acc_add, align, QFormat};
 use serde::Serialize;
@@ -117,7 +117,7 @@ pub trait Arith: Clone + Send + Sync {
     /// Step 2 for many lanes, their generators stored by component (`state[c][lane]`): `out` is
     /// taken in rounds of `width` samples, round `r` drawing from the lanes
     /// `(r mod period) * width ..` (a short last round from the first lanes of its block); each
-    /// sample is [`Arith::noise`] of the next draw (two [`taus88_step`] words) of its lane. A
+    /// sample is [`Arith::noise`] of the next draw (two [`crate::noise::taus88_step`] words) of its lane. A
     /// single chain is `width = P, period = 1`; a batch, chain-minor, `width = B, period = P`.
     /// An arithmetic may compute them together (the same samples).
     fn noise_rounds(
@@ -127,17 +127,7 @@ pub trait Arith: Clone + Send + Sync {
         period: usize,
         out: &mut [Self::Noise],
     ) {
-        let [s1, s2, s3] = state;
-        for (r, chunk) in out.chunks_mut(width.max(1)).enumerate() {
-            let base = (r % period.max(1)) * width;
-            for (e, o) in chunk.iter_mut().enumerate() {
-                let l = base + e;
-                let (st, w0) = taus88_step([s1[l], s2[l], s3[l]]);
-                let ([n1, n2, n3], w1) = taus88_step(st);
-                (s1[l], s2[l], s3[l]) = (n1, n2, n3);
-                *o = self.noise(w0, w1);
-            }
-        }
+        crate::noise::rounds_scalar(state, width, period, out, |w0, w1| self.noise(w0, w1))
     }
     /// A state as a real number.
     fn to_f64(&self, x: Self::State) -> f64;

@@ -508,6 +508,21 @@ fn gaussian_fixed_rounds_scalar(
     out: &mut [i16],
 ) {
     let rom = icdf_rom_packed();
+    rounds_scalar(state, width, period, out, |w0, w1| {
+        gaussian_fixed_packed(rom, w0, w1)
+    })
+}
+
+/// The rounds of `Arith::noise_rounds` one sample at a time: round `r` of `width` samples draws
+/// the next two words of the lanes `(r mod period) * width ..` and turns them into a sample
+/// with `transform`.
+pub fn rounds_scalar<T>(
+    state: &mut [Vec<u32>; 3],
+    width: usize,
+    period: usize,
+    out: &mut [T],
+    mut transform: impl FnMut(u32, u32) -> T,
+) {
     let [s1, s2, s3] = state;
     for (r, chunk) in out.chunks_mut(width.max(1)).enumerate() {
         let base = (r % period.max(1)) * width;
@@ -516,7 +531,7 @@ fn gaussian_fixed_rounds_scalar(
             let (st, w0) = taus88_step([s1[l], s2[l], s3[l]]);
             let ([n1, n2, n3], w1) = taus88_step(st);
             (s1[l], s2[l], s3[l]) = (n1, n2, n3);
-            *o = gaussian_fixed_packed(rom, w0, w1);
+            *o = transform(w0, w1);
         }
     }
 }
