@@ -134,6 +134,14 @@ pub struct TrainSubstrateArgs {
     /// EqProp estimator: one-sided or symmetric.
     #[arg(long, default_value = "symmetric")]
     estimator: String,
+    /// Teacher: a clamped substrate (e.g. the dense compile, `thermo compile --rank dense`)
+    /// whose denoised output the target leans on, with weight `--distill`.
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    /// Weight of the teacher's output in the target: `(1 - w) x0 + w D_teacher(x)` (0 = the
+    /// EDM objective on the clean image; 1 = distillation alone). Default 1 with a teacher.
+    #[arg(long)]
+    distill: Option<f64>,
 }
 
 /// Engine settings shared by the commands that emit or run a clamped substrate.
@@ -632,6 +640,38 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
         val.len(),
         a.seed
     );
+    let distill = match (&a.teacher, a.distill) {
+        (None, Some(w)) if w != 0.0 => {
+            return Err(format!("--distill {w} needs --teacher"));
+        }
+        (None, _) => 0.0,
+        (Some(_), w) => {
+            let w = w.unwrap_or(1.0);
+            if !(w > 0.0 && w <= 1.0) {
+                return Err(format!("--distill {w}: must lie in (0, 1] with a teacher"));
+            }
+            w
+        }
+    };
+    if a.teacher.is_some() && eq.is_some() {
+        return Err("--teacher: distillation runs with --method implicit".into());
+    }
+    let teacher = match &a.teacher {
+        Some(p) => {
+            let t = clamped_train::Teacher::new(ClampedModel::load(p)?)
+                .map_err(|e| format!("--teacher {}: {e}", p.display()))?;
+            t.check_matches(&c)
+                .map_err(|e| format!("--teacher {}: {e}", p.display()))?;
+            println!(
+                "target: {:.2} x clean image + {:.2} x the denoised output of {}",
+                1.0 - distill,
+                distill,
+                p.display()
+            );
+            Some(t)
+        }
+        None => None,
+    };
     match &eq {
         None => println!("gradient: implicit differentiation through the fixed point"),
         Some(e) => println!(
@@ -650,6 +690,8 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
         p_mean: a.p_mean,
         p_std: a.p_std,
         val_sigmas: a.val_sigmas.clone(),
+        distill,
+        teacher: a.teacher.as_ref().map(|p| p.display().to_string()),
         ..Default::default()
     };
     let pb = indicatif::ProgressBar::new(a.steps as u64);
@@ -691,7 +733,15 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
         pb.set_message(format!("loss {ema:.4}"));
     };
     let report = match &eq {
-        None => clamped_train::train(&mut c, &train, &val, &o, progress)?,
+        None => clamped_train::train_with(
+            &mut c,
+            &train,
+            &val,
+            &o,
+            teacher.as_ref(),
+            clamped_train::loss_and_grad,
+            progress,
+        )?,
         Some(e) => clamped_eqprop::train(&mut c, &train, &val, &o, e, progress)?,
     };
     pb.finish_and_clear();

@@ -287,6 +287,7 @@ pub fn train(
         train_images,
         val_images,
         o,
+        None,
         move |c, j, x0s, xs, s| loss_and_grad(c, j, x0s, xs, s, &e),
         progress,
     )?;

@@ -49,6 +49,13 @@ pub struct TrainOptions {
     /// Noise levels of the validation loss (the kept model has the smallest sum of MSEs).
     #[serde(default = "default_val_sigmas")]
     pub val_sigmas: Vec<f32>,
+    /// Weight of a teacher's denoised output in the regression target (0: the clean image
+    /// alone, the EDM objective; 1: the teacher alone, distillation). Needs a [`Teacher`].
+    #[serde(default)]
+    pub distill: f64,
+    /// Where the teacher came from (reported only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher: Option<String>,
 }
 
 fn default_val_sigmas() -> Vec<f32> {
@@ -69,7 +76,82 @@ impl Default for TrainOptions {
             val_every: 100,
             train_digital: true,
             val_sigmas: VAL_SIGMAS.to_vec(),
+            distill: 0.0,
+            teacher: None,
         }
+    }
+}
+
+/// A denoiser whose output the training target leans on (distillation, `TrainOptions::distill`):
+/// the target image of a noisy `x` becomes `(1 - w) x0 + w D_teacher(x)`. A teacher's output
+/// is an estimate of `E[x0 | x]`, the quantity the EDM loss regresses on; it has no sampling noise
+/// in the target, which matters most at large sigma where `x0` given `x` is widely spread.
+pub struct Teacher {
+    model: ClampedModel,
+    j: DMatrix<f64>,
+}
+
+impl Teacher {
+    /// A teacher from a clamped substrate; it must denoise the same images as the student
+    /// (same pixels and noise-level preconditioning).
+    pub fn new(model: ClampedModel) -> Result<Self, String> {
+        model.validate()?;
+        let j = model.coupling_matrix();
+        Ok(Teacher { model, j })
+    }
+
+    /// The teacher's denoised images (not clipped) of noisy `xs` at `sigmas`.
+    pub fn denoise(&self, xs: &[Vec<f32>], sigmas: &[f32]) -> Result<Vec<Vec<f32>>, String> {
+        let b = self.model.biases(xs, sigmas);
+        let r = relax_exact(
+            &self.j,
+            &b,
+            self.model.lo,
+            self.model.hi,
+            &RelaxOptions::default(),
+        )
+        .map_err(|e| format!("teacher: {e}"))?;
+        Ok(self
+            .model
+            .denoised(xs, sigmas, &self.model.head(&r.y, xs, sigmas)))
+    }
+
+    /// The targets `(1 - w) x0 + w D_teacher(x)` of a batch.
+    pub fn targets(
+        &self,
+        w: f64,
+        x0s: &[Vec<f32>],
+        xs: &[Vec<f32>],
+        sigmas: &[f32],
+    ) -> Result<Vec<Vec<f32>>, String> {
+        let d = self.denoise(xs, sigmas)?;
+        let w = w as f32;
+        Ok(x0s
+            .iter()
+            .zip(&d)
+            .map(|(x0, dt)| {
+                x0.iter()
+                    .zip(dt)
+                    .map(|(a, b)| (1.0 - w) * a + w * b)
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Check that the teacher denoises what `student` denoises.
+    pub fn check_matches(&self, student: &ClampedModel) -> Result<(), String> {
+        let (t, s) = (&self.model.unet, &student.unet);
+        if t.input != s.input
+            || t.sigma_data != s.sigma_data
+            || t.sigma_min != s.sigma_min
+            || t.sigma_max != s.sigma_max
+        {
+            return Err(format!(
+                "teacher denoises {} pixels (sigma_data {}, sigma in [{}, {}]), the student {} (sigma_data {}, sigma in [{}, {}])",
+                t.input, t.sigma_data, t.sigma_min, t.sigma_max, s.input, s.sigma_data, s.sigma_min, s.sigma_max
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -470,7 +552,15 @@ pub fn train(
     o: &TrainOptions,
     progress: impl FnMut(usize, f64, Option<&ValPoint>),
 ) -> Result<TrainReport, String> {
-    train_with(c, train_images, val_images, o, loss_and_grad, progress)
+    train_with(
+        c,
+        train_images,
+        val_images,
+        o,
+        None,
+        loss_and_grad,
+        progress,
+    )
 }
 
 /// [`train`] with another gradient: `grad_of(c, J, x0s, xs, sigmas)` returns a batch's loss and
@@ -481,6 +571,7 @@ pub fn train_with(
     train_images: &[Vec<f32>],
     val_images: &[Vec<f32>],
     o: &TrainOptions,
+    teacher: Option<&Teacher>,
     mut grad_of: impl FnMut(
         &ClampedModel,
         &DMatrix<f64>,
@@ -496,6 +587,22 @@ pub fn train_with(
     if !(o.norm_cap > 0.0 && o.norm_cap < 1.0) {
         return Err(format!("norm cap {} must lie in (0, 1)", o.norm_cap));
     }
+    if !(0.0..=1.0).contains(&o.distill) {
+        return Err(format!(
+            "distillation weight {} must lie in [0, 1]",
+            o.distill
+        ));
+    }
+    let teacher = match teacher {
+        Some(t) if o.distill > 0.0 => {
+            t.check_matches(c)?;
+            Some(t)
+        }
+        None if o.distill > 0.0 => {
+            return Err(format!("distillation weight {} needs a teacher", o.distill))
+        }
+        _ => None,
+    };
     c.engine = None;
     let mut guard_rescales = 0;
     if guard(c, o.norm_cap).1 {
@@ -568,6 +675,10 @@ pub fn train_with(
             .zip(&sigmas)
             .map(|(x0, &s)| x0.iter().map(|v| v + s * rng.normal() as f32).collect())
             .collect();
+        let x0s = match teacher {
+            Some(t) => t.targets(o.distill, &x0s, &xs, &sigmas)?,
+            None => x0s,
+        };
         let (loss, mut grad) = grad_of(c, &j, &x0s, &xs, &sigmas)?;
         loss_sum += loss;
         loss_n += 1;
