@@ -269,8 +269,10 @@ pub fn compile_clamped(
         ..Default::default()
     };
     let (s, r) = e.settings();
-    ClampedModel::compile_calibrated(&model, &d.images(&d.train_idx), &o, s, r)
-        .map_err(|err| format!("{}: {err}", unet.display()))
+    let mut c = ClampedModel::compile_calibrated(&model, &d.images(&d.train_idx), &o, s, r)
+        .map_err(|err| format!("{}: {err}", unet.display()))?;
+    c.source = Some(unet.display().to_string());
+    Ok(c)
 }
 
 /// Save a clamped substrate and its engines' description beside it (`<out>.sim.json`, the
@@ -456,7 +458,14 @@ pub fn sample_cmd(a: &SampleSubstrateArgs) -> Result<(), String> {
 pub fn eval_cmd(a: &EvalArgs) -> Result<(), String> {
     let t = Instant::now();
     let c = ClampedModel::load(&a.substrate)?;
-    let model = io::load(&a.unet).map_err(|e| format!("{}: {e}", a.unet.display()))?;
+    // The U-Net to compare with: the one given, else the one the substrate was compiled from.
+    let unet = a
+        .unet
+        .clone()
+        .or_else(|| c.source.as_ref().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("models/digits-unet.safetensors"));
+    let model = io::load(&unet).map_err(|e| format!("{}: {e}", unet.display()))?;
+    println!("compared with the U-Net {}", unet.display());
     let path: clamped::Path = a.engine.parse().map_err(|e| format!("--engine {e}"))?;
     let d = DigitsData::load()?;
     let n = a.inputs.unwrap_or(d.test.len()).min(d.test.len());
@@ -851,6 +860,38 @@ pub fn demo(a: &DemoArgs, rank: Option<usize>) -> Result<(), String> {
         println!("-- {name}: wrote {} and {}", out.display(), sim.display());
         describe(&c)?;
         subs.push((format!("clamp compile, {name}"), c));
+    }
+    // The same rank compiled from the U-Net trained with skips of that rank, when it is there.
+    if let Some(k) = rank {
+        let skip = a
+            .model
+            .with_file_name(format!("{stem}-skiprank{k}.safetensors"));
+        if skip.exists() {
+            let c = compile_clamped(
+                &skip,
+                rank,
+                gram::Factorisation::GramWeighted,
+                0.2,
+                None,
+                &d,
+                &e,
+            )?;
+            let out = a
+                .out_dir
+                .join(format!("{stem}-skiprank{k}-clamp-rank{k}.json"));
+            let sim = save(&c, &out)?;
+            println!(
+                "-- rank{k} from {}: wrote {} and {}",
+                skip.display(),
+                out.display(),
+                sim.display()
+            );
+            describe(&c)?;
+            subs.push((
+                format!("clamp compile, rank{k}, U-Net trained with rank-{k} skips"),
+                c,
+            ));
+        }
     }
     if a.trained.exists() {
         let c = ClampedModel::load(&a.trained)?;

@@ -298,9 +298,10 @@ pub struct EvalArgs {
     /// Write a Markdown table.
     #[arg(long)]
     pub(crate) md: Option<PathBuf>,
-    /// The U-Net a clamped substrate is compared with.
-    #[arg(long, default_value = "models/digits-unet.safetensors")]
-    pub(crate) unet: PathBuf,
+    /// The U-Net a clamped substrate is compared with [default: the one it was compiled from,
+    /// else models/digits-unet.safetensors].
+    #[arg(long)]
+    pub(crate) unet: Option<PathBuf>,
     /// Engine threads (clamped substrates; results do not depend on it).
     #[arg(long, default_value_t = 2)]
     pub(crate) threads: usize,

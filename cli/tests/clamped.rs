@@ -52,6 +52,47 @@ fn tmp(name: &str) -> PathBuf {
     d.join(name)
 }
 
+/// The rank-8 compile of the U-Net trained with rank-8 skips: `thermo eval` compares it with
+/// the U-Net it was compiled from by default, and its test MSE meets the rank-8 compile row
+/// (<= 0.08 / 0.15 at sigma 0.5 / 1; measured 0.0780 / 0.1463).
+#[test]
+fn rank8_compile_of_the_skip_rank8_unet_meets_its_row() {
+    let out = tmp("sk8.json");
+    let o = out.to_str().unwrap();
+    thermo(&[
+        "compile",
+        "--unet",
+        "models/digits-unet-skiprank8.safetensors",
+        "--rank",
+        "8",
+        "--out",
+        o,
+    ]);
+    let text = thermo(&["eval", "--substrate", o, "--sigmas", "0.5,1"]);
+    assert!(
+        text.contains("compared with the U-Net models/digits-unet-skiprank8.safetensors"),
+        "{text}"
+    );
+    for (sigma, bound) in [("0.5", 0.08), ("1", 0.15)] {
+        let e = row(&text, sigma);
+        assert!(e[0] <= bound, "sigma {sigma}: {e:?}");
+    }
+    // Given explicitly, another U-Net is the comparison.
+    let text = thermo(&[
+        "eval",
+        "--substrate",
+        o,
+        "--sigmas",
+        "0.5",
+        "--unet",
+        "models/digits-unet.safetensors",
+    ]);
+    assert!(
+        text.contains("compared with the U-Net models/digits-unet.safetensors"),
+        "{text}"
+    );
+}
+
 /// The dense clamp compile denoises as the U-Net does, exactly and on the 16-bit fixed engine
 /// (within 10% of float, no saturation), and beats the Wiener filter up to sigma 1.
 #[test]
@@ -240,7 +281,7 @@ fn bad_input_is_a_clear_error() {
     assert!(e.contains("blocks"), "{e}");
 }
 
-/// `thermo demo --quick`: compiles dense and rank-8, shows the committed trained substrate,
+/// `thermo demo --quick`: compiles dense and rank-8 (and rank-8 from the skip-rank-8 U-Net), shows the committed trained substrate,
 /// runs the fixed engine and judges samples.
 #[test]
 fn demo_quick_runs_the_clamped_main_job() {
@@ -251,6 +292,7 @@ fn demo_quick_runs_the_clamped_main_job() {
         "| Wiener filter",
         "| clamp compile, dense |",
         "| clamp compile, rank8 |",
+        "| clamp compile, rank8, U-Net trained with rank-8 skips |",
         "bit-exact fixed-point engine",
         "| sampler | FD | conf90",
     ] {

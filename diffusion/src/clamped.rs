@@ -129,6 +129,9 @@ pub struct ClampedModel {
     /// How the engines run it ([`ClampedModel::calibrate`]); `None` until calibrated.
     #[serde(default)]
     pub engine: Option<Calibration>,
+    /// The U-Net file it was compiled from (what `thermo eval` compares it with by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// The engines' settings and the data ranges their Q formats were chosen for.
@@ -322,6 +325,7 @@ impl ClampedModel {
             out_x: Vec::new(),
             input_out: Vec::new(),
             engine: None,
+            source: None,
         };
         c.hi = match o.hi {
             Some(h) => h,
