@@ -483,7 +483,7 @@ fn render(
         if s.units() != 64 || s.lanes != 4 {
             " (built for the 64-unit shipped example on 4 lanes: this substrate has no reference build, its clock is assumed equal)"
         } else {
-            ""
+            " (the shipped example's build; another 64-unit substrate on 4 lanes is assumed to reach the same clock)"
         }
     );
     let ac = &r.analog;
