@@ -277,8 +277,10 @@ fn bad_assumptions_and_settings_are_refused_by_name() {
             assert!(e.contains(&format!("--{}", x.name)), "{}: {e}", x.name);
         }
     }
-    let mut a = Assumptions::default();
-    a.gpu_utilisation = 1.5;
+    let a = Assumptions {
+        gpu_utilisation: 1.5,
+        ..Assumptions::default()
+    };
     assert!(a.check().unwrap_err().contains("--gpu-utilisation"));
     let e = energy::counts(
         &s,
