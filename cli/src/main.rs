@@ -6,10 +6,12 @@
 //! benchmarks), `cmd_link` (emulated board, inference over the link), `cmd_hdl` (Verilog
 //! generation and verification), `cmd_diffusion` (the U-Net application), `cmd_clamped` (the
 //! clamped substrate), `cmd_quality` (classifier, denoising baselines, sample quality), `cmd_eqprop` (equilibrium
-//! propagation: estimator checks and training on the substrate).
+//! propagation: estimator checks and training on the substrate), `cmd_energy` (energy per
+//! training step).
 
 mod cmd_clamped;
 mod cmd_diffusion;
+mod cmd_energy;
 mod cmd_eqprop;
 mod cmd_hdl;
 mod cmd_link;
@@ -42,6 +44,8 @@ enum Command {
     Quality(cmd_quality::QualityCommand),
     #[command(flatten)]
     EqProp(cmd_eqprop::EqPropCommand),
+    #[command(flatten)]
+    Energy(cmd_energy::EnergyCommand),
 }
 
 fn main() {
@@ -54,6 +58,7 @@ fn main() {
         Command::Clamped(c) => cmd_clamped::run(c),
         Command::Quality(c) => cmd_quality::run(c),
         Command::EqProp(c) => cmd_eqprop::run(c),
+        Command::Energy(c) => cmd_energy::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -5,13 +5,15 @@
 //! bit-exact fixed-point engine that specifies the hardware; [`batch`]: many chains in lock step;
 //! [`kernel`]: the fixed engine's vectorised unit updates; [`kernel_batch`]: the batch's, across
 //! chains; [`pool`]: their worker threads), the sweep schedule ([`schedule`]), equilibrium
-//! propagation on the substrate's energy ([`eqprop`]), analog mismatch ([`mismatch`]), random
+//! propagation on the substrate's energy ([`eqprop`]) and its energy per training step
+//! ([`energy`]), analog mismatch ([`mismatch`]), random
 //! examples ([`example`]), statistics ([`stats`]) and file formats ([`io`]).
 //!
 //! See `docs/fixed-point.md` for the arithmetic the fixed engine defines.
 #![warn(missing_docs)]
 
 pub mod batch;
+pub mod energy;
 pub mod engine;
 pub mod eqprop;
 pub mod error;

@@ -1,0 +1,118 @@
+//! `thermo energy` end to end: the report's counts and rows on the shipped example, the random
+//! substrate and the clamped digits substrate, the Markdown and JSON files, and bad flags.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn thermo() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_thermo"));
+    c.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    c
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("thermo-energy-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = thermo().args(args).output().expect("thermo runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const SMALL: [&str; 8] = [
+    "--burn-in",
+    "2",
+    "--sweeps",
+    "3",
+    "--batch",
+    "2",
+    "--reps",
+    "1",
+];
+
+#[test]
+fn energy_report_files_and_counts() {
+    let d = tmpdir("report");
+    for (name, sub, units, nrows) in [
+        (
+            "shipped",
+            vec!["--config", "examples/three-module.toml"],
+            64,
+            8,
+        ),
+        ("random", vec!["--random"], 64, 8),
+        (
+            "digits",
+            vec!["--config", "models/digits-clamped-rank8.json.sim.json"],
+            416,
+            7, // clamp units: no exact-gradient step
+        ),
+    ] {
+        let (j, m) = (d.join(format!("{name}.json")), d.join(format!("{name}.md")));
+        let mut args: Vec<&str> = vec!["energy"];
+        args.extend(&sub);
+        args.extend(SMALL);
+        let (js, ms) = (j.to_str().unwrap(), m.to_str().unwrap());
+        args.extend(["--json", js, "--md", ms]);
+        let (ok, out, err) = run(&args);
+        assert!(ok, "{name}: {out}\n{err}");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&j).unwrap()).unwrap();
+        let r = &v["report"];
+        assert_eq!(r["units"], units, "{name}");
+        let c = &r["counts"];
+        // 2 examples x 3 phases x 5 sweeps
+        assert_eq!(c["phases"], 6);
+        assert_eq!(c["sweeps"], 30);
+        assert_eq!(c["unit_updates"].as_u64().unwrap(), 30 * units);
+        assert_eq!(c["readouts"].as_u64().unwrap(), 6 * units);
+        assert!(c["link_bytes"].as_u64().unwrap() > 0);
+        let rows = r["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), nrows, "{name}");
+        let kinds: Vec<&str> = rows.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "measured").count(),
+            nrows - 6
+        );
+        assert_eq!(kinds.iter().filter(|k| **k == "derived").count(), 1);
+        for row in rows {
+            let e = row["joules"].as_f64().unwrap();
+            assert!(e.is_finite() && e > 0.0, "{name}: {row}");
+        }
+        let md = std::fs::read_to_string(&m).unwrap();
+        assert!(md.contains("## Energy per step") && md.contains("## Sensitivity"));
+        assert!(out.contains("analog substrate"));
+        assert!(v["sensitivity"].as_array().unwrap().len() >= 10);
+    }
+}
+
+#[test]
+fn bad_flags_are_refused_by_name() {
+    for (flags, what) in [
+        (vec!["--board-watts", "0"], "--board-watts"),
+        (vec!["--gpu-utilisation", "NaN"], "--gpu-utilisation"),
+        (vec!["--node-capacitance=-1e-15"], "--node-capacitance"),
+        (vec!["--cpu-watts-per-core", "inf"], "--cpu-watts-per-core"),
+        (vec!["--gpu-utilisation", "2"], "--gpu-utilisation"),
+        (vec!["--batch", "0"], "batch must be at least 1"),
+        (vec!["--sweeps", "0"], "sweeps per phase must be at least 1"),
+        (vec!["--beta", "0"], "--beta"),
+        (
+            vec!["--fpga-report", "no/such/report.json"],
+            "no/such/report.json",
+        ),
+    ] {
+        let mut args = vec!["energy", "--reps", "1"];
+        args.extend(&flags);
+        let (ok, out, err) = run(&args);
+        assert!(!ok, "{flags:?} was accepted: {out}");
+        assert!(err.contains(what), "{flags:?}: {err}");
+    }
+}
