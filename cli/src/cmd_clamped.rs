@@ -134,6 +134,11 @@ pub struct TrainSubstrateArgs {
     /// EqProp estimator: one-sided or symmetric.
     #[arg(long, default_value = "symmetric")]
     estimator: String,
+    /// Add a noise-level gate to the digital pixel path and decoder drive (`a(sigma) = 1 + gate
+    /// . phi(sigma)`, from 0 = no change), so a linear path can fade at noise levels where it
+    /// only passes the noise on.
+    #[arg(long)]
+    noise_gate: bool,
     /// Teacher: a clamped substrate (e.g. the dense compile, `thermo compile --rank dense`)
     /// whose denoised output the target leans on, with weight `--distill`.
     #[arg(long)]
@@ -639,6 +644,20 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
     }
     if a.decoder_drive && c.input_out.is_empty() {
         c.input_out = vec![0.0; c.unet.input * c.sizes[c.out_module()]];
+    }
+    if a.noise_gate {
+        if c.out_x.is_empty() && c.input_out.is_empty() {
+            return Err(
+                "--noise-gate gates the digital pixel path and decoder drive: add --pixel-path or --decoder-drive"
+                    .into(),
+            );
+        }
+        if !c.out_x.is_empty() && c.out_x_gate.is_empty() {
+            c.out_x_gate = vec![0.0; c.unet.emb];
+        }
+        if !c.input_out.is_empty() && c.input_out_gate.is_empty() {
+            c.input_out_gate = vec![0.0; c.unet.emb];
+        }
     }
     describe(&c)?;
     let (tr, va) = data::carve_validation(&d.train_idx, a.val_fraction, a.seed);

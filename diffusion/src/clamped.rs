@@ -126,6 +126,15 @@ pub struct ClampedModel {
     /// (`size(last) x pixels`, row-major; empty: none), beside the enc0 drive `input`.
     #[serde(default)]
     pub input_out: Vec<f64>,
+    /// Optional noise-level gate of the pixel path: its input becomes `a(sigma) c_in(sigma) x`
+    /// with `a(sigma) = 1 + gate . phi(sigma)` (`emb` values; empty: `a = 1`). A linear path
+    /// tuned where the noise is small passes the noise on where it is large; the gate lets the
+    /// path fade there.
+    #[serde(default)]
+    pub out_x_gate: Vec<f64>,
+    /// The same gate for the decoder drive `input_out`.
+    #[serde(default)]
+    pub input_out_gate: Vec<f64>,
     /// How the engines run it ([`ClampedModel::calibrate`]); `None` until calibrated.
     #[serde(default)]
     pub engine: Option<Calibration>,
@@ -324,6 +333,8 @@ impl ClampedModel {
             out_b,
             out_x: Vec::new(),
             input_out: Vec::new(),
+            out_x_gate: Vec::new(),
+            input_out_gate: Vec::new(),
             engine: None,
             source: None,
         };
@@ -405,6 +416,28 @@ impl ClampedModel {
                 ));
             }
             fin("out_x", &self.out_x)?;
+        }
+        for (what, gate, path) in [
+            ("out_x_gate", &self.out_x_gate, &self.out_x),
+            ("input_out_gate", &self.input_out_gate, &self.input_out),
+        ] {
+            if gate.is_empty() {
+                continue;
+            }
+            if path.is_empty() {
+                return Err(format!(
+                    "{what}: a gate without its path (`{}` is empty)",
+                    what.trim_end_matches("_gate")
+                ));
+            }
+            if gate.len() != self.unet.emb {
+                return Err(format!(
+                    "{what}: {} values, expected {} (one per noise-level bump, or none)",
+                    gate.len(),
+                    self.unet.emb
+                ));
+            }
+            fin(what, gate)?;
         }
         for (bi, b) in self.blocks.iter().enumerate() {
             if b.to >= n || b.from >= n || b.to == b.from {
@@ -541,7 +574,8 @@ impl ClampedModel {
         let (n0, nl) = (self.sizes[0], self.sizes[self.out_module()]);
         let input_params = n0 * px + self.input_out.len();
         let table_params = self.units() * self.unet.emb;
-        let head_params = px * nl + px + self.out_x.len();
+        let head_params = px * nl + px + self.out_x.len() + self.out_x_gate.len();
+        let input_params = input_params + self.input_out_gate.len();
         let substrate_params = self.blocks.iter().map(|b| b.w.len()).sum::<usize>()
             + self
                 .buses
@@ -582,10 +616,11 @@ impl ClampedModel {
                 col[i] += cin * v;
             }
             if !self.input_out.is_empty() {
+                let a = cin * gate_at(&self.input_out_gate, &phi);
                 for (k, i) in last.clone().enumerate() {
                     let w = &self.input_out[k * px..(k + 1) * px];
                     let v: f64 = w.iter().zip(x).map(|(a, b)| a * *b as f64).sum();
-                    col[i] += cin * v;
+                    col[i] += a * v;
                 }
             }
         }
@@ -601,8 +636,7 @@ impl ClampedModel {
         let mut f = &w * y.rows(r.start, r.len());
         if !self.out_x.is_empty() {
             let p = DMatrix::from_row_slice(px, px, &self.out_x);
-            let xin = self.scaled_inputs(xs, sigmas);
-            f += p * xin;
+            f += p * self.pixel_path_inputs(xs, sigmas);
         }
         for mut col in f.column_iter_mut() {
             for (v, b) in col.iter_mut().zip(&self.out_b) {
@@ -610,6 +644,19 @@ impl ClampedModel {
             }
         }
         f
+    }
+
+    /// The pixel path's inputs `a(sigma) c_in(sigma) x` as columns (`[pixels, batch]`; `a` the
+    /// path's gate, 1 without one).
+    pub fn pixel_path_inputs(&self, xs: &[Vec<f32>], sigmas: &[f32]) -> DMatrix<f64> {
+        let mut xin = self.scaled_inputs(xs, sigmas);
+        if !self.out_x_gate.is_empty() {
+            for (c, &s) in sigmas.iter().enumerate() {
+                let a = gate_at(&self.out_x_gate, &self.unet.embedding(s));
+                xin.column_mut(c).scale_mut(a);
+            }
+        }
+        xin
     }
 
     /// The inputs `c_in(sigma) x` as columns (`[pixels, batch]`).
@@ -647,6 +694,15 @@ impl ClampedModel {
         let r = relax_exact(j, &b, self.lo, self.hi, &RelaxOptions::default())?;
         Ok(self.denoised(xs, &sig, &self.head(&r.y, xs, &sig)))
     }
+}
+
+/// A noise-level gate `1 + gate . phi` (1 without a gate).
+pub fn gate_at(gate: &[f64], phi: &[f32]) -> f64 {
+    1.0 + gate
+        .iter()
+        .zip(phi)
+        .map(|(g, p)| g * *p as f64)
+        .sum::<f64>()
 }
 
 /// Contraction certificate of a symmetric coupling matrix.

@@ -222,6 +222,12 @@ pub fn tensors_mut(c: &mut ClampedModel) -> Vec<&mut Vec<f64>> {
     if !c.input_out.is_empty() {
         v.push(&mut c.input_out);
     }
+    if !c.out_x_gate.is_empty() {
+        v.push(&mut c.out_x_gate);
+    }
+    if !c.input_out_gate.is_empty() {
+        v.push(&mut c.input_out_gate);
+    }
     v
 }
 
@@ -248,6 +254,12 @@ pub fn tensor_names(c: &ClampedModel) -> Vec<String> {
     }
     if !c.input_out.is_empty() {
         v.push("input_out".into());
+    }
+    if !c.out_x_gate.is_empty() {
+        v.push("out_x_gate".into());
+    }
+    if !c.input_out_gate.is_empty() {
+        v.push("input_out_gate".into());
     }
     v
 }
@@ -320,9 +332,20 @@ pub fn head_grads(
         grad.out_b[p] = gf.row(p).sum();
     }
     if !c.out_x.is_empty() {
-        let gp = gf * c.scaled_inputs(xs, sigmas).transpose();
+        let gp = gf * c.pixel_path_inputs(xs, sigmas).transpose();
         for (k, v) in grad.out_x.iter_mut().enumerate() {
             *v = gp[(k / px, k % px)];
+        }
+        if !c.out_x_gate.is_empty() {
+            // dL/da per call = gf . (P c_in x); a = 1 + gate . phi.
+            let p = DMatrix::from_row_slice(px, px, &c.out_x);
+            let pu = p * c.scaled_inputs(xs, sigmas);
+            for (col, &s) in sigmas.iter().enumerate() {
+                let da = gf.column(col).dot(&pu.column(col));
+                for (g, ph) in grad.out_x_gate.iter_mut().zip(c.unet.embedding(s)) {
+                    *g += da * ph as f64;
+                }
+            }
         }
     }
     let mut g = DMatrix::zeros(c.units(), xs.len());
@@ -360,16 +383,27 @@ pub fn bias_grads(
         }
         let cin = c.unet.c_in(s) as f64;
         if !c.input_out.is_empty() {
+            let a = crate::clamped::gate_at(&c.input_out_gate, &phi);
+            let mut da = 0.0;
             for (k, i) in lr.clone().enumerate() {
                 let qi = q[(i, col)] * cin;
                 if qi != 0.0 {
+                    let w = &c.input_out[k * px..(k + 1) * px];
+                    da += qi
+                        * w.iter()
+                            .zip(&xs[col])
+                            .map(|(w, x)| w * *x as f64)
+                            .sum::<f64>();
                     for (w, x) in grad.input_out[k * px..(k + 1) * px]
                         .iter_mut()
                         .zip(&xs[col])
                     {
-                        *w += qi * *x as f64;
+                        *w += a * qi * *x as f64;
                     }
                 }
+            }
+            for (g, p) in grad.input_out_gate.iter_mut().zip(&phi) {
+                *g += da * *p as f64;
             }
         }
         for i in 0..c.sizes[0] {
@@ -630,8 +664,8 @@ pub fn train_with(
         let rms_in =
             (c.input.iter().map(|v| v * v).sum::<f64>() / c.input.len().max(1) as f64).sqrt();
         let last = c.out_module();
-        if let Some(s) = step_scale.last_mut() {
-            *s = rms_in * c.scale[last] / c.scale[0];
+        if let Some(k) = tensor_names(c).iter().position(|n| n == "input_out") {
+            step_scale[k] = rms_in * c.scale[last] / c.scale[0];
         }
     }
     let mut m: Vec<Vec<f64>> = sizes.iter().map(|&n| vec![0.0; n]).collect();

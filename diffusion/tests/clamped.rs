@@ -55,7 +55,8 @@ fn noisy(images: &[Vec<f32>], sigma: f32, seed: u64) -> Vec<Vec<f32>> {
 }
 
 /// The implicit gradient through the fixed point against central differences, on every kind
-/// of trainable tensor (block, bus sigma/u/v, bias, table, input drive, head).
+/// of trainable tensor (block, bus sigma/u/v, bias, table, input drive, head, pixel path and
+/// decoder drive with their noise-level gates).
 #[test]
 fn implicit_gradient_matches_finite_differences() {
     let m = model();
@@ -64,6 +65,8 @@ fn implicit_gradient_matches_finite_differences() {
     let mut r = Rng::new(11);
     c.out_x = (0..64 * 64).map(|_| 0.05 * r.normal()).collect();
     c.input_out = (0..64 * 128).map(|_| 0.001 * r.normal()).collect();
+    c.out_x_gate = (0..c.unet.emb).map(|_| 0.3 * r.normal()).collect();
+    c.input_out_gate = (0..c.unet.emb).map(|_| 0.3 * r.normal()).collect();
     let x0s: Vec<Vec<f32>> = d.train[..6].to_vec();
     let sigmas = vec![0.3f32, 0.7, 1.5, 0.3, 2.5, 0.1];
     let mut rng = Rng::new(3);
@@ -91,9 +94,11 @@ fn implicit_gradient_matches_finite_differences() {
         ("out_w", |c| &mut c.out_w),
         ("out_x", |c| &mut c.out_x),
         ("input_out", |c| &mut c.input_out),
+        ("out_x_gate", |c| &mut c.out_x_gate),
+        ("input_out_gate", |c| &mut c.input_out_gate),
     ];
     let checked = common::check_finite_differences(&c, &grad, &picks, loss_of, "implicit");
-    assert_eq!(checked, 33);
+    assert_eq!(checked, 39);
 }
 
 /// The projected fixed point is a fixed point, and with dense skips at g = 0.2 it denoises as
@@ -178,6 +183,21 @@ fn bad_weights_and_shapes_name_the_field() {
     c.buses[0].u[3][2] = f64::INFINITY;
     let e = c.validate().unwrap_err();
     assert!(e.contains("buses[0].u[3]"), "{e}");
+    // Noise-level gates: one without its path, one of the wrong length, a NaN in one.
+    let mut c = compile(&model(), &d, Some(8), 0.2);
+    c.out_x_gate = vec![0.0; c.unet.emb];
+    let e = c.validate().unwrap_err();
+    assert!(
+        e.contains("out_x_gate") && e.contains("without its path"),
+        "{e}"
+    );
+    c.out_x = vec![0.0; 64 * 64];
+    c.out_x_gate.pop();
+    let e = c.validate().unwrap_err();
+    assert!(e.contains("out_x_gate: 15 values, expected 16"), "{e}");
+    c.out_x_gate.push(f64::NAN);
+    let e = c.validate().unwrap_err();
+    assert!(e.contains("out_x_gate"), "{e}");
     let _ = (
         DMatrix::<f64>::zeros(1, 1),
         Path::Exact,
