@@ -153,12 +153,7 @@ pub fn identity(s: &Substrate) -> Identity {
 /// port's reach ([`crate::rtl::program::PORT_REACH`] words per memory, 256 memories) and the
 /// codes fit the 16-bit index of the weight tables (fewer than 65,536).
 pub fn weights_feature(prog: &HwProgram, o: &LinkOptions) -> bool {
-    o.weights
-        && prog.weights.len() < 1 << 16
-        && prog.weight_locs.iter().flatten().all(|l| {
-            (l.addr & 0xFFF) < crate::rtl::program::PORT_REACH as u32
-                && (l.addr >> 12) & 0xFF00 == 0
-        })
+    o.weights && prog.weights.len() < 1 << 16 && prog.port_reaches_weights()
 }
 
 /// The identity the RTL reports for substrate `s` with link options `o`.

@@ -161,6 +161,18 @@ pub struct WeightLoc {
 /// Words of a lane or bus-side memory the configuration port reaches (12 index bits).
 pub const PORT_REACH: usize = 1 << 12;
 
+impl HwProgram {
+    /// Does the configuration port reach every word that holds a weight code: at most 256 lanes
+    /// and bus sides, each memory within [`PORT_REACH`] words? (Otherwise the
+    /// [`WeightLoc`] addresses are not the words' and must not be used.)
+    pub fn port_reaches_weights(&self) -> bool {
+        self.p <= 256
+            && self.sides.len() <= 256
+            && self.lanes.iter().all(|l| l.instr.len() <= PORT_REACH)
+            && self.sides.iter().all(|s| s.words.len() <= PORT_REACH)
+    }
+}
+
 /// Largest operand (14 bits).
 const OPERAND_LIMIT: usize = 1 << 14;
 
