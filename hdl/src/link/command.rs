@@ -202,23 +202,35 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 ///   substrate's saturation counters cleared (control `CLEAR`), `runs`, `replays` and the error
 ///   counters' bases zeroed; a run in progress finishes (the substrate cannot stop one) but
 ///   counts nothing: its result is discarded, and when it ends the sweep base is taken and the
-///   saturation counters are cleared again. The sequence expectation becomes `seq + 1`.
+///   saturation counters are cleared again. The sequence expectation becomes `seq + 1`. With
+///   the weights feature, after a weight write: the compiled codes back into the held codes and
+///   every location (3 cycles per code), the compiled checksum reported again.
 /// * WRITE_MEM / READ_MEM space 0: the default biases (the upper half of one block RAM whose
 ///   lower half holds the compiled biases RESET restores; as in the board model they are only
 ///   reported, a run loads its slot's conditioning). READ_MEM space 1 (states) answers
 ///   zeros like the board model (states are zero between inferences); space 2 (couplings) reads a
 ///   ROM of the off-diagonal coupling codes in CSR order ([`HwProgram::couplings`], the engine's
 ///   `coef` the board model reports; i16 little-endian; at least one word, so a substrate without
-///   couplings answers error 4 to every read with `count > 0`, as the board model does).
+///   couplings answers error 4 to every read with `count > 0`, as the board model does). With
+///   the weights feature ([`weights_feature`]) that memory holds the codes of all four weight
+///   spaces ([`HwProgram::weights`]) and READ_MEM reads spaces 2..=5 from it; WRITE_MEM of a
+///   weight space compares the request's codes with the held ones (equal: acknowledged), answers
+///   busy while a slot is busy, and otherwise writes each code into the held codes and into its
+///   one or two locations in the substrate ([`HwProgram::weight_locs`], from two location
+///   tables: port address and the word's upper 16 bits). IDENTIFY after a change computes the
+///   weight checksum (FNV-1a over the held codes, 7 cycles per byte) and reports it. Without the
+///   feature, spaces 3..=5 answer bad address and space 2 is read only, as the board model
+///   without `FEATURE_WEIGHTS`.
 /// * SET_CONDITIONING: writes the codes into the slot's conditioning memory (`SLOTS` x units
 ///   i32, block RAM); a repeat of the stored codes on a busy or done slot is acknowledged without
 ///   effect, other codes on a busy slot answer busy (5), on a done slot they make it idle.
 /// * RUN: stores `sweeps, burn_in, key` with the slot's conditioning, marks the slot busy and
 ///   queues it (a FIFO of slot numbers); the same run on a busy or done slot is acknowledged
 ///   without effect, another run on a busy slot answers busy; `sweeps` outside `1..=65536`
-///   answers 6.
-/// * READOUT: `state, sweeps, sums` of the slot; sums from the result memory (`SLOTS` x readout
-///   units i32, block RAM) when done.
+///   or a flag other than `RUN_ALL_UNITS` answers 6. The flag is kept per slot (the same run
+///   with another flag is another run) and tells the sequencer which units to sum.
+/// * READOUT: `state, sweeps, sums` of the slot; sums from the result memory (`SLOTS` x units
+///   i32, block RAM) when done: the readout units, or every unit after an all-units run.
 /// * Errors in the board model's order: bad length (2), bad parameter (6), bad slot (3), bad
 ///   address (4), busy (5).
 ///
@@ -229,8 +241,8 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 /// zero into its readout accumulator; it writes every lane's seeds `lift(lane_base(l) XOR key)`
 /// (lane bases from a ROM; `lift` adds `TAUS88_MIN[c]` to a word below it) and loads them
 /// (`NOISE_LOAD`); it runs `burn_in` sweeps (if any), switches readout accumulation on, runs
-/// `sweeps` sweeps, switches it off, copies the readout units' accumulators into the slot's
-/// result memory, counts the run and marks the slot done. **Port ownership**: the sequencer
+/// `sweeps` sweeps, switches it off, copies the readout units' accumulators (every unit's for
+/// an all-units run) into the slot's result memory, counts the run and marks the slot done. **Port ownership**: the sequencer
 /// owns the substrate port and the slot memories in every state but `Idle` and the two waits
 /// for the substrate (`WaitB`, `WaitM`); it enters an owning state only while the request side
 /// is in `Idle`, and the request side leaves `Decide` (to execute) only while the sequencer owns
@@ -247,13 +259,17 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 /// owning the port; otherwise add the rest of its owning phase): header 8 + 3; IDENTIFY 2 per
 /// reply byte; STATUS 5 per counter read (1 + 2 per lane + 2 per bus side) plus 57; WRITE_MEM
 /// 16 + 10 per word; READ_MEM 16 + 5 per word (space 1: 16 + 1 per byte; space 2: 16 + 3 per
-/// word); RESET 5 per unit plus 7; SET_CONDITIONING 12 + 10 per code (20 when a busy or done
+/// word, also spaces 3..=5); WRITE_MEM of a weight space 16 + 5 per code compared + 7 per code
+/// written; IDENTIFY after a weight write adds 15 per code (the checksum); RESET 5 per unit
+/// plus 7, plus 3 per weight code after a weight write; SET_CONDITIONING 12 + 10 per code (20 when a busy or done
 /// slot's codes are compared first); RUN 16 + 10 per word written (5 words; 20 when compared
 /// first); READOUT 20 + 5 per sum; an error reply 2 (+ the payload bytes read for the check).
 /// Then `req.done` one cycle later. A run: 4 per unit + 3 per seed word (3 P) + 8, then
-/// `(burn_in + sweeps) * cycles_per_sweep` plus about 20, then 5 per readout unit + 2.
+/// `(burn_in + sweeps) * cycles_per_sweep` plus about 20, then 5 per summed unit + 2.
 ///
-/// **Proof**: `hdl/tests/link_command.rs`: `hdl_link_command_verilator` (replies equal the
+/// **Proof**: `hdl/tests/link_features.rs` (all-units runs, weight writes, reads, checksum and
+/// RESET through the UART pins, every reply as the board model's, results as the fixed
+/// engine's); `hdl/tests/link_command.rs`: `hdl_link_command_verilator` (replies equal the
 /// protocol's encodings, READ_MEM of the couplings as the board model's, the exact port writes of
 /// a run, sequence rule, RESET, errors, with a mock port), `hdl_link_command_random_requests_verilator` (random requests answered exactly as
 /// the board model) and `hdl_link_top_uart_pins_verilator` (through the UART

@@ -35,8 +35,8 @@ enum SeqState {
 /// lane's seeds `lift(lane_base(l) XOR key)` (lane bases from a ROM; `lift` adds
 /// `TAUS88_MIN[c]` to a word below it) and loads them (`NOISE_LOAD`); it runs `burn_in` sweeps
 /// (if any), switches readout accumulation on, runs `sweeps` sweeps, switches it off, writes the
-/// accumulators of the readout units, or of every unit for a run with `all_units`, (read
-/// through the port) into the slot's part of the result memory and reports `done` (the command unit counts the run and marks the slot done). A
+/// accumulators of the readout units (of every unit for a run with `all_units`), read
+/// through the port, into the slot's part of the result memory and reports `done` (the command unit counts the run and marks the slot done). A
 /// `reset` while a run is in progress makes it an aborted run: it still finishes (the substrate
 /// cannot stop one), writes no results, reports no `done`, and at its end has the sweep base
 /// taken again (`base_take`) and the saturation counters cleared with readout off.
