@@ -1703,6 +1703,16 @@ impl Logic for CommandUnit {
         self.cfg.addr.next = self.paddr.q.val();
         self.cfg.wdata.next = self.pwdata.q.val();
         self.cfg.we.next = self.pwe.q.val();
+        // a build without the weights feature: the checksum unit's and the weight flags'
+        // registers are constant (synthesis removes them and every state that needs them)
+        if !self.k_wfeat.val() {
+            self.fh.d.next = 0.into();
+            self.fx.d.next = 0.into();
+            self.cdiff.d.next = 0.into();
+            self.cph.d.next = 0.into();
+            self.wdirty.d.next = false;
+            self.wmod.d.next = false;
+        }
     }
 }
 
