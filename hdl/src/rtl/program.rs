@@ -233,18 +233,19 @@ impl HwProgram {
         }
         // weight locations: (lane, instruction index) of every coupling and self coefficient,
         // and of the LINE instruction of every bus factor, keyed (bus, encoder side, rank, n)
-        let mut coup_at = vec![(0usize, 0usize); prog.coef.len()];
-        let mut self_at = vec![(0usize, 0usize); d];
+        // (rows are visited in order, so the couplings in CSR order)
+        let mut coup_at = Vec::with_capacity(prog.coef.len());
+        let mut self_at = Vec::with_capacity(d);
         let mut line_at = std::collections::HashMap::new();
         for i in 0..d {
             let lp = &mut lanes[i % p];
             let m = module_of[i];
             lp.units.push(i);
             lp.bias.push(prog.bias[i] as u32);
-            self_at[i] = (i % p, lp.instr.len());
+            self_at.push((i % p, lp.instr.len()));
             lp.instr.push(encode(Op::SelfTerm, opnd(i), prog.diag[i]));
             for q in prog.row_ptr[i] as usize..prog.row_ptr[i + 1] as usize {
-                coup_at[q] = (i % p, lp.instr.len());
+                coup_at.push((i % p, lp.instr.len()));
                 lp.instr.push(encode(
                     Op::Coupling,
                     opnd(prog.col[q] as usize),
