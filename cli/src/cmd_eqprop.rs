@@ -1,12 +1,15 @@
 //! Equilibrium propagation on the substrate: `thermo eqprop-check` (the estimators' bias against
 //! beta and their gradient cosines per protocol) and `thermo train-eqprop` (training by EqProp
-//! on the fixed engine, with checkpoints). The library code is `thermo_sim::eqprop`; this module
-//! parses, writes files and prints.
+//! on the fixed engine or through a board, with checkpoints). The library code is
+//! `thermo_sim::eqprop` and `thermo_host::eqprop`; this module parses, writes files and prints.
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thermo_diffusion::plot::{self, Axes, Series};
+use thermo_host::client::Client;
+use thermo_host::eqprop::BoardPhases;
+use thermo_host::transport::SerialTransport;
 use thermo_sim::eqprop::{
     self, Budget, CosineRow, Estimator, Example, GradientSource, Groups, Nudge, Protocol, Rounding,
     SlopeRow, TrainOptions, TrainState,
@@ -27,7 +30,9 @@ pub enum EqPropCommand {
     /// (or on the exact equilibria, or by the exact gradient, for comparison), updating the
     /// stored codes with stochastic or nearest rounding, under a guard that keeps A positive
     /// definite and eta lambda_max < 2. Writes checkpoints, the curve (CSV, PNG), the trained
-    /// substrate and report.json to --out; --resume continues from the checkpoint.
+    /// substrate and report.json to --out; --resume continues from the checkpoint. With
+    /// --port the fixed engine's phases run on a board (or `thermo emulate`), bit for bit the
+    /// same.
     TrainEqprop(TrainArgs),
 }
 
@@ -494,6 +499,21 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip)]
     stop_after: Option<usize>,
+    /// Run the phases on the board (or `thermo emulate`) at this serial port instead of the
+    /// fixed engine: same-key phases with the bias nudge, the weights written over the link
+    /// whenever they change (the board needs the weights and all-units features). The results
+    /// are the fixed engine's bit for bit, so a run may be resumed with or without a board.
+    #[arg(long)]
+    #[serde(skip)]
+    port: Option<PathBuf>,
+    /// Line rate of --port.
+    #[arg(long, default_value_t = 3_000_000)]
+    #[serde(skip, default = "default_baud")]
+    baud: u32,
+}
+
+fn default_baud() -> u32 {
+    3_000_000
 }
 
 /// The checkpoint: the options and the run's state.
@@ -595,6 +615,8 @@ fn train(a: TrainArgs) -> Result<(), String> {
         want.resume = false;
         want.stop_after = None;
         want.threads = ck.args.threads; // does not change results
+        want.port = None; // neither does the board
+        want.baud = ck.args.baud;
         if ck.args != want {
             return Err(format!(
                 "--resume: {} was written with other options (the checkpoint has {:?}); run with the same options",
@@ -620,7 +642,44 @@ fn train(a: TrainArgs) -> Result<(), String> {
     args_ck.resume = false;
     args_ck.stop_after = None;
     let stop_at = a.stop_after.unwrap_or(a.steps).min(a.steps);
-    eqprop::train(&mut state, train_set, val_set, &o, |st| {
+    // the phases through a board: the same phases as the fixed engine's, example by example
+    let mut board = match &a.port {
+        None => None,
+        Some(port) => {
+            if a.engine != EngineArg::Fixed
+                || a.protocol != ProtocolArg::SameKey
+                || a.nudge != NudgeArg::Bias
+            {
+                return Err(format!(
+                    "--port runs the fixed engine's same-key phases with the bias nudge on a board: use --engine fixed --protocol same-key --nudge bias (got --engine {:?} --protocol {:?} --nudge {:?})",
+                    a.engine, a.protocol, a.nudge
+                ));
+            }
+            let t = SerialTransport::open(port, a.baud)
+                .map_err(|e| format!("--port {}: {e}", port.display()))?;
+            let mut client = Client::new(t);
+            let bp = BoardPhases::attach(&mut client, &s, o.budget, o.seed)
+                .map_err(|e| format!("--port {}: {e}", port.display()))?;
+            Some((client, bp))
+        }
+    };
+    let (beta, estimator) = (o.beta, o.estimator);
+    let mut on_board = |phys: &Substrate, batch: &[&Example], counter: &mut u64| {
+        let (client, bp) = board.as_mut().ok_or("no board")?;
+        bp.counter = *counter;
+        let mut v = Vec::with_capacity(batch.len());
+        for e in batch {
+            v.push(bp.phases(client, phys, e, beta, estimator)?);
+        }
+        *counter = bp.counter;
+        Ok(v)
+    };
+    let source: Option<&mut eqprop::PhaseSource<'_>> = if a.port.is_some() {
+        Some(&mut on_board)
+    } else {
+        None
+    };
+    eqprop::train_with_phases(&mut state, train_set, val_set, &o, source, |st| {
         pb.set_position(st.step as u64);
         if let Some(p) = st.curve.last() {
             let al = st
@@ -686,10 +745,14 @@ fn train(a: TrainArgs) -> Result<(), String> {
         .cloned()
         .ok_or("no reference curve")?;
     println!(
-        "{}: {} steps, engine {:?}, {:?} rounding, coupling format {}",
+        "{}: {} steps, engine {:?}{}, {:?} rounding, coupling format {}",
         a.task.config.display(),
         state.step,
         a.engine,
+        a.port
+            .as_ref()
+            .map(|p| format!(" (phases through the board at {})", p.display()))
+            .unwrap_or_default(),
         a.rounding,
         s.formats.coupling.name()
     );
@@ -815,6 +878,7 @@ fn train(a: TrainArgs) -> Result<(), String> {
         "ideal_weights_deployed_val_loss": deployed,
         "refused": state.refused,
         "saturated": state.saturated,
+        "phases_through_board": a.port,
     });
     let rp = a.out.join("report.json");
     std::fs::write(

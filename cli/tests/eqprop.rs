@@ -136,3 +136,105 @@ fn train_eqprop_refuses_bad_input() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// `train-eqprop --port` against `thermo emulate` (engine backend, a second process behind a
+/// pseudo-terminal): the trained substrate and the curve equal the same run on the fixed
+/// engine byte for byte; a run stopped on the board resumes on the fixed engine to the same
+/// result; the options the board cannot run and a missing port are refused.
+#[test]
+fn train_eqprop_through_an_emulated_board_equals_the_fixed_engine() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let (a, b, c) = (tmpdir("fixed"), tmpdir("board"), tmpdir("board-split"));
+    let common = [
+        "train-eqprop",
+        "--steps",
+        "6",
+        "--batch",
+        "3",
+        "--burn-in",
+        "10",
+        "--sweeps",
+        "30",
+        "--train",
+        "6",
+        "--val",
+        "6",
+        "--eval-every",
+        "2",
+    ];
+    fn with<'a>(common: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        let mut v = common.to_vec();
+        v.extend(extra);
+        v
+    }
+    let out = ok(&with(&common, &["--out", a.to_str().unwrap()]));
+    assert!(out.contains("train loss"), "{out}");
+    let link = b.join("ttyBOARD");
+    let mut emu = thermo()
+        .args([
+            "emulate",
+            "--idle-exit",
+            "20",
+            "--config",
+            "examples/three-module.toml",
+            "--link",
+        ])
+        .arg(&link)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !link.exists() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let l = link.to_str().unwrap();
+    let out = ok(&with(&common, &["--out", b.to_str().unwrap(), "--port", l]));
+    assert!(out.contains("phases through the board at"), "{out}");
+    // stopped on the board, resumed on the fixed engine
+    let out = ok(&with(
+        &common,
+        &[
+            "--out",
+            c.to_str().unwrap(),
+            "--port",
+            l,
+            "--stop-after",
+            "3",
+        ],
+    ));
+    assert!(out.contains("stopped at step 3 of 6"), "{out}");
+    ok(&with(&common, &["--out", c.to_str().unwrap(), "--resume"]));
+    // options a board cannot run, and a port that is not there
+    let (good, _, err) = run(&with(
+        &common,
+        &[
+            "--out",
+            c.to_str().unwrap(),
+            "--port",
+            l,
+            "--protocol",
+            "independent",
+        ],
+    ));
+    assert!(
+        !good && err.contains("--port runs the fixed engine's"),
+        "{err}"
+    );
+    let (good, _, err) = run(&with(
+        &common,
+        &["--out", c.to_str().unwrap(), "--port", "/no/such/tty"],
+    ));
+    assert!(!good && err.contains("/no/such/tty"), "{err}");
+    let _ = emu.kill();
+    let _ = emu.wait();
+    for f in ["trained.substrate.json", "curve.csv"] {
+        let fixed = std::fs::read(a.join(f)).unwrap();
+        assert_eq!(fixed, std::fs::read(b.join(f)).unwrap(), "{f}: board run");
+        assert_eq!(fixed, std::fs::read(c.join(f)).unwrap(), "{f}: resumed run");
+    }
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["phases_through_board"], l);
+}

@@ -1182,6 +1182,26 @@ pub fn train(
     train_set: &[Example],
     val_set: &[Example],
     o: &TrainOptions,
+    progress: impl FnMut(&TrainState) -> bool,
+) -> Result<(), String> {
+    train_with_phases(state, train_set, val_set, o, None, progress)
+}
+
+/// Where [`train_with_phases`] gets a batch's phases for [`GradientSource::EqPropFixed`]: called
+/// with the substrate the phases run on, the batch, and the phase counter (the key index of the
+/// batch's first example under `Protocol::SameKey`, advanced by the examples run); returns one
+/// [`Phases`] per example, as [`PhaseRunner::phases_many`] computes them (e.g. a board running
+/// the same phases, `thermo_host::eqprop::BoardPhases`).
+pub type PhaseSource<'a> =
+    dyn FnMut(&Substrate, &[&Example], &mut u64) -> Result<Vec<Phases>, String> + 'a;
+
+/// [`train`], with the fixed engine's phases taken from `source` when given.
+pub fn train_with_phases(
+    state: &mut TrainState,
+    train_set: &[Example],
+    val_set: &[Example],
+    o: &TrainOptions,
+    mut source: Option<&mut PhaseSource<'_>>,
     mut progress: impl FnMut(&TrainState) -> bool,
 ) -> Result<(), String> {
     o.check()?;
@@ -1234,9 +1254,22 @@ pub fn train(
         let mut fixed = match o.source {
             GradientSource::EqPropFixed => {
                 let batch: Vec<&Example> = idx.iter().map(|&k| &train_set[k]).collect();
-                runner
-                    .phases_many(&phys, &batch, o.beta, o.estimator, o.threads.max(1))?
-                    .into_iter()
+                match source.as_mut() {
+                    Some(f) => {
+                        let v = f(&phys, &batch, &mut runner.counter)?;
+                        if v.len() != batch.len() {
+                            return Err(format!(
+                                "the phase source returned {} phases for {} examples",
+                                v.len(),
+                                batch.len()
+                            ));
+                        }
+                        v.into_iter()
+                    }
+                    None => runner
+                        .phases_many(&phys, &batch, o.beta, o.estimator, o.threads.max(1))?
+                        .into_iter(),
+                }
             }
             _ => Vec::new().into_iter(),
         };

@@ -12,12 +12,15 @@ use rust_hdl::prelude::*;
 use thermo_proto::Space;
 use thermo_proto::{
     readout_units, structure_hash, weight_checksum, ErrorCode, Identity, Opcode, Weights,
-    ERROR_KIND, MAX_PAYLOAD, MAX_RUN_SWEEPS, REPLAY_WINDOW, RUN_LEN, SLOTS, VERSION,
+    ERROR_KIND, FEATURE_ALL_UNITS, FEATURE_WEIGHTS, MAX_PAYLOAD, MAX_RUN_SWEEPS, REPLAY_WINDOW,
+    RUN_ALL_UNITS, RUN_LEN, SLOTS, VERSION,
 };
 
 // The command unit's RUN decoding takes a 22-byte payload whose flags byte (its last) sits at
 // frame-body offset 25 (the payload starts after `seq, kind, len`).
 const _: () = assert!(RUN_LEN == 22);
+// ... and takes the flag RUN_ALL_UNITS as bit 0 of that byte
+const _: () = assert!(RUN_ALL_UNITS == 1);
 use thermo_sim::noise::TAUS88_MIN;
 use thermo_sim::Substrate;
 
@@ -43,6 +46,17 @@ enum CmdState {
     RmWord,
     RmZeros,
     RmCoup,
+    /// WRITE_MEM of a weight space: compare the codes with the held ones, then write them.
+    WcCmpNext,
+    WcCmpWord,
+    WcDecide,
+    WcWrNext,
+    WcWrWord,
+    WcPatchB,
+    /// IDENTIFY after a weight write: the weight checksum over the held codes.
+    CsLoop,
+    /// RESET after a weight write: the compiled weights back into the memories.
+    RsWeights,
     ScCheck,
     RunCheck,
     RunFlags,
@@ -75,6 +89,10 @@ pub struct LinkOptions {
     pub slots: u8,
     /// Largest request and reply payload in bytes: `2^n - 4` for n in 8..=10, or `MAX_PAYLOAD`.
     pub max_payload: usize,
+    /// Weights writable over the link (`FEATURE_WEIGHTS`; see [`weights_feature`]): the held
+    /// codes, the compiled ones and the map of their locations in three block-RAM tables, and
+    /// the checksum unit.
+    pub weights: bool,
 }
 
 impl Default for LinkOptions {
@@ -82,6 +100,7 @@ impl Default for LinkOptions {
         LinkOptions {
             slots: SLOTS,
             max_payload: MAX_PAYLOAD,
+            weights: true,
         }
     }
 }
@@ -91,6 +110,7 @@ impl LinkOptions {
     pub const SMALL: LinkOptions = LinkOptions {
         slots: 2,
         max_payload: 508,
+        weights: false,
     };
     /// Check the options.
     pub fn validate(&self) -> Result<(), crate::Error> {
@@ -128,8 +148,19 @@ pub fn identity(s: &Substrate) -> Identity {
     identity_with(s, &LinkOptions::default())
 }
 
+/// Does the build of `prog` with options `o` have writable weights (`FEATURE_WEIGHTS`)? It
+/// does when `o.weights` asks for it and every weight location is within the configuration
+/// port's reach ([`crate::rtl::program::PORT_REACH`] words per memory, 256 memories) and the
+/// codes fit the 16-bit index of the weight tables (fewer than 65,536).
+pub fn weights_feature(prog: &HwProgram, o: &LinkOptions) -> bool {
+    o.weights && prog.weights.len() < 1 << 16 && prog.port_reaches_weights()
+}
+
 /// The identity the RTL reports for substrate `s` with link options `o`.
 pub fn identity_with(s: &Substrate, o: &LinkOptions) -> Identity {
+    let weights = HwProgram::new(s)
+        .map(|p| weights_feature(&p, o))
+        .unwrap_or(false);
     Identity {
         version: VERSION,
         structure_hash: structure_hash(s),
@@ -140,9 +171,8 @@ pub fn identity_with(s: &Substrate, o: &LinkOptions) -> Identity {
         slots: o.slots,
         state_frac: s.formats.state.frac as u8,
         max_payload: o.max_payload as u16,
-        // the weights are baked into the instruction words and RUN reads out the readout
-        // units only: none of the protocol's features
-        features: 0,
+        // RUN sums every unit on request; weights are writable where the build has them
+        features: FEATURE_ALL_UNITS | if weights { FEATURE_WEIGHTS } else { 0 },
     }
 }
 
@@ -172,23 +202,35 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 ///   substrate's saturation counters cleared (control `CLEAR`), `runs`, `replays` and the error
 ///   counters' bases zeroed; a run in progress finishes (the substrate cannot stop one) but
 ///   counts nothing: its result is discarded, and when it ends the sweep base is taken and the
-///   saturation counters are cleared again. The sequence expectation becomes `seq + 1`.
+///   saturation counters are cleared again. The sequence expectation becomes `seq + 1`. With
+///   the weights feature, after a weight write: the compiled codes back into the held codes and
+///   every location (3 cycles per code), the compiled checksum reported again.
 /// * WRITE_MEM / READ_MEM space 0: the default biases (the upper half of one block RAM whose
 ///   lower half holds the compiled biases RESET restores; as in the board model they are only
 ///   reported, a run loads its slot's conditioning). READ_MEM space 1 (states) answers
 ///   zeros like the board model (states are zero between inferences); space 2 (couplings) reads a
 ///   ROM of the off-diagonal coupling codes in CSR order ([`HwProgram::couplings`], the engine's
 ///   `coef` the board model reports; i16 little-endian; at least one word, so a substrate without
-///   couplings answers error 4 to every read with `count > 0`, as the board model does).
+///   couplings answers error 4 to every read with `count > 0`, as the board model does). With
+///   the weights feature ([`weights_feature`]) that memory holds the codes of all four weight
+///   spaces ([`HwProgram::weights`]) and READ_MEM reads spaces 2..=5 from it; WRITE_MEM of a
+///   weight space compares the request's codes with the held ones (equal: acknowledged), answers
+///   busy while a slot is busy, and otherwise writes each code into the held codes and into its
+///   one or two locations in the substrate ([`HwProgram::weight_locs`], from two location
+///   tables: port address and the word's upper 16 bits). IDENTIFY after a change computes the
+///   weight checksum (FNV-1a over the held codes, 7 cycles per byte) and reports it. Without the
+///   feature, spaces 3..=5 answer bad address and space 2 is read only, as the board model
+///   without `FEATURE_WEIGHTS`.
 /// * SET_CONDITIONING: writes the codes into the slot's conditioning memory (`SLOTS` x units
 ///   i32, block RAM); a repeat of the stored codes on a busy or done slot is acknowledged without
 ///   effect, other codes on a busy slot answer busy (5), on a done slot they make it idle.
 /// * RUN: stores `sweeps, burn_in, key` with the slot's conditioning, marks the slot busy and
 ///   queues it (a FIFO of slot numbers); the same run on a busy or done slot is acknowledged
 ///   without effect, another run on a busy slot answers busy; `sweeps` outside `1..=65536`
-///   answers 6.
-/// * READOUT: `state, sweeps, sums` of the slot; sums from the result memory (`SLOTS` x readout
-///   units i32, block RAM) when done.
+///   or a flag other than `RUN_ALL_UNITS` answers 6. The flag is kept per slot (the same run
+///   with another flag is another run) and tells the sequencer which units to sum.
+/// * READOUT: `state, sweeps, sums` of the slot; sums from the result memory (`SLOTS` x units
+///   i32, block RAM) when done: the readout units, or every unit after an all-units run.
 /// * Errors in the board model's order: bad length (2), bad parameter (6), bad slot (3), bad
 ///   address (4), busy (5).
 ///
@@ -199,8 +241,8 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 /// zero into its readout accumulator; it writes every lane's seeds `lift(lane_base(l) XOR key)`
 /// (lane bases from a ROM; `lift` adds `TAUS88_MIN[c]` to a word below it) and loads them
 /// (`NOISE_LOAD`); it runs `burn_in` sweeps (if any), switches readout accumulation on, runs
-/// `sweeps` sweeps, switches it off, copies the readout units' accumulators into the slot's
-/// result memory, counts the run and marks the slot done. **Port ownership**: the sequencer
+/// `sweeps` sweeps, switches it off, copies the readout units' accumulators (every unit's for
+/// an all-units run) into the slot's result memory, counts the run and marks the slot done. **Port ownership**: the sequencer
 /// owns the substrate port and the slot memories in every state but `Idle` and the two waits
 /// for the substrate (`WaitB`, `WaitM`); it enters an owning state only while the request side
 /// is in `Idle`, and the request side leaves `Decide` (to execute) only while the sequencer owns
@@ -217,13 +259,17 @@ pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
 /// owning the port; otherwise add the rest of its owning phase): header 8 + 3; IDENTIFY 2 per
 /// reply byte; STATUS 5 per counter read (1 + 2 per lane + 2 per bus side) plus 57; WRITE_MEM
 /// 16 + 10 per word; READ_MEM 16 + 5 per word (space 1: 16 + 1 per byte; space 2: 16 + 3 per
-/// word); RESET 5 per unit plus 7; SET_CONDITIONING 12 + 10 per code (20 when a busy or done
+/// word, also spaces 3..=5); WRITE_MEM of a weight space 16 + 5 per code compared + 7 per code
+/// written; IDENTIFY after a weight write adds 15 per code (the checksum); RESET 5 per unit
+/// plus 7, plus 3 per weight code after a weight write; SET_CONDITIONING 12 + 10 per code (20 when a busy or done
 /// slot's codes are compared first); RUN 16 + 10 per word written (5 words; 20 when compared
 /// first); READOUT 20 + 5 per sum; an error reply 2 (+ the payload bytes read for the check).
 /// Then `req.done` one cycle later. A run: 4 per unit + 3 per seed word (3 P) + 8, then
-/// `(burn_in + sweeps) * cycles_per_sweep` plus about 20, then 5 per readout unit + 2.
+/// `(burn_in + sweeps) * cycles_per_sweep` plus about 20, then 5 per summed unit + 2.
 ///
-/// **Proof**: `hdl/tests/link_command.rs`: `hdl_link_command_verilator` (replies equal the
+/// **Proof**: `hdl/tests/link_features.rs` (all-units runs, weight writes, reads, checksum and
+/// RESET through the UART pins, every reply as the board model's, results as the fixed
+/// engine's); `hdl/tests/link_command.rs`: `hdl_link_command_verilator` (replies equal the
 /// protocol's encodings, READ_MEM of the couplings as the board model's, the exact port writes of
 /// a run, sequence rule, RESET, errors, with a mock port), `hdl_link_command_random_requests_verilator` (random requests answered exactly as
 /// the board model) and `hdl_link_top_uart_pins_verilator` (through the UART
@@ -250,7 +296,17 @@ pub struct CommandUnit {
     stat: ROM<Bits<32>, 8>,
     slotmem: Mem,
     res: Mem,
+    /// The weight codes held now (spaces 2..=5 concatenated; couplings only without the
+    /// weights feature): READ_MEM's source, WRITE_MEM's compare and the checksum's input.
     coup: Mem,
+    /// The compiled weight codes (RESET's source).
+    wcomp: Mem,
+    /// Each code's first location: port address (bits 23..0).
+    wmap_a: Mem,
+    /// Each code's second location: bit 31 set if there is one, port address (bits 23..0).
+    wmap_b: Mem,
+    /// The upper 16 bits of the words at the first (bits 15..0) and second (31..16) location.
+    wmap_h: Mem,
     runner: RunSequencer,
     state: DFF<CmdState>,
     ret: DFF<CmdState>,
@@ -293,6 +349,46 @@ pub struct CommandUnit {
     qn: DFF<Bits<3>>,
     runs: DFF<Bits<32>>,
     sweep_base: DFF<Bits<32>>,
+    /// FNV-1a state of the checksum unit, and the xored value being multiplied.
+    fh: DFF<Bits<64>>,
+    fx: DFF<Bits<64>>,
+    /// The weight checksum IDENTIFY reports, XOR the compiled one (0 at power-up).
+    cdiff: DFF<Bits<64>>,
+    cph: DFF<Bits<4>>,
+    /// The held codes changed since the checksum was last computed.
+    wdirty: DFF<Bit>,
+    /// The held codes may differ from the compiled ones (RESET restores them).
+    wmod: DFF<Bit>,
+    /// Per slot: its RUN sums every unit (`RUN_ALL_UNITS`).
+    slot_fl: DFF<Bits<4>>,
+    /// The flag of the RUN being executed.
+    rflag: DFF<Bit>,
+    k_wfeat: Constant<Bit>,
+    k_nw: Constant<Bits<16>>,
+    k_wb3: Constant<Bits<16>>,
+    k_wb4: Constant<Bits<16>>,
+    k_wb5: Constant<Bits<16>>,
+    k_wl2: Constant<Bits<18>>,
+    k_wl3: Constant<Bits<18>>,
+    k_wl4: Constant<Bits<18>>,
+    k_wl5: Constant<Bits<18>>,
+    k_csum0: Constant<Bits<64>>,
+    k_fnv0: Constant<Bits<64>>,
+    wsb: Signal<Local, Bits<16>>,
+    wlen: Signal<Local, Bits<18>>,
+    wix: Signal<Local, Bits<16>>,
+    wend: Signal<Local, Bits<18>>,
+    wbusy: Signal<Local, Bit>,
+    sflag: Signal<Local, Bit>,
+    cflag: Signal<Local, Bit>,
+    fbyte: Signal<Local, Bits<64>>,
+    fterm: Signal<Local, Bits<64>>,
+    csel: Signal<Local, Bits<4>>,
+    code: Signal<Local, Bits<32>>,
+    idsh: Signal<Local, Bits<16>>,
+    idb: Signal<Local, Bits<64>>,
+    fmask: Signal<Local, Bits<4>>,
+    k_one4: Constant<Bits<4>>,
     k_shadow: Constant<Bits<16>>,
     k_units: Constant<Bits<18>>,
     k_ncoup: Constant<Bits<18>>,
@@ -418,16 +514,42 @@ impl CommandUnit {
         let r = ro.len();
         assert!(r <= 1024, "{r} readout units exceed the sequencer's 1024");
         assert!(prog.p <= 64, "{} lanes exceed the sequencer's 64", prog.p);
-        let res_bits = bits_for(r.max(1));
-        // coupling ROM: the codes in CSR order (at least one word, so a substrate without
-        // couplings still has a memory; every read with count > 0 is then a bad address)
+        // results: every unit's sum for an all-units run
+        let res_bits = bits_for(r.max(d).max(1));
+        // the held weight codes: all four weight spaces with the weights feature, else the
+        // couplings (read only); at least one word, so a substrate without couplings still has
+        // a memory (every read with count > 0 is then a bad address)
+        let wf = weights_feature(prog, o);
         let ncoup = prog.couplings.len();
         assert!(
             ncoup <= 1 << 16,
             "{ncoup} couplings exceed the coupling ROM's 16-bit address"
         );
-        let coup_bits = bits_for(ncoup.max(1)).max(1);
-        let coup: Vec<u32> = prog.couplings.iter().map(|&c| c as u16 as u32).collect();
+        let held: &[i16] = if wf { &prog.weights } else { &prog.couplings };
+        let nw = held.len();
+        let coup_bits = bits_for(nw.max(1)).max(1);
+        let coup: Vec<u32> = held.iter().map(|&c| c as u16 as u32).collect();
+        let (map_bits, map_a, map_b, map_h) = if wf {
+            let a = prog
+                .weight_locs
+                .iter()
+                .map(|l| l[0].addr)
+                .collect::<Vec<_>>();
+            let b = prog
+                .weight_locs
+                .iter()
+                .map(|l| l.get(1).map_or(0, |x| (1 << 31) | x.addr))
+                .collect::<Vec<_>>();
+            let h = prog
+                .weight_locs
+                .iter()
+                .map(|l| (l[0].hi as u32) | ((l.get(1).map_or(0, |x| x.hi) as u32) << 16))
+                .collect::<Vec<_>>();
+            (coup_bits, a, b, h)
+        } else {
+            (1, vec![], vec![], vec![])
+        };
+        let [w2, w3, w4, w5] = prog.weight_spaces;
         // the largest value of the byte/word counters (k, cnt), the slot and result memory
         // bases (base) and the unit counters (si, sq) of this build: a reply, a unit or
         // readout index, the STATUS ROM, a memory address; their reads are masked to it
@@ -438,6 +560,7 @@ impl CommandUnit {
             st.len() + 48,
             (o.slots as usize) << slot_bits,
             (o.slots as usize) << res_bits,
+            nw,
         ]
         .into_iter()
         .max()
@@ -462,6 +585,10 @@ impl CommandUnit {
             slotmem: Mem::new(slot_bits + slot_log, 32, &slots),
             res: Mem::new(res_bits + slot_log, 32, &[]),
             coup: Mem::new(coup_bits, 16, &coup),
+            wcomp: Mem::new(map_bits, 16, if wf { &coup } else { &[] }),
+            wmap_a: Mem::new(map_bits, 32, &map_a),
+            wmap_b: Mem::new(map_bits, 32, &map_b),
+            wmap_h: Mem::new(map_bits, 32, &map_h),
             runner: RunSequencer::new(s, prog, slot_bits, res_bits, wm),
             state: Default::default(),
             ret: Default::default(),
@@ -500,6 +627,40 @@ impl CommandUnit {
             qn: Default::default(),
             runs: Default::default(),
             sweep_base: Default::default(),
+            fh: Default::default(),
+            fx: Default::default(),
+            cdiff: Default::default(),
+            cph: Default::default(),
+            wdirty: Default::default(),
+            wmod: Default::default(),
+            slot_fl: Default::default(),
+            rflag: Default::default(),
+            k_wfeat: Constant::new(wf),
+            k_nw: Constant::new((nw as u64).to_bits()),
+            k_wb3: Constant::new((w2 as u64).to_bits()),
+            k_wb4: Constant::new(((w2 + w3) as u64).to_bits()),
+            k_wb5: Constant::new(((w2 + w3 + w4) as u64).to_bits()),
+            k_wl2: Constant::new((w2 as u64).to_bits()),
+            k_wl3: Constant::new((w3 as u64).to_bits()),
+            k_wl4: Constant::new((w4 as u64).to_bits()),
+            k_wl5: Constant::new((w5 as u64).to_bits()),
+            k_csum0: Constant::new(weight_checksum(&Weights::of_substrate(s)).to_bits()),
+            k_fnv0: Constant::new(FNV_OFFSET.to_bits()),
+            wsb: Default::default(),
+            wlen: Default::default(),
+            wix: Default::default(),
+            wend: Default::default(),
+            wbusy: Default::default(),
+            sflag: Default::default(),
+            cflag: Default::default(),
+            fbyte: Default::default(),
+            fterm: Default::default(),
+            csel: Default::default(),
+            code: Default::default(),
+            idsh: Default::default(),
+            idb: Default::default(),
+            fmask: Default::default(),
+            k_one4: Constant::new(1u64.to_bits()),
             k_units: Constant::new((d as u64).to_bits()),
             k_ncoup: Constant::new((ncoup as u64).to_bits()),
             k_d16: Constant::new((d as u64).to_bits()),
@@ -575,6 +736,10 @@ impl CommandUnit {
     }
 }
 
+/// FNV-1a's 64-bit offset basis (`thermo_proto::weight_checksum`'s start; its prime
+/// `2^40 + 0x1b3` is the checksum unit's shift-and-add sequence 40, 8, 7, 5, 4, 1).
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
 fn k8(v: u64) -> Constant<Bits<8>> {
     Constant::new(v.to_bits())
 }
@@ -585,7 +750,8 @@ impl Logic for CommandUnit {
         dff_setup!(
             self, clock, state, ret, ph, off, nb, k, sr, hseq, hkind, hlen, exp, have_exp, space,
             addr, ahi_r, cnt, rerr, bp, ecode, replays, crc_cnt, fr_cnt, sacc, tag, paddr, pwdata,
-            pwe, base, same, woff, isrun, cst, slot_st, queue, qn, runs, sweep_base
+            pwe, base, same, woff, isrun, cst, slot_st, queue, qn, runs, sweep_base, fh, fx, cdiff,
+            cph, wdirty, wmod, slot_fl, rflag
         );
         // the counters and addresses below never exceed `k_wm` in this build (see `new`)
         self.kq.next = self.k.q.val() & self.k_wm.val();
@@ -616,10 +782,97 @@ impl Logic for CommandUnit {
         self.res.write_address.next = 0.into();
         self.res.write_data.next = self.cfg.rdata.val();
         self.res.write_enable.next = false;
-        self.coup.read_address.next = self.ix.val();
-        self.coup.write_address.next = 0.into();
-        self.coup.write_data.next = 0.into();
+        // the weight tables: the request's element (space base + address + k); the checksum
+        // and RESET's restore walk every code (k)
+        self.wsb.next = 0.into();
+        self.wlen.next = self.k_wl2.val();
+        if self.space.q.val() == 3 {
+            self.wsb.next = self.k_wb3.val();
+            self.wlen.next = self.k_wl3.val();
+        }
+        if self.space.q.val() == 4 {
+            self.wsb.next = self.k_wb4.val();
+            self.wlen.next = self.k_wl4.val();
+        }
+        if self.space.q.val() == 5 {
+            self.wsb.next = self.k_wb5.val();
+            self.wlen.next = self.k_wl5.val();
+        }
+        self.wix.next = self.wsb.val() + self.ix.val();
+        if (self.state.q.val() == CmdState::CsLoop) | (self.state.q.val() == CmdState::RsWeights) {
+            self.wix.next = self.kq.val();
+        }
+        self.coup.clock.next = self.clock.val();
+        self.wcomp.clock.next = self.clock.val();
+        self.wmap_a.clock.next = self.clock.val();
+        self.wmap_b.clock.next = self.clock.val();
+        self.wmap_h.clock.next = self.clock.val();
+        self.coup.read_address.next = self.wix.val();
+        self.coup.write_address.next = self.wix.val();
+        self.coup.write_data.next = bit_cast::<32, 16>(self.sr.q.val().get_bits::<16>(16));
         self.coup.write_enable.next = false;
+        self.wcomp.read_address.next = self.wix.val();
+        self.wcomp.write_address.next = 0.into();
+        self.wcomp.write_data.next = 0.into();
+        self.wcomp.write_enable.next = false;
+        self.wmap_a.read_address.next = self.wix.val();
+        self.wmap_a.write_address.next = 0.into();
+        self.wmap_a.write_data.next = 0.into();
+        self.wmap_a.write_enable.next = false;
+        self.wmap_b.read_address.next = self.wix.val();
+        self.wmap_b.write_address.next = 0.into();
+        self.wmap_b.write_data.next = 0.into();
+        self.wmap_b.write_enable.next = false;
+        self.wmap_h.read_address.next = self.wix.val();
+        self.wmap_h.write_address.next = 0.into();
+        self.wmap_h.write_data.next = 0.into();
+        self.wmap_h.write_enable.next = false;
+        // the code being written: the request's (in `sr` bits 31..16), or the compiled one
+        self.code.next = bit_cast::<32, 16>(self.sr.q.val().get_bits::<16>(16));
+        if self.state.q.val() == CmdState::RsWeights {
+            self.code.next = bit_cast::<32, 16>(self.wcomp.read_data.val().get_bits::<16>(0));
+            self.coup.write_data.next = self.code.val();
+        }
+        // a slot is busy (queued or running): no weight may change
+        self.wbusy.next = (self.slot_st.q.val() & 0x55).any();
+        // the RUN flag of the request's slot and of the slot being run
+        self.sflag.next =
+            ((self.slot_fl.q.val() >> bit_cast::<4, 2>(self.space.q.val().get_bits::<2>(0))) & 1)
+                .any();
+        self.fmask.next =
+            self.k_one4.val() << bit_cast::<4, 2>(self.space.q.val().get_bits::<2>(0));
+        self.cflag.next =
+            ((self.slot_fl.q.val() >> bit_cast::<4, 2>(self.runner.cur.val())) & 1).any();
+        // the checksum unit: FNV-1a, one byte in 7 cycles (xor, then fh += fx << s for the
+        // prime's shifts 40, 8, 7, 5, 4, 1 in cycles 2..7 of the byte)
+        self.fbyte.next = bit_cast::<64, 8>(self.coup.read_data.val().get_bits::<8>(0));
+        if self.cph.q.val() == 8 {
+            self.fbyte.next = bit_cast::<64, 8>(self.coup.read_data.val().get_bits::<8>(8));
+        }
+        self.csel.next = self.cph.q.val();
+        if self.cph.q.val() >= 9 {
+            self.csel.next = self.cph.q.val() - 7;
+        }
+        self.fterm.next = self.fx.q.val() << 1;
+        if self.csel.val() == 2 {
+            self.fterm.next = self.fx.q.val() << 40;
+        }
+        if self.csel.val() == 3 {
+            self.fterm.next = self.fx.q.val() << 8;
+        }
+        if self.csel.val() == 4 {
+            self.fterm.next = self.fx.q.val() << 7;
+        }
+        if self.csel.val() == 5 {
+            self.fterm.next = self.fx.q.val() << 5;
+        }
+        if self.csel.val() == 6 {
+            self.fterm.next = self.fx.q.val() << 4;
+        }
+        // IDENTIFY's bytes 9..16: the weight checksum now
+        self.idsh.next = self.kq.val() - 9;
+        self.idb.next = (self.k_csum0.val() ^ self.cdiff.q.val())
+            >> (bit_cast::<64, 3>(self.idsh.val().get_bits::<3>(0)) << 3);
         // defaults
         self.pwe.d.next = false;
         self.wr.next = false;
@@ -638,6 +891,8 @@ impl Logic for CommandUnit {
             | (self.sr.q.val().get_bit(16) & self.sr.q.val().get_bits::<16>(0).any());
         self.end33.next =
             bit_cast::<18, 17>(self.addr.q.val()) + bit_cast::<18, 16>(self.nwords.val());
+        self.wend.next =
+            bit_cast::<18, 17>(self.addr.q.val()) + bit_cast::<18, 16>(self.dlen.val() >> 1);
         self.rcnt.next = self.sr.q.val().get_bits::<16>(16);
         self.rend33.next =
             bit_cast::<18, 17>(self.addr.q.val()) + bit_cast::<18, 16>(self.rcnt.val());
@@ -702,6 +957,7 @@ impl Logic for CommandUnit {
         self.runner.slot_rdata.next = self.slotmem.read_data.val();
         self.runner.cfg_rdata.next = self.cfg.rdata.val();
         self.runner.running.next = self.cfg.running.val();
+        self.runner.all_units.next = self.cflag.val();
         self.csh.next = bit_cast::<8, 2>(self.runner.cur.val()) << 1;
         match self.state.q.val() {
             CmdState::Idle => {
@@ -767,6 +1023,11 @@ impl Logic for CommandUnit {
                     self.ecode.d.next = self.k_e_unknown.val();
                     if self.hkind.q.val() == self.k_op_identify.val() {
                         self.state.d.next = CmdState::IdentCopy;
+                        if self.wdirty.q.val() {
+                            self.fh.d.next = self.k_fnv0.val();
+                            self.cph.d.next = 0.into();
+                            self.state.d.next = CmdState::CsLoop;
+                        }
                     }
                     if self.hkind.q.val() == self.k_op_status.val() {
                         self.sacc.d.next = bit_cast::<40, 32>(!self.sweep_base.q.val());
@@ -827,9 +1088,36 @@ impl Logic for CommandUnit {
                     self.ph.d.next = 0.into();
                     self.wr.next = true;
                     self.reply.data.next = self.ident.data.val();
+                    if (self.kq.val() >= 9) & (self.kq.val() < 17) {
+                        self.reply.data.next = self.idb.val().get_bits::<8>(0);
+                    }
                     self.k.d.next = self.kq.val() + 1;
                     if self.kq.val() + 1 == self.k_ident_len.val() {
                         self.state.d.next = CmdState::Send;
+                    }
+                }
+            }
+            CmdState::CsLoop => {
+                // the weight checksum over the held codes (k), i16 little-endian
+                if self.kq.val() == self.k_nw.val() {
+                    self.cdiff.d.next = self.fh.q.val() ^ self.k_csum0.val();
+                    self.wdirty.d.next = false;
+                    self.k.d.next = 0.into();
+                    self.ph.d.next = 0.into();
+                    self.state.d.next = CmdState::IdentCopy;
+                } else {
+                    self.cph.d.next = self.cph.q.val() + 1;
+                    if (self.cph.q.val() == 1) | (self.cph.q.val() == 8) {
+                        self.fx.d.next = self.fh.q.val() ^ self.fbyte.val();
+                        self.fh.d.next = self.fh.q.val() ^ self.fbyte.val();
+                    }
+                    if ((self.cph.q.val() >= 2) & (self.cph.q.val() <= 7)) | (self.cph.q.val() >= 9)
+                    {
+                        self.fh.d.next = self.fh.q.val() + self.fterm.val();
+                    }
+                    if self.cph.q.val() == 14 {
+                        self.cph.d.next = 0.into();
+                        self.k.d.next = self.kq.val() + 1;
                     }
                 }
             }
@@ -886,6 +1174,10 @@ impl Logic for CommandUnit {
                 if self.kq.val() == self.k_d16.val() {
                     self.ph.d.next = 0.into();
                     self.state.d.next = CmdState::ResetSweeps;
+                    if self.wmod.q.val() {
+                        self.k.d.next = 0.into();
+                        self.state.d.next = CmdState::RsWeights;
+                    }
                 } else if self.ph.q.val() == 0 {
                     self.ph.d.next = 1.into();
                 } else {
@@ -896,6 +1188,38 @@ impl Logic for CommandUnit {
                         self.bmem.write_enable.next = true;
                     }
                     if self.ph.q.val() == 4 {
+                        self.ph.d.next = 0.into();
+                        self.k.d.next = self.kq.val() + 1;
+                    }
+                }
+            }
+            CmdState::RsWeights => {
+                // code k: ph 0 reads the compiled code and its locations; ph 1 writes it into
+                // the held codes and its first location, ph 2 its second
+                if self.kq.val() == self.k_nw.val() {
+                    self.cdiff.d.next = 0.into();
+                    self.wdirty.d.next = false;
+                    self.wmod.d.next = false;
+                    self.ph.d.next = 0.into();
+                    self.state.d.next = CmdState::ResetSweeps;
+                } else {
+                    self.ph.d.next = self.ph.q.val() + 1;
+                    if self.ph.q.val() == 1 {
+                        self.coup.write_enable.next = true;
+                        self.paddr.d.next = self.wmap_a.read_data.val().get_bits::<24>(0);
+                        self.pwdata.d.next =
+                            (bit_cast::<32, 16>(self.wmap_h.read_data.val().get_bits::<16>(0))
+                                << 16)
+                                | self.code.val();
+                        self.pwe.d.next = true;
+                    }
+                    if self.ph.q.val() == 2 {
+                        self.paddr.d.next = self.wmap_b.read_data.val().get_bits::<24>(0);
+                        self.pwdata.d.next =
+                            (bit_cast::<32, 16>(self.wmap_h.read_data.val().get_bits::<16>(16))
+                                << 16)
+                                | self.code.val();
+                        self.pwe.d.next = self.wmap_b.read_data.val().get_bit(31);
                         self.ph.d.next = 0.into();
                         self.k.d.next = self.kq.val() + 1;
                     }
@@ -926,6 +1250,7 @@ impl Logic for CommandUnit {
                 }
                 self.runs.d.next = 0.into();
                 self.slot_st.d.next = 0.into();
+                self.slot_fl.d.next = 0.into();
                 self.queue.d.next = 0.into();
                 self.qn.d.next = 0.into();
                 self.state.d.next = CmdState::Send;
@@ -942,6 +1267,87 @@ impl Logic for CommandUnit {
                     self.k.d.next = 0.into();
                     self.state.d.next = CmdState::WmWrite;
                 }
+                // a weight space: i16 codes from payload offset 5 (frame offset 9)
+                if (self.space.q.val() >= 2)
+                    & (self.space.q.val() <= 5)
+                    & self.k_wfeat.val()
+                    & !self.dlen.val().get_bit(0)
+                    & !self.ahi.val()
+                    & (self.wend.val() <= self.wlen.val())
+                {
+                    self.cnt.d.next = self.dlen.val() >> 1;
+                    self.k.d.next = 0.into();
+                    self.same.d.next = true;
+                    self.woff.d.next = 9.into();
+                    self.state.d.next = CmdState::WcCmpNext;
+                }
+            }
+            CmdState::WcCmpNext => {
+                if self.kq.val() == self.cntq.val() {
+                    self.state.d.next = CmdState::WcDecide;
+                } else {
+                    self.nb.d.next = 2.into();
+                    self.ph.d.next = 0.into();
+                    self.ret.d.next = CmdState::WcCmpWord;
+                    self.state.d.next = CmdState::ReadBytes;
+                }
+            }
+            CmdState::WcCmpWord => {
+                // the code in `sr` bits 31..16; the held codes have seen `wix` for 4 cycles
+                if self.sr.q.val().get_bits::<16>(16) != self.coup.read_data.val().get_bits::<16>(0)
+                {
+                    self.same.d.next = false;
+                }
+                self.k.d.next = self.kq.val() + 1;
+                self.state.d.next = CmdState::WcCmpNext;
+            }
+            CmdState::WcDecide => {
+                // the codes held already: acknowledged (busy or not); else busy, or written
+                self.k.d.next = 0.into();
+                self.off.d.next = self.woff.q.val();
+                self.state.d.next = CmdState::WcWrNext;
+                if self.same.q.val() {
+                    self.sr.d.next = bit_cast::<32, 16>(self.cntq.val());
+                    self.state.d.next = CmdState::WmReply;
+                } else if self.wbusy.val() {
+                    self.ecode.d.next = self.k_e_busy.val();
+                    self.state.d.next = CmdState::ErrReply;
+                } else {
+                    self.wdirty.d.next = true;
+                    self.wmod.d.next = true;
+                }
+            }
+            CmdState::WcWrNext => {
+                if self.kq.val() == self.cntq.val() {
+                    self.k.d.next = 0.into();
+                    self.sr.d.next = bit_cast::<32, 16>(self.cntq.val());
+                    self.state.d.next = CmdState::WmReply;
+                } else {
+                    self.nb.d.next = 2.into();
+                    self.ph.d.next = 0.into();
+                    self.ret.d.next = CmdState::WcWrWord;
+                    self.state.d.next = CmdState::ReadBytes;
+                }
+            }
+            CmdState::WcWrWord => {
+                // the held code, and the code at its first location in the substrate
+                self.coup.write_enable.next = true;
+                self.paddr.d.next = self.wmap_a.read_data.val().get_bits::<24>(0);
+                self.pwdata.d.next =
+                    (bit_cast::<32, 16>(self.wmap_h.read_data.val().get_bits::<16>(0)) << 16)
+                        | self.code.val();
+                self.pwe.d.next = true;
+                self.state.d.next = CmdState::WcPatchB;
+            }
+            CmdState::WcPatchB => {
+                // its second location, if any
+                self.paddr.d.next = self.wmap_b.read_data.val().get_bits::<24>(0);
+                self.pwdata.d.next =
+                    (bit_cast::<32, 16>(self.wmap_h.read_data.val().get_bits::<16>(16)) << 16)
+                        | self.code.val();
+                self.pwe.d.next = self.wmap_b.read_data.val().get_bit(31);
+                self.k.d.next = self.kq.val() + 1;
+                self.state.d.next = CmdState::WcWrNext;
             }
             CmdState::WmWrite => {
                 if self.kq.val() == self.cntq.val() {
@@ -992,10 +1398,14 @@ impl Logic for CommandUnit {
                         self.state.d.next = CmdState::RmZeros;
                     }
                 }
-                if self.space.q.val() == 2 {
+                // weight spaces: 2 (couplings) always, 3..=5 with the weights feature
+                if (self.space.q.val() >= 2)
+                    & (self.space.q.val() <= 5)
+                    & ((self.space.q.val() == 2) | self.k_wfeat.val())
+                {
                     if self.rcnt.val() > self.k_words1.val() {
                         self.ecode.d.next = self.k_e_length.val();
-                    } else if !self.ahi.val() & (self.rend33.val() <= self.k_ncoup.val()) {
+                    } else if !self.ahi.val() & (self.rend33.val() <= self.wlen.val()) {
                         self.state.d.next = CmdState::RmCoup;
                     }
                 }
@@ -1075,9 +1485,10 @@ impl Logic for CommandUnit {
                 }
             }
             CmdState::RunFlags => {
-                // the flags byte in `sr` bits 31..24: no feature of this build takes a flag
+                // the flags byte in `sr` bits 31..24: RUN_ALL_UNITS (bit 0) or nothing
                 self.state.d.next = CmdState::CwStart;
-                if self.sr.q.val().get_bits::<8>(24).any() {
+                self.rflag.d.next = self.sr.q.val().get_bit(24);
+                if self.sr.q.val().get_bits::<7>(25).any() {
                     self.ecode.d.next = self.k_e_param.val();
                     self.state.d.next = CmdState::ErrReply;
                 } else if self.space.q.val() >= self.k_slots.val() {
@@ -1088,7 +1499,9 @@ impl Logic for CommandUnit {
             CmdState::CwStart => {
                 // compare the request's words with the slot memory unless the slot is idle
                 self.k.d.next = 0.into();
-                self.same.d.next = self.cst.q.val() != 0;
+                // a RUN is the same only with the same flags
+                self.same.d.next = (self.cst.q.val() != 0)
+                    & (!self.isrun.q.val() | (self.rflag.q.val() == self.sflag.val()));
                 self.off.d.next = self.woff.q.val();
                 if self.cst.q.val() == 0 {
                     self.state.d.next = CmdState::CwDecide;
@@ -1148,6 +1561,10 @@ impl Logic for CommandUnit {
                     self.queue.d.next = self.queue.q.val()
                         | (bit_cast::<8, 2>(self.space.q.val().get_bits::<2>(0)) << self.qsh.val());
                     self.qn.d.next = self.qn.q.val() + 1;
+                    self.slot_fl.d.next = self.slot_fl.q.val() & !self.fmask.val();
+                    if self.rflag.q.val() {
+                        self.slot_fl.d.next = self.slot_fl.q.val() | self.fmask.val();
+                    }
                 }
                 self.state.d.next = CmdState::Send;
             }
@@ -1167,7 +1584,9 @@ impl Logic for CommandUnit {
                     self.state.d.next = CmdState::ErrReply;
                 } else if self.sst.val() == 2 {
                     self.cnt.d.next = self.rcnt.val();
-                    if self.roend.val() > self.k_r17.val() {
+                    if (self.roend.val() > self.k_r17.val()) & !self.sflag.val()
+                        | (self.roend.val() > self.k_d17.val())
+                    {
                         self.ecode.d.next = self.k_e_address.val();
                         self.state.d.next = CmdState::ErrReply;
                     }
@@ -1284,6 +1703,16 @@ impl Logic for CommandUnit {
         self.cfg.addr.next = self.paddr.q.val();
         self.cfg.wdata.next = self.pwdata.q.val();
         self.cfg.we.next = self.pwe.q.val();
+        // a build without the weights feature: the checksum unit's and the weight flags'
+        // registers are constant (synthesis removes them and every state that needs them)
+        if !self.k_wfeat.val() {
+            self.fh.d.next = 0.into();
+            self.fx.d.next = 0.into();
+            self.cdiff.d.next = 0.into();
+            self.cph.d.next = 0.into();
+            self.wdirty.d.next = false;
+            self.wmod.d.next = false;
+        }
     }
 }
 

@@ -35,8 +35,8 @@ enum SeqState {
 /// lane's seeds `lift(lane_base(l) XOR key)` (lane bases from a ROM; `lift` adds
 /// `TAUS88_MIN[c]` to a word below it) and loads them (`NOISE_LOAD`); it runs `burn_in` sweeps
 /// (if any), switches readout accumulation on, runs `sweeps` sweeps, switches it off, writes the
-/// readout units' accumulators (read through the port) into the slot's part of the result
-/// memory and reports `done` (the command unit counts the run and marks the slot done). A
+/// accumulators of the readout units (of every unit for a run with `all_units`), read
+/// through the port, into the slot's part of the result memory and reports `done` (the command unit counts the run and marks the slot done). A
 /// `reset` while a run is in progress makes it an aborted run: it still finishes (the substrate
 /// cannot stop one), writes no results, reports no `done`, and at its end has the sweep base
 /// taken again (`base_take`) and the saturation counters cleared with readout off.
@@ -57,7 +57,8 @@ enum SeqState {
 /// data is `cfg_rdata`).
 ///
 /// **Latency**: 4 cycles per unit + 3 per seed word (3 P) + 8, then
-/// `(burn_in + sweeps) * cycles_per_sweep` plus about 20, then 5 per readout unit + 2.
+/// `(burn_in + sweeps) * cycles_per_sweep` plus about 20, then 5 per summed unit (readout
+/// units, or every unit) + 2.
 ///
 /// **Proof**: as part of the command unit, `hdl/tests/link_command.rs` (the exact port writes
 /// of a run on a mock port) and `hdl/tests/link_run.rs` (RUN results equal `Fixed::run_codes` bit
@@ -80,6 +81,9 @@ pub struct RunSequencer {
     pub cfg_rdata: Signal<In, Bits<32>>,
     /// The substrate is running sweeps.
     pub running: Signal<In, Bit>,
+    /// The slot being run sums every unit (RUN flag `RUN_ALL_UNITS`), not only the readout
+    /// units (held by the command unit for the slot `cur` while the run is in progress).
+    pub all_units: Signal<In, Bit>,
     /// Take the head of the run queue (this cycle).
     pub take: Signal<Out, Bit>,
     /// The sequencer owns the port and the slot memories.
@@ -151,6 +155,8 @@ pub struct RunSequencer {
     lmin: Signal<Local, Bits<5>>,
     lifted: Signal<Local, Bits<5>>,
     seedw: Signal<Local, Bits<32>>,
+    climit: Signal<Local, Bits<16>>,
+    caddr: Signal<Local, Bits<24>>,
 }
 
 // the seed lifting relies on this noise constant
@@ -191,6 +197,7 @@ impl RunSequencer {
             slot_rdata: Default::default(),
             cfg_rdata: Default::default(),
             running: Default::default(),
+            all_units: Default::default(),
             take: Default::default(),
             owns: Default::default(),
             busy: Default::default(),
@@ -247,6 +254,8 @@ impl RunSequencer {
             lmin: Default::default(),
             lifted: Default::default(),
             seedw: Default::default(),
+            climit: Default::default(),
+            caddr: Default::default(),
         }
     }
 }
@@ -274,6 +283,14 @@ impl Logic for RunSequencer {
             self.lmin.next = self.k_tmin1.val();
         }
         self.seedw.next = self.slot_rdata.val() ^ self.lbase.data.val();
+        // the units summed into the result: the readout units (operands from the ROM), or
+        // every unit (lane sl, index sq) for an all-units run
+        self.climit.next = self.k_r16.val();
+        self.caddr.next = bit_cast::<24, 16>(self.rdo_rom.data.val());
+        if self.all_units.val() {
+            self.climit.next = self.k_d16.val();
+            self.caddr.next = self.opnd.val();
+        }
         self.lifted.next = self.seedw.val().get_bits::<5>(0) + self.lmin.val();
         // defaults: no request to the command unit
         self.take.next = false;
@@ -479,24 +496,30 @@ impl Logic for RunSequencer {
                 self.p_data.next = self.k_rdo_off.val();
                 self.p_we.next = true;
                 self.si.d.next = 0.into();
+                self.sl.d.next = 0.into();
+                self.sq.d.next = 0.into();
                 self.sph.d.next = 0.into();
                 self.rs.d.next = SeqState::Copy;
             }
             SeqState::Copy => {
-                // readout unit si: its accumulator (read through the port) to the result memory
-                if self.siq.val() == self.k_r16.val() {
+                // summed unit si: its accumulator (read through the port) to the result memory
+                if self.siq.val() == self.climit.val() {
                     self.rs.d.next = SeqState::Finish;
                 } else {
                     self.sph.d.next = self.sph.q.val() + 1;
                     if self.sph.q.val() == 0 {
                         self.p_addr_en.next = true;
-                        self.p_addr.next =
-                            self.k_rg_rdo.val() | bit_cast::<24, 16>(self.rdo_rom.data.val());
+                        self.p_addr.next = self.k_rg_rdo.val() | self.caddr.val();
                     }
                     if self.sph.q.val() == 4 {
                         self.res_we.next = !self.abort.q.val();
                         self.sph.d.next = 0.into();
                         self.si.d.next = self.siq.val() + 1;
+                        self.sl.d.next = self.slq.val() + 1;
+                        if self.slq.val() + 1 == self.k_p8.val() {
+                            self.sl.d.next = 0.into();
+                            self.sq.d.next = self.sqq.val() + 1;
+                        }
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! coefficient streams, datapath constants and the schedule. The constants are taken from
 //! `thermo_sim::engine::Program<Fixed>`, so they are the engine's codes, bit for bit.
 
+use crate::rtl::top::region;
 use crate::Error;
 use thermo_sim::engine::{Fixed, Program, Side};
 use thermo_sim::model::Formats;
@@ -133,6 +134,43 @@ pub struct HwProgram {
     /// The off-diagonal couplings in CSR order (the engine's `coef`, as the board model
     /// `thermo_proto::device::Board` reports them): the protocol's memory space 2.
     pub couplings: Vec<i16>,
+    /// The compiled weight codes of the protocol's weight spaces 2, 3, 4, 5 concatenated
+    /// (`thermo_proto::Weights`: couplings in CSR order, self coefficients, bus factors, bus
+    /// gains), and where each code sits in the substrate's memories: [`WeightLoc`]s, one for a
+    /// coupling or a self coefficient (its lane instruction), two for a bus factor (the bus
+    /// side's MAC word and the partner lane's LINE instruction) and for a gain (both sides).
+    pub weights: Vec<i16>,
+    /// Number of codes of spaces 2, 3, 4, 5 in [`HwProgram::weights`].
+    pub weight_spaces: [usize; 4],
+    /// The locations of each code of [`HwProgram::weights`].
+    pub weight_locs: Vec<Vec<WeightLoc>>,
+}
+
+/// Where a weight code sits: the configuration-port address of a memory word
+/// (`crate::rtl::top::region::INSTR`, `BUSW` or `GAIN`) whose low 16 bits are the code, and the
+/// word's upper 16 bits (opcode and operand of an instruction, `first | last | operand` of a
+/// MAC word, zero for a gain), so a new code is written as `hi << 16 | code`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightLoc {
+    /// Configuration-port address (region in bits 23..20, memory in 19..12, word in 11..0).
+    pub addr: u32,
+    /// Bits 31..16 of the word.
+    pub hi: u16,
+}
+
+/// Words of a lane or bus-side memory the configuration port reaches (12 index bits).
+pub const PORT_REACH: usize = 1 << 12;
+
+impl HwProgram {
+    /// Does the configuration port reach every word that holds a weight code: at most 256 lanes
+    /// and bus sides, each memory within [`PORT_REACH`] words? (Otherwise the
+    /// [`WeightLoc`] addresses are not the words' and must not be used.)
+    pub fn port_reaches_weights(&self) -> bool {
+        self.p <= 256
+            && self.sides.len() <= 256
+            && self.lanes.iter().all(|l| l.instr.len() <= PORT_REACH)
+            && self.sides.iter().all(|s| s.words.len() <= PORT_REACH)
+    }
 }
 
 /// Largest operand (14 bits).
@@ -193,13 +231,21 @@ impl HwProgram {
                 module_of[i] = m;
             }
         }
+        // weight locations: (lane, instruction index) of every coupling and self coefficient,
+        // and of the LINE instruction of every bus factor, keyed (bus, encoder side, rank, n)
+        // (rows are visited in order, so the couplings in CSR order)
+        let mut coup_at = Vec::with_capacity(prog.coef.len());
+        let mut self_at = Vec::with_capacity(d);
+        let mut line_at = std::collections::HashMap::new();
         for i in 0..d {
             let lp = &mut lanes[i % p];
             let m = module_of[i];
             lp.units.push(i);
             lp.bias.push(prog.bias[i] as u32);
+            self_at.push((i % p, lp.instr.len()));
             lp.instr.push(encode(Op::SelfTerm, opnd(i), prog.diag[i]));
             for q in prog.row_ptr[i] as usize..prog.row_ptr[i + 1] as usize {
+                coup_at.push((i % p, lp.instr.len()));
                 lp.instr.push(encode(
                     Op::Coupling,
                     opnd(prog.col[q] as usize),
@@ -217,6 +263,7 @@ impl HwProgram {
                 };
                 for (r, row) in w.iter().enumerate() {
                     let line = sides[src].line_base + r;
+                    line_at.insert((b, side == Side::Encoder, r, n), (i % p, lp.instr.len()));
                     lp.instr.push(encode(Op::Line, line as u32, row[n]));
                 }
             }
@@ -241,6 +288,61 @@ impl HwProgram {
                 schedule.cycles_per_sweep, schedule.bus_phase
             )));
         }
+        // the weight codes (thermo_proto's spaces 2..=5, in their order) and their locations
+        let word_at = |rg: u32, mem: usize, idx: usize, word: u32| WeightLoc {
+            addr: (rg << 20) | ((mem as u32) << 12) | idx as u32,
+            hi: (word >> 16) as u16,
+        };
+        let lane_loc = |(l, x): (usize, usize)| word_at(region::INSTR, l, x, lanes[l].instr[x]);
+        let mut weights = Vec::new();
+        let mut weight_locs = Vec::new();
+        for (q, &c) in prog.coef.iter().enumerate() {
+            weights.push(c);
+            weight_locs.push(vec![lane_loc(coup_at[q])]);
+        }
+        for (i, &c) in prog.diag.iter().enumerate() {
+            weights.push(c);
+            weight_locs.push(vec![lane_loc(self_at[i])]);
+        }
+        for (b, bus) in prog.buses.iter().enumerate() {
+            for (enc, w) in [(true, &bus.u), (false, &bus.v)] {
+                let si = 2 * b + usize::from(!enc);
+                let n_side = sides[si].n;
+                for (r, row) in w.iter().enumerate() {
+                    for (n, &c) in row.iter().enumerate() {
+                        let x = r * n_side + n;
+                        weights.push(c);
+                        let side = if enc { Side::Encoder } else { Side::Decoder };
+                        let mut locs = vec![word_at(region::BUSW, si, x, sides[si].words[x])];
+                        if let Some(&at) = line_at.get(&(b, side == Side::Encoder, r, n)) {
+                            locs.push(lane_loc(at));
+                        }
+                        weight_locs.push(locs);
+                    }
+                }
+            }
+        }
+        for (b, bus) in prog.buses.iter().enumerate() {
+            for (r, &g) in bus.gain.iter().enumerate() {
+                weights.push(g);
+                weight_locs.push(vec![
+                    word_at(region::GAIN, 2 * b, r, 0),
+                    word_at(region::GAIN, 2 * b + 1, r, 0),
+                ]);
+            }
+        }
+        let nbf: usize = prog
+            .buses
+            .iter()
+            .map(|b| b.u.iter().chain(&b.v).map(Vec::len).sum::<usize>())
+            .sum();
+        let weight_spaces = [
+            prog.coef.len(),
+            d,
+            nbf,
+            prog.buses.iter().map(|b| b.gain.len()).sum(),
+        ];
+        debug_assert_eq!(weights.len(), weight_spaces.iter().sum::<usize>());
         Ok(HwProgram {
             p,
             d,
@@ -253,6 +355,9 @@ impl HwProgram {
             bus_phase,
             cycles_per_sweep,
             couplings: prog.coef,
+            weights,
+            weight_spaces,
+            weight_locs,
         })
     }
 }
