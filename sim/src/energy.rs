@@ -2,7 +2,7 @@
 //! CPU (measured wall time times a power), on the FPGA emulation (cycles from the sweep schedule at
 //! a clock, times a board power), on an analog substrate (a projection from stated physical
 //! assumptions) and on a GPU running a digital step of the same model (FLOPs over a stated
-//! efficiency). `thermo energy` prints it; `docs/eqprop.md` §7 has the formulas.
+//! efficiency). `thermo energy` prints it; `docs/eqprop.md` §8 has the formulas.
 //!
 //! # A step
 //!
