@@ -15,8 +15,8 @@ $T compile --unet models/digits-unet.safetensors --rank 8 --out "$OUT/start.json
 
 echo "== EqProp vs implicit gradient: rank-8 compile"
 $T check-substrate-eqprop --substrate "$OUT/start.json" --json "$OUT/check-start.json"
-echo "== EqProp vs implicit gradient: committed trained substrate (pixel path, decoder drive)"
-$T check-substrate-eqprop --substrate models/digits-clamped-rank8.json --json "$OUT/check-trained.json"
+echo "== EqProp vs implicit gradient: EDM-trained substrate (pixel path, decoder drive)"
+$T check-substrate-eqprop --substrate models/digits-clamped-rank8-edm.json --json "$OUT/check-trained.json"
 
 for run in 300:50 1000:100; do
   steps=${run%:*}; every=${run#*:}

@@ -314,7 +314,7 @@ fn committed_trained_substrate_headline() {
         "--sigmas",
         "0.5,1",
     ]);
-    for (sigma, want, ratio) in [("0.5", 0.0599, 1.10), ("1", 0.1266, 1.10)] {
+    for (sigma, want, ratio) in [("0.5", 0.0592, 1.10), ("1", 0.1267, 1.10)] {
         let r = row(&exact, sigma);
         assert!(
             (r[0] - want).abs() < 2e-4,
@@ -353,7 +353,7 @@ fn committed_trained_substrate_headline() {
 
 /// The negative control: samples of the identity-unit substrate with its interface (the earlier
 /// main job) are far from the digits in the classifier's features; the trained clamped
-/// substrate's are close to the U-Net's (one seed, 256 samples each).
+/// substrate's are as close as the U-Net's (one seed, 256 samples each).
 #[test]
 fn identity_substrate_fails_the_fd_bound_the_clamped_one_meets() {
     use thermo_diffusion::classifier::Classifier;
@@ -385,9 +385,14 @@ fn identity_substrate_fails_the_fd_bound_the_clamped_one_meets() {
     };
     let identity = fd("models/digits-unet-rank8.substrate.json");
     let clamped = fd("models/digits-clamped-rank8.json");
-    // U-Net, seed 0: FD 27.65, conf90 0.812 (docs/results/sample-quality-clamped-exact.md).
+    // U-Net, seed 0: FD 27.65, conf90 0.812; the trained substrate 23.65, 0.820
+    // (docs/results/sample-quality-clamped-exact.md). The headline: FD within 1.05x of the
+    // U-Net's, conf90 >= 0.78.
     assert!(identity.fd > 80.0 && identity.conf90 < 0.55, "{identity:?}");
-    assert!(clamped.fd < 40.0 && clamped.conf90 > 0.7, "{clamped:?}");
+    assert!(
+        clamped.fd < 1.05 * 27.65 && clamped.conf90 >= 0.78,
+        "{clamped:?}"
+    );
 }
 
 /// `thermo compile` and `thermo eval --json` are the library's `ClampedModel::compile_calibrated`
