@@ -859,14 +859,36 @@ pub fn demo(a: &DemoArgs, rank: Option<usize>) -> Result<(), String> {
         rank_name
     );
     let mut subs: Vec<(String, ClampedModel)> = Vec::new();
-    let mut ranks = vec![None];
-    if rank.is_some() {
-        ranks.push(rank);
+    // (U-Net file, rank, file name, table label): dense and rank-k compiles of the model, and
+    // the rank-k compile of the U-Net trained with skips of that rank when it is there.
+    let mut compiles = vec![(
+        a.model.clone(),
+        None,
+        format!("{stem}-clamp-dense"),
+        "clamp compile, dense".to_string(),
+    )];
+    if let Some(k) = rank {
+        compiles.push((
+            a.model.clone(),
+            rank,
+            format!("{stem}-clamp-rank{k}"),
+            format!("clamp compile, rank{k}"),
+        ));
+        let skip = a
+            .model
+            .with_file_name(format!("{stem}-skiprank{k}.safetensors"));
+        if skip.exists() {
+            compiles.push((
+                skip,
+                rank,
+                format!("{stem}-skiprank{k}-clamp-rank{k}"),
+                format!("clamp compile, rank{k}, U-Net trained with rank-{k} skips"),
+            ));
+        }
     }
-    for r in ranks {
-        let name = r.map_or("dense".to_string(), |k| format!("rank{k}"));
+    for (unet, r, file, label) in compiles {
         let c = compile_clamped(
-            &a.model,
+            &unet,
             r,
             gram::Factorisation::GramWeighted,
             0.2,
@@ -874,43 +896,16 @@ pub fn demo(a: &DemoArgs, rank: Option<usize>) -> Result<(), String> {
             &d,
             &e,
         )?;
-        let out = a.out_dir.join(format!("{stem}-clamp-{name}.json"));
+        let out = a.out_dir.join(format!("{file}.json"));
         let sim = save(&c, &out)?;
-        println!("-- {name}: wrote {} and {}", out.display(), sim.display());
+        println!(
+            "-- {label} ({}): wrote {} and {}",
+            unet.display(),
+            out.display(),
+            sim.display()
+        );
         describe(&c)?;
-        subs.push((format!("clamp compile, {name}"), c));
-    }
-    // The same rank compiled from the U-Net trained with skips of that rank, when it is there.
-    if let Some(k) = rank {
-        let skip = a
-            .model
-            .with_file_name(format!("{stem}-skiprank{k}.safetensors"));
-        if skip.exists() {
-            let c = compile_clamped(
-                &skip,
-                rank,
-                gram::Factorisation::GramWeighted,
-                0.2,
-                None,
-                &d,
-                &e,
-            )?;
-            let out = a
-                .out_dir
-                .join(format!("{stem}-skiprank{k}-clamp-rank{k}.json"));
-            let sim = save(&c, &out)?;
-            println!(
-                "-- rank{k} from {}: wrote {} and {}",
-                skip.display(),
-                out.display(),
-                sim.display()
-            );
-            describe(&c)?;
-            subs.push((
-                format!("clamp compile, rank{k}, U-Net trained with rank-{k} skips"),
-                c,
-            ));
-        }
+        subs.push((label, c));
     }
     if a.trained.exists() {
         let c = ClampedModel::load(&a.trained)?;

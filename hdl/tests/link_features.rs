@@ -55,20 +55,7 @@ impl Script {
     /// Send `r`; the index of its reply.
     fn req(&mut self, r: &Request) -> usize {
         let (kind, payload) = r.encode();
-        let f = Frame {
-            seq: self.seq,
-            kind,
-            payload,
-        };
-        let w = self.board.handle(&f).expect("the model answers");
-        self.segs
-            .last_mut()
-            .unwrap()
-            .extend(encode_frame(f.seq, f.kind, &f.payload));
-        self.want.push(w);
-        self.frames.push(f);
-        self.seq = self.seq.wrapping_add(1);
-        self.want.len() - 1
+        self.req_raw(kind, payload)
     }
     /// Send `r`, which the model answers with error `code`.
     fn err(&mut self, r: &Request, code: ErrorCode) {
