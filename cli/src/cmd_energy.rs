@@ -1,7 +1,9 @@
-//! `thermo energy`: energy per EqProp training step on this machine's CPU (measured), on the FPGA
-//! emulation (cycle model), on an analog substrate and on a GPU (projections), with the ratios
-//! and their sensitivity to each assumption. The accounting is `thermo_sim::energy`; the link
-//! bytes come from `thermo_host::memboard`; this module parses, measures, prints and writes.
+//! `thermo energy`: energy per EqProp training step (or with `--inference` per generated sample)
+//! on this machine's CPU (measured), on the FPGA emulation (cycle model), on an analog substrate
+//! and on a GPU (projections), with the ratios and their sensitivity to each assumption. The
+//! accounting is `thermo_sim::energy`; the link bytes come from `thermo_host::memboard` (a step)
+//! and `thermo_host::inference::infer` against its board model (a sample); this module parses,
+//! measures, prints and writes.
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
@@ -21,7 +23,8 @@ pub enum EnergyCommand {
     /// fixed engine and of an exact-gradient step (times RAPL power, or an assumed power per
     /// core); the FPGA emulation (cycles at the reference build's Fmax, link bytes, board power);
     /// an analog projection and a GPU projection from stated assumptions; ratios and their
-    /// sensitivity to each assumption (x10 and /10).
+    /// sensitivity to each assumption (x10 and /10). With --inference: the same per generated
+    /// sample (a clamped substrate with --substrate, against its U-Net measured on the CPU).
     Energy(EnergyArgs),
 }
 
