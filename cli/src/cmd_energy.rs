@@ -1,7 +1,9 @@
-//! `thermo energy`: energy per EqProp training step on this machine's CPU (measured), on the FPGA
-//! emulation (cycle model), on an analog substrate and on a GPU (projections), with the ratios
-//! and their sensitivity to each assumption. The accounting is `thermo_sim::energy`; the link
-//! bytes come from `thermo_host::memboard`; this module parses, measures, prints and writes.
+//! `thermo energy`: energy per EqProp training step (or with `--inference` per generated sample)
+//! on this machine's CPU (measured), on the FPGA emulation (cycle model), on an analog substrate
+//! and on a GPU (projections), with the ratios and their sensitivity to each assumption. The
+//! accounting is `thermo_sim::energy`; the link bytes come from `thermo_host::memboard` (a step)
+//! and `thermo_host::inference::infer` against its board model (a sample); this module parses,
+//! measures, prints and writes.
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
@@ -21,7 +23,8 @@ pub enum EnergyCommand {
     /// fixed engine and of an exact-gradient step (times RAPL power, or an assumed power per
     /// core); the FPGA emulation (cycles at the reference build's Fmax, link bytes, board power);
     /// an analog projection and a GPU projection from stated assumptions; ratios and their
-    /// sensitivity to each assumption (x10 and /10).
+    /// sensitivity to each assumption (x10 and /10). With --inference: the same per generated
+    /// sample (a clamped substrate with --substrate, against its U-Net measured on the CPU).
     Energy(EnergyArgs),
 }
 
@@ -44,15 +47,35 @@ pub struct EnergyArgs {
     /// Seed of the --random substrate.
     #[arg(long, default_value_t = 7)]
     random_seed: u64,
-    /// Burn-in sweeps per phase.
-    #[arg(long, default_value_t = 100)]
-    burn_in: u32,
-    /// Readout sweeps per phase.
-    #[arg(long, default_value_t = 400)]
-    sweeps: u32,
-    /// Examples per step.
-    #[arg(long, default_value_t = 16)]
-    batch: usize,
+    /// Burn-in sweeps per phase [default 100]; with --inference per call [default: the clamped
+    /// substrate's calibration, else 50].
+    #[arg(long)]
+    burn_in: Option<u32>,
+    /// Readout sweeps per phase [default 400]; with --inference per call [default: the clamped
+    /// substrate's calibration, else 200].
+    #[arg(long)]
+    sweeps: Option<u32>,
+    /// Examples per step [default 16]; with --inference the samples drawn together [default 64].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Energy per generated sample instead of per training step: a sample is --steps denoiser
+    /// calls, each one RUN; the FPGA (cycle model and link), the CPU (fixed engine and, for a
+    /// clamped substrate, the U-Net: measured), analog and GPU (projected).
+    #[arg(long)]
+    inference: bool,
+    /// With --inference: a clamped substrate (e.g. models/digits-clamped-rank8.json): its
+    /// engine description, calibration run and digital periphery, sampled against the U-Net.
+    #[arg(long)]
+    substrate: Option<PathBuf>,
+    /// With --inference --substrate: the U-Net the substrate was compiled from.
+    #[arg(long, default_value = "models/digits-unet.safetensors")]
+    unet: PathBuf,
+    /// With --inference: sampler steps (Euler ancestral), one denoiser call each.
+    #[arg(long, default_value_t = 40)]
+    steps: usize,
+    /// With --inference: seed of the timed samples.
+    #[arg(long, default_value_t = 1)]
+    sample_seed: u64,
     /// Estimator (symmetric: free + two nudged phases; one-sided: free + one).
     #[arg(long, value_enum, default_value = "symmetric")]
     estimator: EstimatorArg,
@@ -270,17 +293,27 @@ fn si(x: f64, unit: &str) -> String {
 }
 
 fn run_energy(a: EnergyArgs) -> Result<(), String> {
+    if a.inference {
+        return run_inference(a);
+    }
+    if let Some(p) = &a.substrate {
+        return Err(format!(
+            "--substrate {}: a clamped substrate is read only with --inference (a training step's substrate is --config)",
+            p.display()
+        ));
+    }
     let (assumptions, board) = a.assumptions()?;
     if !(a.beta.is_finite() && a.beta > 0.0) {
         return Err(format!("--beta {}: must be finite and > 0", a.beta));
     }
     let (s, source) = a.substrate()?;
+    let batch = a.batch.unwrap_or(16);
     let st = StepSettings {
         budget: Budget {
-            burn_in: a.burn_in,
-            sweeps: a.sweeps,
+            burn_in: a.burn_in.unwrap_or(100),
+            sweeps: a.sweeps.unwrap_or(400),
         },
-        batch: a.batch,
+        batch,
         estimator: match a.estimator {
             EstimatorArg::OneSided => Estimator::OneSided,
             EstimatorArg::Symmetric => Estimator::Symmetric,
@@ -288,7 +321,7 @@ fn run_energy(a: EnergyArgs) -> Result<(), String> {
         groups: Groups::WEIGHTS,
     };
     let mut counts = energy::counts(&s, &st)?;
-    let ex = examples(&s, a.batch, a.task_seed)?;
+    let ex = examples(&s, batch, a.task_seed)?;
     let traffic =
         thermo_host::memboard::eqprop_step_traffic(&s, &ex, st.budget, a.beta, st.estimator)?;
     counts.link_bytes = Some(traffic.bytes_sent + traffic.bytes_received);
@@ -402,7 +435,7 @@ fn render(
     let _ = write!(
         cmd,
         " --burn-in {} --sweeps {} --batch {}",
-        a.burn_in, a.sweeps, a.batch
+        st.budget.burn_in, st.budget.sweeps, st.batch
     );
     let _ = writeln!(
         o,
@@ -564,4 +597,445 @@ pub fn run(c: EnergyCommand) -> Result<(), String> {
     match c {
         EnergyCommand::Energy(a) => run_energy(a),
     }
+}
+
+/// What `--inference` runs: the engine substrate, where it came from, the clamped model (if
+/// any) and its U-Net.
+struct InferenceSubject {
+    s: Substrate,
+    source: String,
+    clamped: Option<(
+        thermo_diffusion::clamped::ClampedModel,
+        thermo_diffusion::Unet,
+    )>,
+}
+
+impl EnergyArgs {
+    fn inference_subject(&self) -> Result<InferenceSubject, String> {
+        let Some(p) = &self.substrate else {
+            let (s, source) = self.substrate()?;
+            return Ok(InferenceSubject {
+                s,
+                source,
+                clamped: None,
+            });
+        };
+        if self.random {
+            return Err("--random and --substrate: give one substrate".into());
+        }
+        let m = thermo_diffusion::clamped::ClampedModel::load(p)
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        let name = p
+            .file_stem()
+            .map_or("clamped".into(), |n| n.to_string_lossy().to_string());
+        let s = m
+            .engine_substrate(&name)
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        let unet = thermo_diffusion::io::load(&self.unet)
+            .map_err(|e| format!("--unet {}: {e}", self.unet.display()))?;
+        if unet.config != m.unet {
+            return Err(format!(
+                "--unet {}: its architecture differs from the one {} was compiled from",
+                self.unet.display(),
+                p.display()
+            ));
+        }
+        Ok(InferenceSubject {
+            s,
+            source: p.display().to_string(),
+            clamped: Some((m, unet)),
+        })
+    }
+}
+
+/// Bytes on the link per sample: one sampler step's calls of the whole batch go to the board as
+/// one `thermo_host::inference::infer` (attach, then SET_CONDITIONING, RUN and READOUT per
+/// call), here against the board model in memory. Measured for one call and for `n` calls of
+/// different conditioning; per sample: `calls x (per call + (one call's infer - per call) /
+/// batch)`. Returns (bytes per sample, bytes per call, bytes of the attach per step).
+fn link_bytes_per_sample(
+    s: &Substrate,
+    conds: &[Vec<f64>],
+    ss: &energy::SampleSettings,
+) -> Result<(u64, f64, f64), String> {
+    use thermo_host::client::Client;
+    use thermo_host::inference::{infer, InferOptions};
+    use thermo_host::memboard::MemoryBoard;
+    let opts = InferOptions {
+        sweeps: ss.run.sweeps,
+        burn_in: ss.run.burn_in,
+        seed: 1,
+    };
+    let bytes = |inputs: &[Vec<f64>]| -> Result<u64, String> {
+        let mut c = Client::new(MemoryBoard::new(s.clone()));
+        infer(&mut c, s, inputs, opts, |_, _, _| {})?;
+        Ok(c.stats.bytes_sent + c.stats.bytes_received)
+    };
+    if conds.len() < 2 {
+        return Err("the link measurement needs at least two conditioning vectors".into());
+    }
+    let one = bytes(&conds[..1])? as f64;
+    let all = bytes(conds)? as f64;
+    let per_call = (all - one) / (conds.len() - 1) as f64;
+    let attach = one - per_call;
+    let per_sample = ss.calls as f64 * (per_call + attach / ss.batch as f64);
+    Ok((per_sample.round() as u64, per_call, attach))
+}
+
+#[derive(Serialize)]
+struct JsonSampleReport<'a> {
+    source: &'a str,
+    fpga_reference: &'a str,
+    report: &'a energy::SampleReport,
+    sensitivity: &'a [energy::SampleSensitivity],
+    link_bytes_per_call: f64,
+    link_bytes_attach_per_step: f64,
+}
+
+fn run_inference(a: EnergyArgs) -> Result<(), String> {
+    let (assumptions, board) = a.assumptions()?;
+    let subj = a.inference_subject()?;
+    let s = &subj.s;
+    let calibrated = subj
+        .clamped
+        .as_ref()
+        .and_then(|(m, _)| m.engine.as_ref().map(|c| c.run));
+    let run = Budget {
+        burn_in: a
+            .burn_in
+            .unwrap_or(calibrated.map_or(50, |r| r.burn_in as u32)),
+        sweeps: a
+            .sweeps
+            .unwrap_or(calibrated.map_or(200, |r| r.sweeps as u32)),
+    };
+    let ss = energy::SampleSettings {
+        run,
+        calls: a.steps as u64,
+        readout_units: readout_units(s).len() as u64,
+        conditioning_units: s.units() as u64,
+        periphery_macs: subj
+            .clamped
+            .as_ref()
+            .map_or(0, |(m, _)| m.digital().macs as u64),
+        batch: a.batch.unwrap_or(64),
+    };
+    let mut counts = energy::sample_counts(s, &ss)?;
+    let threads = a.threads.max(1);
+    // Conditioning vectors of real calls: pure noise at the schedule's levels for a clamped
+    // substrate (its biases), the substrate's own bias otherwise.
+    let conds: Vec<Vec<f64>> = match &subj.clamped {
+        Some((m, _)) => {
+            let sig = thermo_diffusion::sample::karras_sigmas(
+                ss.calls as usize,
+                m.unet.sigma_min,
+                m.unet.sigma_max,
+                7.0,
+            );
+            let mut r = SplitDraws(a.sample_seed);
+            let picks: Vec<f32> = (0..5).map(|k| sig[k * (sig.len() - 2) / 4]).collect();
+            let xs: Vec<Vec<f32>> = picks
+                .iter()
+                .map(|&sg| (0..m.unet.input).map(|_| sg * r.normal() as f32).collect())
+                .collect();
+            let b = m.biases(&xs, &picks);
+            (0..b.ncols())
+                .map(|c| b.column(c).iter().copied().collect())
+                .collect()
+        }
+        None => vec![s.bias.clone(); 5],
+    };
+    let (link_sample, link_call, link_attach) = link_bytes_per_sample(s, &conds, &ss)?;
+    counts.link_bytes = Some(link_sample);
+    let reference;
+    let (engine_seconds, rapl_engine, ref_seconds, rapl_ref) = match &subj.clamped {
+        Some((m, unet)) => {
+            let erun = thermo_diffusion::clamped::EngineRun {
+                burn_in: run.burn_in as u64,
+                sweeps: run.sweeps as u64,
+            };
+            let (t, w) = with_rapl(|| {
+                let t0 = std::time::Instant::now();
+                m.sample(
+                    thermo_diffusion::clamped::Path::Fixed,
+                    ss.batch,
+                    a.steps,
+                    a.sample_seed,
+                    &erun,
+                    threads,
+                )?;
+                Ok(t0.elapsed().as_secs_f64() / ss.batch as f64)
+            })?;
+            let (tu, wu) = with_rapl(|| {
+                let t0 = std::time::Instant::now();
+                thermo_diffusion::sample::sample_ancestral_batch(
+                    &unet.config,
+                    ss.batch,
+                    a.steps,
+                    a.sample_seed,
+                    |_, xs, sigma| Ok(xs.iter().map(|x| unet.denoise(x, sigma)).collect()),
+                )?;
+                Ok(t0.elapsed().as_secs_f64() / ss.batch as f64)
+            })?;
+            reference = energy::DigitalReference {
+                name: format!("U-Net {}", a.unet.display()),
+                macs_per_call: unet.config.macs_per_call() as f64,
+            };
+            (t, w, Some(tu), wu)
+        }
+        None => {
+            let (t, w) = with_rapl(|| energy::time_engine_sample(s, &ss, &s.bias, threads))?;
+            reference = energy::DigitalReference {
+                name: "feed-forward pass of the substrate's weights (low-rank skips)".into(),
+                macs_per_call: energy::FeedForwardMacs::of(s).low_rank,
+            };
+            (t, w, None, None)
+        }
+    };
+    let cpu = energy::SampleCpu {
+        engine_seconds,
+        reference_seconds: ref_seconds,
+        threads,
+        rapl_watts_engine: rapl_engine,
+        rapl_watts_reference: rapl_ref,
+    };
+    let report = energy::SampleReport::new(s, &ss, counts, cpu, reference.clone(), &assumptions)?;
+    let sens = energy::sample_sensitivity(s, &ss, counts, cpu, &reference, &assumptions)?;
+    let md = render_inference(&a, &subj, &board, &report, &sens, link_call, link_attach);
+    print!("{md}");
+    if let Some(p) = &a.md {
+        write(p, &md)?;
+        println!("\nwrote {}", p.display());
+    }
+    if let Some(p) = &a.json {
+        let j = JsonSampleReport {
+            source: &subj.source,
+            fpga_reference: &board,
+            report: &report,
+            sensitivity: &sens,
+            link_bytes_per_call: link_call,
+            link_bytes_attach_per_step: link_attach,
+        };
+        write(
+            p,
+            &serde_json::to_string_pretty(&j).map_err(|e| e.to_string())?,
+        )?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+fn render_inference(
+    a: &EnergyArgs,
+    subj: &InferenceSubject,
+    board: &str,
+    r: &energy::SampleReport,
+    sens: &[energy::SampleSensitivity],
+    link_call: f64,
+    link_attach: f64,
+) -> String {
+    let s = &subj.s;
+    let ss = &r.settings;
+    let c = &r.counts;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# Energy per generated sample: {} ({} units, {} lanes, {:?} units)\n",
+        s.name,
+        s.units(),
+        s.lanes,
+        s.activation
+    );
+    let what = if subj.clamped.is_some() {
+        "the digital periphery (input drive, noise-level table, head) around each call"
+    } else {
+        "no digital periphery"
+    };
+    let _ = writeln!(
+        o,
+        "Substrate `{}`; a sample: {} Euler-ancestral steps, each one denoiser call = one RUN of {} burn-in + {} averaged sweeps from state zero, {} units read out, with {what}; {} samples drawn together.\n",
+        subj.source, ss.calls, ss.run.burn_in, ss.run.sweeps, ss.readout_units, ss.batch
+    );
+    let mut cmd = String::from("thermo energy --inference");
+    match (&a.substrate, a.random) {
+        (Some(p), _) => {
+            let _ = write!(
+                cmd,
+                " --substrate {} --unet {}",
+                p.display(),
+                a.unet.display()
+            );
+        }
+        (None, true) => {
+            let _ = write!(cmd, " --random --random-seed {}", a.random_seed);
+        }
+        (None, false) => {
+            let _ = write!(cmd, " --config {}", a.config.display());
+        }
+    }
+    let _ = write!(
+        cmd,
+        " --steps {} --burn-in {} --sweeps {} --batch {}",
+        ss.calls, ss.run.burn_in, ss.run.sweeps, ss.batch
+    );
+    let _ = writeln!(
+        o,
+        "Command: `{cmd}` (with `--md`/`--json` to write these files).\n"
+    );
+    let _ = writeln!(o, "## Counts per sample\n");
+    let _ = writeln!(o, "| quantity | per sweep | per call | per sample |");
+    let _ = writeln!(o, "|---|---|---|---|");
+    let p = &r.per_sweep;
+    let spc = ss.sweeps_per_call();
+    let _ = writeln!(o, "| denoiser calls (RUNs) | | 1 | {} |", c.calls);
+    let _ = writeln!(o, "| sweeps | 1 | {spc} | {} |", c.sweeps);
+    for (name, per, tot) in [
+        ("unit updates", p.unit_updates, c.unit_updates),
+        ("coupling MACs", p.coupling_macs, c.coupling_macs),
+        ("bus MACs", p.bus_macs, c.bus_macs),
+    ] {
+        let _ = writeln!(o, "| {name} | {per} | {} | {tot} |", per * spc);
+    }
+    let _ = writeln!(
+        o,
+        "| readouts (unit averages) | | {} | {} |",
+        ss.readout_units, c.readouts
+    );
+    let _ = writeln!(
+        o,
+        "| conditioning writes (bias entries) | | {} | {} |",
+        ss.conditioning_units, c.conditioning_writes
+    );
+    let _ = writeln!(
+        o,
+        "| digital periphery MACs | | {} | {} |",
+        ss.periphery_macs, c.periphery_macs
+    );
+    let _ = writeln!(
+        o,
+        "| link bytes (host to board + back) | | {link_call:.1} + {:.1} attach per step / batch | {} |",
+        link_attach,
+        c.link_bytes.unwrap_or(0)
+    );
+    let _ = writeln!(
+        o,
+        "| board cycles | {} | {} | {} |",
+        r.cycles_per_sweep,
+        r.fpga_cycles / c.calls,
+        r.fpga_cycles
+    );
+    let _ = writeln!(
+        o,
+        "| digital reference MACs ({}) | | {} | {} |",
+        r.reference.name,
+        r.reference.macs_per_call,
+        r.reference.macs_per_call * c.calls as f64
+    );
+    let an = r.analog_joules();
+    let cpu_ref = r
+        .row(energy::SAMPLE_CPU_REFERENCE)
+        .or_else(|| r.row(energy::SAMPLE_CPU_ENGINE))
+        .map_or(f64::NAN, |x| x.joules);
+    let cpu_ref_name = if r.row(energy::SAMPLE_CPU_REFERENCE).is_some() {
+        "/ CPU U-Net"
+    } else {
+        "/ CPU engine"
+    };
+    let _ = writeln!(o, "\n## Energy per sample\n");
+    let _ = writeln!(
+        o,
+        "| | kind | energy / sample | time / sample | / analog | {cpu_ref_name} | how |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+    for row in &r.rows {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {:.3e} | {:.3e} | {} |",
+            row.name,
+            row.kind,
+            si(row.joules, "J"),
+            si(row.seconds, "s"),
+            row.joules / an,
+            row.joules / cpu_ref,
+            row.how
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nFPGA rows (**derived**): the cycle model (`thermo_sim::schedule`, {} cycles a sweep on {} lanes, plus the run sequencer's set-up and copy of the {} readout units per RUN) at {:.2} MHz, plus the link's line time for the bytes measured against the board model (`thermo_host::inference::infer` through `thermo_host::memboard`) at {} bit/s, 10 bits a byte, in series with the compute (an upper bound: the board's slots can overlap them); the digital periphery runs on the host and is not in these rows. Board power: `--board-watts` {} W is an assumption (not measured); the second row uses the ULX3S manual's supply budget, 5 V x 0.5 A = {} W \"for fully loaded and constantly active FPGA, SDRAM, LEDS, AUDIO, SD, ESP32 WiFi and OLED\" (github.com/emard/ulx3s, doc/MANUAL.md, section Power), an upper bound for the board; no vendor power estimate for this design or published measurement of the ULX3S was found. Reference build {board}{}.\n",
+        r.cycles_per_sweep,
+        s.lanes,
+        ss.readout_units,
+        r.assumptions.clock_hz / 1e6,
+        r.assumptions.baud,
+        r.assumptions.board_watts,
+        energy::ULX3S_SUPPLY_BUDGET_WATTS,
+        if s.units() != 64 || s.lanes != 4 {
+            " (built for the 64-unit shipped example on 4 lanes: this substrate has no reference build, its clock is assumed equal)"
+        } else {
+            " (the shipped example's build)"
+        }
+    );
+    let _ = writeln!(
+        o,
+        "CPU rows (**measured**): wall time in this process on this machine for {} samples drawn together, divided by {}; {} thread(s); the machine is shared, so the times vary with its load. The fixed engine row {}. Analog and GPU rows are **projected** from the assumptions below (the GPU rows: the digital reference's `2 x MACs` FLOPs per call; the latency-bound row charges the full GPU power for max(FLOP time of the batch's call, `--gpu-step-floor`) per sampler step, shared by the batch).\n",
+        ss.batch,
+        ss.batch,
+        r.cpu.threads,
+        if subj.clamped.is_some() {
+            "is `ClampedModel::sample` on the bit-exact engine (the batch's calls on the batched engine, biases and head included); the U-Net row is `sample_ancestral_batch` with the U-Net's denoiser, the same sampler and schedule"
+        } else {
+            "is the batch's RUNs on the batched bit-exact engine, one per sampler step (no periphery); there is no U-Net for this substrate, so the digital reference is projected only"
+        }
+    );
+    let ac = &r.analog;
+    let _ = writeln!(o, "## Analog projection\n");
+    let _ = writeln!(
+        o,
+        "Per unit update `eta C_node V_dd V_swing` = {}; per coupling or bus MAC `eta C_coupling V_dd V_swing` = {} (eta = {:.4}). A call is `(burn_in + sweeps) eta` = {:.1} time constants tau ({} at tau = {}), {:.1} slowest relaxation times `1/lambda_min` (lambda_min = {:.4}). Every readout is one ADC conversion, every conditioning entry one DAC write, the periphery's MACs digital.\n",
+        si(ac.unit_update, "J"),
+        si(ac.mac, "J"),
+        s.eta,
+        spc as f64 * s.eta,
+        si(ac.phase_seconds, "s"),
+        si(r.assumptions.tau, "s"),
+        ac.phase_relaxation_times,
+        s.lambda_min,
+    );
+    let _ = writeln!(o, "| part | energy / sample | share |");
+    let _ = writeln!(o, "|---|---|---|");
+    for (name, e) in &r.analog_parts {
+        let _ = writeln!(o, "| {name} | {} | {:.1}% |", si(*e, "J"), 100.0 * e / an);
+    }
+    let _ = writeln!(o, "\n## Sensitivity (each assumption alone /10 and x10)\n");
+    let _ = writeln!(
+        o,
+        "| assumption | GPU FLOP-bound / analog: default, /10, x10 | CPU {} / analog | FPGA (assumed power) / analog |",
+        if r.cpu.reference_seconds.is_some() { "U-Net" } else { "fixed engine" }
+    );
+    let _ = writeln!(o, "|---|---|---|---|");
+    for x in sens {
+        let f = |v: &[f64; 3]| format!("{:.3e}, {:.3e}, {:.3e}", v[0], v[1], v[2]);
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} |",
+            x.assumption,
+            f(&x.gpu_over_analog),
+            f(&x.cpu_over_analog),
+            f(&x.fpga_over_analog)
+        );
+    }
+    let _ = writeln!(o, "\n## Assumptions\n");
+    let _ = writeln!(o, "| flag | value | basis |");
+    let _ = writeln!(o, "|---|---|---|");
+    for x in &Assumption::ALL {
+        let _ = writeln!(
+            o,
+            "| --{} | {} {} | {} |",
+            x.name,
+            num(x.get(&r.assumptions)),
+            x.unit,
+            x.basis
+        );
+    }
+    o
 }

@@ -116,3 +116,127 @@ fn bad_flags_are_refused_by_name() {
         assert!(err.contains(what), "{flags:?}: {err}");
     }
 }
+
+const SMALL_SAMPLE: [&str; 10] = [
+    "--steps",
+    "3",
+    "--burn-in",
+    "2",
+    "--sweeps",
+    "3",
+    "--batch",
+    "2",
+    "--reps",
+    "1",
+];
+
+#[test]
+fn inference_report_files_and_counts() {
+    let d = tmpdir("inference");
+    for (name, sub, units, readout, periphery, nrows) in [
+        (
+            "shipped",
+            vec!["--config", "examples/three-module.toml"],
+            64u64,
+            24u64, // the decoder module
+            0u64,
+            6,
+        ),
+        (
+            "digits",
+            vec!["--substrate", "models/digits-clamped-rank8.json"],
+            416,
+            64 + 128, // dec1 and dec0
+            // input drive 128 x 64, noise table 416 x 16, head 64 x 128, pixel path 64 x 64,
+            // decoder drive 128 x 64, output scalars 2 x 64
+            (128 * 64 + 416 * 16 + 64 * 128 + 64 * 64 + 128 * 64 + 2 * 64) as u64,
+            7, // and the U-Net measured
+        ),
+    ] {
+        let (j, m) = (d.join(format!("{name}.json")), d.join(format!("{name}.md")));
+        let mut args: Vec<&str> = vec!["energy", "--inference"];
+        args.extend(&sub);
+        args.extend(SMALL_SAMPLE);
+        let (js, ms) = (j.to_str().unwrap(), m.to_str().unwrap());
+        args.extend(["--json", js, "--md", ms]);
+        let (ok, out, err) = run(&args);
+        assert!(ok, "{name}: {out}\n{err}");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&j).unwrap()).unwrap();
+        let r = &v["report"];
+        assert_eq!(r["units"], units, "{name}");
+        let c = &r["counts"];
+        // 3 calls x 5 sweeps
+        assert_eq!(c["calls"], 3);
+        assert_eq!(c["sweeps"], 15);
+        assert_eq!(c["unit_updates"].as_u64().unwrap(), 15 * units);
+        assert_eq!(c["readouts"].as_u64().unwrap(), 3 * readout, "{name}");
+        assert_eq!(c["conditioning_writes"].as_u64().unwrap(), 3 * units);
+        assert_eq!(
+            c["periphery_macs"].as_u64().unwrap(),
+            3 * periphery,
+            "{name}"
+        );
+        assert!(c["link_bytes"].as_u64().unwrap() > 0);
+        assert!(v["link_bytes_per_call"].as_f64().unwrap() > 0.0);
+        let rows = r["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), nrows, "{name}");
+        let kinds: Vec<&str> = rows.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "measured").count(),
+            nrows - 5
+        );
+        assert_eq!(kinds.iter().filter(|k| **k == "derived").count(), 2);
+        assert_eq!(kinds.iter().filter(|k| **k == "projected").count(), 3);
+        for row in rows {
+            let e = row["joules"].as_f64().unwrap();
+            assert!(e.is_finite() && e > 0.0, "{name}: {row}");
+        }
+        let md = std::fs::read_to_string(&m).unwrap();
+        assert!(md.contains("## Energy per sample") && md.contains("## Sensitivity"));
+        assert!(out.contains("analog substrate"));
+    }
+}
+
+#[test]
+fn bad_inference_flags_are_refused_by_name() {
+    for (flags, what) in [
+        (
+            vec!["--substrate", "models/digits-clamped-rank8.json"],
+            "only with --inference",
+        ),
+        (vec!["--inference", "--steps", "0"], "steps"),
+        (vec!["--inference", "--sweeps", "0"], "sweeps per call"),
+        (vec!["--inference", "--batch", "0"], "batch"),
+        (
+            vec!["--inference", "--substrate", "no/such/clamped.json"],
+            "no/such/clamped.json",
+        ),
+        (
+            vec![
+                "--inference",
+                "--substrate",
+                "models/digits-clamped-rank8.json",
+                "--unet",
+                "models/digits-unet-w16.safetensors",
+            ],
+            "--unet models/digits-unet-w16.safetensors",
+        ),
+        (
+            vec![
+                "--inference",
+                "--random",
+                "--substrate",
+                "models/digits-clamped-rank8.json",
+            ],
+            "--random and --substrate",
+        ),
+        (vec!["--inference", "--board-watts=-1"], "--board-watts"),
+    ] {
+        let mut args = vec!["energy", "--reps", "1"];
+        args.extend(&flags);
+        let (ok, out, err) = run(&args);
+        assert!(!ok, "{flags:?} was accepted: {out}");
+        assert!(err.contains(what), "{flags:?}: {err}");
+    }
+}

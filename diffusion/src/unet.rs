@@ -156,6 +156,20 @@ impl UnetConfig {
         v
     }
 
+    /// Multiply-adds of one denoiser call ([`Unet::denoise`]): one per weight entry (every
+    /// layer, skip block and noise-level table: each entry is used once per call) and three per
+    /// pixel (`c_in x`, then `c_skip x + c_out F`). Bias adds, the ReLUs and the embedding's
+    /// `emb` exponentials are not counted.
+    pub fn macs_per_call(&self) -> usize {
+        let weights: usize = self
+            .tensor_shapes()
+            .iter()
+            .filter(|(_, s)| s.len() == 2)
+            .map(|(_, s)| s[0] * s[1])
+            .sum();
+        weights + 3 * self.input
+    }
+
     /// Total number of parameters.
     pub fn param_count(&self) -> usize {
         self.tensor_shapes()

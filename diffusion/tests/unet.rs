@@ -162,3 +162,38 @@ fn activations_decompose_pre_activations() {
     }
     assert_eq!(c.param_count(), 64_480);
 }
+
+#[test]
+fn macs_per_call_count_every_weight_once() {
+    // the default architecture by hand: layers, skip blocks and noise-level tables, then
+    // c_in x and c_skip x + c_out F per pixel
+    let c = UnetConfig::default();
+    let by_hand = 128 * 64 + 128 * 16 // enc0, its table
+        + 64 * 128 + 64 * 16 // enc1
+        + 32 * 64 + 32 * 16 // bottleneck
+        + 64 * 32 + 64 * 64 + 64 * 16 // dec1, skip1, table
+        + 128 * 64 + 128 * 128 + 128 * 16 // dec0, skip0, table
+        + 64 * 128 // out
+        + 3 * 64;
+    assert_eq!(c.macs_per_call(), by_hand);
+    // and for any architecture: the model's weight tensors (not its biases)
+    for cfg in [small_config(), c] {
+        let m = Unet::new(&cfg, 1).unwrap();
+        let weights: usize = m
+            .tensors()
+            .iter()
+            .filter(|(n, _)| n.ends_with(".weight"))
+            .map(|(_, t)| t.len())
+            .sum();
+        assert_eq!(cfg.macs_per_call(), weights + 3 * cfg.input);
+        assert_eq!(
+            cfg.macs_per_call()
+                + m.tensors()
+                    .iter()
+                    .filter(|(n, _)| n.ends_with(".bias"))
+                    .map(|(_, t)| t.len())
+                    .sum::<usize>(),
+            cfg.param_count() + 3 * cfg.input
+        );
+    }
+}

@@ -47,6 +47,16 @@
 //!   the CPU's power (RAPL when readable, else cores times an assumed power per core).
 //! - **GPU** (projection): FLOPs of a digital training step of the same model ([`GpuFlops`]) times
 //!   `W_gpu / (peak FLOP/s x utilisation)`.
+//!
+//! # A generated sample (inference)
+//!
+//! [`SampleReport`] does the same per generated sample: `calls` denoiser calls (one per sampler
+//! step), each one RUN of `burn_in + sweeps` sweeps with a fresh conditioning vector (one DAC
+//! write per bias entry on an analog substrate), the readout units read once, and the digital
+//! periphery's MACs around it. The FPGA row is the cycle model per RUN plus the measured link
+//! bytes; the CPU rows are measured per sample over a batch; the GPU rows project the FLOPs of a
+//! digital model doing the same job ([`DigitalReference`]: the U-Net the substrate was compiled
+//! from, or a feed-forward pass of the substrate's weights, [`FeedForwardMacs`]).
 
 use crate::eqprop::{
     apply_step, guard, Budget, Estimator, Exact, Example, Grad, Groups, Nudge, PhaseRunner,
@@ -250,7 +260,6 @@ impl GpuFlops {
         let b = st.batch as f64;
         let (params, _) = trained(s, st.groups);
         let mut bus_sums = 0.0;
-        let (mut dense_skip, mut low_rank) = (0.0, 0.0);
         for bus in &s.buses {
             let k = bus.rank() as f64;
             let (ne, nd) = (
@@ -258,17 +267,48 @@ impl GpuFlops {
                 s.modules[bus.dec].size as f64,
             );
             bus_sums += k * (ne + nd);
+        }
+        let direct =
+            d * d * d / 3.0 + b * (4.0 * 2.0 * d * d + 2.0 * (params as f64 + 2.0 * bus_sums));
+        let ff = FeedForwardMacs::of(s);
+        Ok(GpuFlops {
+            direct_solve: direct,
+            feedforward_dense_skip: b * 6.0 * ff.dense_skip,
+            feedforward_low_rank: b * 6.0 * ff.low_rank,
+        })
+    }
+}
+
+/// MACs of one forward pass of a feed-forward network with the substrate's weights: each
+/// coupling pair once, one per unit (its self term), and every skip bus either as a dense
+/// `n_dec x n_enc` block or low rank (`k (n_enc + n_dec + 1)`: both factors and the gains).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct FeedForwardMacs {
+    /// With dense skip blocks.
+    pub dense_skip: f64,
+    /// With low-rank skips.
+    pub low_rank: f64,
+}
+
+impl FeedForwardMacs {
+    /// The MACs of `s`.
+    pub fn of(s: &Substrate) -> FeedForwardMacs {
+        let d = s.units() as f64;
+        let (mut dense_skip, mut low_rank) = (0.0, 0.0);
+        for bus in &s.buses {
+            let k = bus.rank() as f64;
+            let (ne, nd) = (
+                s.modules[bus.enc].size as f64,
+                s.modules[bus.dec].size as f64,
+            );
             dense_skip += ne * nd;
             low_rank += k * (ne + nd + 1.0);
         }
         let pairs = s.nnz() as f64 / 2.0;
-        let direct =
-            d * d * d / 3.0 + b * (4.0 * 2.0 * d * d + 2.0 * (params as f64 + 2.0 * bus_sums));
-        Ok(GpuFlops {
-            direct_solve: direct,
-            feedforward_dense_skip: b * 6.0 * (pairs + d + dense_skip),
-            feedforward_low_rank: b * 6.0 * (pairs + d + low_rank),
-        })
+        FeedForwardMacs {
+            dense_skip: pairs + d + dense_skip,
+            low_rank: pairs + d + low_rank,
+        }
     }
 }
 
@@ -514,9 +554,14 @@ pub struct AnalogCosts {
 impl AnalogCosts {
     /// The costs for `s` under `a`.
     pub fn of(s: &Substrate, st: &StepSettings, a: &Assumptions) -> AnalogCosts {
+        Self::for_run(s, st.sweeps_per_phase(), a)
+    }
+
+    /// The costs for `s` under `a` with runs (phases, calls) of `sweeps` sweeps.
+    pub fn for_run(s: &Substrate, sweeps: u64, a: &Assumptions) -> AnalogCosts {
         let per_tau_unit = a.node_capacitance * a.vdd * a.swing;
         let per_tau_mac = a.coupling_capacitance * a.vdd * a.swing;
-        let t = st.sweeps_per_phase() as f64 * s.eta;
+        let t = sweeps as f64 * s.eta;
         AnalogCosts {
             unit_update: s.eta * per_tau_unit,
             mac: s.eta * per_tau_mac,
@@ -913,4 +958,448 @@ pub fn rapl_microjoules() -> Option<u64> {
         }
     }
     any.then_some(total)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Energy per generated sample (inference)
+// ---------------------------------------------------------------------------------------------
+
+/// The ULX3S's supply budget (W): its manual (`emard/ulx3s`, `doc/MANUAL.md`, "Power") states
+/// that 5 V at 0.5 A "should be enough for fully loaded and constantly active FPGA, SDRAM, LEDS,
+/// AUDIO, SD, ESP32 WiFi and OLED". An upper bound on the whole board, not a measurement of this
+/// design.
+pub const ULX3S_SUPPLY_BUDGET_WATTS: f64 = 2.5;
+
+/// What one generated sample does on the substrate: `calls` denoiser calls (one per sampler
+/// step), each one RUN of `run.burn_in + run.sweeps` sweeps from state zero with a fresh
+/// conditioning vector, read out once, plus the digital periphery around it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct SampleSettings {
+    /// Sweeps of one call (burn-in and averaged).
+    pub run: Budget,
+    /// Denoiser calls per sample.
+    pub calls: u64,
+    /// Units read out per call (their averages; the board's readout units).
+    pub readout_units: u64,
+    /// Bias entries written per call (the conditioning vector).
+    pub conditioning_units: u64,
+    /// Multiply-adds of the digital periphery per call (input drive, noise-level table, head).
+    pub periphery_macs: u64,
+    /// Samples drawn together (one call of each per sampler step): the GPU's batch, and the
+    /// batch the CPU rows are timed on.
+    pub batch: usize,
+}
+
+impl SampleSettings {
+    /// Check the settings; errors name the field.
+    pub fn check(&self) -> Result<(), String> {
+        if self.calls == 0 {
+            return Err("steps (denoiser calls per sample) must be at least 1".into());
+        }
+        if self.run.sweeps == 0 {
+            return Err("sweeps per call must be at least 1 (the readout averages them)".into());
+        }
+        if self.batch == 0 {
+            return Err("batch (samples drawn together) must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Sweeps of one call.
+    pub fn sweeps_per_call(&self) -> u64 {
+        self.run.burn_in as u64 + self.run.sweeps as u64
+    }
+}
+
+/// Operations of one generated sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SampleCounts {
+    /// Denoiser calls (RUNs).
+    pub calls: u64,
+    /// Sweeps.
+    pub sweeps: u64,
+    /// Unit updates.
+    pub unit_updates: u64,
+    /// Off-diagonal coupling MACs.
+    pub coupling_macs: u64,
+    /// Bus MACs (line sums and reads).
+    pub bus_macs: u64,
+    /// Unit averages read out.
+    pub readouts: u64,
+    /// Bias entries written (conditioning).
+    pub conditioning_writes: u64,
+    /// Multiply-adds of the digital periphery.
+    pub periphery_macs: u64,
+    /// Bytes on the host link per sample (both directions), when measured.
+    pub link_bytes: Option<u64>,
+}
+
+/// The operations of one sample of `ss` on `s` (link bytes left `None`).
+pub fn sample_counts(s: &Substrate, ss: &SampleSettings) -> Result<SampleCounts, String> {
+    ss.check()?;
+    let per = SweepCounts::of(s);
+    let sweeps = ss.calls * ss.sweeps_per_call();
+    Ok(SampleCounts {
+        calls: ss.calls,
+        sweeps,
+        unit_updates: sweeps * per.unit_updates,
+        coupling_macs: sweeps * per.coupling_macs,
+        bus_macs: sweeps * per.bus_macs,
+        readouts: ss.calls * ss.readout_units,
+        conditioning_writes: ss.calls * ss.conditioning_units,
+        periphery_macs: ss.calls * ss.periphery_macs,
+        link_bytes: None,
+    })
+}
+
+/// Board cycles of one sample: every call one RUN (its sweeps and the run sequencer's set-up and
+/// copy of the readout units).
+pub fn fpga_sample_cycles(s: &Substrate, ss: &SampleSettings) -> Result<u64, String> {
+    ss.check()?;
+    let sched = Schedule::new(s);
+    let per_run = ss.sweeps_per_call() * sched.cycles_per_sweep
+        + run_overhead_cycles(s.units() as u64, s.lanes as u64, ss.readout_units);
+    Ok(ss.calls * per_run)
+}
+
+/// The digital model a GPU would run instead: its name and multiply-adds per denoiser call
+/// (2 FLOPs each).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DigitalReference {
+    /// What it is (e.g. the U-Net the substrate was compiled from).
+    pub name: String,
+    /// MACs of one call.
+    pub macs_per_call: f64,
+}
+
+/// CPU wall times per sample, and how the CPU's power is known.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct SampleCpu {
+    /// Seconds per sample on the fixed engine (the batch's calls on the batched engine, with the
+    /// periphery), divided by the batch.
+    pub engine_seconds: f64,
+    /// Seconds per sample of the digital reference (`None`: not measured).
+    pub reference_seconds: Option<f64>,
+    /// Worker threads (cores busy).
+    pub threads: usize,
+    /// Measured package power during the engine's samples (RAPL), if readable (W).
+    pub rapl_watts_engine: Option<f64>,
+    /// Measured package power during the reference's samples (RAPL), if readable (W).
+    pub rapl_watts_reference: Option<f64>,
+}
+
+/// The name of the FPGA row at the assumed board power.
+pub const SAMPLE_FPGA: &str = "FPGA emulation (board), assumed power";
+/// The name of the FPGA row at the board's stated supply budget.
+pub const SAMPLE_FPGA_BUDGET: &str = "FPGA emulation (board), ULX3S supply budget";
+/// The name of the CPU row of the fixed engine.
+pub const SAMPLE_CPU_ENGINE: &str = "CPU, fixed engine";
+/// The name of the CPU row of the digital reference.
+pub const SAMPLE_CPU_REFERENCE: &str = "CPU, digital reference";
+/// The name of the analog row.
+pub const SAMPLE_ANALOG: &str = "analog substrate";
+/// The name of the FLOP-bound GPU row.
+pub const SAMPLE_GPU_FLOPS: &str = "GPU, digital reference, FLOP-bound";
+/// The name of the latency-bound GPU row.
+pub const SAMPLE_GPU_LATENCY: &str = "GPU, digital reference, latency-bound";
+
+/// Everything `thermo energy --inference` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct SampleReport {
+    /// Substrate name.
+    pub substrate: String,
+    /// Units.
+    pub units: usize,
+    /// Sample settings.
+    pub settings: SampleSettings,
+    /// Operations per sample.
+    pub counts: SampleCounts,
+    /// Per sweep.
+    pub per_sweep: SweepCounts,
+    /// Board cycles per sweep ([`Schedule`]).
+    pub cycles_per_sweep: u64,
+    /// Board cycles per sample.
+    pub fpga_cycles: u64,
+    /// Board compute time per sample (s).
+    pub fpga_compute_seconds: f64,
+    /// Link line time per sample (s).
+    pub fpga_link_seconds: f64,
+    /// The digital reference.
+    pub reference: DigitalReference,
+    /// GPU FLOPs per sample of the reference (`2 x MACs x calls`).
+    pub gpu_flops: f64,
+    /// Analog per-operation costs (`phase_seconds`: one call).
+    pub analog: AnalogCosts,
+    /// Analog energy by part: units, MACs, readouts, conditioning writes, periphery (J).
+    pub analog_parts: [(String, f64); 5],
+    /// The assumptions used.
+    pub assumptions: Assumptions,
+    /// CPU measurement.
+    pub cpu: SampleCpu,
+    /// The rows.
+    pub rows: Vec<Row>,
+}
+
+impl SampleReport {
+    /// Form the report from counts (with link bytes), the CPU measurement, the digital
+    /// reference and the assumptions.
+    pub fn new(
+        s: &Substrate,
+        ss: &SampleSettings,
+        counts: SampleCounts,
+        cpu: SampleCpu,
+        reference: DigitalReference,
+        a: &Assumptions,
+    ) -> Result<SampleReport, String> {
+        a.check()?;
+        ss.check()?;
+        if !(reference.macs_per_call.is_finite() && reference.macs_per_call > 0.0) {
+            return Err(format!(
+                "digital reference {}: {} MACs per call, must be finite and > 0",
+                reference.name, reference.macs_per_call
+            ));
+        }
+        let sched = Schedule::new(s);
+        let fpga_cycles = fpga_sample_cycles(s, ss)?;
+        let analog = AnalogCosts::for_run(s, ss.sweeps_per_call(), a);
+        let c = &counts;
+        let parts = [
+            (
+                "unit updates".to_string(),
+                c.unit_updates as f64 * analog.unit_update,
+            ),
+            (
+                "coupling and bus MACs".to_string(),
+                (c.coupling_macs + c.bus_macs) as f64 * analog.mac,
+            ),
+            (
+                "readouts (ADC)".to_string(),
+                c.readouts as f64 * a.adc_energy,
+            ),
+            (
+                "conditioning writes (DAC)".to_string(),
+                c.conditioning_writes as f64 * a.write_energy,
+            ),
+            (
+                "periphery MACs (digital)".to_string(),
+                c.periphery_macs as f64 * a.digital_mac_energy,
+            ),
+        ];
+        let analog_joules: f64 = parts.iter().map(|p| p.1).sum();
+        let cpu_power = |rapl: Option<f64>| -> (f64, String) {
+            match rapl {
+                Some(w) => (w, format!("RAPL package power {w:.1} W")),
+                None => {
+                    let w = cpu.threads as f64 * a.cpu_watts_per_core;
+                    (
+                        w,
+                        format!(
+                            "{} core(s) x {} W (assumed; RAPL unreadable)",
+                            cpu.threads, a.cpu_watts_per_core
+                        ),
+                    )
+                }
+            }
+        };
+        let compute = fpga_cycles as f64 / a.clock_hz;
+        let link = c.link_bytes.map_or(0.0, |b| b as f64 * 10.0 / a.baud);
+        let mut rows = Vec::new();
+        for (name, watts, what) in [
+            (SAMPLE_FPGA, a.board_watts, "assumed"),
+            (
+                SAMPLE_FPGA_BUDGET,
+                ULX3S_SUPPLY_BUDGET_WATTS,
+                "the ULX3S manual's supply budget, an upper bound",
+            ),
+        ] {
+            rows.push(Row {
+                name: name.into(),
+                kind: "derived",
+                joules: (compute + link) * watts,
+                seconds: compute + link,
+                how: format!(
+                    "{fpga_cycles} cycles at {:.2} MHz ({compute:.3e} s) + link {link:.3e} s, x {watts} W ({what})",
+                    a.clock_hz / 1e6
+                ),
+            });
+        }
+        let (w, how) = cpu_power(cpu.rapl_watts_engine);
+        rows.push(Row {
+            name: SAMPLE_CPU_ENGINE.into(),
+            kind: "measured",
+            joules: cpu.engine_seconds * w,
+            seconds: cpu.engine_seconds,
+            how: format!("wall time / sample x {how}"),
+        });
+        if let Some(t) = cpu.reference_seconds {
+            let (w, how) = cpu_power(cpu.rapl_watts_reference);
+            rows.push(Row {
+                name: SAMPLE_CPU_REFERENCE.into(),
+                kind: "measured",
+                joules: t * w,
+                seconds: t,
+                how: format!("{}: wall time / sample x {how}", reference.name),
+            });
+        }
+        rows.push(Row {
+            name: SAMPLE_ANALOG.into(),
+            kind: "projected",
+            joules: analog_joules,
+            seconds: c.calls as f64 * analog.phase_seconds,
+            how: "counts x per-operation energies (calls in series)".into(),
+        });
+        let gpu_flops = 2.0 * reference.macs_per_call * c.calls as f64;
+        let jpf = a.gpu_joules_per_flop();
+        let rate = a.gpu_peak_flops * a.gpu_utilisation;
+        rows.push(Row {
+            name: SAMPLE_GPU_FLOPS.into(),
+            kind: "projected",
+            joules: gpu_flops * jpf,
+            seconds: gpu_flops / rate,
+            how: format!("{gpu_flops:.3e} FLOP x {jpf:.2e} J/FLOP"),
+        });
+        // The batch's calls of one sampler step run together; the steps run in series.
+        let b = ss.batch as f64;
+        let per_step = (b * 2.0 * reference.macs_per_call / rate).max(a.gpu_step_floor);
+        let t = c.calls as f64 * per_step / b;
+        rows.push(Row {
+            name: SAMPLE_GPU_LATENCY.into(),
+            kind: "projected",
+            joules: t * a.gpu_watts,
+            seconds: t,
+            how: format!(
+                "{} steps x max(batch FLOP time, {:.1e} s floor) / batch {} x {} W",
+                c.calls, a.gpu_step_floor, ss.batch, a.gpu_watts
+            ),
+        });
+        Ok(SampleReport {
+            substrate: s.name.clone(),
+            units: s.units(),
+            settings: *ss,
+            counts,
+            per_sweep: SweepCounts::of(s),
+            cycles_per_sweep: sched.cycles_per_sweep,
+            fpga_cycles,
+            fpga_compute_seconds: compute,
+            fpga_link_seconds: link,
+            reference,
+            gpu_flops,
+            analog,
+            analog_parts: parts,
+            assumptions: *a,
+            cpu,
+            rows,
+        })
+    }
+
+    /// The row named `name`.
+    pub fn row(&self, name: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.name == name)
+    }
+
+    /// The analog row's energy.
+    pub fn analog_joules(&self) -> f64 {
+        self.analog_parts.iter().map(|p| p.1).sum()
+    }
+}
+
+/// How the sample ratios move when one assumption is multiplied or divided by 10.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SampleSensitivity {
+    /// The assumption (flag name).
+    pub assumption: &'static str,
+    /// GPU (FLOP-bound) / analog at the defaults, at `/10`, at `x10`.
+    pub gpu_over_analog: [f64; 3],
+    /// The CPU's digital reference (or the fixed engine without one) / analog.
+    pub cpu_over_analog: [f64; 3],
+    /// FPGA (assumed power) / analog.
+    pub fpga_over_analog: [f64; 3],
+}
+
+/// The sensitivity of the sample ratios to every assumption that enters the analog or GPU rows.
+pub fn sample_sensitivity(
+    s: &Substrate,
+    ss: &SampleSettings,
+    counts: SampleCounts,
+    cpu: SampleCpu,
+    reference: &DigitalReference,
+    a: &Assumptions,
+) -> Result<Vec<SampleSensitivity>, String> {
+    let ratios = |a: &Assumptions| -> Result<[f64; 3], String> {
+        let r = SampleReport::new(s, ss, counts, cpu, reference.clone(), a)?;
+        let an = r.analog_joules();
+        let j = |n: &str| r.row(n).map_or(f64::NAN, |x| x.joules);
+        let cpu = r
+            .row(SAMPLE_CPU_REFERENCE)
+            .or_else(|| r.row(SAMPLE_CPU_ENGINE))
+            .map_or(f64::NAN, |x| x.joules);
+        Ok([j(SAMPLE_GPU_FLOPS) / an, cpu / an, j(SAMPLE_FPGA) / an])
+    };
+    let base = ratios(a)?;
+    let mut out = Vec::new();
+    for x in &Assumption::ALL {
+        if matches!(
+            x.name,
+            "cpu-watts-per-core" | "board-watts" | "clock-mhz" | "baud" | "tau" | "gpu-step-floor"
+        ) {
+            continue;
+        }
+        let mut lo = *a;
+        x.set(&mut lo, x.get(a) / 10.0);
+        let mut hi = *a;
+        x.set(
+            &mut hi,
+            (x.get(a) * 10.0).min(if x.name == "gpu-utilisation" {
+                1.0
+            } else {
+                f64::INFINITY
+            }),
+        );
+        let (l, h) = (ratios(&lo)?, ratios(&hi)?);
+        out.push(SampleSensitivity {
+            assumption: x.name,
+            gpu_over_analog: [base[0], l[0], h[0]],
+            cpu_over_analog: [base[1], l[1], h[1]],
+            fpga_over_analog: [base[2], l[2], h[2]],
+        });
+    }
+    Ok(out)
+}
+
+/// Wall time per sample of `ss` on the fixed engine for a substrate without periphery: per
+/// sampler step one RUN of every sample of the batch from state zero with the conditioning
+/// `cond` (the cost of a RUN does not depend on its values), on the batched engine over
+/// `threads` threads, as the board runs them (lanes keyed by the seed); the batch's time
+/// divided by the batch.
+pub fn time_engine_sample(
+    s: &Substrate,
+    ss: &SampleSettings,
+    cond: &[f64],
+    threads: usize,
+) -> Result<f64, String> {
+    ss.check()?;
+    if cond.len() != s.units() {
+        return Err(format!(
+            "conditioning has {} values, the substrate {} units",
+            cond.len(),
+            s.units()
+        ));
+    }
+    let cols = vec![cond.to_vec(); ss.batch];
+    let t0 = std::time::Instant::now();
+    for step in 0..ss.calls {
+        let seeds: Vec<u64> = (0..ss.batch as u64)
+            .map(|c| step * ss.batch as u64 + c)
+            .collect();
+        let mut e = crate::BatchEngine::new(s, crate::Fixed::new(s), &seeds, threads.max(1));
+        let out = e.relax_average(
+            s,
+            &cols,
+            ss.run.burn_in as u64,
+            ss.run.sweeps as u64,
+            crate::engine::Observe::Activation,
+        );
+        std::hint::black_box(out);
+    }
+    Ok(t0.elapsed().as_secs_f64() / ss.batch as f64)
 }

@@ -1,11 +1,12 @@
 //! Energy accounting (`thermo_sim::energy`): the counts against an independent count over the
 //! substrate description, the cycle model against the reference build, the energies and ratios
-//! consistent with their formulas, and bad assumptions refused by name.
+//! consistent with their formulas, and bad assumptions refused by name; the same for a generated
+//! sample (inference).
 
 use std::path::Path;
 use thermo_sim::energy::{
-    self, Assumption, Assumptions, Counts, CpuMeasurement, GpuFlops, Report, StepSettings,
-    GPU_FLOPS, GPU_LATENCY,
+    self, Assumption, Assumptions, Counts, CpuMeasurement, DigitalReference, GpuFlops, Report,
+    SampleCounts, SampleCpu, SampleReport, SampleSettings, StepSettings, GPU_FLOPS, GPU_LATENCY,
 };
 use thermo_sim::eqprop::{Budget, Estimator, Groups};
 use thermo_sim::example::{random_substrate, ExampleSpec};
@@ -294,4 +295,189 @@ fn bad_assumptions_and_settings_are_refused_by_name() {
     )
     .unwrap_err();
     assert!(e.contains("sweeps"), "{e}");
+}
+
+fn sample_settings(calls: u64, burn_in: u32, sweeps: u32, batch: usize) -> SampleSettings {
+    SampleSettings {
+        run: Budget { burn_in, sweeps },
+        calls,
+        readout_units: 24,
+        conditioning_units: 64,
+        periphery_macs: 1000,
+        batch,
+    }
+}
+
+/// The counts of a sample walked call by call and sweep by sweep over the description.
+fn brute_force_sample(cfg: &SubstrateConfig, ss: &SampleSettings) -> SampleCounts {
+    let units: u64 = cfg.modules.iter().map(|m| m.size as u64).sum();
+    let mut c = SampleCounts {
+        calls: 0,
+        sweeps: 0,
+        unit_updates: 0,
+        coupling_macs: 0,
+        bus_macs: 0,
+        readouts: 0,
+        conditioning_writes: 0,
+        periphery_macs: 0,
+        link_bytes: None,
+    };
+    for _call in 0..ss.calls {
+        c.calls += 1;
+        c.conditioning_writes += ss.conditioning_units;
+        for _sweep in 0..(ss.run.burn_in + ss.run.sweeps) {
+            c.sweeps += 1;
+            c.unit_updates += units;
+            c.coupling_macs += cfg.couplings.len() as u64;
+            for bus in &cfg.buses {
+                for row in bus.u.iter().chain(&bus.v) {
+                    c.bus_macs += 2 * row.len() as u64;
+                }
+            }
+        }
+        c.readouts += ss.readout_units;
+        c.periphery_macs += ss.periphery_macs;
+    }
+    c
+}
+
+#[test]
+fn sample_counts_equal_a_brute_force_count_and_cycles_the_run_model() {
+    for cfg in [shipped_config(), random_config(5), random_config(31)] {
+        let s = Substrate::from_config(&cfg).unwrap();
+        for ss in [
+            sample_settings(1, 0, 1, 1),
+            sample_settings(40, 6, 20, 64),
+            sample_settings(3, 11, 2, 5),
+        ] {
+            assert_eq!(
+                energy::sample_counts(&s, &ss).unwrap(),
+                brute_force_sample(&cfg, &ss)
+            );
+            let sched = Schedule::new(&s);
+            let per_run = (ss.run.burn_in + ss.run.sweeps) as u64 * sched.cycles_per_sweep
+                + (4 * 64 + 3 * 3 * s.lanes as u64 + 8) // set-up: units, seed words
+                + 20 // around the sweeps
+                + (5 * 24 + 2); // copy of the readout units
+            assert_eq!(
+                energy::fpga_sample_cycles(&s, &ss).unwrap(),
+                ss.calls * per_run
+            );
+        }
+    }
+}
+
+#[test]
+fn sample_rows_follow_their_formulas() {
+    let s = Substrate::from_config(&shipped_config()).unwrap();
+    let ss = sample_settings(40, 50, 200, 64);
+    let mut c = energy::sample_counts(&s, &ss).unwrap();
+    c.link_bytes = Some(20_000);
+    let a = Assumptions::default();
+    let cpu = SampleCpu {
+        engine_seconds: 0.002,
+        reference_seconds: Some(0.0005),
+        threads: 1,
+        rapl_watts_engine: None,
+        rapl_watts_reference: Some(20.0),
+    };
+    let reference = DigitalReference {
+        name: "test".into(),
+        macs_per_call: 64192.0,
+    };
+    let r = SampleReport::new(&s, &ss, c, cpu, reference.clone(), &a).unwrap();
+    let row = |n: &str| r.row(n).unwrap().joules;
+    let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 * y.abs().max(1e-300);
+    let t =
+        energy::fpga_sample_cycles(&s, &ss).unwrap() as f64 / a.clock_hz + 20_000.0 * 10.0 / a.baud;
+    assert!(close(row(energy::SAMPLE_FPGA), t * a.board_watts));
+    assert!(close(
+        row(energy::SAMPLE_FPGA_BUDGET),
+        t * energy::ULX3S_SUPPLY_BUDGET_WATTS
+    ));
+    assert!(close(
+        row(energy::SAMPLE_CPU_ENGINE),
+        0.002 * a.cpu_watts_per_core
+    ));
+    assert!(close(row(energy::SAMPLE_CPU_REFERENCE), 0.0005 * 20.0));
+    let e_unit = s.eta * a.node_capacitance * a.vdd * a.swing;
+    let e_mac = s.eta * a.coupling_capacitance * a.vdd * a.swing;
+    let analog = c.unit_updates as f64 * e_unit
+        + (c.coupling_macs + c.bus_macs) as f64 * e_mac
+        + (40 * 24) as f64 * a.adc_energy
+        + (40 * 64) as f64 * a.write_energy
+        + (40 * 1000) as f64 * a.digital_mac_energy;
+    assert!(close(row(energy::SAMPLE_ANALOG), analog));
+    let flops = 2.0 * 64192.0 * 40.0;
+    let jpf = a.gpu_watts / (a.gpu_peak_flops * a.gpu_utilisation);
+    assert!(close(row(energy::SAMPLE_GPU_FLOPS), flops * jpf));
+    // 64 calls of 128 kFLOP take 0.09 us at 94 TFLOP/s: the 20 us floor bounds each step
+    assert!(close(
+        row(energy::SAMPLE_GPU_LATENCY),
+        40.0 * a.gpu_step_floor / 64.0 * a.gpu_watts
+    ));
+    assert!(close(
+        r.row(energy::SAMPLE_ANALOG).unwrap().seconds,
+        40.0 * 250.0 * s.eta * a.tau
+    ));
+    // without a measured reference there is no CPU reference row; the sensitivity's base ratio
+    // is the fixed engine's then
+    let cpu2 = SampleCpu {
+        reference_seconds: None,
+        ..cpu
+    };
+    let r2 = SampleReport::new(&s, &ss, c, cpu2, reference.clone(), &a).unwrap();
+    assert!(r2.row(energy::SAMPLE_CPU_REFERENCE).is_none());
+    let sens = energy::sample_sensitivity(&s, &ss, c, cpu2, &reference, &a).unwrap();
+    for x in &sens {
+        assert!(close(
+            x.cpu_over_analog[0],
+            r2.row(energy::SAMPLE_CPU_ENGINE).unwrap().joules / analog
+        ));
+    }
+    let w = sens
+        .iter()
+        .find(|x| x.assumption == "write-energy")
+        .unwrap();
+    assert!(w.gpu_over_analog[1] > w.gpu_over_analog[0]);
+    assert!(w.gpu_over_analog[2] < w.gpu_over_analog[0]);
+}
+
+#[test]
+fn bad_sample_settings_are_refused_by_name() {
+    let s = Substrate::from_config(&shipped_config()).unwrap();
+    for (ss, what) in [
+        (sample_settings(0, 1, 1, 1), "steps"),
+        (sample_settings(1, 1, 0, 1), "sweeps per call"),
+        (sample_settings(1, 1, 1, 0), "batch"),
+    ] {
+        let e = energy::sample_counts(&s, &ss).unwrap_err();
+        assert!(e.contains(what), "{e}");
+        assert!(energy::fpga_sample_cycles(&s, &ss).is_err());
+    }
+    let ss = sample_settings(2, 1, 1, 1);
+    let c = energy::sample_counts(&s, &ss).unwrap();
+    let cpu = SampleCpu {
+        engine_seconds: 1.0,
+        reference_seconds: None,
+        threads: 1,
+        rapl_watts_engine: None,
+        rapl_watts_reference: None,
+    };
+    let bad = DigitalReference {
+        name: "nothing".into(),
+        macs_per_call: 0.0,
+    };
+    let e = SampleReport::new(&s, &ss, c, cpu, bad, &Assumptions::default()).unwrap_err();
+    assert!(e.contains("nothing"), "{e}");
+    let good = DigitalReference {
+        name: "x".into(),
+        macs_per_call: 1.0,
+    };
+    let a = Assumptions {
+        board_watts: 0.0,
+        ..Assumptions::default()
+    };
+    let e = SampleReport::new(&s, &ss, c, cpu, good, &a).unwrap_err();
+    assert!(e.contains("--board-watts"), "{e}");
 }
