@@ -238,3 +238,97 @@ fn train_eqprop_through_an_emulated_board_equals_the_fixed_engine() {
         serde_json::from_str(&std::fs::read_to_string(b.join("report.json")).unwrap()).unwrap();
     assert_eq!(r["phases_through_board"], l);
 }
+
+/// The board vanishes mid-training (the emulator is killed): `train-eqprop --port` stops with an
+/// error naming the port, the checkpoint holds the last step finished on the board, and
+/// `--resume` (on the fixed engine) ends with the same trained substrate and curve as a run that
+/// never left the fixed engine: no step is lost.
+#[test]
+fn train_eqprop_survives_a_board_that_vanishes() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let (a, b) = (tmpdir("vanish-fixed"), tmpdir("vanish-board"));
+    let common = [
+        "train-eqprop",
+        "--steps",
+        "40",
+        "--batch",
+        "3",
+        "--burn-in",
+        "10",
+        "--sweeps",
+        "30",
+        "--train",
+        "6",
+        "--val",
+        "6",
+        "--eval-every",
+        "2",
+        "--checkpoint-every",
+        "1",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        common.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let args_a = with(&["--out", a.to_str().unwrap()]);
+    ok(&args_a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    let link = b.join("ttyBOARD");
+    let mut emu = thermo()
+        .args([
+            "emulate",
+            "--idle-exit",
+            "20",
+            "--config",
+            "examples/three-module.toml",
+            "--link",
+        ])
+        .arg(&link)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !link.exists() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let l = link.to_str().unwrap();
+    let mut train = thermo()
+        .args(with(&["--out", b.to_str().unwrap(), "--port", l]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the board once a few steps are checkpointed.
+    let ck = b.join("checkpoint.json");
+    let step_of = |p: &Path| -> u64 {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["state"]["step"].as_u64())
+            .unwrap_or(0)
+    };
+    let t = Instant::now();
+    while step_of(&ck) < 3 && t.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    emu.kill().unwrap();
+    let _ = emu.wait();
+    let out = train.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "training went on without its board");
+    assert!(err.contains(l), "the error names the port: {err}");
+    let done = step_of(&ck);
+    assert!((3..40).contains(&done), "checkpoint at step {done}");
+    let out = ok(&with(&["--out", b.to_str().unwrap(), "--resume"])
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>());
+    assert!(out.contains("train loss"), "{out}");
+    for f in ["trained.substrate.json", "curve.csv"] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f}: resumed after the board vanished at step {done}"
+        );
+    }
+}
