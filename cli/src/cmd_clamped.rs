@@ -404,14 +404,18 @@ pub fn is_clamped(path: &Path) -> bool {
 pub fn sample_cmd(a: &SampleSubstrateArgs) -> Result<(), String> {
     let t = Instant::now();
     let c = ClampedModel::load(&a.substrate)?;
-    let path: clamped::Path = match a.engine.as_str() {
-        "board" => {
-            return Err("--engine board: the board's RUN averages x, a clamped substrate's readout is the average of rho(x); not yet on the board (use exact, golden or fixed)".into())
-        }
-        e => e.parse().map_err(|err| format!("--engine {err}"))?,
-    };
     let run = run_of(&c, a.burn_in, a.sweeps);
-    let (imgs, sat) = c.sample(path, a.samples, a.steps, a.seed, &run, 2)?;
+    let (imgs, sat, path) = if a.engine == "board" {
+        let (imgs, sat) = sample_on_board(&c, a, &run)?;
+        (imgs, sat, clamped::Path::Fixed)
+    } else {
+        let path: clamped::Path = a
+            .engine
+            .parse()
+            .map_err(|err| format!("--engine {err} (or board)"))?;
+        let (imgs, sat) = c.sample(path, a.samples, a.steps, a.seed, &run, 2)?;
+        (imgs, sat, path)
+    };
     thermo_diffusion::sample::write_png_grid(&imgs, 8, 6, &a.png).map_err(|e| e.to_string())?;
     println!(
         "wrote {} ({} samples from {} on the {} path, Euler ancestral, {} noise levels{}, seed {}; {} saturation events; {:.1} s)",
@@ -457,6 +461,107 @@ pub fn sample_cmd(a: &SampleSubstrateArgs) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// `thermo sample-substrate --engine board` on a clamped substrate: the sampler of `--engine
+/// fixed` ([`ClampedModel::sample_by`]) with every denoiser call's relaxation run on the board
+/// at `--port` (or an emulated board): per sample the call's biases as conditioning, a RUN with
+/// `RUN_RHO` (sums of `rho(x)`; with `RUN_ALL_UNITS` if the last module is not among the
+/// readout units) keyed as the fixed engine keys that sample, and the digital head in `f64` on
+/// the means. Returns the samples and the saturation events the board's STATUS counted meanwhile.
+fn sample_on_board(
+    c: &ClampedModel,
+    a: &SampleSubstrateArgs,
+    run: &EngineRun,
+) -> Result<(Vec<Vec<f32>>, u64), String> {
+    use thermo_host::client::Client;
+    use thermo_host::inference::{infer_with, InferOptions};
+    use thermo_host::transport::SerialTransport;
+    use thermo_proto::{Request, Status, RUN_ALL_UNITS, RUN_RHO};
+    let sub = c.engine_substrate("board")?;
+    let too_long = |what: &str, v: u64| {
+        format!(
+            "--{what} {v}: a RUN takes at most {} (32-bit field)",
+            u32::MAX
+        )
+    };
+    let sweeps = u32::try_from(run.sweeps.max(1)).map_err(|_| too_long("sweeps", run.sweeps))?;
+    let burn_in = u32::try_from(run.burn_in).map_err(|_| too_long("burn-in", run.burn_in))?;
+    let (port, h) = match &a.port {
+        Some(p) => (p.clone(), None),
+        None => {
+            let (p, h) = thermo_host::emulator::spawn_emulator(
+                sub.clone(),
+                None,
+                std::time::Duration::from_secs(5),
+            )
+            .map_err(|e| format!("emulated board: {e}"))?;
+            (PathBuf::from(p), Some(h))
+        }
+    };
+    let mut client = Client::new(
+        SerialTransport::open(&port, a.baud).map_err(|e| format!("{}: {e}", port.display()))?,
+    );
+    // the head reads the last module: where its units sit in the RUN's result
+    let out = c.range(c.out_module());
+    let ro = thermo_proto::readout_units(&sub);
+    let pos: Option<Vec<usize>> = out
+        .clone()
+        .map(|u| ro.iter().position(|&r| r == u))
+        .collect();
+    let (flags, pos) = match pos {
+        Some(p) => (RUN_RHO, p),
+        None => (RUN_RHO | RUN_ALL_UNITS, out.clone().collect()),
+    };
+    let e = |e: thermo_host::client::LinkError| e.to_string();
+    let status = |client: &mut Client<SerialTransport>| -> Result<u64, String> {
+        let p = client.call(Request::Status).map_err(e)?;
+        let s = Status::decode(&p).ok_or("malformed STATUS reply")?;
+        Ok(s.sat_acc + s.sat_state + s.sat_bus)
+    };
+    thermo_host::inference::attach_model(&mut client, &sub).map_err(e)?;
+    let sat0 = status(&mut client)?;
+    let units = c.units();
+    let (imgs, _) = c.sample_by(a.samples, a.steps, a.seed, |b, key| {
+        let cols: Vec<Vec<f64>> = b
+            .column_iter()
+            .map(|v| v.iter().copied().collect())
+            .collect();
+        let opts = InferOptions {
+            sweeps,
+            burn_in,
+            seed: key,
+        };
+        let res = infer_with(&mut client, &sub, &cols, opts, flags, |_, _, _| {})?;
+        // rows the head does not read are not on the link: NaN, so that a use would show
+        let mut y = thermo_diffusion::nalgebra::DMatrix::from_element(units, cols.len(), f64::NAN);
+        for (col, m) in res.means.iter().enumerate() {
+            for (u, &p) in out.clone().zip(&pos) {
+                y[(u, col)] = m[p];
+            }
+        }
+        Ok(clamped::Relaxation {
+            y,
+            saturation: Default::default(),
+            iterations: 0,
+        })
+    })?;
+    let sat = status(&mut client)?.wrapping_sub(sat0);
+    let st = client.stats;
+    println!(
+        "board at {}: {} requests, time scale {:.1} (measured), {} time-outs, {} retransmissions; RUN flags {flags:#x} (rho(x) sums{})",
+        port.display(),
+        st.requests,
+        client.time_scale(),
+        st.timeouts,
+        st.retransmissions,
+        if flags & RUN_ALL_UNITS != 0 { ", every unit" } else { ", readout units" }
+    );
+    drop(client);
+    if let Some(h) = h {
+        let _ = h.join();
+    }
+    Ok((imgs, sat))
 }
 
 /// `thermo eval` on a clamped substrate.

@@ -1317,8 +1317,22 @@ impl ClampedModel {
         seed: u64,
         threads: usize,
     ) -> Result<(Vec<Vec<f32>>, Relaxation), String> {
+        self.denoise_by(xs, sigmas, |b| {
+            self.relax(path, j, sub, b, run, seed, threads)
+        })
+    }
+
+    /// Denoise a batch (`xs` at `sigmas`) with the relaxation `relax` gives for the biases
+    /// ([`ClampedModel::biases`], `[units, batch]`): the head, `c_skip x + c_out F`, clipped to
+    /// the data range [-1, 1]. The head reads only the last module's rows of the relaxation.
+    pub fn denoise_by(
+        &self,
+        xs: &[Vec<f32>],
+        sigmas: &[f32],
+        relax: impl FnOnce(&DMatrix<f64>) -> Result<Relaxation, String>,
+    ) -> Result<(Vec<Vec<f32>>, Relaxation), String> {
         let b = self.biases(xs, sigmas);
-        let r = self.relax(path, j, sub, &b, run, seed, threads)?;
+        let r = relax(&b)?;
         let d = self
             .denoised(xs, sigmas, &self.head(&r.y, xs, sigmas))
             .into_iter()
@@ -1354,6 +1368,22 @@ impl ClampedModel {
             Path::Exact => None,
             _ => Some(self.engine_substrate("sample")?),
         };
+        self.sample_by(n, steps, seed, |b, key| {
+            self.relax(path, &j, sub.as_ref(), b, run, key, threads)
+        })
+    }
+
+    /// [`ClampedModel::sample`] with the relaxation of each noise level's batch from
+    /// `relax(b, key)`: `b` the batch's biases (`[units, batch]`), column `c` to be run with
+    /// seed `key + c` (`key` is the seed and step's, as `sample` keys the engines). Returns the
+    /// samples and the relaxations' saturation events.
+    pub fn sample_by(
+        &self,
+        n: usize,
+        steps: usize,
+        seed: u64,
+        mut relax: impl FnMut(&DMatrix<f64>, u64) -> Result<Relaxation, String>,
+    ) -> Result<(Vec<Vec<f32>>, u64), String> {
         let mut sat = 0u64;
         let imgs = crate::sample::sample_ancestral_batch(
             &self.unet,
@@ -1363,7 +1393,7 @@ impl ClampedModel {
             |step, xs, sigma| {
                 let sig = vec![sigma; xs.len()];
                 let key = seed.wrapping_mul(1_000_003).wrapping_add((step * n) as u64);
-                let (d, r) = self.denoise(path, &j, sub.as_ref(), xs, &sig, run, key, threads)?;
+                let (d, r) = self.denoise_by(xs, &sig, |b| relax(b, key))?;
                 sat += r.saturation.total();
                 Ok(d)
             },

@@ -2,7 +2,8 @@
 //! `RUN_ALL_UNITS` sums every unit (bit for bit `Fixed::run_codes` with every unit as readout),
 //! and the weight spaces 2..=5 are written, read back, covered by IDENTIFY's weight checksum,
 //! used by the runs that follow (bit for bit `Fixed::run_program` with the written codes) and
-//! restored by RESET. Every reply equals the board model's (`thermo_proto::device::Board` with
+//! restored by RESET; RUN with `RUN_RHO` sums `rho(x)` (bit for bit `Fixed::run_observed` with
+//! `Observe::Activation`, the clamped substrate's readout). Every reply equals the board model's (`thermo_proto::device::Board` with
 //! the RTL's features), errors and their codes included.
 
 use thermo_hdl::harness::link::link_top_verilator_segments;
@@ -12,9 +13,9 @@ use thermo_proto::device::Board;
 use thermo_proto::{
     decode_i16s, encode_frame, weight_checksum, ErrorCode, Frame, FrameDecoder, Identity, Opcode,
     Readout, Request, RunRequest, SlotState, Space, Weights, ERROR_KIND, FEATURE_ALL_UNITS,
-    FEATURE_WEIGHTS, RUN_ALL_UNITS,
+    FEATURE_RHO, FEATURE_WEIGHTS, RUN_ALL_UNITS, RUN_RHO,
 };
-use thermo_sim::engine::Program;
+use thermo_sim::engine::{Observe, Program};
 use thermo_sim::example::{saturating_config, shipped, StimulusRng};
 use thermo_sim::{Fixed, Substrate};
 
@@ -279,7 +280,7 @@ fn features_case(name: &str, s: &Substrate, spread: i64) {
     let ident = |i: usize| Identity::decode(&got[i].2).expect("identity");
     assert_eq!(
         ident(id0).features,
-        FEATURE_WEIGHTS | FEATURE_ALL_UNITS,
+        FEATURE_WEIGHTS | FEATURE_ALL_UNITS | FEATURE_RHO,
         "features"
     );
     let (c0, c1) = (weight_checksum(&compiled), weight_checksum(&new_w));
@@ -430,4 +431,82 @@ fn hdl_link_features_small_link_verilator() {
         sums_of(&got.last().unwrap().2),
         Fixed::run_codes(&s, &base, [1, 2, 3], 2, 30, &all).sums
     );
+}
+
+/// RUN with `RUN_RHO` on a clamped configuration whose states leave the clamp range: every
+/// unit's and the readout units' sums of `rho(x)` equal `Fixed::run_observed` with
+/// `Observe::Activation` bit for bit (and differ from the sums of `x`); a plain RUN after a rho
+/// run sums `x` again; the same run with other flags is another run (busy); unknown flag bits
+/// are bad parameters. Every reply equals the board model's.
+fn rho_case(name: &str, s: &Substrate) {
+    let prog = HwProgram::new(s).expect("compile");
+    let (d, r) = (prog.d, thermo_proto::readout_units(s).len());
+    let all: Vec<usize> = (0..d).collect();
+    let ro = thermo_proto::readout_units(s);
+    let base: Vec<i32> = Program::new(s, Fixed::new(s)).bias;
+    let mut rng = StimulusRng(29 + d as u64);
+    let cond: Vec<i32> = base
+        .iter()
+        .map(|&b| b + rng.below(1 << 13) as i32 - (1 << 12))
+        .collect();
+    let mut sc = Script::new(s);
+    let id = sc.req(&Request::Identify);
+    let key = [5, 9, 2];
+    for slot in [0u8, 2] {
+        sc.req(&Request::SetConditioning {
+            slot,
+            offset: 0,
+            codes: cond.clone(),
+        });
+    }
+    sc.req(&run(0, 300, 9, key, RUN_RHO | RUN_ALL_UNITS));
+    sc.req(&run(1, 40, 3, [8, 1, 8], RUN_RHO));
+    sc.req(&run(2, 300, 9, key, RUN_ALL_UNITS));
+    sc.err(&run(0, 300, 9, key, RUN_ALL_UNITS), ErrorCode::Busy);
+    sc.err(&run(3, 5, 0, key, RUN_RHO | 2), ErrorCode::BadParameter);
+    sc.err(&run(3, 5, 0, key, RUN_RHO | 8), ErrorCode::BadParameter);
+    sc.req(&run(0, 300, 9, key, RUN_RHO | RUN_ALL_UNITS));
+    sc.wait();
+    let rho_all = sc.req(&readout(0, 0, d as u16));
+    let rho_ro = sc.req(&readout(1, 0, r as u16));
+    let x_all = sc.req(&readout(2, 0, d as u16));
+    sc.req(&Request::Status);
+    let got = sc.run(s, &prog);
+    let features = Identity::decode(&got[id].2).expect("identity").features;
+    assert_eq!(features & FEATURE_RHO, FEATURE_RHO, "features {features}");
+    let p = Program::new(s, Fixed::new(s));
+    let rho = |cond: &[i32], key, burn_in, sweeps, units: &[usize]| {
+        Fixed::run_observed(&p, cond, key, burn_in, sweeps, units, Observe::Activation).sums
+    };
+    let want_rho = rho(&cond, key, 9, 300, &all);
+    assert_eq!(
+        sums_of(&got[rho_all].2),
+        want_rho,
+        "{name}: rho, every unit"
+    );
+    assert_eq!(
+        sums_of(&got[rho_ro].2),
+        rho(&base, [8, 1, 8], 3, 40, &ro),
+        "{name}: rho, readout units"
+    );
+    let want_x = Fixed::run_codes(s, &cond, key, 9, 300, &all).sums;
+    assert_eq!(sums_of(&got[x_all].2), want_x, "{name}: x after a rho run");
+    assert_ne!(
+        want_rho, want_x,
+        "{name}: the clamp acts on the summed states"
+    );
+    eprintln!(
+        "{name}: D={d} P={} R={r}: RUN_RHO sums equal Fixed::run_observed(Observe::Activation) bit for bit; {} requests answered as the board model",
+        prog.p,
+        got.len()
+    );
+}
+
+/// The rho readout on two clamped saturating configurations (3 and 2 lanes).
+#[test]
+fn hdl_link_rho_saturating_verilator() {
+    for n in [1, 3] {
+        let s = Substrate::from_config(&saturating_config(n)).expect("valid");
+        rho_case(&format!("saturating_config({n})"), &s);
+    }
 }

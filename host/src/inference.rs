@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use std::path::Path;
 use thermo_proto::{
     structure_hash, weight_checksum, Identity, Readout, Request, RunRequest, SlotState, Space,
-    Weights, MAX_PAYLOAD, MAX_RUN_SWEEPS, READOUT_REPLY_HEADER, SET_CONDITIONING_HEADER, WORD,
-    WRITE_MEM_HEADER,
+    Weights, FEATURE_ALL_UNITS, FEATURE_RHO, MAX_PAYLOAD, MAX_RUN_SWEEPS, READOUT_REPLY_HEADER,
+    RUN_ALL_UNITS, RUN_FLAGS, RUN_RHO, SET_CONDITIONING_HEADER, WORD, WRITE_MEM_HEADER,
 };
 use thermo_sim::{Fixed, Substrate};
 
@@ -91,8 +91,28 @@ pub fn infer<T: Transport>(
     sub: &Substrate,
     inputs: &[Vec<f64>],
     opts: InferOptions,
+    progress: impl FnMut(usize, usize, &Client<T>),
+) -> Result<InferResult, String> {
+    infer_with(client, sub, inputs, opts, 0, progress)
+}
+
+/// [`infer`] with RUN flags `flags`: [`RUN_ALL_UNITS`] (the results hold every unit, in unit
+/// order, instead of the readout units) and [`RUN_RHO`] (sums and means of `rho(x)` instead of
+/// `x`: a clamped substrate's readout). A board whose IDENTIFY lacks the flag's feature is
+/// refused before anything runs, naming it.
+pub fn infer_with<T: Transport>(
+    client: &mut Client<T>,
+    sub: &Substrate,
+    inputs: &[Vec<f64>],
+    opts: InferOptions,
+    flags: u8,
     mut progress: impl FnMut(usize, usize, &Client<T>),
 ) -> Result<InferResult, String> {
+    if flags & !RUN_FLAGS != 0 {
+        return Err(format!(
+            "RUN flags {flags:#x}: only RUN_ALL_UNITS and RUN_RHO exist"
+        ));
+    }
     if opts.sweeps == 0 || opts.sweeps > MAX_RUN_SWEEPS {
         return Err(format!(
             "--sweeps {} out of range 1..={MAX_RUN_SWEEPS} (16-bit states summed in 32 bits)",
@@ -105,7 +125,26 @@ pub fn infer<T: Transport>(
         .map(|(i, b)| Fixed::bias_codes(sub, b).map_err(|e| format!("input row {}: {e}", i + 1)))
         .collect::<Result<_, _>>()?;
     let id = attach_model(client, sub).map_err(|e| e.to_string())?;
-    let r = id.readout_units as usize;
+    for (flag, feature, what) in [
+        (
+            RUN_ALL_UNITS,
+            FEATURE_ALL_UNITS,
+            "every unit's sums (RUN_ALL_UNITS)",
+        ),
+        (RUN_RHO, FEATURE_RHO, "sums of rho(x) (RUN_RHO)"),
+    ] {
+        if flags & flag != 0 && !id.has(feature) {
+            return Err(format!(
+                "the board does not return {what}: its IDENTIFY features are {:#04x}, without {feature:#04x} (a build of the link without that option)",
+                id.features
+            ));
+        }
+    }
+    let r = if flags & RUN_ALL_UNITS != 0 {
+        id.units as usize
+    } else {
+        id.readout_units as usize
+    };
     let slots = id.slots.max(1);
     let ch = Chunks::of(&id)?;
     let lsb = sub.formats.state.lsb();
@@ -120,7 +159,7 @@ pub fn infer<T: Transport>(
         sweeps: opts.sweeps,
         burn_in: opts.burn_in,
         key: thermo_sim::noise::run_key(opts.seed.wrapping_add(i as u64)),
-        flags: 0,
+        flags,
     };
     let e = |e: LinkError| e.to_string();
     while done < inputs.len() {

@@ -10,8 +10,8 @@ use crate::request::{encode_i16s, encode_i32s, encode_written, Request, WORD};
 use crate::{
     encode_frame, readout_units, reply_kind, structure_hash, weight_checksum, ErrorCode, Identity,
     Opcode, Readout, RunRequest, SlotState, Space, Status, Weights, ERROR_KIND, FEATURES_ALL,
-    FEATURE_ALL_UNITS, FEATURE_WEIGHTS, MAX_PAYLOAD, MAX_RUN_SWEEPS, REPLAY_WINDOW, RUN_ALL_UNITS,
-    SLOTS, VERSION,
+    FEATURE_ALL_UNITS, FEATURE_RHO, FEATURE_WEIGHTS, MAX_PAYLOAD, MAX_RUN_SWEEPS, REPLAY_WINDOW,
+    RUN_FLAGS, SLOTS, VERSION,
 };
 use std::collections::VecDeque;
 use thermo_sim::engine::{Fixed, Program, RunSums};
@@ -54,15 +54,16 @@ pub struct Job {
 
 impl Job {
     /// Compute the inference ([`Fixed::run_program`]; [`Fixed::run_codes`] while the weights
-    /// are the compiled ones).
+    /// are the compiled ones; with [`crate::RUN_RHO`] the sums of `rho(x)`, [`Fixed::run_observed`]).
     pub fn run(&self) -> RunSums {
-        Fixed::run_program(
+        Fixed::run_observed(
             &self.prog,
             &self.cond,
             self.run.key,
             self.run.burn_in,
             self.run.sweeps,
             &self.readout,
+            self.run.observe(),
         )
     }
 }
@@ -94,9 +95,10 @@ impl Board {
         Board::with_features(sub, FEATURES_ALL)
     }
 
-    /// [`Board::new`] with only `features` ([`FEATURE_WEIGHTS`], [`FEATURE_ALL_UNITS`]): without
-    /// `FEATURE_WEIGHTS` WRITE_MEM of spaces 2..=5 and READ_MEM of spaces 3..=5 answer bad
-    /// address; without `FEATURE_ALL_UNITS` a RUN with [`RUN_ALL_UNITS`] answers bad parameter.
+    /// [`Board::new`] with only `features` ([`FEATURE_WEIGHTS`], [`FEATURE_ALL_UNITS`],
+    /// [`FEATURE_RHO`]): without `FEATURE_WEIGHTS` WRITE_MEM of spaces 2..=5 and READ_MEM of
+    /// spaces 3..=5 answer bad address; without `FEATURE_ALL_UNITS` a RUN with [`RUN_ALL_UNITS`],
+    /// without `FEATURE_RHO` a RUN with [`crate::RUN_RHO`] answers bad parameter.
     pub fn with_features(sub: Substrate, features: u8) -> Self {
         let readout = readout_units(&sub);
         let prog = Program::new(&sub, Fixed::new(&sub));
@@ -298,8 +300,9 @@ impl Board {
                 ok(Vec::new())
             }
             Request::Run(r) => {
-                let flags_ok = r.flags & !RUN_ALL_UNITS == 0
-                    && (!r.all_units() || self.features & FEATURE_ALL_UNITS != 0);
+                let flags_ok = r.flags & !RUN_FLAGS == 0
+                    && (!r.all_units() || self.features & FEATURE_ALL_UNITS != 0)
+                    && (!r.rho() || self.features & FEATURE_RHO != 0);
                 if r.sweeps == 0 || r.sweeps > MAX_RUN_SWEEPS || !flags_ok {
                     return Err(ErrorCode::BadParameter);
                 }
@@ -411,7 +414,7 @@ impl Board {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::FrameDecoder;
+    use crate::{FrameDecoder, RUN_ALL_UNITS};
     use thermo_sim::example::{random_substrate, ExampleSpec};
 
     fn board() -> Board {

@@ -140,10 +140,17 @@ impl Space {
 pub const FEATURE_WEIGHTS: u8 = 1;
 /// IDENTIFY `features` bit: RUN takes [`RUN_ALL_UNITS`].
 pub const FEATURE_ALL_UNITS: u8 = 2;
+/// IDENTIFY `features` bit: RUN takes [`RUN_RHO`].
+pub const FEATURE_RHO: u8 = 4;
 /// Every feature of this protocol version (the board model's default).
-pub const FEATURES_ALL: u8 = FEATURE_WEIGHTS | FEATURE_ALL_UNITS;
+pub const FEATURES_ALL: u8 = FEATURE_WEIGHTS | FEATURE_ALL_UNITS | FEATURE_RHO;
 /// RUN `flags` bit: the result holds every unit's sum (unit order), not only the readout units'.
 pub const RUN_ALL_UNITS: u8 = 1;
+/// RUN `flags` bit: the sums are of `rho(x)` (the substrate's activation of each state code,
+/// `thermo_sim::engine::Observe::Activation`), not of `x`: a clamped substrate's readout.
+pub const RUN_RHO: u8 = 4;
+/// Every RUN flag of this protocol version.
+pub const RUN_FLAGS: u8 = RUN_ALL_UNITS | RUN_RHO;
 
 /// A board's weights as the fixed engine's codes, one vector per weight space
 /// ([`Space::WEIGHTS`]): what WRITE_MEM writes and READ_MEM reads back, and what
@@ -260,7 +267,7 @@ pub struct Identity {
     /// Largest payload the board accepts.
     pub max_payload: u16,
     /// What the board supports beyond the base protocol: [`FEATURE_WEIGHTS`],
-    /// [`FEATURE_ALL_UNITS`].
+    /// [`FEATURE_ALL_UNITS`], [`FEATURE_RHO`].
     pub features: u8,
 }
 
@@ -297,7 +304,8 @@ impl Identity {
             features: p[31],
         })
     }
-    /// Does the board support `feature` ([`FEATURE_WEIGHTS`], [`FEATURE_ALL_UNITS`])?
+    /// Does the board support `feature` ([`FEATURE_WEIGHTS`], [`FEATURE_ALL_UNITS`],
+    /// [`FEATURE_RHO`])?
     pub fn has(&self, feature: u8) -> bool {
         self.features & feature == feature
     }
@@ -316,7 +324,7 @@ pub struct RunRequest {
     /// (`thermo_sim::noise::Taus88::from_key`); the host derives it from a seed with
     /// `thermo_sim::noise::run_key`. The state starts at zero.
     pub key: [u32; 3],
-    /// Flags: [`RUN_ALL_UNITS`] (other bits must be zero).
+    /// Flags: [`RUN_ALL_UNITS`], [`RUN_RHO`] (other bits must be zero).
     pub flags: u8,
 }
 
@@ -338,6 +346,18 @@ impl RunRequest {
     /// Does the result hold every unit ([`RUN_ALL_UNITS`])?
     pub fn all_units(&self) -> bool {
         self.flags & RUN_ALL_UNITS != 0
+    }
+    /// Are the sums of `rho(x)` ([`RUN_RHO`])?
+    pub fn rho(&self) -> bool {
+        self.flags & RUN_RHO != 0
+    }
+    /// What the sums observe of each state: `rho(x)` with [`RUN_RHO`], else `x`.
+    pub fn observe(&self) -> thermo_sim::engine::Observe {
+        if self.rho() {
+            thermo_sim::engine::Observe::Activation
+        } else {
+            thermo_sim::engine::Observe::State
+        }
     }
     /// Parse.
     pub fn decode(p: &[u8]) -> Option<RunRequest> {

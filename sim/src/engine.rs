@@ -434,6 +434,22 @@ impl Fixed {
         sweeps: u32,
         readout: &[usize],
     ) -> RunSums {
+        Fixed::run_observed(prog, cond, key, burn_in, sweeps, readout, Observe::State)
+    }
+
+    /// [`Fixed::run_program`] summing what `observe` reads of each readout unit's state code:
+    /// the code itself ([`Observe::State`], RUN), or `rho` of it ([`Observe::Activation`], RUN
+    /// with `RUN_RHO`: the sums whose mean over `sweeps` is, in reals, what
+    /// [`Engine::relax_average`] and the batched engine return for a clamped substrate).
+    pub fn run_observed(
+        prog: &Program<Fixed>,
+        cond: &[i32],
+        key: [u32; 3],
+        burn_in: u32,
+        sweeps: u32,
+        readout: &[usize],
+        observe: Observe,
+    ) -> RunSums {
         let mut e = FixedEngine::from_program(prog.clone(), 0);
         for (l, lane) in e.lanes.iter_mut().enumerate() {
             lane.rng = crate::noise::Taus88::from_key(key, l as u32);
@@ -447,7 +463,7 @@ impl Fixed {
         for _ in 0..sweeps {
             e.sweep();
             for (acc, &u) in sums.iter_mut().zip(readout) {
-                *acc += e.x[u] as i64;
+                *acc += observe.of(&e.prog.arith, e.x[u]) as i64;
             }
         }
         RunSums {
@@ -723,18 +739,27 @@ pub enum Observe {
 }
 
 impl Observe {
+    /// What this observes of one state `x`: `x` itself, or `rho(x)`.
+    #[inline(always)]
+    pub fn of<A: Arith>(self, a: &A, x: A::State) -> A::State {
+        match self {
+            Observe::State => x,
+            Observe::Activation => a.rho(x),
+        }
+    }
+
     /// Add what this observes of the states `x` (reals) to `sum`, element by element.
     #[inline]
     pub fn accumulate<A: Arith>(self, a: &A, sum: &mut [f64], x: &[A::State]) {
         match self {
             Observe::State => {
                 for (acc, &v) in sum.iter_mut().zip(x) {
-                    *acc += a.to_f64(v);
+                    *acc += a.to_f64(Observe::State.of(a, v));
                 }
             }
             Observe::Activation => {
                 for (acc, &v) in sum.iter_mut().zip(x) {
-                    *acc += a.to_f64(a.rho(v));
+                    *acc += a.to_f64(Observe::Activation.of(a, v));
                 }
             }
         }

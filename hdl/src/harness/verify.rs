@@ -10,7 +10,7 @@ use crate::rtl::top::{substrate_verilog, SubstrateTop};
 use crate::Error;
 use rust_hdl::prelude::*;
 use std::path::Path;
-use thermo_sim::engine::{FixedEngine, Saturation};
+use thermo_sim::engine::{FixedEngine, Observe, Saturation};
 use thermo_sim::Substrate;
 
 /// Which simulators to run.
@@ -389,6 +389,20 @@ pub fn verify_readout(
     seed: u64,
     sims: Sims,
 ) -> Result<usize, Error> {
+    verify_readout_observed(s, burn_in, sweeps, seed, sims, Observe::State)
+}
+
+/// [`verify_readout`] with the accumulators summing what `observe` reads of each written state:
+/// the state, or with [`Observe::Activation`] its activation `rho` (readout switched on with
+/// `READOUT_ON | READOUT_RHO`), against the engine's [`Observe::of`] of its states.
+pub fn verify_readout_observed(
+    s: &Substrate,
+    burn_in: u64,
+    sweeps: u64,
+    seed: u64,
+    sims: Sims,
+    observe: Observe,
+) -> Result<usize, Error> {
     use crate::harness::script::{addr, operand};
     use crate::rtl::top::{ctrl_bits, region};
     let prog = HwProgram::new(s)?;
@@ -400,7 +414,11 @@ pub fn verify_readout(
         sc.push(Cmd::Run);
     }
     sc.push(Cmd::Write(addr(region::CTRL, 1), sweeps as u32));
-    sc.push(Cmd::Write(addr(region::CTRL, 0), ctrl_bits::READOUT_ON));
+    let on = match observe {
+        Observe::State => ctrl_bits::READOUT_ON,
+        Observe::Activation => ctrl_bits::READOUT_ON | ctrl_bits::READOUT_RHO,
+    };
+    sc.push(Cmd::Write(addr(region::CTRL, 0), on));
     sc.push(Cmd::Run);
     sc.push(Cmd::Write(addr(region::CTRL, 0), ctrl_bits::READOUT_OFF));
     let mut reads: Vec<u32> = (0..prog.d)
@@ -417,7 +435,7 @@ pub fn verify_readout(
     for _ in 0..sweeps {
         eng.sweep();
         for (a, &x) in sum.iter_mut().zip(&eng.x) {
-            *a = a.wrapping_add(x as i32 as u32);
+            *a = a.wrapping_add(observe.of(&eng.prog.arith, x) as i32 as u32);
         }
     }
     let mut outs: Vec<(&str, Vec<u64>)> = Vec::new();

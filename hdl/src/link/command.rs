@@ -12,8 +12,8 @@ use rust_hdl::prelude::*;
 use thermo_proto::Space;
 use thermo_proto::{
     readout_units, structure_hash, weight_checksum, ErrorCode, Identity, Opcode, Weights,
-    ERROR_KIND, FEATURE_ALL_UNITS, FEATURE_WEIGHTS, MAX_PAYLOAD, MAX_RUN_SWEEPS, REPLAY_WINDOW,
-    RUN_ALL_UNITS, RUN_LEN, SLOTS, VERSION,
+    ERROR_KIND, FEATURE_ALL_UNITS, FEATURE_RHO, FEATURE_WEIGHTS, MAX_PAYLOAD, MAX_RUN_SWEEPS,
+    REPLAY_WINDOW, RUN_ALL_UNITS, RUN_LEN, SLOTS, VERSION,
 };
 
 // The command unit's RUN decoding takes a 22-byte payload whose flags byte (its last) sits at
@@ -93,6 +93,9 @@ pub struct LinkOptions {
     /// codes, the compiled ones and the map of their locations in three block-RAM tables, and
     /// the checksum unit.
     pub weights: bool,
+    /// RUN takes `RUN_RHO` (`FEATURE_RHO`): the readout sums `rho(x)`, the lanes' readout
+    /// clamp ([`crate::rtl::top::ctrl_bits::READOUT_RHO`]) and one flag per slot.
+    pub rho: bool,
 }
 
 impl Default for LinkOptions {
@@ -101,6 +104,7 @@ impl Default for LinkOptions {
             slots: SLOTS,
             max_payload: MAX_PAYLOAD,
             weights: true,
+            rho: true,
         }
     }
 }
@@ -111,6 +115,7 @@ impl LinkOptions {
         slots: 2,
         max_payload: 508,
         weights: false,
+        rho: false,
     };
     /// Check the options.
     pub fn validate(&self) -> Result<(), crate::Error> {
@@ -171,8 +176,11 @@ pub fn identity_with(s: &Substrate, o: &LinkOptions) -> Identity {
         slots: o.slots,
         state_frac: s.formats.state.frac as u8,
         max_payload: o.max_payload as u16,
-        // RUN sums every unit on request; weights are writable where the build has them
-        features: FEATURE_ALL_UNITS | if weights { FEATURE_WEIGHTS } else { 0 },
+        // RUN sums every unit on request, rho(x) where the build has it; weights are writable
+        // where the build has them
+        features: FEATURE_ALL_UNITS
+            | if weights { FEATURE_WEIGHTS } else { 0 }
+            | if o.rho { FEATURE_RHO } else { 0 },
     }
 }
 
@@ -363,6 +371,12 @@ pub struct CommandUnit {
     slot_fl: DFF<Bits<4>>,
     /// The flag of the RUN being executed.
     rflag: DFF<Bit>,
+    /// Per slot: its RUN sums `rho(x)` (`RUN_RHO`).
+    slot_rho: DFF<Bits<4>>,
+    /// The `RUN_RHO` flag of the RUN being executed.
+    rrho: DFF<Bit>,
+    /// The build takes `RUN_RHO` (`FEATURE_RHO`).
+    k_rfeat: Constant<Bit>,
     k_wfeat: Constant<Bit>,
     k_nw: Constant<Bits<16>>,
     k_wb3: Constant<Bits<16>>,
@@ -381,6 +395,8 @@ pub struct CommandUnit {
     wbusy: Signal<Local, Bit>,
     sflag: Signal<Local, Bit>,
     cflag: Signal<Local, Bit>,
+    srho: Signal<Local, Bit>,
+    crho: Signal<Local, Bit>,
     fbyte: Signal<Local, Bits<64>>,
     fterm: Signal<Local, Bits<64>>,
     csel: Signal<Local, Bits<4>>,
@@ -635,6 +651,9 @@ impl CommandUnit {
             wmod: Default::default(),
             slot_fl: Default::default(),
             rflag: Default::default(),
+            slot_rho: Default::default(),
+            rrho: Default::default(),
+            k_rfeat: Constant::new(o.rho),
             k_wfeat: Constant::new(wf),
             k_nw: Constant::new((nw as u64).to_bits()),
             k_wb3: Constant::new((w2 as u64).to_bits()),
@@ -653,6 +672,8 @@ impl CommandUnit {
             wbusy: Default::default(),
             sflag: Default::default(),
             cflag: Default::default(),
+            srho: Default::default(),
+            crho: Default::default(),
             fbyte: Default::default(),
             fterm: Default::default(),
             csel: Default::default(),
@@ -751,7 +772,7 @@ impl Logic for CommandUnit {
             self, clock, state, ret, ph, off, nb, k, sr, hseq, hkind, hlen, exp, have_exp, space,
             addr, ahi_r, cnt, rerr, bp, ecode, replays, crc_cnt, fr_cnt, sacc, tag, paddr, pwdata,
             pwe, base, same, woff, isrun, cst, slot_st, queue, qn, runs, sweep_base, fh, fx, cdiff,
-            cph, wdirty, wmod, slot_fl, rflag
+            cph, wdirty, wmod, slot_fl, rflag, slot_rho, rrho
         );
         // the counters and addresses below never exceed `k_wm` in this build (see `new`)
         self.kq.next = self.k.q.val() & self.k_wm.val();
@@ -843,6 +864,11 @@ impl Logic for CommandUnit {
             self.k_one4.val() << bit_cast::<4, 2>(self.space.q.val().get_bits::<2>(0));
         self.cflag.next =
             ((self.slot_fl.q.val() >> bit_cast::<4, 2>(self.runner.cur.val())) & 1).any();
+        self.srho.next =
+            ((self.slot_rho.q.val() >> bit_cast::<4, 2>(self.space.q.val().get_bits::<2>(0))) & 1)
+                .any();
+        self.crho.next =
+            ((self.slot_rho.q.val() >> bit_cast::<4, 2>(self.runner.cur.val())) & 1).any();
         // the checksum unit: FNV-1a, one byte in 7 cycles (xor, then fh += fx << s for the
         // prime's shifts 40, 8, 7, 5, 4, 1 in cycles 2..7 of the byte)
         self.fbyte.next = bit_cast::<64, 8>(self.coup.read_data.val().get_bits::<8>(0));
@@ -958,6 +984,7 @@ impl Logic for CommandUnit {
         self.runner.cfg_rdata.next = self.cfg.rdata.val();
         self.runner.running.next = self.cfg.running.val();
         self.runner.all_units.next = self.cflag.val();
+        self.runner.rho.next = self.crho.val();
         self.csh.next = bit_cast::<8, 2>(self.runner.cur.val()) << 1;
         match self.state.q.val() {
             CmdState::Idle => {
@@ -1251,6 +1278,7 @@ impl Logic for CommandUnit {
                 self.runs.d.next = 0.into();
                 self.slot_st.d.next = 0.into();
                 self.slot_fl.d.next = 0.into();
+                self.slot_rho.d.next = 0.into();
                 self.queue.d.next = 0.into();
                 self.qn.d.next = 0.into();
                 self.state.d.next = CmdState::Send;
@@ -1485,10 +1513,15 @@ impl Logic for CommandUnit {
                 }
             }
             CmdState::RunFlags => {
-                // the flags byte in `sr` bits 31..24: RUN_ALL_UNITS (bit 0) or nothing
+                // the flags byte in `sr` bits 31..24: RUN_ALL_UNITS (bit 0), RUN_RHO (bit 2,
+                // in a build with it)
                 self.state.d.next = CmdState::CwStart;
                 self.rflag.d.next = self.sr.q.val().get_bit(24);
-                if self.sr.q.val().get_bits::<7>(25).any() {
+                self.rrho.d.next = self.sr.q.val().get_bit(26);
+                if self.sr.q.val().get_bit(25)
+                    | self.sr.q.val().get_bits::<5>(27).any()
+                    | (self.sr.q.val().get_bit(26) & !self.k_rfeat.val())
+                {
                     self.ecode.d.next = self.k_e_param.val();
                     self.state.d.next = CmdState::ErrReply;
                 } else if self.space.q.val() >= self.k_slots.val() {
@@ -1501,7 +1534,9 @@ impl Logic for CommandUnit {
                 self.k.d.next = 0.into();
                 // a RUN is the same only with the same flags
                 self.same.d.next = (self.cst.q.val() != 0)
-                    & (!self.isrun.q.val() | (self.rflag.q.val() == self.sflag.val()));
+                    & (!self.isrun.q.val()
+                        | ((self.rflag.q.val() == self.sflag.val())
+                            & (self.rrho.q.val() == self.srho.val())));
                 self.off.d.next = self.woff.q.val();
                 if self.cst.q.val() == 0 {
                     self.state.d.next = CmdState::CwDecide;
@@ -1564,6 +1599,10 @@ impl Logic for CommandUnit {
                     self.slot_fl.d.next = self.slot_fl.q.val() & !self.fmask.val();
                     if self.rflag.q.val() {
                         self.slot_fl.d.next = self.slot_fl.q.val() | self.fmask.val();
+                    }
+                    self.slot_rho.d.next = self.slot_rho.q.val() & !self.fmask.val();
+                    if self.rrho.q.val() {
+                        self.slot_rho.d.next = self.slot_rho.q.val() | self.fmask.val();
                     }
                 }
                 self.state.d.next = CmdState::Send;
@@ -1712,6 +1751,11 @@ impl Logic for CommandUnit {
             self.cph.d.next = 0.into();
             self.wdirty.d.next = false;
             self.wmod.d.next = false;
+        }
+        // a build without the rho feature: no slot's run sums rho(x)
+        if !self.k_rfeat.val() {
+            self.slot_rho.d.next = 0.into();
+            self.rrho.d.next = false;
         }
     }
 }
@@ -1865,7 +1909,7 @@ impl LinkTop {
             urx: Default::default(),
             utx: Default::default(),
             core: LinkCore::new(s, prog, o),
-            sub: crate::rtl::top::SubstrateTop::new(prog),
+            sub: crate::rtl::top::SubstrateTop::with_rho(prog, o.rho),
             k_inc: Constant::new((inc as u64).to_bits()),
         }
     }

@@ -34,7 +34,7 @@ enum SeqState {
 /// into the unit's state (current buffer) and zero into its readout accumulator; it writes every
 /// lane's seeds `lift(lane_base(l) XOR key)` (lane bases from a ROM; `lift` adds
 /// `TAUS88_MIN[c]` to a word below it) and loads them (`NOISE_LOAD`); it runs `burn_in` sweeps
-/// (if any), switches readout accumulation on, runs `sweeps` sweeps, switches it off, writes the
+/// (if any), switches readout accumulation on (of `rho(x)` for a run with `rho`), runs `sweeps` sweeps, switches it off, writes the
 /// accumulators of the readout units (of every unit for a run with `all_units`), read
 /// through the port, into the slot's part of the result memory and reports `done` (the command unit counts the run and marks the slot done). A
 /// `reset` while a run is in progress makes it an aborted run: it still finishes (the substrate
@@ -84,6 +84,9 @@ pub struct RunSequencer {
     /// The slot being run sums every unit (RUN flag `RUN_ALL_UNITS`), not only the readout
     /// units (held by the command unit for the slot `cur` while the run is in progress).
     pub all_units: Signal<In, Bit>,
+    /// The slot being run sums `rho` of the states (RUN flag `RUN_RHO`; held like
+    /// `all_units`): readout is switched on with `READOUT_RHO`.
+    pub rho: Signal<In, Bit>,
     /// Take the head of the run queue (this cycle).
     pub take: Signal<Out, Bit>,
     /// The sequencer owns the port and the slot memories.
@@ -140,6 +143,7 @@ pub struct RunSequencer {
     k_start: Constant<Bits<32>>,
     k_rdo_on: Constant<Bits<32>>,
     k_rdo_off: Constant<Bits<32>>,
+    k_rdo_rho: Constant<Bits<32>>,
     k_rg_bias: Constant<Bits<24>>,
     k_rg_state: Constant<Bits<24>>,
     k_rg_rdo: Constant<Bits<24>>,
@@ -198,6 +202,7 @@ impl RunSequencer {
             cfg_rdata: Default::default(),
             running: Default::default(),
             all_units: Default::default(),
+            rho: Default::default(),
             take: Default::default(),
             owns: Default::default(),
             busy: Default::default(),
@@ -239,6 +244,7 @@ impl RunSequencer {
             k_start: k32(ctrl_bits::START),
             k_rdo_on: k32(ctrl_bits::READOUT_ON),
             k_rdo_off: k32(ctrl_bits::READOUT_OFF),
+            k_rdo_rho: k32(ctrl_bits::READOUT_RHO),
             k_rg_bias: k24(region::BIAS << 20),
             k_rg_state: k24(region::STATE << 20),
             k_rg_rdo: k24(region::READOUT << 20),
@@ -463,6 +469,9 @@ impl Logic for RunSequencer {
                     self.p_addr.next = 0.into();
                     self.p_data_en.next = true;
                     self.p_data.next = self.k_rdo_on.val();
+                    if self.rho.val() {
+                        self.p_data.next = self.k_rdo_on.val() | self.k_rdo_rho.val();
+                    }
                 }
                 if self.sph.q.val() == 1 {
                     self.p_addr_en.next = true;

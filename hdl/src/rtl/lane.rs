@@ -24,8 +24,8 @@ use rust_hdl::prelude::*;
 /// (bank select, stage 2) / `rd_data` (the replica's word, stage 2); bus line read `line_sel` /
 /// `line_val` (stage 2); write back `wr_en`, `wr_q`, `wr_data` (stage 3); configuration writes
 /// `cfg_addr`, `cfg_data`, `instr_we`, `bias_we`; noise `nz`, `nvalid` in, `npop` out (pulsed in
-/// stage 2 of each finish instruction); readout accumulation `rdo_en` (each written state is added to the unit's
-/// readout word), port access while idle `rdo_sel`/`rdo_addr`/`rdo_data`/`rdo_we`; counters
+/// stage 2 of each finish instruction); readout accumulation `rdo_en` (each written state, or
+/// with `rdo_rho` its activation `rho`, is added to the unit's readout word), port access while idle `rdo_sel`/`rdo_addr`/`rdo_data`/`rdo_we`; counters
 /// `cnt_acc`, `cnt_state` (cleared by `clear`), sticky `noise_err` (a sample was needed but
 /// the noise lane was empty — never happens in a correct schedule).
 ///
@@ -66,6 +66,8 @@ pub struct LangevinLane {
     pub clear: Signal<In, Bit>,
     /// Accumulate written states into the readout memory.
     pub rdo_en: Signal<In, Bit>,
+    /// Accumulate `rho` of each written state (the activation's clamp) instead of the state.
+    pub rdo_rho: Signal<In, Bit>,
     /// Readout memory read address comes from `rdo_addr` (idle) instead of the unit counter.
     pub rdo_sel: Signal<In, Bit>,
     /// Readout memory read/write address when `rdo_sel`.
@@ -126,6 +128,8 @@ pub struct LangevinLane {
     hi: Constant<Bits<16>>,
     lob: Constant<Bits<16>>,
     hib: Constant<Bits<16>>,
+    lo32: Constant<Bits<32>>,
+    hi32: Constant<Bits<32>>,
     gn: Constant<Bits<16>>,
     ngn: Constant<Bits<16>>,
     // combinational
@@ -139,6 +143,9 @@ pub struct LangevinLane {
     i2: Signal<Local, Bits<2>>,
     i3: Signal<Local, Bits<2>>,
     fin_now: Signal<Local, Bit>,
+    fy: Signal<Local, Bits<16>>,
+    fyb: Signal<Local, Bits<16>>,
+    rdo_x: Signal<Local, Bits<32>>,
 }
 
 impl LangevinLane {
@@ -169,6 +176,7 @@ impl LangevinLane {
             nvalid: Default::default(),
             clear: Default::default(),
             rdo_en: Default::default(),
+            rdo_rho: Default::default(),
             rdo_sel: Default::default(),
             rdo_addr: Default::default(),
             rdo_we: Default::default(),
@@ -212,6 +220,8 @@ impl LangevinLane {
             hi: Constant::new(b16(hi as i64)),
             lob: Constant::new(b16(lo as i64 ^ 0x8000)),
             hib: Constant::new(b16(hi as i64 ^ 0x8000)),
+            lo32: Constant::new(((lo as i32 as u32) as u64).to_bits()),
+            hi32: Constant::new(((hi as i32 as u32) as u64).to_bits()),
             gn: Constant::new(b16(dp.noise_amp as i64)),
             ngn: Constant::new(b16(-(dp.noise_amp as i64))),
             ins: Default::default(),
@@ -224,6 +234,9 @@ impl LangevinLane {
             i2: Default::default(),
             i3: Default::default(),
             fin_now: Default::default(),
+            fy: Default::default(),
+            fyb: Default::default(),
+            rdo_x: Default::default(),
         }
     }
 }
@@ -363,7 +376,18 @@ impl Logic for LangevinLane {
             self.rdo.read_address.next = self.rdo_addr.val();
         }
         self.rdo.write_address.next = self.uc.q.val();
-        self.rdo.write_data.next = self.rdo.read_data.val() + self.fin.y.val();
+        // what is summed: the new state, or (rdo_rho) its activation rho, the clamp of the
+        // operand path above applied to the written state
+        self.fy.next = self.fin.y.val().get_bits::<16>(0);
+        self.fyb.next = self.fy.val() ^ 0x8000;
+        self.rdo_x.next = self.fin.y.val();
+        if self.rdo_rho.val() & (self.fyb.val() < self.lob.val()) {
+            self.rdo_x.next = self.lo32.val();
+        }
+        if self.rdo_rho.val() & (self.fyb.val() > self.hib.val()) {
+            self.rdo_x.next = self.hi32.val();
+        }
+        self.rdo.write_data.next = self.rdo.read_data.val() + self.rdo_x.val();
         self.rdo.write_enable.next = self.fin_now.val() & self.rdo_en.val();
         if self.rdo_sel.val() {
             self.rdo.write_address.next = self.rdo_addr.val();

@@ -47,6 +47,10 @@ pub mod ctrl_bits {
     pub const READOUT_ON: u32 = 8;
     /// Switch readout accumulation off.
     pub const READOUT_OFF: u32 = 16;
+    /// Written with `READOUT_ON`: accumulate `rho` of every written state (the activation)
+    /// instead of the state, until the next `READOUT_ON` (a top built without it,
+    /// [`super::SubstrateTop::with_rho`], ignores the bit and sums states).
+    pub const READOUT_RHO: u32 = 32;
 }
 
 /// The bits of a lane's `line_sel` that select a line register: `n_lines` rounded up to a power
@@ -119,6 +123,7 @@ pub struct SubstrateTop {
     lines: Vec<DFF<Bits<16>>>,
     nsw: DFF<Bits<32>>,
     rdo_en: DFF<Bit>,
+    rdo_rho: DFF<Bit>,
     rsel: DFF<Bits<8>>,
     rdata: DFF<Bits<32>>,
     start_late: DFF<Bit>,
@@ -130,11 +135,18 @@ pub struct SubstrateTop {
     _side_len: Vec<u64>,
     _line_base: Vec<usize>,
     _k: Vec<usize>,
+    _rho: bool,
 }
 
 impl SubstrateTop {
-    /// The top of a compiled substrate.
+    /// The top of a compiled substrate, with `rho` readout ([`ctrl_bits::READOUT_RHO`]).
     pub fn new(prog: &HwProgram) -> Self {
+        SubstrateTop::with_rho(prog, true)
+    }
+
+    /// The top of a compiled substrate; `rho`: whether `READOUT_RHO` is built (without it the
+    /// register that selects it is constant zero and synthesis drops the lanes' readout clamp).
+    pub fn with_rho(prog: &HwProgram, rho: bool) -> Self {
         let p = prog.p;
         let s = prog.sides.len();
         assert!(
@@ -164,9 +176,11 @@ impl SubstrateTop {
             lines: (0..prog.n_lines).map(|_| DFF::default()).collect(),
             nsw: Default::default(),
             rdo_en: Default::default(),
+            rdo_rho: Default::default(),
             rsel: Default::default(),
             rdata: Default::default(),
             start_late: Default::default(),
+            _rho: rho,
             _p: p,
             _qbits: prog.qbits,
             _bbits: prog.dp.bbits as usize,
@@ -213,6 +227,7 @@ impl Logic for SubstrateTop {
         }
         self.nsw.clock.next = clk;
         self.rdo_en.clock.next = clk;
+        self.rdo_rho.clock.next = clk;
         self.rsel.clock.next = clk;
         self.rdata.clock.next = clk;
         self.start_late.clock.next = clk;
@@ -243,6 +258,13 @@ impl Logic for SubstrateTop {
             false
         } else {
             self.rdo_en.q.val()
+        };
+        self.rdo_rho.d.next = if !self._rho {
+            false
+        } else if ctrl_we && wd & 8 != 0 {
+            wd & 32 != 0
+        } else {
+            self.rdo_rho.q.val()
         };
         // START with NOISE_LOAD: one cycle later
         self.start_late.d.next = ctrl_we && wd & 1 != 0 && wd & 2 != 0;
@@ -277,6 +299,7 @@ impl Logic for SubstrateTop {
             lane.bias_we.next = we && reg == 4 && sel == l as u64;
             lane.clear.next = ctrl_we && wd & 4 != 0;
             lane.rdo_en.next = self.rdo_en.q.val();
+            lane.rdo_rho.next = self.rdo_rho.q.val();
             lane.rdo_sel.next = !running;
             lane.rdo_addr.next = a_q.to_bits();
             lane.rdo_we.next = we && reg == 7 && a_bank == l as u64;
@@ -426,6 +449,7 @@ impl Logic for SubstrateTop {
             l.nvalid.connect();
             l.clear.connect();
             l.rdo_en.connect();
+            l.rdo_rho.connect();
             l.rdo_sel.connect();
             l.rdo_addr.connect();
             l.rdo_we.connect();
@@ -470,6 +494,8 @@ impl Logic for SubstrateTop {
             d.connect();
         }
         self.rdo_en.clock.connect();
+        self.rdo_rho.clock.connect();
+        self.rdo_rho.d.connect();
         self.start_late.clock.connect();
         self.start_late.d.connect();
         self.nsw.d.connect();
@@ -525,16 +551,22 @@ impl SubstrateTop {
         for li in 0..nl {
             writeln!(w, "  lines${li}$clock = clock;").unwrap();
         }
-        for d in ["nsw", "rdo_en", "rsel", "rdata", "start_late"] {
+        for d in ["nsw", "rdo_en", "rdo_rho", "rsel", "rdata", "start_late"] {
             writeln!(w, "  {d}$clock = clock;").unwrap();
         }
         writeln!(
             w,
             "  nsw$d = (cfg$we && cfg$addr == 24'd1) ? cfg$wdata : nsw$q;
   rdo_en$d = (ctrl_we && cfg$wdata[3]) ? 1'b1 : ((ctrl_we && cfg$wdata[4]) ? 1'b0 : rdo_en$q);
+  rdo_rho$d = {rho_d};
   start_late$d = ctrl_we && cfg$wdata[0] && cfg$wdata[1];
   ctrl$start = (ctrl_we && cfg$wdata[0] && !cfg$wdata[1]) || start_late$q;
-  ctrl$n_sweeps = nsw$q;"
+  ctrl$n_sweeps = nsw$q;",
+            rho_d = if self._rho {
+                "(ctrl_we && cfg$wdata[3]) ? cfg$wdata[5] : rdo_rho$q"
+            } else {
+                "1'b0"
+            }
         )
         .unwrap();
         for l in 0..p {
@@ -565,6 +597,7 @@ impl SubstrateTop {
   lanes${l}$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd{l});
   lanes${l}$clear = ctrl_we && cfg$wdata[2];
   lanes${l}$rdo_en = rdo_en$q;
+  lanes${l}$rdo_rho = rdo_rho$q;
   lanes${l}$rdo_sel = !running_w;
   lanes${l}$rdo_addr = a_q;
   lanes${l}$rdo_we = cfg$we && (reg_w == 4'd7) && (a_bank == 16'd{l});",
