@@ -389,6 +389,19 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
     output reg  active;
     
     // Constant declarations
+    localparam  k_rfeat = 1'b0;
+    localparam  k_wfeat = 1'b0;
+    localparam  k_nw = 16'hda;
+    localparam  k_wb3 = 16'hda;
+    localparam  k_wb4 = 16'h11a;
+    localparam  k_wb5 = 16'h17a;
+    localparam  k_wl2 = 18'b11011010;
+    localparam  k_wl3 = 18'b1000000;
+    localparam  k_wl4 = 18'b1100000;
+    localparam  k_wl5 = 18'b10;
+    localparam  k_csum0 = 64'h8a2b01a185a77f21;
+    localparam  k_fnv0 = 64'hcbf29ce484222325;
+    localparam  k_one4 = 4'h1;
     localparam  k_shadow = 16'h40;
     localparam  k_units = 18'b1000000;
     localparam  k_ncoup = 18'b11011010;
@@ -396,7 +409,7 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
     localparam  k_d17 = 17'b1000000;
     localparam  k_r17 = 17'b11000;
     localparam  k_sbits = 16'h7;
-    localparam  k_rbits = 16'h5;
+    localparam  k_rbits = 16'h6;
     localparam  k_op_identify = 8'h1;
     localparam  k_op_write = 8'h2;
     localparam  k_op_read = 8'h3;
@@ -445,23 +458,31 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
     localparam CmdState$RmWord = 16;
     localparam CmdState$RmZeros = 17;
     localparam CmdState$RmCoup = 18;
-    localparam CmdState$ScCheck = 19;
-    localparam CmdState$RunCheck = 20;
-    localparam CmdState$RunFlags = 21;
-    localparam CmdState$CwStart = 22;
-    localparam CmdState$CmpNext = 23;
-    localparam CmdState$CmpWord = 24;
-    localparam CmdState$CwDecide = 25;
-    localparam CmdState$WrNext = 26;
-    localparam CmdState$WrWord = 27;
-    localparam CmdState$CwFinish = 28;
-    localparam CmdState$RoCheck = 29;
-    localparam CmdState$RoSweeps = 30;
-    localparam CmdState$RoHead = 31;
-    localparam CmdState$RoSums = 32;
-    localparam CmdState$ErrReply = 33;
-    localparam CmdState$Send = 34;
-    localparam CmdState$Release = 35;
+    localparam CmdState$WcCmpNext = 19;
+    localparam CmdState$WcCmpWord = 20;
+    localparam CmdState$WcDecide = 21;
+    localparam CmdState$WcWrNext = 22;
+    localparam CmdState$WcWrWord = 23;
+    localparam CmdState$WcPatchB = 24;
+    localparam CmdState$CsLoop = 25;
+    localparam CmdState$RsWeights = 26;
+    localparam CmdState$ScCheck = 27;
+    localparam CmdState$RunCheck = 28;
+    localparam CmdState$RunFlags = 29;
+    localparam CmdState$CwStart = 30;
+    localparam CmdState$CmpNext = 31;
+    localparam CmdState$CmpWord = 32;
+    localparam CmdState$CwDecide = 33;
+    localparam CmdState$WrNext = 34;
+    localparam CmdState$WrWord = 35;
+    localparam CmdState$CwFinish = 36;
+    localparam CmdState$RoCheck = 37;
+    localparam CmdState$RoSweeps = 38;
+    localparam CmdState$RoHead = 39;
+    localparam CmdState$RoSums = 40;
+    localparam CmdState$ErrReply = 41;
+    localparam CmdState$Send = 42;
+    localparam CmdState$Release = 43;
     
     // Stub signals
     reg  bmem$clock;
@@ -492,6 +513,30 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
     reg  [15:0] coup$write_address;
     reg  [31:0] coup$write_data;
     reg  coup$write_enable;
+    reg  wcomp$clock;
+    reg  [15:0] wcomp$read_address;
+    wire  [31:0] wcomp$read_data;
+    reg  [15:0] wcomp$write_address;
+    reg  [31:0] wcomp$write_data;
+    reg  wcomp$write_enable;
+    reg  wmap_a$clock;
+    reg  [15:0] wmap_a$read_address;
+    wire  [31:0] wmap_a$read_data;
+    reg  [15:0] wmap_a$write_address;
+    reg  [31:0] wmap_a$write_data;
+    reg  wmap_a$write_enable;
+    reg  wmap_b$clock;
+    reg  [15:0] wmap_b$read_address;
+    wire  [31:0] wmap_b$read_data;
+    reg  [15:0] wmap_b$write_address;
+    reg  [31:0] wmap_b$write_data;
+    reg  wmap_b$write_enable;
+    reg  wmap_h$clock;
+    reg  [15:0] wmap_h$read_address;
+    wire  [31:0] wmap_h$read_data;
+    reg  [15:0] wmap_h$write_address;
+    reg  [31:0] wmap_h$write_data;
+    reg  wmap_h$write_enable;
     reg  runner$clock;
     reg  runner$req_idle;
     reg  runner$queued;
@@ -500,6 +545,8 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
     reg  [31:0] runner$slot_rdata;
     reg  [31:0] runner$cfg_rdata;
     reg  runner$running;
+    reg  runner$all_units;
+    reg  runner$rho;
     wire  runner$take;
     wire  runner$owns;
     wire  runner$busy;
@@ -626,8 +673,54 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
     reg  [31:0] sweep_base$d;
     wire  [31:0] sweep_base$q;
     reg  sweep_base$clock;
+    reg  [63:0] fh$d;
+    wire  [63:0] fh$q;
+    reg  fh$clock;
+    reg  [63:0] fx$d;
+    wire  [63:0] fx$q;
+    reg  fx$clock;
+    reg  [63:0] cdiff$d;
+    wire  [63:0] cdiff$q;
+    reg  cdiff$clock;
+    reg  [3:0] cph$d;
+    wire  [3:0] cph$q;
+    reg  cph$clock;
+    reg  wdirty$d;
+    wire  wdirty$q;
+    reg  wdirty$clock;
+    reg  wmod$d;
+    wire  wmod$q;
+    reg  wmod$clock;
+    reg  [3:0] slot_fl$d;
+    wire  [3:0] slot_fl$q;
+    reg  slot_fl$clock;
+    reg  rflag$d;
+    wire  rflag$q;
+    reg  rflag$clock;
+    reg  [3:0] slot_rho$d;
+    wire  [3:0] slot_rho$q;
+    reg  slot_rho$clock;
+    reg  rrho$d;
+    wire  rrho$q;
+    reg  rrho$clock;
     
     // Local signals
+    reg  [15:0] wsb;
+    reg  [17:0] wlen;
+    reg  [15:0] wix;
+    reg  [17:0] wend;
+    reg  wbusy;
+    reg  sflag;
+    reg  cflag;
+    reg  srho;
+    reg  crho;
+    reg  [63:0] fbyte;
+    reg  [63:0] fterm;
+    reg  [3:0] csel;
+    reg  [31:0] code;
+    reg  [15:0] idsh;
+    reg  [63:0] idb;
+    reg  [3:0] fmask;
     reg  [31:0] nsr;
     reg  [15:0] ix;
     reg  [7:0] sdist;
@@ -707,6 +800,38 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         .write_data(coup$write_data),
         .write_enable(coup$write_enable)
     );
+    top$core$cmd$wcomp wcomp(
+        .clock(wcomp$clock),
+        .read_address(wcomp$read_address),
+        .read_data(wcomp$read_data),
+        .write_address(wcomp$write_address),
+        .write_data(wcomp$write_data),
+        .write_enable(wcomp$write_enable)
+    );
+    top$core$cmd$wmap_a wmap_a(
+        .clock(wmap_a$clock),
+        .read_address(wmap_a$read_address),
+        .read_data(wmap_a$read_data),
+        .write_address(wmap_a$write_address),
+        .write_data(wmap_a$write_data),
+        .write_enable(wmap_a$write_enable)
+    );
+    top$core$cmd$wmap_b wmap_b(
+        .clock(wmap_b$clock),
+        .read_address(wmap_b$read_address),
+        .read_data(wmap_b$read_data),
+        .write_address(wmap_b$write_address),
+        .write_data(wmap_b$write_data),
+        .write_enable(wmap_b$write_enable)
+    );
+    top$core$cmd$wmap_h wmap_h(
+        .clock(wmap_h$clock),
+        .read_address(wmap_h$read_address),
+        .read_data(wmap_h$read_data),
+        .write_address(wmap_h$write_address),
+        .write_data(wmap_h$write_data),
+        .write_enable(wmap_h$write_enable)
+    );
     top$core$cmd$runner runner(
         .clock(runner$clock),
         .req_idle(runner$req_idle),
@@ -716,6 +841,8 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         .slot_rdata(runner$slot_rdata),
         .cfg_rdata(runner$cfg_rdata),
         .running(runner$running),
+        .all_units(runner$all_units),
+        .rho(runner$rho),
         .take(runner$take),
         .owns(runner$owns),
         .busy(runner$busy),
@@ -917,6 +1044,56 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         .q(sweep_base$q),
         .clock(sweep_base$clock)
     );
+    top$core$cmd$fh fh(
+        .d(fh$d),
+        .q(fh$q),
+        .clock(fh$clock)
+    );
+    top$core$cmd$fx fx(
+        .d(fx$d),
+        .q(fx$q),
+        .clock(fx$clock)
+    );
+    top$core$cmd$cdiff cdiff(
+        .d(cdiff$d),
+        .q(cdiff$q),
+        .clock(cdiff$clock)
+    );
+    top$core$cmd$cph cph(
+        .d(cph$d),
+        .q(cph$q),
+        .clock(cph$clock)
+    );
+    top$core$cmd$wdirty wdirty(
+        .d(wdirty$d),
+        .q(wdirty$q),
+        .clock(wdirty$clock)
+    );
+    top$core$cmd$wmod wmod(
+        .d(wmod$d),
+        .q(wmod$q),
+        .clock(wmod$clock)
+    );
+    top$core$cmd$slot_fl slot_fl(
+        .d(slot_fl$d),
+        .q(slot_fl$q),
+        .clock(slot_fl$clock)
+    );
+    top$core$cmd$rflag rflag(
+        .d(rflag$d),
+        .q(rflag$q),
+        .clock(rflag$clock)
+    );
+    top$core$cmd$slot_rho slot_rho(
+        .d(slot_rho$d),
+        .q(slot_rho$q),
+        .clock(slot_rho$clock)
+    );
+    top$core$cmd$rrho rrho(
+        .d(rrho$d),
+        .q(rrho$q),
+        .clock(rrho$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -957,6 +1134,16 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         qn$clock = clock;
         runs$clock = clock;
         sweep_base$clock = clock;
+        fh$clock = clock;
+        fx$clock = clock;
+        cdiff$clock = clock;
+        cph$clock = clock;
+        wdirty$clock = clock;
+        wmod$clock = clock;
+        slot_fl$clock = clock;
+        rflag$clock = clock;
+        slot_rho$clock = clock;
+        rrho$clock = clock;
         state$d = state$q;
         ret$d = ret$q;
         ph$d = ph$q;
@@ -994,6 +1181,16 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         qn$d = qn$q;
         runs$d = runs$q;
         sweep_base$d = sweep_base$q;
+        fh$d = fh$q;
+        fx$d = fx$q;
+        cdiff$d = cdiff$q;
+        cph$d = cph$q;
+        wdirty$d = wdirty$q;
+        wmod$d = wmod$q;
+        slot_fl$d = slot_fl$q;
+        rflag$d = rflag$q;
+        slot_rho$d = slot_rho$q;
+        rrho$d = rrho$q;
         kq = k$q & k_wm;
         cntq = cnt$q & k_wm;
         baseq = base$q & k_wm;
@@ -1020,10 +1217,86 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         res$write_address = 32'h0;
         res$write_data = cfg$rdata;
         res$write_enable = 1'b0;
-        coup$read_address = ix;
-        coup$write_address = 32'h0;
-        coup$write_data = 32'h0;
+        wsb = 32'h0;
+        wlen = k_wl2;
+        if (space$q == 32'h3) begin
+            wsb = k_wb3;
+            wlen = k_wl3;
+        end
+        if (space$q == 32'h4) begin
+            wsb = k_wb4;
+            wlen = k_wl4;
+        end
+        if (space$q == 32'h5) begin
+            wsb = k_wb5;
+            wlen = k_wl5;
+        end
+        wix = wsb + ix;
+        if ((state$q == CmdState$CsLoop) | (state$q == CmdState$RsWeights)) begin
+            wix = kq;
+        end
+        coup$clock = clock;
+        wcomp$clock = clock;
+        wmap_a$clock = clock;
+        wmap_b$clock = clock;
+        wmap_h$clock = clock;
+        coup$read_address = wix;
+        coup$write_address = wix;
+        coup$write_data = ((sr$q[(32'h10)+:(16)]) & 32'hffffffff);
         coup$write_enable = 1'b0;
+        wcomp$read_address = wix;
+        wcomp$write_address = 32'h0;
+        wcomp$write_data = 32'h0;
+        wcomp$write_enable = 1'b0;
+        wmap_a$read_address = wix;
+        wmap_a$write_address = 32'h0;
+        wmap_a$write_data = 32'h0;
+        wmap_a$write_enable = 1'b0;
+        wmap_b$read_address = wix;
+        wmap_b$write_address = 32'h0;
+        wmap_b$write_data = 32'h0;
+        wmap_b$write_enable = 1'b0;
+        wmap_h$read_address = wix;
+        wmap_h$write_address = 32'h0;
+        wmap_h$write_data = 32'h0;
+        wmap_h$write_enable = 1'b0;
+        code = ((sr$q[(32'h10)+:(16)]) & 32'hffffffff);
+        if (state$q == CmdState$RsWeights) begin
+            code = ((wcomp$read_data[(32'h0)+:(16)]) & 32'hffffffff);
+            coup$write_data = code;
+        end
+        wbusy = |(slot_st$q & 32'h55);
+        sflag = |((slot_fl$q >> ((space$q[(32'h0)+:(2)]) & 4'hf)) & 32'h1);
+        fmask = k_one4 << ((space$q[(32'h0)+:(2)]) & 4'hf);
+        cflag = |((slot_fl$q >> ((runner$cur) & 4'hf)) & 32'h1);
+        srho = |((slot_rho$q >> ((space$q[(32'h0)+:(2)]) & 4'hf)) & 32'h1);
+        crho = |((slot_rho$q >> ((runner$cur) & 4'hf)) & 32'h1);
+        fbyte = ((coup$read_data[(32'h0)+:(8)]) & 64'hffffffffffffffff);
+        if (cph$q == 32'h8) begin
+            fbyte = ((coup$read_data[(32'h8)+:(8)]) & 64'hffffffffffffffff);
+        end
+        csel = cph$q;
+        if (cph$q >= 32'h9) begin
+            csel = cph$q - 32'h7;
+        end
+        fterm = fx$q << 32'h1;
+        if (csel == 32'h2) begin
+            fterm = fx$q << 32'h28;
+        end
+        if (csel == 32'h3) begin
+            fterm = fx$q << 32'h8;
+        end
+        if (csel == 32'h4) begin
+            fterm = fx$q << 32'h7;
+        end
+        if (csel == 32'h5) begin
+            fterm = fx$q << 32'h5;
+        end
+        if (csel == 32'h6) begin
+            fterm = fx$q << 32'h4;
+        end
+        idsh = kq - 32'h9;
+        idb = (k_csum0 ^ cdiff$q) >> (((idsh[(32'h0)+:(3)]) & 64'hffffffffffffffff) << 32'h3);
         pwe$d = 1'b0;
         wr = 1'b0;
         reply$data = 32'h0;
@@ -1036,6 +1309,7 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         ahi = ahi_r$q;
         sw_over = |sr$q[(32'h11)+:(15)] | (sr$q[32'h10] & |sr$q[(32'h0)+:(16)]);
         end33 = ((addr$q) & 18'h3ffff) + ((nwords) & 18'h3ffff);
+        wend = ((addr$q) & 18'h3ffff) + ((dlen >> 32'h1) & 18'h3ffff);
         rcnt = sr$q[(32'h10)+:(16)];
         rend33 = ((addr$q) & 18'h3ffff) + ((rcnt) & 18'h3ffff);
         if (req$crc_evt) begin
@@ -1087,6 +1361,8 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         runner$slot_rdata = slotmem$read_data;
         runner$cfg_rdata = cfg$rdata;
         runner$running = cfg$running;
+        runner$all_units = cflag;
+        runner$rho = crho;
         csh = ((runner$cur) & 8'hff) << 32'h1;
         case (state$q)
             CmdState$Idle:
@@ -1151,6 +1427,11 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                         ecode$d = k_e_unknown;
                         if (hkind$q == k_op_identify) begin
                             state$d = CmdState$IdentCopy;
+                            if (wdirty$q) begin
+                                fh$d = k_fnv0;
+                                cph$d = 32'h0;
+                                state$d = CmdState$CsLoop;
+                            end
                         end
                         if (hkind$q == k_op_status) begin
                             sacc$d = ((~sweep_base$q) & 40'hffffffffff);
@@ -1213,9 +1494,36 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                         ph$d = 32'h0;
                         wr = 1'b1;
                         reply$data = ident$data;
+                        if ((kq >= 32'h9) & (kq < 32'h11)) begin
+                            reply$data = idb[(32'h0)+:(8)];
+                        end
                         k$d = kq + 32'h1;
                         if (kq + 32'h1 == k_ident_len) begin
                             state$d = CmdState$Send;
+                        end
+                    end
+                end
+            CmdState$CsLoop:
+                begin
+                    if (kq == k_nw) begin
+                        cdiff$d = fh$q ^ k_csum0;
+                        wdirty$d = 1'b0;
+                        k$d = 32'h0;
+                        ph$d = 32'h0;
+                        state$d = CmdState$IdentCopy;
+                    end
+                    else begin
+                        cph$d = cph$q + 32'h1;
+                        if ((cph$q == 32'h1) | (cph$q == 32'h8)) begin
+                            fx$d = fh$q ^ fbyte;
+                            fh$d = fh$q ^ fbyte;
+                        end
+                        if (((cph$q >= 32'h2) & (cph$q <= 32'h7)) | (cph$q >= 32'h9)) begin
+                            fh$d = fh$q + fterm;
+                        end
+                        if (cph$q == 32'he) begin
+                            cph$d = 32'h0;
+                            k$d = kq + 32'h1;
                         end
                     end
                 end
@@ -1270,6 +1578,10 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                     if (kq == k_d16) begin
                         ph$d = 32'h0;
                         state$d = CmdState$ResetSweeps;
+                        if (wmod$q) begin
+                            k$d = 32'h0;
+                            state$d = CmdState$RsWeights;
+                        end
                     end
                     else if (ph$q == 32'h0) begin
                         ph$d = 32'h1;
@@ -1282,6 +1594,32 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                             bmem$write_enable = 1'b1;
                         end
                         if (ph$q == 32'h4) begin
+                            ph$d = 32'h0;
+                            k$d = kq + 32'h1;
+                        end
+                    end
+                end
+            CmdState$RsWeights:
+                begin
+                    if (kq == k_nw) begin
+                        cdiff$d = 32'h0;
+                        wdirty$d = 1'b0;
+                        wmod$d = 1'b0;
+                        ph$d = 32'h0;
+                        state$d = CmdState$ResetSweeps;
+                    end
+                    else begin
+                        ph$d = ph$q + 32'h1;
+                        if (ph$q == 32'h1) begin
+                            coup$write_enable = 1'b1;
+                            paddr$d = wmap_a$read_data[(32'h0)+:(24)];
+                            pwdata$d = (((wmap_h$read_data[(32'h0)+:(16)]) & 32'hffffffff) << 32'h10) | code;
+                            pwe$d = 1'b1;
+                        end
+                        if (ph$q == 32'h2) begin
+                            paddr$d = wmap_b$read_data[(32'h0)+:(24)];
+                            pwdata$d = (((wmap_h$read_data[(32'h10)+:(16)]) & 32'hffffffff) << 32'h10) | code;
+                            pwe$d = wmap_b$read_data[32'h1f];
                             ph$d = 32'h0;
                             k$d = kq + 32'h1;
                         end
@@ -1312,6 +1650,8 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                     end
                     runs$d = 32'h0;
                     slot_st$d = 32'h0;
+                    slot_fl$d = 32'h0;
+                    slot_rho$d = 32'h0;
                     queue$d = 32'h0;
                     qn$d = 32'h0;
                     state$d = CmdState$Send;
@@ -1325,6 +1665,81 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                         k$d = 32'h0;
                         state$d = CmdState$WmWrite;
                     end
+                    if ((space$q >= 32'h2) & (space$q <= 32'h5) & k_wfeat & ~dlen[32'h0] & ~ahi & (wend <= wlen)) begin
+                        cnt$d = dlen >> 32'h1;
+                        k$d = 32'h0;
+                        same$d = 1'b1;
+                        woff$d = 32'h9;
+                        state$d = CmdState$WcCmpNext;
+                    end
+                end
+            CmdState$WcCmpNext:
+                begin
+                    if (kq == cntq) begin
+                        state$d = CmdState$WcDecide;
+                    end
+                    else begin
+                        nb$d = 32'h2;
+                        ph$d = 32'h0;
+                        ret$d = CmdState$WcCmpWord;
+                        state$d = CmdState$ReadBytes;
+                    end
+                end
+            CmdState$WcCmpWord:
+                begin
+                    if (sr$q[(32'h10)+:(16)] != coup$read_data[(32'h0)+:(16)]) begin
+                        same$d = 1'b0;
+                    end
+                    k$d = kq + 32'h1;
+                    state$d = CmdState$WcCmpNext;
+                end
+            CmdState$WcDecide:
+                begin
+                    k$d = 32'h0;
+                    off$d = woff$q;
+                    state$d = CmdState$WcWrNext;
+                    if (same$q) begin
+                        sr$d = ((cntq) & 32'hffffffff);
+                        state$d = CmdState$WmReply;
+                    end
+                    else if (wbusy) begin
+                        ecode$d = k_e_busy;
+                        state$d = CmdState$ErrReply;
+                    end
+                    else begin
+                        wdirty$d = 1'b1;
+                        wmod$d = 1'b1;
+                    end
+                end
+            CmdState$WcWrNext:
+                begin
+                    if (kq == cntq) begin
+                        k$d = 32'h0;
+                        sr$d = ((cntq) & 32'hffffffff);
+                        state$d = CmdState$WmReply;
+                    end
+                    else begin
+                        nb$d = 32'h2;
+                        ph$d = 32'h0;
+                        ret$d = CmdState$WcWrWord;
+                        state$d = CmdState$ReadBytes;
+                    end
+                end
+            CmdState$WcWrWord:
+                begin
+                    coup$write_enable = 1'b1;
+                    paddr$d = wmap_a$read_data[(32'h0)+:(24)];
+                    pwdata$d = (((wmap_h$read_data[(32'h0)+:(16)]) & 32'hffffffff) << 32'h10) | code;
+                    pwe$d = 1'b1;
+                    state$d = CmdState$WcPatchB;
+                end
+            CmdState$WcPatchB:
+                begin
+                    paddr$d = wmap_b$read_data[(32'h0)+:(24)];
+                    pwdata$d = (((wmap_h$read_data[(32'h10)+:(16)]) & 32'hffffffff) << 32'h10) | code;
+                    pwe$d = wmap_b$read_data[32'h1f];
+                    k$d = kq + 32'h1;
+                    state$d = CmdState$WcWrNext;
                 end
             CmdState$WmWrite:
                 begin
@@ -1379,11 +1794,11 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                             state$d = CmdState$RmZeros;
                         end
                     end
-                    if (space$q == 32'h2) begin
+                    if ((space$q >= 32'h2) & (space$q <= 32'h5) & ((space$q == 32'h2) | k_wfeat)) begin
                         if (rcnt > k_words1) begin
                             ecode$d = k_e_length;
                         end
-                        else if (~ahi & (rend33 <= k_ncoup)) begin
+                        else if (~ahi & (rend33 <= wlen)) begin
                             state$d = CmdState$RmCoup;
                         end
                     end
@@ -1469,7 +1884,9 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
             CmdState$RunFlags:
                 begin
                     state$d = CmdState$CwStart;
-                    if (|sr$q[(32'h18)+:(8)]) begin
+                    rflag$d = sr$q[32'h18];
+                    rrho$d = sr$q[32'h1a];
+                    if (sr$q[32'h19] | |sr$q[(32'h1b)+:(5)] | (sr$q[32'h1a] & ~k_rfeat)) begin
                         ecode$d = k_e_param;
                         state$d = CmdState$ErrReply;
                     end
@@ -1481,7 +1898,7 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
             CmdState$CwStart:
                 begin
                     k$d = 32'h0;
-                    same$d = cst$q != 32'h0;
+                    same$d = (cst$q != 32'h0) & (~isrun$q | ((rflag$q == sflag) & (rrho$q == srho)));
                     off$d = woff$q;
                     if (cst$q == 32'h0) begin
                         state$d = CmdState$CwDecide;
@@ -1548,6 +1965,14 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                         slot_st$d = sclr | (k_st1 << ssh);
                         queue$d = queue$q | (((space$q[(32'h0)+:(2)]) & 8'hff) << qsh);
                         qn$d = qn$q + 32'h1;
+                        slot_fl$d = slot_fl$q & ~fmask;
+                        if (rflag$q) begin
+                            slot_fl$d = slot_fl$q | fmask;
+                        end
+                        slot_rho$d = slot_rho$q & ~fmask;
+                        if (rrho$q) begin
+                            slot_rho$d = slot_rho$q | fmask;
+                        end
                     end
                     state$d = CmdState$Send;
                 end
@@ -1569,7 +1994,7 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                     end
                     else if (sst == 32'h2) begin
                         cnt$d = rcnt;
-                        if (roend > k_r17) begin
+                        if ((roend > k_r17) & ~sflag | (roend > k_d17)) begin
                             ecode$d = k_e_address;
                             state$d = CmdState$ErrReply;
                         end
@@ -1687,6 +2112,18 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         cfg$addr = paddr$q;
         cfg$wdata = pwdata$q;
         cfg$we = pwe$q;
+        if (~k_wfeat) begin
+            fh$d = 32'h0;
+            fx$d = 32'h0;
+            cdiff$d = 32'h0;
+            cph$d = 32'h0;
+            wdirty$d = 1'b0;
+            wmod$d = 1'b0;
+        end
+        if (~k_rfeat) begin
+            slot_rho$d = 32'h0;
+            rrho$d = 1'b0;
+        end
     end
     
 endmodule // top$core$cmd
@@ -1866,6 +2303,25 @@ module top$core$cmd$bp(d,q,clock);
     end
           
 endmodule // top$core$cmd$bp
+
+
+module top$core$cmd$cdiff(d,q,clock);
+    
+    // Module arguments
+    input wire  [63:0] d;
+    output reg  [63:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 64'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$cdiff
 
 
 module top$core$cmd$cnt(d,q,clock);
@@ -2133,6 +2589,25 @@ module top$core$cmd$coup(clock,read_address,read_data,write_address,write_data,w
 endmodule // top$core$cmd$coup
 
 
+module top$core$cmd$cph(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$cph
+
+
 module top$core$cmd$crc_cnt(d,q,clock);
     
     // Module arguments
@@ -2209,6 +2684,25 @@ module top$core$cmd$exp(d,q,clock);
 endmodule // top$core$cmd$exp
 
 
+module top$core$cmd$fh(d,q,clock);
+    
+    // Module arguments
+    input wire  [63:0] d;
+    output reg  [63:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 64'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$fh
+
+
 module top$core$cmd$fr_cnt(d,q,clock);
     
     // Module arguments
@@ -2226,6 +2720,25 @@ module top$core$cmd$fr_cnt(d,q,clock);
     end
           
 endmodule // top$core$cmd$fr_cnt
+
+
+module top$core$cmd$fx(d,q,clock);
+    
+    // Module arguments
+    input wire  [63:0] d;
+    output reg  [63:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 64'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$fx
 
 
 module top$core$cmd$have_exp(d,q,clock);
@@ -2344,7 +2857,7 @@ module top$core$cmd$ident(address,data);
       5'b11100: data = 8'ha;
       5'b11101: data = 8'hfc;
       5'b11110: data = 8'h1;
-      5'b11111: data = 8'h0;
+      5'b11111: data = 8'h2;
       default: data = 8'h0;
     endcase
             
@@ -2590,17 +3103,17 @@ module top$core$cmd$res(clock,read_address,read_data,write_address,write_data,wr
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:63];
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:127];
     integer i;
     initial begin
-       for (i = 0; i < 64; i = i + 1) mem[i] = 32'h0;
+       for (i = 0; i < 128; i = i + 1) mem[i] = 32'h0;
     end
     reg [31:0] rd;
     always @(posedge clock) begin
-       rd <= mem[read_address[5:0]];
-       if (write_enable) mem[write_address[5:0]] <= write_data[31:0];
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (write_enable && write_address[5:0] == read_address[5:0]) rd <= 32'hdeadbeef;
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
     `endif
     end
     always @(*) read_data = {rd};
@@ -2634,23 +3147,31 @@ module top$core$cmd$ret(d,q,clock);
     localparam CmdState$RmWord = 16;
     localparam CmdState$RmZeros = 17;
     localparam CmdState$RmCoup = 18;
-    localparam CmdState$ScCheck = 19;
-    localparam CmdState$RunCheck = 20;
-    localparam CmdState$RunFlags = 21;
-    localparam CmdState$CwStart = 22;
-    localparam CmdState$CmpNext = 23;
-    localparam CmdState$CmpWord = 24;
-    localparam CmdState$CwDecide = 25;
-    localparam CmdState$WrNext = 26;
-    localparam CmdState$WrWord = 27;
-    localparam CmdState$CwFinish = 28;
-    localparam CmdState$RoCheck = 29;
-    localparam CmdState$RoSweeps = 30;
-    localparam CmdState$RoHead = 31;
-    localparam CmdState$RoSums = 32;
-    localparam CmdState$ErrReply = 33;
-    localparam CmdState$Send = 34;
-    localparam CmdState$Release = 35;
+    localparam CmdState$WcCmpNext = 19;
+    localparam CmdState$WcCmpWord = 20;
+    localparam CmdState$WcDecide = 21;
+    localparam CmdState$WcWrNext = 22;
+    localparam CmdState$WcWrWord = 23;
+    localparam CmdState$WcPatchB = 24;
+    localparam CmdState$CsLoop = 25;
+    localparam CmdState$RsWeights = 26;
+    localparam CmdState$ScCheck = 27;
+    localparam CmdState$RunCheck = 28;
+    localparam CmdState$RunFlags = 29;
+    localparam CmdState$CwStart = 30;
+    localparam CmdState$CmpNext = 31;
+    localparam CmdState$CmpWord = 32;
+    localparam CmdState$CwDecide = 33;
+    localparam CmdState$WrNext = 34;
+    localparam CmdState$WrWord = 35;
+    localparam CmdState$CwFinish = 36;
+    localparam CmdState$RoCheck = 37;
+    localparam CmdState$RoSweeps = 38;
+    localparam CmdState$RoHead = 39;
+    localparam CmdState$RoSums = 40;
+    localparam CmdState$ErrReply = 41;
+    localparam CmdState$Send = 42;
+    localparam CmdState$Release = 43;
     
     // Update code (custom)
     initial begin
@@ -2664,7 +3185,45 @@ module top$core$cmd$ret(d,q,clock);
 endmodule // top$core$cmd$ret
 
 
-module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_rdata,running,take,owns,busy,cur,done,base_take,p_addr_en,p_addr,p_data_en,p_data,p_we,slot_raddr_en,slot_raddr,res_we,res_waddr);
+module top$core$cmd$rflag(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$rflag
+
+
+module top$core$cmd$rrho(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$rrho
+
+
+module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_rdata,running,all_units,rho,take,owns,busy,cur,done,base_take,p_addr_en,p_addr,p_data_en,p_data,p_we,slot_raddr_en,slot_raddr,res_we,res_waddr);
     
     // Module arguments
     input wire  clock;
@@ -2675,6 +3234,8 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
     input wire  [31:0] slot_rdata;
     input wire  [31:0] cfg_rdata;
     input wire  running;
+    input wire  all_units;
+    input wire  rho;
     output reg  take;
     output reg  owns;
     output reg  busy;
@@ -2696,7 +3257,7 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
     localparam  k_r16 = 16'h18;
     localparam  k_p8 = 8'h1;
     localparam  k_sbits = 16'h7;
-    localparam  k_rbits = 16'h5;
+    localparam  k_rbits = 16'h6;
     localparam  k_bbits = 24'h0;
     localparam  k_wm = 16'h1ff;
     localparam  k_slm = 8'h1;
@@ -2705,6 +3266,7 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
     localparam  k_start = 32'h1;
     localparam  k_rdo_on = 32'h8;
     localparam  k_rdo_off = 32'h10;
+    localparam  k_rdo_rho = 32'h20;
     localparam  k_rg_bias = 24'h400000;
     localparam  k_rg_state = 24'h200000;
     localparam  k_rg_rdo = 24'h700000;
@@ -2772,6 +3334,8 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
     reg  [4:0] lmin;
     reg  [4:0] lifted;
     reg  [31:0] seedw;
+    reg  [15:0] climit;
+    reg  [23:0] caddr;
     
     // Sub module instances
     top$core$cmd$runner$lbase lbase(
@@ -2870,6 +3434,12 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
             lmin = k_tmin1;
         end
         seedw = slot_rdata ^ lbase$data;
+        climit = k_r16;
+        caddr = ((rdo_rom$data) & 24'hffffff);
+        if (all_units) begin
+            climit = k_d16;
+            caddr = opnd;
+        end
         lifted = seedw[(32'h0)+:(5)] + lmin;
         take = 1'b0;
         done = 1'b0;
@@ -3039,6 +3609,9 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
                         p_addr = 32'h0;
                         p_data_en = 1'b1;
                         p_data = k_rdo_on;
+                        if (rho) begin
+                            p_data = k_rdo_on | k_rdo_rho;
+                        end
                     end
                     if (sph$q == 32'h1) begin
                         p_addr_en = 1'b1;
@@ -3075,24 +3648,31 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
                     p_data = k_rdo_off;
                     p_we = 1'b1;
                     si$d = 32'h0;
+                    sl$d = 32'h0;
+                    sq$d = 32'h0;
                     sph$d = 32'h0;
                     rs$d = SeqState$Copy;
                 end
             SeqState$Copy:
                 begin
-                    if (siq == k_r16) begin
+                    if (siq == climit) begin
                         rs$d = SeqState$Finish;
                     end
                     else begin
                         sph$d = sph$q + 32'h1;
                         if (sph$q == 32'h0) begin
                             p_addr_en = 1'b1;
-                            p_addr = k_rg_rdo | ((rdo_rom$data) & 24'hffffff);
+                            p_addr = k_rg_rdo | caddr;
                         end
                         if (sph$q == 32'h4) begin
                             res_we = ~abort$q;
                             sph$d = 32'h0;
                             si$d = siq + 32'h1;
+                            sl$d = slq + 32'h1;
+                            if (slq + 32'h1 == k_p8) begin
+                                sl$d = 32'h0;
+                                sq$d = sqq + 32'h1;
+                            end
                         end
                     end
                 end
@@ -3450,6 +4030,44 @@ module top$core$cmd$same(d,q,clock);
 endmodule // top$core$cmd$same
 
 
+module top$core$cmd$slot_fl(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$slot_fl
+
+
+module top$core$cmd$slot_rho(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$slot_rho
+
+
 module top$core$cmd$slot_st(d,q,clock);
     
     // Module arguments
@@ -3660,23 +4278,31 @@ module top$core$cmd$state(d,q,clock);
     localparam CmdState$RmWord = 16;
     localparam CmdState$RmZeros = 17;
     localparam CmdState$RmCoup = 18;
-    localparam CmdState$ScCheck = 19;
-    localparam CmdState$RunCheck = 20;
-    localparam CmdState$RunFlags = 21;
-    localparam CmdState$CwStart = 22;
-    localparam CmdState$CmpNext = 23;
-    localparam CmdState$CmpWord = 24;
-    localparam CmdState$CwDecide = 25;
-    localparam CmdState$WrNext = 26;
-    localparam CmdState$WrWord = 27;
-    localparam CmdState$CwFinish = 28;
-    localparam CmdState$RoCheck = 29;
-    localparam CmdState$RoSweeps = 30;
-    localparam CmdState$RoHead = 31;
-    localparam CmdState$RoSums = 32;
-    localparam CmdState$ErrReply = 33;
-    localparam CmdState$Send = 34;
-    localparam CmdState$Release = 35;
+    localparam CmdState$WcCmpNext = 19;
+    localparam CmdState$WcCmpWord = 20;
+    localparam CmdState$WcDecide = 21;
+    localparam CmdState$WcWrNext = 22;
+    localparam CmdState$WcWrWord = 23;
+    localparam CmdState$WcPatchB = 24;
+    localparam CmdState$CsLoop = 25;
+    localparam CmdState$RsWeights = 26;
+    localparam CmdState$ScCheck = 27;
+    localparam CmdState$RunCheck = 28;
+    localparam CmdState$RunFlags = 29;
+    localparam CmdState$CwStart = 30;
+    localparam CmdState$CmpNext = 31;
+    localparam CmdState$CmpWord = 32;
+    localparam CmdState$CwDecide = 33;
+    localparam CmdState$WrNext = 34;
+    localparam CmdState$WrWord = 35;
+    localparam CmdState$CwFinish = 36;
+    localparam CmdState$RoCheck = 37;
+    localparam CmdState$RoSweeps = 38;
+    localparam CmdState$RoHead = 39;
+    localparam CmdState$RoSums = 40;
+    localparam CmdState$ErrReply = 41;
+    localparam CmdState$Send = 42;
+    localparam CmdState$Release = 43;
     
     // Update code (custom)
     initial begin
@@ -3726,6 +4352,156 @@ module top$core$cmd$tag(d,q,clock);
     end
           
 endmodule // top$core$cmd$tag
+
+
+module top$core$cmd$wcomp(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [15:0] mem [0:1];
+    integer i;
+    initial begin
+       for (i = 0; i < 2; i = i + 1) mem[i] = 16'h0;
+    end
+    reg [15:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[0:0]];
+       if (write_enable) mem[write_address[0:0]] <= write_data[15:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[0:0] == read_address[0:0]) rd <= 16'hbeef;
+    `endif
+    end
+    always @(*) read_data = {16'b0, rd};
+endmodule // top$core$cmd$wcomp
+
+
+module top$core$cmd$wdirty(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$wdirty
+
+
+module top$core$cmd$wmap_a(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [31:0] mem [0:1];
+    integer i;
+    initial begin
+       for (i = 0; i < 2; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[0:0]];
+       if (write_enable) mem[write_address[0:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[0:0] == read_address[0:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$core$cmd$wmap_a
+
+
+module top$core$cmd$wmap_b(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [31:0] mem [0:1];
+    integer i;
+    initial begin
+       for (i = 0; i < 2; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[0:0]];
+       if (write_enable) mem[write_address[0:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[0:0] == read_address[0:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$core$cmd$wmap_b
+
+
+module top$core$cmd$wmap_h(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [31:0] mem [0:1];
+    integer i;
+    initial begin
+       for (i = 0; i < 2; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[0:0]];
+       if (write_enable) mem[write_address[0:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[0:0] == read_address[0:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$core$cmd$wmap_h
+
+
+module top$core$cmd$wmod(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$wmod
 
 
 module top$core$cmd$woff(d,q,clock);
@@ -5225,6 +6001,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     reg  lanes$0$nvalid;
     reg  lanes$0$clear;
     reg  lanes$0$rdo_en;
+    reg  lanes$0$rdo_rho;
     reg  lanes$0$rdo_sel;
     reg  [15:0] lanes$0$rdo_addr;
     reg  lanes$0$rdo_we;
@@ -5319,6 +6096,9 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     reg  rdo_en$d;
     wire  rdo_en$q;
     reg  rdo_en$clock;
+    reg  rdo_rho$d;
+    wire  rdo_rho$q;
+    reg  rdo_rho$clock;
     reg  [7:0] rsel$d;
     wire  [7:0] rsel$q;
     reg  rsel$clock;
@@ -5355,6 +6135,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         .nvalid(lanes$0$nvalid),
         .clear(lanes$0$clear),
         .rdo_en(lanes$0$rdo_en),
+        .rdo_rho(lanes$0$rdo_rho),
         .rdo_sel(lanes$0$rdo_sel),
         .rdo_addr(lanes$0$rdo_addr),
         .rdo_we(lanes$0$rdo_we),
@@ -5474,6 +6255,11 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         .q(rdo_en$q),
         .clock(rdo_en$clock)
     );
+    top$sub$rdo_rho rdo_rho(
+        .d(rdo_rho$d),
+        .q(rdo_rho$q),
+        .clock(rdo_rho$clock)
+    );
     top$sub$rsel rsel(
         .d(rsel$d),
         .q(rsel$q),
@@ -5514,11 +6300,13 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       lines$3$clock = clock;
       nsw$clock = clock;
       rdo_en$clock = clock;
+      rdo_rho$clock = clock;
       rsel$clock = clock;
       rdata$clock = clock;
       start_late$clock = clock;
       nsw$d = (cfg$we && cfg$addr == 24'd1) ? cfg$wdata : nsw$q;
       rdo_en$d = (ctrl_we && cfg$wdata[3]) ? 1'b1 : ((ctrl_we && cfg$wdata[4]) ? 1'b0 : rdo_en$q);
+      rdo_rho$d = 1'b0;
       start_late$d = ctrl_we && cfg$wdata[0] && cfg$wdata[1];
       ctrl$start = (ctrl_we && cfg$wdata[0] && !cfg$wdata[1]) || start_late$q;
       ctrl$n_sweeps = nsw$q;
@@ -5541,6 +6329,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       lanes$0$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd0);
       lanes$0$clear = ctrl_we && cfg$wdata[2];
       lanes$0$rdo_en = rdo_en$q;
+      lanes$0$rdo_rho = rdo_rho$q;
       lanes$0$rdo_sel = !running_w;
       lanes$0$rdo_addr = a_q;
       lanes$0$rdo_we = cfg$we && (reg_w == 4'd7) && (a_bank == 16'd0);
@@ -5893,7 +6682,7 @@ module top$sub$ctrl$run(d,q,clock);
 endmodule // top$sub$ctrl$run
 
 
-module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,instr_we,bias_we,nz,nvalid,clear,rdo_en,rdo_sel,rdo_addr,rdo_we,rdo_data,rd_q,rd_bank,line_sel,wr_en,wr_q,wr_data,cnt_acc,cnt_state,noise_err,npop);
+module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,instr_we,bias_we,nz,nvalid,clear,rdo_en,rdo_rho,rdo_sel,rdo_addr,rdo_we,rdo_data,rd_q,rd_bank,line_sel,wr_en,wr_q,wr_data,cnt_acc,cnt_state,noise_err,npop);
     
     // Module arguments
     input wire  clock;
@@ -5909,6 +6698,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     input wire  nvalid;
     input wire  clear;
     input wire  rdo_en;
+    input wire  rdo_rho;
     input wire  rdo_sel;
     input wire  [15:0] rdo_addr;
     input wire  rdo_we;
@@ -5931,6 +6721,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     localparam  hi = 16'h7fff;
     localparam  lob = 16'h0;
     localparam  hib = 16'hffff;
+    localparam  lo32 = 32'hffff8000;
+    localparam  hi32 = 32'h7fff;
     localparam  gn = 16'ha1f;
     localparam  ngn = 16'hf5e1;
     
@@ -6034,6 +6826,9 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [1:0] i2;
     reg  [1:0] i3;
     reg  fin_now;
+    reg  [15:0] fy;
+    reg  [15:0] fyb;
+    reg  [31:0] rdo_x;
     
     // Sub module instances
     top$sub$lanes$0$instr instr(
@@ -6322,7 +7117,16 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             rdo$read_address = rdo_addr;
         end
         rdo$write_address = uc$q;
-        rdo$write_data = rdo$read_data + fin$y;
+        fy = fin$y[(32'h0)+:(16)];
+        fyb = fy ^ 32'h8000;
+        rdo_x = fin$y;
+        if (rdo_rho & (fyb < lob)) begin
+            rdo_x = lo32;
+        end
+        if (rdo_rho & (fyb > hib)) begin
+            rdo_x = hi32;
+        end
+        rdo$write_data = rdo$read_data + rdo_x;
         rdo$write_enable = fin_now & rdo_en;
         if (rdo_sel) begin
             rdo$write_address = rdo_addr;
@@ -9734,6 +10538,25 @@ module top$sub$rdo_en(d,q,clock);
     end
           
 endmodule // top$sub$rdo_en
+
+
+module top$sub$rdo_rho(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$rdo_rho
 
 
 module top$sub$repl$0(clock,read_address,read_data,write_address,write_data,write_enable);

@@ -394,6 +394,19 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
     output reg  active;
     
     // Constant declarations
+    localparam  k_rfeat = 1'b1;
+    localparam  k_wfeat = 1'b1;
+    localparam  k_nw = 16'h17c;
+    localparam  k_wb3 = 16'hda;
+    localparam  k_wb4 = 16'h11a;
+    localparam  k_wb5 = 16'h17a;
+    localparam  k_wl2 = 18'b11011010;
+    localparam  k_wl3 = 18'b1000000;
+    localparam  k_wl4 = 18'b1100000;
+    localparam  k_wl5 = 18'b10;
+    localparam  k_csum0 = 64'h8a2b01a185a77f21;
+    localparam  k_fnv0 = 64'hcbf29ce484222325;
+    localparam  k_one4 = 4'h1;
     localparam  k_shadow = 16'h40;
     localparam  k_units = 18'b1000000;
     localparam  k_ncoup = 18'b11011010;
@@ -401,7 +414,7 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
     localparam  k_d17 = 17'b1000000;
     localparam  k_r17 = 17'b11000;
     localparam  k_sbits = 16'h7;
-    localparam  k_rbits = 16'h5;
+    localparam  k_rbits = 16'h6;
     localparam  k_op_identify = 8'h1;
     localparam  k_op_write = 8'h2;
     localparam  k_op_read = 8'h3;
@@ -450,23 +463,31 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
     localparam CmdState$RmWord = 16;
     localparam CmdState$RmZeros = 17;
     localparam CmdState$RmCoup = 18;
-    localparam CmdState$ScCheck = 19;
-    localparam CmdState$RunCheck = 20;
-    localparam CmdState$RunFlags = 21;
-    localparam CmdState$CwStart = 22;
-    localparam CmdState$CmpNext = 23;
-    localparam CmdState$CmpWord = 24;
-    localparam CmdState$CwDecide = 25;
-    localparam CmdState$WrNext = 26;
-    localparam CmdState$WrWord = 27;
-    localparam CmdState$CwFinish = 28;
-    localparam CmdState$RoCheck = 29;
-    localparam CmdState$RoSweeps = 30;
-    localparam CmdState$RoHead = 31;
-    localparam CmdState$RoSums = 32;
-    localparam CmdState$ErrReply = 33;
-    localparam CmdState$Send = 34;
-    localparam CmdState$Release = 35;
+    localparam CmdState$WcCmpNext = 19;
+    localparam CmdState$WcCmpWord = 20;
+    localparam CmdState$WcDecide = 21;
+    localparam CmdState$WcWrNext = 22;
+    localparam CmdState$WcWrWord = 23;
+    localparam CmdState$WcPatchB = 24;
+    localparam CmdState$CsLoop = 25;
+    localparam CmdState$RsWeights = 26;
+    localparam CmdState$ScCheck = 27;
+    localparam CmdState$RunCheck = 28;
+    localparam CmdState$RunFlags = 29;
+    localparam CmdState$CwStart = 30;
+    localparam CmdState$CmpNext = 31;
+    localparam CmdState$CmpWord = 32;
+    localparam CmdState$CwDecide = 33;
+    localparam CmdState$WrNext = 34;
+    localparam CmdState$WrWord = 35;
+    localparam CmdState$CwFinish = 36;
+    localparam CmdState$RoCheck = 37;
+    localparam CmdState$RoSweeps = 38;
+    localparam CmdState$RoHead = 39;
+    localparam CmdState$RoSums = 40;
+    localparam CmdState$ErrReply = 41;
+    localparam CmdState$Send = 42;
+    localparam CmdState$Release = 43;
     
     // Stub signals
     reg  bmem$clock;
@@ -497,6 +518,30 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
     reg  [15:0] coup$write_address;
     reg  [31:0] coup$write_data;
     reg  coup$write_enable;
+    reg  wcomp$clock;
+    reg  [15:0] wcomp$read_address;
+    wire  [31:0] wcomp$read_data;
+    reg  [15:0] wcomp$write_address;
+    reg  [31:0] wcomp$write_data;
+    reg  wcomp$write_enable;
+    reg  wmap_a$clock;
+    reg  [15:0] wmap_a$read_address;
+    wire  [31:0] wmap_a$read_data;
+    reg  [15:0] wmap_a$write_address;
+    reg  [31:0] wmap_a$write_data;
+    reg  wmap_a$write_enable;
+    reg  wmap_b$clock;
+    reg  [15:0] wmap_b$read_address;
+    wire  [31:0] wmap_b$read_data;
+    reg  [15:0] wmap_b$write_address;
+    reg  [31:0] wmap_b$write_data;
+    reg  wmap_b$write_enable;
+    reg  wmap_h$clock;
+    reg  [15:0] wmap_h$read_address;
+    wire  [31:0] wmap_h$read_data;
+    reg  [15:0] wmap_h$write_address;
+    reg  [31:0] wmap_h$write_data;
+    reg  wmap_h$write_enable;
     reg  runner$clock;
     reg  runner$req_idle;
     reg  runner$queued;
@@ -505,6 +550,8 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
     reg  [31:0] runner$slot_rdata;
     reg  [31:0] runner$cfg_rdata;
     reg  runner$running;
+    reg  runner$all_units;
+    reg  runner$rho;
     wire  runner$take;
     wire  runner$owns;
     wire  runner$busy;
@@ -631,8 +678,54 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
     reg  [31:0] sweep_base$d;
     wire  [31:0] sweep_base$q;
     reg  sweep_base$clock;
+    reg  [63:0] fh$d;
+    wire  [63:0] fh$q;
+    reg  fh$clock;
+    reg  [63:0] fx$d;
+    wire  [63:0] fx$q;
+    reg  fx$clock;
+    reg  [63:0] cdiff$d;
+    wire  [63:0] cdiff$q;
+    reg  cdiff$clock;
+    reg  [3:0] cph$d;
+    wire  [3:0] cph$q;
+    reg  cph$clock;
+    reg  wdirty$d;
+    wire  wdirty$q;
+    reg  wdirty$clock;
+    reg  wmod$d;
+    wire  wmod$q;
+    reg  wmod$clock;
+    reg  [3:0] slot_fl$d;
+    wire  [3:0] slot_fl$q;
+    reg  slot_fl$clock;
+    reg  rflag$d;
+    wire  rflag$q;
+    reg  rflag$clock;
+    reg  [3:0] slot_rho$d;
+    wire  [3:0] slot_rho$q;
+    reg  slot_rho$clock;
+    reg  rrho$d;
+    wire  rrho$q;
+    reg  rrho$clock;
     
     // Local signals
+    reg  [15:0] wsb;
+    reg  [17:0] wlen;
+    reg  [15:0] wix;
+    reg  [17:0] wend;
+    reg  wbusy;
+    reg  sflag;
+    reg  cflag;
+    reg  srho;
+    reg  crho;
+    reg  [63:0] fbyte;
+    reg  [63:0] fterm;
+    reg  [3:0] csel;
+    reg  [31:0] code;
+    reg  [15:0] idsh;
+    reg  [63:0] idb;
+    reg  [3:0] fmask;
     reg  [31:0] nsr;
     reg  [15:0] ix;
     reg  [7:0] sdist;
@@ -712,6 +805,38 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         .write_data(coup$write_data),
         .write_enable(coup$write_enable)
     );
+    top$core$cmd$wcomp wcomp(
+        .clock(wcomp$clock),
+        .read_address(wcomp$read_address),
+        .read_data(wcomp$read_data),
+        .write_address(wcomp$write_address),
+        .write_data(wcomp$write_data),
+        .write_enable(wcomp$write_enable)
+    );
+    top$core$cmd$wmap_a wmap_a(
+        .clock(wmap_a$clock),
+        .read_address(wmap_a$read_address),
+        .read_data(wmap_a$read_data),
+        .write_address(wmap_a$write_address),
+        .write_data(wmap_a$write_data),
+        .write_enable(wmap_a$write_enable)
+    );
+    top$core$cmd$wmap_b wmap_b(
+        .clock(wmap_b$clock),
+        .read_address(wmap_b$read_address),
+        .read_data(wmap_b$read_data),
+        .write_address(wmap_b$write_address),
+        .write_data(wmap_b$write_data),
+        .write_enable(wmap_b$write_enable)
+    );
+    top$core$cmd$wmap_h wmap_h(
+        .clock(wmap_h$clock),
+        .read_address(wmap_h$read_address),
+        .read_data(wmap_h$read_data),
+        .write_address(wmap_h$write_address),
+        .write_data(wmap_h$write_data),
+        .write_enable(wmap_h$write_enable)
+    );
     top$core$cmd$runner runner(
         .clock(runner$clock),
         .req_idle(runner$req_idle),
@@ -721,6 +846,8 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         .slot_rdata(runner$slot_rdata),
         .cfg_rdata(runner$cfg_rdata),
         .running(runner$running),
+        .all_units(runner$all_units),
+        .rho(runner$rho),
         .take(runner$take),
         .owns(runner$owns),
         .busy(runner$busy),
@@ -922,6 +1049,56 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         .q(sweep_base$q),
         .clock(sweep_base$clock)
     );
+    top$core$cmd$fh fh(
+        .d(fh$d),
+        .q(fh$q),
+        .clock(fh$clock)
+    );
+    top$core$cmd$fx fx(
+        .d(fx$d),
+        .q(fx$q),
+        .clock(fx$clock)
+    );
+    top$core$cmd$cdiff cdiff(
+        .d(cdiff$d),
+        .q(cdiff$q),
+        .clock(cdiff$clock)
+    );
+    top$core$cmd$cph cph(
+        .d(cph$d),
+        .q(cph$q),
+        .clock(cph$clock)
+    );
+    top$core$cmd$wdirty wdirty(
+        .d(wdirty$d),
+        .q(wdirty$q),
+        .clock(wdirty$clock)
+    );
+    top$core$cmd$wmod wmod(
+        .d(wmod$d),
+        .q(wmod$q),
+        .clock(wmod$clock)
+    );
+    top$core$cmd$slot_fl slot_fl(
+        .d(slot_fl$d),
+        .q(slot_fl$q),
+        .clock(slot_fl$clock)
+    );
+    top$core$cmd$rflag rflag(
+        .d(rflag$d),
+        .q(rflag$q),
+        .clock(rflag$clock)
+    );
+    top$core$cmd$slot_rho slot_rho(
+        .d(slot_rho$d),
+        .q(slot_rho$q),
+        .clock(slot_rho$clock)
+    );
+    top$core$cmd$rrho rrho(
+        .d(rrho$d),
+        .q(rrho$q),
+        .clock(rrho$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -962,6 +1139,16 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         qn$clock = clock;
         runs$clock = clock;
         sweep_base$clock = clock;
+        fh$clock = clock;
+        fx$clock = clock;
+        cdiff$clock = clock;
+        cph$clock = clock;
+        wdirty$clock = clock;
+        wmod$clock = clock;
+        slot_fl$clock = clock;
+        rflag$clock = clock;
+        slot_rho$clock = clock;
+        rrho$clock = clock;
         state$d = state$q;
         ret$d = ret$q;
         ph$d = ph$q;
@@ -999,6 +1186,16 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         qn$d = qn$q;
         runs$d = runs$q;
         sweep_base$d = sweep_base$q;
+        fh$d = fh$q;
+        fx$d = fx$q;
+        cdiff$d = cdiff$q;
+        cph$d = cph$q;
+        wdirty$d = wdirty$q;
+        wmod$d = wmod$q;
+        slot_fl$d = slot_fl$q;
+        rflag$d = rflag$q;
+        slot_rho$d = slot_rho$q;
+        rrho$d = rrho$q;
         kq = k$q & k_wm;
         cntq = cnt$q & k_wm;
         baseq = base$q & k_wm;
@@ -1025,10 +1222,86 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         res$write_address = 32'h0;
         res$write_data = cfg$rdata;
         res$write_enable = 1'b0;
-        coup$read_address = ix;
-        coup$write_address = 32'h0;
-        coup$write_data = 32'h0;
+        wsb = 32'h0;
+        wlen = k_wl2;
+        if (space$q == 32'h3) begin
+            wsb = k_wb3;
+            wlen = k_wl3;
+        end
+        if (space$q == 32'h4) begin
+            wsb = k_wb4;
+            wlen = k_wl4;
+        end
+        if (space$q == 32'h5) begin
+            wsb = k_wb5;
+            wlen = k_wl5;
+        end
+        wix = wsb + ix;
+        if ((state$q == CmdState$CsLoop) | (state$q == CmdState$RsWeights)) begin
+            wix = kq;
+        end
+        coup$clock = clock;
+        wcomp$clock = clock;
+        wmap_a$clock = clock;
+        wmap_b$clock = clock;
+        wmap_h$clock = clock;
+        coup$read_address = wix;
+        coup$write_address = wix;
+        coup$write_data = ((sr$q[(32'h10)+:(16)]) & 32'hffffffff);
         coup$write_enable = 1'b0;
+        wcomp$read_address = wix;
+        wcomp$write_address = 32'h0;
+        wcomp$write_data = 32'h0;
+        wcomp$write_enable = 1'b0;
+        wmap_a$read_address = wix;
+        wmap_a$write_address = 32'h0;
+        wmap_a$write_data = 32'h0;
+        wmap_a$write_enable = 1'b0;
+        wmap_b$read_address = wix;
+        wmap_b$write_address = 32'h0;
+        wmap_b$write_data = 32'h0;
+        wmap_b$write_enable = 1'b0;
+        wmap_h$read_address = wix;
+        wmap_h$write_address = 32'h0;
+        wmap_h$write_data = 32'h0;
+        wmap_h$write_enable = 1'b0;
+        code = ((sr$q[(32'h10)+:(16)]) & 32'hffffffff);
+        if (state$q == CmdState$RsWeights) begin
+            code = ((wcomp$read_data[(32'h0)+:(16)]) & 32'hffffffff);
+            coup$write_data = code;
+        end
+        wbusy = |(slot_st$q & 32'h55);
+        sflag = |((slot_fl$q >> ((space$q[(32'h0)+:(2)]) & 4'hf)) & 32'h1);
+        fmask = k_one4 << ((space$q[(32'h0)+:(2)]) & 4'hf);
+        cflag = |((slot_fl$q >> ((runner$cur) & 4'hf)) & 32'h1);
+        srho = |((slot_rho$q >> ((space$q[(32'h0)+:(2)]) & 4'hf)) & 32'h1);
+        crho = |((slot_rho$q >> ((runner$cur) & 4'hf)) & 32'h1);
+        fbyte = ((coup$read_data[(32'h0)+:(8)]) & 64'hffffffffffffffff);
+        if (cph$q == 32'h8) begin
+            fbyte = ((coup$read_data[(32'h8)+:(8)]) & 64'hffffffffffffffff);
+        end
+        csel = cph$q;
+        if (cph$q >= 32'h9) begin
+            csel = cph$q - 32'h7;
+        end
+        fterm = fx$q << 32'h1;
+        if (csel == 32'h2) begin
+            fterm = fx$q << 32'h28;
+        end
+        if (csel == 32'h3) begin
+            fterm = fx$q << 32'h8;
+        end
+        if (csel == 32'h4) begin
+            fterm = fx$q << 32'h7;
+        end
+        if (csel == 32'h5) begin
+            fterm = fx$q << 32'h5;
+        end
+        if (csel == 32'h6) begin
+            fterm = fx$q << 32'h4;
+        end
+        idsh = kq - 32'h9;
+        idb = (k_csum0 ^ cdiff$q) >> (((idsh[(32'h0)+:(3)]) & 64'hffffffffffffffff) << 32'h3);
         pwe$d = 1'b0;
         wr = 1'b0;
         reply$data = 32'h0;
@@ -1041,6 +1314,7 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         ahi = ahi_r$q;
         sw_over = |sr$q[(32'h11)+:(15)] | (sr$q[32'h10] & |sr$q[(32'h0)+:(16)]);
         end33 = ((addr$q) & 18'h3ffff) + ((nwords) & 18'h3ffff);
+        wend = ((addr$q) & 18'h3ffff) + ((dlen >> 32'h1) & 18'h3ffff);
         rcnt = sr$q[(32'h10)+:(16)];
         rend33 = ((addr$q) & 18'h3ffff) + ((rcnt) & 18'h3ffff);
         if (req$crc_evt) begin
@@ -1092,6 +1366,8 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         runner$slot_rdata = slotmem$read_data;
         runner$cfg_rdata = cfg$rdata;
         runner$running = cfg$running;
+        runner$all_units = cflag;
+        runner$rho = crho;
         csh = ((runner$cur) & 8'hff) << 32'h1;
         case (state$q)
             CmdState$Idle:
@@ -1156,6 +1432,11 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                         ecode$d = k_e_unknown;
                         if (hkind$q == k_op_identify) begin
                             state$d = CmdState$IdentCopy;
+                            if (wdirty$q) begin
+                                fh$d = k_fnv0;
+                                cph$d = 32'h0;
+                                state$d = CmdState$CsLoop;
+                            end
                         end
                         if (hkind$q == k_op_status) begin
                             sacc$d = ((~sweep_base$q) & 40'hffffffffff);
@@ -1218,9 +1499,36 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                         ph$d = 32'h0;
                         wr = 1'b1;
                         reply$data = ident$data;
+                        if ((kq >= 32'h9) & (kq < 32'h11)) begin
+                            reply$data = idb[(32'h0)+:(8)];
+                        end
                         k$d = kq + 32'h1;
                         if (kq + 32'h1 == k_ident_len) begin
                             state$d = CmdState$Send;
+                        end
+                    end
+                end
+            CmdState$CsLoop:
+                begin
+                    if (kq == k_nw) begin
+                        cdiff$d = fh$q ^ k_csum0;
+                        wdirty$d = 1'b0;
+                        k$d = 32'h0;
+                        ph$d = 32'h0;
+                        state$d = CmdState$IdentCopy;
+                    end
+                    else begin
+                        cph$d = cph$q + 32'h1;
+                        if ((cph$q == 32'h1) | (cph$q == 32'h8)) begin
+                            fx$d = fh$q ^ fbyte;
+                            fh$d = fh$q ^ fbyte;
+                        end
+                        if (((cph$q >= 32'h2) & (cph$q <= 32'h7)) | (cph$q >= 32'h9)) begin
+                            fh$d = fh$q + fterm;
+                        end
+                        if (cph$q == 32'he) begin
+                            cph$d = 32'h0;
+                            k$d = kq + 32'h1;
                         end
                     end
                 end
@@ -1275,6 +1583,10 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                     if (kq == k_d16) begin
                         ph$d = 32'h0;
                         state$d = CmdState$ResetSweeps;
+                        if (wmod$q) begin
+                            k$d = 32'h0;
+                            state$d = CmdState$RsWeights;
+                        end
                     end
                     else if (ph$q == 32'h0) begin
                         ph$d = 32'h1;
@@ -1287,6 +1599,32 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                             bmem$write_enable = 1'b1;
                         end
                         if (ph$q == 32'h4) begin
+                            ph$d = 32'h0;
+                            k$d = kq + 32'h1;
+                        end
+                    end
+                end
+            CmdState$RsWeights:
+                begin
+                    if (kq == k_nw) begin
+                        cdiff$d = 32'h0;
+                        wdirty$d = 1'b0;
+                        wmod$d = 1'b0;
+                        ph$d = 32'h0;
+                        state$d = CmdState$ResetSweeps;
+                    end
+                    else begin
+                        ph$d = ph$q + 32'h1;
+                        if (ph$q == 32'h1) begin
+                            coup$write_enable = 1'b1;
+                            paddr$d = wmap_a$read_data[(32'h0)+:(24)];
+                            pwdata$d = (((wmap_h$read_data[(32'h0)+:(16)]) & 32'hffffffff) << 32'h10) | code;
+                            pwe$d = 1'b1;
+                        end
+                        if (ph$q == 32'h2) begin
+                            paddr$d = wmap_b$read_data[(32'h0)+:(24)];
+                            pwdata$d = (((wmap_h$read_data[(32'h10)+:(16)]) & 32'hffffffff) << 32'h10) | code;
+                            pwe$d = wmap_b$read_data[32'h1f];
                             ph$d = 32'h0;
                             k$d = kq + 32'h1;
                         end
@@ -1317,6 +1655,8 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                     end
                     runs$d = 32'h0;
                     slot_st$d = 32'h0;
+                    slot_fl$d = 32'h0;
+                    slot_rho$d = 32'h0;
                     queue$d = 32'h0;
                     qn$d = 32'h0;
                     state$d = CmdState$Send;
@@ -1330,6 +1670,81 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                         k$d = 32'h0;
                         state$d = CmdState$WmWrite;
                     end
+                    if ((space$q >= 32'h2) & (space$q <= 32'h5) & k_wfeat & ~dlen[32'h0] & ~ahi & (wend <= wlen)) begin
+                        cnt$d = dlen >> 32'h1;
+                        k$d = 32'h0;
+                        same$d = 1'b1;
+                        woff$d = 32'h9;
+                        state$d = CmdState$WcCmpNext;
+                    end
+                end
+            CmdState$WcCmpNext:
+                begin
+                    if (kq == cntq) begin
+                        state$d = CmdState$WcDecide;
+                    end
+                    else begin
+                        nb$d = 32'h2;
+                        ph$d = 32'h0;
+                        ret$d = CmdState$WcCmpWord;
+                        state$d = CmdState$ReadBytes;
+                    end
+                end
+            CmdState$WcCmpWord:
+                begin
+                    if (sr$q[(32'h10)+:(16)] != coup$read_data[(32'h0)+:(16)]) begin
+                        same$d = 1'b0;
+                    end
+                    k$d = kq + 32'h1;
+                    state$d = CmdState$WcCmpNext;
+                end
+            CmdState$WcDecide:
+                begin
+                    k$d = 32'h0;
+                    off$d = woff$q;
+                    state$d = CmdState$WcWrNext;
+                    if (same$q) begin
+                        sr$d = ((cntq) & 32'hffffffff);
+                        state$d = CmdState$WmReply;
+                    end
+                    else if (wbusy) begin
+                        ecode$d = k_e_busy;
+                        state$d = CmdState$ErrReply;
+                    end
+                    else begin
+                        wdirty$d = 1'b1;
+                        wmod$d = 1'b1;
+                    end
+                end
+            CmdState$WcWrNext:
+                begin
+                    if (kq == cntq) begin
+                        k$d = 32'h0;
+                        sr$d = ((cntq) & 32'hffffffff);
+                        state$d = CmdState$WmReply;
+                    end
+                    else begin
+                        nb$d = 32'h2;
+                        ph$d = 32'h0;
+                        ret$d = CmdState$WcWrWord;
+                        state$d = CmdState$ReadBytes;
+                    end
+                end
+            CmdState$WcWrWord:
+                begin
+                    coup$write_enable = 1'b1;
+                    paddr$d = wmap_a$read_data[(32'h0)+:(24)];
+                    pwdata$d = (((wmap_h$read_data[(32'h0)+:(16)]) & 32'hffffffff) << 32'h10) | code;
+                    pwe$d = 1'b1;
+                    state$d = CmdState$WcPatchB;
+                end
+            CmdState$WcPatchB:
+                begin
+                    paddr$d = wmap_b$read_data[(32'h0)+:(24)];
+                    pwdata$d = (((wmap_h$read_data[(32'h10)+:(16)]) & 32'hffffffff) << 32'h10) | code;
+                    pwe$d = wmap_b$read_data[32'h1f];
+                    k$d = kq + 32'h1;
+                    state$d = CmdState$WcWrNext;
                 end
             CmdState$WmWrite:
                 begin
@@ -1384,11 +1799,11 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                             state$d = CmdState$RmZeros;
                         end
                     end
-                    if (space$q == 32'h2) begin
+                    if ((space$q >= 32'h2) & (space$q <= 32'h5) & ((space$q == 32'h2) | k_wfeat)) begin
                         if (rcnt > k_words1) begin
                             ecode$d = k_e_length;
                         end
-                        else if (~ahi & (rend33 <= k_ncoup)) begin
+                        else if (~ahi & (rend33 <= wlen)) begin
                             state$d = CmdState$RmCoup;
                         end
                     end
@@ -1474,7 +1889,9 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
             CmdState$RunFlags:
                 begin
                     state$d = CmdState$CwStart;
-                    if (|sr$q[(32'h18)+:(8)]) begin
+                    rflag$d = sr$q[32'h18];
+                    rrho$d = sr$q[32'h1a];
+                    if (sr$q[32'h19] | |sr$q[(32'h1b)+:(5)] | (sr$q[32'h1a] & ~k_rfeat)) begin
                         ecode$d = k_e_param;
                         state$d = CmdState$ErrReply;
                     end
@@ -1486,7 +1903,7 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
             CmdState$CwStart:
                 begin
                     k$d = 32'h0;
-                    same$d = cst$q != 32'h0;
+                    same$d = (cst$q != 32'h0) & (~isrun$q | ((rflag$q == sflag) & (rrho$q == srho)));
                     off$d = woff$q;
                     if (cst$q == 32'h0) begin
                         state$d = CmdState$CwDecide;
@@ -1553,6 +1970,14 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                         slot_st$d = sclr | (k_st1 << ssh);
                         queue$d = queue$q | (((space$q[(32'h0)+:(2)]) & 8'hff) << qsh);
                         qn$d = qn$q + 32'h1;
+                        slot_fl$d = slot_fl$q & ~fmask;
+                        if (rflag$q) begin
+                            slot_fl$d = slot_fl$q | fmask;
+                        end
+                        slot_rho$d = slot_rho$q & ~fmask;
+                        if (rrho$q) begin
+                            slot_rho$d = slot_rho$q | fmask;
+                        end
                     end
                     state$d = CmdState$Send;
                 end
@@ -1574,7 +1999,7 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                     end
                     else if (sst == 32'h2) begin
                         cnt$d = rcnt;
-                        if (roend > k_r17) begin
+                        if ((roend > k_r17) & ~sflag | (roend > k_d17)) begin
                             ecode$d = k_e_address;
                             state$d = CmdState$ErrReply;
                         end
@@ -1692,6 +2117,18 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
         cfg$addr = paddr$q;
         cfg$wdata = pwdata$q;
         cfg$we = pwe$q;
+        if (~k_wfeat) begin
+            fh$d = 32'h0;
+            fx$d = 32'h0;
+            cdiff$d = 32'h0;
+            cph$d = 32'h0;
+            wdirty$d = 1'b0;
+            wmod$d = 1'b0;
+        end
+        if (~k_rfeat) begin
+            slot_rho$d = 32'h0;
+            rrho$d = 1'b0;
+        end
     end
     
 endmodule // top$core$cmd
@@ -1873,6 +2310,25 @@ module top$core$cmd$bp(d,q,clock);
 endmodule // top$core$cmd$bp
 
 
+module top$core$cmd$cdiff(d,q,clock);
+    
+    // Module arguments
+    input wire  [63:0] d;
+    output reg  [63:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 64'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$cdiff
+
+
 module top$core$cmd$cnt(d,q,clock);
     
     // Module arguments
@@ -1903,10 +2359,10 @@ module top$core$cmd$coup(clock,read_address,read_data,write_address,write_data,w
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:255];
+    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:511];
     integer i;
     initial begin
-       for (i = 0; i < 256; i = i + 1) mem[i] = 16'h0;
+       for (i = 0; i < 512; i = i + 1) mem[i] = 16'h0;
        mem[0] = 16'h400;
        mem[1] = 16'h266;
        mem[2] = 16'h400;
@@ -2125,17 +2581,198 @@ module top$core$cmd$coup(clock,read_address,read_data,write_address,write_data,w
        mem[215] = 16'h400;
        mem[216] = 16'h266;
        mem[217] = 16'h400;
+       mem[218] = 16'h2000;
+       mem[219] = 16'h2000;
+       mem[220] = 16'h2000;
+       mem[221] = 16'h2000;
+       mem[222] = 16'h2000;
+       mem[223] = 16'h2000;
+       mem[224] = 16'h2000;
+       mem[225] = 16'h2000;
+       mem[226] = 16'h2000;
+       mem[227] = 16'h2000;
+       mem[228] = 16'h2000;
+       mem[229] = 16'h2000;
+       mem[230] = 16'h2000;
+       mem[231] = 16'h2000;
+       mem[232] = 16'h2000;
+       mem[233] = 16'h2000;
+       mem[234] = 16'h2000;
+       mem[235] = 16'h2000;
+       mem[236] = 16'h2000;
+       mem[237] = 16'h2000;
+       mem[238] = 16'h2000;
+       mem[239] = 16'h2000;
+       mem[240] = 16'h2000;
+       mem[241] = 16'h2000;
+       mem[242] = 16'h2000;
+       mem[243] = 16'h2000;
+       mem[244] = 16'h2000;
+       mem[245] = 16'h2000;
+       mem[246] = 16'h2000;
+       mem[247] = 16'h2000;
+       mem[248] = 16'h2000;
+       mem[249] = 16'h2000;
+       mem[250] = 16'h2000;
+       mem[251] = 16'h2000;
+       mem[252] = 16'h2000;
+       mem[253] = 16'h2000;
+       mem[254] = 16'h2000;
+       mem[255] = 16'h2000;
+       mem[256] = 16'h2000;
+       mem[257] = 16'h2000;
+       mem[258] = 16'h2000;
+       mem[259] = 16'h2000;
+       mem[260] = 16'h2000;
+       mem[261] = 16'h2000;
+       mem[262] = 16'h2000;
+       mem[263] = 16'h2000;
+       mem[264] = 16'h2000;
+       mem[265] = 16'h2000;
+       mem[266] = 16'h2000;
+       mem[267] = 16'h2000;
+       mem[268] = 16'h2000;
+       mem[269] = 16'h2000;
+       mem[270] = 16'h2000;
+       mem[271] = 16'h2000;
+       mem[272] = 16'h2000;
+       mem[273] = 16'h2000;
+       mem[274] = 16'h2000;
+       mem[275] = 16'h2000;
+       mem[276] = 16'h2000;
+       mem[277] = 16'h2000;
+       mem[278] = 16'h2000;
+       mem[279] = 16'h2000;
+       mem[280] = 16'h2000;
+       mem[281] = 16'h2000;
+       mem[282] = 16'h1270;
+       mem[283] = 16'h121e;
+       mem[284] = 16'h117f;
+       mem[285] = 16'h1092;
+       mem[286] = 16'hf5c;
+       mem[287] = 16'hde3;
+       mem[288] = 16'hc2e;
+       mem[289] = 16'ha44;
+       mem[290] = 16'h82c;
+       mem[291] = 16'h5f0;
+       mem[292] = 16'h39a;
+       mem[293] = 16'h136;
+       mem[294] = 16'hfeca;
+       mem[295] = 16'hfc66;
+       mem[296] = 16'hfa10;
+       mem[297] = 16'hf7d4;
+       mem[298] = 16'hf5bc;
+       mem[299] = 16'hf3d2;
+       mem[300] = 16'hf21d;
+       mem[301] = 16'hf0a4;
+       mem[302] = 16'hef6e;
+       mem[303] = 16'hee81;
+       mem[304] = 16'hede2;
+       mem[305] = 16'hed90;
+       mem[306] = 16'h1251;
+       mem[307] = 16'h1112;
+       mem[308] = 16'hea8;
+       mem[309] = 16'hb3f;
+       mem[310] = 16'h712;
+       mem[311] = 16'h26a;
+       mem[312] = 16'hfd96;
+       mem[313] = 16'hf8ee;
+       mem[314] = 16'hf4c1;
+       mem[315] = 16'hf158;
+       mem[316] = 16'heeee;
+       mem[317] = 16'hedaf;
+       mem[318] = 16'hedaf;
+       mem[319] = 16'heeee;
+       mem[320] = 16'hf158;
+       mem[321] = 16'hf4c1;
+       mem[322] = 16'hf8ee;
+       mem[323] = 16'hfd96;
+       mem[324] = 16'h26a;
+       mem[325] = 16'h712;
+       mem[326] = 16'hb3f;
+       mem[327] = 16'hea8;
+       mem[328] = 16'h1112;
+       mem[329] = 16'h1251;
+       mem[330] = 16'h1270;
+       mem[331] = 16'h121e;
+       mem[332] = 16'h117f;
+       mem[333] = 16'h1092;
+       mem[334] = 16'hf5c;
+       mem[335] = 16'hde3;
+       mem[336] = 16'hc2e;
+       mem[337] = 16'ha44;
+       mem[338] = 16'h82c;
+       mem[339] = 16'h5f0;
+       mem[340] = 16'h39a;
+       mem[341] = 16'h136;
+       mem[342] = 16'hfeca;
+       mem[343] = 16'hfc66;
+       mem[344] = 16'hfa10;
+       mem[345] = 16'hf7d4;
+       mem[346] = 16'hf5bc;
+       mem[347] = 16'hf3d2;
+       mem[348] = 16'hf21d;
+       mem[349] = 16'hf0a4;
+       mem[350] = 16'hef6e;
+       mem[351] = 16'hee81;
+       mem[352] = 16'hede2;
+       mem[353] = 16'hed90;
+       mem[354] = 16'h1251;
+       mem[355] = 16'h1112;
+       mem[356] = 16'hea8;
+       mem[357] = 16'hb3f;
+       mem[358] = 16'h712;
+       mem[359] = 16'h26a;
+       mem[360] = 16'hfd96;
+       mem[361] = 16'hf8ee;
+       mem[362] = 16'hf4c1;
+       mem[363] = 16'hf158;
+       mem[364] = 16'heeee;
+       mem[365] = 16'hedaf;
+       mem[366] = 16'hedaf;
+       mem[367] = 16'heeee;
+       mem[368] = 16'hf158;
+       mem[369] = 16'hf4c1;
+       mem[370] = 16'hf8ee;
+       mem[371] = 16'hfd96;
+       mem[372] = 16'h26a;
+       mem[373] = 16'h712;
+       mem[374] = 16'hb3f;
+       mem[375] = 16'hea8;
+       mem[376] = 16'h1112;
+       mem[377] = 16'h1251;
+       mem[378] = 16'h800;
+       mem[379] = 16'h400;
     end
     reg [15:0] rd;
     always @(posedge clock) begin
-       rd <= mem[read_address[7:0]];
-       if (write_enable) mem[write_address[7:0]] <= write_data[15:0];
+       rd <= mem[read_address[8:0]];
+       if (write_enable) mem[write_address[8:0]] <= write_data[15:0];
     `ifdef THERMO_RW_POISON
-       if (write_enable && write_address[7:0] == read_address[7:0]) rd <= 16'hbeef;
+       if (write_enable && write_address[8:0] == read_address[8:0]) rd <= 16'hbeef;
     `endif
     end
     always @(*) read_data = {16'b0, rd};
 endmodule // top$core$cmd$coup
+
+
+module top$core$cmd$cph(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$cph
 
 
 module top$core$cmd$crc_cnt(d,q,clock);
@@ -2214,6 +2851,25 @@ module top$core$cmd$exp(d,q,clock);
 endmodule // top$core$cmd$exp
 
 
+module top$core$cmd$fh(d,q,clock);
+    
+    // Module arguments
+    input wire  [63:0] d;
+    output reg  [63:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 64'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$fh
+
+
 module top$core$cmd$fr_cnt(d,q,clock);
     
     // Module arguments
@@ -2231,6 +2887,25 @@ module top$core$cmd$fr_cnt(d,q,clock);
     end
           
 endmodule // top$core$cmd$fr_cnt
+
+
+module top$core$cmd$fx(d,q,clock);
+    
+    // Module arguments
+    input wire  [63:0] d;
+    output reg  [63:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 64'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$fx
 
 
 module top$core$cmd$have_exp(d,q,clock);
@@ -2349,7 +3024,7 @@ module top$core$cmd$ident(address,data);
       5'b11100: data = 8'ha;
       5'b11101: data = 8'h0;
       5'b11110: data = 8'h4;
-      5'b11111: data = 8'h0;
+      5'b11111: data = 8'h7;
       default: data = 8'h0;
     endcase
             
@@ -2595,17 +3270,17 @@ module top$core$cmd$res(clock,read_address,read_data,write_address,write_data,wr
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:127];
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:255];
     integer i;
     initial begin
-       for (i = 0; i < 128; i = i + 1) mem[i] = 32'h0;
+       for (i = 0; i < 256; i = i + 1) mem[i] = 32'h0;
     end
     reg [31:0] rd;
     always @(posedge clock) begin
-       rd <= mem[read_address[6:0]];
-       if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
+       rd <= mem[read_address[7:0]];
+       if (write_enable) mem[write_address[7:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
+       if (write_enable && write_address[7:0] == read_address[7:0]) rd <= 32'hdeadbeef;
     `endif
     end
     always @(*) read_data = {rd};
@@ -2639,23 +3314,31 @@ module top$core$cmd$ret(d,q,clock);
     localparam CmdState$RmWord = 16;
     localparam CmdState$RmZeros = 17;
     localparam CmdState$RmCoup = 18;
-    localparam CmdState$ScCheck = 19;
-    localparam CmdState$RunCheck = 20;
-    localparam CmdState$RunFlags = 21;
-    localparam CmdState$CwStart = 22;
-    localparam CmdState$CmpNext = 23;
-    localparam CmdState$CmpWord = 24;
-    localparam CmdState$CwDecide = 25;
-    localparam CmdState$WrNext = 26;
-    localparam CmdState$WrWord = 27;
-    localparam CmdState$CwFinish = 28;
-    localparam CmdState$RoCheck = 29;
-    localparam CmdState$RoSweeps = 30;
-    localparam CmdState$RoHead = 31;
-    localparam CmdState$RoSums = 32;
-    localparam CmdState$ErrReply = 33;
-    localparam CmdState$Send = 34;
-    localparam CmdState$Release = 35;
+    localparam CmdState$WcCmpNext = 19;
+    localparam CmdState$WcCmpWord = 20;
+    localparam CmdState$WcDecide = 21;
+    localparam CmdState$WcWrNext = 22;
+    localparam CmdState$WcWrWord = 23;
+    localparam CmdState$WcPatchB = 24;
+    localparam CmdState$CsLoop = 25;
+    localparam CmdState$RsWeights = 26;
+    localparam CmdState$ScCheck = 27;
+    localparam CmdState$RunCheck = 28;
+    localparam CmdState$RunFlags = 29;
+    localparam CmdState$CwStart = 30;
+    localparam CmdState$CmpNext = 31;
+    localparam CmdState$CmpWord = 32;
+    localparam CmdState$CwDecide = 33;
+    localparam CmdState$WrNext = 34;
+    localparam CmdState$WrWord = 35;
+    localparam CmdState$CwFinish = 36;
+    localparam CmdState$RoCheck = 37;
+    localparam CmdState$RoSweeps = 38;
+    localparam CmdState$RoHead = 39;
+    localparam CmdState$RoSums = 40;
+    localparam CmdState$ErrReply = 41;
+    localparam CmdState$Send = 42;
+    localparam CmdState$Release = 43;
     
     // Update code (custom)
     initial begin
@@ -2669,7 +3352,45 @@ module top$core$cmd$ret(d,q,clock);
 endmodule // top$core$cmd$ret
 
 
-module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_rdata,running,take,owns,busy,cur,done,base_take,p_addr_en,p_addr,p_data_en,p_data,p_we,slot_raddr_en,slot_raddr,res_we,res_waddr);
+module top$core$cmd$rflag(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$rflag
+
+
+module top$core$cmd$rrho(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$rrho
+
+
+module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_rdata,running,all_units,rho,take,owns,busy,cur,done,base_take,p_addr_en,p_addr,p_data_en,p_data,p_we,slot_raddr_en,slot_raddr,res_we,res_waddr);
     
     // Module arguments
     input wire  clock;
@@ -2680,6 +3401,8 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
     input wire  [31:0] slot_rdata;
     input wire  [31:0] cfg_rdata;
     input wire  running;
+    input wire  all_units;
+    input wire  rho;
     output reg  take;
     output reg  owns;
     output reg  busy;
@@ -2701,7 +3424,7 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
     localparam  k_r16 = 16'h18;
     localparam  k_p8 = 8'h4;
     localparam  k_sbits = 16'h7;
-    localparam  k_rbits = 16'h5;
+    localparam  k_rbits = 16'h6;
     localparam  k_bbits = 24'h2;
     localparam  k_wm = 16'h7ff;
     localparam  k_slm = 8'h7;
@@ -2710,6 +3433,7 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
     localparam  k_start = 32'h1;
     localparam  k_rdo_on = 32'h8;
     localparam  k_rdo_off = 32'h10;
+    localparam  k_rdo_rho = 32'h20;
     localparam  k_rg_bias = 24'h400000;
     localparam  k_rg_state = 24'h200000;
     localparam  k_rg_rdo = 24'h700000;
@@ -2777,6 +3501,8 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
     reg  [4:0] lmin;
     reg  [4:0] lifted;
     reg  [31:0] seedw;
+    reg  [15:0] climit;
+    reg  [23:0] caddr;
     
     // Sub module instances
     top$core$cmd$runner$lbase lbase(
@@ -2875,6 +3601,12 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
             lmin = k_tmin1;
         end
         seedw = slot_rdata ^ lbase$data;
+        climit = k_r16;
+        caddr = ((rdo_rom$data) & 24'hffffff);
+        if (all_units) begin
+            climit = k_d16;
+            caddr = opnd;
+        end
         lifted = seedw[(32'h0)+:(5)] + lmin;
         take = 1'b0;
         done = 1'b0;
@@ -3044,6 +3776,9 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
                         p_addr = 32'h0;
                         p_data_en = 1'b1;
                         p_data = k_rdo_on;
+                        if (rho) begin
+                            p_data = k_rdo_on | k_rdo_rho;
+                        end
                     end
                     if (sph$q == 32'h1) begin
                         p_addr_en = 1'b1;
@@ -3080,24 +3815,31 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
                     p_data = k_rdo_off;
                     p_we = 1'b1;
                     si$d = 32'h0;
+                    sl$d = 32'h0;
+                    sq$d = 32'h0;
                     sph$d = 32'h0;
                     rs$d = SeqState$Copy;
                 end
             SeqState$Copy:
                 begin
-                    if (siq == k_r16) begin
+                    if (siq == climit) begin
                         rs$d = SeqState$Finish;
                     end
                     else begin
                         sph$d = sph$q + 32'h1;
                         if (sph$q == 32'h0) begin
                             p_addr_en = 1'b1;
-                            p_addr = k_rg_rdo | ((rdo_rom$data) & 24'hffffff);
+                            p_addr = k_rg_rdo | caddr;
                         end
                         if (sph$q == 32'h4) begin
                             res_we = ~abort$q;
                             sph$d = 32'h0;
                             si$d = siq + 32'h1;
+                            sl$d = slq + 32'h1;
+                            if (slq + 32'h1 == k_p8) begin
+                                sl$d = 32'h0;
+                                sq$d = sqq + 32'h1;
+                            end
                         end
                     end
                 end
@@ -3467,6 +4209,44 @@ module top$core$cmd$same(d,q,clock);
 endmodule // top$core$cmd$same
 
 
+module top$core$cmd$slot_fl(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$slot_fl
+
+
+module top$core$cmd$slot_rho(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$slot_rho
+
+
 module top$core$cmd$slot_st(d,q,clock);
     
     // Module arguments
@@ -3755,23 +4535,31 @@ module top$core$cmd$state(d,q,clock);
     localparam CmdState$RmWord = 16;
     localparam CmdState$RmZeros = 17;
     localparam CmdState$RmCoup = 18;
-    localparam CmdState$ScCheck = 19;
-    localparam CmdState$RunCheck = 20;
-    localparam CmdState$RunFlags = 21;
-    localparam CmdState$CwStart = 22;
-    localparam CmdState$CmpNext = 23;
-    localparam CmdState$CmpWord = 24;
-    localparam CmdState$CwDecide = 25;
-    localparam CmdState$WrNext = 26;
-    localparam CmdState$WrWord = 27;
-    localparam CmdState$CwFinish = 28;
-    localparam CmdState$RoCheck = 29;
-    localparam CmdState$RoSweeps = 30;
-    localparam CmdState$RoHead = 31;
-    localparam CmdState$RoSums = 32;
-    localparam CmdState$ErrReply = 33;
-    localparam CmdState$Send = 34;
-    localparam CmdState$Release = 35;
+    localparam CmdState$WcCmpNext = 19;
+    localparam CmdState$WcCmpWord = 20;
+    localparam CmdState$WcDecide = 21;
+    localparam CmdState$WcWrNext = 22;
+    localparam CmdState$WcWrWord = 23;
+    localparam CmdState$WcPatchB = 24;
+    localparam CmdState$CsLoop = 25;
+    localparam CmdState$RsWeights = 26;
+    localparam CmdState$ScCheck = 27;
+    localparam CmdState$RunCheck = 28;
+    localparam CmdState$RunFlags = 29;
+    localparam CmdState$CwStart = 30;
+    localparam CmdState$CmpNext = 31;
+    localparam CmdState$CmpWord = 32;
+    localparam CmdState$CwDecide = 33;
+    localparam CmdState$WrNext = 34;
+    localparam CmdState$WrWord = 35;
+    localparam CmdState$CwFinish = 36;
+    localparam CmdState$RoCheck = 37;
+    localparam CmdState$RoSweeps = 38;
+    localparam CmdState$RoHead = 39;
+    localparam CmdState$RoSums = 40;
+    localparam CmdState$ErrReply = 41;
+    localparam CmdState$Send = 42;
+    localparam CmdState$Release = 43;
     
     // Update code (custom)
     initial begin
@@ -3821,6 +4609,1391 @@ module top$core$cmd$tag(d,q,clock);
     end
           
 endmodule // top$core$cmd$tag
+
+
+module top$core$cmd$wcomp(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:511];
+    integer i;
+    initial begin
+       for (i = 0; i < 512; i = i + 1) mem[i] = 16'h0;
+       mem[0] = 16'h400;
+       mem[1] = 16'h266;
+       mem[2] = 16'h400;
+       mem[3] = 16'h400;
+       mem[4] = 16'h266;
+       mem[5] = 16'h400;
+       mem[6] = 16'h400;
+       mem[7] = 16'h266;
+       mem[8] = 16'h400;
+       mem[9] = 16'h400;
+       mem[10] = 16'h266;
+       mem[11] = 16'h400;
+       mem[12] = 16'h400;
+       mem[13] = 16'h266;
+       mem[14] = 16'h400;
+       mem[15] = 16'h400;
+       mem[16] = 16'h266;
+       mem[17] = 16'h400;
+       mem[18] = 16'h400;
+       mem[19] = 16'h266;
+       mem[20] = 16'h400;
+       mem[21] = 16'h400;
+       mem[22] = 16'h266;
+       mem[23] = 16'h400;
+       mem[24] = 16'h400;
+       mem[25] = 16'h266;
+       mem[26] = 16'h400;
+       mem[27] = 16'h400;
+       mem[28] = 16'h266;
+       mem[29] = 16'h400;
+       mem[30] = 16'h400;
+       mem[31] = 16'h266;
+       mem[32] = 16'h400;
+       mem[33] = 16'h400;
+       mem[34] = 16'h266;
+       mem[35] = 16'h400;
+       mem[36] = 16'h400;
+       mem[37] = 16'h266;
+       mem[38] = 16'h400;
+       mem[39] = 16'h400;
+       mem[40] = 16'h266;
+       mem[41] = 16'h400;
+       mem[42] = 16'h400;
+       mem[43] = 16'h266;
+       mem[44] = 16'h400;
+       mem[45] = 16'h400;
+       mem[46] = 16'h266;
+       mem[47] = 16'h400;
+       mem[48] = 16'h400;
+       mem[49] = 16'h266;
+       mem[50] = 16'h400;
+       mem[51] = 16'h400;
+       mem[52] = 16'h266;
+       mem[53] = 16'h400;
+       mem[54] = 16'h400;
+       mem[55] = 16'h266;
+       mem[56] = 16'h400;
+       mem[57] = 16'h400;
+       mem[58] = 16'h266;
+       mem[59] = 16'h400;
+       mem[60] = 16'h400;
+       mem[61] = 16'h266;
+       mem[62] = 16'h400;
+       mem[63] = 16'h400;
+       mem[64] = 16'h266;
+       mem[65] = 16'h400;
+       mem[66] = 16'h400;
+       mem[67] = 16'h266;
+       mem[68] = 16'h400;
+       mem[69] = 16'h266;
+       mem[70] = 16'h266;
+       mem[71] = 16'h266;
+       mem[72] = 16'h400;
+       mem[73] = 16'h266;
+       mem[74] = 16'h266;
+       mem[75] = 16'h266;
+       mem[76] = 16'h400;
+       mem[77] = 16'h400;
+       mem[78] = 16'h266;
+       mem[79] = 16'h266;
+       mem[80] = 16'h266;
+       mem[81] = 16'h400;
+       mem[82] = 16'h400;
+       mem[83] = 16'h266;
+       mem[84] = 16'h266;
+       mem[85] = 16'h266;
+       mem[86] = 16'h400;
+       mem[87] = 16'h400;
+       mem[88] = 16'h266;
+       mem[89] = 16'h266;
+       mem[90] = 16'h266;
+       mem[91] = 16'h400;
+       mem[92] = 16'h400;
+       mem[93] = 16'h266;
+       mem[94] = 16'h266;
+       mem[95] = 16'h266;
+       mem[96] = 16'h400;
+       mem[97] = 16'h400;
+       mem[98] = 16'h266;
+       mem[99] = 16'h266;
+       mem[100] = 16'h266;
+       mem[101] = 16'h400;
+       mem[102] = 16'h400;
+       mem[103] = 16'h266;
+       mem[104] = 16'h266;
+       mem[105] = 16'h266;
+       mem[106] = 16'h400;
+       mem[107] = 16'h400;
+       mem[108] = 16'h266;
+       mem[109] = 16'h266;
+       mem[110] = 16'h266;
+       mem[111] = 16'h400;
+       mem[112] = 16'h400;
+       mem[113] = 16'h266;
+       mem[114] = 16'h266;
+       mem[115] = 16'h266;
+       mem[116] = 16'h400;
+       mem[117] = 16'h400;
+       mem[118] = 16'h266;
+       mem[119] = 16'h266;
+       mem[120] = 16'h266;
+       mem[121] = 16'h400;
+       mem[122] = 16'h400;
+       mem[123] = 16'h266;
+       mem[124] = 16'h266;
+       mem[125] = 16'h266;
+       mem[126] = 16'h400;
+       mem[127] = 16'h400;
+       mem[128] = 16'h266;
+       mem[129] = 16'h266;
+       mem[130] = 16'h266;
+       mem[131] = 16'h400;
+       mem[132] = 16'h400;
+       mem[133] = 16'h266;
+       mem[134] = 16'h266;
+       mem[135] = 16'h266;
+       mem[136] = 16'h400;
+       mem[137] = 16'h400;
+       mem[138] = 16'h266;
+       mem[139] = 16'h266;
+       mem[140] = 16'h266;
+       mem[141] = 16'h400;
+       mem[142] = 16'h400;
+       mem[143] = 16'h266;
+       mem[144] = 16'h266;
+       mem[145] = 16'h266;
+       mem[146] = 16'h400;
+       mem[147] = 16'h266;
+       mem[148] = 16'h266;
+       mem[149] = 16'h400;
+       mem[150] = 16'h266;
+       mem[151] = 16'h400;
+       mem[152] = 16'h400;
+       mem[153] = 16'h266;
+       mem[154] = 16'h400;
+       mem[155] = 16'h400;
+       mem[156] = 16'h266;
+       mem[157] = 16'h400;
+       mem[158] = 16'h400;
+       mem[159] = 16'h266;
+       mem[160] = 16'h400;
+       mem[161] = 16'h400;
+       mem[162] = 16'h266;
+       mem[163] = 16'h400;
+       mem[164] = 16'h400;
+       mem[165] = 16'h266;
+       mem[166] = 16'h400;
+       mem[167] = 16'h400;
+       mem[168] = 16'h266;
+       mem[169] = 16'h400;
+       mem[170] = 16'h400;
+       mem[171] = 16'h266;
+       mem[172] = 16'h400;
+       mem[173] = 16'h400;
+       mem[174] = 16'h266;
+       mem[175] = 16'h400;
+       mem[176] = 16'h400;
+       mem[177] = 16'h266;
+       mem[178] = 16'h400;
+       mem[179] = 16'h400;
+       mem[180] = 16'h266;
+       mem[181] = 16'h400;
+       mem[182] = 16'h400;
+       mem[183] = 16'h266;
+       mem[184] = 16'h400;
+       mem[185] = 16'h400;
+       mem[186] = 16'h266;
+       mem[187] = 16'h400;
+       mem[188] = 16'h400;
+       mem[189] = 16'h266;
+       mem[190] = 16'h400;
+       mem[191] = 16'h400;
+       mem[192] = 16'h266;
+       mem[193] = 16'h400;
+       mem[194] = 16'h400;
+       mem[195] = 16'h266;
+       mem[196] = 16'h400;
+       mem[197] = 16'h400;
+       mem[198] = 16'h266;
+       mem[199] = 16'h400;
+       mem[200] = 16'h400;
+       mem[201] = 16'h266;
+       mem[202] = 16'h400;
+       mem[203] = 16'h400;
+       mem[204] = 16'h266;
+       mem[205] = 16'h400;
+       mem[206] = 16'h400;
+       mem[207] = 16'h266;
+       mem[208] = 16'h400;
+       mem[209] = 16'h400;
+       mem[210] = 16'h266;
+       mem[211] = 16'h400;
+       mem[212] = 16'h400;
+       mem[213] = 16'h266;
+       mem[214] = 16'h400;
+       mem[215] = 16'h400;
+       mem[216] = 16'h266;
+       mem[217] = 16'h400;
+       mem[218] = 16'h2000;
+       mem[219] = 16'h2000;
+       mem[220] = 16'h2000;
+       mem[221] = 16'h2000;
+       mem[222] = 16'h2000;
+       mem[223] = 16'h2000;
+       mem[224] = 16'h2000;
+       mem[225] = 16'h2000;
+       mem[226] = 16'h2000;
+       mem[227] = 16'h2000;
+       mem[228] = 16'h2000;
+       mem[229] = 16'h2000;
+       mem[230] = 16'h2000;
+       mem[231] = 16'h2000;
+       mem[232] = 16'h2000;
+       mem[233] = 16'h2000;
+       mem[234] = 16'h2000;
+       mem[235] = 16'h2000;
+       mem[236] = 16'h2000;
+       mem[237] = 16'h2000;
+       mem[238] = 16'h2000;
+       mem[239] = 16'h2000;
+       mem[240] = 16'h2000;
+       mem[241] = 16'h2000;
+       mem[242] = 16'h2000;
+       mem[243] = 16'h2000;
+       mem[244] = 16'h2000;
+       mem[245] = 16'h2000;
+       mem[246] = 16'h2000;
+       mem[247] = 16'h2000;
+       mem[248] = 16'h2000;
+       mem[249] = 16'h2000;
+       mem[250] = 16'h2000;
+       mem[251] = 16'h2000;
+       mem[252] = 16'h2000;
+       mem[253] = 16'h2000;
+       mem[254] = 16'h2000;
+       mem[255] = 16'h2000;
+       mem[256] = 16'h2000;
+       mem[257] = 16'h2000;
+       mem[258] = 16'h2000;
+       mem[259] = 16'h2000;
+       mem[260] = 16'h2000;
+       mem[261] = 16'h2000;
+       mem[262] = 16'h2000;
+       mem[263] = 16'h2000;
+       mem[264] = 16'h2000;
+       mem[265] = 16'h2000;
+       mem[266] = 16'h2000;
+       mem[267] = 16'h2000;
+       mem[268] = 16'h2000;
+       mem[269] = 16'h2000;
+       mem[270] = 16'h2000;
+       mem[271] = 16'h2000;
+       mem[272] = 16'h2000;
+       mem[273] = 16'h2000;
+       mem[274] = 16'h2000;
+       mem[275] = 16'h2000;
+       mem[276] = 16'h2000;
+       mem[277] = 16'h2000;
+       mem[278] = 16'h2000;
+       mem[279] = 16'h2000;
+       mem[280] = 16'h2000;
+       mem[281] = 16'h2000;
+       mem[282] = 16'h1270;
+       mem[283] = 16'h121e;
+       mem[284] = 16'h117f;
+       mem[285] = 16'h1092;
+       mem[286] = 16'hf5c;
+       mem[287] = 16'hde3;
+       mem[288] = 16'hc2e;
+       mem[289] = 16'ha44;
+       mem[290] = 16'h82c;
+       mem[291] = 16'h5f0;
+       mem[292] = 16'h39a;
+       mem[293] = 16'h136;
+       mem[294] = 16'hfeca;
+       mem[295] = 16'hfc66;
+       mem[296] = 16'hfa10;
+       mem[297] = 16'hf7d4;
+       mem[298] = 16'hf5bc;
+       mem[299] = 16'hf3d2;
+       mem[300] = 16'hf21d;
+       mem[301] = 16'hf0a4;
+       mem[302] = 16'hef6e;
+       mem[303] = 16'hee81;
+       mem[304] = 16'hede2;
+       mem[305] = 16'hed90;
+       mem[306] = 16'h1251;
+       mem[307] = 16'h1112;
+       mem[308] = 16'hea8;
+       mem[309] = 16'hb3f;
+       mem[310] = 16'h712;
+       mem[311] = 16'h26a;
+       mem[312] = 16'hfd96;
+       mem[313] = 16'hf8ee;
+       mem[314] = 16'hf4c1;
+       mem[315] = 16'hf158;
+       mem[316] = 16'heeee;
+       mem[317] = 16'hedaf;
+       mem[318] = 16'hedaf;
+       mem[319] = 16'heeee;
+       mem[320] = 16'hf158;
+       mem[321] = 16'hf4c1;
+       mem[322] = 16'hf8ee;
+       mem[323] = 16'hfd96;
+       mem[324] = 16'h26a;
+       mem[325] = 16'h712;
+       mem[326] = 16'hb3f;
+       mem[327] = 16'hea8;
+       mem[328] = 16'h1112;
+       mem[329] = 16'h1251;
+       mem[330] = 16'h1270;
+       mem[331] = 16'h121e;
+       mem[332] = 16'h117f;
+       mem[333] = 16'h1092;
+       mem[334] = 16'hf5c;
+       mem[335] = 16'hde3;
+       mem[336] = 16'hc2e;
+       mem[337] = 16'ha44;
+       mem[338] = 16'h82c;
+       mem[339] = 16'h5f0;
+       mem[340] = 16'h39a;
+       mem[341] = 16'h136;
+       mem[342] = 16'hfeca;
+       mem[343] = 16'hfc66;
+       mem[344] = 16'hfa10;
+       mem[345] = 16'hf7d4;
+       mem[346] = 16'hf5bc;
+       mem[347] = 16'hf3d2;
+       mem[348] = 16'hf21d;
+       mem[349] = 16'hf0a4;
+       mem[350] = 16'hef6e;
+       mem[351] = 16'hee81;
+       mem[352] = 16'hede2;
+       mem[353] = 16'hed90;
+       mem[354] = 16'h1251;
+       mem[355] = 16'h1112;
+       mem[356] = 16'hea8;
+       mem[357] = 16'hb3f;
+       mem[358] = 16'h712;
+       mem[359] = 16'h26a;
+       mem[360] = 16'hfd96;
+       mem[361] = 16'hf8ee;
+       mem[362] = 16'hf4c1;
+       mem[363] = 16'hf158;
+       mem[364] = 16'heeee;
+       mem[365] = 16'hedaf;
+       mem[366] = 16'hedaf;
+       mem[367] = 16'heeee;
+       mem[368] = 16'hf158;
+       mem[369] = 16'hf4c1;
+       mem[370] = 16'hf8ee;
+       mem[371] = 16'hfd96;
+       mem[372] = 16'h26a;
+       mem[373] = 16'h712;
+       mem[374] = 16'hb3f;
+       mem[375] = 16'hea8;
+       mem[376] = 16'h1112;
+       mem[377] = 16'h1251;
+       mem[378] = 16'h800;
+       mem[379] = 16'h400;
+    end
+    reg [15:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[8:0]];
+       if (write_enable) mem[write_address[8:0]] <= write_data[15:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[8:0] == read_address[8:0]) rd <= 16'hbeef;
+    `endif
+    end
+    always @(*) read_data = {16'b0, rd};
+endmodule // top$core$cmd$wcomp
+
+
+module top$core$cmd$wdirty(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$wdirty
+
+
+module top$core$cmd$wmap_a(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:511];
+    integer i;
+    initial begin
+       for (i = 0; i < 512; i = i + 1) mem[i] = 32'h0;
+       mem[0] = 32'h300001;
+       mem[1] = 32'h300002;
+       mem[2] = 32'h301001;
+       mem[3] = 32'h301002;
+       mem[4] = 32'h301003;
+       mem[5] = 32'h302001;
+       mem[6] = 32'h302002;
+       mem[7] = 32'h302003;
+       mem[8] = 32'h303001;
+       mem[9] = 32'h303002;
+       mem[10] = 32'h303003;
+       mem[11] = 32'h300007;
+       mem[12] = 32'h300008;
+       mem[13] = 32'h300009;
+       mem[14] = 32'h301008;
+       mem[15] = 32'h301009;
+       mem[16] = 32'h30100a;
+       mem[17] = 32'h302008;
+       mem[18] = 32'h302009;
+       mem[19] = 32'h30200a;
+       mem[20] = 32'h303008;
+       mem[21] = 32'h303009;
+       mem[22] = 32'h30300a;
+       mem[23] = 32'h30000e;
+       mem[24] = 32'h30000f;
+       mem[25] = 32'h300010;
+       mem[26] = 32'h30100f;
+       mem[27] = 32'h301010;
+       mem[28] = 32'h301011;
+       mem[29] = 32'h30200f;
+       mem[30] = 32'h302010;
+       mem[31] = 32'h302011;
+       mem[32] = 32'h30300f;
+       mem[33] = 32'h303010;
+       mem[34] = 32'h303011;
+       mem[35] = 32'h300015;
+       mem[36] = 32'h300016;
+       mem[37] = 32'h300017;
+       mem[38] = 32'h301016;
+       mem[39] = 32'h301017;
+       mem[40] = 32'h301018;
+       mem[41] = 32'h302016;
+       mem[42] = 32'h302017;
+       mem[43] = 32'h302018;
+       mem[44] = 32'h303016;
+       mem[45] = 32'h303017;
+       mem[46] = 32'h303018;
+       mem[47] = 32'h30001c;
+       mem[48] = 32'h30001d;
+       mem[49] = 32'h30001e;
+       mem[50] = 32'h30101d;
+       mem[51] = 32'h30101e;
+       mem[52] = 32'h30101f;
+       mem[53] = 32'h30201d;
+       mem[54] = 32'h30201e;
+       mem[55] = 32'h30201f;
+       mem[56] = 32'h30301d;
+       mem[57] = 32'h30301e;
+       mem[58] = 32'h30301f;
+       mem[59] = 32'h300023;
+       mem[60] = 32'h300024;
+       mem[61] = 32'h300025;
+       mem[62] = 32'h301024;
+       mem[63] = 32'h301025;
+       mem[64] = 32'h301026;
+       mem[65] = 32'h302024;
+       mem[66] = 32'h302025;
+       mem[67] = 32'h302026;
+       mem[68] = 32'h303024;
+       mem[69] = 32'h303025;
+       mem[70] = 32'h30002a;
+       mem[71] = 32'h30002b;
+       mem[72] = 32'h30002c;
+       mem[73] = 32'h30002d;
+       mem[74] = 32'h30002e;
+       mem[75] = 32'h30102b;
+       mem[76] = 32'h30102c;
+       mem[77] = 32'h30102d;
+       mem[78] = 32'h30102e;
+       mem[79] = 32'h30202b;
+       mem[80] = 32'h30202c;
+       mem[81] = 32'h30202d;
+       mem[82] = 32'h30202e;
+       mem[83] = 32'h30202f;
+       mem[84] = 32'h302030;
+       mem[85] = 32'h30302a;
+       mem[86] = 32'h30302b;
+       mem[87] = 32'h30302c;
+       mem[88] = 32'h30302d;
+       mem[89] = 32'h300031;
+       mem[90] = 32'h300032;
+       mem[91] = 32'h300033;
+       mem[92] = 32'h300034;
+       mem[93] = 32'h300035;
+       mem[94] = 32'h300036;
+       mem[95] = 32'h301031;
+       mem[96] = 32'h301032;
+       mem[97] = 32'h301033;
+       mem[98] = 32'h301034;
+       mem[99] = 32'h302033;
+       mem[100] = 32'h302034;
+       mem[101] = 32'h302035;
+       mem[102] = 32'h302036;
+       mem[103] = 32'h302037;
+       mem[104] = 32'h302038;
+       mem[105] = 32'h303030;
+       mem[106] = 32'h303031;
+       mem[107] = 32'h303032;
+       mem[108] = 32'h303033;
+       mem[109] = 32'h300039;
+       mem[110] = 32'h30003a;
+       mem[111] = 32'h30003b;
+       mem[112] = 32'h30003c;
+       mem[113] = 32'h30003d;
+       mem[114] = 32'h30003e;
+       mem[115] = 32'h301037;
+       mem[116] = 32'h301038;
+       mem[117] = 32'h301039;
+       mem[118] = 32'h30103a;
+       mem[119] = 32'h30203b;
+       mem[120] = 32'h30203c;
+       mem[121] = 32'h30203d;
+       mem[122] = 32'h30203e;
+       mem[123] = 32'h30203f;
+       mem[124] = 32'h302040;
+       mem[125] = 32'h303036;
+       mem[126] = 32'h303037;
+       mem[127] = 32'h303038;
+       mem[128] = 32'h303039;
+       mem[129] = 32'h300041;
+       mem[130] = 32'h300042;
+       mem[131] = 32'h300043;
+       mem[132] = 32'h300044;
+       mem[133] = 32'h300045;
+       mem[134] = 32'h300046;
+       mem[135] = 32'h30103d;
+       mem[136] = 32'h30103e;
+       mem[137] = 32'h30103f;
+       mem[138] = 32'h301040;
+       mem[139] = 32'h302043;
+       mem[140] = 32'h302044;
+       mem[141] = 32'h302045;
+       mem[142] = 32'h302046;
+       mem[143] = 32'h302047;
+       mem[144] = 32'h302048;
+       mem[145] = 32'h30303c;
+       mem[146] = 32'h30303d;
+       mem[147] = 32'h30303e;
+       mem[148] = 32'h300049;
+       mem[149] = 32'h30004a;
+       mem[150] = 32'h301043;
+       mem[151] = 32'h301044;
+       mem[152] = 32'h301045;
+       mem[153] = 32'h30204b;
+       mem[154] = 32'h30204c;
+       mem[155] = 32'h30204d;
+       mem[156] = 32'h303041;
+       mem[157] = 32'h303042;
+       mem[158] = 32'h303043;
+       mem[159] = 32'h30004f;
+       mem[160] = 32'h300050;
+       mem[161] = 32'h300051;
+       mem[162] = 32'h30104a;
+       mem[163] = 32'h30104b;
+       mem[164] = 32'h30104c;
+       mem[165] = 32'h302052;
+       mem[166] = 32'h302053;
+       mem[167] = 32'h302054;
+       mem[168] = 32'h303048;
+       mem[169] = 32'h303049;
+       mem[170] = 32'h30304a;
+       mem[171] = 32'h300056;
+       mem[172] = 32'h300057;
+       mem[173] = 32'h300058;
+       mem[174] = 32'h301051;
+       mem[175] = 32'h301052;
+       mem[176] = 32'h301053;
+       mem[177] = 32'h302059;
+       mem[178] = 32'h30205a;
+       mem[179] = 32'h30205b;
+       mem[180] = 32'h30304f;
+       mem[181] = 32'h303050;
+       mem[182] = 32'h303051;
+       mem[183] = 32'h30005d;
+       mem[184] = 32'h30005e;
+       mem[185] = 32'h30005f;
+       mem[186] = 32'h301058;
+       mem[187] = 32'h301059;
+       mem[188] = 32'h30105a;
+       mem[189] = 32'h302060;
+       mem[190] = 32'h302061;
+       mem[191] = 32'h302062;
+       mem[192] = 32'h303056;
+       mem[193] = 32'h303057;
+       mem[194] = 32'h303058;
+       mem[195] = 32'h300064;
+       mem[196] = 32'h300065;
+       mem[197] = 32'h300066;
+       mem[198] = 32'h30105f;
+       mem[199] = 32'h301060;
+       mem[200] = 32'h301061;
+       mem[201] = 32'h302067;
+       mem[202] = 32'h302068;
+       mem[203] = 32'h302069;
+       mem[204] = 32'h30305d;
+       mem[205] = 32'h30305e;
+       mem[206] = 32'h30305f;
+       mem[207] = 32'h30006b;
+       mem[208] = 32'h30006c;
+       mem[209] = 32'h30006d;
+       mem[210] = 32'h301066;
+       mem[211] = 32'h301067;
+       mem[212] = 32'h301068;
+       mem[213] = 32'h30206e;
+       mem[214] = 32'h30206f;
+       mem[215] = 32'h302070;
+       mem[216] = 32'h303064;
+       mem[217] = 32'h303065;
+       mem[218] = 32'h300000;
+       mem[219] = 32'h301000;
+       mem[220] = 32'h302000;
+       mem[221] = 32'h303000;
+       mem[222] = 32'h300006;
+       mem[223] = 32'h301007;
+       mem[224] = 32'h302007;
+       mem[225] = 32'h303007;
+       mem[226] = 32'h30000d;
+       mem[227] = 32'h30100e;
+       mem[228] = 32'h30200e;
+       mem[229] = 32'h30300e;
+       mem[230] = 32'h300014;
+       mem[231] = 32'h301015;
+       mem[232] = 32'h302015;
+       mem[233] = 32'h303015;
+       mem[234] = 32'h30001b;
+       mem[235] = 32'h30101c;
+       mem[236] = 32'h30201c;
+       mem[237] = 32'h30301c;
+       mem[238] = 32'h300022;
+       mem[239] = 32'h301023;
+       mem[240] = 32'h302023;
+       mem[241] = 32'h303023;
+       mem[242] = 32'h300029;
+       mem[243] = 32'h30102a;
+       mem[244] = 32'h30202a;
+       mem[245] = 32'h303029;
+       mem[246] = 32'h300030;
+       mem[247] = 32'h301030;
+       mem[248] = 32'h302032;
+       mem[249] = 32'h30302f;
+       mem[250] = 32'h300038;
+       mem[251] = 32'h301036;
+       mem[252] = 32'h30203a;
+       mem[253] = 32'h303035;
+       mem[254] = 32'h300040;
+       mem[255] = 32'h30103c;
+       mem[256] = 32'h302042;
+       mem[257] = 32'h30303b;
+       mem[258] = 32'h300048;
+       mem[259] = 32'h301042;
+       mem[260] = 32'h30204a;
+       mem[261] = 32'h303040;
+       mem[262] = 32'h30004e;
+       mem[263] = 32'h301049;
+       mem[264] = 32'h302051;
+       mem[265] = 32'h303047;
+       mem[266] = 32'h300055;
+       mem[267] = 32'h301050;
+       mem[268] = 32'h302058;
+       mem[269] = 32'h30304e;
+       mem[270] = 32'h30005c;
+       mem[271] = 32'h301057;
+       mem[272] = 32'h30205f;
+       mem[273] = 32'h303055;
+       mem[274] = 32'h300063;
+       mem[275] = 32'h30105e;
+       mem[276] = 32'h302066;
+       mem[277] = 32'h30305c;
+       mem[278] = 32'h30006a;
+       mem[279] = 32'h301065;
+       mem[280] = 32'h30206d;
+       mem[281] = 32'h303063;
+       mem[282] = 32'h500000;
+       mem[283] = 32'h500001;
+       mem[284] = 32'h500002;
+       mem[285] = 32'h500003;
+       mem[286] = 32'h500004;
+       mem[287] = 32'h500005;
+       mem[288] = 32'h500006;
+       mem[289] = 32'h500007;
+       mem[290] = 32'h500008;
+       mem[291] = 32'h500009;
+       mem[292] = 32'h50000a;
+       mem[293] = 32'h50000b;
+       mem[294] = 32'h50000c;
+       mem[295] = 32'h50000d;
+       mem[296] = 32'h50000e;
+       mem[297] = 32'h50000f;
+       mem[298] = 32'h500010;
+       mem[299] = 32'h500011;
+       mem[300] = 32'h500012;
+       mem[301] = 32'h500013;
+       mem[302] = 32'h500014;
+       mem[303] = 32'h500015;
+       mem[304] = 32'h500016;
+       mem[305] = 32'h500017;
+       mem[306] = 32'h500018;
+       mem[307] = 32'h500019;
+       mem[308] = 32'h50001a;
+       mem[309] = 32'h50001b;
+       mem[310] = 32'h50001c;
+       mem[311] = 32'h50001d;
+       mem[312] = 32'h50001e;
+       mem[313] = 32'h50001f;
+       mem[314] = 32'h500020;
+       mem[315] = 32'h500021;
+       mem[316] = 32'h500022;
+       mem[317] = 32'h500023;
+       mem[318] = 32'h500024;
+       mem[319] = 32'h500025;
+       mem[320] = 32'h500026;
+       mem[321] = 32'h500027;
+       mem[322] = 32'h500028;
+       mem[323] = 32'h500029;
+       mem[324] = 32'h50002a;
+       mem[325] = 32'h50002b;
+       mem[326] = 32'h50002c;
+       mem[327] = 32'h50002d;
+       mem[328] = 32'h50002e;
+       mem[329] = 32'h50002f;
+       mem[330] = 32'h501000;
+       mem[331] = 32'h501001;
+       mem[332] = 32'h501002;
+       mem[333] = 32'h501003;
+       mem[334] = 32'h501004;
+       mem[335] = 32'h501005;
+       mem[336] = 32'h501006;
+       mem[337] = 32'h501007;
+       mem[338] = 32'h501008;
+       mem[339] = 32'h501009;
+       mem[340] = 32'h50100a;
+       mem[341] = 32'h50100b;
+       mem[342] = 32'h50100c;
+       mem[343] = 32'h50100d;
+       mem[344] = 32'h50100e;
+       mem[345] = 32'h50100f;
+       mem[346] = 32'h501010;
+       mem[347] = 32'h501011;
+       mem[348] = 32'h501012;
+       mem[349] = 32'h501013;
+       mem[350] = 32'h501014;
+       mem[351] = 32'h501015;
+       mem[352] = 32'h501016;
+       mem[353] = 32'h501017;
+       mem[354] = 32'h501018;
+       mem[355] = 32'h501019;
+       mem[356] = 32'h50101a;
+       mem[357] = 32'h50101b;
+       mem[358] = 32'h50101c;
+       mem[359] = 32'h50101d;
+       mem[360] = 32'h50101e;
+       mem[361] = 32'h50101f;
+       mem[362] = 32'h501020;
+       mem[363] = 32'h501021;
+       mem[364] = 32'h501022;
+       mem[365] = 32'h501023;
+       mem[366] = 32'h501024;
+       mem[367] = 32'h501025;
+       mem[368] = 32'h501026;
+       mem[369] = 32'h501027;
+       mem[370] = 32'h501028;
+       mem[371] = 32'h501029;
+       mem[372] = 32'h50102a;
+       mem[373] = 32'h50102b;
+       mem[374] = 32'h50102c;
+       mem[375] = 32'h50102d;
+       mem[376] = 32'h50102e;
+       mem[377] = 32'h50102f;
+       mem[378] = 32'h600000;
+       mem[379] = 32'h600001;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[8:0]];
+       if (write_enable) mem[write_address[8:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[8:0] == read_address[8:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$core$cmd$wmap_a
+
+
+module top$core$cmd$wmap_b(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:511];
+    integer i;
+    initial begin
+       for (i = 0; i < 512; i = i + 1) mem[i] = 32'h0;
+       mem[282] = 32'h80300003;
+       mem[283] = 32'h80301004;
+       mem[284] = 32'h80302004;
+       mem[285] = 32'h80303004;
+       mem[286] = 32'h8030000a;
+       mem[287] = 32'h8030100b;
+       mem[288] = 32'h8030200b;
+       mem[289] = 32'h8030300b;
+       mem[290] = 32'h80300011;
+       mem[291] = 32'h80301012;
+       mem[292] = 32'h80302012;
+       mem[293] = 32'h80303012;
+       mem[294] = 32'h80300018;
+       mem[295] = 32'h80301019;
+       mem[296] = 32'h80302019;
+       mem[297] = 32'h80303019;
+       mem[298] = 32'h8030001f;
+       mem[299] = 32'h80301020;
+       mem[300] = 32'h80302020;
+       mem[301] = 32'h80303020;
+       mem[302] = 32'h80300026;
+       mem[303] = 32'h80301027;
+       mem[304] = 32'h80302027;
+       mem[305] = 32'h80303026;
+       mem[306] = 32'h80300004;
+       mem[307] = 32'h80301005;
+       mem[308] = 32'h80302005;
+       mem[309] = 32'h80303005;
+       mem[310] = 32'h8030000b;
+       mem[311] = 32'h8030100c;
+       mem[312] = 32'h8030200c;
+       mem[313] = 32'h8030300c;
+       mem[314] = 32'h80300012;
+       mem[315] = 32'h80301013;
+       mem[316] = 32'h80302013;
+       mem[317] = 32'h80303013;
+       mem[318] = 32'h80300019;
+       mem[319] = 32'h8030101a;
+       mem[320] = 32'h8030201a;
+       mem[321] = 32'h8030301a;
+       mem[322] = 32'h80300020;
+       mem[323] = 32'h80301021;
+       mem[324] = 32'h80302021;
+       mem[325] = 32'h80303021;
+       mem[326] = 32'h80300027;
+       mem[327] = 32'h80301028;
+       mem[328] = 32'h80302028;
+       mem[329] = 32'h80303027;
+       mem[330] = 32'h8030004b;
+       mem[331] = 32'h80301046;
+       mem[332] = 32'h8030204e;
+       mem[333] = 32'h80303044;
+       mem[334] = 32'h80300052;
+       mem[335] = 32'h8030104d;
+       mem[336] = 32'h80302055;
+       mem[337] = 32'h8030304b;
+       mem[338] = 32'h80300059;
+       mem[339] = 32'h80301054;
+       mem[340] = 32'h8030205c;
+       mem[341] = 32'h80303052;
+       mem[342] = 32'h80300060;
+       mem[343] = 32'h8030105b;
+       mem[344] = 32'h80302063;
+       mem[345] = 32'h80303059;
+       mem[346] = 32'h80300067;
+       mem[347] = 32'h80301062;
+       mem[348] = 32'h8030206a;
+       mem[349] = 32'h80303060;
+       mem[350] = 32'h8030006e;
+       mem[351] = 32'h80301069;
+       mem[352] = 32'h80302071;
+       mem[353] = 32'h80303066;
+       mem[354] = 32'h8030004c;
+       mem[355] = 32'h80301047;
+       mem[356] = 32'h8030204f;
+       mem[357] = 32'h80303045;
+       mem[358] = 32'h80300053;
+       mem[359] = 32'h8030104e;
+       mem[360] = 32'h80302056;
+       mem[361] = 32'h8030304c;
+       mem[362] = 32'h8030005a;
+       mem[363] = 32'h80301055;
+       mem[364] = 32'h8030205d;
+       mem[365] = 32'h80303053;
+       mem[366] = 32'h80300061;
+       mem[367] = 32'h8030105c;
+       mem[368] = 32'h80302064;
+       mem[369] = 32'h8030305a;
+       mem[370] = 32'h80300068;
+       mem[371] = 32'h80301063;
+       mem[372] = 32'h8030206b;
+       mem[373] = 32'h80303061;
+       mem[374] = 32'h8030006f;
+       mem[375] = 32'h8030106a;
+       mem[376] = 32'h80302072;
+       mem[377] = 32'h80303067;
+       mem[378] = 32'h80601000;
+       mem[379] = 32'h80601001;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[8:0]];
+       if (write_enable) mem[write_address[8:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[8:0] == read_address[8:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$core$cmd$wmap_b
+
+
+module top$core$cmd$wmap_h(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:511];
+    integer i;
+    initial begin
+       for (i = 0; i < 512; i = i + 1) mem[i] = 32'h0;
+       mem[0] = 32'h4001;
+       mem[1] = 32'h4018;
+       mem[2] = 32'h4000;
+       mem[3] = 32'h4002;
+       mem[4] = 32'h4018;
+       mem[5] = 32'h4001;
+       mem[6] = 32'h4003;
+       mem[7] = 32'h4019;
+       mem[8] = 32'h4002;
+       mem[9] = 32'h4004;
+       mem[10] = 32'h401a;
+       mem[11] = 32'h4003;
+       mem[12] = 32'h4005;
+       mem[13] = 32'h401a;
+       mem[14] = 32'h4004;
+       mem[15] = 32'h4006;
+       mem[16] = 32'h401b;
+       mem[17] = 32'h4005;
+       mem[18] = 32'h4007;
+       mem[19] = 32'h401c;
+       mem[20] = 32'h4006;
+       mem[21] = 32'h4008;
+       mem[22] = 32'h401c;
+       mem[23] = 32'h4007;
+       mem[24] = 32'h4009;
+       mem[25] = 32'h401d;
+       mem[26] = 32'h4008;
+       mem[27] = 32'h400a;
+       mem[28] = 32'h401e;
+       mem[29] = 32'h4009;
+       mem[30] = 32'h400b;
+       mem[31] = 32'h401e;
+       mem[32] = 32'h400a;
+       mem[33] = 32'h400c;
+       mem[34] = 32'h401f;
+       mem[35] = 32'h400b;
+       mem[36] = 32'h400d;
+       mem[37] = 32'h4020;
+       mem[38] = 32'h400c;
+       mem[39] = 32'h400e;
+       mem[40] = 32'h4020;
+       mem[41] = 32'h400d;
+       mem[42] = 32'h400f;
+       mem[43] = 32'h4021;
+       mem[44] = 32'h400e;
+       mem[45] = 32'h4010;
+       mem[46] = 32'h4022;
+       mem[47] = 32'h400f;
+       mem[48] = 32'h4011;
+       mem[49] = 32'h4022;
+       mem[50] = 32'h4010;
+       mem[51] = 32'h4012;
+       mem[52] = 32'h4023;
+       mem[53] = 32'h4011;
+       mem[54] = 32'h4013;
+       mem[55] = 32'h4024;
+       mem[56] = 32'h4012;
+       mem[57] = 32'h4014;
+       mem[58] = 32'h4024;
+       mem[59] = 32'h4013;
+       mem[60] = 32'h4015;
+       mem[61] = 32'h4025;
+       mem[62] = 32'h4014;
+       mem[63] = 32'h4016;
+       mem[64] = 32'h4026;
+       mem[65] = 32'h4015;
+       mem[66] = 32'h4017;
+       mem[67] = 32'h4026;
+       mem[68] = 32'h4016;
+       mem[69] = 32'h4027;
+       mem[70] = 32'h4000;
+       mem[71] = 32'h4001;
+       mem[72] = 32'h4019;
+       mem[73] = 32'h4028;
+       mem[74] = 32'h4029;
+       mem[75] = 32'h4002;
+       mem[76] = 32'h4018;
+       mem[77] = 32'h401a;
+       mem[78] = 32'h402a;
+       mem[79] = 32'h4003;
+       mem[80] = 32'h4004;
+       mem[81] = 32'h4019;
+       mem[82] = 32'h401b;
+       mem[83] = 32'h402b;
+       mem[84] = 32'h402c;
+       mem[85] = 32'h4005;
+       mem[86] = 32'h401a;
+       mem[87] = 32'h401c;
+       mem[88] = 32'h402d;
+       mem[89] = 32'h4006;
+       mem[90] = 32'h4007;
+       mem[91] = 32'h401b;
+       mem[92] = 32'h401d;
+       mem[93] = 32'h402e;
+       mem[94] = 32'h402f;
+       mem[95] = 32'h4008;
+       mem[96] = 32'h401c;
+       mem[97] = 32'h401e;
+       mem[98] = 32'h4030;
+       mem[99] = 32'h4009;
+       mem[100] = 32'h400a;
+       mem[101] = 32'h401d;
+       mem[102] = 32'h401f;
+       mem[103] = 32'h4031;
+       mem[104] = 32'h4032;
+       mem[105] = 32'h400b;
+       mem[106] = 32'h401e;
+       mem[107] = 32'h4020;
+       mem[108] = 32'h4033;
+       mem[109] = 32'h400c;
+       mem[110] = 32'h400d;
+       mem[111] = 32'h401f;
+       mem[112] = 32'h4021;
+       mem[113] = 32'h4034;
+       mem[114] = 32'h4035;
+       mem[115] = 32'h400e;
+       mem[116] = 32'h4020;
+       mem[117] = 32'h4022;
+       mem[118] = 32'h4036;
+       mem[119] = 32'h400f;
+       mem[120] = 32'h4010;
+       mem[121] = 32'h4021;
+       mem[122] = 32'h4023;
+       mem[123] = 32'h4037;
+       mem[124] = 32'h4038;
+       mem[125] = 32'h4011;
+       mem[126] = 32'h4022;
+       mem[127] = 32'h4024;
+       mem[128] = 32'h4039;
+       mem[129] = 32'h4012;
+       mem[130] = 32'h4013;
+       mem[131] = 32'h4023;
+       mem[132] = 32'h4025;
+       mem[133] = 32'h403a;
+       mem[134] = 32'h403b;
+       mem[135] = 32'h4014;
+       mem[136] = 32'h4024;
+       mem[137] = 32'h4026;
+       mem[138] = 32'h403c;
+       mem[139] = 32'h4015;
+       mem[140] = 32'h4016;
+       mem[141] = 32'h4025;
+       mem[142] = 32'h4027;
+       mem[143] = 32'h403d;
+       mem[144] = 32'h403e;
+       mem[145] = 32'h4017;
+       mem[146] = 32'h4026;
+       mem[147] = 32'h403f;
+       mem[148] = 32'h4018;
+       mem[149] = 32'h4029;
+       mem[150] = 32'h4018;
+       mem[151] = 32'h4028;
+       mem[152] = 32'h402a;
+       mem[153] = 32'h4019;
+       mem[154] = 32'h4029;
+       mem[155] = 32'h402b;
+       mem[156] = 32'h401a;
+       mem[157] = 32'h402a;
+       mem[158] = 32'h402c;
+       mem[159] = 32'h401a;
+       mem[160] = 32'h402b;
+       mem[161] = 32'h402d;
+       mem[162] = 32'h401b;
+       mem[163] = 32'h402c;
+       mem[164] = 32'h402e;
+       mem[165] = 32'h401c;
+       mem[166] = 32'h402d;
+       mem[167] = 32'h402f;
+       mem[168] = 32'h401c;
+       mem[169] = 32'h402e;
+       mem[170] = 32'h4030;
+       mem[171] = 32'h401d;
+       mem[172] = 32'h402f;
+       mem[173] = 32'h4031;
+       mem[174] = 32'h401e;
+       mem[175] = 32'h4030;
+       mem[176] = 32'h4032;
+       mem[177] = 32'h401e;
+       mem[178] = 32'h4031;
+       mem[179] = 32'h4033;
+       mem[180] = 32'h401f;
+       mem[181] = 32'h4032;
+       mem[182] = 32'h4034;
+       mem[183] = 32'h4020;
+       mem[184] = 32'h4033;
+       mem[185] = 32'h4035;
+       mem[186] = 32'h4020;
+       mem[187] = 32'h4034;
+       mem[188] = 32'h4036;
+       mem[189] = 32'h4021;
+       mem[190] = 32'h4035;
+       mem[191] = 32'h4037;
+       mem[192] = 32'h4022;
+       mem[193] = 32'h4036;
+       mem[194] = 32'h4038;
+       mem[195] = 32'h4022;
+       mem[196] = 32'h4037;
+       mem[197] = 32'h4039;
+       mem[198] = 32'h4023;
+       mem[199] = 32'h4038;
+       mem[200] = 32'h403a;
+       mem[201] = 32'h4024;
+       mem[202] = 32'h4039;
+       mem[203] = 32'h403b;
+       mem[204] = 32'h4024;
+       mem[205] = 32'h403a;
+       mem[206] = 32'h403c;
+       mem[207] = 32'h4025;
+       mem[208] = 32'h403b;
+       mem[209] = 32'h403d;
+       mem[210] = 32'h4026;
+       mem[211] = 32'h403c;
+       mem[212] = 32'h403e;
+       mem[213] = 32'h4026;
+       mem[214] = 32'h403d;
+       mem[215] = 32'h403f;
+       mem[216] = 32'h4027;
+       mem[217] = 32'h403e;
+       mem[219] = 32'h1;
+       mem[220] = 32'h2;
+       mem[221] = 32'h3;
+       mem[222] = 32'h4;
+       mem[223] = 32'h5;
+       mem[224] = 32'h6;
+       mem[225] = 32'h7;
+       mem[226] = 32'h8;
+       mem[227] = 32'h9;
+       mem[228] = 32'ha;
+       mem[229] = 32'hb;
+       mem[230] = 32'hc;
+       mem[231] = 32'hd;
+       mem[232] = 32'he;
+       mem[233] = 32'hf;
+       mem[234] = 32'h10;
+       mem[235] = 32'h11;
+       mem[236] = 32'h12;
+       mem[237] = 32'h13;
+       mem[238] = 32'h14;
+       mem[239] = 32'h15;
+       mem[240] = 32'h16;
+       mem[241] = 32'h17;
+       mem[242] = 32'h18;
+       mem[243] = 32'h19;
+       mem[244] = 32'h1a;
+       mem[245] = 32'h1b;
+       mem[246] = 32'h1c;
+       mem[247] = 32'h1d;
+       mem[248] = 32'h1e;
+       mem[249] = 32'h1f;
+       mem[250] = 32'h20;
+       mem[251] = 32'h21;
+       mem[252] = 32'h22;
+       mem[253] = 32'h23;
+       mem[254] = 32'h24;
+       mem[255] = 32'h25;
+       mem[256] = 32'h26;
+       mem[257] = 32'h27;
+       mem[258] = 32'h28;
+       mem[259] = 32'h29;
+       mem[260] = 32'h2a;
+       mem[261] = 32'h2b;
+       mem[262] = 32'h2c;
+       mem[263] = 32'h2d;
+       mem[264] = 32'h2e;
+       mem[265] = 32'h2f;
+       mem[266] = 32'h30;
+       mem[267] = 32'h31;
+       mem[268] = 32'h32;
+       mem[269] = 32'h33;
+       mem[270] = 32'h34;
+       mem[271] = 32'h35;
+       mem[272] = 32'h36;
+       mem[273] = 32'h37;
+       mem[274] = 32'h38;
+       mem[275] = 32'h39;
+       mem[276] = 32'h3a;
+       mem[277] = 32'h3b;
+       mem[278] = 32'h3c;
+       mem[279] = 32'h3d;
+       mem[280] = 32'h3e;
+       mem[281] = 32'h3f;
+       mem[282] = 32'h80028000;
+       mem[283] = 32'h80020001;
+       mem[284] = 32'h80020002;
+       mem[285] = 32'h80020003;
+       mem[286] = 32'h80020004;
+       mem[287] = 32'h80020005;
+       mem[288] = 32'h80020006;
+       mem[289] = 32'h80020007;
+       mem[290] = 32'h80020008;
+       mem[291] = 32'h80020009;
+       mem[292] = 32'h8002000a;
+       mem[293] = 32'h8002000b;
+       mem[294] = 32'h8002000c;
+       mem[295] = 32'h8002000d;
+       mem[296] = 32'h8002000e;
+       mem[297] = 32'h8002000f;
+       mem[298] = 32'h80020010;
+       mem[299] = 32'h80020011;
+       mem[300] = 32'h80020012;
+       mem[301] = 32'h80020013;
+       mem[302] = 32'h80020014;
+       mem[303] = 32'h80020015;
+       mem[304] = 32'h80020016;
+       mem[305] = 32'h80024017;
+       mem[306] = 32'h80038000;
+       mem[307] = 32'h80030001;
+       mem[308] = 32'h80030002;
+       mem[309] = 32'h80030003;
+       mem[310] = 32'h80030004;
+       mem[311] = 32'h80030005;
+       mem[312] = 32'h80030006;
+       mem[313] = 32'h80030007;
+       mem[314] = 32'h80030008;
+       mem[315] = 32'h80030009;
+       mem[316] = 32'h8003000a;
+       mem[317] = 32'h8003000b;
+       mem[318] = 32'h8003000c;
+       mem[319] = 32'h8003000d;
+       mem[320] = 32'h8003000e;
+       mem[321] = 32'h8003000f;
+       mem[322] = 32'h80030010;
+       mem[323] = 32'h80030011;
+       mem[324] = 32'h80030012;
+       mem[325] = 32'h80030013;
+       mem[326] = 32'h80030014;
+       mem[327] = 32'h80030015;
+       mem[328] = 32'h80030016;
+       mem[329] = 32'h80034017;
+       mem[330] = 32'h80008028;
+       mem[331] = 32'h80000029;
+       mem[332] = 32'h8000002a;
+       mem[333] = 32'h8000002b;
+       mem[334] = 32'h8000002c;
+       mem[335] = 32'h8000002d;
+       mem[336] = 32'h8000002e;
+       mem[337] = 32'h8000002f;
+       mem[338] = 32'h80000030;
+       mem[339] = 32'h80000031;
+       mem[340] = 32'h80000032;
+       mem[341] = 32'h80000033;
+       mem[342] = 32'h80000034;
+       mem[343] = 32'h80000035;
+       mem[344] = 32'h80000036;
+       mem[345] = 32'h80000037;
+       mem[346] = 32'h80000038;
+       mem[347] = 32'h80000039;
+       mem[348] = 32'h8000003a;
+       mem[349] = 32'h8000003b;
+       mem[350] = 32'h8000003c;
+       mem[351] = 32'h8000003d;
+       mem[352] = 32'h8000003e;
+       mem[353] = 32'h8000403f;
+       mem[354] = 32'h80018028;
+       mem[355] = 32'h80010029;
+       mem[356] = 32'h8001002a;
+       mem[357] = 32'h8001002b;
+       mem[358] = 32'h8001002c;
+       mem[359] = 32'h8001002d;
+       mem[360] = 32'h8001002e;
+       mem[361] = 32'h8001002f;
+       mem[362] = 32'h80010030;
+       mem[363] = 32'h80010031;
+       mem[364] = 32'h80010032;
+       mem[365] = 32'h80010033;
+       mem[366] = 32'h80010034;
+       mem[367] = 32'h80010035;
+       mem[368] = 32'h80010036;
+       mem[369] = 32'h80010037;
+       mem[370] = 32'h80010038;
+       mem[371] = 32'h80010039;
+       mem[372] = 32'h8001003a;
+       mem[373] = 32'h8001003b;
+       mem[374] = 32'h8001003c;
+       mem[375] = 32'h8001003d;
+       mem[376] = 32'h8001003e;
+       mem[377] = 32'h8001403f;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[8:0]];
+       if (write_enable) mem[write_address[8:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[8:0] == read_address[8:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$core$cmd$wmap_h
+
+
+module top$core$cmd$wmod(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$core$cmd$wmod
 
 
 module top$core$cmd$woff(d,q,clock);
@@ -5320,6 +7493,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     reg  lanes$0$nvalid;
     reg  lanes$0$clear;
     reg  lanes$0$rdo_en;
+    reg  lanes$0$rdo_rho;
     reg  lanes$0$rdo_sel;
     reg  [15:0] lanes$0$rdo_addr;
     reg  lanes$0$rdo_we;
@@ -5347,6 +7521,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     reg  lanes$1$nvalid;
     reg  lanes$1$clear;
     reg  lanes$1$rdo_en;
+    reg  lanes$1$rdo_rho;
     reg  lanes$1$rdo_sel;
     reg  [15:0] lanes$1$rdo_addr;
     reg  lanes$1$rdo_we;
@@ -5374,6 +7549,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     reg  lanes$2$nvalid;
     reg  lanes$2$clear;
     reg  lanes$2$rdo_en;
+    reg  lanes$2$rdo_rho;
     reg  lanes$2$rdo_sel;
     reg  [15:0] lanes$2$rdo_addr;
     reg  lanes$2$rdo_we;
@@ -5401,6 +7577,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     reg  lanes$3$nvalid;
     reg  lanes$3$clear;
     reg  lanes$3$rdo_en;
+    reg  lanes$3$rdo_rho;
     reg  lanes$3$rdo_sel;
     reg  [15:0] lanes$3$rdo_addr;
     reg  lanes$3$rdo_we;
@@ -5633,6 +7810,9 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     reg  rdo_en$d;
     wire  rdo_en$q;
     reg  rdo_en$clock;
+    reg  rdo_rho$d;
+    wire  rdo_rho$q;
+    reg  rdo_rho$clock;
     reg  [7:0] rsel$d;
     wire  [7:0] rsel$q;
     reg  rsel$clock;
@@ -5669,6 +7849,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         .nvalid(lanes$0$nvalid),
         .clear(lanes$0$clear),
         .rdo_en(lanes$0$rdo_en),
+        .rdo_rho(lanes$0$rdo_rho),
         .rdo_sel(lanes$0$rdo_sel),
         .rdo_addr(lanes$0$rdo_addr),
         .rdo_we(lanes$0$rdo_we),
@@ -5698,6 +7879,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         .nvalid(lanes$1$nvalid),
         .clear(lanes$1$clear),
         .rdo_en(lanes$1$rdo_en),
+        .rdo_rho(lanes$1$rdo_rho),
         .rdo_sel(lanes$1$rdo_sel),
         .rdo_addr(lanes$1$rdo_addr),
         .rdo_we(lanes$1$rdo_we),
@@ -5727,6 +7909,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         .nvalid(lanes$2$nvalid),
         .clear(lanes$2$clear),
         .rdo_en(lanes$2$rdo_en),
+        .rdo_rho(lanes$2$rdo_rho),
         .rdo_sel(lanes$2$rdo_sel),
         .rdo_addr(lanes$2$rdo_addr),
         .rdo_we(lanes$2$rdo_we),
@@ -5756,6 +7939,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         .nvalid(lanes$3$nvalid),
         .clear(lanes$3$clear),
         .rdo_en(lanes$3$rdo_en),
+        .rdo_rho(lanes$3$rdo_rho),
         .rdo_sel(lanes$3$rdo_sel),
         .rdo_addr(lanes$3$rdo_addr),
         .rdo_we(lanes$3$rdo_we),
@@ -6057,6 +8241,11 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         .q(rdo_en$q),
         .clock(rdo_en$clock)
     );
+    top$sub$rdo_rho rdo_rho(
+        .d(rdo_rho$d),
+        .q(rdo_rho$q),
+        .clock(rdo_rho$clock)
+    );
     top$sub$rsel rsel(
         .d(rsel$d),
         .q(rsel$q),
@@ -6122,11 +8311,13 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       lines$3$clock = clock;
       nsw$clock = clock;
       rdo_en$clock = clock;
+      rdo_rho$clock = clock;
       rsel$clock = clock;
       rdata$clock = clock;
       start_late$clock = clock;
       nsw$d = (cfg$we && cfg$addr == 24'd1) ? cfg$wdata : nsw$q;
       rdo_en$d = (ctrl_we && cfg$wdata[3]) ? 1'b1 : ((ctrl_we && cfg$wdata[4]) ? 1'b0 : rdo_en$q);
+      rdo_rho$d = (ctrl_we && cfg$wdata[3]) ? cfg$wdata[5] : rdo_rho$q;
       start_late$d = ctrl_we && cfg$wdata[0] && cfg$wdata[1];
       ctrl$start = (ctrl_we && cfg$wdata[0] && !cfg$wdata[1]) || start_late$q;
       ctrl$n_sweeps = nsw$q;
@@ -6152,6 +8343,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       lanes$0$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd0);
       lanes$0$clear = ctrl_we && cfg$wdata[2];
       lanes$0$rdo_en = rdo_en$q;
+      lanes$0$rdo_rho = rdo_rho$q;
       lanes$0$rdo_sel = !running_w;
       lanes$0$rdo_addr = a_q;
       lanes$0$rdo_we = cfg$we && (reg_w == 4'd7) && (a_bank == 16'd0);
@@ -6177,6 +8369,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       lanes$1$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd1);
       lanes$1$clear = ctrl_we && cfg$wdata[2];
       lanes$1$rdo_en = rdo_en$q;
+      lanes$1$rdo_rho = rdo_rho$q;
       lanes$1$rdo_sel = !running_w;
       lanes$1$rdo_addr = a_q;
       lanes$1$rdo_we = cfg$we && (reg_w == 4'd7) && (a_bank == 16'd1);
@@ -6202,6 +8395,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       lanes$2$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd2);
       lanes$2$clear = ctrl_we && cfg$wdata[2];
       lanes$2$rdo_en = rdo_en$q;
+      lanes$2$rdo_rho = rdo_rho$q;
       lanes$2$rdo_sel = !running_w;
       lanes$2$rdo_addr = a_q;
       lanes$2$rdo_we = cfg$we && (reg_w == 4'd7) && (a_bank == 16'd2);
@@ -6227,6 +8421,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       lanes$3$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd3);
       lanes$3$clear = ctrl_we && cfg$wdata[2];
       lanes$3$rdo_en = rdo_en$q;
+      lanes$3$rdo_rho = rdo_rho$q;
       lanes$3$rdo_sel = !running_w;
       lanes$3$rdo_addr = a_q;
       lanes$3$rdo_we = cfg$we && (reg_w == 4'd7) && (a_bank == 16'd3);
@@ -6832,7 +9027,7 @@ module top$sub$ctrl$run(d,q,clock);
 endmodule // top$sub$ctrl$run
 
 
-module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,instr_we,bias_we,nz,nvalid,clear,rdo_en,rdo_sel,rdo_addr,rdo_we,rdo_data,rd_q,rd_bank,line_sel,wr_en,wr_q,wr_data,cnt_acc,cnt_state,noise_err,npop);
+module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,instr_we,bias_we,nz,nvalid,clear,rdo_en,rdo_rho,rdo_sel,rdo_addr,rdo_we,rdo_data,rd_q,rd_bank,line_sel,wr_en,wr_q,wr_data,cnt_acc,cnt_state,noise_err,npop);
     
     // Module arguments
     input wire  clock;
@@ -6848,6 +9043,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     input wire  nvalid;
     input wire  clear;
     input wire  rdo_en;
+    input wire  rdo_rho;
     input wire  rdo_sel;
     input wire  [15:0] rdo_addr;
     input wire  rdo_we;
@@ -6870,6 +9066,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     localparam  hi = 16'h7fff;
     localparam  lob = 16'h0;
     localparam  hib = 16'hffff;
+    localparam  lo32 = 32'hffff8000;
+    localparam  hi32 = 32'h7fff;
     localparam  gn = 16'ha1f;
     localparam  ngn = 16'hf5e1;
     
@@ -6973,6 +9171,9 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [1:0] i2;
     reg  [1:0] i3;
     reg  fin_now;
+    reg  [15:0] fy;
+    reg  [15:0] fyb;
+    reg  [31:0] rdo_x;
     
     // Sub module instances
     top$sub$lanes$0$instr instr(
@@ -7261,7 +9462,16 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             rdo$read_address = rdo_addr;
         end
         rdo$write_address = uc$q;
-        rdo$write_data = rdo$read_data + fin$y;
+        fy = fin$y[(32'h0)+:(16)];
+        fyb = fy ^ 32'h8000;
+        rdo_x = fin$y;
+        if (rdo_rho & (fyb < lob)) begin
+            rdo_x = lo32;
+        end
+        if (rdo_rho & (fyb > hib)) begin
+            rdo_x = hi32;
+        end
+        rdo$write_data = rdo$read_data + rdo_x;
         rdo$write_enable = fin_now & rdo_en;
         if (rdo_sel) begin
             rdo$write_address = rdo_addr;
@@ -8173,7 +10383,7 @@ module top$sub$lanes$0$v3(d,q,clock);
 endmodule // top$sub$lanes$0$v3
 
 
-module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,instr_we,bias_we,nz,nvalid,clear,rdo_en,rdo_sel,rdo_addr,rdo_we,rdo_data,rd_q,rd_bank,line_sel,wr_en,wr_q,wr_data,cnt_acc,cnt_state,noise_err,npop);
+module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,instr_we,bias_we,nz,nvalid,clear,rdo_en,rdo_rho,rdo_sel,rdo_addr,rdo_we,rdo_data,rd_q,rd_bank,line_sel,wr_en,wr_q,wr_data,cnt_acc,cnt_state,noise_err,npop);
     
     // Module arguments
     input wire  clock;
@@ -8189,6 +10399,7 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     input wire  nvalid;
     input wire  clear;
     input wire  rdo_en;
+    input wire  rdo_rho;
     input wire  rdo_sel;
     input wire  [15:0] rdo_addr;
     input wire  rdo_we;
@@ -8211,6 +10422,8 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     localparam  hi = 16'h7fff;
     localparam  lob = 16'h0;
     localparam  hib = 16'hffff;
+    localparam  lo32 = 32'hffff8000;
+    localparam  hi32 = 32'h7fff;
     localparam  gn = 16'ha1f;
     localparam  ngn = 16'hf5e1;
     
@@ -8314,6 +10527,9 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [1:0] i2;
     reg  [1:0] i3;
     reg  fin_now;
+    reg  [15:0] fy;
+    reg  [15:0] fyb;
+    reg  [31:0] rdo_x;
     
     // Sub module instances
     top$sub$lanes$1$instr instr(
@@ -8602,7 +10818,16 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             rdo$read_address = rdo_addr;
         end
         rdo$write_address = uc$q;
-        rdo$write_data = rdo$read_data + fin$y;
+        fy = fin$y[(32'h0)+:(16)];
+        fyb = fy ^ 32'h8000;
+        rdo_x = fin$y;
+        if (rdo_rho & (fyb < lob)) begin
+            rdo_x = lo32;
+        end
+        if (rdo_rho & (fyb > hib)) begin
+            rdo_x = hi32;
+        end
+        rdo$write_data = rdo$read_data + rdo_x;
         rdo$write_enable = fin_now & rdo_en;
         if (rdo_sel) begin
             rdo$write_address = rdo_addr;
@@ -9513,7 +11738,7 @@ module top$sub$lanes$1$v3(d,q,clock);
 endmodule // top$sub$lanes$1$v3
 
 
-module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,instr_we,bias_we,nz,nvalid,clear,rdo_en,rdo_sel,rdo_addr,rdo_we,rdo_data,rd_q,rd_bank,line_sel,wr_en,wr_q,wr_data,cnt_acc,cnt_state,noise_err,npop);
+module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,instr_we,bias_we,nz,nvalid,clear,rdo_en,rdo_rho,rdo_sel,rdo_addr,rdo_we,rdo_data,rd_q,rd_bank,line_sel,wr_en,wr_q,wr_data,cnt_acc,cnt_state,noise_err,npop);
     
     // Module arguments
     input wire  clock;
@@ -9529,6 +11754,7 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     input wire  nvalid;
     input wire  clear;
     input wire  rdo_en;
+    input wire  rdo_rho;
     input wire  rdo_sel;
     input wire  [15:0] rdo_addr;
     input wire  rdo_we;
@@ -9551,6 +11777,8 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     localparam  hi = 16'h7fff;
     localparam  lob = 16'h0;
     localparam  hib = 16'hffff;
+    localparam  lo32 = 32'hffff8000;
+    localparam  hi32 = 32'h7fff;
     localparam  gn = 16'ha1f;
     localparam  ngn = 16'hf5e1;
     
@@ -9654,6 +11882,9 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [1:0] i2;
     reg  [1:0] i3;
     reg  fin_now;
+    reg  [15:0] fy;
+    reg  [15:0] fyb;
+    reg  [31:0] rdo_x;
     
     // Sub module instances
     top$sub$lanes$2$instr instr(
@@ -9942,7 +12173,16 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             rdo$read_address = rdo_addr;
         end
         rdo$write_address = uc$q;
-        rdo$write_data = rdo$read_data + fin$y;
+        fy = fin$y[(32'h0)+:(16)];
+        fyb = fy ^ 32'h8000;
+        rdo_x = fin$y;
+        if (rdo_rho & (fyb < lob)) begin
+            rdo_x = lo32;
+        end
+        if (rdo_rho & (fyb > hib)) begin
+            rdo_x = hi32;
+        end
+        rdo$write_data = rdo$read_data + rdo_x;
         rdo$write_enable = fin_now & rdo_en;
         if (rdo_sel) begin
             rdo$write_address = rdo_addr;
@@ -10861,7 +13101,7 @@ module top$sub$lanes$2$v3(d,q,clock);
 endmodule // top$sub$lanes$2$v3
 
 
-module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,instr_we,bias_we,nz,nvalid,clear,rdo_en,rdo_sel,rdo_addr,rdo_we,rdo_data,rd_q,rd_bank,line_sel,wr_en,wr_q,wr_data,cnt_acc,cnt_state,noise_err,npop);
+module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,instr_we,bias_we,nz,nvalid,clear,rdo_en,rdo_rho,rdo_sel,rdo_addr,rdo_we,rdo_data,rd_q,rd_bank,line_sel,wr_en,wr_q,wr_data,cnt_acc,cnt_state,noise_err,npop);
     
     // Module arguments
     input wire  clock;
@@ -10877,6 +13117,7 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     input wire  nvalid;
     input wire  clear;
     input wire  rdo_en;
+    input wire  rdo_rho;
     input wire  rdo_sel;
     input wire  [15:0] rdo_addr;
     input wire  rdo_we;
@@ -10899,6 +13140,8 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     localparam  hi = 16'h7fff;
     localparam  lob = 16'h0;
     localparam  hib = 16'hffff;
+    localparam  lo32 = 32'hffff8000;
+    localparam  hi32 = 32'h7fff;
     localparam  gn = 16'ha1f;
     localparam  ngn = 16'hf5e1;
     
@@ -11002,6 +13245,9 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [1:0] i2;
     reg  [1:0] i3;
     reg  fin_now;
+    reg  [15:0] fy;
+    reg  [15:0] fyb;
+    reg  [31:0] rdo_x;
     
     // Sub module instances
     top$sub$lanes$3$instr instr(
@@ -11290,7 +13536,16 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             rdo$read_address = rdo_addr;
         end
         rdo$write_address = uc$q;
-        rdo$write_data = rdo$read_data + fin$y;
+        fy = fin$y[(32'h0)+:(16)];
+        fyb = fy ^ 32'h8000;
+        rdo_x = fin$y;
+        if (rdo_rho & (fyb < lob)) begin
+            rdo_x = lo32;
+        end
+        if (rdo_rho & (fyb > hib)) begin
+            rdo_x = hi32;
+        end
+        rdo$write_data = rdo$read_data + rdo_x;
         rdo$write_enable = fin_now & rdo_en;
         if (rdo_sel) begin
             rdo$write_address = rdo_addr;
@@ -16349,6 +18604,25 @@ module top$sub$rdo_en(d,q,clock);
     end
           
 endmodule // top$sub$rdo_en
+
+
+module top$sub$rdo_rho(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$rdo_rho
 
 
 module top$sub$repl$0(clock,read_address,read_data,write_address,write_data,write_enable);
