@@ -250,11 +250,11 @@ fn bad_input_is_a_clear_error() {
         "--substrate",
         sub.to_str().unwrap(),
         "--engine",
-        "board",
+        "warp",
         "--png",
         tmp("b.png").to_str().unwrap(),
     ]);
-    assert!(e.contains("rho(x)"), "{e}");
+    assert!(e.contains("--engine") && e.contains("warp"), "{e}");
     // A corrupted substrate file names the field.
     let mut v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&sub).unwrap()).unwrap();
@@ -442,6 +442,9 @@ fn library_calls_give_the_commands_files() {
         EngineRun::default(),
     )
     .unwrap();
+    let mut c = c;
+    // The command records the U-Net file it compiled.
+    c.source = Some("models/digits-unet.safetensors".into());
     let lib = tmp("lib-rank8-library.json");
     c.save(&lib).unwrap();
     assert_eq!(
