@@ -378,7 +378,7 @@ fn hdl_link_features_small_link_verilator() {
     let prog = HwProgram::new(&s).expect("compile");
     let o = LinkOptions::SMALL;
     let id = identity_with(&s, &o);
-    assert_eq!(id.features, FEATURE_ALL_UNITS);
+    assert_eq!(id.features, FEATURE_ALL_UNITS | FEATURE_RHO);
     let d = prog.d;
     let mut board = Board::with_features(s.clone(), id.features);
     let compiled = Weights::of_substrate(&s);

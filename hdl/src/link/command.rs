@@ -94,7 +94,8 @@ pub struct LinkOptions {
     /// the checksum unit.
     pub weights: bool,
     /// RUN takes `RUN_RHO` (`FEATURE_RHO`): the readout sums `rho(x)`, the lanes' readout
-    /// clamp ([`crate::rtl::top::ctrl_bits::READOUT_RHO`]) and one flag per slot.
+    /// clamp ([`crate::rtl::top::ctrl_bits::READOUT_RHO`]) and one flag per slot (35 logic
+    /// cells of the iCEBreaker `--lanes 1` build of the shipped example).
     pub rho: bool,
 }
 
@@ -115,7 +116,7 @@ impl LinkOptions {
         slots: 2,
         max_payload: 508,
         weights: false,
-        rho: false,
+        rho: true,
     };
     /// Check the options.
     pub fn validate(&self) -> Result<(), crate::Error> {
