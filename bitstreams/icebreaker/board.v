@@ -389,7 +389,7 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
     output reg  active;
     
     // Constant declarations
-    localparam  k_rfeat = 1'b0;
+    localparam  k_rfeat = 1'b1;
     localparam  k_wfeat = 1'b0;
     localparam  k_nw = 16'hda;
     localparam  k_wb3 = 16'hda;
@@ -2857,7 +2857,7 @@ module top$core$cmd$ident(address,data);
       5'b11100: data = 8'ha;
       5'b11101: data = 8'hfc;
       5'b11110: data = 8'h1;
-      5'b11111: data = 8'h2;
+      5'b11111: data = 8'h6;
       default: data = 8'h0;
     endcase
             
@@ -6306,7 +6306,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       start_late$clock = clock;
       nsw$d = (cfg$we && cfg$addr == 24'd1) ? cfg$wdata : nsw$q;
       rdo_en$d = (ctrl_we && cfg$wdata[3]) ? 1'b1 : ((ctrl_we && cfg$wdata[4]) ? 1'b0 : rdo_en$q);
-      rdo_rho$d = 1'b0;
+      rdo_rho$d = (ctrl_we && cfg$wdata[3]) ? cfg$wdata[5] : rdo_rho$q;
       start_late$d = ctrl_we && cfg$wdata[0] && cfg$wdata[1];
       ctrl$start = (ctrl_we && cfg$wdata[0] && !cfg$wdata[1]) || start_late$q;
       ctrl$n_sweeps = nsw$q;

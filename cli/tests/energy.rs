@@ -148,8 +148,8 @@ fn inference_report_files_and_counts() {
             416,
             64 + 128, // dec1 and dec0
             // input drive 128 x 64, noise table 416 x 16, head 64 x 128, pixel path 64 x 64,
-            // decoder drive 128 x 64, output scalars 2 x 64
-            (128 * 64 + 416 * 16 + 64 * 128 + 64 * 64 + 128 * 64 + 2 * 64) as u64,
+            // decoder drive 128 x 64, their noise-level gates 2 x 16, output scalars 2 x 64
+            (128 * 64 + 416 * 16 + 64 * 128 + 64 * 64 + 128 * 64 + 2 * 16 + 2 * 64) as u64,
             7, // and the U-Net measured
         ),
     ] {

@@ -586,7 +586,13 @@ impl ClampedModel {
             input_params,
             table_params,
             head_params,
-            macs: input_params + table_params + px * nl + self.out_x.len() + 2 * px,
+            // the gates' dot products with the noise-level embedding count as MACs too
+            macs: input_params
+                + table_params
+                + px * nl
+                + self.out_x.len()
+                + self.out_x_gate.len()
+                + 2 * px,
             substrate_params,
         }
     }
