@@ -638,6 +638,49 @@ pub struct Report {
     pub rows: Vec<Row>,
 }
 
+/// The CPU's power for a measured run: RAPL's package power when it was read, else `threads`
+/// cores at the assumed per-core power; and how it was obtained.
+fn cpu_power(rapl: Option<f64>, threads: usize, a: &Assumptions) -> (f64, String) {
+    match rapl {
+        Some(w) => (w, format!("RAPL package power {w:.1} W")),
+        None => (
+            threads as f64 * a.cpu_watts_per_core,
+            format!(
+                "{threads} core(s) x {} W (assumed; RAPL unreadable)",
+                a.cpu_watts_per_core
+            ),
+        ),
+    }
+}
+
+/// The analog projection's parts, named, in joules: `[unit updates, coupling and bus MACs,
+/// readouts]` at the substrate's costs, then the writes (DAC) and the digital MACs of the
+/// step or sample, each with its name.
+fn analog_parts(
+    analog: &AnalogCosts,
+    a: &Assumptions,
+    [unit_updates, macs, readouts]: [u64; 3],
+    (writes_name, writes): (&str, u64),
+    (digital_name, digital): (&str, u64),
+) -> [(String, f64); 5] {
+    [
+        (
+            "unit updates".to_string(),
+            unit_updates as f64 * analog.unit_update,
+        ),
+        (
+            "coupling and bus MACs".to_string(),
+            macs as f64 * analog.mac,
+        ),
+        ("readouts (ADC)".to_string(), readouts as f64 * a.adc_energy),
+        (writes_name.to_string(), writes as f64 * a.write_energy),
+        (
+            digital_name.to_string(),
+            digital as f64 * a.digital_mac_energy,
+        ),
+    ]
+}
+
 impl Report {
     /// Form the report from counts (with link bytes), the CPU measurement and the assumptions.
     pub fn new(
@@ -653,44 +696,15 @@ impl Report {
         let gpu_flops = GpuFlops::of(s, st)?;
         let analog = AnalogCosts::of(s, st, a);
         let c = &counts;
-        let parts = [
-            (
-                "unit updates".to_string(),
-                c.unit_updates as f64 * analog.unit_update,
-            ),
-            (
-                "coupling and bus MACs".to_string(),
-                (c.coupling_macs + c.bus_macs) as f64 * analog.mac,
-            ),
-            (
-                "readouts (ADC)".to_string(),
-                c.readouts as f64 * a.adc_energy,
-            ),
-            (
-                "weight writes (DAC)".to_string(),
-                c.weight_writes as f64 * a.write_energy,
-            ),
-            (
-                "gradient MACs (digital)".to_string(),
-                c.gradient_macs as f64 * a.digital_mac_energy,
-            ),
-        ];
+        let parts = analog_parts(
+            &analog,
+            a,
+            [c.unit_updates, c.coupling_macs + c.bus_macs, c.readouts],
+            ("weight writes (DAC)", c.weight_writes),
+            ("gradient MACs (digital)", c.gradient_macs),
+        );
         let analog_joules: f64 = parts.iter().map(|p| p.1).sum();
-        let cpu_power = |rapl: Option<f64>| -> (f64, String) {
-            match rapl {
-                Some(w) => (w, format!("RAPL package power {w:.1} W")),
-                None => {
-                    let w = cpu.threads as f64 * a.cpu_watts_per_core;
-                    (
-                        w,
-                        format!(
-                            "{} core(s) x {} W (assumed; RAPL unreadable)",
-                            cpu.threads, a.cpu_watts_per_core
-                        ),
-                    )
-                }
-            }
-        };
+        let cpu_power = |rapl: Option<f64>| cpu_power(rapl, cpu.threads, a);
         let mut rows = Vec::new();
         let (w, how) = cpu_power(cpu.rapl_watts_eqprop);
         rows.push(Row {
@@ -1163,44 +1177,15 @@ impl SampleReport {
         let fpga_cycles = fpga_sample_cycles(s, ss)?;
         let analog = AnalogCosts::for_run(s, ss.sweeps_per_call(), a);
         let c = &counts;
-        let parts = [
-            (
-                "unit updates".to_string(),
-                c.unit_updates as f64 * analog.unit_update,
-            ),
-            (
-                "coupling and bus MACs".to_string(),
-                (c.coupling_macs + c.bus_macs) as f64 * analog.mac,
-            ),
-            (
-                "readouts (ADC)".to_string(),
-                c.readouts as f64 * a.adc_energy,
-            ),
-            (
-                "conditioning writes (DAC)".to_string(),
-                c.conditioning_writes as f64 * a.write_energy,
-            ),
-            (
-                "periphery MACs (digital)".to_string(),
-                c.periphery_macs as f64 * a.digital_mac_energy,
-            ),
-        ];
+        let parts = analog_parts(
+            &analog,
+            a,
+            [c.unit_updates, c.coupling_macs + c.bus_macs, c.readouts],
+            ("conditioning writes (DAC)", c.conditioning_writes),
+            ("periphery MACs (digital)", c.periphery_macs),
+        );
         let analog_joules: f64 = parts.iter().map(|p| p.1).sum();
-        let cpu_power = |rapl: Option<f64>| -> (f64, String) {
-            match rapl {
-                Some(w) => (w, format!("RAPL package power {w:.1} W")),
-                None => {
-                    let w = cpu.threads as f64 * a.cpu_watts_per_core;
-                    (
-                        w,
-                        format!(
-                            "{} core(s) x {} W (assumed; RAPL unreadable)",
-                            cpu.threads, a.cpu_watts_per_core
-                        ),
-                    )
-                }
-            }
-        };
+        let cpu_power = |rapl: Option<f64>| cpu_power(rapl, cpu.threads, a);
         let compute = fpga_cycles as f64 / a.clock_hz;
         let link = c.link_bytes.map_or(0.0, |b| b as f64 * 10.0 / a.baud);
         let mut rows = Vec::new();
