@@ -139,7 +139,7 @@ fn other_weights_are_refused_until_written() {
 #[test]
 fn training_steps_through_the_rtl_equal_the_board_model_and_the_fixed_engine() {
     use thermo_host::emulator::spawn_verilator_emulator;
-    use thermo_proto::{FEATURE_ALL_UNITS, FEATURE_WEIGHTS};
+    use thermo_proto::{FEATURE_ALL_UNITS, FEATURE_RHO, FEATURE_WEIGHTS};
     let mut s = shipped();
     let set = teacher_task(&s, 3, 0.3, 0.2, 1.0, 5).unwrap();
     let budget = Budget {
@@ -155,7 +155,10 @@ fn training_steps_through_the_rtl_equal_the_board_model_and_the_fixed_engine() {
     let (emu_path, emu_h) = spawn_emulator(s.clone(), None, Duration::from_secs(20)).unwrap();
     let mut emu = Client::new(SerialTransport::open(Path::new(&emu_path), 3_000_000).unwrap());
     let id = rtl.identify().unwrap();
-    assert_eq!(id.features, FEATURE_WEIGHTS | FEATURE_ALL_UNITS);
+    assert_eq!(
+        id.features,
+        FEATURE_WEIGHTS | FEATURE_ALL_UNITS | FEATURE_RHO
+    );
     let mut on_rtl = BoardPhases::attach(&mut rtl, &s, budget, seed).unwrap();
     let mut on_emu = BoardPhases::attach(&mut emu, &s, budget, seed).unwrap();
     let mut runner = PhaseRunner::new(&s, Protocol::SameKey, budget, Nudge::Bias, seed);
