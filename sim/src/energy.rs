@@ -844,32 +844,48 @@ pub fn sensitivity(
         Ok((gpu / an, cpu / an, lat / an))
     };
     let base = ratios(a)?;
-    let mut out = Vec::new();
-    for x in &Assumption::ALL {
-        if matches!(
-            x.name,
-            "cpu-watts-per-core" | "board-watts" | "clock-mhz" | "baud" | "tau"
-        ) {
-            continue;
-        }
-        let mut lo = *a;
-        x.set(&mut lo, x.get(a) / 10.0);
-        let mut hi = *a;
-        x.set(
-            &mut hi,
-            (x.get(a) * 10.0).min(if x.name == "gpu-utilisation" {
-                1.0
-            } else {
-                f64::INFINITY
-            }),
-        );
-        let (l, h) = (ratios(&lo)?, ratios(&hi)?);
-        out.push(Sensitivity {
-            assumption: x.name,
+    sweep_assumptions(
+        a,
+        &[
+            "cpu-watts-per-core",
+            "board-watts",
+            "clock-mhz",
+            "baud",
+            "tau",
+        ],
+        ratios,
+    )?
+    .into_iter()
+    .map(|(assumption, l, h)| {
+        Ok(Sensitivity {
+            assumption,
             gpu_over_analog: [base.0, l.0, h.0],
             gpu_latency_over_analog: [base.2, l.2, h.2],
             cpu_over_analog: [base.1, l.1, h.1],
-        });
+        })
+    })
+    .collect()
+}
+
+/// Each assumption not in `skip`, with `ratios` at it divided by 10 and multiplied by 10 (the
+/// GPU's utilisation capped at 1), the others at `a`.
+fn sweep_assumptions<R>(
+    a: &Assumptions,
+    skip: &[&str],
+    ratios: impl Fn(&Assumptions) -> Result<R, String>,
+) -> Result<Vec<(&'static str, R, R)>, String> {
+    let mut out = Vec::new();
+    for x in Assumption::ALL.iter().filter(|x| !skip.contains(&x.name)) {
+        let mut lo = *a;
+        x.set(&mut lo, x.get(a) / 10.0);
+        let mut hi = *a;
+        let cap = if x.name == "gpu-utilisation" {
+            1.0
+        } else {
+            f64::INFINITY
+        };
+        x.set(&mut hi, (x.get(a) * 10.0).min(cap));
+        out.push((x.name, ratios(&lo)?, ratios(&hi)?));
     }
     Ok(out)
 }
@@ -1321,34 +1337,23 @@ pub fn sample_sensitivity(
         Ok([j(SAMPLE_GPU_FLOPS) / an, cpu / an, j(SAMPLE_FPGA) / an])
     };
     let base = ratios(a)?;
-    let mut out = Vec::new();
-    for x in &Assumption::ALL {
-        if matches!(
-            x.name,
-            "cpu-watts-per-core" | "board-watts" | "clock-mhz" | "baud" | "tau" | "gpu-step-floor"
-        ) {
-            continue;
-        }
-        let mut lo = *a;
-        x.set(&mut lo, x.get(a) / 10.0);
-        let mut hi = *a;
-        x.set(
-            &mut hi,
-            (x.get(a) * 10.0).min(if x.name == "gpu-utilisation" {
-                1.0
-            } else {
-                f64::INFINITY
-            }),
-        );
-        let (l, h) = (ratios(&lo)?, ratios(&hi)?);
-        out.push(SampleSensitivity {
-            assumption: x.name,
+    let skip = [
+        "cpu-watts-per-core",
+        "board-watts",
+        "clock-mhz",
+        "baud",
+        "tau",
+        "gpu-step-floor",
+    ];
+    Ok(sweep_assumptions(a, &skip, ratios)?
+        .into_iter()
+        .map(|(assumption, l, h)| SampleSensitivity {
+            assumption,
             gpu_over_analog: [base[0], l[0], h[0]],
             cpu_over_analog: [base[1], l[1], h[1]],
             fpga_over_analog: [base[2], l[2], h[2]],
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 /// Wall time per sample of `ss` on the fixed engine for a substrate without periphery: per
