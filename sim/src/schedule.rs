@@ -2,22 +2,27 @@
 //! a sweep. This is the contract the RTL's sweep controller meets (`docs/fixed-point.md` §4).
 //!
 //! * **Bus phase.** Each bus side has its own bus MAC. It reads its module's states once per rank,
-//!   one MAC per cycle: `k * n_side` cycles, then [`BUS_GAIN_LATENCY`] cycles to round, apply the
-//!   gain and latch the line. All bus sides run in parallel; the phase lasts as long as the
+//!   one MAC per cycle: `k * n_side` cycles, then [`BUS_GAIN_LATENCY`] cycles to finish the last
+//!   MAC, round, apply the gain and latch the line. All bus sides run in parallel; the phase lasts as long as the
 //!   slowest side (0 cycles without buses).
 //! * **Unit phase.** Lane `l` updates units `l, l+P, l+2P, ...` in ascending order. A unit costs
 //!   one issue cycle per MAC (`1` self term + its off-diagonal row + the ranks of every bus side it
-//!   sits on) plus one cycle that adds bias and noise and writes back. Lanes run independently
-//!   and the phase ends when the busiest lane has issued its last unit, plus [`PIPELINE_DRAIN`]
-//!   cycles for the datapath to drain.
+//!   sits on) plus one finish cycle (the noise multiply; the bias add, noise add, rounding and
+//!   write back follow in the pipeline, overlapping the next unit's issue). Lanes run
+//!   independently and the phase ends when the busiest lane has issued its last unit, plus
+//!   [`PIPELINE_DRAIN`] cycles for the datapath to drain.
 
 use crate::model::Substrate;
 use serde::Serialize;
 
-/// Cycles from the last bus MAC issue to the latched line (round, gain multiply, round).
-pub const BUS_GAIN_LATENCY: u64 = 3;
-/// Datapath latency drained at the end of the unit phase (read, multiply, accumulate, write).
-pub const PIPELINE_DRAIN: u64 = 4;
+/// Cycles from the last bus MAC issue to the latched line (operand read, activation,
+/// multiply-accumulate, round, gain multiply, round and latch: one pipeline stage each after the
+/// read).
+pub const BUS_GAIN_LATENCY: u64 = 6;
+/// Datapath latency drained at the end of the unit phase: from the last issue, operand read (2),
+/// activation and multiply, accumulate and bias, noise, rounding, then the write in the sweep's
+/// last cycle.
+pub const PIPELINE_DRAIN: u64 = 7;
 
 /// The static schedule of one sweep.
 #[derive(Clone, Debug, Serialize)]

@@ -20,10 +20,12 @@ use rust_hdl::prelude::*;
 /// / `rd_bank` (stage 2) / `rd_data` (stage 2); configuration writes `cfg_addr`, `cfg_data`,
 /// `word_we` (MAC words `first | last | operand | w`), `gain_we` (gains); `clear`; counters.
 ///
-/// **Latency**: a MAC issued in cycle `t` reads its state in `t+1..t+2` and accumulates in
-/// `t+2`; the line of a rank whose last MAC issued in `t` is delivered in `t+3` (latched at its
-/// end), i.e. `BUS_GAIN_LATENCY = 3` after the last issue — the lanes see it from the first
-/// cycle of the unit phase.
+/// **Latency**: a MAC issued in cycle `t` reads its state in `t+1..t+2` (the activation is
+/// applied and registered in `t+2`), multiplies and accumulates in `t+3`; the line of a rank
+/// whose last MAC issued in `t` is rounded into the bus format in `t+4`, multiplied by its gain
+/// in `t+5` and rounded again and delivered in `t+6` (latched at its end), i.e.
+/// `BUS_GAIN_LATENCY = 6` after the last issue (`thermo_sim::schedule`) — the lanes see it from
+/// the first cycle of the unit phase. Saturations are counted one cycle after they happen.
 ///
 /// **Proof**: the substrate equivalence tests (`hdl/tests/equivalence.rs`) compare every
 /// sweep's states and the bus saturation counts with the engine.
@@ -76,9 +78,23 @@ pub struct BusSide {
     coef2: DFF<Bits<16>>,
     bank2: DFF<Bits<16>>,
     v3: DFF<Bit>,
-    r2: DFF<Bits<16>>,
-    r3: DFF<Bits<16>>,
+    first3: DFF<Bit>,
+    last3: DFF<Bit>,
+    coef3: DFF<Bits<16>>,
+    rho3: DFF<Bits<16>>,
+    r: DFF<Bits<16>>,
     acc: DFF<Bits<32>>,
+    v4: DFF<Bit>,
+    r4: DFF<Bits<16>>,
+    pre5: DFF<Bits<16>>,
+    v5: DFF<Bit>,
+    r5: DFF<Bits<16>>,
+    g6: DFF<Bits<32>>,
+    v6: DFF<Bit>,
+    r6: DFF<Bits<16>>,
+    sat_m: DFF<Bit>,
+    sat_p: DFF<Bit>,
+    sat_l: DFF<Bit>,
     nacc: DFF<Bits<32>>,
     nbus: DFF<Bits<32>>,
     bsh: Constant<Bits<16>>,
@@ -134,9 +150,23 @@ impl BusSide {
             coef2: Default::default(),
             bank2: Default::default(),
             v3: Default::default(),
-            r2: Default::default(),
-            r3: Default::default(),
+            first3: Default::default(),
+            last3: Default::default(),
+            coef3: Default::default(),
+            rho3: Default::default(),
+            r: Default::default(),
             acc: Default::default(),
+            v4: Default::default(),
+            r4: Default::default(),
+            pre5: Default::default(),
+            v5: Default::default(),
+            r5: Default::default(),
+            g6: Default::default(),
+            v6: Default::default(),
+            r6: Default::default(),
+            sat_m: Default::default(),
+            sat_p: Default::default(),
+            sat_l: Default::default(),
             nacc: Default::default(),
             nbus: Default::default(),
             bsh: Constant::new((dp.bbits as u64).to_bits()),
@@ -159,7 +189,8 @@ impl Logic for BusSide {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, pc, v1, v2, first2, last2, coef2, bank2, v3, r2, r3, acc, nacc, nbus
+            self, clock, pc, v1, v2, first2, last2, coef2, bank2, v3, first3, last3, coef3, rho3,
+            r, acc, v4, r4, pre5, v5, r5, g6, v6, r6, sat_m, sat_p, sat_l, nacc, nbus
         );
         self.words.clock.next = self.clock.val();
         self.gains.clock.next = self.clock.val();
@@ -183,7 +214,7 @@ impl Logic for BusSide {
         self.last2.d.next = self.w.val().get_bit(30);
         self.coef2.d.next = self.w.val().get_bits::<16>(0);
         self.v2.d.next = self.v1.q.val();
-        // stage 2: MAC
+        // stage 2: operand, activation (registered)
         self.rd_bank.next = self.bank2.q.val();
         self.xb.next = self.rd_data.val() ^ 0x8000;
         self.rho.next = self.rd_data.val();
@@ -193,49 +224,66 @@ impl Logic for BusSide {
         if self.xb.val() > self.hib.val() {
             self.rho.next = self.hi.val();
         }
-        self.mul.a.next = self.coef2.q.val();
-        self.mul.b.next = self.rho.val();
+        self.rho3.d.next = self.rho.val();
+        self.coef3.d.next = self.coef2.q.val();
+        self.first3.d.next = self.first2.q.val();
+        self.last3.d.next = self.last2.q.val();
+        self.v3.d.next = self.v2.q.val();
+        // stage 3: MAC
+        self.mul.a.next = self.coef3.q.val();
+        self.mul.b.next = self.rho3.q.val();
         self.sa.acc.next = self.acc.q.val();
-        if self.first2.q.val() {
+        if self.first3.q.val() {
             self.sa.acc.next = 0.into();
         }
         self.sa.x.next = self.mul.p.val();
-        self.sa.en.next = self.v2.q.val();
+        self.sa.en.next = self.v3.q.val();
         self.sa.alt.next = false;
-        if self.v2.q.val() {
+        if self.v3.q.val() {
             self.acc.d.next = self.sa.y.val();
         }
-        self.gains.read_address.next = self.r2.q.val();
-        self.v3.d.next = self.v2.q.val() & self.last2.q.val();
-        self.r3.d.next = self.r2.q.val();
-        if self.v2.q.val() & self.last2.q.val() {
-            self.r2.d.next = self.r2.q.val() + 1;
+        self.sat_m.d.next = self.sa.sat.val();
+        self.v4.d.next = self.v3.q.val() & self.last3.q.val();
+        self.r4.d.next = self.r.q.val();
+        if self.v3.q.val() & self.last3.q.val() {
+            self.r.d.next = self.r.q.val() + 1;
         }
-        // stage 3: line
+        // stage 4: round the rank's sum into the bus format (`acc` holds it for this one cycle)
         self.pre.x.next = self.acc.q.val();
-        self.mulg.a.next = self.pre.y.val().get_bits::<16>(0);
+        self.pre5.d.next = self.pre.y.val().get_bits::<16>(0);
+        self.sat_p.d.next = self.v4.q.val() & self.pre.sat.val();
+        self.v5.d.next = self.v4.q.val();
+        self.r5.d.next = self.r4.q.val();
+        self.gains.read_address.next = self.r4.q.val();
+        // stage 5: gain
+        self.mulg.a.next = self.pre5.q.val();
         self.mulg.b.next = self.gains.read_data.val().get_bits::<16>(0);
-        self.line.x.next = self.mulg.p.val();
-        self.line_we.next = self.v3.q.val();
-        self.line_idx.next = self.r3.q.val();
+        self.g6.d.next = self.mulg.p.val();
+        self.v6.d.next = self.v5.q.val();
+        self.r6.d.next = self.r5.q.val();
+        // stage 6: round into the bus format, deliver
+        self.line.x.next = self.g6.q.val();
+        self.line_we.next = self.v6.q.val();
+        self.line_idx.next = self.r6.q.val();
         self.line_val.next = self.line.y.val().get_bits::<16>(0);
+        self.sat_l.d.next = self.v6.q.val() & self.line.sat.val();
+        // both line steps may saturate in one cycle (for two ranks): a 2-bit increment
         self.j1.next = 0.into();
-        if self.v3.q.val() & self.pre.sat.val() {
+        if self.sat_p.q.val() {
             self.j1.next = 1.into();
         }
         self.j2.next = 0.into();
-        if self.v3.q.val() & self.line.sat.val() {
+        if self.sat_l.q.val() {
             self.j2.next = 1.into();
         }
-        // both line steps may saturate in one cycle: a 2-bit increment, one 32-bit adder
         self.jj.next = self.j1.val() + self.j2.val();
         self.nbus.d.next = self.nbus.q.val() + bit_cast::<32, 2>(self.jj.val());
-        if self.sa.sat.val() {
+        if self.sat_m.q.val() {
             self.nacc.d.next = self.nacc.q.val() + 1;
         }
         if self.rewind.val() {
             self.pc.d.next = 0.into();
-            self.r2.d.next = 0.into();
+            self.r.d.next = 0.into();
         }
         if self.clear.val() {
             self.nacc.d.next = 0.into();

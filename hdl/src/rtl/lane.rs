@@ -20,20 +20,26 @@ use rust_hdl::prelude::*;
 /// memory; biases come from the bias memory indexed by the lane-local unit counter.
 ///
 /// **Ports**: `issue` (fetch the next instruction this cycle), `rewind` (rewind the
-/// program and unit counter); state read `rd_q` (lane-local address, stage 1) / `rd_bank`
+/// program, unit and write counters); state read `rd_q` (lane-local address, stage 1) / `rd_bank`
 /// (bank select, stage 2) / `rd_data` (the replica's word, stage 2); bus line read `line_sel` /
-/// `line_val` (stage 2); write back `wr_en`, `wr_q`, `wr_data` (stage 3); configuration writes
-/// `cfg_addr`, `cfg_data`, `instr_we`, `bias_we`; noise `nz`, `nvalid` in, `npop` out (pulsed in
-/// stage 2 of each finish instruction); readout accumulation `rdo_en` (each written state, or
-/// with `rdo_rho` its activation `rho`, is added to the unit's readout word), port access while idle `rdo_sel`/`rdo_addr`/`rdo_data`/`rdo_we`; counters
-/// `cnt_acc`, `cnt_state` (cleared by `clear`), sticky `noise_err` (a sample was needed but
-/// the noise lane was empty — never happens in a correct schedule).
+/// `line_val` (stage 2); write back `wr_en`, `wr_q`, `wr_data` (F3, from registers); configuration
+/// writes `cfg_addr`, `cfg_data`, `instr_we`, `bias_we`; noise `nz`, `nvalid` in, `npop` out
+/// (pulsed in stage 2 of each finish instruction); readout accumulation `rdo_en` (each written
+/// state, or with `rdo_rho` its activation `rho`, is added to the unit's readout word in F3),
+/// port access while idle `rdo_sel`/`rdo_addr`/`rdo_data`/`rdo_we`; counters `cnt_acc`,
+/// `cnt_state` (cleared by `clear`), sticky `noise_err` (a sample was needed but the noise lane
+/// was empty — never happens in a correct schedule).
 ///
-/// **Latency**: an instruction issued in cycle `t` (stage 0, instruction fetch) reads its
-/// operand in `t+1`, multiplies in `t+2` and accumulates / writes back in `t+3`; so the last
-/// write of a sweep lands 3 cycles after the last issue (the schedule allows `PIPELINE_DRAIN =
-/// 4`). One instruction per cycle, i.e. a unit costs `1 + nnz + ranks + 1` cycles, as
-/// `thermo_sim::schedule` counts.
+/// **Latency**: an instruction issued in cycle `t` (stage 0, instruction fetch) decodes and
+/// addresses its operand in `t+1`, registers the operand in `t+2`, applies the activation and
+/// multiplies in `t+3` and accumulates in `t+4`. A finish instruction's stage 4 is F0 (bias,
+/// through the accumulate adder); its F1 (`t+5`: noise), F2 (`t+6`: rescale and saturate into
+/// the state format) and F3 (`t+7`: write back and readout accumulation) run while the lane
+/// already issues the next unit's instructions (a Jacobi sweep writes the other buffer, so there
+/// is no hazard; units take at least 2 cycles, so each F stage holds at most one unit). So the
+/// last write of a sweep lands 7 cycles after the last issue, `PIPELINE_DRAIN = 7` in
+/// `thermo_sim::schedule`, and one instruction issues per cycle: a unit costs `1 + nnz + ranks
+/// + 1` cycles, as the schedule counts.
 ///
 /// **Proof**: `lane::tests::lane_matches_fixed_arith` (random operands including each
 /// format's extremes, several format sets, with and without clamp activation) and the
@@ -102,7 +108,6 @@ pub struct LangevinLane {
     rdo: Mem,
     mul: Mul16s,
     sa_mac: SatAdd,
-    sa_bias: SatAdd,
     sa_noise: SatAdd,
     fin: Rescale,
     // registers
@@ -112,12 +117,26 @@ pub struct LangevinLane {
     coef2: DFF<Bits<16>>,
     opnd2: DFF<Bits<16>>,
     v2: DFF<Bit>,
-    p3: DFF<Bits<32>>,
+    a3: DFF<Bits<16>>,
+    b3: DFF<Bits<16>>,
     op3: DFF<Bits<2>>,
     v3: DFF<Bit>,
+    p4: DFF<Bits<32>>,
+    op4: DFF<Bits<2>>,
+    v4: DFF<Bit>,
     acc: DFF<Bits<32>>,
     gate: DFF<Bit>,
     uc: DFF<Bits<16>>,
+    np: DFF<Bits<32>>,
+    f1: DFF<Bit>,
+    fnz: DFF<Bits<32>>,
+    f2: DFF<Bit>,
+    wd: DFF<Bits<16>>,
+    wsat: DFF<Bit>,
+    f3: DFF<Bit>,
+    uw: DFF<Bits<16>>,
+    sat_a: DFF<Bit>,
+    sat_n: DFF<Bit>,
     nacc: DFF<Bits<32>>,
     nstate: DFF<Bits<32>>,
     nerr: DFF<Bit>,
@@ -130,6 +149,7 @@ pub struct LangevinLane {
     hib: Constant<Bits<16>>,
     lo32: Constant<Bits<32>>,
     hi32: Constant<Bits<32>>,
+    sx32: Constant<Bits<32>>,
     gn: Constant<Bits<16>>,
     ngn: Constant<Bits<16>>,
     // combinational
@@ -139,11 +159,8 @@ pub struct LangevinLane {
     in_range: Signal<Local, Bit>,
     below: Signal<Local, Bit>,
     above: Signal<Local, Bit>,
-    i1: Signal<Local, Bits<2>>,
-    i2: Signal<Local, Bits<2>>,
-    i3: Signal<Local, Bits<2>>,
+    inc: Signal<Local, Bits<2>>,
     fin_now: Signal<Local, Bit>,
-    fy: Signal<Local, Bits<16>>,
     fyb: Signal<Local, Bits<16>>,
     rdo_x: Signal<Local, Bits<32>>,
 }
@@ -195,8 +212,9 @@ impl LangevinLane {
             bias: Mem::new(ub, 32, &prog.bias),
             rdo: Mem::new(ub, 32, &[]),
             mul: Mul16s::default(),
+            // SELF and COUP products and the bias have `fa` fractional bits, LINE products
+            // the line format's (`alt`)
             sa_mac: SatAdd::dual(dp.fa, dp.line_frac(), dp.fa),
-            sa_bias: SatAdd::new(dp.fa, dp.fa),
             sa_noise: SatAdd::new(dp.noise_frac(), dp.fa),
             fin: Rescale::new(dp.fa, f.state.frac, f.state.bits),
             pc: Default::default(),
@@ -205,12 +223,26 @@ impl LangevinLane {
             coef2: Default::default(),
             opnd2: Default::default(),
             v2: Default::default(),
-            p3: Default::default(),
+            a3: Default::default(),
+            b3: Default::default(),
             op3: Default::default(),
             v3: Default::default(),
+            p4: Default::default(),
+            op4: Default::default(),
+            v4: Default::default(),
             acc: Default::default(),
             gate: Default::default(),
             uc: Default::default(),
+            np: Default::default(),
+            f1: Default::default(),
+            fnz: Default::default(),
+            f2: Default::default(),
+            wd: Default::default(),
+            wsat: Default::default(),
+            f3: Default::default(),
+            uw: Default::default(),
+            sat_a: Default::default(),
+            sat_n: Default::default(),
             nacc: Default::default(),
             nstate: Default::default(),
             nerr: Default::default(),
@@ -222,6 +254,7 @@ impl LangevinLane {
             hib: Constant::new(b16(hi as i64 ^ 0x8000)),
             lo32: Constant::new(((lo as i32 as u32) as u64).to_bits()),
             hi32: Constant::new(((hi as i32 as u32) as u64).to_bits()),
+            sx32: Constant::new(0xFFFF_0000u64.to_bits()),
             gn: Constant::new(b16(dp.noise_amp as i64)),
             ngn: Constant::new(b16(-(dp.noise_amp as i64))),
             ins: Default::default(),
@@ -230,11 +263,8 @@ impl LangevinLane {
             in_range: Default::default(),
             below: Default::default(),
             above: Default::default(),
-            i1: Default::default(),
-            i2: Default::default(),
-            i3: Default::default(),
+            inc: Default::default(),
             fin_now: Default::default(),
-            fy: Default::default(),
             fyb: Default::default(),
             rdo_x: Default::default(),
         }
@@ -245,8 +275,8 @@ impl Logic for LangevinLane {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, pc, v1, op2, coef2, opnd2, v2, p3, op3, v3, acc, gate, uc, nacc, nstate,
-            nerr
+            self, clock, pc, v1, op2, coef2, opnd2, v2, a3, b3, op3, v3, p4, op4, v4, acc, gate,
+            uc, np, f1, fnz, f2, wd, wsat, f3, uw, sat_a, sat_n, nacc, nstate, nerr
         );
         self.instr.clock.next = self.clock.val();
         self.bias.clock.next = self.clock.val();
@@ -274,113 +304,131 @@ impl Logic for LangevinLane {
         self.coef2.d.next = self.ins.val().get_bits::<16>(0);
         self.opnd2.d.next = bit_cast::<16, 14>(self.ins.val().get_bits::<14>(16));
         self.v2.d.next = self.v1.q.val();
-        // stage 2: operand, activation, multiply
+        // stage 2: operand (state word, bus line or noise magnitude) and coefficient, registered
         self.rd_bank.next = self.opnd2.q.val() & self.bmask.val();
         self.line_sel.next = self.opnd2.q.val();
-        self.xb.next = self.rd_data.val() ^ 0x8000;
+        self.npop.next = false;
+        self.a3.d.next = self.rd_data.val();
+        self.b3.d.next = self.coef2.q.val();
+        if self.op2.q.val() == 2 {
+            self.a3.d.next = self.line_val.val();
+        }
+        if self.op2.q.val() == 3 {
+            self.a3.d.next = self.nz.val() & 0x7FFF;
+            self.b3.d.next = self.gn.val();
+            if self.nz.val().get_bit(15) {
+                self.b3.d.next = self.ngn.val();
+            }
+            self.npop.next = self.v2.q.val();
+        }
+        self.op3.d.next = self.op2.q.val();
+        self.v3.d.next = self.v2.q.val();
+        // stage 3: activation, gate, multiply
+        self.xb.next = self.a3.q.val() ^ 0x8000;
         self.below.next = self.xb.val() < self.lob.val();
         self.above.next = self.xb.val() > self.hib.val();
         self.in_range.next = !self.below.val() & !self.above.val();
-        self.rho.next = self.rd_data.val();
+        self.rho.next = self.a3.q.val();
         if self.below.val() {
             self.rho.next = self.lo.val();
         }
         if self.above.val() {
             self.rho.next = self.hi.val();
         }
-        self.mul.b.next = self.coef2.q.val();
-        self.npop.next = false;
-        if self.op2.q.val() == 0 {
-            self.mul.a.next = self.rd_data.val();
-        } else if self.op2.q.val() == 1 {
+        self.mul.a.next = self.a3.q.val();
+        if self.op3.q.val() == 1 {
             self.mul.a.next = self.rho.val();
-        } else if self.op2.q.val() == 2 {
-            self.mul.a.next = self.line_val.val();
-        } else {
-            self.mul.a.next = self.nz.val() & 0x7FFF;
-            self.mul.b.next = self.gn.val();
-            if self.nz.val().get_bit(15) {
-                self.mul.b.next = self.ngn.val();
-            }
-            self.npop.next = self.v2.q.val();
         }
-        if self.v2.q.val() & (self.op2.q.val() == 0) {
+        self.mul.b.next = self.b3.q.val();
+        if self.v3.q.val() & (self.op3.q.val() == 0) {
             self.gate.d.next = self.in_range.val();
         }
-        self.p3.d.next = self.mul.p.val();
-        self.op3.d.next = self.op2.q.val();
-        self.v3.d.next = self.v2.q.val();
-        // stage 3: accumulate, finish, write back
+        self.p4.d.next = self.mul.p.val();
+        self.op4.d.next = self.op3.q.val();
+        self.v4.d.next = self.v3.q.val();
+        // stage 4: accumulate. SELF, COUP and LINE products and, for FINISH (F0), the bias
+        // share one adder (LINE aligns from the line format); the noise product waits in `np`
+        self.fin_now.next = self.v4.q.val() & (self.op4.q.val() == 3);
         self.sa_mac.acc.next = self.acc.q.val();
-        if self.op3.q.val() == 0 {
+        if self.op4.q.val() == 0 {
             self.sa_mac.acc.next = 0.into();
         }
-        // SELF, COUP and LINE products share one adder (LINE aligns from the line format)
-        self.sa_mac.x.next = self.p3.q.val();
-        self.sa_mac.alt.next = self.op3.q.val() == 2;
-        self.sa_mac.en.next = self.v3.q.val()
-            & ((self.op3.q.val() == 0)
-                | (((self.op3.q.val() == 1) | (self.op3.q.val() == 2)) & self.gate.q.val()));
-        self.fin_now.next = self.v3.q.val() & (self.op3.q.val() == 3);
-        self.sa_bias.acc.next = self.acc.q.val();
-        self.sa_bias.x.next = self.bias.read_data.val();
-        self.sa_bias.en.next = self.fin_now.val() & self.gate.q.val();
-        self.sa_bias.alt.next = false;
-        self.sa_noise.acc.next = self.sa_bias.y.val();
-        self.sa_noise.x.next = self.p3.q.val();
-        self.sa_noise.en.next = self.fin_now.val();
-        self.sa_noise.alt.next = false;
-        self.fin.x.next = self.sa_noise.y.val();
-        if self.v3.q.val() {
+        self.sa_mac.x.next = self.p4.q.val();
+        if self.op4.q.val() == 3 {
+            self.sa_mac.x.next = self.bias.read_data.val();
+        }
+        self.sa_mac.alt.next = self.op4.q.val() == 2;
+        self.sa_mac.en.next = self.v4.q.val() & ((self.op4.q.val() == 0) | self.gate.q.val());
+        if self.v4.q.val() {
             self.acc.d.next = self.sa_mac.y.val();
         }
-        // at most two of the three adders saturate in one cycle (bias and noise chain in the
-        // finish step, when the product adder is idle): a 2-bit increment, one 32-bit adder
-        self.i1.next = 0.into();
-        if self.sa_mac.sat.val() {
-            self.i1.next = 1.into();
-        }
-        self.i2.next = 0.into();
-        if self.sa_bias.sat.val() {
-            self.i2.next = 1.into();
-        }
-        self.i3.next = self.i1.val() + self.i2.val();
-        if self.sa_noise.sat.val() {
-            self.i3.next = self.i1.val() + self.i2.val() + 1;
-        }
-        self.nacc.d.next = self.nacc.q.val() + bit_cast::<32, 2>(self.i3.val());
-        self.wr_en.next = self.fin_now.val();
-        self.wr_q.next = self.uc.q.val();
-        self.wr_data.next = self.fin.y.val().get_bits::<16>(0);
+        self.np.d.next = self.p4.q.val();
+        self.f1.d.next = self.fin_now.val();
         if self.fin_now.val() {
             self.uc.d.next = self.uc.q.val() + 1;
-            if self.fin.sat.val() {
-                self.nstate.d.next = self.nstate.q.val() + 1;
-            }
         }
+        // F1: noise (`acc` holds the biased sum for this one cycle: the next unit's SELF term
+        // replaces it at its end)
+        self.sa_noise.acc.next = self.acc.q.val();
+        self.sa_noise.x.next = self.np.q.val();
+        self.sa_noise.en.next = self.f1.q.val();
+        self.sa_noise.alt.next = false;
+        self.fnz.d.next = self.sa_noise.y.val();
+        self.f2.d.next = self.f1.q.val();
+        // F2: rescale and saturate into the state format
+        self.fin.x.next = self.fnz.q.val();
+        self.wd.d.next = self.fin.y.val().get_bits::<16>(0);
+        self.wsat.d.next = self.f2.q.val() & self.fin.sat.val();
+        self.f3.d.next = self.f2.q.val();
+        // F3: write back, readout accumulation, state saturation count
+        self.wr_en.next = self.f3.q.val();
+        self.wr_q.next = self.uw.q.val();
+        self.wr_data.next = self.wd.q.val();
+        if self.f3.q.val() {
+            self.uw.d.next = self.uw.q.val() + 1;
+        }
+        if self.wsat.q.val() {
+            self.nstate.d.next = self.nstate.q.val() + 1;
+        }
+        // accumulator saturations, counted one cycle late: the adder of stage 4 and the noise
+        // adder of F1 may both saturate in one cycle (for two different units)
+        self.sat_a.d.next = self.sa_mac.sat.val();
+        self.sat_n.d.next = self.sa_noise.sat.val();
+        self.inc.next = 0.into();
+        if self.sat_a.q.val() | self.sat_n.q.val() {
+            self.inc.next = 1.into();
+        }
+        if self.sat_a.q.val() & self.sat_n.q.val() {
+            self.inc.next = 2.into();
+        }
+        self.nacc.d.next = self.nacc.q.val() + bit_cast::<32, 2>(self.inc.val());
         if self.npop.val() & !self.nvalid.val() {
             self.nerr.d.next = true;
         }
         if self.rewind.val() {
             self.uc.d.next = 0.into();
+            self.uw.d.next = 0.into();
         }
         if self.clear.val() {
             self.nacc.d.next = 0.into();
             self.nstate.d.next = 0.into();
             self.nerr.d.next = false;
         }
-        // bias and readout memories, addressed by the unit counter
+        // the bias memory is addressed by the unit counter of stage 4, the readout memory by
+        // the write counter of F3 (read in F2, written in F3)
         self.bias.read_address.next = self.uc.q.val();
-        self.rdo.read_address.next = self.uc.q.val();
+        self.rdo.read_address.next = self.uw.q.val();
         if self.rdo_sel.val() {
             self.rdo.read_address.next = self.rdo_addr.val();
         }
-        self.rdo.write_address.next = self.uc.q.val();
+        self.rdo.write_address.next = self.uw.q.val();
         // what is summed: the new state, or (rdo_rho) its activation rho, the clamp of the
         // operand path above applied to the written state
-        self.fy.next = self.fin.y.val().get_bits::<16>(0);
-        self.fyb.next = self.fy.val() ^ 0x8000;
-        self.rdo_x.next = self.fin.y.val();
+        self.fyb.next = self.wd.q.val() ^ 0x8000;
+        self.rdo_x.next = bit_cast::<32, 16>(self.wd.q.val());
+        if self.wd.q.val().get_bit(15) {
+            self.rdo_x.next = bit_cast::<32, 16>(self.wd.q.val()) | self.sx32.val();
+        }
         if self.rdo_rho.val() & (self.fyb.val() < self.lob.val()) {
             self.rdo_x.next = self.lo32.val();
         }
@@ -388,7 +436,7 @@ impl Logic for LangevinLane {
             self.rdo_x.next = self.hi32.val();
         }
         self.rdo.write_data.next = self.rdo.read_data.val() + self.rdo_x.val();
-        self.rdo.write_enable.next = self.fin_now.val() & self.rdo_en.val();
+        self.rdo.write_enable.next = self.f3.q.val() & self.rdo_en.val();
         if self.rdo_sel.val() {
             self.rdo.write_address.next = self.rdo_addr.val();
             self.rdo.write_data.next = self.cfg_data.val();
@@ -421,6 +469,7 @@ mod tests {
     use thermo_sim::model::{Activation, Formats};
     use thermo_sim::noise::{splitmix64, NoiseLane};
     use thermo_sim::qformat::QFormat;
+    use thermo_sim::schedule::PIPELINE_DRAIN;
     use thermo_sim::Substrate;
 
     struct Rng(u64);
@@ -543,7 +592,7 @@ mod tests {
         lane.rewind.next = false;
         let n = prog.instr.len();
         let mut got = Vec::new();
-        for cyc in 0..n + 4 {
+        for cyc in 0..n + PIPELINE_DRAIN as usize {
             lane.issue.next = cyc < n;
             link(&mut lane, &mut noise);
             if lane.wr_en.val() {

@@ -101,8 +101,8 @@ fn read_source(p: usize, s: usize, bbits: usize, a: u64) -> usize {
 /// through the port while idle.
 ///
 /// **Latency**: a run of `n` sweeps takes exactly `n * Schedule::cycles_per_sweep` cycles
-/// (no schedule change was needed: bus phase `k n + 3`, then each lane one instruction per
-/// cycle, then a drain of 4 of which the pipeline uses 3).
+/// (bus phase `k n + BUS_GAIN_LATENCY`, then each lane one instruction per cycle, then
+/// `PIPELINE_DRAIN` cycles until the last lane's last write, in the sweep's last cycle).
 ///
 /// **Proof**: `hdl/tests/equivalence.rs` — rust-hdl simulation and Verilator equal the fixed
 /// engine state for state, sweep for sweep, with equal saturation counts and cycle counts;
