@@ -138,7 +138,8 @@ impl Logic for TausGen {
 ///
 /// **Computes**, the cycle after `issue` (when the shared ROM word `c0 | -c1` of the draw is on
 /// `rom_word`), `|z| = c0 - ((-c1 t + 2^19 - 1) >> 20)` (equal to `c0 + ((c1 t + 2^19) >> 20)`,
-/// one 16x16 hard multiplier), or the tail code when `clamp`, and queues it in sign-magnitude
+/// one 16x16 hard multiplier) — computed as `c0 - prod[31:20] - (prod[19:0] > 2^19)` with `prod = -c1 t`,
+/// one subtraction after the multiplier (exact: `-c1 <= 2^15`, so `prod + 2^19 - 1 < 2^31`), or the tail code when `clamp`, and queues it in sign-magnitude
 /// form with the sign `neg` (every magnitude code is below 2^15; the lane applies the sign to
 /// its gain, which is exact and saves the negation).
 ///
@@ -184,6 +185,8 @@ pub struct NoiseOut {
     vh: DFF<Bit>,
     tail: Constant<Bits<16>>,
     prod: Signal<Local, Bits<32>>,
+    pz: Signal<Local, Bits<16>>,
+    cin: Signal<Local, Bits<16>>,
     mag: Signal<Local, Bits<16>>,
     zv: Signal<Local, Bits<16>>,
     two: Signal<Local, Bit>,
@@ -215,6 +218,8 @@ impl Default for NoiseOut {
             vh: Default::default(),
             tail: Constant::new(tail.to_bits()),
             prod: Default::default(),
+            pz: Default::default(),
+            cin: Default::default(),
             mag: Default::default(),
             zv: Default::default(),
             two: Default::default(),
@@ -233,11 +238,16 @@ impl Logic for NoiseOut {
             self.neg2.d.next = self.neg.val();
             self.clamp2.d.next = self.clamp.val();
         }
-        // |z| = c0 - ((-c1 t + 2^19 - 1) >> 20)
+        // |z| = c0 - ((-c1 t + 2^19 - 1) >> 20) with -c1 <= 2^15, so the sum stays below 2^31:
+        // the shifted sum is prod[31:20] plus the carry out of prod[19:0] + 2^19 - 1, i.e.
+        // (prod[19:0] > 2^19); one subtraction with that borrow, no adder before it
         self.prod.next = self.rom_word.val().get_bits::<16>(0) * self.t2.q.val();
-        self.prod.next = self.prod.val() + 0x7_FFFF;
-        self.mag.next = self.rom_word.val().get_bits::<16>(16)
-            - bit_cast::<16, 12>(self.prod.val().get_bits::<12>(20));
+        self.pz.next = bit_cast::<16, 12>(self.prod.val().get_bits::<12>(20));
+        self.cin.next = 1.into();
+        if self.prod.val().get_bit(19) & self.prod.val().get_bits::<19>(0).any() {
+            self.cin.next = 0.into();
+        }
+        self.mag.next = self.rom_word.val().get_bits::<16>(16) + !self.pz.val() + self.cin.val();
         if self.clamp2.q.val() {
             self.mag.next = self.tail.val();
         }
