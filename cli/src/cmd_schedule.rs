@@ -1,0 +1,119 @@
+//! `thermo schedule`: the sweep's cycle schedule of a substrate, with per-reader state replicas
+//! (the present RTL) and with banked state read through a crossbar
+//! (`thermo_sim::schedule::banked`), side by side.
+
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use thermo_sim::schedule::banked::{self, Banked, BusMode, Order};
+use thermo_sim::schedule::Schedule;
+use thermo_sim::Substrate;
+
+/// Schedule commands.
+#[derive(Subcommand)]
+pub enum ScheduleCommand {
+    /// Print a substrate's sweep schedule: cycles per sweep, MACs per cycle over the lanes'
+    /// multipliers and the state memories, for the replicated state of the present RTL and for
+    /// banked state (one bank per lane, crossbar reads, waits where a bank's ports are taken);
+    /// every banked schedule is checked by `banked::verify` before it is printed.
+    Schedule(ScheduleArgs),
+}
+
+/// Arguments of `thermo schedule`.
+#[derive(Args)]
+pub struct ScheduleArgs {
+    /// Substrate description (.toml or .json).
+    #[arg(long)]
+    config: PathBuf,
+    /// Lanes P (default: the description's); several, comma-separated, print one row each.
+    #[arg(long, value_delimiter = ',')]
+    lanes: Vec<u32>,
+    /// Read ports per bank.
+    #[arg(long, default_value_t = banked::BANK_READ_PORTS)]
+    ports: usize,
+    /// Write the rows as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Run a schedule command.
+pub fn run(c: ScheduleCommand) -> Result<(), String> {
+    let ScheduleCommand::Schedule(a) = c;
+    let mut s = Substrate::from_file(&a.config).map_err(|e| e.to_string())?;
+    if a.ports == 0 {
+        return Err("--ports: a bank needs at least 1 read port".into());
+    }
+    let lanes = if a.lanes.is_empty() {
+        vec![s.lanes]
+    } else {
+        a.lanes.clone()
+    };
+    let d = s.units();
+    let n_sides = 2 * s.buses.len();
+    println!(
+        "{}: {d} units, {} couplings ({:.1} per unit), {n_sides} bus sides; {} read ports per bank",
+        a.config.display(),
+        s.col.len(),
+        s.col.len() as f64 / d as f64,
+        a.ports
+    );
+    println!(
+        "| lanes | state | cycles/sweep | lane MACs/cycle / lanes | lane waits | bus waits | state RAMs |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut rows = Vec::new();
+    for &p in &lanes {
+        if p == 0 || p as usize > d {
+            return Err(format!("--lanes {p}: must be in 1..={d} (the units)"));
+        }
+        s.lanes = p;
+        let p = p as usize;
+        let rep = Schedule::new(&s);
+        let rep_rams = (p + n_sides) * p;
+        println!(
+            "| {p} | replicated | {} | {:.3} | 0 | 0 | {rep_rams} |",
+            rep.cycles_per_sweep,
+            rep.mac_efficiency()
+        );
+        rows.push(serde_json::json!({
+            "lanes": p, "state": "replicated", "cycles_per_sweep": rep.cycles_per_sweep,
+            "mac_efficiency": rep.mac_efficiency(), "state_rams": rep_rams,
+        }));
+        for (order, bus) in [
+            (Order::Ascending, BusMode::Sides),
+            (Order::Free, BusMode::Sides),
+            (Order::Ascending, BusMode::Lanes),
+            (Order::Free, BusMode::Lanes),
+        ] {
+            if bus == BusMode::Lanes && s.buses.is_empty() {
+                continue;
+            }
+            let b = Banked::new(&s, a.ports, order, bus);
+            banked::verify(&s, &b).map_err(|e| format!("banked schedule fails its check: {e}"))?;
+            let name = match (order, bus) {
+                (Order::Ascending, BusMode::Sides) => "banked, spec order",
+                (Order::Free, BusMode::Sides) => "banked, free order",
+                (Order::Ascending, BusMode::Lanes) => "banked, spec order, lanes sum the buses",
+                (Order::Free, BusMode::Lanes) => "banked, free order, lanes sum the buses",
+            };
+            println!(
+                "| {p} | {name} | {} | {:.3} | {} | {} | {} |",
+                b.cycles_per_sweep,
+                b.mac_efficiency(),
+                b.lane_waits,
+                b.bus_waits,
+                a.ports * p
+            );
+            rows.push(serde_json::json!({
+                "lanes": p, "state": name, "cycles_per_sweep": b.cycles_per_sweep,
+                "mac_efficiency": b.mac_efficiency(), "lane_waits": b.lane_waits,
+                "bus_waits": b.bus_waits, "state_rams": a.ports * p,
+                "bus_phase": b.bus_phase, "unit_phase": b.unit_phase,
+            }));
+        }
+    }
+    if let Some(path) = &a.json {
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
