@@ -14,7 +14,8 @@ pub enum ScheduleCommand {
     /// Print a substrate's sweep schedule: cycles per sweep, MACs per cycle over the lanes'
     /// multipliers and the state memories, for the replicated state of the present RTL and for
     /// banked state (one bank per lane, crossbar reads, waits where a bank's ports are taken);
-    /// every banked schedule is checked by `banked::verify` before it is printed.
+    /// every banked schedule is checked by `banked::verify` before it is printed. Board time:
+    /// sweeps and unit updates per second at `--clock-mhz`.
     Schedule(ScheduleArgs),
 }
 
@@ -30,6 +31,9 @@ pub struct ScheduleArgs {
     /// Read ports per bank.
     #[arg(long, default_value_t = banked::BANK_READ_PORTS)]
     ports: usize,
+    /// Clock for the board-time figures (sweeps and unit updates per second), MHz.
+    #[arg(long, default_value_t = 50.0)]
+    clock_mhz: f64,
     /// Write the rows as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -39,6 +43,12 @@ pub struct ScheduleArgs {
 pub fn run(c: ScheduleCommand) -> Result<(), String> {
     let ScheduleCommand::Schedule(a) = c;
     let mut s = Substrate::from_file(&a.config).map_err(|e| e.to_string())?;
+    if !(a.clock_mhz.is_finite() && a.clock_mhz > 0.0) {
+        return Err(format!(
+            "--clock-mhz {}: must be a positive number",
+            a.clock_mhz
+        ));
+    }
     if a.ports == 0 {
         return Err("--ports: a bank needs at least 1 read port".into());
     }
@@ -57,9 +67,12 @@ pub fn run(c: ScheduleCommand) -> Result<(), String> {
         a.ports
     );
     println!(
-        "| lanes | state | cycles/sweep | lane MACs/cycle / lanes | lane waits | bus waits | state RAMs |"
+        "| lanes | state | cycles/sweep | lane MACs/cycle / lanes | lane waits | bus waits | state RAMs | sweeps/s at {} MHz | unit updates/s |",
+        a.clock_mhz
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let hz = a.clock_mhz * 1e6;
+    let rate = |cycles: u64| (hz / cycles as f64, hz * d as f64 / cycles as f64);
     let mut rows = Vec::new();
     for &p in &lanes {
         if p == 0 || p as usize > d {
@@ -69,14 +82,16 @@ pub fn run(c: ScheduleCommand) -> Result<(), String> {
         let p = p as usize;
         let rep = Schedule::new(&s);
         let rep_rams = (p + n_sides) * p;
+        let (sw, uu) = rate(rep.cycles_per_sweep);
         println!(
-            "| {p} | replicated | {} | {:.3} | 0 | 0 | {rep_rams} |",
+            "| {p} | replicated | {} | {:.3} | 0 | 0 | {rep_rams} | {sw:.0} | {uu:.3e} |",
             rep.cycles_per_sweep,
             rep.mac_efficiency()
         );
         rows.push(serde_json::json!({
             "lanes": p, "state": "replicated", "cycles_per_sweep": rep.cycles_per_sweep,
             "mac_efficiency": rep.mac_efficiency(), "state_rams": rep_rams,
+            "clock_mhz": a.clock_mhz, "sweeps_per_s": sw, "unit_updates_per_s": uu,
         }));
         for (order, bus) in [
             (Order::Ascending, BusMode::Sides),
@@ -95,8 +110,9 @@ pub fn run(c: ScheduleCommand) -> Result<(), String> {
                 (Order::Ascending, BusMode::Lanes) => "banked, spec order, lanes sum the buses",
                 (Order::Free, BusMode::Lanes) => "banked, free order, lanes sum the buses",
             };
+            let (sw, uu) = rate(b.cycles_per_sweep);
             println!(
-                "| {p} | {name} | {} | {:.3} | {} | {} | {} |",
+                "| {p} | {name} | {} | {:.3} | {} | {} | {} | {sw:.0} | {uu:.3e} |",
                 b.cycles_per_sweep,
                 b.mac_efficiency(),
                 b.lane_waits,
@@ -108,6 +124,7 @@ pub fn run(c: ScheduleCommand) -> Result<(), String> {
                 "mac_efficiency": b.mac_efficiency(), "lane_waits": b.lane_waits,
                 "bus_waits": b.bus_waits, "state_rams": a.ports * p,
                 "bus_phase": b.bus_phase, "unit_phase": b.unit_phase,
+                "clock_mhz": a.clock_mhz, "sweeps_per_s": sw, "unit_updates_per_s": uu,
             }));
         }
     }

@@ -121,8 +121,14 @@ fn schedule_prints_the_replicated_and_banked_rows_and_refuses_bad_arguments() {
         );
     }
     // 2 RAMs per bank against (P + S) P replicas
-    assert!(out.contains("| 16 | replicated") && out.contains("| 288 |"), "{out}");
-    assert!(out.contains("| 16 | banked, spec order |") && out.contains("| 32 |"), "{out}");
+    assert!(
+        out.contains("| 16 | replicated") && out.contains("| 288 |"),
+        "{out}"
+    );
+    assert!(
+        out.contains("| 16 | banked, spec order |") && out.contains("| 32 |"),
+        "{out}"
+    );
 
     let (ok, out) = thermo(&["schedule", "--config", ex, "--lanes", "0"]);
     assert!(!ok && out.contains("--lanes 0: must be in 1..=64"), "{out}");
