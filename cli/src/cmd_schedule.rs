@@ -4,7 +4,7 @@
 
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
-use thermo_sim::schedule::banked::{self, Banked, BusMode, Order};
+use thermo_sim::schedule::banked::{self, Banked, BusMode, Options, Order, PortRule};
 use thermo_sim::schedule::Schedule;
 use thermo_sim::Substrate;
 
@@ -93,23 +93,40 @@ pub fn run(c: ScheduleCommand) -> Result<(), String> {
             "mac_efficiency": rep.mac_efficiency(), "state_rams": rep_rams,
             "clock_mhz": a.clock_mhz, "sweeps_per_s": sw, "unit_updates_per_s": uu,
         }));
-        for (order, bus) in [
-            (Order::Ascending, BusMode::Sides),
-            (Order::Free, BusMode::Sides),
-            (Order::Ascending, BusMode::Lanes),
-            (Order::Free, BusMode::Lanes),
+        for (order, bus, port_rule) in [
+            (Order::Ascending, BusMode::Sides, PortRule::Any),
+            (Order::Free, BusMode::Sides, PortRule::Any),
+            (Order::Ascending, BusMode::Lanes, PortRule::Any),
+            (Order::Free, BusMode::Lanes, PortRule::Any),
+            (Order::Ascending, BusMode::Lanes, PortRule::ByReader),
         ] {
-            if bus == BusMode::Lanes && s.buses.is_empty() {
+            // without buses the two bus modes are one schedule: print it once per port rule
+            if bus == BusMode::Lanes && s.buses.is_empty() && port_rule == PortRule::Any {
                 continue;
             }
-            let b = Banked::new(&s, a.ports, order, bus);
-            banked::verify(&s, &b).map_err(|e| format!("banked schedule fails its check: {e}"))?;
-            let name = match (order, bus) {
-                (Order::Ascending, BusMode::Sides) => "banked, spec order",
-                (Order::Free, BusMode::Sides) => "banked, free order",
-                (Order::Ascending, BusMode::Lanes) => "banked, spec order, lanes sum the buses",
-                (Order::Free, BusMode::Lanes) => "banked, free order, lanes sum the buses",
+            let opts = Options {
+                ports: a.ports,
+                order,
+                bus,
+                port_rule,
             };
+            let b = Banked::new(&s, &opts);
+            banked::verify(&s, &b).map_err(|e| format!("banked schedule fails its check: {e}"))?;
+            let name = format!(
+                "banked, {} order{}{}",
+                match order {
+                    Order::Ascending => "spec",
+                    Order::Free => "free",
+                },
+                match bus {
+                    BusMode::Lanes if !s.buses.is_empty() => ", lanes sum the buses",
+                    _ => "",
+                },
+                match port_rule {
+                    PortRule::Any => "",
+                    PortRule::ByReader => ", port by reader",
+                }
+            );
             let (sw, uu) = rate(b.cycles_per_sweep);
             println!(
                 "| {p} | {name} | {} | {:.3} | {} | {} | {} | {sw:.0} | {uu:.3e} |",

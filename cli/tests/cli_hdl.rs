@@ -107,7 +107,7 @@ fn schedule_prints_the_replicated_and_banked_rows_and_refuses_bad_arguments() {
     let rows: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     std::fs::remove_file(&json).ok();
-    assert_eq!(rows.len(), 2 * 5, "{out}");
+    assert_eq!(rows.len(), 2 * 6, "{out}");
     let cycles = |lanes: u64, state: &str| {
         rows.iter()
             .find(|r| r["lanes"] == lanes && r["state"] == state)

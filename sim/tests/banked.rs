@@ -5,7 +5,9 @@
 use thermo_sim::example::{
     family_config, random_substrate, saturating_config, shipped, ExampleSpec,
 };
-use thermo_sim::schedule::banked::{verify, Banked, BusMode, Issue, Order, BANK_READ_PORTS};
+use thermo_sim::schedule::banked::{
+    verify, Banked, BusMode, Issue, Options, Order, PortRule, BANK_READ_PORTS,
+};
 use thermo_sim::schedule::Schedule;
 use thermo_sim::Substrate;
 
@@ -15,6 +17,15 @@ const MODES: [(Order, BusMode); 4] = [
     (Order::Ascending, BusMode::Lanes),
     (Order::Free, BusMode::Lanes),
 ];
+
+fn opts(ports: usize, order: Order, bus: BusMode) -> Options {
+    Options {
+        ports,
+        order,
+        bus,
+        port_rule: PortRule::Any,
+    }
+}
 
 fn sub(cfg: &thermo_sim::SubstrateConfig) -> Substrate {
     Substrate::from_config(cfg).expect("example validates")
@@ -74,13 +85,18 @@ fn every_schedule_passes_the_independent_check() {
     for (name, s) in all_cases() {
         for ports in [1, BANK_READ_PORTS, 3] {
             for (order, bus) in MODES {
-                let b = Banked::new(&s, ports, order, bus);
-                verify(&s, &b)
-                    .unwrap_or_else(|e| panic!("{name}, {ports} ports, {order:?}/{bus:?}: {e}"));
-                assert!(
-                    b.mac_efficiency() > 0.0 && b.mac_efficiency() <= 1.0,
-                    "{name}"
-                );
+                for port_rule in [PortRule::Any, PortRule::ByReader] {
+                    let o = Options {
+                        port_rule,
+                        ..opts(ports, order, bus)
+                    };
+                    let b = Banked::new(&s, &o);
+                    verify(&s, &b).unwrap_or_else(|e| panic!("{name}, {o:?}: {e}"));
+                    assert!(
+                        b.mac_efficiency() > 0.0 && b.mac_efficiency() <= 1.0,
+                        "{name}"
+                    );
+                }
             }
         }
     }
@@ -94,8 +110,8 @@ fn digits_substrate_schedules_check_and_lanes_summing_the_buses_pay() {
     for p in [16, 64] {
         let s = with_lanes(s.clone(), p);
         let rep = Schedule::new(&s);
-        let sides = Banked::new(&s, BANK_READ_PORTS, Order::Ascending, BusMode::Sides);
-        let lanes = Banked::new(&s, BANK_READ_PORTS, Order::Ascending, BusMode::Lanes);
+        let sides = Banked::new(&s, &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Sides));
+        let lanes = Banked::new(&s, &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Lanes));
         verify(&s, &sides).unwrap();
         verify(&s, &lanes).unwrap();
         // banked state costs the crossbar's latency and a few waits, not the replicas' RAMs
@@ -120,7 +136,10 @@ fn unlimited_ports_give_the_replicated_schedule() {
     for (name, s) in all_cases() {
         let p = s.lanes as usize;
         let rep = Schedule::new(&s);
-        let b = Banked::new(&s, p + 2 * s.buses.len(), Order::Ascending, BusMode::Sides);
+        let b = Banked::new(
+            &s,
+            &opts(p + 2 * s.buses.len(), Order::Ascending, BusMode::Sides),
+        );
         assert_eq!((b.lane_waits, b.bus_waits), (0, 0), "{name}");
         for l in 0..p {
             assert_eq!(
@@ -146,7 +165,7 @@ fn unlimited_ports_give_the_replicated_schedule() {
 fn spec_order_keeps_the_rows_ascending() {
     for (name, s) in all_cases() {
         for bus in [BusMode::Sides, BusMode::Lanes] {
-            let b = Banked::new(&s, BANK_READ_PORTS, Order::Ascending, bus);
+            let b = Banked::new(&s, &opts(BANK_READ_PORTS, Order::Ascending, bus));
             for i in 0..s.units() {
                 let row: Vec<u32> = s.col[s.row_ptr[i]..s.row_ptr[i + 1]]
                     .iter()
@@ -176,7 +195,7 @@ fn err(s: &Substrate, b: &Banked) -> String {
 fn the_check_catches_tampered_schedules() {
     let s = random_cases().swap_remove(4); // 300 units, 24 lanes, rank-2 buses
     let p = s.lanes as usize;
-    let good = Banked::new(&s, BANK_READ_PORTS, Order::Ascending, BusMode::Sides);
+    let good = Banked::new(&s, &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Sides));
     verify(&s, &good).unwrap();
 
     // two lanes reading different words of one bank through one port in the same cycle
@@ -216,6 +235,25 @@ fn the_check_catches_tampered_schedules() {
         }
     };
     assert!(err(&s, &b).contains("port 2 of 2"), "{}", err(&s, &b));
+
+    // a reader off its port under PortRule::ByReader
+    let by = Banked::new(
+        &s,
+        &Options {
+            port_rule: PortRule::ByReader,
+            ..opts(BANK_READ_PORTS, Order::Ascending, BusMode::Sides)
+        },
+    );
+    verify(&s, &by).unwrap();
+    let mut b = by.clone();
+    let (t, unit, port) = find_read(&b.lane_issues[6], 0).unwrap();
+    assert_eq!(port, 0, "lane 6 reads through port 0");
+    b.lane_issues[6][t] = Issue::State { unit, port: 1 };
+    assert!(
+        err(&s, &b).contains("its reader's port is 0"),
+        "{}",
+        err(&s, &b)
+    );
 
     // a row out of order (two row reads of one unit swapped)
     let mut b = good.clone();
@@ -266,7 +304,7 @@ fn the_check_catches_tampered_schedules() {
     assert!(e.contains("bus side 1"), "{e}");
 
     // the lanes sum the buses: a line MAC before the lines are latched, a partial missing
-    let good = Banked::new(&s, BANK_READ_PORTS, Order::Ascending, BusMode::Lanes);
+    let good = Banked::new(&s, &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Lanes));
     verify(&s, &good).unwrap();
     let mut b = good.clone();
     b.lines_ready += 1;
@@ -278,7 +316,10 @@ fn the_check_catches_tampered_schedules() {
     // a lane that waited for the lines issues its first line MAC one cycle early (the shipped
     // example on 16 lanes: few couplings per unit, so lanes reach their lines early)
     let s16 = with_lanes(shipped(), 16);
-    let early = Banked::new(&s16, BANK_READ_PORTS, Order::Ascending, BusMode::Lanes);
+    let early = Banked::new(
+        &s16,
+        &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Lanes),
+    );
     verify(&s16, &early).unwrap();
     let mut b = early.clone();
     let (l, t) = (0..p)

@@ -96,6 +96,40 @@ impl BusMode {
     }
 }
 
+/// Which port of a bank a reader may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum PortRule {
+    /// Any free port (the schedule's port index goes into the instruction).
+    Any,
+    /// Reader `r` (lane `l`, or bus side `q`) always uses port `r mod ports`: no port bit in
+    /// the instruction, and each port's address is the OR over half the readers.
+    ByReader,
+}
+
+/// The choices of a banked schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Options {
+    /// Read ports per bank (at least 1).
+    pub ports: usize,
+    /// The MAC order rule.
+    pub order: Order,
+    /// Who computes the bus lines.
+    pub bus: BusMode,
+    /// Which port a reader may use.
+    pub port_rule: PortRule,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ports: BANK_READ_PORTS,
+            order: Order::Ascending,
+            bus: BusMode::Lanes,
+            port_rule: PortRule::Any,
+        }
+    }
+}
+
 /// A static schedule of one sweep on banked state.
 #[derive(Clone, Debug, Serialize)]
 pub struct Banked {
@@ -107,6 +141,8 @@ pub struct Banked {
     pub order: Order,
     /// Who computes the bus lines.
     pub bus: BusMode,
+    /// Which port a reader may use.
+    pub port_rule: PortRule,
     /// [`BusMode::Lanes`]: the unit-phase cycle from which line MACs may issue (0 otherwise).
     pub lines_ready: u64,
     /// Bus phase: per bus side (bus order, encoder side then decoder side), one issue per cycle.
@@ -157,22 +193,29 @@ fn line_macs(s: &Substrate) -> Vec<usize> {
 struct Ports {
     word: Vec<Option<usize>>,
     ports: usize,
+    rule: PortRule,
 }
 
 impl Ports {
-    fn new(p: usize, ports: usize) -> Self {
+    fn new(p: usize, ports: usize, rule: PortRule) -> Self {
         Ports {
             word: vec![None; p * ports],
             ports,
+            rule,
         }
     }
     fn clear(&mut self) {
         self.word.iter_mut().for_each(|w| *w = None);
     }
-    /// The port that serves word `w` of bank `b` this cycle: one already reading it, else a free
-    /// one (not yet claimed).
-    fn find(&self, b: usize, w: usize) -> Option<usize> {
+    /// The port that serves reader `r`'s read of word `w` of bank `b` this cycle: one already
+    /// reading it, else a free one (not yet claimed); under [`PortRule::ByReader`] only port
+    /// `r mod ports`.
+    fn find(&self, r: usize, b: usize, w: usize) -> Option<usize> {
         let ps = &self.word[b * self.ports..(b + 1) * self.ports];
+        if self.rule == PortRule::ByReader {
+            let x = r % self.ports;
+            return (ps[x].is_none() || ps[x] == Some(w)).then_some(x);
+        }
         ps.iter()
             .position(|&x| x == Some(w))
             .or_else(|| ps.iter().position(|x| x.is_none()))
@@ -214,12 +257,13 @@ fn lane_partials(s: &Substrate, l: usize) -> Vec<usize> {
 }
 
 impl Banked {
-    /// The schedule of `s` on its `s.lanes` lanes with `ports` read ports per bank (at least 1).
-    pub fn new(s: &Substrate, ports: usize, order: Order, bus: BusMode) -> Self {
+    /// The schedule of `s` on its `s.lanes` lanes.
+    pub fn new(s: &Substrate, o: &Options) -> Self {
+        let (order, bus) = (o.order, o.bus);
         let p = s.lanes as usize;
-        let ports = ports.max(1);
+        let ports = o.ports.max(1);
         let d = s.units();
-        let mut bank = Ports::new(p, ports);
+        let mut bank = Ports::new(p, ports, o.port_rule);
         let sides = sides(s);
         let side_len: Vec<usize> = sides.iter().map(|&(m, k)| k * s.modules[m].size).collect();
 
@@ -238,7 +282,7 @@ impl Banked {
                     let m = &s.modules[sides[q].0];
                     let j = m.offset + pos[q] % m.size;
                     let (b, w) = bank_of(j, p);
-                    let issue = match bank.find(b, w) {
+                    let issue = match bank.find(q, b, w) {
                         Some(port) => {
                             bank.claim(b, w, port);
                             pos[q] += 1;
@@ -305,9 +349,9 @@ impl Banked {
         let mut row_order = vec![Vec::new(); d];
         let mut lane_issues: Vec<Vec<Issue>> = vec![Vec::new(); p];
         let mut t = 0usize;
-        let read = |bank: &mut Ports, j: usize| -> Option<u8> {
+        let read = |bank: &mut Ports, r: usize, j: usize| -> Option<u8> {
             let (b, wd) = bank_of(j, p);
-            bank.find(b, wd).map(|port| {
+            bank.find(r, b, wd).map(|port| {
                 bank.claim(b, wd, port);
                 port as u8
             })
@@ -323,7 +367,7 @@ impl Banked {
                 }
                 let i = w.units[w.cur];
                 let issue = if let Some(&j) = w.partials.front() {
-                    match read(&mut bank, j) {
+                    match read(&mut bank, l, j) {
                         Some(port) => {
                             w.partials.pop_front();
                             Issue::BusPartial {
@@ -334,7 +378,7 @@ impl Banked {
                         None => Issue::Wait,
                     }
                 } else if !w.self_done {
-                    match read(&mut bank, i) {
+                    match read(&mut bank, l, i) {
                         Some(port) => {
                             w.self_done = true;
                             Issue::State {
@@ -351,7 +395,7 @@ impl Banked {
                     };
                     let mut got = None;
                     for (k, &j) in cand.iter().enumerate() {
-                        if let Some(port) = read(&mut bank, j) {
+                        if let Some(port) = read(&mut bank, l, j) {
                             w.row_left.remove(k);
                             w.issued.push(j as u32);
                             got = Some(Issue::State {
@@ -407,6 +451,7 @@ impl Banked {
             ports,
             order,
             bus,
+            port_rule: o.port_rule,
             lines_ready: lines_ready.unwrap_or(0),
             bus_issues,
             lane_issues,
@@ -448,6 +493,7 @@ pub fn verify(s: &Substrate, b: &Banked) -> Result<(), String> {
     // per cycle, (bank, port) -> word
     let mut used: Vec<HashMap<(usize, u8), usize>> = Vec::new();
     let claim = |used: &mut Vec<HashMap<(usize, u8), usize>>,
+                 reader: usize,
                  t: usize,
                  j: u32,
                  port: u8,
@@ -458,6 +504,12 @@ pub fn verify(s: &Substrate, b: &Banked) -> Result<(), String> {
         }
         if port as usize >= b.ports {
             return Err(format!("{who}, cycle {t}: port {port} of {}", b.ports));
+        }
+        if b.port_rule == PortRule::ByReader && port as usize != reader % b.ports {
+            return Err(format!(
+                "{who}, cycle {t}: port {port}, its reader's port is {}",
+                reader % b.ports
+            ));
         }
         if used.len() <= t {
             used.resize_with(t + 1, Default::default);
@@ -497,7 +549,7 @@ pub fn verify(s: &Substrate, b: &Banked) -> Result<(), String> {
         for (t, is) in iss.iter().enumerate() {
             match *is {
                 Issue::State { unit, port } => {
-                    claim(&mut used, t, unit, port, &format!("bus side {q}"))?;
+                    claim(&mut used, q, t, unit, port, &format!("bus side {q}"))?;
                     got.push(unit);
                 }
                 Issue::Wait => {}
@@ -545,7 +597,7 @@ pub fn verify(s: &Substrate, b: &Banked) -> Result<(), String> {
         for (t, is) in iss.iter().enumerate() {
             match *is {
                 Issue::BusPartial { unit, port } => {
-                    claim(&mut used, t, unit, port, &who)?;
+                    claim(&mut used, l, t, unit, port, &who)?;
                     if begun {
                         return Err(format!("{who}, cycle {t}: bus partial after a unit began"));
                     }
@@ -553,7 +605,7 @@ pub fn verify(s: &Substrate, b: &Banked) -> Result<(), String> {
                     last_partial = last_partial.max(Some(t));
                 }
                 Issue::State { unit, port } => {
-                    claim(&mut used, t, unit, port, &who)?;
+                    claim(&mut used, l, t, unit, port, &who)?;
                     begun = true;
                     if cur.is_none() {
                         cur = units.next();
