@@ -160,6 +160,9 @@ pub struct QuantizeArgs {
     /// Tolerance on the dec0 cosine against float.
     #[arg(long, default_value_t = 0.005)]
     tolerance: f64,
+    /// Engine threads (the results do not depend on it).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
     /// Write the report as JSON.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -1180,6 +1183,7 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
             burn_in,
             sweeps,
             seed: a.seed,
+            threads: a.threads,
         },
     )?;
     let title = format!(
@@ -1265,6 +1269,7 @@ fn quantize_cmd(a: QuantizeArgs) -> Result<(), String> {
         sweeps: a.sweeps,
         seed: a.seed,
         tolerance: a.tolerance,
+        threads: a.threads,
     };
     let (set, n_img) = teval::held_out(&l.model, a.inputs, &a.sigmas)?;
     println!(
@@ -1626,6 +1631,7 @@ fn demo(a: DemoArgs) -> Result<(), String> {
         sweeps,
         seed: 1,
         tolerance: 0.005,
+        threads: 2,
     };
     let sigmas = [0.05f32, 0.2, 0.5, 1.0, 2.0, 5.0];
     let (set, n_img) = teval::held_out(&l.model, inputs, &sigmas)?;
