@@ -78,6 +78,9 @@ pub struct DemoArgs {
     /// conditioning interface (the comparison the clamped substrate replaced).
     #[arg(long)]
     pub(crate) interface: bool,
+    /// Engine threads (results do not depend on it).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) threads: usize,
     /// The committed trained clamped substrate shown beside the compiles (skipped if missing).
     #[arg(long, default_value = "models/digits-clamped-rank8.json")]
     pub(crate) trained: PathBuf,
@@ -128,6 +131,9 @@ pub struct SampleSubstrateArgs {
     /// The U-Net of `--unet-png` for a clamped substrate.
     #[arg(long, default_value = "models/digits-unet.safetensors")]
     pub(crate) unet: PathBuf,
+    /// Engine threads (fixed and golden engines; results do not depend on it).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) threads: usize,
 }
 
 /// Arguments of `thermo quantize`.
