@@ -413,7 +413,7 @@ pub fn sample_cmd(a: &SampleSubstrateArgs) -> Result<(), String> {
             .engine
             .parse()
             .map_err(|err| format!("--engine {err} (or board)"))?;
-        let (imgs, sat) = c.sample(path, a.samples, a.steps, a.seed, &run, 2)?;
+        let (imgs, sat) = c.sample(path, a.samples, a.steps, a.seed, &run, a.threads)?;
         (imgs, sat, path)
     };
     thermo_diffusion::sample::write_png_grid(&imgs, 8, 6, &a.png).map_err(|e| e.to_string())?;
@@ -1047,7 +1047,7 @@ pub fn demo(a: &DemoArgs, rank: Option<usize>) -> Result<(), String> {
                     sweeps: 1,
                 },
                 seed: 1,
-                threads: 2,
+                threads: a.threads,
                 sigmas: sigmas.clone(),
                 noise_seed: quality::EVAL_SEED,
                 convergence_images: 0,
@@ -1125,7 +1125,7 @@ pub fn demo(a: &DemoArgs, rank: Option<usize>) -> Result<(), String> {
                 path,
                 run: cal.run,
                 seed: 1,
-                threads: 2,
+                threads: a.threads,
                 sigmas: fixed_sigmas.clone(),
                 noise_seed: quality::EVAL_SEED,
                 convergence_images: if path == clamped::Path::Exact { 0 } else { 4 },
@@ -1184,7 +1184,7 @@ pub fn demo(a: &DemoArgs, rank: Option<usize>) -> Result<(), String> {
             quality::SAMPLE_STEPS,
             1,
             &cal.run,
-            2,
+            a.threads,
         )?;
         print_q(name, &judge(&s, &reference, &classifier)?);
         let p = a.out_dir.join(format!("samples-substrate-{k}.png"));

@@ -78,6 +78,9 @@ pub struct DemoArgs {
     /// conditioning interface (the comparison the clamped substrate replaced).
     #[arg(long)]
     pub(crate) interface: bool,
+    /// Engine threads (results do not depend on it).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) threads: usize,
     /// The committed trained clamped substrate shown beside the compiles (skipped if missing).
     #[arg(long, default_value = "models/digits-clamped-rank8.json")]
     pub(crate) trained: PathBuf,
@@ -128,6 +131,9 @@ pub struct SampleSubstrateArgs {
     /// The U-Net of `--unet-png` for a clamped substrate.
     #[arg(long, default_value = "models/digits-unet.safetensors")]
     pub(crate) unet: PathBuf,
+    /// Engine threads (fixed and golden engines; results do not depend on it).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) threads: usize,
 }
 
 /// Arguments of `thermo quantize`.
@@ -160,6 +166,9 @@ pub struct QuantizeArgs {
     /// Tolerance on the dec0 cosine against float.
     #[arg(long, default_value_t = 0.005)]
     tolerance: f64,
+    /// Engine threads (the results do not depend on it).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
     /// Write the report as JSON.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -1180,6 +1189,7 @@ fn eval_cmd(a: EvalArgs) -> Result<(), String> {
             burn_in,
             sweeps,
             seed: a.seed,
+            threads: a.threads,
         },
     )?;
     let title = format!(
@@ -1265,6 +1275,7 @@ fn quantize_cmd(a: QuantizeArgs) -> Result<(), String> {
         sweeps: a.sweeps,
         seed: a.seed,
         tolerance: a.tolerance,
+        threads: a.threads,
     };
     let (set, n_img) = teval::held_out(&l.model, a.inputs, &a.sigmas)?;
     println!(
@@ -1626,6 +1637,7 @@ fn demo(a: DemoArgs) -> Result<(), String> {
         sweeps,
         seed: 1,
         tolerance: 0.005,
+        threads: 2,
     };
     let sigmas = [0.05f32, 0.2, 0.5, 1.0, 2.0, 5.0];
     let (set, n_img) = teval::held_out(&l.model, inputs, &sigmas)?;

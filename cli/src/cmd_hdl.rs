@@ -98,6 +98,10 @@ pub enum HdlCommand {
         /// nextpnr placement seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Build without the link's weight tables (a location and a code per weight: about 120
+        /// block RAMs for the 416-unit digits substrate); weights then change by a rebuild only.
+        #[arg(long)]
+        no_weights: bool,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
@@ -240,6 +244,7 @@ pub fn run(c: HdlCommand) -> Result<(), String> {
             baud,
             lanes,
             seed,
+            no_weights,
             out,
         } => {
             let board =
@@ -257,6 +262,7 @@ pub fn run(c: HdlCommand) -> Result<(), String> {
                 out,
                 seed,
                 command,
+                weights: !no_weights,
             };
             let r = thermo_hdl::flow::bitstream(&o, &mut |l| println!("{l}"))
                 .map_err(|e| e.to_string())?;

@@ -88,6 +88,9 @@ pub struct SampleQualityArgs {
     /// Digits data (gzip CSV); default: the committed data/digits.csv.gz.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Engine threads (fixed and golden engines; results do not depend on it).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
 }
 
 /// Arguments of `thermo train-classifier`.
@@ -370,7 +373,7 @@ fn sample_quality(a: SampleQualityArgs) -> Result<(), String> {
         let seeds: Vec<u64> = (0..a.seeds).collect();
         let mut reports = Vec::new();
         for &seed in &seeds {
-            let (imgs, _) = c.sample(path, a.n, a.steps, seed, &run, 2)?;
+            let (imgs, _) = c.sample(path, a.n, a.steps, seed, &run, a.threads)?;
             let flat: Vec<f32> = imgs.into_iter().flatten().collect();
             let r =
                 quality::sample_quality_with(&clf, &flat, &reference).map_err(|e| e.to_string())?;

@@ -16,6 +16,7 @@ mod cmd_eqprop;
 mod cmd_hdl;
 mod cmd_link;
 mod cmd_quality;
+mod cmd_schedule;
 mod cmd_sim;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,8 @@ enum Command {
     EqProp(cmd_eqprop::EqPropCommand),
     #[command(flatten)]
     Energy(cmd_energy::EnergyCommand),
+    #[command(flatten)]
+    Schedule(cmd_schedule::ScheduleCommand),
 }
 
 fn main() {
@@ -58,6 +61,7 @@ fn main() {
         Command::Clamped(c) => cmd_clamped::run(c),
         Command::Quality(c) => cmd_quality::run(c),
         Command::EqProp(c) => cmd_eqprop::run(c),
+        Command::Schedule(c) => cmd_schedule::run(c),
         Command::Energy(c) => cmd_energy::run(c),
     };
     if let Err(e) = result {

@@ -569,3 +569,37 @@ fn eqprop_check_and_training_through_the_commands() {
     ]);
     assert!(e.contains("--betas") && e.contains("beta = -0.01"), "{e}");
 }
+
+/// The engine's thread count changes nothing in the samples (fixed engine, the committed
+/// trained substrate): `--threads 1` and `--threads 3` write the same bytes.
+#[test]
+fn sample_substrate_threads_do_not_change_the_samples() {
+    let dir = std::env::temp_dir().join(format!("thermo-threads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sub = root().join("models/digits-clamped-rank8.json");
+    let mut bytes = Vec::new();
+    for t in ["1", "3"] {
+        let npy = dir.join(format!("s{t}.npy"));
+        thermo(&[
+            "sample-substrate",
+            "--substrate",
+            sub.to_str().unwrap(),
+            "--engine",
+            "fixed",
+            "--samples",
+            "6",
+            "--steps",
+            "4",
+            "--threads",
+            t,
+            "--png",
+            dir.join(format!("s{t}.png")).to_str().unwrap(),
+            "--npy",
+            npy.to_str().unwrap(),
+        ]);
+        bytes.push(std::fs::read(&npy).unwrap());
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(bytes[0], bytes[1]);
+    assert!(bytes[0].len() > 6 * 64 * 4);
+}

@@ -82,3 +82,58 @@ fn verilog_verify_and_vcd_diff_from_the_command_line() {
     let (ok, out) = thermo(&["vcd-diff", &p("eng6.vcd"), &p("hw.vcd")]);
     assert!(!ok && out.contains("first divergence at time 171"), "{out}");
 }
+
+#[test]
+fn schedule_prints_the_replicated_and_banked_rows_and_refuses_bad_arguments() {
+    let ex = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/three-module.toml");
+    let json = std::env::temp_dir().join(format!("thermo-schedule-{}.json", std::process::id()));
+    let (ok, out) = thermo(&[
+        "schedule",
+        "--config",
+        ex,
+        "--lanes",
+        "4,16",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    // the replicated row is thermo_sim::schedule's, the banked rows banked::Banked's
+    let shipped = thermo_sim::Substrate::from_file(Path::new(ex)).unwrap();
+    let rep = thermo_sim::schedule::Schedule::new(&shipped);
+    assert!(
+        out.contains(&format!("| 4 | replicated | {} |", rep.cycles_per_sweep)),
+        "{out}"
+    );
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).ok();
+    assert_eq!(rows.len(), 2 * 6, "{out}");
+    let cycles = |lanes: u64, state: &str| {
+        rows.iter()
+            .find(|r| r["lanes"] == lanes && r["state"] == state)
+            .and_then(|r| r["cycles_per_sweep"].as_u64())
+            .unwrap()
+    };
+    for p in [4, 16] {
+        assert!(
+            cycles(p, "banked, spec order, lanes sum the buses") < cycles(p, "replicated"),
+            "{out}"
+        );
+    }
+    // 2 RAMs per bank against (P + S) P replicas
+    assert!(
+        out.contains("| 16 | replicated") && out.contains("| 288 |"),
+        "{out}"
+    );
+    assert!(
+        out.contains("| 16 | banked, spec order |") && out.contains("| 32 |"),
+        "{out}"
+    );
+
+    let (ok, out) = thermo(&["schedule", "--config", ex, "--lanes", "0"]);
+    assert!(!ok && out.contains("--lanes 0: must be in 1..=64"), "{out}");
+    let (ok, out) = thermo(&["schedule", "--config", ex, "--ports", "0"]);
+    assert!(!ok && out.contains("--ports"), "{out}");
+    let (ok, out) = thermo(&["schedule", "--config", "/nonexistent/x.toml"]);
+    assert!(!ok && out.contains("/nonexistent/x.toml"), "{out}");
+}

@@ -549,6 +549,8 @@ pub struct EngineEvalOptions {
     pub sweeps: u64,
     /// Noise seed: row `r` of the set runs with `seed + r`.
     pub seed: u64,
+    /// Engine threads (the results do not depend on it).
+    pub threads: usize,
 }
 
 /// One row of [`evaluate_substrate`] (a noise level, or `None` for all pooled).
@@ -580,7 +582,7 @@ pub fn evaluate_substrate(
     sigmas: &[f32],
     o: &EngineEvalOptions,
 ) -> Result<Vec<EngineRow>, String> {
-    use crate::substrate::{relax, Readout};
+    use crate::substrate::{relax_many, Readout};
     use thermo_sim::engine::Saturation;
     let sub = &l.sub;
     let (dec, dec0) = (&l.dec, &l.dec0);
@@ -595,12 +597,52 @@ pub fn evaluate_substrate(
     let mut mu_o = DMatrix::zeros(n, d);
     let mut max_diff = vec![0.0f64; n];
     let mut sat = vec![(Saturation::default(), Saturation::default()); n];
+    // the interface's and the oracle's biases of every row; the engines run them all at once
+    let bs: Vec<Vec<f64>> = (0..n).map(|r| l.interface_bias(set, r)).collect();
+    let stars: Vec<Vec<f64>> = (0..n)
+        .map(|r| {
+            let truth = DVector::from_iterator(d, set.truth.row(r).iter().copied());
+            (&amat * &truth).iter().copied().collect()
+        })
+        .collect();
+    let seeds: Vec<u64> = (0..n).map(|r| o.seed.wrapping_add(r as u64)).collect();
+    let both: Vec<Vec<f64>> = bs.iter().chain(&stars).cloned().collect();
+    let seeds2: Vec<u64> = seeds.iter().chain(&seeds).copied().collect();
+    let run = |arith_golden: bool| {
+        if arith_golden {
+            relax_many(
+                sub,
+                thermo_sim::Golden::new(sub),
+                &both,
+                &seeds2,
+                o.burn_in,
+                o.sweeps,
+                o.threads,
+            )
+        } else {
+            relax_many(
+                sub,
+                thermo_sim::Fixed::new(sub),
+                &both,
+                &seeds2,
+                o.burn_in,
+                o.sweeps,
+                o.threads,
+            )
+        }
+    };
+    let mut engine_out = match o.readout {
+        Readout::Exact => Vec::new(),
+        Readout::Golden => run(true),
+        Readout::Fixed => run(false),
+    }
+    .into_iter();
+    let mut engine_rows: Vec<(Vec<f64>, Saturation)> = engine_out.by_ref().take(n).collect();
+    let mut engine_star: Vec<(Vec<f64>, Saturation)> = engine_out.collect();
     for r in 0..n {
-        let b = l.interface_bias(set, r);
-        let truth = DVector::from_iterator(d, set.truth.row(r).iter().copied());
-        let b_star: Vec<f64> = (&amat * &truth).iter().copied().collect();
+        let b = &bs[r];
+        let b_star = &stars[r];
         let exact = chol.solve(&DVector::from_vec(b.clone()));
-        let seed = o.seed.wrapping_add(r as u64);
         let ((xi, si), (xo, so)): ((Vec<f64>, Saturation), (Vec<f64>, Saturation)) = match o.readout
         {
             Readout::Exact => (
@@ -613,37 +655,9 @@ pub fn evaluate_substrate(
                     Default::default(),
                 ),
             ),
-            Readout::Golden => (
-                relax(
-                    sub,
-                    &mut thermo_sim::GoldenEngine::golden(sub, seed),
-                    &b,
-                    o.burn_in,
-                    o.sweeps,
-                ),
-                relax(
-                    sub,
-                    &mut thermo_sim::GoldenEngine::golden(sub, seed),
-                    &b_star,
-                    o.burn_in,
-                    o.sweeps,
-                ),
-            ),
-            Readout::Fixed => (
-                relax(
-                    sub,
-                    &mut thermo_sim::FixedEngine::fixed(sub, seed),
-                    &b,
-                    o.burn_in,
-                    o.sweeps,
-                ),
-                relax(
-                    sub,
-                    &mut thermo_sim::FixedEngine::fixed(sub, seed),
-                    &b_star,
-                    o.burn_in,
-                    o.sweeps,
-                ),
+            Readout::Golden | Readout::Fixed => (
+                std::mem::take(&mut engine_rows[r]),
+                std::mem::take(&mut engine_star[r]),
             ),
         };
         for &u in dec0 {

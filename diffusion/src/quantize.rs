@@ -7,12 +7,12 @@
 use crate::compile::{choose_formats, Ranges};
 use crate::eval::EvalSet;
 use crate::gram::{similarity, Similarity};
-use crate::substrate::{relax, Loaded};
+use crate::substrate::{relax_many, Loaded};
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use thermo_sim::engine::Saturation;
 use thermo_sim::model::Formats;
-use thermo_sim::{FixedEngine, GoldenEngine, Substrate};
+use thermo_sim::{Fixed, Golden, Substrate};
 
 /// What to sweep and how long to relax.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -30,6 +30,13 @@ pub struct SweepOptions {
     /// A format is "within tolerance" when its dec0 cosine against the U-Net is at most this
     /// much below the golden engine's.
     pub tolerance: f64,
+    /// Engine threads (the results do not depend on it; not part of a report).
+    #[serde(skip, default = "default_threads")]
+    pub threads: usize,
+}
+
+fn default_threads() -> usize {
+    2
 }
 
 /// One format of the sweep.
@@ -111,12 +118,19 @@ pub fn sweep(
     let truth: Vec<Vec<f64>> = (0..n)
         .map(|r| set.truth.row(r).iter().copied().collect())
         .collect();
-    let golden: Vec<Vec<f64>> = (0..n)
-        .map(|r| {
-            let mut e = GoldenEngine::golden(&l.sub, opts.seed.wrapping_add(r as u64));
-            relax(&l.sub, &mut e, &biases[r], opts.burn_in, opts.sweeps).0
-        })
-        .collect();
+    let seeds: Vec<u64> = (0..n).map(|r| opts.seed.wrapping_add(r as u64)).collect();
+    let golden: Vec<Vec<f64>> = relax_many(
+        &l.sub,
+        Golden::new(&l.sub),
+        &biases,
+        &seeds,
+        opts.burn_in,
+        opts.sweeps,
+        opts.threads,
+    )
+    .into_iter()
+    .map(|(m, _)| m)
+    .collect();
     let t_dec0 = pick(&truth, &l.dec0);
     let g_dec0 = pick(&golden, &l.dec0);
     let float_vs_unet = similarity(&t_dec0, &g_dec0);
@@ -146,9 +160,15 @@ pub fn sweep(
                 Ok((f, sub)) => {
                     cell.formats = Some(f);
                     let mut means = Vec::with_capacity(n);
-                    for (r, b) in biases.iter().enumerate() {
-                        let mut e = FixedEngine::fixed(&sub, opts.seed.wrapping_add(r as u64));
-                        let (m, s) = relax(&sub, &mut e, b, opts.burn_in, opts.sweeps);
+                    for (m, s) in relax_many(
+                        &sub,
+                        Fixed::new(&sub),
+                        &biases,
+                        &seeds,
+                        opts.burn_in,
+                        opts.sweeps,
+                        opts.threads,
+                    ) {
                         cell.saturation.add(&s);
                         means.push(m);
                     }

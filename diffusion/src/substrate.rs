@@ -195,6 +195,28 @@ pub fn relax<A: Arith>(
     engine.relax_average(sub, b, burn_in, sweeps, Observe::State)
 }
 
+/// [`relax`] of many biases at once: chain `c` relaxes bias `bs[c]` from state zero with noise
+/// seed `seeds[c]`, bit for bit what [`relax`] gives on a fresh `Engine::new(sub, arith,
+/// seeds[c])`; the chains run in lock step in one [`thermo_sim::BatchEngine`] (the couplings
+/// read once for all of them) split over `threads` threads (the results do not depend on it).
+/// Returns each chain's means and saturation counters.
+pub fn relax_many<A: Arith>(
+    sub: &Substrate,
+    arith: A,
+    bs: &[Vec<f64>],
+    seeds: &[u64],
+    burn_in: u64,
+    sweeps: u64,
+    threads: usize,
+) -> Vec<(Vec<f64>, Saturation)> {
+    assert_eq!(bs.len(), seeds.len(), "one seed per bias");
+    if bs.is_empty() {
+        return Vec::new();
+    }
+    let mut e = thermo_sim::BatchEngine::new(sub, arith, seeds, threads.max(1));
+    e.relax_average(sub, bs, burn_in, sweeps, Observe::State)
+}
+
 /// How a substrate denoiser computes the dec0 readout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Readout {

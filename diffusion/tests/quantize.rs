@@ -133,6 +133,7 @@ fn small_sweep_and_its_plot() {
         sweeps: 100,
         seed: 1,
         tolerance: 0.005,
+        threads: 2,
     };
     let mut seen = 0;
     let r = quantize::sweep(&l, &set, 1, &sigmas, &opts, |_| seen += 1).expect("sweep");
@@ -160,4 +161,44 @@ fn small_sweep_and_its_plot() {
     let bytes = std::fs::read(&png).expect("png");
     assert_eq!(&bytes[1..4], b"PNG");
     let _ = std::fs::remove_file(&png);
+}
+
+/// The batched relaxation the evaluation and the quantisation sweep use is, chain for chain,
+/// the single-chain engine's: means and saturation counters equal bit for bit, for the fixed
+/// and the golden arithmetic, on 16-bit and on narrow (saturating) formats, for any thread count.
+#[test]
+fn relax_many_is_relax_per_chain() {
+    use thermo_sim::{Fixed, Golden, GoldenEngine};
+    let l = committed();
+    let sigmas = [0.5f32, 5.0];
+    let set = held_out(&l, 2, &sigmas);
+    let mut narrow_cfg = l.cfg.clone();
+    narrow_cfg.formats.state = QFormat::new(8, 6);
+    let narrow = Substrate::from_config(&narrow_cfg).expect("narrow formats validate");
+    let mut bs: Vec<Vec<f64>> = (0..set.len()).map(|r| l.interface_bias(&set, r)).collect();
+    bs.extend((0..set.len()).map(|r| l.oracle_bias(&set, r)));
+    let seeds: Vec<u64> = (0..bs.len() as u64).map(|r| 7 + 3 * r).collect();
+    let mut saturated = false;
+    for sub in [&l.sub, &narrow] {
+        for threads in [1, 3] {
+            let many = substrate::relax_many(sub, Fixed::new(sub), &bs, &seeds, 20, 30, threads);
+            for (c, (m, s)) in many.iter().enumerate() {
+                let mut e = FixedEngine::fixed(sub, seeds[c]);
+                let (m1, s1) = relax(sub, &mut e, &bs[c], 20, 30);
+                assert!(m == &m1, "fixed chain {c}");
+                assert_eq!(s, &s1, "fixed chain {c}");
+                saturated |= s.total() > 0;
+            }
+            let many = substrate::relax_many(sub, Golden::new(sub), &bs, &seeds, 20, 30, threads);
+            for (c, (m, _)) in many.iter().enumerate() {
+                let mut e = GoldenEngine::golden(sub, seeds[c]);
+                let (m1, _) = relax(sub, &mut e, &bs[c], 20, 30);
+                assert!(m == &m1, "golden chain {c}");
+            }
+        }
+    }
+    assert!(
+        saturated,
+        "the narrow formats saturate, so the counters are compared"
+    );
 }

@@ -37,6 +37,7 @@ fn opts(board: Board, config: &str, lanes: Option<u32>, name: &str) -> Bitstream
         out: outdir(name),
         seed: 1,
         command: format!("test {name}"),
+        weights: true,
     }
 }
 

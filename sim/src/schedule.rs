@@ -12,6 +12,8 @@
 //!   independently and the phase ends when the busiest lane has issued its last unit, plus
 //!   [`PIPELINE_DRAIN`] cycles for the datapath to drain.
 
+pub mod banked;
+
 use crate::model::Substrate;
 use serde::Serialize;
 

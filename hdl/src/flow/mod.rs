@@ -39,6 +39,10 @@ pub struct BitstreamOpts {
     pub seed: u64,
     /// The command line, for the report.
     pub command: String,
+    /// Build the link's weight tables where the board's link has them (`FEATURE_WEIGHTS`:
+    /// WRITE_MEM of every weight without a rebuild). They hold a location and a code per weight,
+    /// so a large substrate's tables take many block RAMs; `false` builds without them.
+    pub weights: bool,
 }
 
 /// Resource use against the device.
@@ -334,7 +338,10 @@ pub fn bitstream(
     let mhz = o.mhz.unwrap_or(board.default_mhz());
     let (pll_text, pll_mhz) = pll(board, mhz)?;
     let inc = crate::link::uart::baud_increment((pll_mhz * 1e6).round() as u64, o.baud)?;
-    let lo = board.link_options();
+    let lo = crate::link::command::LinkOptions {
+        weights: board.link_options().weights && o.weights,
+        ..board.link_options()
+    };
     // memory contents in files beside board.v ($readmemh, read by yosys from the build folder)
     let (link, mem_files) = crate::rtl::mem::with_memory_files(|| {
         crate::link::command::link_top_verilog(&s, &prog, inc, &lo)

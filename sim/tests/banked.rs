@@ -1,0 +1,345 @@
+//! The banked-state schedule (`thermo_sim::schedule::banked`): every generated schedule passes the
+//! independent check on many substrates and lane counts, the check catches tampered schedules,
+//! and with unlimited ports the schedule is exactly the replicated design's.
+
+use thermo_sim::example::{
+    family_config, random_substrate, saturating_config, shipped, ExampleSpec,
+};
+use thermo_sim::schedule::banked::{
+    verify, Banked, BusMode, Issue, Options, Order, PortRule, BANK_READ_PORTS,
+};
+use thermo_sim::schedule::Schedule;
+use thermo_sim::Substrate;
+
+const MODES: [(Order, BusMode); 4] = [
+    (Order::Ascending, BusMode::Sides),
+    (Order::Free, BusMode::Sides),
+    (Order::Ascending, BusMode::Lanes),
+    (Order::Free, BusMode::Lanes),
+];
+
+fn opts(ports: usize, order: Order, bus: BusMode) -> Options {
+    Options {
+        ports,
+        order,
+        bus,
+        port_rule: PortRule::Any,
+    }
+}
+
+fn sub(cfg: &thermo_sim::SubstrateConfig) -> Substrate {
+    Substrate::from_config(cfg).expect("example validates")
+}
+
+fn with_lanes(mut s: Substrate, p: u32) -> Substrate {
+    s.lanes = p;
+    s
+}
+
+/// Held-out random substrates of 1..=64 lanes, with and without buses.
+fn random_cases() -> Vec<Substrate> {
+    let mut out = Vec::new();
+    for (n, &(units, modules, rank, degree, lanes)) in [
+        (64, 3, 2, 8, 1),
+        (96, 5, 3, 6, 3),
+        (200, 5, 4, 12, 7),
+        (256, 3, 0, 8, 16),
+        (300, 5, 2, 16, 24),
+        (512, 5, 8, 16, 64),
+        (130, 4, 2, 5, 33),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let spec = ExampleSpec {
+            units,
+            modules,
+            rank,
+            degree,
+            lanes,
+            seed: 4000 + n as u64,
+            ..ExampleSpec::default()
+        };
+        out.push(sub(&random_substrate(&spec)));
+    }
+    out
+}
+
+fn all_cases() -> Vec<(String, Substrate)> {
+    let mut out = vec![];
+    for p in [1, 2, 4, 5, 16, 64] {
+        out.push((format!("shipped, {p} lanes"), with_lanes(shipped(), p)));
+    }
+    for n in 0..6 {
+        out.push((format!("family {n}"), sub(&family_config(n))));
+        out.push((format!("saturating {n}"), sub(&saturating_config(n))));
+    }
+    for (n, s) in random_cases().into_iter().enumerate() {
+        out.push((format!("random {n} ({} lanes)", s.lanes), s));
+    }
+    out
+}
+
+#[test]
+fn every_schedule_passes_the_independent_check() {
+    for (name, s) in all_cases() {
+        for ports in [1, BANK_READ_PORTS, 3] {
+            for (order, bus) in MODES {
+                for port_rule in [PortRule::Any, PortRule::ByReader] {
+                    let o = Options {
+                        port_rule,
+                        ..opts(ports, order, bus)
+                    };
+                    let b = Banked::new(&s, &o);
+                    verify(&s, &b).unwrap_or_else(|e| panic!("{name}, {o:?}: {e}"));
+                    assert!(
+                        b.mac_efficiency() > 0.0 && b.mac_efficiency() <= 1.0,
+                        "{name}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn digits_substrate_schedules_check_and_lanes_summing_the_buses_pay() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/digits-clamped-rank8.json.sim.json");
+    let s = Substrate::from_file(&path).expect("committed digits substrate");
+    for p in [16, 64] {
+        let s = with_lanes(s.clone(), p);
+        let rep = Schedule::new(&s);
+        let sides = Banked::new(&s, &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Sides));
+        let lanes = Banked::new(&s, &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Lanes));
+        verify(&s, &sides).unwrap();
+        verify(&s, &lanes).unwrap();
+        // banked state costs the crossbar's latency and a few waits, not the replicas' RAMs
+        assert!(
+            sides.cycles_per_sweep <= rep.cycles_per_sweep + 8,
+            "{p} lanes"
+        );
+        // lanes that sum the buses remove the bus phase
+        assert!(lanes.cycles_per_sweep < rep.cycles_per_sweep, "{p} lanes");
+        assert!(
+            lanes.mac_efficiency() > 0.85,
+            "{p} lanes: {}",
+            lanes.mac_efficiency()
+        );
+    }
+}
+
+/// With as many ports per bank as there are readers, no reader ever waits: the banked schedule is
+/// the replicated one of `thermo_sim::schedule`, lane by lane, plus the crossbar's latency.
+#[test]
+fn unlimited_ports_give_the_replicated_schedule() {
+    for (name, s) in all_cases() {
+        let p = s.lanes as usize;
+        let rep = Schedule::new(&s);
+        let b = Banked::new(
+            &s,
+            &opts(p + 2 * s.buses.len(), Order::Ascending, BusMode::Sides),
+        );
+        assert_eq!((b.lane_waits, b.bus_waits), (0, 0), "{name}");
+        for l in 0..p {
+            assert_eq!(
+                b.lane_issues[l].len() as u64,
+                rep.lane_cycles[l],
+                "{name} lane {l}"
+            );
+        }
+        let latency = thermo_sim::schedule::banked::CROSSBAR_LATENCY;
+        let bus_latency = if s.buses.is_empty() { 0 } else { latency };
+        assert_eq!(
+            b.cycles_per_sweep,
+            rep.cycles_per_sweep + latency + bus_latency,
+            "{name}"
+        );
+        assert_eq!(b.macs_per_sweep, rep.macs_per_sweep, "{name}");
+    }
+}
+
+/// In the specification's order a lane issues its row ascending: the recorded row order is the
+/// CSR row itself, so the fixed engine's arithmetic needs no change.
+#[test]
+fn spec_order_keeps_the_rows_ascending() {
+    for (name, s) in all_cases() {
+        for bus in [BusMode::Sides, BusMode::Lanes] {
+            let b = Banked::new(&s, &opts(BANK_READ_PORTS, Order::Ascending, bus));
+            for i in 0..s.units() {
+                let row: Vec<u32> = s.col[s.row_ptr[i]..s.row_ptr[i + 1]]
+                    .iter()
+                    .map(|&j| j as u32)
+                    .collect();
+                assert_eq!(b.row_order[i], row, "{name} unit {i}");
+            }
+        }
+    }
+}
+
+fn find_read(iss: &[Issue], from: usize) -> Option<(usize, u32, u8)> {
+    iss.iter()
+        .enumerate()
+        .skip(from)
+        .find_map(|(t, i)| match *i {
+            Issue::State { unit, port } => Some((t, unit, port)),
+            _ => None,
+        })
+}
+
+fn err(s: &Substrate, b: &Banked) -> String {
+    verify(s, b).expect_err("tampered schedule must fail its check")
+}
+
+#[test]
+fn the_check_catches_tampered_schedules() {
+    let s = random_cases().swap_remove(4); // 300 units, 24 lanes, rank-2 buses
+    let p = s.lanes as usize;
+    let good = Banked::new(&s, &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Sides));
+    verify(&s, &good).unwrap();
+
+    // two lanes reading different words of one bank through one port in the same cycle
+    let mut b = good.clone();
+    let (t, j, port) = find_read(&b.lane_issues[0], 0).unwrap();
+    let (l2, t2) = (1..p)
+        .find_map(|l| {
+            b.lane_issues[l]
+                .get(t)
+                .filter(|i| matches!(i, Issue::State { .. }))
+                .map(|_| (l, t))
+        })
+        .expect("another lane reads in that cycle");
+    let other = (0..s.units())
+        .find(|&u| u % p == j as usize % p && u != j as usize)
+        .unwrap();
+    b.lane_issues[l2][t2] = Issue::State {
+        unit: other as u32,
+        port,
+    };
+    assert!(err(&s, &b).contains("reads words"), "{}", err(&s, &b));
+
+    // a port the bank does not have
+    let mut b = good.clone();
+    b.lane_issues[3][t] = match b.lane_issues[3][t] {
+        Issue::State { unit, .. } => Issue::State {
+            unit,
+            port: BANK_READ_PORTS as u8,
+        },
+        _ => {
+            let (t, unit, _) = find_read(&b.lane_issues[3], 0).unwrap();
+            b.lane_issues[3][t] = Issue::State {
+                unit,
+                port: BANK_READ_PORTS as u8,
+            };
+            b.lane_issues[3][t]
+        }
+    };
+    assert!(err(&s, &b).contains("port 2 of 2"), "{}", err(&s, &b));
+
+    // a reader off its port under PortRule::ByReader
+    let by = Banked::new(
+        &s,
+        &Options {
+            port_rule: PortRule::ByReader,
+            ..opts(BANK_READ_PORTS, Order::Ascending, BusMode::Sides)
+        },
+    );
+    verify(&s, &by).unwrap();
+    let mut b = by.clone();
+    let (t, unit, port) = find_read(&b.lane_issues[6], 0).unwrap();
+    assert_eq!(port, 0, "lane 6 reads through port 0");
+    b.lane_issues[6][t] = Issue::State { unit, port: 1 };
+    assert!(
+        err(&s, &b).contains("its reader's port is 0"),
+        "{}",
+        err(&s, &b)
+    );
+
+    // a row out of order (two row reads of one unit swapped)
+    let mut b = good.clone();
+    let lane = &mut b.lane_issues[5];
+    let (t0, _, _) = find_read(lane, 0).unwrap(); // self term
+    let (t1, u1, p1) = find_read(lane, t0 + 1).unwrap();
+    let (t2, u2, p2) = find_read(lane, t1 + 1).unwrap();
+    assert!(
+        !lane[t1..t2].contains(&Issue::Finish),
+        "two row reads of one unit"
+    );
+    lane[t1] = Issue::State { unit: u2, port: p2 };
+    lane[t2] = Issue::State { unit: u1, port: p1 };
+    let e = err(&s, &b);
+    assert!(
+        e.contains("not in ascending order") || e.contains("reads words"),
+        "{e}"
+    );
+
+    // a line MAC missing
+    let mut b = good.clone();
+    let t = b.lane_issues[2]
+        .iter()
+        .position(|&i| i == Issue::Line)
+        .unwrap();
+    b.lane_issues[2][t] = Issue::Wait;
+    assert!(err(&s, &b).contains("line MACs"), "{}", err(&s, &b));
+
+    // a row read missing
+    let mut b = good.clone();
+    let (t0, _, _) = find_read(&b.lane_issues[7], 0).unwrap();
+    let (t1, _, _) = find_read(&b.lane_issues[7], t0 + 1).unwrap();
+    b.lane_issues[7][t1] = Issue::Wait;
+    assert!(err(&s, &b).contains("row states"), "{}", err(&s, &b));
+
+    // the cycle count claimed is not the issues'
+    let mut b = good.clone();
+    b.cycles_per_sweep -= 1;
+    assert!(err(&s, &b).contains("cycle counts"), "{}", err(&s, &b));
+
+    // a bus side's reads out of order
+    let mut b = good.clone();
+    let side = &mut b.bus_issues[1];
+    let (a, _, _) = find_read(side, 0).unwrap();
+    let (c, _, _) = find_read(side, a + 1).unwrap();
+    side.swap(a, c);
+    let e = err(&s, &b);
+    assert!(e.contains("bus side 1"), "{e}");
+
+    // the lanes sum the buses: a line MAC before the lines are latched, a partial missing
+    let good = Banked::new(&s, &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Lanes));
+    verify(&s, &good).unwrap();
+    let mut b = good.clone();
+    b.lines_ready += 1;
+    assert!(
+        err(&s, &b).contains("lines claimed latched"),
+        "{}",
+        err(&s, &b)
+    );
+    // a lane that waited for the lines issues its first line MAC one cycle early (the shipped
+    // example on 16 lanes: few couplings per unit, so lanes reach their lines early)
+    let s16 = with_lanes(shipped(), 16);
+    let early = Banked::new(
+        &s16,
+        &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Lanes),
+    );
+    verify(&s16, &early).unwrap();
+    let mut b = early.clone();
+    let (l, t) = (0..p)
+        .find_map(|l| {
+            let t = b.lane_issues[l].iter().position(|&i| i == Issue::Line)?;
+            (t > 0 && b.lane_issues[l][t - 1] == Issue::Wait).then_some((l, t))
+        })
+        .expect("some lane waits for the lines");
+    b.lane_issues[l].swap(t - 1, t);
+    let e = err(&s16, &b);
+    assert!(e.contains("before the lines are latched"), "{e}");
+    let mut b = good.clone();
+    let t = b.lane_issues[4]
+        .iter()
+        .position(|i| matches!(i, Issue::BusPartial { .. }))
+        .unwrap();
+    b.lane_issues[4][t] = Issue::Wait;
+    let e = err(&s, &b);
+    assert!(
+        e.contains("bus partial reads") || e.contains("lines claimed"),
+        "{e}"
+    );
+}
