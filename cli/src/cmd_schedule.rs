@@ -12,8 +12,9 @@ use thermo_sim::Substrate;
 #[derive(Subcommand)]
 pub enum ScheduleCommand {
     /// Print a substrate's sweep schedule: cycles per sweep, MACs per cycle over the lanes'
-    /// multipliers and the state memories, for the replicated state of the present RTL and for
-    /// banked state (one bank per lane, crossbar reads, waits where a bank's ports are taken);
+    /// multipliers and the state memories, for per-reader state replicas and for banked state
+    /// (one bank per lane, crossbar reads, waits where a bank's ports are taken; the RTL's row is
+    /// marked);
     /// every banked schedule is checked by `banked::verify` before it is printed. Board time:
     /// sweeps and unit updates per second at `--clock-mhz`.
     Schedule(ScheduleArgs),
@@ -80,7 +81,7 @@ pub fn run(c: ScheduleCommand) -> Result<(), String> {
         }
         s.lanes = p;
         let p = p as usize;
-        let rep = Schedule::new(&s);
+        let rep = Schedule::replicated(&s);
         let rep_rams = (p + n_sides) * p;
         let (sw, uu) = rate(rep.cycles_per_sweep);
         println!(
@@ -94,6 +95,7 @@ pub fn run(c: ScheduleCommand) -> Result<(), String> {
             "clock_mhz": a.clock_mhz, "sweeps_per_s": sw, "unit_updates_per_s": uu,
         }));
         for (order, bus, port_rule) in [
+            (Order::Ascending, BusMode::Sides, PortRule::ByReader),
             (Order::Ascending, BusMode::Sides, PortRule::Any),
             (Order::Free, BusMode::Sides, PortRule::Any),
             (Order::Ascending, BusMode::Lanes, PortRule::Any),
@@ -112,6 +114,7 @@ pub fn run(c: ScheduleCommand) -> Result<(), String> {
             };
             let b = Banked::new(&s, &opts);
             banked::verify(&s, &b).map_err(|e| format!("banked schedule fails its check: {e}"))?;
+            let hardware = opts == Options::HARDWARE;
             let name = format!(
                 "banked, {} order{}{}",
                 match order {
@@ -126,7 +129,7 @@ pub fn run(c: ScheduleCommand) -> Result<(), String> {
                     PortRule::Any => "",
                     PortRule::ByReader => ", port by reader",
                 }
-            );
+            ) + if hardware { " (the RTL's)" } else { "" };
             let (sw, uu) = rate(b.cycles_per_sweep);
             println!(
                 "| {p} | {name} | {} | {:.3} | {} | {} | {} | {sw:.0} | {uu:.3e} |",

@@ -97,17 +97,25 @@ fn schedule_prints_the_replicated_and_banked_rows_and_refuses_bad_arguments() {
         json.to_str().unwrap(),
     ]);
     assert!(ok, "{out}");
-    // the replicated row is thermo_sim::schedule's, the banked rows banked::Banked's
+    // the replicated row is Schedule::replicated's, the RTL's row Schedule::new's
     let shipped = thermo_sim::Substrate::from_file(Path::new(ex)).unwrap();
-    let rep = thermo_sim::schedule::Schedule::new(&shipped);
+    let rep = thermo_sim::schedule::Schedule::replicated(&shipped);
     assert!(
         out.contains(&format!("| 4 | replicated | {} |", rep.cycles_per_sweep)),
+        "{out}"
+    );
+    let hw = thermo_sim::schedule::Schedule::new(&shipped);
+    assert!(
+        out.contains(&format!(
+            "| 4 | banked, spec order, port by reader (the RTL's) | {} |",
+            hw.cycles_per_sweep
+        )),
         "{out}"
     );
     let rows: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     std::fs::remove_file(&json).ok();
-    assert_eq!(rows.len(), 2 * 6, "{out}");
+    assert_eq!(rows.len(), 2 * 7, "{out}");
     let cycles = |lanes: u64, state: &str| {
         rows.iter()
             .find(|r| r["lanes"] == lanes && r["state"] == state)

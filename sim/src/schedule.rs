@@ -1,16 +1,24 @@
 //! The sweep schedule: which lane updates which unit on which cycle, and the exact cycle count of
 //! a sweep. This is the contract the RTL's sweep controller meets (`docs/fixed-point.md` §4).
 //!
+//! The state is kept once, in one bank per lane, read through a crossbar on the static schedule
+//! of [`banked`] with the hardware's [`banked::Options::HARDWARE`] (two read ports per bank, a
+//! fixed port per reader, the specification's MAC order, bus sides with their own MACs):
+//!
 //! * **Bus phase.** Each bus side has its own bus MAC. It reads its module's states once per rank,
-//!   one MAC per cycle: `k * n_side` cycles, then [`BUS_GAIN_LATENCY`] cycles to finish the last
-//!   MAC, round, apply the gain and latch the line. All bus sides run in parallel; the phase lasts as long as the
-//!   slowest side (0 cycles without buses).
+//!   one MAC per cycle (`k * n_side` reads), waiting a cycle where its bank port is taken, then
+//!   [`BUS_GAIN_LATENCY`] cycles to finish the last MAC, round, apply the gain and latch the line.
+//!   All bus sides run in parallel; the phase lasts as long as the slowest side (0 cycles
+//!   without buses).
 //! * **Unit phase.** Lane `l` updates units `l, l+P, l+2P, ...` in ascending order. A unit costs
 //!   one issue cycle per MAC (`1` self term + its off-diagonal row + the ranks of every bus side it
 //!   sits on) plus one finish cycle (the noise multiply; the bias add, noise add, rounding and
-//!   write back follow in the pipeline, overlapping the next unit's issue). Lanes run
-//!   independently and the phase ends when the busiest lane has issued its last unit, plus
+//!   write back follow in the pipeline, overlapping the next unit's issue), plus the cycles it
+//!   waits for a bank port. The phase ends when the busiest lane has issued its last unit, plus
 //!   [`PIPELINE_DRAIN`] cycles for the datapath to drain.
+//!
+//! [`Schedule::replicated`] is the schedule of per-reader state replicas (no waits), for
+//! comparison.
 
 pub mod banked;
 
@@ -31,9 +39,9 @@ pub const PIPELINE_DRAIN: u64 = 7;
 pub struct Schedule {
     /// Lanes P.
     pub lanes: usize,
-    /// Issue cycles of each unit.
+    /// Issue cycles of each unit, without waits (its MACs and the finish).
     pub unit_cycles: Vec<u32>,
-    /// Issue cycles of each lane.
+    /// Issue cycles of each lane, waits included.
     pub lane_cycles: Vec<u64>,
     /// Cycles of the bus phase.
     pub bus_phase: u64,
@@ -41,11 +49,30 @@ pub struct Schedule {
     pub cycles_per_sweep: u64,
     /// MACs per sweep (units' and buses').
     pub macs_per_sweep: u64,
+    /// The lanes' MACs per sweep.
+    pub lane_macs: u64,
 }
 
 impl Schedule {
-    /// The schedule of `s`.
+    /// The hardware's schedule of `s`: banked state, [`banked::Options::HARDWARE`].
     pub fn new(s: &Substrate) -> Self {
+        Schedule::of_banked(s, &banked::Banked::new(s, &banked::Options::HARDWARE))
+    }
+
+    /// The schedule that a banked schedule `b` of `s` gives.
+    pub fn of_banked(s: &Substrate, b: &banked::Banked) -> Self {
+        let r = Schedule::replicated(s);
+        Schedule {
+            lane_cycles: b.lane_issues.iter().map(|v| v.len() as u64).collect(),
+            bus_phase: b.bus_phase,
+            cycles_per_sweep: b.cycles_per_sweep,
+            lane_macs: b.lane_macs,
+            ..r
+        }
+    }
+
+    /// The schedule with a state replica per reader (every read served at once, no waits).
+    pub fn replicated(s: &Substrate) -> Self {
         let p = s.lanes as usize;
         let d = s.units();
         let mut bus_ranks = vec![0u32; s.modules.len()];
@@ -82,12 +109,12 @@ impl Schedule {
             bus_phase,
             cycles_per_sweep: bus_phase + busiest + PIPELINE_DRAIN,
             macs_per_sweep: unit_macs + bus_macs,
+            lane_macs: unit_macs,
         }
     }
 
     /// Sustained MACs per cycle over the lanes' multipliers (1.0 = every lane busy every cycle).
     pub fn mac_efficiency(&self) -> f64 {
-        let lane_macs: u64 = self.lane_cycles.iter().sum::<u64>() - self.unit_cycles.len() as u64;
-        lane_macs as f64 / (self.lanes as f64 * self.cycles_per_sweep as f64)
+        self.lane_macs as f64 / (self.lanes as f64 * self.cycles_per_sweep as f64)
     }
 }

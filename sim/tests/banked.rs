@@ -109,7 +109,7 @@ fn digits_substrate_schedules_check_and_lanes_summing_the_buses_pay() {
     let s = Substrate::from_file(&path).expect("committed digits substrate");
     for p in [16, 64] {
         let s = with_lanes(s.clone(), p);
-        let rep = Schedule::new(&s);
+        let rep = Schedule::replicated(&s);
         let sides = Banked::new(&s, &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Sides));
         let lanes = Banked::new(&s, &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Lanes));
         verify(&s, &sides).unwrap();
@@ -135,7 +135,7 @@ fn digits_substrate_schedules_check_and_lanes_summing_the_buses_pay() {
 fn unlimited_ports_give_the_replicated_schedule() {
     for (name, s) in all_cases() {
         let p = s.lanes as usize;
-        let rep = Schedule::new(&s);
+        let rep = Schedule::replicated(&s);
         let b = Banked::new(
             &s,
             &opts(p + 2 * s.buses.len(), Order::Ascending, BusMode::Sides),

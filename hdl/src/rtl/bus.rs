@@ -51,6 +51,11 @@ pub struct BusSide {
     pub clear: Signal<In, Bit>,
     /// Lane-local state address (stage 1).
     pub rd_q: Signal<Out, Bits<16>>,
+    /// The word in stage 1 reads a state (a valid MAC word, not a wait): the crossbar routes
+    /// `rd_q` to bank `rd_b1`.
+    pub rd_en: Signal<Out, Bit>,
+    /// Bank of the state (stage 1).
+    pub rd_b1: Signal<Out, Bits<16>>,
     /// Bank of the state (stage 2).
     pub rd_bank: Signal<Out, Bits<16>>,
     /// A line is delivered this cycle.
@@ -99,6 +104,7 @@ pub struct BusSide {
     nbus: DFF<Bits<32>>,
     bsh: Constant<Bits<16>>,
     bmask: Constant<Bits<16>>,
+    kwait: Constant<Bits<16>>,
     lo: Constant<Bits<16>>,
     hi: Constant<Bits<16>>,
     lob: Constant<Bits<16>>,
@@ -129,6 +135,8 @@ impl BusSide {
             gain_we: Default::default(),
             clear: Default::default(),
             rd_q: Default::default(),
+            rd_en: Default::default(),
+            rd_b1: Default::default(),
             rd_bank: Default::default(),
             line_we: Default::default(),
             line_idx: Default::default(),
@@ -171,6 +179,7 @@ impl BusSide {
             nbus: Default::default(),
             bsh: Constant::new((dp.bbits as u64).to_bits()),
             bmask: Constant::new(((1u64 << dp.bbits) - 1).to_bits()),
+            kwait: Constant::new((crate::rtl::program::WAIT_OPERAND as u64).to_bits()),
             lo: Constant::new(b16(lo as i64)),
             hi: Constant::new(b16(hi as i64)),
             lob: Constant::new(b16(lo as i64 ^ 0x8000)),
@@ -210,6 +219,9 @@ impl Logic for BusSide {
         self.w.next = self.words.read_data.val();
         self.rd_q.next = bit_cast::<16, 14>(self.w.val().get_bits::<14>(16)) >> self.bsh.val();
         self.bank2.d.next = bit_cast::<16, 14>(self.w.val().get_bits::<14>(16)) & self.bmask.val();
+        self.rd_b1.next = bit_cast::<16, 14>(self.w.val().get_bits::<14>(16)) & self.bmask.val();
+        self.rd_en.next =
+            self.v1.q.val() & (bit_cast::<16, 14>(self.w.val().get_bits::<14>(16)) != self.kwait.val());
         self.first2.d.next = self.w.val().get_bit(31);
         self.last2.d.next = self.w.val().get_bit(30);
         self.coef2.d.next = self.w.val().get_bits::<16>(0);

@@ -84,6 +84,11 @@ pub struct LangevinLane {
     pub rdo_data: Signal<Out, Bits<32>>,
     /// Lane-local state address of the operand (stage 1).
     pub rd_q: Signal<Out, Bits<16>>,
+    /// The instruction in stage 1 reads a state (a valid self term or coupling): the crossbar
+    /// routes `rd_q` to bank `rd_b1`.
+    pub rd_en: Signal<Out, Bit>,
+    /// Bank of the operand (stage 1).
+    pub rd_b1: Signal<Out, Bits<16>>,
     /// Bank (writer lane) of the operand (stage 2).
     pub rd_bank: Signal<Out, Bits<16>>,
     /// Line index of the operand (stage 2).
@@ -199,6 +204,8 @@ impl LangevinLane {
             rdo_we: Default::default(),
             rdo_data: Default::default(),
             rd_q: Default::default(),
+            rd_en: Default::default(),
+            rd_b1: Default::default(),
             rd_bank: Default::default(),
             line_sel: Default::default(),
             wr_en: Default::default(),
@@ -300,6 +307,8 @@ impl Logic for LangevinLane {
         // stage 1: decode, state address
         self.ins.next = self.instr.read_data.val();
         self.rd_q.next = self.ins.val().get_bits::<16>(16) >> self.bsh.val();
+        self.rd_b1.next = self.ins.val().get_bits::<16>(16) & self.bmask.val();
+        self.rd_en.next = self.v1.q.val() & !self.ins.val().get_bit(31);
         self.op2.d.next = self.ins.val().get_bits::<2>(30);
         self.coef2.d.next = self.ins.val().get_bits::<16>(0);
         self.opnd2.d.next = bit_cast::<16, 14>(self.ins.val().get_bits::<14>(16));

@@ -7,6 +7,7 @@ use crate::Error;
 use thermo_sim::engine::{Fixed, Program, Side};
 use thermo_sim::model::Formats;
 use thermo_sim::noise::NOISE_FORMAT;
+use thermo_sim::schedule::banked::{Banked, Issue, Options as BankedOptions, CROSSBAR_LATENCY};
 use thermo_sim::schedule::{Schedule, BUS_GAIN_LATENCY, PIPELINE_DRAIN};
 use thermo_sim::Substrate;
 
@@ -176,6 +177,19 @@ impl HwProgram {
 /// Largest operand (14 bits).
 const OPERAND_LIMIT: usize = 1 << 14;
 
+/// The operand of a bus side's wait word (no state read; `HwProgram::new` refuses builds whose
+/// state operands reach it).
+pub const WAIT_OPERAND: u32 = (OPERAND_LIMIT - 1) as u32;
+
+/// A lane's wait: a LINE instruction with coefficient 0 (adds `align(0 * L) = 0`, which never
+/// saturates, and reads no state).
+pub fn wait_instruction() -> u32 {
+    encode(Op::Line, 0, 0)
+}
+
+/// A bus side's wait word: not first, not last, operand [`WAIT_OPERAND`], coefficient 0.
+pub const WAIT_WORD: u32 = WAIT_OPERAND << 16;
+
 impl HwProgram {
     /// Compile `s`.
     pub fn new(s: &Substrate) -> Result<Self, Error> {
@@ -269,11 +283,72 @@ impl HwProgram {
             }
             lp.instr.push(encode(Op::Finish, 0, 0));
         }
+        // the banked state's schedule: every wait the crossbar needs becomes an instruction
+        // (lanes) or a word (bus sides); map[old index] = index with the waits
+        let banked = Banked::new(s, &BankedOptions::HARDWARE);
+        let disagree = |who: String| {
+            Error::Other(format!("{who}: the banked schedule and the program disagree"))
+        };
+        let mut lane_map = Vec::with_capacity(p);
+        for (l, lp) in lanes.iter_mut().enumerate() {
+            let old = std::mem::take(&mut lp.instr);
+            let mut it = old.iter().copied();
+            let mut map = Vec::with_capacity(old.len());
+            for is in &banked.lane_issues[l] {
+                let w = match *is {
+                    Issue::Wait => {
+                        lp.instr.push(wait_instruction());
+                        continue;
+                    }
+                    _ => it.next().ok_or_else(|| disagree(format!("lane {l}")))?,
+                };
+                let (op, operand) = (w >> 30, (w >> 16) & 0x3FFF);
+                let ok = match *is {
+                    Issue::State { unit, .. } => op <= 1 && operand == opnd(unit as usize),
+                    Issue::Line => op == Op::Line as u32,
+                    Issue::Finish => op == Op::Finish as u32,
+                    Issue::Wait | Issue::BusPartial { .. } => false,
+                };
+                if !ok {
+                    return Err(disagree(format!("lane {l}, word {}", map.len())));
+                }
+                map.push(lp.instr.len());
+                lp.instr.push(w);
+            }
+            if it.next().is_some() {
+                return Err(disagree(format!("lane {l}")));
+            }
+            lane_map.push(map);
+        }
+        let mut side_map = Vec::with_capacity(sides.len());
+        for (si, sd) in sides.iter_mut().enumerate() {
+            let old = std::mem::take(&mut sd.words);
+            let mut it = old.iter().copied();
+            let mut map = Vec::with_capacity(old.len());
+            for is in &banked.bus_issues[si] {
+                match *is {
+                    Issue::Wait => sd.words.push(WAIT_WORD),
+                    Issue::State { unit, .. } => {
+                        let w = it.next().ok_or_else(|| disagree(format!("bus side {si}")))?;
+                        if (w >> 16) & 0x3FFF != opnd(unit as usize) {
+                            return Err(disagree(format!("bus side {si}, word {}", map.len())));
+                        }
+                        map.push(sd.words.len());
+                        sd.words.push(w);
+                    }
+                    _ => return Err(disagree(format!("bus side {si}"))),
+                }
+            }
+            if it.next().is_some() {
+                return Err(disagree(format!("bus side {si}")));
+            }
+            side_map.push(map);
+        }
         let schedule = Schedule::new(s);
         // the hardware's own count of the schedule
         let bus_phase = sides
             .iter()
-            .map(|sd| (sd.k * sd.n) as u64 + BUS_GAIN_LATENCY)
+            .map(|sd| sd.words.len() as u64 + BUS_GAIN_LATENCY + CROSSBAR_LATENCY)
             .max()
             .unwrap_or(0);
         let busiest = lanes
@@ -281,7 +356,7 @@ impl HwProgram {
             .map(|l| l.instr.len() as u64)
             .max()
             .unwrap_or(0);
-        let cycles_per_sweep = bus_phase + busiest + PIPELINE_DRAIN;
+        let cycles_per_sweep = bus_phase + busiest + PIPELINE_DRAIN + CROSSBAR_LATENCY;
         if cycles_per_sweep != schedule.cycles_per_sweep || bus_phase != schedule.bus_phase {
             return Err(Error::Other(format!(
                 "hardware schedule {cycles_per_sweep} cycles (bus {bus_phase}) differs from the engine's {} (bus {})",
@@ -293,7 +368,10 @@ impl HwProgram {
             addr: (rg << 20) | ((mem as u32) << 12) | idx as u32,
             hi: (word >> 16) as u16,
         };
-        let lane_loc = |(l, x): (usize, usize)| word_at(region::INSTR, l, x, lanes[l].instr[x]);
+        let lane_loc = |(l, x): (usize, usize)| {
+            let x = lane_map[l][x];
+            word_at(region::INSTR, l, x, lanes[l].instr[x])
+        };
         let mut weights = Vec::new();
         let mut weight_locs = Vec::new();
         for (q, &c) in prog.coef.iter().enumerate() {
@@ -310,7 +388,7 @@ impl HwProgram {
                 let n_side = sides[si].n;
                 for (r, row) in w.iter().enumerate() {
                     for (n, &c) in row.iter().enumerate() {
-                        let x = r * n_side + n;
+                        let x = side_map[si][r * n_side + n];
                         weights.push(c);
                         let side = if enc { Side::Encoder } else { Side::Decoder };
                         let mut locs = vec![word_at(region::BUSW, si, x, sides[si].words[x])];

@@ -1,5 +1,6 @@
 //! The substrate top: sweep controller, Langevin lanes, their noise pairs, bus sides,
-//! double-buffered state replicas, bus line registers and the configuration/readout port.
+//! double-buffered state banks read through a crossbar, bus line registers and the
+//! configuration/readout port.
 
 use crate::rtl::bus::BusSide;
 use crate::rtl::ctrl::SweepCtrl;
@@ -119,7 +120,7 @@ pub struct SubstrateTop {
     lanes: Vec<LangevinLane>,
     noise: Vec<NoisePairHw>,
     sides: Vec<BusSide>,
-    repl: Vec<Mem>,
+    banks: Vec<Mem>,
     lines: Vec<DFF<Bits<16>>>,
     nsw: DFF<Bits<32>>,
     rdo_en: DFF<Bit>,
@@ -170,7 +171,7 @@ impl SubstrateTop {
                 .iter()
                 .map(|sd| BusSide::new(&prog.dp, sd))
                 .collect(),
-            repl: (0..(p + s) * p)
+            banks: (0..READ_PORTS * p)
                 .map(|_| Mem::new(prog.qbits + 1, 16, &[]))
                 .collect(),
             lines: (0..prog.n_lines).map(|_| DFF::default()).collect(),
@@ -196,9 +197,12 @@ impl SubstrateTop {
     pub fn peek_state(&self, opnd: usize, buf: bool) -> u16 {
         let bank = opnd & ((1 << self._bbits) - 1);
         let q = opnd >> self._bbits;
-        self.repl[bank].peek((usize::from(buf) << self._qbits) | q) as u16
+        self.banks[READ_PORTS * bank].peek((usize::from(buf) << self._qbits) | q) as u16
     }
 }
+
+/// Read ports of a state bank (`thermo_sim::schedule::banked::BANK_READ_PORTS`).
+const READ_PORTS: usize = thermo_sim::schedule::banked::BANK_READ_PORTS;
 
 fn b(v: u64) -> u64 {
     v
@@ -219,7 +223,7 @@ impl Logic for SubstrateTop {
         for sd in self.sides.iter_mut() {
             sd.clock.next = clk;
         }
-        for m in self.repl.iter_mut() {
+        for m in self.banks.iter_mut() {
             m.clock.next = clk;
         }
         for d in self.lines.iter_mut() {
@@ -276,7 +280,11 @@ impl Logic for SubstrateTop {
             let bp = self._bus_phase;
             let bank = self.lanes[l].rd_bank.val().to_u64();
             let rd = if bank < p as u64 {
-                self.repl[l * p + bank as usize].read_data.val().to_u64() & 0xFFFF
+                self.banks[READ_PORTS * bank as usize + l % READ_PORTS]
+                    .read_data
+                    .val()
+                    .to_u64()
+                    & 0xFFFF
             } else {
                 0
             };
@@ -329,7 +337,7 @@ impl Logic for SubstrateTop {
             let len = self._side_len[si];
             let bank = self.sides[si].rd_bank.val().to_u64();
             let rd = if bank < p as u64 {
-                self.repl[(p + si) * p + bank as usize]
+                self.banks[READ_PORTS * bank as usize + si % READ_PORTS]
                     .read_data
                     .val()
                     .to_u64()
@@ -347,30 +355,44 @@ impl Logic for SubstrateTop {
             sd.gain_we.next = we && reg == 6 && sel == si as u64;
             sd.clear.next = ctrl_we && wd & 4 != 0;
         }
-        // state replicas
-        for r in 0..p + s {
-            let rq = if r < p {
-                self.lanes[r].rd_q.val().to_u64()
+        // state banks: bank `bk` is two memories written together by lane `bk` (or the port)
+        // and read through port `r mod 2` by reader `r` (lanes, then in the bus phase the bus
+        // sides); a port's address is the OR of the addresses its readers present for the bank
+        // (the schedule lets at most one word per port per cycle); while idle port 0 reads the
+        // configuration port's address
+        for bk in 0..p {
+            let (wa, wdat, wen) = if running {
+                let ln = &self.lanes[bk];
+                (
+                    ((1 - buf) << self._qbits) | (ln.wr_q.val().to_u64() & qmask),
+                    ln.wr_data.val().to_u64(),
+                    ln.wr_en.val(),
+                )
             } else {
-                self.sides[r - p].rd_q.val().to_u64()
+                (
+                    (buf << self._qbits) | (a_q & qmask),
+                    wd & 0xFFFF,
+                    we && reg == 2 && a_bank == bk as u64,
+                )
             };
-            let rq = if r == 0 && !running { a_q } else { rq };
-            for bk in 0..p {
-                let (wa, wdat, wen) = if running {
-                    let ln = &self.lanes[bk];
-                    (
-                        ((1 - buf) << self._qbits) | (ln.wr_q.val().to_u64() & qmask),
-                        ln.wr_data.val().to_u64(),
-                        ln.wr_en.val(),
-                    )
-                } else {
-                    (
-                        (buf << self._qbits) | (a_q & qmask),
-                        wd & 0xFFFF,
-                        we && reg == 2 && a_bank == bk as u64,
-                    )
-                };
-                let m = &mut self.repl[r * p + bk];
+            for port in 0..READ_PORTS {
+                let mut rq = 0u64;
+                for l in (port..p).step_by(READ_PORTS) {
+                    let ln = &self.lanes[l];
+                    if ln.rd_en.val() && ln.rd_b1.val().to_u64() == bk as u64 {
+                        rq |= ln.rd_q.val().to_u64();
+                    }
+                }
+                for si in (port..s).step_by(READ_PORTS) {
+                    let sd = &self.sides[si];
+                    if sd.rd_en.val() && sd.rd_b1.val().to_u64() == bk as u64 {
+                        rq |= sd.rd_q.val().to_u64();
+                    }
+                }
+                if port == 0 && !running {
+                    rq = a_q;
+                }
+                let m = &mut self.banks[READ_PORTS * bk + port];
                 m.read_address.next = ((buf << self._qbits) | (rq & qmask)).to_bits();
                 m.write_address.next = wa.to_bits();
                 m.write_data.next = wdat.to_bits();
@@ -419,7 +441,7 @@ impl Logic for SubstrateTop {
                 self.sides[(i - c_side) / 2].cnt_bus.val().to_u64()
             }
             i if (c_repl..c_rdo).contains(&i) => {
-                self.repl[i - c_repl].read_data.val().to_u64() & 0xFFFF
+                self.banks[READ_PORTS * (i - c_repl)].read_data.val().to_u64() & 0xFFFF
             }
             i if (c_rdo..c_rdo + p).contains(&i) => self.lanes[i - c_rdo].rdo_data.val().to_u64(),
             _ => 0,
@@ -475,7 +497,7 @@ impl Logic for SubstrateTop {
             sd.gain_we.connect();
             sd.clear.connect();
         }
-        for m in self.repl.iter_mut() {
+        for m in self.banks.iter_mut() {
             m.clock.connect();
             m.read_address.connect();
             m.write_address.connect();
@@ -545,8 +567,8 @@ impl SubstrateTop {
         for si in 0..s {
             writeln!(w, "  sides${si}$clock = clock;").unwrap();
         }
-        for m in 0..self.repl.len() {
-            writeln!(w, "  repl${m}$clock = clock;").unwrap();
+        for m in 0..self.banks.len() {
+            writeln!(w, "  banks${m}$clock = clock;").unwrap();
         }
         for li in 0..nl {
             writeln!(w, "  lines${li}$clock = clock;").unwrap();
@@ -576,8 +598,8 @@ impl SubstrateTop {
             for bk in 0..p {
                 writeln!(
                     w,
-                    "    16'd{bk}: lanes${l}$rd_data = repl${}$read_data[15:0];",
-                    l * p + bk
+                    "    16'd{bk}: lanes${l}$rd_data = banks${}$read_data[15:0];",
+                    READ_PORTS * bk + l % READ_PORTS
                 )
                 .unwrap();
             }
@@ -641,8 +663,8 @@ impl SubstrateTop {
             for bk in 0..p {
                 writeln!(
                     w,
-                    "    16'd{bk}: sides${si}$rd_data = repl${}$read_data[15:0];",
-                    (p + si) * p + bk
+                    "    16'd{bk}: sides${si}$rd_data = banks${}$read_data[15:0];",
+                    READ_PORTS * bk + si % READ_PORTS
                 )
                 .unwrap();
             }
@@ -660,27 +682,38 @@ impl SubstrateTop {
             .unwrap();
         }
         let qmask = (1u64 << qb) - 1;
-        for r in 0..p + s {
-            let rq = if r == 0 {
-                "(running_w ? lanes$0$rd_q : a_q)".to_string()
-            } else if r < p {
-                format!("lanes${r}$rd_q")
-            } else {
-                format!("sides${}$rd_q", r - p)
-            };
-            for bk in 0..p {
-                let m = r * p + bk;
+        for bk in 0..p {
+            for port in 0..READ_PORTS {
+                let mut terms: Vec<String> = (port..p)
+                    .step_by(READ_PORTS)
+                    .map(|l| {
+                        format!("((lanes${l}$rd_en && lanes${l}$rd_b1 == 16'd{bk}) ? lanes${l}$rd_q : 16'd0)")
+                    })
+                    .chain((port..s).step_by(READ_PORTS).map(|si| {
+                        format!("((sides${si}$rd_en && sides${si}$rd_b1 == 16'd{bk}) ? sides${si}$rd_q : 16'd0)")
+                    }))
+                    .collect();
+                if terms.is_empty() {
+                    terms.push("16'd0".into());
+                }
+                let or = terms.join(" | ");
+                let rq = if port == 0 {
+                    format!("(running_w ? ({or}) : a_q)")
+                } else {
+                    format!("({or})")
+                };
+                let m = READ_PORTS * bk + port;
                 writeln!(
                     w,
-                    "  repl${m}$read_address = ({{15'd0, buf_w}} << {qb}) | ({rq} & 16'd{qmask});
+                    "  banks${m}$read_address = ({{15'd0, buf_w}} << {qb}) | ({rq} & 16'd{qmask});
   if (running_w) begin
-    repl${m}$write_address = ({{15'd0, !buf_w}} << {qb}) | (lanes${bk}$wr_q & 16'd{qmask});
-    repl${m}$write_data = {{16'd0, lanes${bk}$wr_data}};
-    repl${m}$write_enable = lanes${bk}$wr_en;
+    banks${m}$write_address = ({{15'd0, !buf_w}} << {qb}) | (lanes${bk}$wr_q & 16'd{qmask});
+    banks${m}$write_data = {{16'd0, lanes${bk}$wr_data}};
+    banks${m}$write_enable = lanes${bk}$wr_en;
   end else begin
-    repl${m}$write_address = ({{15'd0, buf_w}} << {qb}) | (a_q & 16'd{qmask});
-    repl${m}$write_data = {{16'd0, cfg$wdata[15:0]}};
-    repl${m}$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd{bk});
+    banks${m}$write_address = ({{15'd0, buf_w}} << {qb}) | (a_q & 16'd{qmask});
+    banks${m}$write_data = {{16'd0, cfg$wdata[15:0]}};
+    banks${m}$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd{bk});
   end"
                 )
                 .unwrap();
@@ -791,8 +824,9 @@ impl SubstrateTop {
         for bk in 0..p {
             writeln!(
                 w,
-                "    8'd{}: rdata$d = {{16'd0, repl${bk}$read_data[15:0]}};",
-                c_repl + bk
+                "    8'd{}: rdata$d = {{16'd0, banks${}$read_data[15:0]}};",
+                c_repl + bk,
+                READ_PORTS * bk
             )
             .unwrap();
         }

@@ -35,9 +35,10 @@ use std::collections::HashMap;
 /// each; a third reader of another word waits).
 pub const BANK_READ_PORTS: usize = 2;
 
-/// Cycles a crossbar read adds to the datapath (bank RAM, then the lane's bank select register),
-/// drained at the end of each phase.
-pub const CROSSBAR_LATENCY: u64 = 1;
+/// Cycles a crossbar read adds to the datapath, drained at the end of each phase: none, the
+/// port's address decode sits in the read's address stage and the bank select in its data stage,
+/// as the replicas' did.
+pub const CROSSBAR_LATENCY: u64 = 0;
 
 /// What a reader issues in one cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -117,6 +118,18 @@ pub struct Options {
     pub bus: BusMode,
     /// Which port a reader may use.
     pub port_rule: PortRule,
+}
+
+impl Options {
+    /// What the RTL builds: two read ports per bank, the port fixed per reader (even readers
+    /// port 0, odd readers port 1), the specification's MAC order, bus sides with their own
+    /// MACs.
+    pub const HARDWARE: Options = Options {
+        ports: BANK_READ_PORTS,
+        order: Order::Ascending,
+        bus: BusMode::Sides,
+        port_rule: PortRule::ByReader,
+    };
 }
 
 impl Default for Options {
