@@ -133,3 +133,49 @@ fn hdl_equivalence_extended() {
         }
     }
 }
+
+/// The banked state's crossbar under load: held-out random configurations of 16, 33 and 48
+/// lanes whose schedules make the lanes wait, one of them saturating (narrow state format, large
+/// biases, clamp activation): the three-way equivalence holds on each.
+#[test]
+fn hdl_equivalence_banked_waits() {
+    use thermo_sim::example::{random_substrate, ExampleSpec};
+    use thermo_sim::model::Activation;
+    use thermo_sim::qformat::QFormat;
+    use thermo_sim::schedule::banked::{Banked, Options};
+    let mut cases = Vec::new();
+    for (n, (units, modules, rank, degree, lanes)) in
+        [(160, 5, 3, 10, 16), (140, 4, 2, 6, 33), (128, 3, 2, 12, 48)]
+            .into_iter()
+            .enumerate()
+    {
+        let mut cfg = random_substrate(&ExampleSpec {
+            units,
+            modules,
+            rank,
+            degree,
+            lanes,
+            seed: 9100 + n as u64,
+            bias_scale: if n == 1 { 40.0 } else { 0.5 },
+            ..ExampleSpec::default()
+        });
+        if n == 1 {
+            // saturating: a narrow state format and the clamp
+            cfg.formats.state = QFormat::new(8, 6);
+            cfg.activation = Activation::Clamp { lo: -0.9, hi: 0.9 };
+        }
+        cases.push((format!("banked {units} units, {lanes} lanes"), cfg));
+    }
+    let mut saturated = 0;
+    for (k, (name, cfg)) in cases.into_iter().enumerate() {
+        let s = Substrate::from_config(&cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let b = Banked::new(&s, &Options::HARDWARE);
+        assert!(
+            b.lane_waits > 0,
+            "{name}: the schedule must make lanes wait"
+        );
+        let (_, long) = three_way(&name, &s, 300 + k as u64);
+        saturated += long.saturation.total();
+    }
+    assert!(saturated > 0, "one configuration saturates");
+}

@@ -220,8 +220,8 @@ impl Logic for BusSide {
         self.rd_q.next = bit_cast::<16, 14>(self.w.val().get_bits::<14>(16)) >> self.bsh.val();
         self.bank2.d.next = bit_cast::<16, 14>(self.w.val().get_bits::<14>(16)) & self.bmask.val();
         self.rd_b1.next = bit_cast::<16, 14>(self.w.val().get_bits::<14>(16)) & self.bmask.val();
-        self.rd_en.next =
-            self.v1.q.val() & (bit_cast::<16, 14>(self.w.val().get_bits::<14>(16)) != self.kwait.val());
+        self.rd_en.next = self.v1.q.val()
+            & (bit_cast::<16, 14>(self.w.val().get_bits::<14>(16)) != self.kwait.val());
         self.first2.d.next = self.w.val().get_bit(31);
         self.last2.d.next = self.w.val().get_bit(30);
         self.coef2.d.next = self.w.val().get_bits::<16>(0);

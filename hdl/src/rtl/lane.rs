@@ -21,7 +21,8 @@ use rust_hdl::prelude::*;
 ///
 /// **Ports**: `issue` (fetch the next instruction this cycle), `rewind` (rewind the
 /// program, unit and write counters); state read `rd_q` (lane-local address, stage 1) / `rd_bank`
-/// (bank select, stage 2) / `rd_data` (the replica's word, stage 2); bus line read `line_sel` /
+/// (bank select, stage 2) / `rd_data` (the bank's word, stage 2), and for the crossbar `rd_en`
+/// (a valid self term or coupling) / `rd_b1` (the bank, stage 1); bus line read `line_sel` /
 /// `line_val` (stage 2); write back `wr_en`, `wr_q`, `wr_data` (F3, from registers); configuration
 /// writes `cfg_addr`, `cfg_data`, `instr_we`, `bias_we`; noise `nz`, `nvalid` in, `npop` out
 /// (pulsed in stage 2 of each finish instruction); readout accumulation `rdo_en` (each written

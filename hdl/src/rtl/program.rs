@@ -287,7 +287,9 @@ impl HwProgram {
         // (lanes) or a word (bus sides); map[old index] = index with the waits
         let banked = Banked::new(s, &BankedOptions::HARDWARE);
         let disagree = |who: String| {
-            Error::Other(format!("{who}: the banked schedule and the program disagree"))
+            Error::Other(format!(
+                "{who}: the banked schedule and the program disagree"
+            ))
         };
         let mut lane_map = Vec::with_capacity(p);
         for (l, lp) in lanes.iter_mut().enumerate() {
@@ -329,7 +331,9 @@ impl HwProgram {
                 match *is {
                     Issue::Wait => sd.words.push(WAIT_WORD),
                     Issue::State { unit, .. } => {
-                        let w = it.next().ok_or_else(|| disagree(format!("bus side {si}")))?;
+                        let w = it
+                            .next()
+                            .ok_or_else(|| disagree(format!("bus side {si}")))?;
                         if (w >> 16) & 0x3FFF != opnd(unit as usize) {
                             return Err(disagree(format!("bus side {si}, word {}", map.len())));
                         }

@@ -84,9 +84,15 @@ fn read_source(p: usize, s: usize, bbits: usize, a: u64) -> usize {
 /// **Computes** `n` Jacobi sweeps of `Engine::<Fixed>::sweep` per run: a bus phase in which
 /// every [`BusSide`] forms its `k` lines from the current state buffer, then the unit phase in
 /// which every [`LangevinLane`] updates its units `l, l+P, ...` into the other buffer; the
-/// buffers swap at the end of each sweep. Each reader (lane or bus side) owns a *replica* of the
-/// state: `P` banks (one per writer lane) of `2 * 2^qbits` words (two buffers), so every reader
-/// has its own read port and every lane its own write port — `(P + S) P` block RAMs. Bus lines
+/// buffers swap at the end of each sweep. The state is kept once: lane `l`'s units in bank `l`
+/// (`2 * 2^qbits` words, two buffers), two memories written together by the lane and read
+/// independently, so a bank serves two reads a cycle — `2P` block RAMs (docs/banked-state.md).
+/// Reader `r` (lane `r`, or in the bus phase bus side `r`) reads through port `r mod 2`: the
+/// port's address is the OR of the addresses its readers present for the bank (`rd_en`,
+/// `rd_b1`, `rd_q` in their stage 1), and the reader selects the bank's port output by its
+/// stage-2 `rd_bank`. The compiled streams hold the waits of
+/// `thermo_sim::schedule::banked::Banked` (`Options::HARDWARE`), so no port ever carries two
+/// words in a cycle. Bus lines
 /// live in registers read by the lanes through a multiplexer; a side's `k` lines arrive in rank
 /// order and shift through its `k` registers (so rank `r` sits in register `r` by the end of the
 /// bus phase, the lanes' first read; the registers are not visible on the port). Lanes
@@ -102,8 +108,9 @@ fn read_source(p: usize, s: usize, bbits: usize, a: u64) -> usize {
 /// through the port while idle.
 ///
 /// **Latency**: a run of `n` sweeps takes exactly `n * Schedule::cycles_per_sweep` cycles
-/// (bus phase `k n + BUS_GAIN_LATENCY`, then each lane one instruction per cycle, then
-/// `PIPELINE_DRAIN` cycles until the last lane's last write, in the sweep's last cycle).
+/// (bus phase: the longest side's words, waits included, `+ BUS_GAIN_LATENCY`; then each lane
+/// one instruction per cycle, waits included; then `PIPELINE_DRAIN` cycles until the last
+/// lane's last write, in the sweep's last cycle).
 ///
 /// **Proof**: `hdl/tests/equivalence.rs` — rust-hdl simulation and Verilator equal the fixed
 /// engine state for state, sweep for sweep, with equal saturation counts and cycle counts;
@@ -441,7 +448,11 @@ impl Logic for SubstrateTop {
                 self.sides[(i - c_side) / 2].cnt_bus.val().to_u64()
             }
             i if (c_repl..c_rdo).contains(&i) => {
-                self.banks[READ_PORTS * (i - c_repl)].read_data.val().to_u64() & 0xFFFF
+                self.banks[READ_PORTS * (i - c_repl)]
+                    .read_data
+                    .val()
+                    .to_u64()
+                    & 0xFFFF
             }
             i if (c_rdo..c_rdo + p).contains(&i) => self.lanes[i - c_rdo].rdo_data.val().to_u64(),
             _ => 0,
