@@ -136,12 +136,15 @@ impl Logic for TausGen {
 /// The per-lane back end of a noise pair: interpolation, tail clamp, sign and a two-entry
 /// output queue.
 ///
-/// **Computes**, the cycle after `issue` (when the shared ROM word `c0 | -c1` of the draw is on
-/// `rom_word`), `|z| = c0 - ((-c1 t + 2^19 - 1) >> 20)` (equal to `c0 + ((c1 t + 2^19) >> 20)`,
-/// one 16x16 hard multiplier) — computed as `c0 - prod[31:20] - (prod[19:0] > 2^19)` with `prod = -c1 t`,
-/// one subtraction after the multiplier (exact: `-c1 <= 2^15`, so `prod + 2^19 - 1 < 2^31`), or the tail code when `clamp`, and queues it in sign-magnitude
-/// form with the sign `neg` (every magnitude code is below 2^15; the lane applies the sign to
-/// its gain, which is exact and saves the negation).
+/// **Computes**, for the draw at the head of its queue (the shared ROM word `c0 | -c1` of the
+/// draw was read the cycle after `issue` and queued with `t`, `neg` and `clamp`),
+/// `|z| = c0 - ((-c1 t + 2^19 - 1) >> 20)` (equal to `c0 + ((c1 t + 2^19) >> 20)`, one 16x16
+/// hard multiplier; computed as `c0 - prod[31:20] - (prod[19:0] > 2^19)` with `prod = -c1 t`,
+/// exact since `-c1 <= 2^15` keeps `prod + 2^19 - 1` below `2^31`), or the tail code when
+/// `clamp`, in sign-magnitude form with the sign `neg` (every magnitude code is below 2^15; the
+/// lane applies the sign to its gain, which is exact and saves the negation). The arithmetic
+/// sits after the queue, so the block RAM's slow output only reaches a register and the
+/// multiplier starts from one (the ECP5 build's 50 MHz).
 ///
 /// **Ports**: `clock`; `load` (empties it); `issue` with the draw's `t`, `neg`, `clamp`;
 /// `rom_word`; `pop`; outputs `z` (head sample, sign-magnitude: bit 15 the sign, bits 14..0
@@ -179,16 +182,18 @@ pub struct NoiseOut {
     neg2: DFF<Bit>,
     clamp2: DFF<Bit>,
     v2: DFF<Bit>,
-    zr: DFF<Bits<16>>,
+    zr: DFF<Bits<50>>,
     vo: DFF<Bit>,
-    zh: DFF<Bits<16>>,
+    zh: DFF<Bits<50>>,
     vh: DFF<Bit>,
     tail: Constant<Bits<16>>,
+    negbit: Constant<Bits<50>>,
+    clampbit: Constant<Bits<50>>,
     prod: Signal<Local, Bits<32>>,
     pz: Signal<Local, Bits<16>>,
     cin: Signal<Local, Bits<16>>,
     mag: Signal<Local, Bits<16>>,
-    zv: Signal<Local, Bits<16>>,
+    zv: Signal<Local, Bits<50>>,
     two: Signal<Local, Bit>,
     three: Signal<Local, Bit>,
 }
@@ -217,6 +222,8 @@ impl Default for NoiseOut {
             zh: Default::default(),
             vh: Default::default(),
             tail: Constant::new(tail.to_bits()),
+            negbit: Constant::new((1u64 << 48).to_bits()),
+            clampbit: Constant::new((1u64 << 49).to_bits()),
             prod: Default::default(),
             pz: Default::default(),
             cin: Default::default(),
@@ -238,22 +245,15 @@ impl Logic for NoiseOut {
             self.neg2.d.next = self.neg.val();
             self.clamp2.d.next = self.clamp.val();
         }
-        // |z| = c0 - ((-c1 t + 2^19 - 1) >> 20) with -c1 <= 2^15, so the sum stays below 2^31:
-        // the shifted sum is prod[31:20] plus the carry out of prod[19:0] + 2^19 - 1, i.e.
-        // (prod[19:0] > 2^19); one subtraction with that borrow, no adder before it
-        self.prod.next = self.rom_word.val().get_bits::<16>(0) * self.t2.q.val();
-        self.pz.next = bit_cast::<16, 12>(self.prod.val().get_bits::<12>(20));
-        self.cin.next = 1.into();
-        if self.prod.val().get_bit(19) & self.prod.val().get_bits::<19>(0).any() {
-            self.cin.next = 0.into();
-        }
-        self.mag.next = self.rom_word.val().get_bits::<16>(16) + !self.pz.val() + self.cin.val();
-        if self.clamp2.q.val() {
-            self.mag.next = self.tail.val();
-        }
-        self.zv.next = self.mag.val();
+        // the queued draw: ROM word, fraction, sign and clamp flag (no arithmetic between
+        // the ROM and the queue)
+        self.zv.next =
+            bit_cast::<50, 32>(self.rom_word.val()) | (bit_cast::<50, 16>(self.t2.q.val()) << 32);
         if self.neg2.q.val() {
-            self.zv.next = self.mag.val() | 0x8000;
+            self.zv.next = self.zv.val() | self.negbit.val();
+        }
+        if self.clamp2.q.val() {
+            self.zv.next = self.zv.val() | self.clampbit.val();
         }
         // the queue zr (head), zh; the sample in stage 2 joins it
         if self.pop.val() & self.vo.q.val() {
@@ -286,7 +286,23 @@ impl Logic for NoiseOut {
             | (self.vh.q.val() & self.v2.q.val());
         self.three.next = self.vo.q.val() & self.vh.q.val() & self.v2.q.val();
         self.room.next = !self.two.val() | (self.pop.val() & self.vo.q.val() & !self.three.val());
-        self.z.next = self.zr.q.val();
+        // the head sample: |z| = c0 - ((-c1 t + 2^19 - 1) >> 20) with -c1 <= 2^15, so the sum
+        // stays below 2^31: the shifted sum is prod[31:20] plus the carry out of
+        // prod[19:0] + 2^19 - 1, i.e. (prod[19:0] > 2^19), the borrow of one subtraction
+        self.prod.next = self.zr.q.val().get_bits::<16>(0) * self.zr.q.val().get_bits::<16>(32);
+        self.pz.next = bit_cast::<16, 12>(self.prod.val().get_bits::<12>(20));
+        self.cin.next = 1.into();
+        if self.prod.val().get_bit(19) & self.prod.val().get_bits::<19>(0).any() {
+            self.cin.next = 0.into();
+        }
+        self.mag.next = self.zr.q.val().get_bits::<16>(16) + !self.pz.val() + self.cin.val();
+        if self.zr.q.val().get_bit(49) {
+            self.mag.next = self.tail.val();
+        }
+        self.z.next = self.mag.val();
+        if self.zr.q.val().get_bit(48) {
+            self.z.next = self.mag.val() | 0x8000;
+        }
         self.valid.next = self.vo.q.val();
     }
 }
