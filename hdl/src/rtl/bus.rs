@@ -103,6 +103,8 @@ pub struct BusSide {
     nacc: DFF<Bits<32>>,
     nbus: DFF<Bits<32>>,
     bsh: Constant<Bits<16>>,
+    pmask: Constant<Bits<16>>,
+    rmask: Constant<Bits<16>>,
     bmask: Constant<Bits<16>>,
     kwait: Constant<Bits<16>>,
     lo: Constant<Bits<16>>,
@@ -145,6 +147,9 @@ impl BusSide {
             cnt_bus: Default::default(),
             words: Mem::new(clog2(prog.words.len().max(2)), 32, &prog.words),
             gains: Mem::new(clog2(gains.len().max(2)), 16, &gains),
+            // the word and rank counters at their memories' address widths
+            pmask: Constant::new(((1u64 << clog2(prog.words.len().max(2))) - 1).to_bits()),
+            rmask: Constant::new(((1u64 << clog2(gains.len().max(2))) - 1).to_bits()),
             mul: Default::default(),
             mulg: Default::default(),
             sa: SatAdd::new(dp.fa, dp.fa),
@@ -213,7 +218,7 @@ impl Logic for BusSide {
         self.words.read_address.next = self.pc.q.val();
         self.v1.d.next = self.issue.val();
         if self.issue.val() {
-            self.pc.d.next = self.pc.q.val() + 1;
+            self.pc.d.next = (self.pc.q.val() + 1) & self.pmask.val();
         }
         // stage 1
         self.w.next = self.words.read_data.val();
@@ -258,7 +263,7 @@ impl Logic for BusSide {
         self.v4.d.next = self.v3.q.val() & self.last3.q.val();
         self.r4.d.next = self.r.q.val();
         if self.v3.q.val() & self.last3.q.val() {
-            self.r.d.next = self.r.q.val() + 1;
+            self.r.d.next = (self.r.q.val() + 1) & self.rmask.val();
         }
         // stage 4: round the rank's sum into the bus format (`acc` holds it for this one cycle)
         self.pre.x.next = self.acc.q.val();

@@ -148,6 +148,8 @@ pub struct LangevinLane {
     nerr: DFF<Bit>,
     // constants
     bsh: Constant<Bits<16>>,
+    pmask: Constant<Bits<16>>,
+    umask: Constant<Bits<16>>,
     bmask: Constant<Bits<16>>,
     lo: Constant<Bits<16>>,
     hi: Constant<Bits<16>>,
@@ -255,6 +257,10 @@ impl LangevinLane {
             nstate: Default::default(),
             nerr: Default::default(),
             bsh: Constant::new((dp.bbits as u64).to_bits()),
+            // the program and unit counters at their memories' address widths (yosys keeps
+            // a counter's unread upper bits otherwise)
+            pmask: Constant::new(((1u64 << ib) - 1).to_bits()),
+            umask: Constant::new(((1u64 << ub) - 1).to_bits()),
             bmask: Constant::new(((1u64 << dp.bbits) - 1).to_bits()),
             lo: Constant::new(b16(lo as i64)),
             hi: Constant::new(b16(hi as i64)),
@@ -300,7 +306,7 @@ impl Logic for LangevinLane {
         self.instr.read_address.next = self.pc.q.val();
         self.v1.d.next = self.issue.val();
         if self.issue.val() {
-            self.pc.d.next = self.pc.q.val() + 1;
+            self.pc.d.next = (self.pc.q.val() + 1) & self.pmask.val();
         }
         if self.rewind.val() {
             self.pc.d.next = 0.into();
@@ -375,7 +381,7 @@ impl Logic for LangevinLane {
         self.np.d.next = self.p4.q.val();
         self.f1.d.next = self.fin_now.val();
         if self.fin_now.val() {
-            self.uc.d.next = self.uc.q.val() + 1;
+            self.uc.d.next = (self.uc.q.val() + 1) & self.umask.val();
         }
         // F1: noise (`acc` holds the biased sum for this one cycle: the next unit's SELF term
         // replaces it at its end)
@@ -395,7 +401,7 @@ impl Logic for LangevinLane {
         self.wr_q.next = self.uw.q.val();
         self.wr_data.next = self.wd.q.val();
         if self.f3.q.val() {
-            self.uw.d.next = self.uw.q.val() + 1;
+            self.uw.d.next = (self.uw.q.val() + 1) & self.umask.val();
         }
         if self.wsat.q.val() {
             self.nstate.d.next = self.nstate.q.val() + 1;

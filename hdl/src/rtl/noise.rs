@@ -136,12 +136,15 @@ impl Logic for TausGen {
 /// The per-lane back end of a noise pair: interpolation, tail clamp, sign and a two-entry
 /// output queue.
 ///
-/// **Computes**, the cycle after `issue` (when the shared ROM word `c0 | -c1` of the draw is on
-/// `rom_word`), `|z| = c0 - ((-c1 t + 2^19 - 1) >> 20)` (equal to `c0 + ((c1 t + 2^19) >> 20)`,
-/// one 16x16 hard multiplier) — computed as `c0 - prod[31:20] - (prod[19:0] > 2^19)` with `prod = -c1 t`,
-/// one subtraction after the multiplier (exact: `-c1 <= 2^15`, so `prod + 2^19 - 1 < 2^31`), or the tail code when `clamp`, and queues it in sign-magnitude
-/// form with the sign `neg` (every magnitude code is below 2^15; the lane applies the sign to
-/// its gain, which is exact and saves the negation).
+/// **Computes**, for the draw at the head of its queue (the shared ROM word `c0 | -c1` of the
+/// draw was read the cycle after `issue` and queued with `t`, `neg` and `clamp`),
+/// `|z| = c0 - ((-c1 t + 2^19 - 1) >> 20)` (equal to `c0 + ((c1 t + 2^19) >> 20)`, one 16x16
+/// hard multiplier; computed as `c0 - prod[31:20] - (prod[19:0] > 2^19)` with `prod = -c1 t`,
+/// exact since `-c1 <= 2^15` keeps `prod + 2^19 - 1` below `2^31`), or the tail code when
+/// `clamp`, in sign-magnitude form with the sign `neg` (every magnitude code is below 2^15; the
+/// lane applies the sign to its gain, which is exact and saves the negation). The arithmetic
+/// sits after the queue, so the block RAM's slow output only reaches a register and the
+/// multiplier starts from one (the ECP5 build's 50 MHz).
 ///
 /// **Ports**: `clock`; `load` (empties it); `issue` with the draw's `t`, `neg`, `clamp`;
 /// `rom_word`; `pop`; outputs `z` (head sample, sign-magnitude: bit 15 the sign, bits 14..0
@@ -179,22 +182,40 @@ pub struct NoiseOut {
     neg2: DFF<Bit>,
     clamp2: DFF<Bit>,
     v2: DFF<Bit>,
-    zr: DFF<Bits<16>>,
+    zr: DFF<Bits<50>>,
     vo: DFF<Bit>,
-    zh: DFF<Bits<16>>,
+    zh: DFF<Bits<50>>,
     vh: DFF<Bit>,
     tail: Constant<Bits<16>>,
+    raw: Constant<Bit>,
+    negbit: Constant<Bits<50>>,
+    clampbit: Constant<Bits<50>>,
+    sm: Signal<Local, Bits<16>>,
+    st: Signal<Local, Bits<16>>,
+    sc0: Signal<Local, Bits<16>>,
+    scl: Signal<Local, Bit>,
+    sng: Signal<Local, Bit>,
     prod: Signal<Local, Bits<32>>,
     pz: Signal<Local, Bits<16>>,
     cin: Signal<Local, Bits<16>>,
     mag: Signal<Local, Bits<16>>,
-    zv: Signal<Local, Bits<16>>,
+    zs: Signal<Local, Bits<16>>,
+    zv: Signal<Local, Bits<50>>,
     two: Signal<Local, Bit>,
     three: Signal<Local, Bit>,
 }
 
 impl Default for NoiseOut {
     fn default() -> Self {
+        NoiseOut::new(true)
+    }
+}
+
+impl NoiseOut {
+    /// A back end whose queue holds raw draws (`raw`, the arithmetic after the queue) or
+    /// finished samples (the arithmetic between the ROM and the queue: 34 flip-flops fewer per
+    /// queue entry, a longer path from the ROM).
+    pub fn new(raw: bool) -> Self {
         let tail = thermo_sim::noise::gaussian_fixed(0, 0).unsigned_abs() as u64;
         Self {
             clock: Default::default(),
@@ -217,10 +238,19 @@ impl Default for NoiseOut {
             zh: Default::default(),
             vh: Default::default(),
             tail: Constant::new(tail.to_bits()),
+            raw: Constant::new(raw),
+            negbit: Constant::new((1u64 << 48).to_bits()),
+            clampbit: Constant::new((1u64 << 49).to_bits()),
+            sm: Default::default(),
+            st: Default::default(),
+            sc0: Default::default(),
+            scl: Default::default(),
+            sng: Default::default(),
             prod: Default::default(),
             pz: Default::default(),
             cin: Default::default(),
             mag: Default::default(),
+            zs: Default::default(),
             zv: Default::default(),
             two: Default::default(),
             three: Default::default(),
@@ -238,22 +268,48 @@ impl Logic for NoiseOut {
             self.neg2.d.next = self.neg.val();
             self.clamp2.d.next = self.clamp.val();
         }
+        // the draw the arithmetic works on: the queue's head (`raw`) or the one read from the
+        // ROM in stage 2
+        self.sm.next = self.zr.q.val().get_bits::<16>(0);
+        self.sc0.next = self.zr.q.val().get_bits::<16>(16);
+        self.st.next = self.zr.q.val().get_bits::<16>(32);
+        self.sng.next = self.zr.q.val().get_bit(48);
+        self.scl.next = self.zr.q.val().get_bit(49);
+        if !self.raw.val() {
+            self.sm.next = self.rom_word.val().get_bits::<16>(0);
+            self.sc0.next = self.rom_word.val().get_bits::<16>(16);
+            self.st.next = self.t2.q.val();
+            self.sng.next = self.neg2.q.val();
+            self.scl.next = self.clamp2.q.val();
+        }
         // |z| = c0 - ((-c1 t + 2^19 - 1) >> 20) with -c1 <= 2^15, so the sum stays below 2^31:
         // the shifted sum is prod[31:20] plus the carry out of prod[19:0] + 2^19 - 1, i.e.
-        // (prod[19:0] > 2^19); one subtraction with that borrow, no adder before it
-        self.prod.next = self.rom_word.val().get_bits::<16>(0) * self.t2.q.val();
+        // (prod[19:0] > 2^19), the borrow of one subtraction
+        self.prod.next = self.sm.val() * self.st.val();
         self.pz.next = bit_cast::<16, 12>(self.prod.val().get_bits::<12>(20));
         self.cin.next = 1.into();
         if self.prod.val().get_bit(19) & self.prod.val().get_bits::<19>(0).any() {
             self.cin.next = 0.into();
         }
-        self.mag.next = self.rom_word.val().get_bits::<16>(16) + !self.pz.val() + self.cin.val();
-        if self.clamp2.q.val() {
+        self.mag.next = self.sc0.val() + !self.pz.val() + self.cin.val();
+        if self.scl.val() {
             self.mag.next = self.tail.val();
         }
-        self.zv.next = self.mag.val();
-        if self.neg2.q.val() {
-            self.zv.next = self.mag.val() | 0x8000;
+        self.zs.next = self.mag.val();
+        if self.sng.val() {
+            self.zs.next = self.mag.val() | 0x8000;
+        }
+        // what joins the queue: the raw draw (ROM word, fraction, sign, clamp flag) or the sample
+        self.zv.next = bit_cast::<50, 16>(self.zs.val());
+        if self.raw.val() {
+            self.zv.next = bit_cast::<50, 32>(self.rom_word.val())
+                | (bit_cast::<50, 16>(self.t2.q.val()) << 32);
+            if self.neg2.q.val() {
+                self.zv.next = self.zv.val() | self.negbit.val();
+            }
+            if self.clamp2.q.val() {
+                self.zv.next = self.zv.val() | self.clampbit.val();
+            }
         }
         // the queue zr (head), zh; the sample in stage 2 joins it
         if self.pop.val() & self.vo.q.val() {
@@ -286,7 +342,10 @@ impl Logic for NoiseOut {
             | (self.vh.q.val() & self.v2.q.val());
         self.three.next = self.vo.q.val() & self.vh.q.val() & self.v2.q.val();
         self.room.next = !self.two.val() | (self.pop.val() & self.vo.q.val() & !self.three.val());
-        self.z.next = self.zr.q.val();
+        self.z.next = self.zr.q.val().get_bits::<16>(0);
+        if self.raw.val() {
+            self.z.next = self.zs.val();
+        }
         self.valid.next = self.vo.q.val();
     }
 }
@@ -376,6 +435,11 @@ pub struct NoisePairHw {
 impl NoisePairHw {
     /// A pair; with `has_b = false` only lane a is served.
     pub fn new(has_b: bool) -> Self {
+        NoisePairHw::with_queue(has_b, true)
+    }
+
+    /// A pair whose back ends queue raw draws (`raw`) or finished samples ([`NoiseOut::new`]).
+    pub fn with_queue(has_b: bool, raw: bool) -> Self {
         Self {
             clock: Default::default(),
             load: Default::default(),
@@ -391,8 +455,8 @@ impl NoisePairHw {
             valid_b: Default::default(),
             ga: Default::default(),
             gb: Default::default(),
-            oa: Default::default(),
-            ob: Default::default(),
+            oa: NoiseOut::new(raw),
+            ob: NoiseOut::new(raw),
             rom: crate::rtl::rom::new_icdf_rom(),
             turn: Default::default(),
             has_b: Constant::new(has_b),
@@ -781,6 +845,52 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Both queue forms (raw draws, finished samples) give the engine's streams with the same
+    /// timing: lane a valid 3 cycles after `load`, lane b 4, and the same cycles of every sample.
+    #[test]
+    fn queue_forms_agree() {
+        let mut u = [
+            NoisePairHw::with_queue(true, true),
+            NoisePairHw::with_queue(true, false),
+        ];
+        let mut eng = [NoiseLane::new(11, 6), NoiseLane::new(11, 7)];
+        let mut rng = 3u64;
+        for x in u.iter_mut() {
+            x.connect_all();
+            x.seed_and_load(11, 6).unwrap();
+        }
+        let mut got = 0;
+        for cyc in 0..3000 {
+            let r = thermo_sim::noise::splitmix64(&mut rng);
+            for x in u.iter_mut() {
+                x.pop_a.next = x.valid_a.val() && r & 1 != 0;
+                x.pop_b.next = x.valid_b.val() && r & 2 != 0;
+                settle(x).unwrap();
+            }
+            let heads: Vec<_> = u
+                .iter()
+                .map(|x| (x.valid_a.val(), x.z_a.val(), x.valid_b.val(), x.z_b.val()))
+                .collect();
+            assert_eq!(heads[0], heads[1], "cycle {cyc}");
+            if cyc == 3 {
+                assert!(heads[0].0 && !heads[0].2, "lane a at 3 only");
+            }
+            let (va, za, vb, zb) = heads[0];
+            if va && r & 1 != 0 {
+                assert_eq!(sign_magnitude_code(za.to_u64()), eng[0].next_fixed());
+                got += 1;
+            }
+            if vb && r & 2 != 0 {
+                assert_eq!(sign_magnitude_code(zb.to_u64()), eng[1].next_fixed());
+                got += 1;
+            }
+            for x in u.iter_mut() {
+                tick(x, clk).unwrap();
+            }
+        }
+        assert!(got > 1000, "{got} samples");
     }
 
     /// A pair serving one lane (`has_b = false`) is lane a of a full pair.

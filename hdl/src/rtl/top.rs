@@ -170,8 +170,11 @@ impl SubstrateTop {
                 .iter()
                 .map(|l| LangevinLane::new(&prog.dp, l))
                 .collect(),
+            // several lanes: the noise queues hold raw draws (the ROM output reaches only
+            // registers; the ECP5's 50 MHz); one lane (the iCE40 build, at its logic-cell limit):
+            // finished samples, 68 flip-flops fewer
             noise: (0..p.div_ceil(2))
-                .map(|k| NoisePairHw::new(2 * k + 1 < p))
+                .map(|k| NoisePairHw::with_queue(2 * k + 1 < p, p > 1))
                 .collect(),
             sides: prog
                 .sides
