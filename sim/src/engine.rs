@@ -1019,8 +1019,13 @@ impl<A: Arith> Program<A> {
                         fast && matches!(bound, Some(Some(bd)) if a.unit_is_safe(bd, xmax, 0.0));
                     let mut acc = a.zero();
                     if safe {
-                        for (&c, &xj) in row.iter().zip(xs) {
-                            acc = a.mac::<false>(acc, c, xj, sat);
+                        let mut one = [a.zero()];
+                        if A::batch_bus_sum_unchecked(row, range.start, 1, rx, &mut one) {
+                            acc = one[0];
+                        } else {
+                            for (&c, &xj) in row.iter().zip(xs) {
+                                acc = a.mac::<false>(acc, c, xj, sat);
+                            }
                         }
                     } else {
                         for (&c, &xj) in row.iter().zip(xs) {

@@ -5,8 +5,9 @@
 //! integer sum of its terms, whatever order they are added in: the same bits as the scalar update
 //! of `docs/fixed-point.md` §3. The layout is lane-major ("ELL" per block of eight units of one
 //! module): for every block, its rows padded to the block's longest row, entry `k` of all eight
-//! rows stored together (columns `u32`, couplings `i16`), and the block's bus weights likewise,
-//! line `k` of all eight units together. Padding entries have coupling zero.
+//! rows stored together (columns `u32`, couplings `i16`), and the block's bus weights in pairs of
+//! lines, lines `2k` and `2k + 1` of all eight units together (each unit's pair one 32-bit word,
+//! for `vpmaddwd` against the pair of line values). Padding entries have coupling zero.
 //!
 //! A block with a unit that is not provably safe, and the units of a module's range that do not
 //! start a block, take the scalar checked path ([`Program::update_units`]).
@@ -32,7 +33,8 @@ pub struct FixedKernel {
     coef: Vec<i16>,
     /// Self coefficients per block, `[block][lane]`.
     diag: Vec<i16>,
-    /// Per module, its bus weights `[block][line][lane]`.
+    /// Per module, its bus weights `[block][line pair][lane][2]` (an odd last line paired with
+    /// a zero weight).
     bus: Vec<Vec<i16>>,
     /// `acc_frac - (coupling.frac + bus.frac)`: the bus term's shift (left when positive).
     line_shift: i32,
@@ -93,13 +95,16 @@ impl FixedKernel {
                 for lane in 0..BLOCK {
                     k.diag.push(units.get(lane).map_or(0, |&i| p.diag[i]));
                 }
-                for line in 0..lines {
+                for pair in 0..lines.div_ceil(2) {
                     for lane in 0..BLOCK {
-                        bus.push(
-                            units
-                                .get(lane)
-                                .map_or(0, |&i| p.bus_w[m][(i - range.start) * lines + line]),
-                        );
+                        for line in [2 * pair, 2 * pair + 1] {
+                            bus.push(
+                                units
+                                    .get(lane)
+                                    .filter(|_| line < lines)
+                                    .map_or(0, |&i| p.bus_w[m][(i - range.start) * lines + line]),
+                            );
+                        }
                     }
                 }
             }
@@ -172,7 +177,19 @@ unsafe fn update_units_avx2(
     let (lo_code, hi_code) = (state.min_code() as i32, state.max_code() as i32);
     let clamp = a.clamp_codes();
     let amp = _mm256_set1_epi32(a.noise_amp as i32);
-    let line_v: Vec<__m256i> = lines.iter().map(|&l| _mm256_set1_epi32(l as i32)).collect();
+    let pairs = nl.div_ceil(2);
+    // Lines `2k`, `2k + 1` as one 32-bit word (`2k` low), the odd last line paired with zero.
+    let pair_word = |k: usize| -> i32 {
+        let hi = lines.get(2 * k + 1).copied().unwrap_or(0);
+        ((lines[2 * k] as u16 as u32) | ((hi as u16 as u32) << 16)) as i32
+    };
+    const KEPT: usize = 32;
+    let mut words = [0i32; KEPT];
+    for (t, w) in words.iter_mut().enumerate().take(pairs) {
+        *w = pair_word(t);
+    }
+    let line_pair =
+        |t: usize| -> __m256i { _mm256_set1_epi32(if t < KEPT { words[t] } else { pair_word(t) }) };
     let rxp = rx.as_ptr() as *const i32;
     // The term's alignment to the accumulator (`qformat::align` on an exact 32-bit product).
     let align = |v: __m256i, s: i32| -> __m256i {
@@ -236,12 +253,27 @@ unsafe fn update_units_avx2(
             ));
             acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(c, v));
         }
-        let bw = &k.bus[m][(n / BLOCK) * nl * BLOCK..];
-        for (line, lv) in line_v.iter().enumerate() {
-            let c = _mm256_cvtepi16_epi32(_mm_loadu_si128(
-                bw[line * BLOCK..].as_ptr() as *const __m128i
-            ));
-            acc = _mm256_add_epi32(acc, align(_mm256_mullo_epi32(c, *lv), k.line_shift));
+        // Bus terms, two lines per `vpmaddwd` (an exact 32-bit sum of two exact products): when
+        // their alignment is a left shift, the shifted sum is the sum of the shifted products and
+        // they are summed first; otherwise each product is rounded on its own.
+        let bw = &k.bus[m][(n / BLOCK) * pairs * 2 * BLOCK..];
+        if k.line_shift >= 0 {
+            let mut bus = _mm256_setzero_si256();
+            for t in 0..pairs {
+                let w = _mm256_loadu_si256(bw[t * 2 * BLOCK..].as_ptr() as *const __m256i);
+                bus = _mm256_add_epi32(bus, _mm256_madd_epi16(w, line_pair(t)));
+            }
+            acc = _mm256_add_epi32(acc, align(bus, k.line_shift));
+        } else {
+            let low = _mm256_set1_epi32(0xFFFF);
+            for t in 0..pairs {
+                let w = _mm256_loadu_si256(bw[t * 2 * BLOCK..].as_ptr() as *const __m256i);
+                let lp = line_pair(t);
+                let first = _mm256_madd_epi16(w, _mm256_and_si256(lp, low));
+                let second = _mm256_madd_epi16(w, _mm256_andnot_si256(low, lp));
+                acc = _mm256_add_epi32(acc, align(first, k.line_shift));
+                acc = _mm256_add_epi32(acc, align(second, k.line_shift));
+            }
         }
         acc = _mm256_add_epi32(acc, h);
         if let Some((lo, hi)) = clamp {
