@@ -201,11 +201,13 @@ unsafe fn update_units_avx2(
             _mm256_srav_epi32(_mm256_add_epi32(v, half), _mm256_set1_epi32(r))
         }
     };
+    // One check for the whole module when the bound covering its units allows it.
+    let all_safe = crate::engine::Arith::unit_is_safe(a, &p.module_bounds[m], xmax, lmax);
     let mut i = range.start;
     while i < range.end {
         let n = i - module.start;
         let valid = (range.end - i).min(BLOCK);
-        let safe = n % BLOCK == 0 && (i..i + valid).all(|u| a_safe(p, u, xmax, lmax));
+        let safe = n % BLOCK == 0 && (all_safe || (i..i + valid).all(|u| a_safe(p, u, xmax, lmax)));
         if !safe {
             // The scalar, checked path for this unit (or block).
             let end = if n % BLOCK == 0 {
@@ -243,16 +245,29 @@ unsafe fn update_units_avx2(
         let acc0 = _mm256_mullo_epi32(d, xi);
         let mut acc = acc0;
         let (g0, w) = (k.block_ptr[b] as usize, k.block_width[b] as usize);
-        for e in g0..g0 + w {
-            let idx = _mm256_loadu_si256(k.col[e * BLOCK..].as_ptr() as *const __m256i);
-            // Two bytes per state: read the 32-bit word at the state, keep its low half.
+        let cols = &k.col[g0 * BLOCK..(g0 + w) * BLOCK];
+        let coefs = &k.coef[g0 * BLOCK..(g0 + w) * BLOCK];
+        // Two bytes per state: read the 32-bit word at the state; the coupling, zero-extended
+        // into a 32-bit word, multiplies its low half alone (`vpmaddwd`: c x + 0 x').
+        let entry = |e: usize| -> __m256i {
+            let idx = _mm256_loadu_si256(cols.as_ptr().add(e * BLOCK) as *const __m256i);
             let g = _mm256_i32gather_epi32::<2>(rxp, idx);
-            let v = _mm256_srai_epi32::<16>(_mm256_slli_epi32::<16>(g));
-            let c = _mm256_cvtepi16_epi32(_mm_loadu_si128(
-                k.coef[e * BLOCK..].as_ptr() as *const __m128i
+            let c = _mm256_cvtepu16_epi32(_mm_loadu_si128(
+                coefs.as_ptr().add(e * BLOCK) as *const __m128i
             ));
-            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(c, v));
+            _mm256_madd_epi16(c, g)
+        };
+        let mut acc2 = _mm256_setzero_si256();
+        let mut e = 0;
+        while e + 1 < w {
+            acc = _mm256_add_epi32(acc, entry(e));
+            acc2 = _mm256_add_epi32(acc2, entry(e + 1));
+            e += 2;
         }
+        if e < w {
+            acc = _mm256_add_epi32(acc, entry(e));
+        }
+        acc = _mm256_add_epi32(acc, acc2);
         // Bus terms, two lines per `vpmaddwd` (an exact 32-bit sum of two exact products): when
         // their alignment is a left shift, the shifted sum is the sum of the shifted products and
         // they are summed first; otherwise each product is rounded on its own.
@@ -307,12 +322,18 @@ unsafe fn update_units_avx2(
         );
         let same = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(c, v))) as u32;
         let clipped = !same & ((1u32 << valid) - 1);
-        sat.state += clipped.count_ones() as u64;
-        let mut t = [0i32; BLOCK];
-        _mm256_storeu_si256(t.as_mut_ptr() as *mut __m256i, c);
+        if clipped != 0 {
+            sat.state += clipped.count_ones() as u64;
+        }
+        // The eight new states as 16-bit values (in range after the clamp).
+        let packed = _mm_packs_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256::<1>(c));
         let o = i - range.start;
-        for (dst, &v) in out[o..o + valid].iter_mut().zip(&t) {
-            *dst = v as i16;
+        if valid == BLOCK {
+            _mm_storeu_si128(out[o..o + BLOCK].as_mut_ptr() as *mut __m128i, packed);
+        } else {
+            let mut t = [0i16; BLOCK];
+            _mm_storeu_si128(t.as_mut_ptr() as *mut __m128i, packed);
+            out[o..o + valid].copy_from_slice(&t[..valid]);
         }
         i += valid;
     }
