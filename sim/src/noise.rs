@@ -426,10 +426,11 @@ unsafe fn gaussian_fixed8(
 ) -> std::arch::x86_64::__m128i {
     use std::arch::x86_64::*;
     debug_assert_eq!(OCTAVES, 32);
+    debug_assert_eq!(SEG_BITS + T_BITS, 20);
     let zero = _mm256_setzero_si256();
     let hi = _mm256_and_si256(w0, _mm256_set1_epi32(0x7FFF_FFFF));
     let lo = w1;
-    let neg = _mm256_srai_epi32(w0, 31);
+    let neg = _mm256_cmpgt_epi32(zero, w0);
     // The leading one of `hi` (below 2^31): `hi & !(hi >> 1)` keeps it and clears the bit under
     // it, so the value lies in [2^p, 1.5 * 2^p) and converts to a float of exponent exactly p,
     // even rounded. The 63-bit word then has k = 30 - p = 157 - (p + 127) leading zeros; with
@@ -448,18 +449,22 @@ unsafe fn gaussian_fixed8(
         _mm256_sllv_epi32(hi, k),
         _mm256_srlv_epi32(lo, _mm256_sub_epi32(_mm256_set1_epi32(32), k)),
     );
-    let window = _mm256_and_si256(
-        _mm256_srli_epi32(norm, (30 - SEG_BITS - T_BITS) as i32),
-        _mm256_set1_epi32((1 << (SEG_BITS + T_BITS)) - 1),
-    );
-    let addr = _mm256_or_si256(
+    // Bits 30..26 are the leading one and the segment: `norm >> 26 = 16 + seg`, so the address
+    // `k << 4 | seg` is read 16 entries below (outside the ROM, k = 31 and `lo`'s top bit clear,
+    // `norm >> 26` is 0 or 1: a read inside the ROM whose value the clamp discards).
+    let addr = _mm256_add_epi32(
         _mm256_slli_epi32(k, SEG_BITS as i32),
-        _mm256_srli_epi32(window, T_BITS as i32),
+        _mm256_srli_epi32(norm, 26),
     );
-    let t = _mm256_and_si256(window, _mm256_set1_epi32(0xFFFF));
-    let e = _mm256_i32gather_epi32(rom.0.as_ptr() as *const i32, addr, 4);
-    let c0 = _mm256_srai_epi32(_mm256_slli_epi32(e, 16), 16);
-    let c1 = _mm256_srai_epi32(e, 16);
+    let t = _mm256_and_si256(
+        _mm256_srli_epi32(norm, (30 - SEG_BITS - T_BITS) as i32),
+        _mm256_set1_epi32(0xFFFF),
+    );
+    let base = rom.0.as_ptr().wrapping_sub(1 << SEG_BITS) as *const i32;
+    let e = _mm256_i32gather_epi32::<4>(base, addr);
+    // `c0` (low half) and `c1` (high half) sign-extended by `vpmaddwd` with (1, 0) and (0, 1).
+    let c0 = _mm256_madd_epi16(e, _mm256_set1_epi32(1));
+    let c1 = _mm256_madd_epi16(e, _mm256_set1_epi32(1 << 16));
     let interp = _mm256_srai_epi32(
         _mm256_add_epi32(_mm256_mullo_epi32(c1, t), _mm256_set1_epi32(1 << 19)),
         20,
@@ -567,40 +572,60 @@ unsafe fn gaussian_fixed_rounds_avx2(
         );
         _mm256_xor_si256(_mm256_xor_si256(s[0], s[1]), s[2])
     };
-    let w = width.max(1);
-    let mut r = 0;
-    let mut o = 0;
-    while o < out.len() {
-        let n = w.min(out.len() - o);
-        let base = (r % period.max(1)) * width;
+    // Lane by lane group: the eight generators stay in registers over every round that draws
+    // from them (rounds `blk, blk + period, ...` for block `blk`), each lane's draws in order.
+    let (w, per) = (width, period.max(1));
+    if w == 0 {
+        return gaussian_fixed_rounds_scalar(state, width, period, out);
+    }
+    let len = out.len();
+    let rounds = len.div_ceil(w);
+    let o_ptr = out.as_mut_ptr();
+    let scalar = |l: usize, o: usize| {
+        let (st, w0) = taus88_step([*p1.add(l), *p2.add(l), *p3.add(l)]);
+        let ([n1, n2, n3], w1) = taus88_step(st);
+        (*p1.add(l), *p2.add(l), *p3.add(l)) = (n1, n2, n3);
+        *o_ptr.add(o) = gaussian_fixed_packed(rom, w0, w1);
+    };
+    for blk in 0..per.min(rounds) {
         let mut e = 0;
-        while e + 8 <= n {
-            let l = base + e;
+        while e + 8 <= w {
+            let l = blk * width + e;
             let mut s = [
                 _mm256_loadu_si256(p1.add(l) as *const __m256i),
                 _mm256_loadu_si256(p2.add(l) as *const __m256i),
                 _mm256_loadu_si256(p3.add(l) as *const __m256i),
             ];
-            let w0 = step(&mut s);
-            let w1 = step(&mut s);
+            let mut r = blk;
+            // Every round but a short last one takes all eight.
+            while r < rounds && r * w + e + 8 <= len {
+                let w0 = step(&mut s);
+                let w1 = step(&mut s);
+                _mm_storeu_si128(
+                    o_ptr.add(r * w + e) as *mut __m128i,
+                    gaussian_fixed8(rom, w0, w1),
+                );
+                r += per;
+            }
             _mm256_storeu_si256(p1.add(l) as *mut __m256i, s[0]);
             _mm256_storeu_si256(p2.add(l) as *mut __m256i, s[1]);
             _mm256_storeu_si256(p3.add(l) as *mut __m256i, s[2]);
-            _mm_storeu_si128(
-                out.as_mut_ptr().add(o + e) as *mut __m128i,
-                gaussian_fixed8(rom, w0, w1),
-            );
+            if r < rounds {
+                // The short last round: its first lanes only.
+                for ee in e..(len - r * w).min(e + 8) {
+                    scalar(blk * width + ee, r * w + ee);
+                }
+            }
             e += 8;
         }
-        for e in e..n {
-            let l = base + e;
-            let (st, w0) = taus88_step([*p1.add(l), *p2.add(l), *p3.add(l)]);
-            let ([n1, n2, n3], w1) = taus88_step(st);
-            (*p1.add(l), *p2.add(l), *p3.add(l)) = (n1, n2, n3);
-            out[o + e] = gaussian_fixed_packed(rom, w0, w1);
+        // Lanes past the last group of eight, round by round.
+        for ee in e..w {
+            let mut r = blk;
+            while r < rounds && r * w + ee < len {
+                scalar(blk * width + ee, r * w + ee);
+                r += per;
+            }
         }
-        o += n;
-        r += 1;
     }
 }
 
@@ -875,6 +900,9 @@ mod tests {
             (1, 1, 9),
             (64, 16, 64 * 37),
             (19, 3, 19 * 7),
+            (16, 1, 1021),
+            (20, 2, 20 * 7 + 13),
+            (64, 16, 64 * 37 + 45),
         ] {
             let lanes: Vec<NoiseLane> = (0..width * period)
                 .map(|l| NoiseLane::new(9 + width as u64, l as u32))
