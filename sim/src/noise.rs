@@ -388,7 +388,14 @@ pub fn gaussian_fixed_many(w0: &[u32], w1: &[u32], out: &mut [i16]) {
         if std::is_x86_feature_detected!("avx2") {
             done = n - n % 8;
             // SAFETY: the CPU supports AVX2 (checked above); the slices hold `done` elements.
-            unsafe { gaussian_fixed_avx2(rom, &w0[..done], &w1[..done], &mut out[..done]) };
+            unsafe {
+                gaussian_fixed_avx2(
+                    icdf_rom_vector(),
+                    &w0[..done],
+                    &w1[..done],
+                    &mut out[..done],
+                )
+            };
         }
     }
     for c in done..n {
@@ -400,7 +407,7 @@ pub fn gaussian_fixed_many(w0: &[u32], w1: &[u32], out: &mut [i16]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn gaussian_fixed_avx2(
-    rom: &([u32; ROM_ENTRIES], i16),
+    table: &[u32; 2 * ROM_ENTRIES],
     w0: &[u32],
     w1: &[u32],
     out: &mut [i16],
@@ -411,57 +418,74 @@ unsafe fn gaussian_fixed_avx2(
         let lo = _mm256_loadu_si256(w1.as_ptr().add(c) as *const __m256i);
         _mm_storeu_si128(
             out.as_mut_ptr().add(c) as *mut __m128i,
-            gaussian_fixed8(rom, a, lo),
+            gaussian_fixed8(table, a, lo),
         );
     }
 }
 
-/// [`gaussian_fixed_packed`] of eight draws `(w0, w1)`: the eight 16-bit codes.
+/// The packed ROM laid out for [`gaussian_fixed8`]: entry `k << 5 | 16 | seg` is ROM entry
+/// `k << 4 | seg` (`c0` low half, `c1` high half), and `31 << 5 | m` for `m < 16` is the tail
+/// clamp (`c0 = TAIL_CLAMP_CODE`, `c1 = 0`); the rest is never read.
+#[cfg(target_arch = "x86_64")]
+fn icdf_rom_vector() -> &'static [u32; 2 * ROM_ENTRIES] {
+    static TABLE: OnceLock<[u32; 2 * ROM_ENTRIES]> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let (rom, tail) = icdf_rom_packed();
+        let mut t = [0u32; 2 * ROM_ENTRIES];
+        let nseg = 1 << SEG_BITS;
+        for (a, &e) in rom.iter().enumerate() {
+            let (k, seg) = (a >> SEG_BITS, a & (nseg - 1));
+            t[k << (SEG_BITS + 1) | nseg | seg] = e;
+        }
+        for m in 0..nseg {
+            t[(OCTAVES - 1) << (SEG_BITS + 1) | m] = *tail as u16 as u32;
+        }
+        t
+    })
+}
+
+/// [`gaussian_fixed_packed`] of eight draws `(w0, w1)`, reading `table` ([`icdf_rom_vector`]):
+/// the eight 16-bit codes.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn gaussian_fixed8(
-    rom: &([u32; ROM_ENTRIES], i16),
+    table: &[u32; 2 * ROM_ENTRIES],
     w0: std::arch::x86_64::__m256i,
     w1: std::arch::x86_64::__m256i,
 ) -> std::arch::x86_64::__m128i {
     use std::arch::x86_64::*;
     debug_assert_eq!(OCTAVES, 32);
     debug_assert_eq!(SEG_BITS + T_BITS, 20);
-    let zero = _mm256_setzero_si256();
     let hi = _mm256_and_si256(w0, _mm256_set1_epi32(0x7FFF_FFFF));
     let lo = w1;
-    let neg = _mm256_cmpgt_epi32(zero, w0);
     // The leading one of `hi` (below 2^31): `hi & !(hi >> 1)` keeps it and clears the bit under
     // it, so the value lies in [2^p, 1.5 * 2^p) and converts to a float of exponent exactly p,
     // even rounded. The 63-bit word then has k = 30 - p = 157 - (p + 127) leading zeros; with
-    // `hi` zero the exponent field is 0 and k is capped at 31, the last octave (in the ROM when
-    // lo's top bit is set).
+    // `hi` zero the exponent field is 0 and k is capped at 31, the last octave.
     let top = _mm256_andnot_si256(_mm256_srli_epi32(hi, 1), hi);
     let e = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(top)), 23);
     let k = _mm256_min_epi32(
         _mm256_sub_epi32(_mm256_set1_epi32(157), e),
         _mm256_set1_epi32(31),
     );
-    let in_rom = _mm256_or_si256(_mm256_cmpgt_epi32(hi, zero), _mm256_cmpgt_epi32(zero, lo));
-    // The word shifted left by k puts the leading one at bit 30 of the high half (k = 31, `hi`
-    // zero: lo's top bit at 30); the 20 bits under it are the window. Shift counts of 32 give 0.
+    // The word shifted left by k puts its leading one at bit 30 of the high half, unless `hi` is
+    // zero and lo's top bit clear (more than 31 leading zeros: the tail clamp), when bit 30 is
+    // clear. Shift counts of 32 give 0.
     let norm = _mm256_or_si256(
         _mm256_sllv_epi32(hi, k),
         _mm256_srlv_epi32(lo, _mm256_sub_epi32(_mm256_set1_epi32(32), k)),
     );
-    // Bits 30..26 are the leading one and the segment: `norm >> 26 = 16 + seg`, so the address
-    // `k << 4 | seg` is read 16 entries below (outside the ROM, k = 31 and `lo`'s top bit clear,
-    // `norm >> 26` is 0 or 1: a read inside the ROM whose value the clamp discards).
+    // Bits 30..26 are the leading one and the segment: `norm >> 26` is `16 | seg` in the ROM,
+    // below 16 in the tail, which the table's layout maps to the clamp.
     let addr = _mm256_add_epi32(
-        _mm256_slli_epi32(k, SEG_BITS as i32),
+        _mm256_slli_epi32(k, (SEG_BITS + 1) as i32),
         _mm256_srli_epi32(norm, 26),
     );
     let t = _mm256_and_si256(
         _mm256_srli_epi32(norm, (30 - SEG_BITS - T_BITS) as i32),
         _mm256_set1_epi32(0xFFFF),
     );
-    let base = rom.0.as_ptr().wrapping_sub(1 << SEG_BITS) as *const i32;
-    let e = _mm256_i32gather_epi32::<4>(base, addr);
+    let e = _mm256_i32gather_epi32::<4>(table.as_ptr() as *const i32, addr);
     // `c0` (low half) and `c1` (high half) sign-extended by `vpmaddwd` with (1, 0) and (0, 1).
     let c0 = _mm256_madd_epi16(e, _mm256_set1_epi32(1));
     let c1 = _mm256_madd_epi16(e, _mm256_set1_epi32(1 << 16));
@@ -469,12 +493,11 @@ unsafe fn gaussian_fixed8(
         _mm256_add_epi32(_mm256_mullo_epi32(c1, t), _mm256_set1_epi32(1 << 19)),
         20,
     );
-    let mag = _mm256_blendv_epi8(
-        _mm256_set1_epi32(rom.1 as i32),
+    // The sign of w0 (`w0 | 1` is never zero, so `vpsignd` negates or keeps).
+    let z = _mm256_sign_epi32(
         _mm256_add_epi32(c0, interp),
-        in_rom,
+        _mm256_or_si256(w0, _mm256_set1_epi32(1)),
     );
-    let z = _mm256_sub_epi32(_mm256_xor_si256(mag, neg), neg);
     // Eight 16-bit codes: pack (within 128-bit halves), then the two low quarters together.
     _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packs_epi32(z, z), 0b1000))
 }
@@ -551,6 +574,7 @@ unsafe fn gaussian_fixed_rounds_avx2(
 ) {
     use std::arch::x86_64::*;
     let rom = icdf_rom_packed();
+    let table = icdf_rom_vector();
     let [s1, s2, s3] = state;
     let (p1, p2, p3) = (s1.as_mut_ptr(), s2.as_mut_ptr(), s3.as_mut_ptr());
     // One Taus88 step of eight generators.
@@ -603,7 +627,7 @@ unsafe fn gaussian_fixed_rounds_avx2(
                 let w1 = step(&mut s);
                 _mm_storeu_si128(
                     o_ptr.add(r * w + e) as *mut __m128i,
-                    gaussian_fixed8(rom, w0, w1),
+                    gaussian_fixed8(table, w0, w1),
                 );
                 r += per;
             }
