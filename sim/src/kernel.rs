@@ -3,11 +3,16 @@
 //!
 //! Without saturation every accumulator addition is exact, so a unit's new state is the exact
 //! integer sum of its terms, whatever order they are added in: the same bits as the scalar update
-//! of `docs/fixed-point.md` §3. The layout is lane-major ("ELL" per block of eight units of one
-//! module): for every block, its rows padded to the block's longest row, entry `k` of all eight
-//! rows stored together (columns `u32`, couplings `i16`), and the block's bus weights in pairs of
-//! lines, lines `2k` and `2k + 1` of all eight units together (each unit's pair one 32-bit word,
-//! for `vpmaddwd` against the pair of line values). Padding entries have coupling zero.
+//! of `docs/fixed-point.md` §3. Per block of eight units of one module, each unit's couplings are
+//! summed one entry at a time in the integer units, every entry one word (the coupling in its low
+//! 16 bits, the column above): on the cores this was measured on, two loads and a multiply per
+//! entry beat gathering the eight units' states with `vpgatherdd`, whose cost is fixed per
+//! instruction. Substrates of more than 2^16 units, whose columns need more bits, gather: the
+//! block's rows padded to its longest row and stored entry-major ("ELL": columns `u32`, couplings
+//! `i16`, padding with coupling zero). The eight sums then join the vector part: the self terms,
+//! the bus terms (the block's bus weights in pairs of lines, lines `2k` and `2k + 1` of all eight
+//! units together, each unit's pair one 32-bit word for `vpmaddwd` against the pair of line
+//! values), the biases, the noise and the rounding of the new states.
 //!
 //! A block with a unit that is not provably safe, and the units of a module's range that do not
 //! start a block, take the scalar checked path ([`Program::update_units`]).
@@ -21,15 +26,21 @@ pub const BLOCK: usize = 8;
 /// The lane-major constants of a fixed program (see the module documentation).
 #[derive(Clone, Debug, Default)]
 pub struct FixedKernel {
-    /// Per module, the index of its first block in `block_ptr`/`block_width`.
+    /// Per module, the index of its first block.
     module_block: Vec<usize>,
-    /// Per block, its first entry group in `col`/`coef` (groups of [`BLOCK`]).
+    /// Per block and lane (`[block * BLOCK + lane]`), the first of the unit's entries in
+    /// `entries`; one more element closes the last. Empty in the gather form.
+    entry_ptr: Vec<u32>,
+    /// Every unit's couplings in its row's order, block by block and lane by lane, each as one
+    /// word: `-eta A_ij` in the low 16 bits, the column `j` in the high 16 bits.
+    entries: Vec<u32>,
+    /// Gather form: per block, its first entry group in `col`/`coef` (groups of [`BLOCK`]).
     block_ptr: Vec<u32>,
-    /// Per block, its padded row length.
+    /// Gather form: per block, its padded row length.
     block_width: Vec<u32>,
-    /// Columns, `[group][lane]`.
+    /// Gather form: columns, `[group][lane]`.
     col: Vec<u32>,
-    /// Couplings `-eta A_ij`, `[group][lane]`.
+    /// Gather form: couplings `-eta A_ij`, `[group][lane]`.
     coef: Vec<i16>,
     /// Self coefficients per block, `[block][lane]`.
     diag: Vec<i16>,
@@ -45,9 +56,19 @@ pub struct FixedKernel {
 }
 
 impl FixedKernel {
-    /// The lane-major layout of `p`, or `None` when its formats need shifts the vector form does
-    /// not take (a term shifted right by 31 or more bits).
+    /// The layout of `p` (the gather form above 2^16 units), or `None` when its formats need
+    /// shifts the vector form does not take (a term shifted right by 31 or more bits).
     pub fn new(p: &Program<Fixed>) -> Option<Self> {
+        Self::build(p, p.units() > 1 << 16)
+    }
+
+    /// [`FixedKernel::new`] in the gather form whatever the size (the form substrates of more
+    /// than 2^16 units take; the same bits).
+    pub fn with_gathers(p: &Program<Fixed>) -> Option<Self> {
+        Self::build(p, true)
+    }
+
+    fn build(p: &Program<Fixed>, gather: bool) -> Option<Self> {
         let f = &p.arith.formats;
         let acc_frac = f.acc().frac as i32;
         let line_shift = acc_frac - (f.coupling.frac + f.bus.frac) as i32;
@@ -67,16 +88,31 @@ impl FixedKernel {
             ..Default::default()
         };
         for (m, range) in p.modules.iter().enumerate() {
-            k.module_block.push(k.block_ptr.len());
+            k.module_block.push(k.diag.len() / BLOCK);
             let lines = p.lines_of_module(m);
             let mut bus = Vec::new();
             for start in range.clone().step_by(BLOCK) {
                 let units: Vec<usize> = (start..(start + BLOCK).min(range.end)).collect();
-                let width = units
-                    .iter()
-                    .map(|&i| (p.row_ptr[i + 1] - p.row_ptr[i]) as usize)
-                    .max()
-                    .unwrap_or(0);
+                if !gather {
+                    for lane in 0..BLOCK {
+                        k.entry_ptr.push(k.entries.len() as u32);
+                        if let Some(&i) = units.get(lane) {
+                            let (q0, q1) = (p.row_ptr[i] as usize, p.row_ptr[i + 1] as usize);
+                            for (&c, &v) in p.col[q0..q1].iter().zip(&p.coef[q0..q1]) {
+                                k.entries.push((v as u16 as u32) | (c << 16));
+                            }
+                        }
+                    }
+                }
+                let width = if !gather {
+                    0
+                } else {
+                    units
+                        .iter()
+                        .map(|&i| (p.row_ptr[i + 1] - p.row_ptr[i]) as usize)
+                        .max()
+                        .unwrap_or(0)
+                };
                 k.block_ptr.push((k.col.len() / BLOCK) as u32);
                 k.block_width.push(width as u32);
                 for e in 0..width {
@@ -109,6 +145,9 @@ impl FixedKernel {
                 }
             }
             k.bus.push(bus);
+        }
+        if !gather {
+            k.entry_ptr.push(k.entries.len() as u32);
         }
         Some(k)
     }
@@ -268,6 +307,24 @@ unsafe fn update_units_avx2(
             acc = _mm256_add_epi32(acc, entry(e));
         }
         acc = _mm256_add_epi32(acc, acc2);
+        if !k.entry_ptr.is_empty() {
+            // Couplings, unit by unit in the integer units (two loads, a multiply and an add per
+            // entry; the columns were taken from the program's rows, all below the unit count).
+            let mut sums = [0i32; BLOCK];
+            let ptr = &k.entry_ptr[b * BLOCK..=(b + 1) * BLOCK];
+            let (ent, rxs) = (k.entries.as_ptr(), rx.as_ptr());
+            for (lane, sum) in sums.iter_mut().enumerate() {
+                let mut s = 0i32;
+                for q in ptr[lane] as usize..ptr[lane + 1] as usize {
+                    let word = *ent.add(q);
+                    s = s.wrapping_add(
+                        word as u16 as i16 as i32 * *rxs.add((word >> 16) as usize) as i32,
+                    );
+                }
+                *sum = s;
+            }
+            acc = _mm256_add_epi32(acc, _mm256_loadu_si256(sums.as_ptr() as *const __m256i));
+        }
         // Bus terms, two lines per `vpmaddwd` (an exact 32-bit sum of two exact products): when
         // their alignment is a left shift, the shifted sum is the sum of the shifted products and
         // they are summed first; otherwise each product is rounded on its own.
