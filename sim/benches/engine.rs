@@ -65,8 +65,8 @@ fn main() {
             let mut st: [Vec<u32>; 3] = Default::default();
             for l in 0..16u32 {
                 let n = thermo_sim::noise::NoiseLane::new(1, l);
-                for c in 0..3 {
-                    st[c].push(n.rng.s[c]);
+                for (comp, v) in st.iter_mut().zip(n.rng.s) {
+                    comp.push(v);
                 }
             }
             let mut z = vec![0i16; d];
@@ -80,8 +80,8 @@ fn main() {
             for l in 0..16u32 {
                 for &seed in &seeds {
                     let n = thermo_sim::noise::NoiseLane::new(seed, l);
-                    for c in 0..3 {
-                        st[c].push(n.rng.s[c]);
+                    for (comp, v) in st.iter_mut().zip(n.rng.s) {
+                        comp.push(v);
                     }
                 }
             }

@@ -372,6 +372,7 @@ struct Unit<'a, A: Arith> {
 /// `docs/fixed-point.md` §3 in order; a chain whose gate is closed skips them (its accumulator is
 /// left unchanged and nothing is counted).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn update<A: Arith, const CHECK: bool>(
     prog: &Program<A>,
     u: &Unit<'_, A>,

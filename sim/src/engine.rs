@@ -134,6 +134,7 @@ pub trait Arith: Clone + Send + Sync {
     /// A state as a real number.
     fn to_f64(&self, x: Self::State) -> f64;
     /// A real number as a state (rounded, saturated).
+    #[allow(clippy::wrong_self_convention)]
     fn from_f64(&self, x: f64) -> Self::State;
     /// The state's integer code, for arithmetics that have one.
     fn code(&self, x: Self::State) -> Option<i16>;
@@ -976,7 +977,7 @@ impl<A: Arith> Program<A> {
     }
 
     /// The line vector module `m` receives, from every bus's `(encoder lines, decoder lines)`.
-    pub fn module_lines(&self, m: usize, lines: &[(Vec<A::Line>, Vec<A::Line>)]) -> Vec<A::Line> {
+    pub fn module_lines(&self, m: usize, lines: &BusLines<A::Line>) -> Vec<A::Line> {
         let mut out = Vec::new();
         for &(b, side) in &self.sides[m] {
             out.extend_from_slice(match side {
@@ -1004,11 +1005,7 @@ impl<A: Arith> Program<A> {
     }
 
     /// Step 1: the bus lines `(encoder lines, decoder lines)` of every bus from state `x`.
-    pub fn bus_lines(
-        &self,
-        x: &[A::State],
-        sat: &mut Saturation,
-    ) -> Vec<(Vec<A::Line>, Vec<A::Line>)> {
+    pub fn bus_lines(&self, x: &[A::State], sat: &mut Saturation) -> BusLines<A::Line> {
         let rx: Vec<A::State> = x.iter().map(|&v| self.arith.rho(v)).collect();
         let mut out = Vec::new();
         self.bus_lines_into(&rx, &mut out, sat);

@@ -74,7 +74,7 @@ impl SplitDraws {
     }
     /// Integer in `0..n`.
     pub fn below(&mut self, n: usize) -> usize {
-        ((splitmix64(&mut self.0) >> 32) * n as u64 >> 32) as usize
+        (((splitmix64(&mut self.0) >> 32) * n as u64) >> 32) as usize
     }
     /// Standard normal (Box–Muller, cosine branch).
     pub fn normal(&mut self) -> f64 {
