@@ -1242,7 +1242,7 @@ impl<A: Arith> Engine<A> {
         let prog = &self.prog;
         let a = &prog.arith;
         let d = self.x.len();
-        // rho(x), and one padding element for the vector kernel's gathers.
+        // rho(x), and one padding element for the vector kernel's gathers (its gather form).
         self.rx.clear();
         if a.rho_is_identity() {
             self.rx.extend_from_slice(&self.x);
