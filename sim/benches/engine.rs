@@ -1,8 +1,9 @@
 //! Timing loops of the fixed engine's parts, one at a time, for profiling (`perf record`):
 //! `cargo bench -p thermo-sim --bench engine -- WHAT [UNITS] [SECONDS]` with `WHAT` one of
 //! `single` (one chain), `batch1` / `batch2` (64 chains on 1 / 2 threads), `noise-single` (step 2
-//! of one chain alone), `noise-batch` (step 2 of 64 chains alone). Prints unit updates (or noise
-//! samples) per second. `thermo bench` prints the figures the project quotes.
+//! of one chain alone), `noise-batch` (step 2 of 64 chains alone), `pool` (empty broadcasts to a
+//! 2-thread pool). Prints unit updates (noise samples, broadcasts) per second of wall time and of
+//! CPU time. `thermo bench` prints the figures the project quotes.
 
 use thermo_sim::example::{random_substrate, ExampleSpec};
 use thermo_sim::{FixedBatch, FixedEngine, Substrate};
@@ -43,8 +44,13 @@ fn main() {
         let work = n as f64 * per_call;
         let wall = t.elapsed().as_secs_f64();
         let cpu = cpu_seconds() - c0;
+        let on = if what == "pool" {
+            String::new()
+        } else {
+            format!(", {d} units")
+        };
         println!(
-            "{what}, {d} units: {:.3e} per second, {:.3e} per CPU second ({:.2} cores busy)",
+            "{what}{on}: {:.3e} per second, {:.3e} per CPU second ({:.2} cores busy)",
             work / wall,
             work / cpu,
             cpu / wall
@@ -89,6 +95,14 @@ fn main() {
             timed(20.0 * 64.0 * d as f64, &mut || {
                 (0..20)
                     .for_each(|_| thermo_sim::noise::gaussian_fixed_rounds(&mut st, 64, 16, &mut z))
+            });
+        }
+        "pool" => {
+            // One broadcast of an empty job to a 2-thread pool: the cost of handing work to the
+            // threads once (a batched `run` pays it once per call, whatever its sweeps).
+            let pool = thermo_sim::pool::Pool::new(2);
+            timed(1000.0, &mut || {
+                (0..1000).for_each(|_| pool.broadcast(&|_| {}))
             });
         }
         other => panic!("unknown measurement {other}"),
