@@ -370,6 +370,16 @@ fn example(a: ExampleArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The 1-minute load average (`/proc/loadavg`; `None` where it is not available).
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn peak_rss_kib() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     s.lines()
@@ -429,6 +439,13 @@ fn bench(a: BenchArgs) -> Result<(), String> {
     );
     let nt = a.threads.max(1);
     report.insert("threads".into(), nt.into());
+    let load_start = load_average();
+    if let Some(l) = load_start {
+        println!(
+            "machine: {} cores, load average {l:.2} (1 minute, at the start)",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+    }
     let cfg = bench_substrate("configuration", &s, a.sweeps, a.batch, a.repeat, nt);
     report.insert("configuration".into(), cfg);
     if a.digits.exists() {
@@ -519,6 +536,10 @@ fn bench(a: BenchArgs) -> Result<(), String> {
             serde_json::json!({"units": a.memory_units, "peak_mib": kib as f64 / 1024.0}),
         );
     }
+    if let (Some(l0), Some(l1)) = (load_start, load_average()) {
+        println!("machine load average {l1:.2} at the end ({l0:.2} at the start)");
+        report.insert("load_average".into(), serde_json::json!([l0, l1]));
+    }
     let own = peak_rss_kib().unwrap_or(0) as f64 / 1024.0;
     println!("peak resident memory of this benchmark: {own:.1} MiB");
     report.insert("bench_peak_mib".into(), own.into());
@@ -598,11 +619,36 @@ fn bench_substrate(
             (0..sweeps).for_each(|_| plain.sweep())
         }));
     }
+    // Step 2 alone for the batch's chains on one thread (their lanes' draws and the transform,
+    // as the batched sweep runs it): a bound on one thread's batched figure.
+    let lanes = s.lanes as usize;
+    let mut noise_rates = Vec::new();
+    if lanes > 0 {
+        let mut state: [Vec<u32>; 3] = Default::default();
+        for l in 0..lanes as u32 {
+            for &seed in &seeds {
+                let st = thermo_sim::noise::NoiseLane::new(seed, l).rng.s;
+                for (comp, v) in state.iter_mut().zip(st) {
+                    comp.push(v);
+                }
+            }
+        }
+        let mut z = vec![0i16; s.units() * batch];
+        for _ in 0..repeat.max(1) {
+            noise_rates.push(rate(bsweeps * batch as u64, &mut || {
+                for _ in 0..bsweeps {
+                    thermo_sim::noise::gaussian_fixed_rounds(&mut state, batch, lanes, &mut z);
+                }
+            }));
+        }
+    }
+    let noise = median(noise_rates);
     let [fixed, batch1, batch2, golden, plain] = r.map(median);
     let [busy1, busy2] = busy.map(median);
     println!("  fixed engine, 1 chain        : {fixed:.3e}  ({sweeps} sweeps)");
     println!("  fixed engine, {batch} chains, 1 thread : {batch1:.3e}  ({bsweeps} sweeps, {busy1:.2} cores busy)");
     println!("  fixed engine, {batch} chains, {nt} threads: {batch2:.3e}  ({bsweeps} sweeps, {busy2:.2} cores busy)");
+    println!("  noise alone (step 2), {batch} chains, 1 thread: {noise:.3e} draws/s, one per unit update: bounds a thread's batched figure");
     println!("  golden model, 1 chain        : {golden:.3e}  ({gsweeps} sweeps)");
     println!("  plain f64 sparse Euler-Maruyama loop (CSR + bus factors, Box-Muller): {plain:.3e}  ({sweeps} sweeps)");
     println!(
@@ -624,6 +670,7 @@ fn bench_substrate(
         "fixed_batch_n_threads": batch2,
         "fixed_batch_1_thread_cores_busy": busy1,
         "fixed_batch_n_threads_cores_busy": busy2,
+        "noise_batch_1_thread": noise,
         "golden": golden,
         "plain_f64": plain,
     })

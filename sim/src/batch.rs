@@ -35,6 +35,8 @@ struct Group<A: Arith> {
     bias: Vec<A::Bias>,
     /// Per unit, the accumulator bound with the unit's largest bias over the group's chains.
     bounds: Vec<A::UnitBound>,
+    /// Per module, a bound covering its units' ([`Arith::bound_cover`]).
+    module_bounds: Vec<A::UnitBound>,
     bounds_dirty: bool,
     /// Noise lanes' generator states by component, `lanes[component][lane * b + chain]`.
     lanes: [Vec<u32>; 3],
@@ -87,6 +89,7 @@ impl<A: Arith> Group<A> {
             z: vec![A::Noise::default(); d * b],
             bias,
             bounds: Vec::new(),
+            module_bounds: Vec::new(),
             bounds_dirty: true,
             lanes: Default::default(),
             saturation: vec![Saturation::default(); b * prog.modules.len()],
@@ -134,7 +137,9 @@ impl<A: Arith> Group<A> {
         let a = &prog.arith;
         let b = self.b;
         let mut bounds = vec![A::UnitBound::default(); prog.units()];
+        let mut module_bounds = Vec::with_capacity(prog.modules.len());
         for (m, range) in prog.modules.iter().enumerate() {
+            let mut cover: Option<A::UnitBound> = None;
             let k = prog.lines_of_module(m);
             for (n, i) in range.clone().enumerate() {
                 let row = &prog.coef[prog.row_ptr[i] as usize..prog.row_ptr[i + 1] as usize];
@@ -148,9 +153,15 @@ impl<A: Arith> Group<A> {
                     })
                     .unwrap_or(prog.bias[i]);
                 bounds[i] = a.unit_bound(prog.diag[i], row, w, h);
+                cover = Some(match cover {
+                    Some(c) => a.bound_cover(&c, &bounds[i]),
+                    None => bounds[i],
+                });
             }
+            module_bounds.push(cover.unwrap_or_default());
         }
         self.bounds = bounds;
+        self.module_bounds = module_bounds;
         self.bounds_dirty = false;
     }
 
@@ -189,6 +200,7 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
         z,
         bias,
         bounds,
+        module_bounds,
         lanes,
         saturation,
         bus_saturation,
@@ -208,10 +220,15 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
     let acc_cnt = &mut acc_cnt[..b];
     let state_cnt = &mut state_cnt[..b];
 
-    for (r, &v) in rx.iter_mut().zip(x.iter()) {
-        *r = a.rho(v);
-    }
-    let rx = &rx[..];
+    // rho(x): the states themselves when rho is the identity.
+    let rx = if a.rho_is_identity() {
+        &x[..]
+    } else {
+        for (r, &v) in rx.iter_mut().zip(x.iter()) {
+            *r = a.rho(v);
+        }
+        &rx[..]
+    };
 
     // The largest |x| and |rho(x)| (with a clamp above zero, |rho(x)| can exceed |x|).
     let xmax = if A::SATURATES {
@@ -284,6 +301,8 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
         } else {
             0.0
         };
+        // One check for the whole module when the bound covering its units allows it.
+        let all_safe = a.unit_is_safe(&module_bounds[m], xmax, lmax);
         for i in range.clone() {
             let n = i - range.start;
             let u = Unit {
@@ -297,7 +316,7 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
                 bias,
             };
             let out = &mut next[i * b..(i + 1) * b];
-            if fast && a.unit_is_safe(&bounds[i], xmax, lmax) {
+            if fast && (all_safe || a.unit_is_safe(&bounds[i], xmax, lmax)) {
                 if !A::batch_unit_unchecked(prog, i, b, u.wi, lines, x, rx, z, bias, out, state_cnt)
                 {
                     update::<A, false>(prog, &u, acc, gate, (acc2, cnt2), acc_cnt, state_cnt, out);
@@ -353,6 +372,7 @@ struct Unit<'a, A: Arith> {
 /// `docs/fixed-point.md` §3 in order; a chain whose gate is closed skips them (its accumulator is
 /// left unchanged and nothing is counted).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn update<A: Arith, const CHECK: bool>(
     prog: &Program<A>,
     u: &Unit<'_, A>,

@@ -110,6 +110,8 @@ pub trait Arith: Clone + Send + Sync {
     fn line(&self, sum: Self::Acc, gain: Self::Coef, sat: &mut Saturation) -> Self::Line;
     /// Activation `rho`.
     fn rho(&self, x: Self::State) -> Self::State;
+    /// Whether `rho` is the identity (then `rho(x)` is a copy of `x`).
+    fn rho_is_identity(&self) -> bool;
     /// Activation slope `rho'(x) != 0`.
     fn gate(&self, x: Self::State) -> bool;
     /// Noise sample from a draw's two words.
@@ -132,6 +134,7 @@ pub trait Arith: Clone + Send + Sync {
     /// A state as a real number.
     fn to_f64(&self, x: Self::State) -> f64;
     /// A real number as a state (rounded, saturated).
+    #[allow(clippy::wrong_self_convention)]
     fn from_f64(&self, x: f64) -> Self::State;
     /// The state's integer code, for arithmetics that have one.
     fn code(&self, x: Self::State) -> Option<i16>;
@@ -158,6 +161,8 @@ pub trait Arith: Clone + Send + Sync {
     /// largest magnitude `xmax` of a state or its activation anywhere and the largest line magnitude `lmax` its module
     /// receives. Then its update runs without saturation checks, bit for bit the same.
     fn unit_is_safe(&self, b: &Self::UnitBound, xmax: f64, lmax: f64) -> bool;
+    /// A bound that covers both `a` and `b`: safe ([`Arith::unit_is_safe`]) only where both are.
+    fn bound_cover(&self, a: &Self::UnitBound, b: &Self::UnitBound) -> Self::UnitBound;
     /// The largest [`Arith::state_magnitude`] of `x` and of `rho(x)` over `x` (zero if empty).
     fn max_magnitude(&self, x: &[Self::State]) -> f64 {
         x.iter()
@@ -289,6 +294,9 @@ impl Arith for Golden {
     fn line(&self, sum: f64, gain: f64, _: &mut Saturation) -> f64 {
         sum * gain
     }
+    fn rho_is_identity(&self) -> bool {
+        self.clamp.is_none()
+    }
     #[inline(always)]
     fn rho(&self, x: f64) -> f64 {
         match self.clamp {
@@ -328,6 +336,7 @@ impl Arith for Golden {
     fn line_magnitude(&self, _: f64) -> f64 {
         0.0
     }
+    fn bound_cover(&self, _: &(), _: &()) {}
     fn unit_is_safe(&self, _: &(), _: f64, _: f64) -> bool {
         true
     }
@@ -584,6 +593,9 @@ impl Arith for Fixed {
             &mut sat.bus,
         )
     }
+    fn rho_is_identity(&self) -> bool {
+        self.clamp.is_none()
+    }
     #[inline(always)]
     fn rho(&self, x: i16) -> i16 {
         match self.clamp {
@@ -653,6 +665,10 @@ impl Arith for Fixed {
     fn unit_is_safe(&self, b: &[f64; 3], xmax: f64, lmax: f64) -> bool {
         // Every partial sum is bounded by the sum of the magnitudes of all its terms.
         b[0] * xmax + b[1] * lmax + b[2] < i32::MAX as f64 * 0.999_999
+    }
+    fn bound_cover(&self, a: &[f64; 3], b: &[f64; 3]) -> [f64; 3] {
+        // The bound grows with every component.
+        [a[0].max(b[0]), a[1].max(b[1]), a[2].max(b[2])]
     }
     fn max_magnitude(&self, x: &[i16]) -> f64 {
         // |v| and |rho(v)| (rho a clamp, monotone) are largest at the smallest or largest state.
@@ -822,6 +838,9 @@ pub struct Program<A: Arith> {
     pub bus_w: Vec<Vec<A::Coef>>,
     /// Per unit, the constants of its accumulator bound ([`Arith::unit_bound`]).
     pub bounds: Vec<A::UnitBound>,
+    /// Per module, a bound covering every unit's ([`Arith::bound_cover`]): when it is safe, the
+    /// whole module is, without a check per unit.
+    pub module_bounds: Vec<A::UnitBound>,
     /// Run every unit (and, in the batched engine, every bus sum) through the saturation-checked
     /// path (for tests of the fast path).
     pub force_checks: bool,
@@ -876,6 +895,7 @@ impl<A: Arith> Program<A> {
             bias: s.bias.iter().map(|&b| arith.bias(eta * b)).collect(),
             bus_w: Vec::new(),
             bounds: Vec::new(),
+            module_bounds: Vec::new(),
             force_checks: false,
             bus_bounds: Vec::new(),
             kernel: None,
@@ -924,18 +944,28 @@ impl<A: Arith> Program<A> {
         p.kernel = A::kernel(p);
     }
 
-    /// Recompute [`Program::bounds`] (after the constants changed).
+    /// Recompute [`Program::bounds`] and [`Program::module_bounds`] (after the constants
+    /// changed).
     pub fn refresh_bounds(&mut self) {
+        let a = &self.arith;
         let mut bounds = vec![A::UnitBound::default(); self.units()];
+        let mut module_bounds = Vec::with_capacity(self.modules.len());
         for (m, range) in self.modules.iter().enumerate() {
             let k = self.lines_of_module(m);
+            let mut cover: Option<A::UnitBound> = None;
             for (n, i) in range.clone().enumerate() {
                 let row = &self.coef[self.row_ptr[i] as usize..self.row_ptr[i + 1] as usize];
                 let w = &self.bus_w[m][n * k..(n + 1) * k];
-                bounds[i] = self.arith.unit_bound(self.diag[i], row, w, self.bias[i]);
+                bounds[i] = a.unit_bound(self.diag[i], row, w, self.bias[i]);
+                cover = Some(match cover {
+                    Some(c) => a.bound_cover(&c, &bounds[i]),
+                    None => bounds[i],
+                });
             }
+            module_bounds.push(cover.unwrap_or_default());
         }
         self.bounds = bounds;
+        self.module_bounds = module_bounds;
     }
 
     /// `K_m`: how many bus lines module `m` receives.
@@ -947,7 +977,7 @@ impl<A: Arith> Program<A> {
     }
 
     /// The line vector module `m` receives, from every bus's `(encoder lines, decoder lines)`.
-    pub fn module_lines(&self, m: usize, lines: &[(Vec<A::Line>, Vec<A::Line>)]) -> Vec<A::Line> {
+    pub fn module_lines(&self, m: usize, lines: &BusLines<A::Line>) -> Vec<A::Line> {
         let mut out = Vec::new();
         for &(b, side) in &self.sides[m] {
             out.extend_from_slice(match side {
@@ -975,11 +1005,7 @@ impl<A: Arith> Program<A> {
     }
 
     /// Step 1: the bus lines `(encoder lines, decoder lines)` of every bus from state `x`.
-    pub fn bus_lines(
-        &self,
-        x: &[A::State],
-        sat: &mut Saturation,
-    ) -> Vec<(Vec<A::Line>, Vec<A::Line>)> {
+    pub fn bus_lines(&self, x: &[A::State], sat: &mut Saturation) -> BusLines<A::Line> {
         let rx: Vec<A::State> = x.iter().map(|&v| self.arith.rho(v)).collect();
         let mut out = Vec::new();
         self.bus_lines_into(&rx, &mut out, sat);
@@ -1019,8 +1045,13 @@ impl<A: Arith> Program<A> {
                         fast && matches!(bound, Some(Some(bd)) if a.unit_is_safe(bd, xmax, 0.0));
                     let mut acc = a.zero();
                     if safe {
-                        for (&c, &xj) in row.iter().zip(xs) {
-                            acc = a.mac::<false>(acc, c, xj, sat);
+                        let mut one = [a.zero()];
+                        if A::batch_bus_sum_unchecked(row, range.start, 1, rx, &mut one) {
+                            acc = one[0];
+                        } else {
+                            for (&c, &xj) in row.iter().zip(xs) {
+                                acc = a.mac::<false>(acc, c, xj, sat);
+                            }
                         }
                     } else {
                         for (&c, &xj) in row.iter().zip(xs) {
@@ -1211,9 +1242,13 @@ impl<A: Arith> Engine<A> {
         let prog = &self.prog;
         let a = &prog.arith;
         let d = self.x.len();
-        // rho(x), and one padding element for the vector kernel's gathers.
+        // rho(x), and one padding element for the vector kernel's gathers (its gather form).
         self.rx.clear();
-        self.rx.extend(self.x.iter().map(|&v| a.rho(v)));
+        if a.rho_is_identity() {
+            self.rx.extend_from_slice(&self.x);
+        } else {
+            self.rx.extend(self.x.iter().map(|&v| a.rho(v)));
+        }
         self.rx.push(A::State::default());
         // Step 1: bus lines (counted against the module of the bus's decoder side).
         let mut bus_sat = Saturation::default();

@@ -368,6 +368,28 @@ unsafe fn unit_blocks<const NB: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn bus_sum_avx2(row: &[i16], start: usize, b: usize, rx: &[i16], acc: &mut [i32]) {
+    if b == 1 {
+        // One chain: a dot product, sixteen products per `vpmaddwd` (pairs summed exactly).
+        let xs = &rx[start..start + row.len()];
+        let mut sum = _mm256_setzero_si256();
+        let mut n = 0;
+        while n + CHAINS <= row.len() {
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(load16(row, n), load16(xs, n)));
+            n += CHAINS;
+        }
+        let h = _mm_add_epi32(
+            _mm256_castsi256_si128(sum),
+            _mm256_extracti128_si256::<1>(sum),
+        );
+        let h = _mm_add_epi32(h, _mm_shuffle_epi32::<0b01_00_11_10>(h));
+        let h = _mm_add_epi32(h, _mm_shuffle_epi32::<0b10_11_00_01>(h));
+        let mut s = _mm_cvtsi128_si32(h);
+        for (&w, &x) in row[n..].iter().zip(&xs[n..]) {
+            s = s.wrapping_add(w as i32 * x as i32);
+        }
+        acc[0] = s;
+        return;
+    }
     let mut c0 = 0;
     while c0 + CHAINS <= b {
         let mut lo = [_mm256_setzero_si256(); 1];

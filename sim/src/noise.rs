@@ -74,7 +74,7 @@ impl SplitDraws {
     }
     /// Integer in `0..n`.
     pub fn below(&mut self, n: usize) -> usize {
-        ((splitmix64(&mut self.0) >> 32) * n as u64 >> 32) as usize
+        (((splitmix64(&mut self.0) >> 32) * n as u64) >> 32) as usize
     }
     /// Standard normal (Box–Muller, cosine branch).
     pub fn normal(&mut self) -> f64 {
@@ -388,7 +388,14 @@ pub fn gaussian_fixed_many(w0: &[u32], w1: &[u32], out: &mut [i16]) {
         if std::is_x86_feature_detected!("avx2") {
             done = n - n % 8;
             // SAFETY: the CPU supports AVX2 (checked above); the slices hold `done` elements.
-            unsafe { gaussian_fixed_avx2(rom, &w0[..done], &w1[..done], &mut out[..done]) };
+            unsafe {
+                gaussian_fixed_avx2(
+                    icdf_rom_vector(),
+                    &w0[..done],
+                    &w1[..done],
+                    &mut out[..done],
+                )
+            };
         }
     }
     for c in done..n {
@@ -400,7 +407,7 @@ pub fn gaussian_fixed_many(w0: &[u32], w1: &[u32], out: &mut [i16]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn gaussian_fixed_avx2(
-    rom: &([u32; ROM_ENTRIES], i16),
+    table: &[u32; 2 * ROM_ENTRIES],
     w0: &[u32],
     w1: &[u32],
     out: &mut [i16],
@@ -411,65 +418,86 @@ unsafe fn gaussian_fixed_avx2(
         let lo = _mm256_loadu_si256(w1.as_ptr().add(c) as *const __m256i);
         _mm_storeu_si128(
             out.as_mut_ptr().add(c) as *mut __m128i,
-            gaussian_fixed8(rom, a, lo),
+            gaussian_fixed8(table, a, lo),
         );
     }
 }
 
-/// [`gaussian_fixed_packed`] of eight draws `(w0, w1)`: the eight 16-bit codes.
+/// The packed ROM laid out for [`gaussian_fixed8`]: entry `k << 5 | 16 | seg` is ROM entry
+/// `k << 4 | seg` (`c0` low half, `c1` high half), and `31 << 5 | m` for `m < 16` is the tail
+/// clamp (`c0 = TAIL_CLAMP_CODE`, `c1 = 0`); the rest is never read.
+#[cfg(target_arch = "x86_64")]
+fn icdf_rom_vector() -> &'static [u32; 2 * ROM_ENTRIES] {
+    static TABLE: OnceLock<[u32; 2 * ROM_ENTRIES]> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let (rom, tail) = icdf_rom_packed();
+        let mut t = [0u32; 2 * ROM_ENTRIES];
+        let nseg = 1 << SEG_BITS;
+        for (a, &e) in rom.iter().enumerate() {
+            let (k, seg) = (a >> SEG_BITS, a & (nseg - 1));
+            t[k << (SEG_BITS + 1) | nseg | seg] = e;
+        }
+        for m in 0..nseg {
+            t[(OCTAVES - 1) << (SEG_BITS + 1) | m] = *tail as u16 as u32;
+        }
+        t
+    })
+}
+
+/// [`gaussian_fixed_packed`] of eight draws `(w0, w1)`, reading `table` ([`icdf_rom_vector`]):
+/// the eight 16-bit codes.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn gaussian_fixed8(
-    rom: &([u32; ROM_ENTRIES], i16),
+    table: &[u32; 2 * ROM_ENTRIES],
     w0: std::arch::x86_64::__m256i,
     w1: std::arch::x86_64::__m256i,
 ) -> std::arch::x86_64::__m128i {
     use std::arch::x86_64::*;
     debug_assert_eq!(OCTAVES, 32);
-    let zero = _mm256_setzero_si256();
+    debug_assert_eq!(SEG_BITS + T_BITS, 20);
     let hi = _mm256_and_si256(w0, _mm256_set1_epi32(0x7FFF_FFFF));
     let lo = w1;
-    let neg = _mm256_srai_epi32(w0, 31);
     // The leading one of `hi` (below 2^31): `hi & !(hi >> 1)` keeps it and clears the bit under
     // it, so the value lies in [2^p, 1.5 * 2^p) and converts to a float of exponent exactly p,
     // even rounded. The 63-bit word then has k = 30 - p = 157 - (p + 127) leading zeros; with
-    // `hi` zero the exponent field is 0 and k is capped at 31, the last octave (in the ROM when
-    // lo's top bit is set).
+    // `hi` zero the exponent field is 0 and k is capped at 31, the last octave.
     let top = _mm256_andnot_si256(_mm256_srli_epi32(hi, 1), hi);
     let e = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(top)), 23);
     let k = _mm256_min_epi32(
         _mm256_sub_epi32(_mm256_set1_epi32(157), e),
         _mm256_set1_epi32(31),
     );
-    let in_rom = _mm256_or_si256(_mm256_cmpgt_epi32(hi, zero), _mm256_cmpgt_epi32(zero, lo));
-    // The word shifted left by k puts the leading one at bit 30 of the high half (k = 31, `hi`
-    // zero: lo's top bit at 30); the 20 bits under it are the window. Shift counts of 32 give 0.
+    // The word shifted left by k puts its leading one at bit 30 of the high half, unless `hi` is
+    // zero and lo's top bit clear (more than 31 leading zeros: the tail clamp), when bit 30 is
+    // clear. Shift counts of 32 give 0.
     let norm = _mm256_or_si256(
         _mm256_sllv_epi32(hi, k),
         _mm256_srlv_epi32(lo, _mm256_sub_epi32(_mm256_set1_epi32(32), k)),
     );
-    let window = _mm256_and_si256(
+    // Bits 30..26 are the leading one and the segment: `norm >> 26` is `16 | seg` in the ROM,
+    // below 16 in the tail, which the table's layout maps to the clamp.
+    let addr = _mm256_add_epi32(
+        _mm256_slli_epi32(k, (SEG_BITS + 1) as i32),
+        _mm256_srli_epi32(norm, 26),
+    );
+    let t = _mm256_and_si256(
         _mm256_srli_epi32(norm, (30 - SEG_BITS - T_BITS) as i32),
-        _mm256_set1_epi32((1 << (SEG_BITS + T_BITS)) - 1),
+        _mm256_set1_epi32(0xFFFF),
     );
-    let addr = _mm256_or_si256(
-        _mm256_slli_epi32(k, SEG_BITS as i32),
-        _mm256_srli_epi32(window, T_BITS as i32),
-    );
-    let t = _mm256_and_si256(window, _mm256_set1_epi32(0xFFFF));
-    let e = _mm256_i32gather_epi32(rom.0.as_ptr() as *const i32, addr, 4);
-    let c0 = _mm256_srai_epi32(_mm256_slli_epi32(e, 16), 16);
-    let c1 = _mm256_srai_epi32(e, 16);
+    let e = _mm256_i32gather_epi32::<4>(table.as_ptr() as *const i32, addr);
+    // `c0` (low half) and `c1` (high half) sign-extended by `vpmaddwd` with (1, 0) and (0, 1).
+    let c0 = _mm256_madd_epi16(e, _mm256_set1_epi32(1));
+    let c1 = _mm256_madd_epi16(e, _mm256_set1_epi32(1 << 16));
     let interp = _mm256_srai_epi32(
         _mm256_add_epi32(_mm256_mullo_epi32(c1, t), _mm256_set1_epi32(1 << 19)),
         20,
     );
-    let mag = _mm256_blendv_epi8(
-        _mm256_set1_epi32(rom.1 as i32),
+    // The sign of w0 (`w0 | 1` is never zero, so `vpsignd` negates or keeps).
+    let z = _mm256_sign_epi32(
         _mm256_add_epi32(c0, interp),
-        in_rom,
+        _mm256_or_si256(w0, _mm256_set1_epi32(1)),
     );
-    let z = _mm256_sub_epi32(_mm256_xor_si256(mag, neg), neg);
     // Eight 16-bit codes: pack (within 128-bit halves), then the two low quarters together.
     _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packs_epi32(z, z), 0b1000))
 }
@@ -546,6 +574,7 @@ unsafe fn gaussian_fixed_rounds_avx2(
 ) {
     use std::arch::x86_64::*;
     let rom = icdf_rom_packed();
+    let table = icdf_rom_vector();
     let [s1, s2, s3] = state;
     let (p1, p2, p3) = (s1.as_mut_ptr(), s2.as_mut_ptr(), s3.as_mut_ptr());
     // One Taus88 step of eight generators.
@@ -567,40 +596,60 @@ unsafe fn gaussian_fixed_rounds_avx2(
         );
         _mm256_xor_si256(_mm256_xor_si256(s[0], s[1]), s[2])
     };
-    let w = width.max(1);
-    let mut r = 0;
-    let mut o = 0;
-    while o < out.len() {
-        let n = w.min(out.len() - o);
-        let base = (r % period.max(1)) * width;
+    // Lane by lane group: the eight generators stay in registers over every round that draws
+    // from them (rounds `blk, blk + period, ...` for block `blk`), each lane's draws in order.
+    let (w, per) = (width, period.max(1));
+    if w == 0 {
+        return gaussian_fixed_rounds_scalar(state, width, period, out);
+    }
+    let len = out.len();
+    let rounds = len.div_ceil(w);
+    let o_ptr = out.as_mut_ptr();
+    let scalar = |l: usize, o: usize| {
+        let (st, w0) = taus88_step([*p1.add(l), *p2.add(l), *p3.add(l)]);
+        let ([n1, n2, n3], w1) = taus88_step(st);
+        (*p1.add(l), *p2.add(l), *p3.add(l)) = (n1, n2, n3);
+        *o_ptr.add(o) = gaussian_fixed_packed(rom, w0, w1);
+    };
+    for blk in 0..per.min(rounds) {
         let mut e = 0;
-        while e + 8 <= n {
-            let l = base + e;
+        while e + 8 <= w {
+            let l = blk * width + e;
             let mut s = [
                 _mm256_loadu_si256(p1.add(l) as *const __m256i),
                 _mm256_loadu_si256(p2.add(l) as *const __m256i),
                 _mm256_loadu_si256(p3.add(l) as *const __m256i),
             ];
-            let w0 = step(&mut s);
-            let w1 = step(&mut s);
+            let mut r = blk;
+            // Every round but a short last one takes all eight.
+            while r < rounds && r * w + e + 8 <= len {
+                let w0 = step(&mut s);
+                let w1 = step(&mut s);
+                _mm_storeu_si128(
+                    o_ptr.add(r * w + e) as *mut __m128i,
+                    gaussian_fixed8(table, w0, w1),
+                );
+                r += per;
+            }
             _mm256_storeu_si256(p1.add(l) as *mut __m256i, s[0]);
             _mm256_storeu_si256(p2.add(l) as *mut __m256i, s[1]);
             _mm256_storeu_si256(p3.add(l) as *mut __m256i, s[2]);
-            _mm_storeu_si128(
-                out.as_mut_ptr().add(o + e) as *mut __m128i,
-                gaussian_fixed8(rom, w0, w1),
-            );
+            if r < rounds {
+                // The short last round: its first lanes only.
+                for ee in e..(len - r * w).min(e + 8) {
+                    scalar(blk * width + ee, r * w + ee);
+                }
+            }
             e += 8;
         }
-        for e in e..n {
-            let l = base + e;
-            let (st, w0) = taus88_step([*p1.add(l), *p2.add(l), *p3.add(l)]);
-            let ([n1, n2, n3], w1) = taus88_step(st);
-            (*p1.add(l), *p2.add(l), *p3.add(l)) = (n1, n2, n3);
-            out[o + e] = gaussian_fixed_packed(rom, w0, w1);
+        // Lanes past the last group of eight, round by round.
+        for ee in e..w {
+            let mut r = blk;
+            while r < rounds && r * w + ee < len {
+                scalar(blk * width + ee, r * w + ee);
+                r += per;
+            }
         }
-        o += n;
-        r += 1;
     }
 }
 
@@ -875,6 +924,9 @@ mod tests {
             (1, 1, 9),
             (64, 16, 64 * 37),
             (19, 3, 19 * 7),
+            (16, 1, 1021),
+            (20, 2, 20 * 7 + 13),
+            (64, 16, 64 * 37 + 45),
         ] {
             let lanes: Vec<NoiseLane> = (0..width * period)
                 .map(|l| NoiseLane::new(9 + width as u64, l as u32))

@@ -46,6 +46,15 @@ fn fixed_engine_bits_do_not_depend_on_threads_or_vector_path() {
                 e
             })
             .collect();
+        // The gather form of the vector kernel (substrates above 2^16 units), on 1 and 2 threads.
+        for t in [1usize, 2] {
+            let mut e = FixedEngine::fixed(&s, 9);
+            e.prog.kernel = thermo_sim::kernel::FixedKernel::with_gathers(&e.prog);
+            assert!(e.prog.kernel.is_some(), "{what}: a vector kernel");
+            e.threads = t;
+            e.min_units_per_thread = 1;
+            engines.push(e);
+        }
         let mut saturated = 0;
         for sweep in 1..=60 {
             reference.sweep();
