@@ -2198,82 +2198,7 @@ module top$core$cmd$bmem(clock,read_address,read_data,write_address,write_data,w
     
     // Update code (custom)
     (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:127];
-    integer i;
-    initial begin
-       for (i = 0; i < 128; i = i + 1) mem[i] = 32'h0;
-       mem[1] = 32'h9f06f;
-       mem[2] = 32'h133333;
-       mem[3] = 32'h1b27bb;
-       mem[4] = 32'h214120;
-       mem[5] = 32'h25182b;
-       mem[6] = 32'h266666;
-       mem[7] = 32'h25182b;
-       mem[8] = 32'h214120;
-       mem[9] = 32'h1b27bb;
-       mem[10] = 32'h133333;
-       mem[11] = 32'h9f06f;
-       mem[13] = 32'hfff60f91;
-       mem[14] = 32'hffeccccd;
-       mem[15] = 32'hffe4d845;
-       mem[16] = 32'hffdebee0;
-       mem[17] = 32'hffdae7d5;
-       mem[18] = 32'hffd9999a;
-       mem[19] = 32'hffdae7d5;
-       mem[20] = 32'hffdebee0;
-       mem[21] = 32'hffe4d845;
-       mem[22] = 32'hffeccccd;
-       mem[23] = 32'hfff60f91;
-       mem[24] = 32'h133333;
-       mem[25] = 32'h11bda5;
-       mem[26] = 32'hd930c;
-       mem[27] = 32'h758e2;
-       mem[29] = 32'hfff8a71e;
-       mem[30] = 32'hfff26cf4;
-       mem[31] = 32'hffee425b;
-       mem[32] = 32'hffeccccd;
-       mem[33] = 32'hffee425b;
-       mem[34] = 32'hfff26cf4;
-       mem[35] = 32'hfff8a71e;
-       mem[37] = 32'h758e2;
-       mem[38] = 32'hd930c;
-       mem[39] = 32'h11bda5;
-       mem[65] = 32'h9f06f;
-       mem[66] = 32'h133333;
-       mem[67] = 32'h1b27bb;
-       mem[68] = 32'h214120;
-       mem[69] = 32'h25182b;
-       mem[70] = 32'h266666;
-       mem[71] = 32'h25182b;
-       mem[72] = 32'h214120;
-       mem[73] = 32'h1b27bb;
-       mem[74] = 32'h133333;
-       mem[75] = 32'h9f06f;
-       mem[77] = 32'hfff60f91;
-       mem[78] = 32'hffeccccd;
-       mem[79] = 32'hffe4d845;
-       mem[80] = 32'hffdebee0;
-       mem[81] = 32'hffdae7d5;
-       mem[82] = 32'hffd9999a;
-       mem[83] = 32'hffdae7d5;
-       mem[84] = 32'hffdebee0;
-       mem[85] = 32'hffe4d845;
-       mem[86] = 32'hffeccccd;
-       mem[87] = 32'hfff60f91;
-       mem[88] = 32'h133333;
-       mem[89] = 32'h11bda5;
-       mem[90] = 32'hd930c;
-       mem[91] = 32'h758e2;
-       mem[93] = 32'hfff8a71e;
-       mem[94] = 32'hfff26cf4;
-       mem[95] = 32'hffee425b;
-       mem[96] = 32'hffeccccd;
-       mem[97] = 32'hffee425b;
-       mem[98] = 32'hfff26cf4;
-       mem[99] = 32'hfff8a71e;
-       mem[101] = 32'h758e2;
-       mem[102] = 32'hd930c;
-       mem[103] = 32'h11bda5;
-    end
+    initial $readmemh("mem_da7aa05293df4ea5.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[6:0]];
@@ -2355,228 +2280,7 @@ module top$core$cmd$coup(clock,read_address,read_data,write_address,write_data,w
     
     // Update code (custom)
     (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:255];
-    integer i;
-    initial begin
-       for (i = 0; i < 256; i = i + 1) mem[i] = 16'h0;
-       mem[0] = 16'h400;
-       mem[1] = 16'h266;
-       mem[2] = 16'h400;
-       mem[3] = 16'h400;
-       mem[4] = 16'h266;
-       mem[5] = 16'h400;
-       mem[6] = 16'h400;
-       mem[7] = 16'h266;
-       mem[8] = 16'h400;
-       mem[9] = 16'h400;
-       mem[10] = 16'h266;
-       mem[11] = 16'h400;
-       mem[12] = 16'h400;
-       mem[13] = 16'h266;
-       mem[14] = 16'h400;
-       mem[15] = 16'h400;
-       mem[16] = 16'h266;
-       mem[17] = 16'h400;
-       mem[18] = 16'h400;
-       mem[19] = 16'h266;
-       mem[20] = 16'h400;
-       mem[21] = 16'h400;
-       mem[22] = 16'h266;
-       mem[23] = 16'h400;
-       mem[24] = 16'h400;
-       mem[25] = 16'h266;
-       mem[26] = 16'h400;
-       mem[27] = 16'h400;
-       mem[28] = 16'h266;
-       mem[29] = 16'h400;
-       mem[30] = 16'h400;
-       mem[31] = 16'h266;
-       mem[32] = 16'h400;
-       mem[33] = 16'h400;
-       mem[34] = 16'h266;
-       mem[35] = 16'h400;
-       mem[36] = 16'h400;
-       mem[37] = 16'h266;
-       mem[38] = 16'h400;
-       mem[39] = 16'h400;
-       mem[40] = 16'h266;
-       mem[41] = 16'h400;
-       mem[42] = 16'h400;
-       mem[43] = 16'h266;
-       mem[44] = 16'h400;
-       mem[45] = 16'h400;
-       mem[46] = 16'h266;
-       mem[47] = 16'h400;
-       mem[48] = 16'h400;
-       mem[49] = 16'h266;
-       mem[50] = 16'h400;
-       mem[51] = 16'h400;
-       mem[52] = 16'h266;
-       mem[53] = 16'h400;
-       mem[54] = 16'h400;
-       mem[55] = 16'h266;
-       mem[56] = 16'h400;
-       mem[57] = 16'h400;
-       mem[58] = 16'h266;
-       mem[59] = 16'h400;
-       mem[60] = 16'h400;
-       mem[61] = 16'h266;
-       mem[62] = 16'h400;
-       mem[63] = 16'h400;
-       mem[64] = 16'h266;
-       mem[65] = 16'h400;
-       mem[66] = 16'h400;
-       mem[67] = 16'h266;
-       mem[68] = 16'h400;
-       mem[69] = 16'h266;
-       mem[70] = 16'h266;
-       mem[71] = 16'h266;
-       mem[72] = 16'h400;
-       mem[73] = 16'h266;
-       mem[74] = 16'h266;
-       mem[75] = 16'h266;
-       mem[76] = 16'h400;
-       mem[77] = 16'h400;
-       mem[78] = 16'h266;
-       mem[79] = 16'h266;
-       mem[80] = 16'h266;
-       mem[81] = 16'h400;
-       mem[82] = 16'h400;
-       mem[83] = 16'h266;
-       mem[84] = 16'h266;
-       mem[85] = 16'h266;
-       mem[86] = 16'h400;
-       mem[87] = 16'h400;
-       mem[88] = 16'h266;
-       mem[89] = 16'h266;
-       mem[90] = 16'h266;
-       mem[91] = 16'h400;
-       mem[92] = 16'h400;
-       mem[93] = 16'h266;
-       mem[94] = 16'h266;
-       mem[95] = 16'h266;
-       mem[96] = 16'h400;
-       mem[97] = 16'h400;
-       mem[98] = 16'h266;
-       mem[99] = 16'h266;
-       mem[100] = 16'h266;
-       mem[101] = 16'h400;
-       mem[102] = 16'h400;
-       mem[103] = 16'h266;
-       mem[104] = 16'h266;
-       mem[105] = 16'h266;
-       mem[106] = 16'h400;
-       mem[107] = 16'h400;
-       mem[108] = 16'h266;
-       mem[109] = 16'h266;
-       mem[110] = 16'h266;
-       mem[111] = 16'h400;
-       mem[112] = 16'h400;
-       mem[113] = 16'h266;
-       mem[114] = 16'h266;
-       mem[115] = 16'h266;
-       mem[116] = 16'h400;
-       mem[117] = 16'h400;
-       mem[118] = 16'h266;
-       mem[119] = 16'h266;
-       mem[120] = 16'h266;
-       mem[121] = 16'h400;
-       mem[122] = 16'h400;
-       mem[123] = 16'h266;
-       mem[124] = 16'h266;
-       mem[125] = 16'h266;
-       mem[126] = 16'h400;
-       mem[127] = 16'h400;
-       mem[128] = 16'h266;
-       mem[129] = 16'h266;
-       mem[130] = 16'h266;
-       mem[131] = 16'h400;
-       mem[132] = 16'h400;
-       mem[133] = 16'h266;
-       mem[134] = 16'h266;
-       mem[135] = 16'h266;
-       mem[136] = 16'h400;
-       mem[137] = 16'h400;
-       mem[138] = 16'h266;
-       mem[139] = 16'h266;
-       mem[140] = 16'h266;
-       mem[141] = 16'h400;
-       mem[142] = 16'h400;
-       mem[143] = 16'h266;
-       mem[144] = 16'h266;
-       mem[145] = 16'h266;
-       mem[146] = 16'h400;
-       mem[147] = 16'h266;
-       mem[148] = 16'h266;
-       mem[149] = 16'h400;
-       mem[150] = 16'h266;
-       mem[151] = 16'h400;
-       mem[152] = 16'h400;
-       mem[153] = 16'h266;
-       mem[154] = 16'h400;
-       mem[155] = 16'h400;
-       mem[156] = 16'h266;
-       mem[157] = 16'h400;
-       mem[158] = 16'h400;
-       mem[159] = 16'h266;
-       mem[160] = 16'h400;
-       mem[161] = 16'h400;
-       mem[162] = 16'h266;
-       mem[163] = 16'h400;
-       mem[164] = 16'h400;
-       mem[165] = 16'h266;
-       mem[166] = 16'h400;
-       mem[167] = 16'h400;
-       mem[168] = 16'h266;
-       mem[169] = 16'h400;
-       mem[170] = 16'h400;
-       mem[171] = 16'h266;
-       mem[172] = 16'h400;
-       mem[173] = 16'h400;
-       mem[174] = 16'h266;
-       mem[175] = 16'h400;
-       mem[176] = 16'h400;
-       mem[177] = 16'h266;
-       mem[178] = 16'h400;
-       mem[179] = 16'h400;
-       mem[180] = 16'h266;
-       mem[181] = 16'h400;
-       mem[182] = 16'h400;
-       mem[183] = 16'h266;
-       mem[184] = 16'h400;
-       mem[185] = 16'h400;
-       mem[186] = 16'h266;
-       mem[187] = 16'h400;
-       mem[188] = 16'h400;
-       mem[189] = 16'h266;
-       mem[190] = 16'h400;
-       mem[191] = 16'h400;
-       mem[192] = 16'h266;
-       mem[193] = 16'h400;
-       mem[194] = 16'h400;
-       mem[195] = 16'h266;
-       mem[196] = 16'h400;
-       mem[197] = 16'h400;
-       mem[198] = 16'h266;
-       mem[199] = 16'h400;
-       mem[200] = 16'h400;
-       mem[201] = 16'h266;
-       mem[202] = 16'h400;
-       mem[203] = 16'h400;
-       mem[204] = 16'h266;
-       mem[205] = 16'h400;
-       mem[206] = 16'h400;
-       mem[207] = 16'h266;
-       mem[208] = 16'h400;
-       mem[209] = 16'h400;
-       mem[210] = 16'h266;
-       mem[211] = 16'h400;
-       mem[212] = 16'h400;
-       mem[213] = 16'h266;
-       mem[214] = 16'h400;
-       mem[215] = 16'h400;
-       mem[216] = 16'h266;
-       mem[217] = 16'h400;
-    end
+    initial $readmemh("mem_4fcfbf9388ef3b6d.hex", mem);
     reg [15:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[7:0]];
@@ -4099,82 +3803,7 @@ module top$core$cmd$slotmem(clock,read_address,read_data,write_address,write_dat
     
     // Update code (custom)
     (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:255];
-    integer i;
-    initial begin
-       for (i = 0; i < 256; i = i + 1) mem[i] = 32'h0;
-       mem[1] = 32'h9f06f;
-       mem[2] = 32'h133333;
-       mem[3] = 32'h1b27bb;
-       mem[4] = 32'h214120;
-       mem[5] = 32'h25182b;
-       mem[6] = 32'h266666;
-       mem[7] = 32'h25182b;
-       mem[8] = 32'h214120;
-       mem[9] = 32'h1b27bb;
-       mem[10] = 32'h133333;
-       mem[11] = 32'h9f06f;
-       mem[13] = 32'hfff60f91;
-       mem[14] = 32'hffeccccd;
-       mem[15] = 32'hffe4d845;
-       mem[16] = 32'hffdebee0;
-       mem[17] = 32'hffdae7d5;
-       mem[18] = 32'hffd9999a;
-       mem[19] = 32'hffdae7d5;
-       mem[20] = 32'hffdebee0;
-       mem[21] = 32'hffe4d845;
-       mem[22] = 32'hffeccccd;
-       mem[23] = 32'hfff60f91;
-       mem[24] = 32'h133333;
-       mem[25] = 32'h11bda5;
-       mem[26] = 32'hd930c;
-       mem[27] = 32'h758e2;
-       mem[29] = 32'hfff8a71e;
-       mem[30] = 32'hfff26cf4;
-       mem[31] = 32'hffee425b;
-       mem[32] = 32'hffeccccd;
-       mem[33] = 32'hffee425b;
-       mem[34] = 32'hfff26cf4;
-       mem[35] = 32'hfff8a71e;
-       mem[37] = 32'h758e2;
-       mem[38] = 32'hd930c;
-       mem[39] = 32'h11bda5;
-       mem[129] = 32'h9f06f;
-       mem[130] = 32'h133333;
-       mem[131] = 32'h1b27bb;
-       mem[132] = 32'h214120;
-       mem[133] = 32'h25182b;
-       mem[134] = 32'h266666;
-       mem[135] = 32'h25182b;
-       mem[136] = 32'h214120;
-       mem[137] = 32'h1b27bb;
-       mem[138] = 32'h133333;
-       mem[139] = 32'h9f06f;
-       mem[141] = 32'hfff60f91;
-       mem[142] = 32'hffeccccd;
-       mem[143] = 32'hffe4d845;
-       mem[144] = 32'hffdebee0;
-       mem[145] = 32'hffdae7d5;
-       mem[146] = 32'hffd9999a;
-       mem[147] = 32'hffdae7d5;
-       mem[148] = 32'hffdebee0;
-       mem[149] = 32'hffe4d845;
-       mem[150] = 32'hffeccccd;
-       mem[151] = 32'hfff60f91;
-       mem[152] = 32'h133333;
-       mem[153] = 32'h11bda5;
-       mem[154] = 32'hd930c;
-       mem[155] = 32'h758e2;
-       mem[157] = 32'hfff8a71e;
-       mem[158] = 32'hfff26cf4;
-       mem[159] = 32'hffee425b;
-       mem[160] = 32'hffeccccd;
-       mem[161] = 32'hffee425b;
-       mem[162] = 32'hfff26cf4;
-       mem[163] = 32'hfff8a71e;
-       mem[165] = 32'h758e2;
-       mem[166] = 32'hd930c;
-       mem[167] = 32'h11bda5;
-    end
+    initial $readmemh("mem_526480f0c8b8eea5.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[7:0]];
@@ -6007,6 +5636,8 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     reg  lanes$0$rdo_we;
     wire  [31:0] lanes$0$rdo_data;
     wire  [15:0] lanes$0$rd_q;
+    wire  lanes$0$rd_en;
+    wire  [15:0] lanes$0$rd_b1;
     wire  [15:0] lanes$0$rd_bank;
     wire  [15:0] lanes$0$line_sel;
     wire  lanes$0$wr_en;
@@ -6038,6 +5669,8 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     reg  sides$0$gain_we;
     reg  sides$0$clear;
     wire  [15:0] sides$0$rd_q;
+    wire  sides$0$rd_en;
+    wire  [15:0] sides$0$rd_b1;
     wire  [15:0] sides$0$rd_bank;
     wire  sides$0$line_we;
     wire  [15:0] sides$0$line_idx;
@@ -6054,30 +5687,26 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     reg  sides$1$gain_we;
     reg  sides$1$clear;
     wire  [15:0] sides$1$rd_q;
+    wire  sides$1$rd_en;
+    wire  [15:0] sides$1$rd_b1;
     wire  [15:0] sides$1$rd_bank;
     wire  sides$1$line_we;
     wire  [15:0] sides$1$line_idx;
     wire  [15:0] sides$1$line_val;
     wire  [31:0] sides$1$cnt_acc;
     wire  [31:0] sides$1$cnt_bus;
-    reg  repl$0$clock;
-    reg  [15:0] repl$0$read_address;
-    wire  [31:0] repl$0$read_data;
-    reg  [15:0] repl$0$write_address;
-    reg  [31:0] repl$0$write_data;
-    reg  repl$0$write_enable;
-    reg  repl$1$clock;
-    reg  [15:0] repl$1$read_address;
-    wire  [31:0] repl$1$read_data;
-    reg  [15:0] repl$1$write_address;
-    reg  [31:0] repl$1$write_data;
-    reg  repl$1$write_enable;
-    reg  repl$2$clock;
-    reg  [15:0] repl$2$read_address;
-    wire  [31:0] repl$2$read_data;
-    reg  [15:0] repl$2$write_address;
-    reg  [31:0] repl$2$write_data;
-    reg  repl$2$write_enable;
+    reg  banks$0$clock;
+    reg  [15:0] banks$0$read_address;
+    wire  [31:0] banks$0$read_data;
+    reg  [15:0] banks$0$write_address;
+    reg  [31:0] banks$0$write_data;
+    reg  banks$0$write_enable;
+    reg  banks$1$clock;
+    reg  [15:0] banks$1$read_address;
+    wire  [31:0] banks$1$read_data;
+    reg  [15:0] banks$1$write_address;
+    reg  [31:0] banks$1$write_data;
+    reg  banks$1$write_enable;
     reg  [15:0] lines$0$d;
     wire  [15:0] lines$0$q;
     reg  lines$0$clock;
@@ -6141,6 +5770,8 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         .rdo_we(lanes$0$rdo_we),
         .rdo_data(lanes$0$rdo_data),
         .rd_q(lanes$0$rd_q),
+        .rd_en(lanes$0$rd_en),
+        .rd_b1(lanes$0$rd_b1),
         .rd_bank(lanes$0$rd_bank),
         .line_sel(lanes$0$line_sel),
         .wr_en(lanes$0$wr_en),
@@ -6176,6 +5807,8 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         .gain_we(sides$0$gain_we),
         .clear(sides$0$clear),
         .rd_q(sides$0$rd_q),
+        .rd_en(sides$0$rd_en),
+        .rd_b1(sides$0$rd_b1),
         .rd_bank(sides$0$rd_bank),
         .line_we(sides$0$line_we),
         .line_idx(sides$0$line_idx),
@@ -6194,6 +5827,8 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         .gain_we(sides$1$gain_we),
         .clear(sides$1$clear),
         .rd_q(sides$1$rd_q),
+        .rd_en(sides$1$rd_en),
+        .rd_b1(sides$1$rd_b1),
         .rd_bank(sides$1$rd_bank),
         .line_we(sides$1$line_we),
         .line_idx(sides$1$line_idx),
@@ -6201,29 +5836,21 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         .cnt_acc(sides$1$cnt_acc),
         .cnt_bus(sides$1$cnt_bus)
     );
-    top$sub$repl$0 repl$0(
-        .clock(repl$0$clock),
-        .read_address(repl$0$read_address),
-        .read_data(repl$0$read_data),
-        .write_address(repl$0$write_address),
-        .write_data(repl$0$write_data),
-        .write_enable(repl$0$write_enable)
+    top$sub$banks$0 banks$0(
+        .clock(banks$0$clock),
+        .read_address(banks$0$read_address),
+        .read_data(banks$0$read_data),
+        .write_address(banks$0$write_address),
+        .write_data(banks$0$write_data),
+        .write_enable(banks$0$write_enable)
     );
-    top$sub$repl$1 repl$1(
-        .clock(repl$1$clock),
-        .read_address(repl$1$read_address),
-        .read_data(repl$1$read_data),
-        .write_address(repl$1$write_address),
-        .write_data(repl$1$write_data),
-        .write_enable(repl$1$write_enable)
-    );
-    top$sub$repl$2 repl$2(
-        .clock(repl$2$clock),
-        .read_address(repl$2$read_address),
-        .read_data(repl$2$read_data),
-        .write_address(repl$2$write_address),
-        .write_data(repl$2$write_data),
-        .write_enable(repl$2$write_enable)
+    top$sub$banks$1 banks$1(
+        .clock(banks$1$clock),
+        .read_address(banks$1$read_address),
+        .read_data(banks$1$read_data),
+        .write_address(banks$1$write_address),
+        .write_data(banks$1$write_data),
+        .write_enable(banks$1$write_enable)
     );
     top$sub$lines$0 lines$0(
         .d(lines$0$d),
@@ -6291,9 +5918,8 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       noise$0$clock = clock;
       sides$0$clock = clock;
       sides$1$clock = clock;
-      repl$0$clock = clock;
-      repl$1$clock = clock;
-      repl$2$clock = clock;
+      banks$0$clock = clock;
+      banks$1$clock = clock;
       lines$0$clock = clock;
       lines$1$clock = clock;
       lines$2$clock = clock;
@@ -6311,7 +5937,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       ctrl$start = (ctrl_we && cfg$wdata[0] && !cfg$wdata[1]) || start_late$q;
       ctrl$n_sweeps = nsw$q;
       case (lanes$0$rd_bank)
-        16'd0: lanes$0$rd_data = repl$0$read_data[15:0];
+        16'd0: lanes$0$rd_data = banks$0$read_data[15:0];
         default: lanes$0$rd_data = 16'd0;
       endcase
       case (lanes$0$line_sel & 16'd3)
@@ -6321,7 +5947,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: lanes$0$line_val = lines$3$q;
         default: lanes$0$line_val = 16'd0;
       endcase
-      lanes$0$issue = running_w && (c_w >= 32'd51) && (c_w < 32'd493);
+      lanes$0$issue = running_w && (c_w >= 32'd54) && (c_w < 32'd496);
       lanes$0$rewind = ctrl$rewind;
       lanes$0$cfg_addr = {4'd0, cfg$addr[11:0]};
       lanes$0$cfg_data = cfg$wdata;
@@ -6343,7 +5969,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       noise$0$seed_we_b = 1'b0;
       noise$0$pop_b = 1'b0;
       case (sides$0$rd_bank)
-        16'd0: sides$0$rd_data = repl$1$read_data[15:0];
+        16'd0: sides$0$rd_data = banks$0$read_data[15:0];
         default: sides$0$rd_data = 16'd0;
       endcase
       sides$0$issue = running_w && (c_w < 32'd48);
@@ -6354,7 +5980,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       sides$0$gain_we = cfg$we && (reg_w == 4'd6) && (sel_w == 8'd0);
       sides$0$clear = ctrl_we && cfg$wdata[2];
       case (sides$1$rd_bank)
-        16'd0: sides$1$rd_data = repl$2$read_data[15:0];
+        16'd0: sides$1$rd_data = banks$1$read_data[15:0];
         default: sides$1$rd_data = 16'd0;
       endcase
       sides$1$issue = running_w && (c_w < 32'd48);
@@ -6364,35 +5990,25 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       sides$1$word_we = cfg$we && (reg_w == 4'd5) && (sel_w == 8'd1);
       sides$1$gain_we = cfg$we && (reg_w == 4'd6) && (sel_w == 8'd1);
       sides$1$clear = ctrl_we && cfg$wdata[2];
-      repl$0$read_address = ({15'd0, buf_w} << 6) | ((running_w ? lanes$0$rd_q : a_q) & 16'd63);
+      banks$0$read_address = ({15'd0, buf_w} << 6) | ((running_w ? (((lanes$0$rd_en && lanes$0$rd_b1 == 16'd0) ? lanes$0$rd_q : 16'd0) | ((sides$0$rd_en && sides$0$rd_b1 == 16'd0) ? sides$0$rd_q : 16'd0)) : a_q) & 16'd63);
       if (running_w) begin
-        repl$0$write_address = ({15'd0, !buf_w} << 6) | (lanes$0$wr_q & 16'd63);
-        repl$0$write_data = {16'd0, lanes$0$wr_data};
-        repl$0$write_enable = lanes$0$wr_en;
+        banks$0$write_address = ({15'd0, !buf_w} << 6) | (lanes$0$wr_q & 16'd63);
+        banks$0$write_data = {16'd0, lanes$0$wr_data};
+        banks$0$write_enable = lanes$0$wr_en;
       end else begin
-        repl$0$write_address = ({15'd0, buf_w} << 6) | (a_q & 16'd63);
-        repl$0$write_data = {16'd0, cfg$wdata[15:0]};
-        repl$0$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd0);
+        banks$0$write_address = ({15'd0, buf_w} << 6) | (a_q & 16'd63);
+        banks$0$write_data = {16'd0, cfg$wdata[15:0]};
+        banks$0$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd0);
       end
-      repl$1$read_address = ({15'd0, buf_w} << 6) | (sides$0$rd_q & 16'd63);
+      banks$1$read_address = ({15'd0, buf_w} << 6) | ((((sides$1$rd_en && sides$1$rd_b1 == 16'd0) ? sides$1$rd_q : 16'd0)) & 16'd63);
       if (running_w) begin
-        repl$1$write_address = ({15'd0, !buf_w} << 6) | (lanes$0$wr_q & 16'd63);
-        repl$1$write_data = {16'd0, lanes$0$wr_data};
-        repl$1$write_enable = lanes$0$wr_en;
+        banks$1$write_address = ({15'd0, !buf_w} << 6) | (lanes$0$wr_q & 16'd63);
+        banks$1$write_data = {16'd0, lanes$0$wr_data};
+        banks$1$write_enable = lanes$0$wr_en;
       end else begin
-        repl$1$write_address = ({15'd0, buf_w} << 6) | (a_q & 16'd63);
-        repl$1$write_data = {16'd0, cfg$wdata[15:0]};
-        repl$1$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd0);
-      end
-      repl$2$read_address = ({15'd0, buf_w} << 6) | (sides$1$rd_q & 16'd63);
-      if (running_w) begin
-        repl$2$write_address = ({15'd0, !buf_w} << 6) | (lanes$0$wr_q & 16'd63);
-        repl$2$write_data = {16'd0, lanes$0$wr_data};
-        repl$2$write_enable = lanes$0$wr_en;
-      end else begin
-        repl$2$write_address = ({15'd0, buf_w} << 6) | (a_q & 16'd63);
-        repl$2$write_data = {16'd0, cfg$wdata[15:0]};
-        repl$2$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd0);
+        banks$1$write_address = ({15'd0, buf_w} << 6) | (a_q & 16'd63);
+        banks$1$write_data = {16'd0, cfg$wdata[15:0]};
+        banks$1$write_enable = cfg$we && (reg_w == 4'd2) && (a_bank == 16'd0);
       end
       lines$0$d = lines$0$q;
       lines$1$d = lines$1$q;
@@ -6444,7 +6060,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         8'd8: rdata$d = sides$0$cnt_bus;
         8'd9: rdata$d = sides$1$cnt_acc;
         8'd10: rdata$d = sides$1$cnt_bus;
-        8'd11: rdata$d = {16'd0, repl$0$read_data[15:0]};
+        8'd11: rdata$d = {16'd0, banks$0$read_data[15:0]};
         8'd12: rdata$d = lanes$0$rdo_data;
         default: rdata$d = 32'd0;
       endcase
@@ -6452,6 +6068,62 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       cfg$running = running_w;
     end
 endmodule // top$sub
+
+
+module top$sub$banks$0(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 16'h0;
+    end
+    reg [15:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[15:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 16'hbeef;
+    `endif
+    end
+    always @(*) read_data = {16'b0, rd};
+endmodule // top$sub$banks$0
+
+
+module top$sub$banks$1(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 16'h0;
+    end
+    reg [15:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[15:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 16'hbeef;
+    `endif
+    end
+    always @(*) read_data = {16'b0, rd};
+endmodule // top$sub$banks$1
 
 
 module top$sub$ctrl(clock,start,n_sweeps,running,c,rewind,rbuf,sweeps,cycles);
@@ -6468,7 +6140,7 @@ module top$sub$ctrl(clock,start,n_sweeps,running,c,rewind,rbuf,sweeps,cycles);
     output reg  [31:0] cycles;
     
     // Constant declarations
-    localparam  last = 24'h1f0;
+    localparam  last = 24'h1f6;
     localparam  cmask = 24'h1ff;
     
     // Stub signals
@@ -6682,7 +6354,7 @@ module top$sub$ctrl$run(d,q,clock);
 endmodule // top$sub$ctrl$run
 
 
-module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,instr_we,bias_we,nz,nvalid,clear,rdo_en,rdo_rho,rdo_sel,rdo_addr,rdo_we,rdo_data,rd_q,rd_bank,line_sel,wr_en,wr_q,wr_data,cnt_acc,cnt_state,noise_err,npop);
+module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,instr_we,bias_we,nz,nvalid,clear,rdo_en,rdo_rho,rdo_sel,rdo_addr,rdo_we,rdo_data,rd_q,rd_en,rd_b1,rd_bank,line_sel,wr_en,wr_q,wr_data,cnt_acc,cnt_state,noise_err,npop);
     
     // Module arguments
     input wire  clock;
@@ -6704,6 +6376,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     input wire  rdo_we;
     output reg  [31:0] rdo_data;
     output reg  [15:0] rd_q;
+    output reg  rd_en;
+    output reg  [15:0] rd_b1;
     output reg  [15:0] rd_bank;
     output reg  [15:0] line_sel;
     output reg  wr_en;
@@ -6716,6 +6390,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     
     // Constant declarations
     localparam  bsh = 16'h0;
+    localparam  pmask = 16'h1ff;
+    localparam  umask = 16'h3f;
     localparam  bmask = 16'h0;
     localparam  lo = 16'h8000;
     localparam  hi = 16'h7fff;
@@ -6723,6 +6399,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     localparam  hib = 16'hffff;
     localparam  lo32 = 32'hffff8000;
     localparam  hi32 = 32'h7fff;
+    localparam  sx32 = 32'hffff0000;
     localparam  gn = 16'ha1f;
     localparam  ngn = 16'hf5e1;
     
@@ -6754,12 +6431,6 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  sa_mac$alt;
     wire  [31:0] sa_mac$y;
     wire  sa_mac$sat;
-    reg  [31:0] sa_bias$acc;
-    reg  [31:0] sa_bias$x;
-    reg  sa_bias$en;
-    reg  sa_bias$alt;
-    wire  [31:0] sa_bias$y;
-    wire  sa_bias$sat;
     reg  [31:0] sa_noise$acc;
     reg  [31:0] sa_noise$x;
     reg  sa_noise$en;
@@ -6787,15 +6458,27 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  v2$d;
     wire  v2$q;
     reg  v2$clock;
-    reg  [31:0] p3$d;
-    wire  [31:0] p3$q;
-    reg  p3$clock;
+    reg  [15:0] a3$d;
+    wire  [15:0] a3$q;
+    reg  a3$clock;
+    reg  [15:0] b3$d;
+    wire  [15:0] b3$q;
+    reg  b3$clock;
     reg  [1:0] op3$d;
     wire  [1:0] op3$q;
     reg  op3$clock;
     reg  v3$d;
     wire  v3$q;
     reg  v3$clock;
+    reg  [31:0] p4$d;
+    wire  [31:0] p4$q;
+    reg  p4$clock;
+    reg  [1:0] op4$d;
+    wire  [1:0] op4$q;
+    reg  op4$clock;
+    reg  v4$d;
+    wire  v4$q;
+    reg  v4$clock;
     reg  [31:0] acc$d;
     wire  [31:0] acc$q;
     reg  acc$clock;
@@ -6805,6 +6488,36 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] uc$d;
     wire  [15:0] uc$q;
     reg  uc$clock;
+    reg  [31:0] np$d;
+    wire  [31:0] np$q;
+    reg  np$clock;
+    reg  f1$d;
+    wire  f1$q;
+    reg  f1$clock;
+    reg  [31:0] fnz$d;
+    wire  [31:0] fnz$q;
+    reg  fnz$clock;
+    reg  f2$d;
+    wire  f2$q;
+    reg  f2$clock;
+    reg  [15:0] wd$d;
+    wire  [15:0] wd$q;
+    reg  wd$clock;
+    reg  wsat$d;
+    wire  wsat$q;
+    reg  wsat$clock;
+    reg  f3$d;
+    wire  f3$q;
+    reg  f3$clock;
+    reg  [15:0] uw$d;
+    wire  [15:0] uw$q;
+    reg  uw$clock;
+    reg  sat_a$d;
+    wire  sat_a$q;
+    reg  sat_a$clock;
+    reg  sat_n$d;
+    wire  sat_n$q;
+    reg  sat_n$clock;
     reg  [31:0] nacc$d;
     wire  [31:0] nacc$q;
     reg  nacc$clock;
@@ -6822,11 +6535,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  in_range;
     reg  below;
     reg  above;
-    reg  [1:0] i1;
-    reg  [1:0] i2;
-    reg  [1:0] i3;
+    reg  [1:0] inc;
     reg  fin_now;
-    reg  [15:0] fy;
     reg  [15:0] fyb;
     reg  [31:0] rdo_x;
     
@@ -6867,14 +6577,6 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .alt(sa_mac$alt),
         .y(sa_mac$y),
         .sat(sa_mac$sat)
-    );
-    top$sub$lanes$0$sa_bias sa_bias(
-        .acc(sa_bias$acc),
-        .x(sa_bias$x),
-        .en(sa_bias$en),
-        .alt(sa_bias$alt),
-        .y(sa_bias$y),
-        .sat(sa_bias$sat)
     );
     top$sub$lanes$0$sa_noise sa_noise(
         .acc(sa_noise$acc),
@@ -6919,10 +6621,15 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(v2$q),
         .clock(v2$clock)
     );
-    top$sub$lanes$0$p3 p3(
-        .d(p3$d),
-        .q(p3$q),
-        .clock(p3$clock)
+    top$sub$lanes$0$a3 a3(
+        .d(a3$d),
+        .q(a3$q),
+        .clock(a3$clock)
+    );
+    top$sub$lanes$0$b3 b3(
+        .d(b3$d),
+        .q(b3$q),
+        .clock(b3$clock)
     );
     top$sub$lanes$0$op3 op3(
         .d(op3$d),
@@ -6933,6 +6640,21 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .d(v3$d),
         .q(v3$q),
         .clock(v3$clock)
+    );
+    top$sub$lanes$0$p4 p4(
+        .d(p4$d),
+        .q(p4$q),
+        .clock(p4$clock)
+    );
+    top$sub$lanes$0$op4 op4(
+        .d(op4$d),
+        .q(op4$q),
+        .clock(op4$clock)
+    );
+    top$sub$lanes$0$v4 v4(
+        .d(v4$d),
+        .q(v4$q),
+        .clock(v4$clock)
     );
     top$sub$lanes$0$acc acc(
         .d(acc$d),
@@ -6948,6 +6670,56 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .d(uc$d),
         .q(uc$q),
         .clock(uc$clock)
+    );
+    top$sub$lanes$0$np np(
+        .d(np$d),
+        .q(np$q),
+        .clock(np$clock)
+    );
+    top$sub$lanes$0$f1 f1(
+        .d(f1$d),
+        .q(f1$q),
+        .clock(f1$clock)
+    );
+    top$sub$lanes$0$fnz fnz(
+        .d(fnz$d),
+        .q(fnz$q),
+        .clock(fnz$clock)
+    );
+    top$sub$lanes$0$f2 f2(
+        .d(f2$d),
+        .q(f2$q),
+        .clock(f2$clock)
+    );
+    top$sub$lanes$0$wd wd(
+        .d(wd$d),
+        .q(wd$q),
+        .clock(wd$clock)
+    );
+    top$sub$lanes$0$wsat wsat(
+        .d(wsat$d),
+        .q(wsat$q),
+        .clock(wsat$clock)
+    );
+    top$sub$lanes$0$f3 f3(
+        .d(f3$d),
+        .q(f3$q),
+        .clock(f3$clock)
+    );
+    top$sub$lanes$0$uw uw(
+        .d(uw$d),
+        .q(uw$q),
+        .clock(uw$clock)
+    );
+    top$sub$lanes$0$sat_a sat_a(
+        .d(sat_a$d),
+        .q(sat_a$q),
+        .clock(sat_a$clock)
+    );
+    top$sub$lanes$0$sat_n sat_n(
+        .d(sat_n$d),
+        .q(sat_n$q),
+        .clock(sat_n$clock)
     );
     top$sub$lanes$0$nacc nacc(
         .d(nacc$d),
@@ -6973,12 +6745,26 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         coef2$clock = clock;
         opnd2$clock = clock;
         v2$clock = clock;
-        p3$clock = clock;
+        a3$clock = clock;
+        b3$clock = clock;
         op3$clock = clock;
         v3$clock = clock;
+        p4$clock = clock;
+        op4$clock = clock;
+        v4$clock = clock;
         acc$clock = clock;
         gate$clock = clock;
         uc$clock = clock;
+        np$clock = clock;
+        f1$clock = clock;
+        fnz$clock = clock;
+        f2$clock = clock;
+        wd$clock = clock;
+        wsat$clock = clock;
+        f3$clock = clock;
+        uw$clock = clock;
+        sat_a$clock = clock;
+        sat_n$clock = clock;
         nacc$clock = clock;
         nstate$clock = clock;
         nerr$clock = clock;
@@ -6988,12 +6774,26 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         coef2$d = coef2$q;
         opnd2$d = opnd2$q;
         v2$d = v2$q;
-        p3$d = p3$q;
+        a3$d = a3$q;
+        b3$d = b3$q;
         op3$d = op3$q;
         v3$d = v3$q;
+        p4$d = p4$q;
+        op4$d = op4$q;
+        v4$d = v4$q;
         acc$d = acc$q;
         gate$d = gate$q;
         uc$d = uc$q;
+        np$d = np$q;
+        f1$d = f1$q;
+        fnz$d = fnz$q;
+        f2$d = f2$q;
+        wd$d = wd$q;
+        wsat$d = wsat$q;
+        f3$d = f3$q;
+        uw$d = uw$q;
+        sat_a$d = sat_a$q;
+        sat_n$d = sat_n$q;
         nacc$d = nacc$q;
         nstate$d = nstate$q;
         nerr$d = nerr$q;
@@ -7009,102 +6809,113 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         instr$read_address = pc$q;
         v1$d = issue;
         if (issue) begin
-            pc$d = pc$q + 32'h1;
+            pc$d = (pc$q + 32'h1) & pmask;
         end
         if (rewind) begin
             pc$d = 32'h0;
         end
         ins = instr$read_data;
         rd_q = ins[(32'h10)+:(16)] >> bsh;
+        rd_b1 = ins[(32'h10)+:(16)] & bmask;
+        rd_en = v1$q & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
         opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
         v2$d = v1$q;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
-        xb = rd_data ^ 32'h8000;
+        npop = 1'b0;
+        a3$d = rd_data;
+        b3$d = coef2$q;
+        if (op2$q == 32'h2) begin
+            a3$d = line_val;
+        end
+        if (op2$q == 32'h3) begin
+            a3$d = nz & 32'h7fff;
+            b3$d = gn;
+            if (nz[32'hf]) begin
+                b3$d = ngn;
+            end
+            npop = v2$q;
+        end
+        op3$d = op2$q;
+        v3$d = v2$q;
+        xb = a3$q ^ 32'h8000;
         below = xb < lob;
         above = xb > hib;
         in_range = ~below & ~above;
-        rho = rd_data;
+        rho = a3$q;
         if (below) begin
             rho = lo;
         end
         if (above) begin
             rho = hi;
         end
-        mul$b = coef2$q;
-        npop = 1'b0;
-        if (op2$q == 32'h0) begin
-            mul$a = rd_data;
-        end
-        else if (op2$q == 32'h1) begin
+        mul$a = a3$q;
+        if (op3$q == 32'h1) begin
             mul$a = rho;
         end
-        else if (op2$q == 32'h2) begin
-            mul$a = line_val;
-        end
-        else begin
-            mul$a = nz & 32'h7fff;
-            mul$b = gn;
-            if (nz[32'hf]) begin
-                mul$b = ngn;
-            end
-            npop = v2$q;
-        end
-        if (v2$q & (op2$q == 32'h0)) begin
+        mul$b = b3$q;
+        if (v3$q & (op3$q == 32'h0)) begin
             gate$d = in_range;
         end
-        p3$d = mul$p;
-        op3$d = op2$q;
-        v3$d = v2$q;
+        p4$d = mul$p;
+        op4$d = op3$q;
+        v4$d = v3$q;
+        fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
-        if (op3$q == 32'h0) begin
+        if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
         end
-        sa_mac$x = p3$q;
-        sa_mac$alt = op3$q == 32'h2;
-        sa_mac$en = v3$q & ((op3$q == 32'h0) | (((op3$q == 32'h1) | (op3$q == 32'h2)) & gate$q));
-        fin_now = v3$q & (op3$q == 32'h3);
-        sa_bias$acc = acc$q;
-        sa_bias$x = bias$read_data;
-        sa_bias$en = fin_now & gate$q;
-        sa_bias$alt = 1'b0;
-        sa_noise$acc = sa_bias$y;
-        sa_noise$x = p3$q;
-        sa_noise$en = fin_now;
-        sa_noise$alt = 1'b0;
-        fin$x = sa_noise$y;
-        if (v3$q) begin
+        sa_mac$x = p4$q;
+        if (op4$q == 32'h3) begin
+            sa_mac$x = bias$read_data;
+        end
+        sa_mac$alt = op4$q == 32'h2;
+        sa_mac$en = v4$q & ((op4$q == 32'h0) | gate$q);
+        if (v4$q) begin
             acc$d = sa_mac$y;
         end
-        i1 = 32'h0;
-        if (sa_mac$sat) begin
-            i1 = 32'h1;
-        end
-        i2 = 32'h0;
-        if (sa_bias$sat) begin
-            i2 = 32'h1;
-        end
-        i3 = i1 + i2;
-        if (sa_noise$sat) begin
-            i3 = i1 + i2 + 32'h1;
-        end
-        nacc$d = nacc$q + ((i3) & 32'hffffffff);
-        wr_en = fin_now;
-        wr_q = uc$q;
-        wr_data = fin$y[(32'h0)+:(16)];
+        np$d = p4$q;
+        f1$d = fin_now;
         if (fin_now) begin
-            uc$d = uc$q + 32'h1;
-            if (fin$sat) begin
-                nstate$d = nstate$q + 32'h1;
-            end
+            uc$d = (uc$q + 32'h1) & umask;
         end
+        sa_noise$acc = acc$q;
+        sa_noise$x = np$q;
+        sa_noise$en = f1$q;
+        sa_noise$alt = 1'b0;
+        fnz$d = sa_noise$y;
+        f2$d = f1$q;
+        fin$x = fnz$q;
+        wd$d = fin$y[(32'h0)+:(16)];
+        wsat$d = f2$q & fin$sat;
+        f3$d = f2$q;
+        wr_en = f3$q;
+        wr_q = uw$q;
+        wr_data = wd$q;
+        if (f3$q) begin
+            uw$d = (uw$q + 32'h1) & umask;
+        end
+        if (wsat$q) begin
+            nstate$d = nstate$q + 32'h1;
+        end
+        sat_a$d = sa_mac$sat;
+        sat_n$d = sa_noise$sat;
+        inc = 32'h0;
+        if (sat_a$q | sat_n$q) begin
+            inc = 32'h1;
+        end
+        if (sat_a$q & sat_n$q) begin
+            inc = 32'h2;
+        end
+        nacc$d = nacc$q + ((inc) & 32'hffffffff);
         if (npop & ~nvalid) begin
             nerr$d = 1'b1;
         end
         if (rewind) begin
             uc$d = 32'h0;
+            uw$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -7112,14 +6923,16 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             nerr$d = 1'b0;
         end
         bias$read_address = uc$q;
-        rdo$read_address = uc$q;
+        rdo$read_address = uw$q;
         if (rdo_sel) begin
             rdo$read_address = rdo_addr;
         end
-        rdo$write_address = uc$q;
-        fy = fin$y[(32'h0)+:(16)];
-        fyb = fy ^ 32'h8000;
-        rdo_x = fin$y;
+        rdo$write_address = uw$q;
+        fyb = wd$q ^ 32'h8000;
+        rdo_x = ((wd$q) & 32'hffffffff);
+        if (wd$q[32'hf]) begin
+            rdo_x = ((wd$q) & 32'hffffffff) | sx32;
+        end
         if (rdo_rho & (fyb < lob)) begin
             rdo_x = lo32;
         end
@@ -7127,7 +6940,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             rdo_x = hi32;
         end
         rdo$write_data = rdo$read_data + rdo_x;
-        rdo$write_enable = fin_now & rdo_en;
+        rdo$write_enable = f3$q & rdo_en;
         if (rdo_sel) begin
             rdo$write_address = rdo_addr;
             rdo$write_data = cfg_data;
@@ -7140,6 +6953,25 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     end
     
 endmodule // top$sub$lanes$0
+
+
+module top$sub$lanes$0$a3(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$a3
 
 
 module top$sub$lanes$0$acc(d,q,clock);
@@ -7161,6 +6993,25 @@ module top$sub$lanes$0$acc(d,q,clock);
 endmodule // top$sub$lanes$0$acc
 
 
+module top$sub$lanes$0$b3(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$b3
+
+
 module top$sub$lanes$0$bias(clock,read_address,read_data,write_address,write_data,write_enable);
     
     // Module arguments
@@ -7173,46 +7024,7 @@ module top$sub$lanes$0$bias(clock,read_address,read_data,write_address,write_dat
     
     // Update code (custom)
     (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:63];
-    integer i;
-    initial begin
-       for (i = 0; i < 64; i = i + 1) mem[i] = 32'h0;
-       mem[1] = 32'h9f06f;
-       mem[2] = 32'h133333;
-       mem[3] = 32'h1b27bb;
-       mem[4] = 32'h214120;
-       mem[5] = 32'h25182b;
-       mem[6] = 32'h266666;
-       mem[7] = 32'h25182b;
-       mem[8] = 32'h214120;
-       mem[9] = 32'h1b27bb;
-       mem[10] = 32'h133333;
-       mem[11] = 32'h9f06f;
-       mem[13] = 32'hfff60f91;
-       mem[14] = 32'hffeccccd;
-       mem[15] = 32'hffe4d845;
-       mem[16] = 32'hffdebee0;
-       mem[17] = 32'hffdae7d5;
-       mem[18] = 32'hffd9999a;
-       mem[19] = 32'hffdae7d5;
-       mem[20] = 32'hffdebee0;
-       mem[21] = 32'hffe4d845;
-       mem[22] = 32'hffeccccd;
-       mem[23] = 32'hfff60f91;
-       mem[24] = 32'h133333;
-       mem[25] = 32'h11bda5;
-       mem[26] = 32'hd930c;
-       mem[27] = 32'h758e2;
-       mem[29] = 32'hfff8a71e;
-       mem[30] = 32'hfff26cf4;
-       mem[31] = 32'hffee425b;
-       mem[32] = 32'hffeccccd;
-       mem[33] = 32'hffee425b;
-       mem[34] = 32'hfff26cf4;
-       mem[35] = 32'hfff8a71e;
-       mem[37] = 32'h758e2;
-       mem[38] = 32'hd930c;
-       mem[39] = 32'h11bda5;
-    end
+    initial $readmemh("mem_9a15bce533a734fb.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[5:0]];
@@ -7242,6 +7054,63 @@ module top$sub$lanes$0$coef2(d,q,clock);
     end
           
 endmodule // top$sub$lanes$0$coef2
+
+
+module top$sub$lanes$0$f1(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$f1
+
+
+module top$sub$lanes$0$f2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$f2
+
+
+module top$sub$lanes$0$f3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$f3
 
 
 module top$sub$lanes$0$fin(x,y,sat);
@@ -7310,6 +7179,25 @@ module top$sub$lanes$0$fin(x,y,sat);
 endmodule // top$sub$lanes$0$fin
 
 
+module top$sub$lanes$0$fnz(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fnz
+
+
 module top$sub$lanes$0$gate(d,q,clock);
     
     // Module arguments
@@ -7341,452 +7229,7 @@ module top$sub$lanes$0$instr(clock,read_address,read_data,write_address,write_da
     
     // Update code (custom)
     (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:511];
-    integer i;
-    initial begin
-       for (i = 0; i < 512; i = i + 1) mem[i] = 32'h0;
-       mem[0] = 32'h2000;
-       mem[1] = 32'h40010400;
-       mem[2] = 32'h40180266;
-       mem[3] = 32'h80021270;
-       mem[4] = 32'h80031251;
-       mem[5] = 32'hc0000000;
-       mem[6] = 32'h12000;
-       mem[7] = 32'h40000400;
-       mem[8] = 32'h40020400;
-       mem[9] = 32'h40180266;
-       mem[10] = 32'h8002121e;
-       mem[11] = 32'h80031112;
-       mem[12] = 32'hc0000000;
-       mem[13] = 32'h22000;
-       mem[14] = 32'h40010400;
-       mem[15] = 32'h40030400;
-       mem[16] = 32'h40190266;
-       mem[17] = 32'h8002117f;
-       mem[18] = 32'h80030ea8;
-       mem[19] = 32'hc0000000;
-       mem[20] = 32'h32000;
-       mem[21] = 32'h40020400;
-       mem[22] = 32'h40040400;
-       mem[23] = 32'h401a0266;
-       mem[24] = 32'h80021092;
-       mem[25] = 32'h80030b3f;
-       mem[26] = 32'hc0000000;
-       mem[27] = 32'h42000;
-       mem[28] = 32'h40030400;
-       mem[29] = 32'h40050400;
-       mem[30] = 32'h401a0266;
-       mem[31] = 32'h80020f5c;
-       mem[32] = 32'h80030712;
-       mem[33] = 32'hc0000000;
-       mem[34] = 32'h52000;
-       mem[35] = 32'h40040400;
-       mem[36] = 32'h40060400;
-       mem[37] = 32'h401b0266;
-       mem[38] = 32'h80020de3;
-       mem[39] = 32'h8003026a;
-       mem[40] = 32'hc0000000;
-       mem[41] = 32'h62000;
-       mem[42] = 32'h40050400;
-       mem[43] = 32'h40070400;
-       mem[44] = 32'h401c0266;
-       mem[45] = 32'h80020c2e;
-       mem[46] = 32'h8003fd96;
-       mem[47] = 32'hc0000000;
-       mem[48] = 32'h72000;
-       mem[49] = 32'h40060400;
-       mem[50] = 32'h40080400;
-       mem[51] = 32'h401c0266;
-       mem[52] = 32'h80020a44;
-       mem[53] = 32'h8003f8ee;
-       mem[54] = 32'hc0000000;
-       mem[55] = 32'h82000;
-       mem[56] = 32'h40070400;
-       mem[57] = 32'h40090400;
-       mem[58] = 32'h401d0266;
-       mem[59] = 32'h8002082c;
-       mem[60] = 32'h8003f4c1;
-       mem[61] = 32'hc0000000;
-       mem[62] = 32'h92000;
-       mem[63] = 32'h40080400;
-       mem[64] = 32'h400a0400;
-       mem[65] = 32'h401e0266;
-       mem[66] = 32'h800205f0;
-       mem[67] = 32'h8003f158;
-       mem[68] = 32'hc0000000;
-       mem[69] = 32'ha2000;
-       mem[70] = 32'h40090400;
-       mem[71] = 32'h400b0400;
-       mem[72] = 32'h401e0266;
-       mem[73] = 32'h8002039a;
-       mem[74] = 32'h8003eeee;
-       mem[75] = 32'hc0000000;
-       mem[76] = 32'hb2000;
-       mem[77] = 32'h400a0400;
-       mem[78] = 32'h400c0400;
-       mem[79] = 32'h401f0266;
-       mem[80] = 32'h80020136;
-       mem[81] = 32'h8003edaf;
-       mem[82] = 32'hc0000000;
-       mem[83] = 32'hc2000;
-       mem[84] = 32'h400b0400;
-       mem[85] = 32'h400d0400;
-       mem[86] = 32'h40200266;
-       mem[87] = 32'h8002feca;
-       mem[88] = 32'h8003edaf;
-       mem[89] = 32'hc0000000;
-       mem[90] = 32'hd2000;
-       mem[91] = 32'h400c0400;
-       mem[92] = 32'h400e0400;
-       mem[93] = 32'h40200266;
-       mem[94] = 32'h8002fc66;
-       mem[95] = 32'h8003eeee;
-       mem[96] = 32'hc0000000;
-       mem[97] = 32'he2000;
-       mem[98] = 32'h400d0400;
-       mem[99] = 32'h400f0400;
-       mem[100] = 32'h40210266;
-       mem[101] = 32'h8002fa10;
-       mem[102] = 32'h8003f158;
-       mem[103] = 32'hc0000000;
-       mem[104] = 32'hf2000;
-       mem[105] = 32'h400e0400;
-       mem[106] = 32'h40100400;
-       mem[107] = 32'h40220266;
-       mem[108] = 32'h8002f7d4;
-       mem[109] = 32'h8003f4c1;
-       mem[110] = 32'hc0000000;
-       mem[111] = 32'h102000;
-       mem[112] = 32'h400f0400;
-       mem[113] = 32'h40110400;
-       mem[114] = 32'h40220266;
-       mem[115] = 32'h8002f5bc;
-       mem[116] = 32'h8003f8ee;
-       mem[117] = 32'hc0000000;
-       mem[118] = 32'h112000;
-       mem[119] = 32'h40100400;
-       mem[120] = 32'h40120400;
-       mem[121] = 32'h40230266;
-       mem[122] = 32'h8002f3d2;
-       mem[123] = 32'h8003fd96;
-       mem[124] = 32'hc0000000;
-       mem[125] = 32'h122000;
-       mem[126] = 32'h40110400;
-       mem[127] = 32'h40130400;
-       mem[128] = 32'h40240266;
-       mem[129] = 32'h8002f21d;
-       mem[130] = 32'h8003026a;
-       mem[131] = 32'hc0000000;
-       mem[132] = 32'h132000;
-       mem[133] = 32'h40120400;
-       mem[134] = 32'h40140400;
-       mem[135] = 32'h40240266;
-       mem[136] = 32'h8002f0a4;
-       mem[137] = 32'h80030712;
-       mem[138] = 32'hc0000000;
-       mem[139] = 32'h142000;
-       mem[140] = 32'h40130400;
-       mem[141] = 32'h40150400;
-       mem[142] = 32'h40250266;
-       mem[143] = 32'h8002ef6e;
-       mem[144] = 32'h80030b3f;
-       mem[145] = 32'hc0000000;
-       mem[146] = 32'h152000;
-       mem[147] = 32'h40140400;
-       mem[148] = 32'h40160400;
-       mem[149] = 32'h40260266;
-       mem[150] = 32'h8002ee81;
-       mem[151] = 32'h80030ea8;
-       mem[152] = 32'hc0000000;
-       mem[153] = 32'h162000;
-       mem[154] = 32'h40150400;
-       mem[155] = 32'h40170400;
-       mem[156] = 32'h40260266;
-       mem[157] = 32'h8002ede2;
-       mem[158] = 32'h80031112;
-       mem[159] = 32'hc0000000;
-       mem[160] = 32'h172000;
-       mem[161] = 32'h40160400;
-       mem[162] = 32'h40270266;
-       mem[163] = 32'h8002ed90;
-       mem[164] = 32'h80031251;
-       mem[165] = 32'hc0000000;
-       mem[166] = 32'h182000;
-       mem[167] = 32'h40000266;
-       mem[168] = 32'h40010266;
-       mem[169] = 32'h40190400;
-       mem[170] = 32'h40280266;
-       mem[171] = 32'h40290266;
-       mem[172] = 32'hc0000000;
-       mem[173] = 32'h192000;
-       mem[174] = 32'h40020266;
-       mem[175] = 32'h40180400;
-       mem[176] = 32'h401a0400;
-       mem[177] = 32'h402a0266;
-       mem[178] = 32'hc0000000;
-       mem[179] = 32'h1a2000;
-       mem[180] = 32'h40030266;
-       mem[181] = 32'h40040266;
-       mem[182] = 32'h40190400;
-       mem[183] = 32'h401b0400;
-       mem[184] = 32'h402b0266;
-       mem[185] = 32'h402c0266;
-       mem[186] = 32'hc0000000;
-       mem[187] = 32'h1b2000;
-       mem[188] = 32'h40050266;
-       mem[189] = 32'h401a0400;
-       mem[190] = 32'h401c0400;
-       mem[191] = 32'h402d0266;
-       mem[192] = 32'hc0000000;
-       mem[193] = 32'h1c2000;
-       mem[194] = 32'h40060266;
-       mem[195] = 32'h40070266;
-       mem[196] = 32'h401b0400;
-       mem[197] = 32'h401d0400;
-       mem[198] = 32'h402e0266;
-       mem[199] = 32'h402f0266;
-       mem[200] = 32'hc0000000;
-       mem[201] = 32'h1d2000;
-       mem[202] = 32'h40080266;
-       mem[203] = 32'h401c0400;
-       mem[204] = 32'h401e0400;
-       mem[205] = 32'h40300266;
-       mem[206] = 32'hc0000000;
-       mem[207] = 32'h1e2000;
-       mem[208] = 32'h40090266;
-       mem[209] = 32'h400a0266;
-       mem[210] = 32'h401d0400;
-       mem[211] = 32'h401f0400;
-       mem[212] = 32'h40310266;
-       mem[213] = 32'h40320266;
-       mem[214] = 32'hc0000000;
-       mem[215] = 32'h1f2000;
-       mem[216] = 32'h400b0266;
-       mem[217] = 32'h401e0400;
-       mem[218] = 32'h40200400;
-       mem[219] = 32'h40330266;
-       mem[220] = 32'hc0000000;
-       mem[221] = 32'h202000;
-       mem[222] = 32'h400c0266;
-       mem[223] = 32'h400d0266;
-       mem[224] = 32'h401f0400;
-       mem[225] = 32'h40210400;
-       mem[226] = 32'h40340266;
-       mem[227] = 32'h40350266;
-       mem[228] = 32'hc0000000;
-       mem[229] = 32'h212000;
-       mem[230] = 32'h400e0266;
-       mem[231] = 32'h40200400;
-       mem[232] = 32'h40220400;
-       mem[233] = 32'h40360266;
-       mem[234] = 32'hc0000000;
-       mem[235] = 32'h222000;
-       mem[236] = 32'h400f0266;
-       mem[237] = 32'h40100266;
-       mem[238] = 32'h40210400;
-       mem[239] = 32'h40230400;
-       mem[240] = 32'h40370266;
-       mem[241] = 32'h40380266;
-       mem[242] = 32'hc0000000;
-       mem[243] = 32'h232000;
-       mem[244] = 32'h40110266;
-       mem[245] = 32'h40220400;
-       mem[246] = 32'h40240400;
-       mem[247] = 32'h40390266;
-       mem[248] = 32'hc0000000;
-       mem[249] = 32'h242000;
-       mem[250] = 32'h40120266;
-       mem[251] = 32'h40130266;
-       mem[252] = 32'h40230400;
-       mem[253] = 32'h40250400;
-       mem[254] = 32'h403a0266;
-       mem[255] = 32'h403b0266;
-       mem[256] = 32'hc0000000;
-       mem[257] = 32'h252000;
-       mem[258] = 32'h40140266;
-       mem[259] = 32'h40240400;
-       mem[260] = 32'h40260400;
-       mem[261] = 32'h403c0266;
-       mem[262] = 32'hc0000000;
-       mem[263] = 32'h262000;
-       mem[264] = 32'h40150266;
-       mem[265] = 32'h40160266;
-       mem[266] = 32'h40250400;
-       mem[267] = 32'h40270400;
-       mem[268] = 32'h403d0266;
-       mem[269] = 32'h403e0266;
-       mem[270] = 32'hc0000000;
-       mem[271] = 32'h272000;
-       mem[272] = 32'h40170266;
-       mem[273] = 32'h40260400;
-       mem[274] = 32'h403f0266;
-       mem[275] = 32'hc0000000;
-       mem[276] = 32'h282000;
-       mem[277] = 32'h40180266;
-       mem[278] = 32'h40290400;
-       mem[279] = 32'h80001270;
-       mem[280] = 32'h80011251;
-       mem[281] = 32'hc0000000;
-       mem[282] = 32'h292000;
-       mem[283] = 32'h40180266;
-       mem[284] = 32'h40280400;
-       mem[285] = 32'h402a0400;
-       mem[286] = 32'h8000121e;
-       mem[287] = 32'h80011112;
-       mem[288] = 32'hc0000000;
-       mem[289] = 32'h2a2000;
-       mem[290] = 32'h40190266;
-       mem[291] = 32'h40290400;
-       mem[292] = 32'h402b0400;
-       mem[293] = 32'h8000117f;
-       mem[294] = 32'h80010ea8;
-       mem[295] = 32'hc0000000;
-       mem[296] = 32'h2b2000;
-       mem[297] = 32'h401a0266;
-       mem[298] = 32'h402a0400;
-       mem[299] = 32'h402c0400;
-       mem[300] = 32'h80001092;
-       mem[301] = 32'h80010b3f;
-       mem[302] = 32'hc0000000;
-       mem[303] = 32'h2c2000;
-       mem[304] = 32'h401a0266;
-       mem[305] = 32'h402b0400;
-       mem[306] = 32'h402d0400;
-       mem[307] = 32'h80000f5c;
-       mem[308] = 32'h80010712;
-       mem[309] = 32'hc0000000;
-       mem[310] = 32'h2d2000;
-       mem[311] = 32'h401b0266;
-       mem[312] = 32'h402c0400;
-       mem[313] = 32'h402e0400;
-       mem[314] = 32'h80000de3;
-       mem[315] = 32'h8001026a;
-       mem[316] = 32'hc0000000;
-       mem[317] = 32'h2e2000;
-       mem[318] = 32'h401c0266;
-       mem[319] = 32'h402d0400;
-       mem[320] = 32'h402f0400;
-       mem[321] = 32'h80000c2e;
-       mem[322] = 32'h8001fd96;
-       mem[323] = 32'hc0000000;
-       mem[324] = 32'h2f2000;
-       mem[325] = 32'h401c0266;
-       mem[326] = 32'h402e0400;
-       mem[327] = 32'h40300400;
-       mem[328] = 32'h80000a44;
-       mem[329] = 32'h8001f8ee;
-       mem[330] = 32'hc0000000;
-       mem[331] = 32'h302000;
-       mem[332] = 32'h401d0266;
-       mem[333] = 32'h402f0400;
-       mem[334] = 32'h40310400;
-       mem[335] = 32'h8000082c;
-       mem[336] = 32'h8001f4c1;
-       mem[337] = 32'hc0000000;
-       mem[338] = 32'h312000;
-       mem[339] = 32'h401e0266;
-       mem[340] = 32'h40300400;
-       mem[341] = 32'h40320400;
-       mem[342] = 32'h800005f0;
-       mem[343] = 32'h8001f158;
-       mem[344] = 32'hc0000000;
-       mem[345] = 32'h322000;
-       mem[346] = 32'h401e0266;
-       mem[347] = 32'h40310400;
-       mem[348] = 32'h40330400;
-       mem[349] = 32'h8000039a;
-       mem[350] = 32'h8001eeee;
-       mem[351] = 32'hc0000000;
-       mem[352] = 32'h332000;
-       mem[353] = 32'h401f0266;
-       mem[354] = 32'h40320400;
-       mem[355] = 32'h40340400;
-       mem[356] = 32'h80000136;
-       mem[357] = 32'h8001edaf;
-       mem[358] = 32'hc0000000;
-       mem[359] = 32'h342000;
-       mem[360] = 32'h40200266;
-       mem[361] = 32'h40330400;
-       mem[362] = 32'h40350400;
-       mem[363] = 32'h8000feca;
-       mem[364] = 32'h8001edaf;
-       mem[365] = 32'hc0000000;
-       mem[366] = 32'h352000;
-       mem[367] = 32'h40200266;
-       mem[368] = 32'h40340400;
-       mem[369] = 32'h40360400;
-       mem[370] = 32'h8000fc66;
-       mem[371] = 32'h8001eeee;
-       mem[372] = 32'hc0000000;
-       mem[373] = 32'h362000;
-       mem[374] = 32'h40210266;
-       mem[375] = 32'h40350400;
-       mem[376] = 32'h40370400;
-       mem[377] = 32'h8000fa10;
-       mem[378] = 32'h8001f158;
-       mem[379] = 32'hc0000000;
-       mem[380] = 32'h372000;
-       mem[381] = 32'h40220266;
-       mem[382] = 32'h40360400;
-       mem[383] = 32'h40380400;
-       mem[384] = 32'h8000f7d4;
-       mem[385] = 32'h8001f4c1;
-       mem[386] = 32'hc0000000;
-       mem[387] = 32'h382000;
-       mem[388] = 32'h40220266;
-       mem[389] = 32'h40370400;
-       mem[390] = 32'h40390400;
-       mem[391] = 32'h8000f5bc;
-       mem[392] = 32'h8001f8ee;
-       mem[393] = 32'hc0000000;
-       mem[394] = 32'h392000;
-       mem[395] = 32'h40230266;
-       mem[396] = 32'h40380400;
-       mem[397] = 32'h403a0400;
-       mem[398] = 32'h8000f3d2;
-       mem[399] = 32'h8001fd96;
-       mem[400] = 32'hc0000000;
-       mem[401] = 32'h3a2000;
-       mem[402] = 32'h40240266;
-       mem[403] = 32'h40390400;
-       mem[404] = 32'h403b0400;
-       mem[405] = 32'h8000f21d;
-       mem[406] = 32'h8001026a;
-       mem[407] = 32'hc0000000;
-       mem[408] = 32'h3b2000;
-       mem[409] = 32'h40240266;
-       mem[410] = 32'h403a0400;
-       mem[411] = 32'h403c0400;
-       mem[412] = 32'h8000f0a4;
-       mem[413] = 32'h80010712;
-       mem[414] = 32'hc0000000;
-       mem[415] = 32'h3c2000;
-       mem[416] = 32'h40250266;
-       mem[417] = 32'h403b0400;
-       mem[418] = 32'h403d0400;
-       mem[419] = 32'h8000ef6e;
-       mem[420] = 32'h80010b3f;
-       mem[421] = 32'hc0000000;
-       mem[422] = 32'h3d2000;
-       mem[423] = 32'h40260266;
-       mem[424] = 32'h403c0400;
-       mem[425] = 32'h403e0400;
-       mem[426] = 32'h8000ee81;
-       mem[427] = 32'h80010ea8;
-       mem[428] = 32'hc0000000;
-       mem[429] = 32'h3e2000;
-       mem[430] = 32'h40260266;
-       mem[431] = 32'h403d0400;
-       mem[432] = 32'h403f0400;
-       mem[433] = 32'h8000ede2;
-       mem[434] = 32'h80011112;
-       mem[435] = 32'hc0000000;
-       mem[436] = 32'h3f2000;
-       mem[437] = 32'h40270266;
-       mem[438] = 32'h403e0400;
-       mem[439] = 32'h8000ed90;
-       mem[440] = 32'h80011251;
-       mem[441] = 32'hc0000000;
-    end
+    initial $readmemh("mem_a4c916de3d610b8a.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[8:0]];
@@ -7855,6 +7298,25 @@ module top$sub$lanes$0$nerr(d,q,clock);
 endmodule // top$sub$lanes$0$nerr
 
 
+module top$sub$lanes$0$np(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$np
+
+
 module top$sub$lanes$0$nstate(d,q,clock);
     
     // Module arguments
@@ -7912,6 +7374,25 @@ module top$sub$lanes$0$op3(d,q,clock);
 endmodule // top$sub$lanes$0$op3
 
 
+module top$sub$lanes$0$op4(d,q,clock);
+    
+    // Module arguments
+    input wire  [1:0] d;
+    output reg  [1:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 2'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$op4
+
+
 module top$sub$lanes$0$opnd2(d,q,clock);
     
     // Module arguments
@@ -7931,7 +7412,7 @@ module top$sub$lanes$0$opnd2(d,q,clock);
 endmodule // top$sub$lanes$0$opnd2
 
 
-module top$sub$lanes$0$p3(d,q,clock);
+module top$sub$lanes$0$p4(d,q,clock);
     
     // Module arguments
     input wire  [31:0] d;
@@ -7947,7 +7428,7 @@ module top$sub$lanes$0$p3(d,q,clock);
        q <= d;
     end
           
-endmodule // top$sub$lanes$0$p3
+endmodule // top$sub$lanes$0$p4
 
 
 module top$sub$lanes$0$pc(d,q,clock);
@@ -7995,114 +7476,6 @@ module top$sub$lanes$0$rdo(clock,read_address,read_data,write_address,write_data
     end
     always @(*) read_data = {rd};
 endmodule // top$sub$lanes$0$rdo
-
-
-module top$sub$lanes$0$sa_bias(acc,x,en,alt,y,sat);
-    
-    // Module arguments
-    input wire  [31:0] acc;
-    input wire  [31:0] x;
-    input wire  en;
-    input wire  alt;
-    output reg  [31:0] y;
-    output reg  sat;
-    
-    // Constant declarations
-    localparam  lsh_b = 8'h0;
-    localparam  rsh_b = 8'h0;
-    localparam  half_b = 37'h0;
-    localparam  fill_b = 37'h0;
-    localparam  omask_b = 32'h0;
-    localparam  lsh = 8'h0;
-    localparam  rsh = 8'h0;
-    localparam  half = 37'h0;
-    localparam  fill = 37'h0;
-    localparam  sext = 37'h1f00000000;
-    localparam  hmask = 37'h1f80000000;
-    localparam  omask = 32'h0;
-    localparam  big = 37'h400000000;
-    localparam  nbig = 37'h1c00000000;
-    localparam  pmax = 32'h7fffffff;
-    localparam  nmin = 32'h80000000;
-    
-    // Local signals
-    reg  [31:0] xmb;
-    reg  [36:0] t1b;
-    reg  [36:0] t2b;
-    reg  [36:0] tb;
-    reg  [31:0] xm;
-    reg  [36:0] xe;
-    reg  [36:0] ae;
-    reg  [36:0] t1;
-    reg  [36:0] t2;
-    reg  [36:0] t;
-    reg  [36:0] s;
-    reg  [36:0] u;
-    
-    // Update code
-    always @(*) begin
-        xe = ((x) & 37'h1fffffffff);
-        if (x[32'h1f]) begin
-            xe = ((x) & 37'h1fffffffff) | sext;
-        end
-        ae = ((acc) & 37'h1fffffffff);
-        if (acc[32'h1f]) begin
-            ae = ((acc) & 37'h1fffffffff) | sext;
-        end
-        t1 = (xe << lsh) + half;
-        t2 = t1 >> rsh;
-        t = t2;
-        if (t1[32'h24]) begin
-            t = t2 | fill;
-        end
-        xm = x & omask;
-        if (xm != omask) begin
-            if (|xm) begin
-                t = big;
-                if (x[32'h1f]) begin
-                    t = nbig;
-                end
-            end
-        end
-        t1b = (xe << lsh_b) + half_b;
-        t2b = t1b >> rsh_b;
-        tb = t2b;
-        if (t1b[32'h24]) begin
-            tb = t2b | fill_b;
-        end
-        xmb = x & omask_b;
-        if (xmb != omask_b) begin
-            if (|xmb) begin
-                tb = big;
-                if (x[32'h1f]) begin
-                    tb = nbig;
-                end
-            end
-        end
-        if (alt) begin
-            t = tb;
-        end
-        s = ae + t;
-        u = s & hmask;
-        y = acc;
-        sat = 1'b0;
-        if (en) begin
-            if ((u == 32'h0) | (u == hmask)) begin
-                y = s[(32'h0)+:(32)];
-            end
-            else begin
-                sat = 1'b1;
-                if (s[32'h24]) begin
-                    y = nmin;
-                end
-                else begin
-                    y = pmax;
-                end
-            end
-        end
-    end
-    
-endmodule // top$sub$lanes$0$sa_bias
 
 
 module top$sub$lanes$0$sa_mac(acc,x,en,alt,y,sat);
@@ -8321,6 +7694,44 @@ module top$sub$lanes$0$sa_noise(acc,x,en,alt,y,sat);
 endmodule // top$sub$lanes$0$sa_noise
 
 
+module top$sub$lanes$0$sat_a(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$sat_a
+
+
+module top$sub$lanes$0$sat_n(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$sat_n
+
+
 module top$sub$lanes$0$uc(d,q,clock);
     
     // Module arguments
@@ -8338,6 +7749,25 @@ module top$sub$lanes$0$uc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$0$uc
+
+
+module top$sub$lanes$0$uw(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$uw
 
 
 module top$sub$lanes$0$v1(d,q,clock);
@@ -8395,6 +7825,63 @@ module top$sub$lanes$0$v3(d,q,clock);
     end
           
 endmodule // top$sub$lanes$0$v3
+
+
+module top$sub$lanes$0$v4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$v4
+
+
+module top$sub$lanes$0$wd(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$wd
+
+
+module top$sub$lanes$0$wsat(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$wsat
 
 
 module top$sub$lines$0(d,q,clock);
@@ -9316,6 +8803,9 @@ module top$sub$noise$0$oa(clock,load,issue,t,neg,clamp,rom_word,pop,z,valid,room
     
     // Constant declarations
     localparam  tail = 16'h671a;
+    localparam  raw = 1'b0;
+    localparam  negbit = 50'h1000000000000;
+    localparam  clampbit = 50'h2000000000000;
     
     // Stub signals
     reg  [15:0] t2$d;
@@ -9330,23 +8820,31 @@ module top$sub$noise$0$oa(clock,load,issue,t,neg,clamp,rom_word,pop,z,valid,room
     reg  v2$d;
     wire  v2$q;
     reg  v2$clock;
-    reg  [15:0] zr$d;
-    wire  [15:0] zr$q;
+    reg  [49:0] zr$d;
+    wire  [49:0] zr$q;
     reg  zr$clock;
     reg  vo$d;
     wire  vo$q;
     reg  vo$clock;
-    reg  [15:0] zh$d;
-    wire  [15:0] zh$q;
+    reg  [49:0] zh$d;
+    wire  [49:0] zh$q;
     reg  zh$clock;
     reg  vh$d;
     wire  vh$q;
     reg  vh$clock;
     
     // Local signals
+    reg  [15:0] sm;
+    reg  [15:0] st;
+    reg  [15:0] sc0;
+    reg  scl;
+    reg  sng;
     reg  [31:0] prod;
+    reg  [15:0] pz;
+    reg  [15:0] cin;
     reg  [15:0] mag;
-    reg  [15:0] zv;
+    reg  [15:0] zs;
+    reg  [49:0] zv;
     reg  two;
     reg  three;
     
@@ -9416,15 +8914,41 @@ module top$sub$noise$0$oa(clock,load,issue,t,neg,clamp,rom_word,pop,z,valid,room
             neg2$d = neg;
             clamp2$d = clamp;
         end
-        prod = rom_word[(32'h0)+:(16)] * t2$q;
-        prod = prod + 32'h7ffff;
-        mag = rom_word[(32'h10)+:(16)] - ((prod[(32'h14)+:(12)]) & 16'hffff);
-        if (clamp2$q) begin
+        sm = zr$q[(32'h0)+:(16)];
+        sc0 = zr$q[(32'h10)+:(16)];
+        st = zr$q[(32'h20)+:(16)];
+        sng = zr$q[32'h30];
+        scl = zr$q[32'h31];
+        if (~raw) begin
+            sm = rom_word[(32'h0)+:(16)];
+            sc0 = rom_word[(32'h10)+:(16)];
+            st = t2$q;
+            sng = neg2$q;
+            scl = clamp2$q;
+        end
+        prod = sm * st;
+        pz = ((prod[(32'h14)+:(12)]) & 16'hffff);
+        cin = 32'h1;
+        if (prod[32'h13] & |prod[(32'h0)+:(19)]) begin
+            cin = 32'h0;
+        end
+        mag = sc0 + ~pz + cin;
+        if (scl) begin
             mag = tail;
         end
-        zv = mag;
-        if (neg2$q) begin
-            zv = mag | 32'h8000;
+        zs = mag;
+        if (sng) begin
+            zs = mag | 32'h8000;
+        end
+        zv = ((zs) & 50'h3ffffffffffff);
+        if (raw) begin
+            zv = ((rom_word) & 50'h3ffffffffffff) | (((t2$q) & 50'h3ffffffffffff) << 32'h20);
+            if (neg2$q) begin
+                zv = zv | negbit;
+            end
+            if (clamp2$q) begin
+                zv = zv | clampbit;
+            end
         end
         if (pop & vo$q) begin
             if (vh$q) begin
@@ -9457,7 +8981,10 @@ module top$sub$noise$0$oa(clock,load,issue,t,neg,clamp,rom_word,pop,z,valid,room
         two = (vo$q & vh$q) | (vo$q & v2$q) | (vh$q & v2$q);
         three = vo$q & vh$q & v2$q;
         room = ~two | (pop & vo$q & ~three);
-        z = zr$q;
+        z = zr$q[(32'h0)+:(16)];
+        if (raw) begin
+            z = zs;
+        end
         valid = vo$q;
     end
     
@@ -9581,13 +9108,13 @@ endmodule // top$sub$noise$0$oa$vo
 module top$sub$noise$0$oa$zh(d,q,clock);
     
     // Module arguments
-    input wire  [15:0] d;
-    output reg  [15:0] q;
+    input wire  [49:0] d;
+    output reg  [49:0] q;
     input wire  clock;
     
     // Update code (custom)
     initial begin
-       q = 16'h0;
+       q = 50'h0;
     end
     
     always @(posedge clock) begin
@@ -9600,13 +9127,13 @@ endmodule // top$sub$noise$0$oa$zh
 module top$sub$noise$0$oa$zr(d,q,clock);
     
     // Module arguments
-    input wire  [15:0] d;
-    output reg  [15:0] q;
+    input wire  [49:0] d;
+    output reg  [49:0] q;
     input wire  clock;
     
     // Update code (custom)
     initial begin
-       q = 16'h0;
+       q = 50'h0;
     end
     
     always @(posedge clock) begin
@@ -9633,6 +9160,9 @@ module top$sub$noise$0$ob(clock,load,issue,t,neg,clamp,rom_word,pop,z,valid,room
     
     // Constant declarations
     localparam  tail = 16'h671a;
+    localparam  raw = 1'b0;
+    localparam  negbit = 50'h1000000000000;
+    localparam  clampbit = 50'h2000000000000;
     
     // Stub signals
     reg  [15:0] t2$d;
@@ -9647,23 +9177,31 @@ module top$sub$noise$0$ob(clock,load,issue,t,neg,clamp,rom_word,pop,z,valid,room
     reg  v2$d;
     wire  v2$q;
     reg  v2$clock;
-    reg  [15:0] zr$d;
-    wire  [15:0] zr$q;
+    reg  [49:0] zr$d;
+    wire  [49:0] zr$q;
     reg  zr$clock;
     reg  vo$d;
     wire  vo$q;
     reg  vo$clock;
-    reg  [15:0] zh$d;
-    wire  [15:0] zh$q;
+    reg  [49:0] zh$d;
+    wire  [49:0] zh$q;
     reg  zh$clock;
     reg  vh$d;
     wire  vh$q;
     reg  vh$clock;
     
     // Local signals
+    reg  [15:0] sm;
+    reg  [15:0] st;
+    reg  [15:0] sc0;
+    reg  scl;
+    reg  sng;
     reg  [31:0] prod;
+    reg  [15:0] pz;
+    reg  [15:0] cin;
     reg  [15:0] mag;
-    reg  [15:0] zv;
+    reg  [15:0] zs;
+    reg  [49:0] zv;
     reg  two;
     reg  three;
     
@@ -9733,15 +9271,41 @@ module top$sub$noise$0$ob(clock,load,issue,t,neg,clamp,rom_word,pop,z,valid,room
             neg2$d = neg;
             clamp2$d = clamp;
         end
-        prod = rom_word[(32'h0)+:(16)] * t2$q;
-        prod = prod + 32'h7ffff;
-        mag = rom_word[(32'h10)+:(16)] - ((prod[(32'h14)+:(12)]) & 16'hffff);
-        if (clamp2$q) begin
+        sm = zr$q[(32'h0)+:(16)];
+        sc0 = zr$q[(32'h10)+:(16)];
+        st = zr$q[(32'h20)+:(16)];
+        sng = zr$q[32'h30];
+        scl = zr$q[32'h31];
+        if (~raw) begin
+            sm = rom_word[(32'h0)+:(16)];
+            sc0 = rom_word[(32'h10)+:(16)];
+            st = t2$q;
+            sng = neg2$q;
+            scl = clamp2$q;
+        end
+        prod = sm * st;
+        pz = ((prod[(32'h14)+:(12)]) & 16'hffff);
+        cin = 32'h1;
+        if (prod[32'h13] & |prod[(32'h0)+:(19)]) begin
+            cin = 32'h0;
+        end
+        mag = sc0 + ~pz + cin;
+        if (scl) begin
             mag = tail;
         end
-        zv = mag;
-        if (neg2$q) begin
-            zv = mag | 32'h8000;
+        zs = mag;
+        if (sng) begin
+            zs = mag | 32'h8000;
+        end
+        zv = ((zs) & 50'h3ffffffffffff);
+        if (raw) begin
+            zv = ((rom_word) & 50'h3ffffffffffff) | (((t2$q) & 50'h3ffffffffffff) << 32'h20);
+            if (neg2$q) begin
+                zv = zv | negbit;
+            end
+            if (clamp2$q) begin
+                zv = zv | clampbit;
+            end
         end
         if (pop & vo$q) begin
             if (vh$q) begin
@@ -9774,7 +9338,10 @@ module top$sub$noise$0$ob(clock,load,issue,t,neg,clamp,rom_word,pop,z,valid,room
         two = (vo$q & vh$q) | (vo$q & v2$q) | (vh$q & v2$q);
         three = vo$q & vh$q & v2$q;
         room = ~two | (pop & vo$q & ~three);
-        z = zr$q;
+        z = zr$q[(32'h0)+:(16)];
+        if (raw) begin
+            z = zs;
+        end
         valid = vo$q;
     end
     
@@ -9898,13 +9465,13 @@ endmodule // top$sub$noise$0$ob$vo
 module top$sub$noise$0$ob$zh(d,q,clock);
     
     // Module arguments
-    input wire  [15:0] d;
-    output reg  [15:0] q;
+    input wire  [49:0] d;
+    output reg  [49:0] q;
     input wire  clock;
     
     // Update code (custom)
     initial begin
-       q = 16'h0;
+       q = 50'h0;
     end
     
     always @(posedge clock) begin
@@ -9917,13 +9484,13 @@ endmodule // top$sub$noise$0$ob$zh
 module top$sub$noise$0$ob$zr(d,q,clock);
     
     // Module arguments
-    input wire  [15:0] d;
-    output reg  [15:0] q;
+    input wire  [49:0] d;
+    output reg  [49:0] q;
     input wire  clock;
     
     // Update code (custom)
     initial begin
-       q = 16'h0;
+       q = 50'h0;
     end
     
     always @(posedge clock) begin
@@ -10559,90 +10126,6 @@ module top$sub$rdo_rho(d,q,clock);
 endmodule // top$sub$rdo_rho
 
 
-module top$sub$repl$0(clock,read_address,read_data,write_address,write_data,write_enable);
-    
-    // Module arguments
-    input wire  clock;
-    input wire  [15:0] read_address;
-    output reg  [31:0] read_data;
-    input wire  [15:0] write_address;
-    input wire  [31:0] write_data;
-    input wire  write_enable;
-    
-    // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:127];
-    integer i;
-    initial begin
-       for (i = 0; i < 128; i = i + 1) mem[i] = 16'h0;
-    end
-    reg [15:0] rd;
-    always @(posedge clock) begin
-       rd <= mem[read_address[6:0]];
-       if (write_enable) mem[write_address[6:0]] <= write_data[15:0];
-    `ifdef THERMO_RW_POISON
-       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 16'hbeef;
-    `endif
-    end
-    always @(*) read_data = {16'b0, rd};
-endmodule // top$sub$repl$0
-
-
-module top$sub$repl$1(clock,read_address,read_data,write_address,write_data,write_enable);
-    
-    // Module arguments
-    input wire  clock;
-    input wire  [15:0] read_address;
-    output reg  [31:0] read_data;
-    input wire  [15:0] write_address;
-    input wire  [31:0] write_data;
-    input wire  write_enable;
-    
-    // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:127];
-    integer i;
-    initial begin
-       for (i = 0; i < 128; i = i + 1) mem[i] = 16'h0;
-    end
-    reg [15:0] rd;
-    always @(posedge clock) begin
-       rd <= mem[read_address[6:0]];
-       if (write_enable) mem[write_address[6:0]] <= write_data[15:0];
-    `ifdef THERMO_RW_POISON
-       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 16'hbeef;
-    `endif
-    end
-    always @(*) read_data = {16'b0, rd};
-endmodule // top$sub$repl$1
-
-
-module top$sub$repl$2(clock,read_address,read_data,write_address,write_data,write_enable);
-    
-    // Module arguments
-    input wire  clock;
-    input wire  [15:0] read_address;
-    output reg  [31:0] read_data;
-    input wire  [15:0] write_address;
-    input wire  [31:0] write_data;
-    input wire  write_enable;
-    
-    // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:127];
-    integer i;
-    initial begin
-       for (i = 0; i < 128; i = i + 1) mem[i] = 16'h0;
-    end
-    reg [15:0] rd;
-    always @(posedge clock) begin
-       rd <= mem[read_address[6:0]];
-       if (write_enable) mem[write_address[6:0]] <= write_data[15:0];
-    `ifdef THERMO_RW_POISON
-       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 16'hbeef;
-    `endif
-    end
-    always @(*) read_data = {16'b0, rd};
-endmodule // top$sub$repl$2
-
-
 module top$sub$rsel(d,q,clock);
     
     // Module arguments
@@ -10662,7 +10145,7 @@ module top$sub$rsel(d,q,clock);
 endmodule // top$sub$rsel
 
 
-module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain_we,clear,rd_q,rd_bank,line_we,line_idx,line_val,cnt_acc,cnt_bus);
+module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain_we,clear,rd_q,rd_en,rd_b1,rd_bank,line_we,line_idx,line_val,cnt_acc,cnt_bus);
     
     // Module arguments
     input wire  clock;
@@ -10675,6 +10158,8 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     input wire  gain_we;
     input wire  clear;
     output reg  [15:0] rd_q;
+    output reg  rd_en;
+    output reg  [15:0] rd_b1;
     output reg  [15:0] rd_bank;
     output reg  line_we;
     output reg  [15:0] line_idx;
@@ -10684,7 +10169,10 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     
     // Constant declarations
     localparam  bsh = 16'h0;
+    localparam  pmask = 16'h3f;
+    localparam  rmask = 16'h1;
     localparam  bmask = 16'h0;
+    localparam  kwait = 16'h3fff;
     localparam  lo = 16'h8000;
     localparam  hi = 16'h7fff;
     localparam  lob = 16'h0;
@@ -10745,15 +10233,57 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     reg  v3$d;
     wire  v3$q;
     reg  v3$clock;
-    reg  [15:0] r2$d;
-    wire  [15:0] r2$q;
-    reg  r2$clock;
-    reg  [15:0] r3$d;
-    wire  [15:0] r3$q;
-    reg  r3$clock;
+    reg  first3$d;
+    wire  first3$q;
+    reg  first3$clock;
+    reg  last3$d;
+    wire  last3$q;
+    reg  last3$clock;
+    reg  [15:0] coef3$d;
+    wire  [15:0] coef3$q;
+    reg  coef3$clock;
+    reg  [15:0] rho3$d;
+    wire  [15:0] rho3$q;
+    reg  rho3$clock;
+    reg  [15:0] r$d;
+    wire  [15:0] r$q;
+    reg  r$clock;
     reg  [31:0] acc$d;
     wire  [31:0] acc$q;
     reg  acc$clock;
+    reg  v4$d;
+    wire  v4$q;
+    reg  v4$clock;
+    reg  [15:0] r4$d;
+    wire  [15:0] r4$q;
+    reg  r4$clock;
+    reg  [15:0] pre5$d;
+    wire  [15:0] pre5$q;
+    reg  pre5$clock;
+    reg  v5$d;
+    wire  v5$q;
+    reg  v5$clock;
+    reg  [15:0] r5$d;
+    wire  [15:0] r5$q;
+    reg  r5$clock;
+    reg  [31:0] g6$d;
+    wire  [31:0] g6$q;
+    reg  g6$clock;
+    reg  v6$d;
+    wire  v6$q;
+    reg  v6$clock;
+    reg  [15:0] r6$d;
+    wire  [15:0] r6$q;
+    reg  r6$clock;
+    reg  sat_m$d;
+    wire  sat_m$q;
+    reg  sat_m$clock;
+    reg  sat_p$d;
+    wire  sat_p$q;
+    reg  sat_p$clock;
+    reg  sat_l$d;
+    wire  sat_l$q;
+    reg  sat_l$clock;
     reg  [31:0] nacc$d;
     wire  [31:0] nacc$q;
     reg  nacc$clock;
@@ -10854,20 +10384,90 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         .q(v3$q),
         .clock(v3$clock)
     );
-    top$sub$sides$0$r2 r2(
-        .d(r2$d),
-        .q(r2$q),
-        .clock(r2$clock)
+    top$sub$sides$0$first3 first3(
+        .d(first3$d),
+        .q(first3$q),
+        .clock(first3$clock)
     );
-    top$sub$sides$0$r3 r3(
-        .d(r3$d),
-        .q(r3$q),
-        .clock(r3$clock)
+    top$sub$sides$0$last3 last3(
+        .d(last3$d),
+        .q(last3$q),
+        .clock(last3$clock)
+    );
+    top$sub$sides$0$coef3 coef3(
+        .d(coef3$d),
+        .q(coef3$q),
+        .clock(coef3$clock)
+    );
+    top$sub$sides$0$rho3 rho3(
+        .d(rho3$d),
+        .q(rho3$q),
+        .clock(rho3$clock)
+    );
+    top$sub$sides$0$r r(
+        .d(r$d),
+        .q(r$q),
+        .clock(r$clock)
     );
     top$sub$sides$0$acc acc(
         .d(acc$d),
         .q(acc$q),
         .clock(acc$clock)
+    );
+    top$sub$sides$0$v4 v4(
+        .d(v4$d),
+        .q(v4$q),
+        .clock(v4$clock)
+    );
+    top$sub$sides$0$r4 r4(
+        .d(r4$d),
+        .q(r4$q),
+        .clock(r4$clock)
+    );
+    top$sub$sides$0$pre5 pre5(
+        .d(pre5$d),
+        .q(pre5$q),
+        .clock(pre5$clock)
+    );
+    top$sub$sides$0$v5 v5(
+        .d(v5$d),
+        .q(v5$q),
+        .clock(v5$clock)
+    );
+    top$sub$sides$0$r5 r5(
+        .d(r5$d),
+        .q(r5$q),
+        .clock(r5$clock)
+    );
+    top$sub$sides$0$g6 g6(
+        .d(g6$d),
+        .q(g6$q),
+        .clock(g6$clock)
+    );
+    top$sub$sides$0$v6 v6(
+        .d(v6$d),
+        .q(v6$q),
+        .clock(v6$clock)
+    );
+    top$sub$sides$0$r6 r6(
+        .d(r6$d),
+        .q(r6$q),
+        .clock(r6$clock)
+    );
+    top$sub$sides$0$sat_m sat_m(
+        .d(sat_m$d),
+        .q(sat_m$q),
+        .clock(sat_m$clock)
+    );
+    top$sub$sides$0$sat_p sat_p(
+        .d(sat_p$d),
+        .q(sat_p$q),
+        .clock(sat_p$clock)
+    );
+    top$sub$sides$0$sat_l sat_l(
+        .d(sat_l$d),
+        .q(sat_l$q),
+        .clock(sat_l$clock)
     );
     top$sub$sides$0$nacc nacc(
         .d(nacc$d),
@@ -10890,9 +10490,23 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         coef2$clock = clock;
         bank2$clock = clock;
         v3$clock = clock;
-        r2$clock = clock;
-        r3$clock = clock;
+        first3$clock = clock;
+        last3$clock = clock;
+        coef3$clock = clock;
+        rho3$clock = clock;
+        r$clock = clock;
         acc$clock = clock;
+        v4$clock = clock;
+        r4$clock = clock;
+        pre5$clock = clock;
+        v5$clock = clock;
+        r5$clock = clock;
+        g6$clock = clock;
+        v6$clock = clock;
+        r6$clock = clock;
+        sat_m$clock = clock;
+        sat_p$clock = clock;
+        sat_l$clock = clock;
         nacc$clock = clock;
         nbus$clock = clock;
         pc$d = pc$q;
@@ -10903,9 +10517,23 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         coef2$d = coef2$q;
         bank2$d = bank2$q;
         v3$d = v3$q;
-        r2$d = r2$q;
-        r3$d = r3$q;
+        first3$d = first3$q;
+        last3$d = last3$q;
+        coef3$d = coef3$q;
+        rho3$d = rho3$q;
+        r$d = r$q;
         acc$d = acc$q;
+        v4$d = v4$q;
+        r4$d = r4$q;
+        pre5$d = pre5$q;
+        v5$d = v5$q;
+        r5$d = r5$q;
+        g6$d = g6$q;
+        v6$d = v6$q;
+        r6$d = r6$q;
+        sat_m$d = sat_m$q;
+        sat_p$d = sat_p$q;
+        sat_l$d = sat_l$q;
         nacc$d = nacc$q;
         nbus$d = nbus$q;
         words$clock = clock;
@@ -10919,11 +10547,13 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         words$read_address = pc$q;
         v1$d = issue;
         if (issue) begin
-            pc$d = pc$q + 32'h1;
+            pc$d = (pc$q + 32'h1) & pmask;
         end
         w = words$read_data;
         rd_q = ((w[(32'h10)+:(14)]) & 16'hffff) >> bsh;
         bank2$d = ((w[(32'h10)+:(14)]) & 16'hffff) & bmask;
+        rd_b1 = ((w[(32'h10)+:(14)]) & 16'hffff) & bmask;
+        rd_en = v1$q & (((w[(32'h10)+:(14)]) & 16'hffff) != kwait);
         first2$d = w[32'h1f];
         last2$d = w[32'h1e];
         coef2$d = w[(32'h0)+:(16)];
@@ -10937,47 +10567,61 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         if (xb > hib) begin
             rho = hi;
         end
-        mul$a = coef2$q;
-        mul$b = rho;
+        rho3$d = rho;
+        coef3$d = coef2$q;
+        first3$d = first2$q;
+        last3$d = last2$q;
+        v3$d = v2$q;
+        mul$a = coef3$q;
+        mul$b = rho3$q;
         sa$acc = acc$q;
-        if (first2$q) begin
+        if (first3$q) begin
             sa$acc = 32'h0;
         end
         sa$x = mul$p;
-        sa$en = v2$q;
+        sa$en = v3$q;
         sa$alt = 1'b0;
-        if (v2$q) begin
+        if (v3$q) begin
             acc$d = sa$y;
         end
-        gains$read_address = r2$q;
-        v3$d = v2$q & last2$q;
-        r3$d = r2$q;
-        if (v2$q & last2$q) begin
-            r2$d = r2$q + 32'h1;
+        sat_m$d = sa$sat;
+        v4$d = v3$q & last3$q;
+        r4$d = r$q;
+        if (v3$q & last3$q) begin
+            r$d = (r$q + 32'h1) & rmask;
         end
         pre$x = acc$q;
-        mulg$a = pre$y[(32'h0)+:(16)];
+        pre5$d = pre$y[(32'h0)+:(16)];
+        sat_p$d = v4$q & pre$sat;
+        v5$d = v4$q;
+        r5$d = r4$q;
+        gains$read_address = r4$q;
+        mulg$a = pre5$q;
         mulg$b = gains$read_data[(32'h0)+:(16)];
-        line$x = mulg$p;
-        line_we = v3$q;
-        line_idx = r3$q;
+        g6$d = mulg$p;
+        v6$d = v5$q;
+        r6$d = r5$q;
+        line$x = g6$q;
+        line_we = v6$q;
+        line_idx = r6$q;
         line_val = line$y[(32'h0)+:(16)];
+        sat_l$d = v6$q & line$sat;
         j1 = 32'h0;
-        if (v3$q & pre$sat) begin
+        if (sat_p$q) begin
             j1 = 32'h1;
         end
         j2 = 32'h0;
-        if (v3$q & line$sat) begin
+        if (sat_l$q) begin
             j2 = 32'h1;
         end
         jj = j1 + j2;
         nbus$d = nbus$q + ((jj) & 32'hffffffff);
-        if (sa$sat) begin
+        if (sat_m$q) begin
             nacc$d = nacc$q + 32'h1;
         end
         if (rewind) begin
             pc$d = 32'h0;
-            r2$d = 32'h0;
+            r$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -11047,6 +10691,25 @@ module top$sub$sides$0$coef2(d,q,clock);
 endmodule // top$sub$sides$0$coef2
 
 
+module top$sub$sides$0$coef3(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$coef3
+
+
 module top$sub$sides$0$first2(d,q,clock);
     
     // Module arguments
@@ -11066,6 +10729,44 @@ module top$sub$sides$0$first2(d,q,clock);
 endmodule // top$sub$sides$0$first2
 
 
+module top$sub$sides$0$first3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$first3
+
+
+module top$sub$sides$0$g6(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$g6
+
+
 module top$sub$sides$0$gains(clock,read_address,read_data,write_address,write_data,write_enable);
     
     // Module arguments
@@ -11078,12 +10779,7 @@ module top$sub$sides$0$gains(clock,read_address,read_data,write_address,write_da
     
     // Update code (custom)
     (* ram_style = "logic", no_rw_check *) reg [15:0] mem [0:1];
-    integer i;
-    initial begin
-       for (i = 0; i < 2; i = i + 1) mem[i] = 16'h0;
-       mem[0] = 16'h800;
-       mem[1] = 16'h400;
-    end
+    initial $readmemh("mem_fc5313de641e73a9.hex", mem);
     reg [15:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[0:0]];
@@ -11113,6 +10809,25 @@ module top$sub$sides$0$last2(d,q,clock);
     end
           
 endmodule // top$sub$sides$0$last2
+
+
+module top$sub$sides$0$last3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$last3
 
 
 module top$sub$sides$0$line(x,y,sat);
@@ -11340,7 +11055,7 @@ module top$sub$sides$0$pre(x,y,sat);
 endmodule // top$sub$sides$0$pre
 
 
-module top$sub$sides$0$r2(d,q,clock);
+module top$sub$sides$0$pre5(d,q,clock);
     
     // Module arguments
     input wire  [15:0] d;
@@ -11356,10 +11071,10 @@ module top$sub$sides$0$r2(d,q,clock);
        q <= d;
     end
           
-endmodule // top$sub$sides$0$r2
+endmodule // top$sub$sides$0$pre5
 
 
-module top$sub$sides$0$r3(d,q,clock);
+module top$sub$sides$0$r(d,q,clock);
     
     // Module arguments
     input wire  [15:0] d;
@@ -11375,7 +11090,83 @@ module top$sub$sides$0$r3(d,q,clock);
        q <= d;
     end
           
-endmodule // top$sub$sides$0$r3
+endmodule // top$sub$sides$0$r
+
+
+module top$sub$sides$0$r4(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$r4
+
+
+module top$sub$sides$0$r5(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$r5
+
+
+module top$sub$sides$0$r6(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$r6
+
+
+module top$sub$sides$0$rho3(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$rho3
 
 
 module top$sub$sides$0$sa(acc,x,en,alt,y,sat);
@@ -11486,6 +11277,63 @@ module top$sub$sides$0$sa(acc,x,en,alt,y,sat);
 endmodule // top$sub$sides$0$sa
 
 
+module top$sub$sides$0$sat_l(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$sat_l
+
+
+module top$sub$sides$0$sat_m(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$sat_m
+
+
+module top$sub$sides$0$sat_p(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$sat_p
+
+
 module top$sub$sides$0$v1(d,q,clock);
     
     // Module arguments
@@ -11543,6 +11391,63 @@ module top$sub$sides$0$v3(d,q,clock);
 endmodule // top$sub$sides$0$v3
 
 
+module top$sub$sides$0$v4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$v4
+
+
+module top$sub$sides$0$v5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$v5
+
+
+module top$sub$sides$0$v6(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$v6
+
+
 module top$sub$sides$0$words(clock,read_address,read_data,write_address,write_data,write_enable);
     
     // Module arguments
@@ -11555,58 +11460,7 @@ module top$sub$sides$0$words(clock,read_address,read_data,write_address,write_da
     
     // Update code (custom)
     (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:63];
-    integer i;
-    initial begin
-       for (i = 0; i < 64; i = i + 1) mem[i] = 32'h0;
-       mem[0] = 32'h80001270;
-       mem[1] = 32'h1121e;
-       mem[2] = 32'h2117f;
-       mem[3] = 32'h31092;
-       mem[4] = 32'h40f5c;
-       mem[5] = 32'h50de3;
-       mem[6] = 32'h60c2e;
-       mem[7] = 32'h70a44;
-       mem[8] = 32'h8082c;
-       mem[9] = 32'h905f0;
-       mem[10] = 32'ha039a;
-       mem[11] = 32'hb0136;
-       mem[12] = 32'hcfeca;
-       mem[13] = 32'hdfc66;
-       mem[14] = 32'hefa10;
-       mem[15] = 32'hff7d4;
-       mem[16] = 32'h10f5bc;
-       mem[17] = 32'h11f3d2;
-       mem[18] = 32'h12f21d;
-       mem[19] = 32'h13f0a4;
-       mem[20] = 32'h14ef6e;
-       mem[21] = 32'h15ee81;
-       mem[22] = 32'h16ede2;
-       mem[23] = 32'h4017ed90;
-       mem[24] = 32'h80001251;
-       mem[25] = 32'h11112;
-       mem[26] = 32'h20ea8;
-       mem[27] = 32'h30b3f;
-       mem[28] = 32'h40712;
-       mem[29] = 32'h5026a;
-       mem[30] = 32'h6fd96;
-       mem[31] = 32'h7f8ee;
-       mem[32] = 32'h8f4c1;
-       mem[33] = 32'h9f158;
-       mem[34] = 32'haeeee;
-       mem[35] = 32'hbedaf;
-       mem[36] = 32'hcedaf;
-       mem[37] = 32'hdeeee;
-       mem[38] = 32'hef158;
-       mem[39] = 32'hff4c1;
-       mem[40] = 32'h10f8ee;
-       mem[41] = 32'h11fd96;
-       mem[42] = 32'h12026a;
-       mem[43] = 32'h130712;
-       mem[44] = 32'h140b3f;
-       mem[45] = 32'h150ea8;
-       mem[46] = 32'h161112;
-       mem[47] = 32'h40171251;
-    end
+    initial $readmemh("mem_cc7f724016ce94f4.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[5:0]];
@@ -11619,7 +11473,7 @@ module top$sub$sides$0$words(clock,read_address,read_data,write_address,write_da
 endmodule // top$sub$sides$0$words
 
 
-module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain_we,clear,rd_q,rd_bank,line_we,line_idx,line_val,cnt_acc,cnt_bus);
+module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain_we,clear,rd_q,rd_en,rd_b1,rd_bank,line_we,line_idx,line_val,cnt_acc,cnt_bus);
     
     // Module arguments
     input wire  clock;
@@ -11632,6 +11486,8 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     input wire  gain_we;
     input wire  clear;
     output reg  [15:0] rd_q;
+    output reg  rd_en;
+    output reg  [15:0] rd_b1;
     output reg  [15:0] rd_bank;
     output reg  line_we;
     output reg  [15:0] line_idx;
@@ -11641,7 +11497,10 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     
     // Constant declarations
     localparam  bsh = 16'h0;
+    localparam  pmask = 16'h3f;
+    localparam  rmask = 16'h1;
     localparam  bmask = 16'h0;
+    localparam  kwait = 16'h3fff;
     localparam  lo = 16'h8000;
     localparam  hi = 16'h7fff;
     localparam  lob = 16'h0;
@@ -11702,15 +11561,57 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     reg  v3$d;
     wire  v3$q;
     reg  v3$clock;
-    reg  [15:0] r2$d;
-    wire  [15:0] r2$q;
-    reg  r2$clock;
-    reg  [15:0] r3$d;
-    wire  [15:0] r3$q;
-    reg  r3$clock;
+    reg  first3$d;
+    wire  first3$q;
+    reg  first3$clock;
+    reg  last3$d;
+    wire  last3$q;
+    reg  last3$clock;
+    reg  [15:0] coef3$d;
+    wire  [15:0] coef3$q;
+    reg  coef3$clock;
+    reg  [15:0] rho3$d;
+    wire  [15:0] rho3$q;
+    reg  rho3$clock;
+    reg  [15:0] r$d;
+    wire  [15:0] r$q;
+    reg  r$clock;
     reg  [31:0] acc$d;
     wire  [31:0] acc$q;
     reg  acc$clock;
+    reg  v4$d;
+    wire  v4$q;
+    reg  v4$clock;
+    reg  [15:0] r4$d;
+    wire  [15:0] r4$q;
+    reg  r4$clock;
+    reg  [15:0] pre5$d;
+    wire  [15:0] pre5$q;
+    reg  pre5$clock;
+    reg  v5$d;
+    wire  v5$q;
+    reg  v5$clock;
+    reg  [15:0] r5$d;
+    wire  [15:0] r5$q;
+    reg  r5$clock;
+    reg  [31:0] g6$d;
+    wire  [31:0] g6$q;
+    reg  g6$clock;
+    reg  v6$d;
+    wire  v6$q;
+    reg  v6$clock;
+    reg  [15:0] r6$d;
+    wire  [15:0] r6$q;
+    reg  r6$clock;
+    reg  sat_m$d;
+    wire  sat_m$q;
+    reg  sat_m$clock;
+    reg  sat_p$d;
+    wire  sat_p$q;
+    reg  sat_p$clock;
+    reg  sat_l$d;
+    wire  sat_l$q;
+    reg  sat_l$clock;
     reg  [31:0] nacc$d;
     wire  [31:0] nacc$q;
     reg  nacc$clock;
@@ -11811,20 +11712,90 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         .q(v3$q),
         .clock(v3$clock)
     );
-    top$sub$sides$1$r2 r2(
-        .d(r2$d),
-        .q(r2$q),
-        .clock(r2$clock)
+    top$sub$sides$1$first3 first3(
+        .d(first3$d),
+        .q(first3$q),
+        .clock(first3$clock)
     );
-    top$sub$sides$1$r3 r3(
-        .d(r3$d),
-        .q(r3$q),
-        .clock(r3$clock)
+    top$sub$sides$1$last3 last3(
+        .d(last3$d),
+        .q(last3$q),
+        .clock(last3$clock)
+    );
+    top$sub$sides$1$coef3 coef3(
+        .d(coef3$d),
+        .q(coef3$q),
+        .clock(coef3$clock)
+    );
+    top$sub$sides$1$rho3 rho3(
+        .d(rho3$d),
+        .q(rho3$q),
+        .clock(rho3$clock)
+    );
+    top$sub$sides$1$r r(
+        .d(r$d),
+        .q(r$q),
+        .clock(r$clock)
     );
     top$sub$sides$1$acc acc(
         .d(acc$d),
         .q(acc$q),
         .clock(acc$clock)
+    );
+    top$sub$sides$1$v4 v4(
+        .d(v4$d),
+        .q(v4$q),
+        .clock(v4$clock)
+    );
+    top$sub$sides$1$r4 r4(
+        .d(r4$d),
+        .q(r4$q),
+        .clock(r4$clock)
+    );
+    top$sub$sides$1$pre5 pre5(
+        .d(pre5$d),
+        .q(pre5$q),
+        .clock(pre5$clock)
+    );
+    top$sub$sides$1$v5 v5(
+        .d(v5$d),
+        .q(v5$q),
+        .clock(v5$clock)
+    );
+    top$sub$sides$1$r5 r5(
+        .d(r5$d),
+        .q(r5$q),
+        .clock(r5$clock)
+    );
+    top$sub$sides$1$g6 g6(
+        .d(g6$d),
+        .q(g6$q),
+        .clock(g6$clock)
+    );
+    top$sub$sides$1$v6 v6(
+        .d(v6$d),
+        .q(v6$q),
+        .clock(v6$clock)
+    );
+    top$sub$sides$1$r6 r6(
+        .d(r6$d),
+        .q(r6$q),
+        .clock(r6$clock)
+    );
+    top$sub$sides$1$sat_m sat_m(
+        .d(sat_m$d),
+        .q(sat_m$q),
+        .clock(sat_m$clock)
+    );
+    top$sub$sides$1$sat_p sat_p(
+        .d(sat_p$d),
+        .q(sat_p$q),
+        .clock(sat_p$clock)
+    );
+    top$sub$sides$1$sat_l sat_l(
+        .d(sat_l$d),
+        .q(sat_l$q),
+        .clock(sat_l$clock)
     );
     top$sub$sides$1$nacc nacc(
         .d(nacc$d),
@@ -11847,9 +11818,23 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         coef2$clock = clock;
         bank2$clock = clock;
         v3$clock = clock;
-        r2$clock = clock;
-        r3$clock = clock;
+        first3$clock = clock;
+        last3$clock = clock;
+        coef3$clock = clock;
+        rho3$clock = clock;
+        r$clock = clock;
         acc$clock = clock;
+        v4$clock = clock;
+        r4$clock = clock;
+        pre5$clock = clock;
+        v5$clock = clock;
+        r5$clock = clock;
+        g6$clock = clock;
+        v6$clock = clock;
+        r6$clock = clock;
+        sat_m$clock = clock;
+        sat_p$clock = clock;
+        sat_l$clock = clock;
         nacc$clock = clock;
         nbus$clock = clock;
         pc$d = pc$q;
@@ -11860,9 +11845,23 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         coef2$d = coef2$q;
         bank2$d = bank2$q;
         v3$d = v3$q;
-        r2$d = r2$q;
-        r3$d = r3$q;
+        first3$d = first3$q;
+        last3$d = last3$q;
+        coef3$d = coef3$q;
+        rho3$d = rho3$q;
+        r$d = r$q;
         acc$d = acc$q;
+        v4$d = v4$q;
+        r4$d = r4$q;
+        pre5$d = pre5$q;
+        v5$d = v5$q;
+        r5$d = r5$q;
+        g6$d = g6$q;
+        v6$d = v6$q;
+        r6$d = r6$q;
+        sat_m$d = sat_m$q;
+        sat_p$d = sat_p$q;
+        sat_l$d = sat_l$q;
         nacc$d = nacc$q;
         nbus$d = nbus$q;
         words$clock = clock;
@@ -11876,11 +11875,13 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         words$read_address = pc$q;
         v1$d = issue;
         if (issue) begin
-            pc$d = pc$q + 32'h1;
+            pc$d = (pc$q + 32'h1) & pmask;
         end
         w = words$read_data;
         rd_q = ((w[(32'h10)+:(14)]) & 16'hffff) >> bsh;
         bank2$d = ((w[(32'h10)+:(14)]) & 16'hffff) & bmask;
+        rd_b1 = ((w[(32'h10)+:(14)]) & 16'hffff) & bmask;
+        rd_en = v1$q & (((w[(32'h10)+:(14)]) & 16'hffff) != kwait);
         first2$d = w[32'h1f];
         last2$d = w[32'h1e];
         coef2$d = w[(32'h0)+:(16)];
@@ -11894,47 +11895,61 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         if (xb > hib) begin
             rho = hi;
         end
-        mul$a = coef2$q;
-        mul$b = rho;
+        rho3$d = rho;
+        coef3$d = coef2$q;
+        first3$d = first2$q;
+        last3$d = last2$q;
+        v3$d = v2$q;
+        mul$a = coef3$q;
+        mul$b = rho3$q;
         sa$acc = acc$q;
-        if (first2$q) begin
+        if (first3$q) begin
             sa$acc = 32'h0;
         end
         sa$x = mul$p;
-        sa$en = v2$q;
+        sa$en = v3$q;
         sa$alt = 1'b0;
-        if (v2$q) begin
+        if (v3$q) begin
             acc$d = sa$y;
         end
-        gains$read_address = r2$q;
-        v3$d = v2$q & last2$q;
-        r3$d = r2$q;
-        if (v2$q & last2$q) begin
-            r2$d = r2$q + 32'h1;
+        sat_m$d = sa$sat;
+        v4$d = v3$q & last3$q;
+        r4$d = r$q;
+        if (v3$q & last3$q) begin
+            r$d = (r$q + 32'h1) & rmask;
         end
         pre$x = acc$q;
-        mulg$a = pre$y[(32'h0)+:(16)];
+        pre5$d = pre$y[(32'h0)+:(16)];
+        sat_p$d = v4$q & pre$sat;
+        v5$d = v4$q;
+        r5$d = r4$q;
+        gains$read_address = r4$q;
+        mulg$a = pre5$q;
         mulg$b = gains$read_data[(32'h0)+:(16)];
-        line$x = mulg$p;
-        line_we = v3$q;
-        line_idx = r3$q;
+        g6$d = mulg$p;
+        v6$d = v5$q;
+        r6$d = r5$q;
+        line$x = g6$q;
+        line_we = v6$q;
+        line_idx = r6$q;
         line_val = line$y[(32'h0)+:(16)];
+        sat_l$d = v6$q & line$sat;
         j1 = 32'h0;
-        if (v3$q & pre$sat) begin
+        if (sat_p$q) begin
             j1 = 32'h1;
         end
         j2 = 32'h0;
-        if (v3$q & line$sat) begin
+        if (sat_l$q) begin
             j2 = 32'h1;
         end
         jj = j1 + j2;
         nbus$d = nbus$q + ((jj) & 32'hffffffff);
-        if (sa$sat) begin
+        if (sat_m$q) begin
             nacc$d = nacc$q + 32'h1;
         end
         if (rewind) begin
             pc$d = 32'h0;
-            r2$d = 32'h0;
+            r$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -12004,6 +12019,25 @@ module top$sub$sides$1$coef2(d,q,clock);
 endmodule // top$sub$sides$1$coef2
 
 
+module top$sub$sides$1$coef3(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$coef3
+
+
 module top$sub$sides$1$first2(d,q,clock);
     
     // Module arguments
@@ -12023,6 +12057,44 @@ module top$sub$sides$1$first2(d,q,clock);
 endmodule // top$sub$sides$1$first2
 
 
+module top$sub$sides$1$first3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$first3
+
+
+module top$sub$sides$1$g6(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$g6
+
+
 module top$sub$sides$1$gains(clock,read_address,read_data,write_address,write_data,write_enable);
     
     // Module arguments
@@ -12035,12 +12107,7 @@ module top$sub$sides$1$gains(clock,read_address,read_data,write_address,write_da
     
     // Update code (custom)
     (* ram_style = "logic", no_rw_check *) reg [15:0] mem [0:1];
-    integer i;
-    initial begin
-       for (i = 0; i < 2; i = i + 1) mem[i] = 16'h0;
-       mem[0] = 16'h800;
-       mem[1] = 16'h400;
-    end
+    initial $readmemh("mem_fc5313de641e73a9.hex", mem);
     reg [15:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[0:0]];
@@ -12070,6 +12137,25 @@ module top$sub$sides$1$last2(d,q,clock);
     end
           
 endmodule // top$sub$sides$1$last2
+
+
+module top$sub$sides$1$last3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$last3
 
 
 module top$sub$sides$1$line(x,y,sat);
@@ -12297,7 +12383,7 @@ module top$sub$sides$1$pre(x,y,sat);
 endmodule // top$sub$sides$1$pre
 
 
-module top$sub$sides$1$r2(d,q,clock);
+module top$sub$sides$1$pre5(d,q,clock);
     
     // Module arguments
     input wire  [15:0] d;
@@ -12313,10 +12399,10 @@ module top$sub$sides$1$r2(d,q,clock);
        q <= d;
     end
           
-endmodule // top$sub$sides$1$r2
+endmodule // top$sub$sides$1$pre5
 
 
-module top$sub$sides$1$r3(d,q,clock);
+module top$sub$sides$1$r(d,q,clock);
     
     // Module arguments
     input wire  [15:0] d;
@@ -12332,7 +12418,83 @@ module top$sub$sides$1$r3(d,q,clock);
        q <= d;
     end
           
-endmodule // top$sub$sides$1$r3
+endmodule // top$sub$sides$1$r
+
+
+module top$sub$sides$1$r4(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$r4
+
+
+module top$sub$sides$1$r5(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$r5
+
+
+module top$sub$sides$1$r6(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$r6
+
+
+module top$sub$sides$1$rho3(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$rho3
 
 
 module top$sub$sides$1$sa(acc,x,en,alt,y,sat);
@@ -12443,6 +12605,63 @@ module top$sub$sides$1$sa(acc,x,en,alt,y,sat);
 endmodule // top$sub$sides$1$sa
 
 
+module top$sub$sides$1$sat_l(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$sat_l
+
+
+module top$sub$sides$1$sat_m(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$sat_m
+
+
+module top$sub$sides$1$sat_p(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$sat_p
+
+
 module top$sub$sides$1$v1(d,q,clock);
     
     // Module arguments
@@ -12500,6 +12719,63 @@ module top$sub$sides$1$v3(d,q,clock);
 endmodule // top$sub$sides$1$v3
 
 
+module top$sub$sides$1$v4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$v4
+
+
+module top$sub$sides$1$v5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$v5
+
+
+module top$sub$sides$1$v6(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$v6
+
+
 module top$sub$sides$1$words(clock,read_address,read_data,write_address,write_data,write_enable);
     
     // Module arguments
@@ -12512,58 +12788,7 @@ module top$sub$sides$1$words(clock,read_address,read_data,write_address,write_da
     
     // Update code (custom)
     (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:63];
-    integer i;
-    initial begin
-       for (i = 0; i < 64; i = i + 1) mem[i] = 32'h0;
-       mem[0] = 32'h80281270;
-       mem[1] = 32'h29121e;
-       mem[2] = 32'h2a117f;
-       mem[3] = 32'h2b1092;
-       mem[4] = 32'h2c0f5c;
-       mem[5] = 32'h2d0de3;
-       mem[6] = 32'h2e0c2e;
-       mem[7] = 32'h2f0a44;
-       mem[8] = 32'h30082c;
-       mem[9] = 32'h3105f0;
-       mem[10] = 32'h32039a;
-       mem[11] = 32'h330136;
-       mem[12] = 32'h34feca;
-       mem[13] = 32'h35fc66;
-       mem[14] = 32'h36fa10;
-       mem[15] = 32'h37f7d4;
-       mem[16] = 32'h38f5bc;
-       mem[17] = 32'h39f3d2;
-       mem[18] = 32'h3af21d;
-       mem[19] = 32'h3bf0a4;
-       mem[20] = 32'h3cef6e;
-       mem[21] = 32'h3dee81;
-       mem[22] = 32'h3eede2;
-       mem[23] = 32'h403fed90;
-       mem[24] = 32'h80281251;
-       mem[25] = 32'h291112;
-       mem[26] = 32'h2a0ea8;
-       mem[27] = 32'h2b0b3f;
-       mem[28] = 32'h2c0712;
-       mem[29] = 32'h2d026a;
-       mem[30] = 32'h2efd96;
-       mem[31] = 32'h2ff8ee;
-       mem[32] = 32'h30f4c1;
-       mem[33] = 32'h31f158;
-       mem[34] = 32'h32eeee;
-       mem[35] = 32'h33edaf;
-       mem[36] = 32'h34edaf;
-       mem[37] = 32'h35eeee;
-       mem[38] = 32'h36f158;
-       mem[39] = 32'h37f4c1;
-       mem[40] = 32'h38f8ee;
-       mem[41] = 32'h39fd96;
-       mem[42] = 32'h3a026a;
-       mem[43] = 32'h3b0712;
-       mem[44] = 32'h3c0b3f;
-       mem[45] = 32'h3d0ea8;
-       mem[46] = 32'h3e1112;
-       mem[47] = 32'h403f1251;
-    end
+    initial $readmemh("mem_cadcceddf1383290.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[5:0]];
