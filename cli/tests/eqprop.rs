@@ -292,7 +292,7 @@ fn train_eqprop_survives_a_board_that_vanishes() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let l = link.to_str().unwrap();
-    let mut train = thermo()
+    let train = thermo()
         .args(with(&["--out", b.to_str().unwrap(), "--port", l]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
