@@ -631,7 +631,7 @@ pub fn verify(s: &Substrate, b: &Banked) -> Result<(), String> {
                         cur = units.next();
                     }
                     n_lines += 1;
-                    if first_line.is_none_or(|(t0, _)| t < t0) {
+                    if first_line.map_or(true, |(t0, _)| t < t0) {
                         first_line = Some((t, l));
                     }
                 }
