@@ -98,8 +98,8 @@ pub enum HdlCommand {
         /// nextpnr placement seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Build without the link's weight tables (a location and a code per weight: about 120
-        /// block RAMs for the 416-unit digits substrate); weights then change by a rebuild only.
+        /// Build without the link's weight tables (a location and a code per weight, so their
+        /// block RAMs grow with the weights); weights then change by a rebuild only.
         #[arg(long)]
         no_weights: bool,
         /// Output directory.

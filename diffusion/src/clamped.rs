@@ -1073,34 +1073,22 @@ pub fn engine_batch(
     seed: u64,
     threads: usize,
 ) -> (DMatrix<f64>, thermo_sim::engine::Saturation) {
-    use thermo_sim::engine::{Arith, Observe, Saturation};
-    use thermo_sim::BatchEngine;
-    fn relax<A: Arith>(
-        arith: A,
-        sub: &thermo_sim::Substrate,
-        cols: &[Vec<f64>],
-        run: &EngineRun,
-        seed: u64,
-        threads: usize,
-    ) -> Vec<(Vec<f64>, Saturation)> {
-        let seeds: Vec<u64> = (0..cols.len())
-            .map(|c| seed.wrapping_add(c as u64))
-            .collect();
-        let mut e = BatchEngine::new(sub, arith, &seeds, threads);
-        e.relax_average(sub, cols, run.burn_in, run.sweeps, Observe::Activation)
-    }
+    use crate::substrate::relax_many_observed;
+    use thermo_sim::engine::{Observe, Saturation};
     let n = b.ncols();
     let cols: Vec<Vec<f64>> = (0..n)
         .map(|c| b.column(c).iter().copied().collect())
         .collect();
-    let results = if n == 0 {
-        Vec::new()
-    } else {
-        match kind {
-            EngineKind::Golden => {
-                relax(thermo_sim::Golden::new(sub), sub, &cols, run, seed, threads)
-            }
-            EngineKind::Fixed => relax(thermo_sim::Fixed::new(sub), sub, &cols, run, seed, threads),
+    let seeds: Vec<u64> = (0..n).map(|c| seed.wrapping_add(c as u64)).collect();
+    let (burn_in, sweeps, act) = (run.burn_in, run.sweeps, Observe::Activation);
+    let results = match kind {
+        EngineKind::Golden => {
+            let g = thermo_sim::Golden::new(sub);
+            relax_many_observed(sub, g, &cols, &seeds, burn_in, sweeps, threads, act)
+        }
+        EngineKind::Fixed => {
+            let f = thermo_sim::Fixed::new(sub);
+            relax_many_observed(sub, f, &cols, &seeds, burn_in, sweeps, threads, act)
         }
     };
     let mut y = DMatrix::zeros(b.nrows(), n);

@@ -200,6 +200,7 @@ pub fn relax<A: Arith>(
 /// seeds[c])`; the chains run in lock step in one [`thermo_sim::BatchEngine`] (the couplings
 /// read once for all of them) split over `threads` threads (the results do not depend on it).
 /// Returns each chain's means and saturation counters.
+#[allow(clippy::too_many_arguments)]
 pub fn relax_many<A: Arith>(
     sub: &Substrate,
     arith: A,
@@ -209,12 +210,36 @@ pub fn relax_many<A: Arith>(
     sweeps: u64,
     threads: usize,
 ) -> Vec<(Vec<f64>, Saturation)> {
+    relax_many_observed(
+        sub,
+        arith,
+        bs,
+        seeds,
+        burn_in,
+        sweeps,
+        threads,
+        Observe::State,
+    )
+}
+
+/// [`relax_many`], averaging what `observe` says (the states, or `rho` of them).
+#[allow(clippy::too_many_arguments)]
+pub fn relax_many_observed<A: Arith>(
+    sub: &Substrate,
+    arith: A,
+    bs: &[Vec<f64>],
+    seeds: &[u64],
+    burn_in: u64,
+    sweeps: u64,
+    threads: usize,
+    observe: Observe,
+) -> Vec<(Vec<f64>, Saturation)> {
     assert_eq!(bs.len(), seeds.len(), "one seed per bias");
     if bs.is_empty() {
         return Vec::new();
     }
     let mut e = thermo_sim::BatchEngine::new(sub, arith, seeds, threads.max(1));
-    e.relax_average(sub, bs, burn_in, sweeps, Observe::State)
+    e.relax_average(sub, bs, burn_in, sweeps, observe)
 }
 
 /// How a substrate denoiser computes the dec0 readout.

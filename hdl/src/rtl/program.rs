@@ -348,7 +348,8 @@ impl HwProgram {
             }
             side_map.push(map);
         }
-        let schedule = Schedule::new(s);
+        // `Schedule::new(s)` is this banked schedule; derive it from the one computed above
+        let schedule = Schedule::of_banked(s, &banked);
         // the hardware's own count of the schedule
         let bus_phase = sides
             .iter()

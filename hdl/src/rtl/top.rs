@@ -370,6 +370,29 @@ impl Logic for SubstrateTop {
         // sides); a port's address is the OR of the addresses its readers present for the bank
         // (the schedule lets at most one word per port per cycle); while idle port 0 reads the
         // configuration port's address
+        // each reader ORs its address into the one port it may use: one pass over the readers
+        let mut port_q = vec![0u64; READ_PORTS * p];
+        let lane_reads = self.lanes.iter().enumerate().map(|(l, ln)| {
+            (
+                l,
+                ln.rd_en.val(),
+                ln.rd_b1.val().to_u64(),
+                ln.rd_q.val().to_u64(),
+            )
+        });
+        let side_reads = self.sides.iter().enumerate().map(|(si, sd)| {
+            (
+                si,
+                sd.rd_en.val(),
+                sd.rd_b1.val().to_u64(),
+                sd.rd_q.val().to_u64(),
+            )
+        });
+        for (r, en, bk, q) in lane_reads.chain(side_reads) {
+            if en && bk < p as u64 {
+                port_q[READ_PORTS * bk as usize + r % READ_PORTS] |= q;
+            }
+        }
         for bk in 0..p {
             let (wa, wdat, wen) = if running {
                 let ln = &self.lanes[bk];
@@ -386,19 +409,7 @@ impl Logic for SubstrateTop {
                 )
             };
             for port in 0..READ_PORTS {
-                let mut rq = 0u64;
-                for l in (port..p).step_by(READ_PORTS) {
-                    let ln = &self.lanes[l];
-                    if ln.rd_en.val() && ln.rd_b1.val().to_u64() == bk as u64 {
-                        rq |= ln.rd_q.val().to_u64();
-                    }
-                }
-                for si in (port..s).step_by(READ_PORTS) {
-                    let sd = &self.sides[si];
-                    if sd.rd_en.val() && sd.rd_b1.val().to_u64() == bk as u64 {
-                        rq |= sd.rd_q.val().to_u64();
-                    }
-                }
+                let mut rq = port_q[READ_PORTS * bk + port];
                 if port == 0 && !running {
                     rq = a_q;
                 }
