@@ -544,9 +544,8 @@ impl CommandUnit {
         );
         let held: &[i16] = if wf { &prog.weights } else { &prog.couplings };
         let nw = held.len();
-        let coup_bits = bits_for(nw.max(1)).max(1);
         let coup: Vec<u32> = held.iter().map(|&c| c as u16 as u32).collect();
-        let (map_bits, map_a, map_b, map_h) = if wf {
+        let (map_a, map_b, map_h) = if wf {
             let a = prog
                 .weight_locs
                 .iter()
@@ -562,9 +561,9 @@ impl CommandUnit {
                 .iter()
                 .map(|l| (l[0].hi as u32) | ((l.get(1).map_or(0, |x| x.hi) as u32) << 16))
                 .collect::<Vec<_>>();
-            (coup_bits, a, b, h)
+            (a, b, h)
         } else {
-            (1, vec![], vec![], vec![])
+            (vec![], vec![], vec![])
         };
         let [w2, w3, w4, w5] = prog.weight_spaces;
         // the largest value of the byte/word counters (k, cnt), the slot and result memory
@@ -601,11 +600,13 @@ impl CommandUnit {
             stat: st.iter().map(|&w| (w as u64).to_bits()).into(),
             slotmem: Mem::new(slot_bits + slot_log, 32, &slots),
             res: Mem::new(res_bits + slot_log, 32, &[]),
-            coup: Mem::new(coup_bits, 16, &coup),
-            wcomp: Mem::new(map_bits, 16, if wf { &coup } else { &[] }),
-            wmap_a: Mem::new(map_bits, 32, &map_a),
-            wmap_b: Mem::new(map_bits, 32, &map_b),
-            wmap_h: Mem::new(map_bits, 32, &map_h),
+            // exact depth: the coupling codes of a large model (40,960 for the digits
+            // substrate) take 40 DP16KD, not the 64 of the next power of two
+            coup: Mem::exact(16, &coup),
+            wcomp: Mem::exact(16, if wf { &coup } else { &[] }),
+            wmap_a: Mem::exact(32, &map_a),
+            wmap_b: Mem::exact(32, &map_b),
+            wmap_h: Mem::exact(32, &map_h),
             runner: RunSequencer::new(s, prog, slot_bits, res_bits, wm),
             state: Default::default(),
             ret: Default::default(),

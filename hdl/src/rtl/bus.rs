@@ -145,7 +145,7 @@ impl BusSide {
             line_val: Default::default(),
             cnt_acc: Default::default(),
             cnt_bus: Default::default(),
-            words: Mem::new(clog2(prog.words.len().max(2)), 32, &prog.words),
+            words: Mem::exact(32, &prog.words),
             gains: Mem::new(clog2(gains.len().max(2)), 16, &gains),
             // the word and rank counters at their memories' address widths
             pmask: Constant::new(((1u64 << clog2(prog.words.len().max(2))) - 1).to_bits()),

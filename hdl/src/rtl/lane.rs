@@ -218,7 +218,7 @@ impl LangevinLane {
             cnt_state: Default::default(),
             noise_err: Default::default(),
             npop: Default::default(),
-            instr: Mem::new(ib, 32, &prog.instr),
+            instr: Mem::exact(32, &prog.instr),
             bias: Mem::new(ub, 32, &prog.bias),
             rdo: Mem::new(ub, 32, &[]),
             mul: Mul16s::default(),

@@ -49,13 +49,18 @@ pub const LOGIC_BITS: usize = 64;
 /// bit-exact test fail if it does.
 pub const RW_POISON: u32 = 0xDEAD_BEEF;
 
-/// Simple dual-port RAM, `depth = 2^abits` words of `dbits` bits (`dbits <= 32`).
+/// Simple dual-port RAM of `depth <= 2^abits` words of `dbits` bits (`dbits <= 32`).
 ///
 /// **Computes** `read_data <= mem[read_address]` and, when `write_enable`,
 /// `mem[write_address] <= write_data` on each rising edge of `clock`. A read of the address being
 /// written in the same cycle is undefined on the hardware and returns [`RW_POISON`] in
 /// simulation: users never consume such a read (the substrate and link tests prove it). Ports are 16-bit addresses and 32-bit
 /// data; only the low `abits` / `dbits` bits are used (`read_data` is zero-extended).
+/// A memory of exact depth ([`Mem::exact`], `depth < 2^abits`: the instruction and bus-word
+/// memories and the coupling ROM, whose depth is the program's) takes no more block RAM than
+/// its words need (yosys maps 5,640 words of 32 bits to 12 DP16KD, not the 16 of 8,192); a
+/// read at or beyond `depth` is undefined on the hardware and returns [`RW_POISON`] in
+/// simulation too, a write there does nothing.
 ///
 /// **Latency** one cycle (registered read). The Verilog carries `(* ram_style = "block" *)` and
 /// an `initial` block with the contents (inside [`with_memory_files`]: `$readmemh` of a file, as
@@ -78,21 +83,33 @@ pub struct Mem {
     pub write_enable: Signal<In, Bit>,
     _abits: usize,
     _dbits: usize,
+    _depth: usize,
     _contents: Vec<u32>,
 }
 
 impl Mem {
     /// A memory of `2^abits` words of `dbits` bits holding `init` (rest zero).
     pub fn new(_abits: usize, _dbits: usize, init: &[u32]) -> Self {
+        Self::sized(_abits, 1 << _abits, _dbits, init)
+    }
+    /// A memory of exactly `max(init.len(), 2)` words of `dbits` bits holding `init`, addressed
+    /// by `clog2` of that many bits.
+    pub fn exact(dbits: usize, init: &[u32]) -> Self {
+        let depth = init.len().max(2);
+        let abits = (usize::BITS - (depth - 1).leading_zeros()) as usize;
+        Self::sized(abits, depth, dbits, init)
+    }
+    fn sized(_abits: usize, _depth: usize, _dbits: usize, init: &[u32]) -> Self {
         assert!((1..=16).contains(&_abits) && (1..=32).contains(&_dbits));
-        assert!(init.len() <= 1 << _abits, "memory contents exceed depth");
+        assert!(_depth <= 1 << _abits && _depth > 1 << (_abits - 1));
+        assert!(init.len() <= _depth, "memory contents exceed depth");
         let mask = if _dbits == 32 {
             u32::MAX
         } else {
             (1u32 << _dbits) - 1
         };
         let mut _contents: Vec<u32> = init.iter().map(|&w| w & mask).collect();
-        _contents.resize(1 << _abits, 0);
+        _contents.resize(_depth, 0);
         Mem {
             clock: Default::default(),
             read_address: Default::default(),
@@ -102,6 +119,7 @@ impl Mem {
             write_enable: Default::default(),
             _abits,
             _dbits,
+            _depth,
             _contents,
         }
     }
@@ -123,12 +141,19 @@ impl Logic for Mem {
         if self.clock.pos_edge() {
             let amask = (1usize << self._abits) - 1;
             let ra = self.read_address.val().to_u64() as usize & amask;
-            self.read_data.next = (self._contents[ra] as u64).to_bits();
+            let poison = ((RW_POISON & self.mask()) as u64).to_bits();
+            self.read_data.next = match self._contents.get(ra) {
+                Some(&w) => (w as u64).to_bits(),
+                None => poison,
+            };
             if self.write_enable.val() {
                 let wa = self.write_address.val().to_u64() as usize & amask;
-                self._contents[wa] = self.write_data.val().to_u64() as u32 & self.mask();
+                let wd = self.write_data.val().to_u64() as u32 & self.mask();
+                if let Some(w) = self._contents.get_mut(wa) {
+                    *w = wd;
+                }
                 if wa == ra {
-                    self.read_data.next = ((RW_POISON & self.mask()) as u64).to_bits();
+                    self.read_data.next = poison;
                 }
             }
         }
@@ -139,6 +164,7 @@ impl Logic for Mem {
     fn hdl(&self) -> Verilog {
         let a = self._abits;
         let d = self._dbits;
+        let n = self._depth;
         let mut init = String::new();
         for (i, w) in self._contents.iter().enumerate() {
             if *w != 0 {
@@ -159,8 +185,7 @@ impl Logic for Mem {
                 "integer i;
 initial begin
    for (i = 0; i < {n}; i = i + 1) mem[i] = {d}'h0;
-{init}end",
-                n = 1usize << a
+{init}end"
             ),
         };
         let pad = if d < 32 {
@@ -168,7 +193,17 @@ initial begin
         } else {
             "{".to_string()
         };
-        let style = if (1usize << a) * d <= LOGIC_BITS {
+        // beyond an exact depth: undefined on the hardware, the poison in Verilator
+        let beyond = if n < 1 << a {
+            format!(
+                "\n   if (read_address[{am}:0] >= {a}'d{n}) rd <= {d}'h{poison:x};",
+                am = a - 1,
+                poison = RW_POISON & self.mask()
+            )
+        } else {
+            String::new()
+        };
+        let style = if n * d <= LOGIC_BITS {
             "logic"
         } else {
             "block"
@@ -180,14 +215,14 @@ reg [{dm}:0] rd;
 always @(posedge clock) begin
    rd <= mem[read_address[{am}:0]];
    if (write_enable) mem[write_address[{am}:0]] <= write_data[{dm}:0];
-`ifdef THERMO_RW_POISON
+`ifdef THERMO_RW_POISON{beyond}
    if (write_enable && write_address[{am}:0] == read_address[{am}:0]) rd <= {d}'h{poison:x};
 `endif
 end
 always @(*) read_data = {pad}rd}};",
             dm = d - 1,
             am = a - 1,
-            depth = (1usize << a) - 1,
+            depth = n - 1,
             poison = RW_POISON & self.mask(),
         ))
     }
@@ -226,5 +261,35 @@ mod tests {
         let v = crate::rtl::block_verilog(&m).unwrap();
         assert!(v.contains("no_rw_check"), "{v}");
         assert!(v.contains("`ifdef THERMO_RW_POISON"), "{v}");
+    }
+
+    /// A memory of exact depth: 5 words addressed by 3 bits; reads beyond the depth return the
+    /// poison, writes there do nothing, and the Verilog declares 5 words and poisons the read.
+    #[test]
+    fn exact_depth_poisons_reads_beyond_it() {
+        let mut m = Mem::exact(16, &[1, 2, 3, 4, 5]);
+        m.connect_all();
+        settle(&mut m).unwrap();
+        let cycle = |m: &mut Mem, ra: u64, wa: u64, we: bool| -> u64 {
+            m.read_address.next = ra.to_bits();
+            m.write_address.next = wa.to_bits();
+            m.write_data.next = 0x77u64.to_bits();
+            m.write_enable.next = we;
+            tick(m, |m| &mut m.clock).unwrap();
+            m.read_data.val().to_u64()
+        };
+        assert_eq!(cycle(&mut m, 4, 6, true), 5);
+        assert_eq!(cycle(&mut m, 5, 0, false), (RW_POISON & 0xFFFF) as u64);
+        assert_eq!(cycle(&mut m, 6, 0, false), (RW_POISON & 0xFFFF) as u64);
+        // address bits above the memory's 3 are ignored: 8 + 2 reads word 2
+        assert_eq!(cycle(&mut m, 10, 0, false), 3);
+        let v = crate::rtl::block_verilog(&m).unwrap();
+        assert!(v.contains("mem [0:4]"), "{v}");
+        assert!(
+            v.contains("if (read_address[2:0] >= 3'd5) rd <= 16'hbeef;"),
+            "{v}"
+        );
+        assert_eq!(Mem::exact(32, &[0; 5640])._abits, 13);
+        assert_eq!(Mem::exact(32, &[])._depth, 2);
     }
 }
