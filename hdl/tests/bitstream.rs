@@ -42,7 +42,11 @@ fn opts(board: Board, config: &str, lanes: Option<u32>, name: &str) -> Bitstream
 }
 
 fn build(board: Board, config: &str, lanes: Option<u32>, preamble: &[u8]) {
-    let o = opts(board, config, lanes, board.name());
+    build_named(board, config, lanes, preamble, board.name());
+}
+
+fn build_named(board: Board, config: &str, lanes: Option<u32>, preamble: &[u8], name: &str) {
+    let o = opts(board, config, lanes, name);
     let r = bitstream(&o, &mut |l| eprintln!("{l}")).expect("bitstream builds and meets timing");
     assert!(r.fmax >= r.target, "{} < {}", r.fmax, r.target);
     let (_, pll_mhz) = thermo_hdl::flow::boards::pll(board, board.default_mhz()).unwrap();
@@ -152,6 +156,40 @@ fn hdl_bitstream_icebreaker_shipped_example_one_lane() {
     );
 }
 
+/// A model with more than 4,096 instruction words on its lane (96 units, 5,788 couplings, one lane: 5,980
+/// words, which the configuration port reaches, 16 index bits) builds and meets timing on the
+/// ULX3S, its instruction memory of exact depth.
+#[test]
+fn hdl_bitstream_ulx3s_more_than_4096_instruction_words() {
+    use thermo_sim::example::{random_substrate, ExampleSpec};
+    let cfg = random_substrate(&ExampleSpec {
+        units: 96,
+        modules: 1,
+        rank: 0,
+        lanes: 1,
+        degree: 94,
+        seed: 4,
+        ..Default::default()
+    });
+    let s = thermo_sim::Substrate::from_config(&cfg).unwrap();
+    let prog = HwProgram::new(&s).unwrap();
+    let words = prog.lanes[0].instr.len();
+    assert!(words > 4096, "{words} instruction words");
+    assert!(prog.port_reaches_weights());
+    let dir = outdir("dense96");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("dense96.toml");
+    cfg.save(&path).unwrap();
+    build_named(
+        Board::Ulx3s85f,
+        path.to_str().unwrap(),
+        None,
+        &[0xFF, 0xFF, 0xBD, 0xB3],
+        "dense96-build",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn hdl_bitstream_too_large_does_not_fit() {
     // the shipped example as described (4 lanes, 2 bus sides: 12 multipliers) on the UP5K (8)
@@ -169,10 +207,12 @@ fn hdl_bitstream_too_large_does_not_fit() {
     let _ = std::fs::remove_dir_all(&o.out);
 }
 
-/// The committed reference builds (`bitstreams/*`) are what their reports say: the structure
-/// hash and weight checksum the current code computes for the committed `substrate.toml` are
-/// the report's, and the committed `board.v`, bitstream and substrate file have the report's
-/// sha256.
+/// The committed reference builds (every `bitstreams/*/report.json`) are what their reports
+/// say: the structure hash and weight checksum the current code computes for the committed
+/// substrate file are the report's; the committed `board.v`, memory files, bitstream and
+/// substrate file have the report's sha256; and the current code generates that same
+/// `board.v` and memory files from the committed substrate with the report's board, clock,
+/// line rate and weights option (the references are rebuilt at the RTL they claim).
 #[test]
 fn committed_references_match_their_reports() {
     use sha2::{Digest, Sha256};
@@ -183,7 +223,15 @@ fn committed_references_match_their_reports() {
             .map(|b| format!("{b:02x}"))
             .collect()
     };
-    for dir in ["bitstreams/ulx3s-85f", "bitstreams/icebreaker"] {
+    let mut dirs: Vec<String> = std::fs::read_dir(root().join("bitstreams"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("report.json").exists())
+        .map(|e| format!("bitstreams/{}", e.file_name().to_string_lossy()))
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 3, "{dirs:?}");
+    for dir in &dirs {
         let d = root().join(dir);
         let j: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(d.join("report.json")).unwrap()).unwrap();
@@ -210,5 +258,43 @@ fn committed_references_match_their_reports() {
         assert_eq!(j["sha256"]["substrate"], sha(&sub), "{dir}: substrate");
         let bit = d.join(j["bitstream"].as_str().expect("report names its bitstream"));
         assert_eq!(j["sha256"]["bitstream"], sha(&bit), "{dir}: bitstream");
+        let files = j["sha256"]["memory_files"]
+            .as_object()
+            .expect("memory files");
+        for (name, h) in files {
+            assert_eq!(h, &sha(&d.join(name)), "{dir}: {name}");
+        }
+        // the current code's board.v for this substrate and these options
+        let board = Board::parse(j["board"].as_str().unwrap()).unwrap();
+        let prog = HwProgram::new(&s).unwrap();
+        let design = thermo_hdl::flow::board_design(
+            board,
+            &s,
+            &prog,
+            j["clock"]["requested_mhz"].as_f64().unwrap(),
+            j["uart"]["baud"].as_u64().unwrap(),
+            j["link"]["weights_asked"].as_bool().unwrap(),
+        )
+        .unwrap();
+        let digest = |t: &str| -> String {
+            Sha256::digest(t.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        assert_eq!(
+            j["sha256"]["board.v"],
+            digest(&design.verilog),
+            "{dir}: the current code generates another board.v; rebuild the reference \
+             (bitstreams/README.md)"
+        );
+        assert_eq!(design.memory_files.len(), files.len(), "{dir}");
+        for (name, text) in &design.memory_files {
+            assert_eq!(files[name], digest(text), "{dir}: {name}");
+        }
+        assert_eq!(
+            j["link"]["weights_feature"], design.weights_feature,
+            "{dir}: weights"
+        );
     }
 }

@@ -297,6 +297,56 @@ fn fits(what: &str, need: u64, have: u64, unit: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// What `thermo bitstream` hands to yosys: the board top's Verilog and its memory files.
+pub struct BoardDesign {
+    /// `board.v`.
+    pub verilog: String,
+    /// The `$readmemh` files beside it, name to text.
+    pub memory_files: std::collections::BTreeMap<String, String>,
+    /// The PLL's output frequency (the core clock).
+    pub pll_mhz: f64,
+    /// The UART's phase increment for the requested line rate at that clock.
+    pub phase_increment: u16,
+    /// The link options built.
+    pub link: crate::link::command::LinkOptions,
+    /// Does the build have writable weights (`FEATURE_WEIGHTS`: asked for, and the
+    /// configuration port reaches every weight; [`crate::link::command::weights_feature`])?
+    pub weights_feature: bool,
+}
+
+/// The board top of substrate `s` (compiled to `prog`) on `board` at `mhz` (the PLL's nearest)
+/// and `baud`, with the link's weight tables if `weights` (and the board's link has them):
+/// exactly what [`bitstream`] writes, so a committed reference's `board.v` can be checked
+/// against the current code.
+pub fn board_design(
+    board: Board,
+    s: &Substrate,
+    prog: &HwProgram,
+    mhz: f64,
+    baud: u64,
+    weights: bool,
+) -> Result<BoardDesign, Error> {
+    let (pll_text, pll_mhz) = pll(board, mhz)?;
+    let inc = crate::link::uart::baud_increment((pll_mhz * 1e6).round() as u64, baud)?;
+    let lo = crate::link::command::LinkOptions {
+        weights: board.link_options().weights && weights,
+        ..board.link_options()
+    };
+    // memory contents in files beside board.v ($readmemh, read by yosys from the build folder)
+    let (link, memory_files) = crate::rtl::mem::with_memory_files(|| {
+        crate::link::command::link_top_verilog(s, prog, inc, &lo)
+    });
+    let verilog = board_verilog(board, &link?, &pll_text, pll_mhz)?;
+    Ok(BoardDesign {
+        verilog,
+        memory_files,
+        pll_mhz,
+        phase_increment: inc,
+        weights_feature: crate::link::command::weights_feature(prog, &lo),
+        link: lo,
+    })
+}
+
 /// Build a bitstream; progress lines go to `progress`.
 pub fn bitstream(
     o: &BitstreamOpts,
@@ -336,19 +386,16 @@ pub fn bitstream(
         "DSP multipliers",
     )?;
     let mhz = o.mhz.unwrap_or(board.default_mhz());
-    let (pll_text, pll_mhz) = pll(board, mhz)?;
-    let inc = crate::link::uart::baud_increment((pll_mhz * 1e6).round() as u64, o.baud)?;
-    let lo = crate::link::command::LinkOptions {
-        weights: board.link_options().weights && o.weights,
-        ..board.link_options()
-    };
-    // memory contents in files beside board.v ($readmemh, read by yosys from the build folder)
-    let (link, mem_files) = crate::rtl::mem::with_memory_files(|| {
-        crate::link::command::link_top_verilog(&s, &prog, inc, &lo)
-    });
-    let v = board_verilog(board, &link?, &pll_text, pll_mhz)?;
-    std::fs::write(dir.join("board.v"), &v).map_err(io(&dir.join("board.v")))?;
-    for (name, text) in &mem_files {
+    let design = board_design(board, &s, &prog, mhz, o.baud, o.weights)?;
+    let (v, mem_files, pll_mhz, inc, lo) = (
+        &design.verilog,
+        &design.memory_files,
+        design.pll_mhz,
+        design.phase_increment,
+        design.link,
+    );
+    std::fs::write(dir.join("board.v"), v).map_err(io(&dir.join("board.v")))?;
+    for (name, text) in mem_files {
         std::fs::write(dir.join(name), text).map_err(io(&dir.join(name)))?;
     }
     let cons = board.constraints(pll_mhz);
@@ -545,7 +592,7 @@ pub fn bitstream(
         "units": s.units(),
         "lanes": prog.p,
         "bus_sides": prog.sides.len(),
-        "link": {"slots": lo.slots, "max_payload": lo.max_payload, "rx_ring_bytes": lo.ring_bytes(), "reply_buffer_bytes": lo.reply_bytes()},
+        "link": {"slots": lo.slots, "max_payload": lo.max_payload, "rx_ring_bytes": lo.ring_bytes(), "reply_buffer_bytes": lo.reply_bytes(), "weights_asked": o.weights, "weights_feature": design.weights_feature},
         "cycles_per_sweep": prog.cycles_per_sweep,
         "unit_updates_per_cycle": per_cycle,
         "lane_mac_utilisation": sched.mac_efficiency(),

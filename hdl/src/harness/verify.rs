@@ -635,7 +635,7 @@ mod negative {
             1,
             sims,
             None,
-            &[Cmd::Write(addr(region::BIAS, (1 << 12) | 2), h)],
+            &[Cmd::Write(prog.mem_addr(region::BIAS, 1, 2), h)],
         )
         .unwrap_err()
         .to_string();
@@ -648,7 +648,7 @@ mod negative {
             1,
             sims,
             None,
-            &[Cmd::Write(addr(region::INSTR, 2 << 12), w)],
+            &[Cmd::Write(prog.mem_addr(region::INSTR, 2, 0), w)],
         )
         .unwrap_err()
         .to_string();
@@ -682,6 +682,48 @@ mod negative {
         .unwrap_err()
         .to_string();
         assert!(e.contains("sweep 0,") && e.contains("lane 1"), "{e}");
+    }
+
+    /// The configuration port reaches instruction words beyond 4,096 (the 12-bit index of
+    /// earlier builds): one lane with more than 4,096 instruction words, a coupling of the
+    /// last unit (word > 4,096) changed through the port is reported at that unit, in rust-hdl
+    /// and in Verilator; writing the same word back leaves the run equal to the engine.
+    #[test]
+    fn tamper_beyond_4096_instruction_words() {
+        let cfg = random_substrate(&ExampleSpec {
+            units: 96,
+            modules: 1,
+            rank: 0,
+            lanes: 1,
+            degree: 94,
+            seed: 4,
+            ..Default::default()
+        });
+        let s = Substrate::from_config(&cfg).unwrap();
+        let prog = HwProgram::new(&s).unwrap();
+        let instr = &prog.lanes[0].instr;
+        let x = instr.len() - 3;
+        assert!(x >= 4096, "{} instruction words", instr.len());
+        assert_eq!(prog.port_reach(), 1 << 16);
+        let sims = Sims {
+            rusthdl: true,
+            verilator: true,
+        };
+        let same = Cmd::Write(prog.mem_addr(region::INSTR, 0, x), instr[x]);
+        verify_with(&s, 2, 1, sims, None, &[same]).unwrap();
+        let w = instr[x] ^ 0x0100;
+        let e = verify_with(
+            &s,
+            2,
+            1,
+            sims,
+            None,
+            &[Cmd::Write(prog.mem_addr(region::INSTR, 0, x), w)],
+        )
+        .unwrap_err()
+        .to_string();
+        // a coupling: states are 0 in sweep 0, so the change shows in sweep 1
+        assert!(e.contains("sweep 1, unit 95, lane 0"), "{e}");
     }
 }
 

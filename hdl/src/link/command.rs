@@ -156,7 +156,7 @@ pub fn identity(s: &Substrate) -> Identity {
 
 /// Does the build of `prog` with options `o` have writable weights (`FEATURE_WEIGHTS`)? It
 /// does when `o.weights` asks for it and every weight location is within the configuration
-/// port's reach ([`crate::rtl::program::PORT_REACH`] words per memory, 256 memories) and the
+/// port's reach ([`HwProgram::port_reach`] words per memory, 256 memories) and the
 /// codes fit the 16-bit index of the weight tables (fewer than 65,536).
 pub fn weights_feature(prog: &HwProgram, o: &LinkOptions) -> bool {
     o.weights && prog.weights.len() < 1 << 16 && prog.port_reaches_weights()
@@ -187,7 +187,7 @@ pub fn identity_with(s: &Substrate, o: &LinkOptions) -> Identity {
 
 /// Configuration-port address of the bias of unit `i` (lane `i % P`, index `i / P`).
 pub fn bias_port_addr(prog: &HwProgram, i: usize) -> u32 {
-    (region::BIAS << 20) | (((i % prog.p) as u32) << 12) | (i / prog.p) as u32
+    prog.mem_addr(region::BIAS, i % prog.p, i / prog.p)
 }
 /// Command unit and run sequencer.
 ///

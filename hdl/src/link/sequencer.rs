@@ -145,6 +145,9 @@ pub struct RunSequencer {
     k_rdo_off: Constant<Bits<32>>,
     k_rdo_rho: Constant<Bits<32>>,
     k_rg_bias: Constant<Bits<24>>,
+    /// The port's memory-region index bits (`HwProgram::index_bits`): a bias address is
+    /// `k_rg_bias | lane << k_ib | index`.
+    k_ib: Constant<Bits<24>>,
     k_rg_state: Constant<Bits<24>>,
     k_rg_rdo: Constant<Bits<24>>,
     k_rg_seed: Constant<Bits<24>>,
@@ -246,6 +249,7 @@ impl RunSequencer {
             k_rdo_off: k32(ctrl_bits::READOUT_OFF),
             k_rdo_rho: k32(ctrl_bits::READOUT_RHO),
             k_rg_bias: k24(region::BIAS << 20),
+            k_ib: k24(prog.index_bits() as u32),
             k_rg_state: k24(region::STATE << 20),
             k_rg_rdo: k24(region::READOUT << 20),
             k_rg_seed: k24(region::SEED << 20),
@@ -343,7 +347,7 @@ impl Logic for RunSequencer {
                     if self.sph.q.val() == 1 {
                         self.p_addr_en.next = true;
                         self.p_addr.next = self.k_rg_bias.val()
-                            | (bit_cast::<24, 8>(self.slq.val()) << 12)
+                            | (bit_cast::<24, 8>(self.slq.val()) << self.k_ib.val())
                             | bit_cast::<24, 16>(self.sqq.val());
                         self.p_data_en.next = true;
                         self.p_data.next = self.slot_rdata.val();

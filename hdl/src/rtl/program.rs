@@ -153,24 +153,53 @@ pub struct HwProgram {
 /// MAC word, zero for a gain), so a new code is written as `hi << 16 | code`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WeightLoc {
-    /// Configuration-port address (region in bits 23..20, memory in 19..12, word in 11..0).
+    /// Configuration-port address (region in bits 23..20, then memory and word as
+    /// [`HwProgram::mem_addr`] splits them).
     pub addr: u32,
     /// Bits 31..16 of the word.
     pub hi: u16,
 }
 
-/// Words of a lane or bus-side memory the configuration port reaches (12 index bits).
-pub const PORT_REACH: usize = 1 << 12;
+/// The configuration port's split of a memory region's 20 offset bits (regions `INSTR`, `BIAS`,
+/// `BUSW`, `GAIN` of [`crate::rtl::top::region`]) for a build of `p` lanes and `s` bus sides:
+/// the memory (lane or side) in the upper `20 - index_bits`, the word in the lower
+/// `index_bits`. The memory field takes `clog2(max(p, s))` bits but at least 4, so up to 16
+/// lanes and sides the port reaches all 65,536 words a memory can have (16 index bits), and at
+/// 256 it still reaches 4,096.
+pub fn port_index_bits(p: usize, s: usize) -> usize {
+    20 - clog2(p.max(s)).max(4)
+}
 
 impl HwProgram {
+    /// This build's [`port_index_bits`].
+    pub fn index_bits(&self) -> usize {
+        port_index_bits(self.p, self.sides.len())
+    }
+    /// Words of a lane or bus-side memory the configuration port reaches.
+    pub fn port_reach(&self) -> usize {
+        1 << self.index_bits()
+    }
+    /// The configuration-port address of word `index` of memory `mem` (a lane or bus side) in
+    /// `region` (`INSTR`, `BIAS`, `BUSW` or `GAIN`). Panics if either is out of the port's
+    /// reach.
+    pub fn mem_addr(&self, region: u32, mem: usize, index: usize) -> u32 {
+        let ib = self.index_bits();
+        assert!(
+            mem < 1 << (20 - ib) && index < 1 << ib,
+            "memory {mem} word {index} is beyond the configuration port ({} index bits)",
+            ib
+        );
+        (region << 20) | ((mem as u32) << ib) | index as u32
+    }
     /// Does the configuration port reach every word that holds a weight code: at most 256 lanes
-    /// and bus sides, each memory within [`PORT_REACH`] words? (Otherwise the
+    /// and bus sides, each memory within [`HwProgram::port_reach`] words? (Otherwise the
     /// [`WeightLoc`] addresses are not the words' and must not be used.)
     pub fn port_reaches_weights(&self) -> bool {
+        let reach = self.port_reach();
         self.p <= 256
             && self.sides.len() <= 256
-            && self.lanes.iter().all(|l| l.instr.len() <= PORT_REACH)
-            && self.sides.iter().all(|s| s.words.len() <= PORT_REACH)
+            && self.lanes.iter().all(|l| l.instr.len() <= reach)
+            && self.sides.iter().all(|s| s.words.len() <= reach)
     }
 }
 
@@ -369,8 +398,11 @@ impl HwProgram {
             )));
         }
         // the weight codes (thermo_proto's spaces 2..=5, in their order) and their locations
+        let ib = port_index_bits(p, sides.len());
         let word_at = |rg: u32, mem: usize, idx: usize, word: u32| WeightLoc {
-            addr: (rg << 20) | ((mem as u32) << 12) | idx as u32,
+            // beyond the port's reach the address is not the word's: `port_reaches_weights`
+            // then turns the weights feature off
+            addr: (rg << 20) | ((mem as u32) << ib) | (idx as u32 & ((1 << ib) - 1)),
             hi: (word >> 16) as u16,
         };
         let lane_loc = |(l, x): (usize, usize)| {

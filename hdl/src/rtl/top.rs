@@ -20,14 +20,15 @@ pub mod region {
     pub const SEED: u32 = 1;
     /// Unit states (current buffer): the state operand `q << bbits | bank`.
     pub const STATE: u32 = 2;
-    /// Lane instruction memories: `lane << 12 | index` (the port reaches the first 4096 words
-    /// of each memory; the initial contents may be longer).
+    /// Lane instruction memories: `lane << ib | index`, `ib` the build's
+    /// [`super::HwProgram::index_bits`] (16 up to 16 lanes and sides: every word; at least
+    /// 12). Use [`super::HwProgram::mem_addr`].
     pub const INSTR: u32 = 3;
-    /// Lane bias memories: `lane << 12 | index`.
+    /// Lane bias memories: `lane << ib | index`.
     pub const BIAS: u32 = 4;
-    /// Bus-side MAC words: `side << 12 | index`.
+    /// Bus-side MAC words: `side << ib | index`.
     pub const BUSW: u32 = 5;
-    /// Bus-side gains: `side << 12 | rank`.
+    /// Bus-side gains: `side << ib | rank`.
     pub const GAIN: u32 = 6;
     /// Readout accumulators (sum of the unit's written states while accumulation is on; 32-bit
     /// wrapping; writable while idle, e.g. to zero them): the state operand.
@@ -141,6 +142,8 @@ pub struct SubstrateTop {
     _bus_phase: u64,
     _lane_len: Vec<u64>,
     _side_len: Vec<u64>,
+    /// The port's memory-region index bits ([`HwProgram::index_bits`]).
+    _ib: usize,
     _line_base: Vec<usize>,
     _k: Vec<usize>,
     _rho: bool,
@@ -198,6 +201,7 @@ impl SubstrateTop {
             _bus_phase: prog.bus_phase,
             _lane_len: prog.lanes.iter().map(|l| l.instr.len() as u64).collect(),
             _side_len: prog.sides.iter().map(|sd| sd.words.len() as u64).collect(),
+            _ib: prog.index_bits(),
             _line_base: prog.sides.iter().map(|sd| sd.line_base).collect(),
             _k: prog.sides.iter().map(|sd| sd.k).collect(),
         }
@@ -259,7 +263,9 @@ impl Logic for SubstrateTop {
         let bmask = (1u64 << self._bbits) - 1;
         let a_q = (a & 0xFFFF) >> self._bbits;
         let a_bank = a & bmask;
-        let sel = (a >> 12) & 0xFF;
+        let ib = self._ib;
+        let sel = (a & 0xF_FFFF) >> ib;
+        let idx = a & ((1 << ib) - 1);
 
         self.nsw.d.next = if we && a == 1 {
             wd.to_bits()
@@ -311,7 +317,7 @@ impl Logic for SubstrateTop {
             lane.rewind.next = rewind;
             lane.rd_data.next = b(rd).to_bits();
             lane.line_val.next = lv.to_bits();
-            lane.cfg_addr.next = (a & 0xFFF).to_bits();
+            lane.cfg_addr.next = idx.to_bits();
             lane.cfg_data.next = wd.to_bits();
             lane.instr_we.next = we && reg == 3 && sel == l as u64;
             lane.bias_we.next = we && reg == 4 && sel == l as u64;
@@ -359,7 +365,7 @@ impl Logic for SubstrateTop {
             sd.issue.next = running && c < len;
             sd.rewind.next = rewind;
             sd.rd_data.next = rd.to_bits();
-            sd.cfg_addr.next = (a & 0xFFF).to_bits();
+            sd.cfg_addr.next = idx.to_bits();
             sd.cfg_data.next = wd.to_bits();
             sd.word_we.next = we && reg == 5 && sel == si as u64;
             sd.gain_we.next = we && reg == 6 && sel == si as u64;
@@ -579,7 +585,14 @@ impl SubstrateTop {
             (1u32 << bb) - 1
         )
         .unwrap();
-        writeln!(w, "wire [7:0] sel_w = cfg$addr[19:12];").unwrap();
+        let ib = self._ib;
+        let mb = 20 - ib;
+        writeln!(w, "wire [{}:0] sel_w = cfg$addr[19:{ib}];", mb - 1).unwrap();
+        let idx_w = if ib == 16 {
+            "cfg$addr[15:0]".to_string()
+        } else {
+            format!("{{{}'d0, cfg$addr[{}:0]}}", 16 - ib, ib - 1)
+        };
         writeln!(w, "always @(*) begin").unwrap();
         // clocks
         writeln!(w, "  ctrl$clock = clock;").unwrap();
@@ -638,10 +651,10 @@ impl SubstrateTop {
                 w,
                 "  lanes${l}$issue = running_w && (c_w >= 32'd{bp}) && (c_w < 32'd{end});
   lanes${l}$rewind = ctrl$rewind;
-  lanes${l}$cfg_addr = {{4'd0, cfg$addr[11:0]}};
+  lanes${l}$cfg_addr = {idx_w};
   lanes${l}$cfg_data = cfg$wdata;
-  lanes${l}$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == 8'd{l});
-  lanes${l}$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd{l});
+  lanes${l}$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == {mb}'d{l});
+  lanes${l}$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == {mb}'d{l});
   lanes${l}$clear = ctrl_we && cfg$wdata[2];
   lanes${l}$rdo_en = rdo_en$q;
   lanes${l}$rdo_rho = rdo_rho$q;
@@ -698,10 +711,10 @@ impl SubstrateTop {
                 w,
                 "  sides${si}$issue = running_w && (c_w < 32'd{len});
   sides${si}$rewind = ctrl$rewind;
-  sides${si}$cfg_addr = {{4'd0, cfg$addr[11:0]}};
+  sides${si}$cfg_addr = {idx_w};
   sides${si}$cfg_data = cfg$wdata;
-  sides${si}$word_we = cfg$we && (reg_w == 4'd5) && (sel_w == 8'd{si});
-  sides${si}$gain_we = cfg$we && (reg_w == 4'd6) && (sel_w == 8'd{si});
+  sides${si}$word_we = cfg$we && (reg_w == 4'd5) && (sel_w == {mb}'d{si});
+  sides${si}$gain_we = cfg$we && (reg_w == 4'd6) && (sel_w == {mb}'d{si});
   sides${si}$clear = ctrl_we && cfg$wdata[2];"
             )
             .unwrap();
