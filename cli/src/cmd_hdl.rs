@@ -99,7 +99,9 @@ pub enum HdlCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Build without the link's weight tables (a location and a code per weight, so their
-        /// block RAMs grow with the weights); weights then change by a rebuild only.
+        /// block RAMs grow with the weights) and its copy of the couplings (READ_MEM of space
+        /// 2); weights then change by a rebuild only. A build whose weight tables would not fit
+        /// the board's block RAM leaves them out by itself, and says so.
         #[arg(long)]
         no_weights: bool,
         /// Output directory.

@@ -13,7 +13,7 @@ use thermo_proto::device::Board;
 use thermo_proto::{
     decode_i16s, encode_frame, weight_checksum, ErrorCode, Frame, FrameDecoder, Identity, Opcode,
     Readout, Request, RunRequest, SlotState, Space, Weights, ERROR_KIND, FEATURE_ALL_UNITS,
-    FEATURE_RHO, FEATURE_WEIGHTS, RUN_ALL_UNITS, RUN_RHO,
+    FEATURE_READ_COUPLINGS, FEATURE_RHO, FEATURE_WEIGHTS, RUN_ALL_UNITS, RUN_RHO,
 };
 use thermo_sim::engine::{Observe, Program};
 use thermo_sim::example::{saturating_config, shipped, StimulusRng};
@@ -280,7 +280,7 @@ fn features_case(name: &str, s: &Substrate, spread: i64) {
     let ident = |i: usize| Identity::decode(&got[i].2).expect("identity");
     assert_eq!(
         ident(id0).features,
-        FEATURE_WEIGHTS | FEATURE_ALL_UNITS | FEATURE_RHO,
+        FEATURE_WEIGHTS | FEATURE_ALL_UNITS | FEATURE_RHO | FEATURE_READ_COUPLINGS,
         "features"
     );
     let (c0, c1) = (weight_checksum(&compiled), weight_checksum(&new_w));
@@ -371,14 +371,34 @@ fn hdl_link_features_saturating_verilator() {
 }
 
 /// Without the weights feature (the small link of the iCEBreaker build): all-units runs, and
-/// weight writes answer bad address as the model without `FEATURE_WEIGHTS`.
+/// weight writes answer bad address as the model without `FEATURE_WEIGHTS`; READ_MEM of the
+/// couplings answers their codes, and, in a build without the coupling ROM as well
+/// (`read_couplings: false`, what `thermo bitstream --no-weights` builds), bad address as the
+/// model without `FEATURE_READ_COUPLINGS`.
 #[test]
 fn hdl_link_features_small_link_verilator() {
+    for (o, features) in [
+        (
+            LinkOptions::SMALL,
+            FEATURE_ALL_UNITS | FEATURE_RHO | FEATURE_READ_COUPLINGS,
+        ),
+        (
+            LinkOptions {
+                read_couplings: false,
+                ..LinkOptions::SMALL
+            },
+            FEATURE_ALL_UNITS | FEATURE_RHO,
+        ),
+    ] {
+        small_link_case(o, features);
+    }
+}
+
+fn small_link_case(o: LinkOptions, features: u8) {
     let s = shipped();
     let prog = HwProgram::new(&s).expect("compile");
-    let o = LinkOptions::SMALL;
     let id = identity_with(&s, &o);
-    assert_eq!(id.features, FEATURE_ALL_UNITS | FEATURE_RHO);
+    assert_eq!(id.features, features);
     let d = prog.d;
     let mut board = Board::with_features(s.clone(), id.features);
     let compiled = Weights::of_substrate(&s);
@@ -389,6 +409,11 @@ fn hdl_link_features_small_link_verilator() {
             space: Space::BusGain,
             addr: 0,
             count: 1,
+        },
+        Request::ReadMem {
+            space: Space::Coupling,
+            addr: 1,
+            count: 3,
         },
         run(1, 30, 2, [1, 2, 3], RUN_ALL_UNITS),
     ];
@@ -425,6 +450,8 @@ fn hdl_link_features_small_link_verilator() {
         got[0].2,
         vec![Opcode::WriteMem as u8, ErrorCode::BadAddress as u8]
     );
+    let bad_read = vec![Opcode::ReadMem as u8, ErrorCode::BadAddress as u8];
+    assert_eq!(got[3].2 == bad_read, features & FEATURE_READ_COUPLINGS == 0);
     let all: Vec<usize> = (0..d).collect();
     let base = Program::new(&s, Fixed::new(&s)).bias;
     assert_eq!(

@@ -10,8 +10,8 @@ use crate::request::{encode_i16s, encode_i32s, encode_written, Request, WORD};
 use crate::{
     encode_frame, readout_units, reply_kind, structure_hash, weight_checksum, ErrorCode, Identity,
     Opcode, Readout, RunRequest, SlotState, Space, Status, Weights, ERROR_KIND, FEATURES_ALL,
-    FEATURE_ALL_UNITS, FEATURE_RHO, FEATURE_WEIGHTS, MAX_PAYLOAD, MAX_RUN_SWEEPS, REPLAY_WINDOW,
-    RUN_FLAGS, SLOTS, VERSION,
+    FEATURE_ALL_UNITS, FEATURE_READ_COUPLINGS, FEATURE_RHO, FEATURE_WEIGHTS, MAX_PAYLOAD,
+    MAX_RUN_SWEEPS, REPLAY_WINDOW, RUN_FLAGS, SLOTS, VERSION,
 };
 use std::collections::VecDeque;
 use thermo_sim::engine::{Fixed, Program, RunSums};
@@ -96,8 +96,9 @@ impl Board {
     }
 
     /// [`Board::new`] with only `features` ([`FEATURE_WEIGHTS`], [`FEATURE_ALL_UNITS`],
-    /// [`FEATURE_RHO`]): without `FEATURE_WEIGHTS` WRITE_MEM of spaces 2..=5 and READ_MEM of
-    /// spaces 3..=5 answer bad address; without `FEATURE_ALL_UNITS` a RUN with [`RUN_ALL_UNITS`],
+    /// [`FEATURE_RHO`], [`FEATURE_READ_COUPLINGS`]): without `FEATURE_WEIGHTS` WRITE_MEM of
+    /// spaces 2..=5 and READ_MEM of spaces 3..=5 answer bad address, and READ_MEM of space 2
+    /// too without `FEATURE_READ_COUPLINGS`; without `FEATURE_ALL_UNITS` a RUN with [`RUN_ALL_UNITS`],
     /// without `FEATURE_RHO` a RUN with [`crate::RUN_RHO`] answers bad parameter.
     pub fn with_features(sub: Substrate, features: u8) -> Self {
         let readout = readout_units(&sub);
@@ -242,7 +243,8 @@ impl Board {
             }
             Request::ReadMem { space, addr, count } => {
                 let (a, n) = (addr as usize, count as usize);
-                let weights = matches!(space, Space::SelfCoef | Space::BusFactor | Space::BusGain);
+                let weights = matches!(space, Space::SelfCoef | Space::BusFactor | Space::BusGain)
+                    || (space == Space::Coupling && self.features & FEATURE_READ_COUPLINGS == 0);
                 if weights && self.features & FEATURE_WEIGHTS == 0 {
                     // spaces a board without the feature does not have, whatever the count
                     return Err(ErrorCode::BadAddress);
@@ -646,15 +648,24 @@ mod tests {
     }
 
     /// A board without the features refuses them as the RTL does: weight writes and reads of
-    /// spaces 3..=5 with bad address (space 2 stays readable), an all-unit RUN with bad
-    /// parameter; a RUN with an unknown flag is refused by every board.
+    /// spaces 3..=5 with bad address (space 2 stays readable with FEATURE_READ_COUPLINGS, and
+    /// is refused without it), an all-unit RUN with bad parameter; a RUN with an unknown flag
+    /// is refused by every board.
     #[test]
     fn features_off_are_refused() {
         let s = board().sub;
-        let mut b = Board::with_features(s.clone(), 0);
-        assert_eq!(b.identity().features, 0);
         let bad_addr = |op: Opcode| vec![op as u8, ErrorCode::BadAddress as u8];
         let w = Weights::of_substrate(&s);
+        let mut b = Board::with_features(s.clone(), 0);
+        assert_eq!(b.identity().features, 0);
+        let rd2 = Request::ReadMem {
+            space: Space::Coupling,
+            addr: 0,
+            count: 2,
+        };
+        let f = send(&mut b, 1, &rd2).unwrap();
+        assert_eq!(f.payload, bad_addr(Opcode::ReadMem));
+        let mut b = Board::with_features(s.clone(), FEATURE_READ_COUPLINGS);
         assert_eq!(read(&mut b, 1, Space::Coupling, 2), w.coupling[..2]);
         for (i, sp) in Space::WEIGHTS.into_iter().enumerate() {
             let seq = 2 + 2 * i as u8;

@@ -88,7 +88,8 @@ impl ErrorCode {
 ///
 /// The weight spaces (2..=5) hold the fixed engine's codes (`thermo_sim::engine::Program`):
 /// what a board runs. They are writable on a board whose IDENTIFY reports
-/// [`FEATURE_WEIGHTS`]; a board without it reads space 2 only and refuses the others.
+/// [`FEATURE_WEIGHTS`]; a board without it reads space 2 only (if it reports
+/// [`FEATURE_READ_COUPLINGS`]) and refuses the others.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Space {
@@ -142,8 +143,14 @@ pub const FEATURE_WEIGHTS: u8 = 1;
 pub const FEATURE_ALL_UNITS: u8 = 2;
 /// IDENTIFY `features` bit: RUN takes [`RUN_RHO`].
 pub const FEATURE_RHO: u8 = 4;
+/// IDENTIFY `features` bit: READ_MEM of space 2 (the couplings) is served. A board holds a
+/// copy of the coupling codes for it (on the FPGA a block-RAM ROM: 40 DP16KD for the 40,960
+/// couplings of the digits substrate), which a large model's build leaves out; such a board
+/// answers bad address, like the other weight spaces without [`FEATURE_WEIGHTS`].
+pub const FEATURE_READ_COUPLINGS: u8 = 8;
 /// Every feature of this protocol version (the board model's default).
-pub const FEATURES_ALL: u8 = FEATURE_WEIGHTS | FEATURE_ALL_UNITS | FEATURE_RHO;
+pub const FEATURES_ALL: u8 =
+    FEATURE_WEIGHTS | FEATURE_ALL_UNITS | FEATURE_RHO | FEATURE_READ_COUPLINGS;
 /// RUN `flags` bit: the result holds every unit's sum (unit order), not only the readout units'.
 pub const RUN_ALL_UNITS: u8 = 1;
 /// RUN `flags` bit: the sums are of `rho(x)` (the substrate's activation of each state code,

@@ -243,6 +243,14 @@ fn version(prog: &str, arg: &str) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The description at `config` built with `p` lanes (nothing written).
+fn substrate_with_lanes(config: &Path, p: u32) -> Result<Substrate, Error> {
+    let mut cfg = SubstrateConfig::load(config).map_err(|e| Error::Config(e.to_string()))?;
+    cfg.lanes = p;
+    Substrate::from_config(&cfg)
+        .map_err(|e| Error::Config(format!("{} with --lanes {p}: {e}", config.display())))
+}
+
 /// Load the description with the lane override applied and write the exact description the
 /// hardware is built from into `dir` (`substrate.toml`, or `.json` for an unmodified JSON file).
 pub fn load_substrate(
@@ -328,8 +336,10 @@ pub fn board_design(
 ) -> Result<BoardDesign, Error> {
     let (pll_text, pll_mhz) = pll(board, mhz)?;
     let inc = crate::link::uart::baud_increment((pll_mhz * 1e6).round() as u64, baud)?;
+    // without weights: no weight tables and no copy of the couplings either
     let lo = crate::link::command::LinkOptions {
         weights: board.link_options().weights && weights,
+        read_couplings: board.link_options().read_couplings && weights,
         ..board.link_options()
     };
     // memory contents in files beside board.v ($readmemh, read by yosys from the build folder)
@@ -386,7 +396,57 @@ pub fn bitstream(
         "DSP multipliers",
     )?;
     let mhz = o.mhz.unwrap_or(board.default_mhz());
-    let design = board_design(board, &s, &prog, mhz, o.baud, o.weights)?;
+    let mut design = board_design(board, &s, &prog, mhz, o.baud, o.weights)?;
+    // block RAM, before synthesis (the estimate equals yosys' count on every reference)
+    let family = board.family();
+    let mut bram_est = synth::block_ram_estimate(family, &design.verilog);
+    let mut weights_dropped = 0;
+    if bram_est > cap.brams && design.weights_feature {
+        let without = board_design(board, &s, &prog, mhz, o.baud, false)?;
+        let b = synth::block_ram_estimate(family, &without.verilog);
+        if b <= cap.brams {
+            weights_dropped = bram_est - b;
+            progress(&format!(
+                "[1/4] the link's weight tables and coupling copy take {weights_dropped} block RAMs \
+                 and do not fit beside the substrate ({bram_est} of {}): building without them \
+                 (as --no-weights: weights change by a rebuild; the board reports neither \
+                 FEATURE_WEIGHTS nor FEATURE_READ_COUPLINGS)",
+                cap.brams
+            ));
+            design = without;
+            bram_est = b;
+        }
+    }
+    if bram_est > cap.brams {
+        let weights = o.weights && weights_dropped == 0;
+        let fit = (1..prog.p).rev().find(|&q| {
+            substrate_with_lanes(&o.config, q as u32)
+                .and_then(|s| {
+                    let prog = HwProgram::new(&s)?;
+                    let d = board_design(board, &s, &prog, mhz, o.baud, weights)?;
+                    Ok(multipliers(&prog) <= cap.dsps
+                        && synth::block_ram_estimate(family, &d.verilog) <= cap.brams)
+                })
+                .unwrap_or(false)
+        });
+        fits(
+            &match fit {
+                Some(q) => {
+                    format!(
+                    "estimated before synthesis from the memories' geometry; at most {q} lanes \
+                     fit, `--lanes {q}` builds them{}",
+                    if weights { ", `--no-weights` drops the link's weight tables" } else { "" }
+                )
+                }
+                None => "estimated before synthesis from the memories' geometry; even one lane \
+                         does not fit"
+                    .to_string(),
+            },
+            bram_est,
+            cap.brams,
+            "block RAMs",
+        )?;
+    }
     let (v, mem_files, pll_mhz, inc, lo) = (
         &design.verilog,
         &design.memory_files,
@@ -592,7 +652,8 @@ pub fn bitstream(
         "units": s.units(),
         "lanes": prog.p,
         "bus_sides": prog.sides.len(),
-        "link": {"slots": lo.slots, "max_payload": lo.max_payload, "rx_ring_bytes": lo.ring_bytes(), "reply_buffer_bytes": lo.reply_bytes(), "weights_asked": o.weights, "weights_feature": design.weights_feature},
+        "link": {"slots": lo.slots, "max_payload": lo.max_payload, "rx_ring_bytes": lo.ring_bytes(), "reply_buffer_bytes": lo.reply_bytes(), "weights_asked": o.weights, "weights_feature": design.weights_feature, "weight_tables_dropped_to_fit_block_rams": weights_dropped},
+        "block_ram_estimate": bram_est,
         "cycles_per_sweep": prog.cycles_per_sweep,
         "unit_updates_per_cycle": per_cycle,
         "lane_mac_utilisation": sched.mac_efficiency(),

@@ -124,3 +124,62 @@ pub fn parse_stat(text: &str) -> Result<SynthReport, Error> {
         lutrams: n("TRELLIS_DPR16X4"),
     })
 }
+
+/// The block RAMs yosys maps `verilog`'s memories to, estimated before synthesis from their
+/// declarations: every `(* ram_style = "block" ... *) reg [W-1:0] mem [0:N-1]` of
+/// [`crate::rtl::mem::Mem`] and every inverse-CDF ROM of a noise pair (512 x 32,
+/// [`crate::rtl::rom::IcdfRom`]). A memory of `N x W` takes `ceil(N / d) * ceil(W / w)` blocks
+/// in the cheapest of the family's geometries `d x w`: ECP5 DP16KD 16384x1, 8192x2, 4096x4,
+/// 2048x9, 1024x18, and 512x36 for a memory of at most 512 words (yosys uses the
+/// pseudo-dual-port 36-bit form only then); iCE40 SB_RAM40_4K 256x16, 512x8, 1024x4, 2048x2.
+/// `hdl/tests/bitstream.rs` checks it against yosys' count on every committed reference.
+pub fn block_ram_estimate(family: Family, verilog: &str) -> u64 {
+    let geoms: &[(u64, u64)] = match family {
+        Family::Ecp5 => &[(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18)],
+        Family::Ice40 => &[(256, 16), (512, 8), (1024, 4), (2048, 2)],
+    };
+    let blocks = |n: u64, w: u64| -> u64 {
+        let mut best = geoms
+            .iter()
+            .map(|&(d, gw)| n.div_ceil(d) * w.div_ceil(gw))
+            .min()
+            .unwrap_or(0);
+        if family == Family::Ecp5 && n <= 512 {
+            best = best.min(w.div_ceil(36));
+        }
+        best
+    };
+    let mut total = 0;
+    for line in verilog.lines() {
+        let Some(rest) = line
+            .trim_start()
+            .strip_prefix("(* ram_style = \"block\"")
+            .and_then(|r| r.split_once("reg [").map(|x| x.1))
+        else {
+            continue;
+        };
+        let parse = || -> Option<(u64, u64)> {
+            let (hi, rest) = rest.split_once(":0] mem [0:")?;
+            let last = rest.split_once(']')?.0;
+            Some((
+                last.trim().parse::<u64>().ok()? + 1,
+                hi.trim().parse::<u64>().ok()? + 1,
+            ))
+        };
+        if let Some((n, w)) = parse() {
+            total += blocks(n, w);
+        }
+    }
+    // the noise pairs' ROMs (rust-hdl SyncROMs, one module each)
+    let roms = verilog
+        .lines()
+        .filter(|l| {
+            l.starts_with("module ")
+                && l.split('(').next().is_some_and(|m| {
+                    let m = m.trim_end();
+                    m.ends_with("$rom") && m.contains("$noise$")
+                })
+        })
+        .count() as u64;
+    total + roms * blocks(512, 32)
+}

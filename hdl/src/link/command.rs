@@ -12,8 +12,8 @@ use rust_hdl::prelude::*;
 use thermo_proto::Space;
 use thermo_proto::{
     readout_units, structure_hash, weight_checksum, ErrorCode, Identity, Opcode, Weights,
-    ERROR_KIND, FEATURE_ALL_UNITS, FEATURE_RHO, FEATURE_WEIGHTS, MAX_PAYLOAD, MAX_RUN_SWEEPS,
-    REPLAY_WINDOW, RUN_ALL_UNITS, RUN_LEN, SLOTS, VERSION,
+    ERROR_KIND, FEATURE_ALL_UNITS, FEATURE_READ_COUPLINGS, FEATURE_RHO, FEATURE_WEIGHTS,
+    MAX_PAYLOAD, MAX_RUN_SWEEPS, REPLAY_WINDOW, RUN_ALL_UNITS, RUN_LEN, SLOTS, VERSION,
 };
 
 // The command unit's RUN decoding takes a 22-byte payload whose flags byte (its last) sits at
@@ -97,6 +97,10 @@ pub struct LinkOptions {
     /// clamp ([`crate::rtl::top::ctrl_bits::READOUT_RHO`]) and one flag per slot (35 logic
     /// cells of the iCEBreaker `--lanes 1` build of the shipped example).
     pub rho: bool,
+    /// READ_MEM of space 2 (`FEATURE_READ_COUPLINGS`): a ROM of the coupling codes (implied
+    /// by the weights feature, whose held codes include them). Off, a large model saves its
+    /// block RAMs (40 DP16KD for the digits substrate's 40,960 couplings).
+    pub read_couplings: bool,
 }
 
 impl Default for LinkOptions {
@@ -106,6 +110,7 @@ impl Default for LinkOptions {
             max_payload: MAX_PAYLOAD,
             weights: true,
             rho: true,
+            read_couplings: true,
         }
     }
 }
@@ -117,6 +122,7 @@ impl LinkOptions {
         max_payload: 508,
         weights: false,
         rho: true,
+        read_couplings: true,
     };
     /// Check the options.
     pub fn validate(&self) -> Result<(), crate::Error> {
@@ -181,6 +187,11 @@ pub fn identity_with(s: &Substrate, o: &LinkOptions) -> Identity {
         // where the build has them
         features: FEATURE_ALL_UNITS
             | if weights { FEATURE_WEIGHTS } else { 0 }
+            | if weights || o.read_couplings {
+                FEATURE_READ_COUPLINGS
+            } else {
+                0
+            }
             | if o.rho { FEATURE_RHO } else { 0 },
     }
 }
@@ -379,6 +390,8 @@ pub struct CommandUnit {
     /// The build takes `RUN_RHO` (`FEATURE_RHO`).
     k_rfeat: Constant<Bit>,
     k_wfeat: Constant<Bit>,
+    /// READ_MEM of space 2 is served (`FEATURE_READ_COUPLINGS`).
+    k_rdcoup: Constant<Bit>,
     k_nw: Constant<Bits<16>>,
     k_wb3: Constant<Bits<16>>,
     k_wb4: Constant<Bits<16>>,
@@ -542,7 +555,11 @@ impl CommandUnit {
             ncoup <= 1 << 16,
             "{ncoup} couplings exceed the coupling ROM's 16-bit address"
         );
-        let held: &[i16] = if wf { &prog.weights } else { &prog.couplings };
+        let held: &[i16] = match (wf, o.read_couplings) {
+            (true, _) => &prog.weights,
+            (false, true) => &prog.couplings,
+            (false, false) => &[],
+        };
         let nw = held.len();
         let coup: Vec<u32> = held.iter().map(|&c| c as u16 as u32).collect();
         let (map_a, map_b, map_h) = if wf {
@@ -657,6 +674,7 @@ impl CommandUnit {
             rrho: Default::default(),
             k_rfeat: Constant::new(o.rho),
             k_wfeat: Constant::new(wf),
+            k_rdcoup: Constant::new(wf || o.read_couplings),
             k_nw: Constant::new((nw as u64).to_bits()),
             k_wb3: Constant::new((w2 as u64).to_bits()),
             k_wb4: Constant::new(((w2 + w3) as u64).to_bits()),
@@ -1428,10 +1446,11 @@ impl Logic for CommandUnit {
                         self.state.d.next = CmdState::RmZeros;
                     }
                 }
-                // weight spaces: 2 (couplings) always, 3..=5 with the weights feature
+                // weight spaces: 2 (couplings) with FEATURE_READ_COUPLINGS, 3..=5 with the
+                // weights feature
                 if (self.space.q.val() >= 2)
                     & (self.space.q.val() <= 5)
-                    & ((self.space.q.val() == 2) | self.k_wfeat.val())
+                    & (((self.space.q.val() == 2) & self.k_rdcoup.val()) | self.k_wfeat.val())
                 {
                     if self.rcnt.val() > self.k_words1.val() {
                         self.ecode.d.next = self.k_e_length.val();
