@@ -148,7 +148,7 @@ fn unlimited_ports_give_the_replicated_schedule() {
                 "{name} lane {l}"
             );
         }
-        let latency = thermo_sim::schedule::banked::CROSSBAR_LATENCY;
+        let latency = thermo_sim::schedule::banked::crossbar_latency(s.lanes as usize);
         let bus_latency = if s.buses.is_empty() { 0 } else { latency };
         assert_eq!(
             b.cycles_per_sweep,

@@ -77,6 +77,9 @@ pub struct BusSide {
     line: Rescale,
     pc: DFF<Bits<16>>,
     v1: DFF<Bit>,
+    /// The fetched MAC word and its valid bit, registered (`Datapath::fetch_reg`).
+    wq: DFF<Bits<32>>,
+    v1q: DFF<Bit>,
     v2: DFF<Bit>,
     first2: DFF<Bit>,
     last2: DFF<Bit>,
@@ -107,11 +110,13 @@ pub struct BusSide {
     rmask: Constant<Bits<16>>,
     bmask: Constant<Bits<16>>,
     kwait: Constant<Bits<16>>,
+    freg: Constant<Bit>,
     lo: Constant<Bits<16>>,
     hi: Constant<Bits<16>>,
     lob: Constant<Bits<16>>,
     hib: Constant<Bits<16>>,
     w: Signal<Local, Bits<32>>,
+    vw: Signal<Local, Bit>,
     xb: Signal<Local, Bits<16>>,
     rho: Signal<Local, Bits<16>>,
     j1: Signal<Local, Bits<2>>,
@@ -157,6 +162,8 @@ impl BusSide {
             line: Rescale::new(f.bus.frac + f.gain.frac, f.bus.frac, f.bus.bits),
             pc: Default::default(),
             v1: Default::default(),
+            wq: Default::default(),
+            v1q: Default::default(),
             v2: Default::default(),
             first2: Default::default(),
             last2: Default::default(),
@@ -185,11 +192,13 @@ impl BusSide {
             bsh: Constant::new((dp.bbits as u64).to_bits()),
             bmask: Constant::new(((1u64 << dp.bbits) - 1).to_bits()),
             kwait: Constant::new((crate::rtl::program::WAIT_OPERAND as u64).to_bits()),
+            freg: Constant::new(dp.fetch_reg),
             lo: Constant::new(b16(lo as i64)),
             hi: Constant::new(b16(hi as i64)),
             lob: Constant::new(b16(lo as i64 ^ 0x8000)),
             hib: Constant::new(b16(hi as i64 ^ 0x8000)),
             w: Default::default(),
+            vw: Default::default(),
             xb: Default::default(),
             rho: Default::default(),
             j1: Default::default(),
@@ -203,8 +212,8 @@ impl Logic for BusSide {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, pc, v1, v2, first2, last2, coef2, bank2, v3, first3, last3, coef3, rho3,
-            r, acc, v4, r4, pre5, v5, r5, g6, v6, r6, sat_m, sat_p, sat_l, nacc, nbus
+            self, clock, pc, v1, wq, v1q, v2, first2, last2, coef2, bank2, v3, first3, last3,
+            coef3, rho3, r, acc, v4, r4, pre5, v5, r5, g6, v6, r6, sat_m, sat_p, sat_l, nacc, nbus
         );
         self.words.clock.next = self.clock.val();
         self.gains.clock.next = self.clock.val();
@@ -220,17 +229,24 @@ impl Logic for BusSide {
         if self.issue.val() {
             self.pc.d.next = (self.pc.q.val() + 1) & self.pmask.val();
         }
-        // stage 1
+        // stage 1 (from the fetch register with several lanes)
+        self.wq.d.next = self.words.read_data.val();
+        self.v1q.d.next = self.v1.q.val();
         self.w.next = self.words.read_data.val();
+        self.vw.next = self.v1.q.val();
+        if self.freg.val() {
+            self.w.next = self.wq.q.val();
+            self.vw.next = self.v1q.q.val();
+        }
         self.rd_q.next = bit_cast::<16, 14>(self.w.val().get_bits::<14>(16)) >> self.bsh.val();
         self.bank2.d.next = bit_cast::<16, 14>(self.w.val().get_bits::<14>(16)) & self.bmask.val();
         self.rd_b1.next = bit_cast::<16, 14>(self.w.val().get_bits::<14>(16)) & self.bmask.val();
-        self.rd_en.next = self.v1.q.val()
+        self.rd_en.next = self.vw.val()
             & (bit_cast::<16, 14>(self.w.val().get_bits::<14>(16)) != self.kwait.val());
         self.first2.d.next = self.w.val().get_bit(31);
         self.last2.d.next = self.w.val().get_bit(30);
         self.coef2.d.next = self.w.val().get_bits::<16>(0);
-        self.v2.d.next = self.v1.q.val();
+        self.v2.d.next = self.vw.val();
         // stage 2: operand, activation (registered)
         self.rd_bank.next = self.bank2.q.val();
         self.xb.next = self.rd_data.val() ^ 0x8000;

@@ -119,6 +119,9 @@ pub struct LangevinLane {
     // registers
     pc: DFF<Bits<16>>,
     v1: DFF<Bit>,
+    /// The fetched instruction and its valid bit, registered (`Datapath::fetch_reg`).
+    insq: DFF<Bits<32>>,
+    v1q: DFF<Bit>,
     op2: DFF<Bits<2>>,
     coef2: DFF<Bits<16>>,
     opnd2: DFF<Bits<16>>,
@@ -148,6 +151,7 @@ pub struct LangevinLane {
     nerr: DFF<Bit>,
     // constants
     bsh: Constant<Bits<16>>,
+    freg: Constant<Bit>,
     pmask: Constant<Bits<16>>,
     umask: Constant<Bits<16>>,
     bmask: Constant<Bits<16>>,
@@ -162,6 +166,7 @@ pub struct LangevinLane {
     ngn: Constant<Bits<16>>,
     // combinational
     ins: Signal<Local, Bits<32>>,
+    vins: Signal<Local, Bit>,
     xb: Signal<Local, Bits<16>>,
     rho: Signal<Local, Bits<16>>,
     in_range: Signal<Local, Bit>,
@@ -229,6 +234,8 @@ impl LangevinLane {
             fin: Rescale::new(dp.fa, f.state.frac, f.state.bits),
             pc: Default::default(),
             v1: Default::default(),
+            insq: Default::default(),
+            v1q: Default::default(),
             op2: Default::default(),
             coef2: Default::default(),
             opnd2: Default::default(),
@@ -257,6 +264,7 @@ impl LangevinLane {
             nstate: Default::default(),
             nerr: Default::default(),
             bsh: Constant::new((dp.bbits as u64).to_bits()),
+            freg: Constant::new(dp.fetch_reg),
             // the program and unit counters at their memories' address widths (yosys keeps
             // a counter's unread upper bits otherwise)
             pmask: Constant::new(((1u64 << ib) - 1).to_bits()),
@@ -272,6 +280,7 @@ impl LangevinLane {
             gn: Constant::new(b16(dp.noise_amp as i64)),
             ngn: Constant::new(b16(-(dp.noise_amp as i64))),
             ins: Default::default(),
+            vins: Default::default(),
             xb: Default::default(),
             rho: Default::default(),
             in_range: Default::default(),
@@ -289,8 +298,8 @@ impl Logic for LangevinLane {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, pc, v1, op2, coef2, opnd2, v2, a3, b3, op3, v3, p4, op4, v4, acc, gate,
-            uc, np, f1, fnz, f2, wd, wsat, f3, uw, sat_a, sat_n, nacc, nstate, nerr
+            self, clock, pc, v1, insq, v1q, op2, coef2, opnd2, v2, a3, b3, op3, v3, p4, op4, v4,
+            acc, gate, uc, np, f1, fnz, f2, wd, wsat, f3, uw, sat_a, sat_n, nacc, nstate, nerr
         );
         self.instr.clock.next = self.clock.val();
         self.bias.clock.next = self.clock.val();
@@ -311,15 +320,23 @@ impl Logic for LangevinLane {
         if self.rewind.val() {
             self.pc.d.next = 0.into();
         }
-        // stage 1: decode, state address
+        // stage 1: decode, state address (from the fetch register with several lanes, so the
+        // crossbar's port address does not start at the block RAM's output)
+        self.insq.d.next = self.instr.read_data.val();
+        self.v1q.d.next = self.v1.q.val();
         self.ins.next = self.instr.read_data.val();
+        self.vins.next = self.v1.q.val();
+        if self.freg.val() {
+            self.ins.next = self.insq.q.val();
+            self.vins.next = self.v1q.q.val();
+        }
         self.rd_q.next = self.ins.val().get_bits::<16>(16) >> self.bsh.val();
         self.rd_b1.next = self.ins.val().get_bits::<16>(16) & self.bmask.val();
-        self.rd_en.next = self.v1.q.val() & !self.ins.val().get_bit(31);
+        self.rd_en.next = self.vins.val() & !self.ins.val().get_bit(31);
         self.op2.d.next = self.ins.val().get_bits::<2>(30);
         self.coef2.d.next = self.ins.val().get_bits::<16>(0);
         self.opnd2.d.next = bit_cast::<16, 14>(self.ins.val().get_bits::<14>(16));
-        self.v2.d.next = self.v1.q.val();
+        self.v2.d.next = self.vins.val();
         // stage 2: operand (state word, bus line or noise magnitude) and coefficient, registered
         self.rd_bank.next = self.opnd2.q.val() & self.bmask.val();
         self.line_sel.next = self.opnd2.q.val();

@@ -7,7 +7,7 @@ use crate::Error;
 use thermo_sim::engine::{Fixed, Program, Side};
 use thermo_sim::model::Formats;
 use thermo_sim::noise::NOISE_FORMAT;
-use thermo_sim::schedule::banked::{Banked, Issue, Options as BankedOptions, CROSSBAR_LATENCY};
+use thermo_sim::schedule::banked::{crossbar_latency, Banked, Issue, Options as BankedOptions};
 use thermo_sim::schedule::{Schedule, BUS_GAIN_LATENCY, PIPELINE_DRAIN};
 use thermo_sim::Substrate;
 
@@ -52,6 +52,9 @@ pub struct Datapath {
     pub clamp: (i16, i16),
     /// Bank-select bits `clog2(P)` of a state operand (`operand = q << bbits | bank`).
     pub bbits: u32,
+    /// Lanes and bus sides register their instruction / MAC word after its block RAM
+    /// (`thermo_sim::schedule::banked::crossbar_latency`: with more than one lane).
+    pub fetch_reg: bool,
 }
 
 impl Datapath {
@@ -67,6 +70,7 @@ impl Datapath {
             noise_amp: fx.noise_amp,
             clamp,
             bbits: if p <= 1 { 0 } else { clog2(p) as u32 },
+            fetch_reg: crossbar_latency(p) == 1,
         }
     }
     /// Fractional bits of a line product `w * L`.
@@ -382,7 +386,7 @@ impl HwProgram {
         // the hardware's own count of the schedule
         let bus_phase = sides
             .iter()
-            .map(|sd| sd.words.len() as u64 + BUS_GAIN_LATENCY + CROSSBAR_LATENCY)
+            .map(|sd| sd.words.len() as u64 + BUS_GAIN_LATENCY + crossbar_latency(p))
             .max()
             .unwrap_or(0);
         let busiest = lanes
@@ -390,7 +394,7 @@ impl HwProgram {
             .map(|l| l.instr.len() as u64)
             .max()
             .unwrap_or(0);
-        let cycles_per_sweep = bus_phase + busiest + PIPELINE_DRAIN + CROSSBAR_LATENCY;
+        let cycles_per_sweep = bus_phase + busiest + PIPELINE_DRAIN + crossbar_latency(p);
         if cycles_per_sweep != schedule.cycles_per_sweep || bus_phase != schedule.bus_phase {
             return Err(Error::Other(format!(
                 "hardware schedule {cycles_per_sweep} cycles (bus {bus_phase}) differs from the engine's {} (bus {})",

@@ -35,10 +35,15 @@ use std::collections::HashMap;
 /// each; a third reader of another word waits).
 pub const BANK_READ_PORTS: usize = 2;
 
-/// Cycles a crossbar read adds to the datapath, drained at the end of each phase: none, the
-/// port's address decode sits in the read's address stage and the bank select in its data stage,
-/// as the replicas' did.
-pub const CROSSBAR_LATENCY: u64 = 0;
+/// Cycles a crossbar read adds to the datapath of `p` lanes, drained at the end of each phase:
+/// one with several lanes (a lane's instruction word and a bus side's MAC word are registered
+/// after their block RAM, so the crossbar's port address starts from a register, not from a
+/// cascade of block RAMs: the 50 MHz of a model whose instruction memories take 12 DP16KD
+/// each), none with one lane (its one bank needs no crossbar; the iCE40 build keeps its
+/// logic cells).
+pub fn crossbar_latency(p: usize) -> u64 {
+    u64::from(p > 1)
+}
 
 /// What a reader issues in one cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -93,7 +98,9 @@ impl BusMode {
     /// Cycles from the last partial MAC issue to latched lines in [`BusMode::Lanes`]: the
     /// crossbar read, the adder tree over `p` lanes, then the gain's rounding and multiply.
     pub fn line_latency(p: usize) -> u64 {
-        CROSSBAR_LATENCY + (p.next_power_of_two().trailing_zeros() as u64) + super::BUS_GAIN_LATENCY
+        crossbar_latency(p)
+            + (p.next_power_of_two().trailing_zeros() as u64)
+            + super::BUS_GAIN_LATENCY
     }
 }
 
@@ -319,7 +326,7 @@ impl Banked {
         let bus_phase = if sides.is_empty() || bus == BusMode::Lanes {
             0
         } else {
-            t as u64 + super::BUS_GAIN_LATENCY + CROSSBAR_LATENCY
+            t as u64 + super::BUS_GAIN_LATENCY + crossbar_latency(p)
         };
 
         // unit phase
@@ -442,7 +449,7 @@ impl Banked {
             }
             t += 1;
         }
-        let unit_phase = t as u64 + super::PIPELINE_DRAIN + CROSSBAR_LATENCY;
+        let unit_phase = t as u64 + super::PIPELINE_DRAIN + crossbar_latency(p);
         let lane_waits = lane_issues
             .iter()
             .flatten()
@@ -694,7 +701,7 @@ pub fn verify(s: &Substrate, b: &Banked) -> Result<(), String> {
     let bus_phase = if want_sides.is_empty() || b.bus == BusMode::Lanes {
         0
     } else {
-        bus_len as u64 + super::BUS_GAIN_LATENCY + CROSSBAR_LATENCY
+        bus_len as u64 + super::BUS_GAIN_LATENCY + crossbar_latency(p)
     };
     let ready = match (b.bus, last_partial) {
         (BusMode::Lanes, Some(t)) => t as u64 + 1 + BusMode::line_latency(p),
@@ -711,7 +718,7 @@ pub fn verify(s: &Substrate, b: &Banked) -> Result<(), String> {
             "lane {l}, cycle {t}: line MAC before the lines are latched at {ready}"
         ));
     }
-    let unit_phase = unit_len as u64 + super::PIPELINE_DRAIN + CROSSBAR_LATENCY;
+    let unit_phase = unit_len as u64 + super::PIPELINE_DRAIN + crossbar_latency(p);
     if (b.bus_phase, b.unit_phase, b.cycles_per_sweep)
         != (bus_phase, unit_phase, bus_phase + unit_phase)
     {
