@@ -391,6 +391,7 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
     // Constant declarations
     localparam  k_rfeat = 1'b1;
     localparam  k_wfeat = 1'b0;
+    localparam  k_rdcoup = 1'b1;
     localparam  k_nw = 16'hda;
     localparam  k_wb3 = 16'hda;
     localparam  k_wb4 = 16'h11a;
@@ -1794,7 +1795,7 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                             state$d = CmdState$RmZeros;
                         end
                     end
-                    if ((space$q >= 32'h2) & (space$q <= 32'h5) & ((space$q == 32'h2) | k_wfeat)) begin
+                    if ((space$q >= 32'h2) & (space$q <= 32'h5) & (((space$q == 32'h2) & k_rdcoup) | k_wfeat)) begin
                         if (rcnt > k_words1) begin
                             ecode$d = k_e_length;
                         end
@@ -2279,13 +2280,14 @@ module top$core$cmd$coup(clock,read_address,read_data,write_address,write_data,w
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:255];
-    initial $readmemh("mem_4fcfbf9388ef3b6d.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:217];
+    initial $readmemh("mem_589aef1894a2f8fd.hex", mem);
     reg [15:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[7:0]];
        if (write_enable) mem[write_address[7:0]] <= write_data[15:0];
     `ifdef THERMO_RW_POISON
+       if (read_address[7:0] >= 8'd218) rd <= 16'hbeef;
        if (write_enable && write_address[7:0] == read_address[7:0]) rd <= 16'hbeef;
     `endif
     end
@@ -2561,7 +2563,7 @@ module top$core$cmd$ident(address,data);
       5'b11100: data = 8'ha;
       5'b11101: data = 8'hfc;
       5'b11110: data = 8'h1;
-      5'b11111: data = 8'h6;
+      5'b11111: data = 8'he;
       default: data = 8'h0;
     endcase
             
@@ -2972,6 +2974,7 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
     localparam  k_rdo_off = 32'h10;
     localparam  k_rdo_rho = 32'h20;
     localparam  k_rg_bias = 24'h400000;
+    localparam  k_ib = 24'h10;
     localparam  k_rg_state = 24'h200000;
     localparam  k_rg_rdo = 24'h700000;
     localparam  k_rg_seed = 24'h100000;
@@ -3188,7 +3191,7 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
                         sph$d = sph$q + 32'h1;
                         if (sph$q == 32'h1) begin
                             p_addr_en = 1'b1;
-                            p_addr = k_rg_bias | (((slq) & 24'hffffff) << 32'hc) | ((sqq) & 24'hffffff);
+                            p_addr = k_rg_bias | (((slq) & 24'hffffff) << k_ib) | ((sqq) & 24'hffffff);
                             p_data_en = 1'b1;
                             p_data = slot_rdata;
                             p_we = 1'b1;
@@ -5911,7 +5914,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     wire ctrl_we = cfg$we && (cfg$addr == 24'd0);
     wire [15:0] a_q = cfg$addr[15:0] >> 0;
     wire [15:0] a_bank = cfg$addr[15:0] & 16'd0;
-    wire [7:0] sel_w = cfg$addr[19:12];
+    wire [3:0] sel_w = cfg$addr[19:16];
     always @(*) begin
       ctrl$clock = clock;
       lanes$0$clock = clock;
@@ -5949,10 +5952,10 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       endcase
       lanes$0$issue = running_w && (c_w >= 32'd54) && (c_w < 32'd496);
       lanes$0$rewind = ctrl$rewind;
-      lanes$0$cfg_addr = {4'd0, cfg$addr[11:0]};
+      lanes$0$cfg_addr = cfg$addr[15:0];
       lanes$0$cfg_data = cfg$wdata;
-      lanes$0$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == 8'd0);
-      lanes$0$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd0);
+      lanes$0$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == 4'd0);
+      lanes$0$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 4'd0);
       lanes$0$clear = ctrl_we && cfg$wdata[2];
       lanes$0$rdo_en = rdo_en$q;
       lanes$0$rdo_rho = rdo_rho$q;
@@ -5974,10 +5977,10 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       endcase
       sides$0$issue = running_w && (c_w < 32'd48);
       sides$0$rewind = ctrl$rewind;
-      sides$0$cfg_addr = {4'd0, cfg$addr[11:0]};
+      sides$0$cfg_addr = cfg$addr[15:0];
       sides$0$cfg_data = cfg$wdata;
-      sides$0$word_we = cfg$we && (reg_w == 4'd5) && (sel_w == 8'd0);
-      sides$0$gain_we = cfg$we && (reg_w == 4'd6) && (sel_w == 8'd0);
+      sides$0$word_we = cfg$we && (reg_w == 4'd5) && (sel_w == 4'd0);
+      sides$0$gain_we = cfg$we && (reg_w == 4'd6) && (sel_w == 4'd0);
       sides$0$clear = ctrl_we && cfg$wdata[2];
       case (sides$1$rd_bank)
         16'd0: sides$1$rd_data = banks$1$read_data[15:0];
@@ -5985,10 +5988,10 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       endcase
       sides$1$issue = running_w && (c_w < 32'd48);
       sides$1$rewind = ctrl$rewind;
-      sides$1$cfg_addr = {4'd0, cfg$addr[11:0]};
+      sides$1$cfg_addr = cfg$addr[15:0];
       sides$1$cfg_data = cfg$wdata;
-      sides$1$word_we = cfg$we && (reg_w == 4'd5) && (sel_w == 8'd1);
-      sides$1$gain_we = cfg$we && (reg_w == 4'd6) && (sel_w == 8'd1);
+      sides$1$word_we = cfg$we && (reg_w == 4'd5) && (sel_w == 4'd1);
+      sides$1$gain_we = cfg$we && (reg_w == 4'd6) && (sel_w == 4'd1);
       sides$1$clear = ctrl_we && cfg$wdata[2];
       banks$0$read_address = ({15'd0, buf_w} << 6) | ((running_w ? (((lanes$0$rd_en && lanes$0$rd_b1 == 16'd0) ? lanes$0$rd_q : 16'd0) | ((sides$0$rd_en && sides$0$rd_b1 == 16'd0) ? sides$0$rd_q : 16'd0)) : a_q) & 16'd63);
       if (running_w) begin
@@ -6390,6 +6393,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     
     // Constant declarations
     localparam  bsh = 16'h0;
+    localparam  freg = 1'b0;
     localparam  pmask = 16'h1ff;
     localparam  umask = 16'h3f;
     localparam  bmask = 16'h0;
@@ -6446,6 +6450,12 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  v1$d;
     wire  v1$q;
     reg  v1$clock;
+    reg  [31:0] insq$d;
+    wire  [31:0] insq$q;
+    reg  insq$clock;
+    reg  v1q$d;
+    wire  v1q$q;
+    reg  v1q$clock;
     reg  [1:0] op2$d;
     wire  [1:0] op2$q;
     reg  op2$clock;
@@ -6530,6 +6540,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     
     // Local signals
     reg  [31:0] ins;
+    reg  vins;
     reg  [15:0] xb;
     reg  [15:0] rho;
     reg  in_range;
@@ -6600,6 +6611,16 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .d(v1$d),
         .q(v1$q),
         .clock(v1$clock)
+    );
+    top$sub$lanes$0$insq insq(
+        .d(insq$d),
+        .q(insq$q),
+        .clock(insq$clock)
+    );
+    top$sub$lanes$0$v1q v1q(
+        .d(v1q$d),
+        .q(v1q$q),
+        .clock(v1q$clock)
     );
     top$sub$lanes$0$op2 op2(
         .d(op2$d),
@@ -6741,6 +6762,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     always @(*) begin
         pc$clock = clock;
         v1$clock = clock;
+        insq$clock = clock;
+        v1q$clock = clock;
         op2$clock = clock;
         coef2$clock = clock;
         opnd2$clock = clock;
@@ -6770,6 +6793,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         nerr$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
+        insq$d = insq$q;
+        v1q$d = v1q$q;
         op2$d = op2$q;
         coef2$d = coef2$q;
         opnd2$d = opnd2$q;
@@ -6814,14 +6839,21 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             pc$d = 32'h0;
         end
+        insq$d = instr$read_data;
+        v1q$d = v1$q;
         ins = instr$read_data;
+        vins = v1$q;
+        if (freg) begin
+            ins = insq$q;
+            vins = v1q$q;
+        end
         rd_q = ins[(32'h10)+:(16)] >> bsh;
         rd_b1 = ins[(32'h10)+:(16)] & bmask;
-        rd_en = v1$q & ~ins[32'h1f];
+        rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
         opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
-        v2$d = v1$q;
+        v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
         npop = 1'b0;
@@ -7217,6 +7249,25 @@ module top$sub$lanes$0$gate(d,q,clock);
 endmodule // top$sub$lanes$0$gate
 
 
+module top$sub$lanes$0$insq(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$insq
+
+
 module top$sub$lanes$0$instr(clock,read_address,read_data,write_address,write_data,write_enable);
     
     // Module arguments
@@ -7228,13 +7279,14 @@ module top$sub$lanes$0$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:511];
-    initial $readmemh("mem_a4c916de3d610b8a.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:441];
+    initial $readmemh("mem_29a14e94b06bec6e.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[8:0]];
        if (write_enable) mem[write_address[8:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
+       if (read_address[8:0] >= 9'd442) rd <= 32'hdeadbeef;
        if (write_enable && write_address[8:0] == read_address[8:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -7787,6 +7839,25 @@ module top$sub$lanes$0$v1(d,q,clock);
     end
           
 endmodule // top$sub$lanes$0$v1
+
+
+module top$sub$lanes$0$v1q(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$v1q
 
 
 module top$sub$lanes$0$v2(d,q,clock);
@@ -10173,6 +10244,7 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     localparam  rmask = 16'h1;
     localparam  bmask = 16'h0;
     localparam  kwait = 16'h3fff;
+    localparam  freg = 1'b0;
     localparam  lo = 16'h8000;
     localparam  hi = 16'h7fff;
     localparam  lob = 16'h0;
@@ -10215,6 +10287,12 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     reg  v1$d;
     wire  v1$q;
     reg  v1$clock;
+    reg  [31:0] wq$d;
+    wire  [31:0] wq$q;
+    reg  wq$clock;
+    reg  v1q$d;
+    wire  v1q$q;
+    reg  v1q$clock;
     reg  v2$d;
     wire  v2$q;
     reg  v2$clock;
@@ -10293,6 +10371,7 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     
     // Local signals
     reg  [31:0] w;
+    reg  vw;
     reg  [15:0] xb;
     reg  [15:0] rho;
     reg  [1:0] j1;
@@ -10353,6 +10432,16 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         .d(v1$d),
         .q(v1$q),
         .clock(v1$clock)
+    );
+    top$sub$sides$0$wq wq(
+        .d(wq$d),
+        .q(wq$q),
+        .clock(wq$clock)
+    );
+    top$sub$sides$0$v1q v1q(
+        .d(v1q$d),
+        .q(v1q$q),
+        .clock(v1q$clock)
     );
     top$sub$sides$0$v2 v2(
         .d(v2$d),
@@ -10484,6 +10573,8 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     always @(*) begin
         pc$clock = clock;
         v1$clock = clock;
+        wq$clock = clock;
+        v1q$clock = clock;
         v2$clock = clock;
         first2$clock = clock;
         last2$clock = clock;
@@ -10511,6 +10602,8 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         nbus$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
+        wq$d = wq$q;
+        v1q$d = v1q$q;
         v2$d = v2$q;
         first2$d = first2$q;
         last2$d = last2$q;
@@ -10549,15 +10642,22 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         if (issue) begin
             pc$d = (pc$q + 32'h1) & pmask;
         end
+        wq$d = words$read_data;
+        v1q$d = v1$q;
         w = words$read_data;
+        vw = v1$q;
+        if (freg) begin
+            w = wq$q;
+            vw = v1q$q;
+        end
         rd_q = ((w[(32'h10)+:(14)]) & 16'hffff) >> bsh;
         bank2$d = ((w[(32'h10)+:(14)]) & 16'hffff) & bmask;
         rd_b1 = ((w[(32'h10)+:(14)]) & 16'hffff) & bmask;
-        rd_en = v1$q & (((w[(32'h10)+:(14)]) & 16'hffff) != kwait);
+        rd_en = vw & (((w[(32'h10)+:(14)]) & 16'hffff) != kwait);
         first2$d = w[32'h1f];
         last2$d = w[32'h1e];
         coef2$d = w[(32'h0)+:(16)];
-        v2$d = v1$q;
+        v2$d = vw;
         rd_bank = bank2$q;
         xb = rd_data ^ 32'h8000;
         rho = rd_data;
@@ -11353,6 +11453,25 @@ module top$sub$sides$0$v1(d,q,clock);
 endmodule // top$sub$sides$0$v1
 
 
+module top$sub$sides$0$v1q(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$v1q
+
+
 module top$sub$sides$0$v2(d,q,clock);
     
     // Module arguments
@@ -11459,18 +11578,38 @@ module top$sub$sides$0$words(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:63];
-    initial $readmemh("mem_cc7f724016ce94f4.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:47];
+    initial $readmemh("mem_9cf305a04e6bbe14.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[5:0]];
        if (write_enable) mem[write_address[5:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
+       if (read_address[5:0] >= 6'd48) rd <= 32'hdeadbeef;
        if (write_enable && write_address[5:0] == read_address[5:0]) rd <= 32'hdeadbeef;
     `endif
     end
     always @(*) read_data = {rd};
 endmodule // top$sub$sides$0$words
+
+
+module top$sub$sides$0$wq(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$wq
 
 
 module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain_we,clear,rd_q,rd_en,rd_b1,rd_bank,line_we,line_idx,line_val,cnt_acc,cnt_bus);
@@ -11501,6 +11640,7 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     localparam  rmask = 16'h1;
     localparam  bmask = 16'h0;
     localparam  kwait = 16'h3fff;
+    localparam  freg = 1'b0;
     localparam  lo = 16'h8000;
     localparam  hi = 16'h7fff;
     localparam  lob = 16'h0;
@@ -11543,6 +11683,12 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     reg  v1$d;
     wire  v1$q;
     reg  v1$clock;
+    reg  [31:0] wq$d;
+    wire  [31:0] wq$q;
+    reg  wq$clock;
+    reg  v1q$d;
+    wire  v1q$q;
+    reg  v1q$clock;
     reg  v2$d;
     wire  v2$q;
     reg  v2$clock;
@@ -11621,6 +11767,7 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     
     // Local signals
     reg  [31:0] w;
+    reg  vw;
     reg  [15:0] xb;
     reg  [15:0] rho;
     reg  [1:0] j1;
@@ -11681,6 +11828,16 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         .d(v1$d),
         .q(v1$q),
         .clock(v1$clock)
+    );
+    top$sub$sides$1$wq wq(
+        .d(wq$d),
+        .q(wq$q),
+        .clock(wq$clock)
+    );
+    top$sub$sides$1$v1q v1q(
+        .d(v1q$d),
+        .q(v1q$q),
+        .clock(v1q$clock)
     );
     top$sub$sides$1$v2 v2(
         .d(v2$d),
@@ -11812,6 +11969,8 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     always @(*) begin
         pc$clock = clock;
         v1$clock = clock;
+        wq$clock = clock;
+        v1q$clock = clock;
         v2$clock = clock;
         first2$clock = clock;
         last2$clock = clock;
@@ -11839,6 +11998,8 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         nbus$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
+        wq$d = wq$q;
+        v1q$d = v1q$q;
         v2$d = v2$q;
         first2$d = first2$q;
         last2$d = last2$q;
@@ -11877,15 +12038,22 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         if (issue) begin
             pc$d = (pc$q + 32'h1) & pmask;
         end
+        wq$d = words$read_data;
+        v1q$d = v1$q;
         w = words$read_data;
+        vw = v1$q;
+        if (freg) begin
+            w = wq$q;
+            vw = v1q$q;
+        end
         rd_q = ((w[(32'h10)+:(14)]) & 16'hffff) >> bsh;
         bank2$d = ((w[(32'h10)+:(14)]) & 16'hffff) & bmask;
         rd_b1 = ((w[(32'h10)+:(14)]) & 16'hffff) & bmask;
-        rd_en = v1$q & (((w[(32'h10)+:(14)]) & 16'hffff) != kwait);
+        rd_en = vw & (((w[(32'h10)+:(14)]) & 16'hffff) != kwait);
         first2$d = w[32'h1f];
         last2$d = w[32'h1e];
         coef2$d = w[(32'h0)+:(16)];
-        v2$d = v1$q;
+        v2$d = vw;
         rd_bank = bank2$q;
         xb = rd_data ^ 32'h8000;
         rho = rd_data;
@@ -12681,6 +12849,25 @@ module top$sub$sides$1$v1(d,q,clock);
 endmodule // top$sub$sides$1$v1
 
 
+module top$sub$sides$1$v1q(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$v1q
+
+
 module top$sub$sides$1$v2(d,q,clock);
     
     // Module arguments
@@ -12787,18 +12974,38 @@ module top$sub$sides$1$words(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:63];
-    initial $readmemh("mem_cadcceddf1383290.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:47];
+    initial $readmemh("mem_8644fc294384cab0.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[5:0]];
        if (write_enable) mem[write_address[5:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
+       if (read_address[5:0] >= 6'd48) rd <= 32'hdeadbeef;
        if (write_enable && write_address[5:0] == read_address[5:0]) rd <= 32'hdeadbeef;
     `endif
     end
     always @(*) read_data = {rd};
 endmodule // top$sub$sides$1$words
+
+
+module top$sub$sides$1$wq(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$wq
 
 
 module top$sub$start_late(d,q,clock);

@@ -396,6 +396,7 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
     // Constant declarations
     localparam  k_rfeat = 1'b1;
     localparam  k_wfeat = 1'b1;
+    localparam  k_rdcoup = 1'b1;
     localparam  k_nw = 16'h17c;
     localparam  k_wb3 = 16'hda;
     localparam  k_wb4 = 16'h11a;
@@ -1799,7 +1800,7 @@ module top$core$cmd(clock,req$avail,req$off,req$data,req$done,req$release,req$cr
                             state$d = CmdState$RmZeros;
                         end
                     end
-                    if ((space$q >= 32'h2) & (space$q <= 32'h5) & ((space$q == 32'h2) | k_wfeat)) begin
+                    if ((space$q >= 32'h2) & (space$q <= 32'h5) & (((space$q == 32'h2) & k_rdcoup) | k_wfeat)) begin
                         if (rcnt > k_words1) begin
                             ecode$d = k_e_length;
                         end
@@ -2284,13 +2285,14 @@ module top$core$cmd$coup(clock,read_address,read_data,write_address,write_data,w
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:511];
-    initial $readmemh("mem_28247b53d9e8c269.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:379];
+    initial $readmemh("mem_c1e03e8136490369.hex", mem);
     reg [15:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[8:0]];
        if (write_enable) mem[write_address[8:0]] <= write_data[15:0];
     `ifdef THERMO_RW_POISON
+       if (read_address[8:0] >= 9'd380) rd <= 16'hbeef;
        if (write_enable && write_address[8:0] == read_address[8:0]) rd <= 16'hbeef;
     `endif
     end
@@ -2566,7 +2568,7 @@ module top$core$cmd$ident(address,data);
       5'b11100: data = 8'ha;
       5'b11101: data = 8'h0;
       5'b11110: data = 8'h4;
-      5'b11111: data = 8'h7;
+      5'b11111: data = 8'hf;
       default: data = 8'h0;
     endcase
             
@@ -2977,6 +2979,7 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
     localparam  k_rdo_off = 32'h10;
     localparam  k_rdo_rho = 32'h20;
     localparam  k_rg_bias = 24'h400000;
+    localparam  k_ib = 24'h10;
     localparam  k_rg_state = 24'h200000;
     localparam  k_rg_rdo = 24'h700000;
     localparam  k_rg_seed = 24'h100000;
@@ -3193,7 +3196,7 @@ module top$core$cmd$runner(clock,req_idle,queued,next_slot,reset,slot_rdata,cfg_
                         sph$d = sph$q + 32'h1;
                         if (sph$q == 32'h1) begin
                             p_addr_en = 1'b1;
-                            p_addr = k_rg_bias | (((slq) & 24'hffffff) << 32'hc) | ((sqq) & 24'hffffff);
+                            p_addr = k_rg_bias | (((slq) & 24'hffffff) << k_ib) | ((sqq) & 24'hffffff);
                             p_data_en = 1'b1;
                             p_data = slot_rdata;
                             p_we = 1'b1;
@@ -4017,13 +4020,14 @@ module top$core$cmd$wcomp(clock,read_address,read_data,write_address,write_data,
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:511];
-    initial $readmemh("mem_28247b53d9e8c269.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:379];
+    initial $readmemh("mem_c1e03e8136490369.hex", mem);
     reg [15:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[8:0]];
        if (write_enable) mem[write_address[8:0]] <= write_data[15:0];
     `ifdef THERMO_RW_POISON
+       if (read_address[8:0] >= 9'd380) rd <= 16'hbeef;
        if (write_enable && write_address[8:0] == read_address[8:0]) rd <= 16'hbeef;
     `endif
     end
@@ -4061,13 +4065,14 @@ module top$core$cmd$wmap_a(clock,read_address,read_data,write_address,write_data
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:511];
-    initial $readmemh("mem_857afad270221b3c.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:379];
+    initial $readmemh("mem_f6d3b4770051002e.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[8:0]];
        if (write_enable) mem[write_address[8:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
+       if (read_address[8:0] >= 9'd380) rd <= 32'hdeadbeef;
        if (write_enable && write_address[8:0] == read_address[8:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -4086,13 +4091,14 @@ module top$core$cmd$wmap_b(clock,read_address,read_data,write_address,write_data
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:511];
-    initial $readmemh("mem_a6d39e6056598a40.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:379];
+    initial $readmemh("mem_65646aa344cfb940.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[8:0]];
        if (write_enable) mem[write_address[8:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
+       if (read_address[8:0] >= 9'd380) rd <= 32'hdeadbeef;
        if (write_enable && write_address[8:0] == read_address[8:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -4111,13 +4117,14 @@ module top$core$cmd$wmap_h(clock,read_address,read_data,write_address,write_data
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:511];
-    initial $readmemh("mem_93fe7a8f55ef2cbe.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:379];
+    initial $readmemh("mem_79abea9fe15a7266.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[8:0]];
        if (write_enable) mem[write_address[8:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
+       if (read_address[8:0] >= 9'd380) rd <= 32'hdeadbeef;
        if (write_enable && write_address[8:0] == read_address[8:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -6218,7 +6225,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     wire ctrl_we = cfg$we && (cfg$addr == 24'd0);
     wire [15:0] a_q = cfg$addr[15:0] >> 2;
     wire [15:0] a_bank = cfg$addr[15:0] & 16'd3;
-    wire [7:0] sel_w = cfg$addr[19:12];
+    wire [3:0] sel_w = cfg$addr[19:16];
     always @(*) begin
       ctrl$clock = clock;
       lanes$0$clock = clock;
@@ -6267,12 +6274,12 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: lanes$0$line_val = lines$3$q;
         default: lanes$0$line_val = 16'd0;
       endcase
-      lanes$0$issue = running_w && (c_w >= 32'd54) && (c_w < 32'd167);
+      lanes$0$issue = running_w && (c_w >= 32'd55) && (c_w < 32'd168);
       lanes$0$rewind = ctrl$rewind;
-      lanes$0$cfg_addr = {4'd0, cfg$addr[11:0]};
+      lanes$0$cfg_addr = cfg$addr[15:0];
       lanes$0$cfg_data = cfg$wdata;
-      lanes$0$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == 8'd0);
-      lanes$0$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd0);
+      lanes$0$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == 4'd0);
+      lanes$0$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 4'd0);
       lanes$0$clear = ctrl_we && cfg$wdata[2];
       lanes$0$rdo_en = rdo_en$q;
       lanes$0$rdo_rho = rdo_rho$q;
@@ -6293,12 +6300,12 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: lanes$1$line_val = lines$3$q;
         default: lanes$1$line_val = 16'd0;
       endcase
-      lanes$1$issue = running_w && (c_w >= 32'd54) && (c_w < 32'd164);
+      lanes$1$issue = running_w && (c_w >= 32'd55) && (c_w < 32'd165);
       lanes$1$rewind = ctrl$rewind;
-      lanes$1$cfg_addr = {4'd0, cfg$addr[11:0]};
+      lanes$1$cfg_addr = cfg$addr[15:0];
       lanes$1$cfg_data = cfg$wdata;
-      lanes$1$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == 8'd1);
-      lanes$1$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd1);
+      lanes$1$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == 4'd1);
+      lanes$1$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 4'd1);
       lanes$1$clear = ctrl_we && cfg$wdata[2];
       lanes$1$rdo_en = rdo_en$q;
       lanes$1$rdo_rho = rdo_rho$q;
@@ -6319,12 +6326,12 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: lanes$2$line_val = lines$3$q;
         default: lanes$2$line_val = 16'd0;
       endcase
-      lanes$2$issue = running_w && (c_w >= 32'd54) && (c_w < 32'd172);
+      lanes$2$issue = running_w && (c_w >= 32'd55) && (c_w < 32'd173);
       lanes$2$rewind = ctrl$rewind;
-      lanes$2$cfg_addr = {4'd0, cfg$addr[11:0]};
+      lanes$2$cfg_addr = cfg$addr[15:0];
       lanes$2$cfg_data = cfg$wdata;
-      lanes$2$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == 8'd2);
-      lanes$2$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd2);
+      lanes$2$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == 4'd2);
+      lanes$2$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 4'd2);
       lanes$2$clear = ctrl_we && cfg$wdata[2];
       lanes$2$rdo_en = rdo_en$q;
       lanes$2$rdo_rho = rdo_rho$q;
@@ -6345,12 +6352,12 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: lanes$3$line_val = lines$3$q;
         default: lanes$3$line_val = 16'd0;
       endcase
-      lanes$3$issue = running_w && (c_w >= 32'd54) && (c_w < 32'd160);
+      lanes$3$issue = running_w && (c_w >= 32'd55) && (c_w < 32'd161);
       lanes$3$rewind = ctrl$rewind;
-      lanes$3$cfg_addr = {4'd0, cfg$addr[11:0]};
+      lanes$3$cfg_addr = cfg$addr[15:0];
       lanes$3$cfg_data = cfg$wdata;
-      lanes$3$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == 8'd3);
-      lanes$3$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 8'd3);
+      lanes$3$instr_we = cfg$we && (reg_w == 4'd3) && (sel_w == 4'd3);
+      lanes$3$bias_we = cfg$we && (reg_w == 4'd4) && (sel_w == 4'd3);
       lanes$3$clear = ctrl_we && cfg$wdata[2];
       lanes$3$rdo_en = rdo_en$q;
       lanes$3$rdo_rho = rdo_rho$q;
@@ -6388,10 +6395,10 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       endcase
       sides$0$issue = running_w && (c_w < 32'd48);
       sides$0$rewind = ctrl$rewind;
-      sides$0$cfg_addr = {4'd0, cfg$addr[11:0]};
+      sides$0$cfg_addr = cfg$addr[15:0];
       sides$0$cfg_data = cfg$wdata;
-      sides$0$word_we = cfg$we && (reg_w == 4'd5) && (sel_w == 8'd0);
-      sides$0$gain_we = cfg$we && (reg_w == 4'd6) && (sel_w == 8'd0);
+      sides$0$word_we = cfg$we && (reg_w == 4'd5) && (sel_w == 4'd0);
+      sides$0$gain_we = cfg$we && (reg_w == 4'd6) && (sel_w == 4'd0);
       sides$0$clear = ctrl_we && cfg$wdata[2];
       case (sides$1$rd_bank)
         16'd0: sides$1$rd_data = banks$1$read_data[15:0];
@@ -6402,10 +6409,10 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       endcase
       sides$1$issue = running_w && (c_w < 32'd48);
       sides$1$rewind = ctrl$rewind;
-      sides$1$cfg_addr = {4'd0, cfg$addr[11:0]};
+      sides$1$cfg_addr = cfg$addr[15:0];
       sides$1$cfg_data = cfg$wdata;
-      sides$1$word_we = cfg$we && (reg_w == 4'd5) && (sel_w == 8'd1);
-      sides$1$gain_we = cfg$we && (reg_w == 4'd6) && (sel_w == 8'd1);
+      sides$1$word_we = cfg$we && (reg_w == 4'd5) && (sel_w == 4'd1);
+      sides$1$gain_we = cfg$we && (reg_w == 4'd6) && (sel_w == 4'd1);
       sides$1$clear = ctrl_we && cfg$wdata[2];
       banks$0$read_address = ({15'd0, buf_w} << 4) | ((running_w ? (((lanes$0$rd_en && lanes$0$rd_b1 == 16'd0) ? lanes$0$rd_q : 16'd0) | ((lanes$2$rd_en && lanes$2$rd_b1 == 16'd0) ? lanes$2$rd_q : 16'd0) | ((sides$0$rd_en && sides$0$rd_b1 == 16'd0) ? sides$0$rd_q : 16'd0)) : a_q) & 16'd15);
       if (running_w) begin
@@ -6809,7 +6816,7 @@ module top$sub$ctrl(clock,start,n_sweeps,running,c,rewind,rbuf,sweeps,cycles);
     output reg  [31:0] cycles;
     
     // Constant declarations
-    localparam  last = 24'hb2;
+    localparam  last = 24'hb4;
     localparam  cmask = 24'hff;
     
     // Stub signals
@@ -7059,6 +7066,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     
     // Constant declarations
     localparam  bsh = 16'h2;
+    localparam  freg = 1'b1;
     localparam  pmask = 16'h7f;
     localparam  umask = 16'hf;
     localparam  bmask = 16'h3;
@@ -7115,6 +7123,12 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  v1$d;
     wire  v1$q;
     reg  v1$clock;
+    reg  [31:0] insq$d;
+    wire  [31:0] insq$q;
+    reg  insq$clock;
+    reg  v1q$d;
+    wire  v1q$q;
+    reg  v1q$clock;
     reg  [1:0] op2$d;
     wire  [1:0] op2$q;
     reg  op2$clock;
@@ -7199,6 +7213,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     
     // Local signals
     reg  [31:0] ins;
+    reg  vins;
     reg  [15:0] xb;
     reg  [15:0] rho;
     reg  in_range;
@@ -7269,6 +7284,16 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .d(v1$d),
         .q(v1$q),
         .clock(v1$clock)
+    );
+    top$sub$lanes$0$insq insq(
+        .d(insq$d),
+        .q(insq$q),
+        .clock(insq$clock)
+    );
+    top$sub$lanes$0$v1q v1q(
+        .d(v1q$d),
+        .q(v1q$q),
+        .clock(v1q$clock)
     );
     top$sub$lanes$0$op2 op2(
         .d(op2$d),
@@ -7410,6 +7435,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     always @(*) begin
         pc$clock = clock;
         v1$clock = clock;
+        insq$clock = clock;
+        v1q$clock = clock;
         op2$clock = clock;
         coef2$clock = clock;
         opnd2$clock = clock;
@@ -7439,6 +7466,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         nerr$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
+        insq$d = insq$q;
+        v1q$d = v1q$q;
         op2$d = op2$q;
         coef2$d = coef2$q;
         opnd2$d = opnd2$q;
@@ -7483,14 +7512,21 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             pc$d = 32'h0;
         end
+        insq$d = instr$read_data;
+        v1q$d = v1$q;
         ins = instr$read_data;
+        vins = v1$q;
+        if (freg) begin
+            ins = insq$q;
+            vins = v1q$q;
+        end
         rd_q = ins[(32'h10)+:(16)] >> bsh;
         rd_b1 = ins[(32'h10)+:(16)] & bmask;
-        rd_en = v1$q & ~ins[32'h1f];
+        rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
         opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
-        v2$d = v1$q;
+        v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
         npop = 1'b0;
@@ -7886,6 +7922,25 @@ module top$sub$lanes$0$gate(d,q,clock);
 endmodule // top$sub$lanes$0$gate
 
 
+module top$sub$lanes$0$insq(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$insq
+
+
 module top$sub$lanes$0$instr(clock,read_address,read_data,write_address,write_data,write_enable);
     
     // Module arguments
@@ -7897,13 +7952,14 @@ module top$sub$lanes$0$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:127];
-    initial $readmemh("mem_a35a72b78ae70fe7.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:112];
+    initial $readmemh("mem_a9328556060fb997.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[6:0]];
        if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
+       if (read_address[6:0] >= 7'd113) rd <= 32'hdeadbeef;
        if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -8458,6 +8514,25 @@ module top$sub$lanes$0$v1(d,q,clock);
 endmodule // top$sub$lanes$0$v1
 
 
+module top$sub$lanes$0$v1q(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$v1q
+
+
 module top$sub$lanes$0$v2(d,q,clock);
     
     // Module arguments
@@ -8589,6 +8664,7 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     
     // Constant declarations
     localparam  bsh = 16'h2;
+    localparam  freg = 1'b1;
     localparam  pmask = 16'h7f;
     localparam  umask = 16'hf;
     localparam  bmask = 16'h3;
@@ -8645,6 +8721,12 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  v1$d;
     wire  v1$q;
     reg  v1$clock;
+    reg  [31:0] insq$d;
+    wire  [31:0] insq$q;
+    reg  insq$clock;
+    reg  v1q$d;
+    wire  v1q$q;
+    reg  v1q$clock;
     reg  [1:0] op2$d;
     wire  [1:0] op2$q;
     reg  op2$clock;
@@ -8729,6 +8811,7 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     
     // Local signals
     reg  [31:0] ins;
+    reg  vins;
     reg  [15:0] xb;
     reg  [15:0] rho;
     reg  in_range;
@@ -8799,6 +8882,16 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .d(v1$d),
         .q(v1$q),
         .clock(v1$clock)
+    );
+    top$sub$lanes$1$insq insq(
+        .d(insq$d),
+        .q(insq$q),
+        .clock(insq$clock)
+    );
+    top$sub$lanes$1$v1q v1q(
+        .d(v1q$d),
+        .q(v1q$q),
+        .clock(v1q$clock)
     );
     top$sub$lanes$1$op2 op2(
         .d(op2$d),
@@ -8940,6 +9033,8 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     always @(*) begin
         pc$clock = clock;
         v1$clock = clock;
+        insq$clock = clock;
+        v1q$clock = clock;
         op2$clock = clock;
         coef2$clock = clock;
         opnd2$clock = clock;
@@ -8969,6 +9064,8 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         nerr$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
+        insq$d = insq$q;
+        v1q$d = v1q$q;
         op2$d = op2$q;
         coef2$d = coef2$q;
         opnd2$d = opnd2$q;
@@ -9013,14 +9110,21 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             pc$d = 32'h0;
         end
+        insq$d = instr$read_data;
+        v1q$d = v1$q;
         ins = instr$read_data;
+        vins = v1$q;
+        if (freg) begin
+            ins = insq$q;
+            vins = v1q$q;
+        end
         rd_q = ins[(32'h10)+:(16)] >> bsh;
         rd_b1 = ins[(32'h10)+:(16)] & bmask;
-        rd_en = v1$q & ~ins[32'h1f];
+        rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
         opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
-        v2$d = v1$q;
+        v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
         npop = 1'b0;
@@ -9416,6 +9520,25 @@ module top$sub$lanes$1$gate(d,q,clock);
 endmodule // top$sub$lanes$1$gate
 
 
+module top$sub$lanes$1$insq(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$insq
+
+
 module top$sub$lanes$1$instr(clock,read_address,read_data,write_address,write_data,write_enable);
     
     // Module arguments
@@ -9427,13 +9550,14 @@ module top$sub$lanes$1$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:127];
-    initial $readmemh("mem_b2888131cef89e62.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:109];
+    initial $readmemh("mem_02e8261ed0be451e.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[6:0]];
        if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
+       if (read_address[6:0] >= 7'd110) rd <= 32'hdeadbeef;
        if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -9988,6 +10112,25 @@ module top$sub$lanes$1$v1(d,q,clock);
 endmodule // top$sub$lanes$1$v1
 
 
+module top$sub$lanes$1$v1q(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$v1q
+
+
 module top$sub$lanes$1$v2(d,q,clock);
     
     // Module arguments
@@ -10119,6 +10262,7 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     
     // Constant declarations
     localparam  bsh = 16'h2;
+    localparam  freg = 1'b1;
     localparam  pmask = 16'h7f;
     localparam  umask = 16'hf;
     localparam  bmask = 16'h3;
@@ -10175,6 +10319,12 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  v1$d;
     wire  v1$q;
     reg  v1$clock;
+    reg  [31:0] insq$d;
+    wire  [31:0] insq$q;
+    reg  insq$clock;
+    reg  v1q$d;
+    wire  v1q$q;
+    reg  v1q$clock;
     reg  [1:0] op2$d;
     wire  [1:0] op2$q;
     reg  op2$clock;
@@ -10259,6 +10409,7 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     
     // Local signals
     reg  [31:0] ins;
+    reg  vins;
     reg  [15:0] xb;
     reg  [15:0] rho;
     reg  in_range;
@@ -10329,6 +10480,16 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .d(v1$d),
         .q(v1$q),
         .clock(v1$clock)
+    );
+    top$sub$lanes$2$insq insq(
+        .d(insq$d),
+        .q(insq$q),
+        .clock(insq$clock)
+    );
+    top$sub$lanes$2$v1q v1q(
+        .d(v1q$d),
+        .q(v1q$q),
+        .clock(v1q$clock)
     );
     top$sub$lanes$2$op2 op2(
         .d(op2$d),
@@ -10470,6 +10631,8 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     always @(*) begin
         pc$clock = clock;
         v1$clock = clock;
+        insq$clock = clock;
+        v1q$clock = clock;
         op2$clock = clock;
         coef2$clock = clock;
         opnd2$clock = clock;
@@ -10499,6 +10662,8 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         nerr$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
+        insq$d = insq$q;
+        v1q$d = v1q$q;
         op2$d = op2$q;
         coef2$d = coef2$q;
         opnd2$d = opnd2$q;
@@ -10543,14 +10708,21 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             pc$d = 32'h0;
         end
+        insq$d = instr$read_data;
+        v1q$d = v1$q;
         ins = instr$read_data;
+        vins = v1$q;
+        if (freg) begin
+            ins = insq$q;
+            vins = v1q$q;
+        end
         rd_q = ins[(32'h10)+:(16)] >> bsh;
         rd_b1 = ins[(32'h10)+:(16)] & bmask;
-        rd_en = v1$q & ~ins[32'h1f];
+        rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
         opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
-        v2$d = v1$q;
+        v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
         npop = 1'b0;
@@ -10946,6 +11118,25 @@ module top$sub$lanes$2$gate(d,q,clock);
 endmodule // top$sub$lanes$2$gate
 
 
+module top$sub$lanes$2$insq(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$insq
+
+
 module top$sub$lanes$2$instr(clock,read_address,read_data,write_address,write_data,write_enable);
     
     // Module arguments
@@ -10957,13 +11148,14 @@ module top$sub$lanes$2$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:127];
-    initial $readmemh("mem_6d1e999dc09f7ef0.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:117];
+    initial $readmemh("mem_8795524c4eaa6884.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[6:0]];
        if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
+       if (read_address[6:0] >= 7'd118) rd <= 32'hdeadbeef;
        if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -11518,6 +11710,25 @@ module top$sub$lanes$2$v1(d,q,clock);
 endmodule // top$sub$lanes$2$v1
 
 
+module top$sub$lanes$2$v1q(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$v1q
+
+
 module top$sub$lanes$2$v2(d,q,clock);
     
     // Module arguments
@@ -11649,6 +11860,7 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     
     // Constant declarations
     localparam  bsh = 16'h2;
+    localparam  freg = 1'b1;
     localparam  pmask = 16'h7f;
     localparam  umask = 16'hf;
     localparam  bmask = 16'h3;
@@ -11705,6 +11917,12 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  v1$d;
     wire  v1$q;
     reg  v1$clock;
+    reg  [31:0] insq$d;
+    wire  [31:0] insq$q;
+    reg  insq$clock;
+    reg  v1q$d;
+    wire  v1q$q;
+    reg  v1q$clock;
     reg  [1:0] op2$d;
     wire  [1:0] op2$q;
     reg  op2$clock;
@@ -11789,6 +12007,7 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     
     // Local signals
     reg  [31:0] ins;
+    reg  vins;
     reg  [15:0] xb;
     reg  [15:0] rho;
     reg  in_range;
@@ -11859,6 +12078,16 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .d(v1$d),
         .q(v1$q),
         .clock(v1$clock)
+    );
+    top$sub$lanes$3$insq insq(
+        .d(insq$d),
+        .q(insq$q),
+        .clock(insq$clock)
+    );
+    top$sub$lanes$3$v1q v1q(
+        .d(v1q$d),
+        .q(v1q$q),
+        .clock(v1q$clock)
     );
     top$sub$lanes$3$op2 op2(
         .d(op2$d),
@@ -12000,6 +12229,8 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     always @(*) begin
         pc$clock = clock;
         v1$clock = clock;
+        insq$clock = clock;
+        v1q$clock = clock;
         op2$clock = clock;
         coef2$clock = clock;
         opnd2$clock = clock;
@@ -12029,6 +12260,8 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         nerr$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
+        insq$d = insq$q;
+        v1q$d = v1q$q;
         op2$d = op2$q;
         coef2$d = coef2$q;
         opnd2$d = opnd2$q;
@@ -12073,14 +12306,21 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             pc$d = 32'h0;
         end
+        insq$d = instr$read_data;
+        v1q$d = v1$q;
         ins = instr$read_data;
+        vins = v1$q;
+        if (freg) begin
+            ins = insq$q;
+            vins = v1q$q;
+        end
         rd_q = ins[(32'h10)+:(16)] >> bsh;
         rd_b1 = ins[(32'h10)+:(16)] & bmask;
-        rd_en = v1$q & ~ins[32'h1f];
+        rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
         opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
-        v2$d = v1$q;
+        v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
         npop = 1'b0;
@@ -12476,6 +12716,25 @@ module top$sub$lanes$3$gate(d,q,clock);
 endmodule // top$sub$lanes$3$gate
 
 
+module top$sub$lanes$3$insq(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$insq
+
+
 module top$sub$lanes$3$instr(clock,read_address,read_data,write_address,write_data,write_enable);
     
     // Module arguments
@@ -12487,13 +12746,14 @@ module top$sub$lanes$3$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:127];
-    initial $readmemh("mem_6986c9859d5182f4.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:105];
+    initial $readmemh("mem_d767ebb03006a020.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[6:0]];
        if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
+       if (read_address[6:0] >= 7'd106) rd <= 32'hdeadbeef;
        if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -13046,6 +13306,25 @@ module top$sub$lanes$3$v1(d,q,clock);
     end
           
 endmodule // top$sub$lanes$3$v1
+
+
+module top$sub$lanes$3$v1q(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$v1q
 
 
 module top$sub$lanes$3$v2(d,q,clock);
@@ -17522,6 +17801,7 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     localparam  rmask = 16'h1;
     localparam  bmask = 16'h3;
     localparam  kwait = 16'h3fff;
+    localparam  freg = 1'b1;
     localparam  lo = 16'h8000;
     localparam  hi = 16'h7fff;
     localparam  lob = 16'h0;
@@ -17564,6 +17844,12 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     reg  v1$d;
     wire  v1$q;
     reg  v1$clock;
+    reg  [31:0] wq$d;
+    wire  [31:0] wq$q;
+    reg  wq$clock;
+    reg  v1q$d;
+    wire  v1q$q;
+    reg  v1q$clock;
     reg  v2$d;
     wire  v2$q;
     reg  v2$clock;
@@ -17642,6 +17928,7 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     
     // Local signals
     reg  [31:0] w;
+    reg  vw;
     reg  [15:0] xb;
     reg  [15:0] rho;
     reg  [1:0] j1;
@@ -17702,6 +17989,16 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         .d(v1$d),
         .q(v1$q),
         .clock(v1$clock)
+    );
+    top$sub$sides$0$wq wq(
+        .d(wq$d),
+        .q(wq$q),
+        .clock(wq$clock)
+    );
+    top$sub$sides$0$v1q v1q(
+        .d(v1q$d),
+        .q(v1q$q),
+        .clock(v1q$clock)
     );
     top$sub$sides$0$v2 v2(
         .d(v2$d),
@@ -17833,6 +18130,8 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     always @(*) begin
         pc$clock = clock;
         v1$clock = clock;
+        wq$clock = clock;
+        v1q$clock = clock;
         v2$clock = clock;
         first2$clock = clock;
         last2$clock = clock;
@@ -17860,6 +18159,8 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         nbus$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
+        wq$d = wq$q;
+        v1q$d = v1q$q;
         v2$d = v2$q;
         first2$d = first2$q;
         last2$d = last2$q;
@@ -17898,15 +18199,22 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         if (issue) begin
             pc$d = (pc$q + 32'h1) & pmask;
         end
+        wq$d = words$read_data;
+        v1q$d = v1$q;
         w = words$read_data;
+        vw = v1$q;
+        if (freg) begin
+            w = wq$q;
+            vw = v1q$q;
+        end
         rd_q = ((w[(32'h10)+:(14)]) & 16'hffff) >> bsh;
         bank2$d = ((w[(32'h10)+:(14)]) & 16'hffff) & bmask;
         rd_b1 = ((w[(32'h10)+:(14)]) & 16'hffff) & bmask;
-        rd_en = v1$q & (((w[(32'h10)+:(14)]) & 16'hffff) != kwait);
+        rd_en = vw & (((w[(32'h10)+:(14)]) & 16'hffff) != kwait);
         first2$d = w[32'h1f];
         last2$d = w[32'h1e];
         coef2$d = w[(32'h0)+:(16)];
-        v2$d = v1$q;
+        v2$d = vw;
         rd_bank = bank2$q;
         xb = rd_data ^ 32'h8000;
         rho = rd_data;
@@ -18702,6 +19010,25 @@ module top$sub$sides$0$v1(d,q,clock);
 endmodule // top$sub$sides$0$v1
 
 
+module top$sub$sides$0$v1q(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$v1q
+
+
 module top$sub$sides$0$v2(d,q,clock);
     
     // Module arguments
@@ -18808,18 +19135,38 @@ module top$sub$sides$0$words(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:63];
-    initial $readmemh("mem_cc7f724016ce94f4.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:47];
+    initial $readmemh("mem_9cf305a04e6bbe14.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[5:0]];
        if (write_enable) mem[write_address[5:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
+       if (read_address[5:0] >= 6'd48) rd <= 32'hdeadbeef;
        if (write_enable && write_address[5:0] == read_address[5:0]) rd <= 32'hdeadbeef;
     `endif
     end
     always @(*) read_data = {rd};
 endmodule // top$sub$sides$0$words
+
+
+module top$sub$sides$0$wq(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$0$wq
 
 
 module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain_we,clear,rd_q,rd_en,rd_b1,rd_bank,line_we,line_idx,line_val,cnt_acc,cnt_bus);
@@ -18850,6 +19197,7 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     localparam  rmask = 16'h1;
     localparam  bmask = 16'h3;
     localparam  kwait = 16'h3fff;
+    localparam  freg = 1'b1;
     localparam  lo = 16'h8000;
     localparam  hi = 16'h7fff;
     localparam  lob = 16'h0;
@@ -18892,6 +19240,12 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     reg  v1$d;
     wire  v1$q;
     reg  v1$clock;
+    reg  [31:0] wq$d;
+    wire  [31:0] wq$q;
+    reg  wq$clock;
+    reg  v1q$d;
+    wire  v1q$q;
+    reg  v1q$clock;
     reg  v2$d;
     wire  v2$q;
     reg  v2$clock;
@@ -18970,6 +19324,7 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     
     // Local signals
     reg  [31:0] w;
+    reg  vw;
     reg  [15:0] xb;
     reg  [15:0] rho;
     reg  [1:0] j1;
@@ -19030,6 +19385,16 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         .d(v1$d),
         .q(v1$q),
         .clock(v1$clock)
+    );
+    top$sub$sides$1$wq wq(
+        .d(wq$d),
+        .q(wq$q),
+        .clock(wq$clock)
+    );
+    top$sub$sides$1$v1q v1q(
+        .d(v1q$d),
+        .q(v1q$q),
+        .clock(v1q$clock)
     );
     top$sub$sides$1$v2 v2(
         .d(v2$d),
@@ -19161,6 +19526,8 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     always @(*) begin
         pc$clock = clock;
         v1$clock = clock;
+        wq$clock = clock;
+        v1q$clock = clock;
         v2$clock = clock;
         first2$clock = clock;
         last2$clock = clock;
@@ -19188,6 +19555,8 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         nbus$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
+        wq$d = wq$q;
+        v1q$d = v1q$q;
         v2$d = v2$q;
         first2$d = first2$q;
         last2$d = last2$q;
@@ -19226,15 +19595,22 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         if (issue) begin
             pc$d = (pc$q + 32'h1) & pmask;
         end
+        wq$d = words$read_data;
+        v1q$d = v1$q;
         w = words$read_data;
+        vw = v1$q;
+        if (freg) begin
+            w = wq$q;
+            vw = v1q$q;
+        end
         rd_q = ((w[(32'h10)+:(14)]) & 16'hffff) >> bsh;
         bank2$d = ((w[(32'h10)+:(14)]) & 16'hffff) & bmask;
         rd_b1 = ((w[(32'h10)+:(14)]) & 16'hffff) & bmask;
-        rd_en = v1$q & (((w[(32'h10)+:(14)]) & 16'hffff) != kwait);
+        rd_en = vw & (((w[(32'h10)+:(14)]) & 16'hffff) != kwait);
         first2$d = w[32'h1f];
         last2$d = w[32'h1e];
         coef2$d = w[(32'h0)+:(16)];
-        v2$d = v1$q;
+        v2$d = vw;
         rd_bank = bank2$q;
         xb = rd_data ^ 32'h8000;
         rho = rd_data;
@@ -20030,6 +20406,25 @@ module top$sub$sides$1$v1(d,q,clock);
 endmodule // top$sub$sides$1$v1
 
 
+module top$sub$sides$1$v1q(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$v1q
+
+
 module top$sub$sides$1$v2(d,q,clock);
     
     // Module arguments
@@ -20136,18 +20531,38 @@ module top$sub$sides$1$words(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:63];
-    initial $readmemh("mem_cadcceddf1383290.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:47];
+    initial $readmemh("mem_8644fc294384cab0.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[5:0]];
        if (write_enable) mem[write_address[5:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
+       if (read_address[5:0] >= 6'd48) rd <= 32'hdeadbeef;
        if (write_enable && write_address[5:0] == read_address[5:0]) rd <= 32'hdeadbeef;
     `endif
     end
     always @(*) read_data = {rd};
 endmodule // top$sub$sides$1$words
+
+
+module top$sub$sides$1$wq(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$sides$1$wq
 
 
 module top$sub$start_late(d,q,clock);

@@ -207,6 +207,48 @@ fn hdl_bitstream_too_large_does_not_fit() {
     let _ = std::fs::remove_dir_all(&o.out);
 }
 
+/// A model whose block RAM does not fit fails before synthesis with the estimate and the
+/// largest lane count that fits: a 1,024-unit example (5 modules, rank-8 buses, 16 couplings
+/// per unit) on 24 lanes needs 447 DP16KD by the estimate (the weight tables dropped would not
+/// be enough); 18 lanes without the weight tables fit. The estimate itself is checked against
+/// yosys on every committed reference (below).
+#[test]
+fn hdl_bitstream_block_ram_does_not_fit() {
+    use thermo_sim::example::{random_substrate, ExampleSpec};
+    let cfg = random_substrate(&ExampleSpec {
+        units: 1024,
+        modules: 5,
+        rank: 8,
+        degree: 16,
+        lanes: 24,
+        seed: 1,
+        ..Default::default()
+    });
+    let dir = outdir("bram");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("units1024.toml");
+    cfg.save(&path).unwrap();
+    let o = opts(Board::Ulx3s85f, path.to_str().unwrap(), None, "bram-build");
+    let t = std::time::Instant::now();
+    let e = bitstream(&o, &mut |l| eprintln!("{l}"))
+        .expect_err("does not fit")
+        .to_string();
+    assert!(
+        e.contains("does not fit: needs") && e.contains("block RAMs, device has 208"),
+        "{e}"
+    );
+    let q: u32 = e
+        .split("at most ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no lane count in {e}"));
+    assert!((1..24).contains(&q), "{e}");
+    assert!(t.elapsed().as_secs() < 120, "fails before synthesis");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&o.out);
+}
+
 /// The committed reference builds (every `bitstreams/*/report.json`) are what their reports
 /// say: the structure hash and weight checksum the current code computes for the committed
 /// substrate file are the report's; the committed `board.v`, memory files, bitstream and
@@ -295,6 +337,12 @@ fn committed_references_match_their_reports() {
         assert_eq!(
             j["link"]["weights_feature"], design.weights_feature,
             "{dir}: weights"
+        );
+        // the block-RAM estimate before synthesis is what yosys and nextpnr counted
+        assert_eq!(
+            thermo_hdl::flow::synth::block_ram_estimate(board.family(), &design.verilog),
+            j["utilisation"]["bram"]["used"].as_u64().unwrap(),
+            "{dir}: block RAM estimate"
         );
     }
 }

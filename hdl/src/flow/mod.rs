@@ -334,6 +334,7 @@ pub fn board_design(
     baud: u64,
     weights: bool,
 ) -> Result<BoardDesign, Error> {
+    crate::rtl::top::check_size(prog)?;
     let (pll_text, pll_mhz) = pll(board, mhz)?;
     let inc = crate::link::uart::baud_increment((pll_mhz * 1e6).round() as u64, baud)?;
     // without weights: no weight tables and no copy of the couplings either
@@ -418,8 +419,9 @@ pub fn bitstream(
         }
     }
     if bram_est > cap.brams {
-        let weights = o.weights && weights_dropped == 0;
-        let fit = (1..prog.p).rev().find(|&q| {
+        // the largest lane count that fits the multipliers and the block RAM, with the weight
+        // tables if asked for, else (or if they do not fit) without them
+        let fits_with = |q: usize, weights: bool| -> bool {
             substrate_with_lanes(&o.config, q as u32)
                 .and_then(|s| {
                     let prog = HwProgram::new(&s)?;
@@ -428,16 +430,22 @@ pub fn bitstream(
                         && synth::block_ram_estimate(family, &d.verilog) <= cap.brams)
                 })
                 .unwrap_or(false)
+        };
+        let fit = (1..prog.p).rev().find_map(|q| {
+            if o.weights && fits_with(q, true) {
+                Some((q, ""))
+            } else if fits_with(q, false) {
+                Some((q, " (without the link's weight tables)"))
+            } else {
+                None
+            }
         });
         fits(
             &match fit {
-                Some(q) => {
-                    format!(
+                Some((q, how)) => format!(
                     "estimated before synthesis from the memories' geometry; at most {q} lanes \
-                     fit, `--lanes {q}` builds them{}",
-                    if weights { ", `--no-weights` drops the link's weight tables" } else { "" }
-                )
-                }
+                     fit{how}, `--lanes {q}` builds them"
+                ),
                 None => "estimated before synthesis from the memories' geometry; even one lane \
                          does not fit"
                     .to_string(),

@@ -25,7 +25,10 @@ use rust_hdl::prelude::*;
 /// whose last MAC issued in `t` is rounded into the bus format in `t+4`, multiplied by its gain
 /// in `t+5` and rounded again and delivered in `t+6` (latched at its end), i.e.
 /// `BUS_GAIN_LATENCY = 6` after the last issue (`thermo_sim::schedule`) — the lanes see it from
-/// the first cycle of the unit phase. Saturations are counted one cycle after they happen.
+/// the first cycle of the unit phase. With `Datapath::fetch_reg` (more than one lane) the
+/// fetched word is registered first and every later step is one cycle later
+/// (`thermo_sim::schedule::banked::crossbar_latency`, counted in the bus phase). Saturations
+/// are counted one cycle after they happen.
 ///
 /// **Proof**: the substrate equivalence tests (`hdl/tests/equivalence.rs`) compare every
 /// sweep's states and the bus saturation counts with the engine.

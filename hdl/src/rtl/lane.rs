@@ -40,7 +40,9 @@ use rust_hdl::prelude::*;
 /// is no hazard; units take at least 2 cycles, so each F stage holds at most one unit). So the
 /// last write of a sweep lands 7 cycles after the last issue, `PIPELINE_DRAIN = 7` in
 /// `thermo_sim::schedule`, and one instruction issues per cycle: a unit costs `1 + nnz + ranks
-/// + 1` cycles, as the schedule counts.
+/// + 1` cycles, as the schedule counts. With `Datapath::fetch_reg` (more than one lane) the
+/// fetched word is registered first and every later stage is one cycle later
+/// (`thermo_sim::schedule::banked::crossbar_latency`).
 ///
 /// **Proof**: `lane::tests::lane_matches_fixed_arith` (random operands including each
 /// format's extremes, several format sets, with and without clamp activation) and the

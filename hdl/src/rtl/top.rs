@@ -62,6 +62,20 @@ fn line_mask(n_lines: usize) -> usize {
     n_lines.next_power_of_two().max(1) - 1
 }
 
+/// Does the substrate top hold `prog`'s lanes and bus sides? Its read port's 8-bit source
+/// index ([`read_source`]) numbers `5 + 4P + 2S` sources: at most 61 lanes with 2 bus sides.
+pub fn check_size(prog: &HwProgram) -> Result<(), crate::Error> {
+    let (p, s) = (prog.p, prog.sides.len());
+    if 5 + 4 * p + 2 * s > 255 {
+        return Err(crate::Error::Config(format!(
+            "{p} lanes and {s} bus sides: the substrate top's read port numbers 5 + 4 P + 2 S \
+             sources in 8 bits (at most 255; {} lanes with {s} sides)",
+            (250 - 2 * s) / 4
+        )));
+    }
+    Ok(())
+}
+
 /// The read port's source index of configuration address `a` (registered in the port's first
 /// cycle, selected in the second): 0 none (reads 0), 1..=4 the control offsets 0..=3,
 /// `5 + 2l (+1)` lane `l`'s saturation counters, `5 + 2P + 2s (+1)` side `s`'s, `5 + 2P + 2S + b`
