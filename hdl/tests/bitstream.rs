@@ -161,16 +161,7 @@ fn hdl_bitstream_icebreaker_shipped_example_one_lane() {
 /// ULX3S, its instruction memory of exact depth.
 #[test]
 fn hdl_bitstream_ulx3s_more_than_4096_instruction_words() {
-    use thermo_sim::example::{random_substrate, ExampleSpec};
-    let cfg = random_substrate(&ExampleSpec {
-        units: 96,
-        modules: 1,
-        rank: 0,
-        lanes: 1,
-        degree: 94,
-        seed: 4,
-        ..Default::default()
-    });
+    let cfg = thermo_sim::example::long_lane_config();
     let s = thermo_sim::Substrate::from_config(&cfg).unwrap();
     let prog = HwProgram::new(&s).unwrap();
     let words = prog.lanes[0].instr.len();

@@ -232,6 +232,21 @@ pub fn family_config(n: u64) -> SubstrateConfig {
     })
 }
 
+/// A substrate whose one lane has more than 4,096 instruction words (the reach of the RTL's
+/// configuration port before it split its address per build): 96 units in one module, 5,788
+/// couplings, no bus, one lane (5,980 words). Used by the RTL's port and bitstream tests.
+pub fn long_lane_config() -> SubstrateConfig {
+    random_substrate(&ExampleSpec {
+        units: 96,
+        modules: 1,
+        rank: 0,
+        lanes: 1,
+        degree: 94,
+        seed: 4,
+        ..Default::default()
+    })
+}
+
 /// The repository's shipped hand-written example, `examples/three-module.toml` (3 modules,
 /// 64 units, one rank-2 bus): its path in the source tree.
 pub fn shipped_path() -> std::path::PathBuf {

@@ -690,15 +690,7 @@ mod negative {
     /// and in Verilator; writing the same word back leaves the run equal to the engine.
     #[test]
     fn tamper_beyond_4096_instruction_words() {
-        let cfg = random_substrate(&ExampleSpec {
-            units: 96,
-            modules: 1,
-            rank: 0,
-            lanes: 1,
-            degree: 94,
-            seed: 4,
-            ..Default::default()
-        });
+        let cfg = thermo_sim::example::long_lane_config();
         let s = Substrate::from_config(&cfg).unwrap();
         let prog = HwProgram::new(&s).unwrap();
         let instr = &prog.lanes[0].instr;
