@@ -139,7 +139,7 @@ fn other_weights_are_refused_until_written() {
 #[test]
 fn training_steps_through_the_rtl_equal_the_board_model_and_the_fixed_engine() {
     use thermo_host::emulator::spawn_verilator_emulator;
-    use thermo_proto::{FEATURE_ALL_UNITS, FEATURE_RHO, FEATURE_WEIGHTS};
+    use thermo_proto::{FEATURE_ALL_UNITS, FEATURE_READ_COUPLINGS, FEATURE_RHO, FEATURE_WEIGHTS};
     let mut s = shipped();
     let set = teacher_task(&s, 3, 0.3, 0.2, 1.0, 5).unwrap();
     let budget = Budget {
@@ -157,7 +157,7 @@ fn training_steps_through_the_rtl_equal_the_board_model_and_the_fixed_engine() {
     let id = rtl.identify().unwrap();
     assert_eq!(
         id.features,
-        FEATURE_WEIGHTS | FEATURE_ALL_UNITS | FEATURE_RHO
+        FEATURE_WEIGHTS | FEATURE_ALL_UNITS | FEATURE_RHO | FEATURE_READ_COUPLINGS
     );
     let mut on_rtl = BoardPhases::attach(&mut rtl, &s, budget, seed).unwrap();
     let mut on_emu = BoardPhases::attach(&mut emu, &s, budget, seed).unwrap();
