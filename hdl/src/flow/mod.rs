@@ -245,10 +245,16 @@ fn version(prog: &str, arg: &str) -> String {
 
 /// The description at `config` built with `p` lanes (nothing written).
 fn substrate_with_lanes(config: &Path, p: u32) -> Result<Substrate, Error> {
+    config_with_lanes(config, p).map(|(_, s)| s)
+}
+
+/// The description at `config` with `p` lanes, and its substrate.
+fn config_with_lanes(config: &Path, p: u32) -> Result<(SubstrateConfig, Substrate), Error> {
     let mut cfg = SubstrateConfig::load(config).map_err(|e| Error::Config(e.to_string()))?;
     cfg.lanes = p;
-    Substrate::from_config(&cfg)
-        .map_err(|e| Error::Config(format!("{} with --lanes {p}: {e}", config.display())))
+    let s = Substrate::from_config(&cfg)
+        .map_err(|e| Error::Config(format!("{} with --lanes {p}: {e}", config.display())))?;
+    Ok((cfg, s))
 }
 
 /// Load the description with the lane override applied and write the exact description the
@@ -272,11 +278,7 @@ pub fn load_substrate(
             Ok((s, dst))
         }
         Some(p) => {
-            let mut cfg = SubstrateConfig::load(config).map_err(cfg_err)?;
-            cfg.lanes = p;
-            let s = Substrate::from_config(&cfg).map_err(|e| {
-                Error::Config(format!("{} with --lanes {p}: {e}", config.display()))
-            })?;
+            let (cfg, s) = config_with_lanes(config, p)?;
             let dst = dir.join("substrate.toml");
             cfg.save(&dst).map_err(cfg_err)?;
             Ok((s, dst))
@@ -410,9 +412,9 @@ pub fn bitstream(
             progress(&format!(
                 "[1/4] the link's weight tables and coupling copy take {weights_dropped} block RAMs \
                  and do not fit beside the substrate ({bram_est} of {}): building without them \
-                 (as --no-weights: weights change by a rebuild; the board reports neither \
-                 FEATURE_WEIGHTS nor FEATURE_READ_COUPLINGS)",
-                cap.brams
+                 ({b} of {} estimated; as --no-weights: weights change by a rebuild; the board \
+                 reports neither FEATURE_WEIGHTS nor FEATURE_READ_COUPLINGS)",
+                cap.brams, cap.brams
             ));
             design = without;
             bram_est = b;

@@ -173,11 +173,9 @@ impl SubstrateTop {
     /// register that selects it is constant zero and synthesis drops the lanes' readout clamp).
     pub fn with_rho(prog: &HwProgram, rho: bool) -> Self {
         let p = prog.p;
-        let s = prog.sides.len();
-        assert!(
-            5 + 4 * p + 2 * s <= 255,
-            "{p} lanes and {s} bus sides: the read port's 8-bit source index holds at most 255"
-        );
+        if let Err(e) = check_size(prog) {
+            panic!("{e}");
+        }
         SubstrateTop {
             clock: Default::default(),
             cfg: Default::default(),
