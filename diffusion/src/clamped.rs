@@ -979,6 +979,7 @@ impl ClampedModel {
                     size: self.sizes[m],
                     stiffness: PerUnit::Uniform(1.0),
                     bias: PerUnit::Each(self.bias[self.range(m)].to_vec()),
+                    shift: 0,
                 }
             })
             .collect();
@@ -1118,12 +1119,12 @@ pub fn sweeps_to_converge(
             e.prog.set_bias(&quiet, &col);
             use thermo_sim::engine::Arith;
             let a = e.prog.arith.clone();
-            let mut prev: Vec<f64> = e.x.iter().map(|&x| a.rho(x)).collect();
+            let mut prev: Vec<f64> = e.x.iter().map(|&x| a.rho(0, x)).collect();
             for s in 1..=max_sweeps {
                 e.sweep();
                 let mut change = 0.0f64;
                 for (p, &x) in prev.iter_mut().zip(&e.x) {
-                    let r = a.rho(x);
+                    let r = a.rho(0, x); // the golden clamp: the same in every module
                     change = change.max((r - *p).abs());
                     *p = r;
                 }

@@ -636,6 +636,7 @@ pub fn to_config(
                 size: c.sizes[m],
                 stiffness: PerUnit::Each(c.stiffness[c.range(m)].to_vec()),
                 bias: PerUnit::Each(const_bias[c.range(m)].to_vec()),
+                shift: 0,
             }
         })
         .collect();

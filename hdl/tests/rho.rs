@@ -19,7 +19,7 @@ fn clamped_states(s: &Substrate, burn_in: u64, sweeps: u64, seed: u64) -> usize 
     let mut n = 0;
     for _ in 0..sweeps {
         e.sweep();
-        n += e.x.iter().filter(|&&x| e.prog.arith.rho(x) != x).count();
+        n += e.x.iter().filter(|&&x| e.prog.arith.rho(0, x) != x).count(); // no state shifts: one clamp
     }
     n
 }

@@ -224,8 +224,11 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
     let rx = if a.rho_is_identity() {
         &x[..]
     } else {
-        for (r, &v) in rx.iter_mut().zip(x.iter()) {
-            *r = a.rho(v);
+        for (m, range) in prog.modules.iter().enumerate() {
+            let r = range.start * b..range.end * b;
+            for (r, &v) in rx[r.clone()].iter_mut().zip(&x[r]) {
+                *r = a.rho(m, v);
+            }
         }
         &rx[..]
     };
@@ -243,10 +246,10 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
     let mut rows = prog.bus_bounds.iter();
     for (bus, out) in prog.buses.iter().zip(bus_lines.iter_mut()) {
         for (side, out) in out.iter_mut().enumerate() {
-            let (w, range) = if side == 0 {
-                (&bus.u, &bus.enc)
+            let (w, range, m) = if side == 0 {
+                (&bus.u, &bus.enc, bus.modules.0)
             } else {
-                (&bus.v, &bus.dec)
+                (&bus.v, &bus.dec, bus.modules.1)
             };
             for (r, (row, &gain)) in w.iter().zip(&bus.gain).enumerate() {
                 acc.fill(a.zero());
@@ -261,7 +264,7 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
                 }
                 let o = &mut out[r * b..(r + 1) * b];
                 for c in 0..b {
-                    o[c] = a.line(acc[c], gain, &mut bus_saturation[c]);
+                    o[c] = a.line(m, acc[c], gain, &mut bus_saturation[c]);
                 }
             }
         }
@@ -306,6 +309,7 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
         for i in range.clone() {
             let n = i - range.start;
             let u = Unit {
+                m,
                 i,
                 b,
                 wi: &w[n * k..(n + 1) * k],
@@ -358,6 +362,7 @@ fn bus_sum<A: Arith, const CHECK: bool>(
 
 /// What one unit's update reads besides the program.
 struct Unit<'a, A: Arith> {
+    m: usize,
     i: usize,
     b: usize,
     wi: &'a [A::Coef],
@@ -389,7 +394,7 @@ fn update<A: Arith, const CHECK: bool>(
     let di = prog.diag[i];
     for c in 0..b {
         acc[c] = mac::<A, CHECK>(a, a.zero(), di, xi[c], &mut acc_cnt[c]);
-        gate[c] = a.gate(xi[c]);
+        gate[c] = a.gate(u.m, xi[c]);
     }
     let open = gate.iter().filter(|&&g| g).count();
     if open == b {
@@ -411,7 +416,7 @@ fn update<A: Arith, const CHECK: bool>(
     let z = &u.z[i * b..(i + 1) * b];
     for c in 0..b {
         let mut s = Saturation::default();
-        let t = a.add_noise::<CHECK>(acc[c], z[c], &mut s);
+        let t = a.add_noise::<CHECK>(u.m, acc[c], z[c], &mut s);
         let y = a.finish(t, &mut s);
         acc_cnt[c] += s.acc;
         state_cnt[c] += s.state;
@@ -472,7 +477,7 @@ fn terms_block<A: Arith, const CHECK: bool, const W: usize>(
         let ls: &[A::Line; W] = u.lines[o..o + W].try_into().expect("block width");
         for c in 0..W {
             let mut s = Saturation::default();
-            ac[c] = a.mac_line::<CHECK>(ac[c], wc, ls[c], &mut s);
+            ac[c] = a.mac_line::<CHECK>(u.m, ac[c], wc, ls[c], &mut s);
             cn[c] += s.acc;
         }
     }
@@ -650,7 +655,9 @@ impl<A: Arith> BatchEngine<A> {
     /// Chain `chain`'s state as reals.
     pub fn state_f64(&self, chain: usize) -> Vec<f64> {
         let a = &self.prog.arith;
-        self.state(chain).into_iter().map(|v| a.to_f64(v)).collect()
+        crate::engine::per_unit(&self.prog.modules, &self.state(chain), |m, v| {
+            a.to_f64(m, v)
+        })
     }
 
     /// Chain `chain`'s unit-update saturation counters, per module (as
@@ -701,9 +708,15 @@ impl<A: Arith> BatchEngine<A> {
                 g.sweep(prog);
             }
             let mut sum = vec![0.0; d * g.b];
+            // the modules' ranges in the chain-minor layout
+            let ranges: Vec<_> = prog
+                .modules
+                .iter()
+                .map(|r| r.start * g.b..r.end * g.b)
+                .collect();
             for _ in 0..n {
                 g.sweep(prog);
-                observe.accumulate(&prog.arith, &mut sum, &g.x);
+                observe.accumulate(&prog.arith, &ranges, &mut sum, &g.x);
             }
             sum
         });

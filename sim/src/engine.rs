@@ -68,8 +68,14 @@ pub trait Arith: Clone + Send + Sync {
     fn coef(&self, x: f64) -> Self::Coef;
     /// Store a gain-format constant.
     fn gain(&self, x: f64) -> Self::Coef;
-    /// Store a bias (`eta b`).
-    fn bias(&self, x: f64) -> Self::Bias;
+    /// Store a coupling `x` of a unit of module `mi` from a unit of module `mj` (in the fixed
+    /// arithmetic scaled into module `mi`'s state frame, `2^(k_mi - k_mj)`).
+    fn coupling(&self, x: f64, mi: usize, mj: usize) -> Self::Coef {
+        let _ = (mi, mj);
+        self.coef(x)
+    }
+    /// Store a bias (`eta b`) of a unit of module `m`.
+    fn bias(&self, m: usize, x: f64) -> Self::Bias;
     /// Empty accumulator.
     fn zero(&self) -> Self::Acc;
     /// `acc + c x`. With `CHECK = false` the caller guarantees that no partial sum can leave the
@@ -82,9 +88,10 @@ pub trait Arith: Clone + Send + Sync {
         x: Self::State,
         sat: &mut Saturation,
     ) -> Self::Acc;
-    /// `acc + c line`.
+    /// `acc + c line` for a unit of module `m`.
     fn mac_line<const CHECK: bool>(
         &self,
+        m: usize,
         acc: Self::Acc,
         c: Self::Coef,
         line: Self::Line,
@@ -97,23 +104,24 @@ pub trait Arith: Clone + Send + Sync {
         h: Self::Bias,
         sat: &mut Saturation,
     ) -> Self::Acc;
-    /// `acc + gn z`.
+    /// `acc + gn z` for a unit of module `m`.
     fn add_noise<const CHECK: bool>(
         &self,
+        m: usize,
         acc: Self::Acc,
         z: Self::Noise,
         sat: &mut Saturation,
     ) -> Self::Acc;
     /// The new state from the accumulator.
     fn finish(&self, acc: Self::Acc, sat: &mut Saturation) -> Self::State;
-    /// A bus line from its sum and gain.
-    fn line(&self, sum: Self::Acc, gain: Self::Coef, sat: &mut Saturation) -> Self::Line;
-    /// Activation `rho`.
-    fn rho(&self, x: Self::State) -> Self::State;
+    /// A bus line from its sum over the states of module `m` and its gain.
+    fn line(&self, m: usize, sum: Self::Acc, gain: Self::Coef, sat: &mut Saturation) -> Self::Line;
+    /// Activation `rho` of a state of module `m`.
+    fn rho(&self, m: usize, x: Self::State) -> Self::State;
     /// Whether `rho` is the identity (then `rho(x)` is a copy of `x`).
     fn rho_is_identity(&self) -> bool;
-    /// Activation slope `rho'(x) != 0`.
-    fn gate(&self, x: Self::State) -> bool;
+    /// Activation slope `rho'(x) != 0` of a state of module `m`.
+    fn gate(&self, m: usize, x: Self::State) -> bool;
     /// Noise sample from a draw's two words.
     fn noise(&self, w0: u32, w1: u32) -> Self::Noise;
     /// Step 2 for many lanes, their generators stored by component (`state[c][lane]`): `out` is
@@ -131,11 +139,11 @@ pub trait Arith: Clone + Send + Sync {
     ) {
         crate::noise::rounds_scalar(state, width, period, out, |w0, w1| self.noise(w0, w1))
     }
-    /// A state as a real number.
-    fn to_f64(&self, x: Self::State) -> f64;
-    /// A real number as a state (rounded, saturated).
+    /// A state of module `m` as a real number.
+    fn to_f64(&self, m: usize, x: Self::State) -> f64;
+    /// A real number as a state of module `m` (rounded, saturated).
     #[allow(clippy::wrong_self_convention)]
-    fn from_f64(&self, x: f64) -> Self::State;
+    fn from_f64(&self, m: usize, x: f64) -> Self::State;
     /// The state's integer code, for arithmetics that have one.
     fn code(&self, x: Self::State) -> Option<i16>;
     /// Whether this arithmetic saturates at all (fixed) or never (golden).
@@ -163,15 +171,9 @@ pub trait Arith: Clone + Send + Sync {
     fn unit_is_safe(&self, b: &Self::UnitBound, xmax: f64, lmax: f64) -> bool;
     /// A bound that covers both `a` and `b`: safe ([`Arith::unit_is_safe`]) only where both are.
     fn bound_cover(&self, a: &Self::UnitBound, b: &Self::UnitBound) -> Self::UnitBound;
-    /// The largest [`Arith::state_magnitude`] of `x` and of `rho(x)` over `x` (zero if empty).
-    fn max_magnitude(&self, x: &[Self::State]) -> f64 {
-        x.iter()
-            .map(|&v| {
-                self.state_magnitude(v)
-                    .max(self.state_magnitude(self.rho(v)))
-            })
-            .fold(0.0, f64::max)
-    }
+    /// The largest [`Arith::state_magnitude`] of `x` and of `rho(x)` over `x` (zero if empty),
+    /// for [`Arith::unit_is_safe`].
+    fn max_magnitude(&self, x: &[Self::State]) -> f64;
     /// Constants of a vectorised form of step 3, built once per program (`()` if none).
     type Kernel: Clone + Send + Sync + std::fmt::Debug;
     /// The vectorised form's constants for `prog`, if this arithmetic has one.
@@ -264,7 +266,7 @@ impl Arith for Golden {
     fn gain(&self, x: f64) -> f64 {
         x
     }
-    fn bias(&self, x: f64) -> f64 {
+    fn bias(&self, _: usize, x: f64) -> f64 {
         x
     }
     #[inline(always)]
@@ -276,7 +278,14 @@ impl Arith for Golden {
         acc + c * x
     }
     #[inline(always)]
-    fn mac_line<const CHECK: bool>(&self, acc: f64, c: f64, line: f64, _: &mut Saturation) -> f64 {
+    fn mac_line<const CHECK: bool>(
+        &self,
+        _: usize,
+        acc: f64,
+        c: f64,
+        line: f64,
+        _: &mut Saturation,
+    ) -> f64 {
         acc + c * line
     }
     #[inline(always)]
@@ -284,28 +293,28 @@ impl Arith for Golden {
         acc + h
     }
     #[inline(always)]
-    fn add_noise<const CHECK: bool>(&self, acc: f64, z: f64, _: &mut Saturation) -> f64 {
+    fn add_noise<const CHECK: bool>(&self, _: usize, acc: f64, z: f64, _: &mut Saturation) -> f64 {
         acc + self.noise_amp * z
     }
     #[inline(always)]
     fn finish(&self, acc: f64, _: &mut Saturation) -> f64 {
         acc
     }
-    fn line(&self, sum: f64, gain: f64, _: &mut Saturation) -> f64 {
+    fn line(&self, _: usize, sum: f64, gain: f64, _: &mut Saturation) -> f64 {
         sum * gain
     }
     fn rho_is_identity(&self) -> bool {
         self.clamp.is_none()
     }
     #[inline(always)]
-    fn rho(&self, x: f64) -> f64 {
+    fn rho(&self, _: usize, x: f64) -> f64 {
         match self.clamp {
             None => x,
             Some((lo, hi)) => x.clamp(lo, hi),
         }
     }
     #[inline(always)]
-    fn gate(&self, x: f64) -> bool {
+    fn gate(&self, _: usize, x: f64) -> bool {
         match self.clamp {
             None => true,
             Some((lo, hi)) => (lo..=hi).contains(&x),
@@ -315,10 +324,10 @@ impl Arith for Golden {
     fn noise(&self, w0: u32, w1: u32) -> f64 {
         gaussian_f64(w0, w1)
     }
-    fn to_f64(&self, x: f64) -> f64 {
+    fn to_f64(&self, _: usize, x: f64) -> f64 {
         x
     }
-    fn from_f64(&self, x: f64) -> f64 {
+    fn from_f64(&self, _: usize, x: f64) -> f64 {
         x
     }
     fn code(&self, _: f64) -> Option<i16> {
@@ -358,27 +367,62 @@ pub struct Fixed {
     pub noise_amp: i16,
     clamp: Option<(i16, i16)>,
     acc_frac: u32,
+    /// Per module, its state shift `k` (`docs/fixed-point.md` §1); empty when every module's
+    /// is zero.
+    shifts: Vec<u32>,
+    /// Per module, its clamp codes (with state shifts and a clamp activation; else empty).
+    clamps: Vec<(i16, i16)>,
 }
 
 impl Fixed {
     /// Fixed arithmetic for a substrate (constants quantised; validation guarantees they fit).
     pub fn new(s: &Substrate) -> Self {
         let f = s.formats;
+        let shifts: Vec<u32> = if s.shifted() {
+            s.modules.iter().map(|m| m.shift).collect()
+        } else {
+            Vec::new()
+        };
+        let clamp_in = |q: QFormat| match s.activation {
+            Activation::Identity => None,
+            Activation::Clamp { lo, hi } => {
+                Some((q.quantize(lo).0 as i16, q.quantize(hi).0 as i16))
+            }
+        };
         Fixed {
             formats: f,
             noise_amp: f.noise_gain.quantize(s.noise_amplitude()).0 as i16,
-            clamp: match s.activation {
-                Activation::Identity => None,
-                Activation::Clamp { lo, hi } => {
-                    Some((f.state.quantize(lo).0 as i16, f.state.quantize(hi).0 as i16))
-                }
-            },
+            clamp: clamp_in(f.state),
             acc_frac: f.acc().frac,
+            clamps: shifts
+                .iter()
+                .filter_map(|&k| clamp_in(f.module_state(k)))
+                .collect(),
+            shifts,
         }
     }
-    /// The clamp bounds `(lo, hi)` as state codes (`None`: identity activation).
+    /// The clamp bounds `(lo, hi)` as state codes (`None`: identity activation) of a module
+    /// without state shift.
     pub fn clamp_codes(&self) -> Option<(i16, i16)> {
         self.clamp
+    }
+    /// The clamp bounds of module `m`'s state codes: the bounds quantised into its state
+    /// format, saturated to its range (`None`: identity activation).
+    pub fn module_clamp_codes(&self, m: usize) -> Option<(i16, i16)> {
+        self.clamps.get(m).copied().or(self.clamp)
+    }
+    /// Module `m`'s state shift.
+    #[inline(always)]
+    pub fn shift(&self, m: usize) -> u32 {
+        self.shifts.get(m).copied().unwrap_or(0)
+    }
+    /// Whether any module has a state shift (then every update takes the checked path).
+    pub fn shifted(&self) -> bool {
+        !self.shifts.is_empty()
+    }
+    /// Module `m`'s state format.
+    pub fn state_format(&self, m: usize) -> QFormat {
+        self.formats.module_state(self.shift(m))
     }
     /// The accumulator addition: saturating and counted when `CHECK`, plain otherwise (exact,
     /// because the caller proved the sum stays in range).
@@ -472,7 +516,7 @@ impl Fixed {
         for _ in 0..sweeps {
             e.sweep();
             for (acc, &u) in sums.iter_mut().zip(readout) {
-                *acc += observe.of(&e.prog.arith, e.x[u]) as i64;
+                *acc += observe.of(&e.prog.arith, e.prog.module_of(u), e.x[u]) as i64;
             }
         }
         RunSums {
@@ -492,10 +536,10 @@ impl Fixed {
                 s.units()
             ));
         }
-        let q = s.formats.acc();
         b.iter()
             .enumerate()
             .map(|(i, &v)| {
+                let q = s.formats.module_acc(s.modules[s.module_of(i)].shift);
                 if !v.is_finite() {
                     return Err(format!("unit {i}: value {v} is not finite"));
                 }
@@ -528,8 +572,12 @@ impl Arith for Fixed {
     fn gain(&self, x: f64) -> i16 {
         self.formats.gain.quantize(x).0 as i16
     }
-    fn bias(&self, x: f64) -> i32 {
-        self.formats.acc().quantize(x).0 as i32
+    fn coupling(&self, x: f64, mi: usize, mj: usize) -> i16 {
+        let d = self.shift(mi) as i32 - self.shift(mj) as i32;
+        self.formats.coupling.quantize(x * 2f64.powi(d)).0 as i16
+    }
+    fn bias(&self, m: usize, x: f64) -> i32 {
+        self.formats.module_acc(self.shift(m)).quantize(x).0 as i32
     }
     #[inline(always)]
     fn zero(&self) -> i32 {
@@ -542,6 +590,7 @@ impl Arith for Fixed {
     #[inline(always)]
     fn mac_line<const CHECK: bool>(
         &self,
+        m: usize,
         acc: i32,
         c: i16,
         line: i16,
@@ -551,7 +600,7 @@ impl Arith for Fixed {
         let p = align(
             c as i64 * line as i64,
             f.coupling.frac + f.bus.frac,
-            self.acc_frac,
+            self.acc_frac + self.shift(m),
         );
         self.acc_add::<CHECK>(acc, p, sat)
     }
@@ -560,11 +609,17 @@ impl Arith for Fixed {
         self.acc_add::<CHECK>(acc, h as i64, sat)
     }
     #[inline(always)]
-    fn add_noise<const CHECK: bool>(&self, acc: i32, z: i16, sat: &mut Saturation) -> i32 {
+    fn add_noise<const CHECK: bool>(
+        &self,
+        m: usize,
+        acc: i32,
+        z: i16,
+        sat: &mut Saturation,
+    ) -> i32 {
         let p = align(
             z as i64 * self.noise_amp as i64,
             NOISE_FORMAT.frac + self.formats.noise_gain.frac,
-            self.acc_frac,
+            self.acc_frac + self.shift(m),
         );
         self.acc_add::<CHECK>(acc, p, sat)
     }
@@ -576,11 +631,11 @@ impl Arith for Fixed {
             &mut sat.state,
         )
     }
-    fn line(&self, sum: i32, gain: i16, sat: &mut Saturation) -> i16 {
+    fn line(&self, m: usize, sum: i32, gain: i16, sat: &mut Saturation) -> i16 {
         let f = &self.formats;
         let pre = Self::sat16(
             f.bus,
-            align(sum as i64, self.acc_frac, f.bus.frac),
+            align(sum as i64, self.acc_frac + self.shift(m), f.bus.frac),
             &mut sat.bus,
         );
         Self::sat16(
@@ -597,15 +652,15 @@ impl Arith for Fixed {
         self.clamp.is_none()
     }
     #[inline(always)]
-    fn rho(&self, x: i16) -> i16 {
-        match self.clamp {
+    fn rho(&self, m: usize, x: i16) -> i16 {
+        match self.module_clamp_codes(m) {
             None => x,
             Some((lo, hi)) => x.clamp(lo, hi),
         }
     }
     #[inline(always)]
-    fn gate(&self, x: i16) -> bool {
-        match self.clamp {
+    fn gate(&self, m: usize, x: i16) -> bool {
+        match self.module_clamp_codes(m) {
             None => true,
             Some((lo, hi)) => (lo..=hi).contains(&x),
         }
@@ -623,11 +678,11 @@ impl Arith for Fixed {
     ) {
         crate::noise::gaussian_fixed_rounds(state, width, period, out)
     }
-    fn to_f64(&self, x: i16) -> f64 {
-        self.formats.state.to_f64(x as i64)
+    fn to_f64(&self, m: usize, x: i16) -> f64 {
+        self.state_format(m).to_f64(x as i64)
     }
-    fn from_f64(&self, x: f64) -> i16 {
-        self.formats.state.quantize(x).0 as i16
+    fn from_f64(&self, m: usize, x: f64) -> i16 {
+        self.state_format(m).quantize(x).0 as i16
     }
     fn code(&self, x: i16) -> Option<i16> {
         Some(x)
@@ -663,8 +718,9 @@ impl Arith for Fixed {
     }
     #[inline(always)]
     fn unit_is_safe(&self, b: &[f64; 3], xmax: f64, lmax: f64) -> bool {
-        // Every partial sum is bounded by the sum of the magnitudes of all its terms.
-        b[0] * xmax + b[1] * lmax + b[2] < i32::MAX as f64 * 0.999_999
+        // Every partial sum is bounded by the sum of the magnitudes of all its terms. With state
+        // shifts the bound is not kept per module: every update takes the checked path.
+        !self.shifted() && b[0] * xmax + b[1] * lmax + b[2] < i32::MAX as f64 * 0.999_999
     }
     fn bound_cover(&self, a: &[f64; 3], b: &[f64; 3]) -> [f64; 3] {
         // The bound grows with every component.
@@ -678,7 +734,11 @@ impl Arith for Fixed {
         if x.is_empty() {
             return 0.0;
         }
-        [lo, hi, self.rho(lo), self.rho(hi)]
+        if self.shifted() {
+            // not used: with state shifts no unit is proven safe
+            return f64::INFINITY;
+        }
+        [lo, hi, self.rho(0, lo), self.rho(0, hi)]
             .iter()
             .map(|&v| (v as i32).abs())
             .max()
@@ -686,6 +746,9 @@ impl Arith for Fixed {
     }
     type Kernel = crate::kernel::FixedKernel;
     fn kernel(prog: &Program<Self>) -> Option<crate::kernel::FixedKernel> {
+        if prog.arith.shifted() {
+            return None;
+        }
         crate::kernel::FixedKernel::new(prog)
     }
     fn update_module(
@@ -721,6 +784,9 @@ impl Arith for Fixed {
         out: &mut [i16],
         state_cnt: &mut [u64],
     ) -> bool {
+        if prog.arith.shifted() {
+            return false;
+        }
         let u = crate::kernel_batch::UnitInputs {
             i,
             b,
@@ -757,29 +823,52 @@ pub enum Observe {
 impl Observe {
     /// What this observes of one state `x`: `x` itself, or `rho(x)`.
     #[inline(always)]
-    pub fn of<A: Arith>(self, a: &A, x: A::State) -> A::State {
+    pub fn of<A: Arith>(self, a: &A, m: usize, x: A::State) -> A::State {
         match self {
             Observe::State => x,
-            Observe::Activation => a.rho(x),
+            Observe::Activation => a.rho(m, x),
         }
     }
 
-    /// Add what this observes of the states `x` (reals) to `sum`, element by element.
+    /// Add what this observes of the states `x` (reals; `modules` their unit ranges) to `sum`,
+    /// element by element.
     #[inline]
-    pub fn accumulate<A: Arith>(self, a: &A, sum: &mut [f64], x: &[A::State]) {
-        match self {
-            Observe::State => {
-                for (acc, &v) in sum.iter_mut().zip(x) {
-                    *acc += a.to_f64(Observe::State.of(a, v));
+    pub fn accumulate<A: Arith>(
+        self,
+        a: &A,
+        modules: &[std::ops::Range<usize>],
+        sum: &mut [f64],
+        x: &[A::State],
+    ) {
+        for (m, r) in modules.iter().enumerate() {
+            let (sum, x) = (&mut sum[r.clone()], &x[r.clone()]);
+            match self {
+                Observe::State => {
+                    for (acc, &v) in sum.iter_mut().zip(x) {
+                        *acc += a.to_f64(m, v);
+                    }
                 }
-            }
-            Observe::Activation => {
-                for (acc, &v) in sum.iter_mut().zip(x) {
-                    *acc += a.to_f64(Observe::Activation.of(a, v));
+                Observe::Activation => {
+                    for (acc, &v) in sum.iter_mut().zip(x) {
+                        *acc += a.to_f64(m, a.rho(m, v));
+                    }
                 }
             }
         }
     }
+}
+
+/// `f(module, v)` of every unit's value `v` (`modules`: the modules' unit ranges, in order).
+pub fn per_unit<T: Copy, U>(
+    modules: &[std::ops::Range<usize>],
+    v: &[T],
+    f: impl Fn(usize, T) -> U,
+) -> Vec<U> {
+    let mut out = Vec::with_capacity(v.len());
+    for (m, r) in modules.iter().enumerate() {
+        out.extend(v[r.clone()].iter().map(|&x| f(m, x)));
+    }
+    out
 }
 
 /// Every bus's `(encoder lines, decoder lines)`.
@@ -801,6 +890,8 @@ pub struct BusProgram<A: Arith> {
     pub enc: std::ops::Range<usize>,
     /// Decoder unit range.
     pub dec: std::ops::Range<usize>,
+    /// Encoder and decoder module indices.
+    pub modules: (usize, usize),
     /// `u`, rank-major.
     pub u: Vec<Vec<A::Coef>>,
     /// `v`, rank-major.
@@ -868,6 +959,7 @@ impl<A: Arith> Program<A> {
                 BusProgram {
                     enc: modules[bus.enc].clone(),
                     dec: modules[bus.dec].clone(),
+                    modules: (bus.enc, bus.dec),
                     u: bus
                         .u
                         .iter()
@@ -891,8 +983,15 @@ impl<A: Arith> Program<A> {
                 .collect(),
             row_ptr: s.row_ptr.iter().map(|&p| p as u32).collect(),
             col: s.col.iter().map(|&c| c as u32).collect(),
-            coef: s.val.iter().map(|&a| arith.coef(-eta * a)).collect(),
-            bias: s.bias.iter().map(|&b| arith.bias(eta * b)).collect(),
+            coef: (0..s.units())
+                .flat_map(|i| {
+                    let mi = s.module_of(i);
+                    let arith = &arith;
+                    (s.row_ptr[i]..s.row_ptr[i + 1])
+                        .map(move |p| arith.coupling(-eta * s.val[p], mi, s.module_of(s.col[p])))
+                })
+                .collect(),
+            bias: per_unit(&modules, &s.bias, |m, b| arith.bias(m, eta * b)),
             bus_w: Vec::new(),
             bounds: Vec::new(),
             module_bounds: Vec::new(),
@@ -938,7 +1037,7 @@ impl<A: Arith> Program<A> {
             .flat_map(|bus| bus.u.iter().chain(&bus.v))
             .map(|row| {
                 row.split_first()
-                    .map(|(&first, rest)| a.unit_bound(first, rest, &[], a.bias(0.0)))
+                    .map(|(&first, rest)| a.unit_bound(first, rest, &[], a.bias(0, 0.0)))
             })
             .collect();
         p.kernel = A::kernel(p);
@@ -993,6 +1092,15 @@ impl<A: Arith> Program<A> {
         self.diag.len()
     }
 
+    /// The module of unit `i`.
+    #[inline]
+    pub fn module_of(&self, i: usize) -> usize {
+        if self.modules.len() == 1 {
+            return 0;
+        }
+        self.modules.partition_point(|r| r.end <= i)
+    }
+
     /// Replace the biases `b` (conditioning); `b` in energy units, scaled by `eta` here.
     pub fn set_bias(&mut self, s: &Substrate, b: &[f64]) {
         self.bias = self.bias_values(s, b);
@@ -1001,12 +1109,17 @@ impl<A: Arith> Program<A> {
 
     /// Stored biases `eta b` of a conditioning vector `b` (energy units) in this arithmetic.
     pub fn bias_values(&self, s: &Substrate, b: &[f64]) -> Vec<A::Bias> {
-        b.iter().map(|&x| self.arith.bias(s.eta * x)).collect()
+        per_unit(&self.modules, b, |m, x| self.arith.bias(m, s.eta * x))
+    }
+
+    /// `rho(x)` of every unit's state.
+    pub fn activations(&self, x: &[A::State]) -> Vec<A::State> {
+        per_unit(&self.modules, x, |m, v| self.arith.rho(m, v))
     }
 
     /// Step 1: the bus lines `(encoder lines, decoder lines)` of every bus from state `x`.
     pub fn bus_lines(&self, x: &[A::State], sat: &mut Saturation) -> BusLines<A::Line> {
-        let rx: Vec<A::State> = x.iter().map(|&v| self.arith.rho(v)).collect();
+        let rx = self.activations(x);
         let mut out = Vec::new();
         self.bus_lines_into(&rx, &mut out, sat);
         out
@@ -1027,10 +1140,10 @@ impl<A: Arith> Program<A> {
         let mut bounds = self.bus_bounds.iter();
         for (bus, o) in self.buses.iter().zip(out.iter_mut()) {
             for side in 0..2 {
-                let (w, range, dst) = if side == 0 {
-                    (&bus.u, &bus.enc, &mut o.0)
+                let (w, range, dst, m) = if side == 0 {
+                    (&bus.u, &bus.enc, &mut o.0, bus.modules.0)
                 } else {
-                    (&bus.v, &bus.dec, &mut o.1)
+                    (&bus.v, &bus.dec, &mut o.1, bus.modules.1)
                 };
                 let xs = &rx[range.clone()];
                 let xmax = if A::SATURATES && fast {
@@ -1058,7 +1171,7 @@ impl<A: Arith> Program<A> {
                             acc = a.mac::<true>(acc, c, xj, sat);
                         }
                     }
-                    dst.push(a.line(acc, g, sat));
+                    dst.push(a.line(m, acc, g, sat));
                 }
             }
         }
@@ -1092,17 +1205,19 @@ impl<A: Arith> Program<A> {
             let n = i - module_start;
             let wi = &w[n * k..(n + 1) * k];
             *o = if fast && a.unit_is_safe(&self.bounds[i], xmax, lmax) {
-                self.update_unit::<false>(i, x, z[i], wi, lines, sat)
+                self.update_unit::<false>(m, i, x, z[i], wi, lines, sat)
             } else {
-                self.update_unit::<true>(i, x, z[i], wi, lines, sat)
+                self.update_unit::<true>(m, i, x, z[i], wi, lines, sat)
             };
         }
     }
 
     /// The update of one unit (section 3 of `docs/fixed-point.md`).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn update_unit<const CHECK: bool>(
         &self,
+        m: usize,
         i: usize,
         x: &[A::State],
         z: A::Noise,
@@ -1113,17 +1228,18 @@ impl<A: Arith> Program<A> {
         let a = &self.arith;
         let xi = x[i];
         let mut acc = a.mac::<CHECK>(a.zero(), self.diag[i], xi, sat);
-        if a.gate(xi) {
+        if a.gate(m, xi) {
             let (p0, p1) = (self.row_ptr[i] as usize, self.row_ptr[i + 1] as usize);
             for (&c, &j) in self.coef[p0..p1].iter().zip(&self.col[p0..p1]) {
-                acc = a.mac::<CHECK>(acc, c, a.rho(x[j as usize]), sat);
+                let j = j as usize;
+                acc = a.mac::<CHECK>(acc, c, a.rho(self.module_of(j), x[j]), sat);
             }
             for (&c, &l) in w.iter().zip(lines) {
-                acc = a.mac_line::<CHECK>(acc, c, l, sat);
+                acc = a.mac_line::<CHECK>(m, acc, c, l, sat);
             }
             acc = a.add_bias::<CHECK>(acc, self.bias[i], sat);
         }
-        acc = a.add_noise::<CHECK>(acc, z, sat);
+        acc = a.add_noise::<CHECK>(m, acc, z, sat);
         a.finish(acc, sat)
     }
 }
@@ -1247,7 +1363,10 @@ impl<A: Arith> Engine<A> {
         if a.rho_is_identity() {
             self.rx.extend_from_slice(&self.x);
         } else {
-            self.rx.extend(self.x.iter().map(|&v| a.rho(v)));
+            for (m, r) in prog.modules.iter().enumerate() {
+                self.rx
+                    .extend(self.x[r.clone()].iter().map(|&v| a.rho(m, v)));
+            }
         }
         self.rx.push(A::State::default());
         // Step 1: bus lines (counted against the module of the bus's decoder side).
@@ -1361,12 +1480,14 @@ impl<A: Arith> Engine<A> {
 
     /// Current state as reals.
     pub fn state_f64(&self) -> Vec<f64> {
-        self.x.iter().map(|&v| self.prog.arith.to_f64(v)).collect()
+        let a = &self.prog.arith;
+        per_unit(&self.prog.modules, &self.x, |m, v| a.to_f64(m, v))
     }
 
     /// Set the state from reals (rounded and saturated in the fixed engine).
     pub fn set_state_f64(&mut self, x: &[f64]) {
-        self.x = x.iter().map(|&v| self.prog.arith.from_f64(v)).collect();
+        let a = &self.prog.arith;
+        self.x = per_unit(&self.prog.modules, x, |m, v| a.from_f64(m, v));
     }
 
     /// How many units the next sweep will update on the unchecked fast path (a proof that none of
@@ -1379,11 +1500,7 @@ impl<A: Arith> Engine<A> {
         let mut sat = Saturation::default();
         let lines = prog.bus_lines(&self.x, &mut sat);
         let a = &prog.arith;
-        let xmax = self
-            .x
-            .iter()
-            .map(|&v| a.state_magnitude(v).max(a.state_magnitude(a.rho(v))))
-            .fold(0.0, f64::max);
+        let xmax = a.max_magnitude(&self.x);
         let mut n = 0;
         for (m, range) in prog.modules.iter().enumerate() {
             let l = prog.module_lines(m, &lines);
@@ -1416,7 +1533,7 @@ impl<A: Arith> Engine<A> {
         let mut sum = vec![0.0; self.units()];
         for _ in 0..n {
             self.sweep();
-            observe.accumulate(&self.prog.arith, &mut sum, &self.x);
+            observe.accumulate(&self.prog.arith, &self.prog.modules, &mut sum, &self.x);
         }
         let n = n as f64;
         (sum.iter().map(|v| v / n).collect(), self.saturation_total())

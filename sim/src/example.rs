@@ -190,6 +190,7 @@ pub fn random_substrate(spec: &ExampleSpec) -> SubstrateConfig {
                     .map(|_| spec.bias_scale * rng.normal())
                     .collect(),
             ),
+            shift: 0,
         })
         .collect();
     SubstrateConfig {
@@ -280,6 +281,22 @@ pub fn saturating_config(n: u64) -> SubstrateConfig {
         cfg.activation = Activation::Clamp { lo: -3.0, hi: 3.0 };
     } else {
         cfg.formats.bus = QFormat::new(6, 4);
+    }
+    cfg
+}
+
+/// Configuration `n` of the test family with a state shift per module (module `m` keeps its
+/// states with `(m + n) mod 4` more fraction bits, `docs/fixed-point.md` §1); odd `n` start from
+/// [`saturating_config`] (clamp activation, saturating), even `n` from [`family_config`].
+pub fn shifted_config(n: u64) -> SubstrateConfig {
+    let mut cfg = if n % 2 == 1 {
+        saturating_config(n)
+    } else {
+        family_config(n)
+    };
+    cfg.name = format!("{}-shifted", cfg.name);
+    for (m, mc) in cfg.modules.iter_mut().enumerate() {
+        mc.shift = ((m as u64 + n) % 4) as u32;
     }
     cfg
 }

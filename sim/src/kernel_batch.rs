@@ -222,23 +222,24 @@ unsafe fn unit_avx2(
         unit_blocks::<1>(p, &f, u, c0, out, state_cnt);
         c0 += CHAINS;
     }
-    // The chains left over, one at a time (the scalar update without checks).
+    // The chains left over, one at a time (the scalar update without checks; a program with
+    // state shifts never comes here, so every module is in module 0's frame).
     let i = u.i;
     let (p0, p1) = (p.row_ptr[i] as usize, p.row_ptr[i + 1] as usize);
     for c in c0..b {
         let mut s = crate::engine::Saturation::default();
         let xi = u.x[i * b + c];
         let mut acc = a.mac::<false>(0, p.diag[i], xi, &mut s);
-        if a.gate(xi) {
+        if a.gate(0, xi) {
             for (&coef, &j) in p.coef[p0..p1].iter().zip(&p.col[p0..p1]) {
                 acc = a.mac::<false>(acc, coef, u.rx[j as usize * b + c], &mut s);
             }
             for (t, &w) in u.wi.iter().enumerate() {
-                acc = a.mac_line::<false>(acc, w, u.lines[t * b + c], &mut s);
+                acc = a.mac_line::<false>(0, acc, w, u.lines[t * b + c], &mut s);
             }
             acc = a.add_bias::<false>(acc, u.bias[i * b + c], &mut s);
         }
-        acc = a.add_noise::<false>(acc, u.z[i * b + c], &mut s);
+        acc = a.add_noise::<false>(0, acc, u.z[i * b + c], &mut s);
         out[c] = a.finish(acc, &mut s);
         state_cnt[c] += s.state;
     }

@@ -84,6 +84,19 @@ pub struct ModuleConfig {
     /// Bias `b_i`.
     #[serde(default = "default_bias")]
     pub bias: PerUnit,
+    /// State shift `k`: the fixed engine and the RTL keep this module's states with `k` more
+    /// fraction bits, in `Q(state.bits, state.frac + k)` (`docs/fixed-point.md` §1), so a module
+    /// whose states are small (the `g^m` scale of the clamped compile) keeps its resolution.
+    /// The law is unchanged: golden and exact engines ignore it. At most [`MAX_SHIFT`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shift: u32,
+}
+
+/// The largest module state shift.
+pub const MAX_SHIFT: u32 = 15;
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 fn default_stiffness() -> PerUnit {
@@ -165,6 +178,16 @@ impl Formats {
     pub fn acc(&self) -> QFormat {
         QFormat::new(ACC_BITS, self.state.frac + self.coupling.frac)
     }
+
+    /// The state format of a module with state shift `k`: `k` more fraction bits.
+    pub fn module_state(&self, k: u32) -> QFormat {
+        QFormat::new(self.state.bits, self.state.frac + k)
+    }
+
+    /// The accumulator format of a module with state shift `k` (its units' biases and sums).
+    pub fn module_acc(&self, k: u32) -> QFormat {
+        QFormat::new(ACC_BITS, self.state.frac + k + self.coupling.frac)
+    }
 }
 
 /// A substrate description file.
@@ -230,6 +253,8 @@ pub struct Module {
     pub offset: usize,
     /// Number of units.
     pub size: usize,
+    /// State shift (extra fraction bits of its states in the fixed arithmetic).
+    pub shift: u32,
 }
 
 impl Module {
@@ -505,6 +530,12 @@ impl Substrate {
                     ),
                 ));
             }
+            if mc.shift > MAX_SHIFT {
+                return Err(Error::invalid(
+                    format!("{field}.shift"),
+                    format!("{} exceeds the largest state shift {MAX_SHIFT}", mc.shift),
+                ));
+            }
             stiffness.extend(st);
             bias.extend(mc.bias.expand(mc.size));
             modules.push(Module {
@@ -513,6 +544,7 @@ impl Substrate {
                 level: mc.level,
                 offset,
                 size: mc.size,
+                shift: mc.shift,
             });
             offset += mc.size;
         }
@@ -752,6 +784,7 @@ impl Substrate {
                     size: m.size,
                     stiffness: PerUnit::Each(self.stiffness[m.range()].to_vec()),
                     bias: PerUnit::Each(self.bias[m.range()].to_vec()),
+                    shift: m.shift,
                 })
                 .collect(),
             couplings,
@@ -767,6 +800,26 @@ impl Substrate {
                 })
                 .collect(),
         }
+    }
+
+    /// The module of unit `i`.
+    pub fn module_of(&self, i: usize) -> usize {
+        self.modules.partition_point(|m| m.offset + m.size <= i)
+    }
+
+    /// Whether any module has a state shift.
+    pub fn shifted(&self) -> bool {
+        self.modules.iter().any(|m| m.shift != 0)
+    }
+
+    /// `2^(k_i - k_j)`: the factor a coupling `(i, j)` is stored with in the fixed arithmetic
+    /// (1 without state shifts).
+    pub fn coupling_scale(&self, i: usize, j: usize) -> f64 {
+        let (ki, kj) = (
+            self.modules[self.module_of(i)].shift as i32,
+            self.modules[self.module_of(j)].shift as i32,
+        );
+        2f64.powi(ki - kj)
     }
 
     /// Number of units D.
@@ -933,15 +986,21 @@ impl Substrate {
             check_fit(
                 &format!("{field}.bias"),
                 "eta*b",
-                f.acc(),
-                "the accumulator format",
+                f.module_acc(m.shift),
+                &format!("the accumulator format of state shift {}", m.shift),
                 &h,
             )?;
         }
-        let c: Vec<f64> = self.val.iter().map(|a| -eta * a).collect();
+        // Stored as `-eta A_ij 2^(k_i - k_j)` (the row's unit i in its module's state frame).
+        let c: Vec<f64> = (0..self.units())
+            .flat_map(|i| {
+                (self.row_ptr[i]..self.row_ptr[i + 1])
+                    .map(move |p| -eta * self.val[p] * self.coupling_scale(i, self.col[p]))
+            })
+            .collect();
         check_fit(
             "couplings",
-            "-eta*A_ij (in CSR order)",
+            "-eta*A_ij*2^(shift_i - shift_j) (in CSR order)",
             f.coupling,
             "formats.coupling",
             &c,

@@ -496,8 +496,9 @@ fn readout_check(
     let mut sum = vec![0u32; prog.d];
     for _ in 0..sweeps {
         eng.sweep();
-        for (a, &x) in sum.iter_mut().zip(&eng.x) {
-            *a = a.wrapping_add(observe.of(&eng.prog.arith, x) as i32 as u32);
+        for (u, (a, &x)) in sum.iter_mut().zip(&eng.x).enumerate() {
+            let m = eng.prog.module_of(u);
+            *a = a.wrapping_add(observe.of(&eng.prog.arith, m, x) as i32 as u32);
         }
     }
     let mut outs: Vec<(&str, Vec<u64>)> = Vec::new();

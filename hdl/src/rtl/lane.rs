@@ -568,13 +568,13 @@ mod tests {
             prog.instr.push(encode(Op::SelfTerm, i as u32, d));
             let xi = states[i];
             let mut acc: i32 = fx.mac::<true>(0i32, d, xi, &mut sat);
-            let g = fx.gate(xi);
+            let g = fx.gate(0, xi);
             for _ in 0..rng.below(5) {
                 let j = rng.below(64) as usize;
                 let c = rng.code(f.coupling);
                 prog.instr.push(encode(Op::Coupling, j as u32, c));
                 if g {
-                    acc = fx.mac::<true>(acc, c, fx.rho(states[j]), &mut sat);
+                    acc = fx.mac::<true>(acc, c, fx.rho(0, states[j]), &mut sat);
                 }
             }
             for _ in 0..rng.below(4) {
@@ -582,7 +582,7 @@ mod tests {
                 let w = rng.code(f.coupling);
                 prog.instr.push(encode(Op::Line, l as u32, w));
                 if g {
-                    acc = fx.mac_line::<true>(acc, w, lines[l], &mut sat);
+                    acc = fx.mac_line::<true>(0, acc, w, lines[l], &mut sat);
                 }
             }
             let h = match rng.below(6) {
@@ -596,7 +596,7 @@ mod tests {
             if g {
                 acc = fx.add_bias::<true>(acc, h, &mut sat);
             }
-            acc = fx.add_noise::<true>(acc, noise.next_fixed(), &mut sat);
+            acc = fx.add_noise::<true>(0, acc, noise.next_fixed(), &mut sat);
             expect.push(fx.finish(acc, &mut sat));
         }
         let mut lane = LangevinLane::new(&dp, &prog);

@@ -226,6 +226,13 @@ pub const WAIT_WORD: u32 = WAIT_OPERAND << 16;
 impl HwProgram {
     /// Compile `s`.
     pub fn new(s: &Substrate) -> Result<Self, Error> {
+        if let Some(m) = s.modules.iter().find(|m| m.shift != 0) {
+            return Err(Error::Config(format!(
+                "module '{}' has state shift {}: the RTL lanes keep every module in one state \
+                 format (docs/fixed-point.md §1); build with every shift 0",
+                m.name, m.shift
+            )));
+        }
         let prog = Program::new(s, Fixed::new(s));
         let dp = Datapath::new(s);
         let p = s.lanes as usize;
