@@ -171,6 +171,10 @@ pub struct EngineArgs {
     /// couplings; see `EngineSettings::v_scale`).
     #[arg(long, default_value_t = clamped::DEFAULT_V_SCALE)]
     pub v_scale: f64,
+    /// Give each module a state shift from its own measured state range (more fraction bits
+    /// for the small-scale modules in the fixed engine; the RTL does not build them yet).
+    #[arg(long)]
+    pub state_shifts: bool,
     /// Default burn-in sweeps of one call on the engines.
     #[arg(long, default_value_t = 60)]
     pub run_burn_in: u64,
@@ -189,6 +193,7 @@ impl EngineArgs {
                 coupling_bits: self.coupling_bits,
                 state_bits: self.state_bits,
                 v_scale: self.v_scale,
+                state_shifts: self.state_shifts,
             },
             EngineRun {
                 burn_in: self.run_burn_in,
@@ -208,6 +213,7 @@ impl Default for EngineArgs {
             coupling_bits: s.coupling_bits,
             state_bits: s.state_bits,
             v_scale: s.v_scale,
+            state_shifts: s.state_shifts,
             run_burn_in: r.burn_in,
             run_sweeps: r.sweeps,
         }
@@ -351,6 +357,16 @@ pub fn describe(c: &ClampedModel) -> Result<(), String> {
             cal.run.burn_in,
             cal.run.sweeps
         );
+        if cfg.modules.iter().any(|m| m.shift != 0) {
+            println!(
+                "state shifts (extra fraction bits per module, fixed engine; the RTL does not build them yet): {}",
+                cfg.modules
+                    .iter()
+                    .map(|m| format!("{} {}", m.name, m.shift))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
     Ok(())
 }
@@ -887,6 +903,7 @@ fn train_substrate(a: TrainSubstrateArgs) -> Result<(), String> {
         ea.coupling_bits = cal.settings.coupling_bits;
         ea.state_bits = cal.settings.state_bits;
         ea.v_scale = cal.settings.v_scale;
+        ea.state_shifts = cal.settings.state_shifts;
         ea.run_burn_in = cal.run.burn_in;
         ea.run_sweeps = cal.run.sweeps;
     }

@@ -272,6 +272,10 @@ pub struct CompileArgs {
     /// Clamp units: decoder-side bus factors emitted as `v * v_scale` (gains `sigma / v_scale`).
     #[arg(long, default_value_t = thermo_diffusion::clamped::DEFAULT_V_SCALE)]
     v_scale: f64,
+    /// Clamp units: give each module a state shift from its own measured state range (more
+    /// fraction bits for small-scale modules in the fixed engine; not built by the RTL yet).
+    #[arg(long)]
+    state_shifts: bool,
     #[command(flatten)]
     c: CompilerArgs,
 }
@@ -902,6 +906,7 @@ fn compile_cmd(a: CompileArgs) -> Result<(), String> {
                 coupling_bits: a.coupling_bits,
                 state_bits: a.state_bits,
                 v_scale: a.v_scale,
+                state_shifts: a.state_shifts,
                 ..Default::default()
             };
             return crate::cmd_clamped::compile_cmd(
@@ -1620,6 +1625,7 @@ fn demo(a: DemoArgs) -> Result<(), String> {
         coupling_bits: 16,
         state_bits: 16,
         v_scale: thermo_diffusion::clamped::DEFAULT_V_SCALE,
+        state_shifts: false,
         c,
     })?;
     let l = tsub::load(&out)?;

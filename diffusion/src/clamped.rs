@@ -840,6 +840,11 @@ pub struct EngineSettings {
     /// bus format with the sums) out of its rounding, at the cost of `v`'s relative precision.
     #[serde(default = "one")]
     pub v_scale: f64,
+    /// Give each module a state shift (`thermo_sim::model::ModuleConfig::shift`) chosen from
+    /// its own measured state range, so that small-scale modules (the `g^m` of the layer scale)
+    /// keep their resolution in the fixed arithmetic.
+    #[serde(default)]
+    pub state_shifts: bool,
 }
 
 fn one() -> f64 {
@@ -861,6 +866,7 @@ impl Default for EngineSettings {
             coupling_bits: 16,
             state_bits: 16,
             v_scale: DEFAULT_V_SCALE,
+            state_shifts: false,
         }
     }
 }
@@ -918,8 +924,36 @@ impl ClampedModel {
                 }
             }
         }
+        // Per module: its units move towards their pre-activations from 0 while inside [lo, hi]
+        // (the same bound, from the module's own pre-activations and fixed points).
+        let module_state_max = (0..self.sizes.len())
+            .map(|m| {
+                let rows = self.range(m);
+                let (mut pmin, mut pmax) = (0.0f64, 0.0f64);
+                let mut ymax = 0.0f64;
+                for i in rows {
+                    for (&p, &y) in r.p.row(i).iter().zip(r.y.row(i).iter()) {
+                        pmin = pmin.min(p);
+                        pmax = pmax.max(p);
+                        ymax = ymax.max(y.abs());
+                    }
+                }
+                let up = if pmax > self.hi {
+                    (1.0 - eta) * self.hi + eta * pmax
+                } else {
+                    pmax
+                };
+                let lo = if pmin < self.lo {
+                    (1.0 - eta) * self.lo + eta * pmin
+                } else {
+                    pmin
+                };
+                up.abs().max(lo.abs()).max(ymax)
+            })
+            .collect();
         crate::compile::Ranges {
             state_max: upper.abs().max(lower.abs()),
+            module_state_max,
             bus_max,
             bias_max: b.iter().fold(0.0f64, |m, v| m.max(v.abs())),
         }
@@ -1028,6 +1062,9 @@ impl ClampedModel {
             buses,
         };
         cfg.formats = crate::compile::choose_formats(&cfg, ranges, s.coupling_bits, s.state_bits)?;
+        if s.state_shifts {
+            crate::compile::choose_shifts(&mut cfg, ranges)?;
+        }
         Ok(cfg)
     }
 }

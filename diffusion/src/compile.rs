@@ -406,10 +406,14 @@ pub fn frac_for(bits: u32, values: impl Iterator<Item = f64>, headroom: f64, max
 /// Data ranges the Q formats must hold (measured by `thermo compile` on the U-Net's
 /// activations and the equilibrium means of the evaluated configurations; see
 /// `docs/compiler.md` §6).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Ranges {
     /// Largest state magnitude to hold.
     pub state_max: f64,
+    /// Per module (in file order), the largest state magnitude to hold there (empty: not
+    /// measured; then no module gets a state shift).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub module_state_max: Vec<f64>,
     /// Largest magnitude of any *partial* sum of a bus line sum `sum_j u_rj x_j` (and
     /// `sum_j v_rj x_j`), units in ascending order as the engines add them; the final sums are
     /// among them. These sums run in the accumulator and are stored in the bus format.
@@ -446,6 +450,7 @@ impl EmitOptions {
     pub fn ranges(&self) -> Ranges {
         Ranges {
             state_max: self.state_max,
+            module_state_max: Vec::new(),
             bus_max: self.bus_max,
             bias_max: self.bias_max,
         }
@@ -586,6 +591,53 @@ pub fn choose_formats(
         formats.state = QFormat::new(sb, formats.state.frac - 1);
     }
     Ok(formats)
+}
+
+/// Give each module of `cfg` (whose formats [`choose_formats`] set) a state shift: the most extra
+/// fraction bits that still hold its measured state range `ranges.module_state_max[m]` with twice
+/// [`HEADROOM`] (with `HEADROOM` alone the rank-8 digits compile saturated at sigma 0.5: the
+/// ranges come from fixed points, relaxation transients overshoot them; at most
+/// [`thermo_sim::model::MAX_SHIFT`]); then narrow the coupling format's
+/// fraction until every coupling, stored in its row unit's frame (`2^(k_i - k_j)`), fits. Errors
+/// when the ranges have no per-module entry for every module.
+pub fn choose_shifts(cfg: &mut thermo_sim::SubstrateConfig, ranges: &Ranges) -> Result<(), String> {
+    use thermo_sim::model::MAX_SHIFT;
+    use thermo_sim::qformat::QFormat;
+    let m = cfg.modules.len();
+    if ranges.module_state_max.len() != m {
+        return Err(format!(
+            "state shifts need a measured state range per module: {} ranges for {m} modules \
+             (recompile to measure them)",
+            ranges.module_state_max.len()
+        ));
+    }
+    let f = cfg.formats;
+    for (mc, &r) in cfg.modules.iter_mut().zip(&ranges.module_state_max) {
+        let frac = frac_for(
+            f.state.bits,
+            std::iter::once(r),
+            2.0 * HEADROOM,
+            f.state.frac + MAX_SHIFT,
+        );
+        mc.shift = frac.saturating_sub(f.state.frac);
+    }
+    // the unit -> module map and the couplings as stored
+    let mut module = Vec::new();
+    for (k, mc) in cfg.modules.iter().enumerate() {
+        module.extend(std::iter::repeat(k).take(mc.size));
+    }
+    let shift = |i: usize| cfg.modules[module[i]].shift as i32;
+    let stored: f64 = cfg
+        .couplings
+        .iter()
+        .map(|&(i, j, a)| (cfg.eta * a * 2f64.powi(shift(i) - shift(j))).abs())
+        .fold(0.0, f64::max);
+    let mut coupling = f.coupling;
+    while coupling.frac > 0 && !coupling.fits(stored) {
+        coupling = QFormat::new(coupling.bits, coupling.frac - 1);
+    }
+    cfg.formats.coupling = coupling;
+    Ok(())
 }
 
 /// The substrate description of a compiled model. Biases are the model's constant biases

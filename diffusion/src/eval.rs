@@ -471,7 +471,7 @@ pub fn capacity_ceiling(c: &Compiled, p: &Prepared, dims: usize) -> Result<Simil
 
 /// The data ranges an identity-unit compile's Q formats are chosen from (what `thermo compile
 /// --activation identity` measures), with the final bus sums for the report.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MeasuredRanges {
     /// The ranges [`compile::choose_formats`] reads.
     pub ranges: compile::Ranges,
@@ -518,6 +518,7 @@ pub fn calibrate(o: &Outcome, p: &Prepared) -> Result<MeasuredRanges, String> {
     Ok(MeasuredRanges {
         ranges: compile::Ranges {
             state_max,
+            module_state_max: Vec::new(),
             bus_max,
             bias_max,
         },

@@ -106,7 +106,7 @@ pub fn sweep(
     mut progress: impl FnMut(&Cell),
 ) -> Result<QuantReport, String> {
     let t = std::time::Instant::now();
-    let ranges = l.side.ranges.ok_or(
+    let ranges = l.side.ranges.clone().ok_or(
         "the side file has no data ranges (written before `thermo quantize` existed): \
          recompile with `thermo compile`",
     )?;

@@ -157,6 +157,7 @@ fn non_contracting_substrate_is_a_clear_error() {
             &EngineSettings::default(),
             &thermo_diffusion::compile::Ranges {
                 state_max: 10.0,
+                module_state_max: Vec::new(),
                 bus_max: 1.0,
                 bias_max: 1.0,
             },

@@ -51,6 +51,7 @@ fn bus_sums_saturated_the_accumulator_and_the_emitter_now_bounds_them() {
     let ranges = l
         .side
         .ranges
+        .clone()
         .expect("committed side file records its ranges");
     // Sigma 0.5: where the oracle runs saturated (docs/results/eval-rank8-fixed.md before).
     let set = held_out(&l, 6, &[0.5]);

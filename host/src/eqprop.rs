@@ -165,7 +165,7 @@ impl BoardPhases {
         let err = |e: LinkError| e.to_string();
         let ch = Chunks::of(&self.id)?;
         let units = s.units();
-        let lsb = s.formats.state.lsb();
+        let lsb: Vec<f64> = (0..units).map(|u| s.state_lsb(u)).collect();
         let n = self.budget.sweeps as f64;
         let mut out = Vec::new();
         for group in conds.chunks(self.id.slots as usize) {
@@ -213,7 +213,12 @@ impl BoardPhases {
                     }
                 }
                 self.phases_run += 1;
-                out.push(sums.iter().map(|&c| c as f64 * lsb / n).collect());
+                out.push(
+                    sums.iter()
+                        .zip(&lsb)
+                        .map(|(&c, &l)| c as f64 * l / n)
+                        .collect(),
+                );
             }
         }
         Ok(out)

@@ -147,7 +147,15 @@ pub fn infer_with<T: Transport>(
     };
     let slots = id.slots.max(1);
     let ch = Chunks::of(&id)?;
-    let lsb = sub.formats.state.lsb();
+    // the value of one code of each summed unit (its module's state format)
+    let lsb: Vec<f64> = if flags & RUN_ALL_UNITS != 0 {
+        (0..sub.units()).collect::<Vec<_>>()
+    } else {
+        thermo_sim::model::readout_units(sub)
+    }
+    .into_iter()
+    .map(|u| sub.state_lsb(u))
+    .collect();
     let mut sums: Vec<Option<Vec<i32>>> = vec![None; inputs.len()];
     let mut inflight: VecDeque<(usize, u8)> = VecDeque::new();
     let mut free: VecDeque<u8> = (0..slots).collect();
@@ -240,7 +248,8 @@ pub fn infer_with<T: Transport>(
         .iter()
         .map(|s| {
             s.iter()
-                .map(|&v| v as f64 * lsb / opts.sweeps as f64)
+                .zip(&lsb)
+                .map(|(&v, &l)| v as f64 * l / opts.sweeps as f64)
                 .collect()
         })
         .collect();

@@ -552,9 +552,12 @@ impl PhaseRunner {
         );
         self.saturation += r.saturation.total();
         self.phases_run += 1;
-        let lsb = s.formats.state.lsb();
         let n = self.budget.sweeps as f64;
-        Ok(r.sums.iter().map(|&c| c as f64 * lsb / n).collect())
+        Ok(r.sums
+            .iter()
+            .enumerate()
+            .map(|(u, &c)| c as f64 * s.state_lsb(u) / n)
+            .collect())
     }
 
     /// Many RUNs of `s` at once on the batched engine ([`crate::batch::BatchEngine`], `threads`

@@ -807,6 +807,14 @@ impl Substrate {
         self.modules.partition_point(|m| m.offset + m.size <= i)
     }
 
+    /// The real value of one state code of unit `i` in the fixed arithmetic: `2^-(state.frac +
+    /// k)` with `k` its module's state shift.
+    pub fn state_lsb(&self, i: usize) -> f64 {
+        self.formats
+            .module_state(self.modules[self.module_of(i)].shift)
+            .lsb()
+    }
+
     /// Whether any module has a state shift.
     pub fn shifted(&self) -> bool {
         self.modules.iter().any(|m| m.shift != 0)
