@@ -120,6 +120,11 @@ pub trait Arith: Clone + Send + Sync {
     fn rho(&self, m: usize, x: Self::State) -> Self::State;
     /// Whether `rho` is the identity (then `rho(x)` is a copy of `x`).
     fn rho_is_identity(&self) -> bool;
+    /// Whether the module arguments matter (modules with state shifts); when not, callers may
+    /// pass module 0 for any unit.
+    fn per_module(&self) -> bool {
+        false
+    }
     /// Activation slope `rho'(x) != 0` of a state of module `m`.
     fn gate(&self, m: usize, x: Self::State) -> bool;
     /// Noise sample from a draw's two words.
@@ -650,6 +655,10 @@ impl Arith for Fixed {
     }
     fn rho_is_identity(&self) -> bool {
         self.clamp.is_none()
+    }
+    #[inline(always)]
+    fn per_module(&self) -> bool {
+        self.shifted()
     }
     #[inline(always)]
     fn rho(&self, m: usize, x: i16) -> i16 {
@@ -1232,7 +1241,8 @@ impl<A: Arith> Program<A> {
             let (p0, p1) = (self.row_ptr[i] as usize, self.row_ptr[i + 1] as usize);
             for (&c, &j) in self.coef[p0..p1].iter().zip(&self.col[p0..p1]) {
                 let j = j as usize;
-                acc = a.mac::<CHECK>(acc, c, a.rho(self.module_of(j), x[j]), sat);
+                let mj = if a.per_module() { self.module_of(j) } else { 0 };
+                acc = a.mac::<CHECK>(acc, c, a.rho(mj, x[j]), sat);
             }
             for (&c, &l) in w.iter().zip(lines) {
                 acc = a.mac_line::<CHECK>(m, acc, c, l, sat);
