@@ -172,7 +172,7 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = clamped::DEFAULT_V_SCALE)]
     pub v_scale: f64,
     /// Give each module a state shift from its own measured state range (more fraction bits
-    /// for the small-scale modules in the fixed engine; the RTL does not build them yet).
+    /// for the small-scale modules in the fixed engine and the RTL).
     #[arg(long)]
     pub state_shifts: bool,
     /// Default burn-in sweeps of one call on the engines.
@@ -359,7 +359,7 @@ pub fn describe(c: &ClampedModel) -> Result<(), String> {
         );
         if cfg.modules.iter().any(|m| m.shift != 0) {
             println!(
-                "state shifts (extra fraction bits per module, fixed engine; the RTL does not build them yet): {}",
+                "state shifts (extra fraction bits per module): {}",
                 cfg.modules
                     .iter()
                     .map(|m| format!("{} {}", m.name, m.shift))

@@ -273,7 +273,7 @@ pub struct CompileArgs {
     #[arg(long, default_value_t = thermo_diffusion::clamped::DEFAULT_V_SCALE)]
     v_scale: f64,
     /// Clamp units: give each module a state shift from its own measured state range (more
-    /// fraction bits for small-scale modules in the fixed engine; not built by the RTL yet).
+    /// fraction bits for small-scale modules in the fixed engine and the RTL).
     #[arg(long)]
     state_shifts: bool,
     #[command(flatten)]

@@ -1,7 +1,8 @@
 //! `thermo compile --state-shifts` on the committed U-Net: the engine description carries a
 //! state shift per module, the fixed engine evaluates it within 2% of the exact fixed point's
 //! MSE (without shifts 1.05x / 1.04x at sigma 0.5 / 1 on 64 images:
-//! `docs/results/quantize-clamped-8.md`), and the RTL commands refuse it by name.
+//! `docs/results/quantize-clamped-8.md`), and `thermo verilog` writes its RTL (the lanes'
+//! module classes; three-way equivalence on shifted configurations: `hdl/tests/equivalence.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,7 +31,7 @@ fn mse(table: &str, sigma: &str) -> f64 {
 }
 
 #[test]
-fn compile_with_state_shifts_evaluates_and_the_rtl_refuses_it() {
+fn compile_with_state_shifts_evaluates_and_builds_rtl() {
     let dir = std::env::temp_dir().join(format!("thermo-cli-shifts-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("s.json");
@@ -80,10 +81,12 @@ fn compile_with_state_shifts_evaluates_and_the_rtl_refuses_it() {
     );
     let v = dir.join("s.v");
     let (ok, text) = thermo(&["verilog", "--config", &sim, "--output", v.to_str().unwrap()]);
-    assert!(!ok, "the RTL built a shifted substrate");
+    assert!(ok, "{text}");
+    let verilog = std::fs::read_to_string(&v).unwrap();
     assert!(
-        text.contains("state shift") && text.contains("enc0"),
-        "{text}"
+        verilog.contains("module top"),
+        "no top module in {}",
+        v.display()
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,7 +6,7 @@
 //! (narrow state format, large biases, two with the clamp activation).
 
 use thermo_hdl::harness::verify::{verify, verify_readout, Sims, VerifyReport};
-use thermo_sim::example::{family_config, saturating_config, shipped};
+use thermo_sim::example::{family_config, saturating_config, shifted_config, shipped};
 use thermo_sim::Substrate;
 
 /// rust-hdl sweeps (slow simulator) and Verilator sweeps per configuration.
@@ -79,6 +79,23 @@ fn hdl_equivalence_saturating() {
         sat += long.saturation.total();
     }
     assert!(sat > 0);
+}
+
+/// Module state shifts (`docs/fixed-point.md` §1): every module its own state format, clamp
+/// codes and line and noise alignments; configurations 1 and 3 saturate under the clamp.
+#[test]
+fn hdl_equivalence_state_shifts() {
+    let mut sat = 0;
+    for n in [0u64, 1, 3] {
+        let s = Substrate::from_config(&shifted_config(n)).expect("valid");
+        assert!(
+            s.modules.iter().any(|m| m.shift > 0),
+            "shifted {n} has no shift"
+        );
+        let (_, long) = three_way(&format!("shifted {n}"), &s, 21 + n);
+        sat += long.saturation.total();
+    }
+    assert!(sat > 0, "no shifted configuration saturated");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use thermo_hdl::harness::verify::{verify_readout_observed, Sims};
 use thermo_sim::engine::{Arith, FixedEngine, Observe};
-use thermo_sim::example::saturating_config;
+use thermo_sim::example::{saturating_config, shifted_config};
 use thermo_sim::model::Activation;
 use thermo_sim::Substrate;
 
@@ -19,22 +19,27 @@ fn clamped_states(s: &Substrate, burn_in: u64, sweeps: u64, seed: u64) -> usize 
     let mut n = 0;
     for _ in 0..sweeps {
         e.sweep();
-        n += e.x.iter().filter(|&&x| e.prog.arith.rho(0, x) != x).count(); // no state shifts: one clamp
+        n +=
+            e.x.iter()
+                .enumerate()
+                .filter(|&(u, &x)| e.prog.arith.rho(e.prog.module_of(u), x) != x)
+                .count();
     }
     n
 }
 
 #[test]
 fn hdl_rho_readout_three_way() {
-    for n in [1u64, 3] {
-        let s = Substrate::from_config(&saturating_config(n)).expect("valid");
+    for (n, cfg) in [
+        (1u64, saturating_config(1)),
+        (3, saturating_config(3)),
+        (1, shifted_config(1)),
+    ] {
+        let s = Substrate::from_config(&cfg).expect("valid");
         assert!(matches!(s.activation, Activation::Clamp { .. }));
         let (burn_in, sweeps, seed) = (7, 40, 3 + n);
         let clamped = clamped_states(&s, burn_in, sweeps, seed);
-        assert!(
-            clamped > 0,
-            "saturating_config({n}) should leave the clamp range"
-        );
+        assert!(clamped > 0, "{}: should leave the clamp range", s.name);
         let units = verify_readout_observed(
             &s,
             burn_in,
@@ -43,9 +48,10 @@ fn hdl_rho_readout_three_way() {
             Sims::default(),
             Observe::Activation,
         )
-        .unwrap_or_else(|e| panic!("saturating_config({n}): {e}"));
+        .unwrap_or_else(|e| panic!("{}: {e}", s.name));
         eprintln!(
-            "saturating_config({n}): rho readout of {units} units over {sweeps} sweeps ({clamped} clamped states summed) equal to the engine in rust-hdl and Verilator"
+            "{} (config {n}): rho readout of {units} units over {sweeps} sweeps ({clamped} clamped states summed) equal to the engine in rust-hdl and Verilator",
+            s.name
         );
     }
 }

@@ -108,6 +108,9 @@ impl AlignK {
     }
 }
 
+/// Most alignment classes of a [`SatAdd::classes`] (and modules of a build with state shifts).
+pub const MAX_CLASSES: usize = 8;
+
 /// Width of the internal alignment arithmetic of [`SatAdd`] and [`Rescale`]. A left-shifted
 /// addend whose magnitude would reach `2^34` is replaced by `+-2^34` (every such value
 /// saturates a 32-bit accumulator or a narrow format exactly as the true one does, since
@@ -139,15 +142,38 @@ pub struct SatAdd {
     pub en: Signal<In, Bit>,
     /// Align `x` from the second source format (a [`SatAdd::dual`] only).
     pub alt: Signal<In, Bit>,
+    /// The class whose alignment the second source format takes (a [`SatAdd::classes`] only;
+    /// 0 otherwise).
+    pub cls: Signal<In, Bits<4>>,
     /// Result.
     pub y: Signal<Out, Bits<32>>,
     /// The addition saturated.
     pub sat: Signal<Out, Bit>,
-    lsh_b: Constant<Bits<8>>,
-    rsh_b: Constant<Bits<8>>,
-    half_b: Constant<Bits<37>>,
-    fill_b: Constant<Bits<37>>,
-    omask_b: Constant<Bits<32>>,
+    lk0: Constant<Bits<8>>,
+    lk1: Constant<Bits<8>>,
+    lk2: Constant<Bits<8>>,
+    lk3: Constant<Bits<8>>,
+    lk4: Constant<Bits<8>>,
+    lk5: Constant<Bits<8>>,
+    lk6: Constant<Bits<8>>,
+    lk7: Constant<Bits<8>>,
+    rk0: Constant<Bits<8>>,
+    rk1: Constant<Bits<8>>,
+    rk2: Constant<Bits<8>>,
+    rk3: Constant<Bits<8>>,
+    rk4: Constant<Bits<8>>,
+    rk5: Constant<Bits<8>>,
+    rk6: Constant<Bits<8>>,
+    rk7: Constant<Bits<8>>,
+    one37: Constant<Bits<37>>,
+    wmask: Constant<Bits<37>>,
+    ones32: Constant<Bits<32>>,
+    c34: Constant<Bits<8>>,
+    lsh_b: Signal<Local, Bits<8>>,
+    rsh_b: Signal<Local, Bits<8>>,
+    half_b: Signal<Local, Bits<37>>,
+    fill_b: Signal<Local, Bits<37>>,
+    omask_b: Signal<Local, Bits<32>>,
     xmb: Signal<Local, Bits<32>>,
     t1b: Signal<Local, Bits<37>>,
     t2b: Signal<Local, Bits<37>>,
@@ -181,20 +207,56 @@ impl SatAdd {
     /// An accumulate whose addend has `from` fractional bits (`from_alt` while `alt`) and the
     /// accumulator `to`.
     pub fn dual(from: u32, from_alt: u32, to: u32) -> Self {
+        Self::classes(from, from_alt, to, &[0])
+    }
+    /// [`SatAdd::dual`] whose second alignment depends on a class: while `alt`, `x` aligns
+    /// from `from_alt` to `to + extra[cls]` (at most [`MAX_CLASSES`] classes; a module's state
+    /// shift, `docs/fixed-point.md` §1). With one class the alignment is a constant.
+    pub fn classes(from: u32, from_alt: u32, to: u32, extra: &[u32]) -> Self {
+        assert!(
+            !extra.is_empty() && extra.len() <= MAX_CLASSES,
+            "{} alignment classes (1 to {MAX_CLASSES})",
+            extra.len()
+        );
         let k = AlignK::new(from, to, 32);
-        let kb = AlignK::new(from_alt, to, 32);
+        let kb: Vec<AlignK> = (0..MAX_CLASSES)
+            .map(|c| AlignK::new(from_alt, to + extra.get(c).copied().unwrap_or(extra[0]), 32))
+            .collect();
+        let l = |c: usize| Constant::new((kb[c].lsh as u64).to_bits());
+        let r = |c: usize| Constant::new((kb[c].rsh as u64).to_bits());
         SatAdd {
             acc: Default::default(),
             x: Default::default(),
             en: Default::default(),
             alt: Default::default(),
+            cls: Default::default(),
             y: Default::default(),
             sat: Default::default(),
-            lsh_b: Constant::new((kb.lsh as u64).to_bits()),
-            rsh_b: Constant::new((kb.rsh as u64).to_bits()),
-            half_b: Constant::new(kb.half().to_bits()),
-            fill_b: Constant::new(kb.fill().to_bits()),
-            omask_b: Constant::new(kb.ovf_mask().to_bits()),
+            lk0: l(0),
+            lk1: l(1),
+            lk2: l(2),
+            lk3: l(3),
+            lk4: l(4),
+            lk5: l(5),
+            lk6: l(6),
+            lk7: l(7),
+            rk0: r(0),
+            rk1: r(1),
+            rk2: r(2),
+            rk3: r(3),
+            rk4: r(4),
+            rk5: r(5),
+            rk6: r(6),
+            rk7: r(7),
+            one37: Constant::new(1u64.to_bits()),
+            wmask: Constant::new(W_MASK.to_bits()),
+            ones32: Constant::new(0xFFFF_FFFFu64.to_bits()),
+            c34: Constant::new(34u64.to_bits()),
+            lsh_b: Default::default(),
+            rsh_b: Default::default(),
+            half_b: Default::default(),
+            fill_b: Default::default(),
+            omask_b: Default::default(),
             xmb: Default::default(),
             t1b: Default::default(),
             t2b: Default::default(),
@@ -249,7 +311,45 @@ impl Logic for SatAdd {
                 }
             }
         }
-        // the second alignment (identical to the first unless built with `dual`)
+        // the second alignment (identical to the first unless built with `dual`), its shifts
+        // chosen by class and its rounding half, sign fill and overflow mask derived from them
+        // (AlignK's, for every class)
+        self.lsh_b.next = self.lk0.val();
+        self.rsh_b.next = self.rk0.val();
+        if self.cls.val() == 1 {
+            self.lsh_b.next = self.lk1.val();
+            self.rsh_b.next = self.rk1.val();
+        }
+        if self.cls.val() == 2 {
+            self.lsh_b.next = self.lk2.val();
+            self.rsh_b.next = self.rk2.val();
+        }
+        if self.cls.val() == 3 {
+            self.lsh_b.next = self.lk3.val();
+            self.rsh_b.next = self.rk3.val();
+        }
+        if self.cls.val() == 4 {
+            self.lsh_b.next = self.lk4.val();
+            self.rsh_b.next = self.rk4.val();
+        }
+        if self.cls.val() == 5 {
+            self.lsh_b.next = self.lk5.val();
+            self.rsh_b.next = self.rk5.val();
+        }
+        if self.cls.val() == 6 {
+            self.lsh_b.next = self.lk6.val();
+            self.rsh_b.next = self.rk6.val();
+        }
+        if self.cls.val() == 7 {
+            self.lsh_b.next = self.lk7.val();
+            self.rsh_b.next = self.rk7.val();
+        }
+        self.half_b.next = (self.one37.val() << self.rsh_b.val()) >> 1;
+        self.fill_b.next = !(self.wmask.val() >> self.rsh_b.val()) & self.wmask.val();
+        self.omask_b.next = 0.into();
+        if self.lsh_b.val() > 2 {
+            self.omask_b.next = self.ones32.val() << (self.c34.val() - self.lsh_b.val());
+        }
         self.t1b.next = (self.xe.val() << self.lsh_b.val()) + self.half_b.val();
         self.t2b.next = self.t1b.val() >> self.rsh_b.val();
         self.tb.next = self.t2b.val();

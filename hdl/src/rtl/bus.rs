@@ -131,7 +131,10 @@ impl BusSide {
     /// A bus side with datapath constants `dp` and memories holding `prog`.
     pub fn new(dp: &Datapath, prog: &SideProgram) -> Self {
         let f = dp.formats;
-        let (lo, hi) = dp.clamp;
+        // the side's module: its clamp codes and state shift (its sums have `fa + shift`
+        // fractional bits)
+        let class = dp.classes[prog.class];
+        let (lo, hi) = class.clamp;
         let b16 = |v: i64| -> Bits<16> { ((v as u16) as u64).to_bits() };
         let gains: Vec<u32> = prog.gains.iter().map(|&g| g as u16 as u32).collect();
         BusSide {
@@ -161,7 +164,7 @@ impl BusSide {
             mul: Default::default(),
             mulg: Default::default(),
             sa: SatAdd::new(dp.fa, dp.fa),
-            pre: Rescale::new(dp.fa, f.bus.frac, f.bus.bits),
+            pre: Rescale::new(dp.fa + class.shift, f.bus.frac, f.bus.bits),
             line: Rescale::new(f.bus.frac + f.gain.frac, f.bus.frac, f.bus.bits),
             pc: Default::default(),
             v1: Default::default(),
@@ -275,6 +278,7 @@ impl Logic for BusSide {
         self.sa.x.next = self.mul.p.val();
         self.sa.en.next = self.v3.q.val();
         self.sa.alt.next = false;
+        self.sa.cls.next = 0.into();
         if self.v3.q.val() {
             self.acc.d.next = self.sa.y.val();
         }

@@ -1,7 +1,7 @@
 //! The Langevin lane: one multiply-accumulate datapath with its instruction, bias and readout
 //! memories (its noise comes from a `NoisePairHw` of the substrate top).
 
-use crate::rtl::arith::{Mul16s, Rescale, SatAdd};
+use crate::rtl::arith::{Mul16s, Rescale, SatAdd, MAX_CLASSES};
 use crate::rtl::mem::Mem;
 use crate::rtl::program::{clog2, Datapath, LaneProgram};
 use rust_hdl::prelude::*;
@@ -30,6 +30,12 @@ use rust_hdl::prelude::*;
 /// port access while idle `rdo_sel`/`rdo_addr`/`rdo_data`/`rdo_we`; counters `cnt_acc`,
 /// `cnt_state` (cleared by `clear`), sticky `noise_err` (a sample was needed but the noise lane
 /// was empty — never happens in a correct schedule).
+///
+/// **Module classes** (state shifts, `docs/fixed-point.md` §1): the operand's class (how many of
+/// the constants `bd1..bd7` its code reaches) picks the clamp codes `lo*`/`hi*` of stage 3; the
+/// class of a unit's SELF operand stays in `ucls` for its LINE terms (the accumulate's second
+/// alignment) and goes down F1..F3 (`fc1..fc3`) for its noise alignment and its `rho` readout.
+/// Without shifts every class holds the same constants.
 ///
 /// **Latency**: an instruction issued in cycle `t` (stage 0, instruction fetch) decodes and
 /// addresses its operand in `t+1`, registers the operand in `t+2`, applies the activation and
@@ -151,22 +157,58 @@ pub struct LangevinLane {
     nacc: DFF<Bits<32>>,
     nstate: DFF<Bits<32>>,
     nerr: DFF<Bit>,
+    /// Module class of the operand (stage 3), of the unit (from its SELF term's stage 3), and
+    /// of the finishing unit in F1, F2, F3 (`docs/fixed-point.md` §1; always 0 without state
+    /// shifts).
+    cls3: DFF<Bits<4>>,
+    ucls: DFF<Bits<4>>,
+    fc1: DFF<Bits<4>>,
+    fc2: DFF<Bits<4>>,
+    fc3: DFF<Bits<4>>,
     // constants
     bsh: Constant<Bits<16>>,
     freg: Constant<Bit>,
     pmask: Constant<Bits<16>>,
     umask: Constant<Bits<16>>,
     bmask: Constant<Bits<16>>,
-    lo: Constant<Bits<16>>,
-    hi: Constant<Bits<16>>,
-    lob: Constant<Bits<16>>,
-    hib: Constant<Bits<16>>,
-    lo32: Constant<Bits<32>>,
-    hi32: Constant<Bits<32>>,
+    /// Class bounds (operand codes; `0xFFFF`, never reached, for unused classes).
+    bd1: Constant<Bits<16>>,
+    bd2: Constant<Bits<16>>,
+    bd3: Constant<Bits<16>>,
+    bd4: Constant<Bits<16>>,
+    bd5: Constant<Bits<16>>,
+    bd6: Constant<Bits<16>>,
+    bd7: Constant<Bits<16>>,
+    /// Clamp codes per class.
+    lo0: Constant<Bits<16>>,
+    lo1: Constant<Bits<16>>,
+    lo2: Constant<Bits<16>>,
+    lo3: Constant<Bits<16>>,
+    lo4: Constant<Bits<16>>,
+    lo5: Constant<Bits<16>>,
+    lo6: Constant<Bits<16>>,
+    lo7: Constant<Bits<16>>,
+    hi0: Constant<Bits<16>>,
+    hi1: Constant<Bits<16>>,
+    hi2: Constant<Bits<16>>,
+    hi3: Constant<Bits<16>>,
+    hi4: Constant<Bits<16>>,
+    hi5: Constant<Bits<16>>,
+    hi6: Constant<Bits<16>>,
+    hi7: Constant<Bits<16>>,
     sx32: Constant<Bits<32>>,
     gn: Constant<Bits<16>>,
     ngn: Constant<Bits<16>>,
     // combinational
+    ocls: Signal<Local, Bits<4>>,
+    lo: Signal<Local, Bits<16>>,
+    hi: Signal<Local, Bits<16>>,
+    lob: Signal<Local, Bits<16>>,
+    hib: Signal<Local, Bits<16>>,
+    rlo: Signal<Local, Bits<16>>,
+    rhi: Signal<Local, Bits<16>>,
+    rlo32: Signal<Local, Bits<32>>,
+    rhi32: Signal<Local, Bits<32>>,
     ins: Signal<Local, Bits<32>>,
     vins: Signal<Local, Bit>,
     xb: Signal<Local, Bits<16>>,
@@ -186,8 +228,19 @@ impl LangevinLane {
         let f = dp.formats;
         let ib = clog2(prog.instr.len().max(2));
         let ub = clog2(prog.units.len().max(2));
-        let (lo, hi) = dp.clamp;
         let b16 = |v: i64| -> Bits<16> { ((v as u16) as u64).to_bits() };
+        assert!(dp.classes.len() <= MAX_CLASSES && dp.class_bounds.len() + 1 == dp.classes.len());
+        // class c's clamp codes (the last class's for unused ones) and bound c (unreachable
+        // beyond the last)
+        let cl = |c: usize| dp.classes[c.min(dp.classes.len() - 1)].clamp;
+        let lo_c = |c: usize| Constant::new(b16(cl(c).0 as i64));
+        let hi_c = |c: usize| Constant::new(b16(cl(c).1 as i64));
+        let bd = |c: usize| {
+            Constant::new(
+                ((dp.class_bounds.get(c - 1).copied().unwrap_or(0xFFFF)) as u64).to_bits(),
+            )
+        };
+        let shifts = dp.class_shifts();
         // the noise product is |z| (+-gn): -gn must be a 16-bit code (the amplitude is >= 0)
         assert!(
             dp.noise_amp > i16::MIN,
@@ -231,8 +284,8 @@ impl LangevinLane {
             mul: Mul16s::default(),
             // SELF and COUP products and the bias have `fa` fractional bits, LINE products
             // the line format's (`alt`)
-            sa_mac: SatAdd::dual(dp.fa, dp.line_frac(), dp.fa),
-            sa_noise: SatAdd::new(dp.noise_frac(), dp.fa),
+            sa_mac: SatAdd::classes(dp.fa, dp.line_frac(), dp.fa, &shifts),
+            sa_noise: SatAdd::classes(dp.noise_frac(), dp.noise_frac(), dp.fa, &shifts),
             fin: Rescale::new(dp.fa, f.state.frac, f.state.bits),
             pc: Default::default(),
             v1: Default::default(),
@@ -265,6 +318,11 @@ impl LangevinLane {
             nacc: Default::default(),
             nstate: Default::default(),
             nerr: Default::default(),
+            cls3: Default::default(),
+            ucls: Default::default(),
+            fc1: Default::default(),
+            fc2: Default::default(),
+            fc3: Default::default(),
             bsh: Constant::new((dp.bbits as u64).to_bits()),
             freg: Constant::new(dp.fetch_reg),
             // the program and unit counters at their memories' address widths (yosys keeps
@@ -272,15 +330,41 @@ impl LangevinLane {
             pmask: Constant::new(((1u64 << ib) - 1).to_bits()),
             umask: Constant::new(((1u64 << ub) - 1).to_bits()),
             bmask: Constant::new(((1u64 << dp.bbits) - 1).to_bits()),
-            lo: Constant::new(b16(lo as i64)),
-            hi: Constant::new(b16(hi as i64)),
-            lob: Constant::new(b16(lo as i64 ^ 0x8000)),
-            hib: Constant::new(b16(hi as i64 ^ 0x8000)),
-            lo32: Constant::new(((lo as i32 as u32) as u64).to_bits()),
-            hi32: Constant::new(((hi as i32 as u32) as u64).to_bits()),
+            bd1: bd(1),
+            bd2: bd(2),
+            bd3: bd(3),
+            bd4: bd(4),
+            bd5: bd(5),
+            bd6: bd(6),
+            bd7: bd(7),
+            lo0: lo_c(0),
+            lo1: lo_c(1),
+            lo2: lo_c(2),
+            lo3: lo_c(3),
+            lo4: lo_c(4),
+            lo5: lo_c(5),
+            lo6: lo_c(6),
+            lo7: lo_c(7),
+            hi0: hi_c(0),
+            hi1: hi_c(1),
+            hi2: hi_c(2),
+            hi3: hi_c(3),
+            hi4: hi_c(4),
+            hi5: hi_c(5),
+            hi6: hi_c(6),
+            hi7: hi_c(7),
             sx32: Constant::new(0xFFFF_0000u64.to_bits()),
             gn: Constant::new(b16(dp.noise_amp as i64)),
             ngn: Constant::new(b16(-(dp.noise_amp as i64))),
+            ocls: Default::default(),
+            lo: Default::default(),
+            hi: Default::default(),
+            lob: Default::default(),
+            hib: Default::default(),
+            rlo: Default::default(),
+            rhi: Default::default(),
+            rlo32: Default::default(),
+            rhi32: Default::default(),
             ins: Default::default(),
             vins: Default::default(),
             xb: Default::default(),
@@ -301,7 +385,8 @@ impl Logic for LangevinLane {
     fn update(&mut self) {
         dff_setup!(
             self, clock, pc, v1, insq, v1q, op2, coef2, opnd2, v2, a3, b3, op3, v3, p4, op4, v4,
-            acc, gate, uc, np, f1, fnz, f2, wd, wsat, f3, uw, sat_a, sat_n, nacc, nstate, nerr
+            acc, gate, uc, np, f1, fnz, f2, wd, wsat, f3, uw, sat_a, sat_n, nacc, nstate, nerr,
+            cls3, ucls, fc1, fc2, fc3
         );
         self.instr.clock.next = self.clock.val();
         self.bias.clock.next = self.clock.val();
@@ -358,7 +443,63 @@ impl Logic for LangevinLane {
         }
         self.op3.d.next = self.op2.q.val();
         self.v3.d.next = self.v2.q.val();
-        // stage 3: activation, gate, multiply
+        // the operand's module class: how many class bounds its code reaches
+        self.ocls.next = 0.into();
+        if self.opnd2.q.val() >= self.bd1.val() {
+            self.ocls.next = 1.into();
+        }
+        if self.opnd2.q.val() >= self.bd2.val() {
+            self.ocls.next = 2.into();
+        }
+        if self.opnd2.q.val() >= self.bd3.val() {
+            self.ocls.next = 3.into();
+        }
+        if self.opnd2.q.val() >= self.bd4.val() {
+            self.ocls.next = 4.into();
+        }
+        if self.opnd2.q.val() >= self.bd5.val() {
+            self.ocls.next = 5.into();
+        }
+        if self.opnd2.q.val() >= self.bd6.val() {
+            self.ocls.next = 6.into();
+        }
+        if self.opnd2.q.val() >= self.bd7.val() {
+            self.ocls.next = 7.into();
+        }
+        self.cls3.d.next = self.ocls.val();
+        // stage 3: activation, gate, multiply (the clamp codes of the operand's class)
+        self.lo.next = self.lo0.val();
+        self.hi.next = self.hi0.val();
+        if self.cls3.q.val() == 1 {
+            self.lo.next = self.lo1.val();
+            self.hi.next = self.hi1.val();
+        }
+        if self.cls3.q.val() == 2 {
+            self.lo.next = self.lo2.val();
+            self.hi.next = self.hi2.val();
+        }
+        if self.cls3.q.val() == 3 {
+            self.lo.next = self.lo3.val();
+            self.hi.next = self.hi3.val();
+        }
+        if self.cls3.q.val() == 4 {
+            self.lo.next = self.lo4.val();
+            self.hi.next = self.hi4.val();
+        }
+        if self.cls3.q.val() == 5 {
+            self.lo.next = self.lo5.val();
+            self.hi.next = self.hi5.val();
+        }
+        if self.cls3.q.val() == 6 {
+            self.lo.next = self.lo6.val();
+            self.hi.next = self.hi6.val();
+        }
+        if self.cls3.q.val() == 7 {
+            self.lo.next = self.lo7.val();
+            self.hi.next = self.hi7.val();
+        }
+        self.lob.next = self.lo.val() ^ 0x8000;
+        self.hib.next = self.hi.val() ^ 0x8000;
         self.xb.next = self.a3.q.val() ^ 0x8000;
         self.below.next = self.xb.val() < self.lob.val();
         self.above.next = self.xb.val() > self.hib.val();
@@ -377,6 +518,7 @@ impl Logic for LangevinLane {
         self.mul.b.next = self.b3.q.val();
         if self.v3.q.val() & (self.op3.q.val() == 0) {
             self.gate.d.next = self.in_range.val();
+            self.ucls.d.next = self.cls3.q.val();
         }
         self.p4.d.next = self.mul.p.val();
         self.op4.d.next = self.op3.q.val();
@@ -393,12 +535,18 @@ impl Logic for LangevinLane {
             self.sa_mac.x.next = self.bias.read_data.val();
         }
         self.sa_mac.alt.next = self.op4.q.val() == 2;
+        self.sa_mac.cls.next = self.ucls.q.val();
         self.sa_mac.en.next = self.v4.q.val() & ((self.op4.q.val() == 0) | self.gate.q.val());
         if self.v4.q.val() {
             self.acc.d.next = self.sa_mac.y.val();
         }
         self.np.d.next = self.p4.q.val();
         self.f1.d.next = self.fin_now.val();
+        if self.fin_now.val() {
+            self.fc1.d.next = self.ucls.q.val();
+        }
+        self.fc2.d.next = self.fc1.q.val();
+        self.fc3.d.next = self.fc2.q.val();
         if self.fin_now.val() {
             self.uc.d.next = (self.uc.q.val() + 1) & self.umask.val();
         }
@@ -407,7 +555,8 @@ impl Logic for LangevinLane {
         self.sa_noise.acc.next = self.acc.q.val();
         self.sa_noise.x.next = self.np.q.val();
         self.sa_noise.en.next = self.f1.q.val();
-        self.sa_noise.alt.next = false;
+        self.sa_noise.alt.next = true;
+        self.sa_noise.cls.next = self.fc1.q.val();
         self.fnz.d.next = self.sa_noise.y.val();
         self.f2.d.next = self.f1.q.val();
         // F2: rescale and saturate into the state format
@@ -459,16 +608,55 @@ impl Logic for LangevinLane {
         self.rdo.write_address.next = self.uw.q.val();
         // what is summed: the new state, or (rdo_rho) its activation rho, the clamp of the
         // operand path above applied to the written state
+        // (with the clamp codes of the written unit's class)
+        self.rlo.next = self.lo0.val();
+        self.rhi.next = self.hi0.val();
+        if self.fc3.q.val() == 1 {
+            self.rlo.next = self.lo1.val();
+            self.rhi.next = self.hi1.val();
+        }
+        if self.fc3.q.val() == 2 {
+            self.rlo.next = self.lo2.val();
+            self.rhi.next = self.hi2.val();
+        }
+        if self.fc3.q.val() == 3 {
+            self.rlo.next = self.lo3.val();
+            self.rhi.next = self.hi3.val();
+        }
+        if self.fc3.q.val() == 4 {
+            self.rlo.next = self.lo4.val();
+            self.rhi.next = self.hi4.val();
+        }
+        if self.fc3.q.val() == 5 {
+            self.rlo.next = self.lo5.val();
+            self.rhi.next = self.hi5.val();
+        }
+        if self.fc3.q.val() == 6 {
+            self.rlo.next = self.lo6.val();
+            self.rhi.next = self.hi6.val();
+        }
+        if self.fc3.q.val() == 7 {
+            self.rlo.next = self.lo7.val();
+            self.rhi.next = self.hi7.val();
+        }
+        self.rlo32.next = bit_cast::<32, 16>(self.rlo.val());
+        if self.rlo.val().get_bit(15) {
+            self.rlo32.next = bit_cast::<32, 16>(self.rlo.val()) | self.sx32.val();
+        }
+        self.rhi32.next = bit_cast::<32, 16>(self.rhi.val());
+        if self.rhi.val().get_bit(15) {
+            self.rhi32.next = bit_cast::<32, 16>(self.rhi.val()) | self.sx32.val();
+        }
         self.fyb.next = self.wd.q.val() ^ 0x8000;
         self.rdo_x.next = bit_cast::<32, 16>(self.wd.q.val());
         if self.wd.q.val().get_bit(15) {
             self.rdo_x.next = bit_cast::<32, 16>(self.wd.q.val()) | self.sx32.val();
         }
-        if self.rdo_rho.val() & (self.fyb.val() < self.lob.val()) {
-            self.rdo_x.next = self.lo32.val();
+        if self.rdo_rho.val() & (self.fyb.val() < (self.rlo.val() ^ 0x8000)) {
+            self.rdo_x.next = self.rlo32.val();
         }
-        if self.rdo_rho.val() & (self.fyb.val() > self.hib.val()) {
-            self.rdo_x.next = self.hi32.val();
+        if self.rdo_rho.val() & (self.fyb.val() > (self.rhi.val() ^ 0x8000)) {
+            self.rdo_x.next = self.rhi32.val();
         }
         self.rdo.write_data.next = self.rdo.read_data.val() + self.rdo_x.val();
         self.rdo.write_enable.next = self.f3.q.val() & self.rdo_en.val();

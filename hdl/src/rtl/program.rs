@@ -2,6 +2,7 @@
 //! coefficient streams, datapath constants and the schedule. The constants are taken from
 //! `thermo_sim::engine::Program<Fixed>`, so they are the engine's codes, bit for bit.
 
+use crate::rtl::arith::MAX_CLASSES;
 use crate::rtl::top::region;
 use crate::Error;
 use thermo_sim::engine::{Fixed, Program, Side};
@@ -55,6 +56,22 @@ pub struct Datapath {
     /// Lanes and bus sides register their instruction / MAC word after its block RAM
     /// (`thermo_sim::schedule::banked::crossbar_latency`: with more than one lane).
     pub fetch_reg: bool,
+    /// The module classes (`docs/fixed-point.md` §1): one per module of a substrate with
+    /// state shifts (at most [`MAX_CLASSES`]), one for all without.
+    pub classes: Vec<ModuleClass>,
+    /// Operand code (`q << bbits | bank`) of the first unit of classes `1..`: an operand's
+    /// class is the number of bounds it reaches (operands grow with the unit index).
+    pub class_bounds: Vec<u32>,
+}
+
+/// What the datapath needs of a module with a state shift: its clamp codes (identity: the full
+/// 16-bit range) and the shift.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModuleClass {
+    /// Clamp codes `(lo, hi)` in the module's state format.
+    pub clamp: (i16, i16),
+    /// State shift `k`.
+    pub shift: u32,
 }
 
 impl Datapath {
@@ -64,14 +81,46 @@ impl Datapath {
         let fx = Fixed::new(s);
         let clamp = fx.clamp_codes().unwrap_or((i16::MIN, i16::MAX));
         let p = s.lanes as usize;
+        let bbits = if p <= 1 { 0 } else { clog2(p) as u32 };
+        let (classes, class_bounds) = if s.shifted() {
+            let full = (i16::MIN, i16::MAX);
+            (
+                (0..s.modules.len())
+                    .map(|m| ModuleClass {
+                        clamp: fx.module_clamp_codes(m).unwrap_or(full),
+                        shift: s.modules[m].shift,
+                    })
+                    .collect(),
+                s.modules[1..]
+                    .iter()
+                    .map(|m| (((m.offset / p) << bbits) | (m.offset % p)) as u32)
+                    .collect(),
+            )
+        } else {
+            (vec![ModuleClass { clamp, shift: 0 }], Vec::new())
+        };
         Datapath {
             formats: f,
             fa: f.acc().frac,
             noise_amp: fx.noise_amp,
             clamp,
-            bbits: if p <= 1 { 0 } else { clog2(p) as u32 },
+            bbits,
             fetch_reg: crossbar_latency(p) == 1,
+            classes,
+            class_bounds,
         }
+    }
+    /// The class of module `m`'s units (0 without state shifts).
+    pub fn class_of_module(&self, m: usize) -> usize {
+        if self.classes.len() == 1 {
+            0
+        } else {
+            m
+        }
+    }
+    /// Each class's state shift, for [`crate::rtl::arith::SatAdd::classes`].
+    pub fn class_shifts(&self) -> Vec<u32> {
+        self.classes.iter().map(|c| c.shift).collect()
     }
     /// Fractional bits of a line product `w * L`.
     pub fn line_frac(&self) -> u32 {
@@ -101,6 +150,8 @@ pub struct SideProgram {
     pub bus: usize,
     /// Encoder side (sums with `u`) or decoder side (`v`).
     pub encoder: bool,
+    /// Class of the side's module ([`Datapath::classes`]).
+    pub class: usize,
     /// Rank k.
     pub k: usize,
     /// Units of the side's module.
@@ -226,11 +277,11 @@ pub const WAIT_WORD: u32 = WAIT_OPERAND << 16;
 impl HwProgram {
     /// Compile `s`.
     pub fn new(s: &Substrate) -> Result<Self, Error> {
-        if let Some(m) = s.modules.iter().find(|m| m.shift != 0) {
+        if s.shifted() && s.modules.len() > MAX_CLASSES {
             return Err(Error::Config(format!(
-                "module '{}' has state shift {}: the RTL lanes keep every module in one state \
-                 format (docs/fixed-point.md §1); build with every shift 0",
-                m.name, m.shift
+                "{} modules with state shifts: the RTL lanes tell at most {MAX_CLASSES} module \
+                 classes apart (docs/fixed-point.md §1)",
+                s.modules.len()
             )));
         }
         let prog = Program::new(s, Fixed::new(s));
@@ -264,6 +315,7 @@ impl HwProgram {
                 sides.push(SideProgram {
                     bus: b,
                     encoder: enc,
+                    class: dp.class_of_module(if enc { bus.modules.0 } else { bus.modules.1 }),
                     k,
                     n: range.len(),
                     words,
