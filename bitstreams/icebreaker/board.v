@@ -6397,12 +6397,29 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     localparam  pmask = 16'h1ff;
     localparam  umask = 16'h3f;
     localparam  bmask = 16'h0;
-    localparam  lo = 16'h8000;
-    localparam  hi = 16'h7fff;
-    localparam  lob = 16'h0;
-    localparam  hib = 16'hffff;
-    localparam  lo32 = 32'hffff8000;
-    localparam  hi32 = 32'h7fff;
+    localparam  bd1 = 16'hffff;
+    localparam  bd2 = 16'hffff;
+    localparam  bd3 = 16'hffff;
+    localparam  bd4 = 16'hffff;
+    localparam  bd5 = 16'hffff;
+    localparam  bd6 = 16'hffff;
+    localparam  bd7 = 16'hffff;
+    localparam  lo0 = 16'h8000;
+    localparam  lo1 = 16'h8000;
+    localparam  lo2 = 16'h8000;
+    localparam  lo3 = 16'h8000;
+    localparam  lo4 = 16'h8000;
+    localparam  lo5 = 16'h8000;
+    localparam  lo6 = 16'h8000;
+    localparam  lo7 = 16'h8000;
+    localparam  hi0 = 16'h7fff;
+    localparam  hi1 = 16'h7fff;
+    localparam  hi2 = 16'h7fff;
+    localparam  hi3 = 16'h7fff;
+    localparam  hi4 = 16'h7fff;
+    localparam  hi5 = 16'h7fff;
+    localparam  hi6 = 16'h7fff;
+    localparam  hi7 = 16'h7fff;
     localparam  sx32 = 32'hffff0000;
     localparam  gn = 16'ha1f;
     localparam  ngn = 16'hf5e1;
@@ -6433,12 +6450,14 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [31:0] sa_mac$x;
     reg  sa_mac$en;
     reg  sa_mac$alt;
+    reg  [3:0] sa_mac$cls;
     wire  [31:0] sa_mac$y;
     wire  sa_mac$sat;
     reg  [31:0] sa_noise$acc;
     reg  [31:0] sa_noise$x;
     reg  sa_noise$en;
     reg  sa_noise$alt;
+    reg  [3:0] sa_noise$cls;
     wire  [31:0] sa_noise$y;
     wire  sa_noise$sat;
     reg  [31:0] fin$x;
@@ -6537,8 +6556,32 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  nerr$d;
     wire  nerr$q;
     reg  nerr$clock;
+    reg  [3:0] cls3$d;
+    wire  [3:0] cls3$q;
+    reg  cls3$clock;
+    reg  [3:0] ucls$d;
+    wire  [3:0] ucls$q;
+    reg  ucls$clock;
+    reg  [3:0] fc1$d;
+    wire  [3:0] fc1$q;
+    reg  fc1$clock;
+    reg  [3:0] fc2$d;
+    wire  [3:0] fc2$q;
+    reg  fc2$clock;
+    reg  [3:0] fc3$d;
+    wire  [3:0] fc3$q;
+    reg  fc3$clock;
     
     // Local signals
+    reg  [3:0] ocls;
+    reg  [15:0] lo;
+    reg  [15:0] hi;
+    reg  [15:0] lob;
+    reg  [15:0] hib;
+    reg  [15:0] rlo;
+    reg  [15:0] rhi;
+    reg  [31:0] rlo32;
+    reg  [31:0] rhi32;
     reg  [31:0] ins;
     reg  vins;
     reg  [15:0] xb;
@@ -6586,6 +6629,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .x(sa_mac$x),
         .en(sa_mac$en),
         .alt(sa_mac$alt),
+        .cls(sa_mac$cls),
         .y(sa_mac$y),
         .sat(sa_mac$sat)
     );
@@ -6594,6 +6638,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .x(sa_noise$x),
         .en(sa_noise$en),
         .alt(sa_noise$alt),
+        .cls(sa_noise$cls),
         .y(sa_noise$y),
         .sat(sa_noise$sat)
     );
@@ -6757,6 +6802,31 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(nerr$q),
         .clock(nerr$clock)
     );
+    top$sub$lanes$0$cls3 cls3(
+        .d(cls3$d),
+        .q(cls3$q),
+        .clock(cls3$clock)
+    );
+    top$sub$lanes$0$ucls ucls(
+        .d(ucls$d),
+        .q(ucls$q),
+        .clock(ucls$clock)
+    );
+    top$sub$lanes$0$fc1 fc1(
+        .d(fc1$d),
+        .q(fc1$q),
+        .clock(fc1$clock)
+    );
+    top$sub$lanes$0$fc2 fc2(
+        .d(fc2$d),
+        .q(fc2$q),
+        .clock(fc2$clock)
+    );
+    top$sub$lanes$0$fc3 fc3(
+        .d(fc3$d),
+        .q(fc3$q),
+        .clock(fc3$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -6791,6 +6861,11 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         nacc$clock = clock;
         nstate$clock = clock;
         nerr$clock = clock;
+        cls3$clock = clock;
+        ucls$clock = clock;
+        fc1$clock = clock;
+        fc2$clock = clock;
+        fc3$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -6822,6 +6897,11 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         nacc$d = nacc$q;
         nstate$d = nstate$q;
         nerr$d = nerr$q;
+        cls3$d = cls3$q;
+        ucls$d = ucls$q;
+        fc1$d = fc1$q;
+        fc2$d = fc2$q;
+        fc3$d = fc3$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
@@ -6872,6 +6952,61 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        ocls = 32'h0;
+        if (opnd2$q >= bd1) begin
+            ocls = 32'h1;
+        end
+        if (opnd2$q >= bd2) begin
+            ocls = 32'h2;
+        end
+        if (opnd2$q >= bd3) begin
+            ocls = 32'h3;
+        end
+        if (opnd2$q >= bd4) begin
+            ocls = 32'h4;
+        end
+        if (opnd2$q >= bd5) begin
+            ocls = 32'h5;
+        end
+        if (opnd2$q >= bd6) begin
+            ocls = 32'h6;
+        end
+        if (opnd2$q >= bd7) begin
+            ocls = 32'h7;
+        end
+        cls3$d = ocls;
+        lo = lo0;
+        hi = hi0;
+        if (cls3$q == 32'h1) begin
+            lo = lo1;
+            hi = hi1;
+        end
+        if (cls3$q == 32'h2) begin
+            lo = lo2;
+            hi = hi2;
+        end
+        if (cls3$q == 32'h3) begin
+            lo = lo3;
+            hi = hi3;
+        end
+        if (cls3$q == 32'h4) begin
+            lo = lo4;
+            hi = hi4;
+        end
+        if (cls3$q == 32'h5) begin
+            lo = lo5;
+            hi = hi5;
+        end
+        if (cls3$q == 32'h6) begin
+            lo = lo6;
+            hi = hi6;
+        end
+        if (cls3$q == 32'h7) begin
+            lo = lo7;
+            hi = hi7;
+        end
+        lob = lo ^ 32'h8000;
+        hib = hi ^ 32'h8000;
         xb = a3$q ^ 32'h8000;
         below = xb < lob;
         above = xb > hib;
@@ -6890,6 +7025,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         mul$b = b3$q;
         if (v3$q & (op3$q == 32'h0)) begin
             gate$d = in_range;
+            ucls$d = cls3$q;
         end
         p4$d = mul$p;
         op4$d = op3$q;
@@ -6904,6 +7040,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             sa_mac$x = bias$read_data;
         end
         sa_mac$alt = op4$q == 32'h2;
+        sa_mac$cls = ucls$q;
         sa_mac$en = v4$q & ((op4$q == 32'h0) | gate$q);
         if (v4$q) begin
             acc$d = sa_mac$y;
@@ -6911,12 +7048,18 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         np$d = p4$q;
         f1$d = fin_now;
         if (fin_now) begin
+            fc1$d = ucls$q;
+        end
+        fc2$d = fc1$q;
+        fc3$d = fc2$q;
+        if (fin_now) begin
             uc$d = (uc$q + 32'h1) & umask;
         end
         sa_noise$acc = acc$q;
         sa_noise$x = np$q;
         sa_noise$en = f1$q;
-        sa_noise$alt = 1'b0;
+        sa_noise$alt = 1'b1;
+        sa_noise$cls = fc1$q;
         fnz$d = sa_noise$y;
         f2$d = f1$q;
         fin$x = fnz$q;
@@ -6960,16 +7103,54 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             rdo$read_address = rdo_addr;
         end
         rdo$write_address = uw$q;
+        rlo = lo0;
+        rhi = hi0;
+        if (fc3$q == 32'h1) begin
+            rlo = lo1;
+            rhi = hi1;
+        end
+        if (fc3$q == 32'h2) begin
+            rlo = lo2;
+            rhi = hi2;
+        end
+        if (fc3$q == 32'h3) begin
+            rlo = lo3;
+            rhi = hi3;
+        end
+        if (fc3$q == 32'h4) begin
+            rlo = lo4;
+            rhi = hi4;
+        end
+        if (fc3$q == 32'h5) begin
+            rlo = lo5;
+            rhi = hi5;
+        end
+        if (fc3$q == 32'h6) begin
+            rlo = lo6;
+            rhi = hi6;
+        end
+        if (fc3$q == 32'h7) begin
+            rlo = lo7;
+            rhi = hi7;
+        end
+        rlo32 = ((rlo) & 32'hffffffff);
+        if (rlo[32'hf]) begin
+            rlo32 = ((rlo) & 32'hffffffff) | sx32;
+        end
+        rhi32 = ((rhi) & 32'hffffffff);
+        if (rhi[32'hf]) begin
+            rhi32 = ((rhi) & 32'hffffffff) | sx32;
+        end
         fyb = wd$q ^ 32'h8000;
         rdo_x = ((wd$q) & 32'hffffffff);
         if (wd$q[32'hf]) begin
             rdo_x = ((wd$q) & 32'hffffffff) | sx32;
         end
-        if (rdo_rho & (fyb < lob)) begin
-            rdo_x = lo32;
+        if (rdo_rho & (fyb < (rlo ^ 32'h8000))) begin
+            rdo_x = rlo32;
         end
-        if (rdo_rho & (fyb > hib)) begin
-            rdo_x = hi32;
+        if (rdo_rho & (fyb > (rhi ^ 32'h8000))) begin
+            rdo_x = rhi32;
         end
         rdo$write_data = rdo$read_data + rdo_x;
         rdo$write_enable = f3$q & rdo_en;
@@ -7069,6 +7250,25 @@ module top$sub$lanes$0$bias(clock,read_address,read_data,write_address,write_dat
 endmodule // top$sub$lanes$0$bias
 
 
+module top$sub$lanes$0$cls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$cls3
+
+
 module top$sub$lanes$0$coef2(d,q,clock);
     
     // Module arguments
@@ -7143,6 +7343,63 @@ module top$sub$lanes$0$f3(d,q,clock);
     end
           
 endmodule // top$sub$lanes$0$f3
+
+
+module top$sub$lanes$0$fc1(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fc1
+
+
+module top$sub$lanes$0$fc2(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fc2
+
+
+module top$sub$lanes$0$fc3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fc3
 
 
 module top$sub$lanes$0$fin(x,y,sat);
@@ -7530,22 +7787,38 @@ module top$sub$lanes$0$rdo(clock,read_address,read_data,write_address,write_data
 endmodule // top$sub$lanes$0$rdo
 
 
-module top$sub$lanes$0$sa_mac(acc,x,en,alt,y,sat);
+module top$sub$lanes$0$sa_mac(acc,x,en,alt,cls,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
     input wire  alt;
+    input wire  [3:0] cls;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh_b = 8'h2;
-    localparam  rsh_b = 8'h0;
-    localparam  half_b = 37'h0;
-    localparam  fill_b = 37'h0;
-    localparam  omask_b = 32'h0;
+    localparam  lk0 = 8'h2;
+    localparam  lk1 = 8'h2;
+    localparam  lk2 = 8'h2;
+    localparam  lk3 = 8'h2;
+    localparam  lk4 = 8'h2;
+    localparam  lk5 = 8'h2;
+    localparam  lk6 = 8'h2;
+    localparam  lk7 = 8'h2;
+    localparam  rk0 = 8'h0;
+    localparam  rk1 = 8'h0;
+    localparam  rk2 = 8'h0;
+    localparam  rk3 = 8'h0;
+    localparam  rk4 = 8'h0;
+    localparam  rk5 = 8'h0;
+    localparam  rk6 = 8'h0;
+    localparam  rk7 = 8'h0;
+    localparam  one37 = 37'h1;
+    localparam  wmask = 37'h1fffffffff;
+    localparam  ones32 = 32'hffffffff;
+    localparam  c34 = 8'h22;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
     localparam  half = 37'h0;
@@ -7559,6 +7832,11 @@ module top$sub$lanes$0$sa_mac(acc,x,en,alt,y,sat);
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [7:0] lsh_b;
+    reg  [7:0] rsh_b;
+    reg  [36:0] half_b;
+    reg  [36:0] fill_b;
+    reg  [31:0] omask_b;
     reg  [31:0] xmb;
     reg  [36:0] t1b;
     reg  [36:0] t2b;
@@ -7596,6 +7874,42 @@ module top$sub$lanes$0$sa_mac(acc,x,en,alt,y,sat);
                     t = nbig;
                 end
             end
+        end
+        lsh_b = lk0;
+        rsh_b = rk0;
+        if (cls == 32'h1) begin
+            lsh_b = lk1;
+            rsh_b = rk1;
+        end
+        if (cls == 32'h2) begin
+            lsh_b = lk2;
+            rsh_b = rk2;
+        end
+        if (cls == 32'h3) begin
+            lsh_b = lk3;
+            rsh_b = rk3;
+        end
+        if (cls == 32'h4) begin
+            lsh_b = lk4;
+            rsh_b = rk4;
+        end
+        if (cls == 32'h5) begin
+            lsh_b = lk5;
+            rsh_b = rk5;
+        end
+        if (cls == 32'h6) begin
+            lsh_b = lk6;
+            rsh_b = rk6;
+        end
+        if (cls == 32'h7) begin
+            lsh_b = lk7;
+            rsh_b = rk7;
+        end
+        half_b = (one37 << rsh_b) >> 32'h1;
+        fill_b = ~(wmask >> rsh_b) & wmask;
+        omask_b = 32'h0;
+        if (lsh_b > 32'h2) begin
+            omask_b = ones32 << (c34 - lsh_b);
         end
         t1b = (xe << lsh_b) + half_b;
         t2b = t1b >> rsh_b;
@@ -7638,22 +7952,38 @@ module top$sub$lanes$0$sa_mac(acc,x,en,alt,y,sat);
 endmodule // top$sub$lanes$0$sa_mac
 
 
-module top$sub$lanes$0$sa_noise(acc,x,en,alt,y,sat);
+module top$sub$lanes$0$sa_noise(acc,x,en,alt,cls,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
     input wire  alt;
+    input wire  [3:0] cls;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh_b = 8'h0;
-    localparam  rsh_b = 8'h2;
-    localparam  half_b = 37'h2;
-    localparam  fill_b = 37'h1800000000;
-    localparam  omask_b = 32'h0;
+    localparam  lk0 = 8'h0;
+    localparam  lk1 = 8'h0;
+    localparam  lk2 = 8'h0;
+    localparam  lk3 = 8'h0;
+    localparam  lk4 = 8'h0;
+    localparam  lk5 = 8'h0;
+    localparam  lk6 = 8'h0;
+    localparam  lk7 = 8'h0;
+    localparam  rk0 = 8'h2;
+    localparam  rk1 = 8'h2;
+    localparam  rk2 = 8'h2;
+    localparam  rk3 = 8'h2;
+    localparam  rk4 = 8'h2;
+    localparam  rk5 = 8'h2;
+    localparam  rk6 = 8'h2;
+    localparam  rk7 = 8'h2;
+    localparam  one37 = 37'h1;
+    localparam  wmask = 37'h1fffffffff;
+    localparam  ones32 = 32'hffffffff;
+    localparam  c34 = 8'h22;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h2;
     localparam  half = 37'h2;
@@ -7667,6 +7997,11 @@ module top$sub$lanes$0$sa_noise(acc,x,en,alt,y,sat);
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [7:0] lsh_b;
+    reg  [7:0] rsh_b;
+    reg  [36:0] half_b;
+    reg  [36:0] fill_b;
+    reg  [31:0] omask_b;
     reg  [31:0] xmb;
     reg  [36:0] t1b;
     reg  [36:0] t2b;
@@ -7704,6 +8039,42 @@ module top$sub$lanes$0$sa_noise(acc,x,en,alt,y,sat);
                     t = nbig;
                 end
             end
+        end
+        lsh_b = lk0;
+        rsh_b = rk0;
+        if (cls == 32'h1) begin
+            lsh_b = lk1;
+            rsh_b = rk1;
+        end
+        if (cls == 32'h2) begin
+            lsh_b = lk2;
+            rsh_b = rk2;
+        end
+        if (cls == 32'h3) begin
+            lsh_b = lk3;
+            rsh_b = rk3;
+        end
+        if (cls == 32'h4) begin
+            lsh_b = lk4;
+            rsh_b = rk4;
+        end
+        if (cls == 32'h5) begin
+            lsh_b = lk5;
+            rsh_b = rk5;
+        end
+        if (cls == 32'h6) begin
+            lsh_b = lk6;
+            rsh_b = rk6;
+        end
+        if (cls == 32'h7) begin
+            lsh_b = lk7;
+            rsh_b = rk7;
+        end
+        half_b = (one37 << rsh_b) >> 32'h1;
+        fill_b = ~(wmask >> rsh_b) & wmask;
+        omask_b = 32'h0;
+        if (lsh_b > 32'h2) begin
+            omask_b = ones32 << (c34 - lsh_b);
         end
         t1b = (xe << lsh_b) + half_b;
         t2b = t1b >> rsh_b;
@@ -7801,6 +8172,25 @@ module top$sub$lanes$0$uc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$0$uc
+
+
+module top$sub$lanes$0$ucls(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$ucls
 
 
 module top$sub$lanes$0$uw(d,q,clock);
@@ -10273,6 +10663,7 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     reg  [31:0] sa$x;
     reg  sa$en;
     reg  sa$alt;
+    reg  [3:0] sa$cls;
     wire  [31:0] sa$y;
     wire  sa$sat;
     reg  [31:0] pre$x;
@@ -10410,6 +10801,7 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         .x(sa$x),
         .en(sa$en),
         .alt(sa$alt),
+        .cls(sa$cls),
         .y(sa$y),
         .sat(sa$sat)
     );
@@ -10681,6 +11073,7 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         sa$x = mul$p;
         sa$en = v3$q;
         sa$alt = 1'b0;
+        sa$cls = 32'h0;
         if (v3$q) begin
             acc$d = sa$y;
         end
@@ -11269,22 +11662,38 @@ module top$sub$sides$0$rho3(d,q,clock);
 endmodule // top$sub$sides$0$rho3
 
 
-module top$sub$sides$0$sa(acc,x,en,alt,y,sat);
+module top$sub$sides$0$sa(acc,x,en,alt,cls,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
     input wire  alt;
+    input wire  [3:0] cls;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh_b = 8'h0;
-    localparam  rsh_b = 8'h0;
-    localparam  half_b = 37'h0;
-    localparam  fill_b = 37'h0;
-    localparam  omask_b = 32'h0;
+    localparam  lk0 = 8'h0;
+    localparam  lk1 = 8'h0;
+    localparam  lk2 = 8'h0;
+    localparam  lk3 = 8'h0;
+    localparam  lk4 = 8'h0;
+    localparam  lk5 = 8'h0;
+    localparam  lk6 = 8'h0;
+    localparam  lk7 = 8'h0;
+    localparam  rk0 = 8'h0;
+    localparam  rk1 = 8'h0;
+    localparam  rk2 = 8'h0;
+    localparam  rk3 = 8'h0;
+    localparam  rk4 = 8'h0;
+    localparam  rk5 = 8'h0;
+    localparam  rk6 = 8'h0;
+    localparam  rk7 = 8'h0;
+    localparam  one37 = 37'h1;
+    localparam  wmask = 37'h1fffffffff;
+    localparam  ones32 = 32'hffffffff;
+    localparam  c34 = 8'h22;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
     localparam  half = 37'h0;
@@ -11298,6 +11707,11 @@ module top$sub$sides$0$sa(acc,x,en,alt,y,sat);
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [7:0] lsh_b;
+    reg  [7:0] rsh_b;
+    reg  [36:0] half_b;
+    reg  [36:0] fill_b;
+    reg  [31:0] omask_b;
     reg  [31:0] xmb;
     reg  [36:0] t1b;
     reg  [36:0] t2b;
@@ -11335,6 +11749,42 @@ module top$sub$sides$0$sa(acc,x,en,alt,y,sat);
                     t = nbig;
                 end
             end
+        end
+        lsh_b = lk0;
+        rsh_b = rk0;
+        if (cls == 32'h1) begin
+            lsh_b = lk1;
+            rsh_b = rk1;
+        end
+        if (cls == 32'h2) begin
+            lsh_b = lk2;
+            rsh_b = rk2;
+        end
+        if (cls == 32'h3) begin
+            lsh_b = lk3;
+            rsh_b = rk3;
+        end
+        if (cls == 32'h4) begin
+            lsh_b = lk4;
+            rsh_b = rk4;
+        end
+        if (cls == 32'h5) begin
+            lsh_b = lk5;
+            rsh_b = rk5;
+        end
+        if (cls == 32'h6) begin
+            lsh_b = lk6;
+            rsh_b = rk6;
+        end
+        if (cls == 32'h7) begin
+            lsh_b = lk7;
+            rsh_b = rk7;
+        end
+        half_b = (one37 << rsh_b) >> 32'h1;
+        fill_b = ~(wmask >> rsh_b) & wmask;
+        omask_b = 32'h0;
+        if (lsh_b > 32'h2) begin
+            omask_b = ones32 << (c34 - lsh_b);
         end
         t1b = (xe << lsh_b) + half_b;
         t2b = t1b >> rsh_b;
@@ -11669,6 +12119,7 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     reg  [31:0] sa$x;
     reg  sa$en;
     reg  sa$alt;
+    reg  [3:0] sa$cls;
     wire  [31:0] sa$y;
     wire  sa$sat;
     reg  [31:0] pre$x;
@@ -11806,6 +12257,7 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         .x(sa$x),
         .en(sa$en),
         .alt(sa$alt),
+        .cls(sa$cls),
         .y(sa$y),
         .sat(sa$sat)
     );
@@ -12077,6 +12529,7 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         sa$x = mul$p;
         sa$en = v3$q;
         sa$alt = 1'b0;
+        sa$cls = 32'h0;
         if (v3$q) begin
             acc$d = sa$y;
         end
@@ -12665,22 +13118,38 @@ module top$sub$sides$1$rho3(d,q,clock);
 endmodule // top$sub$sides$1$rho3
 
 
-module top$sub$sides$1$sa(acc,x,en,alt,y,sat);
+module top$sub$sides$1$sa(acc,x,en,alt,cls,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
     input wire  alt;
+    input wire  [3:0] cls;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh_b = 8'h0;
-    localparam  rsh_b = 8'h0;
-    localparam  half_b = 37'h0;
-    localparam  fill_b = 37'h0;
-    localparam  omask_b = 32'h0;
+    localparam  lk0 = 8'h0;
+    localparam  lk1 = 8'h0;
+    localparam  lk2 = 8'h0;
+    localparam  lk3 = 8'h0;
+    localparam  lk4 = 8'h0;
+    localparam  lk5 = 8'h0;
+    localparam  lk6 = 8'h0;
+    localparam  lk7 = 8'h0;
+    localparam  rk0 = 8'h0;
+    localparam  rk1 = 8'h0;
+    localparam  rk2 = 8'h0;
+    localparam  rk3 = 8'h0;
+    localparam  rk4 = 8'h0;
+    localparam  rk5 = 8'h0;
+    localparam  rk6 = 8'h0;
+    localparam  rk7 = 8'h0;
+    localparam  one37 = 37'h1;
+    localparam  wmask = 37'h1fffffffff;
+    localparam  ones32 = 32'hffffffff;
+    localparam  c34 = 8'h22;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
     localparam  half = 37'h0;
@@ -12694,6 +13163,11 @@ module top$sub$sides$1$sa(acc,x,en,alt,y,sat);
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [7:0] lsh_b;
+    reg  [7:0] rsh_b;
+    reg  [36:0] half_b;
+    reg  [36:0] fill_b;
+    reg  [31:0] omask_b;
     reg  [31:0] xmb;
     reg  [36:0] t1b;
     reg  [36:0] t2b;
@@ -12731,6 +13205,42 @@ module top$sub$sides$1$sa(acc,x,en,alt,y,sat);
                     t = nbig;
                 end
             end
+        end
+        lsh_b = lk0;
+        rsh_b = rk0;
+        if (cls == 32'h1) begin
+            lsh_b = lk1;
+            rsh_b = rk1;
+        end
+        if (cls == 32'h2) begin
+            lsh_b = lk2;
+            rsh_b = rk2;
+        end
+        if (cls == 32'h3) begin
+            lsh_b = lk3;
+            rsh_b = rk3;
+        end
+        if (cls == 32'h4) begin
+            lsh_b = lk4;
+            rsh_b = rk4;
+        end
+        if (cls == 32'h5) begin
+            lsh_b = lk5;
+            rsh_b = rk5;
+        end
+        if (cls == 32'h6) begin
+            lsh_b = lk6;
+            rsh_b = rk6;
+        end
+        if (cls == 32'h7) begin
+            lsh_b = lk7;
+            rsh_b = rk7;
+        end
+        half_b = (one37 << rsh_b) >> 32'h1;
+        fill_b = ~(wmask >> rsh_b) & wmask;
+        omask_b = 32'h0;
+        if (lsh_b > 32'h2) begin
+            omask_b = ones32 << (c34 - lsh_b);
         end
         t1b = (xe << lsh_b) + half_b;
         t2b = t1b >> rsh_b;

@@ -7070,12 +7070,29 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     localparam  pmask = 16'h7f;
     localparam  umask = 16'hf;
     localparam  bmask = 16'h3;
-    localparam  lo = 16'h8000;
-    localparam  hi = 16'h7fff;
-    localparam  lob = 16'h0;
-    localparam  hib = 16'hffff;
-    localparam  lo32 = 32'hffff8000;
-    localparam  hi32 = 32'h7fff;
+    localparam  bd1 = 16'hffff;
+    localparam  bd2 = 16'hffff;
+    localparam  bd3 = 16'hffff;
+    localparam  bd4 = 16'hffff;
+    localparam  bd5 = 16'hffff;
+    localparam  bd6 = 16'hffff;
+    localparam  bd7 = 16'hffff;
+    localparam  lo0 = 16'h8000;
+    localparam  lo1 = 16'h8000;
+    localparam  lo2 = 16'h8000;
+    localparam  lo3 = 16'h8000;
+    localparam  lo4 = 16'h8000;
+    localparam  lo5 = 16'h8000;
+    localparam  lo6 = 16'h8000;
+    localparam  lo7 = 16'h8000;
+    localparam  hi0 = 16'h7fff;
+    localparam  hi1 = 16'h7fff;
+    localparam  hi2 = 16'h7fff;
+    localparam  hi3 = 16'h7fff;
+    localparam  hi4 = 16'h7fff;
+    localparam  hi5 = 16'h7fff;
+    localparam  hi6 = 16'h7fff;
+    localparam  hi7 = 16'h7fff;
     localparam  sx32 = 32'hffff0000;
     localparam  gn = 16'ha1f;
     localparam  ngn = 16'hf5e1;
@@ -7106,12 +7123,14 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [31:0] sa_mac$x;
     reg  sa_mac$en;
     reg  sa_mac$alt;
+    reg  [3:0] sa_mac$cls;
     wire  [31:0] sa_mac$y;
     wire  sa_mac$sat;
     reg  [31:0] sa_noise$acc;
     reg  [31:0] sa_noise$x;
     reg  sa_noise$en;
     reg  sa_noise$alt;
+    reg  [3:0] sa_noise$cls;
     wire  [31:0] sa_noise$y;
     wire  sa_noise$sat;
     reg  [31:0] fin$x;
@@ -7210,8 +7229,32 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  nerr$d;
     wire  nerr$q;
     reg  nerr$clock;
+    reg  [3:0] cls3$d;
+    wire  [3:0] cls3$q;
+    reg  cls3$clock;
+    reg  [3:0] ucls$d;
+    wire  [3:0] ucls$q;
+    reg  ucls$clock;
+    reg  [3:0] fc1$d;
+    wire  [3:0] fc1$q;
+    reg  fc1$clock;
+    reg  [3:0] fc2$d;
+    wire  [3:0] fc2$q;
+    reg  fc2$clock;
+    reg  [3:0] fc3$d;
+    wire  [3:0] fc3$q;
+    reg  fc3$clock;
     
     // Local signals
+    reg  [3:0] ocls;
+    reg  [15:0] lo;
+    reg  [15:0] hi;
+    reg  [15:0] lob;
+    reg  [15:0] hib;
+    reg  [15:0] rlo;
+    reg  [15:0] rhi;
+    reg  [31:0] rlo32;
+    reg  [31:0] rhi32;
     reg  [31:0] ins;
     reg  vins;
     reg  [15:0] xb;
@@ -7259,6 +7302,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .x(sa_mac$x),
         .en(sa_mac$en),
         .alt(sa_mac$alt),
+        .cls(sa_mac$cls),
         .y(sa_mac$y),
         .sat(sa_mac$sat)
     );
@@ -7267,6 +7311,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .x(sa_noise$x),
         .en(sa_noise$en),
         .alt(sa_noise$alt),
+        .cls(sa_noise$cls),
         .y(sa_noise$y),
         .sat(sa_noise$sat)
     );
@@ -7430,6 +7475,31 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(nerr$q),
         .clock(nerr$clock)
     );
+    top$sub$lanes$0$cls3 cls3(
+        .d(cls3$d),
+        .q(cls3$q),
+        .clock(cls3$clock)
+    );
+    top$sub$lanes$0$ucls ucls(
+        .d(ucls$d),
+        .q(ucls$q),
+        .clock(ucls$clock)
+    );
+    top$sub$lanes$0$fc1 fc1(
+        .d(fc1$d),
+        .q(fc1$q),
+        .clock(fc1$clock)
+    );
+    top$sub$lanes$0$fc2 fc2(
+        .d(fc2$d),
+        .q(fc2$q),
+        .clock(fc2$clock)
+    );
+    top$sub$lanes$0$fc3 fc3(
+        .d(fc3$d),
+        .q(fc3$q),
+        .clock(fc3$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -7464,6 +7534,11 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         nacc$clock = clock;
         nstate$clock = clock;
         nerr$clock = clock;
+        cls3$clock = clock;
+        ucls$clock = clock;
+        fc1$clock = clock;
+        fc2$clock = clock;
+        fc3$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -7495,6 +7570,11 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         nacc$d = nacc$q;
         nstate$d = nstate$q;
         nerr$d = nerr$q;
+        cls3$d = cls3$q;
+        ucls$d = ucls$q;
+        fc1$d = fc1$q;
+        fc2$d = fc2$q;
+        fc3$d = fc3$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
@@ -7545,6 +7625,61 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        ocls = 32'h0;
+        if (opnd2$q >= bd1) begin
+            ocls = 32'h1;
+        end
+        if (opnd2$q >= bd2) begin
+            ocls = 32'h2;
+        end
+        if (opnd2$q >= bd3) begin
+            ocls = 32'h3;
+        end
+        if (opnd2$q >= bd4) begin
+            ocls = 32'h4;
+        end
+        if (opnd2$q >= bd5) begin
+            ocls = 32'h5;
+        end
+        if (opnd2$q >= bd6) begin
+            ocls = 32'h6;
+        end
+        if (opnd2$q >= bd7) begin
+            ocls = 32'h7;
+        end
+        cls3$d = ocls;
+        lo = lo0;
+        hi = hi0;
+        if (cls3$q == 32'h1) begin
+            lo = lo1;
+            hi = hi1;
+        end
+        if (cls3$q == 32'h2) begin
+            lo = lo2;
+            hi = hi2;
+        end
+        if (cls3$q == 32'h3) begin
+            lo = lo3;
+            hi = hi3;
+        end
+        if (cls3$q == 32'h4) begin
+            lo = lo4;
+            hi = hi4;
+        end
+        if (cls3$q == 32'h5) begin
+            lo = lo5;
+            hi = hi5;
+        end
+        if (cls3$q == 32'h6) begin
+            lo = lo6;
+            hi = hi6;
+        end
+        if (cls3$q == 32'h7) begin
+            lo = lo7;
+            hi = hi7;
+        end
+        lob = lo ^ 32'h8000;
+        hib = hi ^ 32'h8000;
         xb = a3$q ^ 32'h8000;
         below = xb < lob;
         above = xb > hib;
@@ -7563,6 +7698,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         mul$b = b3$q;
         if (v3$q & (op3$q == 32'h0)) begin
             gate$d = in_range;
+            ucls$d = cls3$q;
         end
         p4$d = mul$p;
         op4$d = op3$q;
@@ -7577,6 +7713,7 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             sa_mac$x = bias$read_data;
         end
         sa_mac$alt = op4$q == 32'h2;
+        sa_mac$cls = ucls$q;
         sa_mac$en = v4$q & ((op4$q == 32'h0) | gate$q);
         if (v4$q) begin
             acc$d = sa_mac$y;
@@ -7584,12 +7721,18 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         np$d = p4$q;
         f1$d = fin_now;
         if (fin_now) begin
+            fc1$d = ucls$q;
+        end
+        fc2$d = fc1$q;
+        fc3$d = fc2$q;
+        if (fin_now) begin
             uc$d = (uc$q + 32'h1) & umask;
         end
         sa_noise$acc = acc$q;
         sa_noise$x = np$q;
         sa_noise$en = f1$q;
-        sa_noise$alt = 1'b0;
+        sa_noise$alt = 1'b1;
+        sa_noise$cls = fc1$q;
         fnz$d = sa_noise$y;
         f2$d = f1$q;
         fin$x = fnz$q;
@@ -7633,16 +7776,54 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             rdo$read_address = rdo_addr;
         end
         rdo$write_address = uw$q;
+        rlo = lo0;
+        rhi = hi0;
+        if (fc3$q == 32'h1) begin
+            rlo = lo1;
+            rhi = hi1;
+        end
+        if (fc3$q == 32'h2) begin
+            rlo = lo2;
+            rhi = hi2;
+        end
+        if (fc3$q == 32'h3) begin
+            rlo = lo3;
+            rhi = hi3;
+        end
+        if (fc3$q == 32'h4) begin
+            rlo = lo4;
+            rhi = hi4;
+        end
+        if (fc3$q == 32'h5) begin
+            rlo = lo5;
+            rhi = hi5;
+        end
+        if (fc3$q == 32'h6) begin
+            rlo = lo6;
+            rhi = hi6;
+        end
+        if (fc3$q == 32'h7) begin
+            rlo = lo7;
+            rhi = hi7;
+        end
+        rlo32 = ((rlo) & 32'hffffffff);
+        if (rlo[32'hf]) begin
+            rlo32 = ((rlo) & 32'hffffffff) | sx32;
+        end
+        rhi32 = ((rhi) & 32'hffffffff);
+        if (rhi[32'hf]) begin
+            rhi32 = ((rhi) & 32'hffffffff) | sx32;
+        end
         fyb = wd$q ^ 32'h8000;
         rdo_x = ((wd$q) & 32'hffffffff);
         if (wd$q[32'hf]) begin
             rdo_x = ((wd$q) & 32'hffffffff) | sx32;
         end
-        if (rdo_rho & (fyb < lob)) begin
-            rdo_x = lo32;
+        if (rdo_rho & (fyb < (rlo ^ 32'h8000))) begin
+            rdo_x = rlo32;
         end
-        if (rdo_rho & (fyb > hib)) begin
-            rdo_x = hi32;
+        if (rdo_rho & (fyb > (rhi ^ 32'h8000))) begin
+            rdo_x = rhi32;
         end
         rdo$write_data = rdo$read_data + rdo_x;
         rdo$write_enable = f3$q & rdo_en;
@@ -7742,6 +7923,25 @@ module top$sub$lanes$0$bias(clock,read_address,read_data,write_address,write_dat
 endmodule // top$sub$lanes$0$bias
 
 
+module top$sub$lanes$0$cls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$cls3
+
+
 module top$sub$lanes$0$coef2(d,q,clock);
     
     // Module arguments
@@ -7816,6 +8016,63 @@ module top$sub$lanes$0$f3(d,q,clock);
     end
           
 endmodule // top$sub$lanes$0$f3
+
+
+module top$sub$lanes$0$fc1(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fc1
+
+
+module top$sub$lanes$0$fc2(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fc2
+
+
+module top$sub$lanes$0$fc3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fc3
 
 
 module top$sub$lanes$0$fin(x,y,sat);
@@ -8203,22 +8460,38 @@ module top$sub$lanes$0$rdo(clock,read_address,read_data,write_address,write_data
 endmodule // top$sub$lanes$0$rdo
 
 
-module top$sub$lanes$0$sa_mac(acc,x,en,alt,y,sat);
+module top$sub$lanes$0$sa_mac(acc,x,en,alt,cls,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
     input wire  alt;
+    input wire  [3:0] cls;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh_b = 8'h2;
-    localparam  rsh_b = 8'h0;
-    localparam  half_b = 37'h0;
-    localparam  fill_b = 37'h0;
-    localparam  omask_b = 32'h0;
+    localparam  lk0 = 8'h2;
+    localparam  lk1 = 8'h2;
+    localparam  lk2 = 8'h2;
+    localparam  lk3 = 8'h2;
+    localparam  lk4 = 8'h2;
+    localparam  lk5 = 8'h2;
+    localparam  lk6 = 8'h2;
+    localparam  lk7 = 8'h2;
+    localparam  rk0 = 8'h0;
+    localparam  rk1 = 8'h0;
+    localparam  rk2 = 8'h0;
+    localparam  rk3 = 8'h0;
+    localparam  rk4 = 8'h0;
+    localparam  rk5 = 8'h0;
+    localparam  rk6 = 8'h0;
+    localparam  rk7 = 8'h0;
+    localparam  one37 = 37'h1;
+    localparam  wmask = 37'h1fffffffff;
+    localparam  ones32 = 32'hffffffff;
+    localparam  c34 = 8'h22;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
     localparam  half = 37'h0;
@@ -8232,6 +8505,11 @@ module top$sub$lanes$0$sa_mac(acc,x,en,alt,y,sat);
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [7:0] lsh_b;
+    reg  [7:0] rsh_b;
+    reg  [36:0] half_b;
+    reg  [36:0] fill_b;
+    reg  [31:0] omask_b;
     reg  [31:0] xmb;
     reg  [36:0] t1b;
     reg  [36:0] t2b;
@@ -8269,6 +8547,42 @@ module top$sub$lanes$0$sa_mac(acc,x,en,alt,y,sat);
                     t = nbig;
                 end
             end
+        end
+        lsh_b = lk0;
+        rsh_b = rk0;
+        if (cls == 32'h1) begin
+            lsh_b = lk1;
+            rsh_b = rk1;
+        end
+        if (cls == 32'h2) begin
+            lsh_b = lk2;
+            rsh_b = rk2;
+        end
+        if (cls == 32'h3) begin
+            lsh_b = lk3;
+            rsh_b = rk3;
+        end
+        if (cls == 32'h4) begin
+            lsh_b = lk4;
+            rsh_b = rk4;
+        end
+        if (cls == 32'h5) begin
+            lsh_b = lk5;
+            rsh_b = rk5;
+        end
+        if (cls == 32'h6) begin
+            lsh_b = lk6;
+            rsh_b = rk6;
+        end
+        if (cls == 32'h7) begin
+            lsh_b = lk7;
+            rsh_b = rk7;
+        end
+        half_b = (one37 << rsh_b) >> 32'h1;
+        fill_b = ~(wmask >> rsh_b) & wmask;
+        omask_b = 32'h0;
+        if (lsh_b > 32'h2) begin
+            omask_b = ones32 << (c34 - lsh_b);
         end
         t1b = (xe << lsh_b) + half_b;
         t2b = t1b >> rsh_b;
@@ -8311,22 +8625,38 @@ module top$sub$lanes$0$sa_mac(acc,x,en,alt,y,sat);
 endmodule // top$sub$lanes$0$sa_mac
 
 
-module top$sub$lanes$0$sa_noise(acc,x,en,alt,y,sat);
+module top$sub$lanes$0$sa_noise(acc,x,en,alt,cls,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
     input wire  alt;
+    input wire  [3:0] cls;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh_b = 8'h0;
-    localparam  rsh_b = 8'h2;
-    localparam  half_b = 37'h2;
-    localparam  fill_b = 37'h1800000000;
-    localparam  omask_b = 32'h0;
+    localparam  lk0 = 8'h0;
+    localparam  lk1 = 8'h0;
+    localparam  lk2 = 8'h0;
+    localparam  lk3 = 8'h0;
+    localparam  lk4 = 8'h0;
+    localparam  lk5 = 8'h0;
+    localparam  lk6 = 8'h0;
+    localparam  lk7 = 8'h0;
+    localparam  rk0 = 8'h2;
+    localparam  rk1 = 8'h2;
+    localparam  rk2 = 8'h2;
+    localparam  rk3 = 8'h2;
+    localparam  rk4 = 8'h2;
+    localparam  rk5 = 8'h2;
+    localparam  rk6 = 8'h2;
+    localparam  rk7 = 8'h2;
+    localparam  one37 = 37'h1;
+    localparam  wmask = 37'h1fffffffff;
+    localparam  ones32 = 32'hffffffff;
+    localparam  c34 = 8'h22;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h2;
     localparam  half = 37'h2;
@@ -8340,6 +8670,11 @@ module top$sub$lanes$0$sa_noise(acc,x,en,alt,y,sat);
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [7:0] lsh_b;
+    reg  [7:0] rsh_b;
+    reg  [36:0] half_b;
+    reg  [36:0] fill_b;
+    reg  [31:0] omask_b;
     reg  [31:0] xmb;
     reg  [36:0] t1b;
     reg  [36:0] t2b;
@@ -8377,6 +8712,42 @@ module top$sub$lanes$0$sa_noise(acc,x,en,alt,y,sat);
                     t = nbig;
                 end
             end
+        end
+        lsh_b = lk0;
+        rsh_b = rk0;
+        if (cls == 32'h1) begin
+            lsh_b = lk1;
+            rsh_b = rk1;
+        end
+        if (cls == 32'h2) begin
+            lsh_b = lk2;
+            rsh_b = rk2;
+        end
+        if (cls == 32'h3) begin
+            lsh_b = lk3;
+            rsh_b = rk3;
+        end
+        if (cls == 32'h4) begin
+            lsh_b = lk4;
+            rsh_b = rk4;
+        end
+        if (cls == 32'h5) begin
+            lsh_b = lk5;
+            rsh_b = rk5;
+        end
+        if (cls == 32'h6) begin
+            lsh_b = lk6;
+            rsh_b = rk6;
+        end
+        if (cls == 32'h7) begin
+            lsh_b = lk7;
+            rsh_b = rk7;
+        end
+        half_b = (one37 << rsh_b) >> 32'h1;
+        fill_b = ~(wmask >> rsh_b) & wmask;
+        omask_b = 32'h0;
+        if (lsh_b > 32'h2) begin
+            omask_b = ones32 << (c34 - lsh_b);
         end
         t1b = (xe << lsh_b) + half_b;
         t2b = t1b >> rsh_b;
@@ -8474,6 +8845,25 @@ module top$sub$lanes$0$uc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$0$uc
+
+
+module top$sub$lanes$0$ucls(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$ucls
 
 
 module top$sub$lanes$0$uw(d,q,clock);
@@ -8668,12 +9058,29 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     localparam  pmask = 16'h7f;
     localparam  umask = 16'hf;
     localparam  bmask = 16'h3;
-    localparam  lo = 16'h8000;
-    localparam  hi = 16'h7fff;
-    localparam  lob = 16'h0;
-    localparam  hib = 16'hffff;
-    localparam  lo32 = 32'hffff8000;
-    localparam  hi32 = 32'h7fff;
+    localparam  bd1 = 16'hffff;
+    localparam  bd2 = 16'hffff;
+    localparam  bd3 = 16'hffff;
+    localparam  bd4 = 16'hffff;
+    localparam  bd5 = 16'hffff;
+    localparam  bd6 = 16'hffff;
+    localparam  bd7 = 16'hffff;
+    localparam  lo0 = 16'h8000;
+    localparam  lo1 = 16'h8000;
+    localparam  lo2 = 16'h8000;
+    localparam  lo3 = 16'h8000;
+    localparam  lo4 = 16'h8000;
+    localparam  lo5 = 16'h8000;
+    localparam  lo6 = 16'h8000;
+    localparam  lo7 = 16'h8000;
+    localparam  hi0 = 16'h7fff;
+    localparam  hi1 = 16'h7fff;
+    localparam  hi2 = 16'h7fff;
+    localparam  hi3 = 16'h7fff;
+    localparam  hi4 = 16'h7fff;
+    localparam  hi5 = 16'h7fff;
+    localparam  hi6 = 16'h7fff;
+    localparam  hi7 = 16'h7fff;
     localparam  sx32 = 32'hffff0000;
     localparam  gn = 16'ha1f;
     localparam  ngn = 16'hf5e1;
@@ -8704,12 +9111,14 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [31:0] sa_mac$x;
     reg  sa_mac$en;
     reg  sa_mac$alt;
+    reg  [3:0] sa_mac$cls;
     wire  [31:0] sa_mac$y;
     wire  sa_mac$sat;
     reg  [31:0] sa_noise$acc;
     reg  [31:0] sa_noise$x;
     reg  sa_noise$en;
     reg  sa_noise$alt;
+    reg  [3:0] sa_noise$cls;
     wire  [31:0] sa_noise$y;
     wire  sa_noise$sat;
     reg  [31:0] fin$x;
@@ -8808,8 +9217,32 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  nerr$d;
     wire  nerr$q;
     reg  nerr$clock;
+    reg  [3:0] cls3$d;
+    wire  [3:0] cls3$q;
+    reg  cls3$clock;
+    reg  [3:0] ucls$d;
+    wire  [3:0] ucls$q;
+    reg  ucls$clock;
+    reg  [3:0] fc1$d;
+    wire  [3:0] fc1$q;
+    reg  fc1$clock;
+    reg  [3:0] fc2$d;
+    wire  [3:0] fc2$q;
+    reg  fc2$clock;
+    reg  [3:0] fc3$d;
+    wire  [3:0] fc3$q;
+    reg  fc3$clock;
     
     // Local signals
+    reg  [3:0] ocls;
+    reg  [15:0] lo;
+    reg  [15:0] hi;
+    reg  [15:0] lob;
+    reg  [15:0] hib;
+    reg  [15:0] rlo;
+    reg  [15:0] rhi;
+    reg  [31:0] rlo32;
+    reg  [31:0] rhi32;
     reg  [31:0] ins;
     reg  vins;
     reg  [15:0] xb;
@@ -8857,6 +9290,7 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .x(sa_mac$x),
         .en(sa_mac$en),
         .alt(sa_mac$alt),
+        .cls(sa_mac$cls),
         .y(sa_mac$y),
         .sat(sa_mac$sat)
     );
@@ -8865,6 +9299,7 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .x(sa_noise$x),
         .en(sa_noise$en),
         .alt(sa_noise$alt),
+        .cls(sa_noise$cls),
         .y(sa_noise$y),
         .sat(sa_noise$sat)
     );
@@ -9028,6 +9463,31 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(nerr$q),
         .clock(nerr$clock)
     );
+    top$sub$lanes$1$cls3 cls3(
+        .d(cls3$d),
+        .q(cls3$q),
+        .clock(cls3$clock)
+    );
+    top$sub$lanes$1$ucls ucls(
+        .d(ucls$d),
+        .q(ucls$q),
+        .clock(ucls$clock)
+    );
+    top$sub$lanes$1$fc1 fc1(
+        .d(fc1$d),
+        .q(fc1$q),
+        .clock(fc1$clock)
+    );
+    top$sub$lanes$1$fc2 fc2(
+        .d(fc2$d),
+        .q(fc2$q),
+        .clock(fc2$clock)
+    );
+    top$sub$lanes$1$fc3 fc3(
+        .d(fc3$d),
+        .q(fc3$q),
+        .clock(fc3$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -9062,6 +9522,11 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         nacc$clock = clock;
         nstate$clock = clock;
         nerr$clock = clock;
+        cls3$clock = clock;
+        ucls$clock = clock;
+        fc1$clock = clock;
+        fc2$clock = clock;
+        fc3$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -9093,6 +9558,11 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         nacc$d = nacc$q;
         nstate$d = nstate$q;
         nerr$d = nerr$q;
+        cls3$d = cls3$q;
+        ucls$d = ucls$q;
+        fc1$d = fc1$q;
+        fc2$d = fc2$q;
+        fc3$d = fc3$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
@@ -9143,6 +9613,61 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        ocls = 32'h0;
+        if (opnd2$q >= bd1) begin
+            ocls = 32'h1;
+        end
+        if (opnd2$q >= bd2) begin
+            ocls = 32'h2;
+        end
+        if (opnd2$q >= bd3) begin
+            ocls = 32'h3;
+        end
+        if (opnd2$q >= bd4) begin
+            ocls = 32'h4;
+        end
+        if (opnd2$q >= bd5) begin
+            ocls = 32'h5;
+        end
+        if (opnd2$q >= bd6) begin
+            ocls = 32'h6;
+        end
+        if (opnd2$q >= bd7) begin
+            ocls = 32'h7;
+        end
+        cls3$d = ocls;
+        lo = lo0;
+        hi = hi0;
+        if (cls3$q == 32'h1) begin
+            lo = lo1;
+            hi = hi1;
+        end
+        if (cls3$q == 32'h2) begin
+            lo = lo2;
+            hi = hi2;
+        end
+        if (cls3$q == 32'h3) begin
+            lo = lo3;
+            hi = hi3;
+        end
+        if (cls3$q == 32'h4) begin
+            lo = lo4;
+            hi = hi4;
+        end
+        if (cls3$q == 32'h5) begin
+            lo = lo5;
+            hi = hi5;
+        end
+        if (cls3$q == 32'h6) begin
+            lo = lo6;
+            hi = hi6;
+        end
+        if (cls3$q == 32'h7) begin
+            lo = lo7;
+            hi = hi7;
+        end
+        lob = lo ^ 32'h8000;
+        hib = hi ^ 32'h8000;
         xb = a3$q ^ 32'h8000;
         below = xb < lob;
         above = xb > hib;
@@ -9161,6 +9686,7 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         mul$b = b3$q;
         if (v3$q & (op3$q == 32'h0)) begin
             gate$d = in_range;
+            ucls$d = cls3$q;
         end
         p4$d = mul$p;
         op4$d = op3$q;
@@ -9175,6 +9701,7 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             sa_mac$x = bias$read_data;
         end
         sa_mac$alt = op4$q == 32'h2;
+        sa_mac$cls = ucls$q;
         sa_mac$en = v4$q & ((op4$q == 32'h0) | gate$q);
         if (v4$q) begin
             acc$d = sa_mac$y;
@@ -9182,12 +9709,18 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         np$d = p4$q;
         f1$d = fin_now;
         if (fin_now) begin
+            fc1$d = ucls$q;
+        end
+        fc2$d = fc1$q;
+        fc3$d = fc2$q;
+        if (fin_now) begin
             uc$d = (uc$q + 32'h1) & umask;
         end
         sa_noise$acc = acc$q;
         sa_noise$x = np$q;
         sa_noise$en = f1$q;
-        sa_noise$alt = 1'b0;
+        sa_noise$alt = 1'b1;
+        sa_noise$cls = fc1$q;
         fnz$d = sa_noise$y;
         f2$d = f1$q;
         fin$x = fnz$q;
@@ -9231,16 +9764,54 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             rdo$read_address = rdo_addr;
         end
         rdo$write_address = uw$q;
+        rlo = lo0;
+        rhi = hi0;
+        if (fc3$q == 32'h1) begin
+            rlo = lo1;
+            rhi = hi1;
+        end
+        if (fc3$q == 32'h2) begin
+            rlo = lo2;
+            rhi = hi2;
+        end
+        if (fc3$q == 32'h3) begin
+            rlo = lo3;
+            rhi = hi3;
+        end
+        if (fc3$q == 32'h4) begin
+            rlo = lo4;
+            rhi = hi4;
+        end
+        if (fc3$q == 32'h5) begin
+            rlo = lo5;
+            rhi = hi5;
+        end
+        if (fc3$q == 32'h6) begin
+            rlo = lo6;
+            rhi = hi6;
+        end
+        if (fc3$q == 32'h7) begin
+            rlo = lo7;
+            rhi = hi7;
+        end
+        rlo32 = ((rlo) & 32'hffffffff);
+        if (rlo[32'hf]) begin
+            rlo32 = ((rlo) & 32'hffffffff) | sx32;
+        end
+        rhi32 = ((rhi) & 32'hffffffff);
+        if (rhi[32'hf]) begin
+            rhi32 = ((rhi) & 32'hffffffff) | sx32;
+        end
         fyb = wd$q ^ 32'h8000;
         rdo_x = ((wd$q) & 32'hffffffff);
         if (wd$q[32'hf]) begin
             rdo_x = ((wd$q) & 32'hffffffff) | sx32;
         end
-        if (rdo_rho & (fyb < lob)) begin
-            rdo_x = lo32;
+        if (rdo_rho & (fyb < (rlo ^ 32'h8000))) begin
+            rdo_x = rlo32;
         end
-        if (rdo_rho & (fyb > hib)) begin
-            rdo_x = hi32;
+        if (rdo_rho & (fyb > (rhi ^ 32'h8000))) begin
+            rdo_x = rhi32;
         end
         rdo$write_data = rdo$read_data + rdo_x;
         rdo$write_enable = f3$q & rdo_en;
@@ -9340,6 +9911,25 @@ module top$sub$lanes$1$bias(clock,read_address,read_data,write_address,write_dat
 endmodule // top$sub$lanes$1$bias
 
 
+module top$sub$lanes$1$cls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$cls3
+
+
 module top$sub$lanes$1$coef2(d,q,clock);
     
     // Module arguments
@@ -9414,6 +10004,63 @@ module top$sub$lanes$1$f3(d,q,clock);
     end
           
 endmodule // top$sub$lanes$1$f3
+
+
+module top$sub$lanes$1$fc1(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$fc1
+
+
+module top$sub$lanes$1$fc2(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$fc2
+
+
+module top$sub$lanes$1$fc3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$fc3
 
 
 module top$sub$lanes$1$fin(x,y,sat);
@@ -9801,22 +10448,38 @@ module top$sub$lanes$1$rdo(clock,read_address,read_data,write_address,write_data
 endmodule // top$sub$lanes$1$rdo
 
 
-module top$sub$lanes$1$sa_mac(acc,x,en,alt,y,sat);
+module top$sub$lanes$1$sa_mac(acc,x,en,alt,cls,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
     input wire  alt;
+    input wire  [3:0] cls;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh_b = 8'h2;
-    localparam  rsh_b = 8'h0;
-    localparam  half_b = 37'h0;
-    localparam  fill_b = 37'h0;
-    localparam  omask_b = 32'h0;
+    localparam  lk0 = 8'h2;
+    localparam  lk1 = 8'h2;
+    localparam  lk2 = 8'h2;
+    localparam  lk3 = 8'h2;
+    localparam  lk4 = 8'h2;
+    localparam  lk5 = 8'h2;
+    localparam  lk6 = 8'h2;
+    localparam  lk7 = 8'h2;
+    localparam  rk0 = 8'h0;
+    localparam  rk1 = 8'h0;
+    localparam  rk2 = 8'h0;
+    localparam  rk3 = 8'h0;
+    localparam  rk4 = 8'h0;
+    localparam  rk5 = 8'h0;
+    localparam  rk6 = 8'h0;
+    localparam  rk7 = 8'h0;
+    localparam  one37 = 37'h1;
+    localparam  wmask = 37'h1fffffffff;
+    localparam  ones32 = 32'hffffffff;
+    localparam  c34 = 8'h22;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
     localparam  half = 37'h0;
@@ -9830,6 +10493,11 @@ module top$sub$lanes$1$sa_mac(acc,x,en,alt,y,sat);
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [7:0] lsh_b;
+    reg  [7:0] rsh_b;
+    reg  [36:0] half_b;
+    reg  [36:0] fill_b;
+    reg  [31:0] omask_b;
     reg  [31:0] xmb;
     reg  [36:0] t1b;
     reg  [36:0] t2b;
@@ -9867,6 +10535,42 @@ module top$sub$lanes$1$sa_mac(acc,x,en,alt,y,sat);
                     t = nbig;
                 end
             end
+        end
+        lsh_b = lk0;
+        rsh_b = rk0;
+        if (cls == 32'h1) begin
+            lsh_b = lk1;
+            rsh_b = rk1;
+        end
+        if (cls == 32'h2) begin
+            lsh_b = lk2;
+            rsh_b = rk2;
+        end
+        if (cls == 32'h3) begin
+            lsh_b = lk3;
+            rsh_b = rk3;
+        end
+        if (cls == 32'h4) begin
+            lsh_b = lk4;
+            rsh_b = rk4;
+        end
+        if (cls == 32'h5) begin
+            lsh_b = lk5;
+            rsh_b = rk5;
+        end
+        if (cls == 32'h6) begin
+            lsh_b = lk6;
+            rsh_b = rk6;
+        end
+        if (cls == 32'h7) begin
+            lsh_b = lk7;
+            rsh_b = rk7;
+        end
+        half_b = (one37 << rsh_b) >> 32'h1;
+        fill_b = ~(wmask >> rsh_b) & wmask;
+        omask_b = 32'h0;
+        if (lsh_b > 32'h2) begin
+            omask_b = ones32 << (c34 - lsh_b);
         end
         t1b = (xe << lsh_b) + half_b;
         t2b = t1b >> rsh_b;
@@ -9909,22 +10613,38 @@ module top$sub$lanes$1$sa_mac(acc,x,en,alt,y,sat);
 endmodule // top$sub$lanes$1$sa_mac
 
 
-module top$sub$lanes$1$sa_noise(acc,x,en,alt,y,sat);
+module top$sub$lanes$1$sa_noise(acc,x,en,alt,cls,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
     input wire  alt;
+    input wire  [3:0] cls;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh_b = 8'h0;
-    localparam  rsh_b = 8'h2;
-    localparam  half_b = 37'h2;
-    localparam  fill_b = 37'h1800000000;
-    localparam  omask_b = 32'h0;
+    localparam  lk0 = 8'h0;
+    localparam  lk1 = 8'h0;
+    localparam  lk2 = 8'h0;
+    localparam  lk3 = 8'h0;
+    localparam  lk4 = 8'h0;
+    localparam  lk5 = 8'h0;
+    localparam  lk6 = 8'h0;
+    localparam  lk7 = 8'h0;
+    localparam  rk0 = 8'h2;
+    localparam  rk1 = 8'h2;
+    localparam  rk2 = 8'h2;
+    localparam  rk3 = 8'h2;
+    localparam  rk4 = 8'h2;
+    localparam  rk5 = 8'h2;
+    localparam  rk6 = 8'h2;
+    localparam  rk7 = 8'h2;
+    localparam  one37 = 37'h1;
+    localparam  wmask = 37'h1fffffffff;
+    localparam  ones32 = 32'hffffffff;
+    localparam  c34 = 8'h22;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h2;
     localparam  half = 37'h2;
@@ -9938,6 +10658,11 @@ module top$sub$lanes$1$sa_noise(acc,x,en,alt,y,sat);
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [7:0] lsh_b;
+    reg  [7:0] rsh_b;
+    reg  [36:0] half_b;
+    reg  [36:0] fill_b;
+    reg  [31:0] omask_b;
     reg  [31:0] xmb;
     reg  [36:0] t1b;
     reg  [36:0] t2b;
@@ -9975,6 +10700,42 @@ module top$sub$lanes$1$sa_noise(acc,x,en,alt,y,sat);
                     t = nbig;
                 end
             end
+        end
+        lsh_b = lk0;
+        rsh_b = rk0;
+        if (cls == 32'h1) begin
+            lsh_b = lk1;
+            rsh_b = rk1;
+        end
+        if (cls == 32'h2) begin
+            lsh_b = lk2;
+            rsh_b = rk2;
+        end
+        if (cls == 32'h3) begin
+            lsh_b = lk3;
+            rsh_b = rk3;
+        end
+        if (cls == 32'h4) begin
+            lsh_b = lk4;
+            rsh_b = rk4;
+        end
+        if (cls == 32'h5) begin
+            lsh_b = lk5;
+            rsh_b = rk5;
+        end
+        if (cls == 32'h6) begin
+            lsh_b = lk6;
+            rsh_b = rk6;
+        end
+        if (cls == 32'h7) begin
+            lsh_b = lk7;
+            rsh_b = rk7;
+        end
+        half_b = (one37 << rsh_b) >> 32'h1;
+        fill_b = ~(wmask >> rsh_b) & wmask;
+        omask_b = 32'h0;
+        if (lsh_b > 32'h2) begin
+            omask_b = ones32 << (c34 - lsh_b);
         end
         t1b = (xe << lsh_b) + half_b;
         t2b = t1b >> rsh_b;
@@ -10072,6 +10833,25 @@ module top$sub$lanes$1$uc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$1$uc
+
+
+module top$sub$lanes$1$ucls(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$ucls
 
 
 module top$sub$lanes$1$uw(d,q,clock);
@@ -10266,12 +11046,29 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     localparam  pmask = 16'h7f;
     localparam  umask = 16'hf;
     localparam  bmask = 16'h3;
-    localparam  lo = 16'h8000;
-    localparam  hi = 16'h7fff;
-    localparam  lob = 16'h0;
-    localparam  hib = 16'hffff;
-    localparam  lo32 = 32'hffff8000;
-    localparam  hi32 = 32'h7fff;
+    localparam  bd1 = 16'hffff;
+    localparam  bd2 = 16'hffff;
+    localparam  bd3 = 16'hffff;
+    localparam  bd4 = 16'hffff;
+    localparam  bd5 = 16'hffff;
+    localparam  bd6 = 16'hffff;
+    localparam  bd7 = 16'hffff;
+    localparam  lo0 = 16'h8000;
+    localparam  lo1 = 16'h8000;
+    localparam  lo2 = 16'h8000;
+    localparam  lo3 = 16'h8000;
+    localparam  lo4 = 16'h8000;
+    localparam  lo5 = 16'h8000;
+    localparam  lo6 = 16'h8000;
+    localparam  lo7 = 16'h8000;
+    localparam  hi0 = 16'h7fff;
+    localparam  hi1 = 16'h7fff;
+    localparam  hi2 = 16'h7fff;
+    localparam  hi3 = 16'h7fff;
+    localparam  hi4 = 16'h7fff;
+    localparam  hi5 = 16'h7fff;
+    localparam  hi6 = 16'h7fff;
+    localparam  hi7 = 16'h7fff;
     localparam  sx32 = 32'hffff0000;
     localparam  gn = 16'ha1f;
     localparam  ngn = 16'hf5e1;
@@ -10302,12 +11099,14 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [31:0] sa_mac$x;
     reg  sa_mac$en;
     reg  sa_mac$alt;
+    reg  [3:0] sa_mac$cls;
     wire  [31:0] sa_mac$y;
     wire  sa_mac$sat;
     reg  [31:0] sa_noise$acc;
     reg  [31:0] sa_noise$x;
     reg  sa_noise$en;
     reg  sa_noise$alt;
+    reg  [3:0] sa_noise$cls;
     wire  [31:0] sa_noise$y;
     wire  sa_noise$sat;
     reg  [31:0] fin$x;
@@ -10406,8 +11205,32 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  nerr$d;
     wire  nerr$q;
     reg  nerr$clock;
+    reg  [3:0] cls3$d;
+    wire  [3:0] cls3$q;
+    reg  cls3$clock;
+    reg  [3:0] ucls$d;
+    wire  [3:0] ucls$q;
+    reg  ucls$clock;
+    reg  [3:0] fc1$d;
+    wire  [3:0] fc1$q;
+    reg  fc1$clock;
+    reg  [3:0] fc2$d;
+    wire  [3:0] fc2$q;
+    reg  fc2$clock;
+    reg  [3:0] fc3$d;
+    wire  [3:0] fc3$q;
+    reg  fc3$clock;
     
     // Local signals
+    reg  [3:0] ocls;
+    reg  [15:0] lo;
+    reg  [15:0] hi;
+    reg  [15:0] lob;
+    reg  [15:0] hib;
+    reg  [15:0] rlo;
+    reg  [15:0] rhi;
+    reg  [31:0] rlo32;
+    reg  [31:0] rhi32;
     reg  [31:0] ins;
     reg  vins;
     reg  [15:0] xb;
@@ -10455,6 +11278,7 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .x(sa_mac$x),
         .en(sa_mac$en),
         .alt(sa_mac$alt),
+        .cls(sa_mac$cls),
         .y(sa_mac$y),
         .sat(sa_mac$sat)
     );
@@ -10463,6 +11287,7 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .x(sa_noise$x),
         .en(sa_noise$en),
         .alt(sa_noise$alt),
+        .cls(sa_noise$cls),
         .y(sa_noise$y),
         .sat(sa_noise$sat)
     );
@@ -10626,6 +11451,31 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(nerr$q),
         .clock(nerr$clock)
     );
+    top$sub$lanes$2$cls3 cls3(
+        .d(cls3$d),
+        .q(cls3$q),
+        .clock(cls3$clock)
+    );
+    top$sub$lanes$2$ucls ucls(
+        .d(ucls$d),
+        .q(ucls$q),
+        .clock(ucls$clock)
+    );
+    top$sub$lanes$2$fc1 fc1(
+        .d(fc1$d),
+        .q(fc1$q),
+        .clock(fc1$clock)
+    );
+    top$sub$lanes$2$fc2 fc2(
+        .d(fc2$d),
+        .q(fc2$q),
+        .clock(fc2$clock)
+    );
+    top$sub$lanes$2$fc3 fc3(
+        .d(fc3$d),
+        .q(fc3$q),
+        .clock(fc3$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -10660,6 +11510,11 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         nacc$clock = clock;
         nstate$clock = clock;
         nerr$clock = clock;
+        cls3$clock = clock;
+        ucls$clock = clock;
+        fc1$clock = clock;
+        fc2$clock = clock;
+        fc3$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -10691,6 +11546,11 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         nacc$d = nacc$q;
         nstate$d = nstate$q;
         nerr$d = nerr$q;
+        cls3$d = cls3$q;
+        ucls$d = ucls$q;
+        fc1$d = fc1$q;
+        fc2$d = fc2$q;
+        fc3$d = fc3$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
@@ -10741,6 +11601,61 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        ocls = 32'h0;
+        if (opnd2$q >= bd1) begin
+            ocls = 32'h1;
+        end
+        if (opnd2$q >= bd2) begin
+            ocls = 32'h2;
+        end
+        if (opnd2$q >= bd3) begin
+            ocls = 32'h3;
+        end
+        if (opnd2$q >= bd4) begin
+            ocls = 32'h4;
+        end
+        if (opnd2$q >= bd5) begin
+            ocls = 32'h5;
+        end
+        if (opnd2$q >= bd6) begin
+            ocls = 32'h6;
+        end
+        if (opnd2$q >= bd7) begin
+            ocls = 32'h7;
+        end
+        cls3$d = ocls;
+        lo = lo0;
+        hi = hi0;
+        if (cls3$q == 32'h1) begin
+            lo = lo1;
+            hi = hi1;
+        end
+        if (cls3$q == 32'h2) begin
+            lo = lo2;
+            hi = hi2;
+        end
+        if (cls3$q == 32'h3) begin
+            lo = lo3;
+            hi = hi3;
+        end
+        if (cls3$q == 32'h4) begin
+            lo = lo4;
+            hi = hi4;
+        end
+        if (cls3$q == 32'h5) begin
+            lo = lo5;
+            hi = hi5;
+        end
+        if (cls3$q == 32'h6) begin
+            lo = lo6;
+            hi = hi6;
+        end
+        if (cls3$q == 32'h7) begin
+            lo = lo7;
+            hi = hi7;
+        end
+        lob = lo ^ 32'h8000;
+        hib = hi ^ 32'h8000;
         xb = a3$q ^ 32'h8000;
         below = xb < lob;
         above = xb > hib;
@@ -10759,6 +11674,7 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         mul$b = b3$q;
         if (v3$q & (op3$q == 32'h0)) begin
             gate$d = in_range;
+            ucls$d = cls3$q;
         end
         p4$d = mul$p;
         op4$d = op3$q;
@@ -10773,6 +11689,7 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             sa_mac$x = bias$read_data;
         end
         sa_mac$alt = op4$q == 32'h2;
+        sa_mac$cls = ucls$q;
         sa_mac$en = v4$q & ((op4$q == 32'h0) | gate$q);
         if (v4$q) begin
             acc$d = sa_mac$y;
@@ -10780,12 +11697,18 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         np$d = p4$q;
         f1$d = fin_now;
         if (fin_now) begin
+            fc1$d = ucls$q;
+        end
+        fc2$d = fc1$q;
+        fc3$d = fc2$q;
+        if (fin_now) begin
             uc$d = (uc$q + 32'h1) & umask;
         end
         sa_noise$acc = acc$q;
         sa_noise$x = np$q;
         sa_noise$en = f1$q;
-        sa_noise$alt = 1'b0;
+        sa_noise$alt = 1'b1;
+        sa_noise$cls = fc1$q;
         fnz$d = sa_noise$y;
         f2$d = f1$q;
         fin$x = fnz$q;
@@ -10829,16 +11752,54 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             rdo$read_address = rdo_addr;
         end
         rdo$write_address = uw$q;
+        rlo = lo0;
+        rhi = hi0;
+        if (fc3$q == 32'h1) begin
+            rlo = lo1;
+            rhi = hi1;
+        end
+        if (fc3$q == 32'h2) begin
+            rlo = lo2;
+            rhi = hi2;
+        end
+        if (fc3$q == 32'h3) begin
+            rlo = lo3;
+            rhi = hi3;
+        end
+        if (fc3$q == 32'h4) begin
+            rlo = lo4;
+            rhi = hi4;
+        end
+        if (fc3$q == 32'h5) begin
+            rlo = lo5;
+            rhi = hi5;
+        end
+        if (fc3$q == 32'h6) begin
+            rlo = lo6;
+            rhi = hi6;
+        end
+        if (fc3$q == 32'h7) begin
+            rlo = lo7;
+            rhi = hi7;
+        end
+        rlo32 = ((rlo) & 32'hffffffff);
+        if (rlo[32'hf]) begin
+            rlo32 = ((rlo) & 32'hffffffff) | sx32;
+        end
+        rhi32 = ((rhi) & 32'hffffffff);
+        if (rhi[32'hf]) begin
+            rhi32 = ((rhi) & 32'hffffffff) | sx32;
+        end
         fyb = wd$q ^ 32'h8000;
         rdo_x = ((wd$q) & 32'hffffffff);
         if (wd$q[32'hf]) begin
             rdo_x = ((wd$q) & 32'hffffffff) | sx32;
         end
-        if (rdo_rho & (fyb < lob)) begin
-            rdo_x = lo32;
+        if (rdo_rho & (fyb < (rlo ^ 32'h8000))) begin
+            rdo_x = rlo32;
         end
-        if (rdo_rho & (fyb > hib)) begin
-            rdo_x = hi32;
+        if (rdo_rho & (fyb > (rhi ^ 32'h8000))) begin
+            rdo_x = rhi32;
         end
         rdo$write_data = rdo$read_data + rdo_x;
         rdo$write_enable = f3$q & rdo_en;
@@ -10938,6 +11899,25 @@ module top$sub$lanes$2$bias(clock,read_address,read_data,write_address,write_dat
 endmodule // top$sub$lanes$2$bias
 
 
+module top$sub$lanes$2$cls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$cls3
+
+
 module top$sub$lanes$2$coef2(d,q,clock);
     
     // Module arguments
@@ -11012,6 +11992,63 @@ module top$sub$lanes$2$f3(d,q,clock);
     end
           
 endmodule // top$sub$lanes$2$f3
+
+
+module top$sub$lanes$2$fc1(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$fc1
+
+
+module top$sub$lanes$2$fc2(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$fc2
+
+
+module top$sub$lanes$2$fc3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$fc3
 
 
 module top$sub$lanes$2$fin(x,y,sat);
@@ -11399,22 +12436,38 @@ module top$sub$lanes$2$rdo(clock,read_address,read_data,write_address,write_data
 endmodule // top$sub$lanes$2$rdo
 
 
-module top$sub$lanes$2$sa_mac(acc,x,en,alt,y,sat);
+module top$sub$lanes$2$sa_mac(acc,x,en,alt,cls,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
     input wire  alt;
+    input wire  [3:0] cls;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh_b = 8'h2;
-    localparam  rsh_b = 8'h0;
-    localparam  half_b = 37'h0;
-    localparam  fill_b = 37'h0;
-    localparam  omask_b = 32'h0;
+    localparam  lk0 = 8'h2;
+    localparam  lk1 = 8'h2;
+    localparam  lk2 = 8'h2;
+    localparam  lk3 = 8'h2;
+    localparam  lk4 = 8'h2;
+    localparam  lk5 = 8'h2;
+    localparam  lk6 = 8'h2;
+    localparam  lk7 = 8'h2;
+    localparam  rk0 = 8'h0;
+    localparam  rk1 = 8'h0;
+    localparam  rk2 = 8'h0;
+    localparam  rk3 = 8'h0;
+    localparam  rk4 = 8'h0;
+    localparam  rk5 = 8'h0;
+    localparam  rk6 = 8'h0;
+    localparam  rk7 = 8'h0;
+    localparam  one37 = 37'h1;
+    localparam  wmask = 37'h1fffffffff;
+    localparam  ones32 = 32'hffffffff;
+    localparam  c34 = 8'h22;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
     localparam  half = 37'h0;
@@ -11428,6 +12481,11 @@ module top$sub$lanes$2$sa_mac(acc,x,en,alt,y,sat);
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [7:0] lsh_b;
+    reg  [7:0] rsh_b;
+    reg  [36:0] half_b;
+    reg  [36:0] fill_b;
+    reg  [31:0] omask_b;
     reg  [31:0] xmb;
     reg  [36:0] t1b;
     reg  [36:0] t2b;
@@ -11465,6 +12523,42 @@ module top$sub$lanes$2$sa_mac(acc,x,en,alt,y,sat);
                     t = nbig;
                 end
             end
+        end
+        lsh_b = lk0;
+        rsh_b = rk0;
+        if (cls == 32'h1) begin
+            lsh_b = lk1;
+            rsh_b = rk1;
+        end
+        if (cls == 32'h2) begin
+            lsh_b = lk2;
+            rsh_b = rk2;
+        end
+        if (cls == 32'h3) begin
+            lsh_b = lk3;
+            rsh_b = rk3;
+        end
+        if (cls == 32'h4) begin
+            lsh_b = lk4;
+            rsh_b = rk4;
+        end
+        if (cls == 32'h5) begin
+            lsh_b = lk5;
+            rsh_b = rk5;
+        end
+        if (cls == 32'h6) begin
+            lsh_b = lk6;
+            rsh_b = rk6;
+        end
+        if (cls == 32'h7) begin
+            lsh_b = lk7;
+            rsh_b = rk7;
+        end
+        half_b = (one37 << rsh_b) >> 32'h1;
+        fill_b = ~(wmask >> rsh_b) & wmask;
+        omask_b = 32'h0;
+        if (lsh_b > 32'h2) begin
+            omask_b = ones32 << (c34 - lsh_b);
         end
         t1b = (xe << lsh_b) + half_b;
         t2b = t1b >> rsh_b;
@@ -11507,22 +12601,38 @@ module top$sub$lanes$2$sa_mac(acc,x,en,alt,y,sat);
 endmodule // top$sub$lanes$2$sa_mac
 
 
-module top$sub$lanes$2$sa_noise(acc,x,en,alt,y,sat);
+module top$sub$lanes$2$sa_noise(acc,x,en,alt,cls,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
     input wire  alt;
+    input wire  [3:0] cls;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh_b = 8'h0;
-    localparam  rsh_b = 8'h2;
-    localparam  half_b = 37'h2;
-    localparam  fill_b = 37'h1800000000;
-    localparam  omask_b = 32'h0;
+    localparam  lk0 = 8'h0;
+    localparam  lk1 = 8'h0;
+    localparam  lk2 = 8'h0;
+    localparam  lk3 = 8'h0;
+    localparam  lk4 = 8'h0;
+    localparam  lk5 = 8'h0;
+    localparam  lk6 = 8'h0;
+    localparam  lk7 = 8'h0;
+    localparam  rk0 = 8'h2;
+    localparam  rk1 = 8'h2;
+    localparam  rk2 = 8'h2;
+    localparam  rk3 = 8'h2;
+    localparam  rk4 = 8'h2;
+    localparam  rk5 = 8'h2;
+    localparam  rk6 = 8'h2;
+    localparam  rk7 = 8'h2;
+    localparam  one37 = 37'h1;
+    localparam  wmask = 37'h1fffffffff;
+    localparam  ones32 = 32'hffffffff;
+    localparam  c34 = 8'h22;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h2;
     localparam  half = 37'h2;
@@ -11536,6 +12646,11 @@ module top$sub$lanes$2$sa_noise(acc,x,en,alt,y,sat);
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [7:0] lsh_b;
+    reg  [7:0] rsh_b;
+    reg  [36:0] half_b;
+    reg  [36:0] fill_b;
+    reg  [31:0] omask_b;
     reg  [31:0] xmb;
     reg  [36:0] t1b;
     reg  [36:0] t2b;
@@ -11573,6 +12688,42 @@ module top$sub$lanes$2$sa_noise(acc,x,en,alt,y,sat);
                     t = nbig;
                 end
             end
+        end
+        lsh_b = lk0;
+        rsh_b = rk0;
+        if (cls == 32'h1) begin
+            lsh_b = lk1;
+            rsh_b = rk1;
+        end
+        if (cls == 32'h2) begin
+            lsh_b = lk2;
+            rsh_b = rk2;
+        end
+        if (cls == 32'h3) begin
+            lsh_b = lk3;
+            rsh_b = rk3;
+        end
+        if (cls == 32'h4) begin
+            lsh_b = lk4;
+            rsh_b = rk4;
+        end
+        if (cls == 32'h5) begin
+            lsh_b = lk5;
+            rsh_b = rk5;
+        end
+        if (cls == 32'h6) begin
+            lsh_b = lk6;
+            rsh_b = rk6;
+        end
+        if (cls == 32'h7) begin
+            lsh_b = lk7;
+            rsh_b = rk7;
+        end
+        half_b = (one37 << rsh_b) >> 32'h1;
+        fill_b = ~(wmask >> rsh_b) & wmask;
+        omask_b = 32'h0;
+        if (lsh_b > 32'h2) begin
+            omask_b = ones32 << (c34 - lsh_b);
         end
         t1b = (xe << lsh_b) + half_b;
         t2b = t1b >> rsh_b;
@@ -11670,6 +12821,25 @@ module top$sub$lanes$2$uc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$2$uc
+
+
+module top$sub$lanes$2$ucls(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$ucls
 
 
 module top$sub$lanes$2$uw(d,q,clock);
@@ -11864,12 +13034,29 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     localparam  pmask = 16'h7f;
     localparam  umask = 16'hf;
     localparam  bmask = 16'h3;
-    localparam  lo = 16'h8000;
-    localparam  hi = 16'h7fff;
-    localparam  lob = 16'h0;
-    localparam  hib = 16'hffff;
-    localparam  lo32 = 32'hffff8000;
-    localparam  hi32 = 32'h7fff;
+    localparam  bd1 = 16'hffff;
+    localparam  bd2 = 16'hffff;
+    localparam  bd3 = 16'hffff;
+    localparam  bd4 = 16'hffff;
+    localparam  bd5 = 16'hffff;
+    localparam  bd6 = 16'hffff;
+    localparam  bd7 = 16'hffff;
+    localparam  lo0 = 16'h8000;
+    localparam  lo1 = 16'h8000;
+    localparam  lo2 = 16'h8000;
+    localparam  lo3 = 16'h8000;
+    localparam  lo4 = 16'h8000;
+    localparam  lo5 = 16'h8000;
+    localparam  lo6 = 16'h8000;
+    localparam  lo7 = 16'h8000;
+    localparam  hi0 = 16'h7fff;
+    localparam  hi1 = 16'h7fff;
+    localparam  hi2 = 16'h7fff;
+    localparam  hi3 = 16'h7fff;
+    localparam  hi4 = 16'h7fff;
+    localparam  hi5 = 16'h7fff;
+    localparam  hi6 = 16'h7fff;
+    localparam  hi7 = 16'h7fff;
     localparam  sx32 = 32'hffff0000;
     localparam  gn = 16'ha1f;
     localparam  ngn = 16'hf5e1;
@@ -11900,12 +13087,14 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [31:0] sa_mac$x;
     reg  sa_mac$en;
     reg  sa_mac$alt;
+    reg  [3:0] sa_mac$cls;
     wire  [31:0] sa_mac$y;
     wire  sa_mac$sat;
     reg  [31:0] sa_noise$acc;
     reg  [31:0] sa_noise$x;
     reg  sa_noise$en;
     reg  sa_noise$alt;
+    reg  [3:0] sa_noise$cls;
     wire  [31:0] sa_noise$y;
     wire  sa_noise$sat;
     reg  [31:0] fin$x;
@@ -12004,8 +13193,32 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  nerr$d;
     wire  nerr$q;
     reg  nerr$clock;
+    reg  [3:0] cls3$d;
+    wire  [3:0] cls3$q;
+    reg  cls3$clock;
+    reg  [3:0] ucls$d;
+    wire  [3:0] ucls$q;
+    reg  ucls$clock;
+    reg  [3:0] fc1$d;
+    wire  [3:0] fc1$q;
+    reg  fc1$clock;
+    reg  [3:0] fc2$d;
+    wire  [3:0] fc2$q;
+    reg  fc2$clock;
+    reg  [3:0] fc3$d;
+    wire  [3:0] fc3$q;
+    reg  fc3$clock;
     
     // Local signals
+    reg  [3:0] ocls;
+    reg  [15:0] lo;
+    reg  [15:0] hi;
+    reg  [15:0] lob;
+    reg  [15:0] hib;
+    reg  [15:0] rlo;
+    reg  [15:0] rhi;
+    reg  [31:0] rlo32;
+    reg  [31:0] rhi32;
     reg  [31:0] ins;
     reg  vins;
     reg  [15:0] xb;
@@ -12053,6 +13266,7 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .x(sa_mac$x),
         .en(sa_mac$en),
         .alt(sa_mac$alt),
+        .cls(sa_mac$cls),
         .y(sa_mac$y),
         .sat(sa_mac$sat)
     );
@@ -12061,6 +13275,7 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .x(sa_noise$x),
         .en(sa_noise$en),
         .alt(sa_noise$alt),
+        .cls(sa_noise$cls),
         .y(sa_noise$y),
         .sat(sa_noise$sat)
     );
@@ -12224,6 +13439,31 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(nerr$q),
         .clock(nerr$clock)
     );
+    top$sub$lanes$3$cls3 cls3(
+        .d(cls3$d),
+        .q(cls3$q),
+        .clock(cls3$clock)
+    );
+    top$sub$lanes$3$ucls ucls(
+        .d(ucls$d),
+        .q(ucls$q),
+        .clock(ucls$clock)
+    );
+    top$sub$lanes$3$fc1 fc1(
+        .d(fc1$d),
+        .q(fc1$q),
+        .clock(fc1$clock)
+    );
+    top$sub$lanes$3$fc2 fc2(
+        .d(fc2$d),
+        .q(fc2$q),
+        .clock(fc2$clock)
+    );
+    top$sub$lanes$3$fc3 fc3(
+        .d(fc3$d),
+        .q(fc3$q),
+        .clock(fc3$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -12258,6 +13498,11 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         nacc$clock = clock;
         nstate$clock = clock;
         nerr$clock = clock;
+        cls3$clock = clock;
+        ucls$clock = clock;
+        fc1$clock = clock;
+        fc2$clock = clock;
+        fc3$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -12289,6 +13534,11 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         nacc$d = nacc$q;
         nstate$d = nstate$q;
         nerr$d = nerr$q;
+        cls3$d = cls3$q;
+        ucls$d = ucls$q;
+        fc1$d = fc1$q;
+        fc2$d = fc2$q;
+        fc3$d = fc3$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
@@ -12339,6 +13589,61 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        ocls = 32'h0;
+        if (opnd2$q >= bd1) begin
+            ocls = 32'h1;
+        end
+        if (opnd2$q >= bd2) begin
+            ocls = 32'h2;
+        end
+        if (opnd2$q >= bd3) begin
+            ocls = 32'h3;
+        end
+        if (opnd2$q >= bd4) begin
+            ocls = 32'h4;
+        end
+        if (opnd2$q >= bd5) begin
+            ocls = 32'h5;
+        end
+        if (opnd2$q >= bd6) begin
+            ocls = 32'h6;
+        end
+        if (opnd2$q >= bd7) begin
+            ocls = 32'h7;
+        end
+        cls3$d = ocls;
+        lo = lo0;
+        hi = hi0;
+        if (cls3$q == 32'h1) begin
+            lo = lo1;
+            hi = hi1;
+        end
+        if (cls3$q == 32'h2) begin
+            lo = lo2;
+            hi = hi2;
+        end
+        if (cls3$q == 32'h3) begin
+            lo = lo3;
+            hi = hi3;
+        end
+        if (cls3$q == 32'h4) begin
+            lo = lo4;
+            hi = hi4;
+        end
+        if (cls3$q == 32'h5) begin
+            lo = lo5;
+            hi = hi5;
+        end
+        if (cls3$q == 32'h6) begin
+            lo = lo6;
+            hi = hi6;
+        end
+        if (cls3$q == 32'h7) begin
+            lo = lo7;
+            hi = hi7;
+        end
+        lob = lo ^ 32'h8000;
+        hib = hi ^ 32'h8000;
         xb = a3$q ^ 32'h8000;
         below = xb < lob;
         above = xb > hib;
@@ -12357,6 +13662,7 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         mul$b = b3$q;
         if (v3$q & (op3$q == 32'h0)) begin
             gate$d = in_range;
+            ucls$d = cls3$q;
         end
         p4$d = mul$p;
         op4$d = op3$q;
@@ -12371,6 +13677,7 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             sa_mac$x = bias$read_data;
         end
         sa_mac$alt = op4$q == 32'h2;
+        sa_mac$cls = ucls$q;
         sa_mac$en = v4$q & ((op4$q == 32'h0) | gate$q);
         if (v4$q) begin
             acc$d = sa_mac$y;
@@ -12378,12 +13685,18 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         np$d = p4$q;
         f1$d = fin_now;
         if (fin_now) begin
+            fc1$d = ucls$q;
+        end
+        fc2$d = fc1$q;
+        fc3$d = fc2$q;
+        if (fin_now) begin
             uc$d = (uc$q + 32'h1) & umask;
         end
         sa_noise$acc = acc$q;
         sa_noise$x = np$q;
         sa_noise$en = f1$q;
-        sa_noise$alt = 1'b0;
+        sa_noise$alt = 1'b1;
+        sa_noise$cls = fc1$q;
         fnz$d = sa_noise$y;
         f2$d = f1$q;
         fin$x = fnz$q;
@@ -12427,16 +13740,54 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             rdo$read_address = rdo_addr;
         end
         rdo$write_address = uw$q;
+        rlo = lo0;
+        rhi = hi0;
+        if (fc3$q == 32'h1) begin
+            rlo = lo1;
+            rhi = hi1;
+        end
+        if (fc3$q == 32'h2) begin
+            rlo = lo2;
+            rhi = hi2;
+        end
+        if (fc3$q == 32'h3) begin
+            rlo = lo3;
+            rhi = hi3;
+        end
+        if (fc3$q == 32'h4) begin
+            rlo = lo4;
+            rhi = hi4;
+        end
+        if (fc3$q == 32'h5) begin
+            rlo = lo5;
+            rhi = hi5;
+        end
+        if (fc3$q == 32'h6) begin
+            rlo = lo6;
+            rhi = hi6;
+        end
+        if (fc3$q == 32'h7) begin
+            rlo = lo7;
+            rhi = hi7;
+        end
+        rlo32 = ((rlo) & 32'hffffffff);
+        if (rlo[32'hf]) begin
+            rlo32 = ((rlo) & 32'hffffffff) | sx32;
+        end
+        rhi32 = ((rhi) & 32'hffffffff);
+        if (rhi[32'hf]) begin
+            rhi32 = ((rhi) & 32'hffffffff) | sx32;
+        end
         fyb = wd$q ^ 32'h8000;
         rdo_x = ((wd$q) & 32'hffffffff);
         if (wd$q[32'hf]) begin
             rdo_x = ((wd$q) & 32'hffffffff) | sx32;
         end
-        if (rdo_rho & (fyb < lob)) begin
-            rdo_x = lo32;
+        if (rdo_rho & (fyb < (rlo ^ 32'h8000))) begin
+            rdo_x = rlo32;
         end
-        if (rdo_rho & (fyb > hib)) begin
-            rdo_x = hi32;
+        if (rdo_rho & (fyb > (rhi ^ 32'h8000))) begin
+            rdo_x = rhi32;
         end
         rdo$write_data = rdo$read_data + rdo_x;
         rdo$write_enable = f3$q & rdo_en;
@@ -12536,6 +13887,25 @@ module top$sub$lanes$3$bias(clock,read_address,read_data,write_address,write_dat
 endmodule // top$sub$lanes$3$bias
 
 
+module top$sub$lanes$3$cls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$cls3
+
+
 module top$sub$lanes$3$coef2(d,q,clock);
     
     // Module arguments
@@ -12610,6 +13980,63 @@ module top$sub$lanes$3$f3(d,q,clock);
     end
           
 endmodule // top$sub$lanes$3$f3
+
+
+module top$sub$lanes$3$fc1(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$fc1
+
+
+module top$sub$lanes$3$fc2(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$fc2
+
+
+module top$sub$lanes$3$fc3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$fc3
 
 
 module top$sub$lanes$3$fin(x,y,sat);
@@ -12997,22 +14424,38 @@ module top$sub$lanes$3$rdo(clock,read_address,read_data,write_address,write_data
 endmodule // top$sub$lanes$3$rdo
 
 
-module top$sub$lanes$3$sa_mac(acc,x,en,alt,y,sat);
+module top$sub$lanes$3$sa_mac(acc,x,en,alt,cls,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
     input wire  alt;
+    input wire  [3:0] cls;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh_b = 8'h2;
-    localparam  rsh_b = 8'h0;
-    localparam  half_b = 37'h0;
-    localparam  fill_b = 37'h0;
-    localparam  omask_b = 32'h0;
+    localparam  lk0 = 8'h2;
+    localparam  lk1 = 8'h2;
+    localparam  lk2 = 8'h2;
+    localparam  lk3 = 8'h2;
+    localparam  lk4 = 8'h2;
+    localparam  lk5 = 8'h2;
+    localparam  lk6 = 8'h2;
+    localparam  lk7 = 8'h2;
+    localparam  rk0 = 8'h0;
+    localparam  rk1 = 8'h0;
+    localparam  rk2 = 8'h0;
+    localparam  rk3 = 8'h0;
+    localparam  rk4 = 8'h0;
+    localparam  rk5 = 8'h0;
+    localparam  rk6 = 8'h0;
+    localparam  rk7 = 8'h0;
+    localparam  one37 = 37'h1;
+    localparam  wmask = 37'h1fffffffff;
+    localparam  ones32 = 32'hffffffff;
+    localparam  c34 = 8'h22;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
     localparam  half = 37'h0;
@@ -13026,6 +14469,11 @@ module top$sub$lanes$3$sa_mac(acc,x,en,alt,y,sat);
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [7:0] lsh_b;
+    reg  [7:0] rsh_b;
+    reg  [36:0] half_b;
+    reg  [36:0] fill_b;
+    reg  [31:0] omask_b;
     reg  [31:0] xmb;
     reg  [36:0] t1b;
     reg  [36:0] t2b;
@@ -13063,6 +14511,42 @@ module top$sub$lanes$3$sa_mac(acc,x,en,alt,y,sat);
                     t = nbig;
                 end
             end
+        end
+        lsh_b = lk0;
+        rsh_b = rk0;
+        if (cls == 32'h1) begin
+            lsh_b = lk1;
+            rsh_b = rk1;
+        end
+        if (cls == 32'h2) begin
+            lsh_b = lk2;
+            rsh_b = rk2;
+        end
+        if (cls == 32'h3) begin
+            lsh_b = lk3;
+            rsh_b = rk3;
+        end
+        if (cls == 32'h4) begin
+            lsh_b = lk4;
+            rsh_b = rk4;
+        end
+        if (cls == 32'h5) begin
+            lsh_b = lk5;
+            rsh_b = rk5;
+        end
+        if (cls == 32'h6) begin
+            lsh_b = lk6;
+            rsh_b = rk6;
+        end
+        if (cls == 32'h7) begin
+            lsh_b = lk7;
+            rsh_b = rk7;
+        end
+        half_b = (one37 << rsh_b) >> 32'h1;
+        fill_b = ~(wmask >> rsh_b) & wmask;
+        omask_b = 32'h0;
+        if (lsh_b > 32'h2) begin
+            omask_b = ones32 << (c34 - lsh_b);
         end
         t1b = (xe << lsh_b) + half_b;
         t2b = t1b >> rsh_b;
@@ -13105,22 +14589,38 @@ module top$sub$lanes$3$sa_mac(acc,x,en,alt,y,sat);
 endmodule // top$sub$lanes$3$sa_mac
 
 
-module top$sub$lanes$3$sa_noise(acc,x,en,alt,y,sat);
+module top$sub$lanes$3$sa_noise(acc,x,en,alt,cls,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
     input wire  alt;
+    input wire  [3:0] cls;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh_b = 8'h0;
-    localparam  rsh_b = 8'h2;
-    localparam  half_b = 37'h2;
-    localparam  fill_b = 37'h1800000000;
-    localparam  omask_b = 32'h0;
+    localparam  lk0 = 8'h0;
+    localparam  lk1 = 8'h0;
+    localparam  lk2 = 8'h0;
+    localparam  lk3 = 8'h0;
+    localparam  lk4 = 8'h0;
+    localparam  lk5 = 8'h0;
+    localparam  lk6 = 8'h0;
+    localparam  lk7 = 8'h0;
+    localparam  rk0 = 8'h2;
+    localparam  rk1 = 8'h2;
+    localparam  rk2 = 8'h2;
+    localparam  rk3 = 8'h2;
+    localparam  rk4 = 8'h2;
+    localparam  rk5 = 8'h2;
+    localparam  rk6 = 8'h2;
+    localparam  rk7 = 8'h2;
+    localparam  one37 = 37'h1;
+    localparam  wmask = 37'h1fffffffff;
+    localparam  ones32 = 32'hffffffff;
+    localparam  c34 = 8'h22;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h2;
     localparam  half = 37'h2;
@@ -13134,6 +14634,11 @@ module top$sub$lanes$3$sa_noise(acc,x,en,alt,y,sat);
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [7:0] lsh_b;
+    reg  [7:0] rsh_b;
+    reg  [36:0] half_b;
+    reg  [36:0] fill_b;
+    reg  [31:0] omask_b;
     reg  [31:0] xmb;
     reg  [36:0] t1b;
     reg  [36:0] t2b;
@@ -13171,6 +14676,42 @@ module top$sub$lanes$3$sa_noise(acc,x,en,alt,y,sat);
                     t = nbig;
                 end
             end
+        end
+        lsh_b = lk0;
+        rsh_b = rk0;
+        if (cls == 32'h1) begin
+            lsh_b = lk1;
+            rsh_b = rk1;
+        end
+        if (cls == 32'h2) begin
+            lsh_b = lk2;
+            rsh_b = rk2;
+        end
+        if (cls == 32'h3) begin
+            lsh_b = lk3;
+            rsh_b = rk3;
+        end
+        if (cls == 32'h4) begin
+            lsh_b = lk4;
+            rsh_b = rk4;
+        end
+        if (cls == 32'h5) begin
+            lsh_b = lk5;
+            rsh_b = rk5;
+        end
+        if (cls == 32'h6) begin
+            lsh_b = lk6;
+            rsh_b = rk6;
+        end
+        if (cls == 32'h7) begin
+            lsh_b = lk7;
+            rsh_b = rk7;
+        end
+        half_b = (one37 << rsh_b) >> 32'h1;
+        fill_b = ~(wmask >> rsh_b) & wmask;
+        omask_b = 32'h0;
+        if (lsh_b > 32'h2) begin
+            omask_b = ones32 << (c34 - lsh_b);
         end
         t1b = (xe << lsh_b) + half_b;
         t2b = t1b >> rsh_b;
@@ -13268,6 +14809,25 @@ module top$sub$lanes$3$uc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$3$uc
+
+
+module top$sub$lanes$3$ucls(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$ucls
 
 
 module top$sub$lanes$3$uw(d,q,clock);
@@ -17830,6 +19390,7 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     reg  [31:0] sa$x;
     reg  sa$en;
     reg  sa$alt;
+    reg  [3:0] sa$cls;
     wire  [31:0] sa$y;
     wire  sa$sat;
     reg  [31:0] pre$x;
@@ -17967,6 +19528,7 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         .x(sa$x),
         .en(sa$en),
         .alt(sa$alt),
+        .cls(sa$cls),
         .y(sa$y),
         .sat(sa$sat)
     );
@@ -18238,6 +19800,7 @@ module top$sub$sides$0(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         sa$x = mul$p;
         sa$en = v3$q;
         sa$alt = 1'b0;
+        sa$cls = 32'h0;
         if (v3$q) begin
             acc$d = sa$y;
         end
@@ -18826,22 +20389,38 @@ module top$sub$sides$0$rho3(d,q,clock);
 endmodule // top$sub$sides$0$rho3
 
 
-module top$sub$sides$0$sa(acc,x,en,alt,y,sat);
+module top$sub$sides$0$sa(acc,x,en,alt,cls,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
     input wire  alt;
+    input wire  [3:0] cls;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh_b = 8'h0;
-    localparam  rsh_b = 8'h0;
-    localparam  half_b = 37'h0;
-    localparam  fill_b = 37'h0;
-    localparam  omask_b = 32'h0;
+    localparam  lk0 = 8'h0;
+    localparam  lk1 = 8'h0;
+    localparam  lk2 = 8'h0;
+    localparam  lk3 = 8'h0;
+    localparam  lk4 = 8'h0;
+    localparam  lk5 = 8'h0;
+    localparam  lk6 = 8'h0;
+    localparam  lk7 = 8'h0;
+    localparam  rk0 = 8'h0;
+    localparam  rk1 = 8'h0;
+    localparam  rk2 = 8'h0;
+    localparam  rk3 = 8'h0;
+    localparam  rk4 = 8'h0;
+    localparam  rk5 = 8'h0;
+    localparam  rk6 = 8'h0;
+    localparam  rk7 = 8'h0;
+    localparam  one37 = 37'h1;
+    localparam  wmask = 37'h1fffffffff;
+    localparam  ones32 = 32'hffffffff;
+    localparam  c34 = 8'h22;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
     localparam  half = 37'h0;
@@ -18855,6 +20434,11 @@ module top$sub$sides$0$sa(acc,x,en,alt,y,sat);
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [7:0] lsh_b;
+    reg  [7:0] rsh_b;
+    reg  [36:0] half_b;
+    reg  [36:0] fill_b;
+    reg  [31:0] omask_b;
     reg  [31:0] xmb;
     reg  [36:0] t1b;
     reg  [36:0] t2b;
@@ -18892,6 +20476,42 @@ module top$sub$sides$0$sa(acc,x,en,alt,y,sat);
                     t = nbig;
                 end
             end
+        end
+        lsh_b = lk0;
+        rsh_b = rk0;
+        if (cls == 32'h1) begin
+            lsh_b = lk1;
+            rsh_b = rk1;
+        end
+        if (cls == 32'h2) begin
+            lsh_b = lk2;
+            rsh_b = rk2;
+        end
+        if (cls == 32'h3) begin
+            lsh_b = lk3;
+            rsh_b = rk3;
+        end
+        if (cls == 32'h4) begin
+            lsh_b = lk4;
+            rsh_b = rk4;
+        end
+        if (cls == 32'h5) begin
+            lsh_b = lk5;
+            rsh_b = rk5;
+        end
+        if (cls == 32'h6) begin
+            lsh_b = lk6;
+            rsh_b = rk6;
+        end
+        if (cls == 32'h7) begin
+            lsh_b = lk7;
+            rsh_b = rk7;
+        end
+        half_b = (one37 << rsh_b) >> 32'h1;
+        fill_b = ~(wmask >> rsh_b) & wmask;
+        omask_b = 32'h0;
+        if (lsh_b > 32'h2) begin
+            omask_b = ones32 << (c34 - lsh_b);
         end
         t1b = (xe << lsh_b) + half_b;
         t2b = t1b >> rsh_b;
@@ -19226,6 +20846,7 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     reg  [31:0] sa$x;
     reg  sa$en;
     reg  sa$alt;
+    reg  [3:0] sa$cls;
     wire  [31:0] sa$y;
     wire  sa$sat;
     reg  [31:0] pre$x;
@@ -19363,6 +20984,7 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         .x(sa$x),
         .en(sa$en),
         .alt(sa$alt),
+        .cls(sa$cls),
         .y(sa$y),
         .sat(sa$sat)
     );
@@ -19634,6 +21256,7 @@ module top$sub$sides$1(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
         sa$x = mul$p;
         sa$en = v3$q;
         sa$alt = 1'b0;
+        sa$cls = 32'h0;
         if (v3$q) begin
             acc$d = sa$y;
         end
@@ -20222,22 +21845,38 @@ module top$sub$sides$1$rho3(d,q,clock);
 endmodule // top$sub$sides$1$rho3
 
 
-module top$sub$sides$1$sa(acc,x,en,alt,y,sat);
+module top$sub$sides$1$sa(acc,x,en,alt,cls,y,sat);
     
     // Module arguments
     input wire  [31:0] acc;
     input wire  [31:0] x;
     input wire  en;
     input wire  alt;
+    input wire  [3:0] cls;
     output reg  [31:0] y;
     output reg  sat;
     
     // Constant declarations
-    localparam  lsh_b = 8'h0;
-    localparam  rsh_b = 8'h0;
-    localparam  half_b = 37'h0;
-    localparam  fill_b = 37'h0;
-    localparam  omask_b = 32'h0;
+    localparam  lk0 = 8'h0;
+    localparam  lk1 = 8'h0;
+    localparam  lk2 = 8'h0;
+    localparam  lk3 = 8'h0;
+    localparam  lk4 = 8'h0;
+    localparam  lk5 = 8'h0;
+    localparam  lk6 = 8'h0;
+    localparam  lk7 = 8'h0;
+    localparam  rk0 = 8'h0;
+    localparam  rk1 = 8'h0;
+    localparam  rk2 = 8'h0;
+    localparam  rk3 = 8'h0;
+    localparam  rk4 = 8'h0;
+    localparam  rk5 = 8'h0;
+    localparam  rk6 = 8'h0;
+    localparam  rk7 = 8'h0;
+    localparam  one37 = 37'h1;
+    localparam  wmask = 37'h1fffffffff;
+    localparam  ones32 = 32'hffffffff;
+    localparam  c34 = 8'h22;
     localparam  lsh = 8'h0;
     localparam  rsh = 8'h0;
     localparam  half = 37'h0;
@@ -20251,6 +21890,11 @@ module top$sub$sides$1$sa(acc,x,en,alt,y,sat);
     localparam  nmin = 32'h80000000;
     
     // Local signals
+    reg  [7:0] lsh_b;
+    reg  [7:0] rsh_b;
+    reg  [36:0] half_b;
+    reg  [36:0] fill_b;
+    reg  [31:0] omask_b;
     reg  [31:0] xmb;
     reg  [36:0] t1b;
     reg  [36:0] t2b;
@@ -20288,6 +21932,42 @@ module top$sub$sides$1$sa(acc,x,en,alt,y,sat);
                     t = nbig;
                 end
             end
+        end
+        lsh_b = lk0;
+        rsh_b = rk0;
+        if (cls == 32'h1) begin
+            lsh_b = lk1;
+            rsh_b = rk1;
+        end
+        if (cls == 32'h2) begin
+            lsh_b = lk2;
+            rsh_b = rk2;
+        end
+        if (cls == 32'h3) begin
+            lsh_b = lk3;
+            rsh_b = rk3;
+        end
+        if (cls == 32'h4) begin
+            lsh_b = lk4;
+            rsh_b = rk4;
+        end
+        if (cls == 32'h5) begin
+            lsh_b = lk5;
+            rsh_b = rk5;
+        end
+        if (cls == 32'h6) begin
+            lsh_b = lk6;
+            rsh_b = rk6;
+        end
+        if (cls == 32'h7) begin
+            lsh_b = lk7;
+            rsh_b = rk7;
+        end
+        half_b = (one37 << rsh_b) >> 32'h1;
+        fill_b = ~(wmask >> rsh_b) & wmask;
+        omask_b = 32'h0;
+        if (lsh_b > 32'h2) begin
+            omask_b = ones32 << (c34 - lsh_b);
         end
         t1b = (xe << lsh_b) + half_b;
         t2b = t1b >> rsh_b;
