@@ -152,7 +152,7 @@ impl<A: Arith> Group<A> {
                         _ => Some(h),
                     })
                     .unwrap_or(prog.bias[i]);
-                bounds[i] = a.unit_bound(prog.diag[i], row, w, h);
+                bounds[i] = a.unit_bound(m, prog.diag[i], row, w, h);
                 cover = Some(match cover {
                     Some(c) => a.bound_cover(&c, &bounds[i]),
                     None => bounds[i],

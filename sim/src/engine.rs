@@ -158,9 +158,10 @@ pub trait Arith: Clone + Send + Sync {
     /// `|h|` of a bias in the units [`Arith::unit_bound`] uses; the bound grows with it, so the
     /// bound of a unit's largest bias covers every smaller one.
     fn bias_magnitude(&self, h: Self::Bias) -> f64;
-    /// Summarise a unit's constants for [`Arith::unit_is_safe`].
+    /// Summarise the constants of a unit of module `m` for [`Arith::unit_is_safe`].
     fn unit_bound(
         &self,
+        m: usize,
         diag: Self::Coef,
         row: &[Self::Coef],
         bus: &[Self::Coef],
@@ -343,7 +344,7 @@ impl Arith for Golden {
     fn bias_magnitude(&self, _: f64) -> f64 {
         0.0
     }
-    fn unit_bound(&self, _: f64, _: &[f64], _: &[f64], _: f64) {}
+    fn unit_bound(&self, _: usize, _: f64, _: &[f64], _: &[f64], _: f64) {}
     fn state_magnitude(&self, _: f64) -> f64 {
         0.0
     }
@@ -703,13 +704,14 @@ impl Arith for Fixed {
     fn bias_magnitude(&self, h: i32) -> f64 {
         (h as f64).abs()
     }
-    fn unit_bound(&self, diag: i16, row: &[i16], bus: &[i16], bias: i32) -> [f64; 3] {
+    fn unit_bound(&self, m: usize, diag: i16, row: &[i16], bus: &[i16], bias: i32) -> [f64; 3] {
         let f = &self.formats;
+        // the unit's frame: line and noise terms align to `fa + k_m`
+        let acc_frac = (self.acc_frac + self.shift(m)) as f64;
         let a = (diag as f64).abs() + row.iter().map(|&c| (c as f64).abs()).sum::<f64>();
-        let scale = ((self.acc_frac as f64) - (f.coupling.frac + f.bus.frac) as f64).exp2();
+        let scale = (acc_frac - (f.coupling.frac + f.bus.frac) as f64).exp2();
         let b = bus.iter().map(|&w| (w as f64).abs()).sum::<f64>() * scale;
-        let noise_scale =
-            ((self.acc_frac as f64) - (NOISE_FORMAT.frac + f.noise_gain.frac) as f64).exp2();
+        let noise_scale = (acc_frac - (NOISE_FORMAT.frac + f.noise_gain.frac) as f64).exp2();
         // Slack: each aligned term may round up by one code.
         let e = (bias as f64).abs()
             + (self.noise_amp as f64).abs() * 32768.0 * noise_scale
@@ -727,9 +729,9 @@ impl Arith for Fixed {
     }
     #[inline(always)]
     fn unit_is_safe(&self, b: &[f64; 3], xmax: f64, lmax: f64) -> bool {
-        // Every partial sum is bounded by the sum of the magnitudes of all its terms. With state
-        // shifts the bound is not kept per module: every update takes the checked path.
-        !self.shifted() && b[0] * xmax + b[1] * lmax + b[2] < i32::MAX as f64 * 0.999_999
+        // Every partial sum is bounded by the sum of the magnitudes of all its terms (the terms
+        // in codes; a module's state shift is in its bound's line and noise scales).
+        b[0] * xmax + b[1] * lmax + b[2] < i32::MAX as f64 * 0.999_999
     }
     fn bound_cover(&self, a: &[f64; 3], b: &[f64; 3]) -> [f64; 3] {
         // The bound grows with every component.
@@ -743,21 +745,16 @@ impl Arith for Fixed {
         if x.is_empty() {
             return 0.0;
         }
-        if self.shifted() {
-            // not used: with state shifts no unit is proven safe
-            return f64::INFINITY;
-        }
-        [lo, hi, self.rho(0, lo), self.rho(0, hi)]
-            .iter()
-            .map(|&v| (v as i32).abs())
+        // every module's clamp (each is monotone, so its extremes over [lo, hi] are at the ends)
+        let classes = self.shifts.len().max(1);
+        (0..classes)
+            .flat_map(|m| [lo, hi, self.rho(m, lo), self.rho(m, hi)])
+            .map(|v| (v as i32).abs())
             .max()
             .unwrap_or(0) as f64
     }
     type Kernel = crate::kernel::FixedKernel;
     fn kernel(prog: &Program<Self>) -> Option<crate::kernel::FixedKernel> {
-        if prog.arith.shifted() {
-            return None;
-        }
         crate::kernel::FixedKernel::new(prog)
     }
     fn update_module(
@@ -793,9 +790,6 @@ impl Arith for Fixed {
         out: &mut [i16],
         state_cnt: &mut [u64],
     ) -> bool {
-        if prog.arith.shifted() {
-            return false;
-        }
         let u = crate::kernel_batch::UnitInputs {
             i,
             b,
@@ -1046,7 +1040,7 @@ impl<A: Arith> Program<A> {
             .flat_map(|bus| bus.u.iter().chain(&bus.v))
             .map(|row| {
                 row.split_first()
-                    .map(|(&first, rest)| a.unit_bound(first, rest, &[], a.bias(0, 0.0)))
+                    .map(|(&first, rest)| a.unit_bound(0, first, rest, &[], a.bias(0, 0.0)))
             })
             .collect();
         p.kernel = A::kernel(p);
@@ -1064,7 +1058,7 @@ impl<A: Arith> Program<A> {
             for (n, i) in range.clone().enumerate() {
                 let row = &self.coef[self.row_ptr[i] as usize..self.row_ptr[i + 1] as usize];
                 let w = &self.bus_w[m][n * k..(n + 1) * k];
-                bounds[i] = a.unit_bound(self.diag[i], row, w, self.bias[i]);
+                bounds[i] = a.unit_bound(m, self.diag[i], row, w, self.bias[i]);
                 cover = Some(match cover {
                     Some(c) => a.bound_cover(&c, &bounds[i]),
                     None => bounds[i],

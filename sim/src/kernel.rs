@@ -47,10 +47,12 @@ pub struct FixedKernel {
     /// Per module, its bus weights `[block][line pair][lane][2]` (an odd last line paired with
     /// a zero weight).
     bus: Vec<Vec<i16>>,
-    /// `acc_frac - (coupling.frac + bus.frac)`: the bus term's shift (left when positive).
-    line_shift: i32,
-    /// `acc_frac - (NOISE_FORMAT.frac + noise_gain.frac)`: the noise term's shift.
-    noise_shift: i32,
+    /// Per module, `acc_frac + k_m - (coupling.frac + bus.frac)`: the bus term's shift (left
+    /// when positive; `k_m` the module's state shift).
+    line_shift: Vec<i32>,
+    /// Per module, `acc_frac + k_m - (NOISE_FORMAT.frac + noise_gain.frac)`: the noise term's
+    /// shift.
+    noise_shift: Vec<i32>,
     /// `acc_frac - state.frac`: the rounding right shift of the new state.
     state_shift: u32,
 }
@@ -71,11 +73,17 @@ impl FixedKernel {
     fn build(p: &Program<Fixed>, gather: bool) -> Option<Self> {
         let f = &p.arith.formats;
         let acc_frac = f.acc().frac as i32;
-        let line_shift = acc_frac - (f.coupling.frac + f.bus.frac) as i32;
-        let noise_shift = acc_frac - (NOISE_FORMAT.frac + f.noise_gain.frac) as i32;
+        let a = &p.arith;
+        let line_shift: Vec<i32> = (0..p.modules.len())
+            .map(|m| acc_frac + a.shift(m) as i32 - (f.coupling.frac + f.bus.frac) as i32)
+            .collect();
+        let noise_shift: Vec<i32> = (0..p.modules.len())
+            .map(|m| acc_frac + a.shift(m) as i32 - (NOISE_FORMAT.frac + f.noise_gain.frac) as i32)
+            .collect();
         let state_shift = acc_frac - f.state.frac as i32;
-        if [line_shift, noise_shift]
+        if line_shift
             .iter()
+            .chain(&noise_shift)
             .any(|&s| !(-30..=30).contains(&s))
             || !(0..=30).contains(&state_shift)
         {
@@ -152,11 +160,11 @@ impl FixedKernel {
         Some(k)
     }
 
-    /// `(line_shift, noise_shift, state_shift)`: the alignments of the bus and noise terms to the
-    /// accumulator (left when positive, rounding right when negative) and the rounding right
-    /// shift of the new state.
-    pub fn shifts(&self) -> (i32, i32, u32) {
-        (self.line_shift, self.noise_shift, self.state_shift)
+    /// `(line_shift, noise_shift, state_shift)` of module `m`: the alignments of the bus and
+    /// noise terms to the accumulator (left when positive, rounding right when negative) and the
+    /// rounding right shift of the new state.
+    pub fn shifts(&self, m: usize) -> (i32, i32, u32) {
+        (self.line_shift[m], self.noise_shift[m], self.state_shift)
     }
 }
 
@@ -214,7 +222,8 @@ unsafe fn update_units_avx2(
     let lmax = lines.iter().map(|&l| (l as f64).abs()).fold(0.0, f64::max);
     let state = a.formats.state;
     let (lo_code, hi_code) = (state.min_code() as i32, state.max_code() as i32);
-    let clamp = a.clamp_codes();
+    let clamp = a.module_clamp_codes(m);
+    let (line_shift, noise_shift, _) = k.shifts(m);
     let amp = _mm256_set1_epi32(a.noise_amp as i32);
     let pairs = nl.div_ceil(2);
     // Lines `2k`, `2k + 1` as one 32-bit word (`2k` low), the odd last line paired with zero.
@@ -329,13 +338,13 @@ unsafe fn update_units_avx2(
         // their alignment is a left shift, the shifted sum is the sum of the shifted products and
         // they are summed first; otherwise each product is rounded on its own.
         let bw = &k.bus[m][(n / BLOCK) * pairs * 2 * BLOCK..];
-        if k.line_shift >= 0 {
+        if line_shift >= 0 {
             let mut bus = _mm256_setzero_si256();
             for t in 0..pairs {
                 let w = _mm256_loadu_si256(bw[t * 2 * BLOCK..].as_ptr() as *const __m256i);
                 bus = _mm256_add_epi32(bus, _mm256_madd_epi16(w, line_pair(t)));
             }
-            acc = _mm256_add_epi32(acc, align(bus, k.line_shift));
+            acc = _mm256_add_epi32(acc, align(bus, line_shift));
         } else {
             let low = _mm256_set1_epi32(0xFFFF);
             for t in 0..pairs {
@@ -343,8 +352,8 @@ unsafe fn update_units_avx2(
                 let lp = line_pair(t);
                 let first = _mm256_madd_epi16(w, _mm256_and_si256(lp, low));
                 let second = _mm256_madd_epi16(w, _mm256_andnot_si256(low, lp));
-                acc = _mm256_add_epi32(acc, align(first, k.line_shift));
-                acc = _mm256_add_epi32(acc, align(second, k.line_shift));
+                acc = _mm256_add_epi32(acc, align(first, line_shift));
+                acc = _mm256_add_epi32(acc, align(second, line_shift));
             }
         }
         acc = _mm256_add_epi32(acc, h);
@@ -359,7 +368,7 @@ unsafe fn update_units_avx2(
             );
             acc = _mm256_blendv_epi8(acc0, acc, open);
         }
-        acc = _mm256_add_epi32(acc, align(_mm256_mullo_epi32(zi, amp), k.noise_shift));
+        acc = _mm256_add_epi32(acc, align(_mm256_mullo_epi32(zi, amp), noise_shift));
         // Rounding right shift without overflow: (acc >> s) + bit (s - 1) of acc.
         let s = k.state_shift as i32;
         let v = if s == 0 {

@@ -194,13 +194,14 @@ unsafe fn unit_avx2(
     state_cnt: &mut [u64],
 ) {
     let a = &p.arith;
-    let (line_shift, noise_shift, state_shift) = k.shifts();
+    let m = p.module_of(u.i);
+    let (line_shift, noise_shift, state_shift) = k.shifts(m);
     let state = a.formats.state;
     let f = Finish {
         diag: _mm256_set1_epi32(p.diag[u.i] as i32),
         amp: _mm256_set1_epi32(a.noise_amp as i32),
         gate: a
-            .clamp_codes()
+            .module_clamp_codes(m)
             .map(|(lo, hi)| (_mm256_set1_epi32(lo as i32), _mm256_set1_epi32(hi as i32))),
         lo_code: _mm256_set1_epi32(state.min_code() as i32),
         hi_code: _mm256_set1_epi32(state.max_code() as i32),
@@ -222,24 +223,24 @@ unsafe fn unit_avx2(
         unit_blocks::<1>(p, &f, u, c0, out, state_cnt);
         c0 += CHAINS;
     }
-    // The chains left over, one at a time (the scalar update without checks; a program with
-    // state shifts never comes here, so every module is in module 0's frame).
+    // The chains left over, one at a time (the scalar update without checks).
+    let m = p.module_of(u.i);
     let i = u.i;
     let (p0, p1) = (p.row_ptr[i] as usize, p.row_ptr[i + 1] as usize);
     for c in c0..b {
         let mut s = crate::engine::Saturation::default();
         let xi = u.x[i * b + c];
         let mut acc = a.mac::<false>(0, p.diag[i], xi, &mut s);
-        if a.gate(0, xi) {
+        if a.gate(m, xi) {
             for (&coef, &j) in p.coef[p0..p1].iter().zip(&p.col[p0..p1]) {
                 acc = a.mac::<false>(acc, coef, u.rx[j as usize * b + c], &mut s);
             }
             for (t, &w) in u.wi.iter().enumerate() {
-                acc = a.mac_line::<false>(0, acc, w, u.lines[t * b + c], &mut s);
+                acc = a.mac_line::<false>(m, acc, w, u.lines[t * b + c], &mut s);
             }
             acc = a.add_bias::<false>(acc, u.bias[i * b + c], &mut s);
         }
-        acc = a.add_noise::<false>(0, acc, u.z[i * b + c], &mut s);
+        acc = a.add_noise::<false>(m, acc, u.z[i * b + c], &mut s);
         out[c] = a.finish(acc, &mut s);
         state_cnt[c] += s.state;
     }
