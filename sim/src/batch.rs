@@ -226,9 +226,7 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
     } else {
         for (m, range) in prog.modules.iter().enumerate() {
             let r = range.start * b..range.end * b;
-            for (r, &v) in rx[r.clone()].iter_mut().zip(&x[r]) {
-                *r = a.rho(m, v);
-            }
+            a.rho_into(m, &x[r.clone()], &mut rx[r]);
         }
         &rx[..]
     };
@@ -321,8 +319,9 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
             };
             let out = &mut next[i * b..(i + 1) * b];
             if fast && (all_safe || a.unit_is_safe(&bounds[i], xmax, lmax)) {
-                if !A::batch_unit_unchecked(prog, i, b, u.wi, lines, x, rx, z, bias, out, state_cnt)
-                {
+                if !A::batch_unit_unchecked(
+                    prog, m, i, b, u.wi, lines, x, rx, z, bias, out, state_cnt,
+                ) {
                     update::<A, false>(prog, &u, acc, gate, (acc2, cnt2), acc_cnt, state_cnt, out);
                 }
             } else {

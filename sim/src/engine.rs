@@ -118,6 +118,12 @@ pub trait Arith: Clone + Send + Sync {
     fn line(&self, m: usize, sum: Self::Acc, gain: Self::Coef, sat: &mut Saturation) -> Self::Line;
     /// Activation `rho` of a state of module `m`.
     fn rho(&self, m: usize, x: Self::State) -> Self::State;
+    /// `out[n] = rho(x[n])` for states `x` of module `m` (the clamp's constants looked up once).
+    fn rho_into(&self, m: usize, x: &[Self::State], out: &mut [Self::State]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = self.rho(m, v);
+        }
+    }
     /// Whether `rho` is the identity (then `rho(x)` is a copy of `x`).
     fn rho_is_identity(&self) -> bool;
     /// Whether the module arguments matter (modules with state shifts); when not, callers may
@@ -202,7 +208,7 @@ pub trait Arith: Clone + Send + Sync {
         let _ = rx;
         prog.update_units(m, range, x, z, lines, xmax, out, sat)
     }
-    /// Step 3 for unit `i` of `b` chains stored chain-minor (`x[unit * b + chain]`; `wi` the
+    /// Step 3 for unit `i` (of module `m`) of `b` chains stored chain-minor (`x[unit * b + chain]`; `wi` the
     /// unit's bus weights, `lines` the module's lines `[line * b + chain]`), the unit proven safe
     /// for every chain ([`Arith::unit_is_safe`]): the new states into `out` (`b` of them), clipped
     /// states counted per chain in `state_cnt`, bit for bit the scalar update. Returns `false`,
@@ -210,6 +216,7 @@ pub trait Arith: Clone + Send + Sync {
     #[allow(clippy::too_many_arguments)]
     fn batch_unit_unchecked(
         prog: &Program<Self>,
+        m: usize,
         i: usize,
         b: usize,
         wi: &[Self::Coef],
@@ -221,7 +228,7 @@ pub trait Arith: Clone + Send + Sync {
         out: &mut [Self::State],
         state_cnt: &mut [u64],
     ) -> bool {
-        let _ = (prog, i, b, wi, lines, x, rx, z, bias, out, state_cnt);
+        let _ = (prog, m, i, b, wi, lines, x, rx, z, bias, out, state_cnt);
         false
     }
     /// `acc[c] = sum_n row[n] rx[(start + n) * b + c]` for the `b` chains of a batch, the sum
@@ -376,8 +383,10 @@ pub struct Fixed {
     /// Per module, its state shift `k` (`docs/fixed-point.md` §1); empty when every module's
     /// is zero.
     shifts: Vec<u32>,
-    /// Per module, its clamp codes (with state shifts and a clamp activation; else empty).
+    /// Per module, its clamp codes (with a clamp activation; else empty).
     clamps: Vec<(i16, i16)>,
+    /// Per module, the real value of one state code.
+    lsb: Vec<f64>,
 }
 
 impl Fixed {
@@ -400,9 +409,15 @@ impl Fixed {
             noise_amp: f.noise_gain.quantize(s.noise_amplitude()).0 as i16,
             clamp: clamp_in(f.state),
             acc_frac: f.acc().frac,
-            clamps: shifts
+            clamps: s
+                .modules
                 .iter()
-                .filter_map(|&k| clamp_in(f.module_state(k)))
+                .filter_map(|m| clamp_in(f.module_state(m.shift)))
+                .collect(),
+            lsb: s
+                .modules
+                .iter()
+                .map(|m| f.module_state(m.shift).lsb())
                 .collect(),
             shifts,
         }
@@ -414,8 +429,9 @@ impl Fixed {
     }
     /// The clamp bounds of module `m`'s state codes: the bounds quantised into its state
     /// format, saturated to its range (`None`: identity activation).
+    #[inline(always)]
     pub fn module_clamp_codes(&self, m: usize) -> Option<(i16, i16)> {
-        self.clamps.get(m).copied().or(self.clamp)
+        self.clamps.get(m).copied()
     }
     /// Module `m`'s state shift.
     #[inline(always)]
@@ -519,10 +535,11 @@ impl Fixed {
             e.sweep();
         }
         let mut sums = vec![0i64; readout.len()];
+        let modules: Vec<usize> = readout.iter().map(|&u| e.prog.module_of(u)).collect();
         for _ in 0..sweeps {
             e.sweep();
-            for (acc, &u) in sums.iter_mut().zip(readout) {
-                *acc += observe.of(&e.prog.arith, e.prog.module_of(u), e.x[u]) as i64;
+            for ((acc, &u), &m) in sums.iter_mut().zip(readout).zip(&modules) {
+                *acc += observe.of(&e.prog.arith, m, e.x[u]) as i64;
             }
         }
         RunSums {
@@ -668,6 +685,16 @@ impl Arith for Fixed {
             Some((lo, hi)) => x.clamp(lo, hi),
         }
     }
+    fn rho_into(&self, m: usize, x: &[i16], out: &mut [i16]) {
+        match self.module_clamp_codes(m) {
+            None => out.copy_from_slice(x),
+            Some((lo, hi)) => {
+                for (o, &v) in out.iter_mut().zip(x) {
+                    *o = v.clamp(lo, hi);
+                }
+            }
+        }
+    }
     #[inline(always)]
     fn gate(&self, m: usize, x: i16) -> bool {
         match self.module_clamp_codes(m) {
@@ -688,8 +715,10 @@ impl Arith for Fixed {
     ) {
         crate::noise::gaussian_fixed_rounds(state, width, period, out)
     }
+    #[inline(always)]
     fn to_f64(&self, m: usize, x: i16) -> f64 {
-        self.state_format(m).to_f64(x as i64)
+        // `state_format(m).to_f64(x)`, the code's weight computed once per module
+        x as f64 * self.lsb[m]
     }
     fn from_f64(&self, m: usize, x: f64) -> i16 {
         self.state_format(m).quantize(x).0 as i16
@@ -779,6 +808,7 @@ impl Arith for Fixed {
     #[inline]
     fn batch_unit_unchecked(
         prog: &Program<Self>,
+        m: usize,
         i: usize,
         b: usize,
         wi: &[i16],
@@ -791,6 +821,7 @@ impl Arith for Fixed {
         state_cnt: &mut [u64],
     ) -> bool {
         let u = crate::kernel_batch::UnitInputs {
+            m,
             i,
             b,
             wi,
@@ -1367,9 +1398,9 @@ impl<A: Arith> Engine<A> {
         if a.rho_is_identity() {
             self.rx.extend_from_slice(&self.x);
         } else {
+            self.rx.resize(d, A::State::default());
             for (m, r) in prog.modules.iter().enumerate() {
-                self.rx
-                    .extend(self.x[r.clone()].iter().map(|&v| a.rho(m, v)));
+                a.rho_into(m, &self.x[r.clone()], &mut self.rx[r.clone()]);
             }
         }
         self.rx.push(A::State::default());

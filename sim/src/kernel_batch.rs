@@ -24,6 +24,8 @@ pub const CHAINS: usize = 16;
 /// What the update of one unit of every chain reads (chain-minor slices of `b` chains).
 #[derive(Clone, Copy)]
 pub struct UnitInputs<'a> {
+    /// The unit's module.
+    pub m: usize,
     /// The unit.
     pub i: usize,
     /// Chains.
@@ -194,7 +196,7 @@ unsafe fn unit_avx2(
     state_cnt: &mut [u64],
 ) {
     let a = &p.arith;
-    let m = p.module_of(u.i);
+    let m = u.m;
     let (line_shift, noise_shift, state_shift) = k.shifts(m);
     let state = a.formats.state;
     let f = Finish {
@@ -224,7 +226,7 @@ unsafe fn unit_avx2(
         c0 += CHAINS;
     }
     // The chains left over, one at a time (the scalar update without checks).
-    let m = p.module_of(u.i);
+    let m = u.m;
     let i = u.i;
     let (p0, p1) = (p.row_ptr[i] as usize, p.row_ptr[i + 1] as usize);
     for c in c0..b {
