@@ -150,9 +150,19 @@ pub struct EnergyArgs {
     md: Option<PathBuf>,
 }
 
+/// The reference build named with whether it is `s`'s own (the report's structure hash is the
+/// one the current code computes for `s`) or another substrate's, whose clock is then assumed.
+fn reference_note(board: &str, build_hash: &str, s: &thermo_sim::Substrate) -> String {
+    if build_hash == format!("{:#018x}", thermo_proto::structure_hash(s)) {
+        format!("{board} (this substrate's own build)")
+    } else {
+        format!("{board} (built for another substrate: this one's clock is assumed equal)")
+    }
+}
+
 impl EnergyArgs {
     /// The assumptions: defaults, the reference build's clock and baud, then the flags.
-    fn assumptions(&self) -> Result<(Assumptions, String), String> {
+    fn assumptions(&self) -> Result<(Assumptions, String, String), String> {
         let mut a = Assumptions::default();
         let text = std::fs::read_to_string(&self.fpga_report)
             .map_err(|e| format!("{}: {e}", self.fpga_report.display()))?;
@@ -166,12 +176,14 @@ impl EnergyArgs {
             a.baud = b;
         }
         let board = format!(
-            "{} ({}, {} lanes, {} units)",
+            "{} ({}, {} lanes, {} units; {})",
             v["board"].as_str().unwrap_or("?"),
             v["device"].as_str().unwrap_or("?"),
             v["lanes"],
-            v["units"]
+            v["units"],
+            self.fpga_report.display()
         );
+        let build_hash = v["structure_hash"].as_str().unwrap_or("").to_string();
         let flags = [
             ("cpu-watts-per-core", self.cpu_watts_per_core),
             ("board-watts", self.board_watts),
@@ -200,7 +212,7 @@ impl EnergyArgs {
             }
         }
         a.check()?;
-        Ok((a, board))
+        Ok((a, board, build_hash))
     }
 
     fn substrate(&self) -> Result<(Substrate, String), String> {
@@ -302,11 +314,12 @@ fn run_energy(a: EnergyArgs) -> Result<(), String> {
             p.display()
         ));
     }
-    let (assumptions, board) = a.assumptions()?;
+    let (assumptions, board, build_hash) = a.assumptions()?;
     if !(a.beta.is_finite() && a.beta > 0.0) {
         return Err(format!("--beta {}: must be finite and > 0", a.beta));
     }
     let (s, source) = a.substrate()?;
+    let board = reference_note(&board, &build_hash, &s);
     let batch = a.batch.unwrap_or(16);
     let st = StepSettings {
         budget: Budget {
@@ -506,18 +519,13 @@ fn render(
     }
     let _ = writeln!(
         o,
-        "\nCPU rows: wall time measured in this process on this machine (median of {} steps; {} thread(s); the machine is shared, so the times vary with its load). FPGA row: the cycle model (`thermo_sim::schedule`, {} cycles a sweep on {} lanes, plus the run sequencer's set-up and copy per RUN) at {:.2} MHz, the link bytes measured against the board model at {} bit/s, times an assumed board power; reference build {board}{}. Analog and GPU rows are projections from the assumptions below.\n",
+        "\nCPU rows: wall time measured in this process on this machine (median of {} steps; {} thread(s); the machine is shared, so the times vary with its load). FPGA row: the cycle model (`thermo_sim::schedule`, {} cycles a sweep on {} lanes, plus the run sequencer's set-up and copy per RUN) at {:.2} MHz, the link bytes measured against the board model at {} bit/s, times an assumed board power; reference build {board}. Analog and GPU rows are projections from the assumptions below.\n",
         a.reps,
         r.cpu.threads,
         r.cycles_per_sweep,
         s.lanes,
         r.assumptions.clock_hz / 1e6,
         r.assumptions.baud,
-        if s.units() != 64 || s.lanes != 4 {
-            " (built for the 64-unit shipped example on 4 lanes: this substrate has no reference build, its clock is assumed equal)"
-        } else {
-            " (the shipped example's build; another 64-unit substrate on 4 lanes is assumed to reach the same clock)"
-        }
     );
     let ac = &r.analog;
     let _ = writeln!(o, "## Analog projection\n");
@@ -693,9 +701,10 @@ struct JsonSampleReport<'a> {
 }
 
 fn run_inference(a: EnergyArgs) -> Result<(), String> {
-    let (assumptions, board) = a.assumptions()?;
+    let (assumptions, board, build_hash) = a.assumptions()?;
     let subj = a.inference_subject()?;
     let s = &subj.s;
+    let board = reference_note(&board, &build_hash, s);
     let calibrated = subj
         .clamped
         .as_ref()
@@ -961,7 +970,7 @@ fn render_inference(
     }
     let _ = writeln!(
         o,
-        "\nFPGA rows (**derived**): the cycle model (`thermo_sim::schedule`, {} cycles a sweep on {} lanes, plus the run sequencer's set-up and copy of the {} readout units per RUN) at {:.2} MHz, plus the link's line time for the bytes measured against the board model (`thermo_host::inference::infer` through `thermo_host::memboard`) at {} bit/s, 10 bits a byte, in series with the compute (an upper bound: the board's slots can overlap them); the digital periphery runs on the host and is not in these rows. Board power: `--board-watts` {} W is an assumption (not measured); the second row uses the ULX3S manual's supply budget, 5 V x 0.5 A = {} W \"for fully loaded and constantly active FPGA, SDRAM, LEDS, AUDIO, SD, ESP32 WiFi and OLED\" (github.com/emard/ulx3s, doc/MANUAL.md, section Power), an upper bound for the board; no vendor power estimate for this design or published measurement of the ULX3S was found. Reference build {board}{}.\n",
+        "\nFPGA rows (**derived**): the cycle model (`thermo_sim::schedule`, {} cycles a sweep on {} lanes, plus the run sequencer's set-up and copy of the {} readout units per RUN) at {:.2} MHz, plus the link's line time for the bytes measured against the board model (`thermo_host::inference::infer` through `thermo_host::memboard`) at {} bit/s, 10 bits a byte, in series with the compute (an upper bound: the board's slots can overlap them); the digital periphery runs on the host and is not in these rows. Board power: `--board-watts` {} W is an assumption (not measured); the second row uses the ULX3S manual's supply budget, 5 V x 0.5 A = {} W \"for fully loaded and constantly active FPGA, SDRAM, LEDS, AUDIO, SD, ESP32 WiFi and OLED\" (github.com/emard/ulx3s, doc/MANUAL.md, section Power), an upper bound for the board; no vendor power estimate for this design or published measurement of the ULX3S was found. Reference build {board}.\n",
         r.cycles_per_sweep,
         s.lanes,
         ss.readout_units,
@@ -969,11 +978,6 @@ fn render_inference(
         r.assumptions.baud,
         r.assumptions.board_watts,
         energy::ULX3S_SUPPLY_BUDGET_WATTS,
-        if s.units() != 64 || s.lanes != 4 {
-            " (built for the 64-unit shipped example on 4 lanes: this substrate has no reference build, its clock is assumed equal)"
-        } else {
-            " (the shipped example's build)"
-        }
     );
     let _ = writeln!(
         o,

@@ -390,7 +390,7 @@ impl Assumption {
         Assumption {
             name: "clock-mhz",
             unit: "MHz",
-            basis: "Fmax of the reference build (bitstreams/ulx3s-85f/report.json)",
+            basis: "Fmax of the reference build (`--fpga-report`; named under the FPGA row)",
             get: |a| a.clock_hz / 1e6,
             set: |a, v| a.clock_hz = v * 1e6,
         },
