@@ -497,7 +497,7 @@ pub use thermo_sim::model::readout_units;
 /// The structure hash: FNV-1a (64 bit) over everything baked into the hardware that a
 /// WRITE_MEM cannot change — protocol version, formats, lanes, module sizes, roles and levels,
 /// the CSR structure (row pointers, columns), bus placement and ranks, the noise amplitude, the
-/// activation's clamp codes and the noise ROM. The weights ([`weight_checksum`]) and the biases
+/// activation's clamp codes, the modules' state shifts (with their clamp codes) and the noise ROM. The weights ([`weight_checksum`]) and the biases
 /// (conditioning, loaded at run time) are not part of it. Host and board must agree on it.
 pub fn structure_hash(s: &Substrate) -> u64 {
     let p: Program<Fixed> = Program::new(s, Fixed::new(s));
@@ -529,6 +529,17 @@ pub fn structure_hash(s: &Substrate) -> u64 {
     h.i16s(&[p.arith.noise_amp]);
     if let Some((lo, hi)) = p.arith.clamp_codes() {
         h.i16s(&[lo, hi]);
+    }
+    // State shifts change every module's frame (docs/fixed-point.md §1): a board built with
+    // other shifts computes other states. Hashed only when present, so the hash of a substrate
+    // without shifts is what it always was.
+    if s.shifted() {
+        for (m, md) in s.modules.iter().enumerate() {
+            h.u32(md.shift);
+            if let Some((lo, hi)) = p.arith.module_clamp_codes(m) {
+                h.i16s(&[lo, hi]);
+            }
+        }
     }
     for e in thermo_sim::noise::icdf_rom() {
         h.i16s(&[e.c0, e.c1]);

@@ -126,11 +126,6 @@ pub trait Arith: Clone + Send + Sync {
     }
     /// Whether `rho` is the identity (then `rho(x)` is a copy of `x`).
     fn rho_is_identity(&self) -> bool;
-    /// Whether the module arguments matter (modules with state shifts); when not, callers may
-    /// pass module 0 for any unit.
-    fn per_module(&self) -> bool {
-        false
-    }
     /// Activation slope `rho'(x) != 0` of a state of module `m`.
     fn gate(&self, m: usize, x: Self::State) -> bool;
     /// Noise sample from a draw's two words.
@@ -205,8 +200,7 @@ pub trait Arith: Clone + Send + Sync {
         out: &mut [Self::State],
         sat: &mut Saturation,
     ) {
-        let _ = rx;
-        prog.update_units(m, range, x, z, lines, xmax, out, sat)
+        prog.update_units(m, range, x, rx, z, lines, xmax, out, sat)
     }
     /// Step 3 for unit `i` (of module `m`) of `b` chains stored chain-minor (`x[unit * b + chain]`; `wi` the
     /// unit's bus weights, `lines` the module's lines `[line * b + chain]`), the unit proven safe
@@ -675,10 +669,6 @@ impl Arith for Fixed {
         self.clamp.is_none()
     }
     #[inline(always)]
-    fn per_module(&self) -> bool {
-        self.shifted()
-    }
-    #[inline(always)]
     fn rho(&self, m: usize, x: i16) -> i16 {
         match self.module_clamp_codes(m) {
             None => x,
@@ -802,7 +792,7 @@ impl Arith for Fixed {
             Some(k) => {
                 crate::kernel::update_units(prog, k, m, range, x, rx, z, lines, xmax, out, sat)
             }
-            None => prog.update_units(m, range, x, z, lines, xmax, out, sat),
+            None => prog.update_units(m, range, x, rx, z, lines, xmax, out, sat),
         }
     }
     #[inline]
@@ -1212,7 +1202,8 @@ impl<A: Arith> Program<A> {
     }
 
     /// Step 3 for units `range` of module `m`: write new states into `out` (indexed from
-    /// `range.start`). `lines` is the module's line vector ([`Program::module_lines`]); `xmax`
+    /// `range.start`). `rx` is `rho(x)` of every unit (each in its module's clamp: the sweep
+    /// computes it once); `lines` is the module's line vector ([`Program::module_lines`]); `xmax`
     /// the largest state magnitude of `x` ([`Arith::state_magnitude`]).
     #[allow(clippy::too_many_arguments)]
     pub fn update_units(
@@ -1220,6 +1211,7 @@ impl<A: Arith> Program<A> {
         m: usize,
         range: std::ops::Range<usize>,
         x: &[A::State],
+        rx: &[A::State],
         z: &[A::Noise],
         lines: &[A::Line],
         xmax: f64,
@@ -1239,9 +1231,9 @@ impl<A: Arith> Program<A> {
             let n = i - module_start;
             let wi = &w[n * k..(n + 1) * k];
             *o = if fast && a.unit_is_safe(&self.bounds[i], xmax, lmax) {
-                self.update_unit::<false>(m, i, x, z[i], wi, lines, sat)
+                self.update_unit::<false>(m, i, x, rx, z[i], wi, lines, sat)
             } else {
-                self.update_unit::<true>(m, i, x, z[i], wi, lines, sat)
+                self.update_unit::<true>(m, i, x, rx, z[i], wi, lines, sat)
             };
         }
     }
@@ -1254,6 +1246,7 @@ impl<A: Arith> Program<A> {
         m: usize,
         i: usize,
         x: &[A::State],
+        rx: &[A::State],
         z: A::Noise,
         w: &[A::Coef],
         lines: &[A::Line],
@@ -1265,9 +1258,7 @@ impl<A: Arith> Program<A> {
         if a.gate(m, xi) {
             let (p0, p1) = (self.row_ptr[i] as usize, self.row_ptr[i + 1] as usize);
             for (&c, &j) in self.coef[p0..p1].iter().zip(&self.col[p0..p1]) {
-                let j = j as usize;
-                let mj = if a.per_module() { self.module_of(j) } else { 0 };
-                acc = a.mac::<CHECK>(acc, c, a.rho(mj, x[j]), sat);
+                acc = a.mac::<CHECK>(acc, c, rx[j as usize], sat);
             }
             for (&c, &l) in w.iter().zip(lines) {
                 acc = a.mac_line::<CHECK>(m, acc, c, l, sat);

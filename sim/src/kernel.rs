@@ -194,8 +194,8 @@ pub fn update_units(
             return;
         }
     }
-    let _ = (k, rx);
-    p.update_units(m, range, x, z, lines, xmax, out, sat)
+    let _ = k;
+    p.update_units(m, range, x, rx, z, lines, xmax, out, sat)
 }
 
 /// [`update_units`] with AVX2.
@@ -264,7 +264,17 @@ unsafe fn update_units_avx2(
                 (i + BLOCK - n % BLOCK).min(range.end)
             };
             let o = i - range.start;
-            p.update_units(m, i..end, x, z, lines, xmax, &mut out[o..o + end - i], sat);
+            p.update_units(
+                m,
+                i..end,
+                x,
+                rx,
+                z,
+                lines,
+                xmax,
+                &mut out[o..o + end - i],
+                sat,
+            );
             i = end;
             continue;
         }
