@@ -56,7 +56,8 @@ fn main() {
             cpu / wall
         );
     };
-    let seeds: Vec<u64> = (1..=64).collect();
+    let chains: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(64);
+    let seeds: Vec<u64> = (1..=chains as u64).collect();
     match what {
         "single" => {
             let mut e = FixedEngine::fixed(&s, 1);
@@ -65,7 +66,7 @@ fn main() {
         "batch1" | "batch2" => {
             let threads = if what == "batch1" { 1 } else { 2 };
             let mut b = FixedBatch::fixed(&s, &seeds, threads);
-            timed(20.0 * 64.0 * d as f64, &mut || b.run(20));
+            timed(20.0 * chains as f64 * d as f64, &mut || b.run(20));
         }
         "noise-single" => {
             let mut st: [Vec<u32>; 3] = Default::default();

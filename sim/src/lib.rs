@@ -19,6 +19,7 @@ pub mod eqprop;
 pub mod error;
 pub mod example;
 pub mod io;
+pub mod isa;
 pub mod kernel;
 pub mod kernel_batch;
 pub mod linalg;

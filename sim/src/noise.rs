@@ -25,6 +25,7 @@
 //!
 //! Both engines consume *the same words*, so fixed and golden differ only by arithmetic.
 
+use crate::isa::Isa;
 use crate::qformat::QFormat;
 use std::sync::OnceLock;
 
@@ -377,50 +378,66 @@ pub fn gaussian_fixed_packed(rom: &([u32; ROM_ENTRIES], i16), w0: u32, w1: u32) 
     (if neg { -mag } else { mag }) as i16
 }
 
-/// `out[c] = gaussian_fixed(w0[c], w1[c])` for every `c`: eight draws at a time with AVX2 when
-/// the CPU has it, [`gaussian_fixed_packed`] otherwise and for the remainder.
+/// `out[c] = gaussian_fixed(w0[c], w1[c])` for every `c`: sixteen draws at a time with AVX-512,
+/// eight with AVX2, when the CPU has them ([`Isa::best`]), [`gaussian_fixed_packed`] otherwise and
+/// for the remainder.
 pub fn gaussian_fixed_many(w0: &[u32], w1: &[u32], out: &mut [i16]) {
+    gaussian_fixed_many_with(Isa::best(), w0, w1, out)
+}
+
+/// [`gaussian_fixed_many`] with the instructions of `isa` (the scalar path where the CPU lacks
+/// them). The same codes whatever `isa`.
+pub fn gaussian_fixed_many_with(isa: Isa, w0: &[u32], w1: &[u32], out: &mut [i16]) {
     let n = out.len().min(w0.len()).min(w1.len());
     let rom = icdf_rom_packed();
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") {
-            done = n - n % 8;
-            // SAFETY: the CPU supports AVX2 (checked above); the slices hold `done` elements.
-            unsafe {
-                gaussian_fixed_avx2(
-                    icdf_rom_vector(),
-                    &w0[..done],
-                    &w1[..done],
-                    &mut out[..done],
-                )
-            };
+        let isa = isa.min(Isa::supported());
+        // SAFETY: the CPU supports the instructions (checked above); `many_vector` reads and
+        // writes whole vectors below `n` only.
+        unsafe {
+            if isa == Isa::Avx512 {
+                done = many_avx512(w0, w1, &mut out[..n]);
+            } else if isa == Isa::Avx2 {
+                done = many_avx2(w0, w1, &mut out[..n]);
+            }
         }
     }
+    let _ = isa;
     for c in done..n {
         out[c] = gaussian_fixed_packed(rom, w0[c], w1[c]);
     }
 }
 
-/// [`gaussian_fixed_packed`] on eight draws per step (`out.len()` a multiple of 8).
+/// The transform of the whole vectors of `L::N` draws in `out.len()`: how many were done.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn gaussian_fixed_avx2(
-    table: &[u32; 2 * ROM_ENTRIES],
-    w0: &[u32],
-    w1: &[u32],
-    out: &mut [i16],
-) {
-    use std::arch::x86_64::*;
-    for c in (0..out.len()).step_by(8) {
-        let a = _mm256_loadu_si256(w0.as_ptr().add(c) as *const __m256i);
-        let lo = _mm256_loadu_si256(w1.as_ptr().add(c) as *const __m256i);
-        _mm_storeu_si128(
-            out.as_mut_ptr().add(c) as *mut __m128i,
-            gaussian_fixed8(table, a, lo),
+#[inline(always)]
+unsafe fn many_vector<L: LaneVector>(w0: &[u32], w1: &[u32], out: &mut [i16]) -> usize {
+    let table = icdf_rom_vector();
+    let done = out.len() - out.len() % L::N;
+    assert!(w0.len() >= done && w1.len() >= done);
+    for c in (0..done).step_by(L::N) {
+        L::transform(
+            table,
+            L::load(w0.as_ptr().add(c)),
+            L::load(w1.as_ptr().add(c)),
+            out.as_mut_ptr().add(c),
         );
     }
+    done
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn many_avx2(w0: &[u32], w1: &[u32], out: &mut [i16]) -> usize {
+    many_vector::<Avx2Lanes>(w0, w1, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512cd,avx512vbmi2")]
+unsafe fn many_avx512(w0: &[u32], w1: &[u32], out: &mut [i16]) -> usize {
+    many_vector::<Avx512Lanes>(w0, w1, out)
 }
 
 /// The packed ROM laid out for [`gaussian_fixed8`]: entry `k << 5 | 16 | seg` is ROM entry
@@ -507,8 +524,21 @@ unsafe fn gaussian_fixed8(
 /// `(r mod period) * width ..` (the last round may be short and uses the first lanes of its
 /// block); each sample is [`gaussian_fixed`] of the next draw (two [`taus88_step`] words) of its
 /// lane. A single chain's step 2 is `width = P, period = 1`; a batch's, chain-minor, is
-/// `width = B, period = P`. Eight lanes at a time with AVX2 when the CPU has it.
+/// `width = B, period = P`. Sixteen lanes at a time with AVX-512, eight with AVX2, when the CPU
+/// has them ([`Isa::best`]).
 pub fn gaussian_fixed_rounds(
+    state: &mut [Vec<u32>; 3],
+    width: usize,
+    period: usize,
+    out: &mut [i16],
+) {
+    gaussian_fixed_rounds_with(Isa::best(), state, width, period, out)
+}
+
+/// [`gaussian_fixed_rounds`] with the instructions of `isa` (which the CPU must support; the
+/// scalar path otherwise). The same bits whatever `isa`.
+pub fn gaussian_fixed_rounds_with(
+    isa: Isa,
     state: &mut [Vec<u32>; 3],
     width: usize,
     period: usize,
@@ -520,12 +550,20 @@ pub fn gaussian_fixed_rounds(
     );
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") {
+        let isa = isa.min(Isa::supported());
+        if isa == Isa::Avx512 && width >= 16 {
+            // SAFETY: the CPU supports the AVX-512 subsets (checked above); the states hold
+            // every block.
+            unsafe { gaussian_fixed_rounds_avx512(state, width, period, out) };
+            return;
+        }
+        if isa >= Isa::Avx2 {
             // SAFETY: the CPU supports AVX2 (checked above); the states hold every block.
             unsafe { gaussian_fixed_rounds_avx2(state, width, period, out) };
             return;
         }
     }
+    let _ = isa;
     gaussian_fixed_rounds_scalar(state, width, period, out)
 }
 
@@ -564,21 +602,43 @@ pub fn rounds_scalar<T>(
     }
 }
 
+/// `N` noise lanes in one vector: their generators' components, one step, and the transform of
+/// a draw into `N` sample codes.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn gaussian_fixed_rounds_avx2(
-    state: &mut [Vec<u32>; 3],
-    width: usize,
-    period: usize,
-    out: &mut [i16],
-) {
-    use std::arch::x86_64::*;
-    let rom = icdf_rom_packed();
-    let table = icdf_rom_vector();
-    let [s1, s2, s3] = state;
-    let (p1, p2, p3) = (s1.as_mut_ptr(), s2.as_mut_ptr(), s3.as_mut_ptr());
-    // One Taus88 step of eight generators.
-    let step = |s: &mut [__m256i; 3]| -> __m256i {
+trait LaneVector {
+    /// Lanes per vector.
+    const N: usize;
+    /// `N` 32-bit words.
+    type V: Copy;
+    /// `N` words from `p`.
+    unsafe fn load(p: *const u32) -> Self::V;
+    /// `N` words to `p`.
+    unsafe fn store(p: *mut u32, v: Self::V);
+    /// One [`taus88_step`] of the `N` generators: the output words.
+    unsafe fn step(s: &mut [Self::V; 3]) -> Self::V;
+    /// [`gaussian_fixed_packed`] of the `N` draws `(w0, w1)`, stored as `N` codes at `out`.
+    unsafe fn transform(table: &[u32; 2 * ROM_ENTRIES], w0: Self::V, w1: Self::V, out: *mut i16);
+}
+
+/// Eight lanes in an AVX2 register.
+#[cfg(target_arch = "x86_64")]
+struct Avx2Lanes;
+
+#[cfg(target_arch = "x86_64")]
+impl LaneVector for Avx2Lanes {
+    const N: usize = 8;
+    type V = std::arch::x86_64::__m256i;
+    #[inline(always)]
+    unsafe fn load(p: *const u32) -> Self::V {
+        std::arch::x86_64::_mm256_loadu_si256(p as *const _)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut u32, v: Self::V) {
+        std::arch::x86_64::_mm256_storeu_si256(p as *mut _, v)
+    }
+    #[inline(always)]
+    unsafe fn step(s: &mut [Self::V; 3]) -> Self::V {
+        use std::arch::x86_64::*;
         let b1 = _mm256_srli_epi32(_mm256_xor_si256(_mm256_slli_epi32(s[0], 13), s[0]), 19);
         s[0] = _mm256_xor_si256(
             _mm256_slli_epi32(_mm256_and_si256(s[0], _mm256_set1_epi32(-2)), 12),
@@ -595,13 +655,110 @@ unsafe fn gaussian_fixed_rounds_avx2(
             b3,
         );
         _mm256_xor_si256(_mm256_xor_si256(s[0], s[1]), s[2])
-    };
-    // Lane by lane group: the eight generators stay in registers over every round that draws
-    // from them (rounds `blk, blk + period, ...` for block `blk`), each lane's draws in order.
+    }
+    #[inline(always)]
+    unsafe fn transform(table: &[u32; 2 * ROM_ENTRIES], w0: Self::V, w1: Self::V, out: *mut i16) {
+        use std::arch::x86_64::*;
+        _mm_storeu_si128(out as *mut __m128i, gaussian_fixed8(table, w0, w1))
+    }
+}
+
+/// Sixteen lanes in an AVX-512 register: `vpternlogd` folds each component's mask and XOR into
+/// one instruction, `vplzcntd` gives the octave and `vpshldvd` the normalised word directly.
+#[cfg(target_arch = "x86_64")]
+struct Avx512Lanes;
+
+#[cfg(target_arch = "x86_64")]
+impl LaneVector for Avx512Lanes {
+    const N: usize = 16;
+    type V = std::arch::x86_64::__m512i;
+    #[inline(always)]
+    unsafe fn load(p: *const u32) -> Self::V {
+        std::arch::x86_64::_mm512_loadu_si512(p as *const _)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut u32, v: Self::V) {
+        std::arch::x86_64::_mm512_storeu_si512(p as *mut _, v)
+    }
+    #[inline(always)]
+    unsafe fn step(s: &mut [Self::V; 3]) -> Self::V {
+        use std::arch::x86_64::*;
+        // `((s & mask) << c) ^ b` as `((s << c) & (mask << c)) ^ b`: ternary function
+        // `(A & B) ^ C` = 0x6A.
+        let b1 = _mm512_srli_epi32::<19>(_mm512_xor_si512(_mm512_slli_epi32::<13>(s[0]), s[0]));
+        s[0] = _mm512_ternarylogic_epi32::<0x6A>(
+            _mm512_slli_epi32::<12>(s[0]),
+            _mm512_set1_epi32(0xFFFF_FFFEu32.wrapping_shl(12) as i32),
+            b1,
+        );
+        let b2 = _mm512_srli_epi32::<25>(_mm512_xor_si512(_mm512_slli_epi32::<2>(s[1]), s[1]));
+        s[1] = _mm512_ternarylogic_epi32::<0x6A>(
+            _mm512_slli_epi32::<4>(s[1]),
+            _mm512_set1_epi32(0xFFFF_FFF8u32.wrapping_shl(4) as i32),
+            b2,
+        );
+        let b3 = _mm512_srli_epi32::<11>(_mm512_xor_si512(_mm512_slli_epi32::<3>(s[2]), s[2]));
+        s[2] = _mm512_ternarylogic_epi32::<0x6A>(
+            _mm512_slli_epi32::<17>(s[2]),
+            _mm512_set1_epi32(0xFFFF_FFF0u32.wrapping_shl(17) as i32),
+            b3,
+        );
+        // Three-way XOR: 0x96.
+        _mm512_ternarylogic_epi32::<0x96>(s[0], s[1], s[2])
+    }
+    #[inline(always)]
+    unsafe fn transform(table: &[u32; 2 * ROM_ENTRIES], w0: Self::V, w1: Self::V, out: *mut i16) {
+        use std::arch::x86_64::*;
+        debug_assert_eq!(OCTAVES, 32);
+        debug_assert_eq!(SEG_BITS + T_BITS, 20);
+        let hi = _mm512_and_si512(w0, _mm512_set1_epi32(0x7FFF_FFFF));
+        // Leading zeros of the 63-bit word, capped at 31 (hi = 0: 32 - 1): the octave k, with
+        // the tail told apart by the normalised word as in `gaussian_fixed8`.
+        let k = _mm512_sub_epi32(_mm512_lzcnt_epi32(hi), _mm512_set1_epi32(1));
+        // (hi:lo) << k, upper half: hi << k | lo >> (32 - k), and hi itself for k = 0.
+        let norm = _mm512_shldv_epi32(hi, w1, k);
+        let addr = _mm512_add_epi32(
+            _mm512_slli_epi32::<{ SEG_BITS + 1 }>(k),
+            _mm512_srli_epi32::<26>(norm),
+        );
+        let t = _mm512_and_si512(
+            _mm512_srli_epi32::<{ 30 - SEG_BITS - T_BITS }>(norm),
+            _mm512_set1_epi32(0xFFFF),
+        );
+        let e = _mm512_i32gather_epi32::<4>(addr, table.as_ptr() as *const i32);
+        let c0 = _mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(e));
+        let c1 = _mm512_srai_epi32::<16>(e);
+        let interp = _mm512_srai_epi32::<20>(_mm512_add_epi32(
+            _mm512_mullo_epi32(c1, t),
+            _mm512_set1_epi32(1 << 19),
+        ));
+        let mag = _mm512_add_epi32(c0, interp);
+        let neg = _mm512_cmplt_epi32_mask(w0, _mm512_setzero_si512());
+        let z = _mm512_mask_sub_epi32(mag, neg, _mm512_setzero_si512(), mag);
+        _mm256_storeu_si256(out as *mut __m256i, _mm512_cvtsepi32_epi16(z))
+    }
+}
+
+/// The rounds of [`gaussian_fixed_rounds`], `L::N` lanes at a time, the rest one at a time.
+/// Lane by lane group: the generators stay in registers over every round that draws from them
+/// (rounds `blk, blk + period, ...` for block `blk`), each lane's draws in order.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn rounds_vector<L: LaneVector>(
+    state: &mut [Vec<u32>; 3],
+    width: usize,
+    period: usize,
+    out: &mut [i16],
+) {
+    let rom = icdf_rom_packed();
+    let table = icdf_rom_vector();
+    let [s1, s2, s3] = state;
+    let (p1, p2, p3) = (s1.as_mut_ptr(), s2.as_mut_ptr(), s3.as_mut_ptr());
     let (w, per) = (width, period.max(1));
     if w == 0 {
         return gaussian_fixed_rounds_scalar(state, width, period, out);
     }
+    let n = L::N;
     let len = out.len();
     let rounds = len.div_ceil(w);
     let o_ptr = out.as_mut_ptr();
@@ -613,36 +770,29 @@ unsafe fn gaussian_fixed_rounds_avx2(
     };
     for blk in 0..per.min(rounds) {
         let mut e = 0;
-        while e + 8 <= w {
+        while e + n <= w {
             let l = blk * width + e;
-            let mut s = [
-                _mm256_loadu_si256(p1.add(l) as *const __m256i),
-                _mm256_loadu_si256(p2.add(l) as *const __m256i),
-                _mm256_loadu_si256(p3.add(l) as *const __m256i),
-            ];
+            let mut s = [L::load(p1.add(l)), L::load(p2.add(l)), L::load(p3.add(l))];
             let mut r = blk;
-            // Every round but a short last one takes all eight.
-            while r < rounds && r * w + e + 8 <= len {
-                let w0 = step(&mut s);
-                let w1 = step(&mut s);
-                _mm_storeu_si128(
-                    o_ptr.add(r * w + e) as *mut __m128i,
-                    gaussian_fixed8(table, w0, w1),
-                );
+            // Every round but a short last one takes all `n`.
+            while r < rounds && r * w + e + n <= len {
+                let w0 = L::step(&mut s);
+                let w1 = L::step(&mut s);
+                L::transform(table, w0, w1, o_ptr.add(r * w + e));
                 r += per;
             }
-            _mm256_storeu_si256(p1.add(l) as *mut __m256i, s[0]);
-            _mm256_storeu_si256(p2.add(l) as *mut __m256i, s[1]);
-            _mm256_storeu_si256(p3.add(l) as *mut __m256i, s[2]);
+            L::store(p1.add(l), s[0]);
+            L::store(p2.add(l), s[1]);
+            L::store(p3.add(l), s[2]);
             if r < rounds {
                 // The short last round: its first lanes only.
-                for ee in e..(len - r * w).min(e + 8) {
+                for ee in e..(len - r * w).min(e + n) {
                     scalar(blk * width + ee, r * w + ee);
                 }
             }
-            e += 8;
+            e += n;
         }
-        // Lanes past the last group of eight, round by round.
+        // Lanes past the last full vector, round by round.
         for ee in e..w {
             let mut r = blk;
             while r < rounds && r * w + ee < len {
@@ -651,6 +801,28 @@ unsafe fn gaussian_fixed_rounds_avx2(
             }
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gaussian_fixed_rounds_avx2(
+    state: &mut [Vec<u32>; 3],
+    width: usize,
+    period: usize,
+    out: &mut [i16],
+) {
+    rounds_vector::<Avx2Lanes>(state, width, period, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512cd,avx512vbmi2")]
+unsafe fn gaussian_fixed_rounds_avx512(
+    state: &mut [Vec<u32>; 3],
+    width: usize,
+    period: usize,
+    out: &mut [i16],
+) {
+    rounds_vector::<Avx512Lanes>(state, width, period, out)
 }
 
 /// One hardware noise lane: a generator plus the transform. Both engines hold one per lane.
@@ -927,31 +1099,35 @@ mod tests {
             (16, 1, 1021),
             (20, 2, 20 * 7 + 13),
             (64, 16, 64 * 37 + 45),
+            (33, 2, 33 * 5 + 20),
+            (48, 1, 48 * 3 + 7),
         ] {
-            let lanes: Vec<NoiseLane> = (0..width * period)
-                .map(|l| NoiseLane::new(9 + width as u64, l as u32))
-                .collect();
-            let mut state: [Vec<u32>; 3] =
-                std::array::from_fn(|c| lanes.iter().map(|l| l.rng.s[c]).collect());
-            let mut expect_lanes = lanes.clone();
-            let mut out = vec![0i16; n];
-            for _ in 0..3 {
-                gaussian_fixed_rounds(&mut state, width, period, &mut out);
-                for (i, &z) in out.iter().enumerate() {
-                    let l = (i / width) % period * width + i % width;
-                    let (a, b) = expect_lanes[l].draw();
-                    assert_eq!(
-                        z,
-                        gaussian_fixed(a, b),
-                        "width {width}, period {period}, sample {i}"
-                    );
-                }
-                for (l, lane) in expect_lanes.iter().enumerate() {
-                    assert_eq!(
-                        [state[0][l], state[1][l], state[2][l]],
-                        lane.rng.s,
-                        "lane {l}"
-                    );
+            for isa in Isa::all_supported() {
+                let lanes: Vec<NoiseLane> = (0..width * period)
+                    .map(|l| NoiseLane::new(9 + width as u64, l as u32))
+                    .collect();
+                let mut state: [Vec<u32>; 3] =
+                    std::array::from_fn(|c| lanes.iter().map(|l| l.rng.s[c]).collect());
+                let mut expect_lanes = lanes.clone();
+                let mut out = vec![0i16; n];
+                for _ in 0..3 {
+                    gaussian_fixed_rounds_with(isa, &mut state, width, period, &mut out);
+                    for (i, &z) in out.iter().enumerate() {
+                        let l = (i / width) % period * width + i % width;
+                        let (a, b) = expect_lanes[l].draw();
+                        assert_eq!(
+                            z,
+                            gaussian_fixed(a, b),
+                            "{isa:?}: width {width}, period {period}, sample {i}"
+                        );
+                    }
+                    for (l, lane) in expect_lanes.iter().enumerate() {
+                        assert_eq!(
+                            [state[0][l], state[1][l], state[2][l]],
+                            lane.rng.s,
+                            "{isa:?}: lane {l}"
+                        );
+                    }
                 }
             }
         }
@@ -959,18 +1135,21 @@ mod tests {
 
     #[test]
     fn edge_draws_through_the_vector_path() {
-        // Every edge draw in every position of an 8-wide vector.
+        // Every edge draw in every position of a 16-wide vector, through every instruction set.
         let edges = edge_draws();
-        for shift in 0..8 {
+        for (isa, shift) in Isa::all_supported()
+            .into_iter()
+            .flat_map(|i| (0..16).map(move |s| (i, s)))
+        {
             let d: Vec<(u32, u32)> = (0..8 * edges.len())
                 .map(|i| edges[(i + shift) % edges.len()])
                 .collect();
             let w0: Vec<u32> = d.iter().map(|p| p.0).collect();
             let w1: Vec<u32> = d.iter().map(|p| p.1).collect();
             let mut out = vec![0i16; d.len()];
-            gaussian_fixed_many(&w0, &w1, &mut out);
+            gaussian_fixed_many_with(isa, &w0, &w1, &mut out);
             for (c, &(a, b)) in d.iter().enumerate() {
-                assert_eq!(out[c], gaussian_fixed(a, b), "{a:#x} {b:#x}");
+                assert_eq!(out[c], gaussian_fixed(a, b), "{isa:?}: {a:#x} {b:#x}");
             }
         }
     }
@@ -989,16 +1168,18 @@ mod tests {
             w0.push(a);
             w1.push(b);
         }
-        let mut out = vec![0i16; w0.len()];
-        gaussian_fixed_many(&w0, &w1, &mut out);
-        for c in 0..out.len() {
-            assert_eq!(
-                out[c],
-                gaussian_fixed(w0[c], w1[c]),
-                "draw {c}: {:#x} {:#x}",
-                w0[c],
-                w1[c]
-            );
+        for isa in Isa::all_supported() {
+            let mut out = vec![0i16; w0.len()];
+            gaussian_fixed_many_with(isa, &w0, &w1, &mut out);
+            for c in 0..out.len() {
+                assert_eq!(
+                    out[c],
+                    gaussian_fixed(w0[c], w1[c]),
+                    "{isa:?}, draw {c}: {:#x} {:#x}",
+                    w0[c],
+                    w1[c]
+                );
+            }
         }
     }
 }
