@@ -171,8 +171,8 @@ impl<A: Arith> Group<A> {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            if std::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2 (checked above).
+            if crate::isa::Isa::best() >= crate::isa::Isa::Avx2 {
+                // SAFETY: the CPU supports AVX2 (`Isa::best` is at most what it supports).
                 unsafe { sweep_avx2(prog, self) };
                 return;
             }
@@ -303,10 +303,11 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
             0.0
         };
         // One check for the whole module when the bound covering its units allows it.
-        let all_safe = a.unit_is_safe(&module_bounds[m], xmax, lmax);
-        for i in range.clone() {
+        let all_safe = fast && a.unit_is_safe(&module_bounds[m], xmax, lmax);
+        let safe = |i: usize| all_safe || (fast && a.unit_is_safe(&bounds[i], xmax, lmax));
+        let unit = |i: usize| {
             let n = i - range.start;
-            let u = Unit {
+            Unit {
                 m,
                 i,
                 b,
@@ -316,17 +317,50 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
                 rx,
                 z,
                 bias,
-            };
-            let out = &mut next[i * b..(i + 1) * b];
-            if fast && (all_safe || a.unit_is_safe(&bounds[i], xmax, lmax)) {
-                if !A::batch_unit_unchecked(
-                    prog, m, i, b, u.wi, lines, x, rx, z, bias, out, state_cnt,
-                ) {
-                    update::<A, false>(prog, &u, acc, gate, (acc2, cnt2), acc_cnt, state_cnt, out);
-                }
-            } else {
-                update::<A, true>(prog, &u, acc, gate, (acc2, cnt2), acc_cnt, state_cnt, out);
             }
+        };
+        let mut i = range.start;
+        while i < range.end {
+            if !safe(i) {
+                let out = &mut next[i * b..(i + 1) * b];
+                update::<A, true>(
+                    prog,
+                    &unit(i),
+                    acc,
+                    gate,
+                    (acc2, cnt2),
+                    acc_cnt,
+                    state_cnt,
+                    out,
+                );
+                i += 1;
+                continue;
+            }
+            // The run of safe units from i, in one call of the vector form.
+            let mut e = i + 1;
+            while e < range.end && safe(e) {
+                e += 1;
+            }
+            let (n0, n1) = (i - range.start, e - range.start);
+            let out = &mut next[i * b..e * b];
+            let (wr, units) = (&w[n0 * k..n1 * k], i..e);
+            if !A::batch_units_unchecked(
+                prog, m, units, b, wr, lines, x, rx, z, bias, out, state_cnt,
+            ) {
+                for (j, out) in (i..e).zip(out.chunks_mut(b.max(1))) {
+                    update::<A, false>(
+                        prog,
+                        &unit(j),
+                        acc,
+                        gate,
+                        (acc2, cnt2),
+                        acc_cnt,
+                        state_cnt,
+                        out,
+                    );
+                }
+            }
+            i = e;
         }
         for c in 0..b {
             let s = &mut saturation[c * nm + m];

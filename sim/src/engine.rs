@@ -202,18 +202,19 @@ pub trait Arith: Clone + Send + Sync {
     ) {
         prog.update_units(m, range, x, rx, z, lines, xmax, out, sat)
     }
-    /// Step 3 for unit `i` (of module `m`) of `b` chains stored chain-minor (`x[unit * b + chain]`; `wi` the
-    /// unit's bus weights, `lines` the module's lines `[line * b + chain]`), the unit proven safe
-    /// for every chain ([`Arith::unit_is_safe`]): the new states into `out` (`b` of them), clipped
-    /// states counted per chain in `state_cnt`, bit for bit the scalar update. Returns `false`,
-    /// writing nothing, when this arithmetic has no vector form for it.
+    /// Step 3 for units `units` (of module `m`) of `b` chains stored chain-minor
+    /// (`x[unit * b + chain]`; `w` the units' bus weights in turn, `lines` the module's lines
+    /// `[line * b + chain]`), every unit proven safe for every chain ([`Arith::unit_is_safe`]):
+    /// the new states into `out` (`b` per unit), clipped states counted per chain in
+    /// `state_cnt`, bit for bit the scalar update. Returns `false`, writing nothing, when this
+    /// arithmetic has no vector form for it.
     #[allow(clippy::too_many_arguments)]
-    fn batch_unit_unchecked(
+    fn batch_units_unchecked(
         prog: &Program<Self>,
         m: usize,
-        i: usize,
+        units: std::ops::Range<usize>,
         b: usize,
-        wi: &[Self::Coef],
+        w: &[Self::Coef],
         lines: &[Self::Line],
         x: &[Self::State],
         rx: &[Self::State],
@@ -222,7 +223,7 @@ pub trait Arith: Clone + Send + Sync {
         out: &mut [Self::State],
         state_cnt: &mut [u64],
     ) -> bool {
-        let _ = (prog, m, i, b, wi, lines, x, rx, z, bias, out, state_cnt);
+        let _ = (prog, m, units, b, w, lines, x, rx, z, bias, out, state_cnt);
         false
     }
     /// `acc[c] = sum_n row[n] rx[(start + n) * b + c]` for the `b` chains of a batch, the sum
@@ -796,12 +797,12 @@ impl Arith for Fixed {
         }
     }
     #[inline]
-    fn batch_unit_unchecked(
+    fn batch_units_unchecked(
         prog: &Program<Self>,
         m: usize,
-        i: usize,
+        units: std::ops::Range<usize>,
         b: usize,
-        wi: &[i16],
+        w: &[i16],
         lines: &[i16],
         x: &[i16],
         rx: &[i16],
@@ -810,18 +811,18 @@ impl Arith for Fixed {
         out: &mut [i16],
         state_cnt: &mut [u64],
     ) -> bool {
-        let u = crate::kernel_batch::UnitInputs {
+        let u = crate::kernel_batch::UnitsInputs {
             m,
-            i,
+            units,
             b,
-            wi,
+            w,
             lines,
             x,
             rx,
             z,
             bias,
         };
-        crate::kernel_batch::unit_unchecked(prog, &u, out, state_cnt)
+        crate::kernel_batch::units_unchecked(prog, &u, out, state_cnt)
     }
     #[inline]
     fn batch_bus_sum_unchecked(

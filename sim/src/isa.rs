@@ -20,8 +20,14 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The widest level this CPU supports (not capped by `THERMO_ISA`).
+    /// The widest level this CPU supports (not capped by `THERMO_ISA`). Detected once per
+    /// process.
     pub fn supported() -> Isa {
+        static SUPPORTED: OnceLock<Isa> = OnceLock::new();
+        *SUPPORTED.get_or_init(Isa::detect)
+    }
+
+    fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::is_x86_feature_detected as has;

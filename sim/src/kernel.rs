@@ -187,7 +187,8 @@ pub fn update_units(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        if !p.force_checks && rx.len() > x.len() && std::is_x86_feature_detected!("avx2") {
+        if !p.force_checks && rx.len() > x.len() && crate::isa::Isa::best() >= crate::isa::Isa::Avx2
+        {
             // SAFETY: the CPU supports AVX2 (checked above); `rx` has the padding element the
             // gathers read past the last unit.
             unsafe { update_units_avx2(p, k, m, range, x, rx, z, lines, xmax, out, sat) };

@@ -16,22 +16,25 @@
 //! and shifted once; otherwise every product is rounded on its own as specified.
 
 use crate::engine::{Arith, Fixed, Program};
+use crate::isa::Isa;
 use crate::kernel::FixedKernel;
 
 /// Chains per block (16-bit states in a 256-bit register).
 pub const CHAINS: usize = 16;
 
-/// What the update of one unit of every chain reads (chain-minor slices of `b` chains).
-#[derive(Clone, Copy)]
-pub struct UnitInputs<'a> {
-    /// The unit's module.
+/// What the update of consecutive units of one module, every chain, reads (chain-minor slices
+/// of `b` chains).
+#[derive(Clone)]
+pub struct UnitsInputs<'a> {
+    /// The units' module.
     pub m: usize,
-    /// The unit.
-    pub i: usize,
+    /// The units (consecutive, all of module `m`).
+    pub units: std::ops::Range<usize>,
     /// Chains.
     pub b: usize,
-    /// The unit's bus weights, one per line of its module.
-    pub wi: &'a [i16],
+    /// The units' bus weights, one per line of the module for each unit in turn (from
+    /// `units.start`).
+    pub w: &'a [i16],
     /// The module's lines, `[line * b + chain]`.
     pub lines: &'a [i16],
     /// States, `[unit * b + chain]`.
@@ -44,43 +47,114 @@ pub struct UnitInputs<'a> {
     pub bias: &'a [i32],
 }
 
-/// Step 3 for unit `u.i` of every chain, which the caller proved safe for every chain with its
-/// largest bias: new states into `out` (`b` of them), clipped states counted in `state_cnt`.
-/// Returns `false` (nothing written) when the vector form does not apply (no AVX2, or formats the
-/// kernel does not take).
-pub fn unit_unchecked(
+/// What the update of one unit of every chain reads.
+#[derive(Clone, Copy)]
+struct UnitInputs<'a> {
+    m: usize,
+    i: usize,
+    b: usize,
+    /// The unit's bus weights, one per line of its module.
+    wi: &'a [i16],
+    lines: &'a [i16],
+    x: &'a [i16],
+    rx: &'a [i16],
+    z: &'a [i16],
+    bias: &'a [i32],
+}
+
+impl<'a> UnitsInputs<'a> {
+    /// Unit `i` of `self.units`.
+    #[inline(always)]
+    fn unit(&self, i: usize) -> UnitInputs<'a> {
+        let k = self.lines.len() / self.b.max(1);
+        let n = i - self.units.start;
+        UnitInputs {
+            m: self.m,
+            i,
+            b: self.b,
+            wi: &self.w[n * k..(n + 1) * k],
+            lines: self.lines,
+            x: self.x,
+            rx: self.rx,
+            z: self.z,
+            bias: self.bias,
+        }
+    }
+}
+
+/// Step 3 for units `u.units` of every chain, which the caller proved safe for every chain with
+/// its largest bias: new states into `out` (`b` per unit, from `u.units.start`), clipped states
+/// counted in `state_cnt`. Returns `false` (nothing written) when the vector form does not apply
+/// (no AVX2, or formats the kernel does not take).
+pub fn units_unchecked(
     p: &Program<Fixed>,
-    u: &UnitInputs<'_>,
+    u: &UnitsInputs<'_>,
     out: &mut [i16],
     state_cnt: &mut [u64],
 ) -> bool {
+    units_unchecked_with(Isa::best(), p, u, out, state_cnt)
+}
+
+/// [`units_unchecked`] with the instructions of `isa` (`false` where the CPU lacks them): the
+/// same states and counts whatever `isa`.
+pub fn units_unchecked_with(
+    isa: Isa,
+    p: &Program<Fixed>,
+    u: &UnitsInputs<'_>,
+    out: &mut [i16],
+    state_cnt: &mut [u64],
+) -> bool {
+    assert_eq!(
+        out.len(),
+        u.units.len() * u.b,
+        "one state per unit and chain"
+    );
     #[cfg(target_arch = "x86_64")]
     {
         if let Some(k) = &p.kernel {
-            if std::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2 (checked above).
-                unsafe { unit_avx2(p, k, u, out, state_cnt) };
-                return true;
+            match isa.min(Isa::supported()) {
+                // SAFETY: the CPU supports the instructions (checked by `Isa::supported`).
+                Isa::Avx512 => unsafe { units_avx512(p, k, u, out, state_cnt) },
+                Isa::Avx2 => unsafe { units_avx2(p, k, u, out, state_cnt) },
+                Isa::Scalar => return false,
             }
+            return true;
         }
     }
-    let _ = (p, u, out, state_cnt);
+    let _ = (isa, p, u, out, state_cnt);
     false
 }
 
 /// `acc[c] = sum_n row[n] rx[(start + n) * b + c]` for every chain `c` (the sum proven not to
 /// saturate). Returns `false` (nothing written) without AVX2.
 pub fn bus_sum_unchecked(row: &[i16], start: usize, b: usize, rx: &[i16], acc: &mut [i32]) -> bool {
+    bus_sum_unchecked_with(Isa::best(), row, start, b, rx, acc)
+}
+
+/// [`bus_sum_unchecked`] with the instructions of `isa` (`false` where the CPU lacks them).
+pub fn bus_sum_unchecked_with(
+    isa: Isa,
+    row: &[i16],
+    start: usize,
+    b: usize,
+    rx: &[i16],
+    acc: &mut [i32],
+) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked above).
-            unsafe { bus_sum_avx2(row, start, b, rx, acc) };
-            return true;
+        match isa.min(Isa::supported()) {
+            // SAFETY: the CPU supports the instructions (checked by `Isa::supported`).
+            Isa::Avx512 => unsafe { bus_sum_avx512(row, start, b, rx, acc) },
+            Isa::Avx2 => unsafe { bus_sum_avx2(row, start, b, rx, acc, 0) },
+            Isa::Scalar => return false,
         }
+        return true;
     }
-    let _ = (row, start, b, rx, acc);
-    false
+    #[allow(unreachable_code)]
+    {
+        let _ = (isa, row, start, b, rx, acc);
+        false
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -187,42 +261,70 @@ struct Finish {
 }
 
 #[cfg(target_arch = "x86_64")]
+impl Finish {
+    /// The constants of the units of module `m` (`diag` that of unit `i`).
+    #[inline(always)]
+    unsafe fn new(p: &Program<Fixed>, k: &FixedKernel, m: usize, i: usize) -> Finish {
+        let a = &p.arith;
+        let (line_shift, noise_shift, state_shift) = k.shifts(m);
+        let state = a.formats.state;
+        Finish {
+            diag: _mm256_set1_epi32(p.diag[i] as i32),
+            amp: _mm256_set1_epi32(a.noise_amp as i32),
+            gate: a
+                .module_clamp_codes(m)
+                .map(|(lo, hi)| (_mm256_set1_epi32(lo as i32), _mm256_set1_epi32(hi as i32))),
+            lo_code: _mm256_set1_epi32(state.min_code() as i32),
+            hi_code: _mm256_set1_epi32(state.max_code() as i32),
+            line_shift,
+            noise_shift,
+            state_shift: state_shift as i32,
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn unit_avx2(
+unsafe fn units_avx2(
     p: &Program<Fixed>,
     k: &FixedKernel,
+    u: &UnitsInputs<'_>,
+    out: &mut [i16],
+    state_cnt: &mut [u64],
+) {
+    let mut f = Finish::new(p, k, u.m, u.units.start);
+    for (n, i) in u.units.clone().enumerate() {
+        f.diag = _mm256_set1_epi32(p.diag[i] as i32);
+        let o = &mut out[n * u.b..(n + 1) * u.b];
+        unit_from(p, &f, &u.unit(i), 0, o, state_cnt)
+    }
+}
+
+/// Unit `u.i` of the chains from `c0` on: blocks of 64, 32 and 16 chains, then one chain at a
+/// time.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn unit_from(
+    p: &Program<Fixed>,
+    f: &Finish,
     u: &UnitInputs<'_>,
+    c0: usize,
     out: &mut [i16],
     state_cnt: &mut [u64],
 ) {
     let a = &p.arith;
-    let m = u.m;
-    let (line_shift, noise_shift, state_shift) = k.shifts(m);
-    let state = a.formats.state;
-    let f = Finish {
-        diag: _mm256_set1_epi32(p.diag[u.i] as i32),
-        amp: _mm256_set1_epi32(a.noise_amp as i32),
-        gate: a
-            .module_clamp_codes(m)
-            .map(|(lo, hi)| (_mm256_set1_epi32(lo as i32), _mm256_set1_epi32(hi as i32))),
-        lo_code: _mm256_set1_epi32(state.min_code() as i32),
-        hi_code: _mm256_set1_epi32(state.max_code() as i32),
-        line_shift,
-        noise_shift,
-        state_shift: state_shift as i32,
-    };
     let b = u.b;
-    let mut c0 = 0;
+    let mut c0 = c0;
     while c0 + 4 * CHAINS <= b {
-        unit_blocks::<4>(p, &f, u, c0, out, state_cnt);
+        unit_blocks::<4>(p, f, u, c0, out, state_cnt);
         c0 += 4 * CHAINS;
     }
     while c0 + 2 * CHAINS <= b {
-        unit_blocks::<2>(p, &f, u, c0, out, state_cnt);
+        unit_blocks::<2>(p, f, u, c0, out, state_cnt);
         c0 += 2 * CHAINS;
     }
     while c0 + CHAINS <= b {
-        unit_blocks::<1>(p, &f, u, c0, out, state_cnt);
+        unit_blocks::<1>(p, f, u, c0, out, state_cnt);
         c0 += CHAINS;
     }
     // The chains left over, one at a time (the scalar update without checks).
@@ -371,8 +473,15 @@ unsafe fn unit_blocks<const NB: usize>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn bus_sum_avx2(row: &[i16], start: usize, b: usize, rx: &[i16], acc: &mut [i32]) {
-    if b == 1 {
+unsafe fn bus_sum_avx2(
+    row: &[i16],
+    start: usize,
+    b: usize,
+    rx: &[i16],
+    acc: &mut [i32],
+    from: usize,
+) {
+    if b == 1 && from == 0 {
         // One chain: a dot product, sixteen products per `vpmaddwd` (pairs summed exactly).
         let xs = &rx[start..start + row.len()];
         let mut sum = _mm256_setzero_si256();
@@ -394,7 +503,7 @@ unsafe fn bus_sum_avx2(row: &[i16], start: usize, b: usize, rx: &[i16], acc: &mu
         acc[0] = s;
         return;
     }
-    let mut c0 = 0;
+    let mut c0 = from;
     while c0 + CHAINS <= b {
         let mut lo = [_mm256_setzero_si256(); 1];
         let mut hi = [_mm256_setzero_si256(); 1];
@@ -423,4 +532,270 @@ unsafe fn bus_sum_avx2(row: &[i16], start: usize, b: usize, rx: &[i16], acc: &mu
         }
         acc[c] = s;
     }
+}
+
+/// Chains per AVX-512 block (16-bit states in a 512-bit register).
+pub const CHAINS512: usize = 32;
+
+/// `acc_lo/hi[blk] += c1 ra[blk] + c2 rb[blk]` for the `NB` blocks of 32 chains at `o1`, `o2`
+/// (`o2 = None`: `c2` is absent), with `vpdpwssd` (the products and the addition in one
+/// instruction, the same 32-bit sums as `vpmaddwd` and `vpaddd`). As in [`madd_rows`], `lo`
+/// holds the first four chains of every eight, `hi` the last four.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn dp_rows<const NB: usize>(
+    lo: &mut [__m512i; NB],
+    hi: &mut [__m512i; NB],
+    cp: __m512i,
+    s: &[i16],
+    o1: usize,
+    o2: Option<usize>,
+) {
+    for blk in 0..NB {
+        debug_assert!(o1 + (blk + 1) * CHAINS512 <= s.len());
+        let a = _mm512_loadu_si512(s.as_ptr().add(o1 + blk * CHAINS512) as *const _);
+        let b = match o2 {
+            Some(o2) => {
+                debug_assert!(o2 + (blk + 1) * CHAINS512 <= s.len());
+                _mm512_loadu_si512(s.as_ptr().add(o2 + blk * CHAINS512) as *const _)
+            }
+            None => _mm512_setzero_si512(),
+        };
+        lo[blk] = _mm512_dpwssd_epi32(lo[blk], _mm512_unpacklo_epi16(a, b), cp);
+        hi[blk] = _mm512_dpwssd_epi32(hi[blk], _mm512_unpackhi_epi16(a, b), cp);
+    }
+}
+
+/// [`align`] of sixteen 32-bit terms.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn align512(v: __m512i, s: i32) -> __m512i {
+    if s >= 0 {
+        _mm512_sll_epi32(v, _mm_cvtsi32_si128(s))
+    } else {
+        let r = -s;
+        let half = _mm512_set1_epi32(1 << (r - 1));
+        _mm512_sra_epi32(_mm512_add_epi32(v, half), _mm_cvtsi32_si128(r))
+    }
+}
+
+/// The 128-bit quarters `(0, 2)` of `a` and `(0, 2)` of `b` (`LO`), or `(1, 3)` of each: 32 chain
+/// values in chain order, split into the `lo`/`hi` order of [`dp_rows`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn split512(a: __m512i, b: __m512i) -> (__m512i, __m512i) {
+    let lo = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0);
+    let hi = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);
+    (
+        _mm512_permutex2var_epi64(a, lo, b),
+        _mm512_permutex2var_epi64(a, hi, b),
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+unsafe fn units_avx512(
+    p: &Program<Fixed>,
+    k: &FixedKernel,
+    u: &UnitsInputs<'_>,
+    out: &mut [i16],
+    state_cnt: &mut [u64],
+) {
+    let mut f = Finish::new(p, k, u.m, u.units.start);
+    let b = u.b;
+    for (n, i) in u.units.clone().enumerate() {
+        f.diag = _mm256_set1_epi32(p.diag[i] as i32);
+        let ui = u.unit(i);
+        let o = &mut out[n * b..(n + 1) * b];
+        let mut c0 = 0;
+        while c0 + 2 * CHAINS512 <= b {
+            unit_blocks512::<2>(p, &f, &ui, c0, o, state_cnt);
+            c0 += 2 * CHAINS512;
+        }
+        while c0 + CHAINS512 <= b {
+            unit_blocks512::<1>(p, &f, &ui, c0, o, state_cnt);
+            c0 += CHAINS512;
+        }
+        unit_from(p, &f, &ui, c0, o, state_cnt)
+    }
+}
+
+/// [`unit_blocks`] on `NB` blocks of 32 chains from `c0`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn unit_blocks512<const NB: usize>(
+    p: &Program<Fixed>,
+    f: &Finish,
+    u: &UnitInputs<'_>,
+    c0: usize,
+    out: &mut [i16],
+    state_cnt: &mut [u64],
+) {
+    let (i, b) = (u.i, u.b);
+    let wide = |v: __m256i| _mm512_broadcastd_epi32(_mm256_castsi256_si128(v));
+    let mut lo = [_mm512_setzero_si512(); NB];
+    let mut hi = [_mm512_setzero_si512(); NB];
+    let pair512 = |c1: i16, c2: i16| {
+        _mm512_set1_epi32(((c1 as u16 as u32) | ((c2 as u16 as u32) << 16)) as i32)
+    };
+    let pair_at512 = |s: &[i16], q: usize| {
+        debug_assert!(q + 1 < s.len());
+        _mm512_set1_epi32(std::ptr::read_unaligned(s.as_ptr().add(q) as *const i32))
+    };
+    // Bus terms: summed, then shifted once (left shifts), or rounded one by one.
+    let nl = u.wi.len();
+    if f.line_shift >= 0 {
+        let mut t = 0;
+        while t + 1 < nl {
+            let cp = pair_at512(u.wi, t);
+            dp_rows::<NB>(
+                &mut lo,
+                &mut hi,
+                cp,
+                u.lines,
+                t * b + c0,
+                Some((t + 1) * b + c0),
+            );
+            t += 2;
+        }
+        if t < nl {
+            let cp = pair512(u.wi[t], 0);
+            dp_rows::<NB>(&mut lo, &mut hi, cp, u.lines, t * b + c0, None);
+        }
+        if f.line_shift > 0 {
+            for blk in 0..NB {
+                lo[blk] = align512(lo[blk], f.line_shift);
+                hi[blk] = align512(hi[blk], f.line_shift);
+            }
+        }
+    } else {
+        for (t, &w) in u.wi.iter().enumerate() {
+            let mut plo = [_mm512_setzero_si512(); NB];
+            let mut phi = [_mm512_setzero_si512(); NB];
+            dp_rows::<NB>(&mut plo, &mut phi, pair512(w, 0), u.lines, t * b + c0, None);
+            for blk in 0..NB {
+                lo[blk] = _mm512_add_epi32(lo[blk], align512(plo[blk], f.line_shift));
+                hi[blk] = _mm512_add_epi32(hi[blk], align512(phi[blk], f.line_shift));
+            }
+        }
+    }
+    // Couplings, two at a time.
+    let (p0, p1) = (p.row_ptr[i] as usize, p.row_ptr[i + 1] as usize);
+    let (coef, col) = (&p.coef[p0..p1], &p.col[p0..p1]);
+    let mut q = 0;
+    while q + 1 < coef.len() {
+        let cp = pair_at512(coef, q);
+        let (j1, j2) = (col[q] as usize, col[q + 1] as usize);
+        dp_rows::<NB>(&mut lo, &mut hi, cp, u.rx, j1 * b + c0, Some(j2 * b + c0));
+        q += 2;
+    }
+    if q < coef.len() {
+        let cp = pair512(coef[q], 0);
+        dp_rows::<NB>(&mut lo, &mut hi, cp, u.rx, col[q] as usize * b + c0, None);
+    }
+    let (diag, amp) = (wide(f.diag), wide(f.amp));
+    let gate = f.gate.map(|(l, h)| (wide(l), wide(h)));
+    let (lo_code, hi_code) = (wide(f.lo_code), wide(f.hi_code));
+    for blk in 0..NB {
+        let c = c0 + blk * CHAINS512;
+        let o = i * b + c;
+        // Bias.
+        debug_assert!(o + CHAINS512 <= u.bias.len());
+        let (hl, hh) = split512(
+            _mm512_loadu_si512(u.bias.as_ptr().add(o) as *const _),
+            _mm512_loadu_si512(u.bias.as_ptr().add(o + 16) as *const _),
+        );
+        let terms = [_mm512_add_epi32(lo[blk], hl), _mm512_add_epi32(hi[blk], hh)];
+        debug_assert!(o + CHAINS512 <= u.x.len() && o + CHAINS512 <= u.z.len());
+        let xv = _mm512_loadu_si512(u.x.as_ptr().add(o) as *const _);
+        let zv = _mm512_loadu_si512(u.z.as_ptr().add(o) as *const _);
+        let xs = [
+            _mm512_srai_epi32::<16>(_mm512_unpacklo_epi16(xv, xv)),
+            _mm512_srai_epi32::<16>(_mm512_unpackhi_epi16(xv, xv)),
+        ];
+        let zs = [
+            _mm512_srai_epi32::<16>(_mm512_unpacklo_epi16(zv, zv)),
+            _mm512_srai_epi32::<16>(_mm512_unpackhi_epi16(zv, zv)),
+        ];
+        let mut res = [_mm512_setzero_si512(); 2];
+        let mut clipped = [0u16; 2];
+        for h in 0..2 {
+            let xi = xs[h];
+            let acc0 = _mm512_mullo_epi32(diag, xi);
+            let mut acc = _mm512_add_epi32(acc0, terms[h]);
+            if let Some((glo, ghi)) = gate {
+                // A closed gate keeps only the self term.
+                let closed = _mm512_cmpgt_epi32_mask(glo, xi) | _mm512_cmpgt_epi32_mask(xi, ghi);
+                acc = _mm512_mask_blend_epi32(closed, acc, acc0);
+            }
+            acc = _mm512_add_epi32(acc, align512(_mm512_mullo_epi32(zs[h], amp), f.noise_shift));
+            // Rounding right shift without overflow: (acc >> s) + bit (s - 1) of acc.
+            let s = f.state_shift;
+            let v = if s == 0 {
+                acc
+            } else {
+                _mm512_add_epi32(
+                    _mm512_sra_epi32(acc, _mm_cvtsi32_si128(s)),
+                    _mm512_and_si512(
+                        _mm512_sra_epi32(acc, _mm_cvtsi32_si128(s - 1)),
+                        _mm512_set1_epi32(1),
+                    ),
+                )
+            };
+            let r = _mm512_min_epi32(_mm512_max_epi32(v, lo_code), hi_code);
+            clipped[h] = _mm512_cmpneq_epi32_mask(r, v);
+            res[h] = r;
+        }
+        // Back to chain order: the pack works within 128-bit quarters, as the interleave did.
+        let packed = _mm512_packs_epi32(res[0], res[1]);
+        debug_assert!(c + CHAINS512 <= out.len());
+        _mm512_storeu_si512(out.as_mut_ptr().add(c) as *mut _, packed);
+        for (h, &bits) in clipped.iter().enumerate() {
+            let mut bits = bits as u32;
+            while bits != 0 {
+                let l = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                // Element `l` of half `h`: quarter l / 4 holds chains 8 (l / 4) + 4 h + 0..3.
+                state_cnt[c + 8 * (l / 4) + 4 * h + l % 4] += 1;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+unsafe fn bus_sum_avx512(row: &[i16], start: usize, b: usize, rx: &[i16], acc: &mut [i32]) {
+    let mut c0 = 0;
+    if b > 1 {
+        let first = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+        let second = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+        while c0 + CHAINS512 <= b {
+            let mut lo = [_mm512_setzero_si512(); 1];
+            let mut hi = [_mm512_setzero_si512(); 1];
+            let mut n = 0;
+            while n + 1 < row.len() {
+                let cp =
+                    _mm512_set1_epi32(std::ptr::read_unaligned(row.as_ptr().add(n) as *const i32));
+                let o = (start + n) * b + c0;
+                dp_rows::<1>(&mut lo, &mut hi, cp, rx, o, Some(o + b));
+                n += 2;
+            }
+            if n < row.len() {
+                let cp = _mm512_set1_epi32(row[n] as u16 as i32);
+                dp_rows::<1>(&mut lo, &mut hi, cp, rx, (start + n) * b + c0, None);
+            }
+            // lo = chains 0-3 | 8-11 | 16-19 | 24-27, hi = 4-7 | 12-15 | 20-23 | 28-31.
+            debug_assert!(c0 + CHAINS512 <= acc.len());
+            _mm512_storeu_si512(
+                acc.as_mut_ptr().add(c0) as *mut _,
+                _mm512_permutex2var_epi64(lo[0], first, hi[0]),
+            );
+            _mm512_storeu_si512(
+                acc.as_mut_ptr().add(c0 + 16) as *mut _,
+                _mm512_permutex2var_epi64(lo[0], second, hi[0]),
+            );
+            c0 += CHAINS512;
+        }
+    }
+    bus_sum_avx2(row, start, b, rx, acc, c0)
 }
