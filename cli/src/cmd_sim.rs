@@ -446,6 +446,13 @@ fn bench(a: BenchArgs) -> Result<(), String> {
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
     }
+    let isa = thermo_sim::isa::Isa::best();
+    println!(
+        "vector instructions of the fixed engine's fast paths: {} (of {} on this CPU; THERMO_ISA=avx2 or scalar caps them)",
+        isa.name(),
+        thermo_sim::isa::Isa::supported().name()
+    );
+    report.insert("isa".into(), isa.name().into());
     let cfg = bench_substrate("configuration", &s, a.sweeps, a.batch, a.repeat, nt);
     report.insert("configuration".into(), cfg);
     if a.digits.exists() {
@@ -597,7 +604,11 @@ fn bench_substrate(
     let bsweeps = (16_000_000 / (batch * s.units().max(1)) as u64).max(4);
     let gsweeps = (sweeps / 4).max(1);
     let seeds: Vec<u64> = (1..=batch as u64).collect();
-    let mut r: [Vec<f64>; 5] = Default::default();
+    let mut r: [Vec<f64>; 6] = Default::default();
+    // The batched figure on the AVX2 paths too when the CPU has wider ones: the same bits, the
+    // speed of the narrower instructions, measured in the same run.
+    let isa = thermo_sim::isa::Isa::best();
+    let narrower = isa > thermo_sim::isa::Isa::Avx2;
     // Cores the batched runs kept busy (CPU time over wall time): on a shared machine a thread
     // count's figure is bounded by the cores it was given.
     let mut busy: [Vec<f64>; 2] = Default::default();
@@ -611,6 +622,12 @@ fn bench_substrate(
             if let (Some(c0), Some(c1)) = (c, cpu_seconds()) {
                 busy[k - 1].push((c1 - c0) / t.elapsed().as_secs_f64());
             }
+        }
+        if narrower {
+            thermo_sim::isa::Isa::set_cap(thermo_sim::isa::Isa::Avx2);
+            let mut b = FixedBatch::fixed(s, &seeds, 1);
+            r[5].push(rate(bsweeps * batch as u64, &mut || b.run(bsweeps)));
+            thermo_sim::isa::Isa::set_cap(isa);
         }
         let mut g = GoldenEngine::golden(s, 1);
         r[3].push(rate(gsweeps, &mut || (0..gsweeps).for_each(|_| g.sweep())));
@@ -643,11 +660,18 @@ fn bench_substrate(
         }
     }
     let noise = median(noise_rates);
-    let [fixed, batch1, batch2, golden, plain] = r.map(median);
+    let [fixed, batch1, batch2, golden, plain, batch_avx2] = r.map(median);
     let [busy1, busy2] = busy.map(median);
     println!("  fixed engine, 1 chain        : {fixed:.3e}  ({sweeps} sweeps)");
     println!("  fixed engine, {batch} chains, 1 thread : {batch1:.3e}  ({bsweeps} sweeps, {busy1:.2} cores busy)");
     println!("  fixed engine, {batch} chains, {nt} threads: {batch2:.3e}  ({bsweeps} sweeps, {busy2:.2} cores busy)");
+    if narrower {
+        println!(
+            "  fixed engine, {batch} chains, 1 thread, AVX2 paths: {batch_avx2:.3e}  ({} paths {:.2}x of it)",
+            isa.name(),
+            batch1 / batch_avx2
+        );
+    }
     println!("  noise alone (step 2), {batch} chains, 1 thread: {noise:.3e} draws/s, one per unit update: bounds a thread's batched figure");
     println!("  golden model, 1 chain        : {golden:.3e}  ({gsweeps} sweeps)");
     println!("  plain f64 sparse Euler-Maruyama loop (CSR + bus factors, Box-Muller): {plain:.3e}  ({sweeps} sweeps)");
@@ -671,6 +695,7 @@ fn bench_substrate(
         "fixed_batch_1_thread_cores_busy": busy1,
         "fixed_batch_n_threads_cores_busy": busy2,
         "noise_batch_1_thread": noise,
+        "fixed_batch_1_thread_avx2": if narrower { serde_json::json!(batch_avx2) } else { serde_json::Value::Null },
         "golden": golden,
         "plain_f64": plain,
     })

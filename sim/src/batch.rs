@@ -33,6 +33,8 @@ struct Group<A: Arith> {
     z: Vec<A::Noise>,
     /// Biases, `bias[unit * b + chain]`.
     bias: Vec<A::Bias>,
+    /// Per coupling `q` of the program, `col[q] * b`: where its column's states start.
+    offsets: Vec<u32>,
     /// Per unit, the accumulator bound with the unit's largest bias over the group's chains.
     bounds: Vec<A::UnitBound>,
     /// Per module, a bound covering its units' ([`Arith::bound_cover`]).
@@ -81,8 +83,13 @@ impl<A: Arith> Group<A> {
         for &h in &prog.bias {
             bias.extend(std::iter::repeat(h).take(b));
         }
+        assert!(
+            (d * b) as u64 <= u32::MAX as u64,
+            "{d} units x {b} chains exceed the batch's 32-bit offsets"
+        );
         let mut g = Group {
             b,
+            offsets: prog.col.iter().map(|&j| j * b as u32).collect(),
             x: vec![A::State::default(); d * b],
             rx: vec![A::State::default(); d * b],
             next: vec![A::State::default(); d * b],
@@ -199,6 +206,7 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
         next,
         z,
         bias,
+        offsets,
         bounds,
         module_bounds,
         lanes,
@@ -345,7 +353,7 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
             let out = &mut next[i * b..e * b];
             let (wr, units) = (&w[n0 * k..n1 * k], i..e);
             if !A::batch_units_unchecked(
-                prog, m, units, b, wr, lines, x, rx, z, bias, out, state_cnt,
+                prog, m, units, b, wr, lines, x, rx, z, bias, offsets, out, state_cnt,
             ) {
                 for (j, out) in (i..e).zip(out.chunks_mut(b.max(1))) {
                     update::<A, false>(

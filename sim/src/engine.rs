@@ -206,7 +206,8 @@ pub trait Arith: Clone + Send + Sync {
     /// (`x[unit * b + chain]`; `w` the units' bus weights in turn, `lines` the module's lines
     /// `[line * b + chain]`), every unit proven safe for every chain ([`Arith::unit_is_safe`]):
     /// the new states into `out` (`b` per unit), clipped states counted per chain in
-    /// `state_cnt`, bit for bit the scalar update. Returns `false`, writing nothing, when this
+    /// `state_cnt`, bit for bit the scalar update. `offsets[q] = col[q] * b` for every coupling
+    /// `q` of the program. Returns `false`, writing nothing, when this
     /// arithmetic has no vector form for it.
     #[allow(clippy::too_many_arguments)]
     fn batch_units_unchecked(
@@ -220,10 +221,13 @@ pub trait Arith: Clone + Send + Sync {
         rx: &[Self::State],
         z: &[Self::Noise],
         bias: &[Self::Bias],
+        offsets: &[u32],
         out: &mut [Self::State],
         state_cnt: &mut [u64],
     ) -> bool {
-        let _ = (prog, m, units, b, w, lines, x, rx, z, bias, out, state_cnt);
+        let _ = (
+            prog, m, units, b, w, lines, x, rx, z, bias, offsets, out, state_cnt,
+        );
         false
     }
     /// `acc[c] = sum_n row[n] rx[(start + n) * b + c]` for the `b` chains of a batch, the sum
@@ -808,6 +812,7 @@ impl Arith for Fixed {
         rx: &[i16],
         z: &[i16],
         bias: &[i32],
+        offsets: &[u32],
         out: &mut [i16],
         state_cnt: &mut [u64],
     ) -> bool {
@@ -821,6 +826,7 @@ impl Arith for Fixed {
             rx,
             z,
             bias,
+            offsets,
         };
         crate::kernel_batch::units_unchecked(prog, &u, out, state_cnt)
     }

@@ -45,6 +45,8 @@ pub struct UnitsInputs<'a> {
     pub z: &'a [i16],
     /// Biases, as `x`.
     pub bias: &'a [i32],
+    /// Per coupling of the program, where its column's states start: `col * b`.
+    pub offsets: &'a [u32],
 }
 
 /// What the update of one unit of every chain reads.
@@ -60,6 +62,7 @@ struct UnitInputs<'a> {
     rx: &'a [i16],
     z: &'a [i16],
     bias: &'a [i32],
+    offsets: &'a [u32],
 }
 
 impl<'a> UnitsInputs<'a> {
@@ -78,6 +81,7 @@ impl<'a> UnitsInputs<'a> {
             rx: self.rx,
             z: self.z,
             bias: self.bias,
+            offsets: self.offsets,
         }
     }
 }
@@ -403,17 +407,17 @@ unsafe fn unit_blocks<const NB: usize>(
     }
     // Couplings, two at a time.
     let (p0, p1) = (p.row_ptr[i] as usize, p.row_ptr[i + 1] as usize);
-    let (coef, col) = (&p.coef[p0..p1], &p.col[p0..p1]);
+    let (coef, col) = (&p.coef[p0..p1], &u.offsets[p0..p1]);
     let mut q = 0;
     while q + 1 < coef.len() {
         let cp = pair_at(coef, q);
         let (j1, j2) = (col[q] as usize, col[q + 1] as usize);
-        madd_rows::<NB>(&mut lo, &mut hi, cp, u.rx, j1 * b + c0, Some(j2 * b + c0));
+        madd_rows::<NB>(&mut lo, &mut hi, cp, u.rx, j1 + c0, Some(j2 + c0));
         q += 2;
     }
     if q < coef.len() {
         let cp = pair(coef[q], 0);
-        madd_rows::<NB>(&mut lo, &mut hi, cp, u.rx, col[q] as usize * b + c0, None);
+        madd_rows::<NB>(&mut lo, &mut hi, cp, u.rx, col[q] as usize + c0, None);
     }
     for blk in 0..NB {
         let c = c0 + blk * CHAINS;
@@ -681,17 +685,17 @@ unsafe fn unit_blocks512<const NB: usize>(
     }
     // Couplings, two at a time.
     let (p0, p1) = (p.row_ptr[i] as usize, p.row_ptr[i + 1] as usize);
-    let (coef, col) = (&p.coef[p0..p1], &p.col[p0..p1]);
+    let (coef, col) = (&p.coef[p0..p1], &u.offsets[p0..p1]);
     let mut q = 0;
     while q + 1 < coef.len() {
         let cp = pair_at512(coef, q);
         let (j1, j2) = (col[q] as usize, col[q + 1] as usize);
-        dp_rows::<NB>(&mut lo, &mut hi, cp, u.rx, j1 * b + c0, Some(j2 * b + c0));
+        dp_rows::<NB>(&mut lo, &mut hi, cp, u.rx, j1 + c0, Some(j2 + c0));
         q += 2;
     }
     if q < coef.len() {
         let cp = pair512(coef[q], 0);
-        dp_rows::<NB>(&mut lo, &mut hi, cp, u.rx, col[q] as usize * b + c0, None);
+        dp_rows::<NB>(&mut lo, &mut hi, cp, u.rx, col[q] as usize + c0, None);
     }
     let (diag, amp) = (wide(f.diag), wide(f.amp));
     let gate = f.gate.map(|(l, h)| (wide(l), wide(h)));
