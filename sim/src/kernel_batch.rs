@@ -683,19 +683,34 @@ unsafe fn unit_blocks512<const NB: usize>(
             }
         }
     }
-    // Couplings, two at a time.
+    // Couplings, two at a time, into two sets of accumulators in turn: `vpdpwssd` puts its
+    // multiply's latency into the accumulator's dependency chain, which one set would make the
+    // bound (the sums are exact, so their order does not matter).
     let (p0, p1) = (p.row_ptr[i] as usize, p.row_ptr[i + 1] as usize);
     let (coef, col) = (&p.coef[p0..p1], &u.offsets[p0..p1]);
+    let mut lo2 = [_mm512_setzero_si512(); NB];
+    let mut hi2 = [_mm512_setzero_si512(); NB];
+    let rows = |q: usize| (col[q] as usize + c0, col[q + 1] as usize + c0);
     let mut q = 0;
-    while q + 1 < coef.len() {
-        let cp = pair_at512(coef, q);
-        let (j1, j2) = (col[q] as usize, col[q + 1] as usize);
-        dp_rows::<NB>(&mut lo, &mut hi, cp, u.rx, j1 + c0, Some(j2 + c0));
+    while q + 3 < coef.len() {
+        let (a1, a2) = rows(q);
+        dp_rows::<NB>(&mut lo, &mut hi, pair_at512(coef, q), u.rx, a1, Some(a2));
+        let (a1, a2) = rows(q + 2);
+        dp_rows::<NB>(&mut lo2, &mut hi2, pair_at512(coef, q + 2), u.rx, a1, Some(a2));
+        q += 4;
+    }
+    if q + 1 < coef.len() {
+        let (a1, a2) = rows(q);
+        dp_rows::<NB>(&mut lo, &mut hi, pair_at512(coef, q), u.rx, a1, Some(a2));
         q += 2;
     }
     if q < coef.len() {
         let cp = pair512(coef[q], 0);
-        dp_rows::<NB>(&mut lo, &mut hi, cp, u.rx, col[q] as usize + c0, None);
+        dp_rows::<NB>(&mut lo2, &mut hi2, cp, u.rx, col[q] as usize + c0, None);
+    }
+    for blk in 0..NB {
+        lo[blk] = _mm512_add_epi32(lo[blk], lo2[blk]);
+        hi[blk] = _mm512_add_epi32(hi[blk], hi2[blk]);
     }
     let (diag, amp) = (wide(f.diag), wide(f.amp));
     let gate = f.gate.map(|(l, h)| (wide(l), wide(h)));
