@@ -712,7 +712,9 @@ unsafe fn unit_blocks512<const NB: usize>(
         lo[blk] = _mm512_add_epi32(lo[blk], lo2[blk]);
         hi[blk] = _mm512_add_epi32(hi[blk], hi2[blk]);
     }
-    let (diag, amp) = (wide(f.diag), wide(f.amp));
+    // (d, 0) and (amp, 0) in every 32-bit word, for `vpmaddwd`.
+    let low16 = |v: __m256i| _mm512_and_si512(wide(v), _mm512_set1_epi32(0xFFFF));
+    let (diag, amp) = (low16(f.diag), low16(f.amp));
     let gate = f.gate.map(|(l, h)| (wide(l), wide(h)));
     let (lo_code, hi_code) = (wide(f.lo_code), wide(f.hi_code));
     for blk in 0..NB {
@@ -728,26 +730,30 @@ unsafe fn unit_blocks512<const NB: usize>(
         debug_assert!(o + CHAINS512 <= u.x.len() && o + CHAINS512 <= u.z.len());
         let xv = _mm512_loadu_si512(u.x.as_ptr().add(o) as *const _);
         let zv = _mm512_loadu_si512(u.z.as_ptr().add(o) as *const _);
+        // The self and noise products by `vpmaddwd` of (x, 0) with (d, 0) and of (z, 0) with
+        // (amp, 0): exact, in the `lo`/`hi` chain order, one operation each where `vpmulld`
+        // takes two on the port the multiplies and shifts share.
+        let zero = _mm512_setzero_si512();
         let xs = [
-            _mm512_srai_epi32::<16>(_mm512_unpacklo_epi16(xv, xv)),
-            _mm512_srai_epi32::<16>(_mm512_unpackhi_epi16(xv, xv)),
+            _mm512_unpacklo_epi16(xv, zero),
+            _mm512_unpackhi_epi16(xv, zero),
         ];
         let zs = [
-            _mm512_srai_epi32::<16>(_mm512_unpacklo_epi16(zv, zv)),
-            _mm512_srai_epi32::<16>(_mm512_unpackhi_epi16(zv, zv)),
+            _mm512_unpacklo_epi16(zv, zero),
+            _mm512_unpackhi_epi16(zv, zero),
         ];
         let mut res = [_mm512_setzero_si512(); 2];
         let mut clipped = [0u16; 2];
         for h in 0..2 {
-            let xi = xs[h];
-            let acc0 = _mm512_mullo_epi32(diag, xi);
+            let acc0 = _mm512_madd_epi16(xs[h], diag);
             let mut acc = _mm512_add_epi32(acc0, terms[h]);
             if let Some((glo, ghi)) = gate {
                 // A closed gate keeps only the self term.
+                let xi = _mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(xs[h]));
                 let closed = _mm512_cmpgt_epi32_mask(glo, xi) | _mm512_cmpgt_epi32_mask(xi, ghi);
                 acc = _mm512_mask_blend_epi32(closed, acc, acc0);
             }
-            acc = _mm512_add_epi32(acc, align512(_mm512_mullo_epi32(zs[h], amp), f.noise_shift));
+            acc = _mm512_add_epi32(acc, align512(_mm512_madd_epi16(zs[h], amp), f.noise_shift));
             // Rounding right shift without overflow: (acc >> s) + bit (s - 1) of acc.
             let s = f.state_shift;
             let v = if s == 0 {
