@@ -250,6 +250,8 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
     // Step 1: bus lines. A sum whose partial sums provably stay in range skips the saturation
     // checks (bit for bit the same, nothing to count).
     let mut rows = prog.bus_bounds.iter();
+    // The bus lines' saturations per chain (the scratch `cnt2` is free until step 3).
+    cnt2[..b].fill(0);
     for (bus, out) in prog.buses.iter().zip(bus_lines.iter_mut()) {
         for (side, out) in out.iter_mut().enumerate() {
             let (w, range, m) = if side == 0 {
@@ -269,15 +271,15 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
                     bus_sum::<A, true>(a, acc, row, range.start, b, rx, acc_cnt);
                 }
                 let o = &mut out[r * b..(r + 1) * b];
-                for c in 0..b {
-                    o[c] = a.line(m, acc[c], gain, &mut bus_saturation[c]);
-                }
+                a.lines_into(m, acc, gain, o, &mut cnt2[..b]);
             }
         }
     }
     for c in 0..b {
         bus_saturation[c].acc += acc_cnt[c];
+        bus_saturation[c].bus += cnt2[c];
         acc_cnt[c] = 0;
+        cnt2[c] = 0;
     }
     for (m, ml) in module_lines.iter_mut().enumerate() {
         let mut off = 0;

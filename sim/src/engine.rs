@@ -116,6 +116,22 @@ pub trait Arith: Clone + Send + Sync {
     fn finish(&self, acc: Self::Acc, sat: &mut Saturation) -> Self::State;
     /// A bus line from its sum over the states of module `m` and its gain.
     fn line(&self, m: usize, sum: Self::Acc, gain: Self::Coef, sat: &mut Saturation) -> Self::Line;
+    /// `out[c] = line(m, sums[c], gain)` for every `c`, the saturations of `out[c]` added to
+    /// `cnt[c]` (as [`Saturation::bus`]): the bus lines of many chains at once.
+    fn lines_into(
+        &self,
+        m: usize,
+        sums: &[Self::Acc],
+        gain: Self::Coef,
+        out: &mut [Self::Line],
+        cnt: &mut [u64],
+    ) {
+        for ((o, &sum), c) in out.iter_mut().zip(sums).zip(cnt) {
+            let mut s = Saturation::default();
+            *o = self.line(m, sum, gain, &mut s);
+            *c += s.bus;
+        }
+    }
     /// Activation `rho` of a state of module `m`.
     fn rho(&self, m: usize, x: Self::State) -> Self::State;
     /// `out[n] = rho(x[n])` for states `x` of module `m` (the clamp's constants looked up once).
@@ -669,6 +685,21 @@ impl Arith for Fixed {
             ),
             &mut sat.bus,
         )
+    }
+    fn lines_into(&self, m: usize, sums: &[i32], gain: i16, out: &mut [i16], cnt: &mut [u64]) {
+        // `line` written without branches on the data, so the loop vectorises.
+        let f = &self.formats;
+        let (lo, hi) = (f.bus.min_code(), f.bus.max_code());
+        let (from, to) = (self.acc_frac + self.shift(m), f.bus.frac);
+        let (pfrom, pto) = (f.bus.frac + f.gain.frac, f.bus.frac);
+        for ((o, &sum), c) in out.iter_mut().zip(sums).zip(cnt) {
+            let v = align(sum as i64, from, to);
+            let pre = v.clamp(lo, hi);
+            let w = align(pre * gain as i64, pfrom, pto);
+            let r = w.clamp(lo, hi);
+            *o = r as i16;
+            *c += (pre != v) as u64 + (r != w) as u64;
+        }
     }
     fn rho_is_identity(&self) -> bool {
         self.clamp.is_none()

@@ -696,7 +696,14 @@ unsafe fn unit_blocks512<const NB: usize>(
         let (a1, a2) = rows(q);
         dp_rows::<NB>(&mut lo, &mut hi, pair_at512(coef, q), u.rx, a1, Some(a2));
         let (a1, a2) = rows(q + 2);
-        dp_rows::<NB>(&mut lo2, &mut hi2, pair_at512(coef, q + 2), u.rx, a1, Some(a2));
+        dp_rows::<NB>(
+            &mut lo2,
+            &mut hi2,
+            pair_at512(coef, q + 2),
+            u.rx,
+            a1,
+            Some(a2),
+        );
         q += 4;
     }
     if q + 1 < coef.len() {

@@ -268,3 +268,45 @@ fn vector_path_matches_single_chains_for_mixed_chain_counts() {
         compare(what, &s, Fixed::new(&s), 51, 2, 10, false);
     }
 }
+
+/// The bus lines of many chains at once (`Arith::lines_into`, written to vectorise) against the
+/// one-line definition (`Arith::line`), both saturations included: every edge sum and gain, on a
+/// shifted module and an unshifted one.
+#[test]
+fn lines_of_many_chains_are_the_line_definition() {
+    let s = sub(&thermo_sim::example::shifted_config(1));
+    let a = Fixed::new(&s);
+    let mut sums: Vec<i32> = vec![i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX - 1, i32::MAX];
+    for k in 0..31 {
+        sums.extend([1 << k, -(1 << k), (1 << k) - 1, -(1 << k) + 1]);
+    }
+    let mut x = 0x9E37_79B9u32;
+    for _ in 0..2000 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        sums.push(x as i32 >> (x % 24));
+    }
+    let gains = [i16::MIN, -20000, -1, 0, 1, 4096, 16384, 20000, i16::MAX];
+    let (mut second, mut first) = (0u64, 0u64);
+    for m in 0..s.modules.len() {
+        for &gain in &gains {
+            let mut out = vec![0i16; sums.len()];
+            let mut cnt = vec![0u64; sums.len()];
+            a.lines_into(m, &sums, gain, &mut out, &mut cnt);
+            for (c, &sum) in sums.iter().enumerate() {
+                let mut sat = thermo_sim::engine::Saturation::default();
+                let want = a.line(m, sum, gain, &mut sat);
+                assert_eq!(
+                    (out[c], cnt[c]),
+                    (want, sat.bus),
+                    "module {m}, sum {sum}, gain {gain}"
+                );
+                first += (sat.bus >= 1) as u64;
+                second += (sat.bus == 2) as u64;
+            }
+        }
+    }
+    // Both saturations happened (the comparison saw them).
+    assert!(first > 0 && second > 0, "{first} {second}");
+}
