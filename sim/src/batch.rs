@@ -50,6 +50,8 @@ struct Group<A: Arith> {
     acc: Vec<A::Acc>,
     acc2: Vec<A::Acc>,
     cnt2: Vec<u64>,
+    /// A bus side's sums, `[row * b + chain]`.
+    bus_acc: Vec<A::Acc>,
     gate: Vec<bool>,
     acc_cnt: Vec<u64>,
     state_cnt: Vec<u64>,
@@ -104,6 +106,15 @@ impl<A: Arith> Group<A> {
             acc: vec![a.zero(); b],
             acc2: vec![a.zero(); b],
             cnt2: vec![0; b],
+            bus_acc: vec![
+                a.zero();
+                b * prog
+                    .buses
+                    .iter()
+                    .map(|bus| bus.gain.len())
+                    .max()
+                    .unwrap_or(0)
+            ],
             gate: vec![true; b],
             acc_cnt: vec![0; b],
             state_cnt: vec![0; b],
@@ -215,6 +226,7 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
         acc,
         acc2,
         cnt2,
+        bus_acc,
         gate,
         acc_cnt,
         state_cnt,
@@ -249,7 +261,7 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
     let fast = !(A::SATURATES && prog.force_checks);
     // Step 1: bus lines. A sum whose partial sums provably stay in range skips the saturation
     // checks (bit for bit the same, nothing to count).
-    let mut rows = prog.bus_bounds.iter();
+    let mut row_at = 0;
     // The bus lines' saturations per chain (the scratch `cnt2` is free until step 3).
     cnt2[..b].fill(0);
     for (bus, out) in prog.buses.iter().zip(bus_lines.iter_mut()) {
@@ -259,11 +271,21 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
             } else {
                 (&bus.v, &bus.dec, bus.modules.1)
             };
-            for (r, (row, &gain)) in w.iter().zip(&bus.gain).enumerate() {
+            let bounds = &prog.bus_bounds[row_at..row_at + w.len()];
+            row_at += w.len();
+            let safe = |bd: &Option<A::UnitBound>| matches!(bd, Some(bd) if fast && a.unit_is_safe(bd, xmax, 0.0));
+            // Every row safe: the side's rows together where the arithmetic can.
+            let sums = &mut bus_acc[..w.len() * b];
+            if bounds.iter().all(safe) && A::batch_bus_sums_unchecked(w, range.start, b, rx, sums) {
+                for (r, &gain) in bus.gain.iter().enumerate() {
+                    let o = &mut out[r * b..(r + 1) * b];
+                    a.lines_into(m, &sums[r * b..(r + 1) * b], gain, o, &mut cnt2[..b]);
+                }
+                continue;
+            }
+            for (r, ((row, &gain), bd)) in w.iter().zip(&bus.gain).zip(bounds).enumerate() {
                 acc.fill(a.zero());
-                let safe =
-                    matches!(rows.next(), Some(Some(bd)) if fast && a.unit_is_safe(bd, xmax, 0.0));
-                if safe {
+                if safe(bd) {
                     if !A::batch_bus_sum_unchecked(row, range.start, b, rx, acc) {
                         bus_sum::<A, false>(a, acc, row, range.start, b, rx, acc_cnt);
                     }

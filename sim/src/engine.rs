@@ -246,6 +246,19 @@ pub trait Arith: Clone + Send + Sync {
         );
         false
     }
+    /// `acc[r * b + c] = sum_n rows[r][n] rx[(start + n) * b + c]` for every row of a bus side
+    /// and the `b` chains of a batch, every sum proven not to saturate: the vector form that takes
+    /// the rows together if this arithmetic has one (else `false`, nothing written).
+    fn batch_bus_sums_unchecked(
+        rows: &[Vec<Self::Coef>],
+        start: usize,
+        b: usize,
+        rx: &[Self::State],
+        acc: &mut [Self::Acc],
+    ) -> bool {
+        let _ = (rows, start, b, rx, acc);
+        false
+    }
     /// `acc[c] = sum_n row[n] rx[(start + n) * b + c]` for the `b` chains of a batch, the sum
     /// proven not to saturate: the vector form if this arithmetic has one (else `false`, nothing
     /// written).
@@ -860,6 +873,16 @@ impl Arith for Fixed {
             offsets,
         };
         crate::kernel_batch::units_unchecked(prog, &u, out, state_cnt)
+    }
+    #[inline]
+    fn batch_bus_sums_unchecked(
+        rows: &[Vec<i16>],
+        start: usize,
+        b: usize,
+        rx: &[i16],
+        acc: &mut [i32],
+    ) -> bool {
+        crate::kernel_batch::bus_sums_unchecked(rows, start, b, rx, acc)
     }
     #[inline]
     fn batch_bus_sum_unchecked(

@@ -161,6 +161,34 @@ pub fn bus_sum_unchecked_with(
     }
 }
 
+/// `acc[r * b + c] = sum_n rows[r][n] rx[(start + n) * b + c]` for every row `r` (all of one
+/// length) and chain `c`, every sum proven not to saturate: the rows of a bus side together, each
+/// pair of state rows loaded and interleaved once for all of them. Returns `false` (nothing
+/// written) below AVX-512, where the rows take [`bus_sum_unchecked`] one by one.
+pub fn bus_sums_unchecked(
+    rows: &[Vec<i16>],
+    start: usize,
+    b: usize,
+    rx: &[i16],
+    acc: &mut [i32],
+) -> bool {
+    let len = rows.first().map_or(0, |r| r.len());
+    assert!(rows.iter().all(|r| r.len() == len), "rows of one length");
+    assert!(acc.len() >= rows.len() * b, "one sum per row and chain");
+    assert!(rx.len() >= (start + len) * b, "states of the rows' units");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if Isa::best() == Isa::Avx512 {
+            // SAFETY: the CPU supports AVX-512 (`Isa::best` is at most what it supports); the
+            // lengths are checked above.
+            unsafe { bus_sums_avx512(rows, start, b, rx, acc) };
+            return true;
+        }
+    }
+    let _ = (rows, start, b, rx, acc);
+    false
+}
+
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -830,4 +858,97 @@ unsafe fn bus_sum_avx512(row: &[i16], start: usize, b: usize, rx: &[i16], acc: &
         }
     }
     bus_sum_avx2(row, start, b, rx, acc, c0)
+}
+
+/// [`bus_sums_unchecked`]: blocks of 32 chains, up to eight rows at a time; the chains past the
+/// last block row by row ([`bus_sum_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
+unsafe fn bus_sums_avx512(rows: &[Vec<i16>], start: usize, b: usize, rx: &[i16], acc: &mut [i32]) {
+    let mut c0 = 0;
+    if b > 1 {
+        while c0 + CHAINS512 <= b {
+            let mut r = 0;
+            while r < rows.len() {
+                let k = match rows.len() - r {
+                    n if n >= 8 => 8,
+                    n if n >= 4 => 4,
+                    n if n >= 2 => 2,
+                    _ => 1,
+                };
+                let rs = &rows[r..r + k];
+                match k {
+                    8 => bus_rows512::<8>(rs, r, start, b, rx, c0, acc),
+                    4 => bus_rows512::<4>(rs, r, start, b, rx, c0, acc),
+                    2 => bus_rows512::<2>(rs, r, start, b, rx, c0, acc),
+                    _ => bus_rows512::<1>(rs, r, start, b, rx, c0, acc),
+                }
+                r += k;
+            }
+            c0 += CHAINS512;
+        }
+    }
+    for (r, row) in rows.iter().enumerate() {
+        bus_sum_avx2(row, start, b, rx, &mut acc[r * b..(r + 1) * b], c0);
+    }
+}
+
+/// Rows `first .. first + R` (`rows`) of [`bus_sums_avx512`] for the 32 chains at `c0`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn bus_rows512<const R: usize>(
+    rows: &[Vec<i16>],
+    first: usize,
+    start: usize,
+    b: usize,
+    rx: &[i16],
+    c0: usize,
+    acc: &mut [i32],
+) {
+    debug_assert_eq!(rows.len(), R);
+    let len = rows[0].len();
+    let mut lo = [_mm512_setzero_si512(); R];
+    let mut hi = [_mm512_setzero_si512(); R];
+    let load = |n: usize| {
+        let o = (start + n) * b + c0;
+        debug_assert!(o + CHAINS512 <= rx.len());
+        _mm512_loadu_si512(rx.as_ptr().add(o) as *const _)
+    };
+    let mut n = 0;
+    while n + 1 < len {
+        let (a, bb) = (load(n), load(n + 1));
+        let (ul, uh) = (_mm512_unpacklo_epi16(a, bb), _mm512_unpackhi_epi16(a, bb));
+        for k in 0..R {
+            let cp = _mm512_set1_epi32(std::ptr::read_unaligned(
+                rows[k].as_ptr().add(n) as *const i32
+            ));
+            lo[k] = _mm512_dpwssd_epi32(lo[k], ul, cp);
+            hi[k] = _mm512_dpwssd_epi32(hi[k], uh, cp);
+        }
+        n += 2;
+    }
+    if n < len {
+        let (a, z) = (load(n), _mm512_setzero_si512());
+        let (ul, uh) = (_mm512_unpacklo_epi16(a, z), _mm512_unpackhi_epi16(a, z));
+        for k in 0..R {
+            let cp = _mm512_set1_epi32(rows[k][n] as u16 as i32);
+            lo[k] = _mm512_dpwssd_epi32(lo[k], ul, cp);
+            hi[k] = _mm512_dpwssd_epi32(hi[k], uh, cp);
+        }
+    }
+    // lo = chains 0-3 | 8-11 | 16-19 | 24-27, hi = 4-7 | 12-15 | 20-23 | 28-31.
+    let first_half = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+    let second_half = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+    for k in 0..R {
+        let o = (first + k) * b + c0;
+        debug_assert!(o + CHAINS512 <= acc.len());
+        _mm512_storeu_si512(
+            acc.as_mut_ptr().add(o) as *mut _,
+            _mm512_permutex2var_epi64(lo[k], first_half, hi[k]),
+        );
+        _mm512_storeu_si512(
+            acc.as_mut_ptr().add(o + 16) as *mut _,
+            _mm512_permutex2var_epi64(lo[k], second_half, hi[k]),
+        );
+    }
 }
