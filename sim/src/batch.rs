@@ -351,20 +351,20 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
                 bias,
             }
         };
+        // The update of unit `j` into `out`, with saturation checks or without.
+        let mut update_unit = |j: usize, out: &mut [A::State], state_cnt: &mut [u64], check| {
+            let u = unit(j);
+            let scratch = (&mut acc2[..], &mut cnt2[..]);
+            if check {
+                update::<A, true>(prog, &u, acc, gate, scratch, acc_cnt, state_cnt, out);
+            } else {
+                update::<A, false>(prog, &u, acc, gate, scratch, acc_cnt, state_cnt, out);
+            }
+        };
         let mut i = range.start;
         while i < range.end {
             if !safe(i) {
-                let out = &mut next[i * b..(i + 1) * b];
-                update::<A, true>(
-                    prog,
-                    &unit(i),
-                    acc,
-                    gate,
-                    (acc2, cnt2),
-                    acc_cnt,
-                    state_cnt,
-                    out,
-                );
+                update_unit(i, &mut next[i * b..(i + 1) * b], state_cnt, true);
                 i += 1;
                 continue;
             }
@@ -380,16 +380,7 @@ fn sweep_body<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
                 prog, m, units, b, wr, lines, x, rx, z, bias, offsets, out, state_cnt,
             ) {
                 for (j, out) in (i..e).zip(out.chunks_mut(b.max(1))) {
-                    update::<A, false>(
-                        prog,
-                        &unit(j),
-                        acc,
-                        gate,
-                        (acc2, cnt2),
-                        acc_cnt,
-                        state_cnt,
-                        out,
-                    );
+                    update_unit(j, out, state_cnt, false);
                 }
             }
             i = e;

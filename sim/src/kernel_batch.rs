@@ -277,6 +277,134 @@ unsafe fn align(v: __m256i, s: i32) -> __m256i {
     }
 }
 
+/// The 32-bit accumulator vectors of a block of chains, at one register width: what the unit
+/// kernels of both widths share.
+#[cfg(target_arch = "x86_64")]
+trait Block: Copy {
+    /// Zero in every word.
+    unsafe fn zero() -> Self;
+    /// The coupling pair `(c1, c2)` in every word.
+    unsafe fn pair(c1: i16, c2: i16) -> Self;
+    /// `lo/hi[blk] += c1 a + c2 b` for `NB` blocks of the rows at `o1`, `o2` of `s` (`cp` the
+    /// pair; `o2 = None`: `c2` absent).
+    unsafe fn rows<const NB: usize>(
+        lo: &mut [Self; NB],
+        hi: &mut [Self; NB],
+        cp: Self,
+        s: &[i16],
+        o1: usize,
+        o2: Option<usize>,
+    );
+    /// [`align`] of every word.
+    unsafe fn align(v: Self, s: i32) -> Self;
+    /// Word-wise sum.
+    unsafe fn add(a: Self, b: Self) -> Self;
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Block for __m256i {
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        _mm256_setzero_si256()
+    }
+    #[inline(always)]
+    unsafe fn pair(c1: i16, c2: i16) -> Self {
+        pair(c1, c2)
+    }
+    #[inline(always)]
+    unsafe fn rows<const NB: usize>(
+        lo: &mut [Self; NB],
+        hi: &mut [Self; NB],
+        cp: Self,
+        s: &[i16],
+        o1: usize,
+        o2: Option<usize>,
+    ) {
+        madd_rows::<NB>(lo, hi, cp, s, o1, o2)
+    }
+    #[inline(always)]
+    unsafe fn align(v: Self, s: i32) -> Self {
+        align(v, s)
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        _mm256_add_epi32(a, b)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Block for __m512i {
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        _mm512_setzero_si512()
+    }
+    #[inline(always)]
+    unsafe fn pair(c1: i16, c2: i16) -> Self {
+        _mm512_set1_epi32(((c1 as u16 as u32) | ((c2 as u16 as u32) << 16)) as i32)
+    }
+    #[inline(always)]
+    unsafe fn rows<const NB: usize>(
+        lo: &mut [Self; NB],
+        hi: &mut [Self; NB],
+        cp: Self,
+        s: &[i16],
+        o1: usize,
+        o2: Option<usize>,
+    ) {
+        dp_rows::<NB>(lo, hi, cp, s, o1, o2)
+    }
+    #[inline(always)]
+    unsafe fn align(v: Self, s: i32) -> Self {
+        align512(v, s)
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        _mm512_add_epi32(a, b)
+    }
+}
+
+/// The bus terms of unit `u.i` for the `NB` blocks at `c0`, into `lo`/`hi`: summed, then
+/// shifted once when the alignment is a left shift (the shifted sum is the sum of the shifted
+/// products), else rounded one by one.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn bus_terms<V: Block, const NB: usize>(
+    line_shift: i32,
+    u: &UnitInputs<'_>,
+    c0: usize,
+    lo: &mut [V; NB],
+    hi: &mut [V; NB],
+) {
+    let (b, nl) = (u.b, u.wi.len());
+    if line_shift >= 0 {
+        let mut t = 0;
+        while t + 1 < nl {
+            let cp = V::pair(u.wi[t], u.wi[t + 1]);
+            V::rows::<NB>(lo, hi, cp, u.lines, t * b + c0, Some((t + 1) * b + c0));
+            t += 2;
+        }
+        if t < nl {
+            V::rows::<NB>(lo, hi, V::pair(u.wi[t], 0), u.lines, t * b + c0, None);
+        }
+        if line_shift > 0 {
+            for blk in 0..NB {
+                lo[blk] = V::align(lo[blk], line_shift);
+                hi[blk] = V::align(hi[blk], line_shift);
+            }
+        }
+    } else {
+        for (t, &w) in u.wi.iter().enumerate() {
+            let mut plo = [V::zero(); NB];
+            let mut phi = [V::zero(); NB];
+            V::rows::<NB>(&mut plo, &mut phi, V::pair(w, 0), u.lines, t * b + c0, None);
+            for blk in 0..NB {
+                lo[blk] = V::add(lo[blk], V::align(plo[blk], line_shift));
+                hi[blk] = V::add(hi[blk], V::align(phi[blk], line_shift));
+            }
+        }
+    }
+}
+
 /// The constants of a unit's finishing steps.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
@@ -396,43 +524,7 @@ unsafe fn unit_blocks<const NB: usize>(
     let (i, b) = (u.i, u.b);
     let mut lo = [_mm256_setzero_si256(); NB];
     let mut hi = [_mm256_setzero_si256(); NB];
-    // Bus terms: summed, then shifted once (left shifts), or rounded one by one.
-    let nl = u.wi.len();
-    if f.line_shift >= 0 {
-        let mut t = 0;
-        while t + 1 < nl {
-            let cp = pair_at(u.wi, t);
-            madd_rows::<NB>(
-                &mut lo,
-                &mut hi,
-                cp,
-                u.lines,
-                t * b + c0,
-                Some((t + 1) * b + c0),
-            );
-            t += 2;
-        }
-        if t < nl {
-            let cp = pair(u.wi[t], 0);
-            madd_rows::<NB>(&mut lo, &mut hi, cp, u.lines, t * b + c0, None);
-        }
-        if f.line_shift > 0 {
-            for blk in 0..NB {
-                lo[blk] = align(lo[blk], f.line_shift);
-                hi[blk] = align(hi[blk], f.line_shift);
-            }
-        }
-    } else {
-        for (t, &w) in u.wi.iter().enumerate() {
-            let mut plo = [_mm256_setzero_si256(); NB];
-            let mut phi = [_mm256_setzero_si256(); NB];
-            madd_rows::<NB>(&mut plo, &mut phi, pair(w, 0), u.lines, t * b + c0, None);
-            for blk in 0..NB {
-                lo[blk] = _mm256_add_epi32(lo[blk], align(plo[blk], f.line_shift));
-                hi[blk] = _mm256_add_epi32(hi[blk], align(phi[blk], f.line_shift));
-            }
-        }
-    }
+    bus_terms::<__m256i, NB>(f.line_shift, u, c0, &mut lo, &mut hi);
     // Couplings, two at a time.
     let (p0, p1) = (p.row_ptr[i] as usize, p.row_ptr[i + 1] as usize);
     let (coef, col) = (&p.coef[p0..p1], &u.offsets[p0..p1]);
@@ -674,43 +766,7 @@ unsafe fn unit_blocks512<const NB: usize>(
         debug_assert!(q + 1 < s.len());
         _mm512_set1_epi32(std::ptr::read_unaligned(s.as_ptr().add(q) as *const i32))
     };
-    // Bus terms: summed, then shifted once (left shifts), or rounded one by one.
-    let nl = u.wi.len();
-    if f.line_shift >= 0 {
-        let mut t = 0;
-        while t + 1 < nl {
-            let cp = pair_at512(u.wi, t);
-            dp_rows::<NB>(
-                &mut lo,
-                &mut hi,
-                cp,
-                u.lines,
-                t * b + c0,
-                Some((t + 1) * b + c0),
-            );
-            t += 2;
-        }
-        if t < nl {
-            let cp = pair512(u.wi[t], 0);
-            dp_rows::<NB>(&mut lo, &mut hi, cp, u.lines, t * b + c0, None);
-        }
-        if f.line_shift > 0 {
-            for blk in 0..NB {
-                lo[blk] = align512(lo[blk], f.line_shift);
-                hi[blk] = align512(hi[blk], f.line_shift);
-            }
-        }
-    } else {
-        for (t, &w) in u.wi.iter().enumerate() {
-            let mut plo = [_mm512_setzero_si512(); NB];
-            let mut phi = [_mm512_setzero_si512(); NB];
-            dp_rows::<NB>(&mut plo, &mut phi, pair512(w, 0), u.lines, t * b + c0, None);
-            for blk in 0..NB {
-                lo[blk] = _mm512_add_epi32(lo[blk], align512(plo[blk], f.line_shift));
-                hi[blk] = _mm512_add_epi32(hi[blk], align512(phi[blk], f.line_shift));
-            }
-        }
-    }
+    bus_terms::<__m512i, NB>(f.line_shift, u, c0, &mut lo, &mut hi);
     // Couplings, two at a time, into two sets of accumulators in turn: `vpdpwssd` puts its
     // multiply's latency into the accumulator's dependency chain, which one set would make the
     // bound (the sums are exact, so their order does not matter).

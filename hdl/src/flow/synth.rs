@@ -130,8 +130,9 @@ pub fn parse_stat(text: &str) -> Result<SynthReport, Error> {
 /// [`crate::rtl::mem::Mem`] and every inverse-CDF ROM of a noise pair (512 x 32,
 /// [`crate::rtl::rom::IcdfRom`]). A memory of `N x W` takes `ceil(N / d) * ceil(W / w)` blocks
 /// in the cheapest of the family's geometries `d x w`: ECP5 DP16KD 16384x1, 8192x2, 4096x4,
-/// 2048x9, 1024x18, and 512x36 for a memory of at most 512 words (yosys uses the
-/// pseudo-dual-port 36-bit form only then); iCE40 SB_RAM40_4K 256x16, 512x8, 1024x4, 2048x2.
+/// 2048x9, 1024x18, and the pseudo-dual-port 512x36 (which yosys takes at any depth where it is
+/// cheaper: the 1,024-unit reference's instruction memories of 6,457 to 6,583 words take 13
+/// blocks, not the 14 of 1024x18); iCE40 SB_RAM40_4K 256x16, 512x8, 1024x4, 2048x2.
 /// `hdl/tests/bitstream.rs` checks it against yosys' count on every committed reference.
 pub fn block_ram_estimate(family: Family, verilog: &str) -> u64 {
     let geoms: &[(u64, u64)] = match family {
@@ -144,8 +145,8 @@ pub fn block_ram_estimate(family: Family, verilog: &str) -> u64 {
             .map(|&(d, gw)| n.div_ceil(d) * w.div_ceil(gw))
             .min()
             .unwrap_or(0);
-        if family == Family::Ecp5 && n <= 512 {
-            best = best.min(w.div_ceil(36));
+        if family == Family::Ecp5 {
+            best = best.min(n.div_ceil(512) * w.div_ceil(36));
         }
         best
     };
