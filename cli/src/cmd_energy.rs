@@ -150,6 +150,20 @@ pub struct EnergyArgs {
     md: Option<PathBuf>,
 }
 
+/// `s` on the reference build's lanes when that build is `s`'s own on another lane count (`thermo
+/// bitstream --lanes P`: the report's structure hash is the one the current code computes for
+/// `s` with `P` lanes), so the cycle model counts the lanes the board has.
+fn on_build_lanes(s: &mut thermo_sim::Substrate, build_hash: &str, build_lanes: Option<u32>) {
+    let hash = |s: &thermo_sim::Substrate| format!("{:#018x}", thermo_proto::structure_hash(s));
+    if let Some(p) = build_lanes.filter(|&p| p != s.lanes && p > 0) {
+        let mut t = s.clone();
+        t.lanes = p;
+        if hash(s) != build_hash && hash(&t) == build_hash {
+            *s = t;
+        }
+    }
+}
+
 /// The reference build named with whether it is `s`'s own (the report's structure hash is the
 /// one the current code computes for `s`) or another substrate's, whose clock is then assumed.
 fn reference_note(board: &str, build_hash: &str, s: &thermo_sim::Substrate) -> String {
@@ -162,7 +176,8 @@ fn reference_note(board: &str, build_hash: &str, s: &thermo_sim::Substrate) -> S
 
 impl EnergyArgs {
     /// The assumptions: defaults, the reference build's clock and baud, then the flags.
-    fn assumptions(&self) -> Result<(Assumptions, String, String), String> {
+    /// Also the build's lanes.
+    fn assumptions(&self) -> Result<(Assumptions, String, String, Option<u32>), String> {
         let mut a = Assumptions::default();
         let text = std::fs::read_to_string(&self.fpga_report)
             .map_err(|e| format!("{}: {e}", self.fpga_report.display()))?;
@@ -184,6 +199,7 @@ impl EnergyArgs {
             self.fpga_report.display()
         );
         let build_hash = v["structure_hash"].as_str().unwrap_or("").to_string();
+        let build_lanes = v["lanes"].as_u64().and_then(|p| u32::try_from(p).ok());
         let flags = [
             ("cpu-watts-per-core", self.cpu_watts_per_core),
             ("board-watts", self.board_watts),
@@ -212,7 +228,7 @@ impl EnergyArgs {
             }
         }
         a.check()?;
-        Ok((a, board, build_hash))
+        Ok((a, board, build_hash, build_lanes))
     }
 
     fn substrate(&self) -> Result<(Substrate, String), String> {
@@ -314,11 +330,12 @@ fn run_energy(a: EnergyArgs) -> Result<(), String> {
             p.display()
         ));
     }
-    let (assumptions, board, build_hash) = a.assumptions()?;
+    let (assumptions, board, build_hash, build_lanes) = a.assumptions()?;
     if !(a.beta.is_finite() && a.beta > 0.0) {
         return Err(format!("--beta {}: must be finite and > 0", a.beta));
     }
-    let (s, source) = a.substrate()?;
+    let (mut s, source) = a.substrate()?;
+    on_build_lanes(&mut s, &build_hash, build_lanes);
     let board = reference_note(&board, &build_hash, &s);
     let batch = a.batch.unwrap_or(16);
     let st = StepSettings {
@@ -701,8 +718,9 @@ struct JsonSampleReport<'a> {
 }
 
 fn run_inference(a: EnergyArgs) -> Result<(), String> {
-    let (assumptions, board, build_hash) = a.assumptions()?;
-    let subj = a.inference_subject()?;
+    let (assumptions, board, build_hash, build_lanes) = a.assumptions()?;
+    let mut subj = a.inference_subject()?;
+    on_build_lanes(&mut subj.s, &build_hash, build_lanes);
     let s = &subj.s;
     let board = reference_note(&board, &build_hash, s);
     let calibrated = subj

@@ -240,3 +240,32 @@ fn bad_inference_flags_are_refused_by_name() {
         assert!(err.contains(what), "{flags:?}: {err}");
     }
 }
+
+/// A reference build of the substrate on fewer lanes than its description (`thermo bitstream
+/// --lanes 4`, the committed digits build) is taken as its own build on those lanes: the cycle
+/// model counts 4 lanes and the report says so; the shipped example's build is another
+/// substrate's.
+#[test]
+fn inference_takes_the_substrates_own_build_on_its_lanes() {
+    let d = tmpdir("own-build");
+    for (report, own, lanes) in [
+        ("bitstreams/ulx3s-85f-digits/report.json", true, 4),
+        ("bitstreams/ulx3s-85f/report.json", false, 16),
+    ] {
+        let j = d.join("r.json");
+        let mut args: Vec<&str> = vec!["energy", "--inference"];
+        args.extend(["--substrate", "models/digits-clamped-rank8.json"]);
+        args.extend(SMALL_SAMPLE);
+        args.extend(["--fpga-report", report, "--json", j.to_str().unwrap()]);
+        let (ok, out, err) = run(&args);
+        assert!(ok, "{report}: {out}\n{err}");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&j).unwrap()).unwrap();
+        let note = v["fpga_reference"].as_str().unwrap();
+        assert_eq!(note.contains("this substrate's own build"), own, "{note}");
+        assert!(
+            out.contains(&format!("416 units, {lanes} lanes")),
+            "{report}: {out}"
+        );
+    }
+}
