@@ -189,6 +189,11 @@ impl<A: Arith> Group<A> {
         }
         #[cfg(target_arch = "x86_64")]
         {
+            if crate::isa::Isa::best() == crate::isa::Isa::Avx512 {
+                // SAFETY: the CPU supports AVX-512 (`Isa::best` is at most what it supports).
+                unsafe { sweep_avx512(prog, self) };
+                return;
+            }
             if crate::isa::Isa::best() >= crate::isa::Isa::Avx2 {
                 // SAFETY: the CPU supports AVX2 (`Isa::best` is at most what it supports).
                 unsafe { sweep_avx2(prog, self) };
@@ -202,6 +207,13 @@ impl<A: Arith> Group<A> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn sweep_avx2<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
+    sweep_body(prog, g)
+}
+
+/// [`sweep_body`] compiled for AVX-512 (its loops over chains vectorise wider).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512bw")]
+unsafe fn sweep_avx512<A: Arith>(prog: &Program<A>, g: &mut Group<A>) {
     sweep_body(prog, g)
 }
 

@@ -699,6 +699,7 @@ impl Arith for Fixed {
             &mut sat.bus,
         )
     }
+    #[inline(always)]
     fn lines_into(&self, m: usize, sums: &[i32], gain: i16, out: &mut [i16], cnt: &mut [u64]) {
         // `line` written without branches on the data, so the loop vectorises.
         let f = &self.formats;
@@ -805,6 +806,7 @@ impl Arith for Fixed {
         // The bound grows with every component.
         [a[0].max(b[0]), a[1].max(b[1]), a[2].max(b[2])]
     }
+    #[inline(always)]
     fn max_magnitude(&self, x: &[i16]) -> f64 {
         // |v| and |rho(v)| (rho a clamp, monotone) are largest at the smallest or largest state.
         let (lo, hi) = x
