@@ -87,7 +87,9 @@ fn faults_lose_nothing_and_corrupt_nothing() {
         bit_error_rate: 1e-4,
         drop_rate: 1e-4,
         truncate_rate: 2e-3,
-        delay_rate: 0.01,
+        // a delay within the first 50 chunks of each direction, however the bytes are split:
+        // `the_link_tests_delays_come_early` in host/src/faults.rs
+        delay_rate: 0.03,
         delay: Duration::from_millis(30),
         unplug_every: Some(15_000), // well below the traffic of any run (>= 36 kB), which varies with timing
         unplugged_for: Duration::from_millis(400),
