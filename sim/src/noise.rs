@@ -524,8 +524,8 @@ unsafe fn gaussian_fixed8(
 /// `(r mod period) * width ..` (the last round may be short and uses the first lanes of its
 /// block); each sample is [`gaussian_fixed`] of the next draw (two [`taus88_step`] words) of its
 /// lane. A single chain's step 2 is `width = P, period = 1`; a batch's, chain-minor, is
-/// `width = B, period = P`. Sixteen lanes at a time with AVX-512, eight with AVX2, when the CPU
-/// has them ([`Isa::best`]).
+/// `width = B, period = P`. Sixteen lanes at a time with AVX-512 (rounds of at least 32 lanes),
+/// eight with AVX2, when the CPU has them ([`Isa::best`]).
 pub fn gaussian_fixed_rounds(
     state: &mut [Vec<u32>; 3],
     width: usize,
@@ -551,7 +551,10 @@ pub fn gaussian_fixed_rounds_with(
     #[cfg(target_arch = "x86_64")]
     {
         let isa = isa.min(Isa::supported());
-        if isa == Isa::Avx512 && width >= 16 {
+        // AVX-512 only for rounds of at least 32 lanes (a batch of 32 chains or more, whose
+        // sweep is all 512-bit): a single chain's AVX2 sweep ran 4-9% slower with 512-bit noise
+        // between its 256-bit steps (`cargo bench -p thermo-sim --bench engine -- single`).
+        if isa == Isa::Avx512 && width >= 32 {
             // SAFETY: the CPU supports the AVX-512 subsets (checked above); the states hold
             // every block.
             unsafe { gaussian_fixed_rounds_avx512(state, width, period, out) };
