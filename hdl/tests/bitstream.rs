@@ -87,6 +87,18 @@ fn build_named(board: Board, config: &str, lanes: Option<u32>, preamble: &[u8], 
         format!("{:#018x}", thermo_proto::structure_hash(&s))
     );
     assert_eq!(j["weight_checksum"], format!("{:#018x}", checksum(&s)));
+    // board-time rates: the clock over the schedule's cycles a sweep
+    let cycles = prog.cycles_per_sweep as f64;
+    for (key, mhz) in [
+        ("sweeps_per_second_at_target", &j["clock"]["constraint_mhz"]),
+        ("sweeps_per_second_at_fmax", &j["clock"]["fmax_mhz"]),
+    ] {
+        let want = mhz.as_f64().unwrap() * 1e6 / cycles;
+        assert!(
+            (j[key].as_f64().unwrap() - want).abs() <= 1e-9 * want,
+            "{key}"
+        );
+    }
     // provenance: file hashes equal coreutils' sha256sum, the tools' argv and versions, the
     // source commit of the checkout the build ran in
     let sha256sum = |p: &std::path::Path| -> String {
