@@ -759,9 +759,6 @@ unsafe fn unit_blocks512<const NB: usize>(
     let wide = |v: __m256i| _mm512_broadcastd_epi32(_mm256_castsi256_si128(v));
     let mut lo = [_mm512_setzero_si512(); NB];
     let mut hi = [_mm512_setzero_si512(); NB];
-    let pair512 = |c1: i16, c2: i16| {
-        _mm512_set1_epi32(((c1 as u16 as u32) | ((c2 as u16 as u32) << 16)) as i32)
-    };
     let pair_at512 = |s: &[i16], q: usize| {
         debug_assert!(q + 1 < s.len());
         _mm512_set1_epi32(std::ptr::read_unaligned(s.as_ptr().add(q) as *const i32))
@@ -796,7 +793,7 @@ unsafe fn unit_blocks512<const NB: usize>(
         q += 2;
     }
     if q < coef.len() {
-        let cp = pair512(coef[q], 0);
+        let cp = <__m512i as Block>::pair(coef[q], 0);
         dp_rows::<NB>(&mut lo2, &mut hi2, cp, u.rx, col[q] as usize + c0, None);
     }
     for blk in 0..NB {
@@ -878,49 +875,24 @@ unsafe fn unit_blocks512<const NB: usize>(
     }
 }
 
+/// One row: [`bus_sums_avx512`] of `[row]`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
 unsafe fn bus_sum_avx512(row: &[i16], start: usize, b: usize, rx: &[i16], acc: &mut [i32]) {
-    let mut c0 = 0;
-    if b > 1 {
-        let first = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
-        let second = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
-        while c0 + CHAINS512 <= b {
-            let mut lo = [_mm512_setzero_si512(); 1];
-            let mut hi = [_mm512_setzero_si512(); 1];
-            let mut n = 0;
-            while n + 1 < row.len() {
-                let cp =
-                    _mm512_set1_epi32(std::ptr::read_unaligned(row.as_ptr().add(n) as *const i32));
-                let o = (start + n) * b + c0;
-                dp_rows::<1>(&mut lo, &mut hi, cp, rx, o, Some(o + b));
-                n += 2;
-            }
-            if n < row.len() {
-                let cp = _mm512_set1_epi32(row[n] as u16 as i32);
-                dp_rows::<1>(&mut lo, &mut hi, cp, rx, (start + n) * b + c0, None);
-            }
-            // lo = chains 0-3 | 8-11 | 16-19 | 24-27, hi = 4-7 | 12-15 | 20-23 | 28-31.
-            debug_assert!(c0 + CHAINS512 <= acc.len());
-            _mm512_storeu_si512(
-                acc.as_mut_ptr().add(c0) as *mut _,
-                _mm512_permutex2var_epi64(lo[0], first, hi[0]),
-            );
-            _mm512_storeu_si512(
-                acc.as_mut_ptr().add(c0 + 16) as *mut _,
-                _mm512_permutex2var_epi64(lo[0], second, hi[0]),
-            );
-            c0 += CHAINS512;
-        }
-    }
-    bus_sum_avx2(row, start, b, rx, acc, c0)
+    bus_sums_avx512(&[row], start, b, rx, acc)
 }
 
 /// [`bus_sums_unchecked`]: blocks of 32 chains, up to eight rows at a time; the chains past the
 /// last block row by row ([`bus_sum_avx2`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vnni")]
-unsafe fn bus_sums_avx512(rows: &[Vec<i16>], start: usize, b: usize, rx: &[i16], acc: &mut [i32]) {
+unsafe fn bus_sums_avx512<T: AsRef<[i16]>>(
+    rows: &[T],
+    start: usize,
+    b: usize,
+    rx: &[i16],
+    acc: &mut [i32],
+) {
     let mut c0 = 0;
     if b > 1 {
         while c0 + CHAINS512 <= b {
@@ -934,10 +906,10 @@ unsafe fn bus_sums_avx512(rows: &[Vec<i16>], start: usize, b: usize, rx: &[i16],
                 };
                 let rs = &rows[r..r + k];
                 match k {
-                    8 => bus_rows512::<8>(rs, r, start, b, rx, c0, acc),
-                    4 => bus_rows512::<4>(rs, r, start, b, rx, c0, acc),
-                    2 => bus_rows512::<2>(rs, r, start, b, rx, c0, acc),
-                    _ => bus_rows512::<1>(rs, r, start, b, rx, c0, acc),
+                    8 => bus_rows512::<8, T>(rs, r, start, b, rx, c0, acc),
+                    4 => bus_rows512::<4, T>(rs, r, start, b, rx, c0, acc),
+                    2 => bus_rows512::<2, T>(rs, r, start, b, rx, c0, acc),
+                    _ => bus_rows512::<1, T>(rs, r, start, b, rx, c0, acc),
                 }
                 r += k;
             }
@@ -945,15 +917,15 @@ unsafe fn bus_sums_avx512(rows: &[Vec<i16>], start: usize, b: usize, rx: &[i16],
         }
     }
     for (r, row) in rows.iter().enumerate() {
-        bus_sum_avx2(row, start, b, rx, &mut acc[r * b..(r + 1) * b], c0);
+        bus_sum_avx2(row.as_ref(), start, b, rx, &mut acc[r * b..(r + 1) * b], c0);
     }
 }
 
 /// Rows `first .. first + R` (`rows`) of [`bus_sums_avx512`] for the 32 chains at `c0`.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn bus_rows512<const R: usize>(
-    rows: &[Vec<i16>],
+unsafe fn bus_rows512<const R: usize, T: AsRef<[i16]>>(
+    rows: &[T],
     first: usize,
     start: usize,
     b: usize,
@@ -962,6 +934,7 @@ unsafe fn bus_rows512<const R: usize>(
     acc: &mut [i32],
 ) {
     debug_assert_eq!(rows.len(), R);
+    let rows: [&[i16]; R] = std::array::from_fn(|k| rows[k].as_ref());
     let len = rows[0].len();
     let mut lo = [_mm512_setzero_si512(); R];
     let mut hi = [_mm512_setzero_si512(); R];
