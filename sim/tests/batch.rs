@@ -3,6 +3,7 @@
 
 use thermo_sim::engine::{Arith, Engine, Fixed, Golden, Observe};
 use thermo_sim::example::{family_config, saturating_config, shipped};
+use thermo_sim::qformat::align;
 use thermo_sim::{BatchEngine, Substrate};
 
 fn sub(cfg: &thermo_sim::SubstrateConfig) -> Substrate {
@@ -269,8 +270,8 @@ fn vector_path_matches_single_chains_for_mixed_chain_counts() {
     }
 }
 
-/// The bus lines of many chains at once (`Arith::lines_into`, written to vectorise) against the
-/// one-line definition (`Arith::line`), both saturations included: every edge sum and gain, on a
+/// The bus lines of many chains at once (`Arith::lines_into`, written to vectorise) and one at a
+/// time (`Arith::line`) against the definition in Q-format primitives, both saturations included: every edge sum and gain, on a
 /// shifted module and an unshifted one.
 #[test]
 fn lines_of_many_chains_are_the_line_definition() {
@@ -295,15 +296,29 @@ fn lines_of_many_chains_are_the_line_definition() {
             let mut cnt = vec![0u64; sums.len()];
             a.lines_into(m, &sums, gain, &mut out, &mut cnt);
             for (c, &sum) in sums.iter().enumerate() {
+                // Both `line` and `lines_into` against the definition in Q-format primitives:
+                // align the sum from the module's accumulator format to the bus format and
+                // saturate, multiply by the gain, align back and saturate.
+                let f = &s.formats;
+                let acc_frac = f.acc().frac + s.modules[m].shift;
+                let (pre, s1) = f.bus.saturate(align(sum as i64, acc_frac, f.bus.frac));
+                let prod = align(pre * gain as i64, f.bus.frac + f.gain.frac, f.bus.frac);
+                let (code, s2) = f.bus.saturate(prod);
+                let want = (code as i16, s1 as u64 + s2 as u64);
                 let mut sat = thermo_sim::engine::Saturation::default();
-                let want = a.line(m, sum, gain, &mut sat);
+                let one = a.line(m, sum, gain, &mut sat);
+                assert_eq!(
+                    (one, sat.bus),
+                    want,
+                    "line: module {m}, sum {sum}, gain {gain}"
+                );
                 assert_eq!(
                     (out[c], cnt[c]),
-                    (want, sat.bus),
-                    "module {m}, sum {sum}, gain {gain}"
+                    want,
+                    "lines_into: module {m}, sum {sum}, gain {gain}"
                 );
-                first += (sat.bus >= 1) as u64;
-                second += (sat.bus == 2) as u64;
+                first += (want.1 >= 1) as u64;
+                second += (want.1 == 2) as u64;
             }
         }
     }
