@@ -552,8 +552,9 @@ pub fn gaussian_fixed_rounds_with(
     {
         let isa = isa.min(Isa::supported());
         // AVX-512 only for rounds of at least 32 lanes (a batch of 32 chains or more, whose
-        // sweep is all 512-bit): a single chain's AVX2 sweep ran 4-9% slower with 512-bit noise
-        // between its 256-bit steps (`cargo bench -p thermo-sim --bench engine -- single`).
+        // sweep is all 512-bit): a single chain's AVX2 sweep (16 lanes) ran slower with 512-bit
+        // noise between its 256-bit steps (`cargo bench -p thermo-sim --bench engine -- single`,
+        // measured with this bound at 16).
         if isa == Isa::Avx512 && width >= 32 {
             // SAFETY: the CPU supports the AVX-512 subsets (checked above); the states hold
             // every block.
