@@ -104,6 +104,12 @@ pub enum HdlCommand {
         /// the board's block RAM leaves them out by itself, and says so.
         #[arg(long)]
         no_weights: bool,
+        /// Build the state banks (two per lane) and the bus sides' gain tables in distributed
+        /// (LUT) RAM instead of block RAM: fewer block RAMs, and the crossbar's inputs outside
+        /// the block-RAM rows, which lets more lanes route; costs LUT4s (about 15,000 for
+        /// 1,024 units at any lane count). ECP5 only.
+        #[arg(long)]
+        state_in_lutram: bool,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
@@ -247,6 +253,7 @@ pub fn run(c: HdlCommand) -> Result<(), String> {
             lanes,
             seed,
             no_weights,
+            state_in_lutram,
             out,
         } => {
             let board =
@@ -265,6 +272,7 @@ pub fn run(c: HdlCommand) -> Result<(), String> {
                 seed,
                 command,
                 weights: !no_weights,
+                distributed_state: state_in_lutram,
             };
             let r = thermo_hdl::flow::bitstream(&o, &mut |l| println!("{l}"))
                 .map_err(|e| e.to_string())?;

@@ -38,6 +38,7 @@ fn opts(board: Board, config: &str, lanes: Option<u32>, name: &str) -> Bitstream
         seed: 1,
         command: format!("test {name}"),
         weights: true,
+        distributed_state: false,
     }
 }
 
@@ -81,6 +82,7 @@ fn build_named(board: Board, config: &str, lanes: Option<u32>, preamble: &[u8], 
     let lo = board.link_options();
     assert_eq!(j["link"]["slots"], lo.slots);
     assert_eq!(j["link"]["max_payload"], lo.max_payload);
+    assert_eq!(j["distributed_state"], false);
     assert_eq!(j["utilisation"]["dsp"]["used"], r.dsps.used);
     assert_eq!(
         j["structure_hash"],
@@ -210,6 +212,22 @@ fn hdl_bitstream_too_large_does_not_fit() {
     let _ = std::fs::remove_dir_all(&o.out);
 }
 
+/// `--state-in-lutram` on the iCE40, which has no distributed RAM, fails at once and says so.
+#[test]
+fn hdl_bitstream_icebreaker_has_no_distributed_ram() {
+    let mut o = opts(Board::Icebreaker, SHIPPED, Some(1), "ice-lutram");
+    o.distributed_state = true;
+    let e = bitstream(&o, &mut |l| eprintln!("{l}"))
+        .expect_err("no distributed RAM")
+        .to_string();
+    assert!(
+        e.contains("--state-in-lutram") && e.contains("has no distributed RAM"),
+        "{e}"
+    );
+    assert!(!o.out.join("board.v").exists(), "nothing built");
+    let _ = std::fs::remove_dir_all(&o.out);
+}
+
 /// A model whose block RAM does not fit fails before synthesis with the estimate and the
 /// largest lane count that fits: a 1,024-unit example (5 modules, rank-8 buses, 16 couplings
 /// per unit) on 24 lanes needs 447 DP16KD by the estimate (the weight tables dropped would not
@@ -325,6 +343,8 @@ fn committed_references_match_their_reports() {
                     .as_u64()
                     .unwrap_or(0)
                     == 0,
+            // references built before the option have block-RAM state banks
+            j["distributed_state"].as_bool().unwrap_or(false),
         )
         .unwrap();
         let digest = |t: &str| -> String {

@@ -42,6 +42,27 @@ fn hdl_synth_top_ice40() {
     top(Family::Ice40);
 }
 
+/// `with_distributed_state`: the same top with the state banks marked distributed is built
+/// from the ECP5's LUT RAMs, and the block-RAM estimate the flow makes before synthesis still
+/// equals yosys' count.
+#[test]
+fn hdl_synth_top_ecp5_distributed_state() {
+    let s = Substrate::from_config(&family_config(3)).expect("valid");
+    let block = substrate_verilog(&s).expect("top verilog");
+    let v = thermo_hdl::rtl::mem::with_distributed_state(true, || substrate_verilog(&s))
+        .expect("top verilog");
+    assert!(v.contains("ram_style = \"distributed\""));
+    let r = synth(&v, Family::Ecp5, &workdir("top-ecp5-lutram")).expect("synthesis");
+    eprintln!("random 3 top, distributed state: {r:?}");
+    let est = |v: &str| thermo_hdl::flow::synth::block_ram_estimate(Family::Ecp5, v);
+    assert_eq!(r.brams, est(&v), "{r:?}");
+    // 2 state banks x 2 read ports: 4 fewer block RAMs (the rank-3 gains are flip-flops)
+    assert_eq!(est(&block) - est(&v), 4, "{r:?}");
+    // 4 memories of 2 x 16 words x 16 bits: 8 LUT RAMs of 16 x 4 bits each
+    assert_eq!(r.lutrams, 32, "{r:?}");
+    assert_eq!(r.dsps, 8, "{r:?}");
+}
+
 #[test]
 #[ignore = "resource measurement for the report (about a minute of yosys)"]
 fn hdl_synth_lane_resources() {

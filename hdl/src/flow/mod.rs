@@ -43,6 +43,9 @@ pub struct BitstreamOpts {
     /// WRITE_MEM of every weight without a rebuild). They hold a location and a code per weight,
     /// so a large substrate's tables take many block RAMs; `false` builds without them.
     pub weights: bool,
+    /// The state banks (and the bus sides' gain tables) in distributed (LUT) RAM instead of
+    /// block RAM ([`crate::rtl::mem::with_distributed_state`]). The iCE40 has none.
+    pub distributed_state: bool,
 }
 
 /// Resource use against the device.
@@ -325,9 +328,9 @@ pub struct BoardDesign {
 }
 
 /// The board top of substrate `s` (compiled to `prog`) on `board` at `mhz` (the PLL's nearest)
-/// and `baud`, with the link's weight tables if `weights` (and the board's link has them):
-/// exactly what [`bitstream`] writes, so a committed reference's `board.v` can be checked
-/// against the current code.
+/// and `baud`, with the link's weight tables if `weights` (and the board's link has them) and
+/// the state banks in distributed RAM if `distributed_state`: exactly what [`bitstream`]
+/// writes, so a committed reference's `board.v` can be checked against the current code.
 pub fn board_design(
     board: Board,
     s: &Substrate,
@@ -335,7 +338,14 @@ pub fn board_design(
     mhz: f64,
     baud: u64,
     weights: bool,
+    distributed_state: bool,
 ) -> Result<BoardDesign, Error> {
+    if distributed_state && board.family() != synth::Family::Ecp5 {
+        return Err(Error::Config(format!(
+            "--state-in-lutram: the {} has no distributed RAM",
+            board.device()
+        )));
+    }
     crate::rtl::top::check_size(prog)?;
     let (pll_text, pll_mhz) = pll(board, mhz)?;
     let inc = crate::link::uart::baud_increment((pll_mhz * 1e6).round() as u64, baud)?;
@@ -347,7 +357,9 @@ pub fn board_design(
     };
     // memory contents in files beside board.v ($readmemh, read by yosys from the build folder)
     let (link, memory_files) = crate::rtl::mem::with_memory_files(|| {
-        crate::link::command::link_top_verilog(s, prog, inc, &lo)
+        crate::rtl::mem::with_distributed_state(distributed_state, || {
+            crate::link::command::link_top_verilog(s, prog, inc, &lo)
+        })
     });
     let verilog = board_verilog(board, &link?, &pll_text, pll_mhz)?;
     Ok(BoardDesign {
@@ -399,13 +411,14 @@ pub fn bitstream(
         "DSP multipliers",
     )?;
     let mhz = o.mhz.unwrap_or(board.default_mhz());
-    let mut design = board_design(board, &s, &prog, mhz, o.baud, o.weights)?;
+    let dbits = o.distributed_state;
+    let mut design = board_design(board, &s, &prog, mhz, o.baud, o.weights, dbits)?;
     // block RAM, before synthesis (the estimate equals yosys' count on every reference)
     let family = board.family();
     let mut bram_est = synth::block_ram_estimate(family, &design.verilog);
     let mut weights_dropped = 0;
     if bram_est > cap.brams && design.weights_feature {
-        let without = board_design(board, &s, &prog, mhz, o.baud, false)?;
+        let without = board_design(board, &s, &prog, mhz, o.baud, false, dbits)?;
         let b = synth::block_ram_estimate(family, &without.verilog);
         if b <= cap.brams {
             weights_dropped = bram_est - b;
@@ -427,7 +440,7 @@ pub fn bitstream(
             substrate_with_lanes(&o.config, q as u32)
                 .and_then(|s| {
                     let prog = HwProgram::new(&s)?;
-                    let d = board_design(board, &s, &prog, mhz, o.baud, weights)?;
+                    let d = board_design(board, &s, &prog, mhz, o.baud, weights, dbits)?;
                     Ok(multipliers(&prog) <= cap.dsps
                         && synth::block_ram_estimate(family, &d.verilog) <= cap.brams)
                 })
@@ -664,6 +677,8 @@ pub fn bitstream(
         "bus_sides": prog.sides.len(),
         "link": {"slots": lo.slots, "max_payload": lo.max_payload, "rx_ring_bytes": lo.ring_bytes(), "reply_buffer_bytes": lo.reply_bytes(), "weights_asked": o.weights, "weights_feature": design.weights_feature, "weight_tables_dropped_to_fit_block_rams": weights_dropped},
         "block_ram_estimate": bram_est,
+        // the state banks and gain tables in distributed RAM (--state-in-lutram)
+        "distributed_state": dbits,
         "cycles_per_sweep": prog.cycles_per_sweep,
         "unit_updates_per_cycle": per_cycle,
         "lane_mac_utilisation": sched.mac_efficiency(),

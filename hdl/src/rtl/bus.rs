@@ -157,7 +157,7 @@ impl BusSide {
             cnt_acc: Default::default(),
             cnt_bus: Default::default(),
             words: Mem::exact(32, &prog.words),
-            gains: Mem::new(clog2(gains.len().max(2)), 16, &gains),
+            gains: Mem::new(clog2(gains.len().max(2)), 16, &gains).state(),
             // the word and rank counters at their memories' address widths
             pmask: Constant::new(((1u64 << clog2(prog.words.len().max(2))) - 1).to_bits()),
             rmask: Constant::new(((1u64 << clog2(gains.len().max(2))) - 1).to_bits()),

@@ -9,6 +9,24 @@ use std::collections::BTreeMap;
 thread_local! {
     /// The memory files of the Verilog being generated on this thread ([`with_memory_files`]).
     static MEM_FILES: RefCell<Option<BTreeMap<String, String>>> = const { RefCell::new(None) };
+    /// Are the state banks distributed RAM ([`with_distributed_state`])?
+    static DISTRIBUTED_STATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` (which generates Verilog) with the memories made by [`Mem::state`] (the state
+/// banks, and the bus sides' gain tables) marked `ram_style = "distributed"` instead of
+/// `"block"` if `on`: on the ECP5, yosys builds them from the slices' 16x4 LUT RAMs
+/// (`TRELLIS_DPR16X4`) and a read register instead of an 18-kbit DP16KD each. The banks' reads
+/// are the crossbar's inputs, read by every lane and bus side; out of the block-RAM rows they
+/// route more easily, and their bits (the state twice over, twice: 64 kbit for 1,024 units at
+/// any lane count) use a fraction of the device's LUT RAM (`bitstreams/README.md`, Scale).
+/// The iCE40 has no distributed RAM: its flow passes `false`. The behaviour (registered read,
+/// [`RW_POISON`] on a collision in simulation) is the same in every style.
+pub fn with_distributed_state<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    let old = DISTRIBUTED_STATE.with(|b| b.replace(on));
+    let r = f();
+    DISTRIBUTED_STATE.with(|b| b.set(old));
+    r
 }
 
 /// Run `f` (which generates Verilog) with every [`Mem`] holding non-zero contents reading them
@@ -85,6 +103,7 @@ pub struct Mem {
     _dbits: usize,
     _depth: usize,
     _contents: Vec<u32>,
+    _state: bool,
 }
 
 impl Mem {
@@ -121,7 +140,14 @@ impl Mem {
             _dbits,
             _depth,
             _contents,
+            _state: false,
         }
+    }
+    /// This memory may be distributed RAM ([`with_distributed_state`]): a state bank or a
+    /// bus side's gain table.
+    pub fn state(mut self) -> Self {
+        self._state = true;
+        self
     }
     fn mask(&self) -> u32 {
         if self._dbits == 32 {
@@ -205,6 +231,8 @@ initial begin
         };
         let style = if n * d <= LOGIC_BITS {
             "logic"
+        } else if self._state && DISTRIBUTED_STATE.with(|b| b.get()) {
+            "distributed"
         } else {
             "block"
         };

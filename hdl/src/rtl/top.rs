@@ -197,7 +197,7 @@ impl SubstrateTop {
                 .map(|sd| BusSide::new(&prog.dp, sd))
                 .collect(),
             banks: (0..READ_PORTS * p)
-                .map(|_| Mem::new(prog.qbits + 1, 16, &[]))
+                .map(|_| Mem::new(prog.qbits + 1, 16, &[]).state())
                 .collect(),
             lines: (0..prog.n_lines).map(|_| DFF::default()).collect(),
             nsw: Default::default(),
