@@ -128,27 +128,42 @@ pub fn parse_stat(text: &str) -> Result<SynthReport, Error> {
 /// The block RAMs yosys maps `verilog`'s memories to, estimated before synthesis from their
 /// declarations: every `(* ram_style = "block" ... *) reg [W-1:0] mem [0:N-1]` of
 /// [`crate::rtl::mem::Mem`] and every inverse-CDF ROM of a noise pair (512 x 32,
-/// [`crate::rtl::rom::IcdfRom`]). A memory of `N x W` takes `ceil(N / d) * ceil(W / w)` blocks
-/// in the cheapest of the family's geometries `d x w`: ECP5 DP16KD 16384x1, 8192x2, 4096x4,
-/// 2048x9, 1024x18, and the pseudo-dual-port 512x36 (which yosys takes at any depth where it is
-/// cheaper: the 1,024-unit reference's instruction memories of 6,457 to 6,583 words take 13
-/// blocks, not the 14 of 1024x18); iCE40 SB_RAM40_4K 256x16, 512x8, 1024x4, 2048x2.
+/// [`crate::rtl::rom::IcdfRom`]). A memory of `N x W` in a geometry `d x w` takes
+/// `a * ceil(W / w)` blocks, `a = ceil(N / d)` deep.
+///
+/// * ECP5 (DP16KD 16384x1, 8192x2, 4096x4, 2048x9, 1024x18, and the pseudo-dual-port 512x36):
+///   the geometry of least cost in yosys' `memory_libmap`, `128` a block plus `0.5` for each
+///   bit of the read multiplexer that a cascade `a` deep needs, `(a - 1) * W`, and `0.5 * a` for
+///   the write enables' decoder. So 5,608 words of 32 bits take 12 blocks of 2048x9 (cost
+///   1,569.5; the digits substrate's instruction memories on 8 lanes), not 11 of 512x36
+///   (1,573.5), and 6,583 words take 13 of 512x36 (1,862.5; the 1,024-unit reference on 4
+///   lanes), not 16 of 2048x9 (2,098).
+/// * iCE40 (SB_RAM40_4K 256x16, 512x8, 1024x4, 2048x2): the fewest blocks.
+///
 /// `hdl/tests/bitstream.rs` checks it against yosys' count on every committed reference.
 pub fn block_ram_estimate(family: Family, verilog: &str) -> u64 {
     let geoms: &[(u64, u64)] = match family {
-        Family::Ecp5 => &[(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18)],
+        Family::Ecp5 => &[
+            (16384, 1),
+            (8192, 2),
+            (4096, 4),
+            (2048, 9),
+            (1024, 18),
+            (512, 36),
+        ],
         Family::Ice40 => &[(256, 16), (512, 8), (1024, 4), (2048, 2)],
     };
     let blocks = |n: u64, w: u64| -> u64 {
-        let mut best = geoms
-            .iter()
-            .map(|&(d, gw)| n.div_ceil(d) * w.div_ceil(gw))
-            .min()
-            .unwrap_or(0);
-        if family == Family::Ecp5 {
-            best = best.min(n.div_ceil(512) * w.div_ceil(36));
+        let shape = |&(d, gw): &(u64, u64)| (n.div_ceil(d), n.div_ceil(d) * w.div_ceil(gw));
+        match family {
+            Family::Ecp5 => {
+                // memory_libmap's cost in half units: 256 a block, the mux and the decoder
+                let cost = |(a, b): (u64, u64)| 256 * b + (a - 1) * w + a;
+                geoms.iter().map(shape).min_by_key(|&ab| cost(ab))
+            }
+            Family::Ice40 => geoms.iter().map(shape).min_by_key(|&(_, b)| b),
         }
-        best
+        .map_or(0, |(_, b)| b)
     };
     let mut total = 0;
     for line in verilog.lines() {
@@ -183,4 +198,37 @@ pub fn block_ram_estimate(family: Family, verilog: &str) -> u64 {
         })
         .count() as u64;
     total + roms * blocks(512, 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mem(n: u64, w: u64) -> String {
+        format!(
+            "    (* ram_style = \"block\", no_rw_check *) reg [{}:0] mem [0:{}];\n",
+            w - 1,
+            n - 1
+        )
+    }
+
+    /// The geometries yosys chose in the reference builds: its cost, not the fewest blocks.
+    #[test]
+    fn ecp5_estimate_follows_memory_libmap_cost() {
+        let e = |n, w| block_ram_estimate(Family::Ecp5, &mem(n, w));
+        // the digits substrate on 8 lanes: 12 of 2048x9 (yosys), though 11 of 512x36 would do
+        assert_eq!(e(5608, 32), 12);
+        // the 1,024-unit example on 4 lanes: 13 of 512x36
+        assert_eq!(e(6583, 32), 13);
+        assert_eq!(e(6457, 32), 13);
+        // one block where one will do; a state bank of 16 bits
+        assert_eq!(e(128, 32), 1);
+        assert_eq!(e(256, 16), 1);
+        assert_eq!(e(1024, 16), 1);
+        // the link's slot memory: 8,192 x 32 in 16 blocks
+        assert_eq!(e(8192, 32), 16);
+        // distributed and logic memories take none
+        let v = mem(256, 16).replace("\"block\"", "\"distributed\"");
+        assert_eq!(block_ram_estimate(Family::Ecp5, &v), 0);
+    }
 }
