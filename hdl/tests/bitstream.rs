@@ -251,9 +251,17 @@ fn hdl_bitstream_block_ram_does_not_fit() {
     cfg.save(&path).unwrap();
     let o = opts(Board::Ulx3s85f, path.to_str().unwrap(), None, "bram-build");
     let t = std::time::Instant::now();
-    let e = bitstream(&o, &mut |l| eprintln!("{l}"))
+    let mut lines = Vec::new();
+    let e = bitstream(&o, &mut |l| lines.push(l.to_string()))
         .expect_err("does not fit")
         .to_string();
+    // over 60% of the block RAM, the build names the option that frees the state banks' ones
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("--state-in-lutram") && l.contains("of 208 block RAMs")),
+        "{lines:?}"
+    );
     assert!(
         e.contains("does not fit: needs") && e.contains("block RAMs, device has 208"),
         "{e}"

@@ -433,6 +433,19 @@ pub fn bitstream(
             bram_est = b;
         }
     }
+    // more than 60% of the block RAM: builds of 8 lanes and more stopped routing there (143 of
+    // 208 for the 1,024-unit example on 8 lanes; bitstreams/README.md, Scale)
+    if !dbits && family == synth::Family::Ecp5 && bram_est * 10 > cap.brams * 6 {
+        let with = board_design(board, &s, &prog, mhz, o.baud, design.weights_feature, true)?;
+        let b = synth::block_ram_estimate(family, &with.verilog);
+        if b < bram_est {
+            progress(&format!(
+                "[1/4] note: {bram_est} of {} block RAMs; above 60% nextpnr's router slows down \
+                 or stalls, and --state-in-lutram (the state banks in LUT RAM) would leave {b}",
+                cap.brams
+            ));
+        }
+    }
     if bram_est > cap.brams {
         // the largest lane count that fits the multipliers and the block RAM, with the weight
         // tables if asked for, else (or if they do not fit) without them
