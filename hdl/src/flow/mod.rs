@@ -411,14 +411,14 @@ pub fn bitstream(
         "DSP multipliers",
     )?;
     let mhz = o.mhz.unwrap_or(board.default_mhz());
-    let dbits = o.distributed_state;
-    let mut design = board_design(board, &s, &prog, mhz, o.baud, o.weights, dbits)?;
+    let lutram_state = o.distributed_state;
+    let mut design = board_design(board, &s, &prog, mhz, o.baud, o.weights, lutram_state)?;
     // block RAM, before synthesis (the estimate equals yosys' count on every reference)
     let family = board.family();
     let mut bram_est = synth::block_ram_estimate(family, &design.verilog);
     let mut weights_dropped = 0;
     if bram_est > cap.brams && design.weights_feature {
-        let without = board_design(board, &s, &prog, mhz, o.baud, false, dbits)?;
+        let without = board_design(board, &s, &prog, mhz, o.baud, false, lutram_state)?;
         let b = synth::block_ram_estimate(family, &without.verilog);
         if b <= cap.brams {
             weights_dropped = bram_est - b;
@@ -435,7 +435,7 @@ pub fn bitstream(
     }
     // more than 60% of the block RAM: builds of 8 lanes and more stopped routing there (143 of
     // 208 for the 1,024-unit example on 8 lanes; bitstreams/README.md, Scale)
-    if !dbits && family == synth::Family::Ecp5 && bram_est * 10 > cap.brams * 6 {
+    if !lutram_state && family == synth::Family::Ecp5 && bram_est * 10 > cap.brams * 6 {
         let with = board_design(board, &s, &prog, mhz, o.baud, design.weights_feature, true)?;
         let b = synth::block_ram_estimate(family, &with.verilog);
         if b < bram_est {
@@ -453,7 +453,7 @@ pub fn bitstream(
             substrate_with_lanes(&o.config, q as u32)
                 .and_then(|s| {
                     let prog = HwProgram::new(&s)?;
-                    let d = board_design(board, &s, &prog, mhz, o.baud, weights, dbits)?;
+                    let d = board_design(board, &s, &prog, mhz, o.baud, weights, lutram_state)?;
                     Ok(multipliers(&prog) <= cap.dsps
                         && synth::block_ram_estimate(family, &d.verilog) <= cap.brams)
                 })
@@ -691,7 +691,7 @@ pub fn bitstream(
         "link": {"slots": lo.slots, "max_payload": lo.max_payload, "rx_ring_bytes": lo.ring_bytes(), "reply_buffer_bytes": lo.reply_bytes(), "weights_asked": o.weights, "weights_feature": design.weights_feature, "weight_tables_dropped_to_fit_block_rams": weights_dropped},
         "block_ram_estimate": bram_est,
         // the state banks and gain tables in distributed RAM (--state-in-lutram)
-        "distributed_state": dbits,
+        "distributed_state": lutram_state,
         "cycles_per_sweep": prog.cycles_per_sweep,
         "unit_updates_per_cycle": per_cycle,
         "lane_mac_utilisation": sched.mac_efficiency(),
