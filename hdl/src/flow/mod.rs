@@ -372,6 +372,11 @@ pub fn board_design(
     })
 }
 
+/// Above this share of the ECP5's block RAM (percent), `thermo bitstream` names
+/// `--state-in-lutram`: the builds that did not route used 66-75% (143 of 208 for the 1,024-unit
+/// example on 8 lanes; `bitstreams/README.md`, Scale), the 4- and 6-lane ones that did 59-64%.
+pub const ROUTING_BRAM_PERCENT: u64 = 60;
+
 /// Build a bitstream; progress lines go to `progress`.
 pub fn bitstream(
     o: &BitstreamOpts,
@@ -433,15 +438,17 @@ pub fn bitstream(
             bram_est = b;
         }
     }
-    // more than 60% of the block RAM: builds of 8 lanes and more stopped routing there (143 of
-    // 208 for the 1,024-unit example on 8 lanes; bitstreams/README.md, Scale)
-    if !lutram_state && family == synth::Family::Ecp5 && bram_est * 10 > cap.brams * 6 {
+    if !lutram_state
+        && family == synth::Family::Ecp5
+        && bram_est * 100 > cap.brams * ROUTING_BRAM_PERCENT
+    {
         let with = board_design(board, &s, &prog, mhz, o.baud, design.weights_feature, true)?;
         let b = synth::block_ram_estimate(family, &with.verilog);
         if b < bram_est {
             progress(&format!(
-                "[1/4] note: {bram_est} of {} block RAMs; above 60% nextpnr's router slows down \
-                 or stalls, and --state-in-lutram (the state banks in LUT RAM) would leave {b}",
+                "[1/4] note: {bram_est} of {} block RAMs; above {ROUTING_BRAM_PERCENT}% nextpnr's \
+                 router slows down or stalls, and --state-in-lutram (the state banks in LUT RAM) \
+                 would leave {b}",
                 cap.brams
             ));
         }

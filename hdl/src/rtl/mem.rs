@@ -18,8 +18,9 @@ thread_local! {
 /// `"block"` if `on`: on the ECP5, yosys builds them from the slices' 16x4 LUT RAMs
 /// (`TRELLIS_DPR16X4`) and a read register instead of an 18-kbit DP16KD each. The banks' reads
 /// are the crossbar's inputs, read by every lane and bus side; out of the block-RAM rows they
-/// route more easily, and their bits (the state twice over, twice: 64 kbit for 1,024 units at
-/// any lane count) use a fraction of the device's LUT RAM (`bitstreams/README.md`, Scale).
+/// route more easily. Their bits are the state twice over (two buffers), twice (two read
+/// ports), each bank padded to a power of two: 64 kbit for 1,024 units on 8 lanes, 96 kbit on
+/// 12 (86 units a lane in banks of 256 words) (`bitstreams/README.md`, Scale).
 /// The iCE40 has no distributed RAM: its flow passes `false`. The behaviour (registered read,
 /// [`RW_POISON`] on a collision in simulation) is the same in every style.
 pub fn with_distributed_state<R>(on: bool, f: impl FnOnce() -> R) -> R {
