@@ -101,6 +101,8 @@ pub fn run(c: ScheduleCommand) -> Result<(), String> {
             (Order::Ascending, BusMode::Lanes, PortRule::Any),
             (Order::Free, BusMode::Lanes, PortRule::Any),
             (Order::Ascending, BusMode::Lanes, PortRule::ByReader),
+            (Order::Ascending, BusMode::Beside, PortRule::Any),
+            (Order::Ascending, BusMode::Beside, PortRule::ByReader),
         ] {
             // without buses the two bus modes are one schedule: print it once per port rule
             if bus == BusMode::Lanes && s.buses.is_empty() && port_rule == PortRule::Any {
@@ -123,6 +125,7 @@ pub fn run(c: ScheduleCommand) -> Result<(), String> {
                 },
                 match bus {
                     BusMode::Lanes if !s.buses.is_empty() => ", lanes sum the buses",
+                    BusMode::Beside => ", bus sides beside the lanes' first pass",
                     _ => "",
                 },
                 match port_rule {

@@ -6,16 +6,18 @@ use thermo_sim::example::{
     family_config, random_substrate, saturating_config, shipped, ExampleSpec,
 };
 use thermo_sim::schedule::banked::{
-    verify, Banked, BusMode, Issue, Options, Order, PortRule, BANK_READ_PORTS,
+    verify, Banked, BusMode, Issue, Options, Order, PortRule, BANK_READ_PORTS, PARK_LATENCY,
 };
 use thermo_sim::schedule::Schedule;
 use thermo_sim::Substrate;
 
-const MODES: [(Order, BusMode); 4] = [
+const MODES: [(Order, BusMode); 6] = [
     (Order::Ascending, BusMode::Sides),
     (Order::Free, BusMode::Sides),
     (Order::Ascending, BusMode::Lanes),
     (Order::Free, BusMode::Lanes),
+    (Order::Ascending, BusMode::Beside),
+    (Order::Free, BusMode::Beside),
 ];
 
 fn opts(ports: usize, order: Order, bus: BusMode) -> Options {
@@ -164,7 +166,7 @@ fn unlimited_ports_give_the_replicated_schedule() {
 #[test]
 fn spec_order_keeps_the_rows_ascending() {
     for (name, s) in all_cases() {
-        for bus in [BusMode::Sides, BusMode::Lanes] {
+        for bus in [BusMode::Sides, BusMode::Lanes, BusMode::Beside] {
             let b = Banked::new(&s, &opts(BANK_READ_PORTS, Order::Ascending, bus));
             for i in 0..s.units() {
                 let row: Vec<u32> = s.col[s.row_ptr[i]..s.row_ptr[i + 1]]
@@ -342,4 +344,156 @@ fn the_check_catches_tampered_schedules() {
         e.contains("bus partial reads") || e.contains("lines claimed"),
         "{e}"
     );
+}
+
+/// The bus sides beside the lanes' first pass: the check catches a state read in the second pass,
+/// a unit resumed before its parked accumulator is written, a line MAC before the lines are
+/// latched, a unit's second pass out of order and a bus side's read that collides with a lane's.
+#[test]
+fn the_check_catches_tampered_beside_schedules() {
+    let s = random_cases().swap_remove(4); // 300 units, 24 lanes, rank-2 buses
+    let good = Banked::new(
+        &s,
+        &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Beside),
+    );
+    verify(&s, &good).unwrap();
+    assert_eq!(good.bus_phase, 0);
+    assert!(good.lines_ready > 0);
+
+    // a state read moved to the end of the lane's second pass (as many ports as readers, so the
+    // moved read collides with none)
+    let wide = Banked::new(&s, &opts(64, Order::Ascending, BusMode::Beside));
+    verify(&s, &wide).unwrap();
+    let mut b = wide.clone();
+    let lane = &mut b.lane_issues[3];
+    let (t, unit, _) = find_read(lane, 0).unwrap();
+    lane[t] = Issue::Wait;
+    lane.push(Issue::State { unit, port: 63 });
+    let e = err(&s, &b);
+    assert!(e.contains("in the second pass"), "{e}");
+
+    // a unit resumed too early: the shipped example on 64 lanes has one unit per lane; a unit
+    // without bus lines finishes in its second pass PARK_LATENCY cycles after its first
+    let s64 = with_lanes(shipped(), 64);
+    let one = Banked::new(
+        &s64,
+        &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Beside),
+    );
+    verify(&s64, &one).unwrap();
+    let mut b = one.clone();
+    let l = (0..64)
+        .find(|&l| !b.lane_issues[l].contains(&Issue::Line))
+        .expect("a lane whose unit has no bus lines");
+    let lane = &mut b.lane_issues[l];
+    let last_read = lane
+        .iter()
+        .rposition(|i| matches!(i, Issue::State { .. }))
+        .unwrap();
+    let fin = lane.iter().position(|&i| i == Issue::Finish).unwrap();
+    assert_eq!(fin as u64, last_read as u64 + PARK_LATENCY, "lane {l}");
+    lane.swap(fin, fin - 1);
+    let e = err(&s64, &b);
+    assert!(e.contains("resumed at cycle"), "{e}");
+
+    // a line MAC before the lines are latched (the shipped example on 16 lanes: few couplings
+    // per unit, so lanes reach their lines early)
+    let mut b = good.clone();
+    b.lines_ready += 1;
+    let e = err(&s, &b);
+    assert!(e.contains("lines claimed latched"), "{e}");
+    let s16 = with_lanes(shipped(), 16);
+    let early = Banked::new(
+        &s16,
+        &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Beside),
+    );
+    verify(&s16, &early).unwrap();
+    let mut b = early.clone();
+    let (l, t) = (0..16)
+        .find_map(|l| {
+            let t = b.lane_issues[l].iter().position(|&i| i == Issue::Line)?;
+            (t > 0 && b.lane_issues[l][t - 1] == Issue::Wait).then_some((l, t))
+        })
+        .expect("some lane waits for the lines");
+    b.lane_issues[l].swap(t - 1, t);
+    let e = err(&s16, &b);
+    assert!(e.contains("before the lines are latched"), "{e}");
+
+    // a line MAC missing from a unit's second pass
+    let mut b = good.clone();
+    let t = b.lane_issues[2]
+        .iter()
+        .position(|&i| i == Issue::Line)
+        .unwrap();
+    b.lane_issues[2][t] = Issue::Wait;
+    assert!(err(&s, &b).contains("line MACs"), "{}", err(&s, &b));
+
+    // a bus side reads another word of a lane's bank port in the same cycle
+    let by = Banked::new(
+        &s,
+        &Options {
+            port_rule: PortRule::Any,
+            ..opts(1, Order::Ascending, BusMode::Beside)
+        },
+    );
+    verify(&s, &by).unwrap();
+    let mut b = by.clone();
+    let p = s.lanes as usize;
+    let (t, l, j) = (0..b.bus_issues[0].len())
+        .find_map(|t| {
+            (0..p).find_map(|l| match b.lane_issues[l].get(t) {
+                Some(&Issue::State { unit, .. }) => Some((t, l, unit)),
+                _ => None,
+            })
+        })
+        .expect("a lane reads while side 0 runs");
+    let _ = l;
+    let other = (0..s.units())
+        .find(|&u| u % p == j as usize % p && u != j as usize)
+        .unwrap();
+    b.bus_issues[0][t] = Issue::State {
+        unit: other as u32,
+        port: 0,
+    };
+    let e = err(&s, &b);
+    assert!(e.contains("reads words") || e.contains("bus side 0"), "{e}");
+
+    // the cycle count claimed is not the issues'
+    let mut b = good.clone();
+    b.cycles_per_sweep += 1;
+    assert!(err(&s, &b).contains("cycle counts"), "{}", err(&s, &b));
+}
+
+/// The bus sides beside the lanes keep every unit's additions in the specification's order and
+/// lift the lanes' MACs per cycle where the bus phase idled them: the 1,024-unit example of
+/// `thermo bench` on 4 and 8 lanes, with the hardware's port rule.
+#[test]
+fn bus_sides_beside_the_lanes_pay_on_the_bench_substrate() {
+    let spec = ExampleSpec {
+        units: 1024,
+        modules: 5,
+        rank: 8,
+        degree: 16,
+        ..ExampleSpec::default()
+    };
+    let base = sub(&random_substrate(&spec));
+    for p in [4, 8] {
+        let s = with_lanes(base.clone(), p);
+        let o = |bus| Options {
+            port_rule: PortRule::ByReader,
+            ..opts(BANK_READ_PORTS, Order::Ascending, bus)
+        };
+        let sides = Banked::new(&s, &o(BusMode::Sides));
+        let beside = Banked::new(&s, &o(BusMode::Beside));
+        verify(&s, &beside).unwrap();
+        assert_eq!(
+            beside.lane_macs, sides.lane_macs,
+            "{p} lanes: the same MACs"
+        );
+        assert!(
+            beside.mac_efficiency() > sides.mac_efficiency() + 0.15,
+            "{p} lanes: {} against {}",
+            beside.mac_efficiency(),
+            sides.mac_efficiency()
+        );
+    }
 }

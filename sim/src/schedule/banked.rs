@@ -92,7 +92,21 @@ pub enum BusMode {
     /// ([`BusMode::line_latency`] cycles after the last partial MAC). There is no separate bus
     /// phase: lanes begin their units as soon as their partials are issued.
     Lanes,
+    /// Each bus side's own MAC reads its module `k` times as in [`BusMode::Sides`], but from the
+    /// sweep's first cycle, beside the lanes, which make two passes over their units. The first
+    /// pass issues every unit's self term and row (the specification's order) and parks the
+    /// unit's accumulator (and its gate) in a per-lane memory; the second pass resumes each
+    /// parked accumulator, issues the unit's line MACs (not before the lines are latched) and its
+    /// finish. A unit's additions keep the order of `docs/fixed-point.md` §3, so the engines'
+    /// arithmetic is unchanged; the bus phase hides behind the first pass. A unit's first
+    /// second-pass issue comes at least [`PARK_LATENCY`] cycles after its last first-pass issue.
+    Beside,
 }
+
+/// [`BusMode::Beside`]: cycles from a unit's last first-pass issue to its first second-pass
+/// issue (the parked accumulator is written at the last MAC's accumulate stage and read back in
+/// the second pass's operand stage).
+pub const PARK_LATENCY: u64 = 5;
 
 impl BusMode {
     /// Cycles from the last partial MAC issue to latched lines in [`BusMode::Lanes`]: the
@@ -279,6 +293,9 @@ fn lane_partials(s: &Substrate, l: usize) -> Vec<usize> {
 impl Banked {
     /// The schedule of `s` on its `s.lanes` lanes.
     pub fn new(s: &Substrate, o: &Options) -> Self {
+        if o.bus == BusMode::Beside {
+            return Banked::beside(s, o);
+        }
         let (order, bus) = (o.order, o.bus);
         let p = s.lanes as usize;
         let ports = o.ports.max(1);
@@ -341,7 +358,7 @@ impl Banked {
             .map(|l| LaneWork {
                 partials: match bus {
                     BusMode::Lanes => lane_partials(s, l).into(),
-                    BusMode::Sides => Default::default(),
+                    BusMode::Sides | BusMode::Beside => Default::default(),
                 },
                 units: (l..d).step_by(p).collect(),
                 cur: 0,
@@ -362,7 +379,7 @@ impl Banked {
         work.iter_mut().for_each(start);
         // lines latched from this cycle on (BusMode::Lanes: known once every partial is issued)
         let mut lines_ready: Option<u64> = match bus {
-            BusMode::Sides => Some(0),
+            BusMode::Sides | BusMode::Beside => Some(0),
             BusMode::Lanes if work.iter().all(|w| w.partials.is_empty()) => Some(0),
             BusMode::Lanes => None,
         };
@@ -486,6 +503,222 @@ impl Banked {
         }
     }
 
+    /// [`BusMode::Beside`]: the bus sides and the lanes' two passes, from the sweep's first cycle,
+    /// with one rotating priority over all readers (bus side `q` is reader `q` for the port rule,
+    /// as in the bus phase of [`BusMode::Sides`]; lane `l` reader `l`).
+    fn beside(s: &Substrate, o: &Options) -> Self {
+        let p = s.lanes as usize;
+        let ports = o.ports.max(1);
+        let d = s.units();
+        let mut bank = Ports::new(p, ports, o.port_rule);
+        let sides = sides(s);
+        let side_len: Vec<usize> = sides.iter().map(|&(m, k)| k * s.modules[m].size).collect();
+        let lines = line_macs(s);
+        let module_of = |i: usize| {
+            s.modules
+                .iter()
+                .position(|m| m.range().contains(&i))
+                .unwrap()
+        };
+        struct Lane {
+            units: Vec<usize>,
+            /// First pass: the current unit, its self term issued, its row columns left.
+            cur: usize,
+            self_done: bool,
+            row_left: Vec<usize>,
+            issued: Vec<u32>,
+            /// Cycle of each unit's last first-pass issue.
+            parked_at: Vec<u64>,
+            /// Second pass: the current unit and its line MACs left (None: not begun).
+            cur2: usize,
+            lines_left: Option<usize>,
+            /// First-pass reads left.
+            left: usize,
+        }
+        let mut lanes: Vec<Lane> = (0..p)
+            .map(|l| {
+                let units: Vec<usize> = (l..d).step_by(p).collect();
+                let row_left = units
+                    .first()
+                    .map(|&i| s.col[s.row_ptr[i]..s.row_ptr[i + 1]].to_vec())
+                    .unwrap_or_default();
+                Lane {
+                    left: units
+                        .iter()
+                        .map(|&i| 1 + s.row_ptr[i + 1] - s.row_ptr[i])
+                        .sum(),
+                    parked_at: vec![0; units.len()],
+                    units,
+                    cur: 0,
+                    self_done: false,
+                    row_left,
+                    issued: Vec::new(),
+                    cur2: 0,
+                    lines_left: None,
+                }
+            })
+            .collect();
+        let mut row_order = vec![Vec::new(); d];
+        let mut bus_issues: Vec<Vec<Issue>> = vec![Vec::new(); sides.len()];
+        let mut lane_issues: Vec<Vec<Issue>> = vec![Vec::new(); p];
+        let mut pos = vec![0usize; sides.len()];
+        let mut lines_ready: Option<u64> = sides.is_empty().then_some(0);
+        let readers = sides.len() + p;
+        let mut t = 0usize;
+        let read = |bank: &mut Ports, r: usize, j: usize| -> Option<u8> {
+            let (b, wd) = bank_of(j, p);
+            bank.find(r, b, wd).map(|port| {
+                bank.claim(b, wd, port);
+                port as u8
+            })
+        };
+        while lanes.iter().any(|w| w.cur2 < w.units.len())
+            || (0..sides.len()).any(|q| pos[q] < side_len[q])
+        {
+            bank.clear();
+            let lines_now = lines_ready.is_some_and(|r| t as u64 >= r);
+            // A side whose reads left reach the first pass left of the lane nearest its end is
+            // urgent and goes first; then the lanes (rotating); then the other sides.
+            let lane_left = lanes
+                .iter()
+                .filter(|w| w.cur < w.units.len())
+                .map(|w| w.left)
+                .min()
+                .unwrap_or(0);
+            let urgent = |q: usize| side_len[q] - pos[q] >= lane_left;
+            let mut order: Vec<usize> = Vec::with_capacity(readers);
+            order.extend(
+                (0..sides.len())
+                    .map(|k| (k + t) % sides.len())
+                    .filter(|&q| urgent(q)),
+            );
+            order.extend((0..p).map(|k| sides.len() + (k + t) % p));
+            order.extend(
+                (0..sides.len())
+                    .map(|k| (k + t) % sides.len())
+                    .filter(|&q| !urgent(q)),
+            );
+            for r in order {
+                if r < sides.len() {
+                    let q = r;
+                    if pos[q] >= side_len[q] {
+                        continue;
+                    }
+                    let m = &s.modules[sides[q].0];
+                    let j = m.offset + pos[q] % m.size;
+                    let issue = match read(&mut bank, q, j) {
+                        Some(port) => {
+                            pos[q] += 1;
+                            Issue::State {
+                                unit: j as u32,
+                                port,
+                            }
+                        }
+                        None => Issue::Wait,
+                    };
+                    bus_issues[q].push(issue);
+                    continue;
+                }
+                let l = r - sides.len();
+                let w = &mut lanes[l];
+                let issue = if w.cur < w.units.len() {
+                    let i = w.units[w.cur];
+                    let got = if !w.self_done {
+                        read(&mut bank, l, i).map(|port| {
+                            w.self_done = true;
+                            Issue::State {
+                                unit: i as u32,
+                                port,
+                            }
+                        })
+                    } else {
+                        let cand = match o.order {
+                            Order::Ascending => w.row_left.len().min(1),
+                            Order::Free => w.row_left.len(),
+                        };
+                        (0..cand).find_map(|k| {
+                            let j = w.row_left[k];
+                            read(&mut bank, l, j).map(|port| {
+                                w.row_left.remove(k);
+                                w.issued.push(j as u32);
+                                Issue::State {
+                                    unit: j as u32,
+                                    port,
+                                }
+                            })
+                        })
+                    };
+                    if got.is_some() {
+                        w.left -= 1;
+                    }
+                    if got.is_some() && w.self_done && w.row_left.is_empty() {
+                        // the unit's first pass is issued: park it
+                        w.parked_at[w.cur] = t as u64;
+                        row_order[i] = std::mem::take(&mut w.issued);
+                        w.cur += 1;
+                        w.self_done = false;
+                        if let Some(&n) = w.units.get(w.cur) {
+                            w.row_left = s.col[s.row_ptr[n]..s.row_ptr[n + 1]].to_vec();
+                        }
+                    }
+                    got.unwrap_or(Issue::Wait)
+                } else if w.cur2 < w.units.len() {
+                    let i = w.units[w.cur2];
+                    let left = *w.lines_left.get_or_insert(lines[module_of(i)]);
+                    if (t as u64) < w.parked_at[w.cur2] + PARK_LATENCY {
+                        Issue::Wait
+                    } else if left > 0 {
+                        if lines_now {
+                            w.lines_left = Some(left - 1);
+                            Issue::Line
+                        } else {
+                            Issue::Wait
+                        }
+                    } else {
+                        w.cur2 += 1;
+                        w.lines_left = None;
+                        Issue::Finish
+                    }
+                } else {
+                    continue;
+                };
+                lane_issues[l].push(issue);
+            }
+            if lines_ready.is_none() && (0..sides.len()).all(|q| pos[q] >= side_len[q]) {
+                lines_ready = Some(t as u64 + 1 + super::BUS_GAIN_LATENCY + crossbar_latency(p));
+            }
+            t += 1;
+        }
+        let lines_ready = lines_ready.unwrap_or(0);
+        let unit_len = lane_issues.iter().map(Vec::len).max().unwrap_or(0) as u64;
+        let unit_phase = (unit_len + super::PIPELINE_DRAIN + crossbar_latency(p)).max(lines_ready);
+        let count = |v: &[Vec<Issue>], f: fn(&Issue) -> bool| {
+            v.iter().flatten().filter(|i| f(i)).count() as u64
+        };
+        let lane_macs = count(&lane_issues, |i| {
+            matches!(i, Issue::State { .. } | Issue::Line)
+        });
+        let bus_macs: u64 = side_len.iter().map(|&n| n as u64).sum();
+        Banked {
+            lanes: p,
+            ports,
+            order: o.order,
+            bus: BusMode::Beside,
+            port_rule: o.port_rule,
+            lines_ready,
+            lane_waits: count(&lane_issues, |i| *i == Issue::Wait),
+            bus_waits: count(&bus_issues, |i| *i == Issue::Wait),
+            bus_issues,
+            lane_issues,
+            row_order,
+            bus_phase: 0,
+            unit_phase,
+            cycles_per_sweep: unit_phase,
+            macs_per_sweep: lane_macs + bus_macs,
+            lane_macs,
+        }
+    }
+
     /// Sustained lane MACs per cycle over the lanes' multipliers (1.0 = every lane busy every
     /// cycle of the sweep), as [`super::Schedule::mac_efficiency`].
     pub fn mac_efficiency(&self) -> f64 {
@@ -562,7 +795,9 @@ pub fn verify(s: &Substrate, b: &Banked) -> Result<(), String> {
     for (q, (&(m, k), iss)) in want_sides.iter().zip(&b.bus_issues).enumerate() {
         let r = s.modules[m].range();
         let want: Vec<u32> = match b.bus {
-            BusMode::Sides => (0..k).flat_map(|_| r.clone()).map(|j| j as u32).collect(),
+            BusMode::Sides | BusMode::Beside => {
+                (0..k).flat_map(|_| r.clone()).map(|j| j as u32).collect()
+            }
             BusMode::Lanes => Vec::new(),
         };
         let mut got = Vec::new();
@@ -584,6 +819,10 @@ pub fn verify(s: &Substrate, b: &Banked) -> Result<(), String> {
             ));
         }
         bus_len = bus_len.max(iss.len());
+    }
+    if b.bus == BusMode::Beside {
+        // the lanes run beside the bus sides, in the same cycles
+        return verify_beside(s, b, &want_sides, bus_len, &mut used, claim);
     }
     // unit phase (cycles restart at 0: the phases do not overlap)
     used.clear();
@@ -724,6 +963,160 @@ pub fn verify(s: &Substrate, b: &Banked) -> Result<(), String> {
     {
         return Err(format!(
             "cycle counts {} + {} = {} do not match the issues' {bus_phase} + {unit_phase}",
+            b.bus_phase, b.unit_phase, b.cycles_per_sweep
+        ));
+    }
+    Ok(())
+}
+
+/// The lanes of a [`BusMode::Beside`] schedule (the bus sides' reads are in `used` already):
+/// lane `l`'s first pass issues the self term and the row of each of its units `l, l + P, ...` in
+/// turn, its second pass (no state read after it began) the units' line MACs and finishes in the
+/// same order; a unit's second pass begins at least [`PARK_LATENCY`] cycles after its first pass
+/// ends; no line MAC before the lines are latched; the cycle counts add up.
+fn verify_beside<F>(
+    s: &Substrate,
+    b: &Banked,
+    want_sides: &[(usize, usize)],
+    bus_len: usize,
+    used: &mut Vec<HashMap<(usize, u8), usize>>,
+    claim: F,
+) -> Result<(), String>
+where
+    F: Fn(&mut Vec<HashMap<(usize, u8), usize>>, usize, usize, u32, u8, &str) -> Result<(), String>,
+{
+    let p = s.lanes as usize;
+    let d = s.units();
+    let mut lines = vec![0usize; s.modules.len()];
+    for &(m, k) in want_sides {
+        lines[m] += k;
+    }
+    let ready = if want_sides.is_empty() {
+        0
+    } else {
+        bus_len as u64 + super::BUS_GAIN_LATENCY + crossbar_latency(p)
+    };
+    if b.lines_ready != ready {
+        return Err(format!(
+            "lines claimed latched at cycle {}, the bus sides give {ready}",
+            b.lines_ready
+        ));
+    }
+    let module_of = |i: usize| {
+        s.modules
+            .iter()
+            .position(|m| m.range().contains(&i))
+            .unwrap()
+    };
+    let mut unit_len = 0;
+    for (l, iss) in b.lane_issues.iter().enumerate() {
+        let who = format!("lane {l}");
+        let units: Vec<usize> = (l..d).step_by(p).collect();
+        // first pass: (cycle, unit read) of every state read
+        let mut reads: Vec<(usize, u32)> = Vec::new();
+        let mut second: Vec<(usize, Issue)> = Vec::new();
+        for (t, is) in iss.iter().enumerate() {
+            match *is {
+                Issue::State { unit, port } => {
+                    claim(used, l, t, unit, port, &who)?;
+                    if !second.is_empty() {
+                        return Err(format!("{who}, cycle {t}: a state read in the second pass"));
+                    }
+                    reads.push((t, unit));
+                }
+                Issue::Line | Issue::Finish => second.push((t, *is)),
+                Issue::Wait => {}
+                Issue::BusPartial { .. } => {
+                    return Err(format!(
+                        "{who}, cycle {t}: a bus partial beside the bus sides"
+                    ))
+                }
+            }
+        }
+        let mut at = 0;
+        let mut parked = Vec::with_capacity(units.len());
+        for &i in &units {
+            let row: Vec<u32> = s.col[s.row_ptr[i]..s.row_ptr[i + 1]]
+                .iter()
+                .map(|&j| j as u32)
+                .collect();
+            let mine = reads.get(at..at + 1 + row.len()).ok_or(format!(
+                "{who}: unit {i}'s first pass is incomplete ({} reads left, it needs {})",
+                reads.len() - at.min(reads.len()),
+                1 + row.len()
+            ))?;
+            if mine[0].1 != i as u32 {
+                return Err(format!("{who}: unit {i} does not start with its self term"));
+            }
+            let issued: Vec<u32> = mine[1..].iter().map(|&(_, j)| j).collect();
+            let mut sorted = issued.clone();
+            sorted.sort_unstable();
+            if sorted != row {
+                return Err(format!(
+                    "{who}: unit {i}'s first pass reads other columns than its row"
+                ));
+            }
+            if b.order == Order::Ascending && issued != row {
+                return Err(format!("{who}: unit {i}'s row not in ascending order"));
+            }
+            if b.row_order.get(i) != Some(&issued) {
+                return Err(format!(
+                    "{who}: unit {i}'s recorded row order is not the issued one"
+                ));
+            }
+            parked.push(mine[row.len()].0);
+            at += 1 + row.len();
+        }
+        if at != reads.len() {
+            return Err(format!(
+                "{who}: {} state reads past its units' rows",
+                reads.len() - at
+            ));
+        }
+        let mut it = second.into_iter();
+        for (n, &i) in units.iter().enumerate() {
+            let mut n_lines = 0;
+            let mut first = None;
+            loop {
+                let (t, is) = it
+                    .next()
+                    .ok_or(format!("{who}: unit {i} is never finished"))?;
+                first.get_or_insert(t);
+                if is == Issue::Finish {
+                    break;
+                }
+                if (t as u64) < ready {
+                    return Err(format!(
+                        "{who}, cycle {t}: line MAC before the lines are latched at {ready}"
+                    ));
+                }
+                n_lines += 1;
+            }
+            let t0 = first.unwrap_or(0) as u64;
+            if t0 < parked[n] as u64 + PARK_LATENCY {
+                return Err(format!(
+                    "{who}: unit {i} resumed at cycle {t0}, {} after it was parked (at least {PARK_LATENCY})",
+                    t0 as i64 - parked[n] as i64
+                ));
+            }
+            if n_lines != lines[module_of(i)] {
+                return Err(format!(
+                    "{who}: unit {i} issues {n_lines} line MACs, its module needs {}",
+                    lines[module_of(i)]
+                ));
+            }
+        }
+        if let Some((t, is)) = it.next() {
+            return Err(format!(
+                "{who}, cycle {t}: {is:?} after its last unit's finish"
+            ));
+        }
+        unit_len = unit_len.max(iss.len());
+    }
+    let unit_phase = (unit_len as u64 + super::PIPELINE_DRAIN + crossbar_latency(p)).max(ready);
+    if (b.bus_phase, b.unit_phase, b.cycles_per_sweep) != (0, unit_phase, unit_phase) {
+        return Err(format!(
+            "cycle counts {} + {} = {} do not match the issues' 0 + {unit_phase}",
             b.bus_phase, b.unit_phase, b.cycles_per_sweep
         ));
     }
