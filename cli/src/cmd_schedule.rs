@@ -116,7 +116,7 @@ pub fn run(c: ScheduleCommand) -> Result<(), String> {
             };
             let b = Banked::new(&s, &opts);
             banked::verify(&s, &b).map_err(|e| format!("banked schedule fails its check: {e}"))?;
-            let hardware = opts == Options::HARDWARE;
+            let hardware = opts == Options::hardware(&s);
             let name = format!(
                 "banked, {} order{}{}",
                 match order {

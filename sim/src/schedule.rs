@@ -2,20 +2,26 @@
 //! a sweep. This is the contract the RTL's sweep controller meets (`docs/fixed-point.md` §4).
 //!
 //! The state is kept once, in one bank per lane, read through a crossbar on the static schedule
-//! of [`banked`] with the hardware's [`banked::Options::HARDWARE`] (two read ports per bank, a
+//! of [`banked`] with the hardware's [`banked::Options::hardware`] (two read ports per bank, a
 //! fixed port per reader, the specification's MAC order, bus sides with their own MACs):
 //!
-//! * **Bus phase.** Each bus side has its own bus MAC. It reads its module's states once per rank,
-//!   one MAC per cycle (`k * n_side` reads), waiting a cycle where its bank port is taken, then
-//!   [`BUS_GAIN_LATENCY`] cycles to finish the last MAC, round, apply the gain and latch the line.
-//!   All bus sides run in parallel; the phase lasts as long as the slowest side (0 cycles
-//!   without buses).
-//! * **Unit phase.** Lane `l` updates units `l, l+P, l+2P, ...` in ascending order. A unit costs
+//! * **Bus sides.** Each bus side has its own bus MAC. It reads its module's states once per
+//!   rank, one MAC per cycle (`k * n_side` reads), waiting a cycle where its bank port is taken,
+//!   then [`BUS_GAIN_LATENCY`] cycles to finish the last MAC, round, apply the gain and latch the
+//!   line. All bus sides run in parallel.
+//! * **Lanes.** Lane `l` updates units `l, l+P, l+2P, ...` in ascending order. A unit costs
 //!   one issue cycle per MAC (`1` self term + its off-diagonal row + the ranks of every bus side it
 //!   sits on) plus one finish cycle (the noise multiply; the bias add, noise add, rounding and
 //!   write back follow in the pipeline, overlapping the next unit's issue), plus the cycles it
-//!   waits for a bank port. The phase ends when the busiest lane has issued its last unit, plus
+//!   waits for a bank port. The sweep ends when the busiest lane has issued its last unit, plus
 //!   [`PIPELINE_DRAIN`] cycles for the datapath to drain.
+//! * **On more than one lane, with buses,** the bus sides run beside the lanes from the sweep's first cycle
+//!   ([`banked::BusMode::Beside`]): each lane first issues every unit's self term and row and
+//!   parks its accumulator, then resumes each unit for its line MACs (once the lines are
+//!   latched) and its finish. **On one lane** (the iCE40 build) the bus sides run first, in a
+//!   bus phase that lasts as long as the slowest side (0 cycles without buses), and the lane
+//!   issues each unit's MACs and finish in one go ([`banked::BusMode::Sides`]). Either way each
+//!   unit's additions are those of `docs/fixed-point.md` §3, in its order.
 //!
 //! [`Schedule::replicated`] is the schedule of per-reader state replicas (no waits), for
 //! comparison.
@@ -54,9 +60,11 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// The hardware's schedule of `s`: banked state, [`banked::Options::HARDWARE`].
+    /// The hardware's schedule of `s`: banked state, [`banked::Options::hardware`] of its
+    /// lanes.
     pub fn new(s: &Substrate) -> Self {
-        Schedule::of_banked(s, &banked::Banked::new(s, &banked::Options::HARDWARE))
+        let o = banked::Options::hardware(s);
+        Schedule::of_banked(s, &banked::Banked::new(s, &o))
     }
 
     /// The schedule that a banked schedule `b` of `s` gives.

@@ -37,6 +37,18 @@ use rust_hdl::prelude::*;
 /// alignment) and goes down F1..F3 (`fc1..fc3`) for its noise alignment and its `rho` readout.
 /// Without shifts every class holds the same constants.
 ///
+/// **Two passes** (`Datapath::beside`: more than one lane, with buses; the bus sides then run
+/// beside the lanes, `thermo_sim::schedule::banked::BusMode::Beside`): a SELF or COUPLING with
+/// the pass flag (`program::PASS_FLAG`, operand bit 13) is its unit's last first-pass MAC, and
+/// its accumulate result and the unit's gate are written to the park memories (`park`,
+/// `pgate`, at the park counter `wc`) in the stage after its accumulate; a LINE or FINISH with
+/// the flag resumes the next parked unit (the resume counter `rc`): its stage 2 reads the park
+/// memories, its stage 3 restores the gate and the unit's class (from `rc` and the lane-local
+/// class bounds `rb1..rb7`), its stage 4 adds to the parked accumulator instead of the running
+/// one. The schedule resumes a unit at least `PARK_LATENCY` cycles after it parked it, so the
+/// read never meets its write. Without the flag (one lane) the constant `bsd` folds all of it
+/// away.
+///
 /// **Latency**: an instruction issued in cycle `t` (stage 0, instruction fetch) decodes and
 /// addresses its operand in `t+1`, registers the operand in `t+2`, applies the activation and
 /// multiplies in `t+3` and accumulates in `t+4`. A finish instruction's stage 4 is F0 (bias,
@@ -120,6 +132,10 @@ pub struct LangevinLane {
     instr: Mem,
     bias: Mem,
     rdo: Mem,
+    /// Park memories ([`crate::rtl::program::PASS_FLAG`]): each unit's accumulator after its
+    /// first pass, and its gate.
+    park: Mem,
+    pgate: Mem,
     mul: Mul16s,
     sa_mac: SatAdd,
     sa_noise: SatAdd,
@@ -165,7 +181,28 @@ pub struct LangevinLane {
     fc1: DFF<Bits<4>>,
     fc2: DFF<Bits<4>>,
     fc3: DFF<Bits<4>>,
+    /// The pass flag in stages 2, 3, 4; the park write pending (stage 5) and its gate; the park
+    /// write and resume counters; the resumed unit's class (stage 3) and accumulator (stage 4).
+    fl2: DFF<Bit>,
+    fl3: DFF<Bit>,
+    fl4: DFF<Bit>,
+    pk5: DFF<Bit>,
+    pkg5: DFF<Bit>,
+    wc: DFF<Bits<16>>,
+    rc: DFF<Bits<16>>,
+    rcls3: DFF<Bits<4>>,
+    pacc: DFF<Bits<32>>,
     // constants
+    /// The bus sides run beside the lanes (the pass flags are live).
+    bsd: Constant<Bit>,
+    /// Class bounds in the lane's own unit count (`0xFFFF`, never reached, for unused classes).
+    rb1: Constant<Bits<16>>,
+    rb2: Constant<Bits<16>>,
+    rb3: Constant<Bits<16>>,
+    rb4: Constant<Bits<16>>,
+    rb5: Constant<Bits<16>>,
+    rb6: Constant<Bits<16>>,
+    rb7: Constant<Bits<16>>,
     bsh: Constant<Bits<16>>,
     freg: Constant<Bit>,
     pmask: Constant<Bits<16>>,
@@ -201,6 +238,7 @@ pub struct LangevinLane {
     ngn: Constant<Bits<16>>,
     // combinational
     ocls: Signal<Local, Bits<4>>,
+    rcls: Signal<Local, Bits<4>>,
     lo: Signal<Local, Bits<16>>,
     hi: Signal<Local, Bits<16>>,
     lob: Signal<Local, Bits<16>>,
@@ -241,6 +279,15 @@ impl LangevinLane {
             )
         };
         let shifts = dp.class_shifts();
+        // class c's first unit among this lane's units, counted in the lane
+        let rb = |c: usize| {
+            let n = dp
+                .class_first
+                .get(c - 1)
+                .map(|&first| prog.units.iter().filter(|&&i| i < first).count() as u64)
+                .unwrap_or(0xFFFF);
+            Constant::new(n.to_bits())
+        };
         // the noise product is |z| (+-gn): -gn must be a 16-bit code (the amplitude is >= 0)
         assert!(
             dp.noise_amp > i16::MIN,
@@ -281,6 +328,8 @@ impl LangevinLane {
             instr: Mem::exact(32, &prog.instr),
             bias: Mem::new(ub, 32, &prog.bias),
             rdo: Mem::new(ub, 32, &[]),
+            park: Mem::new(ub, 32, &[]).state(),
+            pgate: Mem::new(ub, 1, &[]).logic(),
             mul: Mul16s::default(),
             // SELF and COUP products and the bias have `fa` fractional bits, LINE products
             // the line format's (`alt`)
@@ -323,6 +372,23 @@ impl LangevinLane {
             fc1: Default::default(),
             fc2: Default::default(),
             fc3: Default::default(),
+            fl2: Default::default(),
+            fl3: Default::default(),
+            fl4: Default::default(),
+            pk5: Default::default(),
+            pkg5: Default::default(),
+            wc: Default::default(),
+            rc: Default::default(),
+            rcls3: Default::default(),
+            pacc: Default::default(),
+            bsd: Constant::new(dp.beside),
+            rb1: rb(1),
+            rb2: rb(2),
+            rb3: rb(3),
+            rb4: rb(4),
+            rb5: rb(5),
+            rb6: rb(6),
+            rb7: rb(7),
             bsh: Constant::new((dp.bbits as u64).to_bits()),
             freg: Constant::new(dp.fetch_reg),
             // the program and unit counters at their memories' address widths (yosys keeps
@@ -357,6 +423,7 @@ impl LangevinLane {
             gn: Constant::new(b16(dp.noise_amp as i64)),
             ngn: Constant::new(b16(-(dp.noise_amp as i64))),
             ocls: Default::default(),
+            rcls: Default::default(),
             lo: Default::default(),
             hi: Default::default(),
             lob: Default::default(),
@@ -386,11 +453,13 @@ impl Logic for LangevinLane {
         dff_setup!(
             self, clock, pc, v1, insq, v1q, op2, coef2, opnd2, v2, a3, b3, op3, v3, p4, op4, v4,
             acc, gate, uc, np, f1, fnz, f2, wd, wsat, f3, uw, sat_a, sat_n, nacc, nstate, nerr,
-            cls3, ucls, fc1, fc2, fc3
+            cls3, ucls, fc1, fc2, fc3, fl2, fl3, fl4, pk5, pkg5, wc, rc, rcls3, pacc
         );
         self.instr.clock.next = self.clock.val();
         self.bias.clock.next = self.clock.val();
         self.rdo.clock.next = self.clock.val();
+        self.park.clock.next = self.clock.val();
+        self.pgate.clock.next = self.clock.val();
         // configuration writes
         self.instr.write_address.next = self.cfg_addr.val();
         self.instr.write_data.next = self.cfg_data.val();
@@ -422,7 +491,8 @@ impl Logic for LangevinLane {
         self.rd_en.next = self.vins.val() & !self.ins.val().get_bit(31);
         self.op2.d.next = self.ins.val().get_bits::<2>(30);
         self.coef2.d.next = self.ins.val().get_bits::<16>(0);
-        self.opnd2.d.next = bit_cast::<16, 14>(self.ins.val().get_bits::<14>(16));
+        self.opnd2.d.next = bit_cast::<16, 13>(self.ins.val().get_bits::<13>(16));
+        self.fl2.d.next = self.ins.val().get_bit(29) & self.bsd.val();
         self.v2.d.next = self.vins.val();
         // stage 2: operand (state word, bus line or noise magnitude) and coefficient, registered
         self.rd_bank.next = self.opnd2.q.val() & self.bmask.val();
@@ -443,6 +513,37 @@ impl Logic for LangevinLane {
         }
         self.op3.d.next = self.op2.q.val();
         self.v3.d.next = self.v2.q.val();
+        self.fl3.d.next = self.fl2.q.val();
+        // resume (a LINE or FINISH with the pass flag): read the unit's parked accumulator and
+        // gate (at the resume counter, which then advances) and its class, for stage 3
+        self.park.read_address.next = self.rc.q.val();
+        self.pgate.read_address.next = self.rc.q.val();
+        if self.v2.q.val() & self.fl2.q.val() & self.op2.q.val().get_bit(1) {
+            self.rc.d.next = (self.rc.q.val() + 1) & self.umask.val();
+        }
+        self.rcls.next = 0.into();
+        if self.rc.q.val() >= self.rb1.val() {
+            self.rcls.next = 1.into();
+        }
+        if self.rc.q.val() >= self.rb2.val() {
+            self.rcls.next = 2.into();
+        }
+        if self.rc.q.val() >= self.rb3.val() {
+            self.rcls.next = 3.into();
+        }
+        if self.rc.q.val() >= self.rb4.val() {
+            self.rcls.next = 4.into();
+        }
+        if self.rc.q.val() >= self.rb5.val() {
+            self.rcls.next = 5.into();
+        }
+        if self.rc.q.val() >= self.rb6.val() {
+            self.rcls.next = 6.into();
+        }
+        if self.rc.q.val() >= self.rb7.val() {
+            self.rcls.next = 7.into();
+        }
+        self.rcls3.d.next = self.rcls.val();
         // the operand's module class: how many class bounds its code reaches
         self.ocls.next = 0.into();
         if self.opnd2.q.val() >= self.bd1.val() {
@@ -520,15 +621,37 @@ impl Logic for LangevinLane {
             self.gate.d.next = self.in_range.val();
             self.ucls.d.next = self.cls3.q.val();
         }
+        self.pacc.d.next = self.park.read_data.val();
+        if self.v3.q.val() & self.fl3.q.val() & self.op3.q.val().get_bit(1) {
+            self.gate.d.next = self.pgate.read_data.val().get_bit(0);
+            self.ucls.d.next = self.rcls3.q.val();
+        }
         self.p4.d.next = self.mul.p.val();
         self.op4.d.next = self.op3.q.val();
         self.v4.d.next = self.v3.q.val();
+        self.fl4.d.next = self.fl3.q.val();
         // stage 4: accumulate. SELF, COUP and LINE products and, for FINISH (F0), the bias
         // share one adder (LINE aligns from the line format); the noise product waits in `np`
         self.fin_now.next = self.v4.q.val() & (self.op4.q.val() == 3);
         self.sa_mac.acc.next = self.acc.q.val();
         if self.op4.q.val() == 0 {
             self.sa_mac.acc.next = 0.into();
+        }
+        if self.fl4.q.val() & self.op4.q.val().get_bit(1) {
+            self.sa_mac.acc.next = self.pacc.q.val();
+        }
+        // park (a SELF or COUPLING with the pass flag): the accumulator this stage writes and
+        // the unit's gate go to the park memories in the next cycle, at the park counter
+        self.pk5.d.next = self.v4.q.val() & self.fl4.q.val() & !self.op4.q.val().get_bit(1);
+        self.pkg5.d.next = self.gate.q.val();
+        self.park.write_address.next = self.wc.q.val();
+        self.park.write_data.next = self.acc.q.val();
+        self.park.write_enable.next = self.pk5.q.val();
+        self.pgate.write_address.next = self.wc.q.val();
+        self.pgate.write_data.next = bit_cast::<32, 1>(self.pkg5.q.val().into());
+        self.pgate.write_enable.next = self.pk5.q.val();
+        if self.pk5.q.val() {
+            self.wc.d.next = (self.wc.q.val() + 1) & self.umask.val();
         }
         self.sa_mac.x.next = self.p4.q.val();
         if self.op4.q.val() == 3 {
@@ -592,6 +715,8 @@ impl Logic for LangevinLane {
         if self.rewind.val() {
             self.uc.d.next = 0.into();
             self.uw.d.next = 0.into();
+            self.wc.d.next = 0.into();
+            self.rc.d.next = 0.into();
         }
         if self.clear.val() {
             self.nacc.d.next = 0.into();

@@ -105,6 +105,7 @@ pub struct Mem {
     _depth: usize,
     _contents: Vec<u32>,
     _state: bool,
+    _logic: bool,
 }
 
 impl Mem {
@@ -142,10 +143,17 @@ impl Mem {
             _depth,
             _contents,
             _state: false,
+            _logic: false,
         }
     }
-    /// This memory may be distributed RAM ([`with_distributed_state`]): a state bank or a
-    /// bus side's gain table.
+    /// This memory is built from flip-flops whatever its size (`ram_style = "logic"`): a lane's
+    /// one-bit park gates, which would take a whole block RAM each.
+    pub fn logic(mut self) -> Self {
+        self._logic = true;
+        self
+    }
+    /// This memory may be distributed RAM ([`with_distributed_state`]): a state bank, a
+    /// lane's park memory or a bus side's gain table.
     pub fn state(mut self) -> Self {
         self._state = true;
         self
@@ -230,7 +238,7 @@ initial begin
         } else {
             String::new()
         };
-        let style = if n * d <= LOGIC_BITS {
+        let style = if n * d <= LOGIC_BITS || self._logic {
             "logic"
         } else if self._state && DISTRIBUTED_STATE.with(|b| b.get()) {
             "distributed"

@@ -8,7 +8,9 @@ use crate::Error;
 use thermo_sim::engine::{Fixed, Program, Side};
 use thermo_sim::model::Formats;
 use thermo_sim::noise::NOISE_FORMAT;
-use thermo_sim::schedule::banked::{crossbar_latency, Banked, Issue, Options as BankedOptions};
+use thermo_sim::schedule::banked::{
+    crossbar_latency, Banked, BusMode, Issue, Options as BankedOptions, PARK_LATENCY,
+};
 use thermo_sim::schedule::{Schedule, BUS_GAIN_LATENCY, PIPELINE_DRAIN};
 use thermo_sim::Substrate;
 
@@ -24,6 +26,14 @@ pub enum Op {
     /// `acc += h_i` (gated), `acc += align(gn * z)`, round, saturate, write back.
     Finish = 3,
 }
+
+/// Operand bit 13 of a lane instruction: on a SELF or COUPLING, *park* (the unit's last
+/// first-pass MAC: its accumulator, gate and class go to the lane's park memory after it); on a
+/// LINE or FINISH, *resume* (the accumulator, gate and class come back from the park memory for
+/// this instruction). Only builds whose bus sides run beside the lanes
+/// (`thermo_sim::schedule::banked::BusMode::Beside`) set it; state operands and line indices
+/// keep the 13 bits below it.
+pub const PASS_FLAG: u32 = 1 << 13;
 
 /// Encode an instruction: `op << 30 | operand << 16 | coef`.
 pub fn encode(op: Op, operand: u32, coef: i16) -> u32 {
@@ -62,6 +72,11 @@ pub struct Datapath {
     /// Operand code (`q << bbits | bank`) of the first unit of classes `1..`: an operand's
     /// class is the number of bounds it reaches (operands grow with the unit index).
     pub class_bounds: Vec<u32>,
+    /// The first unit (global index) of classes `1..`, for the class of a resumed unit.
+    pub class_first: Vec<usize>,
+    /// The bus sides run beside the lanes, which park and resume their units ([`PASS_FLAG`];
+    /// `thermo_sim::schedule::banked::Options::hardware`).
+    pub beside: bool,
 }
 
 /// What the datapath needs of a module with a state shift: its clamp codes (identity: the full
@@ -82,6 +97,11 @@ impl Datapath {
         let clamp = fx.clamp_codes().unwrap_or((i16::MIN, i16::MAX));
         let p = s.lanes as usize;
         let bbits = if p <= 1 { 0 } else { clog2(p) as u32 };
+        let class_first: Vec<usize> = if s.shifted() {
+            s.modules[1..].iter().map(|m| m.offset).collect()
+        } else {
+            Vec::new()
+        };
         let (classes, class_bounds) = if s.shifted() {
             let full = (i16::MIN, i16::MAX);
             (
@@ -108,6 +128,8 @@ impl Datapath {
             fetch_reg: crossbar_latency(p) == 1,
             classes,
             class_bounds,
+            class_first,
+            beside: BankedOptions::hardware(s).bus == BusMode::Beside,
         }
     }
     /// The class of module `m`'s units (0 without state shifts).
@@ -183,8 +205,11 @@ pub struct HwProgram {
     pub n_lines: usize,
     /// The engine's schedule.
     pub schedule: Schedule,
-    /// Cycle at which the lanes start issuing.
+    /// Cycle at which the lanes start issuing (0 when the bus sides run beside them).
     pub bus_phase: u64,
+    /// The bus sides run beside the lanes, which park and resume their units
+    /// ([`PASS_FLAG`]).
+    pub beside: bool,
     /// Cycles of one sweep.
     pub cycles_per_sweep: u64,
     /// The off-diagonal couplings in CSR order (the engine's `coef`, as the board model
@@ -260,6 +285,8 @@ impl HwProgram {
 
 /// Largest operand (14 bits).
 const OPERAND_LIMIT: usize = 1 << 14;
+/// Largest state operand of a lane instruction and line index (13 bits: [`PASS_FLAG`] above).
+const LANE_OPERAND_LIMIT: usize = PASS_FLAG as usize;
 
 /// The operand of a bus side's wait word (no state read; `HwProgram::new` refuses builds whose
 /// state operands reach it).
@@ -291,9 +318,11 @@ impl HwProgram {
         let qn = d.div_ceil(p);
         let qbits = clog2(qn);
         let opnd = |j: usize| -> u32 { (((j / p) << dp.bbits) | (j % p)) as u32 };
-        if ((qn << dp.bbits) | p) >= OPERAND_LIMIT || qbits + 1 > 16 {
+        if ((qn << dp.bbits) | p) >= LANE_OPERAND_LIMIT || qbits + 1 > 16 {
             return Err(Error::Config(format!(
-                "{d} units on {p} lanes exceed the 14-bit state operand of this build"
+                "{d} units on {p} lanes exceed the 13-bit state operand of this build \
+                 (at most {} units a lane)",
+                (LANE_OPERAND_LIMIT >> dp.bbits) - 1
             )));
         }
         // lines
@@ -326,8 +355,10 @@ impl HwProgram {
             }
         }
         let n_lines = line_base;
-        if n_lines >= OPERAND_LIMIT {
-            return Err(Error::Config(format!("{n_lines} bus lines exceed 14 bits")));
+        if n_lines >= LANE_OPERAND_LIMIT {
+            return Err(Error::Config(format!(
+                "{n_lines} bus lines exceed the 13-bit line operand"
+            )));
         }
         // lanes
         let mut lanes = vec![LaneProgram::default(); p];
@@ -343,9 +374,12 @@ impl HwProgram {
         let mut coup_at = Vec::with_capacity(prog.coef.len());
         let mut self_at = Vec::with_capacity(d);
         let mut line_at = std::collections::HashMap::new();
+        // per lane, each unit's (first instruction, first-pass length, instructions)
+        let mut unit_words: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); p];
         for i in 0..d {
             let lp = &mut lanes[i % p];
             let m = module_of[i];
+            let first = lp.instr.len();
             lp.units.push(i);
             lp.bias.push(prog.bias[i] as u32);
             self_at.push((i % p, lp.instr.len()));
@@ -374,10 +408,14 @@ impl HwProgram {
                 }
             }
             lp.instr.push(encode(Op::Finish, 0, 0));
+            let row = (prog.row_ptr[i + 1] - prog.row_ptr[i]) as usize;
+            unit_words[i % p].push((first, 1 + row, lp.instr.len() - first));
         }
         // the banked state's schedule: every wait the crossbar needs becomes an instruction
         // (lanes) or a word (bus sides); map[old index] = index with the waits
-        let banked = Banked::new(s, &BankedOptions::HARDWARE);
+        let options = BankedOptions::hardware(s);
+        let beside = options.bus == BusMode::Beside;
+        let banked = Banked::new(s, &options);
         let disagree = |who: String| {
             Error::Other(format!(
                 "{who}: the banked schedule and the program disagree"
@@ -386,16 +424,27 @@ impl HwProgram {
         let mut lane_map = Vec::with_capacity(p);
         for (l, lp) in lanes.iter_mut().enumerate() {
             let old = std::mem::take(&mut lp.instr);
-            let mut it = old.iter().copied();
-            let mut map = Vec::with_capacity(old.len());
+            // the old instructions in issue order: unit by unit, or (beside) every unit's first
+            // pass, then every unit's second pass
+            let order: Vec<usize> = if beside {
+                let units = &unit_words[l];
+                let pass1 = units.iter().flat_map(|&(f, n1, _)| f..f + n1);
+                let pass2 = units.iter().flat_map(|&(f, n1, n)| f + n1..f + n);
+                pass1.chain(pass2).collect()
+            } else {
+                (0..old.len()).collect()
+            };
+            let mut it = order.iter().copied();
+            let mut map = vec![usize::MAX; old.len()];
             for is in &banked.lane_issues[l] {
-                let w = match *is {
+                let x = match *is {
                     Issue::Wait => {
                         lp.instr.push(wait_instruction());
                         continue;
                     }
                     _ => it.next().ok_or_else(|| disagree(format!("lane {l}")))?,
                 };
+                let w = old[x];
                 let (op, operand) = (w >> 30, (w >> 16) & 0x3FFF);
                 let ok = match *is {
                     Issue::State { unit, .. } => op <= 1 && operand == opnd(unit as usize),
@@ -404,13 +453,34 @@ impl HwProgram {
                     Issue::Wait | Issue::BusPartial { .. } => false,
                 };
                 if !ok {
-                    return Err(disagree(format!("lane {l}, word {}", map.len())));
+                    return Err(disagree(format!("lane {l}, word {x}")));
                 }
-                map.push(lp.instr.len());
+                map[x] = lp.instr.len();
                 lp.instr.push(w);
             }
             if it.next().is_some() {
                 return Err(disagree(format!("lane {l}")));
+            }
+            if beside {
+                // park after each unit's last first-pass MAC; resume on the first instruction
+                // of its second pass at least PARK_LATENCY cycles later (a wait, a line or its
+                // finish: the schedule issues none of the unit's lines or finish before)
+                let units = &unit_words[l];
+                // the first cycle of the second pass, then the cycle after each finish
+                let mut after = units.last().map_or(0, |&(f, n1, _)| map[f + n1 - 1] + 1);
+                for &(f, n1, n) in units {
+                    let parked = map[f + n1 - 1];
+                    lp.instr[parked] |= PASS_FLAG << 16;
+                    let first2 = map[f + n1];
+                    let at = after.max(parked + PARK_LATENCY as usize);
+                    if at > first2 {
+                        return Err(disagree(format!(
+                            "lane {l}, word {first2}: resumed too early"
+                        )));
+                    }
+                    lp.instr[at] |= PASS_FLAG << 16;
+                    after = map[f + n - 1] + 1;
+                }
             }
             lane_map.push(map);
         }
@@ -442,18 +512,23 @@ impl HwProgram {
         }
         // `Schedule::new(s)` is this banked schedule; derive it from the one computed above
         let schedule = Schedule::of_banked(s, &banked);
-        // the hardware's own count of the schedule
-        let bus_phase = sides
+        // the hardware's own count of the schedule: the lines latched after the slowest side,
+        // the lanes issuing after them or (beside) from the sweep's first cycle
+        let lines_ready = sides
             .iter()
             .map(|sd| sd.words.len() as u64 + BUS_GAIN_LATENCY + crossbar_latency(p))
             .max()
             .unwrap_or(0);
+        let bus_phase = if beside { 0 } else { lines_ready };
         let busiest = lanes
             .iter()
             .map(|l| l.instr.len() as u64)
             .max()
             .unwrap_or(0);
-        let cycles_per_sweep = bus_phase + busiest + PIPELINE_DRAIN + crossbar_latency(p);
+        let mut cycles_per_sweep = bus_phase + busiest + PIPELINE_DRAIN + crossbar_latency(p);
+        if beside {
+            cycles_per_sweep = cycles_per_sweep.max(lines_ready);
+        }
         if cycles_per_sweep != schedule.cycles_per_sweep || bus_phase != schedule.bus_phase {
             return Err(Error::Other(format!(
                 "hardware schedule {cycles_per_sweep} cycles (bus {bus_phase}) differs from the engine's {} (bus {})",
@@ -531,6 +606,7 @@ impl HwProgram {
             n_lines,
             schedule,
             bus_phase,
+            beside,
             cycles_per_sweep,
             couplings: prog.coef,
             weights,

@@ -96,21 +96,23 @@ fn read_source(p: usize, s: usize, bbits: usize, a: u64) -> usize {
 
 /// The whole substrate (docs/design.md §4).
 ///
-/// **Computes** `n` Jacobi sweeps of `Engine::<Fixed>::sweep` per run: a bus phase in which
-/// every [`BusSide`] forms its `k` lines from the current state buffer, then the unit phase in
-/// which every [`LangevinLane`] updates its units `l, l+P, ...` into the other buffer; the
-/// buffers swap at the end of each sweep. The state is kept once: lane `l`'s units in bank `l`
+/// **Computes** `n` Jacobi sweeps of `Engine::<Fixed>::sweep` per run: every [`BusSide`] forms
+/// its `k` lines from the current state buffer while (more than one lane, with buses) or before
+/// (one lane: a bus phase) every [`LangevinLane`] updates its units `l, l+P, ...` into the other
+/// buffer (beside the sides a lane parks each unit after its row and resumes it for its lines,
+/// which it reads only once they are latched; `docs/fixed-point.md` §4); the buffers swap at
+/// the end of each sweep. The state is kept once: lane `l`'s units in bank `l`
 /// (`2 * 2^qbits` words, two buffers), two memories written together by the lane and read
 /// independently, so a bank serves two reads a cycle — `2P` block RAMs (docs/banked-state.md).
-/// Reader `r` (lane `r`, or in the bus phase bus side `r`) reads through port `r mod 2`: the
+/// Reader `r` (lane `r`, or bus side `r`) reads through port `r mod 2`: the
 /// port's address is the OR of the addresses its readers present for the bank (`rd_en`,
 /// `rd_b1`, `rd_q` in their stage 1), and the reader selects the bank's port output by its
 /// stage-2 `rd_bank`. The compiled streams hold the waits of
-/// `thermo_sim::schedule::banked::Banked` (`Options::HARDWARE`), so no port ever carries two
+/// `thermo_sim::schedule::banked::Banked` (`Options::hardware`), so no port ever carries two
 /// words in a cycle. Bus lines
 /// live in registers read by the lanes through a multiplexer; a side's `k` lines arrive in rank
-/// order and shift through its `k` registers (so rank `r` sits in register `r` by the end of the
-/// bus phase, the lanes' first read; the registers are not visible on the port). Lanes
+/// order and shift through its `k` registers (so rank `r` sits in register `r` once the lines
+/// are latched, before the lanes' first read; the registers are not visible on the port). Lanes
 /// `2k` and `2k + 1` draw their noise from [`NoisePairHw`] `k` (one inverse-CDF ROM per pair).
 ///
 /// **Ports**: `clock`; `cfg`, the configuration/readout port ([`ConfigTarget`], protocol in

@@ -99,7 +99,10 @@ pub enum BusMode {
     /// parked accumulator, issues the unit's line MACs (not before the lines are latched) and its
     /// finish. A unit's additions keep the order of `docs/fixed-point.md` §3, so the engines'
     /// arithmetic is unchanged; the bus phase hides behind the first pass. A unit's first
-    /// second-pass issue comes at least [`PARK_LATENCY`] cycles after its last first-pass issue.
+    /// second-pass issue comes at least [`PARK_LATENCY`] cycles after its last first-pass issue,
+    /// and a finish never in the cycle after another (a unit without lines waits a cycle before
+    /// its finish, so a unit costs at least two cycles in each pass, as in the first: the lane's
+    /// bias read and noise sample keep their pace).
     Beside,
 }
 
@@ -142,15 +145,30 @@ pub struct Options {
 }
 
 impl Options {
-    /// What the RTL builds: two read ports per bank, the port fixed per reader (even readers
-    /// port 0, odd readers port 1), the specification's MAC order, bus sides with their own
-    /// MACs.
+    /// The bus phase the RTL builds before the lanes (one lane: the iCE40 build, whose block RAM
+    /// and logic cells have no room for the park memory), with two read ports per bank, the port
+    /// fixed per reader (even readers port 0, odd readers port 1), the specification's MAC
+    /// order and bus sides with their own MACs.
     pub const HARDWARE: Options = Options {
         ports: BANK_READ_PORTS,
         order: Order::Ascending,
         bus: BusMode::Sides,
         port_rule: PortRule::ByReader,
     };
+
+    /// What the RTL builds for `s` on its lanes: [`Options::HARDWARE`] with the bus sides beside
+    /// the lanes ([`BusMode::Beside`]) on more than one lane; their bus phase first on one lane
+    /// or without buses (where the second pass would only cost a cycle a unit).
+    pub fn hardware(s: &Substrate) -> Options {
+        Options {
+            bus: if s.lanes > 1 && !s.buses.is_empty() {
+                BusMode::Beside
+            } else {
+                BusMode::Sides
+            },
+            ..Options::HARDWARE
+        }
+    }
 }
 
 impl Default for Options {
@@ -674,6 +692,10 @@ impl Banked {
                         } else {
                             Issue::Wait
                         }
+                    } else if lane_issues[l].last() == Some(&Issue::Finish) {
+                        // two finishes at least two cycles apart (the bias read and the noise
+                        // sample of one finish per two cycles, as a unit costs in the first pass)
+                        Issue::Wait
                     } else {
                         w.cur2 += 1;
                         w.lines_left = None;
@@ -973,7 +995,8 @@ pub fn verify(s: &Substrate, b: &Banked) -> Result<(), String> {
 /// lane `l`'s first pass issues the self term and the row of each of its units `l, l + P, ...` in
 /// turn, its second pass (no state read after it began) the units' line MACs and finishes in the
 /// same order; a unit's second pass begins at least [`PARK_LATENCY`] cycles after its first pass
-/// ends; no line MAC before the lines are latched; the cycle counts add up.
+/// ends; no finish in the cycle after another; no line MAC before the lines are latched; the
+/// cycle counts add up.
 fn verify_beside<F>(
     s: &Substrate,
     b: &Banked,
@@ -1071,6 +1094,15 @@ where
             return Err(format!(
                 "{who}: {} state reads past its units' rows",
                 reads.len() - at
+            ));
+        }
+        if let Some(w) = second
+            .windows(2)
+            .find(|w| w[0].1 == Issue::Finish && w[1].1 == Issue::Finish && w[1].0 == w[0].0 + 1)
+        {
+            return Err(format!(
+                "{who}, cycle {}: a finish right after a finish",
+                w[1].0
             ));
         }
         let mut it = second.into_iter();
