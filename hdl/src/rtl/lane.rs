@@ -328,8 +328,10 @@ impl LangevinLane {
             instr: Mem::exact(32, &prog.instr),
             bias: Mem::new(ub, 32, &prog.bias),
             rdo: Mem::new(ub, 32, &[]),
-            park: Mem::new(ub, 32, &[]).state(),
-            pgate: Mem::new(ub, 1, &[]).logic(),
+            // (one word a unit beside the bus sides; otherwise two, unused: flip-flops that
+            // synthesis drops with the constant `bsd`, and no block RAM in the estimate)
+            park: Mem::new(if dp.beside { ub } else { 1 }, 32, &[]).state(),
+            pgate: Mem::new(if dp.beside { ub } else { 1 }, 1, &[]).logic(),
             mul: Mul16s::default(),
             // SELF and COUP products and the bias have `fa` fractional bits, LINE products
             // the line format's (`alt`)

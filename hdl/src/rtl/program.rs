@@ -184,6 +184,11 @@ pub struct SideProgram {
     pub gains: Vec<i16>,
     /// Index of this side's line 0 among all lines.
     pub line_base: usize,
+    /// Beside the lanes ([`HwProgram::beside`]): per cycle of the sweep from its first, 1 where
+    /// the side issues its next MAC word, 0 where it waits for a bank port (the waits are not
+    /// words: the side's memory holds its `k n` MACs only). Empty otherwise (the waits are
+    /// [`WAIT_WORD`]s).
+    pub issue_map: Vec<u32>,
 }
 
 /// The whole substrate for the hardware.
@@ -292,6 +297,10 @@ const LANE_OPERAND_LIMIT: usize = PASS_FLAG as usize;
 /// state operands reach it).
 pub const WAIT_OPERAND: u32 = (OPERAND_LIMIT - 1) as u32;
 
+/// Longest sweep of a build whose bus sides run beside the lanes: their issue maps
+/// ([`SideProgram::issue_map`]) are memories of one bit per cycle, at most 16 address bits.
+pub const ISSUE_MAP_LIMIT: u64 = 1 << 16;
+
 /// A lane's wait: a LINE instruction with coefficient 0 (adds `align(0 * L) = 0`, which never
 /// saturates, and reads no state).
 pub fn wait_instruction() -> u32 {
@@ -350,6 +359,7 @@ impl HwProgram {
                     words,
                     gains: bus.gain.clone(),
                     line_base,
+                    issue_map: Vec::new(),
                 });
                 line_base += k;
             }
@@ -490,7 +500,11 @@ impl HwProgram {
             let mut it = old.iter().copied();
             let mut map = Vec::with_capacity(old.len());
             for is in &banked.bus_issues[si] {
+                if beside {
+                    sd.issue_map.push(u32::from(*is != Issue::Wait));
+                }
                 match *is {
+                    Issue::Wait if beside => {}
                     Issue::Wait => sd.words.push(WAIT_WORD),
                     Issue::State { unit, .. } => {
                         let w = it
@@ -516,7 +530,14 @@ impl HwProgram {
         // the lanes issuing after them or (beside) from the sweep's first cycle
         let lines_ready = sides
             .iter()
-            .map(|sd| sd.words.len() as u64 + BUS_GAIN_LATENCY + crossbar_latency(p))
+            .map(|sd| {
+                let run = if beside {
+                    sd.issue_map.len()
+                } else {
+                    sd.words.len()
+                };
+                run as u64 + BUS_GAIN_LATENCY + crossbar_latency(p)
+            })
             .max()
             .unwrap_or(0);
         let bus_phase = if beside { 0 } else { lines_ready };
@@ -528,6 +549,12 @@ impl HwProgram {
         let mut cycles_per_sweep = bus_phase + busiest + PIPELINE_DRAIN + crossbar_latency(p);
         if beside {
             cycles_per_sweep = cycles_per_sweep.max(lines_ready);
+            if cycles_per_sweep > ISSUE_MAP_LIMIT {
+                return Err(Error::Config(format!(
+                    "{d} units on {p} lanes take {cycles_per_sweep} cycles a sweep: the bus \
+                     sides' issue maps reach {ISSUE_MAP_LIMIT} (more lanes shorten the sweep)"
+                )));
+            }
         }
         if cycles_per_sweep != schedule.cycles_per_sweep || bus_phase != schedule.bus_phase {
             return Err(Error::Other(format!(

@@ -145,6 +145,8 @@ pub struct SubstrateTop {
     noise: Vec<NoisePairHw>,
     sides: Vec<BusSide>,
     banks: Vec<Mem>,
+    /// Beside the lanes: each bus side's issue map (`SideProgram::issue_map`).
+    gaps: Vec<Mem>,
     lines: Vec<DFF<Bits<16>>>,
     nsw: DFF<Bits<32>>,
     rdo_en: DFF<Bit>,
@@ -158,6 +160,8 @@ pub struct SubstrateTop {
     _bus_phase: u64,
     _lane_len: Vec<u64>,
     _side_len: Vec<u64>,
+    /// Cycles of a sweep.
+    _cps: u64,
     /// The port's memory-region index bits ([`HwProgram::index_bits`]).
     _ib: usize,
     _line_base: Vec<usize>,
@@ -201,6 +205,18 @@ impl SubstrateTop {
             banks: (0..READ_PORTS * p)
                 .map(|_| Mem::new(prog.qbits + 1, 16, &[]).state())
                 .collect(),
+            // beside the lanes, each bus side issues where its issue map (one bit per cycle of
+            // the sweep) says
+            gaps: prog
+                .sides
+                .iter()
+                .filter(|_| prog.beside)
+                .map(|sd| {
+                    let mut m = sd.issue_map.clone();
+                    m.resize(prog.cycles_per_sweep as usize, 0);
+                    Mem::exact(1, &m)
+                })
+                .collect(),
             lines: (0..prog.n_lines).map(|_| DFF::default()).collect(),
             nsw: Default::default(),
             rdo_en: Default::default(),
@@ -215,6 +231,7 @@ impl SubstrateTop {
             _bus_phase: prog.bus_phase,
             _lane_len: prog.lanes.iter().map(|l| l.instr.len() as u64).collect(),
             _side_len: prog.sides.iter().map(|sd| sd.words.len() as u64).collect(),
+            _cps: prog.cycles_per_sweep,
             _ib: prog.index_bits(),
             _line_base: prog.sides.iter().map(|sd| sd.line_base).collect(),
             _k: prog.sides.iter().map(|sd| sd.k).collect(),
@@ -252,6 +269,9 @@ impl Logic for SubstrateTop {
             sd.clock.next = clk;
         }
         for m in self.banks.iter_mut() {
+            m.clock.next = clk;
+        }
+        for m in self.gaps.iter_mut() {
             m.clock.next = clk;
         }
         for d in self.lines.iter_mut() {
@@ -375,8 +395,25 @@ impl Logic for SubstrateTop {
             } else {
                 0
             };
+            let issue = if self.gaps.is_empty() {
+                running && c < len
+            } else {
+                running && self.gaps[si].read_data.val().get_bit(0)
+            };
+            // the map's next bit: the next cycle's (0 after the sweep's last and while idle)
+            if let Some(m) = self.gaps.get_mut(si) {
+                let next = if running && c + 1 < self._cps {
+                    c + 1
+                } else {
+                    0
+                };
+                m.read_address.next = next.to_bits();
+                m.write_address.next = 0.into();
+                m.write_data.next = 0.into();
+                m.write_enable.next = false;
+            }
             let sd = &mut self.sides[si];
-            sd.issue.next = running && c < len;
+            sd.issue.next = issue;
             sd.rewind.next = rewind;
             sd.rd_data.next = rd.to_bits();
             sd.cfg_addr.next = idx.to_bits();
@@ -542,7 +579,7 @@ impl Logic for SubstrateTop {
             sd.gain_we.connect();
             sd.clear.connect();
         }
-        for m in self.banks.iter_mut() {
+        for m in self.banks.iter_mut().chain(self.gaps.iter_mut()) {
             m.clock.connect();
             m.read_address.connect();
             m.write_address.connect();
@@ -621,6 +658,9 @@ impl SubstrateTop {
         }
         for m in 0..self.banks.len() {
             writeln!(w, "  banks${m}$clock = clock;").unwrap();
+        }
+        for m in 0..self.gaps.len() {
+            writeln!(w, "  gaps${m}$clock = clock;").unwrap();
         }
         for li in 0..nl {
             writeln!(w, "  lines${li}$clock = clock;").unwrap();
@@ -721,9 +761,23 @@ impl SubstrateTop {
                 .unwrap();
             }
             writeln!(w, "    default: sides${si}$rd_data = 16'd0;\n  endcase").unwrap();
+            let issue = if self.gaps.is_empty() {
+                format!("running_w && (c_w < 32'd{len})")
+            } else {
+                let last = self._cps - 1;
+                writeln!(
+                    w,
+                    "  gaps${si}$read_address = (running_w && (c_w != 32'd{last})) ? (c_w[15:0] + 16'd1) : 16'd0;
+  gaps${si}$write_address = 16'd0;
+  gaps${si}$write_data = 32'd0;
+  gaps${si}$write_enable = 1'b0;"
+                )
+                .unwrap();
+                format!("running_w && gaps${si}$read_data[0]")
+            };
             writeln!(
                 w,
-                "  sides${si}$issue = running_w && (c_w < 32'd{len});
+                "  sides${si}$issue = {issue};
   sides${si}$rewind = ctrl$rewind;
   sides${si}$cfg_addr = {idx_w};
   sides${si}$cfg_data = cfg$wdata;
