@@ -152,7 +152,7 @@ fn hdl_equivalence_extended() {
 }
 
 /// The banked state's crossbar under load: held-out random configurations of 16, 33 and 48
-/// lanes whose schedules make the lanes wait, one of them saturating (narrow state format, large
+/// lanes whose schedules make the lanes and the bus sides (beside them) wait, one of them saturating (narrow state format, large
 /// biases, clamp activation): the three-way equivalence holds on each.
 #[test]
 fn hdl_equivalence_banked_waits() {
@@ -186,10 +186,10 @@ fn hdl_equivalence_banked_waits() {
     let mut saturated = 0;
     for (k, (name, cfg)) in cases.into_iter().enumerate() {
         let s = Substrate::from_config(&cfg).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let b = Banked::new(&s, &Options::HARDWARE);
+        let b = Banked::new(&s, &Options::hardware(&s));
         assert!(
-            b.lane_waits > 0,
-            "{name}: the schedule must make lanes wait"
+            b.lane_waits > 0 && b.bus_waits > 0,
+            "{name}: the schedule must make lanes and bus sides wait"
         );
         let (_, long) = three_way(&name, &s, 300 + k as u64);
         saturated += long.saturation.total();

@@ -42,7 +42,8 @@ fn hdl_synth_top_ice40() {
     top(Family::Ice40);
 }
 
-/// `with_distributed_state`: the same top with the state banks marked distributed is built
+/// `with_distributed_state`: the same top with the state banks and the lanes' park memories
+/// marked distributed is built
 /// from the ECP5's LUT RAMs, and the block-RAM estimate the flow makes before synthesis still
 /// equals yosys' count.
 #[test]
@@ -56,10 +57,12 @@ fn hdl_synth_top_ecp5_distributed_state() {
     eprintln!("random 3 top, distributed state: {r:?}");
     let est = |v: &str| thermo_hdl::flow::synth::block_ram_estimate(Family::Ecp5, v);
     assert_eq!(r.brams, est(&v), "{r:?}");
-    // 2 state banks x 2 read ports: 4 fewer block RAMs (the rank-3 gains are flip-flops)
-    assert_eq!(est(&block) - est(&v), 4, "{r:?}");
-    // 4 memories of 2 x 16 words x 16 bits: 8 LUT RAMs of 16 x 4 bits each
-    assert_eq!(r.lutrams, 32, "{r:?}");
+    // 2 state banks x 2 read ports and the 2 lanes' park memories: 6 fewer block RAMs (the
+    // rank-3 gains and the park gates are flip-flops)
+    assert_eq!(est(&block) - est(&v), 6, "{r:?}");
+    // 4 bank memories of 2 x 16 words x 16 bits: 8 LUT RAMs of 16 x 4 bits each; 2 park
+    // memories of 16 words x 32 bits: 8 each
+    assert_eq!(r.lutrams, 48, "{r:?}");
     assert_eq!(r.dsps, 8, "{r:?}");
 }
 

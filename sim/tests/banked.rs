@@ -457,6 +457,26 @@ fn the_check_catches_tampered_beside_schedules() {
     let e = err(&s, &b);
     assert!(e.contains("reads words") || e.contains("bus side 0"), "{e}");
 
+    // two finishes in consecutive cycles (units without lines: the shipped example's middle
+    // module has no bus side)
+    let s4 = shipped();
+    let four = Banked::new(&s4, &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Beside));
+    verify(&s4, &four).unwrap();
+    let mut b = four.clone();
+    let (l, t) = (0..s4.lanes as usize)
+        .find_map(|l| {
+            let v = &b.lane_issues[l];
+            (2..v.len())
+                .find(|&t| {
+                    v[t - 2] == Issue::Finish && v[t - 1] == Issue::Wait && v[t] == Issue::Finish
+                })
+                .map(|t| (l, t))
+        })
+        .expect("a lane waits a cycle between two finishes");
+    b.lane_issues[l].swap(t - 1, t);
+    let e = err(&s4, &b);
+    assert!(e.contains("a finish right after a finish"), "{e}");
+
     // the cycle count claimed is not the issues'
     let mut b = good.clone();
     b.cycles_per_sweep += 1;
@@ -490,7 +510,7 @@ fn bus_sides_beside_the_lanes_pay_on_the_bench_substrate() {
             "{p} lanes: the same MACs"
         );
         assert!(
-            beside.mac_efficiency() > sides.mac_efficiency() + 0.15,
+            beside.mac_efficiency() > sides.mac_efficiency() + 0.1,
             "{p} lanes: {} against {}",
             beside.mac_efficiency(),
             sides.mac_efficiency()

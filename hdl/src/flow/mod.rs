@@ -717,7 +717,7 @@ pub fn bitstream(
         "uart": {"baud": o.baud, "phase_increment": inc},
         "unit_updates_per_second_at_target": per_cycle * target * 1e6,
         // sweeps per second of board time at the constraint and at the achieved Fmax (the
-        // sweep's cycles are the schedule's: lanes' MACs, bank waits, the bus phase)
+        // sweep's cycles are the schedule's: lanes' MACs, bank waits, waits for the lines)
         "sweeps_per_second_at_target": target * 1e6 / prog.cycles_per_sweep as f64,
         "sweeps_per_second_at_fmax": fmax * 1e6 / prog.cycles_per_sweep as f64,
         "utilisation": {

@@ -24,10 +24,13 @@ use rust_hdl::prelude::*;
 /// applied and registered in `t+2`), multiplies and accumulates in `t+3`; the line of a rank
 /// whose last MAC issued in `t` is rounded into the bus format in `t+4`, multiplied by its gain
 /// in `t+5` and rounded again and delivered in `t+6` (latched at its end), i.e.
-/// `BUS_GAIN_LATENCY = 6` after the last issue (`thermo_sim::schedule`) — the lanes see it from
-/// the first cycle of the unit phase. With `Datapath::fetch_reg` (more than one lane) the
+/// `BUS_GAIN_LATENCY = 6` after the last issue (`thermo_sim::schedule`) — the lanes read it
+/// from then on (one lane: from the first cycle of the unit phase). With `Datapath::fetch_reg` (more than one lane) the
 /// fetched word is registered first and every later step is one cycle later
-/// (`thermo_sim::schedule::banked::crossbar_latency`, counted in the bus phase). Saturations
+/// (`thermo_sim::schedule::banked::crossbar_latency`, counted in `lines_ready`). The side
+/// issues while its `issue` input is high: for its words' count from the sweep's first cycle
+/// (one lane: waits are [`crate::rtl::program::WAIT_WORD`]s), or where its issue map says
+/// (beside the lanes: `SideProgram::issue_map`). Saturations
 /// are counted one cycle after they happen.
 ///
 /// **Proof**: the substrate equivalence tests (`hdl/tests/equivalence.rs`) compare every

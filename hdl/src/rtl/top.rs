@@ -125,9 +125,10 @@ fn read_source(p: usize, s: usize, bbits: usize, a: u64) -> usize {
 /// through the port while idle.
 ///
 /// **Latency**: a run of `n` sweeps takes exactly `n * Schedule::cycles_per_sweep` cycles
-/// (bus phase: the longest side's words, waits included, `+ BUS_GAIN_LATENCY`; then each lane
-/// one instruction per cycle, waits included; then `PIPELINE_DRAIN` cycles until the last
-/// lane's last write, in the sweep's last cycle).
+/// (each lane one instruction per cycle, waits included, from the sweep's first cycle beside
+/// the bus sides or, on one lane, after a bus phase of the longest side's words, waits
+/// included, `+ BUS_GAIN_LATENCY`; then `PIPELINE_DRAIN` cycles until the last lane's last
+/// write, in the sweep's last cycle).
 ///
 /// **Proof**: `hdl/tests/equivalence.rs` — rust-hdl simulation and Verilator equal the fixed
 /// engine state for state, sweep for sweep, with equal saturation counts and cycle counts;
@@ -423,8 +424,7 @@ impl Logic for SubstrateTop {
             sd.clear.next = ctrl_we && wd & 4 != 0;
         }
         // state banks: bank `bk` is two memories written together by lane `bk` (or the port)
-        // and read through port `r mod 2` by reader `r` (lanes, then in the bus phase the bus
-        // sides); a port's address is the OR of the addresses its readers present for the bank
+        // and read through port `r mod 2` by reader `r` (lanes and bus sides); a port's address is the OR of the addresses its readers present for the bank
         // (the schedule lets at most one word per port per cycle); while idle port 0 reads the
         // configuration port's address
         // each reader ORs its address into the one port it may use: one pass over the readers
@@ -483,7 +483,7 @@ impl Logic for SubstrateTop {
             self.lines[li].d.next = q;
         }
         // a side delivers its lines in rank order, k per sweep: they shift in from the top, so
-        // after the bus phase line `base + r` holds rank r (only the last register takes the
+        // once the lines are latched line `base + r` holds rank r (only the last register takes the
         // side's output, the others copy their neighbour: no rank decode, no fan-out of the
         // line value)
         for si in 0..s {
