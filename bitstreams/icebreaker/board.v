@@ -6392,6 +6392,14 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b0;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h0;
     localparam  freg = 1'b0;
     localparam  pmask = 16'h1ff;
@@ -6443,6 +6451,18 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -6571,9 +6591,37 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -6618,6 +6666,22 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$0$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$0$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$0$mul mul(
         .a(mul$a),
@@ -6827,6 +6891,51 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$0$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$0$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$0$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$0$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$0$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$0$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$0$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$0$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$0$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -6866,6 +6975,15 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -6902,9 +7020,20 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -6932,7 +7061,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -6952,6 +7082,35 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -7027,13 +7186,33 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -7091,6 +7270,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -7468,6 +7649,63 @@ module top$sub$lanes$0$fin(x,y,sat);
 endmodule // top$sub$lanes$0$fin
 
 
+module top$sub$lanes$0$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fl2
+
+
+module top$sub$lanes$0$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fl3
+
+
+module top$sub$lanes$0$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fl4
+
+
 module top$sub$lanes$0$fnz(d,q,clock);
     
     // Module arguments
@@ -7740,6 +7978,53 @@ module top$sub$lanes$0$p4(d,q,clock);
 endmodule // top$sub$lanes$0$p4
 
 
+module top$sub$lanes$0$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$pacc
+
+
+module top$sub$lanes$0$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [31:0] mem [0:1];
+    integer i;
+    initial begin
+       for (i = 0; i < 2; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[0:0]];
+       if (write_enable) mem[write_address[0:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[0:0] == read_address[0:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$0$park
+
+
 module top$sub$lanes$0$pc(d,q,clock);
     
     // Module arguments
@@ -7757,6 +8042,110 @@ module top$sub$lanes$0$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$0$pc
+
+
+module top$sub$lanes$0$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:1];
+    integer i;
+    initial begin
+       for (i = 0; i < 2; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[0:0]];
+       if (write_enable) mem[write_address[0:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[0:0] == read_address[0:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$0$pgate
+
+
+module top$sub$lanes$0$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$pk5
+
+
+module top$sub$lanes$0$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$pkg5
+
+
+module top$sub$lanes$0$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$rc
+
+
+module top$sub$lanes$0$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$rcls3
 
 
 module top$sub$lanes$0$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -8305,6 +8694,25 @@ module top$sub$lanes$0$v4(d,q,clock);
     end
           
 endmodule // top$sub$lanes$0$v4
+
+
+module top$sub$lanes$0$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$wc
 
 
 module top$sub$lanes$0$wd(d,q,clock);

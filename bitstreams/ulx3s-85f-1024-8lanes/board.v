@@ -6514,6 +6514,30 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     reg  [15:0] banks$15$write_address;
     reg  [31:0] banks$15$write_data;
     reg  banks$15$write_enable;
+    reg  gaps$0$clock;
+    reg  [15:0] gaps$0$read_address;
+    wire  [31:0] gaps$0$read_data;
+    reg  [15:0] gaps$0$write_address;
+    reg  [31:0] gaps$0$write_data;
+    reg  gaps$0$write_enable;
+    reg  gaps$1$clock;
+    reg  [15:0] gaps$1$read_address;
+    wire  [31:0] gaps$1$read_data;
+    reg  [15:0] gaps$1$write_address;
+    reg  [31:0] gaps$1$write_data;
+    reg  gaps$1$write_enable;
+    reg  gaps$2$clock;
+    reg  [15:0] gaps$2$read_address;
+    wire  [31:0] gaps$2$read_data;
+    reg  [15:0] gaps$2$write_address;
+    reg  [31:0] gaps$2$write_data;
+    reg  gaps$2$write_enable;
+    reg  gaps$3$clock;
+    reg  [15:0] gaps$3$read_address;
+    wire  [31:0] gaps$3$read_data;
+    reg  [15:0] gaps$3$write_address;
+    reg  [31:0] gaps$3$write_data;
+    reg  gaps$3$write_enable;
     reg  [15:0] lines$0$d;
     wire  [15:0] lines$0$q;
     reg  lines$0$clock;
@@ -7161,6 +7185,38 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         .write_data(banks$15$write_data),
         .write_enable(banks$15$write_enable)
     );
+    top$sub$gaps$0 gaps$0(
+        .clock(gaps$0$clock),
+        .read_address(gaps$0$read_address),
+        .read_data(gaps$0$read_data),
+        .write_address(gaps$0$write_address),
+        .write_data(gaps$0$write_data),
+        .write_enable(gaps$0$write_enable)
+    );
+    top$sub$gaps$1 gaps$1(
+        .clock(gaps$1$clock),
+        .read_address(gaps$1$read_address),
+        .read_data(gaps$1$read_data),
+        .write_address(gaps$1$write_address),
+        .write_data(gaps$1$write_data),
+        .write_enable(gaps$1$write_enable)
+    );
+    top$sub$gaps$2 gaps$2(
+        .clock(gaps$2$clock),
+        .read_address(gaps$2$read_address),
+        .read_data(gaps$2$read_data),
+        .write_address(gaps$2$write_address),
+        .write_data(gaps$2$write_data),
+        .write_enable(gaps$2$write_enable)
+    );
+    top$sub$gaps$3 gaps$3(
+        .clock(gaps$3$clock),
+        .read_address(gaps$3$read_address),
+        .read_data(gaps$3$read_data),
+        .write_address(gaps$3$write_address),
+        .write_data(gaps$3$write_data),
+        .write_enable(gaps$3$write_enable)
+    );
     top$sub$lines$0 lines$0(
         .d(lines$0$d),
         .q(lines$0$q),
@@ -7395,6 +7451,10 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       banks$13$clock = clock;
       banks$14$clock = clock;
       banks$15$clock = clock;
+      gaps$0$clock = clock;
+      gaps$1$clock = clock;
+      gaps$2$clock = clock;
+      gaps$3$clock = clock;
       lines$0$clock = clock;
       lines$1$clock = clock;
       lines$2$clock = clock;
@@ -7485,7 +7545,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd31: lanes$0$line_val = lines$31$q;
         default: lanes$0$line_val = 16'd0;
       endcase
-      lanes$0$issue = running_w && (c_w >= 32'd1648) && (c_w < 32'd4993);
+      lanes$0$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd3616);
       lanes$0$rewind = ctrl$rewind;
       lanes$0$cfg_addr = cfg$addr[15:0];
       lanes$0$cfg_data = cfg$wdata;
@@ -7543,7 +7603,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd31: lanes$1$line_val = lines$31$q;
         default: lanes$1$line_val = 16'd0;
       endcase
-      lanes$1$issue = running_w && (c_w >= 32'd1648) && (c_w < 32'd5054);
+      lanes$1$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd3695);
       lanes$1$rewind = ctrl$rewind;
       lanes$1$cfg_addr = cfg$addr[15:0];
       lanes$1$cfg_data = cfg$wdata;
@@ -7601,7 +7661,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd31: lanes$2$line_val = lines$31$q;
         default: lanes$2$line_val = 16'd0;
       endcase
-      lanes$2$issue = running_w && (c_w >= 32'd1648) && (c_w < 32'd5069);
+      lanes$2$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd3778);
       lanes$2$rewind = ctrl$rewind;
       lanes$2$cfg_addr = cfg$addr[15:0];
       lanes$2$cfg_data = cfg$wdata;
@@ -7659,7 +7719,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd31: lanes$3$line_val = lines$31$q;
         default: lanes$3$line_val = 16'd0;
       endcase
-      lanes$3$issue = running_w && (c_w >= 32'd1648) && (c_w < 32'd5056);
+      lanes$3$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd3716);
       lanes$3$rewind = ctrl$rewind;
       lanes$3$cfg_addr = cfg$addr[15:0];
       lanes$3$cfg_data = cfg$wdata;
@@ -7717,7 +7777,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd31: lanes$4$line_val = lines$31$q;
         default: lanes$4$line_val = 16'd0;
       endcase
-      lanes$4$issue = running_w && (c_w >= 32'd1648) && (c_w < 32'd4916);
+      lanes$4$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd3583);
       lanes$4$rewind = ctrl$rewind;
       lanes$4$cfg_addr = cfg$addr[15:0];
       lanes$4$cfg_data = cfg$wdata;
@@ -7775,7 +7835,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd31: lanes$5$line_val = lines$31$q;
         default: lanes$5$line_val = 16'd0;
       endcase
-      lanes$5$issue = running_w && (c_w >= 32'd1648) && (c_w < 32'd5026);
+      lanes$5$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd3705);
       lanes$5$rewind = ctrl$rewind;
       lanes$5$cfg_addr = cfg$addr[15:0];
       lanes$5$cfg_data = cfg$wdata;
@@ -7833,7 +7893,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd31: lanes$6$line_val = lines$31$q;
         default: lanes$6$line_val = 16'd0;
       endcase
-      lanes$6$issue = running_w && (c_w >= 32'd1648) && (c_w < 32'd4993);
+      lanes$6$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd3680);
       lanes$6$rewind = ctrl$rewind;
       lanes$6$cfg_addr = cfg$addr[15:0];
       lanes$6$cfg_data = cfg$wdata;
@@ -7891,7 +7951,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd31: lanes$7$line_val = lines$31$q;
         default: lanes$7$line_val = 16'd0;
       endcase
-      lanes$7$issue = running_w && (c_w >= 32'd1648) && (c_w < 32'd5118);
+      lanes$7$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd3758);
       lanes$7$rewind = ctrl$rewind;
       lanes$7$cfg_addr = cfg$addr[15:0];
       lanes$7$cfg_data = cfg$wdata;
@@ -7958,7 +8018,11 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd7: sides$0$rd_data = banks$14$read_data[15:0];
         default: sides$0$rd_data = 16'd0;
       endcase
-      sides$0$issue = running_w && (c_w < 32'd1640);
+      gaps$0$read_address = (running_w && (c_w != 32'd3785)) ? (c_w[15:0] + 16'd1) : 16'd0;
+      gaps$0$write_address = 16'd0;
+      gaps$0$write_data = 32'd0;
+      gaps$0$write_enable = 1'b0;
+      sides$0$issue = running_w && gaps$0$read_data[0];
       sides$0$rewind = ctrl$rewind;
       sides$0$cfg_addr = cfg$addr[15:0];
       sides$0$cfg_data = cfg$wdata;
@@ -7976,7 +8040,11 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd7: sides$1$rd_data = banks$15$read_data[15:0];
         default: sides$1$rd_data = 16'd0;
       endcase
-      sides$1$issue = running_w && (c_w < 32'd1633);
+      gaps$1$read_address = (running_w && (c_w != 32'd3785)) ? (c_w[15:0] + 16'd1) : 16'd0;
+      gaps$1$write_address = 16'd0;
+      gaps$1$write_data = 32'd0;
+      gaps$1$write_enable = 1'b0;
+      sides$1$issue = running_w && gaps$1$read_data[0];
       sides$1$rewind = ctrl$rewind;
       sides$1$cfg_addr = cfg$addr[15:0];
       sides$1$cfg_data = cfg$wdata;
@@ -7994,7 +8062,11 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd7: sides$2$rd_data = banks$14$read_data[15:0];
         default: sides$2$rd_data = 16'd0;
       endcase
-      sides$2$issue = running_w && (c_w < 32'd1640);
+      gaps$2$read_address = (running_w && (c_w != 32'd3785)) ? (c_w[15:0] + 16'd1) : 16'd0;
+      gaps$2$write_address = 16'd0;
+      gaps$2$write_data = 32'd0;
+      gaps$2$write_enable = 1'b0;
+      sides$2$issue = running_w && gaps$2$read_data[0];
       sides$2$rewind = ctrl$rewind;
       sides$2$cfg_addr = cfg$addr[15:0];
       sides$2$cfg_data = cfg$wdata;
@@ -8012,7 +8084,11 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd7: sides$3$rd_data = banks$15$read_data[15:0];
         default: sides$3$rd_data = 16'd0;
       endcase
-      sides$3$issue = running_w && (c_w < 32'd1641);
+      gaps$3$read_address = (running_w && (c_w != 32'd3785)) ? (c_w[15:0] + 16'd1) : 16'd0;
+      gaps$3$write_address = 16'd0;
+      gaps$3$write_data = 32'd0;
+      gaps$3$write_enable = 1'b0;
+      sides$3$issue = running_w && gaps$3$read_data[0];
       sides$3$rewind = ctrl$rewind;
       sides$3$cfg_addr = cfg$addr[15:0];
       sides$3$cfg_data = cfg$wdata;
@@ -8825,8 +8901,8 @@ module top$sub$ctrl(clock,start,n_sweeps,running,c,rewind,rbuf,sweeps,cycles);
     output reg  [31:0] cycles;
     
     // Constant declarations
-    localparam  last = 24'h1405;
-    localparam  cmask = 24'h1fff;
+    localparam  last = 24'hec9;
+    localparam  cmask = 24'hfff;
     
     // Stub signals
     reg  run$d;
@@ -9039,6 +9115,110 @@ module top$sub$ctrl$run(d,q,clock);
 endmodule // top$sub$ctrl$run
 
 
+module top$sub$gaps$0(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [0:0] mem [0:3785];
+    initial $readmemh("mem_372801cb1be89769.hex", mem);
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[11:0]];
+       if (write_enable) mem[write_address[11:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (read_address[11:0] >= 12'd3786) rd <= 1'h1;
+       if (write_enable && write_address[11:0] == read_address[11:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$gaps$0
+
+
+module top$sub$gaps$1(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [0:0] mem [0:3785];
+    initial $readmemh("mem_1b4d3aa855d97d5d.hex", mem);
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[11:0]];
+       if (write_enable) mem[write_address[11:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (read_address[11:0] >= 12'd3786) rd <= 1'h1;
+       if (write_enable && write_address[11:0] == read_address[11:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$gaps$1
+
+
+module top$sub$gaps$2(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [0:0] mem [0:3785];
+    initial $readmemh("mem_bbfdb5884e570f59.hex", mem);
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[11:0]];
+       if (write_enable) mem[write_address[11:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (read_address[11:0] >= 12'd3786) rd <= 1'h1;
+       if (write_enable && write_address[11:0] == read_address[11:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$gaps$2
+
+
+module top$sub$gaps$3(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [0:0] mem [0:3785];
+    initial $readmemh("mem_99a6aa963602d58d.hex", mem);
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[11:0]];
+       if (write_enable) mem[write_address[11:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (read_address[11:0] >= 12'd3786) rd <= 1'h1;
+       if (write_enable && write_address[11:0] == read_address[11:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$gaps$3
+
+
 module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,instr_we,bias_we,nz,nvalid,clear,rdo_en,rdo_rho,rdo_sel,rdo_addr,rdo_we,rdo_data,rd_q,rd_en,rd_b1,rd_bank,line_sel,wr_en,wr_q,wr_data,cnt_acc,cnt_state,noise_err,npop);
     
     // Module arguments
@@ -9074,6 +9254,14 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h3;
     localparam  freg = 1'b1;
     localparam  pmask = 16'hfff;
@@ -9125,6 +9313,18 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -9253,9 +9453,37 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -9300,6 +9528,22 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$0$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$0$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$0$mul mul(
         .a(mul$a),
@@ -9509,6 +9753,51 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$0$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$0$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$0$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$0$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$0$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$0$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$0$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$0$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$0$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -9548,6 +9837,15 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -9584,9 +9882,20 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -9614,7 +9923,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -9634,6 +9944,35 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -9709,13 +10048,33 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -9773,6 +10132,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -10150,6 +10511,63 @@ module top$sub$lanes$0$fin(x,y,sat);
 endmodule // top$sub$lanes$0$fin
 
 
+module top$sub$lanes$0$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fl2
+
+
+module top$sub$lanes$0$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fl3
+
+
+module top$sub$lanes$0$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fl4
+
+
 module top$sub$lanes$0$fnz(d,q,clock);
     
     // Module arguments
@@ -10218,14 +10636,14 @@ module top$sub$lanes$0$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3344];
-    initial $readmemh("mem_233a9143bf09495e.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3615];
+    initial $readmemh("mem_6cf871ed2685f13a.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[11:0]];
        if (write_enable) mem[write_address[11:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[11:0] >= 12'd3345) rd <= 32'hdeadbeef;
+       if (read_address[11:0] >= 12'd3616) rd <= 32'hdeadbeef;
        if (write_enable && write_address[11:0] == read_address[11:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -10422,6 +10840,53 @@ module top$sub$lanes$0$p4(d,q,clock);
 endmodule // top$sub$lanes$0$p4
 
 
+module top$sub$lanes$0$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$pacc
+
+
+module top$sub$lanes$0$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "distributed", no_rw_check *) reg [31:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$0$park
+
+
 module top$sub$lanes$0$pc(d,q,clock);
     
     // Module arguments
@@ -10439,6 +10904,110 @@ module top$sub$lanes$0$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$0$pc
+
+
+module top$sub$lanes$0$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$0$pgate
+
+
+module top$sub$lanes$0$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$pk5
+
+
+module top$sub$lanes$0$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$pkg5
+
+
+module top$sub$lanes$0$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$rc
+
+
+module top$sub$lanes$0$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$rcls3
 
 
 module top$sub$lanes$0$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -10989,6 +11558,25 @@ module top$sub$lanes$0$v4(d,q,clock);
 endmodule // top$sub$lanes$0$v4
 
 
+module top$sub$lanes$0$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$wc
+
+
 module top$sub$lanes$0$wd(d,q,clock);
     
     // Module arguments
@@ -11062,6 +11650,14 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h3;
     localparam  freg = 1'b1;
     localparam  pmask = 16'hfff;
@@ -11113,6 +11709,18 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -11241,9 +11849,37 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -11288,6 +11924,22 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$1$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$1$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$1$mul mul(
         .a(mul$a),
@@ -11497,6 +12149,51 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$1$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$1$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$1$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$1$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$1$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$1$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$1$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$1$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$1$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -11536,6 +12233,15 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -11572,9 +12278,20 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -11602,7 +12319,8 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -11622,6 +12340,35 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -11697,13 +12444,33 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -11761,6 +12528,8 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -12138,6 +12907,63 @@ module top$sub$lanes$1$fin(x,y,sat);
 endmodule // top$sub$lanes$1$fin
 
 
+module top$sub$lanes$1$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$fl2
+
+
+module top$sub$lanes$1$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$fl3
+
+
+module top$sub$lanes$1$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$fl4
+
+
 module top$sub$lanes$1$fnz(d,q,clock);
     
     // Module arguments
@@ -12206,14 +13032,14 @@ module top$sub$lanes$1$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3405];
-    initial $readmemh("mem_ea4b306a258d8252.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3694];
+    initial $readmemh("mem_36dc9ac62d5ddbd0.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[11:0]];
        if (write_enable) mem[write_address[11:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[11:0] >= 12'd3406) rd <= 32'hdeadbeef;
+       if (read_address[11:0] >= 12'd3695) rd <= 32'hdeadbeef;
        if (write_enable && write_address[11:0] == read_address[11:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -12410,6 +13236,53 @@ module top$sub$lanes$1$p4(d,q,clock);
 endmodule // top$sub$lanes$1$p4
 
 
+module top$sub$lanes$1$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$pacc
+
+
+module top$sub$lanes$1$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "distributed", no_rw_check *) reg [31:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$1$park
+
+
 module top$sub$lanes$1$pc(d,q,clock);
     
     // Module arguments
@@ -12427,6 +13300,110 @@ module top$sub$lanes$1$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$1$pc
+
+
+module top$sub$lanes$1$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$1$pgate
+
+
+module top$sub$lanes$1$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$pk5
+
+
+module top$sub$lanes$1$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$pkg5
+
+
+module top$sub$lanes$1$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$rc
+
+
+module top$sub$lanes$1$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$rcls3
 
 
 module top$sub$lanes$1$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -12977,6 +13954,25 @@ module top$sub$lanes$1$v4(d,q,clock);
 endmodule // top$sub$lanes$1$v4
 
 
+module top$sub$lanes$1$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$wc
+
+
 module top$sub$lanes$1$wd(d,q,clock);
     
     // Module arguments
@@ -13050,6 +14046,14 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h3;
     localparam  freg = 1'b1;
     localparam  pmask = 16'hfff;
@@ -13101,6 +14105,18 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -13229,9 +14245,37 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -13276,6 +14320,22 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$2$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$2$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$2$mul mul(
         .a(mul$a),
@@ -13485,6 +14545,51 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$2$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$2$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$2$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$2$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$2$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$2$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$2$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$2$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$2$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -13524,6 +14629,15 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -13560,9 +14674,20 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -13590,7 +14715,8 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -13610,6 +14736,35 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -13685,13 +14840,33 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -13749,6 +14924,8 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -14126,6 +15303,63 @@ module top$sub$lanes$2$fin(x,y,sat);
 endmodule // top$sub$lanes$2$fin
 
 
+module top$sub$lanes$2$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$fl2
+
+
+module top$sub$lanes$2$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$fl3
+
+
+module top$sub$lanes$2$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$fl4
+
+
 module top$sub$lanes$2$fnz(d,q,clock);
     
     // Module arguments
@@ -14194,14 +15428,14 @@ module top$sub$lanes$2$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3420];
-    initial $readmemh("mem_3fc7f7031c483c84.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3777];
+    initial $readmemh("mem_ac700a7fead436a2.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[11:0]];
        if (write_enable) mem[write_address[11:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[11:0] >= 12'd3421) rd <= 32'hdeadbeef;
+       if (read_address[11:0] >= 12'd3778) rd <= 32'hdeadbeef;
        if (write_enable && write_address[11:0] == read_address[11:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -14398,6 +15632,53 @@ module top$sub$lanes$2$p4(d,q,clock);
 endmodule // top$sub$lanes$2$p4
 
 
+module top$sub$lanes$2$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$pacc
+
+
+module top$sub$lanes$2$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "distributed", no_rw_check *) reg [31:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$2$park
+
+
 module top$sub$lanes$2$pc(d,q,clock);
     
     // Module arguments
@@ -14415,6 +15696,110 @@ module top$sub$lanes$2$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$2$pc
+
+
+module top$sub$lanes$2$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$2$pgate
+
+
+module top$sub$lanes$2$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$pk5
+
+
+module top$sub$lanes$2$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$pkg5
+
+
+module top$sub$lanes$2$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$rc
+
+
+module top$sub$lanes$2$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$rcls3
 
 
 module top$sub$lanes$2$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -14965,6 +16350,25 @@ module top$sub$lanes$2$v4(d,q,clock);
 endmodule // top$sub$lanes$2$v4
 
 
+module top$sub$lanes$2$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$wc
+
+
 module top$sub$lanes$2$wd(d,q,clock);
     
     // Module arguments
@@ -15038,6 +16442,14 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h3;
     localparam  freg = 1'b1;
     localparam  pmask = 16'hfff;
@@ -15089,6 +16501,18 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -15217,9 +16641,37 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -15264,6 +16716,22 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$3$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$3$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$3$mul mul(
         .a(mul$a),
@@ -15473,6 +16941,51 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$3$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$3$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$3$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$3$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$3$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$3$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$3$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$3$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$3$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -15512,6 +17025,15 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -15548,9 +17070,20 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -15578,7 +17111,8 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -15598,6 +17132,35 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -15673,13 +17236,33 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -15737,6 +17320,8 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -16114,6 +17699,63 @@ module top$sub$lanes$3$fin(x,y,sat);
 endmodule // top$sub$lanes$3$fin
 
 
+module top$sub$lanes$3$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$fl2
+
+
+module top$sub$lanes$3$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$fl3
+
+
+module top$sub$lanes$3$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$fl4
+
+
 module top$sub$lanes$3$fnz(d,q,clock);
     
     // Module arguments
@@ -16182,14 +17824,14 @@ module top$sub$lanes$3$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3407];
-    initial $readmemh("mem_73b6b6639cb0f6b0.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3715];
+    initial $readmemh("mem_c68d0766f4376d7e.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[11:0]];
        if (write_enable) mem[write_address[11:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[11:0] >= 12'd3408) rd <= 32'hdeadbeef;
+       if (read_address[11:0] >= 12'd3716) rd <= 32'hdeadbeef;
        if (write_enable && write_address[11:0] == read_address[11:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -16386,6 +18028,53 @@ module top$sub$lanes$3$p4(d,q,clock);
 endmodule // top$sub$lanes$3$p4
 
 
+module top$sub$lanes$3$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$pacc
+
+
+module top$sub$lanes$3$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "distributed", no_rw_check *) reg [31:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$3$park
+
+
 module top$sub$lanes$3$pc(d,q,clock);
     
     // Module arguments
@@ -16403,6 +18092,110 @@ module top$sub$lanes$3$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$3$pc
+
+
+module top$sub$lanes$3$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$3$pgate
+
+
+module top$sub$lanes$3$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$pk5
+
+
+module top$sub$lanes$3$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$pkg5
+
+
+module top$sub$lanes$3$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$rc
+
+
+module top$sub$lanes$3$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$rcls3
 
 
 module top$sub$lanes$3$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -16953,6 +18746,25 @@ module top$sub$lanes$3$v4(d,q,clock);
 endmodule // top$sub$lanes$3$v4
 
 
+module top$sub$lanes$3$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$wc
+
+
 module top$sub$lanes$3$wd(d,q,clock);
     
     // Module arguments
@@ -17026,6 +18838,14 @@ module top$sub$lanes$4(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h3;
     localparam  freg = 1'b1;
     localparam  pmask = 16'hfff;
@@ -17077,6 +18897,18 @@ module top$sub$lanes$4(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -17205,9 +19037,37 @@ module top$sub$lanes$4(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -17252,6 +19112,22 @@ module top$sub$lanes$4(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$4$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$4$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$4$mul mul(
         .a(mul$a),
@@ -17461,6 +19337,51 @@ module top$sub$lanes$4(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$4$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$4$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$4$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$4$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$4$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$4$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$4$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$4$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$4$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -17500,6 +19421,15 @@ module top$sub$lanes$4(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -17536,9 +19466,20 @@ module top$sub$lanes$4(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -17566,7 +19507,8 @@ module top$sub$lanes$4(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -17586,6 +19528,35 @@ module top$sub$lanes$4(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -17661,13 +19632,33 @@ module top$sub$lanes$4(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -17725,6 +19716,8 @@ module top$sub$lanes$4(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -18102,6 +20095,63 @@ module top$sub$lanes$4$fin(x,y,sat);
 endmodule // top$sub$lanes$4$fin
 
 
+module top$sub$lanes$4$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$4$fl2
+
+
+module top$sub$lanes$4$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$4$fl3
+
+
+module top$sub$lanes$4$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$4$fl4
+
+
 module top$sub$lanes$4$fnz(d,q,clock);
     
     // Module arguments
@@ -18170,14 +20220,14 @@ module top$sub$lanes$4$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3267];
-    initial $readmemh("mem_036480aa0ab21219.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3582];
+    initial $readmemh("mem_973adb51ccc360b3.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[11:0]];
        if (write_enable) mem[write_address[11:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[11:0] >= 12'd3268) rd <= 32'hdeadbeef;
+       if (read_address[11:0] >= 12'd3583) rd <= 32'hdeadbeef;
        if (write_enable && write_address[11:0] == read_address[11:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -18374,6 +20424,53 @@ module top$sub$lanes$4$p4(d,q,clock);
 endmodule // top$sub$lanes$4$p4
 
 
+module top$sub$lanes$4$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$4$pacc
+
+
+module top$sub$lanes$4$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "distributed", no_rw_check *) reg [31:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$4$park
+
+
 module top$sub$lanes$4$pc(d,q,clock);
     
     // Module arguments
@@ -18391,6 +20488,110 @@ module top$sub$lanes$4$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$4$pc
+
+
+module top$sub$lanes$4$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$4$pgate
+
+
+module top$sub$lanes$4$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$4$pk5
+
+
+module top$sub$lanes$4$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$4$pkg5
+
+
+module top$sub$lanes$4$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$4$rc
+
+
+module top$sub$lanes$4$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$4$rcls3
 
 
 module top$sub$lanes$4$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -18941,6 +21142,25 @@ module top$sub$lanes$4$v4(d,q,clock);
 endmodule // top$sub$lanes$4$v4
 
 
+module top$sub$lanes$4$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$4$wc
+
+
 module top$sub$lanes$4$wd(d,q,clock);
     
     // Module arguments
@@ -19014,6 +21234,14 @@ module top$sub$lanes$5(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h3;
     localparam  freg = 1'b1;
     localparam  pmask = 16'hfff;
@@ -19065,6 +21293,18 @@ module top$sub$lanes$5(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -19193,9 +21433,37 @@ module top$sub$lanes$5(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -19240,6 +21508,22 @@ module top$sub$lanes$5(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$5$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$5$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$5$mul mul(
         .a(mul$a),
@@ -19449,6 +21733,51 @@ module top$sub$lanes$5(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$5$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$5$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$5$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$5$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$5$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$5$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$5$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$5$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$5$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -19488,6 +21817,15 @@ module top$sub$lanes$5(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -19524,9 +21862,20 @@ module top$sub$lanes$5(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -19554,7 +21903,8 @@ module top$sub$lanes$5(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -19574,6 +21924,35 @@ module top$sub$lanes$5(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -19649,13 +22028,33 @@ module top$sub$lanes$5(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -19713,6 +22112,8 @@ module top$sub$lanes$5(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -20090,6 +22491,63 @@ module top$sub$lanes$5$fin(x,y,sat);
 endmodule // top$sub$lanes$5$fin
 
 
+module top$sub$lanes$5$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$5$fl2
+
+
+module top$sub$lanes$5$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$5$fl3
+
+
+module top$sub$lanes$5$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$5$fl4
+
+
 module top$sub$lanes$5$fnz(d,q,clock);
     
     // Module arguments
@@ -20158,14 +22616,14 @@ module top$sub$lanes$5$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3377];
-    initial $readmemh("mem_e6cfbe9c8d67bbf3.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3704];
+    initial $readmemh("mem_45abfa463e9eaf0f.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[11:0]];
        if (write_enable) mem[write_address[11:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[11:0] >= 12'd3378) rd <= 32'hdeadbeef;
+       if (read_address[11:0] >= 12'd3705) rd <= 32'hdeadbeef;
        if (write_enable && write_address[11:0] == read_address[11:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -20362,6 +22820,53 @@ module top$sub$lanes$5$p4(d,q,clock);
 endmodule // top$sub$lanes$5$p4
 
 
+module top$sub$lanes$5$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$5$pacc
+
+
+module top$sub$lanes$5$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "distributed", no_rw_check *) reg [31:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$5$park
+
+
 module top$sub$lanes$5$pc(d,q,clock);
     
     // Module arguments
@@ -20379,6 +22884,110 @@ module top$sub$lanes$5$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$5$pc
+
+
+module top$sub$lanes$5$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$5$pgate
+
+
+module top$sub$lanes$5$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$5$pk5
+
+
+module top$sub$lanes$5$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$5$pkg5
+
+
+module top$sub$lanes$5$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$5$rc
+
+
+module top$sub$lanes$5$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$5$rcls3
 
 
 module top$sub$lanes$5$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -20929,6 +23538,25 @@ module top$sub$lanes$5$v4(d,q,clock);
 endmodule // top$sub$lanes$5$v4
 
 
+module top$sub$lanes$5$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$5$wc
+
+
 module top$sub$lanes$5$wd(d,q,clock);
     
     // Module arguments
@@ -21002,6 +23630,14 @@ module top$sub$lanes$6(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h3;
     localparam  freg = 1'b1;
     localparam  pmask = 16'hfff;
@@ -21053,6 +23689,18 @@ module top$sub$lanes$6(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -21181,9 +23829,37 @@ module top$sub$lanes$6(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -21228,6 +23904,22 @@ module top$sub$lanes$6(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$6$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$6$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$6$mul mul(
         .a(mul$a),
@@ -21437,6 +24129,51 @@ module top$sub$lanes$6(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$6$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$6$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$6$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$6$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$6$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$6$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$6$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$6$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$6$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -21476,6 +24213,15 @@ module top$sub$lanes$6(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -21512,9 +24258,20 @@ module top$sub$lanes$6(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -21542,7 +24299,8 @@ module top$sub$lanes$6(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -21562,6 +24320,35 @@ module top$sub$lanes$6(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -21637,13 +24424,33 @@ module top$sub$lanes$6(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -21701,6 +24508,8 @@ module top$sub$lanes$6(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -22078,6 +24887,63 @@ module top$sub$lanes$6$fin(x,y,sat);
 endmodule // top$sub$lanes$6$fin
 
 
+module top$sub$lanes$6$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$6$fl2
+
+
+module top$sub$lanes$6$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$6$fl3
+
+
+module top$sub$lanes$6$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$6$fl4
+
+
 module top$sub$lanes$6$fnz(d,q,clock);
     
     // Module arguments
@@ -22146,14 +25012,14 @@ module top$sub$lanes$6$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3344];
-    initial $readmemh("mem_29b362267c7ce900.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3679];
+    initial $readmemh("mem_7d431246816cda96.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[11:0]];
        if (write_enable) mem[write_address[11:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[11:0] >= 12'd3345) rd <= 32'hdeadbeef;
+       if (read_address[11:0] >= 12'd3680) rd <= 32'hdeadbeef;
        if (write_enable && write_address[11:0] == read_address[11:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -22350,6 +25216,53 @@ module top$sub$lanes$6$p4(d,q,clock);
 endmodule // top$sub$lanes$6$p4
 
 
+module top$sub$lanes$6$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$6$pacc
+
+
+module top$sub$lanes$6$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "distributed", no_rw_check *) reg [31:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$6$park
+
+
 module top$sub$lanes$6$pc(d,q,clock);
     
     // Module arguments
@@ -22367,6 +25280,110 @@ module top$sub$lanes$6$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$6$pc
+
+
+module top$sub$lanes$6$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$6$pgate
+
+
+module top$sub$lanes$6$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$6$pk5
+
+
+module top$sub$lanes$6$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$6$pkg5
+
+
+module top$sub$lanes$6$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$6$rc
+
+
+module top$sub$lanes$6$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$6$rcls3
 
 
 module top$sub$lanes$6$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -22917,6 +25934,25 @@ module top$sub$lanes$6$v4(d,q,clock);
 endmodule // top$sub$lanes$6$v4
 
 
+module top$sub$lanes$6$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$6$wc
+
+
 module top$sub$lanes$6$wd(d,q,clock);
     
     // Module arguments
@@ -22990,6 +26026,14 @@ module top$sub$lanes$7(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h3;
     localparam  freg = 1'b1;
     localparam  pmask = 16'hfff;
@@ -23041,6 +26085,18 @@ module top$sub$lanes$7(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -23169,9 +26225,37 @@ module top$sub$lanes$7(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -23216,6 +26300,22 @@ module top$sub$lanes$7(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$7$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$7$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$7$mul mul(
         .a(mul$a),
@@ -23425,6 +26525,51 @@ module top$sub$lanes$7(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$7$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$7$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$7$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$7$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$7$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$7$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$7$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$7$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$7$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -23464,6 +26609,15 @@ module top$sub$lanes$7(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -23500,9 +26654,20 @@ module top$sub$lanes$7(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -23530,7 +26695,8 @@ module top$sub$lanes$7(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -23550,6 +26716,35 @@ module top$sub$lanes$7(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -23625,13 +26820,33 @@ module top$sub$lanes$7(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -23689,6 +26904,8 @@ module top$sub$lanes$7(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -24066,6 +27283,63 @@ module top$sub$lanes$7$fin(x,y,sat);
 endmodule // top$sub$lanes$7$fin
 
 
+module top$sub$lanes$7$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$7$fl2
+
+
+module top$sub$lanes$7$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$7$fl3
+
+
+module top$sub$lanes$7$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$7$fl4
+
+
 module top$sub$lanes$7$fnz(d,q,clock);
     
     // Module arguments
@@ -24134,14 +27408,14 @@ module top$sub$lanes$7$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3469];
-    initial $readmemh("mem_41fba8de083089b2.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:3757];
+    initial $readmemh("mem_237c0d17e56507e2.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[11:0]];
        if (write_enable) mem[write_address[11:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[11:0] >= 12'd3470) rd <= 32'hdeadbeef;
+       if (read_address[11:0] >= 12'd3758) rd <= 32'hdeadbeef;
        if (write_enable && write_address[11:0] == read_address[11:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -24338,6 +27612,53 @@ module top$sub$lanes$7$p4(d,q,clock);
 endmodule // top$sub$lanes$7$p4
 
 
+module top$sub$lanes$7$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$7$pacc
+
+
+module top$sub$lanes$7$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "distributed", no_rw_check *) reg [31:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$7$park
+
+
 module top$sub$lanes$7$pc(d,q,clock);
     
     // Module arguments
@@ -24355,6 +27676,110 @@ module top$sub$lanes$7$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$7$pc
+
+
+module top$sub$lanes$7$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$7$pgate
+
+
+module top$sub$lanes$7$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$7$pk5
+
+
+module top$sub$lanes$7$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$7$pkg5
+
+
+module top$sub$lanes$7$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$7$rc
+
+
+module top$sub$lanes$7$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$7$rcls3
 
 
 module top$sub$lanes$7$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -24903,6 +28328,25 @@ module top$sub$lanes$7$v4(d,q,clock);
     end
           
 endmodule // top$sub$lanes$7$v4
+
+
+module top$sub$lanes$7$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$7$wc
 
 
 module top$sub$lanes$7$wd(d,q,clock);
@@ -36884,14 +40328,14 @@ module top$sub$sides$1$words(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:1632];
-    initial $readmemh("mem_65add95ec8a8f25c.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:1631];
+    initial $readmemh("mem_5b52f22faead94d7.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[10:0]];
        if (write_enable) mem[write_address[10:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[10:0] >= 11'd1633) rd <= 32'hdeadbeef;
+       if (read_address[10:0] >= 11'd1632) rd <= 32'hdeadbeef;
        if (write_enable && write_address[10:0] == read_address[10:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -39796,14 +43240,14 @@ module top$sub$sides$3$words(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:1640];
-    initial $readmemh("mem_03c60ada7a44d46c.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:1639];
+    initial $readmemh("mem_bad5bb2ee4df3815.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[10:0]];
        if (write_enable) mem[write_address[10:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[10:0] >= 11'd1641) rd <= 32'hdeadbeef;
+       if (read_address[10:0] >= 11'd1640) rd <= 32'hdeadbeef;
        if (write_enable && write_address[10:0] == read_address[10:0]) rd <= 32'hdeadbeef;
     `endif
     end

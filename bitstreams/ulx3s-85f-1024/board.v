@@ -6298,6 +6298,30 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     reg  [15:0] banks$7$write_address;
     reg  [31:0] banks$7$write_data;
     reg  banks$7$write_enable;
+    reg  gaps$0$clock;
+    reg  [15:0] gaps$0$read_address;
+    wire  [31:0] gaps$0$read_data;
+    reg  [15:0] gaps$0$write_address;
+    reg  [31:0] gaps$0$write_data;
+    reg  gaps$0$write_enable;
+    reg  gaps$1$clock;
+    reg  [15:0] gaps$1$read_address;
+    wire  [31:0] gaps$1$read_data;
+    reg  [15:0] gaps$1$write_address;
+    reg  [31:0] gaps$1$write_data;
+    reg  gaps$1$write_enable;
+    reg  gaps$2$clock;
+    reg  [15:0] gaps$2$read_address;
+    wire  [31:0] gaps$2$read_data;
+    reg  [15:0] gaps$2$write_address;
+    reg  [31:0] gaps$2$write_data;
+    reg  gaps$2$write_enable;
+    reg  gaps$3$clock;
+    reg  [15:0] gaps$3$read_address;
+    wire  [31:0] gaps$3$read_data;
+    reg  [15:0] gaps$3$write_address;
+    reg  [31:0] gaps$3$write_data;
+    reg  gaps$3$write_enable;
     reg  [15:0] lines$0$d;
     wire  [15:0] lines$0$q;
     reg  lines$0$clock;
@@ -6725,6 +6749,38 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         .write_data(banks$7$write_data),
         .write_enable(banks$7$write_enable)
     );
+    top$sub$gaps$0 gaps$0(
+        .clock(gaps$0$clock),
+        .read_address(gaps$0$read_address),
+        .read_data(gaps$0$read_data),
+        .write_address(gaps$0$write_address),
+        .write_data(gaps$0$write_data),
+        .write_enable(gaps$0$write_enable)
+    );
+    top$sub$gaps$1 gaps$1(
+        .clock(gaps$1$clock),
+        .read_address(gaps$1$read_address),
+        .read_data(gaps$1$read_data),
+        .write_address(gaps$1$write_address),
+        .write_data(gaps$1$write_data),
+        .write_enable(gaps$1$write_enable)
+    );
+    top$sub$gaps$2 gaps$2(
+        .clock(gaps$2$clock),
+        .read_address(gaps$2$read_address),
+        .read_data(gaps$2$read_data),
+        .write_address(gaps$2$write_address),
+        .write_data(gaps$2$write_data),
+        .write_enable(gaps$2$write_enable)
+    );
+    top$sub$gaps$3 gaps$3(
+        .clock(gaps$3$clock),
+        .read_address(gaps$3$read_address),
+        .read_data(gaps$3$read_data),
+        .write_address(gaps$3$write_address),
+        .write_data(gaps$3$write_data),
+        .write_enable(gaps$3$write_enable)
+    );
     top$sub$lines$0 lines$0(
         .d(lines$0$d),
         .q(lines$0$q),
@@ -6945,6 +7001,10 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       banks$5$clock = clock;
       banks$6$clock = clock;
       banks$7$clock = clock;
+      gaps$0$clock = clock;
+      gaps$1$clock = clock;
+      gaps$2$clock = clock;
+      gaps$3$clock = clock;
       lines$0$clock = clock;
       lines$1$clock = clock;
       lines$2$clock = clock;
@@ -7031,7 +7091,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd31: lanes$0$line_val = lines$31$q;
         default: lanes$0$line_val = 16'd0;
       endcase
-      lanes$0$issue = running_w && (c_w >= 32'd1649) && (c_w < 32'd8107);
+      lanes$0$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd6637);
       lanes$0$rewind = ctrl$rewind;
       lanes$0$cfg_addr = cfg$addr[15:0];
       lanes$0$cfg_data = cfg$wdata;
@@ -7085,7 +7145,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd31: lanes$1$line_val = lines$31$q;
         default: lanes$1$line_val = 16'd0;
       endcase
-      lanes$1$issue = running_w && (c_w >= 32'd1649) && (c_w < 32'd8232);
+      lanes$1$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd6754);
       lanes$1$rewind = ctrl$rewind;
       lanes$1$cfg_addr = cfg$addr[15:0];
       lanes$1$cfg_data = cfg$wdata;
@@ -7139,7 +7199,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd31: lanes$2$line_val = lines$31$q;
         default: lanes$2$line_val = 16'd0;
       endcase
-      lanes$2$issue = running_w && (c_w >= 32'd1649) && (c_w < 32'd8311);
+      lanes$2$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd6814);
       lanes$2$rewind = ctrl$rewind;
       lanes$2$cfg_addr = cfg$addr[15:0];
       lanes$2$cfg_data = cfg$wdata;
@@ -7193,7 +7253,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd31: lanes$3$line_val = lines$31$q;
         default: lanes$3$line_val = 16'd0;
       endcase
-      lanes$3$issue = running_w && (c_w >= 32'd1649) && (c_w < 32'd8233);
+      lanes$3$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd6803);
       lanes$3$rewind = ctrl$rewind;
       lanes$3$cfg_addr = cfg$addr[15:0];
       lanes$3$cfg_data = cfg$wdata;
@@ -7234,7 +7294,11 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: sides$0$rd_data = banks$6$read_data[15:0];
         default: sides$0$rd_data = 16'd0;
       endcase
-      sides$0$issue = running_w && (c_w < 32'd1640);
+      gaps$0$read_address = (running_w && (c_w != 32'd6821)) ? (c_w[15:0] + 16'd1) : 16'd0;
+      gaps$0$write_address = 16'd0;
+      gaps$0$write_data = 32'd0;
+      gaps$0$write_enable = 1'b0;
+      sides$0$issue = running_w && gaps$0$read_data[0];
       sides$0$rewind = ctrl$rewind;
       sides$0$cfg_addr = cfg$addr[15:0];
       sides$0$cfg_data = cfg$wdata;
@@ -7248,7 +7312,11 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: sides$1$rd_data = banks$7$read_data[15:0];
         default: sides$1$rd_data = 16'd0;
       endcase
-      sides$1$issue = running_w && (c_w < 32'd1633);
+      gaps$1$read_address = (running_w && (c_w != 32'd6821)) ? (c_w[15:0] + 16'd1) : 16'd0;
+      gaps$1$write_address = 16'd0;
+      gaps$1$write_data = 32'd0;
+      gaps$1$write_enable = 1'b0;
+      sides$1$issue = running_w && gaps$1$read_data[0];
       sides$1$rewind = ctrl$rewind;
       sides$1$cfg_addr = cfg$addr[15:0];
       sides$1$cfg_data = cfg$wdata;
@@ -7262,7 +7330,11 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: sides$2$rd_data = banks$6$read_data[15:0];
         default: sides$2$rd_data = 16'd0;
       endcase
-      sides$2$issue = running_w && (c_w < 32'd1640);
+      gaps$2$read_address = (running_w && (c_w != 32'd6821)) ? (c_w[15:0] + 16'd1) : 16'd0;
+      gaps$2$write_address = 16'd0;
+      gaps$2$write_data = 32'd0;
+      gaps$2$write_enable = 1'b0;
+      sides$2$issue = running_w && gaps$2$read_data[0];
       sides$2$rewind = ctrl$rewind;
       sides$2$cfg_addr = cfg$addr[15:0];
       sides$2$cfg_data = cfg$wdata;
@@ -7276,7 +7348,11 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: sides$3$rd_data = banks$7$read_data[15:0];
         default: sides$3$rd_data = 16'd0;
       endcase
-      sides$3$issue = running_w && (c_w < 32'd1642);
+      gaps$3$read_address = (running_w && (c_w != 32'd6821)) ? (c_w[15:0] + 16'd1) : 16'd0;
+      gaps$3$write_address = 16'd0;
+      gaps$3$write_data = 32'd0;
+      gaps$3$write_enable = 1'b0;
+      sides$3$issue = running_w && gaps$3$read_data[0];
       sides$3$rewind = ctrl$rewind;
       sides$3$cfg_addr = cfg$addr[15:0];
       sides$3$cfg_data = cfg$wdata;
@@ -7526,7 +7602,7 @@ module top$sub$banks$0(clock,read_address,read_data,write_address,write_data,wri
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:511];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:511];
     integer i;
     initial begin
        for (i = 0; i < 512; i = i + 1) mem[i] = 16'h0;
@@ -7554,7 +7630,7 @@ module top$sub$banks$1(clock,read_address,read_data,write_address,write_data,wri
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:511];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:511];
     integer i;
     initial begin
        for (i = 0; i < 512; i = i + 1) mem[i] = 16'h0;
@@ -7582,7 +7658,7 @@ module top$sub$banks$2(clock,read_address,read_data,write_address,write_data,wri
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:511];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:511];
     integer i;
     initial begin
        for (i = 0; i < 512; i = i + 1) mem[i] = 16'h0;
@@ -7610,7 +7686,7 @@ module top$sub$banks$3(clock,read_address,read_data,write_address,write_data,wri
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:511];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:511];
     integer i;
     initial begin
        for (i = 0; i < 512; i = i + 1) mem[i] = 16'h0;
@@ -7638,7 +7714,7 @@ module top$sub$banks$4(clock,read_address,read_data,write_address,write_data,wri
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:511];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:511];
     integer i;
     initial begin
        for (i = 0; i < 512; i = i + 1) mem[i] = 16'h0;
@@ -7666,7 +7742,7 @@ module top$sub$banks$5(clock,read_address,read_data,write_address,write_data,wri
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:511];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:511];
     integer i;
     initial begin
        for (i = 0; i < 512; i = i + 1) mem[i] = 16'h0;
@@ -7694,7 +7770,7 @@ module top$sub$banks$6(clock,read_address,read_data,write_address,write_data,wri
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:511];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:511];
     integer i;
     initial begin
        for (i = 0; i < 512; i = i + 1) mem[i] = 16'h0;
@@ -7722,7 +7798,7 @@ module top$sub$banks$7(clock,read_address,read_data,write_address,write_data,wri
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:511];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:511];
     integer i;
     initial begin
        for (i = 0; i < 512; i = i + 1) mem[i] = 16'h0;
@@ -7753,8 +7829,8 @@ module top$sub$ctrl(clock,start,n_sweeps,running,c,rewind,rbuf,sweeps,cycles);
     output reg  [31:0] cycles;
     
     // Constant declarations
-    localparam  last = 24'h207e;
-    localparam  cmask = 24'h3fff;
+    localparam  last = 24'h1aa5;
+    localparam  cmask = 24'h1fff;
     
     // Stub signals
     reg  run$d;
@@ -7967,6 +8043,110 @@ module top$sub$ctrl$run(d,q,clock);
 endmodule // top$sub$ctrl$run
 
 
+module top$sub$gaps$0(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [0:0] mem [0:6821];
+    initial $readmemh("mem_26ac7c69b7a7d195.hex", mem);
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[12:0]];
+       if (write_enable) mem[write_address[12:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (read_address[12:0] >= 13'd6822) rd <= 1'h1;
+       if (write_enable && write_address[12:0] == read_address[12:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$gaps$0
+
+
+module top$sub$gaps$1(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [0:0] mem [0:6821];
+    initial $readmemh("mem_bd07cd6cabd4036d.hex", mem);
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[12:0]];
+       if (write_enable) mem[write_address[12:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (read_address[12:0] >= 13'd6822) rd <= 1'h1;
+       if (write_enable && write_address[12:0] == read_address[12:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$gaps$1
+
+
+module top$sub$gaps$2(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [0:0] mem [0:6821];
+    initial $readmemh("mem_d85194d7f241aa15.hex", mem);
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[12:0]];
+       if (write_enable) mem[write_address[12:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (read_address[12:0] >= 13'd6822) rd <= 1'h1;
+       if (write_enable && write_address[12:0] == read_address[12:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$gaps$2
+
+
+module top$sub$gaps$3(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [0:0] mem [0:6821];
+    initial $readmemh("mem_d6804270ee0ad94d.hex", mem);
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[12:0]];
+       if (write_enable) mem[write_address[12:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (read_address[12:0] >= 13'd6822) rd <= 1'h1;
+       if (write_enable && write_address[12:0] == read_address[12:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$gaps$3
+
+
 module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,instr_we,bias_we,nz,nvalid,clear,rdo_en,rdo_rho,rdo_sel,rdo_addr,rdo_we,rdo_data,rd_q,rd_en,rd_b1,rd_bank,line_sel,wr_en,wr_q,wr_data,cnt_acc,cnt_state,noise_err,npop);
     
     // Module arguments
@@ -8002,6 +8182,14 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h2;
     localparam  freg = 1'b1;
     localparam  pmask = 16'h1fff;
@@ -8053,6 +8241,18 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -8181,9 +8381,37 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -8228,6 +8456,22 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$0$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$0$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$0$mul mul(
         .a(mul$a),
@@ -8437,6 +8681,51 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$0$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$0$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$0$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$0$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$0$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$0$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$0$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$0$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$0$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -8476,6 +8765,15 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -8512,9 +8810,20 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -8542,7 +8851,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -8562,6 +8872,35 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -8637,13 +8976,33 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -8701,6 +9060,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -9078,6 +9439,63 @@ module top$sub$lanes$0$fin(x,y,sat);
 endmodule // top$sub$lanes$0$fin
 
 
+module top$sub$lanes$0$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fl2
+
+
+module top$sub$lanes$0$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fl3
+
+
+module top$sub$lanes$0$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fl4
+
+
 module top$sub$lanes$0$fnz(d,q,clock);
     
     // Module arguments
@@ -9146,14 +9564,14 @@ module top$sub$lanes$0$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:6457];
-    initial $readmemh("mem_8575e5ca416bc90e.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:6636];
+    initial $readmemh("mem_79867a795ea3e104.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[12:0]];
        if (write_enable) mem[write_address[12:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[12:0] >= 13'd6458) rd <= 32'hdeadbeef;
+       if (read_address[12:0] >= 13'd6637) rd <= 32'hdeadbeef;
        if (write_enable && write_address[12:0] == read_address[12:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -9350,6 +9768,53 @@ module top$sub$lanes$0$p4(d,q,clock);
 endmodule // top$sub$lanes$0$p4
 
 
+module top$sub$lanes$0$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$pacc
+
+
+module top$sub$lanes$0$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "distributed", no_rw_check *) reg [31:0] mem [0:255];
+    integer i;
+    initial begin
+       for (i = 0; i < 256; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[7:0]];
+       if (write_enable) mem[write_address[7:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[7:0] == read_address[7:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$0$park
+
+
 module top$sub$lanes$0$pc(d,q,clock);
     
     // Module arguments
@@ -9367,6 +9832,110 @@ module top$sub$lanes$0$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$0$pc
+
+
+module top$sub$lanes$0$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:255];
+    integer i;
+    initial begin
+       for (i = 0; i < 256; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[7:0]];
+       if (write_enable) mem[write_address[7:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[7:0] == read_address[7:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$0$pgate
+
+
+module top$sub$lanes$0$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$pk5
+
+
+module top$sub$lanes$0$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$pkg5
+
+
+module top$sub$lanes$0$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$rc
+
+
+module top$sub$lanes$0$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$rcls3
 
 
 module top$sub$lanes$0$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -9917,6 +10486,25 @@ module top$sub$lanes$0$v4(d,q,clock);
 endmodule // top$sub$lanes$0$v4
 
 
+module top$sub$lanes$0$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$wc
+
+
 module top$sub$lanes$0$wd(d,q,clock);
     
     // Module arguments
@@ -9990,6 +10578,14 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h2;
     localparam  freg = 1'b1;
     localparam  pmask = 16'h1fff;
@@ -10041,6 +10637,18 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -10169,9 +10777,37 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -10216,6 +10852,22 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$1$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$1$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$1$mul mul(
         .a(mul$a),
@@ -10425,6 +11077,51 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$1$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$1$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$1$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$1$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$1$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$1$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$1$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$1$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$1$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -10464,6 +11161,15 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -10500,9 +11206,20 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -10530,7 +11247,8 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -10550,6 +11268,35 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -10625,13 +11372,33 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -10689,6 +11456,8 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -11066,6 +11835,63 @@ module top$sub$lanes$1$fin(x,y,sat);
 endmodule // top$sub$lanes$1$fin
 
 
+module top$sub$lanes$1$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$fl2
+
+
+module top$sub$lanes$1$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$fl3
+
+
+module top$sub$lanes$1$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$fl4
+
+
 module top$sub$lanes$1$fnz(d,q,clock);
     
     // Module arguments
@@ -11134,14 +11960,14 @@ module top$sub$lanes$1$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:6582];
-    initial $readmemh("mem_99c0bc4cb111b9e0.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:6753];
+    initial $readmemh("mem_e331e01cd7302ce4.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[12:0]];
        if (write_enable) mem[write_address[12:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[12:0] >= 13'd6583) rd <= 32'hdeadbeef;
+       if (read_address[12:0] >= 13'd6754) rd <= 32'hdeadbeef;
        if (write_enable && write_address[12:0] == read_address[12:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -11338,6 +12164,53 @@ module top$sub$lanes$1$p4(d,q,clock);
 endmodule // top$sub$lanes$1$p4
 
 
+module top$sub$lanes$1$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$pacc
+
+
+module top$sub$lanes$1$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "distributed", no_rw_check *) reg [31:0] mem [0:255];
+    integer i;
+    initial begin
+       for (i = 0; i < 256; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[7:0]];
+       if (write_enable) mem[write_address[7:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[7:0] == read_address[7:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$1$park
+
+
 module top$sub$lanes$1$pc(d,q,clock);
     
     // Module arguments
@@ -11355,6 +12228,110 @@ module top$sub$lanes$1$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$1$pc
+
+
+module top$sub$lanes$1$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:255];
+    integer i;
+    initial begin
+       for (i = 0; i < 256; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[7:0]];
+       if (write_enable) mem[write_address[7:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[7:0] == read_address[7:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$1$pgate
+
+
+module top$sub$lanes$1$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$pk5
+
+
+module top$sub$lanes$1$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$pkg5
+
+
+module top$sub$lanes$1$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$rc
+
+
+module top$sub$lanes$1$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$rcls3
 
 
 module top$sub$lanes$1$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -11905,6 +12882,25 @@ module top$sub$lanes$1$v4(d,q,clock);
 endmodule // top$sub$lanes$1$v4
 
 
+module top$sub$lanes$1$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$wc
+
+
 module top$sub$lanes$1$wd(d,q,clock);
     
     // Module arguments
@@ -11978,6 +12974,14 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h2;
     localparam  freg = 1'b1;
     localparam  pmask = 16'h1fff;
@@ -12029,6 +13033,18 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -12157,9 +13173,37 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -12204,6 +13248,22 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$2$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$2$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$2$mul mul(
         .a(mul$a),
@@ -12413,6 +13473,51 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$2$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$2$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$2$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$2$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$2$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$2$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$2$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$2$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$2$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -12452,6 +13557,15 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -12488,9 +13602,20 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -12518,7 +13643,8 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -12538,6 +13664,35 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -12613,13 +13768,33 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -12677,6 +13852,8 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -13054,6 +14231,63 @@ module top$sub$lanes$2$fin(x,y,sat);
 endmodule // top$sub$lanes$2$fin
 
 
+module top$sub$lanes$2$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$fl2
+
+
+module top$sub$lanes$2$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$fl3
+
+
+module top$sub$lanes$2$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$fl4
+
+
 module top$sub$lanes$2$fnz(d,q,clock);
     
     // Module arguments
@@ -13122,14 +14356,14 @@ module top$sub$lanes$2$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:6661];
-    initial $readmemh("mem_bb028f92b790ca39.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:6813];
+    initial $readmemh("mem_d0e29607627008f1.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[12:0]];
        if (write_enable) mem[write_address[12:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[12:0] >= 13'd6662) rd <= 32'hdeadbeef;
+       if (read_address[12:0] >= 13'd6814) rd <= 32'hdeadbeef;
        if (write_enable && write_address[12:0] == read_address[12:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -13326,6 +14560,53 @@ module top$sub$lanes$2$p4(d,q,clock);
 endmodule // top$sub$lanes$2$p4
 
 
+module top$sub$lanes$2$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$pacc
+
+
+module top$sub$lanes$2$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "distributed", no_rw_check *) reg [31:0] mem [0:255];
+    integer i;
+    initial begin
+       for (i = 0; i < 256; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[7:0]];
+       if (write_enable) mem[write_address[7:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[7:0] == read_address[7:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$2$park
+
+
 module top$sub$lanes$2$pc(d,q,clock);
     
     // Module arguments
@@ -13343,6 +14624,110 @@ module top$sub$lanes$2$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$2$pc
+
+
+module top$sub$lanes$2$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:255];
+    integer i;
+    initial begin
+       for (i = 0; i < 256; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[7:0]];
+       if (write_enable) mem[write_address[7:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[7:0] == read_address[7:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$2$pgate
+
+
+module top$sub$lanes$2$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$pk5
+
+
+module top$sub$lanes$2$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$pkg5
+
+
+module top$sub$lanes$2$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$rc
+
+
+module top$sub$lanes$2$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$rcls3
 
 
 module top$sub$lanes$2$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -13893,6 +15278,25 @@ module top$sub$lanes$2$v4(d,q,clock);
 endmodule // top$sub$lanes$2$v4
 
 
+module top$sub$lanes$2$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$wc
+
+
 module top$sub$lanes$2$wd(d,q,clock);
     
     // Module arguments
@@ -13966,6 +15370,14 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h2;
     localparam  freg = 1'b1;
     localparam  pmask = 16'h1fff;
@@ -14017,6 +15429,18 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -14145,9 +15569,37 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -14192,6 +15644,22 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$3$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$3$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$3$mul mul(
         .a(mul$a),
@@ -14401,6 +15869,51 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$3$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$3$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$3$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$3$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$3$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$3$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$3$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$3$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$3$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -14440,6 +15953,15 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -14476,9 +15998,20 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -14506,7 +16039,8 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -14526,6 +16060,35 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -14601,13 +16164,33 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -14665,6 +16248,8 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -15042,6 +16627,63 @@ module top$sub$lanes$3$fin(x,y,sat);
 endmodule // top$sub$lanes$3$fin
 
 
+module top$sub$lanes$3$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$fl2
+
+
+module top$sub$lanes$3$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$fl3
+
+
+module top$sub$lanes$3$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$fl4
+
+
 module top$sub$lanes$3$fnz(d,q,clock);
     
     // Module arguments
@@ -15110,14 +16752,14 @@ module top$sub$lanes$3$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:6583];
-    initial $readmemh("mem_24f1e25bfbf32b4d.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:6802];
+    initial $readmemh("mem_2d8855254e2369e7.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[12:0]];
        if (write_enable) mem[write_address[12:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[12:0] >= 13'd6584) rd <= 32'hdeadbeef;
+       if (read_address[12:0] >= 13'd6803) rd <= 32'hdeadbeef;
        if (write_enable && write_address[12:0] == read_address[12:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -15314,6 +16956,53 @@ module top$sub$lanes$3$p4(d,q,clock);
 endmodule // top$sub$lanes$3$p4
 
 
+module top$sub$lanes$3$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$pacc
+
+
+module top$sub$lanes$3$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "distributed", no_rw_check *) reg [31:0] mem [0:255];
+    integer i;
+    initial begin
+       for (i = 0; i < 256; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[7:0]];
+       if (write_enable) mem[write_address[7:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[7:0] == read_address[7:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$3$park
+
+
 module top$sub$lanes$3$pc(d,q,clock);
     
     // Module arguments
@@ -15331,6 +17020,110 @@ module top$sub$lanes$3$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$3$pc
+
+
+module top$sub$lanes$3$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:255];
+    integer i;
+    initial begin
+       for (i = 0; i < 256; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[7:0]];
+       if (write_enable) mem[write_address[7:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[7:0] == read_address[7:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$3$pgate
+
+
+module top$sub$lanes$3$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$pk5
+
+
+module top$sub$lanes$3$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$pkg5
+
+
+module top$sub$lanes$3$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$rc
+
+
+module top$sub$lanes$3$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$rcls3
 
 
 module top$sub$lanes$3$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -15879,6 +17672,25 @@ module top$sub$lanes$3$v4(d,q,clock);
     end
           
 endmodule // top$sub$lanes$3$v4
+
+
+module top$sub$lanes$3$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$wc
 
 
 module top$sub$lanes$3$wd(d,q,clock);
@@ -21467,7 +23279,7 @@ module top$sub$sides$0$gains(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:7];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:7];
     initial $readmemh("mem_a6c11ca4c01dff83.hex", mem);
     reg [15:0] rd;
     always @(posedge clock) begin
@@ -22923,7 +24735,7 @@ module top$sub$sides$1$gains(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:7];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:7];
     initial $readmemh("mem_a6c11ca4c01dff83.hex", mem);
     reg [15:0] rd;
     always @(posedge clock) begin
@@ -23680,14 +25492,14 @@ module top$sub$sides$1$words(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:1632];
-    initial $readmemh("mem_65add95ec8a8f25c.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:1631];
+    initial $readmemh("mem_5b52f22faead94d7.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[10:0]];
        if (write_enable) mem[write_address[10:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[10:0] >= 11'd1633) rd <= 32'hdeadbeef;
+       if (read_address[10:0] >= 11'd1632) rd <= 32'hdeadbeef;
        if (write_enable && write_address[10:0] == read_address[10:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -24379,7 +26191,7 @@ module top$sub$sides$2$gains(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:7];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:7];
     initial $readmemh("mem_a6c11ca4c01dff83.hex", mem);
     reg [15:0] rd;
     always @(posedge clock) begin
@@ -25835,7 +27647,7 @@ module top$sub$sides$3$gains(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:7];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:7];
     initial $readmemh("mem_a6c11ca4c01dff83.hex", mem);
     reg [15:0] rd;
     always @(posedge clock) begin
@@ -26592,14 +28404,14 @@ module top$sub$sides$3$words(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:1641];
-    initial $readmemh("mem_fd03dfbdbc47dd81.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:1639];
+    initial $readmemh("mem_bad5bb2ee4df3815.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[10:0]];
        if (write_enable) mem[write_address[10:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[10:0] >= 11'd1642) rd <= 32'hdeadbeef;
+       if (read_address[10:0] >= 11'd1640) rd <= 32'hdeadbeef;
        if (write_enable && write_address[10:0] == read_address[10:0]) rd <= 32'hdeadbeef;
     `endif
     end

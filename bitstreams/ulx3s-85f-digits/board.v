@@ -6081,6 +6081,30 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     reg  [15:0] banks$7$write_address;
     reg  [31:0] banks$7$write_data;
     reg  banks$7$write_enable;
+    reg  gaps$0$clock;
+    reg  [15:0] gaps$0$read_address;
+    wire  [31:0] gaps$0$read_data;
+    reg  [15:0] gaps$0$write_address;
+    reg  [31:0] gaps$0$write_data;
+    reg  gaps$0$write_enable;
+    reg  gaps$1$clock;
+    reg  [15:0] gaps$1$read_address;
+    wire  [31:0] gaps$1$read_data;
+    reg  [15:0] gaps$1$write_address;
+    reg  [31:0] gaps$1$write_data;
+    reg  gaps$1$write_enable;
+    reg  gaps$2$clock;
+    reg  [15:0] gaps$2$read_address;
+    wire  [31:0] gaps$2$read_data;
+    reg  [15:0] gaps$2$write_address;
+    reg  [31:0] gaps$2$write_data;
+    reg  gaps$2$write_enable;
+    reg  gaps$3$clock;
+    reg  [15:0] gaps$3$read_address;
+    wire  [31:0] gaps$3$read_data;
+    reg  [15:0] gaps$3$write_address;
+    reg  [31:0] gaps$3$write_data;
+    reg  gaps$3$write_enable;
     reg  [15:0] lines$0$d;
     wire  [15:0] lines$0$q;
     reg  lines$0$clock;
@@ -6508,6 +6532,38 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         .write_data(banks$7$write_data),
         .write_enable(banks$7$write_enable)
     );
+    top$sub$gaps$0 gaps$0(
+        .clock(gaps$0$clock),
+        .read_address(gaps$0$read_address),
+        .read_data(gaps$0$read_data),
+        .write_address(gaps$0$write_address),
+        .write_data(gaps$0$write_data),
+        .write_enable(gaps$0$write_enable)
+    );
+    top$sub$gaps$1 gaps$1(
+        .clock(gaps$1$clock),
+        .read_address(gaps$1$read_address),
+        .read_data(gaps$1$read_data),
+        .write_address(gaps$1$write_address),
+        .write_data(gaps$1$write_data),
+        .write_enable(gaps$1$write_enable)
+    );
+    top$sub$gaps$2 gaps$2(
+        .clock(gaps$2$clock),
+        .read_address(gaps$2$read_address),
+        .read_data(gaps$2$read_data),
+        .write_address(gaps$2$write_address),
+        .write_data(gaps$2$write_data),
+        .write_enable(gaps$2$write_enable)
+    );
+    top$sub$gaps$3 gaps$3(
+        .clock(gaps$3$clock),
+        .read_address(gaps$3$read_address),
+        .read_data(gaps$3$read_data),
+        .write_address(gaps$3$write_address),
+        .write_data(gaps$3$write_data),
+        .write_enable(gaps$3$write_enable)
+    );
     top$sub$lines$0 lines$0(
         .d(lines$0$d),
         .q(lines$0$q),
@@ -6728,6 +6784,10 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       banks$5$clock = clock;
       banks$6$clock = clock;
       banks$7$clock = clock;
+      gaps$0$clock = clock;
+      gaps$1$clock = clock;
+      gaps$2$clock = clock;
+      gaps$3$clock = clock;
       lines$0$clock = clock;
       lines$1$clock = clock;
       lines$2$clock = clock;
@@ -6814,7 +6874,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd31: lanes$0$line_val = lines$31$q;
         default: lanes$0$line_val = 16'd0;
       endcase
-      lanes$0$issue = running_w && (c_w >= 32'd1031) && (c_w < 32'd12247);
+      lanes$0$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd11224);
       lanes$0$rewind = ctrl$rewind;
       lanes$0$cfg_addr = cfg$addr[15:0];
       lanes$0$cfg_data = cfg$wdata;
@@ -6868,7 +6928,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd31: lanes$1$line_val = lines$31$q;
         default: lanes$1$line_val = 16'd0;
       endcase
-      lanes$1$issue = running_w && (c_w >= 32'd1031) && (c_w < 32'd12247);
+      lanes$1$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd11224);
       lanes$1$rewind = ctrl$rewind;
       lanes$1$cfg_addr = cfg$addr[15:0];
       lanes$1$cfg_data = cfg$wdata;
@@ -6922,7 +6982,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd31: lanes$2$line_val = lines$31$q;
         default: lanes$2$line_val = 16'd0;
       endcase
-      lanes$2$issue = running_w && (c_w >= 32'd1031) && (c_w < 32'd12247);
+      lanes$2$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd11224);
       lanes$2$rewind = ctrl$rewind;
       lanes$2$cfg_addr = cfg$addr[15:0];
       lanes$2$cfg_data = cfg$wdata;
@@ -6976,7 +7036,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd31: lanes$3$line_val = lines$31$q;
         default: lanes$3$line_val = 16'd0;
       endcase
-      lanes$3$issue = running_w && (c_w >= 32'd1031) && (c_w < 32'd12247);
+      lanes$3$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd11224);
       lanes$3$rewind = ctrl$rewind;
       lanes$3$cfg_addr = cfg$addr[15:0];
       lanes$3$cfg_data = cfg$wdata;
@@ -7017,7 +7077,11 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: sides$0$rd_data = banks$6$read_data[15:0];
         default: sides$0$rd_data = 16'd0;
       endcase
-      sides$0$issue = running_w && (c_w < 32'd1024);
+      gaps$0$read_address = (running_w && (c_w != 32'd11231)) ? (c_w[15:0] + 16'd1) : 16'd0;
+      gaps$0$write_address = 16'd0;
+      gaps$0$write_data = 32'd0;
+      gaps$0$write_enable = 1'b0;
+      sides$0$issue = running_w && gaps$0$read_data[0];
       sides$0$rewind = ctrl$rewind;
       sides$0$cfg_addr = cfg$addr[15:0];
       sides$0$cfg_data = cfg$wdata;
@@ -7031,7 +7095,11 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: sides$1$rd_data = banks$7$read_data[15:0];
         default: sides$1$rd_data = 16'd0;
       endcase
-      sides$1$issue = running_w && (c_w < 32'd1024);
+      gaps$1$read_address = (running_w && (c_w != 32'd11231)) ? (c_w[15:0] + 16'd1) : 16'd0;
+      gaps$1$write_address = 16'd0;
+      gaps$1$write_data = 32'd0;
+      gaps$1$write_enable = 1'b0;
+      sides$1$issue = running_w && gaps$1$read_data[0];
       sides$1$rewind = ctrl$rewind;
       sides$1$cfg_addr = cfg$addr[15:0];
       sides$1$cfg_data = cfg$wdata;
@@ -7045,7 +7113,11 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: sides$2$rd_data = banks$6$read_data[15:0];
         default: sides$2$rd_data = 16'd0;
       endcase
-      sides$2$issue = running_w && (c_w < 32'd513);
+      gaps$2$read_address = (running_w && (c_w != 32'd11231)) ? (c_w[15:0] + 16'd1) : 16'd0;
+      gaps$2$write_address = 16'd0;
+      gaps$2$write_data = 32'd0;
+      gaps$2$write_enable = 1'b0;
+      sides$2$issue = running_w && gaps$2$read_data[0];
       sides$2$rewind = ctrl$rewind;
       sides$2$cfg_addr = cfg$addr[15:0];
       sides$2$cfg_data = cfg$wdata;
@@ -7059,7 +7131,11 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: sides$3$rd_data = banks$7$read_data[15:0];
         default: sides$3$rd_data = 16'd0;
       endcase
-      sides$3$issue = running_w && (c_w < 32'd513);
+      gaps$3$read_address = (running_w && (c_w != 32'd11231)) ? (c_w[15:0] + 16'd1) : 16'd0;
+      gaps$3$write_address = 16'd0;
+      gaps$3$write_data = 32'd0;
+      gaps$3$write_enable = 1'b0;
+      sides$3$issue = running_w && gaps$3$read_data[0];
       sides$3$rewind = ctrl$rewind;
       sides$3$cfg_addr = cfg$addr[15:0];
       sides$3$cfg_data = cfg$wdata;
@@ -7309,7 +7385,7 @@ module top$sub$banks$0(clock,read_address,read_data,write_address,write_data,wri
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:255];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:255];
     integer i;
     initial begin
        for (i = 0; i < 256; i = i + 1) mem[i] = 16'h0;
@@ -7337,7 +7413,7 @@ module top$sub$banks$1(clock,read_address,read_data,write_address,write_data,wri
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:255];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:255];
     integer i;
     initial begin
        for (i = 0; i < 256; i = i + 1) mem[i] = 16'h0;
@@ -7365,7 +7441,7 @@ module top$sub$banks$2(clock,read_address,read_data,write_address,write_data,wri
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:255];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:255];
     integer i;
     initial begin
        for (i = 0; i < 256; i = i + 1) mem[i] = 16'h0;
@@ -7393,7 +7469,7 @@ module top$sub$banks$3(clock,read_address,read_data,write_address,write_data,wri
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:255];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:255];
     integer i;
     initial begin
        for (i = 0; i < 256; i = i + 1) mem[i] = 16'h0;
@@ -7421,7 +7497,7 @@ module top$sub$banks$4(clock,read_address,read_data,write_address,write_data,wri
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:255];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:255];
     integer i;
     initial begin
        for (i = 0; i < 256; i = i + 1) mem[i] = 16'h0;
@@ -7449,7 +7525,7 @@ module top$sub$banks$5(clock,read_address,read_data,write_address,write_data,wri
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:255];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:255];
     integer i;
     initial begin
        for (i = 0; i < 256; i = i + 1) mem[i] = 16'h0;
@@ -7477,7 +7553,7 @@ module top$sub$banks$6(clock,read_address,read_data,write_address,write_data,wri
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:255];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:255];
     integer i;
     initial begin
        for (i = 0; i < 256; i = i + 1) mem[i] = 16'h0;
@@ -7505,7 +7581,7 @@ module top$sub$banks$7(clock,read_address,read_data,write_address,write_data,wri
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:255];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:255];
     integer i;
     initial begin
        for (i = 0; i < 256; i = i + 1) mem[i] = 16'h0;
@@ -7536,7 +7612,7 @@ module top$sub$ctrl(clock,start,n_sweeps,running,c,rewind,rbuf,sweeps,cycles);
     output reg  [31:0] cycles;
     
     // Constant declarations
-    localparam  last = 24'h2fde;
+    localparam  last = 24'h2bdf;
     localparam  cmask = 24'h3fff;
     
     // Stub signals
@@ -7750,6 +7826,110 @@ module top$sub$ctrl$run(d,q,clock);
 endmodule // top$sub$ctrl$run
 
 
+module top$sub$gaps$0(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [0:0] mem [0:11231];
+    initial $readmemh("mem_7612338b90f9b5c5.hex", mem);
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[13:0]];
+       if (write_enable) mem[write_address[13:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (read_address[13:0] >= 14'd11232) rd <= 1'h1;
+       if (write_enable && write_address[13:0] == read_address[13:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$gaps$0
+
+
+module top$sub$gaps$1(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [0:0] mem [0:11231];
+    initial $readmemh("mem_fee3d3f4504e98e9.hex", mem);
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[13:0]];
+       if (write_enable) mem[write_address[13:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (read_address[13:0] >= 14'd11232) rd <= 1'h1;
+       if (write_enable && write_address[13:0] == read_address[13:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$gaps$1
+
+
+module top$sub$gaps$2(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [0:0] mem [0:11231];
+    initial $readmemh("mem_1d324b2350faf425.hex", mem);
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[13:0]];
+       if (write_enable) mem[write_address[13:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (read_address[13:0] >= 14'd11232) rd <= 1'h1;
+       if (write_enable && write_address[13:0] == read_address[13:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$gaps$2
+
+
+module top$sub$gaps$3(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [0:0] mem [0:11231];
+    initial $readmemh("mem_e3ad527050bb8b25.hex", mem);
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[13:0]];
+       if (write_enable) mem[write_address[13:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (read_address[13:0] >= 14'd11232) rd <= 1'h1;
+       if (write_enable && write_address[13:0] == read_address[13:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$gaps$3
+
+
 module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,instr_we,bias_we,nz,nvalid,clear,rdo_en,rdo_rho,rdo_sel,rdo_addr,rdo_we,rdo_data,rd_q,rd_en,rd_b1,rd_bank,line_sel,wr_en,wr_q,wr_data,cnt_acc,cnt_state,noise_err,npop);
     
     // Module arguments
@@ -7785,6 +7965,14 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h2;
     localparam  freg = 1'b1;
     localparam  pmask = 16'h3fff;
@@ -7836,6 +8024,18 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -7964,9 +8164,37 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -8011,6 +8239,22 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$0$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$0$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$0$mul mul(
         .a(mul$a),
@@ -8220,6 +8464,51 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$0$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$0$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$0$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$0$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$0$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$0$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$0$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$0$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$0$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -8259,6 +8548,15 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -8295,9 +8593,20 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -8325,7 +8634,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -8345,6 +8655,35 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -8420,13 +8759,33 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -8484,6 +8843,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -8861,6 +9222,63 @@ module top$sub$lanes$0$fin(x,y,sat);
 endmodule // top$sub$lanes$0$fin
 
 
+module top$sub$lanes$0$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fl2
+
+
+module top$sub$lanes$0$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fl3
+
+
+module top$sub$lanes$0$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fl4
+
+
 module top$sub$lanes$0$fnz(d,q,clock);
     
     // Module arguments
@@ -8929,14 +9347,14 @@ module top$sub$lanes$0$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:11215];
-    initial $readmemh("mem_5b12181a708a2e7f.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:11223];
+    initial $readmemh("mem_23d48bcf23fae9b3.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[13:0]];
        if (write_enable) mem[write_address[13:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[13:0] >= 14'd11216) rd <= 32'hdeadbeef;
+       if (read_address[13:0] >= 14'd11224) rd <= 32'hdeadbeef;
        if (write_enable && write_address[13:0] == read_address[13:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -9133,6 +9551,53 @@ module top$sub$lanes$0$p4(d,q,clock);
 endmodule // top$sub$lanes$0$p4
 
 
+module top$sub$lanes$0$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$pacc
+
+
+module top$sub$lanes$0$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "distributed", no_rw_check *) reg [31:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$0$park
+
+
 module top$sub$lanes$0$pc(d,q,clock);
     
     // Module arguments
@@ -9150,6 +9615,110 @@ module top$sub$lanes$0$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$0$pc
+
+
+module top$sub$lanes$0$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$0$pgate
+
+
+module top$sub$lanes$0$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$pk5
+
+
+module top$sub$lanes$0$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$pkg5
+
+
+module top$sub$lanes$0$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$rc
+
+
+module top$sub$lanes$0$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$rcls3
 
 
 module top$sub$lanes$0$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -9700,6 +10269,25 @@ module top$sub$lanes$0$v4(d,q,clock);
 endmodule // top$sub$lanes$0$v4
 
 
+module top$sub$lanes$0$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$wc
+
+
 module top$sub$lanes$0$wd(d,q,clock);
     
     // Module arguments
@@ -9773,6 +10361,14 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h2;
     localparam  freg = 1'b1;
     localparam  pmask = 16'h3fff;
@@ -9824,6 +10420,18 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -9952,9 +10560,37 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -9999,6 +10635,22 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$1$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$1$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$1$mul mul(
         .a(mul$a),
@@ -10208,6 +10860,51 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$1$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$1$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$1$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$1$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$1$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$1$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$1$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$1$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$1$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -10247,6 +10944,15 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -10283,9 +10989,20 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -10313,7 +11030,8 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -10333,6 +11051,35 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -10408,13 +11155,33 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -10472,6 +11239,8 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -10849,6 +11618,63 @@ module top$sub$lanes$1$fin(x,y,sat);
 endmodule // top$sub$lanes$1$fin
 
 
+module top$sub$lanes$1$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$fl2
+
+
+module top$sub$lanes$1$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$fl3
+
+
+module top$sub$lanes$1$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$fl4
+
+
 module top$sub$lanes$1$fnz(d,q,clock);
     
     // Module arguments
@@ -10917,14 +11743,14 @@ module top$sub$lanes$1$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:11215];
-    initial $readmemh("mem_e6f4da0efb4dc634.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:11223];
+    initial $readmemh("mem_afa64400631582da.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[13:0]];
        if (write_enable) mem[write_address[13:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[13:0] >= 14'd11216) rd <= 32'hdeadbeef;
+       if (read_address[13:0] >= 14'd11224) rd <= 32'hdeadbeef;
        if (write_enable && write_address[13:0] == read_address[13:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -11121,6 +11947,53 @@ module top$sub$lanes$1$p4(d,q,clock);
 endmodule // top$sub$lanes$1$p4
 
 
+module top$sub$lanes$1$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$pacc
+
+
+module top$sub$lanes$1$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "distributed", no_rw_check *) reg [31:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$1$park
+
+
 module top$sub$lanes$1$pc(d,q,clock);
     
     // Module arguments
@@ -11138,6 +12011,110 @@ module top$sub$lanes$1$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$1$pc
+
+
+module top$sub$lanes$1$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$1$pgate
+
+
+module top$sub$lanes$1$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$pk5
+
+
+module top$sub$lanes$1$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$pkg5
+
+
+module top$sub$lanes$1$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$rc
+
+
+module top$sub$lanes$1$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$rcls3
 
 
 module top$sub$lanes$1$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -11688,6 +12665,25 @@ module top$sub$lanes$1$v4(d,q,clock);
 endmodule // top$sub$lanes$1$v4
 
 
+module top$sub$lanes$1$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$wc
+
+
 module top$sub$lanes$1$wd(d,q,clock);
     
     // Module arguments
@@ -11761,6 +12757,14 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h2;
     localparam  freg = 1'b1;
     localparam  pmask = 16'h3fff;
@@ -11812,6 +12816,18 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -11940,9 +12956,37 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -11987,6 +13031,22 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$2$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$2$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$2$mul mul(
         .a(mul$a),
@@ -12196,6 +13256,51 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$2$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$2$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$2$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$2$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$2$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$2$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$2$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$2$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$2$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -12235,6 +13340,15 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -12271,9 +13385,20 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -12301,7 +13426,8 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -12321,6 +13447,35 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -12396,13 +13551,33 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -12460,6 +13635,8 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -12837,6 +14014,63 @@ module top$sub$lanes$2$fin(x,y,sat);
 endmodule // top$sub$lanes$2$fin
 
 
+module top$sub$lanes$2$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$fl2
+
+
+module top$sub$lanes$2$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$fl3
+
+
+module top$sub$lanes$2$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$fl4
+
+
 module top$sub$lanes$2$fnz(d,q,clock);
     
     // Module arguments
@@ -12905,14 +14139,14 @@ module top$sub$lanes$2$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:11215];
-    initial $readmemh("mem_e2d8b084416a869b.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:11223];
+    initial $readmemh("mem_a3c4d2454a8c6a6b.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[13:0]];
        if (write_enable) mem[write_address[13:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[13:0] >= 14'd11216) rd <= 32'hdeadbeef;
+       if (read_address[13:0] >= 14'd11224) rd <= 32'hdeadbeef;
        if (write_enable && write_address[13:0] == read_address[13:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -13109,6 +14343,53 @@ module top$sub$lanes$2$p4(d,q,clock);
 endmodule // top$sub$lanes$2$p4
 
 
+module top$sub$lanes$2$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$pacc
+
+
+module top$sub$lanes$2$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "distributed", no_rw_check *) reg [31:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$2$park
+
+
 module top$sub$lanes$2$pc(d,q,clock);
     
     // Module arguments
@@ -13126,6 +14407,110 @@ module top$sub$lanes$2$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$2$pc
+
+
+module top$sub$lanes$2$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$2$pgate
+
+
+module top$sub$lanes$2$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$pk5
+
+
+module top$sub$lanes$2$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$pkg5
+
+
+module top$sub$lanes$2$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$rc
+
+
+module top$sub$lanes$2$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$rcls3
 
 
 module top$sub$lanes$2$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -13676,6 +15061,25 @@ module top$sub$lanes$2$v4(d,q,clock);
 endmodule // top$sub$lanes$2$v4
 
 
+module top$sub$lanes$2$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$wc
+
+
 module top$sub$lanes$2$wd(d,q,clock);
     
     // Module arguments
@@ -13749,6 +15153,14 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h2;
     localparam  freg = 1'b1;
     localparam  pmask = 16'h3fff;
@@ -13800,6 +15212,18 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -13928,9 +15352,37 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -13975,6 +15427,22 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$3$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$3$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$3$mul mul(
         .a(mul$a),
@@ -14184,6 +15652,51 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$3$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$3$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$3$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$3$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$3$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$3$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$3$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$3$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$3$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -14223,6 +15736,15 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -14259,9 +15781,20 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -14289,7 +15822,8 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -14309,6 +15843,35 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -14384,13 +15947,33 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -14448,6 +16031,8 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -14825,6 +16410,63 @@ module top$sub$lanes$3$fin(x,y,sat);
 endmodule // top$sub$lanes$3$fin
 
 
+module top$sub$lanes$3$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$fl2
+
+
+module top$sub$lanes$3$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$fl3
+
+
+module top$sub$lanes$3$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$fl4
+
+
 module top$sub$lanes$3$fnz(d,q,clock);
     
     // Module arguments
@@ -14893,14 +16535,14 @@ module top$sub$lanes$3$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:11215];
-    initial $readmemh("mem_84fbb839fe0f6bdc.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:11223];
+    initial $readmemh("mem_be172cd45b325df0.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[13:0]];
        if (write_enable) mem[write_address[13:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[13:0] >= 14'd11216) rd <= 32'hdeadbeef;
+       if (read_address[13:0] >= 14'd11224) rd <= 32'hdeadbeef;
        if (write_enable && write_address[13:0] == read_address[13:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -15097,6 +16739,53 @@ module top$sub$lanes$3$p4(d,q,clock);
 endmodule // top$sub$lanes$3$p4
 
 
+module top$sub$lanes$3$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$pacc
+
+
+module top$sub$lanes$3$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "distributed", no_rw_check *) reg [31:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$3$park
+
+
 module top$sub$lanes$3$pc(d,q,clock);
     
     // Module arguments
@@ -15114,6 +16803,110 @@ module top$sub$lanes$3$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$3$pc
+
+
+module top$sub$lanes$3$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:127];
+    integer i;
+    initial begin
+       for (i = 0; i < 128; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[6:0]];
+       if (write_enable) mem[write_address[6:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$3$pgate
+
+
+module top$sub$lanes$3$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$pk5
+
+
+module top$sub$lanes$3$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$pkg5
+
+
+module top$sub$lanes$3$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$rc
+
+
+module top$sub$lanes$3$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$rcls3
 
 
 module top$sub$lanes$3$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -15662,6 +17455,25 @@ module top$sub$lanes$3$v4(d,q,clock);
     end
           
 endmodule // top$sub$lanes$3$v4
+
+
+module top$sub$lanes$3$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$wc
 
 
 module top$sub$lanes$3$wd(d,q,clock);
@@ -21250,7 +23062,7 @@ module top$sub$sides$0$gains(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:7];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:7];
     initial $readmemh("mem_eae5416553ddb5fa.hex", mem);
     reg [15:0] rd;
     always @(posedge clock) begin
@@ -22705,7 +24517,7 @@ module top$sub$sides$1$gains(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:7];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:7];
     initial $readmemh("mem_eae5416553ddb5fa.hex", mem);
     reg [15:0] rd;
     always @(posedge clock) begin
@@ -23519,7 +25331,7 @@ module top$sub$sides$2(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     
     // Constant declarations
     localparam  bsh = 16'h2;
-    localparam  pmask = 16'h3ff;
+    localparam  pmask = 16'h1ff;
     localparam  rmask = 16'h7;
     localparam  bmask = 16'h3;
     localparam  kwait = 16'h3fff;
@@ -24160,7 +25972,7 @@ module top$sub$sides$2$gains(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:7];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:7];
     initial $readmemh("mem_f6683e14f9979510.hex", mem);
     reg [15:0] rd;
     always @(posedge clock) begin
@@ -24917,15 +26729,14 @@ module top$sub$sides$2$words(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:512];
-    initial $readmemh("mem_7f637b2d84b8f404.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:511];
+    initial $readmemh("mem_cd757c180f73efe3.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
-       rd <= mem[read_address[9:0]];
-       if (write_enable) mem[write_address[9:0]] <= write_data[31:0];
+       rd <= mem[read_address[8:0]];
+       if (write_enable) mem[write_address[8:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[9:0] >= 10'd513) rd <= 32'hdeadbeef;
-       if (write_enable && write_address[9:0] == read_address[9:0]) rd <= 32'hdeadbeef;
+       if (write_enable && write_address[8:0] == read_address[8:0]) rd <= 32'hdeadbeef;
     `endif
     end
     always @(*) read_data = {rd};
@@ -24975,7 +26786,7 @@ module top$sub$sides$3(clock,issue,rewind,rd_data,cfg_addr,cfg_data,word_we,gain
     
     // Constant declarations
     localparam  bsh = 16'h2;
-    localparam  pmask = 16'h3ff;
+    localparam  pmask = 16'h1ff;
     localparam  rmask = 16'h7;
     localparam  bmask = 16'h3;
     localparam  kwait = 16'h3fff;
@@ -25616,7 +27427,7 @@ module top$sub$sides$3$gains(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [15:0] mem [0:7];
+    (* ram_style = "distributed", no_rw_check *) reg [15:0] mem [0:7];
     initial $readmemh("mem_f6683e14f9979510.hex", mem);
     reg [15:0] rd;
     always @(posedge clock) begin
@@ -26373,15 +28184,14 @@ module top$sub$sides$3$words(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:512];
-    initial $readmemh("mem_c0e11c2620fca8e2.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:511];
+    initial $readmemh("mem_692119fce0eee7d5.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
-       rd <= mem[read_address[9:0]];
-       if (write_enable) mem[write_address[9:0]] <= write_data[31:0];
+       rd <= mem[read_address[8:0]];
+       if (write_enable) mem[write_address[8:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[9:0] >= 10'd513) rd <= 32'hdeadbeef;
-       if (write_enable && write_address[9:0] == read_address[9:0]) rd <= 32'hdeadbeef;
+       if (write_enable && write_address[8:0] == read_address[8:0]) rd <= 32'hdeadbeef;
     `endif
     end
     always @(*) read_data = {rd};

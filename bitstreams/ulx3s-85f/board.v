@@ -4066,7 +4066,7 @@ module top$core$cmd$wmap_a(clock,read_address,read_data,write_address,write_data
     
     // Update code (custom)
     (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:379];
-    initial $readmemh("mem_f6d3b4770051002e.hex", mem);
+    initial $readmemh("mem_1ea3b0748b436a70.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[8:0]];
@@ -4092,7 +4092,7 @@ module top$core$cmd$wmap_b(clock,read_address,read_data,write_address,write_data
     
     // Update code (custom)
     (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:379];
-    initial $readmemh("mem_65646aa344cfb940.hex", mem);
+    initial $readmemh("mem_56aacc6b97392a7e.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[8:0]];
@@ -4118,7 +4118,7 @@ module top$core$cmd$wmap_h(clock,read_address,read_data,write_address,write_data
     
     // Update code (custom)
     (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:379];
-    initial $readmemh("mem_79abea9fe15a7266.hex", mem);
+    initial $readmemh("mem_4aee6a729d0b7326.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[8:0]];
@@ -5863,6 +5863,18 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
     reg  [15:0] banks$7$write_address;
     reg  [31:0] banks$7$write_data;
     reg  banks$7$write_enable;
+    reg  gaps$0$clock;
+    reg  [15:0] gaps$0$read_address;
+    wire  [31:0] gaps$0$read_data;
+    reg  [15:0] gaps$0$write_address;
+    reg  [31:0] gaps$0$write_data;
+    reg  gaps$0$write_enable;
+    reg  gaps$1$clock;
+    reg  [15:0] gaps$1$read_address;
+    wire  [31:0] gaps$1$read_data;
+    reg  [15:0] gaps$1$write_address;
+    reg  [31:0] gaps$1$write_data;
+    reg  gaps$1$write_enable;
     reg  [15:0] lines$0$d;
     wire  [15:0] lines$0$q;
     reg  lines$0$clock;
@@ -6166,6 +6178,22 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         .write_data(banks$7$write_data),
         .write_enable(banks$7$write_enable)
     );
+    top$sub$gaps$0 gaps$0(
+        .clock(gaps$0$clock),
+        .read_address(gaps$0$read_address),
+        .read_data(gaps$0$read_data),
+        .write_address(gaps$0$write_address),
+        .write_data(gaps$0$write_data),
+        .write_enable(gaps$0$write_enable)
+    );
+    top$sub$gaps$1 gaps$1(
+        .clock(gaps$1$clock),
+        .read_address(gaps$1$read_address),
+        .read_data(gaps$1$read_data),
+        .write_address(gaps$1$write_address),
+        .write_data(gaps$1$write_data),
+        .write_enable(gaps$1$write_enable)
+    );
     top$sub$lines$0 lines$0(
         .d(lines$0$d),
         .q(lines$0$q),
@@ -6244,6 +6272,8 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
       banks$5$clock = clock;
       banks$6$clock = clock;
       banks$7$clock = clock;
+      gaps$0$clock = clock;
+      gaps$1$clock = clock;
       lines$0$clock = clock;
       lines$1$clock = clock;
       lines$2$clock = clock;
@@ -6274,7 +6304,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: lanes$0$line_val = lines$3$q;
         default: lanes$0$line_val = 16'd0;
       endcase
-      lanes$0$issue = running_w && (c_w >= 32'd55) && (c_w < 32'd168);
+      lanes$0$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd124);
       lanes$0$rewind = ctrl$rewind;
       lanes$0$cfg_addr = cfg$addr[15:0];
       lanes$0$cfg_data = cfg$wdata;
@@ -6300,7 +6330,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: lanes$1$line_val = lines$3$q;
         default: lanes$1$line_val = 16'd0;
       endcase
-      lanes$1$issue = running_w && (c_w >= 32'd55) && (c_w < 32'd165);
+      lanes$1$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd122);
       lanes$1$rewind = ctrl$rewind;
       lanes$1$cfg_addr = cfg$addr[15:0];
       lanes$1$cfg_data = cfg$wdata;
@@ -6326,7 +6356,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: lanes$2$line_val = lines$3$q;
         default: lanes$2$line_val = 16'd0;
       endcase
-      lanes$2$issue = running_w && (c_w >= 32'd55) && (c_w < 32'd173);
+      lanes$2$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd128);
       lanes$2$rewind = ctrl$rewind;
       lanes$2$cfg_addr = cfg$addr[15:0];
       lanes$2$cfg_data = cfg$wdata;
@@ -6352,7 +6382,7 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: lanes$3$line_val = lines$3$q;
         default: lanes$3$line_val = 16'd0;
       endcase
-      lanes$3$issue = running_w && (c_w >= 32'd55) && (c_w < 32'd161);
+      lanes$3$issue = running_w && (c_w >= 32'd0) && (c_w < 32'd122);
       lanes$3$rewind = ctrl$rewind;
       lanes$3$cfg_addr = cfg$addr[15:0];
       lanes$3$cfg_data = cfg$wdata;
@@ -6393,7 +6423,11 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: sides$0$rd_data = banks$6$read_data[15:0];
         default: sides$0$rd_data = 16'd0;
       endcase
-      sides$0$issue = running_w && (c_w < 32'd48);
+      gaps$0$read_address = (running_w && (c_w != 32'd135)) ? (c_w[15:0] + 16'd1) : 16'd0;
+      gaps$0$write_address = 16'd0;
+      gaps$0$write_data = 32'd0;
+      gaps$0$write_enable = 1'b0;
+      sides$0$issue = running_w && gaps$0$read_data[0];
       sides$0$rewind = ctrl$rewind;
       sides$0$cfg_addr = cfg$addr[15:0];
       sides$0$cfg_data = cfg$wdata;
@@ -6407,7 +6441,11 @@ module top$sub(clock,cfg$addr,cfg$wdata,cfg$we,cfg$rdata,cfg$running);
         16'd3: sides$1$rd_data = banks$7$read_data[15:0];
         default: sides$1$rd_data = 16'd0;
       endcase
-      sides$1$issue = running_w && (c_w < 32'd48);
+      gaps$1$read_address = (running_w && (c_w != 32'd135)) ? (c_w[15:0] + 16'd1) : 16'd0;
+      gaps$1$write_address = 16'd0;
+      gaps$1$write_data = 32'd0;
+      gaps$1$write_enable = 1'b0;
+      sides$1$issue = running_w && gaps$1$read_data[0];
       sides$1$rewind = ctrl$rewind;
       sides$1$cfg_addr = cfg$addr[15:0];
       sides$1$cfg_data = cfg$wdata;
@@ -6816,7 +6854,7 @@ module top$sub$ctrl(clock,start,n_sweeps,running,c,rewind,rbuf,sweeps,cycles);
     output reg  [31:0] cycles;
     
     // Constant declarations
-    localparam  last = 24'hb4;
+    localparam  last = 24'h87;
     localparam  cmask = 24'hff;
     
     // Stub signals
@@ -7030,6 +7068,58 @@ module top$sub$ctrl$run(d,q,clock);
 endmodule // top$sub$ctrl$run
 
 
+module top$sub$gaps$0(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [0:0] mem [0:135];
+    initial $readmemh("mem_33e7a021b6fc3435.hex", mem);
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[7:0]];
+       if (write_enable) mem[write_address[7:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (read_address[7:0] >= 8'd136) rd <= 1'h1;
+       if (write_enable && write_address[7:0] == read_address[7:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$gaps$0
+
+
+module top$sub$gaps$1(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [0:0] mem [0:135];
+    initial $readmemh("mem_a58486945ef7cf3d.hex", mem);
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[7:0]];
+       if (write_enable) mem[write_address[7:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (read_address[7:0] >= 8'd136) rd <= 1'h1;
+       if (write_enable && write_address[7:0] == read_address[7:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$gaps$1
+
+
 module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,instr_we,bias_we,nz,nvalid,clear,rdo_en,rdo_rho,rdo_sel,rdo_addr,rdo_we,rdo_data,rd_q,rd_en,rd_b1,rd_bank,line_sel,wr_en,wr_q,wr_data,cnt_acc,cnt_state,noise_err,npop);
     
     // Module arguments
@@ -7065,6 +7155,14 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h2;
     localparam  freg = 1'b1;
     localparam  pmask = 16'h7f;
@@ -7116,6 +7214,18 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -7244,9 +7354,37 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -7291,6 +7429,22 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$0$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$0$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$0$mul mul(
         .a(mul$a),
@@ -7500,6 +7654,51 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$0$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$0$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$0$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$0$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$0$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$0$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$0$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$0$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$0$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -7539,6 +7738,15 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -7575,9 +7783,20 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -7605,7 +7824,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -7625,6 +7845,35 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -7700,13 +7949,33 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -7764,6 +8033,8 @@ module top$sub$lanes$0(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -8141,6 +8412,63 @@ module top$sub$lanes$0$fin(x,y,sat);
 endmodule // top$sub$lanes$0$fin
 
 
+module top$sub$lanes$0$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fl2
+
+
+module top$sub$lanes$0$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fl3
+
+
+module top$sub$lanes$0$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$fl4
+
+
 module top$sub$lanes$0$fnz(d,q,clock);
     
     // Module arguments
@@ -8209,14 +8537,14 @@ module top$sub$lanes$0$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:112];
-    initial $readmemh("mem_a9328556060fb997.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:123];
+    initial $readmemh("mem_25a54355d14ad101.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[6:0]];
        if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[6:0] >= 7'd113) rd <= 32'hdeadbeef;
+       if (read_address[6:0] >= 7'd124) rd <= 32'hdeadbeef;
        if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -8413,6 +8741,53 @@ module top$sub$lanes$0$p4(d,q,clock);
 endmodule // top$sub$lanes$0$p4
 
 
+module top$sub$lanes$0$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$pacc
+
+
+module top$sub$lanes$0$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:15];
+    integer i;
+    initial begin
+       for (i = 0; i < 16; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[3:0]];
+       if (write_enable) mem[write_address[3:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[3:0] == read_address[3:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$0$park
+
+
 module top$sub$lanes$0$pc(d,q,clock);
     
     // Module arguments
@@ -8430,6 +8805,110 @@ module top$sub$lanes$0$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$0$pc
+
+
+module top$sub$lanes$0$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:15];
+    integer i;
+    initial begin
+       for (i = 0; i < 16; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[3:0]];
+       if (write_enable) mem[write_address[3:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[3:0] == read_address[3:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$0$pgate
+
+
+module top$sub$lanes$0$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$pk5
+
+
+module top$sub$lanes$0$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$pkg5
+
+
+module top$sub$lanes$0$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$rc
+
+
+module top$sub$lanes$0$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$rcls3
 
 
 module top$sub$lanes$0$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -8980,6 +9459,25 @@ module top$sub$lanes$0$v4(d,q,clock);
 endmodule // top$sub$lanes$0$v4
 
 
+module top$sub$lanes$0$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$0$wc
+
+
 module top$sub$lanes$0$wd(d,q,clock);
     
     // Module arguments
@@ -9053,6 +9551,14 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h2;
     localparam  freg = 1'b1;
     localparam  pmask = 16'h7f;
@@ -9104,6 +9610,18 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -9232,9 +9750,37 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -9279,6 +9825,22 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$1$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$1$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$1$mul mul(
         .a(mul$a),
@@ -9488,6 +10050,51 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$1$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$1$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$1$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$1$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$1$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$1$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$1$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$1$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$1$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -9527,6 +10134,15 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -9563,9 +10179,20 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -9593,7 +10220,8 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -9613,6 +10241,35 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -9688,13 +10345,33 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -9752,6 +10429,8 @@ module top$sub$lanes$1(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -10129,6 +10808,63 @@ module top$sub$lanes$1$fin(x,y,sat);
 endmodule // top$sub$lanes$1$fin
 
 
+module top$sub$lanes$1$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$fl2
+
+
+module top$sub$lanes$1$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$fl3
+
+
+module top$sub$lanes$1$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$fl4
+
+
 module top$sub$lanes$1$fnz(d,q,clock);
     
     // Module arguments
@@ -10197,14 +10933,14 @@ module top$sub$lanes$1$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:109];
-    initial $readmemh("mem_02e8261ed0be451e.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:121];
+    initial $readmemh("mem_3bd41659e5e697c6.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[6:0]];
        if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[6:0] >= 7'd110) rd <= 32'hdeadbeef;
+       if (read_address[6:0] >= 7'd122) rd <= 32'hdeadbeef;
        if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -10401,6 +11137,53 @@ module top$sub$lanes$1$p4(d,q,clock);
 endmodule // top$sub$lanes$1$p4
 
 
+module top$sub$lanes$1$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$pacc
+
+
+module top$sub$lanes$1$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:15];
+    integer i;
+    initial begin
+       for (i = 0; i < 16; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[3:0]];
+       if (write_enable) mem[write_address[3:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[3:0] == read_address[3:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$1$park
+
+
 module top$sub$lanes$1$pc(d,q,clock);
     
     // Module arguments
@@ -10418,6 +11201,110 @@ module top$sub$lanes$1$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$1$pc
+
+
+module top$sub$lanes$1$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:15];
+    integer i;
+    initial begin
+       for (i = 0; i < 16; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[3:0]];
+       if (write_enable) mem[write_address[3:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[3:0] == read_address[3:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$1$pgate
+
+
+module top$sub$lanes$1$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$pk5
+
+
+module top$sub$lanes$1$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$pkg5
+
+
+module top$sub$lanes$1$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$rc
+
+
+module top$sub$lanes$1$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$rcls3
 
 
 module top$sub$lanes$1$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -10968,6 +11855,25 @@ module top$sub$lanes$1$v4(d,q,clock);
 endmodule // top$sub$lanes$1$v4
 
 
+module top$sub$lanes$1$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$1$wc
+
+
 module top$sub$lanes$1$wd(d,q,clock);
     
     // Module arguments
@@ -11041,6 +11947,14 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h2;
     localparam  freg = 1'b1;
     localparam  pmask = 16'h7f;
@@ -11092,6 +12006,18 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -11220,9 +12146,37 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -11267,6 +12221,22 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$2$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$2$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$2$mul mul(
         .a(mul$a),
@@ -11476,6 +12446,51 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$2$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$2$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$2$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$2$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$2$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$2$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$2$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$2$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$2$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -11515,6 +12530,15 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -11551,9 +12575,20 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -11581,7 +12616,8 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -11601,6 +12637,35 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -11676,13 +12741,33 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -11740,6 +12825,8 @@ module top$sub$lanes$2(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -12117,6 +13204,63 @@ module top$sub$lanes$2$fin(x,y,sat);
 endmodule // top$sub$lanes$2$fin
 
 
+module top$sub$lanes$2$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$fl2
+
+
+module top$sub$lanes$2$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$fl3
+
+
+module top$sub$lanes$2$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$fl4
+
+
 module top$sub$lanes$2$fnz(d,q,clock);
     
     // Module arguments
@@ -12185,14 +13329,13 @@ module top$sub$lanes$2$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:117];
-    initial $readmemh("mem_8795524c4eaa6884.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:127];
+    initial $readmemh("mem_2a12b2d1580a3a2a.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[6:0]];
        if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[6:0] >= 7'd118) rd <= 32'hdeadbeef;
        if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -12389,6 +13532,53 @@ module top$sub$lanes$2$p4(d,q,clock);
 endmodule // top$sub$lanes$2$p4
 
 
+module top$sub$lanes$2$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$pacc
+
+
+module top$sub$lanes$2$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:15];
+    integer i;
+    initial begin
+       for (i = 0; i < 16; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[3:0]];
+       if (write_enable) mem[write_address[3:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[3:0] == read_address[3:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$2$park
+
+
 module top$sub$lanes$2$pc(d,q,clock);
     
     // Module arguments
@@ -12406,6 +13596,110 @@ module top$sub$lanes$2$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$2$pc
+
+
+module top$sub$lanes$2$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:15];
+    integer i;
+    initial begin
+       for (i = 0; i < 16; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[3:0]];
+       if (write_enable) mem[write_address[3:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[3:0] == read_address[3:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$2$pgate
+
+
+module top$sub$lanes$2$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$pk5
+
+
+module top$sub$lanes$2$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$pkg5
+
+
+module top$sub$lanes$2$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$rc
+
+
+module top$sub$lanes$2$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$rcls3
 
 
 module top$sub$lanes$2$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -12956,6 +14250,25 @@ module top$sub$lanes$2$v4(d,q,clock);
 endmodule // top$sub$lanes$2$v4
 
 
+module top$sub$lanes$2$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$2$wc
+
+
 module top$sub$lanes$2$wd(d,q,clock);
     
     // Module arguments
@@ -13029,6 +14342,14 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     output reg  npop;
     
     // Constant declarations
+    localparam  bsd = 1'b1;
+    localparam  rb1 = 16'hffff;
+    localparam  rb2 = 16'hffff;
+    localparam  rb3 = 16'hffff;
+    localparam  rb4 = 16'hffff;
+    localparam  rb5 = 16'hffff;
+    localparam  rb6 = 16'hffff;
+    localparam  rb7 = 16'hffff;
     localparam  bsh = 16'h2;
     localparam  freg = 1'b1;
     localparam  pmask = 16'h7f;
@@ -13080,6 +14401,18 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [15:0] rdo$write_address;
     reg  [31:0] rdo$write_data;
     reg  rdo$write_enable;
+    reg  park$clock;
+    reg  [15:0] park$read_address;
+    wire  [31:0] park$read_data;
+    reg  [15:0] park$write_address;
+    reg  [31:0] park$write_data;
+    reg  park$write_enable;
+    reg  pgate$clock;
+    reg  [15:0] pgate$read_address;
+    wire  [31:0] pgate$read_data;
+    reg  [15:0] pgate$write_address;
+    reg  [31:0] pgate$write_data;
+    reg  pgate$write_enable;
     reg  [15:0] mul$a;
     reg  [15:0] mul$b;
     wire  [31:0] mul$p;
@@ -13208,9 +14541,37 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
     reg  [3:0] fc3$d;
     wire  [3:0] fc3$q;
     reg  fc3$clock;
+    reg  fl2$d;
+    wire  fl2$q;
+    reg  fl2$clock;
+    reg  fl3$d;
+    wire  fl3$q;
+    reg  fl3$clock;
+    reg  fl4$d;
+    wire  fl4$q;
+    reg  fl4$clock;
+    reg  pk5$d;
+    wire  pk5$q;
+    reg  pk5$clock;
+    reg  pkg5$d;
+    wire  pkg5$q;
+    reg  pkg5$clock;
+    reg  [15:0] wc$d;
+    wire  [15:0] wc$q;
+    reg  wc$clock;
+    reg  [15:0] rc$d;
+    wire  [15:0] rc$q;
+    reg  rc$clock;
+    reg  [3:0] rcls3$d;
+    wire  [3:0] rcls3$q;
+    reg  rcls3$clock;
+    reg  [31:0] pacc$d;
+    wire  [31:0] pacc$q;
+    reg  pacc$clock;
     
     // Local signals
     reg  [3:0] ocls;
+    reg  [3:0] rcls;
     reg  [15:0] lo;
     reg  [15:0] hi;
     reg  [15:0] lob;
@@ -13255,6 +14616,22 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .write_address(rdo$write_address),
         .write_data(rdo$write_data),
         .write_enable(rdo$write_enable)
+    );
+    top$sub$lanes$3$park park(
+        .clock(park$clock),
+        .read_address(park$read_address),
+        .read_data(park$read_data),
+        .write_address(park$write_address),
+        .write_data(park$write_data),
+        .write_enable(park$write_enable)
+    );
+    top$sub$lanes$3$pgate pgate(
+        .clock(pgate$clock),
+        .read_address(pgate$read_address),
+        .read_data(pgate$read_data),
+        .write_address(pgate$write_address),
+        .write_data(pgate$write_data),
+        .write_enable(pgate$write_enable)
     );
     top$sub$lanes$3$mul mul(
         .a(mul$a),
@@ -13464,6 +14841,51 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         .q(fc3$q),
         .clock(fc3$clock)
     );
+    top$sub$lanes$3$fl2 fl2(
+        .d(fl2$d),
+        .q(fl2$q),
+        .clock(fl2$clock)
+    );
+    top$sub$lanes$3$fl3 fl3(
+        .d(fl3$d),
+        .q(fl3$q),
+        .clock(fl3$clock)
+    );
+    top$sub$lanes$3$fl4 fl4(
+        .d(fl4$d),
+        .q(fl4$q),
+        .clock(fl4$clock)
+    );
+    top$sub$lanes$3$pk5 pk5(
+        .d(pk5$d),
+        .q(pk5$q),
+        .clock(pk5$clock)
+    );
+    top$sub$lanes$3$pkg5 pkg5(
+        .d(pkg5$d),
+        .q(pkg5$q),
+        .clock(pkg5$clock)
+    );
+    top$sub$lanes$3$wc wc(
+        .d(wc$d),
+        .q(wc$q),
+        .clock(wc$clock)
+    );
+    top$sub$lanes$3$rc rc(
+        .d(rc$d),
+        .q(rc$q),
+        .clock(rc$clock)
+    );
+    top$sub$lanes$3$rcls3 rcls3(
+        .d(rcls3$d),
+        .q(rcls3$q),
+        .clock(rcls3$clock)
+    );
+    top$sub$lanes$3$pacc pacc(
+        .d(pacc$d),
+        .q(pacc$q),
+        .clock(pacc$clock)
+    );
     
     // Update code
     always @(*) begin
@@ -13503,6 +14925,15 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$clock = clock;
         fc2$clock = clock;
         fc3$clock = clock;
+        fl2$clock = clock;
+        fl3$clock = clock;
+        fl4$clock = clock;
+        pk5$clock = clock;
+        pkg5$clock = clock;
+        wc$clock = clock;
+        rc$clock = clock;
+        rcls3$clock = clock;
+        pacc$clock = clock;
         pc$d = pc$q;
         v1$d = v1$q;
         insq$d = insq$q;
@@ -13539,9 +14970,20 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         fc1$d = fc1$q;
         fc2$d = fc2$q;
         fc3$d = fc3$q;
+        fl2$d = fl2$q;
+        fl3$d = fl3$q;
+        fl4$d = fl4$q;
+        pk5$d = pk5$q;
+        pkg5$d = pkg5$q;
+        wc$d = wc$q;
+        rc$d = rc$q;
+        rcls3$d = rcls3$q;
+        pacc$d = pacc$q;
         instr$clock = clock;
         bias$clock = clock;
         rdo$clock = clock;
+        park$clock = clock;
+        pgate$clock = clock;
         instr$write_address = cfg_addr;
         instr$write_data = cfg_data;
         instr$write_enable = instr_we;
@@ -13569,7 +15011,8 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         rd_en = vins & ~ins[32'h1f];
         op2$d = ins[(32'h1e)+:(2)];
         coef2$d = ins[(32'h0)+:(16)];
-        opnd2$d = ((ins[(32'h10)+:(14)]) & 16'hffff);
+        opnd2$d = ((ins[(32'h10)+:(13)]) & 16'hffff);
+        fl2$d = ins[32'h1d] & bsd;
         v2$d = vins;
         rd_bank = opnd2$q & bmask;
         line_sel = opnd2$q;
@@ -13589,6 +15032,35 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         end
         op3$d = op2$q;
         v3$d = v2$q;
+        fl3$d = fl2$q;
+        park$read_address = rc$q;
+        pgate$read_address = rc$q;
+        if (v2$q & fl2$q & op2$q[32'h1]) begin
+            rc$d = (rc$q + 32'h1) & umask;
+        end
+        rcls = 32'h0;
+        if (rc$q >= rb1) begin
+            rcls = 32'h1;
+        end
+        if (rc$q >= rb2) begin
+            rcls = 32'h2;
+        end
+        if (rc$q >= rb3) begin
+            rcls = 32'h3;
+        end
+        if (rc$q >= rb4) begin
+            rcls = 32'h4;
+        end
+        if (rc$q >= rb5) begin
+            rcls = 32'h5;
+        end
+        if (rc$q >= rb6) begin
+            rcls = 32'h6;
+        end
+        if (rc$q >= rb7) begin
+            rcls = 32'h7;
+        end
+        rcls3$d = rcls;
         ocls = 32'h0;
         if (opnd2$q >= bd1) begin
             ocls = 32'h1;
@@ -13664,13 +15136,33 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
             gate$d = in_range;
             ucls$d = cls3$q;
         end
+        pacc$d = park$read_data;
+        if (v3$q & fl3$q & op3$q[32'h1]) begin
+            gate$d = pgate$read_data[32'h0];
+            ucls$d = rcls3$q;
+        end
         p4$d = mul$p;
         op4$d = op3$q;
         v4$d = v3$q;
+        fl4$d = fl3$q;
         fin_now = v4$q & (op4$q == 32'h3);
         sa_mac$acc = acc$q;
         if (op4$q == 32'h0) begin
             sa_mac$acc = 32'h0;
+        end
+        if (fl4$q & op4$q[32'h1]) begin
+            sa_mac$acc = pacc$q;
+        end
+        pk5$d = v4$q & fl4$q & ~op4$q[32'h1];
+        pkg5$d = gate$q;
+        park$write_address = wc$q;
+        park$write_data = acc$q;
+        park$write_enable = pk5$q;
+        pgate$write_address = wc$q;
+        pgate$write_data = ((pkg5$q) & 32'hffffffff);
+        pgate$write_enable = pk5$q;
+        if (pk5$q) begin
+            wc$d = (wc$q + 32'h1) & umask;
         end
         sa_mac$x = p4$q;
         if (op4$q == 32'h3) begin
@@ -13728,6 +15220,8 @@ module top$sub$lanes$3(clock,issue,rewind,rd_data,line_val,cfg_addr,cfg_data,ins
         if (rewind) begin
             uc$d = 32'h0;
             uw$d = 32'h0;
+            wc$d = 32'h0;
+            rc$d = 32'h0;
         end
         if (clear) begin
             nacc$d = 32'h0;
@@ -14105,6 +15599,63 @@ module top$sub$lanes$3$fin(x,y,sat);
 endmodule // top$sub$lanes$3$fin
 
 
+module top$sub$lanes$3$fl2(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$fl2
+
+
+module top$sub$lanes$3$fl3(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$fl3
+
+
+module top$sub$lanes$3$fl4(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$fl4
+
+
 module top$sub$lanes$3$fnz(d,q,clock);
     
     // Module arguments
@@ -14173,14 +15724,14 @@ module top$sub$lanes$3$instr(clock,read_address,read_data,write_address,write_da
     input wire  write_enable;
     
     // Update code (custom)
-    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:105];
-    initial $readmemh("mem_d767ebb03006a020.hex", mem);
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:121];
+    initial $readmemh("mem_7aeb11ba3616aa9e.hex", mem);
     reg [31:0] rd;
     always @(posedge clock) begin
        rd <= mem[read_address[6:0]];
        if (write_enable) mem[write_address[6:0]] <= write_data[31:0];
     `ifdef THERMO_RW_POISON
-       if (read_address[6:0] >= 7'd106) rd <= 32'hdeadbeef;
+       if (read_address[6:0] >= 7'd122) rd <= 32'hdeadbeef;
        if (write_enable && write_address[6:0] == read_address[6:0]) rd <= 32'hdeadbeef;
     `endif
     end
@@ -14377,6 +15928,53 @@ module top$sub$lanes$3$p4(d,q,clock);
 endmodule // top$sub$lanes$3$p4
 
 
+module top$sub$lanes$3$pacc(d,q,clock);
+    
+    // Module arguments
+    input wire  [31:0] d;
+    output reg  [31:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 32'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$pacc
+
+
+module top$sub$lanes$3$park(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "block", no_rw_check *) reg [31:0] mem [0:15];
+    integer i;
+    initial begin
+       for (i = 0; i < 16; i = i + 1) mem[i] = 32'h0;
+    end
+    reg [31:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[3:0]];
+       if (write_enable) mem[write_address[3:0]] <= write_data[31:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[3:0] == read_address[3:0]) rd <= 32'hdeadbeef;
+    `endif
+    end
+    always @(*) read_data = {rd};
+endmodule // top$sub$lanes$3$park
+
+
 module top$sub$lanes$3$pc(d,q,clock);
     
     // Module arguments
@@ -14394,6 +15992,110 @@ module top$sub$lanes$3$pc(d,q,clock);
     end
           
 endmodule // top$sub$lanes$3$pc
+
+
+module top$sub$lanes$3$pgate(clock,read_address,read_data,write_address,write_data,write_enable);
+    
+    // Module arguments
+    input wire  clock;
+    input wire  [15:0] read_address;
+    output reg  [31:0] read_data;
+    input wire  [15:0] write_address;
+    input wire  [31:0] write_data;
+    input wire  write_enable;
+    
+    // Update code (custom)
+    (* ram_style = "logic", no_rw_check *) reg [0:0] mem [0:15];
+    integer i;
+    initial begin
+       for (i = 0; i < 16; i = i + 1) mem[i] = 1'h0;
+    end
+    reg [0:0] rd;
+    always @(posedge clock) begin
+       rd <= mem[read_address[3:0]];
+       if (write_enable) mem[write_address[3:0]] <= write_data[0:0];
+    `ifdef THERMO_RW_POISON
+       if (write_enable && write_address[3:0] == read_address[3:0]) rd <= 1'h1;
+    `endif
+    end
+    always @(*) read_data = {31'b0, rd};
+endmodule // top$sub$lanes$3$pgate
+
+
+module top$sub$lanes$3$pk5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$pk5
+
+
+module top$sub$lanes$3$pkg5(d,q,clock);
+    
+    // Module arguments
+    input wire  d;
+    output reg  q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 1'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$pkg5
+
+
+module top$sub$lanes$3$rc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$rc
+
+
+module top$sub$lanes$3$rcls3(d,q,clock);
+    
+    // Module arguments
+    input wire  [3:0] d;
+    output reg  [3:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 4'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$rcls3
 
 
 module top$sub$lanes$3$rdo(clock,read_address,read_data,write_address,write_data,write_enable);
@@ -14942,6 +16644,25 @@ module top$sub$lanes$3$v4(d,q,clock);
     end
           
 endmodule // top$sub$lanes$3$v4
+
+
+module top$sub$lanes$3$wc(d,q,clock);
+    
+    // Module arguments
+    input wire  [15:0] d;
+    output reg  [15:0] q;
+    input wire  clock;
+    
+    // Update code (custom)
+    initial begin
+       q = 16'h0;
+    end
+    
+    always @(posedge clock) begin
+       q <= d;
+    end
+          
+endmodule // top$sub$lanes$3$wc
 
 
 module top$sub$lanes$3$wd(d,q,clock);

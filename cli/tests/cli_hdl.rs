@@ -111,18 +111,31 @@ fn schedule_prints_the_replicated_and_banked_rows_and_refuses_bad_arguments() {
         out.contains(&format!("| 4 | replicated | {} |", rep.cycles_per_sweep)),
         "{out}"
     );
+    // (on 4 lanes the bus sides run beside the lanes)
     let hw = thermo_sim::schedule::Schedule::new(&shipped);
     assert!(
         out.contains(&format!(
-            "| 4 | banked, spec order, port by reader (the RTL's) | {} |",
+            "| 4 | banked, spec order, bus sides beside the lanes' first pass, port by reader (the RTL's) | {} |",
             hw.cycles_per_sweep
         )),
         "{out}"
     );
+    // ... and on one lane the bus phase comes first
+    let (ok, one) = thermo(&["schedule", "--config", ex, "--lanes", "1"]);
+    let mut s1 = shipped.clone();
+    s1.lanes = 1;
+    let hw1 = thermo_sim::schedule::Schedule::new(&s1);
+    assert!(
+        ok && one.contains(&format!(
+            "| 1 | banked, spec order, port by reader (the RTL's) | {} |",
+            hw1.cycles_per_sweep
+        )),
+        "{one}"
+    );
     let rows: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     std::fs::remove_file(&json).ok();
-    assert_eq!(rows.len(), 2 * 7, "{out}");
+    assert_eq!(rows.len(), 2 * 9, "{out}");
     let cycles = |lanes: u64, state: &str| {
         rows.iter()
             .find(|r| r["lanes"] == lanes && r["state"] == state)

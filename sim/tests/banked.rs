@@ -460,7 +460,10 @@ fn the_check_catches_tampered_beside_schedules() {
     // two finishes in consecutive cycles (units without lines: the shipped example's middle
     // module has no bus side)
     let s4 = shipped();
-    let four = Banked::new(&s4, &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Beside));
+    let four = Banked::new(
+        &s4,
+        &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Beside),
+    );
     verify(&s4, &four).unwrap();
     let mut b = four.clone();
     let (l, t) = (0..s4.lanes as usize)
