@@ -189,6 +189,20 @@ fn find_read(iss: &[Issue], from: usize) -> Option<(usize, u32, u8)> {
         })
 }
 
+/// `b` with the first line MAC of a lane that waited for the lines moved one cycle earlier (into
+/// its wait); panics if no lane waits right before its first line MAC.
+fn line_one_cycle_early(b: &Banked) -> Banked {
+    let mut b = b.clone();
+    let (l, t) = (0..b.lane_issues.len())
+        .find_map(|l| {
+            let t = b.lane_issues[l].iter().position(|&i| i == Issue::Line)?;
+            (t > 0 && b.lane_issues[l][t - 1] == Issue::Wait).then_some((l, t))
+        })
+        .expect("some lane waits for the lines");
+    b.lane_issues[l].swap(t - 1, t);
+    b
+}
+
 fn err(s: &Substrate, b: &Banked) -> String {
     verify(s, b).expect_err("tampered schedule must fail its check")
 }
@@ -323,14 +337,7 @@ fn the_check_catches_tampered_schedules() {
         &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Lanes),
     );
     verify(&s16, &early).unwrap();
-    let mut b = early.clone();
-    let (l, t) = (0..p)
-        .find_map(|l| {
-            let t = b.lane_issues[l].iter().position(|&i| i == Issue::Line)?;
-            (t > 0 && b.lane_issues[l][t - 1] == Issue::Wait).then_some((l, t))
-        })
-        .expect("some lane waits for the lines");
-    b.lane_issues[l].swap(t - 1, t);
+    let b = line_one_cycle_early(&early);
     let e = err(&s16, &b);
     assert!(e.contains("before the lines are latched"), "{e}");
     let mut b = good.clone();
@@ -407,14 +414,7 @@ fn the_check_catches_tampered_beside_schedules() {
         &opts(BANK_READ_PORTS, Order::Ascending, BusMode::Beside),
     );
     verify(&s16, &early).unwrap();
-    let mut b = early.clone();
-    let (l, t) = (0..16)
-        .find_map(|l| {
-            let t = b.lane_issues[l].iter().position(|&i| i == Issue::Line)?;
-            (t > 0 && b.lane_issues[l][t - 1] == Issue::Wait).then_some((l, t))
-        })
-        .expect("some lane waits for the lines");
-    b.lane_issues[l].swap(t - 1, t);
+    let b = line_one_cycle_early(&early);
     let e = err(&s16, &b);
     assert!(e.contains("before the lines are latched"), "{e}");
 

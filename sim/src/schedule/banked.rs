@@ -232,6 +232,14 @@ fn sides(s: &Substrate) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// The module of unit `i` (for the generators; [`verify`] finds it by itself).
+fn module_of(s: &Substrate, i: usize) -> usize {
+    s.modules
+        .iter()
+        .position(|m| m.range().contains(&i))
+        .expect("unit of the substrate")
+}
+
 /// Bus line MACs of a unit of each module (the ranks of every bus side it sits on).
 fn line_macs(s: &Substrate) -> Vec<usize> {
     let mut r = vec![0; s.modules.len()];
@@ -366,12 +374,7 @@ impl Banked {
 
         // unit phase
         let lines = line_macs(s);
-        let module_of = |i: usize| {
-            s.modules
-                .iter()
-                .position(|m| m.range().contains(&i))
-                .unwrap()
-        };
+        let module_of = |i: usize| module_of(s, i);
         let mut work: Vec<LaneWork> = (0..p)
             .map(|l| LaneWork {
                 partials: match bus {
@@ -521,9 +524,11 @@ impl Banked {
         }
     }
 
-    /// [`BusMode::Beside`]: the bus sides and the lanes' two passes, from the sweep's first cycle,
-    /// with one rotating priority over all readers (bus side `q` is reader `q` for the port rule,
-    /// as in the bus phase of [`BusMode::Sides`]; lane `l` reader `l`).
+    /// [`BusMode::Beside`]: the bus sides and the lanes' two passes, from the sweep's first cycle
+    /// (bus side `q` is reader `q` for the port rule, as in the bus phase of [`BusMode::Sides`];
+    /// lane `l` reader `l`). Each cycle the urgent sides go first (those whose reads left reach
+    /// the first-pass reads left of the lane nearest the end of its first pass), then the lanes,
+    /// then the other sides, each group in rotating order.
     fn beside(s: &Substrate, o: &Options) -> Self {
         let p = s.lanes as usize;
         let ports = o.ports.max(1);
@@ -532,12 +537,7 @@ impl Banked {
         let sides = sides(s);
         let side_len: Vec<usize> = sides.iter().map(|&(m, k)| k * s.modules[m].size).collect();
         let lines = line_macs(s);
-        let module_of = |i: usize| {
-            s.modules
-                .iter()
-                .position(|m| m.range().contains(&i))
-                .unwrap()
-        };
+        let module_of = |i: usize| module_of(s, i);
         struct Lane {
             units: Vec<usize>,
             /// First pass: the current unit, its self term issued, its row columns left.
