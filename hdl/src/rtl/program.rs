@@ -102,23 +102,22 @@ impl Datapath {
         } else {
             Vec::new()
         };
-        let (classes, class_bounds) = if s.shifted() {
+        let classes = if s.shifted() {
             let full = (i16::MIN, i16::MAX);
-            (
-                (0..s.modules.len())
-                    .map(|m| ModuleClass {
-                        clamp: fx.module_clamp_codes(m).unwrap_or(full),
-                        shift: s.modules[m].shift,
-                    })
-                    .collect(),
-                s.modules[1..]
-                    .iter()
-                    .map(|m| (((m.offset / p) << bbits) | (m.offset % p)) as u32)
-                    .collect(),
-            )
+            (0..s.modules.len())
+                .map(|m| ModuleClass {
+                    clamp: fx.module_clamp_codes(m).unwrap_or(full),
+                    shift: s.modules[m].shift,
+                })
+                .collect()
         } else {
-            (vec![ModuleClass { clamp, shift: 0 }], Vec::new())
+            vec![ModuleClass { clamp, shift: 0 }]
         };
+        // the same bounds as operand codes
+        let class_bounds = class_first
+            .iter()
+            .map(|&i| (((i / p) << bbits) | (i % p)) as u32)
+            .collect();
         Datapath {
             formats: f,
             fa: f.acc().frac,
@@ -423,9 +422,8 @@ impl HwProgram {
         }
         // the banked state's schedule: every wait the crossbar needs becomes an instruction
         // (lanes) or a word (bus sides); map[old index] = index with the waits
-        let options = BankedOptions::hardware(s);
-        let beside = options.bus == BusMode::Beside;
-        let banked = Banked::new(s, &options);
+        let beside = dp.beside;
+        let banked = Banked::new(s, &BankedOptions::hardware(s));
         let disagree = |who: String| {
             Error::Other(format!(
                 "{who}: the banked schedule and the program disagree"

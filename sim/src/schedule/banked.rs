@@ -283,6 +283,30 @@ impl Ports {
     fn claim(&mut self, b: usize, w: usize, port: usize) {
         self.word[b * self.ports + port] = Some(w);
     }
+    /// Reader `r`'s read of unit `j` on `p` lanes this cycle: the port it gets (claimed), if any.
+    fn read(&mut self, r: usize, j: usize, p: usize) -> Option<u8> {
+        let (b, w) = bank_of(j, p);
+        self.find(r, b, w).map(|port| {
+            self.claim(b, w, port);
+            port as u8
+        })
+    }
+    /// Bus side `q`'s next read (its module `m`'s units, ascending, `k` times over; `pos` reads
+    /// done): the issue this cycle, `pos` advanced when it reads.
+    fn side_read(&mut self, s: &Substrate, q: usize, m: usize, pos: &mut usize) -> Issue {
+        let m = &s.modules[m];
+        let j = m.offset + *pos % m.size;
+        match self.read(q, j, s.lanes as usize) {
+            Some(port) => {
+                *pos += 1;
+                Issue::State {
+                    unit: j as u32,
+                    port,
+                }
+            }
+            None => Issue::Wait,
+        }
+    }
 }
 
 /// One lane's work: its bus partials, then its units, each with its row (columns, ascending)
@@ -342,20 +366,7 @@ impl Banked {
                     if pos[q] >= side_len[q] {
                         continue;
                     }
-                    let m = &s.modules[sides[q].0];
-                    let j = m.offset + pos[q] % m.size;
-                    let (b, w) = bank_of(j, p);
-                    let issue = match bank.find(q, b, w) {
-                        Some(port) => {
-                            bank.claim(b, w, port);
-                            pos[q] += 1;
-                            Issue::State {
-                                unit: j as u32,
-                                port: port as u8,
-                            }
-                        }
-                        None => Issue::Wait,
-                    };
+                    let issue = bank.side_read(s, q, sides[q].0, &mut pos[q]);
                     bus_issues[q].push(issue);
                 }
                 t += 1;
@@ -407,13 +418,6 @@ impl Banked {
         let mut row_order = vec![Vec::new(); d];
         let mut lane_issues: Vec<Vec<Issue>> = vec![Vec::new(); p];
         let mut t = 0usize;
-        let read = |bank: &mut Ports, r: usize, j: usize| -> Option<u8> {
-            let (b, wd) = bank_of(j, p);
-            bank.find(r, b, wd).map(|port| {
-                bank.claim(b, wd, port);
-                port as u8
-            })
-        };
         while work.iter().any(|w| w.cur < w.units.len()) {
             bank.clear();
             let lines_now = lines_ready.is_some_and(|r| t as u64 >= r);
@@ -425,7 +429,7 @@ impl Banked {
                 }
                 let i = w.units[w.cur];
                 let issue = if let Some(&j) = w.partials.front() {
-                    match read(&mut bank, l, j) {
+                    match bank.read(l, j, p) {
                         Some(port) => {
                             w.partials.pop_front();
                             Issue::BusPartial {
@@ -436,7 +440,7 @@ impl Banked {
                         None => Issue::Wait,
                     }
                 } else if !w.self_done {
-                    match read(&mut bank, l, i) {
+                    match bank.read(l, i, p) {
                         Some(port) => {
                             w.self_done = true;
                             Issue::State {
@@ -453,7 +457,7 @@ impl Banked {
                     };
                     let mut got = None;
                     for (k, &j) in cand.iter().enumerate() {
-                        if let Some(port) = read(&mut bank, l, j) {
+                        if let Some(port) = bank.read(l, j, p) {
                             w.row_left.remove(k);
                             w.issued.push(j as u32);
                             got = Some(Issue::State {
@@ -583,13 +587,6 @@ impl Banked {
         let mut lines_ready: Option<u64> = sides.is_empty().then_some(0);
         let readers = sides.len() + p;
         let mut t = 0usize;
-        let read = |bank: &mut Ports, r: usize, j: usize| -> Option<u8> {
-            let (b, wd) = bank_of(j, p);
-            bank.find(r, b, wd).map(|port| {
-                bank.claim(b, wd, port);
-                port as u8
-            })
-        };
         while lanes.iter().any(|w| w.cur2 < w.units.len())
             || (0..sides.len()).any(|q| pos[q] < side_len[q])
         {
@@ -622,18 +619,7 @@ impl Banked {
                     if pos[q] >= side_len[q] {
                         continue;
                     }
-                    let m = &s.modules[sides[q].0];
-                    let j = m.offset + pos[q] % m.size;
-                    let issue = match read(&mut bank, q, j) {
-                        Some(port) => {
-                            pos[q] += 1;
-                            Issue::State {
-                                unit: j as u32,
-                                port,
-                            }
-                        }
-                        None => Issue::Wait,
-                    };
+                    let issue = bank.side_read(s, q, sides[q].0, &mut pos[q]);
                     bus_issues[q].push(issue);
                     continue;
                 }
@@ -642,7 +628,7 @@ impl Banked {
                 let issue = if w.cur < w.units.len() {
                     let i = w.units[w.cur];
                     let got = if !w.self_done {
-                        read(&mut bank, l, i).map(|port| {
+                        bank.read(l, i, p).map(|port| {
                             w.self_done = true;
                             Issue::State {
                                 unit: i as u32,
@@ -656,7 +642,7 @@ impl Banked {
                         };
                         (0..cand).find_map(|k| {
                             let j = w.row_left[k];
-                            read(&mut bank, l, j).map(|port| {
+                            bank.read(l, j, p).map(|port| {
                                 w.row_left.remove(k);
                                 w.issued.push(j as u32);
                                 Issue::State {
