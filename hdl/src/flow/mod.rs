@@ -374,7 +374,8 @@ pub fn board_design(
 
 /// Above this share of the ECP5's block RAM (percent), `thermo bitstream` names
 /// `--state-in-lutram`: the builds that did not route used 66-75% (143 of 208 for the 1,024-unit
-/// example on 8 lanes; `bitstreams/README.md`, Scale), the 4- and 6-lane ones that did 59-64%.
+/// example on 8 lanes; `bitstreams/README.md`, Scale), the committed ones 20-64% (134 of 208
+/// for the same example on 8 lanes with the option, whose router1 nearly stalled).
 pub const ROUTING_BRAM_PERCENT: u64 = 60;
 
 /// Build a bitstream; progress lines go to `progress`.
